@@ -1,0 +1,187 @@
+//! `CraneliftCompiler`: configuration of the Cranelift ISA and the
+//! per-function compile driver.
+
+use crate::trap_codes;
+use cranelift_codegen::binemit::Reloc;
+use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::ir::{self, ExternalName, UserExternalName};
+use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::{Context, FinalizedRelocTarget};
+use cranelift_frontend::FunctionBuilderContext;
+use kiln_environ::*;
+use std::cell::RefCell;
+
+/// Options for [`CraneliftCompiler::new`].
+#[derive(Clone, Debug)]
+pub struct CompilerOptions {
+    /// Settings that change the generated code.
+    pub tunables: Tunables,
+    /// Run Cranelift's IR verifier on every function (slow; for tests).
+    pub verifier: bool,
+    /// Optimization level: "none", "speed" or "speed_and_size".
+    pub opt_level: &'static str,
+}
+
+impl Default for CompilerOptions {
+    fn default() -> Self {
+        CompilerOptions { tunables: Tunables::default(), verifier: cfg!(debug_assertions), opt_level: "speed" }
+    }
+}
+
+/// Kiln's Cranelift-based compiler for the host machine.
+pub struct CraneliftCompiler {
+    isa: OwnedTargetIsa,
+    tunables: Tunables,
+}
+
+thread_local! {
+    static CONTEXTS: RefCell<(Context, FunctionBuilderContext)> =
+        RefCell::new((Context::new(), FunctionBuilderContext::new()));
+}
+
+impl CraneliftCompiler {
+    /// Creates a compiler for the host, enabling every ISA extension the
+    /// host CPU has.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the host architecture is not supported by Cranelift, or if
+    /// the host lacks the required baseline (SSE4.1 on x86-64).
+    pub fn new(options: CompilerOptions) -> WasmResult<CraneliftCompiler> {
+        let mut flags = settings::builder();
+        let set = |flags: &mut settings::Builder, k: &str, v: &str| {
+            flags.set(k, v).map_err(|e| WasmError::Codegen(format!("setting {k}={v}: {e}")))
+        };
+        set(&mut flags, "opt_level", options.opt_level)?;
+        set(&mut flags, "enable_verifier", if options.verifier { "true" } else { "false" })?;
+        set(&mut flags, "preserve_frame_pointers", "true")?;
+        set(&mut flags, "enable_probestack", "false")?;
+        set(&mut flags, "enable_multi_ret_implicit_sret", "true")?;
+        set(&mut flags, "enable_heap_access_spectre_mitigation", "false")?;
+        set(&mut flags, "enable_table_access_spectre_mitigation", "false")?;
+        set(&mut flags, "unwind_info", "false")?;
+        set(&mut flags, "enable_nan_canonicalization", if options.tunables.nan_canonicalization { "true" } else { "false" })?;
+        let isa_builder = cranelift_native::builder()
+            .map_err(|e| WasmError::Unsupported(format!("host architecture: {e}")))?;
+        let isa = isa_builder
+            .finish(settings::Flags::new(flags))
+            .map_err(|e| WasmError::Codegen(format!("building the target ISA: {e}")))?;
+        if isa.triple().architecture == target_lexicon::Architecture::X86_64
+            && !isa.isa_flags().iter().any(|f| f.name == "has_sse41" && f.as_bool() == Some(true))
+        {
+            return Err(WasmError::Unsupported("x86-64 hosts without SSE4.1".into()));
+        }
+        Ok(CraneliftCompiler { isa, tunables: options.tunables })
+    }
+
+    /// The target ISA.
+    pub fn isa(&self) -> &dyn TargetIsa {
+        &*self.isa
+    }
+
+    /// The tunables this compiler generates code for.
+    pub fn tunables(&self) -> &Tunables {
+        &self.tunables
+    }
+
+    /// Runs Cranelift on `func` and converts the result.
+    fn finish(&self, func: ir::Function, context: &mut Context) -> WasmResult<CompiledFunction> {
+        context.clear();
+        context.func = func;
+        let mut ctrl = ControlPlane::default();
+        context
+            .compile(&*self.isa, &mut ctrl)
+            .map_err(|e| WasmError::Codegen(format!("{:?}", e.inner)))?;
+        let compiled = context.compiled_code().expect("just compiled");
+        let buffer = &compiled.buffer;
+        let mut relocations = Vec::new();
+        for r in buffer.relocs() {
+            let kind = match r.kind {
+                Reloc::X86CallPCRel4 => RelocKind::X86CallPCRel4,
+                Reloc::Arm64Call => RelocKind::Arm64Call,
+                other => return Err(WasmError::Codegen(format!("unexpected relocation {other:?}"))),
+            };
+            let target = match &r.target {
+                FinalizedRelocTarget::ExternalName(ExternalName::User(name)) => {
+                    let UserExternalName { namespace, index } = context.func.params.user_named_funcs()[*name];
+                    if namespace != 0 {
+                        return Err(WasmError::Codegen(format!("relocation in namespace {namespace}")));
+                    }
+                    index
+                }
+                other => return Err(WasmError::Codegen(format!("unexpected relocation target {other:?}"))),
+            };
+            relocations.push(Relocation { offset: r.offset, kind, target, addend: r.addend });
+        }
+        let mut traps = Vec::new();
+        for t in buffer.traps() {
+            let code = trap_codes::from_clif(t.code)
+                .ok_or_else(|| WasmError::Codegen(format!("unknown trap code {:?}", t.code)))?;
+            traps.push((t.offset, code));
+        }
+        Ok(CompiledFunction {
+            code: buffer.data().to_vec(),
+            alignment: self.isa.function_alignment().preferred.max(16),
+            relocations,
+            traps,
+        })
+    }
+
+    fn with_contexts<R>(f: impl FnOnce(&mut Context, &mut FunctionBuilderContext) -> R) -> R {
+        CONTEXTS.with(|c| {
+            let mut c = c.borrow_mut();
+            let (ctx, fctx) = &mut *c;
+            f(ctx, fctx)
+        })
+    }
+}
+
+impl Compiler for CraneliftCompiler {
+    fn compile_function(
+        &self,
+        module: &ModuleInfo,
+        offsets: &VMOffsets,
+        func: u32,
+        input: FunctionBodyInput<'_>,
+    ) -> WasmResult<CompiledFunction> {
+        Self::with_contexts(|ctx, fctx| {
+            let clif = crate::translate::translate_function(
+                &*self.isa,
+                &self.tunables,
+                module,
+                offsets,
+                func,
+                input,
+                fctx,
+            )?;
+            self.finish(clif, ctx)
+        })
+    }
+
+    fn compile_array_to_wasm_trampoline(&self, ty: &FuncType) -> WasmResult<CompiledFunction> {
+        Self::with_contexts(|ctx, fctx| {
+            let clif = crate::trampolines::array_to_wasm(&*self.isa, ty, fctx);
+            self.finish(clif, ctx)
+        })
+    }
+
+    fn compile_wasm_to_array_trampoline(&self, ty: &FuncType) -> WasmResult<CompiledFunction> {
+        Self::with_contexts(|ctx, fctx| {
+            let clif = crate::trampolines::wasm_to_array(&*self.isa, ty, fctx);
+            self.finish(clif, ctx)
+        })
+    }
+
+    fn triple(&self) -> String {
+        self.isa.triple().to_string()
+    }
+
+    fn fingerprint(&self) -> String {
+        let mut s = format!("cranelift-0.135.8;{};{}", self.isa.triple(), self.isa.flags());
+        for f in self.isa.isa_flags() {
+            s.push_str(&format!(";{f}"));
+        }
+        s
+    }
+}

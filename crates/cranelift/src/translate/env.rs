@@ -1,0 +1,257 @@
+//! Access to the runtime through the VMContext: globals, tables, calls,
+//! function references and builtins.
+
+use super::FuncTranslator;
+use crate::abi::{clif_type, wasm_signature};
+use crate::builtins::builtin_signature;
+use crate::trap_codes::to_clif;
+use cranelift_codegen::ir::{self, InstBuilder, MemFlagsData, Value, types};
+use kiln_environ::vmoffsets::{definition, func_import, func_ref, vmctx_header};
+use kiln_environ::*;
+
+/// Flags for loads of VMContext fields that never change after
+/// instantiation: they may be hoisted and deduplicated freely.
+pub(crate) fn readonly() -> MemFlagsData {
+    MemFlagsData::trusted().with_readonly().with_can_move()
+}
+
+/// Flags for VMContext fields that can change while wasm runs.
+pub(crate) fn trusted() -> MemFlagsData {
+    MemFlagsData::trusted()
+}
+
+impl FuncTranslator<'_, '_> {
+    /// Address and static offset of global `g`'s storage.
+    pub(crate) fn global_addr(&mut self, g: u32) -> (Value, i32) {
+        if self.module.is_imported_global(g) {
+            let p = self.builder.ins().load(types::I64, readonly(), self.vmctx, self.offsets.imported_global(g) as i32);
+            (p, 0)
+        } else {
+            let d = g - self.module.num_imported_globals;
+            (self.vmctx, self.offsets.defined_global(d) as i32)
+        }
+    }
+
+    pub(crate) fn global_get(&mut self, g: u32) {
+        let gt = self.module.globals[g as usize];
+        let (base, off) = self.global_addr(g);
+        let flags = if gt.mutable { trusted() } else { readonly() };
+        let v = self.builder.ins().load(clif_type(gt.content), flags, base, off);
+        self.push(v);
+    }
+
+    pub(crate) fn global_set(&mut self, g: u32) {
+        let v = self.pop1();
+        let (base, off) = self.global_addr(g);
+        self.builder.ins().store(trusted(), v, base, off);
+    }
+
+    /// Pointer to table `t`'s definition (`base`, `current_elements`).
+    pub(crate) fn table_def(&mut self, t: u32) -> (Value, i32) {
+        if self.module.is_imported_table(t) {
+            let p = self.builder.ins().load(types::I64, readonly(), self.vmctx, self.offsets.imported_table(t) as i32);
+            (p, 0)
+        } else {
+            let d = t - self.module.num_imported_tables;
+            (self.vmctx, self.offsets.defined_table(d) as i32)
+        }
+    }
+
+    /// Extends a table index operand to 64 bits.
+    pub(crate) fn table_index_to_i64(&mut self, t: u32, index: Value) -> Value {
+        if self.module.tables[t as usize].table64 { index } else { self.builder.ins().uextend(types::I64, index) }
+    }
+
+    /// The address of element `index` of table `t`, trapping with
+    /// `TableOutOfBounds` when the index is not below the current size.
+    pub(crate) fn table_elem_addr(&mut self, t: u32, index: Value, trap: TrapCode) -> Value {
+        let index = self.table_index_to_i64(t, index);
+        let (def, off) = self.table_def(t);
+        let len = self.builder.ins().load(types::I64, trusted(), def, off + definition::LENGTH as i32);
+        let in_bounds = self.builder.ins().icmp(ir::condcodes::IntCC::UnsignedLessThan, index, len);
+        self.builder.ins().trapz(in_bounds, to_clif(trap));
+        let base = self.builder.ins().load(types::I64, trusted(), def, off + definition::BASE as i32);
+        let scaled = self.builder.ins().ishl_imm_u(index, 3);
+        self.builder.ins().iadd(base, scaled)
+    }
+
+    pub(crate) fn table_get(&mut self, t: u32) {
+        let index = self.pop1();
+        let addr = self.table_elem_addr(t, index, TrapCode::TableOutOfBounds);
+        let v = self.builder.ins().load(types::I64, trusted(), addr, 0);
+        self.push(v);
+    }
+
+    pub(crate) fn table_set(&mut self, t: u32) {
+        let (index, v) = self.pop2();
+        let addr = self.table_elem_addr(t, index, TrapCode::TableOutOfBounds);
+        self.builder.ins().store(trusted(), v, addr, 0);
+    }
+
+    pub(crate) fn table_size(&mut self, t: u32) {
+        let (def, off) = self.table_def(t);
+        let len = self.builder.ins().load(types::I64, trusted(), def, off + definition::LENGTH as i32);
+        let v = if self.module.tables[t as usize].table64 { len } else { self.builder.ins().ireduce(types::I32, len) };
+        self.push(v);
+    }
+
+    /// Calls builtin `index` with the VMContext prepended to `args`.
+    pub(crate) fn call_builtin(&mut self, index: BuiltinFunctionIndex, args: &[Value]) -> Option<Value> {
+        let sig = match self.builtin_sigs.get(&index.index()) {
+            Some(s) => *s,
+            None => {
+                let s = self.builder.import_signature(builtin_signature(index, self.isa.default_call_conv()));
+                self.builtin_sigs.insert(index.index(), s);
+                s
+            }
+        };
+        let array = self.builder.ins().load(types::I64, readonly(), self.vmctx, vmctx_header::BUILTINS as i32);
+        let f = self.builder.ins().load(types::I64, readonly(), array, (index.index() * 8) as i32);
+        let mut all = Vec::with_capacity(args.len() + 1);
+        all.push(self.vmctx);
+        all.extend_from_slice(args);
+        let call = self.builder.ins().call_indirect(sig, f, &all);
+        self.builder.inst_results(call).first().copied()
+    }
+
+    fn wasm_sig_ref(&mut self, type_index: u32) -> ir::SigRef {
+        if let Some(s) = self.sig_refs.get(&type_index) {
+            return *s;
+        }
+        let sig = wasm_signature(self.isa, &self.module.types[type_index as usize]);
+        let s = self.builder.import_signature(sig);
+        self.sig_refs.insert(type_index, s);
+        s
+    }
+
+    fn direct_func_ref(&mut self, func: u32) -> ir::FuncRef {
+        if let Some(f) = self.func_refs.get(&func) {
+            return *f;
+        }
+        let sig = self.wasm_sig_ref(self.module.functions[func as usize]);
+        let name = self.builder.func.declare_imported_user_function(ir::UserExternalName::new(0, func));
+        let f = self.builder.import_function(ir::ExtFuncData {
+            name: ir::ExternalName::user(name),
+            signature: sig,
+            colocated: true,
+            patchable: false,
+        });
+        self.func_refs.insert(func, f);
+        f
+    }
+
+    /// `call func`.
+    pub(crate) fn translate_call(&mut self, func: u32) {
+        let ty = self.module.func_type(func);
+        let n = ty.params().len();
+        let args = self.popn(n);
+        let mut all = Vec::with_capacity(n + 2);
+        let call = if self.module.is_imported_func(func) {
+            let off = self.offsets.imported_function(func) as i32;
+            let code = self.builder.ins().load(types::I64, readonly(), self.vmctx, off + func_import::WASM_CALL as i32);
+            let callee = self.builder.ins().load(types::I64, readonly(), self.vmctx, off + func_import::VMCTX as i32);
+            all.push(callee);
+            all.push(self.vmctx);
+            all.extend_from_slice(&args);
+            let sig = self.wasm_sig_ref(self.module.functions[func as usize]);
+            self.builder.ins().call_indirect(sig, code, &all)
+        } else {
+            all.push(self.vmctx);
+            all.push(self.vmctx);
+            all.extend_from_slice(&args);
+            let f = self.direct_func_ref(func);
+            self.builder.ins().call(f, &all)
+        };
+        let results = self.builder.inst_results(call).to_vec();
+        self.stack.extend(results);
+    }
+
+    /// `call_indirect type_index table`.
+    pub(crate) fn translate_call_indirect(&mut self, type_index: u32, table: u32) {
+        let index = self.pop1();
+        let addr = self.table_elem_addr(table, index, TrapCode::TableOutOfBounds);
+        let fref = self.builder.ins().load(types::I64, trusted(), addr, 0);
+        self.builder.ins().trapz(fref, to_clif(TrapCode::IndirectCallToNull));
+        let actual = self.builder.ins().load(types::I32, trusted(), fref, func_ref::TYPE_ID as i32);
+        let ids = self.builder.ins().load(types::I64, readonly(), self.vmctx, vmctx_header::TYPE_IDS as i32);
+        let expected = self.builder.ins().load(types::I32, readonly(), ids, (type_index * 4) as i32);
+        let mismatch = self.builder.ins().icmp(ir::condcodes::IntCC::NotEqual, actual, expected);
+        self.builder.ins().trapnz(mismatch, to_clif(TrapCode::BadSignature));
+        let code = self.builder.ins().load(types::I64, trusted(), fref, func_ref::WASM_CALL as i32);
+        let callee = self.builder.ins().load(types::I64, trusted(), fref, func_ref::VMCTX as i32);
+
+        let n = self.module.types[type_index as usize].params().len();
+        let args = self.popn(n);
+        let mut all = Vec::with_capacity(n + 2);
+        all.push(callee);
+        all.push(self.vmctx);
+        all.extend_from_slice(&args);
+        let sig = self.wasm_sig_ref(type_index);
+        let call = self.builder.ins().call_indirect(sig, code, &all);
+        let results = self.builder.inst_results(call).to_vec();
+        self.stack.extend(results);
+    }
+
+    /// `ref.func func`: a pointer to the function's `VMFuncRef`.
+    pub(crate) fn translate_ref_func(&mut self, func: u32) {
+        let v = if self.module.is_imported_func(func) {
+            let off = self.offsets.imported_function(func) + func_import::FUNC_REF;
+            self.builder.ins().load(types::I64, readonly(), self.vmctx, off as i32)
+        } else {
+            let f = self.builder.ins().iconst(types::I32, i64::from(func));
+            self.call_builtin(BuiltinFunctionIndex::ref_func, &[f]).expect("ref_func returns a value")
+        };
+        self.push(v);
+    }
+
+    /// An `i32` constant.
+    pub(crate) fn i32c(&mut self, v: u32) -> Value {
+        self.builder.ins().iconst(types::I32, i64::from(v))
+    }
+
+    /// `table.grow`, `table.fill`, `table.copy`, `table.init`, `elem.drop`.
+    pub(crate) fn translate_table_grow(&mut self, t: u32) {
+        let (init, delta) = self.pop2();
+        let delta = self.table_index_to_i64(t, delta);
+        let ti = self.i32c(t);
+        let r = self.call_builtin(BuiltinFunctionIndex::table_grow, &[ti, delta, init]).expect("returns");
+        let r = if self.module.tables[t as usize].table64 { r } else { self.builder.ins().ireduce(types::I32, r) };
+        self.push(r);
+    }
+
+    pub(crate) fn translate_table_fill(&mut self, t: u32) {
+        let (dst, val, len) = self.pop3();
+        let dst = self.table_index_to_i64(t, dst);
+        let len = self.table_index_to_i64(t, len);
+        let ti = self.i32c(t);
+        self.call_builtin(BuiltinFunctionIndex::table_fill, &[ti, dst, val, len]);
+    }
+
+    pub(crate) fn translate_table_copy(&mut self, dst_t: u32, src_t: u32) {
+        let (dst, src, len) = self.pop3();
+        let dst = self.table_index_to_i64(dst_t, dst);
+        let src = self.table_index_to_i64(src_t, src);
+        // The length has the smaller of the two index types.
+        let len = if self.module.tables[dst_t as usize].table64 && self.module.tables[src_t as usize].table64 {
+            len
+        } else {
+            self.builder.ins().uextend(types::I64, len)
+        };
+        let d = self.i32c(dst_t);
+        let s = self.i32c(src_t);
+        self.call_builtin(BuiltinFunctionIndex::table_copy, &[d, s, dst, src, len]);
+    }
+
+    pub(crate) fn translate_table_init(&mut self, elem: u32, t: u32) {
+        let (dst, src, len) = self.pop3();
+        let dst = self.table_index_to_i64(t, dst);
+        let ti = self.i32c(t);
+        let e = self.i32c(elem);
+        self.call_builtin(BuiltinFunctionIndex::table_init, &[ti, e, dst, src, len]);
+    }
+
+    pub(crate) fn translate_elem_drop(&mut self, elem: u32) {
+        let e = self.i32c(elem);
+        self.call_builtin(BuiltinFunctionIndex::elem_drop, &[e]);
+    }
+}

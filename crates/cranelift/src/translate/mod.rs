@@ -1,0 +1,229 @@
+//! Translation of one wasm function body to Cranelift IR.
+//!
+//! The translator keeps a value stack of SSA values mirroring the wasm
+//! operand stack, and a control stack of frames for `block`, `loop` and `if`.
+//! Each frame's continuation is a Cranelift block whose parameters are the
+//! frame's results (for a loop, the header block takes the loop's
+//! parameters). Code after an unconditional branch is unreachable: it is
+//! skipped, counting nested frames, until the `else` or `end` that makes
+//! code reachable again.
+
+mod control;
+mod env;
+mod memory;
+mod ops;
+
+use crate::abi::{clif_type, wasm_signature};
+use cranelift_codegen::ir::{self, InstBuilder, UserFuncName, Value};
+use cranelift_codegen::isa::TargetIsa;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use kiln_environ::*;
+use std::collections::HashMap;
+
+pub use control::ControlFrame;
+
+/// Translates defined function `func` of `module` to Cranelift IR,
+/// validating each operator as it goes.
+pub fn translate_function(
+    isa: &dyn TargetIsa,
+    tunables: &Tunables,
+    module: &ModuleInfo,
+    offsets: &VMOffsets,
+    func: u32,
+    input: FunctionBodyInput<'_>,
+    fctx: &mut FunctionBuilderContext,
+) -> WasmResult<ir::Function> {
+    let ty = module.func_type(func);
+    let mut clif = ir::Function::with_name_signature(UserFuncName::user(0, func), wasm_signature(isa, ty));
+    let mut validator = input.validator.into_validator(Default::default());
+    {
+        let builder = FunctionBuilder::new(&mut clif, fctx);
+        let mut t = FuncTranslator::new(isa, tunables, module, offsets, builder);
+        t.translate_body(func, &input.body, &mut validator)?;
+        t.builder.finalize(isa.frontend_config());
+    }
+    Ok(clif)
+}
+
+/// The per-function translation state.
+pub struct FuncTranslator<'a, 'f> {
+    pub(crate) isa: &'a dyn TargetIsa,
+    pub(crate) tunables: &'a Tunables,
+    pub(crate) module: &'a ModuleInfo,
+    pub(crate) offsets: &'a VMOffsets,
+    pub(crate) builder: FunctionBuilder<'f>,
+    /// The callee VMContext parameter.
+    pub(crate) vmctx: Value,
+    /// The wasm operand stack.
+    pub(crate) stack: Vec<Value>,
+    /// The control stack.
+    pub(crate) control: Vec<ControlFrame>,
+    /// Whether the current position is reachable.
+    pub(crate) reachable: bool,
+    /// Depth of frames opened while unreachable (skipped).
+    pub(crate) unreachable_depth: u32,
+    /// Wasm locals, params first.
+    pub(crate) locals: Vec<(Variable, WasmValType)>,
+    pub(crate) sig_refs: HashMap<u32, ir::SigRef>,
+    pub(crate) func_refs: HashMap<u32, ir::FuncRef>,
+    pub(crate) builtin_sigs: HashMap<u32, ir::SigRef>,
+}
+
+impl<'a, 'f> FuncTranslator<'a, 'f> {
+    fn new(
+        isa: &'a dyn TargetIsa,
+        tunables: &'a Tunables,
+        module: &'a ModuleInfo,
+        offsets: &'a VMOffsets,
+        builder: FunctionBuilder<'f>,
+    ) -> Self {
+        FuncTranslator {
+            isa,
+            tunables,
+            module,
+            offsets,
+            builder,
+            vmctx: Value::from_u32(0),
+            stack: Vec::new(),
+            control: Vec::new(),
+            reachable: true,
+            unreachable_depth: 0,
+            locals: Vec::new(),
+            sig_refs: HashMap::new(),
+            func_refs: HashMap::new(),
+            builtin_sigs: HashMap::new(),
+        }
+    }
+
+    fn translate_body(
+        &mut self,
+        func: u32,
+        body: &wasmparser::FunctionBody<'_>,
+        validator: &mut wasmparser::FuncValidator<wasmparser::ValidatorResources>,
+    ) -> WasmResult<()> {
+        let ty = self.module.func_type(func).clone();
+        let entry = self.builder.create_block();
+        self.builder.append_block_params_for_function_params(entry);
+        self.builder.switch_to_block(entry);
+        self.builder.seal_block(entry);
+        let params = self.builder.block_params(entry).to_vec();
+        self.vmctx = params[0];
+
+        // Stack limit: vmctx -> store context -> stack limit. Cranelift
+        // compares the stack pointer against it in every prologue.
+        let vmctx_gv = self.builder.func.create_global_value(ir::GlobalValueData::VMContext);
+        let flags = self.builder.func.dfg.mem_flags.insert_unchecked(ir::MemFlagsData::trusted().with_readonly());
+        let store_gv = self.builder.func.create_global_value(ir::GlobalValueData::Load {
+            base: vmctx_gv,
+            offset: (vmoffsets::vmctx_header::STORE_CONTEXT as i32).into(),
+            global_type: ir::types::I64,
+            flags,
+        });
+        let flags = self.builder.func.dfg.mem_flags.insert_unchecked(ir::MemFlagsData::trusted());
+        let limit_gv = self.builder.func.create_global_value(ir::GlobalValueData::Load {
+            base: store_gv,
+            offset: (vmoffsets::store_context::STACK_LIMIT as i32).into(),
+            global_type: ir::types::I64,
+            flags,
+        });
+        self.builder.func.stack_limit = Some(limit_gv);
+
+        // Parameters become the first locals.
+        for (i, t) in ty.params().iter().enumerate() {
+            let var = self.builder.declare_var(clif_type(*t));
+            self.builder.def_var(var, params[2 + i]);
+            self.locals.push((var, *t));
+        }
+
+        // Declared locals, zero-initialized.
+        let mut locals = body.get_locals_reader()?;
+        for _ in 0..locals.get_count() {
+            let pos = locals.original_position();
+            let (count, vt) = locals.read()?;
+            validator.define_locals(pos, count, vt)?;
+            let wt = WasmValType::from_wasmparser(vt)?;
+            for _ in 0..count {
+                let var = self.builder.declare_var(clif_type(wt));
+                let zero = self.zero_value(wt);
+                self.builder.def_var(var, zero);
+                self.locals.push((var, wt));
+            }
+        }
+
+        // The function body is a block whose continuation returns.
+        let exit = self.builder.create_block();
+        for r in ty.results() {
+            self.builder.append_block_param(exit, clif_type(*r));
+        }
+        self.control.push(ControlFrame::Block {
+            destination: exit,
+            num_params: 0,
+            num_results: ty.results().len(),
+            original_stack_size: 0,
+            exit_is_branched_to: false,
+        });
+
+        let mut ops = body.get_operators_reader()?;
+        while !ops.eof() {
+            let (op, pos) = ops.read_with_offset()?;
+            validator.op(pos, &op)?;
+            self.builder.set_srcloc(ir::SourceLoc::new(pos as u32));
+            if self.reachable {
+                self.translate_operator(&op, pos)?;
+            } else {
+                self.translate_unreachable_operator(&op)?;
+            }
+        }
+        ops.finish()?;
+
+        // The final `end` left us in the exit block (or unreachable).
+        if self.reachable {
+            let n = ty.results().len();
+            let vals = self.stack.split_off(self.stack.len() - n);
+            self.builder.ins().return_(&vals);
+        }
+        Ok(())
+    }
+
+    /// A zero of wasm type `t` (the default value of locals).
+    pub(crate) fn zero_value(&mut self, t: WasmValType) -> Value {
+        match t {
+            WasmValType::I32 => self.builder.ins().iconst(ir::types::I32, 0),
+            WasmValType::I64 | WasmValType::Ref(_) => self.builder.ins().iconst(ir::types::I64, 0),
+            WasmValType::F32 => self.builder.ins().f32const(0.0),
+            WasmValType::F64 => self.builder.ins().f64const(0.0),
+            WasmValType::V128 => {
+                let c = self.builder.func.dfg.constants.insert(vec![0u8; 16].into());
+                self.builder.ins().vconst(ir::types::I8X16, c)
+            }
+        }
+    }
+
+    pub(crate) fn pop1(&mut self) -> Value {
+        self.stack.pop().expect("validated: operand stack underflow")
+    }
+
+    pub(crate) fn pop2(&mut self) -> (Value, Value) {
+        let b = self.pop1();
+        let a = self.pop1();
+        (a, b)
+    }
+
+    pub(crate) fn pop3(&mut self) -> (Value, Value, Value) {
+        let c = self.pop1();
+        let (a, b) = self.pop2();
+        (a, b, c)
+    }
+
+    pub(crate) fn popn(&mut self, n: usize) -> Vec<Value> {
+        self.stack.split_off(self.stack.len() - n)
+    }
+
+    pub(crate) fn peekn(&self, n: usize) -> &[Value] {
+        &self.stack[self.stack.len() - n..]
+    }
+
+    pub(crate) fn push(&mut self, v: Value) {
+        self.stack.push(v);
+    }
+}

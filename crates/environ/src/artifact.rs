@@ -1,0 +1,116 @@
+//! Linking compiled functions into one text blob, and the metadata that
+//! travels with it (the compiled-artifact format).
+
+use crate::compile::{CompiledFunction, RelocKind};
+use crate::error::{WasmError, WasmResult};
+use crate::module::ModuleInfo;
+use crate::trap::{TrapCode, TrapTable};
+use serde::{Deserialize, Serialize};
+
+/// Where a function sits in the text blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionLoc {
+    /// Offset of the first byte.
+    pub start: u32,
+    /// Length in bytes.
+    pub length: u32,
+}
+
+/// Everything the runtime needs to use a linked text blob.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CompiledModuleInfo {
+    /// The module.
+    pub module: ModuleInfo,
+    /// Location of each defined function, by defined index.
+    pub funcs: Vec<FunctionLoc>,
+    /// Array-call entry trampolines: `(module type index, location)`, sorted by type index.
+    pub array_to_wasm_trampolines: Vec<(u32, FunctionLoc)>,
+    /// Trapping instructions in the text.
+    pub traps: TrapTable,
+}
+
+impl CompiledModuleInfo {
+    /// The defined function (module function index) whose code contains
+    /// `text_offset`, if any, with the offset relative to that function.
+    pub fn func_by_text_offset(&self, text_offset: u32) -> Option<(u32, u32)> {
+        let i = self.funcs.partition_point(|loc| loc.start <= text_offset);
+        let i = i.checked_sub(1)?;
+        let loc = self.funcs[i];
+        if text_offset < loc.start + loc.length {
+            Some((self.module.num_imported_funcs + i as u32, text_offset - loc.start))
+        } else {
+            None
+        }
+    }
+
+    /// The entry trampoline for module type `ty`, if one was compiled.
+    pub fn array_to_wasm_trampoline(&self, ty: u32) -> Option<FunctionLoc> {
+        self.array_to_wasm_trampolines
+            .binary_search_by_key(&ty, |(t, _)| *t)
+            .ok()
+            .map(|i| self.array_to_wasm_trampolines[i].1)
+    }
+}
+
+/// Lays out `funcs` (defined functions, in order) followed by `trampolines`
+/// in one text blob, patches the calls between functions, and collects trap
+/// records. Returns the text and the location of every input.
+///
+/// # Errors
+///
+/// A relocation that does not fit its field (a text blob too large for the
+/// target's call range).
+pub fn link(
+    num_imported_funcs: u32,
+    funcs: &[CompiledFunction],
+    trampolines: &[CompiledFunction],
+) -> WasmResult<(Vec<u8>, Vec<FunctionLoc>, Vec<FunctionLoc>, TrapTable)> {
+    let mut text = Vec::new();
+    let mut traps: Vec<(u32, TrapCode)> = Vec::new();
+    let mut place = |f: &CompiledFunction, text: &mut Vec<u8>| {
+        let align = f.alignment.max(16) as usize;
+        let start = text.len().div_ceil(align) * align;
+        text.resize(start, 0xcc_u8);
+        text.extend_from_slice(&f.code);
+        for (off, code) in &f.traps {
+            traps.push((start as u32 + off, *code));
+        }
+        FunctionLoc { start: start as u32, length: f.code.len() as u32 }
+    };
+    let func_locs: Vec<FunctionLoc> = funcs.iter().map(|f| place(f, &mut text)).collect();
+    let tramp_locs: Vec<FunctionLoc> = trampolines.iter().map(|f| place(f, &mut text)).collect();
+    if text.len() > i32::MAX as usize {
+        return Err(WasmError::Limit("compiled code larger than 2 GiB".into()));
+    }
+
+    for (f, loc) in funcs.iter().zip(&func_locs).chain(trampolines.iter().zip(&tramp_locs)) {
+        for r in &f.relocations {
+            let defined = r.target.checked_sub(num_imported_funcs).ok_or_else(|| {
+                WasmError::Codegen(format!("relocation against imported function {}", r.target))
+            })?;
+            let target = func_locs
+                .get(defined as usize)
+                .ok_or_else(|| WasmError::Codegen(format!("relocation against unknown function {}", r.target)))?;
+            let at = (loc.start + r.offset) as i64;
+            let value = i64::from(target.start) + r.addend - at;
+            let at = at as usize;
+            match r.kind {
+                RelocKind::X86CallPCRel4 => {
+                    let v = i32::try_from(value).map_err(|_| WasmError::Limit("call displacement out of range".into()))?;
+                    text[at..at + 4].copy_from_slice(&v.to_le_bytes());
+                }
+                RelocKind::Arm64Call => {
+                    if value % 4 != 0 || !(-(1 << 27)..(1 << 27)).contains(&value) {
+                        return Err(WasmError::Limit("call displacement out of range".into()));
+                    }
+                    let mut insn = u32::from_le_bytes([text[at], text[at + 1], text[at + 2], text[at + 3]]);
+                    insn = (insn & 0xfc00_0000) | (((value >> 2) as u32) & 0x03ff_ffff);
+                    text[at..at + 4].copy_from_slice(&insn.to_le_bytes());
+                }
+            }
+        }
+    }
+    traps.sort_by_key(|(o, _)| *o);
+    let table = TrapTable { offsets: traps.iter().map(|t| t.0).collect(), codes: traps.iter().map(|t| t.1).collect() };
+    Ok((text, func_locs, tramp_locs, table))
+}

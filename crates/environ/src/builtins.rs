@@ -1,0 +1,80 @@
+//! The list of runtime functions ("builtins" or libcalls) that compiled code
+//! may call. It is defined once here, as a macro, and consumed both by the
+//! compiler (to build call signatures and the index used to load the function
+//! pointer from the VMContext's builtin array) and by the runtime (to fill
+//! that array with its implementations).
+//!
+//! Argument type tokens: `vmctx` (the calling instance's VMContext pointer),
+//! `i32`, `i64`, `ptr` (a pointer-sized integer).
+
+/// Invokes `$mac! { name(arg: ty, ...) [-> ret]; ... }` with every builtin.
+#[macro_export]
+macro_rules! foreach_builtin_function {
+    ($mac:ident) => {
+        $mac! {
+            /// `memory.grow`: returns the old size in pages, or -1 on failure.
+            memory_grow(vmctx: vmctx, memory: i32, delta: i64) -> i64;
+            /// `memory.fill`.
+            memory_fill(vmctx: vmctx, memory: i32, dst: i64, val: i32, len: i64);
+            /// `memory.copy`.
+            memory_copy(vmctx: vmctx, dst_memory: i32, dst: i64, src_memory: i32, src: i64, len: i64);
+            /// `memory.init`.
+            memory_init(vmctx: vmctx, memory: i32, data: i32, dst: i64, src: i32, len: i32);
+            /// `data.drop`.
+            data_drop(vmctx: vmctx, data: i32);
+            /// `table.grow` for any reference table: returns the old size or -1.
+            table_grow(vmctx: vmctx, table: i32, delta: i64, init: ptr) -> i64;
+            /// `table.fill` for any reference table.
+            table_fill(vmctx: vmctx, table: i32, dst: i64, val: ptr, len: i64);
+            /// `table.copy`.
+            table_copy(vmctx: vmctx, dst_table: i32, src_table: i32, dst: i64, src: i64, len: i64);
+            /// `table.init`.
+            table_init(vmctx: vmctx, table: i32, elem: i32, dst: i64, src: i32, len: i32);
+            /// `elem.drop`.
+            elem_drop(vmctx: vmctx, elem: i32);
+            /// `ref.func`: returns the (initialized) `VMFuncRef` of a function.
+            ref_func(vmctx: vmctx, func: i32) -> ptr;
+            /// Externref written into a table or global: takes a reference count.
+            externref_retain(vmctx: vmctx, externref: ptr);
+            /// Externref overwritten in a table or global: drops a reference count.
+            externref_release(vmctx: vmctx, externref: ptr);
+        }
+    };
+}
+
+macro_rules! declare_indices {
+    ($( $(#[$attr:meta])* $name:ident( $($pname:ident: $pty:ident),* ) $(-> $ret:ident)?; )*) => {
+        /// Index of a builtin in the VMContext's builtin-function array.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub struct BuiltinFunctionIndex(u32);
+
+        #[allow(non_upper_case_globals, missing_docs)]
+        impl BuiltinFunctionIndex {
+            declare_indices!(@consts 0; $($name)*);
+        }
+
+        impl BuiltinFunctionIndex {
+            /// Number of builtins.
+            pub const COUNT: u32 = declare_indices!(@count $($name)*);
+
+            /// The index as a `u32`.
+            pub const fn index(self) -> u32 {
+                self.0
+            }
+
+            /// The builtin's name.
+            pub fn name(self) -> &'static str {
+                const NAMES: &[&str] = &[$(stringify!($name)),*];
+                NAMES[self.0 as usize]
+            }
+        }
+    };
+    (@consts $n:expr; $first:ident $($rest:ident)*) => {
+        pub const $first: BuiltinFunctionIndex = BuiltinFunctionIndex($n);
+        declare_indices!(@consts $n + 1; $($rest)*);
+    };
+    (@consts $n:expr;) => {};
+    (@count $($name:ident)*) => { 0 $(+ { let _ = stringify!($name); 1 })* };
+}
+
+foreach_builtin_function!(declare_indices);

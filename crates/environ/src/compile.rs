@@ -1,0 +1,90 @@
+//! The `Compiler` trait, implemented by code generators, and what they
+//! produce.
+
+use crate::error::WasmResult;
+use crate::module::ModuleInfo;
+use crate::translate::FunctionBodyInput;
+use crate::trap::TrapCode;
+use crate::types::FuncType;
+use crate::vmoffsets::VMOffsets;
+
+/// A relocation kind inside the text blob. Only PC-relative calls between
+/// the module's own functions exist: everything else is reached through the
+/// VMContext, so the code is position-independent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelocKind {
+    /// x86-64 `call rel32`: a 4-byte PC-relative displacement.
+    X86CallPCRel4,
+    /// AArch64 `bl`: a 26-bit word displacement.
+    Arm64Call,
+}
+
+/// A relocation to patch when functions are laid out in the text blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Relocation {
+    /// Offset of the patched bytes from the function's start.
+    pub offset: u32,
+    /// How to patch.
+    pub kind: RelocKind,
+    /// The defined function (module function index) being called.
+    pub target: u32,
+    /// Constant added to the target address.
+    pub addend: i64,
+}
+
+/// Machine code for one function, not yet placed.
+#[derive(Clone, Debug, Default)]
+pub struct CompiledFunction {
+    /// The code bytes.
+    pub code: Vec<u8>,
+    /// Required alignment of the first byte.
+    pub alignment: u32,
+    /// Calls to patch.
+    pub relocations: Vec<Relocation>,
+    /// Trapping instructions, by offset from the function's start.
+    pub traps: Vec<(u32, TrapCode)>,
+}
+
+/// A code generator for Kiln.
+pub trait Compiler: Send + Sync {
+    /// Compiles defined function `func` (a module function index) of `module`.
+    ///
+    /// # Errors
+    ///
+    /// Validation errors for the body (with byte offsets), or a code
+    /// generation failure.
+    fn compile_function(
+        &self,
+        module: &ModuleInfo,
+        offsets: &VMOffsets,
+        func: u32,
+        input: FunctionBodyInput<'_>,
+    ) -> WasmResult<CompiledFunction>;
+
+    /// Compiles the array-call entry trampoline for signature `ty`:
+    /// `extern "C" fn(callee_vmctx, caller_vmctx, values: *mut ValRaw, wasm_call)`
+    /// loads the arguments from `values`, calls `wasm_call` with the wasm
+    /// calling convention, and stores the results back into `values`.
+    ///
+    /// # Errors
+    ///
+    /// A code generation failure.
+    fn compile_array_to_wasm_trampoline(&self, ty: &FuncType) -> WasmResult<CompiledFunction>;
+
+    /// Compiles the wasm-to-host trampoline for signature `ty`: a function
+    /// with the wasm calling convention that spills its arguments into a
+    /// `ValRaw` array, records the exit frame, and calls the host function's
+    /// array-call entry found in the callee context.
+    ///
+    /// # Errors
+    ///
+    /// A code generation failure.
+    fn compile_wasm_to_array_trampoline(&self, ty: &FuncType) -> WasmResult<CompiledFunction>;
+
+    /// The target triple code is generated for.
+    fn triple(&self) -> String;
+
+    /// A string naming every setting that affects the generated code
+    /// (Cranelift version, ISA, flags). Part of cache keys and artifact headers.
+    fn fingerprint(&self) -> String;
+}

@@ -1,0 +1,39 @@
+//! `kiln-environ`: the compiler-independent part of Kiln.
+//!
+//! It turns wasm bytes into a validated [`ModuleInfo`] plus function bodies
+//! ([`translate_module`]), defines the layout of every runtime structure that
+//! compiled code touches ([`VMOffsets`] and the fixed layouts beside it), the
+//! list of runtime builtins ([`foreach_builtin_function!`]), the
+//! [`Compiler`] trait, and the compiled-artifact format ([`link`],
+//! [`CompiledModuleInfo`]). It knows nothing of Cranelift and holds no
+//! `unsafe` code.
+
+#![deny(missing_docs)]
+
+mod artifact;
+mod builtins;
+mod compile;
+mod const_expr;
+mod error;
+mod module;
+mod translate;
+mod trap;
+mod tunables;
+mod types;
+pub mod vmoffsets;
+
+pub use artifact::*;
+pub use builtins::BuiltinFunctionIndex;
+pub use compile::*;
+pub use const_expr::*;
+pub use error::*;
+pub use module::*;
+pub use translate::*;
+pub use trap::*;
+pub use tunables::*;
+pub use types::*;
+pub use vmoffsets::{GLOBAL_SIZE, VAL_RAW_SIZE, VMOffsets, funcref_slot};
+pub use wasmparser;
+
+/// Kiln's version, part of every cache key and artifact header.
+pub const KILN_VERSION: &str = env!("CARGO_PKG_VERSION");

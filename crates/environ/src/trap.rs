@@ -1,0 +1,105 @@
+//! Trap codes: the reasons wasm execution can stop abnormally.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Why wasm code trapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum TrapCode {
+    /// The wasm stack (or the host stack beneath it) ran out.
+    StackOverflow = 0,
+    /// A load or store outside the bounds of linear memory.
+    MemoryOutOfBounds = 1,
+    /// An atomic access at a misaligned address.
+    HeapMisaligned = 2,
+    /// A table access outside the bounds of the table.
+    TableOutOfBounds = 3,
+    /// `call_indirect` through a null table element.
+    IndirectCallToNull = 4,
+    /// `call_indirect` to a function of another signature.
+    BadSignature = 5,
+    /// Integer overflow (`i32.div_s` of `INT_MIN / -1`, float-to-int out of range).
+    IntegerOverflow = 6,
+    /// Integer division or remainder by zero.
+    IntegerDivisionByZero = 7,
+    /// Float-to-int conversion of a NaN.
+    BadConversionToInteger = 8,
+    /// `unreachable` was executed.
+    UnreachableCodeReached = 9,
+    /// Execution was interrupted (epoch deadline).
+    Interrupt = 10,
+    /// The store ran out of fuel.
+    OutOfFuel = 11,
+    /// A null reference was dereferenced.
+    NullReference = 12,
+    /// `memory.atomic.wait` on a memory that is not shared.
+    AtomicWaitNonSharedMemory = 13,
+}
+
+impl TrapCode {
+    /// All trap codes, in numeric order.
+    pub const ALL: [TrapCode; 14] = [
+        TrapCode::StackOverflow,
+        TrapCode::MemoryOutOfBounds,
+        TrapCode::HeapMisaligned,
+        TrapCode::TableOutOfBounds,
+        TrapCode::IndirectCallToNull,
+        TrapCode::BadSignature,
+        TrapCode::IntegerOverflow,
+        TrapCode::IntegerDivisionByZero,
+        TrapCode::BadConversionToInteger,
+        TrapCode::UnreachableCodeReached,
+        TrapCode::Interrupt,
+        TrapCode::OutOfFuel,
+        TrapCode::NullReference,
+        TrapCode::AtomicWaitNonSharedMemory,
+    ];
+
+    /// Decodes a trap code from its byte, as stored in trap tables.
+    pub fn from_u8(b: u8) -> Option<TrapCode> {
+        TrapCode::ALL.get(usize::from(b)).copied()
+    }
+
+    /// The message the WebAssembly spec tests expect for this trap.
+    pub fn message(&self) -> &'static str {
+        match self {
+            TrapCode::StackOverflow => "call stack exhausted",
+            TrapCode::MemoryOutOfBounds => "out of bounds memory access",
+            TrapCode::HeapMisaligned => "unaligned atomic",
+            TrapCode::TableOutOfBounds => "undefined element: out of bounds table access",
+            TrapCode::IndirectCallToNull => "uninitialized element",
+            TrapCode::BadSignature => "indirect call type mismatch",
+            TrapCode::IntegerOverflow => "integer overflow",
+            TrapCode::IntegerDivisionByZero => "integer divide by zero",
+            TrapCode::BadConversionToInteger => "invalid conversion to integer",
+            TrapCode::UnreachableCodeReached => "unreachable",
+            TrapCode::Interrupt => "interrupt: epoch deadline reached",
+            TrapCode::OutOfFuel => "all fuel consumed",
+            TrapCode::NullReference => "null reference",
+            TrapCode::AtomicWaitNonSharedMemory => "atomic wait on non-shared memory",
+        }
+    }
+}
+
+impl fmt::Display for TrapCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+/// A sorted table mapping code offsets (within a text blob) to trap codes.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TrapTable {
+    /// Code offsets, sorted ascending.
+    pub offsets: Vec<u32>,
+    /// The trap code at each offset.
+    pub codes: Vec<TrapCode>,
+}
+
+impl TrapTable {
+    /// Looks up the trap code for the instruction at `offset`.
+    pub fn lookup(&self, offset: u32) -> Option<TrapCode> {
+        self.offsets.binary_search(&offset).ok().map(|i| self.codes[i])
+    }
+}

@@ -1,0 +1,47 @@
+//! Settings that change the generated code, and therefore belong in every
+//! cache key and compiled-artifact header.
+
+use serde::{Deserialize, Serialize};
+
+/// Code-generation settings shared by compiler and runtime.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Tunables {
+    /// Bytes of address space reserved for each linear memory (not counting
+    /// the guard region). 32-bit memories with a reservation of at least
+    /// 4 GiB never move and need no bounds checks for small offsets.
+    pub memory_reservation: u64,
+    /// Bytes of inaccessible guard region after each memory's reservation.
+    pub memory_guard_size: u64,
+    /// Whether to instrument code for fuel accounting.
+    pub consume_fuel: bool,
+    /// Whether to instrument code for epoch-based interruption.
+    pub epoch_interruption: bool,
+    /// Whether float results are canonicalized to a single NaN.
+    pub nan_canonicalization: bool,
+    /// The enabled WebAssembly features (wasmparser's `WasmFeatures` bits).
+    pub features: u64,
+}
+
+impl Tunables {
+    /// Whether a 32-bit memory access with this static `offset` and access
+    /// `size` can rely entirely on the reservation plus guard region, so that
+    /// no explicit bounds check is needed.
+    pub fn access_needs_no_check(&self, offset: u64, size: u64) -> bool {
+        // The largest address touched is (2^32 - 1) + offset + size - 1.
+        let span = self.memory_reservation.saturating_add(self.memory_guard_size);
+        self.memory_reservation >= 1 << 32 && (u64::from(u32::MAX)).saturating_add(offset).saturating_add(size) <= span
+    }
+}
+
+impl Default for Tunables {
+    fn default() -> Self {
+        Tunables {
+            memory_reservation: 1 << 32,
+            memory_guard_size: 2 << 30,
+            consume_fuel: false,
+            epoch_interruption: false,
+            nan_canonicalization: false,
+            features: 0,
+        }
+    }
+}

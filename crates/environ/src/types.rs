@@ -1,0 +1,339 @@
+//! WebAssembly types as Kiln records them: small, serializable, hashable
+//! copies of what wasmparser reports, independent of any compiler.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A WebAssembly value type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WasmValType {
+    /// 32-bit integer.
+    I32,
+    /// 64-bit integer.
+    I64,
+    /// 32-bit IEEE float.
+    F32,
+    /// 64-bit IEEE float.
+    F64,
+    /// 128-bit SIMD vector.
+    V128,
+    /// A reference.
+    Ref(WasmRefType),
+}
+
+impl WasmValType {
+    /// `funcref`, the nullable function reference.
+    pub const FUNCREF: WasmValType = WasmValType::Ref(WasmRefType::FUNCREF);
+    /// `externref`, the nullable host reference.
+    pub const EXTERNREF: WasmValType = WasmValType::Ref(WasmRefType::EXTERNREF);
+
+    /// Converts wasmparser's value type, failing for types Kiln does not
+    /// support (GC heap types and the like).
+    pub fn from_wasmparser(ty: wasmparser::ValType) -> Result<Self, UnsupportedType> {
+        Ok(match ty {
+            wasmparser::ValType::I32 => WasmValType::I32,
+            wasmparser::ValType::I64 => WasmValType::I64,
+            wasmparser::ValType::F32 => WasmValType::F32,
+            wasmparser::ValType::F64 => WasmValType::F64,
+            wasmparser::ValType::V128 => WasmValType::V128,
+            wasmparser::ValType::Ref(r) => WasmValType::Ref(WasmRefType::from_wasmparser(r)?),
+        })
+    }
+
+    /// Whether this is a reference type.
+    pub fn is_ref(&self) -> bool {
+        matches!(self, WasmValType::Ref(_))
+    }
+}
+
+impl fmt::Display for WasmValType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WasmValType::I32 => f.write_str("i32"),
+            WasmValType::I64 => f.write_str("i64"),
+            WasmValType::F32 => f.write_str("f32"),
+            WasmValType::F64 => f.write_str("f64"),
+            WasmValType::V128 => f.write_str("v128"),
+            WasmValType::Ref(r) => r.fmt(f),
+        }
+    }
+}
+
+/// A reference type: a heap type and whether null is allowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WasmRefType {
+    /// Whether `null` is a value of this type.
+    pub nullable: bool,
+    /// What the reference points to.
+    pub heap: WasmHeapType,
+}
+
+impl WasmRefType {
+    /// `funcref`.
+    pub const FUNCREF: WasmRefType = WasmRefType { nullable: true, heap: WasmHeapType::Func };
+    /// `externref`.
+    pub const EXTERNREF: WasmRefType = WasmRefType { nullable: true, heap: WasmHeapType::Extern };
+
+    /// Converts wasmparser's reference type.
+    pub fn from_wasmparser(r: wasmparser::RefType) -> Result<Self, UnsupportedType> {
+        let heap = match r.heap_type() {
+            wasmparser::HeapType::Abstract { shared: false, ty } => match ty {
+                wasmparser::AbstractHeapType::Func => WasmHeapType::Func,
+                wasmparser::AbstractHeapType::Extern => WasmHeapType::Extern,
+                other => return Err(UnsupportedType(format!("heap type {other:?}"))),
+            },
+            other => return Err(UnsupportedType(format!("heap type {other:?}"))),
+        };
+        Ok(WasmRefType { nullable: r.is_nullable(), heap })
+    }
+
+    /// Whether values of this type are function references.
+    pub fn is_func(&self) -> bool {
+        self.heap == WasmHeapType::Func
+    }
+}
+
+impl fmt::Display for WasmRefType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.nullable, self.heap) {
+            (true, WasmHeapType::Func) => f.write_str("funcref"),
+            (true, WasmHeapType::Extern) => f.write_str("externref"),
+            (false, WasmHeapType::Func) => f.write_str("(ref func)"),
+            (false, WasmHeapType::Extern) => f.write_str("(ref extern)"),
+        }
+    }
+}
+
+/// The heap type a reference points into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WasmHeapType {
+    /// Functions.
+    Func,
+    /// Host values (`externref`).
+    Extern,
+}
+
+/// A type Kiln does not (yet) support was found in a module.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnsupportedType(pub String);
+
+impl fmt::Display for UnsupportedType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unsupported type: {}", self.0)
+    }
+}
+
+impl std::error::Error for UnsupportedType {}
+
+/// A function signature.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct FuncType {
+    params: Box<[WasmValType]>,
+    results: Box<[WasmValType]>,
+}
+
+impl FuncType {
+    /// Creates a signature from its parameter and result types.
+    pub fn new(
+        params: impl IntoIterator<Item = WasmValType>,
+        results: impl IntoIterator<Item = WasmValType>,
+    ) -> FuncType {
+        FuncType { params: params.into_iter().collect(), results: results.into_iter().collect() }
+    }
+
+    /// Converts wasmparser's function type.
+    pub fn from_wasmparser(ty: &wasmparser::FuncType) -> Result<Self, UnsupportedType> {
+        Ok(FuncType {
+            params: ty.params().iter().map(|t| WasmValType::from_wasmparser(*t)).collect::<Result<_, _>>()?,
+            results: ty.results().iter().map(|t| WasmValType::from_wasmparser(*t)).collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// The parameter types.
+    pub fn params(&self) -> &[WasmValType] {
+        &self.params
+    }
+
+    /// The result types.
+    pub fn results(&self) -> &[WasmValType] {
+        &self.results
+    }
+
+    /// Number of 16-byte value slots an array call with this signature needs:
+    /// enough for the parameters on the way in and the results on the way out.
+    pub fn array_len(&self) -> usize {
+        self.params.len().max(self.results.len())
+    }
+}
+
+impl fmt::Display for FuncType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("(func")?;
+        if !self.params.is_empty() {
+            f.write_str(" (param")?;
+            for p in self.params.iter() {
+                write!(f, " {p}")?;
+            }
+            f.write_str(")")?;
+        }
+        if !self.results.is_empty() {
+            f.write_str(" (result")?;
+            for r in self.results.iter() {
+                write!(f, " {r}")?;
+            }
+            f.write_str(")")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// Size limits and element type of a table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TableType {
+    /// Type of the elements.
+    pub element: WasmRefType,
+    /// Initial number of elements.
+    pub minimum: u64,
+    /// Maximum number of elements, if bounded.
+    pub maximum: Option<u64>,
+    /// Whether the table is indexed by i64 (memory64 proposal).
+    pub table64: bool,
+}
+
+impl TableType {
+    /// Converts wasmparser's table type.
+    pub fn from_wasmparser(ty: &wasmparser::TableType) -> Result<Self, UnsupportedType> {
+        if ty.shared {
+            return Err(UnsupportedType("shared tables".into()));
+        }
+        Ok(TableType {
+            element: WasmRefType::from_wasmparser(ty.element_type)?,
+            minimum: ty.initial,
+            maximum: ty.maximum,
+            table64: ty.table64,
+        })
+    }
+}
+
+impl fmt::Display for TableType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "(table {}", if self.table64 { "i64 " } else { "" })?;
+        write!(f, "{}", self.minimum)?;
+        if let Some(max) = self.maximum {
+            write!(f, " {max}")?;
+        }
+        write!(f, " {})", self.element)
+    }
+}
+
+/// Size limits of a linear memory, in pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MemoryType {
+    /// Initial size in pages.
+    pub minimum: u64,
+    /// Maximum size in pages, if bounded.
+    pub maximum: Option<u64>,
+    /// Whether the memory is indexed by i64 (memory64 proposal).
+    pub memory64: bool,
+    /// Whether the memory may be shared between threads (threads proposal).
+    pub shared: bool,
+    /// log2 of the page size (16 for the standard 64 KiB pages).
+    pub page_size_log2: u8,
+}
+
+impl MemoryType {
+    /// Converts wasmparser's memory type.
+    pub fn from_wasmparser(ty: &wasmparser::MemoryType) -> Self {
+        MemoryType {
+            minimum: ty.initial,
+            maximum: ty.maximum,
+            memory64: ty.memory64,
+            shared: ty.shared,
+            page_size_log2: ty.page_size_log2.map(|p| p as u8).unwrap_or(16),
+        }
+    }
+
+    /// The page size in bytes.
+    pub fn page_size(&self) -> u64 {
+        1u64 << self.page_size_log2
+    }
+
+    /// The largest number of pages the index type allows, regardless of the
+    /// declared maximum.
+    pub fn max_pages_for_index_type(&self) -> u64 {
+        if self.memory64 {
+            // 2^64 bytes, expressed in pages (saturating so the count fits in u64).
+            1u64 << (64 - u32::from(self.page_size_log2)).min(63)
+        } else {
+            1u64 << (32 - u32::from(self.page_size_log2))
+        }
+    }
+}
+
+impl fmt::Display for MemoryType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "(memory {}{}", if self.memory64 { "i64 " } else { "" }, self.minimum)?;
+        if let Some(max) = self.maximum {
+            write!(f, " {max}")?;
+        }
+        if self.shared {
+            f.write_str(" shared")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// The type of a global variable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct GlobalType {
+    /// Type of the value held.
+    pub content: WasmValType,
+    /// Whether `global.set` is allowed.
+    pub mutable: bool,
+}
+
+impl GlobalType {
+    /// Converts wasmparser's global type.
+    pub fn from_wasmparser(ty: &wasmparser::GlobalType) -> Result<Self, UnsupportedType> {
+        if ty.shared {
+            return Err(UnsupportedType("shared globals".into()));
+        }
+        Ok(GlobalType { content: WasmValType::from_wasmparser(ty.content_type)?, mutable: ty.mutable })
+    }
+}
+
+impl fmt::Display for GlobalType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.mutable {
+            write!(f, "(global (mut {}))", self.content)
+        } else {
+            write!(f, "(global {})", self.content)
+        }
+    }
+}
+
+/// The type of an importable or exportable entity.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EntityType {
+    /// A function with the module-level type at this index.
+    Function(u32),
+    /// A table.
+    Table(TableType),
+    /// A memory.
+    Memory(MemoryType),
+    /// A global.
+    Global(GlobalType),
+}
+
+/// Index of an entity in one of a module's index spaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EntityIndex {
+    /// Function index space.
+    Function(u32),
+    /// Table index space.
+    Table(u32),
+    /// Memory index space.
+    Memory(u32),
+    /// Global index space.
+    Global(u32),
+}

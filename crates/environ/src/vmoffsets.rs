@@ -1,0 +1,250 @@
+//! The layout of the runtime structures that compiled code reads: the
+//! per-instance `VMContext`, the per-store `VMStoreContext`, function
+//! references, and table/memory/global definitions. This is the one
+//! definition both the compiler and the runtime use.
+//!
+//! VMContext layout (all offsets from the vmctx pointer):
+//!
+//! ```text
+//! header (fixed):    magic u32 | store ctx ptr | builtins ptr | type ids ptr | epoch ptr | instance ptr
+//! imported funcs:    [VMFunctionImport { wasm_call, vmctx, funcref }]   24 bytes each
+//! imported tables:   [*mut VMTableDefinition]                          8 bytes each
+//! imported memories: [*mut VMMemoryDefinition]                         8 bytes each
+//! imported globals:  [*mut VMGlobalDefinition]                         8 bytes each
+//! defined tables:    [VMTableDefinition { base, current_elements }]    16 bytes each
+//! defined memories:  [VMMemoryDefinition { base, current_length }]     16 bytes each
+//! defined globals:   [VMGlobalDefinition]                              16 bytes each, 16-aligned
+//! funcrefs:          [VMFuncRef { wasm_call, vmctx, type_id }]         24 bytes each, one per
+//!                                                                      escaping defined function
+//! ```
+
+use crate::module::ModuleInfo;
+
+/// Magic number at offset 0 of every instance VMContext ("kiln").
+pub const VMCTX_MAGIC: u32 = u32::from_le_bytes(*b"kiln");
+/// Magic number at offset 0 of every host-function context ("host").
+pub const HOST_FUNC_MAGIC: u32 = u32::from_le_bytes(*b"host");
+
+/// Fixed offsets of the VMContext header.
+pub mod vmctx_header {
+    /// `u32` magic, [`super::VMCTX_MAGIC`].
+    pub const MAGIC: u32 = 0;
+    /// `*mut VMStoreContext` of the owning store.
+    pub const STORE_CONTEXT: u32 = 8;
+    /// `*const [fn; BuiltinFunctionIndex::COUNT]`.
+    pub const BUILTINS: u32 = 16;
+    /// `*const u32`: engine-wide type ids indexed by module type index.
+    pub const TYPE_IDS: u32 = 24;
+    /// `*const AtomicU64`: the engine's epoch counter.
+    pub const EPOCH_PTR: u32 = 32;
+    /// Runtime back-pointer to the owning instance record.
+    pub const INSTANCE: u32 = 40;
+    /// Size of the header.
+    pub const SIZE: u32 = 48;
+}
+
+/// Fixed layout of the per-store `VMStoreContext`.
+pub mod store_context {
+    /// `i64`: fuel consumed so far, counting up towards zero (negative means fuel left).
+    pub const FUEL_CONSUMED: u32 = 0;
+    /// `u64`: epoch value at which execution is interrupted.
+    pub const EPOCH_DEADLINE: u32 = 8;
+    /// `usize`: lowest stack pointer wasm may use; function prologues compare against it.
+    pub const STACK_LIMIT: u32 = 16;
+    /// `usize`: frame pointer of the last wasm frame that called out to the host.
+    pub const LAST_WASM_EXIT_FP: u32 = 24;
+    /// `usize`: return address into the last wasm frame that called out to the host.
+    pub const LAST_WASM_EXIT_PC: u32 = 32;
+    /// `usize`: frame pointer of the entry trampoline of the innermost host-to-wasm call.
+    pub const LAST_WASM_ENTRY_FP: u32 = 40;
+    /// Size of the structure.
+    pub const SIZE: u32 = 48;
+}
+
+/// Fixed layout of `VMFuncRef`, the target of every function reference.
+pub mod func_ref {
+    /// Code pointer using the wasm calling convention.
+    pub const WASM_CALL: u32 = 0;
+    /// The callee VMContext (an instance, or a host-function context).
+    pub const VMCTX: u32 = 8;
+    /// `u32` engine-wide type id of the signature.
+    pub const TYPE_ID: u32 = 16;
+    /// Size of the structure.
+    pub const SIZE: u32 = 24;
+}
+
+/// Fixed layout of `VMFunctionImport`.
+pub mod func_import {
+    /// Code pointer using the wasm calling convention.
+    pub const WASM_CALL: u32 = 0;
+    /// The callee VMContext.
+    pub const VMCTX: u32 = 8;
+    /// `*const VMFuncRef` of the imported function, for `ref.func`.
+    pub const FUNC_REF: u32 = 16;
+    /// Size of the structure.
+    pub const SIZE: u32 = 24;
+}
+
+/// Fixed layout of a host-function context, the callee "vmctx" of a host function.
+pub mod host_func_ctx {
+    /// `u32` magic, [`super::HOST_FUNC_MAGIC`].
+    pub const MAGIC: u32 = 0;
+    /// `unsafe extern "C" fn(callee_vmctx, caller_vmctx, *mut ValRaw, usize)`.
+    pub const ARRAY_CALL: u32 = 8;
+    /// An inline `VMFuncRef` for this host function.
+    pub const FUNC_REF: u32 = 16;
+}
+
+/// Fixed layout of a table or memory definition (`base`, then current length).
+pub mod definition {
+    /// Base pointer.
+    pub const BASE: u32 = 0;
+    /// Current length: elements for tables, bytes for memories.
+    pub const LENGTH: u32 = 8;
+    /// Size of the structure.
+    pub const SIZE: u32 = 16;
+}
+
+/// Size of each global slot.
+pub const GLOBAL_SIZE: u32 = 16;
+/// Size of a value slot in array calls (`ValRaw`).
+pub const VAL_RAW_SIZE: u32 = 16;
+
+/// Computed offsets of one module's VMContext.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VMOffsets {
+    num_imported_funcs: u32,
+    num_imported_tables: u32,
+    num_imported_memories: u32,
+    num_imported_globals: u32,
+    num_defined_tables: u32,
+    num_defined_memories: u32,
+    num_defined_globals: u32,
+    num_funcrefs: u32,
+    imported_funcs: u32,
+    imported_tables: u32,
+    imported_memories: u32,
+    imported_globals: u32,
+    defined_tables: u32,
+    defined_memories: u32,
+    defined_globals: u32,
+    funcrefs: u32,
+    size: u32,
+}
+
+fn align(x: u32, a: u32) -> u32 {
+    (x + a - 1) & !(a - 1)
+}
+
+impl VMOffsets {
+    /// Computes the layout for `module`.
+    pub fn new(module: &ModuleInfo) -> VMOffsets {
+        let num_imported_funcs = module.num_imported_funcs;
+        let num_imported_tables = module.num_imported_tables;
+        let num_imported_memories = module.num_imported_memories;
+        let num_imported_globals = module.num_imported_globals;
+        let num_defined_tables = module.num_defined_tables();
+        let num_defined_memories = module.num_defined_memories();
+        let num_defined_globals = module.num_defined_globals();
+        let num_funcrefs = module
+            .escaping_funcs
+            .iter()
+            .filter(|f| **f >= module.num_imported_funcs)
+            .count() as u32;
+
+        let imported_funcs = vmctx_header::SIZE;
+        let imported_tables = imported_funcs + num_imported_funcs * func_import::SIZE;
+        let imported_memories = imported_tables + num_imported_tables * 8;
+        let imported_globals = imported_memories + num_imported_memories * 8;
+        let defined_tables = align(imported_globals + num_imported_globals * 8, 16);
+        let defined_memories = defined_tables + num_defined_tables * definition::SIZE;
+        let defined_globals = align(defined_memories + num_defined_memories * definition::SIZE, 16);
+        let funcrefs = defined_globals + num_defined_globals * GLOBAL_SIZE;
+        let size = align(funcrefs + num_funcrefs * func_ref::SIZE, 16);
+        VMOffsets {
+            num_imported_funcs,
+            num_imported_tables,
+            num_imported_memories,
+            num_imported_globals,
+            num_defined_tables,
+            num_defined_memories,
+            num_defined_globals,
+            num_funcrefs,
+            imported_funcs,
+            imported_tables,
+            imported_memories,
+            imported_globals,
+            defined_tables,
+            defined_memories,
+            defined_globals,
+            funcrefs,
+            size,
+        }
+    }
+
+    /// Total size of the VMContext in bytes.
+    pub fn size(&self) -> u32 {
+        self.size
+    }
+
+    /// Number of funcref records (escaping defined functions).
+    pub fn num_funcrefs(&self) -> u32 {
+        self.num_funcrefs
+    }
+
+    /// Offset of the `VMFunctionImport` for imported function `i`.
+    pub fn imported_function(&self, i: u32) -> u32 {
+        debug_assert!(i < self.num_imported_funcs);
+        self.imported_funcs + i * func_import::SIZE
+    }
+
+    /// Offset of the pointer to imported table `i`'s definition.
+    pub fn imported_table(&self, i: u32) -> u32 {
+        debug_assert!(i < self.num_imported_tables);
+        self.imported_tables + i * 8
+    }
+
+    /// Offset of the pointer to imported memory `i`'s definition.
+    pub fn imported_memory(&self, i: u32) -> u32 {
+        debug_assert!(i < self.num_imported_memories);
+        self.imported_memories + i * 8
+    }
+
+    /// Offset of the pointer to imported global `i`'s definition.
+    pub fn imported_global(&self, i: u32) -> u32 {
+        debug_assert!(i < self.num_imported_globals);
+        self.imported_globals + i * 8
+    }
+
+    /// Offset of defined table `i`'s inline definition.
+    pub fn defined_table(&self, i: u32) -> u32 {
+        debug_assert!(i < self.num_defined_tables);
+        self.defined_tables + i * definition::SIZE
+    }
+
+    /// Offset of defined memory `i`'s inline definition.
+    pub fn defined_memory(&self, i: u32) -> u32 {
+        debug_assert!(i < self.num_defined_memories);
+        self.defined_memories + i * definition::SIZE
+    }
+
+    /// Offset of defined global `i`'s inline storage.
+    pub fn defined_global(&self, i: u32) -> u32 {
+        debug_assert!(i < self.num_defined_globals);
+        self.defined_globals + i * GLOBAL_SIZE
+    }
+
+    /// Offset of funcref record `slot` (see [`funcref_slot`]).
+    pub fn funcref(&self, slot: u32) -> u32 {
+        debug_assert!(slot < self.num_funcrefs);
+        self.funcrefs + slot * func_ref::SIZE
+    }
+}
+
+/// The funcref record slot of defined function `func` (a module function
+/// index), if the function escapes.
+pub fn funcref_slot(module: &ModuleInfo, func: u32) -> Option<u32> {
+    let first_defined = module.escaping_funcs.partition_point(|f| *f < module.num_imported_funcs);
+    let defined = &module.escaping_funcs[first_defined..];
+    defined.binary_search(&func).ok().map(|i| i as u32)
+}

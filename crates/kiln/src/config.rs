@@ -1,0 +1,148 @@
+//! Engine configuration.
+
+use kiln_environ::Tunables;
+use kiln_environ::wasmparser::WasmFeatures;
+
+/// Optimization level for generated code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptLevel {
+    /// No optimizations: fastest compilation.
+    None,
+    /// Optimize for speed (the default).
+    Speed,
+    /// Optimize for speed, and also for size where it does not cost speed.
+    SpeedAndSize,
+}
+
+/// Global settings for an [`Engine`](crate::Engine): which WebAssembly
+/// features are on, how code is generated, and runtime limits.
+///
+/// `Config::new()` gives the defaults: WebAssembly 2.0 (SIMD, bulk memory,
+/// reference types, multi-value, sign extension, saturating conversions,
+/// mutable globals) plus extended-const, optimizing compilation, 512 KiB of
+/// wasm stack, and 4 GiB + 2 GiB guard reservations for 32-bit memories so
+/// that loads and stores need no bounds checks.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub(crate) features: WasmFeatures,
+    pub(crate) tunables: Tunables,
+    pub(crate) max_wasm_stack: usize,
+    pub(crate) opt_level: OptLevel,
+    pub(crate) verifier: bool,
+    pub(crate) parallel_compilation: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::new()
+    }
+}
+
+impl Config {
+    /// The default configuration.
+    pub fn new() -> Config {
+        let features = WasmFeatures::MUTABLE_GLOBAL
+            | WasmFeatures::SATURATING_FLOAT_TO_INT
+            | WasmFeatures::SIGN_EXTENSION
+            | WasmFeatures::REFERENCE_TYPES
+            | WasmFeatures::MULTI_VALUE
+            | WasmFeatures::BULK_MEMORY
+            | WasmFeatures::SIMD
+            | WasmFeatures::FLOATS
+            | WasmFeatures::EXTENDED_CONST;
+        Config {
+            features,
+            tunables: Tunables::default(),
+            max_wasm_stack: 512 * 1024,
+            opt_level: OptLevel::Speed,
+            verifier: cfg!(debug_assertions),
+            parallel_compilation: true,
+        }
+    }
+
+    fn feature(&mut self, f: WasmFeatures, on: bool) -> &mut Self {
+        self.features.set(f, on);
+        self
+    }
+
+    /// Enables or disables the SIMD proposal (`v128`). On by default.
+    pub fn wasm_simd(&mut self, enable: bool) -> &mut Self {
+        self.feature(WasmFeatures::SIMD, enable)
+    }
+
+    /// Enables or disables the bulk-memory proposal. On by default.
+    pub fn wasm_bulk_memory(&mut self, enable: bool) -> &mut Self {
+        self.feature(WasmFeatures::BULK_MEMORY, enable)
+    }
+
+    /// Enables or disables the reference-types proposal. On by default.
+    pub fn wasm_reference_types(&mut self, enable: bool) -> &mut Self {
+        self.feature(WasmFeatures::REFERENCE_TYPES, enable)
+    }
+
+    /// Enables or disables the multi-value proposal. On by default.
+    pub fn wasm_multi_value(&mut self, enable: bool) -> &mut Self {
+        self.feature(WasmFeatures::MULTI_VALUE, enable)
+    }
+
+    /// Enables or disables the extended-const proposal. On by default.
+    pub fn wasm_extended_const(&mut self, enable: bool) -> &mut Self {
+        self.feature(WasmFeatures::EXTENDED_CONST, enable)
+    }
+
+    /// Restricts the accepted language to WebAssembly 1.0 (MVP) plus
+    /// mutable globals, as the wasm-v1 spec suite expects.
+    pub fn wasm_mvp_only(&mut self) -> &mut Self {
+        self.features = WasmFeatures::MUTABLE_GLOBAL | WasmFeatures::FLOATS;
+        self
+    }
+
+    /// Maximum bytes of native stack wasm code may use before a
+    /// stack-overflow trap (default 512 KiB).
+    pub fn max_wasm_stack(&mut self, bytes: usize) -> &mut Self {
+        self.max_wasm_stack = bytes;
+        self
+    }
+
+    /// Code optimization level (default [`OptLevel::Speed`]).
+    pub fn cranelift_opt_level(&mut self, level: OptLevel) -> &mut Self {
+        self.opt_level = level;
+        self
+    }
+
+    /// Runs Cranelift's IR verifier on every function (default: on in debug
+    /// builds of Kiln, off in release builds). Slows compilation about 2x.
+    pub fn cranelift_debug_verifier(&mut self, enable: bool) -> &mut Self {
+        self.verifier = enable;
+        self
+    }
+
+    /// Whether to compile functions on several threads (default on).
+    pub fn parallel_compilation(&mut self, enable: bool) -> &mut Self {
+        self.parallel_compilation = enable;
+        self
+    }
+
+    /// Replaces every NaN produced by a float operation with the canonical
+    /// NaN, making float results bit-for-bit deterministic across hosts.
+    /// Off by default.
+    pub fn cranelift_nan_canonicalization(&mut self, enable: bool) -> &mut Self {
+        self.tunables.nan_canonicalization = enable;
+        self
+    }
+
+    /// Bytes of address space reserved for each 32-bit linear memory
+    /// (default 4 GiB). With at least 4 GiB, memory accesses need no
+    /// explicit bounds checks; smaller values save address space at the
+    /// cost of checks, and cap how far a memory can grow.
+    pub fn memory_reservation(&mut self, bytes: u64) -> &mut Self {
+        self.tunables.memory_reservation = bytes;
+        self
+    }
+
+    /// Bytes of guard region after each memory's reservation (default 2 GiB).
+    pub fn memory_guard_size(&mut self, bytes: u64) -> &mut Self {
+        self.tunables.memory_guard_size = bytes;
+        self
+    }
+}

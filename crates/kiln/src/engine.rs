@@ -1,0 +1,139 @@
+//! The `Engine`: compiler, configuration and type registry shared by
+//! modules and stores.
+
+use crate::config::{Config, OptLevel};
+use crate::vm::code_memory::ModuleCode;
+use anyhow::{Context, Result};
+use kiln_cranelift::{CompilerOptions, CraneliftCompiler};
+use kiln_environ::{CompiledModuleInfo, Compiler, FuncType, Tunables};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// A compilation and runtime environment: the compiler, the configuration,
+/// and the registry of function signatures. Cheap to clone (shared);
+/// `Send + Sync`. Modules and stores belong to one engine.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<EngineInner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct EngineInner {
+    pub(crate) config: Config,
+    pub(crate) compiler: CraneliftCompiler,
+    pub(crate) types: TypeRegistry,
+    host_trampolines: Mutex<HashMap<u32, Box<ModuleCode>>>,
+    pub(crate) epoch: AtomicU64,
+}
+
+/// Engine-wide interning of function signatures: equal signatures get the
+/// same id, which `call_indirect` compares. Ids are never reused.
+#[derive(Default)]
+pub(crate) struct TypeRegistry {
+    ids: RwLock<HashMap<FuncType, u32>>,
+    types: RwLock<Vec<Arc<FuncType>>>,
+}
+
+impl TypeRegistry {
+    pub(crate) fn register(&self, ty: &FuncType) -> u32 {
+        if let Some(id) = self.ids.read().unwrap_or_else(|e| e.into_inner()).get(ty) {
+            return *id;
+        }
+        let mut ids = self.ids.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(id) = ids.get(ty) {
+            return *id;
+        }
+        let mut types = self.types.write().unwrap_or_else(|e| e.into_inner());
+        let id = types.len() as u32;
+        types.push(Arc::new(ty.clone()));
+        ids.insert(ty.clone(), id);
+        id
+    }
+
+    pub(crate) fn get(&self, id: u32) -> Arc<FuncType> {
+        self.types.read().unwrap_or_else(|e| e.into_inner())[id as usize].clone()
+    }
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine::new(&Config::new()).expect("the default configuration works on supported hosts")
+    }
+}
+
+impl Engine {
+    /// Creates an engine with `config`.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the host CPU is not supported by the code generator (on
+    /// x86-64, SSE4.1 is required) or the configuration is inconsistent.
+    pub fn new(config: &Config) -> Result<Engine> {
+        let mut tunables: Tunables = config.tunables.clone();
+        tunables.features = config.features.bits() as u64;
+        let opt_level = match config.opt_level {
+            OptLevel::None => "none",
+            OptLevel::Speed => "speed",
+            OptLevel::SpeedAndSize => "speed_and_size",
+        };
+        let compiler = CraneliftCompiler::new(CompilerOptions { tunables, verifier: config.verifier, opt_level })
+            .context("cannot create the code generator")?;
+        crate::vm::traphandlers::init_traps();
+        Ok(Engine {
+            inner: Arc::new(EngineInner {
+                config: config.clone(),
+                compiler,
+                types: TypeRegistry::default(),
+                host_trampolines: Mutex::new(HashMap::new()),
+                epoch: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The configuration this engine was created with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Whether two handles refer to the same engine.
+    pub fn same(a: &Engine, b: &Engine) -> bool {
+        Arc::ptr_eq(&a.inner, &b.inner)
+    }
+
+    /// Advances the engine's epoch counter by one (for epoch-based
+    /// interruption). Signal-safe: a single atomic add.
+    pub fn increment_epoch(&self) {
+        self.inner.epoch.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn tunables(&self) -> &Tunables {
+        self.inner.compiler.tunables()
+    }
+
+    /// The wasm-to-host trampoline for signature `id`, compiled on first use.
+    pub(crate) fn host_trampoline(&self, id: u32) -> Result<*const u8> {
+        let mut map = self.inner.host_trampolines.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(code) = map.get(&id) {
+            return Ok(code.text_addr(0));
+        }
+        let ty = self.inner.types.get(id);
+        let f = self.inner.compiler.compile_wasm_to_array_trampoline(&ty)?;
+        let (text, _, _, _) = kiln_environ::link(0, &[], std::slice::from_ref(&f))?;
+        let info = Arc::new(CompiledModuleInfo {
+            module: Default::default(),
+            funcs: vec![],
+            array_to_wasm_trampolines: vec![],
+            traps: Default::default(),
+        });
+        let code = ModuleCode::new(&text, info, false).context("mapping trampoline code")?;
+        let addr = code.text_addr(0);
+        map.insert(id, code);
+        Ok(addr)
+    }
+}

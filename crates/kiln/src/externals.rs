@@ -1,0 +1,358 @@
+//! Memories, tables, globals, and the `Extern` sum of importable things.
+
+use crate::func::Func;
+use crate::store::{AsContext, AsContextMut, GlobalEntry, MemoryEntry, StoreOpaque, Stored, TableEntry};
+use crate::types::{ExternType, GlobalType, MemoryType, Mutability, TableType, ValType};
+use crate::values::Val;
+use crate::vm;
+use crate::vm::global::GlobalStorage;
+use anyhow::{Result, bail};
+
+/// Anything an instance can import or export.
+#[derive(Clone, Copy, Debug)]
+pub enum Extern {
+    /// A function.
+    Func(Func),
+    /// A global.
+    Global(Global),
+    /// A table.
+    Table(Table),
+    /// A linear memory.
+    Memory(Memory),
+}
+
+impl Extern {
+    /// The function, if this is one.
+    pub fn into_func(self) -> Option<Func> {
+        if let Extern::Func(f) = self { Some(f) } else { None }
+    }
+
+    /// The global, if this is one.
+    pub fn into_global(self) -> Option<Global> {
+        if let Extern::Global(g) = self { Some(g) } else { None }
+    }
+
+    /// The table, if this is one.
+    pub fn into_table(self) -> Option<Table> {
+        if let Extern::Table(t) = self { Some(t) } else { None }
+    }
+
+    /// The memory, if this is one.
+    pub fn into_memory(self) -> Option<Memory> {
+        if let Extern::Memory(m) = self { Some(m) } else { None }
+    }
+
+    /// The type of this item.
+    pub fn ty(&self, store: impl AsContext) -> ExternType {
+        match self {
+            Extern::Func(f) => ExternType::Func(f.ty(&store)),
+            Extern::Global(g) => ExternType::Global(g.ty(&store)),
+            Extern::Table(t) => ExternType::Table(t.ty(&store)),
+            Extern::Memory(m) => ExternType::Memory(m.ty(&store)),
+        }
+    }
+}
+
+impl From<Func> for Extern {
+    fn from(f: Func) -> Extern {
+        Extern::Func(f)
+    }
+}
+impl From<Global> for Extern {
+    fn from(g: Global) -> Extern {
+        Extern::Global(g)
+    }
+}
+impl From<Table> for Extern {
+    fn from(t: Table) -> Extern {
+        Extern::Table(t)
+    }
+}
+impl From<Memory> for Extern {
+    fn from(m: Memory) -> Extern {
+        Extern::Memory(m)
+    }
+}
+
+/// Error for a memory access outside the memory's current size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryAccessError;
+
+impl std::fmt::Display for MemoryAccessError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("out of bounds memory access")
+    }
+}
+
+impl std::error::Error for MemoryAccessError {}
+
+/// A linear memory.
+#[derive(Clone, Copy, Debug)]
+pub struct Memory(pub(crate) Stored);
+
+impl Memory {
+    /// Creates a memory of type `ty` owned by the store.
+    ///
+    /// # Errors
+    ///
+    /// The minimum size exceeds the configured reservation, or the OS
+    /// refuses the mapping.
+    pub fn new(mut store: impl AsContextMut, ty: MemoryType) -> Result<Memory> {
+        let store = &mut store.as_context_mut().0.opaque;
+        let m = vm::memory::Memory::new(ty.0, store.engine.tunables(), None)?;
+        let idx = store.memories.len();
+        store.memories.push(MemoryEntry::Host(Box::new(m)));
+        Ok(Memory(store.stored(idx)))
+    }
+
+    fn get<'a>(&self, store: &'a StoreOpaque) -> &'a vm::memory::Memory {
+        store.check(&self.0);
+        store.memory(self.0.index)
+    }
+
+    /// The memory's type, with its current size as minimum.
+    pub fn ty(&self, store: impl AsContext) -> MemoryType {
+        MemoryType(self.get(&store.as_context().0.opaque).ty())
+    }
+
+    /// Current size in pages.
+    pub fn size(&self, store: impl AsContext) -> u64 {
+        self.get(&store.as_context().0.opaque).pages()
+    }
+
+    /// Current size in bytes.
+    pub fn data_size(&self, store: impl AsContext) -> usize {
+        self.get(&store.as_context().0.opaque).byte_len()
+    }
+
+    /// The contents.
+    pub fn data<'a, T: 'a>(&self, store: impl Into<crate::store::StoreContext<'a, T>>) -> &'a [u8] {
+        let store = store.into();
+        self.get(&store.0.opaque).data()
+    }
+
+    /// The contents, mutably.
+    pub fn data_mut<'a, T: 'a>(&self, store: impl Into<crate::store::StoreContextMut<'a, T>>) -> &'a mut [u8] {
+        let store = store.into().0;
+        store.opaque.check(&self.0);
+        store.opaque.memory_mut(self.0.index).data_mut()
+    }
+
+    /// Copies `buf.len()` bytes starting at `offset` into `buf`.
+    ///
+    /// # Errors
+    ///
+    /// [`MemoryAccessError`] if the range is out of bounds.
+    pub fn read(&self, store: impl AsContext, offset: usize, buf: &mut [u8]) -> Result<(), MemoryAccessError> {
+        let store = store.as_context();
+        let data = self.get(&store.0.opaque).data();
+        let end = offset.checked_add(buf.len()).filter(|e| *e <= data.len()).ok_or(MemoryAccessError)?;
+        buf.copy_from_slice(&data[offset..end]);
+        Ok(())
+    }
+
+    /// Copies `buf` into memory at `offset`.
+    ///
+    /// # Errors
+    ///
+    /// [`MemoryAccessError`] if the range is out of bounds.
+    pub fn write(&self, mut store: impl AsContextMut, offset: usize, buf: &[u8]) -> Result<(), MemoryAccessError> {
+        let store = &mut store.as_context_mut().0.opaque;
+        store.check(&self.0);
+        let data = store.memory_mut(self.0.index).data_mut();
+        let end = offset.checked_add(buf.len()).filter(|e| *e <= data.len()).ok_or(MemoryAccessError)?;
+        data[offset..end].copy_from_slice(buf);
+        Ok(())
+    }
+
+    /// Grows by `delta` pages, returning the previous size in pages.
+    ///
+    /// # Errors
+    ///
+    /// The memory would exceed its maximum or the reservation, or the OS
+    /// refuses to map more pages.
+    pub fn grow(&self, mut store: impl AsContextMut, delta: u64) -> Result<u64> {
+        let store = &mut store.as_context_mut().0.opaque;
+        store.check(&self.0);
+        match store.memory_mut(self.0.index).grow(delta)? {
+            Some(old) => Ok(old),
+            None => bail!("failed to grow memory by {delta} pages: limit reached"),
+        }
+    }
+}
+
+impl<'a, T> From<&'a crate::Store<T>> for crate::store::StoreContext<'a, T> {
+    fn from(s: &'a crate::Store<T>) -> Self {
+        crate::store::StoreContext(&s.inner)
+    }
+}
+impl<'a, T> From<&'a mut crate::Store<T>> for crate::store::StoreContext<'a, T> {
+    fn from(s: &'a mut crate::Store<T>) -> Self {
+        crate::store::StoreContext(&s.inner)
+    }
+}
+impl<'a, T> From<&'a mut crate::Store<T>> for crate::store::StoreContextMut<'a, T> {
+    fn from(s: &'a mut crate::Store<T>) -> Self {
+        crate::store::StoreContextMut(&mut s.inner)
+    }
+}
+impl<'a, T> From<&'a crate::Caller<'_, T>> for crate::store::StoreContext<'a, T> {
+    fn from(c: &'a crate::Caller<'_, T>) -> Self {
+        crate::store::StoreContext(c.store)
+    }
+}
+impl<'a, T> From<&'a mut crate::Caller<'_, T>> for crate::store::StoreContextMut<'a, T> {
+    fn from(c: &'a mut crate::Caller<'_, T>) -> Self {
+        crate::store::StoreContextMut(c.store)
+    }
+}
+impl<'a, T> From<&'a mut crate::Caller<'_, T>> for crate::store::StoreContext<'a, T> {
+    fn from(c: &'a mut crate::Caller<'_, T>) -> Self {
+        crate::store::StoreContext(c.store)
+    }
+}
+
+/// A table of references.
+#[derive(Clone, Copy, Debug)]
+pub struct Table(pub(crate) Stored);
+
+fn check_ref(store: &mut StoreOpaque, elem: ValType, v: &Val) -> Result<usize> {
+    if v.ty() != elem {
+        bail!("table of {elem} cannot hold a {}", v.ty());
+    }
+    Ok(v.to_raw(store)?.get_ptr())
+}
+
+impl Table {
+    /// Creates a table of type `ty` with every element set to `init`.
+    ///
+    /// # Errors
+    ///
+    /// `init` has the wrong type or belongs to another store; the size
+    /// exceeds the implementation limit.
+    pub fn new(mut store: impl AsContextMut, ty: TableType, init: Val) -> Result<Table> {
+        let store = &mut store.as_context_mut().0.opaque;
+        let raw = check_ref(store, ty.element(), &init)?;
+        let Some(t) = vm::table::Table::new(ty.0, raw, None) else {
+            bail!("table minimum size exceeds the implementation limit");
+        };
+        let idx = store.tables.len();
+        store.tables.push(TableEntry::Host(Box::new(t)));
+        Ok(Table(store.stored(idx)))
+    }
+
+    /// The table's type, with its current size as minimum.
+    pub fn ty(&self, store: impl AsContext) -> TableType {
+        let store = &store.as_context().0.opaque;
+        store.check(&self.0);
+        TableType(store.table(self.0.index).ty())
+    }
+
+    /// Current number of elements.
+    pub fn size(&self, store: impl AsContext) -> u64 {
+        let store = &store.as_context().0.opaque;
+        store.check(&self.0);
+        store.table(self.0.index).size()
+    }
+
+    /// Element `index`, or `None` if out of bounds.
+    pub fn get(&self, mut store: impl AsContextMut, index: u64) -> Option<Val> {
+        let store = &mut store.as_context_mut().0.opaque;
+        store.check(&self.0);
+        let t = store.table(self.0.index);
+        let elem = ValType::from_env(kiln_environ::WasmValType::Ref(t.ty().element));
+        let raw = t.get(index)?;
+        Some(Val::from_raw(vm::vmcontext::ValRaw::ptr(raw), elem, store))
+    }
+
+    /// Sets element `index`.
+    ///
+    /// # Errors
+    ///
+    /// Out of bounds, wrong value type, or a value from another store.
+    pub fn set(&self, mut store: impl AsContextMut, index: u64, val: Val) -> Result<()> {
+        let store = &mut store.as_context_mut().0.opaque;
+        store.check(&self.0);
+        let elem = ValType::from_env(kiln_environ::WasmValType::Ref(store.table(self.0.index).ty().element));
+        let raw = check_ref(store, elem, &val)?;
+        if !store.table_mut(self.0.index).set(index, raw) {
+            bail!("table index {index} out of bounds");
+        }
+        Ok(())
+    }
+
+    /// Grows by `delta` elements set to `init`; returns the old size.
+    ///
+    /// # Errors
+    ///
+    /// The table would exceed its maximum, or `init` has the wrong type.
+    pub fn grow(&self, mut store: impl AsContextMut, delta: u64, init: Val) -> Result<u64> {
+        let store = &mut store.as_context_mut().0.opaque;
+        store.check(&self.0);
+        let elem = ValType::from_env(kiln_environ::WasmValType::Ref(store.table(self.0.index).ty().element));
+        let raw = check_ref(store, elem, &init)?;
+        match store.table_mut(self.0.index).grow(delta, raw) {
+            Some(old) => Ok(old),
+            None => bail!("failed to grow table by {delta}: limit reached"),
+        }
+    }
+}
+
+/// A global variable.
+#[derive(Clone, Copy, Debug)]
+pub struct Global(pub(crate) Stored);
+
+impl Global {
+    /// Creates a global of type `ty` holding `val`.
+    ///
+    /// # Errors
+    ///
+    /// `val` does not have the global's value type, or belongs to another store.
+    pub fn new(mut store: impl AsContextMut, ty: GlobalType, val: Val) -> Result<Global> {
+        let store = &mut store.as_context_mut().0.opaque;
+        if val.ty() != ty.content() {
+            bail!("global of type {} cannot hold a {}", ty.content(), val.ty());
+        }
+        let raw = val.to_raw(store)?;
+        let idx = store.globals.len();
+        store.globals.push(GlobalEntry { ty: ty.0, storage: GlobalStorage::new(raw) });
+        Ok(Global(store.stored(idx)))
+    }
+
+    /// The global's type.
+    pub fn ty(&self, store: impl AsContext) -> GlobalType {
+        let store = &store.as_context().0.opaque;
+        store.check(&self.0);
+        GlobalType(store.globals[self.0.index].ty)
+    }
+
+    /// The current value.
+    pub fn get(&self, mut store: impl AsContextMut) -> Val {
+        let store = &mut store.as_context_mut().0.opaque;
+        store.check(&self.0);
+        let g = &store.globals[self.0.index];
+        let (raw, ty) = (g.storage.get(), ValType::from_env(g.ty.content));
+        Val::from_raw(raw, ty, store)
+    }
+
+    /// Sets the value.
+    ///
+    /// # Errors
+    ///
+    /// The global is immutable, `val` has the wrong type, or belongs to
+    /// another store.
+    pub fn set(&self, mut store: impl AsContextMut, val: Val) -> Result<()> {
+        let store = &mut store.as_context_mut().0.opaque;
+        store.check(&self.0);
+        let ty = GlobalType(store.globals[self.0.index].ty);
+        if ty.mutability() == Mutability::Const {
+            bail!("cannot set an immutable global");
+        }
+        if val.ty() != ty.content() {
+            bail!("global of type {} cannot hold a {}", ty.content(), val.ty());
+        }
+        let raw = val.to_raw(store)?;
+        store.globals[self.0.index].storage.set(raw);
+        Ok(())
+    }
+}

@@ -1,0 +1,502 @@
+//! Functions: calling wasm from the host, and host functions callable from
+//! wasm.
+
+use crate::externals::Extern;
+use crate::store::{AsContext, AsContextMut, FuncEntry, FuncKind, StoreContext, StoreContextMut, StoreInner, StoreOpaque, Stored};
+use crate::trap;
+use crate::types::{FuncType, ValType};
+use crate::values::{ExternRef, V128, Val};
+use crate::vm;
+use crate::vm::externref::externref_from_raw;
+use crate::vm::host_func::{HostFn, VMHostFuncContext};
+use crate::vm::vmcontext::ValRaw;
+use anyhow::{Result, bail};
+use kiln_environ as env;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+/// A function: exported by an instance, or defined by the host. A handle
+/// into its store; cheap to copy.
+#[derive(Clone, Copy, Debug)]
+pub struct Func(pub(crate) Stored);
+
+/// Most values a [`TypedFunc`] call can pass in or get back.
+const MAX_TYPED_VALUES: usize = 17;
+
+impl Func {
+    /// Defines a host function of type `ty` whose body receives and
+    /// returns dynamically typed values.
+    ///
+    /// The closure's errors are returned unchanged to whoever called into
+    /// wasm; returning results of the wrong number or types is an error.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the engine cannot compile the wasm-to-host trampoline for
+    /// `ty` (a code generator failure).
+    pub fn new<T: 'static>(
+        mut store: impl AsContextMut<Data = T>,
+        ty: FuncType,
+        f: impl Fn(Caller<'_, T>, &[Val], &mut [Val]) -> Result<()> + Send + Sync + 'static,
+    ) -> Func {
+        let store = store.as_context_mut().0;
+        let fty = ty.0.clone();
+        let body = move |store: &mut StoreInner<T>, caller: Option<usize>, values: &mut [ValRaw]| -> Result<()> {
+            let params: Vec<Val> = fty
+                .params()
+                .iter()
+                .zip(values.iter())
+                .map(|(t, v)| Val::from_raw(*v, ValType::from_env(*t), &mut store.opaque))
+                .collect();
+            let mut results: Vec<Val> = fty.results().iter().map(|t| Val::default_for(ValType::from_env(*t))).collect();
+            f(Caller { store: &mut *store, caller }, &params, &mut results)?;
+            for (i, (r, t)) in results.iter().zip(fty.results()).enumerate() {
+                if r.ty() != ValType::from_env(*t) {
+                    bail!("host function returned a {} for result {i}, expected {}", r.ty(), t);
+                }
+                values[i] = r.to_raw(&mut store.opaque)?;
+            }
+            Ok(())
+        };
+        new_host(store, ty.0, Arc::new(body)).expect("compiling the host-call trampoline failed")
+    }
+
+    /// Defines a host function from a Rust closure, deriving its wasm type
+    /// from the closure's argument and return types (`i32`, `u32`, `i64`,
+    /// `u64`, `f32`, `f64`, [`V128`], `Option<Func>`, `Option<ExternRef>`,
+    /// tuples of them, or a `Result` of those). The closure may take a
+    /// [`Caller`] first.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the engine cannot compile the wasm-to-host trampoline (a
+    /// code generator failure).
+    pub fn wrap<T: 'static, Params, Results>(
+        mut store: impl AsContextMut<Data = T>,
+        f: impl IntoFunc<T, Params, Results>,
+    ) -> Func {
+        let store = store.as_context_mut().0;
+        let (ty, body) = f.into_host_fn();
+        new_host(store, ty, body).expect("compiling the host-call trampoline failed")
+    }
+
+    /// The function's signature.
+    pub fn ty(&self, store: impl AsContext) -> FuncType {
+        let store = store.as_context();
+        store.0.opaque.check(&self.0);
+        FuncType((*store.0.opaque.funcs[self.0.index].ty).clone())
+    }
+
+    /// Calls the function with `params`, writing its results into `results`.
+    ///
+    /// # Errors
+    ///
+    /// Wrong number or types of arguments or result slots; a [`Trap`](crate::Trap)
+    /// if wasm trapped; a host function's error unchanged.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the function belongs to another store, or resumes a panic
+    /// raised by a host function called from wasm.
+    pub fn call<T: 'static>(&self, mut store: impl AsContextMut<Data = T>, params: &[Val], results: &mut [Val]) -> Result<()> {
+        let store = store.as_context_mut().0;
+        store.opaque.check(&self.0);
+        let ty = store.opaque.funcs[self.0.index].ty.clone();
+        if params.len() != ty.params().len() {
+            bail!("expected {} arguments, got {}", ty.params().len(), params.len());
+        }
+        if results.len() != ty.results().len() {
+            bail!("expected {} results, got {}", ty.results().len(), results.len());
+        }
+        let mut values = vec![ValRaw::default(); ty.array_len().max(1)];
+        for (i, (p, t)) in params.iter().zip(ty.params()).enumerate() {
+            let want = ValType::from_env(*t);
+            if p.ty() != want {
+                bail!("argument {i}: expected {want}, found {}", p.ty());
+            }
+            values[i] = p.to_raw(&mut store.opaque)?;
+        }
+        self.call_raw(store, &mut values)?;
+        for (i, (r, t)) in results.iter_mut().zip(ty.results()).enumerate() {
+            *r = Val::from_raw(values[i], ValType::from_env(*t), &mut store.opaque);
+        }
+        Ok(())
+    }
+
+    /// Calls with raw values already checked against the signature;
+    /// `values` has at least `ty.array_len()` slots.
+    pub(crate) fn call_raw<T: 'static>(&self, store: &mut StoreInner<T>, values: &mut [ValRaw]) -> Result<()> {
+        let entry = &store.opaque.funcs[self.0.index];
+        match entry.kind {
+            FuncKind::Wasm { trampoline } => {
+                let func_ref = entry.func_ref;
+                let max = store.opaque.max_wasm_stack();
+                let ctx = store.opaque.vm_ptr();
+                let r = vm::invoke_wasm(ctx, max, trampoline as *const u8, func_ref as *const _, values);
+                store.opaque.maybe_collect_externrefs();
+                r.map_err(trap::from_record)
+            }
+            FuncKind::Host { ctx } => {
+                let f = host_fn::<T>(&store.opaque, ctx);
+                f(store, None, values)
+            }
+        }
+    }
+
+    /// A typed view of this function, whose calls convert arguments and
+    /// results statically and allocate nothing.
+    ///
+    /// # Errors
+    ///
+    /// The signature does not match `Params -> Results`.
+    pub fn typed<Params: WasmParams, Results: WasmResults>(&self, store: impl AsContext) -> Result<TypedFunc<Params, Results>> {
+        let store = store.as_context();
+        store.0.opaque.check(&self.0);
+        let entry = &store.0.opaque.funcs[self.0.index];
+        Params::typecheck(entry.ty.params()).map_err(|e| anyhow::anyhow!("type mismatch with parameters: {e}"))?;
+        Results::typecheck(entry.ty.results()).map_err(|e| anyhow::anyhow!("type mismatch with results: {e}"))?;
+        Ok(TypedFunc { func: *self, _marker: PhantomData })
+    }
+}
+
+fn host_fn<T: 'static>(store: &StoreOpaque, ctx: usize) -> Arc<HostFn<StoreInner<T>>> {
+    store.host_funcs[ctx]
+        .downcast_ref::<VMHostFuncContext<StoreInner<T>>>()
+        .expect("host function context of this store's type")
+        .func()
+        .clone()
+}
+
+/// Registers a host function in `store`.
+pub(crate) fn new_host<T: 'static>(store: &mut StoreInner<T>, ty: env::FuncType, body: Arc<HostFn<StoreInner<T>>>) -> Result<Func> {
+    let engine = store.opaque.engine.clone();
+    let type_id = engine.inner.types.register(&ty);
+    let trampoline = engine.host_trampoline(type_id)?;
+    let store_ptr: *mut StoreInner<T> = store;
+    let ctx = VMHostFuncContext::new(body, type_id, trampoline, store_ptr);
+    let func_ref = ctx.func_ref() as usize;
+    let index = store.opaque.host_funcs.len();
+    store.opaque.host_funcs.push(ctx);
+    Ok(store.opaque.push_func(FuncEntry { func_ref, ty: engine.inner.types.get(type_id), kind: FuncKind::Host { ctx: index } }))
+}
+
+/// A function with a statically known signature `Params -> Results`.
+pub struct TypedFunc<Params, Results> {
+    func: Func,
+    _marker: PhantomData<fn(Params) -> Results>,
+}
+
+impl<P, R> Clone for TypedFunc<P, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<P, R> Copy for TypedFunc<P, R> {}
+
+impl<Params: WasmParams, Results: WasmResults> TypedFunc<Params, Results> {
+    /// The untyped function.
+    pub fn func(&self) -> &Func {
+        &self.func
+    }
+
+    /// Calls the function.
+    ///
+    /// # Errors
+    ///
+    /// A [`Trap`](crate::Trap) if wasm trapped; a host function's error
+    /// unchanged; a function reference argument from another store.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the function belongs to another store.
+    pub fn call<T: 'static>(&self, mut store: impl AsContextMut<Data = T>, params: Params) -> Result<Results> {
+        let store = store.as_context_mut().0;
+        store.opaque.check(&self.func.0);
+        let mut values = [ValRaw::default(); MAX_TYPED_VALUES];
+        params.store(&mut store.opaque, &mut values)?;
+        self.func.call_raw(store, &mut values)?;
+        Ok(Results::load(&mut store.opaque, &values))
+    }
+}
+
+/// The store and calling instance, as seen by a host function.
+pub struct Caller<'a, T> {
+    pub(crate) store: &'a mut StoreInner<T>,
+    pub(crate) caller: Option<usize>,
+}
+
+impl<T> Caller<'_, T> {
+    /// The store's host data.
+    pub fn data(&self) -> &T {
+        &self.store.data
+    }
+
+    /// The store's host data, mutably.
+    pub fn data_mut(&mut self) -> &mut T {
+        &mut self.store.data
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &crate::Engine {
+        &self.store.opaque.engine
+    }
+
+    /// Looks up an export of the calling instance (commonly its memory).
+    /// `None` when called from the host directly or when there is no such export.
+    pub fn get_export(&mut self, name: &str) -> Option<Extern> {
+        let inst = self.caller?;
+        crate::instance::instance_export(&mut self.store.opaque, inst, name)
+    }
+}
+
+impl<T> AsContext for Caller<'_, T> {
+    type Data = T;
+    fn as_context(&self) -> StoreContext<'_, T> {
+        StoreContext(self.store)
+    }
+}
+
+impl<T> AsContextMut for Caller<'_, T> {
+    fn as_context_mut(&mut self) -> StoreContextMut<'_, T> {
+        StoreContextMut(self.store)
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A Rust type that corresponds to a wasm value type.
+pub trait WasmTy: sealed::Sealed + Sized + Send + 'static {
+    #[doc(hidden)]
+    fn valtype() -> ValType;
+    #[doc(hidden)]
+    fn into_raw(self, store: &mut StoreOpaque) -> Result<ValRaw>;
+    #[doc(hidden)]
+    fn from_raw(raw: ValRaw, store: &mut StoreOpaque) -> Self;
+}
+
+macro_rules! wasm_ty_num {
+    ($($t:ty => $vt:ident, $into:expr, $from:expr;)*) => {$(
+        impl sealed::Sealed for $t {}
+        impl WasmTy for $t {
+            fn valtype() -> ValType { ValType::$vt }
+            fn into_raw(self, _: &mut StoreOpaque) -> Result<ValRaw> { Ok(($into)(self)) }
+            fn from_raw(raw: ValRaw, _: &mut StoreOpaque) -> Self { ($from)(raw) }
+        }
+    )*};
+}
+
+wasm_ty_num! {
+    i32 => I32, ValRaw::i32, |r: ValRaw| r.get_i32();
+    u32 => I32, |v: u32| ValRaw::i32(v as i32), |r: ValRaw| r.get_i32() as u32;
+    i64 => I64, ValRaw::i64, |r: ValRaw| r.get_i64();
+    u64 => I64, |v: u64| ValRaw::i64(v as i64), |r: ValRaw| r.get_i64() as u64;
+    f32 => F32, |v: f32| ValRaw::f32(v.to_bits()), |r: ValRaw| f32::from_bits(r.get_f32());
+    f64 => F64, |v: f64| ValRaw::f64(v.to_bits()), |r: ValRaw| f64::from_bits(r.get_f64());
+    V128 => V128, |v: V128| ValRaw::u128(v.as_u128()), |r: ValRaw| V128::from(r.get_u128());
+}
+
+impl sealed::Sealed for Option<Func> {}
+impl WasmTy for Option<Func> {
+    fn valtype() -> ValType {
+        ValType::FuncRef
+    }
+    fn into_raw(self, store: &mut StoreOpaque) -> Result<ValRaw> {
+        Val::FuncRef(self).to_raw(store)
+    }
+    fn from_raw(raw: ValRaw, store: &mut StoreOpaque) -> Self {
+        store.func_from_raw(raw.get_ptr())
+    }
+}
+
+impl sealed::Sealed for Option<ExternRef> {}
+impl WasmTy for Option<ExternRef> {
+    fn valtype() -> ValType {
+        ValType::ExternRef
+    }
+    fn into_raw(self, store: &mut StoreOpaque) -> Result<ValRaw> {
+        Val::ExternRef(self).to_raw(store)
+    }
+    fn from_raw(raw: ValRaw, _: &mut StoreOpaque) -> Self {
+        externref_from_raw(raw.get_ptr()).map(ExternRef)
+    }
+}
+
+/// A list of wasm values as Rust types: a single [`WasmTy`], `()`, or a
+/// tuple of up to 16.
+pub trait WasmTyList: Send + Sized {
+    #[doc(hidden)]
+    fn valtypes() -> Vec<ValType>;
+    #[doc(hidden)]
+    fn typecheck(tys: &[env::WasmValType]) -> std::result::Result<(), String> {
+        let want = Self::valtypes();
+        if want.len() != tys.len() {
+            return Err(format!("expected {} values, the function has {}", want.len(), tys.len()));
+        }
+        for (i, (w, t)) in want.iter().zip(tys).enumerate() {
+            if w.to_env() != *t {
+                return Err(format!("value {i}: expected {}, the function has {t}", w));
+            }
+        }
+        Ok(())
+    }
+    #[doc(hidden)]
+    fn store(self, store: &mut StoreOpaque, out: &mut [ValRaw]) -> Result<()>;
+    #[doc(hidden)]
+    fn load(store: &mut StoreOpaque, values: &[ValRaw]) -> Self;
+}
+
+/// Parameters of a [`TypedFunc`].
+pub trait WasmParams: WasmTyList {}
+impl<L: WasmTyList> WasmParams for L {}
+/// Results of a [`TypedFunc`].
+pub trait WasmResults: WasmTyList {}
+impl<L: WasmTyList> WasmResults for L {}
+
+impl<A: WasmTy> WasmTyList for A {
+    fn valtypes() -> Vec<ValType> {
+        vec![A::valtype()]
+    }
+    fn store(self, store: &mut StoreOpaque, out: &mut [ValRaw]) -> Result<()> {
+        out[0] = self.into_raw(store)?;
+        Ok(())
+    }
+    fn load(store: &mut StoreOpaque, values: &[ValRaw]) -> Self {
+        A::from_raw(values[0], store)
+    }
+}
+
+macro_rules! tuple_list {
+    ($(($($a:ident)*))*) => {$(
+        #[allow(non_snake_case, unused_mut, unused_variables, unused_assignments)]
+        impl<$($a: WasmTy,)*> WasmTyList for ($($a,)*) {
+            fn valtypes() -> Vec<ValType> { vec![$($a::valtype()),*] }
+            fn store(self, store: &mut StoreOpaque, out: &mut [ValRaw]) -> Result<()> {
+                let ($($a,)*) = self;
+                let mut i = 0;
+                $( out[i] = $a.into_raw(store)?; i += 1; )*
+                Ok(())
+            }
+            fn load(store: &mut StoreOpaque, values: &[ValRaw]) -> Self {
+                let mut i = 0;
+                $( let $a = $a::from_raw(values[i], store); i += 1; )*
+                ($($a,)*)
+            }
+        }
+    )*};
+}
+
+tuple_list! {
+    ()
+    (A1)
+    (A1 A2)
+    (A1 A2 A3)
+    (A1 A2 A3 A4)
+    (A1 A2 A3 A4 A5)
+    (A1 A2 A3 A4 A5 A6)
+    (A1 A2 A3 A4 A5 A6 A7)
+    (A1 A2 A3 A4 A5 A6 A7 A8)
+    (A1 A2 A3 A4 A5 A6 A7 A8 A9)
+    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10)
+    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11)
+    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12)
+    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12 A13)
+    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12 A13 A14)
+    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12 A13 A14 A15)
+    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12 A13 A14 A15 A16)
+}
+
+/// What a host closure may return: values, or a `Result` of values.
+pub trait WasmRet {
+    #[doc(hidden)]
+    fn valtypes() -> Vec<ValType>;
+    #[doc(hidden)]
+    fn store_results(self, store: &mut StoreOpaque, out: &mut [ValRaw]) -> Result<()>;
+}
+
+impl<L: WasmTyList> WasmRet for L {
+    fn valtypes() -> Vec<ValType> {
+        L::valtypes()
+    }
+    fn store_results(self, store: &mut StoreOpaque, out: &mut [ValRaw]) -> Result<()> {
+        self.store(store, out)
+    }
+}
+
+impl<L: WasmTyList> WasmRet for Result<L> {
+    fn valtypes() -> Vec<ValType> {
+        L::valtypes()
+    }
+    fn store_results(self, store: &mut StoreOpaque, out: &mut [ValRaw]) -> Result<()> {
+        self?.store(store, out)
+    }
+}
+
+/// Marker for host closures that take a [`Caller`] first.
+pub struct WithCaller<T>(PhantomData<T>);
+
+/// A Rust closure that can become a host function (see [`Func::wrap`]).
+pub trait IntoFunc<T, Params, Results>: Send + Sync + 'static {
+    #[doc(hidden)]
+    fn into_host_fn(self) -> (env::FuncType, Arc<HostFn<StoreInner<T>>>);
+}
+
+macro_rules! into_func {
+    ($(($($a:ident)*))*) => {$(
+        #[allow(non_snake_case, unused_mut, unused_variables, unused_assignments)]
+        impl<T: 'static, F, $($a: WasmTy,)* R: WasmRet> IntoFunc<T, ($($a,)*), R> for F
+        where
+            F: Fn($($a),*) -> R + Send + Sync + 'static,
+        {
+            fn into_host_fn(self) -> (env::FuncType, Arc<HostFn<StoreInner<T>>>) {
+                let ty = FuncType::new(vec![$($a::valtype()),*], R::valtypes()).0;
+                let body = move |store: &mut StoreInner<T>, _caller: Option<usize>, values: &mut [ValRaw]| -> Result<()> {
+                    let mut i = 0;
+                    $( let $a = $a::from_raw(values[i], &mut store.opaque); i += 1; )*
+                    let r = (self)($($a),*);
+                    r.store_results(&mut store.opaque, values)
+                };
+                (ty, Arc::new(body))
+            }
+        }
+
+        #[allow(non_snake_case, unused_mut, unused_variables, unused_assignments)]
+        impl<T: 'static, F, $($a: WasmTy,)* R: WasmRet> IntoFunc<T, (WithCaller<T>, $($a,)*), R> for F
+        where
+            F: Fn(Caller<'_, T>, $($a),*) -> R + Send + Sync + 'static,
+        {
+            fn into_host_fn(self) -> (env::FuncType, Arc<HostFn<StoreInner<T>>>) {
+                let ty = FuncType::new(vec![$($a::valtype()),*], R::valtypes()).0;
+                let body = move |store: &mut StoreInner<T>, caller: Option<usize>, values: &mut [ValRaw]| -> Result<()> {
+                    let mut i = 0;
+                    $( let $a = $a::from_raw(values[i], &mut store.opaque); i += 1; )*
+                    let r = (self)(Caller { store: &mut *store, caller }, $($a),*);
+                    r.store_results(&mut store.opaque, values)
+                };
+                (ty, Arc::new(body))
+            }
+        }
+    )*};
+}
+
+into_func! {
+    ()
+    (A1)
+    (A1 A2)
+    (A1 A2 A3)
+    (A1 A2 A3 A4)
+    (A1 A2 A3 A4 A5)
+    (A1 A2 A3 A4 A5 A6)
+    (A1 A2 A3 A4 A5 A6 A7)
+    (A1 A2 A3 A4 A5 A6 A7 A8)
+    (A1 A2 A3 A4 A5 A6 A7 A8 A9)
+    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10)
+    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11)
+    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12)
+    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12 A13)
+    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12 A13 A14)
+    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12 A13 A14 A15)
+    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12 A13 A14 A15 A16)
+}

@@ -1,0 +1,236 @@
+//! Instantiation and instance exports.
+
+use crate::externals::{Extern, Global, Memory, Table};
+use crate::func::{Func, TypedFunc, WasmParams, WasmResults};
+use crate::module::Module;
+use crate::store::{AsContextMut, GlobalEntry, InstanceData, MemoryEntry, StoreInner, StoreOpaque, Stored, TableEntry};
+use crate::trap::Trap;
+use crate::types::ExternType;
+use crate::vm;
+use crate::vm::global::GlobalStorage;
+use crate::vm::instance::{Imports, InstantiationError};
+use anyhow::{Context, Result, anyhow, bail};
+use kiln_environ::{self as env, EntityIndex, EntityType};
+
+/// An instantiated module: its functions, memories, tables and globals
+/// live in the store it was created in.
+#[derive(Clone, Copy, Debug)]
+pub struct Instance(pub(crate) Stored);
+
+impl Instance {
+    /// Instantiates `module` with `imports` given in the order of
+    /// [`Module::imports`], then runs its start function.
+    ///
+    /// # Errors
+    ///
+    /// Wrong number or types of imports ("incompatible import type");
+    /// failure to create a memory or table; a [`Trap`] from an element or
+    /// data segment that does not fit, or from the start function.
+    pub fn new<T: 'static>(mut store: impl AsContextMut<Data = T>, module: &Module, imports: &[Extern]) -> Result<Instance> {
+        instantiate(store.as_context_mut().0, module, imports)
+    }
+
+    /// The export `name`, if any.
+    pub fn get_export(&self, mut store: impl AsContextMut, name: &str) -> Option<Extern> {
+        let store = &mut store.as_context_mut().0.opaque;
+        store.check(&self.0);
+        instance_export(store, self.0.index, name)
+    }
+
+    /// The exported function `name`, if any.
+    pub fn get_func(&self, store: impl AsContextMut, name: &str) -> Option<Func> {
+        self.get_export(store, name)?.into_func()
+    }
+
+    /// The exported function `name` with a static signature.
+    ///
+    /// # Errors
+    ///
+    /// No such function export, or its signature differs.
+    pub fn get_typed_func<Params: WasmParams, Results: WasmResults>(
+        &self,
+        mut store: impl AsContextMut,
+        name: &str,
+    ) -> Result<TypedFunc<Params, Results>> {
+        let f = self
+            .get_func(&mut store, name)
+            .ok_or_else(|| anyhow!("failed to find function export `{name}`"))?;
+        f.typed(&store).with_context(|| format!("failed to convert function `{name}` to a typed function"))
+    }
+
+    /// The exported memory `name`, if any.
+    pub fn get_memory(&self, store: impl AsContextMut, name: &str) -> Option<Memory> {
+        self.get_export(store, name)?.into_memory()
+    }
+
+    /// The exported table `name`, if any.
+    pub fn get_table(&self, store: impl AsContextMut, name: &str) -> Option<Table> {
+        self.get_export(store, name)?.into_table()
+    }
+
+    /// The exported global `name`, if any.
+    pub fn get_global(&self, store: impl AsContextMut, name: &str) -> Option<Global> {
+        self.get_export(store, name)?.into_global()
+    }
+
+    /// All exports, as `(name, item)` pairs in declaration order.
+    pub fn exports(&self, mut store: impl AsContextMut) -> Vec<(String, Extern)> {
+        let store = &mut store.as_context_mut().0.opaque;
+        store.check(&self.0);
+        let module = store.instances[self.0.index].module.clone();
+        module
+            .info()
+            .exports
+            .iter()
+            .filter_map(|e| Some((e.name.clone(), export_item(store, self.0.index, e.index).ok()?)))
+            .collect()
+    }
+
+    /// The module this is an instance of.
+    pub fn module<'a, T: 'a>(&self, store: impl Into<crate::store::StoreContext<'a, T>>) -> &'a Module {
+        let store = store.into().0;
+        store.opaque.check(&self.0);
+        &store.opaque.instances[self.0.index].module
+    }
+}
+
+pub(crate) fn instance_export(store: &mut StoreOpaque, instance: usize, name: &str) -> Option<Extern> {
+    let module = store.instances[instance].module.clone();
+    let e = module.info().exports.iter().find(|e| e.name == name)?;
+    export_item(store, instance, e.index).ok()
+}
+
+fn export_item(store: &mut StoreOpaque, instance: usize, index: EntityIndex) -> Result<Extern> {
+    Ok(match index {
+        EntityIndex::Function(f) => Extern::Func(store.instance_func(instance, f)?),
+        EntityIndex::Memory(m) => Extern::Memory(Memory(store.stored(store.instances[instance].memories[m as usize]))),
+        EntityIndex::Table(t) => Extern::Table(Table(store.stored(store.instances[instance].tables[t as usize]))),
+        EntityIndex::Global(g) => Extern::Global(Global(store.stored(store.instances[instance].globals[g as usize]))),
+    })
+}
+
+fn limits_match(actual_min: u64, actual_max: Option<u64>, want_min: u64, want_max: Option<u64>) -> bool {
+    actual_min >= want_min
+        && match want_max {
+            None => true,
+            Some(wm) => actual_max.is_some_and(|am| am <= wm),
+        }
+}
+
+/// Checks `ext` against the import's expected type.
+fn check_import(store: &StoreOpaque, module: &env::ModuleInfo, want: &EntityType, ext: &Extern) -> Result<()> {
+    let ok = match (want, ext) {
+        (EntityType::Function(t), Extern::Func(f)) => *store.funcs[f.0.index].ty == module.types[*t as usize],
+        (EntityType::Global(g), Extern::Global(x)) => store.globals[x.0.index].ty == *g,
+        (EntityType::Table(t), Extern::Table(x)) => {
+            let a = store.table(x.0.index).ty();
+            a.element == t.element && a.table64 == t.table64 && limits_match(a.minimum, a.maximum, t.minimum, t.maximum)
+        }
+        (EntityType::Memory(m), Extern::Memory(x)) => {
+            let a = store.memory(x.0.index).ty();
+            a.memory64 == m.memory64
+                && a.shared == m.shared
+                && a.page_size_log2 == m.page_size_log2
+                && limits_match(a.minimum, a.maximum, m.minimum, m.maximum)
+        }
+        _ => false,
+    };
+    if ok {
+        return Ok(());
+    }
+    let found = match ext {
+        Extern::Func(f) => ExternType::Func(crate::types::FuncType((*store.funcs[f.0.index].ty).clone())),
+        Extern::Global(x) => ExternType::Global(crate::types::GlobalType(store.globals[x.0.index].ty)),
+        Extern::Table(x) => ExternType::Table(crate::types::TableType(store.table(x.0.index).ty())),
+        Extern::Memory(x) => ExternType::Memory(crate::types::MemoryType(store.memory(x.0.index).ty())),
+    };
+    bail!("incompatible import type: expected {}, found {}", ExternType::from_entity(module, want), found)
+}
+
+fn stored_of(ext: &Extern) -> Stored {
+    match ext {
+        Extern::Func(f) => f.0,
+        Extern::Global(g) => g.0,
+        Extern::Table(t) => t.0,
+        Extern::Memory(m) => m.0,
+    }
+}
+
+pub(crate) fn instantiate<T: 'static>(store: &mut StoreInner<T>, module: &Module, imports: &[Extern]) -> Result<Instance> {
+    let opaque = &mut store.opaque;
+    if !crate::Engine::same(module.engine(), &opaque.engine) {
+        bail!("cross-engine instantiation is not supported");
+    }
+    let info = module.info();
+    if imports.len() != info.imports.len() {
+        bail!("expected {} imports, found {}", info.imports.len(), imports.len());
+    }
+    let mut vm_imports = Imports::default();
+    let mut func_ids = Vec::with_capacity(info.functions.len());
+    let (mut mem_ids, mut table_ids, mut global_ids) = (Vec::new(), Vec::new(), Vec::new());
+    for (imp, ext) in info.imports.iter().zip(imports) {
+        if stored_of(ext).store != opaque.id {
+            bail!("import `{}::{}` belongs to another store", imp.module, imp.field);
+        }
+        check_import(opaque, info, &imp.ty, ext).with_context(|| format!("import `{}::{}`", imp.module, imp.field))?;
+        match ext {
+            Extern::Func(f) => {
+                vm_imports.funcs.push(opaque.funcs[f.0.index].func_ref as *const _);
+                func_ids.push(Some(f.0.index));
+            }
+            Extern::Table(t) => {
+                vm_imports.tables.push(opaque.table_ptr(t.0.index));
+                table_ids.push(t.0.index);
+            }
+            Extern::Memory(m) => {
+                vm_imports.memories.push(opaque.memory_ptr(m.0.index));
+                mem_ids.push(m.0.index);
+            }
+            Extern::Global(g) => {
+                vm_imports.globals.push(opaque.globals[g.0.index].storage.as_ptr());
+                global_ids.push(g.0.index);
+            }
+        }
+    }
+
+    let id = opaque.instances.len();
+    let epoch = &opaque.engine.inner.epoch as *const _;
+    let handle = vm::instance::Instance::new(id, module.runtime().clone(), opaque.vm_ptr(), epoch, &vm_imports)
+        .map_err(|e| anyhow!("{e}"))?;
+
+    for d in 0..info.num_defined_memories() {
+        mem_ids.push(opaque.memories.len());
+        opaque.memories.push(MemoryEntry::Instance { instance: id, index: info.num_imported_memories + d });
+    }
+    for d in 0..info.num_defined_tables() {
+        table_ids.push(opaque.tables.len());
+        opaque.tables.push(TableEntry::Instance { instance: id, index: info.num_imported_tables + d });
+    }
+    for d in 0..info.num_defined_globals() {
+        let g = info.num_imported_globals + d;
+        global_ids.push(opaque.globals.len());
+        opaque.globals.push(GlobalEntry { ty: info.globals[g as usize], storage: GlobalStorage::of_instance(handle.global_ptr(g)) });
+    }
+    func_ids.resize(info.functions.len(), None);
+    opaque.instances.push(InstanceData {
+        handle,
+        module: module.clone(),
+        funcs: func_ids,
+        memories: mem_ids,
+        tables: table_ids,
+        globals: global_ids,
+    });
+
+    match opaque.instances[id].handle.initialize() {
+        Ok(()) => {}
+        Err(InstantiationError::Trap(code)) => return Err(Trap::new(code).into()),
+        Err(e) => bail!("{e}"),
+    }
+
+    if let Some(start) = info.start {
+        let f = opaque.instance_func(id, start)?;
+        let mut values = [vm::vmcontext::ValRaw::default(); 1];
+        f.call_raw(store, &mut values)?;
+    }
+    Ok(Instance(store.opaque.stored(id)))
+}

@@ -1,0 +1,51 @@
+//! Kiln: a WebAssembly runtime with a Cranelift JIT and a Wasmtime-shaped
+//! embedding API.
+//!
+//! ```
+//! use kiln::{Engine, Instance, Module, Store};
+//!
+//! # fn main() -> anyhow::Result<()> {
+//! let engine = Engine::default();
+//! let module = Module::new(&engine, r#"
+//!     (module (func (export "add") (param i32 i32) (result i32)
+//!         local.get 0 local.get 1 i32.add))
+//! "#)?;
+//! let mut store = Store::new(&engine, ());
+//! let instance = Instance::new(&mut store, &module, &[])?;
+//! let add = instance.get_typed_func::<(i32, i32), i32>(&mut store, "add")?;
+//! assert_eq!(add.call(&mut store, (2, 3))?, 5);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Traps come back as errors holding a [`Trap`]; host functions defined
+//! with [`Func::wrap`] or [`Linker::func_wrap`] receive a [`Caller`] for
+//! the store's data and the calling instance's exports.
+
+#![deny(missing_docs)]
+
+mod config;
+mod engine;
+mod externals;
+mod func;
+mod instance;
+mod linker;
+mod module;
+mod store;
+mod trap;
+mod types;
+mod values;
+pub(crate) mod vm;
+
+pub use anyhow::{Error, Result};
+pub use config::{Config, OptLevel};
+pub use engine::Engine;
+pub use externals::{Extern, Global, Memory, MemoryAccessError, Table};
+pub use func::{Caller, Func, IntoFunc, TypedFunc, WasmParams, WasmResults, WasmRet, WasmTy, WasmTyList, WithCaller};
+pub use instance::Instance;
+pub use linker::Linker;
+pub use module::Module;
+pub use store::{AsContext, AsContextMut, Store, StoreContext, StoreContextMut};
+pub use trap::{FrameInfo, Trap, TrapCode, WasmBacktrace};
+pub use types::{ExportType, ExternType, FuncType, GlobalType, ImportType, MemoryType, Mutability, TableType, ValType};
+pub use values::{ExternRef, V128, Val};

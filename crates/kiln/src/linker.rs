@@ -1,0 +1,198 @@
+//! `Linker<T>`: resolves a module's imports by name.
+
+use crate::externals::Extern;
+use crate::func::{Caller, Func, IntoFunc, new_host};
+use crate::instance::Instance;
+use crate::module::Module;
+use crate::store::{AsContextMut, StoreInner};
+use crate::types::FuncType;
+use crate::values::Val;
+use crate::vm::host_func::HostFn;
+use crate::vm::vmcontext::ValRaw;
+use crate::Engine;
+use anyhow::{Result, bail};
+use kiln_environ as env;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+enum Definition<T> {
+    Extern(Extern),
+    HostFunc(Arc<HostFuncDef<T>>),
+}
+
+impl<T> Clone for Definition<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Definition::Extern(e) => Definition::Extern(*e),
+            Definition::HostFunc(f) => Definition::HostFunc(f.clone()),
+        }
+    }
+}
+
+struct HostFuncDef<T> {
+    ty: env::FuncType,
+    body: Arc<HostFn<StoreInner<T>>>,
+}
+
+/// Names importable items (`module::name`) and instantiates modules
+/// against them. Host functions defined here are store-independent: they
+/// are created in a store the first time a module using them is
+/// instantiated there.
+pub struct Linker<T> {
+    engine: Engine,
+    defs: HashMap<(String, String), Definition<T>>,
+    allow_shadowing: bool,
+}
+
+impl<T: 'static> Linker<T> {
+    /// An empty linker for `engine`.
+    pub fn new(engine: &Engine) -> Linker<T> {
+        Linker { engine: engine.clone(), defs: HashMap::new(), allow_shadowing: false }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Whether a later definition may replace an earlier one of the same
+    /// name (default: no, it is an error).
+    pub fn allow_shadowing(&mut self, allow: bool) -> &mut Self {
+        self.allow_shadowing = allow;
+        self
+    }
+
+    fn insert(&mut self, module: &str, name: &str, def: Definition<T>) -> Result<()> {
+        let key = (module.to_string(), name.to_string());
+        if !self.allow_shadowing && self.defs.contains_key(&key) {
+            bail!("import of `{module}::{name}` defined twice");
+        }
+        self.defs.insert(key, def);
+        Ok(())
+    }
+
+    /// Defines `module::name` as `item`.
+    ///
+    /// # Errors
+    ///
+    /// The name is already defined and shadowing is off.
+    pub fn define(&mut self, module: &str, name: &str, item: impl Into<Extern>) -> Result<&mut Self> {
+        self.insert(module, name, Definition::Extern(item.into()))?;
+        Ok(self)
+    }
+
+    /// Defines `module::name` as a host function from a Rust closure (see
+    /// [`Func::wrap`]).
+    ///
+    /// # Errors
+    ///
+    /// The name is already defined and shadowing is off.
+    pub fn func_wrap<Params, Results>(
+        &mut self,
+        module: &str,
+        name: &str,
+        f: impl IntoFunc<T, Params, Results>,
+    ) -> Result<&mut Self> {
+        let (ty, body) = f.into_host_fn();
+        self.insert(module, name, Definition::HostFunc(Arc::new(HostFuncDef { ty, body })))?;
+        Ok(self)
+    }
+
+    /// Defines `module::name` as a dynamically typed host function (see
+    /// [`Func::new`]).
+    ///
+    /// # Errors
+    ///
+    /// The name is already defined and shadowing is off.
+    pub fn func_new(
+        &mut self,
+        module: &str,
+        name: &str,
+        ty: FuncType,
+        f: impl Fn(Caller<'_, T>, &[Val], &mut [Val]) -> Result<()> + Send + Sync + 'static,
+    ) -> Result<&mut Self> {
+        let fty = ty.0.clone();
+        let body = move |store: &mut StoreInner<T>, caller: Option<usize>, values: &mut [ValRaw]| -> Result<()> {
+            let params: Vec<Val> = fty
+                .params()
+                .iter()
+                .zip(values.iter())
+                .map(|(t, v)| Val::from_raw(*v, crate::ValType::from_env(*t), &mut store.opaque))
+                .collect();
+            let mut results: Vec<Val> =
+                fty.results().iter().map(|t| Val::default_for(crate::ValType::from_env(*t))).collect();
+            f(Caller { store: &mut *store, caller }, &params, &mut results)?;
+            for (i, (r, t)) in results.iter().zip(fty.results()).enumerate() {
+                if r.ty() != crate::ValType::from_env(*t) {
+                    bail!("host function returned a {} for result {i}, expected {t}", r.ty());
+                }
+                values[i] = r.to_raw(&mut store.opaque)?;
+            }
+            Ok(())
+        };
+        self.insert(module, name, Definition::HostFunc(Arc::new(HostFuncDef { ty: ty.0, body: Arc::new(body) })))?;
+        Ok(self)
+    }
+
+    /// Defines every export of `instance` under module name `module`.
+    ///
+    /// # Errors
+    ///
+    /// A name is already defined and shadowing is off.
+    pub fn instance(&mut self, mut store: impl AsContextMut<Data = T>, module: &str, instance: Instance) -> Result<&mut Self> {
+        for (name, item) in instance.exports(&mut store) {
+            self.insert(module, &name, Definition::Extern(item))?;
+        }
+        Ok(self)
+    }
+
+    /// Looks up `module::name`, creating host functions in `store` as needed.
+    pub fn get(&self, mut store: impl AsContextMut<Data = T>, module: &str, name: &str) -> Option<Extern> {
+        let def = self.defs.get(&(module.to_string(), name.to_string()))?.clone();
+        self.materialize(store.as_context_mut().0, def).ok()
+    }
+
+    fn materialize(&self, store: &mut StoreInner<T>, def: Definition<T>) -> Result<Extern> {
+        Ok(match def {
+            Definition::Extern(e) => e,
+            Definition::HostFunc(f) => {
+                let key = Arc::as_ptr(&f) as usize;
+                if let Some(&idx) = store.opaque.linker_funcs.get(&key) {
+                    return Ok(Extern::Func(Func(store.opaque.stored(idx))));
+                }
+                let func = new_host(store, f.ty.clone(), f.body.clone())?;
+                store.opaque.linker_funcs.insert(key, func.0.index);
+                // Keep the definition alive as long as the store caches by its address.
+                std::mem::forget(f);
+                Extern::Func(func)
+            }
+        })
+    }
+
+    /// Instantiates `module`, resolving each import by name.
+    ///
+    /// # Errors
+    ///
+    /// An import is not defined ("unknown import"), or as [`Instance::new`].
+    pub fn instantiate(&self, mut store: impl AsContextMut<Data = T>, module: &Module) -> Result<Instance> {
+        let store = store.as_context_mut().0;
+        let mut imports = Vec::with_capacity(module.info().imports.len());
+        for imp in &module.info().imports {
+            let Some(def) = self.defs.get(&(imp.module.clone(), imp.field.clone())) else {
+                bail!("unknown import: `{}::{}` has not been defined", imp.module, imp.field);
+            };
+            imports.push(self.materialize(store, def.clone())?);
+        }
+        crate::instance::instantiate(store, module, &imports)
+    }
+
+    /// Instantiates `module` and defines its exports under `name`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Linker::instantiate`] and [`Linker::instance`].
+    pub fn module(&mut self, mut store: impl AsContextMut<Data = T>, name: &str, module: &Module) -> Result<&mut Self> {
+        let instance = self.instantiate(&mut store, module)?;
+        self.instance(store, name, instance)
+    }
+}

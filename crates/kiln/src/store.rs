@@ -1,0 +1,454 @@
+//! `Store<T>`: the owner of all runtime objects (instances, functions,
+//! memories, tables, globals) and of the host's data `T`.
+
+use crate::engine::Engine;
+use crate::func::Func;
+use crate::module::Module;
+use crate::vm;
+use crate::vm::externref::{ExternData, externref_to_raw};
+use crate::vm::global::GlobalStorage;
+use crate::vm::instance::Instance as VmInstance;
+use crate::vm::memory::Memory as VmMemory;
+use crate::vm::table::Table as VmTable;
+use crate::vm::vmcontext::VMStoreContext;
+use kiln_environ as env;
+use std::any::Any;
+use std::collections::{HashMap, HashSet};
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Identifies a store; handles carry it so that using a handle with the
+/// wrong store is caught.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct StoreId(u64);
+
+impl StoreId {
+    fn next() -> StoreId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        StoreId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// An index into one of a store's object lists, tagged with the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Stored {
+    pub(crate) store: StoreId,
+    pub(crate) index: usize,
+}
+
+/// The collection of runtime objects that wasm executes against, plus
+/// host data `T` available to host functions through [`Caller`](crate::Caller).
+///
+/// Objects created in a store live until the store is dropped. A store is
+/// used by one thread at a time; many stores may run on many threads.
+pub struct Store<T> {
+    pub(crate) inner: Box<StoreInner<T>>,
+}
+
+/// A store's contents (internal).
+#[doc(hidden)]
+pub struct StoreInner<T> {
+    pub(crate) opaque: StoreOpaque,
+    pub(crate) data: T,
+}
+
+pub(crate) struct InstanceData {
+    pub(crate) handle: Box<VmInstance>,
+    pub(crate) module: Module,
+    /// Store function index of each module function, created on demand.
+    pub(crate) funcs: Vec<Option<usize>>,
+    pub(crate) memories: Vec<usize>,
+    pub(crate) tables: Vec<usize>,
+    pub(crate) globals: Vec<usize>,
+}
+
+pub(crate) enum MemoryEntry {
+    Host(Box<VmMemory>),
+    Instance { instance: usize, index: u32 },
+}
+
+pub(crate) enum TableEntry {
+    Host(Box<VmTable>),
+    Instance { instance: usize, index: u32 },
+}
+
+pub(crate) struct GlobalEntry {
+    pub(crate) ty: env::GlobalType,
+    pub(crate) storage: GlobalStorage,
+}
+
+pub(crate) enum FuncKind {
+    /// A wasm function, called from the host through this entry trampoline.
+    Wasm { trampoline: usize },
+    /// A host function: index into `host_funcs`.
+    Host { ctx: usize },
+}
+
+pub(crate) struct FuncEntry {
+    pub(crate) func_ref: usize,
+    pub(crate) ty: Arc<env::FuncType>,
+    pub(crate) kind: FuncKind,
+}
+
+/// The part of a store that does not depend on `T` (internal).
+#[doc(hidden)]
+pub struct StoreOpaque {
+    pub(crate) id: StoreId,
+    pub(crate) engine: Engine,
+    pub(crate) vm: Box<VMStoreContext>,
+    pub(crate) instances: Vec<InstanceData>,
+    pub(crate) memories: Vec<MemoryEntry>,
+    pub(crate) tables: Vec<TableEntry>,
+    pub(crate) globals: Vec<GlobalEntry>,
+    pub(crate) funcs: Vec<FuncEntry>,
+    pub(crate) host_funcs: Vec<Box<dyn Any + Send + Sync>>,
+    pub(crate) funcs_by_ref: HashMap<usize, usize>,
+    pub(crate) linker_funcs: HashMap<usize, usize>,
+    pub(crate) externrefs: ExternRefRoots,
+}
+
+/// Strong references to every externref that has been handed to wasm.
+#[derive(Default)]
+pub(crate) struct ExternRefRoots {
+    live: Vec<Arc<ExternData>>,
+    set: HashSet<usize>,
+    last_live: usize,
+}
+
+impl<T> Store<T> {
+    /// Creates a store for `engine` holding `data`.
+    pub fn new(engine: &Engine, data: T) -> Store<T> {
+        let mut inner = Box::new(StoreInner {
+            opaque: StoreOpaque {
+                id: StoreId::next(),
+                engine: engine.clone(),
+                vm: Box::default(),
+                instances: Vec::new(),
+                memories: Vec::new(),
+                tables: Vec::new(),
+                globals: Vec::new(),
+                funcs: Vec::new(),
+                host_funcs: Vec::new(),
+                funcs_by_ref: HashMap::new(),
+                linker_funcs: HashMap::new(),
+                externrefs: ExternRefRoots::default(),
+            },
+            data,
+        });
+        let p: *mut StoreInner<T> = &mut *inner;
+        inner.opaque.vm.store = p.cast();
+        Store { inner }
+    }
+
+    /// The host data.
+    pub fn data(&self) -> &T {
+        &self.inner.data
+    }
+
+    /// The host data, mutably.
+    pub fn data_mut(&mut self) -> &mut T {
+        &mut self.inner.data
+    }
+
+    /// Consumes the store, returning the host data.
+    pub fn into_data(self) -> T {
+        let inner = *self.inner;
+        inner.data
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.opaque.engine
+    }
+
+    /// Drops the store's references to externrefs that are no longer
+    /// reachable from its tables, globals or the host. Runs automatically
+    /// when wasm returns and the set has doubled since the last collection.
+    pub fn gc(&mut self) {
+        self.inner.opaque.collect_externrefs();
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Store<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("data", &self.inner.data).finish_non_exhaustive()
+    }
+}
+
+impl StoreOpaque {
+    /// Panics if `s` belongs to another store: mixing stores is a
+    /// programming error, like indexing out of bounds.
+    pub(crate) fn check(&self, s: &Stored) {
+        assert_eq!(s.store, self.id, "object used with a store it does not belong to");
+    }
+
+    pub(crate) fn stored(&self, index: usize) -> Stored {
+        Stored { store: self.id, index }
+    }
+
+    pub(crate) fn max_wasm_stack(&self) -> usize {
+        self.engine.config().max_wasm_stack
+    }
+
+    pub(crate) fn vm_ptr(&mut self) -> *mut VMStoreContext {
+        &mut *self.vm
+    }
+
+    /// Whether wasm of this store is running (a host function is being
+    /// called from it).
+    pub(crate) fn wasm_active(&self) -> bool {
+        self.vm.stack_limit != usize::MAX
+    }
+
+    pub(crate) fn memory(&self, i: usize) -> &VmMemory {
+        match &self.memories[i] {
+            MemoryEntry::Host(m) => m,
+            MemoryEntry::Instance { instance, index } => self.instances[*instance].handle.memory(*index),
+        }
+    }
+
+    pub(crate) fn memory_mut(&mut self, i: usize) -> &mut VmMemory {
+        match &mut self.memories[i] {
+            MemoryEntry::Host(m) => m,
+            MemoryEntry::Instance { instance, index } => self.instances[*instance].handle.memory_mut(*index),
+        }
+    }
+
+    pub(crate) fn memory_ptr(&mut self, i: usize) -> NonNull<VmMemory> {
+        match &mut self.memories[i] {
+            MemoryEntry::Host(m) => NonNull::from(&mut **m),
+            MemoryEntry::Instance { instance, index } => self.instances[*instance].handle.memory_ptr(*index),
+        }
+    }
+
+    pub(crate) fn table(&self, i: usize) -> &VmTable {
+        match &self.tables[i] {
+            TableEntry::Host(t) => t,
+            TableEntry::Instance { instance, index } => self.instances[*instance].handle.table(*index),
+        }
+    }
+
+    pub(crate) fn table_mut(&mut self, i: usize) -> &mut VmTable {
+        match &mut self.tables[i] {
+            TableEntry::Host(t) => t,
+            TableEntry::Instance { instance, index } => self.instances[*instance].handle.table_mut(*index),
+        }
+    }
+
+    pub(crate) fn table_ptr(&mut self, i: usize) -> NonNull<VmTable> {
+        match &mut self.tables[i] {
+            TableEntry::Host(t) => NonNull::from(&mut **t),
+            TableEntry::Instance { instance, index } => self.instances[*instance].handle.table_ptr(*index),
+        }
+    }
+
+    /// Adds a function entry and returns its handle.
+    pub(crate) fn push_func(&mut self, entry: FuncEntry) -> Func {
+        let idx = self.funcs.len();
+        self.funcs_by_ref.insert(entry.func_ref, idx);
+        self.funcs.push(entry);
+        Func(self.stored(idx))
+    }
+
+    /// The `Func` of function `f` of instance `instance`, created on first use.
+    pub(crate) fn instance_func(&mut self, instance: usize, f: u32) -> anyhow::Result<Func> {
+        if let Some(i) = self.instances[instance].funcs[f as usize] {
+            return Ok(Func(self.stored(i)));
+        }
+        let data = &mut self.instances[instance];
+        let func_ref = data.handle.func_ref(f) as usize;
+        if let Some(&i) = self.funcs_by_ref.get(&func_ref) {
+            self.instances[instance].funcs[f as usize] = Some(i);
+            return Ok(Func(self.stored(i)));
+        }
+        let (type_id, owner) = vm::funcref_info(func_ref);
+        let ty = self.engine.inner.types.get(type_id);
+        let kind = match owner {
+            vm::FuncRefOwner::Instance { instance: owner, func } => {
+                let rt = self.instances[owner].handle.module().clone();
+                let t = rt.module().functions[func as usize];
+                let trampoline = rt
+                    .array_trampoline(t)
+                    .ok_or_else(|| anyhow::anyhow!("function {func} cannot be called from the host"))?;
+                FuncKind::Wasm { trampoline: trampoline as usize }
+            }
+            vm::FuncRefOwner::Host(_) => anyhow::bail!("unregistered host function reference"),
+        };
+        let func = self.push_func(FuncEntry { func_ref, ty, kind });
+        self.instances[instance].funcs[f as usize] = Some(func.0.index);
+        Ok(func)
+    }
+
+    /// The `Func` for a raw function reference that came out of wasm or a
+    /// table of this store (`0` is null).
+    pub(crate) fn func_from_raw(&mut self, raw: usize) -> Option<Func> {
+        if raw == 0 {
+            return None;
+        }
+        if let Some(&i) = self.funcs_by_ref.get(&raw) {
+            return Some(Func(self.stored(i)));
+        }
+        match vm::funcref_info(raw).1 {
+            vm::FuncRefOwner::Instance { instance, func } => self.instance_func(instance, func).ok(),
+            vm::FuncRefOwner::Host(_) => None,
+        }
+    }
+
+    /// Roots `r` in this store and returns its raw form for wasm.
+    pub(crate) fn externref_to_raw(&mut self, r: &Arc<ExternData>) -> usize {
+        let raw = externref_to_raw(r);
+        if self.externrefs.set.insert(raw) {
+            self.externrefs.live.push(r.clone());
+        }
+        raw
+    }
+
+    /// Collects externrefs if wasm is idle and the root set doubled.
+    pub(crate) fn maybe_collect_externrefs(&mut self) {
+        let r = &self.externrefs;
+        if !self.wasm_active() && r.live.len() >= 1024 && r.live.len() >= 2 * r.last_live {
+            self.collect_externrefs();
+        }
+    }
+
+    pub(crate) fn collect_externrefs(&mut self) {
+        if self.wasm_active() {
+            return;
+        }
+        let mut reachable: HashSet<usize> = HashSet::new();
+        for i in 0..self.tables.len() {
+            let t = self.table(i);
+            if !t.ty().element.is_func() {
+                reachable.extend(t.elements().iter().copied().filter(|v| *v != 0));
+            }
+        }
+        for g in &self.globals {
+            if g.ty.content == env::WasmValType::EXTERNREF {
+                let v = g.storage.get().get_ptr();
+                if v != 0 {
+                    reachable.insert(v);
+                }
+            }
+        }
+        for data in &self.instances {
+            let info = data.module.info();
+            for g in 0..info.globals.len() as u32 {
+                if info.globals[g as usize].content == env::WasmValType::EXTERNREF {
+                    let v = GlobalStorage::of_instance(data.handle.global_ptr(g)).get().get_ptr();
+                    if v != 0 {
+                        reachable.insert(v);
+                    }
+                }
+            }
+        }
+        let roots = &mut self.externrefs;
+        roots.live.retain(|r| reachable.contains(&externref_to_raw(r)));
+        roots.set = roots.live.iter().map(externref_to_raw).collect();
+        roots.last_live = roots.live.len();
+    }
+}
+
+/// A shared borrow of a store, as taken by APIs that only read.
+pub struct StoreContext<'a, T>(pub(crate) &'a StoreInner<T>);
+
+/// An exclusive borrow of a store, as taken by APIs that run wasm or
+/// change state.
+pub struct StoreContextMut<'a, T>(pub(crate) &'a mut StoreInner<T>);
+
+impl<T> StoreContext<'_, T> {
+    /// The host data.
+    pub fn data(&self) -> &T {
+        &self.0.data
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.0.opaque.engine
+    }
+}
+
+impl<T> StoreContextMut<'_, T> {
+    /// The host data.
+    pub fn data(&self) -> &T {
+        &self.0.data
+    }
+
+    /// The host data, mutably.
+    pub fn data_mut(&mut self) -> &mut T {
+        &mut self.0.data
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.0.opaque.engine
+    }
+}
+
+/// Anything that can lend a shared store borrow: `&Store<T>`,
+/// `&mut Store<T>`, `Caller<T>`, and the context types.
+pub trait AsContext {
+    /// The host data type of the store.
+    type Data;
+    /// Borrows the store.
+    fn as_context(&self) -> StoreContext<'_, Self::Data>;
+}
+
+/// Anything that can lend an exclusive store borrow.
+pub trait AsContextMut: AsContext {
+    /// Borrows the store mutably.
+    fn as_context_mut(&mut self) -> StoreContextMut<'_, Self::Data>;
+}
+
+impl<T> AsContext for Store<T> {
+    type Data = T;
+    fn as_context(&self) -> StoreContext<'_, T> {
+        StoreContext(&self.inner)
+    }
+}
+
+impl<T> AsContextMut for Store<T> {
+    fn as_context_mut(&mut self) -> StoreContextMut<'_, T> {
+        StoreContextMut(&mut self.inner)
+    }
+}
+
+impl<T> AsContext for StoreContext<'_, T> {
+    type Data = T;
+    fn as_context(&self) -> StoreContext<'_, T> {
+        StoreContext(self.0)
+    }
+}
+
+impl<T> AsContext for StoreContextMut<'_, T> {
+    type Data = T;
+    fn as_context(&self) -> StoreContext<'_, T> {
+        StoreContext(self.0)
+    }
+}
+
+impl<T> AsContextMut for StoreContextMut<'_, T> {
+    fn as_context_mut(&mut self) -> StoreContextMut<'_, T> {
+        StoreContextMut(self.0)
+    }
+}
+
+impl<C: AsContext + ?Sized> AsContext for &C {
+    type Data = C::Data;
+    fn as_context(&self) -> StoreContext<'_, C::Data> {
+        (**self).as_context()
+    }
+}
+
+impl<C: AsContext + ?Sized> AsContext for &mut C {
+    type Data = C::Data;
+    fn as_context(&self) -> StoreContext<'_, C::Data> {
+        (**self).as_context()
+    }
+}
+
+impl<C: AsContextMut + ?Sized> AsContextMut for &mut C {
+    fn as_context_mut(&mut self) -> StoreContextMut<'_, C::Data> {
+        (**self).as_context_mut()
+    }
+}

@@ -1,0 +1,135 @@
+//! Traps: the error value of wasm execution that stopped abnormally.
+
+use crate::vm::code_memory::frame_info;
+use crate::vm::traphandlers::{TrapReason, TrapRecord};
+use std::fmt;
+
+pub use kiln_environ::TrapCode;
+
+/// One frame of a wasm backtrace.
+#[derive(Clone, Debug)]
+pub struct FrameInfo {
+    module_name: Option<String>,
+    func_index: u32,
+    func_name: Option<String>,
+    func_offset: u32,
+}
+
+impl FrameInfo {
+    /// The module's name (from its name section), if any.
+    pub fn module_name(&self) -> Option<&str> {
+        self.module_name.as_deref()
+    }
+
+    /// The function's index in its module.
+    pub fn func_index(&self) -> u32 {
+        self.func_index
+    }
+
+    /// The function's name (from the name section), if any.
+    pub fn func_name(&self) -> Option<&str> {
+        self.func_name.as_deref()
+    }
+
+    /// Offset of the instruction in the function's machine code.
+    pub fn func_offset(&self) -> u32 {
+        self.func_offset
+    }
+}
+
+/// The wasm frames on the stack when a trap happened, innermost first.
+#[derive(Clone, Debug, Default)]
+pub struct WasmBacktrace {
+    frames: Vec<FrameInfo>,
+}
+
+impl WasmBacktrace {
+    fn from_pcs(pcs: &[usize]) -> WasmBacktrace {
+        let frames = pcs
+            .iter()
+            .filter_map(|pc| {
+                let (info, func, off) = frame_info(*pc)?;
+                Some(FrameInfo {
+                    module_name: info.module.name.clone(),
+                    func_index: func,
+                    func_name: info.module.func_name(func).map(str::to_string),
+                    func_offset: off,
+                })
+            })
+            .collect();
+        WasmBacktrace { frames }
+    }
+
+    /// The frames, innermost first.
+    pub fn frames(&self) -> &[FrameInfo] {
+        &self.frames
+    }
+}
+
+impl fmt::Display for WasmBacktrace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "wasm backtrace:")?;
+        for (i, fr) in self.frames.iter().enumerate() {
+            write!(f, "  {i:>3}: ")?;
+            if let Some(m) = &fr.module_name {
+                write!(f, "{m}!")?;
+            }
+            match &fr.func_name {
+                Some(n) => write!(f, "{n}")?,
+                None => write!(f, "<wasm function {}>", fr.func_index)?,
+            }
+            writeln!(f, " (+{:#x})", fr.func_offset)?;
+        }
+        Ok(())
+    }
+}
+
+/// A wasm trap: execution stopped because of `code`, with the wasm frames
+/// that were on the stack. Returned (inside `anyhow::Error`) by calls into
+/// wasm; downcast with `err.downcast_ref::<Trap>()`.
+#[derive(Clone, Debug)]
+pub struct Trap {
+    code: TrapCode,
+    backtrace: WasmBacktrace,
+}
+
+impl Trap {
+    /// A trap with no backtrace.
+    pub fn new(code: TrapCode) -> Trap {
+        Trap { code, backtrace: WasmBacktrace::default() }
+    }
+
+    /// Why execution stopped.
+    pub fn code(&self) -> TrapCode {
+        self.code
+    }
+
+    /// The wasm frames at the trap.
+    pub fn backtrace(&self) -> &WasmBacktrace {
+        &self.backtrace
+    }
+}
+
+impl fmt::Display for Trap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "wasm trap: {}", self.code.message())?;
+        if !self.backtrace.frames.is_empty() {
+            write!(f, "\n{}", self.backtrace)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Trap {}
+
+/// Converts a trap record into the error returned to the caller of wasm:
+/// a [`Trap`] for wasm traps, the host's own error unchanged for host
+/// errors, and a resumed panic for host panics.
+pub(crate) fn from_record(record: Box<TrapRecord>) -> anyhow::Error {
+    let TrapRecord { reason, pcs } = *record;
+    match reason {
+        TrapReason::Wasm(code) => anyhow::Error::new(Trap { code, backtrace: WasmBacktrace::from_pcs(&pcs) }),
+        TrapReason::Host(e) => e,
+        TrapReason::Panic(p) => std::panic::resume_unwind(p),
+    }
+}

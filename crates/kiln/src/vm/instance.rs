@@ -1,0 +1,470 @@
+//! Instances: the VMContext allocation and everything it points to, plus
+//! instantiation-time initialization (globals, element and data segments).
+
+use super::code_memory::ModuleCode;
+use super::memory::{Memory, MemoryError};
+use super::table::Table;
+use super::vmcontext::*;
+use kiln_environ::vmoffsets::{VMCTX_MAGIC, func_import, vmctx_header};
+use kiln_environ::*;
+use std::alloc::Layout;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+/// What the runtime keeps of a compiled module.
+#[derive(Debug)]
+pub struct ModuleRuntime {
+    /// Compiled-module metadata.
+    pub info: Arc<CompiledModuleInfo>,
+    /// The executable code.
+    pub code: Box<ModuleCode>,
+    /// VMContext layout.
+    pub offsets: VMOffsets,
+    /// Engine-wide type ids by module type index.
+    pub type_ids: Box<[u32]>,
+    /// Code-generation settings the code was compiled with.
+    pub tunables: Tunables,
+}
+
+impl ModuleRuntime {
+    /// The module.
+    pub fn module(&self) -> &ModuleInfo {
+        &self.info.module
+    }
+
+    /// Code address of defined function `func` (a module function index).
+    pub fn func_code(&self, func: u32) -> *const u8 {
+        let loc = self.info.funcs[(func - self.module().num_imported_funcs) as usize];
+        self.code.text_addr(loc.start)
+    }
+
+    /// The array-call entry trampoline for module type `ty`.
+    pub fn array_trampoline(&self, ty: u32) -> Option<*const u8> {
+        self.info.array_to_wasm_trampoline(ty).map(|loc| self.code.text_addr(loc.start))
+    }
+}
+
+/// The resolved imports of one instantiation, in the module's import order
+/// per kind.
+#[derive(Default)]
+pub struct Imports {
+    /// Function references of imported functions.
+    pub funcs: Vec<*const VMFuncRef>,
+    /// Imported tables.
+    pub tables: Vec<NonNull<Table>>,
+    /// Imported memories.
+    pub memories: Vec<NonNull<Memory>>,
+    /// Imported globals' storage.
+    pub globals: Vec<NonNull<VMGlobalDefinition>>,
+}
+
+/// Why instantiation failed before running any wasm.
+#[derive(Debug)]
+pub enum InstantiationError {
+    /// A memory could not be created.
+    Memory(MemoryError),
+    /// A table is larger than the implementation limit.
+    TableTooLarge,
+    /// A segment initializer trapped (2.0 semantics: earlier writes stay).
+    Trap(TrapCode),
+}
+
+impl std::fmt::Display for InstantiationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InstantiationError::Memory(e) => write!(f, "cannot create memory: {e}"),
+            InstantiationError::TableTooLarge => f.write_str("table is larger than the implementation limit"),
+            InstantiationError::Trap(c) => write!(f, "{c}"),
+        }
+    }
+}
+
+impl std::error::Error for InstantiationError {}
+
+/// A module instance inside a store.
+pub struct Instance {
+    id: usize,
+    module: Arc<ModuleRuntime>,
+    vmctx: NonNull<u8>,
+    layout: Layout,
+    memories: Vec<NonNull<Memory>>,
+    tables: Vec<NonNull<Table>>,
+    owned_memories: Vec<Box<Memory>>,
+    owned_tables: Vec<Box<Table>>,
+    dropped_data: Vec<bool>,
+    dropped_elems: Vec<bool>,
+}
+
+// SAFETY: all raw pointers point into allocations owned by this instance or
+// by other objects of the same store, and the store serializes access.
+unsafe impl Send for Instance {}
+// SAFETY: as above.
+unsafe impl Sync for Instance {}
+
+/// The static table of builtin function pointers, see `libcalls`.
+use super::libcalls::BUILTINS;
+
+impl Instance {
+    /// Allocates and fills the VMContext of a new instance of `module` with
+    /// store-wide instance index `id`, inside the store whose context is
+    /// `store_ctx`, creating its memories and tables. Globals and segments
+    /// are initialized by [`Instance::initialize`].
+    ///
+    /// # Errors
+    ///
+    /// [`InstantiationError::Memory`] or [`InstantiationError::TableTooLarge`]
+    /// when a defined memory or table cannot be created.
+    pub fn new(
+        id: usize,
+        module: Arc<ModuleRuntime>,
+        store_ctx: *mut VMStoreContext,
+        epoch: *const AtomicU64,
+        imports: &Imports,
+    ) -> Result<Box<Instance>, InstantiationError> {
+        let offsets = &module.offsets;
+        let layout = Layout::from_size_align(offsets.size() as usize, 16).expect("VMContext layout");
+        // SAFETY: the layout has nonzero size (the header alone is 48 bytes).
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+        let Some(vmctx) = NonNull::new(raw) else { std::alloc::handle_alloc_error(layout) };
+        let info = module.module();
+        let mut inst = Box::new(Instance {
+            id,
+            vmctx,
+            layout,
+            memories: Vec::with_capacity(info.memories.len()),
+            tables: Vec::with_capacity(info.tables.len()),
+            owned_memories: Vec::new(),
+            owned_tables: Vec::new(),
+            dropped_data: vec![false; info.data.len()],
+            dropped_elems: vec![false; info.elements.len()],
+            module: module.clone(),
+        });
+        let inst_ptr: *mut Instance = &mut *inst;
+
+        // SAFETY: all writes below stay inside the freshly allocated
+        // VMContext, at offsets computed by `VMOffsets` for this module.
+        unsafe {
+            inst.write(vmctx_header::MAGIC, VMCTX_MAGIC);
+            inst.write(vmctx_header::STORE_CONTEXT, store_ctx);
+            inst.write(vmctx_header::BUILTINS, &BUILTINS as *const _ as *const u8);
+            inst.write(vmctx_header::TYPE_IDS, module.type_ids.as_ptr());
+            inst.write(vmctx_header::EPOCH_PTR, epoch);
+            inst.write(vmctx_header::INSTANCE, inst_ptr);
+            for (i, f) in imports.funcs.iter().enumerate() {
+                let fr = &**f;
+                inst.write(
+                    offsets.imported_function(i as u32),
+                    VMFunctionImport { wasm_call: fr.wasm_call, vmctx: fr.vmctx, func_ref: *f },
+                );
+            }
+            for (i, t) in imports.tables.iter().enumerate() {
+                inst.write(offsets.imported_table(i as u32), t.as_ref().definition().as_ptr());
+                inst.tables.push(*t);
+            }
+            for (i, m) in imports.memories.iter().enumerate() {
+                inst.write(offsets.imported_memory(i as u32), m.as_ref().definition().as_ptr());
+                inst.memories.push(*m);
+            }
+            for (i, g) in imports.globals.iter().enumerate() {
+                inst.write(offsets.imported_global(i as u32), g.as_ptr());
+            }
+        }
+
+        for d in 0..info.num_defined_memories() {
+            let ty = info.memories[(info.num_imported_memories + d) as usize];
+            let def = inst.vmctx_ptr::<VMMemoryDefinition>(offsets.defined_memory(d));
+            let mut m = Box::new(Memory::new(ty, &module.tunables, Some(def)).map_err(InstantiationError::Memory)?);
+            inst.memories.push(NonNull::from(&mut *m));
+            inst.owned_memories.push(m);
+        }
+        for d in 0..info.num_defined_tables() {
+            let ty = info.tables[(info.num_imported_tables + d) as usize];
+            let def = inst.vmctx_ptr::<VMTableDefinition>(offsets.defined_table(d));
+            let mut t = Box::new(Table::new(ty, 0, Some(def)).ok_or(InstantiationError::TableTooLarge)?);
+            inst.tables.push(NonNull::from(&mut *t));
+            inst.owned_tables.push(t);
+        }
+        Ok(inst)
+    }
+
+    /// Writes `val` at `offset` in the VMContext.
+    ///
+    /// # Safety
+    ///
+    /// `offset` must be a field of type `T` in this instance's layout.
+    unsafe fn write<T>(&self, offset: u32, val: T) {
+        // SAFETY: per the contract, the field is in bounds and suitably aligned.
+        unsafe { self.vmctx.as_ptr().add(offset as usize).cast::<T>().write(val) }
+    }
+
+    fn vmctx_ptr<T>(&self, offset: u32) -> NonNull<T> {
+        debug_assert!(offset < self.module.offsets.size());
+        // SAFETY: offsets come from `VMOffsets` and lie inside the allocation.
+        unsafe { NonNull::new_unchecked(self.vmctx.as_ptr().add(offset as usize).cast()) }
+    }
+
+    /// The store-wide index of this instance.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    /// The module this is an instance of.
+    pub fn module(&self) -> &Arc<ModuleRuntime> {
+        &self.module
+    }
+
+    /// The VMContext pointer.
+    pub fn vmctx(&self) -> *mut u8 {
+        self.vmctx.as_ptr()
+    }
+
+    /// Memory `i` (module memory index, imports included).
+    pub fn memory(&self, i: u32) -> &Memory {
+        // SAFETY: memory pointers point into boxes owned by this instance or
+        // by other objects of the same store, which outlive this borrow.
+        unsafe { self.memories[i as usize].as_ref() }
+    }
+
+    /// Memory `i`, mutably.
+    pub fn memory_mut(&mut self, i: u32) -> &mut Memory {
+        // SAFETY: as in `memory`; the store hands out `&mut Instance` only
+        // under its own exclusive borrow.
+        unsafe { self.memories[i as usize].as_mut() }
+    }
+
+    /// Pointer to memory `i` (to import it elsewhere).
+    pub fn memory_ptr(&self, i: u32) -> NonNull<Memory> {
+        self.memories[i as usize]
+    }
+
+    /// Table `i` (module table index, imports included).
+    pub fn table(&self, i: u32) -> &Table {
+        // SAFETY: as in `memory`.
+        unsafe { self.tables[i as usize].as_ref() }
+    }
+
+    /// Table `i`, mutably.
+    pub fn table_mut(&mut self, i: u32) -> &mut Table {
+        // SAFETY: as in `memory_mut`.
+        unsafe { self.tables[i as usize].as_mut() }
+    }
+
+    /// Pointer to table `i` (to import it elsewhere).
+    pub fn table_ptr(&self, i: u32) -> NonNull<Table> {
+        self.tables[i as usize]
+    }
+
+    /// Storage of global `g` (module global index, imports included).
+    pub fn global_ptr(&self, g: u32) -> NonNull<VMGlobalDefinition> {
+        let info = self.module.module();
+        if info.is_imported_global(g) {
+            // SAFETY: the imported-global slot was written at instantiation
+            // with a valid, store-owned definition pointer.
+            unsafe { NonNull::new_unchecked(*self.vmctx_ptr::<*mut VMGlobalDefinition>(self.module.offsets.imported_global(g)).as_ptr()) }
+        } else {
+            self.vmctx_ptr(self.module.offsets.defined_global(g - info.num_imported_globals))
+        }
+    }
+
+    /// The `VMFuncRef` of function `f`, initializing it first if it is a
+    /// defined function's record (records are filled on first use).
+    pub fn func_ref(&mut self, f: u32) -> *const VMFuncRef {
+        let info = self.module.module();
+        let offsets = &self.module.offsets;
+        if info.is_imported_func(f) {
+            let p = self.vmctx_ptr::<*const VMFuncRef>(offsets.imported_function(f) + func_import::FUNC_REF);
+            // SAFETY: written at instantiation from a valid function reference.
+            return unsafe { *p.as_ptr() };
+        }
+        let slot = funcref_slot(info, f).expect("validated: referenced functions are declared");
+        let p = self.vmctx_ptr::<VMFuncRef>(offsets.funcref(slot));
+        let record = VMFuncRef {
+            wasm_call: self.module.func_code(f),
+            vmctx: self.vmctx.as_ptr(),
+            type_id: self.module.type_ids[info.functions[f as usize] as usize],
+        };
+        // SAFETY: the slot lies inside the VMContext; writing the same
+        // contents again is harmless to concurrent readers on this thread.
+        unsafe { p.as_ptr().write(record) };
+        p.as_ptr()
+    }
+
+    /// Evaluates a constant expression in this instance.
+    pub fn eval_const(&mut self, expr: &ConstExpr) -> ValRaw {
+        let mut stack: Vec<ValRaw> = Vec::with_capacity(2);
+        for op in &expr.ops {
+            let v = match *op {
+                ConstOp::I32Const(v) => ValRaw::i32(v),
+                ConstOp::I64Const(v) => ValRaw::i64(v),
+                ConstOp::F32Const(b) => ValRaw::f32(b),
+                ConstOp::F64Const(b) => ValRaw::f64(b),
+                ConstOp::V128Const(b) => ValRaw::u128(b),
+                ConstOp::RefNull => ValRaw::ptr(0),
+                ConstOp::RefFunc(f) => ValRaw::ptr(self.func_ref(f) as usize),
+                ConstOp::GlobalGet(g) => {
+                    // SAFETY: global storage is valid and 16 bytes long.
+                    let bytes = unsafe { self.global_ptr(g).as_ref().bytes };
+                    ValRaw::u128(u128::from_le_bytes(bytes))
+                }
+                ConstOp::I32Add | ConstOp::I32Sub | ConstOp::I32Mul => {
+                    let b = stack.pop().map(|v| v.get_i32()).unwrap_or(0);
+                    let a = stack.pop().map(|v| v.get_i32()).unwrap_or(0);
+                    ValRaw::i32(match op {
+                        ConstOp::I32Add => a.wrapping_add(b),
+                        ConstOp::I32Sub => a.wrapping_sub(b),
+                        _ => a.wrapping_mul(b),
+                    })
+                }
+                ConstOp::I64Add | ConstOp::I64Sub | ConstOp::I64Mul => {
+                    let b = stack.pop().map(|v| v.get_i64()).unwrap_or(0);
+                    let a = stack.pop().map(|v| v.get_i64()).unwrap_or(0);
+                    ValRaw::i64(match op {
+                        ConstOp::I64Add => a.wrapping_add(b),
+                        ConstOp::I64Sub => a.wrapping_sub(b),
+                        _ => a.wrapping_mul(b),
+                    })
+                }
+            };
+            stack.push(v);
+        }
+        stack.pop().unwrap_or_default()
+    }
+
+    /// Runs the instantiation-time initializers: defined globals, table
+    /// initial values, active element segments, then active data segments.
+    ///
+    /// # Errors
+    ///
+    /// [`InstantiationError::Trap`] when a segment does not fit its table
+    /// or memory; segments before it stay applied, as the spec requires.
+    pub fn initialize(&mut self) -> Result<(), InstantiationError> {
+        let module = self.module.clone();
+        let info = module.module();
+        for (d, init) in info.global_inits.iter().enumerate() {
+            let v = self.eval_const(init);
+            let g = self.vmctx_ptr::<VMGlobalDefinition>(module.offsets.defined_global(d as u32));
+            // SAFETY: the defined-global slot lies inside the VMContext.
+            unsafe { g.as_ptr().write(VMGlobalDefinition { bytes: v.get_u128().to_le_bytes() }) };
+        }
+        for (d, init) in info.table_inits.iter().enumerate() {
+            if let TableInit::Expr(e) = init {
+                let v = self.eval_const(e).get_ptr();
+                let t = self.table_mut(info.num_imported_tables + d as u32);
+                let n = t.size();
+                t.fill(0, v, n);
+            }
+        }
+        for (i, seg) in info.elements.iter().enumerate() {
+            match &seg.mode {
+                SegmentMode::Active { index, offset } => {
+                    let dst = self.eval_const(offset).get_u128() as u64;
+                    let dst = if info.tables[*index as usize].table64 { dst } else { dst as u32 as u64 };
+                    let len = seg.items.len() as u64;
+                    self.table_init(*index, i as u32, dst, 0, len).map_err(InstantiationError::Trap)?;
+                    self.dropped_elems[i] = true;
+                }
+                SegmentMode::Declared => self.dropped_elems[i] = true,
+                SegmentMode::Passive => {}
+            }
+        }
+        for (i, seg) in info.data.iter().enumerate() {
+            if let SegmentMode::Active { index, offset } = &seg.mode {
+                let dst = self.eval_const(offset).get_u128() as u64;
+                let dst = if info.memories[*index as usize].memory64 { dst } else { dst as u32 as u64 };
+                self.memory_init(*index, i as u32, dst, 0, seg.bytes.len() as u64).map_err(InstantiationError::Trap)?;
+                self.dropped_data[i] = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// `table.init`: copies `len` items of element segment `elem` from `src`
+    /// into table `t` at `dst`.
+    ///
+    /// # Errors
+    ///
+    /// `TableOutOfBounds` if either range is out of bounds.
+    pub fn table_init(&mut self, t: u32, elem: u32, dst: u64, src: u64, len: u64) -> Result<(), TrapCode> {
+        let module = self.module.clone();
+        let seg = &module.module().elements[elem as usize];
+        let seg_len = if self.dropped_elems[elem as usize] { 0 } else { seg.items.len() as u64 };
+        let table_size = self.table(t).size();
+        if src.checked_add(len).is_none_or(|e| e > seg_len) || dst.checked_add(len).is_none_or(|e| e > table_size) {
+            return Err(TrapCode::TableOutOfBounds);
+        }
+        for k in 0..len {
+            let v = match &seg.items {
+                ElementItems::Functions(fs) => self.func_ref(fs[(src + k) as usize]) as usize,
+                ElementItems::Expressions(es) => self.eval_const(&es[(src + k) as usize]).get_ptr(),
+            };
+            self.table_mut(t).set(dst + k, v);
+        }
+        Ok(())
+    }
+
+    /// `elem.drop`.
+    pub fn elem_drop(&mut self, elem: u32) {
+        self.dropped_elems[elem as usize] = true;
+    }
+
+    /// `memory.init`: copies `len` bytes of data segment `data` from `src`
+    /// into memory `m` at `dst`.
+    ///
+    /// # Errors
+    ///
+    /// `MemoryOutOfBounds` if either range is out of bounds.
+    pub fn memory_init(&mut self, m: u32, data: u32, dst: u64, src: u64, len: u64) -> Result<(), TrapCode> {
+        let module = self.module.clone();
+        let bytes: &[u8] = if self.dropped_data[data as usize] { &[] } else { &module.module().data[data as usize].bytes };
+        let mem = self.memory_mut(m).data_mut();
+        let src_range = src.checked_add(len).filter(|e| *e <= bytes.len() as u64);
+        let dst_range = dst.checked_add(len).filter(|e| *e <= mem.len() as u64);
+        match (src_range, dst_range) {
+            (Some(se), Some(de)) => {
+                mem[dst as usize..de as usize].copy_from_slice(&bytes[src as usize..se as usize]);
+                Ok(())
+            }
+            _ => Err(TrapCode::MemoryOutOfBounds),
+        }
+    }
+
+    /// `data.drop`.
+    pub fn data_drop(&mut self, data: u32) {
+        self.dropped_data[data as usize] = true;
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout; compiled code can no
+        // longer run against this instance (its store is being dropped).
+        unsafe { std::alloc::dealloc(self.vmctx.as_ptr(), self.layout) }
+    }
+}
+
+/// The `Instance` owning a VMContext pointer.
+///
+/// # Safety
+///
+/// `vmctx` must be the VMContext of a live instance.
+pub unsafe fn instance_of_vmctx<'a>(vmctx: *mut u8) -> &'a mut Instance {
+    // SAFETY: per the contract, the header's instance field holds the
+    // back-pointer written by `Instance::new`.
+    unsafe { &mut **(vmctx.add(vmctx_header::INSTANCE as usize) as *mut *mut Instance) }
+}
+
+/// The store-wide index of the instance whose VMContext is `vmctx`, or
+/// `None` if `vmctx` is not an instance's (a host function's context).
+///
+/// # Safety
+///
+/// `vmctx` must be a live instance VMContext or host-function context.
+pub unsafe fn instance_id_of_vmctx(vmctx: *mut u8) -> Option<usize> {
+    // SAFETY: both kinds of context start with a 4-byte magic.
+    if vmctx.is_null() || unsafe { *(vmctx as *const u32) } != VMCTX_MAGIC {
+        return None;
+    }
+    // SAFETY: it is an instance VMContext (checked magic).
+    Some(unsafe { instance_of_vmctx(vmctx) }.id)
+}

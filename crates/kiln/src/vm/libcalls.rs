@@ -1,0 +1,187 @@
+//! Implementations of the builtins that compiled code calls (the list is
+//! `kiln_environ::foreach_builtin_function!`), and the table of their
+//! addresses that every VMContext points to.
+//!
+//! Compiled code calls each builtin through a tiny assembly stub that first
+//! records the calling wasm frame (frame pointer and return address) in the
+//! store context, so that a trap raised inside the builtin has a backtrace,
+//! then tail-jumps to the Rust implementation.
+
+use super::instance::instance_of_vmctx;
+use super::traphandlers::{TrapReason, raise};
+use kiln_environ::TrapCode;
+
+fn trap(code: TrapCode) -> ! {
+    raise(TrapReason::Wasm(code))
+}
+
+/// Runs a builtin body against the instance owning `vmctx`; traps with the
+/// returned code on error. The body's locals are all dropped before a trap
+/// is raised.
+fn with_instance<R>(vmctx: *mut u8, f: impl FnOnce(&mut super::instance::Instance) -> Result<R, TrapCode>) -> R {
+    // SAFETY: builtins are only called by compiled code, which passes its
+    // own live VMContext.
+    let r = f(unsafe { instance_of_vmctx(vmctx) });
+    match r {
+        Ok(v) => v,
+        Err(code) => trap(code),
+    }
+}
+
+mod imp {
+    use super::*;
+
+    pub extern "C" fn memory_grow(vmctx: *mut u8, memory: u32, delta: u64) -> u64 {
+        with_instance(vmctx, |inst| Ok(match inst.memory_mut(memory).grow(delta) {
+            Ok(Some(old)) => old,
+            _ => u64::MAX,
+        }))
+    }
+
+    pub extern "C" fn memory_fill(vmctx: *mut u8, memory: u32, dst: u64, val: u32, len: u64) {
+        with_instance(vmctx, |inst| {
+            let data = inst.memory_mut(memory).data_mut();
+            let end = dst.checked_add(len).filter(|e| *e <= data.len() as u64).ok_or(TrapCode::MemoryOutOfBounds)?;
+            data[dst as usize..end as usize].fill(val as u8);
+            Ok(())
+        })
+    }
+
+    pub extern "C" fn memory_copy(vmctx: *mut u8, dst_mem: u32, dst: u64, src_mem: u32, src: u64, len: u64) {
+        with_instance(vmctx, |inst| {
+            let src_len = inst.memory(src_mem).byte_len() as u64;
+            let dst_len = inst.memory(dst_mem).byte_len() as u64;
+            if src.checked_add(len).is_none_or(|e| e > src_len) || dst.checked_add(len).is_none_or(|e| e > dst_len) {
+                return Err(TrapCode::MemoryOutOfBounds);
+            }
+            if dst_mem == src_mem {
+                inst.memory_mut(dst_mem).data_mut().copy_within(src as usize..(src + len) as usize, dst as usize);
+            } else {
+                let s = inst.memory(src_mem).data().as_ptr();
+                let d = inst.memory_mut(dst_mem).data_mut().as_mut_ptr();
+                // SAFETY: both ranges were bounds-checked above and lie in
+                // two different memories, so they do not overlap.
+                unsafe { std::ptr::copy_nonoverlapping(s.add(src as usize), d.add(dst as usize), len as usize) };
+            }
+            Ok(())
+        })
+    }
+
+    pub extern "C" fn memory_init(vmctx: *mut u8, memory: u32, data: u32, dst: u64, src: u32, len: u32) {
+        with_instance(vmctx, |inst| inst.memory_init(memory, data, dst, u64::from(src), u64::from(len)))
+    }
+
+    pub extern "C" fn data_drop(vmctx: *mut u8, data: u32) {
+        with_instance(vmctx, |inst| {
+            inst.data_drop(data);
+            Ok(())
+        })
+    }
+
+    pub extern "C" fn table_grow(vmctx: *mut u8, table: u32, delta: u64, init: usize) -> u64 {
+        with_instance(vmctx, |inst| Ok(inst.table_mut(table).grow(delta, init).unwrap_or(u64::MAX)))
+    }
+
+    pub extern "C" fn table_fill(vmctx: *mut u8, table: u32, dst: u64, val: usize, len: u64) {
+        with_instance(vmctx, |inst| {
+            if inst.table_mut(table).fill(dst, val, len) { Ok(()) } else { Err(TrapCode::TableOutOfBounds) }
+        })
+    }
+
+    pub extern "C" fn table_copy(vmctx: *mut u8, dst_table: u32, src_table: u32, dst: u64, src: u64, len: u64) {
+        with_instance(vmctx, |inst| {
+            let src_size = inst.table(src_table).size();
+            let dst_size = inst.table(dst_table).size();
+            if src.checked_add(len).is_none_or(|e| e > src_size) || dst.checked_add(len).is_none_or(|e| e > dst_size) {
+                return Err(TrapCode::TableOutOfBounds);
+            }
+            if inst.table_ptr(dst_table) == inst.table_ptr(src_table) {
+                inst.table_mut(dst_table).elements_mut().copy_within(src as usize..(src + len) as usize, dst as usize);
+            } else {
+                let items = inst.table(src_table).elements()[src as usize..(src + len) as usize].to_vec();
+                inst.table_mut(dst_table).elements_mut()[dst as usize..(dst + len) as usize].copy_from_slice(&items);
+            }
+            Ok(())
+        })
+    }
+
+    pub extern "C" fn table_init(vmctx: *mut u8, table: u32, elem: u32, dst: u64, src: u32, len: u32) {
+        with_instance(vmctx, |inst| inst.table_init(table, elem, dst, u64::from(src), u64::from(len)))
+    }
+
+    pub extern "C" fn elem_drop(vmctx: *mut u8, elem: u32) {
+        with_instance(vmctx, |inst| {
+            inst.elem_drop(elem);
+            Ok(())
+        })
+    }
+
+    pub extern "C" fn ref_func(vmctx: *mut u8, func: u32) -> usize {
+        with_instance(vmctx, |inst| Ok(inst.func_ref(func) as usize))
+    }
+
+    pub extern "C" fn externref_retain(_vmctx: *mut u8, _externref: usize) {}
+
+    pub extern "C" fn externref_release(_vmctx: *mut u8, _externref: usize) {}
+}
+
+macro_rules! rust_ty {
+    (vmctx) => { *mut u8 };
+    (i32) => { u32 };
+    (i64) => { u64 };
+    (ptr) => { usize };
+}
+
+macro_rules! define_builtins {
+    ($( $(#[$attr:meta])* $name:ident( $($pname:ident: $pty:ident),* ) $(-> $ret:ident)?; )*) => {
+        /// Addresses of the builtin stubs, in `BuiltinFunctionIndex` order.
+        #[repr(C)]
+        pub struct VMBuiltinFunctions {
+            $( $name: unsafe extern "C" fn($(rust_ty!($pty)),*) $(-> rust_ty!($ret))?, )*
+        }
+
+        mod stubs {
+            $(
+                #[cfg(target_arch = "x86_64")]
+                #[unsafe(naked)]
+                pub unsafe extern "C" fn $name($(_: rust_ty!($pty)),*) $(-> rust_ty!($ret))? {
+                    core::arch::naked_asm!(
+                        "mov rax, [rdi + {store}]",
+                        "mov [rax + {fp}], rbp",
+                        "mov r11, [rsp]",
+                        "mov [rax + {pc}], r11",
+                        "jmp {target}",
+                        store = const kiln_environ::vmoffsets::vmctx_header::STORE_CONTEXT,
+                        fp = const kiln_environ::vmoffsets::store_context::LAST_WASM_EXIT_FP,
+                        pc = const kiln_environ::vmoffsets::store_context::LAST_WASM_EXIT_PC,
+                        target = sym super::imp::$name,
+                    )
+                }
+
+                #[cfg(target_arch = "aarch64")]
+                #[unsafe(naked)]
+                pub unsafe extern "C" fn $name($(_: rust_ty!($pty)),*) $(-> rust_ty!($ret))? {
+                    core::arch::naked_asm!(
+                        "ldr x16, [x0, #{store}]",
+                        "str x29, [x16, #{fp}]",
+                        "str x30, [x16, #{pc}]",
+                        "b {target}",
+                        store = const kiln_environ::vmoffsets::vmctx_header::STORE_CONTEXT,
+                        fp = const kiln_environ::vmoffsets::store_context::LAST_WASM_EXIT_FP,
+                        pc = const kiln_environ::vmoffsets::store_context::LAST_WASM_EXIT_PC,
+                        target = sym super::imp::$name,
+                    )
+                }
+            )*
+        }
+
+        /// The one table of builtin addresses.
+        pub static BUILTINS: VMBuiltinFunctions = VMBuiltinFunctions { $( $name: stubs::$name, )* };
+
+        const _: () = assert!(
+            std::mem::size_of::<VMBuiltinFunctions>() == kiln_environ::BuiltinFunctionIndex::COUNT as usize * 8
+        );
+    };
+}
+
+kiln_environ::foreach_builtin_function!(define_builtins);

@@ -1,0 +1,20 @@
+//! The runtime's raw layer: the only place in Kiln where raw pointers are
+//! dereferenced. Everything here is exposed to the rest of the crate as
+//! safe functions whose invariants are upheld by construction (objects live
+//! as long as their store, and the store serializes access).
+
+mod backtrace;
+pub mod code_memory;
+pub mod externref;
+pub mod global;
+pub mod host_func;
+pub mod instance;
+pub mod libcalls;
+pub mod memory;
+pub mod mmap;
+pub mod table;
+pub mod traphandlers;
+pub mod vmcontext;
+mod invoke;
+
+pub use invoke::*;

@@ -1,0 +1,419 @@
+//! Catching traps.
+//!
+//! Every call from the host into wasm goes through [`catch_traps`], which
+//! saves the callee-saved registers and stack pointer in a small jump buffer
+//! (our own `setjmp`, in assembly below) and records an `Activation` in a
+//! thread-local linked list. A trap then ends up in [`unwind`], which
+//! restores that stack pointer and resumes after the saved point, skipping
+//! every wasm frame in between:
+//!
+//! - Hardware traps (a guard-page fault, `ud2`, a divide fault) arrive as
+//!   signals. The process-wide handler checks that the faulting PC is in
+//!   registered wasm code and has a trap-table entry, records the trap and a
+//!   backtrace in the innermost activation, and rewrites the signal context
+//!   so that returning from the handler continues in `kiln_unwind` with the
+//!   jump buffer as its argument. Any other fault is passed to the handler
+//!   that was installed before ours.
+//! - Errors from host functions and traps detected by builtins call
+//!   [`raise`], which records the reason and jumps directly.
+//!
+//! The frames skipped by the jump are wasm frames, trampolines, and Rust
+//! frames that hold no values needing `Drop` at the point of the jump (the
+//! host-call shim and builtins move everything out before raising), so no
+//! destructor is lost.
+
+use super::backtrace::capture_pcs;
+use super::vmcontext::VMStoreContext;
+use kiln_environ::TrapCode;
+use std::cell::{Cell, UnsafeCell};
+use std::ptr;
+use std::sync::Once;
+
+/// Why execution stopped.
+pub enum TrapReason {
+    /// A wasm trap with its code.
+    Wasm(TrapCode),
+    /// A host function returned this error.
+    Host(anyhow::Error),
+    /// A host function panicked with this payload.
+    Panic(Box<dyn std::any::Any + Send>),
+}
+
+/// A trap, as recorded at the point it happened.
+pub struct TrapRecord {
+    /// The reason.
+    pub reason: TrapReason,
+    /// Program counters of the wasm frames, innermost first.
+    pub pcs: Vec<usize>,
+}
+
+/// Saved stack pointer and resume address (see the assembly below).
+#[repr(C)]
+struct JmpBuf {
+    sp: usize,
+    resume: usize,
+}
+
+struct Activation {
+    jmp: UnsafeCell<JmpBuf>,
+    trap: UnsafeCell<Option<TrapRecord>>,
+    prev: *const Activation,
+    store_ctx: *mut VMStoreContext,
+}
+
+thread_local! {
+    static CURRENT: Cell<*const Activation> = const { Cell::new(ptr::null()) };
+    static STACK_LOW: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Stack the host keeps for itself below the wasm stack limit: host
+/// functions called from deep wasm recursion run in it.
+const HOST_STACK_RESERVE: usize = 256 * 1024;
+
+#[cfg(target_arch = "x86_64")]
+mod arch {
+    /// `fn(buf, callback, data) -> u32`: saves callee-saved registers and
+    /// the stack pointer in `buf`, calls `callback(data)`, returns 0; returns
+    /// 1 instead when `kiln_unwind(buf)` jumps back.
+    #[unsafe(naked)]
+    pub unsafe extern "C" fn kiln_catch(_buf: *mut u8, _callback: extern "C" fn(*mut u8), _data: *mut u8) -> u32 {
+        core::arch::naked_asm!(
+            "push rbp",
+            "mov rbp, rsp",
+            "push rbx",
+            "push r12",
+            "push r13",
+            "push r14",
+            "push r15",
+            "sub rsp, 8",
+            "mov [rdi], rsp",
+            "lea rax, [rip + 2f]",
+            "mov [rdi + 8], rax",
+            "mov rdi, rdx",
+            "call rsi",
+            "xor eax, eax",
+            "3:",
+            "add rsp, 8",
+            "pop r15",
+            "pop r14",
+            "pop r13",
+            "pop r12",
+            "pop rbx",
+            "pop rbp",
+            "ret",
+            "2:",
+            "mov eax, 1",
+            "jmp 3b",
+        )
+    }
+
+    /// Restores the stack pointer saved in `buf` and resumes `kiln_catch`.
+    #[unsafe(naked)]
+    pub unsafe extern "C" fn kiln_unwind(_buf: *mut u8) -> ! {
+        core::arch::naked_asm!("mov rsp, [rdi]", "jmp qword ptr [rdi + 8]")
+    }
+
+    /// Reads (pc, fp) from a signal context and redirects it to `target(arg)`.
+    pub unsafe fn context_pc_fp(ctx: *mut libc::c_void) -> (usize, usize) {
+        // SAFETY: the kernel passes a valid ucontext_t to SA_SIGINFO handlers.
+        let uc = unsafe { &*(ctx as *const libc::ucontext_t) };
+        (uc.uc_mcontext.gregs[libc::REG_RIP as usize] as usize, uc.uc_mcontext.gregs[libc::REG_RBP as usize] as usize)
+    }
+
+    pub unsafe fn redirect(ctx: *mut libc::c_void, target: usize, arg: usize) {
+        // SAFETY: as above; the kernel restores registers from this context
+        // when the handler returns.
+        let uc = unsafe { &mut *(ctx as *mut libc::ucontext_t) };
+        uc.uc_mcontext.gregs[libc::REG_RIP as usize] = target as i64;
+        uc.uc_mcontext.gregs[libc::REG_RDI as usize] = arg as i64;
+    }
+
+    /// The current stack pointer (approximately).
+    #[inline(always)]
+    pub fn stack_pointer() -> usize {
+        let sp: usize;
+        // SAFETY: reads a register, no memory access.
+        unsafe { core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+        sp
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod arch {
+    #[unsafe(naked)]
+    pub unsafe extern "C" fn kiln_catch(_buf: *mut u8, _callback: extern "C" fn(*mut u8), _data: *mut u8) -> u32 {
+        core::arch::naked_asm!(
+            "stp x29, x30, [sp, #-16]!",
+            "mov x29, sp",
+            "stp x19, x20, [sp, #-16]!",
+            "stp x21, x22, [sp, #-16]!",
+            "stp x23, x24, [sp, #-16]!",
+            "stp x25, x26, [sp, #-16]!",
+            "stp x27, x28, [sp, #-16]!",
+            "stp d8, d9, [sp, #-16]!",
+            "stp d10, d11, [sp, #-16]!",
+            "stp d12, d13, [sp, #-16]!",
+            "stp d14, d15, [sp, #-16]!",
+            "mov x9, sp",
+            "str x9, [x0]",
+            "adr x9, 2f",
+            "str x9, [x0, #8]",
+            "mov x0, x2",
+            "blr x1",
+            "mov w0, #0",
+            "3:",
+            "ldp d14, d15, [sp], #16",
+            "ldp d12, d13, [sp], #16",
+            "ldp d10, d11, [sp], #16",
+            "ldp d8, d9, [sp], #16",
+            "ldp x27, x28, [sp], #16",
+            "ldp x25, x26, [sp], #16",
+            "ldp x23, x24, [sp], #16",
+            "ldp x21, x22, [sp], #16",
+            "ldp x19, x20, [sp], #16",
+            "ldp x29, x30, [sp], #16",
+            "ret",
+            "2:",
+            "mov w0, #1",
+            "b 3b",
+        )
+    }
+
+    #[unsafe(naked)]
+    pub unsafe extern "C" fn kiln_unwind(_buf: *mut u8) -> ! {
+        core::arch::naked_asm!("ldr x9, [x0]", "mov sp, x9", "ldr x9, [x0, #8]", "br x9")
+    }
+
+    pub unsafe fn context_pc_fp(ctx: *mut libc::c_void) -> (usize, usize) {
+        // SAFETY: the kernel passes a valid ucontext_t to SA_SIGINFO handlers.
+        let uc = unsafe { &*(ctx as *const libc::ucontext_t) };
+        (uc.uc_mcontext.pc as usize, uc.uc_mcontext.regs[29] as usize)
+    }
+
+    pub unsafe fn redirect(ctx: *mut libc::c_void, target: usize, arg: usize) {
+        // SAFETY: as above.
+        let uc = unsafe { &mut *(ctx as *mut libc::ucontext_t) };
+        uc.uc_mcontext.pc = target as u64;
+        uc.uc_mcontext.regs[0] = arg as u64;
+    }
+
+    #[inline(always)]
+    pub fn stack_pointer() -> usize {
+        let sp: usize;
+        // SAFETY: reads a register, no memory access.
+        unsafe { core::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+        sp
+    }
+}
+
+extern "C" fn call_closure<F: FnMut()>(data: *mut u8) {
+    // SAFETY: `catch_traps` passes a pointer to its `F`, alive for the call.
+    let f = unsafe { &mut *(data as *mut F) };
+    f();
+}
+
+/// The lowest address of the current thread's stack (cached per thread).
+fn thread_stack_low() -> usize {
+    STACK_LOW.with(|c| {
+        if c.get() == 0 {
+            let mut low = 0usize;
+            // SAFETY: standard pthread attribute queries on the current
+            // thread, with an attribute object initialized by the call and
+            // destroyed afterwards.
+            unsafe {
+                let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+                if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) == 0 {
+                    let mut addr: *mut libc::c_void = ptr::null_mut();
+                    let mut size: libc::size_t = 0;
+                    if libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0 {
+                        low = addr as usize;
+                    }
+                    libc::pthread_attr_destroy(&mut attr);
+                }
+            }
+            c.set(low.max(1));
+        }
+        c.get()
+    })
+}
+
+/// Runs `f` (which calls into wasm) so that a trap anywhere inside it
+/// returns here as `Err` instead of crashing. `max_wasm_stack` bounds the
+/// stack wasm may use below this point when no wasm is running on this
+/// store yet.
+///
+/// Must be called with a `store_ctx` that stays valid for the call.
+pub fn catch_traps<F: FnMut()>(store_ctx: *mut VMStoreContext, max_wasm_stack: usize, mut f: F) -> Result<(), Box<TrapRecord>> {
+    init_traps();
+    ensure_sigaltstack();
+    // SAFETY: the caller passes the store's context, valid and not otherwise
+    // borrowed during this call.
+    let ctx = unsafe { &mut *store_ctx };
+    let saved = (ctx.stack_limit, ctx.last_wasm_entry_fp, ctx.last_wasm_exit_fp, ctx.last_wasm_exit_pc);
+    if ctx.stack_limit == usize::MAX {
+        let sp = arch::stack_pointer();
+        let by_config = sp.saturating_sub(max_wasm_stack);
+        let by_thread = thread_stack_low().saturating_add(HOST_STACK_RESERVE);
+        ctx.stack_limit = by_config.max(by_thread);
+    }
+    let act = Activation {
+        jmp: UnsafeCell::new(JmpBuf { sp: 0, resume: 0 }),
+        trap: UnsafeCell::new(None),
+        prev: CURRENT.with(|c| c.get()),
+        store_ctx,
+    };
+    CURRENT.with(|c| c.set(&act));
+    // SAFETY: `kiln_catch` follows the C ABI, preserves callee-saved
+    // registers on both of its return paths, and `f` outlives the call.
+    let r = unsafe { arch::kiln_catch(act.jmp.get().cast(), call_closure::<F>, &mut f as *mut F as *mut u8) };
+    CURRENT.with(|c| c.set(act.prev));
+    // SAFETY: as above; no wasm is running on this store context now.
+    let ctx = unsafe { &mut *store_ctx };
+    (ctx.stack_limit, ctx.last_wasm_entry_fp, ctx.last_wasm_exit_fp, ctx.last_wasm_exit_pc) = saved;
+    if r == 0 {
+        Ok(())
+    } else {
+        // SAFETY: the trap was stored by `raise` or the signal handler
+        // before jumping back; nothing else accesses it now.
+        let trap = unsafe { (*act.trap.get()).take() };
+        Err(Box::new(trap.unwrap_or(TrapRecord { reason: TrapReason::Wasm(TrapCode::UnreachableCodeReached), pcs: vec![] })))
+    }
+}
+
+/// Whether wasm is currently running on this thread (a host function
+/// called from wasm is on the stack).
+pub fn in_wasm() -> bool {
+    CURRENT.with(|c| !c.get().is_null())
+}
+
+/// Stops the innermost wasm activation on this thread with `reason`, as a
+/// trap at the frame that last called out of wasm. Must only be called from
+/// builtins and host-call shims, i.e. while wasm is on the stack, with no
+/// live values that need dropping.
+pub fn raise(reason: TrapReason) -> ! {
+    let act = CURRENT.with(|c| c.get());
+    if act.is_null() {
+        // Not reachable through the public API: builtins and shims only run
+        // beneath `catch_traps`.
+        eprintln!("kiln: trap raised outside of wasm");
+        std::process::abort();
+    }
+    // SAFETY: `act` is the innermost live activation of this thread (the
+    // list is maintained by `catch_traps`), and its store context is valid.
+    unsafe {
+        let act = &*act;
+        let ctx = &*act.store_ctx;
+        let pcs = capture_pcs(ctx.last_wasm_exit_pc, ctx.last_wasm_exit_fp, ctx.last_wasm_entry_fp, true);
+        *act.trap.get() = Some(TrapRecord { reason, pcs });
+        arch::kiln_unwind(act.jmp.get().cast())
+    }
+}
+
+static mut PREV_HANDLERS: [libc::sigaction; 4] = [const { unsafe { std::mem::zeroed() } }; 4];
+const SIGNALS: [libc::c_int; 4] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE];
+
+/// Installs the process-wide trap handlers (once).
+pub fn init_traps() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        for (i, sig) in SIGNALS.iter().enumerate() {
+            // SAFETY: installing a handler with a zeroed, then filled,
+            // sigaction; the previous one is saved for chaining before any
+            // fault can reach our handler (we are inside `call_once`).
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = trap_handler as *const () as usize;
+                sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+                libc::sigemptyset(&mut sa.sa_mask);
+                let prev = &raw mut PREV_HANDLERS[i];
+                if libc::sigaction(*sig, &sa, prev) != 0 {
+                    panic!("kiln: cannot install the {sig} signal handler");
+                }
+            }
+        }
+    });
+}
+
+unsafe extern "C" fn trap_handler(signum: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    let act = CURRENT.with(|c| c.get());
+    if !act.is_null() {
+        // SAFETY: `ctx` is the kernel-provided context of this signal.
+        let (pc, fp) = unsafe { arch::context_pc_fp(ctx) };
+        if let Some(code) = super::code_memory::lookup_trap_code(pc) {
+            // SAFETY: `act` is this thread's innermost live activation; the
+            // faulting code is wasm running beneath it, so no Rust code of
+            // this thread is using the activation concurrently.
+            unsafe {
+                let act = &*act;
+                let entry_fp = (*act.store_ctx).last_wasm_entry_fp;
+                let pcs = capture_pcs(pc, fp, entry_fp, false);
+                *act.trap.get() = Some(TrapRecord { reason: TrapReason::Wasm(code), pcs });
+                arch::redirect(ctx, arch::kiln_unwind as *const () as usize, act.jmp.get() as usize);
+            }
+            return;
+        }
+    }
+    // Not ours: hand the signal to whoever was installed before us.
+    let i = SIGNALS.iter().position(|s| *s == signum).unwrap_or(0);
+    // SAFETY: PREV_HANDLERS was written once before our handler was
+    // installed and is only read afterwards.
+    unsafe {
+        let prev = &*(&raw const PREV_HANDLERS[i]);
+        if prev.sa_flags & libc::SA_SIGINFO != 0 {
+            let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) = std::mem::transmute(prev.sa_sigaction);
+            f(signum, info, ctx);
+        } else if prev.sa_sigaction == libc::SIG_DFL || prev.sa_sigaction == libc::SIG_IGN {
+            // Restore the default action and return: the faulting
+            // instruction runs again and the default action happens.
+            libc::sigaction(signum, prev, ptr::null_mut());
+        } else {
+            let f: extern "C" fn(libc::c_int) = std::mem::transmute(prev.sa_sigaction);
+            f(signum);
+        }
+    }
+}
+
+/// Makes sure this thread has an alternate signal stack, so the trap
+/// handler can run even when the thread's stack is exhausted.
+fn ensure_sigaltstack() {
+    struct AltStack(*mut libc::c_void, usize);
+    impl Drop for AltStack {
+        fn drop(&mut self) {
+            // SAFETY: disables the alternate stack this thread installed,
+            // then unmaps it; no signal handler can be using it because this
+            // runs at thread exit outside any handler.
+            unsafe {
+                let ss = libc::stack_t { ss_sp: ptr::null_mut(), ss_flags: libc::SS_DISABLE, ss_size: 0 };
+                libc::sigaltstack(&ss, ptr::null_mut());
+                libc::munmap(self.0, self.1);
+            }
+        }
+    }
+    thread_local! {
+        static ALT: std::cell::RefCell<Option<AltStack>> = const { std::cell::RefCell::new(None) };
+        static CHECKED: Cell<bool> = const { Cell::new(false) };
+    }
+    if CHECKED.with(|c| c.replace(true)) {
+        return;
+    }
+    // SAFETY: queries and, if absent, installs a freshly mapped alternate
+    // signal stack for the current thread.
+    unsafe {
+        let mut old: libc::stack_t = std::mem::zeroed();
+        libc::sigaltstack(ptr::null(), &mut old);
+        if old.ss_flags & libc::SS_DISABLE == 0 && old.ss_size >= 32 * 1024 {
+            return;
+        }
+        let size = 64 * 1024;
+        let p = libc::mmap(ptr::null_mut(), size, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+        if p == libc::MAP_FAILED {
+            return;
+        }
+        let ss = libc::stack_t { ss_sp: p, ss_flags: 0, ss_size: size };
+        if libc::sigaltstack(&ss, ptr::null_mut()) == 0 {
+            ALT.with(|a| *a.borrow_mut() = Some(AltStack(p, size)));
+        } else {
+            libc::munmap(p, size);
+        }
+    }
+}

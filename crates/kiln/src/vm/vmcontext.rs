@@ -1,0 +1,180 @@
+//! `#[repr(C)]` definitions of the structures compiled code reads and
+//! writes. Their field offsets are checked at compile time against the one
+//! layout definition in `kiln_environ::vmoffsets`.
+
+use kiln_environ::vmoffsets::{definition, func_import, func_ref, store_context};
+use std::ptr;
+
+/// The target of every function reference: what `call_indirect` and
+/// `ref.func` work with.
+#[repr(C)]
+#[derive(Debug)]
+pub struct VMFuncRef {
+    /// Code pointer with the wasm calling convention.
+    pub wasm_call: *const u8,
+    /// Callee VMContext (an instance's, or a host-function context).
+    pub vmctx: *mut u8,
+    /// Engine-wide type id of the signature.
+    pub type_id: u32,
+}
+
+/// An imported function as the importing instance sees it.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct VMFunctionImport {
+    /// Code pointer with the wasm calling convention.
+    pub wasm_call: *const u8,
+    /// Callee VMContext.
+    pub vmctx: *mut u8,
+    /// The imported function's own `VMFuncRef`, for `ref.func`.
+    pub func_ref: *const VMFuncRef,
+}
+
+/// A table's base pointer and current number of elements.
+#[repr(C)]
+#[derive(Debug)]
+pub struct VMTableDefinition {
+    /// Pointer to the first element (pointer-sized elements).
+    pub base: *mut usize,
+    /// Number of elements.
+    pub current_elements: u64,
+}
+
+/// A linear memory's base pointer and current length in bytes.
+#[repr(C)]
+#[derive(Debug)]
+pub struct VMMemoryDefinition {
+    /// Pointer to byte 0.
+    pub base: *mut u8,
+    /// Accessible length in bytes.
+    pub current_length: u64,
+}
+
+/// Storage of one global: 16 bytes, enough for a `v128`.
+#[repr(C, align(16))]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VMGlobalDefinition {
+    /// The raw little-endian bytes.
+    pub bytes: [u8; 16],
+}
+
+/// Per-store state that compiled code reads and writes.
+#[repr(C)]
+#[derive(Debug)]
+pub struct VMStoreContext {
+    /// Fuel consumed, counting up towards zero.
+    pub fuel_consumed: i64,
+    /// Epoch at which to interrupt.
+    pub epoch_deadline: u64,
+    /// Lowest stack pointer wasm may use.
+    pub stack_limit: usize,
+    /// Frame pointer of the last wasm frame that called the host.
+    pub last_wasm_exit_fp: usize,
+    /// Return address into that frame.
+    pub last_wasm_exit_pc: usize,
+    /// Frame pointer of the innermost entry trampoline.
+    pub last_wasm_entry_fp: usize,
+    /// The store that owns this context (runtime-only, not read by compiled code).
+    pub store: *mut u8,
+}
+
+impl Default for VMStoreContext {
+    fn default() -> Self {
+        VMStoreContext {
+            fuel_consumed: 0,
+            epoch_deadline: 0,
+            stack_limit: usize::MAX,
+            last_wasm_exit_fp: 0,
+            last_wasm_exit_pc: 0,
+            last_wasm_entry_fp: 0,
+            store: ptr::null_mut(),
+        }
+    }
+}
+
+/// One 16-byte value slot of an array call.
+#[repr(C, align(16))]
+#[derive(Clone, Copy, Default)]
+pub struct ValRaw {
+    bytes: [u8; 16],
+}
+
+impl std::fmt::Debug for ValRaw {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ValRaw({:#034x})", self.get_u128())
+    }
+}
+
+impl ValRaw {
+    /// A slot holding an `i32`.
+    pub fn i32(v: i32) -> ValRaw {
+        ValRaw::u128(v as u32 as u128)
+    }
+    /// A slot holding an `i64`.
+    pub fn i64(v: i64) -> ValRaw {
+        ValRaw::u128(v as u64 as u128)
+    }
+    /// A slot holding `f32` bits.
+    pub fn f32(bits: u32) -> ValRaw {
+        ValRaw::u128(bits as u128)
+    }
+    /// A slot holding `f64` bits.
+    pub fn f64(bits: u64) -> ValRaw {
+        ValRaw::u128(bits as u128)
+    }
+    /// A slot holding a `v128`.
+    pub fn u128(v: u128) -> ValRaw {
+        ValRaw { bytes: v.to_le_bytes() }
+    }
+    /// A slot holding a pointer-sized reference.
+    pub fn ptr(v: usize) -> ValRaw {
+        ValRaw::u128(v as u128)
+    }
+    /// The low 32 bits as `i32`.
+    pub fn get_i32(&self) -> i32 {
+        self.get_u128() as u32 as i32
+    }
+    /// The low 64 bits as `i64`.
+    pub fn get_i64(&self) -> i64 {
+        self.get_u128() as u64 as i64
+    }
+    /// The low 32 bits (f32 bits).
+    pub fn get_f32(&self) -> u32 {
+        self.get_u128() as u32
+    }
+    /// The low 64 bits (f64 bits).
+    pub fn get_f64(&self) -> u64 {
+        self.get_u128() as u64
+    }
+    /// All 128 bits.
+    pub fn get_u128(&self) -> u128 {
+        u128::from_le_bytes(self.bytes)
+    }
+    /// The low bits as a pointer-sized value.
+    pub fn get_ptr(&self) -> usize {
+        self.get_u128() as usize
+    }
+}
+
+const _: () = {
+    assert!(std::mem::offset_of!(VMFuncRef, wasm_call) == func_ref::WASM_CALL as usize);
+    assert!(std::mem::offset_of!(VMFuncRef, vmctx) == func_ref::VMCTX as usize);
+    assert!(std::mem::offset_of!(VMFuncRef, type_id) == func_ref::TYPE_ID as usize);
+    assert!(std::mem::size_of::<VMFuncRef>() == func_ref::SIZE as usize);
+    assert!(std::mem::offset_of!(VMFunctionImport, wasm_call) == func_import::WASM_CALL as usize);
+    assert!(std::mem::offset_of!(VMFunctionImport, vmctx) == func_import::VMCTX as usize);
+    assert!(std::mem::offset_of!(VMFunctionImport, func_ref) == func_import::FUNC_REF as usize);
+    assert!(std::mem::size_of::<VMFunctionImport>() == func_import::SIZE as usize);
+    assert!(std::mem::offset_of!(VMTableDefinition, base) == definition::BASE as usize);
+    assert!(std::mem::offset_of!(VMTableDefinition, current_elements) == definition::LENGTH as usize);
+    assert!(std::mem::offset_of!(VMMemoryDefinition, base) == definition::BASE as usize);
+    assert!(std::mem::offset_of!(VMMemoryDefinition, current_length) == definition::LENGTH as usize);
+    assert!(std::mem::size_of::<VMGlobalDefinition>() == kiln_environ::GLOBAL_SIZE as usize);
+    assert!(std::mem::size_of::<ValRaw>() == kiln_environ::VAL_RAW_SIZE as usize);
+    assert!(std::mem::offset_of!(VMStoreContext, fuel_consumed) == store_context::FUEL_CONSUMED as usize);
+    assert!(std::mem::offset_of!(VMStoreContext, epoch_deadline) == store_context::EPOCH_DEADLINE as usize);
+    assert!(std::mem::offset_of!(VMStoreContext, stack_limit) == store_context::STACK_LIMIT as usize);
+    assert!(std::mem::offset_of!(VMStoreContext, last_wasm_exit_fp) == store_context::LAST_WASM_EXIT_FP as usize);
+    assert!(std::mem::offset_of!(VMStoreContext, last_wasm_exit_pc) == store_context::LAST_WASM_EXIT_PC as usize);
+    assert!(std::mem::offset_of!(VMStoreContext, last_wasm_entry_fp) == store_context::LAST_WASM_ENTRY_FP as usize);
+};
