@@ -154,8 +154,16 @@ impl Compiler for CraneliftCompiler {
                 func,
                 input,
                 fctx,
-            )?;
-            self.finish(clif, ctx)
+            );
+            match clif {
+                Ok(clif) => self.finish(clif, ctx),
+                Err(e) => {
+                    // A body that failed validation leaves the builder
+                    // context mid-function; start the next one afresh.
+                    *fctx = FunctionBuilderContext::new();
+                    Err(e)
+                }
+            }
         })
     }
 

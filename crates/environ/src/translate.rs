@@ -41,7 +41,9 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
     let mut bodies = Vec::new();
     let mut escaping: Vec<u32> = Vec::new();
 
-    for payload in Parser::new(0).parse_all(wasm) {
+    let mut parser = Parser::new(0);
+    parser.set_features(features);
+    for payload in parser.parse_all(wasm) {
         let payload = payload?;
         match validator.payload(&payload)? {
             ValidPayload::Ok => {}
@@ -156,7 +158,12 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
                     info.exports.push(Export { name: export.name.to_string(), index });
                 }
             }
-            Payload::StartSection { func, .. } => info.start = Some(func),
+            Payload::StartSection { func, .. } => {
+                // The host calls the start function, so it needs a
+                // function-reference record like any escaping function.
+                escaping.push(func);
+                info.start = Some(func);
+            }
             Payload::ElementSection(section) => {
                 for element in section {
                     let element = element?;

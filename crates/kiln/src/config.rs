@@ -45,6 +45,7 @@ impl Config {
             | WasmFeatures::SATURATING_FLOAT_TO_INT
             | WasmFeatures::SIGN_EXTENSION
             | WasmFeatures::REFERENCE_TYPES
+            | WasmFeatures::GC_TYPES
             | WasmFeatures::MULTI_VALUE
             | WasmFeatures::BULK_MEMORY
             | WasmFeatures::SIMD
