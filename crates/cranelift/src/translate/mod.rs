@@ -12,6 +12,7 @@ mod control;
 mod env;
 mod memory;
 mod ops;
+mod simd;
 
 use crate::abi::{clif_type, wasm_signature};
 use cranelift_codegen::ir::{self, InstBuilder, UserFuncName, Value};

@@ -269,9 +269,4 @@ impl FuncTranslator<'_, '_> {
         Ok(())
     }
 
-    /// SIMD operators (see `simd.rs` once implemented); `None` when `op` is
-    /// not a SIMD operator.
-    fn translate_simd_operator(&mut self, _op: &Operator<'_>) -> Option<WasmResult<()>> {
-        None
-    }
 }
