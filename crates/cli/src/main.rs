@@ -1,1 +1,43 @@
-fn main() {}
+//! The `kiln` command-line tool.
+//!
+//! Exit status: the program's own status for `run` (0 when `--invoke`
+//! succeeds); 1 for errors (unreadable, invalid or unlinkable modules, bad
+//! arguments); 134 when wasm traps (like a process killed by SIGABRT, as
+//! `wasmtime run` does); for `wast`, 1 when any directive failed.
+
+mod run;
+mod wast_cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Kiln: a WebAssembly runtime.
+#[derive(Parser)]
+#[command(name = "kiln", version, about = "Run and test WebAssembly with the Kiln runtime")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a WebAssembly module (.wasm or .wat).
+    Run(run::RunCommand),
+    /// Runs WebAssembly spec test scripts (.wast).
+    Wast(wast_cmd::WastCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(cmd) => cmd.execute(),
+        Command::Wast(cmd) => cmd.execute(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -120,11 +120,18 @@ impl CraneliftCompiler {
                 .ok_or_else(|| WasmError::Codegen(format!("unknown trap code {:?}", t.code)))?;
             traps.push((t.offset, code));
         }
+        let mut address_map: Vec<(u32, u32)> = Vec::new();
+        for loc in buffer.get_srclocs_sorted() {
+            if !loc.loc.is_default() && address_map.last().is_none_or(|(_, w)| *w != loc.loc.bits()) {
+                address_map.push((loc.start, loc.loc.bits()));
+            }
+        }
         Ok(CompiledFunction {
             code: buffer.data().to_vec(),
             alignment: self.isa.function_alignment().preferred.max(16),
             relocations,
             traps,
+            address_map,
         })
     }
 

@@ -27,6 +27,8 @@ pub struct CompiledModuleInfo {
     pub array_to_wasm_trampolines: Vec<(u32, FunctionLoc)>,
     /// Trapping instructions in the text.
     pub traps: TrapTable,
+    /// `(text offset, wasm module offset)` pairs for the whole text, sorted.
+    pub address_map: Vec<(u32, u32)>,
 }
 
 impl CompiledModuleInfo {
@@ -43,6 +45,12 @@ impl CompiledModuleInfo {
         }
     }
 
+    /// The wasm module offset of the instruction at `text_offset`, if known.
+    pub fn wasm_offset(&self, text_offset: u32) -> Option<u32> {
+        let i = self.address_map.partition_point(|(t, _)| *t <= text_offset).checked_sub(1)?;
+        Some(self.address_map[i].1)
+    }
+
     /// The entry trampoline for module type `ty`, if one was compiled.
     pub fn array_to_wasm_trampoline(&self, ty: u32) -> Option<FunctionLoc> {
         self.array_to_wasm_trampolines
@@ -54,7 +62,7 @@ impl CompiledModuleInfo {
 
 /// Lays out `funcs` (defined functions, in order) followed by `trampolines`
 /// in one text blob, patches the calls between functions, and collects trap
-/// records. Returns the text and the location of every input.
+/// records and address maps.
 ///
 /// # Errors
 ///
@@ -64,9 +72,10 @@ pub fn link(
     num_imported_funcs: u32,
     funcs: &[CompiledFunction],
     trampolines: &[CompiledFunction],
-) -> WasmResult<(Vec<u8>, Vec<FunctionLoc>, Vec<FunctionLoc>, TrapTable)> {
+) -> WasmResult<LinkedText> {
     let mut text = Vec::new();
     let mut traps: Vec<(u32, TrapCode)> = Vec::new();
+    let mut address_map: Vec<(u32, u32)> = Vec::new();
     let mut place = |f: &CompiledFunction, text: &mut Vec<u8>| {
         let align = f.alignment.max(16) as usize;
         let start = text.len().div_ceil(align) * align;
@@ -75,6 +84,7 @@ pub fn link(
         for (off, code) in &f.traps {
             traps.push((start as u32 + off, *code));
         }
+        address_map.extend(f.address_map.iter().map(|(c, w)| (start as u32 + c, *w)));
         FunctionLoc { start: start as u32, length: f.code.len() as u32 }
     };
     let func_locs: Vec<FunctionLoc> = funcs.iter().map(|f| place(f, &mut text)).collect();
@@ -112,5 +122,20 @@ pub fn link(
     }
     traps.sort_by_key(|(o, _)| *o);
     let table = TrapTable { offsets: traps.iter().map(|t| t.0).collect(), codes: traps.iter().map(|t| t.1).collect() };
-    Ok((text, func_locs, tramp_locs, table))
+    Ok(LinkedText { text, funcs: func_locs, trampolines: tramp_locs, traps: table, address_map })
+}
+
+/// The output of [`link`].
+#[derive(Debug)]
+pub struct LinkedText {
+    /// The machine code.
+    pub text: Vec<u8>,
+    /// Location of each function, in input order.
+    pub funcs: Vec<FunctionLoc>,
+    /// Location of each trampoline, in input order.
+    pub trampolines: Vec<FunctionLoc>,
+    /// Trapping instructions.
+    pub traps: TrapTable,
+    /// `(text offset, wasm offset)` pairs.
+    pub address_map: Vec<(u32, u32)>,
 }

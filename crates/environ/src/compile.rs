@@ -43,6 +43,10 @@ pub struct CompiledFunction {
     pub relocations: Vec<Relocation>,
     /// Trapping instructions, by offset from the function's start.
     pub traps: Vec<(u32, TrapCode)>,
+    /// `(code offset, wasm module byte offset)` pairs, sorted by code
+    /// offset: each code range starting at an entry comes from the wasm
+    /// instruction at that module offset.
+    pub address_map: Vec<(u32, u32)>,
 }
 
 /// A code generator for Kiln.

@@ -124,14 +124,15 @@ impl Engine {
         }
         let ty = self.inner.types.get(id);
         let f = self.inner.compiler.compile_wasm_to_array_trampoline(&ty)?;
-        let (text, _, _, _) = kiln_environ::link(0, &[], std::slice::from_ref(&f))?;
+        let linked = kiln_environ::link(0, &[], std::slice::from_ref(&f))?;
         let info = Arc::new(CompiledModuleInfo {
             module: Default::default(),
             funcs: vec![],
             array_to_wasm_trampolines: vec![],
             traps: Default::default(),
+            address_map: vec![],
         });
-        let code = ModuleCode::new(&text, info, false).context("mapping trampoline code")?;
+        let code = ModuleCode::new(&linked.text, info, false).context("mapping trampoline code")?;
         let addr = code.text_addr(0);
         map.insert(id, code);
         Ok(addr)

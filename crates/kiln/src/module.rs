@@ -158,12 +158,18 @@ fn compile(engine: &Engine, wasm: &[u8]) -> Result<Arc<ModuleRuntime>> {
         .map(|ft| compiler.compile_array_to_wasm_trampoline(ft))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let (text, func_locs, tramp_locs, traps) = link(first, &funcs, &trampolines)?;
+    let linked = link(first, &funcs, &trampolines)?;
     drop(funcs);
-    let array_to_wasm_trampolines = type_slots.into_iter().map(|(t, s)| (t, tramp_locs[s])).collect();
+    let array_to_wasm_trampolines = type_slots.into_iter().map(|(t, s)| (t, linked.trampolines[s])).collect();
     let type_ids: Box<[u32]> = info.types.iter().map(|t| engine.inner.types.register(t)).collect();
-    let info = Arc::new(CompiledModuleInfo { module: info, funcs: func_locs, array_to_wasm_trampolines, traps });
-    let code = ModuleCode::new(&text, info.clone(), true).context("failed to map compiled code")?;
+    let info = Arc::new(CompiledModuleInfo {
+        module: info,
+        funcs: linked.funcs,
+        array_to_wasm_trampolines,
+        traps: linked.traps,
+        address_map: linked.address_map,
+    });
+    let code = ModuleCode::new(&linked.text, info.clone(), true).context("failed to map compiled code")?;
     if info.module.functions.len() > u32::MAX as usize / 2 {
         bail!("too many functions");
     }

@@ -12,7 +12,7 @@ pub struct FrameInfo {
     module_name: Option<String>,
     func_index: u32,
     func_name: Option<String>,
-    func_offset: u32,
+    module_offset: Option<u32>,
 }
 
 impl FrameInfo {
@@ -31,9 +31,10 @@ impl FrameInfo {
         self.func_name.as_deref()
     }
 
-    /// Offset of the instruction in the function's machine code.
-    pub fn func_offset(&self) -> u32 {
-        self.func_offset
+    /// Byte offset, within the module's binary, of the wasm instruction
+    /// executing in this frame (the call, for outer frames).
+    pub fn module_offset(&self) -> Option<u32> {
+        self.module_offset
     }
 }
 
@@ -53,7 +54,7 @@ impl WasmBacktrace {
                     module_name: info.module.name.clone(),
                     func_index: func,
                     func_name: info.module.func_name(func).map(str::to_string),
-                    func_offset: off,
+                    module_offset: off,
                 })
             })
             .collect();
@@ -69,16 +70,29 @@ impl WasmBacktrace {
 impl fmt::Display for WasmBacktrace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "wasm backtrace:")?;
-        for (i, fr) in self.frames.iter().enumerate() {
-            write!(f, "  {i:>3}: ")?;
+        let mut i = 0;
+        while i < self.frames.len() {
+            let fr = &self.frames[i];
+            // Collapse runs of identical frames (deep recursion).
+            let run = self.frames[i..].iter().take_while(|g| g.func_index == fr.func_index && g.module_offset == fr.module_offset && g.module_name == fr.module_name).count();
+            write!(f, "  {i:>4}: ")?;
+            match fr.module_offset {
+                Some(o) => write!(f, "{o:#8x} - ")?,
+                None => write!(f, "{:>8} - ", "?")?,
+            }
             if let Some(m) = &fr.module_name {
                 write!(f, "{m}!")?;
             }
             match &fr.func_name {
-                Some(n) => write!(f, "{n}")?,
-                None => write!(f, "<wasm function {}>", fr.func_index)?,
+                Some(n) => writeln!(f, "{n}")?,
+                None => writeln!(f, "<wasm function {}>", fr.func_index)?,
             }
-            writeln!(f, " (+{:#x})", fr.func_offset)?;
+            if run > 2 {
+                writeln!(f, "        ... {} more frames like the one above", run - 1)?;
+                i += run;
+            } else {
+                i += 1;
+            }
         }
         Ok(())
     }

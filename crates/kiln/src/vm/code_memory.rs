@@ -111,7 +111,12 @@ pub fn is_wasm_pc(pc: usize) -> bool {
     with_code(pc, |_, _| ()).is_some()
 }
 
-/// Information about the wasm function containing `pc`.
-pub fn frame_info(pc: usize) -> Option<(Arc<CompiledModuleInfo>, u32, u32)> {
-    with_code(pc, |code, off| code.info.func_by_text_offset(off).map(|(f, o)| (code.info.clone(), f, o))).flatten()
+/// The module, function index and wasm module offset of the instruction at
+/// `pc`, if it is in registered wasm code.
+pub fn frame_info(pc: usize) -> Option<(Arc<CompiledModuleInfo>, u32, Option<u32>)> {
+    with_code(pc, |code, off| {
+        let (f, _) = code.info.func_by_text_offset(off)?;
+        Some((code.info.clone(), f, code.info.wasm_offset(off)))
+    })
+    .flatten()
 }
