@@ -1,0 +1,7 @@
+//! Integration tests of the embedding API, one binary with a module per area.
+
+mod api;
+mod host_calls;
+mod malformed;
+mod threads;
+mod traps;
