@@ -57,13 +57,11 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
             }
         }
         match payload {
-            Payload::Version { encoding, range, .. } => {
-                if encoding != wasmparser::Encoding::Module {
-                    return Err(WasmError::Invalid {
-                        message: "expected a core WebAssembly module, found a component".into(),
-                        offset: range.start,
-                    });
-                }
+            Payload::Version { encoding, range, .. } if encoding != wasmparser::Encoding::Module => {
+                return Err(WasmError::Invalid {
+                    message: "expected a core WebAssembly module, found a component".into(),
+                    offset: range.start,
+                });
             }
             Payload::TypeSection(section) => {
                 for group in section {

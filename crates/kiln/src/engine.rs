@@ -76,7 +76,7 @@ impl Engine {
     /// x86-64, SSE4.1 is required) or the configuration is inconsistent.
     pub fn new(config: &Config) -> Result<Engine> {
         let mut tunables: Tunables = config.tunables.clone();
-        tunables.features = config.features.bits() as u64;
+        tunables.features = config.features.bits();
         let opt_level = match config.opt_level {
             OptLevel::None => "none",
             OptLevel::Speed => "speed",

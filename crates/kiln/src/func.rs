@@ -382,6 +382,7 @@ macro_rules! tuple_list {
             fn load(store: &mut StoreOpaque, values: &[ValRaw]) -> Self {
                 let mut i = 0;
                 $( let $a = $a::from_raw(values[i], store); i += 1; )*
+                #[allow(clippy::unused_unit)]
                 ($($a,)*)
             }
         }

@@ -273,7 +273,7 @@ impl StoreOpaque {
                     .ok_or_else(|| anyhow::anyhow!("function {func} cannot be called from the host"))?;
                 FuncKind::Wasm { trampoline: trampoline as usize }
             }
-            vm::FuncRefOwner::Host(_) => anyhow::bail!("unregistered host function reference"),
+            vm::FuncRefOwner::Host => anyhow::bail!("unregistered host function reference"),
         };
         let func = self.push_func(FuncEntry { func_ref, ty, kind });
         self.instances[instance].funcs[f as usize] = Some(func.0.index);
@@ -291,7 +291,7 @@ impl StoreOpaque {
         }
         match vm::funcref_info(raw).1 {
             vm::FuncRefOwner::Instance { instance, func } => self.instance_func(instance, func).ok(),
-            vm::FuncRefOwner::Host(_) => None,
+            vm::FuncRefOwner::Host => None,
         }
     }
 

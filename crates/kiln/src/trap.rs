@@ -139,6 +139,7 @@ impl std::error::Error for Trap {}
 /// Converts a trap record into the error returned to the caller of wasm:
 /// a [`Trap`] for wasm traps, the host's own error unchanged for host
 /// errors, and a resumed panic for host panics.
+#[allow(clippy::boxed_local, reason = "the record arrives boxed from the call path")]
 pub(crate) fn from_record(record: Box<TrapRecord>) -> anyhow::Error {
     let TrapRecord { reason, pcs } = *record;
     match reason {

@@ -13,8 +13,6 @@ pub enum ControlFrame {
     Block {
         /// Continuation after `end`; its parameters are the results.
         destination: ir::Block,
-        /// Number of parameters.
-        num_params: usize,
         /// Number of results.
         num_results: usize,
         /// Operand stack height below the parameters.
@@ -130,7 +128,6 @@ impl FuncTranslator<'_, '_> {
         let destination = self.new_block_with_params(&results);
         self.control.push(ControlFrame::Block {
             destination,
-            num_params: params.len(),
             num_results: results.len(),
             original_stack_size: self.stack.len() - params.len(),
             exit_is_branched_to: false,

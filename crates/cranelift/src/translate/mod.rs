@@ -158,7 +158,6 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
         }
         self.control.push(ControlFrame::Block {
             destination: exit,
-            num_params: 0,
             num_results: ty.results().len(),
             original_stack_size: 0,
             exit_is_branched_to: false,

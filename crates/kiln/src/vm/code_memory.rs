@@ -65,11 +65,6 @@ impl ModuleCode {
         self.mmap.as_ptr() as usize
     }
 
-    /// The compiled module's metadata.
-    pub fn info(&self) -> &Arc<CompiledModuleInfo> {
-        &self.info
-    }
-
     fn text_offset(&self, pc: usize) -> Option<u32> {
         let start = self.text_start();
         (pc >= start && pc < start + self.len).then(|| (pc - start) as u32)

@@ -62,13 +62,6 @@ impl<S: 'static> VMHostFuncContext<S> {
     }
 }
 
-/// Whether `vmctx` (the callee context of some `VMFuncRef`) is a host function's.
-pub fn is_host_vmctx(vmctx: *mut u8) -> bool {
-    // SAFETY: every callee vmctx starts with a 4-byte magic (instances and
-    // host contexts alike).
-    unsafe { *(vmctx as *const u32) == HOST_FUNC_MAGIC }
-}
-
 /// Called by the wasm-to-host trampoline with the host context as callee.
 unsafe extern "C" fn array_call_shim<S: 'static>(callee: *mut u8, caller: *mut u8, values: *mut ValRaw, len: usize) {
     let outcome = {

@@ -90,7 +90,11 @@ pub struct Instance {
     layout: Layout,
     memories: Vec<NonNull<Memory>>,
     tables: Vec<NonNull<Table>>,
+    // Boxed so that the pointers in `memories`/`tables` stay valid as the
+    // vectors grow.
+    #[allow(clippy::vec_box)]
     owned_memories: Vec<Box<Memory>>,
+    #[allow(clippy::vec_box)]
     owned_tables: Vec<Box<Table>>,
     dropped_data: Vec<bool>,
     dropped_elems: Vec<bool>,
@@ -212,11 +216,6 @@ impl Instance {
     /// The module this is an instance of.
     pub fn module(&self) -> &Arc<ModuleRuntime> {
         &self.module
-    }
-
-    /// The VMContext pointer.
-    pub fn vmctx(&self) -> *mut u8 {
-        self.vmctx.as_ptr()
     }
 
     /// Memory `i` (module memory index, imports included).

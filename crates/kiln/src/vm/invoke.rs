@@ -47,8 +47,8 @@ pub enum FuncRefOwner {
         /// Module function index.
         func: u32,
     },
-    /// A host function, by its context pointer.
-    Host(*mut u8),
+    /// A host function.
+    Host,
 }
 
 /// The engine type id and owner of a live, non-null function reference.
@@ -61,7 +61,7 @@ pub fn funcref_info(func_ref: usize) -> (u32, FuncRefOwner) {
     // SAFETY: every callee context begins with a 4-byte magic.
     let is_instance = unsafe { *(fr.vmctx as *const u32) } == VMCTX_MAGIC;
     if !is_instance {
-        return (fr.type_id, FuncRefOwner::Host(fr.vmctx));
+        return (fr.type_id, FuncRefOwner::Host);
     }
     // SAFETY: an instance VMContext (checked magic) of a live instance.
     let inst: &Instance = unsafe { instance_of_vmctx(fr.vmctx) };

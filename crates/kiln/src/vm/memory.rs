@@ -107,11 +107,6 @@ impl Memory {
         MemoryType { minimum: (self.len as u64) >> self.ty.page_size_log2, ..self.ty }
     }
 
-    /// The declared type.
-    pub fn declared_ty(&self) -> MemoryType {
-        self.ty
-    }
-
     /// Current size in bytes.
     pub fn byte_len(&self) -> usize {
         self.len
@@ -120,11 +115,6 @@ impl Memory {
     /// Current size in pages.
     pub fn pages(&self) -> u64 {
         (self.len as u64) >> self.ty.page_size_log2
-    }
-
-    /// Most bytes the memory may grow to.
-    pub fn max_byte_len(&self) -> usize {
-        self.max_len
     }
 
     /// Pointer to the definition compiled code reads.
@@ -169,10 +159,5 @@ impl Memory {
         self.len = new_bytes;
         self.publish();
         Ok(Some(old_pages))
-    }
-
-    /// The new size in bytes that growing by `delta` pages would give, if representable.
-    pub fn size_after_grow(&self, delta: u64) -> Option<usize> {
-        delta.checked_mul(self.ty.page_size()).and_then(|d| d.checked_add(self.len as u64)).and_then(|n| usize::try_from(n).ok())
     }
 }

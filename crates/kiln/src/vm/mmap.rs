@@ -71,11 +71,6 @@ impl Mmap {
         self.len
     }
 
-    /// Whether the mapping is empty (never, in practice).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Makes `[start, start + len)` (page-aligned) readable and writable.
     ///
     /// # Errors
@@ -99,30 +94,12 @@ impl Mmap {
             return Ok(());
         }
         let end = start.checked_add(len).filter(|e| *e <= self.len);
-        if end.is_none() || start % page_size() != 0 {
+        if end.is_none() || !start.is_multiple_of(page_size()) {
             return Err(io::Error::other("protection range outside the mapping"));
         }
         // SAFETY: the range lies inside this mapping (checked above), which
         // this value owns; changing its protection affects no other object.
         unsafe { rustix::mm::mprotect(self.ptr.as_ptr().add(start).cast(), len, flags) }.map_err(io::Error::from)
-    }
-
-    /// Returns `[start, start + len)` (page-aligned) to the kernel: contents
-    /// become zero, accessibility unchanged.
-    ///
-    /// # Errors
-    ///
-    /// The OS error, or an error if the range is not inside the mapping.
-    pub fn decommit(&self, start: usize, len: usize) -> io::Result<()> {
-        if len == 0 {
-            return Ok(());
-        }
-        if start.checked_add(len).is_none_or(|e| e > self.len) {
-            return Err(io::Error::other("range outside the mapping"));
-        }
-        // SAFETY: the range lies inside this mapping, which this value owns.
-        unsafe { rustix::mm::madvise(self.ptr.as_ptr().add(start).cast(), len, rustix::mm::Advice::LinuxDontNeed) }
-            .map_err(io::Error::from)
     }
 }
 

@@ -99,11 +99,6 @@ impl Table {
         &mut self.elements
     }
 
-    /// The largest size this table may reach.
-    pub fn max_size(&self) -> u64 {
-        self.max as u64
-    }
-
     /// Grows by `delta` elements set to `init`; returns the old size, or
     /// `None` if the table cannot grow that far.
     pub fn grow(&mut self, delta: u64, init: usize) -> Option<u64> {

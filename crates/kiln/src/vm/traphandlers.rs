@@ -280,12 +280,6 @@ pub fn catch_traps<F: FnMut()>(store_ctx: *mut VMStoreContext, max_wasm_stack: u
     }
 }
 
-/// Whether wasm is currently running on this thread (a host function
-/// called from wasm is on the stack).
-pub fn in_wasm() -> bool {
-    CURRENT.with(|c| !c.get().is_null())
-}
-
 /// Stops the innermost wasm activation on this thread with `reason`, as a
 /// trap at the frame that last called out of wasm. Must only be called from
 /// builtins and host-call shims, i.e. while wasm is on the stack, with no
@@ -358,14 +352,14 @@ unsafe extern "C" fn trap_handler(signum: libc::c_int, info: *mut libc::siginfo_
     // SAFETY: PREV_HANDLERS was written once before our handler was
     // installed and is only read afterwards.
     unsafe {
-        let prev = &*(&raw const PREV_HANDLERS[i]);
+        let prev: libc::sigaction = ptr::read(&raw const PREV_HANDLERS[i]);
         if prev.sa_flags & libc::SA_SIGINFO != 0 {
             let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) = std::mem::transmute(prev.sa_sigaction);
             f(signum, info, ctx);
         } else if prev.sa_sigaction == libc::SIG_DFL || prev.sa_sigaction == libc::SIG_IGN {
             // Restore the default action and return: the faulting
             // instruction runs again and the default action happens.
-            libc::sigaction(signum, prev, ptr::null_mut());
+            libc::sigaction(signum, &prev, ptr::null_mut());
         } else {
             let f: extern "C" fn(libc::c_int) = std::mem::transmute(prev.sa_sigaction);
             f(signum);

@@ -30,7 +30,7 @@ fn random_and_mutated_bytes_are_errors() {
             let i = (rng.next() as usize) % bytes.len();
             bytes[i] = rng.next() as u8;
         }
-        if rng.next() % 5 == 0 {
+        if rng.next().is_multiple_of(5) {
             bytes.truncate((rng.next() as usize) % bytes.len());
         }
         let _ = Module::from_binary(&engine, &bytes);
