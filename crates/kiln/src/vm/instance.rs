@@ -68,6 +68,9 @@ pub enum InstantiationError {
     TableTooLarge,
     /// A segment initializer trapped (2.0 semantics: earlier writes stay).
     Trap(TrapCode),
+    /// A segment does not fit (1.0 semantics, without bulk memory: checked
+    /// before anything is written, and reported as a link error).
+    SegmentDoesNotFit(&'static str),
 }
 
 impl std::fmt::Display for InstantiationError {
@@ -76,6 +79,7 @@ impl std::fmt::Display for InstantiationError {
             InstantiationError::Memory(e) => write!(f, "cannot create memory: {e}"),
             InstantiationError::TableTooLarge => f.write_str("table is larger than the implementation limit"),
             InstantiationError::Trap(c) => write!(f, "{c}"),
+            InstantiationError::SegmentDoesNotFit(what) => write!(f, "{what} segment does not fit"),
         }
     }
 }
@@ -337,9 +341,13 @@ impl Instance {
     ///
     /// [`InstantiationError::Trap`] when a segment does not fit its table
     /// or memory; segments before it stay applied, as the spec requires.
+    /// Without the bulk-memory feature, 1.0 semantics apply instead: every
+    /// segment is checked first and a misfit is
+    /// [`InstantiationError::SegmentDoesNotFit`], with nothing written.
     pub fn initialize(&mut self) -> Result<(), InstantiationError> {
         let module = self.module.clone();
         let info = module.module();
+        let bulk_memory = wasmparser::WasmFeatures::from_bits_truncate(module.tunables.features).bulk_memory();
         for (d, init) in info.global_inits.iter().enumerate() {
             let v = self.eval_const(init);
             let g = self.vmctx_ptr::<VMGlobalDefinition>(module.offsets.defined_global(d as u32));
@@ -353,6 +361,9 @@ impl Instance {
                 let n = t.size();
                 t.fill(0, v, n);
             }
+        }
+        if !bulk_memory {
+            self.check_segments_fit()?;
         }
         for (i, seg) in info.elements.iter().enumerate() {
             match &seg.mode {
@@ -373,6 +384,28 @@ impl Instance {
                 let dst = if info.memories[*index as usize].memory64 { dst } else { dst as u32 as u64 };
                 self.memory_init(*index, i as u32, dst, 0, seg.bytes.len() as u64).map_err(InstantiationError::Trap)?;
                 self.dropped_data[i] = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_segments_fit(&mut self) -> Result<(), InstantiationError> {
+        let module = self.module.clone();
+        let info = module.module();
+        for seg in &info.elements {
+            if let SegmentMode::Active { index, offset } = &seg.mode {
+                let dst = u64::from(self.eval_const(offset).get_i32() as u32);
+                if dst + seg.items.len() as u64 > self.table(*index).size() {
+                    return Err(InstantiationError::SegmentDoesNotFit("elements"));
+                }
+            }
+        }
+        for seg in &info.data {
+            if let SegmentMode::Active { index, offset } = &seg.mode {
+                let dst = u64::from(self.eval_const(offset).get_i32() as u32);
+                if dst + seg.bytes.len() as u64 > self.memory(*index).byte_len() as u64 {
+                    return Err(InstantiationError::SegmentDoesNotFit("data"));
+                }
             }
         }
         Ok(())
