@@ -19,7 +19,7 @@ pub enum OptLevel {
 ///
 /// `Config::new()` gives the defaults: WebAssembly 2.0 (SIMD, bulk memory,
 /// reference types, multi-value, sign extension, saturating conversions,
-/// mutable globals) plus extended-const and multi-memory, optimizing compilation, 512 KiB of
+/// mutable globals) plus extended-const, optimizing compilation, 512 KiB of
 /// wasm stack, and 4 GiB + 2 GiB guard reservations for 32-bit memories so
 /// that loads and stores need no bounds checks.
 #[derive(Clone, Debug)]
@@ -50,8 +50,7 @@ impl Config {
             | WasmFeatures::BULK_MEMORY
             | WasmFeatures::SIMD
             | WasmFeatures::FLOATS
-            | WasmFeatures::EXTENDED_CONST
-            | WasmFeatures::MULTI_MEMORY;
+            | WasmFeatures::EXTENDED_CONST;
         Config {
             features,
             tunables: Tunables::default(),
@@ -93,7 +92,7 @@ impl Config {
         self.feature(WasmFeatures::EXTENDED_CONST, enable)
     }
 
-    /// Enables or disables the multi-memory proposal. On by default.
+    /// Enables or disables the multi-memory proposal. Off by default.
     pub fn wasm_multi_memory(&mut self, enable: bool) -> &mut Self {
         self.feature(WasmFeatures::MULTI_MEMORY, enable)
     }

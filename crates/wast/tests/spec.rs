@@ -30,16 +30,25 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ),
 ];
 
-/// The configuration a suite is specified against: the 1.0 proposals were
-/// written before bulk memory, so they run on 1.0 plus their own feature.
-fn config_for(suite: &str) -> Config {
+/// The configuration a file is specified against: the spec versions run on
+/// the default (2.0) features; the 1.0 proposals were written before bulk
+/// memory, so they run on 1.0 plus their own feature; later proposals add
+/// theirs to 2.0.
+fn config_for(suite: &str, file: &str) -> Config {
     let mut config = Config::new();
-    let own_feature = match suite {
-        "mutable-global" | "sign-extension-ops" | "nontrapping-float-to-int-conversions" | "multi-value" => suite,
-        _ => return config,
-    };
-    config.wasm_mvp_only();
-    config.wasm_feature(own_feature, true).expect("known feature");
+    match suite {
+        "mutable-global" | "sign-extension-ops" | "nontrapping-float-to-int-conversions" | "multi-value" => {
+            config.wasm_mvp_only();
+            config.wasm_feature(suite, true).expect("known feature");
+        }
+        "multi-memory" => {
+            config.wasm_multi_memory(true);
+        }
+        "simd" if file == "simd_memory-multi.wast" => {
+            config.wasm_multi_memory(true);
+        }
+        _ => {}
+    }
     config
 }
 
@@ -49,7 +58,7 @@ fn skipped(file: &TestFile<'static>) -> bool {
 }
 
 fn run(file: &TestFile<'static>) -> Result<(), Failed> {
-    let mut cx = WastContext::new(&config_for(file.parent())).map_err(|e| format!("{e:#}"))?;
+    let mut cx = WastContext::new(&config_for(file.parent(), file.name())).map_err(|e| format!("{e:#}"))?;
     let name = format!("{}/{}", file.parent(), file.name());
     let outcome = cx.run_buffer(&name, file.raw()).map_err(|e| format!("{e:#}"))?;
     if outcome.failures.is_empty() {
