@@ -1,0 +1,87 @@
+//! `cargo bench -p kiln-benches`: host<->wasm call overhead, fib(30),
+//! compilation and instantiation, each in units a user can read
+//! (ns per call, ms per fib, MB/s compiled, µs per instance).
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use kiln::{Config, Engine, Instance, Linker, Module, Store};
+use kiln_benches::{CALLS_WAT, FIB_WAT, bigtable_wat};
+use std::hint::black_box;
+
+fn engine() -> Engine {
+    let mut config = Config::new();
+    config.cranelift_debug_verifier(false);
+    Engine::new(&config).expect("engine")
+}
+
+fn calls(c: &mut Criterion) {
+    let engine = engine();
+    let module = Module::new(&engine, CALLS_WAT).expect("module");
+    let mut store = Store::new(&engine, ());
+    let mut linker = Linker::new(&engine);
+    linker.func_wrap("host", "nop", || {}).expect("define");
+    let instance = linker.instantiate(&mut store, &module).expect("instance");
+    let nop = instance.get_typed_func::<(), ()>(&mut store, "nop").expect("nop");
+    let add = instance.get_typed_func::<(i32, i32), i32>(&mut store, "add").expect("add");
+    let nop_untyped = instance.get_func(&mut store, "nop").expect("nop");
+    let call_host = instance.get_typed_func::<i32, ()>(&mut store, "call_host").expect("call_host");
+
+    let mut g = c.benchmark_group("call");
+    g.bench_function("host_to_wasm_typed_nop", |b| b.iter(|| nop.call(&mut store, ()).expect("call")));
+    g.bench_function("host_to_wasm_typed_add", |b| {
+        b.iter(|| add.call(&mut store, (black_box(1), black_box(2))).expect("call"))
+    });
+    g.bench_function("host_to_wasm_untyped_nop", |b| b.iter(|| nop_untyped.call(&mut store, &[], &mut []).expect("call")));
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("wasm_to_host_nop_x1000", |b| b.iter(|| call_host.call(&mut store, 1000).expect("call")));
+    g.finish();
+}
+
+fn fib(c: &mut Criterion) {
+    let engine = engine();
+    let module = Module::new(&engine, FIB_WAT).expect("module");
+    let mut store = Store::new(&engine, ());
+    let instance = Instance::new(&mut store, &module, &[]).expect("instance");
+    let fib = instance.get_typed_func::<i32, i32>(&mut store, "fib").expect("fib");
+    let mut g = c.benchmark_group("fib");
+    g.sample_size(20);
+    g.bench_function("fib_30", |b| b.iter(|| assert_eq!(fib.call(&mut store, black_box(30)).expect("call"), 832040)));
+    g.finish();
+}
+
+fn compile(c: &mut Criterion) {
+    let engine = engine();
+    let wasm = kiln_benches_wat(&bigtable_wat(10_000, 1 << 20));
+    let mut g = c.benchmark_group("compile");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(wasm.len() as u64));
+    g.bench_function("bigtable_10k_funcs", |b| b.iter(|| Module::from_binary(&engine, &wasm).expect("compile")));
+    g.finish();
+}
+
+fn instantiate(c: &mut Criterion) {
+    let engine = engine();
+    let small = Module::new(&engine, FIB_WAT).expect("module");
+    let big = Module::from_binary(&engine, &kiln_benches_wat(&bigtable_wat(10_000, 1 << 20))).expect("module");
+    let mut g = c.benchmark_group("instantiate");
+    g.bench_function("small_with_store", |b| {
+        b.iter(|| {
+            let mut store = Store::new(&engine, ());
+            Instance::new(&mut store, &small, &[]).expect("instance");
+        })
+    });
+    g.bench_function("bigtable_with_store", |b| {
+        b.iter(|| {
+            let mut store = Store::new(&engine, ());
+            Instance::new(&mut store, &big, &[]).expect("instance");
+        })
+    });
+    g.finish();
+}
+
+/// Encodes text to binary up front, so compile benches measure only compilation.
+fn kiln_benches_wat(text: &str) -> Vec<u8> {
+    wat::parse_str(text).expect("valid wat")
+}
+
+criterion_group!(benches, calls, fib, compile, instantiate);
+criterion_main!(benches);
