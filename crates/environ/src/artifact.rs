@@ -45,6 +45,36 @@ impl CompiledModuleInfo {
         }
     }
 
+    /// Checks that every location lies inside a text of `text_len` bytes and
+    /// that the tables are sorted (so lookups cannot misbehave on a
+    /// damaged artifact).
+    ///
+    /// # Errors
+    ///
+    /// A short description of the first inconsistency.
+    pub fn check_consistency(&self, text_len: usize) -> Result<(), &'static str> {
+        let fits = |l: &FunctionLoc| (l.start as usize).checked_add(l.length as usize).is_some_and(|e| e <= text_len);
+        if self.funcs.len() != self.module.num_defined_funcs() as usize {
+            return Err("function count");
+        }
+        if !self.funcs.iter().all(fits) || !self.array_to_wasm_trampolines.iter().all(|(_, l)| fits(l)) {
+            return Err("function outside the text");
+        }
+        if !self.funcs.windows(2).all(|w| w[0].start < w[1].start) {
+            return Err("function order");
+        }
+        if self.traps.offsets.len() != self.traps.codes.len() || !self.traps.offsets.windows(2).all(|w| w[0] <= w[1]) {
+            return Err("trap table");
+        }
+        if !self.array_to_wasm_trampolines.windows(2).all(|w| w[0].0 < w[1].0) {
+            return Err("trampoline table");
+        }
+        if self.array_to_wasm_trampolines.iter().any(|(t, _)| *t as usize >= self.module.types.len()) {
+            return Err("trampoline type");
+        }
+        self.module.check_consistency()
+    }
+
     /// The wasm module offset of the instruction at `text_offset`, if known.
     pub fn wasm_offset(&self, text_offset: u32) -> Option<u32> {
         let i = self.address_map.partition_point(|(t, _)| *t <= text_offset).checked_sub(1)?;
@@ -68,15 +98,18 @@ impl CompiledModuleInfo {
 ///
 /// A relocation that does not fit its field (a text blob too large for the
 /// target's call range).
+/// `body_offsets[i]` is the module offset of function `i`'s body, added to
+/// its (body-relative) address map.
 pub fn link(
     num_imported_funcs: u32,
     funcs: &[CompiledFunction],
+    body_offsets: &[u32],
     trampolines: &[CompiledFunction],
 ) -> WasmResult<LinkedText> {
     let mut text = Vec::new();
     let mut traps: Vec<(u32, TrapCode)> = Vec::new();
     let mut address_map: Vec<(u32, u32)> = Vec::new();
-    let mut place = |f: &CompiledFunction, text: &mut Vec<u8>| {
+    let mut place = |f: &CompiledFunction, body_offset: u32, text: &mut Vec<u8>| {
         let align = f.alignment.max(16) as usize;
         let start = text.len().div_ceil(align) * align;
         text.resize(start, 0xcc_u8);
@@ -84,11 +117,12 @@ pub fn link(
         for (off, code) in &f.traps {
             traps.push((start as u32 + off, *code));
         }
-        address_map.extend(f.address_map.iter().map(|(c, w)| (start as u32 + c, *w)));
+        address_map.extend(f.address_map.iter().map(|(c, w)| (start as u32 + c, body_offset + w)));
         FunctionLoc { start: start as u32, length: f.code.len() as u32 }
     };
-    let func_locs: Vec<FunctionLoc> = funcs.iter().map(|f| place(f, &mut text)).collect();
-    let tramp_locs: Vec<FunctionLoc> = trampolines.iter().map(|f| place(f, &mut text)).collect();
+    let func_locs: Vec<FunctionLoc> =
+        funcs.iter().enumerate().map(|(i, f)| place(f, body_offsets.get(i).copied().unwrap_or(0), &mut text)).collect();
+    let tramp_locs: Vec<FunctionLoc> = trampolines.iter().map(|f| place(f, 0, &mut text)).collect();
     if text.len() > i32::MAX as usize {
         return Err(WasmError::Limit("compiled code larger than 2 GiB".into()));
     }

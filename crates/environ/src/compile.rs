@@ -2,6 +2,7 @@
 //! produce.
 
 use crate::error::WasmResult;
+use serde::{Deserialize, Serialize};
 use crate::module::ModuleInfo;
 use crate::translate::FunctionBodyInput;
 use crate::trap::TrapCode;
@@ -11,7 +12,7 @@ use crate::vmoffsets::VMOffsets;
 /// A relocation kind inside the text blob. Only PC-relative calls between
 /// the module's own functions exist: everything else is reached through the
 /// VMContext, so the code is position-independent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RelocKind {
     /// x86-64 `call rel32`: a 4-byte PC-relative displacement.
     X86CallPCRel4,
@@ -20,7 +21,7 @@ pub enum RelocKind {
 }
 
 /// A relocation to patch when functions are laid out in the text blob.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Relocation {
     /// Offset of the patched bytes from the function's start.
     pub offset: u32,
@@ -33,7 +34,7 @@ pub struct Relocation {
 }
 
 /// Machine code for one function, not yet placed.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct CompiledFunction {
     /// The code bytes.
     pub code: Vec<u8>,
@@ -43,9 +44,9 @@ pub struct CompiledFunction {
     pub relocations: Vec<Relocation>,
     /// Trapping instructions, by offset from the function's start.
     pub traps: Vec<(u32, TrapCode)>,
-    /// `(code offset, wasm module byte offset)` pairs, sorted by code
-    /// offset: each code range starting at an entry comes from the wasm
-    /// instruction at that module offset.
+    /// `(code offset, wasm offset)` pairs, sorted by code offset: each code
+    /// range starting at an entry comes from the wasm instruction at that
+    /// offset *relative to the start of the function body*.
     pub address_map: Vec<(u32, u32)>,
 }
 

@@ -12,10 +12,12 @@
 
 mod artifact;
 mod builtins;
+mod cache_key;
 mod compile;
 mod const_expr;
 mod error;
 mod module;
+mod serialize;
 mod translate;
 mod trap;
 mod tunables;
@@ -24,10 +26,12 @@ pub mod vmoffsets;
 
 pub use artifact::*;
 pub use builtins::BuiltinFunctionIndex;
+pub use cache_key::*;
 pub use compile::*;
 pub use const_expr::*;
 pub use error::*;
 pub use module::*;
+pub use serialize::*;
 pub use translate::*;
 pub use trap::*;
 pub use tunables::*;

@@ -194,6 +194,77 @@ impl ModuleInfo {
             .map(|i| self.func_names[i].1.as_str())
     }
 
+    /// Checks that every index in the module refers to something that
+    /// exists (used when loading artifacts, which bypass validation).
+    ///
+    /// # Errors
+    ///
+    /// A short description of the first dangling index.
+    pub fn check_consistency(&self) -> Result<(), &'static str> {
+        let nf = self.functions.len() as u32;
+        let (nt, nm, ng) = (self.tables.len() as u32, self.memories.len() as u32, self.globals.len() as u32);
+        if self.functions.iter().any(|t| *t as usize >= self.types.len()) {
+            return Err("function type index");
+        }
+        if self.num_imported_funcs > nf || self.num_imported_tables > nt || self.num_imported_memories > nm || self.num_imported_globals > ng {
+            return Err("import counts");
+        }
+        if self.table_inits.len() != self.num_defined_tables() as usize || self.global_inits.len() != self.num_defined_globals() as usize {
+            return Err("initializer counts");
+        }
+        let entity_ok = |e: &EntityIndex| match *e {
+            EntityIndex::Function(i) => i < nf,
+            EntityIndex::Table(i) => i < nt,
+            EntityIndex::Memory(i) => i < nm,
+            EntityIndex::Global(i) => i < ng,
+        };
+        if !self.imports.iter().all(|i| entity_ok(&i.index)) || !self.exports.iter().all(|e| entity_ok(&e.index)) {
+            return Err("import or export index");
+        }
+        if self.start.is_some_and(|f| f >= nf) || self.escaping_funcs.iter().any(|f| *f >= nf) {
+            return Err("function index");
+        }
+        if !self.escaping_funcs.windows(2).all(|w| w[0] < w[1]) {
+            return Err("escaping function order");
+        }
+        let expr_ok = |e: &ConstExpr| {
+            e.ops.iter().all(|op| match *op {
+                crate::ConstOp::RefFunc(f) => f < nf,
+                crate::ConstOp::GlobalGet(g) => g < ng,
+                _ => true,
+            })
+        };
+        let init_ok = |i: &TableInit| match i {
+            TableInit::Null => true,
+            TableInit::Expr(e) => expr_ok(e),
+        };
+        if !self.global_inits.iter().all(expr_ok) || !self.table_inits.iter().all(init_ok) {
+            return Err("initializer expression");
+        }
+        for seg in &self.elements {
+            if let SegmentMode::Active { index, offset } = &seg.mode
+                && (*index >= nt || !expr_ok(offset))
+            {
+                return Err("element segment");
+            }
+            let items_ok = match &seg.items {
+                ElementItems::Functions(fs) => fs.iter().all(|f| *f < nf),
+                ElementItems::Expressions(es) => es.iter().all(expr_ok),
+            };
+            if !items_ok {
+                return Err("element segment item");
+            }
+        }
+        for seg in &self.data {
+            if let SegmentMode::Active { index, offset } = &seg.mode
+                && (*index >= nm || !expr_ok(offset))
+            {
+                return Err("data segment");
+            }
+        }
+        Ok(())
+    }
+
     /// The type of the entity at `index`.
     pub fn entity_type(&self, index: EntityIndex) -> EntityType {
         match index {

@@ -22,7 +22,7 @@ pub enum OptLevel {
 /// mutable globals) plus extended-const, optimizing compilation, 512 KiB of
 /// wasm stack, and 4 GiB + 2 GiB guard reservations for 32-bit memories so
 /// that loads and stores need no bounds checks.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Config {
     pub(crate) features: WasmFeatures,
     pub(crate) tunables: Tunables,
@@ -30,6 +30,19 @@ pub struct Config {
     pub(crate) opt_level: OptLevel,
     pub(crate) verifier: bool,
     pub(crate) parallel_compilation: bool,
+    pub(crate) cache: Option<std::sync::Arc<dyn crate::Cache>>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("features", &self.features)
+            .field("tunables", &self.tunables)
+            .field("max_wasm_stack", &self.max_wasm_stack)
+            .field("opt_level", &self.opt_level)
+            .field("cache", &self.cache.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Config {
@@ -58,6 +71,7 @@ impl Config {
             opt_level: OptLevel::Speed,
             verifier: cfg!(debug_assertions),
             parallel_compilation: true,
+            cache: None,
         }
     }
 
@@ -161,6 +175,14 @@ impl Config {
     /// builds of Kiln, off in release builds). Slows compilation about 2x.
     pub fn cranelift_debug_verifier(&mut self, enable: bool) -> &mut Self {
         self.verifier = enable;
+        self
+    }
+
+    /// Uses `cache` for compiled modules and functions. One cache can serve
+    /// any number of engines (of any configuration: keys include every
+    /// setting that changes code). Default: no cache.
+    pub fn cache(&mut self, cache: std::sync::Arc<dyn crate::Cache>) -> &mut Self {
+        self.cache = Some(cache);
         self
     }
 

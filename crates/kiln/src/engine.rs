@@ -30,6 +30,8 @@ pub(crate) struct EngineInner {
     pub(crate) types: TypeRegistry,
     host_trampolines: Mutex<HashMap<u32, Box<ModuleCode>>>,
     pub(crate) epoch: AtomicU64,
+    /// Cache-key salt: Kiln version, compiler fingerprint, tunables.
+    pub(crate) salt: kiln_environ::CacheKey,
 }
 
 /// Engine-wide interning of function signatures: equal signatures get the
@@ -85,6 +87,7 @@ impl Engine {
         let compiler = CraneliftCompiler::new(CompilerOptions { tunables, verifier: config.verifier, opt_level })
             .context("cannot create the code generator")?;
         crate::vm::traphandlers::init_traps();
+        let salt = kiln_environ::engine_salt(kiln_environ::KILN_VERSION, &compiler.fingerprint(), compiler.tunables());
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 config: config.clone(),
@@ -92,6 +95,7 @@ impl Engine {
                 types: TypeRegistry::default(),
                 host_trampolines: Mutex::new(HashMap::new()),
                 epoch: AtomicU64::new(0),
+                salt,
             }),
         })
     }
@@ -116,6 +120,21 @@ impl Engine {
         self.inner.compiler.tunables()
     }
 
+    /// The header artifacts produced by this engine carry.
+    pub(crate) fn artifact_header(&self, compile_time: std::time::Duration) -> kiln_environ::ArtifactHeader {
+        kiln_environ::ArtifactHeader {
+            kiln_version: kiln_environ::KILN_VERSION.to_string(),
+            compiler: self.inner.compiler.fingerprint(),
+            tunables: self.tunables().clone(),
+            compile_time_ns: compile_time.as_nanos().min(u128::from(u64::MAX)) as u64,
+        }
+    }
+
+    /// The cache configured for this engine, if any.
+    pub fn cache(&self) -> Option<&std::sync::Arc<dyn crate::Cache>> {
+        self.inner.config.cache.as_ref()
+    }
+
     /// The wasm-to-host trampoline for signature `id`, compiled on first use.
     pub(crate) fn host_trampoline(&self, id: u32) -> Result<*const u8> {
         let mut map = self.inner.host_trampolines.lock().unwrap_or_else(|e| e.into_inner());
@@ -124,7 +143,7 @@ impl Engine {
         }
         let ty = self.inner.types.get(id);
         let f = self.inner.compiler.compile_wasm_to_array_trampoline(&ty)?;
-        let linked = kiln_environ::link(0, &[], std::slice::from_ref(&f))?;
+        let linked = kiln_environ::link(0, &[], &[], std::slice::from_ref(&f))?;
         let info = Arc::new(CompiledModuleInfo {
             module: Default::default(),
             funcs: vec![],

@@ -24,6 +24,8 @@
 
 #![deny(missing_docs)]
 
+mod cache;
+mod compile;
 mod config;
 mod engine;
 mod externals;
@@ -38,6 +40,7 @@ mod values;
 pub(crate) mod vm;
 
 pub use anyhow::{Error, Result};
+pub use cache::{Cache, CacheEntry, CacheKind, CacheStats, DirectoryCache, MemoryCache};
 pub use config::{Config, OptLevel};
 pub use engine::Engine;
 pub use externals::{Extern, Global, Memory, MemoryAccessError, Table};

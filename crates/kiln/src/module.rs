@@ -2,12 +2,9 @@
 
 use crate::engine::Engine;
 use crate::types::{ExportType, ExternType, ImportType};
-use crate::vm::code_memory::ModuleCode;
 use crate::vm::instance::ModuleRuntime;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use kiln_environ::*;
-use rayon::prelude::*;
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -49,19 +46,67 @@ impl Module {
     ///
     /// As [`Module::new`].
     pub fn from_binary(engine: &Engine, wasm: &[u8]) -> Result<Module> {
-        let runtime = compile(engine, wasm)?;
+        let runtime = crate::compile::compile_module(engine, wasm)?;
         Ok(Module { inner: Arc::new(ModuleInner { engine: engine.clone(), runtime }) })
     }
 
-    /// Reads and compiles a `.wasm` or `.wat` file.
+    /// Reads and compiles a `.wasm` or `.wat` file, or loads a precompiled
+    /// `.cwasm` artifact (recognized by its contents; see
+    /// [`Module::deserialize_file`]).
     ///
     /// # Errors
     ///
-    /// The file cannot be read, or as [`Module::new`]; the message names the file.
+    /// The file cannot be read, or as [`Module::new`] /
+    /// [`Module::deserialize_file`]; the message names the file.
     pub fn from_file(engine: &Engine, path: impl AsRef<Path>) -> Result<Module> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
+        if bytes.starts_with(&ARTIFACT_MAGIC) {
+            drop(bytes);
+            return Module::deserialize_file(engine, path);
+        }
         Module::new(engine, &bytes).with_context(|| format!("failed to compile {}", path.display()))
+    }
+
+    /// Encodes the compiled module as an artifact (the `.cwasm` format)
+    /// that [`Module::deserialize`] loads without compiling.
+    ///
+    /// # Errors
+    ///
+    /// None in practice; the signature leaves room for future formats.
+    pub fn serialize(&self) -> Result<Vec<u8>> {
+        let header = self.engine().artifact_header(std::time::Duration::ZERO);
+        Ok(serialize_artifact(&header, &self.inner.runtime.info, self.inner.runtime.code.text()))
+    }
+
+    /// Loads an artifact produced by [`Module::serialize`] (or `kiln
+    /// compile`), copying its code into executable memory.
+    ///
+    /// An artifact is machine code that will run in this process: load only
+    /// artifacts produced by Kiln from a trusted source. Kiln checks a
+    /// checksum, so damaged or truncated artifacts are refused.
+    ///
+    /// # Errors
+    ///
+    /// The bytes are not an artifact, are damaged, or were produced by
+    /// another Kiln version, for another target, or with different settings
+    /// (the message says which).
+    pub fn deserialize(engine: &Engine, bytes: &[u8]) -> Result<Module> {
+        let (runtime, _) = crate::compile::from_artifact_bytes(engine, bytes)?;
+        Ok(Module { inner: Arc::new(ModuleInner { engine: engine.clone(), runtime }) })
+    }
+
+    /// Like [`Module::deserialize`], but maps the file's code in place
+    /// instead of reading and copying it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Module::deserialize`], or the file cannot be opened or mapped.
+    pub fn deserialize_file(engine: &Engine, path: impl AsRef<Path>) -> Result<Module> {
+        let path = path.as_ref();
+        let (runtime, _) = crate::compile::from_artifact_file(engine, path)
+            .with_context(|| format!("failed to load compiled module {}", path.display()))?;
+        Ok(Module { inner: Arc::new(ModuleInner { engine: engine.clone(), runtime }) })
     }
 
     /// Checks that `bytes` (binary) is a valid module for `engine` without
@@ -116,62 +161,4 @@ impl Module {
     pub fn get_export(&self, name: &str) -> Option<ExternType> {
         self.exports().find(|e| e.name() == name).map(|e| e.ty())
     }
-}
-
-/// Translates, compiles and links `wasm`, then maps the code.
-fn compile(engine: &Engine, wasm: &[u8]) -> Result<Arc<ModuleRuntime>> {
-    let translation = translate_module(wasm, engine.config().features)?;
-    let info = translation.info;
-    let offsets = VMOffsets::new(&info);
-    let compiler = &engine.inner.compiler;
-    let first = info.num_imported_funcs;
-    let compile_one = |(i, body): (usize, FunctionBodyInput<'_>)| compiler.compile_function(&info, &offsets, first + i as u32, body);
-    let funcs: Vec<CompiledFunction> = if engine.config().parallel_compilation {
-        translation.bodies.into_par_iter().enumerate().map(compile_one).collect::<Result<_, _>>()?
-    } else {
-        translation.bodies.into_iter().enumerate().map(compile_one).collect::<Result<_, _>>()?
-    };
-
-    // Entry trampolines for every signature of a function the host can call.
-    let mut needed: Vec<u32> = info
-        .escaping_funcs
-        .iter()
-        .chain(info.start.iter())
-        .filter(|f| !info.is_imported_func(**f))
-        .map(|f| info.functions[*f as usize])
-        .collect();
-    needed.sort_unstable();
-    needed.dedup();
-    let mut unique: Vec<&FuncType> = Vec::new();
-    let mut slot_of: HashMap<&FuncType, usize> = HashMap::new();
-    let mut type_slots = Vec::new();
-    for t in &needed {
-        let ft = &info.types[*t as usize];
-        let slot = *slot_of.entry(ft).or_insert_with(|| {
-            unique.push(ft);
-            unique.len() - 1
-        });
-        type_slots.push((*t, slot));
-    }
-    let trampolines = unique
-        .par_iter()
-        .map(|ft| compiler.compile_array_to_wasm_trampoline(ft))
-        .collect::<Result<Vec<_>, _>>()?;
-
-    let linked = link(first, &funcs, &trampolines)?;
-    drop(funcs);
-    let array_to_wasm_trampolines = type_slots.into_iter().map(|(t, s)| (t, linked.trampolines[s])).collect();
-    let type_ids: Box<[u32]> = info.types.iter().map(|t| engine.inner.types.register(t)).collect();
-    let info = Arc::new(CompiledModuleInfo {
-        module: info,
-        funcs: linked.funcs,
-        array_to_wasm_trampolines,
-        traps: linked.traps,
-        address_map: linked.address_map,
-    });
-    let code = ModuleCode::new(&linked.text, info.clone(), true).context("failed to map compiled code")?;
-    if info.module.functions.len() > u32::MAX as usize / 2 {
-        bail!("too many functions");
-    }
-    Ok(Arc::new(ModuleRuntime { info, code, offsets, type_ids, tunables: engine.tunables().clone() }))
 }

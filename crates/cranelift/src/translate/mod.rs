@@ -163,11 +163,16 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             exit_is_branched_to: false,
         });
 
+        // Source locations are relative to the start of the body, so that
+        // compiled code does not depend on where the function sits in the
+        // module (the function-level cache reuses it elsewhere); `link`
+        // adds each body's offset back.
+        let body_start = body.range().start;
         let mut ops = body.get_operators_reader()?;
         while !ops.eof() {
             let (op, pos) = ops.read_with_offset()?;
             validator.op(pos, &op)?;
-            self.builder.set_srcloc(ir::SourceLoc::new(pos as u32));
+            self.builder.set_srcloc(ir::SourceLoc::new((pos - body_start) as u32));
             if self.reachable {
                 self.translate_operator(&op, pos)?;
             } else {

@@ -12,10 +12,28 @@ use std::sync::{Arc, RwLock};
 /// handling for as long as this value lives.
 #[derive(Debug)]
 pub struct ModuleCode {
-    mmap: Mmap,
+    mmap: Mapping,
     len: usize,
     info: Arc<CompiledModuleInfo>,
     registered: bool,
+}
+
+/// Where a module's text lives.
+#[derive(Debug)]
+enum Mapping {
+    /// Anonymous memory the text was copied into.
+    Anon(Mmap),
+    /// In place inside a mapped artifact file, at this offset.
+    File { file: MappedFile, offset: usize },
+}
+
+impl Mapping {
+    fn start(&self) -> *mut u8 {
+        match self {
+            Mapping::Anon(m) => m.as_ptr(),
+            Mapping::File { file, offset } => file.ptr.as_ptr().wrapping_add(*offset),
+        }
+    }
 }
 
 /// Registered code ranges: end address -> (start address, code object).
@@ -43,26 +61,37 @@ impl ModuleCode {
         // SAFETY: the mapping is fresh, read-write and at least `text.len()` long.
         unsafe { std::ptr::copy_nonoverlapping(text.as_ptr(), mmap.as_ptr(), text.len()) };
         mmap.make_executable(0, mmap.len())?;
-        let mut code = Box::new(ModuleCode { mmap, len, info, registered: false });
+        let mut code = Box::new(ModuleCode { mmap: Mapping::Anon(mmap), len, info, registered: false });
         if register {
-            let start = code.mmap.as_ptr() as usize;
-            let end = start + code.len;
-            let mut reg = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
-            reg.0.insert(end, (start, &*code as *const ModuleCode));
-            code.registered = true;
+            code.register();
         }
         Ok(code)
+    }
+
+    fn register(&mut self) {
+        let start = self.text_start();
+        let end = start + self.len;
+        let mut reg = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
+        reg.0.insert(end, (start, &*self as *const ModuleCode));
+        self.registered = true;
+    }
+
+    /// The text bytes.
+    pub fn text(&self) -> &[u8] {
+        // SAFETY: the text mapping is readable and `len` bytes long for the
+        // lifetime of `self`.
+        unsafe { std::slice::from_raw_parts(self.mmap.start(), self.len) }
     }
 
     /// Address of byte `offset` of the text.
     pub fn text_addr(&self, offset: u32) -> *const u8 {
         debug_assert!((offset as usize) < self.len);
-        self.mmap.as_ptr().wrapping_add(offset as usize)
+        self.mmap.start().wrapping_add(offset as usize)
     }
 
     /// The text's start address.
     pub fn text_start(&self) -> usize {
-        self.mmap.as_ptr() as usize
+        self.mmap.start() as usize
     }
 
     fn text_offset(&self, pc: usize) -> Option<u32> {
@@ -114,4 +143,101 @@ pub fn frame_info(pc: usize) -> Option<(Arc<CompiledModuleInfo>, u32, Option<u32
         Some((code.info.clone(), f, code.info.wasm_offset(off)))
     })
     .flatten()
+}
+
+/// A read-only mapping of a whole file.
+#[derive(Debug)]
+pub struct MappedFile {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is private and read-only from our side; sharing
+// `&[u8]` views of it across threads is sound.
+unsafe impl Send for MappedFile {}
+// SAFETY: as above.
+unsafe impl Sync for MappedFile {}
+
+impl MappedFile {
+    /// Maps `file` read-only.
+    ///
+    /// # Errors
+    ///
+    /// The OS error if the file cannot be mapped; empty files are an error.
+    pub fn new(file: &std::fs::File) -> io::Result<MappedFile> {
+        let len = usize::try_from(file.metadata()?.len()).map_err(|_| io::Error::other("file too large"))?;
+        if len == 0 {
+            return Err(io::Error::other("empty file"));
+        }
+        // SAFETY: a fresh private read-only mapping of a file we hold open;
+        // it aliases no Rust memory. Later changes to the file by other
+        // processes may show through (MAP_PRIVATE pages not yet copied),
+        // which is why artifacts are checksummed after mapping.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                rustix::mm::ProtFlags::READ,
+                rustix::mm::MapFlags::PRIVATE,
+                file,
+                0,
+            )
+        }
+        .map_err(io::Error::from)?;
+        Ok(MappedFile { ptr: std::ptr::NonNull::new(ptr.cast()).expect("mmap returned null"), len })
+    }
+
+    /// The file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` bytes, readable, and lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for MappedFile {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping created in `new`.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+impl ModuleCode {
+    /// Uses the text at `text` (page-aligned start) inside an already
+    /// mapped and verified artifact file directly, making it executable in
+    /// place; falls back to copying if the file system forbids executing
+    /// mapped files.
+    ///
+    /// # Errors
+    ///
+    /// The OS error if neither mapping nor copying works.
+    pub fn from_mapped_file(file: MappedFile, text: std::ops::Range<usize>, info: Arc<CompiledModuleInfo>) -> io::Result<Box<ModuleCode>> {
+        let page = super::mmap::page_size();
+        let in_bounds = text.start <= text.end && text.end <= file.len && text.start % page == 0;
+        if !in_bounds {
+            return Err(io::Error::other("text range outside the mapped file"));
+        }
+        let len = round_up_to_page(text.len().max(1)).ok_or_else(|| io::Error::other("code too large"))?;
+        // SAFETY: the range starts page-aligned inside our private mapping;
+        // pages past the end of the file within the mapping's last page are
+        // zero-filled by the kernel. Only this code object uses these pages.
+        let ok = unsafe {
+            rustix::mm::mprotect(
+                file.ptr.as_ptr().add(text.start).cast(),
+                len.min(round_up_to_page(file.len - text.start).unwrap_or(len)),
+                rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::EXEC,
+            )
+        }
+        .is_ok();
+        if !ok {
+            return ModuleCode::new(&file.bytes()[text], info, true);
+        }
+        let mut code = Box::new(ModuleCode {
+            mmap: Mapping::File { file, offset: text.start },
+            len: text.len().max(1),
+            info,
+            registered: false,
+        });
+        code.register();
+        Ok(code)
+    }
 }

@@ -1,6 +1,7 @@
 //! Integration tests of the embedding API, one binary with a module per area.
 
 mod api;
+mod cache;
 mod c_programs;
 mod host_calls;
 mod malformed;

@@ -1,0 +1,118 @@
+//! Cache keys. A key is a SHA-256 over everything the cached compiled code
+//! depends on, so that two inputs with equal keys compile to interchangeable
+//! code.
+//!
+//! - A module's key covers its bytes and the engine salt (Kiln version,
+//!   compiler fingerprint, tunables: see [`engine_salt`]).
+//! - A function's key covers the engine salt, the *environment* of the
+//!   module that code generation reads (types, import counts, tables,
+//!   memories, globals and hence every VMContext offset: see
+//!   [`environment_fingerprint`]), the function's own signature, its body
+//!   bytes, and for each function it calls or references, that function's
+//!   index, whether it is imported, and its signature. It does not cover
+//!   the function's own index or position in the module: compiled code does
+//!   not depend on them (source locations are body-relative, calls are
+//!   relocated symbolically), so identical functions share one entry and an
+//!   edit elsewhere in a module leaves the other functions' keys unchanged.
+
+use crate::module::ModuleInfo;
+use crate::tunables::Tunables;
+use crate::types::FuncType;
+use crate::vmoffsets::VMOffsets;
+use sha2::{Digest, Sha256};
+
+/// A cache key.
+pub type CacheKey = [u8; 32];
+
+fn put_len_prefixed(h: &mut Sha256, bytes: &[u8]) {
+    h.update((bytes.len() as u64).to_le_bytes());
+    h.update(bytes);
+}
+
+fn put_func_type(h: &mut Sha256, ty: &FuncType) {
+    put_len_prefixed(h, &postcard::to_allocvec(ty).expect("serializing to memory cannot fail"));
+}
+
+/// The part of every key that identifies the engine's code generation.
+pub fn engine_salt(kiln_version: &str, compiler_fingerprint: &str, tunables: &Tunables) -> CacheKey {
+    let mut h = Sha256::new();
+    put_len_prefixed(&mut h, b"kiln-cache-v1");
+    put_len_prefixed(&mut h, kiln_version.as_bytes());
+    put_len_prefixed(&mut h, compiler_fingerprint.as_bytes());
+    put_len_prefixed(&mut h, &postcard::to_allocvec(tunables).expect("serializing to memory cannot fail"));
+    h.finalize().into()
+}
+
+/// The key of a whole module's artifact.
+pub fn module_key(salt: &CacheKey, wasm: &[u8]) -> CacheKey {
+    let mut h = Sha256::new();
+    h.update(b"module");
+    h.update(salt);
+    put_len_prefixed(&mut h, wasm);
+    h.finalize().into()
+}
+
+/// Everything about a module, other than function bodies and the function
+/// list, that generated code can depend on.
+pub fn environment_fingerprint(module: &ModuleInfo, offsets: &VMOffsets) -> CacheKey {
+    let mut h = Sha256::new();
+    h.update(b"env");
+    h.update((module.types.len() as u64).to_le_bytes());
+    for t in &module.types {
+        put_func_type(&mut h, t);
+    }
+    for n in [
+        module.num_imported_funcs,
+        module.num_imported_tables,
+        module.num_imported_memories,
+        module.num_imported_globals,
+    ] {
+        h.update(n.to_le_bytes());
+    }
+    let enc = |v: &dyn erased::Ser| v.bytes();
+    put_len_prefixed(&mut h, &enc(&module.tables));
+    put_len_prefixed(&mut h, &enc(&module.memories));
+    put_len_prefixed(&mut h, &enc(&module.globals));
+    h.update(offsets.size().to_le_bytes());
+    h.finalize().into()
+}
+
+mod erased {
+    /// Serializes anything serde can, for hashing.
+    pub trait Ser {
+        fn bytes(&self) -> Vec<u8>;
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn bytes(&self) -> Vec<u8> {
+            postcard::to_allocvec(self).expect("serializing to memory cannot fail")
+        }
+    }
+}
+
+/// The key of defined function `func`, whose body is `body` (the bytes of
+/// its locals and code). Returns `None` if the body cannot be scanned
+/// (it is then invalid, and compiling it reports why).
+pub fn function_key(salt: &CacheKey, env: &CacheKey, module: &ModuleInfo, func: u32, body: &[u8]) -> Option<CacheKey> {
+    let mut h = Sha256::new();
+    h.update(b"func");
+    h.update(salt);
+    h.update(env);
+    put_func_type(&mut h, module.types.get(*module.functions.get(func as usize)? as usize)?);
+    put_len_prefixed(&mut h, body);
+    // The functions this body names.
+    let reader = wasmparser::BinaryReader::new(body, 0);
+    let body = wasmparser::FunctionBody::new(reader);
+    let mut ops = body.get_operators_reader().ok()?;
+    while !ops.eof() {
+        let f = match ops.read().ok()? {
+            wasmparser::Operator::Call { function_index }
+            | wasmparser::Operator::ReturnCall { function_index }
+            | wasmparser::Operator::RefFunc { function_index } => function_index,
+            _ => continue,
+        };
+        h.update(f.to_le_bytes());
+        h.update([u8::from(module.is_imported_func(f))]);
+        put_func_type(&mut h, module.types.get(*module.functions.get(f as usize)? as usize)?);
+    }
+    Some(h.finalize().into())
+}

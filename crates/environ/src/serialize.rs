@@ -1,0 +1,228 @@
+//! The compiled-artifact file format, shared by `Module::serialize`, the
+//! module cache, and `.cwasm` files:
+//!
+//! ```text
+//! offset 0   magic "\0KILNART"
+//!        8   format version (u32 LE)
+//!       12   header length (u32 LE)   header = postcard(ArtifactHeader)
+//!       16   metadata length (u64 LE) metadata = postcard(CompiledModuleInfo)
+//!       24   text offset (u64 LE, a multiple of TEXT_ALIGN, so the text can be mapped in place)
+//!       32   text length (u64 LE)
+//!       40   checksum (u64 LE) = hash64 of every other byte of the file
+//!       48   header, metadata, zero padding, text
+//! ```
+//!
+//! The checksum catches truncation and corruption (a damaged cache entry is
+//! a miss, never executed). It is not a signature: an artifact is machine
+//! code, so only load artifacts produced by Kiln from a trusted source.
+
+use crate::artifact::CompiledModuleInfo;
+use crate::tunables::Tunables;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::ops::Range;
+
+/// First bytes of every artifact.
+pub const ARTIFACT_MAGIC: [u8; 8] = *b"\0KILNART";
+/// Version of the layout above; bumped on any incompatible change.
+pub const ARTIFACT_FORMAT: u32 = 1;
+/// Alignment of the text within the file (covers 4 KiB and 16 KiB pages).
+pub const TEXT_ALIGN: usize = 16384;
+const PREFIX: usize = 48;
+
+/// Who produced an artifact, and with which settings. An artifact loads
+/// only into an engine whose header is equal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactHeader {
+    /// Kiln's version.
+    pub kiln_version: String,
+    /// The compiler's fingerprint (Cranelift version, target, flags).
+    pub compiler: String,
+    /// Code-generation settings.
+    pub tunables: Tunables,
+    /// How long producing this artifact took (not compared when loading).
+    pub compile_time_ns: u64,
+}
+
+/// Why bytes could not be loaded as an artifact.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ArtifactError {
+    /// The bytes do not start with the artifact magic.
+    NotAnArtifact,
+    /// Written by a Kiln with another artifact format.
+    UnsupportedFormat(u32),
+    /// Shorter than its own header says, or damaged.
+    Corrupt(&'static str),
+    /// Produced for another Kiln version, target or configuration.
+    Incompatible {
+        /// What differs.
+        what: &'static str,
+        /// The artifact's value.
+        found: String,
+        /// This engine's value.
+        expected: String,
+    },
+}
+
+impl fmt::Display for ArtifactError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ArtifactError::NotAnArtifact => f.write_str("not a Kiln compiled artifact (bad magic)"),
+            ArtifactError::UnsupportedFormat(v) => {
+                write!(f, "compiled artifact has format version {v}, this Kiln reads version {ARTIFACT_FORMAT}")
+            }
+            ArtifactError::Corrupt(what) => write!(f, "compiled artifact is corrupt: {what}"),
+            ArtifactError::Incompatible { what, found, expected } => write!(
+                f,
+                "compiled artifact was produced with a different {what}: artifact has `{found}`, this engine has `{expected}`"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ArtifactError {}
+
+/// A fast 64-bit hash for integrity checks (not for keys: use SHA-256).
+pub fn hash64(parts: &[&[u8]]) -> u64 {
+    const K1: u64 = 0x9e37_79b9_7f4a_7c15;
+    const K2: u64 = 0xbf58_476d_1ce4_e5b9;
+    let mut lanes = [K1, K2, K1 ^ K2, K2.rotate_left(17)];
+    let mut total = 0u64;
+    for part in parts {
+        total = total.wrapping_add(part.len() as u64);
+        let mut chunks = part.chunks_exact(32);
+        for c in &mut chunks {
+            for (l, w) in lanes.iter_mut().zip(c.chunks_exact(8)) {
+                let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+                *l = (*l ^ w.wrapping_mul(K1)).rotate_left(29).wrapping_mul(K2);
+            }
+        }
+        for (i, b) in chunks.remainder().iter().enumerate() {
+            let l = &mut lanes[i % 4];
+            *l = (*l ^ u64::from(*b).wrapping_mul(K1)).rotate_left(29).wrapping_mul(K2);
+        }
+        lanes[0] ^= total;
+        lanes.rotate_left(1);
+    }
+    let mut h = total;
+    for l in lanes {
+        h = (h ^ l).wrapping_mul(K2);
+        h ^= h >> 31;
+    }
+    h
+}
+
+/// The checksum of a whole artifact: every byte except the checksum field.
+fn checksum(artifact: &[u8]) -> u64 {
+    hash64(&[&artifact[..40], &artifact[PREFIX..]])
+}
+
+/// The first differing line (or `;`-separated item) of two fingerprints.
+fn first_difference(a: &str, b: &str) -> (String, String) {
+    let split = |s: &str| s.split(['\n', ';']).map(str::trim).filter(|x| !x.is_empty()).map(str::to_string).collect::<Vec<_>>();
+    let (xa, xb) = (split(a), split(b));
+    for i in 0..xa.len().max(xb.len()) {
+        let (p, q) = (xa.get(i).cloned().unwrap_or_default(), xb.get(i).cloned().unwrap_or_default());
+        if p != q {
+            return (p, q);
+        }
+    }
+    (a.to_string(), b.to_string())
+}
+
+/// Encodes an artifact.
+pub fn serialize_artifact(header: &ArtifactHeader, info: &CompiledModuleInfo, text: &[u8]) -> Vec<u8> {
+    let h = postcard::to_allocvec(header).expect("serializing to memory cannot fail");
+    let m = postcard::to_allocvec(info).expect("serializing to memory cannot fail");
+    let text_offset = (PREFIX + h.len() + m.len()).div_ceil(TEXT_ALIGN) * TEXT_ALIGN;
+    let mut out = Vec::with_capacity(text_offset + text.len());
+    out.extend_from_slice(&ARTIFACT_MAGIC);
+    out.extend_from_slice(&ARTIFACT_FORMAT.to_le_bytes());
+    out.extend_from_slice(&(h.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(m.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(text_offset as u64).to_le_bytes());
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(&m);
+    out.resize(text_offset, 0);
+    out.extend_from_slice(text);
+    let sum = checksum(&out);
+    out[40..48].copy_from_slice(&sum.to_le_bytes());
+    out
+}
+
+/// A decoded artifact: header, metadata, and where the text is.
+#[derive(Debug)]
+pub struct ParsedArtifact {
+    /// Who produced it.
+    pub header: ArtifactHeader,
+    /// The compiled module's metadata.
+    pub info: CompiledModuleInfo,
+    /// Byte range of the text within the input.
+    pub text: Range<usize>,
+}
+
+fn read_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn read_u64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3], b[at + 4], b[at + 5], b[at + 6], b[at + 7]])
+}
+
+/// Decodes an artifact and checks its integrity and that it was produced
+/// for `expected`.
+///
+/// # Errors
+///
+/// [`ArtifactError`] describing what is wrong; never panics on any input.
+pub fn parse_artifact(bytes: &[u8], expected: &ArtifactHeader) -> Result<ParsedArtifact, ArtifactError> {
+    if bytes.len() < 8 || bytes[..8] != ARTIFACT_MAGIC {
+        return Err(ArtifactError::NotAnArtifact);
+    }
+    if bytes.len() < PREFIX {
+        return Err(ArtifactError::Corrupt("truncated header"));
+    }
+    let format = read_u32(bytes, 8);
+    if format != ARTIFACT_FORMAT {
+        return Err(ArtifactError::UnsupportedFormat(format));
+    }
+    let h_len = read_u32(bytes, 12) as usize;
+    let m_len = usize::try_from(read_u64(bytes, 16)).map_err(|_| ArtifactError::Corrupt("metadata length"))?;
+    let t_off = usize::try_from(read_u64(bytes, 24)).map_err(|_| ArtifactError::Corrupt("text offset"))?;
+    let t_len = usize::try_from(read_u64(bytes, 32)).map_err(|_| ArtifactError::Corrupt("text length"))?;
+    let sum = read_u64(bytes, 40);
+    let h_end = PREFIX.checked_add(h_len).ok_or(ArtifactError::Corrupt("header length"))?;
+    let m_end = h_end.checked_add(m_len).ok_or(ArtifactError::Corrupt("metadata length"))?;
+    let t_end = t_off.checked_add(t_len).ok_or(ArtifactError::Corrupt("text length"))?;
+    if m_end > t_off || t_end != bytes.len() || t_off % TEXT_ALIGN != 0 {
+        return Err(ArtifactError::Corrupt("truncated or inconsistent lengths"));
+    }
+    let (h, m) = (&bytes[PREFIX..h_end], &bytes[h_end..m_end]);
+    if checksum(bytes) != sum {
+        return Err(ArtifactError::Corrupt("checksum mismatch"));
+    }
+    let header: ArtifactHeader = postcard::from_bytes(h).map_err(|_| ArtifactError::Corrupt("header encoding"))?;
+    if header.kiln_version != expected.kiln_version {
+        return Err(ArtifactError::Incompatible {
+            what: "Kiln version",
+            found: header.kiln_version,
+            expected: expected.kiln_version.clone(),
+        });
+    }
+    if header.compiler != expected.compiler {
+        let (found, expected) = first_difference(&header.compiler, &expected.compiler);
+        return Err(ArtifactError::Incompatible { what: "compiler target or flags", found, expected });
+    }
+    if header.tunables != expected.tunables {
+        return Err(ArtifactError::Incompatible {
+            what: "configuration",
+            found: format!("{:?}", header.tunables),
+            expected: format!("{:?}", expected.tunables),
+        });
+    }
+    let info: CompiledModuleInfo = postcard::from_bytes(m).map_err(|_| ArtifactError::Corrupt("metadata encoding"))?;
+    info.check_consistency(t_len).map_err(ArtifactError::Corrupt)?;
+    Ok(ParsedArtifact { header, info, text: t_off..t_end })
+}

@@ -1,0 +1,149 @@
+//! Compilation caches shared by any number of engines (and, through the
+//! directory cache, processes).
+//!
+//! Two kinds of entries go through a [`Cache`]: whole compiled modules
+//! (the `.cwasm` artifact format, keyed by the module bytes and the engine's
+//! code-generation settings) and single compiled functions (keyed by the
+//! function body and the parts of the module it depends on; see
+//! `kiln_environ::function_key`). Entries are opaque bytes to the cache;
+//! Kiln checks their integrity when it reads them, so a corrupt, truncated
+//! or foreign entry is treated as a miss and overwritten.
+
+mod directory;
+mod memory;
+
+pub use directory::DirectoryCache;
+pub use memory::MemoryCache;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// What a cache entry holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CacheKind {
+    /// A whole compiled module (artifact format).
+    Module,
+    /// One compiled function.
+    Function,
+}
+
+/// A cache entry as returned by [`Cache::get`].
+#[derive(Debug)]
+pub enum CacheEntry {
+    /// The entry's bytes.
+    Bytes(std::sync::Arc<[u8]>),
+    /// A file holding the entry's bytes, which Kiln maps instead of reading.
+    File(std::path::PathBuf),
+}
+
+/// Counters a cache keeps. All of them only grow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Module lookups that found an entry.
+    pub module_hits: u64,
+    /// Module lookups that found nothing.
+    pub module_misses: u64,
+    /// Function lookups that found an entry.
+    pub function_hits: u64,
+    /// Function lookups that found nothing.
+    pub function_misses: u64,
+    /// Bytes returned by lookups.
+    pub bytes_read: u64,
+    /// Bytes stored.
+    pub bytes_written: u64,
+    /// Compile time the hits saved, as recorded when the entries were made.
+    pub time_saved: Duration,
+    /// Entries found damaged or foreign (each also counted as a miss).
+    pub rejected: u64,
+}
+
+impl std::fmt::Display for CacheStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "modules: {} hits, {} misses; functions: {} hits, {} misses; {} bytes read, {} bytes written; \
+             {:.1} ms of compilation saved; {} damaged entries replaced",
+            self.module_hits,
+            self.module_misses,
+            self.function_hits,
+            self.function_misses,
+            self.bytes_read,
+            self.bytes_written,
+            self.time_saved.as_secs_f64() * 1000.0,
+            self.rejected
+        )
+    }
+}
+
+/// A store of compiled code, passed to [`Config::cache`](crate::Config::cache)
+/// and shareable by any number of engines. Implementations must be
+/// thread-safe; they need not be durable (a lost entry is just a miss).
+pub trait Cache: Send + Sync {
+    /// Looks up an entry.
+    fn get(&self, kind: CacheKind, key: &[u8; 32]) -> Option<CacheEntry>;
+    /// Stores an entry, replacing any previous one.
+    fn put(&self, kind: CacheKind, key: &[u8; 32], bytes: &[u8]);
+    /// Drops an entry (Kiln calls this for entries it found damaged).
+    fn remove(&self, kind: CacheKind, key: &[u8; 32]);
+    /// The counters.
+    fn stats(&self) -> CacheStats;
+    /// Records that a hit saved `saved` of compilation, and that an entry
+    /// was rejected (`rejected`); called by Kiln after decoding an entry.
+    fn record(&self, saved: Duration, rejected: bool);
+}
+
+/// Counters shared by the built-in caches.
+#[derive(Default)]
+pub(crate) struct Counters {
+    module_hits: AtomicU64,
+    module_misses: AtomicU64,
+    function_hits: AtomicU64,
+    function_misses: AtomicU64,
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
+    saved_ns: AtomicU64,
+    rejected: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn lookup(&self, kind: CacheKind, found: Option<usize>) {
+        let (hit, miss) = match kind {
+            CacheKind::Module => (&self.module_hits, &self.module_misses),
+            CacheKind::Function => (&self.function_hits, &self.function_misses),
+        };
+        match found {
+            Some(n) => {
+                hit.fetch_add(1, Ordering::Relaxed);
+                self.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            None => {
+                miss.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub(crate) fn written(&self, n: usize) {
+        self.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record(&self, saved: Duration, rejected: bool) {
+        self.saved_ns.fetch_add(saved.as_nanos().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
+        if rejected {
+            self.rejected.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> CacheStats {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CacheStats {
+            module_hits: l(&self.module_hits),
+            module_misses: l(&self.module_misses),
+            function_hits: l(&self.function_hits),
+            function_misses: l(&self.function_misses),
+            bytes_read: l(&self.bytes_read),
+            bytes_written: l(&self.bytes_written),
+            time_saved: Duration::from_nanos(l(&self.saved_ns)),
+            rejected: l(&self.rejected),
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! The compilation pipeline: module cache lookup, function-level cache,
+//! parallel compilation, linking, and the artifact round trip.
+
+use crate::cache::{Cache, CacheEntry, CacheKind};
+use crate::engine::Engine;
+use crate::vm::code_memory::{MappedFile, ModuleCode};
+use crate::vm::instance::ModuleRuntime;
+use anyhow::{Context, Result, anyhow};
+use kiln_environ::*;
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Magic of a cached function entry.
+const FUNC_MAGIC: [u8; 4] = *b"KFN1";
+
+/// Compiles `wasm`, consulting and filling the engine's cache if it has one.
+pub(crate) fn compile_module(engine: &Engine, wasm: &[u8]) -> Result<Arc<ModuleRuntime>> {
+    let Some(cache) = engine.config().cache.clone() else {
+        return Ok(compile_uncached(engine, wasm, None)?.0);
+    };
+    let key = module_key(&engine.inner.salt, wasm);
+    if let Some(entry) = cache.get(CacheKind::Module, &key) {
+        match load_entry(engine, entry) {
+            Ok((rt, saved)) => {
+                cache.record(saved, false);
+                return Ok(rt);
+            }
+            Err(_) => {
+                cache.remove(CacheKind::Module, &key);
+                cache.record(Duration::ZERO, true);
+            }
+        }
+    }
+    let start = Instant::now();
+    let (rt, text) = compile_uncached(engine, wasm, Some(&*cache))?;
+    let header = engine.artifact_header(start.elapsed());
+    cache.put(CacheKind::Module, &key, &serialize_artifact(&header, &rt.info, &text));
+    Ok(rt)
+}
+
+fn load_entry(engine: &Engine, entry: CacheEntry) -> Result<(Arc<ModuleRuntime>, Duration)> {
+    match entry {
+        CacheEntry::Bytes(b) => from_artifact_bytes(engine, &b),
+        CacheEntry::File(path) => from_artifact_file(engine, &path),
+    }
+}
+
+/// Loads an artifact held in memory (the text is copied into fresh code memory).
+pub(crate) fn from_artifact_bytes(engine: &Engine, bytes: &[u8]) -> Result<(Arc<ModuleRuntime>, Duration)> {
+    let parsed = parse_artifact(bytes, &engine.artifact_header(Duration::ZERO))?;
+    let info = Arc::new(parsed.info);
+    let code = ModuleCode::new(&bytes[parsed.text], info.clone(), true).context("failed to map compiled code")?;
+    Ok((runtime(engine, info, code), Duration::from_nanos(parsed.header.compile_time_ns)))
+}
+
+/// Loads an artifact file, mapping its text in place.
+pub(crate) fn from_artifact_file(engine: &Engine, path: &std::path::Path) -> Result<(Arc<ModuleRuntime>, Duration)> {
+    let file = std::fs::File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
+    let mapped = MappedFile::new(&file).with_context(|| format!("failed to map {}", path.display()))?;
+    let parsed = parse_artifact(mapped.bytes(), &engine.artifact_header(Duration::ZERO))?;
+    let info = Arc::new(parsed.info);
+    let code = ModuleCode::from_mapped_file(mapped, parsed.text, info.clone()).context("failed to map compiled code")?;
+    Ok((runtime(engine, info, code), Duration::from_nanos(parsed.header.compile_time_ns)))
+}
+
+fn runtime(engine: &Engine, info: Arc<CompiledModuleInfo>, code: Box<ModuleCode>) -> Arc<ModuleRuntime> {
+    let offsets = VMOffsets::new(&info.module);
+    let type_ids: Box<[u32]> = info.module.types.iter().map(|t| engine.inner.types.register(t)).collect();
+    Arc::new(ModuleRuntime { info, code, offsets, type_ids, tunables: engine.tunables().clone() })
+}
+
+/// A function entry: magic, checksum of the rest, compile time, encoded function.
+fn encode_function(f: &CompiledFunction, took: Duration) -> Vec<u8> {
+    let body = postcard::to_allocvec(f).expect("serializing to memory cannot fail");
+    let nanos = (took.as_nanos().min(u128::from(u64::MAX)) as u64).to_le_bytes();
+    let mut out = Vec::with_capacity(body.len() + 20);
+    out.extend_from_slice(&FUNC_MAGIC);
+    out.extend_from_slice(&hash64(&[&nanos, &body]).to_le_bytes());
+    out.extend_from_slice(&nanos);
+    out.extend_from_slice(&body);
+    out
+}
+
+fn decode_function(bytes: &[u8]) -> Option<(CompiledFunction, Duration)> {
+    if bytes.len() < 20 || bytes[..4] != FUNC_MAGIC {
+        return None;
+    }
+    let sum = u64::from_le_bytes(bytes[4..12].try_into().ok()?);
+    let (nanos, body) = (&bytes[12..20], &bytes[20..]);
+    if hash64(&[nanos, body]) != sum {
+        return None;
+    }
+    let f: CompiledFunction = postcard::from_bytes(body).ok()?;
+    let code_len = f.code.len() as u32;
+    let sane = f.relocations.iter().all(|r| r.offset.checked_add(4).is_some_and(|e| e <= code_len))
+        && f.traps.iter().all(|(o, _)| *o < code_len)
+        && f.alignment.is_power_of_two();
+    sane.then(|| (f, Duration::from_nanos(u64::from_le_bytes(nanos.try_into().unwrap_or_default()))))
+}
+
+/// Looks up a cached function, checking the entry; a damaged entry is
+/// removed and reported as a miss.
+fn cached_function(cache: &dyn Cache, key: &CacheKey) -> Option<CompiledFunction> {
+    let bytes = match cache.get(CacheKind::Function, key)? {
+        CacheEntry::Bytes(b) => b,
+        CacheEntry::File(p) => std::fs::read(p).ok()?.into(),
+    };
+    match decode_function(&bytes) {
+        Some((f, saved)) => {
+            cache.record(saved, false);
+            Some(f)
+        }
+        None => {
+            cache.remove(CacheKind::Function, key);
+            cache.record(Duration::ZERO, true);
+            None
+        }
+    }
+}
+
+/// Translates, compiles (through the function cache, if given) and links
+/// `wasm`, then maps the code. Returns the runtime module and its text.
+fn compile_uncached(engine: &Engine, wasm: &[u8], cache: Option<&dyn Cache>) -> Result<(Arc<ModuleRuntime>, Vec<u8>)> {
+    let translation = translate_module(wasm, engine.config().features)?;
+    let info = translation.info;
+    let offsets = VMOffsets::new(&info);
+    let compiler = &engine.inner.compiler;
+    let salt = &engine.inner.salt;
+    let first = info.num_imported_funcs;
+    let body_offsets: Vec<u32> = translation.bodies.iter().map(|b| b.body.range().start as u32).collect();
+
+    // Keys of every body, and which bodies repeat an earlier one.
+    let keys: Vec<Option<CacheKey>> = match cache {
+        Some(_) => {
+            let env = environment_fingerprint(&info, &offsets);
+            translation
+                .bodies
+                .par_iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    let r = b.body.range();
+                    let bytes = wasm.get(r.start as usize..r.end as usize)?;
+                    function_key(salt, &env, &info, first + i as u32, bytes)
+                })
+                .collect()
+        }
+        None => vec![None; translation.bodies.len()],
+    };
+    let mut first_with_key: HashMap<CacheKey, usize> = HashMap::new();
+    let duplicate_of: Vec<Option<usize>> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let k = (*k)?;
+            match first_with_key.get(&k) {
+                Some(&j) => Some(j),
+                None => {
+                    first_with_key.insert(k, i);
+                    None
+                }
+            }
+        })
+        .collect();
+
+    // Compile (or fetch) each distinct body; bodies that repeat another are
+    // only validated, then share its code.
+    let work = |(i, input): (usize, FunctionBodyInput<'_>)| -> WasmResult<Option<CompiledFunction>> {
+        let func = first + i as u32;
+        if duplicate_of[i].is_some() {
+            validate_function_bodies(vec![input])?;
+            return Ok(None);
+        }
+        if let (Some(cache), Some(key)) = (cache, keys[i])
+            && let Some(f) = cached_function(cache, &key)
+        {
+            validate_function_bodies(vec![input])?;
+            return Ok(Some(f));
+        }
+        let start = Instant::now();
+        let f = compiler.compile_function(&info, &offsets, func, input)?;
+        if let (Some(cache), Some(key)) = (cache, keys[i]) {
+            cache.put(CacheKind::Function, &key, &encode_function(&f, start.elapsed()));
+        }
+        Ok(Some(f))
+    };
+    let compiled: Vec<Option<CompiledFunction>> = if engine.config().parallel_compilation {
+        translation.bodies.into_par_iter().enumerate().map(work).collect::<Result<_, _>>()?
+    } else {
+        translation.bodies.into_iter().enumerate().map(work).collect::<Result<_, _>>()?
+    };
+    let funcs: Vec<CompiledFunction> = (0..compiled.len())
+        .map(|i| compiled[duplicate_of[i].unwrap_or(i)].clone().ok_or_else(|| anyhow!("internal: missing function {i}")))
+        .collect::<Result<_>>()?;
+    drop(compiled);
+
+    // Entry trampolines for every signature of a function the host can call.
+    let mut needed: Vec<u32> = info
+        .escaping_funcs
+        .iter()
+        .chain(info.start.iter())
+        .filter(|f| !info.is_imported_func(**f))
+        .map(|f| info.functions[*f as usize])
+        .collect();
+    needed.sort_unstable();
+    needed.dedup();
+    let mut unique: Vec<&FuncType> = Vec::new();
+    let mut slot_of: HashMap<&FuncType, usize> = HashMap::new();
+    let mut type_slots = Vec::new();
+    for t in &needed {
+        let ft = &info.types[*t as usize];
+        let slot = *slot_of.entry(ft).or_insert_with(|| {
+            unique.push(ft);
+            unique.len() - 1
+        });
+        type_slots.push((*t, slot));
+    }
+    let trampolines = unique
+        .par_iter()
+        .map(|ft| compiler.compile_array_to_wasm_trampoline(ft))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let linked = link(first, &funcs, &body_offsets, &trampolines)?;
+    drop(funcs);
+    let array_to_wasm_trampolines = type_slots.into_iter().map(|(t, s)| (t, linked.trampolines[s])).collect();
+    let info = Arc::new(CompiledModuleInfo {
+        module: info,
+        funcs: linked.funcs,
+        array_to_wasm_trampolines,
+        traps: linked.traps,
+        address_map: linked.address_map,
+    });
+    let code = ModuleCode::new(&linked.text, info.clone(), true).context("failed to map compiled code")?;
+    Ok((runtime(engine, info, code), linked.text))
+}

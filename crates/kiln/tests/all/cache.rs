@@ -1,0 +1,212 @@
+//! Compilation caches and precompiled artifacts.
+
+use kiln::*;
+use std::sync::Arc;
+
+/// A fresh empty directory under the system temp dir.
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("kiln-test-{name}-{}-{:?}", std::process::id(), std::thread::current().id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn module_with(body_of_f3: &str) -> String {
+    format!(
+        r#"(module
+            (func $f0 (export "f0") (param i32) (result i32) local.get 0 i32.const 1 i32.add)
+            (func $f1 (export "f1") (param i32) (result i32) local.get 0 call $f0 i32.const 2 i32.mul)
+            (func $f2 (export "f2") (param i32) (result i32) local.get 0 i32.const 3 i32.xor)
+            (func $f3 (export "f3") (param i32) (result i32) {body_of_f3}))"#
+    )
+}
+
+fn call(engine: &Engine, module: &Module, name: &str, arg: i32) -> i32 {
+    let _ = engine;
+    let mut store = Store::new(module.engine(), ());
+    let i = Instance::new(&mut store, module, &[]).expect("instantiate");
+    i.get_typed_func::<i32, i32>(&mut store, name).expect("func").call(&mut store, arg).expect("call")
+}
+
+#[test]
+fn serialize_round_trip_in_memory_and_file() -> Result<()> {
+    let engine = Engine::default();
+    let module = Module::new(&engine, module_with("local.get 0 i32.const 10 i32.sub"))?;
+    let bytes = module.serialize()?;
+    let again = Module::deserialize(&engine, &bytes)?;
+    assert_eq!(call(&engine, &again, "f1", 4), 10);
+    let dir = temp_dir("serialize");
+    let path = dir.join("m.cwasm");
+    std::fs::write(&path, &bytes)?;
+    let mapped = Module::deserialize_file(&engine, &path)?;
+    assert_eq!(call(&engine, &mapped, "f3", 4), -6);
+    // from_file recognizes artifacts too.
+    assert_eq!(call(&engine, &Module::from_file(&engine, &path)?, "f2", 1), 2);
+    Ok(())
+}
+
+#[test]
+fn damaged_or_foreign_artifacts_are_refused() -> Result<()> {
+    let engine = Engine::default();
+    let bytes = Module::new(&engine, module_with("local.get 0"))?.serialize()?;
+    // Another configuration.
+    let mut other = Config::new();
+    other.memory_guard_size(1 << 30);
+    let err = Module::deserialize(&Engine::new(&other)?, &bytes).unwrap_err();
+    assert!(format!("{err:#}").contains("different configuration"), "{err:#}");
+    let mut other = Config::new();
+    other.cranelift_nan_canonicalization(true);
+    let err = Module::deserialize(&Engine::new(&other)?, &bytes).unwrap_err();
+    assert!(format!("{err:#}").contains("enable_nan_canonicalization"), "{err:#}");
+    let mut other = Config::new();
+    other.cranelift_opt_level(OptLevel::None);
+    let err = Module::deserialize(&Engine::new(&other)?, &bytes).unwrap_err();
+    assert!(format!("{err:#}").contains("compiler target or flags"), "{err:#}");
+    // Not an artifact, truncated, flipped bytes: errors, never crashes.
+    assert!(Module::deserialize(&engine, b"\0asm\x01\0\0\0").is_err());
+    for len in [0, 7, 8, 47, 48, 100, bytes.len() / 2, bytes.len() - 1] {
+        assert!(Module::deserialize(&engine, &bytes[..len]).is_err(), "truncated to {len}");
+    }
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for _ in 0..500 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let mut b = bytes.clone();
+        let i = (x as usize) % b.len();
+        b[i] ^= 1 << (x >> 61);
+        if b == bytes {
+            continue;
+        }
+        assert!(Module::deserialize(&engine, &b).is_err(), "flipped byte {i} accepted");
+    }
+    Ok(())
+}
+
+#[test]
+fn two_engines_share_one_memory_cache() -> Result<()> {
+    let cache = Arc::new(MemoryCache::new(64 << 20));
+    let mut config = Config::new();
+    config.cache(cache.clone());
+    let a = Engine::new(&config)?;
+    let b = Engine::new(&config)?;
+    let text = module_with("local.get 0 i32.const 5 i32.shl");
+    let m1 = Module::new(&a, &text)?;
+    let after_first = cache.stats();
+    assert_eq!(after_first.module_misses, 1);
+    assert_eq!(after_first.function_misses, 4);
+    let m2 = Module::new(&b, &text)?;
+    let after_second = cache.stats();
+    assert_eq!(after_second.module_hits, 1, "{after_second}");
+    assert_eq!(after_second.function_misses, 4, "the second engine compiled nothing: {after_second}");
+    assert_eq!(call(&a, &m1, "f3", 1), 32);
+    assert_eq!(call(&b, &m2, "f3", 1), 32);
+    Ok(())
+}
+
+#[test]
+fn one_edited_function_recompiles_alone() -> Result<()> {
+    let cache = Arc::new(MemoryCache::new(64 << 20));
+    let mut config = Config::new();
+    config.cache(cache.clone());
+    let engine = Engine::new(&config)?;
+    Module::new(&engine, module_with("local.get 0 i32.const 7 i32.add"))?;
+    let before = cache.stats();
+    let edited = Module::new(&engine, module_with("local.get 0 i32.const 9 i32.mul"))?;
+    let after = cache.stats();
+    assert_eq!(after.function_hits - before.function_hits, 3, "{after}");
+    assert_eq!(after.function_misses - before.function_misses, 1, "{after}");
+    assert_eq!(call(&engine, &edited, "f3", 2), 18);
+    assert_eq!(call(&engine, &edited, "f1", 2), 6);
+    Ok(())
+}
+
+#[test]
+fn identical_functions_compile_once() -> Result<()> {
+    let cache = Arc::new(MemoryCache::new(64 << 20));
+    let mut config = Config::new();
+    config.cache(cache.clone());
+    let engine = Engine::new(&config)?;
+    let mut text = String::from("(module");
+    for i in 0..20 {
+        text.push_str(&format!(r#" (func (export "g{i}") (param i32) (result i32) local.get 0 i32.const 3 i32.mul)"#));
+    }
+    text.push(')');
+    let module = Module::new(&engine, &text)?;
+    assert_eq!(cache.stats().function_misses, 1);
+    assert_eq!(call(&engine, &module, "g17", 5), 15);
+    Ok(())
+}
+
+#[test]
+fn directory_cache_survives_engines_and_repairs_damage() -> Result<()> {
+    let dir = temp_dir("dircache");
+    let text = module_with("local.get 0 i32.popcnt");
+    {
+        let mut config = Config::new();
+        config.cache(Arc::new(DirectoryCache::new(&dir)?));
+        let engine = Engine::new(&config)?;
+        assert_eq!(call(&engine, &Module::new(&engine, &text)?, "f3", 7), 3);
+    }
+    let modules: Vec<_> = std::fs::read_dir(dir.join("modules"))?.flatten().collect();
+    assert_eq!(modules.len(), 1);
+    // A new cache object on the same directory (as another process would): a hit.
+    let cache = Arc::new(DirectoryCache::new(&dir)?);
+    let mut config = Config::new();
+    config.cache(cache.clone());
+    let engine = Engine::new(&config)?;
+    assert_eq!(call(&engine, &Module::new(&engine, &text)?, "f3", 7), 3);
+    assert_eq!(cache.stats().module_hits, 1);
+    // Damage the entry: it is rejected, recompiled, and replaced.
+    let entry = modules[0].path();
+    let mut bytes = std::fs::read(&entry)?;
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&entry, &bytes)?;
+    assert_eq!(call(&engine, &Module::new(&engine, &text)?, "f3", 7), 3);
+    let s = cache.stats();
+    assert_eq!(s.rejected, 1, "{s}");
+    assert!(Module::deserialize_file(&engine, &entry).is_ok(), "entry replaced by a good one");
+    // Truncated entries too.
+    std::fs::write(&entry, &bytes[..100])?;
+    assert_eq!(call(&engine, &Module::new(&engine, &text)?, "f3", 7), 3);
+    assert_eq!(cache.stats().rejected, 2);
+    Ok(())
+}
+
+#[test]
+fn directory_cache_under_concurrent_writers() -> Result<()> {
+    let dir = temp_dir("dircache-concurrent");
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let dir = dir.clone();
+            std::thread::spawn(move || -> Result<()> {
+                let mut config = Config::new();
+                config.cache(Arc::new(DirectoryCache::new(&dir)?));
+                let engine = Engine::new(&config)?;
+                for k in 0..5 {
+                    let text = module_with(&format!("local.get 0 i32.const {} i32.add", k + t % 2));
+                    assert_eq!(call(&engine, &Module::new(&engine, &text)?, "f3", 1), 1 + k + t % 2);
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("thread")?;
+    }
+    Ok(())
+}
+
+#[test]
+fn memory_cache_respects_its_budget() -> Result<()> {
+    let cache = Arc::new(MemoryCache::new(40_000));
+    let mut config = Config::new();
+    config.cache(cache.clone());
+    let engine = Engine::new(&config)?;
+    for k in 0..50 {
+        Module::new(&engine, module_with(&format!("local.get 0 i32.const {k} i32.add")))?;
+        assert!(cache.size() <= 40_000);
+    }
+    Ok(())
+}
