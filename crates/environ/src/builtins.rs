@@ -38,6 +38,10 @@ macro_rules! foreach_builtin_function {
             externref_retain(vmctx: vmctx, externref: ptr);
             /// Externref overwritten in a table or global: drops a reference count.
             externref_release(vmctx: vmctx, externref: ptr);
+            /// The fuel counter reached zero: traps, or continues if the store refuelled.
+            out_of_gas(vmctx: vmctx);
+            /// The epoch deadline passed: traps, or returns the new deadline.
+            new_epoch(vmctx: vmctx) -> i64;
         }
     };
 }

@@ -3,6 +3,31 @@
 
 use serde::{Deserialize, Serialize};
 
+/// How much fuel each kind of operator costs. Fuel is charged per basic
+/// block (the sum of its operators' costs), so the same program with the
+/// same input always consumes the same fuel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FuelCosts {
+    /// Operators not covered below.
+    pub default: u32,
+    /// `nop`, `drop`, `block`, `loop`, `else`, `end` and `unreachable`,
+    /// which produce no work of their own.
+    pub structural: u32,
+    /// Loads and stores.
+    pub memory: u32,
+    /// Calls (direct, indirect, to the host).
+    pub call: u32,
+    /// `memory.grow`, bulk memory and table operations (per operation,
+    /// not per byte).
+    pub bulk: u32,
+}
+
+impl Default for FuelCosts {
+    fn default() -> Self {
+        FuelCosts { default: 1, structural: 0, memory: 1, call: 1, bulk: 1 }
+    }
+}
+
 /// Code-generation settings shared by compiler and runtime.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Tunables {
@@ -18,6 +43,8 @@ pub struct Tunables {
     pub epoch_interruption: bool,
     /// Whether float results are canonicalized to a single NaN.
     pub nan_canonicalization: bool,
+    /// Fuel charged per operator, when `consume_fuel` is on.
+    pub fuel_costs: FuelCosts,
     /// The enabled WebAssembly features (wasmparser's `WasmFeatures` bits).
     pub features: u64,
 }
@@ -41,6 +68,7 @@ impl Default for Tunables {
             consume_fuel: false,
             epoch_interruption: false,
             nan_canonicalization: false,
+            fuel_costs: FuelCosts::default(),
             features: 0,
         }
     }

@@ -186,6 +186,31 @@ impl Config {
         self
     }
 
+    /// Instruments code to consume fuel: every operator has a cost
+    /// ([`Config::fuel_costs`]), charged per basic block; running out traps
+    /// with [`TrapCode::OutOfFuel`](crate::TrapCode::OutOfFuel). Set fuel with
+    /// [`Store::set_fuel`](crate::Store::set_fuel). Off by default.
+    pub fn consume_fuel(&mut self, enable: bool) -> &mut Self {
+        self.tunables.consume_fuel = enable;
+        self
+    }
+
+    /// The fuel cost of each kind of operator (defaults: 1 per operator, 0
+    /// for `nop`, `drop` and structural operators).
+    pub fn fuel_costs(&mut self, costs: kiln_environ::FuelCosts) -> &mut Self {
+        self.tunables.fuel_costs = costs;
+        self
+    }
+
+    /// Instruments code to check the engine's epoch at function entries and
+    /// loop headers, so [`Engine::increment_epoch`](crate::Engine::increment_epoch)
+    /// can interrupt it (see [`Store::set_epoch_deadline`](crate::Store::set_epoch_deadline)).
+    /// Off by default.
+    pub fn epoch_interruption(&mut self, enable: bool) -> &mut Self {
+        self.tunables.epoch_interruption = enable;
+        self
+    }
+
     /// Whether to compile functions on several threads (default on).
     pub fn parallel_compilation(&mut self, enable: bool) -> &mut Self {
         self.parallel_compilation = enable;

@@ -120,6 +120,29 @@ impl Engine {
         self.inner.compiler.tunables()
     }
 
+    /// The engine's current epoch.
+    pub fn current_epoch(&self) -> u64 {
+        self.inner.epoch.load(Ordering::Relaxed)
+    }
+
+    /// Starts a thread that calls [`Engine::increment_epoch`] every
+    /// `interval` until the returned guard is dropped: with
+    /// [`Store::set_epoch_deadline`](crate::Store::set_epoch_deadline)`(n)`,
+    /// wasm is interrupted after roughly `n * interval` of wall time.
+    pub fn start_epoch_ticker(&self, interval: std::time::Duration) -> EpochTicker {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let engine = self.clone();
+        let thread = std::thread::Builder::new()
+            .name("kiln-epoch-ticker".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(interval) {
+                    engine.increment_epoch();
+                }
+            })
+            .ok();
+        EpochTicker { stop: Some(tx), thread }
+    }
+
     /// The header artifacts produced by this engine carry.
     pub(crate) fn artifact_header(&self, compile_time: std::time::Duration) -> kiln_environ::ArtifactHeader {
         kiln_environ::ArtifactHeader {
@@ -155,5 +178,21 @@ impl Engine {
         let addr = code.text_addr(0);
         map.insert(id, code);
         Ok(addr)
+    }
+}
+
+/// Increments an engine's epoch on a timer; stops when dropped. See
+/// [`Engine::start_epoch_ticker`].
+pub struct EpochTicker {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }

@@ -171,9 +171,16 @@ impl Memory {
     ///
     /// The memory would exceed its maximum or the reservation, or the OS
     /// refuses to map more pages.
-    pub fn grow(&self, mut store: impl AsContextMut, delta: u64) -> Result<u64> {
-        let store = &mut store.as_context_mut().0.opaque;
-        store.check(&self.0);
+    pub fn grow<T: 'static>(&self, mut store: impl AsContextMut<Data = T>, delta: u64) -> Result<u64> {
+        let inner = store.as_context_mut().0;
+        inner.opaque.check(&self.0);
+        let m = inner.opaque.memory(self.0.index);
+        let (current, desired, maximum) = (m.byte_len(), m.size_after_grow(delta), m.declared_max_bytes());
+        let Some(desired) = desired else { bail!("failed to grow memory by {delta} pages: size overflows") };
+        if delta != 0 && !inner.memory_growing(current, desired, maximum)? {
+            bail!("failed to grow memory by {delta} pages: denied by the store's limits");
+        }
+        let store = &mut inner.opaque;
         match store.memory_mut(self.0.index).grow(delta)? {
             Some(old) => Ok(old),
             None => bail!("failed to grow memory by {delta} pages: limit reached"),
@@ -286,9 +293,15 @@ impl Table {
     /// # Errors
     ///
     /// The table would exceed its maximum, or `init` has the wrong type.
-    pub fn grow(&self, mut store: impl AsContextMut, delta: u64, init: Val) -> Result<u64> {
-        let store = &mut store.as_context_mut().0.opaque;
-        store.check(&self.0);
+    pub fn grow<T: 'static>(&self, mut store: impl AsContextMut<Data = T>, delta: u64, init: Val) -> Result<u64> {
+        let inner = store.as_context_mut().0;
+        inner.opaque.check(&self.0);
+        let t = inner.opaque.table(self.0.index);
+        let (current, maximum) = (t.size(), t.ty().maximum);
+        if delta != 0 && !inner.table_growing(current, current.saturating_add(delta), maximum)? {
+            bail!("failed to grow table by {delta}: denied by the store's limits");
+        }
+        let store = &mut inner.opaque;
         let elem = ValType::from_env(kiln_environ::WasmValType::Ref(store.table(self.0.index).ty().element));
         let raw = check_ref(store, elem, &init)?;
         match store.table_mut(self.0.index).grow(delta, raw) {

@@ -147,6 +147,34 @@ fn check_import(store: &StoreOpaque, module: &env::ModuleInfo, want: &EntityType
     bail!("incompatible import type: expected {}, found {}", ExternType::from_entity(module, want), found)
 }
 
+/// Asks the store's limiter about the new instance and its initial memory
+/// and table sizes.
+fn check_limits<T: 'static>(store: &mut StoreInner<T>, module: &Module) -> Result<()> {
+    let info = module.info();
+    let (max_instances, max_tables, max_memories) = store.count_limits();
+    if store.opaque.instances.len() >= max_instances {
+        bail!("instance limit of {max_instances} per store exceeded");
+    }
+    if store.opaque.tables.len() + info.num_defined_tables() as usize > max_tables {
+        bail!("table limit of {max_tables} per store exceeded");
+    }
+    if store.opaque.memories.len() + info.num_defined_memories() as usize > max_memories {
+        bail!("memory limit of {max_memories} per store exceeded");
+    }
+    for m in &info.memories[info.num_imported_memories as usize..] {
+        let bytes = |pages: u64| usize::try_from(pages.saturating_mul(m.page_size())).unwrap_or(usize::MAX);
+        if !store.memory_growing(0, bytes(m.minimum), m.maximum.map(bytes))? {
+            bail!("memory of {} bytes exceeds the store's limits", bytes(m.minimum));
+        }
+    }
+    for t in &info.tables[info.num_imported_tables as usize..] {
+        if !store.table_growing(0, t.minimum, t.maximum)? {
+            bail!("table of {} elements exceeds the store's limits", t.minimum);
+        }
+    }
+    Ok(())
+}
+
 fn stored_of(ext: &Extern) -> Stored {
     match ext {
         Extern::Func(f) => f.0,
@@ -157,6 +185,7 @@ fn stored_of(ext: &Extern) -> Stored {
 }
 
 pub(crate) fn instantiate<T: 'static>(store: &mut StoreInner<T>, module: &Module, imports: &[Extern]) -> Result<Instance> {
+    check_limits(store, module)?;
     let opaque = &mut store.opaque;
     if !crate::Engine::same(module.engine(), &opaque.engine) {
         bail!("cross-engine instantiation is not supported");

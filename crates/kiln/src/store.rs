@@ -10,6 +10,8 @@ use crate::vm::global::GlobalStorage;
 use crate::vm::instance::Instance as VmInstance;
 use crate::vm::memory::Memory as VmMemory;
 use crate::vm::table::Table as VmTable;
+use crate::limits::ResourceLimiter;
+use crate::vm::store_hooks::{HookError, VMStore};
 use crate::vm::vmcontext::VMStoreContext;
 use kiln_environ as env;
 use std::any::Any;
@@ -51,6 +53,17 @@ pub struct Store<T> {
 pub struct StoreInner<T> {
     pub(crate) opaque: StoreOpaque,
     pub(crate) data: T,
+    pub(crate) limiter: Option<Box<dyn (FnMut(&mut T) -> &mut dyn ResourceLimiter) + Send + Sync>>,
+    pub(crate) epoch_callback: Option<EpochCallback<T>>,
+}
+
+type EpochCallback<T> = Box<dyn FnMut(StoreContextMut<'_, T>) -> anyhow::Result<UpdateDeadline> + Send + Sync>;
+
+/// What an epoch-deadline callback decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpdateDeadline {
+    /// Keep running; the new deadline is this many ticks after the current epoch.
+    Continue(u64),
 }
 
 pub(crate) struct InstanceData {
@@ -116,7 +129,7 @@ pub(crate) struct ExternRefRoots {
     last_live: usize,
 }
 
-impl<T> Store<T> {
+impl<T: 'static> Store<T> {
     /// Creates a store for `engine` holding `data`.
     pub fn new(engine: &Engine, data: T) -> Store<T> {
         let mut inner = Box::new(StoreInner {
@@ -135,10 +148,61 @@ impl<T> Store<T> {
                 externrefs: ExternRefRoots::default(),
             },
             data,
+            limiter: None,
+            epoch_callback: None,
         });
         let p: *mut StoreInner<T> = &mut *inner;
         inner.opaque.vm.store = p.cast();
+        let hooks: &mut dyn VMStore = &mut *inner;
+        inner.opaque.vm.hooks = Some(NonNull::from(hooks));
         Store { inner }
+    }
+
+    /// Installs a resource limiter: `get` returns it from the store's data
+    /// (for example `|data| &mut data.limits` with a [`StoreLimits`](crate::StoreLimits)).
+    pub fn limiter(&mut self, get: impl (FnMut(&mut T) -> &mut dyn ResourceLimiter) + Send + Sync + 'static) {
+        self.inner.limiter = Some(Box::new(get));
+    }
+
+    /// Sets the fuel available to wasm (requires [`Config::consume_fuel`](crate::Config::consume_fuel)).
+    ///
+    /// # Errors
+    ///
+    /// Fuel consumption is not enabled in the engine's configuration.
+    pub fn set_fuel(&mut self, fuel: u64) -> anyhow::Result<()> {
+        self.inner.opaque.set_fuel(fuel)
+    }
+
+    /// The fuel left.
+    ///
+    /// # Errors
+    ///
+    /// Fuel consumption is not enabled in the engine's configuration.
+    pub fn get_fuel(&self) -> anyhow::Result<u64> {
+        self.inner.opaque.get_fuel()
+    }
+
+    /// Interrupts wasm once the engine's epoch reaches the current epoch
+    /// plus `ticks_beyond_current` (requires
+    /// [`Config::epoch_interruption`](crate::Config::epoch_interruption)).
+    pub fn set_epoch_deadline(&mut self, ticks_beyond_current: u64) {
+        self.inner.opaque.set_epoch_deadline(ticks_beyond_current);
+    }
+
+    /// When the deadline is reached, trap with [`TrapCode::Interrupt`](crate::TrapCode::Interrupt)
+    /// (the default).
+    pub fn epoch_deadline_trap(&mut self) {
+        self.inner.epoch_callback = None;
+    }
+
+    /// When the deadline is reached, call `callback`: it returns
+    /// [`UpdateDeadline::Continue`] to run on with a new deadline, or an
+    /// error to stop (returned unchanged to the caller of wasm).
+    pub fn epoch_deadline_callback(
+        &mut self,
+        callback: impl FnMut(StoreContextMut<'_, T>) -> anyhow::Result<UpdateDeadline> + Send + Sync + 'static,
+    ) {
+        self.inner.epoch_callback = Some(Box::new(callback));
     }
 
     /// The host data.
@@ -176,7 +240,88 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Store<T> {
     }
 }
 
+impl<T: 'static> StoreInner<T> {
+    fn limiter(&mut self) -> Option<&mut dyn ResourceLimiter> {
+        let get = self.limiter.as_mut()?;
+        Some(get(&mut self.data))
+    }
+
+    /// Asks the limiter whether a memory may grow (or be created, from 0).
+    pub(crate) fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> anyhow::Result<bool> {
+        match self.limiter() {
+            Some(l) => l.memory_growing(current, desired, maximum),
+            None => Ok(true),
+        }
+    }
+
+    /// Asks the limiter whether a table may grow (or be created, from 0).
+    pub(crate) fn table_growing(&mut self, current: u64, desired: u64, maximum: Option<u64>) -> anyhow::Result<bool> {
+        let c = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        match self.limiter() {
+            Some(l) => l.table_growing(c(current), c(desired), maximum.map(c)),
+            None => Ok(true),
+        }
+    }
+
+    /// The limiter's caps on instances, tables and memories.
+    pub(crate) fn count_limits(&mut self) -> (usize, usize, usize) {
+        match self.limiter() {
+            Some(l) => (l.instances(), l.tables(), l.memories()),
+            None => (crate::limits::DEFAULT_COUNT_LIMIT, crate::limits::DEFAULT_COUNT_LIMIT, crate::limits::DEFAULT_COUNT_LIMIT),
+        }
+    }
+}
+
+impl<T: 'static> VMStore for StoreInner<T> {
+    fn out_of_fuel(&mut self) -> Result<(), HookError> {
+        Err(HookError::Trap(crate::TrapCode::OutOfFuel))
+    }
+
+    fn new_epoch(&mut self) -> Result<u64, HookError> {
+        let Some(mut cb) = self.epoch_callback.take() else {
+            return Err(HookError::Trap(crate::TrapCode::Interrupt));
+        };
+        let r = cb(StoreContextMut(self));
+        self.epoch_callback = Some(cb);
+        match r {
+            Ok(UpdateDeadline::Continue(delta)) => {
+                self.opaque.set_epoch_deadline(delta);
+                Ok(self.opaque.vm.epoch_deadline)
+            }
+            Err(e) => Err(HookError::Host(e)),
+        }
+    }
+
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> Result<bool, HookError> {
+        StoreInner::memory_growing(self, current, desired, maximum).map_err(HookError::Host)
+    }
+
+    fn table_growing(&mut self, current: u64, desired: u64, maximum: Option<u64>) -> Result<bool, HookError> {
+        StoreInner::table_growing(self, current, desired, maximum).map_err(HookError::Host)
+    }
+}
+
 impl StoreOpaque {
+    pub(crate) fn set_fuel(&mut self, fuel: u64) -> anyhow::Result<()> {
+        if !self.engine.tunables().consume_fuel {
+            anyhow::bail!("fuel is not enabled in this engine's configuration (Config::consume_fuel)");
+        }
+        self.vm.fuel_consumed = -(i64::try_from(fuel).unwrap_or(i64::MAX));
+        Ok(())
+    }
+
+    pub(crate) fn get_fuel(&self) -> anyhow::Result<u64> {
+        if !self.engine.tunables().consume_fuel {
+            anyhow::bail!("fuel is not enabled in this engine's configuration (Config::consume_fuel)");
+        }
+        Ok(u64::try_from(-self.vm.fuel_consumed.min(0)).unwrap_or(0))
+    }
+
+    pub(crate) fn set_epoch_deadline(&mut self, ticks: u64) {
+        let now = self.engine.inner.epoch.load(std::sync::atomic::Ordering::Relaxed);
+        self.vm.epoch_deadline = now.saturating_add(ticks);
+    }
+
     /// Panics if `s` belongs to another store: mixing stores is a
     /// programming error, like indexing out of bounds.
     pub(crate) fn check(&self, s: &Stored) {

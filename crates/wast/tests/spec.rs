@@ -57,8 +57,16 @@ fn skipped(file: &TestFile<'static>) -> bool {
     UNSUPPORTED.iter().any(|(s, _)| *s == file.parent() || *s == path) || !file.name().ends_with(".wast")
 }
 
-fn run(file: &TestFile<'static>) -> Result<(), Failed> {
-    let mut cx = WastContext::new(&config_for(file.parent(), file.name())).map_err(|e| format!("{e:#}"))?;
+/// The ways every file is run: plain, and with fuel and epoch
+/// instrumentation on (which must not change any result).
+const MODES: &[&str] = &["", " [fuel+epochs]"];
+
+fn run(file: &TestFile<'static>, mode: &str) -> Result<(), Failed> {
+    let mut config = config_for(file.parent(), file.name());
+    if mode.contains("fuel") {
+        config.consume_fuel(true).epoch_interruption(true);
+    }
+    let mut cx = WastContext::new(&config).map_err(|e| format!("{e:#}"))?;
     let name = format!("{}/{}", file.parent(), file.name());
     let outcome = cx.run_buffer(&name, file.raw()).map_err(|e| format!("{e:#}"))?;
     if outcome.failures.is_empty() {
@@ -76,8 +84,11 @@ fn main() {
             if skipped(&file) {
                 continue;
             }
-            let name = format!("{}/{}", file.parent(), file.name().trim_end_matches(".wast"));
-            trials.push(Trial::test(name, move || run(&file)));
+            for mode in MODES {
+                let name = format!("{}/{}{mode}", file.parent(), file.name().trim_end_matches(".wast"));
+                let file = TestFile { parent: file.parent.clone(), name: file.name.clone(), contents: file.contents };
+                trials.push(Trial::test(name, move || run(&file, mode)));
+            }
         }
     }
     for p in [
@@ -95,8 +106,11 @@ fn main() {
             if skipped(&file) {
                 continue;
             }
-            let name = format!("{}/{}", file.parent(), file.name().trim_end_matches(".wast"));
-            trials.push(Trial::test(name, move || run(&file)));
+            for mode in MODES {
+                let name = format!("{}/{}{mode}", file.parent(), file.name().trim_end_matches(".wast"));
+                let file = TestFile { parent: file.parent.clone(), name: file.name.clone(), contents: file.contents };
+                trials.push(Trial::test(name, move || run(&file, mode)));
+            }
         }
     }
     trials.sort_by(|a, b| a.name().cmp(b.name()));

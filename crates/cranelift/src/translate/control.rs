@@ -310,10 +310,13 @@ impl FuncTranslator<'_, '_> {
     pub(crate) fn translate_return(&mut self) {
         let n = self.control[0].num_results();
         let vals = self.peekn(n).to_vec();
+        self.interrupt_before_return();
         self.builder.ins().return_(&vals);
         self.reachable = false;
     }
 
-    /// Hook at every loop header (fuel and epoch checks go here).
-    fn on_loop_header(&mut self) {}
+    /// Hook at every loop header: fuel and epoch checks.
+    fn on_loop_header(&mut self) {
+        self.interrupt_loop_header();
+    }
 }

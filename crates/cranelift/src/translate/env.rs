@@ -146,6 +146,7 @@ impl FuncTranslator<'_, '_> {
         let n = ty.params().len();
         let args = self.popn(n);
         let mut all = Vec::with_capacity(n + 2);
+        self.interrupt_before_call();
         let call = if self.module.is_imported_func(func) {
             let off = self.offsets.imported_function(func) as i32;
             let code = self.builder.ins().load(types::I64, readonly(), self.vmctx, off + func_import::WASM_CALL as i32);
@@ -164,6 +165,7 @@ impl FuncTranslator<'_, '_> {
         };
         let results = self.builder.inst_results(call).to_vec();
         self.stack.extend(results);
+        self.interrupt_after_call();
     }
 
     /// `call_indirect type_index table`.
@@ -187,9 +189,11 @@ impl FuncTranslator<'_, '_> {
         all.push(self.vmctx);
         all.extend_from_slice(&args);
         let sig = self.wasm_sig_ref(type_index);
+        self.interrupt_before_call();
         let call = self.builder.ins().call_indirect(sig, code, &all);
         let results = self.builder.inst_results(call).to_vec();
         self.stack.extend(results);
+        self.interrupt_after_call();
     }
 
     /// `ref.func func`: a pointer to the function's `VMFuncRef`.

@@ -10,6 +10,7 @@
 
 mod control;
 mod env;
+mod interrupt;
 mod memory;
 mod ops;
 mod simd;
@@ -68,6 +69,12 @@ pub struct FuncTranslator<'a, 'f> {
     pub(crate) sig_refs: HashMap<u32, ir::SigRef>,
     pub(crate) func_refs: HashMap<u32, ir::FuncRef>,
     pub(crate) builtin_sigs: HashMap<u32, ir::SigRef>,
+    /// The fuel counter, when fuel is on.
+    pub(crate) fuel_var: Option<Variable>,
+    /// Fuel charged by operators since the last flush into `fuel_var`.
+    pub(crate) fuel_pending: i64,
+    /// The epoch deadline, when epoch interruption is on.
+    pub(crate) epoch_var: Option<Variable>,
 }
 
 impl<'a, 'f> FuncTranslator<'a, 'f> {
@@ -93,6 +100,9 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             sig_refs: HashMap::new(),
             func_refs: HashMap::new(),
             builtin_sigs: HashMap::new(),
+            fuel_var: None,
+            fuel_pending: 0,
+            epoch_var: None,
         }
     }
 
@@ -151,6 +161,8 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             }
         }
 
+        self.interrupt_prologue();
+
         // The function body is a block whose continuation returns.
         let exit = self.builder.create_block();
         for r in ty.results() {
@@ -174,6 +186,7 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             validator.op(pos, &op)?;
             self.builder.set_srcloc(ir::SourceLoc::new((pos - body_start) as u32));
             if self.reachable {
+                self.fuel_before_op(&op);
                 self.translate_operator(&op, pos)?;
             } else {
                 self.translate_unreachable_operator(&op)?;
@@ -185,6 +198,7 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
         if self.reachable {
             let n = ty.results().len();
             let vals = self.stack.split_off(self.stack.len() - n);
+            self.interrupt_before_return();
             self.builder.ins().return_(&vals);
         }
         Ok(())

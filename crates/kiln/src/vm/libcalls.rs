@@ -8,6 +8,8 @@
 //! then tail-jumps to the Rust implementation.
 
 use super::instance::instance_of_vmctx;
+use super::store_hooks::{HookError, VMStore};
+use super::vmcontext::VMStoreContext;
 use super::traphandlers::{TrapReason, raise};
 use kiln_environ::TrapCode;
 
@@ -28,10 +30,37 @@ fn with_instance<R>(vmctx: *mut u8, f: impl FnOnce(&mut super::instance::Instanc
     }
 }
 
+/// Runs a store hook for the store owning `vmctx`; raises on error.
+fn with_hooks<R>(vmctx: *mut u8, f: impl FnOnce(&mut dyn VMStore) -> Result<R, HookError>) -> R {
+    // SAFETY: builtins are called by compiled code with its live VMContext,
+    // whose header holds the store context; the store registered its hooks
+    // there when it was created and outlives every call into its wasm.
+    let r = unsafe {
+        let ctx = &*(*(vmctx.add(kiln_environ::vmoffsets::vmctx_header::STORE_CONTEXT as usize) as *const *const VMStoreContext));
+        match ctx.hooks {
+            Some(mut h) => f(h.as_mut()),
+            None => Err(HookError::Trap(TrapCode::Interrupt)),
+        }
+    };
+    match r {
+        Ok(v) => v,
+        Err(HookError::Trap(code)) => trap(code),
+        Err(HookError::Host(e)) => raise(TrapReason::Host(e)),
+    }
+}
+
 mod imp {
     use super::*;
 
     pub extern "C" fn memory_grow(vmctx: *mut u8, memory: u32, delta: u64) -> u64 {
+        let (current, desired, maximum) = with_instance(vmctx, |inst| {
+            let m = inst.memory(memory);
+            Ok((m.byte_len(), m.size_after_grow(delta), m.declared_max_bytes()))
+        });
+        let Some(desired) = desired else { return u64::MAX };
+        if delta != 0 && !with_hooks(vmctx, |h| h.memory_growing(current, desired, maximum)) {
+            return u64::MAX;
+        }
         with_instance(vmctx, |inst| Ok(match inst.memory_mut(memory).grow(delta) {
             Ok(Some(old)) => old,
             _ => u64::MAX,
@@ -79,6 +108,14 @@ mod imp {
     }
 
     pub extern "C" fn table_grow(vmctx: *mut u8, table: u32, delta: u64, init: usize) -> u64 {
+        let (current, maximum) = with_instance(vmctx, |inst| {
+            let t = inst.table(table);
+            Ok((t.size(), t.ty().maximum))
+        });
+        let Some(desired) = current.checked_add(delta) else { return u64::MAX };
+        if delta != 0 && !with_hooks(vmctx, |h| h.table_growing(current, desired, maximum)) {
+            return u64::MAX;
+        }
         with_instance(vmctx, |inst| Ok(inst.table_mut(table).grow(delta, init).unwrap_or(u64::MAX)))
     }
 
@@ -118,6 +155,14 @@ mod imp {
 
     pub extern "C" fn ref_func(vmctx: *mut u8, func: u32) -> usize {
         with_instance(vmctx, |inst| Ok(inst.func_ref(func) as usize))
+    }
+
+    pub extern "C" fn out_of_gas(vmctx: *mut u8) {
+        with_hooks(vmctx, |h| h.out_of_fuel())
+    }
+
+    pub extern "C" fn new_epoch(vmctx: *mut u8) -> u64 {
+        with_hooks(vmctx, |h| h.new_epoch())
     }
 
     pub extern "C" fn externref_retain(_vmctx: *mut u8, _externref: usize) {}

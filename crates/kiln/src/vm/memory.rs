@@ -122,6 +122,19 @@ impl Memory {
         self.def
     }
 
+    /// The byte size growing by `delta` pages would give, if representable.
+    pub fn size_after_grow(&self, delta: u64) -> Option<usize> {
+        delta
+            .checked_mul(self.ty.page_size())
+            .and_then(|d| d.checked_add(self.len as u64))
+            .and_then(|n| usize::try_from(n).ok())
+    }
+
+    /// The declared maximum in bytes, if any.
+    pub fn declared_max_bytes(&self) -> Option<usize> {
+        self.ty.maximum.and_then(|m| m.checked_mul(self.ty.page_size())).and_then(|b| usize::try_from(b).ok())
+    }
+
     /// The contents.
     pub fn data(&self) -> &[u8] {
         // SAFETY: the first `len` bytes of the mapping are accessible and

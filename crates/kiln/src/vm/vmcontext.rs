@@ -76,6 +76,8 @@ pub struct VMStoreContext {
     pub last_wasm_entry_fp: usize,
     /// The store that owns this context (runtime-only, not read by compiled code).
     pub store: *mut u8,
+    /// The owning store's hooks for builtins (runtime-only).
+    pub hooks: Option<std::ptr::NonNull<dyn super::store_hooks::VMStore>>,
 }
 
 impl Default for VMStoreContext {
@@ -88,6 +90,7 @@ impl Default for VMStoreContext {
             last_wasm_exit_pc: 0,
             last_wasm_entry_fp: 0,
             store: ptr::null_mut(),
+            hooks: None,
         }
     }
 }

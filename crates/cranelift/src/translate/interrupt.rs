@@ -1,0 +1,214 @@
+//! Fuel and epoch instrumentation.
+//!
+//! Fuel: the store's counter (`VMStoreContext::fuel_consumed`, negative
+//! while fuel remains) lives in a variable while the function runs. Each
+//! operator's cost is added to a compile-time tally that is flushed into the
+//! variable at the end of every basic block (every control operator), so a
+//! block pays once. The variable is written back to the store around calls
+//! (the callee or the host may read or change it) and on return, and checked
+//! at function entry and loop headers: a non-negative count calls the
+//! `out_of_gas` builtin, which traps unless the store was refuelled.
+//!
+//! Epochs: at function entry and loop headers the engine's epoch counter is
+//! compared with the store's deadline, kept in a variable and reloaded
+//! after calls; reaching it calls `new_epoch`, which traps or returns a new
+//! deadline.
+
+use super::FuncTranslator;
+use super::env::trusted;
+use cranelift_codegen::ir::{self, InstBuilder, types};
+use cranelift_codegen::ir::condcodes::IntCC;
+use kiln_environ::vmoffsets::{store_context, vmctx_header};
+use kiln_environ::BuiltinFunctionIndex;
+use wasmparser::Operator;
+
+impl FuncTranslator<'_, '_> {
+    fn store_ctx(&mut self) -> ir::Value {
+        self.builder.ins().load(types::I64, super::env::readonly(), self.vmctx, vmctx_header::STORE_CONTEXT as i32)
+    }
+
+    /// Sets up the fuel and epoch variables and runs the entry checks.
+    pub(crate) fn interrupt_prologue(&mut self) {
+        if self.tunables.consume_fuel {
+            let var = self.builder.declare_var(types::I64);
+            self.fuel_var = Some(var);
+            self.fuel_reload();
+            self.fuel_check();
+        }
+        if self.tunables.epoch_interruption {
+            let var = self.builder.declare_var(types::I64);
+            self.epoch_var = Some(var);
+            self.epoch_reload();
+            self.epoch_check();
+        }
+    }
+
+    /// Adds `op`'s cost to the pending tally, and flushes the tally at
+    /// block boundaries. Called before each reachable operator.
+    pub(crate) fn fuel_before_op(&mut self, op: &Operator<'_>) {
+        if self.fuel_var.is_none() {
+            return;
+        }
+        let c = &self.tunables.fuel_costs;
+        use Operator as O;
+        let cost = match op {
+            O::Nop | O::Drop | O::Block { .. } | O::Loop { .. } | O::Else | O::End | O::Unreachable => c.structural,
+            O::Call { .. } | O::CallIndirect { .. } | O::ReturnCall { .. } | O::ReturnCallIndirect { .. } => c.call,
+            O::MemoryGrow { .. }
+            | O::MemoryFill { .. }
+            | O::MemoryCopy { .. }
+            | O::MemoryInit { .. }
+            | O::TableGrow { .. }
+            | O::TableFill { .. }
+            | O::TableCopy { .. }
+            | O::TableInit { .. } => c.bulk,
+            op if is_memory_access(op) => c.memory,
+            _ => c.default,
+        };
+        self.fuel_pending += i64::from(cost);
+        let ends_block = matches!(
+            op,
+            O::Block { .. }
+                | O::Loop { .. }
+                | O::If { .. }
+                | O::Else
+                | O::End
+                | O::Br { .. }
+                | O::BrIf { .. }
+                | O::BrTable { .. }
+                | O::Return
+                | O::Unreachable
+        );
+        if ends_block {
+            self.fuel_flush();
+        }
+    }
+
+    /// Adds the pending tally to the fuel variable.
+    pub(crate) fn fuel_flush(&mut self) {
+        let Some(var) = self.fuel_var else { return };
+        if self.fuel_pending == 0 {
+            return;
+        }
+        let v = self.builder.use_var(var);
+        let v = self.builder.ins().iadd_imm_s(v, self.fuel_pending);
+        self.builder.def_var(var, v);
+        self.fuel_pending = 0;
+    }
+
+    fn fuel_save(&mut self) {
+        let Some(var) = self.fuel_var else { return };
+        let v = self.builder.use_var(var);
+        let ctx = self.store_ctx();
+        self.builder.ins().store(trusted(), v, ctx, store_context::FUEL_CONSUMED as i32);
+    }
+
+    fn fuel_reload(&mut self) {
+        let Some(var) = self.fuel_var else { return };
+        let ctx = self.store_ctx();
+        let v = self.builder.ins().load(types::I64, trusted(), ctx, store_context::FUEL_CONSUMED as i32);
+        self.builder.def_var(var, v);
+    }
+
+    fn fuel_check(&mut self) {
+        let Some(var) = self.fuel_var else { return };
+        let v = self.builder.use_var(var);
+        let exhausted = self.builder.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, v, 0);
+        let out = self.builder.create_block();
+        let cont = self.builder.create_block();
+        self.builder.set_cold_block(out);
+        self.builder.ins().brif(exhausted, out, &[], cont, &[]);
+        self.builder.switch_to_block(out);
+        self.fuel_save();
+        self.call_builtin(BuiltinFunctionIndex::out_of_gas, &[]);
+        self.fuel_reload();
+        self.builder.ins().jump(cont, &[]);
+        self.builder.seal_block(out);
+        self.builder.seal_block(cont);
+        self.builder.switch_to_block(cont);
+    }
+
+    fn epoch_reload(&mut self) {
+        let Some(var) = self.epoch_var else { return };
+        let ctx = self.store_ctx();
+        let v = self.builder.ins().load(types::I64, trusted(), ctx, store_context::EPOCH_DEADLINE as i32);
+        self.builder.def_var(var, v);
+    }
+
+    fn epoch_check(&mut self) {
+        let Some(var) = self.epoch_var else { return };
+        let ptr = self.builder.ins().load(types::I64, super::env::readonly(), self.vmctx, vmctx_header::EPOCH_PTR as i32);
+        let now = self.builder.ins().load(types::I64, trusted(), ptr, 0);
+        let deadline = self.builder.use_var(var);
+        let reached = self.builder.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, now, deadline);
+        let out = self.builder.create_block();
+        let cont = self.builder.create_block();
+        self.builder.set_cold_block(out);
+        self.builder.ins().brif(reached, out, &[], cont, &[]);
+        self.builder.switch_to_block(out);
+        self.fuel_save();
+        let new_deadline = self.call_builtin(BuiltinFunctionIndex::new_epoch, &[]).expect("returns the deadline");
+        self.builder.def_var(var, new_deadline);
+        self.fuel_reload();
+        self.builder.ins().jump(cont, &[]);
+        self.builder.seal_block(out);
+        self.builder.seal_block(cont);
+        self.builder.switch_to_block(cont);
+    }
+
+    /// Checks at a loop header.
+    pub(crate) fn interrupt_loop_header(&mut self) {
+        self.fuel_check();
+        self.epoch_check();
+    }
+
+    /// Before a call to wasm or the host: publish the fuel count.
+    pub(crate) fn interrupt_before_call(&mut self) {
+        self.fuel_flush();
+        self.fuel_save();
+    }
+
+    /// After a call: the callee may have used fuel or moved the deadline.
+    pub(crate) fn interrupt_after_call(&mut self) {
+        self.fuel_reload();
+        self.epoch_reload();
+    }
+
+    /// Before returning: publish the fuel count.
+    pub(crate) fn interrupt_before_return(&mut self) {
+        self.fuel_flush();
+        self.fuel_save();
+    }
+}
+
+fn is_memory_access(op: &Operator<'_>) -> bool {
+    use Operator as O;
+    matches!(
+        op,
+        O::I32Load { .. }
+            | O::I64Load { .. }
+            | O::F32Load { .. }
+            | O::F64Load { .. }
+            | O::I32Load8S { .. }
+            | O::I32Load8U { .. }
+            | O::I32Load16S { .. }
+            | O::I32Load16U { .. }
+            | O::I64Load8S { .. }
+            | O::I64Load8U { .. }
+            | O::I64Load16S { .. }
+            | O::I64Load16U { .. }
+            | O::I64Load32S { .. }
+            | O::I64Load32U { .. }
+            | O::I32Store { .. }
+            | O::I64Store { .. }
+            | O::F32Store { .. }
+            | O::F64Store { .. }
+            | O::I32Store8 { .. }
+            | O::I32Store16 { .. }
+            | O::I64Store8 { .. }
+            | O::I64Store16 { .. }
+            | O::I64Store32 { .. }
+            | O::V128Load { .. }
+            | O::V128Store { .. }
+    )
+}

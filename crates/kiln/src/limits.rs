@@ -1,0 +1,182 @@
+//! Resource limits: a store's say over memory and table growth.
+
+use anyhow::Result;
+
+/// Decides whether a store's memories and tables may grow. Installed with
+/// [`Store::limiter`](crate::Store::limiter).
+///
+/// Each growth request gets one of three answers: `Ok(true)` allows it,
+/// `Ok(false)` denies it (`memory.grow`/`table.grow` return -1, as the spec
+/// says; instantiation of a module whose initial sizes are denied fails),
+/// and `Err(e)` stops the wasm that asked, returning `e` to the caller.
+pub trait ResourceLimiter: Send {
+    /// A memory wants to grow from `current` to `desired` bytes; `maximum`
+    /// is its declared maximum, if any.
+    ///
+    /// # Errors
+    ///
+    /// An error stops execution and is returned to the caller of wasm.
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> Result<bool>;
+
+    /// A table wants to grow from `current` to `desired` elements.
+    ///
+    /// # Errors
+    ///
+    /// An error stops execution and is returned to the caller of wasm.
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> Result<bool>;
+
+    /// Most instances the store may hold.
+    fn instances(&self) -> usize {
+        DEFAULT_COUNT_LIMIT
+    }
+
+    /// Most tables the store may hold.
+    fn tables(&self) -> usize {
+        DEFAULT_COUNT_LIMIT
+    }
+
+    /// Most memories the store may hold.
+    fn memories(&self) -> usize {
+        DEFAULT_COUNT_LIMIT
+    }
+}
+
+/// Default limit on instances, memories and tables per store.
+pub const DEFAULT_COUNT_LIMIT: usize = 10_000;
+
+/// A ready [`ResourceLimiter`] with fixed caps, built by [`StoreLimitsBuilder`].
+#[derive(Clone, Debug)]
+pub struct StoreLimits {
+    memory_size: Option<usize>,
+    table_elements: Option<usize>,
+    instances: usize,
+    tables: usize,
+    memories: usize,
+    trap_on_grow_failure: bool,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        StoreLimits {
+            memory_size: None,
+            table_elements: None,
+            instances: DEFAULT_COUNT_LIMIT,
+            tables: DEFAULT_COUNT_LIMIT,
+            memories: DEFAULT_COUNT_LIMIT,
+            trap_on_grow_failure: false,
+        }
+    }
+}
+
+/// Builds [`StoreLimits`].
+#[derive(Clone, Debug, Default)]
+pub struct StoreLimitsBuilder(StoreLimits);
+
+impl StoreLimitsBuilder {
+    /// No limits beyond the defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Each memory may have at most `bytes` bytes.
+    pub fn memory_size(mut self, bytes: usize) -> Self {
+        self.0.memory_size = Some(bytes);
+        self
+    }
+
+    /// Each table may have at most `elements` elements.
+    pub fn table_elements(mut self, elements: usize) -> Self {
+        self.0.table_elements = Some(elements);
+        self
+    }
+
+    /// At most `n` instances per store.
+    pub fn instances(mut self, n: usize) -> Self {
+        self.0.instances = n;
+        self
+    }
+
+    /// At most `n` tables per store.
+    pub fn tables(mut self, n: usize) -> Self {
+        self.0.tables = n;
+        self
+    }
+
+    /// At most `n` memories per store.
+    pub fn memories(mut self, n: usize) -> Self {
+        self.0.memories = n;
+        self
+    }
+
+    /// Whether growth past a limit is an error that stops execution (true)
+    /// rather than a -1 from `memory.grow`/`table.grow` (false, the default).
+    pub fn trap_on_grow_failure(mut self, trap: bool) -> Self {
+        self.0.trap_on_grow_failure = trap;
+        self
+    }
+
+    /// The limits.
+    pub fn build(self) -> StoreLimits {
+        self.0
+    }
+}
+
+/// The error a [`StoreLimits`] returns when it is set to stop execution on
+/// a denied growth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitExceeded {
+    /// "memory" or "table".
+    pub what: &'static str,
+    /// The size asked for (bytes or elements).
+    pub desired: usize,
+    /// The limit.
+    pub limit: usize,
+}
+
+impl std::fmt::Display for LimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} limit exceeded: {} requested, limit is {}", self.what, self.desired, self.limit)
+    }
+}
+
+impl std::error::Error for LimitExceeded {}
+
+impl ResourceLimiter for StoreLimits {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> Result<bool> {
+        match self.memory_size {
+            Some(limit) if desired > limit => {
+                if self.trap_on_grow_failure {
+                    Err(LimitExceeded { what: "memory", desired, limit }.into())
+                } else {
+                    Ok(false)
+                }
+            }
+            _ => Ok(true),
+        }
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> Result<bool> {
+        match self.table_elements {
+            Some(limit) if desired > limit => {
+                if self.trap_on_grow_failure {
+                    Err(LimitExceeded { what: "table", desired, limit }.into())
+                } else {
+                    Ok(false)
+                }
+            }
+            _ => Ok(true),
+        }
+    }
+
+    fn instances(&self) -> usize {
+        self.instances
+    }
+
+    fn tables(&self) -> usize {
+        self.tables
+    }
+
+    fn memories(&self) -> usize {
+        self.memories
+    }
+}

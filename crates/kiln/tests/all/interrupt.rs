@@ -1,0 +1,179 @@
+//! Fuel, epochs and resource limits stop untrusted code.
+
+use kiln::*;
+use std::time::{Duration, Instant};
+
+const PROGRAMS: &str = r#"(module
+    (import "host" "tick" (func $tick))
+    (func (export "spin") (loop $l (br $l)))
+    (func $down (export "recurse") (call $down))
+    (func (export "host_loop") (loop $l (call $tick) (br $l)))
+    (func (export "count") (param $n i32) (result i32) (local $acc i32)
+        (block $done
+            (loop $l
+                (br_if $done (i32.eqz (local.get $n)))
+                (local.set $acc (i32.add (local.get $acc) (local.get $n)))
+                (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+                (br $l)))
+        (local.get $acc)))"#;
+
+fn setup(config: &Config) -> (Store<()>, Instance) {
+    let engine = Engine::new(config).expect("engine");
+    let module = Module::new(&engine, PROGRAMS).expect("module");
+    let mut store = Store::new(&engine, ());
+    let mut linker = Linker::new(&engine);
+    linker.func_wrap("host", "tick", || {}).expect("define");
+    let instance = linker.instantiate(&mut store, &module).expect("instance");
+    (store, instance)
+}
+
+fn trap_code(r: Result<()>) -> Option<TrapCode> {
+    r.err().and_then(|e| e.downcast_ref::<Trap>().map(Trap::code))
+}
+
+#[test]
+fn fuel_stops_loops_recursion_and_host_loops() {
+    let mut config = Config::new();
+    config.consume_fuel(true);
+    let (mut store, instance) = setup(&config);
+    for name in ["spin", "recurse", "host_loop"] {
+        store.set_fuel(1_000).unwrap();
+        let f = instance.get_typed_func::<(), ()>(&mut store, name).unwrap();
+        assert_eq!(trap_code(f.call(&mut store, ())), Some(TrapCode::OutOfFuel), "{name}");
+        assert_eq!(store.get_fuel().unwrap(), 0, "{name}");
+    }
+}
+
+#[test]
+fn fuel_is_exact_and_deterministic() {
+    let mut config = Config::new();
+    config.consume_fuel(true);
+    let (mut store, instance) = setup(&config);
+    let count = instance.get_typed_func::<i32, i32>(&mut store, "count").unwrap();
+    let mut used = Vec::new();
+    for _ in 0..5 {
+        store.set_fuel(1_000_000).unwrap();
+        assert_eq!(count.call(&mut store, 1000).unwrap(), 500500);
+        used.push(1_000_000 - store.get_fuel().unwrap());
+    }
+    assert!(used.windows(2).all(|w| w[0] == w[1]), "{used:?}");
+    // Linear in the work done: 1000 more iterations cost the same again.
+    store.set_fuel(1_000_000).unwrap();
+    count.call(&mut store, 2000).unwrap();
+    let used2 = 1_000_000 - store.get_fuel().unwrap();
+    let per_iteration = (used2 - used[0]) / 1000;
+    assert!(per_iteration > 0 && used2 - used[0] == per_iteration * 1000, "{used2} vs {}", used[0]);
+    // Exactly enough fuel succeeds; one less traps.
+    store.set_fuel(used[0]).unwrap();
+    assert!(count.call(&mut store, 1000).is_ok());
+    store.set_fuel(used[0] - 1 - per_iteration).unwrap();
+    assert!(count.call(&mut store, 1000).is_err());
+    // Without fuel enabled, the fuel API is an error.
+    let (mut plain, _) = setup(&Config::new());
+    assert!(plain.set_fuel(1).is_err());
+}
+
+#[test]
+fn epochs_stop_loops_recursion_and_host_loops() {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    let (mut store, instance) = setup(&config);
+    let engine = store.engine().clone();
+    let _ticker = engine.start_epoch_ticker(Duration::from_millis(5));
+    for name in ["spin", "recurse", "host_loop"] {
+        store.set_epoch_deadline(2);
+        let f = instance.get_typed_func::<(), ()>(&mut store, name).unwrap();
+        let start = Instant::now();
+        let code = trap_code(f.call(&mut store, ()));
+        // Unbounded recursion may exhaust the stack before the deadline.
+        assert!(matches!(code, Some(TrapCode::Interrupt | TrapCode::StackOverflow)), "{name}: {code:?}");
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+    // A deadline in the past stops wasm at its first check.
+    store.set_epoch_deadline(0);
+    let count = instance.get_typed_func::<i32, i32>(&mut store, "count").unwrap();
+    assert_eq!(trap_code(count.call(&mut store, 10).map(|_| ())), Some(TrapCode::Interrupt));
+}
+
+#[test]
+fn epoch_callback_extends_the_deadline() {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    let engine = Engine::new(&config).unwrap();
+    let module = Module::new(&engine, PROGRAMS).unwrap();
+    let mut store = Store::new(&engine, 0u32);
+    let mut linker = Linker::new(&engine);
+    let e2 = engine.clone();
+    linker.func_wrap("host", "tick", move || e2.increment_epoch()).unwrap();
+    let instance = linker.instantiate(&mut store, &module).unwrap();
+    store.epoch_deadline_callback(|mut cx| {
+        *cx.data_mut() += 1;
+        if *cx.data() < 10 { Ok(UpdateDeadline::Continue(1)) } else { anyhow::bail!("enough") }
+    });
+    store.set_epoch_deadline(1);
+    let f = instance.get_typed_func::<(), ()>(&mut store, "host_loop").unwrap();
+    let err = f.call(&mut store, ()).unwrap_err();
+    assert_eq!(err.to_string(), "enough");
+    assert_eq!(*store.data(), 10);
+}
+
+struct Limits(StoreLimits);
+
+#[test]
+fn limiter_decisions() {
+    let engine = Engine::default();
+    let module = Module::new(&engine, r#"(module
+        (memory (export "m") 1)
+        (table 1 funcref)
+        (func (export "grow") (param i32) (result i32) local.get 0 memory.grow)
+        (func (export "tgrow") (param i32) (result i32) ref.null func local.get 0 table.grow))"#)
+    .unwrap();
+    // Deny: memory.grow returns -1, not a trap.
+    let mut store = Store::new(&engine, Limits(StoreLimitsBuilder::new().memory_size(3 << 16).table_elements(5).build()));
+    store.limiter(|l| &mut l.0);
+    let i = Instance::new(&mut store, &module, &[]).unwrap();
+    let grow = i.get_typed_func::<i32, i32>(&mut store, "grow").unwrap();
+    let tgrow = i.get_typed_func::<i32, i32>(&mut store, "tgrow").unwrap();
+    assert_eq!(grow.call(&mut store, 2).unwrap(), 1);
+    assert_eq!(grow.call(&mut store, 1).unwrap(), -1);
+    assert_eq!(tgrow.call(&mut store, 4).unwrap(), 1);
+    assert_eq!(tgrow.call(&mut store, 1).unwrap(), -1);
+    let mem = i.get_memory(&mut store, "m").unwrap();
+    assert!(mem.grow(&mut store, 1).is_err());
+    // Error: stops execution with the limiter's error.
+    let mut store = Store::new(&engine, Limits(StoreLimitsBuilder::new().memory_size(2 << 16).trap_on_grow_failure(true).build()));
+    store.limiter(|l| &mut l.0);
+    let i = Instance::new(&mut store, &module, &[]).unwrap();
+    let grow = i.get_typed_func::<i32, i32>(&mut store, "grow").unwrap();
+    let err = grow.call(&mut store, 5).unwrap_err();
+    assert!(err.downcast_ref::<LimitExceeded>().is_some(), "{err:#}");
+    // Instantiation is refused when the initial size or count is over the limit.
+    let mut store = Store::new(&engine, Limits(StoreLimitsBuilder::new().memory_size(1000).build()));
+    store.limiter(|l| &mut l.0);
+    assert!(Instance::new(&mut store, &module, &[]).is_err());
+    let mut store = Store::new(&engine, Limits(StoreLimitsBuilder::new().instances(1).build()));
+    store.limiter(|l| &mut l.0);
+    assert!(Instance::new(&mut store, &module, &[]).is_ok());
+    let err = Instance::new(&mut store, &module, &[]).unwrap_err();
+    assert!(format!("{err}").contains("instance limit"), "{err}");
+}
+
+#[test]
+fn max_wasm_stack_is_configurable() {
+    let wat = r#"(module (func $r (export "r") (param i32) (result i32)
+        (if (result i32) (local.get 0)
+            (then (i32.add (i32.const 1) (call $r (i32.sub (local.get 0) (i32.const 1)))))
+            (else (i32.const 0)))))"#;
+    let depth = |stack: usize| {
+        let mut config = Config::new();
+        config.max_wasm_stack(stack);
+        let engine = Engine::new(&config).unwrap();
+        let module = Module::new(&engine, wat).unwrap();
+        let mut store = Store::new(&engine, ());
+        let i = Instance::new(&mut store, &module, &[]).unwrap();
+        let r = i.get_typed_func::<i32, i32>(&mut store, "r").unwrap();
+        r.call(&mut store, 10_000).is_ok()
+    };
+    assert!(depth(1 << 20));
+    assert!(!depth(16 << 10));
+}
