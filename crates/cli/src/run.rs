@@ -4,6 +4,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use crate::features::FeatureFlags;
 use kiln::{Engine, Func, Instance, Linker, Module, Store, Trap, Val, ValType};
+use kiln_wasi::{DirPerms, I32Exit, WasiCtx, WasiCtxBuilder};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,6 +19,22 @@ pub struct RunCommand {
     #[arg(long, value_name = "NAME")]
     invoke: Option<String>,
 
+    /// Give the program the host directory HOST, named GUEST inside (HOST
+    /// itself when `::GUEST` is left out). Add `::ro` after GUEST to make
+    /// it read-only. Repeatable.
+    #[arg(long = "dir", value_name = "HOST[::GUEST[::ro]]")]
+    dirs: Vec<String>,
+
+    /// Set environment variable K for the program; `--env K` alone passes
+    /// the host's value of K. Repeatable.
+    #[arg(long = "env", value_name = "K[=V]")]
+    envs: Vec<String>,
+
+    /// Listen on this TCP address (e.g. 127.0.0.1:8080) and give the
+    /// program the listening socket, after the preopened directories.
+    #[arg(long = "tcplisten", value_name = "ADDR")]
+    listen: Vec<String>,
+
     #[command(flatten)]
     features: FeatureFlags,
 
@@ -25,7 +42,8 @@ pub struct RunCommand {
     file: PathBuf,
 
     /// Arguments: the function's parameters with --invoke, otherwise passed
-    /// to the program. `--invoke NAME` may also directly follow FILE.
+    /// to the program (whose argv[0] is FILE as given). `--invoke NAME` may
+    /// also directly follow FILE.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
 }
@@ -46,12 +64,21 @@ impl RunCommand {
 
         let engine = Engine::new(&self.features.config()?)?;
         let module = Module::from_file(&engine, &self.file)?;
-        let mut store = Store::new(&engine, ());
-        let linker = Linker::new(&engine);
+        let mut store = Store::new(&engine, self.wasi_ctx()?);
+        let mut linker = Linker::new(&engine);
+        if kiln_wasi::uses_wasi(&module) {
+            kiln_wasi::add_to_linker(&mut linker, |cx: &mut WasiCtx| cx)?;
+        }
         let instance = match linker.instantiate(&mut store, &module) {
             Ok(i) => i,
             Err(e) => return Ok(report(e)),
         };
+        // A WASI reactor initializes itself before any export is called.
+        if let Some(init) = instance.get_func(&mut store, "_initialize")
+            && let Err(e) = init.call(&mut store, &[], &mut [])
+        {
+            return Ok(report(e));
+        }
         match &self.invoke {
             Some(name) => self.invoke(&mut store, instance, name),
             None => {
@@ -66,7 +93,47 @@ impl RunCommand {
         }
     }
 
-    fn invoke(&self, store: &mut Store<()>, instance: Instance, name: &str) -> Result<ExitCode> {
+    /// The program's WASI view: arguments, environment, preopens, and the
+    /// host's standard streams.
+    fn wasi_ctx(&self) -> Result<WasiCtx> {
+        let mut b = WasiCtxBuilder::new();
+        b.inherit_stdio();
+        if self.invoke.is_none() {
+            b.arg(&self.file).args(&self.args);
+        } else {
+            b.arg(&self.file);
+        }
+        for e in &self.envs {
+            match e.split_once('=') {
+                Some((k, v)) => b.env(k, v),
+                None => match std::env::var_os(e) {
+                    Some(v) => b.env(e, v),
+                    None => &mut b,
+                },
+            };
+        }
+        for d in &self.dirs {
+            let (spec, perms) = match d.strip_suffix("::ro") {
+                Some(rest) if rest.contains("::") => (rest, DirPerms::ReadOnly),
+                _ => (d.as_str(), DirPerms::ReadWrite),
+            };
+            let (host, guest) = spec.split_once("::").unwrap_or((spec, spec));
+            if host.is_empty() || guest.is_empty() {
+                bail!("`--dir {d}`: expected HOST[::GUEST[::ro]]");
+            }
+            b.preopened_dir(host, guest, perms)?;
+        }
+        for addr in &self.listen {
+            let l = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on `{addr}`"))?;
+            b.preopened_listener(l);
+        }
+        if std::env::var_os("KILN_WASI_TRACE").is_some() {
+            b.trace_calls(true);
+        }
+        Ok(b.build())
+    }
+
+    fn invoke(&self, store: &mut Store<WasiCtx>, instance: Instance, name: &str) -> Result<ExitCode> {
         let func: Func = instance
             .get_func(&mut *store, name)
             .ok_or_else(|| anyhow!("the module has no exported function `{name}`"))?;
@@ -91,8 +158,13 @@ impl RunCommand {
     }
 }
 
-/// Prints an error from running wasm and picks the exit status.
+/// Picks the exit status for an error from running wasm: the program's
+/// own for `proc_exit` (statuses outside 0..=255 become 1), otherwise
+/// prints the error: 134 for a trap, 1 for anything else.
 fn report(e: anyhow::Error) -> ExitCode {
+    if let Some(exit) = e.downcast_ref::<I32Exit>() {
+        return ExitCode::from(u8::try_from(exit.0).unwrap_or(1));
+    }
     eprintln!("error: {e:#}");
     if e.downcast_ref::<Trap>().is_some() { ExitCode::from(TRAP_EXIT) } else { ExitCode::from(1) }
 }

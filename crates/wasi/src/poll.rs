@@ -1,0 +1,205 @@
+//! `poll_oneoff`: waits for clock deadlines and for descriptors to become
+//! readable or writable.
+//!
+//! Regular files, directories and in-memory streams are always ready (as
+//! POSIX `poll` says of regular files); host streams, pipes and sockets
+//! are polled with `poll(2)`; clock subscriptions bound the wait. The call
+//! returns every fd event that is ready, or, when none is, every clock
+//! whose deadline has passed.
+
+use crate::ctx::{Kind, WasiCtx};
+use crate::errno::{Errno, WasiResult};
+use crate::memory::GuestMemory;
+use crate::preview1::{clock_now, host_fd, stream_ready};
+use crate::types::{clockid, eventtype, rights, size};
+use rustix::event::{PollFd, PollFlags};
+use std::os::fd::BorrowedFd;
+use std::time::{Duration, Instant};
+
+/// One event to report.
+struct Event {
+    userdata: u64,
+    error: Errno,
+    ty: u8,
+    nbytes: u64,
+    hangup: bool,
+}
+
+impl Event {
+    fn write(&self, mem: &mut GuestMemory<'_>, at: u32) -> WasiResult<()> {
+        let mut b = [0u8; size::EVENT as usize];
+        b[0..8].copy_from_slice(&self.userdata.to_le_bytes());
+        b[8..10].copy_from_slice(&self.error.raw().to_le_bytes());
+        b[10] = self.ty;
+        b[16..24].copy_from_slice(&self.nbytes.to_le_bytes());
+        b[24..26].copy_from_slice(&u16::from(self.hangup).to_le_bytes());
+        mem.write_bytes(at, &b)
+    }
+
+    fn error(userdata: u64, ty: u8, error: Errno) -> Event {
+        Event { userdata, error, ty, nbytes: 0, hangup: false }
+    }
+
+    fn ready(userdata: u64, ty: u8, nbytes: u64) -> Event {
+        Event { userdata, error: Errno::Success, ty, nbytes, hangup: false }
+    }
+}
+
+/// Subscriptions for the host to wait on.
+struct Waits<'a> {
+    fds: Vec<PollFd<'a>>,
+    /// (userdata, event type) of each entry of `fds`.
+    owners: Vec<(u64, u8)>,
+    /// (userdata, deadline) of each clock.
+    clocks: Vec<(u64, Instant)>,
+}
+
+impl WasiCtx {
+    pub(crate) fn poll_oneoff(&mut self, mem: &mut GuestMemory<'_>, subs: u32, events: u32, nsubs: u32, nevents: u32) -> WasiResult<()> {
+        if nsubs == 0 {
+            return Err(Errno::Inval);
+        }
+        let in_bytes = nsubs.checked_mul(size::SUBSCRIPTION).ok_or(Errno::Fault)?;
+        let out_bytes = nsubs.checked_mul(size::EVENT).ok_or(Errno::Fault)?;
+        mem.slice(subs, in_bytes)?;
+        mem.slice(events, out_bytes)?;
+
+        let start = Instant::now();
+        let mut ready: Vec<Event> = Vec::new();
+        let mut waits = Waits { fds: Vec::new(), owners: Vec::new(), clocks: Vec::new() };
+        for i in 0..nsubs {
+            let at = subs + i * size::SUBSCRIPTION;
+            let userdata = mem.read_u64(at)?;
+            let tag = mem.read_u8(at + 8)?;
+            match tag {
+                eventtype::CLOCK => {
+                    let id = mem.read_u32(at + 16)?;
+                    let timeout = mem.read_u64(at + 24)?;
+                    let flags = mem.read_u16(at + 40)?;
+                    match clock_deadline(id, timeout, flags, start) {
+                        Ok(deadline) => waits.clocks.push((userdata, deadline)),
+                        Err(e) => ready.push(Event::error(userdata, tag, e)),
+                    }
+                }
+                eventtype::FD_READ | eventtype::FD_WRITE => {
+                    let fd = mem.read_u32(at + 16)?;
+                    match fd_readiness(self, fd, tag) {
+                        Ok(Readiness::Now(n)) => ready.push(Event::ready(userdata, tag, n)),
+                        Ok(Readiness::Poll(h)) => {
+                            let flags = if tag == eventtype::FD_READ { PollFlags::IN } else { PollFlags::OUT };
+                            waits.fds.push(PollFd::from_borrowed_fd(h, flags));
+                            waits.owners.push((userdata, tag));
+                        }
+                        Err(e) => ready.push(Event::error(userdata, tag, e)),
+                    }
+                }
+                _ => return Err(Errno::Inval),
+            }
+        }
+
+        // Wait only when nothing is ready yet; then also report whatever
+        // host descriptor is ready at that instant.
+        let earliest = waits.clocks.iter().map(|c| c.1).min();
+        let wait = if ready.is_empty() { earliest.map(|d| d.saturating_duration_since(Instant::now())) } else { Some(Duration::ZERO) };
+        if !waits.fds.is_empty() {
+            poll_host(&mut waits.fds, wait)?;
+            for (p, &(userdata, ty)) in waits.fds.iter().zip(&waits.owners) {
+                let r = p.revents();
+                if r.is_empty() {
+                    continue;
+                }
+                let hangup = r.contains(PollFlags::HUP);
+                let error = if r.contains(PollFlags::NVAL) { Errno::Badf } else { Errno::Success };
+                ready.push(Event { userdata, error, ty, nbytes: u64::from(!hangup), hangup });
+            }
+        } else if let Some(w) = wait {
+            std::thread::sleep(w);
+        }
+        if ready.is_empty() {
+            let now = Instant::now();
+            for &(userdata, deadline) in &waits.clocks {
+                if deadline <= now {
+                    ready.push(Event::ready(userdata, eventtype::CLOCK, 0));
+                }
+            }
+        }
+
+        for (i, e) in ready.iter().enumerate() {
+            e.write(mem, events + i as u32 * size::EVENT)?;
+        }
+        mem.write_u32(nevents, ready.len() as u32)
+    }
+}
+
+/// When a clock subscription fires, as an instant of the monotonic clock.
+fn clock_deadline(id: u32, timeout: u64, flags: u16, start: Instant) -> WasiResult<Instant> {
+    const ABSTIME: u16 = 1;
+    if flags & !ABSTIME != 0 {
+        return Err(Errno::Inval);
+    }
+    let relative = match id {
+        clockid::REALTIME | clockid::MONOTONIC => {
+            if flags & ABSTIME != 0 {
+                timeout.saturating_sub(clock_now(id)?)
+            } else {
+                timeout
+            }
+        }
+        // CPU-time clocks advance no faster than real time: a relative
+        // timeout on them is at least that long on the monotonic clock.
+        clockid::PROCESS_CPUTIME_ID | clockid::THREAD_CPUTIME_ID if flags & ABSTIME == 0 => timeout,
+        clockid::PROCESS_CPUTIME_ID | clockid::THREAD_CPUTIME_ID => return Err(Errno::NotSup),
+        _ => return Err(Errno::Inval),
+    };
+    // Far-future deadlines: a year is as good as forever.
+    let relative = Duration::from_nanos(relative.min(365 * 24 * 3600 * 1_000_000_000));
+    Ok(start + relative)
+}
+
+enum Readiness<'a> {
+    Now(u64),
+    Poll(BorrowedFd<'a>),
+}
+
+fn fd_readiness(cx: &WasiCtx, fd: u32, ty: u8) -> WasiResult<Readiness<'_>> {
+    let d = cx.get(fd)?;
+    d.check(rights::POLL_FD_READWRITE)?;
+    match &d.kind {
+        Kind::Dir(_) => Err(Errno::Badf),
+        Kind::File(f) if f.filetype == crate::types::filetype::REGULAR_FILE => {
+            if ty == eventtype::FD_READ {
+                let len = f.file.metadata().map(|m| m.len()).unwrap_or(0);
+                let pos = rustix::fs::seek(&f.file, rustix::fs::SeekFrom::Current(0)).unwrap_or(len);
+                Ok(Readiness::Now(len.saturating_sub(pos)))
+            } else {
+                Ok(Readiness::Now(0))
+            }
+        }
+        Kind::Stream(s) => {
+            if ty == eventtype::FD_READ && !s.is_input() || ty == eventtype::FD_WRITE && s.is_input() {
+                return Err(Errno::Badf);
+            }
+            match stream_ready(s) {
+                Some(n) => Ok(Readiness::Now(n)),
+                None => s.host_fd().map(Readiness::Poll).ok_or(Errno::Badf),
+            }
+        }
+        kind => host_fd(kind).map(Readiness::Poll).ok_or(Errno::Badf),
+    }
+}
+
+/// `poll(2)` for up to `wait` (forever when `None`), retrying on signals.
+fn poll_host(fds: &mut [PollFd<'_>], wait: Option<Duration>) -> WasiResult<()> {
+    let deadline = wait.map(|w| Instant::now() + w);
+    loop {
+        let timeout = deadline.map(|d| {
+            let left = d.saturating_duration_since(Instant::now());
+            rustix::time::Timespec { tv_sec: left.as_secs() as i64, tv_nsec: left.subsec_nanos() as _ }
+        });
+        match rustix::event::poll(fds, timeout.as_ref()) {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Runs the prebuilt WebAssembly/wasi-testsuite programs (C, Rust and
+//! AssemblyScript, wasm32-wasip1) kept in the shared tree beside the
+//! repository, one test per `.wasm`, and checks each program's exit code
+//! and standard output against its `.json` expectations.
+//!
+//! Each test that has a `root` gets a fresh copy of that folder in a
+//! temporary directory, preopened as the guest's `/`, so the tests cannot
+//! change the shared tree. When the shared tree is missing (a clone
+//! without it) the suite reports that it was skipped and passes.
+
+use kiln::{Engine, Linker, Module, Store};
+use kiln_wasi::{DirPerms, I32Exit, MemoryOutputPipe, WasiCtx, WasiCtxBuilder};
+use libtest_mimic::{Arguments, Failed, Trial};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Tests that do not pass, each with the reason. Keep this list short and
+/// exact: a test listed here is reported as ignored.
+const NOT_PASSING: &[(&str, &str)] = &[];
+
+const LANGUAGES: &[&str] = &["c", "rust", "assemblyscript"];
+
+fn suite_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/wasi-testsuite")
+}
+
+/// What a test expects (the `.json` beside the `.wasm`; every field optional).
+struct Expectation {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    exit_code: i32,
+    /// Compared only when the expectation gives it (as the reference runner does).
+    stdout: Option<String>,
+    root: Option<String>,
+}
+
+fn expectation(wasm: &Path) -> Result<Expectation, String> {
+    let mut e = Expectation { args: Vec::new(), env: Vec::new(), exit_code: 0, stdout: None, root: None };
+    let json = wasm.with_extension("json");
+    if !json.exists() {
+        return Ok(e);
+    }
+    let text = std::fs::read_to_string(&json).map_err(|err| format!("{}: {err}", json.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|err| format!("{}: {err}", json.display()))?;
+    if let Some(args) = v.get("args").and_then(|a| a.as_array()) {
+        e.args = args.iter().filter_map(|a| a.as_str().map(String::from)).collect();
+    }
+    if let Some(env) = v.get("env").and_then(|a| a.as_object()) {
+        e.env = env.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect();
+    }
+    if let Some(code) = v.get("exit_code").and_then(|c| c.as_i64()) {
+        e.exit_code = code as i32;
+    }
+    if let Some(out) = v.get("stdout").and_then(|s| s.as_str()) {
+        e.stdout = Some(out.to_string());
+    }
+    e.root = v.get("root").and_then(|r| r.as_str()).map(String::from);
+    Ok(e)
+}
+
+/// Copies `from` into `to` recursively, leaving out `*.cleanup` artifacts
+/// and making everything writable (the shared tree is read-only).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_string_lossy().ends_with(".cleanup") {
+            continue;
+        }
+        let ty = entry.file_type()?;
+        let dest = to.join(&name);
+        if ty.is_dir() {
+            copy_tree(&entry.path(), &dest)?;
+        } else if ty.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &dest)?;
+        } else {
+            std::fs::copy(entry.path(), &dest)?;
+            let mut perms = std::fs::metadata(&dest)?.permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perms.set_readonly(false);
+            std::fs::set_permissions(&dest, perms)?;
+        }
+    }
+    Ok(())
+}
+
+fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(Engine::default)
+}
+
+fn run(wasm: &Path) -> Result<(), Failed> {
+    let exp = expectation(wasm)?;
+    let tmp = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
+    let stdout = MemoryOutputPipe::new(1 << 20);
+    let stderr = MemoryOutputPipe::new(1 << 20);
+    let name = wasm.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut b = WasiCtxBuilder::new();
+    b.arg(&name).args(&exp.args).envs(exp.env.iter().map(|(k, v)| (k, v)));
+    b.stdout(stdout.clone()).stderr(stderr.clone());
+    if let Some(root) = &exp.root {
+        let copy = tmp.path().join(root);
+        let src = wasm.parent().ok_or("no parent directory")?.join(root);
+        copy_tree(&src, &copy).map_err(|e| format!("copying {}: {e}", src.display()))?;
+        b.preopened_dir(&copy, "/", DirPerms::ReadWrite)?;
+    }
+    if std::env::var_os("KILN_WASI_TRACE").is_some() {
+        b.trace_calls(true);
+    }
+    let engine = engine();
+    let module = Module::from_file(engine, wasm)?;
+    let mut linker: Linker<WasiCtx> = Linker::new(engine);
+    kiln_wasi::add_to_linker(&mut linker, |cx| cx)?;
+    let mut store = Store::new(engine, b.build());
+    let instance = linker.instantiate(&mut store, &module)?;
+    let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+    let code = match start.call(&mut store, ()) {
+        Ok(()) => 0,
+        Err(e) => match e.downcast_ref::<I32Exit>() {
+            Some(exit) => exit.0,
+            None => return Err(format!("{e:#}\nstderr:\n{}", stderr.contents_string()).into()),
+        },
+    };
+    let out = stdout.contents_string();
+    if code != exp.exit_code || exp.stdout.as_ref().is_some_and(|s| *s != out) {
+        return Err(format!(
+            "exit code {code} (expected {}), stdout {out:?} (expected {:?})\nstderr:\n{}",
+            exp.exit_code,
+            exp.stdout,
+            stderr.contents_string()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let root = suite_root();
+    if !root.is_dir() {
+        eprintln!("wasi-testsuite not found at {}: skipped", root.display());
+        libtest_mimic::run(&args, vec![Trial::test("skipped (no shared/wasi-testsuite)", || Ok(()))]).exit();
+    }
+    let mut trials = Vec::new();
+    for lang in LANGUAGES {
+        let dir = root.join("tests").join(lang).join("testsuite/wasm32-wasip1");
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let mut files: Vec<PathBuf> =
+            entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "wasm")).collect();
+        files.sort();
+        for wasm in files {
+            let stem = wasm.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = format!("{lang}/{stem}");
+            let ignored = NOT_PASSING.iter().any(|(n, _)| *n == name);
+            trials.push(Trial::test(name, move || run(&wasm)).with_ignored_flag(ignored));
+        }
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
