@@ -110,7 +110,14 @@ impl WasiCtx {
                 }
                 let hangup = r.contains(PollFlags::HUP);
                 let error = if r.contains(PollFlags::NVAL) { Errno::Badf } else { Errno::Success };
-                ready.push(Event { userdata, error, ty, nbytes: u64::from(!hangup), hangup });
+                // How much can be read, when the host says; otherwise at
+                // least one byte (or end-of-file) is there.
+                let nbytes = if ty == eventtype::FD_READ && r.contains(PollFlags::IN) {
+                    rustix::io::ioctl_fionread(p).unwrap_or(1)
+                } else {
+                    u64::from(r.intersects(PollFlags::IN | PollFlags::OUT))
+                };
+                ready.push(Event { userdata, error, ty, nbytes, hangup });
             }
         } else if let Some(w) = wait {
             std::thread::sleep(w);

@@ -256,21 +256,9 @@ fn strings_size(strings: &[Vec<u8>]) -> WasiResult<u32> {
 /// Rights that let a descriptor change what it names.
 const WRITE_RIGHTS: u64 = rights::FD_WRITE | rights::FD_ALLOCATE | rights::FD_FILESTAT_SET_SIZE;
 
-/// Rights removed from everything opened beneath a read-only directory.
-const MUTATING_RIGHTS: u64 = WRITE_RIGHTS
-    | rights::FD_DATASYNC
-    | rights::FD_FILESTAT_SET_TIMES
-    | rights::PATH_CREATE_DIRECTORY
-    | rights::PATH_CREATE_FILE
-    | rights::PATH_LINK_SOURCE
-    | rights::PATH_LINK_TARGET
-    | rights::PATH_RENAME_SOURCE
-    | rights::PATH_RENAME_TARGET
-    | rights::PATH_FILESTAT_SET_SIZE
-    | rights::PATH_FILESTAT_SET_TIMES
-    | rights::PATH_SYMLINK
-    | rights::PATH_REMOVE_DIRECTORY
-    | rights::PATH_UNLINK_FILE;
+/// Rights a file opened beneath a read-only directory does not get (the
+/// directory's own path calls are refused by its `DirPerms` instead).
+const FILE_CHANGE_RIGHTS: u64 = WRITE_RIGHTS | rights::FD_DATASYNC | rights::FD_FILESTAT_SET_TIMES;
 
 impl WasiCtx {
     /// The directory `fd` with `needed` rights, for a path call.
@@ -757,23 +745,26 @@ impl WasiCtx {
         let mut base = base & parent.inheriting;
         let mut inheriting = inheriting & parent.inheriting;
         let follow = if dirflags & lookupflags::SYMLINK_FOLLOW != 0 { FollowSymlinks::Yes } else { FollowSymlinks::No };
-        let wants_write = base & WRITE_RIGHTS != 0 || fdflags & fdflags::APPEND != 0;
+        let want_dir = oflags & oflags::DIRECTORY != 0;
+        // Directories cannot be opened for writing (and the other write
+        // rights are simply not passed on to a directory).
+        if want_dir && base & rights::FD_WRITE != 0 {
+            return Err(Errno::IsDir);
+        }
+        let wants_write = !want_dir && (base & WRITE_RIGHTS != 0 || fdflags & fdflags::APPEND != 0);
         let changes = oflags & (oflags::CREAT | oflags::TRUNC) != 0;
         if dir.perms == DirPerms::ReadOnly {
             if wants_write || changes {
                 return Err(Errno::Perm);
             }
-            base &= !MUTATING_RIGHTS;
-            inheriting &= !MUTATING_RIGHTS;
+            base &= !FILE_CHANGE_RIGHTS;
+            inheriting &= !FILE_CHANGE_RIGHTS;
         }
         let perms = dir.perms;
 
-        let kind = if oflags & oflags::DIRECTORY != 0 {
+        let kind = if want_dir {
             if changes {
                 return Err(Errno::Inval);
-            }
-            if wants_write {
-                return Err(Errno::IsDir);
             }
             let d = match follow {
                 FollowSymlinks::Yes => dir.dir.open_dir(path)?,
