@@ -60,7 +60,9 @@ int main(int argc, char **argv) {
   char buf[64];
   struct stat st;
 
-  check(mkdir(at(root, "d"), 0755) == 0, "mkdir d");
+  int made = mkdir(at(root, "d"), 0755) == 0;
+  check(made, "mkdir d");
+  if (!made) return 1;
   int fd = open(at(root, "d/a.txt"), O_CREAT | O_WRONLY | O_TRUNC, 0644);
   check(fd >= 0, "create d/a.txt");
   check(write(fd, "hello world\n", 12) == 12, "write");

@@ -1,0 +1,132 @@
+//! `kiln run` end to end: WASI programs (arguments, environment,
+//! preopened directories, exit status), traps, and `--invoke`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn kiln() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+}
+
+fn wasi_program(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../wasi/tests/c").join(format!("{name}.wasm"))
+}
+
+fn text(out: &[u8]) -> String {
+    String::from_utf8_lossy(out).into_owned()
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output { status, stdout, stderr } = cmd.output().unwrap();
+    (status.code().unwrap_or(-1), text(&stdout), text(&stderr))
+}
+
+#[test]
+fn arguments_environment_and_exit_status() {
+    let file = wasi_program("args_env");
+    let (code, out, err) = run(kiln()
+        .args(["run", "--env", "A=1", "--env", "KILN_TEST_VAR", "--env", "NOT_SET_ANYWHERE"])
+        .arg(&file)
+        .args(["5", "--flag-for-the-program"])
+        .env("KILN_TEST_VAR", "inherited")
+        .env_remove("NOT_SET_ANYWHERE"));
+    assert_eq!(code, 5, "stderr: {err}");
+    let expected = format!(
+        "argc=3\nargv[0]={}\nargv[1]=5\nargv[2]=--flag-for-the-program\nenv A=1\nenv KILN_TEST_VAR=inherited\nKILN_TEST_VAR=inherited\n",
+        file.display()
+    );
+    assert_eq!(out, expected);
+}
+
+#[test]
+fn preopened_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("{}::/sandbox", dir.path().display());
+    let (code, out, err) = run(kiln().args(["run", "--dir", &spec]).arg(wasi_program("fs_ops")).arg("/sandbox"));
+    assert_eq!(code, 0, "stderr: {err}");
+    assert!(out.contains("entries: . .. b.txt hard link sub\n"), "{out}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("result.txt")).unwrap(), "done\n");
+
+    // Read-only: nothing can be created.
+    let ro = tempfile::tempdir().unwrap();
+    let spec = format!("{}::/sandbox::ro", ro.path().display());
+    let (code, out, _) = run(kiln().args(["run", "--dir", &spec]).arg(wasi_program("fs_ops")).arg("/sandbox"));
+    assert_eq!(code, 1);
+    assert!(out.starts_with("mkdir d: Operation not permitted\n"), "{out}");
+    assert_eq!(std::fs::read_dir(ro.path()).unwrap().count(), 0);
+
+    // HOST alone keeps its name inside.
+    let (code, _, err) = run(kiln().current_dir(dir.path()).args(["run", "--dir", "."]).arg(wasi_program("fs_ops")).arg("."));
+    assert_eq!(code, 0, "stderr: {err}");
+
+    let (code, _, err) = run(kiln().args(["run", "--dir", "/no/such/dir"]).arg(wasi_program("fs_ops")));
+    assert_eq!(code, 1);
+    assert!(err.contains("/no/such/dir"), "{err}");
+}
+
+#[test]
+fn proc_exit_status_is_the_exit_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("{}::/pre", dir.path().display());
+    let (code, out, _) = run(kiln().args(["run", "--dir", &spec]).arg(wasi_program("errors")));
+    assert_eq!(code, 3);
+    assert!(out.ends_with("close_again=8\n"), "{out}");
+}
+
+#[test]
+fn traps_exit_134_with_a_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    let wat = dir.path().join("trap.wat");
+    std::fs::write(
+        &wat,
+        r#"(module
+            (import "wasi_snapshot_preview1" "sched_yield" (func $y (result i32)))
+            (func $inner (drop (call $y)) unreachable)
+            (func (export "_start") (call $inner)))"#,
+    )
+    .unwrap();
+    let (code, _, err) = run(kiln().arg("run").arg(&wat));
+    assert_eq!(code, 134);
+    assert!(err.contains("unreachable"), "{err}");
+    assert!(err.contains("backtrace"), "{err}");
+}
+
+#[test]
+fn invoke_still_calls_exports() {
+    let fib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fib.wat");
+    let (code, out, err) = run(kiln().arg("run").arg(&fib).args(["--invoke", "fib", "10"]));
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out, "55\n");
+}
+
+/// The benchmark programs of `shared/bench` print the same checksums under
+/// `kiln run` as their native builds. Runs only where they were built:
+/// `shared/bench/build.sh` writes `wasm/` and `native/` beside it; point
+/// `KILN_BENCH_DIR` at a built copy (e.g. one made in /tmp, since the
+/// shared tree is read-only). Skipped, with a note, otherwise.
+#[test]
+fn bench_programs_match_their_native_builds() {
+    let dir = std::env::var_os("KILN_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/bench"));
+    let (wasm, native) = (dir.join("wasm"), dir.join("native"));
+    if !wasm.is_dir() || !native.is_dir() {
+        eprintln!("no built benchmarks in {}: skipped", dir.display());
+        return;
+    }
+    let mut compared = 0;
+    for entry in std::fs::read_dir(&wasm).unwrap() {
+        let path = entry.unwrap().path();
+        let Some(stem) = path.file_stem().filter(|_| path.extension().is_some_and(|e| e == "wasm")) else { continue };
+        let exe = native.join(stem);
+        if !exe.is_file() {
+            continue;
+        }
+        let (code, out, err) = run(kiln().arg("run").arg(&path));
+        let expected = Command::new(&exe).output().unwrap();
+        assert_eq!(code, expected.status.code().unwrap_or(-1), "{}: {err}", path.display());
+        assert_eq!(out, text(&expected.stdout), "{}", path.display());
+        compared += 1;
+    }
+    assert!(compared > 0, "nothing to compare in {}", dir.display());
+}
