@@ -342,6 +342,13 @@ mod tests {
     }
 
     #[test]
+    fn contexts_can_move_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<WasiCtx>();
+        send_sync::<WasiCtxBuilder>();
+    }
+
+    #[test]
     fn lowest_free_descriptor() {
         let mut ctx = WasiCtxBuilder::new().build();
         ctx.fds.remove(&1);

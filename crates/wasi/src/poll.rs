@@ -98,36 +98,46 @@ impl WasiCtx {
         }
 
         // Wait only when nothing is ready yet; then also report whatever
-        // host descriptor is ready at that instant.
+        // host descriptor is ready at that instant. Loop in case a wait
+        // ends early with nothing to report.
         let earliest = waits.clocks.iter().map(|c| c.1).min();
-        let wait = if ready.is_empty() { earliest.map(|d| d.saturating_duration_since(Instant::now())) } else { Some(Duration::ZERO) };
-        if !waits.fds.is_empty() {
-            poll_host(&mut waits.fds, wait)?;
-            for (p, &(userdata, ty)) in waits.fds.iter().zip(&waits.owners) {
-                let r = p.revents();
-                if r.is_empty() {
-                    continue;
+        loop {
+            let wait = if ready.is_empty() {
+                earliest.map(|d| d.saturating_duration_since(Instant::now()))
+            } else {
+                Some(Duration::ZERO)
+            };
+            if !waits.fds.is_empty() {
+                poll_host(&mut waits.fds, wait)?;
+                for (p, &(userdata, ty)) in waits.fds.iter().zip(&waits.owners) {
+                    let r = p.revents();
+                    if r.is_empty() {
+                        continue;
+                    }
+                    let hangup = r.contains(PollFlags::HUP);
+                    let error = if r.contains(PollFlags::NVAL) { Errno::Badf } else { Errno::Success };
+                    // How much can be read, when the host says; otherwise at
+                    // least one byte (or end-of-file) is there.
+                    let nbytes = if ty == eventtype::FD_READ && r.contains(PollFlags::IN) {
+                        rustix::io::ioctl_fionread(p).unwrap_or(1)
+                    } else {
+                        u64::from(r.intersects(PollFlags::IN | PollFlags::OUT))
+                    };
+                    ready.push(Event { userdata, error, ty, nbytes, hangup });
                 }
-                let hangup = r.contains(PollFlags::HUP);
-                let error = if r.contains(PollFlags::NVAL) { Errno::Badf } else { Errno::Success };
-                // How much can be read, when the host says; otherwise at
-                // least one byte (or end-of-file) is there.
-                let nbytes = if ty == eventtype::FD_READ && r.contains(PollFlags::IN) {
-                    rustix::io::ioctl_fionread(p).unwrap_or(1)
-                } else {
-                    u64::from(r.intersects(PollFlags::IN | PollFlags::OUT))
-                };
-                ready.push(Event { userdata, error, ty, nbytes, hangup });
+            } else if let Some(w) = wait {
+                std::thread::sleep(w);
             }
-        } else if let Some(w) = wait {
-            std::thread::sleep(w);
-        }
-        if ready.is_empty() {
-            let now = Instant::now();
-            for &(userdata, deadline) in &waits.clocks {
-                if deadline <= now {
-                    ready.push(Event::ready(userdata, eventtype::CLOCK, 0));
+            if ready.is_empty() {
+                let now = Instant::now();
+                for &(userdata, deadline) in &waits.clocks {
+                    if deadline <= now {
+                        ready.push(Event::ready(userdata, eventtype::CLOCK, 0));
+                    }
                 }
+            }
+            if !ready.is_empty() || waits.fds.is_empty() && waits.clocks.is_empty() {
+                break;
             }
         }
 

@@ -444,9 +444,9 @@ impl WasiCtx {
         let host = match &d.kind {
             Kind::File(_) | Kind::Socket(_) | Kind::Listener(_) => host_fd(&d.kind).ok_or(Errno::Badf)?,
             Kind::Dir(_) => return Err(Errno::Badf),
-            // Standard streams stay as the host set them up; only asking
-            // for nothing special succeeds.
-            Kind::Stream(_) => return if flags & !fdflags::NONBLOCK == 0 { Ok(()) } else { Err(Errno::NotSup) },
+            // Standard streams stay as the host set them up (changing the
+            // host's own descriptors would outlive the guest).
+            Kind::Stream(_) => return if flags == 0 { Ok(()) } else { Err(Errno::NotSup) },
         };
         // The synchronization flags are fixed at open time on Linux.
         if flags & (fdflags::DSYNC | fdflags::RSYNC | fdflags::SYNC) != 0 {

@@ -192,7 +192,14 @@ impl Stream {
     pub fn read(&mut self, out: &mut [u8]) -> WasiResult<usize> {
         match self {
             Stream::Input(InputStream::Empty) => Ok(0),
-            Stream::Input(InputStream::Inherit) => Ok(std::io::stdin().lock().read(out)?),
+            // Straight from fd 0, not through std's buffer: `poll_oneoff`
+            // polls the descriptor, and must not miss bytes std has taken.
+            Stream::Input(InputStream::Inherit) => loop {
+                match rustix::io::read(rustix::stdio::stdin(), &mut *out) {
+                    Err(rustix::io::Errno::INTR) => continue,
+                    r => return Ok(r?),
+                }
+            },
             Stream::Input(InputStream::Pipe(p)) => Ok(p.read(out)),
             Stream::Input(InputStream::File(f)) => Ok(f.read(out)?),
             Stream::Output(..) => Err(Errno::Badf),
