@@ -513,7 +513,7 @@ impl WasiCtx {
         let mut pos = offset;
         let n = read_iovecs(mem, &iovs, true, |buf| {
             let n = rustix::io::pread(&f.file, buf, pos)?;
-            pos += n as u64;
+            pos = pos.saturating_add(n as u64);
             Ok(n)
         })?;
         mem.write_u32(nread, n)
@@ -528,7 +528,7 @@ impl WasiCtx {
         let mut pos = offset;
         let n = write_iovecs(mem, &iovs, |buf| {
             let n = rustix::io::pwrite(&f.file, buf, pos)?;
-            pos += n as u64;
+            pos = pos.saturating_add(n as u64);
             Ok(n)
         })?;
         mem.write_u32(nwritten, n)
