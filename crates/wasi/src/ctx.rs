@@ -281,7 +281,9 @@ impl WasiCtxBuilder {
     }
 
     /// Gives the guest a listening TCP socket, which it can `sock_accept`
-    /// connections from.
+    /// connections from. Sockets are numbered after all preopened
+    /// directories (wasi-libc stops looking for directories at the first
+    /// descriptor that is not one).
     pub fn preopened_listener(&mut self, listener: std::net::TcpListener) -> &mut Self {
         self.preopens.push(Descriptor {
             kind: Kind::Listener(listener),
@@ -292,7 +294,8 @@ impl WasiCtxBuilder {
         self
     }
 
-    /// Gives the guest a connected TCP socket.
+    /// Gives the guest a connected TCP socket (numbered like
+    /// [`preopened_listener`](Self::preopened_listener)).
     pub fn preopened_socket(&mut self, stream: std::net::TcpStream) -> &mut Self {
         self.preopens.push(Descriptor { kind: Kind::Socket(stream), base: rights::SOCKET, inheriting: 0, preopen: None });
         self
@@ -339,6 +342,16 @@ mod tests {
         assert_eq!(ctx.fds.len(), 4);
         assert_eq!(ctx.fds[&3].preopen.as_deref(), Some("/tmp"));
         assert!(WasiCtxBuilder::new().preopened_dir("/definitely/not/here", "/", DirPerms::ReadWrite).is_err());
+    }
+
+    #[test]
+    fn inherits_the_host_process() {
+        let mut b = WasiCtxBuilder::new();
+        b.inherit_args().inherit_env().env("KILN_EXTRA", "1");
+        let ctx = b.build();
+        assert_eq!(ctx.args.len(), std::env::args_os().count());
+        assert_eq!(ctx.env.len(), std::env::vars_os().count() + 1);
+        assert!(ctx.env.contains(&b"KILN_EXTRA=1".to_vec()));
     }
 
     #[test]
