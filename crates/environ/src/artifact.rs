@@ -28,7 +28,7 @@ pub struct CompiledModuleInfo {
     /// Trapping instructions in the text.
     pub traps: TrapTable,
     /// `(text offset, wasm module offset)` pairs for the whole text, sorted.
-    pub address_map: Vec<(u32, u32)>,
+    pub address_map: crate::blob::U32PairTable,
 }
 
 impl CompiledModuleInfo {
@@ -63,8 +63,11 @@ impl CompiledModuleInfo {
         if !self.funcs.windows(2).all(|w| w[0].start < w[1].start) {
             return Err("function order");
         }
-        if self.traps.offsets.len() != self.traps.codes.len() || !self.traps.offsets.windows(2).all(|w| w[0] <= w[1]) {
+        if !self.traps.is_well_formed() {
             return Err("trap table");
+        }
+        if !self.address_map.is_well_formed() {
+            return Err("address map");
         }
         if !self.array_to_wasm_trampolines.windows(2).all(|w| w[0].0 < w[1].0) {
             return Err("trampoline table");
@@ -77,8 +80,7 @@ impl CompiledModuleInfo {
 
     /// The wasm module offset of the instruction at `text_offset`, if known.
     pub fn wasm_offset(&self, text_offset: u32) -> Option<u32> {
-        let i = self.address_map.partition_point(|(t, _)| *t <= text_offset).checked_sub(1)?;
-        Some(self.address_map[i].1)
+        self.address_map.floor(text_offset)
     }
 
     /// The entry trampoline for module type `ty`, if one was compiled.
@@ -155,8 +157,13 @@ pub fn link(
         }
     }
     traps.sort_by_key(|(o, _)| *o);
-    let table = TrapTable { offsets: traps.iter().map(|t| t.0).collect(), codes: traps.iter().map(|t| t.1).collect() };
-    Ok(LinkedText { text, funcs: func_locs, trampolines: tramp_locs, traps: table, address_map })
+    Ok(LinkedText {
+        text,
+        funcs: func_locs,
+        trampolines: tramp_locs,
+        traps: TrapTable::new(&traps),
+        address_map: crate::blob::U32PairTable::new(&address_map),
+    })
 }
 
 /// The output of [`link`].
@@ -171,5 +178,5 @@ pub struct LinkedText {
     /// Trapping instructions.
     pub traps: TrapTable,
     /// `(text offset, wasm offset)` pairs.
-    pub address_map: Vec<(u32, u32)>,
+    pub address_map: crate::blob::U32PairTable,
 }

@@ -1,6 +1,8 @@
-//! Cache keys. A key is a SHA-256 over everything the cached compiled code
-//! depends on, so that two inputs with equal keys compile to interchangeable
-//! code.
+//! Cache keys. A key is a BLAKE3 hash over everything the cached compiled
+//! code depends on, so that two inputs with equal keys compile to
+//! interchangeable code. (BLAKE3 rather than SHA-256 because the module key
+//! hashes the whole module on every warm start: 1.5 ms instead of 5 ms for
+//! a 9 MB module here.)
 //!
 //! - A module's key covers its bytes and the engine salt (Kiln version,
 //!   compiler fingerprint, tunables: see [`engine_salt`]).
@@ -19,13 +21,13 @@ use crate::module::ModuleInfo;
 use crate::tunables::Tunables;
 use crate::types::FuncType;
 use crate::vmoffsets::VMOffsets;
-use sha2::{Digest, Sha256};
+use blake3::Hasher as Sha256;
 
-/// A cache key.
+/// A cache key (a 256-bit BLAKE3 hash).
 pub type CacheKey = [u8; 32];
 
 fn put_len_prefixed(h: &mut Sha256, bytes: &[u8]) {
-    h.update((bytes.len() as u64).to_le_bytes());
+    h.update(&(bytes.len() as u64).to_le_bytes());
     h.update(bytes);
 }
 
@@ -40,7 +42,7 @@ pub fn engine_salt(kiln_version: &str, compiler_fingerprint: &str, tunables: &Tu
     put_len_prefixed(&mut h, kiln_version.as_bytes());
     put_len_prefixed(&mut h, compiler_fingerprint.as_bytes());
     put_len_prefixed(&mut h, &postcard::to_allocvec(tunables).expect("serializing to memory cannot fail"));
-    h.finalize().into()
+    (*h.finalize().as_bytes())
 }
 
 /// The key of a whole module's artifact.
@@ -48,8 +50,13 @@ pub fn module_key(salt: &CacheKey, wasm: &[u8]) -> CacheKey {
     let mut h = Sha256::new();
     h.update(b"module");
     h.update(salt);
-    put_len_prefixed(&mut h, wasm);
-    h.finalize().into()
+    h.update(&(wasm.len() as u64).to_le_bytes());
+    if wasm.len() >= 1 << 20 {
+        h.update_rayon(wasm);
+    } else {
+        h.update(wasm);
+    }
+    (*h.finalize().as_bytes())
 }
 
 /// Everything about a module, other than function bodies and the function
@@ -57,7 +64,7 @@ pub fn module_key(salt: &CacheKey, wasm: &[u8]) -> CacheKey {
 pub fn environment_fingerprint(module: &ModuleInfo, offsets: &VMOffsets) -> CacheKey {
     let mut h = Sha256::new();
     h.update(b"env");
-    h.update((module.types.len() as u64).to_le_bytes());
+    h.update(&(module.types.len() as u64).to_le_bytes());
     for t in &module.types {
         put_func_type(&mut h, t);
     }
@@ -67,14 +74,14 @@ pub fn environment_fingerprint(module: &ModuleInfo, offsets: &VMOffsets) -> Cach
         module.num_imported_memories,
         module.num_imported_globals,
     ] {
-        h.update(n.to_le_bytes());
+        h.update(&n.to_le_bytes());
     }
     let enc = |v: &dyn erased::Ser| v.bytes();
     put_len_prefixed(&mut h, &enc(&module.tables));
     put_len_prefixed(&mut h, &enc(&module.memories));
     put_len_prefixed(&mut h, &enc(&module.globals));
-    h.update(offsets.size().to_le_bytes());
-    h.finalize().into()
+    h.update(&offsets.size().to_le_bytes());
+    (*h.finalize().as_bytes())
 }
 
 mod erased {
@@ -110,9 +117,9 @@ pub fn function_key(salt: &CacheKey, env: &CacheKey, module: &ModuleInfo, func: 
             | wasmparser::Operator::RefFunc { function_index } => function_index,
             _ => continue,
         };
-        h.update(f.to_le_bytes());
-        h.update([u8::from(module.is_imported_func(f))]);
+        h.update(&f.to_le_bytes());
+        h.update(&[u8::from(module.is_imported_func(f))]);
         put_func_type(&mut h, module.types.get(*module.functions.get(f as usize)? as usize)?);
     }
-    Some(h.finalize().into())
+    Some((*h.finalize().as_bytes()))
 }

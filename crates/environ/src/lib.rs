@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 mod artifact;
+mod blob;
 mod builtins;
 mod cache_key;
 mod compile;
@@ -25,6 +26,7 @@ mod types;
 pub mod vmoffsets;
 
 pub use artifact::*;
+pub use blob::*;
 pub use builtins::BuiltinFunctionIndex;
 pub use cache_key::*;
 pub use compile::*;

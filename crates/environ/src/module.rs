@@ -84,7 +84,7 @@ pub struct DataSegment {
     /// Active or passive.
     pub mode: SegmentMode,
     /// The bytes.
-    pub bytes: Vec<u8>,
+    pub bytes: crate::blob::Blob,
 }
 
 /// How a defined table's elements start out.

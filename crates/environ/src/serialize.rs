@@ -177,6 +177,9 @@ fn read_u64(b: &[u8], at: usize) -> u64 {
 /// # Errors
 ///
 /// [`ArtifactError`] describing what is wrong; never panics on any input.
+///
+/// Large tables in the metadata are read in place from `bytes` when
+/// `bytes` is the content of `source` (see [`crate::with_source`]).
 pub fn parse_artifact(bytes: &[u8], expected: &ArtifactHeader) -> Result<ParsedArtifact, ArtifactError> {
     if bytes.len() < 8 || bytes[..8] != ARTIFACT_MAGIC {
         return Err(ArtifactError::NotAnArtifact);

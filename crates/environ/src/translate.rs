@@ -202,7 +202,7 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
                             offset: ConstExpr::from_wasmparser(&offset_expr)?,
                         },
                     };
-                    info.data.push(DataSegment { mode, bytes: data.data.to_vec() });
+                    info.data.push(DataSegment { mode, bytes: crate::blob::Blob::from_vec(data.data.to_vec()) });
                 }
             }
             Payload::CustomSection(section) => {

@@ -90,16 +90,32 @@ impl fmt::Display for TrapCode {
 
 /// A sorted table mapping code offsets (within a text blob) to trap codes.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct TrapTable {
-    /// Code offsets, sorted ascending.
-    pub offsets: Vec<u32>,
-    /// The trap code at each offset.
-    pub codes: Vec<TrapCode>,
-}
+pub struct TrapTable(crate::blob::U32PairTable);
 
 impl TrapTable {
+    /// Builds the table from `(code offset, trap code)` pairs sorted by offset.
+    pub fn new(traps: &[(u32, TrapCode)]) -> TrapTable {
+        let pairs: Vec<(u32, u32)> = traps.iter().map(|(o, c)| (*o, *c as u32)).collect();
+        TrapTable(crate::blob::U32PairTable::new(&pairs))
+    }
+
     /// Looks up the trap code for the instruction at `offset`.
     pub fn lookup(&self, offset: u32) -> Option<TrapCode> {
-        self.offsets.binary_search(&offset).ok().map(|i| self.codes[i])
+        self.0.exact(offset).and_then(|c| u8::try_from(c).ok()).and_then(TrapCode::from_u8)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether the table is well formed (sorted, whole entries, known codes).
+    pub fn is_well_formed(&self) -> bool {
+        self.0.is_well_formed()
     }
 }

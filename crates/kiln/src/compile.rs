@@ -58,8 +58,9 @@ pub(crate) fn from_artifact_bytes(engine: &Engine, bytes: &[u8]) -> Result<(Arc<
 /// Loads an artifact file, mapping its text in place.
 pub(crate) fn from_artifact_file(engine: &Engine, path: &std::path::Path) -> Result<(Arc<ModuleRuntime>, Duration)> {
     let file = std::fs::File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
-    let mapped = MappedFile::new(&file).with_context(|| format!("failed to map {}", path.display()))?;
-    let parsed = parse_artifact(mapped.bytes(), &engine.artifact_header(Duration::ZERO))?;
+    let mapped = Arc::new(MappedFile::new(&file).with_context(|| format!("failed to map {}", path.display()))?);
+    // Large tables are read in place from the mapping, not copied.
+    let parsed = with_source(mapped.clone(), || parse_artifact(mapped.bytes(), &engine.artifact_header(Duration::ZERO)))?;
     let info = Arc::new(parsed.info);
     let code = ModuleCode::from_mapped_file(mapped, parsed.text, info.clone()).context("failed to map compiled code")?;
     Ok((runtime(engine, info, code), Duration::from_nanos(parsed.header.compile_time_ns)))

@@ -172,7 +172,7 @@ impl Engine {
             funcs: vec![],
             array_to_wasm_trampolines: vec![],
             traps: Default::default(),
-            address_map: vec![],
+            address_map: Default::default(),
         });
         let code = ModuleCode::new(&linked.text, info, false).context("mapping trampoline code")?;
         let addr = code.text_addr(0);

@@ -24,7 +24,7 @@ enum Mapping {
     /// Anonymous memory the text was copied into.
     Anon(Mmap),
     /// In place inside a mapped artifact file, at this offset.
-    File { file: MappedFile, offset: usize },
+    File { file: Arc<MappedFile>, offset: usize },
 }
 
 impl Mapping {
@@ -194,6 +194,12 @@ impl MappedFile {
     }
 }
 
+impl kiln_environ::ByteSource for MappedFile {
+    fn bytes(&self) -> &[u8] {
+        MappedFile::bytes(self)
+    }
+}
+
 impl Drop for MappedFile {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly the mapping created in `new`.
@@ -210,7 +216,7 @@ impl ModuleCode {
     /// # Errors
     ///
     /// The OS error if neither mapping nor copying works.
-    pub fn from_mapped_file(file: MappedFile, text: std::ops::Range<usize>, info: Arc<CompiledModuleInfo>) -> io::Result<Box<ModuleCode>> {
+    pub fn from_mapped_file(file: Arc<MappedFile>, text: std::ops::Range<usize>, info: Arc<CompiledModuleInfo>) -> io::Result<Box<ModuleCode>> {
         let page = super::mmap::page_size();
         let in_bounds = text.start <= text.end && text.end <= file.len && text.start % page == 0;
         if !in_bounds {

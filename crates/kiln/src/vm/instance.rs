@@ -448,7 +448,7 @@ impl Instance {
     /// `MemoryOutOfBounds` if either range is out of bounds.
     pub fn memory_init(&mut self, m: u32, data: u32, dst: u64, src: u64, len: u64) -> Result<(), TrapCode> {
         let module = self.module.clone();
-        let bytes: &[u8] = if self.dropped_data[data as usize] { &[] } else { &module.module().data[data as usize].bytes };
+        let bytes: &[u8] = if self.dropped_data[data as usize] { &[] } else { module.module().data[data as usize].bytes.as_slice() };
         let mem = self.memory_mut(m).data_mut();
         let src_range = src.checked_add(len).filter(|e| *e <= bytes.len() as u64);
         let dst_range = dst.checked_add(len).filter(|e| *e <= mem.len() as u64);
