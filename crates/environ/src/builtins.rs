@@ -28,6 +28,10 @@ macro_rules! foreach_builtin_function {
             table_fill(vmctx: vmctx, table: i32, dst: i64, val: ptr, len: i64);
             /// `table.copy`.
             table_copy(vmctx: vmctx, dst_table: i32, src_table: i32, dst: i64, src: i64, len: i64);
+            /// Reads funcref table element `index`, computing it first if it
+            /// was never initialized (see `FUNCREF_INIT_BIT`); returns the
+            /// untagged reference.
+            table_get_lazy(vmctx: vmctx, table: i32, index: i64) -> ptr;
             /// `table.init`.
             table_init(vmctx: vmctx, table: i32, elem: i32, dst: i64, src: i32, len: i32);
             /// `elem.drop`.

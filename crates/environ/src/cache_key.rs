@@ -42,7 +42,7 @@ pub fn engine_salt(kiln_version: &str, compiler_fingerprint: &str, tunables: &Tu
     put_len_prefixed(&mut h, kiln_version.as_bytes());
     put_len_prefixed(&mut h, compiler_fingerprint.as_bytes());
     put_len_prefixed(&mut h, &postcard::to_allocvec(tunables).expect("serializing to memory cannot fail"));
-    (*h.finalize().as_bytes())
+    *h.finalize().as_bytes()
 }
 
 /// The key of a whole module's artifact.
@@ -56,7 +56,7 @@ pub fn module_key(salt: &CacheKey, wasm: &[u8]) -> CacheKey {
     } else {
         h.update(wasm);
     }
-    (*h.finalize().as_bytes())
+    *h.finalize().as_bytes()
 }
 
 /// Everything about a module, other than function bodies and the function
@@ -81,7 +81,7 @@ pub fn environment_fingerprint(module: &ModuleInfo, offsets: &VMOffsets) -> Cach
     put_len_prefixed(&mut h, &enc(&module.memories));
     put_len_prefixed(&mut h, &enc(&module.globals));
     h.update(&offsets.size().to_le_bytes());
-    (*h.finalize().as_bytes())
+    *h.finalize().as_bytes()
 }
 
 mod erased {
@@ -121,5 +121,5 @@ pub fn function_key(salt: &CacheKey, env: &CacheKey, module: &ModuleInfo, func: 
         h.update(&[u8::from(module.is_imported_func(f))]);
         put_func_type(&mut h, module.types.get(*module.functions.get(f as usize)? as usize)?);
     }
-    Some((*h.finalize().as_bytes()))
+    Some(*h.finalize().as_bytes())
 }

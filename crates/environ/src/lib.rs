@@ -41,5 +41,11 @@ pub use types::*;
 pub use vmoffsets::{GLOBAL_SIZE, VAL_RAW_SIZE, VMOffsets, funcref_slot};
 pub use wasmparser;
 
+/// Tag bit of funcref table elements: set when the element is initialized
+/// (the rest of the word is the `VMFuncRef` pointer, 0 for null); an element
+/// of 0 has not been initialized yet and is computed on first use from the
+/// module's [`LazyTable`].
+pub const FUNCREF_INIT_BIT: usize = 1;
+
 /// Kiln's version, part of every cache key and artifact header.
 pub const KILN_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -138,6 +138,43 @@ pub struct ModuleInfo {
     /// Functions whose reference can escape (exports, elements, `ref.func`,
     /// global initializers), sorted and deduplicated.
     pub escaping_funcs: Vec<u32>,
+    /// Defined funcref tables initialized lazily: their active element
+    /// segments were folded, at translation, into one array of initial
+    /// function indices, read when an element is first used.
+    pub lazy_tables: Vec<LazyTable>,
+}
+
+/// The precomputed initial contents of a lazily initialized table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LazyTable {
+    /// The (defined) table, as a module table index.
+    pub table: u32,
+    /// Initial function index of each element (`u32::MAX` for null), as
+    /// little-endian `u32`s; elements past the end start null.
+    pub inits: crate::blob::Blob,
+    /// The element segments folded into `inits` (skipped at instantiation).
+    pub segments: Vec<u32>,
+}
+
+impl LazyTable {
+    /// Number of elements with an initial value.
+    pub fn len(&self) -> u32 {
+        (self.inits.len() / 4) as u32
+    }
+
+    /// Whether no element has an initial value.
+    pub fn is_empty(&self) -> bool {
+        self.inits.is_empty()
+    }
+
+    /// Initial function of element `i`, or `None` for null.
+    pub fn init(&self, i: u32) -> Option<u32> {
+        if i >= self.len() {
+            return None;
+        }
+        let f = self.inits.u32_at(i as usize);
+        (f != u32::MAX).then_some(f)
+    }
 }
 
 impl ModuleInfo {
@@ -255,6 +292,16 @@ impl ModuleInfo {
                 return Err("element segment item");
             }
         }
+        for l in &self.lazy_tables {
+            let fits = l.table >= self.num_imported_tables
+                && l.table < nt
+                && u64::from(l.len()) <= self.tables[l.table as usize].minimum
+                && l.inits.len() % 4 == 0
+                && l.segments.iter().all(|s| (*s as usize) < self.elements.len());
+            if !fits || (0..l.len()).filter_map(|i| l.init(i)).any(|f| f >= nf) {
+                return Err("lazy table");
+            }
+        }
         for seg in &self.data {
             if let SegmentMode::Active { index, offset } = &seg.mode
                 && (*index >= nm || !expr_ok(offset))
@@ -263,6 +310,67 @@ impl ModuleInfo {
             }
         }
         Ok(())
+    }
+
+    /// Folds the active element segments of eligible defined funcref tables
+    /// into [`ModuleInfo::lazy_tables`]. A table qualifies when every
+    /// active segment writing to it has a constant offset, lists only
+    /// function references (or nulls), and fits in the table's minimum size;
+    /// its contents are then determined before instantiation.
+    pub fn compute_lazy_tables(&mut self) {
+        let mut lazy = Vec::new();
+        for t in self.num_imported_tables..self.tables.len() as u32 {
+            let ty = self.tables[t as usize];
+            let defined = (t - self.num_imported_tables) as usize;
+            if !ty.element.is_func() || !matches!(self.table_inits.get(defined), Some(TableInit::Null)) {
+                continue;
+            }
+            let mut inits: Vec<u32> = Vec::new();
+            let mut segments = Vec::new();
+            let mut ok = true;
+            for (i, seg) in self.elements.iter().enumerate() {
+                let SegmentMode::Active { index, offset } = &seg.mode else { continue };
+                if *index != t {
+                    continue;
+                }
+                let funcs: Option<Vec<u32>> = match &seg.items {
+                    ElementItems::Functions(fs) => Some(fs.clone()),
+                    ElementItems::Expressions(es) => es
+                        .iter()
+                        .map(|e| match e.ops.as_slice() {
+                            [crate::ConstOp::RefFunc(f)] => Some(*f),
+                            [crate::ConstOp::RefNull] => Some(u32::MAX),
+                            _ => None,
+                        })
+                        .collect(),
+                };
+                let start = offset.as_const_u64().map(|o| if ty.table64 { o } else { o & 0xffff_ffff });
+                match (funcs, start) {
+                    (Some(fs), Some(start)) if start.saturating_add(fs.len() as u64) <= ty.minimum => {
+                        let end = start as usize + fs.len();
+                        if inits.len() < end {
+                            inits.resize(end, u32::MAX);
+                        }
+                        inits[start as usize..end].copy_from_slice(&fs);
+                        segments.push(i as u32);
+                    }
+                    _ => {
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            if ok && !segments.is_empty() {
+                let bytes = inits.iter().flat_map(|f| f.to_le_bytes()).collect();
+                lazy.push(LazyTable { table: t, inits: crate::blob::Blob::from_vec(bytes), segments });
+            }
+        }
+        self.lazy_tables = lazy;
+    }
+
+    /// The lazy-initialization data of table `t`, if it has any.
+    pub fn lazy_table(&self, t: u32) -> Option<&LazyTable> {
+        self.lazy_tables.iter().find(|l| l.table == t)
     }
 
     /// The type of the entity at `index`.

@@ -225,6 +225,7 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
     escaping.sort_unstable();
     escaping.dedup();
     info.escaping_funcs = escaping;
+    info.compute_lazy_tables();
     Ok(ModuleTranslation { info, bodies })
 }
 

@@ -43,6 +43,12 @@ pub struct Tunables {
     pub epoch_interruption: bool,
     /// Whether float results are canonicalized to a single NaN.
     pub nan_canonicalization: bool,
+    /// Whether defined funcref tables start uninitialized and compute
+    /// elements on first use (runtime behaviour only).
+    pub table_lazy_init: bool,
+    /// Whether memories with known initial contents map a copy-on-write
+    /// image instead of copying data segments (runtime behaviour only).
+    pub memory_init_cow: bool,
     /// Fuel charged per operator, when `consume_fuel` is on.
     pub fuel_costs: FuelCosts,
     /// The enabled WebAssembly features (wasmparser's `WasmFeatures` bits).
@@ -68,6 +74,8 @@ impl Default for Tunables {
             consume_fuel: false,
             epoch_interruption: false,
             nan_canonicalization: false,
+            table_lazy_init: true,
+            memory_init_cow: true,
             fuel_costs: FuelCosts::default(),
             features: 0,
         }

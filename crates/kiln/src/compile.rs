@@ -69,7 +69,7 @@ pub(crate) fn from_artifact_file(engine: &Engine, path: &std::path::Path) -> Res
 fn runtime(engine: &Engine, info: Arc<CompiledModuleInfo>, code: Box<ModuleCode>) -> Arc<ModuleRuntime> {
     let offsets = VMOffsets::new(&info.module);
     let type_ids: Box<[u32]> = info.module.types.iter().map(|t| engine.inner.types.register(t)).collect();
-    Arc::new(ModuleRuntime { info, code, offsets, type_ids, tunables: engine.tunables().clone() })
+    Arc::new(ModuleRuntime { info, code, offsets, type_ids, tunables: engine.tunables().clone(), images: Default::default() })
 }
 
 /// A function entry: magic, checksum of the rest, compile time, encoded function.

@@ -234,6 +234,21 @@ impl Config {
         self
     }
 
+    /// Whether defined funcref tables start uninitialized and compute each
+    /// element the first time it is used (default on). Off, element
+    /// segments are copied into tables at instantiation.
+    pub fn table_lazy_init(&mut self, enable: bool) -> &mut Self {
+        self.tunables.table_lazy_init = enable;
+        self
+    }
+
+    /// Whether memories whose initial contents are known map a shared
+    /// copy-on-write image instead of copying data segments (default on).
+    pub fn memory_init_cow(&mut self, enable: bool) -> &mut Self {
+        self.tunables.memory_init_cow = enable;
+        self
+    }
+
     /// Bytes of guard region after each memory's reservation (default 2 GiB).
     pub fn memory_guard_size(&mut self, bytes: u64) -> &mut Self {
         self.tunables.memory_guard_size = bytes;

@@ -99,7 +99,7 @@ impl Memory {
     /// refuses the mapping.
     pub fn new(mut store: impl AsContextMut, ty: MemoryType) -> Result<Memory> {
         let store = &mut store.as_context_mut().0.opaque;
-        let m = vm::memory::Memory::new(ty.0, store.engine.tunables(), None)?;
+        let m = vm::memory::Memory::new(ty.0, store.engine.tunables(), None, None)?;
         let idx = store.memories.len();
         store.memories.push(MemoryEntry::Host(Box::new(m)));
         Ok(Memory(store.stored(idx)))
@@ -240,7 +240,7 @@ impl Table {
     pub fn new(mut store: impl AsContextMut, ty: TableType, init: Val) -> Result<Table> {
         let store = &mut store.as_context_mut().0.opaque;
         let raw = check_ref(store, ty.element(), &init)?;
-        let Some(t) = vm::table::Table::new(ty.0, raw, None) else {
+        let Some(t) = vm::table::Table::new(ty.0, raw, None, None) else {
             bail!("table minimum size exceeds the implementation limit");
         };
         let idx = store.tables.len();
@@ -266,9 +266,8 @@ impl Table {
     pub fn get(&self, mut store: impl AsContextMut, index: u64) -> Option<Val> {
         let store = &mut store.as_context_mut().0.opaque;
         store.check(&self.0);
-        let t = store.table(self.0.index);
-        let elem = ValType::from_env(kiln_environ::WasmValType::Ref(t.ty().element));
-        let raw = t.get(index)?;
+        let elem = ValType::from_env(kiln_environ::WasmValType::Ref(store.table(self.0.index).ty().element));
+        let raw = store.table_mut(self.0.index).get(index)?;
         Some(Val::from_raw(vm::vmcontext::ValRaw::ptr(raw), elem, store))
     }
 

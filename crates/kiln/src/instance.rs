@@ -195,7 +195,7 @@ pub(crate) fn instantiate<T: 'static>(store: &mut StoreInner<T>, module: &Module
         bail!("expected {} imports, found {}", info.imports.len(), imports.len());
     }
     let mut vm_imports = Imports::default();
-    let mut func_ids = Vec::with_capacity(info.functions.len());
+    let mut func_ids = std::collections::HashMap::new();
     let (mut mem_ids, mut table_ids, mut global_ids) = (Vec::new(), Vec::new(), Vec::new());
     for (imp, ext) in info.imports.iter().zip(imports) {
         if stored_of(ext).store != opaque.id {
@@ -204,8 +204,8 @@ pub(crate) fn instantiate<T: 'static>(store: &mut StoreInner<T>, module: &Module
         check_import(opaque, info, &imp.ty, ext).with_context(|| format!("import `{}::{}`", imp.module, imp.field))?;
         match ext {
             Extern::Func(f) => {
+                func_ids.insert(vm_imports.funcs.len() as u32, f.0.index);
                 vm_imports.funcs.push(opaque.funcs[f.0.index].func_ref as *const _);
-                func_ids.push(Some(f.0.index));
             }
             Extern::Table(t) => {
                 vm_imports.tables.push(opaque.table_ptr(t.0.index));
@@ -240,7 +240,6 @@ pub(crate) fn instantiate<T: 'static>(store: &mut StoreInner<T>, module: &Module
         global_ids.push(opaque.globals.len());
         opaque.globals.push(GlobalEntry { ty: info.globals[g as usize], storage: GlobalStorage::of_instance(handle.global_ptr(g)) });
     }
-    func_ids.resize(info.functions.len(), None);
     opaque.instances.push(InstanceData {
         handle,
         module: module.clone(),

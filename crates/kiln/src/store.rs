@@ -69,8 +69,8 @@ pub enum UpdateDeadline {
 pub(crate) struct InstanceData {
     pub(crate) handle: Box<VmInstance>,
     pub(crate) module: Module,
-    /// Store function index of each module function, created on demand.
-    pub(crate) funcs: Vec<Option<usize>>,
+    /// Store function index of module functions, created on demand.
+    pub(crate) funcs: HashMap<u32, usize>,
     pub(crate) memories: Vec<usize>,
     pub(crate) tables: Vec<usize>,
     pub(crate) globals: Vec<usize>,
@@ -398,13 +398,13 @@ impl StoreOpaque {
 
     /// The `Func` of function `f` of instance `instance`, created on first use.
     pub(crate) fn instance_func(&mut self, instance: usize, f: u32) -> anyhow::Result<Func> {
-        if let Some(i) = self.instances[instance].funcs[f as usize] {
+        if let Some(&i) = self.instances[instance].funcs.get(&f) {
             return Ok(Func(self.stored(i)));
         }
         let data = &mut self.instances[instance];
         let func_ref = data.handle.func_ref(f) as usize;
         if let Some(&i) = self.funcs_by_ref.get(&func_ref) {
-            self.instances[instance].funcs[f as usize] = Some(i);
+            self.instances[instance].funcs.insert(f, i);
             return Ok(Func(self.stored(i)));
         }
         let (type_id, owner) = vm::funcref_info(func_ref);
@@ -421,7 +421,7 @@ impl StoreOpaque {
             vm::FuncRefOwner::Host => anyhow::bail!("unregistered host function reference"),
         };
         let func = self.push_func(FuncEntry { func_ref, ty, kind });
-        self.instances[instance].funcs[f as usize] = Some(func.0.index);
+        self.instances[instance].funcs.insert(f, func.0.index);
         Ok(func)
     }
 
@@ -463,10 +463,7 @@ impl StoreOpaque {
         }
         let mut reachable: HashSet<usize> = HashSet::new();
         for i in 0..self.tables.len() {
-            let t = self.table(i);
-            if !t.ty().element.is_func() {
-                reachable.extend(t.elements().iter().copied().filter(|v| *v != 0));
-            }
+            reachable.extend(self.table(i).externrefs().iter().copied().filter(|v| *v != 0));
         }
         for g in &self.globals {
             if g.ty.content == env::WasmValType::EXTERNREF {

@@ -77,15 +77,48 @@ impl FuncTranslator<'_, '_> {
 
     pub(crate) fn table_get(&mut self, t: u32) {
         let index = self.pop1();
-        let addr = self.table_elem_addr(t, index, TrapCode::TableOutOfBounds);
-        let v = self.builder.ins().load(types::I64, trusted(), addr, 0);
+        let v = self.load_table_element(t, index);
         self.push(v);
+    }
+
+    /// Loads element `index` of table `t` (bounds-checked) as an untagged
+    /// reference. Funcref elements are tagged (see
+    /// `kiln_environ::FUNCREF_INIT_BIT`): an initialized element has the
+    /// tag bit set and is returned with it cleared; an element of 0 was
+    /// never initialized and is computed by the `table_get_lazy` builtin.
+    pub(crate) fn load_table_element(&mut self, t: u32, index: Value) -> Value {
+        let addr = self.table_elem_addr(t, index, TrapCode::TableOutOfBounds);
+        let raw = self.builder.ins().load(types::I64, trusted(), addr, 0);
+        if !self.module.tables[t as usize].element.is_func() {
+            return raw;
+        }
+        let init = self.builder.ins().band_imm_u(raw, FUNCREF_INIT_BIT as i64);
+        let lazy = self.builder.create_block();
+        let done = self.builder.create_block();
+        let result = self.builder.append_block_param(done, types::I64);
+        self.builder.set_cold_block(lazy);
+        let untagged = self.builder.ins().band_imm_s(raw, !(FUNCREF_INIT_BIT as i64));
+        self.builder.ins().brif(init, done, &[ir::BlockArg::Value(untagged)], lazy, &[]);
+        self.builder.switch_to_block(lazy);
+        self.builder.seal_block(lazy);
+        let ti = self.i32c(t);
+        let index64 = self.table_index_to_i64(t, index);
+        let computed = self.call_builtin(BuiltinFunctionIndex::table_get_lazy, &[ti, index64]).expect("returns");
+        self.builder.ins().jump(done, &[ir::BlockArg::Value(computed)]);
+        self.builder.switch_to_block(done);
+        self.builder.seal_block(done);
+        result
     }
 
     pub(crate) fn table_set(&mut self, t: u32) {
         let (index, v) = self.pop2();
         let addr = self.table_elem_addr(t, index, TrapCode::TableOutOfBounds);
-        self.builder.ins().store(trusted(), v, addr, 0);
+        let stored = if self.module.tables[t as usize].element.is_func() {
+            self.builder.ins().bor_imm_u(v, FUNCREF_INIT_BIT as i64)
+        } else {
+            v
+        };
+        self.builder.ins().store(trusted(), stored, addr, 0);
     }
 
     pub(crate) fn table_size(&mut self, t: u32) {
@@ -171,8 +204,7 @@ impl FuncTranslator<'_, '_> {
     /// `call_indirect type_index table`.
     pub(crate) fn translate_call_indirect(&mut self, type_index: u32, table: u32) {
         let index = self.pop1();
-        let addr = self.table_elem_addr(table, index, TrapCode::TableOutOfBounds);
-        let fref = self.builder.ins().load(types::I64, trusted(), addr, 0);
+        let fref = self.load_table_element(table, index);
         self.builder.ins().trapz(fref, to_clif(TrapCode::IndirectCallToNull));
         let actual = self.builder.ins().load(types::I32, trusted(), fref, func_ref::TYPE_ID as i32);
         let ids = self.builder.ins().load(types::I64, readonly(), self.vmctx, vmctx_header::TYPE_IDS as i32);

@@ -25,6 +25,8 @@ pub struct ModuleRuntime {
     pub type_ids: Box<[u32]>,
     /// Code-generation settings the code was compiled with.
     pub tunables: Tunables,
+    /// Copy-on-write images of the defined memories, built on first use.
+    pub images: std::sync::OnceLock<Vec<Option<super::memory_image::MemoryImage>>>,
 }
 
 impl ModuleRuntime {
@@ -37,6 +39,19 @@ impl ModuleRuntime {
     pub fn func_code(&self, func: u32) -> *const u8 {
         let loc = self.info.funcs[(func - self.module().num_imported_funcs) as usize];
         self.code.text_addr(loc.start)
+    }
+
+    /// The copy-on-write image of defined memory `defined`, if it has one
+    /// (built for all memories on the first call; a failure to build just
+    /// means instances copy their data instead).
+    pub fn memory_image(&self, defined: u32) -> Option<&super::memory_image::MemoryImage> {
+        let images = self.images.get_or_init(|| {
+            let info = self.module();
+            (0..info.num_defined_memories())
+                .map(|d| super::memory_image::MemoryImage::build(info, info.num_imported_memories + d).ok().flatten())
+                .collect()
+        });
+        images.get(defined as usize)?.as_ref()
     }
 
     /// The array-call entry trampoline for module type `ty`.
@@ -110,6 +125,48 @@ unsafe impl Send for Instance {}
 // SAFETY: as above.
 unsafe impl Sync for Instance {}
 
+/// Makes the `VMFuncRef`s of one instance: everything it needs (the
+/// module, the VMContext address) is fixed at instantiation, so it works
+/// without borrowing the `Instance` (the records live in the VMContext
+/// allocation, not in the `Instance` struct).
+pub struct FuncRefMaker {
+    module: Arc<ModuleRuntime>,
+    vmctx: NonNull<u8>,
+}
+
+// SAFETY: the VMContext outlives every table of its store that holds a maker,
+// and the store serializes access.
+unsafe impl Send for FuncRefMaker {}
+// SAFETY: as above.
+unsafe impl Sync for FuncRefMaker {}
+
+impl FuncRefMaker {
+    /// The record of function `f`, written first if `f` is defined.
+    pub fn func_ref(&self, f: u32) -> *const VMFuncRef {
+        let info = self.module.module();
+        let offsets = &self.module.offsets;
+        if info.is_imported_func(f) {
+            // SAFETY: the imported-function slot lies inside the VMContext
+            // and was written at instantiation from a valid reference.
+            return unsafe {
+                *self.vmctx.as_ptr().add((offsets.imported_function(f) + func_import::FUNC_REF) as usize).cast::<*const VMFuncRef>()
+            };
+        }
+        let slot = funcref_slot(info, f).expect("validated: referenced functions are declared");
+        // SAFETY: the record slot lies inside the VMContext allocation.
+        let p = unsafe { self.vmctx.as_ptr().add(offsets.funcref(slot) as usize).cast::<VMFuncRef>() };
+        let record = VMFuncRef {
+            wasm_call: self.module.func_code(f),
+            vmctx: self.vmctx.as_ptr(),
+            type_id: self.module.type_ids[info.functions[f as usize] as usize],
+        };
+        // SAFETY: writing a whole record into its slot; rewriting the same
+        // contents is harmless to any reader on this thread.
+        unsafe { p.write(record) };
+        p
+    }
+}
+
 /// The static table of builtin function pointers, see `libcalls`.
 use super::libcalls::BUILTINS;
 
@@ -132,8 +189,20 @@ impl Instance {
     ) -> Result<Box<Instance>, InstantiationError> {
         let offsets = &module.offsets;
         let layout = Layout::from_size_align(offsets.size() as usize, 16).expect("VMContext layout");
-        // SAFETY: the layout has nonzero size (the header alone is 48 bytes).
-        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+        // The function-reference records at the end are left uninitialized:
+        // every path that hands one out writes it first (`func_ref`), so
+        // instantiation costs nothing per function. Everything before them
+        // is zeroed.
+        let records_start = if offsets.num_funcrefs() > 0 { offsets.funcref(0) as usize } else { layout.size() };
+        // SAFETY: the layout has nonzero size (the header alone is 48
+        // bytes), and `records_start <= layout.size()`.
+        let raw = unsafe {
+            let p = std::alloc::alloc(layout);
+            if !p.is_null() {
+                std::ptr::write_bytes(p, 0, records_start);
+            }
+            p
+        };
         let Some(vmctx) = NonNull::new(raw) else { std::alloc::handle_alloc_error(layout) };
         let info = module.module();
         let mut inst = Box::new(Instance {
@@ -180,16 +249,30 @@ impl Instance {
         }
 
         for d in 0..info.num_defined_memories() {
-            let ty = info.memories[(info.num_imported_memories + d) as usize];
+            let index = info.num_imported_memories + d;
+            let ty = info.memories[index as usize];
             let def = inst.vmctx_ptr::<VMMemoryDefinition>(offsets.defined_memory(d));
-            let mut m = Box::new(Memory::new(ty, &module.tunables, Some(def)).map_err(InstantiationError::Memory)?);
+            let image = if module.tunables.memory_init_cow { module.memory_image(d) } else { None };
+            if image.is_some() {
+                for seg in 0..info.data.len() {
+                    if super::memory_image::MemoryImage::covers(info, index, seg) {
+                        inst.dropped_data[seg] = true;
+                    }
+                }
+            }
+            let mut m = Box::new(Memory::new(ty, &module.tunables, image, Some(def)).map_err(InstantiationError::Memory)?);
             inst.memories.push(NonNull::from(&mut *m));
             inst.owned_memories.push(m);
         }
         for d in 0..info.num_defined_tables() {
-            let ty = info.tables[(info.num_imported_tables + d) as usize];
+            let index = info.num_imported_tables + d;
+            let ty = info.tables[index as usize];
             let def = inst.vmctx_ptr::<VMTableDefinition>(offsets.defined_table(d));
-            let mut t = Box::new(Table::new(ty, 0, Some(def)).ok_or(InstantiationError::TableTooLarge)?);
+            let lazy = info
+                .lazy_table(index)
+                .filter(|_| module.tunables.table_lazy_init)
+                .map(|l| super::table::LazyInit { maker: inst.func_ref_maker(), inits: l.inits.clone() });
+            let mut t = Box::new(Table::new(ty, 0, lazy, Some(def)).ok_or(InstantiationError::TableTooLarge)?);
             inst.tables.push(NonNull::from(&mut *t));
             inst.owned_tables.push(t);
         }
@@ -273,24 +356,13 @@ impl Instance {
     /// The `VMFuncRef` of function `f`, initializing it first if it is a
     /// defined function's record (records are filled on first use).
     pub fn func_ref(&mut self, f: u32) -> *const VMFuncRef {
-        let info = self.module.module();
-        let offsets = &self.module.offsets;
-        if info.is_imported_func(f) {
-            let p = self.vmctx_ptr::<*const VMFuncRef>(offsets.imported_function(f) + func_import::FUNC_REF);
-            // SAFETY: written at instantiation from a valid function reference.
-            return unsafe { *p.as_ptr() };
-        }
-        let slot = funcref_slot(info, f).expect("validated: referenced functions are declared");
-        let p = self.vmctx_ptr::<VMFuncRef>(offsets.funcref(slot));
-        let record = VMFuncRef {
-            wasm_call: self.module.func_code(f),
-            vmctx: self.vmctx.as_ptr(),
-            type_id: self.module.type_ids[info.functions[f as usize] as usize],
-        };
-        // SAFETY: the slot lies inside the VMContext; writing the same
-        // contents again is harmless to concurrent readers on this thread.
-        unsafe { p.as_ptr().write(record) };
-        p.as_ptr()
+        self.func_ref_maker().func_ref(f)
+    }
+
+    /// A handle that makes this instance's function references without
+    /// borrowing the instance (used by lazily initialized tables).
+    pub fn func_ref_maker(&self) -> FuncRefMaker {
+        FuncRefMaker { module: self.module.clone(), vmctx: self.vmctx }
     }
 
     /// Evaluates a constant expression in this instance.
@@ -365,8 +437,17 @@ impl Instance {
         if !bulk_memory {
             self.check_segments_fit()?;
         }
+        if module.tunables.table_lazy_init {
+            for l in &info.lazy_tables {
+                for s in &l.segments {
+                    self.dropped_elems[*s as usize] = true;
+                }
+            }
+        }
         for (i, seg) in info.elements.iter().enumerate() {
             match &seg.mode {
+                // Folded into a lazily initialized table.
+                SegmentMode::Active { .. } if self.dropped_elems[i] => {}
                 SegmentMode::Active { index, offset } => {
                     let dst = self.eval_const(offset).get_u128() as u64;
                     let dst = if info.tables[*index as usize].table64 { dst } else { dst as u32 as u64 };
@@ -379,6 +460,10 @@ impl Instance {
             }
         }
         for (i, seg) in info.data.iter().enumerate() {
+            if self.dropped_data[i] {
+                // Already in place through the memory's image.
+                continue;
+            }
             if let SegmentMode::Active { index, offset } = &seg.mode {
                 let dst = self.eval_const(offset).get_u128() as u64;
                 let dst = if info.memories[*index as usize].memory64 { dst } else { dst as u32 as u64 };

@@ -127,19 +127,24 @@ mod imp {
 
     pub extern "C" fn table_copy(vmctx: *mut u8, dst_table: u32, src_table: u32, dst: u64, src: u64, len: u64) {
         with_instance(vmctx, |inst| {
-            let src_size = inst.table(src_table).size();
             let dst_size = inst.table(dst_table).size();
-            if src.checked_add(len).is_none_or(|e| e > src_size) || dst.checked_add(len).is_none_or(|e| e > dst_size) {
+            if dst.checked_add(len).is_none_or(|e| e > dst_size) {
                 return Err(TrapCode::TableOutOfBounds);
             }
             if inst.table_ptr(dst_table) == inst.table_ptr(src_table) {
-                inst.table_mut(dst_table).elements_mut().copy_within(src as usize..(src + len) as usize, dst as usize);
-            } else {
-                let items = inst.table(src_table).elements()[src as usize..(src + len) as usize].to_vec();
-                inst.table_mut(dst_table).elements_mut()[dst as usize..(dst + len) as usize].copy_from_slice(&items);
+                return if inst.table_mut(dst_table).copy_within(dst, src, len) { Ok(()) } else { Err(TrapCode::TableOutOfBounds) };
+            }
+            let items = inst.table_mut(src_table).read_range(src, len).ok_or(TrapCode::TableOutOfBounds)?;
+            let t = inst.table_mut(dst_table);
+            for (k, v) in items.into_iter().enumerate() {
+                t.set(dst + k as u64, v);
             }
             Ok(())
         })
+    }
+
+    pub extern "C" fn table_get_lazy(vmctx: *mut u8, table: u32, index: u64) -> usize {
+        with_instance(vmctx, |inst| inst.table_mut(table).get(index).ok_or(TrapCode::TableOutOfBounds))
     }
 
     pub extern "C" fn table_init(vmctx: *mut u8, table: u32, elem: u32, dst: u64, src: u32, len: u32) {

@@ -58,7 +58,12 @@ impl Memory {
     ///
     /// [`MemoryError::TooLarge`] when the minimum size does not fit the
     /// reservation; [`MemoryError::Os`] when mapping fails.
-    pub(crate) fn new(ty: MemoryType, tunables: &Tunables, def: Option<NonNull<VMMemoryDefinition>>) -> Result<Memory, MemoryError> {
+    pub(crate) fn new(
+        ty: MemoryType,
+        tunables: &Tunables,
+        image: Option<&super::memory_image::MemoryImage>,
+        def: Option<NonNull<VMMemoryDefinition>>,
+    ) -> Result<Memory, MemoryError> {
         let page = ty.page_size();
         let min_bytes = ty.minimum.checked_mul(page).ok_or(MemoryError::TooLarge)?;
         let index_limit = if ty.memory64 { u64::MAX } else { 1u64 << 32 };
@@ -81,6 +86,9 @@ impl Memory {
         let len = min_bytes as usize;
         let committed = round_up_to_page(len).ok_or(MemoryError::TooLarge)?;
         mmap.make_accessible(0, committed).map_err(MemoryError::Os)?;
+        if let Some(image) = image {
+            mmap.map_file_private(image.offset(), image.len(), image.fd()).map_err(MemoryError::Os)?;
+        }
         let (def, own) = match def {
             Some(d) => (d, None),
             None => {

@@ -11,6 +11,7 @@ pub mod host_func;
 pub mod instance;
 pub mod libcalls;
 pub mod memory;
+pub mod memory_image;
 pub mod store_hooks;
 pub mod mmap;
 pub mod table;

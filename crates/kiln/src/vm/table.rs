@@ -1,18 +1,41 @@
-//! Tables: growable arrays of pointer-sized references (`*const VMFuncRef`
-//! for funcref tables, externref pointers for externref tables; 0 is null).
+//! Tables: growable arrays of pointer-sized references.
+//!
+//! Externref tables hold raw externref pointers (0 is null). Funcref tables
+//! hold *tagged* `VMFuncRef` pointers: bit 0 (`FUNCREF_INIT_BIT`) is set on
+//! every initialized element (so null is `1`), and an element of `0` has not
+//! been initialized yet: its value comes from the owning module's
+//! precomputed `LazyTable` the first time anyone reads it (compiled code
+//! calls a builtin for that; the runtime goes through [`Table::get`]). A
+//! table of a large module therefore starts as zeroed memory, and only the
+//! elements actually used are ever computed.
 
+use super::instance::FuncRefMaker;
 use super::vmcontext::VMTableDefinition;
-use kiln_environ::TableType;
+use kiln_environ::{Blob, FUNCREF_INIT_BIT, TableType};
 use std::ptr::NonNull;
 
+/// Where a lazily initialized table's elements come from.
+pub struct LazyInit {
+    /// Makes the function references of the owning instance.
+    pub maker: FuncRefMaker,
+    /// Initial function index per element (`u32::MAX` = null), little-endian.
+    pub inits: Blob,
+}
+
 /// A table.
-#[derive(Debug)]
 pub struct Table {
     elements: Vec<usize>,
     ty: TableType,
     max: usize,
+    lazy: Option<LazyInit>,
     def: NonNull<VMTableDefinition>,
     _own_def: Option<Box<VMTableDefinition>>,
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table").field("ty", &self.ty).field("size", &self.elements.len()).finish_non_exhaustive()
+    }
 }
 
 // SAFETY: `def` points into `_own_def` or the owning instance's VMContext,
@@ -25,12 +48,13 @@ unsafe impl Sync for Table {}
 pub const MAX_TABLE_ELEMENTS: u64 = 10_000_000;
 
 impl Table {
-    /// Creates a table of type `ty` with every element `init`.
+    /// Creates a table of type `ty` with every element `init` (an untagged
+    /// reference, 0 for null), or lazily initialized from `lazy`.
     ///
     /// # Errors
     ///
     /// Returns `None` if the minimum size exceeds the implementation limit.
-    pub(crate) fn new(ty: TableType, init: usize, def: Option<NonNull<VMTableDefinition>>) -> Option<Table> {
+    pub(crate) fn new(ty: TableType, init: usize, lazy: Option<LazyInit>, def: Option<NonNull<VMTableDefinition>>) -> Option<Table> {
         if ty.minimum > MAX_TABLE_ELEMENTS {
             return None;
         }
@@ -42,9 +66,19 @@ impl Table {
                 (NonNull::from(&mut *b), Some(b))
             }
         };
-        let mut t = Table { elements: vec![init; ty.minimum as usize], ty, max, def, _own_def: own };
+        let fill = if lazy.is_some() { 0 } else { Self::encode(ty, init) };
+        let mut t = Table { elements: vec![fill; ty.minimum as usize], ty, max, lazy, def, _own_def: own };
         t.publish();
         Some(t)
+    }
+
+    fn is_func(&self) -> bool {
+        self.ty.element.is_func()
+    }
+
+    /// The stored form of reference `v`.
+    fn encode(ty: TableType, v: usize) -> usize {
+        if ty.element.is_func() { v | FUNCREF_INIT_BIT } else { v }
     }
 
     fn publish(&mut self) {
@@ -73,30 +107,44 @@ impl Table {
         self.def
     }
 
-    /// Element `i`, if in bounds.
-    pub fn get(&self, i: u64) -> Option<usize> {
-        usize::try_from(i).ok().and_then(|i| self.elements.get(i).copied())
+    /// The reference in element `i` (0 for null), computing it first if
+    /// it was never initialized; `None` if out of bounds.
+    pub fn get(&mut self, i: u64) -> Option<usize> {
+        let i = usize::try_from(i).ok()?;
+        let raw = *self.elements.get(i)?;
+        if !self.is_func() {
+            return Some(raw);
+        }
+        if raw != 0 {
+            return Some(raw & !FUNCREF_INIT_BIT);
+        }
+        let v = match &self.lazy {
+            Some(lazy) if i < lazy.inits.len() / 4 => match lazy.inits.u32_at(i) {
+                u32::MAX => 0,
+                f => lazy.maker.func_ref(f) as usize,
+            },
+            _ => 0,
+        };
+        self.elements[i] = v | FUNCREF_INIT_BIT;
+        Some(v)
     }
 
-    /// Sets element `i`; `false` if out of bounds.
+    /// Sets element `i` to reference `v` (0 for null); `false` if out of bounds.
     pub fn set(&mut self, i: u64, v: usize) -> bool {
+        let enc = Self::encode(self.ty, v);
         match usize::try_from(i).ok().and_then(|i| self.elements.get_mut(i)) {
             Some(slot) => {
-                *slot = v;
+                *slot = enc;
                 true
             }
             None => false,
         }
     }
 
-    /// All elements.
-    pub fn elements(&self) -> &[usize] {
-        &self.elements
-    }
-
-    /// All elements, mutably.
-    pub fn elements_mut(&mut self) -> &mut [usize] {
-        &mut self.elements
+    /// The stored elements of an externref table (for collecting
+    /// externrefs); empty for funcref tables.
+    pub fn externrefs(&self) -> &[usize] {
+        if self.is_func() { &[] } else { &self.elements }
     }
 
     /// Grows by `delta` elements set to `init`; returns the old size, or
@@ -104,7 +152,7 @@ impl Table {
     pub fn grow(&mut self, delta: u64, init: usize) -> Option<u64> {
         let old = self.elements.len() as u64;
         let new = old.checked_add(delta).filter(|n| *n <= self.max as u64)?;
-        self.elements.resize(new as usize, init);
+        self.elements.resize(new as usize, Self::encode(self.ty, init));
         self.publish();
         Some(old)
     }
@@ -115,7 +163,31 @@ impl Table {
             Some(e) if e <= self.size() => e,
             _ => return false,
         };
-        self.elements[dst as usize..end as usize].fill(val);
+        let enc = Self::encode(self.ty, val);
+        self.elements[dst as usize..end as usize].fill(enc);
         true
+    }
+
+    /// `table.copy` within this table: false if a range is out of bounds.
+    pub fn copy_within(&mut self, dst: u64, src: u64, len: u64) -> bool {
+        let size = self.size();
+        if src.checked_add(len).is_none_or(|e| e > size) || dst.checked_add(len).is_none_or(|e| e > size) {
+            return false;
+        }
+        if self.is_func() && self.lazy.is_some() {
+            // Copies must carry values, not "uninitialized" markers.
+            for i in src..src + len {
+                self.get(i);
+            }
+        }
+        self.elements.copy_within(src as usize..(src + len) as usize, dst as usize);
+        true
+    }
+
+    /// The references in `[start, start + len)`, computing uninitialized
+    /// ones; `None` if out of bounds.
+    pub fn read_range(&mut self, start: u64, len: u64) -> Option<Vec<usize>> {
+        let end = start.checked_add(len).filter(|e| *e <= self.size())?;
+        (start..end).map(|i| self.get(i)).collect()
     }
 }
