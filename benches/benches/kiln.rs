@@ -3,7 +3,7 @@
 //! (ns per call, ms per fib, MB/s compiled, µs per instance).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use kiln::{Config, Engine, Instance, Linker, Module, Store};
+use kiln::{Config, Engine, Instance, InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig, Store};
 use kiln_benches::{CALLS_WAT, FIB_WAT, bigtable_wat};
 use std::hint::black_box;
 
@@ -73,6 +73,26 @@ fn instantiate(c: &mut Criterion) {
         b.iter(|| {
             let mut store = Store::new(&engine, ());
             Instance::new(&mut store, &big, &[]).expect("instance");
+        })
+    });
+    let pre = Linker::new(&engine).instantiate_pre(&big).expect("pre");
+    g.bench_function("bigtable_instance_pre", |b| {
+        b.iter(|| {
+            let mut store = Store::new(&engine, ());
+            pre.instantiate(&mut store).expect("instance");
+        })
+    });
+    let mut pool = PoolingAllocationConfig::new();
+    pool.table_elements(20_000);
+    let mut config = Config::new();
+    config.cranelift_debug_verifier(false).allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    let pooled = Engine::new(&config).expect("pooling engine");
+    let big_pooled = Module::from_binary(&pooled, &kiln_benches_wat(&bigtable_wat(10_000, 1 << 20))).expect("module");
+    let pre = Linker::new(&pooled).instantiate_pre(&big_pooled).expect("pre");
+    g.bench_function("bigtable_pooling_instance_pre", |b| {
+        b.iter(|| {
+            let mut store = Store::new(&pooled, ());
+            pre.instantiate(&mut store).expect("instance");
         })
     });
     g.finish();

@@ -31,6 +31,66 @@ pub struct Config {
     pub(crate) verifier: bool,
     pub(crate) parallel_compilation: bool,
     pub(crate) cache: Option<std::sync::Arc<dyn crate::Cache>>,
+    pub(crate) allocation: InstanceAllocationStrategy,
+}
+
+/// How instances get their memory; see [`Config::allocation_strategy`].
+#[derive(Clone, Debug, Default)]
+pub enum InstanceAllocationStrategy {
+    /// Allocate as needed; a few released VMContexts, tables and memory
+    /// reservations of each size are kept for reuse (the default).
+    #[default]
+    OnDemand,
+    /// Reserve fixed numbers of slots up front; instantiation fails with a
+    /// "limit reached" error when a kind of slot runs out.
+    Pooling(PoolingAllocationConfig),
+}
+
+/// Limits of the pooling allocator. Defaults: 1000 instances, memories and
+/// tables; 20,000 table elements; 1 MiB of VMContext per instance. Each
+/// memory slot reserves the configured memory reservation plus guard
+/// (6 GiB by default) of address space, not memory.
+#[derive(Clone, Debug, Default)]
+pub struct PoolingAllocationConfig {
+    pub(crate) limits: crate::vm::allocator::PoolingLimits,
+}
+
+impl PoolingAllocationConfig {
+    /// Default limits.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Instances that can exist at once, in all stores of the engine.
+    pub fn total_core_instances(&mut self, n: u32) -> &mut Self {
+        self.limits.total_core_instances = n;
+        self
+    }
+
+    /// Linear memories that can exist at once.
+    pub fn total_memories(&mut self, n: u32) -> &mut Self {
+        self.limits.total_memories = n;
+        self
+    }
+
+    /// Tables that can exist at once.
+    pub fn total_tables(&mut self, n: u32) -> &mut Self {
+        self.limits.total_tables = n;
+        self
+    }
+
+    /// Most elements per table.
+    pub fn table_elements(&mut self, n: usize) -> &mut Self {
+        self.limits.table_elements = n;
+        self
+    }
+
+    /// Most bytes of VMContext per instance (it grows with imports,
+    /// globals, and the number of functions referenced from tables).
+    pub fn max_core_instance_size(&mut self, bytes: usize) -> &mut Self {
+        self.limits.max_core_instance_size = bytes;
+        self
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -72,6 +132,7 @@ impl Config {
             verifier: cfg!(debug_assertions),
             parallel_compilation: true,
             cache: None,
+            allocation: InstanceAllocationStrategy::OnDemand,
         }
     }
 
@@ -208,6 +269,12 @@ impl Config {
     /// Off by default.
     pub fn epoch_interruption(&mut self, enable: bool) -> &mut Self {
         self.tunables.epoch_interruption = enable;
+        self
+    }
+
+    /// Chooses the instance allocator (default [`InstanceAllocationStrategy::OnDemand`]).
+    pub fn allocation_strategy(&mut self, strategy: InstanceAllocationStrategy) -> &mut Self {
+        self.allocation = strategy;
         self
     }
 

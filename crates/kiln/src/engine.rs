@@ -32,6 +32,8 @@ pub(crate) struct EngineInner {
     pub(crate) epoch: AtomicU64,
     /// Cache-key salt: Kiln version, compiler fingerprint, tunables.
     pub(crate) salt: kiln_environ::CacheKey,
+    /// Where instances, memories and tables get their memory.
+    pub(crate) allocator: crate::vm::allocator::Allocator,
 }
 
 /// Engine-wide interning of function signatures: equal signatures get the
@@ -88,6 +90,13 @@ impl Engine {
             .context("cannot create the code generator")?;
         crate::vm::traphandlers::init_traps();
         let salt = kiln_environ::engine_salt(kiln_environ::KILN_VERSION, &compiler.fingerprint(), compiler.tunables());
+        let allocator = match &config.allocation {
+            crate::config::InstanceAllocationStrategy::OnDemand => crate::vm::allocator::Allocator::on_demand(compiler.tunables()),
+            crate::config::InstanceAllocationStrategy::Pooling(p) => {
+                crate::vm::allocator::Allocator::pooling(compiler.tunables(), p.limits.clone())
+                    .context("cannot reserve the pooling allocator's slots")?
+            }
+        };
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 config: config.clone(),
@@ -96,6 +105,7 @@ impl Engine {
                 host_trampolines: Mutex::new(HashMap::new()),
                 epoch: AtomicU64::new(0),
                 salt,
+                allocator,
             }),
         })
     }

@@ -99,7 +99,8 @@ impl Memory {
     /// refuses the mapping.
     pub fn new(mut store: impl AsContextMut, ty: MemoryType) -> Result<Memory> {
         let store = &mut store.as_context_mut().0.opaque;
-        let m = vm::memory::Memory::new(ty.0, store.engine.tunables(), None, None)?;
+        let engine = store.engine.clone();
+        let m = vm::memory::Memory::new(ty.0, engine.tunables(), None, Some(&engine.inner.allocator), None)?;
         let idx = store.memories.len();
         store.memories.push(MemoryEntry::Host(Box::new(m)));
         Ok(Memory(store.stored(idx)))
@@ -240,9 +241,8 @@ impl Table {
     pub fn new(mut store: impl AsContextMut, ty: TableType, init: Val) -> Result<Table> {
         let store = &mut store.as_context_mut().0.opaque;
         let raw = check_ref(store, ty.element(), &init)?;
-        let Some(t) = vm::table::Table::new(ty.0, raw, None, None) else {
-            bail!("table minimum size exceeds the implementation limit");
-        };
+        let engine = store.engine.clone();
+        let t = vm::table::Table::new(ty.0, raw, None, &engine.inner.allocator, None).map_err(|e| anyhow::anyhow!("{e}"))?;
         let idx = store.tables.len();
         store.tables.push(TableEntry::Host(Box::new(t)));
         Ok(Table(store.stored(idx)))

@@ -224,7 +224,8 @@ pub(crate) fn instantiate<T: 'static>(store: &mut StoreInner<T>, module: &Module
 
     let id = opaque.instances.len();
     let epoch = &opaque.engine.inner.epoch as *const _;
-    let handle = vm::instance::Instance::new(id, module.runtime().clone(), opaque.vm_ptr(), epoch, &vm_imports)
+    let engine = opaque.engine.clone();
+    let handle = vm::instance::Instance::new(id, module.runtime().clone(), &engine.inner.allocator, opaque.vm_ptr(), epoch, &vm_imports)
         .map_err(|e| anyhow!("{e}"))?;
 
     for d in 0..info.num_defined_memories() {

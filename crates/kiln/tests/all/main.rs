@@ -4,6 +4,7 @@ mod api;
 mod cache;
 mod c_programs;
 mod host_calls;
+mod instantiate;
 mod interrupt;
 mod malformed;
 mod threads;

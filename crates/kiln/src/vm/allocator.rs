@@ -1,0 +1,155 @@
+//! The instance allocator: where VMContexts, linear memories and tables
+//! get their memory (see `pool.rs` for the reuse mechanism).
+
+use super::pool::{Region, RegionPool};
+use kiln_environ::Tunables;
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex};
+
+/// Limits of the pooling allocator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolingLimits {
+    /// Instances (VMContexts) that can exist at once.
+    pub total_core_instances: u32,
+    /// Linear memories that can exist at once.
+    pub total_memories: u32,
+    /// Tables that can exist at once.
+    pub total_tables: u32,
+    /// Most elements a table may have.
+    pub table_elements: usize,
+    /// Most bytes a VMContext may have.
+    pub max_core_instance_size: usize,
+}
+
+impl Default for PoolingLimits {
+    fn default() -> Self {
+        PoolingLimits {
+            total_core_instances: 1000,
+            total_memories: 1000,
+            total_tables: 1000,
+            table_elements: 20_000,
+            max_core_instance_size: 1 << 20,
+        }
+    }
+}
+
+/// Regions released by the on-demand allocator kept for reuse, per size.
+const ON_DEMAND_IDLE: usize = 16;
+
+enum Pools {
+    OnDemand {
+        vmctx: Mutex<HashMap<usize, Arc<RegionPool>>>,
+        tables: Mutex<HashMap<usize, Arc<RegionPool>>>,
+    },
+    Pooling {
+        limits: PoolingLimits,
+        vmctx: Arc<RegionPool>,
+        tables: Arc<RegionPool>,
+    },
+}
+
+/// An engine's instance allocator.
+pub struct Allocator {
+    pools: Pools,
+    /// Standard 32-bit memory slots (reservation + guard).
+    memories: Arc<RegionPool>,
+    memory_slot: usize,
+}
+
+fn size_class(bytes: usize) -> usize {
+    bytes.max(4096).next_power_of_two()
+}
+
+impl Allocator {
+    /// The default allocator: regions are created on demand, and a few
+    /// released ones of each size are kept for reuse.
+    pub fn on_demand(tunables: &Tunables) -> Allocator {
+        let memory_slot = memory_slot_size(tunables);
+        Allocator {
+            pools: Pools::OnDemand { vmctx: Mutex::default(), tables: Mutex::default() },
+            memories: Arc::new(RegionPool::on_demand(memory_slot, false, ON_DEMAND_IDLE)),
+            memory_slot,
+        }
+    }
+
+    /// The pooling allocator: every slot reserved now.
+    ///
+    /// # Errors
+    ///
+    /// The reservations do not fit in the address space.
+    pub fn pooling(tunables: &Tunables, limits: PoolingLimits) -> io::Result<Allocator> {
+        let memory_slot = memory_slot_size(tunables);
+        let memories = Arc::new(RegionPool::fixed(memory_slot, limits.total_memories as usize, false)?);
+        let tables = Arc::new(RegionPool::fixed(limits.table_elements * 8, limits.total_tables as usize, true)?);
+        let vmctx =
+            Arc::new(RegionPool::fixed(limits.max_core_instance_size, limits.total_core_instances as usize, true)?.without_reset());
+        Ok(Allocator { pools: Pools::Pooling { limits, vmctx, tables }, memories, memory_slot })
+    }
+
+    /// A region for a VMContext of `bytes`.
+    ///
+    /// # Errors
+    ///
+    /// Pool exhausted, VMContext too large for a pooling slot, or OS failure.
+    pub fn vmctx(&self, bytes: usize) -> io::Result<(Region, Arc<RegionPool>)> {
+        let pool = match &self.pools {
+            Pools::OnDemand { vmctx, .. } => {
+                let class = size_class(bytes);
+                let mut m = vmctx.lock().unwrap_or_else(|e| e.into_inner());
+                m.entry(class)
+                    .or_insert_with(|| Arc::new(RegionPool::on_demand(class, true, ON_DEMAND_IDLE).without_reset()))
+                    .clone()
+            }
+            Pools::Pooling { limits, vmctx, .. } => {
+                if bytes > limits.max_core_instance_size {
+                    return Err(io::Error::other(format!(
+                        "instance needs {bytes} bytes of VMContext, more than the pooling limit of {}",
+                        limits.max_core_instance_size
+                    )));
+                }
+                vmctx.clone()
+            }
+        };
+        Ok((pool.acquire()?, pool))
+    }
+
+    /// A region for a table that may reach `max_elements`.
+    ///
+    /// # Errors
+    ///
+    /// Pool exhausted, or the table's minimum exceeds the pooling limit.
+    pub fn table(&self, min_elements: usize, max_elements: usize) -> io::Result<(Region, Arc<RegionPool>)> {
+        let pool = match &self.pools {
+            Pools::OnDemand { tables, .. } => {
+                let class = size_class(max_elements.saturating_mul(8));
+                let mut m = tables.lock().unwrap_or_else(|e| e.into_inner());
+                m.entry(class).or_insert_with(|| Arc::new(RegionPool::on_demand(class, true, ON_DEMAND_IDLE))).clone()
+            }
+            Pools::Pooling { limits, tables, .. } => {
+                if min_elements > limits.table_elements {
+                    return Err(io::Error::other(format!(
+                        "table of {min_elements} elements exceeds the pooling limit of {}",
+                        limits.table_elements
+                    )));
+                }
+                tables.clone()
+            }
+        };
+        Ok((pool.acquire()?, pool))
+    }
+
+    /// A region for a standard (32-bit) linear memory, if `reservation`
+    /// bytes (reservation plus guard) is the standard slot size.
+    ///
+    /// # Errors
+    ///
+    /// Pool exhausted or OS failure.
+    pub fn memory(&self, reservation: usize) -> Option<io::Result<(Region, Arc<RegionPool>)>> {
+        (reservation == self.memory_slot).then(|| self.memories.acquire().map(|r| (r, self.memories.clone())))
+    }
+}
+
+fn memory_slot_size(t: &Tunables) -> usize {
+    usize::try_from(t.memory_reservation.saturating_add(t.memory_guard_size)).unwrap_or(usize::MAX)
+}

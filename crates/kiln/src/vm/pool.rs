@@ -1,0 +1,259 @@
+//! Reusable memory regions, the basis of both instance allocators.
+//!
+//! A `RegionPool` hands out regions of one size. A region that is released
+//! is reset with `madvise(MADV_DONTNEED)` over the part that may have been
+//! written, which makes anonymous pages read as zero again and private file
+//! pages (a memory's copy-on-write image) read as the file again, then kept
+//! for the next user with its protections and image mapping intact:
+//! instantiating the same module again then needs no `mmap`, `mprotect` or
+//! `munmap` at all.
+//!
+//! - The *pooling* allocator backs a pool with one reservation divided into
+//!   a fixed number of slots, reserved up front; running out of slots is an
+//!   error ("limit reached").
+//! - The default *on-demand* allocator creates regions as needed and keeps
+//!   a few released ones per size for reuse, unmapping the rest.
+
+use super::memory_image::MemoryImage;
+use super::mmap::{Mmap, page_size, round_up_to_page};
+use std::io;
+use std::ptr::NonNull;
+use std::sync::{Arc, Mutex};
+
+/// Where a region's address space comes from.
+enum Origin {
+    /// Its own mapping (on-demand pools), unmapped when the region drops.
+    Owned { _mmap: Mmap },
+    /// A slot of the pool's fixed reservation.
+    Slot,
+}
+
+/// A region of address space, `len` bytes, whose first `rw` bytes are
+/// read-write and whose first `dirty` bytes may hold data.
+pub struct Region {
+    ptr: NonNull<u8>,
+    len: usize,
+    rw: usize,
+    dirty: usize,
+    image: Option<Arc<MemoryImage>>,
+    origin: Origin,
+}
+
+// SAFETY: a region is owned address space; whoever holds it is its only user.
+unsafe impl Send for Region {}
+// SAFETY: as above; shared references only expose addresses.
+unsafe impl Sync for Region {}
+
+impl std::fmt::Debug for Region {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Region").field("len", &self.len).field("rw", &self.rw).finish_non_exhaustive()
+    }
+}
+
+impl Region {
+    /// The first byte.
+    pub fn ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Total length of the region.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    fn protect(&self, start: usize, len: usize, flags: rustix::mm::MprotectFlags) -> io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        if start.checked_add(len).is_none_or(|e| e > self.len) {
+            return Err(io::Error::other("protection range outside the region"));
+        }
+        // SAFETY: the range lies inside this region, which its holder owns.
+        unsafe { rustix::mm::mprotect(self.ptr.as_ptr().add(start).cast(), len, flags) }.map_err(io::Error::from)
+    }
+
+    /// Makes exactly the first `bytes` (rounded up to pages) read-write and
+    /// the rest of the region inaccessible.
+    pub fn set_accessible(&mut self, bytes: usize) -> io::Result<()> {
+        let want = round_up_to_page(bytes).ok_or_else(|| io::Error::other("size overflows"))?.min(self.len);
+        use rustix::mm::MprotectFlags as P;
+        if want > self.rw {
+            self.protect(self.rw, want - self.rw, P::READ | P::WRITE)?;
+        } else if want < self.rw {
+            self.protect(want, self.rw - want, P::empty())?;
+        }
+        self.rw = want;
+        self.dirty = self.dirty.max(want);
+        Ok(())
+    }
+
+    /// Maps `image` at its offset (replacing whatever image was mapped
+    /// before), or removes the current image if `image` is `None`. The
+    /// image range must lie inside the read-write part.
+    pub fn set_image(&mut self, image: Option<&Arc<MemoryImage>>) -> io::Result<()> {
+        let same = match (&self.image, image) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return Ok(());
+        }
+        if let Some(old) = self.image.take() {
+            // Replace the old image's pages with fresh anonymous memory.
+            // SAFETY: MAP_FIXED over a range inside this region (images
+            // are placed inside it), which its holder owns.
+            unsafe {
+                rustix::mm::mmap_anonymous(
+                    self.ptr.as_ptr().add(old.offset()).cast(),
+                    old.len(),
+                    rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                    rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::FIXED | rustix::mm::MapFlags::NORESERVE,
+                )
+            }
+            .map_err(io::Error::from)?;
+        }
+        if let Some(img) = image {
+            if img.offset().checked_add(img.len()).is_none_or(|e| e > self.rw) {
+                return Err(io::Error::other("memory image outside the accessible range"));
+            }
+            // SAFETY: MAP_FIXED over a range inside this region (checked).
+            unsafe {
+                rustix::mm::mmap(
+                    self.ptr.as_ptr().add(img.offset()).cast(),
+                    img.len(),
+                    rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                    rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::FIXED,
+                    img.fd(),
+                    0,
+                )
+            }
+            .map_err(io::Error::from)?;
+            self.image = Some(img.clone());
+        }
+        Ok(())
+    }
+
+    /// Notes that the first `bytes` may now hold data.
+    pub fn mark_dirty(&mut self, bytes: usize) {
+        self.dirty = self.dirty.max(bytes.min(self.len));
+    }
+
+    /// Resets the contents (see the module docs) so the region can be reused.
+    fn reset(&mut self) -> io::Result<()> {
+        let dirty = round_up_to_page(self.dirty).unwrap_or(self.len).min(self.len);
+        if dirty > 0 {
+            // SAFETY: the range lies inside this region, which is no longer
+            // used by anyone (it is being released).
+            unsafe { rustix::mm::madvise(self.ptr.as_ptr().cast(), dirty, rustix::mm::Advice::LinuxDontNeed) }
+                .map_err(io::Error::from)?;
+        }
+        self.dirty = 0;
+        Ok(())
+    }
+}
+
+/// Regions of one size (see the module docs).
+pub struct RegionPool {
+    size: usize,
+    /// Initial protection of fresh regions: read-write (tables, VMContexts)
+    /// or none (linear memories).
+    fresh_rw: bool,
+    fixed: Option<Fixed>,
+    idle: Mutex<Vec<Region>>,
+    max_idle: usize,
+    /// Whether released regions are reset; VMContext regions are not
+    /// (their users overwrite everything they read).
+    reset: bool,
+}
+
+struct Fixed {
+    mmap: Mmap,
+    count: usize,
+    next_unused: Mutex<usize>,
+}
+
+impl RegionPool {
+    /// An on-demand pool of `size`-byte regions keeping up to `max_idle`
+    /// released ones.
+    pub fn on_demand(size: usize, fresh_rw: bool, max_idle: usize) -> RegionPool {
+        let size = round_up_to_page(size).unwrap_or(size);
+        RegionPool { size, fresh_rw, fixed: None, idle: Mutex::new(Vec::new()), max_idle, reset: true }
+    }
+
+    /// Released regions keep their contents: their next user initializes
+    /// everything it reads.
+    pub fn without_reset(mut self) -> Self {
+        self.reset = false;
+        self
+    }
+
+    /// A pool of exactly `count` regions of `size` bytes, reserved now.
+    ///
+    /// # Errors
+    ///
+    /// The reservation failed (not enough address space).
+    pub fn fixed(size: usize, count: usize, fresh_rw: bool) -> io::Result<RegionPool> {
+        let size = round_up_to_page(size).ok_or_else(|| io::Error::other("slot size overflows"))?;
+        let total = size.checked_mul(count).ok_or_else(|| io::Error::other("pool size overflows"))?;
+        let mmap = if fresh_rw { Mmap::accessible(total.max(page_size()))? } else { Mmap::reserve(total.max(page_size()))? };
+        Ok(RegionPool {
+            size,
+            fresh_rw,
+            fixed: Some(Fixed { mmap, count, next_unused: Mutex::new(0) }),
+            idle: Mutex::new(Vec::new()),
+            max_idle: count,
+            reset: true,
+        })
+    }
+
+    /// Takes a region: a released one if any, else a new one.
+    ///
+    /// # Errors
+    ///
+    /// The pool is fixed and all its regions are in use, or the OS refused
+    /// a new mapping.
+    pub fn acquire(&self) -> Result<Region, io::Error> {
+        if let Some(r) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            return Ok(r);
+        }
+        let rw = if self.fresh_rw { self.size } else { 0 };
+        match &self.fixed {
+            Some(f) => {
+                let mut next = f.next_unused.lock().unwrap_or_else(|e| e.into_inner());
+                if *next >= f.count {
+                    return Err(io::Error::other(format!("pooling allocator limit reached: all {} slots are in use", f.count)));
+                }
+                let i = *next;
+                *next += 1;
+                let ptr = NonNull::new(f.mmap.as_ptr().wrapping_add(i * self.size)).expect("non-null mapping");
+                Ok(Region { ptr, len: self.size, rw, dirty: 0, image: None, origin: Origin::Slot })
+            }
+            None => {
+                let mmap = if self.fresh_rw { Mmap::accessible(self.size)? } else { Mmap::reserve(self.size)? };
+                let ptr = NonNull::new(mmap.as_ptr()).expect("non-null mapping");
+                Ok(Region { ptr, len: self.size, rw, dirty: 0, image: None, origin: Origin::Owned { _mmap: mmap } })
+            }
+        }
+    }
+
+    /// Gives a region back: reset and kept for reuse, or unmapped if the
+    /// pool keeps enough already (or the reset failed).
+    pub fn release(&self, mut region: Region) {
+        if region.len != self.size {
+            return;
+        }
+        let ok = if self.reset {
+            region.reset().is_ok()
+        } else {
+            region.dirty = 0;
+            true
+        };
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let keep = ok && (idle.len() < self.max_idle || matches!(region.origin, Origin::Slot));
+        if keep {
+            idle.push(region);
+        }
+        // Otherwise `region` drops here; an owned mapping is unmapped.
+    }
+}
