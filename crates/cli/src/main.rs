@@ -5,7 +5,10 @@
 //! arguments); 134 when wasm traps (like a process killed by SIGABRT, as
 //! `wasmtime run` does); for `wast`, 1 when any directive failed.
 
+mod cache_cmd;
+mod compile_cmd;
 mod features;
+mod options;
 mod run;
 mod wast_cmd;
 
@@ -26,6 +29,10 @@ enum Command {
     Run(run::RunCommand),
     /// Runs WebAssembly spec test scripts (.wast).
     Wast(wast_cmd::WastCommand),
+    /// Compiles a module ahead of time into a .cwasm artifact.
+    Compile(compile_cmd::CompileCommand),
+    /// Inspects or clears the compilation cache.
+    Cache(cache_cmd::CacheCommand),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +40,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(cmd) => cmd.execute(),
         Command::Wast(cmd) => cmd.execute(),
+        Command::Compile(cmd) => cmd.execute(),
+        Command::Cache(cmd) => cmd.execute(),
     };
     match result {
         Ok(code) => code,

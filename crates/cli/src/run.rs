@@ -3,7 +3,8 @@
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use crate::features::FeatureFlags;
-use kiln::{Engine, Func, Instance, Linker, Module, Store, Trap, Val, ValType};
+use crate::options::{CacheFlags, LimitFlags};
+use kiln::{Engine, Func, Instance, Linker, Module, Store, StoreLimits, Trap, TrapCode, Val, ValType};
 use kiln_wasi::{DirPerms, I32Exit, WasiCtx, WasiCtxBuilder};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +39,12 @@ pub struct RunCommand {
     #[command(flatten)]
     features: FeatureFlags,
 
+    #[command(flatten)]
+    limits: LimitFlags,
+
+    #[command(flatten)]
+    cache: CacheFlags,
+
     /// The module to run (.wasm or .wat).
     file: PathBuf,
 
@@ -62,22 +69,28 @@ impl RunCommand {
             self.args.remove(0);
         }
 
-        let engine = Engine::new(&self.features.config()?)?;
+        let mut config = self.features.config()?;
+        self.limits.configure(&mut config);
+        self.cache.configure(&mut config);
+        let engine = Engine::new(&config)?;
         let module = Module::from_file(&engine, &self.file)?;
-        let mut store = Store::new(&engine, self.wasi_ctx()?);
+        let host = Host { wasi: self.wasi_ctx()?, limits: self.limits.store_limits() };
+        let mut store = Store::new(&engine, host);
+        store.limiter(|h| &mut h.limits);
+        let _ticker = self.limits.start(&mut store)?;
         let mut linker = Linker::new(&engine);
         if kiln_wasi::uses_wasi(&module) {
-            kiln_wasi::add_to_linker(&mut linker, |cx: &mut WasiCtx| cx)?;
+            kiln_wasi::add_to_linker(&mut linker, |h: &mut Host| &mut h.wasi)?;
         }
         let instance = match linker.instantiate(&mut store, &module) {
             Ok(i) => i,
-            Err(e) => return Ok(report(e)),
+            Err(e) => return Ok(self.report(e)),
         };
         // A WASI reactor initializes itself before any export is called.
         if let Some(init) = instance.get_func(&mut store, "_initialize")
             && let Err(e) = init.call(&mut store, &[], &mut [])
         {
-            return Ok(report(e));
+            return Ok(self.report(e));
         }
         match &self.invoke {
             Some(name) => self.invoke(&mut store, instance, name),
@@ -87,10 +100,30 @@ impl RunCommand {
                 };
                 match start.call(&mut store, &[], &mut []) {
                     Ok(()) => Ok(ExitCode::SUCCESS),
-                    Err(e) => Ok(report(e)),
+                    Err(e) => Ok(self.report(e)),
                 }
             }
         }
+    }
+
+    /// Picks the exit status for an error from running wasm: the program's
+    /// own for `proc_exit` (statuses outside 0..=255 become 1), otherwise
+    /// prints the error, naming the limit that stopped the program if one
+    /// did: 134 for a trap, 1 for anything else.
+    fn report(&self, e: anyhow::Error) -> ExitCode {
+        if let Some(exit) = e.downcast_ref::<I32Exit>() {
+            return ExitCode::from(u8::try_from(exit.0).unwrap_or(1));
+        }
+        let Some(trap) = e.downcast_ref::<Trap>() else {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(1);
+        };
+        match (trap.code(), &self.limits.describe(trap.code())) {
+            (_, Some(limit)) => eprintln!("error: {limit}\n{e:#}"),
+            (TrapCode::StackOverflow, None) => eprintln!("error: {e:#}\n(the wasm stack limit can be raised with --max-wasm-stack)"),
+            _ => eprintln!("error: {e:#}"),
+        }
+        ExitCode::from(TRAP_EXIT)
     }
 
     /// The program's WASI view: arguments, environment, preopens, and the
@@ -133,7 +166,7 @@ impl RunCommand {
         Ok(b.build())
     }
 
-    fn invoke(&self, store: &mut Store<WasiCtx>, instance: Instance, name: &str) -> Result<ExitCode> {
+    fn invoke(&self, store: &mut Store<Host>, instance: Instance, name: &str) -> Result<ExitCode> {
         let func: Func = instance
             .get_func(&mut *store, name)
             .ok_or_else(|| anyhow!("the module has no exported function `{name}`"))?;
@@ -149,7 +182,7 @@ impl RunCommand {
             .collect::<Result<Vec<_>>>()?;
         let mut results: Vec<Val> = ty.results().map(Val::default_for).collect();
         if let Err(e) = func.call(&mut *store, &params, &mut results) {
-            return Ok(report(e));
+            return Ok(self.report(e));
         }
         for r in &results {
             println!("{}", format_val(r));
@@ -158,15 +191,10 @@ impl RunCommand {
     }
 }
 
-/// Picks the exit status for an error from running wasm: the program's
-/// own for `proc_exit` (statuses outside 0..=255 become 1), otherwise
-/// prints the error: 134 for a trap, 1 for anything else.
-fn report(e: anyhow::Error) -> ExitCode {
-    if let Some(exit) = e.downcast_ref::<I32Exit>() {
-        return ExitCode::from(u8::try_from(exit.0).unwrap_or(1));
-    }
-    eprintln!("error: {e:#}");
-    if e.downcast_ref::<Trap>().is_some() { ExitCode::from(TRAP_EXIT) } else { ExitCode::from(1) }
+/// The store's data: the program's WASI context and its resource limits.
+pub struct Host {
+    wasi: WasiCtx,
+    limits: StoreLimits,
 }
 
 fn parse_int<T: TryFrom<i128>>(s: &str) -> Result<T> {

@@ -184,6 +184,6 @@ impl U32PairTable {
     /// not rechecked on load: artifacts are checksummed, and lookups in an
     /// unsorted table would only miss, never misbehave.)
     pub fn is_well_formed(&self) -> bool {
-        self.0.len() % 8 == 0
+        self.0.len().is_multiple_of(8)
     }
 }

@@ -53,9 +53,11 @@ pub struct Store<T> {
 pub struct StoreInner<T> {
     pub(crate) opaque: StoreOpaque,
     pub(crate) data: T,
-    pub(crate) limiter: Option<Box<dyn (FnMut(&mut T) -> &mut dyn ResourceLimiter) + Send + Sync>>,
+    pub(crate) limiter: Option<LimiterFn<T>>,
     pub(crate) epoch_callback: Option<EpochCallback<T>>,
 }
+
+type LimiterFn<T> = Box<dyn (FnMut(&mut T) -> &mut dyn ResourceLimiter) + Send + Sync>;
 
 type EpochCallback<T> = Box<dyn FnMut(StoreContextMut<'_, T>) -> anyhow::Result<UpdateDeadline> + Send + Sync>;
 

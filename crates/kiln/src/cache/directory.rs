@@ -156,7 +156,7 @@ impl Cache for DirectoryCache {
             CacheKind::Module => std::fs::metadata(&path).ok().filter(|m| m.is_file()).map(|m| m.len() as usize),
             CacheKind::Function => None,
         };
-        let result = match (kind, found) {
+        match (kind, found) {
             (CacheKind::Module, Some(len)) => {
                 // Refresh the modification time: it orders eviction.
                 if let Ok(f) = std::fs::File::options().append(true).open(&path) {
@@ -179,8 +179,7 @@ impl Cache for DirectoryCache {
                     None
                 }
             },
-        };
-        result
+        }
     }
 
     fn put(&self, kind: CacheKind, key: &[u8; 32], bytes: &[u8]) {

@@ -13,9 +13,12 @@ pub struct MemoryCache {
     counters: Counters,
 }
 
+/// An entry's bytes and its last-use tick.
+type Entry = (Arc<[u8]>, u64);
+
 #[derive(Default)]
 struct State {
-    entries: HashMap<(CacheKind, [u8; 32]), (Arc<[u8]>, u64)>,
+    entries: HashMap<(CacheKind, [u8; 32]), Entry>,
     by_age: BTreeMap<u64, (CacheKind, [u8; 32])>,
     clock: u64,
     size: usize,

@@ -218,7 +218,7 @@ impl ModuleCode {
     /// The OS error if neither mapping nor copying works.
     pub fn from_mapped_file(file: Arc<MappedFile>, text: std::ops::Range<usize>, info: Arc<CompiledModuleInfo>) -> io::Result<Box<ModuleCode>> {
         let page = super::mmap::page_size();
-        let in_bounds = text.start <= text.end && text.end <= file.len && text.start % page == 0;
+        let in_bounds = text.start <= text.end && text.end <= file.len && text.start.is_multiple_of(page);
         if !in_bounds {
             return Err(io::Error::other("text range outside the mapped file"));
         }

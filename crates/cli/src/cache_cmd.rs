@@ -1,0 +1,68 @@
+//! `kiln cache`.
+
+use crate::options::CacheFlags;
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use kiln::DirectoryCache;
+use std::process::ExitCode;
+
+/// `kiln cache dir|stats|clear`: the on-disk compilation cache.
+#[derive(Args)]
+pub struct CacheCommand {
+    #[command(subcommand)]
+    action: CacheAction,
+
+    #[command(flatten)]
+    cache: CacheFlags,
+}
+
+#[derive(Subcommand)]
+enum CacheAction {
+    /// Prints the cache directory.
+    Dir,
+    /// Prints the number and size of cached modules and functions.
+    Stats,
+    /// Removes every cached entry.
+    Clear,
+}
+
+impl CacheCommand {
+    pub fn execute(self) -> Result<ExitCode> {
+        let dir = self.cache.dir()?;
+        match self.action {
+            CacheAction::Dir => println!("{}", dir.display()),
+            CacheAction::Stats => {
+                let count = |sub: &str| -> (usize, u64) {
+                    let mut n = 0;
+                    let mut bytes = 0;
+                    let mut stack = vec![dir.join(sub)];
+                    while let Some(d) = stack.pop() {
+                        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                            match e.metadata() {
+                                Ok(m) if m.is_dir() => stack.push(e.path()),
+                                Ok(m) => {
+                                    n += 1;
+                                    bytes += m.len();
+                                }
+                                Err(_) => {}
+                            }
+                        }
+                    }
+                    (n, bytes)
+                };
+                let (m, mb) = count("modules");
+                let (f, fb) = count("functions");
+                println!("cache directory: {}", dir.display());
+                println!("modules:   {m} entries, {:.1} MiB", mb as f64 / 1048576.0);
+                println!("functions: {f} entries, {:.1} MiB", fb as f64 / 1048576.0);
+            }
+            CacheAction::Clear => {
+                if dir.exists() {
+                    DirectoryCache::new(&dir)?.clear()?;
+                }
+                println!("cleared {}", dir.display());
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}

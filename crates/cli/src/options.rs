@@ -1,0 +1,168 @@
+//! Flags shared by the commands that compile or run: resource limits and
+//! the compilation cache.
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use kiln::{Config, DirectoryCache, EpochTicker, Store, StoreLimits, StoreLimitsBuilder, TrapCode};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Epoch tick of `--timeout`: interruption lands within one tick of the deadline.
+const TICK: Duration = Duration::from_millis(5);
+
+/// Limits on what the program may do.
+#[derive(Args, Default)]
+pub struct LimitFlags {
+    /// Stop the program (with a trap) after it consumed this much fuel
+    /// (roughly one unit per wasm instruction).
+    #[arg(long, value_name = "N")]
+    fuel: Option<u64>,
+
+    /// Stop the program after this much wall time, e.g. `100ms`, `2s`, `1m`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    timeout: Option<Duration>,
+
+    /// Most bytes each linear memory may grow to, e.g. `64MiB`; beyond it
+    /// `memory.grow` fails (returns -1) and oversized modules do not start.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_memory: Option<usize>,
+
+    /// Most bytes of native stack wasm may use, e.g. `1MiB` (default 512KiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_wasm_stack: Option<usize>,
+}
+
+impl LimitFlags {
+    /// Adds the code-generation side of the limits to `config`.
+    pub fn configure(&self, config: &mut Config) {
+        if self.fuel.is_some() {
+            config.consume_fuel(true);
+        }
+        if self.timeout.is_some() {
+            config.epoch_interruption(true);
+        }
+        if let Some(s) = self.max_wasm_stack {
+            config.max_wasm_stack(s);
+        }
+    }
+
+    /// The store limits.
+    pub fn store_limits(&self) -> StoreLimits {
+        let mut b = StoreLimitsBuilder::new();
+        if let Some(m) = self.max_memory {
+            b = b.memory_size(m);
+        }
+        b.build()
+    }
+
+    /// Applies fuel and the deadline to `store` and starts the timer; keep
+    /// the returned ticker alive while the program runs.
+    ///
+    /// # Errors
+    ///
+    /// Fuel could not be set (not configured).
+    pub fn start<T: 'static>(&self, store: &mut Store<T>) -> Result<Option<EpochTicker>> {
+        if let Some(f) = self.fuel {
+            store.set_fuel(f)?;
+        }
+        Ok(self.timeout.map(|t| {
+            let ticks = t.as_nanos().div_ceil(TICK.as_nanos()).max(1) as u64;
+            store.set_epoch_deadline(ticks);
+            store.engine().start_epoch_ticker(TICK)
+        }))
+    }
+
+    /// The limit behind a trap, in words, if a limit caused it.
+    pub fn describe(&self, code: TrapCode) -> Option<String> {
+        match code {
+            TrapCode::OutOfFuel => self.fuel.map(|f| format!("the program used up its fuel (--fuel {f})")),
+            TrapCode::Interrupt => self.timeout.map(|t| format!("the program ran past its time limit (--timeout {t:?})")),
+            TrapCode::StackOverflow => {
+                self.max_wasm_stack.map(|s| format!("the program exhausted its stack (--max-wasm-stack {s} bytes)"))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Parses `100ms`, `2s`, `1.5s`, `3m`, `1h`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| anyhow!("`{s}` is not a duration (try 100ms, 2s, 1m)"))?;
+    let secs = match unit.trim() {
+        "ns" => n / 1e9,
+        "us" | "µs" => n / 1e6,
+        "ms" => n / 1e3,
+        "" | "s" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        other => bail!("unknown time unit `{other}` in `{s}`"),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        bail!("`{s}` is not a valid duration");
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses `4096`, `64KiB`, `64k`, `2MiB`, `1G`, ... (binary multiples).
+pub fn parse_size(s: &str) -> Result<usize> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| anyhow!("`{s}` is not a size (try 65536, 64KiB, 16MiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => bail!("unknown size unit `{other}` in `{s}`"),
+    };
+    let bytes = n.checked_mul(mult).ok_or_else(|| anyhow!("`{s}` is too large"))?;
+    usize::try_from(bytes).map_err(|_| anyhow!("`{s}` is too large"))
+}
+
+/// Where compiled code is cached.
+#[derive(Args, Default)]
+pub struct CacheFlags {
+    /// Do not read or write the compilation cache.
+    #[arg(long)]
+    no_cache: bool,
+
+    /// Use this cache directory (default: $KILN_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/kiln, else ~/.cache/kiln).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+impl CacheFlags {
+    /// Installs the directory cache in `config` unless disabled; a cache
+    /// that cannot be opened is reported and skipped.
+    pub fn configure(&self, config: &mut Config) {
+        if self.no_cache {
+            return;
+        }
+        let dir = self.cache_dir.clone().or_else(DirectoryCache::default_dir);
+        match dir.map(DirectoryCache::new) {
+            Some(Ok(cache)) => {
+                config.cache(Arc::new(cache));
+            }
+            Some(Err(e)) => eprintln!("warning: compilation cache disabled: {e}"),
+            None => {}
+        }
+    }
+
+    /// The cache directory these flags select.
+    ///
+    /// # Errors
+    ///
+    /// No directory could be determined.
+    pub fn dir(&self) -> Result<PathBuf> {
+        self.cache_dir
+            .clone()
+            .or_else(DirectoryCache::default_dir)
+            .context("no cache directory: set --cache-dir, KILN_CACHE_DIR or HOME")
+    }
+}
