@@ -43,6 +43,8 @@ pub struct Tunables {
     pub epoch_interruption: bool,
     /// Whether float results are canonicalized to a single NaN.
     pub nan_canonicalization: bool,
+    /// Whether relaxed-SIMD operators use one fixed lowering on every host.
+    pub relaxed_simd_deterministic: bool,
     /// Whether defined funcref tables start uninitialized and compute
     /// elements on first use (runtime behaviour only).
     pub table_lazy_init: bool,
@@ -74,6 +76,7 @@ impl Default for Tunables {
             consume_fuel: false,
             epoch_interruption: false,
             nan_canonicalization: false,
+            relaxed_simd_deterministic: false,
             table_lazy_init: true,
             memory_init_cow: true,
             fuel_costs: FuelCosts::default(),

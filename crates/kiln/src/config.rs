@@ -19,7 +19,9 @@ pub enum OptLevel {
 ///
 /// `Config::new()` gives the defaults: WebAssembly 2.0 (SIMD, bulk memory,
 /// reference types, multi-value, sign extension, saturating conversions,
-/// mutable globals) plus extended-const, optimizing compilation, 512 KiB of
+/// mutable globals) plus extended-const, tail calls and relaxed SIMD
+/// (memory64 and multi-memory are off by default: with them, a few 2.0
+/// modules that 2.0 rejects would validate), optimizing compilation, 512 KiB of
 /// wasm stack, and 4 GiB + 2 GiB guard reservations for 32-bit memories so
 /// that loads and stores need no bounds checks.
 #[derive(Clone)]
@@ -123,7 +125,9 @@ impl Config {
             | WasmFeatures::BULK_MEMORY
             | WasmFeatures::SIMD
             | WasmFeatures::FLOATS
-            | WasmFeatures::EXTENDED_CONST;
+            | WasmFeatures::EXTENDED_CONST
+            | WasmFeatures::TAIL_CALL
+            | WasmFeatures::RELAXED_SIMD;
         Config {
             features,
             tunables: Tunables::default(),
@@ -172,6 +176,36 @@ impl Config {
         self.feature(WasmFeatures::MULTI_MEMORY, enable)
     }
 
+    /// Enables or disables the memory64 proposal (64-bit memory and table
+    /// indices). Off by default.
+    pub fn wasm_memory64(&mut self, enable: bool) -> &mut Self {
+        self.feature(WasmFeatures::MEMORY64, enable)
+    }
+
+    /// Enables or disables the tail-call proposal (`return_call`,
+    /// `return_call_indirect`). On by default.
+    pub fn wasm_tail_call(&mut self, enable: bool) -> &mut Self {
+        self.feature(WasmFeatures::TAIL_CALL, enable)
+    }
+
+    /// Enables or disables the relaxed-SIMD proposal. On by default.
+    pub fn wasm_relaxed_simd(&mut self, enable: bool) -> &mut Self {
+        self.feature(WasmFeatures::RELAXED_SIMD, enable)
+    }
+
+    /// Makes relaxed-SIMD operators behave identically on every host (the
+    /// choices x86-64 makes). Off by default.
+    pub fn relaxed_simd_deterministic(&mut self, enable: bool) -> &mut Self {
+        self.tunables.relaxed_simd_deterministic = enable;
+        self
+    }
+
+    /// Enables or disables the threads proposal (shared memories, atomics,
+    /// `memory.atomic.wait`/`notify`). On by default.
+    pub fn wasm_threads(&mut self, enable: bool) -> &mut Self {
+        self.feature(WasmFeatures::THREADS, enable)
+    }
+
     /// Enables or disables the sign-extension operators. On by default.
     pub fn wasm_sign_extension(&mut self, enable: bool) -> &mut Self {
         self.feature(WasmFeatures::SIGN_EXTENSION, enable)
@@ -202,6 +236,10 @@ impl Config {
             "multi-value" => self.wasm_multi_value(enable),
             "extended-const" => self.wasm_extended_const(enable),
             "multi-memory" => self.wasm_multi_memory(enable),
+            "memory64" => self.wasm_memory64(enable),
+            "tail-call" => self.wasm_tail_call(enable),
+            "relaxed-simd" => self.wasm_relaxed_simd(enable),
+            "threads" => self.wasm_threads(enable),
             "sign-extension" | "sign-extension-ops" => self.wasm_sign_extension(enable),
             "nontrapping-float-to-int" | "nontrapping-float-to-int-conversions" | "saturating-float-to-int" => {
                 self.wasm_nontrapping_float_to_int(enable)

@@ -44,6 +44,9 @@ fn config_for(suite: &str, file: &str) -> Config {
         "multi-memory" => {
             config.wasm_multi_memory(true);
         }
+        "memory64" => {
+            config.wasm_memory64(true);
+        }
         "simd" if file == "simd_memory-multi.wast" => {
             config.wasm_multi_memory(true);
         }
@@ -111,6 +114,9 @@ fn main() {
         Proposal::MutableGlobal,
         Proposal::ExtendedConst,
         Proposal::MultiMemory,
+        Proposal::Memory64,
+        Proposal::TailCall,
+        Proposal::RelaxedSimd,
     ] {
         for file in proposal(p) {
             if skipped(&file) {

@@ -201,8 +201,50 @@ impl FuncTranslator<'_, '_> {
         self.interrupt_after_call();
     }
 
-    /// `call_indirect type_index table`.
-    pub(crate) fn translate_call_indirect(&mut self, type_index: u32, table: u32) {
+    /// `return_call func`: a tail call, in constant stack space.
+    pub(crate) fn translate_return_call(&mut self, func: u32) {
+        let ty = self.module.func_type(func);
+        let n = ty.params().len();
+        let args = self.popn(n);
+        let mut all = Vec::with_capacity(n + 2);
+        self.interrupt_before_return();
+        if self.module.is_imported_func(func) {
+            let off = self.offsets.imported_function(func) as i32;
+            let code = self.builder.ins().load(types::I64, readonly(), self.vmctx, off + func_import::WASM_CALL as i32);
+            let callee = self.builder.ins().load(types::I64, readonly(), self.vmctx, off + func_import::VMCTX as i32);
+            all.push(callee);
+            all.push(self.vmctx);
+            all.extend_from_slice(&args);
+            let sig = self.wasm_sig_ref(self.module.functions[func as usize]);
+            self.builder.ins().return_call_indirect(sig, code, &all);
+        } else {
+            all.push(self.vmctx);
+            all.push(self.vmctx);
+            all.extend_from_slice(&args);
+            let f = self.direct_func_ref(func);
+            self.builder.ins().return_call(f, &all);
+        }
+        self.reachable = false;
+    }
+
+    /// `return_call_indirect type_index table`.
+    pub(crate) fn translate_return_call_indirect(&mut self, type_index: u32, table: u32) {
+        let (code, callee) = self.indirect_callee(type_index, table);
+        let n = self.module.types[type_index as usize].params().len();
+        let args = self.popn(n);
+        let mut all = Vec::with_capacity(n + 2);
+        all.push(callee);
+        all.push(self.vmctx);
+        all.extend_from_slice(&args);
+        let sig = self.wasm_sig_ref(type_index);
+        self.interrupt_before_return();
+        self.builder.ins().return_call_indirect(sig, code, &all);
+        self.reachable = false;
+    }
+
+    /// Pops the table index of an indirect call and checks the element
+    /// (bounds, null, signature); returns its code pointer and callee vmctx.
+    fn indirect_callee(&mut self, type_index: u32, table: u32) -> (Value, Value) {
         let index = self.pop1();
         let fref = self.load_table_element(table, index);
         self.builder.ins().trapz(fref, to_clif(TrapCode::IndirectCallToNull));
@@ -213,6 +255,12 @@ impl FuncTranslator<'_, '_> {
         self.builder.ins().trapnz(mismatch, to_clif(TrapCode::BadSignature));
         let code = self.builder.ins().load(types::I64, trusted(), fref, func_ref::WASM_CALL as i32);
         let callee = self.builder.ins().load(types::I64, trusted(), fref, func_ref::VMCTX as i32);
+        (code, callee)
+    }
+
+    /// `call_indirect type_index table`.
+    pub(crate) fn translate_call_indirect(&mut self, type_index: u32, table: u32) {
+        let (code, callee) = self.indirect_callee(type_index, table);
 
         let n = self.module.types[type_index as usize].params().len();
         let args = self.popn(n);

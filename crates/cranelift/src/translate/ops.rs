@@ -69,6 +69,10 @@ impl FuncTranslator<'_, '_> {
             O::Return => self.translate_return(),
             O::Call { function_index } => self.translate_call(*function_index),
             O::CallIndirect { type_index, table_index } => self.translate_call_indirect(*type_index, *table_index),
+            O::ReturnCall { function_index } => self.translate_return_call(*function_index),
+            O::ReturnCallIndirect { type_index, table_index } => {
+                self.translate_return_call_indirect(*type_index, *table_index)
+            }
 
             // Parametric.
             O::Drop => {

@@ -341,6 +341,49 @@ impl FuncTranslator<'_, '_> {
             O::F32x4DemoteF64x2Zero => self.v_unop(F64X2, |b, x| b.ins().fvdemote(x)),
             O::F64x2PromoteLowF32x4 => self.v_unop(F32X4, |b, x| b.ins().fvpromote_low(x)),
 
+            // Relaxed SIMD: each operator lowers to one of the results the
+            // proposal allows, the same on every host (the deterministic
+            // choice), except fused multiply-add, which uses the host's FMA
+            // unless determinism was asked for.
+            O::I8x16RelaxedSwizzle => self.v_binop(I8X16, |b, x, y| b.ins().swizzle(x, y)),
+            O::I32x4RelaxedTruncF32x4S => self.v_unop(F32X4, |b, x| b.ins().fcvt_to_sint_sat(I32X4, x)),
+            O::I32x4RelaxedTruncF32x4U => self.v_unop(F32X4, |b, x| b.ins().fcvt_to_uint_sat(I32X4, x)),
+            O::I32x4RelaxedTruncF64x2SZero => self.trunc_sat_f64x2_zero(true),
+            O::I32x4RelaxedTruncF64x2UZero => self.trunc_sat_f64x2_zero(false),
+            O::F32x4RelaxedMadd => self.relaxed_madd(F32X4, false),
+            O::F32x4RelaxedNmadd => self.relaxed_madd(F32X4, true),
+            O::F64x2RelaxedMadd => self.relaxed_madd(F64X2, false),
+            O::F64x2RelaxedNmadd => self.relaxed_madd(F64X2, true),
+            O::I8x16RelaxedLaneselect
+            | O::I16x8RelaxedLaneselect
+            | O::I32x4RelaxedLaneselect
+            | O::I64x2RelaxedLaneselect => {
+                let c = self.pop_as(I8X16);
+                let (x, y) = self.pop2_as(I8X16);
+                let v = self.builder.ins().bitselect(c, x, y);
+                self.push(v);
+            }
+            O::F32x4RelaxedMin => self.v_binop(F32X4, |b, x, y| b.ins().fmin(x, y)),
+            O::F32x4RelaxedMax => self.v_binop(F32X4, |b, x, y| b.ins().fmax(x, y)),
+            O::F64x2RelaxedMin => self.v_binop(F64X2, |b, x, y| b.ins().fmin(x, y)),
+            O::F64x2RelaxedMax => self.v_binop(F64X2, |b, x, y| b.ins().fmax(x, y)),
+            O::I16x8RelaxedQ15mulrS => self.v_binop(I16X8, |b, x, y| b.ins().sqmul_round_sat(x, y)),
+            O::I16x8RelaxedDotI8x16I7x16S => {
+                let (x, y) = self.pop2_as(I8X16);
+                let v = self.relaxed_dot_i16(x, y);
+                self.push_v128(v);
+            }
+            O::I32x4RelaxedDotI8x16I7x16AddS => {
+                let acc = self.pop_as(I32X4);
+                let (x, y) = self.pop2_as(I8X16);
+                let d = self.relaxed_dot_i16(x, y);
+                let lo = self.builder.ins().swiden_low(d);
+                let hi = self.builder.ins().swiden_high(d);
+                let sum = self.builder.ins().iadd_pairwise(lo, hi);
+                let v = self.builder.ins().iadd(sum, acc);
+                self.push_v128(v);
+            }
+
             _ => return None,
         }
         Some(Ok(()))
@@ -502,6 +545,35 @@ impl FuncTranslator<'_, '_> {
 
     /// `i32x4.trunc_sat_f64x2_{s,u}_zero`: saturating conversion of both
     /// lanes into the low two `i32` lanes, upper lanes zero.
+    /// `relaxed_madd` (`a * b + c`) or `relaxed_nmadd` (`-(a * b) + c`).
+    fn relaxed_madd(&mut self, ty: Type, negate: bool) {
+        let c = self.pop_as(ty);
+        let (a, b) = self.pop2_as(ty);
+        let a = if negate { self.builder.ins().fneg(a) } else { a };
+        let has_fma = self.isa.isa_flags().iter().any(|f| f.name == "has_fma" && f.as_bool() == Some(true))
+            || self.isa.triple().architecture == target_lexicon::Architecture::Aarch64(target_lexicon::Aarch64Architecture::Aarch64);
+        let v = if has_fma && !self.tunables.relaxed_simd_deterministic {
+            self.builder.ins().fma(a, b, c)
+        } else {
+            let m = self.builder.ins().fmul(a, b);
+            self.builder.ins().fadd(m, c)
+        };
+        self.push_v128(v);
+    }
+
+    /// Pairwise dot product of signed bytes: lane i of the `i16x8` result is
+    /// `x[2i] * y[2i] + x[2i+1] * y[2i+1]` (wrapping).
+    fn relaxed_dot_i16(&mut self, x: Value, y: Value) -> Value {
+        let b = &mut self.builder;
+        let xl = b.ins().swiden_low(x);
+        let xh = b.ins().swiden_high(x);
+        let yl = b.ins().swiden_low(y);
+        let yh = b.ins().swiden_high(y);
+        let pl = b.ins().imul(xl, yl);
+        let ph = b.ins().imul(xh, yh);
+        b.ins().iadd_pairwise(pl, ph)
+    }
+
     fn trunc_sat_f64x2_zero(&mut self, signed: bool) {
         let a = self.pop_as(F64X2);
         let zero = self.vconst(I64X2, &[0; 16]);

@@ -149,3 +149,43 @@ fn externrefs_round_trip_and_do_not_accumulate() -> Result<()> {
     assert_eq!(std::sync::Arc::strong_count(&tracker), 1);
     Ok(())
 }
+
+#[test]
+fn million_deep_mutual_tail_recursion() -> Result<()> {
+    let engine = Engine::default();
+    let module = Module::new(&engine, r#"(module
+        (func $even (export "even") (param i64) (result i32)
+            (if (result i32) (i64.eqz (local.get 0))
+                (then (i32.const 1))
+                (else (return_call $odd (i64.sub (local.get 0) (i64.const 1))))))
+        (func $odd (param i64) (result i32)
+            (if (result i32) (i64.eqz (local.get 0))
+                (then (i32.const 0))
+                (else (return_call_indirect (type 0) (i64.sub (local.get 0) (i64.const 1)) (i32.const 0)))))
+        (type (func (param i64) (result i32)))
+        (table 1 funcref)
+        (elem (i32.const 0) $even))"#)?;
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[])?;
+    let even = i.get_typed_func::<i64, i32>(&mut store, "even")?;
+    assert_eq!(even.call(&mut store, 1_000_000)?, 1);
+    assert_eq!(even.call(&mut store, 1_000_001)?, 0);
+    Ok(())
+}
+
+#[test]
+fn relaxed_simd_deterministic_mode() -> Result<()> {
+    let wat = r#"(module (func (export "madd") (param f32 f32 f32) (result f32)
+        (f32x4.extract_lane 0 (f32x4.relaxed_madd (f32x4.splat (local.get 0)) (f32x4.splat (local.get 1)) (f32x4.splat (local.get 2))))))"#;
+    let mut config = Config::new();
+    config.relaxed_simd_deterministic(true);
+    let engine = Engine::new(&config)?;
+    let module = Module::new(&engine, wat)?;
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[])?;
+    let madd = i.get_typed_func::<(f32, f32, f32), f32>(&mut store, "madd")?;
+    // Unfused: the product rounds before the add.
+    let (a, b, c) = (1.0f32 + f32::EPSILON, 1.0f32 - f32::EPSILON, -1.0f32);
+    assert_eq!(madd.call(&mut store, (a, b, c))?, a * b + c);
+    Ok(())
+}
