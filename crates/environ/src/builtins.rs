@@ -42,6 +42,12 @@ macro_rules! foreach_builtin_function {
             externref_retain(vmctx: vmctx, externref: ptr);
             /// Externref overwritten in a table or global: drops a reference count.
             externref_release(vmctx: vmctx, externref: ptr);
+            /// `memory.atomic.notify` at effective address `addr`: returns the number woken.
+            memory_atomic_notify(vmctx: vmctx, memory: i32, addr: i64, count: i32) -> i32;
+            /// `memory.atomic.wait32`: 0 woken, 1 value differed, 2 timed out.
+            memory_atomic_wait32(vmctx: vmctx, memory: i32, addr: i64, expected: i32, timeout: i64) -> i32;
+            /// `memory.atomic.wait64`: 0 woken, 1 value differed, 2 timed out.
+            memory_atomic_wait64(vmctx: vmctx, memory: i32, addr: i64, expected: i64, timeout: i64) -> i32;
             /// The fuel counter reached zero: traps, or continues if the store refuelled.
             out_of_gas(vmctx: vmctx);
             /// The epoch deadline passed: traps, or returns the new deadline.

@@ -77,7 +77,7 @@ impl TrapCode {
             TrapCode::Interrupt => "interrupt: epoch deadline reached",
             TrapCode::OutOfFuel => "all fuel consumed",
             TrapCode::NullReference => "null reference",
-            TrapCode::AtomicWaitNonSharedMemory => "atomic wait on non-shared memory",
+            TrapCode::AtomicWaitNonSharedMemory => "expected shared memory",
         }
     }
 }

@@ -12,7 +12,9 @@
 //! imported memories: [*mut VMMemoryDefinition]                         8 bytes each
 //! imported globals:  [*mut VMGlobalDefinition]                         8 bytes each
 //! defined tables:    [VMTableDefinition { base, current_elements }]    16 bytes each
-//! defined memories:  [VMMemoryDefinition { base, current_length }]     16 bytes each
+//! defined memories:  [VMMemoryDefinition { base, current_length }]     16 bytes each (for a
+//!                                                                      shared memory: a pointer
+//!                                                                      to its definition)
 //! defined globals:   [VMGlobalDefinition]                              16 bytes each, 16-aligned
 //! funcrefs:          [VMFuncRef { wasm_call, vmctx, type_id }]         24 bytes each, one per
 //!                                                                      escaping defined function

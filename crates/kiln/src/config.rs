@@ -19,7 +19,7 @@ pub enum OptLevel {
 ///
 /// `Config::new()` gives the defaults: WebAssembly 2.0 (SIMD, bulk memory,
 /// reference types, multi-value, sign extension, saturating conversions,
-/// mutable globals) plus extended-const, tail calls and relaxed SIMD
+/// mutable globals) plus extended-const, tail calls, relaxed SIMD and threads
 /// (memory64 and multi-memory are off by default: with them, a few 2.0
 /// modules that 2.0 rejects would validate), optimizing compilation, 512 KiB of
 /// wasm stack, and 4 GiB + 2 GiB guard reservations for 32-bit memories so
@@ -127,7 +127,8 @@ impl Config {
             | WasmFeatures::FLOATS
             | WasmFeatures::EXTENDED_CONST
             | WasmFeatures::TAIL_CALL
-            | WasmFeatures::RELAXED_SIMD;
+            | WasmFeatures::RELAXED_SIMD
+            | WasmFeatures::THREADS;
         Config {
             features,
             tunables: Tunables::default(),

@@ -9,7 +9,7 @@ use crate::vm::global::GlobalStorage;
 use anyhow::{Result, bail};
 
 /// Anything an instance can import or export.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum Extern {
     /// A function.
     Func(Func),
@@ -19,6 +19,8 @@ pub enum Extern {
     Table(Table),
     /// A linear memory.
     Memory(Memory),
+    /// A linear memory shared between threads (threads proposal).
+    SharedMemory(SharedMemory),
 }
 
 impl Extern {
@@ -42,6 +44,11 @@ impl Extern {
         if let Extern::Memory(m) = self { Some(m) } else { None }
     }
 
+    /// The shared memory, if this is one.
+    pub fn into_shared_memory(self) -> Option<SharedMemory> {
+        if let Extern::SharedMemory(m) = self { Some(m) } else { None }
+    }
+
     /// The type of this item.
     pub fn ty(&self, store: impl AsContext) -> ExternType {
         match self {
@@ -49,6 +56,7 @@ impl Extern {
             Extern::Global(g) => ExternType::Global(g.ty(&store)),
             Extern::Table(t) => ExternType::Table(t.ty(&store)),
             Extern::Memory(m) => ExternType::Memory(m.ty(&store)),
+            Extern::SharedMemory(m) => ExternType::Memory(m.ty()),
         }
     }
 }
@@ -71,6 +79,101 @@ impl From<Table> for Extern {
 impl From<Memory> for Extern {
     fn from(m: Memory) -> Extern {
         Extern::Memory(m)
+    }
+}
+impl From<SharedMemory> for Extern {
+    fn from(m: SharedMemory) -> Extern {
+        Extern::SharedMemory(m)
+    }
+}
+
+/// A linear memory that several threads (and stores) use at once. Created
+/// with a shared [`MemoryType`] (which must have a maximum); imported by
+/// modules that declare `(memory ... shared)`. Cloning gives another handle
+/// to the same memory. Accesses from the host are byte-wise atomic, since
+/// other threads may be writing concurrently.
+#[derive(Clone)]
+pub struct SharedMemory {
+    pub(crate) mem: std::sync::Arc<vm::memory::Memory>,
+    pub(crate) engine: crate::Engine,
+}
+
+impl std::fmt::Debug for SharedMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedMemory").field("ty", &self.mem.ty()).finish_non_exhaustive()
+    }
+}
+
+impl SharedMemory {
+    /// Creates a shared memory of type `ty` for `engine`.
+    ///
+    /// # Errors
+    ///
+    /// `ty` is not shared or has no maximum; the reservation failed.
+    pub fn new(engine: &crate::Engine, ty: MemoryType) -> Result<SharedMemory> {
+        if !ty.is_shared() {
+            bail!("SharedMemory::new needs a shared memory type");
+        }
+        if ty.maximum().is_none() {
+            bail!("shared memories must have a maximum size");
+        }
+        let mem = vm::memory::Memory::new(ty.0, engine.tunables(), None, None, None)?;
+        Ok(SharedMemory { mem: std::sync::Arc::new(mem), engine: engine.clone() })
+    }
+
+    /// The memory's type, with its current size as minimum.
+    pub fn ty(&self) -> MemoryType {
+        MemoryType(self.mem.ty())
+    }
+
+    /// Current size in pages.
+    pub fn size(&self) -> u64 {
+        self.mem.pages()
+    }
+
+    /// Current size in bytes.
+    pub fn data_size(&self) -> usize {
+        self.mem.byte_len()
+    }
+
+    /// Grows by `delta` pages, returning the previous size in pages.
+    ///
+    /// # Errors
+    ///
+    /// The memory would exceed its maximum or the reservation.
+    pub fn grow(&self, delta: u64) -> Result<u64> {
+        match self.mem.grow(delta)? {
+            Some(old) => Ok(old),
+            None => bail!("failed to grow shared memory by {delta} pages: limit reached"),
+        }
+    }
+
+    /// Copies bytes starting at `offset` into `buf`.
+    ///
+    /// # Errors
+    ///
+    /// [`MemoryAccessError`] if the range is out of bounds.
+    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), MemoryAccessError> {
+        let data = self.mem.atomic_bytes();
+        let end = offset.checked_add(buf.len()).filter(|e| *e <= data.len()).ok_or(MemoryAccessError)?;
+        for (b, a) in buf.iter_mut().zip(&data[offset..end]) {
+            *b = a.load(std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Copies `buf` into memory at `offset`.
+    ///
+    /// # Errors
+    ///
+    /// [`MemoryAccessError`] if the range is out of bounds.
+    pub fn write(&self, offset: usize, buf: &[u8]) -> Result<(), MemoryAccessError> {
+        let data = self.mem.atomic_bytes();
+        let end = offset.checked_add(buf.len()).filter(|e| *e <= data.len()).ok_or(MemoryAccessError)?;
+        for (b, a) in buf.iter().zip(&data[offset..end]) {
+            a.store(*b, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
     }
 }
 

@@ -1,6 +1,9 @@
 //! Instantiation and instance exports.
 
-use crate::externals::{Extern, Global, Memory, Table};
+use crate::externals::{Extern, Global, Memory, SharedMemory, Table};
+use crate::Engine;
+use crate::store::StoreId;
+use std::ptr::NonNull;
 use crate::func::{Func, TypedFunc, WasmParams, WasmResults};
 use crate::module::Module;
 use crate::store::{AsContextMut, GlobalEntry, InstanceData, MemoryEntry, StoreInner, StoreOpaque, Stored, TableEntry};
@@ -103,7 +106,10 @@ pub(crate) fn instance_export(store: &mut StoreOpaque, instance: usize, name: &s
 fn export_item(store: &mut StoreOpaque, instance: usize, index: EntityIndex) -> Result<Extern> {
     Ok(match index {
         EntityIndex::Function(f) => Extern::Func(store.instance_func(instance, f)?),
-        EntityIndex::Memory(m) => Extern::Memory(Memory(store.stored(store.instances[instance].memories[m as usize]))),
+        EntityIndex::Memory(m) => match store.instances[instance].handle.shared_memory(m) {
+            Some(mem) => Extern::SharedMemory(SharedMemory { mem, engine: store.engine.clone() }),
+            None => Extern::Memory(Memory(store.stored(store.instances[instance].memories[m as usize]))),
+        },
         EntityIndex::Table(t) => Extern::Table(Table(store.stored(store.instances[instance].tables[t as usize]))),
         EntityIndex::Global(g) => Extern::Global(Global(store.stored(store.instances[instance].globals[g as usize]))),
     })
@@ -126,6 +132,13 @@ fn check_import(store: &StoreOpaque, module: &env::ModuleInfo, want: &EntityType
             let a = store.table(x.0.index).ty();
             a.element == t.element && a.table64 == t.table64 && limits_match(a.minimum, a.maximum, t.minimum, t.maximum)
         }
+        (EntityType::Memory(m), Extern::SharedMemory(x)) => {
+            let a = x.mem.ty();
+            a.memory64 == m.memory64
+                && a.shared == m.shared
+                && a.page_size_log2 == m.page_size_log2
+                && limits_match(a.minimum, a.maximum, m.minimum, m.maximum)
+        }
         (EntityType::Memory(m), Extern::Memory(x)) => {
             let a = store.memory(x.0.index).ty();
             a.memory64 == m.memory64
@@ -143,6 +156,7 @@ fn check_import(store: &StoreOpaque, module: &env::ModuleInfo, want: &EntityType
         Extern::Global(x) => ExternType::Global(crate::types::GlobalType(store.globals[x.0.index].ty)),
         Extern::Table(x) => ExternType::Table(crate::types::TableType(store.table(x.0.index).ty())),
         Extern::Memory(x) => ExternType::Memory(crate::types::MemoryType(store.memory(x.0.index).ty())),
+        Extern::SharedMemory(x) => ExternType::Memory(x.ty()),
     };
     bail!("incompatible import type: expected {}, found {}", ExternType::from_entity(module, want), found)
 }
@@ -181,6 +195,8 @@ fn stored_of(ext: &Extern) -> Stored {
         Extern::Global(g) => g.0,
         Extern::Table(t) => t.0,
         Extern::Memory(m) => m.0,
+        // Shared memories belong to no store.
+        Extern::SharedMemory(_) => Stored { store: StoreId::shared(), index: 0 },
     }
 }
 
@@ -198,7 +214,7 @@ pub(crate) fn instantiate<T: 'static>(store: &mut StoreInner<T>, module: &Module
     let mut func_ids = std::collections::HashMap::new();
     let (mut mem_ids, mut table_ids, mut global_ids) = (Vec::new(), Vec::new(), Vec::new());
     for (imp, ext) in info.imports.iter().zip(imports) {
-        if stored_of(ext).store != opaque.id {
+        if !matches!(ext, Extern::SharedMemory(_)) && stored_of(ext).store != opaque.id {
             bail!("import `{}::{}` belongs to another store", imp.module, imp.field);
         }
         check_import(opaque, info, &imp.ty, ext).with_context(|| format!("import `{}::{}`", imp.module, imp.field))?;
@@ -214,6 +230,15 @@ pub(crate) fn instantiate<T: 'static>(store: &mut StoreInner<T>, module: &Module
             Extern::Memory(m) => {
                 vm_imports.memories.push(opaque.memory_ptr(m.0.index));
                 mem_ids.push(m.0.index);
+            }
+            Extern::SharedMemory(m) => {
+                if !Engine::same(&m.engine, &opaque.engine) {
+                    bail!("import `{}::{}`: shared memory belongs to another engine", imp.module, imp.field);
+                }
+                vm_imports.memories.push(NonNull::from(&*m.mem));
+                vm_imports.shared.push(m.mem.clone());
+                mem_ids.push(opaque.memories.len());
+                opaque.memories.push(MemoryEntry::Shared(m.mem.clone()));
             }
             Extern::Global(g) => {
                 vm_imports.globals.push(opaque.globals[g.0.index].storage.as_ptr());

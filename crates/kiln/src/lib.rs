@@ -45,7 +45,7 @@ pub use cache::{Cache, CacheEntry, CacheKind, CacheStats, DirectoryCache, Memory
 pub use config::{Config, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 pub use engine::{Engine, EpochTicker};
 pub use kiln_environ::FuelCosts;
-pub use externals::{Extern, Global, Memory, MemoryAccessError, Table};
+pub use externals::{Extern, Global, Memory, MemoryAccessError, SharedMemory, Table};
 pub use func::{Caller, Func, IntoFunc, TypedFunc, WasmParams, WasmResults, WasmRet, WasmTy, WasmTyList, WithCaller};
 pub use instance::Instance;
 pub use limits::{LimitExceeded, ResourceLimiter, StoreLimits, StoreLimitsBuilder};

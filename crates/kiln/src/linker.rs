@@ -23,7 +23,7 @@ enum Definition<T> {
 impl<T> Clone for Definition<T> {
     fn clone(&self) -> Self {
         match self {
-            Definition::Extern(e) => Definition::Extern(*e),
+            Definition::Extern(e) => Definition::Extern(e.clone()),
             Definition::HostFunc(f) => Definition::HostFunc(f.clone()),
         }
     }
@@ -221,7 +221,7 @@ impl<T: 'static> Linker<T> {
 /// store the first time, then reused).
 fn materialize<T: 'static>(store: &mut StoreInner<T>, def: &Definition<T>) -> Result<Extern> {
     Ok(match def {
-        Definition::Extern(e) => *e,
+        Definition::Extern(e) => e.clone(),
         Definition::HostFunc(f) => {
             let key = Arc::as_ptr(f) as usize;
             if let Some(&idx) = store.opaque.linker_funcs.get(&key) {

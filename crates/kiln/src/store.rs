@@ -26,6 +26,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) struct StoreId(u64);
 
 impl StoreId {
+    /// The id of objects that belong to no store (shared memories).
+    pub(crate) fn shared() -> StoreId {
+        StoreId(0)
+    }
+
     fn next() -> StoreId {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         StoreId(NEXT.fetch_add(1, Ordering::Relaxed))
@@ -81,6 +86,8 @@ pub(crate) struct InstanceData {
 pub(crate) enum MemoryEntry {
     Host(Box<VmMemory>),
     Instance { instance: usize, index: u32 },
+    /// A shared memory imported into an instance of this store.
+    Shared(Arc<VmMemory>),
 }
 
 pub(crate) enum TableEntry {
@@ -355,6 +362,7 @@ impl StoreOpaque {
         match &self.memories[i] {
             MemoryEntry::Host(m) => m,
             MemoryEntry::Instance { instance, index } => self.instances[*instance].handle.memory(*index),
+            MemoryEntry::Shared(m) => m,
         }
     }
 
@@ -362,6 +370,9 @@ impl StoreOpaque {
         match &mut self.memories[i] {
             MemoryEntry::Host(m) => m,
             MemoryEntry::Instance { instance, index } => self.instances[*instance].handle.memory_mut(*index),
+            // `Memory` handles are never created for shared memories (their
+            // exports are `SharedMemory`s), so this arm is not reached.
+            MemoryEntry::Shared(_) => unreachable!("shared memories have no exclusive access"),
         }
     }
 
@@ -369,6 +380,7 @@ impl StoreOpaque {
         match &mut self.memories[i] {
             MemoryEntry::Host(m) => NonNull::from(&mut **m),
             MemoryEntry::Instance { instance, index } => self.instances[*instance].handle.memory_ptr(*index),
+            MemoryEntry::Shared(m) => NonNull::from(&**m),
         }
     }
 

@@ -163,6 +163,18 @@ impl MemoryType {
         })
     }
 
+    /// A 32-bit memory shared between threads (threads proposal); shared
+    /// memories must declare a maximum.
+    pub fn shared(min: u32, max: u32) -> MemoryType {
+        MemoryType(env::MemoryType {
+            minimum: u64::from(min),
+            maximum: Some(u64::from(max)),
+            memory64: false,
+            shared: true,
+            page_size_log2: 16,
+        })
+    }
+
     /// A 64-bit memory (memory64 proposal).
     pub fn new64(min: u64, max: Option<u64>) -> MemoryType {
         MemoryType(env::MemoryType { minimum: min, maximum: max, memory64: true, shared: false, page_size_log2: 16 })

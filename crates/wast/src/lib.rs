@@ -41,6 +41,9 @@ pub struct WastContext {
     linker: Linker<()>,
     current: Option<Instance>,
     instances: HashMap<String, Instance>,
+    /// Instances of the parent script visible to a `thread` through its
+    /// `(shared (module $M))` clause: their shareable exports.
+    shared_instances: HashMap<String, Vec<(String, Extern)>>,
     definitions: HashMap<String, Module>,
 }
 
@@ -60,7 +63,44 @@ impl WastContext {
         let mut linker = Linker::new(&engine);
         linker.allow_shadowing(true);
         spectest::define(&mut linker, &mut store)?;
-        Ok(WastContext { engine, store, linker, current: None, instances: HashMap::new(), definitions: HashMap::new() })
+        Ok(WastContext {
+            engine,
+            store,
+            linker,
+            current: None,
+            instances: HashMap::new(),
+            shared_instances: HashMap::new(),
+            definitions: HashMap::new(),
+        })
+    }
+
+    /// A context for a `thread` directive: same engine, its own store, and
+    /// the shared memories of `shared` (an instance of this context).
+    fn for_thread(&mut self, shared: Option<&str>) -> Result<WastContext> {
+        let mut cx = WastContext::new(self.engine.config())?;
+        cx.engine = self.engine.clone();
+        // Rebuild the store and spectest on the parent's engine, so shared
+        // memories (which belong to an engine) can be imported.
+        cx.store = Store::new(&self.engine, ());
+        let _ = cx.store.set_fuel(u64::MAX / 2);
+        cx.store.set_epoch_deadline(u64::MAX / 2);
+        cx.linker = Linker::new(&self.engine);
+        cx.linker.allow_shadowing(true);
+        spectest::define(&mut cx.linker, &mut cx.store)?;
+        if let Some(name) = shared {
+            let exports = match self.shared_instances.get(name) {
+                // A module this thread itself received from its parent.
+                Some(exports) => exports.clone(),
+                None => self
+                    .get_instance(Some(name))?
+                    .exports(&mut self.store)
+                    .into_iter()
+                    .filter(|(_, e)| matches!(e, Extern::SharedMemory(_)))
+                    .collect(),
+            };
+            cx.shared_instances.insert(name.to_string(), exports);
+        }
+        Ok(cx)
     }
 
     /// Runs the script in file `path`.
@@ -89,15 +129,76 @@ impl WastContext {
             anyhow!("{e}")
         })?;
         let mut outcome = Outcome::default();
-        for directive in wast.directives {
+        std::thread::scope(|scope| self.run_directives(scope, wast.directives, filename, text, &mut outcome));
+        Ok(outcome)
+    }
+
+    /// Runs `directives`, spawning `thread` directives on `scope` and joining
+    /// them at `wait` (or when the scope ends).
+    fn run_directives<'scope, 'a: 'scope>(
+        &mut self,
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        directives: Vec<WastDirective<'a>>,
+        filename: &'scope str,
+        text: &'scope str,
+        outcome: &mut Outcome,
+    ) {
+        let mut threads: HashMap<String, std::thread::ScopedJoinHandle<'scope, Outcome>> = HashMap::new();
+        for directive in directives {
             let span = directive.span();
             let (line, col) = span.linecol_in(text);
-            match self.directive(directive) {
+            let at = format!("{filename}:{}:{}", line + 1, col + 1);
+            let result = match directive {
+                WastDirective::Thread(t) => {
+                    let name = t.name.name().to_string();
+                    match self.for_thread(t.shared_module.map(|m| m.name())) {
+                        Ok(mut cx) => {
+                            let directives = t.directives;
+                            let handle = std::thread::Builder::new()
+                                .name(format!("wast thread {name}"))
+                                .spawn_scoped(scope, move || {
+                                    let mut out = Outcome::default();
+                                    std::thread::scope(|inner| cx.run_directives(inner, directives, filename, text, &mut out));
+                                    out
+                                });
+                            match handle {
+                                Ok(h) => {
+                                    threads.insert(name, h);
+                                    Ok(())
+                                }
+                                Err(e) => Err(anyhow!("cannot start thread `{name}`: {e}")),
+                            }
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                WastDirective::Wait { thread, .. } => match threads.remove(thread.name()) {
+                    Some(h) => match h.join() {
+                        Ok(out) => {
+                            outcome.passed += out.passed;
+                            outcome.failures.extend(out.failures);
+                            Ok(())
+                        }
+                        Err(_) => Err(anyhow!("thread `{}` panicked", thread.name())),
+                    },
+                    None => Err(anyhow!("no running thread `{}`", thread.name())),
+                },
+                d => self.directive(d),
+            };
+            match result {
                 Ok(()) => outcome.passed += 1,
-                Err(e) => outcome.failures.push(format!("{filename}:{}:{}: {e:#}", line + 1, col + 1)),
+                Err(e) => outcome.failures.push(format!("{at}: {e:#}")),
             }
         }
-        Ok(outcome)
+        for (name, h) in threads {
+            match h.join() {
+                Ok(out) => {
+                    outcome.passed += out.passed;
+                    outcome.failures.extend(out.failures);
+                }
+                Err(_) => outcome.failures.push(format!("{filename}: thread `{name}` panicked")),
+            }
+        }
     }
 
     fn instantiate(&mut self, module: &Module) -> Result<Instance> {
@@ -140,6 +241,12 @@ impl WastContext {
                 Ok(())
             }
             WastDirective::Register { name, module, .. } => {
+                if let Some(exports) = module.and_then(|m| self.shared_instances.get(m.name())) {
+                    for (field, item) in exports.clone() {
+                        self.linker.define(name, &field, item)?;
+                    }
+                    return Ok(());
+                }
                 let inst = self.get_instance(module.map(|m| m.name()))?;
                 self.linker.instance(&mut self.store, name, inst)?;
                 Ok(())

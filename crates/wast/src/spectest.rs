@@ -1,7 +1,7 @@
 //! The `spectest` host module the spec scripts import from.
 
 use anyhow::Result;
-use kiln::{Global, GlobalType, Linker, Memory, MemoryType, Mutability, Store, Table, TableType, Val, ValType};
+use kiln::{Global, GlobalType, Linker, Memory, MemoryType, Mutability, SharedMemory, Store, Table, TableType, Val, ValType};
 
 /// Defines `spectest::*` in `linker`, creating its items in `store`.
 pub fn define(linker: &mut Linker<()>, store: &mut Store<()>) -> Result<()> {
@@ -25,5 +25,8 @@ pub fn define(linker: &mut Linker<()>, store: &mut Store<()>) -> Result<()> {
     linker.define("spectest", "table", table)?;
     let memory = Memory::new(&mut *store, MemoryType::new(1, Some(2)))?;
     linker.define("spectest", "memory", memory)?;
+    let engine = store.engine().clone();
+    let shared = SharedMemory::new(&engine, MemoryType::shared(1, 1))?;
+    linker.define("spectest", "shared_memory", shared)?;
     Ok(())
 }

@@ -37,9 +37,10 @@ const UNSUPPORTED: &[(&str, &str)] = &[
 fn config_for(suite: &str, file: &str) -> Config {
     let mut config = Config::new();
     match suite {
-        "mutable-global" | "sign-extension-ops" | "nontrapping-float-to-int-conversions" | "multi-value" => {
+        "mutable-global" | "sign-extension-ops" | "nontrapping-float-to-int-conversions" | "multi-value" | "threads"
+        | "threads-upstream" => {
             config.wasm_mvp_only();
-            config.wasm_feature(suite, true).expect("known feature");
+            config.wasm_feature(suite.trim_end_matches("-upstream"), true).expect("known feature");
         }
         "multi-memory" => {
             config.wasm_multi_memory(true);
@@ -117,6 +118,7 @@ fn main() {
         Proposal::Memory64,
         Proposal::TailCall,
         Proposal::RelaxedSimd,
+        Proposal::Threads,
     ] {
         for file in proposal(p) {
             if skipped(&file) {
@@ -126,6 +128,25 @@ fn main() {
                 let name = format!("{}/{}{mode}", file.parent(), file.name().trim_end_matches(".wast"));
                 let file = TestFile { parent: file.parent.clone(), name: file.name.clone(), contents: file.contents };
                 trials.push(Trial::test(name, move || run(&file, mode)));
+            }
+        }
+    }
+    // The newer upstream threads tests (with `thread`/`wait` directives),
+    // from ../shared when present.
+    let upstream = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testsuite/proposals/threads-upstream");
+    if let Ok(dir) = std::fs::read_dir(&upstream) {
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(text) = std::fs::read_to_string(entry.path()) else { continue };
+            if !name.ends_with(".wast") {
+                continue;
+            }
+            let text: &'static str = Box::leak(text.into_boxed_str());
+            let file = TestFile { parent: "threads-upstream".into(), name: name.clone(), contents: text };
+            for mode in MODES {
+                let file = TestFile { parent: file.parent.clone(), name: file.name.clone(), contents: file.contents };
+                let trial = format!("threads-upstream/{}{mode}", name.trim_end_matches(".wast"));
+                trials.push(Trial::test(trial, move || run(&file, mode)));
             }
         }
     }

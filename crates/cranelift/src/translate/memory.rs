@@ -34,7 +34,14 @@ impl FuncTranslator<'_, '_> {
             (p, 0)
         } else {
             let d = m - self.module.num_imported_memories;
-            (self.vmctx, self.offsets.defined_memory(d) as i32)
+            if self.module.memories[m as usize].shared {
+                // A shared memory's definition lives outside any one
+                // instance; its slot holds a pointer to it.
+                let p = self.builder.ins().load(types::I64, readonly(), self.vmctx, self.offsets.defined_memory(d) as i32);
+                (p, 0)
+            } else {
+                (self.vmctx, self.offsets.defined_memory(d) as i32)
+            }
         }
     }
 

@@ -8,6 +8,7 @@
 //! skipped, counting nested frames, until the `else` or `end` that makes
 //! code reachable again.
 
+mod atomics;
 mod control;
 mod env;
 mod interrupt;

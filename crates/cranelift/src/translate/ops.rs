@@ -267,6 +267,9 @@ impl FuncTranslator<'_, '_> {
                 if let Some(r) = self.translate_simd_operator(other) {
                     return r;
                 }
+                if let Some(r) = self.translate_atomic_operator(other) {
+                    return r;
+                }
                 return Err(WasmError::Unsupported(format!("operator {other:?}")));
             }
         }

@@ -71,6 +71,8 @@ pub struct Imports {
     pub memories: Vec<NonNull<Memory>>,
     /// Imported globals' storage.
     pub globals: Vec<NonNull<VMGlobalDefinition>>,
+    /// Shared memories among `memories`, kept alive by the instance.
+    pub shared: Vec<Arc<Memory>>,
 }
 
 /// Why instantiation failed before running any wasm.
@@ -117,6 +119,8 @@ pub struct Instance {
     // vectors grow.
     #[allow(clippy::vec_box)]
     owned_memories: Vec<Box<Memory>>,
+    /// Shared memories this instance defines or imports (kept alive here).
+    shared_memories: Vec<Arc<Memory>>,
     #[allow(clippy::vec_box)]
     owned_tables: Vec<Box<Table>>,
     dropped_data: Vec<bool>,
@@ -214,6 +218,7 @@ impl Instance {
             memories: Vec::with_capacity(info.memories.len()),
             tables: Vec::with_capacity(info.tables.len()),
             owned_memories: Vec::new(),
+            shared_memories: imports.shared.clone(),
             owned_tables: Vec::new(),
             dropped_data: vec![false; info.data.len()],
             dropped_elems: vec![false; info.elements.len()],
@@ -254,6 +259,18 @@ impl Instance {
             let index = info.num_imported_memories + d;
             let ty = info.memories[index as usize];
             let def = inst.vmctx_ptr::<VMMemoryDefinition>(offsets.defined_memory(d));
+            if ty.shared {
+                // Shared memories live outside the instance (other stores
+                // and threads may use them); the slot holds a pointer to the
+                // definition. Data segments are applied by `initialize`.
+                let m = Arc::new(Memory::new(ty, &module.tunables, None, None, None).map_err(InstantiationError::Memory)?);
+                // SAFETY: the defined-memory slot lies inside the VMContext
+                // and is at least pointer-sized.
+                unsafe { inst.write(offsets.defined_memory(d), m.definition().as_ptr()) };
+                inst.memories.push(NonNull::from(&*m));
+                inst.shared_memories.push(m);
+                continue;
+            }
             let image = if module.tunables.memory_init_cow { module.memory_image(d) } else { None };
             if image.is_some() {
                 for seg in 0..info.data.len() {
@@ -315,11 +332,20 @@ impl Instance {
         unsafe { self.memories[i as usize].as_ref() }
     }
 
-    /// Memory `i`, mutably.
+
+    /// Memory `i`, mutably (unshared memories only: a shared memory is
+    /// reachable from other threads and is only used through `&Memory`).
     pub fn memory_mut(&mut self, i: u32) -> &mut Memory {
-        // SAFETY: as in `memory`; the store hands out `&mut Instance` only
-        // under its own exclusive borrow.
+        debug_assert!(!self.memory(i).is_shared());
+        // SAFETY: as in `memory`; an unshared memory belongs to this store,
+        // which hands out `&mut Instance` only under its exclusive borrow.
         unsafe { self.memories[i as usize].as_mut() }
+    }
+
+    /// The shared memory `i`, if memory `i` is shared.
+    pub fn shared_memory(&self, i: u32) -> Option<Arc<Memory>> {
+        let p = self.memories[i as usize].as_ptr() as *const Memory;
+        self.shared_memories.iter().find(|m| Arc::as_ptr(m) == p).cloned()
     }
 
     /// Pointer to memory `i` (to import it elsewhere).
@@ -537,12 +563,14 @@ impl Instance {
     pub fn memory_init(&mut self, m: u32, data: u32, dst: u64, src: u64, len: u64) -> Result<(), TrapCode> {
         let module = self.module.clone();
         let bytes: &[u8] = if self.dropped_data[data as usize] { &[] } else { module.module().data[data as usize].bytes.as_slice() };
-        let mem = self.memory_mut(m).data_mut();
+        let mem = self.memory(m);
         let src_range = src.checked_add(len).filter(|e| *e <= bytes.len() as u64);
-        let dst_range = dst.checked_add(len).filter(|e| *e <= mem.len() as u64);
+        let dst_range = dst.checked_add(len).filter(|e| *e <= mem.byte_len() as u64);
         match (src_range, dst_range) {
-            (Some(se), Some(de)) => {
-                mem[dst as usize..de as usize].copy_from_slice(&bytes[src as usize..se as usize]);
+            (Some(_), Some(_)) => {
+                // SAFETY: both ranges were bounds-checked; raw copies because
+                // a shared memory may be accessed by other threads meanwhile.
+                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr().add(src as usize), mem.base().add(dst as usize), len as usize) };
                 Ok(())
             }
             _ => Err(TrapCode::MemoryOutOfBounds),

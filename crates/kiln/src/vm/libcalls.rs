@@ -61,7 +61,7 @@ mod imp {
         if delta != 0 && !with_hooks(vmctx, |h| h.memory_growing(current, desired, maximum)) {
             return u64::MAX;
         }
-        with_instance(vmctx, |inst| Ok(match inst.memory_mut(memory).grow(delta) {
+        with_instance(vmctx, |inst| Ok(match inst.memory(memory).grow(delta) {
             Ok(Some(old)) => old,
             _ => u64::MAX,
         }))
@@ -69,9 +69,11 @@ mod imp {
 
     pub extern "C" fn memory_fill(vmctx: *mut u8, memory: u32, dst: u64, val: u32, len: u64) {
         with_instance(vmctx, |inst| {
-            let data = inst.memory_mut(memory).data_mut();
-            let end = dst.checked_add(len).filter(|e| *e <= data.len() as u64).ok_or(TrapCode::MemoryOutOfBounds)?;
-            data[dst as usize..end as usize].fill(val as u8);
+            let m = inst.memory(memory);
+            dst.checked_add(len).filter(|e| *e <= m.byte_len() as u64).ok_or(TrapCode::MemoryOutOfBounds)?;
+            // SAFETY: the range was bounds-checked; raw writes because a
+            // shared memory may be accessed by other threads meanwhile.
+            unsafe { std::ptr::write_bytes(m.base().add(dst as usize), val as u8, len as usize) };
             Ok(())
         })
     }
@@ -83,15 +85,12 @@ mod imp {
             if src.checked_add(len).is_none_or(|e| e > src_len) || dst.checked_add(len).is_none_or(|e| e > dst_len) {
                 return Err(TrapCode::MemoryOutOfBounds);
             }
-            if dst_mem == src_mem {
-                inst.memory_mut(dst_mem).data_mut().copy_within(src as usize..(src + len) as usize, dst as usize);
-            } else {
-                let s = inst.memory(src_mem).data().as_ptr();
-                let d = inst.memory_mut(dst_mem).data_mut().as_mut_ptr();
-                // SAFETY: both ranges were bounds-checked above and lie in
-                // two different memories, so they do not overlap.
-                unsafe { std::ptr::copy_nonoverlapping(s.add(src as usize), d.add(dst as usize), len as usize) };
-            }
+            let s = inst.memory(src_mem).base();
+            let d = inst.memory(dst_mem).base();
+            // SAFETY: both ranges were bounds-checked above; `copy` allows
+            // overlap (same memory). Raw copies because a shared memory may
+            // be accessed by other threads meanwhile.
+            unsafe { std::ptr::copy(s.add(src as usize), d.add(dst as usize), len as usize) };
             Ok(())
         })
     }
@@ -160,6 +159,47 @@ mod imp {
 
     pub extern "C" fn ref_func(vmctx: *mut u8, func: u32) -> usize {
         with_instance(vmctx, |inst| Ok(inst.func_ref(func) as usize))
+    }
+
+    /// Checks alignment, then bounds, of an atomic access of `size` bytes at
+    /// `addr` in `memory`; returns its native address.
+    fn atomic_target(inst: &super::super::instance::Instance, memory: u32, addr: u64, size: u64) -> Result<usize, TrapCode> {
+        if addr % size != 0 {
+            return Err(TrapCode::HeapMisaligned);
+        }
+        let m = inst.memory(memory);
+        if addr.checked_add(size).is_none_or(|e| e > m.byte_len() as u64) {
+            return Err(TrapCode::MemoryOutOfBounds);
+        }
+        Ok(m.base() as usize + addr as usize)
+    }
+
+    pub extern "C" fn memory_atomic_notify(vmctx: *mut u8, memory: u32, addr: u64, count: u32) -> u32 {
+        let target = with_instance(vmctx, |inst| atomic_target(inst, memory, addr, 4).map(|t| (t, inst.memory(memory).is_shared())));
+        match target {
+            (t, true) => crate::vm::parking::notify(t, count),
+            // Nobody can wait on an unshared memory.
+            (_, false) => 0,
+        }
+    }
+
+    pub extern "C" fn memory_atomic_wait32(vmctx: *mut u8, memory: u32, addr: u64, expected: u32, timeout: u64) -> u32 {
+        let t = with_instance(vmctx, |inst| {
+            let t = atomic_target(inst, memory, addr, 4)?;
+            if inst.memory(memory).is_shared() { Ok(t) } else { Err(TrapCode::AtomicWaitNonSharedMemory) }
+        });
+        // SAFETY: `t` is an aligned, in-bounds address of a live shared
+        // memory (checked above); shared memories never shrink or move.
+        crate::vm::parking::wait(t, || unsafe { crate::vm::parking::load32(t) }, u64::from(expected), timeout as i64)
+    }
+
+    pub extern "C" fn memory_atomic_wait64(vmctx: *mut u8, memory: u32, addr: u64, expected: u64, timeout: u64) -> u32 {
+        let t = with_instance(vmctx, |inst| {
+            let t = atomic_target(inst, memory, addr, 8)?;
+            if inst.memory(memory).is_shared() { Ok(t) } else { Err(TrapCode::AtomicWaitNonSharedMemory) }
+        });
+        // SAFETY: as in `memory_atomic_wait32`, with 8-byte alignment.
+        crate::vm::parking::wait(t, || unsafe { crate::vm::parking::load64(t) }, expected, timeout as i64)
     }
 
     pub extern "C" fn out_of_gas(vmctx: *mut u8) {

@@ -7,7 +7,8 @@ use super::pool::{Region, RegionPool};
 use super::vmcontext::VMMemoryDefinition;
 use kiln_environ::{MemoryType, Tunables};
 use std::ptr::NonNull;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Why a memory could not be created or grown.
 #[derive(Debug)]
@@ -29,14 +30,15 @@ impl std::fmt::Display for MemoryError {
 
 impl std::error::Error for MemoryError {}
 
-/// A linear memory.
+/// A linear memory. Growth goes through a lock and the length is atomic,
+/// so a shared memory (`ty.shared`) can be used by several threads at once.
 pub struct Memory {
-    region: Option<Region>,
+    region: Mutex<Option<Region>>,
     pool: Option<Arc<RegionPool>>,
     base: *mut u8,
     ty: MemoryType,
     /// Accessible bytes.
-    len: usize,
+    len: AtomicUsize,
     /// Most bytes this memory may ever have.
     max_len: usize,
     /// Where the current base/length are published to compiled code.
@@ -47,7 +49,7 @@ pub struct Memory {
 
 impl std::fmt::Debug for Memory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Memory").field("ty", &self.ty).field("len", &self.len).finish_non_exhaustive()
+        f.debug_struct("Memory").field("ty", &self.ty).field("len", &self.byte_len()).finish_non_exhaustive()
     }
 }
 
@@ -118,33 +120,53 @@ impl Memory {
             }
         };
         let base = region.ptr();
-        let m = Memory { region: Some(region), pool, base, ty, len, max_len: max_len as usize, def, _own_def: own };
-        m.publish();
+        let m = Memory {
+            region: Mutex::new(Some(region)),
+            pool,
+            base,
+            ty,
+            len: AtomicUsize::new(len),
+            max_len: max_len as usize,
+            def,
+            _own_def: own,
+        };
+        m.publish(len);
         Ok(m)
     }
 
-    fn publish(&self) {
-        // SAFETY: `def` is valid for writes for this memory's lifetime (see
-        // the type's invariants) and no compiled code runs concurrently with
-        // a `&self`/`&mut self` use of the owning store.
+    fn publish(&self, len: usize) {
+        // SAFETY: `def` is valid for this memory's lifetime (see the type's
+        // invariants). The length is stored atomically: other threads'
+        // compiled code may be reading it (shared memories).
         unsafe {
-            self.def.as_ptr().write(VMMemoryDefinition { base: self.base, current_length: self.len as u64 });
+            std::ptr::addr_of_mut!((*self.def.as_ptr()).base).write(self.base);
+            (*(std::ptr::addr_of!((*self.def.as_ptr()).current_length) as *const AtomicU64)).store(len as u64, Ordering::Release);
         }
     }
 
     /// The memory's type (with the current size as minimum).
     pub fn ty(&self) -> MemoryType {
-        MemoryType { minimum: (self.len as u64) >> self.ty.page_size_log2, ..self.ty }
+        MemoryType { minimum: self.pages(), ..self.ty }
     }
 
     /// Current size in bytes.
     pub fn byte_len(&self) -> usize {
-        self.len
+        self.len.load(Ordering::Acquire)
     }
 
     /// Current size in pages.
     pub fn pages(&self) -> u64 {
-        (self.len as u64) >> self.ty.page_size_log2
+        (self.byte_len() as u64) >> self.ty.page_size_log2
+    }
+
+    /// Whether this memory is shared between threads.
+    pub fn is_shared(&self) -> bool {
+        self.ty.shared
+    }
+
+    /// The first byte (for raw access by builtins).
+    pub fn base(&self) -> *mut u8 {
+        self.base
     }
 
     /// Pointer to the definition compiled code reads.
@@ -156,7 +178,7 @@ impl Memory {
     pub fn size_after_grow(&self, delta: u64) -> Option<usize> {
         delta
             .checked_mul(self.ty.page_size())
-            .and_then(|d| d.checked_add(self.len as u64))
+            .and_then(|d| d.checked_add(self.byte_len() as u64))
             .and_then(|n| usize::try_from(n).ok())
     }
 
@@ -165,17 +187,28 @@ impl Memory {
         self.ty.maximum.and_then(|m| m.checked_mul(self.ty.page_size())).and_then(|b| usize::try_from(b).ok())
     }
 
-    /// The contents.
+    /// The contents of an unshared memory.
     pub fn data(&self) -> &[u8] {
+        debug_assert!(!self.ty.shared, "shared memories are accessed byte-wise atomically");
         // SAFETY: the first `len` bytes of the mapping are accessible and
-        // owned by this memory; the shared borrow of `self` excludes writers.
-        unsafe { std::slice::from_raw_parts(self.base, self.len) }
+        // owned by this memory; for an unshared memory the shared borrow of
+        // its store excludes writers.
+        unsafe { std::slice::from_raw_parts(self.base, self.byte_len()) }
     }
 
-    /// The contents, mutably.
+    /// The contents of an unshared memory, mutably.
     pub fn data_mut(&mut self) -> &mut [u8] {
+        debug_assert!(!self.ty.shared, "shared memories are accessed byte-wise atomically");
         // SAFETY: as in `data`, with exclusive access through `&mut self`.
-        unsafe { std::slice::from_raw_parts_mut(self.base, self.len) }
+        unsafe { std::slice::from_raw_parts_mut(self.base, self.byte_len()) }
+    }
+
+    /// The contents as atomic bytes (for shared memories, which other
+    /// threads may be writing).
+    pub fn atomic_bytes(&self) -> &[std::sync::atomic::AtomicU8] {
+        // SAFETY: `AtomicU8` has the layout of `u8`; the first `len` bytes
+        // are accessible for the memory's lifetime (memories never shrink).
+        unsafe { std::slice::from_raw_parts(self.base.cast(), self.byte_len()) }
     }
 
     /// Grows by `delta` pages. Returns the previous size in pages, or `None`
@@ -184,30 +217,33 @@ impl Memory {
     /// # Errors
     ///
     /// [`MemoryError::Os`] if the kernel refuses to map the new pages.
-    pub fn grow(&mut self, delta: u64) -> Result<Option<u64>, MemoryError> {
-        let old_pages = self.pages();
+    pub fn grow(&self, delta: u64) -> Result<Option<u64>, MemoryError> {
+        let mut region = self.region.lock().unwrap_or_else(|e| e.into_inner());
+        let len = self.byte_len();
+        let old_pages = (len as u64) >> self.ty.page_size_log2;
         let Some(new_bytes) = delta
             .checked_mul(self.ty.page_size())
-            .and_then(|d| d.checked_add(self.len as u64))
+            .and_then(|d| d.checked_add(len as u64))
             .filter(|n| *n <= self.max_len as u64)
         else {
             return Ok(None);
         };
         let new_bytes = new_bytes as usize;
-        if new_bytes > self.len
-            && let Some(region) = &mut self.region
+        if new_bytes > len
+            && let Some(region) = region.as_mut()
         {
             region.set_accessible(new_bytes).map_err(MemoryError::Os)?;
         }
-        self.len = new_bytes;
-        self.publish();
+        self.len.store(new_bytes, Ordering::Release);
+        self.publish(new_bytes);
         Ok(Some(old_pages))
     }
 }
 
 impl Drop for Memory {
     fn drop(&mut self) {
-        if let (Some(region), Some(pool)) = (self.region.take(), &self.pool) {
+        let region = self.region.get_mut().unwrap_or_else(|e| e.into_inner()).take();
+        if let (Some(region), Some(pool)) = (region, &self.pool) {
             pool.release(region);
         }
     }

@@ -16,6 +16,7 @@ pub mod memory_image;
 pub mod pool;
 pub mod store_hooks;
 pub mod mmap;
+pub mod parking;
 pub mod table;
 pub mod traphandlers;
 pub mod vmcontext;

@@ -80,6 +80,13 @@ pub struct VMStoreContext {
     pub hooks: Option<std::ptr::NonNull<dyn super::store_hooks::VMStore>>,
 }
 
+// SAFETY: the pointers refer to the store that owns this context (its
+// boxed contents and hooks), which moves between threads together with it;
+// a store is only ever used by one thread at a time (`&mut` access).
+unsafe impl Send for VMStoreContext {}
+// SAFETY: as above; shared references to a store only read through them.
+unsafe impl Sync for VMStoreContext {}
+
 impl Default for VMStoreContext {
     fn default() -> Self {
         VMStoreContext {

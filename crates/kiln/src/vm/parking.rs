@@ -1,0 +1,104 @@
+//! `memory.atomic.wait` / `memory.atomic.notify`: threads park on a
+//! native address of a shared memory and are woken in FIFO order.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+struct Waiter {
+    woken: Mutex<bool>,
+    cv: Condvar,
+}
+
+/// Parked threads by address.
+static QUEUES: Mutex<Option<HashMap<usize, VecDeque<Arc<Waiter>>>>> = Mutex::new(None);
+
+/// Result codes of `memory.atomic.wait`.
+const OK: u32 = 0;
+const NOT_EQUAL: u32 = 1;
+const TIMED_OUT: u32 = 2;
+
+/// Waits at `addr` while it holds `expected` (a 4- or 8-byte value),
+/// up to `timeout` (none if negative). Returns 0 (woken), 1 (not equal),
+/// or 2 (timed out).
+///
+/// `load` reads the current value; it is called with the queue lock held,
+/// so a `notify` cannot slip between the check and the parking.
+pub fn wait(addr: usize, load: impl Fn() -> u64, expected: u64, timeout_ns: i64) -> u32 {
+    let waiter = Arc::new(Waiter { woken: Mutex::new(false), cv: Condvar::new() });
+    {
+        let mut q = QUEUES.lock().unwrap_or_else(|e| e.into_inner());
+        if load() != expected {
+            return NOT_EQUAL;
+        }
+        q.get_or_insert_with(HashMap::new).entry(addr).or_default().push_back(waiter.clone());
+    }
+    let deadline = (timeout_ns >= 0).then(|| Instant::now() + Duration::from_nanos(timeout_ns as u64));
+    let mut woken = waiter.woken.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if *woken {
+            return OK;
+        }
+        match deadline {
+            None => woken = waiter.cv.wait(woken).unwrap_or_else(|e| e.into_inner()),
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    break;
+                }
+                woken = waiter.cv.wait_timeout(woken, d - now).unwrap_or_else(|e| e.into_inner()).0;
+            }
+        }
+    }
+    drop(woken);
+    // Timed out: leave the queue, unless a notify got to us meanwhile.
+    let mut q = QUEUES.lock().unwrap_or_else(|e| e.into_inner());
+    if *waiter.woken.lock().unwrap_or_else(|e| e.into_inner()) {
+        return OK;
+    }
+    if let Some(list) = q.as_mut().and_then(|m| m.get_mut(&addr)) {
+        list.retain(|w| !Arc::ptr_eq(w, &waiter));
+        if list.is_empty() {
+            q.as_mut().map(|m| m.remove(&addr));
+        }
+    }
+    TIMED_OUT
+}
+
+/// Wakes up to `count` threads waiting at `addr`; returns how many.
+pub fn notify(addr: usize, count: u32) -> u32 {
+    let mut q = QUEUES.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(list) = q.as_mut().and_then(|m| m.get_mut(&addr)) else { return 0 };
+    let mut n = 0;
+    while n < count {
+        let Some(w) = list.pop_front() else { break };
+        *w.woken.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        w.cv.notify_one();
+        n += 1;
+    }
+    if list.is_empty() {
+        q.as_mut().map(|m| m.remove(&addr));
+    }
+    n
+}
+
+/// Reads a 4-byte value atomically.
+///
+/// # Safety
+///
+/// `addr` must be a valid, 4-byte-aligned address inside a live memory.
+pub unsafe fn load32(addr: usize) -> u64 {
+    // SAFETY: per the contract.
+    u64::from(unsafe { (*(addr as *const AtomicU32)).load(Ordering::SeqCst) })
+}
+
+/// Reads an 8-byte value atomically.
+///
+/// # Safety
+///
+/// `addr` must be a valid, 8-byte-aligned address inside a live memory.
+pub unsafe fn load64(addr: usize) -> u64 {
+    // SAFETY: per the contract.
+    unsafe { (*(addr as *const AtomicU64)).load(Ordering::SeqCst) }
+}
