@@ -20,9 +20,6 @@ use std::sync::Arc;
 #[derive(Clone, Copy, Debug)]
 pub struct Func(pub(crate) Stored);
 
-/// Most values a [`TypedFunc`] call can pass in or get back.
-const MAX_TYPED_VALUES: usize = 17;
-
 impl Func {
     /// Defines a host function of type `ty` whose body receives and
     /// returns dynamically typed values.
@@ -108,19 +105,26 @@ impl Func {
         if results.len() != ty.results().len() {
             bail!("expected {} results, got {}", ty.results().len(), results.len());
         }
-        let mut values = vec![ValRaw::default(); ty.array_len().max(1)];
-        for (i, (p, t)) in params.iter().zip(ty.params()).enumerate() {
-            let want = ValType::from_env(*t);
-            if p.ty() != want {
-                bail!("argument {i}: expected {want}, found {}", p.ty());
+        let mut call = |values: &mut [ValRaw]| -> Result<()> {
+            for (i, (p, t)) in params.iter().zip(ty.params()).enumerate() {
+                let want = ValType::from_env(*t);
+                if p.ty() != want {
+                    bail!("argument {i}: expected {want}, found {}", p.ty());
+                }
+                values[i] = p.to_raw(&mut store.opaque)?;
             }
-            values[i] = p.to_raw(&mut store.opaque)?;
+            self.call_raw(store, values)?;
+            for (i, (r, t)) in results.iter_mut().zip(ty.results()).enumerate() {
+                *r = Val::from_raw(values[i], ValType::from_env(*t), &mut store.opaque);
+            }
+            Ok(())
+        };
+        let slots = ty.array_len().max(1);
+        if slots <= vm::MAX_STACK_VALUES {
+            vm::with_stack_values(slots, call)
+        } else {
+            call(&mut vec![ValRaw::default(); slots])
         }
-        self.call_raw(store, &mut values)?;
-        for (i, (r, t)) in results.iter_mut().zip(ty.results()).enumerate() {
-            *r = Val::from_raw(values[i], ValType::from_env(*t), &mut store.opaque);
-        }
-        Ok(())
     }
 
     /// Calls with raw values already checked against the signature;
@@ -213,10 +217,12 @@ impl<Params: WasmParams, Results: WasmResults> TypedFunc<Params, Results> {
     pub fn call<T: 'static>(&self, mut store: impl AsContextMut<Data = T>, params: Params) -> Result<Results> {
         let store = store.as_context_mut().0;
         store.opaque.check(&self.func.0);
-        let mut values = [ValRaw::default(); MAX_TYPED_VALUES];
-        params.store(&mut store.opaque, &mut values)?;
-        self.func.call_raw(store, &mut values)?;
-        Ok(Results::load(&mut store.opaque, &values))
+        let slots = Params::COUNT.max(Results::COUNT).max(1);
+        vm::with_stack_values(slots, |values| {
+            params.store(&mut store.opaque, values)?;
+            self.func.call_raw(store, values)?;
+            Ok(Results::load(&mut store.opaque, values))
+        })
     }
 }
 
@@ -343,6 +349,8 @@ pub trait WasmTyList: Send + Sized {
         Ok(())
     }
     #[doc(hidden)]
+    const COUNT: usize;
+    #[doc(hidden)]
     fn store(self, store: &mut StoreOpaque, out: &mut [ValRaw]) -> Result<()>;
     #[doc(hidden)]
     fn load(store: &mut StoreOpaque, values: &[ValRaw]) -> Self;
@@ -356,6 +364,7 @@ pub trait WasmResults: WasmTyList {}
 impl<L: WasmTyList> WasmResults for L {}
 
 impl<A: WasmTy> WasmTyList for A {
+    const COUNT: usize = 1;
     fn valtypes() -> Vec<ValType> {
         vec![A::valtype()]
     }
@@ -373,6 +382,7 @@ macro_rules! tuple_list {
         #[allow(non_snake_case, unused_mut, unused_variables, unused_assignments)]
         impl<$($a: WasmTy,)*> WasmTyList for ($($a,)*) {
             fn valtypes() -> Vec<ValType> { vec![$($a::valtype()),*] }
+            const COUNT: usize = 0 $(+ { let _ = stringify!($a); 1 })*;
             fn store(self, store: &mut StoreOpaque, out: &mut [ValRaw]) -> Result<()> {
                 let ($($a,)*) = self;
                 let mut i = 0;

@@ -336,6 +336,7 @@ impl StoreOpaque {
 
     /// Panics if `s` belongs to another store: mixing stores is a
     /// programming error, like indexing out of bounds.
+    #[inline]
     pub(crate) fn check(&self, s: &Stored) {
         assert_eq!(s.store, self.id, "object used with a store it does not belong to");
     }
@@ -467,9 +468,10 @@ impl StoreOpaque {
     }
 
     /// Collects externrefs if wasm is idle and the root set doubled.
+    #[inline]
     pub(crate) fn maybe_collect_externrefs(&mut self) {
         let r = &self.externrefs;
-        if !self.wasm_active() && r.live.len() >= 1024 && r.live.len() >= 2 * r.last_live {
+        if r.live.len() >= 1024 && r.live.len() >= 2 * r.last_live && !self.wasm_active() {
             self.collect_externrefs();
         }
     }

@@ -1,11 +1,9 @@
 //! Calling into wasm, and inspecting function references.
 
 use super::instance::{Instance, instance_of_vmctx};
-use super::traphandlers::{TrapRecord, catch_traps};
+use super::traphandlers::{EntryTrampoline, TrapRecord, enter_wasm};
 use super::vmcontext::{VMFuncRef, VMStoreContext, ValRaw};
 use kiln_environ::vmoffsets::VMCTX_MAGIC;
-
-type ArrayToWasm = unsafe extern "C" fn(*mut u8, *mut u8, *mut ValRaw, *const u8);
 
 /// Calls the wasm function `func_ref` through the array-call `trampoline`
 /// of its signature, with arguments in `values` and results written back
@@ -16,6 +14,7 @@ type ArrayToWasm = unsafe extern "C" fn(*mut u8, *mut u8, *mut ValRaw, *const u8
 /// function of the store owning `store_ctx`; `values` has at least as many
 /// slots as the signature's parameters and results, holding arguments of
 /// the right types.
+#[inline]
 pub fn invoke_wasm(
     store_ctx: *mut VMStoreContext,
     max_wasm_stack: usize,
@@ -23,19 +22,35 @@ pub fn invoke_wasm(
     func_ref: *const VMFuncRef,
     values: &mut [ValRaw],
 ) -> Result<(), Box<TrapRecord>> {
-    // SAFETY: per the contract above, `func_ref` is live and `trampoline`
-    // is an `ArrayToWasm` entry for its signature.
-    let (f, callee, code) = unsafe {
+    // SAFETY: per the contract above, `func_ref` is live, `trampoline` is
+    // an entry trampoline for its signature and `values` is large enough;
+    // the callee is an instance, so it is its own caller context.
+    unsafe {
         let fr = &*func_ref;
-        (std::mem::transmute::<*const u8, ArrayToWasm>(trampoline), fr.vmctx, fr.wasm_call)
-    };
-    let values = values.as_mut_ptr();
-    catch_traps(store_ctx, max_wasm_stack, || {
-        // SAFETY: see the contract; the callee is an instance, so it is its
-        // own caller context here.
-        unsafe { f(callee, callee, values, code) }
-    })
+        let trampoline = std::mem::transmute::<*const u8, EntryTrampoline>(trampoline);
+        enter_wasm(store_ctx, max_wasm_stack, trampoline, fr.vmctx, values.as_mut_ptr().cast(), fr.wasm_call)
+    }
 }
+
+/// Runs `f` with `n` zeroed value slots (at most [`MAX_STACK_VALUES`]) on
+/// the stack: the typed call path's argument/result buffer, zeroing only
+/// the slots it uses.
+#[inline(always)]
+pub fn with_stack_values<R>(n: usize, f: impl FnOnce(&mut [ValRaw]) -> R) -> R {
+    let mut buf = [const { std::mem::MaybeUninit::<ValRaw>::uninit() }; MAX_STACK_VALUES];
+    let n = n.min(MAX_STACK_VALUES);
+    for slot in &mut buf[..n] {
+        slot.write(ValRaw::default());
+    }
+    // SAFETY: the first `n` slots were just initialized; `MaybeUninit<T>`
+    // has the layout of `T`.
+    let values = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<ValRaw>(), n) };
+    f(values)
+}
+
+/// The largest number of slots [`with_stack_values`] provides: 16
+/// parameters or results, plus one so an empty signature still has a slot.
+pub const MAX_STACK_VALUES: usize = 17;
 
 /// What a function reference points at.
 #[derive(Debug, Clone, Copy)]

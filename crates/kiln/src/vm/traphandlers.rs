@@ -1,9 +1,9 @@
 //! Catching traps.
 //!
-//! Every call from the host into wasm goes through [`catch_traps`], which
+//! Every call from the host into wasm goes through [`enter_wasm`], which
 //! saves the callee-saved registers and stack pointer in a small jump buffer
 //! (our own `setjmp`, in assembly below) and records an `Activation` in a
-//! thread-local linked list. A trap then ends up in [`unwind`], which
+//! thread-local linked list. A trap then ends up in `kiln_unwind`, which
 //! restores that stack pointer and resumes after the saved point, skipping
 //! every wasm frame in between:
 //!
@@ -61,9 +61,18 @@ struct Activation {
     store_ctx: *mut VMStoreContext,
 }
 
+/// Per-thread trap state, in one constant-initialized thread local so the
+/// call path reads it with plain TLS loads.
+struct ThreadState {
+    /// The innermost activation (null when no wasm runs on this thread).
+    current: Cell<*const Activation>,
+    /// The lowest address of this thread's stack; 0 until the thread is
+    /// prepared (see `prepare_thread`).
+    stack_low: Cell<usize>,
+}
+
 thread_local! {
-    static CURRENT: Cell<*const Activation> = const { Cell::new(ptr::null()) };
-    static STACK_LOW: Cell<usize> = const { Cell::new(0) };
+    static THREAD: ThreadState = const { ThreadState { current: Cell::new(ptr::null()), stack_low: Cell::new(0) } };
 }
 
 /// Stack the host keeps for itself below the wasm stack limit: host
@@ -72,11 +81,20 @@ const HOST_STACK_RESERVE: usize = 256 * 1024;
 
 #[cfg(target_arch = "x86_64")]
 mod arch {
-    /// `fn(buf, callback, data) -> u32`: saves callee-saved registers and
-    /// the stack pointer in `buf`, calls `callback(data)`, returns 0; returns
-    /// 1 instead when `kiln_unwind(buf)` jumps back.
+    use super::EntryTrampoline;
+
+    /// `fn(buf, callee, values, wasm_call, trampoline) -> u32`: saves the
+    /// callee-saved registers and the stack pointer in `buf`, calls
+    /// `trampoline(callee, callee, values, wasm_call)`, returns 0; returns 1
+    /// instead when `kiln_unwind(buf)` jumps back.
     #[unsafe(naked)]
-    pub unsafe extern "C" fn kiln_catch(_buf: *mut u8, _callback: extern "C" fn(*mut u8), _data: *mut u8) -> u32 {
+    pub unsafe extern "C" fn kiln_enter(
+        _buf: *mut u8,
+        _callee: *mut u8,
+        _values: *mut u8,
+        _wasm_call: *const u8,
+        _trampoline: EntryTrampoline,
+    ) -> u32 {
         core::arch::naked_asm!(
             "push rbp",
             "mov rbp, rsp",
@@ -89,8 +107,10 @@ mod arch {
             "mov [rdi], rsp",
             "lea rax, [rip + 2f]",
             "mov [rdi + 8], rax",
-            "mov rdi, rdx",
-            "call rsi",
+            // Arguments of the trampoline: callee, caller (= callee),
+            // values (already in rdx), wasm_call (already in rcx).
+            "mov rdi, rsi",
+            "call r8",
             "xor eax, eax",
             "3:",
             "add rsp, 8",
@@ -107,7 +127,7 @@ mod arch {
         )
     }
 
-    /// Restores the stack pointer saved in `buf` and resumes `kiln_catch`.
+    /// Restores the stack pointer saved in `buf` and resumes `kiln_enter`.
     #[unsafe(naked)]
     pub unsafe extern "C" fn kiln_unwind(_buf: *mut u8) -> ! {
         core::arch::naked_asm!("mov rsp, [rdi]", "jmp qword ptr [rdi + 8]")
@@ -140,8 +160,16 @@ mod arch {
 
 #[cfg(target_arch = "aarch64")]
 mod arch {
+    use super::EntryTrampoline;
+
     #[unsafe(naked)]
-    pub unsafe extern "C" fn kiln_catch(_buf: *mut u8, _callback: extern "C" fn(*mut u8), _data: *mut u8) -> u32 {
+    pub unsafe extern "C" fn kiln_enter(
+        _buf: *mut u8,
+        _callee: *mut u8,
+        _values: *mut u8,
+        _wasm_call: *const u8,
+        _trampoline: EntryTrampoline,
+    ) -> u32 {
         core::arch::naked_asm!(
             "stp x29, x30, [sp, #-16]!",
             "mov x29, sp",
@@ -158,8 +186,8 @@ mod arch {
             "str x9, [x0]",
             "adr x9, 2f",
             "str x9, [x0, #8]",
-            "mov x0, x2",
-            "blr x1",
+            "mov x0, x1",
+            "blr x4",
             "mov w0, #0",
             "3:",
             "ldp d14, d15, [sp], #16",
@@ -206,78 +234,96 @@ mod arch {
     }
 }
 
-extern "C" fn call_closure<F: FnMut()>(data: *mut u8) {
-    // SAFETY: `catch_traps` passes a pointer to its `F`, alive for the call.
-    let f = unsafe { &mut *(data as *mut F) };
-    f();
-}
+/// An array-to-wasm entry trampoline: `(callee_vmctx, caller_vmctx,
+/// values, wasm_call)`.
+pub type EntryTrampoline = unsafe extern "C" fn(*mut u8, *mut u8, *mut u8, *const u8);
 
-/// The lowest address of the current thread's stack (cached per thread).
-fn thread_stack_low() -> usize {
-    STACK_LOW.with(|c| {
-        if c.get() == 0 {
-            let mut low = 0usize;
-            // SAFETY: standard pthread attribute queries on the current
-            // thread, with an attribute object initialized by the call and
-            // destroyed afterwards.
-            unsafe {
-                let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-                if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) == 0 {
-                    let mut addr: *mut libc::c_void = ptr::null_mut();
-                    let mut size: libc::size_t = 0;
-                    if libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0 {
-                        low = addr as usize;
-                    }
-                    libc::pthread_attr_destroy(&mut attr);
-                }
-            }
-            c.set(low.max(1));
-        }
-        c.get()
-    })
-}
-
-/// Runs `f` (which calls into wasm) so that a trap anywhere inside it
-/// returns here as `Err` instead of crashing. `max_wasm_stack` bounds the
-/// stack wasm may use below this point when no wasm is running on this
-/// store yet.
-///
-/// Must be called with a `store_ctx` that stays valid for the call.
-pub fn catch_traps<F: FnMut()>(store_ctx: *mut VMStoreContext, max_wasm_stack: usize, mut f: F) -> Result<(), Box<TrapRecord>> {
-    init_traps();
+/// Prepares the current thread for running wasm the first time it does:
+/// records the low end of its stack and installs an alternate signal stack.
+/// Returns the stack's lowest address.
+#[cold]
+fn prepare_thread() -> usize {
     ensure_sigaltstack();
+    let mut low = 0usize;
+    // SAFETY: standard pthread attribute queries on the current thread, with
+    // an attribute object initialized by the call and destroyed afterwards.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) == 0 {
+            let mut addr: *mut libc::c_void = ptr::null_mut();
+            let mut size: libc::size_t = 0;
+            if libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0 {
+                low = addr as usize;
+            }
+            libc::pthread_attr_destroy(&mut attr);
+        }
+    }
+    let low = low.max(1);
+    THREAD.with(|t| t.stack_low.set(low));
+    low
+}
+
+/// Calls the wasm function `wasm_call` of instance `callee` through its
+/// signature's entry `trampoline`, so that a trap anywhere inside returns
+/// here as `Err` instead of crashing. `max_wasm_stack` bounds the stack wasm
+/// may use below this point when no wasm is running on this store yet.
+///
+/// This is the whole host-to-wasm fast path: a few thread-local loads and
+/// stores, the register save of `kiln_enter`, and the trampoline.
+///
+/// # Safety
+///
+/// `store_ctx` is the store's context, valid and not otherwise borrowed
+/// during the call; `trampoline` is the entry trampoline of exactly the
+/// signature of `wasm_call`, a live function of instance `callee` of that
+/// store; `values` has a slot for every parameter and result, holding
+/// arguments of the right types. The process's trap handlers are installed
+/// (every `Engine` does that when created).
+#[inline]
+pub unsafe fn enter_wasm(
+    store_ctx: *mut VMStoreContext,
+    max_wasm_stack: usize,
+    trampoline: EntryTrampoline,
+    callee: *mut u8,
+    values: *mut u8,
+    wasm_call: *const u8,
+) -> Result<(), Box<TrapRecord>> {
     // SAFETY: the caller passes the store's context, valid and not otherwise
     // borrowed during this call.
     let ctx = unsafe { &mut *store_ctx };
     let saved = (ctx.stack_limit, ctx.last_wasm_entry_fp, ctx.last_wasm_exit_fp, ctx.last_wasm_exit_pc);
     if ctx.stack_limit == usize::MAX {
-        let sp = arch::stack_pointer();
-        let by_config = sp.saturating_sub(max_wasm_stack);
-        let by_thread = thread_stack_low().saturating_add(HOST_STACK_RESERVE);
-        ctx.stack_limit = by_config.max(by_thread);
+        let mut low = THREAD.with(|t| t.stack_low.get());
+        if low == 0 {
+            low = prepare_thread();
+        }
+        let by_config = arch::stack_pointer().saturating_sub(max_wasm_stack);
+        ctx.stack_limit = by_config.max(low.saturating_add(HOST_STACK_RESERVE));
     }
     let act = Activation {
         jmp: UnsafeCell::new(JmpBuf { sp: 0, resume: 0 }),
         trap: UnsafeCell::new(None),
-        prev: CURRENT.with(|c| c.get()),
+        prev: THREAD.with(|t| t.current.get()),
         store_ctx,
     };
-    CURRENT.with(|c| c.set(&act));
-    // SAFETY: `kiln_catch` follows the C ABI, preserves callee-saved
-    // registers on both of its return paths, and `f` outlives the call.
-    let r = unsafe { arch::kiln_catch(act.jmp.get().cast(), call_closure::<F>, &mut f as *mut F as *mut u8) };
-    CURRENT.with(|c| c.set(act.prev));
+    THREAD.with(|t| t.current.set(&act));
+    // SAFETY: `kiln_enter` follows the C ABI and preserves callee-saved
+    // registers on both of its return paths; the trampoline's contract is
+    // the caller's.
+    let r = unsafe { arch::kiln_enter(act.jmp.get().cast(), callee, values, wasm_call, trampoline) };
+    THREAD.with(|t| t.current.set(act.prev));
     // SAFETY: as above; no wasm is running on this store context now.
     let ctx = unsafe { &mut *store_ctx };
     (ctx.stack_limit, ctx.last_wasm_entry_fp, ctx.last_wasm_exit_fp, ctx.last_wasm_exit_pc) = saved;
-    if r == 0 {
-        Ok(())
-    } else {
-        // SAFETY: the trap was stored by `raise` or the signal handler
-        // before jumping back; nothing else accesses it now.
-        let trap = unsafe { (*act.trap.get()).take() };
-        Err(Box::new(trap.unwrap_or(TrapRecord { reason: TrapReason::Wasm(TrapCode::UnreachableCodeReached), pcs: vec![] })))
-    }
+    if r == 0 { Ok(()) } else { Err(take_trap(&act)) }
+}
+
+#[cold]
+fn take_trap(act: &Activation) -> Box<TrapRecord> {
+    // SAFETY: the trap was stored by `raise` or the signal handler before
+    // jumping back; nothing else accesses it now.
+    let trap = unsafe { (*act.trap.get()).take() };
+    Box::new(trap.unwrap_or(TrapRecord { reason: TrapReason::Wasm(TrapCode::UnreachableCodeReached), pcs: vec![] }))
 }
 
 /// Stops the innermost wasm activation on this thread with `reason`, as a
@@ -285,15 +331,15 @@ pub fn catch_traps<F: FnMut()>(store_ctx: *mut VMStoreContext, max_wasm_stack: u
 /// builtins and host-call shims, i.e. while wasm is on the stack, with no
 /// live values that need dropping.
 pub fn raise(reason: TrapReason) -> ! {
-    let act = CURRENT.with(|c| c.get());
+    let act = THREAD.with(|t| t.current.get());
     if act.is_null() {
         // Not reachable through the public API: builtins and shims only run
-        // beneath `catch_traps`.
+        // beneath `enter_wasm`.
         eprintln!("kiln: trap raised outside of wasm");
         std::process::abort();
     }
     // SAFETY: `act` is the innermost live activation of this thread (the
-    // list is maintained by `catch_traps`), and its store context is valid.
+    // list is maintained by `enter_wasm`), and its store context is valid.
     unsafe {
         let act = &*act;
         let ctx = &*act.store_ctx;
@@ -329,7 +375,7 @@ pub fn init_traps() {
 }
 
 unsafe extern "C" fn trap_handler(signum: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    let act = CURRENT.with(|c| c.get());
+    let act = THREAD.with(|t| t.current.get());
     if !act.is_null() {
         // SAFETY: `ctx` is the kernel-provided context of this signal.
         let (pc, fp) = unsafe { arch::context_pc_fp(ctx) };
@@ -367,7 +413,8 @@ unsafe extern "C" fn trap_handler(signum: libc::c_int, info: *mut libc::siginfo_
     }
 }
 
-/// Makes sure this thread has an alternate signal stack, so the trap
+/// Makes sure this thread has an alternate signal stack (called once per
+/// thread, by `prepare_thread`), so the trap
 /// handler can run even when the thread's stack is exhausted.
 fn ensure_sigaltstack() {
     struct AltStack(*mut libc::c_void, usize);
@@ -385,10 +432,6 @@ fn ensure_sigaltstack() {
     }
     thread_local! {
         static ALT: std::cell::RefCell<Option<AltStack>> = const { std::cell::RefCell::new(None) };
-        static CHECKED: Cell<bool> = const { Cell::new(false) };
-    }
-    if CHECKED.with(|c| c.replace(true)) {
-        return;
     }
     // SAFETY: queries and, if absent, installs a freshly mapped alternate
     // signal stack for the current thread.
