@@ -193,7 +193,15 @@ impl Compiler for CraneliftCompiler {
     }
 
     fn fingerprint(&self) -> String {
-        let mut s = format!("cranelift-0.135.8;{};{}", self.isa.triple(), self.isa.flags());
+        // The source hash changes with any edit to the translator or the
+        // environment (VMContext layout, builtin list), so artifacts of
+        // another build are never mistaken for this one's.
+        let mut s = format!(
+            "cranelift-0.135.8;sources-{};{};{}",
+            env!("KILN_CODEGEN_SOURCE_HASH"),
+            self.isa.triple(),
+            self.isa.flags()
+        );
         for f in self.isa.isa_flags() {
             s.push_str(&format!(";{f}"));
         }

@@ -14,10 +14,6 @@ macro_rules! foreach_builtin_function {
         $mac! {
             /// `memory.grow`: returns the old size in pages, or -1 on failure.
             memory_grow(vmctx: vmctx, memory: i32, delta: i64) -> i64;
-            /// `memory.fill`.
-            memory_fill(vmctx: vmctx, memory: i32, dst: i64, val: i32, len: i64);
-            /// `memory.copy`.
-            memory_copy(vmctx: vmctx, dst_memory: i32, dst: i64, src_memory: i32, src: i64, len: i64);
             /// `memory.init`.
             memory_init(vmctx: vmctx, memory: i32, data: i32, dst: i64, src: i32, len: i32);
             /// `data.drop`.
@@ -52,6 +48,13 @@ macro_rules! foreach_builtin_function {
             out_of_gas(vmctx: vmctx);
             /// The epoch deadline passed: traps, or returns the new deadline.
             new_epoch(vmctx: vmctx) -> i64;
+            /// `memmove` on native addresses that compiled code has already
+            /// bounds-checked (the body of `memory.copy`). Builtins whose
+            /// first parameter is not `vmctx` are called directly, with no
+            /// stub, and must never trap.
+            raw_memmove(dst: ptr, src: ptr, len: i64);
+            /// `memset` on bounds-checked native addresses (`memory.fill`).
+            raw_memset(dst: ptr, val: i32, len: i64);
         }
     };
 }

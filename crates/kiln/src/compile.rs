@@ -67,6 +67,9 @@ pub(crate) fn from_artifact_file(engine: &Engine, path: &std::path::Path) -> Res
 }
 
 fn runtime(engine: &Engine, info: Arc<CompiledModuleInfo>, code: Box<ModuleCode>) -> Arc<ModuleRuntime> {
+    if engine.config().profiling == crate::ProfilingStrategy::PerfMap {
+        crate::profiling::register_perf_map(&info, code.text_start());
+    }
     let offsets = VMOffsets::new(&info.module);
     let type_ids: Box<[u32]> = info.module.types.iter().map(|t| engine.inner.types.register(t)).collect();
     Arc::new(ModuleRuntime { info, code, offsets, type_ids, tunables: engine.tunables().clone(), images: Default::default() })

@@ -34,6 +34,7 @@ pub struct Config {
     pub(crate) parallel_compilation: bool,
     pub(crate) cache: Option<std::sync::Arc<dyn crate::Cache>>,
     pub(crate) allocation: InstanceAllocationStrategy,
+    pub(crate) profiling: crate::ProfilingStrategy,
 }
 
 /// How instances get their memory; see [`Config::allocation_strategy`].
@@ -138,6 +139,7 @@ impl Config {
             parallel_compilation: true,
             cache: None,
             allocation: InstanceAllocationStrategy::OnDemand,
+            profiling: crate::ProfilingStrategy::None,
         }
     }
 
@@ -262,6 +264,13 @@ impl Config {
     /// stack-overflow trap (default 512 KiB).
     pub fn max_wasm_stack(&mut self, bytes: usize) -> &mut Self {
         self.max_wasm_stack = bytes;
+        self
+    }
+
+    /// Describes generated code to an external profiler (default: none).
+    /// See [`ProfilingStrategy`](crate::ProfilingStrategy).
+    pub fn profiler(&mut self, strategy: crate::ProfilingStrategy) -> &mut Self {
+        self.profiling = strategy;
         self
     }
 

@@ -58,7 +58,7 @@ impl FuncTranslator<'_, '_> {
 
     fn atomic_load(&mut self, memarg: &MemArg, access: Type, result: Type) {
         let addr = self.atomic_addr(memarg, access.bytes());
-        let v = self.builder.ins().atomic_load(access, heap_flags(), addr);
+        let v = self.builder.ins().atomic_load(access, heap_flags(self.regions), addr);
         let v = if access == result { v } else { self.builder.ins().uextend(result, v) };
         self.push(v);
     }
@@ -67,14 +67,14 @@ impl FuncTranslator<'_, '_> {
         let v = self.pop1();
         let addr = self.atomic_addr(memarg, access.bytes());
         let v = if self.builder.func.dfg.value_type(v) == access { v } else { self.builder.ins().ireduce(access, v) };
-        self.builder.ins().atomic_store(heap_flags(), v, addr);
+        self.builder.ins().atomic_store(heap_flags(self.regions), v, addr);
     }
 
     fn atomic_rmw(&mut self, memarg: &MemArg, access: Type, result: Type, op: AtomicRmwOp) {
         let v = self.pop1();
         let addr = self.atomic_addr(memarg, access.bytes());
         let v = if access == result { v } else { self.builder.ins().ireduce(access, v) };
-        let old = self.builder.ins().atomic_rmw(access, heap_flags(), op, addr, v);
+        let old = self.builder.ins().atomic_rmw(access, heap_flags(self.regions), op, addr, v);
         let old = if access == result { old } else { self.builder.ins().uextend(result, old) };
         self.push(old);
     }
@@ -83,12 +83,12 @@ impl FuncTranslator<'_, '_> {
         let (expected, replacement) = self.pop2();
         let addr = self.atomic_addr(memarg, access.bytes());
         let old = if access == result {
-            self.builder.ins().atomic_cas(heap_flags(), addr, expected, replacement)
+            self.builder.ins().atomic_cas(heap_flags(self.regions), addr, expected, replacement)
         } else {
             // Narrow forms wrap both operands to the access width.
             let narrow_expected = self.builder.ins().ireduce(access, expected);
             let narrow_replacement = self.builder.ins().ireduce(access, replacement);
-            let old = self.builder.ins().atomic_cas(heap_flags(), addr, narrow_expected, narrow_replacement);
+            let old = self.builder.ins().atomic_cas(heap_flags(self.regions), addr, narrow_expected, narrow_replacement);
             self.builder.ins().uextend(result, old)
         };
         self.push(old);

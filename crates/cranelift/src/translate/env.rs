@@ -2,6 +2,7 @@
 //! function references and builtins.
 
 use super::FuncTranslator;
+use super::memory::state_flags;
 use crate::abi::{clif_type, wasm_signature};
 use crate::builtins::builtin_signature;
 use crate::trap_codes::to_clif;
@@ -13,6 +14,13 @@ use kiln_environ::*;
 /// instantiation: they may be hoisted and deduplicated freely.
 pub(crate) fn readonly() -> MemFlagsData {
     MemFlagsData::trusted().with_readonly().with_can_move()
+}
+
+/// Flags for loads from a function reference's record: written before the
+/// reference is ever handed to wasm and never changed afterwards, but only
+/// valid once the reference is known to be non-null (so not hoistable).
+fn funcref_flags() -> MemFlagsData {
+    MemFlagsData::trusted().with_readonly()
 }
 
 /// Flags for VMContext fields that can change while wasm runs.
@@ -35,7 +43,7 @@ impl FuncTranslator<'_, '_> {
     pub(crate) fn global_get(&mut self, g: u32) {
         let gt = self.module.globals[g as usize];
         let (base, off) = self.global_addr(g);
-        let flags = if gt.mutable { trusted() } else { readonly() };
+        let flags = if gt.mutable { trusted().with_alias_region(Some(self.regions.globals)) } else { readonly() };
         let v = self.builder.ins().load(clif_type(gt.content), flags, base, off);
         self.push(v);
     }
@@ -43,7 +51,7 @@ impl FuncTranslator<'_, '_> {
     pub(crate) fn global_set(&mut self, g: u32) {
         let v = self.pop1();
         let (base, off) = self.global_addr(g);
-        self.builder.ins().store(trusted(), v, base, off);
+        self.builder.ins().store(trusted().with_alias_region(Some(self.regions.globals)), v, base, off);
     }
 
     /// Pointer to table `t`'s definition (`base`, `current_elements`).
@@ -67,10 +75,10 @@ impl FuncTranslator<'_, '_> {
     pub(crate) fn table_elem_addr(&mut self, t: u32, index: Value, trap: TrapCode) -> Value {
         let index = self.table_index_to_i64(t, index);
         let (def, off) = self.table_def(t);
-        let len = self.builder.ins().load(types::I64, trusted(), def, off + definition::LENGTH as i32);
+        let len = self.builder.ins().load(types::I64, state_flags(self.regions), def, off + definition::LENGTH as i32);
         let in_bounds = self.builder.ins().icmp(ir::condcodes::IntCC::UnsignedLessThan, index, len);
         self.builder.ins().trapz(in_bounds, to_clif(trap));
-        let base = self.builder.ins().load(types::I64, trusted(), def, off + definition::BASE as i32);
+        let base = self.builder.ins().load(types::I64, state_flags(self.regions), def, off + definition::BASE as i32);
         let scaled = self.builder.ins().ishl_imm_u(index, 3);
         self.builder.ins().iadd(base, scaled)
     }
@@ -88,7 +96,7 @@ impl FuncTranslator<'_, '_> {
     /// never initialized and is computed by the `table_get_lazy` builtin.
     pub(crate) fn load_table_element(&mut self, t: u32, index: Value) -> Value {
         let addr = self.table_elem_addr(t, index, TrapCode::TableOutOfBounds);
-        let raw = self.builder.ins().load(types::I64, trusted(), addr, 0);
+        let raw = self.builder.ins().load(types::I64, trusted().with_alias_region(Some(self.regions.tables)), addr, 0);
         if !self.module.tables[t as usize].element.is_func() {
             return raw;
         }
@@ -118,18 +126,27 @@ impl FuncTranslator<'_, '_> {
         } else {
             v
         };
-        self.builder.ins().store(trusted(), stored, addr, 0);
+        self.builder.ins().store(trusted().with_alias_region(Some(self.regions.tables)), stored, addr, 0);
     }
 
     pub(crate) fn table_size(&mut self, t: u32) {
         let (def, off) = self.table_def(t);
-        let len = self.builder.ins().load(types::I64, trusted(), def, off + definition::LENGTH as i32);
+        let len = self.builder.ins().load(types::I64, state_flags(self.regions), def, off + definition::LENGTH as i32);
         let v = if self.module.tables[t as usize].table64 { len } else { self.builder.ins().ireduce(types::I32, len) };
         self.push(v);
     }
 
     /// Calls builtin `index` with the VMContext prepended to `args`.
     pub(crate) fn call_builtin(&mut self, index: BuiltinFunctionIndex, args: &[Value]) -> Option<Value> {
+        let mut all = Vec::with_capacity(args.len() + 1);
+        all.push(self.vmctx);
+        all.extend_from_slice(args);
+        self.call_builtin_raw(index, &all)
+    }
+
+    /// Calls builtin `index` with exactly `args` (raw builtins take no
+    /// VMContext).
+    pub(crate) fn call_builtin_raw(&mut self, index: BuiltinFunctionIndex, args: &[Value]) -> Option<Value> {
         let sig = match self.builtin_sigs.get(&index.index()) {
             Some(s) => *s,
             None => {
@@ -140,10 +157,7 @@ impl FuncTranslator<'_, '_> {
         };
         let array = self.builder.ins().load(types::I64, readonly(), self.vmctx, vmctx_header::BUILTINS as i32);
         let f = self.builder.ins().load(types::I64, readonly(), array, (index.index() * 8) as i32);
-        let mut all = Vec::with_capacity(args.len() + 1);
-        all.push(self.vmctx);
-        all.extend_from_slice(args);
-        let call = self.builder.ins().call_indirect(sig, f, &all);
+        let call = self.builder.ins().call_indirect(sig, f, args);
         self.builder.inst_results(call).first().copied()
     }
 
@@ -248,13 +262,13 @@ impl FuncTranslator<'_, '_> {
         let index = self.pop1();
         let fref = self.load_table_element(table, index);
         self.builder.ins().trapz(fref, to_clif(TrapCode::IndirectCallToNull));
-        let actual = self.builder.ins().load(types::I32, trusted(), fref, func_ref::TYPE_ID as i32);
+        let actual = self.builder.ins().load(types::I32, funcref_flags(), fref, func_ref::TYPE_ID as i32);
         let ids = self.builder.ins().load(types::I64, readonly(), self.vmctx, vmctx_header::TYPE_IDS as i32);
         let expected = self.builder.ins().load(types::I32, readonly(), ids, (type_index * 4) as i32);
         let mismatch = self.builder.ins().icmp(ir::condcodes::IntCC::NotEqual, actual, expected);
         self.builder.ins().trapnz(mismatch, to_clif(TrapCode::BadSignature));
-        let code = self.builder.ins().load(types::I64, trusted(), fref, func_ref::WASM_CALL as i32);
-        let callee = self.builder.ins().load(types::I64, trusted(), fref, func_ref::VMCTX as i32);
+        let code = self.builder.ins().load(types::I64, funcref_flags(), fref, func_ref::WASM_CALL as i32);
+        let callee = self.builder.ins().load(types::I64, funcref_flags(), fref, func_ref::VMCTX as i32);
         (code, callee)
     }
 

@@ -15,7 +15,7 @@
 //! deadline.
 
 use super::FuncTranslator;
-use super::env::trusted;
+use super::memory::state_flags;
 use cranelift_codegen::ir::{self, InstBuilder, types};
 use cranelift_codegen::ir::condcodes::IntCC;
 use kiln_environ::vmoffsets::{store_context, vmctx_header};
@@ -100,13 +100,13 @@ impl FuncTranslator<'_, '_> {
         let Some(var) = self.fuel_var else { return };
         let v = self.builder.use_var(var);
         let ctx = self.store_ctx();
-        self.builder.ins().store(trusted(), v, ctx, store_context::FUEL_CONSUMED as i32);
+        self.builder.ins().store(state_flags(self.regions), v, ctx, store_context::FUEL_CONSUMED as i32);
     }
 
     fn fuel_reload(&mut self) {
         let Some(var) = self.fuel_var else { return };
         let ctx = self.store_ctx();
-        let v = self.builder.ins().load(types::I64, trusted(), ctx, store_context::FUEL_CONSUMED as i32);
+        let v = self.builder.ins().load(types::I64, state_flags(self.regions), ctx, store_context::FUEL_CONSUMED as i32);
         self.builder.def_var(var, v);
     }
 
@@ -131,14 +131,14 @@ impl FuncTranslator<'_, '_> {
     fn epoch_reload(&mut self) {
         let Some(var) = self.epoch_var else { return };
         let ctx = self.store_ctx();
-        let v = self.builder.ins().load(types::I64, trusted(), ctx, store_context::EPOCH_DEADLINE as i32);
+        let v = self.builder.ins().load(types::I64, state_flags(self.regions), ctx, store_context::EPOCH_DEADLINE as i32);
         self.builder.def_var(var, v);
     }
 
     fn epoch_check(&mut self) {
         let Some(var) = self.epoch_var else { return };
         let ptr = self.builder.ins().load(types::I64, super::env::readonly(), self.vmctx, vmctx_header::EPOCH_PTR as i32);
-        let now = self.builder.ins().load(types::I64, trusted(), ptr, 0);
+        let now = self.builder.ins().load(types::I64, state_flags(self.regions), ptr, 0);
         let deadline = self.builder.use_var(var);
         let reached = self.builder.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, now, deadline);
         let out = self.builder.create_block();

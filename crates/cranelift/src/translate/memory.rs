@@ -12,17 +12,24 @@
 //! `index + offset + size` against the current length loaded from the
 //! memory's definition and traps explicitly.
 
-use super::FuncTranslator;
+use super::{FuncTranslator, Regions};
 use super::env::{readonly, trusted};
 use cranelift_codegen::ir::{self, InstBuilder, MemFlagsData, Value, types};
 use kiln_environ::vmoffsets::definition;
 use kiln_environ::*;
 
-/// Flags for a linear-memory access: little-endian, traps as out-of-bounds.
-pub(crate) fn heap_flags() -> MemFlagsData {
+/// Flags for a linear-memory access: little-endian, traps as
+/// out-of-bounds, in the linear-memory alias region.
+pub(crate) fn heap_flags(regions: Regions) -> MemFlagsData {
     MemFlagsData::new()
         .with_endianness(ir::Endianness::Little)
         .with_trap_code(Some(ir::TrapCode::HEAP_OUT_OF_BOUNDS))
+        .with_alias_region(Some(regions.heap))
+}
+
+/// Flags for mutable runtime state (see `Regions::vmctx`).
+pub(crate) fn state_flags(regions: Regions) -> MemFlagsData {
+    trusted().with_alias_region(Some(regions.vmctx))
 }
 
 impl FuncTranslator<'_, '_> {
@@ -55,7 +62,7 @@ impl FuncTranslator<'_, '_> {
     /// The current length in bytes of memory `m`.
     pub(crate) fn memory_length(&mut self, m: u32) -> Value {
         let (def, off) = self.memory_def(m);
-        self.builder.ins().load(types::I64, trusted(), def, off + definition::LENGTH as i32)
+        self.builder.ins().load(types::I64, state_flags(self.regions), def, off + definition::LENGTH as i32)
     }
 
     /// Computes the native address for an access of `size` bytes at the
@@ -105,7 +112,7 @@ impl FuncTranslator<'_, '_> {
     /// A load of `ty` (`size` bytes) followed by an optional extension.
     pub(crate) fn translate_load(&mut self, memarg: &wasmparser::MemArg, kind: LoadKind) {
         let (addr, off) = self.prepare_addr(memarg, kind.size());
-        let f = heap_flags();
+        let f = heap_flags(self.regions);
         let b = &mut self.builder;
         let v = match kind {
             LoadKind::Plain(ty) => b.ins().load(ty, f, addr, off),
@@ -123,7 +130,7 @@ impl FuncTranslator<'_, '_> {
     pub(crate) fn translate_store(&mut self, memarg: &wasmparser::MemArg, size: u32) {
         let v = self.pop1();
         let (addr, off) = self.prepare_addr(memarg, size);
-        let f = heap_flags();
+        let f = heap_flags(self.regions);
         let full = self.builder.func.dfg.value_type(v).bytes();
         let b = &mut self.builder;
         match size {
@@ -157,12 +164,16 @@ impl FuncTranslator<'_, '_> {
         self.push(v);
     }
 
+    /// `memory.fill` and `memory.copy` check their ranges inline and then
+    /// call `memset`/`memmove` directly (raw builtins): no stub, no lookup
+    /// of the memory at run time. Out-of-range operations trap before
+    /// writing anything, as bulk memory requires.
     pub(crate) fn translate_memory_fill(&mut self, m: u32) {
         let (dst, val, len) = self.pop3();
         let dst = self.mem_index_to_i64(m, dst);
         let len = self.mem_index_to_i64(m, len);
-        let mi = self.i32c(m);
-        self.call_builtin(BuiltinFunctionIndex::memory_fill, &[mi, dst, val, len]);
+        let dst_ptr = self.checked_range(m, dst, len);
+        self.call_builtin_raw(BuiltinFunctionIndex::raw_memset, &[dst_ptr, val, len]);
     }
 
     pub(crate) fn translate_memory_copy(&mut self, dst_m: u32, src_m: u32) {
@@ -171,9 +182,25 @@ impl FuncTranslator<'_, '_> {
         let src = self.mem_index_to_i64(src_m, src);
         let both64 = self.module.memories[dst_m as usize].memory64 && self.module.memories[src_m as usize].memory64;
         let len = if both64 { len } else { self.builder.ins().uextend(types::I64, len) };
-        let d = self.i32c(dst_m);
-        let s = self.i32c(src_m);
-        self.call_builtin(BuiltinFunctionIndex::memory_copy, &[d, dst, s, src, len]);
+        let dst_ptr = self.checked_range(dst_m, dst, len);
+        let src_ptr = self.checked_range(src_m, src, len);
+        self.call_builtin_raw(BuiltinFunctionIndex::raw_memmove, &[dst_ptr, src_ptr, len]);
+    }
+
+    /// Traps unless `[index, index + len)` lies inside memory `m`; returns
+    /// the native address of `index`. A 32-bit memory's index and length
+    /// are zero-extended, so their sum cannot overflow 64 bits.
+    fn checked_range(&mut self, m: u32, index: Value, len: Value) -> Value {
+        let end = if self.module.memories[m as usize].memory64 {
+            self.builder.ins().uadd_overflow_trap(index, len, ir::TrapCode::HEAP_OUT_OF_BOUNDS)
+        } else {
+            self.builder.ins().iadd(index, len)
+        };
+        let bound = self.memory_length(m);
+        let oob = self.builder.ins().icmp(ir::condcodes::IntCC::UnsignedGreaterThan, end, bound);
+        self.builder.ins().trapnz(oob, ir::TrapCode::HEAP_OUT_OF_BOUNDS);
+        let base = self.memory_base(m);
+        self.builder.ins().iadd(base, index)
     }
 
     pub(crate) fn translate_memory_init(&mut self, data: u32, m: u32) {

@@ -76,6 +76,41 @@ pub struct FuncTranslator<'a, 'f> {
     pub(crate) fuel_pending: i64,
     /// The epoch deadline, when epoch interruption is on.
     pub(crate) epoch_var: Option<Variable>,
+    /// Alias regions of this function's memory accesses.
+    pub(crate) regions: Regions,
+}
+
+/// Disjoint alias regions for Cranelift's alias analysis (redundant-load
+/// elimination, store-to-load forwarding, dead-store elimination). A store
+/// without a region acts as a barrier for every load, so tagging each
+/// access lets, e.g., a global read be reused across linear-memory stores.
+///
+/// Invariant: every location is only ever accessed under one region.
+/// Linear memories share one region (two memory indices can name the same
+/// imported memory), as do all globals (two imports can be one global) and
+/// all table elements; `vmctx` covers the remaining mutable runtime state
+/// that compiled code touches (memory and table definitions, the fuel
+/// counter, epoch fields).
+#[derive(Clone, Copy)]
+pub(crate) struct Regions {
+    pub(crate) heap: ir::AliasRegion,
+    pub(crate) globals: ir::AliasRegion,
+    pub(crate) tables: ir::AliasRegion,
+    pub(crate) vmctx: ir::AliasRegion,
+}
+
+impl Regions {
+    fn new(func: &mut ir::Function) -> Regions {
+        let mut region = |user_id, description: &'static str| {
+            func.dfg.alias_regions.insert(ir::AliasRegionData { user_id, description: description.into() })
+        };
+        Regions {
+            heap: region(1, "linear memory"),
+            globals: region(2, "globals"),
+            tables: region(3, "table elements"),
+            vmctx: region(4, "runtime state"),
+        }
+    }
 }
 
 impl<'a, 'f> FuncTranslator<'a, 'f> {
@@ -86,6 +121,7 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
         offsets: &'a VMOffsets,
         builder: FunctionBuilder<'f>,
     ) -> Self {
+        let regions = Regions::new(builder.func);
         FuncTranslator {
             isa,
             tunables,
@@ -104,6 +140,7 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             fuel_var: None,
             fuel_pending: 0,
             epoch_var: None,
+            regions,
         }
     }
 

@@ -597,7 +597,7 @@ impl FuncTranslator<'_, '_> {
         load: impl FnOnce(&mut FunctionBuilder<'_>, MemFlagsData, Value, i32) -> Value,
     ) {
         let (addr, off) = self.prepare_addr(memarg, 8);
-        let v = load(&mut self.builder, heap_flags(), addr, off);
+        let v = load(&mut self.builder, heap_flags(self.regions), addr, off);
         self.push_v128(v);
     }
 
@@ -606,7 +606,7 @@ impl FuncTranslator<'_, '_> {
     fn load_lane_scalar(&mut self, memarg: &MemArg, ty: Type) -> Value {
         let lane = ty.lane_type();
         let (addr, off) = self.prepare_addr(memarg, lane.bytes());
-        self.builder.ins().load(lane, heap_flags(), addr, off)
+        self.builder.ins().load(lane, heap_flags(self.regions), addr, off)
     }
 
     /// `v128.loadN_splat`.
@@ -636,6 +636,6 @@ impl FuncTranslator<'_, '_> {
         let vector = self.pop_as(ty);
         let x = self.builder.ins().extractlane(vector, lane);
         let (addr, off) = self.prepare_addr(memarg, ty.lane_type().bytes());
-        self.builder.ins().store(heap_flags(), x, addr, off);
+        self.builder.ins().store(heap_flags(self.regions), x, addr, off);
     }
 }

@@ -67,34 +67,6 @@ mod imp {
         }))
     }
 
-    pub extern "C" fn memory_fill(vmctx: *mut u8, memory: u32, dst: u64, val: u32, len: u64) {
-        with_instance(vmctx, |inst| {
-            let m = inst.memory(memory);
-            dst.checked_add(len).filter(|e| *e <= m.byte_len() as u64).ok_or(TrapCode::MemoryOutOfBounds)?;
-            // SAFETY: the range was bounds-checked; raw writes because a
-            // shared memory may be accessed by other threads meanwhile.
-            unsafe { std::ptr::write_bytes(m.base().add(dst as usize), val as u8, len as usize) };
-            Ok(())
-        })
-    }
-
-    pub extern "C" fn memory_copy(vmctx: *mut u8, dst_mem: u32, dst: u64, src_mem: u32, src: u64, len: u64) {
-        with_instance(vmctx, |inst| {
-            let src_len = inst.memory(src_mem).byte_len() as u64;
-            let dst_len = inst.memory(dst_mem).byte_len() as u64;
-            if src.checked_add(len).is_none_or(|e| e > src_len) || dst.checked_add(len).is_none_or(|e| e > dst_len) {
-                return Err(TrapCode::MemoryOutOfBounds);
-            }
-            let s = inst.memory(src_mem).base();
-            let d = inst.memory(dst_mem).base();
-            // SAFETY: both ranges were bounds-checked above; `copy` allows
-            // overlap (same memory). Raw copies because a shared memory may
-            // be accessed by other threads meanwhile.
-            unsafe { std::ptr::copy(s.add(src as usize), d.add(dst as usize), len as usize) };
-            Ok(())
-        })
-    }
-
     pub extern "C" fn memory_init(vmctx: *mut u8, memory: u32, data: u32, dst: u64, src: u32, len: u32) {
         with_instance(vmctx, |inst| inst.memory_init(memory, data, dst, u64::from(src), u64::from(len)))
     }
@@ -164,7 +136,7 @@ mod imp {
     /// Checks alignment, then bounds, of an atomic access of `size` bytes at
     /// `addr` in `memory`; returns its native address.
     fn atomic_target(inst: &super::super::instance::Instance, memory: u32, addr: u64, size: u64) -> Result<usize, TrapCode> {
-        if addr % size != 0 {
+        if !addr.is_multiple_of(size) {
             return Err(TrapCode::HeapMisaligned);
         }
         let m = inst.memory(memory);
@@ -213,6 +185,27 @@ mod imp {
     pub extern "C" fn externref_retain(_vmctx: *mut u8, _externref: usize) {}
 
     pub extern "C" fn externref_release(_vmctx: *mut u8, _externref: usize) {}
+
+    pub extern "C" fn raw_memmove(dst: usize, src: usize, len: u64) {
+        // SAFETY: compiled code checked both ranges against their memories'
+        // current lengths before the call (memories never shrink); `copy`
+        // allows overlap. Raw copies because a shared memory may be accessed
+        // by other threads meanwhile.
+        unsafe { std::ptr::copy(src as *const u8, dst as *mut u8, len as usize) }
+    }
+
+    pub extern "C" fn raw_memset(dst: usize, val: u32, len: u64) {
+        // SAFETY: as in `raw_memmove`, for the one destination range.
+        unsafe { std::ptr::write_bytes(dst as *mut u8, val as u8, len as usize) }
+    }
+}
+
+/// The address compiled code calls for a builtin: a stub recording the
+/// calling frame for builtins that take the VMContext (they can trap or run
+/// host code), the implementation itself for raw ones (which cannot).
+macro_rules! builtin_entry {
+    ((vmctx $($rest:ident)*) $name:ident) => { stubs::$name };
+    (($($rest:ident)*) $name:ident) => { imp::$name };
 }
 
 macro_rules! rust_ty {
@@ -230,6 +223,7 @@ macro_rules! define_builtins {
             $( $name: unsafe extern "C" fn($(rust_ty!($pty)),*) $(-> rust_ty!($ret))?, )*
         }
 
+        #[allow(dead_code, reason = "raw builtins have stubs that are never used")]
         mod stubs {
             $(
                 #[cfg(target_arch = "x86_64")]
@@ -266,7 +260,7 @@ macro_rules! define_builtins {
         }
 
         /// The one table of builtin addresses.
-        pub static BUILTINS: VMBuiltinFunctions = VMBuiltinFunctions { $( $name: stubs::$name, )* };
+        pub static BUILTINS: VMBuiltinFunctions = VMBuiltinFunctions { $( $name: builtin_entry!(($($pty)*) $name), )* };
 
         const _: () = assert!(
             std::mem::size_of::<VMBuiltinFunctions>() == kiln_environ::BuiltinFunctionIndex::COUNT as usize * 8

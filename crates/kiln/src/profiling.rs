@@ -1,0 +1,54 @@
+//! Naming JIT code for external profilers.
+//!
+//! With [`ProfilingStrategy::PerfMap`], every module's functions and entry
+//! trampolines are appended to `/tmp/perf-<pid>.map` as they are loaded,
+//! one `START SIZE NAME` line each (hex start and size), the format
+//! `perf report` reads to symbolize code outside any ELF file.
+
+use kiln_environ::CompiledModuleInfo;
+use std::io::Write;
+use std::sync::Mutex;
+
+/// Which profiler, if any, Kiln describes its generated code to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProfilingStrategy {
+    /// None (the default).
+    #[default]
+    None,
+    /// `perf`'s map files: `/tmp/perf-<pid>.map`.
+    PerfMap,
+}
+
+/// Appends the functions of a module whose text starts at `text_start` to
+/// the perf map. Failures to write are reported once on stderr and
+/// otherwise ignored: profiling is best-effort and never fails a load.
+pub(crate) fn register_perf_map(info: &CompiledModuleInfo, text_start: usize) {
+    static FILE: Mutex<Option<std::fs::File>> = Mutex::new(None);
+    let mut file = FILE.lock().unwrap_or_else(|e| e.into_inner());
+    if file.is_none() {
+        let path = format!("/tmp/perf-{}.map", std::process::id());
+        match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+            Ok(f) => *file = Some(f),
+            Err(e) => {
+                eprintln!("kiln: cannot open {path} for the perf map: {e}");
+                return;
+            }
+        }
+    }
+    let Some(f) = file.as_mut() else { return };
+    let module = &info.module;
+    let mut out = String::new();
+    for (i, loc) in info.funcs.iter().enumerate() {
+        let index = module.num_imported_funcs + i as u32;
+        let start = text_start + loc.start as usize;
+        let name = match module.func_name(index) {
+            Some(n) => format!("wasm[{index}]::{n}"),
+            None => format!("wasm[{index}]"),
+        };
+        out.push_str(&format!("{start:x} {:x} {name}\n", loc.length));
+    }
+    for (ty, loc) in &info.array_to_wasm_trampolines {
+        out.push_str(&format!("{:x} {:x} kiln-entry-trampoline[type {ty}]\n", text_start + loc.start as usize, loc.length));
+    }
+    let _ = f.write_all(out.as_bytes());
+}
