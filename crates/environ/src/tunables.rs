@@ -51,6 +51,9 @@ pub struct Tunables {
     /// Whether memories with known initial contents map a copy-on-write
     /// image instead of copying data segments (runtime behaviour only).
     pub memory_init_cow: bool,
+    /// Whether linear memories ask the OS for transparent huge pages
+    /// (runtime behaviour only).
+    pub memory_huge_pages: bool,
     /// Fuel charged per operator, when `consume_fuel` is on.
     pub fuel_costs: FuelCosts,
     /// The enabled WebAssembly features (wasmparser's `WasmFeatures` bits).
@@ -79,6 +82,7 @@ impl Default for Tunables {
             relaxed_simd_deterministic: false,
             table_lazy_init: true,
             memory_init_cow: true,
+            memory_huge_pages: true,
             fuel_costs: FuelCosts::default(),
             features: 0,
         }

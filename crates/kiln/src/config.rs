@@ -364,6 +364,16 @@ impl Config {
         self
     }
 
+    /// Whether linear memories ask the OS for transparent huge pages
+    /// (default on; Linux `madvise(MADV_HUGEPAGE)`, honoured when the
+    /// system's THP setting is `madvise` or `always`). Large memories then
+    /// take 512 times fewer page faults and far fewer TLB misses; memory
+    /// use grows in 2 MiB steps once a memory is larger than that.
+    pub fn memory_huge_pages(&mut self, enable: bool) -> &mut Self {
+        self.tunables.memory_huge_pages = enable;
+        self
+    }
+
     /// Bytes of guard region after each memory's reservation (default 2 GiB).
     pub fn memory_guard_size(&mut self, bytes: u64) -> &mut Self {
         self.tunables.memory_guard_size = bytes;

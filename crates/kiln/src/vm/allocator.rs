@@ -68,7 +68,7 @@ impl Allocator {
         let memory_slot = memory_slot_size(tunables);
         Allocator {
             pools: Pools::OnDemand { vmctx: Mutex::default(), tables: Mutex::default() },
-            memories: Arc::new(RegionPool::on_demand(memory_slot, false, ON_DEMAND_IDLE)),
+            memories: Arc::new(RegionPool::on_demand(memory_slot, false, ON_DEMAND_IDLE).with_huge_pages(tunables.memory_huge_pages)),
             memory_slot,
         }
     }
@@ -80,7 +80,8 @@ impl Allocator {
     /// The reservations do not fit in the address space.
     pub fn pooling(tunables: &Tunables, limits: PoolingLimits) -> io::Result<Allocator> {
         let memory_slot = memory_slot_size(tunables);
-        let memories = Arc::new(RegionPool::fixed(memory_slot, limits.total_memories as usize, false)?);
+        let memories =
+            Arc::new(RegionPool::fixed(memory_slot, limits.total_memories as usize, false)?.with_huge_pages(tunables.memory_huge_pages));
         let tables = Arc::new(RegionPool::fixed(limits.table_elements * 8, limits.total_tables as usize, true)?);
         let vmctx =
             Arc::new(RegionPool::fixed(limits.max_core_instance_size, limits.total_core_instances as usize, true)?.without_reset());

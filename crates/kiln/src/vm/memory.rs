@@ -102,7 +102,13 @@ impl Memory {
                 let (region, pool) = r.map_err(MemoryError::Os)?;
                 (region, Some(pool))
             }
-            None => (RegionPool::on_demand(total, false, 0).acquire().map_err(MemoryError::Os)?, None),
+            None => (
+                RegionPool::on_demand(total, false, 0)
+                    .with_huge_pages(tunables.memory_huge_pages)
+                    .acquire()
+                    .map_err(MemoryError::Os)?,
+                None,
+            ),
         };
         let len = min_bytes as usize;
         let setup = region.set_accessible(len).and_then(|()| region.set_image(image));

@@ -165,6 +165,8 @@ pub struct RegionPool {
     /// Whether released regions are reset; VMContext regions are not
     /// (their users overwrite everything they read).
     reset: bool,
+    /// Whether new mappings ask for transparent huge pages.
+    huge_pages: bool,
 }
 
 struct Fixed {
@@ -178,7 +180,17 @@ impl RegionPool {
     /// released ones.
     pub fn on_demand(size: usize, fresh_rw: bool, max_idle: usize) -> RegionPool {
         let size = round_up_to_page(size).unwrap_or(size);
-        RegionPool { size, fresh_rw, fixed: None, idle: Mutex::new(Vec::new()), max_idle, reset: true }
+        RegionPool { size, fresh_rw, fixed: None, idle: Mutex::new(Vec::new()), max_idle, reset: true, huge_pages: false }
+    }
+
+    /// New mappings ask for transparent huge pages (see
+    /// `Mmap::advise_huge_pages`); for linear memories.
+    pub fn with_huge_pages(mut self, enable: bool) -> Self {
+        self.huge_pages = enable;
+        if enable && let Some(f) = &self.fixed {
+            f.mmap.advise_huge_pages();
+        }
+        self
     }
 
     /// Released regions keep their contents: their next user initializes
@@ -204,6 +216,7 @@ impl RegionPool {
             idle: Mutex::new(Vec::new()),
             max_idle: count,
             reset: true,
+            huge_pages: false,
         })
     }
 
@@ -231,6 +244,9 @@ impl RegionPool {
             }
             None => {
                 let mmap = if self.fresh_rw { Mmap::accessible(self.size)? } else { Mmap::reserve(self.size)? };
+                if self.huge_pages {
+                    mmap.advise_huge_pages();
+                }
                 let ptr = NonNull::new(mmap.as_ptr()).expect("non-null mapping");
                 Ok(Region { ptr, len: self.size, rw, dirty: 0, image: None, origin: Origin::Owned { _mmap: mmap } })
             }
