@@ -1,0 +1,318 @@
+//! Compiled artifacts and caches under damage.
+//!
+//! A generated module is compiled and serialized; then:
+//!
+//! 1. the artifact loads back (`Module::deserialize` and
+//!    `Module::deserialize_file`) and behaves exactly like the compiled
+//!    module;
+//! 2. the artifact with bytes changed, inserted or removed, truncated, or
+//!    extended is refused by both, never loaded, never a crash (the mutations
+//!    leave the stored checksum alone: a forged checksum makes the artifact
+//!    "trusted" by definition);
+//! 3. an engine with other settings refuses the artifact, and one with the
+//!    same settings loads it;
+//! 4. through a [`kiln::MemoryCache`] whose entries are damaged on the way
+//!    out, and a [`kiln::DirectoryCache`] whose files are damaged on disk,
+//!    compiling again succeeds (damaged entries are misses) and gives a
+//!    module that behaves like a fresh compilation; an engine of other
+//!    settings sharing the cache gets code for its own settings.
+
+use crate::differential::compare_kiln;
+use crate::generators::{self, KilnSettings, ModuleLimits, Proposals};
+use arbitrary::{Result, Unstructured};
+use kiln::{Cache, CacheEntry, CacheKind, CacheStats};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Byte range of the artifact checksum (see the format in
+/// `kiln_environ::serialize`); mutations leave it alone.
+const ARTIFACT_CHECKSUM: std::ops::Range<usize> = 40..48;
+/// Byte range of a function cache entry's checksum.
+const FUNCTION_CHECKSUM: std::ops::Range<usize> = 4..12;
+
+/// One way of damaging bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Damage {
+    /// XOR the byte at this position (modulo the length) with the mask (non-zero).
+    Flip(usize, u8),
+    /// Keep only this many bytes (modulo the length).
+    Truncate(usize),
+    /// Append these bytes.
+    Extend(Vec<u8>),
+    /// Insert a byte at this position (modulo the length).
+    Insert(usize, u8),
+    /// Remove the byte at this position (modulo the length).
+    Remove(usize),
+}
+
+impl Damage {
+    /// Draws a damage from `u`.
+    ///
+    /// # Errors
+    ///
+    /// `u` is exhausted.
+    pub fn arbitrary(u: &mut Unstructured<'_>) -> Result<Damage> {
+        Ok(match u.int_in_range(0..=5)? {
+            0 | 1 => Damage::Flip(u.arbitrary()?, u.int_in_range(1..=255)?),
+            2 => Damage::Truncate(u.arbitrary()?),
+            3 => Damage::Extend(u.arbitrary::<Vec<u8>>()?.into_iter().take(64).chain([0]).collect()),
+            4 => Damage::Insert(u.arbitrary()?, u.arbitrary()?),
+            _ => Damage::Remove(u.arbitrary()?),
+        })
+    }
+
+    /// Applies the damage, never touching `keep` (a checksum field).
+    /// Returns `None` if it would change nothing.
+    pub fn apply(&self, bytes: &[u8], keep: std::ops::Range<usize>) -> Option<Vec<u8>> {
+        let len = bytes.len();
+        if len == 0 {
+            return None;
+        }
+        // Positions outside `keep`, so the checksum field is never forged.
+        let pos = |p: usize| {
+            let p = p % len;
+            if keep.contains(&p) { if keep.end < len { keep.end } else { 0 } } else { p }
+        };
+        let mut out = bytes.to_vec();
+        match self {
+            Damage::Flip(p, mask) => out[pos(*p)] ^= mask,
+            Damage::Truncate(n) => out.truncate(n % len),
+            Damage::Extend(more) => out.extend_from_slice(more),
+            // Shifting bytes moves the checksum too; that is a change of other bytes, not a forgery.
+            Damage::Insert(p, b) => out.insert(pos(*p), *b),
+            Damage::Remove(p) => {
+                out.remove(pos(*p));
+            }
+        }
+        (out != bytes).then_some(out)
+    }
+}
+
+/// A cache case.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// The module.
+    pub wasm: Vec<u8>,
+    /// Settings of the engine that compiles and serializes.
+    pub settings: KilnSettings,
+    /// Settings of a second engine.
+    pub other: KilnSettings,
+    /// Damage applied to artifacts and cache entries.
+    pub damage: Vec<Damage>,
+}
+
+/// Generates a case from `u`.
+///
+/// # Errors
+///
+/// `u` does not hold enough data.
+pub fn generate(u: &mut Unstructured<'_>) -> Result<Case> {
+    let allowed = Proposals { relaxed_simd: false, ..Proposals::ALL };
+    let mut smith = generators::smith_config(u, ModuleLimits::EXECUTE, allowed)?;
+    smith.canonicalize_nans = true;
+    let mut settings = KilnSettings::arbitrary(u, smith.max_memory32_bytes)?;
+    settings.enable_proposals_of(&smith);
+    let other = if u.ratio(1, 4)? {
+        settings.clone()
+    } else {
+        let mut o = KilnSettings::arbitrary(u, smith.max_memory32_bytes)?;
+        o.enable_proposals_of(&smith);
+        o
+    };
+    let n = u.int_in_range(1..=6)?;
+    let mut damage = Vec::with_capacity(n);
+    for _ in 0..n {
+        damage.push(Damage::arbitrary(u)?);
+    }
+    let wasm = generators::smith_module(u, smith, Some(crate::differential::TERMINATION_FUEL))?;
+    Ok(Case { wasm, settings, other, damage })
+}
+
+/// The fuzz-target entry point.
+///
+/// # Errors
+///
+/// `u` does not hold enough data.
+pub fn run(u: &mut Unstructured<'_>) -> Result<()> {
+    let case = generate(u)?;
+    if let Err((msg, artifact)) = case.check(u) {
+        crate::fail("cache", artifact.as_deref().unwrap_or(&case.wasm), &format!("{msg}\n{:?}", case.settings));
+    }
+    Ok(())
+}
+
+type Failure = (String, Option<Vec<u8>>);
+
+fn plain(msg: String) -> Failure {
+    (msg, None)
+}
+
+impl Case {
+    /// Runs every check, drawing call arguments from `args`.
+    ///
+    /// # Errors
+    ///
+    /// A description of the failure, with the artifact concerned if any.
+    pub fn check(&self, args: &mut Unstructured<'_>) -> std::result::Result<(), Failure> {
+        let engine = kiln::Engine::new(&self.settings.config()).map_err(|e| plain(format!("engine: {e:#}")))?;
+        let module = kiln::Module::from_binary(&engine, &self.wasm).map_err(|e| plain(format!("Kiln refused a valid module: {e:#}")))?;
+        let artifact = module.serialize().map_err(|e| plain(format!("serialize: {e:#}")))?;
+        let dir = tempfile::tempdir().map_err(|e| plain(format!("tempdir: {e}")))?;
+
+        // 1. Round trip, from memory and from a file.
+        let loaded = kiln::Module::deserialize(&engine, &artifact)
+            .map_err(|e| (format!("a fresh artifact was refused: {e:#}"), Some(artifact.clone())))?;
+        compare_kiln((module.clone(), &self.settings), (loaded, &self.settings), args)
+            .map_err(|e| (format!("deserialized module behaves differently: {e}"), Some(artifact.clone())))?;
+        let path = dir.path().join("module.cwasm");
+        std::fs::write(&path, &artifact).map_err(|e| plain(format!("write: {e}")))?;
+        let mapped = kiln::Module::deserialize_file(&engine, &path)
+            .map_err(|e| (format!("a fresh artifact file was refused: {e:#}"), Some(artifact.clone())))?;
+        compare_kiln((module.clone(), &self.settings), (mapped, &self.settings), args)
+            .map_err(|e| (format!("module mapped from a file behaves differently: {e}"), Some(artifact.clone())))?;
+
+        // 2. Damaged artifacts are refused.
+        for d in &self.damage {
+            let Some(bad) = d.apply(&artifact, ARTIFACT_CHECKSUM) else { continue };
+            if kiln::Module::deserialize(&engine, &bad).is_ok() {
+                return Err((format!("artifact damaged by {d:?} was accepted by Module::deserialize"), Some(bad)));
+            }
+            std::fs::write(&path, &bad).map_err(|e| plain(format!("write: {e}")))?;
+            if kiln::Module::deserialize_file(&engine, &path).is_ok() {
+                return Err((format!("artifact damaged by {d:?} was accepted by Module::deserialize_file"), Some(bad)));
+            }
+        }
+
+        // 3. Another engine: refused exactly when the settings differ.
+        let other_engine = kiln::Engine::new(&self.other.config()).map_err(|e| plain(format!("engine: {e:#}")))?;
+        match (kiln::Module::deserialize(&other_engine, &artifact), self.other == self.settings) {
+            (Ok(_), false) => {
+                return Err((format!("artifact of an engine with {:?} accepted by one with {:?}", self.settings, self.other), Some(artifact)));
+            }
+            (Err(e), true) => {
+                return Err((format!("artifact refused by another engine with the same settings: {e:#}"), Some(artifact)));
+            }
+            _ => {}
+        }
+
+        // 4. Caches.
+        let memory = Arc::new(DamagingCache::new(kiln::MemoryCache::new(64 << 20)));
+        self.check_cache(memory.clone(), &module, args, |d| memory.arm(d.clone()))?;
+        let cache_dir = dir.path().join("cache");
+        let directory = Arc::new(kiln::DirectoryCache::new(&cache_dir).map_err(|e| plain(format!("cache dir: {e}")))?);
+        self.check_cache(directory, &module, args, |d| damage_files(&cache_dir, d))?;
+        Ok(())
+    }
+
+    /// Fills `cache` by compiling with it, damages its entries with each
+    /// damage in turn (`damage`), and compiles again.
+    fn check_cache(
+        &self,
+        cache: Arc<dyn Cache>,
+        fresh: &kiln::Module,
+        args: &mut Unstructured<'_>,
+        damage: impl Fn(&Damage),
+    ) -> std::result::Result<(), Failure> {
+        let engine_with = |settings: &KilnSettings| {
+            let mut config = settings.config();
+            config.cache(cache.clone());
+            kiln::Engine::new(&config).map_err(|e| plain(format!("engine: {e:#}")))
+        };
+        let compile = |engine: &kiln::Engine, when: &str| {
+            kiln::Module::from_binary(engine, &self.wasm).map_err(|e| plain(format!("compiling through the cache ({when}): {e:#}")))
+        };
+        let first = compile(&engine_with(&self.settings)?, "empty cache")?;
+        compare_kiln((fresh.clone(), &self.settings), (first, &self.settings), args)
+            .map_err(|e| plain(format!("module compiled through an empty cache behaves differently: {e}")))?;
+        for d in &self.damage {
+            damage(d);
+            // A new engine, so nothing is remembered outside the cache.
+            let again = compile(&engine_with(&self.settings)?, &format!("entries damaged by {d:?}"))?;
+            compare_kiln((fresh.clone(), &self.settings), (again, &self.settings), args)
+                .map_err(|e| plain(format!("module from a cache damaged by {d:?} behaves differently: {e}")))?;
+        }
+        // An engine with other settings sharing the cache.
+        if self.other != self.settings {
+            let other_engine = kiln::Engine::new(&self.other.config()).map_err(|e| plain(format!("engine: {e:#}")))?;
+            let reference = kiln::Module::from_binary(&other_engine, &self.wasm).map_err(|e| plain(format!("Kiln refused a valid module: {e:#}")))?;
+            let shared = compile(&engine_with(&self.other)?, "other settings")?;
+            compare_kiln((reference, &self.other), (shared, &self.other), args)
+                .map_err(|e| plain(format!("cache shared with an engine of other settings ({:?}) gave different code: {e}", self.other)))?;
+        }
+        Ok(())
+    }
+}
+
+/// Damages every entry file under `root` (module artifacts and function
+/// entries, leaving their checksums alone).
+fn damage_files(root: &std::path::Path, d: &Damage) {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let keep = if p.parent().is_some_and(|d| d.ends_with("modules")) { ARTIFACT_CHECKSUM } else { FUNCTION_CHECKSUM };
+            if let Ok(bytes) = std::fs::read(&p)
+                && let Some(bad) = d.apply(&bytes, keep)
+            {
+                let _ = std::fs::write(&p, bad);
+            }
+        }
+    }
+}
+
+/// A cache that damages the entries it returns while armed (the stored
+/// entries stay intact, so each lookup sees fresh damage).
+pub struct DamagingCache<C> {
+    inner: C,
+    damage: Mutex<Option<Damage>>,
+}
+
+impl<C: Cache> DamagingCache<C> {
+    /// Wraps `inner`, unarmed.
+    pub fn new(inner: C) -> Self {
+        DamagingCache { inner, damage: Mutex::new(None) }
+    }
+
+    /// Damages every entry returned from now on with `d`.
+    pub fn arm(&self, d: Damage) {
+        *self.damage.lock().unwrap_or_else(|e| e.into_inner()) = Some(d);
+    }
+}
+
+impl<C: Cache> Cache for DamagingCache<C> {
+    fn get(&self, kind: CacheKind, key: &[u8; 32]) -> Option<CacheEntry> {
+        let entry = self.inner.get(kind, key)?;
+        let damage = self.damage.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(d) = damage else { return Some(entry) };
+        let bytes: Arc<[u8]> = match entry {
+            CacheEntry::Bytes(b) => b,
+            CacheEntry::File(p) => std::fs::read(p).ok()?.into(),
+        };
+        let keep = match kind {
+            CacheKind::Module => ARTIFACT_CHECKSUM,
+            CacheKind::Function => FUNCTION_CHECKSUM,
+        };
+        Some(CacheEntry::Bytes(d.apply(&bytes, keep).map(Arc::from).unwrap_or(bytes)))
+    }
+
+    fn put(&self, kind: CacheKind, key: &[u8; 32], bytes: &[u8]) {
+        self.inner.put(kind, key, bytes);
+    }
+
+    fn remove(&self, kind: CacheKind, key: &[u8; 32]) {
+        self.inner.remove(kind, key);
+    }
+
+    fn stats(&self) -> CacheStats {
+        self.inner.stats()
+    }
+
+    fn record(&self, saved: Duration, rejected: bool) {
+        self.inner.record(saved, rejected);
+    }
+}
