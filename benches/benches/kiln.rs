@@ -1,6 +1,10 @@
 //! `cargo bench -p kiln-benches`: host<->wasm call overhead, fib(30),
 //! compilation and instantiation, each in units a user can read
 //! (ns per call, ms per fib, MB/s compiled, µs per instance).
+//!
+//! `instantiate_large` also covers a large real wasm32-wasi program when
+//! `KILN_BENCH_LARGE_WASI=$(benches/fetch-yosys.sh)` is set; the
+//! `instantiate-bench` binary prints the same numbers next to Wasmtime's.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kiln::{Config, Engine, Instance, InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig, Store};
@@ -98,10 +102,41 @@ fn instantiate(c: &mut Criterion) {
     g.finish();
 }
 
+/// Instantiation of module (a) (30,000 functions, a 7,500-element table
+/// filled by element segments, 1 MiB data) and, when
+/// `KILN_BENCH_LARGE_WASI` names a wasm32-wasi program (see
+/// `benches/fetch-yosys.sh`), of that program: default and pooling
+/// allocators, on one thread and on two (time per instance is then wall
+/// time / instances).
+fn instantiate_large(c: &mut Criterion) {
+    use kiln_benches::instantiation::{Allocation, Prepared, engine, module_a};
+    let mut modules = vec![("a_30k_funcs", module_a())];
+    if let Some(path) = std::env::var_os("KILN_BENCH_LARGE_WASI") {
+        match std::fs::read(&path) {
+            Ok(bytes) => modules.push(("b_large_wasi", bytes)),
+            Err(e) => eprintln!("KILN_BENCH_LARGE_WASI: {}: {e}", std::path::Path::new(&path).display()),
+        }
+    }
+    let mut g = c.benchmark_group("instantiate_large");
+    g.throughput(Throughput::Elements(1));
+    for (name, wasm) in &modules {
+        for (alloc_name, allocation) in [("default", Allocation::OnDemand), ("pooling", Allocation::Pooling)] {
+            let engine = engine(allocation).expect("engine");
+            let prepared = Prepared::new(&engine, wasm).expect("module");
+            for threads in [1, 2] {
+                g.bench_function(format!("{name}/{alloc_name}/{threads}_thread"), |b| {
+                    b.iter_custom(|iters| prepared.run(iters, threads).expect("instantiate"))
+                });
+            }
+        }
+    }
+    g.finish();
+}
+
 /// Encodes text to binary up front, so compile benches measure only compilation.
 fn kiln_benches_wat(text: &str) -> Vec<u8> {
     wat::parse_str(text).expect("valid wat")
 }
 
-criterion_group!(benches, calls, fib, compile, instantiate);
+criterion_group!(benches, calls, fib, compile, instantiate, instantiate_large);
 criterion_main!(benches);

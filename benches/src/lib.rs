@@ -25,12 +25,21 @@ pub const FIB_WAT: &str = r#"(module
 /// functions, a funcref table holding all of them, a mutable global, and a
 /// `data_bytes`-byte active data segment.
 pub fn bigtable_wat(nfuncs: usize, data_bytes: usize) -> String {
+    large_module_wat(nfuncs, nfuncs, data_bytes)
+}
+
+/// The instantiation benchmark's large module: `nfuncs` small functions, a
+/// `table_elems`-element funcref table filled entirely by active element
+/// segments (of at most 1,000 entries each, spread over the functions), a
+/// mutable global, an exported `call(idx, x)` that calls through the
+/// table, and a `data_bytes`-byte active data segment.
+pub fn large_module_wat(nfuncs: usize, table_elems: usize, data_bytes: usize) -> String {
     use std::fmt::Write;
     let pages = data_bytes.div_ceil(65536) + 1;
-    let mut w = String::with_capacity(nfuncs * 160 + data_bytes * 3 + 1024);
+    let mut w = String::with_capacity(nfuncs * 160 + table_elems * 8 + data_bytes * 3 + 1024);
     let _ = writeln!(w, "(module (type $t (func (param i32) (result i32)))");
     let _ = writeln!(w, "(memory (export \"memory\") {pages})");
-    let _ = writeln!(w, "(table $tab (export \"table\") {nfuncs} {nfuncs} funcref)");
+    let _ = writeln!(w, "(table $tab (export \"table\") {table_elems} {table_elems} funcref)");
     let _ = writeln!(w, "(global $g (export \"counter\") (mut i32) (i32.const 0))");
     for i in 0..nfuncs {
         let _ = writeln!(
@@ -41,11 +50,15 @@ pub fn bigtable_wat(nfuncs: usize, data_bytes: usize) -> String {
             (i * 97) % data_bytes.max(1)
         );
     }
-    w.push_str("(elem (table $tab) (i32.const 0) func");
-    for i in 0..nfuncs {
-        let _ = write!(w, " $f{i}");
+    let stride = (nfuncs / table_elems.max(1)).max(1);
+    for start in (0..table_elems).step_by(1000) {
+        let _ = write!(w, "(elem (table $tab) (i32.const {start}) func");
+        for slot in start..(start + 1000).min(table_elems) {
+            let _ = write!(w, " $f{}", (slot * stride) % nfuncs.max(1));
+        }
+        w.push_str(")\n");
     }
-    w.push_str(")\n(func (export \"call\") (param $idx i32) (param $x i32) (result i32)\n");
+    w.push_str("(func (export \"call\") (param $idx i32) (param $x i32) (result i32)\n");
     w.push_str("  (call_indirect $tab (type $t) (local.get $x) (local.get $idx)))\n");
     w.push_str("(data (i32.const 0) \"");
     let mut x: u32 = 0x1234_5678;
@@ -56,3 +69,5 @@ pub fn bigtable_wat(nfuncs: usize, data_bytes: usize) -> String {
     w.push_str("\"))\n");
     w
 }
+
+pub mod instantiation;

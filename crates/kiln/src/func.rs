@@ -171,17 +171,50 @@ fn host_fn<T: 'static>(store: &StoreOpaque, ctx: usize) -> Arc<HostFn<StoreInner
         .clone()
 }
 
+/// A host function signature resolved against an engine: its engine-wide
+/// type id, the engine's wasm-to-host trampoline for it, and the type.
+/// Resolving takes engine-wide locks; a [`Linker`](crate::Linker) does it
+/// once per definition so that instantiation takes none.
+#[derive(Clone)]
+pub(crate) struct HostSig {
+    type_id: u32,
+    trampoline: usize,
+    ty: Arc<env::FuncType>,
+}
+
+impl HostSig {
+    /// Registers `ty` with `engine` and gets (compiling on first use) its
+    /// trampoline.
+    ///
+    /// # Errors
+    ///
+    /// The trampoline could not be compiled or mapped.
+    pub(crate) fn new(engine: &crate::Engine, ty: &env::FuncType) -> Result<HostSig> {
+        let type_id = engine.inner.types.register(ty);
+        let trampoline = engine.host_trampoline(type_id)? as usize;
+        Ok(HostSig { type_id, trampoline, ty: engine.inner.types.get(type_id) })
+    }
+
+    /// The function type.
+    pub(crate) fn ty(&self) -> &env::FuncType {
+        &self.ty
+    }
+}
+
 /// Registers a host function in `store`.
 pub(crate) fn new_host<T: 'static>(store: &mut StoreInner<T>, ty: env::FuncType, body: Arc<HostFn<StoreInner<T>>>) -> Result<Func> {
-    let engine = store.opaque.engine.clone();
-    let type_id = engine.inner.types.register(&ty);
-    let trampoline = engine.host_trampoline(type_id)?;
+    let sig = HostSig::new(&store.opaque.engine, &ty)?;
+    Ok(new_host_with_sig(store, &sig, body))
+}
+
+/// Registers a host function whose signature is already resolved.
+pub(crate) fn new_host_with_sig<T: 'static>(store: &mut StoreInner<T>, sig: &HostSig, body: Arc<HostFn<StoreInner<T>>>) -> Func {
     let store_ptr: *mut StoreInner<T> = store;
-    let ctx = VMHostFuncContext::new(body, type_id, trampoline, store_ptr);
+    let ctx = VMHostFuncContext::new(body, sig.type_id, sig.trampoline as *const u8, store_ptr);
     let func_ref = ctx.func_ref() as usize;
     let index = store.opaque.host_funcs.len();
     store.opaque.host_funcs.push(ctx);
-    Ok(store.opaque.push_func(FuncEntry { func_ref, ty: engine.inner.types.get(type_id), kind: FuncKind::Host { ctx: index } }))
+    store.opaque.push_func(FuncEntry { func_ref, ty: sig.ty.clone(), kind: FuncKind::Host { ctx: index } })
 }
 
 /// A function with a statically known signature `Params -> Results`.

@@ -1,7 +1,7 @@
 //! `Linker<T>`: resolves a module's imports by name.
 
 use crate::externals::Extern;
-use crate::func::{Caller, Func, IntoFunc, new_host};
+use crate::func::{Caller, Func, HostSig, IntoFunc, new_host_with_sig};
 use crate::instance::Instance;
 use crate::module::Module;
 use crate::store::{AsContextMut, StoreInner};
@@ -30,7 +30,7 @@ impl<T> Clone for Definition<T> {
 }
 
 struct HostFuncDef<T> {
-    ty: env::FuncType,
+    sig: HostSig,
     body: Arc<HostFn<StoreInner<T>>>,
 }
 
@@ -94,7 +94,8 @@ impl<T: 'static> Linker<T> {
         f: impl IntoFunc<T, Params, Results>,
     ) -> Result<&mut Self> {
         let (ty, body) = f.into_host_fn();
-        self.insert(module, name, Definition::HostFunc(Arc::new(HostFuncDef { ty, body })))?;
+        let sig = HostSig::new(&self.engine, &ty)?;
+        self.insert(module, name, Definition::HostFunc(Arc::new(HostFuncDef { sig, body })))?;
         Ok(self)
     }
 
@@ -130,7 +131,8 @@ impl<T: 'static> Linker<T> {
             }
             Ok(())
         };
-        self.insert(module, name, Definition::HostFunc(Arc::new(HostFuncDef { ty: ty.0, body: Arc::new(body) })))?;
+        let sig = HostSig::new(&self.engine, &ty.0)?;
+        self.insert(module, name, Definition::HostFunc(Arc::new(HostFuncDef { sig, body: Arc::new(body) })))?;
         Ok(self)
     }
 
@@ -180,14 +182,14 @@ impl<T: 'static> Linker<T> {
         let info = module.info();
         for (imp, def) in info.imports.iter().zip(&defs) {
             if let (Definition::HostFunc(f), env::EntityType::Function(t)) = (def, &imp.ty)
-                && f.ty != info.types[*t as usize]
+                && *f.sig.ty() != info.types[*t as usize]
             {
                 bail!(
                     "import `{}::{}`: incompatible import type: expected {}, found {}",
                     imp.module,
                     imp.field,
                     info.types[*t as usize],
-                    f.ty
+                    f.sig.ty()
                 );
             }
         }
@@ -227,7 +229,7 @@ fn materialize<T: 'static>(store: &mut StoreInner<T>, def: &Definition<T>) -> Re
             if let Some(&idx) = store.opaque.linker_funcs.get(&key) {
                 return Ok(Extern::Func(Func(store.opaque.stored(idx))));
             }
-            let func = new_host(store, f.ty.clone(), f.body.clone())?;
+            let func = new_host_with_sig(store, &f.sig, f.body.clone());
             store.opaque.linker_funcs.insert(key, func.0.index);
             // The store keys its cache by the definition's address: keep the
             // definition alive as long as the store, so the address is never reused.
