@@ -89,10 +89,17 @@ impl CraneliftCompiler {
     fn finish(&self, func: ir::Function, context: &mut Context) -> WasmResult<CompiledFunction> {
         context.clear();
         context.func = func;
+        let dump = std::env::var_os("KILN_DUMP_CLIF");
+        if let Some(dir) = &dump {
+            dump_clif(dir, &context.func, "input");
+        }
         let mut ctrl = ControlPlane::default();
         context
             .compile(&*self.isa, &mut ctrl)
             .map_err(|e| WasmError::Codegen(format!("{:?}", e.inner)))?;
+        if let Some(dir) = &dump {
+            dump_clif(dir, &context.func, "optimized");
+        }
         let compiled = context.compiled_code().expect("just compiled");
         let buffer = &compiled.buffer;
         let mut relocations = Vec::new();
@@ -141,6 +148,15 @@ impl CraneliftCompiler {
             let (ctx, fctx) = &mut *c;
             f(ctx, fctx)
         })
+    }
+}
+
+/// Debugging aid: with `KILN_DUMP_CLIF=DIR`, every function's IR as
+/// translated and as optimized goes to `DIR/<name>.<stage>.clif`.
+fn dump_clif(dir: &std::ffi::OsStr, func: &ir::Function, stage: &str) {
+    let path = std::path::Path::new(dir).join(format!("{}.{stage}.clif", func.name));
+    if let Err(e) = std::fs::write(&path, func.display().to_string()) {
+        eprintln!("kiln: KILN_DUMP_CLIF: {}: {e}", path.display());
     }
 }
 

@@ -21,23 +21,23 @@ use crate::module::ModuleInfo;
 use crate::tunables::Tunables;
 use crate::types::FuncType;
 use crate::vmoffsets::VMOffsets;
-use blake3::Hasher as Sha256;
+use blake3::Hasher;
 
 /// A cache key (a 256-bit BLAKE3 hash).
 pub type CacheKey = [u8; 32];
 
-fn put_len_prefixed(h: &mut Sha256, bytes: &[u8]) {
+fn put_len_prefixed(h: &mut Hasher, bytes: &[u8]) {
     h.update(&(bytes.len() as u64).to_le_bytes());
     h.update(bytes);
 }
 
-fn put_func_type(h: &mut Sha256, ty: &FuncType) {
+fn put_func_type(h: &mut Hasher, ty: &FuncType) {
     put_len_prefixed(h, &postcard::to_allocvec(ty).expect("serializing to memory cannot fail"));
 }
 
 /// The part of every key that identifies the engine's code generation.
 pub fn engine_salt(kiln_version: &str, compiler_fingerprint: &str, tunables: &Tunables) -> CacheKey {
-    let mut h = Sha256::new();
+    let mut h = Hasher::new();
     put_len_prefixed(&mut h, b"kiln-cache-v1");
     put_len_prefixed(&mut h, kiln_version.as_bytes());
     put_len_prefixed(&mut h, compiler_fingerprint.as_bytes());
@@ -47,7 +47,7 @@ pub fn engine_salt(kiln_version: &str, compiler_fingerprint: &str, tunables: &Tu
 
 /// The key of a whole module's artifact.
 pub fn module_key(salt: &CacheKey, wasm: &[u8]) -> CacheKey {
-    let mut h = Sha256::new();
+    let mut h = Hasher::new();
     h.update(b"module");
     h.update(salt);
     h.update(&(wasm.len() as u64).to_le_bytes());
@@ -62,7 +62,7 @@ pub fn module_key(salt: &CacheKey, wasm: &[u8]) -> CacheKey {
 /// Everything about a module, other than function bodies and the function
 /// list, that generated code can depend on.
 pub fn environment_fingerprint(module: &ModuleInfo, offsets: &VMOffsets) -> CacheKey {
-    let mut h = Sha256::new();
+    let mut h = Hasher::new();
     h.update(b"env");
     h.update(&(module.types.len() as u64).to_le_bytes());
     for t in &module.types {
@@ -100,7 +100,7 @@ mod erased {
 /// its locals and code). Returns `None` if the body cannot be scanned
 /// (it is then invalid, and compiling it reports why).
 pub fn function_key(salt: &CacheKey, env: &CacheKey, module: &ModuleInfo, func: u32, body: &[u8]) -> Option<CacheKey> {
-    let mut h = Sha256::new();
+    let mut h = Hasher::new();
     h.update(b"func");
     h.update(salt);
     h.update(env);
