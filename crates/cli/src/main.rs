@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Runs a WebAssembly module (.wasm or .wat).
-    Run(run::RunCommand),
+    Run(Box<run::RunCommand>),
     /// Runs WebAssembly spec test scripts (.wast).
     Wast(wast_cmd::WastCommand),
     /// Compiles a module ahead of time into a .cwasm artifact.

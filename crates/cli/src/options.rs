@@ -12,7 +12,7 @@ use std::time::Duration;
 const TICK: Duration = Duration::from_millis(5);
 
 /// Limits on what the program may do.
-#[derive(Args, Default)]
+#[derive(Args, Clone, Default)]
 pub struct LimitFlags {
     /// Stop the program (with a trap) after it consumed this much fuel
     /// (roughly one unit per wasm instruction).
@@ -71,6 +71,30 @@ impl LimitFlags {
             store.set_epoch_deadline(ticks);
             store.engine().start_epoch_ticker(TICK)
         }))
+    }
+
+    /// Applies fuel and the deadline to the store of a wasi-threads thread:
+    /// the same amount of fuel as the main thread started with, and the
+    /// same time limit counted from now (the main thread's ticker drives
+    /// the engine's epochs).
+    ///
+    /// # Errors
+    ///
+    /// Fuel could not be set (not configured).
+    pub fn apply_to_thread<T: 'static>(&self, store: &mut Store<T>) -> Result<()> {
+        if let Some(f) = self.fuel {
+            store.set_fuel(f)?;
+        }
+        if let Some(t) = self.timeout {
+            store.set_epoch_deadline(t.as_nanos().div_ceil(TICK.as_nanos()).max(1) as u64);
+        }
+        Ok(())
+    }
+
+    /// The native stack of a wasi-threads thread: room for the wasm stack
+    /// limit and the host below it, and never less than 8 MiB.
+    pub fn thread_stack_size(&self) -> usize {
+        self.max_wasm_stack.map_or(0, |s| s.saturating_add(1 << 20)).max(8 << 20)
     }
 
     /// The limit behind a trap, in words, if a limit caused it.

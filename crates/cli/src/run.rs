@@ -4,8 +4,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use crate::features::FeatureFlags;
 use crate::options::{CacheFlags, LimitFlags};
-use kiln::{Engine, Func, Instance, Linker, Module, Store, StoreLimits, Trap, TrapCode, Val, ValType};
-use kiln_wasi::{DirPerms, I32Exit, WasiCtx, WasiCtxBuilder};
+use kiln::{Engine, ExternType, Func, Instance, Linker, Module, Store, StoreLimits, Trap, TrapCode, Val, ValType};
+use kiln_wasi::{DirPerms, I32Exit, ThreadExit, WasiCtx, WasiCtxBuilder, WasiThreads};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -35,6 +35,12 @@ pub struct RunCommand {
     /// program the listening socket, after the preopened directories.
     #[arg(long = "tcplisten", value_name = "ADDR")]
     listen: Vec<String>,
+
+    /// Enable or disable a WASI option: `-S threads` (wasi-threads: the
+    /// `wasi::thread-spawn` import, and a new shared memory for each
+    /// shared-memory import). Repeatable; applied in order.
+    #[arg(short = 'S', long = "wasi", value_name = "OPTION[=y|n]")]
+    wasi: Vec<String>,
 
     #[command(flatten)]
     features: FeatureFlags,
@@ -74,7 +80,24 @@ impl RunCommand {
         self.cache.configure(&mut config);
         let engine = Engine::new(&config)?;
         let module = Module::from_file(&engine, &self.file)?;
-        let host = Host { wasi: self.wasi_ctx()?, limits: self.limits.store_limits() };
+        let wasi_options = WasiOptions::parse(&self.wasi)?;
+        if !wasi_options.threads {
+            if kiln_wasi::uses_threads(&module) {
+                bail!(
+                    "the module imports `{}::{}` (wasi-threads); run it with `-S threads`",
+                    kiln_wasi::THREADS_MODULE,
+                    kiln_wasi::THREAD_SPAWN
+                );
+            }
+            if let Some(i) = module.imports().find(|i| matches!(i.ty(), ExternType::Memory(m) if m.is_shared())) {
+                bail!(
+                    "the module imports the shared memory `{}::{}`; run it with `-S threads`, which creates it",
+                    i.module(),
+                    i.name()
+                );
+            }
+        }
+        let host = Host { wasi: self.wasi_ctx()?, limits: self.limits.store_limits(), threads: None };
         let mut store = Store::new(&engine, host);
         store.limiter(|h| &mut h.limits);
         let _ticker = self.limits.start(&mut store)?;
@@ -82,7 +105,21 @@ impl RunCommand {
         if kiln_wasi::uses_wasi(&module) {
             kiln_wasi::add_to_linker(&mut linker, |h: &mut Host| &mut h.wasi)?;
         }
-        let instance = match linker.instantiate(&mut store, &module) {
+        let instance = if wasi_options.threads {
+            kiln_wasi::add_thread_spawn_to_linker(&mut linker, |h: &mut Host| h.threads.as_ref())?;
+            kiln_wasi::define_shared_memories(&mut linker, &module)?;
+            let pre = match linker.instantiate_pre(&module) {
+                Ok(pre) => pre,
+                Err(e) => return Ok(self.report(e)),
+            };
+            if kiln_wasi::uses_threads(&module) {
+                store.data_mut().threads = Some(self.threads(pre.clone())?);
+            }
+            pre.instantiate(&mut store)
+        } else {
+            linker.instantiate(&mut store, &module)
+        };
+        let instance = match instance {
             Ok(i) => i,
             Err(e) => return Ok(self.report(e)),
         };
@@ -106,24 +143,41 @@ impl RunCommand {
         }
     }
 
-    /// Picks the exit status for an error from running wasm: the program's
-    /// own for `proc_exit` (statuses outside 0..=255 become 1), otherwise
-    /// prints the error, naming the limit that stopped the program if one
-    /// did: 134 for a trap, 1 for anything else.
+    /// Picks the exit status for an error from running wasm (see
+    /// [`exit_status`]).
     fn report(&self, e: anyhow::Error) -> ExitCode {
-        if let Some(exit) = e.downcast_ref::<I32Exit>() {
-            return ExitCode::from(u8::try_from(exit.0).unwrap_or(1));
-        }
-        let Some(trap) = e.downcast_ref::<Trap>() else {
-            eprintln!("error: {e:#}");
-            return ExitCode::from(1);
-        };
-        match (trap.code(), &self.limits.describe(trap.code())) {
-            (_, Some(limit)) => eprintln!("error: {limit}\n{e:#}"),
-            (TrapCode::StackOverflow, None) => eprintln!("error: {e:#}\n(the wasm stack limit can be raised with --max-wasm-stack)"),
-            _ => eprintln!("error: {e:#}"),
-        }
-        ExitCode::from(TRAP_EXIT)
+        ExitCode::from(exit_status(&self.limits, e))
+    }
+
+    /// The wasi-threads context of the program `pre` instantiates: each
+    /// new thread gets a handle on the same WASI state, the same limits
+    /// (its own fuel and memory budget, the same time limit), and ends
+    /// the whole process when it calls `proc_exit` or traps, with the
+    /// status and message the main thread would have given.
+    fn threads(&self, pre: kiln::InstancePre<Host>) -> Result<WasiThreads<Host>> {
+        let for_store = self.limits.clone();
+        let for_exit = self.limits.clone();
+        let store_limits = self.limits.store_limits();
+        let threads = WasiThreads::builder(pre, move |parent: &mut Host| Host {
+            wasi: parent.wasi.share(),
+            limits: store_limits.clone(),
+            threads: parent.threads.clone(),
+        })
+        .configure_store(move |store| {
+            store.limiter(|h| &mut h.limits);
+            for_store.apply_to_thread(store)
+        })
+        .on_exit(move |tid, exit| {
+            let code = match exit {
+                ThreadExit::Exit(code) => u8::try_from(code).unwrap_or(1),
+                ThreadExit::Error(e) => exit_status(&for_exit, e.context(format!("in wasi thread {tid}"))),
+            };
+            std::process::exit(i32::from(code))
+        })
+        .stack_size(self.limits.thread_stack_size())
+        .trace(std::env::var_os("KILN_WASI_TRACE").is_some())
+        .build()?;
+        Ok(threads)
     }
 
     /// The program's WASI view: arguments, environment, preopens, and the
@@ -191,10 +245,63 @@ impl RunCommand {
     }
 }
 
-/// The store's data: the program's WASI context and its resource limits.
+/// The exit status for an error from running wasm: the program's own for
+/// `proc_exit` (statuses outside 0..=255 become 1), otherwise prints the
+/// error, naming the limit that stopped the program if one did: 134 for a
+/// trap, 1 for anything else.
+fn exit_status(limits: &LimitFlags, e: anyhow::Error) -> u8 {
+    if let Some(exit) = e.downcast_ref::<I32Exit>() {
+        return u8::try_from(exit.0).unwrap_or(1);
+    }
+    let Some(trap) = e.downcast_ref::<Trap>() else {
+        eprintln!("error: {e:#}");
+        return 1;
+    };
+    match (trap.code(), &limits.describe(trap.code())) {
+        (_, Some(limit)) => eprintln!("error: {limit}\n{e:#}"),
+        (TrapCode::StackOverflow, None) => eprintln!("error: {e:#}\n(the wasm stack limit can be raised with --max-wasm-stack)"),
+        _ => eprintln!("error: {e:#}"),
+    }
+    TRAP_EXIT
+}
+
+/// The `-S` options.
+#[derive(Default)]
+struct WasiOptions {
+    /// wasi-threads.
+    threads: bool,
+}
+
+impl WasiOptions {
+    fn parse(specs: &[String]) -> Result<WasiOptions> {
+        let mut o = WasiOptions::default();
+        for spec in specs {
+            let (name, on) = match spec.split_once('=') {
+                Some((n, v)) => (
+                    n,
+                    match v {
+                        "y" | "yes" | "true" | "on" => true,
+                        "n" | "no" | "false" | "off" => false,
+                        other => bail!("`{other}` is not y or n in `-S {spec}`"),
+                    },
+                ),
+                None => (spec.as_str(), true),
+            };
+            match name {
+                "threads" => o.threads = on,
+                other => bail!("unknown WASI option `{other}` in `-S {spec}` (known: threads)"),
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// The store's data: the program's WASI context, its resource limits, and
+/// with `-S threads`, the wasi-threads context.
 pub struct Host {
     wasi: WasiCtx,
     limits: StoreLimits,
+    threads: Option<WasiThreads<Host>>,
 }
 
 fn parse_int<T: TryFrom<i128>>(s: &str) -> Result<T> {

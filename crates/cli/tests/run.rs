@@ -1,5 +1,7 @@
 //! `kiln run` end to end: WASI programs (arguments, environment,
-//! preopened directories, exit status), traps, and `--invoke`.
+//! preopened directories, exit status), traps, `--invoke`, and
+//! wasi-threads (`-S threads`; the proposal's own test programs run in
+//! kiln-wasi's `tests/wasi_threads.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -97,6 +99,80 @@ fn invoke_still_calls_exports() {
     let (code, out, err) = run(kiln().arg("run").arg(&fib).args(["--invoke", "fib", "10"]));
     assert_eq!(code, 0, "stderr: {err}");
     assert_eq!(out, "55\n");
+}
+
+fn threads_program(dir: &Path, name: &str, thread_body: &str, main_body: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.wat"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"(module
+              (import "wasi" "thread-spawn" (func $spawn (param i32) (result i32)))
+              (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+              (memory (export "memory") (import "env" "memory") 1 1 shared)
+              (func (export "wasi_thread_start") (param i32 i32) {thread_body})
+              (func (export "_start")
+                (if (i32.le_s (call $spawn (i32.const 0)) (i32.const 0)) (then unreachable))
+                {main_body}))"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// `-S threads`: eight threads count with atomics, print through the shared
+/// WASI context, and are joined; without the flag the module is refused.
+#[test]
+fn wasi_threads_run_with_the_flag() {
+    let counter = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wasi/tests/wat/threads_counter.wat");
+    let expected = format!("{}counter=1600000\n", "thread done\n".repeat(8));
+    for flag in [["-S", "threads"], ["--wasi", "threads=y"]] {
+        let (code, out, err) = run(kiln().arg("run").args(flag).arg(&counter));
+        assert_eq!(code, 0, "{flag:?} stderr: {err}");
+        assert_eq!(out, expected);
+    }
+
+    let (code, _, err) = run(kiln().arg("run").arg(&counter));
+    assert_eq!(code, 1);
+    assert!(err.contains("imports `wasi::thread-spawn`") && err.contains("-S threads"), "{err}");
+    let (code, _, err) = run(kiln().args(["run", "-S", "threads=n"]).arg(&counter));
+    assert_eq!(code, 1);
+    assert!(err.contains("-S threads"), "{err}");
+    let (code, _, err) = run(kiln().args(["run", "-S", "fast"]).arg(&counter));
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown WASI option `fast`"), "{err}");
+
+    // A shared memory import alone also needs the flag (which creates it).
+    let dir = tempfile::tempdir().unwrap();
+    let noop = dir.path().join("noop.wat");
+    std::fs::write(&noop, r#"(module (import "foo" "bar" (memory 1 1 shared)) (func (export "_start")))"#).unwrap();
+    let (code, _, err) = run(kiln().arg("run").arg(&noop));
+    assert_eq!(code, 1);
+    assert!(err.contains("shared memory `foo::bar`"), "{err}");
+    let (code, _, err) = run(kiln().args(["run", "-S", "threads"]).arg(&noop));
+    assert_eq!(code, 0, "stderr: {err}");
+}
+
+/// Any thread's `proc_exit` or trap ends the program; `_start` returning
+/// ends it even while other threads run.
+#[test]
+fn wasi_threads_end_the_program_from_any_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let wait_forever = "(drop (memory.atomic.wait32 (i32.const 0) (i32.const 0) (i64.const -1))) unreachable";
+    let exit = threads_program(dir.path(), "exit", "(call $proc_exit (i32.const 9))", wait_forever);
+    let (code, _, err) = run(kiln().args(["run", "-S", "threads"]).arg(&exit));
+    assert_eq!(code, 9, "stderr: {err}");
+
+    let trap = threads_program(dir.path(), "trap", "unreachable", wait_forever);
+    let (code, _, err) = run(kiln().args(["run", "-S", "threads"]).arg(&trap));
+    assert_eq!(code, 134);
+    assert!(err.contains("in wasi thread 1") && err.contains("unreachable"), "{err}");
+
+    let busy = threads_program(dir.path(), "busy", "(loop $l (br $l))", "");
+    let started = std::time::Instant::now();
+    let (code, _, err) = run(kiln().args(["run", "-S", "threads"]).arg(&busy));
+    assert_eq!(code, 0, "stderr: {err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
 
 /// The benchmark programs of `shared/bench` print the same checksums under

@@ -8,6 +8,11 @@
 //! the host panic or trap, except `proc_exit`, which ends the guest's call
 //! with the error [`I32Exit`].
 //!
+//! wasi-threads (the `wasi::thread-spawn` import, for modules built for
+//! `wasm32-wasi-threads`) is opt-in: see [`WasiThreads`] and
+//! [`add_thread_spawn_to_linker`]. Its threads share one WASI state
+//! ([`WasiCtx::share`]).
+//!
 //! Filesystem access goes through [`cap_std`]: each preopened directory is
 //! a `cap_std::fs::Dir`, and every path is resolved beneath it, so `..`,
 //! absolute paths and symbolic links cannot leave it, even while another
@@ -52,12 +57,17 @@ mod memory;
 mod poll;
 mod preview1;
 mod stdio;
+mod threads;
 pub mod types;
 
 pub use ctx::{DirPerms, WasiCtx, WasiCtxBuilder};
 pub use errno::Errno;
 pub use linker::{I32Exit, MODULE, add_to_linker};
 pub use stdio::{InputStream, MemoryInputPipe, MemoryOutputPipe, OutputStream};
+pub use threads::{
+    MAX_THREAD_ID, THREAD_SPAWN, THREAD_START, THREADS_MODULE, ThreadExit, WasiThreads, WasiThreadsBuilder,
+    add_thread_spawn_to_linker, define_shared_memories, uses_threads,
+};
 
 /// Whether `module` imports anything from `wasi_snapshot_preview1`.
 pub fn uses_wasi(module: &kiln::Module) -> bool {

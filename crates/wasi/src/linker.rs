@@ -1,15 +1,19 @@
 //! Binds the calls to `wasi_snapshot_preview1` imports of a `kiln::Linker`.
 //!
-//! A call needs the guest memory (from the store) and the `WasiCtx` (from
+//! A call needs the guest memory (from the store) and the WASI state (from
 //! the store's data) at the same time, and `Memory::data_mut` borrows the
-//! whole store. So each call moves the context out of the data (leaving an
-//! empty placeholder that allocates nothing), runs with both, and puts it
-//! back before returning, error or not. WASI calls never re-enter wasm, so
-//! nothing can observe the placeholder.
+//! whole store. So each call takes the state out of the context
+//! ([`WasiCtx::take`]): an owned state is moved out (leaving an empty
+//! placeholder that allocates nothing) and put back before returning,
+//! error or not; a shared one (wasi-threads) is a reference-counted lock,
+//! cloned. WASI calls never re-enter wasm, so nothing can observe the
+//! placeholder. A shared memory (threads) is copied from and to rather
+//! than borrowed (see `memory.rs`).
 
-use crate::ctx::WasiCtx;
+use crate::ctx::{Access, WasiCtx};
 use crate::errno::WasiResult;
 use crate::memory::GuestMemory;
+use crate::{poll, preview1};
 use kiln::{Caller, Extern, Linker};
 
 /// The import module name of WASI preview 1.
@@ -29,27 +33,29 @@ impl std::fmt::Display for I32Exit {
 
 impl std::error::Error for I32Exit {}
 
-/// Runs `body` with the context and the caller's memory; returns the errno.
+/// Runs `body` with the state and the caller's memory; returns the errno.
 fn dispatch<T>(
     caller: &mut Caller<'_, T>,
     get: &impl Fn(&mut T) -> &mut WasiCtx,
     name: &str,
     args: impl FnOnce() -> String,
-    body: impl FnOnce(&mut WasiCtx, &mut GuestMemory<'_>) -> WasiResult<()>,
+    body: impl FnOnce(&mut Access<'_>, &mut GuestMemory<'_>) -> WasiResult<()>,
 ) -> i32 {
-    let mut cx = std::mem::replace(get(caller.data_mut()), WasiCtx::placeholder());
-    let memory = caller.get_export("memory").and_then(Extern::into_memory);
-    let result = match memory {
-        Some(m) => body(&mut cx, &mut GuestMemory::new(m.data_mut(&mut *caller))),
-        None => body(&mut cx, &mut GuestMemory::new(&mut [])),
+    let cx = get(caller.data_mut());
+    let trace = cx.trace;
+    let mut taken = cx.take();
+    let result = match caller.get_export("memory") {
+        Some(Extern::Memory(m)) => body(&mut taken.access(), &mut GuestMemory::new(m.data_mut(&mut *caller))),
+        Some(Extern::SharedMemory(m)) => body(&mut taken.access(), &mut GuestMemory::shared(&m)),
+        _ => body(&mut taken.access(), &mut GuestMemory::new(&mut [])),
     };
-    if cx.trace {
+    if trace {
         match result {
             Ok(()) => eprintln!("wasi: {name}{} -> success", args()),
             Err(e) => eprintln!("wasi: {name}{} -> {e}", args()),
         }
     }
-    *get(caller.data_mut()) = cx;
+    get(caller.data_mut()).restore(taken);
     match result {
         Ok(()) => 0,
         Err(e) => i32::from(e.raw()),
@@ -91,19 +97,22 @@ pub fn add_to_linker<T: 'static>(
     linker: &mut Linker<T>,
     get: impl Fn(&mut T) -> &mut WasiCtx + Send + Sync + Copy + 'static,
 ) -> anyhow::Result<()> {
+    // `wasi!(f(..))` runs `WasiState::f` with the state held for the whole
+    // call; `wasi!(wait module::f(..))` runs a call that may block, which
+    // holds the state only while it needs it.
     macro_rules! wasi {
         ($name:ident ( $($arg:ident : $ty:ty),* )) => {
+            wasi!(@bind $name ( $($arg : $ty),* ) |cx, mem| cx.with(|s| s.$name(mem, $($arg as _),*)))
+        };
+        (wait $module:ident :: $name:ident ( $($arg:ident : $ty:ty),* )) => {
+            wasi!(@bind $name ( $($arg : $ty),* ) |cx, mem| $module::$name(cx, mem, $($arg as _),*))
+        };
+        (@bind $name:ident ( $($arg:ident : $ty:ty),* ) $body:expr) => {
             linker.func_wrap(
                 MODULE,
                 stringify!($name),
                 move |mut caller: Caller<'_, T>, $($arg: $ty),*| -> anyhow::Result<i32> {
-                    Ok(dispatch(
-                        &mut caller,
-                        &get,
-                        stringify!($name),
-                        || format!("{:?}", ($($arg,)*)),
-                        |cx, mem| cx.$name(mem, $($arg as _),*),
-                    ))
+                    Ok(dispatch(&mut caller, &get, stringify!($name), || format!("{:?}", ($($arg,)*)), $body))
                 },
             )?;
         };
@@ -129,13 +138,13 @@ pub fn add_to_linker<T: 'static>(
     wasi!(fd_prestat_get(fd: i32, out: i32));
     wasi!(fd_prestat_dir_name(fd: i32, path: i32, path_len: i32));
     wasi!(fd_pwrite(fd: i32, iovs: i32, iovs_len: i32, offset: i64, nwritten: i32));
-    wasi!(fd_read(fd: i32, iovs: i32, iovs_len: i32, nread: i32));
+    wasi!(wait preview1::fd_read(fd: i32, iovs: i32, iovs_len: i32, nread: i32));
     wasi!(fd_readdir(fd: i32, buf: i32, buf_len: i32, cookie: i64, bufused: i32));
     wasi!(fd_renumber(fd: i32, to: i32));
     wasi!(fd_seek(fd: i32, offset: i64, whence: i32, out: i32));
     wasi!(fd_sync(fd: i32));
     wasi!(fd_tell(fd: i32, out: i32));
-    wasi!(fd_write(fd: i32, iovs: i32, iovs_len: i32, nwritten: i32));
+    wasi!(wait preview1::fd_write(fd: i32, iovs: i32, iovs_len: i32, nwritten: i32));
     wasi!(path_create_directory(fd: i32, path: i32, path_len: i32));
     wasi!(path_filestat_get(fd: i32, flags: i32, path: i32, path_len: i32, out: i32));
     wasi!(path_filestat_set_times(fd: i32, flags: i32, path: i32, path_len: i32, atim: i64, mtim: i64, fst_flags: i32));
@@ -156,13 +165,13 @@ pub fn add_to_linker<T: 'static>(
     wasi!(path_rename(fd: i32, old_path: i32, old_len: i32, new_fd: i32, new_path: i32, new_len: i32));
     wasi!(path_symlink(old_path: i32, old_len: i32, fd: i32, new_path: i32, new_len: i32));
     wasi!(path_unlink_file(fd: i32, path: i32, path_len: i32));
-    wasi!(poll_oneoff(subs: i32, events: i32, nsubs: i32, nevents: i32));
+    wasi!(wait poll::poll_oneoff(subs: i32, events: i32, nsubs: i32, nevents: i32));
     wasi!(proc_raise(sig: i32));
     wasi!(sched_yield());
     wasi!(random_get(buf: i32, len: i32));
-    wasi!(sock_accept(fd: i32, flags: i32, fd_out: i32));
-    wasi!(sock_recv(fd: i32, iovs: i32, iovs_len: i32, ri_flags: i32, ro_datalen: i32, ro_flags: i32));
-    wasi!(sock_send(fd: i32, iovs: i32, iovs_len: i32, si_flags: i32, so_datalen: i32));
+    wasi!(wait preview1::sock_accept(fd: i32, flags: i32, fd_out: i32));
+    wasi!(wait preview1::sock_recv(fd: i32, iovs: i32, iovs_len: i32, ri_flags: i32, ro_datalen: i32, ro_flags: i32));
+    wasi!(wait preview1::sock_send(fd: i32, iovs: i32, iovs_len: i32, si_flags: i32, so_datalen: i32));
     wasi!(sock_shutdown(fd: i32, how: i32));
 
     linker.func_wrap(MODULE, "proc_exit", move |mut caller: Caller<'_, T>, code: i32| -> anyhow::Result<()> {

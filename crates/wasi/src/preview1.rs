@@ -1,6 +1,13 @@
 //! The bodies of the `wasi_snapshot_preview1` calls, as methods on
-//! [`WasiCtx`] that take the guest memory and raw arguments and return an
+//! [`WasiState`] that take the guest memory and raw arguments and return an
 //! errno. `linker.rs` binds them to the import names.
+//!
+//! The calls that may wait indefinitely (`fd_read`, `fd_write`,
+//! `sock_accept`, `sock_recv`, `sock_send`, and `poll_oneoff` in `poll.rs`)
+//! are functions of an [`Access`] instead: they hold the state only to
+//! look the descriptor up and clone its [`HostIo`], and wait without it,
+//! so that with a context shared by threads one blocked thread does not
+//! stop the others' WASI calls.
 //!
 //! Checks run in the same order everywhere: the descriptor exists
 //! (`badf`), it is of a kind the call applies to (`badf` for file calls on
@@ -9,7 +16,7 @@
 //! rights (`notcapable`), then the host does the work and its error, if
 //! any, is mapped by [`Errno::from`].
 
-use crate::ctx::{Descriptor, DirFd, DirPerms, FileFd, Kind, WasiCtx};
+use crate::ctx::{Access, Descriptor, DirFd, DirPerms, FileFd, HostIo, Kind, WasiState};
 use crate::errno::{Errno, WasiResult};
 use crate::memory::{GuestMemory, IoVec};
 use crate::stdio::Stream;
@@ -19,6 +26,7 @@ use cap_std::fs::{Dir, MetadataExt, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// One entry of a directory listing (`dirent` plus its name).
@@ -186,49 +194,58 @@ pub(crate) fn clock_now(id: u32) -> WasiResult<u64> {
 
 /// Reads into the guest's buffers in order. `fill` reads into one buffer;
 /// reading stops at the first short read, and after the first buffer
-/// unless `all` (streams must not block for more once they have data).
+/// unless `all` (streams must not block for more once they have data). A
+/// shared memory is filled in pieces of at most
+/// [`chunk_limit`](GuestMemory::chunk_limit) bytes, each read like a buffer
+/// of its own.
 fn read_iovecs(
     mem: &mut GuestMemory<'_>,
     iovs: &[IoVec],
     all: bool,
     mut fill: impl FnMut(&mut [u8]) -> WasiResult<usize>,
 ) -> WasiResult<u32> {
+    let chunk = mem.chunk_limit();
     let mut total: u32 = 0;
     for v in iovs {
         let len = v.len.min(u32::MAX - total);
-        if len == 0 {
-            continue;
-        }
-        let buf = mem.slice_mut(v.ptr, len)?;
-        let n = match fill(buf) {
-            Ok(n) => n.min(len as usize) as u32,
-            Err(_) if total > 0 => break,
-            Err(e) => return Err(e),
-        };
-        total += n;
-        if n < len || !all {
-            break;
+        let mut done = 0;
+        while done < len {
+            let want = (len - done).min(chunk);
+            let n = match mem.fill(v.ptr + done, want, &mut fill) {
+                Ok(n) => n.min(want as usize) as u32,
+                Err(_) if total > 0 => return Ok(total),
+                Err(e) => return Err(e),
+            };
+            total += n;
+            done += n;
+            if n < want || !all {
+                return Ok(total);
+            }
         }
     }
     Ok(total)
 }
 
-/// Writes the guest's buffers in order, stopping at a short write.
+/// Writes the guest's buffers in order, stopping at a short write (a
+/// shared memory in pieces, as in [`read_iovecs`]).
 fn write_iovecs(mem: &GuestMemory<'_>, iovs: &[IoVec], mut send: impl FnMut(&[u8]) -> WasiResult<usize>) -> WasiResult<u32> {
+    let chunk = mem.chunk_limit();
     let mut total: u32 = 0;
     for v in iovs {
         let len = v.len.min(u32::MAX - total);
-        if len == 0 {
-            continue;
-        }
-        let n = match send(mem.slice(v.ptr, len)?) {
-            Ok(n) => n.min(len as usize) as u32,
-            Err(_) if total > 0 => break,
-            Err(e) => return Err(e),
-        };
-        total += n;
-        if n < len {
-            break;
+        let mut done = 0;
+        while done < len {
+            let want = (len - done).min(chunk);
+            let n = match mem.with_slice(v.ptr + done, want, &mut send)? {
+                Ok(n) => n.min(want as usize) as u32,
+                Err(_) if total > 0 => return Ok(total),
+                Err(e) => return Err(e),
+            };
+            total += n;
+            done += n;
+            if n < want {
+                return Ok(total);
+            }
         }
     }
     Ok(total)
@@ -260,7 +277,7 @@ const WRITE_RIGHTS: u64 = rights::FD_WRITE | rights::FD_ALLOCATE | rights::FD_FI
 /// directory's own path calls are refused by its `DirPerms` instead).
 const FILE_CHANGE_RIGHTS: u64 = WRITE_RIGHTS | rights::FD_DATASYNC | rights::FD_FILESTAT_SET_TIMES;
 
-impl WasiCtx {
+impl WasiState {
     /// The directory `fd` with `needed` rights, for a path call.
     fn dir(&self, fd: u32, needed: u64) -> WasiResult<&DirFd> {
         let d = self.get(fd)?;
@@ -325,13 +342,22 @@ impl WasiCtx {
     }
 
     pub(crate) fn random_get(&mut self, mem: &mut GuestMemory<'_>, buf: u32, len: u32) -> WasiResult<()> {
-        let mut buf = mem.slice_mut(buf, len)?;
-        while !buf.is_empty() {
-            match rustix::rand::getrandom(&mut *buf, rustix::rand::GetRandomFlags::empty()) {
-                Ok(n) => buf = &mut buf[n..],
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
-            }
+        mem.check(buf, len)?;
+        let chunk = mem.chunk_limit();
+        let mut done = 0;
+        while done < len {
+            let want = (len - done).min(chunk);
+            mem.fill(buf + done, want, |mut out| {
+                while !out.is_empty() {
+                    match rustix::rand::getrandom(&mut *out, rustix::rand::GetRandomFlags::empty()) {
+                        Ok(n) => out = &mut out[n..],
+                        Err(rustix::io::Errno::INTR) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Ok(want as usize)
+            })?;
+            done += want;
         }
         Ok(())
     }
@@ -534,45 +560,6 @@ impl WasiCtx {
         mem.write_u32(nwritten, n)
     }
 
-    pub(crate) fn fd_read(&mut self, mem: &mut GuestMemory<'_>, fd: u32, iovs: u32, iovs_len: u32, nread: u32) -> WasiResult<()> {
-        let iovs = mem.iovecs(iovs, iovs_len)?;
-        let d = self.get_mut(fd)?;
-        if matches!(d.kind, Kind::Dir(_) | Kind::Listener(_)) {
-            return Err(Errno::Badf);
-        }
-        d.check(rights::FD_READ)?;
-        let n = match &mut d.kind {
-            Kind::File(f) => {
-                let regular = f.filetype == filetype::REGULAR_FILE;
-                read_iovecs(mem, &iovs, regular, |buf| Ok(f.file.read(buf)?))?
-            }
-            Kind::Stream(s) => read_iovecs(mem, &iovs, false, |buf| s.read(buf))?,
-            Kind::Socket(s) => {
-                read_iovecs(mem, &iovs, false, |buf| Ok(rustix::net::recv(&*s, buf, rustix::net::RecvFlags::empty())?.0))?
-            }
-            Kind::Dir(_) | Kind::Listener(_) => return Err(Errno::Badf),
-        };
-        mem.write_u32(nread, n)
-    }
-
-    pub(crate) fn fd_write(&mut self, mem: &mut GuestMemory<'_>, fd: u32, iovs: u32, iovs_len: u32, nwritten: u32) -> WasiResult<()> {
-        let iovs = mem.iovecs(iovs, iovs_len)?;
-        let d = self.get_mut(fd)?;
-        if matches!(d.kind, Kind::Dir(_) | Kind::Listener(_)) {
-            return Err(Errno::Badf);
-        }
-        d.check(rights::FD_WRITE)?;
-        let n = match &mut d.kind {
-            Kind::File(f) => write_iovecs(mem, &iovs, |buf| Ok(f.file.write(buf)?))?,
-            Kind::Stream(s) => write_iovecs(mem, &iovs, |buf| s.write(buf))?,
-            Kind::Socket(s) => {
-                write_iovecs(mem, &iovs, |buf| Ok(rustix::net::send(&*s, buf, rustix::net::SendFlags::NOSIGNAL)?))?
-            }
-            Kind::Dir(_) | Kind::Listener(_) => return Err(Errno::Badf),
-        };
-        mem.write_u32(nwritten, n)
-    }
-
     pub(crate) fn fd_prestat_get(&mut self, mem: &mut GuestMemory<'_>, fd: u32, out: u32) -> WasiResult<()> {
         let name = self.get(fd)?.preopen.as_ref().ok_or(Errno::Badf)?;
         let mut b = [0u8; size::PRESTAT as usize];
@@ -599,8 +586,8 @@ impl WasiCtx {
             dir.listing = Some(list_dir(&dir.dir)?);
         }
         let listing = dir.listing.as_deref().unwrap_or_default();
-        let out = mem.slice_mut(buf, buf_len)?;
-        let mut used = 0usize;
+        mem.check(buf, buf_len)?;
+        let mut used = 0u32;
         let start = usize::try_from(cookie).unwrap_or(usize::MAX);
         for (i, e) in listing.iter().enumerate().skip(start) {
             let mut header = [0u8; size::DIRENT as usize];
@@ -609,15 +596,15 @@ impl WasiCtx {
             header[16..20].copy_from_slice(&(e.name.len() as u32).to_le_bytes());
             header[20] = e.filetype;
             for part in [&header[..], &e.name[..]] {
-                let n = part.len().min(out.len() - used);
-                out[used..used + n].copy_from_slice(&part[..n]);
-                used += n;
+                let n = part.len().min((buf_len - used) as usize);
+                mem.write_bytes(buf + used, &part[..n])?;
+                used += n as u32;
             }
-            if used == out.len() {
+            if used == buf_len {
                 break;
             }
         }
-        mem.write_u32(bufused, used as u32)
+        mem.write_u32(bufused, used)
     }
 
     pub(crate) fn fd_renumber(&mut self, _mem: &mut GuestMemory<'_>, from: u32, to: u32) -> WasiResult<()> {
@@ -640,13 +627,13 @@ impl WasiCtx {
         };
         let needed = if offset == 0 && whence == 1 { rights::FD_TELL } else { rights::FD_SEEK };
         let f = self.file(fd, needed, Errno::Spipe)?;
-        let new = f.file.seek(pos)?;
+        let new = Seek::seek(&mut &*f.file, pos)?;
         mem.write_u64(out, new)
     }
 
     pub(crate) fn fd_tell(&mut self, mem: &mut GuestMemory<'_>, fd: u32, out: u32) -> WasiResult<()> {
         let f = self.file(fd, rights::FD_TELL, Errno::Spipe)?;
-        let pos = f.file.stream_position()?;
+        let pos = Seek::stream_position(&mut &*f.file)?;
         mem.write_u64(out, pos)
     }
 
@@ -654,13 +641,13 @@ impl WasiCtx {
 
     pub(crate) fn path_create_directory(&mut self, mem: &mut GuestMemory<'_>, fd: u32, path: u32, path_len: u32) -> WasiResult<()> {
         let dir = self.dir_for_change(fd, rights::PATH_CREATE_DIRECTORY)?;
-        dir.dir.create_dir(mem.str(path, path_len)?)?;
+        dir.dir.create_dir(&*mem.str(path, path_len)?)?;
         Ok(())
     }
 
     pub(crate) fn path_filestat_get(&mut self, mem: &mut GuestMemory<'_>, fd: u32, flags: u32, path: u32, path_len: u32, out: u32) -> WasiResult<()> {
         let dir = self.dir(fd, rights::PATH_FILESTAT_GET)?;
-        let path = mem.str(path, path_len)?;
+        let path = &*mem.str(path, path_len)?;
         let meta = if flags & lookupflags::SYMLINK_FOLLOW != 0 { dir.dir.metadata(path)? } else { dir.dir.symlink_metadata(path)? };
         stat_meta(&meta).write(mem, out)
     }
@@ -679,7 +666,7 @@ impl WasiCtx {
     ) -> WasiResult<()> {
         let (a, m) = time_specs(atim, mtim, fst_flags)?;
         let dir = self.dir_for_change(fd, rights::PATH_FILESTAT_SET_TIMES)?;
-        let path = mem.str(path, path_len)?;
+        let path = &*mem.str(path, path_len)?;
         if flags & lookupflags::SYMLINK_FOLLOW != 0 {
             dir.dir.set_times(path, a, m)?;
         } else {
@@ -707,7 +694,7 @@ impl WasiCtx {
         if old_flags & lookupflags::SYMLINK_FOLLOW != 0 {
             return Err(Errno::Inval);
         }
-        old.dir.hard_link(mem.str(old_path, old_len)?, &new.dir, mem.str(new_path, new_len)?)?;
+        old.dir.hard_link(&*mem.str(old_path, old_len)?, &new.dir, &*mem.str(new_path, new_len)?)?;
         Ok(())
     }
 
@@ -739,7 +726,7 @@ impl WasiCtx {
         let parent = self.get(fd)?;
         let Kind::Dir(dir) = &parent.kind else { return Err(Errno::NotDir) };
         parent.check(needed)?;
-        let path = mem.str(path, path_len)?;
+        let path = &*mem.str(path, path_len)?;
         // Ask for more than the directory passes on and get what it has
         // (as wasi-libc and Rust's std expect).
         let mut base = base & parent.inheriting;
@@ -807,7 +794,7 @@ impl WasiCtx {
                 Kind::Dir(DirFd { dir: Dir::from_std_file(file.into_std()), perms, listing: None })
             } else {
                 base &= rights::FILE;
-                Kind::File(FileFd { file, filetype: filetype_of(meta.file_type()) })
+                Kind::File(FileFd { file: Arc::new(file), filetype: filetype_of(meta.file_type()) })
             }
         };
         let new = self.insert(Descriptor { kind, base, inheriting, preopen: None })?;
@@ -826,16 +813,17 @@ impl WasiCtx {
         bufused: u32,
     ) -> WasiResult<()> {
         let dir = self.dir(fd, rights::PATH_READLINK)?;
-        let target = dir.dir.read_link_contents(mem.str(path, path_len)?)?;
+        let target = dir.dir.read_link_contents(&*mem.str(path, path_len)?)?;
         let bytes = target.as_os_str().as_bytes();
         let n = bytes.len().min(buf_len as usize);
-        mem.slice_mut(buf, buf_len)?[..n].copy_from_slice(&bytes[..n]);
+        mem.check(buf, buf_len)?;
+        mem.write_bytes(buf, &bytes[..n])?;
         mem.write_u32(bufused, n as u32)
     }
 
     pub(crate) fn path_remove_directory(&mut self, mem: &mut GuestMemory<'_>, fd: u32, path: u32, path_len: u32) -> WasiResult<()> {
         let dir = self.dir_for_change(fd, rights::PATH_REMOVE_DIRECTORY)?;
-        dir.dir.remove_dir(mem.str(path, path_len)?)?;
+        dir.dir.remove_dir(&*mem.str(path, path_len)?)?;
         Ok(())
     }
 
@@ -852,19 +840,19 @@ impl WasiCtx {
     ) -> WasiResult<()> {
         let old = self.dir_for_change(fd, rights::PATH_RENAME_SOURCE)?;
         let new = self.dir_for_change(new_fd, rights::PATH_RENAME_TARGET)?;
-        old.dir.rename(mem.str(old_path, old_len)?, &new.dir, mem.str(new_path, new_len)?)?;
+        old.dir.rename(&*mem.str(old_path, old_len)?, &new.dir, &*mem.str(new_path, new_len)?)?;
         Ok(())
     }
 
     pub(crate) fn path_symlink(&mut self, mem: &mut GuestMemory<'_>, old_path: u32, old_len: u32, fd: u32, new_path: u32, new_len: u32) -> WasiResult<()> {
         let dir = self.dir_for_change(fd, rights::PATH_SYMLINK)?;
-        dir.dir.symlink(mem.str(old_path, old_len)?, mem.str(new_path, new_len)?)?;
+        dir.dir.symlink(&*mem.str(old_path, old_len)?, &*mem.str(new_path, new_len)?)?;
         Ok(())
     }
 
     pub(crate) fn path_unlink_file(&mut self, mem: &mut GuestMemory<'_>, fd: u32, path: u32, path_len: u32) -> WasiResult<()> {
         let dir = self.dir_for_change(fd, rights::PATH_UNLINK_FILE)?;
-        dir.dir.remove_file(mem.str(path, path_len)?)?;
+        dir.dir.remove_file(&*mem.str(path, path_len)?)?;
         Ok(())
     }
 
@@ -890,50 +878,24 @@ impl WasiCtx {
         Ok(&mut d.kind)
     }
 
-    pub(crate) fn sock_accept(&mut self, mem: &mut GuestMemory<'_>, fd: u32, flags: u32, fd_out: u32) -> WasiResult<()> {
-        if flags & !u32::from(fdflags::NONBLOCK) != 0 {
-            return Err(Errno::Inval);
+    /// The host object of `fd` for reading or writing (`needed` is
+    /// `FD_READ` or `FD_WRITE`): directories and listeners are `badf`.
+    fn stream_io(&self, fd: u32, needed: u64) -> WasiResult<HostIo> {
+        let d = self.get(fd)?;
+        if matches!(d.kind, Kind::Dir(_) | Kind::Listener(_)) {
+            return Err(Errno::Badf);
         }
-        let Kind::Listener(l) = self.socket(fd, rights::SOCK_ACCEPT)? else { return Err(Errno::NotSup) };
-        let (stream, _) = l.accept()?;
-        stream.set_nonblocking(flags & u32::from(fdflags::NONBLOCK) != 0)?;
-        let new = self.insert(Descriptor { kind: Kind::Socket(stream), base: rights::SOCKET, inheriting: 0, preopen: None })?;
-        mem.write_u32(fd_out, new)
+        d.check(needed)?;
+        d.host_io().ok_or(Errno::Badf)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn sock_recv(
-        &mut self,
-        mem: &mut GuestMemory<'_>,
-        fd: u32,
-        iovs: u32,
-        iovs_len: u32,
-        ri_flags: u32,
-        ro_datalen: u32,
-        ro_flags: u32,
-    ) -> WasiResult<()> {
-        use rustix::net::RecvFlags;
-        if ri_flags & !3 != 0 {
-            return Err(Errno::Inval);
+    /// The host object of socket `fd` for a socket call: `notsock` for
+    /// anything but sockets, `notconn` for a listener.
+    fn socket_io(&mut self, fd: u32, needed: u64) -> WasiResult<Arc<std::net::TcpStream>> {
+        match self.socket(fd, needed)? {
+            Kind::Socket(s) => Ok(s.clone()),
+            _ => Err(Errno::NotConn),
         }
-        let mut flags = RecvFlags::empty();
-        flags.set(RecvFlags::PEEK, ri_flags & 1 != 0);
-        flags.set(RecvFlags::WAITALL, ri_flags & 2 != 0);
-        let iovs = mem.iovecs(iovs, iovs_len)?;
-        let Kind::Socket(s) = self.socket(fd, rights::FD_READ)? else { return Err(Errno::NotConn) };
-        let n = read_iovecs(mem, &iovs, false, |buf| Ok(rustix::net::recv(&*s, buf, flags)?.0))?;
-        mem.write_u32(ro_datalen, n)?;
-        mem.write_u16(ro_flags, 0)
-    }
-
-    pub(crate) fn sock_send(&mut self, mem: &mut GuestMemory<'_>, fd: u32, iovs: u32, iovs_len: u32, si_flags: u32, so_datalen: u32) -> WasiResult<()> {
-        if si_flags != 0 {
-            return Err(Errno::Inval);
-        }
-        let iovs = mem.iovecs(iovs, iovs_len)?;
-        let Kind::Socket(s) = self.socket(fd, rights::FD_WRITE)? else { return Err(Errno::NotConn) };
-        let n = write_iovecs(mem, &iovs, |buf| Ok(rustix::net::send(&*s, buf, rustix::net::SendFlags::NOSIGNAL)?))?;
-        mem.write_u32(so_datalen, n)
     }
 
     pub(crate) fn sock_shutdown(&mut self, _mem: &mut GuestMemory<'_>, fd: u32, how: u32) -> WasiResult<()> {
@@ -948,6 +910,95 @@ impl WasiCtx {
         s.shutdown(how)?;
         Ok(())
     }
+}
+
+// ---- calls that may wait: the state is held only for the look-up ----
+
+pub(crate) fn fd_read(cx: &mut Access<'_>, mem: &mut GuestMemory<'_>, fd: u32, iovs: u32, iovs_len: u32, nread: u32) -> WasiResult<()> {
+    let iovs = mem.iovecs(iovs, iovs_len)?;
+    let n = match cx.with(|s| s.stream_io(fd, rights::FD_READ))? {
+        HostIo::File { file, filetype } => {
+            let regular = filetype == filetype::REGULAR_FILE;
+            read_iovecs(mem, &iovs, regular, |buf| Ok(Read::read(&mut &*file, buf)?))?
+        }
+        HostIo::Stream(s) => read_iovecs(mem, &iovs, false, |buf| s.read(buf))?,
+        HostIo::Socket(s) => {
+            read_iovecs(mem, &iovs, false, |buf| Ok(rustix::net::recv(&*s, buf, rustix::net::RecvFlags::empty())?.0))?
+        }
+        HostIo::Listener(_) => return Err(Errno::Badf),
+    };
+    mem.write_u32(nread, n)
+}
+
+pub(crate) fn fd_write(cx: &mut Access<'_>, mem: &mut GuestMemory<'_>, fd: u32, iovs: u32, iovs_len: u32, nwritten: u32) -> WasiResult<()> {
+    let iovs = mem.iovecs(iovs, iovs_len)?;
+    let n = match cx.with(|s| s.stream_io(fd, rights::FD_WRITE))? {
+        HostIo::File { file, .. } => write_iovecs(mem, &iovs, |buf| Ok(Write::write(&mut &*file, buf)?))?,
+        HostIo::Stream(s) => write_iovecs(mem, &iovs, |buf| s.write(buf))?,
+        HostIo::Socket(s) => {
+            write_iovecs(mem, &iovs, |buf| Ok(rustix::net::send(&*s, buf, rustix::net::SendFlags::NOSIGNAL)?))?
+        }
+        HostIo::Listener(_) => return Err(Errno::Badf),
+    };
+    mem.write_u32(nwritten, n)
+}
+
+pub(crate) fn sock_accept(cx: &mut Access<'_>, mem: &mut GuestMemory<'_>, fd: u32, flags: u32, fd_out: u32) -> WasiResult<()> {
+    if flags & !u32::from(fdflags::NONBLOCK) != 0 {
+        return Err(Errno::Inval);
+    }
+    let listener = cx.with(|s| match s.socket(fd, rights::SOCK_ACCEPT)? {
+        Kind::Listener(l) => Ok(l.clone()),
+        _ => Err(Errno::NotSup),
+    })?;
+    let (stream, _) = listener.accept()?;
+    stream.set_nonblocking(flags & u32::from(fdflags::NONBLOCK) != 0)?;
+    let d = Descriptor { kind: Kind::Socket(Arc::new(stream)), base: rights::SOCKET, inheriting: 0, preopen: None };
+    let new = cx.with(|s| s.insert(d))?;
+    mem.write_u32(fd_out, new)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sock_recv(
+    cx: &mut Access<'_>,
+    mem: &mut GuestMemory<'_>,
+    fd: u32,
+    iovs: u32,
+    iovs_len: u32,
+    ri_flags: u32,
+    ro_datalen: u32,
+    ro_flags: u32,
+) -> WasiResult<()> {
+    use rustix::net::RecvFlags;
+    if ri_flags & !3 != 0 {
+        return Err(Errno::Inval);
+    }
+    let mut flags = RecvFlags::empty();
+    flags.set(RecvFlags::PEEK, ri_flags & 1 != 0);
+    flags.set(RecvFlags::WAITALL, ri_flags & 2 != 0);
+    let iovs = mem.iovecs(iovs, iovs_len)?;
+    let s = cx.with(|s| s.socket_io(fd, rights::FD_READ))?;
+    let n = read_iovecs(mem, &iovs, false, |buf| Ok(rustix::net::recv(&*s, buf, flags)?.0))?;
+    mem.write_u32(ro_datalen, n)?;
+    mem.write_u16(ro_flags, 0)
+}
+
+pub(crate) fn sock_send(
+    cx: &mut Access<'_>,
+    mem: &mut GuestMemory<'_>,
+    fd: u32,
+    iovs: u32,
+    iovs_len: u32,
+    si_flags: u32,
+    so_datalen: u32,
+) -> WasiResult<()> {
+    if si_flags != 0 {
+        return Err(Errno::Inval);
+    }
+    let iovs = mem.iovecs(iovs, iovs_len)?;
+    let s = cx.with(|s| s.socket_io(fd, rights::FD_WRITE))?;
+    let n = write_iovecs(mem, &iovs, |buf| Ok(rustix::net::send(&*s, buf, rustix::net::SendFlags::NOSIGNAL)?))?;
+    mem.write_u32(so_datalen, n)
 }
 
 /// Reads a whole directory: `.`, `..`, then the entries in the host's order.

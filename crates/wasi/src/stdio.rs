@@ -188,8 +188,8 @@ impl Stream {
         }
     }
 
-    /// Reads into `out`.
-    pub fn read(&mut self, out: &mut [u8]) -> WasiResult<usize> {
+    /// Reads into `out`. Takes `&self`: a stream may be shared by threads.
+    pub fn read(&self, out: &mut [u8]) -> WasiResult<usize> {
         match self {
             Stream::Input(InputStream::Empty) => Ok(0),
             // Straight from fd 0, not through std's buffer: `poll_oneoff`
@@ -201,19 +201,19 @@ impl Stream {
                 }
             },
             Stream::Input(InputStream::Pipe(p)) => Ok(p.read(out)),
-            Stream::Input(InputStream::File(f)) => Ok(f.read(out)?),
+            Stream::Input(InputStream::File(f)) => Ok(Read::read(&mut &*f, out)?),
             Stream::Output(..) => Err(Errno::Badf),
         }
     }
 
     /// Writes all of `data` (a short count only when the pipe is full).
-    pub fn write(&mut self, data: &[u8]) -> WasiResult<usize> {
+    pub fn write(&self, data: &[u8]) -> WasiResult<usize> {
         match self {
             Stream::Input(_) => Err(Errno::Badf),
             Stream::Output(OutputStream::Sink, _) => Ok(data.len()),
             Stream::Output(OutputStream::Pipe(p), _) => p.write(data),
             Stream::Output(OutputStream::File(f), _) => {
-                f.write_all(data)?;
+                Write::write_all(&mut &*f, data)?;
                 Ok(data.len())
             }
             Stream::Output(OutputStream::Inherit, StdioKind::Stderr) => {
@@ -240,7 +240,7 @@ mod tests {
     #[test]
     fn pipes() {
         let input = MemoryInputPipe::new(b"hello".to_vec());
-        let mut s = Stream::Input(input.clone().into());
+        let s = Stream::Input(input.clone().into());
         let mut buf = [0u8; 3];
         assert_eq!(s.read(&mut buf), Ok(3));
         assert_eq!(&buf, b"hel");
@@ -253,7 +253,7 @@ mod tests {
         assert_eq!(s.write(b"x"), Err(Errno::Badf));
 
         let out = MemoryOutputPipe::new(4);
-        let mut o = Stream::Output(out.clone().into(), StdioKind::Stdout);
+        let o = Stream::Output(out.clone().into(), StdioKind::Stdout);
         assert_eq!(o.write(b"abc"), Ok(3));
         assert_eq!(o.write(b"def"), Ok(1));
         assert_eq!(o.write(b"g"), Err(Errno::NoSpc));
