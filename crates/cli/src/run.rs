@@ -45,6 +45,11 @@ pub struct RunCommand {
     #[command(flatten)]
     features: FeatureFlags,
 
+    /// Describe generated code to a profiler: `perfmap` writes
+    /// /tmp/perf-<pid>.map so `perf report` names wasm functions.
+    #[arg(long, value_name = "STRATEGY", value_parser = parse_profile)]
+    profile: Option<kiln::ProfilingStrategy>,
+
     #[command(flatten)]
     limits: LimitFlags,
 
@@ -59,6 +64,14 @@ pub struct RunCommand {
     /// also directly follow FILE.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
+}
+
+fn parse_profile(s: &str) -> Result<kiln::ProfilingStrategy> {
+    match s {
+        "perfmap" => Ok(kiln::ProfilingStrategy::PerfMap),
+        "none" => Ok(kiln::ProfilingStrategy::None),
+        _ => bail!("unknown profiler `{s}` (known: perfmap, none)"),
+    }
 }
 
 impl RunCommand {
@@ -78,6 +91,9 @@ impl RunCommand {
         let mut config = self.features.config()?;
         self.limits.configure(&mut config);
         self.cache.configure(&mut config);
+        if let Some(p) = self.profile {
+            config.profiler(p);
+        }
         let engine = Engine::new(&config)?;
         let module = Module::from_file(&engine, &self.file)?;
         let wasi_options = WasiOptions::parse(&self.wasi)?;

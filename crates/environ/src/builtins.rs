@@ -44,10 +44,12 @@ macro_rules! foreach_builtin_function {
             memory_atomic_wait32(vmctx: vmctx, memory: i32, addr: i64, expected: i32, timeout: i64) -> i32;
             /// `memory.atomic.wait64`: 0 woken, 1 value differed, 2 timed out.
             memory_atomic_wait64(vmctx: vmctx, memory: i32, addr: i64, expected: i64, timeout: i64) -> i32;
-            /// The fuel counter reached zero: traps, or continues if the store refuelled.
+            /// The fuel counter reached zero: traps, or continues if the store
+            /// refuelled (compiled code reloads the counter from the store context).
             out_of_gas(vmctx: vmctx);
-            /// The epoch deadline passed: traps, or returns the new deadline.
-            new_epoch(vmctx: vmctx) -> i64;
+            /// The epoch deadline passed: traps, or continues with a new deadline
+            /// in the store context.
+            new_epoch(vmctx: vmctx);
             /// `memmove` on native addresses that compiled code has already
             /// bounds-checked (the body of `memory.copy`). Builtins whose
             /// first parameter is not `vmctx` are called directly, with no
@@ -77,6 +79,16 @@ macro_rules! declare_indices {
             /// The index as a `u32`.
             pub const fn index(self) -> u32 {
                 self.0
+            }
+
+            /// Whether compiled code may call this builtin with a calling
+            /// convention that clobbers no register (Cranelift's
+            /// `preserve_all`, where the target supports it; the runtime's
+            /// stub then saves everything). True for the interruption
+            /// builtins, which sit on cold paths inside hot loops: no value
+            /// in the loop has to be spilled around them.
+            pub const fn preserves_all_registers(self) -> bool {
+                self.0 == Self::out_of_gas.0 || self.0 == Self::new_epoch.0
             }
 
             /// The builtin's name.

@@ -4,7 +4,7 @@
 use super::FuncTranslator;
 use super::memory::state_flags;
 use crate::abi::{clif_type, wasm_signature};
-use crate::builtins::builtin_signature;
+use crate::builtins::{builtin_call_conv, builtin_signature};
 use crate::trap_codes::to_clif;
 use cranelift_codegen::ir::{self, InstBuilder, MemFlagsData, Value, types};
 use kiln_environ::vmoffsets::{definition, func_import, func_ref, vmctx_header};
@@ -150,7 +150,7 @@ impl FuncTranslator<'_, '_> {
         let sig = match self.builtin_sigs.get(&index.index()) {
             Some(s) => *s,
             None => {
-                let s = self.builder.import_signature(builtin_signature(index, self.isa.default_call_conv()));
+                let s = self.builder.import_signature(builtin_signature(index, builtin_call_conv(self.isa, index)));
                 self.builtin_sigs.insert(index.index(), s);
                 s
             }

@@ -11,8 +11,15 @@
 //!
 //! Epochs: at function entry and loop headers the engine's epoch counter is
 //! compared with the store's deadline, kept in a variable and reloaded
-//! after calls; reaching it calls `new_epoch`, which traps or returns a new
-//! deadline.
+//! after calls; reaching it calls `new_epoch`, which traps or stores a new
+//! deadline that is then reloaded.
+//!
+//! Both checks sit in hot loops, with their builtin call on a cold path.
+//! An ordinary call there would clobber every caller-saved register, so
+//! values live across the loop (often all of its floats) would be spilled
+//! or kept in callee-saved registers on the hot path too; the builtins are
+//! therefore called with `preserve_all` where the target allows it (see
+//! `builtin_call_conv`), and cost nothing until they run.
 
 use super::FuncTranslator;
 use super::memory::state_flags;
@@ -147,8 +154,8 @@ impl FuncTranslator<'_, '_> {
         self.builder.ins().brif(reached, out, &[], cont, &[]);
         self.builder.switch_to_block(out);
         self.fuel_save();
-        let new_deadline = self.call_builtin(BuiltinFunctionIndex::new_epoch, &[]).expect("returns the deadline");
-        self.builder.def_var(var, new_deadline);
+        self.call_builtin(BuiltinFunctionIndex::new_epoch, &[]);
+        self.epoch_reload();
         self.fuel_reload();
         self.builder.ins().jump(cont, &[]);
         self.builder.seal_block(out);

@@ -178,8 +178,10 @@ mod imp {
         with_hooks(vmctx, |h| h.out_of_fuel())
     }
 
-    pub extern "C" fn new_epoch(vmctx: *mut u8) -> u64 {
-        with_hooks(vmctx, |h| h.new_epoch())
+    pub extern "C" fn new_epoch(vmctx: *mut u8) {
+        // The hook stores the new deadline in the store context, where
+        // compiled code reloads it.
+        with_hooks(vmctx, |h| h.new_epoch().map(drop))
     }
 
     pub extern "C" fn externref_retain(_vmctx: *mut u8, _externref: usize) {}
@@ -202,10 +204,93 @@ mod imp {
 
 /// The address compiled code calls for a builtin: a stub recording the
 /// calling frame for builtins that take the VMContext (they can trap or run
-/// host code), the implementation itself for raw ones (which cannot).
+/// host code), the implementation itself for raw ones (which cannot). On
+/// x86-64 the builtins that `preserves_all_registers` get stubs that also
+/// save and restore every register compiled code may use.
 macro_rules! builtin_entry {
+    ((vmctx) out_of_gas) => { preserving_stub!(out_of_gas) };
+    ((vmctx) new_epoch) => { preserving_stub!(new_epoch) };
     ((vmctx $($rest:ident)*) $name:ident) => { stubs::$name };
     (($($rest:ident)*) $name:ident) => { imp::$name };
+}
+
+#[cfg(target_arch = "x86_64")]
+macro_rules! preserving_stub {
+    ($name:ident) => {
+        preserving::$name
+    };
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+macro_rules! preserving_stub {
+    ($name:ident) => {
+        stubs::$name
+    };
+}
+
+/// Stubs for builtins called with Cranelift's `preserve_all` convention:
+/// they save every general-purpose register the System V ABI lets a callee
+/// clobber and all sixteen XMM registers (compiled code uses no wider
+/// vector registers), record the calling wasm frame like the other stubs,
+/// call the implementation, and restore everything.
+#[cfg(target_arch = "x86_64")]
+mod preserving {
+    macro_rules! preserving_stubs {
+        ($($name:ident)*) => {$(
+            #[unsafe(naked)]
+            pub unsafe extern "C" fn $name(_vmctx: *mut u8) {
+                core::arch::naked_asm!(
+                    "push rbp",
+                    "mov rbp, rsp",
+                    "push rax", "push rcx", "push rdx", "push rsi", "push rdi",
+                    "push r8", "push r9", "push r10", "push r11",
+                    // 9 pushes after rbp leave rsp 8 mod 16: 264 bytes of
+                    // XMM save area realign it for the call.
+                    "sub rsp, 264",
+                    "movdqu [rsp], xmm0", "movdqu [rsp + 16], xmm1",
+                    "movdqu [rsp + 32], xmm2", "movdqu [rsp + 48], xmm3",
+                    "movdqu [rsp + 64], xmm4", "movdqu [rsp + 80], xmm5",
+                    "movdqu [rsp + 96], xmm6", "movdqu [rsp + 112], xmm7",
+                    "movdqu [rsp + 128], xmm8", "movdqu [rsp + 144], xmm9",
+                    "movdqu [rsp + 160], xmm10", "movdqu [rsp + 176], xmm11",
+                    "movdqu [rsp + 192], xmm12", "movdqu [rsp + 208], xmm13",
+                    "movdqu [rsp + 224], xmm14", "movdqu [rsp + 240], xmm15",
+                    // The calling wasm frame: its frame pointer (saved at
+                    // [rbp]) and our return address.
+                    "mov rax, [rdi + {store}]",
+                    "mov r11, [rbp]",
+                    "mov [rax + {fp}], r11",
+                    "mov r11, [rbp + 8]",
+                    "mov [rax + {pc}], r11",
+                    "call {target}",
+                    "movdqu xmm0, [rsp]", "movdqu xmm1, [rsp + 16]",
+                    "movdqu xmm2, [rsp + 32]", "movdqu xmm3, [rsp + 48]",
+                    "movdqu xmm4, [rsp + 64]", "movdqu xmm5, [rsp + 80]",
+                    "movdqu xmm6, [rsp + 96]", "movdqu xmm7, [rsp + 112]",
+                    "movdqu xmm8, [rsp + 128]", "movdqu xmm9, [rsp + 144]",
+                    "movdqu xmm10, [rsp + 160]", "movdqu xmm11, [rsp + 176]",
+                    "movdqu xmm12, [rsp + 192]", "movdqu xmm13, [rsp + 208]",
+                    "movdqu xmm14, [rsp + 224]", "movdqu xmm15, [rsp + 240]",
+                    "add rsp, 264",
+                    "pop r11", "pop r10", "pop r9", "pop r8",
+                    "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rax",
+                    "pop rbp",
+                    "ret",
+                    store = const kiln_environ::vmoffsets::vmctx_header::STORE_CONTEXT,
+                    fp = const kiln_environ::vmoffsets::store_context::LAST_WASM_EXIT_FP,
+                    pc = const kiln_environ::vmoffsets::store_context::LAST_WASM_EXIT_PC,
+                    target = sym super::imp::$name,
+                )
+            }
+        )*};
+    }
+
+    preserving_stubs!(out_of_gas new_epoch);
+
+    const _: () = assert!(
+        kiln_environ::BuiltinFunctionIndex::out_of_gas.preserves_all_registers()
+            && kiln_environ::BuiltinFunctionIndex::new_epoch.preserves_all_registers()
+    );
 }
 
 macro_rules! rust_ty {

@@ -177,3 +177,57 @@ fn max_wasm_stack_is_configurable() {
     assert!(depth(1 << 20));
     assert!(!depth(16 << 10));
 }
+
+/// Many values live across a loop whose epoch check fires on every
+/// iteration (a deadline of "now" that the callback keeps at "now"): the
+/// interruption path must hand every register back intact (the builtin is
+/// called without clobbering anything), so the result equals an
+/// uninterrupted run.
+#[test]
+fn epoch_interruptions_preserve_live_values() {
+    let mut wat = String::from("(module (func (export \"mix\") (param $n i32) (result i64)");
+    for i in 0..10 {
+        wat.push_str(&format!(" (local $f{i} f64) (local $x{i} i64)"));
+    }
+    for i in 0..10 {
+        wat.push_str(&format!(" (local.set $f{i} (f64.const {}.5)) (local.set $x{i} (i64.const {}))", i + 1, i * 7919 + 1));
+    }
+    wat.push_str(" (loop $l");
+    for i in 0..10 {
+        let j = (i + 1) % 10;
+        wat.push_str(&format!(
+            " (local.set $f{i} (f64.add (f64.mul (local.get $f{i}) (f64.const 0.999)) (f64.convert_i64_s (i64.and (local.get $x{j}) (i64.const 255)))))\
+              (local.set $x{i} (i64.add (i64.mul (local.get $x{i}) (i64.const 6364136223846793005)) (local.get $x{j})))"
+        ));
+    }
+    wat.push_str(" (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1)))))");
+    wat.push_str(" (i64.const 0)");
+    for i in 0..10 {
+        wat.push_str(&format!(" (i64.xor (i64.reinterpret_f64 (local.get $f{i}))) (i64.xor (local.get $x{i}))"));
+    }
+    wat.push_str("))");
+
+    const ITERATIONS: i32 = 20_000;
+    let run = |epochs: bool| -> (i64, u32) {
+        let mut config = Config::new();
+        config.epoch_interruption(epochs);
+        let engine = Engine::new(&config).unwrap();
+        let module = Module::new(&engine, &wat).unwrap();
+        let mut store = Store::new(&engine, 0u32);
+        if epochs {
+            store.set_epoch_deadline(0);
+            store.epoch_deadline_callback(|mut cx| {
+                *cx.data_mut() += 1;
+                Ok(UpdateDeadline::Continue(0))
+            });
+        }
+        let instance = Instance::new(&mut store, &module, &[]).unwrap();
+        let mix = instance.get_typed_func::<i32, i64>(&mut store, "mix").unwrap();
+        let r = mix.call(&mut store, ITERATIONS).unwrap();
+        (r, *store.data())
+    };
+    let (plain, _) = run(false);
+    let (interrupted, callbacks) = run(true);
+    assert!(callbacks >= ITERATIONS as u32, "the epoch path ran only {callbacks} times");
+    assert_eq!(plain, interrupted);
+}
