@@ -844,7 +844,9 @@ impl WasmiSide {
     /// `None` if wasmi refuses the module or a dummy import.
     fn new(wasm: &[u8], fuel: bool) -> Option<WasmiSide> {
         let mut config = wasmi::Config::default();
-        config.consume_fuel(fuel);
+        // Deeper than the termination fuel lets any case recurse (wasmi's
+        // default, 1000 frames, is just short of it).
+        config.consume_fuel(fuel).set_max_recursion_depth(16 * 1024).set_max_stack_height(16 << 20);
         let engine = wasmi::Engine::new(&config);
         let module = wasmi::Module::new(&engine, wasm).ok()?;
         let mut store = wasmi::Store::new(&engine, ());
