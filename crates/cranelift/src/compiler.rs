@@ -61,6 +61,9 @@ impl CraneliftCompiler {
         set(&mut flags, "enable_heap_access_spectre_mitigation", "false")?;
         set(&mut flags, "enable_table_access_spectre_mitigation", "false")?;
         set(&mut flags, "unwind_info", "false")?;
+        // With epoch interruption, the store context lives in the pinned
+        // register for the whole activation (see `translate/interrupt.rs`).
+        set(&mut flags, "enable_pinned_reg", if options.tunables.epoch_interruption { "true" } else { "false" })?;
         set(&mut flags, "enable_nan_canonicalization", if options.tunables.nan_canonicalization { "true" } else { "false" })?;
         let isa_builder = cranelift_native::builder()
             .map_err(|e| WasmError::Unsupported(format!("host architecture: {e}")))?;

@@ -29,6 +29,12 @@ pub fn array_to_wasm(isa: &dyn TargetIsa, ty: &FuncType, fctx: &mut FunctionBuil
     let store_ctx = b.ins().load(types::I64, trusted(), callee_vmctx, vmctx_header::STORE_CONTEXT as i32);
     let fp = b.ins().get_frame_pointer(types::I64);
     b.ins().store(trusted(), fp, store_ctx, store_context::LAST_WASM_ENTRY_FP as i32);
+    if isa.flags().enable_pinned_reg() {
+        // Wasm code finds its store context here (epoch checks); every
+        // function of the activation belongs to this store, so nothing
+        // changes it until the host's own entry code restores it.
+        b.ins().set_pinned_reg(store_ctx);
+    }
 
     let mut args = vec![callee_vmctx, caller_vmctx];
     for (i, t) in ty.params().iter().enumerate() {

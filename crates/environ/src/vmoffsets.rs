@@ -59,8 +59,11 @@ pub mod store_context {
     pub const LAST_WASM_EXIT_PC: u32 = 32;
     /// `usize`: frame pointer of the entry trampoline of the innermost host-to-wasm call.
     pub const LAST_WASM_ENTRY_FP: u32 = 40;
+    /// `*const u64`: the engine's epoch counter (the same address as the
+    /// VMContext header's, reachable from the pinned store-context register).
+    pub const EPOCH_COUNTER: u32 = 48;
     /// Size of the structure.
-    pub const SIZE: u32 = 48;
+    pub const SIZE: u32 = 56;
 }
 
 /// Fixed layout of `VMFuncRef`, the target of every function reference.

@@ -165,6 +165,7 @@ impl<T: 'static> Store<T> {
         });
         let p: *mut StoreInner<T> = &mut *inner;
         inner.opaque.vm.store = p.cast();
+        inner.opaque.vm.epoch_counter = engine.inner.epoch.as_ptr().cast_const();
         let hooks: &mut dyn VMStore = &mut *inner;
         inner.opaque.vm.hooks = Some(NonNull::from(hooks));
         Store { inner }

@@ -10,9 +10,8 @@
 //! `out_of_gas` builtin, which traps unless the store was refuelled.
 //!
 //! Epochs: at function entry and loop headers the engine's epoch counter is
-//! compared with the store's deadline, kept in a variable and reloaded
-//! after calls; reaching it calls `new_epoch`, which traps or stores a new
-//! deadline that is then reloaded.
+//! compared with the store's deadline, both loaded through the VMContext;
+//! reaching it calls `new_epoch`, which traps or stores a new deadline.
 //!
 //! Both checks sit in hot loops, with their builtin call on a cold path.
 //! An ordinary call there would clobber every caller-saved register, so
@@ -23,7 +22,7 @@
 
 use super::FuncTranslator;
 use super::memory::state_flags;
-use cranelift_codegen::ir::{self, InstBuilder, types};
+use cranelift_codegen::ir::{self, InstBuilder, MemFlagsData, types};
 use cranelift_codegen::ir::condcodes::IntCC;
 use kiln_environ::vmoffsets::{store_context, vmctx_header};
 use kiln_environ::BuiltinFunctionIndex;
@@ -43,9 +42,6 @@ impl FuncTranslator<'_, '_> {
             self.fuel_check();
         }
         if self.tunables.epoch_interruption {
-            let var = self.builder.declare_var(types::I64);
-            self.epoch_var = Some(var);
-            self.epoch_reload();
             self.epoch_check();
         }
     }
@@ -135,18 +131,32 @@ impl FuncTranslator<'_, '_> {
         self.builder.switch_to_block(cont);
     }
 
-    fn epoch_reload(&mut self) {
-        let Some(var) = self.epoch_var else { return };
-        let ctx = self.store_ctx();
-        let v = self.builder.ins().load(types::I64, state_flags(self.regions), ctx, store_context::EPOCH_DEADLINE as i32);
-        self.builder.def_var(var, v);
-    }
-
+    /// Compares the engine's epoch with the store's deadline.
+    ///
+    /// The check must not cost the loop around it a register: in a tight
+    /// loop, a cached pointer or deadline pushes some other value onto the
+    /// stack. With epoch interruption on, the entry trampoline puts the
+    /// store context in Cranelift's pinned register (r15 on x86-64, x21 on
+    /// aarch64), which no other code allocates and which stays valid for
+    /// the whole activation (all of its functions belong to one store). A
+    /// check is then three loads off that register (counter pointer,
+    /// counter, deadline), a compare and a branch. The loads are
+    /// `readonly`/state loads that are not hoisted, and the counter load is
+    /// never merged with the previous iteration's because the cold path's
+    /// call is a barrier to Cranelift's alias analysis.
     fn epoch_check(&mut self) {
-        let Some(var) = self.epoch_var else { return };
-        let ptr = self.builder.ins().load(types::I64, super::env::readonly(), self.vmctx, vmctx_header::EPOCH_PTR as i32);
+        if !self.tunables.epoch_interruption {
+            return;
+        }
+        let pointer = MemFlagsData::trusted().with_readonly();
+        let ctx = if self.isa.flags().enable_pinned_reg() {
+            self.builder.ins().get_pinned_reg(types::I64)
+        } else {
+            self.builder.ins().load(types::I64, pointer, self.vmctx, vmctx_header::STORE_CONTEXT as i32)
+        };
+        let ptr = self.builder.ins().load(types::I64, pointer, ctx, store_context::EPOCH_COUNTER as i32);
         let now = self.builder.ins().load(types::I64, state_flags(self.regions), ptr, 0);
-        let deadline = self.builder.use_var(var);
+        let deadline = self.builder.ins().load(types::I64, state_flags(self.regions), ctx, store_context::EPOCH_DEADLINE as i32);
         let reached = self.builder.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, now, deadline);
         let out = self.builder.create_block();
         let cont = self.builder.create_block();
@@ -155,7 +165,6 @@ impl FuncTranslator<'_, '_> {
         self.builder.switch_to_block(out);
         self.fuel_save();
         self.call_builtin(BuiltinFunctionIndex::new_epoch, &[]);
-        self.epoch_reload();
         self.fuel_reload();
         self.builder.ins().jump(cont, &[]);
         self.builder.seal_block(out);
@@ -175,10 +184,9 @@ impl FuncTranslator<'_, '_> {
         self.fuel_save();
     }
 
-    /// After a call: the callee may have used fuel or moved the deadline.
+    /// After a call: the callee may have used fuel.
     pub(crate) fn interrupt_after_call(&mut self) {
         self.fuel_reload();
-        self.epoch_reload();
     }
 
     /// Before returning: publish the fuel count.

@@ -74,8 +74,6 @@ pub struct FuncTranslator<'a, 'f> {
     pub(crate) fuel_var: Option<Variable>,
     /// Fuel charged by operators since the last flush into `fuel_var`.
     pub(crate) fuel_pending: i64,
-    /// The epoch deadline, when epoch interruption is on.
-    pub(crate) epoch_var: Option<Variable>,
     /// Alias regions of this function's memory accesses.
     pub(crate) regions: Regions,
 }
@@ -139,7 +137,6 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             builtin_sigs: HashMap::new(),
             fuel_var: None,
             fuel_pending: 0,
-            epoch_var: None,
             regions,
         }
     }

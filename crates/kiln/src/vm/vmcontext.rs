@@ -74,6 +74,8 @@ pub struct VMStoreContext {
     pub last_wasm_exit_pc: usize,
     /// Frame pointer of the innermost entry trampoline.
     pub last_wasm_entry_fp: usize,
+    /// The engine's epoch counter.
+    pub epoch_counter: *const u64,
     /// The store that owns this context (runtime-only, not read by compiled code).
     pub store: *mut u8,
     /// The owning store's hooks for builtins (runtime-only).
@@ -96,6 +98,7 @@ impl Default for VMStoreContext {
             last_wasm_exit_fp: 0,
             last_wasm_exit_pc: 0,
             last_wasm_entry_fp: 0,
+            epoch_counter: ptr::null(),
             store: ptr::null_mut(),
             hooks: None,
         }
@@ -187,4 +190,5 @@ const _: () = {
     assert!(std::mem::offset_of!(VMStoreContext, last_wasm_exit_fp) == store_context::LAST_WASM_EXIT_FP as usize);
     assert!(std::mem::offset_of!(VMStoreContext, last_wasm_exit_pc) == store_context::LAST_WASM_EXIT_PC as usize);
     assert!(std::mem::offset_of!(VMStoreContext, last_wasm_entry_fp) == store_context::LAST_WASM_ENTRY_FP as usize);
+    assert!(std::mem::offset_of!(VMStoreContext, epoch_counter) == store_context::EPOCH_COUNTER as usize);
 };
