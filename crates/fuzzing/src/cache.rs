@@ -197,7 +197,15 @@ impl Case {
 
         // 4. Caches.
         let memory = Arc::new(DamagingCache::new(kiln::MemoryCache::new(64 << 20)));
-        self.check_cache(memory.clone(), &module, args, |d| memory.arm(d.clone()))?;
+        let accepted = std::cell::RefCell::new(Vec::new());
+        self.check_cache(memory.clone(), &module, args, |d| {
+            accepted.borrow_mut().extend(memory.accepted_damaged());
+            memory.arm(d.clone());
+        })?;
+        accepted.borrow_mut().extend(memory.accepted_damaged());
+        if let Some((kind, _)) = accepted.borrow().first() {
+            return Err(plain(format!("a damaged {kind:?} cache entry was used (not removed) with damage {:?}", self.damage)));
+        }
         let cache_dir = dir.path().join("cache");
         let directory = Arc::new(kiln::DirectoryCache::new(&cache_dir).map_err(|e| plain(format!("cache dir: {e}")))?);
         self.check_cache(directory, &module, args, |d| damage_files(&cache_dir, d))?;
@@ -266,28 +274,51 @@ fn damage_files(root: &std::path::Path, d: &Damage) {
 }
 
 /// A cache that damages the entries it returns while armed (the stored
-/// entries stay intact, so each lookup sees fresh damage).
+/// entries stay intact, so each lookup sees fresh damage), and remembers
+/// which damaged entries it handed out and which entries Kiln removed:
+/// Kiln must remove every damaged entry it is given (that is how it
+/// refuses one).
 pub struct DamagingCache<C> {
     inner: C,
-    damage: Mutex<Option<Damage>>,
+    state: Mutex<Damaging>,
+}
+
+#[derive(Default)]
+struct Damaging {
+    damage: Option<Damage>,
+    handed_out: Vec<(CacheKind, [u8; 32])>,
+    removed: Vec<(CacheKind, [u8; 32])>,
 }
 
 impl<C: Cache> DamagingCache<C> {
     /// Wraps `inner`, unarmed.
     pub fn new(inner: C) -> Self {
-        DamagingCache { inner, damage: Mutex::new(None) }
+        DamagingCache { inner, state: Mutex::new(Damaging::default()) }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Damaging> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Damages every entry returned from now on with `d`.
     pub fn arm(&self, d: Damage) {
-        *self.damage.lock().unwrap_or_else(|e| e.into_inner()) = Some(d);
+        self.state().damage = Some(d);
+    }
+
+    /// The damaged entries handed out since the last call that Kiln did
+    /// not remove (it used them: a bug). Forgets both lists.
+    pub fn accepted_damaged(&self) -> Vec<(CacheKind, [u8; 32])> {
+        let mut s = self.state();
+        let handed_out = std::mem::take(&mut s.handed_out);
+        let removed = std::mem::take(&mut s.removed);
+        handed_out.into_iter().filter(|k| !removed.contains(k)).collect()
     }
 }
 
 impl<C: Cache> Cache for DamagingCache<C> {
     fn get(&self, kind: CacheKind, key: &[u8; 32]) -> Option<CacheEntry> {
         let entry = self.inner.get(kind, key)?;
-        let damage = self.damage.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let damage = self.state().damage.clone();
         let Some(d) = damage else { return Some(entry) };
         let bytes: Arc<[u8]> = match entry {
             CacheEntry::Bytes(b) => b,
@@ -297,7 +328,13 @@ impl<C: Cache> Cache for DamagingCache<C> {
             CacheKind::Module => ARTIFACT_CHECKSUM,
             CacheKind::Function => FUNCTION_CHECKSUM,
         };
-        Some(CacheEntry::Bytes(d.apply(&bytes, keep).map(Arc::from).unwrap_or(bytes)))
+        match d.apply(&bytes, keep) {
+            Some(bad) => {
+                self.state().handed_out.push((kind, *key));
+                Some(CacheEntry::Bytes(Arc::from(bad)))
+            }
+            None => Some(CacheEntry::Bytes(bytes)),
+        }
     }
 
     fn put(&self, kind: CacheKind, key: &[u8; 32], bytes: &[u8]) {
@@ -305,6 +342,7 @@ impl<C: Cache> Cache for DamagingCache<C> {
     }
 
     fn remove(&self, kind: CacheKind, key: &[u8; 32]) {
+        self.state().removed.push((kind, *key));
         self.inner.remove(kind, key);
     }
 
@@ -314,5 +352,34 @@ impl<C: Cache> Cache for DamagingCache<C> {
 
     fn record(&self, saved: Duration, rejected: bool) {
         self.inner.record(saved, rejected);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Damaged module and function entries are handed out, and Kiln
+    /// removes every one of them.
+    #[test]
+    fn damaged_entries_are_handed_out_and_removed() -> anyhow::Result<()> {
+        let wasm = wat::parse_str(
+            r#"(module (func (export "f") (result i32) i32.const 1) (func (export "g") (result i32) i32.const 2))"#,
+        )?;
+        let cache = Arc::new(DamagingCache::new(kiln::MemoryCache::new(1 << 20)));
+        let engine = || {
+            let mut c = KilnSettings::default().config();
+            c.cache(cache.clone());
+            kiln::Engine::new(&c)
+        };
+        kiln::Module::from_binary(&engine()?, &wasm)?;
+        cache.arm(Damage::Flip(100, 1));
+        kiln::Module::from_binary(&engine()?, &wasm)?;
+        let s = cache.state();
+        assert!(s.handed_out.iter().any(|(k, _)| *k == CacheKind::Module), "{:?}", s.handed_out);
+        assert!(s.handed_out.iter().any(|(k, _)| *k == CacheKind::Function), "{:?}", s.handed_out);
+        drop(s);
+        assert_eq!(cache.accepted_damaged(), vec![]);
+        Ok(())
     }
 }

@@ -518,3 +518,46 @@ fn step(u: &mut Unstructured<'_>, tree: &Tree, r: &mut Run) -> Result<std::resul
     };
     Ok(result.map(|_| ()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The oracle notices the changes it is meant to catch.
+    #[test]
+    fn tree_snapshots_see_changes_outside() -> std::io::Result<()> {
+        let t = build_tree()?;
+        let skip = vec![t.sandbox.clone(), t.other.clone()];
+        let before = snapshot_tree(&t.root, &skip);
+        // Inside the skipped preopen: not a change.
+        std::fs::write(t.sandbox.join("new.txt"), b"x")?;
+        assert_eq!(before, snapshot_tree(&t.root, &skip));
+        let outside = t.root.join("outside");
+        // Contents, a new entry, a hard link (link count), a time.
+        std::fs::write(outside.join("plain.txt"), b"changed")?;
+        assert_ne!(before, snapshot_tree(&t.root, &skip));
+        let t = build_tree()?;
+        let before = snapshot_tree(&t.root, &skip_of(&t));
+        std::fs::hard_link(t.root.join("outside/plain.txt"), t.sandbox.join("stolen"))?;
+        assert_ne!(before, snapshot_tree(&t.root, &skip_of(&t)));
+        let t = build_tree()?;
+        let before = snapshot_tree(&t.root, &skip_of(&t));
+        std::fs::File::options()
+            .write(true)
+            .open(t.root.join("outside/plain.txt"))?
+            .set_modified(std::time::SystemTime::UNIX_EPOCH)?;
+        assert_ne!(before, snapshot_tree(&t.root, &skip_of(&t)));
+        Ok(())
+    }
+
+    fn skip_of(t: &Tree) -> Vec<PathBuf> {
+        vec![t.sandbox.clone(), t.other.clone()]
+    }
+
+    #[test]
+    fn shim_compiles_and_sequences_run() {
+        let data = crate::seeded_bytes(7, 4096);
+        let mut u = Unstructured::new(&data);
+        assert!(matches!(check(&mut u), Ok(Ok(()))));
+    }
+}
