@@ -154,12 +154,7 @@ impl SharedMemory {
     ///
     /// [`MemoryAccessError`] if the range is out of bounds.
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), MemoryAccessError> {
-        let data = self.mem.atomic_bytes();
-        let end = offset.checked_add(buf.len()).filter(|e| *e <= data.len()).ok_or(MemoryAccessError)?;
-        for (b, a) in buf.iter_mut().zip(&data[offset..end]) {
-            *b = a.load(std::sync::atomic::Ordering::Relaxed);
-        }
-        Ok(())
+        if self.mem.copy_out(offset, buf) { Ok(()) } else { Err(MemoryAccessError) }
     }
 
     /// Copies `buf` into memory at `offset`.
@@ -168,12 +163,7 @@ impl SharedMemory {
     ///
     /// [`MemoryAccessError`] if the range is out of bounds.
     pub fn write(&self, offset: usize, buf: &[u8]) -> Result<(), MemoryAccessError> {
-        let data = self.mem.atomic_bytes();
-        let end = offset.checked_add(buf.len()).filter(|e| *e <= data.len()).ok_or(MemoryAccessError)?;
-        for (b, a) in buf.iter().zip(&data[offset..end]) {
-            a.store(*b, std::sync::atomic::Ordering::Relaxed);
-        }
-        Ok(())
+        if self.mem.copy_in(offset, buf) { Ok(()) } else { Err(MemoryAccessError) }
     }
 }
 

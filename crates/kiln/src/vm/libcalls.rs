@@ -49,6 +49,30 @@ fn with_hooks<R>(vmctx: *mut u8, f: impl FnOnce(&mut dyn VMStore) -> Result<R, H
     }
 }
 
+/// `memory.atomic.wait` that epoch interruption can reach: a thread parked
+/// past its store's epoch deadline leaves the queue and runs the deadline
+/// hook (which traps, or extends the deadline and the wait resumes).
+fn wait_interruptibly(vmctx: *mut u8, addr: usize, load: impl Fn() -> u64, expected: u64, timeout_ns: i64) -> u32 {
+    use super::parking::{WaitResult, wait};
+    let deadline = (timeout_ns >= 0).then(|| std::time::Instant::now() + std::time::Duration::from_nanos(timeout_ns as u64));
+    // SAFETY: builtins are called with their caller's live VMContext.
+    let epochs = unsafe { instance_of_vmctx(vmctx) }.module().tunables.epoch_interruption;
+    let epoch_passed = || {
+        // SAFETY: the VMContext header holds the live store context, whose
+        // epoch counter points at the engine's (alive as long as the store).
+        epochs && unsafe {
+            let ctx = &*(*(vmctx.add(kiln_environ::vmoffsets::vmctx_header::STORE_CONTEXT as usize) as *const *const VMStoreContext));
+            (*ctx.epoch_counter.cast::<std::sync::atomic::AtomicU64>()).load(std::sync::atomic::Ordering::Relaxed) >= ctx.epoch_deadline
+        }
+    };
+    loop {
+        match wait(addr, &load, expected, deadline, epoch_passed) {
+            WaitResult::Interrupted => with_hooks(vmctx, |h| h.new_epoch().map(drop)),
+            done => return done.code(),
+        }
+    }
+}
+
 mod imp {
     use super::*;
 
@@ -162,7 +186,7 @@ mod imp {
         });
         // SAFETY: `t` is an aligned, in-bounds address of a live shared
         // memory (checked above); shared memories never shrink or move.
-        crate::vm::parking::wait(t, || unsafe { crate::vm::parking::load32(t) }, u64::from(expected), timeout as i64)
+        wait_interruptibly(vmctx, t, || unsafe { crate::vm::parking::load32(t) }, u64::from(expected), timeout as i64)
     }
 
     pub extern "C" fn memory_atomic_wait64(vmctx: *mut u8, memory: u32, addr: u64, expected: u64, timeout: u64) -> u32 {
@@ -171,7 +195,7 @@ mod imp {
             if inst.memory(memory).is_shared() { Ok(t) } else { Err(TrapCode::AtomicWaitNonSharedMemory) }
         });
         // SAFETY: as in `memory_atomic_wait32`, with 8-byte alignment.
-        crate::vm::parking::wait(t, || unsafe { crate::vm::parking::load64(t) }, expected, timeout as i64)
+        wait_interruptibly(vmctx, t, || unsafe { crate::vm::parking::load64(t) }, expected, timeout as i64)
     }
 
     pub extern "C" fn out_of_gas(vmctx: *mut u8) {

@@ -209,12 +209,32 @@ impl Memory {
         unsafe { std::slice::from_raw_parts_mut(self.base, self.byte_len()) }
     }
 
-    /// The contents as atomic bytes (for shared memories, which other
-    /// threads may be writing).
-    pub fn atomic_bytes(&self) -> &[std::sync::atomic::AtomicU8] {
-        // SAFETY: `AtomicU8` has the layout of `u8`; the first `len` bytes
-        // are accessible for the memory's lifetime (memories never shrink).
-        unsafe { std::slice::from_raw_parts(self.base.cast(), self.byte_len()) }
+    /// Copies `buf.len()` bytes at `offset` into `buf` in one `memcpy`;
+    /// `false` (nothing copied) if the range is out of bounds.
+    ///
+    /// For shared memories this is the same unsynchronized copy that
+    /// `memory.copy` performs: bytes other threads write meanwhile may or
+    /// may not be seen, exactly as for a racing wasm load.
+    pub fn copy_out(&self, offset: usize, buf: &mut [u8]) -> bool {
+        if offset.checked_add(buf.len()).is_none_or(|end| end > self.byte_len()) {
+            return false;
+        }
+        // SAFETY: the range is inside the accessible length (checked
+        // above; memories never shrink) and `buf` is a distinct host buffer.
+        unsafe { std::ptr::copy_nonoverlapping(self.base.add(offset), buf.as_mut_ptr(), buf.len()) };
+        true
+    }
+
+    /// Copies `buf` into the memory at `offset` in one `memcpy`; `false`
+    /// (nothing copied) if the range is out of bounds. Racing accesses from
+    /// other threads behave as with `copy_out`.
+    pub fn copy_in(&self, offset: usize, buf: &[u8]) -> bool {
+        if offset.checked_add(buf.len()).is_none_or(|end| end > self.byte_len()) {
+            return false;
+        }
+        // SAFETY: as in `copy_out`, writing instead of reading.
+        unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), self.base.add(offset), buf.len()) };
+        true
     }
 
     /// Grows by `delta` pages. Returns the previous size in pages, or `None`

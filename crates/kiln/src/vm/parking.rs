@@ -19,43 +19,71 @@ const OK: u32 = 0;
 const NOT_EQUAL: u32 = 1;
 const TIMED_OUT: u32 = 2;
 
-/// Waits at `addr` while it holds `expected` (a 4- or 8-byte value),
-/// up to `timeout` (none if negative). Returns 0 (woken), 1 (not equal),
-/// or 2 (timed out).
+/// How often a parked thread asks whether it should stop waiting (an
+/// epoch deadline that passed): the bound on how late `--timeout` and
+/// epoch interruption reach a thread blocked in `memory.atomic.wait`.
+const POLL_INTERVAL: Duration = Duration::from_millis(5);
+
+/// How a wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitResult {
+    /// Woken by a notify (`memory.atomic.wait` result 0).
+    Woken,
+    /// The value differed (1).
+    NotEqual,
+    /// The timeout passed (2).
+    TimedOut,
+    /// `interrupted` returned true; the thread left the queue.
+    Interrupted,
+}
+
+impl WaitResult {
+    /// The `memory.atomic.wait` result code (not for `Interrupted`).
+    pub fn code(self) -> u32 {
+        match self {
+            WaitResult::Woken => OK,
+            WaitResult::NotEqual => NOT_EQUAL,
+            WaitResult::TimedOut | WaitResult::Interrupted => TIMED_OUT,
+        }
+    }
+}
+
+/// Waits at `addr` while it holds `expected` (a 4- or 8-byte value), until
+/// `deadline` (none: forever), polling `interrupted` every few
+/// milliseconds.
 ///
 /// `load` reads the current value; it is called with the queue lock held,
 /// so a `notify` cannot slip between the check and the parking.
-pub fn wait(addr: usize, load: impl Fn() -> u64, expected: u64, timeout_ns: i64) -> u32 {
+pub fn wait(addr: usize, load: impl Fn() -> u64, expected: u64, deadline: Option<Instant>, mut interrupted: impl FnMut() -> bool) -> WaitResult {
     let waiter = Arc::new(Waiter { woken: Mutex::new(false), cv: Condvar::new() });
     {
         let mut q = QUEUES.lock().unwrap_or_else(|e| e.into_inner());
         if load() != expected {
-            return NOT_EQUAL;
+            return WaitResult::NotEqual;
         }
         q.get_or_insert_with(HashMap::new).entry(addr).or_default().push_back(waiter.clone());
     }
-    let deadline = (timeout_ns >= 0).then(|| Instant::now() + Duration::from_nanos(timeout_ns as u64));
     let mut woken = waiter.woken.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
+    let ended = loop {
         if *woken {
-            return OK;
+            return WaitResult::Woken;
         }
-        match deadline {
-            None => woken = waiter.cv.wait(woken).unwrap_or_else(|e| e.into_inner()),
-            Some(d) => {
-                let now = Instant::now();
-                if now >= d {
-                    break;
-                }
-                woken = waiter.cv.wait_timeout(woken, d - now).unwrap_or_else(|e| e.into_inner()).0;
-            }
+        let now = Instant::now();
+        let slice = match deadline {
+            Some(d) if now >= d => break WaitResult::TimedOut,
+            Some(d) => (d - now).min(POLL_INTERVAL),
+            None => POLL_INTERVAL,
+        };
+        woken = waiter.cv.wait_timeout(woken, slice).unwrap_or_else(|e| e.into_inner()).0;
+        if !*woken && interrupted() {
+            break WaitResult::Interrupted;
         }
-    }
+    };
     drop(woken);
-    // Timed out: leave the queue, unless a notify got to us meanwhile.
+    // Leave the queue, unless a notify got to us meanwhile.
     let mut q = QUEUES.lock().unwrap_or_else(|e| e.into_inner());
     if *waiter.woken.lock().unwrap_or_else(|e| e.into_inner()) {
-        return OK;
+        return WaitResult::Woken;
     }
     if let Some(list) = q.as_mut().and_then(|m| m.get_mut(&addr)) {
         list.retain(|w| !Arc::ptr_eq(w, &waiter));
@@ -63,7 +91,7 @@ pub fn wait(addr: usize, load: impl Fn() -> u64, expected: u64, timeout_ns: i64)
             q.as_mut().map(|m| m.remove(&addr));
         }
     }
-    TIMED_OUT
+    ended
 }
 
 /// Wakes up to `count` threads waiting at `addr`; returns how many.

@@ -231,3 +231,28 @@ fn epoch_interruptions_preserve_live_values() {
     assert!(callbacks >= ITERATIONS as u32, "the epoch path ran only {callbacks} times");
     assert_eq!(plain, interrupted);
 }
+
+/// A thread parked forever in `memory.atomic.wait32` is still reached by
+/// its epoch deadline (the wait polls it), and traps.
+#[test]
+fn epoch_deadline_reaches_a_thread_blocked_in_atomic_wait() {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    let engine = Engine::new(&config).unwrap();
+    let module = Module::new(
+        &engine,
+        r#"(module (memory 1 1 shared)
+            (func (export "park") (result i32)
+                (memory.atomic.wait32 (i32.const 0) (i32.const 0) (i64.const -1))))"#,
+    )
+    .unwrap();
+    let mut store = Store::new(&engine, ());
+    store.set_epoch_deadline(1);
+    let instance = Instance::new(&mut store, &module, &[]).unwrap();
+    let park = instance.get_typed_func::<(), i32>(&mut store, "park").unwrap();
+    let _ticker = engine.start_epoch_ticker(Duration::from_millis(10));
+    let started = Instant::now();
+    let err = park.call(&mut store, ()).unwrap_err();
+    assert_eq!(err.downcast_ref::<Trap>().map(Trap::code), Some(TrapCode::Interrupt));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
