@@ -19,6 +19,9 @@ pub enum ControlFrame {
         original_stack_size: usize,
         /// Whether any branch targets the continuation.
         exit_is_branched_to: bool,
+        /// Whether every branch to the continuation so far was taken with
+        /// an interruption check behind it (see `FuncTranslator::checked`).
+        exit_checked: bool,
     },
     /// `loop`.
     Loop {
@@ -51,6 +54,12 @@ pub enum ControlFrame {
         head_is_reachable: bool,
         /// Whether an `else` was seen, and if so whether the then arm ended reachable.
         then_end_reachable: Option<bool>,
+        /// As for `Block`.
+        exit_checked: bool,
+        /// `checked` at the `if` (where the else arm starts).
+        head_checked: bool,
+        /// `checked` at the end of the then arm (meaningful once `else` was seen).
+        then_end_checked: bool,
     },
 }
 
@@ -88,11 +97,16 @@ impl ControlFrame {
         }
     }
 
-    fn mark_branched_to(&mut self) {
+    /// Records a branch to this frame, taken with `checked` as the current
+    /// interruption-check state.
+    fn mark_branched_to(&mut self, checked: bool) {
         match self {
-            ControlFrame::Block { exit_is_branched_to, .. } | ControlFrame::If { exit_is_branched_to, .. } => {
-                *exit_is_branched_to = true
+            ControlFrame::Block { exit_is_branched_to, exit_checked, .. }
+            | ControlFrame::If { exit_is_branched_to, exit_checked, .. } => {
+                *exit_is_branched_to = true;
+                *exit_checked &= checked;
             }
+            // A branch to a loop goes back to its header, which checks.
             ControlFrame::Loop { .. } => {}
         }
     }
@@ -131,6 +145,7 @@ impl FuncTranslator<'_, '_> {
             num_results: results.len(),
             original_stack_size: self.stack.len() - params.len(),
             exit_is_branched_to: false,
+            exit_checked: true,
         });
         Ok(())
     }
@@ -177,6 +192,9 @@ impl FuncTranslator<'_, '_> {
             exit_is_branched_to: false,
             head_is_reachable: true,
             then_end_reachable: None,
+            exit_checked: true,
+            head_checked: self.checked,
+            then_end_checked: true,
         });
         Ok(())
     }
@@ -184,12 +202,25 @@ impl FuncTranslator<'_, '_> {
     pub(crate) fn translate_else(&mut self) -> WasmResult<()> {
         let reachable = self.reachable;
         let frame = self.control.last_mut().expect("validated: else without if");
-        let ControlFrame::If { destination, else_block, params, num_results, original_stack_size, head_is_reachable, then_end_reachable, .. } = frame
+        let ControlFrame::If {
+            destination,
+            else_block,
+            params,
+            num_results,
+            original_stack_size,
+            head_is_reachable,
+            then_end_reachable,
+            head_checked,
+            then_end_checked,
+            ..
+        } = frame
         else {
             unreachable!("validated: else outside if");
         };
         let (destination, else_block, num_results, original) = (*destination, *else_block, *num_results, *original_stack_size);
         *then_end_reachable = Some(reachable);
+        *then_end_checked = !reachable || self.checked;
+        self.checked = *head_checked;
         let head = *head_is_reachable;
         let params = params.clone();
         if reachable {
@@ -215,6 +246,20 @@ impl FuncTranslator<'_, '_> {
         self.stack.truncate(frame.original_stack_size());
 
         let mut next_reachable = self.reachable;
+        // The check state after `end`: every way in (fallthrough, branches
+        // to the label, for `if` the other arm) must have checked.
+        let fallthrough_checked = !self.reachable || self.checked;
+        self.checked = match &frame {
+            ControlFrame::Block { exit_checked, .. } => fallthrough_checked && *exit_checked,
+            ControlFrame::Loop { .. } => fallthrough_checked,
+            ControlFrame::If { exit_checked, head_checked, then_end_checked, then_end_reachable, .. } => {
+                let other_arm = match then_end_reachable {
+                    Some(_) => *then_end_checked,
+                    None => *head_checked,
+                };
+                fallthrough_checked && *exit_checked && other_arm
+            }
+        };
         match &frame {
             ControlFrame::Block { exit_is_branched_to, .. } => next_reachable |= *exit_is_branched_to,
             ControlFrame::Loop { header, .. } => {
@@ -264,7 +309,7 @@ impl FuncTranslator<'_, '_> {
     pub(crate) fn translate_br(&mut self, depth: u32) {
         let i = self.control.len() - 1 - depth as usize;
         let (target, n) = self.control[i].branch_target();
-        self.control[i].mark_branched_to();
+        self.control[i].mark_branched_to(self.checked);
         let args = block_args(self.peekn(n));
         self.builder.ins().jump(target, &args);
         self.reachable = false;
@@ -274,7 +319,7 @@ impl FuncTranslator<'_, '_> {
         let cond = self.pop1();
         let i = self.control.len() - 1 - depth as usize;
         let (target, n) = self.control[i].branch_target();
-        self.control[i].mark_branched_to();
+        self.control[i].mark_branched_to(self.checked);
         let args = block_args(self.peekn(n));
         let next = self.builder.create_block();
         self.builder.ins().brif(cond, target, &args, next, &[]);
@@ -293,7 +338,7 @@ impl FuncTranslator<'_, '_> {
         let make_call = |this: &mut Self, depth: u32| {
             let i = this.control.len() - 1 - depth as usize;
             let (target, n) = this.control[i].branch_target();
-            this.control[i].mark_branched_to();
+            this.control[i].mark_branched_to(this.checked);
             let args = block_args(this.peekn(n));
             this.builder.func.dfg.block_call(target, &args)
         };

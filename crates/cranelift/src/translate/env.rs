@@ -221,7 +221,7 @@ impl FuncTranslator<'_, '_> {
         let n = ty.params().len();
         let args = self.popn(n);
         let mut all = Vec::with_capacity(n + 2);
-        self.interrupt_before_return();
+        self.interrupt_before_tail_call();
         if self.module.is_imported_func(func) {
             let off = self.offsets.imported_function(func) as i32;
             let code = self.builder.ins().load(types::I64, readonly(), self.vmctx, off + func_import::WASM_CALL as i32);
@@ -251,7 +251,7 @@ impl FuncTranslator<'_, '_> {
         all.push(self.vmctx);
         all.extend_from_slice(&args);
         let sig = self.wasm_sig_ref(type_index);
-        self.interrupt_before_return();
+        self.interrupt_before_tail_call();
         self.builder.ins().return_call_indirect(sig, code, &all);
         self.reachable = false;
     }

@@ -33,16 +33,33 @@ impl FuncTranslator<'_, '_> {
         self.builder.ins().load(types::I64, super::env::readonly(), self.vmctx, vmctx_header::STORE_CONTEXT as i32)
     }
 
-    /// Sets up the fuel and epoch variables and runs the entry checks.
+    /// Sets up the fuel variable. No check happens at entry: see
+    /// `check_before_call`.
     pub(crate) fn interrupt_prologue(&mut self) {
         if self.tunables.consume_fuel {
             let var = self.builder.declare_var(types::I64);
             self.fuel_var = Some(var);
             self.fuel_reload();
-            self.fuel_check();
         }
-        if self.tunables.epoch_interruption {
+        self.checked = false;
+    }
+
+    /// Where checks go. Execution can only run unboundedly long through
+    /// loops or calls, so a check at every loop header plus one before a
+    /// function's first call bounds the work between two checks by the
+    /// code's size. Checks are placed lazily: `checked` says whether, on
+    /// every path from the function's entry to the current point, a check
+    /// has already run (the translator maintains it through branches and
+    /// merges, see `control.rs`); a call made while it is false gets a
+    /// check right before it. A function that makes no call before its
+    /// first loop (fib's recursion sits inside a loop after clang) or makes
+    /// no call at all pays no entry check, where checking at every entry
+    /// paid twice.
+    fn check_before_call(&mut self) {
+        if !self.checked {
+            self.fuel_check();
             self.epoch_check();
+            self.checked = true;
         }
     }
 
@@ -176,11 +193,21 @@ impl FuncTranslator<'_, '_> {
     pub(crate) fn interrupt_loop_header(&mut self) {
         self.fuel_check();
         self.epoch_check();
+        self.checked = true;
     }
 
     /// Before a call to wasm or the host: publish the fuel count.
     pub(crate) fn interrupt_before_call(&mut self) {
         self.fuel_flush();
+        self.check_before_call();
+        self.fuel_save();
+    }
+
+    /// Before a tail call: like a call (the callee runs in our place) and a
+    /// return (the fuel count is published for good).
+    pub(crate) fn interrupt_before_tail_call(&mut self) {
+        self.fuel_flush();
+        self.check_before_call();
         self.fuel_save();
     }
 

@@ -76,6 +76,9 @@ pub struct FuncTranslator<'a, 'f> {
     pub(crate) fuel_pending: i64,
     /// Alias regions of this function's memory accesses.
     pub(crate) regions: Regions,
+    /// Whether a fuel/epoch check has run on every path from the entry to
+    /// the current point (see `interrupt.rs`).
+    pub(crate) checked: bool,
 }
 
 /// Disjoint alias regions for Cranelift's alias analysis (redundant-load
@@ -138,6 +141,7 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             fuel_var: None,
             fuel_pending: 0,
             regions,
+            checked: false,
         }
     }
 
@@ -208,6 +212,7 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             num_results: ty.results().len(),
             original_stack_size: 0,
             exit_is_branched_to: false,
+            exit_checked: true,
         });
 
         // Source locations are relative to the start of the body, so that
