@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p kiln-benches --bin instantiate-bench -- \
-//!     [--large FILE.wasm] [--wasmtime RUNNER] [--iters N]
+//!     [--large FILE.wasm [--only-large]] [--wasmtime RUNNER] [--iters N]
 //! ```
 //!
 //! Measures µs per instance (new `Store` + `InstancePre::instantiate`,
@@ -53,18 +53,23 @@ fn main() -> anyhow::Result<()> {
     let mut large = None;
     let mut runner = None;
     let mut iters: u64 = 2000;
+    let mut only_large = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--large" => large = args.next(),
             "--wasmtime" => runner = args.next(),
             "--iters" => iters = args.next().and_then(|s| s.parse().ok()).unwrap_or(iters),
+            "--only-large" => only_large = true,
             other => anyhow::bail!("unknown argument {other} (see the source header for usage)"),
         }
     }
     let a_path = std::env::temp_dir().join("kiln-instantiate-module-a.wasm");
     std::fs::write(&a_path, module_a())?;
     let mut modules = vec![("(a) 30k funcs, 7.5k table, 1 MiB data".to_string(), a_path.display().to_string())];
+    if only_large {
+        modules.clear();
+    }
     if let Some(l) = large {
         let name = std::path::Path::new(&l).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         modules.push((format!("(b) {name}"), l));

@@ -30,7 +30,7 @@ impl Instance {
     /// failure to create a memory or table; a [`Trap`] from an element or
     /// data segment that does not fit, or from the start function.
     pub fn new<T: 'static>(mut store: impl AsContextMut<Data = T>, module: &Module, imports: &[Extern]) -> Result<Instance> {
-        instantiate(store.as_context_mut().0, module, imports)
+        instantiate(store.as_context_mut().0, module, imports, &[])
     }
 
     /// The export `name`, if any.
@@ -200,7 +200,14 @@ fn stored_of(ext: &Extern) -> Stored {
     }
 }
 
-pub(crate) fn instantiate<T: 'static>(store: &mut StoreInner<T>, module: &Module, imports: &[Extern]) -> Result<Instance> {
+/// Instantiates `module` with `imports`. `prechecked[i]` says that import
+/// `i` was already type-checked (host functions of an `InstancePre`).
+pub(crate) fn instantiate<T: 'static>(
+    store: &mut StoreInner<T>,
+    module: &Module,
+    imports: &[Extern],
+    prechecked: &[bool],
+) -> Result<Instance> {
     check_limits(store, module)?;
     let opaque = &mut store.opaque;
     if !crate::Engine::same(module.engine(), &opaque.engine) {
@@ -211,13 +218,16 @@ pub(crate) fn instantiate<T: 'static>(store: &mut StoreInner<T>, module: &Module
         bail!("expected {} imports, found {}", info.imports.len(), imports.len());
     }
     let mut vm_imports = Imports::default();
-    let mut func_ids = std::collections::HashMap::new();
+    let mut func_ids = crate::fast_hash::FastHashMap::default();
+    func_ids.reserve(info.num_imported_funcs as usize);
     let (mut mem_ids, mut table_ids, mut global_ids) = (Vec::new(), Vec::new(), Vec::new());
-    for (imp, ext) in info.imports.iter().zip(imports) {
+    for (i, (imp, ext)) in info.imports.iter().zip(imports).enumerate() {
         if !matches!(ext, Extern::SharedMemory(_)) && stored_of(ext).store != opaque.id {
             bail!("import `{}::{}` belongs to another store", imp.module, imp.field);
         }
-        check_import(opaque, info, &imp.ty, ext).with_context(|| format!("import `{}::{}`", imp.module, imp.field))?;
+        if !prechecked.get(i).copied().unwrap_or(false) {
+            check_import(opaque, info, &imp.ty, ext).with_context(|| format!("import `{}::{}`", imp.module, imp.field))?;
+        }
         match ext {
             Extern::Func(f) => {
                 func_ids.insert(vm_imports.funcs.len() as u32, f.0.index);

@@ -193,7 +193,8 @@ impl<T: 'static> Linker<T> {
                 );
             }
         }
-        Ok(InstancePre { module: module.clone(), defs })
+        let prechecked = defs.iter().map(|d| matches!(d, Definition::HostFunc(_))).collect();
+        Ok(InstancePre { module: module.clone(), defs, prechecked })
     }
 
     /// Instantiates `module`, resolving each import by name.
@@ -205,7 +206,7 @@ impl<T: 'static> Linker<T> {
         let store = store.as_context_mut().0;
         let defs = self.resolve(module)?;
         let imports = defs.into_iter().map(|d| self.materialize(store, d)).collect::<Result<Vec<_>>>()?;
-        crate::instance::instantiate(store, module, &imports)
+        crate::instance::instantiate(store, module, &imports, &[])
     }
 
     /// Instantiates `module` and defines its exports under `name`.
@@ -244,11 +245,13 @@ fn materialize<T: 'static>(store: &mut StoreInner<T>, def: &Definition<T>) -> Re
 pub struct InstancePre<T> {
     module: Module,
     defs: Vec<Definition<T>>,
+    /// Per import: a host function whose type was checked when this was made.
+    prechecked: Vec<bool>,
 }
 
 impl<T> Clone for InstancePre<T> {
     fn clone(&self) -> Self {
-        InstancePre { module: self.module.clone(), defs: self.defs.clone() }
+        InstancePre { module: self.module.clone(), defs: self.defs.clone(), prechecked: self.prechecked.clone() }
     }
 }
 
@@ -267,7 +270,16 @@ impl<T: 'static> InstancePre<T> {
     /// instance exports) must belong to `store`.
     pub fn instantiate(&self, mut store: impl AsContextMut<Data = T>) -> Result<Instance> {
         let store = store.as_context_mut().0;
+        // Room for this module's host functions up front, so the store's
+        // tables grow once rather than doubling their way up.
+        let host = self.prechecked.iter().filter(|c| **c).count();
+        let s = &mut store.opaque;
+        s.funcs.reserve(host);
+        s.host_funcs.reserve(host);
+        s.funcs_by_ref.reserve(host);
+        s.linker_funcs.reserve(host);
+        s.keep_alive.reserve(host);
         let imports = self.defs.iter().map(|d| materialize(store, d)).collect::<Result<Vec<_>>>()?;
-        crate::instance::instantiate(store, &self.module, &imports)
+        crate::instance::instantiate(store, &self.module, &imports, &self.prechecked)
     }
 }

@@ -15,7 +15,7 @@ use crate::vm::store_hooks::{HookError, VMStore};
 use crate::vm::vmcontext::VMStoreContext;
 use kiln_environ as env;
 use std::any::Any;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,7 +77,7 @@ pub(crate) struct InstanceData {
     pub(crate) handle: Box<VmInstance>,
     pub(crate) module: Module,
     /// Store function index of module functions, created on demand.
-    pub(crate) funcs: HashMap<u32, usize>,
+    pub(crate) funcs: crate::fast_hash::FastHashMap<u32, usize>,
     pub(crate) memories: Vec<usize>,
     pub(crate) tables: Vec<usize>,
     pub(crate) globals: Vec<usize>,
@@ -125,8 +125,8 @@ pub struct StoreOpaque {
     pub(crate) globals: Vec<GlobalEntry>,
     pub(crate) funcs: Vec<FuncEntry>,
     pub(crate) host_funcs: Vec<Box<dyn Any + Send + Sync>>,
-    pub(crate) funcs_by_ref: HashMap<usize, usize>,
-    pub(crate) linker_funcs: HashMap<usize, usize>,
+    pub(crate) funcs_by_ref: crate::fast_hash::FastHashMap<usize, usize>,
+    pub(crate) linker_funcs: crate::fast_hash::FastHashMap<usize, usize>,
     /// Linker definitions whose addresses key `linker_funcs`.
     pub(crate) keep_alive: Vec<Arc<dyn Any + Send + Sync>>,
     pub(crate) externrefs: ExternRefRoots,
@@ -154,8 +154,8 @@ impl<T: 'static> Store<T> {
                 globals: Vec::new(),
                 funcs: Vec::new(),
                 host_funcs: Vec::new(),
-                funcs_by_ref: HashMap::new(),
-                linker_funcs: HashMap::new(),
+                funcs_by_ref: Default::default(),
+                linker_funcs: Default::default(),
                 keep_alive: Vec::new(),
                 externrefs: ExternRefRoots::default(),
             },

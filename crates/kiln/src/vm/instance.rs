@@ -396,21 +396,14 @@ impl Instance {
 
     /// Evaluates a constant expression in this instance.
     pub fn eval_const(&mut self, expr: &ConstExpr) -> ValRaw {
-        let mut stack: Vec<ValRaw> = Vec::with_capacity(2);
+        // Nearly every initializer is one constant (or `global.get`):
+        // no operand stack, so no allocation per global per instance.
+        if let [op] = expr.ops.as_slice() {
+            return self.eval_const_op(op);
+        }
+        let mut stack: Vec<ValRaw> = Vec::with_capacity(4);
         for op in &expr.ops {
             let v = match *op {
-                ConstOp::I32Const(v) => ValRaw::i32(v),
-                ConstOp::I64Const(v) => ValRaw::i64(v),
-                ConstOp::F32Const(b) => ValRaw::f32(b),
-                ConstOp::F64Const(b) => ValRaw::f64(b),
-                ConstOp::V128Const(b) => ValRaw::u128(b),
-                ConstOp::RefNull => ValRaw::ptr(0),
-                ConstOp::RefFunc(f) => ValRaw::ptr(self.func_ref(f) as usize),
-                ConstOp::GlobalGet(g) => {
-                    // SAFETY: global storage is valid and 16 bytes long.
-                    let bytes = unsafe { self.global_ptr(g).as_ref().bytes };
-                    ValRaw::u128(u128::from_le_bytes(bytes))
-                }
                 ConstOp::I32Add | ConstOp::I32Sub | ConstOp::I32Mul => {
                     let b = stack.pop().map(|v| v.get_i32()).unwrap_or(0);
                     let a = stack.pop().map(|v| v.get_i32()).unwrap_or(0);
@@ -429,10 +422,32 @@ impl Instance {
                         _ => a.wrapping_mul(b),
                     })
                 }
+                ref leaf => self.eval_const_op(leaf),
             };
             stack.push(v);
         }
         stack.pop().unwrap_or_default()
+    }
+
+    /// The value of one constant-expression operator that takes no operands
+    /// (arithmetic gets zeros, which validation rules out).
+    fn eval_const_op(&mut self, op: &ConstOp) -> ValRaw {
+        match *op {
+            ConstOp::I32Const(v) => ValRaw::i32(v),
+            ConstOp::I64Const(v) => ValRaw::i64(v),
+            ConstOp::F32Const(b) => ValRaw::f32(b),
+            ConstOp::F64Const(b) => ValRaw::f64(b),
+            ConstOp::V128Const(b) => ValRaw::u128(b),
+            ConstOp::RefNull => ValRaw::ptr(0),
+            ConstOp::RefFunc(f) => ValRaw::ptr(self.func_ref(f) as usize),
+            ConstOp::GlobalGet(g) => {
+                // SAFETY: global storage is valid and 16 bytes long.
+                let bytes = unsafe { self.global_ptr(g).as_ref().bytes };
+                ValRaw::u128(u128::from_le_bytes(bytes))
+            }
+            ConstOp::I32Add | ConstOp::I32Sub | ConstOp::I32Mul => ValRaw::i32(0),
+            ConstOp::I64Add | ConstOp::I64Sub | ConstOp::I64Mul => ValRaw::i64(0),
+        }
     }
 
     /// Runs the instantiation-time initializers: defined globals, table
