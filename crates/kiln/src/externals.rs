@@ -196,6 +196,7 @@ impl Memory {
         let m = vm::memory::Memory::new(ty.0, engine.tunables(), None, Some(&engine.inner.allocator), None)?;
         let idx = store.memories.len();
         store.memories.push(MemoryEntry::Host(Box::new(m)));
+        store.contents_exposed = true;
         Ok(Memory(store.stored(idx)))
     }
 
@@ -338,6 +339,7 @@ impl Table {
         let t = vm::table::Table::new(ty.0, raw, None, &engine.inner.allocator, None).map_err(|e| anyhow::anyhow!("{e}"))?;
         let idx = store.tables.len();
         store.tables.push(TableEntry::Host(Box::new(t)));
+        store.contents_exposed = true;
         Ok(Table(store.stored(idx)))
     }
 

@@ -134,6 +134,7 @@ impl Func {
         match entry.kind {
             FuncKind::Wasm { trampoline } => {
                 let func_ref = entry.func_ref;
+                store.opaque.contents_exposed = true;
                 let max = store.opaque.max_wasm_stack();
                 let ctx = store.opaque.vm_ptr();
                 let r = vm::invoke_wasm(ctx, max, trampoline as *const u8, func_ref as *const _, values);

@@ -108,9 +108,15 @@ fn export_item(store: &mut StoreOpaque, instance: usize, index: EntityIndex) -> 
         EntityIndex::Function(f) => Extern::Func(store.instance_func(instance, f)?),
         EntityIndex::Memory(m) => match store.instances[instance].handle.shared_memory(m) {
             Some(mem) => Extern::SharedMemory(SharedMemory { mem, engine: store.engine.clone() }),
-            None => Extern::Memory(Memory(store.stored(store.instances[instance].memories[m as usize]))),
+            None => {
+                store.contents_exposed = true;
+                Extern::Memory(Memory(store.stored(store.instances[instance].memories[m as usize])))
+            }
         },
-        EntityIndex::Table(t) => Extern::Table(Table(store.stored(store.instances[instance].tables[t as usize]))),
+        EntityIndex::Table(t) => {
+            store.contents_exposed = true;
+            Extern::Table(Table(store.stored(store.instances[instance].tables[t as usize])))
+        }
         EntityIndex::Global(g) => Extern::Global(Global(store.stored(store.instances[instance].globals[g as usize]))),
     })
 }
@@ -285,7 +291,9 @@ pub(crate) fn instantiate<T: 'static>(
         globals: global_ids,
     });
 
-    match opaque.instances[id].handle.initialize() {
+    let init = opaque.instances[id].handle.initialize();
+    opaque.contents_exposed |= opaque.instances[id].handle.wrote_contents();
+    match init {
         Ok(()) => {}
         Err(InstantiationError::Trap(code)) => return Err(Trap::new(code).into()),
         Err(e) => bail!("{e}"),

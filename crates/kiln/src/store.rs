@@ -130,6 +130,22 @@ pub struct StoreOpaque {
     /// Linker definitions whose addresses key `linker_funcs`.
     pub(crate) keep_alive: Vec<Arc<dyn Any + Send + Sync>>,
     pub(crate) externrefs: ExternRefRoots,
+    /// Whether the contents of this store's memories and tables may differ
+    /// from what instantiation mapped in: wasm ran, the host got a
+    /// `Memory` or `Table` handle, or an instance wrote segments eagerly.
+    /// While false, dropping the store returns their regions to the
+    /// allocator without resetting them (see `forget_unwritten_contents`).
+    pub(crate) contents_exposed: bool,
+}
+
+impl Drop for StoreOpaque {
+    fn drop(&mut self) {
+        if !self.contents_exposed {
+            for inst in &mut self.instances {
+                inst.handle.forget_unwritten_contents();
+            }
+        }
+    }
 }
 
 /// Strong references to every externref that has been handed to wasm.
@@ -158,6 +174,7 @@ impl<T: 'static> Store<T> {
                 linker_funcs: Default::default(),
                 keep_alive: Vec::new(),
                 externrefs: ExternRefRoots::default(),
+                contents_exposed: false,
             },
             data,
             limiter: None,

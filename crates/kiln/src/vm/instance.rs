@@ -125,6 +125,10 @@ pub struct Instance {
     owned_tables: Vec<Box<Table>>,
     dropped_data: Vec<bool>,
     dropped_elems: Vec<bool>,
+    /// Whether `initialize` wrote into a memory or table (eager segments,
+    /// table initial values), as opposed to leaving everything to memory
+    /// images and lazy tables.
+    wrote_contents: bool,
 }
 
 // SAFETY: all raw pointers point into allocations owned by this instance or
@@ -222,6 +226,7 @@ impl Instance {
             owned_tables: Vec::new(),
             dropped_data: vec![false; info.data.len()],
             dropped_elems: vec![false; info.elements.len()],
+            wrote_contents: false,
             module: module.clone(),
         });
         let inst_ptr: *mut Instance = &mut *inst;
@@ -472,6 +477,7 @@ impl Instance {
         }
         for (d, init) in info.table_inits.iter().enumerate() {
             if let TableInit::Expr(e) = init {
+                self.wrote_contents = true;
                 let v = self.eval_const(e).get_ptr();
                 let t = self.table_mut(info.num_imported_tables + d as u32);
                 let n = t.size();
@@ -493,6 +499,7 @@ impl Instance {
                 // Folded into a lazily initialized table.
                 SegmentMode::Active { .. } if self.dropped_elems[i] => {}
                 SegmentMode::Active { index, offset } => {
+                    self.wrote_contents = true;
                     let dst = self.eval_const(offset).get_u128() as u64;
                     let dst = if info.tables[*index as usize].table64 { dst } else { dst as u32 as u64 };
                     let len = seg.items.len() as u64;
@@ -509,6 +516,7 @@ impl Instance {
                 continue;
             }
             if let SegmentMode::Active { index, offset } = &seg.mode {
+                self.wrote_contents = true;
                 let dst = self.eval_const(offset).get_u128() as u64;
                 let dst = if info.memories[*index as usize].memory64 { dst } else { dst as u32 as u64 };
                 self.memory_init(*index, i as u32, dst, 0, seg.bytes.len() as u64).map_err(InstantiationError::Trap)?;
@@ -516,6 +524,32 @@ impl Instance {
             }
         }
         Ok(())
+    }
+
+    /// Whether `initialize` wrote into any memory or table, its own or
+    /// imported (set before the first write, so also after a failure).
+    pub fn wrote_contents(&self) -> bool {
+        self.wrote_contents
+    }
+
+    /// Lets this instance's own memories and tables go back to their pools
+    /// without a reset, which saves the `madvise` calls, and with them the
+    /// TLB shootdowns that serialize concurrent resets across threads.
+    ///
+    /// Right only when their contents are still what a reset would give
+    /// back: the store must know that no wasm ran and that no host handle
+    /// to any of its memories or tables was ever made, and no instance of
+    /// the store wrote contents while initializing (`wrote_contents`).
+    /// Anything else that touched them would have gone through one of
+    /// those; a memory image mapped at instantiation is not a write, and a
+    /// lazy table reads as uninitialized until someone looks.
+    pub fn forget_unwritten_contents(&mut self) {
+        for m in &mut self.owned_memories {
+            m.forget_writes();
+        }
+        for t in &mut self.owned_tables {
+            t.forget_writes();
+        }
     }
 
     fn check_segments_fit(&mut self) -> Result<(), InstantiationError> {

@@ -266,6 +266,16 @@ impl Memory {
     }
 }
 
+impl Memory {
+    /// Releases this memory's region without a reset when dropped (see
+    /// `Instance::forget_unwritten_contents` for when that is right).
+    pub(crate) fn forget_writes(&mut self) {
+        if let Some(r) = self.region.get_mut().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            r.forget_writes();
+        }
+    }
+}
+
 impl Drop for Memory {
     fn drop(&mut self) {
         let region = self.region.get_mut().unwrap_or_else(|e| e.into_inner()).take();

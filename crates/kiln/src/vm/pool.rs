@@ -134,6 +134,13 @@ impl Region {
         Ok(())
     }
 
+    /// Forgets what `mark_dirty`/`set_accessible` recorded, so the next
+    /// release resets nothing: for a region its user never wrote (see
+    /// `Instance::forget_unwritten_contents`).
+    pub fn forget_writes(&mut self) {
+        self.dirty = 0;
+    }
+
     /// Notes that the first `bytes` may now hold data.
     pub fn mark_dirty(&mut self, bytes: usize) {
         self.dirty = self.dirty.max(bytes.min(self.len));

@@ -37,6 +37,9 @@ pub struct Table {
     lazy: Option<LazyInit>,
     def: NonNull<VMTableDefinition>,
     _own_def: Option<Box<VMTableDefinition>>,
+    /// Whether dropping resets the elements in use (false only after
+    /// `forget_writes`).
+    reset_on_drop: bool,
 }
 
 impl std::fmt::Debug for Table {
@@ -89,7 +92,7 @@ impl Table {
         if lazy.is_none() {
             region.mark_dirty(min * 8);
         }
-        let mut t = Table { region: Some(region), pool: Some(pool), base, len: min, ty, max, lazy, def, _own_def: own };
+        let mut t = Table { region: Some(region), pool: Some(pool), base, len: min, ty, max, lazy, def, _own_def: own, reset_on_drop: true };
         if t.lazy.is_none() {
             let fill = Self::encode(ty, init);
             t.elements_mut().fill(fill);
@@ -232,10 +235,28 @@ impl Table {
     }
 }
 
+impl Table {
+    /// Releases this table's region without a reset when dropped (see
+    /// `Instance::forget_unwritten_contents` for when that is right).
+    /// Only lazily initialized tables qualify: an eager one was filled at
+    /// creation.
+    pub(crate) fn forget_writes(&mut self) {
+        if self.lazy.is_none() {
+            return;
+        }
+        self.reset_on_drop = false;
+        if let Some(r) = self.region.as_mut() {
+            r.forget_writes();
+        }
+    }
+}
+
 impl Drop for Table {
     fn drop(&mut self) {
         if let (Some(mut region), Some(pool)) = (self.region.take(), self.pool.take()) {
-            region.mark_dirty(self.len * 8);
+            if self.reset_on_drop {
+                region.mark_dirty(self.len * 8);
+            }
             pool.release(region);
         }
     }

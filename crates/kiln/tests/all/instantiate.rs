@@ -4,7 +4,7 @@ use kiln::*;
 
 const WAT: &str = r#"(module
     (memory (export "m") 1 4)
-    (table $t 4 funcref)
+    (table $t (export "t") 4 funcref)
     (func $a (result i32) i32.const 11)
     (func $b (result i32) i32.const 22)
     (elem (i32.const 1) $a $b)
@@ -53,6 +53,41 @@ fn reused_slots_start_fresh_in_both_allocators() {
     for engine in [Engine::default(), pooling(2)] {
         let module = Module::new(&engine, WAT).unwrap();
         for _ in 0..50 {
+            use_once(&engine, &module);
+        }
+    }
+}
+
+/// Stores that are dropped without running anything give their slots back
+/// without a reset; stores whose host wrote through `Memory`/`Table`
+/// handles must not: the next user of the slots still starts fresh.
+#[test]
+fn slots_start_fresh_after_untouched_and_host_written_instances() {
+    for engine in [Engine::default(), pooling(1)] {
+        let module = Module::new(&engine, WAT).unwrap();
+        for _ in 0..20 {
+            {
+                let mut store = Store::new(&engine, ());
+                Instance::new(&mut store, &module, &[]).unwrap();
+            }
+            {
+                let mut store = Store::new(&engine, ());
+                let i = Instance::new(&mut store, &module, &[]).unwrap();
+                let m = i.get_memory(&mut store, "m").unwrap();
+                m.data_mut(&mut store)[100] = b'Z';
+                m.data_mut(&mut store)[6000] = 1;
+                let t = i.get_table(&mut store, "t").unwrap();
+                t.set(&mut store, 1, Val::FuncRef(None)).unwrap();
+                t.set(&mut store, 3, Val::FuncRef(None)).unwrap();
+            }
+            {
+                // Only reads a table element through the host: lazy
+                // initialization writes the computed reference.
+                let mut store = Store::new(&engine, ());
+                let i = Instance::new(&mut store, &module, &[]).unwrap();
+                let t = i.get_table(&mut store, "t").unwrap();
+                assert!(matches!(t.get(&mut store, 2), Some(Val::FuncRef(Some(_)))));
+            }
             use_once(&engine, &module);
         }
     }
