@@ -89,12 +89,17 @@ impl CraneliftCompiler {
     }
 
     /// Runs Cranelift on `func` and converts the result.
-    fn finish(&self, func: ir::Function, context: &mut Context) -> WasmResult<CompiledFunction> {
+    /// `own_index` is the wasm function's index (None for trampolines):
+    /// its self-calls may be inlined (see `inline.rs`).
+    fn finish(&self, func: ir::Function, own_index: Option<u32>, context: &mut Context) -> WasmResult<CompiledFunction> {
         context.clear();
         context.func = func;
         let dump = std::env::var_os("KILN_DUMP_CLIF");
         if let Some(dir) = &dump {
             dump_clif(dir, &context.func, "input");
+        }
+        if let Some(index) = own_index {
+            crate::inline::inline_self_calls(context, index).map_err(WasmError::Codegen)?;
         }
         let mut ctrl = ControlPlane::default();
         context
@@ -182,7 +187,7 @@ impl Compiler for CraneliftCompiler {
                 fctx,
             );
             match clif {
-                Ok(clif) => self.finish(clif, ctx),
+                Ok(clif) => self.finish(clif, Some(func), ctx),
                 Err(e) => {
                     // A body that failed validation leaves the builder
                     // context mid-function; start the next one afresh.
@@ -196,14 +201,14 @@ impl Compiler for CraneliftCompiler {
     fn compile_array_to_wasm_trampoline(&self, ty: &FuncType) -> WasmResult<CompiledFunction> {
         Self::with_contexts(|ctx, fctx| {
             let clif = crate::trampolines::array_to_wasm(&*self.isa, ty, fctx);
-            self.finish(clif, ctx)
+            self.finish(clif, None, ctx)
         })
     }
 
     fn compile_wasm_to_array_trampoline(&self, ty: &FuncType) -> WasmResult<CompiledFunction> {
         Self::with_contexts(|ctx, fctx| {
             let clif = crate::trampolines::wasm_to_array(&*self.isa, ty, fctx);
-            self.finish(clif, ctx)
+            self.finish(clif, None, ctx)
         })
     }
 

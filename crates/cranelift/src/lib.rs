@@ -9,6 +9,7 @@
 mod abi;
 mod builtins;
 mod compiler;
+mod inline;
 mod trampolines;
 mod translate;
 mod trap_codes;

@@ -31,6 +31,38 @@ fn unreachable_with_named_backtrace() {
     assert!(text.contains("unreachable") && text.contains("m!inner"), "{text}");
 }
 
+/// Self-recursive functions get their own body spliced into their
+/// self-calls: results, traps and backtraces stay right (a trap in the
+/// spliced copy is reported at the call it replaced, in the same function).
+#[test]
+fn self_recursion_inlined_keeps_results_traps_and_backtraces() {
+    let wat = r#"(module $m
+        (func $fib (export "fib") (param i32) (result i32)
+            local.get 0 i32.const 2 i32.lt_u
+            if (result i32) local.get 0
+            else
+                local.get 0 i32.const 1 i32.sub call $fib
+                local.get 0 i32.const 2 i32.sub call $fib
+                i32.add
+            end)
+        (func $down (export "down") (param i32) (result i32)
+            local.get 0 i32.eqz if unreachable end
+            local.get 0 i32.const 1 i32.sub call $down))"#;
+    let engine = Engine::default();
+    let module = Module::new(&engine, wat).unwrap();
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[]).unwrap();
+    let fib = i.get_typed_func::<i32, i32>(&mut store, "fib").unwrap();
+    assert_eq!(fib.call(&mut store, 20).unwrap(), 6765);
+    for depth in [0, 1, 2, 5] {
+        let t = trap_of(wat, "down", &[Val::I32(depth)]);
+        assert_eq!(t.code(), TrapCode::UnreachableCodeReached);
+        let frames = t.backtrace().frames();
+        assert!(!frames.is_empty() && frames.len() <= depth as usize + 1, "{depth}: {} frames", frames.len());
+        assert!(frames.iter().all(|f| f.func_name() == Some("down") && f.module_offset().is_some()));
+    }
+}
+
 #[test]
 fn integer_traps() {
     let wat = r#"(module
