@@ -49,7 +49,8 @@ pub mod vmctx_header {
 pub mod store_context {
     /// `i64`: fuel consumed so far, counting up towards zero (negative means fuel left).
     pub const FUEL_CONSUMED: u32 = 0;
-    /// `u64`: epoch value at which execution is interrupted.
+    /// `u64`: epoch value at which execution is interrupted (runtime-only:
+    /// compiled code checks `EPOCH_INTERRUPT`).
     pub const EPOCH_DEADLINE: u32 = 8;
     /// `usize`: lowest stack pointer wasm may use; function prologues compare against it.
     pub const STACK_LIMIT: u32 = 16;
@@ -59,9 +60,10 @@ pub mod store_context {
     pub const LAST_WASM_EXIT_PC: u32 = 32;
     /// `usize`: frame pointer of the entry trampoline of the innermost host-to-wasm call.
     pub const LAST_WASM_ENTRY_FP: u32 = 40;
-    /// `*const u64`: the engine's epoch counter (the same address as the
-    /// VMContext header's, reachable from the pinned store-context register).
-    pub const EPOCH_COUNTER: u32 = 48;
+    /// `u64`: non-zero when the engine's epoch may have reached
+    /// `EPOCH_DEADLINE`; raised by whoever advances the epoch, and the whole
+    /// of compiled code's epoch check (one load off the pinned register).
+    pub const EPOCH_INTERRUPT: u32 = 48;
     /// Size of the structure.
     pub const SIZE: u32 = 56;
 }

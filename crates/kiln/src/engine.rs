@@ -7,7 +7,6 @@ use anyhow::{Context, Result};
 use kiln_cranelift::{CompilerOptions, CraneliftCompiler};
 use kiln_environ::{CompiledModuleInfo, Compiler, FuncType, Tunables};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// A compilation and runtime environment: the compiler, the configuration,
@@ -29,7 +28,7 @@ pub(crate) struct EngineInner {
     pub(crate) compiler: CraneliftCompiler,
     pub(crate) types: TypeRegistry,
     host_trampolines: Mutex<HashMap<u32, Box<ModuleCode>>>,
-    pub(crate) epoch: AtomicU64,
+    pub(crate) epoch: crate::vm::epoch::Epoch,
     /// Cache-key salt: Kiln version, compiler fingerprint, tunables.
     pub(crate) salt: kiln_environ::CacheKey,
     /// Where instances, memories and tables get their memory.
@@ -103,7 +102,7 @@ impl Engine {
                 compiler,
                 types: TypeRegistry::default(),
                 host_trampolines: Mutex::new(HashMap::new()),
-                epoch: AtomicU64::new(0),
+                epoch: Default::default(),
                 salt,
                 allocator,
             }),
@@ -121,9 +120,10 @@ impl Engine {
     }
 
     /// Advances the engine's epoch counter by one (for epoch-based
-    /// interruption). Signal-safe: a single atomic add.
+    /// interruption) and flags the stores whose deadline it reached. Never
+    /// blocks, so it may be called from a signal handler.
     pub fn increment_epoch(&self) {
-        self.inner.epoch.fetch_add(1, Ordering::Relaxed);
+        self.inner.epoch.increment();
     }
 
     pub(crate) fn tunables(&self) -> &Tunables {
@@ -132,7 +132,7 @@ impl Engine {
 
     /// The engine's current epoch.
     pub fn current_epoch(&self) -> u64 {
-        self.inner.epoch.load(Ordering::Relaxed)
+        self.inner.epoch.current()
     }
 
     /// Starts a thread that calls [`Engine::increment_epoch`] every

@@ -264,7 +264,7 @@ pub(crate) fn instantiate<T: 'static>(
     }
 
     let id = opaque.instances.len();
-    let epoch = &opaque.engine.inner.epoch as *const _;
+    let epoch = opaque.engine.inner.epoch.counter() as *const _;
     let engine = opaque.engine.clone();
     let handle = vm::instance::Instance::new(id, module.runtime().clone(), &engine.inner.allocator, opaque.vm_ptr(), epoch, &vm_imports)
         .map_err(|e| anyhow!("{e}"))?;

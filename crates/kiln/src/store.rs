@@ -140,6 +140,9 @@ pub struct StoreOpaque {
 
 impl Drop for StoreOpaque {
     fn drop(&mut self) {
+        if self.engine.tunables().epoch_interruption {
+            self.engine.inner.epoch.unregister(NonNull::from(&*self.vm));
+        }
         if !self.contents_exposed {
             for inst in &mut self.instances {
                 inst.handle.forget_unwritten_contents();
@@ -182,7 +185,10 @@ impl<T: 'static> Store<T> {
         });
         let p: *mut StoreInner<T> = &mut *inner;
         inner.opaque.vm.store = p.cast();
-        inner.opaque.vm.epoch_counter = engine.inner.epoch.as_ptr().cast_const();
+        inner.opaque.vm.epoch_counter = engine.inner.epoch.counter();
+        if engine.tunables().epoch_interruption {
+            engine.inner.epoch.register(NonNull::from(&*inner.opaque.vm));
+        }
         let hooks: &mut dyn VMStore = &mut *inner;
         inner.opaque.vm.hooks = Some(NonNull::from(hooks));
         Store { inner }
@@ -308,6 +314,14 @@ impl<T: 'static> VMStore for StoreInner<T> {
     }
 
     fn new_epoch(&mut self) -> Result<u64, HookError> {
+        let epoch = self.opaque.engine.inner.epoch.counter();
+        let deadline = self.opaque.vm.epoch_deadline.load(std::sync::atomic::Ordering::SeqCst);
+        if !crate::vm::epoch::deadline_reached(&self.opaque.vm, epoch) {
+            // A stale flag (the deadline moved since it was raised): clear
+            // it, re-raising it if the deadline is reached meanwhile.
+            crate::vm::epoch::set_deadline(&self.opaque.vm, epoch, deadline);
+            return Ok(deadline);
+        }
         let Some(mut cb) = self.epoch_callback.take() else {
             return Err(HookError::Trap(crate::TrapCode::Interrupt));
         };
@@ -316,7 +330,7 @@ impl<T: 'static> VMStore for StoreInner<T> {
         match r {
             Ok(UpdateDeadline::Continue(delta)) => {
                 self.opaque.set_epoch_deadline(delta);
-                Ok(self.opaque.vm.epoch_deadline)
+                Ok(self.opaque.vm.epoch_deadline.load(std::sync::atomic::Ordering::SeqCst))
             }
             Err(e) => Err(HookError::Host(e)),
         }
@@ -348,8 +362,9 @@ impl StoreOpaque {
     }
 
     pub(crate) fn set_epoch_deadline(&mut self, ticks: u64) {
-        let now = self.engine.inner.epoch.load(std::sync::atomic::Ordering::Relaxed);
-        self.vm.epoch_deadline = now.saturating_add(ticks);
+        let epoch = self.engine.inner.epoch.counter();
+        let deadline = epoch.load(std::sync::atomic::Ordering::SeqCst).saturating_add(ticks);
+        crate::vm::epoch::set_deadline(&self.vm, epoch, deadline);
     }
 
     /// Panics if `s` belongs to another store: mixing stores is a

@@ -9,9 +9,12 @@
 //! at function entry and loop headers: a non-negative count calls the
 //! `out_of_gas` builtin, which traps unless the store was refuelled.
 //!
-//! Epochs: at function entry and loop headers the engine's epoch counter is
-//! compared with the store's deadline, both loaded through the VMContext;
-//! reaching it calls `new_epoch`, which traps or stores a new deadline.
+//! Epochs: at loop headers (and before calls, see `check_before_call`) the
+//! store context's `epoch_interrupt` flag is loaded and, when raised, calls
+//! `new_epoch`, which rechecks the deadline and traps, clears a stale flag,
+//! or stores a new deadline. The flag is raised by whoever advances the
+//! engine's epoch (kiln's `vm/epoch.rs`), so the check is one load off the
+//! pinned store-context register and a branch.
 //!
 //! Both checks sit in hot loops, with their builtin call on a cold path.
 //! An ordinary call there would clobber every caller-saved register, so
@@ -148,7 +151,7 @@ impl FuncTranslator<'_, '_> {
         self.builder.switch_to_block(cont);
     }
 
-    /// Compares the engine's epoch with the store's deadline.
+    /// Branches to `new_epoch` when the store's interrupt flag is raised.
     ///
     /// The check must not cost the loop around it a register: in a tight
     /// loop, a cached pointer or deadline pushes some other value onto the
@@ -156,11 +159,10 @@ impl FuncTranslator<'_, '_> {
     /// store context in Cranelift's pinned register (r15 on x86-64, x21 on
     /// aarch64), which no other code allocates and which stays valid for
     /// the whole activation (all of its functions belong to one store). A
-    /// check is then three loads off that register (counter pointer,
-    /// counter, deadline), a compare and a branch. The loads are
-    /// `readonly`/state loads that are not hoisted, and the counter load is
-    /// never merged with the previous iteration's because the cold path's
-    /// call is a barrier to Cranelift's alias analysis.
+    /// check is then one load off that register and a branch (on x86-64 a
+    /// `cmp [r15+48], 0`). The load is never merged with the previous
+    /// iteration's: the flag is written by other threads, and the cold
+    /// path's call is a barrier to Cranelift's alias analysis anyway.
     fn epoch_check(&mut self) {
         if !self.tunables.epoch_interruption {
             return;
@@ -171,10 +173,10 @@ impl FuncTranslator<'_, '_> {
         } else {
             self.builder.ins().load(types::I64, pointer, self.vmctx, vmctx_header::STORE_CONTEXT as i32)
         };
-        let ptr = self.builder.ins().load(types::I64, pointer, ctx, store_context::EPOCH_COUNTER as i32);
-        let now = self.builder.ins().load(types::I64, state_flags(self.regions), ptr, 0);
-        let deadline = self.builder.ins().load(types::I64, state_flags(self.regions), ctx, store_context::EPOCH_DEADLINE as i32);
-        let reached = self.builder.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, now, deadline);
+        // The thread advancing the epoch raises this flag when the store's
+        // deadline is reached (see kiln's `vm/epoch.rs`): one load, no
+        // comparison of epochs here.
+        let reached = self.builder.ins().load(types::I64, state_flags(self.regions), ctx, store_context::EPOCH_INTERRUPT as i32);
         let out = self.builder.create_block();
         let cont = self.builder.create_block();
         self.builder.set_cold_block(out);

@@ -62,7 +62,7 @@ fn wait_interruptibly(vmctx: *mut u8, addr: usize, load: impl Fn() -> u64, expec
         // epoch counter points at the engine's (alive as long as the store).
         epochs && unsafe {
             let ctx = &*(*(vmctx.add(kiln_environ::vmoffsets::vmctx_header::STORE_CONTEXT as usize) as *const *const VMStoreContext));
-            (*ctx.epoch_counter.cast::<std::sync::atomic::AtomicU64>()).load(std::sync::atomic::Ordering::Relaxed) >= ctx.epoch_deadline
+            super::epoch::deadline_reached(ctx, &*ctx.epoch_counter)
         }
     };
     loop {

@@ -6,6 +6,7 @@
 pub mod allocator;
 mod backtrace;
 pub mod code_memory;
+pub mod epoch;
 pub mod externref;
 pub mod global;
 pub mod host_func;

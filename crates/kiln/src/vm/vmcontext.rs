@@ -4,6 +4,7 @@
 
 use kiln_environ::vmoffsets::{definition, func_import, func_ref, store_context};
 use std::ptr;
+use std::sync::atomic::AtomicU64;
 
 /// The target of every function reference: what `call_indirect` and
 /// `ref.func` work with.
@@ -64,8 +65,9 @@ pub struct VMGlobalDefinition {
 pub struct VMStoreContext {
     /// Fuel consumed, counting up towards zero.
     pub fuel_consumed: i64,
-    /// Epoch at which to interrupt.
-    pub epoch_deadline: u64,
+    /// Epoch at which to interrupt (written by the store, read by the
+    /// thread advancing the epoch; see `vm/epoch.rs`).
+    pub epoch_deadline: AtomicU64,
     /// Lowest stack pointer wasm may use.
     pub stack_limit: usize,
     /// Frame pointer of the last wasm frame that called the host.
@@ -74,8 +76,11 @@ pub struct VMStoreContext {
     pub last_wasm_exit_pc: usize,
     /// Frame pointer of the innermost entry trampoline.
     pub last_wasm_entry_fp: usize,
-    /// The engine's epoch counter.
-    pub epoch_counter: *const u64,
+    /// Non-zero when the epoch may have reached the deadline (see
+    /// `vm/epoch.rs`); compiled code branches on it.
+    pub epoch_interrupt: AtomicU64,
+    /// The engine's epoch counter (runtime-only).
+    pub epoch_counter: *const AtomicU64,
     /// The store that owns this context (runtime-only, not read by compiled code).
     pub store: *mut u8,
     /// The owning store's hooks for builtins (runtime-only).
@@ -93,11 +98,12 @@ impl Default for VMStoreContext {
     fn default() -> Self {
         VMStoreContext {
             fuel_consumed: 0,
-            epoch_deadline: 0,
+            epoch_deadline: AtomicU64::new(0),
             stack_limit: usize::MAX,
             last_wasm_exit_fp: 0,
             last_wasm_exit_pc: 0,
             last_wasm_entry_fp: 0,
+            epoch_interrupt: AtomicU64::new(0),
             epoch_counter: ptr::null(),
             store: ptr::null_mut(),
             hooks: None,
@@ -190,5 +196,5 @@ const _: () = {
     assert!(std::mem::offset_of!(VMStoreContext, last_wasm_exit_fp) == store_context::LAST_WASM_EXIT_FP as usize);
     assert!(std::mem::offset_of!(VMStoreContext, last_wasm_exit_pc) == store_context::LAST_WASM_EXIT_PC as usize);
     assert!(std::mem::offset_of!(VMStoreContext, last_wasm_entry_fp) == store_context::LAST_WASM_ENTRY_FP as usize);
-    assert!(std::mem::offset_of!(VMStoreContext, epoch_counter) == store_context::EPOCH_COUNTER as usize);
+    assert!(std::mem::offset_of!(VMStoreContext, epoch_interrupt) == store_context::EPOCH_INTERRUPT as usize);
 };

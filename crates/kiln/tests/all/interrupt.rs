@@ -256,3 +256,48 @@ fn epoch_deadline_reaches_a_thread_blocked_in_atomic_wait() {
     assert_eq!(err.downcast_ref::<Trap>().map(Trap::code), Some(TrapCode::Interrupt));
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// The epoch check only reads a flag raised by whoever advances the epoch:
+/// moving the deadline clears a raised flag, and many stores coming and
+/// going on several threads while the epoch advances still each get
+/// interrupted.
+#[test]
+fn epoch_flags_follow_deadlines_across_stores_and_threads() {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    let (mut store, instance) = setup(&config);
+    let engine = store.engine().clone();
+    let count = instance.get_typed_func::<i32, i32>(&mut store, "count").unwrap();
+    // Reached deadline, then moved before running: no interruption.
+    store.set_epoch_deadline(1);
+    engine.increment_epoch();
+    store.set_epoch_deadline(10);
+    assert_eq!(count.call(&mut store, 1000).unwrap(), 500_500);
+    // Deadline set in the past: interrupted at once.
+    store.set_epoch_deadline(0);
+    assert_eq!(trap_code(count.call(&mut store, 1000).map(drop)), Some(TrapCode::Interrupt));
+
+    let ticker = engine.start_epoch_ticker(Duration::from_millis(1));
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            let engine = engine.clone();
+            s.spawn(move || {
+                let module = Module::new(&engine, PROGRAMS).unwrap();
+                for _ in 0..20 {
+                    let mut store = Store::new(&engine, ());
+                    let mut linker = Linker::new(&engine);
+                    linker.func_wrap("host", "tick", || {}).unwrap();
+                    let i = linker.instantiate(&mut store, &module).unwrap();
+                    // Short-lived stores register and unregister meanwhile.
+                    drop(Store::new(&engine, ()));
+                    store.set_epoch_deadline(2);
+                    let spin = i.get_typed_func::<(), ()>(&mut store, "spin").unwrap();
+                    let t = Instant::now();
+                    assert_eq!(trap_code(spin.call(&mut store, ())), Some(TrapCode::Interrupt));
+                    assert!(t.elapsed() < Duration::from_secs(5));
+                }
+            });
+        }
+    });
+    drop(ticker);
+}

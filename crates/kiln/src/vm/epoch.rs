@@ -1,0 +1,152 @@
+//! Epoch deadlines, pushed to the stores instead of polled by them.
+//!
+//! Compiled code checks for an epoch interruption at every loop header, so
+//! the check must be as cheap as possible: one load from the pinned store
+//! context and a branch on it being non-zero (`epoch_interrupt`). Nothing in
+//! that check compares epochs. Instead the thread that advances an engine's
+//! epoch (`Engine::increment_epoch`) walks the engine's registered stores
+//! and raises `epoch_interrupt` in each whose deadline the new epoch
+//! reached, and a store that sets a deadline already reached raises its own.
+//! The builtin behind the check (`new_epoch`) rechecks the real condition,
+//! so a raised flag that has become stale (the deadline moved) is cleared
+//! and execution continues.
+//!
+//! Ordering, so that no reached deadline goes unnoticed: a store writes its
+//! deadline, clears the flag, then reads the epoch and raises the flag if
+//! the deadline is reached; the advancing thread increments the epoch, then
+//! reads each deadline. Whichever runs second sees the other's write.
+
+use super::vmcontext::VMStoreContext;
+use std::ptr::NonNull;
+use std::sync::{Mutex, TryLockError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// An engine's epoch: the counter, and the stores that use epoch
+/// interruption, to be told when it advances.
+#[derive(Default)]
+pub struct Epoch {
+    counter: AtomicU64,
+    stores: Mutex<Vec<StoreCtxPtr>>,
+    /// An advance found `stores` locked: whoever holds the lock notifies
+    /// for it after releasing (see `notify`).
+    pending: AtomicBool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct StoreCtxPtr(NonNull<VMStoreContext>);
+
+// SAFETY: only the context's atomic fields (`epoch_deadline`,
+// `epoch_interrupt`) are touched through this pointer, from any thread, and
+// the pointer is removed from the list before the context is freed (see
+// `register`).
+unsafe impl Send for StoreCtxPtr {}
+
+impl Epoch {
+    /// The counter, for store contexts and VMContexts to point at.
+    pub fn counter(&self) -> &AtomicU64 {
+        &self.counter
+    }
+
+    /// The current epoch.
+    pub fn current(&self) -> u64 {
+        self.counter.load(Ordering::SeqCst)
+    }
+
+    /// Advances the epoch by one and raises the interrupt flag of every
+    /// registered store whose deadline it reached. Never blocks: when the
+    /// store list is locked, its holder does the notifying.
+    pub fn increment(&self) {
+        self.counter.fetch_add(1, Ordering::SeqCst);
+        self.notify();
+    }
+
+    /// Adds a store context to be notified when the epoch advances.
+    ///
+    /// The caller must `unregister` it before the context is freed; the
+    /// context must stay at this address until then (it is boxed).
+    pub fn register(&self, ctx: NonNull<VMStoreContext>) {
+        self.stores.lock().unwrap_or_else(|e| e.into_inner()).push(StoreCtxPtr(ctx));
+        self.notify_if_pending();
+    }
+
+    /// Removes a store context added by `register`.
+    pub fn unregister(&self, ctx: NonNull<VMStoreContext>) {
+        {
+            let mut stores = self.stores.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = stores.iter().position(|p| *p == StoreCtxPtr(ctx)) {
+                stores.swap_remove(i);
+            }
+        }
+        self.notify_if_pending();
+    }
+
+    fn notify_if_pending(&self) {
+        if self.pending.load(Ordering::SeqCst) {
+            self.notify();
+        }
+    }
+
+    /// Raises the flag of every registered store whose deadline the current
+    /// epoch reached. If the list is locked, leaves `pending` set and tries
+    /// once more: either that succeeds, or the holder, which checks
+    /// `pending` after it releases the lock, sees the flag and notifies.
+    fn notify(&self) {
+        loop {
+            let stores = match self.stores.try_lock() {
+                Ok(g) => g,
+                Err(TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    self.pending.store(true, Ordering::SeqCst);
+                    match self.stores.try_lock() {
+                        Err(TryLockError::WouldBlock) => return,
+                        _ => continue,
+                    }
+                }
+            };
+            self.pending.store(false, Ordering::SeqCst);
+            let now = self.counter.load(Ordering::SeqCst);
+            for p in stores.iter() {
+                // SAFETY: registered contexts are alive (see the `Send`
+                // impl); only the atomic fields are accessed.
+                let (deadline, interrupt) = unsafe { atomics(p.0) };
+                if now >= deadline.load(Ordering::SeqCst) {
+                    interrupt.store(1, Ordering::SeqCst);
+                }
+            }
+            drop(stores);
+            if !self.pending.load(Ordering::SeqCst) {
+                return;
+            }
+        }
+    }
+}
+
+/// The deadline and interrupt flag of a store context, as atomics.
+///
+/// # Safety
+///
+/// `ctx` must point to a live `VMStoreContext`.
+unsafe fn atomics<'a>(ctx: NonNull<VMStoreContext>) -> (&'a AtomicU64, &'a AtomicU64) {
+    // SAFETY: per the contract; references to the two atomic fields only,
+    // never to the whole context, which its store mutates meanwhile.
+    unsafe {
+        let p = ctx.as_ptr();
+        (&*std::ptr::addr_of!((*p).epoch_deadline), &*std::ptr::addr_of!((*p).epoch_interrupt))
+    }
+}
+
+/// Sets a store's deadline to the absolute epoch `deadline` of an engine
+/// whose counter is `epoch`, raising the interrupt flag if it is already
+/// reached and clearing it otherwise.
+pub fn set_deadline(ctx: &VMStoreContext, epoch: &AtomicU64, deadline: u64) {
+    ctx.epoch_deadline.store(deadline, Ordering::SeqCst);
+    ctx.epoch_interrupt.store(0, Ordering::SeqCst);
+    if epoch.load(Ordering::SeqCst) >= deadline {
+        ctx.epoch_interrupt.store(1, Ordering::SeqCst);
+    }
+}
+
+/// Whether the engine's epoch `epoch` has reached the store's deadline.
+pub fn deadline_reached(ctx: &VMStoreContext, epoch: &AtomicU64) -> bool {
+    epoch.load(Ordering::SeqCst) >= ctx.epoch_deadline.load(Ordering::SeqCst)
+}
