@@ -460,12 +460,17 @@ impl Case {
         let Some(for_wasmi) = wasmi_workarounds(&self.wasm) else {
             return Ok(Verdict::Inconclusive("the module could not be re-encoded for wasmi".into()));
         };
-        let Some(mut wasmi) = WasmiSide::new(&for_wasmi, self.wasmi_fuel) else {
-            return Ok(Verdict::Inconclusive("wasmi refused the module".into()));
+        const WASMI_PANICKED: &str = "wasmi panicked (a wasmi bug)";
+        let mut wasmi = match crate::shielded(|| WasmiSide::new(&for_wasmi, self.wasmi_fuel)) {
+            None => return Ok(Verdict::Inconclusive(WASMI_PANICKED.into())),
+            Some(None) => return Ok(Verdict::Inconclusive("wasmi refused the module".into())),
+            Some(Some(w)) => w,
         };
 
         let k = kiln.instantiate();
-        let w = wasmi.instantiate();
+        let Some(w) = crate::shielded(|| wasmi.instantiate()) else {
+            return Ok(Verdict::Inconclusive(WASMI_PANICKED.into()));
+        };
         let inconclusive = |what: &str| -> std::result::Result<Verdict, String> {
             Ok(Verdict::Inconclusive(what.to_string()))
         };
@@ -485,11 +490,11 @@ impl Case {
         }
         let compare_state = |kiln: &mut KilnSide, wasmi: &WasmiSide, when: &str| -> std::result::Result<(), String> {
             let ks = kiln.snapshot();
-            let ws = wasmi.snapshot();
+            let ws = crate::shielded(|| wasmi.snapshot()).ok_or_else(|| WASMI_PANICKED.to_string())?;
             compare_snapshots(&ks, &ws, nan_aware).map_err(|e| format!("after {when}: {e}"))
         };
         if let Err(e) = compare_state(&mut kiln, &wasmi, "instantiation") {
-            return if nan_sensitive { inconclusive(&e) } else { Err(e) };
+            return if nan_sensitive || e == WASMI_PANICKED { inconclusive(&e) } else { Err(e) };
         }
         if both_failed {
             return Ok(Verdict::Agree { calls: 0 });
@@ -499,7 +504,9 @@ impl Case {
         for (name, params) in kiln.exported_funcs() {
             let values: Vec<Value> = params.iter().map(|t| Value::arbitrary(args, *t)).collect();
             let k = kiln.call(&name, &values);
-            let w = wasmi.call(&name, &values);
+            let Some(w) = crate::shielded(|| wasmi.call(&name, &values)) else {
+                return Ok(Verdict::Inconclusive(WASMI_PANICKED.into()));
+            };
             if k.engine_specific() || w.engine_specific() {
                 return inconclusive(&format!("call {name}: Kiln {k:?}, wasmi {w:?}"));
             }
@@ -517,7 +524,7 @@ impl Case {
             }
             calls += 1;
             if let Err(e) = compare_state(&mut kiln, &wasmi, &format!("call {name}({values:?})")) {
-                return if nan_sensitive { inconclusive(&e) } else { Err(e) };
+                return if nan_sensitive || e == WASMI_PANICKED { inconclusive(&e) } else { Err(e) };
             }
         }
         Ok(Verdict::Agree { calls })

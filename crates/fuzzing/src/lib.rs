@@ -41,6 +41,19 @@ pub fn fuzz(data: &[u8], oracle: impl FnOnce(&mut Unstructured<'_>) -> arbitrary
     let _ = oracle(&mut u);
 }
 
+/// Runs `f`, the reference engine's code, turning a panic into `None`
+/// (a bug of the reference engine makes a case inconclusive, not a Kiln
+/// failure). The panic hook is silenced meanwhile: libFuzzer's would abort
+/// the process before unwinding. Fuzz targets are single-threaded, so
+/// swapping the process-wide hook is safe here.
+pub fn shielded<R>(f: impl FnOnce() -> R) -> Option<R> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    r.ok()
+}
+
 /// Deterministic pseudo-random bytes for seed `seed` (SplitMix64), used by
 /// the smoke tests to run the oracles without a fuzzer.
 pub fn seeded_bytes(seed: u64, len: usize) -> Vec<u8> {
