@@ -110,12 +110,12 @@ pub fn generate(u: &mut Unstructured<'_>) -> Result<Case> {
     let allowed = Proposals { relaxed_simd: false, ..Proposals::ALL };
     let mut smith = generators::smith_config(u, ModuleLimits::EXECUTE, allowed)?;
     smith.canonicalize_nans = true;
-    let mut settings = KilnSettings::arbitrary(u, smith.max_memory32_bytes)?;
+    let mut settings = KilnSettings::arbitrary(u, generators::max_memory_bytes(&smith))?;
     settings.enable_proposals_of(&smith);
     let other = if u.ratio(1, 4)? {
         settings.clone()
     } else {
-        let mut o = KilnSettings::arbitrary(u, smith.max_memory32_bytes)?;
+        let mut o = KilnSettings::arbitrary(u, generators::max_memory_bytes(&smith))?;
         o.enable_proposals_of(&smith);
         o
     };

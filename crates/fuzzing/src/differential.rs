@@ -256,7 +256,7 @@ pub fn generate(u: &mut Unstructured<'_>) -> Result<Case> {
         smith.min_funcs = smith.max_funcs.min(u.int_in_range(0..=4)?);
         smith.min_exports = smith.max_exports.min(smith.min_funcs);
     }
-    let mut settings = KilnSettings::arbitrary(u, smith.max_memory32_bytes)?;
+    let mut settings = KilnSettings::arbitrary(u, generators::max_memory_bytes(&smith))?;
     settings.enable_proposals_of(&smith);
     let wasmi_fuel = u.ratio(1, 4)?;
     let wasm = generators::smith_module(u, smith, Some(TERMINATION_FUEL))?;

@@ -109,6 +109,7 @@ impl KilnSettings {
     /// smaller than `max_memory_bytes`, the most memory a generated module
     /// can have, so that `memory.grow` behaves as in other engines.
     pub fn arbitrary(u: &mut Unstructured<'_>, max_memory_bytes: u64) -> Result<KilnSettings> {
+        // (Callers pass `max_memory_bytes(&smith)`.)
         let opt_level = *u.choose(&[kiln::OptLevel::None, kiln::OptLevel::Speed, kiln::OptLevel::SpeedAndSize])?;
         let memory_reservation = match u.int_in_range(0u8..=5)? {
             // Exactly the largest memory: every access is explicitly checked.
@@ -433,4 +434,12 @@ pub fn smith_module(u: &mut Unstructured<'_>, config: wasm_smith::Config, fuel: 
         m.ensure_termination(fuel).map_err(|_| arbitrary::Error::IncorrectFormat)?;
     }
     Ok(m.to_bytes())
+}
+
+/// The largest memory a module generated with `c` can have, 32- or 64-bit:
+/// what [`KilnSettings::arbitrary`] must reserve so that `memory.grow`
+/// succeeds in Kiln wherever it does in other engines.
+pub fn max_memory_bytes(c: &wasm_smith::Config) -> u64 {
+    let m64 = if c.memory64_enabled { u64::try_from(c.max_memory64_bytes).unwrap_or(u64::MAX) } else { 0 };
+    c.max_memory32_bytes.max(m64)
 }

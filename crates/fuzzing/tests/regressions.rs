@@ -61,3 +61,14 @@ fn regression_wasmi_translator_panic() {
     let v = kiln_fuzzing::differential::run(&mut Unstructured::new(&data)).expect("the input builds a case");
     assert!(matches!(&v, Verdict::Inconclusive(m) if m.contains("wasmi panicked")), "{v:?}");
 }
+
+/// A 64-bit memory that grows past a small `memory_reservation`: Kiln
+/// (correctly, by its documented limit) refuses the growth; the generator
+/// now reserves room for the largest 64-bit memory too, as it did for
+/// 32-bit ones (oracle false alarm, fixed in kiln-fuzzing).
+#[test]
+fn regression_memory64_beyond_small_reservation() {
+    let data = fuzz_input("memory64_beyond_small_reservation.bin");
+    let v = kiln_fuzzing::differential::run(&mut Unstructured::new(&data)).expect("the input builds a case");
+    assert!(!matches!(v, Verdict::Inconclusive(ref m) if m.contains("panicked")), "{v:?}");
+}

@@ -343,7 +343,10 @@ impl Config {
     /// Bytes of address space reserved for each 32-bit linear memory
     /// (default 4 GiB). With at least 4 GiB, memory accesses need no
     /// explicit bounds checks; smaller values save address space at the
-    /// cost of checks, and cap how far a memory can grow.
+    /// cost of checks, and cap how far a memory can grow. 64-bit memories
+    /// reserve the smaller of their declared maximum and this (or their
+    /// minimum size, if larger), which likewise caps their growth:
+    /// `memory.grow` beyond it returns -1.
     pub fn memory_reservation(&mut self, bytes: u64) -> &mut Self {
         self.tunables.memory_reservation = bytes;
         self
