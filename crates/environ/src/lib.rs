@@ -5,10 +5,11 @@
 //! compiled code touches ([`VMOffsets`] and the fixed layouts beside it), the
 //! list of runtime builtins ([`foreach_builtin_function!`]), the
 //! [`Compiler`] trait, and the compiled-artifact format ([`link`],
-//! [`CompiledModuleInfo`]). It knows nothing of Cranelift and holds no
-//! `unsafe` code.
+//! [`CompiledModuleInfo`]). It knows nothing of Cranelift, and the compiler
+//! forbids it any unsafe code (`forbid(unsafe_code)` below).
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod artifact;
 mod blob;

@@ -96,7 +96,7 @@ pub mod func_import {
 pub mod host_func_ctx {
     /// `u32` magic, [`super::HOST_FUNC_MAGIC`].
     pub const MAGIC: u32 = 0;
-    /// `unsafe extern "C" fn(callee_vmctx, caller_vmctx, *mut ValRaw, usize)`.
+    /// An `extern "C"` function `(callee_vmctx, caller_vmctx, *mut ValRaw, usize)`.
     pub const ARRAY_CALL: u32 = 8;
     /// An inline `VMFuncRef` for this host function.
     pub const FUNC_REF: u32 = 16;

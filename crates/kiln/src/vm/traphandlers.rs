@@ -349,6 +349,8 @@ pub fn raise(reason: TrapReason) -> ! {
     }
 }
 
+// SAFETY: `sigaction` is a plain C struct for which all-zero bytes are a
+// valid value (no handler, empty mask, no flags).
 static mut PREV_HANDLERS: [libc::sigaction; 4] = [const { unsafe { std::mem::zeroed() } }; 4];
 const SIGNALS: [libc::c_int; 4] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE];
 
