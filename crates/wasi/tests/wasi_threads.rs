@@ -18,6 +18,9 @@
 //! exit handler, thread-spawn errors, and that a thread blocked in a WASI
 //! call does not block the others'.
 
+mod common;
+
+use common::Expectation;
 use kiln::{Engine, Linker, Module, Store, Trap};
 use kiln_wasi::{I32Exit, InputStream, MemoryOutputPipe, ThreadExit, WasiCtx, WasiCtxBuilder, WasiThreads};
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -64,36 +67,11 @@ fn share(parent: &mut Host) -> Host {
 
 // ---- the suite ----
 
-/// What a test expects (the `.json` beside the `.wasm`; every field optional).
-struct Expectation {
-    args: Vec<String>,
-    env: Vec<(String, String)>,
-    exit_code: i32,
-    stdout: Option<String>,
-}
-
+/// The test's expectation; a preopened `root` is not supported here.
 fn expectation(wasm: &Path) -> Result<Expectation, String> {
-    let mut e = Expectation { args: Vec::new(), env: Vec::new(), exit_code: 0, stdout: None };
-    let json = wasm.with_extension("json");
-    if !json.exists() {
-        return Ok(e);
-    }
-    let text = std::fs::read_to_string(&json).map_err(|err| format!("{}: {err}", json.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|err| format!("{}: {err}", json.display()))?;
-    if let Some(args) = v.get("args").and_then(|a| a.as_array()) {
-        e.args = args.iter().filter_map(|a| a.as_str().map(String::from)).collect();
-    }
-    if let Some(env) = v.get("env").and_then(|a| a.as_object()) {
-        e.env = env.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect();
-    }
-    if let Some(code) = v.get("exit_code").and_then(|c| c.as_i64()) {
-        e.exit_code = code as i32;
-    }
-    if let Some(out) = v.get("stdout").and_then(|s| s.as_str()) {
-        e.stdout = Some(out.to_string());
-    }
-    if v.get("root").is_some() {
-        return Err(format!("{}: `root` (a preopened directory) is not supported by this runner", json.display()));
+    let e = common::expectation(wasm)?;
+    if e.root.is_some() {
+        return Err(format!("{}: `root` (a preopened directory) is not supported by this runner", wasm.display()));
     }
     Ok(e)
 }
