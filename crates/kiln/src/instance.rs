@@ -30,7 +30,7 @@ impl Instance {
     /// failure to create a memory or table; a [`Trap`] from an element or
     /// data segment that does not fit, or from the start function.
     pub fn new<T: 'static>(mut store: impl AsContextMut<Data = T>, module: &Module, imports: &[Extern]) -> Result<Instance> {
-        instantiate(store.as_context_mut().0, module, imports, &[])
+        instantiate(store.as_context_mut().0, module, imports, |_| false)
     }
 
     /// The export `name`, if any.
@@ -206,13 +206,13 @@ fn stored_of(ext: &Extern) -> Stored {
     }
 }
 
-/// Instantiates `module` with `imports`. `prechecked[i]` says that import
+/// Instantiates `module` with `imports`. `prechecked(i)` says that import
 /// `i` was already type-checked (host functions of an `InstancePre`).
 pub(crate) fn instantiate<T: 'static>(
     store: &mut StoreInner<T>,
     module: &Module,
     imports: &[Extern],
-    prechecked: &[bool],
+    prechecked: impl Fn(usize) -> bool,
 ) -> Result<Instance> {
     check_limits(store, module)?;
     let opaque = &mut store.opaque;
@@ -231,7 +231,7 @@ pub(crate) fn instantiate<T: 'static>(
         if !matches!(ext, Extern::SharedMemory(_)) && stored_of(ext).store != opaque.id {
             bail!("import `{}::{}` belongs to another store", imp.module, imp.field);
         }
-        if !prechecked.get(i).copied().unwrap_or(false) {
+        if !prechecked(i) {
             check_import(opaque, info, &imp.ty, ext).with_context(|| format!("import `{}::{}`", imp.module, imp.field))?;
         }
         match ext {

@@ -193,8 +193,7 @@ impl<T: 'static> Linker<T> {
                 );
             }
         }
-        let prechecked = defs.iter().map(|d| matches!(d, Definition::HostFunc(_))).collect();
-        Ok(InstancePre { module: module.clone(), defs, prechecked })
+        Ok(InstancePre { module: module.clone(), defs })
     }
 
     /// Instantiates `module`, resolving each import by name.
@@ -206,7 +205,7 @@ impl<T: 'static> Linker<T> {
         let store = store.as_context_mut().0;
         let defs = self.resolve(module)?;
         let imports = defs.into_iter().map(|d| self.materialize(store, d)).collect::<Result<Vec<_>>>()?;
-        crate::instance::instantiate(store, module, &imports, &[])
+        crate::instance::instantiate(store, module, &imports, |_| false)
     }
 
     /// Instantiates `module` and defines its exports under `name`.
@@ -245,13 +244,11 @@ fn materialize<T: 'static>(store: &mut StoreInner<T>, def: &Definition<T>) -> Re
 pub struct InstancePre<T> {
     module: Module,
     defs: Vec<Definition<T>>,
-    /// Per import: a host function whose type was checked when this was made.
-    prechecked: Vec<bool>,
 }
 
 impl<T> Clone for InstancePre<T> {
     fn clone(&self) -> Self {
-        InstancePre { module: self.module.clone(), defs: self.defs.clone(), prechecked: self.prechecked.clone() }
+        InstancePre { module: self.module.clone(), defs: self.defs.clone() }
     }
 }
 
@@ -270,9 +267,9 @@ impl<T: 'static> InstancePre<T> {
     /// instance exports) must belong to `store`.
     pub fn instantiate(&self, mut store: impl AsContextMut<Data = T>) -> Result<Instance> {
         let store = store.as_context_mut().0;
-        // Room for this module's host functions up front, so the store's
-        // tables grow once rather than doubling their way up.
-        let host = self.prechecked.iter().filter(|c| **c).count();
+        // Room for this module's host functions up front (at most one per
+        // import), so the store's tables grow once rather than doubling.
+        let host = self.defs.len();
         let s = &mut store.opaque;
         s.funcs.reserve(host);
         s.host_funcs.reserve(host);
@@ -280,6 +277,8 @@ impl<T: 'static> InstancePre<T> {
         s.linker_funcs.reserve(host);
         s.keep_alive.reserve(host);
         let imports = self.defs.iter().map(|d| materialize(store, d)).collect::<Result<Vec<_>>>()?;
-        crate::instance::instantiate(store, &self.module, &imports, &self.prechecked)
+        // Host functions' types were checked when this was made.
+        let is_host = |i: usize| matches!(self.defs[i], Definition::HostFunc(_));
+        crate::instance::instantiate(store, &self.module, &imports, is_host)
     }
 }
