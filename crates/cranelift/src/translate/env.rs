@@ -155,8 +155,14 @@ impl FuncTranslator<'_, '_> {
                 s
             }
         };
-        let array = self.builder.ins().load(types::I64, readonly(), self.vmctx, vmctx_header::BUILTINS as i32);
-        let f = self.builder.ins().load(types::I64, readonly(), array, (index.index() * 8) as i32);
+        // On a cold path (an interrupt check's slow side, inside a hot
+        // loop) the builtin's address must stay there: a hoistable load
+        // would be moved out of the loop and hold a callee-saved register
+        // across all of it, pushing the loop's own values onto the stack.
+        let cold = self.builder.current_block().is_some_and(|b| self.builder.func.layout.is_cold(b));
+        let flags = if cold { MemFlagsData::trusted().with_readonly() } else { readonly() };
+        let array = self.builder.ins().load(types::I64, flags, self.vmctx, vmctx_header::BUILTINS as i32);
+        let f = self.builder.ins().load(types::I64, flags, array, (index.index() * 8) as i32);
         let call = self.builder.ins().call_indirect(sig, f, args);
         self.builder.inst_results(call).first().copied()
     }
