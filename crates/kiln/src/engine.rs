@@ -23,6 +23,10 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+// Aligned to 128 bytes so that, inside an `Arc`, the reference counts
+// (which every instantiation writes) do not share cache lines with the
+// fields other threads read meanwhile.
+#[repr(align(128))]
 pub(crate) struct EngineInner {
     pub(crate) config: Config,
     pub(crate) compiler: CraneliftCompiler,

@@ -265,8 +265,8 @@ pub(crate) fn instantiate<T: 'static>(
 
     let id = opaque.instances.len();
     let epoch = opaque.engine.inner.epoch.counter() as *const _;
-    let engine = opaque.engine.clone();
-    let handle = vm::instance::Instance::new(id, module.runtime().clone(), &engine.inner.allocator, opaque.vm_ptr(), epoch, &vm_imports)
+    let store_ctx = opaque.vm_ptr();
+    let handle = vm::instance::Instance::new(id, module.runtime(), &opaque.engine.inner.allocator, store_ctx, epoch, &vm_imports)
         .map_err(|e| anyhow!("{e}"))?;
 
     for d in 0..info.num_defined_memories() {
@@ -291,7 +291,7 @@ pub(crate) fn instantiate<T: 'static>(
         globals: global_ids,
     });
 
-    let init = opaque.instances[id].handle.initialize();
+    let init = opaque.instances[id].handle.initialize(module.runtime());
     opaque.contents_exposed |= opaque.instances[id].handle.wrote_contents();
     match init {
         Ok(()) => {}

@@ -15,6 +15,10 @@ pub struct Module {
     pub(crate) inner: Arc<ModuleInner>,
 }
 
+// Aligned to 128 bytes so that, inside an `Arc`, the reference counts
+// (which every instantiation writes) do not share cache lines with the
+// fields other threads read meanwhile.
+#[repr(align(128))]
 pub(crate) struct ModuleInner {
     pub(crate) engine: Engine,
     pub(crate) runtime: Arc<ModuleRuntime>,

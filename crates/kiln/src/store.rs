@@ -31,9 +31,24 @@ impl StoreId {
         StoreId(0)
     }
 
+    /// A fresh id. Threads reserve ids in blocks, so that threads creating
+    /// stores side by side do not all write one shared counter.
     fn next() -> StoreId {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        StoreId(NEXT.fetch_add(1, Ordering::Relaxed))
+        const BLOCK: u64 = 1024;
+        static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
+        thread_local! {
+            /// The next id of this thread's block, and the block's end.
+            static RESERVED: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+        }
+        RESERVED.with(|r| {
+            let (mut next, mut end) = r.get();
+            if next == end {
+                next = NEXT_BLOCK.fetch_add(BLOCK, Ordering::Relaxed);
+                end = next + BLOCK;
+            }
+            r.set((next + 1, end));
+            StoreId(next)
+        })
     }
 }
 

@@ -3,9 +3,8 @@
 
 use super::pool::{Region, RegionPool};
 use kiln_environ::Tunables;
-use std::collections::HashMap;
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 
 /// Limits of the pooling allocator.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,10 +36,31 @@ impl Default for PoolingLimits {
 /// Regions released by the on-demand allocator kept for reuse, per size.
 const ON_DEMAND_IDLE: usize = 16;
 
+/// Pools of the on-demand allocator, one per power-of-two size class,
+/// made when first needed. Looking one up is an index and a load, with no
+/// lock for concurrent instantiations to meet at.
+struct SizeClasses {
+    pools: Box<[OnceLock<Arc<RegionPool>>; usize::BITS as usize]>,
+    make: fn(usize) -> RegionPool,
+}
+
+impl SizeClasses {
+    fn new(make: fn(usize) -> RegionPool) -> Self {
+        SizeClasses { pools: Box::new(std::array::from_fn(|_| OnceLock::new())), make }
+    }
+
+    /// The pool of regions of at least `bytes` (at least a page).
+    fn get(&self, bytes: usize) -> io::Result<&Arc<RegionPool>> {
+        let class = bytes.max(4096).checked_next_power_of_two().ok_or_else(|| io::Error::other("allocation size overflows"))?;
+        let make = self.make;
+        Ok(self.pools[class.trailing_zeros() as usize].get_or_init(|| Arc::new(make(class))))
+    }
+}
+
 enum Pools {
     OnDemand {
-        vmctx: Mutex<HashMap<usize, Arc<RegionPool>>>,
-        tables: Mutex<HashMap<usize, Arc<RegionPool>>>,
+        vmctx: SizeClasses,
+        tables: SizeClasses,
     },
     Pooling {
         limits: PoolingLimits,
@@ -57,17 +77,16 @@ pub struct Allocator {
     memory_slot: usize,
 }
 
-fn size_class(bytes: usize) -> usize {
-    bytes.max(4096).next_power_of_two()
-}
-
 impl Allocator {
     /// The default allocator: regions are created on demand, and a few
     /// released ones of each size are kept for reuse.
     pub fn on_demand(tunables: &Tunables) -> Allocator {
         let memory_slot = memory_slot_size(tunables);
         Allocator {
-            pools: Pools::OnDemand { vmctx: Mutex::default(), tables: Mutex::default() },
+            pools: Pools::OnDemand {
+                vmctx: SizeClasses::new(|class| RegionPool::on_demand(class, true, ON_DEMAND_IDLE).without_reset()),
+                tables: SizeClasses::new(|class| RegionPool::on_demand(class, true, ON_DEMAND_IDLE)),
+            },
             memories: Arc::new(RegionPool::on_demand(memory_slot, false, ON_DEMAND_IDLE).with_huge_pages(tunables.memory_huge_pages)),
             memory_slot,
         }
@@ -95,13 +114,7 @@ impl Allocator {
     /// Pool exhausted, VMContext too large for a pooling slot, or OS failure.
     pub fn vmctx(&self, bytes: usize) -> io::Result<(Region, Arc<RegionPool>)> {
         let pool = match &self.pools {
-            Pools::OnDemand { vmctx, .. } => {
-                let class = size_class(bytes);
-                let mut m = vmctx.lock().unwrap_or_else(|e| e.into_inner());
-                m.entry(class)
-                    .or_insert_with(|| Arc::new(RegionPool::on_demand(class, true, ON_DEMAND_IDLE).without_reset()))
-                    .clone()
-            }
+            Pools::OnDemand { vmctx, .. } => vmctx.get(bytes)?.clone(),
             Pools::Pooling { limits, vmctx, .. } => {
                 if bytes > limits.max_core_instance_size {
                     return Err(io::Error::other(format!(
@@ -122,11 +135,7 @@ impl Allocator {
     /// Pool exhausted, or the table's minimum exceeds the pooling limit.
     pub fn table(&self, min_elements: usize, max_elements: usize) -> io::Result<(Region, Arc<RegionPool>)> {
         let pool = match &self.pools {
-            Pools::OnDemand { tables, .. } => {
-                let class = size_class(max_elements.saturating_mul(8));
-                let mut m = tables.lock().unwrap_or_else(|e| e.into_inner());
-                m.entry(class).or_insert_with(|| Arc::new(RegionPool::on_demand(class, true, ON_DEMAND_IDLE))).clone()
-            }
+            Pools::OnDemand { tables, .. } => tables.get(max_elements.saturating_mul(8))?.clone(),
             Pools::Pooling { limits, tables, .. } => {
                 if min_elements > limits.table_elements {
                     return Err(io::Error::other(format!(

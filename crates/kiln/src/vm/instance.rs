@@ -12,6 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 /// What the runtime keeps of a compiled module.
+// Aligned to 128 bytes so that, inside an `Arc`, the reference counts
+// (which every instantiation writes) do not share cache lines with the
+// fields other threads read meanwhile.
+#[repr(align(128))]
 #[derive(Debug)]
 pub struct ModuleRuntime {
     /// Compiled-module metadata.
@@ -141,22 +145,45 @@ unsafe impl Sync for Instance {}
 /// module, the VMContext address) is fixed at instantiation, so it works
 /// without borrowing the `Instance` (the records live in the VMContext
 /// allocation, not in the `Instance` struct).
+///
+/// It points at the module rather than holding a reference count on it:
+/// makers are only held by the instance's own tables, which the instance
+/// drops before its `Arc` of the module, so the module outlives them; and
+/// instantiating on many threads then does not write the module's shared
+/// count once per lazy table (see `vm/idle_list.rs` on shared writes).
 pub struct FuncRefMaker {
-    module: Arc<ModuleRuntime>,
+    module: NonNull<ModuleRuntime>,
     vmctx: NonNull<u8>,
 }
 
-// SAFETY: the VMContext outlives every table of its store that holds a maker,
-// and the store serializes access.
+// SAFETY: the VMContext and the module outlive every table that holds a
+// maker (see above), and the store serializes access.
 unsafe impl Send for FuncRefMaker {}
 // SAFETY: as above.
 unsafe impl Sync for FuncRefMaker {}
 
 impl FuncRefMaker {
+    fn module(&self) -> &ModuleRuntime {
+        // SAFETY: the module outlives this maker (see the type's docs).
+        unsafe { self.module.as_ref() }
+    }
+
+    /// The function index that element `i` of lazily initialized table
+    /// `table` starts out referencing (`None` for null or past the end of
+    /// the initializers).
+    pub fn initial_element(&self, table: u32, i: usize) -> Option<u32> {
+        let inits = &self.module().module().lazy_table(table)?.inits;
+        if i >= inits.len() / 4 {
+            return None;
+        }
+        Some(inits.u32_at(i)).filter(|f| *f != u32::MAX)
+    }
+
     /// The record of function `f`, written first if `f` is defined.
     pub fn func_ref(&self, f: u32) -> *const VMFuncRef {
-        let info = self.module.module();
-        let offsets = &self.module.offsets;
+        let module = self.module();
+        let info = module.module();
+        let offsets = &module.offsets;
         if info.is_imported_func(f) {
             // SAFETY: the imported-function slot lies inside the VMContext
             // and was written at instantiation from a valid reference.
@@ -168,9 +195,9 @@ impl FuncRefMaker {
         // SAFETY: the record slot lies inside the VMContext allocation.
         let p = unsafe { self.vmctx.as_ptr().add(offsets.funcref(slot) as usize).cast::<VMFuncRef>() };
         let record = VMFuncRef {
-            wasm_call: self.module.func_code(f),
+            wasm_call: module.func_code(f),
             vmctx: self.vmctx.as_ptr(),
-            type_id: self.module.type_ids[info.functions[f as usize] as usize],
+            type_id: module.type_ids[info.functions[f as usize] as usize],
         };
         // SAFETY: writing a whole record into its slot; rewriting the same
         // contents is harmless to any reader on this thread.
@@ -194,7 +221,7 @@ impl Instance {
     /// when a defined memory or table cannot be created.
     pub fn new(
         id: usize,
-        module: Arc<ModuleRuntime>,
+        module: &Arc<ModuleRuntime>,
         allocator: &super::allocator::Allocator,
         store_ctx: *mut VMStoreContext,
         epoch: *const AtomicU64,
@@ -296,7 +323,7 @@ impl Instance {
             let lazy = info
                 .lazy_table(index)
                 .filter(|_| module.tunables.table_lazy_init)
-                .map(|l| super::table::LazyInit { maker: inst.func_ref_maker(), inits: l.inits.clone() });
+                .map(|_| super::table::LazyInit { maker: inst.func_ref_maker(), table: index });
             let mut t = Box::new(Table::new(ty, 0, lazy, allocator, Some(def)).map_err(InstantiationError::Table)?);
             inst.tables.push(NonNull::from(&mut *t));
             inst.owned_tables.push(t);
@@ -394,9 +421,10 @@ impl Instance {
     }
 
     /// A handle that makes this instance's function references without
-    /// borrowing the instance (used by lazily initialized tables).
-    pub fn func_ref_maker(&self) -> FuncRefMaker {
-        FuncRefMaker { module: self.module.clone(), vmctx: self.vmctx }
+    /// borrowing the instance; only for this instance's own tables and for
+    /// immediate use (see [`FuncRefMaker`]).
+    fn func_ref_maker(&self) -> FuncRefMaker {
+        FuncRefMaker { module: NonNull::from(&*self.module), vmctx: self.vmctx }
     }
 
     /// Evaluates a constant expression in this instance.
@@ -465,8 +493,14 @@ impl Instance {
     /// Without the bulk-memory feature, 1.0 semantics apply instead: every
     /// segment is checked first and a misfit is
     /// [`InstantiationError::SegmentDoesNotFit`], with nothing written.
-    pub fn initialize(&mut self) -> Result<(), InstantiationError> {
-        let module = self.module.clone();
+    ///
+    /// `module` is this instance's module (passed in, rather than read off
+    /// `self`, so that no reference count is touched: see
+    /// `vm/idle_list.rs` for why shared counters matter here).
+    pub fn initialize(&mut self, module: &ModuleRuntime) -> Result<(), InstantiationError> {
+        if !std::ptr::eq(module, &*self.module) {
+            return Err(InstantiationError::Allocator(std::io::Error::other("initialize: not this instance's module")));
+        }
         let info = module.module();
         let bulk_memory = wasmparser::WasmFeatures::from_bits_truncate(module.tunables.features).bulk_memory();
         for (d, init) in info.global_inits.iter().enumerate() {

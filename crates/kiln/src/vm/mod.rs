@@ -10,6 +10,7 @@ pub mod epoch;
 pub mod externref;
 pub mod global;
 pub mod host_func;
+mod idle_list;
 pub mod instance;
 pub mod libcalls;
 pub mod memory;

@@ -14,11 +14,13 @@
 //! - The default *on-demand* allocator creates regions as needed and keeps
 //!   a few released ones per size for reuse, unmapping the rest.
 
+use super::idle_list::IdleList;
 use super::memory_image::MemoryImage;
 use super::mmap::{Mmap, page_size, round_up_to_page};
 use std::io;
 use std::ptr::NonNull;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Where a region's address space comes from.
 enum Origin {
@@ -161,14 +163,17 @@ impl Region {
 }
 
 /// Regions of one size (see the module docs).
+// Aligned to 128 bytes so that, inside an `Arc`, the reference counts
+// (which every instantiation writes) do not share cache lines with the
+// fields other threads read meanwhile.
+#[repr(align(128))]
 pub struct RegionPool {
     size: usize,
     /// Initial protection of fresh regions: read-write (tables, VMContexts)
     /// or none (linear memories).
     fresh_rw: bool,
     fixed: Option<Fixed>,
-    idle: Mutex<Vec<Region>>,
-    max_idle: usize,
+    idle: IdleList<Region>,
     /// Whether released regions are reset; VMContext regions are not
     /// (their users overwrite everything they read).
     reset: bool,
@@ -179,7 +184,8 @@ pub struct RegionPool {
 struct Fixed {
     mmap: Mmap,
     count: usize,
-    next_unused: Mutex<usize>,
+    /// Slots from here on have never been handed out.
+    next_unused: AtomicUsize,
 }
 
 impl RegionPool {
@@ -187,7 +193,7 @@ impl RegionPool {
     /// released ones.
     pub fn on_demand(size: usize, fresh_rw: bool, max_idle: usize) -> RegionPool {
         let size = round_up_to_page(size).unwrap_or(size);
-        RegionPool { size, fresh_rw, fixed: None, idle: Mutex::new(Vec::new()), max_idle, reset: true, huge_pages: false }
+        RegionPool { size, fresh_rw, fixed: None, idle: IdleList::new(max_idle), reset: true, huge_pages: false }
     }
 
     /// New mappings ask for transparent huge pages (see
@@ -219,9 +225,8 @@ impl RegionPool {
         Ok(RegionPool {
             size,
             fresh_rw,
-            fixed: Some(Fixed { mmap, count, next_unused: Mutex::new(0) }),
-            idle: Mutex::new(Vec::new()),
-            max_idle: count,
+            fixed: Some(Fixed { mmap, count, next_unused: AtomicUsize::new(0) }),
+            idle: IdleList::new(count),
             reset: true,
             huge_pages: false,
         })
@@ -234,18 +239,16 @@ impl RegionPool {
     /// The pool is fixed and all its regions are in use, or the OS refused
     /// a new mapping.
     pub fn acquire(&self) -> Result<Region, io::Error> {
-        if let Some(r) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+        if let Some(r) = self.idle.pop() {
             return Ok(r);
         }
         let rw = if self.fresh_rw { self.size } else { 0 };
         match &self.fixed {
             Some(f) => {
-                let mut next = f.next_unused.lock().unwrap_or_else(|e| e.into_inner());
-                if *next >= f.count {
-                    return Err(io::Error::other(format!("pooling allocator limit reached: all {} slots are in use", f.count)));
-                }
-                let i = *next;
-                *next += 1;
+                let i = f
+                    .next_unused
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < f.count).then_some(n + 1))
+                    .map_err(|_| io::Error::other(format!("pooling allocator limit reached: all {} slots are in use", f.count)))?;
                 let ptr = NonNull::new(f.mmap.as_ptr().wrapping_add(i * self.size)).expect("non-null mapping");
                 Ok(Region { ptr, len: self.size, rw, dirty: 0, image: None, origin: Origin::Slot })
             }
@@ -272,11 +275,11 @@ impl RegionPool {
             region.dirty = 0;
             true
         };
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let keep = ok && (idle.len() < self.max_idle || matches!(region.origin, Origin::Slot));
-        if keep {
-            idle.push(region);
+        if ok {
+            // A region the list does not keep drops here; an owned mapping
+            // is unmapped. Slots of a fixed pool are always kept.
+            let slot = matches!(region.origin, Origin::Slot);
+            drop(self.idle.push(region, slot));
         }
-        // Otherwise `region` drops here; an owned mapping is unmapped.
     }
 }

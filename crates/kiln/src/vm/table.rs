@@ -13,7 +13,7 @@ use super::allocator::Allocator;
 use super::instance::FuncRefMaker;
 use super::pool::{Region, RegionPool};
 use super::vmcontext::VMTableDefinition;
-use kiln_environ::{Blob, FUNCREF_INIT_BIT, TableType};
+use kiln_environ::{FUNCREF_INIT_BIT, TableType};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -21,8 +21,9 @@ use std::sync::Arc;
 pub struct LazyInit {
     /// Makes the function references of the owning instance.
     pub maker: FuncRefMaker,
-    /// Initial function index per element (`u32::MAX` = null), little-endian.
-    pub inits: Blob,
+    /// This table's index in the instance's module, whose lazy-table
+    /// entry gives each element's initial function.
+    pub table: u32,
 }
 
 /// A table. Its elements live in a region from the instance allocator,
@@ -156,11 +157,8 @@ impl Table {
             return Some(raw & !FUNCREF_INIT_BIT);
         }
         let v = match &self.lazy {
-            Some(lazy) if i < lazy.inits.len() / 4 => match lazy.inits.u32_at(i) {
-                u32::MAX => 0,
-                f => lazy.maker.func_ref(f) as usize,
-            },
-            _ => 0,
+            Some(lazy) => lazy.maker.initial_element(lazy.table, i).map_or(0, |f| lazy.maker.func_ref(f) as usize),
+            None => 0,
         };
         self.elements_mut()[i] = v | FUNCREF_INIT_BIT;
         Some(v)

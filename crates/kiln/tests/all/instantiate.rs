@@ -156,3 +156,35 @@ fn instantiation_scales_across_threads() {
         }
     }
 }
+
+/// Idle regions sit in per-thread shards; a thread must still find the
+/// slots another thread gave back before it reports the pool exhausted,
+/// and those slots must start fresh there too.
+#[test]
+fn slots_freed_on_one_thread_serve_another() {
+    let engine = pooling(2);
+    let module = Module::new(&engine, WAT).unwrap();
+    for _ in 0..3 {
+        std::thread::scope(|s| {
+            // This thread takes both slots, dirties them, and gives them back.
+            s.spawn(|| {
+                let mut store = Store::new(&engine, ());
+                Instance::new(&mut store, &module, &[]).unwrap();
+                use_once(&engine, &module);
+            })
+            .join()
+            .unwrap();
+        });
+        // Another thread needs both at once: the first thread's shard holds them.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut store = Store::new(&engine, ());
+                Instance::new(&mut store, &module, &[]).expect("first slot");
+                Instance::new(&mut store, &module, &[]).expect("second slot");
+            })
+            .join()
+            .unwrap();
+        });
+        use_once(&engine, &module);
+    }
+}
