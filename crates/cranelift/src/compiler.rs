@@ -7,7 +7,7 @@ use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::{self, ExternalName, UserExternalName};
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
-use cranelift_codegen::{Context, FinalizedRelocTarget};
+use cranelift_codegen::{Context, Final, FinalizedRelocTarget, MachBufferFinalized};
 use cranelift_frontend::FunctionBuilderContext;
 use kiln_environ::*;
 use std::cell::RefCell;
@@ -135,12 +135,7 @@ impl CraneliftCompiler {
                 .ok_or_else(|| WasmError::Codegen(format!("unknown trap code {:?}", t.code)))?;
             traps.push((t.offset, code));
         }
-        let mut address_map: Vec<(u32, u32)> = Vec::new();
-        for loc in buffer.get_srclocs_sorted() {
-            if !loc.loc.is_default() && address_map.last().is_none_or(|(_, w)| *w != loc.loc.bits()) {
-                address_map.push((loc.start, loc.loc.bits()));
-            }
-        }
+        let address_map = address_map(buffer, &traps);
         Ok(CompiledFunction {
             code: buffer.data().to_vec(),
             alignment: self.isa.function_alignment().preferred.max(16),
@@ -231,4 +226,34 @@ impl Compiler for CraneliftCompiler {
         }
         s
     }
+}
+
+/// The function's `(code offset, wasm offset)` map, kept only where the
+/// runtime ever asks: at trapping instructions (a trap's own location) and
+/// at the last byte of each call (a frame's return address looks up the
+/// call before it). Lookups take the entry at or below an address, so one
+/// entry per such point answers exactly what the full per-instruction map
+/// would; keeping only these makes the map of a large module about half
+/// as big, and with it the artifact that every warm start checksums.
+fn address_map(buffer: &MachBufferFinalized<Final>, traps: &[(u32, TrapCode)]) -> Vec<(u32, u32)> {
+    let mut full: Vec<(u32, u32)> = Vec::new();
+    for loc in buffer.get_srclocs_sorted() {
+        if !loc.loc.is_default() && full.last().is_none_or(|(_, w)| *w != loc.loc.bits()) {
+            full.push((loc.start, loc.loc.bits()));
+        }
+    }
+    let mut points: Vec<u32> = traps.iter().map(|(o, _)| *o).collect();
+    points.extend(buffer.call_sites().filter_map(|c| c.ret_addr.checked_sub(1)));
+    points.sort_unstable();
+    points.dedup();
+    let mut map: Vec<(u32, u32)> = Vec::with_capacity(points.len());
+    for p in points {
+        let i = full.partition_point(|(o, _)| *o <= p);
+        if let Some(&(_, w)) = i.checked_sub(1).and_then(|i| full.get(i))
+            && map.last().is_none_or(|(_, last)| *last != w)
+        {
+            map.push((p, w));
+        }
+    }
+    map
 }

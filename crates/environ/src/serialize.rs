@@ -25,7 +25,7 @@ use std::ops::Range;
 /// First bytes of every artifact.
 pub const ARTIFACT_MAGIC: [u8; 8] = *b"\0KILNART";
 /// Version of the layout above; bumped on any incompatible change.
-pub const ARTIFACT_FORMAT: u32 = 1;
+pub const ARTIFACT_FORMAT: u32 = 2;
 /// Alignment of the text within the file (covers 4 KiB and 16 KiB pages).
 pub const TEXT_ALIGN: usize = 16384;
 const PREFIX: usize = 48;

@@ -147,3 +147,50 @@ fn data_segment_out_of_bounds_traps_at_instantiation() {
     let err = Instance::new(&mut store, &module, &[]).unwrap_err();
     assert_eq!(err.downcast_ref::<Trap>().map(|t| t.code()), Some(TrapCode::MemoryOutOfBounds));
 }
+
+/// Every frame of a backtrace names the exact wasm instruction: the one
+/// that trapped (a heap access out of bounds, a division by zero) and, in
+/// outer frames, the call. The compiler keeps its code-to-wasm map only at
+/// those points (see `address_map` in kiln-cranelift), so this pins them.
+#[test]
+fn backtrace_offsets_are_exact_instructions() {
+    let wat = r#"(module
+        (memory 1)
+        (func $load (param i32) (result i32) local.get 0 i32.load offset=7)
+        (func $div (param i32) (result i32) i32.const 1 local.get 0 i32.div_u)
+        (func (export "a") (param i32) (result i32) nop nop local.get 0 call $load)
+        (func (export "b") (param i32) (result i32) nop local.get 0 call $div i32.const 2 i32.add))"#;
+    let wasm = wat::parse_str(wat).unwrap();
+    // Module offsets of the instructions that trap or call.
+    let mut at = std::collections::HashMap::new();
+    for payload in wasmparser::Parser::new(0).parse_all(&wasm) {
+        if let Ok(wasmparser::Payload::CodeSectionEntry(body)) = payload {
+            let mut ops = body.get_operators_reader().unwrap();
+            while !ops.eof() {
+                let (op, offset) = ops.read_with_offset().unwrap();
+                let name = match op {
+                    wasmparser::Operator::I32Load { .. } => "load",
+                    wasmparser::Operator::I32DivU => "div",
+                    wasmparser::Operator::Call { function_index: 0 } => "call load",
+                    wasmparser::Operator::Call { function_index: 1 } => "call div",
+                    _ => continue,
+                };
+                at.insert(name, offset as u32);
+            }
+        }
+    }
+    let engine = Engine::default();
+    let module = Module::from_binary(&engine, &wasm).unwrap();
+    let mut store = Store::new(&engine, ());
+    let instance = Instance::new(&mut store, &module, &[]).unwrap();
+    for (export, arg, code, inner, outer) in [
+        ("a", 65_536, TrapCode::MemoryOutOfBounds, "load", "call load"),
+        ("b", 0, TrapCode::IntegerDivisionByZero, "div", "call div"),
+    ] {
+        let f = instance.get_typed_func::<i32, i32>(&mut store, export).unwrap();
+        let t = f.call(&mut store, arg).unwrap_err().downcast::<Trap>().unwrap();
+        assert_eq!(t.code(), code);
+        let offsets: Vec<_> = t.backtrace().frames().iter().map(|f| f.module_offset()).collect();
+        assert_eq!(offsets, [Some(at[inner]), Some(at[outer])], "{export}: {t}");
+    }
+}
