@@ -209,17 +209,13 @@ impl U32PairTable {
         U32PairTable(Blob::from_vec(index))
     }
 
-    fn count(&self) -> usize {
-        read_u32(self.0.as_slice(), 0).unwrap_or(0) as usize
-    }
-
     fn blocks(&self) -> usize {
         read_u32(self.0.as_slice(), 4).unwrap_or(0) as usize
     }
 
     /// Number of pairs.
     pub fn len(&self) -> usize {
-        self.count()
+        read_u32(self.0.as_slice(), 0).unwrap_or(0) as usize
     }
 
     /// Whether the table is empty.
@@ -244,7 +240,7 @@ impl U32PairTable {
         let mut pair = (read_u32(bytes, entry)?, read_u32(bytes, entry + 4)?);
         let stream = bytes.get(HEADER + blocks * INDEX_ENTRY..)?;
         let mut pos = read_u32(bytes, entry + 8)? as usize;
-        let in_block = self.count().checked_sub(b * BLOCK)?.min(BLOCK);
+        let in_block = self.len().checked_sub(b * BLOCK)?.min(BLOCK);
         for _ in 1..in_block {
             let k = pair.0.wrapping_add(get_varint(stream, &mut pos)?);
             if k > key {
@@ -275,7 +271,7 @@ impl U32PairTable {
         if len == 0 {
             return true;
         }
-        let (count, blocks) = (self.count(), self.blocks());
+        let (count, blocks) = (self.len(), self.blocks());
         len >= HEADER && count.div_ceil(BLOCK) == blocks && blocks.checked_mul(INDEX_ENTRY).is_some_and(|i| HEADER + i <= len)
     }
 }

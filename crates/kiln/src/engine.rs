@@ -23,9 +23,8 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-// Aligned to 128 bytes so that, inside an `Arc`, the reference counts
-// (which every instantiation writes) do not share cache lines with the
-// fields other threads read meanwhile.
+// 128-byte aligned: its `Arc` counts get cache lines of their own (see
+// "Instantiating from many threads" in docs/ARCHITECTURE.md).
 #[repr(align(128))]
 pub(crate) struct EngineInner {
     pub(crate) config: Config,

@@ -291,7 +291,7 @@ pub(crate) fn instantiate<T: 'static>(
         globals: global_ids,
     });
 
-    let init = opaque.instances[id].handle.initialize(module.runtime());
+    let init = opaque.instances[id].handle.initialize();
     opaque.contents_exposed |= opaque.instances[id].handle.wrote_contents();
     match init {
         Ok(()) => {}

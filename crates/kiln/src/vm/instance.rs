@@ -12,9 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 /// What the runtime keeps of a compiled module.
-// Aligned to 128 bytes so that, inside an `Arc`, the reference counts
-// (which every instantiation writes) do not share cache lines with the
-// fields other threads read meanwhile.
+// 128-byte aligned: its `Arc` counts get cache lines of their own (see
+// "Instantiating from many threads" in docs/ARCHITECTURE.md).
 #[repr(align(128))]
 #[derive(Debug)]
 pub struct ModuleRuntime {
@@ -150,7 +149,8 @@ unsafe impl Sync for Instance {}
 /// makers are only held by the instance's own tables, which the instance
 /// drops before its `Arc` of the module, so the module outlives them; and
 /// instantiating on many threads then does not write the module's shared
-/// count once per lazy table (see `vm/idle_list.rs` on shared writes).
+/// count once per lazy table (see "Instantiating from many threads" in
+/// docs/ARCHITECTURE.md).
 pub struct FuncRefMaker {
     module: NonNull<ModuleRuntime>,
     vmctx: NonNull<u8>,
@@ -493,14 +493,13 @@ impl Instance {
     /// Without the bulk-memory feature, 1.0 semantics apply instead: every
     /// segment is checked first and a misfit is
     /// [`InstantiationError::SegmentDoesNotFit`], with nothing written.
-    ///
-    /// `module` is this instance's module (passed in, rather than read off
-    /// `self`, so that no reference count is touched: see
-    /// `vm/idle_list.rs` for why shared counters matter here).
-    pub fn initialize(&mut self, module: &ModuleRuntime) -> Result<(), InstantiationError> {
-        if !std::ptr::eq(module, &*self.module) {
-            return Err(InstantiationError::Allocator(std::io::Error::other("initialize: not this instance's module")));
-        }
+    pub fn initialize(&mut self) -> Result<(), InstantiationError> {
+        // Borrowed through a pointer instead of cloning the `Arc`, so that
+        // instantiating on many threads does not write the module's shared
+        // count (see "Instantiating from many threads" in ARCHITECTURE.md).
+        // SAFETY: `self.module` is never reassigned, and `self` keeps that
+        // `Arc` alive for as long as this borrow of `self` lasts.
+        let module: &ModuleRuntime = unsafe { &*Arc::as_ptr(&self.module) };
         let info = module.module();
         let bulk_memory = wasmparser::WasmFeatures::from_bits_truncate(module.tunables.features).bulk_memory();
         for (d, init) in info.global_inits.iter().enumerate() {
