@@ -102,6 +102,7 @@ impl CraneliftCompiler {
             crate::inline::inline_self_calls(context, index).map_err(WasmError::Codegen)?;
         }
         let mut ctrl = ControlPlane::default();
+        context.set_disasm(dump.is_some());
         context
             .compile(&*self.isa, &mut ctrl)
             .map_err(|e| WasmError::Codegen(format!("{:?}", e.inner)))?;
@@ -109,6 +110,9 @@ impl CraneliftCompiler {
             dump_clif(dir, &context.func, "optimized");
         }
         let compiled = context.compiled_code().expect("just compiled");
+        if let (Some(dir), Some(vcode)) = (&dump, &compiled.vcode) {
+            dump_text(dir, &context.func, "asm", vcode);
+        }
         let buffer = &compiled.buffer;
         let mut relocations = Vec::new();
         for r in buffer.relocs() {
@@ -155,10 +159,15 @@ impl CraneliftCompiler {
 }
 
 /// Debugging aid: with `KILN_DUMP_CLIF=DIR`, every function's IR as
-/// translated and as optimized goes to `DIR/<name>.<stage>.clif`.
+/// translated and as optimized goes to `DIR/<name>.<stage>.clif`, and its
+/// machine code (register-allocated, before encoding) to `DIR/<name>.asm.clif`.
 fn dump_clif(dir: &std::ffi::OsStr, func: &ir::Function, stage: &str) {
+    dump_text(dir, func, stage, &func.display().to_string());
+}
+
+fn dump_text(dir: &std::ffi::OsStr, func: &ir::Function, stage: &str, text: &str) {
     let path = std::path::Path::new(dir).join(format!("{}.{stage}.clif", func.name));
-    if let Err(e) = std::fs::write(&path, func.display().to_string()) {
+    if let Err(e) = std::fs::write(&path, text) {
         eprintln!("kiln: KILN_DUMP_CLIF: {}: {e}", path.display());
     }
 }

@@ -150,8 +150,21 @@ impl FuncTranslator<'_, '_> {
         Ok(())
     }
 
-    pub(crate) fn translate_loop(&mut self, bt: BlockType) -> WasmResult<()> {
+    pub(crate) fn translate_loop(&mut self, bt: BlockType, pos: u64) -> WasmResult<()> {
         let (params, results) = self.block_signature(bt)?;
+        if let Some(plan) = self.take_strip_plan(pos) {
+            // A counted loop (empty block type): see `strip.rs`.
+            let destination = self.new_block_with_params(&results);
+            let header = self.begin_strip_loop(&plan);
+            self.control.push(ControlFrame::Loop {
+                destination,
+                header,
+                num_params: 0,
+                num_results: 0,
+                original_stack_size: self.stack.len(),
+            });
+            return Ok(());
+        }
         let header = self.new_block_with_params(&params);
         let destination = self.new_block_with_params(&results);
         let args = block_args(self.peekn(params.len()));
@@ -264,6 +277,7 @@ impl FuncTranslator<'_, '_> {
             ControlFrame::Block { exit_is_branched_to, .. } => next_reachable |= *exit_is_branched_to,
             ControlFrame::Loop { header, .. } => {
                 self.builder.seal_block(*header);
+                self.end_strip_loop(*header);
             }
             ControlFrame::If { else_block, params, exit_is_branched_to, head_is_reachable, then_end_reachable, destination, .. } => {
                 next_reachable |= *exit_is_branched_to;

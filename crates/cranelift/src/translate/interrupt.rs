@@ -28,7 +28,7 @@ use super::memory::state_flags;
 use cranelift_codegen::ir::{self, InstBuilder, MemFlagsData, types};
 use cranelift_codegen::ir::condcodes::IntCC;
 use kiln_environ::vmoffsets::{store_context, vmctx_header};
-use kiln_environ::BuiltinFunctionIndex;
+use kiln_environ::{BuiltinFunctionIndex, FuelCosts};
 use wasmparser::Operator;
 
 impl FuncTranslator<'_, '_> {
@@ -72,23 +72,9 @@ impl FuncTranslator<'_, '_> {
         if self.fuel_var.is_none() {
             return;
         }
-        let c = &self.tunables.fuel_costs;
-        use Operator as O;
-        let cost = match op {
-            O::Nop | O::Drop | O::Block { .. } | O::Loop { .. } | O::Else | O::End | O::Unreachable => c.structural,
-            O::Call { .. } | O::CallIndirect { .. } | O::ReturnCall { .. } | O::ReturnCallIndirect { .. } => c.call,
-            O::MemoryGrow { .. }
-            | O::MemoryFill { .. }
-            | O::MemoryCopy { .. }
-            | O::MemoryInit { .. }
-            | O::TableGrow { .. }
-            | O::TableFill { .. }
-            | O::TableCopy { .. }
-            | O::TableInit { .. } => c.bulk,
-            op if is_memory_access(op) => c.memory,
-            _ => c.default,
-        };
+        let cost = fuel_cost(op, &self.tunables.fuel_costs);
         self.fuel_pending += i64::from(cost);
+        use Operator as O;
         let ends_block = matches!(
             op,
             O::Block { .. }
@@ -222,6 +208,25 @@ impl FuncTranslator<'_, '_> {
     pub(crate) fn interrupt_before_return(&mut self) {
         self.fuel_flush();
         self.fuel_save();
+    }
+}
+
+/// The fuel `op` costs under `c`.
+pub(crate) fn fuel_cost(op: &Operator<'_>, c: &FuelCosts) -> u32 {
+    use Operator as O;
+    match op {
+        O::Nop | O::Drop | O::Block { .. } | O::Loop { .. } | O::Else | O::End | O::Unreachable => c.structural,
+        O::Call { .. } | O::CallIndirect { .. } | O::ReturnCall { .. } | O::ReturnCallIndirect { .. } => c.call,
+        O::MemoryGrow { .. }
+        | O::MemoryFill { .. }
+        | O::MemoryCopy { .. }
+        | O::MemoryInit { .. }
+        | O::TableGrow { .. }
+        | O::TableFill { .. }
+        | O::TableCopy { .. }
+        | O::TableInit { .. } => c.bulk,
+        op if is_memory_access(op) => c.memory,
+        _ => c.default,
     }
 }
 

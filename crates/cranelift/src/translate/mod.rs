@@ -15,6 +15,7 @@ mod interrupt;
 mod memory;
 mod ops;
 mod simd;
+mod strip;
 
 use crate::abi::{clif_type, wasm_signature};
 use cranelift_codegen::ir::{self, InstBuilder, UserFuncName, Value};
@@ -79,6 +80,12 @@ pub struct FuncTranslator<'a, 'f> {
     /// Whether a fuel/epoch check has run on every path from the entry to
     /// the current point (see `interrupt.rs`).
     pub(crate) checked: bool,
+    /// Counted loops to strip-mine, in order (see `strip.rs`).
+    pub(crate) strip_plans: Vec<strip::StripPlan>,
+    /// Index of the next plan not yet reached.
+    pub(crate) next_strip_plan: usize,
+    /// The strip-mined loop being translated.
+    pub(crate) strip: Option<strip::ActiveStrip>,
 }
 
 /// Disjoint alias regions for Cranelift's alias analysis (redundant-load
@@ -142,6 +149,9 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             fuel_pending: 0,
             regions,
             checked: false,
+            strip_plans: Vec::new(),
+            next_strip_plan: 0,
+            strip: None,
         }
     }
 
@@ -201,6 +211,11 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
         }
 
         self.interrupt_prologue();
+        if self.tunables.epoch_interruption || self.tunables.consume_fuel {
+            let types: Vec<WasmValType> = self.locals.iter().map(|&(_, t)| t).collect();
+            let fuel = self.tunables.consume_fuel.then_some(&self.tunables.fuel_costs);
+            self.strip_plans = strip::plan(body, &types, fuel);
+        }
 
         // The function body is a block whose continuation returns.
         let exit = self.builder.create_block();

@@ -49,7 +49,7 @@ impl FuncTranslator<'_, '_> {
     }
 
     /// Translates one reachable operator.
-    pub(crate) fn translate_operator(&mut self, op: &Operator<'_>, _pos: u64) -> WasmResult<()> {
+    pub(crate) fn translate_operator(&mut self, op: &Operator<'_>, pos: u64) -> WasmResult<()> {
         use Operator as O;
         match op {
             // Control.
@@ -59,11 +59,12 @@ impl FuncTranslator<'_, '_> {
             }
             O::Nop => {}
             O::Block { blockty } => self.translate_block(*blockty)?,
-            O::Loop { blockty } => self.translate_loop(*blockty)?,
+            O::Loop { blockty } => self.translate_loop(*blockty, pos)?,
             O::If { blockty } => self.translate_if(*blockty)?,
             O::Else => self.translate_else()?,
             O::End => self.translate_end()?,
             O::Br { relative_depth } => self.translate_br(*relative_depth),
+            O::BrIf { .. } if self.is_strip_latch(pos) => self.translate_strip_latch(),
             O::BrIf { relative_depth } => self.translate_br_if(*relative_depth),
             O::BrTable { targets } => self.translate_br_table(targets)?,
             O::Return => self.translate_return(),

@@ -2,6 +2,7 @@
 
 mod api;
 mod cache;
+mod counted_loops;
 mod c_programs;
 mod host_calls;
 mod instantiate;

@@ -1,0 +1,598 @@
+//! Strip-mined counted loops: interruption checks every few hundred
+//! iterations of a hot inner loop instead of every iteration.
+//!
+//! With fuel or epochs on, every loop header checks (see `interrupt.rs`).
+//! In a tight inner loop — a dot product, a hash round, a byte copy — that
+//! check is a fifth of the instructions. Most such loops are *counted*:
+//! one i32 local (the induction variable) changes only by a constant step
+//! at the loop's one back edge, which is taken while it compares to a
+//! loop-invariant limit:
+//!
+//! ```text
+//! loop                             ;; empty block type, no nested loop,
+//!   ...                            ;; no call, no bulk operation
+//!   local.get $i  i32.const 1  i32.add  local.tee $i
+//!   local.get $n  i32.lt_u   (or ne, le, gt, ge, signed or not, or the
+//!   br_if 0                   limit first, or `i32.sub`, or no compare)
+//! end
+//! ```
+//!
+//! Such a loop is split in two. An outer header runs the usual checks and
+//! then computes a *strip end* `s` such that (1) the comparison against
+//! `s` implies the original comparison against the limit, and (2) it
+//! fails within `k` iterations. The inner loop's back edge compares the
+//! induction variable against `s` instead of the limit — the same one
+//! compare and branch, no check — and when it falls through, the original
+//! comparison decides between another strip (back to the outer header)
+//! and leaving the loop. Every skipped check would therefore have found
+//! nothing to do if:
+//!
+//! - epochs: `k` iterations of a body with no call and no nested loop are
+//!   bounded work (`k` shrinks with the body: at most 2^16 operators per
+//!   strip), so an interrupt is seen at most that much later;
+//! - fuel: `k` is also at most the remaining fuel divided by an upper bound
+//!   of one iteration's cost (the sum of its operators' costs), so fuel
+//!   cannot run out inside a strip: the loop traps at exactly the same
+//!   point, with the same count, as with a check per iteration.
+//!
+//! Computing `s` (all in the outer header, once per strip):
+//!
+//! - A decreasing loop (`gt`/`ge` with a negative step, or `ne` with one)
+//!   is turned into an increasing one by complementing the variable, the
+//!   limit and `s`: `!` reverses both signed and unsigned order and maps
+//!   `x - c` to `!x + c`.
+//! - `lt`/`le` (step `c` > 0), computed in 64 bits so nothing wraps:
+//!   `s = min(x + k*c, limit (+1 for le))` and the back edge tests
+//!   `x' < s`. If `x + k*c` does not fit the 32-bit range the variable
+//!   could wrap inside the strip, so `s` is the minimum value: the inner
+//!   loop then falls through after every iteration.
+//! - `ne` (step `c` = ±2^j): the limit is reached at iteration `n` in
+//!   `1..=k` exactly when `rotr(limit - x - c, j) < k` (rotating moves any
+//!   low bits that make the limit unreachable to the top); then `s` is the
+//!   limit, else `s = x + k*c`, which no earlier iteration can equal.
+
+use super::FuncTranslator;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{self, InstBuilder, Value, types::*};
+use kiln_environ::{FuelCosts, WasmValType};
+use std::collections::VecDeque;
+use wasmparser::{BlockType, FunctionBody, Operator};
+
+/// The most iterations one strip runs.
+const MAX_STRIP: u32 = 1024;
+/// The most operators one strip executes (bounds how late an epoch
+/// interrupt can be seen); bodies larger than half of this are not split.
+const STRIP_OPERATORS: u32 = 1 << 16;
+/// The largest step magnitude handled (keeps `k * c` far from overflow and
+/// the `ne` rotation test exact).
+const MAX_STEP: i64 = 1 << 16;
+
+/// A counted loop found by [`plan`], to be translated strip-mined.
+#[derive(Clone, Debug)]
+pub(crate) struct StripPlan {
+    /// Offset of the `loop` operator.
+    loop_pos: u64,
+    /// Offset of the back edge's `br_if 0`.
+    latch_pos: u64,
+    /// The induction variable (an i32 local).
+    iv: u32,
+    /// What it is compared with.
+    limit: Limit,
+    /// The change at the back edge (`iv' = iv + step`, wrapping).
+    step: i32,
+    /// The back edge is taken while `iv' cmp limit`.
+    cmp: LatchCmp,
+    /// Iterations per strip, from the body's size.
+    max_iterations: u32,
+    /// An upper bound of the fuel one iteration consumes.
+    iteration_fuel: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Limit {
+    Local(u32),
+    Const(i32),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum LatchCmp {
+    Ne,
+    Lt { signed: bool },
+    Le { signed: bool },
+    Gt { signed: bool },
+    Ge { signed: bool },
+}
+
+impl LatchCmp {
+    /// The comparison with its operands swapped.
+    fn swapped(self) -> LatchCmp {
+        match self {
+            LatchCmp::Ne => LatchCmp::Ne,
+            LatchCmp::Lt { signed } => LatchCmp::Gt { signed },
+            LatchCmp::Le { signed } => LatchCmp::Ge { signed },
+            LatchCmp::Gt { signed } => LatchCmp::Lt { signed },
+            LatchCmp::Ge { signed } => LatchCmp::Le { signed },
+        }
+    }
+}
+
+/// The strip-mined loop being translated.
+pub(crate) struct ActiveStrip {
+    /// The header that checks and computes the strip end.
+    outer: ir::Block,
+    /// The wasm loop's header (the back edge's target).
+    inner: ir::Block,
+    latch_pos: u64,
+    iv: u32,
+    /// The strip end and how the back edge compares against it.
+    end: Value,
+    cc: IntCC,
+}
+
+/// One operator of a loop's tail, as far as the pattern cares.
+#[derive(Clone, Copy, PartialEq)]
+enum Tail {
+    Get(u32),
+    Tee(u32),
+    Const(i32),
+    Add,
+    Sub,
+    Cmp(LatchCmp),
+    Other,
+}
+
+impl Tail {
+    fn of(op: &Operator<'_>) -> Tail {
+        use Operator as O;
+        match *op {
+            O::LocalGet { local_index } => Tail::Get(local_index),
+            O::LocalTee { local_index } => Tail::Tee(local_index),
+            O::I32Const { value } => Tail::Const(value),
+            O::I32Add => Tail::Add,
+            O::I32Sub => Tail::Sub,
+            O::I32Ne => Tail::Cmp(LatchCmp::Ne),
+            O::I32LtU => Tail::Cmp(LatchCmp::Lt { signed: false }),
+            O::I32LtS => Tail::Cmp(LatchCmp::Lt { signed: true }),
+            O::I32LeU => Tail::Cmp(LatchCmp::Le { signed: false }),
+            O::I32LeS => Tail::Cmp(LatchCmp::Le { signed: true }),
+            O::I32GtU => Tail::Cmp(LatchCmp::Gt { signed: false }),
+            O::I32GtS => Tail::Cmp(LatchCmp::Gt { signed: true }),
+            O::I32GeU => Tail::Cmp(LatchCmp::Ge { signed: false }),
+            O::I32GeS => Tail::Cmp(LatchCmp::Ge { signed: true }),
+            _ => Tail::Other,
+        }
+    }
+}
+
+/// The innermost loop being scanned, while it may still be counted.
+struct Candidate {
+    loop_pos: u64,
+    /// Its index in the scan's frame stack.
+    depth: usize,
+    operators: u32,
+    fuel: u64,
+    back_edges: u32,
+    /// Locals written in the body, in order (with repeats).
+    writes: Vec<u32>,
+    /// The last operators, with their offsets.
+    tail: VecDeque<(u64, Tail, bool)>,
+}
+
+/// Finds the counted loops of `body` (see the module comment). `locals`
+/// are the function's locals with their types; `fuel` the operator costs
+/// when fuel is on. Reads the body without validating it: any operator it
+/// cannot read or does not expect ends the scan with what it found so far,
+/// and translation (which validates) still rejects an invalid body.
+pub(crate) fn plan(body: &FunctionBody<'_>, locals: &[WasmValType], fuel: Option<&FuelCosts>) -> Vec<StripPlan> {
+    let mut plans = Vec::new();
+    let Ok(mut ops) = body.get_operators_reader() else { return plans };
+    // Frames open at this point (true for loops); the body itself is one.
+    let mut frames: Vec<bool> = vec![false];
+    let mut cand: Option<Candidate> = None;
+    while !ops.eof() {
+        let Ok((op, pos)) = ops.read_with_offset() else { return plans };
+        use Operator as O;
+        if let Some(c) = &mut cand {
+            if !matches!(op, O::End) || frames.len() - 1 != c.depth {
+                c.operators += 1;
+                c.fuel += fuel.map_or(0, |f| u64::from(super::interrupt::fuel_cost(&op, f)));
+                let is_back_edge = branch_targets(&op, frames.len()).is_some_and(|mut t| t.any(|d| d == c.depth));
+                if is_back_edge {
+                    c.back_edges += 1;
+                }
+                if c.tail.len() == 8 {
+                    c.tail.pop_front();
+                }
+                c.tail.push_back((pos, Tail::of(&op), matches!(op, O::BrIf { relative_depth: 0 })));
+                if let O::LocalSet { local_index } | O::LocalTee { local_index } = op {
+                    c.writes.push(local_index);
+                }
+                if !bounded(&op) {
+                    cand = None;
+                }
+            }
+        }
+        match op {
+            O::Block { .. } | O::If { .. } => frames.push(false),
+            O::Loop { blockty } => {
+                // An enclosing candidate has a nested loop: not innermost.
+                cand = (blockty == BlockType::Empty).then(|| Candidate {
+                    loop_pos: pos,
+                    depth: frames.len(),
+                    operators: 0,
+                    fuel: 0,
+                    back_edges: 0,
+                    writes: Vec::new(),
+                    tail: VecDeque::new(),
+                });
+                frames.push(true);
+            }
+            O::End => {
+                let Some(_) = frames.pop() else { return plans };
+                if cand.as_ref().is_some_and(|c| c.depth == frames.len()) {
+                    if let Some(p) = cand.take().and_then(|c| counted_loop(c, locals)) {
+                        plans.push(p);
+                    }
+                }
+            }
+            O::Else => {}
+            // Exceptions and typed-reference branches: not worth modelling.
+            O::Try { .. }
+            | O::TryTable { .. }
+            | O::Catch { .. }
+            | O::CatchAll
+            | O::Delegate { .. }
+            | O::BrOnNull { .. }
+            | O::BrOnNonNull { .. }
+            | O::BrOnCast { .. }
+            | O::BrOnCastFail { .. } => return plans,
+            _ => {}
+        }
+    }
+    plans
+}
+
+/// The frame indices (in a stack of `frames` entries) that `op` branches
+/// to, if it is a branch.
+fn branch_targets<'b>(op: &'b Operator<'_>, frames: usize) -> Option<Box<dyn Iterator<Item = usize> + 'b>> {
+    let target = move |d: u32| frames.checked_sub(1 + d as usize).unwrap_or(usize::MAX);
+    match op {
+        Operator::Br { relative_depth } | Operator::BrIf { relative_depth } => {
+            Some(Box::new(std::iter::once(target(*relative_depth))))
+        }
+        Operator::BrTable { targets } => Some(Box::new(
+            targets.targets().map(move |d| d.map_or(usize::MAX - 1, target)).chain(std::iter::once(target(targets.default()))),
+        )),
+        _ => None,
+    }
+}
+
+/// Whether one execution of `op` does bounded work, so that `k` iterations
+/// of a body made of such operators are bounded too (calls run unbounded
+/// callees, bulk operations scale with their operands, a wait blocks).
+fn bounded(op: &Operator<'_>) -> bool {
+    use Operator as O;
+    !matches!(
+        op,
+        O::Call { .. }
+            | O::CallIndirect { .. }
+            | O::ReturnCall { .. }
+            | O::ReturnCallIndirect { .. }
+            | O::CallRef { .. }
+            | O::ReturnCallRef { .. }
+            | O::MemoryGrow { .. }
+            | O::MemoryFill { .. }
+            | O::MemoryCopy { .. }
+            | O::MemoryInit { .. }
+            | O::TableGrow { .. }
+            | O::TableFill { .. }
+            | O::TableCopy { .. }
+            | O::TableInit { .. }
+            | O::MemoryAtomicWait32 { .. }
+            | O::MemoryAtomicWait64 { .. }
+            | O::Loop { .. }
+    )
+}
+
+/// Decides whether a scanned innermost loop is counted, and how.
+fn counted_loop(c: Candidate, locals: &[WasmValType]) -> Option<StripPlan> {
+    let &(latch_pos, _, is_br_if_0) = c.tail.back()?;
+    if !is_br_if_0 || c.back_edges != 1 {
+        return None;
+    }
+    let t: Vec<Tail> = c.tail.iter().map(|&(_, t, _)| t).collect();
+    let t = &t[..t.len() - 1];
+    let update = |s: &[Tail]| -> Option<(u32, i64)> {
+        match *s {
+            [Tail::Get(a), Tail::Const(k), op @ (Tail::Add | Tail::Sub), Tail::Tee(b)] if a == b => {
+                Some((a, if op == Tail::Add { i64::from(k) } else { -i64::from(k) }))
+            }
+            _ => None,
+        }
+    };
+    let limit = |t: Tail| match t {
+        Tail::Get(l) => Some(Limit::Local(l)),
+        Tail::Const(n) => Some(Limit::Const(n)),
+        _ => None,
+    };
+    let n = t.len();
+    let (iv, step, limit, cmp) = if n >= 6 && matches!(t[n - 1], Tail::Cmp(_)) && matches!(t[n - 2], Tail::Tee(_)) {
+        // `limit; iv update; cmp`: the limit is the left operand.
+        let Tail::Cmp(cmp) = t[n - 1] else { return None };
+        let (iv, step) = update(&t[n - 5..n - 1])?;
+        (iv, step, limit(t[n - 6])?, cmp.swapped())
+    } else if n >= 6 && matches!(t[n - 1], Tail::Cmp(_)) {
+        let Tail::Cmp(cmp) = t[n - 1] else { return None };
+        let (iv, step) = update(&t[n - 6..n - 2])?;
+        (iv, step, limit(t[n - 2])?, cmp)
+    } else if n >= 4 {
+        // `br_if` on the updated variable itself: taken while it is not 0.
+        let (iv, step) = update(&t[n - 4..])?;
+        (iv, step, Limit::Const(0), LatchCmp::Ne)
+    } else {
+        return None;
+    };
+    if step == 0 || step.abs() > MAX_STEP {
+        return None;
+    }
+    let step_ok = match cmp {
+        LatchCmp::Ne => step.unsigned_abs().is_power_of_two(),
+        LatchCmp::Lt { .. } | LatchCmp::Le { .. } => step > 0,
+        LatchCmp::Gt { .. } | LatchCmp::Ge { .. } => step < 0,
+    };
+    let is_i32 = |l: u32| locals.get(l as usize) == Some(&WasmValType::I32);
+    if !step_ok || !is_i32(iv) {
+        return None;
+    }
+    // The variable changes only at the back edge (the tee just matched);
+    // the limit not at all.
+    if c.writes.iter().filter(|&&w| w == iv).count() != 1 {
+        return None;
+    }
+    if let Limit::Local(l) = limit {
+        if l == iv || !is_i32(l) || c.writes.contains(&l) {
+            return None;
+        }
+    }
+    let max_iterations = (STRIP_OPERATORS / c.operators.max(1)).min(MAX_STRIP);
+    if max_iterations < 2 {
+        return None;
+    }
+    Some(StripPlan {
+        loop_pos: c.loop_pos,
+        latch_pos,
+        iv,
+        limit,
+        step: step as i32,
+        cmp,
+        max_iterations,
+        iteration_fuel: c.fuel,
+    })
+}
+
+impl FuncTranslator<'_, '_> {
+    /// The plan for the loop at `pos`, if it is a counted loop.
+    pub(crate) fn take_strip_plan(&mut self, pos: u64) -> Option<StripPlan> {
+        let next = self.strip_plans.get(self.next_strip_plan)?;
+        if next.loop_pos != pos {
+            return None;
+        }
+        self.next_strip_plan += 1;
+        Some(next.clone())
+    }
+
+    /// Whether the `br_if` at `pos` is the back edge of the strip-mined
+    /// loop being translated.
+    pub(crate) fn is_strip_latch(&self, pos: u64) -> bool {
+        self.strip.as_ref().is_some_and(|s| s.latch_pos == pos)
+    }
+
+    /// Emits a counted loop's outer header (checks, strip end) and switches
+    /// to its inner header, which it returns.
+    pub(crate) fn begin_strip_loop(&mut self, plan: &StripPlan) -> ir::Block {
+        let outer = self.builder.create_block();
+        self.builder.ins().jump(outer, &[]);
+        self.builder.switch_to_block(outer);
+        self.interrupt_loop_header();
+        let (end, cc) = self.strip_end(plan);
+        let inner = self.builder.create_block();
+        self.builder.ins().jump(inner, &[]);
+        self.builder.switch_to_block(inner);
+        self.strip = Some(ActiveStrip { outer, inner, latch_pos: plan.latch_pos, iv: plan.iv, end, cc });
+        inner
+    }
+
+    /// The back edge: another iteration while the variable is within the
+    /// strip; past it, another strip while the loop's own condition holds.
+    pub(crate) fn translate_strip_latch(&mut self) {
+        let Some(strip) = &self.strip else { return };
+        let (outer, inner, end, cc, iv) = (strip.outer, strip.inner, strip.end, strip.cc, strip.iv);
+        let cond = self.pop1();
+        let x = self.builder.use_var(self.locals[iv as usize].0);
+        let within = self.builder.ins().icmp(cc, x, end);
+        let after = self.builder.create_block();
+        self.builder.ins().brif(within, inner, &[], after, &[]);
+        self.builder.seal_block(after);
+        self.builder.switch_to_block(after);
+        let next = self.builder.create_block();
+        self.builder.ins().brif(cond, outer, &[], next, &[]);
+        self.builder.seal_block(next);
+        self.builder.switch_to_block(next);
+    }
+
+    /// At the `end` of the loop whose header is `header`: if it was
+    /// strip-mined, its outer header has all its predecessors now.
+    pub(crate) fn end_strip_loop(&mut self, header: ir::Block) {
+        if self.strip.as_ref().is_some_and(|s| s.inner == header) {
+            if let Some(strip) = self.strip.take() {
+                self.builder.seal_block(strip.outer);
+            }
+        }
+    }
+
+    /// How many iterations the strip starting here may run: the plan's
+    /// bound and, with fuel, no more than the remaining fuel pays for
+    /// (at least one: the check just made let this iteration run).
+    fn strip_iterations(&mut self, plan: &StripPlan) -> Value {
+        let k = self.builder.ins().iconst(I64, i64::from(plan.max_iterations));
+        let (Some(var), true) = (self.fuel_var, plan.iteration_fuel > 0) else { return k };
+        let consumed = self.builder.use_var(var);
+        // `consumed` is negative while fuel remains; -consumed as unsigned
+        // is the remaining fuel even at i64::MIN.
+        let remaining = self.builder.ins().ineg(consumed);
+        let shift = 64 - (plan.iteration_fuel - 1).leading_zeros();
+        let paid = self.builder.ins().ushr_imm_u(remaining, i64::from(shift));
+        let exhausted = self.builder.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, consumed, 0);
+        let one = self.builder.ins().iconst(I64, 1);
+        let paid = self.builder.ins().select(exhausted, one, paid);
+        let paid = self.builder.ins().umax(paid, one);
+        self.builder.ins().umin(k, paid)
+    }
+
+    /// The strip end and the comparison the back edge makes against it.
+    fn strip_end(&mut self, plan: &StripPlan) -> (Value, IntCC) {
+        let k = self.strip_iterations(plan);
+        let ins_iv = self.builder.use_var(self.locals[plan.iv as usize].0);
+        let limit = match plan.limit {
+            Limit::Local(l) => self.builder.use_var(self.locals[l as usize].0),
+            Limit::Const(n) => self.builder.ins().iconst(I32, i64::from(n)),
+        };
+        let mirrored = match plan.cmp {
+            LatchCmp::Ne => plan.step < 0,
+            LatchCmp::Gt { .. } | LatchCmp::Ge { .. } => true,
+            LatchCmp::Lt { .. } | LatchCmp::Le { .. } => false,
+        };
+        let (x, limit) = if mirrored {
+            (self.builder.ins().bnot(ins_iv), self.builder.ins().bnot(limit))
+        } else {
+            (ins_iv, limit)
+        };
+        let c = i64::from(plan.step.unsigned_abs());
+        let b = &mut self.builder;
+        let (end, cc) = match plan.cmp {
+            LatchCmp::Ne => {
+                let k32 = b.ins().ireduce(I32, k);
+                let distance = b.ins().isub(limit, x);
+                let before = b.ins().iadd_imm_s(distance, -c);
+                let steps = b.ins().rotr_imm_u(before, i64::from(c.trailing_zeros()));
+                let reached = b.ins().icmp(IntCC::UnsignedLessThan, steps, k32);
+                let span = b.ins().imul_imm_s(k32, c);
+                let far = b.ins().iadd(x, span);
+                (b.ins().select(reached, limit, far), IntCC::NotEqual)
+            }
+            LatchCmp::Lt { signed } | LatchCmp::Le { signed } | LatchCmp::Gt { signed } | LatchCmp::Ge { signed } => {
+                let inclusive = matches!(plan.cmp, LatchCmp::Le { .. } | LatchCmp::Ge { .. });
+                let widen = |b: &mut cranelift_frontend::FunctionBuilder<'_>, v| {
+                    if signed { b.ins().sextend(I64, v) } else { b.ins().uextend(I64, v) }
+                };
+                let x64 = widen(b, x);
+                let limit64 = widen(b, limit);
+                let bound = if inclusive { b.ins().iadd_imm_s(limit64, 1) } else { limit64 };
+                let span = b.ins().imul_imm_s(k, c);
+                let far = b.ins().iadd(x64, span);
+                let end64 = b.ins().smin(far, bound);
+                let end = b.ins().ireduce(I32, end64);
+                let max = if signed { i64::from(i32::MAX) } else { i64::from(u32::MAX) };
+                let wraps = b.ins().icmp_imm_s(IntCC::SignedGreaterThan, far, max);
+                let never = b.ins().iconst(I32, if signed { i64::from(i32::MIN) } else { 0 });
+                let cc = match (mirrored, signed) {
+                    (false, true) => IntCC::SignedLessThan,
+                    (false, false) => IntCC::UnsignedLessThan,
+                    (true, true) => IntCC::SignedGreaterThan,
+                    (true, false) => IntCC::UnsignedGreaterThan,
+                };
+                (b.ins().select(wraps, never, end), cc)
+            }
+        };
+        let end = if mirrored { self.builder.ins().bnot(end) } else { end };
+        (end, cc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plans of each function in `wat`, each function's locals being
+    /// its i32 parameters and declared locals.
+    fn plans_of(wat: &str) -> Vec<Vec<StripPlan>> {
+        let bytes = wat::parse_str(wat).expect("wat");
+        let mut out = Vec::new();
+        let mut params = Vec::new();
+        for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
+            match payload.expect("payload") {
+                wasmparser::Payload::TypeSection(r) => {
+                    for ty in r.into_iter_err_on_gc_types() {
+                        params.push(ty.expect("type").params().len());
+                    }
+                }
+                wasmparser::Payload::CodeSectionEntry(body) => {
+                    let mut locals = vec![WasmValType::I32; params[out.len()]];
+                    for l in body.get_locals_reader().expect("locals") {
+                        let (n, _) = l.expect("local");
+                        locals.extend(std::iter::repeat_n(WasmValType::I32, n as usize));
+                    }
+                    out.push(plan(&body, &locals, Some(&FuelCosts::default())));
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn one_loop(tail: &str, extra: &str) -> String {
+        format!("(module (func (param $i i32) (param $n i32) (local $d i32) (loop $l {extra} {tail} br_if $l)))")
+    }
+
+    #[test]
+    fn finds_counted_loops() {
+        let planned = |tail: &str| plans_of(&one_loop(tail, "(local.set $d (i32.const 1))"))[0].len() == 1;
+        // Increasing with lt/le, limit on either side, local or constant.
+        assert!(planned("local.get $i i32.const 1 i32.add local.tee $i local.get $n i32.lt_u"));
+        assert!(planned("local.get $i i32.const 3 i32.add local.tee $i i32.const 100 i32.le_s"));
+        assert!(planned("local.get $n local.get $i i32.const 1 i32.add local.tee $i i32.gt_s"));
+        // Decreasing with gt/ge, as `sub` or `add` of a negative constant.
+        assert!(planned("local.get $i i32.const 1 i32.sub local.tee $i i32.const 0 i32.gt_u"));
+        assert!(planned("local.get $i i32.const -4 i32.add local.tee $i local.get $n i32.ge_s"));
+        // `ne` (and a bare `br_if` on the variable) with power-of-two steps.
+        assert!(planned("local.get $i i32.const 8 i32.add local.tee $i local.get $n i32.ne"));
+        assert!(planned("local.get $i i32.const 1 i32.sub local.tee $i"));
+        // Not counted: wrong direction, `eq`, odd step with `ne`, huge step.
+        assert!(!planned("local.get $i i32.const 1 i32.sub local.tee $i local.get $n i32.lt_u"));
+        assert!(!planned("local.get $i i32.const 1 i32.add local.tee $i local.get $n i32.eq"));
+        assert!(!planned("local.get $i i32.const 3 i32.add local.tee $i local.get $n i32.ne"));
+        assert!(!planned("local.get $i i32.const 65537 i32.add local.tee $i local.get $n i32.lt_u"));
+        assert!(!planned("local.get $i i32.const 1 i32.add local.set $i local.get $i local.get $n i32.lt_u"));
+    }
+
+    #[test]
+    fn rejects_loops_that_are_not_counted() {
+        let tail = "local.get $i i32.const 1 i32.add local.tee $i local.get $n i32.lt_u";
+        let planned = |extra: &str| plans_of(&one_loop(tail, extra))[0].len() == 1;
+        assert!(planned(""));
+        // The limit or the variable written in the body.
+        assert!(!planned("(local.set $n (i32.const 9))"));
+        assert!(!planned("(local.set $i (i32.const 9))"));
+        // Another back edge, a call, a bulk operation, a nested loop.
+        assert!(!planned("(br_if $l (local.get $d))"));
+        assert!(!planned("(block $b (br_table $b $l (local.get $d)))"));
+        assert!(!planned("(call 0 (local.get $d) (local.get $d))"));
+        // Exits are fine.
+        assert!(planned("(block $b (br_if $b (local.get $d)))"));
+        assert!(!planned("(loop $inner)"));
+        // A body too large for two iterations per strip.
+        let big = "(local.set $d (i32.add (local.get $d) (i32.const 1)))".repeat(STRIP_OPERATORS as usize / 8);
+        assert!(!planned(&big));
+        // The innermost of two nested loops is.
+        let nested = format!("(module (func (param $i i32) (param $n i32) (loop $o (loop $l {tail} br_if $l) (br_if $o (local.get $n)))))");
+        assert_eq!(plans_of(&nested)[0].len(), 1);
+    }
+
+    #[test]
+    fn fuel_bound_is_the_sum_of_the_body_costs() {
+        let p = plans_of(&one_loop("local.get $i i32.const 1 i32.add local.tee $i local.get $n i32.lt_u", "nop nop"));
+        // 6 operators of cost 1 in the tail, br_if 1, two nops 0.
+        assert_eq!(p[0][0].iteration_fuel, 7);
+        assert_eq!(p[0][0].max_iterations, MAX_STRIP);
+    }
+}

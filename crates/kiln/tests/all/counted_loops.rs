@@ -1,0 +1,237 @@
+//! Counted loops are strip-mined when fuel or epochs are on (their
+//! interruption check runs once per strip instead of once per iteration,
+//! see kiln-cranelift's `translate/strip.rs`): they must compute exactly
+//! what they computed before, use exactly the same fuel, and still be
+//! interruptible when they never end.
+
+use kiln::*;
+use std::time::{Duration, Instant};
+
+/// Back-edge comparisons, as wasm operator names.
+const CMPS: [&str; 10] = ["ne", "eq", "lt_u", "lt_s", "le_u", "le_s", "gt_u", "gt_s", "ge_u", "ge_s"];
+const STEPS: [i64; 12] = [1, 2, 3, 4, 16, 65536, 65537, -1, -2, -3, -8, -65536];
+/// Iterations after which the test loops stop on their own.
+const CAP: u32 = 5000;
+
+/// `iv cmp limit` as wasm computes it.
+fn holds(cmp: &str, a: u32, b: u32) -> bool {
+    let (sa, sb) = (a as i32, b as i32);
+    match cmp {
+        "ne" => a != b,
+        "eq" => a == b,
+        "lt_u" => a < b,
+        "lt_s" => sa < sb,
+        "le_u" => a <= b,
+        "le_s" => sa <= sb,
+        "gt_u" => a > b,
+        "gt_s" => sa > sb,
+        "ge_u" => a >= b,
+        "ge_s" => sa >= sb,
+        _ => unreachable!(),
+    }
+}
+
+/// The update of `$iv` by `step`, as clang writes it (`i32.sub` for
+/// negative steps, except that some use `i32.add` of a negative constant).
+fn update(step: i64, use_add: bool) -> String {
+    if step > 0 || use_add {
+        format!("local.get $iv i32.const {step} i32.add local.tee $iv")
+    } else {
+        format!("local.get $iv i32.const {} i32.sub local.tee $iv", -step)
+    }
+}
+
+/// A loop shape under test: export name, wat of the back edge's tail, its
+/// step, and a model of the condition given the new value and the limit.
+struct Shape {
+    name: String,
+    tail: String,
+    step: i64,
+    cond: Box<dyn Fn(u32, u32) -> bool>,
+}
+
+fn shapes() -> Vec<Shape> {
+    let mut v = Vec::new();
+    let mut add = |name: String, tail: String, step: i64, cond: Box<dyn Fn(u32, u32) -> bool>| v.push(Shape { name, tail, step, cond });
+    for (si, &step) in STEPS.iter().enumerate() {
+        let use_add = si % 2 == 0;
+        for cmp in CMPS {
+            let up = update(step, use_add);
+            add(format!("{cmp}_{si}"), format!("{up} local.get $n i32.{cmp}"), step, Box::new(move |x, n| holds(cmp, x, n)));
+            add(format!("{cmp}_{si}_swapped"), format!("local.get $n {up} i32.{cmp}"), step, Box::new(move |x, n| holds(cmp, n, x)));
+        }
+        add(format!("nonzero_{si}"), update(step, use_add), step, Box::new(|x, _| x != 0));
+    }
+    v
+}
+
+/// A module with one function per shape: `(iv, n) -> (iterations, iv)`,
+/// leaving after `CAP` iterations if the loop has not ended by then.
+fn shapes_module() -> String {
+    let mut wat = String::from("(module");
+    for Shape { name, tail, .. } in shapes() {
+        wat.push_str(&format!(
+            r#"
+  (func (export "{name}") (param $iv i32) (param $n i32) (result i32 i32) (local $count i32)
+    (block $out
+      (loop $l
+        (local.set $count (i32.add (local.get $count) (i32.const 1)))
+        (br_if $out (i32.eq (local.get $count) (i32.const {CAP})))
+        {tail}
+        br_if $l))
+    (local.get $count) (local.get $iv))"#
+        ));
+    }
+    wat.push(')');
+    wat
+}
+
+fn model(cond: &dyn Fn(u32, u32) -> bool, step: i64, mut iv: u32, n: u32) -> (u32, u32) {
+    let mut count = 0;
+    loop {
+        count += 1;
+        if count == CAP {
+            return (count, iv);
+        }
+        iv = iv.wrapping_add(step as i32 as u32);
+        if !cond(iv, n) {
+            return (count, iv);
+        }
+    }
+}
+
+fn interesting_values() -> Vec<u32> {
+    let base = [0u32, 1, 2, 3, 7, 1000, 1023, 1024, 1025, 4999, 0x7fff_ff00, 0x7fff_fffe, 0x7fff_ffff, 0x8000_0000, 0x8000_0001, 0xffff_f000, 0xffff_fffe, 0xffff_ffff];
+    base.to_vec()
+}
+
+fn check_all_shapes(config: &Config, prepare: impl Fn(&mut Store<()>)) {
+    let engine = Engine::new(config).unwrap();
+    let module = Module::new(&engine, shapes_module()).unwrap();
+    let mut store = Store::new(&engine, ());
+    prepare(&mut store);
+    let instance = Instance::new(&mut store, &module, &[]).unwrap();
+    let values = interesting_values();
+    for Shape { name, step, cond, .. } in shapes() {
+        {
+            let f = instance.get_typed_func::<(i32, i32), (i32, i32)>(&mut store, &name).unwrap();
+            for &start in &values {
+                let mut limits = values.clone();
+                for d in [1u32, 2, 3, 16, 1024, 2048, 2050, 65536] {
+                    limits.push(start.wrapping_add(d));
+                    limits.push(start.wrapping_sub(d));
+                }
+                for &n in &limits {
+                    let got = f.call(&mut store, (start as i32, n as i32)).unwrap();
+                    let want = model(&*cond, step, start, n);
+                    assert_eq!((got.0 as u32, got.1 as u32), want, "{name} (step {step}) from {start:#x} to {n:#x}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn counted_loops_compute_the_same_with_epochs() {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    check_all_shapes(&config, |store| store.set_epoch_deadline(u64::MAX / 2));
+}
+
+#[test]
+fn counted_loops_compute_the_same_with_fuel() {
+    let mut config = Config::new();
+    config.consume_fuel(true);
+    check_all_shapes(&config, |store| store.set_fuel(u64::MAX / 2).unwrap());
+}
+
+/// Two loops with the same operators and costs, one counted (its dummy
+/// write goes to `$d`) and one not (the write goes to the limit `$n`, so it
+/// is not loop-invariant): for every fuel budget both must run the same
+/// number of iterations, trap or finish alike, and leave the same fuel.
+#[test]
+fn counted_loops_run_out_of_fuel_at_the_same_point() {
+    let body = |written: &str| {
+        format!(
+            r#"(param $n i32) (local $i i32) (local $d i32)
+            (loop $l
+              (global.set $g (i32.add (global.get $g) (i32.const 1)))
+              (if (i32.eqz (i32.and (local.get $i) (i32.const 3)))
+                (then (local.set {written} (i32.add (local.get {written}) (i32.const 0)))))
+              local.get $i i32.const 1 i32.add local.tee $i local.get $n i32.lt_u
+              br_if $l)"#
+        )
+    };
+    let wat = format!(
+        r#"(module (global $g (export "g") (mut i32) (i32.const 0))
+            (func (export "counted") {})
+            (func (export "uncounted") {}))"#,
+        body("$d"),
+        body("$n")
+    );
+    let mut config = Config::new();
+    config.consume_fuel(true);
+    let engine = Engine::new(&config).unwrap();
+    let module = Module::new(&engine, &wat).unwrap();
+    let mut store = Store::new(&engine, ());
+    let instance = Instance::new(&mut store, &module, &[]).unwrap();
+    let g = instance.get_global(&mut store, "g").unwrap();
+    let mut run = |name: &str, fuel: u64, n: i32| {
+        let f = instance.get_typed_func::<i32, ()>(&mut store, name).unwrap();
+        g.set(&mut store, Val::I32(0)).unwrap();
+        store.set_fuel(fuel).unwrap();
+        let r = f.call(&mut store, n);
+        let trapped = r.map_err(|e| e.downcast_ref::<Trap>().map(Trap::code)).err();
+        (trapped, g.get(&mut store).i32(), store.get_fuel().unwrap())
+    };
+    for n in [1, 5, 50, 3000] {
+        for fuel in (0..400).chain((400..30_000).step_by(97)).chain([1 << 20, u64::MAX / 2]) {
+            let counted = run("counted", fuel, n);
+            let uncounted = run("uncounted", fuel, n);
+            assert_eq!(counted, uncounted, "n = {n}, fuel = {fuel}");
+        }
+    }
+}
+
+/// Counted loops that never end: stopped by fuel and by epochs, including
+/// one whose variable wraps (its strips end early near the wrap).
+#[test]
+fn endless_counted_loops_are_interrupted() {
+    let wat = r#"(module
+        (func (export "odd_distance") (local $i i32)
+          (loop $l local.get $i i32.const 2 i32.add local.tee $i i32.const 1 i32.ne br_if $l))
+        (func (export "wraps") (local $i i32)
+          (loop $l local.get $i i32.const 2 i32.add local.tee $i i32.const -1 i32.lt_u br_if $l))
+        (func (export "down_wraps") (local $i i32)
+          (loop $l local.get $i i32.const 3 i32.sub local.tee $i i32.const -2147483648 i32.gt_s br_if $l)))"#;
+    let names = ["odd_distance", "wraps", "down_wraps"];
+
+    let mut config = Config::new();
+    config.consume_fuel(true);
+    let engine = Engine::new(&config).unwrap();
+    let module = Module::new(&engine, wat).unwrap();
+    let mut store = Store::new(&engine, ());
+    let instance = Instance::new(&mut store, &module, &[]).unwrap();
+    for name in names {
+        let f = instance.get_typed_func::<(), ()>(&mut store, name).unwrap();
+        store.set_fuel(50_000_000).unwrap();
+        let e = f.call(&mut store, ()).unwrap_err();
+        assert_eq!(e.downcast_ref::<Trap>().map(Trap::code), Some(TrapCode::OutOfFuel), "{name}");
+    }
+
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    let engine = Engine::new(&config).unwrap();
+    let module = Module::new(&engine, wat).unwrap();
+    let mut store = Store::new(&engine, ());
+    let instance = Instance::new(&mut store, &module, &[]).unwrap();
+    let _ticker = engine.start_epoch_ticker(Duration::from_millis(5));
+    for name in names {
+        let f = instance.get_typed_func::<(), ()>(&mut store, name).unwrap();
+        store.set_epoch_deadline(4);
+        let started = Instant::now();
+        let e = f.call(&mut store, ()).unwrap_err();
+        assert_eq!(e.downcast_ref::<Trap>().map(Trap::code), Some(TrapCode::Interrupt), "{name}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{name} took {:?}", started.elapsed());
+    }
+}
