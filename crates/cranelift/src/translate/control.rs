@@ -155,7 +155,7 @@ impl FuncTranslator<'_, '_> {
         if let Some(plan) = self.take_strip_plan(pos) {
             // A counted loop (empty block type): see `strip.rs`.
             let destination = self.new_block_with_params(&results);
-            let header = self.begin_strip_loop(&plan);
+            let header = self.begin_strip_loop(plan);
             self.control.push(ControlFrame::Loop {
                 destination,
                 header,

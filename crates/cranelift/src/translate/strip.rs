@@ -4,9 +4,9 @@
 //! With fuel or epochs on, every loop header checks (see `interrupt.rs`).
 //! In a tight inner loop — a dot product, a hash round, a byte copy — that
 //! check is a fifth of the instructions. Most such loops are *counted*:
-//! one i32 local (the induction variable) changes only by a constant step
-//! at the loop's one back edge, which is taken while it compares to a
-//! loop-invariant limit:
+//! one i32 local (the induction variable) changes only by a step (a
+//! constant, or a local the loop does not write) at the loop's one back
+//! edge, which is taken while it compares to a loop-invariant limit:
 //!
 //! ```text
 //! loop                             ;; empty block type, no nested loop,
@@ -37,19 +37,22 @@
 //!
 //! Computing `s` (all in the outer header, once per strip):
 //!
-//! - A decreasing loop (`gt`/`ge` with a negative step, or `ne` with one)
-//!   is turned into an increasing one by complementing the variable, the
-//!   limit and `s`: `!` reverses both signed and unsigned order and maps
-//!   `x - c` to `!x + c`.
-//! - `lt`/`le` (step `c` > 0), computed in 64 bits so nothing wraps:
+//! - A decreasing `gt`/`ge` loop is turned into an increasing `lt`/`le`
+//!   one by complementing the variable, the limit and `s`: `!` reverses
+//!   both signed and unsigned order and maps `x - c` to `!x + c`.
+//! - `lt`/`le` (step `c` > 0; a step in a local is checked at run time,
+//!   and one that is not positive gets no strip), computed in 64 bits so
+//!   nothing wraps:
 //!   `s = min(x + k*c, limit (+1 for le))` and the back edge tests
 //!   `x' < s`. If `x + k*c` does not fit the 32-bit range the variable
 //!   could wrap inside the strip, so `s` is the minimum value: the inner
 //!   loop then falls through after every iteration.
-//! - `ne` (step `c` = ±2^j): the limit is reached at iteration `n` in
-//!   `1..=k` exactly when `rotr(limit - x - c, j) < k` (rotating moves any
-//!   low bits that make the limit unreachable to the top); then `s` is the
-//!   limit, else `s = x + k*c`, which no earlier iteration can equal.
+//! - `ne` (step `c` = ±2^j): with `d` the distance from `x` to the limit
+//!   in the direction of the steps, the limit is reached at iteration `n`
+//!   in `1..=k` exactly when `rotr(d - |c|, j) < k` (rotating moves any low
+//!   bits that make the limit unreachable to the top); then `s` is the
+//!   limit, else `s = x + k*c`, which no earlier iteration can equal. The
+//!   same holds for i64 variables, the one i64 form handled.
 
 use super::FuncTranslator;
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -79,7 +82,9 @@ pub(crate) struct StripPlan {
     /// What it is compared with.
     limit: Limit,
     /// The change at the back edge (`iv' = iv + step`, wrapping).
-    step: i32,
+    step: Step,
+    /// Whether the variable (and limit) are i64 rather than i32.
+    wide: bool,
     /// The back edge is taken while `iv' cmp limit`.
     cmp: LatchCmp,
     /// Iterations per strip, from the body's size.
@@ -89,9 +94,18 @@ pub(crate) struct StripPlan {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
+enum Step {
+    /// A constant, `0 < |step| <= MAX_STEP`.
+    Const(i32),
+    /// A loop-invariant local, added (`up`) or subtracted; only for
+    /// ordered comparisons, whose strip end checks its sign at run time.
+    Local { local: u32, up: bool },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Limit {
     Local(u32),
-    Const(i32),
+    Const(i64),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -101,6 +115,20 @@ enum LatchCmp {
     Le { signed: bool },
     Gt { signed: bool },
     Ge { signed: bool },
+}
+
+impl StripPlan {
+    /// How the back edge compares the variable with the strip's end: as
+    /// the loop compares it with its limit, strictly.
+    fn back_edge_cc(&self) -> IntCC {
+        match self.cmp {
+            LatchCmp::Ne => IntCC::NotEqual,
+            LatchCmp::Lt { signed: true } | LatchCmp::Le { signed: true } => IntCC::SignedLessThan,
+            LatchCmp::Lt { signed: false } | LatchCmp::Le { signed: false } => IntCC::UnsignedLessThan,
+            LatchCmp::Gt { signed: true } | LatchCmp::Ge { signed: true } => IntCC::SignedGreaterThan,
+            LatchCmp::Gt { signed: false } | LatchCmp::Ge { signed: false } => IntCC::UnsignedGreaterThan,
+        }
+    }
 }
 
 impl LatchCmp {
@@ -118,26 +146,25 @@ impl LatchCmp {
 
 /// The strip-mined loop being translated.
 pub(crate) struct ActiveStrip {
-    /// The header that checks and computes the strip end.
+    /// The header that checks and computes the strip's end.
     outer: ir::Block,
     /// The wasm loop's header (the back edge's target).
     inner: ir::Block,
-    latch_pos: u64,
-    iv: u32,
-    /// The strip end and how the back edge compares against it.
+    /// The strip's end.
     end: Value,
-    cc: IntCC,
+    plan: StripPlan,
 }
 
 /// One operator of a loop's tail, as far as the pattern cares.
 #[derive(Clone, Copy, PartialEq)]
+/// `bool`s say whether an operator is the i64 one.
 enum Tail {
     Get(u32),
     Tee(u32),
-    Const(i32),
-    Add,
-    Sub,
-    Cmp(LatchCmp),
+    Const(i64, bool),
+    Add(bool),
+    Sub(bool),
+    Cmp(LatchCmp, bool),
     Other,
 }
 
@@ -147,18 +174,22 @@ impl Tail {
         match *op {
             O::LocalGet { local_index } => Tail::Get(local_index),
             O::LocalTee { local_index } => Tail::Tee(local_index),
-            O::I32Const { value } => Tail::Const(value),
-            O::I32Add => Tail::Add,
-            O::I32Sub => Tail::Sub,
-            O::I32Ne => Tail::Cmp(LatchCmp::Ne),
-            O::I32LtU => Tail::Cmp(LatchCmp::Lt { signed: false }),
-            O::I32LtS => Tail::Cmp(LatchCmp::Lt { signed: true }),
-            O::I32LeU => Tail::Cmp(LatchCmp::Le { signed: false }),
-            O::I32LeS => Tail::Cmp(LatchCmp::Le { signed: true }),
-            O::I32GtU => Tail::Cmp(LatchCmp::Gt { signed: false }),
-            O::I32GtS => Tail::Cmp(LatchCmp::Gt { signed: true }),
-            O::I32GeU => Tail::Cmp(LatchCmp::Ge { signed: false }),
-            O::I32GeS => Tail::Cmp(LatchCmp::Ge { signed: true }),
+            O::I32Const { value } => Tail::Const(i64::from(value), false),
+            O::I64Const { value } => Tail::Const(value, true),
+            O::I32Add => Tail::Add(false),
+            O::I64Add => Tail::Add(true),
+            O::I32Sub => Tail::Sub(false),
+            O::I64Sub => Tail::Sub(true),
+            O::I32Ne => Tail::Cmp(LatchCmp::Ne, false),
+            O::I64Ne => Tail::Cmp(LatchCmp::Ne, true),
+            O::I32LtU => Tail::Cmp(LatchCmp::Lt { signed: false }, false),
+            O::I32LtS => Tail::Cmp(LatchCmp::Lt { signed: true }, false),
+            O::I32LeU => Tail::Cmp(LatchCmp::Le { signed: false }, false),
+            O::I32LeS => Tail::Cmp(LatchCmp::Le { signed: true }, false),
+            O::I32GtU => Tail::Cmp(LatchCmp::Gt { signed: false }, false),
+            O::I32GtS => Tail::Cmp(LatchCmp::Gt { signed: true }, false),
+            O::I32GeU => Tail::Cmp(LatchCmp::Ge { signed: false }, false),
+            O::I32GeS => Tail::Cmp(LatchCmp::Ge { signed: true }, false),
             _ => Tail::Other,
         }
     }
@@ -302,55 +333,77 @@ fn counted_loop(c: Candidate, locals: &[WasmValType]) -> Option<StripPlan> {
     }
     let t: Vec<Tail> = c.tail.iter().map(|&(_, t, _)| t).collect();
     let t = &t[..t.len() - 1];
-    let update = |s: &[Tail]| -> Option<(u32, i64)> {
+    // The variable, its step, and whether it is an i64.
+    let update = |s: &[Tail]| -> Option<(u32, Step, bool)> {
         match *s {
-            [Tail::Get(a), Tail::Const(k), op @ (Tail::Add | Tail::Sub), Tail::Tee(b)] if a == b => {
-                Some((a, if op == Tail::Add { i64::from(k) } else { -i64::from(k) }))
+            [Tail::Get(a), Tail::Const(k, w1), op @ (Tail::Add(w2) | Tail::Sub(w2)), Tail::Tee(b)] if a == b && w1 == w2 => {
+                let step = if matches!(op, Tail::Add(_)) { k } else { k.checked_neg()? };
+                if step == 0 || step.abs() > MAX_STEP {
+                    return None;
+                }
+                Some((a, Step::Const(step as i32), w1))
+            }
+            [Tail::Get(a), Tail::Get(step), op @ (Tail::Add(false) | Tail::Sub(false)), Tail::Tee(b)] if a == b && step != a => {
+                Some((a, Step::Local { local: step, up: matches!(op, Tail::Add(_)) }, false))
+            }
+            [Tail::Get(step), Tail::Get(a), Tail::Add(false), Tail::Tee(b)] if a == b && step != a => {
+                Some((a, Step::Local { local: step, up: true }, false))
             }
             _ => None,
         }
     };
-    let limit = |t: Tail| match t {
+    let limit = |t: Tail, wide: bool| match t {
         Tail::Get(l) => Some(Limit::Local(l)),
-        Tail::Const(n) => Some(Limit::Const(n)),
+        Tail::Const(n, w) if w == wide => Some(Limit::Const(n)),
         _ => None,
     };
     let n = t.len();
-    let (iv, step, limit, cmp) = if n >= 6 && matches!(t[n - 1], Tail::Cmp(_)) && matches!(t[n - 2], Tail::Tee(_)) {
+    let (iv, step, wide, limit, cmp) = if n >= 6 && matches!(t[n - 1], Tail::Cmp(..)) && matches!(t[n - 2], Tail::Tee(_)) {
         // `limit; iv update; cmp`: the limit is the left operand.
-        let Tail::Cmp(cmp) = t[n - 1] else { return None };
-        let (iv, step) = update(&t[n - 5..n - 1])?;
-        (iv, step, limit(t[n - 6])?, cmp.swapped())
-    } else if n >= 6 && matches!(t[n - 1], Tail::Cmp(_)) {
-        let Tail::Cmp(cmp) = t[n - 1] else { return None };
-        let (iv, step) = update(&t[n - 6..n - 2])?;
-        (iv, step, limit(t[n - 2])?, cmp)
+        let Tail::Cmp(cmp, w) = t[n - 1] else { return None };
+        let (iv, step, wide) = update(&t[n - 5..n - 1])?;
+        (iv, step, wide, limit(t[n - 6], w)?, if w == wide { cmp.swapped() } else { return None })
+    } else if n >= 6 && matches!(t[n - 1], Tail::Cmp(..)) {
+        let Tail::Cmp(cmp, w) = t[n - 1] else { return None };
+        let (iv, step, wide) = update(&t[n - 6..n - 2])?;
+        (iv, step, wide, limit(t[n - 2], w)?, if w == wide { cmp } else { return None })
     } else if n >= 4 {
         // `br_if` on the updated variable itself: taken while it is not 0.
-        let (iv, step) = update(&t[n - 4..])?;
-        (iv, step, Limit::Const(0), LatchCmp::Ne)
+        let (iv, step, wide) = update(&t[n - 4..])?;
+        (iv, step, wide, Limit::Const(0), if wide { return None } else { LatchCmp::Ne })
     } else {
         return None;
     };
-    if step == 0 || step.abs() > MAX_STEP {
+    // i64 variables: `ne` only (the ordered strip ends widen to 64 bits).
+    if wide && cmp != LatchCmp::Ne {
         return None;
     }
-    let step_ok = match cmp {
-        LatchCmp::Ne => step.unsigned_abs().is_power_of_two(),
-        LatchCmp::Lt { .. } | LatchCmp::Le { .. } => step > 0,
-        LatchCmp::Gt { .. } | LatchCmp::Ge { .. } => step < 0,
+    let step_ok = match (cmp, step) {
+        (LatchCmp::Ne, Step::Const(c)) => c.unsigned_abs().is_power_of_two(),
+        (LatchCmp::Ne, Step::Local { .. }) => false,
+        (LatchCmp::Lt { .. } | LatchCmp::Le { .. }, Step::Const(c)) => c > 0,
+        (LatchCmp::Gt { .. } | LatchCmp::Ge { .. }, Step::Const(c)) => c < 0,
+        (LatchCmp::Lt { .. } | LatchCmp::Le { .. }, Step::Local { up, .. }) => up,
+        (LatchCmp::Gt { .. } | LatchCmp::Ge { .. }, Step::Local { up, .. }) => !up,
     };
+    let ty = if wide { WasmValType::I64 } else { WasmValType::I32 };
     let is_i32 = |l: u32| locals.get(l as usize) == Some(&WasmValType::I32);
-    if !step_ok || !is_i32(iv) {
+    let is_ty = |l: u32| locals.get(l as usize) == Some(&ty);
+    if !step_ok || !is_ty(iv) {
         return None;
     }
     // The variable changes only at the back edge (the tee just matched);
-    // the limit not at all.
+    // the limit and a step in a local not at all.
     if c.writes.iter().filter(|&&w| w == iv).count() != 1 {
         return None;
     }
     if let Limit::Local(l) = limit {
-        if l == iv || !is_i32(l) || c.writes.contains(&l) {
+        if l == iv || !is_ty(l) || c.writes.contains(&l) {
+            return None;
+        }
+    }
+    if let Step::Local { local, .. } = step {
+        if !is_i32(local) || c.writes.contains(&local) {
             return None;
         }
     }
@@ -363,7 +416,8 @@ fn counted_loop(c: Candidate, locals: &[WasmValType]) -> Option<StripPlan> {
         latch_pos,
         iv,
         limit,
-        step: step as i32,
+        step,
+        wide,
         cmp,
         max_iterations,
         iteration_fuel: c.fuel,
@@ -384,21 +438,22 @@ impl FuncTranslator<'_, '_> {
     /// Whether the `br_if` at `pos` is the back edge of the strip-mined
     /// loop being translated.
     pub(crate) fn is_strip_latch(&self, pos: u64) -> bool {
-        self.strip.as_ref().is_some_and(|s| s.latch_pos == pos)
+        self.strip.as_ref().is_some_and(|s| s.plan.latch_pos == pos)
     }
 
-    /// Emits a counted loop's outer header (checks, strip end) and switches
-    /// to its inner header, which it returns.
-    pub(crate) fn begin_strip_loop(&mut self, plan: &StripPlan) -> ir::Block {
+    /// Enters a counted loop: an outer header with the usual checks and
+    /// the strip's end, then the loop's own header, to which it switches
+    /// and which it returns.
+    pub(crate) fn begin_strip_loop(&mut self, plan: StripPlan) -> ir::Block {
         let outer = self.builder.create_block();
         self.builder.ins().jump(outer, &[]);
         self.builder.switch_to_block(outer);
         self.interrupt_loop_header();
-        let (end, cc) = self.strip_end(plan);
+        let end = self.strip_end(&plan);
         let inner = self.builder.create_block();
         self.builder.ins().jump(inner, &[]);
         self.builder.switch_to_block(inner);
-        self.strip = Some(ActiveStrip { outer, inner, latch_pos: plan.latch_pos, iv: plan.iv, end, cc });
+        self.strip = Some(ActiveStrip { outer, inner, end, plan });
         inner
     }
 
@@ -406,7 +461,8 @@ impl FuncTranslator<'_, '_> {
     /// strip; past it, another strip while the loop's own condition holds.
     pub(crate) fn translate_strip_latch(&mut self) {
         let Some(strip) = &self.strip else { return };
-        let (outer, inner, end, cc, iv) = (strip.outer, strip.inner, strip.end, strip.cc, strip.iv);
+        let (outer, inner, end, cc) = (strip.outer, strip.inner, strip.end, strip.plan.back_edge_cc());
+        let iv = strip.plan.iv;
         let cond = self.pop1();
         let x = self.builder.use_var(self.locals[iv as usize].0);
         let within = self.builder.ins().icmp(cc, x, end);
@@ -436,51 +492,47 @@ impl FuncTranslator<'_, '_> {
     fn strip_iterations(&mut self, plan: &StripPlan) -> Value {
         let k = self.builder.ins().iconst(I64, i64::from(plan.max_iterations));
         let (Some(var), true) = (self.fuel_var, plan.iteration_fuel > 0) else { return k };
+        // The count is in -i64::MAX..=0 after the check (negative while
+        // fuel remains; an epoch callback may have set it to 0); were it
+        // positive, the shifted value would be negative and clamp to 1.
         let consumed = self.builder.use_var(var);
-        // `consumed` is negative while fuel remains; -consumed as unsigned
-        // is the remaining fuel even at i64::MIN.
         let remaining = self.builder.ins().ineg(consumed);
         let shift = 64 - (plan.iteration_fuel - 1).leading_zeros();
-        let paid = self.builder.ins().ushr_imm_u(remaining, i64::from(shift));
-        let exhausted = self.builder.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, consumed, 0);
+        let paid = self.builder.ins().sshr_imm_u(remaining, i64::from(shift));
         let one = self.builder.ins().iconst(I64, 1);
-        let paid = self.builder.ins().select(exhausted, one, paid);
-        let paid = self.builder.ins().umax(paid, one);
-        self.builder.ins().umin(k, paid)
+        let paid = self.builder.ins().smax(paid, one);
+        self.builder.ins().smin(k, paid)
     }
 
-    /// The strip end and the comparison the back edge makes against it.
-    fn strip_end(&mut self, plan: &StripPlan) -> (Value, IntCC) {
+    /// The next strip's end, with the variable at its value for the next
+    /// iteration (see the module comment).
+    fn strip_end(&mut self, plan: &StripPlan) -> Value {
         let k = self.strip_iterations(plan);
-        let ins_iv = self.builder.use_var(self.locals[plan.iv as usize].0);
+        let locals = &self.locals;
+        let iv = self.builder.use_var(self.locals[plan.iv as usize].0);
         let limit = match plan.limit {
             Limit::Local(l) => self.builder.use_var(self.locals[l as usize].0),
-            Limit::Const(n) => self.builder.ins().iconst(I32, i64::from(n)),
+            Limit::Const(n) => self.builder.ins().iconst(if plan.wide { I64 } else { I32 }, n),
         };
-        let mirrored = match plan.cmp {
-            LatchCmp::Ne => plan.step < 0,
-            LatchCmp::Gt { .. } | LatchCmp::Ge { .. } => true,
-            LatchCmp::Lt { .. } | LatchCmp::Le { .. } => false,
-        };
-        let (x, limit) = if mirrored {
-            (self.builder.ins().bnot(ins_iv), self.builder.ins().bnot(limit))
-        } else {
-            (ins_iv, limit)
-        };
-        let c = i64::from(plan.step.unsigned_abs());
         let b = &mut self.builder;
-        let (end, cc) = match plan.cmp {
+        match plan.cmp {
             LatchCmp::Ne => {
-                let k32 = b.ins().ireduce(I32, k);
-                let distance = b.ins().isub(limit, x);
+                let Step::Const(step) = plan.step else { unreachable!("`ne` plans have constant steps") };
+                let c = i64::from(step.unsigned_abs());
+                // Distance to the limit in the direction of the steps.
+                let distance = if step > 0 { b.ins().isub(limit, iv) } else { b.ins().isub(iv, limit) };
                 let before = b.ins().iadd_imm_s(distance, -c);
                 let steps = b.ins().rotr_imm_u(before, i64::from(c.trailing_zeros()));
-                let reached = b.ins().icmp(IntCC::UnsignedLessThan, steps, k32);
-                let span = b.ins().imul_imm_s(k32, c);
-                let far = b.ins().iadd(x, span);
-                (b.ins().select(reached, limit, far), IntCC::NotEqual)
+                let k = if plan.wide { k } else { b.ins().ireduce(I32, k) };
+                let reached = b.ins().icmp(IntCC::UnsignedLessThan, steps, k);
+                let span = b.ins().imul_imm_s(k, i64::from(step));
+                let far = b.ins().iadd(iv, span);
+                b.ins().select(reached, limit, far)
             }
             LatchCmp::Lt { signed } | LatchCmp::Le { signed } | LatchCmp::Gt { signed } | LatchCmp::Ge { signed } => {
+                // Decreasing loops count up on the complements.
+                let mirrored = matches!(plan.cmp, LatchCmp::Gt { .. } | LatchCmp::Ge { .. });
+                let (x, limit) = if mirrored { (b.ins().bnot(iv), b.ins().bnot(limit)) } else { (iv, limit) };
                 let inclusive = matches!(plan.cmp, LatchCmp::Le { .. } | LatchCmp::Ge { .. });
                 let widen = |b: &mut cranelift_frontend::FunctionBuilder<'_>, v| {
                     if signed { b.ins().sextend(I64, v) } else { b.ins().uextend(I64, v) }
@@ -488,24 +540,41 @@ impl FuncTranslator<'_, '_> {
                 let x64 = widen(b, x);
                 let limit64 = widen(b, limit);
                 let bound = if inclusive { b.ins().iadd_imm_s(limit64, 1) } else { limit64 };
-                let span = b.ins().imul_imm_s(k, c);
+                // The step in the counting direction (the complement
+                // turns subtracting into adding the same amount).
+                let (span, backwards) = match plan.step {
+                    Step::Const(step) => (b.ins().imul_imm_s(k, i64::from(step.unsigned_abs())), None),
+                    Step::Local { local, .. } => {
+                        let step = b.use_var(locals[local as usize].0);
+                        let c = widen(b, step);
+                        // Zero or, signed, negative: the variable does not
+                        // move towards the limit; no strip.
+                        let backwards = b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, c, 0);
+                        (b.ins().imul(k, c), Some(backwards))
+                    }
+                };
                 let far = b.ins().iadd(x64, span);
                 let end64 = b.ins().smin(far, bound);
                 let end = b.ins().ireduce(I32, end64);
                 let max = if signed { i64::from(i32::MAX) } else { i64::from(u32::MAX) };
                 let wraps = b.ins().icmp_imm_s(IntCC::SignedGreaterThan, far, max);
-                let never = b.ins().iconst(I32, if signed { i64::from(i32::MIN) } else { 0 });
-                let cc = match (mirrored, signed) {
-                    (false, true) => IntCC::SignedLessThan,
-                    (false, false) => IntCC::UnsignedLessThan,
-                    (true, true) => IntCC::SignedGreaterThan,
-                    (true, false) => IntCC::UnsignedGreaterThan,
+                let wraps = match backwards {
+                    Some(backwards) => b.ins().bor(wraps, backwards),
+                    None => wraps,
                 };
-                (b.ins().select(wraps, never, end), cc)
+                // Past the range: a strip of one iteration (an end the
+                // back edge's comparison never passes).
+                let (end, never) = if mirrored {
+                    let max32 = if signed { i64::from(i32::MAX) } else { i64::from(u32::MAX as i32) };
+                    (b.ins().bnot(end), b.ins().iconst(I32, max32))
+                } else {
+                    (end, b.ins().iconst(I32, if signed { i64::from(i32::MIN) } else { 0 }))
+                };
+                // A select last, so that the value the loop compares with is
+                // computed here, not rematerialized in the loop.
+                b.ins().select(wraps, never, end)
             }
-        };
-        let end = if mirrored { self.builder.ins().bnot(end) } else { end };
-        (end, cc)
+        }
     }
 }
 
@@ -516,6 +585,11 @@ mod tests {
     /// The plans of each function in `wat`, each function's locals being
     /// its i32 parameters and declared locals.
     fn plans_of(wat: &str) -> Vec<Vec<StripPlan>> {
+        plans_of_typed(wat, WasmValType::I32)
+    }
+
+    /// Like `plans_of`, with every local of type `ty`.
+    fn plans_of_typed(wat: &str, ty: WasmValType) -> Vec<Vec<StripPlan>> {
         let bytes = wat::parse_str(wat).expect("wat");
         let mut out = Vec::new();
         let mut params = Vec::new();
@@ -527,10 +601,10 @@ mod tests {
                     }
                 }
                 wasmparser::Payload::CodeSectionEntry(body) => {
-                    let mut locals = vec![WasmValType::I32; params[out.len()]];
+                    let mut locals = vec![ty; params[out.len()]];
                     for l in body.get_locals_reader().expect("locals") {
                         let (n, _) = l.expect("local");
-                        locals.extend(std::iter::repeat_n(WasmValType::I32, n as usize));
+                        locals.extend(std::iter::repeat_n(ty, n as usize));
                     }
                     out.push(plan(&body, &locals, Some(&FuelCosts::default())));
                 }
@@ -541,7 +615,7 @@ mod tests {
     }
 
     fn one_loop(tail: &str, extra: &str) -> String {
-        format!("(module (func (param $i i32) (param $n i32) (local $d i32) (loop $l {extra} {tail} br_if $l)))")
+        format!("(module (func (param $i i32) (param $n i32) (local $d i32) (local $s i32) (loop $l {extra} {tail} br_if $l)))")
     }
 
     #[test]
@@ -563,6 +637,21 @@ mod tests {
         assert!(!planned("local.get $i i32.const 3 i32.add local.tee $i local.get $n i32.ne"));
         assert!(!planned("local.get $i i32.const 65537 i32.add local.tee $i local.get $n i32.lt_u"));
         assert!(!planned("local.get $i i32.const 1 i32.add local.set $i local.get $i local.get $n i32.lt_u"));
+        // Steps in a loop-invariant local: ordered comparisons only, in the
+        // direction of the operator (the sign is checked at run time).
+        assert!(planned("local.get $s local.get $i i32.add local.tee $i local.get $n i32.le_u"));
+        assert!(planned("local.get $i local.get $s i32.sub local.tee $i local.get $n i32.gt_s"));
+        assert!(!planned("local.get $i local.get $s i32.add local.tee $i local.get $n i32.ne"));
+        assert!(!planned("local.get $i local.get $s i32.sub local.tee $i local.get $n i32.lt_u"));
+        // i64 variables with `ne` and a constant step.
+        let wide = |tail: &str| {
+            let wat = format!("(module (func (param $i i64) (param $n i64) (loop $l {tail} br_if $l)))");
+            plans_of_typed(&wat, WasmValType::I64)[0].len() == 1
+        };
+        assert!(wide("local.get $i i64.const 2 i64.add local.tee $i local.get $n i64.ne"));
+        assert!(wide("local.get $n local.get $i i64.const 1 i64.sub local.tee $i i64.ne"));
+        assert!(!wide("local.get $i i64.const 1 i64.add local.tee $i local.get $n i64.lt_u"));
+        assert!(!wide("local.get $i i64.const 3 i64.add local.tee $i local.get $n i64.ne"));
     }
 
     #[test]
@@ -573,6 +662,10 @@ mod tests {
         // The limit or the variable written in the body.
         assert!(!planned("(local.set $n (i32.const 9))"));
         assert!(!planned("(local.set $i (i32.const 9))"));
+        // A step local written in the body.
+        let var_step = "local.get $d local.get $i i32.add local.tee $i local.get $n i32.lt_u";
+        assert!(plans_of(&one_loop(var_step, ""))[0].len() == 1);
+        assert!(plans_of(&one_loop(var_step, "(local.set $d (i32.const 9))"))[0].is_empty());
         // Another back edge, a call, a bulk operation, a nested loop.
         assert!(!planned("(br_if $l (local.get $d))"));
         assert!(!planned("(block $b (br_table $b $l (local.get $d)))"));

@@ -46,21 +46,34 @@ fn update(step: i64, use_add: bool) -> String {
 struct Shape {
     name: String,
     tail: String,
-    step: i64,
+    /// The constant step, or for `None` the step is the third parameter
+    /// `$s`, added (`true`) or subtracted.
+    step: Result<i64, bool>,
     cond: Box<dyn Fn(u32, u32) -> bool>,
 }
 
 fn shapes() -> Vec<Shape> {
     let mut v = Vec::new();
-    let mut add = |name: String, tail: String, step: i64, cond: Box<dyn Fn(u32, u32) -> bool>| v.push(Shape { name, tail, step, cond });
+    let mut add = |name: String, tail: String, step: Result<i64, bool>, cond: Box<dyn Fn(u32, u32) -> bool>| {
+        v.push(Shape { name, tail, step, cond })
+    };
     for (si, &step) in STEPS.iter().enumerate() {
         let use_add = si % 2 == 0;
         for cmp in CMPS {
             let up = update(step, use_add);
-            add(format!("{cmp}_{si}"), format!("{up} local.get $n i32.{cmp}"), step, Box::new(move |x, n| holds(cmp, x, n)));
-            add(format!("{cmp}_{si}_swapped"), format!("local.get $n {up} i32.{cmp}"), step, Box::new(move |x, n| holds(cmp, n, x)));
+            add(format!("{cmp}_{si}"), format!("{up} local.get $n i32.{cmp}"), Ok(step), Box::new(move |x, n| holds(cmp, x, n)));
+            add(format!("{cmp}_{si}_swapped"), format!("local.get $n {up} i32.{cmp}"), Ok(step), Box::new(move |x, n| holds(cmp, n, x)));
         }
-        add(format!("nonzero_{si}"), update(step, use_add), step, Box::new(|x, _| x != 0));
+        add(format!("nonzero_{si}"), update(step, use_add), Ok(step), Box::new(|x, _| x != 0));
+    }
+    // Steps in a local, added (either operand order) or subtracted.
+    for cmp in CMPS {
+        let up1 = "local.get $s local.get $iv i32.add local.tee $iv";
+        let up2 = "local.get $iv local.get $s i32.add local.tee $iv";
+        let down = "local.get $iv local.get $s i32.sub local.tee $iv";
+        add(format!("{cmp}_var_up"), format!("{up1} local.get $n i32.{cmp}"), Err(true), Box::new(move |x, n| holds(cmp, x, n)));
+        add(format!("{cmp}_var_up_swapped"), format!("local.get $n {up2} i32.{cmp}"), Err(true), Box::new(move |x, n| holds(cmp, n, x)));
+        add(format!("{cmp}_var_down"), format!("{down} local.get $n i32.{cmp}"), Err(false), Box::new(move |x, n| holds(cmp, x, n)));
     }
     v
 }
@@ -72,7 +85,7 @@ fn shapes_module() -> String {
     for Shape { name, tail, .. } in shapes() {
         wat.push_str(&format!(
             r#"
-  (func (export "{name}") (param $iv i32) (param $n i32) (result i32 i32) (local $count i32)
+  (func (export "{name}") (param $iv i32) (param $n i32) (param $s i32) (result i32 i32) (local $count i32)
     (block $out
       (loop $l
         (local.set $count (i32.add (local.get $count) (i32.const 1)))
@@ -86,14 +99,14 @@ fn shapes_module() -> String {
     wat
 }
 
-fn model(cond: &dyn Fn(u32, u32) -> bool, step: i64, mut iv: u32, n: u32) -> (u32, u32) {
+fn model(cond: &dyn Fn(u32, u32) -> bool, step: u32, mut iv: u32, n: u32) -> (u32, u32) {
     let mut count = 0;
     loop {
         count += 1;
         if count == CAP {
             return (count, iv);
         }
-        iv = iv.wrapping_add(step as i32 as u32);
+        iv = iv.wrapping_add(step);
         if !cond(iv, n) {
             return (count, iv);
         }
@@ -112,9 +125,14 @@ fn check_all_shapes(config: &Config, prepare: impl Fn(&mut Store<()>)) {
     prepare(&mut store);
     let instance = Instance::new(&mut store, &module, &[]).unwrap();
     let values = interesting_values();
+    let variable_steps = [1u32, 2, 3, 7, 1024, 65536, 0x7fff_ffff, 0x8000_0000, 0xffff_ffff, 0xffff_fffe, 0];
     for Shape { name, step, cond, .. } in shapes() {
-        {
-            let f = instance.get_typed_func::<(i32, i32), (i32, i32)>(&mut store, &name).unwrap();
+        let f = instance.get_typed_func::<(i32, i32, i32), (i32, i32)>(&mut store, &name).unwrap();
+        let steps: Vec<(u32, u32)> = match step {
+            Ok(step) => vec![(0, step as i32 as u32)],
+            Err(up) => variable_steps.iter().map(|&s| (s, if up { s } else { s.wrapping_neg() })).collect(),
+        };
+        for (s, step) in steps {
             for &start in &values {
                 let mut limits = values.clone();
                 for d in [1u32, 2, 3, 16, 1024, 2048, 2050, 65536] {
@@ -122,9 +140,9 @@ fn check_all_shapes(config: &Config, prepare: impl Fn(&mut Store<()>)) {
                     limits.push(start.wrapping_sub(d));
                 }
                 for &n in &limits {
-                    let got = f.call(&mut store, (start as i32, n as i32)).unwrap();
+                    let got = f.call(&mut store, (start as i32, n as i32, s as i32)).unwrap();
                     let want = model(&*cond, step, start, n);
-                    assert_eq!((got.0 as u32, got.1 as u32), want, "{name} (step {step}) from {start:#x} to {n:#x}");
+                    assert_eq!((got.0 as u32, got.1 as u32), want, "{name} (step {step:#x}) from {start:#x} to {n:#x}");
                 }
             }
         }
@@ -233,5 +251,75 @@ fn endless_counted_loops_are_interrupted() {
         let e = f.call(&mut store, ()).unwrap_err();
         assert_eq!(e.downcast_ref::<Trap>().map(Trap::code), Some(TrapCode::Interrupt), "{name}");
         assert!(started.elapsed() < Duration::from_secs(5), "{name} took {:?}", started.elapsed());
+    }
+}
+
+/// i64 induction variables with `i64.ne` (constant steps), against a model.
+#[test]
+fn counted_i64_loops_compute_the_same() {
+    let steps: [i64; 8] = [1, 2, 16, 3, -1, -2, -16, 65536];
+    let mut wat = String::from("(module");
+    for (si, step) in steps.iter().enumerate() {
+        let up = if *step > 0 {
+            format!("local.get $iv i64.const {step} i64.add local.tee $iv")
+        } else {
+            format!("local.get $iv i64.const {} i64.sub local.tee $iv", -step)
+        };
+        for (suffix, tail) in [("", format!("{up} local.get $n i64.ne")), ("_swapped", format!("local.get $n {up} i64.ne"))] {
+            wat.push_str(&format!(
+                r#"
+  (func (export "ne64_{si}{suffix}") (param $iv i64) (param $n i64) (result i32 i64) (local $count i32)
+    (block $out
+      (loop $l
+        (local.set $count (i32.add (local.get $count) (i32.const 1)))
+        (br_if $out (i32.eq (local.get $count) (i32.const {CAP})))
+        {tail}
+        br_if $l))
+    (local.get $count) (local.get $iv))"#
+            ));
+        }
+    }
+    wat.push(')');
+    let values: Vec<u64> = vec![0, 1, 2, 1023, 1024, 4999, 0x7fff_ffff, 0xffff_ffff, 0x1_0000_0000, 0x7fff_ffff_ffff_fff0, 0x8000_0000_0000_0000, u64::MAX - 1, u64::MAX];
+    for setup in ["epoch", "fuel"] {
+        let mut config = Config::new();
+        config.epoch_interruption(setup == "epoch").consume_fuel(setup == "fuel");
+        let engine = Engine::new(&config).unwrap();
+        let module = Module::new(&engine, &wat).unwrap();
+        let mut store = Store::new(&engine, ());
+        if setup == "epoch" {
+            store.set_epoch_deadline(u64::MAX / 2);
+        } else {
+            store.set_fuel(u64::MAX / 2).unwrap();
+        }
+        let instance = Instance::new(&mut store, &module, &[]).unwrap();
+        for (si, &step) in steps.iter().enumerate() {
+            for suffix in ["", "_swapped"] {
+                let name = format!("ne64_{si}{suffix}");
+                let f = instance.get_typed_func::<(i64, i64), (i32, i64)>(&mut store, &name).unwrap();
+                for &start in &values {
+                    let mut limits = values.clone();
+                    for d in [1u64, 2, 3, 16, 1024, 2048, 2050, 65536] {
+                        limits.push(start.wrapping_add(d));
+                        limits.push(start.wrapping_sub(d));
+                    }
+                    for &n in &limits {
+                        let (count, iv) = f.call(&mut store, (start as i64, n as i64)).unwrap();
+                        let (mut want_iv, mut want_count) = (start, 0u32);
+                        loop {
+                            want_count += 1;
+                            if want_count == CAP {
+                                break;
+                            }
+                            want_iv = want_iv.wrapping_add(step as u64);
+                            if want_iv == n {
+                                break;
+                            }
+                        }
+                        assert_eq!((count as u32, iv as u64), (want_count, want_iv), "{setup} {name} from {start:#x} to {n:#x}");
+                    }
+                }
+            }
+        }
     }
 }
