@@ -99,6 +99,11 @@ impl FuncTranslator<'_, '_> {
         if self.fuel_pending == 0 {
             return;
         }
+        if self.fuel_suspended {
+            // Inside a strip-mined loop charged per strip (`strip.rs`).
+            self.fuel_pending = 0;
+            return;
+        }
         let v = self.builder.use_var(var);
         let v = self.builder.ins().iadd_imm_s(v, self.fuel_pending);
         self.builder.def_var(var, v);

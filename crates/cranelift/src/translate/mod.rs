@@ -86,6 +86,8 @@ pub struct FuncTranslator<'a, 'f> {
     pub(crate) next_strip_plan: usize,
     /// The strip-mined loop being translated.
     pub(crate) strip: Option<strip::ActiveStrip>,
+    /// Operators' fuel is not charged (see `strip.rs`).
+    pub(crate) fuel_suspended: bool,
 }
 
 /// Disjoint alias regions for Cranelift's alias analysis (redundant-load
@@ -152,6 +154,7 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             strip_plans: Vec::new(),
             next_strip_plan: 0,
             strip: None,
+            fuel_suspended: false,
         }
     }
 

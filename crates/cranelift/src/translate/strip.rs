@@ -33,7 +33,11 @@
 //! - fuel: `k` is also at most the remaining fuel divided by an upper bound
 //!   of one iteration's cost (the sum of its operators' costs), so fuel
 //!   cannot run out inside a strip: the loop traps at exactly the same
-//!   point, with the same count, as with a check per iteration.
+//!   point, with the same count, as with a check per iteration. When the
+//!   body is one straight run (the back edge its only branch), every
+//!   iteration costs exactly the same, so not even the count is kept per
+//!   iteration: the strip's iterations are read off the distance the
+//!   variable moved and charged when the strip ends.
 //!
 //! Computing `s` (all in the outer header, once per strip):
 //!
@@ -91,6 +95,11 @@ pub(crate) struct StripPlan {
     max_iterations: u32,
     /// An upper bound of the fuel one iteration consumes.
     iteration_fuel: u64,
+    /// The body is one straight run (its only branch is the back edge):
+    /// every iteration costs exactly `iteration_fuel`, and the iterations a
+    /// strip ran can be read off the variable, so fuel is charged once per
+    /// strip.
+    charge_per_strip: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -152,6 +161,8 @@ pub(crate) struct ActiveStrip {
     inner: ir::Block,
     /// The strip's end.
     end: Value,
+    /// The variable at the strip's start, when fuel is charged per strip.
+    start: Option<Value>,
     plan: StripPlan,
 }
 
@@ -203,6 +214,8 @@ struct Candidate {
     operators: u32,
     fuel: u64,
     back_edges: u32,
+    /// Operators that may branch or leave (the back edge among them).
+    branches: u32,
     /// Locals written in the body, in order (with repeats).
     writes: Vec<u32>,
     /// The last operators, with their offsets.
@@ -231,6 +244,9 @@ pub(crate) fn plan(body: &FunctionBody<'_>, locals: &[WasmValType], fuel: Option
                 if is_back_edge {
                     c.back_edges += 1;
                 }
+                if matches!(op, O::Br { .. } | O::BrIf { .. } | O::BrTable { .. } | O::If { .. } | O::Else | O::Return | O::Unreachable) {
+                    c.branches += 1;
+                }
                 if c.tail.len() == 8 {
                     c.tail.pop_front();
                 }
@@ -253,6 +269,7 @@ pub(crate) fn plan(body: &FunctionBody<'_>, locals: &[WasmValType], fuel: Option
                     operators: 0,
                     fuel: 0,
                     back_edges: 0,
+                    branches: 0,
                     writes: Vec::new(),
                     tail: VecDeque::new(),
                 });
@@ -421,6 +438,7 @@ fn counted_loop(c: Candidate, locals: &[WasmValType]) -> Option<StripPlan> {
         cmp,
         max_iterations,
         iteration_fuel: c.fuel,
+        charge_per_strip: c.branches == 1,
     })
 }
 
@@ -450,10 +468,16 @@ impl FuncTranslator<'_, '_> {
         self.builder.switch_to_block(outer);
         self.interrupt_loop_header();
         let end = self.strip_end(&plan);
+        let start = (self.fuel_var.is_some() && plan.charge_per_strip).then(|| {
+            // The body's operators charge nothing; the back edge charges
+            // the strip's iterations when it falls through.
+            self.fuel_suspended = true;
+            self.builder.use_var(self.locals[plan.iv as usize].0)
+        });
         let inner = self.builder.create_block();
         self.builder.ins().jump(inner, &[]);
         self.builder.switch_to_block(inner);
-        self.strip = Some(ActiveStrip { outer, inner, end, plan });
+        self.strip = Some(ActiveStrip { outer, inner, end, start, plan });
         inner
     }
 
@@ -470,6 +494,9 @@ impl FuncTranslator<'_, '_> {
         self.builder.ins().brif(within, inner, &[], after, &[]);
         self.builder.seal_block(after);
         self.builder.switch_to_block(after);
+        if let Some(start) = self.strip.as_ref().and_then(|s| s.start) {
+            self.charge_strip(start, x);
+        }
         let next = self.builder.create_block();
         self.builder.ins().brif(cond, outer, &[], next, &[]);
         self.builder.seal_block(next);
@@ -482,8 +509,52 @@ impl FuncTranslator<'_, '_> {
         if self.strip.as_ref().is_some_and(|s| s.inner == header) {
             if let Some(strip) = self.strip.take() {
                 self.builder.seal_block(strip.outer);
+                self.fuel_suspended = false;
             }
         }
+    }
+
+    /// Charges the fuel of the iterations a strip ran: the variable went
+    /// from `start` to `now` by its step, without wrapping (the strip's end
+    /// guarantees that), so their number is the distance divided by the
+    /// step — a shift for constant steps (powers of two; at most 1,024
+    /// steps of at most 2^16), a division for a step in a local.
+    fn charge_strip(&mut self, start: Value, now: Value) {
+        let Some(strip) = &self.strip else { return };
+        let Some(var) = self.fuel_var else { return };
+        let (cost, wide, step) = (strip.plan.iteration_fuel, strip.plan.wide, strip.plan.step);
+        self.fuel_suspended = false;
+        let locals = &self.locals;
+        let b = &mut self.builder;
+        let n = match step {
+            Step::Const(step) => {
+                let distance = if step > 0 { b.ins().isub(now, start) } else { b.ins().isub(start, now) };
+                let shift = i64::from(step.unsigned_abs().trailing_zeros());
+                if step.unsigned_abs().is_power_of_two() {
+                    b.ins().ushr_imm_u(distance, shift)
+                } else {
+                    b.ins().udiv_imm_u(distance, i64::from(step.unsigned_abs()))
+                }
+            }
+            Step::Local { local, up } => {
+                let distance = if up { b.ins().isub(now, start) } else { b.ins().isub(start, now) };
+                // A step of 0 (or one pointing away from the limit) got a
+                // strip of one iteration (see `strip_end`); the division
+                // gives 1 for the latter, and 0 must not be divided by.
+                let step = b.use_var(locals[local as usize].0);
+                let zero = b.ins().icmp_imm_u(IntCC::Equal, step, 0);
+                let one = b.ins().iconst(I32, 1);
+                let divisor = b.ins().select(zero, one, step);
+                let n = b.ins().udiv(distance, divisor);
+                b.ins().select(zero, one, n)
+            }
+        };
+        let n = if wide { n } else { b.ins().uextend(I64, n) };
+        // At most 2^16 operators of at most 2^32 fuel each: fits an i64.
+        let charge = b.ins().imul_imm_s(n, cost as i64);
+        let fuel = b.use_var(var);
+        let fuel = b.ins().iadd(fuel, charge);
+        b.def_var(var, fuel);
     }
 
     /// How many iterations the strip starting here may run: the plan's
@@ -679,6 +750,20 @@ mod tests {
         // The innermost of two nested loops is.
         let nested = format!("(module (func (param $i i32) (param $n i32) (loop $o (loop $l {tail} br_if $l) (br_if $o (local.get $n)))))");
         assert_eq!(plans_of(&nested)[0].len(), 1);
+    }
+
+    #[test]
+    fn straight_bodies_are_charged_per_strip() {
+        let tail = "local.get $i i32.const 4 i32.add local.tee $i local.get $n i32.lt_u";
+        let plan = |extra: &str| plans_of(&one_loop(tail, extra))[0][0].charge_per_strip;
+        assert!(plan("(local.set $d (i32.load (local.get $i)))"));
+        // A branch in the body: per iteration.
+        assert!(!plan("(if (local.get $d) (then nop))"));
+        assert!(!plan("(block $b (br_if $b (local.get $d)))"));
+        let odd = "local.get $i i32.const 3 i32.add local.tee $i local.get $n i32.lt_u";
+        assert!(plans_of(&one_loop(odd, ""))[0][0].charge_per_strip);
+        let var = "local.get $s local.get $i i32.add local.tee $i local.get $n i32.lt_u";
+        assert!(plans_of(&one_loop(var, ""))[0][0].charge_per_strip);
     }
 
     #[test]

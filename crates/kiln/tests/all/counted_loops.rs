@@ -211,6 +211,80 @@ fn counted_loops_run_out_of_fuel_at_the_same_point() {
     }
 }
 
+/// The same with straight-line bodies, whose fuel is charged once per
+/// strip from the distance the variable moved, in both directions and
+/// with i64 variables.
+#[test]
+fn straight_counted_loops_run_out_of_fuel_at_the_same_point() {
+    // (name, back edge, the local the twin also writes in its body so that
+    // it is not a counted loop).
+    let tails = [
+        ("up", "local.get $i i32.const 4 i32.add local.tee $i local.get $lim i32.lt_u", "$lim"),
+        ("down", "local.get $n i32.const 1 i32.sub local.tee $n", "$n"),
+        ("ne", "local.get $i i32.const 2 i32.add local.tee $i local.get $lim i32.ne", "$lim"),
+        ("wide", "local.get $w i64.const 1 i64.add local.tee $w local.get $m i64.ne", "$m"),
+        ("odd", "local.get $i i32.const 3 i32.add local.tee $i local.get $lim i32.lt_u", "$lim"),
+        // Step n & 7: 1, 5, 2 and, for n = 3000, 0 (endless).
+        ("var", "local.get $s local.get $i i32.add local.tee $i local.get $lim i32.lt_u", "$lim"),
+        ("var_down", "local.get $lim local.get $s i32.sub local.tee $lim i32.const 0 i32.gt_s", "$lim"),
+    ];
+    let body = |written: &str, tail: &str| {
+        let write = if written == "$m" || written == "$e" {
+            format!("(local.set {written} (i64.add (local.get {written}) (i64.const 0)))")
+        } else {
+            format!("(local.set {written} (i32.add (local.get {written}) (i32.const 0)))")
+        };
+        format!(
+            r#"(param $n i32) (local $i i32) (local $d i32) (local $lim i32) (local $w i64) (local $m i64) (local $e i64) (local $s i32)
+            (local.set $lim (i32.shl (local.get $n) (i32.const 2)))
+            (local.set $s (i32.and (local.get $n) (i32.const 7)))
+            (local.set $m (i64.extend_i32_u (local.get $n)))
+            (loop $l
+              (global.set $g (i32.add (global.get $g) (i32.const 1)))
+              {write}
+              {tail}
+              br_if $l)"#
+        )
+    };
+    let mut wat = String::from(r#"(module (global $g (export "g") (mut i32) (i32.const 0))"#);
+    for (name, tail, twin_writes) in tails {
+        let own = if name == "wide" { "$e" } else { "$d" };
+        wat.push_str(&format!(r#"(func (export "{name}") {})"#, body(own, tail)));
+        wat.push_str(&format!(r#"(func (export "{name}_twin") {})"#, body(twin_writes, tail)));
+    }
+    wat.push(')');
+    let mut config = Config::new();
+    config.consume_fuel(true);
+    let engine = Engine::new(&config).unwrap();
+    let module = Module::new(&engine, &wat).unwrap();
+    let mut store = Store::new(&engine, ());
+    let instance = Instance::new(&mut store, &module, &[]).unwrap();
+    let g = instance.get_global(&mut store, "g").unwrap();
+    let mut run = |name: &str, fuel: u64, n: i32| {
+        let f = instance.get_typed_func::<i32, ()>(&mut store, name).unwrap();
+        g.set(&mut store, Val::I32(0)).unwrap();
+        store.set_fuel(fuel).unwrap();
+        let r = f.call(&mut store, n);
+        let trapped = r.map_err(|e| e.downcast_ref::<Trap>().map(Trap::code)).err();
+        (trapped, g.get(&mut store).i32(), store.get_fuel().unwrap())
+    };
+    for (name, _, _) in tails {
+        for n in [1, 5, 50, 3000] {
+            let endless = name.starts_with("var") && n == 3000;
+            let ample: &[u64] = if endless { &[1 << 20] } else { &[1 << 20, u64::MAX / 2] };
+            for fuel in (0..300).chain((300..40_000).step_by(89)).chain(ample.iter().copied()) {
+                let counted = run(name, fuel, n);
+                let twin = run(&format!("{name}_twin"), fuel, n);
+                assert_eq!(counted, twin, "{name}: n = {n}, fuel = {fuel}");
+            }
+        }
+        // The loop ran to its end with ample fuel.
+        let (trapped, iterations, _) = run(name, u64::MAX / 2, 2002);
+        assert_eq!(trapped, None, "{name}");
+        assert!(iterations.is_some_and(|i| i >= 2000 / 3), "{name}: {iterations:?}");
+    }
+}
+
 /// Counted loops that never end: stopped by fuel and by epochs, including
 /// one whose variable wraps (its strips end early near the wrap).
 #[test]
