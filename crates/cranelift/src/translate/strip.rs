@@ -41,9 +41,10 @@
 //!
 //! Computing `s` (all in the outer header, once per strip):
 //!
-//! - A decreasing `gt`/`ge` loop is turned into an increasing `lt`/`le`
-//!   one by complementing the variable, the limit and `s`: `!` reverses
-//!   both signed and unsigned order and maps `x - c` to `!x + c`.
+//! - A decreasing `gt`/`ge` loop is the mirror image of an increasing one
+//!   (as if on the complements, which reverse both orders and map `x - c`
+//!   to `!x + c`): `s = max(x - k*c, limit (-1 for ge))`, back edge `x' > s`,
+//!   and `x - k*c` below the range means no strip.
 //! - `lt`/`le` (step `c` > 0; a step in a local is checked at run time,
 //!   and one that is not positive gets no strip), computed in 64 bits so
 //!   nothing wraps:
@@ -601,18 +602,24 @@ impl FuncTranslator<'_, '_> {
                 b.ins().select(reached, limit, far)
             }
             LatchCmp::Lt { signed } | LatchCmp::Le { signed } | LatchCmp::Gt { signed } | LatchCmp::Ge { signed } => {
-                // Decreasing loops count up on the complements.
-                let mirrored = matches!(plan.cmp, LatchCmp::Gt { .. } | LatchCmp::Ge { .. });
-                let (x, limit) = if mirrored { (b.ins().bnot(iv), b.ins().bnot(limit)) } else { (iv, limit) };
+                // Decreasing loops mirror increasing ones: `max` for `min`,
+                // subtract for add, the bottom of the range for the top.
+                let down = matches!(plan.cmp, LatchCmp::Gt { .. } | LatchCmp::Ge { .. });
                 let inclusive = matches!(plan.cmp, LatchCmp::Le { .. } | LatchCmp::Ge { .. });
                 let widen = |b: &mut cranelift_frontend::FunctionBuilder<'_>, v| {
                     if signed { b.ins().sextend(I64, v) } else { b.ins().uextend(I64, v) }
                 };
-                let x64 = widen(b, x);
+                let x64 = widen(b, iv);
                 let limit64 = widen(b, limit);
-                let bound = if inclusive { b.ins().iadd_imm_s(limit64, 1) } else { limit64 };
-                // The step in the counting direction (the complement
-                // turns subtracting into adding the same amount).
+                // The last value the strip may reach is the limit itself
+                // for `le`/`ge`: compare strictly against one past it.
+                let bound = match (inclusive, down) {
+                    (false, _) => limit64,
+                    (true, false) => b.ins().iadd_imm_s(limit64, 1),
+                    (true, true) => b.ins().iadd_imm_s(limit64, -1),
+                };
+                // How far the variable moves in `k` iterations (a step in
+                // a local is the amount added, or subtracted when `down`).
                 let (span, backwards) = match plan.step {
                     Step::Const(step) => (b.ins().imul_imm_s(k, i64::from(step.unsigned_abs())), None),
                     Step::Local { local, .. } => {
@@ -624,23 +631,36 @@ impl FuncTranslator<'_, '_> {
                         (b.ins().imul(k, c), Some(backwards))
                     }
                 };
-                let far = b.ins().iadd(x64, span);
-                let end64 = b.ins().smin(far, bound);
+                let (end64, wraps) = if down {
+                    let far = b.ins().isub(x64, span);
+                    let min = if signed { i64::from(i32::MIN) } else { 0 };
+                    (b.ins().smax(far, bound), b.ins().icmp_imm_s(IntCC::SignedLessThan, far, min))
+                } else {
+                    let far = b.ins().iadd(x64, span);
+                    let wraps = if signed {
+                        b.ins().icmp_imm_s(IntCC::SignedGreaterThan, far, i64::from(i32::MAX))
+                    } else {
+                        // `far` is not negative: past u32::MAX iff any of
+                        // its high 32 bits is set (no 64-bit constant).
+                        let high = b.ins().ushr_imm_u(far, 32);
+                        b.ins().icmp_imm_u(IntCC::NotEqual, high, 0)
+                    };
+                    (b.ins().smin(far, bound), wraps)
+                };
                 let end = b.ins().ireduce(I32, end64);
-                let max = if signed { i64::from(i32::MAX) } else { i64::from(u32::MAX) };
-                let wraps = b.ins().icmp_imm_s(IntCC::SignedGreaterThan, far, max);
                 let wraps = match backwards {
                     Some(backwards) => b.ins().bor(wraps, backwards),
                     None => wraps,
                 };
                 // Past the range: a strip of one iteration (an end the
                 // back edge's comparison never passes).
-                let (end, never) = if mirrored {
-                    let max32 = if signed { i64::from(i32::MAX) } else { i64::from(u32::MAX as i32) };
-                    (b.ins().bnot(end), b.ins().iconst(I32, max32))
-                } else {
-                    (end, b.ins().iconst(I32, if signed { i64::from(i32::MIN) } else { 0 }))
+                let never = match (down, signed) {
+                    (false, true) => i64::from(i32::MIN),
+                    (false, false) => 0,
+                    (true, true) => i64::from(i32::MAX),
+                    (true, false) => -1,
                 };
+                let never = b.ins().iconst(I32, never);
                 // A select last, so that the value the loop compares with is
                 // computed here, not rematerialized in the loop.
                 b.ins().select(wraps, never, end)
