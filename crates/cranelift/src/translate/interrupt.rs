@@ -222,17 +222,27 @@ pub(crate) fn fuel_cost(op: &Operator<'_>, c: &FuelCosts) -> u32 {
     match op {
         O::Nop | O::Drop | O::Block { .. } | O::Loop { .. } | O::Else | O::End | O::Unreachable => c.structural,
         O::Call { .. } | O::CallIndirect { .. } | O::ReturnCall { .. } | O::ReturnCallIndirect { .. } => c.call,
-        O::MemoryGrow { .. }
-        | O::MemoryFill { .. }
-        | O::MemoryCopy { .. }
-        | O::MemoryInit { .. }
-        | O::TableGrow { .. }
-        | O::TableFill { .. }
-        | O::TableCopy { .. }
-        | O::TableInit { .. } => c.bulk,
+        op if is_bulk(op) => c.bulk,
         op if is_memory_access(op) => c.memory,
         _ => c.default,
     }
+}
+
+/// `memory.grow` and the bulk memory and table operations: one operator,
+/// work proportional to its operands.
+pub(crate) fn is_bulk(op: &Operator<'_>) -> bool {
+    use Operator as O;
+    matches!(
+        op,
+        O::MemoryGrow { .. }
+            | O::MemoryFill { .. }
+            | O::MemoryCopy { .. }
+            | O::MemoryInit { .. }
+            | O::TableGrow { .. }
+            | O::TableFill { .. }
+            | O::TableCopy { .. }
+            | O::TableInit { .. }
+    )
 }
 
 fn is_memory_access(op: &Operator<'_>) -> bool {

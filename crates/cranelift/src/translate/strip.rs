@@ -241,8 +241,7 @@ pub(crate) fn plan(body: &FunctionBody<'_>, locals: &[WasmValType], fuel: Option
             if !matches!(op, O::End) || frames.len() - 1 != c.depth {
                 c.operators += 1;
                 c.fuel += fuel.map_or(0, |f| u64::from(super::interrupt::fuel_cost(&op, f)));
-                let is_back_edge = branch_targets(&op, frames.len()).is_some_and(|mut t| t.any(|d| d == c.depth));
-                if is_back_edge {
+                if branches_to(&op, frames.len(), c.depth) {
                     c.back_edges += 1;
                 }
                 if matches!(op, O::Br { .. } | O::BrIf { .. } | O::BrTable { .. } | O::If { .. } | O::Else | O::Return | O::Unreachable) {
@@ -301,18 +300,16 @@ pub(crate) fn plan(body: &FunctionBody<'_>, locals: &[WasmValType], fuel: Option
     plans
 }
 
-/// The frame indices (in a stack of `frames` entries) that `op` branches
-/// to, if it is a branch.
-fn branch_targets<'b>(op: &'b Operator<'_>, frames: usize) -> Option<Box<dyn Iterator<Item = usize> + 'b>> {
-    let target = move |d: u32| frames.checked_sub(1 + d as usize).unwrap_or(usize::MAX);
+/// Whether `op` branches to the frame at index `target` of a stack of
+/// `frames` entries.
+fn branches_to(op: &Operator<'_>, frames: usize, target: usize) -> bool {
+    let hits = |d: u32| frames.checked_sub(1 + d as usize) == Some(target);
     match op {
-        Operator::Br { relative_depth } | Operator::BrIf { relative_depth } => {
-            Some(Box::new(std::iter::once(target(*relative_depth))))
+        Operator::Br { relative_depth } | Operator::BrIf { relative_depth } => hits(*relative_depth),
+        Operator::BrTable { targets } => {
+            hits(targets.default()) || targets.targets().any(|d| d.is_ok_and(hits))
         }
-        Operator::BrTable { targets } => Some(Box::new(
-            targets.targets().map(move |d| d.map_or(usize::MAX - 1, target)).chain(std::iter::once(target(targets.default()))),
-        )),
-        _ => None,
+        _ => false,
     }
 }
 
@@ -321,26 +318,19 @@ fn branch_targets<'b>(op: &'b Operator<'_>, frames: usize) -> Option<Box<dyn Ite
 /// callees, bulk operations scale with their operands, a wait blocks).
 fn bounded(op: &Operator<'_>) -> bool {
     use Operator as O;
-    !matches!(
-        op,
-        O::Call { .. }
-            | O::CallIndirect { .. }
-            | O::ReturnCall { .. }
-            | O::ReturnCallIndirect { .. }
-            | O::CallRef { .. }
-            | O::ReturnCallRef { .. }
-            | O::MemoryGrow { .. }
-            | O::MemoryFill { .. }
-            | O::MemoryCopy { .. }
-            | O::MemoryInit { .. }
-            | O::TableGrow { .. }
-            | O::TableFill { .. }
-            | O::TableCopy { .. }
-            | O::TableInit { .. }
-            | O::MemoryAtomicWait32 { .. }
-            | O::MemoryAtomicWait64 { .. }
-            | O::Loop { .. }
-    )
+    !super::interrupt::is_bulk(op)
+        && !matches!(
+            op,
+            O::Call { .. }
+                | O::CallIndirect { .. }
+                | O::ReturnCall { .. }
+                | O::ReturnCallIndirect { .. }
+                | O::CallRef { .. }
+                | O::ReturnCallRef { .. }
+                | O::MemoryAtomicWait32 { .. }
+                | O::MemoryAtomicWait64 { .. }
+                | O::Loop { .. }
+        )
 }
 
 /// Decides whether a scanned innermost loop is counted, and how.

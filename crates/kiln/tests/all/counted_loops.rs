@@ -113,10 +113,10 @@ fn model(cond: &dyn Fn(u32, u32) -> bool, step: u32, mut iv: u32, n: u32) -> (u3
     }
 }
 
-fn interesting_values() -> Vec<u32> {
-    let base = [0u32, 1, 2, 3, 7, 1000, 1023, 1024, 1025, 4999, 0x7fff_ff00, 0x7fff_fffe, 0x7fff_ffff, 0x8000_0000, 0x8000_0001, 0xffff_f000, 0xffff_fffe, 0xffff_ffff];
-    base.to_vec()
-}
+const INTERESTING_VALUES: [u32; 18] = [
+    0, 1, 2, 3, 7, 1000, 1023, 1024, 1025, 4999, 0x7fff_ff00, 0x7fff_fffe, 0x7fff_ffff, 0x8000_0000, 0x8000_0001, 0xffff_f000,
+    0xffff_fffe, 0xffff_ffff,
+];
 
 fn check_all_shapes(config: &Config, prepare: impl Fn(&mut Store<()>)) {
     let engine = Engine::new(config).unwrap();
@@ -124,7 +124,7 @@ fn check_all_shapes(config: &Config, prepare: impl Fn(&mut Store<()>)) {
     let mut store = Store::new(&engine, ());
     prepare(&mut store);
     let instance = Instance::new(&mut store, &module, &[]).unwrap();
-    let values = interesting_values();
+    let values = INTERESTING_VALUES.to_vec();
     let variable_steps = [1u32, 2, 3, 7, 1024, 65536, 0x7fff_ffff, 0x8000_0000, 0xffff_ffff, 0xffff_fffe, 0];
     for Shape { name, step, cond, .. } in shapes() {
         let f = instance.get_typed_func::<(i32, i32, i32), (i32, i32)>(&mut store, &name).unwrap();
@@ -163,6 +163,31 @@ fn counted_loops_compute_the_same_with_fuel() {
     check_all_shapes(&config, |store| store.set_fuel(u64::MAX / 2).unwrap());
 }
 
+/// What running export `name` of a fuel-metered module with `fuel` and
+/// argument `n` ends with: its trap code if it trapped, the iterations its
+/// loop counted in global `g`, and the fuel left.
+type FuelOutcome = (Option<Option<TrapCode>>, Option<i32>, u64);
+
+/// Instantiates `wat` (which exports a counter global `g` and functions
+/// `(i32) -> ()`) with fuel on, and returns a runner for its exports.
+fn fuel_runner(wat: &str) -> impl FnMut(&str, u64, i32) -> FuelOutcome {
+    let mut config = Config::new();
+    config.consume_fuel(true);
+    let engine = Engine::new(&config).unwrap();
+    let module = Module::new(&engine, wat).unwrap();
+    let mut store = Store::new(&engine, ());
+    let instance = Instance::new(&mut store, &module, &[]).unwrap();
+    let g = instance.get_global(&mut store, "g").unwrap();
+    move |name: &str, fuel: u64, n: i32| {
+        let f = instance.get_typed_func::<i32, ()>(&mut store, name).unwrap();
+        g.set(&mut store, Val::I32(0)).unwrap();
+        store.set_fuel(fuel).unwrap();
+        let r = f.call(&mut store, n);
+        let trapped = r.map_err(|e| e.downcast_ref::<Trap>().map(Trap::code)).err();
+        (trapped, g.get(&mut store).i32(), store.get_fuel().unwrap())
+    }
+}
+
 /// Two loops with the same operators and costs, one counted (its dummy
 /// write goes to `$d`) and one not (the write goes to the limit `$n`, so it
 /// is not loop-invariant): for every fuel budget both must run the same
@@ -187,21 +212,7 @@ fn counted_loops_run_out_of_fuel_at_the_same_point() {
         body("$d"),
         body("$n")
     );
-    let mut config = Config::new();
-    config.consume_fuel(true);
-    let engine = Engine::new(&config).unwrap();
-    let module = Module::new(&engine, &wat).unwrap();
-    let mut store = Store::new(&engine, ());
-    let instance = Instance::new(&mut store, &module, &[]).unwrap();
-    let g = instance.get_global(&mut store, "g").unwrap();
-    let mut run = |name: &str, fuel: u64, n: i32| {
-        let f = instance.get_typed_func::<i32, ()>(&mut store, name).unwrap();
-        g.set(&mut store, Val::I32(0)).unwrap();
-        store.set_fuel(fuel).unwrap();
-        let r = f.call(&mut store, n);
-        let trapped = r.map_err(|e| e.downcast_ref::<Trap>().map(Trap::code)).err();
-        (trapped, g.get(&mut store).i32(), store.get_fuel().unwrap())
-    };
+    let mut run = fuel_runner(&wat);
     for n in [1, 5, 50, 3000] {
         for fuel in (0..400).chain((400..30_000).step_by(97)).chain([1 << 20, u64::MAX / 2]) {
             let counted = run("counted", fuel, n);
@@ -253,21 +264,7 @@ fn straight_counted_loops_run_out_of_fuel_at_the_same_point() {
         wat.push_str(&format!(r#"(func (export "{name}_twin") {})"#, body(twin_writes, tail)));
     }
     wat.push(')');
-    let mut config = Config::new();
-    config.consume_fuel(true);
-    let engine = Engine::new(&config).unwrap();
-    let module = Module::new(&engine, &wat).unwrap();
-    let mut store = Store::new(&engine, ());
-    let instance = Instance::new(&mut store, &module, &[]).unwrap();
-    let g = instance.get_global(&mut store, "g").unwrap();
-    let mut run = |name: &str, fuel: u64, n: i32| {
-        let f = instance.get_typed_func::<i32, ()>(&mut store, name).unwrap();
-        g.set(&mut store, Val::I32(0)).unwrap();
-        store.set_fuel(fuel).unwrap();
-        let r = f.call(&mut store, n);
-        let trapped = r.map_err(|e| e.downcast_ref::<Trap>().map(Trap::code)).err();
-        (trapped, g.get(&mut store).i32(), store.get_fuel().unwrap())
-    };
+    let mut run = fuel_runner(&wat);
     for (name, _, _) in tails {
         for n in [1, 5, 50, 3000] {
             let endless = name.starts_with("var") && n == 3000;
