@@ -61,9 +61,11 @@ impl CraneliftCompiler {
         set(&mut flags, "enable_heap_access_spectre_mitigation", "false")?;
         set(&mut flags, "enable_table_access_spectre_mitigation", "false")?;
         set(&mut flags, "unwind_info", "false")?;
-        // With epoch interruption, the store context lives in the pinned
-        // register for the whole activation (see `translate/interrupt.rs`).
-        set(&mut flags, "enable_pinned_reg", if options.tunables.epoch_interruption { "true" } else { "false" })?;
+        // With fuel, the fuel counter lives in the pinned register for the
+        // whole activation; with only epoch interruption, the store context
+        // does (see `translate/interrupt.rs`).
+        let pinned = options.tunables.consume_fuel || options.tunables.epoch_interruption;
+        set(&mut flags, "enable_pinned_reg", if pinned { "true" } else { "false" })?;
         set(&mut flags, "enable_nan_canonicalization", if options.tunables.nan_canonicalization { "true" } else { "false" })?;
         let isa_builder = cranelift_native::builder()
             .map_err(|e| WasmError::Unsupported(format!("host architecture: {e}")))?;
@@ -204,14 +206,14 @@ impl Compiler for CraneliftCompiler {
 
     fn compile_array_to_wasm_trampoline(&self, ty: &FuncType) -> WasmResult<CompiledFunction> {
         Self::with_contexts(|ctx, fctx| {
-            let clif = crate::trampolines::array_to_wasm(&*self.isa, ty, fctx);
+            let clif = crate::trampolines::array_to_wasm(&*self.isa, &self.tunables, ty, fctx);
             self.finish(clif, None, ctx)
         })
     }
 
     fn compile_wasm_to_array_trampoline(&self, ty: &FuncType) -> WasmResult<CompiledFunction> {
         Self::with_contexts(|ctx, fctx| {
-            let clif = crate::trampolines::wasm_to_array(&*self.isa, ty, fctx);
+            let clif = crate::trampolines::wasm_to_array(&*self.isa, &self.tunables, ty, fctx);
             self.finish(clif, None, ctx)
         })
     }

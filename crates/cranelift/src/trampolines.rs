@@ -6,7 +6,7 @@ use cranelift_codegen::ir::{self, InstBuilder, MemFlagsData, StackSlotData, Stac
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use kiln_environ::vmoffsets::{host_func_ctx, store_context, vmctx_header};
-use kiln_environ::{FuncType, VAL_RAW_SIZE};
+use kiln_environ::{FuncType, Tunables, VAL_RAW_SIZE};
 
 fn trusted() -> MemFlagsData {
     MemFlagsData::trusted()
@@ -14,7 +14,7 @@ fn trusted() -> MemFlagsData {
 
 /// Builds the entry trampoline for signature `ty`; see
 /// `Compiler::compile_array_to_wasm_trampoline`.
-pub fn array_to_wasm(isa: &dyn TargetIsa, ty: &FuncType, fctx: &mut FunctionBuilderContext) -> ir::Function {
+pub fn array_to_wasm(isa: &dyn TargetIsa, tunables: &Tunables, ty: &FuncType, fctx: &mut FunctionBuilderContext) -> ir::Function {
     let mut func = ir::Function::with_name_signature(UserFuncName::user(1, 0), array_to_wasm_signature(isa));
     let mut b = FunctionBuilder::new(&mut func, fctx);
     let entry = b.create_block();
@@ -29,10 +29,15 @@ pub fn array_to_wasm(isa: &dyn TargetIsa, ty: &FuncType, fctx: &mut FunctionBuil
     let store_ctx = b.ins().load(types::I64, trusted(), callee_vmctx, vmctx_header::STORE_CONTEXT as i32);
     let fp = b.ins().get_frame_pointer(types::I64);
     b.ins().store(trusted(), fp, store_ctx, store_context::LAST_WASM_ENTRY_FP as i32);
-    if isa.flags().enable_pinned_reg() {
-        // Wasm code finds its store context here (epoch checks); every
-        // function of the activation belongs to this store, so nothing
-        // changes it until the host's own entry code restores it.
+    // The pinned register holds, for the whole activation, the fuel counter
+    // or else the store context (epoch checks); every function of the
+    // activation belongs to this store, so nothing else changes it until
+    // the host's own entry code (`kiln_enter`) restores the register.
+    let fuel = tunables.consume_fuel;
+    if fuel {
+        let count = b.ins().load(types::I64, trusted(), store_ctx, store_context::FUEL_CONSUMED as i32);
+        b.ins().set_pinned_reg(count);
+    } else if isa.flags().enable_pinned_reg() {
         b.ins().set_pinned_reg(store_ctx);
     }
 
@@ -46,6 +51,10 @@ pub fn array_to_wasm(isa: &dyn TargetIsa, ty: &FuncType, fctx: &mut FunctionBuil
     for (i, r) in results.into_iter().enumerate() {
         b.ins().store(trusted(), r, values, (i as u32 * VAL_RAW_SIZE) as i32);
     }
+    if fuel {
+        let count = b.ins().get_pinned_reg(types::I64);
+        b.ins().store(trusted(), count, store_ctx, store_context::FUEL_CONSUMED as i32);
+    }
     b.ins().return_(&[]);
     b.finalize(isa.frontend_config());
     func
@@ -53,7 +62,7 @@ pub fn array_to_wasm(isa: &dyn TargetIsa, ty: &FuncType, fctx: &mut FunctionBuil
 
 /// Builds the wasm-to-host trampoline for signature `ty`; see
 /// `Compiler::compile_wasm_to_array_trampoline`.
-pub fn wasm_to_array(isa: &dyn TargetIsa, ty: &FuncType, fctx: &mut FunctionBuilderContext) -> ir::Function {
+pub fn wasm_to_array(isa: &dyn TargetIsa, tunables: &Tunables, ty: &FuncType, fctx: &mut FunctionBuilderContext) -> ir::Function {
     let mut func = ir::Function::with_name_signature(UserFuncName::user(2, 0), wasm_signature(isa, ty));
     let mut b = FunctionBuilder::new(&mut func, fctx);
     let entry = b.create_block();
@@ -79,10 +88,19 @@ pub fn wasm_to_array(isa: &dyn TargetIsa, ty: &FuncType, fctx: &mut FunctionBuil
     let ra = b.ins().get_return_address(types::I64);
     b.ins().store(trusted(), ra, store_ctx, store_context::LAST_WASM_EXIT_PC as i32);
 
+    // The host reads and may change the fuel counter (see `array_to_wasm`).
+    if tunables.consume_fuel {
+        let count = b.ins().get_pinned_reg(types::I64);
+        b.ins().store(trusted(), count, store_ctx, store_context::FUEL_CONSUMED as i32);
+    }
     let host = b.ins().load(types::I64, trusted(), callee_vmctx, host_func_ctx::ARRAY_CALL as i32);
     let sig = b.import_signature(host_array_call_signature(isa));
     let len_val = b.ins().iconst(types::I64, i64::from(len));
     b.ins().call_indirect(sig, host, &[callee_vmctx, caller_vmctx, values, len_val]);
+    if tunables.consume_fuel {
+        let count = b.ins().load(types::I64, trusted(), store_ctx, store_context::FUEL_CONSUMED as i32);
+        b.ins().set_pinned_reg(count);
+    }
 
     let mut results = Vec::new();
     for (i, t) in ty.results().iter().enumerate() {

@@ -282,6 +282,27 @@ impl<T> Caller<'_, T> {
         &self.store.opaque.engine
     }
 
+    /// The fuel left, as [`Store::get_fuel`](crate::Store::get_fuel): what
+    /// the calling wasm has run so far is already deducted.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the engine does not consume fuel ([`Config::consume_fuel`](crate::Config::consume_fuel)).
+    pub fn get_fuel(&self) -> Result<u64> {
+        self.store.opaque.get_fuel()
+    }
+
+    /// Sets the fuel left, as [`Store::set_fuel`](crate::Store::set_fuel); the
+    /// calling wasm continues with this amount (a host function can charge
+    /// for its own work this way).
+    ///
+    /// # Errors
+    ///
+    /// Fails when the engine does not consume fuel ([`Config::consume_fuel`](crate::Config::consume_fuel)).
+    pub fn set_fuel(&mut self, fuel: u64) -> Result<()> {
+        self.store.opaque.set_fuel(fuel)
+    }
+
     /// Looks up an export of the calling instance (commonly its memory).
     /// `None` when called from the host directly or when there is no such export.
     pub fn get_export(&mut self, name: &str) -> Option<Extern> {

@@ -201,6 +201,7 @@ impl<T: 'static> Store<T> {
         let p: *mut StoreInner<T> = &mut *inner;
         inner.opaque.vm.store = p.cast();
         inner.opaque.vm.epoch_counter = engine.inner.epoch.counter();
+        inner.opaque.vm.fuel_in_pinned_reg = engine.tunables().consume_fuel;
         if engine.tunables().epoch_interruption {
             engine.inner.epoch.register(NonNull::from(&*inner.opaque.vm));
         }

@@ -136,8 +136,11 @@ impl FuncTranslator<'_, '_> {
         self.push(v);
     }
 
-    /// Calls builtin `index` with the VMContext prepended to `args`.
+    /// Calls builtin `index` with the VMContext prepended to `args`. These
+    /// builtins may trap (`raise` unwinds from Rust, where the pinned
+    /// register is out of reach), so the fuel counter is published first.
     pub(crate) fn call_builtin(&mut self, index: BuiltinFunctionIndex, args: &[Value]) -> Option<Value> {
+        self.fuel_save();
         let mut all = Vec::with_capacity(args.len() + 1);
         all.push(self.vmctx);
         all.extend_from_slice(args);
@@ -218,7 +221,6 @@ impl FuncTranslator<'_, '_> {
         };
         let results = self.builder.inst_results(call).to_vec();
         self.stack.extend(results);
-        self.interrupt_after_call();
     }
 
     /// `return_call func`: a tail call, in constant stack space.
@@ -227,7 +229,7 @@ impl FuncTranslator<'_, '_> {
         let n = ty.params().len();
         let args = self.popn(n);
         let mut all = Vec::with_capacity(n + 2);
-        self.interrupt_before_tail_call();
+        self.interrupt_before_call();
         if self.module.is_imported_func(func) {
             let off = self.offsets.imported_function(func) as i32;
             let code = self.builder.ins().load(types::I64, readonly(), self.vmctx, off + func_import::WASM_CALL as i32);
@@ -257,7 +259,7 @@ impl FuncTranslator<'_, '_> {
         all.push(self.vmctx);
         all.extend_from_slice(&args);
         let sig = self.wasm_sig_ref(type_index);
-        self.interrupt_before_tail_call();
+        self.interrupt_before_call();
         self.builder.ins().return_call_indirect(sig, code, &all);
         self.reachable = false;
     }
@@ -293,7 +295,6 @@ impl FuncTranslator<'_, '_> {
         let call = self.builder.ins().call_indirect(sig, code, &all);
         let results = self.builder.inst_results(call).to_vec();
         self.stack.extend(results);
-        self.interrupt_after_call();
     }
 
     /// `ref.func func`: a pointer to the function's `VMFuncRef`.

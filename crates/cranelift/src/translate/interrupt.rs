@@ -1,12 +1,22 @@
 //! Fuel and epoch instrumentation.
 //!
-//! Fuel: the store's counter (`VMStoreContext::fuel_consumed`, negative
-//! while fuel remains) lives in a variable while the function runs. Each
-//! operator's cost is added to a compile-time tally that is flushed into the
-//! variable at the end of every basic block (every control operator), so a
-//! block pays once. The variable is written back to the store around calls
-//! (the callee or the host may read or change it) and on return, and checked
-//! at function entry and loop headers: a non-negative count calls the
+//! Fuel: with fuel on, the store's counter (`VMStoreContext::fuel_consumed`,
+//! negative while fuel remains) lives in Cranelift's pinned register (r15
+//! on x86-64, x21 on aarch64) for as long as wasm runs: the entry
+//! trampoline loads it, wasm-to-wasm calls (direct, indirect, tail, across
+//! instances of the store) pass it along untouched, and it goes back to the
+//! store only where code other than wasm may look at it: the entry
+//! trampoline's return, the host-call trampoline (which reloads it
+//! afterwards, the host may have refuelled), every builtin call that can
+//! trap, and the trap handler, which copies the register out of the signal
+//! context (`vm/traphandlers.rs`). So a call that traps is charged what it
+//! ran, and a call costs no fuel traffic through memory.
+//!
+//! Each operator's cost is added to a compile-time tally that is flushed
+//! into the register at the end of every basic block (every control
+//! operator), so a block pays once; a trap in the middle of a block is
+//! charged up to the block's start. The counter is checked at loop headers
+//! and before a function's first call: a non-negative count calls the
 //! `out_of_gas` builtin, which traps unless the store was refuelled.
 //!
 //! Epochs: at loop headers (and before calls, see `check_before_call`) the
@@ -14,7 +24,8 @@
 //! `new_epoch`, which rechecks the deadline and traps, clears a stale flag,
 //! or stores a new deadline. The flag is raised by whoever advances the
 //! engine's epoch (kiln's `vm/epoch.rs`), so the check is one load off the
-//! pinned store-context register and a branch.
+//! store context and a branch; without fuel, the store context itself sits
+//! in the pinned register.
 //!
 //! Both checks sit in hot loops, with their builtin call on a cold path.
 //! An ordinary call there would clobber every caller-saved register, so
@@ -36,15 +47,21 @@ impl FuncTranslator<'_, '_> {
         self.builder.ins().load(types::I64, super::env::readonly(), self.vmctx, vmctx_header::STORE_CONTEXT as i32)
     }
 
-    /// Sets up the fuel variable. No check happens at entry: see
-    /// `check_before_call`.
+    /// Starts a function: the fuel counter is already in the pinned
+    /// register, and no check happens at entry (see `check_before_call`).
     pub(crate) fn interrupt_prologue(&mut self) {
-        if self.tunables.consume_fuel {
-            let var = self.builder.declare_var(types::I64);
-            self.fuel_var = Some(var);
-            self.fuel_reload();
-        }
+        self.fuel = self.tunables.consume_fuel;
         self.checked = false;
+    }
+
+    /// The fuel counter (only with fuel on).
+    pub(crate) fn fuel_get(&mut self) -> ir::Value {
+        self.builder.ins().get_pinned_reg(types::I64)
+    }
+
+    /// Replaces the fuel counter (only with fuel on).
+    pub(crate) fn fuel_set(&mut self, v: ir::Value) {
+        self.builder.ins().set_pinned_reg(v);
     }
 
     /// Where checks go. Execution can only run unboundedly long through
@@ -69,7 +86,7 @@ impl FuncTranslator<'_, '_> {
     /// Adds `op`'s cost to the pending tally, and flushes the tally at
     /// block boundaries. Called before each reachable operator.
     pub(crate) fn fuel_before_op(&mut self, op: &Operator<'_>) {
-        if self.fuel_var.is_none() {
+        if !self.fuel {
             return;
         }
         let cost = fuel_cost(op, &self.tunables.fuel_costs);
@@ -93,10 +110,9 @@ impl FuncTranslator<'_, '_> {
         }
     }
 
-    /// Adds the pending tally to the fuel variable.
+    /// Adds the pending tally to the fuel counter.
     pub(crate) fn fuel_flush(&mut self) {
-        let Some(var) = self.fuel_var else { return };
-        if self.fuel_pending == 0 {
+        if !self.fuel || self.fuel_pending == 0 {
             return;
         }
         if self.fuel_suspended {
@@ -104,36 +120,43 @@ impl FuncTranslator<'_, '_> {
             self.fuel_pending = 0;
             return;
         }
-        let v = self.builder.use_var(var);
+        let v = self.fuel_get();
         let v = self.builder.ins().iadd_imm_s(v, self.fuel_pending);
-        self.builder.def_var(var, v);
+        self.fuel_set(v);
         self.fuel_pending = 0;
     }
 
-    fn fuel_save(&mut self) {
-        let Some(var) = self.fuel_var else { return };
-        let v = self.builder.use_var(var);
+    /// Publishes the fuel counter in the store context, for code other than
+    /// wasm (builtins, the trap path of `raise`).
+    pub(crate) fn fuel_save(&mut self) {
+        if !self.fuel {
+            return;
+        }
+        let v = self.fuel_get();
         let ctx = self.store_ctx();
         self.builder.ins().store(state_flags(self.regions), v, ctx, store_context::FUEL_CONSUMED as i32);
     }
 
     fn fuel_reload(&mut self) {
-        let Some(var) = self.fuel_var else { return };
+        if !self.fuel {
+            return;
+        }
         let ctx = self.store_ctx();
         let v = self.builder.ins().load(types::I64, state_flags(self.regions), ctx, store_context::FUEL_CONSUMED as i32);
-        self.builder.def_var(var, v);
+        self.fuel_set(v);
     }
 
     fn fuel_check(&mut self) {
-        let Some(var) = self.fuel_var else { return };
-        let v = self.builder.use_var(var);
+        if !self.fuel {
+            return;
+        }
+        let v = self.fuel_get();
         let exhausted = self.builder.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, v, 0);
         let out = self.builder.create_block();
         let cont = self.builder.create_block();
         self.builder.set_cold_block(out);
         self.builder.ins().brif(exhausted, out, &[], cont, &[]);
         self.builder.switch_to_block(out);
-        self.fuel_save();
         self.call_builtin(BuiltinFunctionIndex::out_of_gas, &[]);
         self.fuel_reload();
         self.builder.ins().jump(cont, &[]);
@@ -159,7 +182,7 @@ impl FuncTranslator<'_, '_> {
             return;
         }
         let pointer = MemFlagsData::trusted().with_readonly();
-        let ctx = if self.isa.flags().enable_pinned_reg() {
+        let ctx = if !self.fuel && self.isa.flags().enable_pinned_reg() {
             self.builder.ins().get_pinned_reg(types::I64)
         } else {
             self.builder.ins().load(types::I64, pointer, self.vmctx, vmctx_header::STORE_CONTEXT as i32)
@@ -173,7 +196,6 @@ impl FuncTranslator<'_, '_> {
         self.builder.set_cold_block(out);
         self.builder.ins().brif(reached, out, &[], cont, &[]);
         self.builder.switch_to_block(out);
-        self.fuel_save();
         self.call_builtin(BuiltinFunctionIndex::new_epoch, &[]);
         self.fuel_reload();
         self.builder.ins().jump(cont, &[]);
@@ -189,30 +211,17 @@ impl FuncTranslator<'_, '_> {
         self.checked = true;
     }
 
-    /// Before a call to wasm or the host: publish the fuel count.
+    /// Before a call to wasm or the host (a tail call too): charge what
+    /// ran so far; the callee continues with the counter in the pinned
+    /// register (host calls go through a trampoline that publishes it).
     pub(crate) fn interrupt_before_call(&mut self) {
         self.fuel_flush();
         self.check_before_call();
-        self.fuel_save();
     }
 
-    /// Before a tail call: like a call (the callee runs in our place) and a
-    /// return (the fuel count is published for good).
-    pub(crate) fn interrupt_before_tail_call(&mut self) {
-        self.fuel_flush();
-        self.check_before_call();
-        self.fuel_save();
-    }
-
-    /// After a call: the callee may have used fuel.
-    pub(crate) fn interrupt_after_call(&mut self) {
-        self.fuel_reload();
-    }
-
-    /// Before returning: publish the fuel count.
+    /// Before returning: charge what ran so far.
     pub(crate) fn interrupt_before_return(&mut self) {
         self.fuel_flush();
-        self.fuel_save();
     }
 }
 

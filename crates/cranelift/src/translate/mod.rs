@@ -71,9 +71,10 @@ pub struct FuncTranslator<'a, 'f> {
     pub(crate) sig_refs: HashMap<u32, ir::SigRef>,
     pub(crate) func_refs: HashMap<u32, ir::FuncRef>,
     pub(crate) builtin_sigs: HashMap<u32, ir::SigRef>,
-    /// The fuel counter, when fuel is on.
-    pub(crate) fuel_var: Option<Variable>,
-    /// Fuel charged by operators since the last flush into `fuel_var`.
+    /// Whether fuel is on (its counter is in the pinned register, see
+    /// `interrupt.rs`).
+    pub(crate) fuel: bool,
+    /// Fuel charged by operators since the last flush into the counter.
     pub(crate) fuel_pending: i64,
     /// Alias regions of this function's memory accesses.
     pub(crate) regions: Regions,
@@ -147,7 +148,7 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             sig_refs: HashMap::new(),
             func_refs: HashMap::new(),
             builtin_sigs: HashMap::new(),
-            fuel_var: None,
+            fuel: false,
             fuel_pending: 0,
             regions,
             checked: false,

@@ -140,6 +140,13 @@ mod arch {
         (uc.uc_mcontext.gregs[libc::REG_RIP as usize] as usize, uc.uc_mcontext.gregs[libc::REG_RBP as usize] as usize)
     }
 
+    /// Reads Cranelift's pinned register (r15) from a signal context.
+    pub unsafe fn context_pinned_reg(ctx: *mut libc::c_void) -> u64 {
+        // SAFETY: the kernel passes a valid ucontext_t to SA_SIGINFO handlers.
+        let uc = unsafe { &*(ctx as *const libc::ucontext_t) };
+        uc.uc_mcontext.gregs[libc::REG_R15 as usize] as u64
+    }
+
     pub unsafe fn redirect(ctx: *mut libc::c_void, target: usize, arg: usize) {
         // SAFETY: as above; the kernel restores registers from this context
         // when the handler returns.
@@ -216,6 +223,13 @@ mod arch {
         // SAFETY: the kernel passes a valid ucontext_t to SA_SIGINFO handlers.
         let uc = unsafe { &*(ctx as *const libc::ucontext_t) };
         (uc.uc_mcontext.pc as usize, uc.uc_mcontext.regs[29] as usize)
+    }
+
+    /// Reads Cranelift's pinned register (x21) from a signal context.
+    pub unsafe fn context_pinned_reg(ctx: *mut libc::c_void) -> u64 {
+        // SAFETY: the kernel passes a valid ucontext_t to SA_SIGINFO handlers.
+        let uc = unsafe { &*(ctx as *const libc::ucontext_t) };
+        uc.uc_mcontext.regs[21]
     }
 
     pub unsafe fn redirect(ctx: *mut libc::c_void, target: usize, arg: usize) {
@@ -387,6 +401,12 @@ unsafe extern "C" fn trap_handler(signum: libc::c_int, info: *mut libc::siginfo_
             // this thread is using the activation concurrently.
             unsafe {
                 let act = &*act;
+                if (*act.store_ctx).fuel_in_pinned_reg {
+                    // Wasm keeps the fuel counter in the pinned register
+                    // (see the compiler's `translate/interrupt.rs`): what
+                    // the trapping call ran is charged to the store.
+                    (*act.store_ctx).fuel_consumed = arch::context_pinned_reg(ctx) as i64;
+                }
                 let entry_fp = (*act.store_ctx).last_wasm_entry_fp;
                 let pcs = capture_pcs(pc, fp, entry_fp, false);
                 *act.trap.get() = Some(TrapRecord { reason: TrapReason::Wasm(code), pcs });

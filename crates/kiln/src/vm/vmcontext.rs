@@ -85,6 +85,10 @@ pub struct VMStoreContext {
     pub store: *mut u8,
     /// The owning store's hooks for builtins (runtime-only).
     pub hooks: Option<std::ptr::NonNull<dyn super::store_hooks::VMStore>>,
+    /// Whether running wasm keeps `fuel_consumed` in the pinned register
+    /// (the engine consumes fuel), so that the trap handler copies it back
+    /// from the signal context (runtime-only).
+    pub fuel_in_pinned_reg: bool,
 }
 
 // SAFETY: the pointers refer to the store that owns this context (its
@@ -107,6 +111,7 @@ impl Default for VMStoreContext {
             epoch_counter: ptr::null(),
             store: ptr::null_mut(),
             hooks: None,
+            fuel_in_pinned_reg: false,
         }
     }
 }

@@ -73,6 +73,78 @@ fn fuel_is_exact_and_deterministic() {
     assert!(plain.set_fuel(1).is_err());
 }
 
+/// Every way a call can trap, each after `$n` iterations of work.
+const TRAPPING: &str = r#"(module
+    (import "host" "fail" (func $fail))
+    (import "host" "refuel" (func $refuel))
+    (memory 1)
+    (table $t 1 funcref)
+    (func $work (param $n i32)
+        (loop $l
+            (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+            (br_if $l (i32.gt_s (local.get $n) (i32.const 0)))))
+    (func $deeper (param $n i32) (call $deeper (local.get $n)))
+    (func (export "trap") (param $n i32) (param $kind i32) (result i32)
+        (call $work (local.get $n))
+        (block $k7 (block $k6 (block $k5 (block $k4 (block $k3 (block $k2 (block $k1 (block $k0
+            (br_table $k0 $k1 $k2 $k3 $k4 $k5 $k6 $k7 (local.get $kind)))
+            unreachable)
+            (return (i32.load (i32.const 65536))))
+            (return (i32.div_u (local.get $n) (i32.const 0))))
+            (call_indirect (i32.const 0)) (return (i32.const 0)))
+            (table.copy (i32.const 0) (i32.const 1) (i32.const 1)) (return (i32.const 0)))
+            (call $fail) (return (i32.const 0)))
+            (call $deeper (local.get $n)) (return (i32.const 0)))
+        (call $refuel) (return (i32.const 0))))"#;
+
+const TRAP_KINDS: [&str; 7] = ["unreachable", "out-of-bounds load", "divide by zero", "null call_indirect", "table.copy out of bounds (builtin)", "host error", "stack overflow"];
+
+/// A call that traps is charged what it ran before the trap, whatever
+/// trapped: a hardware fault, an explicit trap, a builtin or the host.
+#[test]
+fn trapping_calls_are_charged_what_they_ran() {
+    for epochs in [false, true] {
+        let mut config = Config::new();
+        config.consume_fuel(true).epoch_interruption(epochs);
+        let engine = Engine::new(&config).expect("engine");
+        let module = Module::new(&engine, TRAPPING).expect("module");
+        let mut store = Store::new(&engine, ());
+        store.set_epoch_deadline(u64::MAX / 2);
+        let mut linker = Linker::new(&engine);
+        linker.func_wrap("host", "fail", || -> Result<()> { Err(anyhow::anyhow!("host says no")) }).expect("define");
+        linker
+            .func_wrap("host", "refuel", |mut caller: Caller<'_, ()>| -> Result<()> {
+                // Sees the calling wasm's consumption, and its change sticks.
+                let left = caller.get_fuel()?;
+                assert!(left < 1_000_000);
+                caller.set_fuel(left + 7)
+            })
+            .expect("define");
+        let instance = linker.instantiate(&mut store, &module).expect("instance");
+        let f = instance.get_typed_func::<(i32, i32), i32>(&mut store, "trap").unwrap();
+        let used = |store: &mut Store<()>, n: i32, kind: i32| {
+            store.set_fuel(1_000_000).unwrap();
+            let r = f.call(&mut *store, (n, kind));
+            (r.is_err(), 1_000_000 - store.get_fuel().unwrap())
+        };
+        for (kind, name) in TRAP_KINDS.iter().enumerate() {
+            let kind = kind as i32;
+            let (trapped, base) = used(&mut store, 1, kind);
+            let (_, more) = used(&mut store, 1_001, kind);
+            let (_, again) = used(&mut store, 1_001, kind);
+            assert!(trapped, "{name}: should trap");
+            assert_eq!(more, again, "{name}: deterministic");
+            // The loop's body costs at least its five operators an iteration.
+            assert!(more >= base + 5_000, "{name} (epochs {epochs}): 1,000 more iterations charged {} fuel", more - base);
+        }
+        // The host's refuelling is seen by the wasm that called it.
+        let (trapped, refuelled) = used(&mut store, 1, 7);
+        assert!(!trapped);
+        let (_, unreachable) = used(&mut store, 1, 0);
+        assert!(refuelled < unreachable, "refuel: {refuelled} vs {unreachable}");
+    }
+}
+
 #[test]
 fn epochs_stop_loops_recursion_and_host_loops() {
     let mut config = Config::new();
