@@ -136,6 +136,16 @@ impl FuncTranslator<'_, '_> {
         self.push(v);
     }
 
+    /// Flags for a load of a VMContext field that never changes, as in
+    /// `readonly`, but not hoistable when the current block is cold (an
+    /// interrupt check's slow side, inside a hot loop): a hoisted load
+    /// would be moved out of the loop and hold a callee-saved register
+    /// across all of it, pushing the loop's own values onto the stack.
+    pub(crate) fn readonly_here(&self) -> MemFlagsData {
+        let cold = self.builder.current_block().is_some_and(|b| self.builder.func.layout.is_cold(b));
+        if cold { MemFlagsData::trusted().with_readonly() } else { readonly() }
+    }
+
     /// Calls builtin `index` with the VMContext prepended to `args`. These
     /// builtins may trap (`raise` unwinds from Rust, where the pinned
     /// register is out of reach), so the fuel counter is published first.
@@ -158,12 +168,8 @@ impl FuncTranslator<'_, '_> {
                 s
             }
         };
-        // On a cold path (an interrupt check's slow side, inside a hot
-        // loop) the builtin's address must stay there: a hoistable load
-        // would be moved out of the loop and hold a callee-saved register
-        // across all of it, pushing the loop's own values onto the stack.
-        let cold = self.builder.current_block().is_some_and(|b| self.builder.func.layout.is_cold(b));
-        let flags = if cold { MemFlagsData::trusted().with_readonly() } else { readonly() };
+        // On a cold path, the builtin's address must stay there.
+        let flags = self.readonly_here();
         let array = self.builder.ins().load(types::I64, flags, self.vmctx, vmctx_header::BUILTINS as i32);
         let f = self.builder.ins().load(types::I64, flags, array, (index.index() * 8) as i32);
         let call = self.builder.ins().call_indirect(sig, f, args);
@@ -221,6 +227,7 @@ impl FuncTranslator<'_, '_> {
         };
         let results = self.builder.inst_results(call).to_vec();
         self.stack.extend(results);
+        self.interrupt_after_call();
     }
 
     /// `return_call func`: a tail call, in constant stack space.
@@ -295,6 +302,7 @@ impl FuncTranslator<'_, '_> {
         let call = self.builder.ins().call_indirect(sig, code, &all);
         let results = self.builder.inst_results(call).to_vec();
         self.stack.extend(results);
+        self.interrupt_after_call();
     }
 
     /// `ref.func func`: a pointer to the function's `VMFuncRef`.

@@ -1,23 +1,27 @@
 //! Fuel and epoch instrumentation.
 //!
 //! Fuel: with fuel on, the store's counter (`VMStoreContext::fuel_consumed`,
-//! negative while fuel remains) lives in Cranelift's pinned register (r15
-//! on x86-64, x21 on aarch64) for as long as wasm runs: the entry
-//! trampoline loads it, wasm-to-wasm calls (direct, indirect, tail, across
-//! instances of the store) pass it along untouched, and it goes back to the
-//! store only where code other than wasm may look at it: the entry
-//! trampoline's return, the host-call trampoline (which reloads it
-//! afterwards, the host may have refuelled), every builtin call that can
-//! trap, and the trap handler, which copies the register out of the signal
-//! context (`vm/traphandlers.rs`). So a call that traps is charged what it
-//! ran, and a call costs no fuel traffic through memory.
+//! negative while fuel remains) is held in Cranelift's pinned register
+//! (r15 on x86-64, x21 on aarch64) for as long as wasm runs: the entry
+//! trampoline loads it and stores it back, wasm-to-wasm calls (direct,
+//! indirect, tail, into other instances of the store) pass it in that
+//! register, and the host-call trampoline publishes it to the store and
+//! reloads it afterwards (the host may read it or refuel). Within a
+//! function the counter is an SSA variable, so charges are plain adds that
+//! Cranelift folds together and keeps in any register; the variable is
+//! copied into the pinned register at every check (loop headers, first
+//! calls), before calls, returns and `unreachable`, and read back from it
+//! after calls. The trap handler copies the pinned register out of the
+//! signal context (`vm/traphandlers.rs`), and builtin calls, which may
+//! trap from Rust, store the variable first: so a call that ends in a trap
+//! is charged what it ran up to its last loop header, call or entry.
 //!
 //! Each operator's cost is added to a compile-time tally that is flushed
-//! into the register at the end of every basic block (every control
-//! operator), so a block pays once; a trap in the middle of a block is
-//! charged up to the block's start. The counter is checked at loop headers
-//! and before a function's first call: a non-negative count calls the
-//! `out_of_gas` builtin, which traps unless the store was refuelled.
+//! into the variable at the end of every basic block (every control
+//! operator that can branch or join), so a block pays once. The counter is
+//! checked at loop headers and before a function's first call: a
+//! non-negative count calls the `out_of_gas` builtin, which traps unless
+//! the store was refuelled.
 //!
 //! Epochs: at loop headers (and before calls, see `check_before_call`) the
 //! store context's `epoch_interrupt` flag is loaded and, when raised, calls
@@ -44,24 +48,34 @@ use wasmparser::Operator;
 
 impl FuncTranslator<'_, '_> {
     fn store_ctx(&mut self) -> ir::Value {
-        self.builder.ins().load(types::I64, super::env::readonly(), self.vmctx, vmctx_header::STORE_CONTEXT as i32)
+        let flags = self.readonly_here();
+        self.builder.ins().load(types::I64, flags, self.vmctx, vmctx_header::STORE_CONTEXT as i32)
     }
 
-    /// Starts a function: the fuel counter is already in the pinned
-    /// register, and no check happens at entry (see `check_before_call`).
+    /// Starts a function: reads the fuel counter from the pinned register
+    /// into a variable. No check happens at entry (see `check_before_call`).
     pub(crate) fn interrupt_prologue(&mut self) {
-        self.fuel = self.tunables.consume_fuel;
+        if self.tunables.consume_fuel {
+            let var = self.builder.declare_var(types::I64);
+            self.fuel_var = Some(var);
+            self.fuel_from_pinned();
+        }
         self.checked = false;
     }
 
-    /// The fuel counter (only with fuel on).
-    pub(crate) fn fuel_get(&mut self) -> ir::Value {
-        self.builder.ins().get_pinned_reg(types::I64)
+    /// Copies the fuel variable into the pinned register, where callees,
+    /// the host-call trampoline and the trap handler find it.
+    fn fuel_to_pinned(&mut self) {
+        let Some(var) = self.fuel_var else { return };
+        let v = self.builder.use_var(var);
+        self.builder.ins().set_pinned_reg(v);
     }
 
-    /// Replaces the fuel counter (only with fuel on).
-    pub(crate) fn fuel_set(&mut self, v: ir::Value) {
-        self.builder.ins().set_pinned_reg(v);
+    /// Reads the fuel variable back from the pinned register (after a call).
+    fn fuel_from_pinned(&mut self) {
+        let Some(var) = self.fuel_var else { return };
+        let v = self.builder.ins().get_pinned_reg(types::I64);
+        self.builder.def_var(var, v);
     }
 
     /// Where checks go. Execution can only run unboundedly long through
@@ -84,27 +98,33 @@ impl FuncTranslator<'_, '_> {
     }
 
     /// Adds `op`'s cost to the pending tally, and flushes the tally at
-    /// block boundaries. Called before each reachable operator.
+    /// basic-block boundaries. Called before each reachable operator.
     pub(crate) fn fuel_before_op(&mut self, op: &Operator<'_>) {
-        if !self.fuel {
+        if self.fuel_var.is_none() {
             return;
         }
         let cost = fuel_cost(op, &self.tunables.fuel_costs);
         self.fuel_pending += i64::from(cost);
         use Operator as O;
-        let ends_block = matches!(
-            op,
-            O::Block { .. }
-                | O::Loop { .. }
-                | O::If { .. }
-                | O::Else
-                | O::End
-                | O::Br { .. }
-                | O::BrIf { .. }
-                | O::BrTable { .. }
-                | O::Return
-                | O::Unreachable
-        );
+        // `block` starts no basic block, and the `end` of a block no branch
+        // targets joins nothing: straight-line code runs on through both,
+        // so its tally does too. (Every check is preceded by a flush, so
+        // the counter seen by checks is the same either way.)
+        let plain_block_end = matches!(op, O::End)
+            && matches!(self.control.last(), Some(super::control::ControlFrame::Block { exit_is_branched_to: false, .. }));
+        let ends_block = !plain_block_end
+            && matches!(
+                op,
+                O::Loop { .. }
+                    | O::If { .. }
+                    | O::Else
+                    | O::End
+                    | O::Br { .. }
+                    | O::BrIf { .. }
+                    | O::BrTable { .. }
+                    | O::Return
+                    | O::Unreachable
+            );
         if ends_block {
             self.fuel_flush();
         }
@@ -112,7 +132,8 @@ impl FuncTranslator<'_, '_> {
 
     /// Adds the pending tally to the fuel counter.
     pub(crate) fn fuel_flush(&mut self) {
-        if !self.fuel || self.fuel_pending == 0 {
+        let Some(var) = self.fuel_var else { return };
+        if self.fuel_pending == 0 {
             return;
         }
         if self.fuel_suspended {
@@ -120,37 +141,38 @@ impl FuncTranslator<'_, '_> {
             self.fuel_pending = 0;
             return;
         }
-        let v = self.fuel_get();
+        let v = self.builder.use_var(var);
         let v = self.builder.ins().iadd_imm_s(v, self.fuel_pending);
-        self.fuel_set(v);
+        self.builder.def_var(var, v);
         self.fuel_pending = 0;
     }
 
-    /// Publishes the fuel counter in the store context, for code other than
-    /// wasm (builtins, the trap path of `raise`).
+    /// Publishes the fuel counter in the store context, for builtins and
+    /// the trap path of `raise`.
     pub(crate) fn fuel_save(&mut self) {
-        if !self.fuel {
-            return;
-        }
-        let v = self.fuel_get();
+        let Some(var) = self.fuel_var else { return };
+        let v = self.builder.use_var(var);
         let ctx = self.store_ctx();
         self.builder.ins().store(state_flags(self.regions), v, ctx, store_context::FUEL_CONSUMED as i32);
     }
 
+    /// Reloads the counter from the store context after a builtin that may
+    /// have refuelled, into the variable and the pinned register alike
+    /// (a trap before the next copy would publish a stale register).
     fn fuel_reload(&mut self) {
-        if !self.fuel {
-            return;
-        }
+        let Some(var) = self.fuel_var else { return };
         let ctx = self.store_ctx();
         let v = self.builder.ins().load(types::I64, state_flags(self.regions), ctx, store_context::FUEL_CONSUMED as i32);
-        self.fuel_set(v);
+        self.builder.def_var(var, v);
+        self.builder.ins().set_pinned_reg(v);
     }
 
+    /// Publishes the counter to the pinned register and calls `out_of_gas`
+    /// when it is not negative.
     fn fuel_check(&mut self) {
-        if !self.fuel {
-            return;
-        }
-        let v = self.fuel_get();
+        let Some(var) = self.fuel_var else { return };
+        self.fuel_to_pinned();
+        let v = self.builder.use_var(var);
         let exhausted = self.builder.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, v, 0);
         let out = self.builder.create_block();
         let cont = self.builder.create_block();
@@ -182,7 +204,7 @@ impl FuncTranslator<'_, '_> {
             return;
         }
         let pointer = MemFlagsData::trusted().with_readonly();
-        let ctx = if !self.fuel && self.isa.flags().enable_pinned_reg() {
+        let ctx = if self.fuel_var.is_none() && self.isa.flags().enable_pinned_reg() {
             self.builder.ins().get_pinned_reg(types::I64)
         } else {
             self.builder.ins().load(types::I64, pointer, self.vmctx, vmctx_header::STORE_CONTEXT as i32)
@@ -212,16 +234,28 @@ impl FuncTranslator<'_, '_> {
     }
 
     /// Before a call to wasm or the host (a tail call too): charge what
-    /// ran so far; the callee continues with the counter in the pinned
-    /// register (host calls go through a trampoline that publishes it).
+    /// ran so far and hand the counter over in the pinned register.
     pub(crate) fn interrupt_before_call(&mut self) {
         self.fuel_flush();
         self.check_before_call();
+        self.fuel_to_pinned();
     }
 
-    /// Before returning: charge what ran so far.
+    /// After a call: the callee (or the host) moved the counter on.
+    pub(crate) fn interrupt_after_call(&mut self) {
+        self.fuel_from_pinned();
+    }
+
+    /// Before returning: hand the counter back in the pinned register.
     pub(crate) fn interrupt_before_return(&mut self) {
         self.fuel_flush();
+        self.fuel_to_pinned();
+    }
+
+    /// Before `unreachable` traps: publish what ran, for the trap handler.
+    pub(crate) fn interrupt_before_trap(&mut self) {
+        self.fuel_flush();
+        self.fuel_to_pinned();
     }
 }
 

@@ -71,9 +71,8 @@ pub struct FuncTranslator<'a, 'f> {
     pub(crate) sig_refs: HashMap<u32, ir::SigRef>,
     pub(crate) func_refs: HashMap<u32, ir::FuncRef>,
     pub(crate) builtin_sigs: HashMap<u32, ir::SigRef>,
-    /// Whether fuel is on (its counter is in the pinned register, see
-    /// `interrupt.rs`).
-    pub(crate) fuel: bool,
+    /// The fuel counter, when fuel is on (see `interrupt.rs`).
+    pub(crate) fuel_var: Option<Variable>,
     /// Fuel charged by operators since the last flush into the counter.
     pub(crate) fuel_pending: i64,
     /// Alias regions of this function's memory accesses.
@@ -148,7 +147,7 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             sig_refs: HashMap::new(),
             func_refs: HashMap::new(),
             builtin_sigs: HashMap::new(),
-            fuel: false,
+            fuel_var: None,
             fuel_pending: 0,
             regions,
             checked: false,

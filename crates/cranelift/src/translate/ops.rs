@@ -54,6 +54,7 @@ impl FuncTranslator<'_, '_> {
         match op {
             // Control.
             O::Unreachable => {
+                self.interrupt_before_trap();
                 self.builder.ins().trap(to_clif(TrapCode::UnreachableCodeReached));
                 self.reachable = false;
             }

@@ -459,7 +459,7 @@ impl FuncTranslator<'_, '_> {
         self.builder.switch_to_block(outer);
         self.interrupt_loop_header();
         let end = self.strip_end(&plan);
-        let start = (self.fuel && plan.charge_per_strip).then(|| {
+        let start = (self.fuel_var.is_some() && plan.charge_per_strip).then(|| {
             // The body's operators charge nothing; the back edge charges
             // the strip's iterations when it falls through.
             self.fuel_suspended = true;
@@ -512,9 +512,7 @@ impl FuncTranslator<'_, '_> {
     /// steps of at most 2^16), a division for a step in a local.
     fn charge_strip(&mut self, start: Value, now: Value) {
         let Some(strip) = &self.strip else { return };
-        if !self.fuel {
-            return;
-        }
+        let Some(var) = self.fuel_var else { return };
         let (cost, wide, step) = (strip.plan.iteration_fuel, strip.plan.wide, strip.plan.step);
         self.fuel_suspended = false;
         let locals = &self.locals;
@@ -545,9 +543,9 @@ impl FuncTranslator<'_, '_> {
         let n = if wide { n } else { b.ins().uextend(I64, n) };
         // At most 2^16 operators of at most 2^32 fuel each: fits an i64.
         let charge = b.ins().imul_imm_s(n, cost as i64);
-        let fuel = b.ins().get_pinned_reg(I64);
+        let fuel = b.use_var(var);
         let fuel = b.ins().iadd(fuel, charge);
-        b.ins().set_pinned_reg(fuel);
+        b.def_var(var, fuel);
     }
 
     /// How many iterations the strip starting here may run: the plan's
@@ -555,13 +553,11 @@ impl FuncTranslator<'_, '_> {
     /// (at least one: the check just made let this iteration run).
     fn strip_iterations(&mut self, plan: &StripPlan) -> Value {
         let k = self.builder.ins().iconst(I64, i64::from(plan.max_iterations));
-        if !(self.fuel && plan.iteration_fuel > 0) {
-            return k;
-        }
+        let (Some(var), true) = (self.fuel_var, plan.iteration_fuel > 0) else { return k };
         // The count is in -i64::MAX..=0 after the check (negative while
         // fuel remains; an epoch callback may have set it to 0); were it
         // positive, the shifted value would be negative and clamp to 1.
-        let consumed = self.fuel_get();
+        let consumed = self.builder.use_var(var);
         let remaining = self.builder.ins().ineg(consumed);
         let shift = 64 - (plan.iteration_fuel - 1).leading_zeros();
         let paid = self.builder.ins().sshr_imm_u(remaining, i64::from(shift));

@@ -84,6 +84,11 @@ const TRAPPING: &str = r#"(module
             (local.set $n (i32.sub (local.get $n) (i32.const 1)))
             (br_if $l (i32.gt_s (local.get $n) (i32.const 0)))))
     (func $deeper (param $n i32) (call $deeper (local.get $n)))
+    (func (export "loop_then_fault") (param $n i32) (result i32)
+        (loop $l
+            (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+            (br_if $l (i32.gt_s (local.get $n) (i32.const 0))))
+        (i32.load (i32.const 65536)))
     (func (export "trap") (param $n i32) (param $kind i32) (result i32)
         (call $work (local.get $n))
         (block $k7 (block $k6 (block $k5 (block $k4 (block $k3 (block $k2 (block $k1 (block $k0
@@ -137,6 +142,15 @@ fn trapping_calls_are_charged_what_they_ran() {
             // The loop's body costs at least its five operators an iteration.
             assert!(more >= base + 5_000, "{name} (epochs {epochs}): 1,000 more iterations charged {} fuel", more - base);
         }
+        // Work in the trapping function itself counts too.
+        let g = instance.get_typed_func::<i32, i32>(&mut store, "loop_then_fault").unwrap();
+        let mut in_place = |n: i32| {
+            store.set_fuel(1_000_000).unwrap();
+            assert!(g.call(&mut store, n).is_err());
+            1_000_000 - store.get_fuel().unwrap()
+        };
+        let (base, more) = (in_place(1), in_place(1_001));
+        assert!(more >= base + 5_000, "loop then fault (epochs {epochs}): {base} vs {more}");
         // The host's refuelling is seen by the wasm that called it.
         let (trapped, refuelled) = used(&mut store, 1, 7);
         assert!(!trapped);
