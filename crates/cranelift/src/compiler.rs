@@ -62,9 +62,10 @@ impl CraneliftCompiler {
         set(&mut flags, "enable_table_access_spectre_mitigation", "false")?;
         set(&mut flags, "unwind_info", "false")?;
         // With fuel, the fuel counter lives in the pinned register for the
-        // whole activation; with only epoch interruption, the store context
-        // does (see `translate/interrupt.rs`).
-        let pinned = options.tunables.consume_fuel || options.tunables.epoch_interruption;
+        // whole activation; with only (polled) epoch interruption, the
+        // store context does (see `translate/interrupt.rs`).
+        let t = &options.tunables;
+        let pinned = t.consume_fuel || (t.epoch_interruption && !t.epoch_signals);
         set(&mut flags, "enable_pinned_reg", if pinned { "true" } else { "false" })?;
         set(&mut flags, "enable_nan_canonicalization", if options.tunables.nan_canonicalization { "true" } else { "false" })?;
         let isa_builder = cranelift_native::builder()

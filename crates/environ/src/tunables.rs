@@ -41,6 +41,11 @@ pub struct Tunables {
     pub consume_fuel: bool,
     /// Whether to instrument code for epoch-based interruption.
     pub epoch_interruption: bool,
+    /// With `epoch_interruption`: whether a reached deadline is delivered
+    /// by a signal to the thread running the store's wasm instead of
+    /// being polled for at loop headers and calls (so compiled code
+    /// carries no epoch checks; only on x86-64 Linux).
+    pub epoch_signals: bool,
     /// Whether float results are canonicalized to a single NaN.
     pub nan_canonicalization: bool,
     /// Whether relaxed-SIMD operators use one fixed lowering on every host.
@@ -78,6 +83,7 @@ impl Default for Tunables {
             memory_guard_size: 2 << 30,
             consume_fuel: false,
             epoch_interruption: false,
+            epoch_signals: false,
             nan_canonicalization: false,
             relaxed_simd_deterministic: false,
             table_lazy_init: true,

@@ -35,7 +35,13 @@ pub struct Config {
     pub(crate) cache: Option<std::sync::Arc<dyn crate::Cache>>,
     pub(crate) allocation: InstanceAllocationStrategy,
     pub(crate) profiling: crate::ProfilingStrategy,
+    /// See [`Config::epoch_interruption_signals`].
+    pub(crate) epoch_signals_wanted: bool,
 }
+
+/// Where epoch interruption can be delivered by a signal (see
+/// [`Config::epoch_interruption_signals`]).
+pub(crate) const EPOCH_SIGNALS_SUPPORTED: bool = cfg!(all(target_os = "linux", target_arch = "x86_64"));
 
 /// How instances get their memory; see [`Config::allocation_strategy`].
 #[derive(Clone, Debug, Default)]
@@ -140,6 +146,7 @@ impl Config {
             cache: None,
             allocation: InstanceAllocationStrategy::OnDemand,
             profiling: crate::ProfilingStrategy::None,
+            epoch_signals_wanted: true,
         }
     }
 
@@ -311,12 +318,32 @@ impl Config {
         self
     }
 
-    /// Instruments code to check the engine's epoch at function entries and
-    /// loop headers, so [`Engine::increment_epoch`](crate::Engine::increment_epoch)
-    /// can interrupt it (see [`Store::set_epoch_deadline`](crate::Store::set_epoch_deadline)).
+    /// Lets [`Engine::increment_epoch`](crate::Engine::increment_epoch)
+    /// interrupt running wasm once a store's deadline is reached (see
+    /// [`Store::set_epoch_deadline`](crate::Store::set_epoch_deadline)).
     /// Off by default.
+    ///
+    /// On x86-64 Linux the interruption is delivered by a signal
+    /// (`SIGURG`) to the thread running the store's wasm, so compiled code
+    /// carries no checks at all; elsewhere, with fuel also on, or with
+    /// [`Config::epoch_interruption_signals(false)`](Config::epoch_interruption_signals),
+    /// code checks a flag at loop headers and before calls.
     pub fn epoch_interruption(&mut self, enable: bool) -> &mut Self {
         self.tunables.epoch_interruption = enable;
+        self
+    }
+
+    /// Whether epoch interruption may use a signal instead of checks in
+    /// compiled code (default on where supported: x86-64 Linux; ignored
+    /// elsewhere, and when fuel is on too, whose counter the interrupted
+    /// code keeps in a register of its own). With signals, a thread running wasm past its store's
+    /// deadline receives `SIGURG` from whichever thread advanced the epoch;
+    /// the handler makes the interrupted wasm call the deadline logic at
+    /// the point it was stopped, as a check would have. Kiln's handler
+    /// passes on the `SIGURG`s that are not its own to a handler installed
+    /// before it. Turn this off if the process must not receive `SIGURG`.
+    pub fn epoch_interruption_signals(&mut self, enable: bool) -> &mut Self {
+        self.epoch_signals_wanted = enable;
         self
     }
 

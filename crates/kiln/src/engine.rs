@@ -83,6 +83,10 @@ impl Engine {
     pub fn new(config: &Config) -> Result<Engine> {
         let mut tunables: Tunables = config.tunables.clone();
         tunables.features = config.features.bits();
+        tunables.epoch_signals = tunables.epoch_interruption
+            && !tunables.consume_fuel
+            && config.epoch_signals_wanted
+            && crate::config::EPOCH_SIGNALS_SUPPORTED;
         let opt_level = match config.opt_level {
             OptLevel::None => "none",
             OptLevel::Speed => "speed",

@@ -202,6 +202,7 @@ impl<T: 'static> Store<T> {
         inner.opaque.vm.store = p.cast();
         inner.opaque.vm.epoch_counter = engine.inner.epoch.counter();
         inner.opaque.vm.fuel_in_pinned_reg = engine.tunables().consume_fuel;
+        inner.opaque.vm.epoch_signals = engine.tunables().epoch_signals;
         if engine.tunables().epoch_interruption {
             engine.inner.epoch.register(NonNull::from(&*inner.opaque.vm));
         }

@@ -63,9 +63,11 @@ fn skipped(file: &TestFile<'static>) -> bool {
 
 /// The ways every file is run: with the defaults (lazy tables,
 /// copy-on-write memory images, on-demand allocator); eagerly (tables and
-/// memories filled at instantiation); with the pooling allocator; and with
-/// fuel and epoch instrumentation. None of these may change any result.
-const MODES: &[&str] = &["", " [eager]", " [pooling]", " [fuel+epochs]"];
+/// memories filled at instantiation); with the pooling allocator and epoch
+/// interruption (by signal where supported: no checks, a poll after each
+/// builtin); and with fuel and polled epoch instrumentation. None of these
+/// may change any result.
+const MODES: &[&str] = &["", " [eager]", " [pooling+epochs]", " [fuel+epochs]"];
 
 fn run(file: &TestFile<'static>, mode: &str) -> Result<(), Failed> {
     let mut config = config_for(file.parent(), file.name());
@@ -78,7 +80,7 @@ fn run(file: &TestFile<'static>, mode: &str) -> Result<(), Failed> {
     if mode.contains("pooling") {
         let mut pool = PoolingAllocationConfig::new();
         pool.total_core_instances(1000).total_memories(1000).total_tables(1000).table_elements(1 << 20);
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool)).epoch_interruption(true);
     }
     let mut cx = WastContext::new(&config).map_err(|e| format!("{e:#}"))?;
     let name = format!("{}/{}", file.parent(), file.name());

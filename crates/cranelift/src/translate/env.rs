@@ -173,7 +173,9 @@ impl FuncTranslator<'_, '_> {
         let array = self.builder.ins().load(types::I64, flags, self.vmctx, vmctx_header::BUILTINS as i32);
         let f = self.builder.ins().load(types::I64, flags, array, (index.index() * 8) as i32);
         let call = self.builder.ins().call_indirect(sig, f, args);
-        self.builder.inst_results(call).first().copied()
+        let result = self.builder.inst_results(call).first().copied();
+        self.epoch_poll_after_builtin(index);
+        result
     }
 
     fn wasm_sig_ref(&mut self, type_index: u32) -> ir::SigRef {

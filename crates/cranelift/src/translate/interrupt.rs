@@ -29,7 +29,10 @@
 //! or stores a new deadline. The flag is raised by whoever advances the
 //! engine's epoch (kiln's `vm/epoch.rs`), so the check is one load off the
 //! store context and a branch; without fuel, the store context itself sits
-//! in the pinned register.
+//! in the pinned register. With `Tunables::epoch_signals` there are no
+//! epoch checks at all: the thread advancing the epoch signals the thread
+//! running the store, whose handler makes the wasm call `new_epoch` where
+//! it was interrupted (kiln's `vm/traphandlers.rs`).
 //!
 //! Both checks sit in hot loops, with their builtin call on a cold path.
 //! An ordinary call there would clobber every caller-saved register, so
@@ -200,11 +203,33 @@ impl FuncTranslator<'_, '_> {
     /// iteration's: the flag is written by other threads, and the cold
     /// path's call is a barrier to Cranelift's alias analysis anyway.
     fn epoch_check(&mut self) {
-        if !self.tunables.epoch_interruption {
+        if !self.tunables.epoch_interruption || self.tunables.epoch_signals {
+            // With signals, the runtime stops the code where it runs
+            // (`vm/traphandlers.rs`); nothing to poll.
             return;
         }
+        self.epoch_poll();
+    }
+
+    /// With epoch signals: after a builtin call returns. A signal that
+    /// arrived while the builtin ran found no wasm to stop (a loop around
+    /// `memory.copy` spends most of its time in the builtin), so the flag
+    /// is polled here, once per call of a builtin that does real work.
+    pub(crate) fn epoch_poll_after_builtin(&mut self, index: BuiltinFunctionIndex) {
+        if self.tunables.epoch_interruption
+            && self.tunables.epoch_signals
+            && index != BuiltinFunctionIndex::new_epoch
+            && index != BuiltinFunctionIndex::out_of_gas
+        {
+            self.epoch_poll();
+        }
+    }
+
+    /// Loads the store's interrupt flag and calls `new_epoch` when raised.
+    fn epoch_poll(&mut self) {
         let pointer = MemFlagsData::trusted().with_readonly();
-        let ctx = if self.fuel_var.is_none() && self.isa.flags().enable_pinned_reg() {
+        let pinned_ctx = self.fuel_var.is_none() && self.isa.flags().enable_pinned_reg() && !self.tunables.epoch_signals;
+        let ctx = if pinned_ctx {
             self.builder.ins().get_pinned_reg(types::I64)
         } else {
             self.builder.ins().load(types::I64, pointer, self.vmctx, vmctx_header::STORE_CONTEXT as i32)

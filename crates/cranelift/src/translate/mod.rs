@@ -214,7 +214,9 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
         }
 
         self.interrupt_prologue();
-        if self.tunables.epoch_interruption || self.tunables.consume_fuel {
+        // Only loops that carry checks are worth splitting.
+        let polled_epochs = self.tunables.epoch_interruption && !self.tunables.epoch_signals;
+        if polled_epochs || self.tunables.consume_fuel {
             let types: Vec<WasmValType> = self.locals.iter().map(|&(_, t)| t).collect();
             let fuel = self.tunables.consume_fuel.then_some(&self.tunables.fuel_costs);
             self.strip_plans = strip::plan(body, &types, fuel);

@@ -135,6 +135,20 @@ pub fn is_wasm_pc(pc: usize) -> bool {
     with_code(pc, |_, _| ()).is_some()
 }
 
+/// Whether `pc` lies in the body of a compiled wasm function (not a
+/// trampoline), for the epoch signal handler. Never blocks: `None` when
+/// the registry is locked (this thread may be the one holding it).
+pub fn is_wasm_function_pc_nonblocking(pc: usize) -> Option<bool> {
+    let reg = REGISTRY.try_read().ok()?;
+    let Some((_, &(start, code))) = reg.0.range(pc + 1..).next() else { return Some(false) };
+    if pc < start {
+        return Some(false);
+    }
+    // SAFETY: as in `with_code`: we hold the read lock.
+    let code = unsafe { &*code };
+    Some(code.text_offset(pc).is_some_and(|off| code.info.func_by_text_offset(off).is_some()))
+}
+
 /// The module, function index and wasm module offset of the instruction at
 /// `pc`, if it is in registered wasm code.
 pub fn frame_info(pc: usize) -> Option<(Arc<CompiledModuleInfo>, u32, Option<u32>)> {

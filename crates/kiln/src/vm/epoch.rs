@@ -1,7 +1,7 @@
 //! Epoch deadlines, pushed to the stores instead of polled by them.
 //!
-//! Compiled code checks for an epoch interruption at every loop header, so
-//! the check must be as cheap as possible: one load from the pinned store
+//! Polled mode: compiled code checks for an epoch interruption at every
+//! loop header, so the check must be as cheap as possible: one load from the pinned store
 //! context and a branch on it being non-zero (`epoch_interrupt`). Nothing in
 //! that check compares epochs. Instead the thread that advances an engine's
 //! epoch (`Engine::increment_epoch`) walks the engine's registered stores
@@ -10,6 +10,11 @@
 //! The builtin behind the check (`new_epoch`) rechecks the real condition,
 //! so a raised flag that has become stale (the deadline moved) is cleared
 //! and execution continues.
+//!
+//! With `Tunables::epoch_signals` compiled code has no checks: raising a
+//! flag also signals the thread running that store's wasm (its kernel id
+//! is in `running_tid`), and the signal handler makes the wasm call the
+//! same deadline logic where it was stopped (`traphandlers.rs`).
 //!
 //! Ordering, so that no reached deadline goes unnoticed: a store writes its
 //! deadline, clears the flag, then reads the epoch and raises the flag if
@@ -111,6 +116,8 @@ impl Epoch {
                 let (deadline, interrupt) = unsafe { atomics(p.0) };
                 if now >= deadline.load(Ordering::SeqCst) {
                     interrupt.store(1, Ordering::SeqCst);
+                    // SAFETY: as above.
+                    unsafe { signal_running_thread(p.0) };
                 }
             }
             drop(stores);
@@ -118,6 +125,29 @@ impl Epoch {
                 return;
             }
         }
+    }
+}
+
+/// With epoch signals, sends the epoch signal to the thread running the
+/// store's wasm, if one is (see `traphandlers::epoch_signal`). Done on
+/// every advance past the deadline, not only the first: a signal that
+/// arrives while the thread is outside wasm code is retried by the thread
+/// itself, and this covers the rest.
+///
+/// # Safety
+///
+/// `ctx` must point to a live `VMStoreContext`.
+unsafe fn signal_running_thread(ctx: NonNull<VMStoreContext>) {
+    // SAFETY: per the contract; `epoch_signals` is written before the
+    // context is registered (the list's lock orders it) and never after,
+    // `running_tid` is atomic.
+    let (signals, tid) = unsafe {
+        let p = ctx.as_ptr();
+        (std::ptr::addr_of!((*p).epoch_signals).read(), &*std::ptr::addr_of!((*p).running_tid))
+    };
+    let tid = tid.load(Ordering::SeqCst);
+    if signals && tid != 0 {
+        super::traphandlers::send_epoch_signal(tid);
     }
 }
 
@@ -143,6 +173,13 @@ pub fn set_deadline(ctx: &VMStoreContext, epoch: &AtomicU64, deadline: u64) {
     ctx.epoch_interrupt.store(0, Ordering::SeqCst);
     if epoch.load(Ordering::SeqCst) >= deadline {
         ctx.epoch_interrupt.store(1, Ordering::SeqCst);
+        // Wasm of this store may be running (a host function or the
+        // deadline callback set the deadline): with signals, nothing polls
+        // the flag, so it is told.
+        let tid = ctx.running_tid.load(Ordering::SeqCst);
+        if ctx.epoch_signals && tid != 0 {
+            super::traphandlers::send_epoch_signal(tid);
+        }
     }
 }
 

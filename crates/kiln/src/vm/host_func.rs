@@ -78,7 +78,19 @@ unsafe extern "C" fn array_call_shim<S: 'static>(callee: *mut u8, caller: *mut u
         catch_unwind(AssertUnwindSafe(|| func(store, caller_id, values)))
     };
     match outcome {
-        Ok(Ok(())) => {}
+        Ok(Ok(())) => {
+            // With epoch signals, a deadline reached while the host ran
+            // stops the caller here (no signal can stop Rust code).
+            // SAFETY: `caller` is a live vmctx whose header holds its store
+            // context; the host function's borrow of the store has ended.
+            let ctx = unsafe { *(caller.add(kiln_environ::vmoffsets::vmctx_header::STORE_CONTEXT as usize) as *const *mut super::vmcontext::VMStoreContext) };
+            // SAFETY: as above.
+            match unsafe { super::traphandlers::poll_epoch_signal(ctx) } {
+                Ok(()) => {}
+                Err(super::store_hooks::HookError::Trap(code)) => raise(TrapReason::Wasm(code)),
+                Err(super::store_hooks::HookError::Host(e)) => raise(TrapReason::Host(e)),
+            }
+        }
         Ok(Err(e)) => raise(TrapReason::Host(e)),
         Err(panic) => raise(TrapReason::Panic(panic)),
     }

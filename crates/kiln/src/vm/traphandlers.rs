@@ -26,6 +26,7 @@ use super::backtrace::capture_pcs;
 use super::vmcontext::VMStoreContext;
 use kiln_environ::TrapCode;
 use std::cell::{Cell, UnsafeCell};
+use std::sync::atomic::Ordering;
 use std::ptr;
 use std::sync::Once;
 
@@ -69,10 +70,26 @@ struct ThreadState {
     /// The lowest address of this thread's stack; 0 until the thread is
     /// prepared (see `prepare_thread`).
     stack_low: Cell<usize>,
+    /// This thread's kernel id; 0 until the thread is prepared.
+    tid: Cell<i32>,
+    /// A one-shot timer that sends this thread the epoch signal again, for
+    /// signals that found it outside wasm code (see `epoch_signal`).
+    retry_timer: Cell<Option<usize>>,
+    /// Whether `retry_timer` is armed and has not fired yet (re-arming it
+    /// would postpone it, and a stream of signals could postpone it forever).
+    retry_armed: Cell<bool>,
 }
 
 thread_local! {
-    static THREAD: ThreadState = const { ThreadState { current: Cell::new(ptr::null()), stack_low: Cell::new(0) } };
+    static THREAD: ThreadState = const {
+        ThreadState {
+            current: Cell::new(ptr::null()),
+            stack_low: Cell::new(0),
+            tid: Cell::new(0),
+            retry_timer: Cell::new(None),
+            retry_armed: Cell::new(false),
+        }
+    };
 }
 
 /// Stack the host keeps for itself below the wasm stack limit: host
@@ -273,7 +290,13 @@ fn prepare_thread() -> usize {
         }
     }
     let low = low.max(1);
-    THREAD.with(|t| t.stack_low.set(low));
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    THREAD.with(|t| {
+        t.stack_low.set(low);
+        t.tid.set(tid);
+        t.retry_timer.set(epoch_retry::create(tid));
+    });
     low
 }
 
@@ -314,6 +337,29 @@ pub unsafe fn enter_wasm(
         let by_config = arch::stack_pointer().saturating_sub(max_wasm_stack);
         ctx.stack_limit = by_config.max(low.saturating_add(HOST_STACK_RESERVE));
     }
+    let saved_tid = if ctx.epoch_signals { Some(publish_running_thread(ctx)) } else { None };
+    // A deadline reached before the call interrupts it at its start, as the
+    // first check of polled code would.
+    // SAFETY: as above; the store's hooks may run (the store is borrowed
+    // for this call only through `store_ctx`).
+    if let Err(e) = unsafe { poll_epoch_signal(store_ctx) } {
+        // SAFETY: as above.
+        let ctx = unsafe { &mut *store_ctx };
+        (ctx.stack_limit, ctx.last_wasm_entry_fp, ctx.last_wasm_exit_fp, ctx.last_wasm_exit_pc) = saved;
+        if let Some(tid) = saved_tid {
+            ctx.running_tid.store(tid, Ordering::SeqCst);
+        }
+        let reason = match e {
+            super::store_hooks::HookError::Trap(code) => TrapReason::Wasm(code),
+            super::store_hooks::HookError::Host(e) => TrapReason::Host(e),
+        };
+        return Err(Box::new(TrapRecord { reason, pcs: vec![] }));
+    }
+    // SAFETY: as above (the hook's borrow of the store has ended).
+    if saved_tid.is_some() && unsafe { (*store_ctx).epoch_interrupt.load(Ordering::SeqCst) } != 0 {
+        // Still reached (the callback kept the deadline): once wasm runs.
+        epoch_retry::arm();
+    }
     let act = Activation {
         jmp: UnsafeCell::new(JmpBuf { sp: 0, resume: 0 }),
         trap: UnsafeCell::new(None),
@@ -329,7 +375,35 @@ pub unsafe fn enter_wasm(
     // SAFETY: as above; no wasm is running on this store context now.
     let ctx = unsafe { &mut *store_ctx };
     (ctx.stack_limit, ctx.last_wasm_entry_fp, ctx.last_wasm_exit_fp, ctx.last_wasm_exit_pc) = saved;
+    if let Some(tid) = saved_tid {
+        ctx.running_tid.store(tid, Ordering::SeqCst);
+    }
     if r == 0 { Ok(()) } else { Err(take_trap(&act)) }
+}
+
+/// Records this thread as the one running `ctx`'s wasm, for the thread
+/// advancing the epoch to signal; returns the previous value. The caller
+/// then reads the flag: the advancing thread raises the flag before it
+/// reads the id, so one of the two sees the other's write.
+fn publish_running_thread(ctx: &VMStoreContext) -> i32 {
+    let tid = THREAD.with(|t| t.tid.get());
+    ctx.running_tid.swap(tid, Ordering::SeqCst)
+}
+
+/// Sends the epoch signal to thread `tid` of this process (see
+/// `epoch_signal`).
+pub fn send_epoch_signal(tid: i32) {
+    if THREAD.with(|t| t.tid.get()) == tid {
+        // This thread, in Rust code (a host function or the deadline
+        // callback moved the deadline): no wasm to stop yet.
+        epoch_retry::arm();
+        return;
+    }
+    // SAFETY: tgkill only delivers a signal; a thread id that is no longer
+    // running wasm (or no longer exists) ignores it or gets ESRCH.
+    unsafe {
+        libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, EPOCH_SIGNAL);
+    }
 }
 
 #[cold]
@@ -365,8 +439,12 @@ pub fn raise(reason: TrapReason) -> ! {
 
 // SAFETY: `sigaction` is a plain C struct for which all-zero bytes are a
 // valid value (no handler, empty mask, no flags).
-static mut PREV_HANDLERS: [libc::sigaction; 4] = [const { unsafe { std::mem::zeroed() } }; 4];
-const SIGNALS: [libc::c_int; 4] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE];
+static mut PREV_HANDLERS: [libc::sigaction; 5] = [const { unsafe { std::mem::zeroed() } }; 5];
+const SIGNALS: [libc::c_int; 5] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE, EPOCH_SIGNAL];
+
+/// The signal that delivers epoch interruptions (`Tunables::epoch_signals`):
+/// ignored by default, so a stray one harms no thread.
+pub const EPOCH_SIGNAL: libc::c_int = libc::SIGURG;
 
 /// Installs the process-wide trap handlers (once).
 pub fn init_traps() {
@@ -379,7 +457,7 @@ pub fn init_traps() {
             unsafe {
                 let mut sa: libc::sigaction = std::mem::zeroed();
                 sa.sa_sigaction = trap_handler as *const () as usize;
-                sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+                sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESTART;
                 libc::sigemptyset(&mut sa.sa_mask);
                 let prev = &raw mut PREV_HANDLERS[i];
                 if libc::sigaction(*sig, &sa, prev) != 0 {
@@ -392,7 +470,17 @@ pub fn init_traps() {
 
 unsafe extern "C" fn trap_handler(signum: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     let act = THREAD.with(|t| t.current.get());
-    if !act.is_null() {
+    if signum == EPOCH_SIGNAL {
+        // SAFETY: the kernel passes a valid siginfo to SA_SIGINFO handlers.
+        if unsafe { (*info).si_code } == libc::SI_TIMER {
+            THREAD.with(|t| t.retry_armed.set(false));
+        }
+        // SAFETY: `ctx` is the kernel-provided context of this signal and
+        // `act` this thread's innermost activation.
+        if !act.is_null() && unsafe { epoch_signal(act, ctx) } {
+            return;
+        }
+    } else if !act.is_null() {
         // SAFETY: `ctx` is the kernel-provided context of this signal.
         let (pc, fp) = unsafe { arch::context_pc_fp(ctx) };
         if let Some(code) = super::code_memory::lookup_trap_code(pc) {
@@ -424,6 +512,8 @@ unsafe extern "C" fn trap_handler(signum: libc::c_int, info: *mut libc::siginfo_
         if prev.sa_flags & libc::SA_SIGINFO != 0 {
             let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) = std::mem::transmute(prev.sa_sigaction);
             f(signum, info, ctx);
+        } else if signum == EPOCH_SIGNAL && (prev.sa_sigaction == libc::SIG_DFL || prev.sa_sigaction == libc::SIG_IGN) {
+            // Ignored by default: nothing to do, and our handler stays.
         } else if prev.sa_sigaction == libc::SIG_DFL || prev.sa_sigaction == libc::SIG_IGN {
             // Restore the default action and return: the faulting
             // instruction runs again and the default action happens.
@@ -474,5 +564,262 @@ fn ensure_sigaltstack() {
         } else {
             libc::munmap(p, size);
         }
+    }
+}
+
+// Epoch interruption by signal (`Tunables::epoch_signals`).
+//
+// The thread that advances the epoch raises a store's flag and sends
+// `EPOCH_SIGNAL` to the thread running that store's wasm (`epoch.rs`).
+// Compiled code has no epoch checks; instead the handler, when the signal
+// finds the thread at an instruction of a compiled wasm function, makes
+// that instruction "call" `kiln_epoch_stub`: it pushes the interrupted pc
+// on the thread's stack as a return address and resumes the thread in the
+// stub. (Cranelift code keeps nothing below the stack pointer, so the push
+// clobbers nothing.) The stub saves every register the Rust code may
+// clobber — the caller-saved integer registers, the flags, all sixteen XMM
+// registers (Cranelift uses no other vector state), and r15, which holds
+// the fuel counter when fuel is on — runs the store's deadline logic (trap,
+// callback, or clearing a stale flag) exactly like the polled `new_epoch`
+// builtin, restores everything and returns to the interrupted instruction.
+// A trap unwinds from there like any builtin's, with a backtrace starting
+// at the interrupted instruction.
+//
+// A signal that finds the thread elsewhere (a builtin, a host function,
+// a trampoline, Rust glue, or a wasm frame of another store) cannot stop it
+// there; the flag stays raised and the thread's one-shot retry timer sends
+// the signal again shortly, until it lands in wasm or the flag is cleared.
+// Entering wasm and returning from a host function run the deadline logic
+// if the flag is raised (`poll_epoch_signal`); compiled code polls after
+// builtin calls.
+
+/// Handles `EPOCH_SIGNAL` for a thread with a live activation `act`;
+/// returns whether the signal was Kiln's to handle (else it is passed on).
+///
+/// # Safety
+///
+/// `ctx` is the kernel-provided context of this signal; `act` is the
+/// thread's innermost live activation.
+#[cfg(target_arch = "x86_64")]
+unsafe fn epoch_signal(act: *const Activation, ctx: *mut libc::c_void) -> bool {
+    // SAFETY: the activations and their store contexts are alive while
+    // linked; only atomics and plain words are read or written, and this
+    // thread, which owns them, is stopped in the handler.
+    unsafe {
+        let mut pending = false;
+        let mut a = act;
+        while !a.is_null() {
+            let c = (*a).store_ctx;
+            if (*c).epoch_signals && (*c).epoch_interrupt.load(Ordering::SeqCst) != 0 {
+                pending = true;
+                break;
+            }
+            a = (*a).prev;
+        }
+        if !pending {
+            // Stale (the deadline moved, or the store's call returned) or
+            // not ours at all; with an activation live, ours is likelier.
+            return (*(*act).store_ctx).epoch_signals;
+        }
+        let store = (*act).store_ctx;
+        if (*store).epoch_signals && (*store).epoch_interrupt.load(Ordering::SeqCst) != 0 {
+            let (pc, fp) = arch::context_pc_fp(ctx);
+            if super::code_memory::is_wasm_function_pc_nonblocking(pc) == Some(true) {
+                // Backtraces of a trap raised by the deadline logic start
+                // at the interrupted instruction (recorded as if it were a
+                // return address, as for a builtin's caller).
+                (*store).last_wasm_exit_pc = pc + 1;
+                (*store).last_wasm_exit_fp = fp;
+                let uc = &mut *(ctx as *mut libc::ucontext_t);
+                let sp = uc.uc_mcontext.gregs[libc::REG_RSP as usize] as usize - 8;
+                *(sp as *mut usize) = pc;
+                uc.uc_mcontext.gregs[libc::REG_RSP as usize] = sp as i64;
+                uc.uc_mcontext.gregs[libc::REG_RIP as usize] = kiln_epoch_stub as *const () as usize as i64;
+                return true;
+            }
+        }
+        epoch_retry::arm();
+        true
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn epoch_signal(_act: *const Activation, _ctx: *mut libc::c_void) -> bool {
+    // Epoch signals are only used on x86-64 (`Config::epoch_interruption`).
+    false
+}
+
+/// Entered from the epoch signal handler as if the interrupted wasm
+/// instruction had called it (see above). Saves what Rust may clobber,
+/// calls `on_epoch_interrupt` with a pointer to the saved r15, restores,
+/// returns to the interrupted instruction.
+#[cfg(target_arch = "x86_64")]
+#[unsafe(naked)]
+unsafe extern "C" fn kiln_epoch_stub() {
+    core::arch::naked_asm!(
+        "pushfq",
+        "push rax",
+        "push rcx",
+        "push rdx",
+        "push rsi",
+        "push rdi",
+        "push r8",
+        "push r9",
+        "push r10",
+        "push r11",
+        "push r15",
+        "push rbp",
+        "mov rbp, rsp",
+        "and rsp, -64",
+        "sub rsp, 512",
+        "fxsave64 [rsp]",
+        "lea rdi, [rbp + 8]",
+        "call {handler}",
+        "fxrstor64 [rsp]",
+        "mov rsp, rbp",
+        "pop rbp",
+        "pop r15",
+        "pop r11",
+        "pop r10",
+        "pop r9",
+        "pop r8",
+        "pop rdi",
+        "pop rsi",
+        "pop rdx",
+        "pop rcx",
+        "pop rax",
+        "popfq",
+        "ret",
+        handler = sym on_epoch_interrupt,
+    )
+}
+
+/// Runs the store's deadline logic (`VMStore::new_epoch`) if `ctx` uses
+/// epoch signals and its flag is raised: for the points where control
+/// comes back to wasm from code a signal cannot stop (host functions) or
+/// enters it.
+///
+/// # Safety
+///
+/// `ctx` is a live store context whose store is not otherwise borrowed
+/// (its hooks run).
+pub unsafe fn poll_epoch_signal(ctx: *mut VMStoreContext) -> Result<(), super::store_hooks::HookError> {
+    // SAFETY: per the contract.
+    unsafe {
+        if !(*ctx).epoch_signals || (*ctx).epoch_interrupt.load(Ordering::SeqCst) == 0 {
+            return Ok(());
+        }
+        run_deadline_hook(ctx)
+    }
+}
+
+/// The store's deadline logic, as the `new_epoch` builtin runs it.
+///
+/// # Safety
+///
+/// As for `poll_epoch_signal`.
+unsafe fn run_deadline_hook(ctx: *mut VMStoreContext) -> Result<(), super::store_hooks::HookError> {
+    // SAFETY: per the contract; the hooks pointer was registered by the
+    // store, which outlives its context's use here.
+    unsafe {
+        match (*ctx).hooks {
+            Some(mut h) => h.as_mut().new_epoch().map(drop),
+            None => Err(super::store_hooks::HookError::Trap(TrapCode::Interrupt)),
+        }
+    }
+}
+
+/// The deadline logic for an interrupted wasm instruction, as the polled
+/// `new_epoch` builtin runs it; `r15` is the saved pinned register (the
+/// fuel counter when fuel is on), published around the store's hook.
+#[cfg(target_arch = "x86_64")]
+extern "C" fn on_epoch_interrupt(r15: *mut u64) {
+    use super::store_hooks::HookError;
+    let act = THREAD.with(|t| t.current.get());
+    // SAFETY: the stub is only entered from the handler, for this thread's
+    // live innermost activation, whose store context outlives the call;
+    // fields are accessed through the raw pointer because the hook mutates
+    // the store that owns the context; `r15` points into the stub's frame.
+    let r = unsafe {
+        let ctx = (*act).store_ctx;
+        if (*ctx).fuel_in_pinned_reg {
+            (*ctx).fuel_consumed = *r15 as i64;
+        }
+        run_deadline_hook(ctx)
+    };
+    match r {
+        Ok(()) => {}
+        Err(HookError::Trap(code)) => raise(TrapReason::Wasm(code)),
+        Err(HookError::Host(e)) => raise(TrapReason::Host(e)),
+    }
+    // SAFETY: as above.
+    unsafe {
+        let ctx = (*act).store_ctx;
+        if (*ctx).fuel_in_pinned_reg {
+            *r15 = (*ctx).fuel_consumed as u64;
+        }
+    }
+}
+
+/// Each thread's one-shot timer that re-sends it the epoch signal.
+mod epoch_retry {
+    use super::{EPOCH_SIGNAL, THREAD};
+
+    /// How long a signal that found the thread outside wasm waits to try
+    /// again.
+    const RETRY_NS: i64 = 500_000;
+
+    struct Timer(libc::timer_t);
+
+    impl Drop for Timer {
+        fn drop(&mut self) {
+            THREAD.with(|t| t.retry_timer.set(None));
+            // SAFETY: deletes the timer this thread created, at thread exit.
+            unsafe { libc::timer_delete(self.0) };
+        }
+    }
+
+    thread_local! {
+        static OWNED: std::cell::RefCell<Option<Timer>> = const { std::cell::RefCell::new(None) };
+    }
+
+    /// Creates the calling thread's timer (thread id `tid`), deleted when
+    /// the thread exits. `None` if the system refuses (then retries wait
+    /// for the next epoch advance).
+    pub(super) fn create(tid: i32) -> Option<usize> {
+        if !cfg!(target_arch = "x86_64") {
+            return None;
+        }
+        // SAFETY: a zeroed sigevent is valid; the fields set select
+        // delivery of EPOCH_SIGNAL to this thread.
+        let timer = unsafe {
+            let mut ev: libc::sigevent = std::mem::zeroed();
+            ev.sigev_notify = libc::SIGEV_THREAD_ID;
+            ev.sigev_signo = EPOCH_SIGNAL;
+            ev.sigev_notify_thread_id = tid;
+            let mut timer: libc::timer_t = std::ptr::null_mut();
+            if libc::timer_create(libc::CLOCK_MONOTONIC, &mut ev, &mut timer) != 0 {
+                return None;
+            }
+            timer
+        };
+        OWNED.with(|o| *o.borrow_mut() = Some(Timer(timer)));
+        Some(timer as usize)
+    }
+
+    /// Arms the calling thread's timer (a plain system call: callable from
+    /// the signal handler).
+    pub(super) fn arm() {
+        let Some(timer) = THREAD.with(|t| t.retry_timer.get()) else { return };
+        if THREAD.with(|t| t.retry_armed.replace(true)) {
+            return;
+        }
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+            it_value: libc::timespec { tv_sec: 0, tv_nsec: RETRY_NS },
+        };
+        // SAFETY: `timer` is this thread's live timer (cleared before it is
+        // deleted).
+        unsafe { libc::timer_settime(timer as libc::timer_t, 0, &spec, std::ptr::null_mut()) };
     }
 }

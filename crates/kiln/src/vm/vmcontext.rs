@@ -89,6 +89,14 @@ pub struct VMStoreContext {
     /// (the engine consumes fuel), so that the trap handler copies it back
     /// from the signal context (runtime-only).
     pub fuel_in_pinned_reg: bool,
+    /// Whether epoch interruption reaches this store's wasm by a signal
+    /// rather than by compiled checks (`Tunables::epoch_signals`; set at
+    /// creation, before other threads can see the context; runtime-only).
+    pub epoch_signals: bool,
+    /// Kernel thread id of the thread running this store's wasm, 0 when
+    /// none (written by `enter_wasm`, read by the thread advancing the
+    /// epoch, which signals it; runtime-only).
+    pub running_tid: std::sync::atomic::AtomicI32,
 }
 
 // SAFETY: the pointers refer to the store that owns this context (its
@@ -112,6 +120,8 @@ impl Default for VMStoreContext {
             store: ptr::null_mut(),
             hooks: None,
             fuel_in_pinned_reg: false,
+            epoch_signals: false,
+            running_tid: std::sync::atomic::AtomicI32::new(0),
         }
     }
 }

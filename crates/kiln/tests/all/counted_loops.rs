@@ -151,8 +151,9 @@ fn check_all_shapes(config: &Config, prepare: impl Fn(&mut Store<()>)) {
 
 #[test]
 fn counted_loops_compute_the_same_with_epochs() {
+    // Polled: with signals there are no checks and no strips.
     let mut config = Config::new();
-    config.epoch_interruption(true);
+    config.epoch_interruption(true).epoch_interruption_signals(false);
     check_all_shapes(&config, |store| store.set_epoch_deadline(u64::MAX / 2));
 }
 
@@ -309,7 +310,7 @@ fn endless_counted_loops_are_interrupted() {
     }
 
     let mut config = Config::new();
-    config.epoch_interruption(true);
+    config.epoch_interruption(true).epoch_interruption_signals(false);
     let engine = Engine::new(&config).unwrap();
     let module = Module::new(&engine, wat).unwrap();
     let mut store = Store::new(&engine, ());
@@ -354,7 +355,7 @@ fn counted_i64_loops_compute_the_same() {
     let values: Vec<u64> = vec![0, 1, 2, 1023, 1024, 4999, 0x7fff_ffff, 0xffff_ffff, 0x1_0000_0000, 0x7fff_ffff_ffff_fff0, 0x8000_0000_0000_0000, u64::MAX - 1, u64::MAX];
     for setup in ["epoch", "fuel"] {
         let mut config = Config::new();
-        config.epoch_interruption(setup == "epoch").consume_fuel(setup == "fuel");
+        config.epoch_interruption(setup == "epoch").epoch_interruption_signals(false).consume_fuel(setup == "fuel");
         let engine = Engine::new(&config).unwrap();
         let module = Module::new(&engine, &wat).unwrap();
         let mut store = Store::new(&engine, ());

@@ -161,8 +161,14 @@ fn trapping_calls_are_charged_what_they_ran() {
 
 #[test]
 fn epochs_stop_loops_recursion_and_host_loops() {
+    for signals in [true, false] {
+        epochs_stop_everything(signals);
+    }
+}
+
+fn epochs_stop_everything(signals: bool) {
     let mut config = Config::new();
-    config.epoch_interruption(true);
+    config.epoch_interruption(true).epoch_interruption_signals(signals);
     let (mut store, instance) = setup(&config);
     let engine = store.engine().clone();
     let _ticker = engine.start_epoch_ticker(Duration::from_millis(5));
@@ -183,8 +189,14 @@ fn epochs_stop_loops_recursion_and_host_loops() {
 
 #[test]
 fn epoch_callback_extends_the_deadline() {
+    for signals in [true, false] {
+        callback_extends_the_deadline(signals);
+    }
+}
+
+fn callback_extends_the_deadline(signals: bool) {
     let mut config = Config::new();
-    config.epoch_interruption(true);
+    config.epoch_interruption(true).epoch_interruption_signals(signals);
     let engine = Engine::new(&config).unwrap();
     let module = Module::new(&engine, PROGRAMS).unwrap();
     let mut store = Store::new(&engine, 0u32);
@@ -270,17 +282,32 @@ fn max_wasm_stack_is_configurable() {
 /// called without clobbering anything), so the result equals an
 /// uninterrupted run. The same for a counted loop, whose check runs once
 /// per strip of iterations (see kiln-cranelift's `translate/strip.rs`).
+///
+/// With epoch signals there are no checks: the signal stops the loop at
+/// whatever instruction it reaches, and the handler's register save must
+/// be complete (integer, flags, vector) for the result to come out equal.
 #[test]
 fn epoch_interruptions_preserve_live_values() {
     // Not a counted loop: the variable is re-read after a `local.set`.
-    live_values_across_checks(
-        "(local.set $n (i32.sub (local.get $n) (i32.const 1))) (br_if $l (local.get $n))",
-        1,
-    );
-    live_values_across_checks("(br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1))))", 1024);
+    let plain = "(local.set $n (i32.sub (local.get $n) (i32.const 1))) (br_if $l (local.get $n))";
+    let counted = "(br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1))))";
+    live_values_across_checks(plain, Interruptions::Polled { iterations_per_check: 1 });
+    live_values_across_checks(counted, Interruptions::Polled { iterations_per_check: 1024 });
+    if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        live_values_across_checks(plain, Interruptions::Signals);
+        live_values_across_checks(counted, Interruptions::Signals);
+    }
 }
 
-fn live_values_across_checks(back_edge: &str, iterations_per_check: u32) {
+#[derive(Clone, Copy)]
+enum Interruptions {
+    /// Compiled checks, the callback running at each.
+    Polled { iterations_per_check: u32 },
+    /// Epoch signals, redelivered while the deadline stays reached.
+    Signals,
+}
+
+fn live_values_across_checks(back_edge: &str, mode: Interruptions) {
     let mut wat = String::from("(module (func (export \"mix\") (param $n i32) (result i64)");
     for i in 0..10 {
         wat.push_str(&format!(" (local $f{i} f64) (local $x{i} i64)"));
@@ -304,10 +331,14 @@ fn live_values_across_checks(back_edge: &str, iterations_per_check: u32) {
     }
     wat.push_str("))");
 
-    const ITERATIONS: i32 = 20_000;
+    let iterations: i32 = match mode {
+        Interruptions::Polled { .. } => 20_000,
+        // Long enough (tens of milliseconds) for many redeliveries.
+        Interruptions::Signals => 4_000_000,
+    };
     let run = |epochs: bool| -> (i64, u32) {
         let mut config = Config::new();
-        config.epoch_interruption(epochs);
+        config.epoch_interruption(epochs).epoch_interruption_signals(matches!(mode, Interruptions::Signals));
         let engine = Engine::new(&config).unwrap();
         let module = Module::new(&engine, &wat).unwrap();
         let mut store = Store::new(&engine, 0u32);
@@ -320,12 +351,15 @@ fn live_values_across_checks(back_edge: &str, iterations_per_check: u32) {
         }
         let instance = Instance::new(&mut store, &module, &[]).unwrap();
         let mix = instance.get_typed_func::<i32, i64>(&mut store, "mix").unwrap();
-        let r = mix.call(&mut store, ITERATIONS).unwrap();
+        let r = mix.call(&mut store, iterations).unwrap();
         (r, *store.data())
     };
     let (plain, _) = run(false);
     let (interrupted, callbacks) = run(true);
-    let expected = ITERATIONS as u32 / iterations_per_check;
+    let expected = match mode {
+        Interruptions::Polled { iterations_per_check } => iterations as u32 / iterations_per_check,
+        Interruptions::Signals => 5,
+    };
     assert!(callbacks >= expected, "the epoch path ran only {callbacks} times, expected {expected}");
     assert_eq!(plain, interrupted);
 }
