@@ -78,6 +78,10 @@ struct ThreadState {
     /// Whether `retry_timer` is armed and has not fired yet (re-arming it
     /// would postpone it, and a stream of signals could postpone it forever).
     retry_armed: Cell<bool>,
+    /// The innermost activation while a deadline hook runs for it (null
+    /// otherwise): signals then wait for the hook, which re-arms the retry
+    /// itself, rather than interrupting a long callback every 0.5 ms.
+    deadline_hook_act: Cell<*const Activation>,
 }
 
 thread_local! {
@@ -88,6 +92,7 @@ thread_local! {
             tid: Cell::new(0),
             retry_timer: Cell::new(None),
             retry_armed: Cell::new(false),
+            deadline_hook_act: Cell::new(ptr::null()),
         }
     };
 }
@@ -602,6 +607,9 @@ fn ensure_sigaltstack() {
 /// thread's innermost live activation.
 #[cfg(target_arch = "x86_64")]
 unsafe fn epoch_signal(act: *const Activation, ctx: *mut libc::c_void) -> bool {
+    if THREAD.with(|t| t.deadline_hook_act.get()) == act {
+        return true;
+    }
     // SAFETY: the activations and their store contexts are alive while
     // linked; only atomics and plain words are read or written, and this
     // thread, which owns them, is stopped in the handler.
@@ -719,14 +727,24 @@ pub unsafe fn poll_epoch_signal(ctx: *mut VMStoreContext) -> Result<(), super::s
 ///
 /// As for `poll_epoch_signal`.
 unsafe fn run_deadline_hook(ctx: *mut VMStoreContext) -> Result<(), super::store_hooks::HookError> {
+    let act = THREAD.with(|t| t.current.get());
+    let outer = THREAD.with(|t| t.deadline_hook_act.replace(act));
     // SAFETY: per the contract; the hooks pointer was registered by the
     // store, which outlives its context's use here.
-    unsafe {
+    let r = unsafe {
         match (*ctx).hooks {
             Some(mut h) => h.as_mut().new_epoch().map(drop),
             None => Err(super::store_hooks::HookError::Trap(TrapCode::Interrupt)),
         }
+    };
+    THREAD.with(|t| t.deadline_hook_act.set(outer));
+    // SAFETY: as above.
+    if r.is_ok() && unsafe { (*ctx).epoch_signals && (*ctx).epoch_interrupt.load(Ordering::SeqCst) != 0 } {
+        // Still reached (the callback kept the deadline, or the epoch moved
+        // past the new one meanwhile): interrupt again soon.
+        epoch_retry::arm();
     }
+    r
 }
 
 /// The deadline logic for an interrupted wasm instruction, as the polled

@@ -67,13 +67,17 @@ fn producer_consumer_on_a_shared_memory() -> Result<()> {
     let wat = r#"(module
         (memory (import "env" "memory") 1 1 shared)
         (func (export "produce") (param $n i32)
-            (local $i i32)
+            (local $i i32) (local $v i32)
             (local.set $i (i32.const 1))
             (block $done (loop $l
                 (br_if $done (i32.gt_u (local.get $i) (local.get $n)))
                 (block $ready (loop $wait
-                    (br_if $ready (i32.eqz (i32.atomic.load (i32.const 0))))
-                    (drop (memory.atomic.wait32 (i32.const 0) (i32.atomic.load (i32.const 0)) (i64.const -1)))
+                    ;; Waits on the value seen full: reloading it for the
+                    ;; wait could see the slot emptied meanwhile and sleep
+                    ;; on 0 while the consumer sleeps waiting for a value.
+                    (local.set $v (i32.atomic.load (i32.const 0)))
+                    (br_if $ready (i32.eqz (local.get $v)))
+                    (drop (memory.atomic.wait32 (i32.const 0) (local.get $v) (i64.const -1)))
                     (br $wait)))
                 (i32.atomic.store (i32.const 0) (local.get $i))
                 (drop (memory.atomic.notify (i32.const 0) (i32.const 1)))
