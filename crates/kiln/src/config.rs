@@ -336,8 +336,9 @@ impl Config {
     /// Whether epoch interruption may use a signal instead of checks in
     /// compiled code (default on where supported: x86-64 Linux; ignored
     /// elsewhere, and when fuel is on too, whose counter the interrupted
-    /// code keeps in a register of its own). With signals, a thread running wasm past its store's
-    /// deadline receives `SIGURG` from whichever thread advanced the epoch;
+    /// code keeps in a register of its own). With signals, a thread
+    /// running wasm past its store's deadline receives `SIGURG` from
+    /// whichever thread advanced the epoch;
     /// the handler makes the interrupted wasm call the deadline logic at
     /// the point it was stopped, as a check would have. Kiln's handler
     /// passes on the `SIGURG`s that are not its own to a handler installed

@@ -216,11 +216,7 @@ impl FuncTranslator<'_, '_> {
     /// `memory.copy` spends most of its time in the builtin), so the flag
     /// is polled here, once per call of a builtin that does real work.
     pub(crate) fn epoch_poll_after_builtin(&mut self, index: BuiltinFunctionIndex) {
-        if self.tunables.epoch_interruption
-            && self.tunables.epoch_signals
-            && index != BuiltinFunctionIndex::new_epoch
-            && index != BuiltinFunctionIndex::out_of_gas
-        {
+        if self.tunables.epoch_signals && index != BuiltinFunctionIndex::new_epoch && index != BuiltinFunctionIndex::out_of_gas {
             self.epoch_poll();
         }
     }
@@ -228,8 +224,9 @@ impl FuncTranslator<'_, '_> {
     /// Loads the store's interrupt flag and calls `new_epoch` when raised.
     fn epoch_poll(&mut self) {
         let pointer = MemFlagsData::trusted().with_readonly();
-        let pinned_ctx = self.fuel_var.is_none() && self.isa.flags().enable_pinned_reg() && !self.tunables.epoch_signals;
-        let ctx = if pinned_ctx {
+        // Without fuel, the pinned register is on only for polled epochs,
+        // and then holds the store context.
+        let ctx = if self.fuel_var.is_none() && self.isa.flags().enable_pinned_reg() {
             self.builder.ins().get_pinned_reg(types::I64)
         } else {
             self.builder.ins().load(types::I64, pointer, self.vmctx, vmctx_header::STORE_CONTEXT as i32)

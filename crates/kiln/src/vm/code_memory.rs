@@ -112,13 +112,17 @@ impl Drop for ModuleCode {
 
 /// Calls `f` with the registered code containing `pc`, if any.
 fn with_code<R>(pc: usize, f: impl FnOnce(&ModuleCode, u32) -> R) -> Option<R> {
-    let reg = REGISTRY.read().unwrap_or_else(|e| e.into_inner());
+    find_code(&REGISTRY.read().unwrap_or_else(|e| e.into_inner()), pc, f)
+}
+
+/// Calls `f` with the code in `reg` (a held read lock) containing `pc`.
+fn find_code<R>(reg: &Registry, pc: usize, f: impl FnOnce(&ModuleCode, u32) -> R) -> Option<R> {
     let (_, &(start, code)) = reg.0.range(pc + 1..).next()?;
     if pc < start {
         return None;
     }
     // SAFETY: registered code objects stay alive until they remove
-    // themselves under the write lock, and we hold the read lock.
+    // themselves under the write lock, and the caller holds the read lock.
     let code = unsafe { &*code };
     let off = code.text_offset(pc)?;
     Some(f(code, off))
@@ -140,13 +144,7 @@ pub fn is_wasm_pc(pc: usize) -> bool {
 /// the registry is locked (this thread may be the one holding it).
 pub fn is_wasm_function_pc_nonblocking(pc: usize) -> Option<bool> {
     let reg = REGISTRY.try_read().ok()?;
-    let Some((_, &(start, code))) = reg.0.range(pc + 1..).next() else { return Some(false) };
-    if pc < start {
-        return Some(false);
-    }
-    // SAFETY: as in `with_code`: we hold the read lock.
-    let code = unsafe { &*code };
-    Some(code.text_offset(pc).is_some_and(|off| code.info.func_by_text_offset(off).is_some()))
+    Some(find_code(&reg, pc, |code, off| code.info.func_by_text_offset(off).is_some()).unwrap_or(false))
 }
 
 /// The module, function index and wasm module offset of the instruction at

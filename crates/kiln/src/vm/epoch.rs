@@ -1,8 +1,9 @@
 //! Epoch deadlines, pushed to the stores instead of polled by them.
 //!
 //! Polled mode: compiled code checks for an epoch interruption at every
-//! loop header, so the check must be as cheap as possible: one load from the pinned store
-//! context and a branch on it being non-zero (`epoch_interrupt`). Nothing in
+//! loop header, so the check must be as cheap as possible: one load from
+//! the pinned store context and a branch on it being non-zero
+//! (`epoch_interrupt`). Nothing in
 //! that check compares epochs. Instead the thread that advances an engine's
 //! epoch (`Engine::increment_epoch`) walks the engine's registered stores
 //! and raises `epoch_interrupt` in each whose deadline the new epoch
@@ -24,7 +25,7 @@
 use super::vmcontext::VMStoreContext;
 use std::ptr::NonNull;
 use std::sync::{Mutex, TryLockError};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
 /// An engine's epoch: the counter, and the stores that use epoch
 /// interruption, to be told when it advances.
@@ -141,11 +142,16 @@ unsafe fn signal_running_thread(ctx: NonNull<VMStoreContext>) {
     // SAFETY: per the contract; `epoch_signals` is written before the
     // context is registered (the list's lock orders it) and never after,
     // `running_tid` is atomic.
-    let (signals, tid) = unsafe {
+    unsafe {
         let p = ctx.as_ptr();
-        (std::ptr::addr_of!((*p).epoch_signals).read(), &*std::ptr::addr_of!((*p).running_tid))
-    };
-    let tid = tid.load(Ordering::SeqCst);
+        signal_if_running(std::ptr::addr_of!((*p).epoch_signals).read(), &*std::ptr::addr_of!((*p).running_tid));
+    }
+}
+
+/// Sends the epoch signal to the thread whose id is in `running_tid`, if
+/// the store uses epoch signals and wasm of it is running.
+fn signal_if_running(signals: bool, running_tid: &AtomicI32) {
+    let tid = running_tid.load(Ordering::SeqCst);
     if signals && tid != 0 {
         super::traphandlers::send_epoch_signal(tid);
     }
@@ -176,10 +182,7 @@ pub fn set_deadline(ctx: &VMStoreContext, epoch: &AtomicU64, deadline: u64) {
         // Wasm of this store may be running (a host function or the
         // deadline callback set the deadline): with signals, nothing polls
         // the flag, so it is told.
-        let tid = ctx.running_tid.load(Ordering::SeqCst);
-        if ctx.epoch_signals && tid != 0 {
-            super::traphandlers::send_epoch_signal(tid);
-        }
+        signal_if_running(ctx.epoch_signals, &ctx.running_tid);
     }
 }
 

@@ -83,12 +83,10 @@ unsafe extern "C" fn array_call_shim<S: 'static>(callee: *mut u8, caller: *mut u
             // stops the caller here (no signal can stop Rust code).
             // SAFETY: `caller` is a live vmctx whose header holds its store
             // context; the host function's borrow of the store has ended.
-            let ctx = unsafe { *(caller.add(kiln_environ::vmoffsets::vmctx_header::STORE_CONTEXT as usize) as *const *mut super::vmcontext::VMStoreContext) };
+            let ctx = unsafe { super::vmcontext::store_context_of_vmctx(caller) };
             // SAFETY: as above.
-            match unsafe { super::traphandlers::poll_epoch_signal(ctx) } {
-                Ok(()) => {}
-                Err(super::store_hooks::HookError::Trap(code)) => raise(TrapReason::Wasm(code)),
-                Err(super::store_hooks::HookError::Host(e)) => raise(TrapReason::Host(e)),
+            if let Err(e) = unsafe { super::traphandlers::poll_epoch_signal(ctx) } {
+                raise(e.into());
             }
         }
         Ok(Err(e)) => raise(TrapReason::Host(e)),

@@ -9,7 +9,6 @@
 
 use super::instance::instance_of_vmctx;
 use super::store_hooks::{HookError, VMStore};
-use super::vmcontext::VMStoreContext;
 use super::traphandlers::{TrapReason, raise};
 use kiln_environ::TrapCode;
 
@@ -36,17 +35,13 @@ fn with_hooks<R>(vmctx: *mut u8, f: impl FnOnce(&mut dyn VMStore) -> Result<R, H
     // whose header holds the store context; the store registered its hooks
     // there when it was created and outlives every call into its wasm.
     let r = unsafe {
-        let ctx = &*(*(vmctx.add(kiln_environ::vmoffsets::vmctx_header::STORE_CONTEXT as usize) as *const *const VMStoreContext));
+        let ctx = &*super::vmcontext::store_context_of_vmctx(vmctx);
         match ctx.hooks {
             Some(mut h) => f(h.as_mut()),
             None => Err(HookError::Trap(TrapCode::Interrupt)),
         }
     };
-    match r {
-        Ok(v) => v,
-        Err(HookError::Trap(code)) => trap(code),
-        Err(HookError::Host(e)) => raise(TrapReason::Host(e)),
-    }
+    r.unwrap_or_else(|e| raise(e.into()))
 }
 
 /// `memory.atomic.wait` that epoch interruption can reach: a thread parked
@@ -61,7 +56,7 @@ fn wait_interruptibly(vmctx: *mut u8, addr: usize, load: impl Fn() -> u64, expec
         // SAFETY: the VMContext header holds the live store context, whose
         // epoch counter points at the engine's (alive as long as the store).
         epochs && unsafe {
-            let ctx = &*(*(vmctx.add(kiln_environ::vmoffsets::vmctx_header::STORE_CONTEXT as usize) as *const *const VMStoreContext));
+            let ctx = &*super::vmcontext::store_context_of_vmctx(vmctx);
             super::epoch::deadline_reached(ctx, &*ctx.epoch_counter)
         }
     };

@@ -40,6 +40,15 @@ pub enum TrapReason {
     Panic(Box<dyn std::any::Any + Send>),
 }
 
+impl From<super::store_hooks::HookError> for TrapReason {
+    fn from(e: super::store_hooks::HookError) -> TrapReason {
+        match e {
+            super::store_hooks::HookError::Trap(code) => TrapReason::Wasm(code),
+            super::store_hooks::HookError::Host(e) => TrapReason::Host(e),
+        }
+    }
+}
+
 /// A trap, as recorded at the point it happened.
 pub struct TrapRecord {
     /// The reason.
@@ -342,29 +351,21 @@ pub unsafe fn enter_wasm(
         let by_config = arch::stack_pointer().saturating_sub(max_wasm_stack);
         ctx.stack_limit = by_config.max(low.saturating_add(HOST_STACK_RESERVE));
     }
-    let saved_tid = if ctx.epoch_signals { Some(publish_running_thread(ctx)) } else { None };
-    // A deadline reached before the call interrupts it at its start, as the
-    // first check of polled code would.
-    // SAFETY: as above; the store's hooks may run (the store is borrowed
-    // for this call only through `store_ctx`).
-    if let Err(e) = unsafe { poll_epoch_signal(store_ctx) } {
-        // SAFETY: as above.
-        let ctx = unsafe { &mut *store_ctx };
-        (ctx.stack_limit, ctx.last_wasm_entry_fp, ctx.last_wasm_exit_fp, ctx.last_wasm_exit_pc) = saved;
-        if let Some(tid) = saved_tid {
-            ctx.running_tid.store(tid, Ordering::SeqCst);
+    let saved_tid = if ctx.epoch_signals {
+        let prev = publish_running_thread(ctx);
+        // A deadline reached before the call interrupts it at its start, as
+        // the first check of polled code would.
+        // SAFETY: as above; the store's hooks may run (the store is borrowed
+        // for this call only through `store_ctx`).
+        if let Err(e) = unsafe { poll_epoch_signal(store_ctx) } {
+            // SAFETY: as above.
+            unsafe { restore_entry_state(store_ctx, saved, Some(prev)) };
+            return Err(Box::new(TrapRecord { reason: e.into(), pcs: vec![] }));
         }
-        let reason = match e {
-            super::store_hooks::HookError::Trap(code) => TrapReason::Wasm(code),
-            super::store_hooks::HookError::Host(e) => TrapReason::Host(e),
-        };
-        return Err(Box::new(TrapRecord { reason, pcs: vec![] }));
-    }
-    // SAFETY: as above (the hook's borrow of the store has ended).
-    if saved_tid.is_some() && unsafe { (*store_ctx).epoch_interrupt.load(Ordering::SeqCst) } != 0 {
-        // Still reached (the callback kept the deadline): once wasm runs.
-        epoch_retry::arm();
-    }
+        Some(prev)
+    } else {
+        None
+    };
     let act = Activation {
         jmp: UnsafeCell::new(JmpBuf { sp: 0, resume: 0 }),
         trap: UnsafeCell::new(None),
@@ -378,12 +379,22 @@ pub unsafe fn enter_wasm(
     let r = unsafe { arch::kiln_enter(act.jmp.get().cast(), callee, values, wasm_call, trampoline) };
     THREAD.with(|t| t.current.set(act.prev));
     // SAFETY: as above; no wasm is running on this store context now.
+    unsafe { restore_entry_state(store_ctx, saved, saved_tid) };
+    if r == 0 { Ok(()) } else { Err(take_trap(&act)) }
+}
+
+/// Puts back what `enter_wasm` changed in the store context.
+///
+/// # Safety
+///
+/// `store_ctx` is valid and not otherwise borrowed.
+unsafe fn restore_entry_state(store_ctx: *mut VMStoreContext, saved: (usize, usize, usize, usize), tid: Option<i32>) {
+    // SAFETY: per the contract.
     let ctx = unsafe { &mut *store_ctx };
     (ctx.stack_limit, ctx.last_wasm_entry_fp, ctx.last_wasm_exit_fp, ctx.last_wasm_exit_pc) = saved;
-    if let Some(tid) = saved_tid {
+    if let Some(tid) = tid {
         ctx.running_tid.store(tid, Ordering::SeqCst);
     }
-    if r == 0 { Ok(()) } else { Err(take_trap(&act)) }
 }
 
 /// Records this thread as the one running `ctx`'s wasm, for the thread
@@ -583,8 +594,8 @@ fn ensure_sigaltstack() {
 // stub. (Cranelift code keeps nothing below the stack pointer, so the push
 // clobbers nothing.) The stub saves every register the Rust code may
 // clobber — the caller-saved integer registers, the flags, all sixteen XMM
-// registers (Cranelift uses no other vector state), and r15, which holds
-// the fuel counter when fuel is on — runs the store's deadline logic (trap,
+// registers (Cranelift uses no other vector state) — runs the store's
+// deadline logic (trap,
 // callback, or clearing a stale flag) exactly like the polled `new_epoch`
 // builtin, restores everything and returns to the interrupted instruction.
 // A trap unwinds from there like any builtin's, with a backtrace starting
@@ -659,8 +670,9 @@ unsafe fn epoch_signal(_act: *const Activation, _ctx: *mut libc::c_void) -> bool
 
 /// Entered from the epoch signal handler as if the interrupted wasm
 /// instruction had called it (see above). Saves what Rust may clobber,
-/// calls `on_epoch_interrupt` with a pointer to the saved r15, restores,
-/// returns to the interrupted instruction.
+/// calls `on_epoch_interrupt`, restores, returns to the interrupted
+/// instruction. (No fuel counter to hand over: engines with fuel poll
+/// for epochs instead.)
 #[cfg(target_arch = "x86_64")]
 #[unsafe(naked)]
 unsafe extern "C" fn kiln_epoch_stub() {
@@ -675,18 +687,15 @@ unsafe extern "C" fn kiln_epoch_stub() {
         "push r9",
         "push r10",
         "push r11",
-        "push r15",
         "push rbp",
         "mov rbp, rsp",
         "and rsp, -64",
         "sub rsp, 512",
         "fxsave64 [rsp]",
-        "lea rdi, [rbp + 8]",
         "call {handler}",
         "fxrstor64 [rsp]",
         "mov rsp, rbp",
         "pop rbp",
-        "pop r15",
         "pop r11",
         "pop r10",
         "pop r9",
@@ -748,34 +757,14 @@ unsafe fn run_deadline_hook(ctx: *mut VMStoreContext) -> Result<(), super::store
 }
 
 /// The deadline logic for an interrupted wasm instruction, as the polled
-/// `new_epoch` builtin runs it; `r15` is the saved pinned register (the
-/// fuel counter when fuel is on), published around the store's hook.
+/// `new_epoch` builtin runs it.
 #[cfg(target_arch = "x86_64")]
-extern "C" fn on_epoch_interrupt(r15: *mut u64) {
-    use super::store_hooks::HookError;
+extern "C" fn on_epoch_interrupt() {
     let act = THREAD.with(|t| t.current.get());
     // SAFETY: the stub is only entered from the handler, for this thread's
-    // live innermost activation, whose store context outlives the call;
-    // fields are accessed through the raw pointer because the hook mutates
-    // the store that owns the context; `r15` points into the stub's frame.
-    let r = unsafe {
-        let ctx = (*act).store_ctx;
-        if (*ctx).fuel_in_pinned_reg {
-            (*ctx).fuel_consumed = *r15 as i64;
-        }
-        run_deadline_hook(ctx)
-    };
-    match r {
-        Ok(()) => {}
-        Err(HookError::Trap(code)) => raise(TrapReason::Wasm(code)),
-        Err(HookError::Host(e)) => raise(TrapReason::Host(e)),
-    }
-    // SAFETY: as above.
-    unsafe {
-        let ctx = (*act).store_ctx;
-        if (*ctx).fuel_in_pinned_reg {
-            *r15 = (*ctx).fuel_consumed as u64;
-        }
+    // live innermost activation, whose store context outlives the call.
+    if let Err(e) = unsafe { run_deadline_hook((*act).store_ctx) } {
+        raise(e.into());
     }
 }
 

@@ -106,6 +106,17 @@ unsafe impl Send for VMStoreContext {}
 // SAFETY: as above; shared references to a store only read through them.
 unsafe impl Sync for VMStoreContext {}
 
+/// The store context of the instance whose VMContext is `vmctx` (its
+/// header's `STORE_CONTEXT` field).
+///
+/// # Safety
+///
+/// `vmctx` must be a live VMContext.
+pub unsafe fn store_context_of_vmctx(vmctx: *mut u8) -> *mut VMStoreContext {
+    // SAFETY: per the contract, the header holds the store context pointer.
+    unsafe { *(vmctx.add(kiln_environ::vmoffsets::vmctx_header::STORE_CONTEXT as usize) as *const *mut VMStoreContext) }
+}
+
 impl Default for VMStoreContext {
     fn default() -> Self {
         VMStoreContext {
