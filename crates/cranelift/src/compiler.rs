@@ -117,6 +117,9 @@ impl CraneliftCompiler {
             dump_text(dir, &context.func, "asm", vcode);
         }
         let buffer = &compiled.buffer;
+        if let Some(dir) = &dump {
+            dump_bytes(dir, &context.func, buffer.data());
+        }
         let mut relocations = Vec::new();
         for r in buffer.relocs() {
             let kind = match r.kind {
@@ -163,9 +166,18 @@ impl CraneliftCompiler {
 
 /// Debugging aid: with `KILN_DUMP_CLIF=DIR`, every function's IR as
 /// translated and as optimized goes to `DIR/<name>.<stage>.clif`, and its
-/// machine code (register-allocated, before encoding) to `DIR/<name>.asm.clif`.
+/// machine code (register-allocated, before encoding) to `DIR/<name>.asm.clif`
+/// and, encoded, to `DIR/<name>.bin` (offsets as in profiles; disassemble
+/// with `objdump -D -b binary -m i386:x86-64`).
 fn dump_clif(dir: &std::ffi::OsStr, func: &ir::Function, stage: &str) {
     dump_text(dir, func, stage, &func.display().to_string());
+}
+
+fn dump_bytes(dir: &std::ffi::OsStr, func: &ir::Function, code: &[u8]) {
+    let path = std::path::Path::new(dir).join(format!("{}.bin", func.name));
+    if let Err(e) = std::fs::write(&path, code) {
+        eprintln!("kiln: KILN_DUMP_CLIF: {}: {e}", path.display());
+    }
 }
 
 fn dump_text(dir: &std::ffi::OsStr, func: &ir::Function, stage: &str, text: &str) {

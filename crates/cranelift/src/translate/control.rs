@@ -35,6 +35,8 @@ pub enum ControlFrame {
         num_results: usize,
         /// Operand stack height below the parameters.
         original_stack_size: usize,
+        /// Fuel every edge into the header adds for it (see `prepay.rs`).
+        prepaid: i64,
     },
     /// `if`.
     If {
@@ -97,6 +99,14 @@ impl ControlFrame {
         }
     }
 
+    /// The fuel a branch to this frame adds on the way (see `prepay.rs`).
+    pub(crate) fn branch_prepay(&self) -> i64 {
+        match self {
+            ControlFrame::Loop { prepaid, .. } => *prepaid,
+            _ => 0,
+        }
+    }
+
     /// Records a branch to this frame, taken with `checked` as the current
     /// interruption-check state.
     fn mark_branched_to(&mut self, checked: bool) {
@@ -154,6 +164,7 @@ impl FuncTranslator<'_, '_> {
         let (params, results) = self.block_signature(bt)?;
         if let Some(plan) = self.take_strip_plan(pos) {
             // A counted loop (empty block type): see `strip.rs`.
+            self.fuel_flush();
             let destination = self.new_block_with_params(&results);
             let header = self.begin_strip_loop(plan);
             self.control.push(ControlFrame::Loop {
@@ -162,14 +173,25 @@ impl FuncTranslator<'_, '_> {
                 num_params: 0,
                 num_results: 0,
                 original_stack_size: self.stack.len(),
+                prepaid: 0,
             });
             return Ok(());
         }
+        let prepaid = match self.fuel_var {
+            Some(_) if !self.fuel_suspended => self.loop_prepay.get(&pos).copied().unwrap_or(0),
+            _ => 0,
+        };
+        self.fuel_pending += prepaid;
+        self.fuel_flush();
         let header = self.new_block_with_params(&params);
         let destination = self.new_block_with_params(&results);
         let args = block_args(self.peekn(params.len()));
         self.builder.ins().jump(header, &args);
         self.builder.switch_to_block(header);
+        if self.fuel_var.is_some() {
+            // The header's first stretch is paid (see `prepay.rs`).
+            self.fuel_pending = -prepaid;
+        }
         let n = self.stack.len();
         self.stack.truncate(n - params.len());
         let header_params = self.builder.block_params(header).to_vec();
@@ -180,6 +202,7 @@ impl FuncTranslator<'_, '_> {
             num_params: params.len(),
             num_results: results.len(),
             original_stack_size: self.stack.len() - params.len(),
+            prepaid,
         });
         self.on_loop_header();
         Ok(())
@@ -324,6 +347,8 @@ impl FuncTranslator<'_, '_> {
         let i = self.control.len() - 1 - depth as usize;
         let (target, n) = self.control[i].branch_target();
         self.control[i].mark_branched_to(self.checked);
+        self.fuel_pending += self.control[i].branch_prepay();
+        self.fuel_flush();
         let args = block_args(self.peekn(n));
         self.builder.ins().jump(target, &args);
         self.reachable = false;
@@ -334,11 +359,19 @@ impl FuncTranslator<'_, '_> {
         let i = self.control.len() - 1 - depth as usize;
         let (target, n) = self.control[i].branch_target();
         self.control[i].mark_branched_to(self.checked);
+        // A back edge to a prepaid header pays its stretch here, folded
+        // into this block's add; falling through takes it back.
+        let prepay = self.control[i].branch_prepay();
+        self.fuel_pending += prepay;
+        self.fuel_flush();
         let args = block_args(self.peekn(n));
         let next = self.builder.create_block();
         self.builder.ins().brif(cond, target, &args, next, &[]);
         self.builder.seal_block(next);
         self.builder.switch_to_block(next);
+        if self.fuel_var.is_some() {
+            self.fuel_pending -= prepay;
+        }
     }
 
     pub(crate) fn translate_br_table(&mut self, table: &wasmparser::BrTable<'_>) -> WasmResult<()> {

@@ -20,8 +20,7 @@
 //! into the variable at the end of every basic block (every control
 //! operator that can branch or join), so a block pays once. The counter is
 //! checked at loop headers and before a function's first call: a
-//! non-negative count calls the `out_of_gas` builtin, which traps unless
-//! the store was refuelled.
+//! non-negative count traps with `OutOfFuel` (see `fuel_check`).
 //!
 //! Epochs: at loop headers (and before calls, see `check_before_call`) the
 //! store context's `epoch_interrupt` flag is loaded and, when raised, calls
@@ -46,7 +45,8 @@ use super::memory::state_flags;
 use cranelift_codegen::ir::{self, InstBuilder, MemFlagsData, types};
 use cranelift_codegen::ir::condcodes::IntCC;
 use kiln_environ::vmoffsets::{store_context, vmctx_header};
-use kiln_environ::{BuiltinFunctionIndex, FuelCosts};
+use crate::trap_codes::to_clif;
+use kiln_environ::{BuiltinFunctionIndex, FuelCosts, TrapCode};
 use wasmparser::Operator;
 
 impl FuncTranslator<'_, '_> {
@@ -68,10 +68,20 @@ impl FuncTranslator<'_, '_> {
 
     /// Copies the fuel variable into the pinned register, where callees,
     /// the host-call trampoline and the trap handler find it.
+    ///
+    /// Skipped when the register already holds the variable's value: it
+    /// was copied there earlier on every path to this point (the value is
+    /// the same SSA value, so it was computed on this path, and everything
+    /// that changes the register since, calls and refuelling builtins,
+    /// also gives the variable a new value).
     fn fuel_to_pinned(&mut self) {
         let Some(var) = self.fuel_var else { return };
         let v = self.builder.use_var(var);
+        if self.fuel_pinned == Some(v) {
+            return;
+        }
         self.builder.ins().set_pinned_reg(v);
+        self.fuel_pinned = Some(v);
     }
 
     /// Reads the fuel variable back from the pinned register (after a call).
@@ -79,6 +89,7 @@ impl FuncTranslator<'_, '_> {
         let Some(var) = self.fuel_var else { return };
         let v = self.builder.ins().get_pinned_reg(types::I64);
         self.builder.def_var(var, v);
+        self.fuel_pinned = Some(v);
     }
 
     /// Where checks go. Execution can only run unboundedly long through
@@ -115,15 +126,14 @@ impl FuncTranslator<'_, '_> {
         // the counter seen by checks is the same either way.)
         let plain_block_end = matches!(op, O::End)
             && matches!(self.control.last(), Some(super::control::ControlFrame::Block { exit_is_branched_to: false, .. }));
+        // `loop`, `br` and `br_if` flush in their translation, together
+        // with the fuel they may prepay for a loop header (`prepay.rs`).
         let ends_block = !plain_block_end
             && matches!(
                 op,
-                O::Loop { .. }
-                    | O::If { .. }
+                O::If { .. }
                     | O::Else
                     | O::End
-                    | O::Br { .. }
-                    | O::BrIf { .. }
                     | O::BrTable { .. }
                     | O::Return
                     | O::Unreachable
@@ -168,26 +178,28 @@ impl FuncTranslator<'_, '_> {
         let v = self.builder.ins().load(types::I64, state_flags(self.regions), ctx, store_context::FUEL_CONSUMED as i32);
         self.builder.def_var(var, v);
         self.builder.ins().set_pinned_reg(v);
+        self.fuel_pinned = Some(v);
     }
 
-    /// Publishes the counter to the pinned register and calls `out_of_gas`
-    /// when it is not negative.
+    /// Publishes the counter to the pinned register and traps with
+    /// `OutOfFuel` when it is not negative.
+    ///
+    /// Running out of fuel always ends the activation (fuel can only be
+    /// added by the host, and the counter is reloaded after every host
+    /// call), so the check is a conditional trap rather than a call: its
+    /// cold path is a lone trap instruction that needs no operands, so the
+    /// loop around it keeps no register (the VMContext, say) alive for it.
+    /// The trap handler takes the counter from the pinned register.
     fn fuel_check(&mut self) {
         let Some(var) = self.fuel_var else { return };
         self.fuel_to_pinned();
         let v = self.builder.use_var(var);
-        let exhausted = self.builder.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, v, 0);
-        let out = self.builder.create_block();
-        let cont = self.builder.create_block();
-        self.builder.set_cold_block(out);
-        self.builder.ins().brif(exhausted, out, &[], cont, &[]);
-        self.builder.switch_to_block(out);
-        self.call_builtin(BuiltinFunctionIndex::out_of_gas, &[]);
-        self.fuel_reload();
-        self.builder.ins().jump(cont, &[]);
-        self.builder.seal_block(out);
-        self.builder.seal_block(cont);
-        self.builder.switch_to_block(cont);
+        // The count here is the variable plus the unflushed tally, which is
+        // negative at a prepaid loop header (`prepay.rs`): compare with its
+        // negation rather than 0, so fuel runs out at the same point with
+        // or without prepaying.
+        let exhausted = self.builder.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, v, -self.fuel_pending);
+        self.builder.ins().trapnz(exhausted, to_clif(TrapCode::OutOfFuel));
     }
 
     /// Branches to `new_epoch` when the store's interrupt flag is raised.

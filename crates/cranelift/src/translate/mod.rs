@@ -14,6 +14,7 @@ mod env;
 mod interrupt;
 mod memory;
 mod ops;
+mod prepay;
 mod simd;
 mod strip;
 
@@ -73,8 +74,15 @@ pub struct FuncTranslator<'a, 'f> {
     pub(crate) builtin_sigs: HashMap<u32, ir::SigRef>,
     /// The fuel counter, when fuel is on (see `interrupt.rs`).
     pub(crate) fuel_var: Option<Variable>,
-    /// Fuel charged by operators since the last flush into the counter.
+    /// Fuel charged by operators since the last flush into the counter
+    /// (negative at a prepaid loop header, see `prepay.rs`).
     pub(crate) fuel_pending: i64,
+    /// Loops whose header's first stretch is prepaid, by the position of
+    /// their `loop` operator, with the fuel prepaid (see `prepay.rs`).
+    pub(crate) loop_prepay: HashMap<u64, i64>,
+    /// The value last copied into the pinned register on the current path,
+    /// so an unchanged counter is not copied again (see `interrupt.rs`).
+    pub(crate) fuel_pinned: Option<Value>,
     /// Alias regions of this function's memory accesses.
     pub(crate) regions: Regions,
     /// Whether a fuel/epoch check has run on every path from the entry to
@@ -149,6 +157,8 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             builtin_sigs: HashMap::new(),
             fuel_var: None,
             fuel_pending: 0,
+            loop_prepay: HashMap::new(),
+            fuel_pinned: None,
             regions,
             checked: false,
             strip_plans: Vec::new(),
@@ -220,6 +230,9 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             let types: Vec<WasmValType> = self.locals.iter().map(|&(_, t)| t).collect();
             let fuel = self.tunables.consume_fuel.then_some(&self.tunables.fuel_costs);
             self.strip_plans = strip::plan(body, &types, fuel);
+        }
+        if self.tunables.consume_fuel {
+            self.loop_prepay = prepay::plan(body, &self.tunables.fuel_costs);
         }
 
         // The function body is a block whose continuation returns.

@@ -475,6 +475,8 @@ impl FuncTranslator<'_, '_> {
     /// The back edge: another iteration while the variable is within the
     /// strip; past it, another strip while the loop's own condition holds.
     pub(crate) fn translate_strip_latch(&mut self) {
+        // `br_if` leaves flushing to its translation (see `fuel_before_op`).
+        self.fuel_flush();
         let Some(strip) = &self.strip else { return };
         let (outer, inner, end, cc) = (strip.outer, strip.inner, strip.end, strip.plan.back_edge_cc());
         let iv = strip.plan.iv;

@@ -167,11 +167,11 @@ fn counted_loops_compute_the_same_with_fuel() {
 /// What running export `name` of a fuel-metered module with `fuel` and
 /// argument `n` ends with: its trap code if it trapped, the iterations its
 /// loop counted in global `g`, and the fuel left.
-type FuelOutcome = (Option<Option<TrapCode>>, Option<i32>, u64);
+pub(crate) type FuelOutcome = (Option<Option<TrapCode>>, Option<i32>, u64);
 
 /// Instantiates `wat` (which exports a counter global `g` and functions
 /// `(i32) -> ()`) with fuel on, and returns a runner for its exports.
-fn fuel_runner(wat: &str) -> impl FnMut(&str, u64, i32) -> FuelOutcome {
+pub(crate) fn fuel_runner(wat: &str) -> impl FnMut(&str, u64, i32) -> FuelOutcome {
     let mut config = Config::new();
     config.consume_fuel(true);
     let engine = Engine::new(&config).unwrap();

@@ -4,6 +4,7 @@ mod api;
 mod cache;
 mod counted_loops;
 mod c_programs;
+mod fuel_prepay;
 mod host_calls;
 mod instantiate;
 mod interrupt;

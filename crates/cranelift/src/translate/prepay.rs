@@ -1,0 +1,113 @@
+//! Fuel for a loop header's first stretch, paid on the way in.
+//!
+//! Fuel is charged per basic block (see `interrupt.rs`): the translator
+//! tallies operator costs and adds the tally to the counter where a basic
+//! block ends. A loop header is a join of the entry edge and the back
+//! edges, so the add for the header's first stretch (the operators from
+//! `loop` up to the first branch or call) cannot be folded by Cranelift
+//! into the add that ended the previous iteration: every iteration of a
+//! loop with any control flow inside paid two adds where one would do, and
+//! for a loop that calls, another copy into the pinned register.
+//!
+//! Instead, every edge into such a header adds the stretch's cost `H` to
+//! the counter together with its own tally (one add), and the translator
+//! starts the header with a tally of `-H`, so the stretch's operators bring
+//! it back to zero by the time it ends: nothing to add there. The totals
+//! are unchanged on every path (each entry adds `H`, each pass through the
+//! stretch subtracts it); where the lookahead below ends the stretch
+//! differently from the translator, the leftover tally is simply added at
+//! the next flush. A branch that leaves the loop instead of taking a back
+//! edge gives `H` back in its own next flush.
+//!
+//! The check at the header compares the counter with `H` instead of 0, so
+//! fuel runs out exactly where it did before. The one visible difference:
+//! a trap inside the stretch is charged the whole stretch (the trap handler
+//! reads the counter, which has it paid).
+//!
+//! Only `br` and `br_if` take the extra add (`br_table` would need an edge
+//! block per target), so a loop that some `br_table` targets is not
+//! prepaid.
+
+use std::collections::HashMap;
+use wasmparser::{FunctionBody, Operator};
+
+use super::interrupt::fuel_cost;
+use kiln_environ::FuelCosts;
+
+/// For every loop of `body` worth prepaying, the position of its `loop`
+/// operator and the fuel of its header's first stretch. Reads the body
+/// without validating it: on a malformed body the translator's validation
+/// fails anyway, so the plan is just cut short.
+pub(crate) fn plan(body: &FunctionBody<'_>, costs: &FuelCosts) -> HashMap<u64, i64> {
+    let mut prepaid = HashMap::new();
+    let Ok(mut reader) = body.get_operators_reader() else { return prepaid };
+    // Open frames: the position of the `loop` for loops, None otherwise.
+    let mut frames: Vec<Option<u64>> = Vec::new();
+    let mut excluded = Vec::new();
+    while !reader.eof() {
+        let Ok((op, pos)) = reader.read_with_offset() else { break };
+        match op {
+            Operator::Loop { .. } => {
+                frames.push(Some(pos as u64));
+                let stretch = first_stretch(reader.clone(), costs);
+                if stretch > 0 {
+                    prepaid.insert(pos as u64, stretch);
+                }
+            }
+            Operator::Block { .. } | Operator::If { .. } => frames.push(None),
+            Operator::End => {
+                frames.pop();
+            }
+            Operator::BrTable { targets } => {
+                let depths = targets.targets().chain(std::iter::once(Ok(targets.default())));
+                for depth in depths.flatten() {
+                    let target = frames.len().checked_sub(1 + depth as usize).and_then(|i| frames.get(i));
+                    if let Some(Some(loop_pos)) = target {
+                        excluded.push(*loop_pos);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for pos in excluded {
+        prepaid.remove(&pos);
+    }
+    prepaid
+}
+
+/// The fuel of the operators `reader` starts at, up to and including the
+/// first one after which the translator adds its tally to the counter (a
+/// branch, a block boundary, a call, a return, a trap).
+fn first_stretch(mut reader: wasmparser::OperatorsReader<'_>, costs: &FuelCosts) -> i64 {
+    let mut total = 0i64;
+    while !reader.eof() {
+        let Ok(op) = reader.read() else { break };
+        total += i64::from(fuel_cost(&op, costs));
+        if ends_stretch(&op) {
+            break;
+        }
+    }
+    total
+}
+
+/// Whether the translator flushes its fuel tally after `op`.
+fn ends_stretch(op: &Operator<'_>) -> bool {
+    use Operator as O;
+    matches!(
+        op,
+        O::Loop { .. }
+            | O::If { .. }
+            | O::Else
+            | O::End
+            | O::Br { .. }
+            | O::BrIf { .. }
+            | O::BrTable { .. }
+            | O::Return
+            | O::Unreachable
+            | O::Call { .. }
+            | O::CallIndirect { .. }
+            | O::ReturnCall { .. }
+            | O::ReturnCallIndirect { .. }
+    )
+}
