@@ -44,9 +44,6 @@ macro_rules! foreach_builtin_function {
             memory_atomic_wait32(vmctx: vmctx, memory: i32, addr: i64, expected: i32, timeout: i64) -> i32;
             /// `memory.atomic.wait64`: 0 woken, 1 value differed, 2 timed out.
             memory_atomic_wait64(vmctx: vmctx, memory: i32, addr: i64, expected: i64, timeout: i64) -> i32;
-            /// The fuel counter reached zero: traps, or continues if the store
-            /// refuelled (compiled code reloads the counter from the store context).
-            out_of_gas(vmctx: vmctx);
             /// The epoch deadline passed: traps, or continues with a new deadline
             /// in the store context.
             new_epoch(vmctx: vmctx);
@@ -84,11 +81,13 @@ macro_rules! declare_indices {
             /// Whether compiled code may call this builtin with a calling
             /// convention that clobbers no register (Cranelift's
             /// `preserve_all`, where the target supports it; the runtime's
-            /// stub then saves everything). True for the interruption
-            /// builtins, which sit on cold paths inside hot loops: no value
-            /// in the loop has to be spilled around them.
+            /// stub then saves everything). True for the epoch
+            /// builtin, which sits on a cold path inside hot loops: no value
+            /// in the loop has to be spilled around it. (Running out of
+            /// fuel needs no builtin: it always traps, see kiln-cranelift's
+            /// `interrupt.rs`.)
             pub const fn preserves_all_registers(self) -> bool {
-                self.0 == Self::out_of_gas.0 || self.0 == Self::new_epoch.0
+                self.0 == Self::new_epoch.0
             }
 
             /// The builtin's name.

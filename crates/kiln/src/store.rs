@@ -326,10 +326,6 @@ impl<T: 'static> StoreInner<T> {
 }
 
 impl<T: 'static> VMStore for StoreInner<T> {
-    fn out_of_fuel(&mut self) -> Result<(), HookError> {
-        Err(HookError::Trap(crate::TrapCode::OutOfFuel))
-    }
-
     fn new_epoch(&mut self) -> Result<u64, HookError> {
         let epoch = self.opaque.engine.inner.epoch.counter();
         let deadline = self.opaque.vm.epoch_deadline.load(std::sync::atomic::Ordering::SeqCst);

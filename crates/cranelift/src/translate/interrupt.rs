@@ -228,7 +228,7 @@ impl FuncTranslator<'_, '_> {
     /// `memory.copy` spends most of its time in the builtin), so the flag
     /// is polled here, once per call of a builtin that does real work.
     pub(crate) fn epoch_poll_after_builtin(&mut self, index: BuiltinFunctionIndex) {
-        if self.tunables.epoch_signals && index != BuiltinFunctionIndex::new_epoch && index != BuiltinFunctionIndex::out_of_gas {
+        if self.tunables.epoch_signals && index != BuiltinFunctionIndex::new_epoch {
             self.epoch_poll();
         }
     }

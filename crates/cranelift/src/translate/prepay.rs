@@ -48,10 +48,10 @@ pub(crate) fn plan(body: &FunctionBody<'_>, costs: &FuelCosts) -> HashMap<u64, i
         let Ok((op, pos)) = reader.read_with_offset() else { break };
         match op {
             Operator::Loop { .. } => {
-                frames.push(Some(pos as u64));
+                frames.push(Some(pos));
                 let stretch = first_stretch(reader.clone(), costs);
                 if stretch > 0 {
-                    prepaid.insert(pos as u64, stretch);
+                    prepaid.insert(pos, stretch);
                 }
             }
             Operator::Block { .. } | Operator::If { .. } => frames.push(None),

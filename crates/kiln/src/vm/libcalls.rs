@@ -193,10 +193,6 @@ mod imp {
         wait_interruptibly(vmctx, t, || unsafe { crate::vm::parking::load64(t) }, expected, timeout as i64)
     }
 
-    pub extern "C" fn out_of_gas(vmctx: *mut u8) {
-        with_hooks(vmctx, |h| h.out_of_fuel())
-    }
-
     pub extern "C" fn new_epoch(vmctx: *mut u8) {
         // The hook stores the new deadline in the store context, where
         // compiled code reloads it.
@@ -227,7 +223,6 @@ mod imp {
 /// x86-64 the builtins that `preserves_all_registers` get stubs that also
 /// save and restore every register compiled code may use.
 macro_rules! builtin_entry {
-    ((vmctx) out_of_gas) => { preserving_stub!(out_of_gas) };
     ((vmctx) new_epoch) => { preserving_stub!(new_epoch) };
     ((vmctx $($rest:ident)*) $name:ident) => { stubs::$name };
     (($($rest:ident)*) $name:ident) => { imp::$name };
@@ -304,11 +299,10 @@ mod preserving {
         )*};
     }
 
-    preserving_stubs!(out_of_gas new_epoch);
+    preserving_stubs!(new_epoch);
 
     const _: () = assert!(
-        kiln_environ::BuiltinFunctionIndex::out_of_gas.preserves_all_registers()
-            && kiln_environ::BuiltinFunctionIndex::new_epoch.preserves_all_registers()
+        kiln_environ::BuiltinFunctionIndex::new_epoch.preserves_all_registers()
     );
 }
 

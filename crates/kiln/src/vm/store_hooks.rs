@@ -14,9 +14,6 @@ pub enum HookError {
 
 /// Store behaviour builtins call into.
 pub trait VMStore {
-    /// The fuel counter reached zero. `Ok` continues (the store was
-    /// refuelled); the default traps.
-    fn out_of_fuel(&mut self) -> Result<(), HookError>;
     /// The epoch deadline passed: returns the new deadline, or stops.
     fn new_epoch(&mut self) -> Result<u64, HookError>;
     /// A memory wants to grow from `current` to `desired` bytes (`maximum`
