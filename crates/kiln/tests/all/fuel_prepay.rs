@@ -39,6 +39,18 @@ const SHAPES: &[(&str, &str)] = &[
             (if (i32.lt_u (local.get $i) (local.get $n)) (then (br $l)))))"#,
     ),
     (
+        "exit_by_branch",
+        r#"(block $out
+          (loop $l
+            (global.set $g (i32.add (global.get $g) (i32.const 1)))
+            (br_if $out (i32.ge_u (global.get $g) (local.get $n)))
+            (local.set $x (i32.add (local.get $x) (i32.const 5)))
+            (if (i32.eqz (global.get $g)) (then (br_table T T (i32.const 0))))
+            (br $l)))
+        (local.set $x (i32.add (local.get $x) (i32.const 1)))
+        (local.set $x (i32.add (local.get $x) (i32.const 1)))"#,
+    ),
+    (
         "call_first",
         r#"(block $out
           (loop $l
