@@ -545,7 +545,14 @@ impl FuncTranslator<'_, '_> {
         let n = if wide { n } else { b.ins().uextend(I64, n) };
         // At most 2^16 operators of at most 2^32 fuel each: fits an i64.
         let charge = b.ins().imul_imm_s(n, cost as i64);
-        let fuel = b.use_var(var);
+        // The count is read from the pinned register rather than the
+        // variable, which then need not stay live through the strip (it
+        // would hold a register across the whole inner loop, often
+        // pushing one of the loop's own values onto the stack). They are
+        // equal here: the outer header's check copied the variable into
+        // the register, and the body can neither charge (it is suspended),
+        // call, nor refuel.
+        let fuel = b.ins().get_pinned_reg(I64);
         let fuel = b.ins().iadd(fuel, charge);
         b.def_var(var, fuel);
     }
