@@ -22,6 +22,8 @@ pub enum ControlFrame {
         /// Whether every branch to the continuation so far was taken with
         /// an interruption check behind it (see `FuncTranslator::checked`).
         exit_checked: bool,
+        /// Fuel every way into the continuation adds for it (see `prepay.rs`).
+        prepaid: i64,
     },
     /// `loop`.
     Loop {
@@ -62,6 +64,8 @@ pub enum ControlFrame {
         head_checked: bool,
         /// `checked` at the end of the then arm (meaningful once `else` was seen).
         then_end_checked: bool,
+        /// Fuel every way into the continuation adds for it (see `prepay.rs`).
+        prepaid: i64,
     },
 }
 
@@ -102,7 +106,17 @@ impl ControlFrame {
     /// The fuel a branch to this frame adds on the way (see `prepay.rs`).
     pub(crate) fn branch_prepay(&self) -> i64 {
         match self {
-            ControlFrame::Loop { prepaid, .. } => *prepaid,
+            ControlFrame::Loop { prepaid, .. } | ControlFrame::Block { prepaid, .. } | ControlFrame::If { prepaid, .. } => {
+                *prepaid
+            }
+        }
+    }
+
+    /// The fuel the way out of this frame at its `end` (or, for `if`, at
+    /// `else`) adds for the continuation, when that `end` joins anything.
+    pub(crate) fn end_prepay(&self) -> i64 {
+        match self {
+            ControlFrame::Block { prepaid, exit_is_branched_to: true, .. } | ControlFrame::If { prepaid, .. } => *prepaid,
             _ => 0,
         }
     }
@@ -147,17 +161,27 @@ impl FuncTranslator<'_, '_> {
         b
     }
 
-    pub(crate) fn translate_block(&mut self, bt: BlockType) -> WasmResult<()> {
+    pub(crate) fn translate_block(&mut self, bt: BlockType, pos: u64) -> WasmResult<()> {
         let (params, results) = self.block_signature(bt)?;
         let destination = self.new_block_with_params(&results);
+        let prepaid = self.frame_prepay(pos);
         self.control.push(ControlFrame::Block {
             destination,
             num_results: results.len(),
             original_stack_size: self.stack.len() - params.len(),
             exit_is_branched_to: false,
             exit_checked: true,
+            prepaid,
         });
         Ok(())
+    }
+
+    /// The fuel to prepay for the frame opened at `pos` (see `prepay.rs`).
+    fn frame_prepay(&self, pos: u64) -> i64 {
+        match self.fuel_var {
+            Some(_) if !self.fuel_suspended => self.loop_prepay.get(&pos).copied().unwrap_or(0),
+            _ => 0,
+        }
     }
 
     pub(crate) fn translate_loop(&mut self, bt: BlockType, pos: u64) -> WasmResult<()> {
@@ -177,10 +201,7 @@ impl FuncTranslator<'_, '_> {
             });
             return Ok(());
         }
-        let prepaid = match self.fuel_var {
-            Some(_) if !self.fuel_suspended => self.loop_prepay.get(&pos).copied().unwrap_or(0),
-            _ => 0,
-        };
+        let prepaid = self.frame_prepay(pos);
         self.fuel_pending += prepaid;
         self.fuel_flush();
         let header = self.new_block_with_params(&params);
@@ -208,7 +229,8 @@ impl FuncTranslator<'_, '_> {
         Ok(())
     }
 
-    pub(crate) fn translate_if(&mut self, bt: BlockType) -> WasmResult<()> {
+    pub(crate) fn translate_if(&mut self, bt: BlockType, pos: u64) -> WasmResult<()> {
+        let prepaid = self.frame_prepay(pos);
         let cond = self.pop1();
         let (params, results) = self.block_signature(bt)?;
         let destination = self.new_block_with_params(&results);
@@ -231,6 +253,7 @@ impl FuncTranslator<'_, '_> {
             exit_checked: true,
             head_checked: self.checked,
             then_end_checked: true,
+            prepaid,
         });
         Ok(())
     }
@@ -308,6 +331,8 @@ impl FuncTranslator<'_, '_> {
                     // No else arm: a false condition passes the parameters
                     // straight through as the results.
                     self.builder.switch_to_block(*else_block);
+                    self.fuel_pending += frame.end_prepay();
+                    self.fuel_flush();
                     let args = block_args(params);
                     self.builder.ins().jump(*destination, &args);
                     next_reachable = true;
@@ -321,6 +346,10 @@ impl FuncTranslator<'_, '_> {
         let destination = frame.destination();
         self.builder.switch_to_block(destination);
         self.builder.seal_block(destination);
+        if next_reachable && self.fuel_var.is_some() {
+            // Every way in paid the stretch that starts here (`prepay.rs`).
+            self.fuel_pending -= frame.end_prepay();
+        }
         self.reachable = next_reachable;
         if next_reachable {
             let vals = self.builder.block_params(destination).to_vec();

@@ -246,6 +246,7 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             original_stack_size: 0,
             exit_is_branched_to: false,
             exit_checked: true,
+            prepaid: 0,
         });
 
         // Source locations are relative to the start of the body, so that

@@ -59,9 +59,9 @@ impl FuncTranslator<'_, '_> {
                 self.reachable = false;
             }
             O::Nop => {}
-            O::Block { blockty } => self.translate_block(*blockty)?,
+            O::Block { blockty } => self.translate_block(*blockty, pos)?,
             O::Loop { blockty } => self.translate_loop(*blockty, pos)?,
-            O::If { blockty } => self.translate_if(*blockty)?,
+            O::If { blockty } => self.translate_if(*blockty, pos)?,
             O::Else => self.translate_else()?,
             O::End => self.translate_end()?,
             O::Br { relative_depth } => self.translate_br(*relative_depth),

@@ -24,8 +24,16 @@
 //! a trap inside the stretch is charged the whole stretch (the trap handler
 //! reads the counter, which has it paid).
 //!
+//! The same goes for the join after a block or an `if`: every way in
+//! (the fallthrough at `end` and at `else`, the empty else arm of an `if`
+//! without one, and each `br`/`br_if` to the label) adds the cost of the
+//! stretch after `end`, and the code there starts with its negation
+//! pending. A diamond then pays one add per path, in its arm, where it
+//! paid one there and another at the join. (A block nothing branches to
+//! joins nothing and charges straight through, as before.)
+//!
 //! Only `br` and `br_if` take the extra add (`br_table` would need an edge
-//! block per target), so a loop that some `br_table` targets is not
+//! block per target), so a frame that some `br_table` targets is not
 //! prepaid.
 
 use std::collections::HashMap;
@@ -34,36 +42,44 @@ use wasmparser::{FunctionBody, Operator};
 use super::interrupt::fuel_cost;
 use kiln_environ::FuelCosts;
 
-/// For every loop of `body` worth prepaying, the position of its `loop`
-/// operator and the fuel of its header's first stretch. Reads the body
-/// without validating it: on a malformed body the translator's validation
-/// fails anyway, so the plan is just cut short.
+/// For every loop, block and `if` of `body` worth prepaying, the position
+/// of its opening operator and the fuel paid on the way in: for a loop its
+/// header's first stretch, for a block or `if` the first stretch after its
+/// `end` (where its branches and arms join). Reads the body without
+/// validating it: on a malformed body the translator's validation fails
+/// anyway, so the plan is just cut short.
 pub(crate) fn plan(body: &FunctionBody<'_>, costs: &FuelCosts) -> HashMap<u64, i64> {
     let mut prepaid = HashMap::new();
     let Ok(mut reader) = body.get_operators_reader() else { return prepaid };
-    // Open frames: the position of the `loop` for loops, None otherwise.
-    let mut frames: Vec<Option<u64>> = Vec::new();
+    // Open frames, by the position of their opening operator.
+    let mut frames: Vec<u64> = Vec::new();
     let mut excluded = Vec::new();
     while !reader.eof() {
         let Ok((op, pos)) = reader.read_with_offset() else { break };
         match op {
             Operator::Loop { .. } => {
-                frames.push(Some(pos));
+                frames.push(pos);
                 let stretch = first_stretch(reader.clone(), costs);
                 if stretch > 0 {
                     prepaid.insert(pos, stretch);
                 }
             }
-            Operator::Block { .. } | Operator::If { .. } => frames.push(None),
+            Operator::Block { .. } | Operator::If { .. } => frames.push(pos),
             Operator::End => {
-                frames.pop();
+                // The function body's own `end` closes no frame here.
+                if let Some(open) = frames.pop() {
+                    let stretch = first_stretch(reader.clone(), costs);
+                    if stretch > 0 && !prepaid.contains_key(&open) {
+                        prepaid.insert(open, stretch);
+                    }
+                }
             }
             Operator::BrTable { targets } => {
                 let depths = targets.targets().chain(std::iter::once(Ok(targets.default())));
                 for depth in depths.flatten() {
                     let target = frames.len().checked_sub(1 + depth as usize).and_then(|i| frames.get(i));
-                    if let Some(Some(loop_pos)) = target {
-                        excluded.push(*loop_pos);
+                    if let Some(open) = target {
+                        excluded.push(*open);
                     }
                 }
             }
