@@ -179,7 +179,7 @@ impl FuncTranslator<'_, '_> {
     /// The fuel to prepay for the frame opened at `pos` (see `prepay.rs`).
     fn frame_prepay(&self, pos: u64) -> i64 {
         match self.fuel_var {
-            Some(_) if !self.fuel_suspended => self.loop_prepay.get(&pos).copied().unwrap_or(0),
+            Some(_) if !self.fuel_suspended => self.prepaid_frames.get(&pos).copied().unwrap_or(0),
             _ => 0,
         }
     }

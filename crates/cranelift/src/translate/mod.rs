@@ -77,9 +77,10 @@ pub struct FuncTranslator<'a, 'f> {
     /// Fuel charged by operators since the last flush into the counter
     /// (negative at a prepaid loop header, see `prepay.rs`).
     pub(crate) fuel_pending: i64,
-    /// Loops whose header's first stretch is prepaid, by the position of
-    /// their `loop` operator, with the fuel prepaid (see `prepay.rs`).
-    pub(crate) loop_prepay: HashMap<u64, i64>,
+    /// Loops, blocks and ifs whose following stretch (after the loop
+    /// header, after the `end`) is prepaid, by the position of their
+    /// opening operator, with the fuel prepaid (see `prepay.rs`).
+    pub(crate) prepaid_frames: HashMap<u64, i64>,
     /// The value last copied into the pinned register on the current path,
     /// so an unchanged counter is not copied again (see `interrupt.rs`).
     pub(crate) fuel_pinned: Option<Value>,
@@ -157,7 +158,7 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             builtin_sigs: HashMap::new(),
             fuel_var: None,
             fuel_pending: 0,
-            loop_prepay: HashMap::new(),
+            prepaid_frames: HashMap::new(),
             fuel_pinned: None,
             regions,
             checked: false,
@@ -232,7 +233,7 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             self.strip_plans = strip::plan(body, &types, fuel);
         }
         if self.tunables.consume_fuel {
-            self.loop_prepay = prepay::plan(body, &self.tunables.fuel_costs);
+            self.prepaid_frames = prepay::plan(body, &self.tunables.fuel_costs);
         }
 
         // The function body is a block whose continuation returns.

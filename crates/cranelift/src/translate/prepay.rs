@@ -1,4 +1,5 @@
-//! Fuel for a loop header's first stretch, paid on the way in.
+//! Fuel for the first stretch after a loop header or a join, paid on the
+//! ways in.
 //!
 //! Fuel is charged per basic block (see `interrupt.rs`): the translator
 //! tallies operator costs and adds the tally to the counter where a basic
