@@ -141,10 +141,8 @@ impl FuncTranslator<'_, '_> {
         if ends_block {
             // The way out at `else`/`end` pays for the join it leads to
             // (`prepay.rs`).
-            if matches!(op, O::Else | O::End) {
-                if let Some(frame) = self.control.last() {
-                    self.fuel_pending += frame.end_prepay();
-                }
+            if let (O::Else | O::End, Some(frame)) = (op, self.control.last()) {
+                self.fuel_pending += frame.end_prepay();
             }
             self.fuel_flush();
         }
