@@ -202,17 +202,14 @@ impl FuncTranslator<'_, '_> {
             return Ok(());
         }
         let prepaid = self.frame_prepay(pos);
-        self.fuel_pending += prepaid;
-        self.fuel_flush();
+        self.fuel_flush_prepaying(prepaid);
         let header = self.new_block_with_params(&params);
         let destination = self.new_block_with_params(&results);
         let args = block_args(self.peekn(params.len()));
         self.builder.ins().jump(header, &args);
         self.builder.switch_to_block(header);
-        if self.fuel_var.is_some() {
-            // The header's first stretch is paid (see `prepay.rs`).
-            self.fuel_pending = -prepaid;
-        }
+        // The header's first stretch is paid (see `prepay.rs`).
+        self.fuel_pending = -prepaid;
         let n = self.stack.len();
         self.stack.truncate(n - params.len());
         let header_params = self.builder.block_params(header).to_vec();
@@ -331,8 +328,7 @@ impl FuncTranslator<'_, '_> {
                     // No else arm: a false condition passes the parameters
                     // straight through as the results.
                     self.builder.switch_to_block(*else_block);
-                    self.fuel_pending += frame.end_prepay();
-                    self.fuel_flush();
+                    self.fuel_flush_prepaying(frame.end_prepay());
                     let args = block_args(params);
                     self.builder.ins().jump(*destination, &args);
                     next_reachable = true;
@@ -346,7 +342,7 @@ impl FuncTranslator<'_, '_> {
         let destination = frame.destination();
         self.builder.switch_to_block(destination);
         self.builder.seal_block(destination);
-        if next_reachable && self.fuel_var.is_some() {
+        if next_reachable {
             // Every way in paid the stretch that starts here (`prepay.rs`).
             self.fuel_pending -= frame.end_prepay();
         }
@@ -376,8 +372,7 @@ impl FuncTranslator<'_, '_> {
         let i = self.control.len() - 1 - depth as usize;
         let (target, n) = self.control[i].branch_target();
         self.control[i].mark_branched_to(self.checked);
-        self.fuel_pending += self.control[i].branch_prepay();
-        self.fuel_flush();
+        self.fuel_flush_prepaying(self.control[i].branch_prepay());
         let args = block_args(self.peekn(n));
         self.builder.ins().jump(target, &args);
         self.reachable = false;
@@ -391,16 +386,13 @@ impl FuncTranslator<'_, '_> {
         // A back edge to a prepaid header pays its stretch here, folded
         // into this block's add; falling through takes it back.
         let prepay = self.control[i].branch_prepay();
-        self.fuel_pending += prepay;
-        self.fuel_flush();
+        self.fuel_flush_prepaying(prepay);
         let args = block_args(self.peekn(n));
         let next = self.builder.create_block();
         self.builder.ins().brif(cond, target, &args, next, &[]);
         self.builder.seal_block(next);
         self.builder.switch_to_block(next);
-        if self.fuel_var.is_some() {
-            self.fuel_pending -= prepay;
-        }
+        self.fuel_pending -= prepay;
     }
 
     pub(crate) fn translate_br_table(&mut self, table: &wasmparser::BrTable<'_>) -> WasmResult<()> {

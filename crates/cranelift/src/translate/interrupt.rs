@@ -141,10 +141,11 @@ impl FuncTranslator<'_, '_> {
         if ends_block {
             // The way out at `else`/`end` pays for the join it leads to
             // (`prepay.rs`).
-            if let (O::Else | O::End, Some(frame)) = (op, self.control.last()) {
-                self.fuel_pending += frame.end_prepay();
-            }
-            self.fuel_flush();
+            let prepay = match (op, self.control.last()) {
+                (O::Else | O::End, Some(frame)) => frame.end_prepay(),
+                _ => 0,
+            };
+            self.fuel_flush_prepaying(prepay);
         }
     }
 
@@ -163,6 +164,14 @@ impl FuncTranslator<'_, '_> {
         let v = self.builder.ins().iadd_imm_s(v, self.fuel_pending);
         self.builder.def_var(var, v);
         self.fuel_pending = 0;
+    }
+
+    /// Adds the pending tally plus `prepay`, the fuel of the stretch a
+    /// branch or fallthrough about to be taken leads to (see `prepay.rs`;
+    /// 0 without fuel), to the counter.
+    pub(crate) fn fuel_flush_prepaying(&mut self, prepay: i64) {
+        self.fuel_pending += prepay;
+        self.fuel_flush();
     }
 
     /// Publishes the fuel counter in the store context, for builtins and
