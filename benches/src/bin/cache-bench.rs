@@ -4,6 +4,9 @@
 //! cargo run --release -p kiln-benches --bin cache-bench -- FILE.wasm [RUNS]
 //! ```
 //!
+//! With `--warm-only DIR` it only measures warm starts against the
+//! directory cache `DIR` (filled first if empty), for profiling.
+//!
 //! Prints: cold compile time (no cache); warm start (a new engine loading
 //! the module from a directory cache, i.e. a second process); the speedup;
 //! recompiling after one function changed, with the function-level cache
@@ -48,12 +51,42 @@ fn edit_one_function(wasm: &[u8]) -> Option<(Vec<u8>, u32)> {
     None
 }
 
+/// Warm starts only: a new engine loading `wasm` from the directory cache
+/// `dir` (filled by the first load if needed) `runs` times; prints the
+/// minimum and the median.
+fn warm_only(dir: &std::path::Path, wasm: &[u8], runs: usize) {
+    let load = || {
+        let engine = engine_with(Some(Arc::new(DirectoryCache::new(dir).expect("cache dir"))));
+        let t = Instant::now();
+        Module::from_binary(&engine, wasm).expect("load");
+        t.elapsed()
+    };
+    load();
+    let mut times: Vec<Duration> = (0..runs.max(1)).map(|_| load()).collect();
+    times.sort();
+    println!(
+        "warm start (new engine, dir cache): min {:.3} ms, median {:.3} ms of {}",
+        times[0].as_secs_f64() * 1e3,
+        median(times.clone()).as_secs_f64() * 1e3,
+        times.len()
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let Some(path) = args.get(1) else {
         eprintln!("usage: cache-bench FILE.wasm [RUNS]");
         std::process::exit(2);
     };
+    if path == "--warm-only" {
+        let (Some(dir), Some(path)) = (args.get(2), args.get(3)) else {
+            eprintln!("usage: cache-bench --warm-only DIR FILE.wasm [RUNS]");
+            std::process::exit(2);
+        };
+        let runs: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(31);
+        warm_only(std::path::Path::new(dir), &std::fs::read(path).expect("read module"), runs);
+        return;
+    }
     let runs: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5);
     let wasm = std::fs::read(path).expect("read module");
     let funcs = wasmparser::Parser::new(0)

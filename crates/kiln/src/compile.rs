@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Magic of a cached function entry.
-const FUNC_MAGIC: [u8; 4] = *b"KFN1";
+const FUNC_MAGIC: [u8; 4] = *b"KFN2";
 
 /// Compiles `wasm`, consulting and filling the engine's cache if it has one.
 pub(crate) fn compile_module(engine: &Engine, wasm: &[u8]) -> Result<Arc<ModuleRuntime>> {
