@@ -8,13 +8,19 @@
 //!       16   metadata length (u64 LE) metadata = postcard(CompiledModuleInfo)
 //!       24   text offset (u64 LE, a multiple of TEXT_ALIGN, so the text can be mapped in place)
 //!       32   text length (u64 LE)
-//!       40   checksum (u64 LE) of every other byte of the file (`checksum`)
-//!       48   header, metadata, zero padding, text
+//!       40   checksum (u64 LE) of every other byte of the file except the module bytes (`checksum`)
+//!       48   module bytes length (u64 LE; 0 outside the module cache)
+//!       56   header, metadata, module bytes, zero padding, text
 //! ```
 //!
 //! The checksum catches truncation and corruption (a damaged cache entry is
 //! a miss, never executed). It is not a signature: an artifact is machine
 //! code, so only load artifacts produced by Kiln from a trusted source.
+//!
+//! Module cache entries also carry the wasm bytes they were compiled from,
+//! and a cache lookup loads an entry only if those equal the module being
+//! compiled (see `module_key` for why). Those bytes are left out of the
+//! checksum: the comparison checks them exactly.
 
 use crate::artifact::CompiledModuleInfo;
 use crate::tunables::Tunables;
@@ -25,10 +31,10 @@ use std::ops::Range;
 /// First bytes of every artifact.
 pub const ARTIFACT_MAGIC: [u8; 8] = *b"\0KILNART";
 /// Version of the layout above; bumped on any incompatible change.
-pub const ARTIFACT_FORMAT: u32 = 3;
+pub const ARTIFACT_FORMAT: u32 = 4;
 /// Alignment of the text within the file (covers 4 KiB and 16 KiB pages).
 pub const TEXT_ALIGN: usize = 16384;
-const PREFIX: usize = 48;
+const PREFIX: usize = 56;
 
 /// Who produced an artifact, and with which settings. An artifact loads
 /// only into an engine whose header is equal.
@@ -53,6 +59,9 @@ pub enum ArtifactError {
     UnsupportedFormat(u32),
     /// Shorter than its own header says, or damaged.
     Corrupt(&'static str),
+    /// A module cache entry compiled from other module bytes than the
+    /// ones being compiled (two modules whose cache keys collide).
+    OtherModule,
     /// Produced for another Kiln version, target or configuration.
     Incompatible {
         /// What differs.
@@ -72,6 +81,7 @@ impl fmt::Display for ArtifactError {
                 write!(f, "compiled artifact has format version {v}, this Kiln reads version {ARTIFACT_FORMAT}")
             }
             ArtifactError::Corrupt(what) => write!(f, "compiled artifact is corrupt: {what}"),
+            ArtifactError::OtherModule => f.write_str("compiled artifact was compiled from different module bytes"),
             ArtifactError::Incompatible { what, found, expected } => write!(
                 f,
                 "compiled artifact was produced with a different {what}: artifact has `{found}`, this engine has `{expected}`"
@@ -94,21 +104,30 @@ pub fn hash64(parts: &[&[u8]]) -> u64 {
     h.digest()
 }
 
-/// The checksum of a whole artifact: every byte except the checksum field.
-/// The body is hashed in 1 MiB pieces on all cores, then the pieces'
-/// hashes together with the header. (XXH3 runs at memory speed, about
-/// 28 GB/s a core here, where the multiply-chain hash it replaced managed
-/// 14 GB/s because the compiler cannot vectorize 64-bit multiplies for
-/// baseline x86-64: for a 60 MB artifact, 1.1 ms instead of 2.2 ms.)
-fn checksum(artifact: &[u8]) -> u64 {
+/// The checksum of a whole artifact: every byte except the checksum field
+/// and the module bytes at `module`. The rest is hashed in 1 MiB pieces on
+/// all cores, then the pieces' hashes together with the prefix. (XXH3 runs
+/// at memory speed, about 28 GB/s a core here, where the multiply-chain
+/// hash it replaced managed 14 GB/s because the compiler cannot vectorize
+/// 64-bit multiplies for baseline x86-64: for a 60 MB artifact, 1.1 ms
+/// instead of 2.2 ms.)
+fn checksum(artifact: &[u8], module: Range<usize>) -> u64 {
     use rayon::prelude::*;
-    let body = &artifact[PREFIX..];
-    let pieces: Vec<u64> = body.par_chunks(1 << 20).map(xxhash_rust::xxh3::xxh3_64).collect();
-    let mut joined = Vec::with_capacity(pieces.len() * 8);
-    for p in pieces {
+    let (before, after) = (&artifact[PREFIX..module.start], &artifact[module.end..]);
+    let pieces: Vec<&[u8]> = before.chunks(1 << 20).chain(after.chunks(1 << 20)).collect();
+    let sums: Vec<u64> = pieces.par_iter().map(|p| xxhash_rust::xxh3::xxh3_64(p)).collect();
+    let mut joined = Vec::with_capacity(sums.len() * 8);
+    for p in sums {
         joined.extend_from_slice(&p.to_le_bytes());
     }
-    hash64(&[&artifact[..40], &(body.len() as u64).to_le_bytes(), &joined])
+    let lengths = [(before.len() as u64).to_le_bytes(), (after.len() as u64).to_le_bytes()];
+    hash64(&[&artifact[..40], &artifact[48..PREFIX], &lengths[0], &lengths[1], &joined])
+}
+
+/// Whether `a` and `b` are equal, compared in 1 MiB pieces on all cores.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    use rayon::prelude::*;
+    a.len() == b.len() && a.par_chunks(1 << 20).zip(b.par_chunks(1 << 20)).all(|(x, y)| x == y)
 }
 
 /// The first differing line (or `;`-separated item) of two fingerprints.
@@ -124,11 +143,13 @@ fn first_difference(a: &str, b: &str) -> (String, String) {
     (a.to_string(), b.to_string())
 }
 
-/// Encodes an artifact.
-pub fn serialize_artifact(header: &ArtifactHeader, info: &CompiledModuleInfo, text: &[u8]) -> Vec<u8> {
+/// Encodes an artifact. `module` is the wasm it was compiled from for a
+/// module cache entry (see [`parse_artifact`]), empty otherwise.
+pub fn serialize_artifact(header: &ArtifactHeader, info: &CompiledModuleInfo, text: &[u8], module: &[u8]) -> Vec<u8> {
     let h = postcard::to_allocvec(header).expect("serializing to memory cannot fail");
     let m = postcard::to_allocvec(info).expect("serializing to memory cannot fail");
-    let text_offset = (PREFIX + h.len() + m.len()).div_ceil(TEXT_ALIGN) * TEXT_ALIGN;
+    let module_start = PREFIX + h.len() + m.len();
+    let text_offset = (module_start + module.len()).div_ceil(TEXT_ALIGN) * TEXT_ALIGN;
     let mut out = Vec::with_capacity(text_offset + text.len());
     out.extend_from_slice(&ARTIFACT_MAGIC);
     out.extend_from_slice(&ARTIFACT_FORMAT.to_le_bytes());
@@ -137,11 +158,13 @@ pub fn serialize_artifact(header: &ArtifactHeader, info: &CompiledModuleInfo, te
     out.extend_from_slice(&(text_offset as u64).to_le_bytes());
     out.extend_from_slice(&(text.len() as u64).to_le_bytes());
     out.extend_from_slice(&0u64.to_le_bytes());
+    out.extend_from_slice(&(module.len() as u64).to_le_bytes());
     out.extend_from_slice(&h);
     out.extend_from_slice(&m);
+    out.extend_from_slice(module);
     out.resize(text_offset, 0);
     out.extend_from_slice(text);
-    let sum = checksum(&out);
+    let sum = checksum(&out, module_start..module_start + module.len());
     out[40..48].copy_from_slice(&sum.to_le_bytes());
     out
 }
@@ -166,15 +189,17 @@ fn read_u64(b: &[u8], at: usize) -> u64 {
 }
 
 /// Decodes an artifact and checks its integrity and that it was produced
-/// for `expected`.
+/// for `expected`. With `module`, the artifact must be a module cache
+/// entry compiled from exactly those wasm bytes.
 ///
 /// # Errors
 ///
-/// [`ArtifactError`] describing what is wrong; never panics on any input.
+/// [`ArtifactError`] describing what is wrong ([`ArtifactError::OtherModule`]
+/// when `module` differs from the entry's); never panics on any input.
 ///
 /// Large tables in the metadata are read in place from `bytes` when
 /// `bytes` is the content of `source` (see [`crate::with_source`]).
-pub fn parse_artifact(bytes: &[u8], expected: &ArtifactHeader) -> Result<ParsedArtifact, ArtifactError> {
+pub fn parse_artifact(bytes: &[u8], expected: &ArtifactHeader, module: Option<&[u8]>) -> Result<ParsedArtifact, ArtifactError> {
     if bytes.len() < 8 || bytes[..8] != ARTIFACT_MAGIC {
         return Err(ArtifactError::NotAnArtifact);
     }
@@ -190,15 +215,26 @@ pub fn parse_artifact(bytes: &[u8], expected: &ArtifactHeader) -> Result<ParsedA
     let t_off = usize::try_from(read_u64(bytes, 24)).map_err(|_| ArtifactError::Corrupt("text offset"))?;
     let t_len = usize::try_from(read_u64(bytes, 32)).map_err(|_| ArtifactError::Corrupt("text length"))?;
     let sum = read_u64(bytes, 40);
+    let s_len = usize::try_from(read_u64(bytes, 48)).map_err(|_| ArtifactError::Corrupt("module bytes length"))?;
     let h_end = PREFIX.checked_add(h_len).ok_or(ArtifactError::Corrupt("header length"))?;
     let m_end = h_end.checked_add(m_len).ok_or(ArtifactError::Corrupt("metadata length"))?;
+    let s_end = m_end.checked_add(s_len).ok_or(ArtifactError::Corrupt("module bytes length"))?;
     let t_end = t_off.checked_add(t_len).ok_or(ArtifactError::Corrupt("text length"))?;
-    if m_end > t_off || t_end != bytes.len() || t_off % TEXT_ALIGN != 0 {
+    if s_end > t_off || t_end != bytes.len() || t_off % TEXT_ALIGN != 0 {
         return Err(ArtifactError::Corrupt("truncated or inconsistent lengths"));
     }
     let (h, m) = (&bytes[PREFIX..h_end], &bytes[h_end..m_end]);
-    if checksum(bytes) != sum {
+    // Both passes are memory-bound; running them together keeps both cores
+    // streaming.
+    let (sum_ok, same_module) = rayon::join(
+        || checksum(bytes, m_end..s_end) == sum,
+        || module.is_none_or(|wasm| same_bytes(&bytes[m_end..s_end], wasm)),
+    );
+    if !sum_ok {
         return Err(ArtifactError::Corrupt("checksum mismatch"));
+    }
+    if !same_module {
+        return Err(ArtifactError::OtherModule);
     }
     let header: ArtifactHeader = postcard::from_bytes(h).map_err(|_| ArtifactError::Corrupt("header encoding"))?;
     if header.kiln_version != expected.kiln_version {

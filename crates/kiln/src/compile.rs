@@ -22,7 +22,7 @@ pub(crate) fn compile_module(engine: &Engine, wasm: &[u8]) -> Result<Arc<ModuleR
     };
     let key = module_key(&engine.inner.salt, wasm);
     if let Some(entry) = cache.get(CacheKind::Module, &key) {
-        match load_entry(engine, entry) {
+        match load_entry(engine, entry, wasm) {
             Ok((rt, saved)) => {
                 cache.record(saved, false);
                 return Ok(rt);
@@ -36,31 +36,34 @@ pub(crate) fn compile_module(engine: &Engine, wasm: &[u8]) -> Result<Arc<ModuleR
     let start = Instant::now();
     let (rt, text) = compile_uncached(engine, wasm, Some(&*cache))?;
     let header = engine.artifact_header(start.elapsed());
-    cache.put(CacheKind::Module, &key, &serialize_artifact(&header, &rt.info, &text));
+    cache.put(CacheKind::Module, &key, &serialize_artifact(&header, &rt.info, &text, wasm));
     Ok(rt)
 }
 
-fn load_entry(engine: &Engine, entry: CacheEntry) -> Result<(Arc<ModuleRuntime>, Duration)> {
+/// Loads a module cache entry, which must have been compiled from `wasm`.
+fn load_entry(engine: &Engine, entry: CacheEntry, wasm: &[u8]) -> Result<(Arc<ModuleRuntime>, Duration)> {
     match entry {
-        CacheEntry::Bytes(b) => from_artifact_bytes(engine, &b),
-        CacheEntry::File(path) => from_artifact_file(engine, &path),
+        CacheEntry::Bytes(b) => from_artifact_bytes(engine, &b, Some(wasm)),
+        CacheEntry::File(path) => from_artifact_file(engine, &path, Some(wasm)),
     }
 }
 
-/// Loads an artifact held in memory (the text is copied into fresh code memory).
-pub(crate) fn from_artifact_bytes(engine: &Engine, bytes: &[u8]) -> Result<(Arc<ModuleRuntime>, Duration)> {
-    let parsed = parse_artifact(bytes, &engine.artifact_header(Duration::ZERO))?;
+/// Loads an artifact held in memory (the text is copied into fresh code
+/// memory); with `wasm`, only a module cache entry compiled from it.
+pub(crate) fn from_artifact_bytes(engine: &Engine, bytes: &[u8], wasm: Option<&[u8]>) -> Result<(Arc<ModuleRuntime>, Duration)> {
+    let parsed = parse_artifact(bytes, &engine.artifact_header(Duration::ZERO), wasm)?;
     let info = Arc::new(parsed.info);
     let code = ModuleCode::new(&bytes[parsed.text], info.clone(), true).context("failed to map compiled code")?;
     Ok((runtime(engine, info, code), Duration::from_nanos(parsed.header.compile_time_ns)))
 }
 
-/// Loads an artifact file, mapping its text in place.
-pub(crate) fn from_artifact_file(engine: &Engine, path: &std::path::Path) -> Result<(Arc<ModuleRuntime>, Duration)> {
+/// Loads an artifact file, mapping its text in place; with `wasm`, only a
+/// module cache entry compiled from it.
+pub(crate) fn from_artifact_file(engine: &Engine, path: &std::path::Path, wasm: Option<&[u8]>) -> Result<(Arc<ModuleRuntime>, Duration)> {
     let file = std::fs::File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
     let mapped = Arc::new(MappedFile::new(&file).with_context(|| format!("failed to map {}", path.display()))?);
     // Large tables are read in place from the mapping, not copied.
-    let parsed = with_source(mapped.clone(), || parse_artifact(mapped.bytes(), &engine.artifact_header(Duration::ZERO)))?;
+    let parsed = with_source(mapped.clone(), || parse_artifact(mapped.bytes(), &engine.artifact_header(Duration::ZERO), wasm))?;
     let info = Arc::new(parsed.info);
     let code = ModuleCode::from_mapped_file(mapped, parsed.text, info.clone()).context("failed to map compiled code")?;
     Ok((runtime(engine, info, code), Duration::from_nanos(parsed.header.compile_time_ns)))

@@ -79,7 +79,7 @@ impl Module {
     /// None in practice; the signature leaves room for future formats.
     pub fn serialize(&self) -> Result<Vec<u8>> {
         let header = self.engine().artifact_header(std::time::Duration::ZERO);
-        Ok(serialize_artifact(&header, &self.inner.runtime.info, self.inner.runtime.code.text()))
+        Ok(serialize_artifact(&header, &self.inner.runtime.info, self.inner.runtime.code.text(), &[]))
     }
 
     /// Loads an artifact produced by [`Module::serialize`] (or `kiln
@@ -95,7 +95,7 @@ impl Module {
     /// another Kiln version, for another target, or with different settings
     /// (the message says which).
     pub fn deserialize(engine: &Engine, bytes: &[u8]) -> Result<Module> {
-        let (runtime, _) = crate::compile::from_artifact_bytes(engine, bytes)?;
+        let (runtime, _) = crate::compile::from_artifact_bytes(engine, bytes, None)?;
         Ok(Module { inner: Arc::new(ModuleInner { engine: engine.clone(), runtime }) })
     }
 
@@ -107,7 +107,7 @@ impl Module {
     /// As [`Module::deserialize`], or the file cannot be opened or mapped.
     pub fn deserialize_file(engine: &Engine, path: impl AsRef<Path>) -> Result<Module> {
         let path = path.as_ref();
-        let (runtime, _) = crate::compile::from_artifact_file(engine, path)
+        let (runtime, _) = crate::compile::from_artifact_file(engine, path, None)
             .with_context(|| format!("failed to load compiled module {}", path.display()))?;
         Ok(Module { inner: Arc::new(ModuleInner { engine: engine.clone(), runtime }) })
     }

@@ -171,6 +171,62 @@ fn directory_cache_survives_engines_and_repairs_damage() -> Result<()> {
     std::fs::write(&entry, &bytes[..100])?;
     assert_eq!(call(&engine, &Module::new(&engine, &text)?, "f3", 7), 3);
     assert_eq!(cache.stats().rejected, 2);
+    // And damage to the module bytes the entry keeps (outside the checksum,
+    // compared with the module being compiled instead).
+    let mut bytes = std::fs::read(&entry)?;
+    let at = bytes.windows(4).position(|w| w == b"\0asm").expect("entry holds the module bytes");
+    bytes[at + 20] ^= 0x01;
+    std::fs::write(&entry, &bytes)?;
+    assert_eq!(call(&engine, &Module::new(&engine, &text)?, "f3", 7), 3);
+    assert_eq!(cache.stats().rejected, 3);
+    Ok(())
+}
+
+/// A cache whose module lookups all find the last module stored, as if
+/// every module's key collided with it.
+#[derive(Default)]
+struct CollidingCache {
+    last_module: std::sync::Mutex<Option<Arc<[u8]>>>,
+    rejected: std::sync::atomic::AtomicU64,
+}
+
+impl Cache for CollidingCache {
+    fn get(&self, kind: CacheKind, _key: &[u8; 32]) -> Option<CacheEntry> {
+        match kind {
+            CacheKind::Module => self.last_module.lock().unwrap().clone().map(CacheEntry::Bytes),
+            CacheKind::Function => None,
+        }
+    }
+    fn put(&self, kind: CacheKind, _key: &[u8; 32], bytes: &[u8]) {
+        if kind == CacheKind::Module {
+            *self.last_module.lock().unwrap() = Some(bytes.into());
+        }
+    }
+    fn remove(&self, _kind: CacheKind, _key: &[u8; 32]) {}
+    fn stats(&self) -> CacheStats {
+        CacheStats { rejected: self.rejected.load(std::sync::atomic::Ordering::Relaxed), ..CacheStats::default() }
+    }
+    fn record(&self, _saved: std::time::Duration, rejected: bool) {
+        if rejected {
+            self.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+#[test]
+fn an_entry_for_other_module_bytes_is_never_used() -> Result<()> {
+    let cache = Arc::new(CollidingCache::default());
+    let mut config = Config::new();
+    config.cache(cache.clone());
+    let engine = Engine::new(&config)?;
+    let identity = module_with("local.get 0");
+    let popcnt = module_with("local.get 0 i32.popcnt");
+    assert_eq!(call(&engine, &Module::new(&engine, &identity)?, "f3", 7), 7);
+    assert_eq!(call(&engine, &Module::new(&engine, &popcnt)?, "f3", 7), 3);
+    assert_eq!(cache.stats().rejected, 1);
+    // Same bytes: the entry is used.
+    assert_eq!(call(&engine, &Module::new(&engine, &popcnt)?, "f3", 7), 3);
+    assert_eq!(cache.stats().rejected, 1);
     Ok(())
 }
 
