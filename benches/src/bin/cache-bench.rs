@@ -5,7 +5,9 @@
 //! ```
 //!
 //! With `--warm-only DIR` it only measures warm starts against the
-//! directory cache `DIR` (filled first if empty), for profiling.
+//! directory cache `DIR` (filled first if empty), for profiling; with
+//! `--edit-only DIR` only recompiles after one-function edits (a different
+//! function each run, so each is a module miss).
 //!
 //! Prints: cold compile time (no cache); warm start (a new engine loading
 //! the module from a directory cache, i.e. a second process); the speedup;
@@ -33,13 +35,19 @@ fn engine_with(cache: Option<Arc<dyn Cache>>) -> Engine {
 
 /// The same module with one `i32.add` in one function turned into `i32.sub`.
 fn edit_one_function(wasm: &[u8]) -> Option<(Vec<u8>, u32)> {
+    edit_function_after(wasm, 100)
+}
+
+/// The same module with the first `i32.add` in the first function past
+/// `after` that has one turned into `i32.sub`.
+fn edit_function_after(wasm: &[u8], after: u32) -> Option<(Vec<u8>, u32)> {
     let mut func = 0u32;
     for payload in wasmparser::Parser::new(0).parse_all(wasm) {
         if let Ok(wasmparser::Payload::CodeSectionEntry(body)) = payload {
             let mut ops = body.get_operators_reader().ok()?;
             while !ops.eof() {
                 let (op, pos) = ops.read_with_offset().ok()?;
-                if matches!(op, wasmparser::Operator::I32Add) && func > 100 {
+                if matches!(op, wasmparser::Operator::I32Add) && func > after {
                     let mut out = wasm.to_vec();
                     out[pos as usize] = 0x6b;
                     return Some((out, func));
@@ -72,6 +80,33 @@ fn warm_only(dir: &std::path::Path, wasm: &[u8], runs: usize) {
     );
 }
 
+/// Recompiles after one-function edits against the directory cache `dir`
+/// (filled first if needed), `runs` times, each editing a function the
+/// runs before did not; prints each time with its function hits.
+fn edit_only(dir: &std::path::Path, wasm: &[u8], runs: usize) {
+    let cache = Arc::new(DirectoryCache::new(dir).expect("cache dir"));
+    let engine = engine_with(Some(cache.clone()));
+    Module::from_binary(&engine, wasm).expect("compile");
+    let mut after = 100;
+    for _ in 0..runs {
+        let Some((edited, func)) = edit_function_after(wasm, after) else { break };
+        after = func + 97;
+        // Each edit on its own: the previous module entry is on disk.
+        cache.flush();
+        let before = cache.stats();
+        let t = Instant::now();
+        Module::from_binary(&engine, &edited).expect("compile edited");
+        let took = t.elapsed();
+        let s = cache.stats();
+        println!(
+            "recompile after editing function {func}: {:.1} ms ({} function hits, {} misses)",
+            took.as_secs_f64() * 1e3,
+            s.function_hits - before.function_hits,
+            s.function_misses - before.function_misses
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let Some(path) = args.get(1) else {
@@ -85,6 +120,15 @@ fn main() {
         };
         let runs: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(31);
         warm_only(std::path::Path::new(dir), &std::fs::read(path).expect("read module"), runs);
+        return;
+    }
+    if path == "--edit-only" {
+        let (Some(dir), Some(path)) = (args.get(2), args.get(3)) else {
+            eprintln!("usage: cache-bench --edit-only DIR FILE.wasm [RUNS]");
+            std::process::exit(2);
+        };
+        let runs: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(5);
+        edit_only(std::path::Path::new(dir), &std::fs::read(path).expect("read module"), runs);
         return;
     }
     let runs: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5);

@@ -96,9 +96,21 @@ impl RunCommand {
         }
         let engine = Engine::new(&config)?;
         let module = Module::from_file(&engine, &self.file)?;
+        let status = self.run_module(&engine, &module);
+        // The cache stores a newly compiled module in the background; make
+        // sure it is on disk before the process ends.
+        if let Some(cache) = engine.cache() {
+            cache.flush();
+        }
+        status
+    }
+
+    /// Instantiates `module` with WASI and runs it (or the `--invoke`d
+    /// function).
+    fn run_module(&self, engine: &Engine, module: &Module) -> Result<ExitCode> {
         let wasi_options = WasiOptions::parse(&self.wasi)?;
         if !wasi_options.threads {
-            if kiln_wasi::uses_threads(&module) {
+            if kiln_wasi::uses_threads(module) {
                 bail!(
                     "the module imports `{}::{}` (wasi-threads); run it with `-S threads`",
                     kiln_wasi::THREADS_MODULE,
@@ -114,26 +126,26 @@ impl RunCommand {
             }
         }
         let host = Host { wasi: self.wasi_ctx()?, limits: self.limits.store_limits(), threads: None };
-        let mut store = Store::new(&engine, host);
+        let mut store = Store::new(engine, host);
         store.limiter(|h| &mut h.limits);
         let _ticker = self.limits.start(&mut store)?;
-        let mut linker = Linker::new(&engine);
-        if kiln_wasi::uses_wasi(&module) {
+        let mut linker = Linker::new(engine);
+        if kiln_wasi::uses_wasi(module) {
             kiln_wasi::add_to_linker(&mut linker, |h: &mut Host| &mut h.wasi)?;
         }
         let instance = if wasi_options.threads {
             kiln_wasi::add_thread_spawn_to_linker(&mut linker, |h: &mut Host| h.threads.as_ref())?;
-            kiln_wasi::define_shared_memories(&mut linker, &module)?;
-            let pre = match linker.instantiate_pre(&module) {
+            kiln_wasi::define_shared_memories(&mut linker, module)?;
+            let pre = match linker.instantiate_pre(module) {
                 Ok(pre) => pre,
                 Err(e) => return Ok(self.report(e)),
             };
-            if kiln_wasi::uses_threads(&module) {
+            if kiln_wasi::uses_threads(module) {
                 store.data_mut().threads = Some(self.threads(pre.clone())?);
             }
             pre.instantiate(&mut store)
         } else {
-            linker.instantiate(&mut store, &module)
+            linker.instantiate(&mut store, module)
         };
         let instance = match instance {
             Ok(i) => i,
@@ -174,6 +186,7 @@ impl RunCommand {
         let for_store = self.limits.clone();
         let for_exit = self.limits.clone();
         let store_limits = self.limits.store_limits();
+        let engine = pre.module().engine().clone();
         let threads = WasiThreads::builder(pre, move |parent: &mut Host| Host {
             wasi: parent.wasi.share(),
             limits: store_limits.clone(),
@@ -188,6 +201,10 @@ impl RunCommand {
                 ThreadExit::Exit(code) => u8::try_from(code).unwrap_or(1),
                 ThreadExit::Error(e) => exit_status(&for_exit, e.context(format!("in wasi thread {tid}"))),
             };
+            // Finish storing the compiled module before the process ends.
+            if let Some(cache) = engine.cache() {
+                cache.flush();
+            }
             std::process::exit(i32::from(code))
         })
         .stack_size(self.limits.thread_stack_size())

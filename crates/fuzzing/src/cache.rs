@@ -342,8 +342,12 @@ impl<C: Cache> Cache for DamagingCache<C> {
         }
     }
 
-    fn put(&self, kind: CacheKind, key: &[u8; 32], bytes: &[u8]) {
+    fn put(&self, kind: CacheKind, key: &[u8; 32], bytes: Vec<u8>) {
         self.inner.put(kind, key, bytes);
+    }
+
+    fn flush(&self) {
+        self.inner.flush();
     }
 
     fn remove(&self, kind: CacheKind, key: &[u8; 32]) {

@@ -36,7 +36,7 @@ pub(crate) fn compile_module(engine: &Engine, wasm: &[u8]) -> Result<Arc<ModuleR
     let start = Instant::now();
     let (rt, text) = compile_uncached(engine, wasm, Some(&*cache))?;
     let header = engine.artifact_header(start.elapsed());
-    cache.put(CacheKind::Module, &key, &serialize_artifact(&header, &rt.info, &text, wasm));
+    cache.put(CacheKind::Module, &key, serialize_artifact(&header, &rt.info, &text, wasm));
     Ok(rt)
 }
 
@@ -188,7 +188,7 @@ fn compile_uncached(engine: &Engine, wasm: &[u8], cache: Option<&dyn Cache>) -> 
         let start = Instant::now();
         let f = compiler.compile_function(&info, &offsets, func, input)?;
         if let (Some(cache), Some(key)) = (cache, keys[i]) {
-            cache.put(CacheKind::Function, &key, &encode_function(&f, start.elapsed()));
+            cache.put(CacheKind::Function, &key, encode_function(&f, start.elapsed()));
         }
         Ok(Some(f))
     };

@@ -66,7 +66,7 @@ impl Cache for MemoryCache {
         found.map(CacheEntry::Bytes)
     }
 
-    fn put(&self, kind: CacheKind, key: &[u8; 32], bytes: &[u8]) {
+    fn put(&self, kind: CacheKind, key: &[u8; 32], bytes: Vec<u8>) {
         if bytes.len() > self.budget {
             return;
         }
@@ -80,11 +80,12 @@ impl Cache for MemoryCache {
         }
         s.clock += 1;
         let age = s.clock;
+        let len = bytes.len();
         s.entries.insert((kind, *key), (Arc::from(bytes), age));
         s.by_age.insert(age, (kind, *key));
-        s.size += bytes.len();
+        s.size += len;
         drop(s);
-        self.counters.written(bytes.len());
+        self.counters.written(len);
     }
 
     fn remove(&self, kind: CacheKind, key: &[u8; 32]) {

@@ -81,8 +81,13 @@ impl std::fmt::Display for CacheStats {
 pub trait Cache: Send + Sync {
     /// Looks up an entry.
     fn get(&self, kind: CacheKind, key: &[u8; 32]) -> Option<CacheEntry>;
-    /// Stores an entry, replacing any previous one.
-    fn put(&self, kind: CacheKind, key: &[u8; 32], bytes: &[u8]);
+    /// Stores an entry, replacing any previous one. The cache may finish
+    /// storing it later (see [`Cache::flush`]), but a `get` of the same key
+    /// from this object must then find it.
+    fn put(&self, kind: CacheKind, key: &[u8; 32], bytes: Vec<u8>);
+    /// Waits until every entry given to [`Cache::put`] is stored. The
+    /// default does nothing (for caches that store synchronously).
+    fn flush(&self) {}
     /// Drops an entry (Kiln calls this for entries it found damaged).
     fn remove(&self, kind: CacheKind, key: &[u8; 32]);
     /// The counters.

@@ -166,6 +166,7 @@ fn directory_cache_survives_engines_and_repairs_damage() -> Result<()> {
     assert_eq!(call(&engine, &Module::new(&engine, &text)?, "f3", 7), 3);
     let s = cache.stats();
     assert_eq!(s.rejected, 1, "{s}");
+    cache.flush();
     assert!(Module::deserialize_file(&engine, &entry).is_ok(), "entry replaced by a good one");
     // Truncated entries too.
     std::fs::write(&entry, &bytes[..100])?;
@@ -173,6 +174,7 @@ fn directory_cache_survives_engines_and_repairs_damage() -> Result<()> {
     assert_eq!(cache.stats().rejected, 2);
     // And damage to the module bytes the entry keeps (outside the checksum,
     // compared with the module being compiled instead).
+    cache.flush();
     let mut bytes = std::fs::read(&entry)?;
     let at = bytes.windows(4).position(|w| w == b"\0asm").expect("entry holds the module bytes");
     bytes[at + 20] ^= 0x01;
@@ -197,7 +199,7 @@ impl Cache for CollidingCache {
             CacheKind::Function => None,
         }
     }
-    fn put(&self, kind: CacheKind, _key: &[u8; 32], bytes: &[u8]) {
+    fn put(&self, kind: CacheKind, _key: &[u8; 32], bytes: Vec<u8>) {
         if kind == CacheKind::Module {
             *self.last_module.lock().unwrap() = Some(bytes.into());
         }
@@ -251,6 +253,79 @@ fn directory_cache_under_concurrent_writers() -> Result<()> {
     for h in handles {
         h.join().expect("thread")?;
     }
+    Ok(())
+}
+
+#[test]
+fn directory_cache_writes_modules_in_the_background_but_never_loses_them() -> Result<()> {
+    let dir = temp_dir("dircache-background");
+    // A size check after every module write (1/16 of the cap), no eviction.
+    let cache = Arc::new(DirectoryCache::new(&dir)?.with_max_bytes(256 << 10));
+    // Left over by a writer whose process ended: removed once stale.
+    let stale = dir.join("modules").join(".tmp-stale");
+    let fresh = dir.join("modules").join(".tmp-fresh");
+    std::fs::write(&stale, b"partial")?;
+    std::fs::write(&fresh, b"partial")?;
+    std::fs::File::options()
+        .append(true)
+        .open(&stale)?
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200))?;
+    let mut config = Config::new();
+    config.cache(cache.clone());
+    let engine = Engine::new(&config)?;
+    let text = module_with("local.get 0 i32.clz");
+    Module::new(&engine, &text)?;
+    // Looked up again at once: the lookup waits for the writer and hits.
+    assert_eq!(call(&engine, &Module::new(&engine, &text)?, "f3", 1), 31);
+    assert_eq!(cache.stats().module_hits, 1);
+    for k in 0..3 {
+        Module::new(&engine, module_with(&format!("local.get 0 i32.const {k} i32.sub")))?;
+    }
+    // Dropping the last handle on the cache waits for the writers.
+    drop((engine, config));
+    drop(Arc::into_inner(cache).expect("no other handle on the cache"));
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir.join("modules"))?.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names.len(), 5, "{names:?}");
+    assert_eq!(names[0], ".tmp-fresh");
+    assert!(!stale.exists());
+    Ok(())
+}
+
+#[test]
+fn directory_cache_function_hits_keep_entries_from_eviction() -> Result<()> {
+    let dir = temp_dir("dircache-lru");
+    let text = module_with("local.get 0 i32.ctz");
+    {
+        let mut config = Config::new();
+        config.cache(Arc::new(DirectoryCache::new(&dir)?));
+        let engine = Engine::new(&config)?;
+        Module::new(&engine, &text)?;
+    }
+    // Make every function entry look two hours old.
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    let mut functions = Vec::new();
+    for sub in std::fs::read_dir(dir.join("functions"))?.flatten() {
+        for e in std::fs::read_dir(sub.path())?.flatten() {
+            std::fs::File::options().append(true).open(e.path())?.set_modified(two_hours_ago)?;
+            functions.push(e.path());
+        }
+    }
+    assert!(!functions.is_empty());
+    // An edit elsewhere in the module: the unchanged functions are hits,
+    // and their entries count as recently used again.
+    let cache = Arc::new(DirectoryCache::new(&dir)?);
+    let mut config = Config::new();
+    config.cache(cache.clone());
+    let engine = Engine::new(&config)?;
+    Module::new(&engine, text.replace("i32.const 3 i32.xor", "i32.const 5 i32.xor"))?;
+    assert!(cache.stats().function_hits >= 3);
+    let refreshed = functions
+        .iter()
+        .filter(|p| std::fs::metadata(p).and_then(|m| m.modified()).is_ok_and(|m| m > two_hours_ago + std::time::Duration::from_secs(3600)))
+        .count();
+    assert_eq!(refreshed as u64, cache.stats().function_hits);
     Ok(())
 }
 
