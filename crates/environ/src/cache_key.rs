@@ -112,30 +112,63 @@ mod erased {
     }
 }
 
-/// The key of defined function `func`, whose body is `body` (the bytes of
-/// its locals and code). Returns `None` if the body cannot be scanned
-/// (it is then invalid, and compiling it reports why).
-pub fn function_key(salt: &CacheKey, env: &CacheKey, module: &ModuleInfo, func: u32, body: &[u8]) -> Option<CacheKey> {
-    let mut h = Hasher::new();
-    h.update(b"func");
-    h.update(salt);
-    h.update(env);
-    put_func_type(&mut h, module.types.get(*module.functions.get(func as usize)? as usize)?);
-    put_len_prefixed(&mut h, body);
-    // The functions this body names.
-    let reader = wasmparser::BinaryReader::new(body, 0);
-    let body = wasmparser::FunctionBody::new(reader);
-    let mut ops = body.get_operators_reader().ok()?;
-    while !ops.eof() {
-        let f = match ops.read().ok()? {
-            wasmparser::Operator::Call { function_index }
-            | wasmparser::Operator::ReturnCall { function_index }
-            | wasmparser::Operator::RefFunc { function_index } => function_index,
-            _ => continue,
-        };
-        h.update(&f.to_le_bytes());
-        h.update(&[u8::from(module.is_imported_func(f))]);
-        put_func_type(&mut h, module.types.get(*module.functions.get(f as usize)? as usize)?);
+/// Computes the keys of a module's functions; everything shared by them
+/// (the engine salt, the environment fingerprint, every signature's
+/// encoding) is prepared once.
+pub struct FunctionKeys<'m> {
+    salt: CacheKey,
+    env: CacheKey,
+    module: &'m ModuleInfo,
+    /// The encoding of each type, by type index.
+    signatures: Vec<Vec<u8>>,
+}
+
+impl<'m> FunctionKeys<'m> {
+    /// Prepares the keys of `module`'s functions for an engine with `salt`.
+    pub fn new(salt: &CacheKey, module: &'m ModuleInfo, offsets: &VMOffsets) -> FunctionKeys<'m> {
+        FunctionKeys {
+            salt: *salt,
+            env: environment_fingerprint(module, offsets),
+            module,
+            signatures: module.types.iter().map(|t| postcard::to_allocvec(t).expect("serializing to memory cannot fail")).collect(),
+        }
     }
-    Some(*h.finalize().as_bytes())
+
+    fn signature_of(&self, func: u32) -> Option<&[u8]> {
+        let ty = *self.module.functions.get(func as usize)?;
+        self.signatures.get(ty as usize).map(Vec::as_slice)
+    }
+
+    /// The key of defined function `func`, whose body is `body` (the
+    /// bytes of its locals and code). Returns `None` if the body cannot be
+    /// scanned (it is then invalid, and compiling it reports why).
+    pub fn key(&self, func: u32, body: &[u8]) -> Option<CacheKey> {
+        let mut h = Hasher::new();
+        h.update(b"func");
+        h.update(&self.salt);
+        h.update(&self.env);
+        put_len_prefixed(&mut h, self.signature_of(func)?);
+        put_len_prefixed(&mut h, body);
+        // The functions this body names: index, whether imported, and
+        // signature of each, gathered first and hashed in one update.
+        let mut named = Vec::new();
+        let reader = wasmparser::BinaryReader::new(body, 0);
+        let body = wasmparser::FunctionBody::new(reader);
+        let mut ops = body.get_operators_reader().ok()?;
+        while !ops.eof() {
+            let f = match ops.read().ok()? {
+                wasmparser::Operator::Call { function_index }
+                | wasmparser::Operator::ReturnCall { function_index }
+                | wasmparser::Operator::RefFunc { function_index } => function_index,
+                _ => continue,
+            };
+            let sig = self.signature_of(f)?;
+            named.extend_from_slice(&f.to_le_bytes());
+            named.push(u8::from(self.module.is_imported_func(f)));
+            named.extend_from_slice(&(sig.len() as u32).to_le_bytes());
+            named.extend_from_slice(sig);
+        }
+        put_len_prefixed(&mut h, &named);
+        Some(*h.finalize().as_bytes())
+    }
 }

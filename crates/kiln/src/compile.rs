@@ -141,15 +141,14 @@ fn compile_uncached(engine: &Engine, wasm: &[u8], cache: Option<&dyn Cache>) -> 
     // Keys of every body, and which bodies repeat an earlier one.
     let keys: Vec<Option<CacheKey>> = match cache {
         Some(_) => {
-            let env = environment_fingerprint(&info, &offsets);
+            let keys = FunctionKeys::new(salt, &info, &offsets);
             translation
                 .bodies
                 .par_iter()
                 .enumerate()
                 .map(|(i, b)| {
                     let r = b.body.range();
-                    let bytes = wasm.get(r.start as usize..r.end as usize)?;
-                    function_key(salt, &env, &info, first + i as u32, bytes)
+                    keys.key(first + i as u32, wasm.get(r.start as usize..r.end as usize)?)
                 })
                 .collect()
         }

@@ -5,7 +5,7 @@
 //! (the `.cwasm` artifact format, keyed by the module bytes and the engine's
 //! code-generation settings) and single compiled functions (keyed by the
 //! function body and the parts of the module it depends on; see
-//! `kiln_environ::function_key`). Entries are opaque bytes to the cache;
+//! `kiln_environ::FunctionKeys`). Entries are opaque bytes to the cache;
 //! Kiln checks their integrity when it reads them, so a corrupt, truncated
 //! or foreign entry is treated as a miss and overwritten.
 
