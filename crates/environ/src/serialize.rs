@@ -20,7 +20,11 @@
 //! Module cache entries also carry the wasm bytes they were compiled from,
 //! and a cache lookup loads an entry only if those equal the module being
 //! compiled (see `module_key` for why). Those bytes are left out of the
-//! checksum: the comparison checks them exactly.
+//! checksum: the comparison checks them exactly. Damage to them cannot make
+//! an entry load for the wrong module either: an entry is only looked up
+//! under its own module's key, which hashes every byte, so damaged bytes
+//! could pass the comparison only for a module whose key collides with the
+//! original's (as unlikely as damage passing the checksum).
 
 use crate::artifact::CompiledModuleInfo;
 use crate::tunables::Tunables;
