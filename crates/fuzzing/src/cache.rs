@@ -15,7 +15,10 @@
 //!    out, and a [`kiln::DirectoryCache`] whose files are damaged on disk,
 //!    compiling again succeeds (damaged entries are misses) and gives a
 //!    module that behaves like a fresh compilation; an engine of other
-//!    settings sharing the cache gets code for its own settings.
+//!    settings sharing the cache gets code for its own settings;
+//! 5. the function-level cache reloads exactly the code an uncached
+//!    compile produces, misses only what an edit changed, and misses
+//!    everything when the context changes ([`crate::function_cache`]).
 
 use crate::differential::compare_kiln;
 use crate::generators::{self, KilnSettings, ModuleLimits, Proposals};
@@ -214,6 +217,10 @@ impl Case {
         let cache_dir = dir.path().join("cache");
         let directory = Arc::new(kiln::DirectoryCache::new(&cache_dir).map_err(|e| plain(format!("cache dir: {e}")))?);
         self.check_cache(directory, &module, args, |d| damage_files(&cache_dir, d))?;
+
+        // 5. The function-level cache.
+        let pick = self.damage.len() + self.wasm.len();
+        crate::function_cache::check(&self.wasm, &self.settings, pick).map_err(plain)?;
         Ok(())
     }
 

@@ -11,7 +11,7 @@
 //! | [`differential`] | wasm-smith modules run in Kiln and in wasmi give the same results, traps, memories, globals and tables |
 //! | [`compile`] | arbitrary bytes never panic `Module::new`; Kiln accepts exactly what wasmparser (with Kiln's features) validates |
 //! | [`instantiate`] | valid modules with dummy imports instantiate or fail cleanly, identically under every allocation setting |
-//! | [`cache`] | damaged, truncated or foreign artifacts are refused by `Module::deserialize` and are misses in the caches |
+//! | [`cache`] | damaged, truncated or foreign artifacts are refused by `Module::deserialize` and are misses in the caches; the function cache reloads exactly the uncached code, misses only edited functions, and everything after a context change ([`function_cache`]) |
 //! | [`wasi`] | random WASI path operations never reach outside the preopened directory |
 //!
 //! The `fuzz/` directory at the root of the repository has one cargo-fuzz
@@ -27,6 +27,7 @@ pub mod cache;
 pub mod compile;
 pub mod differential;
 pub mod dummy;
+pub mod function_cache;
 pub mod generators;
 pub mod instantiate;
 pub mod wasi;
