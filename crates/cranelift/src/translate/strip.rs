@@ -237,26 +237,26 @@ pub(crate) fn plan(body: &FunctionBody<'_>, locals: &[WasmValType], fuel: Option
     while !ops.eof() {
         let Ok((op, pos)) = ops.read_with_offset() else { return plans };
         use Operator as O;
-        if let Some(c) = &mut cand {
-            if !matches!(op, O::End) || frames.len() - 1 != c.depth {
-                c.operators += 1;
-                c.fuel += fuel.map_or(0, |f| u64::from(super::interrupt::fuel_cost(&op, f)));
-                if branches_to(&op, frames.len(), c.depth) {
-                    c.back_edges += 1;
-                }
-                if matches!(op, O::Br { .. } | O::BrIf { .. } | O::BrTable { .. } | O::If { .. } | O::Else | O::Return | O::Unreachable) {
-                    c.branches += 1;
-                }
-                if c.tail.len() == 8 {
-                    c.tail.pop_front();
-                }
-                c.tail.push_back((pos, Tail::of(&op), matches!(op, O::BrIf { relative_depth: 0 })));
-                if let O::LocalSet { local_index } | O::LocalTee { local_index } = op {
-                    c.writes.push(local_index);
-                }
-                if !bounded(&op) {
-                    cand = None;
-                }
+        if let Some(c) = &mut cand
+            && (!matches!(op, O::End) || frames.len() - 1 != c.depth)
+        {
+            c.operators += 1;
+            c.fuel += fuel.map_or(0, |f| u64::from(super::interrupt::fuel_cost(&op, f)));
+            if branches_to(&op, frames.len(), c.depth) {
+                c.back_edges += 1;
+            }
+            if matches!(op, O::Br { .. } | O::BrIf { .. } | O::BrTable { .. } | O::If { .. } | O::Else | O::Return | O::Unreachable) {
+                c.branches += 1;
+            }
+            if c.tail.len() == 8 {
+                c.tail.pop_front();
+            }
+            c.tail.push_back((pos, Tail::of(&op), matches!(op, O::BrIf { relative_depth: 0 })));
+            if let O::LocalSet { local_index } | O::LocalTee { local_index } = op {
+                c.writes.push(local_index);
+            }
+            if !bounded(&op) {
+                cand = None;
             }
         }
         match op {
@@ -277,10 +277,10 @@ pub(crate) fn plan(body: &FunctionBody<'_>, locals: &[WasmValType], fuel: Option
             }
             O::End => {
                 let Some(_) = frames.pop() else { return plans };
-                if cand.as_ref().is_some_and(|c| c.depth == frames.len()) {
-                    if let Some(p) = cand.take().and_then(|c| counted_loop(c, locals)) {
-                        plans.push(p);
-                    }
+                if cand.as_ref().is_some_and(|c| c.depth == frames.len())
+                    && let Some(p) = cand.take().and_then(|c| counted_loop(c, locals))
+                {
+                    plans.push(p);
                 }
             }
             O::Else => {}
@@ -405,15 +405,15 @@ fn counted_loop(c: Candidate, locals: &[WasmValType]) -> Option<StripPlan> {
     if c.writes.iter().filter(|&&w| w == iv).count() != 1 {
         return None;
     }
-    if let Limit::Local(l) = limit {
-        if l == iv || !is_ty(l) || c.writes.contains(&l) {
-            return None;
-        }
+    if let Limit::Local(l) = limit
+        && (l == iv || !is_ty(l) || c.writes.contains(&l))
+    {
+        return None;
     }
-    if let Step::Local { local, .. } = step {
-        if !is_i32(local) || c.writes.contains(&local) {
-            return None;
-        }
+    if let Step::Local { local, .. } = step
+        && (!is_i32(local) || c.writes.contains(&local))
+    {
+        return None;
     }
     let max_iterations = (STRIP_OPERATORS / c.operators.max(1)).min(MAX_STRIP);
     if max_iterations < 2 {
@@ -499,11 +499,11 @@ impl FuncTranslator<'_, '_> {
     /// At the `end` of the loop whose header is `header`: if it was
     /// strip-mined, its outer header has all its predecessors now.
     pub(crate) fn end_strip_loop(&mut self, header: ir::Block) {
-        if self.strip.as_ref().is_some_and(|s| s.inner == header) {
-            if let Some(strip) = self.strip.take() {
-                self.builder.seal_block(strip.outer);
-                self.fuel_suspended = false;
-            }
+        if self.strip.as_ref().is_some_and(|s| s.inner == header)
+            && let Some(strip) = self.strip.take()
+        {
+            self.builder.seal_block(strip.outer);
+            self.fuel_suspended = false;
         }
     }
 
