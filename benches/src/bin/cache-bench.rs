@@ -118,22 +118,19 @@ fn main() {
         eprintln!("usage: cache-bench FILE.wasm [RUNS]");
         std::process::exit(2);
     };
-    if path == "--warm-only" {
+    type OneMeasurement = fn(&std::path::Path, &[u8], usize);
+    let only: Option<(OneMeasurement, usize)> = match path.as_str() {
+        "--warm-only" => Some((warm_only, 31)),
+        "--edit-only" => Some((edit_only, 5)),
+        _ => None,
+    };
+    if let Some((measure, default_runs)) = only {
         let (Some(dir), Some(path)) = (args.get(2), args.get(3)) else {
-            eprintln!("usage: cache-bench --warm-only DIR FILE.wasm [RUNS]");
+            eprintln!("usage: cache-bench {} DIR FILE.wasm [RUNS]", args[1]);
             std::process::exit(2);
         };
-        let runs: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(31);
-        warm_only(std::path::Path::new(dir), &std::fs::read(path).expect("read module"), runs);
-        return;
-    }
-    if path == "--edit-only" {
-        let (Some(dir), Some(path)) = (args.get(2), args.get(3)) else {
-            eprintln!("usage: cache-bench --edit-only DIR FILE.wasm [RUNS]");
-            std::process::exit(2);
-        };
-        let runs: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(5);
-        edit_only(std::path::Path::new(dir), &std::fs::read(path).expect("read module"), runs);
+        let runs: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(default_runs);
+        measure(std::path::Path::new(dir), &std::fs::read(path).expect("read module"), runs);
         return;
     }
     let runs: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5);

@@ -125,27 +125,33 @@ fn sections(wasm: &[u8]) -> Option<Vec<(u8, &[u8])>> {
     Some(out)
 }
 
-/// Reassembles a module from the header of `wasm` and `sections`.
-fn assemble(wasm: &[u8], sections: &[(u8, Vec<u8>)]) -> Vec<u8> {
-    let mut out = wasm[..8].to_vec();
-    for (id, contents) in sections {
-        out.push(*id);
+/// The module with the contents of its section `id` replaced by
+/// `replace(contents)`; `None` if it has no such section or `replace`
+/// fails.
+fn with_section_replaced(wasm: &[u8], id: u8, mut replace: impl FnMut(&[u8]) -> Option<Vec<u8>>) -> Option<Vec<u8>> {
+    let mut out = wasm.get(..8)?.to_vec();
+    let mut found = false;
+    for (section, contents) in sections(wasm)? {
+        let new;
+        let contents = if section == id {
+            found = true;
+            new = replace(contents)?;
+            &new[..]
+        } else {
+            contents
+        };
+        out.push(section);
         contents.len().encode(&mut out);
         out.extend_from_slice(contents);
     }
-    out
+    found.then_some(out)
 }
 
 /// The module with `nop` at the start of body `index`'s code, and that
 /// new body.
 fn with_nop_in_body(wasm: &[u8], index: usize) -> Option<(Vec<u8>, Vec<u8>)> {
     let mut new_body = None;
-    let mut rebuilt = Vec::new();
-    for (id, contents) in sections(wasm)? {
-        if id != 10 {
-            rebuilt.push((id, contents.to_vec()));
-            continue;
-        }
+    let edited = with_section_replaced(wasm, 10, |contents| {
         let mut reader = wasmparser::BinaryReader::new(contents, 0);
         let count = reader.read_var_u32().ok()?;
         let mut code = Vec::new();
@@ -171,29 +177,21 @@ fn with_nop_in_body(wasm: &[u8], index: usize) -> Option<(Vec<u8>, Vec<u8>)> {
             body.len().encode(&mut code);
             code.extend_from_slice(&body);
         }
-        rebuilt.push((id, code));
-    }
-    Some((assemble(wasm, &rebuilt), new_body?))
+        Some(code)
+    })?;
+    Some((edited, new_body?))
 }
 
 /// The module with a type `(func)` appended to its type section (if it has
 /// one).
 fn with_extra_type(wasm: &[u8]) -> Option<Vec<u8>> {
-    let mut found = false;
-    let mut rebuilt = Vec::new();
-    for (id, contents) in sections(wasm)? {
-        if id != 1 {
-            rebuilt.push((id, contents.to_vec()));
-            continue;
-        }
+    with_section_replaced(wasm, 1, |contents| {
         let mut reader = wasmparser::BinaryReader::new(contents, 0);
         let count = reader.read_var_u32().ok()?;
         let mut types = Vec::new();
         (count.checked_add(1)?).encode(&mut types);
         types.extend_from_slice(contents.get(reader.original_position() as usize..)?);
         types.extend_from_slice(&[0x60, 0x00, 0x00]);
-        rebuilt.push((id, types));
-        found = true;
-    }
-    found.then(|| assemble(wasm, &rebuilt))
+        Some(types)
+    })
 }

@@ -108,7 +108,7 @@ impl DirectoryCache {
 
     /// Total bytes of entries on disk.
     pub fn disk_usage(&self) -> u64 {
-        entries(&self.files.root).iter().map(|(_, len, _)| len).sum()
+        entries(&self.files.root, false).iter().map(|(_, len, _)| len).sum()
     }
 
     /// Removes every entry.
@@ -118,7 +118,7 @@ impl DirectoryCache {
     /// A file could not be removed.
     pub fn clear(&self) -> std::io::Result<()> {
         self.flush();
-        for (p, _, _) in entries(&self.files.root) {
+        for (p, _, _) in entries(&self.files.root, false) {
             match std::fs::remove_file(&p) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
                 _ => {}
@@ -193,8 +193,7 @@ impl Files {
         }
         let Ok(_guard) = self.evicting.try_lock() else { return };
         self.since_check.store(0, Ordering::Relaxed);
-        remove_stale_temps(&self.root);
-        let mut all = entries(&self.root);
+        let mut all = entries(&self.root, true);
         let mut total: u64 = all.iter().map(|(_, len, _)| len).sum();
         if total <= max_bytes {
             return;
@@ -222,7 +221,7 @@ fn read_function_entry(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut f = std::fs::File::open(path)?;
     let md = f.metadata()?;
-    if md.modified().ok().and_then(|m| m.elapsed().ok()).is_some_and(|age| age > FUNCTION_REFRESH_AGE) {
+    if older_than(&md, FUNCTION_REFRESH_AGE) {
         let _ = f.set_modified(SystemTime::now());
     }
     let mut bytes = Vec::with_capacity(usize::try_from(md.len()).unwrap_or(0));
@@ -230,26 +229,13 @@ fn read_function_entry(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Removes temporary files under `root` older than [`STALE_TEMP_AGE`].
-fn remove_stale_temps(root: &Path) {
-    let mut stack = vec![root.join("modules"), root.join("functions")];
-    while let Some(dir) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
-        for e in rd.flatten() {
-            let Ok(md) = e.metadata() else { continue };
-            if md.is_dir() {
-                stack.push(e.path());
-            } else if e.file_name().to_string_lossy().starts_with(".tmp-")
-                && md.modified().ok().and_then(|m| m.elapsed().ok()).is_some_and(|age| age > STALE_TEMP_AGE)
-            {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
+/// Whether a file was last modified more than `age` ago.
+fn older_than(md: &std::fs::Metadata, age: Duration) -> bool {
+    md.modified().ok().and_then(|m| m.elapsed().ok()).is_some_and(|a| a > age)
 }
 
-/// Every entry file under `root`: (path, length, modification time).
-fn entries(root: &Path) -> Vec<(PathBuf, u64, SystemTime)> {
+/// Every file under `root`'s entry directories, with its metadata.
+fn files(root: &Path) -> Vec<(std::fs::DirEntry, std::fs::Metadata)> {
     let mut out = Vec::new();
     let mut stack = vec![root.join("modules"), root.join("functions")];
     while let Some(dir) = stack.pop() {
@@ -258,9 +244,27 @@ fn entries(root: &Path) -> Vec<(PathBuf, u64, SystemTime)> {
             let Ok(md) = e.metadata() else { continue };
             if md.is_dir() {
                 stack.push(e.path());
-            } else if !e.file_name().to_string_lossy().starts_with('.') {
-                out.push((e.path(), md.len(), md.modified().unwrap_or(SystemTime::UNIX_EPOCH)));
+            } else {
+                out.push((e, md));
             }
+        }
+    }
+    out
+}
+
+/// Every entry file under `root`: (path, length, modification time).
+/// With `remove_stale_temps`, temporary files older than
+/// [`STALE_TEMP_AGE`] (left by writers that never finished) are removed
+/// on the way.
+fn entries(root: &Path, remove_stale_temps: bool) -> Vec<(PathBuf, u64, SystemTime)> {
+    let mut out = Vec::new();
+    for (e, md) in files(root) {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if !name.starts_with('.') {
+            out.push((e.path(), md.len(), md.modified().unwrap_or(SystemTime::UNIX_EPOCH)));
+        } else if remove_stale_temps && name.starts_with(".tmp-") && older_than(&md, STALE_TEMP_AGE) {
+            let _ = std::fs::remove_file(e.path());
         }
     }
     out
