@@ -1,16 +1,18 @@
 //! `kiln compile`.
 
 use crate::features::FeatureFlags;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use kiln::{Engine, Module};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// `kiln compile FILE [-o OUT]`: compiles a module ahead of time into a
-/// `.cwasm` artifact that `kiln run` (and `Module::deserialize_file`) load
-/// without compiling. The artifact only loads in a Kiln of the same
-/// version, on the same kind of CPU, with the same `-W` settings.
+/// `.cwasm` artifact that `kiln run --allow-precompiled` (and
+/// `Module::deserialize_file`) load without compiling. The artifact only
+/// loads in a Kiln of the same version, on the same kind of CPU, with the
+/// same `-W` settings. OUT is replaced by renaming a new file over it, so
+/// a process running the old artifact is not disturbed.
 #[derive(Args)]
 pub struct CompileCommand {
     /// The module (.wasm or .wat).
@@ -30,7 +32,7 @@ impl CompileCommand {
         let module = Module::from_file(&engine, &self.file)?;
         let out = self.output.clone().unwrap_or_else(|| self.file.with_extension("cwasm"));
         let bytes = module.serialize()?;
-        std::fs::write(&out, &bytes).with_context(|| format!("failed to write {}", out.display()))?;
+        crate::load::write_replacing(&out, &bytes)?;
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -8,6 +8,7 @@
 mod cache_cmd;
 mod compile_cmd;
 mod features;
+mod load;
 mod options;
 mod run;
 mod wast_cmd;

@@ -53,10 +53,17 @@ pub struct RunCommand {
     #[command(flatten)]
     limits: LimitFlags,
 
+    /// Run FILE even if it is a precompiled artifact (`kiln compile`
+    /// output). Its native code runs as is, unchecked: only for artifacts
+    /// from a source trusted as much as Kiln itself.
+    #[arg(long)]
+    allow_precompiled: bool,
+
     #[command(flatten)]
     cache: CacheFlags,
 
-    /// The module to run (.wasm or .wat).
+    /// The module to run (.wasm or .wat; a precompiled .cwasm only with
+    /// --allow-precompiled).
     file: PathBuf,
 
     /// Arguments: the function's parameters with --invoke, otherwise passed
@@ -95,7 +102,7 @@ impl RunCommand {
             config.profiler(p);
         }
         let engine = Engine::new(&config)?;
-        let module = Module::from_file(&engine, &self.file)?;
+        let module = crate::load::load_module(&engine, &self.file, self.allow_precompiled)?;
         let status = self.run_module(&engine, &module);
         // The cache stores a newly compiled module in the background; make
         // sure it is on disk before the process ends.

@@ -72,10 +72,11 @@ fn compile_then_run_the_artifact_and_manage_the_cache() {
     let out = dir.path().join("fib.cwasm");
     let (code, _, err) = run(kiln(dir.path()).arg("compile").arg(&fib).arg("-o").arg(&out));
     assert_eq!(code, 0, "{err}");
-    let (code, stdout, _) = run(kiln(dir.path()).arg("run").arg(&out).args(["--invoke", "fib", "20"]));
+    let (code, stdout, _) = run(kiln(dir.path()).args(["run", "--allow-precompiled"]).arg(&out).args(["--invoke", "fib", "20"]));
     assert_eq!((code, stdout.as_str()), (0, "6765\n"));
     // An artifact for other settings is refused with a clear message.
-    let (code, _, err) = run(kiln(dir.path()).args(["run", "-W", "simd=n"]).arg(&out).args(["--invoke", "fib", "20"]));
+    let (code, _, err) =
+        run(kiln(dir.path()).args(["run", "--allow-precompiled", "-W", "simd=n"]).arg(&out).args(["--invoke", "fib", "20"]));
     assert_eq!(code, 1);
     assert!(err.contains("different configuration"), "{err}");
     // The run filled the cache; stats count it and clear empties it.

@@ -1,8 +1,7 @@
 //! Cache keys. A function key is a BLAKE3 hash over everything the cached
 //! compiled code depends on, so that two inputs with equal keys compile to
-//! interchangeable code. A module key only files an entry: the entry holds
-//! the module bytes, which a lookup compares with its own (see
-//! [`module_key`]).
+//! interchangeable code; a module key is a BLAKE3 hash of the module bytes
+//! (see [`module_key`]).
 //!
 //! - A module's key covers its bytes and the engine salt (Kiln version,
 //!   compiler fingerprint, tunables: see [`engine_salt`]).
@@ -45,37 +44,25 @@ pub fn engine_salt(kiln_version: &str, compiler_fingerprint: &str, tunables: &Tu
     *h.finalize().as_bytes()
 }
 
-/// The key under which a whole module's artifact is filed: the engine
-/// salt and XXH3-128 hashes of the module's 1 MiB pieces (computed on all
-/// cores), hashed together with BLAKE3.
+/// The key under which a whole module's artifact is filed: a BLAKE3 hash
+/// of the module bytes, keyed by the engine salt (on all cores for large
+/// modules). It is collision-resistant, so it identifies the module: a
+/// module cache entry's tag is bound to this key ([`crate::Seal::cache_entry`]),
+/// and an entry can only ever load for the module it was compiled from.
 ///
-/// XXH3 is not collision-resistant, so this key does not identify the
-/// module: a module cache entry holds the wasm it was compiled from, and a
-/// lookup uses it only if those bytes equal the module being compiled
-/// (`parse_artifact` with `module`); two modules crafted to share a key
-/// just replace each other's entry. The key must still hash every byte:
-/// it is what keeps an entry whose kept module bytes were damaged from
-/// being compared with (and matching) some other module. (Hashing only a
-/// sample of the module and keeping several entries per key would save
-/// the 0.8-1.2 ms of this hash on Yosys but needs that hash back to
-/// protect the kept bytes.) Hashing fast and comparing exactly is
-/// cheaper on a warm start than a cryptographic hash of the module: for the
-/// 31 MB Yosys build, 0.8 ms of XXH3 plus 1.7 ms comparing (memory-bound,
-/// and overlapped with the artifact checksum) against 3.3-3.5 ms of BLAKE3
-/// on two cores. The price is disk: an entry is larger by the module.
+/// (Entries used to keep the module bytes, filed under a fast XXH3 key and
+/// compared byte for byte on every warm start. Authenticating entries
+/// needs a cryptographic pass over the entry anyway; binding the tag to a
+/// BLAKE3 key makes the kept bytes and the comparison unnecessary, which
+/// saves the module's size in every entry and that pass over them.)
 pub fn module_key(salt: &CacheKey, wasm: &[u8]) -> CacheKey {
-    use rayon::prelude::*;
-    let pieces: Vec<u128> = if wasm.len() >= 2 << 20 {
-        wasm.par_chunks(1 << 20).map(xxhash_rust::xxh3::xxh3_128).collect()
-    } else {
-        wasm.chunks(1 << 20).map(xxhash_rust::xxh3::xxh3_128).collect()
-    };
-    let mut h = Hasher::new();
-    h.update(b"module-v2");
-    h.update(salt);
+    let mut h = Hasher::new_keyed(salt);
+    h.update(b"module-v3");
     h.update(&(wasm.len() as u64).to_le_bytes());
-    for p in pieces {
-        h.update(&p.to_le_bytes());
+    if wasm.len() >= 1 << 20 {
+        h.update_rayon(wasm);
+    } else {
+        h.update(wasm);
     }
     *h.finalize().as_bytes()
 }

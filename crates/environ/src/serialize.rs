@@ -1,5 +1,6 @@
 //! The compiled-artifact file format, shared by `Module::serialize`, the
-//! module cache, and `.cwasm` files:
+//! module cache, and `.cwasm` files, and the format of function cache
+//! entries:
 //!
 //! ```text
 //! offset 0   magic "\0KILNART"
@@ -8,25 +9,34 @@
 //!       16   metadata length (u64 LE) metadata = postcard(CompiledModuleInfo)
 //!       24   text offset (u64 LE, a multiple of TEXT_ALIGN, so the text can be mapped in place)
 //!       32   text length (u64 LE)
-//!       40   checksum (u64 LE) of every other byte of the file except the module bytes (`checksum`)
-//!       48   module bytes length (u64 LE; 0 outside the module cache)
-//!       56   header, metadata, module bytes, zero padding, text
+//!       40   tag (32 bytes): keyed BLAKE3 of every other byte of the file (see [`Seal`])
+//!       72   header, metadata, zero padding, text
 //! ```
 //!
-//! The checksum catches truncation and corruption (a damaged cache entry is
-//! a miss, never executed). It is not a signature: an artifact is machine
-//! code, so only load artifacts produced by Kiln from a trusted source.
+//! A function cache entry is `"KFN3"`, its tag (32 bytes), the compile
+//! time in nanoseconds (u64 LE) and `postcard(CompiledFunction)`.
 //!
-//! Module cache entries also carry the wasm bytes they were compiled from,
-//! and a cache lookup loads an entry only if those equal the module being
-//! compiled (see `module_key` for why). Those bytes are left out of the
-//! checksum: the comparison checks them exactly. Damage to them cannot make
-//! an entry load for the wrong module either: an entry is only looked up
-//! under its own module's key, which hashes every byte, so damaged bytes
-//! could pass the comparison only for a module whose key collides with the
-//! original's (as unlikely as damage passing the checksum).
+//! Every artifact and entry carries a tag computed with a [`Seal`]. What the
+//! tag proves depends on the seal's key:
+//!
+//! - [`Seal::public`] (`Module::serialize`, `kiln compile`): the key is a
+//!   constant, so the tag is a checksum. It catches truncation and
+//!   corruption, not tampering: anyone can compute it. Such artifacts are
+//!   machine code that Kiln trusts because the embedder said so
+//!   (`Module::deserialize` is `unsafe`).
+//! - [`Seal::cache_entry`] with a cache's secret key: the tag is a MAC
+//!   bound to the cache key and kind the entry is stored under. Whoever
+//!   does not know the key cannot make an entry Kiln will load, nor move a
+//!   valid entry to another key. Module keys are a collision-resistant
+//!   hash of the module bytes (`module_key`), so an entry can only ever be
+//!   loaded for the exact module it was compiled from.
+//!
+//! Both are checked before anything in the file is decoded or mapped
+//! executable; every table is also bounds-checked before use, so a damaged
+//! artifact is an error, never a crash.
 
 use crate::artifact::CompiledModuleInfo;
+use crate::compile::CompiledFunction;
 use crate::tunables::Tunables;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -35,10 +45,87 @@ use std::ops::Range;
 /// First bytes of every artifact.
 pub const ARTIFACT_MAGIC: [u8; 8] = *b"\0KILNART";
 /// Version of the layout above; bumped on any incompatible change.
-pub const ARTIFACT_FORMAT: u32 = 4;
+pub const ARTIFACT_FORMAT: u32 = 5;
 /// Alignment of the text within the file (covers 4 KiB and 16 KiB pages).
 pub const TEXT_ALIGN: usize = 16384;
-const PREFIX: usize = 56;
+/// Where the tag sits, and the size of the fixed prefix before the header.
+const TAG: Range<usize> = 40..72;
+const PREFIX: usize = 72;
+/// First bytes of every function cache entry.
+const FUNCTION_MAGIC: [u8; 4] = *b"KFN3";
+
+/// What a cache entry holds (it is part of what a cache entry's tag
+/// covers, so an entry of one kind never passes as the other).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// A whole compiled module (artifact format).
+    Module,
+    /// One compiled function.
+    Function,
+}
+
+/// The key and context of an artifact's or entry's tag (see the module
+/// docs): a keyed BLAKE3 hash of a domain label, a 32-byte binding (the
+/// cache key, or zeros) and the protected bytes.
+#[derive(Clone)]
+pub struct Seal {
+    key: [u8; 32],
+    domain: &'static [u8],
+    binding: [u8; 32],
+}
+
+impl fmt::Debug for Seal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the key.
+        f.debug_struct("Seal").field("domain", &String::from_utf8_lossy(self.domain)).finish_non_exhaustive()
+    }
+}
+
+/// Inputs at least this long are hashed on all cores.
+const PARALLEL_HASH_MIN: usize = 1 << 20;
+
+impl Seal {
+    /// The seal of artifacts that live outside any cache: a fixed public
+    /// key, so the tag detects damage but not tampering.
+    pub fn public() -> Seal {
+        Seal { key: *b"kiln public artifact checksum v1", domain: b"kiln artifact", binding: [0; 32] }
+    }
+
+    /// The seal of a cache entry of `kind` stored under `cache_key`, with
+    /// the cache's secret `mac_key`; a cache without a key (one nobody
+    /// else can write, such as process memory) gets the public key.
+    pub fn cache_entry(mac_key: Option<&[u8; 32]>, kind: EntryKind, cache_key: &[u8; 32]) -> Seal {
+        let domain: &'static [u8] = match kind {
+            EntryKind::Module => b"kiln module cache entry",
+            EntryKind::Function => b"kiln function cache entry",
+        };
+        Seal { key: mac_key.copied().unwrap_or(Seal::public().key), domain, binding: *cache_key }
+    }
+
+    /// The tag of `parts` (each hashed with its length, large ones on all
+    /// cores).
+    fn tag(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_keyed(&self.key);
+        h.update(&(self.domain.len() as u64).to_le_bytes());
+        h.update(self.domain);
+        h.update(&self.binding);
+        for part in parts {
+            h.update(&(part.len() as u64).to_le_bytes());
+            if part.len() >= PARALLEL_HASH_MIN {
+                h.update_rayon(part);
+            } else {
+                h.update(part);
+            }
+        }
+        *h.finalize().as_bytes()
+    }
+
+    /// Whether `tag` is the tag of `parts` (compared in constant time).
+    fn verify(&self, tag: &[u8], parts: &[&[u8]]) -> bool {
+        let Ok(tag) = <[u8; 32]>::try_from(tag) else { return false };
+        blake3::Hash::from_bytes(tag) == blake3::Hash::from_bytes(self.tag(parts))
+    }
+}
 
 /// Who produced an artifact, and with which settings. An artifact loads
 /// only into an engine whose header is equal.
@@ -63,9 +150,9 @@ pub enum ArtifactError {
     UnsupportedFormat(u32),
     /// Shorter than its own header says, or damaged.
     Corrupt(&'static str),
-    /// A module cache entry compiled from other module bytes than the
-    /// ones being compiled (two modules whose cache keys collide).
-    OtherModule,
+    /// The tag does not match: the artifact was damaged, or (for a cache
+    /// entry) it was not written by this cache under this key.
+    BadTag,
     /// Produced for another Kiln version, target or configuration.
     Incompatible {
         /// What differs.
@@ -85,7 +172,9 @@ impl fmt::Display for ArtifactError {
                 write!(f, "compiled artifact has format version {v}, this Kiln reads version {ARTIFACT_FORMAT}")
             }
             ArtifactError::Corrupt(what) => write!(f, "compiled artifact is corrupt: {what}"),
-            ArtifactError::OtherModule => f.write_str("compiled artifact was compiled from different module bytes"),
+            ArtifactError::BadTag => {
+                f.write_str("compiled artifact failed its integrity check (damaged, or not sealed by this cache for this module)")
+            }
             ArtifactError::Incompatible { what, found, expected } => write!(
                 f,
                 "compiled artifact was produced with a different {what}: artifact has `{found}`, this engine has `{expected}`"
@@ -95,44 +184,6 @@ impl fmt::Display for ArtifactError {
 }
 
 impl std::error::Error for ArtifactError {}
-
-/// A fast 64-bit hash for integrity checks (not for keys, which use
-/// BLAKE3): XXH3 over each part's length and bytes. It detects accidental
-/// damage, not tampering.
-pub fn hash64(parts: &[&[u8]]) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for part in parts {
-        h.update(&(part.len() as u64).to_le_bytes());
-        h.update(part);
-    }
-    h.digest()
-}
-
-/// The checksum of a whole artifact: every byte except the checksum field
-/// and the module bytes at `module`. The rest is hashed in 1 MiB pieces on
-/// all cores, then the pieces' hashes together with the prefix. (XXH3 runs
-/// at memory speed, about 28 GB/s a core here, where the multiply-chain
-/// hash it replaced managed 14 GB/s because the compiler cannot vectorize
-/// 64-bit multiplies for baseline x86-64: for a 60 MB artifact, 1.1 ms
-/// instead of 2.2 ms.)
-fn checksum(artifact: &[u8], module: Range<usize>) -> u64 {
-    use rayon::prelude::*;
-    let (before, after) = (&artifact[PREFIX..module.start], &artifact[module.end..]);
-    let pieces: Vec<&[u8]> = before.chunks(1 << 20).chain(after.chunks(1 << 20)).collect();
-    let sums: Vec<u64> = pieces.par_iter().map(|p| xxhash_rust::xxh3::xxh3_64(p)).collect();
-    let mut joined = Vec::with_capacity(sums.len() * 8);
-    for p in sums {
-        joined.extend_from_slice(&p.to_le_bytes());
-    }
-    let lengths = [(before.len() as u64).to_le_bytes(), (after.len() as u64).to_le_bytes()];
-    hash64(&[&artifact[..40], &artifact[48..PREFIX], &lengths[0], &lengths[1], &joined])
-}
-
-/// Whether `a` and `b` are equal, compared in 1 MiB pieces on all cores.
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    use rayon::prelude::*;
-    a.len() == b.len() && a.par_chunks(1 << 20).zip(b.par_chunks(1 << 20)).all(|(x, y)| x == y)
-}
 
 /// The first differing line (or `;`-separated item) of two fingerprints.
 fn first_difference(a: &str, b: &str) -> (String, String) {
@@ -147,13 +198,11 @@ fn first_difference(a: &str, b: &str) -> (String, String) {
     (a.to_string(), b.to_string())
 }
 
-/// Encodes an artifact. `module` is the wasm it was compiled from for a
-/// module cache entry (see [`parse_artifact`]), empty otherwise.
-pub fn serialize_artifact(header: &ArtifactHeader, info: &CompiledModuleInfo, text: &[u8], module: &[u8]) -> Vec<u8> {
+/// Encodes an artifact, sealed with `seal`.
+pub fn serialize_artifact(header: &ArtifactHeader, info: &CompiledModuleInfo, text: &[u8], seal: &Seal) -> Vec<u8> {
     let h = postcard::to_allocvec(header).expect("serializing to memory cannot fail");
     let m = postcard::to_allocvec(info).expect("serializing to memory cannot fail");
-    let module_start = PREFIX + h.len() + m.len();
-    let text_offset = (module_start + module.len()).div_ceil(TEXT_ALIGN) * TEXT_ALIGN;
+    let text_offset = (PREFIX + h.len() + m.len()).div_ceil(TEXT_ALIGN) * TEXT_ALIGN;
     let mut out = Vec::with_capacity(text_offset + text.len());
     out.extend_from_slice(&ARTIFACT_MAGIC);
     out.extend_from_slice(&ARTIFACT_FORMAT.to_le_bytes());
@@ -161,16 +210,31 @@ pub fn serialize_artifact(header: &ArtifactHeader, info: &CompiledModuleInfo, te
     out.extend_from_slice(&(m.len() as u64).to_le_bytes());
     out.extend_from_slice(&(text_offset as u64).to_le_bytes());
     out.extend_from_slice(&(text.len() as u64).to_le_bytes());
-    out.extend_from_slice(&0u64.to_le_bytes());
-    out.extend_from_slice(&(module.len() as u64).to_le_bytes());
+    out.extend_from_slice(&[0; 32]);
     out.extend_from_slice(&h);
     out.extend_from_slice(&m);
-    out.extend_from_slice(module);
     out.resize(text_offset, 0);
     out.extend_from_slice(text);
-    let sum = checksum(&out, module_start..module_start + module.len());
-    out[40..48].copy_from_slice(&sum.to_le_bytes());
+    reseal(&mut out, seal);
     out
+}
+
+/// Recomputes the tag of an artifact or a function cache entry with
+/// `seal`, in place; returns `false` (changing nothing) if `bytes` is
+/// neither. For tests that play an attacker who rewrites an entry and
+/// seals it with a key of their own.
+pub fn reseal(bytes: &mut [u8], seal: &Seal) -> bool {
+    if bytes.len() >= PREFIX && bytes[..8] == ARTIFACT_MAGIC {
+        let tag = seal.tag(&[&bytes[..TAG.start], &bytes[TAG.end..]]);
+        bytes[TAG].copy_from_slice(&tag);
+        true
+    } else if bytes.len() >= 44 && bytes[..4] == FUNCTION_MAGIC {
+        let tag = seal.tag(&[&bytes[36..44], &bytes[44..]]);
+        bytes[4..36].copy_from_slice(&tag);
+        true
+    } else {
+        false
+    }
 }
 
 /// A decoded artifact: header, metadata, and where the text is.
@@ -192,18 +256,17 @@ fn read_u64(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3], b[at + 4], b[at + 5], b[at + 6], b[at + 7]])
 }
 
-/// Decodes an artifact and checks its integrity and that it was produced
-/// for `expected`. With `module`, the artifact must be a module cache
-/// entry compiled from exactly those wasm bytes.
+/// Checks an artifact's tag with `seal`, then decodes it and checks that
+/// it was produced for `expected`.
 ///
 /// # Errors
 ///
-/// [`ArtifactError`] describing what is wrong ([`ArtifactError::OtherModule`]
-/// when `module` differs from the entry's); never panics on any input.
+/// [`ArtifactError`] describing what is wrong ([`ArtifactError::BadTag`]
+/// when the tag does not verify); never panics on any input.
 ///
 /// Large tables in the metadata are read in place from `bytes` when
 /// `bytes` is the content of `source` (see [`crate::with_source`]).
-pub fn parse_artifact(bytes: &[u8], expected: &ArtifactHeader, module: Option<&[u8]>) -> Result<ParsedArtifact, ArtifactError> {
+pub fn parse_artifact(bytes: &[u8], expected: &ArtifactHeader, seal: &Seal) -> Result<ParsedArtifact, ArtifactError> {
     if bytes.len() < 8 || bytes[..8] != ARTIFACT_MAGIC {
         return Err(ArtifactError::NotAnArtifact);
     }
@@ -218,28 +281,16 @@ pub fn parse_artifact(bytes: &[u8], expected: &ArtifactHeader, module: Option<&[
     let m_len = usize::try_from(read_u64(bytes, 16)).map_err(|_| ArtifactError::Corrupt("metadata length"))?;
     let t_off = usize::try_from(read_u64(bytes, 24)).map_err(|_| ArtifactError::Corrupt("text offset"))?;
     let t_len = usize::try_from(read_u64(bytes, 32)).map_err(|_| ArtifactError::Corrupt("text length"))?;
-    let sum = read_u64(bytes, 40);
-    let s_len = usize::try_from(read_u64(bytes, 48)).map_err(|_| ArtifactError::Corrupt("module bytes length"))?;
     let h_end = PREFIX.checked_add(h_len).ok_or(ArtifactError::Corrupt("header length"))?;
     let m_end = h_end.checked_add(m_len).ok_or(ArtifactError::Corrupt("metadata length"))?;
-    let s_end = m_end.checked_add(s_len).ok_or(ArtifactError::Corrupt("module bytes length"))?;
     let t_end = t_off.checked_add(t_len).ok_or(ArtifactError::Corrupt("text length"))?;
-    if s_end > t_off || t_end != bytes.len() || t_off % TEXT_ALIGN != 0 {
+    if m_end > t_off || t_end != bytes.len() || t_off % TEXT_ALIGN != 0 {
         return Err(ArtifactError::Corrupt("truncated or inconsistent lengths"));
     }
+    if !seal.verify(&bytes[TAG], &[&bytes[..TAG.start], &bytes[TAG.end..]]) {
+        return Err(ArtifactError::BadTag);
+    }
     let (h, m) = (&bytes[PREFIX..h_end], &bytes[h_end..m_end]);
-    // Both passes are memory-bound; running them together keeps both cores
-    // streaming.
-    let (sum_ok, same_module) = rayon::join(
-        || checksum(bytes, m_end..s_end) == sum,
-        || module.is_none_or(|wasm| same_bytes(&bytes[m_end..s_end], wasm)),
-    );
-    if !sum_ok {
-        return Err(ArtifactError::Corrupt("checksum mismatch"));
-    }
-    if !same_module {
-        return Err(ArtifactError::OtherModule);
-    }
     let header: ArtifactHeader = postcard::from_bytes(h).map_err(|_| ArtifactError::Corrupt("header encoding"))?;
     if header.kiln_version != expected.kiln_version {
         return Err(ArtifactError::Incompatible {
@@ -262,4 +313,39 @@ pub fn parse_artifact(bytes: &[u8], expected: &ArtifactHeader, module: Option<&[
     let info: CompiledModuleInfo = postcard::from_bytes(m).map_err(|_| ArtifactError::Corrupt("metadata encoding"))?;
     info.check_consistency(t_len).map_err(ArtifactError::Corrupt)?;
     Ok(ParsedArtifact { header, info, text: t_off..t_end })
+}
+
+/// Encodes a function cache entry: `f` and how long compiling it took,
+/// sealed with `seal`.
+pub fn encode_function_entry(f: &CompiledFunction, took: std::time::Duration, seal: &Seal) -> Vec<u8> {
+    let body = postcard::to_allocvec(f).expect("serializing to memory cannot fail");
+    let nanos = (took.as_nanos().min(u128::from(u64::MAX)) as u64).to_le_bytes();
+    let tag = seal.tag(&[&nanos, &body]);
+    let mut out = Vec::with_capacity(body.len() + 44);
+    out.extend_from_slice(&FUNCTION_MAGIC);
+    out.extend_from_slice(&tag);
+    out.extend_from_slice(&nanos);
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Decodes a function cache entry made by [`encode_function_entry`] with
+/// the same seal: the function and its compile time. `None` if the entry
+/// is damaged, was sealed otherwise, or is inconsistent (relocations or
+/// trap sites outside the code).
+pub fn decode_function_entry(bytes: &[u8], seal: &Seal) -> Option<(CompiledFunction, std::time::Duration)> {
+    if bytes.len() < 44 || bytes[..4] != FUNCTION_MAGIC {
+        return None;
+    }
+    let (tag, nanos, body) = (&bytes[4..36], &bytes[36..44], &bytes[44..]);
+    if !seal.verify(tag, &[nanos, body]) {
+        return None;
+    }
+    let f: CompiledFunction = postcard::from_bytes(body).ok()?;
+    let code_len = u32::try_from(f.code.len()).ok()?;
+    let sane = f.relocations.iter().all(|r| r.offset.checked_add(4).is_some_and(|e| e <= code_len))
+        && f.traps.iter().all(|(o, _)| *o < code_len)
+        && f.alignment.is_power_of_two();
+    let nanos = u64::from_le_bytes(nanos.try_into().ok()?);
+    sane.then(|| (f, std::time::Duration::from_nanos(nanos)))
 }

@@ -6,16 +6,21 @@
 //!    `Module::deserialize_file`) and behaves exactly like the compiled
 //!    module;
 //! 2. the artifact with bytes changed, inserted or removed, truncated, or
-//!    extended is refused by both, never loaded, never a crash (the mutations
-//!    leave the stored checksum alone: a forged checksum makes the artifact
-//!    "trusted" by definition);
+//!    extended fails `Module::check_precompiled`, the checks
+//!    `deserialize` runs before loading anything, never a crash (the
+//!    mutations leave the stored tag alone: a serialized artifact's tag is
+//!    a public checksum, and re-computing it makes the artifact "trusted"
+//!    by definition, which is why `deserialize` is `unsafe`);
 //! 3. an engine with other settings refuses the artifact, and one with the
-//!    same settings loads it;
+//!    same settings accepts it;
 //! 4. through a [`kiln::MemoryCache`] whose entries are damaged on the way
 //!    out, and a [`kiln::DirectoryCache`] whose files are damaged on disk,
 //!    compiling again succeeds (damaged entries are misses) and gives a
 //!    module that behaves like a fresh compilation; an engine of other
-//!    settings sharing the cache gets code for its own settings;
+//!    settings sharing the cache gets code for its own settings; and
+//!    directory cache entries damaged and then re-sealed with a key other
+//!    than the cache's secret one (what someone who can write the directory
+//!    but not read the key can do) are all refused;
 //! 5. the function-level cache reloads exactly the code an uncached
 //!    compile produces, misses only what an edit changed, and misses
 //!    everything when the context changes ([`crate::function_cache`]).
@@ -27,11 +32,11 @@ use kiln::{Cache, CacheEntry, CacheKind, CacheStats};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Byte range of the artifact checksum (see the format in
+/// Byte range of the artifact tag (see the format in
 /// `kiln_environ::serialize`); mutations leave it alone.
-const ARTIFACT_CHECKSUM: std::ops::Range<usize> = 40..48;
-/// Byte range of a function cache entry's checksum.
-const FUNCTION_CHECKSUM: std::ops::Range<usize> = 4..12;
+const ARTIFACT_CHECKSUM: std::ops::Range<usize> = 40..72;
+/// Byte range of a function cache entry's tag.
+const FUNCTION_CHECKSUM: std::ops::Range<usize> = 4..36;
 
 /// One way of damaging bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -163,13 +168,17 @@ impl Case {
         let dir = tempfile::tempdir().map_err(|e| plain(format!("tempdir: {e}")))?;
 
         // 1. Round trip, from memory and from a file.
-        let loaded = kiln::Module::deserialize(&engine, &artifact)
+        // SAFETY: `artifact` was just produced by `serialize` in this
+        // process, for this engine.
+        let loaded = unsafe { kiln::Module::deserialize(&engine, &artifact) }
             .map_err(|e| (format!("a fresh artifact was refused: {e:#}"), Some(artifact.clone())))?;
         compare_kiln((module.clone(), &self.settings), (loaded, &self.settings), args)
             .map_err(|e| (format!("deserialized module behaves differently: {e}"), Some(artifact.clone())))?;
         let path = dir.path().join("module.cwasm");
         std::fs::write(&path, &artifact).map_err(|e| plain(format!("write: {e}")))?;
-        let mapped = kiln::Module::deserialize_file(&engine, &path)
+        // SAFETY: as above; the file is written once and not changed while
+        // `mapped` lives.
+        let mapped = unsafe { kiln::Module::deserialize_file(&engine, &path) }
             .map_err(|e| (format!("a fresh artifact file was refused: {e:#}"), Some(artifact.clone())))?;
         compare_kiln((module.clone(), &self.settings), (mapped, &self.settings), args)
             .map_err(|e| (format!("module mapped from a file behaves differently: {e}"), Some(artifact.clone())))?;
@@ -177,12 +186,8 @@ impl Case {
         // 2. Damaged artifacts are refused.
         for d in &self.damage {
             let Some(bad) = d.apply(&artifact, ARTIFACT_CHECKSUM) else { continue };
-            if kiln::Module::deserialize(&engine, &bad).is_ok() {
-                return Err((format!("artifact damaged by {d:?} was accepted by Module::deserialize"), Some(bad)));
-            }
-            std::fs::write(&path, &bad).map_err(|e| plain(format!("write: {e}")))?;
-            if kiln::Module::deserialize_file(&engine, &path).is_ok() {
-                return Err((format!("artifact damaged by {d:?} was accepted by Module::deserialize_file"), Some(bad)));
+            if kiln::Module::check_precompiled(&engine, &bad).is_ok() {
+                return Err((format!("artifact damaged by {d:?} passed Module::check_precompiled"), Some(bad)));
             }
         }
 
@@ -193,7 +198,7 @@ impl Case {
         // compiled code, so artifacts move freely between pooling and
         // on-demand engines.
         let same_code = KilnSettings { pooling: false, ..self.other.clone() } == KilnSettings { pooling: false, ..self.settings.clone() };
-        match (kiln::Module::deserialize(&other_engine, &artifact), same_code) {
+        match (kiln::Module::check_precompiled(&other_engine, &artifact), same_code) {
             (Ok(_), false) => {
                 return Err((format!("artifact of an engine with {:?} accepted by one with {:?}", self.settings, self.other), Some(artifact)));
             }
@@ -216,11 +221,53 @@ impl Case {
         }
         let cache_dir = dir.path().join("cache");
         let directory = Arc::new(kiln::DirectoryCache::new(&cache_dir).map_err(|e| plain(format!("cache dir: {e}")))?);
-        self.check_cache(directory, &module, args, |d| damage_files(&cache_dir, d))?;
+        self.check_cache(directory.clone(), &module, args, |d| {
+            damage_files(&cache_dir, d, false);
+        })?;
+        self.check_forgeries(&directory, &cache_dir, &module, args)?;
 
         // 5. The function-level cache.
         let pick = self.damage.len() + self.wasm.len();
         crate::function_cache::check(&self.wasm, &self.settings, pick).map_err(plain)?;
+        Ok(())
+    }
+
+    /// Damages the directory cache's entries, re-seals them with the
+    /// public key (all an attacker who can write the directory but cannot
+    /// read its key can do), and checks that compiling again refuses every
+    /// one of them and behaves like a fresh compile.
+    /// (`fresh` is compiled without the cache: entries are rewritten in
+    /// place here, which would change the code of a module mapped from
+    /// them.)
+    fn check_forgeries(
+        &self,
+        cache: &Arc<kiln::DirectoryCache>,
+        root: &std::path::Path,
+        fresh: &kiln::Module,
+        args: &mut Unstructured<'_>,
+    ) -> std::result::Result<(), Failure> {
+        let mut config = self.settings.config();
+        config.cache(cache.clone());
+        cache.flush();
+        for d in &self.damage {
+            let module_files = std::fs::read_dir(root.join("modules")).map(|r| r.count()).unwrap_or(0);
+            let forged = damage_files(root, d, true);
+            let before = cache.stats();
+            let engine = kiln::Engine::new(&config).map_err(|e| plain(format!("engine: {e:#}")))?;
+            let again = kiln::Module::from_binary(&engine, &self.wasm)
+                .map_err(|e| plain(format!("compiling through a cache with forged entries ({d:?}): {e:#}")))?;
+            cache.flush();
+            let after = cache.stats();
+            // With every module entry forged, this module's entry is one:
+            // the lookup finds it, and it must be rejected (an accepted
+            // one would have ended the compile with nothing rejected).
+            let all_forged = forged.iter().filter(|k| **k == CacheKind::Module).count() == module_files;
+            if all_forged && module_files > 0 && after.rejected == before.rejected {
+                return Err(plain(format!("a forged module cache entry (damage {d:?}, re-sealed with the public key) was used: {after}")));
+            }
+            compare_kiln((fresh.clone(), &self.settings), (again, &self.settings), args)
+                .map_err(|e| plain(format!("module from a cache with forged entries ({d:?}) behaves differently: {e}")))?;
+        }
         Ok(())
     }
 
@@ -263,10 +310,13 @@ impl Case {
     }
 }
 
-/// Damages every entry file under `root` (module artifacts and function
-/// entries, leaving their checksums alone).
-fn damage_files(root: &std::path::Path, d: &Damage) {
-    let mut stack = vec![root.to_path_buf()];
+/// Damages every entry file under `root`'s `modules` and `functions`
+/// directories (module artifacts and function entries, leaving their tags
+/// alone); with `forge`, then re-seals each with the public key instead
+/// of the cache's secret one. Returns the kinds of the entries changed.
+fn damage_files(root: &std::path::Path, d: &Damage, forge: bool) -> Vec<CacheKind> {
+    let mut changed = Vec::new();
+    let mut stack = vec![root.join("modules"), root.join("functions")];
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         for e in entries.flatten() {
@@ -275,14 +325,34 @@ fn damage_files(root: &std::path::Path, d: &Damage) {
                 stack.push(p);
                 continue;
             }
-            let keep = if p.parent().is_some_and(|d| d.ends_with("modules")) { ARTIFACT_CHECKSUM } else { FUNCTION_CHECKSUM };
+            let kind = if p.parent().is_some_and(|d| d.ends_with("modules")) { CacheKind::Module } else { CacheKind::Function };
+            let keep = if kind == CacheKind::Module { ARTIFACT_CHECKSUM } else { FUNCTION_CHECKSUM };
+            let key = p.file_name().and_then(|n| n.to_str()).and_then(hex_key);
             if let Ok(bytes) = std::fs::read(&p)
-                && let Some(bad) = d.apply(&bytes, keep)
+                && let Some(mut bad) = d.apply(&bytes, keep)
             {
-                let _ = std::fs::write(&p, bad);
+                if forge && let Some(key) = key {
+                    kiln_environ::reseal(&mut bad, &kiln_environ::Seal::cache_entry(None, kind, &key));
+                }
+                if std::fs::write(&p, bad).is_ok() {
+                    changed.push(kind);
+                }
             }
         }
     }
+    changed
+}
+
+/// The key a cache file is named after (64 hex digits).
+fn hex_key(name: &str) -> Option<[u8; 32]> {
+    let mut key = [0u8; 32];
+    if name.len() != 64 {
+        return None;
+    }
+    for (i, b) in key.iter_mut().enumerate() {
+        *b = u8::from_str_radix(name.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(key)
 }
 
 /// A cache that damages the entries it returns while armed (the stored
@@ -328,13 +398,22 @@ impl<C: Cache> DamagingCache<C> {
 }
 
 impl<C: Cache> Cache for DamagingCache<C> {
+    fn mac_key(&self) -> Option<[u8; 32]> {
+        self.inner.mac_key()
+    }
+
     fn get(&self, kind: CacheKind, key: &[u8; 32]) -> Option<CacheEntry> {
         let entry = self.inner.get(kind, key)?;
         let damage = self.state().damage.clone();
         let Some(d) = damage else { return Some(entry) };
         let bytes: Arc<[u8]> = match entry {
             CacheEntry::Bytes(b) => b,
-            CacheEntry::File(p) => std::fs::read(p).ok()?.into(),
+            CacheEntry::File(mut f) => {
+                use std::io::Read;
+                let mut v = Vec::new();
+                f.read_to_end(&mut v).ok()?;
+                v.into()
+            }
         };
         let keep = match kind {
             CacheKind::Module => ARTIFACT_CHECKSUM,

@@ -21,6 +21,9 @@ use wasm_encoder::Encode;
 struct FunctionsOnly(MemoryCache);
 
 impl Cache for FunctionsOnly {
+    fn mac_key(&self) -> Option<[u8; 32]> {
+        self.0.mac_key()
+    }
     fn get(&self, kind: CacheKind, key: &[u8; 32]) -> Option<CacheEntry> {
         (kind == CacheKind::Function).then(|| self.0.get(kind, key)).flatten()
     }

@@ -12,17 +12,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Magic of a cached function entry.
-const FUNC_MAGIC: [u8; 4] = *b"KFN2";
-
 /// Compiles `wasm`, consulting and filling the engine's cache if it has one.
 pub(crate) fn compile_module(engine: &Engine, wasm: &[u8]) -> Result<Arc<ModuleRuntime>> {
     let Some(cache) = engine.config().cache.clone() else {
         return Ok(compile_uncached(engine, wasm, None)?.0);
     };
     let key = module_key(&engine.inner.salt, wasm);
+    let seal = Seal::cache_entry(cache.mac_key().as_ref(), CacheKind::Module, &key);
     if let Some(entry) = cache.get(CacheKind::Module, &key) {
-        match load_entry(engine, entry, wasm) {
+        match load_entry(engine, entry, &seal) {
             Ok((rt, saved)) => {
                 cache.record(saved, false);
                 return Ok(rt);
@@ -36,34 +34,33 @@ pub(crate) fn compile_module(engine: &Engine, wasm: &[u8]) -> Result<Arc<ModuleR
     let start = Instant::now();
     let (rt, text) = compile_uncached(engine, wasm, Some(&*cache))?;
     let header = engine.artifact_header(start.elapsed());
-    cache.put(CacheKind::Module, &key, serialize_artifact(&header, &rt.info, &text, wasm));
+    cache.put(CacheKind::Module, &key, serialize_artifact(&header, &rt.info, &text, &seal));
     Ok(rt)
 }
 
-/// Loads a module cache entry, which must have been compiled from `wasm`.
-fn load_entry(engine: &Engine, entry: CacheEntry, wasm: &[u8]) -> Result<(Arc<ModuleRuntime>, Duration)> {
+/// Loads a module cache entry sealed with `seal`.
+fn load_entry(engine: &Engine, entry: CacheEntry, seal: &Seal) -> Result<(Arc<ModuleRuntime>, Duration)> {
     match entry {
-        CacheEntry::Bytes(b) => from_artifact_bytes(engine, &b, Some(wasm)),
-        CacheEntry::File(path) => from_artifact_file(engine, &path, Some(wasm)),
+        CacheEntry::Bytes(b) => from_artifact_bytes(engine, &b, seal),
+        CacheEntry::File(file) => from_artifact_file(engine, &file, seal),
     }
 }
 
 /// Loads an artifact held in memory (the text is copied into fresh code
-/// memory); with `wasm`, only a module cache entry compiled from it.
-pub(crate) fn from_artifact_bytes(engine: &Engine, bytes: &[u8], wasm: Option<&[u8]>) -> Result<(Arc<ModuleRuntime>, Duration)> {
-    let parsed = parse_artifact(bytes, &engine.artifact_header(Duration::ZERO), wasm)?;
+/// memory) whose tag verifies with `seal`.
+pub(crate) fn from_artifact_bytes(engine: &Engine, bytes: &[u8], seal: &Seal) -> Result<(Arc<ModuleRuntime>, Duration)> {
+    let parsed = parse_artifact(bytes, &engine.artifact_header(Duration::ZERO), seal)?;
     let info = Arc::new(parsed.info);
     let code = ModuleCode::new(&bytes[parsed.text], info.clone(), true).context("failed to map compiled code")?;
     Ok((runtime(engine, info, code), Duration::from_nanos(parsed.header.compile_time_ns)))
 }
 
-/// Loads an artifact file, mapping its text in place; with `wasm`, only a
-/// module cache entry compiled from it.
-pub(crate) fn from_artifact_file(engine: &Engine, path: &std::path::Path, wasm: Option<&[u8]>) -> Result<(Arc<ModuleRuntime>, Duration)> {
-    let file = std::fs::File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
-    let mapped = Arc::new(MappedFile::new(&file).with_context(|| format!("failed to map {}", path.display()))?);
+/// Loads an artifact file whose tag verifies with `seal`, mapping its text
+/// in place.
+pub(crate) fn from_artifact_file(engine: &Engine, file: &std::fs::File, seal: &Seal) -> Result<(Arc<ModuleRuntime>, Duration)> {
+    let mapped = Arc::new(MappedFile::new(file).context("failed to map the file")?);
     // Large tables are read in place from the mapping, not copied.
-    let parsed = with_source(mapped.clone(), || parse_artifact(mapped.bytes(), &engine.artifact_header(Duration::ZERO), wasm))?;
+    let parsed = with_source(mapped.clone(), || parse_artifact(mapped.bytes(), &engine.artifact_header(Duration::ZERO), seal))?;
     let info = Arc::new(parsed.info);
     let code = ModuleCode::from_mapped_file(mapped, parsed.text, info.clone()).context("failed to map compiled code")?;
     Ok((runtime(engine, info, code), Duration::from_nanos(parsed.header.compile_time_ns)))
@@ -78,43 +75,19 @@ fn runtime(engine: &Engine, info: Arc<CompiledModuleInfo>, code: Box<ModuleCode>
     Arc::new(ModuleRuntime { info, code, offsets, type_ids, tunables: engine.tunables().clone(), images: Default::default() })
 }
 
-/// A function entry: magic, checksum of the rest, compile time, encoded function.
-fn encode_function(f: &CompiledFunction, took: Duration) -> Vec<u8> {
-    let body = postcard::to_allocvec(f).expect("serializing to memory cannot fail");
-    let nanos = (took.as_nanos().min(u128::from(u64::MAX)) as u64).to_le_bytes();
-    let mut out = Vec::with_capacity(body.len() + 20);
-    out.extend_from_slice(&FUNC_MAGIC);
-    out.extend_from_slice(&hash64(&[&nanos, &body]).to_le_bytes());
-    out.extend_from_slice(&nanos);
-    out.extend_from_slice(&body);
-    out
-}
-
-fn decode_function(bytes: &[u8]) -> Option<(CompiledFunction, Duration)> {
-    if bytes.len() < 20 || bytes[..4] != FUNC_MAGIC {
-        return None;
-    }
-    let sum = u64::from_le_bytes(bytes[4..12].try_into().ok()?);
-    let (nanos, body) = (&bytes[12..20], &bytes[20..]);
-    if hash64(&[nanos, body]) != sum {
-        return None;
-    }
-    let f: CompiledFunction = postcard::from_bytes(body).ok()?;
-    let code_len = f.code.len() as u32;
-    let sane = f.relocations.iter().all(|r| r.offset.checked_add(4).is_some_and(|e| e <= code_len))
-        && f.traps.iter().all(|(o, _)| *o < code_len)
-        && f.alignment.is_power_of_two();
-    sane.then(|| (f, Duration::from_nanos(u64::from_le_bytes(nanos.try_into().unwrap_or_default()))))
-}
-
-/// Looks up a cached function, checking the entry; a damaged entry is
-/// removed and reported as a miss.
-fn cached_function(cache: &dyn Cache, key: &CacheKey) -> Option<CompiledFunction> {
+/// Looks up a cached function, checking the entry; a damaged or foreign
+/// entry is removed and reported as a miss.
+fn cached_function(cache: &dyn Cache, key: &CacheKey, seal: &Seal) -> Option<CompiledFunction> {
     let bytes = match cache.get(CacheKind::Function, key)? {
         CacheEntry::Bytes(b) => b,
-        CacheEntry::File(p) => std::fs::read(p).ok()?.into(),
+        CacheEntry::File(mut f) => {
+            use std::io::Read;
+            let mut v = Vec::new();
+            f.read_to_end(&mut v).ok()?;
+            v.into()
+        }
     };
-    match decode_function(&bytes) {
+    match decode_function_entry(&bytes, seal) {
         Some((f, saved)) => {
             cache.record(saved, false);
             Some(f)
@@ -137,6 +110,7 @@ fn compile_uncached(engine: &Engine, wasm: &[u8], cache: Option<&dyn Cache>) -> 
     let salt = &engine.inner.salt;
     let first = info.num_imported_funcs;
     let body_offsets: Vec<u32> = translation.bodies.iter().map(|b| b.body.range().start as u32).collect();
+    let mac_key = cache.and_then(|c| c.mac_key());
 
     // Keys of every body, and which bodies repeat an earlier one.
     let keys: Vec<Option<CacheKey>> = match cache {
@@ -178,16 +152,17 @@ fn compile_uncached(engine: &Engine, wasm: &[u8], cache: Option<&dyn Cache>) -> 
             validate_function_bodies(vec![input])?;
             return Ok(None);
         }
-        if let (Some(cache), Some(key)) = (cache, keys[i])
-            && let Some(f) = cached_function(cache, &key)
+        let seal = keys[i].map(|key| Seal::cache_entry(mac_key.as_ref(), CacheKind::Function, &key));
+        if let (Some(cache), Some(key), Some(seal)) = (cache, keys[i], &seal)
+            && let Some(f) = cached_function(cache, &key, seal)
         {
             validate_function_bodies(vec![input])?;
             return Ok(Some(f));
         }
         let start = Instant::now();
         let f = compiler.compile_function(&info, &offsets, func, input)?;
-        if let (Some(cache), Some(key)) = (cache, keys[i]) {
-            cache.put(CacheKind::Function, &key, encode_function(&f, start.elapsed()));
+        if let (Some(cache), Some(key), Some(seal)) = (cache, keys[i], &seal) {
+            cache.put(CacheKind::Function, &key, encode_function_entry(&f, start.elapsed(), seal));
         }
         Ok(Some(f))
     };

@@ -29,16 +29,33 @@ impl std::fmt::Debug for Module {
     }
 }
 
+/// Refuses a precompiled artifact where WebAssembly is expected.
+fn refuse_artifact(bytes: &[u8]) -> Result<()> {
+    if Module::is_precompiled(bytes) {
+        anyhow::bail!(
+            "this is a precompiled Kiln artifact (native code), not WebAssembly; it can only be loaded with the unsafe \
+             `Module::deserialize`/`Module::deserialize_file` (on the command line: `kiln run --allow-precompiled`), \
+             and only if it comes from a source trusted as much as the program itself"
+        );
+    }
+    Ok(())
+}
+
 impl Module {
     /// Compiles a module from its binary encoding or its text format (WAT).
+    ///
+    /// Only WebAssembly is accepted: a precompiled artifact is machine code
+    /// and is loaded only through the `unsafe` [`Module::deserialize`].
     ///
     /// # Errors
     ///
     /// Malformed or invalid input, with the problem and its byte offset (or
     /// line and column for text); use of a feature not enabled in the
-    /// engine's [`Config`](crate::Config); code generation failures.
+    /// engine's [`Config`](crate::Config); code generation failures; a
+    /// precompiled artifact instead of WebAssembly.
     pub fn new(engine: &Engine, bytes: impl AsRef<[u8]>) -> Result<Module> {
         let bytes = bytes.as_ref();
+        refuse_artifact(bytes)?;
         let wasm = wat::parse_bytes(bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
         Module::from_binary(engine, &wasm)
     }
@@ -49,26 +66,43 @@ impl Module {
     ///
     /// As [`Module::new`].
     pub fn from_binary(engine: &Engine, wasm: &[u8]) -> Result<Module> {
+        refuse_artifact(wasm)?;
         let runtime = crate::compile::compile_module(engine, wasm)?;
         Ok(Module { inner: Arc::new(ModuleInner { engine: engine.clone(), runtime }) })
     }
 
-    /// Reads and compiles a `.wasm` or `.wat` file, or loads a precompiled
-    /// `.cwasm` artifact (recognized by its contents; see
-    /// [`Module::deserialize_file`]).
+    /// Reads and compiles a `.wasm` or `.wat` file.
     ///
     /// # Errors
     ///
-    /// The file cannot be read, or as [`Module::new`] /
-    /// [`Module::deserialize_file`]; the message names the file.
+    /// The file cannot be read, or as [`Module::new`] (a precompiled
+    /// artifact is refused whatever the file is called); the message names
+    /// the file.
     pub fn from_file(engine: &Engine, path: impl AsRef<Path>) -> Result<Module> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
-        if bytes.starts_with(&ARTIFACT_MAGIC) {
-            drop(bytes);
-            return Module::deserialize_file(engine, path);
-        }
         Module::new(engine, &bytes).with_context(|| format!("failed to compile {}", path.display()))
+    }
+
+    /// Whether `bytes` look like a precompiled artifact (of any Kiln
+    /// version): what [`Module::serialize`] and `kiln compile` produce, as
+    /// opposed to WebAssembly.
+    pub fn is_precompiled(bytes: &[u8]) -> bool {
+        bytes.starts_with(&ARTIFACT_MAGIC)
+    }
+
+    /// Checks, without loading any code, that `bytes` are an intact
+    /// artifact that [`Module::deserialize`] would accept in `engine`:
+    /// format, checksum, compatibility with the engine's settings, and the
+    /// consistency of its tables. Passing says nothing about who produced
+    /// the machine code in it (anyone can compute the checksum).
+    ///
+    /// # Errors
+    ///
+    /// What [`Module::deserialize`] would report.
+    pub fn check_precompiled(engine: &Engine, bytes: &[u8]) -> Result<()> {
+        parse_artifact(bytes, &engine.artifact_header(std::time::Duration::ZERO), &Seal::public())?;
+        Ok(())
     }
 
     /// Encodes the compiled module as an artifact (the `.cwasm` format)
@@ -79,36 +113,60 @@ impl Module {
     /// None in practice; the signature leaves room for future formats.
     pub fn serialize(&self) -> Result<Vec<u8>> {
         let header = self.engine().artifact_header(std::time::Duration::ZERO);
-        Ok(serialize_artifact(&header, &self.inner.runtime.info, self.inner.runtime.code.text(), &[]))
+        Ok(serialize_artifact(&header, &self.inner.runtime.info, self.inner.runtime.code.text(), &Seal::public()))
     }
 
     /// Loads an artifact produced by [`Module::serialize`] (or `kiln
     /// compile`), copying its code into executable memory.
     ///
-    /// An artifact is machine code that will run in this process: load only
-    /// artifacts produced by Kiln from a trusted source. Kiln checks a
-    /// checksum, so damaged or truncated artifacts are refused.
+    /// Kiln checks the artifact's checksum, its format and that it was
+    /// produced for this engine's settings, and bounds-checks its tables,
+    /// so a damaged or truncated artifact is refused. What it cannot check
+    /// is where the machine code came from: the checksum is public, and
+    /// anyone can make an artifact that passes it.
+    ///
+    /// # Safety
+    ///
+    /// `bytes` must be the output of [`Module::serialize`] (or `kiln
+    /// compile`) of a Kiln compatible with this one, from a source you
+    /// trust as much as this process's own code: the machine code in it
+    /// runs as is. Bytes from anyone else (a network, a user, a shared
+    /// directory) can make this process do anything. To cache compiled
+    /// code without that trust, use [`Config::cache`](crate::Config::cache)
+    /// with a [`DirectoryCache`](crate::DirectoryCache), whose entries are
+    /// authenticated.
     ///
     /// # Errors
     ///
     /// The bytes are not an artifact, are damaged, or were produced by
     /// another Kiln version, for another target, or with different settings
     /// (the message says which).
-    pub fn deserialize(engine: &Engine, bytes: &[u8]) -> Result<Module> {
-        let (runtime, _) = crate::compile::from_artifact_bytes(engine, bytes, None)?;
+    pub unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> Result<Module> {
+        let (runtime, _) = crate::compile::from_artifact_bytes(engine, bytes, &Seal::public())?;
         Ok(Module { inner: Arc::new(ModuleInner { engine: engine.clone(), runtime }) })
     }
 
     /// Like [`Module::deserialize`], but maps the file's code in place
     /// instead of reading and copying it.
     ///
+    /// # Safety
+    ///
+    /// As for [`Module::deserialize`]; and the file must not change while
+    /// the module or anything made from it is alive (code is executed
+    /// straight from its pages: rewriting the file in place can crash the
+    /// process or run other code; replacing it by renaming another file
+    /// over it, as `kiln compile` does, is safe).
+    ///
     /// # Errors
     ///
     /// As [`Module::deserialize`], or the file cannot be opened or mapped.
-    pub fn deserialize_file(engine: &Engine, path: impl AsRef<Path>) -> Result<Module> {
+    pub unsafe fn deserialize_file(engine: &Engine, path: impl AsRef<Path>) -> Result<Module> {
         let path = path.as_ref();
-        let (runtime, _) = crate::compile::from_artifact_file(engine, path, None)
-            .with_context(|| format!("failed to load compiled module {}", path.display()))?;
+        let load = || -> Result<_> {
+            let file = std::fs::File::open(path)?;
+            Ok(crate::compile::from_artifact_file(engine, &file, &Seal::public())?.0)
+        };
+        let runtime = load().with_context(|| format!("failed to load compiled module {}", path.display()))?;
         Ok(Module { inner: Arc::new(ModuleInner { engine: engine.clone(), runtime }) })
     }
 

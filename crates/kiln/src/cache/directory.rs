@@ -1,11 +1,22 @@
 //! A cache in a directory, shared by processes.
 //!
-//! Layout: `<root>/modules/<hex key>` and `<root>/functions/<2 hex>/<hex key>`.
-//! Writes go to a temporary file in the same directory and are renamed into
-//! place, so readers never see a partial entry and concurrent writers of the
-//! same key are harmless. A hit refreshes the file's modification time (a
-//! function entry's at most once an hour); when the total size passes the
-//! cap, the least recently used files are removed.
+//! Layout: `<root>/modules/<hex key>`, `<root>/functions/<2 hex>/<hex key>`
+//! and `<root>/mac-key`, the cache's secret key (32 random bytes, created
+//! once). Writes go to a temporary file in the same directory and are
+//! renamed into place, so readers never see a partial entry and concurrent
+//! writers of the same key are harmless. A hit refreshes the file's
+//! modification time (a function entry's at most once an hour); when the
+//! total size passes the cap, the least recently used files are removed.
+//!
+//! Entries are machine code, so the directory is treated as hostile
+//! ground: see "Compilation caches and artifacts" in
+//! docs/ARCHITECTURE.md for the threat model. Directories are created
+//! `0700` and files `0600`; a directory owned by another user or writable
+//! by group or others is refused ([`DirectoryCache::new`] fails); entries
+//! are opened without following symbolic links and used only if they are
+//! regular files owned by this user and writable by nobody else; and Kiln
+//! loads an entry only if its tag verifies under the key
+//! ([`Cache::mac_key`]).
 //!
 //! Module entries (tens of MB for a large module) are written by a
 //! background thread, so a compile does not wait for the disk: writing
@@ -14,7 +25,8 @@
 //! [`Cache::flush`] and dropping the cache wait for all of them.
 
 use super::{Cache, CacheEntry, CacheKind, CacheStats, Counters};
-use std::io::Write;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,6 +48,10 @@ pub struct DirectoryCache {
 /// The directory and its bookkeeping, shared with background writers.
 struct Files {
     root: PathBuf,
+    /// The effective user id that must own every directory and entry.
+    uid: u32,
+    /// The secret key entries are sealed with.
+    mac_key: [u8; 32],
     max_bytes: AtomicU64,
     counters: Counters,
     /// Bytes written since the last size check.
@@ -51,18 +67,33 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
 const DEFAULT_MAX_BYTES: u64 = 2 << 30;
 
 impl DirectoryCache {
-    /// A cache rooted at `root` (created if missing) with the default size cap.
+    /// A cache rooted at `root` (created if missing, with mode `0700`) with
+    /// the default size cap. Reads the cache's secret key from
+    /// `root/mac-key`, or creates it (32 random bytes, mode `0600`).
     ///
     /// # Errors
     ///
-    /// The directory cannot be created.
-    pub fn new(root: impl Into<PathBuf>) -> std::io::Result<DirectoryCache> {
+    /// The directory cannot be created; it, or its `modules` or
+    /// `functions` directory, is not a directory owned by this process's
+    /// effective user, or is writable by group or others (so someone else
+    /// could plant entries); the key file cannot be created or read, or is
+    /// not a regular file of 32 bytes owned by this user and private to it.
+    pub fn new(root: impl Into<PathBuf>) -> io::Result<DirectoryCache> {
         let root = root.into();
-        std::fs::create_dir_all(root.join("modules"))?;
-        std::fs::create_dir_all(root.join("functions"))?;
+        let uid = rustix::process::geteuid().as_raw();
+        create_private_dir(&root)?;
+        check_private_dir(&root, uid, true)?;
+        for sub in ["modules", "functions"] {
+            let dir = root.join(sub);
+            create_private_dir(&dir)?;
+            check_private_dir(&dir, uid, false)?;
+        }
+        let mac_key = load_or_create_key(&root, uid)?;
         Ok(DirectoryCache {
             files: Arc::new(Files {
                 root,
+                uid,
+                mac_key,
                 max_bytes: AtomicU64::new(DEFAULT_MAX_BYTES),
                 counters: Counters::default(),
                 since_check: AtomicU64::new(0),
@@ -88,8 +119,8 @@ impl DirectoryCache {
     ///
     /// # Errors
     ///
-    /// No default location can be determined, or it cannot be created.
-    pub fn at_default_location() -> std::io::Result<DirectoryCache> {
+    /// No default location can be determined, or as [`DirectoryCache::new`].
+    pub fn at_default_location() -> io::Result<DirectoryCache> {
         let dir = Self::default_dir().ok_or_else(|| std::io::Error::other("no cache directory: set KILN_CACHE_DIR or HOME"))?;
         DirectoryCache::new(dir)
     }
@@ -116,7 +147,7 @@ impl DirectoryCache {
     /// # Errors
     ///
     /// A file could not be removed.
-    pub fn clear(&self) -> std::io::Result<()> {
+    pub fn clear(&self) -> io::Result<()> {
         self.flush();
         for (p, _, _) in entries(&self.files.root, false) {
             match std::fs::remove_file(&p) {
@@ -161,18 +192,12 @@ impl Files {
     fn write(&self, kind: CacheKind, key: &[u8; 32], bytes: &[u8]) {
         let path = self.path(kind, key);
         let Some(dir) = path.parent() else { return };
-        if std::fs::create_dir_all(dir).is_err() {
+        if create_private_dir(dir).is_err() {
             return;
         }
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let tmp = dir.join(format!(
-            ".tmp-{}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
-        ));
-        let written = (|| -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
+        let tmp = temp_path(dir);
+        let written = (|| -> io::Result<()> {
+            let mut f = create_private_file(&tmp)?;
             f.write_all(bytes)?;
             f.flush()?;
             std::fs::rename(&tmp, &path)
@@ -216,17 +241,122 @@ impl Files {
 /// functions a large module's recompile reads.
 const FUNCTION_REFRESH_AGE: Duration = Duration::from_secs(3600);
 
-/// Reads a function entry, refreshing its modification time if stale.
-fn read_function_entry(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let md = f.metadata()?;
+/// Reads a function entry (see [`open_entry`]), refreshing its
+/// modification time if stale.
+fn read_function_entry(path: &Path, uid: u32) -> io::Result<Vec<u8>> {
+    let (mut f, md) = open_entry(path, uid)?;
     if older_than(&md, FUNCTION_REFRESH_AGE) {
         let _ = f.set_modified(SystemTime::now());
     }
     let mut bytes = Vec::with_capacity(usize::try_from(md.len()).unwrap_or(0));
     f.read_to_end(&mut bytes)?;
     Ok(bytes)
+}
+
+/// The name of the cache's secret key file in its root directory.
+const KEY_FILE: &str = "mac-key";
+
+/// `O_NOFOLLOW`: a symbolic link in the last component is an error.
+/// `O_NONBLOCK`: opening a FIFO planted as an entry does not block.
+const OPEN_FLAGS: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+
+/// Creates `dir` and any missing parents with mode `0700`.
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// Checks that `dir` is a directory owned by `uid` that nobody else can
+/// write (following a symbolic link only for the root, which the user
+/// names).
+fn check_private_dir(dir: &Path, uid: u32, follow: bool) -> io::Result<()> {
+    let md = if follow { std::fs::metadata(dir)? } else { std::fs::symlink_metadata(dir)? };
+    let refuse = |why: String| Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("{}: {why}", dir.display())));
+    if !md.is_dir() {
+        return refuse("not a directory".into());
+    }
+    if md.uid() != uid {
+        return refuse(format!("owned by uid {}, not by this user (uid {uid}), so it is not trusted as a cache", md.uid()));
+    }
+    if md.mode() & 0o022 != 0 {
+        return refuse(format!(
+            "writable by group or others (mode {:04o}), so it is not trusted as a cache; `chmod go-w` it to use it",
+            md.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+/// Opens the regular file `path` for reading without following a symbolic
+/// link, and checks that it is owned by `uid` and writable by nobody else
+/// (so that its contents cannot change after Kiln has checked them).
+fn open_entry(path: &Path, uid: u32) -> io::Result<(std::fs::File, std::fs::Metadata)> {
+    let f = std::fs::File::options().read(true).custom_flags(OPEN_FLAGS).open(path)?;
+    let md = f.metadata()?;
+    if !md.is_file() || md.uid() != uid || md.mode() & 0o022 != 0 {
+        return Err(io::Error::new(io::ErrorKind::PermissionDenied, "not a private regular file"));
+    }
+    Ok((f, md))
+}
+
+/// Creates `path`, which must not exist, with mode `0600`.
+fn create_private_file(path: &Path) -> io::Result<std::fs::File> {
+    std::fs::File::options().write(true).create_new(true).mode(0o600).custom_flags(OPEN_FLAGS).open(path)
+}
+
+/// A fresh temporary file name in `dir`.
+fn temp_path(dir: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    dir.join(format!(
+        ".tmp-{}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
+    ))
+}
+
+/// Reads the cache's key from `root`, creating it first if there is none.
+/// A new key is written to a temporary file and hard-linked into place,
+/// so concurrent creators agree on whichever link came first.
+fn load_or_create_key(root: &Path, uid: u32) -> io::Result<[u8; 32]> {
+    let path = root.join(KEY_FILE);
+    match read_key(&path, uid) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        other => return other,
+    }
+    let mut key = [0u8; 32];
+    let mut filled = 0;
+    while filled < key.len() {
+        filled += rustix::rand::getrandom(&mut key[filled..], rustix::rand::GetRandomFlags::empty()).map_err(io::Error::from)?;
+    }
+    let tmp = temp_path(root);
+    let linked = (|| -> io::Result<()> {
+        create_private_file(&tmp)?.write_all(&key)?;
+        match std::fs::hard_link(&tmp, &path) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+            _ => Ok(()),
+        }
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    linked?;
+    read_key(&path, uid)
+}
+
+/// Reads a key file: a regular file of exactly 32 bytes, owned by `uid`
+/// and accessible to nobody else.
+fn read_key(path: &Path, uid: u32) -> io::Result<[u8; 32]> {
+    let (mut f, md) = open_entry(path, uid).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => e,
+        _ => io::Error::new(e.kind(), format!("{}: cannot use as the cache key: {e}", path.display())),
+    })?;
+    if md.mode() & 0o077 != 0 || md.len() != 32 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{}: the cache key must be 32 bytes readable only by its owner (mode 0600)", path.display()),
+        ));
+    }
+    let mut key = [0u8; 32];
+    f.read_exact(&mut key)?;
+    Ok(key)
 }
 
 /// Whether a file was last modified more than `age` ago.
@@ -271,39 +401,42 @@ fn entries(root: &Path, remove_stale_temps: bool) -> Vec<(PathBuf, u64, SystemTi
 }
 
 impl Cache for DirectoryCache {
+    fn mac_key(&self) -> Option<[u8; 32]> {
+        Some(self.files.mac_key)
+    }
+
     fn get(&self, kind: CacheKind, key: &[u8; 32]) -> Option<CacheEntry> {
         let files = &self.files;
         let path = files.path(kind, key);
         let found = match kind {
             CacheKind::Module => {
                 self.wait_for_writers(Some(key));
-                std::fs::metadata(&path).ok().filter(|m| m.is_file()).map(|m| m.len() as usize)
-            }
-            CacheKind::Function => None,
-        };
-        match (kind, found) {
-            (CacheKind::Module, Some(len)) => {
-                // Refresh the modification time: it orders eviction.
-                if let Ok(f) = std::fs::File::options().append(true).open(&path) {
+                open_entry(&path, files.uid).map(|(f, md)| {
+                    // Refresh the modification time: it orders eviction.
                     let _ = f.set_modified(SystemTime::now());
-                }
-                files.counters.lookup(kind, Some(len));
-                Some(CacheEntry::File(path))
+                    (CacheEntry::File(f), md.len())
+                })
             }
-            (CacheKind::Module, None) => {
+            CacheKind::Function => read_function_entry(&path, files.uid).map(|b| {
+                let len = b.len() as u64;
+                (CacheEntry::Bytes(b.into()), len)
+            }),
+        };
+        match found {
+            Ok((entry, len)) => {
+                files.counters.lookup(kind, Some(usize::try_from(len).unwrap_or(usize::MAX)));
+                Some(entry)
+            }
+            Err(e) => {
                 files.counters.lookup(kind, None);
+                if e.kind() != io::ErrorKind::NotFound {
+                    // A symbolic link, a foreign or shared file, a FIFO:
+                    // never used; removed so a fresh entry replaces it.
+                    files.counters.record(Duration::ZERO, true);
+                    let _ = std::fs::remove_file(&path);
+                }
                 None
             }
-            (CacheKind::Function, _) => match read_function_entry(&path) {
-                Ok(bytes) => {
-                    files.counters.lookup(kind, Some(bytes.len()));
-                    Some(CacheEntry::Bytes(bytes.into()))
-                }
-                Err(_) => {
-                    files.counters.lookup(kind, None);
-                    None
-                }
-            },
         }
     }
 

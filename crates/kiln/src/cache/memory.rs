@@ -55,6 +55,12 @@ impl State {
 }
 
 impl Cache for MemoryCache {
+    /// `None`: entries live in this process's memory, which nobody else
+    /// can write, so they are only checksummed.
+    fn mac_key(&self) -> Option<[u8; 32]> {
+        None
+    }
+
     fn get(&self, kind: CacheKind, key: &[u8; 32]) -> Option<CacheEntry> {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let found = s.entries.get(&(kind, *key)).map(|(b, _)| b.clone());

@@ -5,9 +5,14 @@
 //! (the `.cwasm` artifact format, keyed by the module bytes and the engine's
 //! code-generation settings) and single compiled functions (keyed by the
 //! function body and the parts of the module it depends on; see
-//! `kiln_environ::FunctionKeys`). Entries are opaque bytes to the cache;
-//! Kiln checks their integrity when it reads them, so a corrupt, truncated
-//! or foreign entry is treated as a miss and overwritten.
+//! `kiln_environ::FunctionKeys`). Entries are opaque bytes to the cache.
+//! Kiln seals every entry it stores with a tag: a keyed BLAKE3 MAC under
+//! the cache's secret key ([`Cache::mac_key`]), bound to the entry's key
+//! and kind. It checks the tag before decoding anything, so a corrupt,
+//! truncated, foreign or forged entry is treated as a miss and replaced:
+//! entries are machine code, and whoever could plant one could run code
+//! in every process that uses the cache (see "Compilation caches and
+//! artifacts" in docs/ARCHITECTURE.md for the threat model).
 
 mod directory;
 mod memory;
@@ -18,22 +23,21 @@ pub use memory::MemoryCache;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// What a cache entry holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CacheKind {
-    /// A whole compiled module (artifact format).
-    Module,
-    /// One compiled function.
-    Function,
-}
+/// What a cache entry holds: a whole compiled module (artifact format) or
+/// one compiled function.
+pub use kiln_environ::EntryKind as CacheKind;
 
 /// A cache entry as returned by [`Cache::get`].
 #[derive(Debug)]
 pub enum CacheEntry {
     /// The entry's bytes.
     Bytes(std::sync::Arc<[u8]>),
-    /// A file holding the entry's bytes, which Kiln maps instead of reading.
-    File(std::path::PathBuf),
+    /// An open file holding the entry's bytes, which Kiln maps instead of
+    /// reading. The cache must have checked that nobody but this process's
+    /// user can change it (a regular file, not reached through a symbolic
+    /// link, owned by this user and not writable by others): Kiln checks
+    /// the entry's tag once and then executes code mapped from the file.
+    File(std::fs::File),
 }
 
 /// Counters a cache keeps. All of them only grow.
@@ -79,6 +83,16 @@ impl std::fmt::Display for CacheStats {
 /// and shareable by any number of engines. Implementations must be
 /// thread-safe; they need not be durable (a lost entry is just a miss).
 pub trait Cache: Send + Sync {
+    /// The secret key Kiln seals this cache's entries with (see the module
+    /// docs), or `None` for a cache whose storage nobody but this process
+    /// can write, such as process memory: its entries are then only
+    /// checksummed, which detects damage but not tampering.
+    ///
+    /// A cache whose entries live where anyone else could write them (a
+    /// directory, a server) must return a random key that those writers
+    /// cannot read, and return the same key for as long as its entries
+    /// should stay valid.
+    fn mac_key(&self) -> Option<[u8; 32]>;
     /// Looks up an entry.
     fn get(&self, kind: CacheKind, key: &[u8; 32]) -> Option<CacheEntry>;
     /// Stores an entry, replacing any previous one. The cache may finish

@@ -2,6 +2,7 @@
 
 mod api;
 mod cache;
+mod cache_security;
 mod counted_loops;
 mod c_programs;
 mod fuel_prepay;
