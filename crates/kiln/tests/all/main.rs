@@ -9,5 +9,6 @@ mod host_calls;
 mod instantiate;
 mod interrupt;
 mod malformed;
+mod memory_faults;
 mod threads;
 mod traps;
