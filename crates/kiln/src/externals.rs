@@ -194,8 +194,7 @@ impl Memory {
         let store = &mut store.as_context_mut().0.opaque;
         let engine = store.engine.clone();
         let m = vm::memory::Memory::new(ty.0, engine.tunables(), None, Some(&engine.inner.allocator), None)?;
-        let idx = store.memories.len();
-        store.memories.push(MemoryEntry::Host(Box::new(m)));
+        let idx = store.push_memory(MemoryEntry::Host(Box::new(m)));
         store.contents_exposed = true;
         Ok(Memory(store.stored(idx)))
     }

@@ -253,8 +253,7 @@ pub(crate) fn instantiate<T: 'static>(
                 }
                 vm_imports.memories.push(NonNull::from(&*m.mem));
                 vm_imports.shared.push(m.mem.clone());
-                mem_ids.push(opaque.memories.len());
-                opaque.memories.push(MemoryEntry::Shared(m.mem.clone()));
+                mem_ids.push(opaque.push_memory(MemoryEntry::Shared(m.mem.clone())));
             }
             Extern::Global(g) => {
                 vm_imports.globals.push(opaque.globals[g.0.index].storage.as_ptr());
@@ -269,10 +268,10 @@ pub(crate) fn instantiate<T: 'static>(
     let handle = vm::instance::Instance::new(id, module.runtime(), &opaque.engine.inner.allocator, store_ctx, epoch, &vm_imports)
         .map_err(|e| anyhow!("{e}"))?;
 
-    for d in 0..info.num_defined_memories() {
-        mem_ids.push(opaque.memories.len());
-        opaque.memories.push(MemoryEntry::Instance { instance: id, index: info.num_imported_memories + d });
-    }
+    // The defined memories' entries are pushed once the instance is in the
+    // store (`push_memory` looks the memory up through it).
+    let first_defined_memory = opaque.memories.len();
+    mem_ids.extend((0..info.num_defined_memories() as usize).map(|d| first_defined_memory + d));
     for d in 0..info.num_defined_tables() {
         table_ids.push(opaque.tables.len());
         opaque.tables.push(TableEntry::Instance { instance: id, index: info.num_imported_tables + d });
@@ -290,6 +289,9 @@ pub(crate) fn instantiate<T: 'static>(
         tables: table_ids,
         globals: global_ids,
     });
+    for d in 0..info.num_defined_memories() {
+        opaque.push_memory(MemoryEntry::Instance { instance: id, index: info.num_imported_memories + d });
+    }
 
     let init = opaque.instances[id].handle.initialize();
     opaque.contents_exposed |= opaque.instances[id].handle.wrote_contents();

@@ -405,6 +405,18 @@ impl StoreOpaque {
         self.vm.stack_limit != usize::MAX
     }
 
+    /// Adds a memory this store's wasm can now access, returning its index,
+    /// and lists its reservation for the trap handler (the one way entries
+    /// are added, so every memory in `memories` is listed). An
+    /// [`MemoryEntry::Instance`] entry's instance must be in `instances`.
+    pub(crate) fn push_memory(&mut self, entry: MemoryEntry) -> usize {
+        let i = self.memories.len();
+        self.memories.push(entry);
+        let reservation = self.memory(i).reservation();
+        self.vm.memory_reservations.push(reservation);
+        i
+    }
+
     pub(crate) fn memory(&self, i: usize) -> &VmMemory {
         match &self.memories[i] {
             MemoryEntry::Host(m) => m,

@@ -41,6 +41,9 @@ pub struct Memory {
     len: AtomicUsize,
     /// Most bytes this memory may ever have.
     max_len: usize,
+    /// Length of the reservation starting at `base`, guard region included
+    /// (the whole region: fixed for the memory's lifetime).
+    reserved: usize,
     /// Where the current base/length are published to compiled code.
     def: NonNull<VMMemoryDefinition>,
     /// Owns `def` when the memory was created by the host.
@@ -126,10 +129,12 @@ impl Memory {
             }
         };
         let base = region.ptr();
+        let reserved = region.len();
         let m = Memory {
             region: Mutex::new(Some(region)),
             pool,
             base,
+            reserved,
             ty,
             len: AtomicUsize::new(len),
             max_len: max_len as usize,
@@ -178,6 +183,12 @@ impl Memory {
     /// Pointer to the definition compiled code reads.
     pub fn definition(&self) -> NonNull<VMMemoryDefinition> {
         self.def
+    }
+
+    /// The address range this memory's accesses can reach: its whole
+    /// reservation, guard region included. Fixed for the memory's lifetime.
+    pub fn reservation(&self) -> MemoryReservation {
+        MemoryReservation { start: self.base as usize, len: self.reserved }
     }
 
     /// The byte size growing by `delta` pages would give, if representable.
@@ -263,6 +274,44 @@ impl Memory {
         self.len.store(new_bytes, Ordering::Release);
         self.publish(new_bytes);
         Ok(Some(old_pages))
+    }
+}
+
+/// The address range of one linear memory's reservation plus guard region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryReservation {
+    /// The first byte (the memory's base).
+    pub start: usize,
+    /// Bytes from `start` to the end of the guard region.
+    pub len: usize,
+}
+
+/// The reservations of every linear memory a store's wasm can access: the
+/// addresses at which a fault of an out-of-bounds access may happen. The
+/// trap handler treats a memory fault at a trap site as a wasm trap only if
+/// its address is in this list (see `traphandlers.rs`); anything else is a
+/// bug in the compiler or the runtime and must not be papered over.
+///
+/// Owned by the store's `VMStoreContext`. It only grows: the store appends
+/// a memory's reservation when the memory becomes reachable by its wasm
+/// (instantiation, `Memory::new`, a shared memory imported), and a store's
+/// memories live as long as the store, their reservations never moving.
+/// One amortized `Vec` push per memory: no system call, no lock.
+#[derive(Debug, Default)]
+pub struct MemoryReservations(Vec<MemoryReservation>);
+
+impl MemoryReservations {
+    /// Adds a reservation (duplicates are harmless: a shared memory
+    /// imported twice is listed twice).
+    pub fn push(&mut self, r: MemoryReservation) {
+        self.0.push(r);
+    }
+
+    /// Whether `addr` lies in one of the reservations. Reads nothing but the
+    /// list and allocates nothing, so the signal handler may call it (on
+    /// the store's own thread, while the store's wasm runs: see the handler).
+    pub fn contains(&self, addr: usize) -> bool {
+        self.0.iter().any(|r| addr.wrapping_sub(r.start) < r.len)
     }
 }
 

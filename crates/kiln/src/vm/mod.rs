@@ -20,6 +20,8 @@ pub mod store_hooks;
 pub mod mmap;
 pub mod parking;
 pub mod table;
+#[doc(hidden)]
+pub mod testing;
 pub mod traphandlers;
 pub mod vmcontext;
 mod invoke;

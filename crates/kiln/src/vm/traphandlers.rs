@@ -9,11 +9,17 @@
 //!
 //! - Hardware traps (a guard-page fault, `ud2`, a divide fault) arrive as
 //!   signals. The process-wide handler checks that the faulting PC is in
-//!   registered wasm code and has a trap-table entry, records the trap and a
-//!   backtrace in the innermost activation, and rewrites the signal context
-//!   so that returning from the handler continues in `kiln_unwind` with the
-//!   jump buffer as its argument. Any other fault is passed to the handler
-//!   that was installed before ours.
+//!   registered wasm code and has a trap-table entry; for a memory fault
+//!   (SIGSEGV, SIGBUS) also that the entry is `MemoryOutOfBounds` and that
+//!   the faulting address lies in the reservation or guard region of a
+//!   linear memory of the innermost activation's store (the store's
+//!   `VMStoreContext::memory_reservations`, see `fault_is_wasm_trap`). If so
+//!   it records the trap and a backtrace in the innermost activation, and
+//!   rewrites the signal context so that returning from the handler
+//!   continues in `kiln_unwind` with the jump buffer as its argument. Any
+//!   other fault, including a wasm access that faults outside every memory
+//!   (a bounds-check bug), is passed to the handler that was installed
+//!   before ours, or gets the default action (the process dies).
 //! - Errors from host functions and traps detected by builtins call
 //!   [`raise`], which records the reason and jumps directly.
 //!
@@ -499,7 +505,12 @@ unsafe extern "C" fn trap_handler(signum: libc::c_int, info: *mut libc::siginfo_
     } else if !act.is_null() {
         // SAFETY: `ctx` is the kernel-provided context of this signal.
         let (pc, fp) = unsafe { arch::context_pc_fp(ctx) };
-        if let Some(code) = super::code_memory::lookup_trap_code(pc) {
+        if let Some(code) = super::code_memory::lookup_trap_code(pc)
+            // SAFETY: `info` is the kernel-provided siginfo of this signal,
+            // `act` this thread's innermost live activation, and `pc` (just
+            // found to be a trap site) the wasm instruction that faulted.
+            && unsafe { fault_is_wasm_trap(signum, info, act, code) }
+        {
             // SAFETY: `act` is this thread's innermost live activation; the
             // faulting code is wasm running beneath it, so no Rust code of
             // this thread is using the activation concurrently.
@@ -539,6 +550,53 @@ unsafe extern "C" fn trap_handler(signum: libc::c_int, info: *mut libc::siginfo_
             f(signum);
         }
     }
+}
+
+/// Whether a `signum` fault at a trap site recorded with `code` is that
+/// wasm trap. An illegal instruction or arithmetic fault there is: the
+/// instruction at the site is the trap (`ud2`, a division). A memory fault
+/// (SIGSEGV, SIGBUS) is only if the site is a linear-memory access
+/// (`MemoryOutOfBounds`), the kernel raised the signal for that access, and
+/// the faulting address lies in the reservation or guard region of a memory
+/// of the store running: that is the out-of-bounds access the guard region
+/// exists to catch. A fault anywhere else means compiled code computed an
+/// address it should not have (a bounds-check bug), which must crash the
+/// process like any other wild access rather than pass for a harmless trap.
+///
+/// # Safety
+///
+/// `info` is the kernel-provided siginfo of this signal; `act` is this
+/// thread's innermost live activation, and the signal was raised by the
+/// wasm code running beneath it, at a trap site.
+unsafe fn fault_is_wasm_trap(signum: libc::c_int, info: *mut libc::siginfo_t, act: *const Activation, code: TrapCode) -> bool {
+    if signum != libc::SIGSEGV && signum != libc::SIGBUS {
+        return true;
+    }
+    if code != TrapCode::MemoryOutOfBounds {
+        return false;
+    }
+    // SAFETY: the kernel passes a valid siginfo to SA_SIGINFO handlers, and
+    // `si_addr` is the faulting address for a kernel-raised SIGSEGV/SIGBUS
+    // (`si_code > 0`; a signal sent by a process has `si_code <= 0` and no
+    // address, and is no fault at all).
+    let addr = unsafe {
+        if (*info).si_code <= 0 {
+            return false;
+        }
+        (*info).si_addr() as usize
+    };
+    // SAFETY: the activation and its store context are alive while linked.
+    // The reservation list is written only by Rust code holding the store's
+    // exclusive borrow, so on the one thread using the store, which is also
+    // the only thread running the store's wasm (wasm is entered under that
+    // borrow). This thread was executing that wasm when it faulted (`pc` is
+    // a trap site of compiled code, and wasm of the innermost activation's
+    // store is the only wasm that can run beneath it), so no write to the
+    // list is half done: a push completes, and is in memory, before control
+    // gets back into wasm (through an opaque call), and a signal arriving in
+    // the middle of a push would find the pc in Rust code and not get here.
+    // Reading the list takes no lock and allocates nothing.
+    unsafe { (*(*act).store_ctx).memory_reservations.contains(addr) }
 }
 
 /// Makes sure this thread has an alternate signal stack (called once per

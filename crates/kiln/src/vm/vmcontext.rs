@@ -97,6 +97,13 @@ pub struct VMStoreContext {
     /// none (written by `enter_wasm`, read by the thread advancing the
     /// epoch, which signals it; runtime-only).
     pub running_tid: std::sync::atomic::AtomicI32,
+    /// The reservations of every linear memory this store's wasm can
+    /// access, which the trap handler checks a memory fault's address
+    /// against (runtime-only). Written only by Rust code holding the
+    /// store's exclusive borrow (so on the thread using the store), read by
+    /// the handler on the thread running the store's wasm: the same thread,
+    /// and never in the middle of a write (see `fault_is_wasm_trap`).
+    pub memory_reservations: super::memory::MemoryReservations,
 }
 
 // SAFETY: the pointers refer to the store that owns this context (its
@@ -133,6 +140,7 @@ impl Default for VMStoreContext {
             fuel_in_pinned_reg: false,
             epoch_signals: false,
             running_tid: std::sync::atomic::AtomicI32::new(0),
+            memory_reservations: super::memory::MemoryReservations::default(),
         }
     }
 }

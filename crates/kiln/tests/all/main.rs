@@ -10,5 +10,6 @@ mod host_calls;
 mod instantiate;
 mod interrupt;
 mod malformed;
+mod memory_faults;
 mod threads;
 mod traps;

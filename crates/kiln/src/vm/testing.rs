@@ -1,0 +1,37 @@
+//! Hooks for Kiln's own tests, re-exported (hidden) as
+//! `kiln::__private_testing`. Not part of the API: they break invariants
+//! on purpose, to check that the runtime notices.
+
+use crate::store::AsContextMut;
+
+/// Makes compiled code see `memory`'s base address as `base`, so that its
+/// loads and stores of this memory go to `base + index` (checked against
+/// the real memory's bounds, or relying on its guard region), as after a
+/// bounds-check bug, while
+/// the host's accesses still use the real memory. Used to check that a
+/// fault at a trap site outside every linear memory is not taken for a
+/// wasm trap.
+///
+/// # Safety
+///
+/// Every access wasm makes to this memory afterwards (at `base + index`,
+/// for whatever indices it uses) must land on unmapped or inaccessible
+/// memory and fault, instead of reading or corrupting whatever lies there.
+/// A fault outside this store's memories kills the process: run such a
+/// test in a child process. (Growing the memory publishes the real base
+/// again.)
+///
+/// # Panics
+///
+/// `memory` belongs to another store.
+pub unsafe fn set_memory_base(mut store: impl AsContextMut, memory: crate::Memory, base: *mut u8) {
+    let opaque = &store.as_context_mut().0.opaque;
+    opaque.check(&memory.0);
+    let def = opaque.memory(memory.0.index).definition();
+    // SAFETY: `def` is the live definition of an unshared memory of this
+    // store (a `Memory` handle never names a shared one), so only this
+    // store's wasm reads it, and none runs while this thread holds the
+    // store's exclusive borrow; what compiled code does with the new base
+    // is the caller's contract.
+    unsafe { std::ptr::addr_of_mut!((*def.as_ptr()).base).write(base) };
+}
