@@ -292,7 +292,7 @@ pub(crate) fn instantiate<T: 'static>(
     });
 
     let init = opaque.instances[id].handle.initialize();
-    opaque.contents_exposed |= opaque.instances[id].handle.wrote_contents();
+    opaque.contents_exposed |= opaque.instances[id].handle.wrote_memories();
     match init {
         Ok(()) => {}
         Err(InstantiationError::Trap(code)) => return Err(Trap::new(code).into()),

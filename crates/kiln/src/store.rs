@@ -147,7 +147,8 @@ pub struct StoreOpaque {
     pub(crate) externrefs: ExternRefRoots,
     /// Whether the contents of this store's memories and tables may differ
     /// from what instantiation mapped in: wasm ran, the host got a
-    /// `Memory` or `Table` handle, or an instance wrote segments eagerly.
+    /// `Memory` or `Table` handle, or an instance wrote data segments
+    /// eagerly (tables also record what the runtime writes into them).
     /// While false, dropping the store returns their regions to the
     /// allocator without resetting them (see `forget_unwritten_contents`).
     pub(crate) contents_exposed: bool,

@@ -9,5 +9,6 @@ mod host_calls;
 mod instantiate;
 mod interrupt;
 mod malformed;
+mod tables;
 mod threads;
 mod traps;
