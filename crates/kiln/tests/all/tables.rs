@@ -1,5 +1,5 @@
 //! Tables: untouched elements cost no memory and read as the table's
-//! initial value.
+//! initial value; store limits cover tables.
 
 use kiln::*;
 
@@ -257,5 +257,74 @@ fn externref_initial_values_survive_collection() -> Result<()> {
         Some(Val::ExternRef(Some(r))) => assert_eq!(r.data().downcast_ref::<String>().map(String::as_str), Some("grown")),
         other => panic!("{other:?}"),
     }
+    Ok(())
+}
+
+#[test]
+fn table_limit_refuses_the_bomb_naming_table_and_limit() {
+    let engine = Engine::default();
+    let limited = || {
+        let mut store = Store::new(&engine, StoreLimitsBuilder::new().table_elements(1_000_000).build());
+        store.limiter(|l| l);
+        store
+    };
+    let bomb = Module::new(&engine, table_bomb()).unwrap();
+    let err = Instance::new(&mut limited(), &bomb, &[]).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("table 0 ") && msg.contains("10000000") && msg.contains("limit is 1000000"), "{msg}");
+    let exceeded = err.downcast_ref::<LimitExceeded>().expect("a LimitExceeded");
+    assert_eq!((exceeded.what, exceeded.desired, exceeded.limit), ("table", 10_000_000, 1_000_000));
+
+    // The export name, when there is one.
+    let exported = Module::new(&engine, r#"(module (table 1 funcref) (table (export "big") 2000000 funcref))"#).unwrap();
+    let msg = format!("{:#}", Instance::new(&mut limited(), &exported, &[]).unwrap_err());
+    assert!(msg.contains(r#"table 1 (export "big")"#) && msg.contains("limit is 1000000"), "{msg}");
+
+    // At the limit is fine.
+    let fits = Module::new(&engine, "(module (table 1000000 funcref))").unwrap();
+    Instance::new(&mut limited(), &fits, &[]).unwrap();
+
+    // A limiter that states no limit still names the table.
+    struct Deny;
+    impl ResourceLimiter for Deny {
+        fn memory_growing(&mut self, _: usize, _: usize, _: Option<usize>) -> Result<bool> {
+            Ok(true)
+        }
+        fn table_growing(&mut self, _: usize, desired: usize, _: Option<usize>) -> Result<bool> {
+            Ok(desired <= 10)
+        }
+    }
+    let mut store = Store::new(&engine, Deny);
+    store.limiter(|l| l);
+    let msg = format!("{:#}", Instance::new(&mut store, &exported, &[]).unwrap_err());
+    assert!(msg.contains(r#"table 1 (export "big") of 2000000 elements exceeds the store's limits"#), "{msg}");
+}
+
+#[test]
+fn table_limit_covers_host_tables_and_growth() -> Result<()> {
+    let engine = Engine::default();
+    let mut store = Store::new(&engine, StoreLimitsBuilder::new().table_elements(1000).build());
+    store.limiter(|l| l);
+    let err = Table::new(&mut store, TableType::new(ValType::FuncRef, 1001, None), Val::FuncRef(None)).unwrap_err();
+    assert!(err.downcast_ref::<LimitExceeded>().is_some(), "{err:#}");
+    assert!(format!("{err:#}").contains("limit is 1000"), "{err:#}");
+    let t = Table::new(&mut store, TableType::new(ValType::FuncRef, 1000, None), Val::FuncRef(None))?;
+    assert!(t.grow(&mut store, 1, Val::FuncRef(None)).is_err());
+
+    let module = Module::new(
+        &engine,
+        r#"(module (table $t 10 funcref)
+            (func (export "grow") (param i32) (result i32) (table.grow $t (ref.null func) (local.get 0))))"#,
+    )?;
+    let i = Instance::new(&mut store, &module, &[])?;
+    let grow = i.get_typed_func::<i32, i32>(&mut store, "grow")?;
+    assert_eq!(grow.call(&mut store, 991)?, -1);
+    assert_eq!(grow.call(&mut store, 990)?, 10);
+
+    // Memories created by the host are covered too.
+    let mut store = Store::new(&engine, StoreLimitsBuilder::new().memory_size(1 << 16).build());
+    store.limiter(|l| l);
+    assert!(Memory::new(&mut store, MemoryType::new(2, None)).is_err());
+    Memory::new(&mut store, MemoryType::new(1, None))?;
     Ok(())
 }
