@@ -3,13 +3,19 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
-use kiln::{Config, DirectoryCache, EpochTicker, Store, StoreLimits, StoreLimitsBuilder, TrapCode};
+use kiln::{Config, DirectoryCache, EpochTicker, LimitExceeded, Store, StoreLimits, StoreLimitsBuilder, TrapCode};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Epoch tick of `--timeout`: interruption lands within one tick of the deadline.
 const TICK: Duration = Duration::from_millis(5);
+
+/// Default of `--max-table-elements`: 8 MiB of references per table when
+/// every element is written, well above what real programs use (Yosys,
+/// 30 MB of wasm, has 10,266 elements), and small enough that a tiny module
+/// cannot claim gigabytes by declaring many huge tables.
+pub const DEFAULT_MAX_TABLE_ELEMENTS: usize = 1_000_000;
 
 /// Limits on what the program may do.
 #[derive(Args, Clone, Default)]
@@ -27,6 +33,13 @@ pub struct LimitFlags {
     /// `memory.grow` fails (returns -1) and oversized modules do not start.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     max_memory: Option<usize>,
+
+    /// Most elements each table may have (default 1000000, i.e. 8 MiB of
+    /// references once all are written; Kiln's own limit is 10000000);
+    /// beyond it `table.grow` fails (returns -1) and modules with larger
+    /// tables do not start.
+    #[arg(long, value_name = "N")]
+    max_table_elements: Option<usize>,
 
     /// Most bytes of native stack wasm may use, e.g. `1MiB` (default 512KiB).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
@@ -47,13 +60,29 @@ impl LimitFlags {
         }
     }
 
-    /// The store limits.
+    /// The store limits (for the main store and every wasi-threads store).
     pub fn store_limits(&self) -> StoreLimits {
-        let mut b = StoreLimitsBuilder::new();
+        let mut b = StoreLimitsBuilder::new().table_elements(self.max_table_elements());
         if let Some(m) = self.max_memory {
             b = b.memory_size(m);
         }
         b.build()
+    }
+
+    /// The `--max-table-elements` in effect.
+    pub fn max_table_elements(&self) -> usize {
+        self.max_table_elements.unwrap_or(DEFAULT_MAX_TABLE_ELEMENTS)
+    }
+
+    /// The flag that raises the limit behind `e`, in words.
+    pub fn describe_exceeded(&self, e: &LimitExceeded) -> String {
+        match e.what {
+            "table" => format!(
+                "each table may have at most {} elements; raise the limit with --max-table-elements",
+                self.max_table_elements()
+            ),
+            _ => "raise the limit with --max-memory".to_string(),
+        }
     }
 
     /// Applies fuel and the deadline to `store` and starts the timer; keep

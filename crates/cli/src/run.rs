@@ -4,7 +4,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use crate::features::FeatureFlags;
 use crate::options::{CacheFlags, LimitFlags};
-use kiln::{Engine, ExternType, Func, Instance, Linker, Module, Store, StoreLimits, Trap, TrapCode, Val, ValType};
+use kiln::{Engine, ExternType, Func, Instance, LimitExceeded, Linker, Module, Store, StoreLimits, Trap, TrapCode, Val, ValType};
 use kiln_wasi::{DirPerms, I32Exit, ThreadExit, WasiCtx, WasiCtxBuilder, WasiThreads};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -288,10 +288,15 @@ impl RunCommand {
 /// The exit status for an error from running wasm: the program's own for
 /// `proc_exit` (statuses outside 0..=255 become 1), otherwise prints the
 /// error, naming the limit that stopped the program if one did: 134 for a
-/// trap, 1 for anything else.
+/// trap, 1 for anything else (such as a table or memory too large for its
+/// limit at instantiation).
 fn exit_status(limits: &LimitFlags, e: anyhow::Error) -> u8 {
     if let Some(exit) = e.downcast_ref::<I32Exit>() {
         return u8::try_from(exit.0).unwrap_or(1);
+    }
+    if let Some(exceeded) = e.downcast_ref::<LimitExceeded>() {
+        eprintln!("error: {e:#}\n({})", limits.describe_exceeded(exceeded));
+        return 1;
     }
     let Some(trap) = e.downcast_ref::<Trap>() else {
         eprintln!("error: {e:#}");

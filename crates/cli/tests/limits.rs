@@ -65,6 +65,59 @@ fn max_memory_makes_memory_grow_fail() {
     assert!(err.contains("limits"), "{err}");
 }
 
+/// The table bomb: 20 tables of 10,000,000 funcref elements (131 bytes as
+/// a binary); filled eagerly it used to take 1.6 GB even with
+/// `--max-memory 16MiB`.
+fn table_bomb() -> String {
+    format!("(module {})", "(table 10000000 funcref)".repeat(20))
+}
+
+#[test]
+fn max_table_elements_stops_the_table_bomb() {
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = write(dir.path(), "bomb.wat", &table_bomb());
+    let (code, _, err) = run(kiln(dir.path()).args(["run", "--max-memory", "16MiB"]).arg(&bomb));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("table 0 ") && err.contains("10000000 elements requested, limit is 1000000"), "{err}");
+    assert!(err.contains("--max-table-elements"), "{err}");
+    // Allowed, it still costs nothing: untouched elements are never stored.
+    let (code, _, err) = run(kiln(dir.path()).args(["run", "--max-table-elements", "10000000"]).arg(&bomb));
+    assert_eq!(code, 0, "{err}");
+
+    let two_million = write(dir.path(), "t.wat", r#"(module (table (export "t") 2000000 funcref) (func (export "_start")))"#);
+    let (code, _, err) = run(kiln(dir.path()).arg("run").arg(&two_million));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(r#"table 0 (export "t")"#) && err.contains("limit is 1000000"), "{err}");
+    assert!(err.contains("--max-table-elements"), "{err}");
+    let (code, _, err) = run(kiln(dir.path()).args(["run", "--max-table-elements", "3000000"]).arg(&two_million));
+    assert_eq!(code, 0, "{err}");
+}
+
+/// The stores of wasi-threads threads get the same table limit: a thread
+/// growing its table past it gets -1, which it hands to the main thread.
+#[test]
+fn max_table_elements_applies_to_wasi_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let wat = r#"(module
+        (import "wasi" "thread-spawn" (func $spawn (param i32) (result i32)))
+        (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+        (memory (import "env" "memory") 1 1 shared)
+        (table $t 10 funcref)
+        (func (export "wasi_thread_start") (param i32 i32)
+            (i32.atomic.store (i32.const 0) (table.grow $t (ref.null func) (i32.const 1000000)))
+            (drop (memory.atomic.notify (i32.const 0) (i32.const 1))))
+        (func (export "_start")
+            (if (i32.le_s (call $spawn (i32.const 0)) (i32.const 0)) (then unreachable))
+            (drop (memory.atomic.wait32 (i32.const 0) (i32.const 0) (i64.const -1)))
+            ;; exit status 1 if the grow failed, 2 if it succeeded
+            (call $proc_exit (select (i32.const 1) (i32.const 2) (i32.eq (i32.atomic.load (i32.const 0)) (i32.const -1))))))"#;
+    let grow = write(dir.path(), "grow.wat", wat);
+    let (code, _, err) = run(kiln(dir.path()).args(["run", "-S", "threads"]).arg(&grow));
+    assert_eq!(code, 1, "the default limit must apply in the thread: {err}");
+    let (code, _, err) = run(kiln(dir.path()).args(["run", "-S", "threads", "--max-table-elements", "1000010"]).arg(&grow));
+    assert_eq!(code, 2, "{err}");
+}
+
 #[test]
 fn compile_then_run_the_artifact_and_manage_the_cache() {
     let dir = tempfile::tempdir().unwrap();

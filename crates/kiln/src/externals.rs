@@ -188,10 +188,15 @@ impl Memory {
     ///
     /// # Errors
     ///
-    /// The minimum size exceeds the configured reservation, or the OS
+    /// The store's limiter refuses the minimum size (see
+    /// [`StoreLimitsBuilder::memory_size`](crate::StoreLimitsBuilder::memory_size)),
+    /// the minimum size exceeds the configured reservation, or the OS
     /// refuses the mapping.
     pub fn new(mut store: impl AsContextMut, ty: MemoryType) -> Result<Memory> {
-        let store = &mut store.as_context_mut().0.opaque;
+        let inner = store.as_context_mut().0;
+        let bytes = |pages: u64| usize::try_from(pages.saturating_mul(ty.0.page_size())).unwrap_or(usize::MAX);
+        inner.check_new_memory("memory", bytes(ty.0.minimum), ty.0.maximum.map(bytes))?;
+        let store = &mut inner.opaque;
         let engine = store.engine.clone();
         let m = vm::memory::Memory::new(ty.0, engine.tunables(), None, Some(&engine.inner.allocator), None)?;
         let idx = store.push_memory(MemoryEntry::Host(Box::new(m)));
@@ -326,13 +331,19 @@ fn check_ref(store: &mut StoreOpaque, elem: ValType, v: &Val) -> Result<usize> {
 
 impl Table {
     /// Creates a table of type `ty` with every element set to `init`.
+    /// Elements cost memory only once written (except that a non-null
+    /// externref `init` is stored in every element).
     ///
     /// # Errors
     ///
-    /// `init` has the wrong type or belongs to another store; the size
-    /// exceeds the implementation limit.
+    /// `init` has the wrong type or belongs to another store; the store's
+    /// limiter refuses the minimum size (see
+    /// [`StoreLimitsBuilder::table_elements`](crate::StoreLimitsBuilder::table_elements));
+    /// the size exceeds the implementation limit (10,000,000 elements).
     pub fn new(mut store: impl AsContextMut, ty: TableType, init: Val) -> Result<Table> {
-        let store = &mut store.as_context_mut().0.opaque;
+        let inner = store.as_context_mut().0;
+        inner.check_new_table("table", ty.0.minimum, ty.0.maximum)?;
+        let store = &mut inner.opaque;
         let raw = check_ref(store, ty.element(), &init)?;
         let engine = store.engine.clone();
         let t = vm::table::Table::new(ty.0, raw, None, &engine.inner.allocator, None).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -181,18 +181,28 @@ fn check_limits<T: 'static>(store: &mut StoreInner<T>, module: &Module) -> Resul
     if store.opaque.memories.len() + info.num_defined_memories() as usize > max_memories {
         bail!("memory limit of {max_memories} per store exceeded");
     }
-    for m in &info.memories[info.num_imported_memories as usize..] {
-        let bytes = |pages: u64| usize::try_from(pages.saturating_mul(m.page_size())).unwrap_or(usize::MAX);
-        if !store.memory_growing(0, bytes(m.minimum), m.maximum.map(bytes))? {
-            bail!("memory of {} bytes exceeds the store's limits", bytes(m.minimum));
-        }
+    for m in info.num_imported_memories..info.memories.len() as u32 {
+        let ty = &info.memories[m as usize];
+        let bytes = |pages: u64| usize::try_from(pages.saturating_mul(ty.page_size())).unwrap_or(usize::MAX);
+        store.check_new_memory(&describe(info, "memory", EntityIndex::Memory(m)), bytes(ty.minimum), ty.maximum.map(bytes))?;
     }
-    for t in &info.tables[info.num_imported_tables as usize..] {
-        if !store.table_growing(0, t.minimum, t.maximum)? {
-            bail!("table of {} elements exceeds the store's limits", t.minimum);
-        }
+    for t in info.num_imported_tables..info.tables.len() as u32 {
+        let ty = &info.tables[t as usize];
+        store.check_new_table(&describe(info, "table", EntityIndex::Table(t)), ty.minimum, ty.maximum)?;
     }
     Ok(())
+}
+
+/// Names entity `index` of `module` for errors: `table 3`, or
+/// `table 3 (export "name")` if the module exports it.
+fn describe(module: &env::ModuleInfo, kind: &str, index: EntityIndex) -> String {
+    let n = match index {
+        EntityIndex::Function(i) | EntityIndex::Table(i) | EntityIndex::Memory(i) | EntityIndex::Global(i) => i,
+    };
+    match module.exports.iter().find(|e| e.index == index) {
+        Some(e) => format!("{kind} {n} (export {:?})", e.name),
+        None => format!("{kind} {n}"),
+    }
 }
 
 fn stored_of(ext: &Extern) -> Stored {
@@ -294,7 +304,7 @@ pub(crate) fn instantiate<T: 'static>(
     }
 
     let init = opaque.instances[id].handle.initialize();
-    opaque.contents_exposed |= opaque.instances[id].handle.wrote_contents();
+    opaque.contents_exposed |= opaque.instances[id].handle.wrote_memories();
     match init {
         Ok(()) => {}
         Err(InstantiationError::Trap(code)) => return Err(Trap::new(code).into()),

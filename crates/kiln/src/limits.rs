@@ -25,6 +25,20 @@ pub trait ResourceLimiter: Send {
     /// An error stops execution and is returned to the caller of wasm.
     fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> Result<bool>;
 
+    /// The most bytes this limiter lets any one memory have, if it has
+    /// such a fixed cap; only used to word errors (the decisions are
+    /// [`memory_growing`](Self::memory_growing)'s). `None` by default.
+    fn memory_size_limit(&self) -> Option<usize> {
+        None
+    }
+
+    /// The most elements this limiter lets any one table have, if it has
+    /// such a fixed cap; only used to word errors (the decisions are
+    /// [`table_growing`](Self::table_growing)'s). `None` by default.
+    fn table_elements_limit(&self) -> Option<usize> {
+        None
+    }
+
     /// Most instances the store may hold.
     fn instances(&self) -> usize {
         DEFAULT_COUNT_LIMIT
@@ -78,13 +92,18 @@ impl StoreLimitsBuilder {
         Self::default()
     }
 
-    /// Each memory may have at most `bytes` bytes.
+    /// Each memory may have at most `bytes` bytes: `memory.grow` beyond it
+    /// fails, and so do instantiating a module and [`Memory::new`](crate::Memory::new)
+    /// with a larger minimum.
     pub fn memory_size(mut self, bytes: usize) -> Self {
         self.0.memory_size = Some(bytes);
         self
     }
 
-    /// Each table may have at most `elements` elements.
+    /// Each table may have at most `elements` elements: `table.grow` beyond
+    /// it fails, and so do instantiating a module and [`Table::new`](crate::Table::new)
+    /// with a larger minimum. Untouched elements cost no memory, but every
+    /// element may be written, at 8 bytes each.
     pub fn table_elements(mut self, elements: usize) -> Self {
         self.0.table_elements = Some(elements);
         self
@@ -135,11 +154,24 @@ pub struct LimitExceeded {
 
 impl std::fmt::Display for LimitExceeded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} limit exceeded: {} requested, limit is {}", self.what, self.desired, self.limit)
+        let unit = if self.what == "table" { "elements" } else { "bytes" };
+        write!(f, "{} limit exceeded: {} {unit} requested, limit is {}", self.what, self.desired, self.limit)
     }
 }
 
 impl std::error::Error for LimitExceeded {}
+
+/// The error for a memory or table (`what`, described by `name`) whose
+/// initial size of `desired` bytes or elements the store's limiter
+/// refused; a [`LimitExceeded`] when the limiter states its `limit`.
+pub(crate) fn refused(what: &'static str, name: &str, desired: usize, limit: Option<usize>) -> anyhow::Error {
+    let unit = if what == "table" { "elements" } else { "bytes" };
+    match limit {
+        Some(limit) => anyhow::Error::new(LimitExceeded { what, desired, limit })
+            .context(format!("{name} is too large for the store's limits")),
+        None => anyhow::anyhow!("{name} of {desired} {unit} exceeds the store's limits"),
+    }
+}
 
 impl ResourceLimiter for StoreLimits {
     fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> Result<bool> {
@@ -166,6 +198,14 @@ impl ResourceLimiter for StoreLimits {
             }
             _ => Ok(true),
         }
+    }
+
+    fn memory_size_limit(&self) -> Option<usize> {
+        self.memory_size
+    }
+
+    fn table_elements_limit(&self) -> Option<usize> {
+        self.table_elements
     }
 
     fn instances(&self) -> usize {

@@ -11,6 +11,7 @@ use crate::vm::instance::Instance as VmInstance;
 use crate::vm::memory::Memory as VmMemory;
 use crate::vm::table::Table as VmTable;
 use crate::limits::ResourceLimiter;
+use anyhow::Context as _;
 use crate::vm::store_hooks::{HookError, VMStore};
 use crate::vm::vmcontext::VMStoreContext;
 use kiln_environ as env;
@@ -147,7 +148,8 @@ pub struct StoreOpaque {
     pub(crate) externrefs: ExternRefRoots,
     /// Whether the contents of this store's memories and tables may differ
     /// from what instantiation mapped in: wasm ran, the host got a
-    /// `Memory` or `Table` handle, or an instance wrote segments eagerly.
+    /// `Memory` or `Table` handle, or an instance wrote data segments
+    /// eagerly (tables also record what the runtime writes into them).
     /// While false, dropping the store returns their regions to the
     /// allocator without resetting them (see `forget_unwritten_contents`).
     pub(crate) contents_exposed: bool,
@@ -293,7 +295,7 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Store<T> {
     }
 }
 
-impl<T: 'static> StoreInner<T> {
+impl<T> StoreInner<T> {
     fn limiter(&mut self) -> Option<&mut dyn ResourceLimiter> {
         let get = self.limiter.as_mut()?;
         Some(get(&mut self.data))
@@ -314,6 +316,38 @@ impl<T: 'static> StoreInner<T> {
             Some(l) => l.table_growing(c(current), c(desired), maximum.map(c)),
             None => Ok(true),
         }
+    }
+
+    /// Asks the limiter whether a new memory of `minimum` bytes, described
+    /// by `name` in errors, may be created.
+    ///
+    /// # Errors
+    ///
+    /// The limiter refused (naming its limit if it states one) or failed.
+    pub(crate) fn check_new_memory(&mut self, name: &str, minimum: usize, maximum: Option<usize>) -> anyhow::Result<()> {
+        let allowed =
+            self.memory_growing(0, minimum, maximum).with_context(|| format!("{name} is too large for the store's limits"))?;
+        if allowed {
+            return Ok(());
+        }
+        let limit = self.limiter().and_then(|l| l.memory_size_limit());
+        Err(crate::limits::refused("memory", name, minimum, limit))
+    }
+
+    /// Asks the limiter whether a new table of `minimum` elements,
+    /// described by `name` in errors, may be created.
+    ///
+    /// # Errors
+    ///
+    /// The limiter refused (naming its limit if it states one) or failed.
+    pub(crate) fn check_new_table(&mut self, name: &str, minimum: u64, maximum: Option<u64>) -> anyhow::Result<()> {
+        let allowed =
+            self.table_growing(0, minimum, maximum).with_context(|| format!("{name} is too large for the store's limits"))?;
+        if allowed {
+            return Ok(());
+        }
+        let limit = self.limiter().and_then(|l| l.table_elements_limit());
+        Err(crate::limits::refused("table", name, usize::try_from(minimum).unwrap_or(usize::MAX), limit))
     }
 
     /// The limiter's caps on instances, tables and memories.

@@ -128,10 +128,10 @@ pub struct Instance {
     owned_tables: Vec<Box<Table>>,
     dropped_data: Vec<bool>,
     dropped_elems: Vec<bool>,
-    /// Whether `initialize` wrote into a memory or table (eager segments,
-    /// table initial values), as opposed to leaving everything to memory
-    /// images and lazy tables.
-    wrote_contents: bool,
+    /// Whether `initialize` wrote into a memory (eager data segments), as
+    /// opposed to leaving everything to memory images. (Tables keep track
+    /// of their own writes, see `Table::forget_writes`.)
+    wrote_memories: bool,
 }
 
 // SAFETY: all raw pointers point into allocations owned by this instance or
@@ -177,6 +177,12 @@ impl FuncRefMaker {
             return None;
         }
         Some(inits.u32_at(i)).filter(|f| *f != u32::MAX)
+    }
+
+    /// Number of elements of lazily initialized table `table` that its
+    /// initializers cover (0 if it has none).
+    pub fn initial_len(&self, table: u32) -> usize {
+        self.module().module().lazy_table(table).map_or(0, |l| l.len() as usize)
     }
 
     /// The record of function `f`, written first if `f` is defined.
@@ -253,7 +259,7 @@ impl Instance {
             owned_tables: Vec::new(),
             dropped_data: vec![false; info.data.len()],
             dropped_elems: vec![false; info.elements.len()],
-            wrote_contents: false,
+            wrote_memories: false,
             module: module.clone(),
         });
         let inst_ptr: *mut Instance = &mut *inst;
@@ -510,11 +516,9 @@ impl Instance {
         }
         for (d, init) in info.table_inits.iter().enumerate() {
             if let TableInit::Expr(e) = init {
-                self.wrote_contents = true;
+                // Usually recorded as the table's default, not written (see `Table`).
                 let v = self.eval_const(e).get_ptr();
-                let t = self.table_mut(info.num_imported_tables + d as u32);
-                let n = t.size();
-                t.fill(0, v, n);
+                self.table_mut(info.num_imported_tables + d as u32).set_initial_value(v);
             }
         }
         if !bulk_memory {
@@ -532,7 +536,6 @@ impl Instance {
                 // Folded into a lazily initialized table.
                 SegmentMode::Active { .. } if self.dropped_elems[i] => {}
                 SegmentMode::Active { index, offset } => {
-                    self.wrote_contents = true;
                     let dst = self.eval_const(offset).get_u128() as u64;
                     let dst = if info.tables[*index as usize].table64 { dst } else { dst as u32 as u64 };
                     let len = seg.items.len() as u64;
@@ -549,7 +552,7 @@ impl Instance {
                 continue;
             }
             if let SegmentMode::Active { index, offset } = &seg.mode {
-                self.wrote_contents = true;
+                self.wrote_memories = true;
                 let dst = self.eval_const(offset).get_u128() as u64;
                 let dst = if info.memories[*index as usize].memory64 { dst } else { dst as u32 as u64 };
                 self.memory_init(*index, i as u32, dst, 0, seg.bytes.len() as u64).map_err(InstantiationError::Trap)?;
@@ -559,10 +562,10 @@ impl Instance {
         Ok(())
     }
 
-    /// Whether `initialize` wrote into any memory or table, its own or
-    /// imported (set before the first write, so also after a failure).
-    pub fn wrote_contents(&self) -> bool {
-        self.wrote_contents
+    /// Whether `initialize` wrote into any memory, its own or imported
+    /// (set before the first write, so also after a failure).
+    pub fn wrote_memories(&self) -> bool {
+        self.wrote_memories
     }
 
     /// Lets this instance's own memories and tables go back to their pools
@@ -572,10 +575,12 @@ impl Instance {
     /// Right only when their contents are still what a reset would give
     /// back: the store must know that no wasm ran and that no host handle
     /// to any of its memories or tables was ever made, and no instance of
-    /// the store wrote contents while initializing (`wrote_contents`).
+    /// the store wrote into a memory while initializing (`wrote_memories`).
     /// Anything else that touched them would have gone through one of
-    /// those; a memory image mapped at instantiation is not a write, and a
-    /// lazy table reads as uninitialized until someone looks.
+    /// those; a memory image mapped at instantiation is not a write. Tables
+    /// still reset whatever the runtime itself wrote into them (segments
+    /// applied eagerly, lazily computed elements): only writes by compiled
+    /// code go unrecorded, and no wasm ran.
     pub fn forget_unwritten_contents(&mut self) {
         for m in &mut self.owned_memories {
             m.forget_writes();

@@ -124,10 +124,24 @@ mod imp {
             if inst.table_ptr(dst_table) == inst.table_ptr(src_table) {
                 return if inst.table_mut(dst_table).copy_within(dst, src, len) { Ok(()) } else { Err(TrapCode::TableOutOfBounds) };
             }
-            let items = inst.table_mut(src_table).read_range(src, len).ok_or(TrapCode::TableOutOfBounds)?;
-            let t = inst.table_mut(dst_table);
-            for (k, v) in items.into_iter().enumerate() {
-                t.set(dst + k as u64, v);
+            if src.checked_add(len).is_none_or(|e| e > inst.table(src_table).size()) {
+                return Err(TrapCode::TableOutOfBounds);
+            }
+            // Two distinct tables: copy through a small buffer, reading
+            // untouched source elements without storing them.
+            let mut buf = [0usize; 256];
+            let mut done = 0;
+            while done < len {
+                let n = (len - done).min(buf.len() as u64);
+                let chunk = &mut buf[..n as usize];
+                if !inst.table(src_table).read_into(src + done, chunk) {
+                    return Err(TrapCode::TableOutOfBounds);
+                }
+                let t = inst.table_mut(dst_table);
+                for (k, v) in chunk.iter().enumerate() {
+                    t.set(dst + done + k as u64, *v);
+                }
+                done += n;
             }
             Ok(())
         })

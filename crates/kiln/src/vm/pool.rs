@@ -143,6 +143,12 @@ impl Region {
         self.dirty = 0;
     }
 
+    /// How many leading bytes may hold data (what a release resets).
+    #[cfg(test)]
+    pub fn dirty_len(&self) -> usize {
+        self.dirty
+    }
+
     /// Notes that the first `bytes` may now hold data.
     pub fn mark_dirty(&mut self, bytes: usize) {
         self.dirty = self.dirty.max(bytes.min(self.len));

@@ -1,13 +1,23 @@
 //! Tables: growable arrays of pointer-sized references.
 //!
-//! Externref tables hold raw externref pointers (0 is null). Funcref tables
-//! hold *tagged* `VMFuncRef` pointers: bit 0 (`FUNCREF_INIT_BIT`) is set on
-//! every initialized element (so null is `1`), and an element of `0` has not
-//! been initialized yet: its value comes from the owning module's
-//! precomputed `LazyTable` the first time anyone reads it (compiled code
-//! calls a builtin for that; the runtime goes through [`Table::get`]). A
-//! table of a large module therefore starts as zeroed memory, and only the
-//! elements actually used are ever computed.
+//! A table's elements live in a region that reads as zero when fresh or
+//! reset, and an element that is still 0 in memory has never been written:
+//! nothing is stored for it, so untouched elements cost no resident memory
+//! however large the table is.
+//!
+//! - Funcref tables hold *tagged* `VMFuncRef` pointers: bit 0
+//!   (`FUNCREF_INIT_BIT`) is set on every written element (so a stored null
+//!   is `1`). An element of `0` reads as the table's *initial value*
+//!   (compiled code calls the `table_get_lazy` builtin when it meets one,
+//!   which stores the value; the runtime goes through [`Table::get`]): for
+//!   a lazily initialized table, the function the owning module's
+//!   precomputed `LazyTable` gives that position; otherwise, or past the
+//!   lazy initializers, the table's default (null, the value of its init
+//!   expression, or the host's `Table::new` value). Creating a table,
+//!   setting its default and growing it with that default write nothing.
+//! - Externref tables hold raw externref pointers, and 0 is null. Compiled
+//!   code reads them as they are, so an externref table whose initial value
+//!   is not null (only the host can make one) stores it in every element.
 
 use super::allocator::Allocator;
 use super::instance::FuncRefMaker;
@@ -26,8 +36,25 @@ pub struct LazyInit {
     pub table: u32,
 }
 
+impl LazyInit {
+    /// The initial value of element `i`, if the lazy initializers give it one.
+    fn element(&self, i: usize) -> Option<usize> {
+        self.maker.initial_element(self.table, i).map(|f| self.maker.func_ref(f) as usize)
+    }
+
+    /// Number of elements the lazy initializers cover (never more than
+    /// the table's declared minimum).
+    fn len(&self) -> usize {
+        self.maker.initial_len(self.table)
+    }
+}
+
 /// A table. Its elements live in a region from the instance allocator,
 /// sized for the table's maximum, so growing never moves them.
+///
+/// Invariant: the elements at and past `len` are 0 (the region reads as
+/// zero when fresh or reset, and nothing writes past `len`), so growing
+/// makes them untouched elements.
 pub struct Table {
     region: Option<Region>,
     pool: Option<Arc<RegionPool>>,
@@ -36,6 +63,9 @@ pub struct Table {
     ty: TableType,
     max: usize,
     lazy: Option<LazyInit>,
+    /// What an untouched funcref element reads as (untagged; 0 for null)
+    /// where `lazy` gives it no value. Always 0 for externref tables.
+    default: usize,
     def: NonNull<VMTableDefinition>,
     _own_def: Option<Box<VMTableDefinition>>,
     /// Whether dropping resets the elements in use (false only after
@@ -60,12 +90,15 @@ unsafe impl Sync for Table {}
 pub const MAX_TABLE_ELEMENTS: u64 = 10_000_000;
 
 impl Table {
-    /// Creates a table of type `ty` with every element `init` (an untagged
-    /// reference, 0 for null), or lazily initialized from `lazy`.
+    /// Creates a table of type `ty` whose elements all read as `init` (an
+    /// untagged reference, 0 for null), or, with `lazy`, as its lazy
+    /// initializers give them. Nothing is written unless `ty` is an
+    /// externref table and `init` is not null (see the module docs).
     ///
     /// # Errors
     ///
-    /// Returns `None` if the minimum size exceeds the implementation limit.
+    /// The minimum size exceeds the implementation limit, or the allocator
+    /// has no region for it.
     pub(crate) fn new(
         ty: TableType,
         init: usize,
@@ -78,7 +111,7 @@ impl Table {
         }
         let declared = ty.maximum.unwrap_or(MAX_TABLE_ELEMENTS).min(MAX_TABLE_ELEMENTS) as usize;
         let min = ty.minimum as usize;
-        let (mut region, pool) = allocator.table(min, declared).map_err(|e| e.to_string())?;
+        let (region, pool) = allocator.table(min, declared).map_err(|e| e.to_string())?;
         let max = declared.min(region.len() / 8);
         let (def, own) = match def {
             Some(d) => (d, None),
@@ -87,17 +120,22 @@ impl Table {
                 (NonNull::from(&mut *b), Some(b))
             }
         };
+        // A fresh or reset region reads as zeros: every element untouched.
         let base = region.ptr().cast::<usize>();
-        // A fresh or reset region reads as zeros: exactly the "not yet
-        // initialized" state of a lazy table.
-        if lazy.is_none() {
-            region.mark_dirty(min * 8);
-        }
-        let mut t = Table { region: Some(region), pool: Some(pool), base, len: min, ty, max, lazy, def, _own_def: own, reset_on_drop: true };
-        if t.lazy.is_none() {
-            let fill = Self::encode(ty, init);
-            t.elements_mut().fill(fill);
-        }
+        let mut t = Table {
+            region: Some(region),
+            pool: Some(pool),
+            base,
+            len: min,
+            ty,
+            max,
+            lazy,
+            default: 0,
+            def,
+            _own_def: own,
+            reset_on_drop: true,
+        };
+        t.set_initial_value(init);
         t.publish();
         Ok(t)
     }
@@ -113,13 +151,21 @@ impl Table {
         unsafe { std::slice::from_raw_parts_mut(self.base, self.len) }
     }
 
+    /// Records that elements before `end` may have been written, so that
+    /// releasing the region resets them.
+    fn note_written(&mut self, end: usize) {
+        if let Some(r) = &mut self.region {
+            r.mark_dirty(end.saturating_mul(8));
+        }
+    }
+
     fn is_func(&self) -> bool {
         self.ty.element.is_func()
     }
 
     /// The stored form of reference `v`.
-    fn encode(ty: TableType, v: usize) -> usize {
-        if ty.element.is_func() { v | FUNCREF_INIT_BIT } else { v }
+    fn encode(&self, v: usize) -> usize {
+        if self.is_func() { v | FUNCREF_INIT_BIT } else { v }
     }
 
     fn publish(&mut self) {
@@ -128,6 +174,44 @@ impl Table {
         unsafe {
             self.def.as_ptr().write(VMTableDefinition { base: self.base, current_elements: self.len as u64 });
         }
+    }
+
+    /// Makes every element of a table that was never written read as `v`
+    /// (untagged, 0 for null): the table's initial value, from the host or
+    /// the table's init expression. A funcref table only records it as its
+    /// default; an externref table stores a non-null `v` in every element.
+    pub(crate) fn set_initial_value(&mut self, v: usize) {
+        if self.is_func() {
+            self.default = v;
+        } else if v != 0 {
+            let len = self.len;
+            self.elements_mut().fill(v);
+            self.note_written(len);
+        }
+    }
+
+    /// What element `i` reads as while it is 0 in memory (untagged).
+    fn untouched(&self, i: usize) -> usize {
+        self.lazy.as_ref().and_then(|l| l.element(i)).unwrap_or(self.default)
+    }
+
+    /// The reference in element `i` (in bounds), without storing a computed
+    /// initial value.
+    fn value(&self, i: usize) -> usize {
+        let raw = self.elements()[i];
+        if !self.is_func() {
+            raw
+        } else if raw != 0 {
+            raw & !FUNCREF_INIT_BIT
+        } else {
+            self.untouched(i)
+        }
+    }
+
+    /// Stores reference `v` in element `i` (in bounds).
+    fn store(&mut self, i: usize, v: usize) {
+        self.elements_mut()[i] = self.encode(v);
+        self.note_written(i + 1);
     }
 
     /// The table's type with the current size as minimum.
@@ -145,31 +229,25 @@ impl Table {
         self.def
     }
 
-    /// The reference in element `i` (0 for null), computing it first if
-    /// it was never initialized; `None` if out of bounds.
+    /// The reference in element `i` (0 for null); `None` if out of bounds.
+    /// An untouched funcref element gets its initial value stored, so that
+    /// compiled code finds it without calling the builtin again.
     pub fn get(&mut self, i: u64) -> Option<usize> {
-        let i = usize::try_from(i).ok()?;
-        let raw = *self.elements().get(i)?;
-        if !self.is_func() {
-            return Some(raw);
+        let i = usize::try_from(i).ok().filter(|i| *i < self.len)?;
+        let raw = self.elements()[i];
+        if !self.is_func() || raw != 0 {
+            return Some(self.value(i));
         }
-        if raw != 0 {
-            return Some(raw & !FUNCREF_INIT_BIT);
-        }
-        let v = match &self.lazy {
-            Some(lazy) => lazy.maker.initial_element(lazy.table, i).map_or(0, |f| lazy.maker.func_ref(f) as usize),
-            None => 0,
-        };
-        self.elements_mut()[i] = v | FUNCREF_INIT_BIT;
+        let v = self.untouched(i);
+        self.store(i, v);
         Some(v)
     }
 
     /// Sets element `i` to reference `v` (0 for null); `false` if out of bounds.
     pub fn set(&mut self, i: u64, v: usize) -> bool {
-        let enc = Self::encode(self.ty, v);
-        match usize::try_from(i).ok().and_then(|i| self.elements_mut().get_mut(i)) {
-            Some(slot) => {
-                *slot = enc;
+        match usize::try_from(i).ok().filter(|i| *i < self.len) {
+            Some(i) => {
+                self.store(i, v);
                 true
             }
             None => false,
@@ -177,35 +255,40 @@ impl Table {
     }
 
     /// The stored elements of an externref table (for collecting
-    /// externrefs); empty for funcref tables.
+    /// externrefs; they are the values, 0 being null); empty for funcref
+    /// tables.
     pub fn externrefs(&self) -> &[usize] {
         if self.is_func() { &[] } else { self.elements() }
     }
 
     /// Grows by `delta` elements set to `init`; returns the old size, or
-    /// `None` if the table cannot grow that far.
+    /// `None` if the table cannot grow that far. New elements are untouched
+    /// (nothing is written) when `init` is what they read as untouched.
     pub fn grow(&mut self, delta: u64, init: usize) -> Option<u64> {
-        let old = self.len as u64;
-        let new = old.checked_add(delta).filter(|n| *n <= self.max as u64)? as usize;
-        if let Some(r) = &mut self.region {
-            r.mark_dirty(new * 8);
-        }
-        let fill = Self::encode(self.ty, init);
-        let old_len = self.len;
+        let old = self.len;
+        let new = (old as u64).checked_add(delta).filter(|n| *n <= self.max as u64)? as usize;
+        // Past the lazy initializers (which stay within the minimum size),
+        // untouched elements read as the default (null for externrefs).
+        let untouched = init == self.default && self.lazy.as_ref().is_none_or(|l| l.len() <= old);
         self.len = new;
-        self.elements_mut()[old_len..].fill(fill);
+        if !untouched {
+            let fill = self.encode(init);
+            self.elements_mut()[old..].fill(fill);
+            self.note_written(new);
+        }
         self.publish();
-        Some(old)
+        Some(old as u64)
     }
 
     /// `table.fill`: false if the range is out of bounds.
     pub fn fill(&mut self, dst: u64, val: usize, len: u64) -> bool {
         let end = match dst.checked_add(len) {
-            Some(e) if e <= self.size() => e,
+            Some(e) if e <= self.size() => e as usize,
             _ => return false,
         };
-        let enc = Self::encode(self.ty, val);
-        self.elements_mut()[dst as usize..end as usize].fill(enc);
+        let enc = self.encode(val);
+        self.elements_mut()[dst as usize..end].fill(enc);
+        self.note_written(end);
         true
     }
 
@@ -215,37 +298,52 @@ impl Table {
         if src.checked_add(len).is_none_or(|e| e > size) || dst.checked_add(len).is_none_or(|e| e > size) {
             return false;
         }
-        if self.is_func() && self.lazy.is_some() {
-            // Copies must carry values, not "uninitialized" markers.
-            for i in src..src + len {
-                self.get(i);
+        let (dst, src, len) = (dst as usize, src as usize, len as usize);
+        if self.lazy.is_none() {
+            // An untouched element reads the same anywhere in the table.
+            self.elements_mut().copy_within(src..src + len, dst);
+            self.note_written(dst + len);
+            return true;
+        }
+        // An untouched element's value depends on its position: copy values,
+        // in the direction that reads each source before it is overwritten.
+        if dst <= src {
+            for k in 0..len {
+                let v = self.value(src + k);
+                self.store(dst + k, v);
+            }
+        } else {
+            for k in (0..len).rev() {
+                let v = self.value(src + k);
+                self.store(dst + k, v);
             }
         }
-        self.elements_mut().copy_within(src as usize..(src + len) as usize, dst as usize);
         true
     }
 
-    /// The references in `[start, start + len)`, computing uninitialized
-    /// ones; `None` if out of bounds.
-    pub fn read_range(&mut self, start: u64, len: u64) -> Option<Vec<usize>> {
-        let end = start.checked_add(len).filter(|e| *e <= self.size())?;
-        (start..end).map(|i| self.get(i)).collect()
+    /// Reads the references in `[start, start + out.len())` into `out`
+    /// without storing computed initial values; false if out of bounds.
+    pub fn read_into(&self, start: u64, out: &mut [usize]) -> bool {
+        if start.checked_add(out.len() as u64).is_none_or(|e| e > self.size()) {
+            return false;
+        }
+        for (k, slot) in out.iter_mut().enumerate() {
+            *slot = self.value(start as usize + k);
+        }
+        true
     }
 }
 
 impl Table {
-    /// Releases this table's region without a reset when dropped (see
-    /// `Instance::forget_unwritten_contents` for when that is right).
-    /// Only lazily initialized tables qualify: an eager one was filled at
-    /// creation.
+    /// When dropped, releases this table's region without resetting the
+    /// elements compiled code may have written (`table.set` stores
+    /// directly): right when no wasm ran (see
+    /// `Instance::forget_unwritten_contents`). Every write made through
+    /// this type (segments, lazily computed elements, builtins, the host,
+    /// an externref table's initial value) is recorded in the region and
+    /// still reset; a table never written goes back without a reset.
     pub(crate) fn forget_writes(&mut self) {
-        if self.lazy.is_none() {
-            return;
-        }
         self.reset_on_drop = false;
-        if let Some(r) = self.region.as_mut() {
-            r.forget_writes();
-        }
     }
 }
 
@@ -257,5 +355,160 @@ impl Drop for Table {
             }
             pool.release(region);
         }
+    }
+}
+
+/// Tables with init expressions (the function-references proposal, which
+/// Kiln's configuration does not offer yet: only the crate can turn it on)
+/// and what the representation leaves in memory.
+#[cfg(test)]
+mod tests {
+    use crate::*;
+
+    /// An engine that accepts table init expressions.
+    fn engine() -> Engine {
+        let mut config = Config::new();
+        config.features |= wasmparser::WasmFeatures::FUNCTION_REFERENCES;
+        Engine::new(&config).expect("engine")
+    }
+
+    /// The raw elements of `t` (as stored, in use or not).
+    fn raw(store: &Store<()>, t: Table) -> Vec<usize> {
+        store.inner.opaque.table(t.0.index).elements().to_vec()
+    }
+
+    #[test]
+    fn funcref_init_expression_is_a_default_not_a_fill() -> Result<()> {
+        let engine = engine();
+        let module = Module::new(
+            &engine,
+            r#"(module
+                (type $r (func (result i32)))
+                (func $f (result i32) i32.const 7)
+                (func $g (result i32) i32.const 9)
+                (table $t (export "t") 100000 funcref (ref.func $f))
+                (elem (table $t) (i32.const 5) func $g)
+                (elem $p func $g $g)
+                (func (export "call") (param i32) (result i32) (call_indirect $t (type $r) (local.get 0)))
+                (func (export "is_null") (param i32) (result i32) (ref.is_null (table.get $t (local.get 0))))
+                (func (export "copy") (param i32 i32 i32) (table.copy $t $t (local.get 0) (local.get 1) (local.get 2)))
+                (func (export "fill_null") (param i32 i32) (table.fill $t (local.get 0) (ref.null func) (local.get 1)))
+                (func (export "init") (param i32) (table.init $t $p (local.get 0) (i32.const 0) (i32.const 2)))
+                (func (export "grow_null") (param i32) (result i32) (table.grow $t (ref.null func) (local.get 0)))
+                (func (export "grow_f") (param i32) (result i32) (table.grow $t (ref.func $f) (local.get 0)))
+                (func (export "grow_g") (param i32) (result i32) (table.grow $t (ref.func $g) (local.get 0))))"#,
+        )?;
+        let mut store = Store::new(&engine, ());
+        let i = Instance::new(&mut store, &module, &[])?;
+        let t = i.get_table(&mut store, "t").expect("table");
+        // Only the segment's element was written.
+        let stored = raw(&store, t);
+        assert_eq!(stored.len(), 100_000);
+        assert!(stored.iter().enumerate().all(|(k, e)| (*e == 0) == (k != 5)));
+
+        let call = i.get_typed_func::<i32, i32>(&mut store, "call")?;
+        let is_null = i.get_typed_func::<i32, i32>(&mut store, "is_null")?;
+        assert_eq!(call.call(&mut store, 0)?, 7);
+        assert_eq!(call.call(&mut store, 5)?, 9);
+        assert_eq!(call.call(&mut store, 99_999)?, 7);
+        assert_eq!(is_null.call(&mut store, 50_000)?, 0);
+        assert!(call.call(&mut store, 100_000).is_err());
+
+        // Bulk operations over untouched elements.
+        i.get_typed_func::<(i32, i32, i32), ()>(&mut store, "copy")?.call(&mut store, (10, 4, 3))?;
+        i.get_typed_func::<(i32, i32), ()>(&mut store, "fill_null")?.call(&mut store, (20, 2))?;
+        i.get_typed_func::<i32, ()>(&mut store, "init")?.call(&mut store, 30)?;
+        for (k, want) in [(10, Some(7)), (11, Some(9)), (12, Some(7)), (13, Some(7)), (20, None), (21, None), (22, Some(7))] {
+            match want {
+                Some(v) => assert_eq!(call.call(&mut store, k)?, v, "element {k}"),
+                None => assert_eq!(is_null.call(&mut store, k)?, 1, "element {k}"),
+            }
+        }
+        assert_eq!((call.call(&mut store, 30)?, call.call(&mut store, 31)?, call.call(&mut store, 32)?), (9, 9, 7));
+
+        // Growing with the default writes nothing; with anything else, it does.
+        let grow =
+            |store: &mut Store<()>, name: &str, n: i32| i.get_typed_func::<i32, i32>(&mut *store, name)?.call(&mut *store, n);
+        assert_eq!(grow(&mut store, "grow_f", 10)?, 100_000);
+        assert!(raw(&store, t)[100_000..].iter().all(|e| *e == 0));
+        assert_eq!(grow(&mut store, "grow_null", 10)?, 100_010);
+        assert_eq!(grow(&mut store, "grow_g", 10)?, 100_020);
+        assert!(raw(&store, t)[100_010..].iter().all(|e| *e != 0));
+        assert_eq!(grow(&mut store, "grow_f", 10)?, 100_030);
+        for (k, want) in [(100_005, Some(7)), (100_015, None), (100_025, Some(9)), (100_035, Some(7))] {
+            match want {
+                Some(v) => assert_eq!(call.call(&mut store, k)?, v, "element {k}"),
+                None => assert_eq!(is_null.call(&mut store, k)?, 1, "element {k}"),
+            }
+        }
+
+        // The host sees the same values.
+        let f = match t.get(&mut store, 1234) {
+            Some(Val::FuncRef(Some(f))) => f,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(f.typed::<(), i32>(&store)?.call(&mut store, ())?, 7);
+        assert!(matches!(t.get(&mut store, 100_015), Some(Val::FuncRef(None))));
+        t.set(&mut store, 1234, Val::FuncRef(None))?;
+        assert_eq!(is_null.call(&mut store, 1234)?, 1);
+        assert_eq!(call.call(&mut store, 1235)?, 7);
+        Ok(())
+    }
+
+    #[test]
+    fn externref_init_expression_from_a_global() -> Result<()> {
+        let engine = engine();
+        let mut store = Store::new(&engine, ());
+        let tracker = std::sync::Arc::new(());
+        let value = Val::ExternRef(Some(ExternRef::new(tracker.clone())));
+        let g = Global::new(&mut store, GlobalType::new(ValType::ExternRef, Mutability::Const), value)?;
+        let module = Module::new(
+            &engine,
+            r#"(module
+                (import "host" "g" (global $g externref))
+                (table $t (export "t") 1000 externref (global.get $g))
+                (table $n (export "n") 1000 externref (ref.null extern))
+                (func (export "is_null") (param i32) (result i32) (ref.is_null (table.get $t (local.get 0))))
+                (func (export "grow_null") (param i32) (result i32) (table.grow $t (ref.null extern) (local.get 0))))"#,
+        )?;
+        let i = Instance::new(&mut store, &module, &[g.into()])?;
+        let t = i.get_table(&mut store, "t").expect("table");
+        let n = i.get_table(&mut store, "n").expect("table");
+        // A non-null externref is stored in every element; null in none.
+        assert!(raw(&store, t).iter().all(|e| *e != 0));
+        assert!(raw(&store, n).iter().all(|e| *e == 0));
+        store.gc();
+        let is_null = i.get_typed_func::<i32, i32>(&mut store, "is_null")?;
+        assert_eq!(is_null.call(&mut store, 999)?, 0);
+        match t.get(&mut store, 0) {
+            Some(Val::ExternRef(Some(r))) => assert!(r.data().downcast_ref::<std::sync::Arc<()>>().is_some()),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(n.get(&mut store, 0), Some(Val::ExternRef(None))));
+        let grow_null = i.get_typed_func::<i32, i32>(&mut store, "grow_null")?;
+        assert_eq!(grow_null.call(&mut store, 3)?, 1000);
+        assert_eq!(is_null.call(&mut store, 1001)?, 1);
+        assert!(raw(&store, t)[1000..].iter().all(|e| *e == 0));
+        Ok(())
+    }
+
+    /// The region records exactly what the runtime wrote (what a release
+    /// must reset): nothing for creating a table or growing it with its
+    /// default, the prefix up to each written element otherwise.
+    #[test]
+    fn only_written_elements_need_a_reset() -> Result<()> {
+        let engine = Engine::default();
+        let mut store = Store::new(&engine, ());
+        let f = Func::wrap(&mut store, || 1i32);
+        let t = Table::new(&mut store, TableType::new(ValType::FuncRef, 10_000, None), Val::FuncRef(Some(f)))?;
+        let vm = store.inner.opaque.table_mut(t.0.index);
+        assert_eq!(vm.region.as_ref().map(|r| r.dirty_len()), Some(0));
+        assert_eq!(vm.grow(100, vm.default), Some(10_000));
+        assert_eq!(vm.region.as_ref().map(|r| r.dirty_len()), Some(0));
+        vm.get(300);
+        assert_eq!(vm.region.as_ref().map(|r| r.dirty_len()), Some(301 * 8));
+        assert_eq!(vm.grow(10, 0), Some(10_100));
+        assert_eq!(vm.region.as_ref().map(|r| r.dirty_len()), Some(10_110 * 8));
+        Ok(())
     }
 }

@@ -11,5 +11,6 @@ mod instantiate;
 mod interrupt;
 mod malformed;
 mod memory_faults;
+mod tables;
 mod threads;
 mod traps;
