@@ -44,7 +44,7 @@ fn artifacts_run_only_with_allow_precompiled() {
     let mut bytes = std::fs::read(&artifact).expect("read");
     let n = bytes.len();
     bytes[n - 8..].fill(0xcc);
-    assert!(kiln_environ::reseal(&mut bytes, &kiln_environ::Seal::public()));
+    assert!(kiln_environ::reseal(&mut bytes, &kiln_environ::PublicSeal::artifact()));
     std::fs::write(&artifact, &bytes).expect("write");
     let innocent = dir.path().join("innocent.wasm");
     std::fs::copy(&artifact, &innocent).expect("copy");
@@ -127,7 +127,7 @@ fn a_planted_cache_entry_does_not_run() {
     for (i, b) in key.iter_mut().enumerate() {
         *b = u8::from_str_radix(&name[2 * i..2 * i + 2], 16).expect("hex");
     }
-    assert!(kiln_environ::reseal(&mut bytes, &kiln_environ::Seal::cache_entry(None, kiln_environ::EntryKind::Module, &key)));
+    assert!(kiln::__private_testing::reseal_entry(&mut bytes, None, kiln_environ::EntryKind::Module, &key));
     std::fs::write(&entry, &bytes).expect("write");
     let (code, out, err) = run(kiln(&cache).arg("run").arg(&wat).args(["--invoke", "f", "41"]));
     assert_eq!((code, out.as_str(), err.as_str()), (0, "42\n", ""));

@@ -44,17 +44,19 @@ pub fn engine_salt(kiln_version: &str, compiler_fingerprint: &str, tunables: &Tu
     *h.finalize().as_bytes()
 }
 
-/// The key under which a whole module's artifact is filed: a BLAKE3 hash
-/// of the module bytes, keyed by the engine salt (on all cores for large
-/// modules). It is collision-resistant, so it identifies the module: a
-/// module cache entry's tag is bound to this key ([`crate::Seal::cache_entry`]),
-/// and an entry can only ever load for the module it was compiled from.
+/// The key under which a whole module's artifact is filed in a cache
+/// without a secret key: a BLAKE3 hash of the module bytes, keyed by the
+/// engine salt (on all cores for large modules). It is collision-resistant,
+/// so it identifies the module: an entry's tag is bound to its key, and an
+/// entry can only ever load for the module it was compiled from. (A cache
+/// with a secret key files modules under a MAC of the bytes instead, at
+/// memory speed: `kiln::seal`.)
 ///
-/// (Entries used to keep the module bytes, filed under a fast XXH3 key and
-/// compared byte for byte on every warm start. Authenticating entries
-/// needs a cryptographic pass over the entry anyway; binding the tag to a
-/// BLAKE3 key makes the kept bytes and the comparison unnecessary, which
-/// saves the module's size in every entry and that pass over them.)
+/// Entries used to keep the module bytes, filed under a fast XXH3 key and
+/// compared byte for byte on every warm start. Authenticating entries needs
+/// a pass over the entry with a key anyway; binding the tag to a key that
+/// identifies the module makes the kept bytes and the comparison
+/// unnecessary, which saves the module's size in every entry.
 pub fn module_key(salt: &CacheKey, wasm: &[u8]) -> CacheKey {
     let mut h = Hasher::new_keyed(salt);
     h.update(b"module-v3");

@@ -9,27 +9,27 @@
 //!       16   metadata length (u64 LE) metadata = postcard(CompiledModuleInfo)
 //!       24   text offset (u64 LE, a multiple of TEXT_ALIGN, so the text can be mapped in place)
 //!       32   text length (u64 LE)
-//!       40   tag (32 bytes): keyed BLAKE3 of every other byte of the file (see [`Seal`])
+//!       40   tag (32 bytes) of every other byte of the file (see [`Sealer`])
 //!       72   header, metadata, zero padding, text
 //! ```
 //!
 //! A function cache entry is `"KFN3"`, its tag (32 bytes), the compile
 //! time in nanoseconds (u64 LE) and `postcard(CompiledFunction)`.
 //!
-//! Every artifact and entry carries a tag computed with a [`Seal`]. What the
-//! tag proves depends on the seal's key:
+//! Every artifact and entry carries a tag computed by a [`Sealer`]. What
+//! the tag proves depends on its key:
 //!
-//! - [`Seal::public`] (`Module::serialize`, `kiln compile`): the key is a
-//!   constant, so the tag is a checksum. It catches truncation and
-//!   corruption, not tampering: anyone can compute it. Such artifacts are
-//!   machine code that Kiln trusts because the embedder said so
-//!   (`Module::deserialize` is `unsafe`).
-//! - [`Seal::cache_entry`] with a cache's secret key: the tag is a MAC
-//!   bound to the cache key and kind the entry is stored under. Whoever
-//!   does not know the key cannot make an entry Kiln will load, nor move a
-//!   valid entry to another key. Module keys are a collision-resistant
-//!   hash of the module bytes (`module_key`), so an entry can only ever be
-//!   loaded for the exact module it was compiled from.
+//! - [`PublicSeal`] (`Module::serialize`, `kiln compile`, caches without a
+//!   key): keyed BLAKE3 under a constant key, so the tag is a checksum. It
+//!   catches truncation and corruption, not tampering: anyone can compute
+//!   it. Serialized artifacts are machine code that Kiln trusts because
+//!   the embedder said so (`Module::deserialize` is `unsafe`).
+//! - The runtime's cache seal (`kiln::seal`), with a cache's secret key:
+//!   the tag is a MAC bound to the cache key and kind the entry is stored
+//!   under. Whoever does not know the key cannot make an entry Kiln will
+//!   load, nor move a valid entry to another key; and module keys identify
+//!   the module bytes, so an entry can only ever be loaded for the exact
+//!   module it was compiled from.
 //!
 //! Both are checked before anything in the file is decoded or mapped
 //! executable; every table is also bounds-checked before use, so a damaged
@@ -64,48 +64,56 @@ pub enum EntryKind {
     Function,
 }
 
-/// The key and context of an artifact's or entry's tag (see the module
-/// docs): a keyed BLAKE3 hash of a domain label, a 32-byte binding (the
-/// cache key, or zeros) and the protected bytes.
-#[derive(Clone)]
-pub struct Seal {
-    key: [u8; 32],
+/// Computes the tag of an artifact or entry: 32 bytes that depend on every
+/// part (see the module docs). [`PublicSeal`] is the one for artifacts
+/// outside any cache; the runtime implements the keyed one for caches.
+pub trait Sealer: Sync {
+    /// The tag of `parts`, in order (an implementation must make the
+    /// boundaries between parts count: hash each part's length too).
+    fn tag(&self, parts: &[&[u8]]) -> [u8; 32];
+}
+
+/// The seal of artifacts outside any cache (`Module::serialize`, `kiln
+/// compile`): keyed BLAKE3 under a fixed, public key, so the tag detects
+/// damage but not tampering. Also the seal of entries of a cache without a
+/// key, bound to the entry's kind and cache key.
+#[derive(Clone, Debug)]
+pub struct PublicSeal {
     domain: &'static [u8],
     binding: [u8; 32],
 }
 
-impl fmt::Debug for Seal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Never print the key.
-        f.debug_struct("Seal").field("domain", &String::from_utf8_lossy(self.domain)).finish_non_exhaustive()
-    }
-}
+/// The public key of [`PublicSeal`].
+const PUBLIC_KEY: [u8; 32] = *b"kiln public artifact checksum v1";
 
 /// Inputs at least this long are hashed on all cores.
 const PARALLEL_HASH_MIN: usize = 1 << 20;
 
-impl Seal {
-    /// The seal of artifacts that live outside any cache: a fixed public
-    /// key, so the tag detects damage but not tampering.
-    pub fn public() -> Seal {
-        Seal { key: *b"kiln public artifact checksum v1", domain: b"kiln artifact", binding: [0; 32] }
+impl PublicSeal {
+    /// The seal of a serialized artifact.
+    pub fn artifact() -> PublicSeal {
+        PublicSeal { domain: b"kiln artifact", binding: [0; 32] }
     }
 
-    /// The seal of a cache entry of `kind` stored under `cache_key`, with
-    /// the cache's secret `mac_key`; a cache without a key (one nobody
-    /// else can write, such as process memory) gets the public key.
-    pub fn cache_entry(mac_key: Option<&[u8; 32]>, kind: EntryKind, cache_key: &[u8; 32]) -> Seal {
-        let domain: &'static [u8] = match kind {
-            EntryKind::Module => b"kiln module cache entry",
-            EntryKind::Function => b"kiln function cache entry",
-        };
-        Seal { key: mac_key.copied().unwrap_or(Seal::public().key), domain, binding: *cache_key }
+    /// The seal of a cache entry of `kind` stored under `cache_key` in a
+    /// cache that has no key of its own.
+    pub fn cache_entry(kind: EntryKind, cache_key: &[u8; 32]) -> PublicSeal {
+        PublicSeal { domain: entry_domain(kind), binding: *cache_key }
     }
+}
 
-    /// The tag of `parts` (each hashed with its length, large ones on all
-    /// cores).
+/// The domain label of cache entries of `kind` (part of every entry's tag,
+/// so an entry of one kind never passes as the other).
+pub fn entry_domain(kind: EntryKind) -> &'static [u8] {
+    match kind {
+        EntryKind::Module => b"kiln module cache entry",
+        EntryKind::Function => b"kiln function cache entry",
+    }
+}
+
+impl Sealer for PublicSeal {
     fn tag(&self, parts: &[&[u8]]) -> [u8; 32] {
-        let mut h = blake3::Hasher::new_keyed(&self.key);
+        let mut h = blake3::Hasher::new_keyed(&PUBLIC_KEY);
         h.update(&(self.domain.len() as u64).to_le_bytes());
         h.update(self.domain);
         h.update(&self.binding);
@@ -119,12 +127,12 @@ impl Seal {
         }
         *h.finalize().as_bytes()
     }
+}
 
-    /// Whether `tag` is the tag of `parts` (compared in constant time).
-    fn verify(&self, tag: &[u8], parts: &[&[u8]]) -> bool {
-        let Ok(tag) = <[u8; 32]>::try_from(tag) else { return false };
-        blake3::Hash::from_bytes(tag) == blake3::Hash::from_bytes(self.tag(parts))
-    }
+/// Whether `tag` is `sealer`'s tag of `parts` (compared in constant time).
+fn verify(sealer: &dyn Sealer, tag: &[u8], parts: &[&[u8]]) -> bool {
+    let Ok(tag) = <[u8; 32]>::try_from(tag) else { return false };
+    blake3::Hash::from_bytes(tag) == blake3::Hash::from_bytes(sealer.tag(parts))
 }
 
 /// Who produced an artifact, and with which settings. An artifact loads
@@ -199,7 +207,7 @@ fn first_difference(a: &str, b: &str) -> (String, String) {
 }
 
 /// Encodes an artifact, sealed with `seal`.
-pub fn serialize_artifact(header: &ArtifactHeader, info: &CompiledModuleInfo, text: &[u8], seal: &Seal) -> Vec<u8> {
+pub fn serialize_artifact(header: &ArtifactHeader, info: &CompiledModuleInfo, text: &[u8], seal: &dyn Sealer) -> Vec<u8> {
     let h = postcard::to_allocvec(header).expect("serializing to memory cannot fail");
     let m = postcard::to_allocvec(info).expect("serializing to memory cannot fail");
     let text_offset = (PREFIX + h.len() + m.len()).div_ceil(TEXT_ALIGN) * TEXT_ALIGN;
@@ -223,7 +231,7 @@ pub fn serialize_artifact(header: &ArtifactHeader, info: &CompiledModuleInfo, te
 /// `seal`, in place; returns `false` (changing nothing) if `bytes` is
 /// neither. For tests that play an attacker who rewrites an entry and
 /// seals it with a key of their own.
-pub fn reseal(bytes: &mut [u8], seal: &Seal) -> bool {
+pub fn reseal(bytes: &mut [u8], seal: &dyn Sealer) -> bool {
     if bytes.len() >= PREFIX && bytes[..8] == ARTIFACT_MAGIC {
         let tag = seal.tag(&[&bytes[..TAG.start], &bytes[TAG.end..]]);
         bytes[TAG].copy_from_slice(&tag);
@@ -266,7 +274,7 @@ fn read_u64(b: &[u8], at: usize) -> u64 {
 ///
 /// Large tables in the metadata are read in place from `bytes` when
 /// `bytes` is the content of `source` (see [`crate::with_source`]).
-pub fn parse_artifact(bytes: &[u8], expected: &ArtifactHeader, seal: &Seal) -> Result<ParsedArtifact, ArtifactError> {
+pub fn parse_artifact(bytes: &[u8], expected: &ArtifactHeader, seal: &dyn Sealer) -> Result<ParsedArtifact, ArtifactError> {
     if bytes.len() < 8 || bytes[..8] != ARTIFACT_MAGIC {
         return Err(ArtifactError::NotAnArtifact);
     }
@@ -287,7 +295,7 @@ pub fn parse_artifact(bytes: &[u8], expected: &ArtifactHeader, seal: &Seal) -> R
     if m_end > t_off || t_end != bytes.len() || t_off % TEXT_ALIGN != 0 {
         return Err(ArtifactError::Corrupt("truncated or inconsistent lengths"));
     }
-    if !seal.verify(&bytes[TAG], &[&bytes[..TAG.start], &bytes[TAG.end..]]) {
+    if !verify(seal, &bytes[TAG], &[&bytes[..TAG.start], &bytes[TAG.end..]]) {
         return Err(ArtifactError::BadTag);
     }
     let (h, m) = (&bytes[PREFIX..h_end], &bytes[h_end..m_end]);
@@ -317,7 +325,7 @@ pub fn parse_artifact(bytes: &[u8], expected: &ArtifactHeader, seal: &Seal) -> R
 
 /// Encodes a function cache entry: `f` and how long compiling it took,
 /// sealed with `seal`.
-pub fn encode_function_entry(f: &CompiledFunction, took: std::time::Duration, seal: &Seal) -> Vec<u8> {
+pub fn encode_function_entry(f: &CompiledFunction, took: std::time::Duration, seal: &dyn Sealer) -> Vec<u8> {
     let body = postcard::to_allocvec(f).expect("serializing to memory cannot fail");
     let nanos = (took.as_nanos().min(u128::from(u64::MAX)) as u64).to_le_bytes();
     let tag = seal.tag(&[&nanos, &body]);
@@ -333,12 +341,12 @@ pub fn encode_function_entry(f: &CompiledFunction, took: std::time::Duration, se
 /// the same seal: the function and its compile time. `None` if the entry
 /// is damaged, was sealed otherwise, or is inconsistent (relocations or
 /// trap sites outside the code).
-pub fn decode_function_entry(bytes: &[u8], seal: &Seal) -> Option<(CompiledFunction, std::time::Duration)> {
+pub fn decode_function_entry(bytes: &[u8], seal: &dyn Sealer) -> Option<(CompiledFunction, std::time::Duration)> {
     if bytes.len() < 44 || bytes[..4] != FUNCTION_MAGIC {
         return None;
     }
     let (tag, nanos, body) = (&bytes[4..36], &bytes[36..44], &bytes[44..]);
-    if !seal.verify(tag, &[nanos, body]) {
+    if !verify(seal, tag, &[nanos, body]) {
         return None;
     }
     let f: CompiledFunction = postcard::from_bytes(body).ok()?;

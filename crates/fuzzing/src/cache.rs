@@ -332,7 +332,7 @@ fn damage_files(root: &std::path::Path, d: &Damage, forge: bool) -> Vec<CacheKin
                 && let Some(mut bad) = d.apply(&bytes, keep)
             {
                 if forge && let Some(key) = key {
-                    kiln_environ::reseal(&mut bad, &kiln_environ::Seal::cache_entry(None, kind, &key));
+                    kiln::__private_testing::reseal_entry(&mut bad, None, kind, &key);
                 }
                 if std::fs::write(&p, bad).is_ok() {
                     changed.push(kind);

@@ -3,6 +3,7 @@
 
 use crate::cache::{Cache, CacheEntry, CacheKind};
 use crate::engine::Engine;
+use crate::seal::{EntrySeal, MacKeys, module_key};
 use crate::vm::code_memory::{MappedFile, ModuleCode};
 use crate::vm::instance::ModuleRuntime;
 use anyhow::{Context, Result, anyhow};
@@ -17,8 +18,9 @@ pub(crate) fn compile_module(engine: &Engine, wasm: &[u8]) -> Result<Arc<ModuleR
     let Some(cache) = engine.config().cache.clone() else {
         return Ok(compile_uncached(engine, wasm, None)?.0);
     };
-    let key = module_key(&engine.inner.salt, wasm);
-    let seal = Seal::cache_entry(cache.mac_key().as_ref(), CacheKind::Module, &key);
+    let mac_keys = cache.mac_key().map(|k| MacKeys::derive(&k));
+    let key = module_key(mac_keys.as_ref(), &engine.inner.salt, wasm);
+    let seal = EntrySeal::new(mac_keys.as_ref(), CacheKind::Module, &key);
     if let Some(entry) = cache.get(CacheKind::Module, &key) {
         match load_entry(engine, entry, &seal) {
             Ok((rt, saved)) => {
@@ -32,14 +34,14 @@ pub(crate) fn compile_module(engine: &Engine, wasm: &[u8]) -> Result<Arc<ModuleR
         }
     }
     let start = Instant::now();
-    let (rt, text) = compile_uncached(engine, wasm, Some(&*cache))?;
+    let (rt, text) = compile_uncached(engine, wasm, Some((&*cache, mac_keys.as_ref())))?;
     let header = engine.artifact_header(start.elapsed());
     cache.put(CacheKind::Module, &key, serialize_artifact(&header, &rt.info, &text, &seal));
     Ok(rt)
 }
 
 /// Loads a module cache entry sealed with `seal`.
-fn load_entry(engine: &Engine, entry: CacheEntry, seal: &Seal) -> Result<(Arc<ModuleRuntime>, Duration)> {
+fn load_entry(engine: &Engine, entry: CacheEntry, seal: &dyn Sealer) -> Result<(Arc<ModuleRuntime>, Duration)> {
     match entry {
         CacheEntry::Bytes(b) => from_artifact_bytes(engine, &b, seal),
         CacheEntry::File(file) => from_artifact_file(engine, &file, seal),
@@ -48,7 +50,7 @@ fn load_entry(engine: &Engine, entry: CacheEntry, seal: &Seal) -> Result<(Arc<Mo
 
 /// Loads an artifact held in memory (the text is copied into fresh code
 /// memory) whose tag verifies with `seal`.
-pub(crate) fn from_artifact_bytes(engine: &Engine, bytes: &[u8], seal: &Seal) -> Result<(Arc<ModuleRuntime>, Duration)> {
+pub(crate) fn from_artifact_bytes(engine: &Engine, bytes: &[u8], seal: &dyn Sealer) -> Result<(Arc<ModuleRuntime>, Duration)> {
     let parsed = parse_artifact(bytes, &engine.artifact_header(Duration::ZERO), seal)?;
     let info = Arc::new(parsed.info);
     let code = ModuleCode::new(&bytes[parsed.text], info.clone(), true).context("failed to map compiled code")?;
@@ -57,7 +59,7 @@ pub(crate) fn from_artifact_bytes(engine: &Engine, bytes: &[u8], seal: &Seal) ->
 
 /// Loads an artifact file whose tag verifies with `seal`, mapping its text
 /// in place.
-pub(crate) fn from_artifact_file(engine: &Engine, file: &std::fs::File, seal: &Seal) -> Result<(Arc<ModuleRuntime>, Duration)> {
+pub(crate) fn from_artifact_file(engine: &Engine, file: &std::fs::File, seal: &dyn Sealer) -> Result<(Arc<ModuleRuntime>, Duration)> {
     let mapped = Arc::new(MappedFile::new(file).context("failed to map the file")?);
     // Large tables are read in place from the mapping, not copied.
     let parsed = with_source(mapped.clone(), || parse_artifact(mapped.bytes(), &engine.artifact_header(Duration::ZERO), seal))?;
@@ -77,7 +79,7 @@ fn runtime(engine: &Engine, info: Arc<CompiledModuleInfo>, code: Box<ModuleCode>
 
 /// Looks up a cached function, checking the entry; a damaged or foreign
 /// entry is removed and reported as a miss.
-fn cached_function(cache: &dyn Cache, key: &CacheKey, seal: &Seal) -> Option<CompiledFunction> {
+fn cached_function(cache: &dyn Cache, key: &CacheKey, seal: &dyn Sealer) -> Option<CompiledFunction> {
     let bytes = match cache.get(CacheKind::Function, key)? {
         CacheEntry::Bytes(b) => b,
         CacheEntry::File(mut f) => {
@@ -102,7 +104,11 @@ fn cached_function(cache: &dyn Cache, key: &CacheKey, seal: &Seal) -> Option<Com
 
 /// Translates, compiles (through the function cache, if given) and links
 /// `wasm`, then maps the code. Returns the runtime module and its text.
-fn compile_uncached(engine: &Engine, wasm: &[u8], cache: Option<&dyn Cache>) -> Result<(Arc<ModuleRuntime>, Vec<u8>)> {
+fn compile_uncached(engine: &Engine, wasm: &[u8], cache: Option<(&dyn Cache, Option<&MacKeys>)>) -> Result<(Arc<ModuleRuntime>, Vec<u8>)> {
+    let (cache, mac_keys) = match cache {
+        Some((c, k)) => (Some(c), k),
+        None => (None, None),
+    };
     let translation = translate_module(wasm, engine.config().features)?;
     let info = translation.info;
     let offsets = VMOffsets::new(&info);
@@ -110,7 +116,6 @@ fn compile_uncached(engine: &Engine, wasm: &[u8], cache: Option<&dyn Cache>) -> 
     let salt = &engine.inner.salt;
     let first = info.num_imported_funcs;
     let body_offsets: Vec<u32> = translation.bodies.iter().map(|b| b.body.range().start as u32).collect();
-    let mac_key = cache.and_then(|c| c.mac_key());
 
     // Keys of every body, and which bodies repeat an earlier one.
     let keys: Vec<Option<CacheKey>> = match cache {
@@ -152,7 +157,7 @@ fn compile_uncached(engine: &Engine, wasm: &[u8], cache: Option<&dyn Cache>) -> 
             validate_function_bodies(vec![input])?;
             return Ok(None);
         }
-        let seal = keys[i].map(|key| Seal::cache_entry(mac_key.as_ref(), CacheKind::Function, &key));
+        let seal = keys[i].map(|key| EntrySeal::new(mac_keys, CacheKind::Function, &key));
         if let (Some(cache), Some(key), Some(seal)) = (cache, keys[i], &seal)
             && let Some(f) = cached_function(cache, &key, seal)
         {

@@ -36,6 +36,7 @@ mod limits;
 mod linker;
 mod module;
 mod profiling;
+mod seal;
 mod store;
 mod trap;
 mod types;

@@ -101,7 +101,7 @@ impl Module {
     ///
     /// What [`Module::deserialize`] would report.
     pub fn check_precompiled(engine: &Engine, bytes: &[u8]) -> Result<()> {
-        parse_artifact(bytes, &engine.artifact_header(std::time::Duration::ZERO), &Seal::public())?;
+        parse_artifact(bytes, &engine.artifact_header(std::time::Duration::ZERO), &PublicSeal::artifact())?;
         Ok(())
     }
 
@@ -113,7 +113,7 @@ impl Module {
     /// None in practice; the signature leaves room for future formats.
     pub fn serialize(&self) -> Result<Vec<u8>> {
         let header = self.engine().artifact_header(std::time::Duration::ZERO);
-        Ok(serialize_artifact(&header, &self.inner.runtime.info, self.inner.runtime.code.text(), &Seal::public()))
+        Ok(serialize_artifact(&header, &self.inner.runtime.info, self.inner.runtime.code.text(), &PublicSeal::artifact()))
     }
 
     /// Loads an artifact produced by [`Module::serialize`] (or `kiln
@@ -142,7 +142,7 @@ impl Module {
     /// another Kiln version, for another target, or with different settings
     /// (the message says which).
     pub unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> Result<Module> {
-        let (runtime, _) = crate::compile::from_artifact_bytes(engine, bytes, &Seal::public())?;
+        let (runtime, _) = crate::compile::from_artifact_bytes(engine, bytes, &PublicSeal::artifact())?;
         Ok(Module { inner: Arc::new(ModuleInner { engine: engine.clone(), runtime }) })
     }
 
@@ -164,7 +164,7 @@ impl Module {
         let path = path.as_ref();
         let load = || -> Result<_> {
             let file = std::fs::File::open(path)?;
-            Ok(crate::compile::from_artifact_file(engine, &file, &Seal::public())?.0)
+            Ok(crate::compile::from_artifact_file(engine, &file, &PublicSeal::artifact())?.0)
         };
         let runtime = load().with_context(|| format!("failed to load compiled module {}", path.display()))?;
         Ok(Module { inner: Arc::new(ModuleInner { engine: engine.clone(), runtime }) })

@@ -18,6 +18,7 @@ pub mod memory_image;
 pub mod pool;
 pub mod store_hooks;
 pub mod mmap;
+pub mod nh;
 pub mod parking;
 pub mod table;
 #[doc(hidden)]

@@ -4,6 +4,8 @@
 
 use crate::store::AsContextMut;
 
+pub use crate::seal::reseal_entry;
+
 /// Makes compiled code see `memory`'s base address as `base`, so that its
 /// loads and stores of this memory go to `base + index` (checked against
 /// the real memory's bounds, or relying on its guard region), as after a

@@ -3,7 +3,8 @@
 //! seal, symbolic links, and directories others can write.
 
 use kiln::*;
-use kiln_environ::{EntryKind, Seal, reseal};
+use kiln::__private_testing::reseal_entry;
+use kiln_environ::{EntryKind, PublicSeal, reseal};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -97,7 +98,7 @@ fn a_patched_artifact_passes_only_the_public_checksum() -> Result<()> {
     let mut artifact = Module::new(&engine, ADD_ONE)?.serialize()?;
     patch_code(&mut artifact);
     assert!(Module::check_precompiled(&engine, &artifact).is_err(), "damage is detected");
-    assert!(reseal(&mut artifact, &Seal::public()));
+    assert!(reseal(&mut artifact, &PublicSeal::artifact()));
     Module::check_precompiled(&engine, &artifact)?;
     assert!(Module::new(&engine, &artifact).is_err());
     Ok(())
@@ -164,7 +165,7 @@ fn an_entry_sealed_with_another_key_is_refused_and_replaced() -> Result<()> {
         let stats = after_rewriting_the_module_entry(name, |entry, cache_key| {
             let mut bytes = std::fs::read(entry).expect("read");
             patch_code(&mut bytes);
-            assert!(reseal(&mut bytes, &Seal::cache_entry(key.as_ref(), EntryKind::Module, &cache_key)));
+            assert!(reseal_entry(&mut bytes, key.as_ref(), EntryKind::Module, &cache_key));
             std::fs::write(entry, &bytes).expect("write");
         })?;
         assert_eq!((stats.module_hits, stats.rejected), (1, 1), "{name}: {stats}");
@@ -201,7 +202,7 @@ fn forged_function_entries_are_refused() -> Result<()> {
         let mut bytes = std::fs::read(f)?;
         let n = bytes.len();
         bytes[n - 1] ^= 0x40;
-        assert!(reseal(&mut bytes, &Seal::cache_entry(Some(&[7; 32]), EntryKind::Function, &key_of(f))));
+        assert!(reseal_entry(&mut bytes, Some(&[7; 32]), EntryKind::Function, &key_of(f)));
         std::fs::write(f, &bytes)?;
     }
     let cache = Arc::new(DirectoryCache::new(&root)?);
