@@ -1,7 +1,7 @@
 //! Cache keys. A function key is a BLAKE3 hash over everything the cached
 //! compiled code depends on, so that two inputs with equal keys compile to
-//! interchangeable code; a module key is a BLAKE3 hash of the module bytes
-//! (see [`module_key`]).
+//! interchangeable code; a module key identifies the module bytes (see
+//! [`module_key`]; a cache with a secret key uses its MAC instead).
 //!
 //! - A module's key covers its bytes and the engine salt (Kiln version,
 //!   compiler fingerprint, tunables: see [`engine_salt`]).
