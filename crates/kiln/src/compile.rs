@@ -5,7 +5,7 @@ use crate::cache::{Cache, CacheEntry, CacheKind};
 use crate::engine::Engine;
 use crate::seal::{EntrySeal, MacKeys, module_key};
 use crate::vm::code_memory::{MappedFile, ModuleCode};
-use crate::vm::instance::ModuleRuntime;
+use crate::vm::module_runtime::ModuleRuntime;
 use anyhow::{Context, Result, anyhow};
 use kiln_environ::*;
 use rayon::prelude::*;

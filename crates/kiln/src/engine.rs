@@ -94,7 +94,7 @@ impl Engine {
         };
         let compiler = CraneliftCompiler::new(CompilerOptions { tunables, verifier: config.verifier, opt_level })
             .context("cannot create the code generator")?;
-        crate::vm::traphandlers::init_traps();
+        crate::vm::signals::init_traps();
         let salt = kiln_environ::engine_salt(kiln_environ::KILN_VERSION, &compiler.fingerprint(), compiler.tunables());
         let allocator = match &config.allocation {
             crate::config::InstanceAllocationStrategy::OnDemand => crate::vm::allocator::Allocator::on_demand(compiler.tunables()),

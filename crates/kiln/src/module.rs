@@ -2,7 +2,7 @@
 
 use crate::engine::Engine;
 use crate::types::{ExportType, ExternType, ImportType};
-use crate::vm::instance::ModuleRuntime;
+use crate::vm::module_runtime::ModuleRuntime;
 use anyhow::{Context, Result};
 use kiln_environ::*;
 use std::path::Path;

@@ -85,7 +85,7 @@ unsafe extern "C" fn array_call_shim<S: 'static>(callee: *mut u8, caller: *mut u
             // context; the host function's borrow of the store has ended.
             let ctx = unsafe { super::vmcontext::store_context_of_vmctx(caller) };
             // SAFETY: as above.
-            if let Err(e) = unsafe { super::traphandlers::poll_epoch_signal(ctx) } {
+            if let Err(e) = unsafe { super::epoch::signal::poll_epoch_signal(ctx) } {
                 raise(e.into());
             }
         }

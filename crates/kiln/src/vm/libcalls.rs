@@ -1,323 +1,280 @@
-//! Implementations of the builtins that compiled code calls (the list is
+//! The builtins that compiled code calls (the list is
 //! `kiln_environ::foreach_builtin_function!`), and the table of their
 //! addresses that every VMContext points to.
 //!
-//! Compiled code calls each builtin through a tiny assembly stub that first
-//! records the calling wasm frame (frame pointer and return address) in the
-//! store context, so that a trap raised inside the builtin has a backtrace,
-//! then tail-jumps to the Rust implementation.
+//! One macro, [`define_builtins`], defines for each builtin taking the
+//! VMContext:
+//!
+//! - `entries::NAME::raw`, the `unsafe extern "C"` function behind it: it turns the
+//!   VMContext compiled code passes into a [`BuiltinCx`] (the one unsafe
+//!   step), calls the safe body, and raises the body's error as a trap
+//!   after the body's locals are dropped;
+//! - `entries::NAME::stub`, the address compiled code calls: an assembly
+//!   stub (`arch::builtin_stub!`) that records the calling wasm frame in
+//!   the store context, so a trap raised in the builtin has a backtrace,
+//!   then jumps to `raw`;
+//! - its slot in [`BUILTINS`].
+//!
+//! The bodies (`mod body`) are safe Rust over a `BuiltinCx`. Builtins that
+//! do not take the VMContext (`raw_memmove`, `raw_memset`) cannot trap and
+//! are called directly, with no stub.
 
-use super::instance::instance_of_vmctx;
+use super::instance::{Instance, instance_of_vmctx};
 use super::store_hooks::{HookError, VMStore};
 use super::traphandlers::{TrapReason, raise};
+use super::vmcontext::{VMStoreContext, store_context_of_vmctx};
 use kiln_environ::TrapCode;
 
-fn trap(code: TrapCode) -> ! {
-    raise(TrapReason::Wasm(code))
+/// What a builtin body works on: the calling instance, and the store's
+/// hooks (memory and table growth decisions, the epoch deadline). The
+/// store owns the instance, so a body gets one or the other at a time
+/// (each accessor borrows the whole context).
+pub struct BuiltinCx {
+    vmctx: *mut u8,
 }
 
-/// Runs a builtin body against the instance owning `vmctx`; traps with the
-/// returned code on error. The body's locals are all dropped before a trap
-/// is raised.
-fn with_instance<R>(vmctx: *mut u8, f: impl FnOnce(&mut super::instance::Instance) -> Result<R, TrapCode>) -> R {
-    // SAFETY: builtins are only called by compiled code, which passes its
-    // own live VMContext.
-    let r = f(unsafe { instance_of_vmctx(vmctx) });
-    match r {
-        Ok(v) => v,
-        Err(code) => trap(code),
+impl BuiltinCx {
+    /// The context of a builtin called with `vmctx`.
+    ///
+    /// # Safety
+    ///
+    /// `vmctx` is the live VMContext of an instance whose wasm is running on
+    /// this thread and called the builtin (so its store is not borrowed by
+    /// any Rust code), and the context is used only during that call.
+    unsafe fn new(vmctx: *mut u8) -> BuiltinCx {
+        BuiltinCx { vmctx }
     }
-}
 
-/// Runs a store hook for the store owning `vmctx`; raises on error.
-fn with_hooks<R>(vmctx: *mut u8, f: impl FnOnce(&mut dyn VMStore) -> Result<R, HookError>) -> R {
-    // SAFETY: builtins are called by compiled code with its live VMContext,
-    // whose header holds the store context; the store registered its hooks
-    // there when it was created and outlives every call into its wasm.
-    let r = unsafe {
-        let ctx = &*super::vmcontext::store_context_of_vmctx(vmctx);
-        match ctx.hooks {
-            Some(mut h) => f(h.as_mut()),
-            None => Err(HookError::Trap(TrapCode::Interrupt)),
-        }
-    };
-    r.unwrap_or_else(|e| raise(e.into()))
-}
+    /// The calling instance.
+    fn instance(&mut self) -> &mut Instance {
+        // SAFETY: `vmctx` is a live instance's VMContext whose store nothing
+        // else borrows during the call (the constructor's contract), and
+        // this borrow of `self` excludes the hooks' for its duration.
+        unsafe { instance_of_vmctx(self.vmctx) }
+    }
 
-/// `memory.atomic.wait` that epoch interruption can reach: a thread parked
-/// past its store's epoch deadline leaves the queue and runs the deadline
-/// hook (which traps, or extends the deadline and the wait resumes).
-fn wait_interruptibly(vmctx: *mut u8, addr: usize, load: impl Fn() -> u64, expected: u64, timeout_ns: i64) -> u32 {
-    use super::parking::{WaitResult, wait};
-    let deadline = (timeout_ns >= 0).then(|| std::time::Instant::now() + std::time::Duration::from_nanos(timeout_ns as u64));
-    // SAFETY: builtins are called with their caller's live VMContext.
-    let epochs = unsafe { instance_of_vmctx(vmctx) }.module().tunables.epoch_interruption;
-    let epoch_passed = || {
-        // SAFETY: the VMContext header holds the live store context, whose
-        // epoch counter points at the engine's (alive as long as the store).
-        epochs && unsafe {
-            let ctx = &*super::vmcontext::store_context_of_vmctx(vmctx);
-            super::epoch::deadline_reached(ctx, &*ctx.epoch_counter)
-        }
-    };
-    loop {
-        match wait(addr, &load, expected, deadline, epoch_passed) {
-            WaitResult::Interrupted => with_hooks(vmctx, |h| h.new_epoch().map(drop)),
-            done => return done.code(),
+    /// The store context of the calling instance's store.
+    fn store_context(&self) -> &VMStoreContext {
+        // SAFETY: the VMContext header of a live instance holds its store's
+        // context, which outlives the call (the constructor's contract).
+        unsafe { &*store_context_of_vmctx(self.vmctx) }
+    }
+
+    /// Runs `f` with the store's hooks; a store without hooks (none exists
+    /// today) interrupts.
+    fn with_hooks<R>(&mut self, f: impl FnOnce(&mut dyn VMStore) -> Result<R, HookError>) -> Result<R, TrapReason> {
+        // SAFETY: the store registered its hooks in its context when it was
+        // created and outlives every call into its wasm; no Rust code holds
+        // the store while its wasm runs, and this borrow of `self` excludes
+        // `instance()` for its duration.
+        let hooks = unsafe { store_context_of_vmctx(self.vmctx).as_ref().and_then(|c| c.hooks) };
+        match hooks {
+            // SAFETY: as above.
+            Some(mut h) => f(unsafe { h.as_mut() }).map_err(TrapReason::from),
+            None => Err(TrapReason::Wasm(TrapCode::Interrupt)),
         }
     }
 }
 
-mod imp {
+/// A wasm trap with `code`.
+fn trap(code: TrapCode) -> TrapReason {
+    TrapReason::Wasm(code)
+}
+
+/// The safe bodies of the builtins, one per builtin taking the VMContext.
+mod body {
     use super::*;
+    use crate::vm::parking::{WaitResult, notify, wait};
 
-    pub extern "C" fn memory_grow(vmctx: *mut u8, memory: u32, delta: u64) -> u64 {
-        let (current, desired, maximum) = with_instance(vmctx, |inst| {
-            let m = inst.memory(memory);
-            Ok((m.byte_len(), m.size_after_grow(delta), m.declared_max_bytes()))
-        });
-        let Some(desired) = desired else { return u64::MAX };
-        if delta != 0 && !with_hooks(vmctx, |h| h.memory_growing(current, desired, maximum)) {
-            return u64::MAX;
+    type R<T> = Result<T, TrapReason>;
+
+    pub fn memory_grow(cx: &mut BuiltinCx, memory: u32, delta: u64) -> R<u64> {
+        let m = cx.instance().memory(memory);
+        let (current, desired, maximum) = (m.byte_len(), m.size_after_grow(delta), m.declared_max_bytes());
+        let Some(desired) = desired else { return Ok(u64::MAX) };
+        if delta != 0 && !cx.with_hooks(|h| h.memory_growing(current, desired, maximum))? {
+            return Ok(u64::MAX);
         }
-        with_instance(vmctx, |inst| Ok(match inst.memory(memory).grow(delta) {
+        Ok(match cx.instance().memory(memory).grow(delta) {
             Ok(Some(old)) => old,
             _ => u64::MAX,
-        }))
-    }
-
-    pub extern "C" fn memory_init(vmctx: *mut u8, memory: u32, data: u32, dst: u64, src: u32, len: u32) {
-        with_instance(vmctx, |inst| inst.memory_init(memory, data, dst, u64::from(src), u64::from(len)))
-    }
-
-    pub extern "C" fn data_drop(vmctx: *mut u8, data: u32) {
-        with_instance(vmctx, |inst| {
-            inst.data_drop(data);
-            Ok(())
         })
     }
 
-    pub extern "C" fn table_grow(vmctx: *mut u8, table: u32, delta: u64, init: usize) -> u64 {
-        let (current, maximum) = with_instance(vmctx, |inst| {
-            let t = inst.table(table);
-            Ok((t.size(), t.ty().maximum))
-        });
-        let Some(desired) = current.checked_add(delta) else { return u64::MAX };
-        if delta != 0 && !with_hooks(vmctx, |h| h.table_growing(current, desired, maximum)) {
-            return u64::MAX;
+    pub fn memory_init(cx: &mut BuiltinCx, memory: u32, data: u32, dst: u64, src: u32, len: u32) -> R<()> {
+        cx.instance().memory_init(memory, data, dst, u64::from(src), u64::from(len)).map_err(trap)
+    }
+
+    pub fn data_drop(cx: &mut BuiltinCx, data: u32) -> R<()> {
+        cx.instance().data_drop(data);
+        Ok(())
+    }
+
+    pub fn table_grow(cx: &mut BuiltinCx, table: u32, delta: u64, init: usize) -> R<u64> {
+        let t = cx.instance().table(table);
+        let (current, maximum) = (t.size(), t.ty().maximum);
+        let Some(desired) = current.checked_add(delta) else { return Ok(u64::MAX) };
+        if delta != 0 && !cx.with_hooks(|h| h.table_growing(current, desired, maximum))? {
+            return Ok(u64::MAX);
         }
-        with_instance(vmctx, |inst| Ok(inst.table_mut(table).grow(delta, init).unwrap_or(u64::MAX)))
+        Ok(cx.instance().table_mut(table).grow(delta, init).unwrap_or(u64::MAX))
     }
 
-    pub extern "C" fn table_fill(vmctx: *mut u8, table: u32, dst: u64, val: usize, len: u64) {
-        with_instance(vmctx, |inst| {
-            if inst.table_mut(table).fill(dst, val, len) { Ok(()) } else { Err(TrapCode::TableOutOfBounds) }
-        })
+    pub fn table_fill(cx: &mut BuiltinCx, table: u32, dst: u64, val: usize, len: u64) -> R<()> {
+        if cx.instance().table_mut(table).fill(dst, val, len) { Ok(()) } else { Err(trap(TrapCode::TableOutOfBounds)) }
     }
 
-    pub extern "C" fn table_copy(vmctx: *mut u8, dst_table: u32, src_table: u32, dst: u64, src: u64, len: u64) {
-        with_instance(vmctx, |inst| {
-            let dst_size = inst.table(dst_table).size();
-            if dst.checked_add(len).is_none_or(|e| e > dst_size) {
-                return Err(TrapCode::TableOutOfBounds);
+    pub fn table_copy(cx: &mut BuiltinCx, dst_table: u32, src_table: u32, dst: u64, src: u64, len: u64) -> R<()> {
+        let inst = cx.instance();
+        let oob = || trap(TrapCode::TableOutOfBounds);
+        if dst.checked_add(len).is_none_or(|e| e > inst.table(dst_table).size()) {
+            return Err(oob());
+        }
+        if inst.table_ptr(dst_table) == inst.table_ptr(src_table) {
+            return if inst.table_mut(dst_table).copy_within(dst, src, len) { Ok(()) } else { Err(oob()) };
+        }
+        if src.checked_add(len).is_none_or(|e| e > inst.table(src_table).size()) {
+            return Err(oob());
+        }
+        // Two distinct tables: copy through a small buffer, reading
+        // untouched source elements without storing them.
+        let mut buf = [0usize; 256];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(buf.len() as u64);
+            let chunk = &mut buf[..n as usize];
+            if !inst.table(src_table).read_into(src + done, chunk) {
+                return Err(oob());
             }
-            if inst.table_ptr(dst_table) == inst.table_ptr(src_table) {
-                return if inst.table_mut(dst_table).copy_within(dst, src, len) { Ok(()) } else { Err(TrapCode::TableOutOfBounds) };
+            let t = inst.table_mut(dst_table);
+            for (k, v) in chunk.iter().enumerate() {
+                t.set(dst + done + k as u64, *v);
             }
-            if src.checked_add(len).is_none_or(|e| e > inst.table(src_table).size()) {
-                return Err(TrapCode::TableOutOfBounds);
-            }
-            // Two distinct tables: copy through a small buffer, reading
-            // untouched source elements without storing them.
-            let mut buf = [0usize; 256];
-            let mut done = 0;
-            while done < len {
-                let n = (len - done).min(buf.len() as u64);
-                let chunk = &mut buf[..n as usize];
-                if !inst.table(src_table).read_into(src + done, chunk) {
-                    return Err(TrapCode::TableOutOfBounds);
-                }
-                let t = inst.table_mut(dst_table);
-                for (k, v) in chunk.iter().enumerate() {
-                    t.set(dst + done + k as u64, *v);
-                }
-                done += n;
-            }
-            Ok(())
-        })
+            done += n;
+        }
+        Ok(())
     }
 
-    pub extern "C" fn table_get_lazy(vmctx: *mut u8, table: u32, index: u64) -> usize {
-        with_instance(vmctx, |inst| inst.table_mut(table).get(index).ok_or(TrapCode::TableOutOfBounds))
+    pub fn table_get_lazy(cx: &mut BuiltinCx, table: u32, index: u64) -> R<usize> {
+        cx.instance().table_mut(table).get(index).ok_or(trap(TrapCode::TableOutOfBounds))
     }
 
-    pub extern "C" fn table_init(vmctx: *mut u8, table: u32, elem: u32, dst: u64, src: u32, len: u32) {
-        with_instance(vmctx, |inst| inst.table_init(table, elem, dst, u64::from(src), u64::from(len)))
+    pub fn table_init(cx: &mut BuiltinCx, table: u32, elem: u32, dst: u64, src: u32, len: u32) -> R<()> {
+        cx.instance().table_init(table, elem, dst, u64::from(src), u64::from(len)).map_err(trap)
     }
 
-    pub extern "C" fn elem_drop(vmctx: *mut u8, elem: u32) {
-        with_instance(vmctx, |inst| {
-            inst.elem_drop(elem);
-            Ok(())
-        })
+    pub fn elem_drop(cx: &mut BuiltinCx, elem: u32) -> R<()> {
+        cx.instance().elem_drop(elem);
+        Ok(())
     }
 
-    pub extern "C" fn ref_func(vmctx: *mut u8, func: u32) -> usize {
-        with_instance(vmctx, |inst| Ok(inst.func_ref(func) as usize))
+    pub fn ref_func(cx: &mut BuiltinCx, func: u32) -> R<usize> {
+        Ok(cx.instance().func_ref(func) as usize)
+    }
+
+    pub fn externref_retain(_cx: &mut BuiltinCx, _externref: usize) -> R<()> {
+        Ok(())
+    }
+
+    pub fn externref_release(_cx: &mut BuiltinCx, _externref: usize) -> R<()> {
+        Ok(())
     }
 
     /// Checks alignment, then bounds, of an atomic access of `size` bytes at
-    /// `addr` in `memory`; returns its native address.
-    fn atomic_target(inst: &super::super::instance::Instance, memory: u32, addr: u64, size: u64) -> Result<usize, TrapCode> {
+    /// `addr` in `memory`; returns its native address and whether the
+    /// memory is shared.
+    fn atomic_target(inst: &Instance, memory: u32, addr: u64, size: u64) -> R<(usize, bool)> {
         if !addr.is_multiple_of(size) {
-            return Err(TrapCode::HeapMisaligned);
+            return Err(trap(TrapCode::HeapMisaligned));
         }
         let m = inst.memory(memory);
         if addr.checked_add(size).is_none_or(|e| e > m.byte_len() as u64) {
-            return Err(TrapCode::MemoryOutOfBounds);
+            return Err(trap(TrapCode::MemoryOutOfBounds));
         }
-        Ok(m.base() as usize + addr as usize)
+        Ok((m.base() as usize + addr as usize, m.is_shared()))
     }
 
-    pub extern "C" fn memory_atomic_notify(vmctx: *mut u8, memory: u32, addr: u64, count: u32) -> u32 {
-        let target = with_instance(vmctx, |inst| atomic_target(inst, memory, addr, 4).map(|t| (t, inst.memory(memory).is_shared())));
-        match target {
-            (t, true) => crate::vm::parking::notify(t, count),
+    pub fn memory_atomic_notify(cx: &mut BuiltinCx, memory: u32, addr: u64, count: u32) -> R<u32> {
+        match atomic_target(cx.instance(), memory, addr, 4)? {
+            (t, true) => Ok(notify(t, count)),
             // Nobody can wait on an unshared memory.
-            (_, false) => 0,
+            (_, false) => Ok(0),
         }
     }
 
-    pub extern "C" fn memory_atomic_wait32(vmctx: *mut u8, memory: u32, addr: u64, expected: u32, timeout: u64) -> u32 {
-        let t = with_instance(vmctx, |inst| {
-            let t = atomic_target(inst, memory, addr, 4)?;
-            if inst.memory(memory).is_shared() { Ok(t) } else { Err(TrapCode::AtomicWaitNonSharedMemory) }
-        });
+    /// The target of `memory.atomic.wait{32,64}`: aligned, in bounds, and in
+    /// a shared memory.
+    fn wait_target(cx: &mut BuiltinCx, memory: u32, addr: u64, size: u64) -> R<usize> {
+        match atomic_target(cx.instance(), memory, addr, size)? {
+            (t, true) => Ok(t),
+            (_, false) => Err(trap(TrapCode::AtomicWaitNonSharedMemory)),
+        }
+    }
+
+    pub fn memory_atomic_wait32(cx: &mut BuiltinCx, memory: u32, addr: u64, expected: u32, timeout: u64) -> R<u32> {
+        let t = wait_target(cx, memory, addr, 4)?;
         // SAFETY: `t` is an aligned, in-bounds address of a live shared
         // memory (checked above); shared memories never shrink or move.
-        wait_interruptibly(vmctx, t, || unsafe { crate::vm::parking::load32(t) }, u64::from(expected), timeout as i64)
+        wait_interruptibly(cx, t, || unsafe { crate::vm::parking::load32(t) }, u64::from(expected), timeout as i64)
     }
 
-    pub extern "C" fn memory_atomic_wait64(vmctx: *mut u8, memory: u32, addr: u64, expected: u64, timeout: u64) -> u32 {
-        let t = with_instance(vmctx, |inst| {
-            let t = atomic_target(inst, memory, addr, 8)?;
-            if inst.memory(memory).is_shared() { Ok(t) } else { Err(TrapCode::AtomicWaitNonSharedMemory) }
-        });
+    pub fn memory_atomic_wait64(cx: &mut BuiltinCx, memory: u32, addr: u64, expected: u64, timeout: u64) -> R<u32> {
+        let t = wait_target(cx, memory, addr, 8)?;
         // SAFETY: as in `memory_atomic_wait32`, with 8-byte alignment.
-        wait_interruptibly(vmctx, t, || unsafe { crate::vm::parking::load64(t) }, expected, timeout as i64)
+        wait_interruptibly(cx, t, || unsafe { crate::vm::parking::load64(t) }, expected, timeout as i64)
     }
 
-    pub extern "C" fn new_epoch(vmctx: *mut u8) {
+    /// `memory.atomic.wait` that epoch interruption can reach: a thread
+    /// parked past its store's epoch deadline leaves the queue and runs the
+    /// deadline hook (which traps, or extends the deadline and the wait
+    /// resumes).
+    fn wait_interruptibly(cx: &mut BuiltinCx, addr: usize, load: impl Fn() -> u64, expected: u64, timeout_ns: i64) -> R<u32> {
+        let deadline = (timeout_ns >= 0).then(|| std::time::Instant::now() + std::time::Duration::from_nanos(timeout_ns as u64));
+        let epochs = cx.instance().module().tunables.epoch_interruption;
+        loop {
+            let ctx = cx.store_context();
+            // SAFETY: a store context's epoch counter points at its engine's,
+            // alive as long as the store.
+            let epoch_passed = || epochs && crate::vm::epoch::deadline_reached(ctx, unsafe { &*ctx.epoch_counter });
+            match wait(addr, &load, expected, deadline, epoch_passed) {
+                WaitResult::Interrupted => cx.with_hooks(|h| h.new_epoch().map(drop))?,
+                done => return Ok(done.code()),
+            }
+        }
+    }
+
+    pub fn new_epoch(cx: &mut BuiltinCx) -> R<()> {
         // The hook stores the new deadline in the store context, where
         // compiled code reloads it.
-        with_hooks(vmctx, |h| h.new_epoch().map(drop))
+        cx.with_hooks(|h| h.new_epoch().map(drop))
     }
+}
 
-    pub extern "C" fn externref_retain(_vmctx: *mut u8, _externref: usize) {}
-
-    pub extern "C" fn externref_release(_vmctx: *mut u8, _externref: usize) {}
-
-    pub extern "C" fn raw_memmove(dst: usize, src: usize, len: u64) {
-        // SAFETY: compiled code checked both ranges against their memories'
-        // current lengths before the call (memories never shrink); `copy`
-        // allows overlap. Raw copies because a shared memory may be accessed
-        // by other threads meanwhile.
+/// Builtins that take no VMContext: called directly by compiled code,
+/// which has checked their arguments.
+mod direct {
+    /// `memory.copy`'s copy.
+    ///
+    /// # Safety
+    ///
+    /// Compiled code checked both ranges against their memories' current
+    /// lengths before the call (memories never shrink).
+    pub unsafe extern "C" fn raw_memmove(dst: usize, src: usize, len: u64) {
+        // SAFETY: per the contract; `copy` allows overlap. Raw copies
+        // because a shared memory may be accessed by other threads
+        // meanwhile.
         unsafe { std::ptr::copy(src as *const u8, dst as *mut u8, len as usize) }
     }
 
-    pub extern "C" fn raw_memset(dst: usize, val: u32, len: u64) {
-        // SAFETY: as in `raw_memmove`, for the one destination range.
+    /// `memory.fill`'s fill.
+    ///
+    /// # Safety
+    ///
+    /// As for [`raw_memmove`], for the one destination range.
+    pub unsafe extern "C" fn raw_memset(dst: usize, val: u32, len: u64) {
+        // SAFETY: per the contract.
         unsafe { std::ptr::write_bytes(dst as *mut u8, val as u8, len as usize) }
     }
-}
-
-/// The address compiled code calls for a builtin: a stub recording the
-/// calling frame for builtins that take the VMContext (they can trap or run
-/// host code), the implementation itself for raw ones (which cannot). On
-/// x86-64 the builtins that `preserves_all_registers` get stubs that also
-/// save and restore every register compiled code may use.
-macro_rules! builtin_entry {
-    ((vmctx) new_epoch) => { preserving_stub!(new_epoch) };
-    ((vmctx $($rest:ident)*) $name:ident) => { stubs::$name };
-    (($($rest:ident)*) $name:ident) => { imp::$name };
-}
-
-#[cfg(target_arch = "x86_64")]
-macro_rules! preserving_stub {
-    ($name:ident) => {
-        preserving::$name
-    };
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-macro_rules! preserving_stub {
-    ($name:ident) => {
-        stubs::$name
-    };
-}
-
-/// Stubs for builtins called with Cranelift's `preserve_all` convention:
-/// they save every general-purpose register the System V ABI lets a callee
-/// clobber and all sixteen XMM registers (compiled code uses no wider
-/// vector registers), record the calling wasm frame like the other stubs,
-/// call the implementation, and restore everything.
-#[cfg(target_arch = "x86_64")]
-mod preserving {
-    macro_rules! preserving_stubs {
-        ($($name:ident)*) => {$(
-            #[unsafe(naked)]
-            pub unsafe extern "C" fn $name(_vmctx: *mut u8) {
-                core::arch::naked_asm!(
-                    "push rbp",
-                    "mov rbp, rsp",
-                    "push rax", "push rcx", "push rdx", "push rsi", "push rdi",
-                    "push r8", "push r9", "push r10", "push r11",
-                    // 9 pushes after rbp leave rsp 8 mod 16: 264 bytes of
-                    // XMM save area realign it for the call.
-                    "sub rsp, 264",
-                    "movdqu [rsp], xmm0", "movdqu [rsp + 16], xmm1",
-                    "movdqu [rsp + 32], xmm2", "movdqu [rsp + 48], xmm3",
-                    "movdqu [rsp + 64], xmm4", "movdqu [rsp + 80], xmm5",
-                    "movdqu [rsp + 96], xmm6", "movdqu [rsp + 112], xmm7",
-                    "movdqu [rsp + 128], xmm8", "movdqu [rsp + 144], xmm9",
-                    "movdqu [rsp + 160], xmm10", "movdqu [rsp + 176], xmm11",
-                    "movdqu [rsp + 192], xmm12", "movdqu [rsp + 208], xmm13",
-                    "movdqu [rsp + 224], xmm14", "movdqu [rsp + 240], xmm15",
-                    // The calling wasm frame: its frame pointer (saved at
-                    // [rbp]) and our return address.
-                    "mov rax, [rdi + {store}]",
-                    "mov r11, [rbp]",
-                    "mov [rax + {fp}], r11",
-                    "mov r11, [rbp + 8]",
-                    "mov [rax + {pc}], r11",
-                    "call {target}",
-                    "movdqu xmm0, [rsp]", "movdqu xmm1, [rsp + 16]",
-                    "movdqu xmm2, [rsp + 32]", "movdqu xmm3, [rsp + 48]",
-                    "movdqu xmm4, [rsp + 64]", "movdqu xmm5, [rsp + 80]",
-                    "movdqu xmm6, [rsp + 96]", "movdqu xmm7, [rsp + 112]",
-                    "movdqu xmm8, [rsp + 128]", "movdqu xmm9, [rsp + 144]",
-                    "movdqu xmm10, [rsp + 160]", "movdqu xmm11, [rsp + 176]",
-                    "movdqu xmm12, [rsp + 192]", "movdqu xmm13, [rsp + 208]",
-                    "movdqu xmm14, [rsp + 224]", "movdqu xmm15, [rsp + 240]",
-                    "add rsp, 264",
-                    "pop r11", "pop r10", "pop r9", "pop r8",
-                    "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rax",
-                    "pop rbp",
-                    "ret",
-                    store = const kiln_environ::vmoffsets::vmctx_header::STORE_CONTEXT,
-                    fp = const kiln_environ::vmoffsets::store_context::LAST_WASM_EXIT_FP,
-                    pc = const kiln_environ::vmoffsets::store_context::LAST_WASM_EXIT_PC,
-                    target = sym super::imp::$name,
-                )
-            }
-        )*};
-    }
-
-    preserving_stubs!(new_epoch);
-
-    const _: () = assert!(
-        kiln_environ::BuiltinFunctionIndex::new_epoch.preserves_all_registers()
-    );
 }
 
 macro_rules! rust_ty {
@@ -327,48 +284,57 @@ macro_rules! rust_ty {
     (ptr) => { usize };
 }
 
+/// The address compiled code calls for builtin `$name`: the register
+/// preserving stub for builtins with `preserves_all_registers`, the plain
+/// stub for other builtins taking the VMContext, the function itself for
+/// the others.
+macro_rules! builtin_entry {
+    ((vmctx) new_epoch) => { preserving::new_epoch };
+    ((vmctx $($rest:ident)*) $name:ident) => { entries::$name::stub };
+    (($($rest:ident)*) $name:ident) => { direct::$name };
+}
+
+/// Defines `entries::NAME::{raw, stub}` for a builtin taking the VMContext
+/// (nothing for the direct ones).
+macro_rules! define_entry {
+    ($name:ident (vmctx: vmctx $(, $pname:ident: $pty:ident)*) $(-> $ret:ident)?) => {
+        #[allow(dead_code, reason = "on x86-64 new_epoch is called through its register-preserving stub instead")]
+        pub mod $name {
+            use super::super::*;
+
+            /// The builtin's C entry point, behind its stub.
+            ///
+            /// # Safety
+            ///
+            /// Called only by compiled wasm (through the stub), with its own
+            /// live VMContext; no Rust code holds the store meanwhile.
+            pub unsafe extern "C" fn raw(vmctx: *mut u8 $(, $pname: rust_ty!($pty))*) $(-> rust_ty!($ret))? {
+                // SAFETY: per the contract.
+                let mut cx = unsafe { BuiltinCx::new(vmctx) };
+                let result = body::$name(&mut cx $(, $pname)*);
+                match result {
+                    Ok(v) => v,
+                    Err(reason) => raise(reason),
+                }
+            }
+
+            crate::vm::arch::builtin_stub!(stub, raw, (*mut u8 $(, rust_ty!($pty))*) $(-> rust_ty!($ret))?);
+        }
+    };
+    ($name:ident ($($pname:ident: $pty:ident),*) $(-> $ret:ident)?) => {};
+}
+
 macro_rules! define_builtins {
     ($( $(#[$attr:meta])* $name:ident( $($pname:ident: $pty:ident),* ) $(-> $ret:ident)?; )*) => {
-        /// Addresses of the builtin stubs, in `BuiltinFunctionIndex` order.
+        /// Addresses of the builtin entries, in `BuiltinFunctionIndex` order.
         #[repr(C)]
         pub struct VMBuiltinFunctions {
             $( $name: unsafe extern "C" fn($(rust_ty!($pty)),*) $(-> rust_ty!($ret))?, )*
         }
 
-        #[allow(dead_code, reason = "raw builtins have stubs that are never used")]
-        mod stubs {
-            $(
-                #[cfg(target_arch = "x86_64")]
-                #[unsafe(naked)]
-                pub unsafe extern "C" fn $name($(_: rust_ty!($pty)),*) $(-> rust_ty!($ret))? {
-                    core::arch::naked_asm!(
-                        "mov rax, [rdi + {store}]",
-                        "mov [rax + {fp}], rbp",
-                        "mov r11, [rsp]",
-                        "mov [rax + {pc}], r11",
-                        "jmp {target}",
-                        store = const kiln_environ::vmoffsets::vmctx_header::STORE_CONTEXT,
-                        fp = const kiln_environ::vmoffsets::store_context::LAST_WASM_EXIT_FP,
-                        pc = const kiln_environ::vmoffsets::store_context::LAST_WASM_EXIT_PC,
-                        target = sym super::imp::$name,
-                    )
-                }
-
-                #[cfg(target_arch = "aarch64")]
-                #[unsafe(naked)]
-                pub unsafe extern "C" fn $name($(_: rust_ty!($pty)),*) $(-> rust_ty!($ret))? {
-                    core::arch::naked_asm!(
-                        "ldr x16, [x0, #{store}]",
-                        "str x29, [x16, #{fp}]",
-                        "str x30, [x16, #{pc}]",
-                        "b {target}",
-                        store = const kiln_environ::vmoffsets::vmctx_header::STORE_CONTEXT,
-                        fp = const kiln_environ::vmoffsets::store_context::LAST_WASM_EXIT_FP,
-                        pc = const kiln_environ::vmoffsets::store_context::LAST_WASM_EXIT_PC,
-                        target = sym super::imp::$name,
-                    )
-                }
-            )*
+        /// Each builtin's C entry point (`raw`) and stub (`stub`).
+        mod entries {
+            $( define_entry!($name ($($pname: $pty),*) $(-> $ret)?); )*
         }
 
         /// The one table of builtin addresses.
@@ -378,6 +344,14 @@ macro_rules! define_builtins {
             std::mem::size_of::<VMBuiltinFunctions>() == kiln_environ::BuiltinFunctionIndex::COUNT as usize * 8
         );
     };
+}
+
+/// Register-preserving stubs of the builtins Cranelift calls with
+/// `preserve_all` (x86-64; elsewhere plain stubs).
+mod preserving {
+    crate::vm::arch::preserving_builtin_stub!(new_epoch, super::entries::new_epoch::raw);
+
+    const _: () = assert!(kiln_environ::BuiltinFunctionIndex::new_epoch.preserves_all_registers());
 }
 
 kiln_environ::foreach_builtin_function!(define_builtins);

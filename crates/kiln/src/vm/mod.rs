@@ -4,6 +4,7 @@
 //! as long as their store, and the store serializes access).
 
 pub mod allocator;
+pub mod arch;
 mod backtrace;
 pub mod code_memory;
 pub mod epoch;
@@ -15,11 +16,13 @@ pub mod instance;
 pub mod libcalls;
 pub mod memory;
 pub mod memory_image;
+pub mod module_runtime;
 pub mod pool;
 pub mod store_hooks;
 pub mod mmap;
 pub mod nh;
 pub mod parking;
+pub mod signals;
 pub mod table;
 #[doc(hidden)]
 pub mod testing;

@@ -15,12 +15,14 @@
 //! With `Tunables::epoch_signals` compiled code has no checks: raising a
 //! flag also signals the thread running that store's wasm (its kernel id
 //! is in `running_tid`), and the signal handler makes the wasm call the
-//! same deadline logic where it was stopped (`traphandlers.rs`).
+//! same deadline logic where it was stopped (`signal.rs`).
 //!
 //! Ordering, so that no reached deadline goes unnoticed: a store writes its
 //! deadline, clears the flag, then reads the epoch and raises the flag if
 //! the deadline is reached; the advancing thread increments the epoch, then
 //! reads each deadline. Whichever runs second sees the other's write.
+
+pub mod signal;
 
 use super::vmcontext::VMStoreContext;
 use std::ptr::NonNull;
@@ -130,7 +132,7 @@ impl Epoch {
 }
 
 /// With epoch signals, sends the epoch signal to the thread running the
-/// store's wasm, if one is (see `traphandlers::epoch_signal`). Done on
+/// store's wasm, if one is (see `signal.rs`). Done on
 /// every advance past the deadline, not only the first: a signal that
 /// arrives while the thread is outside wasm code is retried by the thread
 /// itself, and this covers the rest.
@@ -153,7 +155,7 @@ unsafe fn signal_running_thread(ctx: NonNull<VMStoreContext>) {
 fn signal_if_running(signals: bool, running_tid: &AtomicI32) {
     let tid = running_tid.load(Ordering::SeqCst);
     if signals && tid != 0 {
-        super::traphandlers::send_epoch_signal(tid);
+        signal::send_epoch_signal(tid);
     }
 }
 

@@ -1,0 +1,152 @@
+//! aarch64: entering and leaving wasm, signal contexts and the builtin
+//! stubs (epoch interruption by signal is x86-64 only).
+
+use crate::vm::traphandlers::EntryTrampoline;
+
+/// As on x86-64: saves the callee-saved registers (x19-x28, x29/x30,
+/// d8-d15) and the stack pointer in `buf`, calls the trampoline, returns 0;
+/// 1 when `kiln_unwind(buf)` jumps back.
+///
+/// # Safety
+///
+/// `buf` points to a writable jump buffer that lives until this returns;
+/// the trampoline's own contract holds for the other arguments.
+#[unsafe(naked)]
+pub unsafe extern "C" fn kiln_enter(
+    _buf: *mut u8,
+    _callee: *mut u8,
+    _values: *mut u8,
+    _wasm_call: *const u8,
+    _trampoline: EntryTrampoline,
+) -> u32 {
+    core::arch::naked_asm!(
+        "stp x29, x30, [sp, #-16]!",
+        "mov x29, sp",
+        "stp x19, x20, [sp, #-16]!",
+        "stp x21, x22, [sp, #-16]!",
+        "stp x23, x24, [sp, #-16]!",
+        "stp x25, x26, [sp, #-16]!",
+        "stp x27, x28, [sp, #-16]!",
+        "stp d8, d9, [sp, #-16]!",
+        "stp d10, d11, [sp, #-16]!",
+        "stp d12, d13, [sp, #-16]!",
+        "stp d14, d15, [sp, #-16]!",
+        "mov x9, sp",
+        "str x9, [x0]",
+        "adr x9, 2f",
+        "str x9, [x0, #8]",
+        "mov x0, x1",
+        "blr x4",
+        "mov w0, #0",
+        "3:",
+        "ldp d14, d15, [sp], #16",
+        "ldp d12, d13, [sp], #16",
+        "ldp d10, d11, [sp], #16",
+        "ldp d8, d9, [sp], #16",
+        "ldp x27, x28, [sp], #16",
+        "ldp x25, x26, [sp], #16",
+        "ldp x23, x24, [sp], #16",
+        "ldp x21, x22, [sp], #16",
+        "ldp x19, x20, [sp], #16",
+        "ldp x29, x30, [sp], #16",
+        "ret",
+        "2:",
+        "mov w0, #1",
+        "b 3b",
+    )
+}
+
+/// Restores the stack pointer saved in `buf` and resumes `kiln_enter`.
+///
+/// # Safety
+///
+/// `buf` is the jump buffer of a `kiln_enter` call still on this thread's
+/// stack; every frame above it may be discarded (nothing in them needs
+/// dropping).
+#[unsafe(naked)]
+pub unsafe extern "C" fn kiln_unwind(_buf: *mut u8) -> ! {
+    core::arch::naked_asm!("ldr x9, [x0]", "mov sp, x9", "ldr x9, [x0, #8]", "br x9")
+}
+
+/// Reads the interrupted (pc, fp) from a signal context.
+///
+/// # Safety
+///
+/// `ctx` is the `ucontext_t` the kernel passed to an `SA_SIGINFO` handler
+/// that is still running.
+pub unsafe fn context_pc_fp(ctx: *mut libc::c_void) -> (usize, usize) {
+    // SAFETY: the kernel passes a valid ucontext_t to SA_SIGINFO handlers.
+    let uc = unsafe { &*(ctx as *const libc::ucontext_t) };
+    (uc.uc_mcontext.pc as usize, uc.uc_mcontext.regs[29] as usize)
+}
+
+/// Reads Cranelift's pinned register (x21) from a signal context.
+///
+/// # Safety
+///
+/// As for [`context_pc_fp`].
+pub unsafe fn context_pinned_reg(ctx: *mut libc::c_void) -> u64 {
+    // SAFETY: the kernel passes a valid ucontext_t to SA_SIGINFO handlers.
+    let uc = unsafe { &*(ctx as *const libc::ucontext_t) };
+    uc.uc_mcontext.regs[21]
+}
+
+/// Makes the interrupted thread resume, when the handler returns, in
+/// `target` with `arg` as its first argument.
+///
+/// # Safety
+///
+/// As for [`context_pc_fp`]; and `target` must be code that is correct to
+/// run on the interrupted thread's stack with only that argument.
+pub unsafe fn redirect(ctx: *mut libc::c_void, target: usize, arg: usize) {
+    // SAFETY: as above.
+    let uc = unsafe { &mut *(ctx as *mut libc::ucontext_t) };
+    uc.uc_mcontext.pc = target as u64;
+    uc.uc_mcontext.regs[0] = arg as u64;
+}
+
+/// The current stack pointer (approximately).
+#[inline(always)]
+pub fn stack_pointer() -> usize {
+    let sp: usize;
+    // SAFETY: reads a register, no memory access.
+    unsafe { core::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+    sp
+}
+
+/// Defines builtin entry `$name`: a stub that records the calling wasm
+/// frame (frame pointer and link register) in the store context, so a trap
+/// raised in the builtin has a backtrace, then branches to `$target` with
+/// the arguments untouched.
+macro_rules! builtin_stub {
+    ($name:ident, $target:path, ($($ty:ty),*) $(-> $ret:ty)?) => {
+        /// Entry stub of the builtin of the same name (see `vm::arch`).
+        ///
+        /// # Safety
+        ///
+        /// Called only by compiled wasm, with its own live VMContext first.
+        #[unsafe(naked)]
+        pub unsafe extern "C" fn $name($(_: $ty),*) $(-> $ret)? {
+            core::arch::naked_asm!(
+                "ldr x16, [x0, #{store}]",
+                "str x29, [x16, #{fp}]",
+                "str x30, [x16, #{pc}]",
+                "b {target}",
+                store = const kiln_environ::vmoffsets::vmctx_header::STORE_CONTEXT,
+                fp = const kiln_environ::vmoffsets::store_context::LAST_WASM_EXIT_FP,
+                pc = const kiln_environ::vmoffsets::store_context::LAST_WASM_EXIT_PC,
+                target = sym $target,
+            )
+        }
+    };
+}
+pub(crate) use builtin_stub;
+
+/// Builtins with the `preserve_all` convention are only used on x86-64;
+/// elsewhere they get the plain stub.
+macro_rules! preserving_builtin_stub {
+    ($name:ident, $target:path) => {
+        $crate::vm::arch::builtin_stub!($name, $target, (*mut u8));
+    };
+}
+pub(crate) use preserving_builtin_stub;

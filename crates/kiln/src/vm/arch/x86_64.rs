@@ -1,0 +1,273 @@
+//! x86-64: entering and leaving wasm, signal contexts, the epoch stub and
+//! the builtin stubs.
+
+use crate::vm::traphandlers::EntryTrampoline;
+
+/// `fn(buf, callee, values, wasm_call, trampoline) -> u32`: saves the
+/// callee-saved registers and the stack pointer in `buf`, calls
+/// `trampoline(callee, callee, values, wasm_call)`, returns 0; returns 1
+/// instead when `kiln_unwind(buf)` jumps back.
+///
+/// # Safety
+///
+/// `buf` points to a writable jump buffer that lives until this returns;
+/// the trampoline's own contract holds for the other arguments.
+#[unsafe(naked)]
+pub unsafe extern "C" fn kiln_enter(
+    _buf: *mut u8,
+    _callee: *mut u8,
+    _values: *mut u8,
+    _wasm_call: *const u8,
+    _trampoline: EntryTrampoline,
+) -> u32 {
+    core::arch::naked_asm!(
+        "push rbp",
+        "mov rbp, rsp",
+        "push rbx",
+        "push r12",
+        "push r13",
+        "push r14",
+        "push r15",
+        "sub rsp, 8",
+        "mov [rdi], rsp",
+        "lea rax, [rip + 2f]",
+        "mov [rdi + 8], rax",
+        // Arguments of the trampoline: callee, caller (= callee),
+        // values (already in rdx), wasm_call (already in rcx).
+        "mov rdi, rsi",
+        "call r8",
+        "xor eax, eax",
+        "3:",
+        "add rsp, 8",
+        "pop r15",
+        "pop r14",
+        "pop r13",
+        "pop r12",
+        "pop rbx",
+        "pop rbp",
+        "ret",
+        "2:",
+        "mov eax, 1",
+        "jmp 3b",
+    )
+}
+
+/// Restores the stack pointer saved in `buf` and resumes `kiln_enter`.
+///
+/// # Safety
+///
+/// `buf` is the jump buffer of a `kiln_enter` call still on this thread's
+/// stack; every frame above it may be discarded (nothing in them needs
+/// dropping).
+#[unsafe(naked)]
+pub unsafe extern "C" fn kiln_unwind(_buf: *mut u8) -> ! {
+    core::arch::naked_asm!("mov rsp, [rdi]", "jmp qword ptr [rdi + 8]")
+}
+
+/// Reads the interrupted (pc, fp) from a signal context.
+///
+/// # Safety
+///
+/// `ctx` is the `ucontext_t` the kernel passed to an `SA_SIGINFO` handler
+/// that is still running.
+pub unsafe fn context_pc_fp(ctx: *mut libc::c_void) -> (usize, usize) {
+    // SAFETY: the kernel passes a valid ucontext_t to SA_SIGINFO handlers.
+    let uc = unsafe { &*(ctx as *const libc::ucontext_t) };
+    (uc.uc_mcontext.gregs[libc::REG_RIP as usize] as usize, uc.uc_mcontext.gregs[libc::REG_RBP as usize] as usize)
+}
+
+/// Reads Cranelift's pinned register (r15) from a signal context.
+///
+/// # Safety
+///
+/// As for [`context_pc_fp`].
+pub unsafe fn context_pinned_reg(ctx: *mut libc::c_void) -> u64 {
+    // SAFETY: the kernel passes a valid ucontext_t to SA_SIGINFO handlers.
+    let uc = unsafe { &*(ctx as *const libc::ucontext_t) };
+    uc.uc_mcontext.gregs[libc::REG_R15 as usize] as u64
+}
+
+/// Makes the interrupted thread resume, when the handler returns, in
+/// `target` with `arg` as its first argument.
+///
+/// # Safety
+///
+/// As for [`context_pc_fp`]; and `target` must be code that is correct to
+/// run on the interrupted thread's stack with only that argument (the
+/// unwinder, whose argument is a live jump buffer of this thread).
+pub unsafe fn redirect(ctx: *mut libc::c_void, target: usize, arg: usize) {
+    // SAFETY: as above; the kernel restores registers from this context
+    // when the handler returns.
+    let uc = unsafe { &mut *(ctx as *mut libc::ucontext_t) };
+    uc.uc_mcontext.gregs[libc::REG_RIP as usize] = target as i64;
+    uc.uc_mcontext.gregs[libc::REG_RDI as usize] = arg as i64;
+}
+
+/// The current stack pointer (approximately).
+#[inline(always)]
+pub fn stack_pointer() -> usize {
+    let sp: usize;
+    // SAFETY: reads a register, no memory access.
+    unsafe { core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+    sp
+}
+
+/// Makes the instruction at which a signal stopped the thread "call"
+/// `target`: pushes the interrupted pc as a return address and resumes the
+/// thread in `target` (used by epoch interruption; Cranelift code keeps
+/// nothing below the stack pointer, so the push clobbers nothing).
+///
+/// # Safety
+///
+/// As for [`context_pc_fp`]; the interrupted instruction is in compiled
+/// wasm code, and `target` saves and restores everything that code may
+/// hold in registers (as [`kiln_epoch_stub`] does) before returning.
+pub unsafe fn call_from_signal(ctx: *mut libc::c_void, target: usize) {
+    // SAFETY: per the contract, a live signal context of a thread stopped in
+    // wasm code, whose stack has room for one more word below its pointer.
+    unsafe {
+        let uc = &mut *(ctx as *mut libc::ucontext_t);
+        let pc = uc.uc_mcontext.gregs[libc::REG_RIP as usize];
+        let sp = uc.uc_mcontext.gregs[libc::REG_RSP as usize] as usize - 8;
+        *(sp as *mut i64) = pc;
+        uc.uc_mcontext.gregs[libc::REG_RSP as usize] = sp as i64;
+        uc.uc_mcontext.gregs[libc::REG_RIP as usize] = target as i64;
+    }
+}
+
+/// Entered from the epoch signal handler as if the interrupted wasm
+/// instruction had called it ([`call_from_signal`]). Saves what Rust may
+/// clobber (caller-saved integer registers, flags, XMM0-15 with `fxsave`;
+/// Cranelift uses no other vector state), calls the deadline logic,
+/// restores, and returns to the interrupted instruction.
+///
+/// # Safety
+///
+/// Only entered through [`call_from_signal`] from the epoch handler.
+#[unsafe(naked)]
+pub unsafe extern "C" fn kiln_epoch_stub() {
+    core::arch::naked_asm!(
+        "pushfq",
+        "push rax",
+        "push rcx",
+        "push rdx",
+        "push rsi",
+        "push rdi",
+        "push r8",
+        "push r9",
+        "push r10",
+        "push r11",
+        "push rbp",
+        "mov rbp, rsp",
+        "and rsp, -64",
+        "sub rsp, 512",
+        "fxsave64 [rsp]",
+        "call {handler}",
+        "fxrstor64 [rsp]",
+        "mov rsp, rbp",
+        "pop rbp",
+        "pop r11",
+        "pop r10",
+        "pop r9",
+        "pop r8",
+        "pop rdi",
+        "pop rsi",
+        "pop rdx",
+        "pop rcx",
+        "pop rax",
+        "popfq",
+        "ret",
+        handler = sym crate::vm::epoch::signal::on_epoch_interrupt,
+    )
+}
+
+/// Defines builtin entry `$name`: a stub that records the calling wasm
+/// frame (its frame pointer and our return address) in the store context,
+/// so a trap raised in the builtin has a backtrace, then tail-jumps to
+/// `$target` with the arguments untouched.
+macro_rules! builtin_stub {
+    ($name:ident, $target:path, ($($ty:ty),*) $(-> $ret:ty)?) => {
+        /// Entry stub of the builtin of the same name (see `vm::arch`).
+        ///
+        /// # Safety
+        ///
+        /// Called only by compiled wasm, with its own live VMContext first.
+        #[unsafe(naked)]
+        pub unsafe extern "C" fn $name($(_: $ty),*) $(-> $ret)? {
+            core::arch::naked_asm!(
+                "mov rax, [rdi + {store}]",
+                "mov [rax + {fp}], rbp",
+                "mov r11, [rsp]",
+                "mov [rax + {pc}], r11",
+                "jmp {target}",
+                store = const kiln_environ::vmoffsets::vmctx_header::STORE_CONTEXT,
+                fp = const kiln_environ::vmoffsets::store_context::LAST_WASM_EXIT_FP,
+                pc = const kiln_environ::vmoffsets::store_context::LAST_WASM_EXIT_PC,
+                target = sym $target,
+            )
+        }
+    };
+}
+pub(crate) use builtin_stub;
+
+/// Like `builtin_stub!`, for builtins called with Cranelift's
+/// `preserve_all` convention: also saves every general-purpose register
+/// the System V ABI lets a callee clobber and all sixteen XMM registers
+/// (compiled code uses no wider vector registers), calls `$target`, and
+/// restores everything. Only for builtins taking just the VMContext.
+macro_rules! preserving_builtin_stub {
+    ($name:ident, $target:path) => {
+        /// Register-preserving entry stub of the builtin of the same name
+        /// (see `vm::arch`).
+        ///
+        /// # Safety
+        ///
+        /// Called only by compiled wasm, with its own live VMContext.
+        #[unsafe(naked)]
+        pub unsafe extern "C" fn $name(_vmctx: *mut u8) {
+            core::arch::naked_asm!(
+                "push rbp",
+                "mov rbp, rsp",
+                "push rax", "push rcx", "push rdx", "push rsi", "push rdi",
+                "push r8", "push r9", "push r10", "push r11",
+                // 9 pushes after rbp leave rsp 8 mod 16: 264 bytes of
+                // XMM save area realign it for the call.
+                "sub rsp, 264",
+                "movdqu [rsp], xmm0", "movdqu [rsp + 16], xmm1",
+                "movdqu [rsp + 32], xmm2", "movdqu [rsp + 48], xmm3",
+                "movdqu [rsp + 64], xmm4", "movdqu [rsp + 80], xmm5",
+                "movdqu [rsp + 96], xmm6", "movdqu [rsp + 112], xmm7",
+                "movdqu [rsp + 128], xmm8", "movdqu [rsp + 144], xmm9",
+                "movdqu [rsp + 160], xmm10", "movdqu [rsp + 176], xmm11",
+                "movdqu [rsp + 192], xmm12", "movdqu [rsp + 208], xmm13",
+                "movdqu [rsp + 224], xmm14", "movdqu [rsp + 240], xmm15",
+                // The calling wasm frame: its frame pointer (saved at
+                // [rbp]) and our return address.
+                "mov rax, [rdi + {store}]",
+                "mov r11, [rbp]",
+                "mov [rax + {fp}], r11",
+                "mov r11, [rbp + 8]",
+                "mov [rax + {pc}], r11",
+                "call {target}",
+                "movdqu xmm0, [rsp]", "movdqu xmm1, [rsp + 16]",
+                "movdqu xmm2, [rsp + 32]", "movdqu xmm3, [rsp + 48]",
+                "movdqu xmm4, [rsp + 64]", "movdqu xmm5, [rsp + 80]",
+                "movdqu xmm6, [rsp + 96]", "movdqu xmm7, [rsp + 112]",
+                "movdqu xmm8, [rsp + 128]", "movdqu xmm9, [rsp + 144]",
+                "movdqu xmm10, [rsp + 160]", "movdqu xmm11, [rsp + 176]",
+                "movdqu xmm12, [rsp + 192]", "movdqu xmm13, [rsp + 208]",
+                "movdqu xmm14, [rsp + 224]", "movdqu xmm15, [rsp + 240]",
+                "add rsp, 264",
+                "pop r11", "pop r10", "pop r9", "pop r8",
+                "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rax",
+                "pop rbp",
+                "ret",
+                store = const kiln_environ::vmoffsets::vmctx_header::STORE_CONTEXT,
+                fp = const kiln_environ::vmoffsets::store_context::LAST_WASM_EXIT_FP,
+                pc = const kiln_environ::vmoffsets::store_context::LAST_WASM_EXIT_PC,
+                target = sym $target,
+            )
+        }
+    };
+}
+pub(crate) use preserving_builtin_stub;

@@ -1,0 +1,58 @@
+//! `ModuleRuntime`: what the runtime keeps of a compiled module (metadata,
+//! mapped code, VMContext layout, engine type ids, memory images).
+
+use super::code_memory::ModuleCode;
+use kiln_environ::*;
+use std::sync::Arc;
+
+/// What the runtime keeps of a compiled module.
+// 128-byte aligned: its `Arc` counts get cache lines of their own (see
+// "Instantiating from many threads" in docs/ARCHITECTURE.md).
+#[repr(align(128))]
+#[derive(Debug)]
+pub struct ModuleRuntime {
+    /// Compiled-module metadata.
+    pub info: Arc<CompiledModuleInfo>,
+    /// The executable code.
+    pub code: Box<ModuleCode>,
+    /// VMContext layout.
+    pub offsets: VMOffsets,
+    /// Engine-wide type ids by module type index.
+    pub type_ids: Box<[u32]>,
+    /// Code-generation settings the code was compiled with.
+    pub tunables: Tunables,
+    /// Copy-on-write images of the defined memories, built on first use.
+    pub images: std::sync::OnceLock<Vec<Option<Arc<super::memory_image::MemoryImage>>>>,
+}
+
+impl ModuleRuntime {
+    /// The module.
+    pub fn module(&self) -> &ModuleInfo {
+        &self.info.module
+    }
+
+    /// Code address of defined function `func` (a module function index).
+    pub fn func_code(&self, func: u32) -> *const u8 {
+        let loc = self.info.funcs[(func - self.module().num_imported_funcs) as usize];
+        self.code.text_addr(loc.start)
+    }
+
+    /// The copy-on-write image of defined memory `defined`, if it has one
+    /// (built for all memories on the first call; a failure to build just
+    /// means instances copy their data instead).
+    pub fn memory_image(&self, defined: u32) -> Option<&Arc<super::memory_image::MemoryImage>> {
+        let images = self.images.get_or_init(|| {
+            let info = self.module();
+            (0..info.num_defined_memories())
+                .map(|d| super::memory_image::MemoryImage::build(info, info.num_imported_memories + d).ok().flatten().map(Arc::new))
+                .collect()
+        });
+        images.get(defined as usize)?.as_ref()
+    }
+
+    /// The array-call entry trampoline for module type `ty`.
+    pub fn array_trampoline(&self, ty: u32) -> Option<*const u8> {
+        self.info.array_to_wasm_trampoline(ty).map(|loc| self.code.text_addr(loc.start))
+    }
+}
+
