@@ -26,6 +26,7 @@
 
 mod cache;
 mod compile;
+mod compile_observer;
 mod config;
 mod engine;
 mod externals;
@@ -45,6 +46,7 @@ pub(crate) mod vm;
 
 pub use anyhow::{Error, Result};
 pub use cache::{Cache, CacheEntry, CacheKind, CacheStats, DirectoryCache, MemoryCache};
+pub use compile_observer::{CompileObserver, CompilePhase, CompileTimings, FunctionOutcome, FunctionReport, FunctionTiming};
 pub use config::{Config, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 pub use engine::{Engine, EpochTicker};
 pub use kiln_environ::FuelCosts;
