@@ -51,7 +51,7 @@ pub(crate) fn compile_module(engine: &Engine, wasm: &[u8], observer: Option<&dyn
                 cache.record(saved, false);
                 clock.done(CompilePhase::CacheLookup);
                 if let Some(o) = observer {
-                    o.cache_hit();
+                    o.loaded_from_cache();
                 }
                 return Ok(rt);
             }

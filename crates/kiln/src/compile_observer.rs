@@ -118,7 +118,7 @@ pub trait CompileObserver: Sync {
     /// The engine's cache held the whole compiled module: nothing is
     /// compiled, and only [`CompilePhase::CacheLookup`] (and
     /// [`CompilePhase::Text`]) are reported.
-    fn cache_hit(&self) {}
+    fn loaded_from_cache(&self) {}
 
     /// `total` function bodies are about to be compiled (or taken from the
     /// function cache); [`CompileObserver::function_done`] follows once for
@@ -149,7 +149,7 @@ pub trait CompileObserver: Sync {
 /// let engine = Engine::default();
 /// let wat = r#"(module (func $slow (export "f") (result i32) i32.const 1) (func $other))"#;
 /// Module::new_with_observer(&engine, wat, &timings)?;
-/// assert!(!timings.cache_hit());
+/// assert!(!timings.from_cache());
 /// assert!(timings.phase(CompilePhase::Parse) > std::time::Duration::ZERO);
 /// let slowest = timings.slowest(10);
 /// assert_eq!(slowest.len(), 2);
@@ -204,7 +204,7 @@ impl CompileTimings {
     }
 
     /// Whether the whole module came from the engine's cache.
-    pub fn cache_hit(&self) -> bool {
+    pub fn from_cache(&self) -> bool {
         self.recorded().cache_hit
     }
 
@@ -242,7 +242,7 @@ impl CompileTimings {
 }
 
 impl CompileObserver for CompileTimings {
-    fn cache_hit(&self) {
+    fn loaded_from_cache(&self) {
         self.recorded().cache_hit = true;
     }
 
