@@ -35,7 +35,7 @@ impl CompileCommand {
     pub fn execute(mut self) -> Result<ExitCode> {
         let (config, _) = self.engine.resolve()?;
         let engine = Engine::new(&config)?;
-        let progress = CompileProgress::new(&self.file.display().to_string(), self.engine.timings);
+        let progress = CompileProgress::new(&self.file, self.engine.timings);
         let bytes = std::fs::read(&self.file).with_context(|| format!("failed to read {}", self.file.display()))?;
         if kiln::Module::is_precompiled(&bytes) {
             bail!("{} is already a precompiled artifact; `kiln compile` takes WebAssembly", self.file.display());

@@ -24,16 +24,16 @@ pub struct CompileProgress {
 }
 
 impl CompileProgress {
-    /// A watcher for compiling `what` (a file name), keeping timings if
-    /// `timings` is set.
-    pub fn new(what: &str, timings: bool) -> CompileProgress {
+    /// A watcher for compiling `what` (shown by its file name), keeping
+    /// timings if `timings` is set.
+    pub fn new(what: &std::path::Path, timings: bool) -> CompileProgress {
         let delay = std::env::var("KILN_PROGRESS_AFTER").ok().and_then(|v| parse_duration(&v).ok()).unwrap_or(DEFAULT_DELAY);
         let bar = std::io::stderr().is_terminal().then(|| {
-            let style = ProgressStyle::with_template("compiling {msg} [{bar:40}] {pos}/{len} functions ({elapsed})")
+            let style = ProgressStyle::with_template("compiling {msg} [{wide_bar}] {pos}/{len} functions ({elapsed})")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> ");
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden()).with_style(style);
-            bar.set_message(what.to_string());
+            bar.set_message(what.file_name().unwrap_or(what.as_os_str()).to_string_lossy().into_owned());
             bar
         });
         CompileProgress {

@@ -116,7 +116,7 @@ impl RunCommand {
             config.profiler(p);
         }
         let engine = Engine::new(&config)?;
-        let progress = CompileProgress::new(&self.file.display().to_string(), self.engine.timings);
+        let progress = CompileProgress::new(&self.file, self.engine.timings);
         let module = crate::load::load_module(&engine, &self.file, self.allow_precompiled, &progress)?;
         if let Some(t) = progress.timings() {
             eprint!("{}", crate::timings_report::format(t, None, progress.elapsed()));
