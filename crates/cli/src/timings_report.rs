@@ -27,6 +27,10 @@ pub fn format(timings: &CompileTimings, write: Option<Duration>, total: Duration
         let _ = writeln!(out, "  {name:<15}{:>12}{}{note}", ms(d), if note.is_empty() { "" } else { "  " });
     };
     let cache = timings.phase(CompilePhase::CacheLookup) + timings.phase(CompilePhase::CacheStore);
+    if timings.phases().is_empty() {
+        row("load", total, "a precompiled artifact: nothing compiled");
+        return out;
+    }
     if timings.from_cache() {
         row("cache", cache, "module found in the cache: nothing compiled");
     } else {
