@@ -1,23 +1,25 @@
 //! Reading a module from a file, and writing artifacts.
 
+use crate::progress::CompileProgress;
 use anyhow::{Context, Result, bail};
 use kiln::{Engine, Module};
 use std::io::Write;
 use std::path::Path;
 
 /// Loads `path` for `engine`: WebAssembly (binary or text) is compiled
-/// (through the engine's cache, if any). A precompiled artifact is native
-/// code that runs as is, so it is loaded only with `allow_precompiled`
-/// (the `--allow-precompiled` flag), whatever the file is called.
+/// (through the engine's cache, if any), reporting to `progress`. A
+/// precompiled artifact is native code that runs as is, so it is loaded
+/// only with `allow_precompiled` (the `--allow-precompiled` flag),
+/// whatever the file is called.
 ///
 /// # Errors
 ///
 /// The file cannot be read, does not compile, is an artifact without
 /// `allow_precompiled`, or is an artifact this Kiln cannot load.
-pub fn load_module(engine: &Engine, path: &Path, allow_precompiled: bool) -> Result<Module> {
+pub fn load_module(engine: &Engine, path: &Path, allow_precompiled: bool, progress: &CompileProgress) -> Result<Module> {
     let bytes = std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
     if !Module::is_precompiled(&bytes) {
-        return Module::new(engine, &bytes).with_context(|| format!("failed to compile {}", path.display()));
+        return compile(engine, path, &bytes, progress);
     }
     if !allow_precompiled {
         bail!(
@@ -34,6 +36,18 @@ pub fn load_module(engine: &Engine, path: &Path, allow_precompiled: bool) -> Res
     // program runs: `kiln compile` replaces outputs by renaming a new file
     // over them, which leaves this mapping intact.
     unsafe { Module::deserialize_file(engine, path) }
+}
+
+/// Compiles `bytes`, the WebAssembly (binary or text) read from `path`,
+/// reporting to `progress` and removing its bar when done.
+///
+/// # Errors
+///
+/// The module does not compile (the message names `path`).
+pub fn compile(engine: &Engine, path: &Path, bytes: &[u8], progress: &CompileProgress) -> Result<Module> {
+    let module = Module::new_with_observer(engine, bytes, progress);
+    progress.finish();
+    module.with_context(|| format!("failed to compile {}", path.display()))
 }
 
 /// Writes `bytes` to `out` through a temporary file in the same directory

@@ -6,11 +6,19 @@
 //! `wasmtime run` does); for `wast`, 1 when any directive failed.
 
 mod cache_cmd;
+mod cache_config;
+mod codegen_flags;
 mod compile_cmd;
-mod features;
+mod engine_flags;
 mod load;
+mod opt_group;
 mod options;
+mod progress;
 mod run;
+mod timings_report;
+mod unknown_imports;
+mod wasi_flags;
+mod wasm_flags;
 mod wast_cmd;
 
 use clap::{Parser, Subcommand};
@@ -50,5 +58,14 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -2,8 +2,11 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
-use crate::features::FeatureFlags;
-use crate::options::{CacheFlags, LimitFlags};
+use crate::engine_flags::EngineFlags;
+use crate::options::LimitFlags;
+use crate::progress::CompileProgress;
+use crate::unknown_imports::{UnknownImportCalled, UnknownImports};
+use crate::wasi_flags::{WasiFlags, WasiSettings};
 use kiln::{Engine, ExternType, Func, Instance, LimitExceeded, Linker, Module, Store, StoreLimits, Trap, TrapCode, Val, ValType};
 use kiln_wasi::{DirPerms, I32Exit, ThreadExit, WasiCtx, WasiCtxBuilder, WasiThreads};
 use std::path::PathBuf;
@@ -23,44 +26,49 @@ pub struct RunCommand {
     /// Give the program the host directory HOST, named GUEST inside (HOST
     /// itself when `::GUEST` is left out). Add `::ro` after GUEST to make
     /// it read-only. Repeatable.
-    #[arg(long = "dir", value_name = "HOST[::GUEST[::ro]]")]
+    #[arg(long = "dir", value_name = "HOST[::GUEST[::ro]]", help_heading = "WASI")]
     dirs: Vec<String>,
 
     /// Set environment variable K for the program; `--env K` alone passes
     /// the host's value of K. Repeatable.
-    #[arg(long = "env", value_name = "K[=V]")]
+    #[arg(long = "env", value_name = "K[=V]", help_heading = "WASI")]
     envs: Vec<String>,
 
     /// Listen on this TCP address (e.g. 127.0.0.1:8080) and give the
-    /// program the listening socket, after the preopened directories.
-    #[arg(long = "tcplisten", value_name = "ADDR")]
+    /// program the listening socket, after the preopened directories
+    /// (also `-S tcplisten=ADDR`).
+    #[arg(long = "tcplisten", value_name = "ADDR", help_heading = "WASI")]
     listen: Vec<String>,
 
-    /// Enable or disable a WASI option: `-S threads` (wasi-threads: the
-    /// `wasi::thread-spawn` import, and a new shared memory for each
-    /// shared-memory import). Repeatable; applied in order.
-    #[arg(short = 'S', long = "wasi", value_name = "OPTION[=y|n]")]
-    wasi: Vec<String>,
+    #[command(flatten)]
+    wasi: WasiFlags,
 
     #[command(flatten)]
-    features: FeatureFlags,
+    engine: EngineFlags,
+
+    /// Define every imported function that nothing provides as one that
+    /// traps when called (also `-W unknown-imports-trap`).
+    #[arg(long, help_heading = "Imports")]
+    trap_unknown_imports: bool,
+
+    /// Define every import that nothing provides with a default: functions
+    /// return zeros and nulls, globals hold zero or null, tables and
+    /// memories are new and of their minimum size (also
+    /// `-W unknown-imports-default`). With --trap-unknown-imports,
+    /// functions trap and the other imports get defaults.
+    #[arg(long, help_heading = "Imports")]
+    default_values_unknown_imports: bool,
 
     /// Describe generated code to a profiler: `perfmap` writes
     /// /tmp/perf-<pid>.map so `perf report` names wasm functions.
-    #[arg(long, value_name = "STRATEGY", value_parser = parse_profile)]
+    #[arg(long, value_name = "STRATEGY", value_parser = parse_profile, help_heading = "Compilation and cache")]
     profile: Option<kiln::ProfilingStrategy>,
-
-    #[command(flatten)]
-    limits: LimitFlags,
 
     /// Run FILE even if it is a precompiled artifact (`kiln compile`
     /// output). Its native code runs as is, unchecked: only for artifacts
     /// from a source trusted as much as Kiln itself.
-    #[arg(long)]
+    #[arg(long, help_heading = "Compilation and cache")]
     allow_precompiled: bool,
-
-    #[command(flatten)]
-    cache: CacheFlags,
 
     /// The module to run (.wasm or .wat; a precompiled .cwasm only with
     /// --allow-precompiled).
@@ -95,15 +103,25 @@ impl RunCommand {
             self.args.remove(0);
         }
 
-        let mut config = self.features.config()?;
-        self.limits.configure(&mut config);
-        self.cache.configure(&mut config);
+        let (mut config, wasm) = self.engine.resolve()?;
+        let wasi = self.wasi.parse()?;
+        if wasi.inherit_network {
+            eprintln!("warning: -S inherit-network has no effect: WASI preview 1 programs cannot open sockets (see -S tcplisten)");
+        }
+        let unknown = UnknownImports {
+            trap: self.trap_unknown_imports || wasm.unknown_imports_trap,
+            default: self.default_values_unknown_imports || wasm.unknown_imports_default,
+        };
         if let Some(p) = self.profile {
             config.profiler(p);
         }
         let engine = Engine::new(&config)?;
-        let module = crate::load::load_module(&engine, &self.file, self.allow_precompiled)?;
-        let status = self.run_module(&engine, &module);
+        let progress = CompileProgress::new(&self.file, self.engine.timings);
+        let module = crate::load::load_module(&engine, &self.file, self.allow_precompiled, &progress)?;
+        if let Some(t) = progress.timings() {
+            eprint!("{}", crate::timings_report::format(t, None, progress.elapsed()));
+        }
+        let status = self.run_module(&engine, &module, &wasi, unknown);
         // The cache stores a newly compiled module in the background; make
         // sure it is on disk before the process ends.
         if let Some(cache) = engine.cache() {
@@ -114,9 +132,8 @@ impl RunCommand {
 
     /// Instantiates `module` with WASI and runs it (or the `--invoke`d
     /// function).
-    fn run_module(&self, engine: &Engine, module: &Module) -> Result<ExitCode> {
-        let wasi_options = WasiOptions::parse(&self.wasi)?;
-        if !wasi_options.threads {
+    fn run_module(&self, engine: &Engine, module: &Module, wasi: &WasiSettings, unknown: UnknownImports) -> Result<ExitCode> {
+        if !wasi.threads {
             if kiln_wasi::uses_threads(module) {
                 bail!(
                     "the module imports `{}::{}` (wasi-threads); run it with `-S threads`",
@@ -132,17 +149,22 @@ impl RunCommand {
                 );
             }
         }
-        let host = Host { wasi: self.wasi_ctx()?, limits: self.limits.store_limits(), threads: None };
+        let host = Host { wasi: self.wasi_ctx(wasi)?, limits: self.engine.limits.store_limits(), threads: None };
         let mut store = Store::new(engine, host);
         store.limiter(|h| &mut h.limits);
-        let _ticker = self.limits.start(&mut store)?;
+        let _ticker = self.engine.limits.start(&mut store)?;
         let mut linker = Linker::new(engine);
-        if kiln_wasi::uses_wasi(module) {
+        if wasi.cli && kiln_wasi::uses_wasi(module) {
             kiln_wasi::add_to_linker(&mut linker, |h: &mut Host| &mut h.wasi)?;
         }
-        let instance = if wasi_options.threads {
+        if wasi.threads {
             kiln_wasi::add_thread_spawn_to_linker(&mut linker, |h: &mut Host| h.threads.as_ref())?;
             kiln_wasi::define_shared_memories(&mut linker, module)?;
+        }
+        if let Err(e) = unknown.define(&mut linker, &mut store, module) {
+            return Ok(self.report(e));
+        }
+        let instance = if wasi.threads {
             let pre = match linker.instantiate_pre(module) {
                 Ok(pre) => pre,
                 Err(e) => return Ok(self.report(e)),
@@ -181,7 +203,7 @@ impl RunCommand {
     /// Picks the exit status for an error from running wasm (see
     /// [`exit_status`]).
     fn report(&self, e: anyhow::Error) -> ExitCode {
-        ExitCode::from(exit_status(&self.limits, e))
+        ExitCode::from(exit_status(&self.engine.limits, e))
     }
 
     /// The wasi-threads context of the program `pre` instantiates: each
@@ -190,9 +212,9 @@ impl RunCommand {
     /// the whole process when it calls `proc_exit` or traps, with the
     /// status and message the main thread would have given.
     fn threads(&self, pre: kiln::InstancePre<Host>) -> Result<WasiThreads<Host>> {
-        let for_store = self.limits.clone();
-        let for_exit = self.limits.clone();
-        let store_limits = self.limits.store_limits();
+        let for_store = self.engine.limits.clone();
+        let for_exit = self.engine.limits.clone();
+        let store_limits = self.engine.limits.store_limits();
         let engine = pre.module().engine().clone();
         let threads = WasiThreads::builder(pre, move |parent: &mut Host| Host {
             wasi: parent.wasi.share(),
@@ -214,21 +236,32 @@ impl RunCommand {
             }
             std::process::exit(i32::from(code))
         })
-        .stack_size(self.limits.thread_stack_size())
+        .stack_size(self.engine.limits.thread_stack_size())
         .trace(std::env::var_os("KILN_WASI_TRACE").is_some())
         .build()?;
         Ok(threads)
     }
 
-    /// The program's WASI view: arguments, environment, preopens, and the
-    /// host's standard streams.
-    fn wasi_ctx(&self) -> Result<WasiCtx> {
+    /// The program's WASI view: arguments, environment, preopens, and
+    /// (unless `-S inherit-std*=n`) the host's standard streams.
+    fn wasi_ctx(&self, wasi: &WasiSettings) -> Result<WasiCtx> {
         let mut b = WasiCtxBuilder::new();
-        b.inherit_stdio();
+        if wasi.inherit_stdin {
+            b.inherit_stdin();
+        }
+        if wasi.inherit_stdout {
+            b.inherit_stdout();
+        }
+        if wasi.inherit_stderr {
+            b.inherit_stderr();
+        }
         if self.invoke.is_none() {
             b.arg(&self.file).args(&self.args);
         } else {
             b.arg(&self.file);
+        }
+        if wasi.inherit_env {
+            b.inherit_env();
         }
         for e in &self.envs {
             match e.split_once('=') {
@@ -250,7 +283,7 @@ impl RunCommand {
             }
             b.preopened_dir(host, guest, perms)?;
         }
-        for addr in &self.listen {
+        for addr in self.listen.iter().chain(&wasi.tcplisten) {
             let l = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on `{addr}`"))?;
             b.preopened_listener(l);
         }
@@ -294,6 +327,10 @@ fn exit_status(limits: &LimitFlags, e: anyhow::Error) -> u8 {
     if let Some(exit) = e.downcast_ref::<I32Exit>() {
         return u8::try_from(exit.0).unwrap_or(1);
     }
+    if e.downcast_ref::<UnknownImportCalled>().is_some() {
+        eprintln!("error: {e:#}");
+        return TRAP_EXIT;
+    }
     if let Some(exceeded) = e.downcast_ref::<LimitExceeded>() {
         eprintln!("error: {e:#}\n({})", limits.describe_exceeded(exceeded));
         return 1;
@@ -308,37 +345,6 @@ fn exit_status(limits: &LimitFlags, e: anyhow::Error) -> u8 {
         _ => eprintln!("error: {e:#}"),
     }
     TRAP_EXIT
-}
-
-/// The `-S` options.
-#[derive(Default)]
-struct WasiOptions {
-    /// wasi-threads.
-    threads: bool,
-}
-
-impl WasiOptions {
-    fn parse(specs: &[String]) -> Result<WasiOptions> {
-        let mut o = WasiOptions::default();
-        for spec in specs {
-            let (name, on) = match spec.split_once('=') {
-                Some((n, v)) => (
-                    n,
-                    match v {
-                        "y" | "yes" | "true" | "on" => true,
-                        "n" | "no" | "false" | "off" => false,
-                        other => bail!("`{other}` is not y or n in `-S {spec}`"),
-                    },
-                ),
-                None => (spec.as_str(), true),
-            };
-            match name {
-                "threads" => o.threads = on,
-                other => bail!("unknown WASI option `{other}` in `-S {spec}` (known: threads)"),
-            }
-        }
-        Ok(o)
-    }
 }
 
 /// The store's data: the program's WASI context, its resource limits, and

@@ -1,8 +1,8 @@
 //! `kiln wast`.
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Args;
-use crate::features::FeatureFlags;
+use crate::wasm_flags::WasmFlags;
 use kiln_wast::WastContext;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,12 +17,17 @@ pub struct WastCommand {
     files: Vec<PathBuf>,
 
     #[command(flatten)]
-    features: FeatureFlags,
+    wasm: WasmFlags,
 }
 
 impl WastCommand {
     pub fn execute(self) -> Result<ExitCode> {
-        let config = self.features.config()?;
+        let settings = self.wasm.parse()?;
+        if let Some(name) = settings.run_only_option() {
+            bail!("`-W {name}` does not apply to `kiln wast`");
+        }
+        let mut config = kiln::Config::new();
+        settings.configure(&mut config)?;
         let (mut passed, mut failed) = (0usize, 0usize);
         for file in &self.files {
             let outcome = WastContext::new(&config).and_then(|mut cx| cx.run_file(file));

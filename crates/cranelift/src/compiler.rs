@@ -11,6 +11,7 @@ use cranelift_codegen::{Context, Final, FinalizedRelocTarget, MachBufferFinalize
 use cranelift_frontend::FunctionBuilderContext;
 use kiln_environ::*;
 use std::cell::RefCell;
+use std::time::Instant;
 
 /// Options for [`CraneliftCompiler::new`].
 #[derive(Clone, Debug)]
@@ -195,7 +196,18 @@ impl Compiler for CraneliftCompiler {
         func: u32,
         input: FunctionBodyInput<'_>,
     ) -> WasmResult<CompiledFunction> {
+        self.compile_function_timed(module, offsets, func, input).map(|(f, _)| f)
+    }
+
+    fn compile_function_timed(
+        &self,
+        module: &ModuleInfo,
+        offsets: &VMOffsets,
+        func: u32,
+        input: FunctionBodyInput<'_>,
+    ) -> WasmResult<(CompiledFunction, FunctionCompileTimes)> {
         Self::with_contexts(|ctx, fctx| {
+            let start = Instant::now();
             let clif = crate::translate::translate_function(
                 &*self.isa,
                 &self.tunables,
@@ -205,8 +217,12 @@ impl Compiler for CraneliftCompiler {
                 input,
                 fctx,
             );
+            let translated = Instant::now();
             match clif {
-                Ok(clif) => self.finish(clif, Some(func), ctx),
+                Ok(clif) => {
+                    let f = self.finish(clif, Some(func), ctx)?;
+                    Ok((f, FunctionCompileTimes { translate: translated - start, codegen: translated.elapsed() }))
+                }
                 Err(e) => {
                     // A body that failed validation leaves the builder
                     // context mid-function; start the next one afresh.

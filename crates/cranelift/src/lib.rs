@@ -1,6 +1,6 @@
 //! `kiln-cranelift`: Kiln's code generator. It implements
 //! [`kiln_environ::Compiler`] by translating each wasm operator to Cranelift
-//! IR (our own translator, [`translate`]), then letting Cranelift emit machine
+//! IR (our own translator, the `translate` module), then letting Cranelift emit machine
 //! code. Compiled code holds no host addresses: it reaches everything through
 //! the VMContext whose layout `kiln-environ` defines.
 

@@ -137,7 +137,7 @@ impl<'de> Deserialize<'de> for Blob {
 /// checksums the artifact they sit in, so their size is load time. Keys
 /// are code offsets a few bytes apart and values change little from one
 /// pair to the next, so the pairs are delta-encoded: they are grouped in
-/// blocks of [`BLOCK`] pairs; a fixed-width index gives each block's first
+/// blocks of 32 pairs (`BLOCK`); a fixed-width index gives each block's first
 /// pair and where the rest of it starts in a stream of LEB128 varints
 /// (key delta, then zigzag value delta, per pair). About 3 bytes a pair
 /// instead of 8. A lookup binary-searches the index, then decodes at most

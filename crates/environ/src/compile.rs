@@ -50,6 +50,16 @@ pub struct CompiledFunction {
     pub address_map: Vec<(u32, u32)>,
 }
 
+/// How long the steps of compiling one function took
+/// ([`Compiler::compile_function_timed`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FunctionCompileTimes {
+    /// Validating the body and translating it to the code generator's IR.
+    pub translate: std::time::Duration,
+    /// Optimizing, register allocation and emitting machine code.
+    pub codegen: std::time::Duration,
+}
+
 /// A code generator for Kiln.
 pub trait Compiler: Send + Sync {
     /// Compiles defined function `func` (a module function index) of `module`.
@@ -65,6 +75,26 @@ pub trait Compiler: Send + Sync {
         func: u32,
         input: FunctionBodyInput<'_>,
     ) -> WasmResult<CompiledFunction>;
+
+    /// Like [`Compiler::compile_function`], and also says how long each
+    /// step took (for compile-time reports). The default times the whole
+    /// call as code generation; implementations that can tell translation
+    /// from code generation apart override it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Compiler::compile_function`].
+    fn compile_function_timed(
+        &self,
+        module: &ModuleInfo,
+        offsets: &VMOffsets,
+        func: u32,
+        input: FunctionBodyInput<'_>,
+    ) -> WasmResult<(CompiledFunction, FunctionCompileTimes)> {
+        let start = std::time::Instant::now();
+        let f = self.compile_function(module, offsets, func, input)?;
+        Ok((f, FunctionCompileTimes { translate: std::time::Duration::ZERO, codegen: start.elapsed() }))
+    }
 
     /// Compiles the array-call entry trampoline for signature `ty`:
     /// `extern "C" fn(callee_vmctx, caller_vmctx, values: *mut ValRaw, wasm_call)`

@@ -2,6 +2,7 @@
 //! parallel compilation, linking, and the artifact round trip.
 
 use crate::cache::{Cache, CacheEntry, CacheKind};
+use crate::compile_observer::{CompileObserver, CompilePhase, FunctionOutcome, FunctionReport};
 use crate::engine::Engine;
 use crate::seal::{EntrySeal, MacKeys, module_key};
 use crate::vm::code_memory::{MappedFile, ModuleCode};
@@ -13,11 +14,34 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Compiles `wasm`, consulting and filling the engine's cache if it has one.
-pub(crate) fn compile_module(engine: &Engine, wasm: &[u8]) -> Result<Arc<ModuleRuntime>> {
+/// Times phases for an observer; does nothing (reads no clock) without one.
+struct PhaseClock<'a> {
+    observer: Option<&'a dyn CompileObserver>,
+    start: Option<Instant>,
+}
+
+impl<'a> PhaseClock<'a> {
+    fn start(observer: Option<&'a dyn CompileObserver>) -> Self {
+        PhaseClock { observer, start: observer.map(|_| Instant::now()) }
+    }
+
+    /// Reports `phase` as ended now, and starts timing the next one.
+    fn done(&mut self, phase: CompilePhase) {
+        if let (Some(o), Some(start)) = (self.observer, self.start) {
+            let now = Instant::now();
+            o.phase_done(phase, now - start);
+            self.start = Some(now);
+        }
+    }
+}
+
+/// Compiles `wasm`, consulting and filling the engine's cache if it has
+/// one, and reporting to `observer`, if given.
+pub(crate) fn compile_module(engine: &Engine, wasm: &[u8], observer: Option<&dyn CompileObserver>) -> Result<Arc<ModuleRuntime>> {
     let Some(cache) = engine.config().cache.clone() else {
-        return Ok(compile_uncached(engine, wasm, None)?.0);
+        return Ok(compile_uncached(engine, wasm, None, observer)?.0);
     };
+    let mut clock = PhaseClock::start(observer);
     let mac_keys = cache.mac_key().map(|k| MacKeys::derive(&k));
     let key = module_key(mac_keys.as_ref(), &engine.inner.salt, wasm);
     let seal = EntrySeal::new(mac_keys.as_ref(), CacheKind::Module, &key);
@@ -25,6 +49,10 @@ pub(crate) fn compile_module(engine: &Engine, wasm: &[u8]) -> Result<Arc<ModuleR
         match load_entry(engine, entry, &seal) {
             Ok((rt, saved)) => {
                 cache.record(saved, false);
+                clock.done(CompilePhase::CacheLookup);
+                if let Some(o) = observer {
+                    o.loaded_from_cache();
+                }
                 return Ok(rt);
             }
             Err(_) => {
@@ -33,10 +61,13 @@ pub(crate) fn compile_module(engine: &Engine, wasm: &[u8]) -> Result<Arc<ModuleR
             }
         }
     }
+    clock.done(CompilePhase::CacheLookup);
     let start = Instant::now();
-    let (rt, text) = compile_uncached(engine, wasm, Some((&*cache, mac_keys.as_ref())))?;
+    let (rt, text) = compile_uncached(engine, wasm, Some((&*cache, mac_keys.as_ref())), observer)?;
     let header = engine.artifact_header(start.elapsed());
+    let mut clock = PhaseClock::start(observer);
     cache.put(CacheKind::Module, &key, serialize_artifact(&header, &rt.info, &text, &seal));
+    clock.done(CompilePhase::CacheStore);
     Ok(rt)
 }
 
@@ -103,13 +134,24 @@ fn cached_function(cache: &dyn Cache, key: &CacheKey, seal: &dyn Sealer) -> Opti
 }
 
 /// Translates, compiles (through the function cache, if given) and links
-/// `wasm`, then maps the code. Returns the runtime module and its text.
-fn compile_uncached(engine: &Engine, wasm: &[u8], cache: Option<(&dyn Cache, Option<&MacKeys>)>) -> Result<(Arc<ModuleRuntime>, Vec<u8>)> {
+/// `wasm`, then maps the code, reporting to `observer`. Returns the
+/// runtime module and its text.
+fn compile_uncached(
+    engine: &Engine,
+    wasm: &[u8],
+    cache: Option<(&dyn Cache, Option<&MacKeys>)>,
+    observer: Option<&dyn CompileObserver>,
+) -> Result<(Arc<ModuleRuntime>, Vec<u8>)> {
     let (cache, mac_keys) = match cache {
         Some((c, k)) => (Some(c), k),
         None => (None, None),
     };
+    let mut clock = PhaseClock::start(observer);
     let translation = translate_module(wasm, engine.config().features)?;
+    clock.done(CompilePhase::Parse);
+    if let Some(o) = observer {
+        o.functions_started(translation.bodies.len());
+    }
     let info = translation.info;
     let offsets = VMOffsets::new(&info);
     let compiler = &engine.inner.compiler;
@@ -151,10 +193,17 @@ fn compile_uncached(engine: &Engine, wasm: &[u8], cache: Option<(&dyn Cache, Opt
 
     // Compile (or fetch) each distinct body; bodies that repeat another are
     // only validated, then share its code.
+    let report = |func: u32, outcome: FunctionOutcome, times: FunctionCompileTimes| {
+        if let Some(o) = observer {
+            let name = info.func_name(func);
+            o.function_done(&FunctionReport { index: func, name, outcome, translate: times.translate, codegen: times.codegen });
+        }
+    };
     let work = |(i, input): (usize, FunctionBodyInput<'_>)| -> WasmResult<Option<CompiledFunction>> {
         let func = first + i as u32;
         if duplicate_of[i].is_some() {
             validate_function_bodies(vec![input])?;
+            report(func, FunctionOutcome::Duplicate, FunctionCompileTimes::default());
             return Ok(None);
         }
         let seal = keys[i].map(|key| EntrySeal::new(mac_keys, CacheKind::Function, &key));
@@ -162,10 +211,18 @@ fn compile_uncached(engine: &Engine, wasm: &[u8], cache: Option<(&dyn Cache, Opt
             && let Some(f) = cached_function(cache, &key, seal)
         {
             validate_function_bodies(vec![input])?;
+            report(func, FunctionOutcome::Cached, FunctionCompileTimes::default());
             return Ok(Some(f));
         }
         let start = Instant::now();
-        let f = compiler.compile_function(&info, &offsets, func, input)?;
+        let f = match observer {
+            Some(_) => {
+                let (f, times) = compiler.compile_function_timed(&info, &offsets, func, input)?;
+                report(func, FunctionOutcome::Compiled, times);
+                f
+            }
+            None => compiler.compile_function(&info, &offsets, func, input)?,
+        };
         if let (Some(cache), Some(key), Some(seal)) = (cache, keys[i], &seal) {
             cache.put(CacheKind::Function, &key, encode_function_entry(&f, start.elapsed(), seal));
         }
@@ -180,6 +237,7 @@ fn compile_uncached(engine: &Engine, wasm: &[u8], cache: Option<(&dyn Cache, Opt
         .map(|i| compiled[duplicate_of[i].unwrap_or(i)].clone().ok_or_else(|| anyhow!("internal: missing function {i}")))
         .collect::<Result<_>>()?;
     drop(compiled);
+    clock.done(CompilePhase::Functions);
 
     // Entry trampolines for every signature of a function the host can call.
     let mut needed: Vec<u32> = info
@@ -218,5 +276,7 @@ fn compile_uncached(engine: &Engine, wasm: &[u8], cache: Option<(&dyn Cache, Opt
         address_map: linked.address_map,
     });
     let code = ModuleCode::new(&linked.text, info.clone(), true).context("failed to map compiled code")?;
-    Ok((runtime(engine, info, code), linked.text))
+    let rt = runtime(engine, info, code);
+    clock.done(CompilePhase::Link);
+    Ok((rt, linked.text))
 }

@@ -1,31 +1,117 @@
 //! Kiln: a WebAssembly runtime with a Cranelift JIT and a Wasmtime-shaped
 //! embedding API.
 //!
+//! # A tour
+//!
+//! Running wasm takes six steps, each with its type:
+//!
+//! 1. An [`Engine`] holds the settings ([`Config`]: features, fuel, epoch
+//!    interruption, a compilation cache) and the compiler. Make one and
+//!    share it: clones are cheap handles.
+//! 2. A [`Module`] is compiled code, from binary or text ([`Module::new`]),
+//!    ready to instantiate any number of times, on any thread.
+//! 3. A [`Store<T>`](Store) owns instances and everything they create, and
+//!    your data `T`, which host functions see. Limits are per store:
+//!    [`Store::limiter`] with [`StoreLimits`], [`Store::set_fuel`],
+//!    [`Store::set_epoch_deadline`].
+//! 4. A [`Linker<T>`](Linker) names what modules import: host functions
+//!    ([`Linker::func_wrap`]), other instances ([`Linker::instance`]), WASI
+//!    (the `kiln-wasi` crate's `add_to_linker`).
+//! 5. An [`Instance`] is a module instantiated in a store
+//!    ([`Linker::instantiate`], or [`Instance::new`] with imports in order).
+//! 6. Its exports are called through [`Func`] or, typed, [`TypedFunc`].
+//!    Traps come back as errors holding a [`Trap`].
+//!
 //! ```
-//! use kiln::{Engine, Instance, Module, Store};
+//! use kiln::{Caller, Engine, Linker, Module, Store};
 //!
 //! # fn main() -> anyhow::Result<()> {
 //! let engine = Engine::default();
 //! let module = Module::new(&engine, r#"
-//!     (module (func (export "add") (param i32 i32) (result i32)
-//!         local.get 0 local.get 1 i32.add))
+//!     (module
+//!         (import "host" "log" (func $log (param i32)))
+//!         (func (export "add") (param i32 i32) (result i32)
+//!             (call $log (local.get 0))
+//!             (i32.add (local.get 0) (local.get 1))))
 //! "#)?;
-//! let mut store = Store::new(&engine, ());
-//! let instance = Instance::new(&mut store, &module, &[])?;
+//!
+//! // The store's data, here the values logged, is what host functions share.
+//! let mut linker: Linker<Vec<i32>> = Linker::new(&engine);
+//! linker.func_wrap("host", "log", |mut caller: Caller<'_, Vec<i32>>, x: i32| caller.data_mut().push(x))?;
+//! let mut store = Store::new(&engine, Vec::new());
+//! let instance = linker.instantiate(&mut store, &module)?;
+//!
 //! let add = instance.get_typed_func::<(i32, i32), i32>(&mut store, "add")?;
 //! assert_eq!(add.call(&mut store, (2, 3))?, 5);
+//! assert_eq!(store.data(), &[2]);
 //! # Ok(())
 //! # }
 //! ```
 //!
-//! Traps come back as errors holding a [`Trap`]; host functions defined
-//! with [`Func::wrap`] or [`Linker::func_wrap`] receive a [`Caller`] for
-//! the store's data and the calling instance's exports.
+//! ## Limits and traps
+//!
+//! Fuel bounds how much wasm runs, deterministically; epochs bound how long
+//! it runs ([`Engine::increment_epoch`] from any thread, or
+//! [`Engine::start_epoch_ticker`]); [`StoreLimits`] bound memories and
+//! tables. Running out is a [`Trap`] with its [`TrapCode`]:
+//!
+//! ```
+//! use kiln::{Config, Engine, Instance, Module, Store, Trap, TrapCode};
+//!
+//! # fn main() -> anyhow::Result<()> {
+//! let mut config = Config::new();
+//! config.consume_fuel(true);
+//! let engine = Engine::new(&config)?;
+//! let module = Module::new(&engine, r#"(module (func (export "spin") (loop $l (br $l))))"#)?;
+//! let mut store = Store::new(&engine, ());
+//! store.set_fuel(10_000)?;
+//! let spin = Instance::new(&mut store, &module, &[])?.get_typed_func::<(), ()>(&mut store, "spin")?;
+//! let err = spin.call(&mut store, ()).unwrap_err();
+//! assert_eq!(err.downcast_ref::<Trap>().map(Trap::code), Some(TrapCode::OutOfFuel));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Caches
+//!
+//! Compiling a large module takes seconds; [`Config::cache`] keeps compiled
+//! modules and functions, in memory ([`MemoryCache`]) or on disk
+//! ([`DirectoryCache`], shared by processes; its entries are authenticated,
+//! so nobody else can slip machine code into it). One cache serves any
+//! number of engines, of any settings. [`Module::serialize`] and the
+//! `unsafe` [`Module::deserialize`] move compiled code around yourself, for
+//! artifacts you trust. A [`CompileObserver`] watches a compilation
+//! (progress, where the time goes).
+//!
+//! ```
+//! use kiln::{Cache, Config, Engine, MemoryCache, Module};
+//! use std::sync::Arc;
+//!
+//! # fn main() -> anyhow::Result<()> {
+//! let cache = Arc::new(MemoryCache::new(64 << 20));
+//! let mut config = Config::new();
+//! config.cache(cache.clone());
+//! let wat = r#"(module (func (export "f") (result i32) i32.const 1))"#;
+//! Module::new(&Engine::new(&config)?, wat)?;
+//! Module::new(&Engine::new(&config)?, wat)?; // another engine: found in the cache
+//! assert_eq!(cache.stats().module_hits, 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## WASI
+//!
+//! The `kiln-wasi` crate provides WASI preview 1 on a [`Linker`]: a
+//! `WasiCtx` in the store's data gives the program its arguments,
+//! environment, standard streams and preopened directories. The
+//! `examples/` directory of the repository has a runnable example of each
+//! of these (`cargo run --example wasi`).
 
 #![deny(missing_docs)]
 
 mod cache;
 mod compile;
+mod compile_observer;
 mod config;
 mod engine;
 mod externals;
@@ -45,6 +131,7 @@ pub(crate) mod vm;
 
 pub use anyhow::{Error, Result};
 pub use cache::{Cache, CacheEntry, CacheKind, CacheStats, DirectoryCache, MemoryCache};
+pub use compile_observer::{CompileObserver, CompilePhase, CompileTimings, FunctionOutcome, FunctionReport, FunctionTiming};
 pub use config::{Config, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 pub use engine::{Engine, EpochTicker};
 pub use kiln_environ::FuelCosts;

@@ -1,5 +1,6 @@
 //! `Module`: a compiled WebAssembly module, ready to instantiate.
 
+use crate::compile_observer::{CompileObserver, CompilePhase};
 use crate::engine::Engine;
 use crate::types::{ExportType, ExternType, ImportType};
 use crate::vm::module_runtime::ModuleRuntime;
@@ -54,10 +55,27 @@ impl Module {
     /// engine's [`Config`](crate::Config); code generation failures; a
     /// precompiled artifact instead of WebAssembly.
     pub fn new(engine: &Engine, bytes: impl AsRef<[u8]>) -> Result<Module> {
-        let bytes = bytes.as_ref();
+        Module::new_observed(engine, bytes.as_ref(), None)
+    }
+
+    /// Like [`Module::new`], telling `observer` how compilation progresses
+    /// and where its time goes (see [`CompileObserver`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Module::new`].
+    pub fn new_with_observer(engine: &Engine, bytes: impl AsRef<[u8]>, observer: &dyn CompileObserver) -> Result<Module> {
+        Module::new_observed(engine, bytes.as_ref(), Some(observer))
+    }
+
+    fn new_observed(engine: &Engine, bytes: &[u8], observer: Option<&dyn CompileObserver>) -> Result<Module> {
         refuse_artifact(bytes)?;
+        let start = observer.map(|_| std::time::Instant::now());
         let wasm = wat::parse_bytes(bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
-        Module::from_binary(engine, &wasm)
+        if let (Some(o), Some(start), std::borrow::Cow::Owned(_)) = (observer, start, &wasm) {
+            o.phase_done(CompilePhase::Text, start.elapsed());
+        }
+        Module::from_binary_observed(engine, &wasm, observer)
     }
 
     /// Compiles a module from its binary encoding only.
@@ -66,8 +84,22 @@ impl Module {
     ///
     /// As [`Module::new`].
     pub fn from_binary(engine: &Engine, wasm: &[u8]) -> Result<Module> {
+        Module::from_binary_observed(engine, wasm, None)
+    }
+
+    /// Like [`Module::from_binary`], telling `observer` how compilation
+    /// progresses and where its time goes (see [`CompileObserver`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Module::new`].
+    pub fn from_binary_with_observer(engine: &Engine, wasm: &[u8], observer: &dyn CompileObserver) -> Result<Module> {
+        Module::from_binary_observed(engine, wasm, Some(observer))
+    }
+
+    fn from_binary_observed(engine: &Engine, wasm: &[u8], observer: Option<&dyn CompileObserver>) -> Result<Module> {
         refuse_artifact(wasm)?;
-        let runtime = crate::compile::compile_module(engine, wasm)?;
+        let runtime = crate::compile::compile_module(engine, wasm, observer)?;
         Ok(Module { inner: Arc::new(ModuleInner { engine: engine.clone(), runtime }) })
     }
 

@@ -1,0 +1,64 @@
+//! `-C KEY[=VAL]`: compilation options, Wasmtime's spelling (only those
+//! Kiln has: the cache, parallel compilation, Cranelift's verifier).
+
+use crate::opt_group::{self, OptionHelp};
+use crate::options::CacheFlags;
+use anyhow::Result;
+use clap::Args;
+use kiln::Config;
+use std::path::PathBuf;
+
+/// The `-C` arguments.
+#[derive(Args, Clone, Default)]
+pub struct CodegenFlags {
+    /// Compilation options, Wasmtime's spelling: `-C cache=n`,
+    /// `-C cache-config=FILE`, `-C parallel-compilation=n`. Comma-separated,
+    /// repeatable; `-C help` lists them.
+    #[arg(short = 'C', long = "codegen", value_name = "KEY[=VAL][,..]", value_parser = codegen_spec, help_heading = "Compilation and cache")]
+    codegen_specs: Vec<String>,
+}
+
+const OPTIONS: &[OptionHelp] = &[
+    OptionHelp { key: "cache", value: "[=y|n]", help: "use the compilation cache (default y); `cache=n` is --no-cache" },
+    OptionHelp {
+        key: "cache-config",
+        value: "=FILE",
+        help: "Wasmtime cache configuration (TOML): its [cache] directory and files-total-size-soft-limit",
+    },
+    OptionHelp { key: "parallel-compilation", value: "[=y|n]", help: "compile functions on all cores (default y)" },
+    OptionHelp { key: "cranelift-debug-verifier", value: "[=y|n]", help: "check Cranelift's IR of every function (slow)" },
+];
+
+impl CodegenFlags {
+    /// Applies the options to `config` and `cache`.
+    ///
+    /// # Errors
+    ///
+    /// An unknown key, a bad value, or a cache configuration file that
+    /// cannot be read or says something Kiln cannot do.
+    pub fn configure(&self, config: &mut Config, cache: &mut CacheFlags) -> Result<()> {
+        for item in opt_group::items('C', &self.codegen_specs) {
+            match item.key {
+                "cache" => cache.set_enabled(item.bool()?),
+                "cache-config" => {
+                    let path = PathBuf::from(item.value()?);
+                    let file = crate::cache_config::read(&path)?;
+                    cache.merge_config(file.directory, file.max_bytes)?;
+                }
+                "parallel-compilation" => {
+                    config.parallel_compilation(item.bool()?);
+                }
+                "cranelift-debug-verifier" => {
+                    config.cranelift_debug_verifier(item.bool()?);
+                }
+                _ => return Err(item.unknown("-C option")),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `-C`'s value parser: the argument, or `help`.
+fn codegen_spec(arg: &str) -> Result<String> {
+    opt_group::spec_or_help(arg, || opt_group::help_text('C', "codegen", &[("Compilation", OPTIONS)]))
+}

@@ -1,0 +1,146 @@
+//! `kiln compile` and the compilation cache, `--timings`, and the progress
+//! bar (only on a terminal).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn kiln(cache: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    c.env("KILN_CACHE_DIR", cache);
+    c
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output { status, stdout, stderr } = cmd.output().expect("run kiln");
+    (status.code().unwrap_or(-1), String::from_utf8_lossy(&stdout).into(), String::from_utf8_lossy(&stderr).into())
+}
+
+fn fib() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fib.wat")
+}
+
+/// `kiln cache stats`'s count of module entries in `cache`.
+fn module_entries(cache: &Path) -> String {
+    let (_, out, _) = run(kiln(cache).args(["cache", "stats"]));
+    out.lines().find(|l| l.starts_with("modules:")).unwrap_or_default().to_string()
+}
+
+/// A module of `n` named functions with some arithmetic each (no two
+/// alike), and one unnamed function (index `n`).
+fn many_functions(dir: &Path, n: usize) -> PathBuf {
+    let body = |k: usize| format!("(local.set 1 (i32.add (local.get 1) (i32.mul (local.get 0) (i32.const {k}))))\n").repeat(40);
+    let funcs: String = (0..n)
+        .map(|i| format!("(func $work_{i} (export \"f{i}\") (param i32) (result i32) (local i32) {} local.get 1)\n", body(i)))
+        .collect();
+    let p = dir.join("many.wat");
+    let anon = format!("(func (export \"anon\") (param i32) (result i32) (local i32) {} local.get 1)", body(n));
+    std::fs::write(&p, format!("(module {funcs} {anon})")).expect("write");
+    p
+}
+
+#[test]
+fn compile_uses_the_cache_like_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let out = dir.path().join("fib.cwasm");
+    let (code, _, err) = run(kiln(&cache).arg("compile").arg(fib()).arg("-o").arg(&out));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(module_entries(&cache), "modules:   1 entries, 0.0 MiB");
+    // The second compile finds the module: nothing is compiled.
+    let (code, _, err) = run(kiln(&cache).args(["compile", "--timings"]).arg(fib()).arg("-o").arg(&out));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("module found in the cache: nothing compiled"), "{err}");
+    assert!(!err.contains("slowest functions"), "{err}");
+    // And so does `kiln run`, with the same settings: the entry is shared.
+    let (code, stdout, err) = run(kiln(&cache).args(["run", "--timings"]).arg(fib()).args(["--invoke", "fib", "10"]));
+    assert_eq!((code, stdout.as_str()), (0, "55\n"));
+    assert!(err.contains("module found in the cache"), "{err}");
+    assert_eq!(module_entries(&cache), "modules:   1 entries, 0.0 MiB");
+    let (code, stdout, _) = run(kiln(&cache).args(["run", "--allow-precompiled"]).arg(&out).args(["--invoke", "fib", "10"]));
+    assert_eq!((code, stdout.as_str()), (0, "55\n"));
+
+    // --no-cache, -C cache=n: compiled from scratch, nothing written.
+    for off in [&["--no-cache"][..], &["-C", "cache=n"]] {
+        let other = dir.path().join("other-cache");
+        let (code, _, err) = run(kiln(&other).arg("compile").args(off).arg("--timings").arg(fib()).arg("-o").arg(&out));
+        assert_eq!(code, 0, "{err}");
+        assert!(err.contains("slowest functions"), "{off:?}: {err}");
+        assert_eq!(module_entries(&other), "modules:   0 entries, 0.0 MiB", "{off:?}");
+    }
+    // --cache-dir wins over KILN_CACHE_DIR.
+    let chosen = dir.path().join("chosen");
+    let (code, _, err) = run(kiln(&cache).arg("compile").arg("--cache-dir").arg(&chosen).arg(fib()).arg("-o").arg(&out));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(module_entries(&chosen), "modules:   1 entries, 0.0 MiB");
+}
+
+#[test]
+fn timings_report_phases_and_the_slowest_functions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let many = many_functions(dir.path(), 12);
+    let out = dir.path().join("many.cwasm");
+    let (code, stdout, err) = run(kiln(&dir.path().join("cache")).args(["compile", "--timings"]).arg(&many).arg("-o").arg(&out));
+    assert_eq!((code, stdout.as_str()), (0, ""), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines[0], "compile timings:", "{err}");
+    let phases: Vec<&str> = lines[1..].iter().take_while(|l| l.starts_with("  ")).filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(phases, ["parse/validate", "translate", "cranelift", "functions", "link", "cache", "write", "total"], "{err}");
+    for l in &lines[1..=phases.len()] {
+        let time = l.split_whitespace().nth(1).unwrap_or_default();
+        assert!(time.parse::<f64>().is_ok() && l.split_whitespace().nth(2) == Some("ms"), "{l}");
+    }
+    assert!(err.contains("summed over 13 compiled function(s)"), "{err}");
+    let slowest: Vec<&str> = lines.iter().skip_while(|l| !l.starts_with("slowest functions")).skip(1).copied().collect();
+    assert_eq!(slowest.len(), 10, "the ten slowest: {err}");
+    for l in &slowest {
+        let name = l.split_once(" ms  ").map(|(_, n)| n).unwrap_or_default();
+        let named = name.starts_with("work_") && name.ends_with(')') && name.contains("(function ");
+        assert!(named || name == "function 12", "a name-section name, else the index: {l}");
+    }
+}
+
+#[test]
+fn no_progress_bar_on_a_pipe() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let many = many_functions(dir.path(), 40);
+    for cmd in [&["compile", "--no-cache"][..], &["run", "--no-cache"]] {
+        let mut c = kiln(dir.path());
+        c.args(cmd).arg(&many).env("KILN_PROGRESS_AFTER", "0s").stderr(Stdio::piped()).stdout(Stdio::piped());
+        if cmd[0] == "compile" {
+            c.arg("-o").arg(dir.path().join("many.cwasm"));
+        }
+        let (code, _, err) = run(&mut c);
+        assert_eq!((code, err.as_str()), (0, ""), "{cmd:?}");
+    }
+}
+
+/// On a terminal (`script` gives the command one), the bar shows once
+/// compiling took longer than `KILN_PROGRESS_AFTER`, and is erased at the
+/// end. Skipped where `script` (util-linux) is missing.
+#[test]
+fn progress_bar_on_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("no `script` command: skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let many = many_functions(dir.path(), 40);
+    let kiln = env!("CARGO_BIN_EXE_kiln");
+    let typescript = |after: &str| {
+        let cmd = format!("stty cols 120; '{kiln}' compile --no-cache '{}' -o '{}'", many.display(), dir.path().join("m.cwasm").display());
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("KILN_PROGRESS_AFTER", after)
+            .env("KILN_CACHE_DIR", dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("script");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = typescript("0s");
+    assert!(shown.contains("compiling many.wat [") && shown.contains("/41 functions"), "{shown:?}");
+    assert!(shown.ends_with("\r\x1b[2K") || shown.ends_with("\x1b[2K"), "erased at the end: {shown:?}");
+    let quick = typescript("1h");
+    assert!(!quick.contains("compiling"), "{quick:?}");
+}
