@@ -13,7 +13,8 @@ pub struct GlobalStorage {
 // SAFETY: the storage lives as long as the store holding this handle (it is
 // owned by it, or by one of its instances), which serializes access.
 unsafe impl Send for GlobalStorage {}
-// SAFETY: as above.
+// SAFETY: `&GlobalStorage` only exposes the storage's address; reads and
+// writes of the value go through the owning store's borrows.
 unsafe impl Sync for GlobalStorage {}
 
 impl GlobalStorage {

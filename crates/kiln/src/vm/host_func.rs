@@ -33,7 +33,9 @@ const _: () = {
 // owning store is executing wasm on this thread (it is `&mut`-borrowed by
 // the call that entered wasm), and the closure is `Send + Sync`.
 unsafe impl<S> Send for VMHostFuncContext<S> {}
-// SAFETY: as above.
+// SAFETY: through a shared reference only the immutable parts are read
+// (the function record, the `Send + Sync` closure); the store pointer is
+// used by the shim alone, under the conditions given for `Send`.
 unsafe impl<S> Sync for VMHostFuncContext<S> {}
 
 impl<S: 'static> VMHostFuncContext<S> {
@@ -63,6 +65,13 @@ impl<S: 'static> VMHostFuncContext<S> {
 }
 
 /// Called by the wasm-to-host trampoline with the host context as callee.
+///
+/// # Safety
+///
+/// `callee` is a live `VMHostFuncContext<S>` of a store of type `S` whose
+/// wasm is running on this thread and called it, `caller` the calling
+/// instance's live VMContext, and `values` points to `len` writable slots
+/// holding the arguments.
 unsafe extern "C" fn array_call_shim<S: 'static>(callee: *mut u8, caller: *mut u8, values: *mut ValRaw, len: usize) {
     let outcome = {
         // SAFETY: the trampoline passes the callee context of a host
@@ -84,7 +93,9 @@ unsafe extern "C" fn array_call_shim<S: 'static>(callee: *mut u8, caller: *mut u
             // SAFETY: `caller` is a live vmctx whose header holds its store
             // context; the host function's borrow of the store has ended.
             let ctx = unsafe { super::vmcontext::store_context_of_vmctx(caller) };
-            // SAFETY: as above.
+            // SAFETY: `ctx` is the caller's live store context, just read
+            // from its VMContext header; the host function's borrow of the
+            // store ended when it returned, so the store's hooks may run.
             if let Err(e) = unsafe { super::epoch::signal::poll_epoch_signal(ctx) } {
                 raise(e.into());
             }

@@ -86,7 +86,8 @@ pub struct Instance {
 // SAFETY: all raw pointers point into allocations owned by this instance or
 // by other objects of the same store, and the store serializes access.
 unsafe impl Send for Instance {}
-// SAFETY: as above.
+// SAFETY: `&Instance` gives reads of fields fixed at instantiation and of
+// objects the store serializes access to; nothing is mutated through it.
 unsafe impl Sync for Instance {}
 
 /// Makes the `VMFuncRef`s of one instance: everything it needs (the
@@ -108,7 +109,8 @@ pub struct FuncRefMaker {
 // SAFETY: the VMContext and the module outlive every table that holds a
 // maker (see above), and the store serializes access.
 unsafe impl Send for FuncRefMaker {}
-// SAFETY: as above.
+// SAFETY: a maker's fields never change; its users (tables) write function
+// records only under the owning store's `&mut` borrow.
 unsafe impl Sync for FuncRefMaker {}
 
 impl FuncRefMaker {

@@ -69,7 +69,9 @@ impl BuiltinCx {
         // `instance()` for its duration.
         let hooks = unsafe { store_context_of_vmctx(self.vmctx).as_ref().and_then(|c| c.hooks) };
         match hooks {
-            // SAFETY: as above.
+            // SAFETY: the hooks object is the store's, alive and not borrowed
+            // by Rust code while its wasm runs; `&mut self` makes `f` its
+            // only user until it returns.
             Some(mut h) => f(unsafe { h.as_mut() }).map_err(TrapReason::from),
             None => Err(TrapReason::Wasm(TrapCode::Interrupt)),
         }

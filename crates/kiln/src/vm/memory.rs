@@ -61,7 +61,10 @@ impl std::fmt::Debug for Memory {
 // `base` points into `region`, owned by this memory. Access is serialized by
 // `&mut` borrows of that store.
 unsafe impl Send for Memory {}
-// SAFETY: as above.
+// SAFETY: through `&Memory` only atomics (the length) and immutable fields
+// are read, and growth takes the region's lock; the memory's bytes are
+// accessed by wasm and the host under the owning store's borrow, or, for a
+// shared memory, only atomically or through raw copies.
 unsafe impl Sync for Memory {}
 
 impl Memory {

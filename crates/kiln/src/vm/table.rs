@@ -83,7 +83,8 @@ impl std::fmt::Debug for Table {
 // both alive as long as the owning store; `base` points into `region`, which
 // this table owns; the store serializes access.
 unsafe impl Send for Table {}
-// SAFETY: as above.
+// SAFETY: `&Table` only reads; writes need `&mut Table`, which the owning
+// store hands out under its own exclusive borrow.
 unsafe impl Sync for Table {}
 
 /// Most elements any table may have (keeps sizes well inside `usize`).

@@ -170,10 +170,11 @@ pub unsafe fn enter_wasm(
         let prev = publish_running_thread(ctx);
         // A deadline reached before the call interrupts it at its start, as
         // the first check of polled code would.
-        // SAFETY: as above; the store's hooks may run (the store is borrowed
-        // for this call only through `store_ctx`).
+        // SAFETY: `store_ctx` is the store's live context, borrowed by
+        // nothing else during this call (the function's contract), so the
+        // store's hooks may run.
         if let Err(e) = unsafe { poll_epoch_signal(store_ctx) } {
-            // SAFETY: as above.
+            // SAFETY: the same live, unborrowed context; no wasm runs on it.
             unsafe { restore_entry_state(store_ctx, saved, Some(prev)) };
             return Err(Box::new(TrapRecord { reason: e.into(), pcs: vec![] }));
         }
@@ -193,7 +194,8 @@ pub unsafe fn enter_wasm(
     // the caller's.
     let r = unsafe { arch::kiln_enter(act.jmp.get().cast(), callee, values, wasm_call, trampoline) };
     THREAD.with(|t| t.current.set(act.prev));
-    // SAFETY: as above; no wasm is running on this store context now.
+    // SAFETY: the store's live context (the function's contract); the wasm
+    // this call ran has returned or been unwound, so nothing else uses it.
     unsafe { restore_entry_state(store_ctx, saved, saved_tid) };
     if r == 0 { Ok(()) } else { Err(take_trap(&act)) }
 }

@@ -110,7 +110,9 @@ pub struct VMStoreContext {
 // boxed contents and hooks), which moves between threads together with it;
 // a store is only ever used by one thread at a time (`&mut` access).
 unsafe impl Send for VMStoreContext {}
-// SAFETY: as above; shared references to a store only read through them.
+// SAFETY: other threads reach a context only through `&`, and then touch
+// its atomic fields alone (the epoch thread: deadline, flag, running
+// thread); everything else is used by the one thread holding the store.
 unsafe impl Sync for VMStoreContext {}
 
 /// The store context of the instance whose VMContext is `vmctx` (its

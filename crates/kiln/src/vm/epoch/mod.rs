@@ -119,7 +119,9 @@ impl Epoch {
                 let (deadline, interrupt) = unsafe { atomics(p.0) };
                 if now >= deadline.load(Ordering::SeqCst) {
                     interrupt.store(1, Ordering::SeqCst);
-                    // SAFETY: as above.
+                    // SAFETY: `p` is registered, so its context is alive (it
+                    // is unregistered before it is freed, and we hold the
+                    // list's lock).
                     unsafe { signal_running_thread(p.0) };
                 }
             }
