@@ -24,9 +24,13 @@ impl GlobalStorage {
         GlobalStorage { ptr: NonNull::from(&mut *b), _owned: Some(b) }
     }
 
-    /// Storage of a global of an instance (see `Instance::global_ptr`);
-    /// the instance must belong to the same store as this handle.
-    pub fn of_instance(ptr: NonNull<VMGlobalDefinition>) -> GlobalStorage {
+    /// Storage of a global of an instance (see `Instance::global_ptr`).
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is a live instance's global storage, and the instance outlives
+    /// the handle and belongs to the store that holds it.
+    pub(super) unsafe fn of_instance(ptr: NonNull<VMGlobalDefinition>) -> GlobalStorage {
         GlobalStorage { ptr, _owned: None }
     }
 
