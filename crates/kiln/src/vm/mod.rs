@@ -26,5 +26,6 @@ pub mod testing;
 pub mod traphandlers;
 pub mod vmcontext;
 mod invoke;
+#[cfg(test)] mod tests;
 
 pub use invoke::*;
