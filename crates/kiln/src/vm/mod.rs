@@ -30,5 +30,6 @@ pub mod testing;
 pub mod traphandlers;
 pub mod vmcontext;
 mod invoke;
+#[cfg(test)] mod tests;
 
 pub use invoke::{MAX_STACK_VALUES, with_stack_values};

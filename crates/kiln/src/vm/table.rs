@@ -123,7 +123,7 @@ impl Table {
         let declared = ty.maximum.unwrap_or(MAX_TABLE_ELEMENTS).min(MAX_TABLE_ELEMENTS) as usize;
         let min = ty.minimum as usize;
         let (region, pool) = allocator.table(min, declared).map_err(|e| e.to_string())?;
-        let max = declared.min(region.len() / 8);
+        let max = declared.min(region.len() / 8).min(allocator.max_table_elements());
         let (def, own) = match def {
             Some(d) => (d, None),
             None => {
