@@ -16,6 +16,7 @@
 //!   relocated symbolically), so identical functions share one entry and an
 //!   edit elsewhere in a module leaves the other functions' keys unchanged.
 
+use crate::index::{DefinedFuncIndex, FuncIndex};
 use crate::module::ModuleInfo;
 use crate::tunables::Tunables;
 use crate::types::FuncType;
@@ -128,20 +129,20 @@ impl<'m> FunctionKeys<'m> {
         }
     }
 
-    fn signature_of(&self, func: u32) -> Option<&[u8]> {
-        let ty = *self.module.functions.get(func as usize)?;
-        self.signatures.get(ty as usize).map(Vec::as_slice)
+    fn signature_of(&self, func: FuncIndex) -> Option<&[u8]> {
+        let ty = *self.module.functions.get(func.index())?;
+        self.signatures.get(ty.index()).map(Vec::as_slice)
     }
 
     /// The key of defined function `func`, whose body is `body` (the
     /// bytes of its locals and code). Returns `None` if the body cannot be
     /// scanned (it is then invalid, and compiling it reports why).
-    pub fn key(&self, func: u32, body: &[u8]) -> Option<CacheKey> {
+    pub fn key(&self, func: DefinedFuncIndex, body: &[u8]) -> Option<CacheKey> {
         let mut h = Hasher::new();
         h.update(b"func");
         h.update(&self.salt);
         h.update(&self.env);
-        put_len_prefixed(&mut h, self.signature_of(func)?);
+        put_len_prefixed(&mut h, self.signature_of(self.module.func_index(func))?);
         put_len_prefixed(&mut h, body);
         // The functions this body names: index, whether imported, and
         // signature of each, gathered first and hashed in one update.
@@ -153,11 +154,11 @@ impl<'m> FunctionKeys<'m> {
             let f = match ops.read().ok()? {
                 wasmparser::Operator::Call { function_index }
                 | wasmparser::Operator::ReturnCall { function_index }
-                | wasmparser::Operator::RefFunc { function_index } => function_index,
+                | wasmparser::Operator::RefFunc { function_index } => FuncIndex::from_u32(function_index),
                 _ => continue,
             };
             let sig = self.signature_of(f)?;
-            named.extend_from_slice(&f.to_le_bytes());
+            named.extend_from_slice(&f.as_u32().to_le_bytes());
             named.push(u8::from(self.module.is_imported_func(f)));
             named.extend_from_slice(&(sig.len() as u32).to_le_bytes());
             named.extend_from_slice(sig);

@@ -156,7 +156,6 @@ fn compile_uncached(
     let offsets = VMOffsets::new(&info);
     let compiler = &engine.inner.compiler;
     let salt = &engine.inner.salt;
-    let first = info.num_imported_funcs;
     let body_offsets: Vec<u32> = translation.bodies.iter().map(|b| b.body.range().start as u32).collect();
 
     // Keys of every body, and which bodies repeat an earlier one.
@@ -169,7 +168,7 @@ fn compile_uncached(
                 .enumerate()
                 .map(|(i, b)| {
                     let r = b.body.range();
-                    keys.key(first + i as u32, wasm.get(r.start as usize..r.end as usize)?)
+                    keys.key(DefinedFuncIndex::from_u32(i as u32), wasm.get(r.start as usize..r.end as usize)?)
                 })
                 .collect()
         }
@@ -193,14 +192,14 @@ fn compile_uncached(
 
     // Compile (or fetch) each distinct body; bodies that repeat another are
     // only validated, then share its code.
-    let report = |func: u32, outcome: FunctionOutcome, times: FunctionCompileTimes| {
+    let report = |func: FuncIndex, outcome: FunctionOutcome, times: FunctionCompileTimes| {
         if let Some(o) = observer {
             let name = info.func_name(func);
-            o.function_done(&FunctionReport { index: func, name, outcome, translate: times.translate, codegen: times.codegen });
+            o.function_done(&FunctionReport { index: func.as_u32(), name, outcome, translate: times.translate, codegen: times.codegen });
         }
     };
     let work = |(i, input): (usize, FunctionBodyInput<'_>)| -> WasmResult<Option<CompiledFunction>> {
-        let func = first + i as u32;
+        let func = info.func_index(DefinedFuncIndex::from_u32(i as u32));
         if duplicate_of[i].is_some() {
             validate_function_bodies(vec![input])?;
             report(func, FunctionOutcome::Duplicate, FunctionCompileTimes::default());
@@ -240,12 +239,11 @@ fn compile_uncached(
     clock.done(CompilePhase::Functions);
 
     // Entry trampolines for every signature of a function the host can call.
-    let mut needed: Vec<u32> = info
-        .escaping_funcs
+    let mut needed: Vec<TypeIndex> = info
+        .defined_escaping_funcs()
         .iter()
-        .chain(info.start.iter())
-        .filter(|f| !info.is_imported_func(**f))
-        .map(|f| info.functions[*f as usize])
+        .chain(info.start.iter().filter(|f| !info.is_imported_func(**f)))
+        .map(|f| info.func_type_index(*f))
         .collect();
     needed.sort_unstable();
     needed.dedup();
@@ -253,7 +251,7 @@ fn compile_uncached(
     let mut slot_of: HashMap<&FuncType, usize> = HashMap::new();
     let mut type_slots = Vec::new();
     for t in &needed {
-        let ft = &info.types[*t as usize];
+        let ft = &info.types[t.index()];
         let slot = *slot_of.entry(ft).or_insert_with(|| {
             unique.push(ft);
             unique.len() - 1
@@ -265,7 +263,7 @@ fn compile_uncached(
         .map(|ft| compiler.compile_array_to_wasm_trampoline(ft))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let linked = link(first, &funcs, &body_offsets, &trampolines)?;
+    let linked = link(&info, &funcs, &body_offsets, &trampolines)?;
     drop(funcs);
     let array_to_wasm_trampolines = type_slots.into_iter().map(|(t, s)| (t, linked.trampolines[s])).collect();
     let info = Arc::new(CompiledModuleInfo {

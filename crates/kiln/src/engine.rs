@@ -184,7 +184,7 @@ impl Engine {
         }
         let ty = self.inner.types.get(id);
         let f = self.inner.compiler.compile_wasm_to_array_trampoline(&ty)?;
-        let linked = kiln_environ::link(0, &[], &[], std::slice::from_ref(&f))?;
+        let linked = kiln_environ::link(&kiln_environ::ModuleInfo::default(), &[], &[], std::slice::from_ref(&f))?;
         let info = Arc::new(CompiledModuleInfo {
             module: Default::default(),
             funcs: vec![],

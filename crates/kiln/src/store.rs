@@ -420,7 +420,7 @@ impl StoreOpaque {
     }
 
     /// The `Func` of function `f` of instance `instance`, created on first use.
-    pub(crate) fn instance_func(&mut self, instance: usize, f: u32) -> anyhow::Result<crate::func::Func> {
+    pub(crate) fn instance_func(&mut self, instance: usize, f: kiln_environ::FuncIndex) -> anyhow::Result<crate::func::Func> {
         let i = self.vm.instance_func(instance, f).map_err(anyhow::Error::msg)?;
         Ok(crate::func::Func(self.stored(i)))
     }

@@ -25,7 +25,7 @@ use super::traphandlers::{EntryTrampoline, TrapRecord, enter_wasm};
 use super::vmcontext::{VMFuncRef, VMStoreContext, ValRaw};
 use crate::fast_hash::FastHashMap;
 use kiln_environ::vmoffsets::VMCTX_MAGIC;
-use kiln_environ::{FuncType, GlobalType, TableType, WasmValType};
+use kiln_environ::{FuncIndex, FuncType, GlobalIndex, GlobalType, MemoryIndex, TableIndex, TableType, WasmValType};
 use std::any::Any;
 use std::collections::HashSet;
 use std::ptr::NonNull;
@@ -78,7 +78,7 @@ struct FuncEntry {
 struct InstanceEntry {
     handle: Box<Instance>,
     /// Store function index of module functions, created on demand.
-    funcs: FastHashMap<u32, usize>,
+    funcs: FastHashMap<FuncIndex, usize>,
     memories: Vec<usize>,
     tables: Vec<usize>,
     globals: Vec<usize>,
@@ -272,7 +272,7 @@ impl VmStore {
         for import in imports {
             match import {
                 Import::Func(f) => {
-                    func_ids.insert(vm_imports.funcs.len() as u32, *f);
+                    func_ids.insert(FuncIndex::from_u32(vm_imports.funcs.len() as u32), *f);
                     vm_imports.funcs.push(self.funcs[*f].func_ref.as_ptr());
                 }
                 Import::Table(t) => {
@@ -310,19 +310,19 @@ impl VmStore {
         let handle = unsafe { Instance::new(id, module, allocator, store_ctx, epoch, &vm_imports)? };
         let first_defined_memory = self.memories.len();
         mem_ids.extend((0..info.num_defined_memories() as usize).map(|d| first_defined_memory + d));
-        for d in 0..info.num_defined_tables() {
+        for d in info.defined_tables() {
             table_ids.push(self.tables.len());
-            self.tables.push(TableEntry::Instance(id, info.num_imported_tables + d));
+            self.tables.push(TableEntry::Instance(id, info.table_index(d).as_u32()));
         }
-        for d in 0..info.num_defined_globals() {
-            let g = info.num_imported_globals + d;
+        for d in info.defined_globals() {
+            let g = info.global_index(d);
             global_ids.push(self.globals.len());
             let storage = handle.global_storage(g);
-            self.globals.push(GlobalEntry { ty: info.globals[g as usize], storage });
+            self.globals.push(GlobalEntry { ty: info.globals[g.index()], storage });
         }
         self.instances.push(InstanceEntry { handle, funcs: func_ids, memories: mem_ids, tables: table_ids, globals: global_ids });
-        for d in 0..info.num_defined_memories() {
-            self.push_memory(MemoryEntry::Instance(id, info.num_imported_memories + d));
+        for d in info.defined_memories() {
+            self.push_memory(MemoryEntry::Instance(id, info.memory_index(d).as_u32()));
         }
         Ok(id)
     }
@@ -349,8 +349,8 @@ impl VmStore {
     /// # Panics
     ///
     /// Either index is out of bounds.
-    pub fn instance_memory(&self, i: usize, m: u32) -> usize {
-        self.instances[i].memories[m as usize]
+    pub fn instance_memory(&self, i: usize, m: MemoryIndex) -> usize {
+        self.instances[i].memories[m.index()]
     }
 
     /// Memory `m` of instance `i` if it is shared.
@@ -358,8 +358,8 @@ impl VmStore {
     /// # Panics
     ///
     /// `i` is not an instance of this store.
-    pub fn instance_shared_memory(&self, i: usize, m: u32) -> Option<Arc<Memory>> {
-        self.instances[i].handle.shared_memory(m)
+    pub fn instance_shared_memory(&self, i: usize, m: MemoryIndex) -> Option<Arc<Memory>> {
+        self.instances[i].handle.shared_memory(m.as_u32())
     }
 
     /// The store table index of table `t` of instance `i`.
@@ -367,8 +367,8 @@ impl VmStore {
     /// # Panics
     ///
     /// Either index is out of bounds.
-    pub fn instance_table(&self, i: usize, t: u32) -> usize {
-        self.instances[i].tables[t as usize]
+    pub fn instance_table(&self, i: usize, t: TableIndex) -> usize {
+        self.instances[i].tables[t.index()]
     }
 
     /// The store global index of global `g` of instance `i`.
@@ -376,8 +376,8 @@ impl VmStore {
     /// # Panics
     ///
     /// Either index is out of bounds.
-    pub fn instance_global(&self, i: usize, g: u32) -> usize {
-        self.instances[i].globals[g as usize]
+    pub fn instance_global(&self, i: usize, g: GlobalIndex) -> usize {
+        self.instances[i].globals[g.index()]
     }
 
     /// The store function index of function `f` of instance `i`, created on
@@ -390,7 +390,7 @@ impl VmStore {
     /// # Panics
     ///
     /// `i` is not an instance of this store or `f` not a function of it.
-    pub fn instance_func(&mut self, i: usize, f: u32) -> Result<usize, String> {
+    pub fn instance_func(&mut self, i: usize, f: FuncIndex) -> Result<usize, String> {
         if let Some(&index) = self.instances[i].funcs.get(&f) {
             return Ok(index);
         }
@@ -408,8 +408,8 @@ impl VmStore {
         let (owner, func) = self.wasm_owner(func_ref as usize).ok_or("not a function of this store")?;
         let module = self.instances[owner].handle.module().clone();
         let info = module.module();
-        let ty = info.types[info.functions[func as usize] as usize].clone();
-        let trampoline = module.entry_trampoline(info.functions[func as usize]).ok_or(format!("function {func} cannot be called from the host"))?;
+        let ty = info.func_type(func).clone();
+        let trampoline = module.entry_trampoline(info.func_type_index(func)).ok_or(format!("function {func} cannot be called from the host"))?;
         let func_ref = NonNull::new(func_ref.cast_mut()).ok_or("null function reference")?;
         Ok(self.push_func(FuncEntry { func_ref, ty: Arc::new(ty), kind: FuncKind::Wasm(trampoline), ref_params: false }))
     }
@@ -425,7 +425,7 @@ impl VmStore {
     /// The instance and module function index of `raw` if it is the record
     /// of a defined function of an instance of this store (checked against
     /// each instance's record array, so any address is safe to ask about).
-    fn wasm_owner(&self, raw: usize) -> Option<(usize, u32)> {
+    fn wasm_owner(&self, raw: usize) -> Option<(usize, FuncIndex)> {
         self.instances.iter().enumerate().find_map(|(i, e)| e.handle.func_of_record(raw).map(|f| (i, f)))
     }
 
