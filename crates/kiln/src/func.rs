@@ -78,6 +78,10 @@ impl Func {
     }
 
     /// The function's signature.
+    ///
+    /// # Panics
+    ///
+    /// `store` is not the store this object belongs to.
     pub fn ty(&self, store: impl AsContext) -> FuncType {
         let store = store.as_context();
         store.0.opaque.check(&self.0);
@@ -148,6 +152,10 @@ impl Func {
     /// # Errors
     ///
     /// The signature does not match `Params -> Results`.
+    ///
+    /// # Panics
+    ///
+    /// `store` is not the store this object belongs to.
     pub fn typed<Params: WasmParams, Results: WasmResults>(&self, store: impl AsContext) -> Result<TypedFunc<Params, Results>> {
         let store = store.as_context();
         store.0.opaque.check(&self.0);

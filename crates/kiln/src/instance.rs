@@ -33,6 +33,10 @@ impl Instance {
     }
 
     /// The export `name`, if any.
+    ///
+    /// # Panics
+    ///
+    /// `store` is not the store this object belongs to.
     pub fn get_export(&self, mut store: impl AsContextMut, name: &str) -> Option<Extern> {
         let store = &mut store.as_context_mut().0.opaque;
         store.check(&self.0);
@@ -76,6 +80,10 @@ impl Instance {
     }
 
     /// All exports, as `(name, item)` pairs in declaration order.
+    ///
+    /// # Panics
+    ///
+    /// `store` is not the store this object belongs to.
     pub fn exports(&self, mut store: impl AsContextMut) -> Vec<(String, Extern)> {
         let store = &mut store.as_context_mut().0.opaque;
         store.check(&self.0);
@@ -89,6 +97,10 @@ impl Instance {
     }
 
     /// The module this is an instance of.
+    ///
+    /// # Panics
+    ///
+    /// `store` is not the store this object belongs to.
     pub fn module<'a, T: 'a>(&self, store: impl Into<crate::store::StoreContext<'a, T>>) -> &'a Module {
         let store = store.into().0;
         store.opaque.check(&self.0);
