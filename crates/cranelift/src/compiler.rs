@@ -64,7 +64,7 @@ impl CraneliftCompiler {
         set(&mut flags, "unwind_info", "false")?;
         // With fuel, the fuel counter lives in the pinned register for the
         // whole activation; with only (polled) epoch interruption, the
-        // store context does (see `translate/interrupt.rs`).
+        // store context does (see `translate/interrupt/`).
         let t = &options.tunables;
         let pinned = t.consume_fuel || (t.epoch_interruption && !t.epoch_signals);
         set(&mut flags, "enable_pinned_reg", if pinned { "true" } else { "false" })?;

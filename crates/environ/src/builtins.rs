@@ -85,7 +85,7 @@ macro_rules! declare_indices {
             /// builtin, which sits on a cold path inside hot loops: no value
             /// in the loop has to be spilled around it. (Running out of
             /// fuel needs no builtin: it always traps, see kiln-cranelift's
-            /// `interrupt.rs`.)
+            /// `translate/interrupt/fuel.rs`.)
             pub const fn preserves_all_registers(self) -> bool {
                 self.0 == Self::new_epoch.0
             }

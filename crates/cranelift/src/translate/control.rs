@@ -1,4 +1,7 @@
 //! Structured control flow: frames, branches, and skipping unreachable code.
+//! Fuel and epoch instrumentation is not here: the translation of each
+//! control operator calls the interruption hooks for its points of the
+//! control flow (see `interrupt/`).
 
 use super::FuncTranslator;
 use crate::abi::clif_type;
@@ -8,7 +11,7 @@ use wasmparser::BlockType;
 
 /// One entry of the control stack.
 #[derive(Debug)]
-pub enum ControlFrame {
+pub(crate) enum ControlFrame {
     /// `block` (and the function body).
     Block {
         /// Continuation after `end`; its parameters are the results.
@@ -19,11 +22,6 @@ pub enum ControlFrame {
         original_stack_size: usize,
         /// Whether any branch targets the continuation.
         exit_is_branched_to: bool,
-        /// Whether every branch to the continuation so far was taken with
-        /// an interruption check behind it (see `FuncTranslator::checked`).
-        exit_checked: bool,
-        /// Fuel every way into the continuation adds for it (see `prepay.rs`).
-        prepaid: i64,
     },
     /// `loop`.
     Loop {
@@ -37,8 +35,6 @@ pub enum ControlFrame {
         num_results: usize,
         /// Operand stack height below the parameters.
         original_stack_size: usize,
-        /// Fuel every edge into the header adds for it (see `prepay.rs`).
-        prepaid: i64,
     },
     /// `if`.
     If {
@@ -58,14 +54,6 @@ pub enum ControlFrame {
         head_is_reachable: bool,
         /// Whether an `else` was seen, and if so whether the then arm ended reachable.
         then_end_reachable: Option<bool>,
-        /// As for `Block`.
-        exit_checked: bool,
-        /// `checked` at the `if` (where the else arm starts).
-        head_checked: bool,
-        /// `checked` at the end of the then arm (meaningful once `else` was seen).
-        then_end_checked: bool,
-        /// Fuel every way into the continuation adds for it (see `prepay.rs`).
-        prepaid: i64,
     },
 }
 
@@ -103,34 +91,13 @@ impl ControlFrame {
         }
     }
 
-    /// The fuel a branch to this frame adds on the way (see `prepay.rs`).
-    pub(crate) fn branch_prepay(&self) -> i64 {
+    /// Records a branch to this frame.
+    fn mark_branched_to(&mut self) {
         match self {
-            ControlFrame::Loop { prepaid, .. } | ControlFrame::Block { prepaid, .. } | ControlFrame::If { prepaid, .. } => {
-                *prepaid
-            }
-        }
-    }
-
-    /// The fuel the way out of this frame at its `end` (or, for `if`, at
-    /// `else`) adds for the continuation, when that `end` joins anything.
-    pub(crate) fn end_prepay(&self) -> i64 {
-        match self {
-            ControlFrame::Block { prepaid, exit_is_branched_to: true, .. } | ControlFrame::If { prepaid, .. } => *prepaid,
-            _ => 0,
-        }
-    }
-
-    /// Records a branch to this frame, taken with `checked` as the current
-    /// interruption-check state.
-    fn mark_branched_to(&mut self, checked: bool) {
-        match self {
-            ControlFrame::Block { exit_is_branched_to, exit_checked, .. }
-            | ControlFrame::If { exit_is_branched_to, exit_checked, .. } => {
+            ControlFrame::Block { exit_is_branched_to, .. } | ControlFrame::If { exit_is_branched_to, .. } => {
                 *exit_is_branched_to = true;
-                *exit_checked &= checked;
             }
-            // A branch to a loop goes back to its header, which checks.
+            // A branch to a loop goes back to its header.
             ControlFrame::Loop { .. } => {}
         }
     }
@@ -164,52 +131,37 @@ impl FuncTranslator<'_, '_> {
     pub(crate) fn translate_block(&mut self, bt: BlockType, pos: u64) -> WasmResult<()> {
         let (params, results) = self.block_signature(bt)?;
         let destination = self.new_block_with_params(&results);
-        let prepaid = self.frame_prepay(pos);
+        self.interruption.on_block(pos);
         self.control.push(ControlFrame::Block {
             destination,
             num_results: results.len(),
             original_stack_size: self.stack.len() - params.len(),
             exit_is_branched_to: false,
-            exit_checked: true,
-            prepaid,
         });
         Ok(())
     }
 
-    /// The fuel to prepay for the frame opened at `pos` (see `prepay.rs`).
-    fn frame_prepay(&self, pos: u64) -> i64 {
-        match self.fuel_var {
-            Some(_) if !self.fuel_suspended => self.prepaid_frames.get(&pos).copied().unwrap_or(0),
-            _ => 0,
-        }
-    }
-
     pub(crate) fn translate_loop(&mut self, bt: BlockType, pos: u64) -> WasmResult<()> {
         let (params, results) = self.block_signature(bt)?;
-        if let Some(plan) = self.take_strip_plan(pos) {
-            // A counted loop (empty block type): see `strip.rs`.
-            self.fuel_flush();
+        if let Some(plan) = self.hook(|i, e| i.enter_loop(e, pos)) {
+            // A counted loop (empty block type), strip-mined: see
+            // `interrupt/strip/`.
             let destination = self.new_block_with_params(&results);
-            let header = self.begin_strip_loop(plan);
+            let header = self.hook(|i, e| i.begin_strip_loop(e, plan));
             self.control.push(ControlFrame::Loop {
                 destination,
                 header,
                 num_params: 0,
                 num_results: 0,
                 original_stack_size: self.stack.len(),
-                prepaid: 0,
             });
             return Ok(());
         }
-        let prepaid = self.frame_prepay(pos);
-        self.fuel_flush_prepaying(prepaid);
         let header = self.new_block_with_params(&params);
         let destination = self.new_block_with_params(&results);
         let args = block_args(self.peekn(params.len()));
         self.builder.ins().jump(header, &args);
         self.builder.switch_to_block(header);
-        // The header's first stretch is paid (see `prepay.rs`).
-        self.fuel_pending = -prepaid;
         let n = self.stack.len();
         self.stack.truncate(n - params.len());
         let header_params = self.builder.block_params(header).to_vec();
@@ -220,14 +172,13 @@ impl FuncTranslator<'_, '_> {
             num_params: params.len(),
             num_results: results.len(),
             original_stack_size: self.stack.len() - params.len(),
-            prepaid,
         });
-        self.on_loop_header();
+        self.hook(|i, e| i.on_loop_header(e));
         Ok(())
     }
 
     pub(crate) fn translate_if(&mut self, bt: BlockType, pos: u64) -> WasmResult<()> {
-        let prepaid = self.frame_prepay(pos);
+        self.hook(|i, e| i.on_if(e, pos));
         let cond = self.pop1();
         let (params, results) = self.block_signature(bt)?;
         let destination = self.new_block_with_params(&results);
@@ -247,16 +198,13 @@ impl FuncTranslator<'_, '_> {
             exit_is_branched_to: false,
             head_is_reachable: true,
             then_end_reachable: None,
-            exit_checked: true,
-            head_checked: self.checked,
-            then_end_checked: true,
-            prepaid,
         });
         Ok(())
     }
 
     pub(crate) fn translate_else(&mut self) -> WasmResult<()> {
         let reachable = self.reachable;
+        self.hook(|i, e| i.on_else(e, reachable));
         let frame = self.control.last_mut().expect("validated: else without if");
         let ControlFrame::If {
             destination,
@@ -266,8 +214,6 @@ impl FuncTranslator<'_, '_> {
             original_stack_size,
             head_is_reachable,
             then_end_reachable,
-            head_checked,
-            then_end_checked,
             ..
         } = frame
         else {
@@ -275,8 +221,6 @@ impl FuncTranslator<'_, '_> {
         };
         let (destination, else_block, num_results, original) = (*destination, *else_block, *num_results, *original_stack_size);
         *then_end_reachable = Some(reachable);
-        *then_end_checked = !reachable || self.checked;
-        self.checked = *head_checked;
         let head = *head_is_reachable;
         let params = params.clone();
         if reachable {
@@ -293,6 +237,8 @@ impl FuncTranslator<'_, '_> {
     }
 
     pub(crate) fn translate_end(&mut self) -> WasmResult<()> {
+        let reachable = self.reachable;
+        self.hook(|i, e| i.on_end(e, reachable));
         let frame = self.control.pop().expect("validated: end without frame");
         let num_results = frame.num_results();
         if self.reachable {
@@ -302,25 +248,12 @@ impl FuncTranslator<'_, '_> {
         self.stack.truncate(frame.original_stack_size());
 
         let mut next_reachable = self.reachable;
-        // The check state after `end`: every way in (fallthrough, branches
-        // to the label, for `if` the other arm) must have checked.
-        let fallthrough_checked = !self.reachable || self.checked;
-        self.checked = match &frame {
-            ControlFrame::Block { exit_checked, .. } => fallthrough_checked && *exit_checked,
-            ControlFrame::Loop { .. } => fallthrough_checked,
-            ControlFrame::If { exit_checked, head_checked, then_end_checked, then_end_reachable, .. } => {
-                let other_arm = match then_end_reachable {
-                    Some(_) => *then_end_checked,
-                    None => *head_checked,
-                };
-                fallthrough_checked && *exit_checked && other_arm
-            }
-        };
         match &frame {
             ControlFrame::Block { exit_is_branched_to, .. } => next_reachable |= *exit_is_branched_to,
             ControlFrame::Loop { header, .. } => {
                 self.builder.seal_block(*header);
-                self.end_strip_loop(*header);
+                let header = *header;
+                self.hook(|i, e| i.on_loop_end(e, header));
             }
             ControlFrame::If { else_block, params, exit_is_branched_to, head_is_reachable, then_end_reachable, destination, .. } => {
                 next_reachable |= *exit_is_branched_to;
@@ -328,7 +261,7 @@ impl FuncTranslator<'_, '_> {
                     // No else arm: a false condition passes the parameters
                     // straight through as the results.
                     self.builder.switch_to_block(*else_block);
-                    self.fuel_flush_prepaying(frame.end_prepay());
+                    self.hook(|i, e| i.on_missing_else(e));
                     let args = block_args(params);
                     self.builder.ins().jump(*destination, &args);
                     next_reachable = true;
@@ -342,10 +275,7 @@ impl FuncTranslator<'_, '_> {
         let destination = frame.destination();
         self.builder.switch_to_block(destination);
         self.builder.seal_block(destination);
-        if next_reachable {
-            // Every way in paid the stretch that starts here (`prepay.rs`).
-            self.fuel_pending -= frame.end_prepay();
-        }
+        self.interruption.after_end(next_reachable);
         self.reachable = next_reachable;
         if next_reachable {
             let vals = self.builder.block_params(destination).to_vec();
@@ -369,30 +299,33 @@ impl FuncTranslator<'_, '_> {
     }
 
     pub(crate) fn translate_br(&mut self, depth: u32) {
-        let i = self.control.len() - 1 - depth as usize;
-        let (target, n) = self.control[i].branch_target();
-        self.control[i].mark_branched_to(self.checked);
-        self.fuel_flush_prepaying(self.control[i].branch_prepay());
+        let index = self.control.len() - 1 - depth as usize;
+        let frame = &mut self.control[index];
+        let (target, n) = frame.branch_target();
+        frame.mark_branched_to();
+        self.hook(|i, e| i.on_br(e, depth));
         let args = block_args(self.peekn(n));
         self.builder.ins().jump(target, &args);
         self.reachable = false;
     }
 
-    pub(crate) fn translate_br_if(&mut self, depth: u32) {
+    /// `br_if` at `pos`.
+    pub(crate) fn translate_br_if(&mut self, depth: u32, pos: u64) {
         let cond = self.pop1();
-        let i = self.control.len() - 1 - depth as usize;
-        let (target, n) = self.control[i].branch_target();
-        self.control[i].mark_branched_to(self.checked);
-        // A back edge to a prepaid header pays its stretch here, folded
-        // into this block's add; falling through takes it back.
-        let prepay = self.control[i].branch_prepay();
-        self.fuel_flush_prepaying(prepay);
+        if self.interruption.is_strip_latch(pos) {
+            self.hook(|i, e| i.on_strip_latch(e, cond));
+            return;
+        }
+        let index = self.control.len() - 1 - depth as usize;
+        let frame = &mut self.control[index];
+        let (target, n) = frame.branch_target();
+        frame.mark_branched_to();
+        self.hook(|i, e| i.on_br_if(e, depth));
         let args = block_args(self.peekn(n));
         let next = self.builder.create_block();
         self.builder.ins().brif(cond, target, &args, next, &[]);
         self.builder.seal_block(next);
         self.builder.switch_to_block(next);
-        self.fuel_pending -= prepay;
     }
 
     pub(crate) fn translate_br_table(&mut self, table: &wasmparser::BrTable<'_>) -> WasmResult<()> {
@@ -402,11 +335,13 @@ impl FuncTranslator<'_, '_> {
             depths.push(t?);
         }
         let default = table.default();
+        let targets: Vec<u32> = depths.iter().copied().chain([default]).collect();
+        self.hook(|i, e| i.on_br_table(e, &targets));
         let mut calls = Vec::with_capacity(depths.len());
         let make_call = |this: &mut Self, depth: u32| {
             let i = this.control.len() - 1 - depth as usize;
             let (target, n) = this.control[i].branch_target();
-            this.control[i].mark_branched_to(this.checked);
+            this.control[i].mark_branched_to();
             let args = block_args(this.peekn(n));
             this.builder.func.dfg.block_call(target, &args)
         };
@@ -423,13 +358,8 @@ impl FuncTranslator<'_, '_> {
     pub(crate) fn translate_return(&mut self) {
         let n = self.control[0].num_results();
         let vals = self.peekn(n).to_vec();
-        self.interrupt_before_return();
+        self.hook(|i, e| i.before_exit(e));
         self.builder.ins().return_(&vals);
         self.reachable = false;
-    }
-
-    /// Hook at every loop header: fuel and epoch checks.
-    fn on_loop_header(&mut self) {
-        self.interrupt_loop_header();
     }
 }

@@ -4,7 +4,6 @@
 use super::FuncTranslator;
 use super::memory::state_flags;
 use crate::abi::{clif_type, wasm_signature};
-use crate::builtins::{builtin_call_conv, builtin_signature};
 use crate::trap_codes::to_clif;
 use cranelift_codegen::ir::{self, InstBuilder, MemFlagsData, Value, types};
 use kiln_environ::vmoffsets::{definition, func_import, func_ref, vmctx_header};
@@ -138,21 +137,11 @@ impl FuncTranslator<'_, '_> {
         self.push(v);
     }
 
-    /// Flags for a load of a VMContext field that never changes, as in
-    /// `readonly`, but not hoistable when the current block is cold (an
-    /// interrupt check's slow side, inside a hot loop): a hoisted load
-    /// would be moved out of the loop and hold a callee-saved register
-    /// across all of it, pushing the loop's own values onto the stack.
-    pub(crate) fn readonly_here(&self) -> MemFlagsData {
-        let cold = self.builder.current_block().is_some_and(|b| self.builder.func.layout.is_cold(b));
-        if cold { MemFlagsData::trusted().with_readonly() } else { readonly() }
-    }
-
     /// Calls builtin `index` with the VMContext prepended to `args`. These
     /// builtins may trap (`raise` unwinds from Rust, where the pinned
     /// register is out of reach), so the fuel counter is published first.
     pub(crate) fn call_builtin(&mut self, index: BuiltinFunctionIndex, args: &[Value]) -> Option<Value> {
-        self.fuel_save();
+        self.hook(|i, e| i.before_builtin(e));
         let mut all = Vec::with_capacity(args.len() + 1);
         all.push(self.vmctx);
         all.extend_from_slice(args);
@@ -162,22 +151,11 @@ impl FuncTranslator<'_, '_> {
     /// Calls builtin `index` with exactly `args` (raw builtins take no
     /// VMContext).
     pub(crate) fn call_builtin_raw(&mut self, index: BuiltinFunctionIndex, args: &[Value]) -> Option<Value> {
-        let sig = match self.builtin_sigs.get(&index.index()) {
-            Some(s) => *s,
-            None => {
-                let s = self.builder.import_signature(builtin_signature(index, builtin_call_conv(self.isa, index)));
-                self.builtin_sigs.insert(index.index(), s);
-                s
-            }
-        };
-        // On a cold path, the builtin's address must stay there.
-        let flags = self.readonly_here();
-        let array = self.builder.ins().load(types::I64, flags, self.vmctx, vmctx_header::BUILTINS as i32);
-        let f = self.builder.ins().load(types::I64, flags, array, (index.index() * 8) as i32);
-        let call = self.builder.ins().call_indirect(sig, f, args);
-        let result = self.builder.inst_results(call).first().copied();
-        self.epoch_poll_after_builtin(index);
-        result
+        self.hook(|i, e| {
+            let result = e.call_builtin(index, args);
+            i.after_builtin(e, index);
+            result
+        })
     }
 
     fn wasm_sig_ref(&mut self, type_index: TypeIndex) -> ir::SigRef {
@@ -214,7 +192,7 @@ impl FuncTranslator<'_, '_> {
         let n = ty.params().len();
         let args = self.popn(n);
         let mut all = Vec::with_capacity(n + 2);
-        self.interrupt_before_call();
+        self.hook(|i, e| i.before_call(e));
         let call = if self.module.is_imported_func(func) {
             let off = self.offsets.imported_function(func) as i32;
             let code = self.builder.ins().load(types::I64, readonly(), self.vmctx, off + func_import::WASM_CALL as i32);
@@ -233,7 +211,7 @@ impl FuncTranslator<'_, '_> {
         };
         let results = self.builder.inst_results(call).to_vec();
         self.stack.extend(results);
-        self.interrupt_after_call();
+        self.hook(|i, e| i.after_call(e));
     }
 
     /// `return_call func`: a tail call, in constant stack space.
@@ -243,7 +221,7 @@ impl FuncTranslator<'_, '_> {
         let n = ty.params().len();
         let args = self.popn(n);
         let mut all = Vec::with_capacity(n + 2);
-        self.interrupt_before_call();
+        self.hook(|i, e| i.before_call(e));
         if self.module.is_imported_func(func) {
             let off = self.offsets.imported_function(func) as i32;
             let code = self.builder.ins().load(types::I64, readonly(), self.vmctx, off + func_import::WASM_CALL as i32);
@@ -273,7 +251,7 @@ impl FuncTranslator<'_, '_> {
         all.push(self.vmctx);
         all.extend_from_slice(&args);
         let sig = self.wasm_sig_ref(TypeIndex::from_u32(type_index));
-        self.interrupt_before_call();
+        self.hook(|i, e| i.before_call(e));
         self.builder.ins().return_call_indirect(sig, code, &all);
         self.reachable = false;
     }
@@ -305,11 +283,11 @@ impl FuncTranslator<'_, '_> {
         all.push(self.vmctx);
         all.extend_from_slice(&args);
         let sig = self.wasm_sig_ref(TypeIndex::from_u32(type_index));
-        self.interrupt_before_call();
+        self.hook(|i, e| i.before_call(e));
         let call = self.builder.ins().call_indirect(sig, code, &all);
         let results = self.builder.inst_results(call).to_vec();
         self.stack.extend(results);
-        self.interrupt_after_call();
+        self.hook(|i, e| i.after_call(e));
     }
 
     /// `ref.func func`: a pointer to the function's `VMFuncRef`.

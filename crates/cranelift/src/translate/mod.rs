@@ -7,25 +7,34 @@
 //! parameters). Code after an unconditional branch is unreachable: it is
 //! skipped, counting nested frames, until the `else` or `end` that makes
 //! code reachable again.
+//!
+//! Fuel and epoch instrumentation lives in one component,
+//! [`Interruption`] (`interrupt/`), which owns all of its state. The
+//! translator calls its hooks at fixed points (function entry, each
+//! operator, loop headers, branches, `else`/`end`, calls, returns) through
+//! [`FuncTranslator::hook`], which lends it an [`Emitter`]: the builder and
+//! the function's fixed values, without the operand and control stacks.
+//! Everything else here is the translation of wasm to CLIF.
 
 mod atomics;
 mod control;
+mod emitter;
 mod env;
 mod interrupt;
 mod memory;
 mod ops;
-mod prepay;
 mod simd;
-mod strip;
 
 use crate::abi::{clif_type, wasm_signature};
 use cranelift_codegen::ir::{self, InstBuilder, UserFuncName, Value};
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use kiln_environ::*;
+use emitter::Emitter;
+use interrupt::Interruption;
 use std::collections::HashMap;
 
-pub use control::ControlFrame;
+use control::ControlFrame;
 
 /// Translates defined function `func` of `module` to Cranelift IR,
 /// validating each operator as it goes.
@@ -72,31 +81,11 @@ pub struct FuncTranslator<'a, 'f> {
     pub(crate) sig_refs: HashMap<u32, ir::SigRef>,
     pub(crate) func_refs: HashMap<u32, ir::FuncRef>,
     pub(crate) builtin_sigs: HashMap<u32, ir::SigRef>,
-    /// The fuel counter, when fuel is on (see `interrupt.rs`).
-    pub(crate) fuel_var: Option<Variable>,
-    /// Fuel charged by operators since the last flush into the counter
-    /// (negative at a prepaid loop header, see `prepay.rs`).
-    pub(crate) fuel_pending: i64,
-    /// Loops, blocks and ifs whose following stretch (after the loop
-    /// header, after the `end`) is prepaid, by the position of their
-    /// opening operator, with the fuel prepaid (see `prepay.rs`).
-    pub(crate) prepaid_frames: HashMap<u64, i64>,
-    /// The value last copied into the pinned register on the current path,
-    /// so an unchanged counter is not copied again (see `interrupt.rs`).
-    pub(crate) fuel_pinned: Option<Value>,
     /// Alias regions of this function's memory accesses.
     pub(crate) regions: Regions,
-    /// Whether a fuel/epoch check has run on every path from the entry to
-    /// the current point (see `interrupt.rs`).
-    pub(crate) checked: bool,
-    /// Counted loops to strip-mine, in order (see `strip.rs`).
-    pub(crate) strip_plans: Vec<strip::StripPlan>,
-    /// Index of the next plan not yet reached.
-    pub(crate) next_strip_plan: usize,
-    /// The strip-mined loop being translated.
-    pub(crate) strip: Option<strip::ActiveStrip>,
-    /// Operators' fuel is not charged (see `strip.rs`).
-    pub(crate) fuel_suspended: bool,
+    /// Fuel and epoch instrumentation, called at its hooks (see
+    /// `interrupt/`).
+    pub(crate) interruption: Interruption,
 }
 
 /// Disjoint alias regions for Cranelift's alias analysis (redundant-load
@@ -156,17 +145,23 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             sig_refs: HashMap::new(),
             func_refs: HashMap::new(),
             builtin_sigs: HashMap::new(),
-            fuel_var: None,
-            fuel_pending: 0,
-            prepaid_frames: HashMap::new(),
-            fuel_pinned: None,
             regions,
-            checked: false,
-            strip_plans: Vec::new(),
-            next_strip_plan: 0,
-            strip: None,
-            fuel_suspended: false,
+            interruption: Interruption::new(tunables, isa),
         }
+    }
+
+    /// Runs `hook` on the interruption component with an emitter over the
+    /// rest of the translator: `self.hook(|i, e| i.before_call(e))`.
+    pub(crate) fn hook<R>(&mut self, hook: impl FnOnce(&mut Interruption, &mut Emitter<'_, 'f>) -> R) -> R {
+        let mut e = Emitter {
+            isa: self.isa,
+            builder: &mut self.builder,
+            vmctx: self.vmctx,
+            regions: self.regions,
+            locals: &self.locals,
+            builtin_sigs: &mut self.builtin_sigs,
+        };
+        hook(&mut self.interruption, &mut e)
     }
 
     fn translate_body(
@@ -224,17 +219,7 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             }
         }
 
-        self.interrupt_prologue();
-        // Only loops that carry checks are worth splitting.
-        let polled_epochs = self.tunables.epoch_interruption && !self.tunables.epoch_signals;
-        if polled_epochs || self.tunables.consume_fuel {
-            let types: Vec<WasmValType> = self.locals.iter().map(|&(_, t)| t).collect();
-            let fuel = self.tunables.consume_fuel.then_some(&self.tunables.fuel_costs);
-            self.strip_plans = strip::plan(body, &types, fuel);
-        }
-        if self.tunables.consume_fuel {
-            self.prepaid_frames = prepay::plan(body, &self.tunables.fuel_costs);
-        }
+        self.hook(|i, e| i.on_function_entry(e, body));
 
         // The function body is a block whose continuation returns.
         let exit = self.builder.create_block();
@@ -246,8 +231,6 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             num_results: ty.results().len(),
             original_stack_size: 0,
             exit_is_branched_to: false,
-            exit_checked: true,
-            prepaid: 0,
         });
 
         // Source locations are relative to the start of the body, so that
@@ -261,7 +244,7 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             validator.op(pos, &op)?;
             self.builder.set_srcloc(ir::SourceLoc::new((pos - body_start) as u32));
             if self.reachable {
-                self.fuel_before_op(&op);
+                self.interruption.on_operator(&op);
                 self.translate_operator(&op, pos)?;
             } else {
                 self.translate_unreachable_operator(&op)?;
@@ -273,7 +256,7 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
         if self.reachable {
             let n = ty.results().len();
             let vals = self.stack.split_off(self.stack.len() - n);
-            self.interrupt_before_return();
+            self.hook(|i, e| i.before_exit(e));
             self.builder.ins().return_(&vals);
         }
         Ok(())

@@ -54,7 +54,7 @@ impl FuncTranslator<'_, '_> {
         match op {
             // Control.
             O::Unreachable => {
-                self.interrupt_before_trap();
+                self.hook(|i, e| i.before_exit(e));
                 self.builder.ins().trap(to_clif(TrapCode::UnreachableCodeReached));
                 self.reachable = false;
             }
@@ -65,8 +65,7 @@ impl FuncTranslator<'_, '_> {
             O::Else => self.translate_else()?,
             O::End => self.translate_end()?,
             O::Br { relative_depth } => self.translate_br(*relative_depth),
-            O::BrIf { .. } if self.is_strip_latch(pos) => self.translate_strip_latch(),
-            O::BrIf { relative_depth } => self.translate_br_if(*relative_depth),
+            O::BrIf { relative_depth } => self.translate_br_if(*relative_depth, pos),
             O::BrTable { targets } => self.translate_br_table(targets)?,
             O::Return => self.translate_return(),
             O::Call { function_index } => self.translate_call(*function_index),
@@ -277,5 +276,4 @@ impl FuncTranslator<'_, '_> {
         }
         Ok(())
     }
-
 }

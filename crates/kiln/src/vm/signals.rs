@@ -97,7 +97,7 @@ unsafe fn catch_trap(signum: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
         let store_ctx = (*act).store_ctx;
         if (*store_ctx).fuel_in_pinned_reg {
             // Wasm keeps the fuel counter in the pinned register (see the
-            // compiler's `translate/interrupt.rs`): what the trapping call
+            // compiler's `translate/interrupt/fuel.rs`): what the trapping call
             // ran is charged to the store.
             (*store_ctx).fuel_consumed = super::arch::context_pinned_reg(ctx) as i64;
         }

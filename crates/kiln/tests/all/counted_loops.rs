@@ -1,6 +1,6 @@
 //! Counted loops are strip-mined when fuel or epochs are on (their
 //! interruption check runs once per strip instead of once per iteration,
-//! see kiln-cranelift's `translate/strip.rs`): they must compute exactly
+//! see kiln-cranelift's `translate/interrupt/strip/`): they must compute exactly
 //! what they computed before, use exactly the same fuel, and still be
 //! interruptible when they never end.
 

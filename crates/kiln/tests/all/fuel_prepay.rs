@@ -1,5 +1,5 @@
 //! Fuel prepaid on the edges into loop headers and joins (the translator's
-//! `prepay.rs`) adds up to exactly what charging each block at its end does.
+//! `interrupt/prepay.rs`) adds up to exactly what charging each block at its end does.
 //!
 //! The translator prepays no frame that a `br_table` targets. Every shape
 //! below marks never-taken `br_table`s as `DEAD[labels]`, and comes in two

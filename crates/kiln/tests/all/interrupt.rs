@@ -281,7 +281,7 @@ fn max_wasm_stack_is_configurable() {
 /// interruption path must hand every register back intact (the builtin is
 /// called without clobbering anything), so the result equals an
 /// uninterrupted run. The same for a counted loop, whose check runs once
-/// per strip of iterations (see kiln-cranelift's `translate/strip.rs`).
+/// per strip of iterations (see kiln-cranelift's `translate/interrupt/strip/`).
 ///
 /// With epoch signals there are no checks: the signal stops the loop at
 /// whatever instruction it reaches, and the handler's register save must

@@ -1,7 +1,7 @@
 //! Fuel for the first stretch after a loop header or a join, paid on the
 //! ways in.
 //!
-//! Fuel is charged per basic block (see `interrupt.rs`): the translator
+//! Fuel is charged per basic block (see `fuel.rs`): the translator
 //! tallies operator costs and adds the tally to the counter where a basic
 //! block ends. A loop header is a join of the entry edge and the back
 //! edges, so the add for the header's first stretch (the operators from
@@ -40,7 +40,7 @@
 use std::collections::HashMap;
 use wasmparser::{FunctionBody, Operator};
 
-use super::interrupt::fuel_cost;
+use super::fuel::fuel_cost;
 use kiln_environ::FuelCosts;
 
 /// For every loop, block and `if` of `body` worth prepaying, the position
@@ -49,7 +49,7 @@ use kiln_environ::FuelCosts;
 /// `end` (where its branches and arms join). Reads the body without
 /// validating it: on a malformed body the translator's validation fails
 /// anyway, so the plan is just cut short.
-pub(crate) fn plan(body: &FunctionBody<'_>, costs: &FuelCosts) -> HashMap<u64, i64> {
+pub(super) fn plan(body: &FunctionBody<'_>, costs: &FuelCosts) -> HashMap<u64, i64> {
     let mut prepaid = HashMap::new();
     let Ok(mut reader) = body.get_operators_reader() else { return prepaid };
     // Open frames, by the position of their opening operator.

@@ -1,67 +1,8 @@
-//! Strip-mined counted loops: interruption checks every few hundred
-//! iterations of a hot inner loop instead of every iteration.
-//!
-//! With fuel or epochs on, every loop header checks (see `interrupt.rs`).
-//! In a tight inner loop — a dot product, a hash round, a byte copy — that
-//! check is a fifth of the instructions. Most such loops are *counted*:
-//! one i32 local (the induction variable) changes only by a step (a
-//! constant, or a local the loop does not write) at the loop's one back
-//! edge, which is taken while it compares to a loop-invariant limit:
-//!
-//! ```text
-//! loop                             ;; empty block type, no nested loop,
-//!   ...                            ;; no call, no bulk operation
-//!   local.get $i  i32.const 1  i32.add  local.tee $i
-//!   local.get $n  i32.lt_u   (or ne, le, gt, ge, signed or not, or the
-//!   br_if 0                   limit first, or `i32.sub`, or no compare)
-//! end
-//! ```
-//!
-//! Such a loop is split in two. An outer header runs the usual checks and
-//! then computes a *strip end* `s` such that (1) the comparison against
-//! `s` implies the original comparison against the limit, and (2) it
-//! fails within `k` iterations. The inner loop's back edge compares the
-//! induction variable against `s` instead of the limit — the same one
-//! compare and branch, no check — and when it falls through, the original
-//! comparison decides between another strip (back to the outer header)
-//! and leaving the loop. Every skipped check would therefore have found
-//! nothing to do if:
-//!
-//! - epochs: `k` iterations of a body with no call and no nested loop are
-//!   bounded work (`k` shrinks with the body: at most 2^16 operators per
-//!   strip), so an interrupt is seen at most that much later;
-//! - fuel: `k` is also at most the remaining fuel divided by an upper bound
-//!   of one iteration's cost (the sum of its operators' costs), so fuel
-//!   cannot run out inside a strip: the loop traps at exactly the same
-//!   point, with the same count, as with a check per iteration. When the
-//!   body is one straight run (the back edge its only branch), every
-//!   iteration costs exactly the same, so not even the count is kept per
-//!   iteration: the strip's iterations are read off the distance the
-//!   variable moved and charged when the strip ends.
-//!
-//! Computing `s` (all in the outer header, once per strip):
-//!
-//! - A decreasing `gt`/`ge` loop is the mirror image of an increasing one
-//!   (as if on the complements, which reverse both orders and map `x - c`
-//!   to `!x + c`): `s = max(x - k*c, limit (-1 for ge))`, back edge `x' > s`,
-//!   and `x - k*c` below the range means no strip.
-//! - `lt`/`le` (step `c` > 0; a step in a local is checked at run time,
-//!   and one that is not positive gets no strip), computed in 64 bits so
-//!   nothing wraps:
-//!   `s = min(x + k*c, limit (+1 for le))` and the back edge tests
-//!   `x' < s`. If `x + k*c` does not fit the 32-bit range the variable
-//!   could wrap inside the strip, so `s` is the minimum value: the inner
-//!   loop then falls through after every iteration.
-//! - `ne` (step `c` = ±2^j): with `d` the distance from `x` to the limit
-//!   in the direction of the steps, the limit is reached at iteration `n`
-//!   in `1..=k` exactly when `rotr(d - |c|, j) < k` (rotating moves any low
-//!   bits that make the limit unreachable to the top); then `s` is the
-//!   limit, else `s = x + k*c`, which no earlier iteration can equal. The
-//!   same holds for i64 variables, the one i64 form handled.
+//! Finding counted loops: the loops `mod.rs` strip-mines, found by a scan
+//! of the function body before it is translated.
 
-use super::FuncTranslator;
+use super::super::fuel::{fuel_cost, is_bulk};
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{self, InstBuilder, Value, types::*};
 use kiln_environ::{FuelCosts, WasmValType};
 use std::collections::VecDeque;
 use wasmparser::{BlockType, FunctionBody, Operator};
@@ -79,32 +20,33 @@ const MAX_STEP: i64 = 1 << 16;
 #[derive(Clone, Debug)]
 pub(crate) struct StripPlan {
     /// Offset of the `loop` operator.
-    loop_pos: u64,
+    pub(super) loop_pos: u64,
     /// Offset of the back edge's `br_if 0`.
-    latch_pos: u64,
+    pub(super) latch_pos: u64,
     /// The induction variable (an i32 local).
-    iv: u32,
+    pub(super) iv: u32,
     /// What it is compared with.
-    limit: Limit,
+    pub(super) limit: Limit,
     /// The change at the back edge (`iv' = iv + step`, wrapping).
-    step: Step,
+    pub(super) step: Step,
     /// Whether the variable (and limit) are i64 rather than i32.
-    wide: bool,
+    pub(super) wide: bool,
     /// The back edge is taken while `iv' cmp limit`.
-    cmp: LatchCmp,
+    pub(super) cmp: LatchCmp,
     /// Iterations per strip, from the body's size.
-    max_iterations: u32,
+    pub(super) max_iterations: u32,
     /// An upper bound of the fuel one iteration consumes.
-    iteration_fuel: u64,
+    pub(super) iteration_fuel: u64,
     /// The body is one straight run (its only branch is the back edge):
     /// every iteration costs exactly `iteration_fuel`, and the iterations a
     /// strip ran can be read off the variable, so fuel is charged once per
     /// strip.
-    charge_per_strip: bool,
+    pub(super) charge_per_strip: bool,
 }
 
+/// How the induction variable changes at the back edge.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Step {
+pub(super) enum Step {
     /// A constant, `0 < |step| <= MAX_STEP`.
     Const(i32),
     /// A loop-invariant local, added (`up`) or subtracted; only for
@@ -112,25 +54,34 @@ enum Step {
     Local { local: u32, up: bool },
 }
 
+/// What the induction variable is compared with.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Limit {
+pub(super) enum Limit {
+    /// A loop-invariant local.
     Local(u32),
+    /// A constant.
     Const(i64),
 }
 
+/// The comparison under which the back edge is taken.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum LatchCmp {
+pub(super) enum LatchCmp {
+    /// `ne`.
     Ne,
+    /// `lt`.
     Lt { signed: bool },
+    /// `le`.
     Le { signed: bool },
+    /// `gt`.
     Gt { signed: bool },
+    /// `ge`.
     Ge { signed: bool },
 }
 
 impl StripPlan {
     /// How the back edge compares the variable with the strip's end: as
     /// the loop compares it with its limit, strictly.
-    fn back_edge_cc(&self) -> IntCC {
+    pub(super) fn back_edge_cc(&self) -> IntCC {
         match self.cmp {
             LatchCmp::Ne => IntCC::NotEqual,
             LatchCmp::Lt { signed: true } | LatchCmp::Le { signed: true } => IntCC::SignedLessThan,
@@ -152,19 +103,6 @@ impl LatchCmp {
             LatchCmp::Ge { signed } => LatchCmp::Le { signed },
         }
     }
-}
-
-/// The strip-mined loop being translated.
-pub(crate) struct ActiveStrip {
-    /// The header that checks and computes the strip's end.
-    outer: ir::Block,
-    /// The wasm loop's header (the back edge's target).
-    inner: ir::Block,
-    /// The strip's end.
-    end: Value,
-    /// The variable at the strip's start, when fuel is charged per strip.
-    start: Option<Value>,
-    plan: StripPlan,
 }
 
 /// One operator of a loop's tail, as far as the pattern cares.
@@ -241,7 +179,7 @@ pub(crate) fn plan(body: &FunctionBody<'_>, locals: &[WasmValType], fuel: Option
             && (!matches!(op, O::End) || frames.len() - 1 != c.depth)
         {
             c.operators += 1;
-            c.fuel += fuel.map_or(0, |f| u64::from(super::interrupt::fuel_cost(&op, f)));
+            c.fuel += fuel.map_or(0, |f| u64::from(fuel_cost(&op, f)));
             if branches_to(&op, frames.len(), c.depth) {
                 c.back_edges += 1;
             }
@@ -318,7 +256,7 @@ fn branches_to(op: &Operator<'_>, frames: usize, target: usize) -> bool {
 /// callees, bulk operations scale with their operands, a wait blocks).
 fn bounded(op: &Operator<'_>) -> bool {
     use Operator as O;
-    !super::interrupt::is_bulk(op)
+    !is_bulk(op)
         && !matches!(
             op,
             O::Call { .. }
@@ -433,240 +371,6 @@ fn counted_loop(c: Candidate, locals: &[WasmValType]) -> Option<StripPlan> {
     })
 }
 
-impl FuncTranslator<'_, '_> {
-    /// The plan for the loop at `pos`, if it is a counted loop.
-    pub(crate) fn take_strip_plan(&mut self, pos: u64) -> Option<StripPlan> {
-        let next = self.strip_plans.get(self.next_strip_plan)?;
-        if next.loop_pos != pos {
-            return None;
-        }
-        self.next_strip_plan += 1;
-        Some(next.clone())
-    }
-
-    /// Whether the `br_if` at `pos` is the back edge of the strip-mined
-    /// loop being translated.
-    pub(crate) fn is_strip_latch(&self, pos: u64) -> bool {
-        self.strip.as_ref().is_some_and(|s| s.plan.latch_pos == pos)
-    }
-
-    /// Enters a counted loop: an outer header with the usual checks and
-    /// the strip's end, then the loop's own header, to which it switches
-    /// and which it returns.
-    pub(crate) fn begin_strip_loop(&mut self, plan: StripPlan) -> ir::Block {
-        let outer = self.builder.create_block();
-        self.builder.ins().jump(outer, &[]);
-        self.builder.switch_to_block(outer);
-        self.interrupt_loop_header();
-        let end = self.strip_end(&plan);
-        let start = (self.fuel_var.is_some() && plan.charge_per_strip).then(|| {
-            // The body's operators charge nothing; the back edge charges
-            // the strip's iterations when it falls through.
-            self.fuel_suspended = true;
-            self.builder.use_var(self.locals[plan.iv as usize].0)
-        });
-        let inner = self.builder.create_block();
-        self.builder.ins().jump(inner, &[]);
-        self.builder.switch_to_block(inner);
-        self.strip = Some(ActiveStrip { outer, inner, end, start, plan });
-        inner
-    }
-
-    /// The back edge: another iteration while the variable is within the
-    /// strip; past it, another strip while the loop's own condition holds.
-    pub(crate) fn translate_strip_latch(&mut self) {
-        // `br_if` leaves flushing to its translation (see `fuel_before_op`).
-        self.fuel_flush();
-        let Some(strip) = &self.strip else { return };
-        let (outer, inner, end, cc) = (strip.outer, strip.inner, strip.end, strip.plan.back_edge_cc());
-        let iv = strip.plan.iv;
-        let cond = self.pop1();
-        let x = self.builder.use_var(self.locals[iv as usize].0);
-        let within = self.builder.ins().icmp(cc, x, end);
-        let after = self.builder.create_block();
-        self.builder.ins().brif(within, inner, &[], after, &[]);
-        self.builder.seal_block(after);
-        self.builder.switch_to_block(after);
-        if let Some(start) = self.strip.as_ref().and_then(|s| s.start) {
-            self.charge_strip(start, x);
-        }
-        let next = self.builder.create_block();
-        self.builder.ins().brif(cond, outer, &[], next, &[]);
-        self.builder.seal_block(next);
-        self.builder.switch_to_block(next);
-    }
-
-    /// At the `end` of the loop whose header is `header`: if it was
-    /// strip-mined, its outer header has all its predecessors now.
-    pub(crate) fn end_strip_loop(&mut self, header: ir::Block) {
-        if self.strip.as_ref().is_some_and(|s| s.inner == header)
-            && let Some(strip) = self.strip.take()
-        {
-            self.builder.seal_block(strip.outer);
-            self.fuel_suspended = false;
-        }
-    }
-
-    /// Charges the fuel of the iterations a strip ran: the variable went
-    /// from `start` to `now` by its step, without wrapping (the strip's end
-    /// guarantees that), so their number is the distance divided by the
-    /// step — a shift for constant steps (powers of two; at most 1,024
-    /// steps of at most 2^16), a division for a step in a local.
-    fn charge_strip(&mut self, start: Value, now: Value) {
-        let Some(strip) = &self.strip else { return };
-        let Some(var) = self.fuel_var else { return };
-        let (cost, wide, step) = (strip.plan.iteration_fuel, strip.plan.wide, strip.plan.step);
-        self.fuel_suspended = false;
-        let locals = &self.locals;
-        let b = &mut self.builder;
-        let n = match step {
-            Step::Const(step) => {
-                let distance = if step > 0 { b.ins().isub(now, start) } else { b.ins().isub(start, now) };
-                let shift = i64::from(step.unsigned_abs().trailing_zeros());
-                if step.unsigned_abs().is_power_of_two() {
-                    b.ins().ushr_imm_u(distance, shift)
-                } else {
-                    b.ins().udiv_imm_u(distance, i64::from(step.unsigned_abs()))
-                }
-            }
-            Step::Local { local, up } => {
-                let distance = if up { b.ins().isub(now, start) } else { b.ins().isub(start, now) };
-                // A step of 0 (or one pointing away from the limit) got a
-                // strip of one iteration (see `strip_end`); the division
-                // gives 1 for the latter, and 0 must not be divided by.
-                let step = b.use_var(locals[local as usize].0);
-                let zero = b.ins().icmp_imm_u(IntCC::Equal, step, 0);
-                let one = b.ins().iconst(I32, 1);
-                let divisor = b.ins().select(zero, one, step);
-                let n = b.ins().udiv(distance, divisor);
-                b.ins().select(zero, one, n)
-            }
-        };
-        let n = if wide { n } else { b.ins().uextend(I64, n) };
-        // At most 2^16 operators of at most 2^32 fuel each: fits an i64.
-        let charge = b.ins().imul_imm_s(n, cost as i64);
-        // The count is read from the pinned register rather than the
-        // variable, which then need not stay live through the strip (it
-        // would hold a register across the whole inner loop, often
-        // pushing one of the loop's own values onto the stack). They are
-        // equal here: the outer header's check copied the variable into
-        // the register, and the body can neither charge (it is suspended),
-        // call, nor refuel.
-        let fuel = b.ins().get_pinned_reg(I64);
-        let fuel = b.ins().iadd(fuel, charge);
-        b.def_var(var, fuel);
-    }
-
-    /// How many iterations the strip starting here may run: the plan's
-    /// bound and, with fuel, no more than the remaining fuel pays for
-    /// (at least one: the check just made let this iteration run).
-    fn strip_iterations(&mut self, plan: &StripPlan) -> Value {
-        let k = self.builder.ins().iconst(I64, i64::from(plan.max_iterations));
-        let (Some(var), true) = (self.fuel_var, plan.iteration_fuel > 0) else { return k };
-        // The count is in -i64::MAX..=0 after the check (negative while
-        // fuel remains; an epoch callback may have set it to 0); were it
-        // positive, the shifted value would be negative and clamp to 1.
-        let consumed = self.builder.use_var(var);
-        let remaining = self.builder.ins().ineg(consumed);
-        let shift = 64 - (plan.iteration_fuel - 1).leading_zeros();
-        let paid = self.builder.ins().sshr_imm_u(remaining, i64::from(shift));
-        let one = self.builder.ins().iconst(I64, 1);
-        let paid = self.builder.ins().smax(paid, one);
-        self.builder.ins().smin(k, paid)
-    }
-
-    /// The next strip's end, with the variable at its value for the next
-    /// iteration (see the module comment).
-    fn strip_end(&mut self, plan: &StripPlan) -> Value {
-        let k = self.strip_iterations(plan);
-        let locals = &self.locals;
-        let iv = self.builder.use_var(self.locals[plan.iv as usize].0);
-        let limit = match plan.limit {
-            Limit::Local(l) => self.builder.use_var(self.locals[l as usize].0),
-            Limit::Const(n) => self.builder.ins().iconst(if plan.wide { I64 } else { I32 }, n),
-        };
-        let b = &mut self.builder;
-        match plan.cmp {
-            LatchCmp::Ne => {
-                let Step::Const(step) = plan.step else { unreachable!("`ne` plans have constant steps") };
-                let c = i64::from(step.unsigned_abs());
-                // Distance to the limit in the direction of the steps.
-                let distance = if step > 0 { b.ins().isub(limit, iv) } else { b.ins().isub(iv, limit) };
-                let before = b.ins().iadd_imm_s(distance, -c);
-                let steps = b.ins().rotr_imm_u(before, i64::from(c.trailing_zeros()));
-                let k = if plan.wide { k } else { b.ins().ireduce(I32, k) };
-                let reached = b.ins().icmp(IntCC::UnsignedLessThan, steps, k);
-                let span = b.ins().imul_imm_s(k, i64::from(step));
-                let far = b.ins().iadd(iv, span);
-                b.ins().select(reached, limit, far)
-            }
-            LatchCmp::Lt { signed } | LatchCmp::Le { signed } | LatchCmp::Gt { signed } | LatchCmp::Ge { signed } => {
-                // Decreasing loops mirror increasing ones: `max` for `min`,
-                // subtract for add, the bottom of the range for the top.
-                let down = matches!(plan.cmp, LatchCmp::Gt { .. } | LatchCmp::Ge { .. });
-                let inclusive = matches!(plan.cmp, LatchCmp::Le { .. } | LatchCmp::Ge { .. });
-                let widen = |b: &mut cranelift_frontend::FunctionBuilder<'_>, v| {
-                    if signed { b.ins().sextend(I64, v) } else { b.ins().uextend(I64, v) }
-                };
-                let x64 = widen(b, iv);
-                let limit64 = widen(b, limit);
-                // The last value the strip may reach is the limit itself
-                // for `le`/`ge`: compare strictly against one past it.
-                let bound = match (inclusive, down) {
-                    (false, _) => limit64,
-                    (true, false) => b.ins().iadd_imm_s(limit64, 1),
-                    (true, true) => b.ins().iadd_imm_s(limit64, -1),
-                };
-                // How far the variable moves in `k` iterations (a step in
-                // a local is the amount added, or subtracted when `down`).
-                let (span, backwards) = match plan.step {
-                    Step::Const(step) => (b.ins().imul_imm_s(k, i64::from(step.unsigned_abs())), None),
-                    Step::Local { local, .. } => {
-                        let step = b.use_var(locals[local as usize].0);
-                        let c = widen(b, step);
-                        // Zero or, signed, negative: the variable does not
-                        // move towards the limit; no strip.
-                        let backwards = b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, c, 0);
-                        (b.ins().imul(k, c), Some(backwards))
-                    }
-                };
-                let (end64, wraps) = if down {
-                    let far = b.ins().isub(x64, span);
-                    let min = if signed { i64::from(i32::MIN) } else { 0 };
-                    (b.ins().smax(far, bound), b.ins().icmp_imm_s(IntCC::SignedLessThan, far, min))
-                } else {
-                    let far = b.ins().iadd(x64, span);
-                    let wraps = if signed {
-                        b.ins().icmp_imm_s(IntCC::SignedGreaterThan, far, i64::from(i32::MAX))
-                    } else {
-                        // `far` is not negative: past u32::MAX iff any of
-                        // its high 32 bits is set (no 64-bit constant).
-                        let high = b.ins().ushr_imm_u(far, 32);
-                        b.ins().icmp_imm_u(IntCC::NotEqual, high, 0)
-                    };
-                    (b.ins().smin(far, bound), wraps)
-                };
-                let end = b.ins().ireduce(I32, end64);
-                let wraps = match backwards {
-                    Some(backwards) => b.ins().bor(wraps, backwards),
-                    None => wraps,
-                };
-                // Past the range: a strip of one iteration (an end the
-                // back edge's comparison never passes).
-                let never = match (down, signed) {
-                    (false, true) => i64::from(i32::MIN),
-                    (false, false) => 0,
-                    (true, true) => i64::from(i32::MAX),
-                    (true, false) => -1,
-                };
-                let never = b.ins().iconst(I32, never);
-                // A select last, so that the value the loop compares with is
-                // computed here, not rematerialized in the loop.
-                b.ins().select(wraps, never, end)
-            }
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
