@@ -1,7 +1,8 @@
 //! `kiln run` end to end: WASI programs (arguments, environment,
 //! preopened directories, exit status), traps, `--invoke`, and
 //! wasi-threads (`-S threads`; the proposal's own test programs run in
-//! kiln-wasi's `tests/wasi_threads.rs`).
+//! kiln-wasi's `tests/wasi_threads.rs`). The benchmark corpus is checked
+//! against its native builds in `tests/bench_corpus.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -173,36 +174,4 @@ fn wasi_threads_end_the_program_from_any_thread() {
     let (code, _, err) = run(kiln().args(["run", "-S", "threads"]).arg(&busy));
     assert_eq!(code, 0, "stderr: {err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
-}
-
-/// The benchmark programs of `shared/bench` print the same checksums under
-/// `kiln run` as their native builds. Runs only where they were built:
-/// `shared/bench/build.sh` writes `wasm/` and `native/` beside it; point
-/// `KILN_BENCH_DIR` at a built copy (e.g. one made in /tmp, since the
-/// shared tree is read-only). Skipped, with a note, otherwise.
-#[test]
-fn bench_programs_match_their_native_builds() {
-    let dir = std::env::var_os("KILN_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/bench"));
-    let (wasm, native) = (dir.join("wasm"), dir.join("native"));
-    if !wasm.is_dir() || !native.is_dir() {
-        eprintln!("no built benchmarks in {}: skipped", dir.display());
-        return;
-    }
-    let mut compared = 0;
-    for entry in std::fs::read_dir(&wasm).unwrap() {
-        let path = entry.unwrap().path();
-        let Some(stem) = path.file_stem().filter(|_| path.extension().is_some_and(|e| e == "wasm")) else { continue };
-        let exe = native.join(stem);
-        if !exe.is_file() {
-            continue;
-        }
-        let (code, out, err) = run(kiln().arg("run").arg(&path));
-        let expected = Command::new(&exe).output().unwrap();
-        assert_eq!(code, expected.status.code().unwrap_or(-1), "{}: {err}", path.display());
-        assert_eq!(out, text(&expected.stdout), "{}", path.display());
-        compared += 1;
-    }
-    assert!(compared > 0, "nothing to compare in {}", dir.display());
 }

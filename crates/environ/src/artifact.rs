@@ -85,14 +85,18 @@ impl CompiledModuleInfo {
         }
     }
 
-    /// Checks that every location lies inside a text of `text_len` bytes and
-    /// that the tables are sorted (so lookups cannot misbehave on a
-    /// damaged artifact).
+    /// Checks the module's own indices ([`ModuleInfo::check_consistency`]),
+    /// that every location lies inside a text of `text_len` bytes and that
+    /// the tables are sorted (so lookups cannot misbehave on a damaged
+    /// artifact).
     ///
     /// # Errors
     ///
     /// A short description of the first inconsistency.
     pub fn check_consistency(&self, text_len: usize) -> Result<(), &'static str> {
+        // First: the counts below (`num_defined_funcs`) assume consistent
+        // import counts.
+        self.module.check_consistency()?;
         let fits = |l: &FunctionLoc| (l.start as usize).checked_add(l.length as usize).is_some_and(|e| e <= text_len);
         if self.funcs.len() != self.module.num_defined_funcs() as usize {
             return Err("function count");
@@ -115,7 +119,7 @@ impl CompiledModuleInfo {
         if self.array_to_wasm_trampolines.iter().any(|(t, _)| *t as usize >= self.module.types.len()) {
             return Err("trampoline type");
         }
-        self.module.check_consistency()
+        Ok(())
     }
 
     /// The wasm module offset of the instruction at `text_offset`, if known.

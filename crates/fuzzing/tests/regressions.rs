@@ -1,6 +1,8 @@
 //! Cases the fuzzers found, minimized. A test marked `#[ignore = "kiln bug:
 //! ..."]` fails until the Kiln bug it names is fixed; the others guard the
-//! oracles themselves (a false alarm that was fixed in kiln-fuzzing).
+//! oracles themselves (a false alarm that was fixed in kiln-fuzzing). A
+//! saved fuzz input that no longer builds a case fails its test: it would
+//! check nothing.
 
 use kiln_fuzzing::Unstructured;
 use kiln_fuzzing::differential::{Case, Verdict};
@@ -44,12 +46,46 @@ fn fuzz_input(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// What `generate` builds from the fuzz input `name`, as the fuzz target
+/// would, and the rest of the input (the target's call arguments). Fails
+/// when the input no longer builds a case; each test also checks that the
+/// case is still the one the input was saved for (a generator change can
+/// make the same bytes build another case, or a trivial one: arbitrary's
+/// inputs pad with zeros).
+fn replay<'a, C>(
+    name: &str,
+    generate: impl FnOnce(&mut Unstructured<'a>) -> kiln_fuzzing::arbitrary::Result<C>,
+    data: &'a [u8],
+) -> (C, Unstructured<'a>) {
+    let mut u = Unstructured::new(data);
+    let case = generate(&mut u).unwrap_or_else(|e| panic!("{name} no longer builds a case: {e}"));
+    (case, u)
+}
+
+/// Whether `wasm` defines or imports a 64-bit memory.
+fn has_memory64(wasm: &[u8]) -> bool {
+    wasmparser::Parser::new(0).parse_all(wasm).any(|p| match p {
+        Ok(wasmparser::Payload::MemorySection(s)) => s.into_iter().any(|m| m.is_ok_and(|m| m.memory64)),
+        Ok(wasmparser::Payload::ImportSection(s)) => {
+            s.into_imports().any(|i| i.is_ok_and(|i| matches!(i.ty, wasmparser::TypeRef::Memory(m) if m.memory64)))
+        }
+        _ => false,
+    })
+}
+
 /// An artifact of an on-demand engine is accepted by a pooling engine with
 /// otherwise equal settings: the allocator does not shape compiled code
 /// (oracle false alarm, fixed in kiln-fuzzing; the cache target's input).
 #[test]
 fn regression_cache_artifact_between_pooling_and_on_demand() {
-    kiln_fuzzing::fuzz(&fuzz_input("cache_artifact_between_pooling_and_on_demand.bin"), kiln_fuzzing::cache::run);
+    let name = "cache_artifact_between_pooling_and_on_demand.bin";
+    let data = fuzz_input(name);
+    let (case, mut rest) = replay(name, kiln_fuzzing::cache::generate, &data);
+    let only_the_allocator_differs = KilnSettings { pooling: case.other.pooling, ..case.settings.clone() } == case.other;
+    assert!(case.settings.pooling != case.other.pooling && only_the_allocator_differs, "{name} builds another case: {case:?}");
+    if let Err((message, _)) = case.check(&mut rest) {
+        panic!("{name}: {message}");
+    }
 }
 
 /// wasmi 2.0.0's translator hits `unreachable!()` on a generated module;
@@ -57,8 +93,10 @@ fn regression_cache_artifact_between_pooling_and_on_demand() {
 /// failing the run (the differential target's input).
 #[test]
 fn regression_wasmi_translator_panic() {
-    let data = fuzz_input("wasmi_translator_panic.bin");
-    let v = kiln_fuzzing::differential::run(&mut Unstructured::new(&data)).expect("the input builds a case");
+    let name = "wasmi_translator_panic.bin";
+    let data = fuzz_input(name);
+    let (case, mut rest) = replay(name, kiln_fuzzing::differential::generate, &data);
+    let v = case.check(&mut rest).unwrap_or_else(|e| panic!("{name}: {e}"));
     assert!(matches!(&v, Verdict::Inconclusive(m) if m.contains("wasmi panicked")), "{v:?}");
 }
 
@@ -68,7 +106,11 @@ fn regression_wasmi_translator_panic() {
 /// 32-bit ones (oracle false alarm, fixed in kiln-fuzzing).
 #[test]
 fn regression_memory64_beyond_small_reservation() {
-    let data = fuzz_input("memory64_beyond_small_reservation.bin");
-    let v = kiln_fuzzing::differential::run(&mut Unstructured::new(&data)).expect("the input builds a case");
+    let name = "memory64_beyond_small_reservation.bin";
+    let data = fuzz_input(name);
+    let (case, mut rest) = replay(name, kiln_fuzzing::differential::generate, &data);
+    let small = case.settings.memory_reservation.is_some_and(|r| r < 1 << 32);
+    assert!(small && has_memory64(&case.wasm), "{name} builds another case: {:?}", case.settings);
+    let v = case.check(&mut rest).unwrap_or_else(|e| panic!("{name}: {e}"));
     assert!(!matches!(v, Verdict::Inconclusive(ref m) if m.contains("panicked")), "{v:?}");
 }

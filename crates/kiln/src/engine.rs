@@ -3,6 +3,7 @@
 
 use crate::config::{Config, OptLevel};
 use crate::vm::code_memory::ModuleCode;
+use crate::vm::host_func::HostTrampoline;
 use anyhow::{Context, Result};
 use kiln_cranelift::{CompilerOptions, CraneliftCompiler};
 use kiln_environ::{CompiledModuleInfo, Compiler, FuncType, Tunables};
@@ -30,8 +31,8 @@ pub(crate) struct EngineInner {
     pub(crate) config: Config,
     pub(crate) compiler: CraneliftCompiler,
     pub(crate) types: TypeRegistry,
-    host_trampolines: Mutex<HashMap<u32, Box<ModuleCode>>>,
-    pub(crate) epoch: crate::vm::epoch::Epoch,
+    host_trampolines: Mutex<HashMap<u32, Arc<ModuleCode>>>,
+    pub(crate) epoch: Arc<crate::vm::epoch::Epoch>,
     /// Cache-key salt: Kiln version, compiler fingerprint, tunables.
     pub(crate) salt: kiln_environ::CacheKey,
     /// Where instances, memories and tables get their memory.
@@ -176,10 +177,10 @@ impl Engine {
     }
 
     /// The wasm-to-host trampoline for signature `id`, compiled on first use.
-    pub(crate) fn host_trampoline(&self, id: u32) -> Result<*const u8> {
+    pub(crate) fn host_trampoline(&self, id: u32) -> Result<HostTrampoline> {
         let mut map = self.inner.host_trampolines.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(code) = map.get(&id) {
-            return Ok(code.text_addr(0));
+            return Ok(HostTrampoline::new(code.clone()));
         }
         let ty = self.inner.types.get(id);
         let f = self.inner.compiler.compile_wasm_to_array_trampoline(&ty)?;
@@ -191,10 +192,9 @@ impl Engine {
             traps: Default::default(),
             address_map: Default::default(),
         });
-        let code = ModuleCode::new(&linked.text, info, false).context("mapping trampoline code")?;
-        let addr = code.text_addr(0);
-        map.insert(id, code);
-        Ok(addr)
+        let code: Arc<ModuleCode> = ModuleCode::new(&linked.text, info, false).context("mapping trampoline code")?.into();
+        map.insert(id, code.clone());
+        Ok(HostTrampoline::new(code))
     }
 }
 

@@ -1,11 +1,10 @@
 //! Memories, tables, globals, and the `Extern` sum of importable things.
 
 use crate::func::Func;
-use crate::store::{AsContext, AsContextMut, GlobalEntry, MemoryEntry, StoreOpaque, Stored, TableEntry};
+use crate::store::{AsContext, AsContextMut, StoreOpaque, Stored};
 use crate::types::{ExternType, GlobalType, MemoryType, Mutability, TableType, ValType};
 use crate::values::Val;
 use crate::vm;
-use crate::vm::global::GlobalStorage;
 use anyhow::{Result, bail};
 
 /// Anything an instance can import or export.
@@ -117,7 +116,7 @@ impl SharedMemory {
         if ty.maximum().is_none() {
             bail!("shared memories must have a maximum size");
         }
-        let mem = vm::memory::Memory::new(ty.0, engine.tunables(), None, None, None)?;
+        let mem = vm::memory::Memory::new_host(ty.0, engine.tunables(), None)?;
         Ok(SharedMemory { mem: std::sync::Arc::new(mem), engine: engine.clone() })
     }
 
@@ -197,16 +196,15 @@ impl Memory {
         let bytes = |pages: u64| usize::try_from(pages.saturating_mul(ty.0.page_size())).unwrap_or(usize::MAX);
         inner.check_new_memory("memory", bytes(ty.0.minimum), ty.0.maximum.map(bytes))?;
         let store = &mut inner.opaque;
-        let engine = store.engine.clone();
-        let m = vm::memory::Memory::new(ty.0, engine.tunables(), None, Some(&engine.inner.allocator), None)?;
-        let idx = store.push_memory(MemoryEntry::Host(Box::new(m)));
-        store.contents_exposed = true;
+        let engine = store.engine().clone();
+        let idx = store.vm_mut().new_host_memory(ty.0, engine.tunables(), &engine.inner.allocator)?;
+        store.expose_contents();
         Ok(Memory(store.stored(idx)))
     }
 
     fn get<'a>(&self, store: &'a StoreOpaque) -> &'a vm::memory::Memory {
         store.check(&self.0);
-        store.memory(self.0.index)
+        store.vm().memory(self.0.index)
     }
 
     /// The memory's type, with its current size as minimum.
@@ -234,7 +232,7 @@ impl Memory {
     pub fn data_mut<'a, T: 'a>(&self, store: impl Into<crate::store::StoreContextMut<'a, T>>) -> &'a mut [u8] {
         let store = store.into().0;
         store.opaque.check(&self.0);
-        store.opaque.memory_mut(self.0.index).data_mut()
+        store.opaque.vm_mut().memory_mut(self.0.index).data_mut()
     }
 
     /// Copies `buf.len()` bytes starting at `offset` into `buf`.
@@ -258,7 +256,7 @@ impl Memory {
     pub fn write(&self, mut store: impl AsContextMut, offset: usize, buf: &[u8]) -> Result<(), MemoryAccessError> {
         let store = &mut store.as_context_mut().0.opaque;
         store.check(&self.0);
-        let data = store.memory_mut(self.0.index).data_mut();
+        let data = store.vm_mut().memory_mut(self.0.index).data_mut();
         let end = offset.checked_add(buf.len()).filter(|e| *e <= data.len()).ok_or(MemoryAccessError)?;
         data[offset..end].copy_from_slice(buf);
         Ok(())
@@ -273,14 +271,14 @@ impl Memory {
     pub fn grow<T: 'static>(&self, mut store: impl AsContextMut<Data = T>, delta: u64) -> Result<u64> {
         let inner = store.as_context_mut().0;
         inner.opaque.check(&self.0);
-        let m = inner.opaque.memory(self.0.index);
+        let m = inner.opaque.vm().memory(self.0.index);
         let (current, desired, maximum) = (m.byte_len(), m.size_after_grow(delta), m.declared_max_bytes());
         let Some(desired) = desired else { bail!("failed to grow memory by {delta} pages: size overflows") };
         if delta != 0 && !inner.memory_growing(current, desired, maximum)? {
             bail!("failed to grow memory by {delta} pages: denied by the store's limits");
         }
         let store = &mut inner.opaque;
-        match store.memory_mut(self.0.index).grow(delta)? {
+        match store.vm_mut().memory_mut(self.0.index).grow(delta)? {
             Some(old) => Ok(old),
             None => bail!("failed to grow memory by {delta} pages: limit reached"),
         }
@@ -345,11 +343,9 @@ impl Table {
         inner.check_new_table("table", ty.0.minimum, ty.0.maximum)?;
         let store = &mut inner.opaque;
         let raw = check_ref(store, ty.element(), &init)?;
-        let engine = store.engine.clone();
-        let t = vm::table::Table::new(ty.0, raw, None, &engine.inner.allocator, None).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let idx = store.tables.len();
-        store.tables.push(TableEntry::Host(Box::new(t)));
-        store.contents_exposed = true;
+        let engine = store.engine().clone();
+        let idx = store.vm_mut().new_host_table(ty.0, raw, &engine.inner.allocator).map_err(anyhow::Error::msg)?;
+        store.expose_contents();
         Ok(Table(store.stored(idx)))
     }
 
@@ -357,22 +353,22 @@ impl Table {
     pub fn ty(&self, store: impl AsContext) -> TableType {
         let store = &store.as_context().0.opaque;
         store.check(&self.0);
-        TableType(store.table(self.0.index).ty())
+        TableType(store.vm().table(self.0.index).ty())
     }
 
     /// Current number of elements.
     pub fn size(&self, store: impl AsContext) -> u64 {
         let store = &store.as_context().0.opaque;
         store.check(&self.0);
-        store.table(self.0.index).size()
+        store.vm().table(self.0.index).size()
     }
 
     /// Element `index`, or `None` if out of bounds.
     pub fn get(&self, mut store: impl AsContextMut, index: u64) -> Option<Val> {
         let store = &mut store.as_context_mut().0.opaque;
         store.check(&self.0);
-        let elem = ValType::from_env(kiln_environ::WasmValType::Ref(store.table(self.0.index).ty().element));
-        let raw = store.table_mut(self.0.index).get(index)?;
+        let elem = ValType::from_env(kiln_environ::WasmValType::Ref(store.vm().table(self.0.index).ty().element));
+        let raw = store.vm_mut().table_get(self.0.index, index)?;
         Some(Val::from_raw(vm::vmcontext::ValRaw::ptr(raw), elem, store))
     }
 
@@ -384,9 +380,9 @@ impl Table {
     pub fn set(&self, mut store: impl AsContextMut, index: u64, val: Val) -> Result<()> {
         let store = &mut store.as_context_mut().0.opaque;
         store.check(&self.0);
-        let elem = ValType::from_env(kiln_environ::WasmValType::Ref(store.table(self.0.index).ty().element));
+        let elem = ValType::from_env(kiln_environ::WasmValType::Ref(store.vm().table(self.0.index).ty().element));
         let raw = check_ref(store, elem, &val)?;
-        if !store.table_mut(self.0.index).set(index, raw) {
+        if !store.vm_mut().table_set(self.0.index, index, raw).map_err(anyhow::Error::msg)? {
             bail!("table index {index} out of bounds");
         }
         Ok(())
@@ -400,15 +396,15 @@ impl Table {
     pub fn grow<T: 'static>(&self, mut store: impl AsContextMut<Data = T>, delta: u64, init: Val) -> Result<u64> {
         let inner = store.as_context_mut().0;
         inner.opaque.check(&self.0);
-        let t = inner.opaque.table(self.0.index);
+        let t = inner.opaque.vm().table(self.0.index);
         let (current, maximum) = (t.size(), t.ty().maximum);
         if delta != 0 && !inner.table_growing(current, current.saturating_add(delta), maximum)? {
             bail!("failed to grow table by {delta}: denied by the store's limits");
         }
         let store = &mut inner.opaque;
-        let elem = ValType::from_env(kiln_environ::WasmValType::Ref(store.table(self.0.index).ty().element));
+        let elem = ValType::from_env(kiln_environ::WasmValType::Ref(store.vm().table(self.0.index).ty().element));
         let raw = check_ref(store, elem, &init)?;
-        match store.table_mut(self.0.index).grow(delta, raw) {
+        match store.vm_mut().table_grow(self.0.index, delta, raw).map_err(anyhow::Error::msg)? {
             Some(old) => Ok(old),
             None => bail!("failed to grow table by {delta}: limit reached"),
         }
@@ -431,8 +427,7 @@ impl Global {
             bail!("global of type {} cannot hold a {}", ty.content(), val.ty());
         }
         let raw = val.to_raw(store)?;
-        let idx = store.globals.len();
-        store.globals.push(GlobalEntry { ty: ty.0, storage: GlobalStorage::new(raw) });
+        let idx = store.vm_mut().new_host_global(ty.0, raw).map_err(anyhow::Error::msg)?;
         Ok(Global(store.stored(idx)))
     }
 
@@ -440,15 +435,14 @@ impl Global {
     pub fn ty(&self, store: impl AsContext) -> GlobalType {
         let store = &store.as_context().0.opaque;
         store.check(&self.0);
-        GlobalType(store.globals[self.0.index].ty)
+        GlobalType(store.vm().global_ty(self.0.index))
     }
 
     /// The current value.
     pub fn get(&self, mut store: impl AsContextMut) -> Val {
         let store = &mut store.as_context_mut().0.opaque;
         store.check(&self.0);
-        let g = &store.globals[self.0.index];
-        let (raw, ty) = (g.storage.get(), ValType::from_env(g.ty.content));
+        let (raw, ty) = (store.vm().global_get(self.0.index), ValType::from_env(store.vm().global_ty(self.0.index).content));
         Val::from_raw(raw, ty, store)
     }
 
@@ -461,7 +455,7 @@ impl Global {
     pub fn set(&self, mut store: impl AsContextMut, val: Val) -> Result<()> {
         let store = &mut store.as_context_mut().0.opaque;
         store.check(&self.0);
-        let ty = GlobalType(store.globals[self.0.index].ty);
+        let ty = GlobalType(store.vm().global_ty(self.0.index));
         if ty.mutability() == Mutability::Const {
             bail!("cannot set an immutable global");
         }
@@ -469,7 +463,6 @@ impl Global {
             bail!("global of type {} cannot hold a {}", ty.content(), val.ty());
         }
         let raw = val.to_raw(store)?;
-        store.globals[self.0.index].storage.set(raw);
-        Ok(())
+        store.vm_mut().global_set(self.0.index, raw).map_err(anyhow::Error::msg)
     }
 }

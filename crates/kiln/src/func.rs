@@ -2,13 +2,13 @@
 //! wasm.
 
 use crate::externals::Extern;
-use crate::store::{AsContext, AsContextMut, FuncEntry, FuncKind, StoreContext, StoreContextMut, StoreInner, StoreOpaque, Stored};
+use crate::store::{AsContext, AsContextMut, StoreContext, StoreContextMut, StoreInner, StoreOpaque, Stored};
 use crate::trap;
 use crate::types::{FuncType, ValType};
 use crate::values::{ExternRef, V128, Val};
 use crate::vm;
-use crate::vm::externref::externref_from_raw;
-use crate::vm::host_func::{HostFn, VMHostFuncContext};
+use crate::vm::host_func::{HostFn, HostTrampoline};
+use crate::vm::store::FuncOwner;
 use crate::vm::vmcontext::ValRaw;
 use anyhow::{Result, bail};
 use kiln_environ as env;
@@ -81,7 +81,7 @@ impl Func {
     pub fn ty(&self, store: impl AsContext) -> FuncType {
         let store = store.as_context();
         store.0.opaque.check(&self.0);
-        FuncType((*store.0.opaque.funcs[self.0.index].ty).clone())
+        FuncType((**store.0.opaque.vm().func_ty(self.0.index)).clone())
     }
 
     /// Calls the function with `params`, writing its results into `results`.
@@ -98,7 +98,7 @@ impl Func {
     pub fn call<T: 'static>(&self, mut store: impl AsContextMut<Data = T>, params: &[Val], results: &mut [Val]) -> Result<()> {
         let store = store.as_context_mut().0;
         store.opaque.check(&self.0);
-        let ty = store.opaque.funcs[self.0.index].ty.clone();
+        let ty = store.opaque.vm().func_ty(self.0.index).clone();
         if params.len() != ty.params().len() {
             bail!("expected {} arguments, got {}", ty.params().len(), params.len());
         }
@@ -130,18 +130,13 @@ impl Func {
     /// Calls with raw values already checked against the signature;
     /// `values` has at least `ty.array_len()` slots.
     pub(crate) fn call_raw<T: 'static>(&self, store: &mut StoreInner<T>, values: &mut [ValRaw]) -> Result<()> {
-        let entry = &store.opaque.funcs[self.0.index];
-        match entry.kind {
-            FuncKind::Wasm { trampoline } => {
-                let func_ref = entry.func_ref;
-                store.opaque.contents_exposed = true;
+        match store.opaque.vm().func_owner(self.0.index) {
+            FuncOwner::Wasm => {
+                store.opaque.expose_contents();
                 let max = store.opaque.max_wasm_stack();
-                let ctx = store.opaque.vm_ptr();
-                let r = vm::invoke_wasm(ctx, max, trampoline as *const u8, func_ref as *const _, values);
-                store.opaque.maybe_collect_externrefs();
-                r.map_err(trap::from_record)
+                vm::store::invoke(store, self.0.index, values, max).map_err(trap::from_record)
             }
-            FuncKind::Host { ctx } => {
+            FuncOwner::Host(ctx) => {
                 let f = host_fn::<T>(&store.opaque, ctx);
                 f(store, None, values)
             }
@@ -157,19 +152,15 @@ impl Func {
     pub fn typed<Params: WasmParams, Results: WasmResults>(&self, store: impl AsContext) -> Result<TypedFunc<Params, Results>> {
         let store = store.as_context();
         store.0.opaque.check(&self.0);
-        let entry = &store.0.opaque.funcs[self.0.index];
-        Params::typecheck(entry.ty.params()).map_err(|e| anyhow::anyhow!("type mismatch with parameters: {e}"))?;
-        Results::typecheck(entry.ty.results()).map_err(|e| anyhow::anyhow!("type mismatch with results: {e}"))?;
+        let ty = store.0.opaque.vm().func_ty(self.0.index);
+        Params::typecheck(ty.params()).map_err(|e| anyhow::anyhow!("type mismatch with parameters: {e}"))?;
+        Results::typecheck(ty.results()).map_err(|e| anyhow::anyhow!("type mismatch with results: {e}"))?;
         Ok(TypedFunc { func: *self, _marker: PhantomData })
     }
 }
 
 fn host_fn<T: 'static>(store: &StoreOpaque, ctx: usize) -> Arc<HostFn<StoreInner<T>>> {
-    store.host_funcs[ctx]
-        .downcast_ref::<VMHostFuncContext<StoreInner<T>>>()
-        .expect("host function context of this store's type")
-        .func()
-        .clone()
+    store.vm().host_func::<StoreInner<T>>(ctx).expect("host function context of this store's type").clone()
 }
 
 /// A host function signature resolved against an engine: its engine-wide
@@ -179,7 +170,7 @@ fn host_fn<T: 'static>(store: &StoreOpaque, ctx: usize) -> Arc<HostFn<StoreInner
 #[derive(Clone)]
 pub(crate) struct HostSig {
     type_id: u32,
-    trampoline: usize,
+    trampoline: HostTrampoline,
     ty: Arc<env::FuncType>,
 }
 
@@ -192,7 +183,7 @@ impl HostSig {
     /// The trampoline could not be compiled or mapped.
     pub(crate) fn new(engine: &crate::Engine, ty: &env::FuncType) -> Result<HostSig> {
         let type_id = engine.inner.types.register(ty);
-        let trampoline = engine.host_trampoline(type_id)? as usize;
+        let trampoline = engine.host_trampoline(type_id)?;
         Ok(HostSig { type_id, trampoline, ty: engine.inner.types.get(type_id) })
     }
 
@@ -204,18 +195,14 @@ impl HostSig {
 
 /// Registers a host function in `store`.
 pub(crate) fn new_host<T: 'static>(store: &mut StoreInner<T>, ty: env::FuncType, body: Arc<HostFn<StoreInner<T>>>) -> Result<Func> {
-    let sig = HostSig::new(&store.opaque.engine, &ty)?;
+    let sig = HostSig::new(store.opaque.engine(), &ty)?;
     Ok(new_host_with_sig(store, &sig, body))
 }
 
 /// Registers a host function whose signature is already resolved.
 pub(crate) fn new_host_with_sig<T: 'static>(store: &mut StoreInner<T>, sig: &HostSig, body: Arc<HostFn<StoreInner<T>>>) -> Func {
-    let store_ptr: *mut StoreInner<T> = store;
-    let ctx = VMHostFuncContext::new(body, sig.type_id, sig.trampoline as *const u8, store_ptr);
-    let func_ref = ctx.func_ref() as usize;
-    let index = store.opaque.host_funcs.len();
-    store.opaque.host_funcs.push(ctx);
-    store.opaque.push_func(FuncEntry { func_ref, ty: sig.ty.clone(), kind: FuncKind::Host { ctx: index } })
+    let index = store.opaque.vm_mut().new_host_func::<StoreInner<T>>(body, sig.ty.clone(), sig.type_id, sig.trampoline.clone());
+    Func(store.opaque.stored(index))
 }
 
 /// A function with a statically known signature `Params -> Results`.
@@ -279,7 +266,7 @@ impl<T> Caller<'_, T> {
 
     /// The engine.
     pub fn engine(&self) -> &crate::Engine {
-        &self.store.opaque.engine
+        self.store.opaque.engine()
     }
 
     /// The fuel left, as [`Store::get_fuel`](crate::Store::get_fuel): what
@@ -380,8 +367,8 @@ impl WasmTy for Option<ExternRef> {
     fn into_raw(self, store: &mut StoreOpaque) -> Result<ValRaw> {
         Val::ExternRef(self).to_raw(store)
     }
-    fn from_raw(raw: ValRaw, _: &mut StoreOpaque) -> Self {
-        externref_from_raw(raw.get_ptr()).map(ExternRef)
+    fn from_raw(raw: ValRaw, store: &mut StoreOpaque) -> Self {
+        store.vm().externref_from_raw(raw.get_ptr()).map(ExternRef)
     }
 }
 

@@ -1,17 +1,16 @@
 //! Instantiation and instance exports.
 
-use crate::externals::{Extern, Global, Memory, SharedMemory, Table};
 use crate::Engine;
-use crate::store::StoreId;
-use std::ptr::NonNull;
+use crate::externals::{Extern, Global, Memory, SharedMemory, Table};
 use crate::func::{Func, TypedFunc, WasmParams, WasmResults};
 use crate::module::Module;
-use crate::store::{AsContextMut, GlobalEntry, InstanceData, MemoryEntry, StoreInner, StoreOpaque, Stored, TableEntry};
+use crate::store::StoreId;
+use crate::store::{AsContextMut, StoreInner, StoreOpaque, Stored};
 use crate::trap::Trap;
 use crate::types::ExternType;
 use crate::vm;
-use crate::vm::global::GlobalStorage;
-use crate::vm::instance::{Imports, InstantiationError};
+use crate::vm::instance::InstantiationError;
+use crate::vm::store::Import;
 use anyhow::{Context, Result, anyhow, bail};
 use kiln_environ::{self as env, EntityIndex, EntityType};
 
@@ -80,7 +79,7 @@ impl Instance {
     pub fn exports(&self, mut store: impl AsContextMut) -> Vec<(String, Extern)> {
         let store = &mut store.as_context_mut().0.opaque;
         store.check(&self.0);
-        let module = store.instances[self.0.index].module.clone();
+        let module = store.instance_module(self.0.index).clone();
         module
             .info()
             .exports
@@ -93,12 +92,12 @@ impl Instance {
     pub fn module<'a, T: 'a>(&self, store: impl Into<crate::store::StoreContext<'a, T>>) -> &'a Module {
         let store = store.into().0;
         store.opaque.check(&self.0);
-        &store.opaque.instances[self.0.index].module
+        store.opaque.instance_module(self.0.index)
     }
 }
 
 pub(crate) fn instance_export(store: &mut StoreOpaque, instance: usize, name: &str) -> Option<Extern> {
-    let module = store.instances[instance].module.clone();
+    let module = store.instance_module(instance).clone();
     let e = module.info().exports.iter().find(|e| e.name == name)?;
     export_item(store, instance, e.index).ok()
 }
@@ -106,18 +105,18 @@ pub(crate) fn instance_export(store: &mut StoreOpaque, instance: usize, name: &s
 fn export_item(store: &mut StoreOpaque, instance: usize, index: EntityIndex) -> Result<Extern> {
     Ok(match index {
         EntityIndex::Function(f) => Extern::Func(store.instance_func(instance, f)?),
-        EntityIndex::Memory(m) => match store.instances[instance].handle.shared_memory(m) {
-            Some(mem) => Extern::SharedMemory(SharedMemory { mem, engine: store.engine.clone() }),
+        EntityIndex::Memory(m) => match store.vm().instance_shared_memory(instance, m) {
+            Some(mem) => Extern::SharedMemory(SharedMemory { mem, engine: store.engine().clone() }),
             None => {
-                store.contents_exposed = true;
-                Extern::Memory(Memory(store.stored(store.instances[instance].memories[m as usize])))
+                store.expose_contents();
+                Extern::Memory(Memory(store.stored(store.vm().instance_memory(instance, m))))
             }
         },
         EntityIndex::Table(t) => {
-            store.contents_exposed = true;
-            Extern::Table(Table(store.stored(store.instances[instance].tables[t as usize])))
+            store.expose_contents();
+            Extern::Table(Table(store.stored(store.vm().instance_table(instance, t))))
         }
-        EntityIndex::Global(g) => Extern::Global(Global(store.stored(store.instances[instance].globals[g as usize]))),
+        EntityIndex::Global(g) => Extern::Global(Global(store.stored(store.vm().instance_global(instance, g)))),
     })
 }
 
@@ -132,10 +131,10 @@ fn limits_match(actual_min: u64, actual_max: Option<u64>, want_min: u64, want_ma
 /// Checks `ext` against the import's expected type.
 fn check_import(store: &StoreOpaque, module: &env::ModuleInfo, want: &EntityType, ext: &Extern) -> Result<()> {
     let ok = match (want, ext) {
-        (EntityType::Function(t), Extern::Func(f)) => *store.funcs[f.0.index].ty == module.types[*t as usize],
-        (EntityType::Global(g), Extern::Global(x)) => store.globals[x.0.index].ty == *g,
+        (EntityType::Function(t), Extern::Func(f)) => **store.vm().func_ty(f.0.index) == module.types[*t as usize],
+        (EntityType::Global(g), Extern::Global(x)) => store.vm().global_ty(x.0.index) == *g,
         (EntityType::Table(t), Extern::Table(x)) => {
-            let a = store.table(x.0.index).ty();
+            let a = store.vm().table(x.0.index).ty();
             a.element == t.element && a.table64 == t.table64 && limits_match(a.minimum, a.maximum, t.minimum, t.maximum)
         }
         (EntityType::Memory(m), Extern::SharedMemory(x)) => {
@@ -146,7 +145,7 @@ fn check_import(store: &StoreOpaque, module: &env::ModuleInfo, want: &EntityType
                 && limits_match(a.minimum, a.maximum, m.minimum, m.maximum)
         }
         (EntityType::Memory(m), Extern::Memory(x)) => {
-            let a = store.memory(x.0.index).ty();
+            let a = store.vm().memory(x.0.index).ty();
             a.memory64 == m.memory64
                 && a.shared == m.shared
                 && a.page_size_log2 == m.page_size_log2
@@ -158,10 +157,10 @@ fn check_import(store: &StoreOpaque, module: &env::ModuleInfo, want: &EntityType
         return Ok(());
     }
     let found = match ext {
-        Extern::Func(f) => ExternType::Func(crate::types::FuncType((*store.funcs[f.0.index].ty).clone())),
-        Extern::Global(x) => ExternType::Global(crate::types::GlobalType(store.globals[x.0.index].ty)),
-        Extern::Table(x) => ExternType::Table(crate::types::TableType(store.table(x.0.index).ty())),
-        Extern::Memory(x) => ExternType::Memory(crate::types::MemoryType(store.memory(x.0.index).ty())),
+        Extern::Func(f) => ExternType::Func(crate::types::FuncType((**store.vm().func_ty(f.0.index)).clone())),
+        Extern::Global(x) => ExternType::Global(crate::types::GlobalType(store.vm().global_ty(x.0.index))),
+        Extern::Table(x) => ExternType::Table(crate::types::TableType(store.vm().table(x.0.index).ty())),
+        Extern::Memory(x) => ExternType::Memory(crate::types::MemoryType(store.vm().memory(x.0.index).ty())),
         Extern::SharedMemory(x) => ExternType::Memory(x.ty()),
     };
     bail!("incompatible import type: expected {}, found {}", ExternType::from_entity(module, want), found)
@@ -172,13 +171,13 @@ fn check_import(store: &StoreOpaque, module: &env::ModuleInfo, want: &EntityType
 fn check_limits<T: 'static>(store: &mut StoreInner<T>, module: &Module) -> Result<()> {
     let info = module.info();
     let (max_instances, max_tables, max_memories) = store.count_limits();
-    if store.opaque.instances.len() >= max_instances {
+    if store.opaque.vm().instance_count() >= max_instances {
         bail!("instance limit of {max_instances} per store exceeded");
     }
-    if store.opaque.tables.len() + info.num_defined_tables() as usize > max_tables {
+    if store.opaque.vm().table_count() + info.num_defined_tables() as usize > max_tables {
         bail!("table limit of {max_tables} per store exceeded");
     }
-    if store.opaque.memories.len() + info.num_defined_memories() as usize > max_memories {
+    if store.opaque.vm().memory_count() + info.num_defined_memories() as usize > max_memories {
         bail!("memory limit of {max_memories} per store exceeded");
     }
     for m in info.num_imported_memories..info.memories.len() as u32 {
@@ -226,85 +225,41 @@ pub(crate) fn instantiate<T: 'static>(
 ) -> Result<Instance> {
     check_limits(store, module)?;
     let opaque = &mut store.opaque;
-    if !crate::Engine::same(module.engine(), &opaque.engine) {
+    if !crate::Engine::same(module.engine(), opaque.engine()) {
         bail!("cross-engine instantiation is not supported");
     }
     let info = module.info();
     if imports.len() != info.imports.len() {
         bail!("expected {} imports, found {}", info.imports.len(), imports.len());
     }
-    let mut vm_imports = Imports::default();
-    let mut func_ids = crate::fast_hash::FastHashMap::default();
-    func_ids.reserve(info.num_imported_funcs as usize);
-    let (mut mem_ids, mut table_ids, mut global_ids) = (Vec::new(), Vec::new(), Vec::new());
+    let mut vm_imports = Vec::with_capacity(imports.len());
     for (i, (imp, ext)) in info.imports.iter().zip(imports).enumerate() {
-        if !matches!(ext, Extern::SharedMemory(_)) && stored_of(ext).store != opaque.id {
+        if !matches!(ext, Extern::SharedMemory(_)) && stored_of(ext).store != opaque.id() {
             bail!("import `{}::{}` belongs to another store", imp.module, imp.field);
         }
         if !prechecked(i) {
             check_import(opaque, info, &imp.ty, ext).with_context(|| format!("import `{}::{}`", imp.module, imp.field))?;
         }
-        match ext {
-            Extern::Func(f) => {
-                func_ids.insert(vm_imports.funcs.len() as u32, f.0.index);
-                vm_imports.funcs.push(opaque.funcs[f.0.index].func_ref as *const _);
-            }
-            Extern::Table(t) => {
-                vm_imports.tables.push(opaque.table_ptr(t.0.index));
-                table_ids.push(t.0.index);
-            }
-            Extern::Memory(m) => {
-                vm_imports.memories.push(opaque.memory_ptr(m.0.index));
-                mem_ids.push(m.0.index);
-            }
+        vm_imports.push(match ext {
+            Extern::Func(f) => Import::Func(f.0.index),
+            Extern::Table(t) => Import::Table(t.0.index),
+            Extern::Memory(m) => Import::Memory(m.0.index),
             Extern::SharedMemory(m) => {
-                if !Engine::same(&m.engine, &opaque.engine) {
+                if !Engine::same(&m.engine, opaque.engine()) {
                     bail!("import `{}::{}`: shared memory belongs to another engine", imp.module, imp.field);
                 }
-                vm_imports.memories.push(NonNull::from(&*m.mem));
-                vm_imports.shared.push(m.mem.clone());
-                mem_ids.push(opaque.push_memory(MemoryEntry::Shared(m.mem.clone())));
+                Import::SharedMemory(m.mem.clone())
             }
-            Extern::Global(g) => {
-                vm_imports.globals.push(opaque.globals[g.0.index].storage.as_ptr());
-                global_ids.push(g.0.index);
-            }
-        }
+            Extern::Global(g) => Import::Global(g.0.index),
+        });
     }
-
-    let id = opaque.instances.len();
-    let epoch = opaque.engine.inner.epoch.counter() as *const _;
-    let store_ctx = opaque.vm_ptr();
-    let handle = vm::instance::Instance::new(id, module.runtime(), &opaque.engine.inner.allocator, store_ctx, epoch, &vm_imports)
-        .map_err(|e| anyhow!("{e}"))?;
-
-    // The defined memories' entries are pushed once the instance is in the
-    // store (`push_memory` looks the memory up through it).
-    let first_defined_memory = opaque.memories.len();
-    mem_ids.extend((0..info.num_defined_memories() as usize).map(|d| first_defined_memory + d));
-    for d in 0..info.num_defined_tables() {
-        table_ids.push(opaque.tables.len());
-        opaque.tables.push(TableEntry::Instance { instance: id, index: info.num_imported_tables + d });
+    let engine = opaque.engine().clone();
+    let id = opaque.vm_mut().instantiate(module.runtime(), &engine.inner.allocator, &vm_imports).map_err(|e| anyhow!("{e}"))?;
+    opaque.push_instance_module(id, module.clone());
+    let (init, wrote_memories) = opaque.vm_mut().initialize(id);
+    if wrote_memories {
+        opaque.expose_contents();
     }
-    for d in 0..info.num_defined_globals() {
-        let g = info.num_imported_globals + d;
-        global_ids.push(opaque.globals.len());
-        opaque.globals.push(GlobalEntry { ty: info.globals[g as usize], storage: GlobalStorage::of_instance(handle.global_ptr(g)) });
-    }
-    opaque.instances.push(InstanceData {
-        handle,
-        module: module.clone(),
-        funcs: func_ids,
-        memories: mem_ids,
-        tables: table_ids,
-        globals: global_ids,
-    });
-    for d in 0..info.num_defined_memories() {
-        opaque.push_memory(MemoryEntry::Instance { instance: id, index: info.num_imported_memories + d });
-    }
-
-    let init = opaque.instances[id].handle.initialize();
-    opaque.contents_exposed |= opaque.instances[id].handle.wrote_memories();
     match init {
         Ok(()) => {}
         Err(InstantiationError::Trap(code)) => return Err(Trap::new(code).into()),

@@ -108,6 +108,10 @@
 //! of these (`cargo run --example wasi`).
 
 #![deny(missing_docs)]
+// Raw pointers are dereferenced in `vm` only; the rest of the crate is
+// safe Rust over `vm`'s safe interface (the two `unsafe` API functions,
+// `Module::deserialize{,_file}`, are allowed where they are declared).
+#![deny(unsafe_code)]
 
 mod cache;
 mod compile;
@@ -127,6 +131,7 @@ mod store;
 mod trap;
 mod types;
 mod values;
+#[allow(unsafe_code, reason = "the runtime's raw layer: the one place for unsafe code")]
 pub(crate) mod vm;
 
 pub use anyhow::{Error, Result};

@@ -225,15 +225,14 @@ fn materialize<T: 'static>(store: &mut StoreInner<T>, def: &Definition<T>) -> Re
     Ok(match def {
         Definition::Extern(e) => e.clone(),
         Definition::HostFunc(f) => {
-            let key = Arc::as_ptr(f) as usize;
-            if let Some(&idx) = store.opaque.linker_funcs.get(&key) {
+            let key = Arc::as_ptr(f).cast::<()>() as usize;
+            if let Some(idx) = store.opaque.linker_func(key) {
                 return Ok(Extern::Func(Func(store.opaque.stored(idx))));
             }
             let func = new_host_with_sig(store, &f.sig, f.body.clone());
-            store.opaque.linker_funcs.insert(key, func.0.index);
-            // The store keys its cache by the definition's address: keep the
-            // definition alive as long as the store, so the address is never reused.
-            store.opaque.keep_alive.push(f.clone());
+            // The store keys its cache by the definition's address and keeps
+            // the definition alive, so the address is never reused.
+            store.opaque.set_linker_func(f.clone(), func.0.index);
             Extern::Func(func)
         }
     })
@@ -271,11 +270,8 @@ impl<T: 'static> InstancePre<T> {
         // import), so the store's tables grow once rather than doubling.
         let host = self.defs.len();
         let s = &mut store.opaque;
-        s.funcs.reserve(host);
-        s.host_funcs.reserve(host);
-        s.funcs_by_ref.reserve(host);
-        s.linker_funcs.reserve(host);
-        s.keep_alive.reserve(host);
+        s.vm_mut().reserve_host_funcs(host);
+        s.reserve_linker_funcs(host);
         let imports = self.defs.iter().map(|d| materialize(store, d)).collect::<Result<Vec<_>>>()?;
         // Host functions' types were checked when this was made.
         let is_host = |i: usize| matches!(self.defs[i], Definition::HostFunc(_));

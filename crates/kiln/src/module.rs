@@ -173,6 +173,7 @@ impl Module {
     /// The bytes are not an artifact, are damaged, or were produced by
     /// another Kiln version, for another target, or with different settings
     /// (the message says which).
+    #[allow(unsafe_code, reason = "loading native code is unsafe by nature: the caller vouches for it")]
     pub unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> Result<Module> {
         let (runtime, _) = crate::compile::from_artifact_bytes(engine, bytes, &PublicSeal::artifact())?;
         Ok(Module { inner: Arc::new(ModuleInner { engine: engine.clone(), runtime }) })
@@ -192,6 +193,7 @@ impl Module {
     /// # Errors
     ///
     /// As [`Module::deserialize`], or the file cannot be opened or mapped.
+    #[allow(unsafe_code, reason = "as for `deserialize`")]
     pub unsafe fn deserialize_file(engine: &Engine, path: impl AsRef<Path>) -> Result<Module> {
         let path = path.as_ref();
         let load = || -> Result<_> {

@@ -2,22 +2,12 @@
 //! memories, tables, globals) and of the host's data `T`.
 
 use crate::engine::Engine;
-use crate::func::Func;
-use crate::module::Module;
-use crate::vm;
-use crate::vm::externref::{ExternData, externref_to_raw};
-use crate::vm::global::GlobalStorage;
-use crate::vm::instance::Instance as VmInstance;
-use crate::vm::memory::Memory as VmMemory;
-use crate::vm::table::Table as VmTable;
 use crate::limits::ResourceLimiter;
-use anyhow::Context as _;
+use crate::module::Module;
+use crate::vm::store::{VmStore, VmStoreConfig};
 use crate::vm::store_hooks::{HookError, VMStore};
-use crate::vm::vmcontext::VMStoreContext;
-use kiln_environ as env;
+use anyhow::Context as _;
 use std::any::Any;
-use std::collections::HashSet;
-use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -89,127 +79,62 @@ pub enum UpdateDeadline {
     Continue(u64),
 }
 
-pub(crate) struct InstanceData {
-    pub(crate) handle: Box<VmInstance>,
-    pub(crate) module: Module,
-    /// Store function index of module functions, created on demand.
-    pub(crate) funcs: crate::fast_hash::FastHashMap<u32, usize>,
-    pub(crate) memories: Vec<usize>,
-    pub(crate) tables: Vec<usize>,
-    pub(crate) globals: Vec<usize>,
-}
-
-pub(crate) enum MemoryEntry {
-    Host(Box<VmMemory>),
-    Instance { instance: usize, index: u32 },
-    /// A shared memory imported into an instance of this store.
-    Shared(Arc<VmMemory>),
-}
-
-pub(crate) enum TableEntry {
-    Host(Box<VmTable>),
-    Instance { instance: usize, index: u32 },
-}
-
-pub(crate) struct GlobalEntry {
-    pub(crate) ty: env::GlobalType,
-    pub(crate) storage: GlobalStorage,
-}
-
-pub(crate) enum FuncKind {
-    /// A wasm function, called from the host through this entry trampoline.
-    Wasm { trampoline: usize },
-    /// A host function: index into `host_funcs`.
-    Host { ctx: usize },
-}
-
-pub(crate) struct FuncEntry {
-    pub(crate) func_ref: usize,
-    pub(crate) ty: Arc<env::FuncType>,
-    pub(crate) kind: FuncKind,
-}
-
-/// The part of a store that does not depend on `T` (internal).
+/// The part of a store that does not depend on `T` (internal): its id, its
+/// engine, the raw objects (`VmStore`, which owns everything wasm can
+/// reach), and the API-side bookkeeping.
 #[doc(hidden)]
 pub struct StoreOpaque {
-    pub(crate) id: StoreId,
-    pub(crate) engine: Engine,
-    pub(crate) vm: Box<VMStoreContext>,
-    pub(crate) instances: Vec<InstanceData>,
-    pub(crate) memories: Vec<MemoryEntry>,
-    pub(crate) tables: Vec<TableEntry>,
-    pub(crate) globals: Vec<GlobalEntry>,
-    pub(crate) funcs: Vec<FuncEntry>,
-    pub(crate) host_funcs: Vec<Box<dyn Any + Send + Sync>>,
-    pub(crate) funcs_by_ref: crate::fast_hash::FastHashMap<usize, usize>,
-    pub(crate) linker_funcs: crate::fast_hash::FastHashMap<usize, usize>,
+    id: StoreId,
+    engine: Engine,
+    vm: VmStore,
+    /// The module of each instance, by instance index.
+    instance_modules: Vec<Module>,
+    /// Store function index of each linker host-function definition
+    /// instantiated here, by the definition's address.
+    linker_funcs: crate::fast_hash::FastHashMap<usize, usize>,
     /// Linker definitions whose addresses key `linker_funcs`.
-    pub(crate) keep_alive: Vec<Arc<dyn Any + Send + Sync>>,
-    pub(crate) externrefs: ExternRefRoots,
+    keep_alive: Vec<Arc<dyn Any + Send + Sync>>,
     /// Whether the contents of this store's memories and tables may differ
     /// from what instantiation mapped in: wasm ran, the host got a
     /// `Memory` or `Table` handle, or an instance wrote data segments
     /// eagerly (tables also record what the runtime writes into them).
     /// While false, dropping the store returns their regions to the
     /// allocator without resetting them (see `forget_unwritten_contents`).
-    pub(crate) contents_exposed: bool,
+    contents_exposed: bool,
 }
 
 impl Drop for StoreOpaque {
     fn drop(&mut self) {
-        if self.engine.tunables().epoch_interruption {
-            self.engine.inner.epoch.unregister(NonNull::from(&*self.vm));
-        }
         if !self.contents_exposed {
-            for inst in &mut self.instances {
-                inst.handle.forget_unwritten_contents();
-            }
+            self.vm.forget_unwritten_contents();
         }
     }
-}
-
-/// Strong references to every externref that has been handed to wasm.
-#[derive(Default)]
-pub(crate) struct ExternRefRoots {
-    live: Vec<Arc<ExternData>>,
-    set: HashSet<usize>,
-    last_live: usize,
 }
 
 impl<T: 'static> Store<T> {
     /// Creates a store for `engine` holding `data`.
     pub fn new(engine: &Engine, data: T) -> Store<T> {
-        let mut inner = Box::new(StoreInner {
+        let tunables = engine.tunables();
+        let vm = VmStore::new(VmStoreConfig {
+            epoch: engine.inner.epoch.clone(),
+            fuel: tunables.consume_fuel,
+            epoch_interruption: tunables.epoch_interruption,
+            epoch_signals: tunables.epoch_signals,
+        });
+        let inner = Box::new(StoreInner {
             opaque: StoreOpaque {
                 id: StoreId::next(),
                 engine: engine.clone(),
-                vm: Box::default(),
-                instances: Vec::new(),
-                memories: Vec::new(),
-                tables: Vec::new(),
-                globals: Vec::new(),
-                funcs: Vec::new(),
-                host_funcs: Vec::new(),
-                funcs_by_ref: Default::default(),
+                vm,
+                instance_modules: Vec::new(),
                 linker_funcs: Default::default(),
                 keep_alive: Vec::new(),
-                externrefs: ExternRefRoots::default(),
                 contents_exposed: false,
             },
             data,
             limiter: None,
             epoch_callback: None,
         });
-        let p: *mut StoreInner<T> = &mut *inner;
-        inner.opaque.vm.store = p.cast();
-        inner.opaque.vm.epoch_counter = engine.inner.epoch.counter();
-        inner.opaque.vm.fuel_in_pinned_reg = engine.tunables().consume_fuel;
-        inner.opaque.vm.epoch_signals = engine.tunables().epoch_signals;
-        if engine.tunables().epoch_interruption {
-            engine.inner.epoch.register(NonNull::from(&*inner.opaque.vm));
-        }
-        let hooks: &mut dyn VMStore = &mut *inner;
-        inner.opaque.vm.hooks = Some(NonNull::from(hooks));
         Store { inner }
     }
 
@@ -285,7 +210,7 @@ impl<T: 'static> Store<T> {
     /// reachable from its tables, globals or the host. Runs automatically
     /// when wasm returns and the set has doubled since the last collection.
     pub fn gc(&mut self) {
-        self.inner.opaque.collect_externrefs();
+        self.inner.opaque.vm.collect_externrefs();
     }
 }
 
@@ -360,13 +285,20 @@ impl<T> StoreInner<T> {
 }
 
 impl<T: 'static> VMStore for StoreInner<T> {
+    fn vm_store(&mut self) -> &mut VmStore {
+        &mut self.opaque.vm
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
     fn new_epoch(&mut self) -> Result<u64, HookError> {
-        let epoch = self.opaque.engine.inner.epoch.counter();
-        let deadline = self.opaque.vm.epoch_deadline.load(std::sync::atomic::Ordering::SeqCst);
-        if !crate::vm::epoch::deadline_reached(&self.opaque.vm, epoch) {
+        let deadline = self.opaque.vm.epoch_deadline();
+        if !self.opaque.vm.epoch_deadline_reached() {
             // A stale flag (the deadline moved since it was raised): clear
             // it, re-raising it if the deadline is reached meanwhile.
-            crate::vm::epoch::set_deadline(&self.opaque.vm, epoch, deadline);
+            self.opaque.vm.set_epoch_deadline(deadline);
             return Ok(deadline);
         }
         let Some(mut cb) = self.epoch_callback.take() else {
@@ -377,7 +309,7 @@ impl<T: 'static> VMStore for StoreInner<T> {
         match r {
             Ok(UpdateDeadline::Continue(delta)) => {
                 self.opaque.set_epoch_deadline(delta);
-                Ok(self.opaque.vm.epoch_deadline.load(std::sync::atomic::Ordering::SeqCst))
+                Ok(self.opaque.vm.epoch_deadline())
             }
             Err(e) => Err(HookError::Host(e)),
         }
@@ -393,11 +325,68 @@ impl<T: 'static> VMStore for StoreInner<T> {
 }
 
 impl StoreOpaque {
+    /// This store's id.
+    pub(crate) fn id(&self) -> StoreId {
+        self.id
+    }
+
+    /// The engine.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The raw objects.
+    pub(crate) fn vm(&self) -> &VmStore {
+        &self.vm
+    }
+
+    /// The raw objects, mutably.
+    pub(crate) fn vm_mut(&mut self) -> &mut VmStore {
+        &mut self.vm
+    }
+
+    /// The module of instance `i`.
+    pub(crate) fn instance_module(&self, i: usize) -> &Module {
+        &self.instance_modules[i]
+    }
+
+    /// Records that instance `i` (just created by the `VmStore`) is of
+    /// `module`.
+    pub(crate) fn push_instance_module(&mut self, i: usize, module: Module) {
+        debug_assert_eq!(i, self.instance_modules.len());
+        self.instance_modules.push(module);
+    }
+
+    /// The store function made for linker definition `key` (its address),
+    /// if any.
+    pub(crate) fn linker_func(&self, key: usize) -> Option<usize> {
+        self.linker_funcs.get(&key).copied()
+    }
+
+    /// Records the store function made for linker definition `def`, and
+    /// keeps the definition alive so its address is never reused.
+    pub(crate) fn set_linker_func(&mut self, def: Arc<dyn Any + Send + Sync>, func: usize) {
+        self.linker_funcs.insert(Arc::as_ptr(&def).cast::<()>() as usize, func);
+        self.keep_alive.push(def);
+    }
+
+    /// Reserves room for `n` more linker functions.
+    pub(crate) fn reserve_linker_funcs(&mut self, n: usize) {
+        self.linker_funcs.reserve(n);
+        self.keep_alive.reserve(n);
+    }
+
+    /// Notes that the contents of this store's memories and tables may now
+    /// differ from what instantiation mapped in (see `contents_exposed`).
+    pub(crate) fn expose_contents(&mut self) {
+        self.contents_exposed = true;
+    }
+
     pub(crate) fn set_fuel(&mut self, fuel: u64) -> anyhow::Result<()> {
         if !self.engine.tunables().consume_fuel {
             anyhow::bail!("fuel is not enabled in this engine's configuration (Config::consume_fuel)");
         }
-        self.vm.fuel_consumed = -(i64::try_from(fuel).unwrap_or(i64::MAX));
+        self.vm.set_fuel(fuel);
         Ok(())
     }
 
@@ -405,15 +394,16 @@ impl StoreOpaque {
         if !self.engine.tunables().consume_fuel {
             anyhow::bail!("fuel is not enabled in this engine's configuration (Config::consume_fuel)");
         }
-        Ok(u64::try_from(-self.vm.fuel_consumed.min(0)).unwrap_or(0))
+        Ok(self.vm.fuel())
     }
 
     pub(crate) fn set_epoch_deadline(&mut self, ticks: u64) {
-        let epoch = self.engine.inner.epoch.counter();
-        let deadline = epoch.load(std::sync::atomic::Ordering::SeqCst).saturating_add(ticks);
-        crate::vm::epoch::set_deadline(&self.vm, epoch, deadline);
+        let deadline = self.vm.current_epoch().saturating_add(ticks);
+        self.vm.set_epoch_deadline(deadline);
     }
 
+    /// # Panics
+    ///
     /// Panics if `s` belongs to another store: mixing stores is a
     /// programming error, like indexing out of bounds.
     #[inline]
@@ -429,176 +419,17 @@ impl StoreOpaque {
         self.engine.config().max_wasm_stack
     }
 
-    pub(crate) fn vm_ptr(&mut self) -> *mut VMStoreContext {
-        &mut *self.vm
-    }
-
-    /// Whether wasm of this store is running (a host function is being
-    /// called from it).
-    pub(crate) fn wasm_active(&self) -> bool {
-        self.vm.stack_limit != usize::MAX
-    }
-
-    /// Adds a memory this store's wasm can now access, returning its index,
-    /// and lists its reservation for the trap handler (the one way entries
-    /// are added, so every memory in `memories` is listed). An
-    /// [`MemoryEntry::Instance`] entry's instance must be in `instances`.
-    pub(crate) fn push_memory(&mut self, entry: MemoryEntry) -> usize {
-        let i = self.memories.len();
-        self.memories.push(entry);
-        let reservation = self.memory(i).reservation();
-        self.vm.memory_reservations.push(reservation);
-        i
-    }
-
-    pub(crate) fn memory(&self, i: usize) -> &VmMemory {
-        match &self.memories[i] {
-            MemoryEntry::Host(m) => m,
-            MemoryEntry::Instance { instance, index } => self.instances[*instance].handle.memory(*index),
-            MemoryEntry::Shared(m) => m,
-        }
-    }
-
-    pub(crate) fn memory_mut(&mut self, i: usize) -> &mut VmMemory {
-        match &mut self.memories[i] {
-            MemoryEntry::Host(m) => m,
-            MemoryEntry::Instance { instance, index } => self.instances[*instance].handle.memory_mut(*index),
-            // `Memory` handles are never created for shared memories (their
-            // exports are `SharedMemory`s), so this arm is not reached.
-            MemoryEntry::Shared(_) => unreachable!("shared memories have no exclusive access"),
-        }
-    }
-
-    pub(crate) fn memory_ptr(&mut self, i: usize) -> NonNull<VmMemory> {
-        match &mut self.memories[i] {
-            MemoryEntry::Host(m) => NonNull::from(&mut **m),
-            MemoryEntry::Instance { instance, index } => self.instances[*instance].handle.memory_ptr(*index),
-            MemoryEntry::Shared(m) => NonNull::from(&**m),
-        }
-    }
-
-    pub(crate) fn table(&self, i: usize) -> &VmTable {
-        match &self.tables[i] {
-            TableEntry::Host(t) => t,
-            TableEntry::Instance { instance, index } => self.instances[*instance].handle.table(*index),
-        }
-    }
-
-    pub(crate) fn table_mut(&mut self, i: usize) -> &mut VmTable {
-        match &mut self.tables[i] {
-            TableEntry::Host(t) => t,
-            TableEntry::Instance { instance, index } => self.instances[*instance].handle.table_mut(*index),
-        }
-    }
-
-    pub(crate) fn table_ptr(&mut self, i: usize) -> NonNull<VmTable> {
-        match &mut self.tables[i] {
-            TableEntry::Host(t) => NonNull::from(&mut **t),
-            TableEntry::Instance { instance, index } => self.instances[*instance].handle.table_ptr(*index),
-        }
-    }
-
-    /// Adds a function entry and returns its handle.
-    pub(crate) fn push_func(&mut self, entry: FuncEntry) -> Func {
-        let idx = self.funcs.len();
-        self.funcs_by_ref.insert(entry.func_ref, idx);
-        self.funcs.push(entry);
-        Func(self.stored(idx))
-    }
-
     /// The `Func` of function `f` of instance `instance`, created on first use.
-    pub(crate) fn instance_func(&mut self, instance: usize, f: u32) -> anyhow::Result<Func> {
-        if let Some(&i) = self.instances[instance].funcs.get(&f) {
-            return Ok(Func(self.stored(i)));
-        }
-        let data = &mut self.instances[instance];
-        let func_ref = data.handle.func_ref(f) as usize;
-        if let Some(&i) = self.funcs_by_ref.get(&func_ref) {
-            self.instances[instance].funcs.insert(f, i);
-            return Ok(Func(self.stored(i)));
-        }
-        let (type_id, owner) = vm::funcref_info(func_ref);
-        let ty = self.engine.inner.types.get(type_id);
-        let kind = match owner {
-            vm::FuncRefOwner::Instance { instance: owner, func } => {
-                let rt = self.instances[owner].handle.module().clone();
-                let t = rt.module().functions[func as usize];
-                let trampoline = rt
-                    .array_trampoline(t)
-                    .ok_or_else(|| anyhow::anyhow!("function {func} cannot be called from the host"))?;
-                FuncKind::Wasm { trampoline: trampoline as usize }
-            }
-            vm::FuncRefOwner::Host => anyhow::bail!("unregistered host function reference"),
-        };
-        let func = self.push_func(FuncEntry { func_ref, ty, kind });
-        self.instances[instance].funcs.insert(f, func.0.index);
-        Ok(func)
+    pub(crate) fn instance_func(&mut self, instance: usize, f: u32) -> anyhow::Result<crate::func::Func> {
+        let i = self.vm.instance_func(instance, f).map_err(anyhow::Error::msg)?;
+        Ok(crate::func::Func(self.stored(i)))
     }
 
     /// The `Func` for a raw function reference that came out of wasm or a
     /// table of this store (`0` is null).
-    pub(crate) fn func_from_raw(&mut self, raw: usize) -> Option<Func> {
-        if raw == 0 {
-            return None;
-        }
-        if let Some(&i) = self.funcs_by_ref.get(&raw) {
-            return Some(Func(self.stored(i)));
-        }
-        match vm::funcref_info(raw).1 {
-            vm::FuncRefOwner::Instance { instance, func } => self.instance_func(instance, func).ok(),
-            vm::FuncRefOwner::Host => None,
-        }
-    }
-
-    /// Roots `r` in this store and returns its raw form for wasm.
-    pub(crate) fn externref_to_raw(&mut self, r: &Arc<ExternData>) -> usize {
-        let raw = externref_to_raw(r);
-        if self.externrefs.set.insert(raw) {
-            self.externrefs.live.push(r.clone());
-        }
-        raw
-    }
-
-    /// Collects externrefs if wasm is idle and the root set doubled.
-    #[inline]
-    pub(crate) fn maybe_collect_externrefs(&mut self) {
-        let r = &self.externrefs;
-        if r.live.len() >= 1024 && r.live.len() >= 2 * r.last_live && !self.wasm_active() {
-            self.collect_externrefs();
-        }
-    }
-
-    pub(crate) fn collect_externrefs(&mut self) {
-        if self.wasm_active() {
-            return;
-        }
-        let mut reachable: HashSet<usize> = HashSet::new();
-        for i in 0..self.tables.len() {
-            reachable.extend(self.table(i).externrefs().iter().copied().filter(|v| *v != 0));
-        }
-        for g in &self.globals {
-            if g.ty.content == env::WasmValType::EXTERNREF {
-                let v = g.storage.get().get_ptr();
-                if v != 0 {
-                    reachable.insert(v);
-                }
-            }
-        }
-        for data in &self.instances {
-            let info = data.module.info();
-            for g in 0..info.globals.len() as u32 {
-                if info.globals[g as usize].content == env::WasmValType::EXTERNREF {
-                    let v = GlobalStorage::of_instance(data.handle.global_ptr(g)).get().get_ptr();
-                    if v != 0 {
-                        reachable.insert(v);
-                    }
-                }
-            }
-        }
-        let roots = &mut self.externrefs;
-        roots.live.retain(|r| reachable.contains(&externref_to_raw(r)));
-        roots.set = roots.live.iter().map(externref_to_raw).collect();
-        roots.last_live = roots.live.len();
+    pub(crate) fn func_from_raw(&mut self, raw: usize) -> Option<crate::func::Func> {
+        let i = self.vm.func_from_raw(raw)?;
+        Some(crate::func::Func(self.stored(i)))
     }
 }
 

@@ -3,7 +3,7 @@
 use crate::func::Func;
 use crate::store::StoreOpaque;
 use crate::types::ValType;
-use crate::vm::externref::{ExternData, externref_from_raw};
+use crate::vm::externref::ExternData;
 use crate::vm::vmcontext::ValRaw;
 use anyhow::{Result, bail};
 use std::any::Any;
@@ -141,12 +141,12 @@ impl Val {
             Val::V128(v) => ValRaw::u128(v.0),
             Val::FuncRef(None) | Val::ExternRef(None) => ValRaw::ptr(0),
             Val::FuncRef(Some(f)) => {
-                if f.0.store != store.id {
+                if f.0.store != store.id() {
                     bail!("function reference belongs to another store");
                 }
-                ValRaw::ptr(store.funcs[f.0.index].func_ref)
+                ValRaw::ptr(store.vm().func_raw(f.0.index))
             }
-            Val::ExternRef(Some(r)) => ValRaw::ptr(store.externref_to_raw(&r.0)),
+            Val::ExternRef(Some(r)) => ValRaw::ptr(store.vm_mut().root_externref(&r.0)),
         })
     }
 
@@ -159,7 +159,7 @@ impl Val {
             ValType::F64 => Val::F64(raw.get_f64()),
             ValType::V128 => Val::V128(V128(raw.get_u128())),
             ValType::FuncRef => Val::FuncRef(store.func_from_raw(raw.get_ptr())),
-            ValType::ExternRef => Val::ExternRef(externref_from_raw(raw.get_ptr()).map(ExternRef)),
+            ValType::ExternRef => Val::ExternRef(store.vm().externref_from_raw(raw.get_ptr()).map(ExternRef)),
         }
     }
 }

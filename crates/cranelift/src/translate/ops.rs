@@ -272,7 +272,7 @@ impl FuncTranslator<'_, '_> {
                 if let Some(r) = self.translate_atomic_operator(other) {
                     return r;
                 }
-                return Err(WasmError::Unsupported(format!("operator {other:?}")));
+                return Err(WasmError::Unsupported(format!("operator {other:?} (at offset {pos:#x})")));
             }
         }
         Ok(())

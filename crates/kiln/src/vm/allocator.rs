@@ -149,6 +149,16 @@ impl Allocator {
         Ok((pool.acquire()?, pool))
     }
 
+    /// Most elements any table may have under this allocator: the pooling
+    /// limit (a slot, rounded up to whole pages, may hold more), or no
+    /// limit of its own.
+    pub fn max_table_elements(&self) -> usize {
+        match &self.pools {
+            Pools::OnDemand { .. } => usize::MAX,
+            Pools::Pooling { limits, .. } => limits.table_elements,
+        }
+    }
+
     /// A region for a standard (32-bit) linear memory, if `reservation`
     /// bytes (reservation plus guard) is the standard slot size.
     ///

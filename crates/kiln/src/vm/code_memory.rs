@@ -43,7 +43,8 @@ struct Registry(BTreeMap<usize, (usize, *const ModuleCode)>);
 // held, and every `ModuleCode` removes itself (under the write lock) before
 // it is freed.
 unsafe impl Send for Registry {}
-// SAFETY: as above.
+// SAFETY: shared access goes through the `RwLock`: readers only read the
+// map and the code objects it points to, which outlive their entries.
 unsafe impl Sync for Registry {}
 
 static REGISTRY: RwLock<Registry> = RwLock::new(Registry(BTreeMap::new()));
@@ -167,7 +168,8 @@ pub struct MappedFile {
 // SAFETY: the mapping is private and read-only from our side; sharing
 // `&[u8]` views of it across threads is sound.
 unsafe impl Send for MappedFile {}
-// SAFETY: as above.
+// SAFETY: `&MappedFile` only gives `&[u8]` views of a mapping nobody in
+// this process writes.
 unsafe impl Sync for MappedFile {}
 
 impl MappedFile {

@@ -33,20 +33,3 @@ impl ExternData {
 pub fn externref_to_raw(r: &Arc<ExternData>) -> usize {
     Arc::as_ptr(r) as usize
 }
-
-/// Recreates a strong reference from a raw externref that is kept alive by
-/// the store (`raw` must have come from `externref_to_raw` of an allocation
-/// the store still holds, which is the case for every non-null externref
-/// value wasm can produce).
-pub(crate) fn externref_from_raw(raw: usize) -> Option<Arc<ExternData>> {
-    if raw == 0 {
-        return None;
-    }
-    let p = raw as *const ExternData;
-    // SAFETY: per this function's contract the allocation is alive with at
-    // least one strong count held by the store; we add one for the new Arc.
-    unsafe {
-        Arc::increment_strong_count(p);
-        Some(Arc::from_raw(p))
-    }
-}

@@ -13,7 +13,8 @@ pub struct GlobalStorage {
 // SAFETY: the storage lives as long as the store holding this handle (it is
 // owned by it, or by one of its instances), which serializes access.
 unsafe impl Send for GlobalStorage {}
-// SAFETY: as above.
+// SAFETY: `&GlobalStorage` only exposes the storage's address; reads and
+// writes of the value go through the owning store's borrows.
 unsafe impl Sync for GlobalStorage {}
 
 impl GlobalStorage {
@@ -23,9 +24,13 @@ impl GlobalStorage {
         GlobalStorage { ptr: NonNull::from(&mut *b), _owned: Some(b) }
     }
 
-    /// Storage of a global of an instance (see `Instance::global_ptr`);
-    /// the instance must belong to the same store as this handle.
-    pub fn of_instance(ptr: NonNull<VMGlobalDefinition>) -> GlobalStorage {
+    /// Storage of a global of an instance (see `Instance::global_ptr`).
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is a live instance's global storage, and the instance outlives
+    /// the handle and belongs to the store that holds it.
+    pub(super) unsafe fn of_instance(ptr: NonNull<VMGlobalDefinition>) -> GlobalStorage {
         GlobalStorage { ptr, _owned: None }
     }
 

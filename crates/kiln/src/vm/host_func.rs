@@ -2,16 +2,44 @@
 //! `kiln_environ::vmoffsets::host_func_ctx`, reached through a `VMFuncRef`
 //! whose code pointer is the engine's wasm-to-host trampoline for the
 //! function's signature.
+//!
+//! The context holds no pointer to its store: when wasm calls a host
+//! function, the store is the one whose call into wasm is running on this
+//! thread, and the shim takes it from the innermost activation (which holds
+//! that call's exclusive borrow of the store).
 
-use super::traphandlers::{TrapReason, raise};
+use super::code_memory::ModuleCode;
+use super::store_hooks::VMStore;
+use super::traphandlers::{TrapReason, current_activation, raise};
 use super::vmcontext::{VMFuncRef, ValRaw};
+use kiln_environ::FuncType;
 use kiln_environ::vmoffsets::{HOST_FUNC_MAGIC, host_func_ctx};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::ptr::NonNull;
 use std::sync::Arc;
 
 /// The host closure behind a host function: gets the store, the calling
 /// instance (if called from wasm) and the argument/result slots.
 pub type HostFn<S> = dyn Fn(&mut S, Option<usize>, &mut [ValRaw]) -> anyhow::Result<()> + Send + Sync;
+
+/// A wasm-to-host trampoline: code compiled by Kiln for one function
+/// signature, kept mapped for as long as any host function uses it.
+#[derive(Clone)]
+pub struct HostTrampoline {
+    code: Arc<ModuleCode>,
+}
+
+impl HostTrampoline {
+    /// The trampoline at the start of `code`, which holds the engine's
+    /// compiled wasm-to-host trampoline of one signature (and nothing else).
+    pub fn new(code: Arc<ModuleCode>) -> HostTrampoline {
+        HostTrampoline { code }
+    }
+
+    fn addr(&self) -> *const u8 {
+        self.code.text_addr(0)
+    }
+}
 
 /// The callee context of a host function.
 #[repr(C)]
@@ -19,8 +47,10 @@ pub struct VMHostFuncContext<S: 'static> {
     magic: u32,
     array_call: unsafe extern "C" fn(*mut u8, *mut u8, *mut ValRaw, usize),
     func_ref: VMFuncRef,
-    store: *mut S,
     func: Arc<HostFn<S>>,
+    /// The function's type (which result slots hold references).
+    ty: Arc<FuncType>,
+    _trampoline: HostTrampoline,
 }
 
 const _: () = {
@@ -29,31 +59,35 @@ const _: () = {
     assert!(std::mem::offset_of!(VMHostFuncContext<()>, func_ref) == host_func_ctx::FUNC_REF as usize);
 };
 
-// SAFETY: the store pointer is only dereferenced by the shim while the
-// owning store is executing wasm on this thread (it is `&mut`-borrowed by
-// the call that entered wasm), and the closure is `Send + Sync`.
+// SAFETY: the raw pointers in `func_ref` point at the trampoline's code
+// (kept mapped by `_trampoline`) and at this context itself; the closure and
+// the type are `Send + Sync`.
 unsafe impl<S> Send for VMHostFuncContext<S> {}
-// SAFETY: as above.
+// SAFETY: as for `Send`: nothing is mutated through a shared reference.
 unsafe impl<S> Sync for VMHostFuncContext<S> {}
 
-impl<S: 'static> VMHostFuncContext<S> {
-    /// Creates the context for `func` of engine type `type_id`, called from
-    /// wasm through `trampoline`, inside the store at `store`.
-    pub fn new(func: Arc<HostFn<S>>, type_id: u32, trampoline: *const u8, store: *mut S) -> Box<Self> {
+impl<S: VMStore + 'static> VMHostFuncContext<S> {
+    /// Creates the context for `func` of type `ty` (engine type id
+    /// `type_id`), called from wasm through `trampoline`, the engine's
+    /// trampoline for that type.
+    pub fn new(func: Arc<HostFn<S>>, ty: Arc<FuncType>, type_id: u32, trampoline: HostTrampoline) -> Box<Self> {
         let mut ctx = Box::new(VMHostFuncContext {
             magic: HOST_FUNC_MAGIC,
             array_call: array_call_shim::<S>,
-            func_ref: VMFuncRef { wasm_call: trampoline, vmctx: std::ptr::null_mut(), type_id },
-            store,
+            func_ref: VMFuncRef { wasm_call: trampoline.addr(), vmctx: std::ptr::null_mut(), type_id },
             func,
+            ty,
+            _trampoline: trampoline,
         });
         ctx.func_ref.vmctx = (&mut *ctx as *mut Self).cast();
         ctx
     }
+}
 
-    /// The function reference wasm uses.
-    pub fn func_ref(&self) -> *const VMFuncRef {
-        &self.func_ref
+impl<S: 'static> VMHostFuncContext<S> {
+    /// The function record wasm sees (lives as long as this boxed context).
+    pub fn func_ref(&self) -> NonNull<VMFuncRef> {
+        NonNull::from(&self.func_ref)
     }
 
     /// The closure.
@@ -63,33 +97,62 @@ impl<S: 'static> VMHostFuncContext<S> {
 }
 
 /// Called by the wasm-to-host trampoline with the host context as callee.
-unsafe extern "C" fn array_call_shim<S: 'static>(callee: *mut u8, caller: *mut u8, values: *mut ValRaw, len: usize) {
+///
+/// # Safety
+///
+/// `callee` is a live `VMHostFuncContext<S>`, called from wasm of a store
+/// whose call into wasm is the innermost activation on this thread;
+/// `caller` is the calling instance's live VMContext, and `values` points
+/// to `len` writable slots holding the arguments.
+unsafe extern "C" fn array_call_shim<S: VMStore + 'static>(callee: *mut u8, caller: *mut u8, values: *mut ValRaw, len: usize) {
+    let act = current_activation();
     let outcome = {
-        // SAFETY: the trampoline passes the callee context of a host
-        // function created for a store of type `S` (the array_call field of
-        // that context is this very monomorphization), a live caller vmctx,
-        // and `len` writable value slots.
+        // SAFETY: per the contract: `callee` is a live context of this very
+        // monomorphization (its `array_call` field is this function), the
+        // innermost activation is live and holds the exclusive borrow of the
+        // running store, which no Rust code uses while its wasm runs, and
+        // `values` has `len` slots.
         let (ctx, store, values, caller_id) = unsafe {
             let ctx = &*(callee as *const VMHostFuncContext<S>);
             let caller_id = super::instance::instance_id_of_vmctx(caller);
-            (ctx, &mut *ctx.store, std::slice::from_raw_parts_mut(values, len), caller_id)
+            (ctx, &mut *(*act).store, std::slice::from_raw_parts_mut(values, len), caller_id)
         };
-        let func = ctx.func.clone();
-        catch_unwind(AssertUnwindSafe(|| func(store, caller_id, values)))
+        match store.as_any_mut().downcast_mut::<S>() {
+            Some(store) => {
+                let func = ctx.func.clone();
+                let ty = ctx.ty.clone();
+                catch_unwind(AssertUnwindSafe(|| {
+                    func(store, caller_id, values)?;
+                    check_results(store, &ty, values)
+                }))
+            }
+            None => Ok(Err(anyhow::anyhow!("host function called from a store of another type"))),
+        }
     };
     match outcome {
         Ok(Ok(())) => {
             // With epoch signals, a deadline reached while the host ran
             // stops the caller here (no signal can stop Rust code).
-            // SAFETY: `caller` is a live vmctx whose header holds its store
-            // context; the host function's borrow of the store has ended.
-            let ctx = unsafe { super::vmcontext::store_context_of_vmctx(caller) };
-            // SAFETY: as above.
-            if let Err(e) = unsafe { super::epoch::signal::poll_epoch_signal(ctx) } {
+            // SAFETY: the activation is live and lends its store; the host
+            // function's borrow of it ended when it returned, so its hooks
+            // may run.
+            if let Err(e) = unsafe { super::epoch::signal::poll_epoch_signal((*act).store) } {
                 raise(e.into());
             }
         }
         Ok(Err(e)) => raise(TrapReason::Host(e)),
         Err(panic) => raise(TrapReason::Panic(panic)),
     }
+}
+
+/// Checks that the reference results a host function wrote are references
+/// of its store: compiled code trusts them.
+fn check_results(store: &mut dyn VMStore, ty: &FuncType, values: &[ValRaw]) -> anyhow::Result<()> {
+    let vm = store.vm_store();
+    for (t, v) in ty.results().iter().zip(values) {
+        if !vm.holds_value(*t, *v) {
+            anyhow::bail!("host function returned a reference that is not of this store");
+        }
+    }
+    Ok(())
 }

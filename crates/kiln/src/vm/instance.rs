@@ -86,7 +86,8 @@ pub struct Instance {
 // SAFETY: all raw pointers point into allocations owned by this instance or
 // by other objects of the same store, and the store serializes access.
 unsafe impl Send for Instance {}
-// SAFETY: as above.
+// SAFETY: `&Instance` gives reads of fields fixed at instantiation and of
+// objects the store serializes access to; nothing is mutated through it.
 unsafe impl Sync for Instance {}
 
 /// Makes the `VMFuncRef`s of one instance: everything it needs (the
@@ -108,7 +109,8 @@ pub struct FuncRefMaker {
 // SAFETY: the VMContext and the module outlive every table that holds a
 // maker (see above), and the store serializes access.
 unsafe impl Send for FuncRefMaker {}
-// SAFETY: as above.
+// SAFETY: a maker's fields never change; its users (tables) write function
+// records only under the owning store's `&mut` borrow.
 unsafe impl Sync for FuncRefMaker {}
 
 impl FuncRefMaker {
@@ -172,9 +174,16 @@ impl Instance {
     ///
     /// # Errors
     ///
-    /// [`InstantiationError::Memory`] or [`InstantiationError::TableTooLarge`]
-    /// when a defined memory or table cannot be created.
-    pub fn new(
+    /// [`InstantiationError::Memory`] or [`InstantiationError::Table`] when
+    /// a defined memory or table cannot be created.
+    ///
+    /// # Safety
+    ///
+    /// `store_ctx` is the store's context and `epoch` the engine's counter,
+    /// both outliving the instance; every pointer in `imports` is a live
+    /// object of that store (or a shared memory in `imports.shared`) of the
+    /// type the module imports, and outlives the instance.
+    pub unsafe fn new(
         id: usize,
         module: &Arc<ModuleRuntime>,
         allocator: &super::allocator::Allocator,
@@ -302,11 +311,6 @@ impl Instance {
         unsafe { NonNull::new_unchecked(self.vmctx.as_ptr().add(offset as usize).cast()) }
     }
 
-    /// The store-wide index of this instance.
-    pub fn id(&self) -> usize {
-        self.id
-    }
-
     /// The module this is an instance of.
     pub fn module(&self) -> &Arc<ModuleRuntime> {
         &self.module
@@ -367,6 +371,40 @@ impl Instance {
         } else {
             self.vmctx_ptr(self.module.offsets.defined_global(g - info.num_imported_globals))
         }
+    }
+
+    /// Storage handle of global `g` (imported or defined).
+    pub fn global_storage(&self, g: u32) -> super::global::GlobalStorage {
+        // SAFETY: the pointer is this instance's global storage, which lives
+        // as long as the instance, and the handle is held by the same store.
+        unsafe { super::global::GlobalStorage::of_instance(self.global_ptr(g)) }
+    }
+
+    /// The module function index of the defined function whose record is
+    /// at address `raw`, if `raw` is one of this instance's function records
+    /// and that record has been written (holds exactly what `func_ref`
+    /// writes). Any address may be asked about.
+    pub fn func_of_record(&self, raw: usize) -> Option<u32> {
+        let offsets = &self.module.offsets;
+        let n = offsets.num_funcrefs();
+        if n == 0 {
+            return None;
+        }
+        let base = self.vmctx.as_ptr() as usize + offsets.funcref(0) as usize;
+        let size = kiln_environ::vmoffsets::func_ref::SIZE as usize;
+        let rel = raw.checked_sub(base)?;
+        if rel % size != 0 || rel / size >= n as usize {
+            return None;
+        }
+        let info = self.module.module();
+        let first_defined = info.escaping_funcs.partition_point(|f| *f < info.num_imported_funcs);
+        let f = *info.escaping_funcs.get(first_defined + rel / size)?;
+        // SAFETY: `raw` is the address of record slot `rel / size` inside
+        // this instance's VMContext (checked above), readable.
+        let record = unsafe { &*(raw as *const VMFuncRef) };
+        let expected_type = self.module.type_ids[info.functions[f as usize] as usize];
+        (record.vmctx == self.vmctx.as_ptr() && record.wasm_call == self.module.func_code(f) && record.type_id == expected_type)
+            .then_some(f)
     }
 
     /// The `VMFuncRef` of function `f`, initializing it first if it is a

@@ -21,7 +21,7 @@
 
 use super::instance::{Instance, instance_of_vmctx};
 use super::store_hooks::{HookError, VMStore};
-use super::traphandlers::{TrapReason, raise};
+use super::traphandlers::{TrapReason, current_activation, raise};
 use super::vmcontext::{VMStoreContext, store_context_of_vmctx};
 use kiln_environ::TrapCode;
 
@@ -60,19 +60,15 @@ impl BuiltinCx {
         unsafe { &*store_context_of_vmctx(self.vmctx) }
     }
 
-    /// Runs `f` with the store's hooks; a store without hooks (none exists
-    /// today) interrupts.
+    /// Runs `f` with the store (its hooks: growth decisions, the epoch
+    /// deadline), taken from the innermost activation, whose call lends it.
     fn with_hooks<R>(&mut self, f: impl FnOnce(&mut dyn VMStore) -> Result<R, HookError>) -> Result<R, TrapReason> {
-        // SAFETY: the store registered its hooks in its context when it was
-        // created and outlives every call into its wasm; no Rust code holds
-        // the store while its wasm runs, and this borrow of `self` excludes
-        // `instance()` for its duration.
-        let hooks = unsafe { store_context_of_vmctx(self.vmctx).as_ref().and_then(|c| c.hooks) };
-        match hooks {
-            // SAFETY: as above.
-            Some(mut h) => f(unsafe { h.as_mut() }).map_err(TrapReason::from),
-            None => Err(TrapReason::Wasm(TrapCode::Interrupt)),
-        }
+        let act = current_activation();
+        // SAFETY: a builtin runs beneath the call into wasm of its caller's
+        // store, the innermost activation (live, not null), which holds that
+        // store's exclusive borrow; no Rust code uses the store meanwhile, and
+        // this borrow of `self` excludes `instance()` for its duration.
+        f(unsafe { &mut *(*act).store }).map_err(TrapReason::from)
     }
 }
 

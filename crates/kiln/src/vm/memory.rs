@@ -61,10 +61,23 @@ impl std::fmt::Debug for Memory {
 // `base` points into `region`, owned by this memory. Access is serialized by
 // `&mut` borrows of that store.
 unsafe impl Send for Memory {}
-// SAFETY: as above.
+// SAFETY: through `&Memory` only atomics (the length) and immutable fields
+// are read, and growth takes the region's lock; the memory's bytes are
+// accessed by wasm and the host under the owning store's borrow, or, for a
+// shared memory, only atomically or through raw copies.
 unsafe impl Sync for Memory {}
 
 impl Memory {
+    /// Creates a memory of type `ty` under `tunables` owning its own
+    /// definition (for the host: `Memory::new` of the API, shared memories).
+    ///
+    /// # Errors
+    ///
+    /// As [`Memory::new`].
+    pub(crate) fn new_host(ty: MemoryType, tunables: &Tunables, allocator: Option<&super::allocator::Allocator>) -> Result<Memory, MemoryError> {
+        Memory::new(ty, tunables, None, allocator, None)
+    }
+
     /// Creates a memory of type `ty` under `tunables`, with its initial
     /// contents mapped from `image` if given, publishing its base and length
     /// to `def` (or to a definition it owns, when `def` is None). Standard
@@ -75,7 +88,7 @@ impl Memory {
     /// [`MemoryError::TooLarge`] when the minimum size does not fit the
     /// reservation; [`MemoryError::Os`] when mapping fails or the pooling
     /// allocator has no free memory slot.
-    pub(crate) fn new(
+    pub(super) fn new(
         ty: MemoryType,
         tunables: &Tunables,
         image: Option<&Arc<super::memory_image::MemoryImage>>,

@@ -25,7 +25,8 @@ pub struct Mmap {
 // SAFETY: the mapping is plain memory owned by this value; access to its
 // contents is synchronized by whoever borrows the owner.
 unsafe impl Send for Mmap {}
-// SAFETY: as above; `&Mmap` only exposes the address and length.
+// SAFETY: `&Mmap` only exposes the address and length; whoever reads or
+// writes the memory behind them synchronizes through the owner.
 unsafe impl Sync for Mmap {}
 
 impl Mmap {

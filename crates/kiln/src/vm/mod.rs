@@ -18,6 +18,7 @@ pub mod memory;
 pub mod memory_image;
 pub mod module_runtime;
 pub mod pool;
+pub mod store;
 pub mod store_hooks;
 pub mod mmap;
 pub mod nh;
@@ -29,5 +30,6 @@ pub mod testing;
 pub mod traphandlers;
 pub mod vmcontext;
 mod invoke;
+#[cfg(test)] mod tests;
 
-pub use invoke::*;
+pub use invoke::{MAX_STACK_VALUES, with_stack_values};

@@ -50,9 +50,15 @@ impl ModuleRuntime {
         images.get(defined as usize)?.as_ref()
     }
 
-    /// The array-call entry trampoline for module type `ty`.
-    pub fn array_trampoline(&self, ty: u32) -> Option<*const u8> {
-        self.info.array_to_wasm_trampoline(ty).map(|loc| self.code.text_addr(loc.start))
+    /// The array-call entry trampoline for module type `ty`, if the module
+    /// has one (every type of a function the host can call).
+    pub fn entry_trampoline(&self, ty: u32) -> Option<super::traphandlers::EntryTrampoline> {
+        let loc = self.info.array_to_wasm_trampoline(ty)?;
+        let addr = self.code.text_addr(loc.start);
+        // SAFETY: `addr` is the start of the array-to-wasm trampoline the
+        // compiler made for type `ty`, in code mapped executable for as long
+        // as this module lives; it has the `EntryTrampoline` ABI.
+        Some(unsafe { std::mem::transmute::<*const u8, super::traphandlers::EntryTrampoline>(addr) })
     }
 }
 

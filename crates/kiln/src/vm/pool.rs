@@ -43,7 +43,8 @@ pub struct Region {
 
 // SAFETY: a region is owned address space; whoever holds it is its only user.
 unsafe impl Send for Region {}
-// SAFETY: as above; shared references only expose addresses.
+// SAFETY: a shared `&Region` only exposes its address and lengths, never
+// the memory behind them.
 unsafe impl Sync for Region {}
 
 impl std::fmt::Debug for Region {

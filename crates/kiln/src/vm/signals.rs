@@ -62,13 +62,14 @@ unsafe extern "C" fn handler(signum: libc::c_int, info: *mut libc::siginfo_t, ct
         }
     } else {
         let act = current_activation();
-        // SAFETY: as above; `act`, if not null, is this thread's innermost
-        // live activation.
+        // SAFETY: `info` and `ctx` are this signal's (the function's
+        // contract); `act`, checked not null, is this thread's innermost live
+        // activation.
         if !act.is_null() && unsafe { catch_trap(signum, info, ctx, act) } {
             return;
         }
     }
-    // SAFETY: as above.
+    // SAFETY: `info` and `ctx` are this signal's (the function's contract).
     unsafe { forward(signum, info, ctx) }
 }
 

@@ -1,8 +1,10 @@
-//! What builtins need from the (generic) store: fuel and epoch events and
-//! resource-limit decisions, behind a trait object the store registers in
-//! its `VMStoreContext`.
+//! What the runtime needs from the (generic) store: epoch events and
+//! resource-limit decisions for builtins, and its [`VmStore`]. A call into
+//! wasm lends the store as a `&mut dyn VMStore` to the activation it pushes.
 
+use super::store::VmStore;
 use kiln_environ::TrapCode;
+use std::any::Any;
 
 /// How a store hook ends: continue, or stop wasm with a trap or host error.
 pub enum HookError {
@@ -12,8 +14,12 @@ pub enum HookError {
     Host(anyhow::Error),
 }
 
-/// Store behaviour builtins call into.
-pub trait VMStore {
+/// Store behaviour the runtime calls into.
+pub trait VMStore: Any {
+    /// The raw half of the store.
+    fn vm_store(&mut self) -> &mut VmStore;
+    /// The store as `Any`, for host functions to find their store type.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
     /// The epoch deadline passed: returns the new deadline, or stops.
     fn new_epoch(&mut self) -> Result<u64, HookError>;
     /// A memory wants to grow from `current` to `desired` bytes (`maximum`

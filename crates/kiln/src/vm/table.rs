@@ -83,13 +83,24 @@ impl std::fmt::Debug for Table {
 // both alive as long as the owning store; `base` points into `region`, which
 // this table owns; the store serializes access.
 unsafe impl Send for Table {}
-// SAFETY: as above.
+// SAFETY: `&Table` only reads; writes need `&mut Table`, which the owning
+// store hands out under its own exclusive borrow.
 unsafe impl Sync for Table {}
 
 /// Most elements any table may have (keeps sizes well inside `usize`).
 pub const MAX_TABLE_ELEMENTS: u64 = 10_000_000;
 
 impl Table {
+    /// Creates a host table of type `ty` whose elements all read as `init`
+    /// (a reference the caller has checked belongs to the same store).
+    ///
+    /// # Errors
+    ///
+    /// As [`Table::new`].
+    pub(super) fn new_host(ty: TableType, init: usize, allocator: &Allocator) -> Result<Table, String> {
+        Table::new(ty, init, None, allocator, None)
+    }
+
     /// Creates a table of type `ty` whose elements all read as `init` (an
     /// untagged reference, 0 for null), or, with `lazy`, as its lazy
     /// initializers give them. Nothing is written unless `ty` is an
@@ -99,7 +110,7 @@ impl Table {
     ///
     /// The minimum size exceeds the implementation limit, or the allocator
     /// has no region for it.
-    pub(crate) fn new(
+    pub(super) fn new(
         ty: TableType,
         init: usize,
         lazy: Option<LazyInit>,
@@ -112,7 +123,7 @@ impl Table {
         let declared = ty.maximum.unwrap_or(MAX_TABLE_ELEMENTS).min(MAX_TABLE_ELEMENTS) as usize;
         let min = ty.minimum as usize;
         let (region, pool) = allocator.table(min, declared).map_err(|e| e.to_string())?;
-        let max = declared.min(region.len() / 8);
+        let max = declared.min(region.len() / 8).min(allocator.max_table_elements());
         let (def, own) = match def {
             Some(d) => (d, None),
             None => {
@@ -180,7 +191,7 @@ impl Table {
     /// (untagged, 0 for null): the table's initial value, from the host or
     /// the table's init expression. A funcref table only records it as its
     /// default; an externref table stores a non-null `v` in every element.
-    pub(crate) fn set_initial_value(&mut self, v: usize) {
+    pub(super) fn set_initial_value(&mut self, v: usize) {
         if self.is_func() {
             self.default = v;
         } else if v != 0 {
@@ -244,7 +255,7 @@ impl Table {
     }
 
     /// Sets element `i` to reference `v` (0 for null); `false` if out of bounds.
-    pub fn set(&mut self, i: u64, v: usize) -> bool {
+    pub(super) fn set(&mut self, i: u64, v: usize) -> bool {
         match usize::try_from(i).ok().filter(|i| *i < self.len) {
             Some(i) => {
                 self.store(i, v);
@@ -264,7 +275,7 @@ impl Table {
     /// Grows by `delta` elements set to `init`; returns the old size, or
     /// `None` if the table cannot grow that far. New elements are untouched
     /// (nothing is written) when `init` is what they read as untouched.
-    pub fn grow(&mut self, delta: u64, init: usize) -> Option<u64> {
+    pub(super) fn grow(&mut self, delta: u64, init: usize) -> Option<u64> {
         let old = self.len;
         let new = (old as u64).checked_add(delta).filter(|n| *n <= self.max as u64)? as usize;
         // Past the lazy initializers (which stay within the minimum size),
@@ -281,7 +292,7 @@ impl Table {
     }
 
     /// `table.fill`: false if the range is out of bounds.
-    pub fn fill(&mut self, dst: u64, val: usize, len: u64) -> bool {
+    pub(super) fn fill(&mut self, dst: u64, val: usize, len: u64) -> bool {
         let end = match dst.checked_add(len) {
             Some(e) if e <= self.size() => e as usize,
             _ => return false,
@@ -374,7 +385,7 @@ mod tests {
 
     /// The raw elements of `t` (as stored, in use or not).
     fn raw(store: &Store<()>, t: Table) -> Vec<usize> {
-        store.inner.opaque.table(t.0.index).elements().to_vec()
+        store.inner.opaque.vm().table(t.0.index).elements().to_vec()
     }
 
     #[test]
@@ -501,7 +512,7 @@ mod tests {
         let mut store = Store::new(&engine, ());
         let f = Func::wrap(&mut store, || 1i32);
         let t = Table::new(&mut store, TableType::new(ValType::FuncRef, 10_000, None), Val::FuncRef(Some(f)))?;
-        let vm = store.inner.opaque.table_mut(t.0.index);
+        let vm = store.inner.opaque.vm_mut().table_mut(t.0.index);
         assert_eq!(vm.region.as_ref().map(|r| r.dirty_len()), Some(0));
         assert_eq!(vm.grow(100, vm.default), Some(10_000));
         assert_eq!(vm.region.as_ref().map(|r| r.dirty_len()), Some(0));

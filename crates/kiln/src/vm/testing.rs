@@ -29,7 +29,7 @@ pub use crate::seal::reseal_entry;
 pub unsafe fn set_memory_base(mut store: impl AsContextMut, memory: crate::Memory, base: *mut u8) {
     let opaque = &store.as_context_mut().0.opaque;
     opaque.check(&memory.0);
-    let def = opaque.memory(memory.0.index).definition();
+    let def = opaque.vm().memory(memory.0.index).definition();
     // SAFETY: `def` is the live definition of an unshared memory of this
     // store (a `Memory` handle never names a shared one), so only this
     // store's wasm reads it, and none runs while this thread holds the

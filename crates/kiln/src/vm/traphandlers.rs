@@ -24,6 +24,7 @@
 use super::arch;
 use super::backtrace::capture_pcs;
 use super::epoch::signal::{poll_epoch_signal, publish_running_thread};
+use super::store_hooks::VMStore;
 use super::vmcontext::VMStoreContext;
 use kiln_environ::TrapCode;
 use std::cell::{Cell, UnsafeCell};
@@ -73,6 +74,9 @@ pub struct Activation {
     pub prev: *const Activation,
     /// The store context of the store whose wasm this activation runs.
     pub store_ctx: *mut VMStoreContext,
+    /// That store, exclusively borrowed by the call for the activation's
+    /// lifetime: builtins and host functions reach it through here.
+    pub store: *mut dyn VMStore,
 }
 
 /// Per-thread trap state, in one constant-initialized thread local so the
@@ -139,23 +143,26 @@ fn prepare_thread() -> usize {
 ///
 /// # Safety
 ///
-/// `store_ctx` is the store's context, valid and not otherwise borrowed
-/// during the call; `trampoline` is the entry trampoline of exactly the
+/// `store` is a live store, exclusively borrowed by the caller for the
+/// whole call (builtins and host functions reborrow it through the
+/// activation); `trampoline` is the entry trampoline of exactly the
 /// signature of `wasm_call`, a live function of instance `callee` of that
 /// store; `values` has a slot for every parameter and result, holding
 /// arguments of the right types. The process's trap handlers are installed
 /// (every `Engine` does that when created).
 #[inline]
 pub unsafe fn enter_wasm(
-    store_ctx: *mut VMStoreContext,
+    store: *mut dyn VMStore,
     max_wasm_stack: usize,
     trampoline: EntryTrampoline,
     callee: *mut u8,
     values: *mut u8,
     wasm_call: *const u8,
 ) -> Result<(), Box<TrapRecord>> {
-    // SAFETY: the caller passes the store's context, valid and not otherwise
-    // borrowed during this call.
+    // SAFETY: the caller lends the live store for the call; its context is
+    // a separate (boxed) allocation that nothing else uses meanwhile.
+    let store_ctx = unsafe { (*store).vm_store().context_ptr() };
+    // SAFETY: as above.
     let ctx = unsafe { &mut *store_ctx };
     let saved = (ctx.stack_limit, ctx.last_wasm_entry_fp, ctx.last_wasm_exit_fp, ctx.last_wasm_exit_pc);
     if ctx.stack_limit == usize::MAX {
@@ -170,10 +177,10 @@ pub unsafe fn enter_wasm(
         let prev = publish_running_thread(ctx);
         // A deadline reached before the call interrupts it at its start, as
         // the first check of polled code would.
-        // SAFETY: as above; the store's hooks may run (the store is borrowed
-        // for this call only through `store_ctx`).
-        if let Err(e) = unsafe { poll_epoch_signal(store_ctx) } {
-            // SAFETY: as above.
+        // SAFETY: the store is live and lent to this call (the function's
+        // contract), and no wasm of it runs yet, so its hooks may run.
+        if let Err(e) = unsafe { poll_epoch_signal(store) } {
+            // SAFETY: the same live, unborrowed context; no wasm runs on it.
             unsafe { restore_entry_state(store_ctx, saved, Some(prev)) };
             return Err(Box::new(TrapRecord { reason: e.into(), pcs: vec![] }));
         }
@@ -186,6 +193,7 @@ pub unsafe fn enter_wasm(
         trap: UnsafeCell::new(None),
         prev: THREAD.with(|t| t.current.get()),
         store_ctx,
+        store,
     };
     THREAD.with(|t| t.current.set(&act));
     // SAFETY: `kiln_enter` follows the C ABI and preserves callee-saved
@@ -193,7 +201,8 @@ pub unsafe fn enter_wasm(
     // the caller's.
     let r = unsafe { arch::kiln_enter(act.jmp.get().cast(), callee, values, wasm_call, trampoline) };
     THREAD.with(|t| t.current.set(act.prev));
-    // SAFETY: as above; no wasm is running on this store context now.
+    // SAFETY: the store's live context (the function's contract); the wasm
+    // this call ran has returned or been unwound, so nothing else uses it.
     unsafe { restore_entry_state(store_ctx, saved, saved_tid) };
     if r == 0 { Ok(()) } else { Err(take_trap(&act)) }
 }

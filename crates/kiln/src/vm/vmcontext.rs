@@ -81,10 +81,6 @@ pub struct VMStoreContext {
     pub epoch_interrupt: AtomicU64,
     /// The engine's epoch counter (runtime-only).
     pub epoch_counter: *const AtomicU64,
-    /// The store that owns this context (runtime-only, not read by compiled code).
-    pub store: *mut u8,
-    /// The owning store's hooks for builtins (runtime-only).
-    pub hooks: Option<std::ptr::NonNull<dyn super::store_hooks::VMStore>>,
     /// Whether running wasm keeps `fuel_consumed` in the pinned register
     /// (the engine consumes fuel), so that the trap handler copies it back
     /// from the signal context (runtime-only).
@@ -106,11 +102,14 @@ pub struct VMStoreContext {
     pub memory_reservations: super::memory::MemoryReservations,
 }
 
-// SAFETY: the pointers refer to the store that owns this context (its
-// boxed contents and hooks), which moves between threads together with it;
-// a store is only ever used by one thread at a time (`&mut` access).
+// SAFETY: the one pointer, `epoch_counter`, refers to the engine's counter,
+// an atomic that the owning `VmStore` keeps alive (`Arc<Epoch>`) and that
+// any thread may read; the context moves between threads with its store,
+// which one thread uses at a time (`&mut` access).
 unsafe impl Send for VMStoreContext {}
-// SAFETY: as above; shared references to a store only read through them.
+// SAFETY: other threads reach a context only through `&`, and then touch
+// its atomic fields alone (the epoch thread: deadline, flag, running
+// thread); everything else is used by the one thread holding the store.
 unsafe impl Sync for VMStoreContext {}
 
 /// The store context of the instance whose VMContext is `vmctx` (its
@@ -135,8 +134,6 @@ impl Default for VMStoreContext {
             last_wasm_entry_fp: 0,
             epoch_interrupt: AtomicU64::new(0),
             epoch_counter: ptr::null(),
-            store: ptr::null_mut(),
-            hooks: None,
             fuel_in_pinned_reg: false,
             epoch_signals: false,
             running_tid: std::sync::atomic::AtomicI32::new(0),

@@ -99,7 +99,9 @@ pub unsafe fn context_pinned_reg(ctx: *mut libc::c_void) -> u64 {
 /// As for [`context_pc_fp`]; and `target` must be code that is correct to
 /// run on the interrupted thread's stack with only that argument.
 pub unsafe fn redirect(ctx: *mut libc::c_void, target: usize, arg: usize) {
-    // SAFETY: as above.
+    // SAFETY: `ctx` is the live `ucontext_t` of the signal being handled
+    // (the function's contract); the kernel restores registers from it when
+    // the handler returns.
     let uc = unsafe { &mut *(ctx as *mut libc::ucontext_t) };
     uc.uc_mcontext.pc = target as u64;
     uc.uc_mcontext.regs[0] = arg as u64;

@@ -96,8 +96,9 @@ pub unsafe fn context_pinned_reg(ctx: *mut libc::c_void) -> u64 {
 /// run on the interrupted thread's stack with only that argument (the
 /// unwinder, whose argument is a live jump buffer of this thread).
 pub unsafe fn redirect(ctx: *mut libc::c_void, target: usize, arg: usize) {
-    // SAFETY: as above; the kernel restores registers from this context
-    // when the handler returns.
+    // SAFETY: `ctx` is the live `ucontext_t` of the signal being handled
+    // (the function's contract); the kernel restores registers from it when
+    // the handler returns.
     let uc = unsafe { &mut *(ctx as *mut libc::ucontext_t) };
     uc.uc_mcontext.gregs[libc::REG_RIP as usize] = target as i64;
     uc.uc_mcontext.gregs[libc::REG_RDI as usize] = arg as i64;

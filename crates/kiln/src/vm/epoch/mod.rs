@@ -70,15 +70,23 @@ impl Epoch {
 
     /// Adds a store context to be notified when the epoch advances.
     ///
-    /// The caller must `unregister` it before the context is freed; the
-    /// context must stay at this address until then (it is boxed).
-    pub fn register(&self, ctx: NonNull<VMStoreContext>) {
-        self.stores.lock().unwrap_or_else(|e| e.into_inner()).push(StoreCtxPtr(ctx));
+    /// # Safety
+    ///
+    /// `ctx` stays at this address, alive, until it is passed to
+    /// [`Epoch::unregister`], which must happen before it is freed.
+    pub unsafe fn register(&self, ctx: &VMStoreContext) {
+        self.stores.lock().unwrap_or_else(|e| e.into_inner()).push(StoreCtxPtr(NonNull::from(ctx)));
         self.notify_if_pending();
     }
 
     /// Removes a store context added by `register`.
-    pub fn unregister(&self, ctx: NonNull<VMStoreContext>) {
+    ///
+    /// # Safety
+    ///
+    /// None beyond `register`'s; the function is `unsafe` to keep the pair
+    /// together (after this, `ctx` may be freed).
+    pub unsafe fn unregister(&self, ctx: &VMStoreContext) {
+        let ctx = NonNull::from(ctx);
         {
             let mut stores = self.stores.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(i) = stores.iter().position(|p| *p == StoreCtxPtr(ctx)) {
@@ -119,7 +127,9 @@ impl Epoch {
                 let (deadline, interrupt) = unsafe { atomics(p.0) };
                 if now >= deadline.load(Ordering::SeqCst) {
                     interrupt.store(1, Ordering::SeqCst);
-                    // SAFETY: as above.
+                    // SAFETY: `p` is registered, so its context is alive (it
+                    // is unregistered before it is freed, and we hold the
+                    // list's lock).
                     unsafe { signal_running_thread(p.0) };
                 }
             }

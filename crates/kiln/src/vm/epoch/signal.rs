@@ -19,10 +19,9 @@
 //! if the flag is raised ([`poll_epoch_signal`]); compiled code polls after
 //! builtin calls.
 
-use crate::vm::store_hooks::HookError;
+use crate::vm::store_hooks::{HookError, VMStore};
 use crate::vm::traphandlers::{Activation, current_activation};
 use crate::vm::vmcontext::VMStoreContext;
-use kiln_environ::TrapCode;
 use std::cell::Cell;
 use std::ptr;
 use std::sync::atomic::Ordering;
@@ -173,23 +172,23 @@ unsafe fn interrupt(_act: *const Activation, _ctx: *mut libc::c_void) -> bool {
     false
 }
 
-/// Runs the store's deadline logic (`VMStore::new_epoch`) if `ctx` uses
+/// Runs the store's deadline logic (`VMStore::new_epoch`) if `store` uses
 /// epoch signals and its flag is raised: for the points where control
 /// comes back to wasm from code a signal cannot stop (host functions) or
 /// enters it.
 ///
 /// # Safety
 ///
-/// `ctx` is a live store context whose store is not otherwise borrowed
-/// (its hooks run).
-pub unsafe fn poll_epoch_signal(ctx: *mut VMStoreContext) -> Result<(), HookError> {
+/// `store` is a live store that no Rust code is using (its hooks run): the
+/// store of a call into wasm, from inside that call.
+pub unsafe fn poll_epoch_signal(store: *mut dyn VMStore) -> Result<(), HookError> {
     // SAFETY: per the contract.
-    unsafe {
-        if !(*ctx).epoch_signals || (*ctx).epoch_interrupt.load(Ordering::SeqCst) == 0 {
-            return Ok(());
-        }
-        run_deadline_hook(ctx)
+    let ctx = unsafe { (*store).vm_store().context() };
+    if !ctx.epoch_signals || ctx.epoch_interrupt.load(Ordering::SeqCst) == 0 {
+        return Ok(());
     }
+    // SAFETY: per the contract.
+    unsafe { run_deadline_hook(store) }
 }
 
 /// The store's deadline logic, as the `new_epoch` builtin runs it.
@@ -197,20 +196,18 @@ pub unsafe fn poll_epoch_signal(ctx: *mut VMStoreContext) -> Result<(), HookErro
 /// # Safety
 ///
 /// As for [`poll_epoch_signal`].
-unsafe fn run_deadline_hook(ctx: *mut VMStoreContext) -> Result<(), HookError> {
+unsafe fn run_deadline_hook(store: *mut dyn VMStore) -> Result<(), HookError> {
     let act = current_activation();
     let outer = THREAD.with(|t| t.deadline_hook_act.replace(act));
-    // SAFETY: per the contract; the hooks pointer was registered by the
-    // store, which outlives its context's use here.
-    let r = unsafe {
-        match (*ctx).hooks {
-            Some(mut h) => h.as_mut().new_epoch().map(drop),
-            None => Err(HookError::Trap(TrapCode::Interrupt)),
-        }
-    };
+    // SAFETY: per the contract, the store is live and unused.
+    let r = unsafe { (*store).new_epoch().map(drop) };
     THREAD.with(|t| t.deadline_hook_act.set(outer));
-    // SAFETY: `ctx` is live (per the contract); atomic and plain reads.
-    if r.is_ok() && unsafe { (*ctx).epoch_signals && (*ctx).epoch_interrupt.load(Ordering::SeqCst) != 0 } {
+    // SAFETY: as above; atomic and plain reads of its context.
+    let still = unsafe {
+        let ctx = (*store).vm_store().context();
+        ctx.epoch_signals && ctx.epoch_interrupt.load(Ordering::SeqCst) != 0
+    };
+    if r.is_ok() && still {
         // Still reached (the callback kept the deadline, or the epoch moved
         // past the new one meanwhile): interrupt again soon.
         retry::arm();
@@ -225,9 +222,9 @@ pub extern "C" fn on_epoch_interrupt() {
     let act = current_activation();
     // SAFETY: the stub is only entered from the handler, for this thread's
     // live innermost activation (not null: the handler checked), whose
-    // store context outlives the call; the store is not borrowed by Rust
-    // code while its wasm runs.
-    if let Err(e) = unsafe { run_deadline_hook((*act).store_ctx) } {
+    // store is lent to the call and not used by Rust code while its wasm
+    // runs.
+    if let Err(e) = unsafe { run_deadline_hook((*act).store) } {
         crate::vm::traphandlers::raise(e.into());
     }
 }

@@ -1,0 +1,826 @@
+//! The raw half of a store: the context compiled code reads, the
+//! instances, and every memory, table, global, function and externref the
+//! store's wasm can reach, each addressed by an index into this store.
+//!
+//! Everything that needs a raw pointer to stay valid lives here, owned:
+//! `VmStore` hands the API layer indices and safe methods, and checks
+//! whatever comes back in (an index of this store, a reference value it
+//! knows) before compiled code can see it. The generic store (the API's
+//! `StoreInner<T>`) owns one `VmStore` and implements [`VMStore`] over it;
+//! calls into wasm borrow that whole store for their duration, and the
+//! activation they push carries the borrow, which is how builtins and host
+//! functions reach the store again (see `traphandlers.rs`).
+
+use super::allocator::Allocator;
+use super::epoch::Epoch;
+use super::externref::{ExternData, externref_to_raw};
+use super::global::GlobalStorage;
+use super::host_func::{HostFn, HostTrampoline, VMHostFuncContext};
+use super::instance::{Imports, Instance, InstantiationError};
+use super::memory::{Memory, MemoryError};
+use super::module_runtime::ModuleRuntime;
+use super::store_hooks::VMStore;
+use super::table::Table;
+use super::traphandlers::{EntryTrampoline, TrapRecord, enter_wasm};
+use super::vmcontext::{VMFuncRef, VMStoreContext, ValRaw};
+use crate::fast_hash::FastHashMap;
+use kiln_environ::vmoffsets::VMCTX_MAGIC;
+use kiln_environ::{FuncType, GlobalType, TableType, WasmValType};
+use std::any::Any;
+use std::collections::HashSet;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// What a store memory index refers to.
+enum MemoryEntry {
+    /// Created by the host.
+    Host(Box<Memory>),
+    /// Defined by an instance: (instance, module memory index).
+    Instance(usize, u32),
+    /// A shared memory imported into an instance of this store.
+    Shared(Arc<Memory>),
+}
+
+/// What a store table index refers to.
+enum TableEntry {
+    /// Created by the host.
+    Host(Box<Table>),
+    /// Defined by an instance: (instance, module table index).
+    Instance(usize, u32),
+}
+
+/// A global: its type and storage.
+struct GlobalEntry {
+    ty: GlobalType,
+    storage: GlobalStorage,
+}
+
+/// How a function is called from the host.
+#[derive(Clone, Copy)]
+enum FuncKind {
+    /// A wasm function, called through this entry trampoline.
+    Wasm(EntryTrampoline),
+    /// A host function: index into `host_funcs`.
+    Host(usize),
+}
+
+/// A function: its record (what wasm sees), type and kind.
+struct FuncEntry {
+    func_ref: NonNull<VMFuncRef>,
+    ty: Arc<FuncType>,
+    kind: FuncKind,
+    /// Whether any parameter is a reference (checked on every call).
+    ref_params: bool,
+}
+
+/// An instance and the store indices of its items.
+struct InstanceEntry {
+    handle: Box<Instance>,
+    /// Store function index of module functions, created on demand.
+    funcs: FastHashMap<u32, usize>,
+    memories: Vec<usize>,
+    tables: Vec<usize>,
+    globals: Vec<usize>,
+}
+
+/// Strong references to every externref that has been handed to wasm, by
+/// raw value.
+#[derive(Default)]
+struct ExternRefRoots {
+    live: FastHashMap<usize, Arc<ExternData>>,
+    last_live: usize,
+}
+
+/// An item imported by an instantiation, as an index into this store (or
+/// a shared memory, which belongs to no store).
+pub enum Import {
+    /// Store function index.
+    Func(usize),
+    /// Store table index.
+    Table(usize),
+    /// Store memory index.
+    Memory(usize),
+    /// A shared memory.
+    SharedMemory(Arc<Memory>),
+    /// Store global index.
+    Global(usize),
+}
+
+/// What a function is, for the API layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FuncOwner {
+    /// A function of an instance of this store.
+    Wasm,
+    /// A host function: index into the store's host-function contexts.
+    Host(usize),
+}
+
+/// The raw half of a store (see the module docs).
+pub struct VmStore {
+    /// Boxed: compiled code and the epoch thread hold its address.
+    ctx: Box<VMStoreContext>,
+    /// The engine's epoch (the context points at its counter).
+    epoch: Arc<Epoch>,
+    /// Whether the context is registered with the epoch (epoch
+    /// interruption), to be unregistered before it is freed.
+    registered: bool,
+    instances: Vec<InstanceEntry>,
+    memories: Vec<MemoryEntry>,
+    tables: Vec<TableEntry>,
+    globals: Vec<GlobalEntry>,
+    funcs: Vec<FuncEntry>,
+    funcs_by_ref: FastHashMap<usize, usize>,
+    host_funcs: Vec<Box<dyn Any + Send + Sync>>,
+    externrefs: ExternRefRoots,
+}
+
+// SAFETY: the raw pointers (function records, the context's epoch counter)
+// point into objects this store owns (instances' VMContexts, host function
+// contexts) or keeps alive (`epoch`), which move with it; the store is used
+// by one thread at a time through `&mut`, like any owned data.
+unsafe impl Send for VmStore {}
+// SAFETY: through `&VmStore` nothing is mutated (reads of types, sizes and
+// contents only); every mutation takes `&mut VmStore`.
+unsafe impl Sync for VmStore {}
+
+/// How a store runs wasm, fixed when it is created.
+pub struct VmStoreConfig {
+    /// The engine's epoch counter (always needed: instances point at it).
+    pub epoch: Arc<Epoch>,
+    /// Whether compiled code consumes fuel.
+    pub fuel: bool,
+    /// Whether the store uses epoch interruption (it is then registered
+    /// with the epoch).
+    pub epoch_interruption: bool,
+    /// Whether epoch interruption comes by signal.
+    pub epoch_signals: bool,
+}
+
+impl Drop for VmStore {
+    fn drop(&mut self) {
+        if self.registered {
+            // SAFETY: registered in `new`, and still alive (boxed, freed
+            // after this).
+            unsafe { self.epoch.unregister(&self.ctx) };
+        }
+    }
+}
+
+impl VmStore {
+    /// An empty store.
+    pub fn new(config: VmStoreConfig) -> VmStore {
+        let mut ctx: Box<VMStoreContext> = Box::default();
+        ctx.epoch_counter = config.epoch.counter();
+        ctx.fuel_in_pinned_reg = config.fuel;
+        ctx.epoch_signals = config.epoch_signals;
+        if config.epoch_interruption {
+            // SAFETY: the context is boxed (its address is stable) and
+            // unregistered in `drop` before the box is freed.
+            unsafe { config.epoch.register(&ctx) };
+        }
+        VmStore {
+            ctx,
+            epoch: config.epoch,
+            registered: config.epoch_interruption,
+            instances: Vec::new(),
+            memories: Vec::new(),
+            tables: Vec::new(),
+            globals: Vec::new(),
+            funcs: Vec::new(),
+            funcs_by_ref: FastHashMap::default(),
+            host_funcs: Vec::new(),
+            externrefs: ExternRefRoots::default(),
+        }
+    }
+
+    // ---- the context ----
+
+    /// The context compiled code reads (fuel, deadline, limits).
+    pub fn context(&self) -> &VMStoreContext {
+        &self.ctx
+    }
+
+    /// The context, for the call path (its address is fixed: boxed).
+    pub(super) fn context_ptr(&mut self) -> *mut VMStoreContext {
+        &mut *self.ctx
+    }
+
+    /// Sets the fuel counter to `fuel` units left.
+    pub fn set_fuel(&mut self, fuel: u64) {
+        self.ctx.fuel_consumed = -(i64::try_from(fuel).unwrap_or(i64::MAX));
+    }
+
+    /// The fuel left.
+    pub fn fuel(&self) -> u64 {
+        u64::try_from(-self.ctx.fuel_consumed.min(0)).unwrap_or(0)
+    }
+
+    /// The engine's current epoch.
+    pub fn current_epoch(&self) -> u64 {
+        self.epoch.current()
+    }
+
+    /// Sets the epoch deadline to the absolute epoch `deadline` (raising
+    /// the interrupt flag if it is already reached).
+    pub fn set_epoch_deadline(&mut self, deadline: u64) {
+        super::epoch::set_deadline(&self.ctx, self.epoch.counter(), deadline);
+    }
+
+    /// The absolute epoch deadline.
+    pub fn epoch_deadline(&self) -> u64 {
+        self.ctx.epoch_deadline.load(Ordering::SeqCst)
+    }
+
+    /// Whether the engine's epoch has reached the deadline.
+    pub fn epoch_deadline_reached(&self) -> bool {
+        super::epoch::deadline_reached(&self.ctx, self.epoch.counter())
+    }
+
+    /// Whether wasm of this store is running (a host function is being
+    /// called from it).
+    pub fn wasm_active(&self) -> bool {
+        self.ctx.stack_limit != usize::MAX
+    }
+
+    // ---- instances ----
+
+    /// Number of instances.
+    pub fn instance_count(&self) -> usize {
+        self.instances.len()
+    }
+
+    /// Instantiates `module` with `imports` (in the module's import order,
+    /// already type-checked by the caller), allocating from `allocator`,
+    /// and returns the new instance's index. Nothing is initialized yet:
+    /// see [`VmStore::initialize`].
+    ///
+    /// # Errors
+    ///
+    /// A defined memory or table cannot be created.
+    ///
+    /// # Panics
+    ///
+    /// An import index is not one of this store's, or `imports` does not
+    /// have one item per import of the right kind.
+    pub fn instantiate(&mut self, module: &Arc<ModuleRuntime>, allocator: &Allocator, imports: &[Import]) -> Result<usize, InstantiationError> {
+        let info = module.module();
+        let mut vm_imports = Imports::default();
+        let mut func_ids = FastHashMap::default();
+        func_ids.reserve(info.num_imported_funcs as usize);
+        let (mut mem_ids, mut table_ids, mut global_ids) = (Vec::new(), Vec::new(), Vec::new());
+        for import in imports {
+            match import {
+                Import::Func(f) => {
+                    func_ids.insert(vm_imports.funcs.len() as u32, *f);
+                    vm_imports.funcs.push(self.funcs[*f].func_ref.as_ptr());
+                }
+                Import::Table(t) => {
+                    vm_imports.tables.push(self.table_ptr(*t));
+                    table_ids.push(*t);
+                }
+                Import::Memory(m) => {
+                    vm_imports.memories.push(self.memory_ptr(*m));
+                    mem_ids.push(*m);
+                }
+                Import::SharedMemory(m) => {
+                    vm_imports.memories.push(NonNull::from(&**m));
+                    vm_imports.shared.push(m.clone());
+                    mem_ids.push(self.push_memory(MemoryEntry::Shared(m.clone())));
+                }
+                Import::Global(g) => {
+                    vm_imports.globals.push(self.globals[*g].storage.as_ptr());
+                    global_ids.push(*g);
+                }
+            }
+        }
+        assert_eq!(
+            (vm_imports.funcs.len(), vm_imports.tables.len(), vm_imports.memories.len(), vm_imports.globals.len()),
+            (info.num_imported_funcs as usize, info.num_imported_tables as usize, info.num_imported_memories as usize, info.num_imported_globals as usize),
+            "imports do not match the module"
+        );
+        let id = self.instances.len();
+        let epoch: *const std::sync::atomic::AtomicU64 = self.epoch.counter();
+        let store_ctx: *mut VMStoreContext = &mut *self.ctx;
+        // SAFETY: the store context is boxed and outlives the instance (both
+        // are owned by this store, instances dropped first); every imported
+        // pointer comes from an object this store owns (checked indices) or
+        // a shared memory kept alive by the instance (`vm_imports.shared`);
+        // the epoch counter is the engine's, kept alive by `self.epoch`.
+        let handle = unsafe { Instance::new(id, module, allocator, store_ctx, epoch, &vm_imports)? };
+        let first_defined_memory = self.memories.len();
+        mem_ids.extend((0..info.num_defined_memories() as usize).map(|d| first_defined_memory + d));
+        for d in 0..info.num_defined_tables() {
+            table_ids.push(self.tables.len());
+            self.tables.push(TableEntry::Instance(id, info.num_imported_tables + d));
+        }
+        for d in 0..info.num_defined_globals() {
+            let g = info.num_imported_globals + d;
+            global_ids.push(self.globals.len());
+            let storage = handle.global_storage(g);
+            self.globals.push(GlobalEntry { ty: info.globals[g as usize], storage });
+        }
+        self.instances.push(InstanceEntry { handle, funcs: func_ids, memories: mem_ids, tables: table_ids, globals: global_ids });
+        for d in 0..info.num_defined_memories() {
+            self.push_memory(MemoryEntry::Instance(id, info.num_imported_memories + d));
+        }
+        Ok(id)
+    }
+
+    /// Runs instance `i`'s initializers (globals, tables, segments); returns
+    /// whether they wrote into a memory (as opposed to leaving everything
+    /// to memory images), also on failure.
+    ///
+    /// # Errors
+    ///
+    /// A segment does not fit (see `Instance::initialize`).
+    ///
+    /// # Panics
+    ///
+    /// `i` is not an instance of this store.
+    pub fn initialize(&mut self, i: usize) -> (Result<(), InstantiationError>, bool) {
+        let h = &mut self.instances[i].handle;
+        let r = h.initialize();
+        (r, h.wrote_memories())
+    }
+
+    /// The store memory index of memory `m` of instance `i`.
+    ///
+    /// # Panics
+    ///
+    /// Either index is out of bounds.
+    pub fn instance_memory(&self, i: usize, m: u32) -> usize {
+        self.instances[i].memories[m as usize]
+    }
+
+    /// Memory `m` of instance `i` if it is shared.
+    ///
+    /// # Panics
+    ///
+    /// `i` is not an instance of this store.
+    pub fn instance_shared_memory(&self, i: usize, m: u32) -> Option<Arc<Memory>> {
+        self.instances[i].handle.shared_memory(m)
+    }
+
+    /// The store table index of table `t` of instance `i`.
+    ///
+    /// # Panics
+    ///
+    /// Either index is out of bounds.
+    pub fn instance_table(&self, i: usize, t: u32) -> usize {
+        self.instances[i].tables[t as usize]
+    }
+
+    /// The store global index of global `g` of instance `i`.
+    ///
+    /// # Panics
+    ///
+    /// Either index is out of bounds.
+    pub fn instance_global(&self, i: usize, g: u32) -> usize {
+        self.instances[i].globals[g as usize]
+    }
+
+    /// The store function index of function `f` of instance `i`, created on
+    /// first use.
+    ///
+    /// # Errors
+    ///
+    /// The function cannot be called from the host (no entry trampoline).
+    ///
+    /// # Panics
+    ///
+    /// `i` is not an instance of this store or `f` not a function of it.
+    pub fn instance_func(&mut self, i: usize, f: u32) -> Result<usize, String> {
+        if let Some(&index) = self.instances[i].funcs.get(&f) {
+            return Ok(index);
+        }
+        let func_ref = self.instances[i].handle.func_ref(f);
+        let index = match self.funcs_by_ref.get(&(func_ref as usize)) {
+            Some(&index) => index,
+            None => self.push_wasm_func(func_ref)?,
+        };
+        self.instances[i].funcs.insert(f, index);
+        Ok(index)
+    }
+
+    /// Adds the function entry of a wasm function record of this store.
+    fn push_wasm_func(&mut self, func_ref: *const VMFuncRef) -> Result<usize, String> {
+        let (owner, func) = self.wasm_owner(func_ref as usize).ok_or("not a function of this store")?;
+        let module = self.instances[owner].handle.module().clone();
+        let info = module.module();
+        let ty = info.types[info.functions[func as usize] as usize].clone();
+        let trampoline = module.entry_trampoline(info.functions[func as usize]).ok_or(format!("function {func} cannot be called from the host"))?;
+        let func_ref = NonNull::new(func_ref.cast_mut()).ok_or("null function reference")?;
+        Ok(self.push_func(FuncEntry { func_ref, ty: Arc::new(ty), kind: FuncKind::Wasm(trampoline), ref_params: false }))
+    }
+
+    fn push_func(&mut self, mut entry: FuncEntry) -> usize {
+        entry.ref_params = entry.ty.params().iter().any(|t| t.is_ref());
+        let index = self.funcs.len();
+        self.funcs_by_ref.insert(entry.func_ref.as_ptr() as usize, index);
+        self.funcs.push(entry);
+        index
+    }
+
+    /// The instance and module function index of `raw` if it is the record
+    /// of a defined function of an instance of this store (checked against
+    /// each instance's record array, so any address is safe to ask about).
+    fn wasm_owner(&self, raw: usize) -> Option<(usize, u32)> {
+        self.instances.iter().enumerate().find_map(|(i, e)| e.handle.func_of_record(raw).map(|f| (i, f)))
+    }
+
+    /// Marks every instance's memories and tables as left unwritten, so
+    /// that dropping the store returns them without a reset (see
+    /// `Instance::forget_unwritten_contents` for when that is right).
+    pub fn forget_unwritten_contents(&mut self) {
+        for e in &mut self.instances {
+            e.handle.forget_unwritten_contents();
+        }
+    }
+
+    // ---- memories ----
+
+    /// Adds a memory the store's wasm can now access, and lists its
+    /// reservation for the trap handler (the one way entries are added, so
+    /// every memory is listed).
+    fn push_memory(&mut self, entry: MemoryEntry) -> usize {
+        let i = self.memories.len();
+        self.memories.push(entry);
+        let reservation = self.memory(i).reservation();
+        self.ctx.memory_reservations.push(reservation);
+        i
+    }
+
+    /// Creates a memory of type `ty` for the host.
+    ///
+    /// # Errors
+    ///
+    /// As `Memory::new_host`.
+    pub fn new_host_memory(&mut self, ty: kiln_environ::MemoryType, tunables: &kiln_environ::Tunables, allocator: &Allocator) -> Result<usize, MemoryError> {
+        let m = Memory::new_host(ty, tunables, Some(allocator))?;
+        Ok(self.push_memory(MemoryEntry::Host(Box::new(m))))
+    }
+
+    /// Number of memories.
+    pub fn memory_count(&self) -> usize {
+        self.memories.len()
+    }
+
+    /// Memory `i`.
+    ///
+    /// # Panics
+    ///
+    /// `i` is out of bounds.
+    pub fn memory(&self, i: usize) -> &Memory {
+        match &self.memories[i] {
+            MemoryEntry::Host(m) => m,
+            MemoryEntry::Instance(inst, index) => self.instances[*inst].handle.memory(*index),
+            MemoryEntry::Shared(m) => m,
+        }
+    }
+
+    /// Memory `i`, mutably.
+    ///
+    /// # Panics
+    ///
+    /// `i` is out of bounds or a shared memory (those are only used through
+    /// shared references).
+    pub fn memory_mut(&mut self, i: usize) -> &mut Memory {
+        match &mut self.memories[i] {
+            MemoryEntry::Host(m) => m,
+            MemoryEntry::Instance(inst, index) => self.instances[*inst].handle.memory_mut(*index),
+            MemoryEntry::Shared(_) => panic!("shared memories have no exclusive access"),
+        }
+    }
+
+    fn memory_ptr(&mut self, i: usize) -> NonNull<Memory> {
+        match &mut self.memories[i] {
+            MemoryEntry::Host(m) => NonNull::from(&mut **m),
+            MemoryEntry::Instance(inst, index) => self.instances[*inst].handle.memory_ptr(*index),
+            MemoryEntry::Shared(m) => NonNull::from(&**m),
+        }
+    }
+
+    // ---- tables ----
+
+    /// Creates a table of type `ty` for the host, every element reading as
+    /// `init`.
+    ///
+    /// # Errors
+    ///
+    /// As `Table::new`; or `init` is not a reference of this store of the
+    /// table's type.
+    pub fn new_host_table(&mut self, ty: TableType, init: usize, allocator: &Allocator) -> Result<usize, String> {
+        if !self.is_ref_of(ty.element.is_func(), init) {
+            return Err("table initial value is not a reference of this store".into());
+        }
+        let t = Table::new_host(ty, init, allocator)?;
+        self.tables.push(TableEntry::Host(Box::new(t)));
+        Ok(self.tables.len() - 1)
+    }
+
+    /// Number of tables.
+    pub fn table_count(&self) -> usize {
+        self.tables.len()
+    }
+
+    /// Table `i`.
+    ///
+    /// # Panics
+    ///
+    /// `i` is out of bounds.
+    pub fn table(&self, i: usize) -> &Table {
+        match &self.tables[i] {
+            TableEntry::Host(t) => t,
+            TableEntry::Instance(inst, index) => self.instances[*inst].handle.table(*index),
+        }
+    }
+
+    pub(in crate::vm) fn table_mut(&mut self, i: usize) -> &mut Table {
+        match &mut self.tables[i] {
+            TableEntry::Host(t) => t,
+            TableEntry::Instance(inst, index) => self.instances[*inst].handle.table_mut(*index),
+        }
+    }
+
+    fn table_ptr(&mut self, i: usize) -> NonNull<Table> {
+        match &mut self.tables[i] {
+            TableEntry::Host(t) => NonNull::from(&mut **t),
+            TableEntry::Instance(inst, index) => self.instances[*inst].handle.table_ptr(*index),
+        }
+    }
+
+    /// Element `elem` of table `i` (the raw reference, 0 for null),
+    /// computing an untouched element first; `None` if out of bounds.
+    ///
+    /// # Panics
+    ///
+    /// `i` is out of bounds.
+    pub fn table_get(&mut self, i: usize, elem: u64) -> Option<usize> {
+        self.table_mut(i).get(elem)
+    }
+
+    /// Sets element `elem` of table `i` to reference `v`; `Ok(false)` if
+    /// out of bounds.
+    ///
+    /// # Errors
+    ///
+    /// `v` is not a reference of this store of the table's type.
+    ///
+    /// # Panics
+    ///
+    /// `i` is out of bounds.
+    pub fn table_set(&mut self, i: usize, elem: u64, v: usize) -> Result<bool, String> {
+        self.check_table_value(i, v)?;
+        Ok(self.table_mut(i).set(elem, v))
+    }
+
+    /// Grows table `i` by `delta` elements of value `v`; returns the old
+    /// size, or `None` if it cannot grow that far.
+    ///
+    /// # Errors
+    ///
+    /// As [`VmStore::table_set`].
+    ///
+    /// # Panics
+    ///
+    /// `i` is out of bounds.
+    pub fn table_grow(&mut self, i: usize, delta: u64, v: usize) -> Result<Option<u64>, String> {
+        self.check_table_value(i, v)?;
+        Ok(self.table_mut(i).grow(delta, v))
+    }
+
+    fn check_table_value(&self, i: usize, v: usize) -> Result<(), String> {
+        let func = self.table(i).ty().element.is_func();
+        if self.is_ref_of(func, v) { Ok(()) } else { Err("value is not a reference of this store of the table's type".into()) }
+    }
+
+    // ---- globals ----
+
+    /// Creates a global of type `ty` holding `init`.
+    ///
+    /// # Errors
+    ///
+    /// A reference-typed `init` is not a reference of this store of that
+    /// type.
+    pub fn new_host_global(&mut self, ty: GlobalType, init: ValRaw) -> Result<usize, String> {
+        self.check_value(ty.content, init)?;
+        self.globals.push(GlobalEntry { ty, storage: GlobalStorage::new(init) });
+        Ok(self.globals.len() - 1)
+    }
+
+    /// The type of global `i`.
+    ///
+    /// # Panics
+    ///
+    /// `i` is out of bounds.
+    pub fn global_ty(&self, i: usize) -> GlobalType {
+        self.globals[i].ty
+    }
+
+    /// The value of global `i`.
+    ///
+    /// # Panics
+    ///
+    /// `i` is out of bounds.
+    pub fn global_get(&self, i: usize) -> ValRaw {
+        self.globals[i].storage.get()
+    }
+
+    /// Sets global `i` (the caller checked mutability and type).
+    ///
+    /// # Errors
+    ///
+    /// A reference-typed `v` is not a reference of this store of that type.
+    ///
+    /// # Panics
+    ///
+    /// `i` is out of bounds.
+    pub fn global_set(&mut self, i: usize, v: ValRaw) -> Result<(), String> {
+        self.check_value(self.globals[i].ty.content, v)?;
+        self.globals[i].storage.set(v);
+        Ok(())
+    }
+
+    // ---- functions ----
+
+    /// Adds host function `func` of type `ty`, called from wasm through
+    /// `trampoline` (the engine's for engine type `type_id`); returns its
+    /// store function index. `S` is the generic store this `VmStore` belongs to.
+    pub fn new_host_func<S: VMStore + 'static>(&mut self, func: Arc<HostFn<S>>, ty: Arc<FuncType>, type_id: u32, trampoline: HostTrampoline) -> usize {
+        let ctx = VMHostFuncContext::<S>::new(func, ty.clone(), type_id, trampoline);
+        let func_ref = ctx.func_ref();
+        let host = self.host_funcs.len();
+        self.host_funcs.push(ctx);
+        self.push_func(FuncEntry { func_ref, ty, kind: FuncKind::Host(host), ref_params: false })
+    }
+
+    /// Reserves room for `n` more host functions.
+    pub fn reserve_host_funcs(&mut self, n: usize) {
+        self.funcs.reserve(n);
+        self.host_funcs.reserve(n);
+        self.funcs_by_ref.reserve(n);
+    }
+
+    /// The type of function `i`.
+    ///
+    /// # Panics
+    ///
+    /// `i` is out of bounds.
+    pub fn func_ty(&self, i: usize) -> &Arc<FuncType> {
+        &self.funcs[i].ty
+    }
+
+    /// Whether function `i` is wasm or host, and which host function.
+    ///
+    /// # Panics
+    ///
+    /// `i` is out of bounds.
+    pub fn func_owner(&self, i: usize) -> FuncOwner {
+        match self.funcs[i].kind {
+            FuncKind::Wasm(_) => FuncOwner::Wasm,
+            FuncKind::Host(h) => FuncOwner::Host(h),
+        }
+    }
+
+    /// The closure of host function context `h`, if it belongs to a store
+    /// of type `S`.
+    pub fn host_func<S: 'static>(&self, h: usize) -> Option<&Arc<HostFn<S>>> {
+        self.host_funcs.get(h)?.downcast_ref::<VMHostFuncContext<S>>().map(|c| c.func())
+    }
+
+    /// The raw reference wasm sees for function `i`.
+    ///
+    /// # Panics
+    ///
+    /// `i` is out of bounds.
+    pub fn func_raw(&self, i: usize) -> usize {
+        self.funcs[i].func_ref.as_ptr() as usize
+    }
+
+    /// The store function index of raw function reference `raw` (which
+    /// came out of wasm or a table of this store); `None` for null or for
+    /// anything that is not a function of this store.
+    pub fn func_from_raw(&mut self, raw: usize) -> Option<usize> {
+        if raw == 0 {
+            return None;
+        }
+        if let Some(&i) = self.funcs_by_ref.get(&raw) {
+            return Some(i);
+        }
+        let (owner, f) = self.wasm_owner(raw)?;
+        self.instance_func(owner, f).ok()
+    }
+
+    /// Whether raw value `v` may be stored where a reference of the given
+    /// kind is expected: null, a function record of this store, or a
+    /// rooted externref.
+    fn is_ref_of(&self, func: bool, v: usize) -> bool {
+        v == 0 || if func { self.funcs_by_ref.contains_key(&v) || self.wasm_owner(v).is_some() } else { self.externrefs.live.contains_key(&v) }
+    }
+
+    /// Whether `v` is a valid value of type `ty` for this store: anything
+    /// for a numeric type; for a reference type, null or a reference this
+    /// store holds (see [`VmStore::is_ref_of`]).
+    pub fn holds_value(&self, ty: WasmValType, v: ValRaw) -> bool {
+        match ty {
+            WasmValType::FUNCREF => self.is_ref_of(true, v.get_ptr()),
+            WasmValType::EXTERNREF => self.is_ref_of(false, v.get_ptr()),
+            _ => true,
+        }
+    }
+
+    fn check_value(&self, ty: WasmValType, v: ValRaw) -> Result<(), String> {
+        if self.holds_value(ty, v) { Ok(()) } else { Err(format!("value of type {ty:?} is not a reference of this store")) }
+    }
+
+    // ---- externrefs ----
+
+    /// Roots `r` in this store and returns its raw form for wasm.
+    pub fn root_externref(&mut self, r: &Arc<ExternData>) -> usize {
+        let raw = externref_to_raw(r);
+        self.externrefs.live.entry(raw).or_insert_with(|| r.clone());
+        raw
+    }
+
+    /// The externref behind raw value `raw` (which came out of wasm, a
+    /// table or a global of this store); `None` for null or for anything
+    /// this store does not hold.
+    pub fn externref_from_raw(&self, raw: usize) -> Option<Arc<ExternData>> {
+        self.externrefs.live.get(&raw).cloned()
+    }
+
+    /// Collects externrefs if wasm is idle and the root set doubled.
+    #[inline]
+    pub fn maybe_collect_externrefs(&mut self) {
+        let r = &self.externrefs;
+        if r.live.len() >= 1024 && r.live.len() >= 2 * r.last_live && !self.wasm_active() {
+            self.collect_externrefs();
+        }
+    }
+
+    /// Drops the store's references to externrefs that are no longer
+    /// reachable from its tables and globals or held by the host.
+    pub fn collect_externrefs(&mut self) {
+        if self.wasm_active() {
+            return;
+        }
+        let mut reachable: HashSet<usize> = HashSet::new();
+        for i in 0..self.tables.len() {
+            reachable.extend(self.table(i).externrefs().iter().copied().filter(|v| *v != 0));
+        }
+        for g in &self.globals {
+            if g.ty.content == WasmValType::EXTERNREF {
+                let v = g.storage.get().get_ptr();
+                if v != 0 {
+                    reachable.insert(v);
+                }
+            }
+        }
+        let roots = &mut self.externrefs;
+        roots.live.retain(|raw, _| reachable.contains(raw));
+        roots.last_live = roots.live.len();
+    }
+}
+
+/// Calls wasm function `func` of `store`'s [`VmStore`] with arguments in
+/// `values`, results written back into it. `max_wasm_stack` bounds the
+/// stack wasm may use when no wasm of the store runs yet.
+///
+/// # Errors
+///
+/// The trap (or host error, or panic) that ended the call.
+///
+/// # Panics
+///
+/// `func` is not a wasm function of the store, `values` is shorter than
+/// the function's parameters and results, or a reference argument is not a
+/// reference of the store (the API layer checks all three first).
+pub fn invoke(store: &mut dyn VMStore, func: usize, values: &mut [ValRaw], max_wasm_stack: usize) -> Result<(), Box<TrapRecord>> {
+    let vm = store.vm_store();
+    let entry = &vm.funcs[func];
+    let FuncKind::Wasm(trampoline) = entry.kind else { panic!("invoke of a host function") };
+    assert!(values.len() >= entry.ty.params().len().max(entry.ty.results().len()), "too few value slots");
+    if entry.ref_params {
+        for (p, v) in entry.ty.params().iter().zip(values.iter()) {
+            assert!(vm.holds_value(*p, *v), "reference argument of another store");
+        }
+    }
+    let func_ref = entry.func_ref;
+    let store: *mut dyn VMStore = store;
+    // SAFETY: `func_ref` is the record of a live wasm function of this
+    // store (its entry exists, and instances live as long as the store),
+    // whose callee context is an instance VMContext; `trampoline` is the
+    // entry trampoline of its signature (recorded with it); `values` has
+    // a slot for every parameter and result (checked) holding arguments
+    // this store produced (reference ones checked); `store` and its
+    // context are exclusively borrowed for the whole call.
+    let r = unsafe {
+        let fr = func_ref.as_ref();
+        debug_assert_eq!(*(fr.vmctx as *const u32), VMCTX_MAGIC);
+        enter_wasm(store, max_wasm_stack, trampoline, fr.vmctx, values.as_mut_ptr().cast(), fr.wasm_call)
+    };
+    // SAFETY: the call is over; `store` is the caller's exclusive borrow.
+    unsafe { (*store).vm_store().maybe_collect_externrefs() };
+    r
+}
