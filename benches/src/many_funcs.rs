@@ -5,9 +5,11 @@
 //! Each function loads and stores linear memory, mixes its arguments with
 //! a constant of its own, calls one or two earlier functions, and some
 //! branch or loop; four signatures take turns. `_start` calls a few of the
-//! first functions, so `kiln run` runs it in no time. An *edit* changes the
-//! constant of one function, chosen from the edit's number, so edits with
-//! different numbers are different modules that share all but one body.
+//! first functions, so `kiln run` runs it in no time. Edit number `e`
+//! (from 1) changes the constant of function [`edited_function`]`(e)`;
+//! the module after `k` edits has edits 1 to `k` applied, so it differs
+//! from the module after `k - 1` edits in one function body, as a program
+//! does from one build to the next while someone works on it.
 
 use wasm_encoder::{
     BlockType, CodeSection, ExportKind, ExportSection, Function, FunctionSection, Instruction, MemArg, MemArgTarget, MemorySection,
@@ -36,15 +38,22 @@ impl Rng {
     }
 }
 
-/// The function an edit numbered `edit` changes, in a module of `funcs`.
+/// The function edit number `edit` changes, in a module of `funcs`
+/// functions. 7,919 is prime, so unless `funcs` is a multiple of it, any
+/// `funcs` consecutive edits change different functions.
 pub fn edited_function(funcs: u32, edit: u32) -> u32 {
     (edit.wrapping_mul(7919).wrapping_add(13)) % funcs.max(1)
 }
 
-/// The module: `funcs` functions (at least one) plus `_start`; with
-/// `edit`, function [`edited_function`] has another constant.
-pub fn many_funcs_wasm(funcs: u32, edit: Option<u32>) -> Vec<u8> {
+/// The module: `funcs` functions (at least one) plus `_start`, after
+/// `edits` edits (0: the original).
+pub fn many_funcs_wasm(funcs: u32, edits: u32) -> Vec<u8> {
     let funcs = funcs.max(1);
+    let mut delta = vec![0i32; funcs as usize];
+    for e in 1..=edits {
+        let d = &mut delta[edited_function(funcs, e) as usize];
+        *d = d.wrapping_add(e as i32);
+    }
     let mut types = TypeSection::new();
     for (params, result) in SIGNATURES {
         types.ty().function(params.iter().copied(), if result { vec![ValType::I32] } else { vec![] });
@@ -55,10 +64,7 @@ pub fn many_funcs_wasm(funcs: u32, edit: Option<u32>) -> Vec<u8> {
     let mut rng = Rng(0x6b69_6c6e);
     for i in 0..funcs {
         functions.function(i % 4);
-        let mut constant = rng.next() as i32;
-        if let Some(e) = edit.filter(|e| edited_function(funcs, *e) == i) {
-            constant = constant.wrapping_add(e as i32).wrapping_add(1);
-        }
+        let constant = (rng.next() as i32).wrapping_add(delta[i as usize]);
         code.function(&small_function(i, constant, &mut rng));
     }
     let start = funcs;
@@ -171,10 +177,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn valid_and_deterministic_and_edits_differ_in_one_function() {
-        let base = many_funcs_wasm(300, None);
+    fn valid_and_deterministic_and_each_edit_changes_one_function() {
+        let base = many_funcs_wasm(300, 0);
         wasmparser::Validator::new().validate_all(&base).expect("valid");
-        assert_eq!(base, many_funcs_wasm(300, None));
+        assert_eq!(base, many_funcs_wasm(300, 0));
         let bodies = |w: &[u8]| -> Vec<Vec<u8>> {
             wasmparser::Parser::new(0)
                 .parse_all(w)
@@ -184,12 +190,14 @@ mod tests {
                 })
                 .collect()
         };
-        for edit in [0, 1, 2] {
-            let edited = many_funcs_wasm(300, Some(edit));
+        let mut previous = base;
+        for edits in 1..=5 {
+            let edited = many_funcs_wasm(300, edits);
             wasmparser::Validator::new().validate_all(&edited).expect("valid");
             let changed: Vec<usize> =
-                bodies(&base).iter().zip(bodies(&edited)).enumerate().filter(|(_, (a, b))| *a != b).map(|(i, _)| i).collect();
-            assert_eq!(changed, vec![edited_function(300, edit) as usize]);
+                bodies(&previous).iter().zip(bodies(&edited)).enumerate().filter(|(_, (a, b))| *a != b).map(|(i, _)| i).collect();
+            assert_eq!(changed, vec![edited_function(300, edits) as usize]);
+            previous = edited;
         }
     }
 }
