@@ -185,7 +185,7 @@ mod tests {
             wasmparser::Parser::new(0)
                 .parse_all(w)
                 .filter_map(|p| match p {
-                    Ok(wasmparser::Payload::CodeSectionEntry(b)) => Some(w[b.range()].to_vec()),
+                    Ok(wasmparser::Payload::CodeSectionEntry(b)) => Some(w[b.range().start as usize..b.range().end as usize].to_vec()),
                     _ => None,
                 })
                 .collect()
