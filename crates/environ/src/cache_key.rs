@@ -8,13 +8,23 @@
 //! - A function's key covers the engine salt, the *environment* of the
 //!   module that code generation reads (types, import counts, tables,
 //!   memories, globals and hence every VMContext offset: see
-//!   [`environment_fingerprint`]), the function's own signature, its body
-//!   bytes, and for each function it calls or references, that function's
-//!   index, whether it is imported, and its signature. It does not cover
-//!   the function's own index or position in the module: compiled code does
-//!   not depend on them (source locations are body-relative, calls are
-//!   relocated symbolically), so identical functions share one entry and an
-//!   edit elsewhere in a module leaves the other functions' keys unchanged.
+//!   [`environment_fingerprint`]), the function's own type and its body
+//!   bytes. Its code also depends on the signature of each function
+//!   it calls or references: that list, its *callees* (index and type
+//!   index of each; whether one is imported follows from its index and the
+//!   environment's import count), is stored beside the code and compared
+//!   with the module's on lookup ([`FunctionKeys::callees_match`]), so the
+//!   key needs no scan of the body's instructions, and a body whose
+//!   callees changed signature is a miss. Neither covers the function's
+//!   own index or position in the module: compiled code does not depend on
+//!   them (source locations are body-relative, calls are relocated
+//!   symbolically), so identical functions share one entry and an edit
+//!   elsewhere in a module leaves the other functions' keys unchanged.
+//! - The functions of every module with the same environment are filed
+//!   together, in one entry (a [`FunctionPack`](crate::FunctionPack))
+//!   under [`FunctionKeys::pack_key`]: a function key covers the
+//!   environment, so functions of modules with different environments
+//!   never share code anyway.
 
 use crate::module::ModuleInfo;
 use crate::tunables::Tunables;
@@ -106,63 +116,98 @@ mod erased {
     }
 }
 
-/// Computes the keys of a module's functions; everything shared by them
-/// (the engine salt, the environment fingerprint, every signature's
-/// encoding) is prepared once.
+/// Computes the keys of a module's functions and their callee lists;
+/// what they share (the engine salt and the environment fingerprint,
+/// hashed into one key) is prepared once.
 pub struct FunctionKeys<'m> {
     salt: CacheKey,
     env: CacheKey,
+    /// BLAKE3 of "func", the salt and the environment: the key every
+    /// function key is hashed under.
+    module_env: CacheKey,
     module: &'m ModuleInfo,
-    /// The encoding of each type, by type index.
-    signatures: Vec<Vec<u8>>,
 }
 
 impl<'m> FunctionKeys<'m> {
     /// Prepares the keys of `module`'s functions for an engine with `salt`.
     pub fn new(salt: &CacheKey, module: &'m ModuleInfo, offsets: &VMOffsets) -> FunctionKeys<'m> {
+        let env = environment_fingerprint(module, offsets);
+        let mut h = Hasher::new();
+        h.update(b"func");
+        h.update(salt);
+        h.update(&env);
         FunctionKeys {
             salt: *salt,
-            env: environment_fingerprint(module, offsets),
+            env,
+            module_env: *h.finalize().as_bytes(),
             module,
-            signatures: module.types.iter().map(|t| postcard::to_allocvec(t).expect("serializing to memory cannot fail")).collect(),
         }
     }
 
-    fn signature_of(&self, func: u32) -> Option<&[u8]> {
-        let ty = *self.module.functions.get(func as usize)?;
-        self.signatures.get(ty as usize).map(Vec::as_slice)
+    /// The key of the entry that holds the compiled functions of every
+    /// module with this module's environment (for an engine with this
+    /// salt): the engine salt and the environment fingerprint.
+    pub fn pack_key(&self) -> CacheKey {
+        let mut h = Hasher::new();
+        h.update(b"function pack");
+        h.update(&self.salt);
+        h.update(&self.env);
+        *h.finalize().as_bytes()
     }
 
     /// The key of defined function `func`, whose body is `body` (the
-    /// bytes of its locals and code). Returns `None` if the body cannot be
-    /// scanned (it is then invalid, and compiling it reports why).
+    /// bytes of its locals and code): a hash of its type index (the
+    /// environment fixes what that type is) and body, keyed by the engine
+    /// salt and environment. `None` if `func` has no type.
     pub fn key(&self, func: u32, body: &[u8]) -> Option<CacheKey> {
-        let mut h = Hasher::new();
-        h.update(b"func");
-        h.update(&self.salt);
-        h.update(&self.env);
-        put_len_prefixed(&mut h, self.signature_of(func)?);
+        let ty = *self.module.functions.get(func as usize)?;
+        let mut h = Hasher::new_keyed(&self.module_env);
+        h.update(&ty.to_le_bytes());
         put_len_prefixed(&mut h, body);
-        // The functions this body names: index, whether imported, and
-        // signature of each, gathered first and hashed in one update.
-        let mut named = Vec::new();
+        Some(*h.finalize().as_bytes())
+    }
+
+    /// The callees of the function whose body is `body`, encoded: the
+    /// functions it calls (`call`, `return_call`) or references
+    /// (`ref.func`), as a u32 count and sorted, distinct `(function index,
+    /// type index)` pairs (u32 LE). `None` if the body cannot be scanned
+    /// or names a function that does not exist (it is then invalid, and
+    /// compiling it reports why).
+    pub fn callees(&self, body: &[u8]) -> Option<Vec<u8>> {
         let reader = wasmparser::BinaryReader::new(body, 0);
-        let body = wasmparser::FunctionBody::new(reader);
-        let mut ops = body.get_operators_reader().ok()?;
+        let mut ops = wasmparser::FunctionBody::new(reader).get_operators_reader().ok()?;
+        let mut named = Vec::new();
         while !ops.eof() {
-            let f = match ops.read().ok()? {
+            match ops.read().ok()? {
                 wasmparser::Operator::Call { function_index }
                 | wasmparser::Operator::ReturnCall { function_index }
-                | wasmparser::Operator::RefFunc { function_index } => function_index,
-                _ => continue,
-            };
-            let sig = self.signature_of(f)?;
-            named.extend_from_slice(&f.to_le_bytes());
-            named.push(u8::from(self.module.is_imported_func(f)));
-            named.extend_from_slice(&(sig.len() as u32).to_le_bytes());
-            named.extend_from_slice(sig);
+                | wasmparser::Operator::RefFunc { function_index } => named.push(function_index),
+                _ => {}
+            }
         }
-        put_len_prefixed(&mut h, &named);
-        Some(*h.finalize().as_bytes())
+        named.sort_unstable();
+        named.dedup();
+        let mut out = Vec::with_capacity(4 + named.len() * 8);
+        out.extend_from_slice(&(named.len() as u32).to_le_bytes());
+        for f in named {
+            out.extend_from_slice(&f.to_le_bytes());
+            out.extend_from_slice(&self.module.functions.get(f as usize)?.to_le_bytes());
+        }
+        Some(out)
+    }
+
+    /// Whether callees encoded by [`FunctionKeys::callees`] (in this or
+    /// another module with the same environment, hence the same types)
+    /// have the same type in this module. `false` for anything that is not
+    /// such an encoding.
+    pub fn callees_match(&self, encoded: &[u8]) -> bool {
+        let Some((count, pairs)) = encoded.split_first_chunk::<4>() else { return false };
+        if (u32::from_le_bytes(*count) as usize).checked_mul(8) != Some(pairs.len()) {
+            return false;
+        }
+        pairs.chunks_exact(8).all(|p| {
+            let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            self.module.functions.get(word(&p[..4]) as usize) == Some(&word(&p[4..]))
+        })
     }
 }

@@ -56,10 +56,12 @@ fn artifact() -> (Vec<u8>, ArtifactHeader) {
     let translation = translate_module(&wasm, WasmFeatures::default()).expect("valid module");
     let info = translation.info;
     let (first, n) = (info.num_imported_funcs, translation.bodies.len() as u32);
-    let funcs: Vec<CompiledFunction> = (0..n).map(|i| stand_in_function(i, n, first)).collect();
+    let funcs: Vec<Vec<u8>> = (0..n).map(|i| stand_in_function(i, n, first).encode()).collect();
+    let funcs: Vec<FunctionCode<'_>> = funcs.iter().map(|f| FunctionCode::parse(f).expect("consistent")).collect();
     let body_offsets: Vec<u32> = translation.bodies.iter().map(|b| b.body.range().start as u32).collect();
-    let trampoline = CompiledFunction { code: vec![0xc3; 20], alignment: 16, ..CompiledFunction::default() };
-    let linked = link(first, &funcs, &body_offsets, &[trampoline.clone(), trampoline]).expect("links");
+    let trampoline = CompiledFunction { code: vec![0xc3; 20], alignment: 16, ..CompiledFunction::default() }.encode();
+    let trampoline = FunctionCode::parse(&trampoline).expect("consistent");
+    let linked = link(first, &funcs, &body_offsets, &[trampoline, trampoline]).expect("links");
     let compiled = CompiledModuleInfo {
         module: info,
         funcs: linked.funcs,

@@ -4,10 +4,12 @@
 use crate::cache::{Cache, CacheEntry, CacheKind};
 use crate::compile_observer::{CompileObserver, CompilePhase, FunctionOutcome, FunctionReport};
 use crate::engine::Engine;
+use crate::function_cache;
 use crate::seal::{EntrySeal, MacKeys, module_key};
 use crate::vm::code_memory::{MappedFile, ModuleCode};
 use crate::vm::module_runtime::ModuleRuntime;
 use anyhow::{Context, Result, anyhow};
+use kiln_environ::wasmparser::FuncValidatorAllocations;
 use kiln_environ::*;
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -108,29 +110,33 @@ fn runtime(engine: &Engine, info: Arc<CompiledModuleInfo>, code: Box<ModuleCode>
     Arc::new(ModuleRuntime { info, code, offsets, type_ids, tunables: engine.tunables().clone(), images: Default::default() })
 }
 
-/// Looks up a cached function, checking the entry; a damaged or foreign
-/// entry is removed and reported as a miss.
-fn cached_function(cache: &dyn Cache, key: &CacheKey, seal: &dyn Sealer) -> Option<CompiledFunction> {
-    let bytes = match cache.get(CacheKind::Function, key)? {
-        CacheEntry::Bytes(b) => b,
-        CacheEntry::File(mut f) => {
-            use std::io::Read;
-            let mut v = Vec::new();
-            f.read_to_end(&mut v).ok()?;
-            v.into()
-        }
-    };
-    match decode_function_entry(&bytes, seal) {
-        Some((f, saved)) => {
-            cache.record(saved, false);
-            Some(f)
-        }
-        None => {
-            cache.remove(CacheKind::Function, key);
-            cache.record(Duration::ZERO, true);
-            None
-        }
+/// How one defined function of a module was obtained.
+enum Obtained<'p> {
+    /// From the function pack (checked).
+    Cached(PackedFunction<'p>, FunctionCode<'p>),
+    /// Compiled now, encoded, in this long; with its callees if the
+    /// module is compiled through a cache.
+    Compiled(Vec<u8>, Duration, Option<Vec<u8>>),
+    /// It repeats an earlier body: that one's code is used.
+    Duplicate,
+}
+
+/// The code of a function obtained (not a duplicate).
+fn code_of<'a>(o: &'a Obtained<'a>) -> Result<FunctionCode<'a>> {
+    match o {
+        Obtained::Cached(_, code) => Ok(*code),
+        Obtained::Compiled(bytes, _, _) => FunctionCode::parse(bytes).ok_or_else(|| anyhow!("internal: a compiled function encodes inconsistently")),
+        Obtained::Duplicate => Err(anyhow!("internal: a duplicate's original is missing")),
     }
+}
+
+/// Validates one function body, reusing `allocations` (the validator's
+/// buffers) from body to body.
+fn validate_body(input: FunctionBodyInput<'_>, allocations: &mut FuncValidatorAllocations) -> WasmResult<()> {
+    let mut v = input.validator.into_validator(std::mem::take(allocations));
+    v.validate(&input.body)?;
+    *allocations = v.into_allocations();
+    Ok(())
 }
 
 /// Translates, compiles (through the function cache, if given) and links
@@ -155,27 +161,24 @@ fn compile_uncached(
     let info = translation.info;
     let offsets = VMOffsets::new(&info);
     let compiler = &engine.inner.compiler;
-    let salt = &engine.inner.salt;
     let first = info.num_imported_funcs;
     let body_offsets: Vec<u32> = translation.bodies.iter().map(|b| b.body.range().start as u32).collect();
 
     // Keys of every body, and which bodies repeat an earlier one.
-    let keys: Vec<Option<CacheKey>> = match cache {
-        Some(_) => {
-            let keys = FunctionKeys::new(salt, &info, &offsets);
-            translation
-                .bodies
-                .par_iter()
-                .enumerate()
-                .map(|(i, b)| {
-                    let r = b.body.range();
-                    keys.key(first + i as u32, wasm.get(r.start as usize..r.end as usize)?)
-                })
-                .collect()
-        }
+    let function_keys = cache.map(|_| FunctionKeys::new(&engine.inner.salt, &info, &offsets));
+    let keys: Vec<Option<CacheKey>> = match &function_keys {
+        Some(keys) => translation
+            .bodies
+            .par_iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let r = b.body.range();
+                keys.key(first + i as u32, wasm.get(r.start as usize..r.end as usize)?)
+            })
+            .collect(),
         None => vec![None; translation.bodies.len()],
     };
-    let mut first_with_key: HashMap<CacheKey, usize> = HashMap::new();
+    let mut first_with_key: HashMap<CacheKey, usize> = HashMap::with_capacity(keys.len());
     let duplicate_of: Vec<Option<usize>> = keys
         .iter()
         .enumerate()
@@ -190,8 +193,21 @@ fn compile_uncached(
             }
         })
         .collect();
+    drop(first_with_key);
 
-    // Compile (or fetch) each distinct body; bodies that repeat another are
+    // The pack of this module's environment: one lookup, one tag check.
+    let pack_key = function_keys.as_ref().map(FunctionKeys::pack_key);
+    let pack_seal = pack_key.map(|k| EntrySeal::new(mac_keys, CacheKind::Functions, &k));
+    let pack_bytes = match (cache, &pack_key) {
+        (Some(c), Some(k)) => function_cache::lookup(c, k),
+        _ => None,
+    };
+    let pack = match (cache, &pack_key, &pack_bytes, &pack_seal) {
+        (Some(c), Some(k), Some(b), Some(seal)) => function_cache::verified(c, k, b, seal),
+        _ => None,
+    };
+
+    // Fetch or compile each distinct body; bodies that repeat another are
     // only validated, then share its code.
     let report = |func: u32, outcome: FunctionOutcome, times: FunctionCompileTimes| {
         if let Some(o) = observer {
@@ -199,21 +215,24 @@ fn compile_uncached(
             o.function_done(&FunctionReport { index: func, name, outcome, translate: times.translate, codegen: times.codegen });
         }
     };
-    let work = |(i, input): (usize, FunctionBodyInput<'_>)| -> WasmResult<Option<CompiledFunction>> {
+    let work = |allocations: &mut FuncValidatorAllocations, (i, input): (usize, FunctionBodyInput<'_>)| -> WasmResult<Obtained<'_>> {
         let func = first + i as u32;
         if duplicate_of[i].is_some() {
-            validate_function_bodies(vec![input])?;
+            validate_body(input, allocations)?;
             report(func, FunctionOutcome::Duplicate, FunctionCompileTimes::default());
-            return Ok(None);
+            return Ok(Obtained::Duplicate);
         }
-        let seal = keys[i].map(|key| EntrySeal::new(mac_keys, CacheKind::Function, &key));
-        if let (Some(cache), Some(key), Some(seal)) = (cache, keys[i], &seal)
-            && let Some(f) = cached_function(cache, &key, seal)
-        {
-            validate_function_bodies(vec![input])?;
+        let found = keys[i].as_ref().zip(pack.as_ref()).and_then(|(k, p)| p.get(k));
+        let found = found.filter(|f| function_keys.as_ref().is_some_and(|k| k.callees_match(f.callees)));
+        if let Some((f, code)) = found.and_then(|f| Some((f, f.code()?))) {
+            validate_body(input, allocations)?;
             report(func, FunctionOutcome::Cached, FunctionCompileTimes::default());
-            return Ok(Some(f));
+            return Ok(Obtained::Cached(f, code));
         }
+        let callees = function_keys.as_ref().and_then(|k| {
+            let r = input.body.range();
+            k.callees(wasm.get(r.start as usize..r.end as usize)?)
+        });
         let start = Instant::now();
         let f = match observer {
             Some(_) => {
@@ -223,20 +242,44 @@ fn compile_uncached(
             }
             None => compiler.compile_function(&info, &offsets, func, input)?,
         };
-        if let (Some(cache), Some(key), Some(seal)) = (cache, keys[i], &seal) {
-            cache.put(CacheKind::Function, &key, encode_function_entry(&f, start.elapsed(), seal));
-        }
-        Ok(Some(f))
+        Ok(Obtained::Compiled(f.encode(), start.elapsed(), callees))
     };
-    let compiled: Vec<Option<CompiledFunction>> = if engine.config().parallel_compilation {
-        translation.bodies.into_par_iter().enumerate().map(work).collect::<Result<_, _>>()?
+    let obtained: Vec<Obtained<'_>> = if engine.config().parallel_compilation {
+        translation.bodies.into_par_iter().enumerate().map_init(FuncValidatorAllocations::default, work).collect::<Result<_, _>>()?
     } else {
-        translation.bodies.into_iter().enumerate().map(work).collect::<Result<_, _>>()?
+        let mut allocations = FuncValidatorAllocations::default();
+        translation.bodies.into_iter().enumerate().map(|x| work(&mut allocations, x)).collect::<Result<_, _>>()?
     };
-    let funcs: Vec<CompiledFunction> = (0..compiled.len())
-        .map(|i| compiled[duplicate_of[i].unwrap_or(i)].clone().ok_or_else(|| anyhow!("internal: missing function {i}")))
-        .collect::<Result<_>>()?;
-    drop(compiled);
+    let funcs: Vec<FunctionCode<'_>> = (0..obtained.len()).map(|i| code_of(&obtained[duplicate_of[i].unwrap_or(i)])).collect::<Result<_>>()?;
+
+    // The cache's counts, and a new pack if anything was compiled.
+    if let (Some(cache), Some(pack_key), Some(seal)) = (cache, &pack_key, &pack_seal) {
+        let (mut hits, mut misses, mut saved) = (0u64, 0u64, Duration::ZERO);
+        let mut inputs = Vec::with_capacity(obtained.len());
+        for (o, key) in obtained.iter().zip(&keys) {
+            let input = match (o, key) {
+                (Obtained::Cached(f, _), Some(key)) => {
+                    hits += 1;
+                    saved += f.compile_time;
+                    function_cache::PackInput { key: *key, compile_time: f.compile_time, callees: f.callees, code: f.bytes, old_index: Some(f.index) }
+                }
+                (Obtained::Compiled(code, took, callees), key) => {
+                    misses += 1;
+                    // A body whose key or callees are unknown is invalid
+                    // and has failed to compile: never here.
+                    let (Some(key), Some(callees)) = (key, callees) else { continue };
+                    function_cache::PackInput { key: *key, compile_time: *took, callees, code, old_index: None }
+                }
+                _ => continue,
+            };
+            inputs.push(input);
+        }
+        cache.record(saved, false);
+        cache.record_functions(hits, misses);
+        if misses > 0 {
+            function_cache::store(cache, pack_key, seal, pack.as_ref(), &inputs);
+        }
+    }
     clock.done(CompilePhase::Functions);
 
     // Entry trampolines for every signature of a function the host can call.
@@ -262,11 +305,16 @@ fn compile_uncached(
     }
     let trampolines = unique
         .par_iter()
-        .map(|ft| compiler.compile_array_to_wasm_trampoline(ft))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|ft| Ok(compiler.compile_array_to_wasm_trampoline(ft)?.encode()))
+        .collect::<Result<Vec<_>, WasmError>>()?;
+    let trampolines: Vec<FunctionCode<'_>> = trampolines
+        .iter()
+        .map(|t| FunctionCode::parse(t).ok_or_else(|| anyhow!("internal: a trampoline encodes inconsistently")))
+        .collect::<Result<_>>()?;
 
     let linked = link(first, &funcs, &body_offsets, &trampolines)?;
     drop(funcs);
+    drop(obtained);
     let array_to_wasm_trampolines = type_slots.into_iter().map(|(t, s)| (t, linked.trampolines[s])).collect();
     let info = Arc::new(CompiledModuleInfo {
         module: info,

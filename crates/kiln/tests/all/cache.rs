@@ -192,7 +192,7 @@ impl Cache for CollidingCache {
     fn get(&self, kind: CacheKind, _key: &[u8; 32]) -> Option<CacheEntry> {
         match kind {
             CacheKind::Module => self.last_module.lock().unwrap().clone().map(CacheEntry::Bytes),
-            CacheKind::Function => None,
+            CacheKind::Functions => None,
         }
     }
     fn put(&self, kind: CacheKind, _key: &[u8; 32], bytes: Vec<u8>) {
@@ -299,29 +299,57 @@ fn directory_cache_function_hits_keep_entries_from_eviction() -> Result<()> {
         let engine = Engine::new(&config)?;
         Module::new(&engine, &text)?;
     }
-    // Make every function entry look two hours old.
+    // One function pack; make it look two hours old, and drop the module
+    // entry so the next compile goes function by function.
     let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
-    let mut functions = Vec::new();
+    let mut packs = Vec::new();
     for sub in std::fs::read_dir(dir.join("functions"))?.flatten() {
         for e in std::fs::read_dir(sub.path())?.flatten() {
             std::fs::File::options().append(true).open(e.path())?.set_modified(two_hours_ago)?;
-            functions.push(e.path());
+            packs.push(e.path());
         }
     }
-    assert!(!functions.is_empty());
-    // An edit elsewhere in the module: the unchanged functions are hits,
-    // and their entries count as recently used again.
+    assert_eq!(packs.len(), 1, "{packs:?}");
+    for e in std::fs::read_dir(dir.join("modules"))?.flatten() {
+        std::fs::remove_file(e.path())?;
+    }
+    // Every function is a hit, so the pack is not rewritten: the hit
+    // itself marks it as recently used.
     let cache = Arc::new(DirectoryCache::new(&dir)?);
     let mut config = Config::new();
     config.cache(cache.clone());
     let engine = Engine::new(&config)?;
-    Module::new(&engine, text.replace("i32.const 3 i32.xor", "i32.const 5 i32.xor"))?;
-    assert!(cache.stats().function_hits >= 3);
-    let refreshed = functions
-        .iter()
-        .filter(|p| std::fs::metadata(p).and_then(|m| m.modified()).is_ok_and(|m| m > two_hours_ago + std::time::Duration::from_secs(3600)))
-        .count();
-    assert_eq!(refreshed as u64, cache.stats().function_hits);
+    Module::new(&engine, &text)?;
+    let s = cache.stats();
+    assert_eq!((s.function_hits, s.function_misses), (4, 0), "{s}");
+    let modified = std::fs::metadata(&packs[0])?.modified()?;
+    assert!(modified > two_hours_ago + std::time::Duration::from_secs(3600), "{modified:?}");
+    Ok(())
+}
+
+#[test]
+fn function_packs_keep_recent_functions_of_other_modules() -> Result<()> {
+    // Three modules of one environment compiled in turn: each compile
+    // after the first finds the others' functions still in the pack.
+    let cache = Arc::new(MemoryCache::new(64 << 20));
+    let mut config = Config::new();
+    config.cache(cache.clone());
+    let engine = Engine::new(&config)?;
+    let texts: Vec<String> = (0..3).map(|k| module_with(&format!("local.get 0 i32.const {} i32.rotl", k + 1))).collect();
+    for t in &texts {
+        Module::new(&engine, t)?;
+    }
+    // Only f3 differs between them. With a data segment added (another
+    // module entry, the same environment), every function of each is a hit.
+    let before = cache.stats();
+    for (k, t) in texts.iter().enumerate() {
+        let with_data = t.replacen("(module", &format!("(module (data \"{k}\")"), 1);
+        let edited = Module::new(&engine, &with_data)?;
+        assert_eq!(call(&engine, &edited, "f3", 1), 1 << (k + 1));
+    }
+    let after = cache.stats();
+    assert_eq!(after.function_misses - before.function_misses, 0, "{after}");
+    assert_eq!(after.function_hits - before.function_hits, 12, "{after}");
     Ok(())
 }
 

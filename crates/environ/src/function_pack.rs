@@ -1,0 +1,349 @@
+//! The format of function cache entries: a *pack* of compiled functions,
+//! each filed under its function key, sealed with one tag.
+//!
+//! A cache keeps one pack per module environment (see
+//! [`FunctionKeys::pack_key`](crate::FunctionKeys::pack_key)): checking,
+//! finding and reading the unchanged functions of an edited module then
+//! costs one lookup, one pass of the MAC over the pack's bytes, and a
+//! binary search per function, instead of a file and a MAC per function.
+//! Beside each function's code the pack keeps its callees (opaque bytes
+//! here: see [`FunctionKeys::callees`](crate::FunctionKeys::callees)).
+//!
+//! ```text
+//! offset 0   magic "KFNP"
+//!        4   tag (32 bytes) of every byte from offset 36 on (see [`Sealer`])
+//!       36   format version (u32 LE)
+//!       40   generation (u64 LE): how many times the pack was rewritten
+//!       48   function count n (u32 LE)
+//!       52   index: n entries sorted by key, each
+//!              key (32 bytes), data offset (u32 LE), callees length (u32 LE),
+//!              code length (u32 LE), compile time in ns (u64 LE),
+//!              generation last used (u64 LE)
+//!            data: for each function, its callees, then its code encoded as
+//!              by `CompiledFunction::encode`
+//! ```
+
+use crate::cache_key::CacheKey;
+use crate::function_code::FunctionCode;
+use crate::serialize::{Sealer, verify};
+use std::ops::Range;
+use std::time::Duration;
+
+/// First bytes of every function pack.
+pub const FUNCTION_PACK_MAGIC: [u8; 4] = *b"KFNP";
+/// Version of the layout above.
+const FORMAT: u32 = 1;
+/// Where the tag sits; it covers everything after it.
+pub(crate) const PACK_TAG: Range<usize> = 4..36;
+const FIXED: usize = 52;
+const ENTRY: usize = 60;
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut w = [0u8; 4];
+    if let Some(s) = b.get(at..at + 4) {
+        w.copy_from_slice(s);
+    }
+    u32::from_le_bytes(w)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    if let Some(s) = b.get(at..at + 8) {
+        w.copy_from_slice(s);
+    }
+    u64::from_le_bytes(w)
+}
+
+/// A function pack whose tag verified, read in place.
+#[derive(Clone, Copy, Debug)]
+pub struct FunctionPack<'a> {
+    generation: u64,
+    index: &'a [u8],
+    data: &'a [u8],
+}
+
+/// One function of a pack.
+#[derive(Clone, Copy, Debug)]
+pub struct PackedFunction<'a> {
+    /// Its position in the pack's index.
+    pub index: usize,
+    /// Its function key.
+    pub key: CacheKey,
+    /// How long compiling it took.
+    pub compile_time: Duration,
+    /// The pack generation that last used it.
+    pub generation: u64,
+    /// Its callees, as stored.
+    pub callees: &'a [u8],
+    /// The function, encoded (see [`FunctionCode`]).
+    pub bytes: &'a [u8],
+}
+
+impl<'a> PackedFunction<'a> {
+    /// The function, checked (see [`FunctionCode::parse`]).
+    pub fn code(&self) -> Option<FunctionCode<'a>> {
+        FunctionCode::parse(self.bytes)
+    }
+}
+
+impl<'a> FunctionPack<'a> {
+    /// Reads a pack made by [`FunctionPackBuilder::finish`] with the same
+    /// seal. `None` if it is not a pack of this format, is damaged, or was
+    /// sealed otherwise (the tag is checked before anything else is read).
+    pub fn parse(bytes: &'a [u8], seal: &dyn Sealer) -> Option<FunctionPack<'a>> {
+        if bytes.len() < FIXED || bytes[..4] != FUNCTION_PACK_MAGIC {
+            return None;
+        }
+        if !verify(seal, &bytes[PACK_TAG], &[&bytes[PACK_TAG.end..]]) {
+            return None;
+        }
+        if u32_at(bytes, 36) != FORMAT {
+            return None;
+        }
+        let count = u32_at(bytes, 48) as usize;
+        let index_end = count.checked_mul(ENTRY)?.checked_add(FIXED)?;
+        Some(FunctionPack { generation: u64_at(bytes, 40), index: bytes.get(FIXED..index_end)?, data: bytes.get(index_end..)? })
+    }
+
+    /// How many times the pack had been rewritten when it was made.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Number of functions.
+    pub fn len(&self) -> usize {
+        self.index.len() / ENTRY
+    }
+
+    /// Whether the pack holds no function.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    fn key_at(&self, i: usize) -> &'a [u8] {
+        &self.index[i * ENTRY..i * ENTRY + 32]
+    }
+
+    /// Entry `i` of the index; `None` if its data lies outside the pack.
+    fn entry(&self, i: usize) -> Option<PackedFunction<'a>> {
+        let e = self.index.get(i * ENTRY..(i + 1) * ENTRY)?;
+        let start = u32_at(e, 32) as usize;
+        let middle = start.checked_add(u32_at(e, 36) as usize)?;
+        let end = middle.checked_add(u32_at(e, 40) as usize)?;
+        Some(PackedFunction {
+            index: i,
+            key: e[..32].try_into().ok()?,
+            compile_time: Duration::from_nanos(u64_at(e, 44)),
+            generation: u64_at(e, 52),
+            callees: self.data.get(start..middle)?,
+            bytes: self.data.get(middle..end)?,
+        })
+    }
+
+    /// The function filed under `key`, if the pack has it (a binary search
+    /// of the index, which the builder sorted; keys are compared by their
+    /// first 8 bytes first).
+    pub fn get(&self, key: &CacheKey) -> Option<PackedFunction<'a>> {
+        let prefix = |k: &[u8]| u64::from_be_bytes([k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]]);
+        let wanted = prefix(key);
+        let i = partition_point(self.len(), |i| {
+            let k = self.key_at(i);
+            match prefix(k).cmp(&wanted) {
+                std::cmp::Ordering::Equal => k < &key[..],
+                o => o.is_lt(),
+            }
+        });
+        if i < self.len() && self.key_at(i) == key {
+            self.entry(i)
+        } else {
+            None
+        }
+    }
+
+    /// Every function, in key order (entries whose data lies outside the
+    /// pack are left out).
+    pub fn functions(&self) -> impl Iterator<Item = PackedFunction<'a>> + '_ {
+        (0..self.len()).filter_map(|i| self.entry(i))
+    }
+}
+
+/// The first `i` in `0..n` for which `before(i)` is false (`before` must
+/// be true then false along the range).
+fn partition_point(n: usize, before: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if before(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// One function of a pack being built: its parts are copied once, when
+/// the pack is finished.
+#[derive(Debug)]
+struct Pending<'a> {
+    key: CacheKey,
+    nanos: u64,
+    generation: u64,
+    callees: &'a [u8],
+    code: &'a [u8],
+}
+
+/// Collects functions into a new pack, borrowing their bytes until
+/// [`FunctionPackBuilder::finish`] copies them into it.
+#[derive(Debug, Default)]
+pub struct FunctionPackBuilder<'a> {
+    entries: Vec<Pending<'a>>,
+    data_len: usize,
+}
+
+impl<'a> FunctionPackBuilder<'a> {
+    /// An empty builder.
+    pub fn new() -> FunctionPackBuilder<'a> {
+        FunctionPackBuilder::default()
+    }
+
+    /// Adds a function under `key`: its `callees` (stored as they are)
+    /// and `code` (encoded by `CompiledFunction::encode`); it took
+    /// `compile_time` to compile and was last used by pack generation
+    /// `generation`. A key added twice keeps its first function.
+    pub fn push(&mut self, key: &CacheKey, compile_time: Duration, generation: u64, callees: &'a [u8], code: &'a [u8]) {
+        let nanos = compile_time.as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.data_len += callees.len() + code.len();
+        self.entries.push(Pending { key: *key, nanos, generation, callees, code });
+    }
+
+    /// Bytes of function data added so far.
+    pub fn data_len(&self) -> usize {
+        self.data_len
+    }
+
+    /// The pack, generation `generation`, sealed with `seal`; `None` if
+    /// its data would pass 4 GiB (offsets are 32-bit).
+    pub fn finish(mut self, generation: u64, seal: &dyn Sealer) -> Option<Vec<u8>> {
+        // Stable: of equal keys, the first added stays first.
+        self.entries.sort_by(|a, b| a.key.cmp(&b.key));
+        self.entries.dedup_by(|later, first| later.key == first.key);
+        let data_len: usize = self.entries.iter().map(|e| e.callees.len() + e.code.len()).sum();
+        u32::try_from(data_len).ok()?;
+        let mut out = Vec::with_capacity(FIXED + self.entries.len() * ENTRY + data_len);
+        out.extend_from_slice(&FUNCTION_PACK_MAGIC);
+        out.extend_from_slice(&[0; 32]);
+        out.extend_from_slice(&FORMAT.to_le_bytes());
+        out.extend_from_slice(&generation.to_le_bytes());
+        out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        let mut offset = 0usize;
+        for e in &self.entries {
+            out.extend_from_slice(&e.key);
+            for n in [offset, e.callees.len(), e.code.len()] {
+                out.extend_from_slice(&(n as u32).to_le_bytes());
+            }
+            out.extend_from_slice(&e.nanos.to_le_bytes());
+            out.extend_from_slice(&e.generation.to_le_bytes());
+            offset += e.callees.len() + e.code.len();
+        }
+        for e in &self.entries {
+            out.extend_from_slice(e.callees);
+            out.extend_from_slice(e.code);
+        }
+        let tag = seal.tag(&[&out[PACK_TAG.end..]]);
+        out[PACK_TAG].copy_from_slice(&tag);
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::CompiledFunction;
+    use crate::serialize::{EntryKind, PublicSeal};
+
+    fn function(n: u8) -> Vec<u8> {
+        CompiledFunction { code: vec![n; usize::from(n) + 1], alignment: 16, ..CompiledFunction::default() }.encode()
+    }
+
+    fn key(n: u8) -> CacheKey {
+        [n.wrapping_mul(37); 32]
+    }
+
+    fn callees(n: u8) -> Vec<u8> {
+        vec![n; usize::from(n % 4) * 3]
+    }
+
+    fn pack(seal: &PublicSeal) -> Vec<u8> {
+        let functions: Vec<(u8, Vec<u8>, Vec<u8>)> = [5u8, 1, 9, 3, 7, 5].iter().map(|&n| (n, callees(n), function(n))).collect();
+        let mut b = FunctionPackBuilder::new();
+        for (n, callees, code) in &functions {
+            b.push(&key(*n), Duration::from_nanos(u64::from(*n) * 1000), u64::from(n % 3), callees, code);
+        }
+        b.finish(42, seal).expect("small")
+    }
+
+    #[test]
+    fn finds_every_function_and_nothing_else() {
+        let seal = PublicSeal::cache_entry(EntryKind::Functions, &[1; 32]);
+        let bytes = pack(&seal);
+        let p = FunctionPack::parse(&bytes, &seal).expect("verifies");
+        assert_eq!((p.generation(), p.len()), (42, 5), "the repeated key is stored once");
+        for n in [1u8, 3, 5, 7, 9] {
+            let f = p.get(&key(n)).expect("found");
+            assert_eq!((f.compile_time, f.generation), (Duration::from_nanos(u64::from(n) * 1000), u64::from(n % 3)));
+            assert_eq!(f.callees, &callees(n)[..]);
+            assert_eq!(f.code().expect("consistent").code(), &vec![n; usize::from(n) + 1][..]);
+        }
+        for n in [0u8, 2, 4, 6, 8, 10, 255] {
+            assert!(p.get(&key(n)).is_none());
+        }
+        let keys: Vec<CacheKey> = p.functions().map(|f| f.key).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]) && keys.len() == 5);
+        assert!(p.functions().enumerate().all(|(i, f)| f.index == i));
+        let empty = FunctionPackBuilder::new().finish(0, &seal).expect("empty");
+        let e = FunctionPack::parse(&empty, &seal).expect("verifies");
+        assert!(e.is_empty() && e.get(&key(1)).is_none());
+    }
+
+    #[test]
+    fn damaged_moved_or_foreign_packs_are_refused() {
+        let seal = PublicSeal::cache_entry(EntryKind::Functions, &[1; 32]);
+        let bytes = pack(&seal);
+        for at in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[at] ^= 0x04;
+            assert!(FunctionPack::parse(&bad, &seal).is_none(), "flipped byte {at}");
+        }
+        for len in 0..bytes.len() {
+            assert!(FunctionPack::parse(&bytes[..len], &seal).is_none(), "truncated to {len}");
+        }
+        // Filed under another key, or as another kind of entry.
+        assert!(FunctionPack::parse(&bytes, &PublicSeal::cache_entry(EntryKind::Functions, &[2; 32])).is_none());
+        assert!(FunctionPack::parse(&bytes, &PublicSeal::cache_entry(EntryKind::Module, &[1; 32])).is_none());
+    }
+
+    #[test]
+    fn resealed_nonsense_is_read_without_panics() {
+        // Someone who can seal (a cache without a key) writes index entries
+        // pointing anywhere: lookups find nothing or refuse, never panic.
+        let seal = PublicSeal::cache_entry(EntryKind::Functions, &[1; 32]);
+        let good = pack(&seal);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut bad = good.clone();
+            let at = PACK_TAG.end + (x as usize) % (bad.len() - PACK_TAG.end);
+            bad[at] = (x >> 56) as u8;
+            crate::serialize::reseal(&mut bad, &seal);
+            if let Some(p) = FunctionPack::parse(&bad, &seal) {
+                for n in 0..=10u8 {
+                    let _ = p.get(&key(n)).map(|f| f.code());
+                }
+                let _ = p.functions().map(|f| f.code().map(|c| c.relocations().count())).count();
+            }
+        }
+    }
+}
