@@ -21,8 +21,8 @@
 //!   symbolically), so identical functions share one entry and an edit
 //!   elsewhere in a module leaves the other functions' keys unchanged.
 //! - The functions of every module with the same environment are filed
-//!   together, in one entry (a [`FunctionPack`](crate::FunctionPack))
-//!   under [`FunctionKeys::pack_key`]: a function key covers the
+//!   together, in two entries ([`FunctionPack`](crate::FunctionPack)s)
+//!   under [`FunctionKeys::pack_keys`]: a function key covers the
 //!   environment, so functions of modules with different environments
 //!   never share code anyway.
 
@@ -144,15 +144,18 @@ impl<'m> FunctionKeys<'m> {
         }
     }
 
-    /// The key of the entry that holds the compiled functions of every
-    /// module with this module's environment (for an engine with this
-    /// salt): the engine salt and the environment fingerprint.
-    pub fn pack_key(&self) -> CacheKey {
-        let mut h = Hasher::new();
-        h.update(b"function pack");
-        h.update(&self.salt);
-        h.update(&self.env);
-        *h.finalize().as_bytes()
+    /// The keys of the two entries that hold the compiled functions of
+    /// every module with this module's environment (for an engine with
+    /// this salt): the base pack and the pack of what was compiled since
+    /// the base was written (see `kiln`'s function cache).
+    pub fn pack_keys(&self) -> [CacheKey; 2] {
+        [b"function pack: base".as_slice(), b"function pack: recent"].map(|label| {
+            let mut h = Hasher::new();
+            h.update(label);
+            h.update(&self.salt);
+            h.update(&self.env);
+            *h.finalize().as_bytes()
+        })
     }
 
     /// The key of defined function `func`, whose body is `body` (the

@@ -1,13 +1,19 @@
 //! The format of function cache entries: a *pack* of compiled functions,
 //! each filed under its function key, sealed with one tag.
 //!
-//! A cache keeps one pack per module environment (see
-//! [`FunctionKeys::pack_key`](crate::FunctionKeys::pack_key)): checking,
+//! A cache keeps the packs of each module environment (see
+//! [`FunctionKeys::pack_keys`](crate::FunctionKeys::pack_keys)): checking,
 //! finding and reading the unchanged functions of an edited module then
-//! costs one lookup, one pass of the MAC over the pack's bytes, and a
-//! binary search per function, instead of a file and a MAC per function.
+//! costs one lookup and one pass of the MAC over each pack's bytes, and a
+//! key comparison per function, instead of a file and a MAC per function.
 //! Beside each function's code the pack keeps its callees (opaque bytes
 //! here: see [`FunctionKeys::callees`](crate::FunctionKeys::callees)).
+//!
+//! Functions are stored in the order they were added, which is the order
+//! of the module that wrote the pack, so the module's next version finds
+//! its function `i` at entry `i` (a lookup with that *hint* compares one
+//! key and reads the pack front to back); any other key is found by a
+//! binary search of a permutation of the entries sorted by key.
 //!
 //! ```text
 //! offset 0   magic "KFNP"
@@ -15,10 +21,11 @@
 //!       36   format version (u32 LE)
 //!       40   generation (u64 LE): how many times the pack was rewritten
 //!       48   function count n (u32 LE)
-//!       52   index: n entries sorted by key, each
+//!       52   entries: n of them in the order added, each
 //!              key (32 bytes), data offset (u32 LE), callees length (u32 LE),
 //!              code length (u32 LE), compile time in ns (u64 LE),
 //!              generation last used (u64 LE)
+//!            by key: n entry numbers (u32 LE), ordered by the entries' keys
 //!            data: for each function, its callees, then its code encoded as
 //!              by `CompiledFunction::encode`
 //! ```
@@ -59,6 +66,7 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 pub struct FunctionPack<'a> {
     generation: u64,
     index: &'a [u8],
+    by_key: &'a [u8],
     data: &'a [u8],
 }
 
@@ -102,7 +110,13 @@ impl<'a> FunctionPack<'a> {
         }
         let count = u32_at(bytes, 48) as usize;
         let index_end = count.checked_mul(ENTRY)?.checked_add(FIXED)?;
-        Some(FunctionPack { generation: u64_at(bytes, 40), index: bytes.get(FIXED..index_end)?, data: bytes.get(index_end..)? })
+        let by_key_end = count.checked_mul(4)?.checked_add(index_end)?;
+        Some(FunctionPack {
+            generation: u64_at(bytes, 40),
+            index: bytes.get(FIXED..index_end)?,
+            by_key: bytes.get(index_end..by_key_end)?,
+            data: bytes.get(by_key_end..)?,
+        })
     }
 
     /// How many times the pack had been rewritten when it was made.
@@ -115,6 +129,11 @@ impl<'a> FunctionPack<'a> {
         self.index.len() / ENTRY
     }
 
+    /// Bytes of function data (callees and code).
+    pub fn data_len(&self) -> usize {
+        self.data.len()
+    }
+
     /// Whether the pack holds no function.
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
@@ -122,6 +141,12 @@ impl<'a> FunctionPack<'a> {
 
     fn key_at(&self, i: usize) -> &'a [u8] {
         &self.index[i * ENTRY..i * ENTRY + 32]
+    }
+
+    /// Entry `i` (in the order added), if there is one and its data lies
+    /// inside the pack.
+    pub fn functions_at(&self, i: usize) -> Option<PackedFunction<'a>> {
+        self.entry(i)
     }
 
     /// Entry `i` of the index; `None` if its data lies outside the pack.
@@ -140,28 +165,32 @@ impl<'a> FunctionPack<'a> {
         })
     }
 
-    /// The function filed under `key`, if the pack has it (a binary search
-    /// of the index, which the builder sorted; keys are compared by their
-    /// first 8 bytes first).
-    pub fn get(&self, key: &CacheKey) -> Option<PackedFunction<'a>> {
+    /// The function filed under `key`, if the pack has it: entry `hint`
+    /// if that is the one (see the module docs), else a binary search of
+    /// the entries by key (comparing their first 8 bytes first).
+    pub fn get(&self, key: &CacheKey, hint: usize) -> Option<PackedFunction<'a>> {
+        if hint < self.len() && self.key_at(hint) == key {
+            return self.entry(hint);
+        }
         let prefix = |k: &[u8]| u64::from_be_bytes([k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]]);
         let wanted = prefix(key);
-        let i = partition_point(self.len(), |i| {
-            let k = self.key_at(i);
-            match prefix(k).cmp(&wanted) {
+        // An entry number out of range (only in a pack sealed by someone
+        // else than a Kiln) compares as past every key.
+        let key_of = |m: usize| Some(u32_at(self.by_key, m * 4) as usize).filter(|&i| i < self.len()).map(|i| (i, self.key_at(i)));
+        let m = partition_point(self.len(), |m| {
+            key_of(m).is_some_and(|(_, k)| match prefix(k).cmp(&wanted) {
                 std::cmp::Ordering::Equal => k < &key[..],
                 o => o.is_lt(),
-            }
+            })
         });
-        if i < self.len() && self.key_at(i) == key {
-            self.entry(i)
-        } else {
-            None
+        match key_of(m) {
+            Some((i, k)) if k == key => self.entry(i),
+            _ => None,
         }
     }
 
-    /// Every function, in key order (entries whose data lies outside the
-    /// pack are left out).
+    /// Every function, in the order added (entries whose data lies outside
+    /// the pack are left out).
     pub fn functions(&self) -> impl Iterator<Item = PackedFunction<'a>> + '_ {
         (0..self.len()).filter_map(|i| self.entry(i))
     }
@@ -210,7 +239,8 @@ impl<'a> FunctionPackBuilder<'a> {
     /// Adds a function under `key`: its `callees` (stored as they are)
     /// and `code` (encoded by `CompiledFunction::encode`); it took
     /// `compile_time` to compile and was last used by pack generation
-    /// `generation`. A key added twice keeps its first function.
+    /// `generation`. A key added twice keeps its first function (at its
+    /// place).
     pub fn push(&mut self, key: &CacheKey, compile_time: Duration, generation: u64, callees: &'a [u8], code: &'a [u8]) {
         let nanos = compile_time.as_nanos().min(u128::from(u64::MAX)) as u64;
         self.data_len += callees.len() + code.len();
@@ -225,12 +255,27 @@ impl<'a> FunctionPackBuilder<'a> {
     /// The pack, generation `generation`, sealed with `seal`; `None` if
     /// its data would pass 4 GiB (offsets are 32-bit).
     pub fn finish(mut self, generation: u64, seal: &dyn Sealer) -> Option<Vec<u8>> {
-        // Stable: of equal keys, the first added stays first.
-        self.entries.sort_by(|a, b| a.key.cmp(&b.key));
-        self.entries.dedup_by(|later, first| later.key == first.key);
+        let by_key_of = |entries: &[Pending<'_>]| {
+            let mut order: Vec<u32> = (0..entries.len() as u32).collect();
+            // Of equal keys, the first added comes first.
+            order.sort_unstable_by(|&a, &b| entries[a as usize].key.cmp(&entries[b as usize].key).then(a.cmp(&b)));
+            order
+        };
+        let mut by_key = by_key_of(&self.entries);
+        if by_key.windows(2).any(|w| self.entries[w[0] as usize].key == self.entries[w[1] as usize].key) {
+            let mut keep = vec![true; self.entries.len()];
+            for w in by_key.windows(2) {
+                if self.entries[w[0] as usize].key == self.entries[w[1] as usize].key {
+                    keep[w[1] as usize] = false;
+                }
+            }
+            let mut flags = keep.iter();
+            self.entries.retain(|_| flags.next().copied().unwrap_or(false));
+            by_key = by_key_of(&self.entries);
+        }
         let data_len: usize = self.entries.iter().map(|e| e.callees.len() + e.code.len()).sum();
         u32::try_from(data_len).ok()?;
-        let mut out = Vec::with_capacity(FIXED + self.entries.len() * ENTRY + data_len);
+        let mut out = Vec::with_capacity(FIXED + self.entries.len() * (ENTRY + 4) + data_len);
         out.extend_from_slice(&FUNCTION_PACK_MAGIC);
         out.extend_from_slice(&[0; 32]);
         out.extend_from_slice(&FORMAT.to_le_bytes());
@@ -245,6 +290,9 @@ impl<'a> FunctionPackBuilder<'a> {
             out.extend_from_slice(&e.nanos.to_le_bytes());
             out.extend_from_slice(&e.generation.to_le_bytes());
             offset += e.callees.len() + e.code.len();
+        }
+        for i in by_key {
+            out.extend_from_slice(&i.to_le_bytes());
         }
         for e in &self.entries {
             out.extend_from_slice(e.callees);
@@ -289,21 +337,29 @@ mod tests {
         let bytes = pack(&seal);
         let p = FunctionPack::parse(&bytes, &seal).expect("verifies");
         assert_eq!((p.generation(), p.len()), (42, 5), "the repeated key is stored once");
+        let order = [5u8, 1, 9, 3, 7];
         for n in [1u8, 3, 5, 7, 9] {
-            let f = p.get(&key(n)).expect("found");
+            let at = order.iter().position(|&m| m == n).expect("added");
+            // Found with the right hint, a wrong one, and one out of range.
+            for hint in [at, (at + 1) % 5, 99] {
+                assert_eq!(p.get(&key(n), hint).map(|f| f.index), Some(at), "{n} with hint {hint}");
+            }
+            let f = p.get(&key(n), 0).expect("found");
             assert_eq!((f.compile_time, f.generation), (Duration::from_nanos(u64::from(n) * 1000), u64::from(n % 3)));
             assert_eq!(f.callees, &callees(n)[..]);
             assert_eq!(f.code().expect("consistent").code(), &vec![n; usize::from(n) + 1][..]);
         }
         for n in [0u8, 2, 4, 6, 8, 10, 255] {
-            assert!(p.get(&key(n)).is_none());
+            for hint in 0..6 {
+                assert!(p.get(&key(n), hint).is_none());
+            }
         }
         let keys: Vec<CacheKey> = p.functions().map(|f| f.key).collect();
-        assert!(keys.windows(2).all(|w| w[0] < w[1]) && keys.len() == 5);
+        assert_eq!(keys, order.map(key).to_vec(), "the order added, the repeat dropped");
         assert!(p.functions().enumerate().all(|(i, f)| f.index == i));
         let empty = FunctionPackBuilder::new().finish(0, &seal).expect("empty");
         let e = FunctionPack::parse(&empty, &seal).expect("verifies");
-        assert!(e.is_empty() && e.get(&key(1)).is_none());
+        assert!(e.is_empty() && e.get(&key(1), 0).is_none());
     }
 
     #[test]
@@ -340,7 +396,7 @@ mod tests {
             crate::serialize::reseal(&mut bad, &seal);
             if let Some(p) = FunctionPack::parse(&bad, &seal) {
                 for n in 0..=10u8 {
-                    let _ = p.get(&key(n)).map(|f| f.code());
+                    let _ = p.get(&key(n), usize::from(n)).map(|f| f.code());
                 }
                 let _ = p.functions().map(|f| f.code().map(|c| c.relocations().count())).count();
             }

@@ -204,25 +204,46 @@ fn first_difference(a: &str, b: &str) -> (String, String) {
     (a.to_string(), b.to_string())
 }
 
-/// Encodes an artifact, sealed with `seal`.
-pub fn serialize_artifact(header: &ArtifactHeader, info: &CompiledModuleInfo, text: &[u8], seal: &dyn Sealer) -> Vec<u8> {
+/// The bytes before the text: fixed prefix (tag zero), header, metadata,
+/// zero padding to the text's offset (a multiple of [`TEXT_ALIGN`]).
+fn artifact_front(header: &ArtifactHeader, info: &CompiledModuleInfo, text_len: usize) -> Vec<u8> {
     let h = postcard::to_allocvec(header).expect("serializing to memory cannot fail");
     let m = postcard::to_allocvec(info).expect("serializing to memory cannot fail");
     let text_offset = (PREFIX + h.len() + m.len()).div_ceil(TEXT_ALIGN) * TEXT_ALIGN;
-    let mut out = Vec::with_capacity(text_offset + text.len());
+    let mut out = Vec::with_capacity(text_offset);
     out.extend_from_slice(&ARTIFACT_MAGIC);
     out.extend_from_slice(&ARTIFACT_FORMAT.to_le_bytes());
     out.extend_from_slice(&(h.len() as u32).to_le_bytes());
     out.extend_from_slice(&(m.len() as u64).to_le_bytes());
     out.extend_from_slice(&(text_offset as u64).to_le_bytes());
-    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(text_len as u64).to_le_bytes());
     out.extend_from_slice(&[0; 32]);
     out.extend_from_slice(&h);
     out.extend_from_slice(&m);
     out.resize(text_offset, 0);
+    out
+}
+
+/// Encodes an artifact, sealed with `seal`.
+pub fn serialize_artifact(header: &ArtifactHeader, info: &CompiledModuleInfo, text: &[u8], seal: &dyn Sealer) -> Vec<u8> {
+    let mut out = artifact_front(header, info, text.len());
     out.extend_from_slice(text);
     reseal(&mut out, seal);
     out
+}
+
+/// Like [`serialize_artifact`], building the artifact in `text`'s own
+/// buffer: the text moves up in place, so a large module's artifact needs
+/// no second text-sized allocation (whose every page would be a fresh
+/// page fault).
+pub fn serialize_artifact_in_place(header: &ArtifactHeader, info: &CompiledModuleInfo, mut text: Vec<u8>, seal: &dyn Sealer) -> Vec<u8> {
+    let text_len = text.len();
+    let front = artifact_front(header, info, text_len);
+    text.resize(front.len() + text_len, 0);
+    text.copy_within(..text_len, front.len());
+    text[..front.len()].copy_from_slice(&front);
+    reseal(&mut text, seal);
+    text
 }
 
 /// Recomputes the tag of an artifact or a function pack with

@@ -75,7 +75,10 @@ fn artifact() -> (Vec<u8>, ArtifactHeader) {
         tunables: Tunables::default(),
         compile_time_ns: 1234,
     };
-    (serialize_artifact(&header, &compiled, &linked.text, &PublicSeal::artifact()), header)
+    let bytes = serialize_artifact(&header, &compiled, &linked.text, &PublicSeal::artifact());
+    let in_place = serialize_artifact_in_place(&header, &compiled, linked.text, &PublicSeal::artifact());
+    assert_eq!(bytes, in_place, "both ways of serializing give the same bytes");
+    (bytes, header)
 }
 
 /// Parses `bytes`, failing the test on a panic.

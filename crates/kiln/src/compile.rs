@@ -4,6 +4,7 @@
 use crate::cache::{Cache, CacheEntry, CacheKind};
 use crate::compile_observer::{CompileObserver, CompilePhase, FunctionOutcome, FunctionReport};
 use crate::engine::Engine;
+use crate::fast_hash::FastHashMap;
 use crate::function_cache;
 use crate::seal::{EntrySeal, MacKeys, module_key};
 use crate::vm::code_memory::{MappedFile, ModuleCode};
@@ -68,7 +69,7 @@ pub(crate) fn compile_module(engine: &Engine, wasm: &[u8], observer: Option<&dyn
     let (rt, text) = compile_uncached(engine, wasm, Some((&*cache, mac_keys.as_ref())), observer)?;
     let header = engine.artifact_header(start.elapsed());
     let mut clock = PhaseClock::start(observer);
-    cache.put(CacheKind::Module, &key, serialize_artifact(&header, &rt.info, &text, &seal));
+    cache.put(CacheKind::Module, &key, serialize_artifact_in_place(&header, &rt.info, text, &seal));
     clock.done(CompilePhase::CacheStore);
     Ok(rt)
 }
@@ -112,8 +113,8 @@ fn runtime(engine: &Engine, info: Arc<CompiledModuleInfo>, code: Box<ModuleCode>
 
 /// How one defined function of a module was obtained.
 enum Obtained<'p> {
-    /// From the function pack (checked).
-    Cached(PackedFunction<'p>, FunctionCode<'p>),
+    /// From a function pack (checked).
+    Cached(function_cache::Hit<'p>),
     /// Compiled now, encoded, in this long; with its callees if the
     /// module is compiled through a cache.
     Compiled(Vec<u8>, Duration, Option<Vec<u8>>),
@@ -124,7 +125,7 @@ enum Obtained<'p> {
 /// The code of a function obtained (not a duplicate).
 fn code_of<'a>(o: &'a Obtained<'a>) -> Result<FunctionCode<'a>> {
     match o {
-        Obtained::Cached(_, code) => Ok(*code),
+        Obtained::Cached(hit) => Ok(hit.code),
         Obtained::Compiled(bytes, _, _) => FunctionCode::parse(bytes).ok_or_else(|| anyhow!("internal: a compiled function encodes inconsistently")),
         Obtained::Duplicate => Err(anyhow!("internal: a duplicate's original is missing")),
     }
@@ -178,7 +179,7 @@ fn compile_uncached(
             .collect(),
         None => vec![None; translation.bodies.len()],
     };
-    let mut first_with_key: HashMap<CacheKey, usize> = HashMap::with_capacity(keys.len());
+    let mut first_with_key: FastHashMap<CacheKey, usize> = FastHashMap::with_capacity_and_hasher(keys.len(), Default::default());
     let duplicate_of: Vec<Option<usize>> = keys
         .iter()
         .enumerate()
@@ -195,15 +196,14 @@ fn compile_uncached(
         .collect();
     drop(first_with_key);
 
-    // The pack of this module's environment: one lookup, one tag check.
-    let pack_key = function_keys.as_ref().map(FunctionKeys::pack_key);
-    let pack_seal = pack_key.map(|k| EntrySeal::new(mac_keys, CacheKind::Functions, &k));
-    let pack_bytes = match (cache, &pack_key) {
+    // The packs of this module's environment: a lookup and a tag check each.
+    let pack_keys = function_keys.as_ref().map(FunctionKeys::pack_keys);
+    let pack_bytes = match (cache, &pack_keys) {
         (Some(c), Some(k)) => function_cache::lookup(c, k),
-        _ => None,
+        _ => [None, None],
     };
-    let pack = match (cache, &pack_key, &pack_bytes, &pack_seal) {
-        (Some(c), Some(k), Some(b), Some(seal)) => function_cache::verified(c, k, b, seal),
+    let packs = match (cache, &function_keys, pack_keys) {
+        (Some(c), Some(f), Some(k)) => Some(function_cache::Packs::open(c, mac_keys, f, k, &pack_bytes)),
         _ => None,
     };
 
@@ -222,12 +222,10 @@ fn compile_uncached(
             report(func, FunctionOutcome::Duplicate, FunctionCompileTimes::default());
             return Ok(Obtained::Duplicate);
         }
-        let found = keys[i].as_ref().zip(pack.as_ref()).and_then(|(k, p)| p.get(k));
-        let found = found.filter(|f| function_keys.as_ref().is_some_and(|k| k.callees_match(f.callees)));
-        if let Some((f, code)) = found.and_then(|f| Some((f, f.code()?))) {
+        if let Some(hit) = keys[i].as_ref().zip(packs.as_ref()).and_then(|(k, p)| p.find(k, i)) {
             validate_body(input, allocations)?;
             report(func, FunctionOutcome::Cached, FunctionCompileTimes::default());
-            return Ok(Obtained::Cached(f, code));
+            return Ok(Obtained::Cached(hit));
         }
         let callees = function_keys.as_ref().and_then(|k| {
             let r = input.body.range();
@@ -252,32 +250,35 @@ fn compile_uncached(
     };
     let funcs: Vec<FunctionCode<'_>> = (0..obtained.len()).map(|i| code_of(&obtained[duplicate_of[i].unwrap_or(i)])).collect::<Result<_>>()?;
 
-    // The cache's counts, and a new pack if anything was compiled.
-    if let (Some(cache), Some(pack_key), Some(seal)) = (cache, &pack_key, &pack_seal) {
+    // The cache's counts, and new packs if anything was compiled.
+    if let (Some(cache), Some(packs)) = (cache, &packs) {
         let (mut hits, mut misses, mut saved) = (0u64, 0u64, Duration::ZERO);
-        let mut inputs = Vec::with_capacity(obtained.len());
-        for (o, key) in obtained.iter().zip(&keys) {
-            let input = match (o, key) {
-                (Obtained::Cached(f, _), Some(key)) => {
+        for o in &obtained {
+            match o {
+                Obtained::Cached(hit) => {
                     hits += 1;
-                    saved += f.compile_time;
-                    function_cache::PackInput { key: *key, compile_time: f.compile_time, callees: f.callees, code: f.bytes, old_index: Some(f.index) }
+                    saved += packs.function(hit).map_or(Duration::ZERO, |f| f.compile_time);
                 }
-                (Obtained::Compiled(code, took, callees), key) => {
-                    misses += 1;
-                    // A body whose key or callees are unknown is invalid
-                    // and has failed to compile: never here.
-                    let (Some(key), Some(callees)) = (key, callees) else { continue };
-                    function_cache::PackInput { key: *key, compile_time: *took, callees, code, old_index: None }
-                }
-                _ => continue,
-            };
-            inputs.push(input);
+                Obtained::Compiled(..) => misses += 1,
+                Obtained::Duplicate => {}
+            }
         }
         cache.record(saved, false);
         cache.record_functions(hits, misses);
         if misses > 0 {
-            function_cache::store(cache, pack_key, seal, pack.as_ref(), &inputs);
+            packs.store(&|visit| {
+                for (o, key) in obtained.iter().zip(&keys) {
+                    match (o, key) {
+                        (Obtained::Cached(hit), _) => visit(function_cache::PackInput::Found(*hit)),
+                        // A body whose key or callees are unknown is
+                        // invalid and has failed to compile: never here.
+                        (Obtained::Compiled(code, took, Some(callees)), Some(key)) => {
+                            visit(function_cache::PackInput::Compiled { key: *key, compile_time: *took, callees, code })
+                        }
+                        _ => {}
+                    }
+                }
+            });
         }
     }
     clock.done(CompilePhase::Functions);

@@ -1,29 +1,46 @@
 //! The function-level cache: the compiled functions of every module with
-//! one environment live in one cache entry, a pack
-//! (`kiln_environ::FunctionPack`), filed under the environment's pack key.
+//! one environment live in two cache entries, packs
+//! (`kiln_environ::FunctionPack`) filed under the environment's pack keys:
+//! a *base* pack, rewritten rarely, and a pack of the functions compiled
+//! *recently*, since the base was written.
 //!
-//! A compile that misses the module cache looks the pack up once and
-//! checks its tag once (one pass of the MAC over its bytes); each function
-//! is then a binary search of the pack's index and is linked straight from
-//! the pack's bytes. So the unchanged functions of an edited module cost
-//! time in proportion to their bytes, with no file, MAC or allocation per
-//! function. When anything had to be compiled, a new pack replaces the
-//! old one: every function of this module, plus the old pack's other
-//! functions that one of the last [`KEEP_GENERATIONS`] packs used (a
-//! function edited back, or another module of the same environment
-//! compiled in turn with this one), up to as many bytes as this module's
-//! own functions.
+//! A compile that misses the module cache looks both packs up and checks
+//! each one's tag once (one pass of the MAC over its bytes); each function
+//! is then found with a key comparison (the base holds functions in the
+//! order of the module that wrote it) and linked straight from the pack's
+//! bytes. So the unchanged functions of an edited module cost time in
+//! proportion to their bytes, with no file, MAC or allocation per function.
+//!
+//! When anything had to be compiled, Kiln writes a new recent pack: the
+//! functions compiled now, the module's functions found in the old recent
+//! pack, and the old recent pack's other functions that one of the last
+//! [`KEEP_GENERATIONS`] writes used (a function edited back). An edit thus
+//! writes a pack the size of what changed since the base, not of the whole
+//! module. Once the recent pack would hold more than a
+//! [`MERGE_FRACTION`]th of the base's bytes, or there is no base, the two
+//! are merged into a new base instead: every function of this module, in
+//! its order, then the packs' other functions, most recently used first,
+//! up to as many bytes as this module's own (so another module of the same
+//! environment compiled in turn with this one keeps finding its functions),
+//! and the recent pack is removed.
 
 use crate::cache::{Cache, CacheEntry, CacheKind};
-use crate::seal::EntrySeal;
+use crate::seal::{EntrySeal, MacKeys};
 use crate::vm::code_memory::MappedFile;
-use kiln_environ::{CacheKey, FunctionPack, FunctionPackBuilder};
+use kiln_environ::{CacheKey, FunctionCode, FunctionKeys, FunctionPack, FunctionPackBuilder, PackedFunction};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Functions the old pack held but this module did not use stay in the new
-/// one if one of this many latest packs used them.
+/// A recent pack's functions that this module does not use stay in the
+/// next recent pack if one of this many latest writes used them.
 pub(crate) const KEEP_GENERATIONS: u64 = 4;
+
+/// The recent pack is merged into the base once it would hold more than
+/// this fraction of the base's bytes.
+pub(crate) const MERGE_FRACTION: usize = 4;
+
+const BASE: usize = 0;
+const RECENT: usize = 1;
 
 /// The bytes of a pack found in the cache.
 pub(crate) enum PackBytes {
@@ -43,72 +60,167 @@ impl PackBytes {
     }
 }
 
-/// Looks up the pack filed under `key`. A file that cannot be mapped is a
-/// miss, removed and counted as rejected.
-pub(crate) fn lookup(cache: &dyn Cache, key: &CacheKey) -> Option<PackBytes> {
-    match cache.get(CacheKind::Functions, key)? {
-        CacheEntry::Bytes(b) => Some(PackBytes::Shared(b)),
-        CacheEntry::File(f) => match MappedFile::new(&f) {
-            Ok(m) => Some(PackBytes::Mapped(m)),
-            Err(_) => {
-                reject(cache, key);
-                None
-            }
-        },
-    }
-}
-
-/// The pack in `bytes` if its tag verifies with `seal`; otherwise the
-/// entry is removed and counted as rejected.
-pub(crate) fn verified<'a>(cache: &dyn Cache, key: &CacheKey, bytes: &'a PackBytes, seal: &EntrySeal<'_>) -> Option<FunctionPack<'a>> {
-    let pack = FunctionPack::parse(bytes.bytes(), seal);
-    if pack.is_none() {
-        reject(cache, key);
-    }
-    pack
-}
-
 /// Drops a damaged or foreign pack and counts it.
 fn reject(cache: &dyn Cache, key: &CacheKey) {
     cache.remove(CacheKind::Functions, key);
     cache.record(Duration::ZERO, true);
 }
 
-/// One function of the module being compiled, for the new pack.
-pub(crate) struct PackInput<'a> {
-    /// Its function key.
-    pub(crate) key: CacheKey,
-    /// How long compiling it took (when it was compiled).
-    pub(crate) compile_time: Duration,
-    /// Its callees (`FunctionKeys::callees`).
-    pub(crate) callees: &'a [u8],
-    /// The function, encoded.
-    pub(crate) code: &'a [u8],
-    /// Its position in the old pack, if it came from there.
-    pub(crate) old_index: Option<usize>,
+/// Looks up the base and recent packs filed under `keys` (see
+/// `FunctionKeys::pack_keys`). A file that cannot be mapped is a miss,
+/// removed and counted as rejected.
+pub(crate) fn lookup(cache: &dyn Cache, keys: &[CacheKey; 2]) -> [Option<PackBytes>; 2] {
+    keys.map(|key| match cache.get(CacheKind::Functions, &key)? {
+        CacheEntry::Bytes(b) => Some(PackBytes::Shared(b)),
+        CacheEntry::File(f) => match MappedFile::new(&f) {
+            Ok(m) => {
+                // The tag check reads every byte.
+                m.populate();
+                Some(PackBytes::Mapped(m))
+            }
+            Err(_) => {
+                reject(cache, &key);
+                None
+            }
+        },
+    })
 }
 
-/// Stores the new pack under `key`: `functions` (this module's distinct
-/// functions), then what it keeps of `old` (see the module docs).
-pub(crate) fn store(cache: &dyn Cache, key: &CacheKey, seal: &EntrySeal<'_>, old: Option<&FunctionPack<'_>>, functions: &[PackInput<'_>]) {
-    let generation = old.map_or(1, |p| p.generation().saturating_add(1));
-    let mut builder = FunctionPackBuilder::new();
-    for f in functions {
-        builder.push(&f.key, f.compile_time, generation, f.callees, f.code);
+/// A function found in a pack, checked: its callees match the module's
+/// and its code is consistent.
+#[derive(Clone, Copy)]
+pub(crate) struct Hit<'a> {
+    /// Its code.
+    pub(crate) code: FunctionCode<'a>,
+    /// Which pack it came from, and where in it.
+    pack: u8,
+    index: u32,
+}
+
+/// One of the module's distinct functions, for the packs written next.
+pub(crate) enum PackInput<'a> {
+    /// Found in a pack.
+    Found(Hit<'a>),
+    /// Compiled now.
+    Compiled {
+        /// Its function key.
+        key: CacheKey,
+        /// How long compiling it took.
+        compile_time: Duration,
+        /// Its callees (`FunctionKeys::callees`).
+        callees: &'a [u8],
+        /// The function, encoded.
+        code: &'a [u8],
+    },
+}
+
+/// Calls its argument with each of a module's distinct functions, in
+/// order (as often as [`Packs::store`] needs to go through them).
+pub(crate) type EachFunction<'f, 'a> = &'f dyn Fn(&mut dyn FnMut(PackInput<'a>));
+
+/// The packs of a module's environment, verified.
+pub(crate) struct Packs<'a> {
+    cache: &'a dyn Cache,
+    function_keys: &'a FunctionKeys<'a>,
+    keys: [CacheKey; 2],
+    seals: [EntrySeal<'a>; 2],
+    packs: [Option<FunctionPack<'a>>; 2],
+}
+
+impl<'a> Packs<'a> {
+    /// Checks the packs in `bytes` (found under `keys`) with the cache's
+    /// seal; one whose tag does not verify is removed, counted as
+    /// rejected, and treated as missing.
+    pub(crate) fn open(
+        cache: &'a dyn Cache,
+        mac_keys: Option<&'a MacKeys>,
+        function_keys: &'a FunctionKeys<'a>,
+        keys: [CacheKey; 2],
+        bytes: &'a [Option<PackBytes>; 2],
+    ) -> Packs<'a> {
+        let seals = keys.map(|k| EntrySeal::new(mac_keys, CacheKind::Functions, &k));
+        let packs = [BASE, RECENT].map(|p| {
+            let found = bytes[p].as_ref()?;
+            let pack = FunctionPack::parse(found.bytes(), &seals[p]);
+            if pack.is_none() {
+                reject(cache, &keys[p]);
+            }
+            pack
+        });
+        Packs { cache, function_keys, keys, seals, packs }
     }
-    if let Some(old) = old {
-        let own = builder.data_len();
-        let mut used = vec![false; old.len()];
-        for i in functions.iter().filter_map(|f| f.old_index) {
-            if let Some(u) = used.get_mut(i) {
+
+    /// The function filed under `key` whose callees match this module's
+    /// and whose code is consistent, if a pack has one; `hint` is its
+    /// position among the module's defined functions.
+    pub(crate) fn find(&self, key: &CacheKey, hint: usize) -> Option<Hit<'a>> {
+        [BASE, RECENT].into_iter().find_map(|p| {
+            let function = self.packs[p].as_ref()?.get(key, hint)?;
+            if !self.function_keys.callees_match(function.callees) {
+                return None;
+            }
+            Some(Hit { code: function.code()?, pack: p as u8, index: u32::try_from(function.index).ok()? })
+        })
+    }
+
+    /// The stored function behind `hit`.
+    pub(crate) fn function(&self, hit: &Hit<'a>) -> Option<PackedFunction<'a>> {
+        self.packs.get(usize::from(hit.pack))?.as_ref()?.functions_at(hit.index as usize)
+    }
+
+    /// Writes the packs that follow these, for a module whose distinct
+    /// functions `each` goes through (see the module docs).
+    pub(crate) fn store(&self, each: EachFunction<'_, 'a>) {
+        let generation = self.packs.iter().flatten().map(|p| p.generation()).max().unwrap_or(0).saturating_add(1);
+        let mut used = self.packs.map(|p| vec![false; p.map_or(0, |p| p.len())]);
+        each(&mut |f| {
+            if let PackInput::Found(hit) = f
+                && let Some(u) = used.get_mut(usize::from(hit.pack)).and_then(|u| u.get_mut(hit.index as usize))
+            {
                 *u = true;
             }
+        });
+        let unused = |p: usize| {
+            let used = &used[p];
+            self.packs[p].iter().flat_map(|pack| pack.functions()).filter(move |f| !used.get(f.index).copied().unwrap_or(true))
+        };
+        // Pushes `f` (at `generation`) if `take` says so.
+        let push_each = |builder: &mut FunctionPackBuilder<'a>, take: &dyn Fn(&PackInput<'a>) -> bool| {
+            each(&mut |f| {
+                if !take(&f) {
+                    return;
+                }
+                match f {
+                    PackInput::Found(hit) => {
+                        if let Some(p) = self.function(&hit) {
+                            builder.push(&p.key, p.compile_time, generation, p.callees, p.bytes);
+                        }
+                    }
+                    PackInput::Compiled { key, compile_time, callees, code } => builder.push(&key, compile_time, generation, callees, code),
+                }
+            });
+        };
+
+        let mut recent = FunctionPackBuilder::new();
+        push_each(&mut recent, &|f| !matches!(f, PackInput::Found(hit) if usize::from(hit.pack) == BASE));
+        for f in unused(RECENT).filter(|f| generation - f.generation.min(generation) <= KEEP_GENERATIONS) {
+            recent.push(&f.key, f.compile_time, f.generation, f.callees, f.bytes);
         }
-        let mut others: Vec<_> = old
-            .functions()
-            .filter(|f| generation - f.generation.min(generation) <= KEEP_GENERATIONS && !used.get(f.index).copied().unwrap_or(true))
-            .collect();
-        // The most recently used first.
+        if let Some(base) = &self.packs[BASE]
+            && recent.data_len() <= base.data_len() / MERGE_FRACTION
+        {
+            if let Some(bytes) = recent.finish(generation, &self.seals[RECENT]) {
+                self.cache.put(CacheKind::Functions, &self.keys[RECENT], bytes);
+            }
+            return;
+        }
+
+        let mut base = FunctionPackBuilder::new();
+        push_each(&mut base, &|_| true);
+        let own = base.data_len();
+        let mut others: Vec<PackedFunction<'_>> = unused(RECENT).chain(unused(BASE)).collect();
+        // The most recently used first (of equal generations, the recent
+        // pack's first).
         others.sort_by_key(|f| std::cmp::Reverse(f.generation));
         let mut kept = 0;
         for f in others {
@@ -116,10 +228,13 @@ pub(crate) fn store(cache: &dyn Cache, key: &CacheKey, seal: &EntrySeal<'_>, old
             if kept > own {
                 break;
             }
-            builder.push(&f.key, f.compile_time, f.generation, f.callees, f.bytes);
+            base.push(&f.key, f.compile_time, f.generation, f.callees, f.bytes);
         }
-    }
-    if let Some(bytes) = builder.finish(generation, seal) {
-        cache.put(CacheKind::Functions, key, bytes);
+        if let Some(bytes) = base.finish(generation, &self.seals[BASE]) {
+            self.cache.put(CacheKind::Functions, &self.keys[BASE], bytes);
+            if self.packs[RECENT].is_some() {
+                self.cache.remove(CacheKind::Functions, &self.keys[RECENT]);
+            }
+        }
     }
 }
