@@ -365,3 +365,106 @@ fn memory_cache_respects_its_budget() -> Result<()> {
     }
     Ok(())
 }
+
+/// A module of `n` functions `f0`.. (each adds its own constant), with
+/// the constant of each function in `edited` changed.
+fn many_functions(n: usize, edited: &[usize]) -> String {
+    let mut text = String::from("(module");
+    for i in 0..n {
+        let c = if edited.contains(&i) { 1000 + i } else { i };
+        text.push_str(&format!(r#" (func (export "f{i}") (param i32) (result i32) local.get 0 i32.const {c} i32.add)"#));
+    }
+    text.push(')');
+    text
+}
+
+/// The function pack files of the directory cache at `dir`: (path, bytes).
+fn pack_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for sub in std::fs::read_dir(dir.join("functions")).expect("functions").flatten() {
+        for e in std::fs::read_dir(sub.path()).expect("fan-out").flatten() {
+            out.push((e.path(), std::fs::read(e.path()).expect("read")));
+        }
+    }
+    out.sort_by_key(|(_, b)| std::cmp::Reverse(b.len()));
+    out
+}
+
+#[test]
+fn edits_write_a_small_recent_pack_until_it_is_merged_into_the_base() -> Result<()> {
+    let dir = temp_dir("dircache-recent");
+    let compile = |text: &str| -> Result<CacheStats> {
+        let cache = Arc::new(DirectoryCache::new(&dir)?);
+        let mut config = Config::new();
+        config.cache(cache.clone());
+        let engine = Engine::new(&config)?;
+        let module = Module::new(&engine, text)?;
+        assert_eq!(call(&engine, &module, "f3", 1), if text.contains("i32.const 1003") { 1004 } else { 4 });
+        drop((module, engine, config));
+        cache.flush();
+        Ok(cache.stats())
+    };
+    let n = 40;
+    compile(&many_functions(n, &[]))?;
+    let packs = pack_files(&dir);
+    assert_eq!(packs.len(), 1, "a base pack only");
+    let base = packs[0].clone();
+    // Each edit (cumulative, as from one build to the next) compiles one
+    // function and rewrites only the recent pack, until that would pass a
+    // quarter of the base: then the two are merged.
+    let mut edited = Vec::new();
+    let mut merged_after = None;
+    for k in 0..n {
+        edited.push(k);
+        let s = compile(&many_functions(n, &edited))?;
+        assert_eq!((s.function_hits, s.function_misses), (n as u64 - 1, 1), "edit {k}: {s}");
+        let packs = pack_files(&dir);
+        if packs.len() == 1 {
+            merged_after = Some(k);
+            assert_ne!(packs[0].1, base.1, "a new base");
+            break;
+        }
+        assert_eq!(packs.len(), 2, "edit {k}");
+        assert_eq!(packs[0], base, "edit {k}: the base is untouched");
+        assert!(packs[1].1.len() * 4 <= base.1.len() + 4096, "edit {k}: the recent pack stays small");
+    }
+    let merged_after = merged_after.expect("merged at some point");
+    assert!(merged_after >= 3, "merged after {merged_after} edits");
+    // After the merge, everything is still found; an edit back to an
+    // earlier version (a module never compiled before) finds that version
+    // too, kept beside the new base's own functions.
+    let s = compile(&many_functions(n, &edited[1..]))?;
+    assert_eq!((s.function_hits, s.function_misses), (n as u64, 0), "{s}");
+    Ok(())
+}
+
+#[test]
+fn a_damaged_recent_pack_is_refused_and_the_base_still_used() -> Result<()> {
+    let dir = temp_dir("dircache-recent-damaged");
+    let compile = |text: &str| -> Result<CacheStats> {
+        let cache = Arc::new(DirectoryCache::new(&dir)?);
+        let mut config = Config::new();
+        config.cache(cache.clone());
+        let engine = Engine::new(&config)?;
+        let module = Module::new(&engine, text)?;
+        assert_eq!(call(&engine, &module, "f5", 1), if text.contains("i32.const 1005") { 1006 } else { 6 });
+        drop((module, engine, config));
+        cache.flush();
+        Ok(cache.stats())
+    };
+    compile(&many_functions(30, &[]))?;
+    let edited = many_functions(30, &[5]);
+    compile(&edited)?;
+    let packs = pack_files(&dir);
+    assert_eq!(packs.len(), 2);
+    let (recent, mut bytes) = packs[1].clone();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x20;
+    std::fs::write(&recent, &bytes)?;
+    for e in std::fs::read_dir(dir.join("modules"))?.flatten() {
+        std::fs::remove_file(e.path())?;
+    }
+    let s = compile(&edited)?;
+    assert_eq!((s.function_hits, s.function_misses, s.rejected), (29, 1, 1), "{s}");
+    Ok(())
+}
