@@ -398,7 +398,9 @@ mod tests {
                 for n in 0..=10u8 {
                     let _ = p.get(&key(n), usize::from(n)).map(|f| f.code());
                 }
-                let _ = p.functions().map(|f| f.code().map(|c| c.relocations().count())).count();
+                for f in p.functions() {
+                    let _ = f.code().map(|c| c.relocations().count() + c.traps().count() + c.address_map().count());
+                }
             }
         }
     }

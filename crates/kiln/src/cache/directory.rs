@@ -41,9 +41,12 @@ use std::time::{Duration, SystemTime};
 /// miss.
 pub struct DirectoryCache {
     files: Arc<Files>,
-    /// Entries being written: `(kind, key, writer)`.
-    writing: Mutex<Vec<(CacheKind, [u8; 32], JoinHandle<()>)>>,
+    /// Entries being written.
+    writing: Mutex<Vec<Writer>>,
 }
+
+/// The background writer of an entry: `(kind, key, thread)`.
+type Writer = (CacheKind, [u8; 32], JoinHandle<()>);
 
 /// The directory and its bookkeeping, shared with background writers.
 struct Files {
