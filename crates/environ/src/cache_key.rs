@@ -119,18 +119,19 @@ mod erased {
 /// Computes the keys of a module's functions and their callee lists;
 /// what they share (the engine salt and the environment fingerprint,
 /// hashed into one key) is prepared once.
-pub struct FunctionKeys<'m> {
+pub struct FunctionKeys {
     salt: CacheKey,
     env: CacheKey,
     /// BLAKE3 of "func", the salt and the environment: the key every
     /// function key is hashed under.
     module_env: CacheKey,
-    module: &'m ModuleInfo,
+    /// The type index of every function of the module (imported first).
+    functions: Vec<u32>,
 }
 
-impl<'m> FunctionKeys<'m> {
+impl FunctionKeys {
     /// Prepares the keys of `module`'s functions for an engine with `salt`.
-    pub fn new(salt: &CacheKey, module: &'m ModuleInfo, offsets: &VMOffsets) -> FunctionKeys<'m> {
+    pub fn new(salt: &CacheKey, module: &ModuleInfo, offsets: &VMOffsets) -> FunctionKeys {
         let env = environment_fingerprint(module, offsets);
         let mut h = Hasher::new();
         h.update(b"func");
@@ -140,7 +141,7 @@ impl<'m> FunctionKeys<'m> {
             salt: *salt,
             env,
             module_env: *h.finalize().as_bytes(),
-            module,
+            functions: module.functions.clone(),
         }
     }
 
@@ -163,7 +164,7 @@ impl<'m> FunctionKeys<'m> {
     /// environment fixes what that type is) and body, keyed by the engine
     /// salt and environment. `None` if `func` has no type.
     pub fn key(&self, func: u32, body: &[u8]) -> Option<CacheKey> {
-        let ty = *self.module.functions.get(func as usize)?;
+        let ty = *self.functions.get(func as usize)?;
         let mut h = Hasher::new_keyed(&self.module_env);
         h.update(&ty.to_le_bytes());
         put_len_prefixed(&mut h, body);
@@ -194,7 +195,7 @@ impl<'m> FunctionKeys<'m> {
         out.extend_from_slice(&(named.len() as u32).to_le_bytes());
         for f in named {
             out.extend_from_slice(&f.to_le_bytes());
-            out.extend_from_slice(&self.module.functions.get(f as usize)?.to_le_bytes());
+            out.extend_from_slice(&self.functions.get(f as usize)?.to_le_bytes());
         }
         Some(out)
     }
@@ -210,7 +211,7 @@ impl<'m> FunctionKeys<'m> {
         }
         pairs.chunks_exact(8).all(|p| {
             let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            self.module.functions.get(word(&p[..4]) as usize) == Some(&word(&p[4..]))
+            self.functions.get(word(&p[..4]) as usize) == Some(&word(&p[4..]))
         })
     }
 }

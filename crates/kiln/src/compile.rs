@@ -113,12 +113,13 @@ fn runtime(engine: &Engine, info: Arc<CompiledModuleInfo>, code: Box<ModuleCode>
 
 /// How one defined function of a module was obtained.
 enum Obtained<'p> {
-    /// From a function pack (checked).
+    /// From a function pack (checked); its body is validated later.
     Cached(function_cache::Hit<'p>),
-    /// Compiled now, encoded, in this long; with its callees if the
-    /// module is compiled through a cache.
+    /// Compiled now (its body validated on the way), encoded, in this
+    /// long; with its callees if the module is compiled through a cache.
     Compiled(Vec<u8>, Duration, Option<Vec<u8>>),
-    /// It repeats an earlier body: that one's code is used.
+    /// It repeats an earlier body: that one's code is used; its body is
+    /// validated later.
     Duplicate,
 }
 
@@ -129,15 +130,6 @@ fn code_of<'a>(o: &'a Obtained<'a>) -> Result<FunctionCode<'a>> {
         Obtained::Compiled(bytes, _, _) => FunctionCode::parse(bytes).ok_or_else(|| anyhow!("internal: a compiled function encodes inconsistently")),
         Obtained::Duplicate => Err(anyhow!("internal: a duplicate's original is missing")),
     }
-}
-
-/// Validates one function body, reusing `allocations` (the validator's
-/// buffers) from body to body.
-fn validate_body(input: FunctionBodyInput<'_>, allocations: &mut FuncValidatorAllocations) -> WasmResult<()> {
-    let mut v = input.validator.into_validator(std::mem::take(allocations));
-    v.validate(&input.body)?;
-    *allocations = v.into_allocations();
-    Ok(())
 }
 
 /// Translates, compiles (through the function cache, if given) and links
@@ -159,25 +151,23 @@ fn compile_uncached(
     if let Some(o) = observer {
         o.functions_started(translation.bodies.len());
     }
+    let bodies = translation.bodies;
     let info = translation.info;
     let offsets = VMOffsets::new(&info);
     let compiler = &engine.inner.compiler;
     let first = info.num_imported_funcs;
-    let body_offsets: Vec<u32> = translation.bodies.iter().map(|b| b.body.range().start as u32).collect();
+    let parallel = engine.config().parallel_compilation;
+    let body_offsets: Vec<u32> = bodies.iter().map(|b| b.body.range().start as u32).collect();
+    let body_bytes = |b: &FunctionBodyInput<'_>| {
+        let r = b.body.range();
+        wasm.get(r.start as usize..r.end as usize)
+    };
 
     // Keys of every body, and which bodies repeat an earlier one.
     let function_keys = cache.map(|_| FunctionKeys::new(&engine.inner.salt, &info, &offsets));
     let keys: Vec<Option<CacheKey>> = match &function_keys {
-        Some(keys) => translation
-            .bodies
-            .par_iter()
-            .enumerate()
-            .map(|(i, b)| {
-                let r = b.body.range();
-                keys.key(first + i as u32, wasm.get(r.start as usize..r.end as usize)?)
-            })
-            .collect(),
-        None => vec![None; translation.bodies.len()],
+        Some(keys) => bodies.par_iter().enumerate().map(|(i, b)| keys.key(first + i as u32, body_bytes(b)?)).collect(),
+        None => vec![None; bodies.len()],
     };
     let mut first_with_key: FastHashMap<CacheKey, usize> = FastHashMap::with_capacity_and_hasher(keys.len(), Default::default());
     let duplicate_of: Vec<Option<usize>> = keys
@@ -207,82 +197,107 @@ fn compile_uncached(
         _ => None,
     };
 
-    // Fetch or compile each distinct body; bodies that repeat another are
-    // only validated, then share its code.
+    // Fetch or compile each distinct body.
     let report = |func: u32, outcome: FunctionOutcome, times: FunctionCompileTimes| {
         if let Some(o) = observer {
             let name = info.func_name(func);
             o.function_done(&FunctionReport { index: func, name, outcome, translate: times.translate, codegen: times.codegen });
         }
     };
-    let work = |allocations: &mut FuncValidatorAllocations, (i, input): (usize, FunctionBodyInput<'_>)| -> WasmResult<Obtained<'_>> {
+    let work = |(i, input): (usize, &FunctionBodyInput<'_>)| -> WasmResult<Obtained<'_>> {
         let func = first + i as u32;
         if duplicate_of[i].is_some() {
-            validate_body(input, allocations)?;
             report(func, FunctionOutcome::Duplicate, FunctionCompileTimes::default());
             return Ok(Obtained::Duplicate);
         }
         if let Some(hit) = keys[i].as_ref().zip(packs.as_ref()).and_then(|(k, p)| p.find(k, i)) {
-            validate_body(input, allocations)?;
             report(func, FunctionOutcome::Cached, FunctionCompileTimes::default());
             return Ok(Obtained::Cached(hit));
         }
-        let callees = function_keys.as_ref().and_then(|k| {
-            let r = input.body.range();
-            k.callees(wasm.get(r.start as usize..r.end as usize)?)
-        });
+        let callees = function_keys.as_ref().and_then(|k| k.callees(body_bytes(input)?));
         let start = Instant::now();
         let f = match observer {
             Some(_) => {
-                let (f, times) = compiler.compile_function_timed(&info, &offsets, func, input)?;
+                let (f, times) = compiler.compile_function_timed(&info, &offsets, func, input.clone())?;
                 report(func, FunctionOutcome::Compiled, times);
                 f
             }
-            None => compiler.compile_function(&info, &offsets, func, input)?,
+            None => compiler.compile_function(&info, &offsets, func, input.clone())?,
         };
         Ok(Obtained::Compiled(f.encode(), start.elapsed(), callees))
     };
-    let obtained: Vec<Obtained<'_>> = if engine.config().parallel_compilation {
-        translation.bodies.into_par_iter().enumerate().map_init(FuncValidatorAllocations::default, work).collect::<Result<_, _>>()?
+    let obtained: Vec<Obtained<'_>> = if parallel {
+        bodies.par_iter().enumerate().map(work).collect::<Result<_, _>>()?
     } else {
-        let mut allocations = FuncValidatorAllocations::default();
-        translation.bodies.into_iter().enumerate().map(|x| work(&mut allocations, x)).collect::<Result<_, _>>()?
+        bodies.iter().enumerate().map(work).collect::<Result<_, _>>()?
     };
     let funcs: Vec<FunctionCode<'_>> = (0..obtained.len()).map(|i| code_of(&obtained[duplicate_of[i].unwrap_or(i)])).collect::<Result<_>>()?;
-
-    // The cache's counts, and new packs if anything was compiled.
-    if let (Some(cache), Some(packs)) = (cache, &packs) {
-        let (mut hits, mut misses, mut saved) = (0u64, 0u64, Duration::ZERO);
-        for o in &obtained {
-            match o {
-                Obtained::Cached(hit) => {
-                    hits += 1;
-                    saved += packs.function(hit).map_or(Duration::ZERO, |f| f.compile_time);
-                }
-                Obtained::Compiled(..) => misses += 1,
-                Obtained::Duplicate => {}
-            }
-        }
-        cache.record(saved, false);
-        cache.record_functions(hits, misses);
-        if misses > 0 {
-            packs.store(&|visit| {
-                for (o, key) in obtained.iter().zip(&keys) {
-                    match (o, key) {
-                        (Obtained::Cached(hit), _) => visit(function_cache::PackInput::Found(*hit)),
-                        // A body whose key or callees are unknown is
-                        // invalid and has failed to compile: never here.
-                        (Obtained::Compiled(code, took, Some(callees)), Some(key)) => {
-                            visit(function_cache::PackInput::Compiled { key: *key, compile_time: *took, callees, code })
-                        }
-                        _ => {}
-                    }
-                }
-            });
-        }
-    }
     clock.done(CompilePhase::Functions);
 
+    // The bodies not compiled (found, or repeating another) still have to
+    // be validated: on the other cores while this one stores the packs,
+    // links and maps the code (which is thrown away if one is invalid).
+    let not_compiled = |i: &usize| !matches!(obtained[*i], Obtained::Compiled(..));
+    let validate = || -> WasmResult<()> {
+        if parallel {
+            (0..bodies.len())
+                .into_par_iter()
+                .filter(not_compiled)
+                .try_for_each_init(FuncValidatorAllocations::default, |a, i| validate_function_body(&bodies[i], a))
+        } else {
+            let mut a = FuncValidatorAllocations::default();
+            (0..bodies.len()).filter(not_compiled).try_for_each(|i| validate_function_body(&bodies[i], &mut a))
+        }
+    };
+    let build = || -> Result<(Arc<ModuleRuntime>, Vec<u8>)> {
+        if let (Some(cache), Some(packs)) = (cache, &packs) {
+            record_and_store(cache, packs, &obtained, &keys);
+        }
+        link_and_map(engine, info, &funcs, &body_offsets)
+    };
+    let (validated, built) = if parallel { rayon::join(validate, build) } else { (validate(), build()) };
+    validated?;
+    let built = built?;
+    clock.done(CompilePhase::Link);
+    Ok(built)
+}
+
+/// Tells `cache` what was found and compiled, and writes new packs if
+/// anything was compiled.
+fn record_and_store(cache: &dyn Cache, packs: &function_cache::Packs<'_>, obtained: &[Obtained<'_>], keys: &[Option<CacheKey>]) {
+    let (mut hits, mut misses, mut saved) = (0u64, 0u64, Duration::ZERO);
+    for o in obtained {
+        match o {
+            Obtained::Cached(hit) => {
+                hits += 1;
+                saved += packs.function(hit).map_or(Duration::ZERO, |f| f.compile_time);
+            }
+            Obtained::Compiled(..) => misses += 1,
+            Obtained::Duplicate => {}
+        }
+    }
+    cache.record(saved, false);
+    cache.record_functions(hits, misses);
+    if misses > 0 {
+        packs.store(&|visit| {
+            for (o, key) in obtained.iter().zip(keys) {
+                match (o, key) {
+                    (Obtained::Cached(hit), _) => visit(function_cache::PackInput::Found(*hit)),
+                    // A body whose key or callees are unknown is invalid
+                    // and has failed to compile: never here.
+                    (Obtained::Compiled(code, took, Some(callees)), Some(key)) => {
+                        visit(function_cache::PackInput::Compiled { key: *key, compile_time: *took, callees, code })
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+}
+
+/// Compiles the entry trampolines of `info`, links them and `funcs` into
+/// one text, and maps it. Returns the runtime module and its text.
+fn link_and_map(engine: &Engine, info: ModuleInfo, funcs: &[FunctionCode<'_>], body_offsets: &[u32]) -> Result<(Arc<ModuleRuntime>, Vec<u8>)> {
     // Entry trampolines for every signature of a function the host can call.
     let mut needed: Vec<u32> = info
         .escaping_funcs
@@ -304,6 +319,7 @@ fn compile_uncached(
         });
         type_slots.push((*t, slot));
     }
+    let compiler = &engine.inner.compiler;
     let trampolines = unique
         .par_iter()
         .map(|ft| Ok(compiler.compile_array_to_wasm_trampoline(ft)?.encode()))
@@ -313,9 +329,7 @@ fn compile_uncached(
         .map(|t| FunctionCode::parse(t).ok_or_else(|| anyhow!("internal: a trampoline encodes inconsistently")))
         .collect::<Result<_>>()?;
 
-    let linked = link(first, &funcs, &body_offsets, &trampolines)?;
-    drop(funcs);
-    drop(obtained);
+    let linked = link(info.num_imported_funcs, funcs, body_offsets, &trampolines)?;
     let array_to_wasm_trampolines = type_slots.into_iter().map(|(t, s)| (t, linked.trampolines[s])).collect();
     let info = Arc::new(CompiledModuleInfo {
         module: info,
@@ -325,7 +339,5 @@ fn compile_uncached(
         address_map: linked.address_map,
     });
     let code = ModuleCode::new(&linked.text, info.clone(), true).context("failed to map compiled code")?;
-    let rt = runtime(engine, info, code);
-    clock.done(CompilePhase::Link);
-    Ok((rt, linked.text))
+    Ok((runtime(engine, info, code), linked.text))
 }

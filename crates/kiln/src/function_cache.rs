@@ -121,7 +121,7 @@ pub(crate) type EachFunction<'f, 'a> = &'f dyn Fn(&mut dyn FnMut(PackInput<'a>))
 /// The packs of a module's environment, verified.
 pub(crate) struct Packs<'a> {
     cache: &'a dyn Cache,
-    function_keys: &'a FunctionKeys<'a>,
+    function_keys: &'a FunctionKeys,
     keys: [CacheKey; 2],
     seals: [EntrySeal<'a>; 2],
     packs: [Option<FunctionPack<'a>>; 2],
@@ -134,7 +134,7 @@ impl<'a> Packs<'a> {
     pub(crate) fn open(
         cache: &'a dyn Cache,
         mac_keys: Option<&'a MacKeys>,
-        function_keys: &'a FunctionKeys<'a>,
+        function_keys: &'a FunctionKeys,
         keys: [CacheKey; 2],
         bytes: &'a [Option<PackBytes>; 2],
     ) -> Packs<'a> {

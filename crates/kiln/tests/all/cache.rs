@@ -468,3 +468,22 @@ fn a_damaged_recent_pack_is_refused_and_the_base_still_used() -> Result<()> {
     assert_eq!((s.function_hits, s.function_misses, s.rejected), (29, 1, 1), "{s}");
     Ok(())
 }
+
+#[test]
+fn a_cached_body_invalid_in_its_new_module_is_refused() -> Result<()> {
+    // `data.drop 0` is valid only in a module with a data segment 0. Both
+    // modules have one environment (data segments are not part of it) and
+    // the same bodies, so the second finds every function in the cache,
+    // and must still validate them.
+    let cache = Arc::new(MemoryCache::new(64 << 20));
+    let mut config = Config::new();
+    config.cache(cache.clone());
+    let engine = Engine::new(&config)?;
+    let f = r#"(func (export "f") data.drop 0) (func (export "g") (param i32) (result i32) local.get 0)"#;
+    Module::new(&engine, format!(r#"(module (memory 1) {f} (data "x"))"#))?;
+    let err = Module::new(&engine, format!("(module (memory 1) {f})")).unwrap_err();
+    assert!(format!("{err:#}").contains("data"), "{err:#}");
+    let s = cache.stats();
+    assert_eq!((s.function_hits, s.function_misses), (2, 2), "found in the cache, then refused: {s}");
+    Ok(())
+}
