@@ -12,10 +12,13 @@
 //!   bytes. Its code also depends on the signature of each function
 //!   it calls or references: that list, its *callees* (index and type
 //!   index of each; whether one is imported follows from its index and the
-//!   environment's import count), is stored beside the code and compared
-//!   with the module's on lookup ([`FunctionKeys::callees_match`]), so the
-//!   key needs no scan of the body's instructions, and a body whose
-//!   callees changed signature is a miss. Neither covers the function's
+//!   environment's import count), is stored beside the code with the type
+//!   and body, its *source* ([`FunctionKeys::source`]), and compared with
+//!   the module's on lookup ([`FunctionKeys::source_matches`]), so the key
+//!   needs no scan of the body's instructions, and a body whose callees
+//!   changed signature is a miss. A lookup that finds a function's source
+//!   where the module's order puts it needs no key at all: the source is
+//!   compared byte for byte instead. Neither covers the function's
 //!   own index or position in the module: compiled code does not depend on
 //!   them (source locations are body-relative, calls are relocated
 //!   symbolically), so identical functions share one entry and an edit
@@ -171,13 +174,17 @@ impl FunctionKeys {
         Some(*h.finalize().as_bytes())
     }
 
-    /// The callees of the function whose body is `body`, encoded: the
-    /// functions it calls (`call`, `return_call`) or references
-    /// (`ref.func`), as a u32 count and sorted, distinct `(function index,
-    /// type index)` pairs (u32 LE). `None` if the body cannot be scanned
-    /// or names a function that does not exist (it is then invalid, and
+    /// The source of defined function `func`, whose body is `body`: what
+    /// its code was compiled from besides the environment, stored beside
+    /// the code in a cache. Its type index (u32 LE), the body's length
+    /// (u32 LE) and bytes, and its callees: the functions it calls
+    /// (`call`, `return_call`) or references (`ref.func`), as a u32 count
+    /// and sorted, distinct `(function index, type index)` pairs (u32 LE).
+    /// `None` if `func` has no type, or the body cannot be scanned or
+    /// names a function that does not exist (it is then invalid, and
     /// compiling it reports why).
-    pub fn callees(&self, body: &[u8]) -> Option<Vec<u8>> {
+    pub fn source(&self, func: u32, body: &[u8]) -> Option<Vec<u8>> {
+        let ty = *self.functions.get(func as usize)?;
         let reader = wasmparser::BinaryReader::new(body, 0);
         let mut ops = wasmparser::FunctionBody::new(reader).get_operators_reader().ok()?;
         let mut named = Vec::new();
@@ -191,7 +198,10 @@ impl FunctionKeys {
         }
         named.sort_unstable();
         named.dedup();
-        let mut out = Vec::with_capacity(4 + named.len() * 8);
+        let mut out = Vec::with_capacity(12 + body.len() + named.len() * 8);
+        out.extend_from_slice(&ty.to_le_bytes());
+        out.extend_from_slice(&u32::try_from(body.len()).ok()?.to_le_bytes());
+        out.extend_from_slice(body);
         out.extend_from_slice(&(named.len() as u32).to_le_bytes());
         for f in named {
             out.extend_from_slice(&f.to_le_bytes());
@@ -200,18 +210,90 @@ impl FunctionKeys {
         Some(out)
     }
 
-    /// Whether callees encoded by [`FunctionKeys::callees`] (in this or
-    /// another module with the same environment, hence the same types)
-    /// have the same type in this module. `false` for anything that is not
-    /// such an encoding.
-    pub fn callees_match(&self, encoded: &[u8]) -> bool {
-        let Some((count, pairs)) = encoded.split_first_chunk::<4>() else { return false };
+    /// Whether `stored`, a source made by [`FunctionKeys::source`] in
+    /// this or another module with the same environment (hence the same
+    /// types), is that of defined function `func` with body `body` in this
+    /// module: the same type and body bytes, and every callee of the same
+    /// type here. `false` for anything that is not such a source.
+    pub fn source_matches(&self, func: u32, body: &[u8], stored: &[u8]) -> bool {
+        let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let Some(ty) = self.functions.get(func as usize) else { return false };
+        let Some((head, rest)) = stored.split_first_chunk::<8>() else { return false };
+        if word(&head[..4]) != *ty || word(&head[4..]) as usize != body.len() || rest.get(..body.len()) != Some(body) {
+            return false;
+        }
+        let Some((count, pairs)) = rest[body.len()..].split_first_chunk::<4>() else { return false };
         if (u32::from_le_bytes(*count) as usize).checked_mul(8) != Some(pairs.len()) {
             return false;
         }
-        pairs.chunks_exact(8).all(|p| {
-            let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            self.functions.get(word(&p[..4]) as usize) == Some(&word(&p[4..]))
-        })
+        pairs.chunks_exact(8).all(|p| self.functions.get(word(&p[..4]) as usize) == Some(&word(&p[4..])))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translate::translate_module;
+
+    /// Function keys and sources of the module `wat`: (keys, sources).
+    fn keys_and_sources(wat: &str) -> (FunctionKeys, Vec<(u32, Vec<u8>)>) {
+        let wasm = wat::parse_str(wat).expect("valid wat");
+        let t = translate_module(&wasm, wasmparser::WasmFeatures::default()).expect("valid module");
+        let offsets = VMOffsets::new(&t.info);
+        let keys = FunctionKeys::new(&[7; 32], &t.info, &offsets);
+        let first = t.info.num_imported_funcs;
+        let bodies = t
+            .bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let r = b.body.range();
+                (first + i as u32, wasm[r.start as usize..r.end as usize].to_vec())
+            })
+            .collect();
+        (keys, bodies)
+    }
+
+    #[test]
+    fn sources_match_exactly_their_own_body_type_and_callees() {
+        let module = |callee_type: &str| {
+            format!(
+                r#"(module
+                    (type $a (func (param i32) (result i32)))
+                    (type $b (func (param i32) (result i32)))
+                    (import "m" "imp" (func $imp (type $a)))
+                    (func $f (type {callee_type}) i32.const 1)
+                    (func $g (type $a) local.get 0 call $imp drop i32.const 7 call $f)
+                    (func $h (type $a) local.get 0 call $imp drop i32.const 7 call $f))"#
+            )
+        };
+        let (keys, bodies) = keys_and_sources(&module("$a"));
+        let sources: Vec<Vec<u8>> = bodies.iter().map(|(f, b)| keys.source(*f, b).expect("scans")).collect();
+        for (i, (f, body)) in bodies.iter().enumerate() {
+            assert!(keys.source_matches(*f, body, &sources[i]), "own source of {f}");
+            for (j, s) in sources.iter().enumerate() {
+                // $g and $h have the same type and body: the same source.
+                let same = i == j || (i >= 1 && j >= 1);
+                assert_eq!(keys.source_matches(*f, body, s), same, "function {f} against source {j}");
+            }
+            // A changed body byte, a truncated or extended source, garbage.
+            let mut other = body.clone();
+            *other.last_mut().expect("non-empty") ^= 1;
+            assert!(!keys.source_matches(*f, &other, &sources[i]));
+            assert!(!keys.source_matches(*f, body, &sources[i][..sources[i].len() - 1]));
+            let mut longer = sources[i].clone();
+            longer.push(0);
+            assert!(!keys.source_matches(*f, body, &longer));
+            assert!(!keys.source_matches(*f, body, &[]));
+            assert!(!keys.source_matches(*f + 100, body, &sources[i]), "no such function");
+        }
+        // The same bodies where the callee $f has another type (another
+        // index in the same list of types): $g's key is unchanged, its
+        // source no longer matches, so it is a miss.
+        let (other_keys, other_bodies) = keys_and_sources(&module("$b"));
+        let (g, g_body) = &other_bodies[1];
+        assert_eq!(other_keys.key(*g, g_body), keys.key(*g, g_body));
+        assert!(!other_keys.source_matches(*g, g_body, &sources[1]));
+        assert!(other_keys.source_matches(*g, g_body, &other_keys.source(*g, g_body).expect("scans")));
     }
 }

@@ -6,8 +6,9 @@
 //! finding and reading the unchanged functions of an edited module then
 //! costs one lookup and one pass of the MAC over each pack's bytes, and a
 //! key comparison per function, instead of a file and a MAC per function.
-//! Beside each function's code the pack keeps its callees (opaque bytes
-//! here: see [`FunctionKeys::callees`](crate::FunctionKeys::callees)).
+//! Beside each function's code the pack keeps its *source*, what it was
+//! compiled from besides the environment (opaque bytes here: see
+//! [`FunctionKeys::source`](crate::FunctionKeys::source)).
 //!
 //! Functions are stored in the order they were added, which is the order
 //! of the module that wrote the pack, so the module's next version finds
@@ -22,11 +23,11 @@
 //!       40   generation (u64 LE): how many times the pack was rewritten
 //!       48   function count n (u32 LE)
 //!       52   entries: n of them in the order added, each
-//!              key (32 bytes), data offset (u32 LE), callees length (u32 LE),
+//!              key (32 bytes), data offset (u32 LE), source length (u32 LE),
 //!              code length (u32 LE), compile time in ns (u64 LE),
 //!              generation last used (u64 LE)
 //!            by key: n entry numbers (u32 LE), ordered by the entries' keys
-//!            data: for each function, its callees, then its code encoded as
+//!            data: for each function, its source, then its code encoded as
 //!              by `CompiledFunction::encode`
 //! ```
 
@@ -81,8 +82,8 @@ pub struct PackedFunction<'a> {
     pub compile_time: Duration,
     /// The pack generation that last used it.
     pub generation: u64,
-    /// Its callees, as stored.
-    pub callees: &'a [u8],
+    /// Its source, as stored.
+    pub source: &'a [u8],
     /// The function, encoded (see [`FunctionCode`]).
     pub bytes: &'a [u8],
 }
@@ -129,7 +130,7 @@ impl<'a> FunctionPack<'a> {
         self.index.len() / ENTRY
     }
 
-    /// Bytes of function data (callees and code).
+    /// Bytes of function data (sources and code).
     pub fn data_len(&self) -> usize {
         self.data.len()
     }
@@ -160,7 +161,7 @@ impl<'a> FunctionPack<'a> {
             key: e[..32].try_into().ok()?,
             compile_time: Duration::from_nanos(u64_at(e, 44)),
             generation: u64_at(e, 52),
-            callees: self.data.get(start..middle)?,
+            source: self.data.get(start..middle)?,
             bytes: self.data.get(middle..end)?,
         })
     }
@@ -218,7 +219,7 @@ struct Pending<'a> {
     key: CacheKey,
     nanos: u64,
     generation: u64,
-    callees: &'a [u8],
+    source: &'a [u8],
     code: &'a [u8],
 }
 
@@ -236,15 +237,15 @@ impl<'a> FunctionPackBuilder<'a> {
         FunctionPackBuilder::default()
     }
 
-    /// Adds a function under `key`: its `callees` (stored as they are)
+    /// Adds a function under `key`: its `source` (stored as it is)
     /// and `code` (encoded by `CompiledFunction::encode`); it took
     /// `compile_time` to compile and was last used by pack generation
     /// `generation`. A key added twice keeps its first function (at its
     /// place).
-    pub fn push(&mut self, key: &CacheKey, compile_time: Duration, generation: u64, callees: &'a [u8], code: &'a [u8]) {
+    pub fn push(&mut self, key: &CacheKey, compile_time: Duration, generation: u64, source: &'a [u8], code: &'a [u8]) {
         let nanos = compile_time.as_nanos().min(u128::from(u64::MAX)) as u64;
-        self.data_len += callees.len() + code.len();
-        self.entries.push(Pending { key: *key, nanos, generation, callees, code });
+        self.data_len += source.len() + code.len();
+        self.entries.push(Pending { key: *key, nanos, generation, source, code });
     }
 
     /// Bytes of function data added so far.
@@ -273,7 +274,7 @@ impl<'a> FunctionPackBuilder<'a> {
             self.entries.retain(|_| flags.next().copied().unwrap_or(false));
             by_key = by_key_of(&self.entries);
         }
-        let data_len: usize = self.entries.iter().map(|e| e.callees.len() + e.code.len()).sum();
+        let data_len: usize = self.entries.iter().map(|e| e.source.len() + e.code.len()).sum();
         u32::try_from(data_len).ok()?;
         let mut out = Vec::with_capacity(FIXED + self.entries.len() * (ENTRY + 4) + data_len);
         out.extend_from_slice(&FUNCTION_PACK_MAGIC);
@@ -284,18 +285,18 @@ impl<'a> FunctionPackBuilder<'a> {
         let mut offset = 0usize;
         for e in &self.entries {
             out.extend_from_slice(&e.key);
-            for n in [offset, e.callees.len(), e.code.len()] {
+            for n in [offset, e.source.len(), e.code.len()] {
                 out.extend_from_slice(&(n as u32).to_le_bytes());
             }
             out.extend_from_slice(&e.nanos.to_le_bytes());
             out.extend_from_slice(&e.generation.to_le_bytes());
-            offset += e.callees.len() + e.code.len();
+            offset += e.source.len() + e.code.len();
         }
         for i in by_key {
             out.extend_from_slice(&i.to_le_bytes());
         }
         for e in &self.entries {
-            out.extend_from_slice(e.callees);
+            out.extend_from_slice(e.source);
             out.extend_from_slice(e.code);
         }
         let tag = seal.tag(&[&out[PACK_TAG.end..]]);
@@ -318,15 +319,15 @@ mod tests {
         [n.wrapping_mul(37); 32]
     }
 
-    fn callees(n: u8) -> Vec<u8> {
+    fn source(n: u8) -> Vec<u8> {
         vec![n; usize::from(n % 4) * 3]
     }
 
     fn pack(seal: &PublicSeal) -> Vec<u8> {
-        let functions: Vec<(u8, Vec<u8>, Vec<u8>)> = [5u8, 1, 9, 3, 7, 5].iter().map(|&n| (n, callees(n), function(n))).collect();
+        let functions: Vec<(u8, Vec<u8>, Vec<u8>)> = [5u8, 1, 9, 3, 7, 5].iter().map(|&n| (n, source(n), function(n))).collect();
         let mut b = FunctionPackBuilder::new();
-        for (n, callees, code) in &functions {
-            b.push(&key(*n), Duration::from_nanos(u64::from(*n) * 1000), u64::from(n % 3), callees, code);
+        for (n, source, code) in &functions {
+            b.push(&key(*n), Duration::from_nanos(u64::from(*n) * 1000), u64::from(n % 3), source, code);
         }
         b.finish(42, seal).expect("small")
     }
@@ -346,7 +347,7 @@ mod tests {
             }
             let f = p.get(&key(n), 0).expect("found");
             assert_eq!((f.compile_time, f.generation), (Duration::from_nanos(u64::from(n) * 1000), u64::from(n % 3)));
-            assert_eq!(f.callees, &callees(n)[..]);
+            assert_eq!(f.source, &source(n)[..]);
             assert_eq!(f.code().expect("consistent").code(), &vec![n; usize::from(n) + 1][..]);
         }
         for n in [0u8, 2, 4, 6, 8, 10, 255] {

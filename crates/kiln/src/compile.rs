@@ -115,20 +115,24 @@ fn runtime(engine: &Engine, info: Arc<CompiledModuleInfo>, code: Box<ModuleCode>
 enum Obtained<'p> {
     /// From a function pack (checked); its body is validated later.
     Cached(function_cache::Hit<'p>),
+    /// Not in the cache (with its key, if the module is compiled through
+    /// a cache): to compile, or to share the code of a body it repeats.
+    Pending(Option<CacheKey>),
     /// Compiled now (its body validated on the way), encoded, in this
-    /// long; with its callees if the module is compiled through a cache.
-    Compiled(Vec<u8>, Duration, Option<Vec<u8>>),
-    /// It repeats an earlier body: that one's code is used; its body is
-    /// validated later.
-    Duplicate,
+    /// long; with its key and source if the module is compiled through a
+    /// cache.
+    Compiled { code: Vec<u8>, took: Duration, key: Option<CacheKey>, source: Option<Vec<u8>> },
+    /// It repeats the body of defined function `.0`, compiled now: that
+    /// one's code is used; its body is validated later.
+    Duplicate(usize),
 }
 
 /// The code of a function obtained (not a duplicate).
 fn code_of<'a>(o: &'a Obtained<'a>) -> Result<FunctionCode<'a>> {
     match o {
         Obtained::Cached(hit) => Ok(hit.code),
-        Obtained::Compiled(bytes, _, _) => FunctionCode::parse(bytes).ok_or_else(|| anyhow!("internal: a compiled function encodes inconsistently")),
-        Obtained::Duplicate => Err(anyhow!("internal: a duplicate's original is missing")),
+        Obtained::Compiled { code, .. } => FunctionCode::parse(code).ok_or_else(|| anyhow!("internal: a compiled function encodes inconsistently")),
+        Obtained::Pending(_) | Obtained::Duplicate(_) => Err(anyhow!("internal: a function was neither found nor compiled")),
     }
 }
 
@@ -163,30 +167,8 @@ fn compile_uncached(
         wasm.get(r.start as usize..r.end as usize)
     };
 
-    // Keys of every body, and which bodies repeat an earlier one.
-    let function_keys = cache.map(|_| FunctionKeys::new(&engine.inner.salt, &info, &offsets));
-    let keys: Vec<Option<CacheKey>> = match &function_keys {
-        Some(keys) => bodies.par_iter().enumerate().map(|(i, b)| keys.key(first + i as u32, body_bytes(b)?)).collect(),
-        None => vec![None; bodies.len()],
-    };
-    let mut first_with_key: FastHashMap<CacheKey, usize> = FastHashMap::with_capacity_and_hasher(keys.len(), Default::default());
-    let duplicate_of: Vec<Option<usize>> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| {
-            let k = (*k)?;
-            match first_with_key.get(&k) {
-                Some(&j) => Some(j),
-                None => {
-                    first_with_key.insert(k, i);
-                    None
-                }
-            }
-        })
-        .collect();
-    drop(first_with_key);
-
     // The packs of this module's environment: a lookup and a tag check each.
+    let function_keys = cache.map(|_| FunctionKeys::new(&engine.inner.salt, &info, &offsets));
     let pack_keys = function_keys.as_ref().map(FunctionKeys::pack_keys);
     let pack_bytes = match (cache, &pack_keys) {
         (Some(c), Some(k)) => function_cache::lookup(c, k),
@@ -197,24 +179,44 @@ fn compile_uncached(
         _ => None,
     };
 
-    // Fetch or compile each distinct body.
+    // Every body found in the packs (its body is validated below), or its key.
     let report = |func: u32, outcome: FunctionOutcome, times: FunctionCompileTimes| {
         if let Some(o) = observer {
             let name = info.func_name(func);
             o.function_done(&FunctionReport { index: func, name, outcome, translate: times.translate, codegen: times.codegen });
         }
     };
-    let work = |(i, input): (usize, &FunctionBodyInput<'_>)| -> WasmResult<Obtained<'_>> {
-        let func = first + i as u32;
-        if duplicate_of[i].is_some() {
-            report(func, FunctionOutcome::Duplicate, FunctionCompileTimes::default());
-            return Ok(Obtained::Duplicate);
+    let find = |(i, input): (usize, &FunctionBodyInput<'_>)| -> Obtained<'_> {
+        let (Some(packs), Some(body)) = (&packs, body_bytes(input)) else { return Obtained::Pending(None) };
+        match packs.find(i, first + i as u32, body) {
+            Ok(hit) => {
+                report(first + i as u32, FunctionOutcome::Cached, FunctionCompileTimes::default());
+                Obtained::Cached(hit)
+            }
+            Err(key) => Obtained::Pending(key),
         }
-        if let Some(hit) = keys[i].as_ref().zip(packs.as_ref()).and_then(|(k, p)| p.find(k, i)) {
-            report(func, FunctionOutcome::Cached, FunctionCompileTimes::default());
-            return Ok(Obtained::Cached(hit));
+    };
+    let mut obtained: Vec<Obtained<'_>> =
+        if parallel { bodies.par_iter().enumerate().map(find).collect() } else { bodies.iter().enumerate().map(find).collect() };
+
+    // The others: each distinct body compiled once; one that repeats an
+    // earlier body shares its code.
+    let mut first_with_key: FastHashMap<CacheKey, usize> = FastHashMap::default();
+    let mut jobs: Vec<(usize, Option<CacheKey>)> = Vec::new();
+    for (i, o) in obtained.iter_mut().enumerate() {
+        let Obtained::Pending(key) = *o else { continue };
+        match key.map(|k| *first_with_key.entry(k).or_insert(i)) {
+            Some(j) if j != i => {
+                report(first + i as u32, FunctionOutcome::Duplicate, FunctionCompileTimes::default());
+                *o = Obtained::Duplicate(j);
+            }
+            _ => jobs.push((i, key)),
         }
-        let callees = function_keys.as_ref().and_then(|k| k.callees(body_bytes(input)?));
+    }
+    drop(first_with_key);
+    let compile = |(i, key): (usize, Option<CacheKey>)| -> WasmResult<(usize, Obtained<'_>)> {
+        let (func, input) = (first + i as u32, &bodies[i]);
+        let source = function_keys.as_ref().and_then(|k| k.source(func, body_bytes(input)?));
         let start = Instant::now();
         let f = match observer {
             Some(_) => {
@@ -224,20 +226,29 @@ fn compile_uncached(
             }
             None => compiler.compile_function(&info, &offsets, func, input.clone())?,
         };
-        Ok(Obtained::Compiled(f.encode(), start.elapsed(), callees))
+        Ok((i, Obtained::Compiled { code: f.encode(), took: start.elapsed(), key, source }))
     };
-    let obtained: Vec<Obtained<'_>> = if parallel {
-        bodies.par_iter().enumerate().map(work).collect::<Result<_, _>>()?
+    let compiled: Vec<(usize, Obtained<'_>)> = if parallel {
+        jobs.into_par_iter().map(compile).collect::<Result<_, _>>()?
     } else {
-        bodies.iter().enumerate().map(work).collect::<Result<_, _>>()?
+        jobs.into_iter().map(compile).collect::<Result<_, _>>()?
     };
-    let funcs: Vec<FunctionCode<'_>> = (0..obtained.len()).map(|i| code_of(&obtained[duplicate_of[i].unwrap_or(i)])).collect::<Result<_>>()?;
+    for (i, o) in compiled {
+        obtained[i] = o;
+    }
+    let funcs: Vec<FunctionCode<'_>> = obtained
+        .iter()
+        .map(|o| match o {
+            Obtained::Duplicate(j) => obtained.get(*j).map_or_else(|| Err(anyhow!("internal: a duplicate of nothing")), code_of),
+            o => code_of(o),
+        })
+        .collect::<Result<_>>()?;
     clock.done(CompilePhase::Functions);
 
     // The bodies not compiled (found, or repeating another) still have to
     // be validated: on the other cores while this one stores the packs,
     // links and maps the code (which is thrown away if one is invalid).
-    let not_compiled = |i: &usize| !matches!(obtained[*i], Obtained::Compiled(..));
+    let not_compiled = |i: &usize| !matches!(obtained[*i], Obtained::Compiled { .. });
     let validate = || -> WasmResult<()> {
         if parallel {
             (0..bodies.len())
@@ -251,7 +262,7 @@ fn compile_uncached(
     };
     let build = || -> Result<(Arc<ModuleRuntime>, Vec<u8>)> {
         if let (Some(cache), Some(packs)) = (cache, &packs) {
-            record_and_store(cache, packs, &obtained, &keys);
+            record_and_store(cache, packs, &obtained);
         }
         link_and_map(engine, info, &funcs, &body_offsets)
     };
@@ -264,7 +275,7 @@ fn compile_uncached(
 
 /// Tells `cache` what was found and compiled, and writes new packs if
 /// anything was compiled.
-fn record_and_store(cache: &dyn Cache, packs: &function_cache::Packs<'_>, obtained: &[Obtained<'_>], keys: &[Option<CacheKey>]) {
+fn record_and_store(cache: &dyn Cache, packs: &function_cache::Packs<'_>, obtained: &[Obtained<'_>]) {
     let (mut hits, mut misses, mut saved) = (0u64, 0u64, Duration::ZERO);
     for o in obtained {
         match o {
@@ -272,21 +283,21 @@ fn record_and_store(cache: &dyn Cache, packs: &function_cache::Packs<'_>, obtain
                 hits += 1;
                 saved += packs.function(hit).map_or(Duration::ZERO, |f| f.compile_time);
             }
-            Obtained::Compiled(..) => misses += 1,
-            Obtained::Duplicate => {}
+            Obtained::Compiled { .. } => misses += 1,
+            _ => {}
         }
     }
     cache.record(saved, false);
     cache.record_functions(hits, misses);
     if misses > 0 {
         packs.store(&|visit| {
-            for (o, key) in obtained.iter().zip(keys) {
-                match (o, key) {
-                    (Obtained::Cached(hit), _) => visit(function_cache::PackInput::Found(*hit)),
-                    // A body whose key or callees are unknown is invalid
-                    // and has failed to compile: never here.
-                    (Obtained::Compiled(code, took, Some(callees)), Some(key)) => {
-                        visit(function_cache::PackInput::Compiled { key: *key, compile_time: *took, callees, code })
+            for o in obtained {
+                match o {
+                    Obtained::Cached(hit) => visit(function_cache::PackInput::Found(*hit)),
+                    // A body whose key or source is unknown is invalid and
+                    // has failed to compile: never here.
+                    Obtained::Compiled { code, took, key: Some(key), source: Some(source) } => {
+                        visit(function_cache::PackInput::Compiled { key: *key, compile_time: *took, source, code })
                     }
                     _ => {}
                 }

@@ -6,8 +6,9 @@
 //!
 //! A compile that misses the module cache looks both packs up and checks
 //! each one's tag once (one pass of the MAC over its bytes); each function
-//! is then found with a key comparison (the base holds functions in the
-//! order of the module that wrote it) and linked straight from the pack's
+//! is then found by comparing its source with that of the base's entry at
+//! its position (the base holds functions in the order of the module that
+//! wrote it), or else by its key, and linked straight from the pack's
 //! bytes. So the unchanged functions of an edited module cost time in
 //! proportion to their bytes, with no file, MAC or allocation per function.
 //!
@@ -86,7 +87,7 @@ pub(crate) fn lookup(cache: &dyn Cache, keys: &[CacheKey; 2]) -> [Option<PackByt
     })
 }
 
-/// A function found in a pack, checked: its callees match the module's
+/// A function found in a pack, checked: its source matches the module's
 /// and its code is consistent.
 #[derive(Clone, Copy)]
 pub(crate) struct Hit<'a> {
@@ -107,8 +108,8 @@ pub(crate) enum PackInput<'a> {
         key: CacheKey,
         /// How long compiling it took.
         compile_time: Duration,
-        /// Its callees (`FunctionKeys::callees`).
-        callees: &'a [u8],
+        /// Its source (`FunctionKeys::source`).
+        source: &'a [u8],
         /// The function, encoded.
         code: &'a [u8],
     },
@@ -150,17 +151,26 @@ impl<'a> Packs<'a> {
         Packs { cache, function_keys, keys, seals, packs }
     }
 
-    /// The function filed under `key` whose callees match this module's
-    /// and whose code is consistent, if a pack has one; `hint` is its
-    /// position among the module's defined functions.
-    pub(crate) fn find(&self, key: &CacheKey, hint: usize) -> Option<Hit<'a>> {
-        [BASE, RECENT].into_iter().find_map(|p| {
-            let function = self.packs[p].as_ref()?.get(key, hint)?;
-            if !self.function_keys.callees_match(function.callees) {
+    /// Defined function `func` (the `index`th), whose body is `body`, if a
+    /// pack has it (its source matches and its code is consistent): the
+    /// base's entry at `index` if that is the one, else the entry filed
+    /// under the function's key. Otherwise the key, if the function has
+    /// one (it is to be compiled and stored under it).
+    pub(crate) fn find(&self, index: usize, func: u32, body: &[u8]) -> Result<Hit<'a>, Option<CacheKey>> {
+        let hit = |p: usize, f: PackedFunction<'a>| {
+            if !self.function_keys.source_matches(func, body, f.source) {
                 return None;
             }
-            Some(Hit { code: function.code()?, pack: p as u8, index: u32::try_from(function.index).ok()? })
-        })
+            Some(Hit { code: f.code()?, pack: p as u8, index: u32::try_from(f.index).ok()? })
+        };
+        if let Some(h) = self.packs[BASE].as_ref().and_then(|b| b.functions_at(index)).and_then(|f| hit(BASE, f)) {
+            return Ok(h);
+        }
+        let key = self.function_keys.key(func, body);
+        let found = key.and_then(|key| {
+            [BASE, RECENT].into_iter().find_map(|p| hit(p, self.packs[p].as_ref()?.get(&key, index)?))
+        });
+        found.ok_or(key)
     }
 
     /// The stored function behind `hit`.
@@ -193,10 +203,10 @@ impl<'a> Packs<'a> {
                 match f {
                     PackInput::Found(hit) => {
                         if let Some(p) = self.function(&hit) {
-                            builder.push(&p.key, p.compile_time, generation, p.callees, p.bytes);
+                            builder.push(&p.key, p.compile_time, generation, p.source, p.bytes);
                         }
                     }
-                    PackInput::Compiled { key, compile_time, callees, code } => builder.push(&key, compile_time, generation, callees, code),
+                    PackInput::Compiled { key, compile_time, source, code } => builder.push(&key, compile_time, generation, source, code),
                 }
             });
         };
@@ -204,7 +214,7 @@ impl<'a> Packs<'a> {
         let mut recent = FunctionPackBuilder::new();
         push_each(&mut recent, &|f| !matches!(f, PackInput::Found(hit) if usize::from(hit.pack) == BASE));
         for f in unused(RECENT).filter(|f| generation - f.generation.min(generation) <= KEEP_GENERATIONS) {
-            recent.push(&f.key, f.compile_time, f.generation, f.callees, f.bytes);
+            recent.push(&f.key, f.compile_time, f.generation, f.source, f.bytes);
         }
         if let Some(base) = &self.packs[BASE]
             && recent.data_len() <= base.data_len() / MERGE_FRACTION
@@ -224,11 +234,11 @@ impl<'a> Packs<'a> {
         others.sort_by_key(|f| std::cmp::Reverse(f.generation));
         let mut kept = 0;
         for f in others {
-            kept += f.callees.len() + f.bytes.len();
+            kept += f.source.len() + f.bytes.len();
             if kept > own {
                 break;
             }
-            base.push(&f.key, f.compile_time, f.generation, f.callees, f.bytes);
+            base.push(&f.key, f.compile_time, f.generation, f.source, f.bytes);
         }
         if let Some(bytes) = base.finish(generation, &self.seals[BASE]) {
             self.cache.put(CacheKind::Functions, &self.keys[BASE], bytes);

@@ -487,3 +487,22 @@ fn a_cached_body_invalid_in_its_new_module_is_refused() -> Result<()> {
     assert_eq!((s.function_hits, s.function_misses), (2, 2), "found in the cache, then refused: {s}");
     Ok(())
 }
+
+#[test]
+fn functions_that_moved_are_found_by_key() -> Result<()> {
+    // A function inserted first (not exported, so the environment stays
+    // the same): every other function moves one place, misses the base's
+    // entry at its new position, and is found by its key.
+    let cache = Arc::new(MemoryCache::new(64 << 20));
+    let mut config = Config::new();
+    config.cache(cache.clone());
+    let engine = Engine::new(&config)?;
+    let text = many_functions(20, &[]);
+    Module::new(&engine, &text)?;
+    let before = cache.stats();
+    let moved = Module::new(&engine, text.replacen("(module", "(module (func (param i32) (result i32) i32.const 99)", 1))?;
+    let after = cache.stats();
+    assert_eq!((after.function_hits - before.function_hits, after.function_misses - before.function_misses), (20, 1), "{after}");
+    assert_eq!(call(&engine, &moved, "f7", 1), 8);
+    Ok(())
+}
