@@ -138,7 +138,7 @@ impl CraneliftCompiler {
                 }
                 other => return Err(WasmError::Codegen(format!("unexpected relocation target {other:?}"))),
             };
-            relocations.push(Relocation { offset: r.offset, kind, target, addend: r.addend });
+            relocations.push(Relocation { offset: r.offset, kind, target: FuncIndex::from_u32(target), addend: r.addend });
         }
         let mut traps = Vec::new();
         for t in buffer.traps() {
@@ -193,7 +193,7 @@ impl Compiler for CraneliftCompiler {
         &self,
         module: &ModuleInfo,
         offsets: &VMOffsets,
-        func: u32,
+        func: FuncIndex,
         input: FunctionBodyInput<'_>,
     ) -> WasmResult<CompiledFunction> {
         self.compile_function_timed(module, offsets, func, input).map(|(f, _)| f)
@@ -203,7 +203,7 @@ impl Compiler for CraneliftCompiler {
         &self,
         module: &ModuleInfo,
         offsets: &VMOffsets,
-        func: u32,
+        func: FuncIndex,
         input: FunctionBodyInput<'_>,
     ) -> WasmResult<(CompiledFunction, FunctionCompileTimes)> {
         Self::with_contexts(|ctx, fctx| {
@@ -220,7 +220,7 @@ impl Compiler for CraneliftCompiler {
             let translated = Instant::now();
             match clif {
                 Ok(clif) => {
-                    let f = self.finish(clif, Some(func), ctx)?;
+                    let f = self.finish(clif, Some(func.as_u32()), ctx)?;
                     Ok((f, FunctionCompileTimes { translate: translated - start, codegen: translated.elapsed() }))
                 }
                 Err(e) => {

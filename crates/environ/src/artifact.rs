@@ -4,6 +4,7 @@
 use crate::compile::RelocKind;
 use crate::function_code::FunctionCode;
 use crate::error::{WasmError, WasmResult};
+use crate::index::{DefinedFuncIndex, FuncIndex, TypeIndex};
 use crate::module::ModuleInfo;
 use crate::trap::{TrapCode, TrapTable};
 use serde::{Deserialize, Serialize};
@@ -26,7 +27,7 @@ pub struct CompiledModuleInfo {
     #[serde(with = "packed_locs")]
     pub funcs: Vec<FunctionLoc>,
     /// Array-call entry trampolines: `(module type index, location)`, sorted by type index.
-    pub array_to_wasm_trampolines: Vec<(u32, FunctionLoc)>,
+    pub array_to_wasm_trampolines: Vec<(TypeIndex, FunctionLoc)>,
     /// Trapping instructions in the text.
     pub traps: TrapTable,
     /// `(text offset, wasm module offset)` pairs for the whole text, sorted.
@@ -75,12 +76,12 @@ mod packed_locs {
 impl CompiledModuleInfo {
     /// The defined function (module function index) whose code contains
     /// `text_offset`, if any, with the offset relative to that function.
-    pub fn func_by_text_offset(&self, text_offset: u32) -> Option<(u32, u32)> {
+    pub fn func_by_text_offset(&self, text_offset: u32) -> Option<(FuncIndex, u32)> {
         let i = self.funcs.partition_point(|loc| loc.start <= text_offset);
         let i = i.checked_sub(1)?;
         let loc = self.funcs[i];
         if text_offset < loc.start + loc.length {
-            Some((self.module.num_imported_funcs + i as u32, text_offset - loc.start))
+            Some((self.module.func_index(DefinedFuncIndex::from_u32(i as u32)), text_offset - loc.start))
         } else {
             None
         }
@@ -117,7 +118,7 @@ impl CompiledModuleInfo {
         if !self.array_to_wasm_trampolines.windows(2).all(|w| w[0].0 < w[1].0) {
             return Err("trampoline table");
         }
-        if self.array_to_wasm_trampolines.iter().any(|(t, _)| *t as usize >= self.module.types.len()) {
+        if self.array_to_wasm_trampolines.iter().any(|(t, _)| t.index() >= self.module.types.len()) {
             return Err("trampoline type");
         }
         Ok(())
@@ -129,7 +130,7 @@ impl CompiledModuleInfo {
     }
 
     /// The entry trampoline for module type `ty`, if one was compiled.
-    pub fn array_to_wasm_trampoline(&self, ty: u32) -> Option<FunctionLoc> {
+    pub fn array_to_wasm_trampoline(&self, ty: TypeIndex) -> Option<FunctionLoc> {
         self.array_to_wasm_trampolines
             .binary_search_by_key(&ty, |(t, _)| *t)
             .ok()
@@ -149,7 +150,7 @@ impl CompiledModuleInfo {
 /// A relocation that does not fit its field (a text blob too large for the
 /// target's call range) or names a function that is not defined.
 pub fn link(
-    num_imported_funcs: u32,
+    module: &ModuleInfo,
     funcs: &[FunctionCode<'_>],
     body_offsets: &[u32],
     trampolines: &[FunctionCode<'_>],
@@ -176,11 +177,11 @@ pub fn link(
 
     for (f, loc) in funcs.iter().zip(&func_locs).chain(trampolines.iter().zip(&tramp_locs)) {
         for r in f.relocations() {
-            let defined = r.target.checked_sub(num_imported_funcs).ok_or_else(|| {
+            let defined = module.defined_func_index(r.target).ok_or_else(|| {
                 WasmError::Codegen(format!("relocation against imported function {}", r.target))
             })?;
             let target = func_locs
-                .get(defined as usize)
+                .get(defined.index())
                 .ok_or_else(|| WasmError::Codegen(format!("relocation against unknown function {}", r.target)))?;
             let at = (loc.start + r.offset) as i64;
             let value = i64::from(target.start) + r.addend - at;

@@ -29,6 +29,7 @@
 //!   environment, so functions of modules with different environments
 //!   never share code anyway.
 
+use crate::index::FuncIndex;
 use crate::module::ModuleInfo;
 use crate::tunables::Tunables;
 use crate::types::FuncType;
@@ -144,7 +145,7 @@ impl FunctionKeys {
             salt: *salt,
             env,
             module_env: *h.finalize().as_bytes(),
-            functions: module.functions.clone(),
+            functions: module.functions.iter().map(|t| t.as_u32()).collect(),
         }
     }
 
@@ -162,19 +163,19 @@ impl FunctionKeys {
         })
     }
 
-    /// The key of defined function `func`, whose body is `body` (the
+    /// The key of function `func` (a defined one), whose body is `body` (the
     /// bytes of its locals and code): a hash of its type index (the
     /// environment fixes what that type is) and body, keyed by the engine
     /// salt and environment. `None` if `func` has no type.
-    pub fn key(&self, func: u32, body: &[u8]) -> Option<CacheKey> {
-        let ty = *self.functions.get(func as usize)?;
+    pub fn key(&self, func: FuncIndex, body: &[u8]) -> Option<CacheKey> {
+        let ty = *self.functions.get(func.index())?;
         let mut h = Hasher::new_keyed(&self.module_env);
         h.update(&ty.to_le_bytes());
         put_len_prefixed(&mut h, body);
         Some(*h.finalize().as_bytes())
     }
 
-    /// The source of defined function `func`, whose body is `body`: what
+    /// The source of function `func` (a defined one), whose body is `body`: what
     /// its code was compiled from besides the environment, stored beside
     /// the code in a cache. Its type index (u32 LE), the body's length
     /// (u32 LE) and bytes, and its callees: the functions it calls
@@ -183,8 +184,8 @@ impl FunctionKeys {
     /// `None` if `func` has no type, or the body cannot be scanned or
     /// names a function that does not exist (it is then invalid, and
     /// compiling it reports why).
-    pub fn source(&self, func: u32, body: &[u8]) -> Option<Vec<u8>> {
-        let ty = *self.functions.get(func as usize)?;
+    pub fn source(&self, func: FuncIndex, body: &[u8]) -> Option<Vec<u8>> {
+        let ty = *self.functions.get(func.index())?;
         let reader = wasmparser::BinaryReader::new(body, 0);
         let mut ops = wasmparser::FunctionBody::new(reader).get_operators_reader().ok()?;
         let mut named = Vec::new();
@@ -215,9 +216,9 @@ impl FunctionKeys {
     /// types), is that of defined function `func` with body `body` in this
     /// module: the same type and body bytes, and every callee of the same
     /// type here. `false` for anything that is not such a source.
-    pub fn source_matches(&self, func: u32, body: &[u8], stored: &[u8]) -> bool {
+    pub fn source_matches(&self, func: FuncIndex, body: &[u8], stored: &[u8]) -> bool {
         let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        let Some(ty) = self.functions.get(func as usize) else { return false };
+        let Some(ty) = self.functions.get(func.index()) else { return false };
         let Some((head, rest)) = stored.split_first_chunk::<8>() else { return false };
         if word(&head[..4]) != *ty || word(&head[4..]) as usize != body.len() || rest.get(..body.len()) != Some(body) {
             return false;
@@ -236,7 +237,7 @@ mod tests {
     use crate::translate::translate_module;
 
     /// Function keys and sources of the module `wat`: (keys, sources).
-    fn keys_and_sources(wat: &str) -> (FunctionKeys, Vec<(u32, Vec<u8>)>) {
+    fn keys_and_sources(wat: &str) -> (FunctionKeys, Vec<(FuncIndex, Vec<u8>)>) {
         let wasm = wat::parse_str(wat).expect("valid wat");
         let t = translate_module(&wasm, wasmparser::WasmFeatures::default()).expect("valid module");
         let offsets = VMOffsets::new(&t.info);
@@ -248,7 +249,7 @@ mod tests {
             .enumerate()
             .map(|(i, b)| {
                 let r = b.body.range();
-                (first + i as u32, wasm[r.start as usize..r.end as usize].to_vec())
+                (FuncIndex::from_u32(first + i as u32), wasm[r.start as usize..r.end as usize].to_vec())
             })
             .collect();
         (keys, bodies)
@@ -285,7 +286,7 @@ mod tests {
             longer.push(0);
             assert!(!keys.source_matches(*f, body, &longer));
             assert!(!keys.source_matches(*f, body, &[]));
-            assert!(!keys.source_matches(*f + 100, body, &sources[i]), "no such function");
+            assert!(!keys.source_matches(FuncIndex::from_u32(f.as_u32() + 100), body, &sources[i]), "no such function");
         }
         // The same bodies where the callee $f has another type (another
         // index in the same list of types): $g's key is unchanged, its

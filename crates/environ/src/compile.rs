@@ -3,6 +3,7 @@
 
 use crate::error::WasmResult;
 use serde::{Deserialize, Serialize};
+use crate::index::FuncIndex;
 use crate::module::ModuleInfo;
 use crate::translate::FunctionBodyInput;
 use crate::trap::TrapCode;
@@ -27,8 +28,8 @@ pub struct Relocation {
     pub offset: u32,
     /// How to patch.
     pub kind: RelocKind,
-    /// The defined function (module function index) being called.
-    pub target: u32,
+    /// The defined function being called.
+    pub target: crate::FuncIndex,
     /// Constant added to the target address.
     pub addend: i64,
 }
@@ -72,7 +73,7 @@ pub trait Compiler: Send + Sync {
         &self,
         module: &ModuleInfo,
         offsets: &VMOffsets,
-        func: u32,
+        func: FuncIndex,
         input: FunctionBodyInput<'_>,
     ) -> WasmResult<CompiledFunction>;
 
@@ -88,7 +89,7 @@ pub trait Compiler: Send + Sync {
         &self,
         module: &ModuleInfo,
         offsets: &VMOffsets,
-        func: u32,
+        func: FuncIndex,
         input: FunctionBodyInput<'_>,
     ) -> WasmResult<(CompiledFunction, FunctionCompileTimes)> {
         let start = std::time::Instant::now();

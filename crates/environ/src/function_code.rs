@@ -18,6 +18,7 @@
 //! ```
 
 use crate::compile::{CompiledFunction, RelocKind, Relocation};
+use crate::index::FuncIndex;
 use crate::trap::TrapCode;
 
 const HEADER: usize = 20;
@@ -68,7 +69,7 @@ impl CompiledFunction {
         }
         for r in &self.relocations {
             out.extend_from_slice(&r.offset.to_le_bytes());
-            out.extend_from_slice(&r.target.to_le_bytes());
+            out.extend_from_slice(&r.target.as_u32().to_le_bytes());
             out.extend_from_slice(&r.addend.to_le_bytes());
             out.extend_from_slice(&reloc_kind_code(r.kind).to_le_bytes());
         }
@@ -154,7 +155,7 @@ impl<'a> FunctionCode<'a> {
     pub fn relocations(&self) -> impl ExactSizeIterator<Item = Relocation> + 'a {
         self.relocations.chunks_exact(RELOCATION).map(|r| Relocation {
             offset: u32_at(r, 0),
-            target: u32_at(r, 4),
+            target: FuncIndex::from_u32(u32_at(r, 4)),
             addend: u64_at(r, 8) as i64,
             // Checked by `parse`.
             kind: reloc_kind(u32_at(r, 16)).unwrap_or(RelocKind::X86CallPCRel4),
@@ -197,8 +198,8 @@ mod tests {
             code: (0..40).collect(),
             alignment: 16,
             relocations: vec![
-                Relocation { offset: 3, kind: RelocKind::X86CallPCRel4, target: 7, addend: -4 },
-                Relocation { offset: 36, kind: RelocKind::Arm64Call, target: 1, addend: 1 << 40 },
+                Relocation { offset: 3, kind: RelocKind::X86CallPCRel4, target: FuncIndex::from_u32(7), addend: -4 },
+                Relocation { offset: 36, kind: RelocKind::Arm64Call, target: FuncIndex::from_u32(1), addend: 1 << 40 },
             ],
             traps: vec![(0, TrapCode::StackOverflow), (39, TrapCode::AtomicWaitNonSharedMemory)],
             address_map: vec![(0, 2), (5, 9), (5, 10), (20, 4)],

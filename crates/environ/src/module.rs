@@ -2,6 +2,7 @@
 //! instantiation need, apart from the function bodies themselves.
 
 use crate::const_expr::ConstExpr;
+use crate::index::*;
 use crate::types::*;
 use serde::{Deserialize, Serialize};
 
@@ -103,8 +104,8 @@ pub struct ModuleInfo {
     pub name: Option<String>,
     /// Function types, by module type index.
     pub types: Vec<FuncType>,
-    /// Type index of every function, imports first.
-    pub functions: Vec<u32>,
+    /// Type of every function, imports first.
+    pub functions: Vec<TypeIndex>,
     /// Every table, imports first.
     pub tables: Vec<TableType>,
     /// Every memory, imports first.
@@ -128,16 +129,16 @@ pub struct ModuleInfo {
     /// Exports in declaration order.
     pub exports: Vec<Export>,
     /// The start function.
-    pub start: Option<u32>,
+    pub start: Option<FuncIndex>,
     /// Element segments.
     pub elements: Vec<ElementSegment>,
     /// Data segments.
     pub data: Vec<DataSegment>,
     /// Function names from the name section, sorted by index.
-    pub func_names: Vec<(u32, String)>,
+    pub func_names: Vec<(FuncIndex, String)>,
     /// Functions whose reference can escape (exports, elements, `ref.func`,
     /// global initializers), sorted and deduplicated.
-    pub escaping_funcs: Vec<u32>,
+    pub escaping_funcs: Vec<FuncIndex>,
     /// Defined funcref tables initialized lazily: their active element
     /// segments were folded, at translation, into one array of initial
     /// function indices, read when an element is first used.
@@ -147,8 +148,8 @@ pub struct ModuleInfo {
 /// The precomputed initial contents of a lazily initialized table.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LazyTable {
-    /// The (defined) table, as a module table index.
-    pub table: u32,
+    /// The (defined) table.
+    pub table: TableIndex,
     /// Initial function index of each element (`u32::MAX` for null), as
     /// little-endian `u32`s; elements past the end start null.
     pub inits: crate::blob::Blob,
@@ -199,32 +200,112 @@ impl ModuleInfo {
     }
 
     /// The signature of function `func`.
-    pub fn func_type(&self, func: u32) -> &FuncType {
-        &self.types[self.functions[func as usize] as usize]
+    ///
+    /// # Panics
+    ///
+    /// `func` is not a function of the module.
+    pub fn func_type(&self, func: FuncIndex) -> &FuncType {
+        &self.types[self.func_type_index(func).index()]
+    }
+
+    /// The type index of function `func`.
+    ///
+    /// # Panics
+    ///
+    /// `func` is not a function of the module.
+    pub fn func_type_index(&self, func: FuncIndex) -> TypeIndex {
+        self.functions[func.index()]
     }
 
     /// Whether function `func` is imported.
-    pub fn is_imported_func(&self, func: u32) -> bool {
-        func < self.num_imported_funcs
+    pub fn is_imported_func(&self, func: FuncIndex) -> bool {
+        func.as_u32() < self.num_imported_funcs
     }
 
     /// Whether table `t` is imported.
-    pub fn is_imported_table(&self, t: u32) -> bool {
-        t < self.num_imported_tables
+    pub fn is_imported_table(&self, t: TableIndex) -> bool {
+        t.as_u32() < self.num_imported_tables
     }
 
     /// Whether memory `m` is imported.
-    pub fn is_imported_memory(&self, m: u32) -> bool {
-        m < self.num_imported_memories
+    pub fn is_imported_memory(&self, m: MemoryIndex) -> bool {
+        m.as_u32() < self.num_imported_memories
     }
 
     /// Whether global `g` is imported.
-    pub fn is_imported_global(&self, g: u32) -> bool {
-        g < self.num_imported_globals
+    pub fn is_imported_global(&self, g: GlobalIndex) -> bool {
+        g.as_u32() < self.num_imported_globals
+    }
+
+    /// The defined-function number of `func`, or `None` if it is imported.
+    pub fn defined_func_index(&self, func: FuncIndex) -> Option<DefinedFuncIndex> {
+        func.as_u32().checked_sub(self.num_imported_funcs).map(DefinedFuncIndex::from_u32)
+    }
+
+    /// The function index of defined function `d`.
+    pub fn func_index(&self, d: DefinedFuncIndex) -> FuncIndex {
+        FuncIndex::from_u32(self.num_imported_funcs + d.as_u32())
+    }
+
+    /// The defined-table number of `t`, or `None` if it is imported.
+    pub fn defined_table_index(&self, t: TableIndex) -> Option<DefinedTableIndex> {
+        t.as_u32().checked_sub(self.num_imported_tables).map(DefinedTableIndex::from_u32)
+    }
+
+    /// The table index of defined table `d`.
+    pub fn table_index(&self, d: DefinedTableIndex) -> TableIndex {
+        TableIndex::from_u32(self.num_imported_tables + d.as_u32())
+    }
+
+    /// The defined-memory number of `m`, or `None` if it is imported.
+    pub fn defined_memory_index(&self, m: MemoryIndex) -> Option<DefinedMemoryIndex> {
+        m.as_u32().checked_sub(self.num_imported_memories).map(DefinedMemoryIndex::from_u32)
+    }
+
+    /// The memory index of defined memory `d`.
+    pub fn memory_index(&self, d: DefinedMemoryIndex) -> MemoryIndex {
+        MemoryIndex::from_u32(self.num_imported_memories + d.as_u32())
+    }
+
+    /// The defined-global number of `g`, or `None` if it is imported.
+    pub fn defined_global_index(&self, g: GlobalIndex) -> Option<DefinedGlobalIndex> {
+        g.as_u32().checked_sub(self.num_imported_globals).map(DefinedGlobalIndex::from_u32)
+    }
+
+    /// The global index of defined global `d`.
+    pub fn global_index(&self, d: DefinedGlobalIndex) -> GlobalIndex {
+        GlobalIndex::from_u32(self.num_imported_globals + d.as_u32())
+    }
+
+    /// The module's defined functions, in order.
+    pub fn defined_funcs(&self) -> impl ExactSizeIterator<Item = DefinedFuncIndex> + use<> {
+        (0..self.num_defined_funcs()).map(DefinedFuncIndex::from_u32)
+    }
+
+    /// The module's defined tables, in order.
+    pub fn defined_tables(&self) -> impl ExactSizeIterator<Item = DefinedTableIndex> + use<> {
+        (0..self.num_defined_tables()).map(DefinedTableIndex::from_u32)
+    }
+
+    /// The module's defined memories, in order.
+    pub fn defined_memories(&self) -> impl ExactSizeIterator<Item = DefinedMemoryIndex> + use<> {
+        (0..self.num_defined_memories()).map(DefinedMemoryIndex::from_u32)
+    }
+
+    /// The module's defined globals, in order.
+    pub fn defined_globals(&self) -> impl ExactSizeIterator<Item = DefinedGlobalIndex> + use<> {
+        (0..self.num_defined_globals()).map(DefinedGlobalIndex::from_u32)
+    }
+
+    /// The escaping functions the module defines (a suffix of
+    /// [`ModuleInfo::escaping_funcs`]).
+    pub fn defined_escaping_funcs(&self) -> &[FuncIndex] {
+        let first = self.escaping_funcs.partition_point(|f| f.as_u32() < self.num_imported_funcs);
+        &self.escaping_funcs[first..]
     }
 
     /// The name-section name of function `func`, if any.
-    pub fn func_name(&self, func: u32) -> Option<&str> {
+    pub fn func_name(&self, func: FuncIndex) -> Option<&str> {
         self.func_names
             .binary_search_by_key(&func, |(i, _)| *i)
             .ok()
@@ -240,7 +321,7 @@ impl ModuleInfo {
     pub fn check_consistency(&self) -> Result<(), &'static str> {
         let nf = self.functions.len() as u32;
         let (nt, nm, ng) = (self.tables.len() as u32, self.memories.len() as u32, self.globals.len() as u32);
-        if self.functions.iter().any(|t| *t as usize >= self.types.len()) {
+        if self.functions.iter().any(|t| t.index() >= self.types.len()) {
             return Err("function type index");
         }
         if self.num_imported_funcs > nf || self.num_imported_tables > nt || self.num_imported_memories > nm || self.num_imported_globals > ng {
@@ -250,15 +331,15 @@ impl ModuleInfo {
             return Err("initializer counts");
         }
         let entity_ok = |e: &EntityIndex| match *e {
-            EntityIndex::Function(i) => i < nf,
-            EntityIndex::Table(i) => i < nt,
-            EntityIndex::Memory(i) => i < nm,
-            EntityIndex::Global(i) => i < ng,
+            EntityIndex::Function(i) => i.as_u32() < nf,
+            EntityIndex::Table(i) => i.as_u32() < nt,
+            EntityIndex::Memory(i) => i.as_u32() < nm,
+            EntityIndex::Global(i) => i.as_u32() < ng,
         };
         if !self.imports.iter().all(|i| entity_ok(&i.index)) || !self.exports.iter().all(|e| entity_ok(&e.index)) {
             return Err("import or export index");
         }
-        if self.start.is_some_and(|f| f >= nf) || self.escaping_funcs.iter().any(|f| *f >= nf) {
+        if self.start.is_some_and(|f| f.as_u32() >= nf) || self.escaping_funcs.iter().any(|f| f.as_u32() >= nf) {
             return Err("function index");
         }
         if !self.escaping_funcs.windows(2).all(|w| w[0] < w[1]) {
@@ -293,9 +374,9 @@ impl ModuleInfo {
             }
         }
         for l in &self.lazy_tables {
-            let fits = l.table >= self.num_imported_tables
-                && l.table < nt
-                && u64::from(l.len()) <= self.tables[l.table as usize].minimum
+            let fits = !self.is_imported_table(l.table)
+                && l.table.as_u32() < nt
+                && u64::from(l.len()) <= self.tables[l.table.index()].minimum
                 && l.inits.len() % 4 == 0
                 && l.segments.iter().all(|s| (*s as usize) < self.elements.len());
             if !fits || (0..l.len()).filter_map(|i| l.init(i)).any(|f| f >= nf) {
@@ -319,10 +400,10 @@ impl ModuleInfo {
     /// its contents are then determined before instantiation.
     pub fn compute_lazy_tables(&mut self) {
         let mut lazy = Vec::new();
-        for t in self.num_imported_tables..self.tables.len() as u32 {
-            let ty = self.tables[t as usize];
-            let defined = (t - self.num_imported_tables) as usize;
-            if !ty.element.is_func() || !matches!(self.table_inits.get(defined), Some(TableInit::Null)) {
+        for defined in self.defined_tables() {
+            let t = self.table_index(defined);
+            let ty = self.tables[t.index()];
+            if !ty.element.is_func() || !matches!(self.table_inits.get(defined.index()), Some(TableInit::Null)) {
                 continue;
             }
             let mut inits: Vec<u32> = Vec::new();
@@ -330,7 +411,7 @@ impl ModuleInfo {
             let mut ok = true;
             for (i, seg) in self.elements.iter().enumerate() {
                 let SegmentMode::Active { index, offset } = &seg.mode else { continue };
-                if *index != t {
+                if *index != t.as_u32() {
                     continue;
                 }
                 let funcs: Option<Vec<u32>> = match &seg.items {
@@ -369,17 +450,17 @@ impl ModuleInfo {
     }
 
     /// The lazy-initialization data of table `t`, if it has any.
-    pub fn lazy_table(&self, t: u32) -> Option<&LazyTable> {
+    pub fn lazy_table(&self, t: TableIndex) -> Option<&LazyTable> {
         self.lazy_tables.iter().find(|l| l.table == t)
     }
 
     /// The type of the entity at `index`.
     pub fn entity_type(&self, index: EntityIndex) -> EntityType {
         match index {
-            EntityIndex::Function(f) => EntityType::Function(self.functions[f as usize]),
-            EntityIndex::Table(t) => EntityType::Table(self.tables[t as usize]),
-            EntityIndex::Memory(m) => EntityType::Memory(self.memories[m as usize]),
-            EntityIndex::Global(g) => EntityType::Global(self.globals[g as usize]),
+            EntityIndex::Function(f) => EntityType::Function(self.func_type_index(f)),
+            EntityIndex::Table(t) => EntityType::Table(self.tables[t.index()]),
+            EntityIndex::Memory(m) => EntityType::Memory(self.memories[m.index()]),
+            EntityIndex::Global(g) => EntityType::Global(self.globals[g.index()]),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::const_expr::{ConstExpr, ConstOp};
 use crate::error::{WasmError, WasmResult};
+use crate::index::*;
 use crate::module::*;
 use crate::types::*;
 use wasmparser::{
@@ -79,27 +80,28 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
                     let import = import?;
                     let (ty, index) = match import.ty {
                         TypeRef::Func(t) | TypeRef::FuncExact(t) => {
+                            let t = TypeIndex::from_u32(t);
                             info.functions.push(t);
                             info.num_imported_funcs += 1;
-                            (EntityType::Function(t), EntityIndex::Function(info.functions.len() as u32 - 1))
+                            (EntityType::Function(t), EntityIndex::Function(FuncIndex::from_u32(info.functions.len() as u32 - 1)))
                         }
                         TypeRef::Table(t) => {
                             let t = TableType::from_wasmparser(&t)?;
                             info.tables.push(t);
                             info.num_imported_tables += 1;
-                            (EntityType::Table(t), EntityIndex::Table(info.tables.len() as u32 - 1))
+                            (EntityType::Table(t), EntityIndex::Table(TableIndex::from_u32(info.tables.len() as u32 - 1)))
                         }
                         TypeRef::Memory(m) => {
                             let m = MemoryType::from_wasmparser(&m);
                             info.memories.push(m);
                             info.num_imported_memories += 1;
-                            (EntityType::Memory(m), EntityIndex::Memory(info.memories.len() as u32 - 1))
+                            (EntityType::Memory(m), EntityIndex::Memory(MemoryIndex::from_u32(info.memories.len() as u32 - 1)))
                         }
                         TypeRef::Global(g) => {
                             let g = GlobalType::from_wasmparser(&g)?;
                             info.globals.push(g);
                             info.num_imported_globals += 1;
-                            (EntityType::Global(g), EntityIndex::Global(info.globals.len() as u32 - 1))
+                            (EntityType::Global(g), EntityIndex::Global(GlobalIndex::from_u32(info.globals.len() as u32 - 1)))
                         }
                         TypeRef::Tag(_) => return Err(WasmError::Unsupported("exception-handling tags".into())),
                     };
@@ -108,7 +110,7 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
             }
             Payload::FunctionSection(section) => {
                 for ty in section {
-                    info.functions.push(ty?);
+                    info.functions.push(TypeIndex::from_u32(ty?));
                 }
             }
             Payload::TableSection(section) => {
@@ -146,11 +148,11 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
                     let index = match export.kind {
                         wasmparser::ExternalKind::Func | wasmparser::ExternalKind::FuncExact => {
                             escaping.push(export.index);
-                            EntityIndex::Function(export.index)
+                            EntityIndex::Function(FuncIndex::from_u32(export.index))
                         }
-                        wasmparser::ExternalKind::Table => EntityIndex::Table(export.index),
-                        wasmparser::ExternalKind::Memory => EntityIndex::Memory(export.index),
-                        wasmparser::ExternalKind::Global => EntityIndex::Global(export.index),
+                        wasmparser::ExternalKind::Table => EntityIndex::Table(TableIndex::from_u32(export.index)),
+                        wasmparser::ExternalKind::Memory => EntityIndex::Memory(MemoryIndex::from_u32(export.index)),
+                        wasmparser::ExternalKind::Global => EntityIndex::Global(GlobalIndex::from_u32(export.index)),
                         wasmparser::ExternalKind::Tag => return Err(WasmError::Unsupported("exception-handling tags".into())),
                     };
                     info.exports.push(Export { name: export.name.to_string(), index });
@@ -160,7 +162,7 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
                 // The host calls the start function, so it needs a
                 // function-reference record like any escaping function.
                 escaping.push(func);
-                info.start = Some(func);
+                info.start = Some(FuncIndex::from_u32(func));
             }
             Payload::ElementSection(section) => {
                 for element in section {
@@ -224,7 +226,7 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
     }
     escaping.sort_unstable();
     escaping.dedup();
-    info.escaping_funcs = escaping;
+    info.escaping_funcs = escaping.into_iter().map(FuncIndex::from_u32).collect();
     info.compute_lazy_tables();
     Ok(ModuleTranslation { info, bodies })
 }
@@ -244,7 +246,7 @@ fn read_names(names: wasmparser::NameSectionReader<'_>, info: &mut ModuleInfo) -
             Name::Function(map) => {
                 for naming in map {
                     let naming = naming?;
-                    info.func_names.push((naming.index, naming.name.to_string()));
+                    info.func_names.push((FuncIndex::from_u32(naming.index), naming.name.to_string()));
                 }
             }
             _ => {}

@@ -316,7 +316,7 @@ impl fmt::Display for GlobalType {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EntityType {
     /// A function with the module-level type at this index.
-    Function(u32),
+    Function(crate::TypeIndex),
     /// A table.
     Table(TableType),
     /// A memory.
@@ -329,11 +329,11 @@ pub enum EntityType {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EntityIndex {
     /// Function index space.
-    Function(u32),
+    Function(crate::FuncIndex),
     /// Table index space.
-    Table(u32),
+    Table(crate::TableIndex),
     /// Memory index space.
-    Memory(u32),
+    Memory(crate::MemoryIndex),
     /// Global index space.
-    Global(u32),
+    Global(crate::GlobalIndex),
 }

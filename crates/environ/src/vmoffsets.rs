@@ -20,6 +20,7 @@
 //!                                                                      escaping defined function
 //! ```
 
+use crate::index::*;
 use crate::module::ModuleInfo;
 
 /// Magic number at offset 0 of every instance VMContext ("kiln").
@@ -153,11 +154,7 @@ impl VMOffsets {
         let num_defined_tables = module.num_defined_tables();
         let num_defined_memories = module.num_defined_memories();
         let num_defined_globals = module.num_defined_globals();
-        let num_funcrefs = module
-            .escaping_funcs
-            .iter()
-            .filter(|f| **f >= module.num_imported_funcs)
-            .count() as u32;
+        let num_funcrefs = module.defined_escaping_funcs().len() as u32;
 
         let imported_funcs = vmctx_header::SIZE;
         let imported_tables = imported_funcs + num_imported_funcs * func_import::SIZE;
@@ -200,45 +197,45 @@ impl VMOffsets {
     }
 
     /// Offset of the `VMFunctionImport` for imported function `i`.
-    pub fn imported_function(&self, i: u32) -> u32 {
-        debug_assert!(i < self.num_imported_funcs);
-        self.imported_funcs + i * func_import::SIZE
+    pub fn imported_function(&self, i: FuncIndex) -> u32 {
+        debug_assert!(i.as_u32() < self.num_imported_funcs);
+        self.imported_funcs + i.as_u32() * func_import::SIZE
     }
 
     /// Offset of the pointer to imported table `i`'s definition.
-    pub fn imported_table(&self, i: u32) -> u32 {
-        debug_assert!(i < self.num_imported_tables);
-        self.imported_tables + i * 8
+    pub fn imported_table(&self, i: TableIndex) -> u32 {
+        debug_assert!(i.as_u32() < self.num_imported_tables);
+        self.imported_tables + i.as_u32() * 8
     }
 
     /// Offset of the pointer to imported memory `i`'s definition.
-    pub fn imported_memory(&self, i: u32) -> u32 {
-        debug_assert!(i < self.num_imported_memories);
-        self.imported_memories + i * 8
+    pub fn imported_memory(&self, i: MemoryIndex) -> u32 {
+        debug_assert!(i.as_u32() < self.num_imported_memories);
+        self.imported_memories + i.as_u32() * 8
     }
 
     /// Offset of the pointer to imported global `i`'s definition.
-    pub fn imported_global(&self, i: u32) -> u32 {
-        debug_assert!(i < self.num_imported_globals);
-        self.imported_globals + i * 8
+    pub fn imported_global(&self, i: GlobalIndex) -> u32 {
+        debug_assert!(i.as_u32() < self.num_imported_globals);
+        self.imported_globals + i.as_u32() * 8
     }
 
     /// Offset of defined table `i`'s inline definition.
-    pub fn defined_table(&self, i: u32) -> u32 {
-        debug_assert!(i < self.num_defined_tables);
-        self.defined_tables + i * definition::SIZE
+    pub fn defined_table(&self, i: DefinedTableIndex) -> u32 {
+        debug_assert!(i.as_u32() < self.num_defined_tables);
+        self.defined_tables + i.as_u32() * definition::SIZE
     }
 
     /// Offset of defined memory `i`'s inline definition.
-    pub fn defined_memory(&self, i: u32) -> u32 {
-        debug_assert!(i < self.num_defined_memories);
-        self.defined_memories + i * definition::SIZE
+    pub fn defined_memory(&self, i: DefinedMemoryIndex) -> u32 {
+        debug_assert!(i.as_u32() < self.num_defined_memories);
+        self.defined_memories + i.as_u32() * definition::SIZE
     }
 
     /// Offset of defined global `i`'s inline storage.
-    pub fn defined_global(&self, i: u32) -> u32 {
-        debug_assert!(i < self.num_defined_globals);
-        self.defined_globals + i * GLOBAL_SIZE
+    pub fn defined_global(&self, i: DefinedGlobalIndex) -> u32 {
+        debug_assert!(i.as_u32() < self.num_defined_globals);
+        self.defined_globals + i.as_u32() * GLOBAL_SIZE
     }
 
     /// Offset of funcref record `slot` (see [`funcref_slot`]).
@@ -248,10 +245,8 @@ impl VMOffsets {
     }
 }
 
-/// The funcref record slot of defined function `func` (a module function
-/// index), if the function escapes.
-pub fn funcref_slot(module: &ModuleInfo, func: u32) -> Option<u32> {
-    let first_defined = module.escaping_funcs.partition_point(|f| *f < module.num_imported_funcs);
-    let defined = &module.escaping_funcs[first_defined..];
-    defined.binary_search(&func).ok().map(|i| i as u32)
+/// The funcref record slot of defined function `func`, if the function
+/// escapes.
+pub fn funcref_slot(module: &ModuleInfo, func: FuncIndex) -> Option<u32> {
+    module.defined_escaping_funcs().binary_search(&func).ok().map(|i| i as u32)
 }

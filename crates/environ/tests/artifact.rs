@@ -44,7 +44,7 @@ fn stand_in_function(i: u32, n: u32, first: u32) -> CompiledFunction {
     CompiledFunction {
         code,
         alignment: 16,
-        relocations: vec![Relocation { offset: 5, kind: RelocKind::X86CallPCRel4, target: first + (i + 1) % n, addend: -4 }],
+        relocations: vec![Relocation { offset: 5, kind: RelocKind::X86CallPCRel4, target: FuncIndex::from_u32(first + (i + 1) % n), addend: -4 }],
         traps: vec![(2, TrapCode::IntegerDivisionByZero), (12, TrapCode::MemoryOutOfBounds)],
         address_map: vec![(0, 0), (4, 1), (12, 3)],
     }
@@ -61,11 +61,11 @@ fn artifact() -> (Vec<u8>, ArtifactHeader) {
     let body_offsets: Vec<u32> = translation.bodies.iter().map(|b| b.body.range().start as u32).collect();
     let trampoline = CompiledFunction { code: vec![0xc3; 20], alignment: 16, ..CompiledFunction::default() }.encode();
     let trampoline = FunctionCode::parse(&trampoline).expect("consistent");
-    let linked = link(first, &funcs, &body_offsets, &[trampoline, trampoline]).expect("links");
+    let linked = link(&info, &funcs, &body_offsets, &[trampoline, trampoline]).expect("links");
     let compiled = CompiledModuleInfo {
         module: info,
         funcs: linked.funcs,
-        array_to_wasm_trampolines: vec![(0, linked.trampolines[0]), (1, linked.trampolines[1])],
+        array_to_wasm_trampolines: vec![(TypeIndex::from_u32(0), linked.trampolines[0]), (TypeIndex::from_u32(1), linked.trampolines[1])],
         traps: linked.traps,
         address_map: linked.address_map,
     };

@@ -159,7 +159,8 @@ fn compile_uncached(
     let info = translation.info;
     let offsets = VMOffsets::new(&info);
     let compiler = &engine.inner.compiler;
-    let first = info.num_imported_funcs;
+    // The module index of the `i`th defined function.
+    let func_of = |i: usize| info.func_index(DefinedFuncIndex::from_u32(i as u32));
     let parallel = engine.config().parallel_compilation;
     let body_offsets: Vec<u32> = bodies.iter().map(|b| b.body.range().start as u32).collect();
     let body_bytes = |b: &FunctionBodyInput<'_>| {
@@ -180,17 +181,17 @@ fn compile_uncached(
     };
 
     // Every body found in the packs (its body is validated below), or its key.
-    let report = |func: u32, outcome: FunctionOutcome, times: FunctionCompileTimes| {
+    let report = |func: FuncIndex, outcome: FunctionOutcome, times: FunctionCompileTimes| {
         if let Some(o) = observer {
             let name = info.func_name(func);
-            o.function_done(&FunctionReport { index: func, name, outcome, translate: times.translate, codegen: times.codegen });
+            o.function_done(&FunctionReport { index: func.as_u32(), name, outcome, translate: times.translate, codegen: times.codegen });
         }
     };
     let find = |(i, input): (usize, &FunctionBodyInput<'_>)| -> Obtained<'_> {
         let (Some(packs), Some(body)) = (&packs, body_bytes(input)) else { return Obtained::Pending(None) };
-        match packs.find(i, first + i as u32, body) {
+        match packs.find(i, func_of(i), body) {
             Ok(hit) => {
-                report(first + i as u32, FunctionOutcome::Cached, FunctionCompileTimes::default());
+                report(func_of(i), FunctionOutcome::Cached, FunctionCompileTimes::default());
                 Obtained::Cached(hit)
             }
             Err(key) => Obtained::Pending(key),
@@ -207,7 +208,7 @@ fn compile_uncached(
         let Obtained::Pending(key) = *o else { continue };
         match key.map(|k| *first_with_key.entry(k).or_insert(i)) {
             Some(j) if j != i => {
-                report(first + i as u32, FunctionOutcome::Duplicate, FunctionCompileTimes::default());
+                report(func_of(i), FunctionOutcome::Duplicate, FunctionCompileTimes::default());
                 *o = Obtained::Duplicate(j);
             }
             _ => jobs.push((i, key)),
@@ -215,7 +216,7 @@ fn compile_uncached(
     }
     drop(first_with_key);
     let compile = |(i, key): (usize, Option<CacheKey>)| -> WasmResult<(usize, Obtained<'_>)> {
-        let (func, input) = (first + i as u32, &bodies[i]);
+        let (func, input) = (func_of(i), &bodies[i]);
         let source = function_keys.as_ref().and_then(|k| k.source(func, body_bytes(input)?));
         let start = Instant::now();
         let f = match observer {
@@ -310,12 +311,11 @@ fn record_and_store(cache: &dyn Cache, packs: &function_cache::Packs<'_>, obtain
 /// one text, and maps it. Returns the runtime module and its text.
 fn link_and_map(engine: &Engine, info: ModuleInfo, funcs: &[FunctionCode<'_>], body_offsets: &[u32]) -> Result<(Arc<ModuleRuntime>, Vec<u8>)> {
     // Entry trampolines for every signature of a function the host can call.
-    let mut needed: Vec<u32> = info
-        .escaping_funcs
+    let mut needed: Vec<TypeIndex> = info
+        .defined_escaping_funcs()
         .iter()
-        .chain(info.start.iter())
-        .filter(|f| !info.is_imported_func(**f))
-        .map(|f| info.functions[*f as usize])
+        .chain(info.start.iter().filter(|f| !info.is_imported_func(**f)))
+        .map(|f| info.func_type_index(*f))
         .collect();
     needed.sort_unstable();
     needed.dedup();
@@ -323,7 +323,7 @@ fn link_and_map(engine: &Engine, info: ModuleInfo, funcs: &[FunctionCode<'_>], b
     let mut slot_of: HashMap<&FuncType, usize> = HashMap::new();
     let mut type_slots = Vec::new();
     for t in &needed {
-        let ft = &info.types[*t as usize];
+        let ft = &info.types[t.index()];
         let slot = *slot_of.entry(ft).or_insert_with(|| {
             unique.push(ft);
             unique.len() - 1
@@ -340,7 +340,7 @@ fn link_and_map(engine: &Engine, info: ModuleInfo, funcs: &[FunctionCode<'_>], b
         .map(|t| FunctionCode::parse(t).ok_or_else(|| anyhow!("internal: a trampoline encodes inconsistently")))
         .collect::<Result<_>>()?;
 
-    let linked = link(info.num_imported_funcs, funcs, body_offsets, &trampolines)?;
+    let linked = link(&info, funcs, body_offsets, &trampolines)?;
     let array_to_wasm_trampolines = type_slots.into_iter().map(|(t, s)| (t, linked.trampolines[s])).collect();
     let info = Arc::new(CompiledModuleInfo {
         module: info,

@@ -185,7 +185,7 @@ impl Engine {
         let ty = self.inner.types.get(id);
         let f = self.inner.compiler.compile_wasm_to_array_trampoline(&ty)?.encode();
         let f = kiln_environ::FunctionCode::parse(&f).ok_or_else(|| anyhow::anyhow!("internal: a trampoline encodes inconsistently"))?;
-        let linked = kiln_environ::link(0, &[], &[], &[f])?;
+        let linked = kiln_environ::link(&kiln_environ::ModuleInfo::default(), &[], &[], &[f])?;
         let info = Arc::new(CompiledModuleInfo {
             module: Default::default(),
             funcs: vec![],

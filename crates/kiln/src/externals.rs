@@ -191,6 +191,10 @@ impl Memory {
     /// [`StoreLimitsBuilder::memory_size`](crate::StoreLimitsBuilder::memory_size)),
     /// the minimum size exceeds the configured reservation, or the OS
     /// refuses the mapping.
+    ///
+    /// # Panics
+    ///
+    /// `store` is not the store this object belongs to.
     pub fn new(mut store: impl AsContextMut, ty: MemoryType) -> Result<Memory> {
         let inner = store.as_context_mut().0;
         let bytes = |pages: u64| usize::try_from(pages.saturating_mul(ty.0.page_size())).unwrap_or(usize::MAX);
@@ -229,6 +233,10 @@ impl Memory {
     }
 
     /// The contents, mutably.
+    ///
+    /// # Panics
+    ///
+    /// `store` is not the store this object belongs to.
     pub fn data_mut<'a, T: 'a>(&self, store: impl Into<crate::store::StoreContextMut<'a, T>>) -> &'a mut [u8] {
         let store = store.into().0;
         store.opaque.check(&self.0);
@@ -253,6 +261,10 @@ impl Memory {
     /// # Errors
     ///
     /// [`MemoryAccessError`] if the range is out of bounds.
+    ///
+    /// # Panics
+    ///
+    /// `store` is not the store this object belongs to.
     pub fn write(&self, mut store: impl AsContextMut, offset: usize, buf: &[u8]) -> Result<(), MemoryAccessError> {
         let store = &mut store.as_context_mut().0.opaque;
         store.check(&self.0);
@@ -268,6 +280,10 @@ impl Memory {
     ///
     /// The memory would exceed its maximum or the reservation, or the OS
     /// refuses to map more pages.
+    ///
+    /// # Panics
+    ///
+    /// `store` is not the store this object belongs to.
     pub fn grow<T: 'static>(&self, mut store: impl AsContextMut<Data = T>, delta: u64) -> Result<u64> {
         let inner = store.as_context_mut().0;
         inner.opaque.check(&self.0);
@@ -350,6 +366,10 @@ impl Table {
     }
 
     /// The table's type, with its current size as minimum.
+    ///
+    /// # Panics
+    ///
+    /// `store` is not the store this object belongs to.
     pub fn ty(&self, store: impl AsContext) -> TableType {
         let store = &store.as_context().0.opaque;
         store.check(&self.0);
@@ -357,6 +377,10 @@ impl Table {
     }
 
     /// Current number of elements.
+    ///
+    /// # Panics
+    ///
+    /// `store` is not the store this object belongs to.
     pub fn size(&self, store: impl AsContext) -> u64 {
         let store = &store.as_context().0.opaque;
         store.check(&self.0);
@@ -364,6 +388,10 @@ impl Table {
     }
 
     /// Element `index`, or `None` if out of bounds.
+    ///
+    /// # Panics
+    ///
+    /// `store` is not the store this object belongs to.
     pub fn get(&self, mut store: impl AsContextMut, index: u64) -> Option<Val> {
         let store = &mut store.as_context_mut().0.opaque;
         store.check(&self.0);
@@ -377,6 +405,10 @@ impl Table {
     /// # Errors
     ///
     /// Out of bounds, wrong value type, or a value from another store.
+    ///
+    /// # Panics
+    ///
+    /// `store` is not the store this object belongs to.
     pub fn set(&self, mut store: impl AsContextMut, index: u64, val: Val) -> Result<()> {
         let store = &mut store.as_context_mut().0.opaque;
         store.check(&self.0);
@@ -393,6 +425,10 @@ impl Table {
     /// # Errors
     ///
     /// The table would exceed its maximum, or `init` has the wrong type.
+    ///
+    /// # Panics
+    ///
+    /// `store` is not the store this object belongs to.
     pub fn grow<T: 'static>(&self, mut store: impl AsContextMut<Data = T>, delta: u64, init: Val) -> Result<u64> {
         let inner = store.as_context_mut().0;
         inner.opaque.check(&self.0);
@@ -432,6 +468,10 @@ impl Global {
     }
 
     /// The global's type.
+    ///
+    /// # Panics
+    ///
+    /// `store` is not the store this object belongs to.
     pub fn ty(&self, store: impl AsContext) -> GlobalType {
         let store = &store.as_context().0.opaque;
         store.check(&self.0);
@@ -439,6 +479,10 @@ impl Global {
     }
 
     /// The current value.
+    ///
+    /// # Panics
+    ///
+    /// `store` is not the store this object belongs to.
     pub fn get(&self, mut store: impl AsContextMut) -> Val {
         let store = &mut store.as_context_mut().0.opaque;
         store.check(&self.0);
@@ -452,6 +496,10 @@ impl Global {
     ///
     /// The global is immutable, `val` has the wrong type, or belongs to
     /// another store.
+    ///
+    /// # Panics
+    ///
+    /// `store` is not the store this object belongs to.
     pub fn set(&self, mut store: impl AsContextMut, val: Val) -> Result<()> {
         let store = &mut store.as_context_mut().0.opaque;
         store.check(&self.0);

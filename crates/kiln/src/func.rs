@@ -78,6 +78,10 @@ impl Func {
     }
 
     /// The function's signature.
+    ///
+    /// # Panics
+    ///
+    /// `store` is not the store this object belongs to.
     pub fn ty(&self, store: impl AsContext) -> FuncType {
         let store = store.as_context();
         store.0.opaque.check(&self.0);
@@ -133,8 +137,7 @@ impl Func {
         match store.opaque.vm().func_owner(self.0.index) {
             FuncOwner::Wasm => {
                 store.opaque.expose_contents();
-                let max = store.opaque.max_wasm_stack();
-                vm::store::invoke(store, self.0.index, values, max).map_err(trap::from_record)
+                vm::store::invoke(store, self.0.index, values).map_err(trap::from_record)
             }
             FuncOwner::Host(ctx) => {
                 let f = host_fn::<T>(&store.opaque, ctx);
@@ -149,13 +152,17 @@ impl Func {
     /// # Errors
     ///
     /// The signature does not match `Params -> Results`.
+    ///
+    /// # Panics
+    ///
+    /// `store` is not the store this object belongs to.
     pub fn typed<Params: WasmParams, Results: WasmResults>(&self, store: impl AsContext) -> Result<TypedFunc<Params, Results>> {
         let store = store.as_context();
         store.0.opaque.check(&self.0);
         let ty = store.0.opaque.vm().func_ty(self.0.index);
         Params::typecheck(ty.params()).map_err(|e| anyhow::anyhow!("type mismatch with parameters: {e}"))?;
         Results::typecheck(ty.results()).map_err(|e| anyhow::anyhow!("type mismatch with results: {e}"))?;
-        Ok(TypedFunc { func: *self, _marker: PhantomData })
+        Ok(TypedFunc { func: *self, target: store.0.opaque.vm().call_target(self.0.index), _marker: PhantomData })
     }
 }
 
@@ -208,6 +215,8 @@ pub(crate) fn new_host_with_sig<T: 'static>(store: &mut StoreInner<T>, sig: &Hos
 /// A function with a statically known signature `Params -> Results`.
 pub struct TypedFunc<Params, Results> {
     func: Func,
+    /// The wasm function resolved for calls (`None` for a host function).
+    target: Option<vm::store::CallTarget>,
     _marker: PhantomData<fn(Params) -> Results>,
 }
 
@@ -241,7 +250,13 @@ impl<Params: WasmParams, Results: WasmResults> TypedFunc<Params, Results> {
         let slots = Params::COUNT.max(Results::COUNT).max(1);
         vm::with_stack_values(slots, |values| {
             params.store(&mut store.opaque, values)?;
-            self.func.call_raw(store, values)?;
+            match &self.target {
+                Some(target) => {
+                    store.opaque.expose_contents();
+                    vm::store::invoke_target(store, target, values).map_err(trap::from_record)?;
+                }
+                None => self.func.call_raw(store, values)?,
+            }
             Ok(Results::load(&mut store.opaque, values))
         })
     }

@@ -28,7 +28,7 @@
 use crate::cache::{Cache, CacheEntry, CacheKind};
 use crate::seal::{EntrySeal, MacKeys};
 use crate::vm::code_memory::MappedFile;
-use kiln_environ::{CacheKey, FunctionCode, FunctionKeys, FunctionPack, FunctionPackBuilder, PackedFunction};
+use kiln_environ::{CacheKey, FuncIndex, FunctionCode, FunctionKeys, FunctionPack, FunctionPackBuilder, PackedFunction};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -156,7 +156,7 @@ impl<'a> Packs<'a> {
     /// base's entry at `index` if that is the one, else the entry filed
     /// under the function's key. Otherwise the key, if the function has
     /// one (it is to be compiled and stored under it).
-    pub(crate) fn find(&self, index: usize, func: u32, body: &[u8]) -> Result<Hit<'a>, Option<CacheKey>> {
+    pub(crate) fn find(&self, index: usize, func: FuncIndex, body: &[u8]) -> Result<Hit<'a>, Option<CacheKey>> {
         let hit = |p: usize, f: PackedFunction<'a>| {
             if !self.function_keys.source_matches(func, body, f.source) {
                 return None;

@@ -33,6 +33,10 @@ impl Instance {
     }
 
     /// The export `name`, if any.
+    ///
+    /// # Panics
+    ///
+    /// `store` is not the store this object belongs to.
     pub fn get_export(&self, mut store: impl AsContextMut, name: &str) -> Option<Extern> {
         let store = &mut store.as_context_mut().0.opaque;
         store.check(&self.0);
@@ -76,6 +80,10 @@ impl Instance {
     }
 
     /// All exports, as `(name, item)` pairs in declaration order.
+    ///
+    /// # Panics
+    ///
+    /// `store` is not the store this object belongs to.
     pub fn exports(&self, mut store: impl AsContextMut) -> Vec<(String, Extern)> {
         let store = &mut store.as_context_mut().0.opaque;
         store.check(&self.0);
@@ -89,6 +97,10 @@ impl Instance {
     }
 
     /// The module this is an instance of.
+    ///
+    /// # Panics
+    ///
+    /// `store` is not the store this object belongs to.
     pub fn module<'a, T: 'a>(&self, store: impl Into<crate::store::StoreContext<'a, T>>) -> &'a Module {
         let store = store.into().0;
         store.opaque.check(&self.0);
@@ -131,7 +143,7 @@ fn limits_match(actual_min: u64, actual_max: Option<u64>, want_min: u64, want_ma
 /// Checks `ext` against the import's expected type.
 fn check_import(store: &StoreOpaque, module: &env::ModuleInfo, want: &EntityType, ext: &Extern) -> Result<()> {
     let ok = match (want, ext) {
-        (EntityType::Function(t), Extern::Func(f)) => **store.vm().func_ty(f.0.index) == module.types[*t as usize],
+        (EntityType::Function(t), Extern::Func(f)) => **store.vm().func_ty(f.0.index) == module.types[t.index()],
         (EntityType::Global(g), Extern::Global(x)) => store.vm().global_ty(x.0.index) == *g,
         (EntityType::Table(t), Extern::Table(x)) => {
             let a = store.vm().table(x.0.index).ty();
@@ -180,13 +192,13 @@ fn check_limits<T: 'static>(store: &mut StoreInner<T>, module: &Module) -> Resul
     if store.opaque.vm().memory_count() + info.num_defined_memories() as usize > max_memories {
         bail!("memory limit of {max_memories} per store exceeded");
     }
-    for m in info.num_imported_memories..info.memories.len() as u32 {
-        let ty = &info.memories[m as usize];
+    for m in info.defined_memories().map(|d| info.memory_index(d)) {
+        let ty = &info.memories[m.index()];
         let bytes = |pages: u64| usize::try_from(pages.saturating_mul(ty.page_size())).unwrap_or(usize::MAX);
         store.check_new_memory(&describe(info, "memory", EntityIndex::Memory(m)), bytes(ty.minimum), ty.maximum.map(bytes))?;
     }
-    for t in info.num_imported_tables..info.tables.len() as u32 {
-        let ty = &info.tables[t as usize];
+    for t in info.defined_tables().map(|d| info.table_index(d)) {
+        let ty = &info.tables[t.index()];
         store.check_new_table(&describe(info, "table", EntityIndex::Table(t)), ty.minimum, ty.maximum)?;
     }
     Ok(())
@@ -196,7 +208,10 @@ fn check_limits<T: 'static>(store: &mut StoreInner<T>, module: &Module) -> Resul
 /// `table 3 (export "name")` if the module exports it.
 fn describe(module: &env::ModuleInfo, kind: &str, index: EntityIndex) -> String {
     let n = match index {
-        EntityIndex::Function(i) | EntityIndex::Table(i) | EntityIndex::Memory(i) | EntityIndex::Global(i) => i,
+        EntityIndex::Function(i) => i.as_u32(),
+        EntityIndex::Table(i) => i.as_u32(),
+        EntityIndex::Memory(i) => i.as_u32(),
+        EntityIndex::Global(i) => i.as_u32(),
     };
     match module.exports.iter().find(|e| e.index == index) {
         Some(e) => format!("{kind} {n} (export {:?})", e.name),

@@ -182,13 +182,13 @@ impl<T: 'static> Linker<T> {
         let info = module.info();
         for (imp, def) in info.imports.iter().zip(&defs) {
             if let (Definition::HostFunc(f), env::EntityType::Function(t)) = (def, &imp.ty)
-                && *f.sig.ty() != info.types[*t as usize]
+                && *f.sig.ty() != info.types[t.index()]
             {
                 bail!(
                     "import `{}::{}`: incompatible import type: expected {}, found {}",
                     imp.module,
                     imp.field,
-                    info.types[*t as usize],
+                    info.types[t.index()],
                     f.sig.ty()
                 );
             }

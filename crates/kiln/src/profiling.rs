@@ -39,7 +39,7 @@ pub(crate) fn register_perf_map(info: &CompiledModuleInfo, text_start: usize) {
     let module = &info.module;
     let mut out = String::new();
     for (i, loc) in info.funcs.iter().enumerate() {
-        let index = module.num_imported_funcs + i as u32;
+        let index = module.func_index(kiln_environ::DefinedFuncIndex::from_u32(i as u32));
         let start = text_start + loc.start as usize;
         let name = match module.func_name(index) {
             Some(n) => format!("wasm[{index}]::{n}"),

@@ -9,7 +9,6 @@ use crate::vm::store_hooks::{HookError, VMStore};
 use anyhow::Context as _;
 use std::any::Any;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Identifies a store; handles carry it so that using a handle with the
 /// wrong store is caught.
@@ -22,24 +21,9 @@ impl StoreId {
         StoreId(0)
     }
 
-    /// A fresh id. Threads reserve ids in blocks, so that threads creating
-    /// stores side by side do not all write one shared counter.
-    fn next() -> StoreId {
-        const BLOCK: u64 = 1024;
-        static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
-        thread_local! {
-            /// The next id of this thread's block, and the block's end.
-            static RESERVED: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
-        }
-        RESERVED.with(|r| {
-            let (mut next, mut end) = r.get();
-            if next == end {
-                next = NEXT_BLOCK.fetch_add(BLOCK, Ordering::Relaxed);
-                end = next + BLOCK;
-            }
-            r.set((next + 1, end));
-            StoreId(next)
-        })
+    /// The id of the store whose raw layer is `vm`.
+    fn of(vm: &VmStore) -> StoreId {
+        StoreId(vm.id())
     }
 }
 
@@ -120,10 +104,11 @@ impl<T: 'static> Store<T> {
             fuel: tunables.consume_fuel,
             epoch_interruption: tunables.epoch_interruption,
             epoch_signals: tunables.epoch_signals,
+            max_wasm_stack: engine.config().max_wasm_stack,
         });
         let inner = Box::new(StoreInner {
             opaque: StoreOpaque {
-                id: StoreId::next(),
+                id: StoreId::of(&vm),
                 engine: engine.clone(),
                 vm,
                 instance_modules: Vec::new(),
@@ -415,12 +400,8 @@ impl StoreOpaque {
         Stored { store: self.id, index }
     }
 
-    pub(crate) fn max_wasm_stack(&self) -> usize {
-        self.engine.config().max_wasm_stack
-    }
-
     /// The `Func` of function `f` of instance `instance`, created on first use.
-    pub(crate) fn instance_func(&mut self, instance: usize, f: u32) -> anyhow::Result<crate::func::Func> {
+    pub(crate) fn instance_func(&mut self, instance: usize, f: kiln_environ::FuncIndex) -> anyhow::Result<crate::func::Func> {
         let i = self.vm.instance_func(instance, f).map_err(anyhow::Error::msg)?;
         Ok(crate::func::Func(self.stored(i)))
     }

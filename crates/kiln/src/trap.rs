@@ -52,7 +52,7 @@ impl WasmBacktrace {
                 let (info, func, off) = frame_info(*pc)?;
                 Some(FrameInfo {
                     module_name: info.module.name.clone(),
-                    func_index: func,
+                    func_index: func.as_u32(),
                     func_name: info.module.func_name(func).map(str::to_string),
                     module_offset: off,
                 })

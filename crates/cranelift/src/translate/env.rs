@@ -31,12 +31,13 @@ pub(crate) fn trusted() -> MemFlagsData {
 impl FuncTranslator<'_, '_> {
     /// Address and static offset of global `g`'s storage.
     pub(crate) fn global_addr(&mut self, g: u32) -> (Value, i32) {
-        if self.module.is_imported_global(g) {
-            let p = self.builder.ins().load(types::I64, readonly(), self.vmctx, self.offsets.imported_global(g) as i32);
-            (p, 0)
-        } else {
-            let d = g - self.module.num_imported_globals;
-            (self.vmctx, self.offsets.defined_global(d) as i32)
+        let g = GlobalIndex::from_u32(g);
+        match self.module.defined_global_index(g) {
+            Some(d) => (self.vmctx, self.offsets.defined_global(d) as i32),
+            None => {
+                let p = self.builder.ins().load(types::I64, readonly(), self.vmctx, self.offsets.imported_global(g) as i32);
+                (p, 0)
+            }
         }
     }
 
@@ -56,12 +57,13 @@ impl FuncTranslator<'_, '_> {
 
     /// Pointer to table `t`'s definition (`base`, `current_elements`).
     pub(crate) fn table_def(&mut self, t: u32) -> (Value, i32) {
-        if self.module.is_imported_table(t) {
-            let p = self.builder.ins().load(types::I64, readonly(), self.vmctx, self.offsets.imported_table(t) as i32);
-            (p, 0)
-        } else {
-            let d = t - self.module.num_imported_tables;
-            (self.vmctx, self.offsets.defined_table(d) as i32)
+        let t = TableIndex::from_u32(t);
+        match self.module.defined_table_index(t) {
+            Some(d) => (self.vmctx, self.offsets.defined_table(d) as i32),
+            None => {
+                let p = self.builder.ins().load(types::I64, readonly(), self.vmctx, self.offsets.imported_table(t) as i32);
+                (p, 0)
+            }
         }
     }
 
@@ -178,7 +180,8 @@ impl FuncTranslator<'_, '_> {
         result
     }
 
-    fn wasm_sig_ref(&mut self, type_index: u32) -> ir::SigRef {
+    fn wasm_sig_ref(&mut self, type_index: TypeIndex) -> ir::SigRef {
+        let type_index = type_index.as_u32();
         if let Some(s) = self.sig_refs.get(&type_index) {
             return *s;
         }
@@ -188,24 +191,25 @@ impl FuncTranslator<'_, '_> {
         s
     }
 
-    fn direct_func_ref(&mut self, func: u32) -> ir::FuncRef {
-        if let Some(f) = self.func_refs.get(&func) {
+    fn direct_func_ref(&mut self, func: FuncIndex) -> ir::FuncRef {
+        if let Some(f) = self.func_refs.get(&func.as_u32()) {
             return *f;
         }
-        let sig = self.wasm_sig_ref(self.module.functions[func as usize]);
-        let name = self.builder.func.declare_imported_user_function(ir::UserExternalName::new(0, func));
+        let sig = self.wasm_sig_ref(self.module.func_type_index(func));
+        let name = self.builder.func.declare_imported_user_function(ir::UserExternalName::new(0, func.as_u32()));
         let f = self.builder.import_function(ir::ExtFuncData {
             name: ir::ExternalName::user(name),
             signature: sig,
             colocated: true,
             patchable: false,
         });
-        self.func_refs.insert(func, f);
+        self.func_refs.insert(func.as_u32(), f);
         f
     }
 
     /// `call func`.
     pub(crate) fn translate_call(&mut self, func: u32) {
+        let func = FuncIndex::from_u32(func);
         let ty = self.module.func_type(func);
         let n = ty.params().len();
         let args = self.popn(n);
@@ -218,7 +222,7 @@ impl FuncTranslator<'_, '_> {
             all.push(callee);
             all.push(self.vmctx);
             all.extend_from_slice(&args);
-            let sig = self.wasm_sig_ref(self.module.functions[func as usize]);
+            let sig = self.wasm_sig_ref(self.module.func_type_index(func));
             self.builder.ins().call_indirect(sig, code, &all)
         } else {
             all.push(self.vmctx);
@@ -234,6 +238,7 @@ impl FuncTranslator<'_, '_> {
 
     /// `return_call func`: a tail call, in constant stack space.
     pub(crate) fn translate_return_call(&mut self, func: u32) {
+        let func = FuncIndex::from_u32(func);
         let ty = self.module.func_type(func);
         let n = ty.params().len();
         let args = self.popn(n);
@@ -246,7 +251,7 @@ impl FuncTranslator<'_, '_> {
             all.push(callee);
             all.push(self.vmctx);
             all.extend_from_slice(&args);
-            let sig = self.wasm_sig_ref(self.module.functions[func as usize]);
+            let sig = self.wasm_sig_ref(self.module.func_type_index(func));
             self.builder.ins().return_call_indirect(sig, code, &all);
         } else {
             all.push(self.vmctx);
@@ -267,7 +272,7 @@ impl FuncTranslator<'_, '_> {
         all.push(callee);
         all.push(self.vmctx);
         all.extend_from_slice(&args);
-        let sig = self.wasm_sig_ref(type_index);
+        let sig = self.wasm_sig_ref(TypeIndex::from_u32(type_index));
         self.interrupt_before_call();
         self.builder.ins().return_call_indirect(sig, code, &all);
         self.reachable = false;
@@ -299,7 +304,7 @@ impl FuncTranslator<'_, '_> {
         all.push(callee);
         all.push(self.vmctx);
         all.extend_from_slice(&args);
-        let sig = self.wasm_sig_ref(type_index);
+        let sig = self.wasm_sig_ref(TypeIndex::from_u32(type_index));
         self.interrupt_before_call();
         let call = self.builder.ins().call_indirect(sig, code, &all);
         let results = self.builder.inst_results(call).to_vec();
@@ -309,8 +314,8 @@ impl FuncTranslator<'_, '_> {
 
     /// `ref.func func`: a pointer to the function's `VMFuncRef`.
     pub(crate) fn translate_ref_func(&mut self, func: u32) {
-        let v = if self.module.is_imported_func(func) {
-            let off = self.offsets.imported_function(func) + func_import::FUNC_REF;
+        let v = if self.module.is_imported_func(FuncIndex::from_u32(func)) {
+            let off = self.offsets.imported_function(FuncIndex::from_u32(func)) + func_import::FUNC_REF;
             self.builder.ins().load(types::I64, readonly(), self.vmctx, off as i32)
         } else {
             let f = self.builder.ins().iconst(types::I32, i64::from(func));

@@ -36,18 +36,18 @@ impl FuncTranslator<'_, '_> {
     /// Pointer to memory `m`'s definition (`base`, `current_length`), with
     /// the static offset of the definition from that pointer.
     pub(crate) fn memory_def(&mut self, m: u32) -> (Value, i32) {
-        if self.module.is_imported_memory(m) {
-            let p = self.builder.ins().load(types::I64, readonly(), self.vmctx, self.offsets.imported_memory(m) as i32);
-            (p, 0)
-        } else {
-            let d = m - self.module.num_imported_memories;
-            if self.module.memories[m as usize].shared {
-                // A shared memory's definition lives outside any one
-                // instance; its slot holds a pointer to it.
+        let index = MemoryIndex::from_u32(m);
+        match self.module.defined_memory_index(index) {
+            // A shared memory's definition lives outside any one instance;
+            // its slot holds a pointer to it.
+            Some(d) if self.module.memories[index.index()].shared => {
                 let p = self.builder.ins().load(types::I64, readonly(), self.vmctx, self.offsets.defined_memory(d) as i32);
                 (p, 0)
-            } else {
-                (self.vmctx, self.offsets.defined_memory(d) as i32)
+            }
+            Some(d) => (self.vmctx, self.offsets.defined_memory(d) as i32),
+            None => {
+                let p = self.builder.ins().load(types::I64, readonly(), self.vmctx, self.offsets.imported_memory(index) as i32);
+                (p, 0)
             }
         }
     }

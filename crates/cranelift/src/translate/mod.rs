@@ -34,12 +34,12 @@ pub fn translate_function(
     tunables: &Tunables,
     module: &ModuleInfo,
     offsets: &VMOffsets,
-    func: u32,
+    func: FuncIndex,
     input: FunctionBodyInput<'_>,
     fctx: &mut FunctionBuilderContext,
 ) -> WasmResult<ir::Function> {
     let ty = module.func_type(func);
-    let mut clif = ir::Function::with_name_signature(UserFuncName::user(0, func), wasm_signature(isa, ty));
+    let mut clif = ir::Function::with_name_signature(UserFuncName::user(0, func.as_u32()), wasm_signature(isa, ty));
     let mut validator = input.validator.into_validator(Default::default());
     {
         let builder = FunctionBuilder::new(&mut clif, fctx);
@@ -171,7 +171,7 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
 
     fn translate_body(
         &mut self,
-        func: u32,
+        func: FuncIndex,
         body: &wasmparser::FunctionBody<'_>,
         validator: &mut wasmparser::FuncValidator<wasmparser::ValidatorResources>,
     ) -> WasmResult<()> {

@@ -3,7 +3,7 @@
 //! consult.
 
 use super::mmap::{Mmap, round_up_to_page};
-use kiln_environ::{CompiledModuleInfo, TrapCode};
+use kiln_environ::{CompiledModuleInfo, FuncIndex, TrapCode};
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, RwLock};
@@ -154,7 +154,7 @@ pub fn is_wasm_function_pc_nonblocking(pc: usize) -> Option<bool> {
 
 /// The module, function index and wasm module offset of the instruction at
 /// `pc`, if it is in registered wasm code.
-pub fn frame_info(pc: usize) -> Option<(Arc<CompiledModuleInfo>, u32, Option<u32>)> {
+pub fn frame_info(pc: usize) -> Option<(Arc<CompiledModuleInfo>, FuncIndex, Option<u32>)> {
     with_code(pc, |code, off| {
         let (f, _) = code.info.func_by_text_offset(off)?;
         Some((code.info.clone(), f, code.info.wasm_offset(off)))

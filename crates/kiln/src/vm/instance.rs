@@ -122,39 +122,39 @@ impl FuncRefMaker {
     /// The function index that element `i` of lazily initialized table
     /// `table` starts out referencing (`None` for null or past the end of
     /// the initializers).
-    pub fn initial_element(&self, table: u32, i: usize) -> Option<u32> {
+    pub fn initial_element(&self, table: TableIndex, i: usize) -> Option<FuncIndex> {
         let inits = &self.module().module().lazy_table(table)?.inits;
         if i >= inits.len() / 4 {
             return None;
         }
-        Some(inits.u32_at(i)).filter(|f| *f != u32::MAX)
+        Some(inits.u32_at(i)).filter(|f| *f != u32::MAX).map(FuncIndex::from_u32)
     }
 
     /// Number of elements of lazily initialized table `table` that its
     /// initializers cover (0 if it has none).
-    pub fn initial_len(&self, table: u32) -> usize {
+    pub fn initial_len(&self, table: TableIndex) -> usize {
         self.module().module().lazy_table(table).map_or(0, |l| l.len() as usize)
     }
 
     /// The record of function `f`, written first if `f` is defined.
-    pub fn func_ref(&self, f: u32) -> *const VMFuncRef {
+    pub fn func_ref(&self, f: FuncIndex) -> *const VMFuncRef {
         let module = self.module();
         let info = module.module();
         let offsets = &module.offsets;
-        if info.is_imported_func(f) {
+        let Some(defined) = info.defined_func_index(f) else {
             // SAFETY: the imported-function slot lies inside the VMContext
             // and was written at instantiation from a valid reference.
             return unsafe {
                 *self.vmctx.as_ptr().add((offsets.imported_function(f) + func_import::FUNC_REF) as usize).cast::<*const VMFuncRef>()
             };
-        }
+        };
         let slot = funcref_slot(info, f).expect("validated: referenced functions are declared");
         // SAFETY: the record slot lies inside the VMContext allocation.
         let p = unsafe { self.vmctx.as_ptr().add(offsets.funcref(slot) as usize).cast::<VMFuncRef>() };
         let record = VMFuncRef {
-            wasm_call: module.func_code(f),
+            wasm_call: module.func_code(defined),
             vmctx: self.vmctx.as_ptr(),
-            type_id: module.type_ids[info.functions[f as usize] as usize],
+            type_id: module.type_ids[info.func_type_index(f).index()],
         };
         // SAFETY: writing a whole record into its slot; rewriting the same
         // contents is harmless to any reader on this thread.
@@ -234,26 +234,26 @@ impl Instance {
             for (i, f) in imports.funcs.iter().enumerate() {
                 let fr = &**f;
                 inst.write(
-                    offsets.imported_function(i as u32),
+                    offsets.imported_function(FuncIndex::from_u32(i as u32)),
                     VMFunctionImport { wasm_call: fr.wasm_call, vmctx: fr.vmctx, func_ref: *f },
                 );
             }
             for (i, t) in imports.tables.iter().enumerate() {
-                inst.write(offsets.imported_table(i as u32), t.as_ref().definition().as_ptr());
+                inst.write(offsets.imported_table(TableIndex::from_u32(i as u32)), t.as_ref().definition().as_ptr());
                 inst.tables.push(*t);
             }
             for (i, m) in imports.memories.iter().enumerate() {
-                inst.write(offsets.imported_memory(i as u32), m.as_ref().definition().as_ptr());
+                inst.write(offsets.imported_memory(MemoryIndex::from_u32(i as u32)), m.as_ref().definition().as_ptr());
                 inst.memories.push(*m);
             }
             for (i, g) in imports.globals.iter().enumerate() {
-                inst.write(offsets.imported_global(i as u32), g.as_ptr());
+                inst.write(offsets.imported_global(GlobalIndex::from_u32(i as u32)), g.as_ptr());
             }
         }
 
-        for d in 0..info.num_defined_memories() {
-            let index = info.num_imported_memories + d;
-            let ty = info.memories[index as usize];
+        for d in info.defined_memories() {
+            let index = info.memory_index(d);
+            let ty = info.memories[index.index()];
             let def = inst.vmctx_ptr::<VMMemoryDefinition>(offsets.defined_memory(d));
             if ty.shared {
                 // Shared memories live outside the instance (other stores
@@ -280,9 +280,9 @@ impl Instance {
             inst.memories.push(NonNull::from(&mut *m));
             inst.owned_memories.push(m);
         }
-        for d in 0..info.num_defined_tables() {
-            let index = info.num_imported_tables + d;
-            let ty = info.tables[index as usize];
+        for d in info.defined_tables() {
+            let index = info.table_index(d);
+            let ty = info.tables[index.index()];
             let def = inst.vmctx_ptr::<VMTableDefinition>(offsets.defined_table(d));
             let lazy = info
                 .lazy_table(index)
@@ -362,19 +362,19 @@ impl Instance {
     }
 
     /// Storage of global `g` (module global index, imports included).
-    pub fn global_ptr(&self, g: u32) -> NonNull<VMGlobalDefinition> {
-        let info = self.module.module();
-        if info.is_imported_global(g) {
+    pub fn global_ptr(&self, g: GlobalIndex) -> NonNull<VMGlobalDefinition> {
+        match self.module.module().defined_global_index(g) {
+            Some(d) => self.vmctx_ptr(self.module.offsets.defined_global(d)),
             // SAFETY: the imported-global slot was written at instantiation
             // with a valid, store-owned definition pointer.
-            unsafe { NonNull::new_unchecked(*self.vmctx_ptr::<*mut VMGlobalDefinition>(self.module.offsets.imported_global(g)).as_ptr()) }
-        } else {
-            self.vmctx_ptr(self.module.offsets.defined_global(g - info.num_imported_globals))
+            None => unsafe {
+                NonNull::new_unchecked(*self.vmctx_ptr::<*mut VMGlobalDefinition>(self.module.offsets.imported_global(g)).as_ptr())
+            },
         }
     }
 
     /// Storage handle of global `g` (imported or defined).
-    pub fn global_storage(&self, g: u32) -> super::global::GlobalStorage {
+    pub fn global_storage(&self, g: GlobalIndex) -> super::global::GlobalStorage {
         // SAFETY: the pointer is this instance's global storage, which lives
         // as long as the instance, and the handle is held by the same store.
         unsafe { super::global::GlobalStorage::of_instance(self.global_ptr(g)) }
@@ -384,7 +384,7 @@ impl Instance {
     /// at address `raw`, if `raw` is one of this instance's function records
     /// and that record has been written (holds exactly what `func_ref`
     /// writes). Any address may be asked about.
-    pub fn func_of_record(&self, raw: usize) -> Option<u32> {
+    pub fn func_of_record(&self, raw: usize) -> Option<FuncIndex> {
         let offsets = &self.module.offsets;
         let n = offsets.num_funcrefs();
         if n == 0 {
@@ -397,19 +397,19 @@ impl Instance {
             return None;
         }
         let info = self.module.module();
-        let first_defined = info.escaping_funcs.partition_point(|f| *f < info.num_imported_funcs);
-        let f = *info.escaping_funcs.get(first_defined + rel / size)?;
+        let f = *info.defined_escaping_funcs().get(rel / size)?;
+        let defined = info.defined_func_index(f)?;
         // SAFETY: `raw` is the address of record slot `rel / size` inside
         // this instance's VMContext (checked above), readable.
         let record = unsafe { &*(raw as *const VMFuncRef) };
-        let expected_type = self.module.type_ids[info.functions[f as usize] as usize];
-        (record.vmctx == self.vmctx.as_ptr() && record.wasm_call == self.module.func_code(f) && record.type_id == expected_type)
+        let expected_type = self.module.type_ids[info.func_type_index(f).index()];
+        (record.vmctx == self.vmctx.as_ptr() && record.wasm_call == self.module.func_code(defined) && record.type_id == expected_type)
             .then_some(f)
     }
 
     /// The `VMFuncRef` of function `f`, initializing it first if it is a
     /// defined function's record (records are filled on first use).
-    pub fn func_ref(&mut self, f: u32) -> *const VMFuncRef {
+    pub fn func_ref(&mut self, f: FuncIndex) -> *const VMFuncRef {
         self.func_ref_maker().func_ref(f)
     }
 
@@ -465,10 +465,10 @@ impl Instance {
             ConstOp::F64Const(b) => ValRaw::f64(b),
             ConstOp::V128Const(b) => ValRaw::u128(b),
             ConstOp::RefNull => ValRaw::ptr(0),
-            ConstOp::RefFunc(f) => ValRaw::ptr(self.func_ref(f) as usize),
+            ConstOp::RefFunc(f) => ValRaw::ptr(self.func_ref(FuncIndex::from_u32(f)) as usize),
             ConstOp::GlobalGet(g) => {
                 // SAFETY: global storage is valid and 16 bytes long.
-                let bytes = unsafe { self.global_ptr(g).as_ref().bytes };
+                let bytes = unsafe { self.global_ptr(GlobalIndex::from_u32(g)).as_ref().bytes };
                 ValRaw::u128(u128::from_le_bytes(bytes))
             }
             ConstOp::I32Add | ConstOp::I32Sub | ConstOp::I32Mul => ValRaw::i32(0),
@@ -495,17 +495,17 @@ impl Instance {
         let module: &ModuleRuntime = unsafe { &*Arc::as_ptr(&self.module) };
         let info = module.module();
         let bulk_memory = wasmparser::WasmFeatures::from_bits_truncate(module.tunables.features).bulk_memory();
-        for (d, init) in info.global_inits.iter().enumerate() {
+        for (d, init) in info.defined_globals().zip(&info.global_inits) {
             let v = self.eval_const(init);
-            let g = self.vmctx_ptr::<VMGlobalDefinition>(module.offsets.defined_global(d as u32));
+            let g = self.vmctx_ptr::<VMGlobalDefinition>(module.offsets.defined_global(d));
             // SAFETY: the defined-global slot lies inside the VMContext.
             unsafe { g.as_ptr().write(VMGlobalDefinition { bytes: v.get_u128().to_le_bytes() }) };
         }
-        for (d, init) in info.table_inits.iter().enumerate() {
+        for (d, init) in info.defined_tables().zip(&info.table_inits) {
             if let TableInit::Expr(e) = init {
                 // Usually recorded as the table's default, not written (see `Table`).
                 let v = self.eval_const(e).get_ptr();
-                self.table_mut(info.num_imported_tables + d as u32).set_initial_value(v);
+                self.table_mut(info.table_index(d).as_u32()).set_initial_value(v);
             }
         }
         if !bulk_memory {
@@ -615,7 +615,7 @@ impl Instance {
         }
         for k in 0..len {
             let v = match &seg.items {
-                ElementItems::Functions(fs) => self.func_ref(fs[(src + k) as usize]) as usize,
+                ElementItems::Functions(fs) => self.func_ref(FuncIndex::from_u32(fs[(src + k) as usize])) as usize,
                 ElementItems::Expressions(es) => self.eval_const(&es[(src + k) as usize]).get_ptr(),
             };
             self.table_mut(t).set(dst + k, v);

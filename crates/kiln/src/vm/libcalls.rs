@@ -20,6 +20,7 @@
 //! are called directly, with no stub.
 
 use super::instance::{Instance, instance_of_vmctx};
+use kiln_environ::FuncIndex;
 use super::store_hooks::{HookError, VMStore};
 use super::traphandlers::{TrapReason, current_activation, raise};
 use super::vmcontext::{VMStoreContext, store_context_of_vmctx};
@@ -165,7 +166,7 @@ mod body {
     }
 
     pub fn ref_func(cx: &mut BuiltinCx, func: u32) -> R<usize> {
-        Ok(cx.instance().func_ref(func) as usize)
+        Ok(cx.instance().func_ref(FuncIndex::from_u32(func)) as usize)
     }
 
     pub fn externref_retain(_cx: &mut BuiltinCx, _externref: usize) -> R<()> {

@@ -8,7 +8,7 @@
 //! shared until an instance writes to them, and no data is copied.
 
 use super::mmap::page_size;
-use kiln_environ::{ModuleInfo, SegmentMode};
+use kiln_environ::{MemoryIndex, ModuleInfo, SegmentMode};
 use std::io;
 use std::os::fd::OwnedFd;
 
@@ -29,8 +29,8 @@ impl MemoryImage {
     /// # Errors
     ///
     /// The OS refused to create or fill the in-memory file.
-    pub fn build(module: &ModuleInfo, memory: u32) -> io::Result<Option<MemoryImage>> {
-        let ty = module.memories[memory as usize];
+    pub fn build(module: &ModuleInfo, memory: MemoryIndex) -> io::Result<Option<MemoryImage>> {
+        let ty = module.memories[memory.index()];
         if ty.shared || module.is_imported_memory(memory) {
             return Ok(None);
         }
@@ -38,7 +38,7 @@ impl MemoryImage {
         let mut segments = Vec::new();
         for seg in &module.data {
             let SegmentMode::Active { index, offset } = &seg.mode else { continue };
-            if *index != memory {
+            if *index != memory.as_u32() {
                 continue;
             }
             let Some(at) = offset.as_const_u64().map(|o| if ty.memory64 { o } else { o & 0xffff_ffff }) else {
@@ -90,7 +90,7 @@ impl MemoryImage {
     }
 
     /// Whether data segment `seg` of the module is part of this memory's image.
-    pub fn covers(module: &ModuleInfo, memory: u32, seg: usize) -> bool {
-        matches!(&module.data[seg].mode, SegmentMode::Active { index, .. } if *index == memory)
+    pub fn covers(module: &ModuleInfo, memory: MemoryIndex, seg: usize) -> bool {
+        matches!(&module.data[seg].mode, SegmentMode::Active { index, .. } if *index == memory.as_u32())
     }
 }

@@ -23,6 +23,7 @@ pub mod store_hooks;
 pub mod mmap;
 pub mod nh;
 pub mod parking;
+pub mod send_sync_ptr;
 pub mod signals;
 pub mod table;
 #[doc(hidden)]

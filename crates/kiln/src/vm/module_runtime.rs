@@ -31,28 +31,32 @@ impl ModuleRuntime {
         &self.info.module
     }
 
-    /// Code address of defined function `func` (a module function index).
-    pub fn func_code(&self, func: u32) -> *const u8 {
-        let loc = self.info.funcs[(func - self.module().num_imported_funcs) as usize];
+    /// Code address of defined function `func`.
+    ///
+    /// # Panics
+    ///
+    /// `func` is not a function the module defines.
+    pub fn func_code(&self, func: DefinedFuncIndex) -> *const u8 {
+        let loc = self.info.funcs[func.index()];
         self.code.text_addr(loc.start)
     }
 
     /// The copy-on-write image of defined memory `defined`, if it has one
     /// (built for all memories on the first call; a failure to build just
     /// means instances copy their data instead).
-    pub fn memory_image(&self, defined: u32) -> Option<&Arc<super::memory_image::MemoryImage>> {
+    pub fn memory_image(&self, defined: DefinedMemoryIndex) -> Option<&Arc<super::memory_image::MemoryImage>> {
         let images = self.images.get_or_init(|| {
             let info = self.module();
-            (0..info.num_defined_memories())
-                .map(|d| super::memory_image::MemoryImage::build(info, info.num_imported_memories + d).ok().flatten().map(Arc::new))
+            info.defined_memories()
+                .map(|d| super::memory_image::MemoryImage::build(info, info.memory_index(d)).ok().flatten().map(Arc::new))
                 .collect()
         });
-        images.get(defined as usize)?.as_ref()
+        images.get(defined.index())?.as_ref()
     }
 
     /// The array-call entry trampoline for module type `ty`, if the module
     /// has one (every type of a function the host can call).
-    pub fn entry_trampoline(&self, ty: u32) -> Option<super::traphandlers::EntryTrampoline> {
+    pub fn entry_trampoline(&self, ty: TypeIndex) -> Option<super::traphandlers::EntryTrampoline> {
         let loc = self.info.array_to_wasm_trampoline(ty)?;
         let addr = self.code.text_addr(loc.start);
         // SAFETY: `addr` is the start of the array-to-wasm trampoline the

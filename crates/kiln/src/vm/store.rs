@@ -22,15 +22,16 @@ use super::module_runtime::ModuleRuntime;
 use super::store_hooks::VMStore;
 use super::table::Table;
 use super::traphandlers::{EntryTrampoline, TrapRecord, enter_wasm};
+use super::send_sync_ptr::SendSyncPtr;
 use super::vmcontext::{VMFuncRef, VMStoreContext, ValRaw};
 use crate::fast_hash::FastHashMap;
 use kiln_environ::vmoffsets::VMCTX_MAGIC;
-use kiln_environ::{FuncType, GlobalType, TableType, WasmValType};
+use kiln_environ::{FuncIndex, FuncType, GlobalIndex, GlobalType, MemoryIndex, TableIndex, TableType, WasmValType};
 use std::any::Any;
 use std::collections::HashSet;
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What a store memory index refers to.
 enum MemoryEntry {
@@ -78,7 +79,7 @@ struct FuncEntry {
 struct InstanceEntry {
     handle: Box<Instance>,
     /// Store function index of module functions, created on demand.
-    funcs: FastHashMap<u32, usize>,
+    funcs: FastHashMap<FuncIndex, usize>,
     memories: Vec<usize>,
     tables: Vec<usize>,
     globals: Vec<usize>,
@@ -118,6 +119,10 @@ pub enum FuncOwner {
 
 /// The raw half of a store (see the module docs).
 pub struct VmStore {
+    /// Process-unique: tells the store's [`CallTarget`]s from others'.
+    id: u64,
+    /// The stack wasm may use below the host's frame that first enters it.
+    max_wasm_stack: usize,
     /// Boxed: compiled code and the epoch thread hold its address.
     ctx: Box<VMStoreContext>,
     /// The engine's epoch (the context points at its counter).
@@ -155,6 +160,8 @@ pub struct VmStoreConfig {
     pub epoch_interruption: bool,
     /// Whether epoch interruption comes by signal.
     pub epoch_signals: bool,
+    /// The stack wasm may use below the host's frame that first enters it.
+    pub max_wasm_stack: usize,
 }
 
 impl Drop for VmStore {
@@ -180,6 +187,8 @@ impl VmStore {
             unsafe { config.epoch.register(&ctx) };
         }
         VmStore {
+            id: next_store_id(),
+            max_wasm_stack: config.max_wasm_stack,
             ctx,
             epoch: config.epoch,
             registered: config.epoch_interruption,
@@ -195,6 +204,30 @@ impl VmStore {
     }
 
     // ---- the context ----
+
+    /// This store's process-unique id (never 0).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The function `func` resolved for repeated calls, or `None` if it
+    /// is a host function.
+    ///
+    /// # Panics
+    ///
+    /// `func` is out of bounds.
+    pub fn call_target(&self, func: usize) -> Option<CallTarget> {
+        let entry = &self.funcs[func];
+        let FuncKind::Wasm(trampoline) = entry.kind else { return None };
+        Some(CallTarget {
+            store: self.id,
+            func,
+            func_ref: SendSyncPtr::new(entry.func_ref),
+            trampoline,
+            slots: entry.ty.params().len().max(entry.ty.results().len()).max(1),
+            ref_params: entry.ref_params,
+        })
+    }
 
     /// The context compiled code reads (fuel, deadline, limits).
     pub fn context(&self) -> &VMStoreContext {
@@ -272,7 +305,7 @@ impl VmStore {
         for import in imports {
             match import {
                 Import::Func(f) => {
-                    func_ids.insert(vm_imports.funcs.len() as u32, *f);
+                    func_ids.insert(FuncIndex::from_u32(vm_imports.funcs.len() as u32), *f);
                     vm_imports.funcs.push(self.funcs[*f].func_ref.as_ptr());
                 }
                 Import::Table(t) => {
@@ -310,19 +343,19 @@ impl VmStore {
         let handle = unsafe { Instance::new(id, module, allocator, store_ctx, epoch, &vm_imports)? };
         let first_defined_memory = self.memories.len();
         mem_ids.extend((0..info.num_defined_memories() as usize).map(|d| first_defined_memory + d));
-        for d in 0..info.num_defined_tables() {
+        for d in info.defined_tables() {
             table_ids.push(self.tables.len());
-            self.tables.push(TableEntry::Instance(id, info.num_imported_tables + d));
+            self.tables.push(TableEntry::Instance(id, info.table_index(d).as_u32()));
         }
-        for d in 0..info.num_defined_globals() {
-            let g = info.num_imported_globals + d;
+        for d in info.defined_globals() {
+            let g = info.global_index(d);
             global_ids.push(self.globals.len());
             let storage = handle.global_storage(g);
-            self.globals.push(GlobalEntry { ty: info.globals[g as usize], storage });
+            self.globals.push(GlobalEntry { ty: info.globals[g.index()], storage });
         }
         self.instances.push(InstanceEntry { handle, funcs: func_ids, memories: mem_ids, tables: table_ids, globals: global_ids });
-        for d in 0..info.num_defined_memories() {
-            self.push_memory(MemoryEntry::Instance(id, info.num_imported_memories + d));
+        for d in info.defined_memories() {
+            self.push_memory(MemoryEntry::Instance(id, info.memory_index(d).as_u32()));
         }
         Ok(id)
     }
@@ -349,8 +382,8 @@ impl VmStore {
     /// # Panics
     ///
     /// Either index is out of bounds.
-    pub fn instance_memory(&self, i: usize, m: u32) -> usize {
-        self.instances[i].memories[m as usize]
+    pub fn instance_memory(&self, i: usize, m: MemoryIndex) -> usize {
+        self.instances[i].memories[m.index()]
     }
 
     /// Memory `m` of instance `i` if it is shared.
@@ -358,8 +391,8 @@ impl VmStore {
     /// # Panics
     ///
     /// `i` is not an instance of this store.
-    pub fn instance_shared_memory(&self, i: usize, m: u32) -> Option<Arc<Memory>> {
-        self.instances[i].handle.shared_memory(m)
+    pub fn instance_shared_memory(&self, i: usize, m: MemoryIndex) -> Option<Arc<Memory>> {
+        self.instances[i].handle.shared_memory(m.as_u32())
     }
 
     /// The store table index of table `t` of instance `i`.
@@ -367,8 +400,8 @@ impl VmStore {
     /// # Panics
     ///
     /// Either index is out of bounds.
-    pub fn instance_table(&self, i: usize, t: u32) -> usize {
-        self.instances[i].tables[t as usize]
+    pub fn instance_table(&self, i: usize, t: TableIndex) -> usize {
+        self.instances[i].tables[t.index()]
     }
 
     /// The store global index of global `g` of instance `i`.
@@ -376,8 +409,8 @@ impl VmStore {
     /// # Panics
     ///
     /// Either index is out of bounds.
-    pub fn instance_global(&self, i: usize, g: u32) -> usize {
-        self.instances[i].globals[g as usize]
+    pub fn instance_global(&self, i: usize, g: GlobalIndex) -> usize {
+        self.instances[i].globals[g.index()]
     }
 
     /// The store function index of function `f` of instance `i`, created on
@@ -390,7 +423,7 @@ impl VmStore {
     /// # Panics
     ///
     /// `i` is not an instance of this store or `f` not a function of it.
-    pub fn instance_func(&mut self, i: usize, f: u32) -> Result<usize, String> {
+    pub fn instance_func(&mut self, i: usize, f: FuncIndex) -> Result<usize, String> {
         if let Some(&index) = self.instances[i].funcs.get(&f) {
             return Ok(index);
         }
@@ -408,8 +441,8 @@ impl VmStore {
         let (owner, func) = self.wasm_owner(func_ref as usize).ok_or("not a function of this store")?;
         let module = self.instances[owner].handle.module().clone();
         let info = module.module();
-        let ty = info.types[info.functions[func as usize] as usize].clone();
-        let trampoline = module.entry_trampoline(info.functions[func as usize]).ok_or(format!("function {func} cannot be called from the host"))?;
+        let ty = info.func_type(func).clone();
+        let trampoline = module.entry_trampoline(info.func_type_index(func)).ok_or(format!("function {func} cannot be called from the host"))?;
         let func_ref = NonNull::new(func_ref.cast_mut()).ok_or("null function reference")?;
         Ok(self.push_func(FuncEntry { func_ref, ty: Arc::new(ty), kind: FuncKind::Wasm(trampoline), ref_params: false }))
     }
@@ -425,7 +458,7 @@ impl VmStore {
     /// The instance and module function index of `raw` if it is the record
     /// of a defined function of an instance of this store (checked against
     /// each instance's record array, so any address is safe to ask about).
-    fn wasm_owner(&self, raw: usize) -> Option<(usize, u32)> {
+    fn wasm_owner(&self, raw: usize) -> Option<(usize, FuncIndex)> {
         self.instances.iter().enumerate().find_map(|(i, e)| e.handle.func_of_record(raw).map(|f| (i, f)))
     }
 
@@ -783,9 +816,21 @@ impl VmStore {
     }
 }
 
+/// A wasm function of one store, resolved once for repeated calls (what
+/// a typed function keeps): calling it checks only that it is called on
+/// its own store and with enough value slots.
+#[derive(Clone, Copy, Debug)]
+pub struct CallTarget {
+    store: u64,
+    func: usize,
+    func_ref: SendSyncPtr<VMFuncRef>,
+    trampoline: EntryTrampoline,
+    slots: usize,
+    ref_params: bool,
+}
+
 /// Calls wasm function `func` of `store`'s [`VmStore`] with arguments in
-/// `values`, results written back into it. `max_wasm_stack` bounds the
-/// stack wasm may use when no wasm of the store runs yet.
+/// `values`, results written back into it.
 ///
 /// # Errors
 ///
@@ -793,34 +838,73 @@ impl VmStore {
 ///
 /// # Panics
 ///
-/// `func` is not a wasm function of the store, `values` is shorter than
-/// the function's parameters and results, or a reference argument is not a
-/// reference of the store (the API layer checks all three first).
-pub fn invoke(store: &mut dyn VMStore, func: usize, values: &mut [ValRaw], max_wasm_stack: usize) -> Result<(), Box<TrapRecord>> {
+/// `func` is not a wasm function of the store, or as [`invoke_target`].
+#[inline]
+pub fn invoke<S: VMStore>(store: &mut S, func: usize, values: &mut [ValRaw]) -> Result<(), Box<TrapRecord>> {
+    let target = store.vm_store().call_target(func).expect("invoke of a host function");
+    invoke_target(store, &target, values)
+}
+
+/// Calls `target` with arguments in `values`, results written back into
+/// it.
+///
+/// # Errors
+///
+/// The trap (or host error, or panic) that ended the call.
+///
+/// # Panics
+///
+/// `target` belongs to another store, `values` has fewer than
+/// [`CallTarget::slots`] slots, or a reference argument is not a reference
+/// of the store (the API layer checks all three first).
+#[inline]
+pub fn invoke_target<S: VMStore>(store: &mut S, target: &CallTarget, values: &mut [ValRaw]) -> Result<(), Box<TrapRecord>> {
     let vm = store.vm_store();
-    let entry = &vm.funcs[func];
-    let FuncKind::Wasm(trampoline) = entry.kind else { panic!("invoke of a host function") };
-    assert!(values.len() >= entry.ty.params().len().max(entry.ty.results().len()), "too few value slots");
-    if entry.ref_params {
-        for (p, v) in entry.ty.params().iter().zip(values.iter()) {
+    assert!(target.store == vm.id, "call target of another store");
+    assert!(values.len() >= target.slots, "too few value slots");
+    if target.ref_params {
+        let ty = &vm.funcs[target.func].ty;
+        for (p, v) in ty.params().iter().zip(values.iter()) {
             assert!(vm.holds_value(*p, *v), "reference argument of another store");
         }
     }
-    let func_ref = entry.func_ref;
-    let store: *mut dyn VMStore = store;
-    // SAFETY: `func_ref` is the record of a live wasm function of this
-    // store (its entry exists, and instances live as long as the store),
-    // whose callee context is an instance VMContext; `trampoline` is the
-    // entry trampoline of its signature (recorded with it); `values` has
-    // a slot for every parameter and result (checked) holding arguments
-    // this store produced (reference ones checked); `store` and its
-    // context are exclusively borrowed for the whole call.
+    let store_ctx = vm.context_ptr();
+    let max_wasm_stack = vm.max_wasm_stack;
+    let store: *mut S = store;
+    // SAFETY: `target` was made by `call_target` of this very store (ids
+    // are never reused), so its record is that of a live wasm function
+    // (function entries and instances live as long as the store) whose
+    // callee context is an instance VMContext, and its trampoline is the
+    // entry trampoline of the function's signature; `values` has a slot
+    // for every parameter and result (checked) holding arguments this
+    // store produced (reference ones checked); `store` and its context are
+    // exclusively borrowed for the whole call.
     let r = unsafe {
-        let fr = func_ref.as_ref();
+        let fr = target.func_ref.as_non_null().as_ref();
         debug_assert_eq!(*(fr.vmctx as *const u32), VMCTX_MAGIC);
-        enter_wasm(store, max_wasm_stack, trampoline, fr.vmctx, values.as_mut_ptr().cast(), fr.wasm_call)
+        enter_wasm(store, store_ctx, max_wasm_stack, target.trampoline, fr.vmctx, values.as_mut_ptr().cast(), fr.wasm_call)
     };
     // SAFETY: the call is over; `store` is the caller's exclusive borrow.
     unsafe { (*store).vm_store().maybe_collect_externrefs() };
     r
+}
+
+/// A process-unique store id. Threads reserve ids in blocks, so that
+/// threads creating stores side by side do not all write one counter.
+fn next_store_id() -> u64 {
+    const BLOCK: u64 = 1024;
+    static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        /// The next id of this thread's block, and the block's end.
+        static RESERVED: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+    }
+    RESERVED.with(|r| {
+        let (mut next, mut end) = r.get();
+        if next == end {
+            next = NEXT_BLOCK.fetch_add(BLOCK, Ordering::Relaxed);
+            end = next + BLOCK;
+        }
+        r.set((next + 1, end));
+        next
+    })
 }

@@ -23,7 +23,7 @@ use super::allocator::Allocator;
 use super::instance::FuncRefMaker;
 use super::pool::{Region, RegionPool};
 use super::vmcontext::VMTableDefinition;
-use kiln_environ::{FUNCREF_INIT_BIT, TableType};
+use kiln_environ::{FUNCREF_INIT_BIT, TableIndex, TableType};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -33,7 +33,7 @@ pub struct LazyInit {
     pub maker: FuncRefMaker,
     /// This table's index in the instance's module, whose lazy-table
     /// entry gives each element's initial function.
-    pub table: u32,
+    pub table: TableIndex,
 }
 
 impl LazyInit {

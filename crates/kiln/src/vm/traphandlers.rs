@@ -145,7 +145,7 @@ fn prepare_thread() -> usize {
 ///
 /// `store` is a live store, exclusively borrowed by the caller for the
 /// whole call (builtins and host functions reborrow it through the
-/// activation); `trampoline` is the entry trampoline of exactly the
+/// activation), and `store_ctx` its context; `trampoline` is the entry trampoline of exactly the
 /// signature of `wasm_call`, a live function of instance `callee` of that
 /// store; `values` has a slot for every parameter and result, holding
 /// arguments of the right types. The process's trap handlers are installed
@@ -153,6 +153,7 @@ fn prepare_thread() -> usize {
 #[inline]
 pub unsafe fn enter_wasm(
     store: *mut dyn VMStore,
+    store_ctx: *mut VMStoreContext,
     max_wasm_stack: usize,
     trampoline: EntryTrampoline,
     callee: *mut u8,
@@ -161,8 +162,6 @@ pub unsafe fn enter_wasm(
 ) -> Result<(), Box<TrapRecord>> {
     // SAFETY: the caller lends the live store for the call; its context is
     // a separate (boxed) allocation that nothing else uses meanwhile.
-    let store_ctx = unsafe { (*store).vm_store().context_ptr() };
-    // SAFETY: as above.
     let ctx = unsafe { &mut *store_ctx };
     let saved = (ctx.stack_limit, ctx.last_wasm_entry_fp, ctx.last_wasm_exit_fp, ctx.last_wasm_exit_pc);
     if ctx.stack_limit == usize::MAX {
@@ -212,6 +211,7 @@ pub unsafe fn enter_wasm(
 /// # Safety
 ///
 /// `store_ctx` is valid and not otherwise borrowed.
+#[inline(always)]
 unsafe fn restore_entry_state(store_ctx: *mut VMStoreContext, saved: (usize, usize, usize, usize), tid: Option<i32>) {
     // SAFETY: per the contract.
     let ctx = unsafe { &mut *store_ctx };

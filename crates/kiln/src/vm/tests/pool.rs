@@ -169,7 +169,7 @@ fn a_region_of_another_size_is_not_kept() {
 fn image() -> Arc<MemoryImage> {
     let wasm = wat::parse_str(r#"(module (memory 1) (data (i32.const 0) "hello"))"#).expect("wat");
     let translation = kiln_environ::translate_module(&wasm, Default::default()).expect("valid");
-    Arc::new(MemoryImage::build(&translation.info, 0).expect("memfd").expect("an image"))
+    Arc::new(MemoryImage::build(&translation.info, kiln_environ::MemoryIndex::from_u32(0)).expect("memfd").expect("an image"))
 }
 
 #[test]
