@@ -1,5 +1,7 @@
 //! Modules used by the benchmarks (and by `bench/` scripts).
 
+pub mod many_funcs;
+
 /// A module with `nop()`, `add(i32, i32)`, and `call_host(n)` which calls
 /// the imported `host.nop` `n` times.
 pub const CALLS_WAT: &str = r#"(module

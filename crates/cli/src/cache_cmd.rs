@@ -20,7 +20,7 @@ pub struct CacheCommand {
 enum CacheAction {
     /// Prints the cache directory.
     Dir,
-    /// Prints the number and size of cached modules and functions.
+    /// Prints the number and size of cached modules and function packs.
     Stats,
     /// Removes every cached entry.
     Clear,
@@ -54,7 +54,7 @@ impl CacheCommand {
                 let (f, fb) = count("functions");
                 println!("cache directory: {}", dir.display());
                 println!("modules:   {m} entries, {:.1} MiB", mb as f64 / 1048576.0);
-                println!("functions: {f} entries, {:.1} MiB", fb as f64 / 1048576.0);
+                println!("functions: {f} packs, {:.1} MiB", fb as f64 / 1048576.0);
             }
             CacheAction::Clear => {
                 if dir.exists() {

@@ -1,7 +1,8 @@
 //! Linking compiled functions into one text blob, and the metadata that
 //! travels with it (the compiled-artifact format).
 
-use crate::compile::{CompiledFunction, RelocKind};
+use crate::compile::RelocKind;
+use crate::function_code::FunctionCode;
 use crate::error::{WasmError, WasmResult};
 use crate::index::{DefinedFuncIndex, FuncIndex, TypeIndex};
 use crate::module::ModuleInfo;
@@ -139,33 +140,33 @@ impl CompiledModuleInfo {
 
 /// Lays out `funcs` (defined functions, in order) followed by `trampolines`
 /// in one text blob, patches the calls between functions, and collects trap
-/// records and address maps.
+/// records and address maps. The functions are read in place (from a
+/// function cache entry, or freshly compiled and encoded).
+/// `body_offsets[i]` is the module offset of function `i`'s body, added to
+/// its (body-relative) address map.
 ///
 /// # Errors
 ///
 /// A relocation that does not fit its field (a text blob too large for the
-/// target's call range).
-/// `body_offsets[i]` is the module offset of function `i`'s body, added to
-/// its (body-relative) address map.
+/// target's call range) or names a function that is not defined.
 pub fn link(
     module: &ModuleInfo,
-    funcs: &[CompiledFunction],
+    funcs: &[FunctionCode<'_>],
     body_offsets: &[u32],
-    trampolines: &[CompiledFunction],
+    trampolines: &[FunctionCode<'_>],
 ) -> WasmResult<LinkedText> {
-    let mut text = Vec::new();
-    let mut traps: Vec<(u32, TrapCode)> = Vec::new();
-    let mut address_map: Vec<(u32, u32)> = Vec::new();
-    let mut place = |f: &CompiledFunction, body_offset: u32, text: &mut Vec<u8>| {
-        let align = f.alignment.max(16) as usize;
+    let all = || funcs.iter().chain(trampolines);
+    let mut text = Vec::with_capacity(all().map(|f| f.code().len() + f.alignment().max(16) as usize).sum());
+    let mut traps: Vec<(u32, TrapCode)> = Vec::with_capacity(all().map(|f| f.traps().len()).sum());
+    let mut address_map: Vec<(u32, u32)> = Vec::with_capacity(funcs.iter().map(|f| f.address_map().len()).sum());
+    let mut place = |f: &FunctionCode<'_>, body_offset: u32, text: &mut Vec<u8>| {
+        let align = f.alignment().max(16) as usize;
         let start = text.len().div_ceil(align) * align;
         text.resize(start, 0xcc_u8);
-        text.extend_from_slice(&f.code);
-        for (off, code) in &f.traps {
-            traps.push((start as u32 + off, *code));
-        }
-        address_map.extend(f.address_map.iter().map(|(c, w)| (start as u32 + c, body_offset + w)));
-        FunctionLoc { start: start as u32, length: f.code.len() as u32 }
+        text.extend_from_slice(f.code());
+        traps.extend(f.traps().map(|(off, code)| (start as u32 + off, code)));
+        address_map.extend(f.address_map().map(|(c, w)| (start as u32 + c, body_offset.wrapping_add(w))));
+        FunctionLoc { start: start as u32, length: f.code().len() as u32 }
     };
     let func_locs: Vec<FunctionLoc> =
         funcs.iter().enumerate().map(|(i, f)| place(f, body_offsets.get(i).copied().unwrap_or(0), &mut text)).collect();
@@ -175,7 +176,7 @@ pub fn link(
     }
 
     for (f, loc) in funcs.iter().zip(&func_locs).chain(trampolines.iter().zip(&tramp_locs)) {
-        for r in &f.relocations {
+        for r in f.relocations() {
             let defined = module.defined_func_index(r.target).ok_or_else(|| {
                 WasmError::Codegen(format!("relocation against imported function {}", r.target))
             })?;

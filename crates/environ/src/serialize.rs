@@ -1,6 +1,5 @@
 //! The compiled-artifact file format, shared by `Module::serialize`, the
-//! module cache, and `.cwasm` files, and the format of function cache
-//! entries:
+//! module cache, and `.cwasm` files:
 //!
 //! ```text
 //! offset 0   magic "\0KILNART"
@@ -13,8 +12,8 @@
 //!       72   header, metadata, zero padding, text
 //! ```
 //!
-//! A function cache entry is `"KFN3"`, its tag (32 bytes), the compile
-//! time in nanoseconds (u64 LE) and `postcard(CompiledFunction)`.
+//! Function cache entries have a format of their own
+//! ([`FunctionPack`](crate::FunctionPack)), sealed the same way.
 //!
 //! Every artifact and entry carries a tag computed by a [`Sealer`]. What
 //! the tag proves depends on its key:
@@ -36,7 +35,7 @@
 //! artifact is an error, never a crash.
 
 use crate::artifact::CompiledModuleInfo;
-use crate::compile::CompiledFunction;
+use crate::function_pack::{FUNCTION_PACK_MAGIC, PACK_TAG};
 use crate::tunables::Tunables;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -51,8 +50,6 @@ pub const TEXT_ALIGN: usize = 16384;
 /// Where the tag sits, and the size of the fixed prefix before the header.
 const TAG: Range<usize> = 40..72;
 const PREFIX: usize = 72;
-/// First bytes of every function cache entry.
-const FUNCTION_MAGIC: [u8; 4] = *b"KFN3";
 
 /// What a cache entry holds (it is part of what a cache entry's tag
 /// covers, so an entry of one kind never passes as the other).
@@ -60,8 +57,9 @@ const FUNCTION_MAGIC: [u8; 4] = *b"KFN3";
 pub enum EntryKind {
     /// A whole compiled module (artifact format).
     Module,
-    /// One compiled function.
-    Function,
+    /// Compiled functions filed under their function keys: those of the
+    /// modules that share one environment (the [`FunctionPack`](crate::FunctionPack) format).
+    Functions,
 }
 
 /// Computes the tag of an artifact or entry: 32 bytes that depend on every
@@ -107,7 +105,7 @@ impl PublicSeal {
 pub fn entry_domain(kind: EntryKind) -> &'static [u8] {
     match kind {
         EntryKind::Module => b"kiln module cache entry",
-        EntryKind::Function => b"kiln function cache entry",
+        EntryKind::Functions => b"kiln function pack cache entry",
     }
 }
 
@@ -130,7 +128,7 @@ impl Sealer for PublicSeal {
 }
 
 /// Whether `tag` is `sealer`'s tag of `parts` (compared in constant time).
-fn verify(sealer: &dyn Sealer, tag: &[u8], parts: &[&[u8]]) -> bool {
+pub(crate) fn verify(sealer: &dyn Sealer, tag: &[u8], parts: &[&[u8]]) -> bool {
     let Ok(tag) = <[u8; 32]>::try_from(tag) else { return false };
     blake3::Hash::from_bytes(tag) == blake3::Hash::from_bytes(sealer.tag(parts))
 }
@@ -206,28 +204,49 @@ fn first_difference(a: &str, b: &str) -> (String, String) {
     (a.to_string(), b.to_string())
 }
 
-/// Encodes an artifact, sealed with `seal`.
-pub fn serialize_artifact(header: &ArtifactHeader, info: &CompiledModuleInfo, text: &[u8], seal: &dyn Sealer) -> Vec<u8> {
+/// The bytes before the text: fixed prefix (tag zero), header, metadata,
+/// zero padding to the text's offset (a multiple of [`TEXT_ALIGN`]).
+fn artifact_front(header: &ArtifactHeader, info: &CompiledModuleInfo, text_len: usize) -> Vec<u8> {
     let h = postcard::to_allocvec(header).expect("serializing to memory cannot fail");
     let m = postcard::to_allocvec(info).expect("serializing to memory cannot fail");
     let text_offset = (PREFIX + h.len() + m.len()).div_ceil(TEXT_ALIGN) * TEXT_ALIGN;
-    let mut out = Vec::with_capacity(text_offset + text.len());
+    let mut out = Vec::with_capacity(text_offset);
     out.extend_from_slice(&ARTIFACT_MAGIC);
     out.extend_from_slice(&ARTIFACT_FORMAT.to_le_bytes());
     out.extend_from_slice(&(h.len() as u32).to_le_bytes());
     out.extend_from_slice(&(m.len() as u64).to_le_bytes());
     out.extend_from_slice(&(text_offset as u64).to_le_bytes());
-    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(text_len as u64).to_le_bytes());
     out.extend_from_slice(&[0; 32]);
     out.extend_from_slice(&h);
     out.extend_from_slice(&m);
     out.resize(text_offset, 0);
+    out
+}
+
+/// Encodes an artifact, sealed with `seal`.
+pub fn serialize_artifact(header: &ArtifactHeader, info: &CompiledModuleInfo, text: &[u8], seal: &dyn Sealer) -> Vec<u8> {
+    let mut out = artifact_front(header, info, text.len());
     out.extend_from_slice(text);
     reseal(&mut out, seal);
     out
 }
 
-/// Recomputes the tag of an artifact or a function cache entry with
+/// Like [`serialize_artifact`], building the artifact in `text`'s own
+/// buffer: the text moves up in place, so a large module's artifact needs
+/// no second text-sized allocation (whose every page would be a fresh
+/// page fault).
+pub fn serialize_artifact_in_place(header: &ArtifactHeader, info: &CompiledModuleInfo, mut text: Vec<u8>, seal: &dyn Sealer) -> Vec<u8> {
+    let text_len = text.len();
+    let front = artifact_front(header, info, text_len);
+    text.resize(front.len() + text_len, 0);
+    text.copy_within(..text_len, front.len());
+    text[..front.len()].copy_from_slice(&front);
+    reseal(&mut text, seal);
+    text
+}
+
+/// Recomputes the tag of an artifact or a function pack with
 /// `seal`, in place; returns `false` (changing nothing) if `bytes` is
 /// neither. For tests that play an attacker who rewrites an entry and
 /// seals it with a key of their own.
@@ -236,9 +255,9 @@ pub fn reseal(bytes: &mut [u8], seal: &dyn Sealer) -> bool {
         let tag = seal.tag(&[&bytes[..TAG.start], &bytes[TAG.end..]]);
         bytes[TAG].copy_from_slice(&tag);
         true
-    } else if bytes.len() >= 44 && bytes[..4] == FUNCTION_MAGIC {
-        let tag = seal.tag(&[&bytes[36..44], &bytes[44..]]);
-        bytes[4..36].copy_from_slice(&tag);
+    } else if bytes.len() >= PACK_TAG.end && bytes[..4] == FUNCTION_PACK_MAGIC {
+        let tag = seal.tag(&[&bytes[PACK_TAG.end..]]);
+        bytes[PACK_TAG].copy_from_slice(&tag);
         true
     } else {
         false
@@ -323,37 +342,3 @@ pub fn parse_artifact(bytes: &[u8], expected: &ArtifactHeader, seal: &dyn Sealer
     Ok(ParsedArtifact { header, info, text: t_off..t_end })
 }
 
-/// Encodes a function cache entry: `f` and how long compiling it took,
-/// sealed with `seal`.
-pub fn encode_function_entry(f: &CompiledFunction, took: std::time::Duration, seal: &dyn Sealer) -> Vec<u8> {
-    let body = postcard::to_allocvec(f).expect("serializing to memory cannot fail");
-    let nanos = (took.as_nanos().min(u128::from(u64::MAX)) as u64).to_le_bytes();
-    let tag = seal.tag(&[&nanos, &body]);
-    let mut out = Vec::with_capacity(body.len() + 44);
-    out.extend_from_slice(&FUNCTION_MAGIC);
-    out.extend_from_slice(&tag);
-    out.extend_from_slice(&nanos);
-    out.extend_from_slice(&body);
-    out
-}
-
-/// Decodes a function cache entry made by [`encode_function_entry`] with
-/// the same seal: the function and its compile time. `None` if the entry
-/// is damaged, was sealed otherwise, or is inconsistent (relocations or
-/// trap sites outside the code).
-pub fn decode_function_entry(bytes: &[u8], seal: &dyn Sealer) -> Option<(CompiledFunction, std::time::Duration)> {
-    if bytes.len() < 44 || bytes[..4] != FUNCTION_MAGIC {
-        return None;
-    }
-    let (tag, nanos, body) = (&bytes[4..36], &bytes[36..44], &bytes[44..]);
-    if !verify(seal, tag, &[nanos, body]) {
-        return None;
-    }
-    let f: CompiledFunction = postcard::from_bytes(body).ok()?;
-    let code_len = u32::try_from(f.code.len()).ok()?;
-    let sane = f.relocations.iter().all(|r| r.offset.checked_add(4).is_some_and(|e| e <= code_len))
-        && f.traps.iter().all(|(o, _)| *o < code_len)
-        && f.alignment.is_power_of_two();
-    let nanos = u64::from_le_bytes(nanos.try_into().ok()?);
-    sane.then(|| (f, std::time::Duration::from_nanos(nanos)))
-}

@@ -7,7 +7,7 @@ use crate::index::*;
 use crate::module::*;
 use crate::types::*;
 use wasmparser::{
-    FuncToValidate, FunctionBody, KnownCustom, Name, Parser, Payload, TypeRef, ValidPayload,
+    FuncToValidate, FuncValidatorAllocations, FunctionBody, KnownCustom, Name, Parser, Payload, TypeRef, ValidPayload,
     Validator, ValidatorResources, WasmFeatures,
 };
 
@@ -254,6 +254,31 @@ fn read_names(names: wasmparser::NameSectionReader<'_>, info: &mut ModuleInfo) -
     }
     info.func_names.sort_by_key(|(i, _)| *i);
     info.func_names.dedup_by_key(|(i, _)| *i);
+    Ok(())
+}
+
+impl Clone for FunctionBodyInput<'_> {
+    fn clone(&self) -> Self {
+        let v = &self.validator;
+        FunctionBodyInput {
+            body: self.body.clone(),
+            validator: FuncToValidate { resources: v.resources.clone(), index: v.index, ty: v.ty, features: v.features },
+        }
+    }
+}
+
+/// Validates one function body without compiling it or taking it,
+/// reusing `allocations` (the validator's buffers) from body to body.
+///
+/// # Errors
+///
+/// The first validation error in the body, with its byte offset.
+pub fn validate_function_body(input: &FunctionBodyInput<'_>, allocations: &mut FuncValidatorAllocations) -> WasmResult<()> {
+    let v = &input.validator;
+    let borrowed = FuncToValidate { resources: &v.resources, index: v.index, ty: v.ty, features: v.features };
+    let mut validator = borrowed.into_validator(std::mem::take(allocations));
+    validator.validate(&input.body)?;
+    *allocations = validator.into_allocations();
     Ok(())
 }
 

@@ -56,10 +56,12 @@ fn artifact() -> (Vec<u8>, ArtifactHeader) {
     let translation = translate_module(&wasm, WasmFeatures::default()).expect("valid module");
     let info = translation.info;
     let (first, n) = (info.num_imported_funcs, translation.bodies.len() as u32);
-    let funcs: Vec<CompiledFunction> = (0..n).map(|i| stand_in_function(i, n, first)).collect();
+    let funcs: Vec<Vec<u8>> = (0..n).map(|i| stand_in_function(i, n, first).encode()).collect();
+    let funcs: Vec<FunctionCode<'_>> = funcs.iter().map(|f| FunctionCode::parse(f).expect("consistent")).collect();
     let body_offsets: Vec<u32> = translation.bodies.iter().map(|b| b.body.range().start as u32).collect();
-    let trampoline = CompiledFunction { code: vec![0xc3; 20], alignment: 16, ..CompiledFunction::default() };
-    let linked = link(&info, &funcs, &body_offsets, &[trampoline.clone(), trampoline]).expect("links");
+    let trampoline = CompiledFunction { code: vec![0xc3; 20], alignment: 16, ..CompiledFunction::default() }.encode();
+    let trampoline = FunctionCode::parse(&trampoline).expect("consistent");
+    let linked = link(&info, &funcs, &body_offsets, &[trampoline, trampoline]).expect("links");
     let compiled = CompiledModuleInfo {
         module: info,
         funcs: linked.funcs,
@@ -73,7 +75,10 @@ fn artifact() -> (Vec<u8>, ArtifactHeader) {
         tunables: Tunables::default(),
         compile_time_ns: 1234,
     };
-    (serialize_artifact(&header, &compiled, &linked.text, &PublicSeal::artifact()), header)
+    let bytes = serialize_artifact(&header, &compiled, &linked.text, &PublicSeal::artifact());
+    let in_place = serialize_artifact_in_place(&header, &compiled, linked.text, &PublicSeal::artifact());
+    assert_eq!(bytes, in_place, "both ways of serializing give the same bytes");
+    (bytes, header)
 }
 
 /// Parses `bytes`, failing the test on a panic.

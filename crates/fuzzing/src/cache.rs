@@ -35,7 +35,7 @@ use std::time::Duration;
 /// Byte range of the artifact tag (see the format in
 /// `kiln_environ::serialize`); mutations leave it alone.
 const ARTIFACT_CHECKSUM: std::ops::Range<usize> = 40..72;
-/// Byte range of a function cache entry's tag.
+/// Byte range of a function pack's tag.
 const FUNCTION_CHECKSUM: std::ops::Range<usize> = 4..36;
 
 /// One way of damaging bytes.
@@ -311,7 +311,7 @@ impl Case {
 }
 
 /// Damages every entry file under `root`'s `modules` and `functions`
-/// directories (module artifacts and function entries, leaving their tags
+/// directories (module artifacts and function packs, leaving their tags
 /// alone); with `forge`, then re-seals each with the public key instead
 /// of the cache's secret one. Returns the kinds of the entries changed.
 fn damage_files(root: &std::path::Path, d: &Damage, forge: bool) -> Vec<CacheKind> {
@@ -325,7 +325,7 @@ fn damage_files(root: &std::path::Path, d: &Damage, forge: bool) -> Vec<CacheKin
                 stack.push(p);
                 continue;
             }
-            let kind = if p.parent().is_some_and(|d| d.ends_with("modules")) { CacheKind::Module } else { CacheKind::Function };
+            let kind = if p.parent().is_some_and(|d| d.ends_with("modules")) { CacheKind::Module } else { CacheKind::Functions };
             let keep = if kind == CacheKind::Module { ARTIFACT_CHECKSUM } else { FUNCTION_CHECKSUM };
             let key = p.file_name().and_then(|n| n.to_str()).and_then(hex_key);
             if let Ok(bytes) = std::fs::read(&p)
@@ -417,7 +417,7 @@ impl<C: Cache> Cache for DamagingCache<C> {
         };
         let keep = match kind {
             CacheKind::Module => ARTIFACT_CHECKSUM,
-            CacheKind::Function => FUNCTION_CHECKSUM,
+            CacheKind::Functions => FUNCTION_CHECKSUM,
         };
         match d.apply(&bytes, keep) {
             Some(bad) => {
@@ -448,6 +448,10 @@ impl<C: Cache> Cache for DamagingCache<C> {
     fn record(&self, saved: Duration, rejected: bool) {
         self.inner.record(saved, rejected);
     }
+
+    fn record_functions(&self, hits: u64, misses: u64) {
+        self.inner.record_functions(hits, misses);
+    }
 }
 
 #[cfg(test)]
@@ -472,7 +476,7 @@ mod tests {
         kiln::Module::from_binary(&engine()?, &wasm)?;
         let s = cache.state();
         assert!(s.handed_out.iter().any(|(k, _)| *k == CacheKind::Module), "{:?}", s.handed_out);
-        assert!(s.handed_out.iter().any(|(k, _)| *k == CacheKind::Function), "{:?}", s.handed_out);
+        assert!(s.handed_out.iter().any(|(k, _)| *k == CacheKind::Functions), "{:?}", s.handed_out);
         drop(s);
         assert_eq!(cache.accepted_damaged(), vec![]);
         Ok(())

@@ -25,10 +25,10 @@ impl Cache for FunctionsOnly {
         self.0.mac_key()
     }
     fn get(&self, kind: CacheKind, key: &[u8; 32]) -> Option<CacheEntry> {
-        (kind == CacheKind::Function).then(|| self.0.get(kind, key)).flatten()
+        (kind == CacheKind::Functions).then(|| self.0.get(kind, key)).flatten()
     }
     fn put(&self, kind: CacheKind, key: &[u8; 32], bytes: Vec<u8>) {
-        if kind == CacheKind::Function {
+        if kind == CacheKind::Functions {
             self.0.put(kind, key, bytes);
         }
     }
@@ -40,6 +40,9 @@ impl Cache for FunctionsOnly {
     }
     fn record(&self, saved: Duration, rejected: bool) {
         self.0.record(saved, rejected);
+    }
+    fn record_functions(&self, hits: u64, misses: u64) {
+        self.0.record_functions(hits, misses);
     }
 }
 

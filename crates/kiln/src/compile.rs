@@ -4,10 +4,13 @@
 use crate::cache::{Cache, CacheEntry, CacheKind};
 use crate::compile_observer::{CompileObserver, CompilePhase, FunctionOutcome, FunctionReport};
 use crate::engine::Engine;
+use crate::fast_hash::FastHashMap;
+use crate::function_cache;
 use crate::seal::{EntrySeal, MacKeys, module_key};
 use crate::vm::code_memory::{MappedFile, ModuleCode};
 use crate::vm::module_runtime::ModuleRuntime;
 use anyhow::{Context, Result, anyhow};
+use kiln_environ::wasmparser::FuncValidatorAllocations;
 use kiln_environ::*;
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -66,7 +69,7 @@ pub(crate) fn compile_module(engine: &Engine, wasm: &[u8], observer: Option<&dyn
     let (rt, text) = compile_uncached(engine, wasm, Some((&*cache, mac_keys.as_ref())), observer)?;
     let header = engine.artifact_header(start.elapsed());
     let mut clock = PhaseClock::start(observer);
-    cache.put(CacheKind::Module, &key, serialize_artifact(&header, &rt.info, &text, &seal));
+    cache.put(CacheKind::Module, &key, serialize_artifact_in_place(&header, &rt.info, text, &seal));
     clock.done(CompilePhase::CacheStore);
     Ok(rt)
 }
@@ -108,28 +111,28 @@ fn runtime(engine: &Engine, info: Arc<CompiledModuleInfo>, code: Box<ModuleCode>
     Arc::new(ModuleRuntime { info, code, offsets, type_ids, tunables: engine.tunables().clone(), images: Default::default() })
 }
 
-/// Looks up a cached function, checking the entry; a damaged or foreign
-/// entry is removed and reported as a miss.
-fn cached_function(cache: &dyn Cache, key: &CacheKey, seal: &dyn Sealer) -> Option<CompiledFunction> {
-    let bytes = match cache.get(CacheKind::Function, key)? {
-        CacheEntry::Bytes(b) => b,
-        CacheEntry::File(mut f) => {
-            use std::io::Read;
-            let mut v = Vec::new();
-            f.read_to_end(&mut v).ok()?;
-            v.into()
-        }
-    };
-    match decode_function_entry(&bytes, seal) {
-        Some((f, saved)) => {
-            cache.record(saved, false);
-            Some(f)
-        }
-        None => {
-            cache.remove(CacheKind::Function, key);
-            cache.record(Duration::ZERO, true);
-            None
-        }
+/// How one defined function of a module was obtained.
+enum Obtained<'p> {
+    /// From a function pack (checked); its body is validated later.
+    Cached(function_cache::Hit<'p>),
+    /// Not in the cache (with its key, if the module is compiled through
+    /// a cache): to compile, or to share the code of a body it repeats.
+    Pending(Option<CacheKey>),
+    /// Compiled now (its body validated on the way), encoded, in this
+    /// long; with its key and source if the module is compiled through a
+    /// cache.
+    Compiled { code: Vec<u8>, took: Duration, key: Option<CacheKey>, source: Option<Vec<u8>> },
+    /// It repeats the body of defined function `.0`, compiled now: that
+    /// one's code is used; its body is validated later.
+    Duplicate(usize),
+}
+
+/// The code of a function obtained (not a duplicate).
+fn code_of<'a>(o: &'a Obtained<'a>) -> Result<FunctionCode<'a>> {
+    match o {
+        Obtained::Cached(hit) => Ok(hit.code),
+        Obtained::Compiled { code, .. } => FunctionCode::parse(code).ok_or_else(|| anyhow!("internal: a compiled function encodes inconsistently")),
+        Obtained::Pending(_) | Obtained::Duplicate(_) => Err(anyhow!("internal: a function was neither found nor compiled")),
     }
 }
 
@@ -152,92 +155,161 @@ fn compile_uncached(
     if let Some(o) = observer {
         o.functions_started(translation.bodies.len());
     }
+    let bodies = translation.bodies;
     let info = translation.info;
     let offsets = VMOffsets::new(&info);
     let compiler = &engine.inner.compiler;
-    let salt = &engine.inner.salt;
-    let body_offsets: Vec<u32> = translation.bodies.iter().map(|b| b.body.range().start as u32).collect();
-
-    // Keys of every body, and which bodies repeat an earlier one.
-    let keys: Vec<Option<CacheKey>> = match cache {
-        Some(_) => {
-            let keys = FunctionKeys::new(salt, &info, &offsets);
-            translation
-                .bodies
-                .par_iter()
-                .enumerate()
-                .map(|(i, b)| {
-                    let r = b.body.range();
-                    keys.key(DefinedFuncIndex::from_u32(i as u32), wasm.get(r.start as usize..r.end as usize)?)
-                })
-                .collect()
-        }
-        None => vec![None; translation.bodies.len()],
+    // The module index of the `i`th defined function.
+    let func_of = |i: usize| info.func_index(DefinedFuncIndex::from_u32(i as u32));
+    let parallel = engine.config().parallel_compilation;
+    let body_offsets: Vec<u32> = bodies.iter().map(|b| b.body.range().start as u32).collect();
+    let body_bytes = |b: &FunctionBodyInput<'_>| {
+        let r = b.body.range();
+        wasm.get(r.start as usize..r.end as usize)
     };
-    let mut first_with_key: HashMap<CacheKey, usize> = HashMap::new();
-    let duplicate_of: Vec<Option<usize>> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| {
-            let k = (*k)?;
-            match first_with_key.get(&k) {
-                Some(&j) => Some(j),
-                None => {
-                    first_with_key.insert(k, i);
-                    None
-                }
-            }
-        })
-        .collect();
 
-    // Compile (or fetch) each distinct body; bodies that repeat another are
-    // only validated, then share its code.
+    // The packs of this module's environment: a lookup and a tag check each.
+    let function_keys = cache.map(|_| FunctionKeys::new(&engine.inner.salt, &info, &offsets));
+    let pack_keys = function_keys.as_ref().map(FunctionKeys::pack_keys);
+    let pack_bytes = match (cache, &pack_keys) {
+        (Some(c), Some(k)) => function_cache::lookup(c, k),
+        _ => [None, None],
+    };
+    let packs = match (cache, &function_keys, pack_keys) {
+        (Some(c), Some(f), Some(k)) => Some(function_cache::Packs::open(c, mac_keys, f, k, &pack_bytes)),
+        _ => None,
+    };
+
+    // Every body found in the packs (its body is validated below), or its key.
     let report = |func: FuncIndex, outcome: FunctionOutcome, times: FunctionCompileTimes| {
         if let Some(o) = observer {
             let name = info.func_name(func);
             o.function_done(&FunctionReport { index: func.as_u32(), name, outcome, translate: times.translate, codegen: times.codegen });
         }
     };
-    let work = |(i, input): (usize, FunctionBodyInput<'_>)| -> WasmResult<Option<CompiledFunction>> {
-        let func = info.func_index(DefinedFuncIndex::from_u32(i as u32));
-        if duplicate_of[i].is_some() {
-            validate_function_bodies(vec![input])?;
-            report(func, FunctionOutcome::Duplicate, FunctionCompileTimes::default());
-            return Ok(None);
+    let find = |(i, input): (usize, &FunctionBodyInput<'_>)| -> Obtained<'_> {
+        let (Some(packs), Some(body)) = (&packs, body_bytes(input)) else { return Obtained::Pending(None) };
+        match packs.find(i, func_of(i), body) {
+            Ok(hit) => {
+                report(func_of(i), FunctionOutcome::Cached, FunctionCompileTimes::default());
+                Obtained::Cached(hit)
+            }
+            Err(key) => Obtained::Pending(key),
         }
-        let seal = keys[i].map(|key| EntrySeal::new(mac_keys, CacheKind::Function, &key));
-        if let (Some(cache), Some(key), Some(seal)) = (cache, keys[i], &seal)
-            && let Some(f) = cached_function(cache, &key, seal)
-        {
-            validate_function_bodies(vec![input])?;
-            report(func, FunctionOutcome::Cached, FunctionCompileTimes::default());
-            return Ok(Some(f));
+    };
+    let mut obtained: Vec<Obtained<'_>> =
+        if parallel { bodies.par_iter().enumerate().map(find).collect() } else { bodies.iter().enumerate().map(find).collect() };
+
+    // The others: each distinct body compiled once; one that repeats an
+    // earlier body shares its code.
+    let mut first_with_key: FastHashMap<CacheKey, usize> = FastHashMap::default();
+    let mut jobs: Vec<(usize, Option<CacheKey>)> = Vec::new();
+    for (i, o) in obtained.iter_mut().enumerate() {
+        let Obtained::Pending(key) = *o else { continue };
+        match key.map(|k| *first_with_key.entry(k).or_insert(i)) {
+            Some(j) if j != i => {
+                report(func_of(i), FunctionOutcome::Duplicate, FunctionCompileTimes::default());
+                *o = Obtained::Duplicate(j);
+            }
+            _ => jobs.push((i, key)),
         }
+    }
+    drop(first_with_key);
+    let compile = |(i, key): (usize, Option<CacheKey>)| -> WasmResult<(usize, Obtained<'_>)> {
+        let (func, input) = (func_of(i), &bodies[i]);
+        let source = function_keys.as_ref().and_then(|k| k.source(func, body_bytes(input)?));
         let start = Instant::now();
         let f = match observer {
             Some(_) => {
-                let (f, times) = compiler.compile_function_timed(&info, &offsets, func, input)?;
+                let (f, times) = compiler.compile_function_timed(&info, &offsets, func, input.clone())?;
                 report(func, FunctionOutcome::Compiled, times);
                 f
             }
-            None => compiler.compile_function(&info, &offsets, func, input)?,
+            None => compiler.compile_function(&info, &offsets, func, input.clone())?,
         };
-        if let (Some(cache), Some(key), Some(seal)) = (cache, keys[i], &seal) {
-            cache.put(CacheKind::Function, &key, encode_function_entry(&f, start.elapsed(), seal));
-        }
-        Ok(Some(f))
+        Ok((i, Obtained::Compiled { code: f.encode(), took: start.elapsed(), key, source }))
     };
-    let compiled: Vec<Option<CompiledFunction>> = if engine.config().parallel_compilation {
-        translation.bodies.into_par_iter().enumerate().map(work).collect::<Result<_, _>>()?
+    let compiled: Vec<(usize, Obtained<'_>)> = if parallel {
+        jobs.into_par_iter().map(compile).collect::<Result<_, _>>()?
     } else {
-        translation.bodies.into_iter().enumerate().map(work).collect::<Result<_, _>>()?
+        jobs.into_iter().map(compile).collect::<Result<_, _>>()?
     };
-    let funcs: Vec<CompiledFunction> = (0..compiled.len())
-        .map(|i| compiled[duplicate_of[i].unwrap_or(i)].clone().ok_or_else(|| anyhow!("internal: missing function {i}")))
+    for (i, o) in compiled {
+        obtained[i] = o;
+    }
+    let funcs: Vec<FunctionCode<'_>> = obtained
+        .iter()
+        .map(|o| match o {
+            Obtained::Duplicate(j) => obtained.get(*j).map_or_else(|| Err(anyhow!("internal: a duplicate of nothing")), code_of),
+            o => code_of(o),
+        })
         .collect::<Result<_>>()?;
-    drop(compiled);
     clock.done(CompilePhase::Functions);
 
+    // The bodies not compiled (found, or repeating another) still have to
+    // be validated: on the other cores while this one stores the packs,
+    // links and maps the code (which is thrown away if one is invalid).
+    let not_compiled = |i: &usize| !matches!(obtained[*i], Obtained::Compiled { .. });
+    let validate = || -> WasmResult<()> {
+        if parallel {
+            (0..bodies.len())
+                .into_par_iter()
+                .filter(not_compiled)
+                .try_for_each_init(FuncValidatorAllocations::default, |a, i| validate_function_body(&bodies[i], a))
+        } else {
+            let mut a = FuncValidatorAllocations::default();
+            (0..bodies.len()).filter(not_compiled).try_for_each(|i| validate_function_body(&bodies[i], &mut a))
+        }
+    };
+    let build = || -> Result<(Arc<ModuleRuntime>, Vec<u8>)> {
+        if let (Some(cache), Some(packs)) = (cache, &packs) {
+            record_and_store(cache, packs, &obtained);
+        }
+        link_and_map(engine, info, &funcs, &body_offsets)
+    };
+    let (validated, built) = if parallel { rayon::join(validate, build) } else { (validate(), build()) };
+    validated?;
+    let built = built?;
+    clock.done(CompilePhase::Link);
+    Ok(built)
+}
+
+/// Tells `cache` what was found and compiled, and writes new packs if
+/// anything was compiled.
+fn record_and_store(cache: &dyn Cache, packs: &function_cache::Packs<'_>, obtained: &[Obtained<'_>]) {
+    let (mut hits, mut misses, mut saved) = (0u64, 0u64, Duration::ZERO);
+    for o in obtained {
+        match o {
+            Obtained::Cached(hit) => {
+                hits += 1;
+                saved += packs.function(hit).map_or(Duration::ZERO, |f| f.compile_time);
+            }
+            Obtained::Compiled { .. } => misses += 1,
+            _ => {}
+        }
+    }
+    cache.record(saved, false);
+    cache.record_functions(hits, misses);
+    if misses > 0 {
+        packs.store(&|visit| {
+            for o in obtained {
+                match o {
+                    Obtained::Cached(hit) => visit(function_cache::PackInput::Found(*hit)),
+                    // A body whose key or source is unknown is invalid and
+                    // has failed to compile: never here.
+                    Obtained::Compiled { code, took, key: Some(key), source: Some(source) } => {
+                        visit(function_cache::PackInput::Compiled { key: *key, compile_time: *took, source, code })
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+}
+
+/// Compiles the entry trampolines of `info`, links them and `funcs` into
+/// one text, and maps it. Returns the runtime module and its text.
+fn link_and_map(engine: &Engine, info: ModuleInfo, funcs: &[FunctionCode<'_>], body_offsets: &[u32]) -> Result<(Arc<ModuleRuntime>, Vec<u8>)> {
     // Entry trampolines for every signature of a function the host can call.
     let mut needed: Vec<TypeIndex> = info
         .defined_escaping_funcs()
@@ -258,13 +330,17 @@ fn compile_uncached(
         });
         type_slots.push((*t, slot));
     }
+    let compiler = &engine.inner.compiler;
     let trampolines = unique
         .par_iter()
-        .map(|ft| compiler.compile_array_to_wasm_trampoline(ft))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|ft| Ok(compiler.compile_array_to_wasm_trampoline(ft)?.encode()))
+        .collect::<Result<Vec<_>, WasmError>>()?;
+    let trampolines: Vec<FunctionCode<'_>> = trampolines
+        .iter()
+        .map(|t| FunctionCode::parse(t).ok_or_else(|| anyhow!("internal: a trampoline encodes inconsistently")))
+        .collect::<Result<_>>()?;
 
-    let linked = link(&info, &funcs, &body_offsets, &trampolines)?;
-    drop(funcs);
+    let linked = link(&info, funcs, body_offsets, &trampolines)?;
     let array_to_wasm_trampolines = type_slots.into_iter().map(|(t, s)| (t, linked.trampolines[s])).collect();
     let info = Arc::new(CompiledModuleInfo {
         module: info,
@@ -274,7 +350,5 @@ fn compile_uncached(
         address_map: linked.address_map,
     });
     let code = ModuleCode::new(&linked.text, info.clone(), true).context("failed to map compiled code")?;
-    let rt = runtime(engine, info, code);
-    clock.done(CompilePhase::Link);
-    Ok((rt, linked.text))
+    Ok((runtime(engine, info, code), linked.text))
 }

@@ -183,8 +183,9 @@ impl Engine {
             return Ok(HostTrampoline::new(code.clone()));
         }
         let ty = self.inner.types.get(id);
-        let f = self.inner.compiler.compile_wasm_to_array_trampoline(&ty)?;
-        let linked = kiln_environ::link(&kiln_environ::ModuleInfo::default(), &[], &[], std::slice::from_ref(&f))?;
+        let f = self.inner.compiler.compile_wasm_to_array_trampoline(&ty)?.encode();
+        let f = kiln_environ::FunctionCode::parse(&f).ok_or_else(|| anyhow::anyhow!("internal: a trampoline encodes inconsistently"))?;
+        let linked = kiln_environ::link(&kiln_environ::ModuleInfo::default(), &[], &[], &[f])?;
         let info = Arc::new(CompiledModuleInfo {
             module: Default::default(),
             funcs: vec![],

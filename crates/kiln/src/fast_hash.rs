@@ -1,7 +1,8 @@
 //! A fast hasher for the store's internal maps, whose keys are addresses
 //! and indices that Kiln itself produces (never attacker-chosen strings),
 //! so SipHash's flooding resistance buys nothing there and costs time on
-//! every instantiation.
+//! every instantiation; also for maps of function keys (BLAKE3 hashes
+//! keyed by the engine: nobody can choose them to collide).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

@@ -121,6 +121,7 @@ mod engine;
 mod externals;
 mod fast_hash;
 mod func;
+mod function_cache;
 mod instance;
 mod limits;
 mod linker;

@@ -1,12 +1,12 @@
 //! A cache in a directory, shared by processes.
 //!
 //! Layout: `<root>/modules/<hex key>`, `<root>/functions/<2 hex>/<hex key>`
-//! and `<root>/mac-key`, the cache's secret key (32 random bytes, created
-//! once). Writes go to a temporary file in the same directory and are
-//! renamed into place, so readers never see a partial entry and concurrent
-//! writers of the same key are harmless. A hit refreshes the file's
-//! modification time (a function entry's at most once an hour); when the
-//! total size passes the cap, the least recently used files are removed.
+//! (function packs) and `<root>/mac-key`, the cache's secret key (32
+//! random bytes, created once). Writes go to a temporary file in the same
+//! directory and are renamed into place, so readers never see a partial
+//! entry and concurrent writers of the same key are harmless. A hit
+//! refreshes the file's modification time; when the total size passes the
+//! cap, the least recently used files are removed.
 //!
 //! Entries are machine code, so the directory is treated as hostile
 //! ground: see "Compilation caches and artifacts" in
@@ -18,8 +18,8 @@
 //! loads an entry only if its tag verifies under the key
 //! ([`Cache::mac_key`]).
 //!
-//! Module entries (tens of MB for a large module) are written by a
-//! background thread, so a compile does not wait for the disk: writing
+//! Entries (tens of MB for a large module, module or pack) are written by
+//! a background thread, so a compile does not wait for the disk: writing
 //! 90 MB into the page cache took anywhere from 20 to 430 ms on the test
 //! machine. A lookup of a key still being written waits for that write;
 //! [`Cache::flush`] and dropping the cache wait for all of them.
@@ -35,15 +35,18 @@ use std::time::{Duration, SystemTime};
 
 /// A directory of cache entries.
 ///
-/// Module entries are stored in the background; a process that ends
-/// without dropping the cache or calling [`Cache::flush`] (for example
-/// through `std::process::exit`) may lose the last ones, which later
-/// lookups then miss.
+/// Entries are stored in the background; a process that ends without
+/// dropping the cache or calling [`Cache::flush`] (for example through
+/// `std::process::exit`) may lose the last ones, which later lookups then
+/// miss.
 pub struct DirectoryCache {
     files: Arc<Files>,
-    /// Module entries being written: `(key, writer)`.
-    writing: Mutex<Vec<([u8; 32], JoinHandle<()>)>>,
+    /// Entries being written.
+    writing: Mutex<Vec<Writer>>,
 }
+
+/// The background writer of an entry: `(kind, key, thread)`.
+type Writer = (CacheKind, [u8; 32], JoinHandle<()>);
 
 /// The directory and its bookkeeping, shared with background writers.
 struct Files {
@@ -158,13 +161,15 @@ impl DirectoryCache {
         Ok(())
     }
 
-    /// Waits for the writers of `key` (all writers if `None`).
-    fn wait_for_writers(&self, key: Option<&[u8; 32]>) {
+    /// Waits for the writers of the entry of `kind` under `key` (all
+    /// writers if `None`).
+    fn wait_for_writers(&self, entry: Option<(CacheKind, &[u8; 32])>) {
         let done: Vec<JoinHandle<()>> = {
             let mut w = self.writing.lock().unwrap_or_else(|e| e.into_inner());
-            let (matching, rest) = std::mem::take(&mut *w).into_iter().partition(|(k, _)| key.is_none_or(|key| k == key));
+            let (matching, rest) =
+                std::mem::take(&mut *w).into_iter().partition(|(kind, k, _)| entry.is_none_or(|(ek, key)| *kind == ek && k == key));
             *w = rest;
-            matching.into_iter().map(|(_, h)| h).collect()
+            matching.into_iter().map(|(_, _, h)| h).collect()
         };
         for h in done {
             // A writer that panicked wrote nothing: the entry is a miss.
@@ -184,7 +189,7 @@ impl Files {
         let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
         match kind {
             CacheKind::Module => self.root.join("modules").join(hex),
-            CacheKind::Function => self.root.join("functions").join(&hex[..2]).join(hex),
+            CacheKind::Functions => self.root.join("functions").join(&hex[..2]).join(hex),
         }
     }
 
@@ -233,24 +238,6 @@ impl Files {
             }
         }
     }
-}
-
-/// A function entry's modification time is refreshed by a hit only when
-/// it is older than this: eviction then sees which functions are still in
-/// use, without a system call per hit for the tens of thousands of
-/// functions a large module's recompile reads.
-const FUNCTION_REFRESH_AGE: Duration = Duration::from_secs(3600);
-
-/// Reads a function entry (see [`open_entry`]), refreshing its
-/// modification time if stale.
-fn read_function_entry(path: &Path, uid: u32) -> io::Result<Vec<u8>> {
-    let (mut f, md) = open_entry(path, uid)?;
-    if older_than(&md, FUNCTION_REFRESH_AGE) {
-        let _ = f.set_modified(SystemTime::now());
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(md.len()).unwrap_or(0));
-    f.read_to_end(&mut bytes)?;
-    Ok(bytes)
 }
 
 /// The name of the cache's secret key file in its root directory.
@@ -408,20 +395,12 @@ impl Cache for DirectoryCache {
     fn get(&self, kind: CacheKind, key: &[u8; 32]) -> Option<CacheEntry> {
         let files = &self.files;
         let path = files.path(kind, key);
-        let found = match kind {
-            CacheKind::Module => {
-                self.wait_for_writers(Some(key));
-                open_entry(&path, files.uid).map(|(f, md)| {
-                    // Refresh the modification time: it orders eviction.
-                    let _ = f.set_modified(SystemTime::now());
-                    (CacheEntry::File(f), md.len())
-                })
-            }
-            CacheKind::Function => read_function_entry(&path, files.uid).map(|b| {
-                let len = b.len() as u64;
-                (CacheEntry::Bytes(b.into()), len)
-            }),
-        };
+        self.wait_for_writers(Some((kind, key)));
+        let found = open_entry(&path, files.uid).map(|(f, md)| {
+            // Refresh the modification time: it orders eviction.
+            let _ = f.set_modified(SystemTime::now());
+            (CacheEntry::File(f), md.len())
+        });
         match found {
             Ok((entry, len)) => {
                 files.counters.lookup(kind, Some(usize::try_from(len).unwrap_or(usize::MAX)));
@@ -441,18 +420,12 @@ impl Cache for DirectoryCache {
     }
 
     fn put(&self, kind: CacheKind, key: &[u8; 32], bytes: Vec<u8>) {
-        match kind {
-            CacheKind::Function => self.files.write(kind, key, &bytes),
-            CacheKind::Module => {
-                let (files, key_copy) = (self.files.clone(), *key);
-                let spawned = std::thread::Builder::new()
-                    .name("kiln-cache-writer".into())
-                    .spawn(move || files.write(kind, &key_copy, &bytes));
-                // Without a thread to be had, the entry is simply not stored.
-                if let Ok(h) = spawned {
-                    self.writing.lock().unwrap_or_else(|e| e.into_inner()).push((*key, h));
-                }
-            }
+        let (files, key_copy) = (self.files.clone(), *key);
+        let spawned =
+            std::thread::Builder::new().name("kiln-cache-writer".into()).spawn(move || files.write(kind, &key_copy, &bytes));
+        // Without a thread to be had, the entry is simply not stored.
+        if let Ok(h) = spawned {
+            self.writing.lock().unwrap_or_else(|e| e.into_inner()).push((kind, *key, h));
         }
     }
 
@@ -461,9 +434,7 @@ impl Cache for DirectoryCache {
     }
 
     fn remove(&self, kind: CacheKind, key: &[u8; 32]) {
-        if kind == CacheKind::Module {
-            self.wait_for_writers(Some(key));
-        }
+        self.wait_for_writers(Some((kind, key)));
         let _ = std::fs::remove_file(self.files.path(kind, key));
     }
 
@@ -473,5 +444,9 @@ impl Cache for DirectoryCache {
 
     fn record(&self, saved: Duration, rejected: bool) {
         self.files.counters.record(saved, rejected);
+    }
+
+    fn record_functions(&self, hits: u64, misses: u64) {
+        self.files.counters.functions(hits, misses);
     }
 }

@@ -105,4 +105,8 @@ impl Cache for MemoryCache {
     fn record(&self, saved: Duration, rejected: bool) {
         self.counters.record(saved, rejected);
     }
+
+    fn record_functions(&self, hits: u64, misses: u64) {
+        self.counters.functions(hits, misses);
+    }
 }

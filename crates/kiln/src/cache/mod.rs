@@ -3,7 +3,9 @@
 //!
 //! Two kinds of entries go through a [`Cache`]: whole compiled modules
 //! (the `.cwasm` artifact format, keyed by the module bytes and the engine's
-//! code-generation settings) and single compiled functions (keyed by the
+//! code-generation settings) and function packs: the compiled functions of
+//! the modules that share an environment (types, imports, tables, memories,
+//! globals), each filed inside the pack under its function key (the
 //! function body and the parts of the module it depends on; see
 //! `kiln_environ::FunctionKeys`). Entries are opaque bytes to the cache.
 //! Kiln seals every entry it stores with a tag: a keyed BLAKE3 MAC under
@@ -24,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// What a cache entry holds: a whole compiled module (artifact format) or
-/// one compiled function.
+/// a pack of compiled functions.
 pub use kiln_environ::EntryKind as CacheKind;
 
 /// A cache entry as returned by [`Cache::get`].
@@ -47,9 +49,10 @@ pub struct CacheStats {
     pub module_hits: u64,
     /// Module lookups that found nothing.
     pub module_misses: u64,
-    /// Function lookups that found an entry.
+    /// Functions found in the function cache (one function pack lookup
+    /// finds all of a module's unchanged functions).
     pub function_hits: u64,
-    /// Function lookups that found nothing.
+    /// Functions looked for in the function cache and compiled.
     pub function_misses: u64,
     /// Bytes returned by lookups.
     pub bytes_read: u64,
@@ -109,6 +112,12 @@ pub trait Cache: Send + Sync {
     /// Records that a hit saved `saved` of compilation, and that an entry
     /// was rejected (`rejected`); called by Kiln after decoding an entry.
     fn record(&self, saved: Duration, rejected: bool);
+    /// Records that a compile found `hits` functions in the function
+    /// cache and compiled `misses`; called by Kiln once per compile that
+    /// missed the module cache. The default does nothing.
+    fn record_functions(&self, hits: u64, misses: u64) {
+        let _ = (hits, misses);
+    }
 }
 
 /// Counters shared by the built-in caches.
@@ -125,20 +134,21 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// Counts a lookup that found `found` bytes (or nothing). Function
+    /// hits and misses are counted per function, by [`Counters::functions`].
     pub(crate) fn lookup(&self, kind: CacheKind, found: Option<usize>) {
-        let (hit, miss) = match kind {
-            CacheKind::Module => (&self.module_hits, &self.module_misses),
-            CacheKind::Function => (&self.function_hits, &self.function_misses),
-        };
-        match found {
-            Some(n) => {
-                hit.fetch_add(1, Ordering::Relaxed);
-                self.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
-            }
-            None => {
-                miss.fetch_add(1, Ordering::Relaxed);
-            }
+        if kind == CacheKind::Module {
+            let counter = if found.is_some() { &self.module_hits } else { &self.module_misses };
+            counter.fetch_add(1, Ordering::Relaxed);
         }
+        if let Some(n) = found {
+            self.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn functions(&self, hits: u64, misses: u64) {
+        self.function_hits.fetch_add(hits, Ordering::Relaxed);
+        self.function_misses.fetch_add(misses, Ordering::Relaxed);
     }
 
     pub(crate) fn written(&self, n: usize) {

@@ -59,6 +59,10 @@ impl ModuleCode {
     pub fn new(text: &[u8], info: Arc<CompiledModuleInfo>, register: bool) -> io::Result<Box<ModuleCode>> {
         let len = text.len().max(1);
         let mmap = Mmap::accessible(round_up_to_page(len).ok_or_else(|| io::Error::other("code too large"))?)?;
+        // Every page is about to be written: one system call allocates them
+        // all instead of a page fault each (a fault costs over 1 µs in a
+        // virtual machine; a 60 MB text has 15,000 pages).
+        mmap.populate_write();
         // SAFETY: the mapping is fresh, read-write and at least `text.len()` long.
         unsafe { std::ptr::copy_nonoverlapping(text.as_ptr(), mmap.as_ptr(), text.len()) };
         mmap.make_executable(0, mmap.len())?;
@@ -208,6 +212,16 @@ impl MappedFile {
         // no contents.
         let _ = unsafe { rustix::mm::madvise(ptr, len, rustix::mm::Advice::LinuxHugepage) };
         Ok(MappedFile { ptr: std::ptr::NonNull::new(ptr.cast()).expect("mmap returned null"), len })
+    }
+
+    /// Maps every page of the file now, in one system call, instead of a
+    /// page fault at a time as they are first read (Linux
+    /// `MADV_POPULATE_READ`; advice only: older kernels refuse it, and
+    /// nothing changes). For files that are about to be read whole.
+    pub fn populate(&self) {
+        // SAFETY: the range is exactly this mapping; populating changes no
+        // contents.
+        let _ = unsafe { rustix::mm::madvise(self.ptr.as_ptr().cast(), self.len, rustix::mm::Advice::LinuxPopulateRead) };
     }
 
     /// The file's bytes.

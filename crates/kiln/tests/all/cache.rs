@@ -192,7 +192,7 @@ impl Cache for CollidingCache {
     fn get(&self, kind: CacheKind, _key: &[u8; 32]) -> Option<CacheEntry> {
         match kind {
             CacheKind::Module => self.last_module.lock().unwrap().clone().map(CacheEntry::Bytes),
-            CacheKind::Function => None,
+            CacheKind::Functions => None,
         }
     }
     fn put(&self, kind: CacheKind, _key: &[u8; 32], bytes: Vec<u8>) {
@@ -299,29 +299,57 @@ fn directory_cache_function_hits_keep_entries_from_eviction() -> Result<()> {
         let engine = Engine::new(&config)?;
         Module::new(&engine, &text)?;
     }
-    // Make every function entry look two hours old.
+    // One function pack; make it look two hours old, and drop the module
+    // entry so the next compile goes function by function.
     let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
-    let mut functions = Vec::new();
+    let mut packs = Vec::new();
     for sub in std::fs::read_dir(dir.join("functions"))?.flatten() {
         for e in std::fs::read_dir(sub.path())?.flatten() {
             std::fs::File::options().append(true).open(e.path())?.set_modified(two_hours_ago)?;
-            functions.push(e.path());
+            packs.push(e.path());
         }
     }
-    assert!(!functions.is_empty());
-    // An edit elsewhere in the module: the unchanged functions are hits,
-    // and their entries count as recently used again.
+    assert_eq!(packs.len(), 1, "{packs:?}");
+    for e in std::fs::read_dir(dir.join("modules"))?.flatten() {
+        std::fs::remove_file(e.path())?;
+    }
+    // Every function is a hit, so the pack is not rewritten: the hit
+    // itself marks it as recently used.
     let cache = Arc::new(DirectoryCache::new(&dir)?);
     let mut config = Config::new();
     config.cache(cache.clone());
     let engine = Engine::new(&config)?;
-    Module::new(&engine, text.replace("i32.const 3 i32.xor", "i32.const 5 i32.xor"))?;
-    assert!(cache.stats().function_hits >= 3);
-    let refreshed = functions
-        .iter()
-        .filter(|p| std::fs::metadata(p).and_then(|m| m.modified()).is_ok_and(|m| m > two_hours_ago + std::time::Duration::from_secs(3600)))
-        .count();
-    assert_eq!(refreshed as u64, cache.stats().function_hits);
+    Module::new(&engine, &text)?;
+    let s = cache.stats();
+    assert_eq!((s.function_hits, s.function_misses), (4, 0), "{s}");
+    let modified = std::fs::metadata(&packs[0])?.modified()?;
+    assert!(modified > two_hours_ago + std::time::Duration::from_secs(3600), "{modified:?}");
+    Ok(())
+}
+
+#[test]
+fn function_packs_keep_recent_functions_of_other_modules() -> Result<()> {
+    // Three modules of one environment compiled in turn: each compile
+    // after the first finds the others' functions still in the pack.
+    let cache = Arc::new(MemoryCache::new(64 << 20));
+    let mut config = Config::new();
+    config.cache(cache.clone());
+    let engine = Engine::new(&config)?;
+    let texts: Vec<String> = (0..3).map(|k| module_with(&format!("local.get 0 i32.const {} i32.rotl", k + 1))).collect();
+    for t in &texts {
+        Module::new(&engine, t)?;
+    }
+    // Only f3 differs between them. With a data segment added (another
+    // module entry, the same environment), every function of each is a hit.
+    let before = cache.stats();
+    for (k, t) in texts.iter().enumerate() {
+        let with_data = t.replacen("(module", &format!("(module (data \"{k}\")"), 1);
+        let edited = Module::new(&engine, &with_data)?;
+        assert_eq!(call(&engine, &edited, "f3", 1), 1 << (k + 1));
+    }
+    let after = cache.stats();
+    assert_eq!(after.function_misses - before.function_misses, 0, "{after}");
+    assert_eq!(after.function_hits - before.function_hits, 12, "{after}");
     Ok(())
 }
 
@@ -335,5 +363,146 @@ fn memory_cache_respects_its_budget() -> Result<()> {
         Module::new(&engine, module_with(&format!("local.get 0 i32.const {k} i32.add")))?;
         assert!(cache.size() <= 40_000);
     }
+    Ok(())
+}
+
+/// A module of `n` functions `f0`.. (each adds its own constant), with
+/// the constant of each function in `edited` changed.
+fn many_functions(n: usize, edited: &[usize]) -> String {
+    let mut text = String::from("(module");
+    for i in 0..n {
+        let c = if edited.contains(&i) { 1000 + i } else { i };
+        text.push_str(&format!(r#" (func (export "f{i}") (param i32) (result i32) local.get 0 i32.const {c} i32.add)"#));
+    }
+    text.push(')');
+    text
+}
+
+/// The function pack files of the directory cache at `dir`: (path, bytes).
+fn pack_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for sub in std::fs::read_dir(dir.join("functions")).expect("functions").flatten() {
+        for e in std::fs::read_dir(sub.path()).expect("fan-out").flatten() {
+            out.push((e.path(), std::fs::read(e.path()).expect("read")));
+        }
+    }
+    out.sort_by_key(|(_, b)| std::cmp::Reverse(b.len()));
+    out
+}
+
+#[test]
+fn edits_write_a_small_recent_pack_until_it_is_merged_into_the_base() -> Result<()> {
+    let dir = temp_dir("dircache-recent");
+    let compile = |text: &str| -> Result<CacheStats> {
+        let cache = Arc::new(DirectoryCache::new(&dir)?);
+        let mut config = Config::new();
+        config.cache(cache.clone());
+        let engine = Engine::new(&config)?;
+        let module = Module::new(&engine, text)?;
+        assert_eq!(call(&engine, &module, "f3", 1), if text.contains("i32.const 1003") { 1004 } else { 4 });
+        drop((module, engine, config));
+        cache.flush();
+        Ok(cache.stats())
+    };
+    let n = 40;
+    compile(&many_functions(n, &[]))?;
+    let packs = pack_files(&dir);
+    assert_eq!(packs.len(), 1, "a base pack only");
+    let base = packs[0].clone();
+    // Each edit (cumulative, as from one build to the next) compiles one
+    // function and rewrites only the recent pack, until that would pass a
+    // quarter of the base: then the two are merged.
+    let mut edited = Vec::new();
+    let mut merged_after = None;
+    for k in 0..n {
+        edited.push(k);
+        let s = compile(&many_functions(n, &edited))?;
+        assert_eq!((s.function_hits, s.function_misses), (n as u64 - 1, 1), "edit {k}: {s}");
+        let packs = pack_files(&dir);
+        if packs.len() == 1 {
+            merged_after = Some(k);
+            assert_ne!(packs[0].1, base.1, "a new base");
+            break;
+        }
+        assert_eq!(packs.len(), 2, "edit {k}");
+        assert_eq!(packs[0], base, "edit {k}: the base is untouched");
+        assert!(packs[1].1.len() * 4 <= base.1.len() + 4096, "edit {k}: the recent pack stays small");
+    }
+    let merged_after = merged_after.expect("merged at some point");
+    assert!(merged_after >= 3, "merged after {merged_after} edits");
+    // After the merge, everything is still found; an edit back to an
+    // earlier version (a module never compiled before) finds that version
+    // too, kept beside the new base's own functions.
+    let s = compile(&many_functions(n, &edited[1..]))?;
+    assert_eq!((s.function_hits, s.function_misses), (n as u64, 0), "{s}");
+    Ok(())
+}
+
+#[test]
+fn a_damaged_recent_pack_is_refused_and_the_base_still_used() -> Result<()> {
+    let dir = temp_dir("dircache-recent-damaged");
+    let compile = |text: &str| -> Result<CacheStats> {
+        let cache = Arc::new(DirectoryCache::new(&dir)?);
+        let mut config = Config::new();
+        config.cache(cache.clone());
+        let engine = Engine::new(&config)?;
+        let module = Module::new(&engine, text)?;
+        assert_eq!(call(&engine, &module, "f5", 1), if text.contains("i32.const 1005") { 1006 } else { 6 });
+        drop((module, engine, config));
+        cache.flush();
+        Ok(cache.stats())
+    };
+    compile(&many_functions(30, &[]))?;
+    let edited = many_functions(30, &[5]);
+    compile(&edited)?;
+    let packs = pack_files(&dir);
+    assert_eq!(packs.len(), 2);
+    let (recent, mut bytes) = packs[1].clone();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x20;
+    std::fs::write(&recent, &bytes)?;
+    for e in std::fs::read_dir(dir.join("modules"))?.flatten() {
+        std::fs::remove_file(e.path())?;
+    }
+    let s = compile(&edited)?;
+    assert_eq!((s.function_hits, s.function_misses, s.rejected), (29, 1, 1), "{s}");
+    Ok(())
+}
+
+#[test]
+fn a_cached_body_invalid_in_its_new_module_is_refused() -> Result<()> {
+    // `data.drop 0` is valid only in a module with a data segment 0. Both
+    // modules have one environment (data segments are not part of it) and
+    // the same bodies, so the second finds every function in the cache,
+    // and must still validate them.
+    let cache = Arc::new(MemoryCache::new(64 << 20));
+    let mut config = Config::new();
+    config.cache(cache.clone());
+    let engine = Engine::new(&config)?;
+    let f = r#"(func (export "f") data.drop 0) (func (export "g") (param i32) (result i32) local.get 0)"#;
+    Module::new(&engine, format!(r#"(module (memory 1) {f} (data "x"))"#))?;
+    let err = Module::new(&engine, format!("(module (memory 1) {f})")).unwrap_err();
+    assert!(format!("{err:#}").contains("data"), "{err:#}");
+    let s = cache.stats();
+    assert_eq!((s.function_hits, s.function_misses), (2, 2), "found in the cache, then refused: {s}");
+    Ok(())
+}
+
+#[test]
+fn functions_that_moved_are_found_by_key() -> Result<()> {
+    // A function inserted first (not exported, so the environment stays
+    // the same): every other function moves one place, misses the base's
+    // entry at its new position, and is found by its key.
+    let cache = Arc::new(MemoryCache::new(64 << 20));
+    let mut config = Config::new();
+    config.cache(cache.clone());
+    let engine = Engine::new(&config)?;
+    let text = many_functions(20, &[]);
+    Module::new(&engine, &text)?;
+    let before = cache.stats();
+    let moved = Module::new(&engine, text.replacen("(module", "(module (func (param i32) (result i32) i32.const 99)", 1))?;
+    let after = cache.stats();
+    assert_eq!((after.function_hits - before.function_hits, after.function_misses - before.function_misses), (20, 1), "{after}");
+    assert_eq!(call(&engine, &moved, "f7", 1), 8);
     Ok(())
 }

@@ -40,8 +40,8 @@ fn module_entry(root: &Path) -> PathBuf {
     entries[0].clone()
 }
 
-/// Every function entry file in the cache at `root`.
-fn function_entries(root: &Path) -> Vec<PathBuf> {
+/// Every function pack file in the cache at `root`.
+fn function_packs(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for d in std::fs::read_dir(root.join("functions")).expect("functions").flatten() {
         out.extend(std::fs::read_dir(d.path()).expect("fan-out dir").flatten().map(|e| e.path()));
@@ -116,7 +116,7 @@ fn cache_files_are_private() -> Result<()> {
     }
     assert_eq!(mode(&root.join("mac-key")), 0o600);
     assert_eq!(std::fs::read(root.join("mac-key"))?.len(), 32);
-    let entries: Vec<PathBuf> = std::iter::once(module_entry(&root)).chain(function_entries(&root)).collect();
+    let entries: Vec<PathBuf> = std::iter::once(module_entry(&root)).chain(function_packs(&root)).collect();
     assert!(entries.len() >= 2, "{entries:?}");
     for e in &entries {
         assert_eq!(mode(e), 0o600, "{}", e.display());
@@ -188,28 +188,62 @@ fn a_valid_entry_moved_to_another_key_is_refused() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn forged_function_entries_are_refused() -> Result<()> {
-    let root = temp_dir("functions");
+/// Compiles ADD_ONE into a fresh cache at `root`, removes its module
+/// entry (so the next compile goes function by function), lets `rewrite`
+/// change the one function pack, then compiles ADD_ONE again through a new
+/// cache object and checks the code still works. Returns that cache's
+/// counters.
+fn after_rewriting_the_function_pack(name: &str, rewrite: impl FnOnce(&Path, [u8; 32])) -> Result<CacheStats> {
+    let root = temp_dir(name);
     {
         let engine = engine_with(Arc::new(DirectoryCache::new(&root)?));
         call_f(&Module::new(&engine, ADD_ONE)?, 1);
     }
-    // Only the function cache is left, with patched, re-sealed code.
     std::fs::remove_file(module_entry(&root))?;
-    let functions = function_entries(&root);
-    for f in &functions {
-        let mut bytes = std::fs::read(f)?;
-        let n = bytes.len();
-        bytes[n - 1] ^= 0x40;
-        assert!(reseal_entry(&mut bytes, Some(&[7; 32]), EntryKind::Function, &key_of(f)));
-        std::fs::write(f, &bytes)?;
-    }
+    let packs = function_packs(&root);
+    assert_eq!(packs.len(), 1, "{packs:?}");
+    rewrite(&packs[0], key_of(&packs[0]));
     let cache = Arc::new(DirectoryCache::new(&root)?);
     let engine = engine_with(cache.clone());
     assert_eq!(call_f(&Module::new(&engine, ADD_ONE)?, 41), 42);
-    let s = cache.stats();
-    assert_eq!((s.function_hits, s.rejected), (functions.len() as u64, functions.len() as u64), "{s}");
+    Ok(cache.stats())
+}
+
+#[test]
+fn tampered_function_packs_are_refused() -> Result<()> {
+    // Patched code: left as is (the tag no longer matches), or re-sealed
+    // under a key of the attacker's own, or under the public key.
+    for (name, reseal_with) in [("pack-flipped", None), ("pack-other-key", Some(Some([7u8; 32]))), ("pack-public-key", Some(None))] {
+        let stats = after_rewriting_the_function_pack(name, |pack, key| {
+            let mut bytes = std::fs::read(pack).expect("read");
+            patch_code(&mut bytes);
+            if let Some(secret) = reseal_with {
+                assert!(reseal_entry(&mut bytes, secret.as_ref(), EntryKind::Functions, &key));
+            }
+            std::fs::write(pack, &bytes).expect("write");
+        })?;
+        assert_eq!((stats.function_hits, stats.function_misses, stats.rejected), (0, 1, 1), "{name}: {stats}");
+    }
+    // Untouched, for comparison: a hit.
+    let stats = after_rewriting_the_function_pack("pack-intact", |_, _| {})?;
+    assert_eq!((stats.function_hits, stats.function_misses, stats.rejected), (1, 0, 0), "{stats}");
+    Ok(())
+}
+
+#[test]
+fn a_valid_function_pack_moved_to_another_key_is_refused() -> Result<()> {
+    // A genuine pack of this cache, of a module with another environment
+    // (a memory), filed under ADD_ONE's pack key.
+    const WITH_MEMORY: &str = r#"(module (memory 1) (func (export "f") (param i32) (result i32) local.get 0 i32.const 1 i32.add))"#;
+    let stats = after_rewriting_the_function_pack("pack-moved", |pack, _| {
+        let root = pack.ancestors().nth(3).expect("root");
+        let engine = engine_with(Arc::new(DirectoryCache::new(root).expect("cache")));
+        assert_eq!(call_f(&Module::new(&engine, WITH_MEMORY).expect("compile"), 1), 2);
+        engine.cache().expect("cache").flush();
+        let other = function_packs(root).into_iter().find(|p| p != pack);
+        std::fs::copy(other.expect("second pack"), pack).expect("copy");
+    })?;
+    assert_eq!((stats.function_hits, stats.rejected), (0, 1), "{stats}");
     Ok(())
 }
 
