@@ -48,7 +48,9 @@ fn main() -> Result<()> {
 fn runs_out_of_fuel_on_the_big_one() -> Result<()> {
     let out = run()?;
     let lines: Vec<&str> = out.lines().collect();
-    let used = |line: &str, prefix: &str| -> Option<u64> { line.strip_prefix(prefix)?.strip_suffix(" fuel used")?.parse().ok() };
+    let used = |line: &str, prefix: &str| -> Option<u64> {
+        line.strip_prefix(prefix)?.strip_suffix(" fuel used")?.parse().ok()
+    };
     let (small, medium) = (used(lines[0], "fib(10) = 55, "), used(lines[1], "fib(15) = 610, "));
     assert!(matches!((small, medium), (Some(s), Some(m)) if 0 < s && s < m && m < FUEL), "{out}");
     assert_eq!(lines[2], "fib(30): out of fuel after 100000", "{out}");

@@ -21,7 +21,8 @@ fn run() -> Result<String> {
     // The store's data is what host functions share: here, the lines printed.
     let mut linker: Linker<Vec<String>> = Linker::new(&engine);
     linker.func_wrap("host", "print", |mut caller: Caller<'_, Vec<String>>, ptr: u32, len: u32| -> Result<()> {
-        let memory = caller.get_export("memory").and_then(|e| e.into_memory()).context("the guest exports no memory")?;
+        let memory =
+            caller.get_export("memory").and_then(|e| e.into_memory()).context("the guest exports no memory")?;
         let mut bytes = vec![0; len as usize];
         memory.read(&caller, ptr as usize, &mut bytes)?;
         caller.data_mut().push(String::from_utf8(bytes)?);

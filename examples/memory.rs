@@ -38,10 +38,16 @@ fn run() -> Result<String> {
 
     // Out-of-bounds accesses are errors, not crashes.
     let past_end = memory.data_size(&store);
-    out += &format!("write past the end: {}\n", if memory.write(&mut store, past_end, &[0]).is_err() { "refused" } else { "accepted" });
+    out += &format!(
+        "write past the end: {}\n",
+        if memory.write(&mut store, past_end, &[0]).is_err() { "refused" } else { "accepted" }
+    );
     let before = memory.grow(&mut store, 2)?;
     out += &format!("grown from {before} to {} pages ({} bytes)\n", memory.size(&store), memory.data_size(&store));
-    out += &format!("growing past the maximum: {}\n", if memory.grow(&mut store, 10).is_err() { "refused" } else { "accepted" });
+    out += &format!(
+        "growing past the maximum: {}\n",
+        if memory.grow(&mut store, 10).is_err() { "refused" } else { "accepted" }
+    );
     Ok(out)
 }
 

@@ -9,7 +9,8 @@ use anyhow::Result;
 use kiln::{Cache, Config, DirectoryCache, Engine, Instance, Module, Store};
 use std::sync::Arc;
 
-const ADD: &str = r#"(module (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1))))"#;
+const ADD: &str =
+    r#"(module (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1))))"#;
 
 fn add(engine: &Engine, module: &Module) -> Result<i32> {
     let mut store = Store::new(engine, ());
@@ -33,7 +34,12 @@ fn run() -> Result<String> {
         // The directory cache writes module entries in the background.
         cache.flush();
         let stats = cache.stats();
-        out += &format!("process {process}: add = {}, module hits {}, misses {}\n", add(&engine, &module)?, stats.module_hits, stats.module_misses);
+        out += &format!(
+            "process {process}: add = {}, module hits {}, misses {}\n",
+            add(&engine, &module)?,
+            stats.module_hits,
+            stats.module_misses
+        );
     }
 
     // The unsafe way: bytes that are machine code.

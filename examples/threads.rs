@@ -51,6 +51,9 @@ fn main() -> Result<()> {
 
 #[test]
 fn every_thread_gets_its_own_instance() -> Result<()> {
-    assert_eq!(run()?, "thread 1: work(1) = 102\nthread 2: work(2) = 203\nthread 3: work(3) = 304\nthread 4: work(4) = 405\n");
+    assert_eq!(
+        run()?,
+        "thread 1: work(1) = 102\nthread 2: work(2) = 203\nthread 3: work(3) = 304\nthread 4: work(4) = 405\n"
+    );
     Ok(())
 }

@@ -34,7 +34,9 @@ fn calls(c: &mut Criterion) {
     g.bench_function("host_to_wasm_typed_add", |b| {
         b.iter(|| add.call(&mut store, (black_box(1), black_box(2))).expect("call"))
     });
-    g.bench_function("host_to_wasm_untyped_nop", |b| b.iter(|| nop_untyped.call(&mut store, &[], &mut []).expect("call")));
+    g.bench_function("host_to_wasm_untyped_nop", |b| {
+        b.iter(|| nop_untyped.call(&mut store, &[], &mut []).expect("call"))
+    });
     g.throughput(Throughput::Elements(1000));
     g.bench_function("wasm_to_host_nop_x1000", |b| b.iter(|| call_host.call(&mut store, 1000).expect("call")));
     g.finish();

@@ -3,7 +3,10 @@
 //! module imports anything) plus `InstancePre::instantiate`, dropped
 //! afterwards — the same work Wasmtime's peer runner times.
 
-use kiln::{Config, DirectoryCache, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig, Store};
+use kiln::{
+    Config, DirectoryCache, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig,
+    Store,
+};
 use kiln_wasi::{WasiCtx, WasiCtxBuilder};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -12,8 +12,8 @@
 //! does from one build to the next while someone works on it.
 
 use wasm_encoder::{
-    BlockType, CodeSection, ExportKind, ExportSection, Function, FunctionSection, Instruction, MemArg, MemArgTarget, MemorySection,
-    MemoryType, Module, TypeSection, ValType,
+    BlockType, CodeSection, ExportKind, ExportSection, Function, FunctionSection, Instruction, MemArg, MemArgTarget,
+    MemorySection, MemoryType, Module, TypeSection, ValType,
 };
 
 /// The signatures functions take turns with: `(params, has a result)`.
@@ -109,7 +109,10 @@ fn small_function(i: u32, constant: i32, rng: &mut Rng) -> Function {
     f.instruction(&I::I32Load(mem(u64::from(rng.below(64)) * 4)));
     f.instruction(&I::I32Const(constant)).instruction(&I::I32Add).instruction(&I::LocalSet(t));
     if params == 2 {
-        f.instruction(&I::LocalGet(t)).instruction(&I::LocalGet(1)).instruction(&I::I32Xor).instruction(&I::LocalSet(t));
+        f.instruction(&I::LocalGet(t))
+            .instruction(&I::LocalGet(1))
+            .instruction(&I::I32Xor)
+            .instruction(&I::LocalSet(t));
     }
     for _ in 0..1 + rng.below(2) {
         if i == 0 {
@@ -129,17 +132,26 @@ fn small_function(i: u32, constant: i32, rng: &mut Rng) -> Function {
             f.instruction(&I::If(BlockType::Empty));
             f.instruction(&I::LocalGet(t)).instruction(&I::I32Const(rng.below(31) as i32 + 1)).instruction(&I::I32Rotl);
             f.instruction(&I::LocalSet(t)).instruction(&I::Else);
-            f.instruction(&I::LocalGet(t)).instruction(&I::I32Const(0x9e37)).instruction(&I::I32Mul).instruction(&I::LocalSet(t));
+            f.instruction(&I::LocalGet(t))
+                .instruction(&I::I32Const(0x9e37))
+                .instruction(&I::I32Mul)
+                .instruction(&I::LocalSet(t));
             f.instruction(&I::End);
         }
         1 => {
             // A loop of at most 7 rounds, counted down in `a`.
-            f.instruction(&I::LocalGet(t)).instruction(&I::I32Const(7)).instruction(&I::I32And).instruction(&I::LocalSet(a));
+            f.instruction(&I::LocalGet(t))
+                .instruction(&I::I32Const(7))
+                .instruction(&I::I32And)
+                .instruction(&I::LocalSet(a));
             f.instruction(&I::Block(BlockType::Empty)).instruction(&I::Loop(BlockType::Empty));
             f.instruction(&I::LocalGet(a)).instruction(&I::I32Eqz).instruction(&I::BrIf(1));
             f.instruction(&I::LocalGet(t)).instruction(&I::LocalGet(a)).instruction(&I::I32Mul);
             f.instruction(&I::I32Const(3)).instruction(&I::I32Add).instruction(&I::LocalSet(t));
-            f.instruction(&I::LocalGet(a)).instruction(&I::I32Const(1)).instruction(&I::I32Sub).instruction(&I::LocalSet(a));
+            f.instruction(&I::LocalGet(a))
+                .instruction(&I::I32Const(1))
+                .instruction(&I::I32Sub)
+                .instruction(&I::LocalSet(a));
             f.instruction(&I::Br(0)).instruction(&I::End).instruction(&I::End);
         }
         _ => {
@@ -185,7 +197,9 @@ mod tests {
             wasmparser::Parser::new(0)
                 .parse_all(w)
                 .filter_map(|p| match p {
-                    Ok(wasmparser::Payload::CodeSectionEntry(b)) => Some(w[b.range().start as usize..b.range().end as usize].to_vec()),
+                    Ok(wasmparser::Payload::CodeSectionEntry(b)) => {
+                        Some(w[b.range().start as usize..b.range().end as usize].to_vec())
+                    }
                     _ => None,
                 })
                 .collect()
@@ -194,8 +208,13 @@ mod tests {
         for edits in 1..=5 {
             let edited = many_funcs_wasm(300, edits);
             wasmparser::Validator::new().validate_all(&edited).expect("valid");
-            let changed: Vec<usize> =
-                bodies(&previous).iter().zip(bodies(&edited)).enumerate().filter(|(_, (a, b))| *a != b).map(|(i, _)| i).collect();
+            let changed: Vec<usize> = bodies(&previous)
+                .iter()
+                .zip(bodies(&edited))
+                .enumerate()
+                .filter(|(_, (a, b))| *a != b)
+                .map(|(i, _)| i)
+                .collect();
             assert_eq!(changed, vec![edited_function(300, edits) as usize]);
             previous = edited;
         }

@@ -116,13 +116,19 @@ fn report() {
         let r = r.borrow();
         let get = |round: usize, name: &str| r.iter().find(|(k, n, _)| *k == round && n == name).map(|e| e.2);
         println!("\nhost-to-wasm typed calls, thread CPU time, median ns per call:");
-        println!("{:>5} {:>9} {:>9} {:>7} {:>9} {:>9} {:>7}", "round", "kiln nop", "wt nop", "ratio", "kiln add", "wt add", "ratio");
+        println!(
+            "{:>5} {:>9} {:>9} {:>7} {:>9} {:>9} {:>7}",
+            "round", "kiln nop", "wt nop", "ratio", "kiln add", "wt add", "ratio"
+        );
         let mut ratios = (vec![], vec![]);
         let mut kn = vec![];
         for round in 0..ROUNDS {
-            let (Some(a), Some(b), Some(c), Some(d)) =
-                (get(round, "kiln_nop"), get(round, "wasmtime_nop"), get(round, "kiln_add"), get(round, "wasmtime_add"))
-            else {
+            let (Some(a), Some(b), Some(c), Some(d)) = (
+                get(round, "kiln_nop"),
+                get(round, "wasmtime_nop"),
+                get(round, "kiln_add"),
+                get(round, "wasmtime_add"),
+            ) else {
                 continue;
             };
             println!("{round:>5} {a:>9.2} {b:>9.2} {:>7.3} {c:>9.2} {d:>9.2} {:>7.3}", a / b, c / d);

@@ -124,7 +124,9 @@ fn options() -> Options {
             "--runs" => o.runs = number(value()).max(1),
             "--dir" => o.dir = value().into(),
             "--keep" => o.keep = true,
-            _ => fail(&format!("unknown argument {a}; usage: edit-bench [--kiln PATH] [--funcs N] [--runs R] [--dir WORK] [--keep]")),
+            _ => fail(&format!(
+                "unknown argument {a}; usage: edit-bench [--kiln PATH] [--funcs N] [--runs R] [--dir WORK] [--keep]"
+            )),
         }
     }
     o
@@ -136,7 +138,8 @@ fn main() {
     std::fs::create_dir_all(&o.dir).unwrap_or_else(|e| fail(&format!("cannot create {}: {e}", o.dir.display())));
     let write = |edits: u32| -> PathBuf {
         let path = o.dir.join(format!("edit-{edits}.wasm"));
-        std::fs::write(&path, many_funcs_wasm(o.funcs, edits)).unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", path.display())));
+        std::fs::write(&path, many_funcs_wasm(o.funcs, edits))
+            .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", path.display())));
         path
     };
     let base = write(0);

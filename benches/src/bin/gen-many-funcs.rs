@@ -35,6 +35,10 @@ fn main() {
     }
     match edits {
         0 => println!("{out}: {} bytes, {funcs} functions", wasm.len()),
-        k => println!("{out}: {} bytes, {funcs} functions, {k} edits, the last to function {}", wasm.len(), edited_function(funcs, k)),
+        k => println!(
+            "{out}: {} bytes, {funcs} functions, {k} edits, the last to function {}",
+            wasm.len(),
+            edited_function(funcs, k)
+        ),
     }
 }

@@ -76,7 +76,10 @@ fn main() -> anyhow::Result<()> {
     }
 
     println!("µs per instance (Store + instantiate + drop), median of {BATCHES} batches of {iters}");
-    println!("{:<40} {:<10} {:>9} {:>9} {:>9} {:>10} {:>9}", "module", "allocator", "1 thread", "2 threads", "scaling", "wasmtime", "ratio");
+    println!(
+        "{:<40} {:<10} {:>9} {:>9} {:>9} {:>10} {:>9}",
+        "module", "allocator", "1 thread", "2 threads", "scaling", "wasmtime", "ratio"
+    );
     for (label, path) in &modules {
         let wasm = std::fs::read(path)?;
         for allocation in [Allocation::OnDemand, Allocation::Pooling] {

@@ -37,7 +37,8 @@ const IGNORED: &[&str] = &[
 ///
 /// The file cannot be read, or does not parse (the message names the line).
 pub fn read(path: &Path) -> Result<CacheConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read cache configuration {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read cache configuration {}", path.display()))?;
     parse(&text).with_context(|| format!("in cache configuration {}", path.display()))
 }
 
@@ -77,7 +78,9 @@ pub fn parse(text: &str) -> Result<CacheConfig> {
                 }
                 config.directory = Some(dir);
             }
-            "files-total-size-soft-limit" => config.max_bytes = Some(disk_space(&string(value).with_context(at)?).with_context(at)?),
+            "files-total-size-soft-limit" => {
+                config.max_bytes = Some(disk_space(&string(value).with_context(at)?).with_context(at)?)
+            }
             k if IGNORED.contains(&k) => {}
             other => bail!("{}: unknown setting `{other}`", at()),
         }

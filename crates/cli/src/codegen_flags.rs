@@ -19,14 +19,22 @@ pub struct CodegenFlags {
 }
 
 const OPTIONS: &[OptionHelp] = &[
-    OptionHelp { key: "cache", value: "[=y|n]", help: "use the compilation cache (default y); `cache=n` is --no-cache" },
+    OptionHelp {
+        key: "cache",
+        value: "[=y|n]",
+        help: "use the compilation cache (default y); `cache=n` is --no-cache",
+    },
     OptionHelp {
         key: "cache-config",
         value: "=FILE",
         help: "Wasmtime cache configuration (TOML): its [cache] directory and files-total-size-soft-limit",
     },
     OptionHelp { key: "parallel-compilation", value: "[=y|n]", help: "compile functions on all cores (default y)" },
-    OptionHelp { key: "cranelift-debug-verifier", value: "[=y|n]", help: "check Cranelift's IR of every function (slow)" },
+    OptionHelp {
+        key: "cranelift-debug-verifier",
+        value: "[=y|n]",
+        help: "check Cranelift's IR of every function (slow)",
+    },
 ];
 
 impl CodegenFlags {

@@ -16,7 +16,12 @@ use std::path::Path;
 ///
 /// The file cannot be read, does not compile, is an artifact without
 /// `allow_precompiled`, or is an artifact this Kiln cannot load.
-pub fn load_module(engine: &Engine, path: &Path, allow_precompiled: bool, progress: &CompileProgress) -> Result<Module> {
+pub fn load_module(
+    engine: &Engine,
+    path: &Path,
+    allow_precompiled: bool,
+    progress: &CompileProgress,
+) -> Result<Module> {
     let bytes = std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
     if !Module::is_precompiled(&bytes) {
         return compile(engine, path, &bytes, progress);

@@ -45,7 +45,8 @@ impl<'a> Item<'a> {
     ///
     /// No `=VALUE` was given.
     pub fn value(&self) -> Result<&'a str> {
-        self.value.ok_or_else(|| anyhow!("`-{} {}` needs a value: `-{} {}=VALUE`", self.flag, self.key, self.flag, self.key))
+        self.value
+            .ok_or_else(|| anyhow!("`-{} {}` needs a value: `-{} {}=VALUE`", self.flag, self.key, self.flag, self.key))
     }
 
     /// The value parsed by `parse`, with the option named in the error.

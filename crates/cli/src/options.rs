@@ -2,13 +2,13 @@
 //! the compilation cache (Kiln's spellings; `-W` and `-C` set the same
 //! things Wasmtime's way and are merged in here).
 
+use crate::wasm_flags::WasmSettings;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use kiln::{Config, DirectoryCache, EpochTicker, LimitExceeded, Store, StoreLimits, StoreLimitsBuilder, TrapCode};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use crate::wasm_flags::WasmSettings;
 
 /// Epoch tick of `--timeout`: interruption lands within one tick of the deadline.
 const TICK: Duration = Duration::from_millis(5);
@@ -163,7 +163,9 @@ impl LimitFlags {
     pub fn describe(&self, code: TrapCode) -> Option<String> {
         match code {
             TrapCode::OutOfFuel => self.fuel.map(|f| format!("the program used up its fuel (--fuel {f})")),
-            TrapCode::Interrupt => self.timeout.map(|t| format!("the program ran past its time limit (--timeout {t:?})")),
+            TrapCode::Interrupt => {
+                self.timeout.map(|t| format!("the program ran past its time limit (--timeout {t:?})"))
+            }
             TrapCode::StackOverflow => {
                 self.max_wasm_stack.map(|s| format!("the program exhausted its stack (--max-wasm-stack {s} bytes)"))
             }
@@ -258,7 +260,11 @@ impl CacheFlags {
         if let Some(d) = dir {
             match &self.cache_dir {
                 Some(given) if *given != d => {
-                    bail!("--cache-dir {} and the cache configuration's directory {} differ", given.display(), d.display())
+                    bail!(
+                        "--cache-dir {} and the cache configuration's directory {} differ",
+                        given.display(),
+                        d.display()
+                    )
                 }
                 _ => self.cache_dir = Some(d),
             }

@@ -27,7 +27,8 @@ impl CompileProgress {
     /// A watcher for compiling `what` (shown by its file name), keeping
     /// timings if `timings` is set.
     pub fn new(what: &std::path::Path, timings: bool) -> CompileProgress {
-        let delay = std::env::var("KILN_PROGRESS_AFTER").ok().and_then(|v| parse_duration(&v).ok()).unwrap_or(DEFAULT_DELAY);
+        let delay =
+            std::env::var("KILN_PROGRESS_AFTER").ok().and_then(|v| parse_duration(&v).ok()).unwrap_or(DEFAULT_DELAY);
         let bar = std::io::stderr().is_terminal().then(|| {
             let style = ProgressStyle::with_template("compiling {msg} [{wide_bar}] {pos}/{len} functions ({elapsed})")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -47,7 +48,10 @@ impl CompileProgress {
 
     /// Shows the bar once compiling has taken longer than the delay.
     fn show_if_slow(&self, bar: &ProgressBar) {
-        if !self.shown.load(Ordering::Relaxed) && self.started.elapsed() >= self.delay && !self.shown.swap(true, Ordering::Relaxed) {
+        if !self.shown.load(Ordering::Relaxed)
+            && self.started.elapsed() >= self.delay
+            && !self.shown.swap(true, Ordering::Relaxed)
+        {
             bar.set_draw_target(ProgressDrawTarget::stderr());
         }
     }

@@ -1,13 +1,15 @@
 //! `kiln run`.
 
-use anyhow::{Context, Result, anyhow, bail};
-use clap::Args;
 use crate::engine_flags::EngineFlags;
 use crate::options::LimitFlags;
 use crate::progress::CompileProgress;
 use crate::unknown_imports::{UnknownImportCalled, UnknownImports};
 use crate::wasi_flags::{WasiFlags, WasiSettings};
-use kiln::{Engine, ExternType, Func, Instance, LimitExceeded, Linker, Module, Store, StoreLimits, Trap, TrapCode, Val, ValType};
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use kiln::{
+    Engine, ExternType, Func, Instance, LimitExceeded, Linker, Module, Store, StoreLimits, Trap, TrapCode, Val, ValType,
+};
 use kiln_wasi::{DirPerms, I32Exit, ThreadExit, WasiCtx, WasiCtxBuilder, WasiThreads};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -106,7 +108,9 @@ impl RunCommand {
         let (mut config, wasm) = self.engine.resolve()?;
         let wasi = self.wasi.parse()?;
         if wasi.inherit_network {
-            eprintln!("warning: -S inherit-network has no effect: WASI preview 1 programs cannot open sockets (see -S tcplisten)");
+            eprintln!(
+                "warning: -S inherit-network has no effect: WASI preview 1 programs cannot open sockets (see -S tcplisten)"
+            );
         }
         let unknown = UnknownImports {
             trap: self.trap_unknown_imports || wasm.unknown_imports_trap,
@@ -132,7 +136,13 @@ impl RunCommand {
 
     /// Instantiates `module` with WASI and runs it (or the `--invoke`d
     /// function).
-    fn run_module(&self, engine: &Engine, module: &Module, wasi: &WasiSettings, unknown: UnknownImports) -> Result<ExitCode> {
+    fn run_module(
+        &self,
+        engine: &Engine,
+        module: &Module,
+        wasi: &WasiSettings,
+        unknown: UnknownImports,
+    ) -> Result<ExitCode> {
         if !wasi.threads {
             if kiln_wasi::uses_threads(module) {
                 bail!(
@@ -341,7 +351,9 @@ fn exit_status(limits: &LimitFlags, e: anyhow::Error) -> u8 {
     };
     match (trap.code(), &limits.describe(trap.code())) {
         (_, Some(limit)) => eprintln!("error: {limit}\n{e:#}"),
-        (TrapCode::StackOverflow, None) => eprintln!("error: {e:#}\n(the wasm stack limit can be raised with --max-wasm-stack)"),
+        (TrapCode::StackOverflow, None) => {
+            eprintln!("error: {e:#}\n(the wasm stack limit can be raised with --max-wasm-stack)")
+        }
         _ => eprintln!("error: {e:#}"),
     }
     TRAP_EXIT

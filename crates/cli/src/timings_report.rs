@@ -38,7 +38,11 @@ pub fn format(timings: &CompileTimings, write: Option<Duration>, total: Duration
         let count = |o: FunctionOutcome| functions.iter().filter(|f| f.outcome == o).count();
         let compiled = count(FunctionOutcome::Compiled);
         let (translate, codegen) = timings.function_totals();
-        row("parse/validate", timings.phase(CompilePhase::Text) + timings.phase(CompilePhase::Parse), "text format, module sections");
+        row(
+            "parse/validate",
+            timings.phase(CompilePhase::Text) + timings.phase(CompilePhase::Parse),
+            "text format, module sections",
+        );
         row("translate", translate, &format!("wasm to Cranelift IR, summed over {compiled} compiled function(s)"));
         row("cranelift", codegen, "IR to machine code, summed over the same");
         let reused = format!(

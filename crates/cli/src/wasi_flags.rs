@@ -56,11 +56,23 @@ impl Default for WasiSettings {
 
 const OPTIONS: &[OptionHelp] = &[
     OptionHelp { key: "threads", value: "[=y|n]", help: "wasi-threads (thread-spawn, shared memories)" },
-    OptionHelp { key: "inherit-env", value: "[=y|n]", help: "pass the host's whole environment (--env still adds or overrides)" },
+    OptionHelp {
+        key: "inherit-env",
+        value: "[=y|n]",
+        help: "pass the host's whole environment (--env still adds or overrides)",
+    },
     OptionHelp { key: "tcplisten", value: "=ADDR", help: "a listening socket for sock_accept; same as --tcplisten" },
     OptionHelp { key: "inherit-stdin", value: "[=y|n]", help: "standard input is the host's (default y; n: empty)" },
-    OptionHelp { key: "inherit-stdout", value: "[=y|n]", help: "standard output is the host's (default y; n: discarded)" },
-    OptionHelp { key: "inherit-stderr", value: "[=y|n]", help: "standard error is the host's (default y; n: discarded)" },
+    OptionHelp {
+        key: "inherit-stdout",
+        value: "[=y|n]",
+        help: "standard output is the host's (default y; n: discarded)",
+    },
+    OptionHelp {
+        key: "inherit-stderr",
+        value: "[=y|n]",
+        help: "standard error is the host's (default y; n: discarded)",
+    },
     OptionHelp { key: "cli", value: "[=y|n]", help: "provide WASI at all (default y)" },
     OptionHelp {
         key: "inherit-network",

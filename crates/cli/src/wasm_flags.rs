@@ -74,15 +74,35 @@ const FEATURES: &[OptionHelp] = &[
 /// How wasm runs.
 const EXECUTION: &[OptionHelp] = &[
     OptionHelp { key: "fuel", value: "=N", help: "trap after N units of fuel (~N instructions); same as --fuel" },
-    OptionHelp { key: "timeout", value: "=D", help: "trap after D of wall time (2s, 100ms; plain N is seconds); same as --timeout" },
+    OptionHelp {
+        key: "timeout",
+        value: "=D",
+        help: "trap after D of wall time (2s, 100ms; plain N is seconds); same as --timeout",
+    },
     OptionHelp { key: "max-memory-size", value: "=N", help: "bytes each memory may grow to; same as --max-memory" },
-    OptionHelp { key: "max-table-elements", value: "=N", help: "elements each table may have; same as --max-table-elements" },
+    OptionHelp {
+        key: "max-table-elements",
+        value: "=N",
+        help: "elements each table may have; same as --max-table-elements",
+    },
     OptionHelp { key: "max-wasm-stack", value: "=N", help: "bytes of stack wasm may use; same as --max-wasm-stack" },
-    OptionHelp { key: "epoch-interruption", value: "[=y|n]", help: "compile in epoch interruption (implied by timeout)" },
+    OptionHelp {
+        key: "epoch-interruption",
+        value: "[=y|n]",
+        help: "compile in epoch interruption (implied by timeout)",
+    },
     OptionHelp { key: "nan-canonicalization", value: "[=y|n]", help: "canonical NaNs from float operations" },
     OptionHelp { key: "relaxed-simd-deterministic", value: "[=y|n]", help: "relaxed SIMD results equal on every host" },
-    OptionHelp { key: "unknown-imports-trap", value: "[=y|n]", help: "imported functions nothing provides trap when called; same as --trap-unknown-imports" },
-    OptionHelp { key: "unknown-imports-default", value: "[=y|n]", help: "imports nothing provides get default values; same as --default-values-unknown-imports" },
+    OptionHelp {
+        key: "unknown-imports-trap",
+        value: "[=y|n]",
+        help: "imported functions nothing provides trap when called; same as --trap-unknown-imports",
+    },
+    OptionHelp {
+        key: "unknown-imports-default",
+        value: "[=y|n]",
+        help: "imports nothing provides get default values; same as --default-values-unknown-imports",
+    },
 ];
 
 /// Wasmtime proposals Kiln does not implement: turning them off is
@@ -128,7 +148,9 @@ impl WasmSettings {
             "timeout" => self.timeout = Some(item.parsed(parse_duration)?),
             "max-memory-size" => self.max_memory_size = Some(item.parsed(parse_size)?),
             "max-wasm-stack" => self.max_wasm_stack = Some(item.parsed(parse_size)?),
-            "max-table-elements" => self.max_table_elements = Some(item.parsed(|v| Ok(usize::try_from(parse_count(v)?)?))?),
+            "max-table-elements" => {
+                self.max_table_elements = Some(item.parsed(|v| Ok(usize::try_from(parse_count(v)?)?))?)
+            }
             "unknown-imports-trap" => self.unknown_imports_trap = item.bool()?,
             "unknown-imports-default" => self.unknown_imports_default = item.bool()?,
             "epoch-interruption" => self.switches.push(Switch::EpochInterruption(item.bool()?)),
@@ -205,7 +227,9 @@ impl WasmSettings {
 
 /// `-W`'s value parser: the argument, or `help`.
 fn wasm_spec(arg: &str) -> Result<String> {
-    opt_group::spec_or_help(arg, || opt_group::help_text('W', "wasm", &[("WebAssembly features", FEATURES), ("Execution", EXECUTION)]))
+    opt_group::spec_or_help(arg, || {
+        opt_group::help_text('W', "wasm", &[("WebAssembly features", FEATURES), ("Execution", EXECUTION)])
+    })
 }
 
 #[cfg(test)]
@@ -214,7 +238,8 @@ mod tests {
 
     #[test]
     fn features_and_execution_options_mix() -> Result<()> {
-        let s = WasmFlags::from_specs(&["simd=n,fuel=1_000", "timeout=2", "memory64", "max-memory-size=0x10000"]).parse()?;
+        let s = WasmFlags::from_specs(&["simd=n,fuel=1_000", "timeout=2", "memory64", "max-memory-size=0x10000"])
+            .parse()?;
         assert_eq!(s.fuel, Some(1000));
         assert_eq!(s.timeout, Some(Duration::from_secs(2)));
         assert_eq!(s.max_memory_size, Some(65536));
@@ -224,7 +249,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_option() {
-        let err = |spec: &str| WasmFlags::from_specs(&[spec]).parse().err().map(|e| format!("{e:#}")).unwrap_or_default();
+        let err =
+            |spec: &str| WasmFlags::from_specs(&[spec]).parse().err().map(|e| format!("{e:#}")).unwrap_or_default();
         assert!(err("fuel=lots").contains("`-W fuel=lots`"), "{}", err("fuel=lots"));
         assert!(err("fuel").contains("needs a value"));
         assert!(err("simd=maybe").contains("not y or n"));

@@ -1,8 +1,8 @@
 //! `kiln wast`.
 
+use crate::wasm_flags::WasmFlags;
 use anyhow::{Result, bail};
 use clap::Args;
-use crate::wasm_flags::WasmFlags;
 use kiln_wast::WastContext;
 use std::path::PathBuf;
 use std::process::ExitCode;

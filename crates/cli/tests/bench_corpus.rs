@@ -60,7 +60,14 @@ fn on_path(tool: &str) -> bool {
 fn clang_links_wasi(scratch: &Path) -> bool {
     let (c, wasm) = (scratch.join("probe.c"), scratch.join("probe.wasm"));
     std::fs::write(&c, "#include <stdio.h>\nint main(void) { puts(\"ok\"); return 0; }\n").is_ok()
-        && Command::new("clang").arg("--target=wasm32-wasi").arg("-O2").arg(&c).arg("-o").arg(&wasm).output().is_ok_and(|o| o.status.success())
+        && Command::new("clang")
+            .arg("--target=wasm32-wasi")
+            .arg("-O2")
+            .arg(&c)
+            .arg("-o")
+            .arg(&wasm)
+            .output()
+            .is_ok_and(|o| o.status.success())
 }
 
 /// What of the toolchain `build.sh` needs is missing (nothing when
@@ -97,7 +104,8 @@ fn run_build(dir: &Path, inputs: &BTreeMap<PathBuf, Vec<u8>>) -> Result<(), Data
     let broken = |what: String| DataError::Broken(format!("building the bench corpus in {}: {what}", dir.display()));
     let _ = std::fs::remove_dir_all(dir);
     write_inputs(dir, inputs).map_err(|e| broken(e.to_string()))?;
-    let out = Command::new("bash").arg("build.sh").current_dir(dir).output().map_err(|e| broken(format!("bash: {e}")))?;
+    let out =
+        Command::new("bash").arg("build.sh").current_dir(dir).output().map_err(|e| broken(format!("bash: {e}")))?;
     if !out.status.success() {
         return Err(broken(format!("build.sh failed ({}):\n{}", out.status, tail(&out))));
     }
@@ -146,7 +154,8 @@ fn text(out: &[u8]) -> String {
 /// Runs `wasm` with `kiln run` and `native`, and compares.
 fn compare(wasm: &Path, native: &Path) -> Result<(), Failed> {
     let expected = Command::new(native).output().map_err(|e| format!("{}: {e}", native.display()))?;
-    let got = Command::new(env!("CARGO_BIN_EXE_kiln")).arg("run").arg(wasm).output().map_err(|e| format!("kiln: {e}"))?;
+    let got =
+        Command::new(env!("CARGO_BIN_EXE_kiln")).arg("run").arg(wasm).output().map_err(|e| format!("kiln: {e}"))?;
     if got.status.code() != expected.status.code() || got.stdout != expected.stdout {
         return Err(format!(
             "kiln run: {}, stdout {:?}\nnative: {}, stdout {:?}\nkiln's stderr:\n{}",

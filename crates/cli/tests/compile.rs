@@ -28,9 +28,13 @@ fn module_entries(cache: &Path) -> String {
 /// A module of `n` named functions with some arithmetic each (no two
 /// alike), and one unnamed function (index `n`).
 fn many_functions(dir: &Path, n: usize) -> PathBuf {
-    let body = |k: usize| format!("(local.set 1 (i32.add (local.get 1) (i32.mul (local.get 0) (i32.const {k}))))\n").repeat(40);
+    let body = |k: usize| {
+        format!("(local.set 1 (i32.add (local.get 1) (i32.mul (local.get 0) (i32.const {k}))))\n").repeat(40)
+    };
     let funcs: String = (0..n)
-        .map(|i| format!("(func $work_{i} (export \"f{i}\") (param i32) (result i32) (local i32) {} local.get 1)\n", body(i)))
+        .map(|i| {
+            format!("(func $work_{i} (export \"f{i}\") (param i32) (result i32) (local i32) {} local.get 1)\n", body(i))
+        })
         .collect();
     let p = dir.join("many.wat");
     let anon = format!("(func (export \"anon\") (param i32) (result i32) (local i32) {} local.get 1)", body(n));
@@ -56,7 +60,8 @@ fn compile_uses_the_cache_like_run() {
     assert_eq!((code, stdout.as_str()), (0, "55\n"));
     assert!(err.contains("module found in the cache"), "{err}");
     assert_eq!(module_entries(&cache), "modules:   1 entries, 0.0 MiB");
-    let (code, stdout, _) = run(kiln(&cache).args(["run", "--allow-precompiled"]).arg(&out).args(["--invoke", "fib", "10"]));
+    let (code, stdout, _) =
+        run(kiln(&cache).args(["run", "--allow-precompiled"]).arg(&out).args(["--invoke", "fib", "10"]));
     assert_eq!((code, stdout.as_str()), (0, "55\n"));
 
     // --no-cache, -C cache=n: compiled from scratch, nothing written.
@@ -69,7 +74,8 @@ fn compile_uses_the_cache_like_run() {
     }
     // --cache-dir wins over KILN_CACHE_DIR.
     let chosen = dir.path().join("chosen");
-    let (code, _, err) = run(kiln(&cache).arg("compile").arg("--cache-dir").arg(&chosen).arg(fib()).arg("-o").arg(&out));
+    let (code, _, err) =
+        run(kiln(&cache).arg("compile").arg("--cache-dir").arg(&chosen).arg(fib()).arg("-o").arg(&out));
     assert_eq!(code, 0, "{err}");
     assert_eq!(module_entries(&chosen), "modules:   1 entries, 0.0 MiB");
 }
@@ -79,18 +85,25 @@ fn timings_report_phases_and_the_slowest_functions() {
     let dir = tempfile::tempdir().expect("tempdir");
     let many = many_functions(dir.path(), 12);
     let out = dir.path().join("many.cwasm");
-    let (code, stdout, err) = run(kiln(&dir.path().join("cache")).args(["compile", "--timings"]).arg(&many).arg("-o").arg(&out));
+    let (code, stdout, err) =
+        run(kiln(&dir.path().join("cache")).args(["compile", "--timings"]).arg(&many).arg("-o").arg(&out));
     assert_eq!((code, stdout.as_str()), (0, ""), "{err}");
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines[0], "compile timings:", "{err}");
-    let phases: Vec<&str> = lines[1..].iter().take_while(|l| l.starts_with("  ")).filter_map(|l| l.split_whitespace().next()).collect();
-    assert_eq!(phases, ["parse/validate", "translate", "cranelift", "functions", "link", "cache", "write", "total"], "{err}");
+    let phases: Vec<&str> =
+        lines[1..].iter().take_while(|l| l.starts_with("  ")).filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(
+        phases,
+        ["parse/validate", "translate", "cranelift", "functions", "link", "cache", "write", "total"],
+        "{err}"
+    );
     for l in &lines[1..=phases.len()] {
         let time = l.split_whitespace().nth(1).unwrap_or_default();
         assert!(time.parse::<f64>().is_ok() && l.split_whitespace().nth(2) == Some("ms"), "{l}");
     }
     assert!(err.contains("summed over 13 compiled function(s)"), "{err}");
-    let slowest: Vec<&str> = lines.iter().skip_while(|l| !l.starts_with("slowest functions")).skip(1).copied().collect();
+    let slowest: Vec<&str> =
+        lines.iter().skip_while(|l| !l.starts_with("slowest functions")).skip(1).copied().collect();
     assert_eq!(slowest.len(), 10, "the ten slowest: {err}");
     for l in &slowest {
         let name = l.split_once(" ms  ").map(|(_, n)| n).unwrap_or_default();
@@ -127,7 +140,11 @@ fn progress_bar_on_a_terminal() {
     let many = many_functions(dir.path(), 40);
     let kiln = env!("CARGO_BIN_EXE_kiln");
     let typescript = |after: &str| {
-        let cmd = format!("stty cols 120; '{kiln}' compile --no-cache '{}' -o '{}'", many.display(), dir.path().join("m.cwasm").display());
+        let cmd = format!(
+            "stty cols 120; '{kiln}' compile --no-cache '{}' -o '{}'",
+            many.display(),
+            dir.path().join("m.cwasm").display()
+        );
         let out = Command::new("script")
             .args(["-qec", &cmd, "/dev/null"])
             .env("KILN_PROGRESS_AFTER", after)

@@ -56,11 +56,14 @@ fn fuel_and_stack_limits_name_themselves() {
 fn max_memory_makes_memory_grow_fail() {
     let dir = tempfile::tempdir().unwrap();
     let grow = write(dir.path(), "grow.wat", GROW);
-    let (code, out, _) = run(kiln(dir.path()).args(["run", "--max-memory", "128KiB"]).arg(&grow).args(["--invoke", "grow", "1"]));
+    let (code, out, _) =
+        run(kiln(dir.path()).args(["run", "--max-memory", "128KiB"]).arg(&grow).args(["--invoke", "grow", "1"]));
     assert_eq!((code, out.as_str()), (0, "1\n"));
-    let (code, out, _) = run(kiln(dir.path()).args(["run", "--max-memory", "128KiB"]).arg(&grow).args(["--invoke", "grow", "2"]));
+    let (code, out, _) =
+        run(kiln(dir.path()).args(["run", "--max-memory", "128KiB"]).arg(&grow).args(["--invoke", "grow", "2"]));
     assert_eq!((code, out.as_str()), (0, "-1\n"));
-    let (code, _, err) = run(kiln(dir.path()).args(["run", "--max-memory", "1KiB"]).arg(&grow).args(["--invoke", "grow", "0"]));
+    let (code, _, err) =
+        run(kiln(dir.path()).args(["run", "--max-memory", "1KiB"]).arg(&grow).args(["--invoke", "grow", "0"]));
     assert_eq!(code, 1);
     assert!(err.contains("limits"), "{err}");
 }
@@ -84,7 +87,8 @@ fn max_table_elements_stops_the_table_bomb() {
     let (code, _, err) = run(kiln(dir.path()).args(["run", "--max-table-elements", "10000000"]).arg(&bomb));
     assert_eq!(code, 0, "{err}");
 
-    let two_million = write(dir.path(), "t.wat", r#"(module (table (export "t") 2000000 funcref) (func (export "_start")))"#);
+    let two_million =
+        write(dir.path(), "t.wat", r#"(module (table (export "t") 2000000 funcref) (func (export "_start")))"#);
     let (code, _, err) = run(kiln(dir.path()).arg("run").arg(&two_million));
     assert_eq!(code, 1, "{err}");
     assert!(err.contains(r#"table 0 (export "t")"#) && err.contains("limit is 1000000"), "{err}");
@@ -114,7 +118,8 @@ fn max_table_elements_applies_to_wasi_threads() {
     let grow = write(dir.path(), "grow.wat", wat);
     let (code, _, err) = run(kiln(dir.path()).args(["run", "-S", "threads"]).arg(&grow));
     assert_eq!(code, 1, "the default limit must apply in the thread: {err}");
-    let (code, _, err) = run(kiln(dir.path()).args(["run", "-S", "threads", "--max-table-elements", "1000010"]).arg(&grow));
+    let (code, _, err) =
+        run(kiln(dir.path()).args(["run", "-S", "threads", "--max-table-elements", "1000010"]).arg(&grow));
     assert_eq!(code, 2, "{err}");
 }
 
@@ -125,11 +130,14 @@ fn compile_then_run_the_artifact_and_manage_the_cache() {
     let out = dir.path().join("fib.cwasm");
     let (code, _, err) = run(kiln(dir.path()).arg("compile").arg(&fib).arg("-o").arg(&out));
     assert_eq!(code, 0, "{err}");
-    let (code, stdout, _) = run(kiln(dir.path()).args(["run", "--allow-precompiled"]).arg(&out).args(["--invoke", "fib", "20"]));
+    let (code, stdout, _) =
+        run(kiln(dir.path()).args(["run", "--allow-precompiled"]).arg(&out).args(["--invoke", "fib", "20"]));
     assert_eq!((code, stdout.as_str()), (0, "6765\n"));
     // An artifact for other settings is refused with a clear message.
-    let (code, _, err) =
-        run(kiln(dir.path()).args(["run", "--allow-precompiled", "-W", "simd=n"]).arg(&out).args(["--invoke", "fib", "20"]));
+    let (code, _, err) = run(kiln(dir.path())
+        .args(["run", "--allow-precompiled", "-W", "simd=n"])
+        .arg(&out)
+        .args(["--invoke", "fib", "20"]));
     assert_eq!(code, 1);
     assert!(err.contains("different configuration"), "{err}");
     // The run filled the cache; stats count it and clear empties it.

@@ -37,7 +37,8 @@ fn artifacts_run_only_with_allow_precompiled() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cache = dir.path().join("cache");
     let artifact = dir.path().join("evil.cwasm");
-    let (code, _, err) = run(kiln(&cache).arg("compile").arg(write(dir.path(), "f.wat", ADD_ONE)).arg("-o").arg(&artifact));
+    let (code, _, err) =
+        run(kiln(&cache).arg("compile").arg(write(dir.path(), "f.wat", ADD_ONE)).arg("-o").arg(&artifact));
     assert_eq!(code, 0, "{err}");
     // Code patched and its public checksum recomputed: as valid an
     // artifact as any; only the flag decides.
@@ -57,7 +58,8 @@ fn artifacts_run_only_with_allow_precompiled() {
     // An intact artifact runs with the flag.
     let good = dir.path().join("good.cwasm");
     run(kiln(&cache).arg("compile").arg(dir.path().join("f.wat")).arg("-o").arg(&good));
-    let (code, out, err) = run(kiln(&cache).args(["run", "--allow-precompiled"]).arg(&good).args(["--invoke", "f", "5"]));
+    let (code, out, err) =
+        run(kiln(&cache).args(["run", "--allow-precompiled"]).arg(&good).args(["--invoke", "f", "5"]));
     assert_eq!((code, out.as_str()), (0, "6\n"), "{err}");
     // `kiln compile` takes WebAssembly only.
     let (code, _, err) = run(kiln(&cache).arg("compile").arg(&good).arg("-o").arg(dir.path().join("again.cwasm")));
@@ -70,7 +72,8 @@ fn compiling_over_a_running_artifact_leaves_it_running() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cache = dir.path().join("cache");
     let target = dir.path().join("loop.cwasm");
-    let (code, _, err) = run(kiln(&cache).arg("compile").arg(write(dir.path(), "spin.wat", SPIN)).arg("-o").arg(&target));
+    let (code, _, err) =
+        run(kiln(&cache).arg("compile").arg(write(dir.path(), "spin.wat", SPIN)).arg("-o").arg(&target));
     assert_eq!(code, 0, "{err}");
     let iterations = "6000000000";
     let mut runner = kiln(&cache)
@@ -83,7 +86,11 @@ fn compiling_over_a_running_artifact_leaves_it_running() {
         .expect("spawn");
     std::thread::sleep(Duration::from_millis(300));
     // Other code, then a much smaller file, over the one being executed.
-    let other = write(dir.path(), "other.wat", r#"(module (func (export "spin") (param i64) (result i64) i64.const 7) (memory 1) (data (i32.const 0) "padding"))"#);
+    let other = write(
+        dir.path(),
+        "other.wat",
+        r#"(module (func (export "spin") (param i64) (result i64) i64.const 7) (memory 1) (data (i32.const 0) "padding"))"#,
+    );
     for module in [other, write(dir.path(), "tiny.wat", "(module)")] {
         let (code, _, err) = run(kiln(&cache).arg("compile").arg(&module).arg("-o").arg(&target));
         assert_eq!(code, 0, "{err}");
@@ -104,7 +111,8 @@ fn compiling_over_a_running_artifact_leaves_it_running() {
 
 /// The one module entry of the cache at `root`.
 fn module_entry(root: &Path) -> PathBuf {
-    let entries: Vec<PathBuf> = std::fs::read_dir(root.join("modules")).expect("modules").flatten().map(|e| e.path()).collect();
+    let entries: Vec<PathBuf> =
+        std::fs::read_dir(root.join("modules")).expect("modules").flatten().map(|e| e.path()).collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
     entries[0].clone()
 }
@@ -146,6 +154,9 @@ fn a_cache_directory_others_can_write_is_not_used() {
     let (code, out, err) = run(kiln(&cache).arg("run").arg(&wat).args(["--invoke", "f", "41"]));
     assert_eq!((code, out.as_str()), (0, "42\n"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with("warning: compilation cache disabled:") && err.contains("writable by group or others"), "{err}");
+    assert!(
+        err.starts_with("warning: compilation cache disabled:") && err.contains("writable by group or others"),
+        "{err}"
+    );
     assert!(!entry.exists(), "nothing was written to the refused cache");
 }

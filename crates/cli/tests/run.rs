@@ -59,7 +59,8 @@ fn preopened_directories() {
     assert_eq!(std::fs::read_dir(ro.path()).unwrap().count(), 0);
 
     // HOST alone keeps its name inside.
-    let (code, _, err) = run(kiln().current_dir(dir.path()).args(["run", "--dir", "."]).arg(wasi_program("fs_ops")).arg("."));
+    let (code, _, err) =
+        run(kiln().current_dir(dir.path()).args(["run", "--dir", "."]).arg(wasi_program("fs_ops")).arg("."));
     assert_eq!(code, 0, "stderr: {err}");
 
     let (code, _, err) = run(kiln().args(["run", "--dir", "/no/such/dir"]).arg(wasi_program("fs_ops")));

@@ -80,10 +80,18 @@ fn w_memory_table_and_stack_limits() {
 #[test]
 fn w_takes_features_and_options_together() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let simd = write(dir.path(), "simd.wat", r#"(module (func (export "f") (result i32) (i32x4.extract_lane 0 (v128.const i32x4 7 0 0 0))))"#);
-    let (code, out, err) = run(kiln(dir.path()).args(["run", "-W", "simd=y,fuel=100", "-W", "threads=y"]).arg(&simd).args(["--invoke", "f"]));
+    let simd = write(
+        dir.path(),
+        "simd.wat",
+        r#"(module (func (export "f") (result i32) (i32x4.extract_lane 0 (v128.const i32x4 7 0 0 0))))"#,
+    );
+    let (code, out, err) = run(kiln(dir.path())
+        .args(["run", "-W", "simd=y,fuel=100", "-W", "threads=y"])
+        .arg(&simd)
+        .args(["--invoke", "f"]));
     assert_eq!((code, out.as_str()), (0, "7\n"), "{err}");
-    let (code, _, err) = run(kiln(dir.path()).args(["run", "-W", "fuel=100,simd=n"]).arg(&simd).args(["--invoke", "f"]));
+    let (code, _, err) =
+        run(kiln(dir.path()).args(["run", "-W", "fuel=100,simd=n"]).arg(&simd).args(["--invoke", "f"]));
     assert_eq!(code, 1);
     assert!(err.contains("SIMD"), "{err}");
     let mem64 = write(dir.path(), "m64.wat", r#"(module (memory i64 1) (func (export "f") (result i64) memory.size))"#);
@@ -108,7 +116,8 @@ fn w_takes_features_and_options_together() {
         assert!(out.contains(&format!("-W {key}")), "{key}: {out}");
     }
     // `kiln wast` takes features but not options that only apply to a run.
-    let (code, _, err) = run(kiln(dir.path()).args(["wast", "-W", "fuel=10"]).arg(write(dir.path(), "a.wast", "(module)")));
+    let (code, _, err) =
+        run(kiln(dir.path()).args(["wast", "-W", "fuel=10"]).arg(write(dir.path(), "a.wast", "(module)")));
     assert_eq!(code, 1);
     assert!(err.contains("does not apply to `kiln wast`"), "{err}");
 }
@@ -122,12 +131,18 @@ fn compile_takes_the_run_options_that_change_code() {
     assert_eq!(run(kiln(dir.path()).arg("compile").arg(&fib).arg("-o").arg(&plain)).0, 0);
     let (code, _, err) = run(kiln(dir.path()).args(["compile", "-W", "fuel=1"]).arg(&fib).arg("-o").arg(&fueled));
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) =
-        run(kiln(dir.path()).args(["run", "--allow-precompiled", "--fuel", "100"]).arg(&plain).args(["--invoke", "fib", "20"]));
+    let (code, _, err) = run(kiln(dir.path())
+        .args(["run", "--allow-precompiled", "--fuel", "100"])
+        .arg(&plain)
+        .args(["--invoke", "fib", "20"]));
     assert_eq!(code, 1);
     assert!(err.contains("artifact was produced with a different"), "{err}");
     for args in [["--fuel", "100"], ["-W", "fuel=100"]] {
-        let (code, _, err) = run(kiln(dir.path()).args(["run", "--allow-precompiled"]).args(args).arg(&fueled).args(["--invoke", "fib", "20"]));
+        let (code, _, err) = run(kiln(dir.path())
+            .args(["run", "--allow-precompiled"])
+            .args(args)
+            .arg(&fueled)
+            .args(["--invoke", "fib", "20"]));
         assert_eq!(code, 134, "{args:?}: {err}");
         assert!(err.contains("fuel"), "{err}");
     }
@@ -207,11 +222,16 @@ fn c_options() {
     let config = write(
         dir.path(),
         "cache.toml",
-        &format!("[cache]\ndirectory = \"{}\"\nfiles-total-size-soft-limit = \"64Mi\"\ncleanup-interval = \"1h\"\n", elsewhere.display()),
+        &format!(
+            "[cache]\ndirectory = \"{}\"\nfiles-total-size-soft-limit = \"64Mi\"\ncleanup-interval = \"1h\"\n",
+            elsewhere.display()
+        ),
     );
     let spec = format!("cache-config={}", config.display());
-    let (code, out, err) =
-        run(kiln(&cache).args(["run", "-C", &spec, "-C", "parallel-compilation=n"]).arg(&fib).args(["--invoke", "fib", "10"]));
+    let (code, out, err) = run(kiln(&cache)
+        .args(["run", "-C", &spec, "-C", "parallel-compilation=n"])
+        .arg(&fib)
+        .args(["--invoke", "fib", "10"]));
     assert_eq!((code, out.as_str()), (0, "55\n"), "{err}");
     assert!(stats(&elsewhere).contains("modules:   1 entries"), "{}", stats(&elsewhere));
     assert!(stats(&cache).contains("modules:   0 entries"), "{}", stats(&cache));
@@ -271,7 +291,8 @@ fn unknown_imports_trap() {
     }
     // Traps are for functions only; with both options, the rest get defaults.
     let all = write(dir.path(), "imports.wat", IMPORTS);
-    let (code, _, err) = run(kiln(dir.path()).args(["run", "--trap-unknown-imports"]).arg(&all).args(["--invoke", "get_g"]));
+    let (code, _, err) =
+        run(kiln(dir.path()).args(["run", "--trap-unknown-imports"]).arg(&all).args(["--invoke", "get_g"]));
     assert_eq!(code, 1);
     assert!(err.contains("unknown import") && err.contains("env::g"), "{err}");
     let both = ["run", "--trap-unknown-imports", "--default-values-unknown-imports"];
@@ -281,7 +302,8 @@ fn unknown_imports_trap() {
     assert_eq!(code, 134, "{err}");
 
     // WASI imports stay the real ones.
-    let (code, out, err) = run(kiln(dir.path()).args(["run", "--trap-unknown-imports"]).arg(wasi_program("args_env")).arg("7"));
+    let (code, out, err) =
+        run(kiln(dir.path()).args(["run", "--trap-unknown-imports"]).arg(wasi_program("args_env")).arg("7"));
     assert_eq!(code, 7, "{err}");
     assert!(out.starts_with("argc=2\n"), "{out}");
 }
@@ -301,7 +323,11 @@ fn invoke_initializes_a_reactor_first() {
     assert_eq!((code, out.as_str()), (0, "42\n"), "called once, before the export: {err}");
     let (code, out, err) = run(kiln(dir.path()).arg("run").arg(&reactor));
     assert_eq!((code, out.as_str()), (0, ""), "no _start: initializing is all there is to run: {err}");
-    let failing = write(dir.path(), "bad.wat", r#"(module (func (export "_initialize") unreachable) (func (export "get") (result i32) i32.const 1))"#);
+    let failing = write(
+        dir.path(),
+        "bad.wat",
+        r#"(module (func (export "_initialize") unreachable) (func (export "get") (result i32) i32.const 1))"#,
+    );
     let (code, out, err) = run(kiln(dir.path()).arg("run").arg(&failing).args(["--invoke", "get"]));
     assert_eq!((code, out.as_str()), (134, ""), "{err}");
     assert!(err.contains("unreachable"), "{err}");

@@ -6,10 +6,18 @@ use cranelift_codegen::isa::{CallConv, TargetIsa};
 use kiln_environ::BuiltinFunctionIndex;
 
 macro_rules! param {
-    (vmctx) => { AbiParam::new(types::I64) };
-    (i32) => { AbiParam::new(types::I32) };
-    (i64) => { AbiParam::new(types::I64) };
-    (ptr) => { AbiParam::new(types::I64) };
+    (vmctx) => {
+        AbiParam::new(types::I64)
+    };
+    (i32) => {
+        AbiParam::new(types::I32)
+    };
+    (i64) => {
+        AbiParam::new(types::I64)
+    };
+    (ptr) => {
+        AbiParam::new(types::I64)
+    };
 }
 
 macro_rules! define_signatures {

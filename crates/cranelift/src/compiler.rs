@@ -68,9 +68,13 @@ impl CraneliftCompiler {
         let t = &options.tunables;
         let pinned = t.consume_fuel || (t.epoch_interruption && !t.epoch_signals);
         set(&mut flags, "enable_pinned_reg", if pinned { "true" } else { "false" })?;
-        set(&mut flags, "enable_nan_canonicalization", if options.tunables.nan_canonicalization { "true" } else { "false" })?;
-        let isa_builder = cranelift_native::builder()
-            .map_err(|e| WasmError::Unsupported(format!("host architecture: {e}")))?;
+        set(
+            &mut flags,
+            "enable_nan_canonicalization",
+            if options.tunables.nan_canonicalization { "true" } else { "false" },
+        )?;
+        let isa_builder =
+            cranelift_native::builder().map_err(|e| WasmError::Unsupported(format!("host architecture: {e}")))?;
         let isa = isa_builder
             .finish(settings::Flags::new(flags))
             .map_err(|e| WasmError::Codegen(format!("building the target ISA: {e}")))?;
@@ -95,7 +99,12 @@ impl CraneliftCompiler {
     /// Runs Cranelift on `func` and converts the result.
     /// `own_index` is the wasm function's index (None for trampolines):
     /// its self-calls may be inlined (see `inline.rs`).
-    fn finish(&self, func: ir::Function, own_index: Option<u32>, context: &mut Context) -> WasmResult<CompiledFunction> {
+    fn finish(
+        &self,
+        func: ir::Function,
+        own_index: Option<u32>,
+        context: &mut Context,
+    ) -> WasmResult<CompiledFunction> {
         context.clear();
         context.func = func;
         let dump = std::env::var_os("KILN_DUMP_CLIF");
@@ -107,9 +116,7 @@ impl CraneliftCompiler {
         }
         let mut ctrl = ControlPlane::default();
         context.set_disasm(dump.is_some());
-        context
-            .compile(&*self.isa, &mut ctrl)
-            .map_err(|e| WasmError::Codegen(format!("{:?}", e.inner)))?;
+        context.compile(&*self.isa, &mut ctrl).map_err(|e| WasmError::Codegen(format!("{:?}", e.inner)))?;
         if let Some(dir) = &dump {
             dump_clif(dir, &context.func, "optimized");
         }
@@ -138,7 +145,12 @@ impl CraneliftCompiler {
                 }
                 other => return Err(WasmError::Codegen(format!("unexpected relocation target {other:?}"))),
             };
-            relocations.push(Relocation { offset: r.offset, kind, target: FuncIndex::from_u32(target), addend: r.addend });
+            relocations.push(Relocation {
+                offset: r.offset,
+                kind,
+                target: FuncIndex::from_u32(target),
+                addend: r.addend,
+            });
         }
         let mut traps = Vec::new();
         for t in buffer.traps() {
@@ -208,15 +220,8 @@ impl Compiler for CraneliftCompiler {
     ) -> WasmResult<(CompiledFunction, FunctionCompileTimes)> {
         Self::with_contexts(|ctx, fctx| {
             let start = Instant::now();
-            let clif = crate::translate::translate_function(
-                &*self.isa,
-                &self.tunables,
-                module,
-                offsets,
-                func,
-                input,
-                fctx,
-            );
+            let clif =
+                crate::translate::translate_function(&*self.isa, &self.tunables, module, offsets, func, input, fctx);
             let translated = Instant::now();
             match clif {
                 Ok(clif) => {

@@ -16,9 +16,9 @@
 //! the same function, as if the inner frame had been folded into it.
 
 use cranelift_codegen::Context;
+use cranelift_codegen::entity::EntityRef;
 use cranelift_codegen::inline::{Inline, InlineCommand};
 use cranelift_codegen::ir::{self, ExternalName, InstructionData, Opcode};
-use cranelift_codegen::entity::EntityRef;
 use std::borrow::Cow;
 
 /// Functions with more instructions than this are not spliced into
@@ -36,7 +36,10 @@ const MAX_SITES: usize = 4;
 /// Cranelift's inliner failed, which means the function was malformed.
 pub fn inline_self_calls(ctx: &mut Context, own_index: u32) -> Result<bool, String> {
     let sites = self_call_sites(&ctx.func, own_index);
-    if sites.is_empty() || sites.len() > MAX_SITES || inst_count(&ctx.func) > MAX_BODY_INSTS || has_tail_calls(&ctx.func)
+    if sites.is_empty()
+        || sites.len() > MAX_SITES
+        || inst_count(&ctx.func) > MAX_BODY_INSTS
+        || has_tail_calls(&ctx.func)
     {
         return Ok(false);
     }
@@ -95,9 +98,10 @@ fn inst_count(func: &ir::Function) -> usize {
 }
 
 fn has_tail_calls(func: &ir::Function) -> bool {
-    func.layout.blocks().flat_map(|b| func.layout.block_insts(b)).any(|i| {
-        matches!(func.dfg.insts[i].opcode(), Opcode::ReturnCall | Opcode::ReturnCallIndirect)
-    })
+    func.layout
+        .blocks()
+        .flat_map(|b| func.layout.block_insts(b))
+        .any(|i| matches!(func.dfg.insts[i].opcode(), Opcode::ReturnCall | Opcode::ReturnCallIndirect))
 }
 
 /// Inlines `body` at exactly one call instruction.

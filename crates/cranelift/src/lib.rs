@@ -14,4 +14,4 @@ mod trampolines;
 mod translate;
 mod trap_codes;
 
-pub use compiler::{CraneliftCompiler, CompilerOptions};
+pub use compiler::{CompilerOptions, CraneliftCompiler};

@@ -14,7 +14,12 @@ fn trusted() -> MemFlagsData {
 
 /// Builds the entry trampoline for signature `ty`; see
 /// `Compiler::compile_array_to_wasm_trampoline`.
-pub fn array_to_wasm(isa: &dyn TargetIsa, tunables: &Tunables, ty: &FuncType, fctx: &mut FunctionBuilderContext) -> ir::Function {
+pub fn array_to_wasm(
+    isa: &dyn TargetIsa,
+    tunables: &Tunables,
+    ty: &FuncType,
+    fctx: &mut FunctionBuilderContext,
+) -> ir::Function {
     let mut func = ir::Function::with_name_signature(UserFuncName::user(1, 0), array_to_wasm_signature(isa));
     let mut b = FunctionBuilder::new(&mut func, fctx);
     let entry = b.create_block();
@@ -62,7 +67,12 @@ pub fn array_to_wasm(isa: &dyn TargetIsa, tunables: &Tunables, ty: &FuncType, fc
 
 /// Builds the wasm-to-host trampoline for signature `ty`; see
 /// `Compiler::compile_wasm_to_array_trampoline`.
-pub fn wasm_to_array(isa: &dyn TargetIsa, tunables: &Tunables, ty: &FuncType, fctx: &mut FunctionBuilderContext) -> ir::Function {
+pub fn wasm_to_array(
+    isa: &dyn TargetIsa,
+    tunables: &Tunables,
+    ty: &FuncType,
+    fctx: &mut FunctionBuilderContext,
+) -> ir::Function {
     let mut func = ir::Function::with_name_signature(UserFuncName::user(2, 0), wasm_signature(isa, ty));
     let mut b = FunctionBuilder::new(&mut func, fctx);
     let entry = b.create_block();

@@ -2,8 +2,8 @@
 //! travels with it (the compiled-artifact format).
 
 use crate::compile::RelocKind;
-use crate::function_code::FunctionCode;
 use crate::error::{WasmError, WasmResult};
+use crate::function_code::FunctionCode;
 use crate::index::{DefinedFuncIndex, FuncIndex, TypeIndex};
 use crate::module::ModuleInfo;
 use crate::trap::{TrapCode, TrapTable};
@@ -177,9 +177,9 @@ pub fn link(
 
     for (f, loc) in funcs.iter().zip(&func_locs).chain(trampolines.iter().zip(&tramp_locs)) {
         for r in f.relocations() {
-            let defined = module.defined_func_index(r.target).ok_or_else(|| {
-                WasmError::Codegen(format!("relocation against imported function {}", r.target))
-            })?;
+            let defined = module
+                .defined_func_index(r.target)
+                .ok_or_else(|| WasmError::Codegen(format!("relocation against imported function {}", r.target)))?;
             let target = func_locs
                 .get(defined.index())
                 .ok_or_else(|| WasmError::Codegen(format!("relocation against unknown function {}", r.target)))?;
@@ -188,7 +188,8 @@ pub fn link(
             let at = at as usize;
             match r.kind {
                 RelocKind::X86CallPCRel4 => {
-                    let v = i32::try_from(value).map_err(|_| WasmError::Limit("call displacement out of range".into()))?;
+                    let v =
+                        i32::try_from(value).map_err(|_| WasmError::Limit("call displacement out of range".into()))?;
                     text[at..at + 4].copy_from_slice(&v.to_le_bytes());
                 }
                 RelocKind::Arm64Call => {

@@ -114,8 +114,11 @@ impl<'de> Visitor<'de> for BlobVisitor {
             let src = s.as_ref()?;
             let base = src.bytes().as_ptr() as usize;
             let at = v.as_ptr() as usize;
-            (at >= base && at + v.len() <= base + src.bytes().len())
-                .then(|| Blob { src: src.clone(), start: at - base, len: v.len() })
+            (at >= base && at + v.len() <= base + src.bytes().len()).then(|| Blob {
+                src: src.clone(),
+                start: at - base,
+                len: v.len(),
+            })
         });
         Ok(in_source.unwrap_or_else(|| Blob::from_vec(v.to_vec())))
     }
@@ -272,7 +275,9 @@ impl U32PairTable {
             return true;
         }
         let (count, blocks) = (self.len(), self.blocks());
-        len >= HEADER && count.div_ceil(BLOCK) == blocks && blocks.checked_mul(INDEX_ENTRY).is_some_and(|i| HEADER + i <= len)
+        len >= HEADER
+            && count.div_ceil(BLOCK) == blocks
+            && blocks.checked_mul(INDEX_ENTRY).is_some_and(|i| HEADER + i <= len)
     }
 }
 

@@ -2,13 +2,13 @@
 //! produce.
 
 use crate::error::WasmResult;
-use serde::{Deserialize, Serialize};
 use crate::index::FuncIndex;
 use crate::module::ModuleInfo;
 use crate::translate::FunctionBodyInput;
 use crate::trap::TrapCode;
 use crate::types::FuncType;
 use crate::vmoffsets::VMOffsets;
+use serde::{Deserialize, Serialize};
 
 /// A relocation kind inside the text blob. Only PC-relative calls between
 /// the module's own functions exist: everything else is reached through the

@@ -64,7 +64,9 @@ impl CompiledFunction {
     /// `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.reserve(self.encoded_len());
-        for n in [self.code.len(), self.alignment as usize, self.relocations.len(), self.traps.len(), self.address_map.len()] {
+        for n in
+            [self.code.len(), self.alignment as usize, self.relocations.len(), self.traps.len(), self.address_map.len()]
+        {
             out.extend_from_slice(&(n as u32).to_le_bytes());
         }
         for r in &self.relocations {
@@ -92,7 +94,10 @@ impl CompiledFunction {
     }
 
     fn encoded_len(&self) -> usize {
-        HEADER + self.relocations.len() * RELOCATION + (self.traps.len() + self.address_map.len()) * PAIR + self.code.len()
+        HEADER
+            + self.relocations.len() * RELOCATION
+            + (self.traps.len() + self.address_map.len()) * PAIR
+            + self.code.len()
     }
 }
 
@@ -133,10 +138,16 @@ impl<'a> FunctionCode<'a> {
         let relocs_ok = f.relocations.chunks_exact(RELOCATION).all(|r| {
             u32_at(r, 0).checked_add(4).is_some_and(|end| end <= code_len) && reloc_kind(u32_at(r, 16)).is_some()
         });
-        let traps_ok = f.traps.chunks_exact(PAIR).all(|t| {
-            u32_at(t, 0) < code_len && u8::try_from(u32_at(t, 4)).ok().and_then(TrapCode::from_u8).is_some()
-        });
-        let map_ok = f.address_map.chunks_exact(PAIR).map(|p| u32_at(p, 0)).try_fold(0u32, |last, o| (o >= last).then_some(o)).is_some();
+        let traps_ok = f
+            .traps
+            .chunks_exact(PAIR)
+            .all(|t| u32_at(t, 0) < code_len && u8::try_from(u32_at(t, 4)).ok().and_then(TrapCode::from_u8).is_some());
+        let map_ok = f
+            .address_map
+            .chunks_exact(PAIR)
+            .map(|p| u32_at(p, 0))
+            .try_fold(0u32, |last, o| (o >= last).then_some(o))
+            .is_some();
         let alignment_ok = f.alignment.is_power_of_two() && f.alignment <= MAX_ALIGNMENT;
         (relocs_ok && traps_ok && map_ok && alignment_ok).then_some(f)
     }
@@ -166,7 +177,8 @@ impl<'a> FunctionCode<'a> {
     pub fn traps(&self) -> impl ExactSizeIterator<Item = (u32, TrapCode)> + 'a {
         self.traps.chunks_exact(PAIR).map(|t| {
             // Checked by `parse`.
-            let code = u8::try_from(u32_at(t, 4)).ok().and_then(TrapCode::from_u8).unwrap_or(TrapCode::UnreachableCodeReached);
+            let code =
+                u8::try_from(u32_at(t, 4)).ok().and_then(TrapCode::from_u8).unwrap_or(TrapCode::UnreachableCodeReached);
             (u32_at(t, 0), code)
         })
     }

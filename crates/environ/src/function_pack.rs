@@ -177,7 +177,9 @@ impl<'a> FunctionPack<'a> {
         let wanted = prefix(key);
         // An entry number out of range (only in a pack sealed by someone
         // else than a Kiln) compares as past every key.
-        let key_of = |m: usize| Some(u32_at(self.by_key, m * 4) as usize).filter(|&i| i < self.len()).map(|i| (i, self.key_at(i)));
+        let key_of = |m: usize| {
+            Some(u32_at(self.by_key, m * 4) as usize).filter(|&i| i < self.len()).map(|i| (i, self.key_at(i)))
+        };
         let m = partition_point(self.len(), |m| {
             key_of(m).is_some_and(|(_, k)| match prefix(k).cmp(&wanted) {
                 std::cmp::Ordering::Equal => k < &key[..],
@@ -324,7 +326,8 @@ mod tests {
     }
 
     fn pack(seal: &PublicSeal) -> Vec<u8> {
-        let functions: Vec<(u8, Vec<u8>, Vec<u8>)> = [5u8, 1, 9, 3, 7, 5].iter().map(|&n| (n, source(n), function(n))).collect();
+        let functions: Vec<(u8, Vec<u8>, Vec<u8>)> =
+            [5u8, 1, 9, 3, 7, 5].iter().map(|&n| (n, source(n), function(n))).collect();
         let mut b = FunctionPackBuilder::new();
         for (n, source, code) in &functions {
             b.push(&key(*n), Duration::from_nanos(u64::from(*n) * 1000), u64::from(n % 3), source, code);

@@ -306,10 +306,7 @@ impl ModuleInfo {
 
     /// The name-section name of function `func`, if any.
     pub fn func_name(&self, func: FuncIndex) -> Option<&str> {
-        self.func_names
-            .binary_search_by_key(&func, |(i, _)| *i)
-            .ok()
-            .map(|i| self.func_names[i].1.as_str())
+        self.func_names.binary_search_by_key(&func, |(i, _)| *i).ok().map(|i| self.func_names[i].1.as_str())
     }
 
     /// Checks that every index in the module refers to something that
@@ -324,10 +321,16 @@ impl ModuleInfo {
         if self.functions.iter().any(|t| t.index() >= self.types.len()) {
             return Err("function type index");
         }
-        if self.num_imported_funcs > nf || self.num_imported_tables > nt || self.num_imported_memories > nm || self.num_imported_globals > ng {
+        if self.num_imported_funcs > nf
+            || self.num_imported_tables > nt
+            || self.num_imported_memories > nm
+            || self.num_imported_globals > ng
+        {
             return Err("import counts");
         }
-        if self.table_inits.len() != self.num_defined_tables() as usize || self.global_inits.len() != self.num_defined_globals() as usize {
+        if self.table_inits.len() != self.num_defined_tables() as usize
+            || self.global_inits.len() != self.num_defined_globals() as usize
+        {
             return Err("initializer counts");
         }
         let entity_ok = |e: &EntityIndex| match *e {

@@ -178,9 +178,9 @@ impl fmt::Display for ArtifactError {
                 write!(f, "compiled artifact has format version {v}, this Kiln reads version {ARTIFACT_FORMAT}")
             }
             ArtifactError::Corrupt(what) => write!(f, "compiled artifact is corrupt: {what}"),
-            ArtifactError::BadTag => {
-                f.write_str("compiled artifact failed its integrity check (damaged, or not sealed by this cache for this module)")
-            }
+            ArtifactError::BadTag => f.write_str(
+                "compiled artifact failed its integrity check (damaged, or not sealed by this cache for this module)",
+            ),
             ArtifactError::Incompatible { what, found, expected } => write!(
                 f,
                 "compiled artifact was produced with a different {what}: artifact has `{found}`, this engine has `{expected}`"
@@ -193,7 +193,8 @@ impl std::error::Error for ArtifactError {}
 
 /// The first differing line (or `;`-separated item) of two fingerprints.
 fn first_difference(a: &str, b: &str) -> (String, String) {
-    let split = |s: &str| s.split(['\n', ';']).map(str::trim).filter(|x| !x.is_empty()).map(str::to_string).collect::<Vec<_>>();
+    let split =
+        |s: &str| s.split(['\n', ';']).map(str::trim).filter(|x| !x.is_empty()).map(str::to_string).collect::<Vec<_>>();
     let (xa, xb) = (split(a), split(b));
     for i in 0..xa.len().max(xb.len()) {
         let (p, q) = (xa.get(i).cloned().unwrap_or_default(), xb.get(i).cloned().unwrap_or_default());
@@ -225,7 +226,12 @@ fn artifact_front(header: &ArtifactHeader, info: &CompiledModuleInfo, text_len: 
 }
 
 /// Encodes an artifact, sealed with `seal`.
-pub fn serialize_artifact(header: &ArtifactHeader, info: &CompiledModuleInfo, text: &[u8], seal: &dyn Sealer) -> Vec<u8> {
+pub fn serialize_artifact(
+    header: &ArtifactHeader,
+    info: &CompiledModuleInfo,
+    text: &[u8],
+    seal: &dyn Sealer,
+) -> Vec<u8> {
     let mut out = artifact_front(header, info, text.len());
     out.extend_from_slice(text);
     reseal(&mut out, seal);
@@ -236,7 +242,12 @@ pub fn serialize_artifact(header: &ArtifactHeader, info: &CompiledModuleInfo, te
 /// buffer: the text moves up in place, so a large module's artifact needs
 /// no second text-sized allocation (whose every page would be a fresh
 /// page fault).
-pub fn serialize_artifact_in_place(header: &ArtifactHeader, info: &CompiledModuleInfo, mut text: Vec<u8>, seal: &dyn Sealer) -> Vec<u8> {
+pub fn serialize_artifact_in_place(
+    header: &ArtifactHeader,
+    info: &CompiledModuleInfo,
+    mut text: Vec<u8>,
+    seal: &dyn Sealer,
+) -> Vec<u8> {
     let text_len = text.len();
     let front = artifact_front(header, info, text_len);
     text.resize(front.len() + text_len, 0);
@@ -293,7 +304,11 @@ fn read_u64(b: &[u8], at: usize) -> u64 {
 ///
 /// Large tables in the metadata are read in place from `bytes` when
 /// `bytes` is the content of `source` (see [`crate::with_source`]).
-pub fn parse_artifact(bytes: &[u8], expected: &ArtifactHeader, seal: &dyn Sealer) -> Result<ParsedArtifact, ArtifactError> {
+pub fn parse_artifact(
+    bytes: &[u8],
+    expected: &ArtifactHeader,
+    seal: &dyn Sealer,
+) -> Result<ParsedArtifact, ArtifactError> {
     if bytes.len() < 8 || bytes[..8] != ARTIFACT_MAGIC {
         return Err(ArtifactError::NotAnArtifact);
     }
@@ -341,4 +356,3 @@ pub fn parse_artifact(bytes: &[u8], expected: &ArtifactHeader, seal: &dyn Sealer
     info.check_consistency(t_len).map_err(ArtifactError::Corrupt)?;
     Ok(ParsedArtifact { header, info, text: t_off..t_end })
 }
-

@@ -83,29 +83,46 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
                             let t = TypeIndex::from_u32(t);
                             info.functions.push(t);
                             info.num_imported_funcs += 1;
-                            (EntityType::Function(t), EntityIndex::Function(FuncIndex::from_u32(info.functions.len() as u32 - 1)))
+                            (
+                                EntityType::Function(t),
+                                EntityIndex::Function(FuncIndex::from_u32(info.functions.len() as u32 - 1)),
+                            )
                         }
                         TypeRef::Table(t) => {
                             let t = TableType::from_wasmparser(&t)?;
                             info.tables.push(t);
                             info.num_imported_tables += 1;
-                            (EntityType::Table(t), EntityIndex::Table(TableIndex::from_u32(info.tables.len() as u32 - 1)))
+                            (
+                                EntityType::Table(t),
+                                EntityIndex::Table(TableIndex::from_u32(info.tables.len() as u32 - 1)),
+                            )
                         }
                         TypeRef::Memory(m) => {
                             let m = MemoryType::from_wasmparser(&m);
                             info.memories.push(m);
                             info.num_imported_memories += 1;
-                            (EntityType::Memory(m), EntityIndex::Memory(MemoryIndex::from_u32(info.memories.len() as u32 - 1)))
+                            (
+                                EntityType::Memory(m),
+                                EntityIndex::Memory(MemoryIndex::from_u32(info.memories.len() as u32 - 1)),
+                            )
                         }
                         TypeRef::Global(g) => {
                             let g = GlobalType::from_wasmparser(&g)?;
                             info.globals.push(g);
                             info.num_imported_globals += 1;
-                            (EntityType::Global(g), EntityIndex::Global(GlobalIndex::from_u32(info.globals.len() as u32 - 1)))
+                            (
+                                EntityType::Global(g),
+                                EntityIndex::Global(GlobalIndex::from_u32(info.globals.len() as u32 - 1)),
+                            )
                         }
                         TypeRef::Tag(_) => return Err(WasmError::Unsupported("exception-handling tags".into())),
                     };
-                    info.imports.push(Import { module: import.module.to_string(), field: import.name.to_string(), ty, index });
+                    info.imports.push(Import {
+                        module: import.module.to_string(),
+                        field: import.name.to_string(),
+                        ty,
+                        index,
+                    });
                 }
             }
             Payload::FunctionSection(section) => {
@@ -153,7 +170,9 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
                         wasmparser::ExternalKind::Table => EntityIndex::Table(TableIndex::from_u32(export.index)),
                         wasmparser::ExternalKind::Memory => EntityIndex::Memory(MemoryIndex::from_u32(export.index)),
                         wasmparser::ExternalKind::Global => EntityIndex::Global(GlobalIndex::from_u32(export.index)),
-                        wasmparser::ExternalKind::Tag => return Err(WasmError::Unsupported("exception-handling tags".into())),
+                        wasmparser::ExternalKind::Tag => {
+                            return Err(WasmError::Unsupported("exception-handling tags".into()));
+                        }
                     };
                     info.exports.push(Export { name: export.name.to_string(), index });
                 }
@@ -262,7 +281,12 @@ impl Clone for FunctionBodyInput<'_> {
         let v = &self.validator;
         FunctionBodyInput {
             body: self.body.clone(),
-            validator: FuncToValidate { resources: v.resources.clone(), index: v.index, ty: v.ty, features: v.features },
+            validator: FuncToValidate {
+                resources: v.resources.clone(),
+                index: v.index,
+                ty: v.ty,
+                features: v.features,
+            },
         }
     }
 }
@@ -273,7 +297,10 @@ impl Clone for FunctionBodyInput<'_> {
 /// # Errors
 ///
 /// The first validation error in the body, with its byte offset.
-pub fn validate_function_body(input: &FunctionBodyInput<'_>, allocations: &mut FuncValidatorAllocations) -> WasmResult<()> {
+pub fn validate_function_body(
+    input: &FunctionBodyInput<'_>,
+    allocations: &mut FuncValidatorAllocations,
+) -> WasmResult<()> {
     let v = &input.validator;
     let borrowed = FuncToValidate { resources: &v.resources, index: v.index, ty: v.ty, features: v.features };
     let mut validator = borrowed.into_validator(std::mem::take(allocations));

@@ -304,11 +304,7 @@ impl GlobalType {
 
 impl fmt::Display for GlobalType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.mutable {
-            write!(f, "(global (mut {}))", self.content)
-        } else {
-            write!(f, "(global {})", self.content)
-        }
+        if self.mutable { write!(f, "(global (mut {}))", self.content) } else { write!(f, "(global {})", self.content) }
     }
 }
 

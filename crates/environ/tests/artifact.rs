@@ -44,7 +44,12 @@ fn stand_in_function(i: u32, n: u32, first: u32) -> CompiledFunction {
     CompiledFunction {
         code,
         alignment: 16,
-        relocations: vec![Relocation { offset: 5, kind: RelocKind::X86CallPCRel4, target: FuncIndex::from_u32(first + (i + 1) % n), addend: -4 }],
+        relocations: vec![Relocation {
+            offset: 5,
+            kind: RelocKind::X86CallPCRel4,
+            target: FuncIndex::from_u32(first + (i + 1) % n),
+            addend: -4,
+        }],
         traps: vec![(2, TrapCode::IntegerDivisionByZero), (12, TrapCode::MemoryOutOfBounds)],
         address_map: vec![(0, 0), (4, 1), (12, 3)],
     }
@@ -65,7 +70,10 @@ fn artifact() -> (Vec<u8>, ArtifactHeader) {
     let compiled = CompiledModuleInfo {
         module: info,
         funcs: linked.funcs,
-        array_to_wasm_trampolines: vec![(TypeIndex::from_u32(0), linked.trampolines[0]), (TypeIndex::from_u32(1), linked.trampolines[1])],
+        array_to_wasm_trampolines: vec![
+            (TypeIndex::from_u32(0), linked.trampolines[0]),
+            (TypeIndex::from_u32(1), linked.trampolines[1]),
+        ],
         traps: linked.traps,
         address_map: linked.address_map,
     };

@@ -23,7 +23,10 @@ fn main() -> anyhow::Result<()> {
             let wasm = match args[1].as_str() {
                 "differential" => {
                     let case = differential::generate(&mut u).map_err(|e| anyhow::anyhow!("{e}"))?;
-                    eprintln!("{:?} canonical_nans={} wasmi_fuel={}", case.settings, case.canonical_nans, case.wasmi_fuel);
+                    eprintln!(
+                        "{:?} canonical_nans={} wasmi_fuel={}",
+                        case.settings, case.canonical_nans, case.wasmi_fuel
+                    );
                     case.wasm
                 }
                 "instantiate" => instantiate::generate(&mut u).map_err(|e| anyhow::anyhow!("{e}"))?.wasm,
@@ -54,7 +57,8 @@ fn main() -> anyhow::Result<()> {
                 settings.memory_reservation = Some(1 << 20);
                 settings.memory_guard_size = Some(0);
             }
-            let case = differential::Case { wasm, settings, canonical_nans: !has("raw-nans"), wasmi_fuel: has("wasmi-fuel") };
+            let case =
+                differential::Case { wasm, settings, canonical_nans: !has("raw-nans"), wasmi_fuel: has("wasmi-fuel") };
             println!("{:?}", case.check(&mut Unstructured::new(&[])));
         }
         Some("run") => {

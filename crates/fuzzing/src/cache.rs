@@ -163,7 +163,8 @@ impl Case {
     /// A description of the failure, with the artifact concerned if any.
     pub fn check(&self, args: &mut Unstructured<'_>) -> std::result::Result<(), Failure> {
         let engine = kiln::Engine::new(&self.settings.config()).map_err(|e| plain(format!("engine: {e:#}")))?;
-        let module = kiln::Module::from_binary(&engine, &self.wasm).map_err(|e| plain(format!("Kiln refused a valid module: {e:#}")))?;
+        let module = kiln::Module::from_binary(&engine, &self.wasm)
+            .map_err(|e| plain(format!("Kiln refused a valid module: {e:#}")))?;
         let artifact = module.serialize().map_err(|e| plain(format!("serialize: {e:#}")))?;
         let dir = tempfile::tempdir().map_err(|e| plain(format!("tempdir: {e}")))?;
 
@@ -197,13 +198,20 @@ impl Case {
         // The allocation strategy is a runtime choice: it does not change
         // compiled code, so artifacts move freely between pooling and
         // on-demand engines.
-        let same_code = KilnSettings { pooling: false, ..self.other.clone() } == KilnSettings { pooling: false, ..self.settings.clone() };
+        let same_code = KilnSettings { pooling: false, ..self.other.clone() }
+            == KilnSettings { pooling: false, ..self.settings.clone() };
         match (kiln::Module::check_precompiled(&other_engine, &artifact), same_code) {
             (Ok(_), false) => {
-                return Err((format!("artifact of an engine with {:?} accepted by one with {:?}", self.settings, self.other), Some(artifact)));
+                return Err((
+                    format!("artifact of an engine with {:?} accepted by one with {:?}", self.settings, self.other),
+                    Some(artifact),
+                ));
             }
             (Err(e), true) => {
-                return Err((format!("artifact refused by another engine with the same settings: {e:#}"), Some(artifact)));
+                return Err((
+                    format!("artifact refused by another engine with the same settings: {e:#}"),
+                    Some(artifact),
+                ));
             }
             _ => {}
         }
@@ -217,7 +225,10 @@ impl Case {
         })?;
         accepted.borrow_mut().extend(memory.accepted_damaged());
         if let Some((kind, _)) = accepted.borrow().first() {
-            return Err(plain(format!("a damaged {kind:?} cache entry was used (not removed) with damage {:?}", self.damage)));
+            return Err(plain(format!(
+                "a damaged {kind:?} cache entry was used (not removed) with damage {:?}",
+                self.damage
+            )));
         }
         let cache_dir = dir.path().join("cache");
         let directory = Arc::new(kiln::DirectoryCache::new(&cache_dir).map_err(|e| plain(format!("cache dir: {e}")))?);
@@ -263,10 +274,13 @@ impl Case {
             // one would have ended the compile with nothing rejected).
             let all_forged = forged.iter().filter(|k| **k == CacheKind::Module).count() == module_files;
             if all_forged && module_files > 0 && after.rejected == before.rejected {
-                return Err(plain(format!("a forged module cache entry (damage {d:?}, re-sealed with the public key) was used: {after}")));
+                return Err(plain(format!(
+                    "a forged module cache entry (damage {d:?}, re-sealed with the public key) was used: {after}"
+                )));
             }
-            compare_kiln((fresh.clone(), &self.settings), (again, &self.settings), args)
-                .map_err(|e| plain(format!("module from a cache with forged entries ({d:?}) behaves differently: {e}")))?;
+            compare_kiln((fresh.clone(), &self.settings), (again, &self.settings), args).map_err(|e| {
+                plain(format!("module from a cache with forged entries ({d:?}) behaves differently: {e}"))
+            })?;
         }
         Ok(())
     }
@@ -286,7 +300,8 @@ impl Case {
             kiln::Engine::new(&config).map_err(|e| plain(format!("engine: {e:#}")))
         };
         let compile = |engine: &kiln::Engine, when: &str| {
-            kiln::Module::from_binary(engine, &self.wasm).map_err(|e| plain(format!("compiling through the cache ({when}): {e:#}")))
+            kiln::Module::from_binary(engine, &self.wasm)
+                .map_err(|e| plain(format!("compiling through the cache ({when}): {e:#}")))
         };
         let first = compile(&engine_with(&self.settings)?, "empty cache")?;
         compare_kiln((fresh.clone(), &self.settings), (first, &self.settings), args)
@@ -301,10 +316,15 @@ impl Case {
         // An engine with other settings sharing the cache.
         if self.other != self.settings {
             let other_engine = kiln::Engine::new(&self.other.config()).map_err(|e| plain(format!("engine: {e:#}")))?;
-            let reference = kiln::Module::from_binary(&other_engine, &self.wasm).map_err(|e| plain(format!("Kiln refused a valid module: {e:#}")))?;
+            let reference = kiln::Module::from_binary(&other_engine, &self.wasm)
+                .map_err(|e| plain(format!("Kiln refused a valid module: {e:#}")))?;
             let shared = compile(&engine_with(&self.other)?, "other settings")?;
-            compare_kiln((reference, &self.other), (shared, &self.other), args)
-                .map_err(|e| plain(format!("cache shared with an engine of other settings ({:?}) gave different code: {e}", self.other)))?;
+            compare_kiln((reference, &self.other), (shared, &self.other), args).map_err(|e| {
+                plain(format!(
+                    "cache shared with an engine of other settings ({:?}) gave different code: {e}",
+                    self.other
+                ))
+            })?;
         }
         Ok(())
     }
@@ -325,7 +345,11 @@ fn damage_files(root: &std::path::Path, d: &Damage, forge: bool) -> Vec<CacheKin
                 stack.push(p);
                 continue;
             }
-            let kind = if p.parent().is_some_and(|d| d.ends_with("modules")) { CacheKind::Module } else { CacheKind::Functions };
+            let kind = if p.parent().is_some_and(|d| d.ends_with("modules")) {
+                CacheKind::Module
+            } else {
+                CacheKind::Functions
+            };
             let keep = if kind == CacheKind::Module { ARTIFACT_CHECKSUM } else { FUNCTION_CHECKSUM };
             let key = p.file_name().and_then(|n| n.to_str()).and_then(hex_key);
             if let Ok(bytes) = std::fs::read(&p)

@@ -121,7 +121,10 @@ impl TrapKind {
     /// Whether engines may legitimately disagree about this trap
     /// (resource limits rather than semantics).
     pub fn is_engine_specific(self) -> bool {
-        matches!(self, TrapKind::StackOverflow | TrapKind::OutOfFuel | TrapKind::Interrupt | TrapKind::ResourceExhausted)
+        matches!(
+            self,
+            TrapKind::StackOverflow | TrapKind::OutOfFuel | TrapKind::Interrupt | TrapKind::ResourceExhausted
+        )
     }
 }
 
@@ -244,7 +247,8 @@ pub struct Case {
 /// `u` does not hold enough data for a module.
 pub fn generate(u: &mut Unstructured<'_>) -> Result<Case> {
     // Proposals wasmi implements deterministically as well.
-    let allowed = Proposals { multi_memory: true, tail_call: true, memory64: true, relaxed_simd: false, threads: false };
+    let allowed =
+        Proposals { multi_memory: true, tail_call: true, memory64: true, relaxed_simd: false, threads: false };
     let mut smith = generators::smith_config(u, ModuleLimits::EXECUTE, allowed)?;
     let canonical_nans = u.ratio(3, 4)?;
     smith.canonicalize_nans = canonical_nans;
@@ -290,7 +294,8 @@ pub fn has_nondeterministic_nans(wasm: &[u8], conversions_only: bool) -> bool {
         let Ok(mut ops) = body.get_operators_reader() else { return true };
         while !ops.eof() {
             let Ok(op) = ops.read() else { return true };
-            let conversion = matches!(op, O::F32DemoteF64 | O::F64PromoteF32 | O::F32x4DemoteF64x2Zero | O::F64x2PromoteLowF32x4);
+            let conversion =
+                matches!(op, O::F32DemoteF64 | O::F64PromoteF32 | O::F32x4DemoteF64x2Zero | O::F64x2PromoteLowF32x4);
             let arithmetic = matches!(
                 op,
                 O::F32Add
@@ -471,13 +476,16 @@ impl Case {
         let Some(w) = crate::shielded(|| wasmi.instantiate()) else {
             return Ok(Verdict::Inconclusive(WASMI_PANICKED.into()));
         };
-        let inconclusive = |what: &str| -> std::result::Result<Verdict, String> {
-            Ok(Verdict::Inconclusive(what.to_string()))
-        };
-        if k.engine_specific() || w.engine_specific() || matches!(&k, Outcome::Error(e) if generators::is_pooling_limit(e)) {
+        let inconclusive =
+            |what: &str| -> std::result::Result<Verdict, String> { Ok(Verdict::Inconclusive(what.to_string())) };
+        if k.engine_specific()
+            || w.engine_specific()
+            || matches!(&k, Outcome::Error(e) if generators::is_pooling_limit(e))
+        {
             return inconclusive(&format!("instantiation: Kiln {k:?}, wasmi {w:?}"));
         }
-        let both_failed = matches!(k, Outcome::Trap(_) | Outcome::Error(_)) && matches!(w, Outcome::Trap(_) | Outcome::Error(_));
+        let both_failed =
+            matches!(k, Outcome::Trap(_) | Outcome::Error(_)) && matches!(w, Outcome::Trap(_) | Outcome::Error(_));
         let agree = match (&k, &w) {
             (Outcome::Trap(a), Outcome::Trap(b)) => a == b,
             _ => k == w || both_failed,
@@ -556,7 +564,11 @@ pub(crate) fn compare_snapshots(k: &Snapshot, w: &Snapshot, nan_aware: bool) -> 
         }
         if let Some(i) = a.iter().zip(b).position(|(x, y)| x != y) {
             let end = (i + 16).min(a.len());
-            return Err(format!("memory {name} differs at {i:#x}: Kiln {:02x?}, wasmi {:02x?}", &a[i..end], &b[i..end]));
+            return Err(format!(
+                "memory {name} differs at {i:#x}: Kiln {:02x?}, wasmi {:02x?}",
+                &a[i..end],
+                &b[i..end]
+            ));
         }
     }
     let names = |g: &[(String, Observed)]| g.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
@@ -675,7 +687,13 @@ impl KilnSide {
         let mut results: Vec<kiln::Val> = ty.results().map(kiln::Val::default_for).collect();
         match f.call(&mut self.store, &params, &mut results) {
             Ok(()) => {
-                if let Some((i, t)) = results.iter().map(kiln::Val::ty).zip(ty.results()).position(|(a, b)| a != b).map(|i| (i, results[i].ty())) {
+                if let Some((i, t)) = results
+                    .iter()
+                    .map(kiln::Val::ty)
+                    .zip(ty.results())
+                    .position(|(a, b)| a != b)
+                    .map(|i| (i, results[i].ty()))
+                {
                     return Outcome::Error(format!("result {i} has type {t}"));
                 }
                 Outcome::Values(results.iter().map(|r| kiln_observe(&mut self.store, r)).collect())
@@ -917,19 +935,18 @@ impl WasmiSide {
 
     /// As `KilnSide::snapshot`: the same names, sorted.
     fn snapshot(&self) -> Snapshot {
-        let mut items: Vec<(String, wasmi::Extern)> =
-            import_names(self.module.imports().map(|i| {
-                let kind = match i.ty() {
-                    wasmi::ExternType::Func(_) => "function",
-                    wasmi::ExternType::Global(_) => "global",
-                    wasmi::ExternType::Table(_) => "table",
-                    wasmi::ExternType::Memory(_) => "memory",
-                };
-                (i.module().to_string(), i.name().to_string(), kind)
-            }))
-            .into_iter()
-            .zip(self.imports.iter().cloned())
-            .collect();
+        let mut items: Vec<(String, wasmi::Extern)> = import_names(self.module.imports().map(|i| {
+            let kind = match i.ty() {
+                wasmi::ExternType::Func(_) => "function",
+                wasmi::ExternType::Global(_) => "global",
+                wasmi::ExternType::Table(_) => "table",
+                wasmi::ExternType::Memory(_) => "memory",
+            };
+            (i.module().to_string(), i.name().to_string(), kind)
+        }))
+        .into_iter()
+        .zip(self.imports.iter().cloned())
+        .collect();
         if let Some(instance) = self.instance {
             for e in self.module.exports() {
                 if let Some(x) = instance.get_export(&self.store, e.name()) {

@@ -57,7 +57,8 @@ pub fn check(wasm: &[u8], settings: &KilnSettings, pick: usize) -> Result<(), St
         }
         let engine = kiln::Engine::new(&config).map_err(|e| format!("engine: {e:#}"))?;
         let before = cache.stats();
-        let module = kiln::Module::from_binary(&engine, wasm).map_err(|e| format!("compile (cached: {cached}): {e:#}"))?;
+        let module =
+            kiln::Module::from_binary(&engine, wasm).map_err(|e| format!("compile (cached: {cached}): {e:#}"))?;
         let after = cache.stats();
         let delta = CacheStats {
             function_hits: after.function_hits - before.function_hits,
@@ -87,10 +88,16 @@ pub fn check(wasm: &[u8], settings: &KilnSettings, pick: usize) -> Result<(), St
             let (code, s) = compile(&edited, true)?;
             let repeats = bodies.iter().enumerate().any(|(i, b)| i != index && *b == new_body);
             if s.function_misses > 1 || (s.function_misses == 0 && !repeats) {
-                return Err(format!("editing function body {index} missed {} functions (expected {})", s.function_misses, u8::from(!repeats)));
+                return Err(format!(
+                    "editing function body {index} missed {} functions (expected {})",
+                    s.function_misses,
+                    u8::from(!repeats)
+                ));
             }
             if code != compile(&edited, false)?.0 {
-                return Err(format!("after editing function body {index}, cached code differs from an uncached compile"));
+                return Err(format!(
+                    "after editing function body {index}, cached code differs from an uncached compile"
+                ));
             }
         }
         if let Some(extended) = with_extra_type(wasm) {
@@ -111,7 +118,9 @@ fn function_bodies(wasm: &[u8]) -> Vec<Vec<u8>> {
     wasmparser::Parser::new(0)
         .parse_all(wasm)
         .filter_map(|p| match p {
-            Ok(wasmparser::Payload::CodeSectionEntry(body)) => Some(wasm[body.range().start as usize..body.range().end as usize].to_vec()),
+            Ok(wasmparser::Payload::CodeSectionEntry(body)) => {
+                Some(wasm[body.range().start as usize..body.range().end as usize].to_vec())
+            }
             _ => None,
         })
         .collect()

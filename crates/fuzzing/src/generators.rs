@@ -260,7 +260,8 @@ pub struct Proposals {
 
 impl Proposals {
     /// Everything Kiln supports.
-    pub const ALL: Proposals = Proposals { multi_memory: true, tail_call: true, relaxed_simd: true, memory64: true, threads: true };
+    pub const ALL: Proposals =
+        Proposals { multi_memory: true, tail_call: true, relaxed_simd: true, memory64: true, threads: true };
 }
 
 /// A wasm-smith configuration chosen by `u` (swarm testing: features,

@@ -70,7 +70,13 @@ pub fn variants(proposals: &KilnSettings, max_memory_bytes: u64) -> Vec<KilnSett
         KilnSettings { table_lazy_init: false, memory_init_cow: false, ..base.clone() },
         KilnSettings { memory_init_cow: false, memory_reservation: small, memory_guard_size: Some(0), ..base.clone() },
         KilnSettings { pooling: true, ..base.clone() },
-        KilnSettings { pooling: true, table_lazy_init: false, memory_reservation: small, memory_guard_size: Some(1 << 16), ..base },
+        KilnSettings {
+            pooling: true,
+            table_lazy_init: false,
+            memory_reservation: small,
+            memory_guard_size: Some(1 << 16),
+            ..base
+        },
     ]
 }
 
@@ -104,7 +110,8 @@ impl Case {
                 .map_err(|e| format!("Kiln refused a valid module with {settings:?}: {e:#}"))?;
 
             // A pooling variant may refuse what does not fit its slots.
-            let refused = |o: &Outcome| settings.pooling && matches!(o, Outcome::Error(e) if generators::is_pooling_limit(e));
+            let refused =
+                |o: &Outcome| settings.pooling && matches!(o, Outcome::Error(e) if generators::is_pooling_limit(e));
             let refused_err = |e: &String| settings.pooling && generators::is_pooling_limit(e);
             let first = match instantiate(&module, &settings) {
                 Err(e) if refused_err(&e) => continue,
@@ -117,7 +124,8 @@ impl Case {
             let second = instantiate(&module, &settings)?;
             same(&first, &second, &settings, "a second store")?;
             // A third and a fourth, in one store.
-            let mut side = KilnSide::from_module(module.clone(), &settings).map_err(|e| format!("dummy imports: {e:#}"))?;
+            let mut side =
+                KilnSide::from_module(module.clone(), &settings).map_err(|e| format!("dummy imports: {e:#}"))?;
             let o = side.instantiate();
             let again = side.instantiate_again().map_err(|e| format!("dummy imports: {e:#}"))?;
             if refused(&again) {
@@ -149,7 +157,10 @@ impl Case {
 }
 
 /// Instantiates `module` in a fresh store; the outcome and what the host sees.
-fn instantiate(module: &kiln::Module, settings: &KilnSettings) -> std::result::Result<(Outcome, differential::Snapshot), String> {
+fn instantiate(
+    module: &kiln::Module,
+    settings: &KilnSettings,
+) -> std::result::Result<(Outcome, differential::Snapshot), String> {
     let mut side = KilnSide::from_module(module.clone(), settings).map_err(|e| format!("dummy imports: {e:#}"))?;
     let outcome = side.instantiate();
     if let Outcome::Trap(TrapKind::StackOverflow) = outcome {
@@ -171,5 +182,6 @@ fn same(
     if a.0 != b.0 {
         return Err(format!("with {settings:?}: instantiation {:?}, in {what} {:?}", a.0, b.0));
     }
-    differential::compare_snapshots(&a.1, &b.1, false).map_err(|e| format!("with {settings:?}, first instance vs {what}: {e}"))
+    differential::compare_snapshots(&a.1, &b.1, false)
+        .map_err(|e| format!("with {settings:?}, first instance vs {what}: {e}"))
 }

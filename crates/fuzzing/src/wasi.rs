@@ -81,7 +81,9 @@ const DATA: i32 = 32768;
 pub fn shim_wat() -> String {
     let mut s = String::from("(module\n");
     for (name, params) in FUNCS {
-        s.push_str(&format!("  (import \"wasi_snapshot_preview1\" \"{name}\" (func ${name} (param {params}) (result i32)))\n"));
+        s.push_str(&format!(
+            "  (import \"wasi_snapshot_preview1\" \"{name}\" (func ${name} (param {params}) (result i32)))\n"
+        ));
     }
     s.push_str("  (memory (export \"memory\") 2)\n");
     for (name, params) in FUNCS {
@@ -311,10 +313,8 @@ pub fn check(u: &mut Unstructured<'_>) -> Result<std::result::Result<(), (String
     }
     let before = snapshot_tree(&tree.root, &skip);
     let parent = tree.root.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
-    let probes: Vec<PathBuf> = NAMES
-        .iter()
-        .flat_map(|n| [PathBuf::from("/").join(n), PathBuf::from(n), parent.join(n)])
-        .collect();
+    let probes: Vec<PathBuf> =
+        NAMES.iter().flat_map(|n| [PathBuf::from("/").join(n), PathBuf::from(n), parent.join(n)]).collect();
     let probes_before: Vec<bool> = probes.iter().map(|p| p.symlink_metadata().is_ok()).collect();
 
     let sh = shared();
@@ -368,7 +368,8 @@ pub fn check(u: &mut Unstructured<'_>) -> Result<std::result::Result<(), (String
                 diff.push(format!("created {}: {w:?}", k.display()));
             }
         }
-        let which = format!("(sandbox {}, other {})", if sandbox_rw { "rw" } else { "ro" }, if other_rw { "rw" } else { "ro" });
+        let which =
+            format!("(sandbox {}, other {})", if sandbox_rw { "rw" } else { "ro" }, if other_rw { "rw" } else { "ro" });
         return Ok(Err((format!("the guest changed what it must not {which}: {}", diff.join("; ")), r.log)));
     }
     for (p, was) in probes.iter().zip(probes_before) {
@@ -380,7 +381,10 @@ pub fn check(u: &mut Unstructured<'_>) -> Result<std::result::Result<(), (String
     if let Some(at) = mem.windows(SECRET.len()).position(|w| w == SECRET) {
         let end = (at + 64).min(mem.len());
         let shown = String::from_utf8_lossy(&mem[at.saturating_sub(32)..end]).into_owned();
-        return Ok(Err((format!("secret data from outside the sandbox reached guest memory at {at:#x}: {shown:?}"), r.log)));
+        return Ok(Err((
+            format!("secret data from outside the sandbox reached guest memory at {at:#x}: {shown:?}"),
+            r.log,
+        )));
     }
     Ok(Ok(()))
 }
@@ -400,7 +404,20 @@ fn step(u: &mut Unstructured<'_>, tree: &Tree, r: &mut Run) -> Result<std::resul
             let base: i64 = if all { 0x1fff_ffff } else { u.arbitrary()? };
             let inheriting: i64 = if all { 0x1fff_ffff } else { u.arbitrary()? };
             let fdflags = u.int_in_range(0..=31)?;
-            let res = r.call("path_open", &[I32(fd), I32(dirflags), I32(PATH_A), len, I32(oflags), I64(base), I64(inheriting), I32(fdflags), I32(OUT)]);
+            let res = r.call(
+                "path_open",
+                &[
+                    I32(fd),
+                    I32(dirflags),
+                    I32(PATH_A),
+                    len,
+                    I32(oflags),
+                    I64(base),
+                    I64(inheriting),
+                    I32(fdflags),
+                    I32(OUT),
+                ],
+            );
             if let Ok(0) = res {
                 let new = r.read_i32(OUT);
                 r.fds.push(new);

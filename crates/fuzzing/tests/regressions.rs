@@ -81,8 +81,12 @@ fn regression_cache_artifact_between_pooling_and_on_demand() {
     let name = "cache_artifact_between_pooling_and_on_demand.bin";
     let data = fuzz_input(name);
     let (case, mut rest) = replay(name, kiln_fuzzing::cache::generate, &data);
-    let only_the_allocator_differs = KilnSettings { pooling: case.other.pooling, ..case.settings.clone() } == case.other;
-    assert!(case.settings.pooling != case.other.pooling && only_the_allocator_differs, "{name} builds another case: {case:?}");
+    let only_the_allocator_differs =
+        KilnSettings { pooling: case.other.pooling, ..case.settings.clone() } == case.other;
+    assert!(
+        case.settings.pooling != case.other.pooling && only_the_allocator_differs,
+        "{name} builds another case: {case:?}"
+    );
     if let Err((message, _)) = case.check(&mut rest) {
         panic!("{name}: {message}");
     }

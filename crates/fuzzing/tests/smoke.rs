@@ -6,8 +6,8 @@
 //! local run without cargo-fuzz); `KILN_FUZZ_SMOKE_VERBOSE=1` prints each
 //! seed before running it.
 
-use kiln_fuzzing::{Unstructured, cache, compile, differential, instantiate, seeded_bytes, wasi};
 use kiln_fuzzing::arbitrary;
+use kiln_fuzzing::{Unstructured, cache, compile, differential, instantiate, seeded_bytes, wasi};
 
 fn scale() -> u64 {
     std::env::var("KILN_FUZZ_SMOKE_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1)
@@ -15,7 +15,13 @@ fn scale() -> u64 {
 
 /// Runs `oracle` on `cases` inputs of `len` bytes; returns how many built
 /// a case (the others ran out of data).
-fn smoke<T>(name: &str, seed0: u64, cases: u64, len: usize, mut oracle: impl FnMut(&mut Unstructured<'_>) -> arbitrary::Result<T>) -> Vec<T> {
+fn smoke<T>(
+    name: &str,
+    seed0: u64,
+    cases: u64,
+    len: usize,
+    mut oracle: impl FnMut(&mut Unstructured<'_>) -> arbitrary::Result<T>,
+) -> Vec<T> {
     let mut out = Vec::new();
     for seed in seed0..seed0 + cases * scale() {
         if std::env::var_os("KILN_FUZZ_SMOKE_VERBOSE").is_some() {
@@ -35,7 +41,8 @@ fn smoke<T>(name: &str, seed0: u64, cases: u64, len: usize, mut oracle: impl FnM
 fn smoke_differential() {
     let verdicts = smoke("differential", 1000, 120, 8 << 10, differential::run);
     let agreed = verdicts.iter().filter(|v| matches!(v, differential::Verdict::Agree { .. })).count();
-    let calls: usize = verdicts.iter().map(|v| if let differential::Verdict::Agree { calls } = v { *calls } else { 0 }).sum();
+    let calls: usize =
+        verdicts.iter().map(|v| if let differential::Verdict::Agree { calls } = v { *calls } else { 0 }).sum();
     for v in &verdicts {
         if let differential::Verdict::Inconclusive(why) = v {
             eprintln!("  inconclusive: {}", why.lines().next().unwrap_or(""));

@@ -40,7 +40,11 @@ impl<'a> PhaseClock<'a> {
 
 /// Compiles `wasm`, consulting and filling the engine's cache if it has
 /// one, and reporting to `observer`, if given.
-pub(crate) fn compile_module(engine: &Engine, wasm: &[u8], observer: Option<&dyn CompileObserver>) -> Result<Arc<ModuleRuntime>> {
+pub(crate) fn compile_module(
+    engine: &Engine,
+    wasm: &[u8],
+    observer: Option<&dyn CompileObserver>,
+) -> Result<Arc<ModuleRuntime>> {
     let Some(cache) = engine.config().cache.clone() else {
         return Ok(compile_uncached(engine, wasm, None, observer)?.0);
     };
@@ -84,7 +88,11 @@ fn load_entry(engine: &Engine, entry: CacheEntry, seal: &dyn Sealer) -> Result<(
 
 /// Loads an artifact held in memory (the text is copied into fresh code
 /// memory) whose tag verifies with `seal`.
-pub(crate) fn from_artifact_bytes(engine: &Engine, bytes: &[u8], seal: &dyn Sealer) -> Result<(Arc<ModuleRuntime>, Duration)> {
+pub(crate) fn from_artifact_bytes(
+    engine: &Engine,
+    bytes: &[u8],
+    seal: &dyn Sealer,
+) -> Result<(Arc<ModuleRuntime>, Duration)> {
     let parsed = parse_artifact(bytes, &engine.artifact_header(Duration::ZERO), seal)?;
     let info = Arc::new(parsed.info);
     let code = ModuleCode::new(&bytes[parsed.text], info.clone(), true).context("failed to map compiled code")?;
@@ -93,12 +101,18 @@ pub(crate) fn from_artifact_bytes(engine: &Engine, bytes: &[u8], seal: &dyn Seal
 
 /// Loads an artifact file whose tag verifies with `seal`, mapping its text
 /// in place.
-pub(crate) fn from_artifact_file(engine: &Engine, file: &std::fs::File, seal: &dyn Sealer) -> Result<(Arc<ModuleRuntime>, Duration)> {
+pub(crate) fn from_artifact_file(
+    engine: &Engine,
+    file: &std::fs::File,
+    seal: &dyn Sealer,
+) -> Result<(Arc<ModuleRuntime>, Duration)> {
     let mapped = Arc::new(MappedFile::new(file).context("failed to map the file")?);
     // Large tables are read in place from the mapping, not copied.
-    let parsed = with_source(mapped.clone(), || parse_artifact(mapped.bytes(), &engine.artifact_header(Duration::ZERO), seal))?;
+    let parsed =
+        with_source(mapped.clone(), || parse_artifact(mapped.bytes(), &engine.artifact_header(Duration::ZERO), seal))?;
     let info = Arc::new(parsed.info);
-    let code = ModuleCode::from_mapped_file(mapped, parsed.text, info.clone()).context("failed to map compiled code")?;
+    let code =
+        ModuleCode::from_mapped_file(mapped, parsed.text, info.clone()).context("failed to map compiled code")?;
     Ok((runtime(engine, info, code), Duration::from_nanos(parsed.header.compile_time_ns)))
 }
 
@@ -108,7 +122,14 @@ fn runtime(engine: &Engine, info: Arc<CompiledModuleInfo>, code: Box<ModuleCode>
     }
     let offsets = VMOffsets::new(&info.module);
     let type_ids: Box<[u32]> = info.module.types.iter().map(|t| engine.inner.types.register(t)).collect();
-    Arc::new(ModuleRuntime { info, code, offsets, type_ids, tunables: engine.tunables().clone(), images: Default::default() })
+    Arc::new(ModuleRuntime {
+        info,
+        code,
+        offsets,
+        type_ids,
+        tunables: engine.tunables().clone(),
+        images: Default::default(),
+    })
 }
 
 /// How one defined function of a module was obtained.
@@ -131,8 +152,12 @@ enum Obtained<'p> {
 fn code_of<'a>(o: &'a Obtained<'a>) -> Result<FunctionCode<'a>> {
     match o {
         Obtained::Cached(hit) => Ok(hit.code),
-        Obtained::Compiled { code, .. } => FunctionCode::parse(code).ok_or_else(|| anyhow!("internal: a compiled function encodes inconsistently")),
-        Obtained::Pending(_) | Obtained::Duplicate(_) => Err(anyhow!("internal: a function was neither found nor compiled")),
+        Obtained::Compiled { code, .. } => {
+            FunctionCode::parse(code).ok_or_else(|| anyhow!("internal: a compiled function encodes inconsistently"))
+        }
+        Obtained::Pending(_) | Obtained::Duplicate(_) => {
+            Err(anyhow!("internal: a function was neither found nor compiled"))
+        }
     }
 }
 
@@ -184,7 +209,13 @@ fn compile_uncached(
     let report = |func: FuncIndex, outcome: FunctionOutcome, times: FunctionCompileTimes| {
         if let Some(o) = observer {
             let name = info.func_name(func);
-            o.function_done(&FunctionReport { index: func.as_u32(), name, outcome, translate: times.translate, codegen: times.codegen });
+            o.function_done(&FunctionReport {
+                index: func.as_u32(),
+                name,
+                outcome,
+                translate: times.translate,
+                codegen: times.codegen,
+            });
         }
     };
     let find = |(i, input): (usize, &FunctionBodyInput<'_>)| -> Obtained<'_> {
@@ -197,8 +228,11 @@ fn compile_uncached(
             Err(key) => Obtained::Pending(key),
         }
     };
-    let mut obtained: Vec<Obtained<'_>> =
-        if parallel { bodies.par_iter().enumerate().map(find).collect() } else { bodies.iter().enumerate().map(find).collect() };
+    let mut obtained: Vec<Obtained<'_>> = if parallel {
+        bodies.par_iter().enumerate().map(find).collect()
+    } else {
+        bodies.iter().enumerate().map(find).collect()
+    };
 
     // The others: each distinct body compiled once; one that repeats an
     // earlier body shares its code.
@@ -240,7 +274,9 @@ fn compile_uncached(
     let funcs: Vec<FunctionCode<'_>> = obtained
         .iter()
         .map(|o| match o {
-            Obtained::Duplicate(j) => obtained.get(*j).map_or_else(|| Err(anyhow!("internal: a duplicate of nothing")), code_of),
+            Obtained::Duplicate(j) => {
+                obtained.get(*j).map_or_else(|| Err(anyhow!("internal: a duplicate of nothing")), code_of)
+            }
             o => code_of(o),
         })
         .collect::<Result<_>>()?;
@@ -309,7 +345,12 @@ fn record_and_store(cache: &dyn Cache, packs: &function_cache::Packs<'_>, obtain
 
 /// Compiles the entry trampolines of `info`, links them and `funcs` into
 /// one text, and maps it. Returns the runtime module and its text.
-fn link_and_map(engine: &Engine, info: ModuleInfo, funcs: &[FunctionCode<'_>], body_offsets: &[u32]) -> Result<(Arc<ModuleRuntime>, Vec<u8>)> {
+fn link_and_map(
+    engine: &Engine,
+    info: ModuleInfo,
+    funcs: &[FunctionCode<'_>],
+    body_offsets: &[u32],
+) -> Result<(Arc<ModuleRuntime>, Vec<u8>)> {
     // Entry trampolines for every signature of a function the host can call.
     let mut needed: Vec<TypeIndex> = info
         .defined_escaping_funcs()

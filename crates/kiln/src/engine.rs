@@ -98,7 +98,9 @@ impl Engine {
         crate::vm::signals::init_traps();
         let salt = kiln_environ::engine_salt(kiln_environ::KILN_VERSION, &compiler.fingerprint(), compiler.tunables());
         let allocator = match &config.allocation {
-            crate::config::InstanceAllocationStrategy::OnDemand => crate::vm::allocator::Allocator::on_demand(compiler.tunables()),
+            crate::config::InstanceAllocationStrategy::OnDemand => {
+                crate::vm::allocator::Allocator::on_demand(compiler.tunables())
+            }
             crate::config::InstanceAllocationStrategy::Pooling(p) => {
                 crate::vm::allocator::Allocator::pooling(compiler.tunables(), p.limits.clone())
                     .context("cannot reserve the pooling allocator's slots")?
@@ -184,7 +186,8 @@ impl Engine {
         }
         let ty = self.inner.types.get(id);
         let f = self.inner.compiler.compile_wasm_to_array_trampoline(&ty)?.encode();
-        let f = kiln_environ::FunctionCode::parse(&f).ok_or_else(|| anyhow::anyhow!("internal: a trampoline encodes inconsistently"))?;
+        let f = kiln_environ::FunctionCode::parse(&f)
+            .ok_or_else(|| anyhow::anyhow!("internal: a trampoline encodes inconsistently"))?;
         let linked = kiln_environ::link(&kiln_environ::ModuleInfo::default(), &[], &[], &[f])?;
         let info = Arc::new(CompiledModuleInfo {
             module: Default::default(),
@@ -193,7 +196,8 @@ impl Engine {
             traps: Default::default(),
             address_map: Default::default(),
         });
-        let code: Arc<ModuleCode> = ModuleCode::new(&linked.text, info, false).context("mapping trampoline code")?.into();
+        let code: Arc<ModuleCode> =
+            ModuleCode::new(&linked.text, info, false).context("mapping trampoline code")?.into();
         map.insert(id, code.clone());
         Ok(HostTrampoline::new(code))
     }

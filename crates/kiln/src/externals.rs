@@ -486,7 +486,8 @@ impl Global {
     pub fn get(&self, mut store: impl AsContextMut) -> Val {
         let store = &mut store.as_context_mut().0.opaque;
         store.check(&self.0);
-        let (raw, ty) = (store.vm().global_get(self.0.index), ValType::from_env(store.vm().global_ty(self.0.index).content));
+        let (raw, ty) =
+            (store.vm().global_get(self.0.index), ValType::from_env(store.vm().global_ty(self.0.index).content));
         Val::from_raw(raw, ty, store)
     }
 

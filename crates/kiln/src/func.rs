@@ -99,7 +99,12 @@ impl Func {
     ///
     /// Panics if the function belongs to another store, or resumes a panic
     /// raised by a host function called from wasm.
-    pub fn call<T: 'static>(&self, mut store: impl AsContextMut<Data = T>, params: &[Val], results: &mut [Val]) -> Result<()> {
+    pub fn call<T: 'static>(
+        &self,
+        mut store: impl AsContextMut<Data = T>,
+        params: &[Val],
+        results: &mut [Val],
+    ) -> Result<()> {
         let store = store.as_context_mut().0;
         store.opaque.check(&self.0);
         let ty = store.opaque.vm().func_ty(self.0.index).clone();
@@ -156,7 +161,10 @@ impl Func {
     /// # Panics
     ///
     /// `store` is not the store this object belongs to.
-    pub fn typed<Params: WasmParams, Results: WasmResults>(&self, store: impl AsContext) -> Result<TypedFunc<Params, Results>> {
+    pub fn typed<Params: WasmParams, Results: WasmResults>(
+        &self,
+        store: impl AsContext,
+    ) -> Result<TypedFunc<Params, Results>> {
         let store = store.as_context();
         store.0.opaque.check(&self.0);
         let ty = store.0.opaque.vm().func_ty(self.0.index);
@@ -201,14 +209,23 @@ impl HostSig {
 }
 
 /// Registers a host function in `store`.
-pub(crate) fn new_host<T: 'static>(store: &mut StoreInner<T>, ty: env::FuncType, body: Arc<HostFn<StoreInner<T>>>) -> Result<Func> {
+pub(crate) fn new_host<T: 'static>(
+    store: &mut StoreInner<T>,
+    ty: env::FuncType,
+    body: Arc<HostFn<StoreInner<T>>>,
+) -> Result<Func> {
     let sig = HostSig::new(store.opaque.engine(), &ty)?;
     Ok(new_host_with_sig(store, &sig, body))
 }
 
 /// Registers a host function whose signature is already resolved.
-pub(crate) fn new_host_with_sig<T: 'static>(store: &mut StoreInner<T>, sig: &HostSig, body: Arc<HostFn<StoreInner<T>>>) -> Func {
-    let index = store.opaque.vm_mut().new_host_func::<StoreInner<T>>(body, sig.ty.clone(), sig.type_id, sig.trampoline.clone());
+pub(crate) fn new_host_with_sig<T: 'static>(
+    store: &mut StoreInner<T>,
+    sig: &HostSig,
+    body: Arc<HostFn<StoreInner<T>>>,
+) -> Func {
+    let index =
+        store.opaque.vm_mut().new_host_func::<StoreInner<T>>(body, sig.ty.clone(), sig.type_id, sig.trampoline.clone());
     Func(store.opaque.stored(index))
 }
 

@@ -28,7 +28,9 @@
 use crate::cache::{Cache, CacheEntry, CacheKind};
 use crate::seal::{EntrySeal, MacKeys};
 use crate::vm::code_memory::MappedFile;
-use kiln_environ::{CacheKey, FuncIndex, FunctionCode, FunctionKeys, FunctionPack, FunctionPackBuilder, PackedFunction};
+use kiln_environ::{
+    CacheKey, FuncIndex, FunctionCode, FunctionKeys, FunctionPack, FunctionPackBuilder, PackedFunction,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -167,9 +169,8 @@ impl<'a> Packs<'a> {
             return Ok(h);
         }
         let key = self.function_keys.key(func, body);
-        let found = key.and_then(|key| {
-            [BASE, RECENT].into_iter().find_map(|p| hit(p, self.packs[p].as_ref()?.get(&key, index)?))
-        });
+        let found = key
+            .and_then(|key| [BASE, RECENT].into_iter().find_map(|p| hit(p, self.packs[p].as_ref()?.get(&key, index)?)));
         found.ok_or(key)
     }
 
@@ -192,7 +193,10 @@ impl<'a> Packs<'a> {
         });
         let unused = |p: usize| {
             let used = &used[p];
-            self.packs[p].iter().flat_map(|pack| pack.functions()).filter(move |f| !used.get(f.index).copied().unwrap_or(true))
+            self.packs[p]
+                .iter()
+                .flat_map(|pack| pack.functions())
+                .filter(move |f| !used.get(f.index).copied().unwrap_or(true))
         };
         // Pushes `f` (at `generation`) if `take` says so.
         let push_each = |builder: &mut FunctionPackBuilder<'a>, take: &dyn Fn(&PackInput<'a>) -> bool| {
@@ -206,7 +210,9 @@ impl<'a> Packs<'a> {
                             builder.push(&p.key, p.compile_time, generation, p.source, p.bytes);
                         }
                     }
-                    PackInput::Compiled { key, compile_time, source, code } => builder.push(&key, compile_time, generation, source, code),
+                    PackInput::Compiled { key, compile_time, source, code } => {
+                        builder.push(&key, compile_time, generation, source, code)
+                    }
                 }
             });
         };

@@ -28,7 +28,11 @@ impl Instance {
     /// Wrong number or types of imports ("incompatible import type");
     /// failure to create a memory or table; a [`Trap`] from an element or
     /// data segment that does not fit, or from the start function.
-    pub fn new<T: 'static>(mut store: impl AsContextMut<Data = T>, module: &Module, imports: &[Extern]) -> Result<Instance> {
+    pub fn new<T: 'static>(
+        mut store: impl AsContextMut<Data = T>,
+        module: &Module,
+        imports: &[Extern],
+    ) -> Result<Instance> {
         instantiate(store.as_context_mut().0, module, imports, |_| false)
     }
 
@@ -58,9 +62,7 @@ impl Instance {
         mut store: impl AsContextMut,
         name: &str,
     ) -> Result<TypedFunc<Params, Results>> {
-        let f = self
-            .get_func(&mut store, name)
-            .ok_or_else(|| anyhow!("failed to find function export `{name}`"))?;
+        let f = self.get_func(&mut store, name).ok_or_else(|| anyhow!("failed to find function export `{name}`"))?;
         f.typed(&store).with_context(|| format!("failed to convert function `{name}` to a typed function"))
     }
 
@@ -195,7 +197,11 @@ fn check_limits<T: 'static>(store: &mut StoreInner<T>, module: &Module) -> Resul
     for m in info.defined_memories().map(|d| info.memory_index(d)) {
         let ty = &info.memories[m.index()];
         let bytes = |pages: u64| usize::try_from(pages.saturating_mul(ty.page_size())).unwrap_or(usize::MAX);
-        store.check_new_memory(&describe(info, "memory", EntityIndex::Memory(m)), bytes(ty.minimum), ty.maximum.map(bytes))?;
+        store.check_new_memory(
+            &describe(info, "memory", EntityIndex::Memory(m)),
+            bytes(ty.minimum),
+            ty.maximum.map(bytes),
+        )?;
     }
     for t in info.defined_tables().map(|d| info.table_index(d)) {
         let ty = &info.tables[t.index()];
@@ -253,7 +259,8 @@ pub(crate) fn instantiate<T: 'static>(
             bail!("import `{}::{}` belongs to another store", imp.module, imp.field);
         }
         if !prechecked(i) {
-            check_import(opaque, info, &imp.ty, ext).with_context(|| format!("import `{}::{}`", imp.module, imp.field))?;
+            check_import(opaque, info, &imp.ty, ext)
+                .with_context(|| format!("import `{}::{}`", imp.module, imp.field))?;
         }
         vm_imports.push(match ext {
             Extern::Func(f) => Import::Func(f.0.index),
@@ -269,7 +276,10 @@ pub(crate) fn instantiate<T: 'static>(
         });
     }
     let engine = opaque.engine().clone();
-    let id = opaque.vm_mut().instantiate(module.runtime(), &engine.inner.allocator, &vm_imports).map_err(|e| anyhow!("{e}"))?;
+    let id = opaque
+        .vm_mut()
+        .instantiate(module.runtime(), &engine.inner.allocator, &vm_imports)
+        .map_err(|e| anyhow!("{e}"))?;
     opaque.push_instance_module(id, module.clone());
     let (init, wrote_memories) = opaque.vm_mut().initialize(id);
     if wrote_memories {

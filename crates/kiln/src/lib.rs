@@ -137,13 +137,15 @@ pub(crate) mod vm;
 
 pub use anyhow::{Error, Result};
 pub use cache::{Cache, CacheEntry, CacheKind, CacheStats, DirectoryCache, MemoryCache};
-pub use compile_observer::{CompileObserver, CompilePhase, CompileTimings, FunctionOutcome, FunctionReport, FunctionTiming};
+pub use compile_observer::{
+    CompileObserver, CompilePhase, CompileTimings, FunctionOutcome, FunctionReport, FunctionTiming,
+};
 pub use config::{Config, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 pub use engine::{Engine, EpochTicker};
-pub use kiln_environ::FuelCosts;
 pub use externals::{Extern, Global, Memory, MemoryAccessError, SharedMemory, Table};
 pub use func::{Caller, Func, IntoFunc, TypedFunc, WasmParams, WasmResults, WasmRet, WasmTy, WasmTyList, WithCaller};
 pub use instance::Instance;
+pub use kiln_environ::FuelCosts;
 pub use limits::{LimitExceeded, ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 pub use linker::{InstancePre, Linker};
 pub use module::Module;

@@ -1,5 +1,6 @@
 //! `Linker<T>`: resolves a module's imports by name.
 
+use crate::Engine;
 use crate::externals::Extern;
 use crate::func::{Caller, Func, HostSig, IntoFunc, new_host_with_sig};
 use crate::instance::Instance;
@@ -9,7 +10,6 @@ use crate::types::FuncType;
 use crate::values::Val;
 use crate::vm::host_func::HostFn;
 use crate::vm::vmcontext::ValRaw;
-use crate::Engine;
 use anyhow::{Result, bail};
 use kiln_environ as env;
 use std::collections::HashMap;
@@ -141,7 +141,12 @@ impl<T: 'static> Linker<T> {
     /// # Errors
     ///
     /// A name is already defined and shadowing is off.
-    pub fn instance(&mut self, mut store: impl AsContextMut<Data = T>, module: &str, instance: Instance) -> Result<&mut Self> {
+    pub fn instance(
+        &mut self,
+        mut store: impl AsContextMut<Data = T>,
+        module: &str,
+        instance: Instance,
+    ) -> Result<&mut Self> {
         for (name, item) in instance.exports(&mut store) {
             self.insert(module, &name, Definition::Extern(item))?;
         }

@@ -64,7 +64,11 @@ impl Module {
     /// # Errors
     ///
     /// As [`Module::new`].
-    pub fn new_with_observer(engine: &Engine, bytes: impl AsRef<[u8]>, observer: &dyn CompileObserver) -> Result<Module> {
+    pub fn new_with_observer(
+        engine: &Engine,
+        bytes: impl AsRef<[u8]>,
+        observer: &dyn CompileObserver,
+    ) -> Result<Module> {
         Module::new_observed(engine, bytes.as_ref(), Some(observer))
     }
 
@@ -145,7 +149,12 @@ impl Module {
     /// None in practice; the signature leaves room for future formats.
     pub fn serialize(&self) -> Result<Vec<u8>> {
         let header = self.engine().artifact_header(std::time::Duration::ZERO);
-        Ok(serialize_artifact(&header, &self.inner.runtime.info, self.inner.runtime.code.text(), &PublicSeal::artifact()))
+        Ok(serialize_artifact(
+            &header,
+            &self.inner.runtime.info,
+            self.inner.runtime.code.text(),
+            &PublicSeal::artifact(),
+        ))
     }
 
     /// Loads an artifact produced by [`Module::serialize`] (or `kiln

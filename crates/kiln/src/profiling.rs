@@ -48,7 +48,11 @@ pub(crate) fn register_perf_map(info: &CompiledModuleInfo, text_start: usize) {
         out.push_str(&format!("{start:x} {:x} {name}\n", loc.length));
     }
     for (ty, loc) in &info.array_to_wasm_trampolines {
-        out.push_str(&format!("{:x} {:x} kiln-entry-trampoline[type {ty}]\n", text_start + loc.start as usize, loc.length));
+        out.push_str(&format!(
+            "{:x} {:x} kiln-entry-trampoline[type {ty}]\n",
+            text_start + loc.start as usize,
+            loc.length
+        ));
     }
     let _ = f.write_all(out.as_bytes());
 }

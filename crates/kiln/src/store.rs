@@ -212,7 +212,12 @@ impl<T> StoreInner<T> {
     }
 
     /// Asks the limiter whether a memory may grow (or be created, from 0).
-    pub(crate) fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> anyhow::Result<bool> {
+    pub(crate) fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> anyhow::Result<bool> {
         match self.limiter() {
             Some(l) => l.memory_growing(current, desired, maximum),
             None => Ok(true),
@@ -234,9 +239,15 @@ impl<T> StoreInner<T> {
     /// # Errors
     ///
     /// The limiter refused (naming its limit if it states one) or failed.
-    pub(crate) fn check_new_memory(&mut self, name: &str, minimum: usize, maximum: Option<usize>) -> anyhow::Result<()> {
-        let allowed =
-            self.memory_growing(0, minimum, maximum).with_context(|| format!("{name} is too large for the store's limits"))?;
+    pub(crate) fn check_new_memory(
+        &mut self,
+        name: &str,
+        minimum: usize,
+        maximum: Option<usize>,
+    ) -> anyhow::Result<()> {
+        let allowed = self
+            .memory_growing(0, minimum, maximum)
+            .with_context(|| format!("{name} is too large for the store's limits"))?;
         if allowed {
             return Ok(());
         }
@@ -251,8 +262,9 @@ impl<T> StoreInner<T> {
     ///
     /// The limiter refused (naming its limit if it states one) or failed.
     pub(crate) fn check_new_table(&mut self, name: &str, minimum: u64, maximum: Option<u64>) -> anyhow::Result<()> {
-        let allowed =
-            self.table_growing(0, minimum, maximum).with_context(|| format!("{name} is too large for the store's limits"))?;
+        let allowed = self
+            .table_growing(0, minimum, maximum)
+            .with_context(|| format!("{name} is too large for the store's limits"))?;
         if allowed {
             return Ok(());
         }
@@ -264,7 +276,11 @@ impl<T> StoreInner<T> {
     pub(crate) fn count_limits(&mut self) -> (usize, usize, usize) {
         match self.limiter() {
             Some(l) => (l.instances(), l.tables(), l.memories()),
-            None => (crate::limits::DEFAULT_COUNT_LIMIT, crate::limits::DEFAULT_COUNT_LIMIT, crate::limits::DEFAULT_COUNT_LIMIT),
+            None => (
+                crate::limits::DEFAULT_COUNT_LIMIT,
+                crate::limits::DEFAULT_COUNT_LIMIT,
+                crate::limits::DEFAULT_COUNT_LIMIT,
+            ),
         }
     }
 }
@@ -401,7 +417,11 @@ impl StoreOpaque {
     }
 
     /// The `Func` of function `f` of instance `instance`, created on first use.
-    pub(crate) fn instance_func(&mut self, instance: usize, f: kiln_environ::FuncIndex) -> anyhow::Result<crate::func::Func> {
+    pub(crate) fn instance_func(
+        &mut self,
+        instance: usize,
+        f: kiln_environ::FuncIndex,
+    ) -> anyhow::Result<crate::func::Func> {
         let i = self.vm.instance_func(instance, f).map_err(anyhow::Error::msg)?;
         Ok(crate::func::Func(self.stored(i)))
     }

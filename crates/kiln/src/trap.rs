@@ -74,7 +74,14 @@ impl fmt::Display for WasmBacktrace {
         while i < self.frames.len() {
             let fr = &self.frames[i];
             // Collapse runs of identical frames (deep recursion).
-            let run = self.frames[i..].iter().take_while(|g| g.func_index == fr.func_index && g.module_offset == fr.module_offset && g.module_name == fr.module_name).count();
+            let run = self.frames[i..]
+                .iter()
+                .take_while(|g| {
+                    g.func_index == fr.func_index
+                        && g.module_offset == fr.module_offset
+                        && g.module_name == fr.module_name
+                })
+                .count();
             write!(f, "  {i:>4}: ")?;
             match fr.module_offset {
                 Some(o) => write!(f, "{o:#8x} - ")?,

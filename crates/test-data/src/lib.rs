@@ -58,7 +58,9 @@ impl DataError {
     /// What the trial reports, with missing data `required` or not.
     fn outcome(&self, required: bool) -> Result<Completion, Failed> {
         match self {
-            DataError::Missing(what) if required => Err(format!("{what} ({REQUIRE_VAR} is set: this data is required)").into()),
+            DataError::Missing(what) if required => {
+                Err(format!("{what} ({REQUIRE_VAR} is set: this data is required)").into())
+            }
             DataError::Missing(what) => Ok(Completion::ignored_with(format!("not run: {what}"))),
             DataError::Broken(what) => Err(what.clone().into()),
         }

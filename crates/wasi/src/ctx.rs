@@ -432,7 +432,12 @@ impl WasiCtxBuilder {
 
     /// Like [`preopened_dir`](Self::preopened_dir), for a directory the
     /// embedder already opened with cap-std.
-    pub fn preopened_cap_dir(&mut self, dir: cap_std::fs::Dir, guest_path: impl AsRef<str>, perms: DirPerms) -> &mut Self {
+    pub fn preopened_cap_dir(
+        &mut self,
+        dir: cap_std::fs::Dir,
+        guest_path: impl AsRef<str>,
+        perms: DirPerms,
+    ) -> &mut Self {
         self.preopens.push(Descriptor {
             kind: Kind::Dir(DirFd { dir, perms, listing: None }),
             base: rights::DIRECTORY,
@@ -479,7 +484,8 @@ impl WasiCtxBuilder {
     pub fn build(&mut self) -> WasiCtx {
         let b = std::mem::take(self);
         let mut fds = BTreeMap::new();
-        let stream = |s: Stream, base| Descriptor { kind: Kind::Stream(Arc::new(s)), base, inheriting: 0, preopen: None };
+        let stream =
+            |s: Stream, base| Descriptor { kind: Kind::Stream(Arc::new(s)), base, inheriting: 0, preopen: None };
         fds.insert(0, stream(Stream::Input(b.stdin), rights::STREAM & !rights::FD_WRITE));
         fds.insert(1, stream(Stream::Output(b.stdout, StdioKind::Stdout), rights::STREAM & !rights::FD_READ));
         fds.insert(2, stream(Stream::Output(b.stderr, StdioKind::Stderr), rights::STREAM & !rights::FD_READ));

@@ -59,7 +59,14 @@ enum Sub {
     Fd { userdata: u64, tag: u8, fd: u32 },
 }
 
-pub(crate) fn poll_oneoff(cx: &mut Access<'_>, mem: &mut GuestMemory<'_>, subs: u32, events: u32, nsubs: u32, nevents: u32) -> WasiResult<()> {
+pub(crate) fn poll_oneoff(
+    cx: &mut Access<'_>,
+    mem: &mut GuestMemory<'_>,
+    subs: u32,
+    events: u32,
+    nsubs: u32,
+    nevents: u32,
+) -> WasiResult<()> {
     if nsubs == 0 {
         return Err(Errno::Inval);
     }

@@ -21,7 +21,9 @@ use crate::errno::{Errno, WasiResult};
 use crate::memory::{GuestMemory, IoVec};
 use crate::stdio::Stream;
 use crate::types::{clockid, fdflags, filetype, fstflags, lookupflags, oflags, rights, size};
-use cap_fs_ext::{DirExt, FollowSymlinks, OpenOptionsFollowExt, OpenOptionsMaybeDirExt, OpenOptionsSyncExt, SystemTimeSpec};
+use cap_fs_ext::{
+    DirExt, FollowSymlinks, OpenOptionsFollowExt, OpenOptionsMaybeDirExt, OpenOptionsSyncExt, SystemTimeSpec,
+};
 use cap_std::fs::{Dir, MetadataExt, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -228,7 +230,11 @@ fn read_iovecs(
 
 /// Writes the guest's buffers in order, stopping at a short write (a
 /// shared memory in pieces, as in [`read_iovecs`]).
-fn write_iovecs(mem: &GuestMemory<'_>, iovs: &[IoVec], mut send: impl FnMut(&[u8]) -> WasiResult<usize>) -> WasiResult<u32> {
+fn write_iovecs(
+    mem: &GuestMemory<'_>,
+    iovs: &[IoVec],
+    mut send: impl FnMut(&[u8]) -> WasiResult<usize>,
+) -> WasiResult<u32> {
     let chunk = mem.chunk_limit();
     let mut total: u32 = 0;
     for v in iovs {
@@ -336,7 +342,13 @@ impl WasiState {
         mem.write_u64(out, nanos(ts.tv_sec, ts.tv_nsec as i64).max(1))
     }
 
-    pub(crate) fn clock_time_get(&mut self, mem: &mut GuestMemory<'_>, id: u32, _precision: u64, out: u32) -> WasiResult<()> {
+    pub(crate) fn clock_time_get(
+        &mut self,
+        mem: &mut GuestMemory<'_>,
+        id: u32,
+        _precision: u64,
+        out: u32,
+    ) -> WasiResult<()> {
         let now = clock_now(id)?;
         mem.write_u64(out, now)
     }
@@ -364,7 +376,14 @@ impl WasiState {
 
     // ---- descriptors ----
 
-    pub(crate) fn fd_advise(&mut self, _mem: &mut GuestMemory<'_>, fd: u32, offset: u64, len: u64, advice: u32) -> WasiResult<()> {
+    pub(crate) fn fd_advise(
+        &mut self,
+        _mem: &mut GuestMemory<'_>,
+        fd: u32,
+        offset: u64,
+        len: u64,
+        advice: u32,
+    ) -> WasiResult<()> {
         use rustix::fs::Advice;
         let advice = match advice {
             0 => Advice::Normal,
@@ -417,7 +436,11 @@ impl WasiState {
             _ => return Err(Errno::Inval),
         };
         d.check(right)?;
-        if data_only { rustix::fs::fdatasync(host)? } else { rustix::fs::fsync(host)? }
+        if data_only {
+            rustix::fs::fdatasync(host)?
+        } else {
+            rustix::fs::fsync(host)?
+        }
         Ok(())
     }
 
@@ -485,7 +508,13 @@ impl WasiState {
         Ok(())
     }
 
-    pub(crate) fn fd_fdstat_set_rights(&mut self, _mem: &mut GuestMemory<'_>, fd: u32, base: u64, inheriting: u64) -> WasiResult<()> {
+    pub(crate) fn fd_fdstat_set_rights(
+        &mut self,
+        _mem: &mut GuestMemory<'_>,
+        fd: u32,
+        base: u64,
+        inheriting: u64,
+    ) -> WasiResult<()> {
         let d = self.get_mut(fd)?;
         if base & !d.base != 0 || inheriting & !d.inheriting != 0 {
             return Err(Errno::NotCapable);
@@ -514,7 +543,14 @@ impl WasiState {
         Ok(())
     }
 
-    pub(crate) fn fd_filestat_set_times(&mut self, _mem: &mut GuestMemory<'_>, fd: u32, atim: u64, mtim: u64, flags: u32) -> WasiResult<()> {
+    pub(crate) fn fd_filestat_set_times(
+        &mut self,
+        _mem: &mut GuestMemory<'_>,
+        fd: u32,
+        atim: u64,
+        mtim: u64,
+        flags: u32,
+    ) -> WasiResult<()> {
         let (a, m) = time_specs(atim, mtim, flags)?;
         let d = self.get(fd)?;
         let host = match &d.kind {
@@ -533,7 +569,15 @@ impl WasiState {
         Ok(())
     }
 
-    pub(crate) fn fd_pread(&mut self, mem: &mut GuestMemory<'_>, fd: u32, iovs: u32, iovs_len: u32, offset: u64, nread: u32) -> WasiResult<()> {
+    pub(crate) fn fd_pread(
+        &mut self,
+        mem: &mut GuestMemory<'_>,
+        fd: u32,
+        iovs: u32,
+        iovs_len: u32,
+        offset: u64,
+        nread: u32,
+    ) -> WasiResult<()> {
         let iovs = mem.iovecs(iovs, iovs_len)?;
         let f = self.file(fd, rights::FD_READ | rights::FD_SEEK, Errno::Spipe)?;
         let mut pos = offset;
@@ -545,7 +589,15 @@ impl WasiState {
         mem.write_u32(nread, n)
     }
 
-    pub(crate) fn fd_pwrite(&mut self, mem: &mut GuestMemory<'_>, fd: u32, iovs: u32, iovs_len: u32, offset: u64, nwritten: u32) -> WasiResult<()> {
+    pub(crate) fn fd_pwrite(
+        &mut self,
+        mem: &mut GuestMemory<'_>,
+        fd: u32,
+        iovs: u32,
+        iovs_len: u32,
+        offset: u64,
+        nwritten: u32,
+    ) -> WasiResult<()> {
         let iovs = mem.iovecs(iovs, iovs_len)?;
         let f = self.file(fd, rights::FD_WRITE | rights::FD_SEEK, Errno::Spipe)?;
         // On a file opened for appending, Linux's pwrite writes at the end
@@ -567,7 +619,13 @@ impl WasiState {
         mem.write_bytes(out, &b)
     }
 
-    pub(crate) fn fd_prestat_dir_name(&mut self, mem: &mut GuestMemory<'_>, fd: u32, path: u32, path_len: u32) -> WasiResult<()> {
+    pub(crate) fn fd_prestat_dir_name(
+        &mut self,
+        mem: &mut GuestMemory<'_>,
+        fd: u32,
+        path: u32,
+        path_len: u32,
+    ) -> WasiResult<()> {
         let name = self.get(fd)?.preopen.as_ref().ok_or(Errno::Badf)?;
         if (path_len as usize) < name.len() {
             return Err(Errno::NameTooLong);
@@ -575,7 +633,15 @@ impl WasiState {
         mem.write_bytes(path, name.as_bytes())
     }
 
-    pub(crate) fn fd_readdir(&mut self, mem: &mut GuestMemory<'_>, fd: u32, buf: u32, buf_len: u32, cookie: u64, bufused: u32) -> WasiResult<()> {
+    pub(crate) fn fd_readdir(
+        &mut self,
+        mem: &mut GuestMemory<'_>,
+        fd: u32,
+        buf: u32,
+        buf_len: u32,
+        cookie: u64,
+        bufused: u32,
+    ) -> WasiResult<()> {
         let d = self.get_mut(fd)?;
         if !matches!(d.kind, Kind::Dir(_)) {
             return Err(Errno::NotDir);
@@ -618,7 +684,14 @@ impl WasiState {
         Ok(())
     }
 
-    pub(crate) fn fd_seek(&mut self, mem: &mut GuestMemory<'_>, fd: u32, offset: i64, whence: u32, out: u32) -> WasiResult<()> {
+    pub(crate) fn fd_seek(
+        &mut self,
+        mem: &mut GuestMemory<'_>,
+        fd: u32,
+        offset: i64,
+        whence: u32,
+        out: u32,
+    ) -> WasiResult<()> {
         let pos = match whence {
             0 => SeekFrom::Start(u64::try_from(offset).map_err(|_| Errno::Inval)?),
             1 => SeekFrom::Current(offset),
@@ -639,16 +712,34 @@ impl WasiState {
 
     // ---- paths ----
 
-    pub(crate) fn path_create_directory(&mut self, mem: &mut GuestMemory<'_>, fd: u32, path: u32, path_len: u32) -> WasiResult<()> {
+    pub(crate) fn path_create_directory(
+        &mut self,
+        mem: &mut GuestMemory<'_>,
+        fd: u32,
+        path: u32,
+        path_len: u32,
+    ) -> WasiResult<()> {
         let dir = self.dir_for_change(fd, rights::PATH_CREATE_DIRECTORY)?;
         dir.dir.create_dir(&*mem.str(path, path_len)?)?;
         Ok(())
     }
 
-    pub(crate) fn path_filestat_get(&mut self, mem: &mut GuestMemory<'_>, fd: u32, flags: u32, path: u32, path_len: u32, out: u32) -> WasiResult<()> {
+    pub(crate) fn path_filestat_get(
+        &mut self,
+        mem: &mut GuestMemory<'_>,
+        fd: u32,
+        flags: u32,
+        path: u32,
+        path_len: u32,
+        out: u32,
+    ) -> WasiResult<()> {
         let dir = self.dir(fd, rights::PATH_FILESTAT_GET)?;
         let path = &*mem.str(path, path_len)?;
-        let meta = if flags & lookupflags::SYMLINK_FOLLOW != 0 { dir.dir.metadata(path)? } else { dir.dir.symlink_metadata(path)? };
+        let meta = if flags & lookupflags::SYMLINK_FOLLOW != 0 {
+            dir.dir.metadata(path)?
+        } else {
+            dir.dir.symlink_metadata(path)?
+        };
         stat_meta(&meta).write(mem, out)
     }
 
@@ -821,7 +912,13 @@ impl WasiState {
         mem.write_u32(bufused, n as u32)
     }
 
-    pub(crate) fn path_remove_directory(&mut self, mem: &mut GuestMemory<'_>, fd: u32, path: u32, path_len: u32) -> WasiResult<()> {
+    pub(crate) fn path_remove_directory(
+        &mut self,
+        mem: &mut GuestMemory<'_>,
+        fd: u32,
+        path: u32,
+        path_len: u32,
+    ) -> WasiResult<()> {
         let dir = self.dir_for_change(fd, rights::PATH_REMOVE_DIRECTORY)?;
         dir.dir.remove_dir(&*mem.str(path, path_len)?)?;
         Ok(())
@@ -844,13 +941,27 @@ impl WasiState {
         Ok(())
     }
 
-    pub(crate) fn path_symlink(&mut self, mem: &mut GuestMemory<'_>, old_path: u32, old_len: u32, fd: u32, new_path: u32, new_len: u32) -> WasiResult<()> {
+    pub(crate) fn path_symlink(
+        &mut self,
+        mem: &mut GuestMemory<'_>,
+        old_path: u32,
+        old_len: u32,
+        fd: u32,
+        new_path: u32,
+        new_len: u32,
+    ) -> WasiResult<()> {
         let dir = self.dir_for_change(fd, rights::PATH_SYMLINK)?;
         dir.dir.symlink(&*mem.str(old_path, old_len)?, &*mem.str(new_path, new_len)?)?;
         Ok(())
     }
 
-    pub(crate) fn path_unlink_file(&mut self, mem: &mut GuestMemory<'_>, fd: u32, path: u32, path_len: u32) -> WasiResult<()> {
+    pub(crate) fn path_unlink_file(
+        &mut self,
+        mem: &mut GuestMemory<'_>,
+        fd: u32,
+        path: u32,
+        path_len: u32,
+    ) -> WasiResult<()> {
         let dir = self.dir_for_change(fd, rights::PATH_UNLINK_FILE)?;
         dir.dir.remove_file(&*mem.str(path, path_len)?)?;
         Ok(())
@@ -914,7 +1025,14 @@ impl WasiState {
 
 // ---- calls that may wait: the state is held only for the look-up ----
 
-pub(crate) fn fd_read(cx: &mut Access<'_>, mem: &mut GuestMemory<'_>, fd: u32, iovs: u32, iovs_len: u32, nread: u32) -> WasiResult<()> {
+pub(crate) fn fd_read(
+    cx: &mut Access<'_>,
+    mem: &mut GuestMemory<'_>,
+    fd: u32,
+    iovs: u32,
+    iovs_len: u32,
+    nread: u32,
+) -> WasiResult<()> {
     let iovs = mem.iovecs(iovs, iovs_len)?;
     let n = match cx.with(|s| s.stream_io(fd, rights::FD_READ))? {
         HostIo::File { file, filetype } => {
@@ -930,7 +1048,14 @@ pub(crate) fn fd_read(cx: &mut Access<'_>, mem: &mut GuestMemory<'_>, fd: u32, i
     mem.write_u32(nread, n)
 }
 
-pub(crate) fn fd_write(cx: &mut Access<'_>, mem: &mut GuestMemory<'_>, fd: u32, iovs: u32, iovs_len: u32, nwritten: u32) -> WasiResult<()> {
+pub(crate) fn fd_write(
+    cx: &mut Access<'_>,
+    mem: &mut GuestMemory<'_>,
+    fd: u32,
+    iovs: u32,
+    iovs_len: u32,
+    nwritten: u32,
+) -> WasiResult<()> {
     let iovs = mem.iovecs(iovs, iovs_len)?;
     let n = match cx.with(|s| s.stream_io(fd, rights::FD_WRITE))? {
         HostIo::File { file, .. } => write_iovecs(mem, &iovs, |buf| Ok(Write::write(&mut &*file, buf)?))?,
@@ -943,7 +1068,13 @@ pub(crate) fn fd_write(cx: &mut Access<'_>, mem: &mut GuestMemory<'_>, fd: u32, 
     mem.write_u32(nwritten, n)
 }
 
-pub(crate) fn sock_accept(cx: &mut Access<'_>, mem: &mut GuestMemory<'_>, fd: u32, flags: u32, fd_out: u32) -> WasiResult<()> {
+pub(crate) fn sock_accept(
+    cx: &mut Access<'_>,
+    mem: &mut GuestMemory<'_>,
+    fd: u32,
+    flags: u32,
+    fd_out: u32,
+) -> WasiResult<()> {
     if flags & !u32::from(fdflags::NONBLOCK) != 0 {
         return Err(Errno::Inval);
     }

@@ -89,22 +89,26 @@ pub fn add_thread_spawn_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     get: impl Fn(&mut T) -> Option<&WasiThreads<T>> + Send + Sync + 'static,
 ) -> Result<()> {
-    linker.func_wrap(THREADS_MODULE, THREAD_SPAWN, move |mut caller: Caller<'_, T>, start_arg: i32| -> Result<i32> {
-        let Some(threads) = get(caller.data_mut()).cloned() else {
-            return Ok(-i32::from(Errno::Again.raw()));
-        };
-        let result = threads.spawn(&mut caller, start_arg);
-        if threads.inner.trace {
-            match &result {
-                Ok(tid) => eprintln!("wasi: thread-spawn({start_arg}) -> thread {tid}"),
-                Err(e) => eprintln!("wasi: thread-spawn({start_arg}) -> {}: {e:#}", Errno::Again),
+    linker.func_wrap(
+        THREADS_MODULE,
+        THREAD_SPAWN,
+        move |mut caller: Caller<'_, T>, start_arg: i32| -> Result<i32> {
+            let Some(threads) = get(caller.data_mut()).cloned() else {
+                return Ok(-i32::from(Errno::Again.raw()));
+            };
+            let result = threads.spawn(&mut caller, start_arg);
+            if threads.inner.trace {
+                match &result {
+                    Ok(tid) => eprintln!("wasi: thread-spawn({start_arg}) -> thread {tid}"),
+                    Err(e) => eprintln!("wasi: thread-spawn({start_arg}) -> {}: {e:#}", Errno::Again),
+                }
             }
-        }
-        Ok(match result {
-            Ok(tid) => tid as i32,
-            Err(_) => -i32::from(Errno::Again.raw()),
-        })
-    })?;
+            Ok(match result {
+                Ok(tid) => tid as i32,
+                Err(_) => -i32::from(Errno::Again.raw()),
+            })
+        },
+    )?;
     Ok(())
 }
 
@@ -220,7 +224,10 @@ impl<T: Send + 'static> WasiThreads<T> {
     }
 
     /// A builder, to set more than [`new`](Self::new) does.
-    pub fn builder(pre: InstancePre<T>, new_data: impl Fn(&mut T) -> T + Send + Sync + 'static) -> WasiThreadsBuilder<T> {
+    pub fn builder(
+        pre: InstancePre<T>,
+        new_data: impl Fn(&mut T) -> T + Send + Sync + 'static,
+    ) -> WasiThreadsBuilder<T> {
         WasiThreadsBuilder {
             pre,
             new_data: Box::new(new_data),
@@ -324,7 +331,9 @@ impl<T: Send + 'static> WasiThreadsBuilder<T> {
         match module.get_export(THREAD_START) {
             Some(ExternType::Func(ty)) if ty == want => {}
             Some(ExternType::Func(ty)) => {
-                bail!("wasi-threads: the module's `{THREAD_START}` has type {ty:?}; it must take (i32, i32) and return nothing")
+                bail!(
+                    "wasi-threads: the module's `{THREAD_START}` has type {ty:?}; it must take (i32, i32) and return nothing"
+                )
             }
             _ => bail!("wasi-threads: the module does not export a function `{THREAD_START}`"),
         }

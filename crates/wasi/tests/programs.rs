@@ -124,7 +124,9 @@ fn file_and_directory_operations() {
     let failed: Vec<&str> = out
         .stdout
         .lines()
-        .filter(|l| !l.ends_with(": ok") && !l.starts_with("entries:") && !l.starts_with("many:") && !l.starts_with("raw"))
+        .filter(|l| {
+            !l.ends_with(": ok") && !l.starts_with("entries:") && !l.starts_with("many:") && !l.starts_with("raw")
+        })
         .collect();
     assert!(failed.is_empty(), "failed steps: {failed:#?}\n{}", out.stdout);
     assert!(out.stdout.contains("entries: . .. b.txt hard link sub\n"), "{}", out.stdout);
@@ -239,7 +241,9 @@ ro_subdir_create: errno 63
     for kept in ["sandbox/inside.txt", "ro/existing.txt", "outside"] {
         assert!(root.join(kept).exists(), "{kept} disappeared");
     }
-    for absent in ["sandbox/stolen.txt", "sandbox/stolen2.txt", "sandbox/g_abs", "ro/new.txt", "ro/newdir", "sandbox/taken.txt"] {
+    for absent in
+        ["sandbox/stolen.txt", "sandbox/stolen2.txt", "sandbox/g_abs", "ro/new.txt", "ro/newdir", "sandbox/taken.txt"]
+    {
         assert!(std::fs::symlink_metadata(root.join(absent)).is_err(), "{absent} exists");
     }
     assert_eq!(std::fs::read_to_string(root.join("ro/existing.txt")).unwrap(), "ro\n");

@@ -132,8 +132,10 @@ fn random_arguments_never_trap_or_panic() {
     let mut successes = 0;
     for i in 0..20_000 {
         let (name, params, func) = &funcs[(rng.next() % funcs.len() as u64) as usize];
-        let args: Vec<Val> =
-            params.iter().map(|p| if *p == b'I' { Val::I64(rng.arg() as i64) } else { Val::I32(rng.arg() as i32) }).collect();
+        let args: Vec<Val> = params
+            .iter()
+            .map(|p| if *p == b'I' { Val::I64(rng.arg() as i64) } else { Val::I32(rng.arg() as i32) })
+            .collect();
         let mut result = [Val::I32(0)];
         if let Err(e) = func.call(&mut store, &args, &mut result) {
             panic!("call {i}: {name}{args:?} failed: {e:#}");

@@ -105,10 +105,11 @@ fn run(wasm: &Path) -> Result<(), Failed> {
 /// The trials of one language's programs, or the one trial that says why
 /// there are none.
 fn language_trials(lang: &str) -> Vec<Trial> {
-    let files = match kiln_test_data::shared_files(&format!("wasi-testsuite/tests/{lang}/testsuite/wasm32-wasip1"), "wasm") {
-        Ok(files) => files,
-        Err(e) => return vec![e.into_trial(format!("{lang}/*"))],
-    };
+    let files =
+        match kiln_test_data::shared_files(&format!("wasi-testsuite/tests/{lang}/testsuite/wasm32-wasip1"), "wasm") {
+            Ok(files) => files,
+            Err(e) => return vec![e.into_trial(format!("{lang}/*"))],
+        };
     files
         .into_iter()
         .map(|wasm| {

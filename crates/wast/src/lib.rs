@@ -154,13 +154,16 @@ impl WastContext {
                     match self.for_thread(t.shared_module.map(|m| m.name())) {
                         Ok(mut cx) => {
                             let directives = t.directives;
-                            let handle = std::thread::Builder::new()
-                                .name(format!("wast thread {name}"))
-                                .spawn_scoped(scope, move || {
+                            let handle = std::thread::Builder::new().name(format!("wast thread {name}")).spawn_scoped(
+                                scope,
+                                move || {
                                     let mut out = Outcome::default();
-                                    std::thread::scope(|inner| cx.run_directives(inner, directives, filename, text, &mut out));
+                                    std::thread::scope(|inner| {
+                                        cx.run_directives(inner, directives, filename, text, &mut out)
+                                    });
                                     out
-                                });
+                                },
+                            );
                             match handle {
                                 Ok(h) => {
                                     threads.insert(name, h);
@@ -232,7 +235,8 @@ impl WastContext {
             }
             WastDirective::ModuleInstance { instance, module, .. } => {
                 let def = module.map(|m| m.name().to_string()).unwrap_or_default();
-                let module = self.definitions.get(&def).cloned().ok_or_else(|| anyhow!("unknown module definition `{def}`"))?;
+                let module =
+                    self.definitions.get(&def).cloned().ok_or_else(|| anyhow!("unknown module definition `{def}`"))?;
                 let inst = self.instantiate(&module)?;
                 if let Some(name) = instance {
                     self.instances.insert(name.name().to_string(), inst);

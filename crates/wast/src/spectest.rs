@@ -1,7 +1,9 @@
 //! The `spectest` host module the spec scripts import from.
 
 use anyhow::Result;
-use kiln::{Global, GlobalType, Linker, Memory, MemoryType, Mutability, SharedMemory, Store, Table, TableType, Val, ValType};
+use kiln::{
+    Global, GlobalType, Linker, Memory, MemoryType, Mutability, SharedMemory, Store, Table, TableType, Val, ValType,
+};
 
 /// Defines `spectest::*` in `linker`, creating its items in `store`.
 pub fn define(linker: &mut Linker<()>, store: &mut Store<()>) -> Result<()> {

@@ -15,9 +15,9 @@ pub fn arg(a: &WastArgCore<'_>) -> Result<Val> {
         WastArgCore::F32(v) => Val::F32(v.bits),
         WastArgCore::F64(v) => Val::F64(v.bits),
         WastArgCore::V128(v) => Val::V128(V128::from(u128::from_le_bytes(v.to_le_bytes()))),
-        WastArgCore::RefNull(HeapType::Abstract { ty: AbstractHeapType::Extern | AbstractHeapType::NoExtern, .. }) => {
-            Val::ExternRef(None)
-        }
+        WastArgCore::RefNull(HeapType::Abstract {
+            ty: AbstractHeapType::Extern | AbstractHeapType::NoExtern, ..
+        }) => Val::ExternRef(None),
         WastArgCore::RefNull(_) => Val::FuncRef(None),
         WastArgCore::RefExtern(n) => Val::ExternRef(Some(ExternRef::new(HostValue(*n)))),
         other => bail!("unsupported argument {other:?}"),
@@ -44,19 +44,25 @@ fn v128_matches(v: u128, p: &V128Pattern) -> bool {
     let b = v.to_le_bytes();
     match p {
         V128Pattern::I8x16(l) => l.iter().enumerate().all(|(i, x)| b[i] == *x as u8),
-        V128Pattern::I16x8(l) => l.iter().enumerate().all(|(i, x)| u16::from_le_bytes([b[2 * i], b[2 * i + 1]]) == *x as u16),
-        V128Pattern::I32x4(l) => {
-            l.iter().enumerate().all(|(i, x)| u32::from_le_bytes(b[4 * i..4 * i + 4].try_into().unwrap_or_default()) == *x as u32)
+        V128Pattern::I16x8(l) => {
+            l.iter().enumerate().all(|(i, x)| u16::from_le_bytes([b[2 * i], b[2 * i + 1]]) == *x as u16)
         }
-        V128Pattern::I64x2(l) => {
-            l.iter().enumerate().all(|(i, x)| u64::from_le_bytes(b[8 * i..8 * i + 8].try_into().unwrap_or_default()) == *x as u64)
-        }
-        V128Pattern::F32x4(l) => {
-            l.iter().enumerate().all(|(i, p)| f32_matches(u32::from_le_bytes(b[4 * i..4 * i + 4].try_into().unwrap_or_default()), p))
-        }
-        V128Pattern::F64x2(l) => {
-            l.iter().enumerate().all(|(i, p)| f64_matches(u64::from_le_bytes(b[8 * i..8 * i + 8].try_into().unwrap_or_default()), p))
-        }
+        V128Pattern::I32x4(l) => l
+            .iter()
+            .enumerate()
+            .all(|(i, x)| u32::from_le_bytes(b[4 * i..4 * i + 4].try_into().unwrap_or_default()) == *x as u32),
+        V128Pattern::I64x2(l) => l
+            .iter()
+            .enumerate()
+            .all(|(i, x)| u64::from_le_bytes(b[8 * i..8 * i + 8].try_into().unwrap_or_default()) == *x as u64),
+        V128Pattern::F32x4(l) => l
+            .iter()
+            .enumerate()
+            .all(|(i, p)| f32_matches(u32::from_le_bytes(b[4 * i..4 * i + 4].try_into().unwrap_or_default()), p)),
+        V128Pattern::F64x2(l) => l
+            .iter()
+            .enumerate()
+            .all(|(i, p)| f64_matches(u64::from_le_bytes(b[8 * i..8 * i + 8].try_into().unwrap_or_default()), p)),
     }
 }
 
@@ -83,7 +89,14 @@ fn matches(v: &Val, p: &WastRetCore<'_>) -> Result<bool> {
             }
             false
         }
-        (_, WastRetCore::I32(_) | WastRetCore::I64(_) | WastRetCore::F32(_) | WastRetCore::F64(_) | WastRetCore::V128(_))
+        (
+            _,
+            WastRetCore::I32(_)
+            | WastRetCore::I64(_)
+            | WastRetCore::F32(_)
+            | WastRetCore::F64(_)
+            | WastRetCore::V128(_),
+        )
         | (_, WastRetCore::RefNull(_) | WastRetCore::RefFunc(_) | WastRetCore::RefExtern(_)) => false,
         (_, other) => return Err(anyhow!("unsupported result pattern {other:?}")),
     })

@@ -45,7 +45,11 @@ const UNSUPPORTED: &[(&str, &str)] = &[
 fn config_for(suite: &str, file: &str) -> Config {
     let mut config = Config::new();
     match suite {
-        "mutable-global" | "sign-extension-ops" | "nontrapping-float-to-int-conversions" | "multi-value" | "threads"
+        "mutable-global"
+        | "sign-extension-ops"
+        | "nontrapping-float-to-int-conversions"
+        | "multi-value"
+        | "threads"
         | "threads-upstream" => {
             config.wasm_mvp_only();
             config.wasm_feature(suite.trim_end_matches("-upstream"), true).expect("known feature");
@@ -125,7 +129,9 @@ fn file_trials(file: &TestFile<'static>) -> Vec<Trial> {
             let file = TestFile { parent: file.parent.clone(), name: file.name.clone(), contents: file.contents };
             match entry {
                 None => Trial::test(name, move || run(&file, mode)),
-                Some(entry) => Trial::test(name, move || expect_failure(run(&file, mode), entry)).with_kind("unsupported"),
+                Some(entry) => {
+                    Trial::test(name, move || expect_failure(run(&file, mode), entry)).with_kind("unsupported")
+                }
             }
         })
         .collect()

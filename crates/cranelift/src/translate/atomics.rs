@@ -88,7 +88,8 @@ impl FuncTranslator<'_, '_> {
             // Narrow forms wrap both operands to the access width.
             let narrow_expected = self.builder.ins().ireduce(access, expected);
             let narrow_replacement = self.builder.ins().ireduce(access, replacement);
-            let old = self.builder.ins().atomic_cas(heap_flags(self.regions), addr, narrow_expected, narrow_replacement);
+            let old =
+                self.builder.ins().atomic_cas(heap_flags(self.regions), addr, narrow_expected, narrow_replacement);
             self.builder.ins().uextend(result, old)
         };
         self.push(old);
@@ -110,7 +111,8 @@ impl FuncTranslator<'_, '_> {
         let m = memory_of(memarg);
         let ea = self.effective_address(m, index, memarg.offset);
         let mi = self.i32c(m);
-        let f = if wide { BuiltinFunctionIndex::memory_atomic_wait64 } else { BuiltinFunctionIndex::memory_atomic_wait32 };
+        let f =
+            if wide { BuiltinFunctionIndex::memory_atomic_wait64 } else { BuiltinFunctionIndex::memory_atomic_wait32 };
         let r = self.call_builtin(f, &[mi, ea, expected, timeout]).expect("returns");
         self.push(r);
     }

@@ -219,7 +219,8 @@ impl FuncTranslator<'_, '_> {
         else {
             unreachable!("validated: else outside if");
         };
-        let (destination, else_block, num_results, original) = (*destination, *else_block, *num_results, *original_stack_size);
+        let (destination, else_block, num_results, original) =
+            (*destination, *else_block, *num_results, *original_stack_size);
         *then_end_reachable = Some(reachable);
         let head = *head_is_reachable;
         let params = params.clone();
@@ -255,7 +256,15 @@ impl FuncTranslator<'_, '_> {
                 let header = *header;
                 self.hook(|i, e| i.on_loop_end(e, header));
             }
-            ControlFrame::If { else_block, params, exit_is_branched_to, head_is_reachable, then_end_reachable, destination, .. } => {
+            ControlFrame::If {
+                else_block,
+                params,
+                exit_is_branched_to,
+                head_is_reachable,
+                then_end_reachable,
+                destination,
+                ..
+            } => {
                 next_reachable |= *exit_is_branched_to;
                 if then_end_reachable.is_none() && *head_is_reachable {
                     // No else arm: a false condition passes the parameters

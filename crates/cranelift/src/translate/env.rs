@@ -34,7 +34,8 @@ impl FuncTranslator<'_, '_> {
         match self.module.defined_global_index(g) {
             Some(d) => (self.vmctx, self.offsets.defined_global(d) as i32),
             None => {
-                let p = self.builder.ins().load(types::I64, readonly(), self.vmctx, self.offsets.imported_global(g) as i32);
+                let p =
+                    self.builder.ins().load(types::I64, readonly(), self.vmctx, self.offsets.imported_global(g) as i32);
                 (p, 0)
             }
         }
@@ -60,7 +61,8 @@ impl FuncTranslator<'_, '_> {
         match self.module.defined_table_index(t) {
             Some(d) => (self.vmctx, self.offsets.defined_table(d) as i32),
             None => {
-                let p = self.builder.ins().load(types::I64, readonly(), self.vmctx, self.offsets.imported_table(t) as i32);
+                let p =
+                    self.builder.ins().load(types::I64, readonly(), self.vmctx, self.offsets.imported_table(t) as i32);
                 (p, 0)
             }
         }

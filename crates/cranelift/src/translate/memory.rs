@@ -12,8 +12,8 @@
 //! `index + offset + size` against the current length loaded from the
 //! memory's definition and traps explicitly.
 
-use super::{FuncTranslator, Regions};
 use super::env::{readonly, trusted};
+use super::{FuncTranslator, Regions};
 use cranelift_codegen::ir::{self, InstBuilder, MemFlagsData, Value, types};
 use kiln_environ::vmoffsets::definition;
 use kiln_environ::*;
@@ -41,12 +41,18 @@ impl FuncTranslator<'_, '_> {
             // A shared memory's definition lives outside any one instance;
             // its slot holds a pointer to it.
             Some(d) if self.module.memories[index.index()].shared => {
-                let p = self.builder.ins().load(types::I64, readonly(), self.vmctx, self.offsets.defined_memory(d) as i32);
+                let p =
+                    self.builder.ins().load(types::I64, readonly(), self.vmctx, self.offsets.defined_memory(d) as i32);
                 (p, 0)
             }
             Some(d) => (self.vmctx, self.offsets.defined_memory(d) as i32),
             None => {
-                let p = self.builder.ins().load(types::I64, readonly(), self.vmctx, self.offsets.imported_memory(index) as i32);
+                let p = self.builder.ins().load(
+                    types::I64,
+                    readonly(),
+                    self.vmctx,
+                    self.offsets.imported_memory(index) as i32,
+                );
                 (p, 0)
             }
         }
@@ -151,7 +157,11 @@ impl FuncTranslator<'_, '_> {
         let len = self.memory_length(m);
         let shift = self.module.memories[m as usize].page_size_log2;
         let pages = self.builder.ins().ushr_imm_u(len, i64::from(shift));
-        let v = if self.module.memories[m as usize].memory64 { pages } else { self.builder.ins().ireduce(types::I32, pages) };
+        let v = if self.module.memories[m as usize].memory64 {
+            pages
+        } else {
+            self.builder.ins().ireduce(types::I32, pages)
+        };
         self.push(v);
     }
 

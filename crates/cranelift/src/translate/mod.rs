@@ -29,9 +29,9 @@ use crate::abi::{clif_type, wasm_signature};
 use cranelift_codegen::ir::{self, InstBuilder, UserFuncName, Value};
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
-use kiln_environ::*;
 use emitter::Emitter;
 use interrupt::Interruption;
+use kiln_environ::*;
 use std::collections::HashMap;
 
 use control::ControlFrame;

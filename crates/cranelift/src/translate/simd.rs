@@ -393,11 +393,7 @@ impl FuncTranslator<'_, '_> {
 
     /// `v` reinterpreted as vector type `ty` (a no-op if it already is).
     fn as_shape(&mut self, ty: Type, v: Value) -> Value {
-        if self.builder.func.dfg.value_type(v) == ty {
-            v
-        } else {
-            self.builder.ins().bitcast(ty, lane_flags(), v)
-        }
+        if self.builder.func.dfg.value_type(v) == ty { v } else { self.builder.ins().bitcast(ty, lane_flags(), v) }
     }
 
     /// Pops a `v128` viewed as `ty`.
@@ -551,7 +547,8 @@ impl FuncTranslator<'_, '_> {
         let (a, b) = self.pop2_as(ty);
         let a = if negate { self.builder.ins().fneg(a) } else { a };
         let has_fma = self.isa.isa_flags().iter().any(|f| f.name == "has_fma" && f.as_bool() == Some(true))
-            || self.isa.triple().architecture == target_lexicon::Architecture::Aarch64(target_lexicon::Aarch64Architecture::Aarch64);
+            || self.isa.triple().architecture
+                == target_lexicon::Architecture::Aarch64(target_lexicon::Aarch64Architecture::Aarch64);
         let v = if has_fma && !self.tunables.relaxed_simd_deterministic {
             self.builder.ins().fma(a, b, c)
         } else {

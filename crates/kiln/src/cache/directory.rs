@@ -124,7 +124,8 @@ impl DirectoryCache {
     ///
     /// No default location can be determined, or as [`DirectoryCache::new`].
     pub fn at_default_location() -> io::Result<DirectoryCache> {
-        let dir = Self::default_dir().ok_or_else(|| std::io::Error::other("no cache directory: set KILN_CACHE_DIR or HOME"))?;
+        let dir = Self::default_dir()
+            .ok_or_else(|| std::io::Error::other("no cache directory: set KILN_CACHE_DIR or HOME"))?;
         DirectoryCache::new(dir)
     }
 
@@ -166,8 +167,9 @@ impl DirectoryCache {
     fn wait_for_writers(&self, entry: Option<(CacheKind, &[u8; 32])>) {
         let done: Vec<JoinHandle<()>> = {
             let mut w = self.writing.lock().unwrap_or_else(|e| e.into_inner());
-            let (matching, rest) =
-                std::mem::take(&mut *w).into_iter().partition(|(kind, k, _)| entry.is_none_or(|(ek, key)| *kind == ek && k == key));
+            let (matching, rest) = std::mem::take(&mut *w)
+                .into_iter()
+                .partition(|(kind, k, _)| entry.is_none_or(|(ek, key)| *kind == ek && k == key));
             *w = rest;
             matching.into_iter().map(|(_, _, h)| h).collect()
         };
@@ -257,12 +259,16 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
 /// names).
 fn check_private_dir(dir: &Path, uid: u32, follow: bool) -> io::Result<()> {
     let md = if follow { std::fs::metadata(dir)? } else { std::fs::symlink_metadata(dir)? };
-    let refuse = |why: String| Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("{}: {why}", dir.display())));
+    let refuse =
+        |why: String| Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("{}: {why}", dir.display())));
     if !md.is_dir() {
         return refuse("not a directory".into());
     }
     if md.uid() != uid {
-        return refuse(format!("owned by uid {}, not by this user (uid {uid}), so it is not trusted as a cache", md.uid()));
+        return refuse(format!(
+            "owned by uid {}, not by this user (uid {uid}), so it is not trusted as a cache",
+            md.uid()
+        ));
     }
     if md.mode() & 0o022 != 0 {
         return refuse(format!(
@@ -313,7 +319,8 @@ fn load_or_create_key(root: &Path, uid: u32) -> io::Result<[u8; 32]> {
     let mut key = [0u8; 32];
     let mut filled = 0;
     while filled < key.len() {
-        filled += rustix::rand::getrandom(&mut key[filled..], rustix::rand::GetRandomFlags::empty()).map_err(io::Error::from)?;
+        filled += rustix::rand::getrandom(&mut key[filled..], rustix::rand::GetRandomFlags::empty())
+            .map_err(io::Error::from)?;
     }
     let tmp = temp_path(root);
     let linked = (|| -> io::Result<()> {
@@ -421,8 +428,9 @@ impl Cache for DirectoryCache {
 
     fn put(&self, kind: CacheKind, key: &[u8; 32], bytes: Vec<u8>) {
         let (files, key_copy) = (self.files.clone(), *key);
-        let spawned =
-            std::thread::Builder::new().name("kiln-cache-writer".into()).spawn(move || files.write(kind, &key_copy, &bytes));
+        let spawned = std::thread::Builder::new()
+            .name("kiln-cache-writer".into())
+            .spawn(move || files.write(kind, &key_copy, &bytes));
         // Without a thread to be had, the entry is simply not stored.
         if let Ok(h) = spawned {
             self.writing.lock().unwrap_or_else(|e| e.into_inner()).push((kind, *key, h));

@@ -51,22 +51,16 @@ impl SizeClasses {
 
     /// The pool of regions of at least `bytes` (at least a page).
     fn get(&self, bytes: usize) -> io::Result<&Arc<RegionPool>> {
-        let class = bytes.max(4096).checked_next_power_of_two().ok_or_else(|| io::Error::other("allocation size overflows"))?;
+        let class =
+            bytes.max(4096).checked_next_power_of_two().ok_or_else(|| io::Error::other("allocation size overflows"))?;
         let make = self.make;
         Ok(self.pools[class.trailing_zeros() as usize].get_or_init(|| Arc::new(make(class))))
     }
 }
 
 enum Pools {
-    OnDemand {
-        vmctx: SizeClasses,
-        tables: SizeClasses,
-    },
-    Pooling {
-        limits: PoolingLimits,
-        vmctx: Arc<RegionPool>,
-        tables: Arc<RegionPool>,
-    },
+    OnDemand { vmctx: SizeClasses, tables: SizeClasses },
+    Pooling { limits: PoolingLimits, vmctx: Arc<RegionPool>, tables: Arc<RegionPool> },
 }
 
 /// An engine's instance allocator.
@@ -87,7 +81,9 @@ impl Allocator {
                 vmctx: SizeClasses::new(|class| RegionPool::on_demand(class, true, ON_DEMAND_IDLE).without_reset()),
                 tables: SizeClasses::new(|class| RegionPool::on_demand(class, true, ON_DEMAND_IDLE)),
             },
-            memories: Arc::new(RegionPool::on_demand(memory_slot, false, ON_DEMAND_IDLE).with_huge_pages(tunables.memory_huge_pages)),
+            memories: Arc::new(
+                RegionPool::on_demand(memory_slot, false, ON_DEMAND_IDLE).with_huge_pages(tunables.memory_huge_pages),
+            ),
             memory_slot,
         }
     }
@@ -99,11 +95,15 @@ impl Allocator {
     /// The reservations do not fit in the address space.
     pub fn pooling(tunables: &Tunables, limits: PoolingLimits) -> io::Result<Allocator> {
         let memory_slot = memory_slot_size(tunables);
-        let memories =
-            Arc::new(RegionPool::fixed(memory_slot, limits.total_memories as usize, false)?.with_huge_pages(tunables.memory_huge_pages));
+        let memories = Arc::new(
+            RegionPool::fixed(memory_slot, limits.total_memories as usize, false)?
+                .with_huge_pages(tunables.memory_huge_pages),
+        );
         let tables = Arc::new(RegionPool::fixed(limits.table_elements * 8, limits.total_tables as usize, true)?);
-        let vmctx =
-            Arc::new(RegionPool::fixed(limits.max_core_instance_size, limits.total_core_instances as usize, true)?.without_reset());
+        let vmctx = Arc::new(
+            RegionPool::fixed(limits.max_core_instance_size, limits.total_core_instances as usize, true)?
+                .without_reset(),
+        );
         Ok(Allocator { pools: Pools::Pooling { limits, vmctx, tables }, memories, memory_slot })
     }
 

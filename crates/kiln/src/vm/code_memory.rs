@@ -221,7 +221,8 @@ impl MappedFile {
     pub fn populate(&self) {
         // SAFETY: the range is exactly this mapping; populating changes no
         // contents.
-        let _ = unsafe { rustix::mm::madvise(self.ptr.as_ptr().cast(), self.len, rustix::mm::Advice::LinuxPopulateRead) };
+        let _ =
+            unsafe { rustix::mm::madvise(self.ptr.as_ptr().cast(), self.len, rustix::mm::Advice::LinuxPopulateRead) };
     }
 
     /// The file's bytes.
@@ -253,7 +254,11 @@ impl ModuleCode {
     /// # Errors
     ///
     /// The OS error if neither mapping nor copying works.
-    pub fn from_mapped_file(file: Arc<MappedFile>, text: std::ops::Range<usize>, info: Arc<CompiledModuleInfo>) -> io::Result<Box<ModuleCode>> {
+    pub fn from_mapped_file(
+        file: Arc<MappedFile>,
+        text: std::ops::Range<usize>,
+        info: Arc<CompiledModuleInfo>,
+    ) -> io::Result<Box<ModuleCode>> {
         let page = super::mmap::page_size();
         let in_bounds = text.start <= text.end && text.end <= file.len && text.start.is_multiple_of(page);
         if !in_bounds {

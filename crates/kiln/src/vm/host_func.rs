@@ -104,7 +104,12 @@ impl<S: 'static> VMHostFuncContext<S> {
 /// whose call into wasm is the innermost activation on this thread;
 /// `caller` is the calling instance's live VMContext, and `values` points
 /// to `len` writable slots holding the arguments.
-unsafe extern "C" fn array_call_shim<S: VMStore + 'static>(callee: *mut u8, caller: *mut u8, values: *mut ValRaw, len: usize) {
+unsafe extern "C" fn array_call_shim<S: VMStore + 'static>(
+    callee: *mut u8,
+    caller: *mut u8,
+    values: *mut ValRaw,
+    len: usize,
+) {
     let act = current_activation();
     let outcome = {
         // SAFETY: per the contract: `callee` is a live context of this very

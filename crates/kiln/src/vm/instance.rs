@@ -1,8 +1,8 @@
 //! Instances: the VMContext allocation and everything it points to, plus
 //! instantiation-time initialization (globals, element and data segments).
 
-use super::module_runtime::ModuleRuntime;
 use super::memory::{Memory, MemoryError};
+use super::module_runtime::ModuleRuntime;
 use super::table::Table;
 use super::vmcontext::*;
 use kiln_environ::vmoffsets::{VMCTX_MAGIC, func_import, vmctx_header};
@@ -145,7 +145,11 @@ impl FuncRefMaker {
             // SAFETY: the imported-function slot lies inside the VMContext
             // and was written at instantiation from a valid reference.
             return unsafe {
-                *self.vmctx.as_ptr().add((offsets.imported_function(f) + func_import::FUNC_REF) as usize).cast::<*const VMFuncRef>()
+                *self
+                    .vmctx
+                    .as_ptr()
+                    .add((offsets.imported_function(f) + func_import::FUNC_REF) as usize)
+                    .cast::<*const VMFuncRef>()
             };
         };
         let slot = funcref_slot(info, f).expect("validated: referenced functions are declared");
@@ -259,7 +263,8 @@ impl Instance {
                 // Shared memories live outside the instance (other stores
                 // and threads may use them); the slot holds a pointer to the
                 // definition. Data segments are applied by `initialize`.
-                let m = Arc::new(Memory::new(ty, &module.tunables, None, None, None).map_err(InstantiationError::Memory)?);
+                let m =
+                    Arc::new(Memory::new(ty, &module.tunables, None, None, None).map_err(InstantiationError::Memory)?);
                 // SAFETY: the defined-memory slot lies inside the VMContext
                 // and is at least pointer-sized.
                 unsafe { inst.write(offsets.defined_memory(d), m.definition().as_ptr()) };
@@ -275,8 +280,10 @@ impl Instance {
                     }
                 }
             }
-            let mut m =
-                Box::new(Memory::new(ty, &module.tunables, image, Some(allocator), Some(def)).map_err(InstantiationError::Memory)?);
+            let mut m = Box::new(
+                Memory::new(ty, &module.tunables, image, Some(allocator), Some(def))
+                    .map_err(InstantiationError::Memory)?,
+            );
             inst.memories.push(NonNull::from(&mut *m));
             inst.owned_memories.push(m);
         }
@@ -323,7 +330,6 @@ impl Instance {
         unsafe { self.memories[i as usize].as_ref() }
     }
 
-
     /// Memory `i`, mutably (unshared memories only: a shared memory is
     /// reachable from other threads and is only used through `&Memory`).
     pub fn memory_mut(&mut self, i: u32) -> &mut Memory {
@@ -368,7 +374,9 @@ impl Instance {
             // SAFETY: the imported-global slot was written at instantiation
             // with a valid, store-owned definition pointer.
             None => unsafe {
-                NonNull::new_unchecked(*self.vmctx_ptr::<*mut VMGlobalDefinition>(self.module.offsets.imported_global(g)).as_ptr())
+                NonNull::new_unchecked(
+                    *self.vmctx_ptr::<*mut VMGlobalDefinition>(self.module.offsets.imported_global(g)).as_ptr(),
+                )
             },
         }
     }
@@ -403,7 +411,9 @@ impl Instance {
         // this instance's VMContext (checked above), readable.
         let record = unsafe { &*(raw as *const VMFuncRef) };
         let expected_type = self.module.type_ids[info.func_type_index(f).index()];
-        (record.vmctx == self.vmctx.as_ptr() && record.wasm_call == self.module.func_code(defined) && record.type_id == expected_type)
+        (record.vmctx == self.vmctx.as_ptr()
+            && record.wasm_call == self.module.func_code(defined)
+            && record.type_id == expected_type)
             .then_some(f)
     }
 
@@ -636,7 +646,8 @@ impl Instance {
     /// `MemoryOutOfBounds` if either range is out of bounds.
     pub fn memory_init(&mut self, m: u32, data: u32, dst: u64, src: u64, len: u64) -> Result<(), TrapCode> {
         let module = self.module.clone();
-        let bytes: &[u8] = if self.dropped_data[data as usize] { &[] } else { module.module().data[data as usize].bytes.as_slice() };
+        let bytes: &[u8] =
+            if self.dropped_data[data as usize] { &[] } else { module.module().data[data as usize].bytes.as_slice() };
         let mem = self.memory(m);
         let src_range = src.checked_add(len).filter(|e| *e <= bytes.len() as u64);
         let dst_range = dst.checked_add(len).filter(|e| *e <= mem.byte_len() as u64);
@@ -644,7 +655,13 @@ impl Instance {
             (Some(_), Some(_)) => {
                 // SAFETY: both ranges were bounds-checked; raw copies because
                 // a shared memory may be accessed by other threads meanwhile.
-                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr().add(src as usize), mem.base().add(dst as usize), len as usize) };
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        bytes.as_ptr().add(src as usize),
+                        mem.base().add(dst as usize),
+                        len as usize,
+                    )
+                };
                 Ok(())
             }
             _ => Err(TrapCode::MemoryOutOfBounds),

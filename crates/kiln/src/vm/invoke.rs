@@ -21,4 +21,3 @@ pub fn with_stack_values<R>(n: usize, f: impl FnOnce(&mut [ValRaw]) -> R) -> R {
 /// The largest number of slots [`with_stack_values`] provides: 16
 /// parameters or results, plus one so an empty signature still has a slot.
 pub const MAX_STACK_VALUES: usize = 17;
-

@@ -20,10 +20,10 @@
 //! are called directly, with no stub.
 
 use super::instance::{Instance, instance_of_vmctx};
-use kiln_environ::FuncIndex;
 use super::store_hooks::{HookError, VMStore};
 use super::traphandlers::{TrapReason, current_activation, raise};
 use super::vmcontext::{VMStoreContext, store_context_of_vmctx};
+use kiln_environ::FuncIndex;
 use kiln_environ::TrapCode;
 
 /// What a builtin body works on: the calling instance, and the store's
@@ -225,8 +225,15 @@ mod body {
     /// parked past its store's epoch deadline leaves the queue and runs the
     /// deadline hook (which traps, or extends the deadline and the wait
     /// resumes).
-    fn wait_interruptibly(cx: &mut BuiltinCx, addr: usize, load: impl Fn() -> u64, expected: u64, timeout_ns: i64) -> R<u32> {
-        let deadline = (timeout_ns >= 0).then(|| std::time::Instant::now() + std::time::Duration::from_nanos(timeout_ns as u64));
+    fn wait_interruptibly(
+        cx: &mut BuiltinCx,
+        addr: usize,
+        load: impl Fn() -> u64,
+        expected: u64,
+        timeout_ns: i64,
+    ) -> R<u32> {
+        let deadline =
+            (timeout_ns >= 0).then(|| std::time::Instant::now() + std::time::Duration::from_nanos(timeout_ns as u64));
         let epochs = cx.instance().module().tunables.epoch_interruption;
         loop {
             let ctx = cx.store_context();
@@ -286,9 +293,15 @@ macro_rules! rust_ty {
 /// stub for other builtins taking the VMContext, the function itself for
 /// the others.
 macro_rules! builtin_entry {
-    ((vmctx) new_epoch) => { preserving::new_epoch };
-    ((vmctx $($rest:ident)*) $name:ident) => { entries::$name::stub };
-    (($($rest:ident)*) $name:ident) => { direct::$name };
+    ((vmctx) new_epoch) => {
+        preserving::new_epoch
+    };
+    ((vmctx $($rest:ident)*) $name:ident) => {
+        entries::$name::stub
+    };
+    (($($rest:ident)*) $name:ident) => {
+        direct::$name
+    };
 }
 
 /// Defines `entries::NAME::{raw, stub}` for a builtin taking the VMContext

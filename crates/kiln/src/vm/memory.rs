@@ -74,7 +74,11 @@ impl Memory {
     /// # Errors
     ///
     /// As [`Memory::new`].
-    pub(crate) fn new_host(ty: MemoryType, tunables: &Tunables, allocator: Option<&super::allocator::Allocator>) -> Result<Memory, MemoryError> {
+    pub(crate) fn new_host(
+        ty: MemoryType,
+        tunables: &Tunables,
+        allocator: Option<&super::allocator::Allocator>,
+    ) -> Result<Memory, MemoryError> {
         Memory::new(ty, tunables, None, allocator, None)
     }
 
@@ -164,7 +168,8 @@ impl Memory {
         // compiled code may be reading it (shared memories).
         unsafe {
             std::ptr::addr_of_mut!((*self.def.as_ptr()).base).write(self.base);
-            (*(std::ptr::addr_of!((*self.def.as_ptr()).current_length) as *const AtomicU64)).store(len as u64, Ordering::Release);
+            (*(std::ptr::addr_of!((*self.def.as_ptr()).current_length) as *const AtomicU64))
+                .store(len as u64, Ordering::Release);
         }
     }
 

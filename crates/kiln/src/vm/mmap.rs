@@ -79,7 +79,8 @@ impl Mmap {
     pub fn populate_write(&self) {
         // SAFETY: the range is exactly this mapping; populating writes no
         // contents (fresh pages read as zero either way).
-        let _ = unsafe { rustix::mm::madvise(self.ptr.as_ptr().cast(), self.len, rustix::mm::Advice::LinuxPopulateWrite) };
+        let _ =
+            unsafe { rustix::mm::madvise(self.ptr.as_ptr().cast(), self.len, rustix::mm::Advice::LinuxPopulateWrite) };
     }
 
     /// Asks the kernel to back this mapping with transparent huge pages

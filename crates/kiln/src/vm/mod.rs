@@ -13,24 +13,25 @@ pub mod global;
 pub mod host_func;
 mod idle_list;
 pub mod instance;
+mod invoke;
 pub mod libcalls;
 pub mod memory;
 pub mod memory_image;
-pub mod module_runtime;
-pub mod pool;
-pub mod store;
-pub mod store_hooks;
 pub mod mmap;
+pub mod module_runtime;
 pub mod nh;
 pub mod parking;
+pub mod pool;
 pub mod send_sync_ptr;
 pub mod signals;
+pub mod store;
+pub mod store_hooks;
 pub mod table;
 #[doc(hidden)]
 pub mod testing;
+#[cfg(test)]
+mod tests;
 pub mod traphandlers;
 pub mod vmcontext;
-mod invoke;
-#[cfg(test)] mod tests;
 
 pub use invoke::{MAX_STACK_VALUES, with_stack_values};

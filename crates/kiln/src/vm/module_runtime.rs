@@ -48,7 +48,9 @@ impl ModuleRuntime {
         let images = self.images.get_or_init(|| {
             let info = self.module();
             info.defined_memories()
-                .map(|d| super::memory_image::MemoryImage::build(info, info.memory_index(d)).ok().flatten().map(Arc::new))
+                .map(|d| {
+                    super::memory_image::MemoryImage::build(info, info.memory_index(d)).ok().flatten().map(Arc::new)
+                })
                 .collect()
         });
         images.get(defined.index())?.as_ref()
@@ -65,4 +67,3 @@ impl ModuleRuntime {
         Some(unsafe { std::mem::transmute::<*const u8, super::traphandlers::EntryTrampoline>(addr) })
     }
 }
-

@@ -241,7 +241,11 @@ mod tests {
         }
         let sums = nh_block_portable(&NhKey::new(&k), &block);
         // Every unit u past the first adds (4u+4p)(4u+4p+1) + (4u+4p+2)(4u+4p+3).
-        let rest = |p: u64| (1..64u64).map(|u| (4 * u + 4 * p) * (4 * u + 4 * p + 1) + (4 * u + 4 * p + 2) * (4 * u + 4 * p + 3)).sum::<u64>();
+        let rest = |p: u64| {
+            (1..64u64)
+                .map(|u| (4 * u + 4 * p) * (4 * u + 4 * p + 1) + (4 * u + 4 * p + 2) * (4 * u + 4 * p + 3))
+                .sum::<u64>()
+        };
         // Pass 0, unit 0: (MAX+0)(2+1) + (3+2)(4+3).
         assert_eq!(sums[0], u64::from(u32::MAX) * 3 + 5 * 7 + rest(0));
         // Pass 1: key words shifted by 4; MAX + 4 wraps to 3.

@@ -54,7 +54,13 @@ impl WaitResult {
 ///
 /// `load` reads the current value; it is called with the queue lock held,
 /// so a `notify` cannot slip between the check and the parking.
-pub fn wait(addr: usize, load: impl Fn() -> u64, expected: u64, deadline: Option<Instant>, mut interrupted: impl FnMut() -> bool) -> WaitResult {
+pub fn wait(
+    addr: usize,
+    load: impl Fn() -> u64,
+    expected: u64,
+    deadline: Option<Instant>,
+    mut interrupted: impl FnMut() -> bool,
+) -> WaitResult {
     let waiter = Arc::new(Waiter { woken: Mutex::new(false), cv: Condvar::new() });
     {
         let mut q = QUEUES.lock().unwrap_or_else(|e| e.into_inner());

@@ -227,7 +227,8 @@ impl RegionPool {
     pub fn fixed(size: usize, count: usize, fresh_rw: bool) -> io::Result<RegionPool> {
         let size = round_up_to_page(size).ok_or_else(|| io::Error::other("slot size overflows"))?;
         let total = size.checked_mul(count).ok_or_else(|| io::Error::other("pool size overflows"))?;
-        let mmap = if fresh_rw { Mmap::accessible(total.max(page_size()))? } else { Mmap::reserve(total.max(page_size()))? };
+        let mmap =
+            if fresh_rw { Mmap::accessible(total.max(page_size()))? } else { Mmap::reserve(total.max(page_size()))? };
         Ok(RegionPool {
             size,
             fresh_rw,
@@ -254,7 +255,9 @@ impl RegionPool {
                 let i = f
                     .next_unused
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < f.count).then_some(n + 1))
-                    .map_err(|_| io::Error::other(format!("pooling allocator limit reached: all {} slots are in use", f.count)))?;
+                    .map_err(|_| {
+                        io::Error::other(format!("pooling allocator limit reached: all {} slots are in use", f.count))
+                    })?;
                 let ptr = NonNull::new(f.mmap.as_ptr().wrapping_add(i * self.size)).expect("non-null mapping");
                 Ok(Region { ptr, len: self.size, rw, dirty: 0, image: None, origin: Origin::Slot })
             }

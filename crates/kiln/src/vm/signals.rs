@@ -80,7 +80,12 @@ unsafe extern "C" fn handler(signum: libc::c_int, info: *mut libc::siginfo_t, ct
 ///
 /// `info` and `ctx` are the kernel-provided siginfo and context of this
 /// signal; `act` is this thread's innermost live activation.
-unsafe fn catch_trap(signum: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void, act: *const Activation) -> bool {
+unsafe fn catch_trap(
+    signum: libc::c_int,
+    info: *mut libc::siginfo_t,
+    ctx: *mut libc::c_void,
+    act: *const Activation,
+) -> bool {
     // SAFETY: `ctx` is the kernel-provided context of this signal.
     let (pc, fp) = unsafe { super::arch::context_pc_fp(ctx) };
     let Some(code) = super::code_memory::lookup_trap_code(pc) else { return false };
@@ -121,7 +126,8 @@ unsafe fn forward(signum: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut lib
     unsafe {
         let prev: libc::sigaction = ptr::read(&raw const PREV_HANDLERS[i]);
         if prev.sa_flags & libc::SA_SIGINFO != 0 {
-            let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) = std::mem::transmute(prev.sa_sigaction);
+            let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                std::mem::transmute(prev.sa_sigaction);
             f(signum, info, ctx);
         } else if signum == EPOCH_SIGNAL && (prev.sa_sigaction == libc::SIG_DFL || prev.sa_sigaction == libc::SIG_IGN) {
             // Ignored by default: nothing to do, and our handler stays.
@@ -152,7 +158,12 @@ unsafe fn forward(signum: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut lib
 /// `info` is the kernel-provided siginfo of this signal; `act` is this
 /// thread's innermost live activation, and the signal was raised by the
 /// wasm code running beneath it, at a trap site.
-unsafe fn fault_is_wasm_trap(signum: libc::c_int, info: *mut libc::siginfo_t, act: *const Activation, code: TrapCode) -> bool {
+unsafe fn fault_is_wasm_trap(
+    signum: libc::c_int,
+    info: *mut libc::siginfo_t,
+    act: *const Activation,
+    code: TrapCode,
+) -> bool {
     if signum != libc::SIGSEGV && signum != libc::SIGBUS {
         return true;
     }
@@ -212,7 +223,14 @@ pub fn ensure_sigaltstack() {
             return;
         }
         let size = 64 * 1024;
-        let p = libc::mmap(ptr::null_mut(), size, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+        let p = libc::mmap(
+            ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
         if p == libc::MAP_FAILED {
             return;
         }
@@ -224,4 +242,3 @@ pub fn ensure_sigaltstack() {
         }
     }
 }
-

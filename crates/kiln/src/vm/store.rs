@@ -19,10 +19,10 @@ use super::host_func::{HostFn, HostTrampoline, VMHostFuncContext};
 use super::instance::{Imports, Instance, InstantiationError};
 use super::memory::{Memory, MemoryError};
 use super::module_runtime::ModuleRuntime;
+use super::send_sync_ptr::SendSyncPtr;
 use super::store_hooks::VMStore;
 use super::table::Table;
 use super::traphandlers::{EntryTrampoline, TrapRecord, enter_wasm};
-use super::send_sync_ptr::SendSyncPtr;
 use super::vmcontext::{VMFuncRef, VMStoreContext, ValRaw};
 use crate::fast_hash::FastHashMap;
 use kiln_environ::vmoffsets::VMCTX_MAGIC;
@@ -296,7 +296,12 @@ impl VmStore {
     ///
     /// An import index is not one of this store's, or `imports` does not
     /// have one item per import of the right kind.
-    pub fn instantiate(&mut self, module: &Arc<ModuleRuntime>, allocator: &Allocator, imports: &[Import]) -> Result<usize, InstantiationError> {
+    pub fn instantiate(
+        &mut self,
+        module: &Arc<ModuleRuntime>,
+        allocator: &Allocator,
+        imports: &[Import],
+    ) -> Result<usize, InstantiationError> {
         let info = module.module();
         let mut vm_imports = Imports::default();
         let mut func_ids = FastHashMap::default();
@@ -329,7 +334,12 @@ impl VmStore {
         }
         assert_eq!(
             (vm_imports.funcs.len(), vm_imports.tables.len(), vm_imports.memories.len(), vm_imports.globals.len()),
-            (info.num_imported_funcs as usize, info.num_imported_tables as usize, info.num_imported_memories as usize, info.num_imported_globals as usize),
+            (
+                info.num_imported_funcs as usize,
+                info.num_imported_tables as usize,
+                info.num_imported_memories as usize,
+                info.num_imported_globals as usize
+            ),
             "imports do not match the module"
         );
         let id = self.instances.len();
@@ -353,7 +363,13 @@ impl VmStore {
             let storage = handle.global_storage(g);
             self.globals.push(GlobalEntry { ty: info.globals[g.index()], storage });
         }
-        self.instances.push(InstanceEntry { handle, funcs: func_ids, memories: mem_ids, tables: table_ids, globals: global_ids });
+        self.instances.push(InstanceEntry {
+            handle,
+            funcs: func_ids,
+            memories: mem_ids,
+            tables: table_ids,
+            globals: global_ids,
+        });
         for d in info.defined_memories() {
             self.push_memory(MemoryEntry::Instance(id, info.memory_index(d).as_u32()));
         }
@@ -442,9 +458,16 @@ impl VmStore {
         let module = self.instances[owner].handle.module().clone();
         let info = module.module();
         let ty = info.func_type(func).clone();
-        let trampoline = module.entry_trampoline(info.func_type_index(func)).ok_or(format!("function {func} cannot be called from the host"))?;
+        let trampoline = module
+            .entry_trampoline(info.func_type_index(func))
+            .ok_or(format!("function {func} cannot be called from the host"))?;
         let func_ref = NonNull::new(func_ref.cast_mut()).ok_or("null function reference")?;
-        Ok(self.push_func(FuncEntry { func_ref, ty: Arc::new(ty), kind: FuncKind::Wasm(trampoline), ref_params: false }))
+        Ok(self.push_func(FuncEntry {
+            func_ref,
+            ty: Arc::new(ty),
+            kind: FuncKind::Wasm(trampoline),
+            ref_params: false,
+        }))
     }
 
     fn push_func(&mut self, mut entry: FuncEntry) -> usize {
@@ -489,7 +512,12 @@ impl VmStore {
     /// # Errors
     ///
     /// As `Memory::new_host`.
-    pub fn new_host_memory(&mut self, ty: kiln_environ::MemoryType, tunables: &kiln_environ::Tunables, allocator: &Allocator) -> Result<usize, MemoryError> {
+    pub fn new_host_memory(
+        &mut self,
+        ty: kiln_environ::MemoryType,
+        tunables: &kiln_environ::Tunables,
+        allocator: &Allocator,
+    ) -> Result<usize, MemoryError> {
         let m = Memory::new_host(ty, tunables, Some(allocator))?;
         Ok(self.push_memory(MemoryEntry::Host(Box::new(m))))
     }
@@ -625,7 +653,11 @@ impl VmStore {
 
     fn check_table_value(&self, i: usize, v: usize) -> Result<(), String> {
         let func = self.table(i).ty().element.is_func();
-        if self.is_ref_of(func, v) { Ok(()) } else { Err("value is not a reference of this store of the table's type".into()) }
+        if self.is_ref_of(func, v) {
+            Ok(())
+        } else {
+            Err("value is not a reference of this store of the table's type".into())
+        }
     }
 
     // ---- globals ----
@@ -680,7 +712,13 @@ impl VmStore {
     /// Adds host function `func` of type `ty`, called from wasm through
     /// `trampoline` (the engine's for engine type `type_id`); returns its
     /// store function index. `S` is the generic store this `VmStore` belongs to.
-    pub fn new_host_func<S: VMStore + 'static>(&mut self, func: Arc<HostFn<S>>, ty: Arc<FuncType>, type_id: u32, trampoline: HostTrampoline) -> usize {
+    pub fn new_host_func<S: VMStore + 'static>(
+        &mut self,
+        func: Arc<HostFn<S>>,
+        ty: Arc<FuncType>,
+        type_id: u32,
+        trampoline: HostTrampoline,
+    ) -> usize {
         let ctx = VMHostFuncContext::<S>::new(func, ty.clone(), type_id, trampoline);
         let func_ref = ctx.func_ref();
         let host = self.host_funcs.len();
@@ -749,7 +787,12 @@ impl VmStore {
     /// kind is expected: null, a function record of this store, or a
     /// rooted externref.
     fn is_ref_of(&self, func: bool, v: usize) -> bool {
-        v == 0 || if func { self.funcs_by_ref.contains_key(&v) || self.wasm_owner(v).is_some() } else { self.externrefs.live.contains_key(&v) }
+        v == 0
+            || if func {
+                self.funcs_by_ref.contains_key(&v) || self.wasm_owner(v).is_some()
+            } else {
+                self.externrefs.live.contains_key(&v)
+            }
     }
 
     /// Whether `v` is a valid value of type `ty` for this store: anything
@@ -764,7 +807,11 @@ impl VmStore {
     }
 
     fn check_value(&self, ty: WasmValType, v: ValRaw) -> Result<(), String> {
-        if self.holds_value(ty, v) { Ok(()) } else { Err(format!("value of type {ty:?} is not a reference of this store")) }
+        if self.holds_value(ty, v) {
+            Ok(())
+        } else {
+            Err(format!("value of type {ty:?} is not a reference of this store"))
+        }
     }
 
     // ---- externrefs ----
@@ -858,7 +905,11 @@ pub fn invoke<S: VMStore>(store: &mut S, func: usize, values: &mut [ValRaw]) -> 
 /// [`CallTarget::slots`] slots, or a reference argument is not a reference
 /// of the store (the API layer checks all three first).
 #[inline]
-pub fn invoke_target<S: VMStore>(store: &mut S, target: &CallTarget, values: &mut [ValRaw]) -> Result<(), Box<TrapRecord>> {
+pub fn invoke_target<S: VMStore>(
+    store: &mut S,
+    target: &CallTarget,
+    values: &mut [ValRaw],
+) -> Result<(), Box<TrapRecord>> {
     let vm = store.vm_store();
     assert!(target.store == vm.id, "call target of another store");
     assert!(values.len() >= target.slots, "too few value slots");
@@ -882,7 +933,15 @@ pub fn invoke_target<S: VMStore>(store: &mut S, target: &CallTarget, values: &mu
     let r = unsafe {
         let fr = target.func_ref.as_non_null().as_ref();
         debug_assert_eq!(*(fr.vmctx as *const u32), VMCTX_MAGIC);
-        enter_wasm(store, store_ctx, max_wasm_stack, target.trampoline, fr.vmctx, values.as_mut_ptr().cast(), fr.wasm_call)
+        enter_wasm(
+            store,
+            store_ctx,
+            max_wasm_stack,
+            target.trampoline,
+            fr.vmctx,
+            values.as_mut_ptr().cast(),
+            fr.wasm_call,
+        )
     };
     // SAFETY: the call is over; `store` is the caller's exclusive borrow.
     unsafe { (*store).vm_store().maybe_collect_externrefs() };

@@ -429,7 +429,9 @@ mod tests {
         i.get_typed_func::<(i32, i32, i32), ()>(&mut store, "copy")?.call(&mut store, (10, 4, 3))?;
         i.get_typed_func::<(i32, i32), ()>(&mut store, "fill_null")?.call(&mut store, (20, 2))?;
         i.get_typed_func::<i32, ()>(&mut store, "init")?.call(&mut store, 30)?;
-        for (k, want) in [(10, Some(7)), (11, Some(9)), (12, Some(7)), (13, Some(7)), (20, None), (21, None), (22, Some(7))] {
+        for (k, want) in
+            [(10, Some(7)), (11, Some(9)), (12, Some(7)), (13, Some(7)), (20, None), (21, None), (22, Some(7))]
+        {
             match want {
                 Some(v) => assert_eq!(call.call(&mut store, k)?, v, "element {k}"),
                 None => assert_eq!(is_null.call(&mut store, k)?, 1, "element {k}"),
@@ -438,8 +440,9 @@ mod tests {
         assert_eq!((call.call(&mut store, 30)?, call.call(&mut store, 31)?, call.call(&mut store, 32)?), (9, 9, 7));
 
         // Growing with the default writes nothing; with anything else, it does.
-        let grow =
-            |store: &mut Store<()>, name: &str, n: i32| i.get_typed_func::<i32, i32>(&mut *store, name)?.call(&mut *store, n);
+        let grow = |store: &mut Store<()>, name: &str, n: i32| {
+            i.get_typed_func::<i32, i32>(&mut *store, name)?.call(&mut *store, n)
+        };
         assert_eq!(grow(&mut store, "grow_f", 10)?, 100_000);
         assert!(raw(&store, t)[100_000..].iter().all(|e| *e == 0));
         assert_eq!(grow(&mut store, "grow_null", 10)?, 100_010);

@@ -5,12 +5,15 @@ use kiln::*;
 #[test]
 fn module_imports_and_exports() -> Result<()> {
     let engine = Engine::default();
-    let module = Module::new(&engine, r#"(module
+    let module = Module::new(
+        &engine,
+        r#"(module
         (import "env" "f" (func (param i32) (result i64)))
         (import "env" "mem" (memory 1 2))
         (global (export "g") (mut f32) (f32.const 1))
         (table (export "t") 2 funcref)
-        (func (export "h") (result i32) i32.const 0))"#)?;
+        (func (export "h") (result i32) i32.const 0))"#,
+    )?;
     let imports: Vec<_> = module.imports().map(|i| (i.module().to_string(), i.name().to_string(), i.ty())).collect();
     assert_eq!(imports.len(), 2);
     assert_eq!(imports[0].2, ExternType::Func(FuncType::new([ValType::I32], [ValType::I64])));
@@ -37,11 +40,14 @@ fn invalid_modules_name_the_problem_and_offset() {
 #[test]
 fn memory_grow_and_access() -> Result<()> {
     let engine = Engine::default();
-    let module = Module::new(&engine, r#"(module
+    let module = Module::new(
+        &engine,
+        r#"(module
         (memory (export "m") 1 3)
         (func (export "grow") (param i32) (result i32) local.get 0 memory.grow)
         (func (export "size") (result i32) memory.size)
-        (func (export "peek") (param i32) (result i32) local.get 0 i32.load8_u))"#)?;
+        (func (export "peek") (param i32) (result i32) local.get 0 i32.load8_u))"#,
+    )?;
     let mut store = Store::new(&engine, ());
     let i = Instance::new(&mut store, &module, &[])?;
     let grow = i.get_typed_func::<i32, i32>(&mut store, "grow")?;
@@ -65,14 +71,17 @@ fn globals_and_tables() -> Result<()> {
     let engine = Engine::default();
     let mut store = Store::new(&engine, ());
     let g = Global::new(&mut store, GlobalType::new(ValType::I64, Mutability::Var), Val::I64(5))?;
-    let module = Module::new(&engine, r#"(module
+    let module = Module::new(
+        &engine,
+        r#"(module
         (import "" "g" (global $g (mut i64)))
         (table (export "t") 1 funcref)
         (func $seven (result i32) i32.const 7)
         (elem declare func $seven)
         (func (export "bump") global.get $g i64.const 1 i64.add global.set $g)
         (func (export "install") (table.set (i32.const 0) (ref.func $seven)))
-        (func (export "call0") (result i32) i32.const 0 call_indirect (result i32)))"#)?;
+        (func (export "call0") (result i32) i32.const 0 call_indirect (result i32)))"#,
+    )?;
     let i = Instance::new(&mut store, &module, &[g.into()])?;
     i.get_typed_func::<(), ()>(&mut store, "bump")?.call(&mut store, ())?;
     assert_eq!(g.get(&mut store).i64(), Some(6));
@@ -126,11 +135,14 @@ fn link_errors_name_the_import() -> Result<()> {
 #[test]
 fn externrefs_round_trip_and_do_not_accumulate() -> Result<()> {
     let engine = Engine::default();
-    let module = Module::new(&engine, r#"(module
+    let module = Module::new(
+        &engine,
+        r#"(module
         (table $t 1 externref)
         (func (export "swap") (param externref) (result externref)
             (table.get $t (i32.const 0))
-            (table.set $t (i32.const 0) (local.get 0))))"#)?;
+            (table.set $t (i32.const 0) (local.get 0))))"#,
+    )?;
     let mut store = Store::new(&engine, ());
     let i = Instance::new(&mut store, &module, &[])?;
     let swap = i.get_typed_func::<Option<ExternRef>, Option<ExternRef>>(&mut store, "swap")?;
@@ -153,7 +165,9 @@ fn externrefs_round_trip_and_do_not_accumulate() -> Result<()> {
 #[test]
 fn million_deep_mutual_tail_recursion() -> Result<()> {
     let engine = Engine::default();
-    let module = Module::new(&engine, r#"(module
+    let module = Module::new(
+        &engine,
+        r#"(module
         (func $even (export "even") (param i64) (result i32)
             (if (result i32) (i64.eqz (local.get 0))
                 (then (i32.const 1))
@@ -164,7 +178,8 @@ fn million_deep_mutual_tail_recursion() -> Result<()> {
                 (else (return_call_indirect (type 0) (i64.sub (local.get 0) (i64.const 1)) (i32.const 0)))))
         (type (func (param i64) (result i32)))
         (table 1 funcref)
-        (elem (i32.const 0) $even))"#)?;
+        (elem (i32.const 0) $even))"#,
+    )?;
     let mut store = Store::new(&engine, ());
     let i = Instance::new(&mut store, &module, &[])?;
     let even = i.get_typed_func::<i64, i32>(&mut store, "even")?;

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 /// A fresh empty directory under the system temp dir.
 fn temp_dir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("kiln-test-{name}-{}-{:?}", std::process::id(), std::thread::current().id()));
+    let d =
+        std::env::temp_dir().join(format!("kiln-test-{name}-{}-{:?}", std::process::id(), std::thread::current().id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("temp dir");
     d
@@ -280,8 +281,10 @@ fn directory_cache_writes_modules_in_the_background_but_never_loses_them() -> Re
     // Dropping the last handle on the cache waits for the writers.
     drop((engine, config));
     drop(Arc::into_inner(cache).expect("no other handle on the cache"));
-    let mut names: Vec<String> =
-        std::fs::read_dir(dir.join("modules"))?.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("modules"))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     assert_eq!(names.len(), 5, "{names:?}");
     assert_eq!(names[0], ".tmp-fresh");
@@ -335,7 +338,8 @@ fn function_packs_keep_recent_functions_of_other_modules() -> Result<()> {
     let mut config = Config::new();
     config.cache(cache.clone());
     let engine = Engine::new(&config)?;
-    let texts: Vec<String> = (0..3).map(|k| module_with(&format!("local.get 0 i32.const {} i32.rotl", k + 1))).collect();
+    let texts: Vec<String> =
+        (0..3).map(|k| module_with(&format!("local.get 0 i32.const {} i32.rotl", k + 1))).collect();
     for t in &texts {
         Module::new(&engine, t)?;
     }
@@ -372,7 +376,9 @@ fn many_functions(n: usize, edited: &[usize]) -> String {
     let mut text = String::from("(module");
     for i in 0..n {
         let c = if edited.contains(&i) { 1000 + i } else { i };
-        text.push_str(&format!(r#" (func (export "f{i}") (param i32) (result i32) local.get 0 i32.const {c} i32.add)"#));
+        text.push_str(&format!(
+            r#" (func (export "f{i}") (param i32) (result i32) local.get 0 i32.const {c} i32.add)"#
+        ));
     }
     text.push(')');
     text
@@ -500,9 +506,14 @@ fn functions_that_moved_are_found_by_key() -> Result<()> {
     let text = many_functions(20, &[]);
     Module::new(&engine, &text)?;
     let before = cache.stats();
-    let moved = Module::new(&engine, text.replacen("(module", "(module (func (param i32) (result i32) i32.const 99)", 1))?;
+    let moved =
+        Module::new(&engine, text.replacen("(module", "(module (func (param i32) (result i32) i32.const 99)", 1))?;
     let after = cache.stats();
-    assert_eq!((after.function_hits - before.function_hits, after.function_misses - before.function_misses), (20, 1), "{after}");
+    assert_eq!(
+        (after.function_hits - before.function_hits, after.function_misses - before.function_misses),
+        (20, 1),
+        "{after}"
+    );
     assert_eq!(call(&engine, &moved, "f7", 1), 8);
     Ok(())
 }

@@ -2,8 +2,8 @@
 //! not WebAssembly, and the directory cache refuses entries it did not
 //! seal, symbolic links, and directories others can write.
 
-use kiln::*;
 use kiln::__private_testing::reseal_entry;
+use kiln::*;
 use kiln_environ::{EntryKind, PublicSeal, reseal};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -14,7 +14,8 @@ const TIMES_TWO: &str = r#"(module (func (export "f") (param i32) (result i32) l
 
 /// A fresh empty directory (mode 0700) under the system temp dir.
 fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kiln-sec-{name}-{}-{:?}", std::process::id(), std::thread::current().id()));
+    let d =
+        std::env::temp_dir().join(format!("kiln-sec-{name}-{}-{:?}", std::process::id(), std::thread::current().id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("temp dir");
     std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).expect("chmod");
@@ -35,7 +36,8 @@ fn engine_with(cache: Arc<dyn Cache>) -> Engine {
 
 /// The only module entry in the cache at `root`.
 fn module_entry(root: &Path) -> PathBuf {
-    let entries: Vec<PathBuf> = std::fs::read_dir(root.join("modules")).expect("modules").flatten().map(|e| e.path()).collect();
+    let entries: Vec<PathBuf> =
+        std::fs::read_dir(root.join("modules")).expect("modules").flatten().map(|e| e.path()).collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
     entries[0].clone()
 }
@@ -76,7 +78,10 @@ fn artifacts_are_not_webassembly() -> Result<()> {
     assert!(!Module::is_precompiled(b"\0asm\x01\0\0\0"));
     for err in [Module::new(&engine, &artifact).unwrap_err(), Module::from_binary(&engine, &artifact).unwrap_err()] {
         let msg = format!("{err:#}");
-        assert!(msg.contains("precompiled") && msg.contains("deserialize") && msg.contains("--allow-precompiled"), "{msg}");
+        assert!(
+            msg.contains("precompiled") && msg.contains("deserialize") && msg.contains("--allow-precompiled"),
+            "{msg}"
+        );
     }
     // Whatever the file is called.
     let dir = temp_dir("not-wasm");
@@ -181,7 +186,8 @@ fn a_valid_entry_moved_to_another_key_is_refused() -> Result<()> {
         let engine = engine_with(Arc::new(DirectoryCache::new(root).expect("cache")));
         assert_eq!(call_f(&Module::new(&engine, TIMES_TWO).expect("compile"), 21), 42);
         engine.cache().expect("cache").flush();
-        let other = std::fs::read_dir(root.join("modules")).expect("modules").flatten().map(|e| e.path()).find(|p| p != entry);
+        let other =
+            std::fs::read_dir(root.join("modules")).expect("modules").flatten().map(|e| e.path()).find(|p| p != entry);
         std::fs::copy(other.expect("second entry"), entry).expect("copy");
     })?;
     assert_eq!(stats.rejected, 1, "{stats}");
@@ -213,7 +219,9 @@ fn after_rewriting_the_function_pack(name: &str, rewrite: impl FnOnce(&Path, [u8
 fn tampered_function_packs_are_refused() -> Result<()> {
     // Patched code: left as is (the tag no longer matches), or re-sealed
     // under a key of the attacker's own, or under the public key.
-    for (name, reseal_with) in [("pack-flipped", None), ("pack-other-key", Some(Some([7u8; 32]))), ("pack-public-key", Some(None))] {
+    for (name, reseal_with) in
+        [("pack-flipped", None), ("pack-other-key", Some(Some([7u8; 32]))), ("pack-public-key", Some(None))]
+    {
         let stats = after_rewriting_the_function_pack(name, |pack, key| {
             let mut bytes = std::fs::read(pack).expect("read");
             patch_code(&mut bytes);
@@ -234,7 +242,8 @@ fn tampered_function_packs_are_refused() -> Result<()> {
 fn a_valid_function_pack_moved_to_another_key_is_refused() -> Result<()> {
     // A genuine pack of this cache, of a module with another environment
     // (a memory), filed under ADD_ONE's pack key.
-    const WITH_MEMORY: &str = r#"(module (memory 1) (func (export "f") (param i32) (result i32) local.get 0 i32.const 1 i32.add))"#;
+    const WITH_MEMORY: &str =
+        r#"(module (memory 1) (func (export "f") (param i32) (result i32) local.get 0 i32.const 1 i32.add))"#;
     let stats = after_rewriting_the_function_pack("pack-moved", |pack, _| {
         let root = pack.ancestors().nth(3).expect("root");
         let engine = engine_with(Arc::new(DirectoryCache::new(root).expect("cache")));
@@ -258,7 +267,10 @@ fn a_symlinked_entry_is_refused_and_its_target_untouched() -> Result<()> {
         std::fs::File::options().write(true).open(&outside).expect("open").set_modified(old).expect("set mtime");
         std::fs::remove_file(entry).expect("remove");
         std::os::unix::fs::symlink(&outside, entry).expect("symlink");
-        target_state = Some((std::fs::read(&outside).expect("read"), std::fs::metadata(&outside).expect("stat").modified().expect("mtime")));
+        target_state = Some((
+            std::fs::read(&outside).expect("read"),
+            std::fs::metadata(&outside).expect("stat").modified().expect("mtime"),
+        ));
     })?;
     assert_eq!((stats.module_hits, stats.rejected), (0, 1), "{stats}");
     let (bytes, mtime) = target_state.expect("rewritten");

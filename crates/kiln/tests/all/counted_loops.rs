@@ -61,8 +61,18 @@ fn shapes() -> Vec<Shape> {
         let use_add = si % 2 == 0;
         for cmp in CMPS {
             let up = update(step, use_add);
-            add(format!("{cmp}_{si}"), format!("{up} local.get $n i32.{cmp}"), Ok(step), Box::new(move |x, n| holds(cmp, x, n)));
-            add(format!("{cmp}_{si}_swapped"), format!("local.get $n {up} i32.{cmp}"), Ok(step), Box::new(move |x, n| holds(cmp, n, x)));
+            add(
+                format!("{cmp}_{si}"),
+                format!("{up} local.get $n i32.{cmp}"),
+                Ok(step),
+                Box::new(move |x, n| holds(cmp, x, n)),
+            );
+            add(
+                format!("{cmp}_{si}_swapped"),
+                format!("local.get $n {up} i32.{cmp}"),
+                Ok(step),
+                Box::new(move |x, n| holds(cmp, n, x)),
+            );
         }
         add(format!("nonzero_{si}"), update(step, use_add), Ok(step), Box::new(|x, _| x != 0));
     }
@@ -71,9 +81,24 @@ fn shapes() -> Vec<Shape> {
         let up1 = "local.get $s local.get $iv i32.add local.tee $iv";
         let up2 = "local.get $iv local.get $s i32.add local.tee $iv";
         let down = "local.get $iv local.get $s i32.sub local.tee $iv";
-        add(format!("{cmp}_var_up"), format!("{up1} local.get $n i32.{cmp}"), Err(true), Box::new(move |x, n| holds(cmp, x, n)));
-        add(format!("{cmp}_var_up_swapped"), format!("local.get $n {up2} i32.{cmp}"), Err(true), Box::new(move |x, n| holds(cmp, n, x)));
-        add(format!("{cmp}_var_down"), format!("{down} local.get $n i32.{cmp}"), Err(false), Box::new(move |x, n| holds(cmp, x, n)));
+        add(
+            format!("{cmp}_var_up"),
+            format!("{up1} local.get $n i32.{cmp}"),
+            Err(true),
+            Box::new(move |x, n| holds(cmp, x, n)),
+        );
+        add(
+            format!("{cmp}_var_up_swapped"),
+            format!("local.get $n {up2} i32.{cmp}"),
+            Err(true),
+            Box::new(move |x, n| holds(cmp, n, x)),
+        );
+        add(
+            format!("{cmp}_var_down"),
+            format!("{down} local.get $n i32.{cmp}"),
+            Err(false),
+            Box::new(move |x, n| holds(cmp, x, n)),
+        );
     }
     v
 }
@@ -114,8 +139,24 @@ fn model(cond: &dyn Fn(u32, u32) -> bool, step: u32, mut iv: u32, n: u32) -> (u3
 }
 
 const INTERESTING_VALUES: [u32; 18] = [
-    0, 1, 2, 3, 7, 1000, 1023, 1024, 1025, 4999, 0x7fff_ff00, 0x7fff_fffe, 0x7fff_ffff, 0x8000_0000, 0x8000_0001, 0xffff_f000,
-    0xffff_fffe, 0xffff_ffff,
+    0,
+    1,
+    2,
+    3,
+    7,
+    1000,
+    1023,
+    1024,
+    1025,
+    4999,
+    0x7fff_ff00,
+    0x7fff_fffe,
+    0x7fff_ffff,
+    0x8000_0000,
+    0x8000_0001,
+    0xffff_f000,
+    0xffff_fffe,
+    0xffff_ffff,
 ];
 
 fn check_all_shapes(config: &Config, prepare: impl Fn(&mut Store<()>)) {
@@ -337,7 +378,9 @@ fn counted_i64_loops_compute_the_same() {
         } else {
             format!("local.get $iv i64.const {} i64.sub local.tee $iv", -step)
         };
-        for (suffix, tail) in [("", format!("{up} local.get $n i64.ne")), ("_swapped", format!("local.get $n {up} i64.ne"))] {
+        for (suffix, tail) in
+            [("", format!("{up} local.get $n i64.ne")), ("_swapped", format!("local.get $n {up} i64.ne"))]
+        {
             wat.push_str(&format!(
                 r#"
   (func (export "ne64_{si}{suffix}") (param $iv i64) (param $n i64) (result i32 i64) (local $count i32)
@@ -352,7 +395,21 @@ fn counted_i64_loops_compute_the_same() {
         }
     }
     wat.push(')');
-    let values: Vec<u64> = vec![0, 1, 2, 1023, 1024, 4999, 0x7fff_ffff, 0xffff_ffff, 0x1_0000_0000, 0x7fff_ffff_ffff_fff0, 0x8000_0000_0000_0000, u64::MAX - 1, u64::MAX];
+    let values: Vec<u64> = vec![
+        0,
+        1,
+        2,
+        1023,
+        1024,
+        4999,
+        0x7fff_ffff,
+        0xffff_ffff,
+        0x1_0000_0000,
+        0x7fff_ffff_ffff_fff0,
+        0x8000_0000_0000_0000,
+        u64::MAX - 1,
+        u64::MAX,
+    ];
     for setup in ["epoch", "fuel"] {
         let mut config = Config::new();
         config.epoch_interruption(setup == "epoch").epoch_interruption_signals(false).consume_fuel(setup == "fuel");
@@ -388,7 +445,11 @@ fn counted_i64_loops_compute_the_same() {
                                 break;
                             }
                         }
-                        assert_eq!((count as u32, iv as u64), (want_count, want_iv), "{setup} {name} from {start:#x} to {n:#x}");
+                        assert_eq!(
+                            (count as u32, iv as u64),
+                            (want_count, want_iv),
+                            "{setup} {name} from {start:#x} to {n:#x}"
+                        );
                     }
                 }
             }

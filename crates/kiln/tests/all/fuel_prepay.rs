@@ -150,7 +150,9 @@ fn prepaid_frames_consume_exactly_what_unprepaid_ones_do() {
     for shape in SHAPES {
         let func = |exclude: bool, export: &str| {
             let body = instantiate(shape, exclude);
-            format!(r#"(func (export "{export}") (param $n i32) (local $i i32) (local $x i32) (local $j i32) (block $z {body}))"#)
+            format!(
+                r#"(func (export "{export}") (param $n i32) (local $i i32) (local $x i32) (local $j i32) (block $z {body}))"#
+            )
         };
         let wat = format!(
             r#"(module (global $g (export "g") (mut i32) (i32.const 0))

@@ -14,11 +14,14 @@ impl std::error::Error for MyError {}
 #[test]
 fn caller_sees_store_data_and_memory() -> Result<()> {
     let engine = Engine::default();
-    let module = Module::new(&engine, r#"(module
+    let module = Module::new(
+        &engine,
+        r#"(module
         (import "host" "log" (func $log (param i32 i32)))
         (memory (export "memory") 1)
         (data (i32.const 16) "hello")
-        (func (export "run") (call $log (i32.const 16) (i32.const 5))))"#)?;
+        (func (export "run") (call $log (i32.const 16) (i32.const 5))))"#,
+    )?;
     let mut store = Store::new(&engine, Vec::<String>::new());
     let mut linker = Linker::new(&engine);
     linker.func_wrap("host", "log", |mut caller: Caller<'_, Vec<String>>, ptr: i32, len: i32| -> Result<()> {
@@ -37,9 +40,12 @@ fn caller_sees_store_data_and_memory() -> Result<()> {
 #[test]
 fn host_error_reaches_caller_unchanged() -> Result<()> {
     let engine = Engine::default();
-    let module = Module::new(&engine, r#"(module
+    let module = Module::new(
+        &engine,
+        r#"(module
         (import "host" "fail" (func $fail (param i32) (result i32)))
-        (func (export "run") (param i32) (result i32) local.get 0 call $fail))"#)?;
+        (func (export "run") (param i32) (result i32) local.get 0 call $fail))"#,
+    )?;
     let mut store = Store::new(&engine, ());
     let fail = Func::wrap(&mut store, |x: i32| -> Result<i32> { Err(MyError(x as u32).into()) });
     let instance = Instance::new(&mut store, &module, &[fail.into()])?;
@@ -54,9 +60,12 @@ fn host_error_reaches_caller_unchanged() -> Result<()> {
 #[test]
 fn host_panic_is_resumed_in_the_caller() {
     let engine = Engine::default();
-    let module = Module::new(&engine, r#"(module
+    let module = Module::new(
+        &engine,
+        r#"(module
         (import "host" "panic" (func $p))
-        (func (export "run") call $p))"#)
+        (func (export "run") call $p))"#,
+    )
     .unwrap();
     let mut store = Store::new(&engine, ());
     let p = Func::wrap(&mut store, || -> () { panic!("host panic") });
@@ -69,7 +78,9 @@ fn host_panic_is_resumed_in_the_caller() {
 #[test]
 fn reentrant_calls_and_multi_value() -> Result<()> {
     let engine = Engine::default();
-    let module = Module::new(&engine, r#"(module
+    let module = Module::new(
+        &engine,
+        r#"(module
         (import "host" "down" (func $down (param i32) (result i32 i32)))
         (func (export "count") (param i32) (result i32 i32)
             local.get 0
@@ -78,7 +89,8 @@ fn reentrant_calls_and_multi_value() -> Result<()> {
                 i32.const 0 i32.const 0
             else
                 local.get 0 call $down
-            end))"#)?;
+            end))"#,
+    )?;
     let mut store = Store::new(&engine, ());
     let mut linker = Linker::new(&engine);
     linker.func_wrap("host", "down", |mut caller: Caller<'_, ()>, n: i32| -> Result<(i32, i32)> {
@@ -96,9 +108,12 @@ fn reentrant_calls_and_multi_value() -> Result<()> {
 #[test]
 fn unbounded_reentrant_recursion_is_a_stack_overflow_trap() -> Result<()> {
     let engine = Engine::default();
-    let module = Module::new(&engine, r#"(module
+    let module = Module::new(
+        &engine,
+        r#"(module
         (import "host" "again" (func $again (param i32)))
-        (func (export "go") (param i32) local.get 0 i32.const 1 i32.add call $again))"#)?;
+        (func (export "go") (param i32) local.get 0 i32.const 1 i32.add call $again))"#,
+    )?;
     let mut store = Store::new(&engine, ());
     let mut linker = Linker::new(&engine);
     linker.func_wrap("host", "again", |mut caller: Caller<'_, ()>, n: i32| -> Result<()> {
@@ -122,9 +137,12 @@ fn dynamic_host_function() -> Result<()> {
         results[0] = Val::from(params[0].i64().unwrap_or(0) as f64 * params[1].f64().unwrap_or(0.0));
         Ok(())
     });
-    let module = Module::new(&engine, r#"(module
+    let module = Module::new(
+        &engine,
+        r#"(module
         (import "" "f" (func $f (param i64 f64) (result f64)))
-        (func (export "run") (result f64) i64.const 3 f64.const 1.5 call $f))"#)?;
+        (func (export "run") (result f64) i64.const 3 f64.const 1.5 call $f))"#,
+    )?;
     let instance = Instance::new(&mut store, &module, &[f.into()])?;
     let run = instance.get_typed_func::<(), f64>(&mut store, "run")?;
     assert_eq!(run.call(&mut store, ())?, 4.5);

@@ -114,9 +114,12 @@ fn pooling_limit_is_a_clear_error() {
 #[test]
 fn instance_pre_instantiates_in_many_stores() -> Result<()> {
     let engine = Engine::default();
-    let module = Module::new(&engine, r#"(module
+    let module = Module::new(
+        &engine,
+        r#"(module
         (import "host" "double" (func $d (param i32) (result i32)))
-        (func (export "run") (param i32) (result i32) local.get 0 call $d))"#)?;
+        (func (export "run") (param i32) (result i32) local.get 0 call $d))"#,
+    )?;
     let mut linker = Linker::<u32>::new(&engine);
     linker.func_wrap("host", "double", |mut c: Caller<'_, u32>, x: i32| {
         *c.data_mut() += 1;

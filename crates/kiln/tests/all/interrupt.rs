@@ -102,7 +102,15 @@ const TRAPPING: &str = r#"(module
             (call $deeper (local.get $n)) (return (i32.const 0)))
         (call $refuel) (return (i32.const 0))))"#;
 
-const TRAP_KINDS: [&str; 7] = ["unreachable", "out-of-bounds load", "divide by zero", "null call_indirect", "table.copy out of bounds (builtin)", "host error", "stack overflow"];
+const TRAP_KINDS: [&str; 7] = [
+    "unreachable",
+    "out-of-bounds load",
+    "divide by zero",
+    "null call_indirect",
+    "table.copy out of bounds (builtin)",
+    "host error",
+    "stack overflow",
+];
 
 /// A call that traps is charged what it ran before the trap, whatever
 /// trapped: a hardware fault, an explicit trap, a builtin or the host.
@@ -140,7 +148,11 @@ fn trapping_calls_are_charged_what_they_ran() {
             assert!(trapped, "{name}: should trap");
             assert_eq!(more, again, "{name}: deterministic");
             // The loop's body costs at least its five operators an iteration.
-            assert!(more >= base + 5_000, "{name} (epochs {epochs}): 1,000 more iterations charged {} fuel", more - base);
+            assert!(
+                more >= base + 5_000,
+                "{name} (epochs {epochs}): 1,000 more iterations charged {} fuel",
+                more - base
+            );
         }
         // Work in the trapping function itself counts too.
         let g = instance.get_typed_func::<i32, i32>(&mut store, "loop_then_fault").unwrap();
@@ -220,14 +232,18 @@ struct Limits(StoreLimits);
 #[test]
 fn limiter_decisions() {
     let engine = Engine::default();
-    let module = Module::new(&engine, r#"(module
+    let module = Module::new(
+        &engine,
+        r#"(module
         (memory (export "m") 1)
         (table 1 funcref)
         (func (export "grow") (param i32) (result i32) local.get 0 memory.grow)
-        (func (export "tgrow") (param i32) (result i32) ref.null func local.get 0 table.grow))"#)
+        (func (export "tgrow") (param i32) (result i32) ref.null func local.get 0 table.grow))"#,
+    )
     .unwrap();
     // Deny: memory.grow returns -1, not a trap.
-    let mut store = Store::new(&engine, Limits(StoreLimitsBuilder::new().memory_size(3 << 16).table_elements(5).build()));
+    let mut store =
+        Store::new(&engine, Limits(StoreLimitsBuilder::new().memory_size(3 << 16).table_elements(5).build()));
     store.limiter(|l| &mut l.0);
     let i = Instance::new(&mut store, &module, &[]).unwrap();
     let grow = i.get_typed_func::<i32, i32>(&mut store, "grow").unwrap();
@@ -239,7 +255,8 @@ fn limiter_decisions() {
     let mem = i.get_memory(&mut store, "m").unwrap();
     assert!(mem.grow(&mut store, 1).is_err());
     // Error: stops execution with the limiter's error.
-    let mut store = Store::new(&engine, Limits(StoreLimitsBuilder::new().memory_size(2 << 16).trap_on_grow_failure(true).build()));
+    let mut store =
+        Store::new(&engine, Limits(StoreLimitsBuilder::new().memory_size(2 << 16).trap_on_grow_failure(true).build()));
     store.limiter(|l| &mut l.0);
     let i = Instance::new(&mut store, &module, &[]).unwrap();
     let grow = i.get_typed_func::<i32, i32>(&mut store, "grow").unwrap();
@@ -313,7 +330,11 @@ fn live_values_across_checks(back_edge: &str, mode: Interruptions) {
         wat.push_str(&format!(" (local $f{i} f64) (local $x{i} i64)"));
     }
     for i in 0..10 {
-        wat.push_str(&format!(" (local.set $f{i} (f64.const {}.5)) (local.set $x{i} (i64.const {}))", i + 1, i * 7919 + 1));
+        wat.push_str(&format!(
+            " (local.set $f{i} (f64.const {}.5)) (local.set $x{i} (i64.const {}))",
+            i + 1,
+            i * 7919 + 1
+        ));
     }
     wat.push_str(" (loop $l");
     for i in 0..10 {

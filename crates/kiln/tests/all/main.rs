@@ -1,10 +1,10 @@
 //! Integration tests of the embedding API, one binary with a module per area.
 
 mod api;
+mod c_programs;
 mod cache;
 mod cache_security;
 mod counted_loops;
-mod c_programs;
 mod fuel_prepay;
 mod host_calls;
 mod instantiate;

@@ -64,7 +64,9 @@ fn check(engine: &Engine, bytes: &[u8]) -> std::result::Result<(), String> {
     let message = format!("{e:#}");
     match error_offset(&message) {
         Some(at) if at <= bytes.len() => Err(message),
-        Some(at) => panic!("error names offset {at}, past the input's {} bytes: {message}\ninput: {bytes:02x?}", bytes.len()),
+        Some(at) => {
+            panic!("error names offset {at}, past the input's {} bytes: {message}\ninput: {bytes:02x?}", bytes.len())
+        }
         None => panic!("error names no offset: {message}\ninput: {bytes:02x?}"),
     }
 }

@@ -40,10 +40,13 @@ const OOB: Option<TrapCode> = Some(TrapCode::MemoryOutOfBounds);
 fn out_of_bounds_in_the_guard_region_is_a_trap() {
     for pooling in [false, true] {
         let engine = make_engine(Config::new(), pooling);
-        let module = Module::new(&engine, r#"(module (memory 1)
+        let module = Module::new(
+            &engine,
+            r#"(module (memory 1)
             (func (export "load") (param i32) (result i32) local.get 0 i32.load)
             (func (export "far") (param i32) (result i32) local.get 0 i32.load offset=0xffffffff)
-            (func (export "store") (param i32) local.get 0 i64.const 1 i64.store))"#)
+            (func (export "store") (param i32) local.get 0 i64.const 1 i64.store))"#,
+        )
         .unwrap();
         let mut store = Store::new(&engine, ());
         let i = Instance::new(&mut store, &module, &[]).unwrap();
@@ -79,9 +82,12 @@ fn out_of_bounds_with_explicit_checks_is_a_trap() {
         }
 
         let engine = make_engine(mem64.clone(), pooling);
-        let module = Module::new(&engine, r#"(module (memory i64 1)
+        let module = Module::new(
+            &engine,
+            r#"(module (memory i64 1)
             (func (export "load") (param i64) (result i64) local.get 0 i64.load)
-            (func (export "far") (param i64) (result i64) local.get 0 i64.load offset=0x100000000))"#)
+            (func (export "far") (param i64) (result i64) local.get 0 i64.load offset=0x100000000))"#,
+        )
         .unwrap();
         let mut store = Store::new(&engine, ());
         let i = Instance::new(&mut store, &module, &[]).unwrap();
@@ -154,12 +160,15 @@ fn out_of_bounds_in_imported_memories_is_a_trap() {
 fn out_of_bounds_in_a_nested_store_is_a_trap() {
     let engine = Engine::default();
     let inner_module = Module::new(&engine, LOAD_WAT).unwrap();
-    let outer_module = Module::new(&engine, r#"(module
+    let outer_module = Module::new(
+        &engine,
+        r#"(module
         (import "" "inner" (func $inner (param i32) (result i32)))
         (memory 1)
         (func (export "run") (param i32) (result i32)
             local.get 0 call $inner drop
-            local.get 0 i32.load))"#)
+            local.get 0 i32.load))"#,
+    )
     .unwrap();
     let mut inner_store = Store::new(&engine, ());
     let i = Instance::new(&mut inner_store, &inner_module, &[]).unwrap();
@@ -231,14 +240,20 @@ fn fault_outside_every_memory_kills_the_process() {
         for target in ["own", "other_store", "null_page"] {
             let scenario = format!("{pooling}:{target}");
             let out = Command::new(&exe)
-                .args(["--exact", "memory_faults::fault_outside_every_memory_kills_the_process", "--nocapture", "--test-threads=1"])
+                .args([
+                    "--exact",
+                    "memory_faults::fault_outside_every_memory_kills_the_process",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
                 .env(SCENARIO_VAR, &scenario)
                 .output()
                 .unwrap();
             let stdout = String::from_utf8_lossy(&out.stdout);
             let stderr = String::from_utf8_lossy(&out.stderr);
             let context = format!("{scenario}: {}\n--- stdout\n{stdout}\n--- stderr\n{stderr}", out.status);
-            let trapped = stdout.contains("out of bounds memory access") || stderr.contains("out of bounds memory access");
+            let trapped =
+                stdout.contains("out of bounds memory access") || stderr.contains("out of bounds memory access");
             if target == "own" {
                 assert!(out.status.success() && trapped, "{context}");
             } else {

@@ -254,7 +254,9 @@ fn externref_initial_values_survive_collection() -> Result<()> {
     store.gc();
     assert_eq!(std::sync::Arc::strong_count(&tracker), 1);
     match t.get(&mut store, 1004) {
-        Some(Val::ExternRef(Some(r))) => assert_eq!(r.data().downcast_ref::<String>().map(String::as_str), Some("grown")),
+        Some(Val::ExternRef(Some(r))) => {
+            assert_eq!(r.data().downcast_ref::<String>().map(String::as_str), Some("grown"))
+        }
         other => panic!("{other:?}"),
     }
     Ok(())
@@ -276,7 +278,8 @@ fn table_limit_refuses_the_bomb_naming_table_and_limit() {
     assert_eq!((exceeded.what, exceeded.desired, exceeded.limit), ("table", 10_000_000, 1_000_000));
 
     // The export name, when there is one.
-    let exported = Module::new(&engine, r#"(module (table 1 funcref) (table (export "big") 2000000 funcref))"#).unwrap();
+    let exported =
+        Module::new(&engine, r#"(module (table 1 funcref) (table (export "big") 2000000 funcref))"#).unwrap();
     let msg = format!("{:#}", Instance::new(&mut limited(), &exported, &[]).unwrap_err());
     assert!(msg.contains(r#"table 1 (export "big")"#) && msg.contains("limit is 1000000"), "{msg}");
 

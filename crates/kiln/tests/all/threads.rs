@@ -5,12 +5,15 @@ use kiln::*;
 #[test]
 fn stores_run_in_parallel() {
     let engine = Engine::default();
-    let module = Module::new(&engine, r#"(module
+    let module = Module::new(
+        &engine,
+        r#"(module
         (func $fib (export "fib") (param i32) (result i32)
             (if (result i32) (i32.lt_u (local.get 0) (i32.const 2))
                 (then (local.get 0))
                 (else (i32.add (call $fib (i32.sub (local.get 0) (i32.const 1)))
-                               (call $fib (i32.sub (local.get 0) (i32.const 2))))))))"#)
+                               (call $fib (i32.sub (local.get 0) (i32.const 2))))))))"#,
+    )
     .unwrap();
     let handles: Vec<_> = (0..8)
         .map(|t| {
@@ -37,8 +40,11 @@ fn stores_run_in_parallel() {
 #[test]
 fn traps_on_many_threads() {
     let engine = Engine::default();
-    let module = Module::new(&engine, r#"(module (memory 1)
-        (func (export "oob") (param i32) (result i32) local.get 0 i32.load))"#)
+    let module = Module::new(
+        &engine,
+        r#"(module (memory 1)
+        (func (export "oob") (param i32) (result i32) local.get 0 i32.load))"#,
+    )
     .unwrap();
     let handles: Vec<_> = (0..4)
         .map(|_| {
@@ -126,9 +132,12 @@ fn producer_consumer_on_a_shared_memory() -> Result<()> {
 #[test]
 fn wait_times_out_and_unshared_wait_traps() -> Result<()> {
     let engine = Engine::default();
-    let module = Module::new(&engine, r#"(module
+    let module = Module::new(
+        &engine,
+        r#"(module
         (memory (export "m") 1 1 shared)
-        (func (export "wait") (param i64) (result i32) (memory.atomic.wait32 (i32.const 0) (i32.const 0) (local.get 0))))"#)?;
+        (func (export "wait") (param i64) (result i32) (memory.atomic.wait32 (i32.const 0) (i32.const 0) (local.get 0))))"#,
+    )?;
     let mut store = Store::new(&engine, ());
     let i = Instance::new(&mut store, &module, &[])?;
     let wait = i.get_typed_func::<i64, i32>(&mut store, "wait")?;
@@ -136,8 +145,11 @@ fn wait_times_out_and_unshared_wait_traps() -> Result<()> {
     assert_eq!(wait.call(&mut store, 20_000_000)?, 2, "timed out");
     assert!(start.elapsed() >= std::time::Duration::from_millis(20));
     assert!(i.get_export(&mut store, "m").and_then(Extern::into_shared_memory).is_some());
-    let unshared = Module::new(&engine, r#"(module (memory 1)
-        (func (export "wait") (result i32) (memory.atomic.wait32 (i32.const 0) (i32.const 0) (i64.const 0))))"#)?;
+    let unshared = Module::new(
+        &engine,
+        r#"(module (memory 1)
+        (func (export "wait") (result i32) (memory.atomic.wait32 (i32.const 0) (i32.const 0) (i64.const 0))))"#,
+    )?;
     let i = Instance::new(&mut store, &unshared, &[])?;
     let err = i.get_typed_func::<(), i32>(&mut store, "wait")?.call(&mut store, ()).unwrap_err();
     assert_eq!(err.downcast_ref::<Trap>().map(|t| t.code()), Some(TrapCode::AtomicWaitNonSharedMemory));

@@ -116,9 +116,12 @@ fn stack_overflow_is_a_trap() {
 #[test]
 fn store_is_usable_after_a_trap() {
     let engine = Engine::default();
-    let module = Module::new(&engine, r#"(module
+    let module = Module::new(
+        &engine,
+        r#"(module
         (func (export "boom") unreachable)
-        (func (export "ok") (result i32) i32.const 7))"#)
+        (func (export "ok") (result i32) i32.const 7))"#,
+    )
     .unwrap();
     let mut store = Store::new(&engine, ());
     let instance = Instance::new(&mut store, &module, &[]).unwrap();

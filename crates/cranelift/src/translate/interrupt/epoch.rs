@@ -86,7 +86,8 @@ impl Epochs {
         // The thread advancing the epoch raises this flag when the store's
         // deadline is reached (see kiln's `vm/epoch.rs`): one load, no
         // comparison of epochs here.
-        let reached = e.builder.ins().load(types::I64, state_flags(e.regions), ctx, store_context::EPOCH_INTERRUPT as i32);
+        let reached =
+            e.builder.ins().load(types::I64, state_flags(e.regions), ctx, store_context::EPOCH_INTERRUPT as i32);
         let out = e.builder.create_block();
         let cont = e.builder.create_block();
         e.builder.set_cold_block(out);

@@ -16,4 +16,7 @@ pub use aarch64::{context_pc_fp, context_pinned_reg, kiln_enter, kiln_unwind, re
 #[cfg(target_arch = "x86_64")]
 pub(crate) use x86_64::{builtin_stub, preserving_builtin_stub};
 #[cfg(target_arch = "x86_64")]
-pub use x86_64::{call_from_signal, context_pc_fp, context_pinned_reg, kiln_enter, kiln_epoch_stub, kiln_unwind, redirect, stack_pointer};
+pub use x86_64::{
+    call_from_signal, context_pc_fp, context_pinned_reg, kiln_enter, kiln_epoch_stub, kiln_unwind, redirect,
+    stack_pointer,
+};

@@ -26,8 +26,8 @@ pub mod signal;
 
 use super::vmcontext::VMStoreContext;
 use std::ptr::NonNull;
-use std::sync::{Mutex, TryLockError};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::{Mutex, TryLockError};
 
 /// An engine's epoch: the counter, and the stores that use epoch
 /// interruption, to be told when it advances.

@@ -111,7 +111,11 @@ fn only_the_dirty_prefix_is_reset() {
     r.mark_dirty(1);
     pool.release(r);
     let mut r = pool.acquire().expect("region");
-    assert_eq!((peek(&r, 0), peek(&r, p)), (0, 2), "the first page (the dirty byte, rounded up) was reset, not the second");
+    assert_eq!(
+        (peek(&r, 0), peek(&r, p)),
+        (0, 2),
+        "the first page (the dirty byte, rounded up) was reset, not the second"
+    );
     poke(&r, 0, 3);
     r.mark_dirty(p);
     r.forget_writes();
@@ -169,7 +173,11 @@ fn a_region_of_another_size_is_not_kept() {
 fn image() -> Arc<MemoryImage> {
     let wasm = wat::parse_str(r#"(module (memory 1) (data (i32.const 0) "hello"))"#).expect("wat");
     let translation = kiln_environ::translate_module(&wasm, Default::default()).expect("valid");
-    Arc::new(MemoryImage::build(&translation.info, kiln_environ::MemoryIndex::from_u32(0)).expect("memfd").expect("an image"))
+    Arc::new(
+        MemoryImage::build(&translation.info, kiln_environ::MemoryIndex::from_u32(0))
+            .expect("memfd")
+            .expect("an image"),
+    )
 }
 
 #[test]

@@ -113,8 +113,13 @@ fn externref_tables_store_a_non_null_initial_value_everywhere() {
 
 #[test]
 fn pooling_slots_bound_tables_run_out_and_come_back_reset() {
-    let limits =
-        PoolingLimits { total_tables: 1, total_memories: 1, total_core_instances: 1, table_elements: 16, ..PoolingLimits::default() };
+    let limits = PoolingLimits {
+        total_tables: 1,
+        total_memories: 1,
+        total_core_instances: 1,
+        table_elements: 16,
+        ..PoolingLimits::default()
+    };
     let allocator = Allocator::pooling(&Tunables::default(), limits).expect("pool");
     let err = Table::new(funcref(17, None), 0, None, &allocator, None).expect_err("larger than a slot");
     assert!(err.contains("exceeds the pooling limit of 16"), "{err}");

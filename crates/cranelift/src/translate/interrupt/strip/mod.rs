@@ -50,8 +50,8 @@ use crate::translate::emitter::Emitter;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{self, InstBuilder, Value, types::*};
 use cranelift_frontend::Variable;
-pub(super) use plan::{StripPlan, plan};
 use plan::Step;
+pub(super) use plan::{StripPlan, plan};
 
 /// The strip-mining state of the function being translated.
 #[derive(Default)]

@@ -183,7 +183,10 @@ pub(crate) fn plan(body: &FunctionBody<'_>, locals: &[WasmValType], fuel: Option
             if branches_to(&op, frames.len(), c.depth) {
                 c.back_edges += 1;
             }
-            if matches!(op, O::Br { .. } | O::BrIf { .. } | O::BrTable { .. } | O::If { .. } | O::Else | O::Return | O::Unreachable) {
+            if matches!(
+                op,
+                O::Br { .. } | O::BrIf { .. } | O::BrTable { .. } | O::If { .. } | O::Else | O::Return | O::Unreachable
+            ) {
                 c.branches += 1;
             }
             if c.tail.len() == 8 {
@@ -244,9 +247,7 @@ fn branches_to(op: &Operator<'_>, frames: usize, target: usize) -> bool {
     let hits = |d: u32| frames.checked_sub(1 + d as usize) == Some(target);
     match op {
         Operator::Br { relative_depth } | Operator::BrIf { relative_depth } => hits(*relative_depth),
-        Operator::BrTable { targets } => {
-            hits(targets.default()) || targets.targets().any(|d| d.is_ok_and(hits))
-        }
+        Operator::BrTable { targets } => hits(targets.default()) || targets.targets().any(|d| d.is_ok_and(hits)),
         _ => false,
     }
 }
@@ -282,14 +283,18 @@ fn counted_loop(c: Candidate, locals: &[WasmValType]) -> Option<StripPlan> {
     // The variable, its step, and whether it is an i64.
     let update = |s: &[Tail]| -> Option<(u32, Step, bool)> {
         match *s {
-            [Tail::Get(a), Tail::Const(k, w1), op @ (Tail::Add(w2) | Tail::Sub(w2)), Tail::Tee(b)] if a == b && w1 == w2 => {
+            [Tail::Get(a), Tail::Const(k, w1), op @ (Tail::Add(w2) | Tail::Sub(w2)), Tail::Tee(b)]
+                if a == b && w1 == w2 =>
+            {
                 let step = if matches!(op, Tail::Add(_)) { k } else { k.checked_neg()? };
                 if step == 0 || step.abs() > MAX_STEP {
                     return None;
                 }
                 Some((a, Step::Const(step as i32), w1))
             }
-            [Tail::Get(a), Tail::Get(step), op @ (Tail::Add(false) | Tail::Sub(false)), Tail::Tee(b)] if a == b && step != a => {
+            [Tail::Get(a), Tail::Get(step), op @ (Tail::Add(false) | Tail::Sub(false)), Tail::Tee(b)]
+                if a == b && step != a =>
+            {
                 Some((a, Step::Local { local: step, up: matches!(op, Tail::Add(_)) }, false))
             }
             [Tail::Get(step), Tail::Get(a), Tail::Add(false), Tail::Tee(b)] if a == b && step != a => {
@@ -304,22 +309,23 @@ fn counted_loop(c: Candidate, locals: &[WasmValType]) -> Option<StripPlan> {
         _ => None,
     };
     let n = t.len();
-    let (iv, step, wide, limit, cmp) = if n >= 6 && matches!(t[n - 1], Tail::Cmp(..)) && matches!(t[n - 2], Tail::Tee(_)) {
-        // `limit; iv update; cmp`: the limit is the left operand.
-        let Tail::Cmp(cmp, w) = t[n - 1] else { return None };
-        let (iv, step, wide) = update(&t[n - 5..n - 1])?;
-        (iv, step, wide, limit(t[n - 6], w)?, if w == wide { cmp.swapped() } else { return None })
-    } else if n >= 6 && matches!(t[n - 1], Tail::Cmp(..)) {
-        let Tail::Cmp(cmp, w) = t[n - 1] else { return None };
-        let (iv, step, wide) = update(&t[n - 6..n - 2])?;
-        (iv, step, wide, limit(t[n - 2], w)?, if w == wide { cmp } else { return None })
-    } else if n >= 4 {
-        // `br_if` on the updated variable itself: taken while it is not 0.
-        let (iv, step, wide) = update(&t[n - 4..])?;
-        (iv, step, wide, Limit::Const(0), if wide { return None } else { LatchCmp::Ne })
-    } else {
-        return None;
-    };
+    let (iv, step, wide, limit, cmp) =
+        if n >= 6 && matches!(t[n - 1], Tail::Cmp(..)) && matches!(t[n - 2], Tail::Tee(_)) {
+            // `limit; iv update; cmp`: the limit is the left operand.
+            let Tail::Cmp(cmp, w) = t[n - 1] else { return None };
+            let (iv, step, wide) = update(&t[n - 5..n - 1])?;
+            (iv, step, wide, limit(t[n - 6], w)?, if w == wide { cmp.swapped() } else { return None })
+        } else if n >= 6 && matches!(t[n - 1], Tail::Cmp(..)) {
+            let Tail::Cmp(cmp, w) = t[n - 1] else { return None };
+            let (iv, step, wide) = update(&t[n - 6..n - 2])?;
+            (iv, step, wide, limit(t[n - 2], w)?, if w == wide { cmp } else { return None })
+        } else if n >= 4 {
+            // `br_if` on the updated variable itself: taken while it is not 0.
+            let (iv, step, wide) = update(&t[n - 4..])?;
+            (iv, step, wide, Limit::Const(0), if wide { return None } else { LatchCmp::Ne })
+        } else {
+            return None;
+        };
     // i64 variables: `ne` only (the ordered strip ends widen to 64 bits).
     if wide && cmp != LatchCmp::Ne {
         return None;
@@ -371,7 +377,6 @@ fn counted_loop(c: Candidate, locals: &[WasmValType]) -> Option<StripPlan> {
     })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,7 +414,9 @@ mod tests {
     }
 
     fn one_loop(tail: &str, extra: &str) -> String {
-        format!("(module (func (param $i i32) (param $n i32) (local $d i32) (local $s i32) (loop $l {extra} {tail} br_if $l)))")
+        format!(
+            "(module (func (param $i i32) (param $n i32) (local $d i32) (local $s i32) (loop $l {extra} {tail} br_if $l)))"
+        )
     }
 
     #[test]
@@ -471,7 +478,9 @@ mod tests {
         let big = "(local.set $d (i32.add (local.get $d) (i32.const 1)))".repeat(STRIP_OPERATORS as usize / 8);
         assert!(!planned(&big));
         // The innermost of two nested loops is.
-        let nested = format!("(module (func (param $i i32) (param $n i32) (loop $o (loop $l {tail} br_if $l) (br_if $o (local.get $n)))))");
+        let nested = format!(
+            "(module (func (param $i i32) (param $n i32) (loop $o (loop $l {tail} br_if $l) (br_if $o (local.get $n)))))"
+        );
         assert_eq!(plans_of(&nested)[0].len(), 1);
     }
 
