@@ -37,25 +37,8 @@ impl Func {
         f: impl Fn(Caller<'_, T>, &[Val], &mut [Val]) -> Result<()> + Send + Sync + 'static,
     ) -> Func {
         let store = store.as_context_mut().0;
-        let fty = ty.0.clone();
-        let body = move |store: &mut StoreInner<T>, caller: Option<usize>, values: &mut [ValRaw]| -> Result<()> {
-            let params: Vec<Val> = fty
-                .params()
-                .iter()
-                .zip(values.iter())
-                .map(|(t, v)| Val::from_raw(*v, ValType::from_env(*t), &mut store.opaque))
-                .collect();
-            let mut results: Vec<Val> = fty.results().iter().map(|t| Val::default_for(ValType::from_env(*t))).collect();
-            f(Caller { store: &mut *store, caller }, &params, &mut results)?;
-            for (i, (r, t)) in results.iter().zip(fty.results()).enumerate() {
-                if r.ty() != ValType::from_env(*t) {
-                    bail!("host function returned a {} for result {i}, expected {}", r.ty(), t);
-                }
-                values[i] = r.to_raw(&mut store.opaque)?;
-            }
-            Ok(())
-        };
-        new_host(store, ty.0, Arc::new(body)).expect("compiling the host-call trampoline failed")
+        let body = dynamic_host_fn(ty.0.clone(), f);
+        new_host(store, ty.0, body).expect("compiling the host-call trampoline failed")
     }
 
     /// Defines a host function from a Rust closure, deriving its wasm type
@@ -451,6 +434,33 @@ impl<A: WasmTy> WasmTyList for A {
     }
 }
 
+/// Invokes `$mac` with every parameter list the typed API supports: the
+/// empty one and `A1` up to `A1 .. A16`. The one place the arity limit is
+/// written.
+macro_rules! for_each_arity {
+    ($mac:ident) => {
+        $mac! {
+            ()
+            (A1)
+            (A1 A2)
+            (A1 A2 A3)
+            (A1 A2 A3 A4)
+            (A1 A2 A3 A4 A5)
+            (A1 A2 A3 A4 A5 A6)
+            (A1 A2 A3 A4 A5 A6 A7)
+            (A1 A2 A3 A4 A5 A6 A7 A8)
+            (A1 A2 A3 A4 A5 A6 A7 A8 A9)
+            (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10)
+            (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11)
+            (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12)
+            (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12 A13)
+            (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12 A13 A14)
+            (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12 A13 A14 A15)
+            (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12 A13 A14 A15 A16)
+        }
+    };
+}
+
 macro_rules! tuple_list {
     ($(($($a:ident)*))*) => {$(
         #[allow(non_snake_case, unused_mut, unused_variables, unused_assignments)]
@@ -473,24 +483,33 @@ macro_rules! tuple_list {
     )*};
 }
 
-tuple_list! {
-    ()
-    (A1)
-    (A1 A2)
-    (A1 A2 A3)
-    (A1 A2 A3 A4)
-    (A1 A2 A3 A4 A5)
-    (A1 A2 A3 A4 A5 A6)
-    (A1 A2 A3 A4 A5 A6 A7)
-    (A1 A2 A3 A4 A5 A6 A7 A8)
-    (A1 A2 A3 A4 A5 A6 A7 A8 A9)
-    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10)
-    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11)
-    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12)
-    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12 A13)
-    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12 A13 A14)
-    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12 A13 A14 A15)
-    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12 A13 A14 A15 A16)
+for_each_arity!(tuple_list);
+
+/// The body of a dynamically typed host function (`Func::new`,
+/// `Linker::func_new`): converts the raw arguments to [`Val`]s, calls `f`,
+/// and checks that each result has the type `ty` declares before storing
+/// it back.
+pub(crate) fn dynamic_host_fn<T: 'static>(
+    ty: env::FuncType,
+    f: impl Fn(Caller<'_, T>, &[Val], &mut [Val]) -> Result<()> + Send + Sync + 'static,
+) -> Arc<HostFn<StoreInner<T>>> {
+    Arc::new(move |store: &mut StoreInner<T>, caller: Option<usize>, values: &mut [ValRaw]| -> Result<()> {
+        let params: Vec<Val> = ty
+            .params()
+            .iter()
+            .zip(values.iter())
+            .map(|(t, v)| Val::from_raw(*v, ValType::from_env(*t), &mut store.opaque))
+            .collect();
+        let mut results: Vec<Val> = ty.results().iter().map(|t| Val::default_for(ValType::from_env(*t))).collect();
+        f(Caller { store: &mut *store, caller }, &params, &mut results)?;
+        for (i, (r, t)) in results.iter().zip(ty.results()).enumerate() {
+            if r.ty() != ValType::from_env(*t) {
+                bail!("host function returned a {} for result {i}, expected {t}", r.ty());
+            }
+            values[i] = r.to_raw(&mut store.opaque)?;
+        }
+        Ok(())
+    })
 }
 
 /// What a host closure may return: values, or a `Result` of values.
@@ -566,22 +585,4 @@ macro_rules! into_func {
     )*};
 }
 
-into_func! {
-    ()
-    (A1)
-    (A1 A2)
-    (A1 A2 A3)
-    (A1 A2 A3 A4)
-    (A1 A2 A3 A4 A5)
-    (A1 A2 A3 A4 A5 A6)
-    (A1 A2 A3 A4 A5 A6 A7)
-    (A1 A2 A3 A4 A5 A6 A7 A8)
-    (A1 A2 A3 A4 A5 A6 A7 A8 A9)
-    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10)
-    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11)
-    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12)
-    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12 A13)
-    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12 A13 A14)
-    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12 A13 A14 A15)
-    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12 A13 A14 A15 A16)
-}
+for_each_arity!(into_func);

@@ -2,14 +2,13 @@
 
 use crate::Engine;
 use crate::externals::Extern;
-use crate::func::{Caller, Func, HostSig, IntoFunc, new_host_with_sig};
+use crate::func::{Caller, Func, HostSig, IntoFunc, dynamic_host_fn, new_host_with_sig};
 use crate::instance::Instance;
 use crate::module::Module;
 use crate::store::{AsContextMut, StoreInner};
 use crate::types::FuncType;
 use crate::values::Val;
 use crate::vm::host_func::HostFn;
-use crate::vm::vmcontext::ValRaw;
 use anyhow::{Result, bail};
 use kiln_environ as env;
 use std::collections::HashMap;
@@ -112,27 +111,9 @@ impl<T: 'static> Linker<T> {
         ty: FuncType,
         f: impl Fn(Caller<'_, T>, &[Val], &mut [Val]) -> Result<()> + Send + Sync + 'static,
     ) -> Result<&mut Self> {
-        let fty = ty.0.clone();
-        let body = move |store: &mut StoreInner<T>, caller: Option<usize>, values: &mut [ValRaw]| -> Result<()> {
-            let params: Vec<Val> = fty
-                .params()
-                .iter()
-                .zip(values.iter())
-                .map(|(t, v)| Val::from_raw(*v, crate::ValType::from_env(*t), &mut store.opaque))
-                .collect();
-            let mut results: Vec<Val> =
-                fty.results().iter().map(|t| Val::default_for(crate::ValType::from_env(*t))).collect();
-            f(Caller { store: &mut *store, caller }, &params, &mut results)?;
-            for (i, (r, t)) in results.iter().zip(fty.results()).enumerate() {
-                if r.ty() != crate::ValType::from_env(*t) {
-                    bail!("host function returned a {} for result {i}, expected {t}", r.ty());
-                }
-                values[i] = r.to_raw(&mut store.opaque)?;
-            }
-            Ok(())
-        };
+        let body = dynamic_host_fn(ty.0.clone(), f);
         let sig = HostSig::new(&self.engine, &ty.0)?;
-        self.insert(module, name, Definition::HostFunc(Arc::new(HostFuncDef { sig, body: Arc::new(body) })))?;
+        self.insert(module, name, Definition::HostFunc(Arc::new(HostFuncDef { sig, body })))?;
         Ok(self)
     }
 
