@@ -6,7 +6,7 @@ use crate::opt_group::{self, Item, OptionHelp};
 use crate::options::{parse_count, parse_duration, parse_size};
 use anyhow::{Result, bail};
 use clap::Args;
-use kiln::Config;
+use kiln::{Config, WasmFeature};
 use std::time::Duration;
 
 /// The `-W` arguments.
@@ -24,7 +24,7 @@ pub struct WasmFlags {
 /// configuration in command-line order.
 #[derive(Clone, Debug, PartialEq)]
 enum Switch {
-    Feature(String, bool),
+    Feature(WasmFeature, bool),
     Mvp,
     AllProposals,
     NanCanonicalization(bool),
@@ -52,24 +52,15 @@ pub struct WasmSettings {
     pub unknown_imports_default: bool,
 }
 
-/// WebAssembly proposals, as `Config::wasm_feature` names them.
-const FEATURES: &[OptionHelp] = &[
-    OptionHelp { key: "simd", value: "[=y|n]", help: "128-bit SIMD (on by default)" },
-    OptionHelp { key: "relaxed-simd", value: "[=y|n]", help: "relaxed SIMD (on)" },
-    OptionHelp { key: "bulk-memory", value: "[=y|n]", help: "bulk memory operations (on)" },
-    OptionHelp { key: "reference-types", value: "[=y|n]", help: "funcref/externref values and tables (on)" },
-    OptionHelp { key: "multi-value", value: "[=y|n]", help: "several results and block results (on)" },
-    OptionHelp { key: "extended-const", value: "[=y|n]", help: "arithmetic in constant expressions (on)" },
-    OptionHelp { key: "tail-call", value: "[=y|n]", help: "return_call, return_call_indirect (on)" },
-    OptionHelp { key: "threads", value: "[=y|n]", help: "shared memories and atomics (on)" },
-    OptionHelp { key: "sign-extension", value: "[=y|n]", help: "sign-extension operators (on)" },
-    OptionHelp { key: "nontrapping-float-to-int", value: "[=y|n]", help: "saturating float-to-int (on)" },
-    OptionHelp { key: "mutable-global", value: "[=y|n]", help: "importing and exporting mutable globals (on)" },
-    OptionHelp { key: "multi-memory", value: "[=y|n]", help: "several memories per module (off)" },
-    OptionHelp { key: "memory64", value: "[=y|n]", help: "64-bit memories and tables (off)" },
-    OptionHelp { key: "all-proposals", value: "[=y]", help: "every proposal above" },
-    OptionHelp { key: "mvp", value: "[=y]", help: "WebAssembly 1.0 only (Kiln only)" },
-];
+/// WebAssembly proposals (the list `kiln::WasmFeature` defines), then the
+/// switches that set several at once.
+fn feature_help() -> Vec<OptionHelp> {
+    let mut rows: Vec<OptionHelp> =
+        WasmFeature::ALL.iter().map(|f| OptionHelp { key: f.name(), value: "[=y|n]", help: f.summary() }).collect();
+    rows.push(OptionHelp { key: "all-proposals", value: "[=y]", help: "every proposal above" });
+    rows.push(OptionHelp { key: "mvp", value: "[=y]", help: "WebAssembly 1.0 only (Kiln only)" });
+    rows
+}
 
 /// How wasm runs.
 const EXECUTION: &[OptionHelp] = &[
@@ -167,10 +158,10 @@ impl WasmSettings {
                     bail!("Kiln does not implement the WebAssembly `{key}` proposal (`-W {key}`)");
                 }
             }
-            key if FEATURES.iter().any(|f| f.key == key) || Config::new().wasm_feature(key, true).is_ok() => {
-                self.switches.push(Switch::Feature(key.to_string(), item.bool()?));
-            }
-            _ => return Err(item.unknown("-W option")),
+            key => match WasmFeature::from_name(key) {
+                Some(feature) => self.switches.push(Switch::Feature(feature, item.bool()?)),
+                None => return Err(item.unknown("-W option")),
+            },
         }
         Ok(())
     }
@@ -184,15 +175,15 @@ impl WasmSettings {
     pub fn configure(&self, config: &mut Config) -> Result<()> {
         for s in &self.switches {
             match s {
-                Switch::Feature(name, on) => {
-                    config.wasm_feature(name, *on)?;
+                Switch::Feature(feature, on) => {
+                    config.wasm_feature_set(*feature, *on);
                 }
                 Switch::Mvp => {
                     config.wasm_mvp_only();
                 }
                 Switch::AllProposals => {
-                    for f in FEATURES.iter().filter(|f| f.value == "[=y|n]") {
-                        config.wasm_feature(f.key, true)?;
+                    for &f in WasmFeature::ALL {
+                        config.wasm_feature_set(f, true);
                     }
                 }
                 Switch::NanCanonicalization(on) => {
@@ -228,7 +219,7 @@ impl WasmSettings {
 /// `-W`'s value parser: the argument, or `help`.
 fn wasm_spec(arg: &str) -> Result<String> {
     opt_group::spec_or_help(arg, || {
-        opt_group::help_text('W', "wasm", &[("WebAssembly features", FEATURES), ("Execution", EXECUTION)])
+        opt_group::help_text('W', "wasm", &[("WebAssembly features", &feature_help()), ("Execution", EXECUTION)])
     })
 }
 
@@ -243,7 +234,10 @@ mod tests {
         assert_eq!(s.fuel, Some(1000));
         assert_eq!(s.timeout, Some(Duration::from_secs(2)));
         assert_eq!(s.max_memory_size, Some(65536));
-        assert_eq!(s.switches, vec![Switch::Feature("simd".into(), false), Switch::Feature("memory64".into(), true)]);
+        assert_eq!(
+            s.switches,
+            vec![Switch::Feature(WasmFeature::Simd, false), Switch::Feature(WasmFeature::Memory64, true)]
+        );
         Ok(())
     }
 

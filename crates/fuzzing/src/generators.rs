@@ -4,30 +4,10 @@
 use arbitrary::{Result, Unstructured};
 use wasmparser::WasmFeatures;
 
-/// The WebAssembly features a Kiln engine of `settings` accepts: the
-/// features every configuration here has (WebAssembly 2.0 and
-/// extended-const) plus the proposals `settings` switches on.
-///
-/// [`KilnSettings::config`] sets every proposal switch explicitly, so this
-/// stays right when Kiln's defaults change; if Kiln gains a switch, add it
-/// to both.
+/// The WebAssembly features a Kiln engine of `settings` accepts, as its
+/// `Config` adds them up (Kiln's feature list is the one source).
 pub fn kiln_features(settings: &KilnSettings) -> WasmFeatures {
-    let mut f = WasmFeatures::MUTABLE_GLOBAL
-        | WasmFeatures::SATURATING_FLOAT_TO_INT
-        | WasmFeatures::SIGN_EXTENSION
-        | WasmFeatures::REFERENCE_TYPES
-        | WasmFeatures::GC_TYPES
-        | WasmFeatures::MULTI_VALUE
-        | WasmFeatures::BULK_MEMORY
-        | WasmFeatures::SIMD
-        | WasmFeatures::FLOATS
-        | WasmFeatures::EXTENDED_CONST;
-    f.set(WasmFeatures::MULTI_MEMORY, settings.multi_memory);
-    f.set(WasmFeatures::TAIL_CALL, settings.tail_call);
-    f.set(WasmFeatures::RELAXED_SIMD, settings.relaxed_simd);
-    f.set(WasmFeatures::MEMORY64, settings.memory64);
-    f.set(WasmFeatures::THREADS, settings.threads);
-    f
+    settings.config().wasm_features()
 }
 
 /// Whether wasmparser, with the features of a Kiln engine of `settings`,

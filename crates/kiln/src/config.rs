@@ -1,5 +1,6 @@
 //! Engine configuration.
 
+use crate::features::WasmFeature;
 use kiln_environ::Tunables;
 use kiln_environ::wasmparser::WasmFeatures;
 
@@ -123,19 +124,7 @@ impl Default for Config {
 impl Config {
     /// The default configuration.
     pub fn new() -> Config {
-        let features = WasmFeatures::MUTABLE_GLOBAL
-            | WasmFeatures::SATURATING_FLOAT_TO_INT
-            | WasmFeatures::SIGN_EXTENSION
-            | WasmFeatures::REFERENCE_TYPES
-            | WasmFeatures::GC_TYPES
-            | WasmFeatures::MULTI_VALUE
-            | WasmFeatures::BULK_MEMORY
-            | WasmFeatures::SIMD
-            | WasmFeatures::FLOATS
-            | WasmFeatures::EXTENDED_CONST
-            | WasmFeatures::TAIL_CALL
-            | WasmFeatures::RELAXED_SIMD
-            | WasmFeatures::THREADS;
+        let features = crate::features::default_features();
         Config {
             features,
             tunables: Tunables::default(),
@@ -150,57 +139,69 @@ impl Config {
         }
     }
 
-    fn feature(&mut self, f: WasmFeatures, on: bool) -> &mut Self {
-        self.features.set(f, on);
+    /// Enables or disables `feature`.
+    pub fn wasm_feature_set(&mut self, feature: WasmFeature, enable: bool) -> &mut Self {
+        self.features.set(feature.flags(), enable);
         self
+    }
+
+    /// Whether modules may use `feature`.
+    pub fn wasm_feature_enabled(&self, feature: WasmFeature) -> bool {
+        self.features.contains(feature.flags())
+    }
+
+    /// The full set of features modules are validated against (what the
+    /// switches above add up to), for tools that validate or generate
+    /// modules the way this configuration will.
+    pub fn wasm_features(&self) -> WasmFeatures {
+        self.features
     }
 
     /// Enables or disables the SIMD proposal (`v128`). On by default.
     pub fn wasm_simd(&mut self, enable: bool) -> &mut Self {
-        self.feature(WasmFeatures::SIMD, enable)
+        self.wasm_feature_set(WasmFeature::Simd, enable)
     }
 
     /// Enables or disables the bulk-memory proposal. On by default.
     pub fn wasm_bulk_memory(&mut self, enable: bool) -> &mut Self {
-        self.feature(WasmFeatures::BULK_MEMORY, enable)
+        self.wasm_feature_set(WasmFeature::BulkMemory, enable)
     }
 
     /// Enables or disables the reference-types proposal. On by default.
     pub fn wasm_reference_types(&mut self, enable: bool) -> &mut Self {
-        self.feature(WasmFeatures::REFERENCE_TYPES, enable);
-        self.feature(WasmFeatures::GC_TYPES, enable)
+        self.wasm_feature_set(WasmFeature::ReferenceTypes, enable)
     }
 
     /// Enables or disables the multi-value proposal. On by default.
     pub fn wasm_multi_value(&mut self, enable: bool) -> &mut Self {
-        self.feature(WasmFeatures::MULTI_VALUE, enable)
+        self.wasm_feature_set(WasmFeature::MultiValue, enable)
     }
 
     /// Enables or disables the extended-const proposal. On by default.
     pub fn wasm_extended_const(&mut self, enable: bool) -> &mut Self {
-        self.feature(WasmFeatures::EXTENDED_CONST, enable)
+        self.wasm_feature_set(WasmFeature::ExtendedConst, enable)
     }
 
     /// Enables or disables the multi-memory proposal. Off by default.
     pub fn wasm_multi_memory(&mut self, enable: bool) -> &mut Self {
-        self.feature(WasmFeatures::MULTI_MEMORY, enable)
+        self.wasm_feature_set(WasmFeature::MultiMemory, enable)
     }
 
     /// Enables or disables the memory64 proposal (64-bit memory and table
     /// indices). Off by default.
     pub fn wasm_memory64(&mut self, enable: bool) -> &mut Self {
-        self.feature(WasmFeatures::MEMORY64, enable)
+        self.wasm_feature_set(WasmFeature::Memory64, enable)
     }
 
     /// Enables or disables the tail-call proposal (`return_call`,
     /// `return_call_indirect`). On by default.
     pub fn wasm_tail_call(&mut self, enable: bool) -> &mut Self {
-        self.feature(WasmFeatures::TAIL_CALL, enable)
+        self.wasm_feature_set(WasmFeature::TailCall, enable)
     }
 
     /// Enables or disables the relaxed-SIMD proposal. On by default.
     pub fn wasm_relaxed_simd(&mut self, enable: bool) -> &mut Self {
-        self.feature(WasmFeatures::RELAXED_SIMD, enable)
+        self.wasm_feature_set(WasmFeature::RelaxedSimd, enable)
     }
 
     /// Makes relaxed-SIMD operators behave identically on every host (the
@@ -213,57 +214,42 @@ impl Config {
     /// Enables or disables the threads proposal (shared memories, atomics,
     /// `memory.atomic.wait`/`notify`). On by default.
     pub fn wasm_threads(&mut self, enable: bool) -> &mut Self {
-        self.feature(WasmFeatures::THREADS, enable)
+        self.wasm_feature_set(WasmFeature::Threads, enable)
     }
 
     /// Enables or disables the sign-extension operators. On by default.
     pub fn wasm_sign_extension(&mut self, enable: bool) -> &mut Self {
-        self.feature(WasmFeatures::SIGN_EXTENSION, enable)
+        self.wasm_feature_set(WasmFeature::SignExtension, enable)
     }
 
     /// Enables or disables the non-trapping float-to-int conversions. On by default.
     pub fn wasm_nontrapping_float_to_int(&mut self, enable: bool) -> &mut Self {
-        self.feature(WasmFeatures::SATURATING_FLOAT_TO_INT, enable)
+        self.wasm_feature_set(WasmFeature::NontrappingFloatToInt, enable)
     }
 
     /// Enables or disables importing and exporting mutable globals. On by default.
     pub fn wasm_mutable_global(&mut self, enable: bool) -> &mut Self {
-        self.feature(WasmFeatures::MUTABLE_GLOBAL, enable)
+        self.wasm_feature_set(WasmFeature::MutableGlobal, enable)
     }
 
-    /// Sets a feature by its proposal name (`simd`, `bulk-memory`,
-    /// `reference-types`, `multi-value`, `extended-const`,
-    /// `sign-extension`, `nontrapping-float-to-int`, `mutable-global`).
+    /// Sets a feature by its proposal name ([`WasmFeature::name`]: `simd`,
+    /// `tail-call`, `memory64`, ...; see [`WasmFeature::from_name`]).
     ///
     /// # Errors
     ///
     /// An unknown name.
     pub fn wasm_feature(&mut self, name: &str, enable: bool) -> anyhow::Result<&mut Self> {
-        Ok(match name {
-            "simd" => self.wasm_simd(enable),
-            "bulk-memory" => self.wasm_bulk_memory(enable),
-            "reference-types" => self.wasm_reference_types(enable),
-            "multi-value" => self.wasm_multi_value(enable),
-            "extended-const" => self.wasm_extended_const(enable),
-            "multi-memory" => self.wasm_multi_memory(enable),
-            "memory64" => self.wasm_memory64(enable),
-            "tail-call" => self.wasm_tail_call(enable),
-            "relaxed-simd" => self.wasm_relaxed_simd(enable),
-            "threads" => self.wasm_threads(enable),
-            "sign-extension" | "sign-extension-ops" => self.wasm_sign_extension(enable),
-            "nontrapping-float-to-int" | "nontrapping-float-to-int-conversions" | "saturating-float-to-int" => {
-                self.wasm_nontrapping_float_to_int(enable)
-            }
-            "mutable-global" => self.wasm_mutable_global(enable),
-            other => anyhow::bail!("unknown WebAssembly feature `{other}`"),
-        })
+        match WasmFeature::from_name(name) {
+            Some(feature) => Ok(self.wasm_feature_set(feature, enable)),
+            None => anyhow::bail!("unknown WebAssembly feature `{name}`"),
+        }
     }
 
     /// Restricts the accepted language to WebAssembly 1.0 (MVP) plus
     /// mutable globals: no 2.0 proposals, 1.0 segment-initialization
     /// semantics (every segment is bounds-checked before any is applied).
     pub fn wasm_mvp_only(&mut self) -> &mut Self {
-        self.features = WasmFeatures::MUTABLE_GLOBAL | WasmFeatures::FLOATS;
+        self.features = crate::features::mvp_features();
         self
     }
 

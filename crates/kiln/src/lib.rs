@@ -120,6 +120,7 @@ mod config;
 mod engine;
 mod externals;
 mod fast_hash;
+mod features;
 mod func;
 mod function_cache;
 mod instance;
@@ -143,6 +144,7 @@ pub use compile_observer::{
 pub use config::{Config, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 pub use engine::{Engine, EpochTicker};
 pub use externals::{Extern, Global, Memory, MemoryAccessError, SharedMemory, Table};
+pub use features::WasmFeature;
 pub use func::{Caller, Func, IntoFunc, TypedFunc, WasmParams, WasmResults, WasmRet, WasmTy, WasmTyList, WithCaller};
 pub use instance::Instance;
 pub use kiln_environ::FuelCosts;

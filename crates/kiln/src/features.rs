@@ -1,0 +1,131 @@
+//! The WebAssembly proposals Kiln can switch on or off: the one list that
+//! `Config`, the CLI's `-W` options and the fuzz generators read.
+
+use kiln_environ::wasmparser::WasmFeatures;
+
+/// `on` → `true`, `off` → `false` (the feature table's default column).
+macro_rules! is_on {
+    (on) => {
+        true
+    };
+    (off) => {
+        false
+    };
+}
+
+/// Defines [`WasmFeature`] from one table: variant, name (as the CLI and
+/// [`Config::wasm_feature`](crate::Config::wasm_feature) spell it), other
+/// accepted spellings, one line of help, whether it is on by default
+/// (`on`/`off`) and the validator flags it switches.
+macro_rules! wasm_features {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident => $name:literal [$($alias:literal),*], $summary:literal, $default:ident, $flags:expr;
+    )*) => {
+        /// A WebAssembly proposal that can be switched on or off with
+        /// [`Config::wasm_feature_set`](crate::Config::wasm_feature_set).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum WasmFeature {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl WasmFeature {
+            /// Every feature, in the order help texts list them.
+            pub const ALL: &'static [WasmFeature] = &[$(WasmFeature::$variant),*];
+
+            /// The feature's name (`simd`, `tail-call`, ...).
+            pub fn name(self) -> &'static str {
+                match self { $(WasmFeature::$variant => $name,)* }
+            }
+
+            /// The feature named `name` (its name or another accepted
+            /// spelling, such as `sign-extension-ops`).
+            pub fn from_name(name: &str) -> Option<WasmFeature> {
+                match name {
+                    $($name $(| $alias)* => Some(WasmFeature::$variant),)*
+                    _ => None,
+                }
+            }
+
+            /// One line saying what the feature adds, ending with whether it
+            /// is on by default: `"128-bit SIMD (on)"`.
+            pub fn summary(self) -> &'static str {
+                match self { $(WasmFeature::$variant => concat!($summary, " (", stringify!($default), ")"),)* }
+            }
+
+            /// Whether `Config::new()` enables the feature.
+            pub fn enabled_by_default(self) -> bool {
+                match self { $(WasmFeature::$variant => is_on!($default),)* }
+            }
+
+            /// The validator's flags for the feature.
+            pub(crate) fn flags(self) -> WasmFeatures {
+                match self { $(WasmFeature::$variant => $flags,)* }
+            }
+        }
+    };
+}
+
+wasm_features! {
+    /// `v128` and its operators.
+    Simd => "simd" [], "128-bit SIMD", on, WasmFeatures::SIMD;
+    /// Relaxed SIMD operators (results may differ between hosts).
+    RelaxedSimd => "relaxed-simd" [], "relaxed SIMD", on, WasmFeatures::RELAXED_SIMD;
+    /// `memory.copy`, `memory.fill`, passive segments and their operators.
+    BulkMemory => "bulk-memory" [], "bulk memory operations", on, WasmFeatures::BULK_MEMORY;
+    /// `funcref`/`externref` values, several tables, table operators.
+    ReferenceTypes => "reference-types" [], "funcref/externref values and tables", on,
+        WasmFeatures::REFERENCE_TYPES.union(WasmFeatures::GC_TYPES);
+    /// Several results from functions and blocks, block parameters.
+    MultiValue => "multi-value" [], "several results and block results", on, WasmFeatures::MULTI_VALUE;
+    /// `i32`/`i64` `add`, `sub`, `mul` in constant expressions.
+    ExtendedConst => "extended-const" [], "arithmetic in constant expressions", on, WasmFeatures::EXTENDED_CONST;
+    /// `return_call` and `return_call_indirect`.
+    TailCall => "tail-call" [], "return_call, return_call_indirect", on, WasmFeatures::TAIL_CALL;
+    /// Shared memories, atomics, `memory.atomic.wait`/`notify`.
+    Threads => "threads" [], "shared memories and atomics", on, WasmFeatures::THREADS;
+    /// The sign-extension operators (`i32.extend8_s`, ...).
+    SignExtension => "sign-extension" ["sign-extension-ops"], "sign-extension operators", on,
+        WasmFeatures::SIGN_EXTENSION;
+    /// Saturating float-to-int conversions (`i32.trunc_sat_f32_s`, ...).
+    NontrappingFloatToInt => "nontrapping-float-to-int"
+        ["nontrapping-float-to-int-conversions", "saturating-float-to-int"], "saturating float-to-int", on,
+        WasmFeatures::SATURATING_FLOAT_TO_INT;
+    /// Importing and exporting mutable globals.
+    MutableGlobal => "mutable-global" [], "importing and exporting mutable globals", on, WasmFeatures::MUTABLE_GLOBAL;
+    /// Several memories per module (off by default: a few modules that
+    /// WebAssembly 2.0 rejects would validate).
+    MultiMemory => "multi-memory" [], "several memories per module", off, WasmFeatures::MULTI_MEMORY;
+    /// 64-bit memory and table indices (off by default, as multi-memory).
+    Memory64 => "memory64" [], "64-bit memories and tables", off, WasmFeatures::MEMORY64;
+}
+
+/// The features of `Config::new()`: floats and every feature on by default.
+pub(crate) fn default_features() -> WasmFeatures {
+    WasmFeature::ALL.iter().filter(|f| f.enabled_by_default()).fold(WasmFeatures::FLOATS, |all, f| all | f.flags())
+}
+
+/// The features of [`Config::wasm_mvp_only`](crate::Config::wasm_mvp_only):
+/// WebAssembly 1.0 plus mutable globals.
+pub(crate) fn mvp_features() -> WasmFeatures {
+    WasmFeatures::FLOATS | WasmFeature::MutableGlobal.flags()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_defaults_match_summaries() {
+        for &f in WasmFeature::ALL {
+            assert_eq!(WasmFeature::from_name(f.name()), Some(f));
+            let suffix = if f.enabled_by_default() { "(on)" } else { "(off)" };
+            assert!(f.summary().ends_with(suffix), "{}", f.summary());
+        }
+        assert_eq!(WasmFeature::from_name("sign-extension-ops"), Some(WasmFeature::SignExtension));
+        assert_eq!(WasmFeature::from_name("gc"), None);
+        assert!(!default_features().contains(WasmFeatures::MEMORY64));
+        assert!(default_features().contains(WasmFeatures::THREADS | WasmFeatures::GC_TYPES));
+    }
+}
