@@ -36,7 +36,8 @@ pub struct CompiledModuleInfo {
 
 /// Function locations encoded as one byte string of little-endian
 /// `(start, length)` pairs: a warm start decodes tens of thousands of them
-/// at memory speed instead of one varint at a time (0.35 ms for 34,004).
+/// at memory speed instead of one varint at a time (measurements:
+/// bench/DESIGN-NOTES.md).
 mod packed_locs {
     use super::FunctionLoc;
     use serde::de::{Error, Visitor};

@@ -19,9 +19,8 @@
 //! ([`Cache::mac_key`]).
 //!
 //! Entries (tens of MB for a large module, module or pack) are written by
-//! a background thread, so a compile does not wait for the disk: writing
-//! 90 MB into the page cache took anywhere from 20 to 430 ms on the test
-//! machine. A lookup of a key still being written waits for that write;
+//! a background thread, so a compile does not wait for the disk, whose
+//! write latency varies widely (bench/DESIGN-NOTES.md). A lookup of a key still being written waits for that write;
 //! [`Cache::flush`] and dropping the cache wait for all of them.
 
 use super::{Cache, CacheEntry, CacheKind, CacheStats, Counters};

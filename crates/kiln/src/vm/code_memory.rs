@@ -60,8 +60,8 @@ impl ModuleCode {
         let len = text.len().max(1);
         let mmap = Mmap::accessible(round_up_to_page(len).ok_or_else(|| io::Error::other("code too large"))?)?;
         // Every page is about to be written: one system call allocates them
-        // all instead of a page fault each (a fault costs over 1 µs in a
-        // virtual machine; a 60 MB text has 15,000 pages).
+        // all instead of a page fault each (a large text has thousands of
+        // pages; bench/DESIGN-NOTES.md has the measurements).
         mmap.populate_write();
         // SAFETY: the mapping is fresh, read-write and at least `text.len()` long.
         unsafe { std::ptr::copy_nonoverlapping(text.as_ptr(), mmap.as_ptr(), text.len()) };
@@ -204,9 +204,8 @@ impl MappedFile {
         .map_err(io::Error::from)?;
         // Pages of the file not yet in the page cache are then read in as
         // huge folios, which this and every later mapping of the file fault
-        // in a folio at a time: a warm start of a 90 MB artifact that was
-        // read back from disk took 7.3 ms with 4 KiB pages and 4.1 ms
-        // after this advice. Advice only: kernels without transparent huge
+        // in a folio at a time, which makes a warm start from disk markedly
+        // faster (bench/DESIGN-NOTES.md). Advice only: kernels without transparent huge
         // pages refuse it, and nothing changes.
         // SAFETY: the range is the mapping just created; the advice changes
         // no contents.
