@@ -104,7 +104,6 @@ const NOT_IMPLEMENTED: &[&str] = &[
     "function-references",
     "exceptions",
     "component-model",
-    "wide-arithmetic",
     "custom-page-sizes",
     "stack-switching",
     "branch-hinting",

@@ -94,6 +94,10 @@ wasm_features! {
         WasmFeatures::SATURATING_FLOAT_TO_INT;
     /// Importing and exporting mutable globals.
     MutableGlobal => "mutable-global" [], "importing and exporting mutable globals", on, WasmFeatures::MUTABLE_GLOBAL;
+    /// `i64.add128`, `i64.sub128`, `i64.mul_wide_s`, `i64.mul_wide_u`
+    /// (off by default: not part of WebAssembly 3.0).
+    WideArithmetic => "wide-arithmetic" [], "128-bit add/sub and widening multiply", off,
+        WasmFeatures::WIDE_ARITHMETIC;
     /// Several memories per module (off by default: a few modules that
     /// WebAssembly 2.0 rejects would validate).
     MultiMemory => "multi-memory" [], "several memories per module", off, WasmFeatures::MULTI_MEMORY;

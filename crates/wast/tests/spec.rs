@@ -60,6 +60,9 @@ fn config_for(suite: &str, file: &str) -> Config {
         "memory64" => {
             config.wasm_memory64(true);
         }
+        "wide-arithmetic" => {
+            config.wasm_feature_set(kiln::WasmFeature::WideArithmetic, true);
+        }
         "simd" if file == "simd_memory-multi.wast" => {
             config.wasm_multi_memory(true);
         }
@@ -153,6 +156,7 @@ fn bundled_files() -> Vec<TestFile<'static>> {
         Proposal::TailCall,
         Proposal::RelaxedSimd,
         Proposal::Threads,
+        Proposal::WideArithmetic,
     ];
     let versions = [SpecVersion::V1, SpecVersion::V2].into_iter().flat_map(spec);
     versions.chain(proposals.into_iter().flat_map(proposal)).filter(|f| f.name().ends_with(".wast")).collect()

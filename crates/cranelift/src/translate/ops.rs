@@ -21,6 +21,34 @@ impl FuncTranslator<'_, '_> {
         self.push(v);
     }
 
+    /// `i64.add128`/`i64.sub128`: pops two (low, high) pairs, pushes the
+    /// low and high halves of `f` applied to the 128-bit values.
+    fn wide_binop(&mut self, f: impl FnOnce(&mut cranelift_frontend::FunctionBuilder<'_>, Value, Value) -> Value) {
+        let (y_lo, y_hi) = self.pop2();
+        let (x_lo, x_hi) = self.pop2();
+        let x = self.builder.ins().iconcat(x_lo, x_hi);
+        let y = self.builder.ins().iconcat(y_lo, y_hi);
+        let r = f(&mut self.builder, x, y);
+        let (lo, hi) = self.builder.ins().isplit(r);
+        self.push(lo);
+        self.push(hi);
+    }
+
+    /// `i64.mul_wide_s`/`_u`: the full 128-bit product of two i64s, pushed
+    /// as its low and high halves.
+    fn mul_wide(&mut self, signed: bool) {
+        let (x, y) = self.pop2();
+        let (x, y) = if signed {
+            (self.builder.ins().sextend(I128, x), self.builder.ins().sextend(I128, y))
+        } else {
+            (self.builder.ins().uextend(I128, x), self.builder.ins().uextend(I128, y))
+        };
+        let product = self.builder.ins().imul(x, y);
+        let (lo, hi) = self.builder.ins().isplit(product);
+        self.push(lo);
+        self.push(hi);
+    }
+
     fn icmp(&mut self, cc: IntCC) {
         let (a, b) = self.pop2();
         let c = self.builder.ins().icmp(cc, a, b);
@@ -202,6 +230,14 @@ impl FuncTranslator<'_, '_> {
             O::I32ShrU | O::I64ShrU => self.binop(|b, x, y| b.ins().ushr(x, y)),
             O::I32Rotl | O::I64Rotl => self.binop(|b, x, y| b.ins().rotl(x, y)),
             O::I32Rotr | O::I64Rotr => self.binop(|b, x, y| b.ins().rotr(x, y)),
+
+            // Wide arithmetic: 128-bit values as (low, high) pairs of i64,
+            // computed in Cranelift's i128 so each is one native
+            // add/adc, sub/sbb or widening multiply.
+            O::I64Add128 => self.wide_binop(|b, x, y| b.ins().iadd(x, y)),
+            O::I64Sub128 => self.wide_binop(|b, x, y| b.ins().isub(x, y)),
+            O::I64MulWideS => self.mul_wide(true),
+            O::I64MulWideU => self.mul_wide(false),
 
             // Float arithmetic.
             O::F32Abs | O::F64Abs => self.unop(|b, a| b.ins().fabs(a)),
