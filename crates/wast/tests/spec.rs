@@ -36,6 +36,224 @@ const UNSUPPORTED: &[(&str, &str)] = &[
          labels to be invalid; the merged 2.0 spec made it valid, and the 2.0 version \
          wasm-v2/unreached-invalid.wast runs and passes",
     ),
+    (
+        "wasm-v3/br_on_non_null.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "wasm-v3/br_on_null.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "wasm-v3/br_table.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "wasm-v3/call_ref.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "wasm-v3/data.wast",
+        "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
+    ),
+    (
+        "wasm-v3/elem.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21); also the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
+    ),
+    (
+        "wasm-v3/global.wast",
+        "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
+    ),
+    ("wasm-v3/imports.wast", "needs exception handling (tags, `throw`, `try_table`; issue 21)"),
+    (
+        "wasm-v3/instance.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "wasm-v3/linking.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "wasm-v3/local_init.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "wasm-v3/ref.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "wasm-v3/ref_as_non_null.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "wasm-v3/ref_is_null.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "wasm-v3/ref_null.wast",
+        "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
+    ),
+    (
+        "wasm-v3/return_call_ref.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "wasm-v3/table.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "wasm-v3/type-canon.wast",
+        "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
+    ),
+    (
+        "wasm-v3/type-equivalence.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "wasm-v3/type-rec.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21); also the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
+    ),
+    (
+        "wasm-v3/unreached-valid.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    ("exceptions", "needs exception handling (tags, `throw`, `try_table`; issue 21)"),
+    (
+        "function-references/binary.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "function-references/br_on_non_null.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "function-references/br_on_null.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "function-references/br_table.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "function-references/call_ref.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "function-references/elem.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "function-references/linking.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "function-references/local_init.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "function-references/ref.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "function-references/ref_as_non_null.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "function-references/ref_is_null.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "function-references/ref_null.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "function-references/return_call_ref.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "function-references/table-sub.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "function-references/table.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "function-references/type-equivalence.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "function-references/unreached-valid.wast",
+        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+    ),
+    (
+        "gc/array.wast",
+        "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
+    ),
+    (
+        "gc/array_copy.wast",
+        "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
+    ),
+    (
+        "gc/array_fill.wast",
+        "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
+    ),
+    (
+        "gc/array_init_data.wast",
+        "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
+    ),
+    (
+        "gc/array_init_elem.wast",
+        "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
+    ),
+    (
+        "gc/array_new_data.wast",
+        "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
+    ),
+    (
+        "gc/array_new_elem.wast",
+        "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
+    ),
+    (
+        "gc/br_on_cast.wast",
+        "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
+    ),
+    (
+        "gc/br_on_cast_fail.wast",
+        "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
+    ),
+    (
+        "gc/extern.wast",
+        "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
+    ),
+    (
+        "gc/i31.wast",
+        "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
+    ),
+    (
+        "gc/ref_cast.wast",
+        "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
+    ),
+    (
+        "gc/ref_eq.wast",
+        "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
+    ),
+    (
+        "gc/ref_test.wast",
+        "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
+    ),
+    (
+        "gc/struct.wast",
+        "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
+    ),
+    (
+        "gc/type-subtyping.wast",
+        "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
+    ),
+    ("custom-page-sizes/custom-page-sizes-invalid.wast", "needs custom page sizes (issue 21)"),
+    ("custom-page-sizes/custom-page-sizes.wast", "needs custom page sizes (issue 21)"),
+    ("custom-page-sizes/memory_max.wast", "needs custom page sizes (issue 21)"),
+    ("custom-page-sizes/memory_max_i64.wast", "needs custom page sizes (issue 21)"),
 ];
 
 /// The configuration a file is specified against: the spec versions run on
@@ -59,6 +277,11 @@ fn config_for(suite: &str, file: &str) -> Config {
         }
         "memory64" => {
             config.wasm_memory64(true);
+        }
+        // WebAssembly 3.0 and the proposals it merged: memory64 and
+        // multi-memory are part of it.
+        "wasm-v3" | "exceptions" | "function-references" | "gc" | "custom-page-sizes" => {
+            config.wasm_memory64(true).wasm_multi_memory(true);
         }
         "wide-arithmetic" => {
             config.wasm_feature_set(kiln::WasmFeature::WideArithmetic, true);
@@ -157,8 +380,12 @@ fn bundled_files() -> Vec<TestFile<'static>> {
         Proposal::RelaxedSimd,
         Proposal::Threads,
         Proposal::WideArithmetic,
+        Proposal::ExceptionHandling,
+        Proposal::FunctionReferences,
+        Proposal::GC,
+        Proposal::CustomPageSizes,
     ];
-    let versions = [SpecVersion::V1, SpecVersion::V2].into_iter().flat_map(spec);
+    let versions = [SpecVersion::V1, SpecVersion::V2, SpecVersion::V3].into_iter().flat_map(spec);
     versions.chain(proposals.into_iter().flat_map(proposal)).filter(|f| f.name().ends_with(".wast")).collect()
 }
 
