@@ -104,7 +104,6 @@ const NOT_IMPLEMENTED: &[&str] = &[
     "function-references",
     "exceptions",
     "component-model",
-    "custom-page-sizes",
     "stack-switching",
     "branch-hinting",
     "shared-everything-threads",

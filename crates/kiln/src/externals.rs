@@ -1,5 +1,6 @@
 //! Memories, tables, globals, and the `Extern` sum of importable things.
 
+use crate::WasmFeature;
 use crate::func::Func;
 use crate::store::{AsContext, AsContextMut, StoreOpaque, Stored};
 use crate::types::{ExternType, GlobalType, MemoryType, Mutability, TableType, ValType};
@@ -187,7 +188,9 @@ impl Memory {
     ///
     /// # Errors
     ///
-    /// The store's limiter refuses the minimum size (see
+    /// The type has 1-byte pages and the engine does not enable
+    /// [`WasmFeature::CustomPageSizes`]; the store's limiter refuses the
+    /// minimum size (see
     /// [`StoreLimitsBuilder::memory_size`](crate::StoreLimitsBuilder::memory_size)),
     /// the minimum size exceeds the configured reservation, or the OS
     /// refuses the mapping.
@@ -197,6 +200,11 @@ impl Memory {
     /// `store` is not the store this object belongs to.
     pub fn new(mut store: impl AsContextMut, ty: MemoryType) -> Result<Memory> {
         let inner = store.as_context_mut().0;
+        if ty.page_size_log2() != 16
+            && !inner.opaque.engine().config().wasm_feature_enabled(WasmFeature::CustomPageSizes)
+        {
+            anyhow::bail!("a memory with {}-byte pages needs the custom-page-sizes feature", ty.page_size());
+        }
         let bytes = |pages: u64| usize::try_from(pages.saturating_mul(ty.0.page_size())).unwrap_or(usize::MAX);
         inner.check_new_memory("memory", bytes(ty.0.minimum), ty.0.maximum.map(bytes))?;
         let store = &mut inner.opaque;

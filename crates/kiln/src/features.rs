@@ -94,6 +94,9 @@ wasm_features! {
         WasmFeatures::SATURATING_FLOAT_TO_INT;
     /// Importing and exporting mutable globals.
     MutableGlobal => "mutable-global" [], "importing and exporting mutable globals", on, WasmFeatures::MUTABLE_GLOBAL;
+    /// Memories whose page size is 1 byte instead of 64 KiB (off by
+    /// default: not part of WebAssembly 3.0).
+    CustomPageSizes => "custom-page-sizes" [], "memories with 1-byte pages", off, WasmFeatures::CUSTOM_PAGE_SIZES;
     /// `i64.add128`, `i64.sub128`, `i64.mul_wide_s`, `i64.mul_wide_u`
     /// (off by default: not part of WebAssembly 3.0).
     WideArithmetic => "wide-arithmetic" [], "128-bit add/sub and widening multiply", off,

@@ -199,6 +199,42 @@ impl MemoryType {
     pub fn is_shared(&self) -> bool {
         self.0.shared
     }
+
+    /// The page size in bytes: 65,536, or 1 for a memory with 1-byte pages
+    /// (custom page sizes). Minimum, maximum and sizes are in these pages.
+    pub fn page_size(&self) -> u64 {
+        self.0.page_size()
+    }
+
+    /// log2 of [`MemoryType::page_size`]: 16 or 0.
+    pub fn page_size_log2(&self) -> u8 {
+        self.0.page_size_log2
+    }
+
+    /// This type with pages of `1 << log2` bytes: 0 for 1-byte pages (the
+    /// custom-page-sizes proposal, which an engine must enable to use
+    /// them) or 16 for the standard 64 KiB. The minimum and maximum keep
+    /// their page counts.
+    ///
+    /// # Errors
+    ///
+    /// `log2` is neither 0 nor 16, or the minimum or maximum is more pages
+    /// than the index type can address with that page size.
+    pub fn with_page_size_log2(mut self, log2: u8) -> anyhow::Result<MemoryType> {
+        if log2 != 0 && log2 != 16 {
+            anyhow::bail!("page size 2^{log2} bytes: the page size must be 1 or 65536 bytes");
+        }
+        self.0.page_size_log2 = log2;
+        let limit = self.0.max_pages_for_index_type();
+        if self.0.minimum > limit || self.0.maximum.is_some_and(|m| m > limit) {
+            anyhow::bail!(
+                "{} pages of {} bytes are more than the index type can address",
+                self.0.maximum.unwrap_or(self.0.minimum).max(self.0.minimum),
+                self.0.page_size()
+            );
+        }
+        Ok(self)
+    }
 }
 
 /// The type of something importable or exportable.

@@ -250,10 +250,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "gc/type-subtyping.wast",
         "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
     ),
-    ("custom-page-sizes/custom-page-sizes-invalid.wast", "needs custom page sizes (issue 21)"),
-    ("custom-page-sizes/custom-page-sizes.wast", "needs custom page sizes (issue 21)"),
-    ("custom-page-sizes/memory_max.wast", "needs custom page sizes (issue 21)"),
-    ("custom-page-sizes/memory_max_i64.wast", "needs custom page sizes (issue 21)"),
 ];
 
 /// The configuration a file is specified against: the spec versions run on
@@ -280,8 +276,14 @@ fn config_for(suite: &str, file: &str) -> Config {
         }
         // WebAssembly 3.0 and the proposals it merged: memory64 and
         // multi-memory are part of it.
-        "wasm-v3" | "exceptions" | "function-references" | "gc" | "custom-page-sizes" => {
+        "wasm-v3" | "exceptions" | "function-references" | "gc" => {
             config.wasm_memory64(true).wasm_multi_memory(true);
+        }
+        "custom-page-sizes" => {
+            config
+                .wasm_memory64(true)
+                .wasm_multi_memory(true)
+                .wasm_feature_set(kiln::WasmFeature::CustomPageSizes, true);
         }
         "wide-arithmetic" => {
             config.wasm_feature_set(kiln::WasmFeature::WideArithmetic, true);

@@ -7,8 +7,10 @@
 //! reservation + guard therefore faults in the guard region instead of
 //! touching anything else, and the access needs no explicit check: the
 //! signal handler turns the fault into an out-of-bounds trap using the trap
-//! table entry Cranelift records for the load or store. Every other access
-//! (huge offsets, 64-bit memories, small reservations) compares
+//! table entry Cranelift records for the load or store. That needs the
+//! accessible length to end on an OS page boundary, which 64 KiB wasm pages
+//! guarantee and 1-byte pages (custom page sizes) do not. Every other access
+//! (huge offsets, 64-bit memories, small reservations, 1-byte pages) compares
 //! `index + offset + size` against the current length loaded from the
 //! memory's definition and traps explicitly.
 
@@ -87,7 +89,7 @@ impl FuncTranslator<'_, '_> {
     pub(crate) fn prepare_addr_for(&mut self, index: Value, m: u32, offset: u64, size: u32) -> (Value, i32) {
         let mem = self.module.memories[m as usize];
         let index = if mem.memory64 { index } else { self.builder.ins().uextend(types::I64, index) };
-        if !mem.memory64 && self.tunables.access_needs_no_check(offset, u64::from(size)) {
+        if !mem.memory64 && mem.page_size_log2 == 16 && self.tunables.access_needs_no_check(offset, u64::from(size)) {
             let base = self.memory_base(m);
             let addr = self.builder.ins().iadd(base, index);
             return self.fold_offset(addr, offset);

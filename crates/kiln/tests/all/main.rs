@@ -5,6 +5,7 @@ mod c_programs;
 mod cache;
 mod cache_security;
 mod counted_loops;
+mod custom_page_sizes;
 mod fuel_prepay;
 mod host_calls;
 mod instantiate;
