@@ -35,6 +35,11 @@ pub struct Tunables {
     /// the guard region). 32-bit memories with a reservation of at least
     /// 4 GiB never move and need no bounds checks for small offsets.
     pub memory_reservation: u64,
+    /// Most bytes of address space reserved for a 64-bit linear memory
+    /// (one with a smaller declared maximum reserves that). 64-bit memories
+    /// are always bounds-checked explicitly and never move, so this is how
+    /// far they can grow.
+    pub memory64_reservation: u64,
     /// Bytes of inaccessible guard region after each memory's reservation.
     pub memory_guard_size: u64,
     /// Whether to instrument code for fuel accounting.
@@ -80,6 +85,7 @@ impl Default for Tunables {
     fn default() -> Self {
         Tunables {
             memory_reservation: 1 << 32,
+            memory64_reservation: 1 << 36,
             memory_guard_size: 2 << 30,
             consume_fuel: false,
             epoch_interruption: false,

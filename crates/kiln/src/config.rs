@@ -358,11 +358,21 @@ impl Config {
     /// (default 4 GiB). With at least 4 GiB, memory accesses need no
     /// explicit bounds checks; smaller values save address space at the
     /// cost of checks, and cap how far a memory can grow. 64-bit memories
-    /// reserve the smaller of their declared maximum and this (or their
-    /// minimum size, if larger), which likewise caps their growth:
-    /// `memory.grow` beyond it returns -1.
+    /// have their own limit, [`Config::memory64_reservation`].
     pub fn memory_reservation(&mut self, bytes: u64) -> &mut Self {
         self.tunables.memory_reservation = bytes;
+        self
+    }
+
+    /// Most bytes of address space reserved for each 64-bit linear memory
+    /// (default 64 GiB). A 64-bit memory reserves the smaller of its
+    /// declared maximum and this (or its minimum size, if larger), and
+    /// `memory.grow` beyond the reservation returns -1. Reserved address
+    /// space costs no memory until it is used; what limits the default is
+    /// the address space itself (x86-64 Linux gives a process 128 TiB).
+    /// 64-bit memories do not come from the pooling allocator's slots.
+    pub fn memory64_reservation(&mut self, bytes: u64) -> &mut Self {
+        self.tunables.memory64_reservation = bytes;
         self
     }
 

@@ -105,8 +105,9 @@ impl Memory {
         let declared_max = ty.maximum.map(|m| m.saturating_mul(page)).unwrap_or(index_limit).min(index_limit);
         let reservation = if ty.memory64 {
             // 64-bit memories use explicit bounds checks; reserve what the
-            // declared maximum needs, capped by the configured reservation.
-            declared_max.min(tunables.memory_reservation.max(min_bytes))
+            // declared maximum needs, capped by the configured 64-bit
+            // reservation.
+            declared_max.min(tunables.memory64_reservation.max(min_bytes))
         } else {
             tunables.memory_reservation.max(min_bytes)
         };

@@ -11,6 +11,7 @@ mod host_calls;
 mod instantiate;
 mod interrupt;
 mod malformed;
+mod memory64;
 mod memory_faults;
 mod tables;
 mod threads;

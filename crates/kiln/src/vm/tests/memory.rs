@@ -17,7 +17,12 @@ fn ty(minimum: u64, maximum: Option<u64>) -> MemoryType {
 
 /// A 16-page reservation with a 2-page guard region.
 fn small() -> Tunables {
-    Tunables { memory_reservation: 16 * PAGE as u64, memory_guard_size: 2 * PAGE as u64, ..Tunables::default() }
+    Tunables {
+        memory_reservation: 16 * PAGE as u64,
+        memory64_reservation: 8 * PAGE as u64,
+        memory_guard_size: 2 * PAGE as u64,
+        ..Tunables::default()
+    }
 }
 
 fn memory(ty: MemoryType) -> Memory {
@@ -99,10 +104,11 @@ fn a_64_bit_memory_reserves_its_maximum_without_a_guard() {
     assert_eq!(m.reservation().len, 4 * PAGE);
     assert_eq!(m.grow(3).expect("grow"), Some(1));
     assert_eq!(m.grow(1).expect("grow"), None);
-    // Without a maximum, the configured reservation caps it.
+    // Without a maximum, the configured 64-bit reservation caps it.
     let m = memory(MemoryType { memory64: true, ..ty(1, None) });
-    assert_eq!(m.reservation().len, 16 * PAGE);
-    assert_eq!(m.grow(16).expect("grow"), None);
+    assert_eq!(m.reservation().len, 8 * PAGE);
+    assert_eq!(m.grow(7).expect("grow"), Some(1));
+    assert_eq!(m.grow(1).expect("grow"), None);
 }
 
 #[test]
