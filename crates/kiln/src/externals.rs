@@ -6,6 +6,7 @@ use crate::store::{AsContext, AsContextMut, StoreOpaque, Stored};
 use crate::types::{ExternType, GlobalType, MemoryType, Mutability, TableType, ValType};
 use crate::values::Val;
 use crate::vm;
+use crate::vm::store_ids::{GlobalId, MemoryId, TableId};
 use anyhow::{Result, bail};
 
 /// Anything an instance can import or export.
@@ -181,7 +182,7 @@ impl std::error::Error for MemoryAccessError {}
 
 /// A linear memory.
 #[derive(Clone, Copy, Debug)]
-pub struct Memory(pub(crate) Stored);
+pub struct Memory(pub(crate) Stored<MemoryId>);
 
 impl Memory {
     /// Creates a memory of type `ty` owned by the store.
@@ -342,7 +343,7 @@ impl<'a, T> From<&'a mut crate::Caller<'_, T>> for crate::store::StoreContext<'a
 
 /// A table of references.
 #[derive(Clone, Copy, Debug)]
-pub struct Table(pub(crate) Stored);
+pub struct Table(pub(crate) Stored<TableId>);
 
 fn check_ref(store: &mut StoreOpaque, elem: ValType, v: &Val) -> Result<usize> {
     if v.ty() != elem {
@@ -457,7 +458,7 @@ impl Table {
 
 /// A global variable.
 #[derive(Clone, Copy, Debug)]
-pub struct Global(pub(crate) Stored);
+pub struct Global(pub(crate) Stored<GlobalId>);
 
 impl Global {
     /// Creates a global of type `ty` holding `val`.

@@ -9,6 +9,7 @@ use crate::values::{ExternRef, V128, Val};
 use crate::vm;
 use crate::vm::host_func::{HostFn, HostTrampoline};
 use crate::vm::store::FuncOwner;
+use crate::vm::store_ids::{FuncId, InstanceId};
 use crate::vm::vmcontext::ValRaw;
 use anyhow::{Result, bail};
 use kiln_environ as env;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 /// A function: exported by an instance, or defined by the host. A handle
 /// into its store; cheap to copy.
 #[derive(Clone, Copy, Debug)]
-pub struct Func(pub(crate) Stored);
+pub struct Func(pub(crate) Stored<FuncId>);
 
 impl Func {
     /// Defines a host function of type `ty` whose body receives and
@@ -265,7 +266,7 @@ impl<Params: WasmParams, Results: WasmResults> TypedFunc<Params, Results> {
 /// The store and calling instance, as seen by a host function.
 pub struct Caller<'a, T> {
     pub(crate) store: &'a mut StoreInner<T>,
-    pub(crate) caller: Option<usize>,
+    pub(crate) caller: Option<InstanceId>,
 }
 
 impl<T> Caller<'_, T> {
@@ -493,7 +494,7 @@ pub(crate) fn dynamic_host_fn<T: 'static>(
     ty: env::FuncType,
     f: impl Fn(Caller<'_, T>, &[Val], &mut [Val]) -> Result<()> + Send + Sync + 'static,
 ) -> Arc<HostFn<StoreInner<T>>> {
-    Arc::new(move |store: &mut StoreInner<T>, caller: Option<usize>, values: &mut [ValRaw]| -> Result<()> {
+    Arc::new(move |store: &mut StoreInner<T>, caller: Option<InstanceId>, values: &mut [ValRaw]| -> Result<()> {
         let params: Vec<Val> = ty
             .params()
             .iter()
@@ -556,7 +557,7 @@ macro_rules! into_func {
         {
             fn into_host_fn(self) -> (env::FuncType, Arc<HostFn<StoreInner<T>>>) {
                 let ty = FuncType::new(vec![$($a::valtype()),*], R::valtypes()).0;
-                let body = move |store: &mut StoreInner<T>, _caller: Option<usize>, values: &mut [ValRaw]| -> Result<()> {
+                let body = move |store: &mut StoreInner<T>, _caller: Option<InstanceId>, values: &mut [ValRaw]| -> Result<()> {
                     let mut i = 0;
                     $( let $a = $a::from_raw(values[i], &mut store.opaque); i += 1; )*
                     let r = (self)($($a),*);
@@ -573,7 +574,7 @@ macro_rules! into_func {
         {
             fn into_host_fn(self) -> (env::FuncType, Arc<HostFn<StoreInner<T>>>) {
                 let ty = FuncType::new(vec![$($a::valtype()),*], R::valtypes()).0;
-                let body = move |store: &mut StoreInner<T>, caller: Option<usize>, values: &mut [ValRaw]| -> Result<()> {
+                let body = move |store: &mut StoreInner<T>, caller: Option<InstanceId>, values: &mut [ValRaw]| -> Result<()> {
                     let mut i = 0;
                     $( let $a = $a::from_raw(values[i], &mut store.opaque); i += 1; )*
                     let r = (self)(Caller { store: &mut *store, caller }, $($a),*);

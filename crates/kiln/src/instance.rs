@@ -11,13 +11,14 @@ use crate::types::ExternType;
 use crate::vm;
 use crate::vm::instance::InstantiationError;
 use crate::vm::store::Import;
+use crate::vm::store_ids::InstanceId;
 use anyhow::{Context, Result, anyhow, bail};
 use kiln_environ::{self as env, EntityIndex, EntityType};
 
 /// An instantiated module: its functions, memories, tables and globals
 /// live in the store it was created in.
 #[derive(Clone, Copy, Debug)]
-pub struct Instance(pub(crate) Stored);
+pub struct Instance(pub(crate) Stored<InstanceId>);
 
 impl Instance {
     /// Instantiates `module` with `imports` given in the order of
@@ -110,13 +111,13 @@ impl Instance {
     }
 }
 
-pub(crate) fn instance_export(store: &mut StoreOpaque, instance: usize, name: &str) -> Option<Extern> {
+pub(crate) fn instance_export(store: &mut StoreOpaque, instance: InstanceId, name: &str) -> Option<Extern> {
     let module = store.instance_module(instance).clone();
     let e = module.info().exports.iter().find(|e| e.name == name)?;
     export_item(store, instance, e.index).ok()
 }
 
-fn export_item(store: &mut StoreOpaque, instance: usize, index: EntityIndex) -> Result<Extern> {
+fn export_item(store: &mut StoreOpaque, instance: InstanceId, index: EntityIndex) -> Result<Extern> {
     Ok(match index {
         EntityIndex::Function(f) => Extern::Func(store.instance_func(instance, f)?),
         EntityIndex::Memory(m) => match store.vm().instance_shared_memory(instance, m) {
@@ -225,14 +226,14 @@ fn describe(module: &env::ModuleInfo, kind: &str, index: EntityIndex) -> String 
     }
 }
 
-fn stored_of(ext: &Extern) -> Stored {
+/// The store `ext` belongs to (shared memories belong to none).
+fn store_of(ext: &Extern) -> StoreId {
     match ext {
-        Extern::Func(f) => f.0,
-        Extern::Global(g) => g.0,
-        Extern::Table(t) => t.0,
-        Extern::Memory(m) => m.0,
-        // Shared memories belong to no store.
-        Extern::SharedMemory(_) => Stored { store: StoreId::shared(), index: 0 },
+        Extern::Func(f) => f.0.store,
+        Extern::Global(g) => g.0.store,
+        Extern::Table(t) => t.0.store,
+        Extern::Memory(m) => m.0.store,
+        Extern::SharedMemory(_) => StoreId::shared(),
     }
 }
 
@@ -255,7 +256,7 @@ pub(crate) fn instantiate<T: 'static>(
     }
     let mut vm_imports = Vec::with_capacity(imports.len());
     for (i, (imp, ext)) in info.imports.iter().zip(imports).enumerate() {
-        if !matches!(ext, Extern::SharedMemory(_)) && stored_of(ext).store != opaque.id() {
+        if !matches!(ext, Extern::SharedMemory(_)) && store_of(ext) != opaque.id() {
             bail!("import `{}::{}` belongs to another store", imp.module, imp.field);
         }
         if !prechecked(i) {

@@ -6,6 +6,7 @@ use crate::limits::ResourceLimiter;
 use crate::module::Module;
 use crate::vm::store::{VmStore, VmStoreConfig};
 use crate::vm::store_hooks::{HookError, VMStore};
+use crate::vm::store_ids::{FuncId, IdVec, InstanceId};
 use anyhow::Context as _;
 use std::any::Any;
 use std::sync::Arc;
@@ -27,11 +28,13 @@ impl StoreId {
     }
 }
 
-/// An index into one of a store's object lists, tagged with the store.
+/// A handle to one of a store's objects: its typed id in the store's list
+/// of that kind ([`vm::store_ids`](crate::vm::store_ids)), tagged with the
+/// store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct Stored {
+pub(crate) struct Stored<I> {
     pub(crate) store: StoreId,
-    pub(crate) index: usize,
+    pub(crate) index: I,
 }
 
 /// The collection of runtime objects that wasm executes against, plus
@@ -72,10 +75,10 @@ pub struct StoreOpaque {
     engine: Engine,
     vm: VmStore,
     /// The module of each instance, by instance index.
-    instance_modules: Vec<Module>,
+    instance_modules: IdVec<InstanceId, Module>,
     /// Store function index of each linker host-function definition
     /// instantiated here, by the definition's address.
-    linker_funcs: crate::fast_hash::FastHashMap<usize, usize>,
+    linker_funcs: crate::fast_hash::FastHashMap<usize, FuncId>,
     /// Linker definitions whose addresses key `linker_funcs`.
     keep_alive: Vec<Arc<dyn Any + Send + Sync>>,
     /// Whether the contents of this store's memories and tables may differ
@@ -111,7 +114,7 @@ impl<T: 'static> Store<T> {
                 id: StoreId::of(&vm),
                 engine: engine.clone(),
                 vm,
-                instance_modules: Vec::new(),
+                instance_modules: IdVec::new(),
                 linker_funcs: Default::default(),
                 keep_alive: Vec::new(),
                 contents_exposed: false,
@@ -347,26 +350,26 @@ impl StoreOpaque {
     }
 
     /// The module of instance `i`.
-    pub(crate) fn instance_module(&self, i: usize) -> &Module {
+    pub(crate) fn instance_module(&self, i: InstanceId) -> &Module {
         &self.instance_modules[i]
     }
 
     /// Records that instance `i` (just created by the `VmStore`) is of
     /// `module`.
-    pub(crate) fn push_instance_module(&mut self, i: usize, module: Module) {
-        debug_assert_eq!(i, self.instance_modules.len());
-        self.instance_modules.push(module);
+    pub(crate) fn push_instance_module(&mut self, i: InstanceId, module: Module) {
+        let pushed = self.instance_modules.push(module);
+        debug_assert_eq!(i, pushed);
     }
 
     /// The store function made for linker definition `key` (its address),
     /// if any.
-    pub(crate) fn linker_func(&self, key: usize) -> Option<usize> {
+    pub(crate) fn linker_func(&self, key: usize) -> Option<FuncId> {
         self.linker_funcs.get(&key).copied()
     }
 
     /// Records the store function made for linker definition `def`, and
     /// keeps the definition alive so its address is never reused.
-    pub(crate) fn set_linker_func(&mut self, def: Arc<dyn Any + Send + Sync>, func: usize) {
+    pub(crate) fn set_linker_func(&mut self, def: Arc<dyn Any + Send + Sync>, func: FuncId) {
         self.linker_funcs.insert(Arc::as_ptr(&def).cast::<()>() as usize, func);
         self.keep_alive.push(def);
     }
@@ -408,18 +411,18 @@ impl StoreOpaque {
     /// Panics if `s` belongs to another store: mixing stores is a
     /// programming error, like indexing out of bounds.
     #[inline]
-    pub(crate) fn check(&self, s: &Stored) {
+    pub(crate) fn check<I>(&self, s: &Stored<I>) {
         assert_eq!(s.store, self.id, "object used with a store it does not belong to");
     }
 
-    pub(crate) fn stored(&self, index: usize) -> Stored {
+    pub(crate) fn stored<I>(&self, index: I) -> Stored<I> {
         Stored { store: self.id, index }
     }
 
     /// The `Func` of function `f` of instance `instance`, created on first use.
     pub(crate) fn instance_func(
         &mut self,
-        instance: usize,
+        instance: InstanceId,
         f: kiln_environ::FuncIndex,
     ) -> anyhow::Result<crate::func::Func> {
         let i = self.vm.instance_func(instance, f).map_err(anyhow::Error::msg)?;

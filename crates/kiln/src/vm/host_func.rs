@@ -10,6 +10,7 @@
 
 use super::code_memory::ModuleCode;
 use super::store_hooks::VMStore;
+use super::store_ids::InstanceId;
 use super::traphandlers::{TrapReason, current_activation, raise};
 use super::vmcontext::{VMFuncRef, ValRaw};
 use kiln_environ::FuncType;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 
 /// The host closure behind a host function: gets the store, the calling
 /// instance (if called from wasm) and the argument/result slots.
-pub type HostFn<S> = dyn Fn(&mut S, Option<usize>, &mut [ValRaw]) -> anyhow::Result<()> + Send + Sync;
+pub type HostFn<S> = dyn Fn(&mut S, Option<InstanceId>, &mut [ValRaw]) -> anyhow::Result<()> + Send + Sync;
 
 /// A wasm-to-host trampoline: code compiled by Kiln for one function
 /// signature, kept mapped for as long as any host function uses it.

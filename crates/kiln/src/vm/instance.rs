@@ -3,6 +3,7 @@
 
 use super::memory::{Memory, MemoryError};
 use super::module_runtime::ModuleRuntime;
+use super::store_ids::InstanceId;
 use super::table::Table;
 use super::vmcontext::*;
 use kiln_environ::vmoffsets::{VMCTX_MAGIC, func_import, vmctx_header};
@@ -59,7 +60,7 @@ impl std::error::Error for InstantiationError {}
 
 /// A module instance inside a store.
 pub struct Instance {
-    id: usize,
+    id: InstanceId,
     module: Arc<ModuleRuntime>,
     vmctx: NonNull<u8>,
     /// The VMContext's memory, returned to `vmctx_pool` on drop.
@@ -188,7 +189,7 @@ impl Instance {
     /// object of that store (or a shared memory in `imports.shared`) of the
     /// type the module imports, and outlives the instance.
     pub unsafe fn new(
-        id: usize,
+        id: InstanceId,
         module: &Arc<ModuleRuntime>,
         allocator: &super::allocator::Allocator,
         store_ctx: *mut VMStoreContext,
@@ -702,7 +703,7 @@ pub unsafe fn instance_of_vmctx<'a>(vmctx: *mut u8) -> &'a mut Instance {
 /// # Safety
 ///
 /// `vmctx` must be a live instance VMContext or host-function context.
-pub unsafe fn instance_id_of_vmctx(vmctx: *mut u8) -> Option<usize> {
+pub unsafe fn instance_id_of_vmctx(vmctx: *mut u8) -> Option<InstanceId> {
     // SAFETY: both kinds of context start with a 4-byte magic.
     if vmctx.is_null() || unsafe { *(vmctx as *const u32) } != VMCTX_MAGIC {
         return None;

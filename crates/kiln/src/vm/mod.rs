@@ -26,6 +26,7 @@ pub mod send_sync_ptr;
 pub mod signals;
 pub mod store;
 pub mod store_hooks;
+pub mod store_ids;
 pub mod table;
 #[doc(hidden)]
 pub mod testing;

@@ -21,6 +21,7 @@ use super::memory::{Memory, MemoryError};
 use super::module_runtime::ModuleRuntime;
 use super::send_sync_ptr::SendSyncPtr;
 use super::store_hooks::VMStore;
+use super::store_ids::{FuncId, GlobalId, IdVec, InstanceId, MemoryId, ObjectId, TableId};
 use super::table::Table;
 use super::traphandlers::{EntryTrampoline, TrapRecord, enter_wasm};
 use super::vmcontext::{VMFuncRef, VMStoreContext, ValRaw};
@@ -38,7 +39,7 @@ enum MemoryEntry {
     /// Created by the host.
     Host(Box<Memory>),
     /// Defined by an instance: (instance, module memory index).
-    Instance(usize, u32),
+    Instance(InstanceId, u32),
     /// A shared memory imported into an instance of this store.
     Shared(Arc<Memory>),
 }
@@ -48,7 +49,7 @@ enum TableEntry {
     /// Created by the host.
     Host(Box<Table>),
     /// Defined by an instance: (instance, module table index).
-    Instance(usize, u32),
+    Instance(InstanceId, u32),
 }
 
 /// A global: its type and storage.
@@ -79,10 +80,10 @@ struct FuncEntry {
 struct InstanceEntry {
     handle: Box<Instance>,
     /// Store function index of module functions, created on demand.
-    funcs: FastHashMap<FuncIndex, usize>,
-    memories: Vec<usize>,
-    tables: Vec<usize>,
-    globals: Vec<usize>,
+    funcs: FastHashMap<FuncIndex, FuncId>,
+    memories: Vec<MemoryId>,
+    tables: Vec<TableId>,
+    globals: Vec<GlobalId>,
 }
 
 /// Strong references to every externref that has been handed to wasm, by
@@ -96,16 +97,16 @@ struct ExternRefRoots {
 /// An item imported by an instantiation, as an index into this store (or
 /// a shared memory, which belongs to no store).
 pub enum Import {
-    /// Store function index.
-    Func(usize),
-    /// Store table index.
-    Table(usize),
-    /// Store memory index.
-    Memory(usize),
+    /// A function of this store.
+    Func(FuncId),
+    /// A table of this store.
+    Table(TableId),
+    /// A memory of this store.
+    Memory(MemoryId),
     /// A shared memory.
     SharedMemory(Arc<Memory>),
-    /// Store global index.
-    Global(usize),
+    /// A global of this store.
+    Global(GlobalId),
 }
 
 /// What a function is, for the API layer.
@@ -130,12 +131,12 @@ pub struct VmStore {
     /// Whether the context is registered with the epoch (epoch
     /// interruption), to be unregistered before it is freed.
     registered: bool,
-    instances: Vec<InstanceEntry>,
-    memories: Vec<MemoryEntry>,
-    tables: Vec<TableEntry>,
-    globals: Vec<GlobalEntry>,
-    funcs: Vec<FuncEntry>,
-    funcs_by_ref: FastHashMap<usize, usize>,
+    instances: IdVec<InstanceId, InstanceEntry>,
+    memories: IdVec<MemoryId, MemoryEntry>,
+    tables: IdVec<TableId, TableEntry>,
+    globals: IdVec<GlobalId, GlobalEntry>,
+    funcs: IdVec<FuncId, FuncEntry>,
+    funcs_by_ref: FastHashMap<usize, FuncId>,
     host_funcs: Vec<Box<dyn Any + Send + Sync>>,
     externrefs: ExternRefRoots,
 }
@@ -192,11 +193,11 @@ impl VmStore {
             ctx,
             epoch: config.epoch,
             registered: config.epoch_interruption,
-            instances: Vec::new(),
-            memories: Vec::new(),
-            tables: Vec::new(),
-            globals: Vec::new(),
-            funcs: Vec::new(),
+            instances: IdVec::new(),
+            memories: IdVec::new(),
+            tables: IdVec::new(),
+            globals: IdVec::new(),
+            funcs: IdVec::new(),
             funcs_by_ref: FastHashMap::default(),
             host_funcs: Vec::new(),
             externrefs: ExternRefRoots::default(),
@@ -216,7 +217,7 @@ impl VmStore {
     /// # Panics
     ///
     /// `func` is out of bounds.
-    pub fn call_target(&self, func: usize) -> Option<CallTarget> {
+    pub fn call_target(&self, func: FuncId) -> Option<CallTarget> {
         let entry = &self.funcs[func];
         let FuncKind::Wasm(trampoline) = entry.kind else { return None };
         Some(CallTarget {
@@ -301,7 +302,7 @@ impl VmStore {
         module: &Arc<ModuleRuntime>,
         allocator: &Allocator,
         imports: &[Import],
-    ) -> Result<usize, InstantiationError> {
+    ) -> Result<InstanceId, InstantiationError> {
         let info = module.module();
         let mut vm_imports = Imports::default();
         let mut func_ids = FastHashMap::default();
@@ -342,7 +343,7 @@ impl VmStore {
             ),
             "imports do not match the module"
         );
-        let id = self.instances.len();
+        let id = self.instances.next_id();
         let epoch: *const std::sync::atomic::AtomicU64 = self.epoch.counter();
         let store_ctx: *mut VMStoreContext = &mut *self.ctx;
         // SAFETY: the store context is boxed and outlives the instance (both
@@ -352,16 +353,16 @@ impl VmStore {
         // the epoch counter is the engine's, kept alive by `self.epoch`.
         let handle = unsafe { Instance::new(id, module, allocator, store_ctx, epoch, &vm_imports)? };
         let first_defined_memory = self.memories.len();
-        mem_ids.extend((0..info.num_defined_memories() as usize).map(|d| first_defined_memory + d));
+        mem_ids.extend(
+            (0..info.num_defined_memories() as usize).map(|d| MemoryId::from_position(first_defined_memory + d)),
+        );
         for d in info.defined_tables() {
-            table_ids.push(self.tables.len());
-            self.tables.push(TableEntry::Instance(id, info.table_index(d).as_u32()));
+            table_ids.push(self.tables.push(TableEntry::Instance(id, info.table_index(d).as_u32())));
         }
         for d in info.defined_globals() {
             let g = info.global_index(d);
-            global_ids.push(self.globals.len());
             let storage = handle.global_storage(g);
-            self.globals.push(GlobalEntry { ty: info.globals[g.index()], storage });
+            global_ids.push(self.globals.push(GlobalEntry { ty: info.globals[g.index()], storage }));
         }
         self.instances.push(InstanceEntry {
             handle,
@@ -387,7 +388,7 @@ impl VmStore {
     /// # Panics
     ///
     /// `i` is not an instance of this store.
-    pub fn initialize(&mut self, i: usize) -> (Result<(), InstantiationError>, bool) {
+    pub fn initialize(&mut self, i: InstanceId) -> (Result<(), InstantiationError>, bool) {
         let h = &mut self.instances[i].handle;
         let r = h.initialize();
         (r, h.wrote_memories())
@@ -398,7 +399,7 @@ impl VmStore {
     /// # Panics
     ///
     /// Either index is out of bounds.
-    pub fn instance_memory(&self, i: usize, m: MemoryIndex) -> usize {
+    pub fn instance_memory(&self, i: InstanceId, m: MemoryIndex) -> MemoryId {
         self.instances[i].memories[m.index()]
     }
 
@@ -407,7 +408,7 @@ impl VmStore {
     /// # Panics
     ///
     /// `i` is not an instance of this store.
-    pub fn instance_shared_memory(&self, i: usize, m: MemoryIndex) -> Option<Arc<Memory>> {
+    pub fn instance_shared_memory(&self, i: InstanceId, m: MemoryIndex) -> Option<Arc<Memory>> {
         self.instances[i].handle.shared_memory(m.as_u32())
     }
 
@@ -416,7 +417,7 @@ impl VmStore {
     /// # Panics
     ///
     /// Either index is out of bounds.
-    pub fn instance_table(&self, i: usize, t: TableIndex) -> usize {
+    pub fn instance_table(&self, i: InstanceId, t: TableIndex) -> TableId {
         self.instances[i].tables[t.index()]
     }
 
@@ -425,7 +426,7 @@ impl VmStore {
     /// # Panics
     ///
     /// Either index is out of bounds.
-    pub fn instance_global(&self, i: usize, g: GlobalIndex) -> usize {
+    pub fn instance_global(&self, i: InstanceId, g: GlobalIndex) -> GlobalId {
         self.instances[i].globals[g.index()]
     }
 
@@ -439,7 +440,7 @@ impl VmStore {
     /// # Panics
     ///
     /// `i` is not an instance of this store or `f` not a function of it.
-    pub fn instance_func(&mut self, i: usize, f: FuncIndex) -> Result<usize, String> {
+    pub fn instance_func(&mut self, i: InstanceId, f: FuncIndex) -> Result<FuncId, String> {
         if let Some(&index) = self.instances[i].funcs.get(&f) {
             return Ok(index);
         }
@@ -453,7 +454,7 @@ impl VmStore {
     }
 
     /// Adds the function entry of a wasm function record of this store.
-    fn push_wasm_func(&mut self, func_ref: *const VMFuncRef) -> Result<usize, String> {
+    fn push_wasm_func(&mut self, func_ref: *const VMFuncRef) -> Result<FuncId, String> {
         let (owner, func) = self.wasm_owner(func_ref as usize).ok_or("not a function of this store")?;
         let module = self.instances[owner].handle.module().clone();
         let info = module.module();
@@ -470,26 +471,26 @@ impl VmStore {
         }))
     }
 
-    fn push_func(&mut self, mut entry: FuncEntry) -> usize {
+    fn push_func(&mut self, mut entry: FuncEntry) -> FuncId {
         entry.ref_params = entry.ty.params().iter().any(|t| t.is_ref());
-        let index = self.funcs.len();
-        self.funcs_by_ref.insert(entry.func_ref.as_ptr() as usize, index);
-        self.funcs.push(entry);
-        index
+        let raw = entry.func_ref.as_ptr() as usize;
+        let id = self.funcs.push(entry);
+        self.funcs_by_ref.insert(raw, id);
+        id
     }
 
     /// The instance and module function index of `raw` if it is the record
     /// of a defined function of an instance of this store (checked against
     /// each instance's record array, so any address is safe to ask about).
-    fn wasm_owner(&self, raw: usize) -> Option<(usize, FuncIndex)> {
-        self.instances.iter().enumerate().find_map(|(i, e)| e.handle.func_of_record(raw).map(|f| (i, f)))
+    fn wasm_owner(&self, raw: usize) -> Option<(InstanceId, FuncIndex)> {
+        self.instances.iter().find_map(|(i, e)| e.handle.func_of_record(raw).map(|f| (i, f)))
     }
 
     /// Marks every instance's memories and tables as left unwritten, so
     /// that dropping the store returns them without a reset (see
     /// `Instance::forget_unwritten_contents` for when that is right).
     pub fn forget_unwritten_contents(&mut self) {
-        for e in &mut self.instances {
+        for e in self.instances.values_mut() {
             e.handle.forget_unwritten_contents();
         }
     }
@@ -499,9 +500,8 @@ impl VmStore {
     /// Adds a memory the store's wasm can now access, and lists its
     /// reservation for the trap handler (the one way entries are added, so
     /// every memory is listed).
-    fn push_memory(&mut self, entry: MemoryEntry) -> usize {
-        let i = self.memories.len();
-        self.memories.push(entry);
+    fn push_memory(&mut self, entry: MemoryEntry) -> MemoryId {
+        let i = self.memories.push(entry);
         let reservation = self.memory(i).reservation();
         self.ctx.memory_reservations.push(reservation);
         i
@@ -517,7 +517,7 @@ impl VmStore {
         ty: kiln_environ::MemoryType,
         tunables: &kiln_environ::Tunables,
         allocator: &Allocator,
-    ) -> Result<usize, MemoryError> {
+    ) -> Result<MemoryId, MemoryError> {
         let m = Memory::new_host(ty, tunables, Some(allocator))?;
         Ok(self.push_memory(MemoryEntry::Host(Box::new(m))))
     }
@@ -532,7 +532,7 @@ impl VmStore {
     /// # Panics
     ///
     /// `i` is out of bounds.
-    pub fn memory(&self, i: usize) -> &Memory {
+    pub fn memory(&self, i: MemoryId) -> &Memory {
         match &self.memories[i] {
             MemoryEntry::Host(m) => m,
             MemoryEntry::Instance(inst, index) => self.instances[*inst].handle.memory(*index),
@@ -546,7 +546,7 @@ impl VmStore {
     ///
     /// `i` is out of bounds or a shared memory (those are only used through
     /// shared references).
-    pub fn memory_mut(&mut self, i: usize) -> &mut Memory {
+    pub fn memory_mut(&mut self, i: MemoryId) -> &mut Memory {
         match &mut self.memories[i] {
             MemoryEntry::Host(m) => m,
             MemoryEntry::Instance(inst, index) => self.instances[*inst].handle.memory_mut(*index),
@@ -554,7 +554,7 @@ impl VmStore {
         }
     }
 
-    fn memory_ptr(&mut self, i: usize) -> NonNull<Memory> {
+    fn memory_ptr(&mut self, i: MemoryId) -> NonNull<Memory> {
         match &mut self.memories[i] {
             MemoryEntry::Host(m) => NonNull::from(&mut **m),
             MemoryEntry::Instance(inst, index) => self.instances[*inst].handle.memory_ptr(*index),
@@ -571,13 +571,12 @@ impl VmStore {
     ///
     /// As `Table::new`; or `init` is not a reference of this store of the
     /// table's type.
-    pub fn new_host_table(&mut self, ty: TableType, init: usize, allocator: &Allocator) -> Result<usize, String> {
+    pub fn new_host_table(&mut self, ty: TableType, init: usize, allocator: &Allocator) -> Result<TableId, String> {
         if !self.is_ref_of(ty.element.is_func(), init) {
             return Err("table initial value is not a reference of this store".into());
         }
         let t = Table::new_host(ty, init, allocator)?;
-        self.tables.push(TableEntry::Host(Box::new(t)));
-        Ok(self.tables.len() - 1)
+        Ok(self.tables.push(TableEntry::Host(Box::new(t))))
     }
 
     /// Number of tables.
@@ -590,21 +589,21 @@ impl VmStore {
     /// # Panics
     ///
     /// `i` is out of bounds.
-    pub fn table(&self, i: usize) -> &Table {
+    pub fn table(&self, i: TableId) -> &Table {
         match &self.tables[i] {
             TableEntry::Host(t) => t,
             TableEntry::Instance(inst, index) => self.instances[*inst].handle.table(*index),
         }
     }
 
-    pub(in crate::vm) fn table_mut(&mut self, i: usize) -> &mut Table {
+    pub(in crate::vm) fn table_mut(&mut self, i: TableId) -> &mut Table {
         match &mut self.tables[i] {
             TableEntry::Host(t) => t,
             TableEntry::Instance(inst, index) => self.instances[*inst].handle.table_mut(*index),
         }
     }
 
-    fn table_ptr(&mut self, i: usize) -> NonNull<Table> {
+    fn table_ptr(&mut self, i: TableId) -> NonNull<Table> {
         match &mut self.tables[i] {
             TableEntry::Host(t) => NonNull::from(&mut **t),
             TableEntry::Instance(inst, index) => self.instances[*inst].handle.table_ptr(*index),
@@ -617,7 +616,7 @@ impl VmStore {
     /// # Panics
     ///
     /// `i` is out of bounds.
-    pub fn table_get(&mut self, i: usize, elem: u64) -> Option<usize> {
+    pub fn table_get(&mut self, i: TableId, elem: u64) -> Option<usize> {
         self.table_mut(i).get(elem)
     }
 
@@ -631,7 +630,7 @@ impl VmStore {
     /// # Panics
     ///
     /// `i` is out of bounds.
-    pub fn table_set(&mut self, i: usize, elem: u64, v: usize) -> Result<bool, String> {
+    pub fn table_set(&mut self, i: TableId, elem: u64, v: usize) -> Result<bool, String> {
         self.check_table_value(i, v)?;
         Ok(self.table_mut(i).set(elem, v))
     }
@@ -646,12 +645,12 @@ impl VmStore {
     /// # Panics
     ///
     /// `i` is out of bounds.
-    pub fn table_grow(&mut self, i: usize, delta: u64, v: usize) -> Result<Option<u64>, String> {
+    pub fn table_grow(&mut self, i: TableId, delta: u64, v: usize) -> Result<Option<u64>, String> {
         self.check_table_value(i, v)?;
         Ok(self.table_mut(i).grow(delta, v))
     }
 
-    fn check_table_value(&self, i: usize, v: usize) -> Result<(), String> {
+    fn check_table_value(&self, i: TableId, v: usize) -> Result<(), String> {
         let func = self.table(i).ty().element.is_func();
         if self.is_ref_of(func, v) {
             Ok(())
@@ -668,10 +667,9 @@ impl VmStore {
     ///
     /// A reference-typed `init` is not a reference of this store of that
     /// type.
-    pub fn new_host_global(&mut self, ty: GlobalType, init: ValRaw) -> Result<usize, String> {
+    pub fn new_host_global(&mut self, ty: GlobalType, init: ValRaw) -> Result<GlobalId, String> {
         self.check_value(ty.content, init)?;
-        self.globals.push(GlobalEntry { ty, storage: GlobalStorage::new(init) });
-        Ok(self.globals.len() - 1)
+        Ok(self.globals.push(GlobalEntry { ty, storage: GlobalStorage::new(init) }))
     }
 
     /// The type of global `i`.
@@ -679,7 +677,7 @@ impl VmStore {
     /// # Panics
     ///
     /// `i` is out of bounds.
-    pub fn global_ty(&self, i: usize) -> GlobalType {
+    pub fn global_ty(&self, i: GlobalId) -> GlobalType {
         self.globals[i].ty
     }
 
@@ -688,7 +686,7 @@ impl VmStore {
     /// # Panics
     ///
     /// `i` is out of bounds.
-    pub fn global_get(&self, i: usize) -> ValRaw {
+    pub fn global_get(&self, i: GlobalId) -> ValRaw {
         self.globals[i].storage.get()
     }
 
@@ -701,7 +699,7 @@ impl VmStore {
     /// # Panics
     ///
     /// `i` is out of bounds.
-    pub fn global_set(&mut self, i: usize, v: ValRaw) -> Result<(), String> {
+    pub fn global_set(&mut self, i: GlobalId, v: ValRaw) -> Result<(), String> {
         self.check_value(self.globals[i].ty.content, v)?;
         self.globals[i].storage.set(v);
         Ok(())
@@ -718,7 +716,7 @@ impl VmStore {
         ty: Arc<FuncType>,
         type_id: u32,
         trampoline: HostTrampoline,
-    ) -> usize {
+    ) -> FuncId {
         let ctx = VMHostFuncContext::<S>::new(func, ty.clone(), type_id, trampoline);
         let func_ref = ctx.func_ref();
         let host = self.host_funcs.len();
@@ -738,7 +736,7 @@ impl VmStore {
     /// # Panics
     ///
     /// `i` is out of bounds.
-    pub fn func_ty(&self, i: usize) -> &Arc<FuncType> {
+    pub fn func_ty(&self, i: FuncId) -> &Arc<FuncType> {
         &self.funcs[i].ty
     }
 
@@ -747,7 +745,7 @@ impl VmStore {
     /// # Panics
     ///
     /// `i` is out of bounds.
-    pub fn func_owner(&self, i: usize) -> FuncOwner {
+    pub fn func_owner(&self, i: FuncId) -> FuncOwner {
         match self.funcs[i].kind {
             FuncKind::Wasm(_) => FuncOwner::Wasm,
             FuncKind::Host(h) => FuncOwner::Host(h),
@@ -765,14 +763,14 @@ impl VmStore {
     /// # Panics
     ///
     /// `i` is out of bounds.
-    pub fn func_raw(&self, i: usize) -> usize {
+    pub fn func_raw(&self, i: FuncId) -> usize {
         self.funcs[i].func_ref.as_ptr() as usize
     }
 
     /// The store function index of raw function reference `raw` (which
     /// came out of wasm or a table of this store); `None` for null or for
     /// anything that is not a function of this store.
-    pub fn func_from_raw(&mut self, raw: usize) -> Option<usize> {
+    pub fn func_from_raw(&mut self, raw: usize) -> Option<FuncId> {
         if raw == 0 {
             return None;
         }
@@ -846,10 +844,10 @@ impl VmStore {
             return;
         }
         let mut reachable: HashSet<usize> = HashSet::new();
-        for i in 0..self.tables.len() {
+        for (i, _) in self.tables.iter() {
             reachable.extend(self.table(i).externrefs().iter().copied().filter(|v| *v != 0));
         }
-        for g in &self.globals {
+        for g in self.globals.values() {
             if g.ty.content == WasmValType::EXTERNREF {
                 let v = g.storage.get().get_ptr();
                 if v != 0 {
@@ -869,7 +867,7 @@ impl VmStore {
 #[derive(Clone, Copy, Debug)]
 pub struct CallTarget {
     store: u64,
-    func: usize,
+    func: FuncId,
     func_ref: SendSyncPtr<VMFuncRef>,
     trampoline: EntryTrampoline,
     slots: usize,
@@ -887,7 +885,7 @@ pub struct CallTarget {
 ///
 /// `func` is not a wasm function of the store, or as [`invoke_target`].
 #[inline]
-pub fn invoke<S: VMStore>(store: &mut S, func: usize, values: &mut [ValRaw]) -> Result<(), Box<TrapRecord>> {
+pub fn invoke<S: VMStore>(store: &mut S, func: FuncId, values: &mut [ValRaw]) -> Result<(), Box<TrapRecord>> {
     let target = store.vm_store().call_target(func).expect("invoke of a host function");
     invoke_target(store, &target, values)
 }

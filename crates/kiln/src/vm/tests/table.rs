@@ -153,7 +153,7 @@ mod lazy {
 
     /// The instance's table `t`, in a store of an engine with lazy tables
     /// on or off.
-    fn table(lazy: bool) -> Result<(Store<()>, usize)> {
+    fn table(lazy: bool) -> Result<(Store<()>, crate::vm::store_ids::TableId)> {
         let mut config = Config::new();
         config.table_lazy_init(lazy);
         let engine = Engine::new(&config)?;
