@@ -3,6 +3,7 @@
 //! consult.
 
 use super::mmap::{Mmap, round_up_to_page};
+use super::send_sync_ptr::SendSyncPtr;
 use kiln_environ::{CompiledModuleInfo, FuncIndex, TrapCode};
 use std::collections::BTreeMap;
 use std::io;
@@ -37,15 +38,10 @@ impl Mapping {
 }
 
 /// Registered code ranges: end address -> (start address, code object).
-struct Registry(BTreeMap<usize, (usize, *const ModuleCode)>);
-
-// SAFETY: the raw pointers are only dereferenced while the registry lock is
-// held, and every `ModuleCode` removes itself (under the write lock) before
-// it is freed.
-unsafe impl Send for Registry {}
-// SAFETY: shared access goes through the `RwLock`: readers only read the
-// map and the code objects it points to, which outlive their entries.
-unsafe impl Sync for Registry {}
+/// The addresses are integers (pcs are looked up by range); the code
+/// objects are only dereferenced while the registry lock is held, and every
+/// `ModuleCode` removes itself (under the write lock) before it is freed.
+struct Registry(BTreeMap<usize, (usize, SendSyncPtr<ModuleCode>)>);
 
 static REGISTRY: RwLock<Registry> = RwLock::new(Registry(BTreeMap::new()));
 
@@ -77,7 +73,7 @@ impl ModuleCode {
         let start = self.text_start();
         let end = start + self.len;
         let mut reg = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
-        reg.0.insert(end, (start, &*self as *const ModuleCode));
+        reg.0.insert(end, (start, SendSyncPtr::new(std::ptr::NonNull::from(&*self))));
         self.registered = true;
     }
 
@@ -128,7 +124,7 @@ fn find_code<R>(reg: &Registry, pc: usize, f: impl FnOnce(&ModuleCode, u32) -> R
     }
     // SAFETY: registered code objects stay alive until they remove
     // themselves under the write lock, and the caller holds the read lock.
-    let code = unsafe { &*code };
+    let code = unsafe { code.as_non_null().as_ref() };
     let off = code.text_offset(pc)?;
     Some(f(code, off))
 }

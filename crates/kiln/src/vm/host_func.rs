@@ -12,7 +12,7 @@ use super::code_memory::ModuleCode;
 use super::store_hooks::VMStore;
 use super::store_ids::InstanceId;
 use super::traphandlers::{TrapReason, current_activation, raise};
-use super::vmcontext::{VMFuncRef, ValRaw};
+use super::vmcontext::{VMFuncRef, VMOpaqueContext, ValRaw};
 use kiln_environ::FuncType;
 use kiln_environ::vmoffsets::{HOST_FUNC_MAGIC, host_func_ctx};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -46,7 +46,7 @@ impl HostTrampoline {
 #[repr(C)]
 pub struct VMHostFuncContext<S: 'static> {
     magic: u32,
-    array_call: unsafe extern "C" fn(*mut u8, *mut u8, *mut ValRaw, usize),
+    array_call: unsafe extern "C" fn(NonNull<VMOpaqueContext>, *mut VMOpaqueContext, *mut ValRaw, usize),
     func_ref: VMFuncRef,
     func: Arc<HostFn<S>>,
     /// The function's type (which result slots hold references).
@@ -80,7 +80,7 @@ impl<S: VMStore + 'static> VMHostFuncContext<S> {
             ty,
             _trampoline: trampoline,
         });
-        ctx.func_ref.vmctx = (&mut *ctx as *mut Self).cast();
+        ctx.func_ref.vmctx = (&raw mut *ctx).cast::<VMOpaqueContext>();
         ctx
     }
 }
@@ -103,11 +103,13 @@ impl<S: 'static> VMHostFuncContext<S> {
 ///
 /// `callee` is a live `VMHostFuncContext<S>`, called from wasm of a store
 /// whose call into wasm is the innermost activation on this thread;
-/// `caller` is the calling instance's live VMContext, and `values` points
-/// to `len` writable slots holding the arguments.
+/// `caller` is the calling instance's live VMContext (typed opaque and
+/// possibly null at this C boundary: it is checked, not trusted, before
+/// its instance is looked up), and `values` points to `len` writable slots
+/// holding the arguments.
 unsafe extern "C" fn array_call_shim<S: VMStore + 'static>(
-    callee: *mut u8,
-    caller: *mut u8,
+    callee: NonNull<VMOpaqueContext>,
+    caller: *mut VMOpaqueContext,
     values: *mut ValRaw,
     len: usize,
 ) {
@@ -119,7 +121,7 @@ unsafe extern "C" fn array_call_shim<S: VMStore + 'static>(
         // running store, which no Rust code uses while its wasm runs, and
         // `values` has `len` slots.
         let (ctx, store, values, caller_id) = unsafe {
-            let ctx = &*(callee as *const VMHostFuncContext<S>);
+            let ctx = callee.cast::<VMHostFuncContext<S>>().as_ref();
             let caller_id = super::instance::instance_id_of_vmctx(caller);
             (ctx, &mut *(*act).store, std::slice::from_raw_parts_mut(values, len), caller_id)
         };

@@ -62,7 +62,7 @@ impl std::error::Error for InstantiationError {}
 pub struct Instance {
     id: InstanceId,
     module: Arc<ModuleRuntime>,
-    vmctx: NonNull<u8>,
+    vmctx: NonNull<VMContext>,
     /// The VMContext's memory, returned to `vmctx_pool` on drop.
     vmctx_region: Option<super::pool::Region>,
     vmctx_pool: Arc<super::pool::RegionPool>,
@@ -104,7 +104,7 @@ unsafe impl Sync for Instance {}
 /// docs/ARCHITECTURE.md).
 pub struct FuncRefMaker {
     module: NonNull<ModuleRuntime>,
-    vmctx: NonNull<u8>,
+    vmctx: NonNull<VMContext>,
 }
 
 // SAFETY: the VMContext and the module outlive every table that holds a
@@ -143,28 +143,26 @@ impl FuncRefMaker {
         let info = module.module();
         let offsets = &module.offsets;
         let Some(defined) = info.defined_func_index(f) else {
-            // SAFETY: the imported-function slot lies inside the VMContext
-            // and was written at instantiation from a valid reference.
+            // SAFETY: the imported-function slot's `func_ref` field lies
+            // inside the VMContext and was written at instantiation from a
+            // valid reference.
             return unsafe {
-                *self
-                    .vmctx
+                *VMContext::field::<*const VMFuncRef>(self.vmctx, offsets.imported_function(f) + func_import::FUNC_REF)
                     .as_ptr()
-                    .add((offsets.imported_function(f) + func_import::FUNC_REF) as usize)
-                    .cast::<*const VMFuncRef>()
             };
         };
         let slot = funcref_slot(info, f).expect("validated: referenced functions are declared");
         // SAFETY: the record slot lies inside the VMContext allocation.
-        let p = unsafe { self.vmctx.as_ptr().add(offsets.funcref(slot) as usize).cast::<VMFuncRef>() };
+        let p = unsafe { VMContext::field::<VMFuncRef>(self.vmctx, offsets.funcref(slot)) };
         let record = VMFuncRef {
             wasm_call: module.func_code(defined),
-            vmctx: self.vmctx.as_ptr(),
+            vmctx: VMOpaqueContext::from_vmctx(self.vmctx).as_ptr(),
             type_id: module.type_ids[info.func_type_index(f).index()],
         };
         // SAFETY: writing a whole record into its slot; rewriting the same
         // contents is harmless to any reader on this thread.
         unsafe { p.write(record) };
-        p
+        p.as_ptr()
     }
 }
 
@@ -208,7 +206,7 @@ impl Instance {
         // SAFETY: the region is read-write, at least `size` bytes (the
         // allocator sized it), and `records_start <= size`.
         unsafe { std::ptr::write_bytes(region.ptr(), 0, records_start) };
-        let vmctx = NonNull::new(region.ptr()).expect("regions are non-null");
+        let vmctx = NonNull::new(region.ptr()).expect("regions are non-null").cast::<VMContext>();
         let info = module.module();
         let mut inst = Box::new(Instance {
             id,
@@ -310,13 +308,16 @@ impl Instance {
     /// `offset` must be a field of type `T` in this instance's layout.
     unsafe fn write<T>(&self, offset: u32, val: T) {
         // SAFETY: per the contract, the field is in bounds and suitably aligned.
-        unsafe { self.vmctx.as_ptr().add(offset as usize).cast::<T>().write(val) }
+        unsafe { self.vmctx_ptr::<T>(offset).write(val) }
     }
 
+    /// Pointer to the field at `offset` (a `VMOffsets` offset of this
+    /// instance's module) of its VMContext; using it needs the field to be
+    /// of type `T`.
     fn vmctx_ptr<T>(&self, offset: u32) -> NonNull<T> {
         debug_assert!(offset < self.module.offsets.size());
         // SAFETY: offsets come from `VMOffsets` and lie inside the allocation.
-        unsafe { NonNull::new_unchecked(self.vmctx.as_ptr().add(offset as usize).cast()) }
+        unsafe { VMContext::field(self.vmctx, offset) }
     }
 
     /// The module this is an instance of.
@@ -399,20 +400,21 @@ impl Instance {
         if n == 0 {
             return None;
         }
-        let base = self.vmctx.as_ptr() as usize + offsets.funcref(0) as usize;
+        let base = self.vmctx.as_ptr().addr() + offsets.funcref(0) as usize;
         let size = kiln_environ::vmoffsets::func_ref::SIZE as usize;
         let rel = raw.checked_sub(base)?;
         if rel % size != 0 || rel / size >= n as usize {
             return None;
         }
+        let slot = (rel / size) as u32;
         let info = self.module.module();
-        let f = *info.defined_escaping_funcs().get(rel / size)?;
+        let f = *info.defined_escaping_funcs().get(slot as usize)?;
         let defined = info.defined_func_index(f)?;
-        // SAFETY: `raw` is the address of record slot `rel / size` inside
-        // this instance's VMContext (checked above), readable.
-        let record = unsafe { &*(raw as *const VMFuncRef) };
+        // SAFETY: record slot `slot` lies inside this instance's VMContext
+        // (checked above), at address `raw`, and is readable.
+        let record = unsafe { VMContext::field::<VMFuncRef>(self.vmctx, offsets.funcref(slot)).as_ref() };
         let expected_type = self.module.type_ids[info.func_type_index(f).index()];
-        (record.vmctx == self.vmctx.as_ptr()
+        (record.vmctx == VMOpaqueContext::from_vmctx(self.vmctx).as_ptr()
             && record.wasm_call == self.module.func_code(defined)
             && record.type_id == expected_type)
             .then_some(f)
@@ -686,28 +688,30 @@ impl Drop for Instance {
     }
 }
 
-/// The `Instance` owning a VMContext pointer.
+/// The `Instance` owning a VMContext.
 ///
 /// # Safety
 ///
-/// `vmctx` must be the VMContext of a live instance.
-pub unsafe fn instance_of_vmctx<'a>(vmctx: *mut u8) -> &'a mut Instance {
+/// `vmctx` must be the VMContext of a live instance, and nothing else may
+/// use that instance while the returned borrow lasts.
+pub unsafe fn instance_of_vmctx<'a>(vmctx: NonNull<VMContext>) -> &'a mut Instance {
     // SAFETY: per the contract, the header's instance field holds the
-    // back-pointer written by `Instance::new`.
-    unsafe { &mut **(vmctx.add(vmctx_header::INSTANCE as usize) as *mut *mut Instance) }
+    // back-pointer written by `Instance::new`, to the live instance.
+    unsafe { &mut **VMContext::field::<*mut Instance>(vmctx, vmctx_header::INSTANCE).as_ptr() }
 }
 
-/// The store-wide index of the instance whose VMContext is `vmctx`, or
-/// `None` if `vmctx` is not an instance's (a host function's context).
+/// The store-wide index of the instance whose VMContext is `ctx`, or
+/// `None` if `ctx` is null or not an instance's (a host function's
+/// context).
 ///
 /// # Safety
 ///
-/// `vmctx` must be a live instance VMContext or host-function context.
-pub unsafe fn instance_id_of_vmctx(vmctx: *mut u8) -> Option<InstanceId> {
-    // SAFETY: both kinds of context start with a 4-byte magic.
-    if vmctx.is_null() || unsafe { *(vmctx as *const u32) } != VMCTX_MAGIC {
-        return None;
-    }
-    // SAFETY: it is an instance VMContext (checked magic).
+/// `ctx` must be null, or a live instance VMContext or host-function
+/// context.
+pub unsafe fn instance_id_of_vmctx(ctx: *mut VMOpaqueContext) -> Option<InstanceId> {
+    // SAFETY: per the contract (the magic tells the kinds apart).
+    let vmctx = unsafe { VMOpaqueContext::as_vmctx(ctx) }?;
+    // SAFETY: it is a live instance VMContext (checked magic); the borrow
+    // ends within this expression.
     Some(unsafe { instance_of_vmctx(vmctx) }.id)
 }

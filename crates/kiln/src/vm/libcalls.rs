@@ -22,16 +22,17 @@
 use super::instance::{Instance, instance_of_vmctx};
 use super::store_hooks::{HookError, VMStore};
 use super::traphandlers::{TrapReason, current_activation, raise};
-use super::vmcontext::{VMStoreContext, store_context_of_vmctx};
+use super::vmcontext::{VMContext, VMStoreContext};
 use kiln_environ::FuncIndex;
 use kiln_environ::TrapCode;
+use std::ptr::NonNull;
 
 /// What a builtin body works on: the calling instance, and the store's
 /// hooks (memory and table growth decisions, the epoch deadline). The
 /// store owns the instance, so a body gets one or the other at a time
 /// (each accessor borrows the whole context).
 pub struct BuiltinCx {
-    vmctx: *mut u8,
+    vmctx: NonNull<VMContext>,
 }
 
 impl BuiltinCx {
@@ -42,7 +43,7 @@ impl BuiltinCx {
     /// `vmctx` is the live VMContext of an instance whose wasm is running on
     /// this thread and called the builtin (so its store is not borrowed by
     /// any Rust code), and the context is used only during that call.
-    unsafe fn new(vmctx: *mut u8) -> BuiltinCx {
+    unsafe fn new(vmctx: NonNull<VMContext>) -> BuiltinCx {
         BuiltinCx { vmctx }
     }
 
@@ -58,7 +59,7 @@ impl BuiltinCx {
     fn store_context(&self) -> &VMStoreContext {
         // SAFETY: the VMContext header of a live instance holds its store's
         // context, which outlives the call (the constructor's contract).
-        unsafe { &*store_context_of_vmctx(self.vmctx) }
+        unsafe { &*VMContext::store_context(self.vmctx) }
     }
 
     /// Runs `f` with the store (its hooks: growth decisions, the epoch
@@ -180,7 +181,7 @@ mod body {
     /// Checks alignment, then bounds, of an atomic access of `size` bytes at
     /// `addr` in `memory`; returns its native address and whether the
     /// memory is shared.
-    fn atomic_target(inst: &Instance, memory: u32, addr: u64, size: u64) -> R<(usize, bool)> {
+    fn atomic_target(inst: &Instance, memory: u32, addr: u64, size: u64) -> R<(NonNull<u8>, bool)> {
         if !addr.is_multiple_of(size) {
             return Err(trap(TrapCode::HeapMisaligned));
         }
@@ -188,7 +189,10 @@ mod body {
         if addr.checked_add(size).is_none_or(|e| e > m.byte_len() as u64) {
             return Err(trap(TrapCode::MemoryOutOfBounds));
         }
-        Ok((m.base() as usize + addr as usize, m.is_shared()))
+        // In bounds, so inside the memory's mapping, which is never at
+        // address 0: the `None` case cannot happen.
+        let target = NonNull::new(m.base().wrapping_add(addr as usize)).ok_or(trap(TrapCode::MemoryOutOfBounds))?;
+        Ok((target, m.is_shared()))
     }
 
     pub fn memory_atomic_notify(cx: &mut BuiltinCx, memory: u32, addr: u64, count: u32) -> R<u32> {
@@ -201,7 +205,7 @@ mod body {
 
     /// The target of `memory.atomic.wait{32,64}`: aligned, in bounds, and in
     /// a shared memory.
-    fn wait_target(cx: &mut BuiltinCx, memory: u32, addr: u64, size: u64) -> R<usize> {
+    fn wait_target(cx: &mut BuiltinCx, memory: u32, addr: u64, size: u64) -> R<NonNull<u8>> {
         match atomic_target(cx.instance(), memory, addr, size)? {
             (t, true) => Ok(t),
             (_, false) => Err(trap(TrapCode::AtomicWaitNonSharedMemory)),
@@ -227,7 +231,7 @@ mod body {
     /// resumes).
     fn wait_interruptibly(
         cx: &mut BuiltinCx,
-        addr: usize,
+        addr: NonNull<u8>,
         load: impl Fn() -> u64,
         expected: u64,
         timeout_ns: i64,
@@ -282,7 +286,7 @@ mod direct {
 }
 
 macro_rules! rust_ty {
-    (vmctx) => { *mut u8 };
+    (vmctx) => { NonNull<VMContext> };
     (i32) => { u32 };
     (i64) => { u64 };
     (ptr) => { usize };
@@ -317,8 +321,10 @@ macro_rules! define_entry {
             /// # Safety
             ///
             /// Called only by compiled wasm (through the stub), with its own
-            /// live VMContext; no Rust code holds the store meanwhile.
-            pub unsafe extern "C" fn raw(vmctx: *mut u8 $(, $pname: rust_ty!($pty))*) $(-> rust_ty!($ret))? {
+            /// live VMContext (never null, hence `NonNull` in the C
+            /// signature: the same ABI as a raw pointer); no Rust code holds
+            /// the store meanwhile.
+            pub unsafe extern "C" fn raw(vmctx: NonNull<VMContext> $(, $pname: rust_ty!($pty))*) $(-> rust_ty!($ret))? {
                 // SAFETY: per the contract.
                 let mut cx = unsafe { BuiltinCx::new(vmctx) };
                 let result = body::$name(&mut cx $(, $pname)*);
@@ -328,7 +334,7 @@ macro_rules! define_entry {
                 }
             }
 
-            crate::vm::arch::builtin_stub!(stub, raw, (*mut u8 $(, rust_ty!($pty))*) $(-> rust_ty!($ret))?);
+            crate::vm::arch::builtin_stub!(stub, raw, (NonNull<VMContext> $(, rust_ty!($pty))*) $(-> rust_ty!($ret))?);
         }
     };
     ($name:ident ($($pname:ident: $pty:ident),*) $(-> $ret:ident)?) => {};

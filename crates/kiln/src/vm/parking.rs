@@ -1,7 +1,9 @@
 //! `memory.atomic.wait` / `memory.atomic.notify`: threads park on a
 //! native address of a shared memory and are woken in FIFO order.
 
+use super::send_sync_ptr::SendSyncPtr;
 use std::collections::{HashMap, VecDeque};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -11,8 +13,12 @@ struct Waiter {
     cv: Condvar,
 }
 
+/// The threads parked at each address, in arrival order (the address is a
+/// key only: never dereferenced here).
+type Queues = HashMap<SendSyncPtr<u8>, VecDeque<Arc<Waiter>>>;
+
 /// Parked threads by address.
-static QUEUES: Mutex<Option<HashMap<usize, VecDeque<Arc<Waiter>>>>> = Mutex::new(None);
+static QUEUES: Mutex<Option<Queues>> = Mutex::new(None);
 
 /// Result codes of `memory.atomic.wait`.
 const OK: u32 = 0;
@@ -55,12 +61,13 @@ impl WaitResult {
 /// `load` reads the current value; it is called with the queue lock held,
 /// so a `notify` cannot slip between the check and the parking.
 pub fn wait(
-    addr: usize,
+    addr: NonNull<u8>,
     load: impl Fn() -> u64,
     expected: u64,
     deadline: Option<Instant>,
     mut interrupted: impl FnMut() -> bool,
 ) -> WaitResult {
+    let addr = SendSyncPtr::new(addr);
     let waiter = Arc::new(Waiter { woken: Mutex::new(false), cv: Condvar::new() });
     {
         let mut q = QUEUES.lock().unwrap_or_else(|e| e.into_inner());
@@ -101,7 +108,8 @@ pub fn wait(
 }
 
 /// Wakes up to `count` threads waiting at `addr`; returns how many.
-pub fn notify(addr: usize, count: u32) -> u32 {
+pub fn notify(addr: NonNull<u8>, count: u32) -> u32 {
+    let addr = SendSyncPtr::new(addr);
     let mut q = QUEUES.lock().unwrap_or_else(|e| e.into_inner());
     let Some(list) = q.as_mut().and_then(|m| m.get_mut(&addr)) else { return 0 };
     let mut n = 0;
@@ -122,9 +130,9 @@ pub fn notify(addr: usize, count: u32) -> u32 {
 /// # Safety
 ///
 /// `addr` must be a valid, 4-byte-aligned address inside a live memory.
-pub unsafe fn load32(addr: usize) -> u64 {
+pub unsafe fn load32(addr: NonNull<u8>) -> u64 {
     // SAFETY: per the contract.
-    u64::from(unsafe { (*(addr as *const AtomicU32)).load(Ordering::SeqCst) })
+    u64::from(unsafe { addr.cast::<AtomicU32>().as_ref() }.load(Ordering::SeqCst))
 }
 
 /// Reads an 8-byte value atomically.
@@ -132,7 +140,7 @@ pub unsafe fn load32(addr: usize) -> u64 {
 /// # Safety
 ///
 /// `addr` must be a valid, 8-byte-aligned address inside a live memory.
-pub unsafe fn load64(addr: usize) -> u64 {
+pub unsafe fn load64(addr: NonNull<u8>) -> u64 {
     // SAFETY: per the contract.
-    unsafe { (*(addr as *const AtomicU64)).load(Ordering::SeqCst) }
+    unsafe { addr.cast::<AtomicU64>().as_ref() }.load(Ordering::SeqCst)
 }

@@ -46,6 +46,14 @@ impl<T: ?Sized> PartialEq for SendSyncPtr<T> {
 
 impl<T: ?Sized> Eq for SendSyncPtr<T> {}
 
+/// Hashes the address alone (as `PartialEq` compares it), so the wrapper
+/// can key a map of addresses.
+impl<T: ?Sized> std::hash::Hash for SendSyncPtr<T> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.as_ptr().cast::<()>().hash(state)
+    }
+}
+
 impl<T: ?Sized> std::fmt::Debug for SendSyncPtr<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:p}", self.0.as_ptr())

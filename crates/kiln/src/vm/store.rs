@@ -24,9 +24,8 @@ use super::store_hooks::VMStore;
 use super::store_ids::{FuncId, GlobalId, IdVec, InstanceId, MemoryId, ObjectId, TableId};
 use super::table::Table;
 use super::traphandlers::{EntryTrampoline, TrapRecord, enter_wasm};
-use super::vmcontext::{VMFuncRef, VMStoreContext, ValRaw};
+use super::vmcontext::{VMContext, VMFuncRef, VMOpaqueContext, VMStoreContext, ValRaw};
 use crate::fast_hash::FastHashMap;
-use kiln_environ::vmoffsets::VMCTX_MAGIC;
 use kiln_environ::{FuncIndex, FuncType, GlobalIndex, GlobalType, MemoryIndex, TableIndex, TableType, WasmValType};
 use std::any::Any;
 use std::collections::HashSet;
@@ -930,16 +929,9 @@ pub fn invoke_target<S: VMStore>(
     // exclusively borrowed for the whole call.
     let r = unsafe {
         let fr = target.func_ref.as_non_null().as_ref();
-        debug_assert_eq!(*(fr.vmctx as *const u32), VMCTX_MAGIC);
-        enter_wasm(
-            store,
-            store_ctx,
-            max_wasm_stack,
-            target.trampoline,
-            fr.vmctx,
-            values.as_mut_ptr().cast(),
-            fr.wasm_call,
-        )
+        debug_assert!(VMOpaqueContext::as_vmctx(fr.vmctx).is_some(), "callee is an instance");
+        let callee = NonNull::new_unchecked(fr.vmctx.cast::<VMContext>());
+        enter_wasm(store, store_ctx, max_wasm_stack, target.trampoline, callee, values.as_mut_ptr(), fr.wasm_call)
     };
     // SAFETY: the call is over; `store` is the caller's exclusive borrow.
     unsafe { (*store).vm_store().maybe_collect_externrefs() };

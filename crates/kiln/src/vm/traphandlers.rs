@@ -25,10 +25,10 @@ use super::arch;
 use super::backtrace::capture_pcs;
 use super::epoch::signal::{poll_epoch_signal, publish_running_thread};
 use super::store_hooks::VMStore;
-use super::vmcontext::VMStoreContext;
+use super::vmcontext::{VMContext, VMStoreContext, ValRaw};
 use kiln_environ::TrapCode;
 use std::cell::{Cell, UnsafeCell};
-use std::ptr;
+use std::ptr::{self, NonNull};
 use std::sync::atomic::Ordering;
 
 /// Why execution stopped.
@@ -104,8 +104,9 @@ pub fn current_activation() -> *const Activation {
 const HOST_STACK_RESERVE: usize = 256 * 1024;
 
 /// An array-to-wasm entry trampoline: `(callee_vmctx, caller_vmctx,
-/// values, wasm_call)`.
-pub type EntryTrampoline = unsafe extern "C" fn(*mut u8, *mut u8, *mut u8, *const u8);
+/// values, wasm_call)`. Both contexts are the callee instance's (never
+/// null); `values` is the argument/result array.
+pub type EntryTrampoline = unsafe extern "C" fn(NonNull<VMContext>, NonNull<VMContext>, *mut ValRaw, *const u8);
 
 /// Prepares the current thread for running wasm the first time it does:
 /// records the low end of its stack and installs an alternate signal stack.
@@ -156,8 +157,8 @@ pub unsafe fn enter_wasm(
     store_ctx: *mut VMStoreContext,
     max_wasm_stack: usize,
     trampoline: EntryTrampoline,
-    callee: *mut u8,
-    values: *mut u8,
+    callee: NonNull<VMContext>,
+    values: *mut ValRaw,
     wasm_call: *const u8,
 ) -> Result<(), Box<TrapRecord>> {
     // SAFETY: the caller lends the live store for the call; its context is

@@ -2,9 +2,94 @@
 //! writes. Their field offsets are checked at compile time against the one
 //! layout definition in `kiln_environ::vmoffsets`.
 
-use kiln_environ::vmoffsets::{definition, func_import, func_ref, store_context};
-use std::ptr;
+use kiln_environ::vmoffsets::{VMCTX_MAGIC, definition, func_import, func_ref, store_context, vmctx_header};
+use std::marker::{PhantomData, PhantomPinned};
+use std::ptr::{self, NonNull};
 use std::sync::atomic::AtomicU64;
+
+/// An instance's VMContext, only ever seen behind a pointer
+/// (`NonNull<VMContext>`, or `*mut VMContext` where compiled code hands
+/// one over).
+///
+/// The type is opaque on purpose: the context is one allocation whose
+/// layout depends on the module, defined once by `kiln_environ`'s
+/// `VMOffsets` (its header fields by `vmoffsets::vmctx_header`). Rust
+/// code reaches a field through [`VMContext::field`] with an offset from
+/// there, never through a struct definition that could drift from it.
+#[repr(C)]
+pub struct VMContext {
+    _data: [u8; 0],
+    // Neither `Send`, `Sync` nor `Unpin`: a context is shared with
+    // compiled code and never moves.
+    _marker: PhantomData<(*mut u8, PhantomPinned)>,
+}
+
+impl VMContext {
+    /// Pointer to the field at byte `offset` of the context `vmctx`, typed
+    /// as the `T` stored there.
+    ///
+    /// # Safety
+    ///
+    /// `vmctx` points to a VMContext allocation, and `offset` is the
+    /// offset of a field of type `T` in its layout (a `VMOffsets` or
+    /// `vmctx_header` offset of its module), so the result lies inside the
+    /// allocation.
+    #[inline]
+    pub unsafe fn field<T>(vmctx: NonNull<VMContext>, offset: u32) -> NonNull<T> {
+        // SAFETY: per the contract, the offset stays inside the allocation
+        // `vmctx` points to.
+        unsafe { vmctx.byte_add(offset as usize).cast() }
+    }
+
+    /// The store context of the instance whose VMContext is `vmctx` (its
+    /// header's `STORE_CONTEXT` field).
+    ///
+    /// # Safety
+    ///
+    /// `vmctx` must be a live, initialized VMContext.
+    #[inline]
+    pub unsafe fn store_context(vmctx: NonNull<VMContext>) -> *mut VMStoreContext {
+        // SAFETY: per the contract, the header holds the store context
+        // pointer, written at instantiation.
+        unsafe { *VMContext::field::<*mut VMStoreContext>(vmctx, vmctx_header::STORE_CONTEXT).as_ptr() }
+    }
+}
+
+/// The callee context of a function record ([`VMFuncRef::vmctx`],
+/// [`VMFunctionImport::vmctx`]): an instance's [`VMContext`], or a host
+/// function's context (`host_func::VMHostFuncContext`). Both start with a
+/// 4-byte magic (`VMCTX_MAGIC` or `HOST_FUNC_MAGIC`) that tells them apart;
+/// compiled code only passes the pointer on to the callee.
+#[repr(C)]
+pub struct VMOpaqueContext {
+    _data: [u8; 0],
+    _marker: PhantomData<(*mut u8, PhantomPinned)>,
+}
+
+impl VMOpaqueContext {
+    /// An instance's VMContext as a callee context.
+    #[inline]
+    pub fn from_vmctx(vmctx: NonNull<VMContext>) -> NonNull<VMOpaqueContext> {
+        vmctx.cast()
+    }
+
+    /// The instance VMContext `ctx` is, if it is one (not null, and its
+    /// magic is `VMCTX_MAGIC`); `None` for null or a host function's
+    /// context.
+    ///
+    /// # Safety
+    ///
+    /// `ctx` is null, or a live instance VMContext or host-function
+    /// context.
+    #[inline]
+    pub unsafe fn as_vmctx(ctx: *mut VMOpaqueContext) -> Option<NonNull<VMContext>> {
+        let ctx = NonNull::new(ctx)?;
+        // SAFETY: per the contract, both kinds of context start with a
+        // 4-byte magic.
+        let magic = unsafe { *ctx.cast::<u32>().as_ptr() };
+        (magic == VMCTX_MAGIC).then(|| ctx.cast())
+    }
+}
 
 /// The target of every function reference: what `call_indirect` and
 /// `ref.func` work with.
@@ -13,8 +98,10 @@ use std::sync::atomic::AtomicU64;
 pub struct VMFuncRef {
     /// Code pointer with the wasm calling convention.
     pub wasm_call: *const u8,
-    /// Callee VMContext (an instance's, or a host-function context).
-    pub vmctx: *mut u8,
+    /// Callee context (an instance's VMContext, or a host-function
+    /// context); raw, as compiled code reads it, but never null once the
+    /// record is handed out.
+    pub vmctx: *mut VMOpaqueContext,
     /// Engine-wide type id of the signature.
     pub type_id: u32,
 }
@@ -25,8 +112,8 @@ pub struct VMFuncRef {
 pub struct VMFunctionImport {
     /// Code pointer with the wasm calling convention.
     pub wasm_call: *const u8,
-    /// Callee VMContext.
-    pub vmctx: *mut u8,
+    /// Callee context (as in [`VMFuncRef::vmctx`]).
+    pub vmctx: *mut VMOpaqueContext,
     /// The imported function's own `VMFuncRef`, for `ref.func`.
     pub func_ref: *const VMFuncRef,
 }
@@ -111,17 +198,6 @@ unsafe impl Send for VMStoreContext {}
 // its atomic fields alone (the epoch thread: deadline, flag, running
 // thread); everything else is used by the one thread holding the store.
 unsafe impl Sync for VMStoreContext {}
-
-/// The store context of the instance whose VMContext is `vmctx` (its
-/// header's `STORE_CONTEXT` field).
-///
-/// # Safety
-///
-/// `vmctx` must be a live VMContext.
-pub unsafe fn store_context_of_vmctx(vmctx: *mut u8) -> *mut VMStoreContext {
-    // SAFETY: per the contract, the header holds the store context pointer.
-    unsafe { *(vmctx.add(kiln_environ::vmoffsets::vmctx_header::STORE_CONTEXT as usize) as *const *mut VMStoreContext) }
-}
 
 impl Default for VMStoreContext {
     fn default() -> Self {

@@ -2,6 +2,8 @@
 //! stubs (epoch interruption by signal is x86-64 only).
 
 use crate::vm::traphandlers::EntryTrampoline;
+use crate::vm::vmcontext::{VMContext, ValRaw};
+use std::ptr::NonNull;
 
 /// As on x86-64: saves the callee-saved registers (x19-x28, x29/x30,
 /// d8-d15) and the stack pointer in `buf`, calls the trampoline, returns 0;
@@ -14,8 +16,8 @@ use crate::vm::traphandlers::EntryTrampoline;
 #[unsafe(naked)]
 pub unsafe extern "C" fn kiln_enter(
     _buf: *mut u8,
-    _callee: *mut u8,
-    _values: *mut u8,
+    _callee: NonNull<VMContext>,
+    _values: *mut ValRaw,
     _wasm_call: *const u8,
     _trampoline: EntryTrampoline,
 ) -> u32 {
@@ -148,7 +150,7 @@ pub(crate) use builtin_stub;
 /// elsewhere they get the plain stub.
 macro_rules! preserving_builtin_stub {
     ($name:ident, $target:path) => {
-        $crate::vm::arch::builtin_stub!($name, $target, (*mut u8));
+        $crate::vm::arch::builtin_stub!($name, $target, (std::ptr::NonNull<$crate::vm::vmcontext::VMContext>));
     };
 }
 pub(crate) use preserving_builtin_stub;

@@ -2,6 +2,8 @@
 //! the builtin stubs.
 
 use crate::vm::traphandlers::EntryTrampoline;
+use crate::vm::vmcontext::{VMContext, ValRaw};
+use std::ptr::NonNull;
 
 /// `fn(buf, callee, values, wasm_call, trampoline) -> u32`: saves the
 /// callee-saved registers and the stack pointer in `buf`, calls
@@ -15,8 +17,8 @@ use crate::vm::traphandlers::EntryTrampoline;
 #[unsafe(naked)]
 pub unsafe extern "C" fn kiln_enter(
     _buf: *mut u8,
-    _callee: *mut u8,
-    _values: *mut u8,
+    _callee: NonNull<VMContext>,
+    _values: *mut ValRaw,
     _wasm_call: *const u8,
     _trampoline: EntryTrampoline,
 ) -> u32 {
@@ -225,7 +227,7 @@ macro_rules! preserving_builtin_stub {
         ///
         /// Called only by compiled wasm, with its own live VMContext.
         #[unsafe(naked)]
-        pub unsafe extern "C" fn $name(_vmctx: *mut u8) {
+        pub unsafe extern "C" fn $name(_vmctx: std::ptr::NonNull<$crate::vm::vmcontext::VMContext>) {
             core::arch::naked_asm!(
                 "push rbp",
                 "mov rbp, rsp",
