@@ -9,9 +9,10 @@
 //! themselves; a wasm-smith module whose function bodies may be arbitrary
 //! bytes; a valid wasm-smith module with a few bytes changed; and a
 //! wasm-smith module that may use proposals Kiln does not support
-//! (exceptions, GC, wide arithmetic, custom page sizes). The engine
-//! enables each optional proposal (multi-memory, tail calls, relaxed SIMD,
-//! memory64, threads) by chance, so feature gating is checked too.
+//! (exceptions, GC). The engine enables each optional proposal
+//! (multi-memory, tail calls, relaxed SIMD, memory64, threads, wide
+//! arithmetic, custom page sizes) by chance, so feature gating is checked
+//! too.
 
 use crate::generators::{self, KilnSettings, ModuleLimits, Proposals};
 use arbitrary::{Result, Unstructured};
@@ -39,6 +40,8 @@ pub fn generate(u: &mut Unstructured<'_>) -> Result<Case> {
         relaxed_simd: u.arbitrary()?,
         memory64: u.arbitrary()?,
         threads: u.arbitrary()?,
+        wide_arithmetic: u.arbitrary()?,
+        custom_page_sizes: u.arbitrary()?,
         ..KilnSettings::default()
     };
     let bytes = match shape % 4 {
@@ -60,8 +63,6 @@ pub fn generate(u: &mut Unstructured<'_>) -> Result<Case> {
             let (exceptions, gc) = (c.exceptions_enabled, c.gc_enabled);
             generators::restrict_to_kiln(&mut c, ModuleLimits::COMPILE, Proposals::ALL);
             (c.exceptions_enabled, c.gc_enabled) = (exceptions, gc && c.reference_types_enabled);
-            c.wide_arithmetic_enabled = u.arbitrary()?;
-            c.custom_page_sizes_enabled = u.arbitrary()?;
             c.max_tags = if c.exceptions_enabled { 5 } else { 0 };
             generators::smith_module(u, c, None)?
         }

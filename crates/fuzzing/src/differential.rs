@@ -247,8 +247,7 @@ pub struct Case {
 /// `u` does not hold enough data for a module.
 pub fn generate(u: &mut Unstructured<'_>) -> Result<Case> {
     // Proposals wasmi implements deterministically as well.
-    let allowed =
-        Proposals { multi_memory: true, tail_call: true, memory64: true, relaxed_simd: false, threads: false };
+    let allowed = Proposals { relaxed_simd: false, threads: false, ..Proposals::ALL };
     let mut smith = generators::smith_config(u, ModuleLimits::EXECUTE, allowed)?;
     let canonical_nans = u.ratio(3, 4)?;
     smith.canonicalize_nans = canonical_nans;
@@ -869,6 +868,7 @@ impl WasmiSide {
     /// `None` if wasmi refuses the module or a dummy import.
     fn new(wasm: &[u8], fuel: bool) -> Option<WasmiSide> {
         let mut config = wasmi::Config::default();
+        config.wasm_wide_arithmetic(true).wasm_custom_page_sizes(true);
         // Deeper than the termination fuel lets any case recurse (wasmi's
         // default, 1000 frames, is just short of it).
         config.consume_fuel(fuel).set_max_recursion_depth(16 * 1024).set_max_stack_height(16 << 20);

@@ -54,6 +54,10 @@ pub struct KilnSettings {
     pub memory64: bool,
     /// `Config::wasm_threads`.
     pub threads: bool,
+    /// `WasmFeature::WideArithmetic`.
+    pub wide_arithmetic: bool,
+    /// `WasmFeature::CustomPageSizes`.
+    pub custom_page_sizes: bool,
 }
 
 impl Default for KilnSettings {
@@ -75,6 +79,8 @@ impl Default for KilnSettings {
             relaxed_simd_deterministic: false,
             memory64: false,
             threads: false,
+            wide_arithmetic: false,
+            custom_page_sizes: false,
         }
     }
 }
@@ -126,6 +132,8 @@ impl KilnSettings {
         self.relaxed_simd |= c.relaxed_simd_enabled;
         self.memory64 |= c.memory64_enabled;
         self.threads |= c.threads_enabled;
+        self.wide_arithmetic |= c.wide_arithmetic_enabled;
+        self.custom_page_sizes |= c.custom_page_sizes_enabled;
     }
 
     /// The pooling allocator's limits: room for every instance, memory and
@@ -152,6 +160,8 @@ impl KilnSettings {
             .relaxed_simd_deterministic(self.relaxed_simd_deterministic)
             .wasm_memory64(self.memory64)
             .wasm_threads(self.threads)
+            .wasm_feature_set(kiln::WasmFeature::WideArithmetic, self.wide_arithmetic)
+            .wasm_feature_set(kiln::WasmFeature::CustomPageSizes, self.custom_page_sizes)
             // Deterministic, and friendlier to a machine shared with builds.
             .parallel_compilation(false);
         if let Some(r) = self.memory_reservation {
@@ -236,23 +246,38 @@ pub struct Proposals {
     pub memory64: bool,
     /// Shared memories and atomics.
     pub threads: bool,
+    /// `i64.add128`, `i64.sub128`, `i64.mul_wide_s/u`.
+    pub wide_arithmetic: bool,
+    /// Memories with 1-byte pages.
+    pub custom_page_sizes: bool,
 }
 
 impl Proposals {
     /// Everything Kiln supports.
-    pub const ALL: Proposals =
-        Proposals { multi_memory: true, tail_call: true, relaxed_simd: true, memory64: true, threads: true };
+    pub const ALL: Proposals = Proposals {
+        multi_memory: true,
+        tail_call: true,
+        relaxed_simd: true,
+        memory64: true,
+        threads: true,
+        wide_arithmetic: true,
+        custom_page_sizes: true,
+    };
 }
 
 /// A wasm-smith configuration chosen by `u` (swarm testing: features,
 /// instruction kinds and limits vary), restricted to what Kiln supports:
 /// WebAssembly 2.0, extended-const, and the `allowed` proposals. Never
-/// exceptions, GC, wide arithmetic, custom page sizes, or other proposals.
+/// exceptions, GC, or other proposals Kiln does not implement.
 ///
 /// Memories and tables always declare a maximum within `limits`, so that
 /// growth and memory comparison stay cheap.
 pub fn smith_config(u: &mut Unstructured<'_>, limits: ModuleLimits, allowed: Proposals) -> Result<wasm_smith::Config> {
     let mut c: wasm_smith::Config = u.arbitrary()?;
+    // wasm-smith's arbitrary configurations never enable proposals below
+    // phase 4; these two Kiln implements, so they are turned on by chance.
+    c.wide_arithmetic_enabled = u.ratio(1, 4)?;
+    c.custom_page_sizes_enabled = u.ratio(1, 4)?;
     restrict_to_kiln(&mut c, limits, allowed);
     Ok(c)
 }
@@ -270,8 +295,8 @@ pub fn restrict_to_kiln(c: &mut wasm_smith::Config, limits: ModuleLimits, allowe
     c.shared_everything_threads_enabled = false;
     c.exceptions_enabled = false;
     c.gc_enabled = false;
-    c.wide_arithmetic_enabled = false;
-    c.custom_page_sizes_enabled = false;
+    c.wide_arithmetic_enabled &= allowed.wide_arithmetic;
+    c.custom_page_sizes_enabled &= allowed.custom_page_sizes;
     c.compact_imports_enabled = false;
     c.custom_descriptors_enabled = false;
     c.acquire_release_atomics_enabled = false;

@@ -62,6 +62,8 @@ pub fn variants(proposals: &KilnSettings, max_memory_bytes: u64) -> Vec<KilnSett
         relaxed_simd: proposals.relaxed_simd,
         memory64: proposals.memory64,
         threads: proposals.threads,
+        wide_arithmetic: proposals.wide_arithmetic,
+        custom_page_sizes: proposals.custom_page_sizes,
         ..KilnSettings::default()
     };
     let small = Some(max_memory_bytes.max(1 << 16));
