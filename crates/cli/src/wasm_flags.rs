@@ -101,7 +101,6 @@ const EXECUTION: &[OptionHelp] = &[
 const NOT_IMPLEMENTED: &[&str] = &[
     "gc",
     "gc-support",
-    "function-references",
     "exceptions",
     "component-model",
     "stack-switching",

@@ -69,7 +69,19 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
                     let group = group?;
                     for sub in group.into_types() {
                         match &sub.composite_type.inner {
-                            wasmparser::CompositeInnerType::Func(ft) => info.types.push(FuncType::from_wasmparser(ft)?),
+                            wasmparser::CompositeInnerType::Func(ft) => {
+                                let ty = FuncType::from_wasmparser(ft)?;
+                                // Engines canonicalize types in order, so a
+                                // type may only refer to earlier ones (a type
+                                // referring to itself or later needs GC's
+                                // recursion groups).
+                                if ty.max_concrete_index().is_some_and(|t| t.index() >= info.types.len()) {
+                                    return Err(WasmError::Unsupported(
+                                        "a function type referring to itself or to a later type (recursive types need the GC proposal)".into(),
+                                    ));
+                                }
+                                info.types.push(ty);
+                            }
                             _ => return Err(WasmError::Unsupported("GC struct and array types".into())),
                         }
                     }

@@ -35,11 +35,13 @@ pub enum TrapCode {
     NullReference = 12,
     /// `memory.atomic.wait` on a memory that is not shared.
     AtomicWaitNonSharedMemory = 13,
+    /// `call_ref` or `return_call_ref` of a null reference.
+    NullFunctionReference = 14,
 }
 
 impl TrapCode {
     /// All trap codes, in numeric order.
-    pub const ALL: [TrapCode; 14] = [
+    pub const ALL: [TrapCode; 15] = [
         TrapCode::StackOverflow,
         TrapCode::MemoryOutOfBounds,
         TrapCode::HeapMisaligned,
@@ -54,6 +56,7 @@ impl TrapCode {
         TrapCode::OutOfFuel,
         TrapCode::NullReference,
         TrapCode::AtomicWaitNonSharedMemory,
+        TrapCode::NullFunctionReference,
     ];
 
     /// Decodes a trap code from its byte, as stored in trap tables.
@@ -78,6 +81,7 @@ impl TrapCode {
             TrapCode::OutOfFuel => "all fuel consumed",
             TrapCode::NullReference => "null reference",
             TrapCode::AtomicWaitNonSharedMemory => "expected shared memory",
+            TrapCode::NullFunctionReference => "null function reference",
         }
     }
 }

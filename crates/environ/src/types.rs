@@ -44,6 +44,21 @@ impl WasmValType {
     pub fn is_ref(&self) -> bool {
         matches!(self, WasmValType::Ref(_))
     }
+
+    /// This type with module type indices replaced by engine type ids
+    /// (`ConcreteFunc(t)` → `EngineFunc(engine_ids[t])`): the form in
+    /// which types of different modules compare.
+    ///
+    /// # Panics
+    ///
+    /// A concrete type index is not below `engine_ids.len()` (translation
+    /// only accepts references to earlier types).
+    pub fn canonical(self, engine_ids: &[u32]) -> WasmValType {
+        match self {
+            WasmValType::Ref(r) => WasmValType::Ref(r.canonical(engine_ids)),
+            other => other,
+        }
+    }
 }
 
 impl fmt::Display for WasmValType {
@@ -82,24 +97,62 @@ impl WasmRefType {
                 wasmparser::AbstractHeapType::Extern => WasmHeapType::Extern,
                 other => return Err(UnsupportedType(format!("heap type {other:?}"))),
             },
+            // Without GC every defined type is a function type.
+            wasmparser::HeapType::Concrete(wasmparser::UnpackedIndex::Module(i)) => {
+                WasmHeapType::ConcreteFunc(crate::TypeIndex::from_u32(i))
+            }
             other => return Err(UnsupportedType(format!("heap type {other:?}"))),
         };
         Ok(WasmRefType { nullable: r.is_nullable(), heap })
     }
 
+    /// This type in engine form (see [`WasmValType::canonical`]).
+    ///
+    /// # Panics
+    ///
+    /// As [`WasmValType::canonical`].
+    pub fn canonical(self, engine_ids: &[u32]) -> WasmRefType {
+        match self.heap {
+            WasmHeapType::ConcreteFunc(t) => {
+                WasmRefType { nullable: self.nullable, heap: WasmHeapType::EngineFunc(engine_ids[t.index()]) }
+            }
+            _ => self,
+        }
+    }
+
+    /// The module type index this type refers to, if it is a typed
+    /// function reference in module form.
+    pub fn concrete_index(&self) -> Option<crate::TypeIndex> {
+        match self.heap {
+            WasmHeapType::ConcreteFunc(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Whether every value of type `self` is a value of type `other`
+    /// (reference subtyping without GC: non-null below nullable, a typed
+    /// function reference below `func`). Both in engine form.
+    pub fn is_subtype_of(&self, other: &WasmRefType) -> bool {
+        (other.nullable || !self.nullable)
+            && (self.heap == other.heap || (other.heap == WasmHeapType::Func && self.is_func()))
+    }
+
     /// Whether values of this type are function references.
     pub fn is_func(&self) -> bool {
-        self.heap == WasmHeapType::Func
+        matches!(self.heap, WasmHeapType::Func | WasmHeapType::ConcreteFunc(_) | WasmHeapType::EngineFunc(_))
     }
 }
 
 impl fmt::Display for WasmRefType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let null = if self.nullable { "null " } else { "" };
         match (self.nullable, self.heap) {
             (true, WasmHeapType::Func) => f.write_str("funcref"),
             (true, WasmHeapType::Extern) => f.write_str("externref"),
             (false, WasmHeapType::Func) => f.write_str("(ref func)"),
             (false, WasmHeapType::Extern) => f.write_str("(ref extern)"),
+            (_, WasmHeapType::ConcreteFunc(t)) => write!(f, "(ref {null}{})", t.as_u32()),
+            (_, WasmHeapType::EngineFunc(id)) => write!(f, "(ref {null}<engine type {id}>)"),
         }
     }
 }
@@ -111,6 +164,13 @@ pub enum WasmHeapType {
     Func,
     /// Host values (`externref`).
     Extern,
+    /// Functions of the module's function type at this index (typed
+    /// function references: `(ref $t)`).
+    ConcreteFunc(crate::TypeIndex),
+    /// Functions of the engine's canonical function type with this id:
+    /// the form `ConcreteFunc` takes in an engine's type registry and in a
+    /// store's runtime objects, where module indices mean nothing.
+    EngineFunc(u32),
 }
 
 /// A type Kiln does not (yet) support was found in a module.
@@ -147,6 +207,30 @@ impl FuncType {
             params: ty.params().iter().map(|t| WasmValType::from_wasmparser(*t)).collect::<Result<_, _>>()?,
             results: ty.results().iter().map(|t| WasmValType::from_wasmparser(*t)).collect::<Result<_, _>>()?,
         })
+    }
+
+    /// This signature in engine form (see [`WasmValType::canonical`]).
+    ///
+    /// # Panics
+    ///
+    /// As [`WasmValType::canonical`].
+    pub fn canonical(&self, engine_ids: &[u32]) -> FuncType {
+        FuncType {
+            params: self.params.iter().map(|t| t.canonical(engine_ids)).collect(),
+            results: self.results.iter().map(|t| t.canonical(engine_ids)).collect(),
+        }
+    }
+
+    /// The highest module type index this signature refers to, if any.
+    pub fn max_concrete_index(&self) -> Option<crate::TypeIndex> {
+        self.params
+            .iter()
+            .chain(self.results.iter())
+            .filter_map(|t| match t {
+                WasmValType::Ref(r) => r.concrete_index(),
+                _ => None,
+            })
+            .max()
     }
 
     /// The parameter types.
@@ -201,6 +285,15 @@ pub struct TableType {
 }
 
 impl TableType {
+    /// This type in engine form (see [`WasmValType::canonical`]).
+    ///
+    /// # Panics
+    ///
+    /// As [`WasmValType::canonical`].
+    pub fn canonical(self, engine_ids: &[u32]) -> TableType {
+        TableType { element: self.element.canonical(engine_ids), ..self }
+    }
+
     /// Converts wasmparser's table type.
     pub fn from_wasmparser(ty: &wasmparser::TableType) -> Result<Self, UnsupportedType> {
         if ty.shared {
@@ -293,6 +386,15 @@ pub struct GlobalType {
 }
 
 impl GlobalType {
+    /// This type in engine form (see [`WasmValType::canonical`]).
+    ///
+    /// # Panics
+    ///
+    /// As [`WasmValType::canonical`].
+    pub fn canonical(self, engine_ids: &[u32]) -> GlobalType {
+        GlobalType { content: self.content.canonical(engine_ids), ..self }
+    }
+
     /// Converts wasmparser's global type.
     pub fn from_wasmparser(ty: &wasmparser::GlobalType) -> Result<Self, UnsupportedType> {
         if ty.shared {

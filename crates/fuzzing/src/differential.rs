@@ -95,7 +95,7 @@ impl TrapKind {
             C::UnreachableCodeReached => TrapKind::Unreachable,
             C::Interrupt => TrapKind::Interrupt,
             C::OutOfFuel => TrapKind::OutOfFuel,
-            C::NullReference => TrapKind::NullReference,
+            C::NullReference | C::NullFunctionReference => TrapKind::NullReference,
             C::AtomicWaitNonSharedMemory => TrapKind::HeapMisaligned,
         }
     }

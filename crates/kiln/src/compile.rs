@@ -121,7 +121,13 @@ fn runtime(engine: &Engine, info: Arc<CompiledModuleInfo>, code: Box<ModuleCode>
         crate::profiling::register_perf_map(&info, code.text_start());
     }
     let offsets = VMOffsets::new(&info.module);
-    let type_ids: Box<[u32]> = info.module.types.iter().map(|t| engine.inner.types.register(t)).collect();
+    // In order: a type refers only to earlier ones (checked when translating).
+    let mut type_ids: Vec<u32> = Vec::with_capacity(info.module.types.len());
+    for t in &info.module.types {
+        let id = engine.inner.types.register(&t.canonical(&type_ids));
+        type_ids.push(id);
+    }
+    let type_ids = type_ids.into_boxed_slice();
     Arc::new(ModuleRuntime {
         info,
         code,

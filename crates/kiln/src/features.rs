@@ -97,6 +97,12 @@ wasm_features! {
     /// Memories whose page size is 1 byte instead of 64 KiB (off by
     /// default: not part of WebAssembly 3.0).
     CustomPageSizes => "custom-page-sizes" [], "memories with 1-byte pages", off, WasmFeatures::CUSTOM_PAGE_SIZES;
+    /// Typed function references: `(ref $t)`, `call_ref`,
+    /// `return_call_ref`, `ref.as_non_null`, `br_on_null`,
+    /// `br_on_non_null`, non-nullable locals, table initializers (off by
+    /// default while the rest of WebAssembly 3.0 is missing).
+    FunctionReferences => "function-references" [], "typed function references", off,
+        WasmFeatures::FUNCTION_REFERENCES;
     /// `i64.add128`, `i64.sub128`, `i64.mul_wide_s`, `i64.mul_wide_u`
     /// (off by default: not part of WebAssembly 3.0).
     WideArithmetic => "wide-arithmetic" [], "128-bit add/sub and widening multiply", off,

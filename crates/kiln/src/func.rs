@@ -400,7 +400,11 @@ pub trait WasmTyList: Send + Sized {
             return Err(format!("expected {} values, the function has {}", want.len(), tys.len()));
         }
         for (i, (w, t)) in want.iter().zip(tys).enumerate() {
-            if w.to_env() != *t {
+            // `Option<Func>` stands for every function reference type; a
+            // typed or non-null one is checked value by value on each call
+            // (and its results are always functions).
+            let func_ref = |t: &env::WasmValType| matches!(t, env::WasmValType::Ref(r) if r.is_func());
+            if w.to_env() != *t && !(func_ref(&w.to_env()) && func_ref(t)) {
                 return Err(format!("value {i}: expected {}, the function has {t}", w));
             }
         }

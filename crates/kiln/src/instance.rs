@@ -143,14 +143,39 @@ fn limits_match(actual_min: u64, actual_max: Option<u64>, want_min: u64, want_ma
         }
 }
 
-/// Checks `ext` against the import's expected type.
-fn check_import(store: &StoreOpaque, module: &env::ModuleInfo, want: &EntityType, ext: &Extern) -> Result<()> {
+/// Whether a global of type `have` can be imported where `want` is
+/// declared (both in engine form): the same mutability, and the same
+/// content type, or for an immutable global a subtype of it.
+fn global_matches(have: env::GlobalType, want: env::GlobalType) -> bool {
+    have.mutable == want.mutable
+        && match (have.content, want.content) {
+            (env::WasmValType::Ref(h), env::WasmValType::Ref(w)) if !want.mutable => h.is_subtype_of(&w),
+            (h, w) => h == w,
+        }
+}
+
+/// Checks `ext` against the import's expected type. Types that name other
+/// types are compared in engine form (`type_ids`: the module's engine type
+/// ids), since the same type has different indices in different modules.
+fn check_import(
+    store: &StoreOpaque,
+    module: &env::ModuleInfo,
+    type_ids: &[u32],
+    want: &EntityType,
+    ext: &Extern,
+) -> Result<()> {
     let ok = match (want, ext) {
-        (EntityType::Function(t), Extern::Func(f)) => **store.vm().func_ty(f.0.index) == module.types[t.index()],
-        (EntityType::Global(g), Extern::Global(x)) => store.vm().global_ty(x.0.index) == *g,
+        (EntityType::Function(t), Extern::Func(f)) => {
+            **store.vm().func_ty(f.0.index) == module.types[t.index()].canonical(type_ids)
+        }
+        (EntityType::Global(g), Extern::Global(x)) => {
+            global_matches(store.vm().global_ty(x.0.index), g.canonical(type_ids))
+        }
         (EntityType::Table(t), Extern::Table(x)) => {
             let a = store.vm().table(x.0.index).ty();
-            a.element == t.element && a.table64 == t.table64 && limits_match(a.minimum, a.maximum, t.minimum, t.maximum)
+            a.element == t.element.canonical(type_ids)
+                && a.table64 == t.table64
+                && limits_match(a.minimum, a.maximum, t.minimum, t.maximum)
         }
         (EntityType::Memory(m), Extern::SharedMemory(x)) => {
             let a = x.mem.ty();
@@ -260,7 +285,7 @@ pub(crate) fn instantiate<T: 'static>(
             bail!("import `{}::{}` belongs to another store", imp.module, imp.field);
         }
         if !prechecked(i) {
-            check_import(opaque, info, &imp.ty, ext)
+            check_import(opaque, info, &module.runtime().type_ids, &imp.ty, ext)
                 .with_context(|| format!("import `{}::{}`", imp.module, imp.field))?;
         }
         vm_imports.push(match ext {

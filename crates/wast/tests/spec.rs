@@ -37,69 +37,22 @@ const UNSUPPORTED: &[(&str, &str)] = &[
          wasm-v2/unreached-invalid.wast runs and passes",
     ),
     (
-        "wasm-v3/br_on_non_null.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
-    (
-        "wasm-v3/br_on_null.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
-    (
-        "wasm-v3/br_table.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
-    (
-        "wasm-v3/call_ref.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
-    (
         "wasm-v3/data.wast",
         "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
     ),
     (
         "wasm-v3/elem.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21); also the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
+        "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
     ),
     (
         "wasm-v3/global.wast",
         "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
     ),
     ("wasm-v3/imports.wast", "needs exception handling (tags, `throw`, `try_table`; issue 21)"),
-    (
-        "wasm-v3/instance.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
-    (
-        "wasm-v3/linking.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
-    (
-        "wasm-v3/local_init.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
-    (
-        "wasm-v3/ref.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
-    (
-        "wasm-v3/ref_as_non_null.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
-    (
-        "wasm-v3/ref_is_null.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
+    ("wasm-v3/instance.wast", "needs exception handling (a tag import; issue 21)"),
     (
         "wasm-v3/ref_null.wast",
         "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
-    ),
-    (
-        "wasm-v3/return_call_ref.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
-    (
-        "wasm-v3/table.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
     ),
     (
         "wasm-v3/type-canon.wast",
@@ -107,85 +60,13 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ),
     (
         "wasm-v3/type-equivalence.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+        "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
     ),
     (
         "wasm-v3/type-rec.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21); also the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
-    ),
-    (
-        "wasm-v3/unreached-valid.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
+        "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
     ),
     ("exceptions", "needs exception handling (tags, `throw`, `try_table`; issue 21)"),
-    (
-        "function-references/binary.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
-    (
-        "function-references/br_on_non_null.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
-    (
-        "function-references/br_on_null.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
-    (
-        "function-references/br_table.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
-    (
-        "function-references/call_ref.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
-    (
-        "function-references/elem.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
-    (
-        "function-references/linking.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
-    (
-        "function-references/local_init.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
-    (
-        "function-references/ref.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
-    (
-        "function-references/ref_as_non_null.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
-    (
-        "function-references/ref_is_null.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
-    (
-        "function-references/ref_null.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
-    (
-        "function-references/return_call_ref.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
-    (
-        "function-references/table-sub.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
-    (
-        "function-references/table.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
-    (
-        "function-references/type-equivalence.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
-    (
-        "function-references/unreached-valid.wast",
-        "needs typed function references (`(ref $t)`, `call_ref`, `br_on_null`, non-nullable locals, table initializers; issue 21)",
-    ),
     (
         "gc/array.wast",
         "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
@@ -276,8 +157,16 @@ fn config_for(suite: &str, file: &str) -> Config {
         }
         // WebAssembly 3.0 and the proposals it merged: memory64 and
         // multi-memory are part of it.
-        "wasm-v3" | "exceptions" | "function-references" | "gc" => {
-            config.wasm_memory64(true).wasm_multi_memory(true);
+        "wasm-v3" | "exceptions" | "gc" => {
+            config
+                .wasm_memory64(true)
+                .wasm_multi_memory(true)
+                .wasm_feature_set(kiln::WasmFeature::FunctionReferences, true);
+        }
+        // A snapshot from before multi-memory and memory64 (its binary.wast
+        // expects the 1.0 reserved zero bytes).
+        "function-references" => {
+            config.wasm_feature_set(kiln::WasmFeature::FunctionReferences, true);
         }
         "custom-page-sizes" => {
             config

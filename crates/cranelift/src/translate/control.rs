@@ -83,7 +83,7 @@ impl ControlFrame {
     }
 
     /// The block a branch to this frame goes to, and how many values it carries.
-    fn branch_target(&self) -> (ir::Block, usize) {
+    pub(crate) fn branch_target(&self) -> (ir::Block, usize) {
         match self {
             ControlFrame::Loop { header, num_params, .. } => (*header, *num_params),
             ControlFrame::Block { destination, num_results, .. }
@@ -92,7 +92,7 @@ impl ControlFrame {
     }
 
     /// Records a branch to this frame.
-    fn mark_branched_to(&mut self) {
+    pub(crate) fn mark_branched_to(&mut self) {
         match self {
             ControlFrame::Block { exit_is_branched_to, .. } | ControlFrame::If { exit_is_branched_to, .. } => {
                 *exit_is_branched_to = true;

@@ -18,7 +18,7 @@ pub(crate) fn readonly() -> MemFlagsData {
 /// Flags for loads from a function reference's record: written before the
 /// reference is ever handed to wasm and never changed afterwards, but only
 /// valid once the reference is known to be non-null (so not hoistable).
-fn funcref_flags() -> MemFlagsData {
+pub(crate) fn funcref_flags() -> MemFlagsData {
     MemFlagsData::trusted().with_readonly()
 }
 
@@ -160,7 +160,7 @@ impl FuncTranslator<'_, '_> {
         })
     }
 
-    fn wasm_sig_ref(&mut self, type_index: TypeIndex) -> ir::SigRef {
+    pub(crate) fn wasm_sig_ref(&mut self, type_index: TypeIndex) -> ir::SigRef {
         let type_index = type_index.as_u32();
         if let Some(s) = self.sig_refs.get(&type_index) {
             return *s;

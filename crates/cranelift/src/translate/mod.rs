@@ -20,6 +20,7 @@ mod atomics;
 mod control;
 mod emitter;
 mod env;
+mod func_refs;
 mod interrupt;
 mod memory;
 mod ops;

@@ -143,6 +143,11 @@ impl FuncTranslator<'_, '_> {
                 self.push(v);
             }
             O::RefIsNull => self.eqz(),
+            O::RefAsNonNull => self.translate_ref_as_non_null(),
+            O::CallRef { type_index } => self.translate_call_ref(*type_index),
+            O::ReturnCallRef { type_index } => self.translate_return_call_ref(*type_index),
+            O::BrOnNull { relative_depth } => self.translate_br_on_null(*relative_depth),
+            O::BrOnNonNull { relative_depth } => self.translate_br_on_non_null(*relative_depth),
             O::RefFunc { function_index } => self.translate_ref_func(*function_index),
 
             // Memory.

@@ -288,7 +288,7 @@ impl Instance {
         }
         for d in info.defined_tables() {
             let index = info.table_index(d);
-            let ty = info.tables[index.index()];
+            let ty = info.tables[index.index()].canonical(&module.type_ids);
             let def = inst.vmctx_ptr::<VMTableDefinition>(offsets.defined_table(d));
             let lazy = info
                 .lazy_table(index)

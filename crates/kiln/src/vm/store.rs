@@ -23,10 +23,12 @@ use super::send_sync_ptr::SendSyncPtr;
 use super::store_hooks::VMStore;
 use super::store_ids::{FuncId, GlobalId, IdVec, InstanceId, MemoryId, ObjectId, TableId};
 use super::table::Table;
-use super::traphandlers::{EntryTrampoline, TrapRecord, enter_wasm};
+use super::traphandlers::{EntryTrampoline, TrapReason, TrapRecord, enter_wasm};
 use super::vmcontext::{VMContext, VMFuncRef, VMOpaqueContext, VMStoreContext, ValRaw};
 use crate::fast_hash::FastHashMap;
-use kiln_environ::{FuncIndex, FuncType, GlobalIndex, GlobalType, MemoryIndex, TableIndex, TableType, WasmValType};
+use kiln_environ::{
+    FuncIndex, FuncType, GlobalIndex, GlobalType, MemoryIndex, TableIndex, TableType, WasmHeapType, WasmValType,
+};
 use std::any::Any;
 use std::collections::HashSet;
 use std::ptr::NonNull;
@@ -361,7 +363,8 @@ impl VmStore {
         for d in info.defined_globals() {
             let g = info.global_index(d);
             let storage = handle.global_storage(g);
-            global_ids.push(self.globals.push(GlobalEntry { ty: info.globals[g.index()], storage }));
+            let ty = info.globals[g.index()].canonical(&module.type_ids);
+            global_ids.push(self.globals.push(GlobalEntry { ty, storage }));
         }
         self.instances.push(InstanceEntry {
             handle,
@@ -457,7 +460,7 @@ impl VmStore {
         let (owner, func) = self.wasm_owner(func_ref as usize).ok_or("not a function of this store")?;
         let module = self.instances[owner].handle.module().clone();
         let info = module.module();
-        let ty = info.func_type(func).clone();
+        let ty = info.func_type(func).canonical(&module.type_ids);
         let trampoline = module
             .entry_trampoline(info.func_type_index(func))
             .ok_or(format!("function {func} cannot be called from the host"))?;
@@ -571,7 +574,7 @@ impl VmStore {
     /// As `Table::new`; or `init` is not a reference of this store of the
     /// table's type.
     pub fn new_host_table(&mut self, ty: TableType, init: usize, allocator: &Allocator) -> Result<TableId, String> {
-        if !self.is_ref_of(ty.element.is_func(), init) {
+        if !self.holds_value(WasmValType::Ref(ty.element), ValRaw::ptr(init)) {
             return Err("table initial value is not a reference of this store".into());
         }
         let t = Table::new_host(ty, init, allocator)?;
@@ -650,8 +653,7 @@ impl VmStore {
     }
 
     fn check_table_value(&self, i: TableId, v: usize) -> Result<(), String> {
-        let func = self.table(i).ty().element.is_func();
-        if self.is_ref_of(func, v) {
+        if self.holds_value(WasmValType::Ref(self.table(i).ty().element), ValRaw::ptr(v)) {
             Ok(())
         } else {
             Err("value is not a reference of this store of the table's type".into())
@@ -780,26 +782,34 @@ impl VmStore {
         self.instance_func(owner, f).ok()
     }
 
-    /// Whether raw value `v` may be stored where a reference of the given
-    /// kind is expected: null, a function record of this store, or a
-    /// rooted externref.
-    fn is_ref_of(&self, func: bool, v: usize) -> bool {
-        v == 0
-            || if func {
-                self.funcs_by_ref.contains_key(&v) || self.wasm_owner(v).is_some()
-            } else {
-                self.externrefs.live.contains_key(&v)
-            }
+    /// The engine type id of function record `raw` if it is one of this
+    /// store's (a host function's or a wasm function's of one of its
+    /// instances; checked, so any address is safe to ask about).
+    fn func_record_type(&self, raw: usize) -> Option<u32> {
+        let known = self.funcs_by_ref.contains_key(&raw) || self.wasm_owner(raw).is_some();
+        // SAFETY: `raw` is the address of a live function record of this
+        // store (just checked against the store's own records).
+        known.then(|| unsafe { (*(raw as *const VMFuncRef)).type_id })
     }
 
-    /// Whether `v` is a valid value of type `ty` for this store: anything
-    /// for a numeric type; for a reference type, null or a reference this
-    /// store holds (see [`VmStore::is_ref_of`]).
+    /// Whether `v` is a valid value of type `ty` (in engine form) for this
+    /// store: anything for a numeric type; for a reference type, null if
+    /// the type is nullable, a rooted externref for `extern`, a function
+    /// record of this store for `func`, and one of exactly the named
+    /// signature for a typed function reference (compiled code calls those
+    /// without a signature check).
     pub fn holds_value(&self, ty: WasmValType, v: ValRaw) -> bool {
-        match ty {
-            WasmValType::FUNCREF => self.is_ref_of(true, v.get_ptr()),
-            WasmValType::EXTERNREF => self.is_ref_of(false, v.get_ptr()),
-            _ => true,
+        let WasmValType::Ref(r) = ty else { return true };
+        let raw = v.get_ptr();
+        if raw == 0 {
+            return r.nullable;
+        }
+        match r.heap {
+            WasmHeapType::Extern => self.externrefs.live.contains_key(&raw),
+            WasmHeapType::Func => self.func_record_type(raw).is_some(),
+            WasmHeapType::EngineFunc(id) => self.func_record_type(raw) == Some(id),
+            // Runtime objects only ever carry engine-form types.
+            WasmHeapType::ConcreteFunc(_) => false,
         }
     }
 
@@ -912,8 +922,11 @@ pub fn invoke_target<S: VMStore>(
     assert!(values.len() >= target.slots, "too few value slots");
     if target.ref_params {
         let ty = &vm.funcs[target.func].ty;
-        for (p, v) in ty.params().iter().zip(values.iter()) {
-            assert!(vm.holds_value(*p, *v), "reference argument of another store");
+        for (i, (p, v)) in ty.params().iter().zip(values.iter()).enumerate() {
+            if !vm.holds_value(*p, *v) {
+                let e = anyhow::anyhow!("argument {i} is not a value of type {p} of this store");
+                return Err(Box::new(TrapRecord { reason: TrapReason::Host(e), pcs: vec![] }));
+            }
         }
     }
     let store_ctx = vm.context_ptr();

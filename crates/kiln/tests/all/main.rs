@@ -7,6 +7,7 @@ mod cache_security;
 mod counted_loops;
 mod custom_page_sizes;
 mod fuel_prepay;
+mod func_refs;
 mod host_calls;
 mod instantiate;
 mod interrupt;

@@ -176,7 +176,12 @@ pub(super) fn fuel_cost(op: &Operator<'_>, c: &FuelCosts) -> u32 {
     use Operator as O;
     match op {
         O::Nop | O::Drop | O::Block { .. } | O::Loop { .. } | O::Else | O::End | O::Unreachable => c.structural,
-        O::Call { .. } | O::CallIndirect { .. } | O::ReturnCall { .. } | O::ReturnCallIndirect { .. } => c.call,
+        O::Call { .. }
+        | O::CallIndirect { .. }
+        | O::ReturnCall { .. }
+        | O::ReturnCallIndirect { .. }
+        | O::CallRef { .. }
+        | O::ReturnCallRef { .. } => c.call,
         op if is_bulk(op) => c.bulk,
         op if is_memory_access(op) => c.memory,
         _ => c.default,

@@ -119,6 +119,8 @@ fn ends_stretch(op: &Operator<'_>) -> bool {
             | O::End
             | O::Br { .. }
             | O::BrIf { .. }
+            | O::BrOnNull { .. }
+            | O::BrOnNonNull { .. }
             | O::BrTable { .. }
             | O::Return
             | O::Unreachable
@@ -126,5 +128,7 @@ fn ends_stretch(op: &Operator<'_>) -> bool {
             | O::CallIndirect { .. }
             | O::ReturnCall { .. }
             | O::ReturnCallIndirect { .. }
+            | O::CallRef { .. }
+            | O::ReturnCallRef { .. }
     )
 }

@@ -185,7 +185,15 @@ pub(crate) fn plan(body: &FunctionBody<'_>, locals: &[WasmValType], fuel: Option
             }
             if matches!(
                 op,
-                O::Br { .. } | O::BrIf { .. } | O::BrTable { .. } | O::If { .. } | O::Else | O::Return | O::Unreachable
+                O::Br { .. }
+                    | O::BrIf { .. }
+                    | O::BrOnNull { .. }
+                    | O::BrOnNonNull { .. }
+                    | O::BrTable { .. }
+                    | O::If { .. }
+                    | O::Else
+                    | O::Return
+                    | O::Unreachable
             ) {
                 c.branches += 1;
             }
@@ -246,7 +254,10 @@ pub(crate) fn plan(body: &FunctionBody<'_>, locals: &[WasmValType], fuel: Option
 fn branches_to(op: &Operator<'_>, frames: usize, target: usize) -> bool {
     let hits = |d: u32| frames.checked_sub(1 + d as usize) == Some(target);
     match op {
-        Operator::Br { relative_depth } | Operator::BrIf { relative_depth } => hits(*relative_depth),
+        Operator::Br { relative_depth }
+        | Operator::BrIf { relative_depth }
+        | Operator::BrOnNull { relative_depth }
+        | Operator::BrOnNonNull { relative_depth } => hits(*relative_depth),
         Operator::BrTable { targets } => hits(targets.default()) || targets.targets().any(|d| d.is_ok_and(hits)),
         _ => false,
     }
