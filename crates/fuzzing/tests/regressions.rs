@@ -75,32 +75,52 @@ fn has_memory64(wasm: &[u8]) -> bool {
 
 /// An artifact of an on-demand engine is accepted by a pooling engine with
 /// otherwise equal settings: the allocator does not shape compiled code
-/// (oracle false alarm, fixed in kiln-fuzzing; the cache target's input).
+/// (oracle false alarm, fixed in kiln-fuzzing). The case the cache
+/// target's input built, saved as module and settings so that generator
+/// changes cannot turn it into another case.
 #[test]
 fn regression_cache_artifact_between_pooling_and_on_demand() {
-    let name = "cache_artifact_between_pooling_and_on_demand.bin";
-    let data = fuzz_input(name);
-    let (case, mut rest) = replay(name, kiln_fuzzing::cache::generate, &data);
-    let only_the_allocator_differs =
-        KilnSettings { pooling: case.other.pooling, ..case.settings.clone() } == case.other;
-    assert!(
-        case.settings.pooling != case.other.pooling && only_the_allocator_differs,
-        "{name} builds another case: {case:?}"
-    );
-    if let Err((message, _)) = case.check(&mut rest) {
+    let name = "cache_artifact_between_pooling_and_on_demand.wat";
+    let settings = KilnSettings {
+        opt_level: kiln::OptLevel::None,
+        nan_canonicalization: true,
+        consume_fuel: true,
+        epoch_interruption: true,
+        memory_reservation: Some(262_144),
+        memory_guard_size: Some(0),
+        memory64: true,
+        threads: true,
+        relaxed_simd_deterministic: true,
+        ..KilnSettings::default()
+    };
+    let other = KilnSettings { pooling: true, ..settings.clone() };
+    let case = kiln_fuzzing::cache::Case {
+        wasm: wat(name),
+        settings,
+        other,
+        damage: vec![kiln_fuzzing::cache::Damage::Flip(0, 1)],
+    };
+    if let Err((message, _)) = case.check(&mut Unstructured::new(&[])) {
         panic!("{name}: {message}");
     }
 }
 
 /// wasmi 2.0.0's translator hits `unreachable!()` on a generated module;
 /// a panic of the reference engine makes the case inconclusive instead of
-/// failing the run (the differential target's input).
+/// failing the run (the differential target's case, saved as module and
+/// settings).
 #[test]
 fn regression_wasmi_translator_panic() {
-    let name = "wasmi_translator_panic.bin";
-    let data = fuzz_input(name);
-    let (case, mut rest) = replay(name, kiln_fuzzing::differential::generate, &data);
-    let v = case.check(&mut rest).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let name = "wasmi_translator_panic.wat";
+    let settings = KilnSettings {
+        opt_level: kiln::OptLevel::None,
+        multi_memory: true,
+        tail_call: true,
+        memory64: true,
+        relaxed_simd_deterministic: true,
+        ..KilnSettings::default()
+    };
+    let v = differential(name, settings, true);
     assert!(matches!(&v, Verdict::Inconclusive(m) if m.contains("wasmi panicked")), "{v:?}");
 }
 
