@@ -84,6 +84,11 @@ impl UnknownImports {
                     let mem = Memory::new(&mut *store, ty).with_context(what)?;
                     linker.define(m, n, mem)?;
                 }
+                // A fresh tag: nothing else can throw or catch it.
+                ExternType::Tag(ty) => {
+                    let tag = kiln::Tag::new(&mut *store, &ty).with_context(what)?;
+                    linker.define(m, n, tag)?;
+                }
             }
         }
         Ok(())

@@ -98,15 +98,8 @@ const EXECUTION: &[OptionHelp] = &[
 
 /// Wasmtime proposals Kiln does not implement: turning them off is
 /// accepted (it changes nothing), turning them on is an error.
-const NOT_IMPLEMENTED: &[&str] = &[
-    "gc",
-    "gc-support",
-    "exceptions",
-    "component-model",
-    "stack-switching",
-    "branch-hinting",
-    "shared-everything-threads",
-];
+const NOT_IMPLEMENTED: &[&str] =
+    &["gc", "gc-support", "component-model", "stack-switching", "branch-hinting", "shared-everything-threads"];
 
 impl WasmFlags {
     /// Flags holding `wasm_specs`, as if each was given with `-W`.

@@ -68,6 +68,10 @@ entity_indices! {
     GlobalIndex;
     /// A global the module defines, numbered from 0 after the imports.
     DefinedGlobalIndex;
+    /// A tag in the module's tag index space (imports first).
+    TagIndex;
+    /// A tag the module defines, numbered from 0 after the imports.
+    DefinedTagIndex;
     /// A type in the module's type section.
     TypeIndex;
 }

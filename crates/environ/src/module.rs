@@ -112,6 +112,9 @@ pub struct ModuleInfo {
     pub memories: Vec<MemoryType>,
     /// Every global, imports first.
     pub globals: Vec<GlobalType>,
+    /// The type (a function type whose parameters are the payload) of
+    /// every tag, imports first.
+    pub tags: Vec<TypeIndex>,
     /// Number of imported functions (they come first in `functions`).
     pub num_imported_funcs: u32,
     /// Number of imported tables.
@@ -120,6 +123,8 @@ pub struct ModuleInfo {
     pub num_imported_memories: u32,
     /// Number of imported globals.
     pub num_imported_globals: u32,
+    /// Number of imported tags.
+    pub num_imported_tags: u32,
     /// Initial values of the defined tables.
     pub table_inits: Vec<TableInit>,
     /// Initializers of the defined globals.
@@ -197,6 +202,31 @@ impl ModuleInfo {
     /// Number of globals defined (not imported).
     pub fn num_defined_globals(&self) -> u32 {
         self.globals.len() as u32 - self.num_imported_globals
+    }
+
+    /// Number of defined tags.
+    pub fn num_defined_tags(&self) -> u32 {
+        self.tags.len() as u32 - self.num_imported_tags
+    }
+
+    /// Whether tag `t` is imported.
+    pub fn is_imported_tag(&self, t: TagIndex) -> bool {
+        t.as_u32() < self.num_imported_tags
+    }
+
+    /// The defined-tag number of `t`, or `None` if it is imported.
+    pub fn defined_tag_index(&self, t: TagIndex) -> Option<DefinedTagIndex> {
+        t.as_u32().checked_sub(self.num_imported_tags).map(DefinedTagIndex::from_u32)
+    }
+
+    /// The tag index of defined tag `d`.
+    pub fn tag_index(&self, d: DefinedTagIndex) -> TagIndex {
+        TagIndex::from_u32(self.num_imported_tags + d.as_u32())
+    }
+
+    /// The module's defined tags, in order.
+    pub fn defined_tags(&self) -> impl ExactSizeIterator<Item = DefinedTagIndex> + use<> {
+        (0..self.num_defined_tags()).map(DefinedTagIndex::from_u32)
     }
 
     /// The signature of function `func`.
@@ -321,6 +351,10 @@ impl ModuleInfo {
         if self.functions.iter().any(|t| t.index() >= self.types.len()) {
             return Err("function type index");
         }
+        if self.tags.iter().any(|t| t.index() >= self.types.len()) || self.num_imported_tags as usize > self.tags.len()
+        {
+            return Err("tag type index");
+        }
         if self.num_imported_funcs > nf
             || self.num_imported_tables > nt
             || self.num_imported_memories > nm
@@ -338,6 +372,7 @@ impl ModuleInfo {
             EntityIndex::Table(i) => i.as_u32() < nt,
             EntityIndex::Memory(i) => i.as_u32() < nm,
             EntityIndex::Global(i) => i.as_u32() < ng,
+            EntityIndex::Tag(i) => i.index() < self.tags.len(),
         };
         if !self.imports.iter().all(|i| entity_ok(&i.index)) || !self.exports.iter().all(|e| entity_ok(&e.index)) {
             return Err("import or export index");
@@ -464,6 +499,7 @@ impl ModuleInfo {
             EntityIndex::Table(t) => EntityType::Table(self.tables[t.index()]),
             EntityIndex::Memory(m) => EntityType::Memory(self.memories[m.index()]),
             EntityIndex::Global(g) => EntityType::Global(self.globals[g.index()]),
+            EntityIndex::Tag(t) => EntityType::Tag(self.tags[t.index()]),
         }
     }
 }

@@ -127,7 +127,12 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
                                 EntityIndex::Global(GlobalIndex::from_u32(info.globals.len() as u32 - 1)),
                             )
                         }
-                        TypeRef::Tag(_) => return Err(WasmError::Unsupported("exception-handling tags".into())),
+                        TypeRef::Tag(t) => {
+                            let ty = TypeIndex::from_u32(t.func_type_idx);
+                            info.tags.push(ty);
+                            info.num_imported_tags += 1;
+                            (EntityType::Tag(ty), EntityIndex::Tag(TagIndex::from_u32(info.tags.len() as u32 - 1)))
+                        }
                     };
                     info.imports.push(Import {
                         module: import.module.to_string(),
@@ -161,7 +166,11 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
                     info.memories.push(MemoryType::from_wasmparser(&memory?));
                 }
             }
-            Payload::TagSection(_) => return Err(WasmError::Unsupported("exception-handling tags".into())),
+            Payload::TagSection(section) => {
+                for tag in section {
+                    info.tags.push(TypeIndex::from_u32(tag?.func_type_idx));
+                }
+            }
             Payload::GlobalSection(section) => {
                 for global in section {
                     let global = global?;
@@ -182,9 +191,7 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
                         wasmparser::ExternalKind::Table => EntityIndex::Table(TableIndex::from_u32(export.index)),
                         wasmparser::ExternalKind::Memory => EntityIndex::Memory(MemoryIndex::from_u32(export.index)),
                         wasmparser::ExternalKind::Global => EntityIndex::Global(GlobalIndex::from_u32(export.index)),
-                        wasmparser::ExternalKind::Tag => {
-                            return Err(WasmError::Unsupported("exception-handling tags".into()));
-                        }
+                        wasmparser::ExternalKind::Tag => EntityIndex::Tag(TagIndex::from_u32(export.index)),
                     };
                     info.exports.push(Export { name: export.name.to_string(), index });
                 }

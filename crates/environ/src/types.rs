@@ -421,6 +421,9 @@ pub enum EntityType {
     Memory(MemoryType),
     /// A global.
     Global(GlobalType),
+    /// An exception tag whose payload is the parameters of the function
+    /// type at this index (exception handling).
+    Tag(crate::TypeIndex),
 }
 
 /// Index of an entity in one of a module's index spaces.
@@ -434,4 +437,6 @@ pub enum EntityIndex {
     Memory(crate::MemoryIndex),
     /// Global index space.
     Global(crate::GlobalIndex),
+    /// Tag index space.
+    Tag(crate::TagIndex),
 }

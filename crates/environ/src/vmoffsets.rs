@@ -11,11 +11,15 @@
 //! imported tables:   [*mut VMTableDefinition]                          8 bytes each
 //! imported memories: [*mut VMMemoryDefinition]                         8 bytes each
 //! imported globals:  [*mut VMGlobalDefinition]                         8 bytes each
+//! imported tags:     [*const VMTagDefinition]                          8 bytes each
 //! defined tables:    [VMTableDefinition { base, current_elements }]    16 bytes each
 //! defined memories:  [VMMemoryDefinition { base, current_length }]     16 bytes each (for a
 //!                                                                      shared memory: a pointer
 //!                                                                      to its definition)
 //! defined globals:   [VMGlobalDefinition]                              16 bytes each, 16-aligned
+//! defined tags:      [VMTagDefinition { type_id }]                     8 bytes each (a tag's
+//!                                                                      identity is the address
+//!                                                                      of its definition)
 //! funcrefs:          [VMFuncRef { wasm_call, vmctx, type_id }]         24 bytes each, one per
 //!                                                                      escaping defined function
 //! ```
@@ -115,6 +119,15 @@ pub mod definition {
 
 /// Size of each global slot.
 pub const GLOBAL_SIZE: u32 = 16;
+
+/// `VMTagDefinition`: a defined exception tag.
+pub mod tag {
+    /// Engine-wide type id of the tag's function type (its payload is the
+    /// parameters).
+    pub const TYPE_ID: u32 = 0;
+    /// Size of the structure.
+    pub const SIZE: u32 = 8;
+}
 /// Size of a value slot in array calls (`ValRaw`).
 pub const VAL_RAW_SIZE: u32 = 16;
 
@@ -125,17 +138,21 @@ pub struct VMOffsets {
     num_imported_tables: u32,
     num_imported_memories: u32,
     num_imported_globals: u32,
+    num_imported_tags: u32,
     num_defined_tables: u32,
     num_defined_memories: u32,
     num_defined_globals: u32,
+    num_defined_tags: u32,
     num_funcrefs: u32,
     imported_funcs: u32,
     imported_tables: u32,
     imported_memories: u32,
     imported_globals: u32,
+    imported_tags: u32,
     defined_tables: u32,
     defined_memories: u32,
     defined_globals: u32,
+    defined_tags: u32,
     funcrefs: u32,
     size: u32,
 }
@@ -154,33 +171,41 @@ impl VMOffsets {
         let num_defined_tables = module.num_defined_tables();
         let num_defined_memories = module.num_defined_memories();
         let num_defined_globals = module.num_defined_globals();
+        let num_imported_tags = module.num_imported_tags;
+        let num_defined_tags = module.num_defined_tags();
         let num_funcrefs = module.defined_escaping_funcs().len() as u32;
 
         let imported_funcs = vmctx_header::SIZE;
         let imported_tables = imported_funcs + num_imported_funcs * func_import::SIZE;
         let imported_memories = imported_tables + num_imported_tables * 8;
         let imported_globals = imported_memories + num_imported_memories * 8;
-        let defined_tables = align(imported_globals + num_imported_globals * 8, 16);
+        let imported_tags = imported_globals + num_imported_globals * 8;
+        let defined_tables = align(imported_tags + num_imported_tags * 8, 16);
         let defined_memories = defined_tables + num_defined_tables * definition::SIZE;
         let defined_globals = align(defined_memories + num_defined_memories * definition::SIZE, 16);
-        let funcrefs = defined_globals + num_defined_globals * GLOBAL_SIZE;
+        let defined_tags = defined_globals + num_defined_globals * GLOBAL_SIZE;
+        let funcrefs = defined_tags + num_defined_tags * tag::SIZE;
         let size = align(funcrefs + num_funcrefs * func_ref::SIZE, 16);
         VMOffsets {
             num_imported_funcs,
             num_imported_tables,
             num_imported_memories,
             num_imported_globals,
+            num_imported_tags,
             num_defined_tables,
             num_defined_memories,
             num_defined_globals,
+            num_defined_tags,
             num_funcrefs,
             imported_funcs,
             imported_tables,
             imported_memories,
             imported_globals,
+            imported_tags,
             defined_tables,
             defined_memories,
             defined_globals,
+            defined_tags,
             funcrefs,
             size,
         }
@@ -236,6 +261,18 @@ impl VMOffsets {
     pub fn defined_global(&self, i: DefinedGlobalIndex) -> u32 {
         debug_assert!(i.as_u32() < self.num_defined_globals);
         self.defined_globals + i.as_u32() * GLOBAL_SIZE
+    }
+
+    /// Offset of the pointer to imported tag `i`'s definition.
+    pub fn imported_tag(&self, i: TagIndex) -> u32 {
+        debug_assert!(i.as_u32() < self.num_imported_tags);
+        self.imported_tags + i.as_u32() * 8
+    }
+
+    /// Offset of defined tag `i`'s definition.
+    pub fn defined_tag(&self, i: DefinedTagIndex) -> u32 {
+        debug_assert!(i.as_u32() < self.num_defined_tags);
+        self.defined_tags + i.as_u32() * tag::SIZE
     }
 
     /// Offset of funcref record `slot` (see [`funcref_slot`]).

@@ -744,7 +744,7 @@ impl KilnSide {
                     }
                     s.tables.push((name, size, elems));
                 }
-                kiln::Extern::Func(_) => {}
+                kiln::Extern::Func(_) | kiln::Extern::Tag(_) => {}
             }
         }
         s

@@ -43,6 +43,7 @@ pub fn definition<T: 'static>(store: &mut Store<T>, ty: &ExternType) -> Result<E
         ExternType::Memory(m) if m.is_shared() => Extern::SharedMemory(SharedMemory::new(store.engine(), *m)?),
         ExternType::Memory(m) => Extern::Memory(Memory::new(&mut *store, *m)?),
         ExternType::Table(t) => Extern::Table(Table::new(&mut *store, *t, Val::default_for(t.element()))?),
+        ExternType::Tag(t) => Extern::Tag(kiln::Tag::new(&mut *store, t)?),
     })
 }
 

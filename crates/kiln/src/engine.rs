@@ -75,6 +75,11 @@ impl Default for Engine {
 }
 
 impl Engine {
+    /// The engine-wide id of function type `ty` (in engine form).
+    pub(crate) fn register_type(&self, ty: &kiln_environ::FuncType) -> u32 {
+        self.inner.types.register(ty)
+    }
+
     /// Creates an engine with `config`.
     ///
     /// # Errors

@@ -3,6 +3,7 @@
 use crate::WasmFeature;
 use crate::func::Func;
 use crate::store::{AsContext, AsContextMut, StoreOpaque, Stored};
+use crate::tag::Tag;
 use crate::types::{ExternType, GlobalType, MemoryType, Mutability, TableType, ValType};
 use crate::values::Val;
 use crate::vm;
@@ -22,6 +23,8 @@ pub enum Extern {
     Memory(Memory),
     /// A linear memory shared between threads (threads proposal).
     SharedMemory(SharedMemory),
+    /// An exception tag (exception handling).
+    Tag(Tag),
 }
 
 impl Extern {
@@ -45,6 +48,11 @@ impl Extern {
         if let Extern::Memory(m) = self { Some(m) } else { None }
     }
 
+    /// The tag, if this is one.
+    pub fn into_tag(self) -> Option<Tag> {
+        if let Extern::Tag(t) = self { Some(t) } else { None }
+    }
+
     /// The shared memory, if this is one.
     pub fn into_shared_memory(self) -> Option<SharedMemory> {
         if let Extern::SharedMemory(m) = self { Some(m) } else { None }
@@ -58,7 +66,14 @@ impl Extern {
             Extern::Table(t) => ExternType::Table(t.ty(&store)),
             Extern::Memory(m) => ExternType::Memory(m.ty(&store)),
             Extern::SharedMemory(m) => ExternType::Memory(m.ty()),
+            Extern::Tag(t) => ExternType::Tag(t.ty(&store)),
         }
+    }
+}
+
+impl From<Tag> for Extern {
+    fn from(t: Tag) -> Extern {
+        Extern::Tag(t)
     }
 }
 

@@ -103,6 +103,10 @@ wasm_features! {
     /// default while the rest of WebAssembly 3.0 is missing).
     FunctionReferences => "function-references" [], "typed function references", off,
         WasmFeatures::FUNCTION_REFERENCES;
+    /// Exception handling. So far only tags (defined, imported, exported;
+    /// `Tag` in the API): `throw`, `throw_ref` and `try_table` are not
+    /// implemented yet, and modules using them fail to compile.
+    Exceptions => "exceptions" [], "exception handling (tags only so far)", off, WasmFeatures::EXCEPTIONS;
     /// `i64.add128`, `i64.sub128`, `i64.mul_wide_s`, `i64.mul_wide_u`
     /// (off by default: not part of WebAssembly 3.0).
     WideArithmetic => "wide-arithmetic" [], "128-bit add/sub and widening multiply", off,

@@ -6,6 +6,7 @@ use crate::func::{Func, TypedFunc, WasmParams, WasmResults};
 use crate::module::Module;
 use crate::store::StoreId;
 use crate::store::{AsContextMut, StoreInner, StoreOpaque, Stored};
+use crate::tag::Tag;
 use crate::trap::Trap;
 use crate::types::ExternType;
 use crate::vm;
@@ -82,6 +83,15 @@ impl Instance {
         self.get_export(store, name)?.into_global()
     }
 
+    /// The exported tag `name`, if there is one.
+    ///
+    /// # Panics
+    ///
+    /// `store` is not the store this object belongs to.
+    pub fn get_tag(&self, store: impl AsContextMut, name: &str) -> Option<Tag> {
+        self.get_export(store, name)?.into_tag()
+    }
+
     /// All exports, as `(name, item)` pairs in declaration order.
     ///
     /// # Panics
@@ -132,6 +142,7 @@ fn export_item(store: &mut StoreOpaque, instance: InstanceId, index: EntityIndex
             Extern::Table(Table(store.stored(store.vm().instance_table(instance, t))))
         }
         EntityIndex::Global(g) => Extern::Global(Global(store.stored(store.vm().instance_global(instance, g)))),
+        EntityIndex::Tag(t) => Extern::Tag(Tag(store.stored(store.vm().instance_tag(instance, t)))),
     })
 }
 
@@ -191,6 +202,9 @@ fn check_import(
                 && a.page_size_log2 == m.page_size_log2
                 && limits_match(a.minimum, a.maximum, m.minimum, m.maximum)
         }
+        (EntityType::Tag(t), Extern::Tag(x)) => {
+            **store.vm().tag_ty(x.0.index) == module.types[t.index()].canonical(type_ids)
+        }
         _ => false,
     };
     if ok {
@@ -202,6 +216,9 @@ fn check_import(
         Extern::Table(x) => ExternType::Table(crate::types::TableType(store.vm().table(x.0.index).ty())),
         Extern::Memory(x) => ExternType::Memory(crate::types::MemoryType(store.vm().memory(x.0.index).ty())),
         Extern::SharedMemory(x) => ExternType::Memory(x.ty()),
+        Extern::Tag(x) => {
+            ExternType::Tag(crate::TagType(crate::types::FuncType((**store.vm().tag_ty(x.0.index)).clone())))
+        }
     };
     bail!("incompatible import type: expected {}, found {}", ExternType::from_entity(module, want), found)
 }
@@ -244,6 +261,7 @@ fn describe(module: &env::ModuleInfo, kind: &str, index: EntityIndex) -> String 
         EntityIndex::Table(i) => i.as_u32(),
         EntityIndex::Memory(i) => i.as_u32(),
         EntityIndex::Global(i) => i.as_u32(),
+        EntityIndex::Tag(i) => i.as_u32(),
     };
     match module.exports.iter().find(|e| e.index == index) {
         Some(e) => format!("{kind} {n} (export {:?})", e.name),
@@ -258,6 +276,7 @@ fn store_of(ext: &Extern) -> StoreId {
         Extern::Global(g) => g.0.store,
         Extern::Table(t) => t.0.store,
         Extern::Memory(m) => m.0.store,
+        Extern::Tag(t) => t.0.store,
         Extern::SharedMemory(_) => StoreId::shared(),
     }
 }
@@ -292,6 +311,7 @@ pub(crate) fn instantiate<T: 'static>(
             Extern::Func(f) => Import::Func(f.0.index),
             Extern::Table(t) => Import::Table(t.0.index),
             Extern::Memory(m) => Import::Memory(m.0.index),
+            Extern::Tag(t) => Import::Tag(t.0.index),
             Extern::SharedMemory(m) => {
                 if !Engine::same(&m.engine, opaque.engine()) {
                     bail!("import `{}::{}`: shared memory belongs to another engine", imp.module, imp.field);

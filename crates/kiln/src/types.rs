@@ -248,6 +248,8 @@ pub enum ExternType {
     Table(TableType),
     /// A memory.
     Memory(MemoryType),
+    /// An exception tag.
+    Tag(crate::TagType),
 }
 
 impl ExternType {
@@ -257,6 +259,7 @@ impl ExternType {
             env::EntityType::Table(t) => ExternType::Table(TableType(*t)),
             env::EntityType::Memory(m) => ExternType::Memory(MemoryType(*m)),
             env::EntityType::Global(g) => ExternType::Global(GlobalType(*g)),
+            env::EntityType::Tag(t) => ExternType::Tag(crate::TagType(FuncType(module.types[t.index()].clone()))),
         }
     }
 
@@ -267,6 +270,7 @@ impl ExternType {
             ExternType::Global(_) => "global",
             ExternType::Table(_) => "table",
             ExternType::Memory(_) => "memory",
+            ExternType::Tag(_) => "tag",
         }
     }
 }
@@ -278,6 +282,7 @@ impl fmt::Display for ExternType {
             ExternType::Global(g) => g.0.fmt(f),
             ExternType::Table(t) => t.0.fmt(f),
             ExternType::Memory(m) => m.0.fmt(f),
+            ExternType::Tag(t) => t.fmt(f),
         }
     }
 }

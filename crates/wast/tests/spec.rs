@@ -48,8 +48,7 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "wasm-v3/global.wast",
         "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
     ),
-    ("wasm-v3/imports.wast", "needs exception handling (tags, `throw`, `try_table`; issue 21)"),
-    ("wasm-v3/instance.wast", "needs exception handling (a tag import; issue 21)"),
+    ("wasm-v3/instance.wast", "needs `throw` and `try_table` (issue 21)"),
     (
         "wasm-v3/ref_null.wast",
         "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
@@ -66,7 +65,7 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "wasm-v3/type-rec.wast",
         "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
     ),
-    ("exceptions", "needs exception handling (tags, `throw`, `try_table`; issue 21)"),
+    ("exceptions", "needs `throw`, `throw_ref` and `try_table` (tags alone work; issue 21)"),
     (
         "gc/array.wast",
         "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
@@ -161,7 +160,8 @@ fn config_for(suite: &str, file: &str) -> Config {
             config
                 .wasm_memory64(true)
                 .wasm_multi_memory(true)
-                .wasm_feature_set(kiln::WasmFeature::FunctionReferences, true);
+                .wasm_feature_set(kiln::WasmFeature::FunctionReferences, true)
+                .wasm_feature_set(kiln::WasmFeature::Exceptions, true);
         }
         // A snapshot from before multi-memory and memory64 (its binary.wast
         // expects the 1.0 reserved zero bytes).

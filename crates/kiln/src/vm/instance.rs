@@ -24,6 +24,8 @@ pub struct Imports {
     pub memories: Vec<NonNull<Memory>>,
     /// Imported globals' storage.
     pub globals: Vec<NonNull<VMGlobalDefinition>>,
+    /// Imported tags' definitions.
+    pub tags: Vec<NonNull<VMTagDefinition>>,
     /// Shared memories among `memories`, kept alive by the instance.
     pub shared: Vec<Arc<Memory>>,
 }
@@ -252,6 +254,13 @@ impl Instance {
             for (i, g) in imports.globals.iter().enumerate() {
                 inst.write(offsets.imported_global(GlobalIndex::from_u32(i as u32)), g.as_ptr());
             }
+            for (i, t) in imports.tags.iter().enumerate() {
+                inst.write(offsets.imported_tag(TagIndex::from_u32(i as u32)), t.as_ptr().cast_const());
+            }
+            for d in info.defined_tags() {
+                let ty = info.tags[info.tag_index(d).index()];
+                inst.write(offsets.defined_tag(d), VMTagDefinition::new(module.type_ids[ty.index()]));
+            }
         }
 
         for d in info.defined_memories() {
@@ -378,6 +387,21 @@ impl Instance {
             None => unsafe {
                 NonNull::new_unchecked(
                     *self.vmctx_ptr::<*mut VMGlobalDefinition>(self.module.offsets.imported_global(g)).as_ptr(),
+                )
+            },
+        }
+    }
+
+    /// The definition of tag `t` (module tag index, imports included).
+    pub fn tag_ptr(&self, t: TagIndex) -> NonNull<VMTagDefinition> {
+        match self.module.module().defined_tag_index(t) {
+            Some(d) => self.vmctx_ptr(self.module.offsets.defined_tag(d)),
+            // SAFETY: the imported-tag slot was written at instantiation with
+            // a valid, store-owned definition pointer.
+            None => unsafe {
+                NonNull::new_unchecked(
+                    (*self.vmctx_ptr::<*const VMTagDefinition>(self.module.offsets.imported_tag(t)).as_ptr())
+                        .cast_mut(),
                 )
             },
         }

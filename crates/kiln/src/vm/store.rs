@@ -21,13 +21,14 @@ use super::memory::{Memory, MemoryError};
 use super::module_runtime::ModuleRuntime;
 use super::send_sync_ptr::SendSyncPtr;
 use super::store_hooks::VMStore;
-use super::store_ids::{FuncId, GlobalId, IdVec, InstanceId, MemoryId, ObjectId, TableId};
+use super::store_ids::{FuncId, GlobalId, IdVec, InstanceId, MemoryId, ObjectId, TableId, TagId};
 use super::table::Table;
 use super::traphandlers::{EntryTrampoline, TrapReason, TrapRecord, enter_wasm};
-use super::vmcontext::{VMContext, VMFuncRef, VMOpaqueContext, VMStoreContext, ValRaw};
+use super::vmcontext::{VMContext, VMFuncRef, VMOpaqueContext, VMStoreContext, VMTagDefinition, ValRaw};
 use crate::fast_hash::FastHashMap;
 use kiln_environ::{
-    FuncIndex, FuncType, GlobalIndex, GlobalType, MemoryIndex, TableIndex, TableType, WasmHeapType, WasmValType,
+    FuncIndex, FuncType, GlobalIndex, GlobalType, MemoryIndex, TableIndex, TableType, TagIndex, WasmHeapType,
+    WasmValType,
 };
 use std::any::Any;
 use std::collections::HashSet;
@@ -51,6 +52,14 @@ enum TableEntry {
     Host(Box<Table>),
     /// Defined by an instance: (instance, module table index).
     Instance(InstanceId, u32),
+}
+
+/// A tag: its type (engine form) and definition, which is its identity.
+struct TagEntry {
+    ty: Arc<FuncType>,
+    def: NonNull<VMTagDefinition>,
+    /// The definition, for a tag the host created (instances own theirs).
+    _owned: Option<Box<VMTagDefinition>>,
 }
 
 /// A global: its type and storage.
@@ -85,6 +94,7 @@ struct InstanceEntry {
     memories: Vec<MemoryId>,
     tables: Vec<TableId>,
     globals: Vec<GlobalId>,
+    tags: Vec<TagId>,
 }
 
 /// Strong references to every externref that has been handed to wasm, by
@@ -108,6 +118,8 @@ pub enum Import {
     SharedMemory(Arc<Memory>),
     /// A global of this store.
     Global(GlobalId),
+    /// A tag of this store.
+    Tag(TagId),
 }
 
 /// What a function is, for the API layer.
@@ -137,6 +149,7 @@ pub struct VmStore {
     tables: IdVec<TableId, TableEntry>,
     globals: IdVec<GlobalId, GlobalEntry>,
     funcs: IdVec<FuncId, FuncEntry>,
+    tags: IdVec<TagId, TagEntry>,
     funcs_by_ref: FastHashMap<usize, FuncId>,
     host_funcs: Vec<Box<dyn Any + Send + Sync>>,
     externrefs: ExternRefRoots,
@@ -199,6 +212,7 @@ impl VmStore {
             tables: IdVec::new(),
             globals: IdVec::new(),
             funcs: IdVec::new(),
+            tags: IdVec::new(),
             funcs_by_ref: FastHashMap::default(),
             host_funcs: Vec::new(),
             externrefs: ExternRefRoots::default(),
@@ -308,7 +322,8 @@ impl VmStore {
         let mut vm_imports = Imports::default();
         let mut func_ids = FastHashMap::default();
         func_ids.reserve(info.num_imported_funcs as usize);
-        let (mut mem_ids, mut table_ids, mut global_ids) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut mem_ids, mut table_ids, mut global_ids, mut tag_ids) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for import in imports {
             match import {
                 Import::Func(f) => {
@@ -332,15 +347,26 @@ impl VmStore {
                     vm_imports.globals.push(self.globals[*g].storage.as_ptr());
                     global_ids.push(*g);
                 }
+                Import::Tag(t) => {
+                    vm_imports.tags.push(self.tags[*t].def);
+                    tag_ids.push(*t);
+                }
             }
         }
         assert_eq!(
-            (vm_imports.funcs.len(), vm_imports.tables.len(), vm_imports.memories.len(), vm_imports.globals.len()),
+            (
+                vm_imports.funcs.len(),
+                vm_imports.tables.len(),
+                vm_imports.memories.len(),
+                vm_imports.globals.len(),
+                vm_imports.tags.len()
+            ),
             (
                 info.num_imported_funcs as usize,
                 info.num_imported_tables as usize,
                 info.num_imported_memories as usize,
-                info.num_imported_globals as usize
+                info.num_imported_globals as usize,
+                info.num_imported_tags as usize
             ),
             "imports do not match the module"
         );
@@ -366,12 +392,18 @@ impl VmStore {
             let ty = info.globals[g.index()].canonical(&module.type_ids);
             global_ids.push(self.globals.push(GlobalEntry { ty, storage }));
         }
+        for d in info.defined_tags() {
+            let t = info.tag_index(d);
+            let ty = Arc::new(info.types[info.tags[t.index()].index()].canonical(&module.type_ids));
+            tag_ids.push(self.tags.push(TagEntry { ty, def: handle.tag_ptr(t), _owned: None }));
+        }
         self.instances.push(InstanceEntry {
             handle,
             funcs: func_ids,
             memories: mem_ids,
             tables: table_ids,
             globals: global_ids,
+            tags: tag_ids,
         });
         for d in info.defined_memories() {
             self.push_memory(MemoryEntry::Instance(id, info.memory_index(d).as_u32()));
@@ -430,6 +462,32 @@ impl VmStore {
     /// Either index is out of bounds.
     pub fn instance_global(&self, i: InstanceId, g: GlobalIndex) -> GlobalId {
         self.instances[i].globals[g.index()]
+    }
+
+    /// The store tag of tag `t` of instance `i`.
+    ///
+    /// # Panics
+    ///
+    /// Either index is out of bounds.
+    pub fn instance_tag(&self, i: InstanceId, t: TagIndex) -> TagId {
+        self.instances[i].tags[t.index()]
+    }
+
+    /// Creates a tag of type `ty` (in engine form, of engine type id
+    /// `type_id`) for the host.
+    pub fn new_host_tag(&mut self, ty: Arc<FuncType>, type_id: u32) -> TagId {
+        let owned = Box::new(VMTagDefinition::new(type_id));
+        let def = NonNull::from(&*owned);
+        self.tags.push(TagEntry { ty, def, _owned: Some(owned) })
+    }
+
+    /// The type of tag `t`.
+    ///
+    /// # Panics
+    ///
+    /// `t` is out of bounds.
+    pub fn tag_ty(&self, t: TagId) -> &Arc<FuncType> {
+        &self.tags[t].ty
     }
 
     /// The store function index of function `f` of instance `i`, created on

@@ -42,6 +42,8 @@ object_ids! {
     GlobalId;
     /// An instance of a store.
     InstanceId;
+    /// An exception tag of a store.
+    TagId;
 }
 
 /// A store's list of objects of one kind, indexed by their id type `I`.

@@ -138,6 +138,23 @@ pub struct VMMemoryDefinition {
     pub current_length: u64,
 }
 
+/// A defined exception tag: its engine type id. Compiled code and the
+/// runtime tell tags apart by the address of their definition.
+#[repr(C)]
+#[derive(Debug)]
+pub struct VMTagDefinition {
+    /// Engine-wide type id of the tag's function type.
+    pub type_id: u32,
+    _pad: u32,
+}
+
+impl VMTagDefinition {
+    /// A definition for a tag of engine type `type_id`.
+    pub fn new(type_id: u32) -> VMTagDefinition {
+        VMTagDefinition { type_id, _pad: 0 }
+    }
+}
+
 /// Storage of one global: 16 bytes, enough for a `v128`.
 #[repr(C, align(16))]
 #[derive(Debug, Clone, Copy, Default)]
@@ -296,6 +313,8 @@ const _: () = {
     assert!(std::mem::offset_of!(VMMemoryDefinition, base) == definition::BASE as usize);
     assert!(std::mem::offset_of!(VMMemoryDefinition, current_length) == definition::LENGTH as usize);
     assert!(std::mem::size_of::<VMGlobalDefinition>() == kiln_environ::GLOBAL_SIZE as usize);
+    assert!(std::mem::size_of::<VMTagDefinition>() == kiln_environ::vmoffsets::tag::SIZE as usize);
+    assert!(std::mem::offset_of!(VMTagDefinition, type_id) == kiln_environ::vmoffsets::tag::TYPE_ID as usize);
     assert!(std::mem::size_of::<ValRaw>() == kiln_environ::VAL_RAW_SIZE as usize);
     assert!(std::mem::offset_of!(VMStoreContext, fuel_consumed) == store_context::FUEL_CONSUMED as usize);
     assert!(std::mem::offset_of!(VMStoreContext, epoch_deadline) == store_context::EPOCH_DEADLINE as usize);

@@ -15,5 +15,6 @@ mod malformed;
 mod memory64;
 mod memory_faults;
 mod tables;
+mod tags;
 mod threads;
 mod traps;
