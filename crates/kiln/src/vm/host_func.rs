@@ -103,10 +103,10 @@ impl<S: 'static> VMHostFuncContext<S> {
 ///
 /// `callee` is a live `VMHostFuncContext<S>`, called from wasm of a store
 /// whose call into wasm is the innermost activation on this thread;
-/// `caller` is the calling instance's live VMContext (typed opaque and
-/// possibly null at this C boundary: it is checked, not trusted, before
-/// its instance is looked up), and `values` points to `len` writable slots
-/// holding the arguments.
+/// `caller` is the calling instance's live VMContext (kept raw and opaque
+/// at this C boundary: it is checked for null and for an instance's magic,
+/// not trusted, before its instance is looked up), and `values` points to
+/// `len` writable slots holding the arguments.
 unsafe extern "C" fn array_call_shim<S: VMStore + 'static>(
     callee: NonNull<VMOpaqueContext>,
     caller: *mut VMOpaqueContext,

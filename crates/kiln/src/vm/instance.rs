@@ -232,7 +232,7 @@ impl Instance {
         unsafe {
             inst.write(vmctx_header::MAGIC, VMCTX_MAGIC);
             inst.write(vmctx_header::STORE_CONTEXT, store_ctx);
-            inst.write(vmctx_header::BUILTINS, &BUILTINS as *const _ as *const u8);
+            inst.write(vmctx_header::BUILTINS, &raw const BUILTINS);
             inst.write(vmctx_header::TYPE_IDS, module.type_ids.as_ptr());
             inst.write(vmctx_header::EPOCH_PTR, epoch);
             inst.write(vmctx_header::INSTANCE, inst_ptr);

@@ -58,9 +58,11 @@ pub struct TrapRecord {
     pub pcs: Vec<usize>,
 }
 
-/// Saved stack pointer and resume address (see the assembly below).
+/// Saved stack pointer and resume address, written and read by
+/// `arch::kiln_enter` / `arch::kiln_unwind` (two machine words, so plain
+/// integers).
 #[repr(C)]
-struct JmpBuf {
+pub struct JmpBuf {
     sp: usize,
     resume: usize,
 }
@@ -199,7 +201,7 @@ pub unsafe fn enter_wasm(
     // SAFETY: `kiln_enter` follows the C ABI and preserves callee-saved
     // registers on both of its return paths; the trampoline's contract is
     // the caller's.
-    let r = unsafe { arch::kiln_enter(act.jmp.get().cast(), callee, values, wasm_call, trampoline) };
+    let r = unsafe { arch::kiln_enter(act.jmp.get(), callee, values, wasm_call, trampoline) };
     THREAD.with(|t| t.current.set(act.prev));
     // SAFETY: the store's live context (the function's contract); the wasm
     // this call ran has returned or been unwound, so nothing else uses it.
@@ -249,7 +251,7 @@ pub fn raise(reason: TrapReason) -> ! {
         let ctx = &*act.store_ctx;
         let pcs = capture_pcs(ctx.last_wasm_exit_pc, ctx.last_wasm_exit_fp, ctx.last_wasm_entry_fp, true);
         *act.trap.get() = Some(TrapRecord { reason, pcs });
-        arch::kiln_unwind(act.jmp.get().cast())
+        arch::kiln_unwind(act.jmp.get())
     }
 }
 

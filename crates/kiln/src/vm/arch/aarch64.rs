@@ -1,7 +1,7 @@
 //! aarch64: entering and leaving wasm, signal contexts and the builtin
 //! stubs (epoch interruption by signal is x86-64 only).
 
-use crate::vm::traphandlers::EntryTrampoline;
+use crate::vm::traphandlers::{EntryTrampoline, JmpBuf};
 use crate::vm::vmcontext::{VMContext, ValRaw};
 use std::ptr::NonNull;
 
@@ -15,7 +15,7 @@ use std::ptr::NonNull;
 /// the trampoline's own contract holds for the other arguments.
 #[unsafe(naked)]
 pub unsafe extern "C" fn kiln_enter(
-    _buf: *mut u8,
+    _buf: *mut JmpBuf,
     _callee: NonNull<VMContext>,
     _values: *mut ValRaw,
     _wasm_call: *const u8,
@@ -66,7 +66,7 @@ pub unsafe extern "C" fn kiln_enter(
 /// stack; every frame above it may be discarded (nothing in them needs
 /// dropping).
 #[unsafe(naked)]
-pub unsafe extern "C" fn kiln_unwind(_buf: *mut u8) -> ! {
+pub unsafe extern "C" fn kiln_unwind(_buf: *mut JmpBuf) -> ! {
     core::arch::naked_asm!("ldr x9, [x0]", "mov sp, x9", "ldr x9, [x0, #8]", "br x9")
 }
 

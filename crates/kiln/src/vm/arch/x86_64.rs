@@ -1,7 +1,7 @@
 //! x86-64: entering and leaving wasm, signal contexts, the epoch stub and
 //! the builtin stubs.
 
-use crate::vm::traphandlers::EntryTrampoline;
+use crate::vm::traphandlers::{EntryTrampoline, JmpBuf};
 use crate::vm::vmcontext::{VMContext, ValRaw};
 use std::ptr::NonNull;
 
@@ -16,7 +16,7 @@ use std::ptr::NonNull;
 /// the trampoline's own contract holds for the other arguments.
 #[unsafe(naked)]
 pub unsafe extern "C" fn kiln_enter(
-    _buf: *mut u8,
+    _buf: *mut JmpBuf,
     _callee: NonNull<VMContext>,
     _values: *mut ValRaw,
     _wasm_call: *const u8,
@@ -62,7 +62,7 @@ pub unsafe extern "C" fn kiln_enter(
 /// stack; every frame above it may be discarded (nothing in them needs
 /// dropping).
 #[unsafe(naked)]
-pub unsafe extern "C" fn kiln_unwind(_buf: *mut u8) -> ! {
+pub unsafe extern "C" fn kiln_unwind(_buf: *mut JmpBuf) -> ! {
     core::arch::naked_asm!("mov rsp, [rdi]", "jmp qword ptr [rdi + 8]")
 }
 
