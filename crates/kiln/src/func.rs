@@ -76,8 +76,11 @@ impl Func {
     ///
     /// # Errors
     ///
-    /// Wrong number or types of arguments or result slots; a [`Trap`](crate::Trap)
-    /// if wasm trapped; a host function's error unchanged.
+    /// Wrong number or types of arguments or result slots, or a reference
+    /// argument the parameter's type does not admit (another store's, null
+    /// for a non-null type, a function of another type for a typed
+    /// reference); a [`Trap`](crate::Trap) if wasm trapped; a host
+    /// function's error unchanged.
     ///
     /// # Panics
     ///
@@ -240,7 +243,9 @@ impl<Params: WasmParams, Results: WasmResults> TypedFunc<Params, Results> {
     /// # Errors
     ///
     /// A [`Trap`](crate::Trap) if wasm trapped; a host function's error
-    /// unchanged; a function reference argument from another store.
+    /// unchanged; a reference argument the parameter's type does not admit
+    /// (another store's, null for a non-null type, a function of another
+    /// type for a typed reference).
     ///
     /// # Panics
     ///
