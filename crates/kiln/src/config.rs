@@ -18,11 +18,13 @@ pub enum OptLevel {
 /// Global settings for an [`Engine`](crate::Engine): which WebAssembly
 /// features are on, how code is generated, and runtime limits.
 ///
-/// `Config::new()` gives the defaults: WebAssembly 2.0 (SIMD, bulk memory,
-/// reference types, multi-value, sign extension, saturating conversions,
-/// mutable globals) plus extended-const, tail calls, relaxed SIMD and threads
-/// (memory64 and multi-memory are off by default: with them, a few 2.0
-/// modules that 2.0 rejects would validate), optimizing compilation, 512 KiB of
+/// `Config::new()` gives the defaults: WebAssembly 3.0 as far as Kiln
+/// implements it — 2.0 (SIMD, bulk memory, reference types, multi-value,
+/// sign extension, saturating conversions, mutable globals) plus
+/// extended-const, tail calls, relaxed SIMD, memory64, multi-memory and
+/// typed function references, and threads; not yet exception handling or
+/// GC ([`WasmFeature`](crate::WasmFeature) lists every switch and its
+/// default) — optimizing compilation, 512 KiB of
 /// wasm stack, and 4 GiB + 2 GiB guard reservations for 32-bit memories so
 /// that loads and stores need no bounds checks.
 #[derive(Clone)]
@@ -182,13 +184,13 @@ impl Config {
         self.wasm_feature_set(WasmFeature::ExtendedConst, enable)
     }
 
-    /// Enables or disables the multi-memory proposal. Off by default.
+    /// Enables or disables the multi-memory proposal. On by default.
     pub fn wasm_multi_memory(&mut self, enable: bool) -> &mut Self {
         self.wasm_feature_set(WasmFeature::MultiMemory, enable)
     }
 
     /// Enables or disables the memory64 proposal (64-bit memory and table
-    /// indices). Off by default.
+    /// indices). On by default.
     pub fn wasm_memory64(&mut self, enable: bool) -> &mut Self {
         self.wasm_feature_set(WasmFeature::Memory64, enable)
     }

@@ -99,9 +99,9 @@ wasm_features! {
     CustomPageSizes => "custom-page-sizes" [], "memories with 1-byte pages", off, WasmFeatures::CUSTOM_PAGE_SIZES;
     /// Typed function references: `(ref $t)`, `call_ref`,
     /// `return_call_ref`, `ref.as_non_null`, `br_on_null`,
-    /// `br_on_non_null`, non-nullable locals, table initializers (off by
-    /// default while the rest of WebAssembly 3.0 is missing).
-    FunctionReferences => "function-references" [], "typed function references", off,
+    /// `br_on_non_null`, non-nullable locals, table initializers
+    /// (WebAssembly 3.0).
+    FunctionReferences => "function-references" [], "typed function references", on,
         WasmFeatures::FUNCTION_REFERENCES;
     /// Exception handling. So far only tags (defined, imported, exported;
     /// `Tag` in the API): `throw`, `throw_ref` and `try_table` are not
@@ -111,11 +111,10 @@ wasm_features! {
     /// (off by default: not part of WebAssembly 3.0).
     WideArithmetic => "wide-arithmetic" [], "128-bit add/sub and widening multiply", off,
         WasmFeatures::WIDE_ARITHMETIC;
-    /// Several memories per module (off by default: a few modules that
-    /// WebAssembly 2.0 rejects would validate).
-    MultiMemory => "multi-memory" [], "several memories per module", off, WasmFeatures::MULTI_MEMORY;
-    /// 64-bit memory and table indices (off by default, as multi-memory).
-    Memory64 => "memory64" [], "64-bit memories and tables", off, WasmFeatures::MEMORY64;
+    /// Several memories per module (WebAssembly 3.0).
+    MultiMemory => "multi-memory" [], "several memories per module", on, WasmFeatures::MULTI_MEMORY;
+    /// 64-bit memory and table indices (WebAssembly 3.0).
+    Memory64 => "memory64" [], "64-bit memories and tables", on, WasmFeatures::MEMORY64;
 }
 
 /// The features of `Config::new()`: floats and every feature on by default.
@@ -142,7 +141,8 @@ mod tests {
         }
         assert_eq!(WasmFeature::from_name("sign-extension-ops"), Some(WasmFeature::SignExtension));
         assert_eq!(WasmFeature::from_name("gc"), None);
-        assert!(!default_features().contains(WasmFeatures::MEMORY64));
+        assert!(default_features().contains(WasmFeatures::MEMORY64 | WasmFeatures::FUNCTION_REFERENCES));
+        assert!(!default_features().contains(WasmFeatures::EXCEPTIONS));
         assert!(default_features().contains(WasmFeatures::THREADS | WasmFeatures::GC_TYPES));
     }
 }

@@ -100,7 +100,10 @@ fn typed_tables_and_globals_refuse_functions_of_other_types() -> anyhow::Result<
 }
 
 #[test]
-fn typed_references_need_the_feature() {
-    let engine = Engine::default();
-    assert!(Module::new(&engine, WAT).is_err());
+fn typed_references_are_on_by_default_and_can_be_turned_off() -> anyhow::Result<()> {
+    Module::new(&Engine::default(), WAT)?;
+    let mut config = Config::new();
+    config.wasm_feature_set(WasmFeature::FunctionReferences, false);
+    assert!(Module::new(&Engine::new(&config)?, WAT).is_err());
+    Ok(())
 }
