@@ -81,8 +81,7 @@ fn wasmtime_calls() -> Result<Vec<(&'static str, Call)>, String> {
     let wasm = wat::parse_str(WAT).map_err(|e| e.to_string())?;
     let module = wasmtime::Module::new(&engine, &wasm).map_err(|e| format!("{e:#}"))?;
     let store = std::rc::Rc::new(RefCell::new(wasmtime::Store::new(&engine, ())));
-    let instance =
-        wasmtime::Instance::new(&mut *store.borrow_mut(), &module, &[]).map_err(|e| format!("{e:#}"))?;
+    let instance = wasmtime::Instance::new(&mut *store.borrow_mut(), &module, &[]).map_err(|e| format!("{e:#}"))?;
     let mut calls: Vec<(&'static str, Call)> = Vec::new();
     for name in ["throw_catch", "calls_with_handler", "calls_without_handler"] {
         let f = instance.get_typed_func::<i32, i32>(&mut *store.borrow_mut(), name).map_err(|e| format!("{e:#}"))?;
