@@ -3,13 +3,9 @@
 use kiln::*;
 use std::sync::Arc;
 
-/// A fresh empty directory under the system temp dir.
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let d =
-        std::env::temp_dir().join(format!("kiln-test-{name}-{}-{:?}", std::process::id(), std::thread::current().id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
+/// A fresh empty directory under the system temp dir, removed afterwards.
+fn temp_dir(name: &str) -> crate::scratch::ScratchDir {
+    crate::scratch::ScratchDir::new("test", name)
 }
 
 fn module_with(body_of_f3: &str) -> String {
@@ -234,7 +230,7 @@ fn directory_cache_under_concurrent_writers() -> Result<()> {
     let dir = temp_dir("dircache-concurrent");
     let handles: Vec<_> = (0..4)
         .map(|t| {
-            let dir = dir.clone();
+            let dir = dir.to_path_buf();
             std::thread::spawn(move || -> Result<()> {
                 let mut config = Config::new();
                 config.cache(Arc::new(DirectoryCache::new(&dir)?));

@@ -12,14 +12,10 @@ use std::sync::Arc;
 const ADD_ONE: &str = r#"(module (func (export "f") (param i32) (result i32) local.get 0 i32.const 1 i32.add))"#;
 const TIMES_TWO: &str = r#"(module (func (export "f") (param i32) (result i32) local.get 0 i32.const 2 i32.mul))"#;
 
-/// A fresh empty directory (mode 0700) under the system temp dir.
-fn temp_dir(name: &str) -> PathBuf {
-    let d =
-        std::env::temp_dir().join(format!("kiln-sec-{name}-{}-{:?}", std::process::id(), std::thread::current().id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-    d
+/// A fresh empty directory (mode 0700) under the system temp dir, removed
+/// afterwards.
+fn temp_dir(name: &str) -> crate::scratch::ScratchDir {
+    crate::scratch::ScratchDir::new("sec", name)
 }
 
 fn call_f(module: &Module, arg: i32) -> i32 {
@@ -111,7 +107,8 @@ fn a_patched_artifact_passes_only_the_public_checksum() -> Result<()> {
 
 #[test]
 fn cache_files_are_private() -> Result<()> {
-    let root = temp_dir("private").join("cache");
+    let scratch = temp_dir("private");
+    let root = scratch.join("cache");
     let engine = engine_with(Arc::new(DirectoryCache::new(&root)?));
     call_f(&Module::new(&engine, ADD_ONE)?, 1);
     engine.cache().expect("cache").flush();
@@ -130,7 +127,8 @@ fn cache_files_are_private() -> Result<()> {
     // Another cache object on the same directory shares the key.
     let again = DirectoryCache::new(&root)?;
     assert_eq!(again.mac_key(), engine.cache().expect("cache").mac_key());
-    assert_ne!(DirectoryCache::new(temp_dir("private-other"))?.mac_key(), again.mac_key());
+    let other = temp_dir("private-other");
+    assert_ne!(DirectoryCache::new(&other)?.mac_key(), again.mac_key());
     Ok(())
 }
 
@@ -258,7 +256,8 @@ fn a_valid_function_pack_moved_to_another_key_is_refused() -> Result<()> {
 
 #[test]
 fn a_symlinked_entry_is_refused_and_its_target_untouched() -> Result<()> {
-    let outside = temp_dir("symlink-target").join("target");
+    let scratch = temp_dir("symlink-target");
+    let outside = scratch.join("target");
     let mut target_state = None;
     let stats = after_rewriting_the_module_entry("symlink", |entry, _| {
         // The target holds the genuine entry: following the link would load it.
@@ -305,7 +304,7 @@ fn directories_others_can_write_are_not_used() -> Result<()> {
     for (what, mode) in [("root", 0o777), ("root", 0o775), ("modules", 0o757)] {
         let root = temp_dir("writable");
         DirectoryCache::new(&root)?;
-        let dir = if what == "root" { root.clone() } else { root.join(what) };
+        let dir = if what == "root" { root.to_path_buf() } else { root.join(what) };
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))?;
         let err = DirectoryCache::new(&root).err().expect("refused");
         assert!(err.to_string().contains("writable by group or others"), "{what} {mode:o}: {err}");
@@ -325,7 +324,8 @@ fn directories_others_can_write_are_not_used() -> Result<()> {
 fn a_directory_owned_by_another_user_is_not_used() -> Result<()> {
     let me = std::fs::metadata(temp_dir("me"))?.uid();
     // As root, make one; otherwise use one that exists: `/`.
-    let foreign = temp_dir("foreign").join("cache");
+    let scratch = temp_dir("foreign");
+    let foreign = scratch.join("cache");
     std::fs::create_dir(&foreign)?;
     std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o700))?;
     let dir = match std::os::unix::fs::chown(&foreign, Some(me.wrapping_add(4242)), None) {

@@ -14,6 +14,7 @@ mod interrupt;
 mod malformed;
 mod memory64;
 mod memory_faults;
+mod scratch;
 mod tables;
 mod tags;
 mod threads;
