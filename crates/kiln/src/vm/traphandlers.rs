@@ -2,7 +2,7 @@
 //!
 //! Every call from the host into wasm goes through [`enter_wasm`], which
 //! saves the callee-saved registers and stack pointer in a small jump buffer
-//! (our own `setjmp`: `arch::kiln_enter`) and records an [`Activation`] in a
+//! (our own `setjmp`: `arch::enter`) and records an [`Activation`] in a
 //! thread-local linked list. A trap then ends up in `kiln_unwind`, which
 //! restores that stack pointer and resumes after the saved point, skipping
 //! every wasm frame in between:
@@ -28,6 +28,7 @@ use super::store_hooks::VMStore;
 use super::vmcontext::{VMContext, VMStoreContext, ValRaw};
 use kiln_environ::TrapCode;
 use std::cell::{Cell, UnsafeCell};
+use std::mem::MaybeUninit;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::Ordering;
 
@@ -58,9 +59,7 @@ pub struct TrapRecord {
     pub pcs: Vec<usize>,
 }
 
-/// Saved stack pointer and resume address, written and read by
-/// `arch::kiln_enter` / `arch::kiln_unwind` (two machine words, so plain
-/// integers).
+/// Saved stack pointer and resume address (see the assembly below).
 #[repr(C)]
 pub struct JmpBuf {
     sp: usize,
@@ -70,8 +69,10 @@ pub struct JmpBuf {
 /// One host-to-wasm call in progress on this thread (the innermost is
 /// [`current_activation`]); linked to the one it is nested in.
 pub struct Activation {
-    jmp: UnsafeCell<JmpBuf>,
-    trap: UnsafeCell<Option<TrapRecord>>,
+    /// Written by `arch::enter` before wasm runs.
+    jmp: UnsafeCell<MaybeUninit<JmpBuf>>,
+    /// Written once, by whatever jumps back through `jmp`, before it jumps.
+    trap: UnsafeCell<MaybeUninit<TrapRecord>>,
     /// The activation this one is nested in (null for the outermost).
     pub prev: *const Activation,
     /// The store context of the store whose wasm this activation runs.
@@ -142,7 +143,7 @@ fn prepare_thread() -> usize {
 /// may use below this point when no wasm is running on this store yet.
 ///
 /// This is the whole host-to-wasm fast path: a few thread-local loads and
-/// stores, the register save of `kiln_enter`, and the trampoline.
+/// stores, the register save around `arch::enter`, and the trampoline.
 ///
 /// # Safety
 ///
@@ -166,70 +167,101 @@ pub unsafe fn enter_wasm(
     // SAFETY: the caller lends the live store for the call; its context is
     // a separate (boxed) allocation that nothing else uses meanwhile.
     let ctx = unsafe { &mut *store_ctx };
-    let saved = (ctx.stack_limit, ctx.last_wasm_entry_fp, ctx.last_wasm_exit_fp, ctx.last_wasm_exit_pc);
+    let call = Call { store, store_ctx, trampoline, callee, values, wasm_call };
     if ctx.stack_limit == usize::MAX {
+        // The outermost entry into this store's wasm: no wasm of the store
+        // is on any stack, so the frame records (`last_wasm_*`) hold
+        // nothing anyone reads (they are read only beneath an activation
+        // of the store, after this call's trampoline and builtin stubs
+        // have written them); only the stack limit needs putting back.
         let mut low = THREAD.with(|t| t.stack_low.get());
         if low == 0 {
             low = prepare_thread();
         }
         let by_config = arch::stack_pointer().saturating_sub(max_wasm_stack);
         ctx.stack_limit = by_config.max(low.saturating_add(HOST_STACK_RESERVE));
-    }
-    let saved_tid = if ctx.epoch_signals {
-        let prev = publish_running_thread(ctx);
-        // A deadline reached before the call interrupts it at its start, as
-        // the first check of polled code would.
-        // SAFETY: the store is live and lent to this call (the function's
-        // contract), and no wasm of it runs yet, so its hooks may run.
-        if let Err(e) = unsafe { poll_epoch_signal(store) } {
-            // SAFETY: the same live, unborrowed context; no wasm runs on it.
-            unsafe { restore_entry_state(store_ctx, saved, Some(prev)) };
-            return Err(Box::new(TrapRecord { reason: e.into(), pcs: vec![] }));
-        }
-        Some(prev)
+        // SAFETY: the function's contract.
+        let r = unsafe { call.run() };
+        // SAFETY: the store's live context; the wasm this call ran has
+        // returned or been unwound, so nothing else uses it.
+        unsafe { (*store_ctx).stack_limit = usize::MAX };
+        r
     } else {
-        None
-    };
-    let act = Activation {
-        jmp: UnsafeCell::new(JmpBuf { sp: 0, resume: 0 }),
-        trap: UnsafeCell::new(None),
-        prev: THREAD.with(|t| t.current.get()),
-        store_ctx,
-        store,
-    };
-    THREAD.with(|t| t.current.set(&act));
-    // SAFETY: `kiln_enter` follows the C ABI and preserves callee-saved
-    // registers on both of its return paths; the trampoline's contract is
-    // the caller's.
-    let r = unsafe { arch::kiln_enter(act.jmp.get(), callee, values, wasm_call, trampoline) };
-    THREAD.with(|t| t.current.set(act.prev));
-    // SAFETY: the store's live context (the function's contract); the wasm
-    // this call ran has returned or been unwound, so nothing else uses it.
-    unsafe { restore_entry_state(store_ctx, saved, saved_tid) };
-    if r == 0 { Ok(()) } else { Err(take_trap(&act)) }
+        // Nested in a host function called by this store's wasm: that
+        // wasm's frame records and limit are restored for it afterwards.
+        let saved = (ctx.last_wasm_entry_fp, ctx.last_wasm_exit_fp, ctx.last_wasm_exit_pc);
+        // SAFETY: the function's contract.
+        let r = unsafe { call.run() };
+        // SAFETY: as above.
+        let ctx = unsafe { &mut *store_ctx };
+        (ctx.last_wasm_entry_fp, ctx.last_wasm_exit_fp, ctx.last_wasm_exit_pc) = saved;
+        r
+    }
 }
 
-/// Puts back what `enter_wasm` changed in the store context.
-///
-/// # Safety
-///
-/// `store_ctx` is valid and not otherwise borrowed.
-#[inline(always)]
-unsafe fn restore_entry_state(store_ctx: *mut VMStoreContext, saved: (usize, usize, usize, usize), tid: Option<i32>) {
-    // SAFETY: per the contract.
-    let ctx = unsafe { &mut *store_ctx };
-    (ctx.stack_limit, ctx.last_wasm_entry_fp, ctx.last_wasm_exit_fp, ctx.last_wasm_exit_pc) = saved;
-    if let Some(tid) = tid {
-        ctx.running_tid.store(tid, Ordering::SeqCst);
+/// The arguments of one [`enter_wasm`] call, past the stack limit.
+struct Call {
+    store: *mut dyn VMStore,
+    store_ctx: *mut VMStoreContext,
+    trampoline: EntryTrampoline,
+    callee: NonNull<VMContext>,
+    values: *mut ValRaw,
+    wasm_call: *const u8,
+}
+
+impl Call {
+    /// Publishes the running thread (epoch signals), pushes the activation
+    /// and enters wasm; the stack limit is already set.
+    ///
+    /// # Safety
+    ///
+    /// As for [`enter_wasm`].
+    #[inline(always)]
+    unsafe fn run(self) -> Result<(), Box<TrapRecord>> {
+        let Call { store, store_ctx, trampoline, callee, values, wasm_call } = self;
+        // SAFETY: the store's live context (the caller's contract).
+        let ctx = unsafe { &*store_ctx };
+        let saved_tid = if ctx.epoch_signals {
+            let prev = publish_running_thread(ctx);
+            // A deadline reached before the call interrupts it at its start,
+            // as the first check of polled code would.
+            // SAFETY: the store is live and lent to this call (the
+            // function's contract), and no wasm of it runs yet, so its hooks
+            // may run.
+            if let Err(e) = unsafe { poll_epoch_signal(store) } {
+                ctx.running_tid.store(prev, Ordering::SeqCst);
+                return Err(Box::new(TrapRecord { reason: e.into(), pcs: vec![] }));
+            }
+            Some(prev)
+        } else {
+            None
+        };
+        let act = Activation {
+            jmp: UnsafeCell::new(MaybeUninit::uninit()),
+            trap: UnsafeCell::new(MaybeUninit::uninit()),
+            prev: THREAD.with(|t| t.current.get()),
+            store_ctx,
+            store,
+        };
+        THREAD.with(|t| t.current.set(&act));
+        // SAFETY: `enter` writes the jump buffer before anything can jump
+        // back with it, and restores what the Rust code here relies on on
+        // both of its return paths; the trampoline's contract is the
+        // caller's.
+        let r = unsafe { arch::enter(act.jmp.get().cast(), callee, values, wasm_call, trampoline) };
+        THREAD.with(|t| t.current.set(act.prev));
+        if let Some(tid) = saved_tid {
+            ctx.running_tid.store(tid, Ordering::SeqCst);
+        }
+        if r == 0 { Ok(()) } else { Err(take_trap(&act)) }
     }
 }
 
 #[cold]
 fn take_trap(act: &Activation) -> Box<TrapRecord> {
-    // SAFETY: the trap was stored by `raise` or the signal handler before
-    // jumping back; nothing else accesses it now.
-    let trap = unsafe { (*act.trap.get()).take() };
-    Box::new(trap.unwrap_or(TrapRecord { reason: TrapReason::Wasm(TrapCode::UnreachableCodeReached), pcs: vec![] }))
+    // SAFETY: `raise` or the signal handler stored the trap before jumping
+    // back (the only ways back with a non-zero result); it is read once.
+    Box::new(unsafe { (*act.trap.get()).assume_init_read() })
 }
 
 /// Stops the innermost wasm activation on this thread with `reason`, as a
@@ -250,8 +282,8 @@ pub fn raise(reason: TrapReason) -> ! {
         let act = &*act;
         let ctx = &*act.store_ctx;
         let pcs = capture_pcs(ctx.last_wasm_exit_pc, ctx.last_wasm_exit_fp, ctx.last_wasm_entry_fp, true);
-        *act.trap.get() = Some(TrapRecord { reason, pcs });
-        arch::kiln_unwind(act.jmp.get())
+        (*act.trap.get()).write(TrapRecord { reason, pcs });
+        arch::kiln_unwind(act.jmp.get().cast())
     }
 }
 
@@ -270,7 +302,7 @@ pub unsafe fn unwind_from_signal(act: *const Activation, ctx: *mut libc::c_void,
     // its jump buffer is the way back to `enter_wasm`.
     unsafe {
         let act = &*act;
-        *act.trap.get() = Some(record);
+        (*act.trap.get()).write(record);
         arch::redirect(ctx, arch::kiln_unwind as *const () as usize, act.jmp.get() as usize);
     }
 }

@@ -5,6 +5,23 @@ use crate::vm::traphandlers::{EntryTrampoline, JmpBuf};
 use crate::vm::vmcontext::{VMContext, ValRaw};
 use std::ptr::NonNull;
 
+/// The host-to-wasm entry, as on x86-64: [`kiln_enter`].
+///
+/// # Safety
+///
+/// As for [`kiln_enter`].
+#[inline(always)]
+pub unsafe fn enter(
+    buf: *mut JmpBuf,
+    callee: NonNull<VMContext>,
+    values: *mut ValRaw,
+    wasm_call: *const u8,
+    trampoline: EntryTrampoline,
+) -> u32 {
+    // SAFETY: the caller's contract is `kiln_enter`'s.
+    unsafe { kiln_enter(buf, callee, values, wasm_call, trampoline) }
+}
+
 /// As on x86-64: saves the callee-saved registers (x19-x28, x29/x30,
 /// d8-d15) and the stack pointer in `buf`, calls the trampoline, returns 0;
 /// 1 when `kiln_unwind(buf)` jumps back.

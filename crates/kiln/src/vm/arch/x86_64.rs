@@ -5,60 +5,78 @@ use crate::vm::traphandlers::{EntryTrampoline, JmpBuf};
 use crate::vm::vmcontext::{VMContext, ValRaw};
 use std::ptr::NonNull;
 
-/// `fn(buf, callee, values, wasm_call, trampoline) -> u32`: saves the
-/// callee-saved registers and the stack pointer in `buf`, calls
+/// Saves the stack pointer and a resume address in `buf`, calls
 /// `trampoline(callee, callee, values, wasm_call)`, returns 0; returns 1
 /// instead when `kiln_unwind(buf)` jumps back.
+///
+/// Inline assembly rather than a separate function, so that the
+/// callee-saved registers are spilled once, by the enclosing Rust frame:
+/// r12-r15 are declared clobbered (the compiler saves whichever it uses
+/// itself), and rbx and rbp, which Rust assembly may not name as operands,
+/// are pushed here below the saved stack pointer, so the jump back restores
+/// them too. After a jump back every other register is as the call left
+/// it: everything the C ABI lets a callee clobber is declared clobbered,
+/// and r12-r15 as well.
 ///
 /// # Safety
 ///
 /// `buf` points to a writable jump buffer that lives until this returns;
 /// the trampoline's own contract holds for the other arguments.
-#[unsafe(naked)]
-pub unsafe extern "C" fn kiln_enter(
-    _buf: *mut JmpBuf,
-    _callee: NonNull<VMContext>,
-    _values: *mut ValRaw,
-    _wasm_call: *const u8,
-    _trampoline: EntryTrampoline,
+#[inline(always)]
+pub unsafe fn enter(
+    buf: *mut JmpBuf,
+    callee: NonNull<VMContext>,
+    values: *mut ValRaw,
+    wasm_call: *const u8,
+    trampoline: EntryTrampoline,
 ) -> u32 {
-    core::arch::naked_asm!(
-        "push rbp",
-        "mov rbp, rsp",
-        "push rbx",
-        "push r12",
-        "push r13",
-        "push r14",
-        "push r15",
-        "sub rsp, 8",
-        "mov [rdi], rsp",
-        "lea rax, [rip + 2f]",
-        "mov [rdi + 8], rax",
-        // Arguments of the trampoline: callee, caller (= callee),
-        // values (already in rdx), wasm_call (already in rcx).
-        "mov rdi, rsi",
-        "call r8",
-        "xor eax, eax",
-        "3:",
-        "add rsp, 8",
-        "pop r15",
-        "pop r14",
-        "pop r13",
-        "pop r12",
-        "pop rbx",
-        "pop rbp",
-        "ret",
-        "2:",
-        "mov eax, 1",
-        "jmp 3b",
-    )
+    let r: u64;
+    // SAFETY: the block keeps the stack balanced on both paths (the jump
+    // back restores the stack pointer saved after the two pushes, and both
+    // paths pop them); it is not `nostack`, so the stack is aligned for a
+    // call at its start (two pushes keep it aligned) and the compiler keeps
+    // nothing in a red zone; every register the call or the jump back may
+    // change is an output or a clobber. `buf` and the trampoline's
+    // arguments are the caller's contract.
+    unsafe {
+        core::arch::asm!(
+            "push rbp",
+            "push rbx",
+            "mov [rdi], rsp",
+            "lea rax, [rip + 2f]",
+            "mov [rdi + 8], rax",
+            // Arguments of the trampoline: callee, caller (= callee),
+            // values (already in rdx), wasm_call (already in rcx).
+            "mov rdi, rsi",
+            "call r8",
+            "xor eax, eax",
+            "jmp 3f",
+            "2:",
+            "mov eax, 1",
+            "3:",
+            "pop rbx",
+            "pop rbp",
+            inout("rdi") buf => _,
+            inout("rsi") callee.as_ptr() => _,
+            inout("rdx") values => _,
+            inout("rcx") wasm_call => _,
+            inout("r8") trampoline => _,
+            out("rax") r,
+            out("r12") _,
+            out("r13") _,
+            out("r14") _,
+            out("r15") _,
+            clobber_abi("C"),
+        );
+    }
+    r as u32
 }
 
-/// Restores the stack pointer saved in `buf` and resumes `kiln_enter`.
+/// Restores the stack pointer saved in `buf` and resumes [`enter`].
 ///
 /// # Safety
 ///
-/// `buf` is the jump buffer of a `kiln_enter` call still on this thread's
+/// `buf` is the jump buffer of an [`enter`] call still on this thread's
 /// stack; every frame above it may be discarded (nothing in them needs
 /// dropping).
 #[unsafe(naked)]
