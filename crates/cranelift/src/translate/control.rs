@@ -83,7 +83,7 @@ impl ControlFrame {
     }
 
     /// The block a branch to this frame goes to, and how many values it carries.
-    pub(crate) fn branch_target(&self) -> (ir::Block, usize) {
+    fn branch_target(&self) -> (ir::Block, usize) {
         match self {
             ControlFrame::Loop { header, num_params, .. } => (*header, *num_params),
             ControlFrame::Block { destination, num_results, .. }
@@ -92,7 +92,7 @@ impl ControlFrame {
     }
 
     /// Records a branch to this frame.
-    pub(crate) fn mark_branched_to(&mut self) {
+    fn mark_branched_to(&mut self) {
         match self {
             ControlFrame::Block { exit_is_branched_to, .. } | ControlFrame::If { exit_is_branched_to, .. } => {
                 *exit_is_branched_to = true;
@@ -307,6 +307,19 @@ impl FuncTranslator<'_, '_> {
         Ok(())
     }
 
+    /// The target of a conditional branch to the frame `depth` levels out
+    /// (`br_if`, `br_on_null`, `br_on_non_null`) and its arguments, the
+    /// label's values on top of the stack; marks the frame branched to and
+    /// runs the interruption hook for the branch.
+    pub(crate) fn conditional_branch(&mut self, depth: u32) -> (ir::Block, Vec<BlockArg>) {
+        let index = self.control.len() - 1 - depth as usize;
+        let frame = &mut self.control[index];
+        let (target, n) = frame.branch_target();
+        frame.mark_branched_to();
+        self.hook(|i, e| i.on_br_if(e, depth));
+        (target, block_args(self.peekn(n)))
+    }
+
     pub(crate) fn translate_br(&mut self, depth: u32) {
         let index = self.control.len() - 1 - depth as usize;
         let frame = &mut self.control[index];
@@ -325,12 +338,7 @@ impl FuncTranslator<'_, '_> {
             self.hook(|i, e| i.on_strip_latch(e, cond));
             return;
         }
-        let index = self.control.len() - 1 - depth as usize;
-        let frame = &mut self.control[index];
-        let (target, n) = frame.branch_target();
-        frame.mark_branched_to();
-        self.hook(|i, e| i.on_br_if(e, depth));
-        let args = block_args(self.peekn(n));
+        let (target, args) = self.conditional_branch(depth);
         let next = self.builder.create_block();
         self.builder.ins().brif(cond, target, &args, next, &[]);
         self.builder.seal_block(next);

@@ -160,7 +160,7 @@ impl FuncTranslator<'_, '_> {
         })
     }
 
-    pub(crate) fn wasm_sig_ref(&mut self, type_index: TypeIndex) -> ir::SigRef {
+    fn wasm_sig_ref(&mut self, type_index: TypeIndex) -> ir::SigRef {
         let type_index = type_index.as_u32();
         if let Some(s) = self.sig_refs.get(&type_index) {
             return *s;
@@ -246,16 +246,41 @@ impl FuncTranslator<'_, '_> {
     /// `return_call_indirect type_index table`.
     pub(crate) fn translate_return_call_indirect(&mut self, type_index: u32, table: u32) {
         let (code, callee) = self.indirect_callee(type_index, table);
+        self.return_call_through(type_index, code, callee);
+    }
+
+    /// Pops the arguments of signature `type_index` and calls `code` with
+    /// callee context `callee` (after `call_indirect`'s or `call_ref`'s
+    /// checks), pushing the results.
+    pub(crate) fn call_through(&mut self, type_index: u32, code: Value, callee: Value) {
+        let all = self.indirect_args(type_index, callee);
+        let sig = self.wasm_sig_ref(TypeIndex::from_u32(type_index));
+        self.hook(|i, e| i.before_call(e));
+        let call = self.builder.ins().call_indirect(sig, code, &all);
+        let results = self.builder.inst_results(call).to_vec();
+        self.stack.extend(results);
+        self.hook(|i, e| i.after_call(e));
+    }
+
+    /// As [`Self::call_through`], as a tail call.
+    pub(crate) fn return_call_through(&mut self, type_index: u32, code: Value, callee: Value) {
+        let all = self.indirect_args(type_index, callee);
+        let sig = self.wasm_sig_ref(TypeIndex::from_u32(type_index));
+        self.hook(|i, e| i.before_call(e));
+        self.builder.ins().return_call_indirect(sig, code, &all);
+        self.reachable = false;
+    }
+
+    /// The arguments of a call of signature `type_index` to `callee`:
+    /// callee context, caller context, then the wasm arguments (popped).
+    fn indirect_args(&mut self, type_index: u32, callee: Value) -> Vec<Value> {
         let n = self.module.types[type_index as usize].params().len();
         let args = self.popn(n);
         let mut all = Vec::with_capacity(n + 2);
         all.push(callee);
         all.push(self.vmctx);
         all.extend_from_slice(&args);
-        let sig = self.wasm_sig_ref(TypeIndex::from_u32(type_index));
-        self.hook(|i, e| i.before_call(e));
-        self.builder.ins().return_call_indirect(sig, code, &all);
-        self.reachable = false;
+        all
     }
 
     /// Pops the table index of an indirect call and checks the element
@@ -277,19 +302,7 @@ impl FuncTranslator<'_, '_> {
     /// `call_indirect type_index table`.
     pub(crate) fn translate_call_indirect(&mut self, type_index: u32, table: u32) {
         let (code, callee) = self.indirect_callee(type_index, table);
-
-        let n = self.module.types[type_index as usize].params().len();
-        let args = self.popn(n);
-        let mut all = Vec::with_capacity(n + 2);
-        all.push(callee);
-        all.push(self.vmctx);
-        all.extend_from_slice(&args);
-        let sig = self.wasm_sig_ref(TypeIndex::from_u32(type_index));
-        self.hook(|i, e| i.before_call(e));
-        let call = self.builder.ins().call_indirect(sig, code, &all);
-        let results = self.builder.inst_results(call).to_vec();
-        self.stack.extend(results);
-        self.hook(|i, e| i.after_call(e));
+        self.call_through(type_index, code, callee);
     }
 
     /// `ref.func func`: a pointer to the function's `VMFuncRef`.

@@ -8,12 +8,11 @@
 //! context, as `call_indirect` loads them after its checks.
 
 use super::FuncTranslator;
-use super::control::block_args;
 use super::env::funcref_flags;
 use crate::trap_codes::to_clif;
 use cranelift_codegen::ir::{InstBuilder, Value, types};
+use kiln_environ::TrapCode;
 use kiln_environ::vmoffsets::func_ref;
-use kiln_environ::{TrapCode, TypeIndex};
 
 impl FuncTranslator<'_, '_> {
     /// Pops a function reference and returns its code pointer and callee
@@ -26,38 +25,16 @@ impl FuncTranslator<'_, '_> {
         (code, callee)
     }
 
-    /// The arguments of a call of signature `type_index` to `callee`:
-    /// callee context, caller context, then the wasm arguments (popped).
-    fn ref_call_args(&mut self, type_index: u32, callee: Value) -> Vec<Value> {
-        let n = self.module.types[type_index as usize].params().len();
-        let args = self.popn(n);
-        let mut all = Vec::with_capacity(n + 2);
-        all.push(callee);
-        all.push(self.vmctx);
-        all.extend_from_slice(&args);
-        all
-    }
-
     /// `call_ref type_index`.
     pub(crate) fn translate_call_ref(&mut self, type_index: u32) {
         let (code, callee) = self.ref_callee();
-        let all = self.ref_call_args(type_index, callee);
-        let sig = self.wasm_sig_ref(TypeIndex::from_u32(type_index));
-        self.hook(|i, e| i.before_call(e));
-        let call = self.builder.ins().call_indirect(sig, code, &all);
-        let results = self.builder.inst_results(call).to_vec();
-        self.stack.extend(results);
-        self.hook(|i, e| i.after_call(e));
+        self.call_through(type_index, code, callee);
     }
 
     /// `return_call_ref type_index`.
     pub(crate) fn translate_return_call_ref(&mut self, type_index: u32) {
         let (code, callee) = self.ref_callee();
-        let all = self.ref_call_args(type_index, callee);
-        let sig = self.wasm_sig_ref(TypeIndex::from_u32(type_index));
-        self.hook(|i, e| i.before_call(e));
-        self.builder.ins().return_call_indirect(sig, code, &all);
-        self.reachable = false;
+        self.return_call_through(type_index, code, callee);
     }
 
     /// `ref.as_non_null`: traps on null, leaves the reference.
@@ -71,12 +48,7 @@ impl FuncTranslator<'_, '_> {
     /// otherwise continues with it.
     pub(crate) fn translate_br_on_null(&mut self, depth: u32) {
         let r = self.pop1();
-        let index = self.control.len() - 1 - depth as usize;
-        let frame = &mut self.control[index];
-        let (target, n) = frame.branch_target();
-        frame.mark_branched_to();
-        self.hook(|i, e| i.on_br_if(e, depth));
-        let args = block_args(self.peekn(n));
+        let (target, args) = self.conditional_branch(depth);
         let next = self.builder.create_block();
         self.builder.ins().brif(r, next, &[], target, &args);
         self.builder.seal_block(next);
@@ -87,13 +59,8 @@ impl FuncTranslator<'_, '_> {
     /// `br_on_non_null depth`: branches with the reference if it is not
     /// null, otherwise continues without it.
     pub(crate) fn translate_br_on_non_null(&mut self, depth: u32) {
-        let index = self.control.len() - 1 - depth as usize;
-        let frame = &mut self.control[index];
-        let (target, n) = frame.branch_target();
-        frame.mark_branched_to();
-        self.hook(|i, e| i.on_br_if(e, depth));
         // The target takes the reference as its last value.
-        let args = block_args(self.peekn(n));
+        let (target, args) = self.conditional_branch(depth);
         let r = self.pop1();
         let next = self.builder.create_block();
         self.builder.ins().brif(r, target, &args, next, &[]);
