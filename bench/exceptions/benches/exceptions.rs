@@ -19,6 +19,10 @@ use std::cell::RefCell;
 use std::hint::black_box;
 use std::time::Duration;
 
+#[path = "../../common/timing.rs"]
+mod timing;
+use timing::{median, timed, Samples};
+
 /// The benchmark module.
 const WAT: &str = r#"(module
   (tag $e (param i32))
@@ -55,9 +59,6 @@ const CALLS: i32 = 1000;
 /// A call of one export with one `i32` argument, as each runtime makes it.
 type Call = Box<dyn FnMut(i32) -> i32>;
 
-/// Per-call CPU times (ns) of one benchmark's samples, by name.
-type Samples = RefCell<Vec<(String, Vec<f64>)>>;
-
 fn kiln_calls() -> Result<Vec<(&'static str, Call)>, String> {
     let mut config = kiln::Config::new();
     config.wasm_feature_set(kiln::WasmFeature::Exceptions, true);
@@ -89,29 +90,6 @@ fn wasmtime_calls() -> Result<Vec<(&'static str, Call)>, String> {
         calls.push((name, Box::new(move |x| f.call(&mut *store.borrow_mut(), x).expect("call"))));
     }
     Ok(calls)
-}
-
-/// Runs `iters` calls of `f`, recording their mean CPU time per call under
-/// `name`, and returns the elapsed time for Criterion.
-fn timed(samples: &Samples, name: &str, iters: u64, mut f: impl FnMut()) -> Duration {
-    let start = cpu_time::ThreadTime::now();
-    for _ in 0..iters {
-        f();
-    }
-    let elapsed = start.elapsed();
-    let per_call = elapsed.as_secs_f64() * 1e9 / iters as f64;
-    let mut all = samples.borrow_mut();
-    match all.iter_mut().find(|(n, _)| n == name) {
-        Some((_, v)) => v.push(per_call),
-        None => all.push((name.to_string(), vec![per_call])),
-    }
-    elapsed
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// The measured cases: (label, export, argument).
@@ -146,7 +124,11 @@ fn main() {
                 let Some((_, f)) = calls.iter_mut().find(|(n, _)| *n == export) else { continue };
                 let key = format!("{runtime} {label}");
                 g.bench_function(BenchmarkId::new(key.clone(), round), |b| {
-                    b.iter_custom(|n| timed(&samples, &key, n, || drop(black_box(f(black_box(arg))))))
+                    b.iter_custom(|n| {
+                        timed(&samples, &key, n, || {
+                            black_box(f(black_box(arg)));
+                        })
+                    })
                 });
             }
         }

@@ -13,6 +13,10 @@ use std::cell::RefCell;
 use std::hint::black_box;
 use std::time::Duration;
 
+#[path = "../../common/timing.rs"]
+mod timing;
+use timing::{median, timed, Samples};
+
 /// The calls measured: an export doing nothing and one adding two `i32`s.
 const WAT: &str = r#"(module
   (func (export "nop"))
@@ -21,32 +25,6 @@ const WAT: &str = r#"(module
 
 /// Rounds of alternating measurements.
 const ROUNDS: usize = 5;
-
-/// Per-call CPU times (ns) of the samples of one benchmark, by name.
-type Samples = RefCell<Vec<(String, Vec<f64>)>>;
-
-/// Runs `iters` calls of `f`, recording their mean CPU time per call
-/// under `name`, and returns the elapsed time for Criterion.
-fn timed(samples: &Samples, name: &str, iters: u64, mut f: impl FnMut()) -> Duration {
-    let start = cpu_time::ThreadTime::now();
-    for _ in 0..iters {
-        f();
-    }
-    let elapsed = start.elapsed();
-    let per_call = elapsed.as_secs_f64() * 1e9 / iters as f64;
-    let mut all = samples.borrow_mut();
-    match all.iter_mut().find(|(n, _)| n == name) {
-        Some((_, v)) => v.push(per_call),
-        None => all.push((name.to_string(), vec![per_call])),
-    }
-    elapsed
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 fn main() {
     let mut c = Criterion::default()
