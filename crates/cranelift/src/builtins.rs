@@ -40,10 +40,13 @@ macro_rules! define_signatures {
 kiln_environ::foreach_builtin_function!(define_signatures);
 
 /// The calling convention compiled code uses for builtin `index`:
+/// `tail` for the builtins that throw (see `BuiltinFunctionIndex::throws`),
 /// `preserve_all` for the builtins that allow it on x86-64 (the runtime has
 /// register-saving stubs for them there), the platform's default otherwise.
 pub fn builtin_call_conv(isa: &dyn TargetIsa, index: BuiltinFunctionIndex) -> CallConv {
-    if index.preserves_all_registers() && isa.triple().architecture == target_lexicon::Architecture::X86_64 {
+    if index.throws() {
+        CallConv::Tail
+    } else if index.preserves_all_registers() && isa.triple().architecture == target_lexicon::Architecture::X86_64 {
         CallConv::PreserveAll
     } else {
         isa.default_call_conv()

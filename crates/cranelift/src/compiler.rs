@@ -159,12 +159,14 @@ impl CraneliftCompiler {
             traps.push((t.offset, code));
         }
         let address_map = address_map(buffer, &traps);
+        let exn_sites = exn_sites(buffer)?;
         Ok(CompiledFunction {
             code: buffer.data().to_vec(),
             alignment: self.isa.function_alignment().preferred.max(16),
             relocations,
             traps,
             address_map,
+            exn_sites,
         })
     }
 
@@ -175,6 +177,36 @@ impl CraneliftCompiler {
             f(ctx, fctx)
         })
     }
+}
+
+/// The calls of a compiled function made with exception handlers
+/// (`try_call`), as the runtime's throw reads them. The translator gives
+/// every such call the caller's VMContext as its first dynamic context
+/// (where the handlers' tags are found) and no other; Cranelift spills it
+/// to the stack, since every register is clobbered across a call to a
+/// `tail` callee on its exceptional edge.
+fn exn_sites(buffer: &MachBufferFinalized<Final>) -> WasmResult<Vec<ExnSite>> {
+    use cranelift_codegen::{ExceptionContextLoc, FinalizedMachExceptionHandler as H};
+    let mut sites = Vec::new();
+    for site in buffer.call_sites() {
+        let Some((first, rest)) = site.exception_handlers.split_first() else { continue };
+        let H::Context(ExceptionContextLoc::SPOffset(vmctx_offset)) = first else {
+            return Err(WasmError::Codegen(format!("exception handlers without a spilled context: {first:?}")));
+        };
+        let frame_offset = site
+            .frame_offset
+            .ok_or_else(|| WasmError::Codegen("a call with exception handlers has no frame offset".into()))?;
+        let mut handlers = Vec::with_capacity(rest.len());
+        for h in rest {
+            handlers.push(match h {
+                H::Tag(tag, offset) => ExnHandler { tag: tag.as_u32(), offset: *offset },
+                H::Default(offset) => ExnHandler { tag: ExnHandler::CATCH_ALL, offset: *offset },
+                H::Context(_) => return Err(WasmError::Codegen("a second exception context".into())),
+            });
+        }
+        sites.push(ExnSite { ret: site.ret_addr, frame_offset, vmctx_offset: *vmctx_offset, handlers });
+    }
+    Ok(sites)
 }
 
 /// Debugging aid: with `KILN_DUMP_CLIF=DIR`, every function's IR as

@@ -40,6 +40,7 @@ pub fn inline_self_calls(ctx: &mut Context, own_index: u32) -> Result<bool, Stri
         || sites.len() > MAX_SITES
         || inst_count(&ctx.func) > MAX_BODY_INSTS
         || has_tail_calls(&ctx.func)
+        || has_try_calls(&ctx.func)
     {
         return Ok(false);
     }
@@ -102,6 +103,15 @@ fn has_tail_calls(func: &ir::Function) -> bool {
         .blocks()
         .flat_map(|b| func.layout.block_insts(b))
         .any(|i| matches!(func.dfg.insts[i].opcode(), Opcode::ReturnCall | Opcode::ReturnCallIndirect))
+}
+
+/// Whether `func` makes calls with exception handlers (they are left
+/// alone: a handler must stay in the frame whose table names it).
+fn has_try_calls(func: &ir::Function) -> bool {
+    func.layout
+        .blocks()
+        .flat_map(|b| func.layout.block_insts(b))
+        .any(|i| matches!(func.dfg.insts[i].opcode(), Opcode::TryCall | Opcode::TryCallIndirect))
 }
 
 /// Inlines `body` at exactly one call instruction.

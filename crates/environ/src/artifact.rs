@@ -32,6 +32,8 @@ pub struct CompiledModuleInfo {
     pub traps: TrapTable,
     /// `(text offset, wasm module offset)` pairs for the whole text, sorted.
     pub address_map: crate::blob::U32PairTable,
+    /// Calls made with exception handlers, by text offset.
+    pub exn_table: crate::ExnTable,
 }
 
 /// Function locations encoded as one byte string of little-endian
@@ -116,6 +118,9 @@ impl CompiledModuleInfo {
         if !self.address_map.is_well_formed() {
             return Err("address map");
         }
+        if !self.exn_table.is_well_formed(text_len) {
+            return Err("exception table");
+        }
         if !self.array_to_wasm_trampolines.windows(2).all(|w| w[0].0 < w[1].0) {
             return Err("trampoline table");
         }
@@ -160,6 +165,7 @@ pub fn link(
     let mut text = Vec::with_capacity(all().map(|f| f.code().len() + f.alignment().max(16) as usize).sum());
     let mut traps: Vec<(u32, TrapCode)> = Vec::with_capacity(all().map(|f| f.traps().len()).sum());
     let mut address_map: Vec<(u32, u32)> = Vec::with_capacity(funcs.iter().map(|f| f.address_map().len()).sum());
+    let mut exn_sites: Vec<crate::ExnSite> = Vec::new();
     let mut place = |f: &FunctionCode<'_>, body_offset: u32, text: &mut Vec<u8>| {
         let align = f.alignment().max(16) as usize;
         let start = text.len().div_ceil(align) * align;
@@ -167,6 +173,13 @@ pub fn link(
         text.extend_from_slice(f.code());
         traps.extend(f.traps().map(|(off, code)| (start as u32 + off, code)));
         address_map.extend(f.address_map().map(|(c, w)| (start as u32 + c, body_offset.wrapping_add(w))));
+        exn_sites.extend(f.exn_sites().map(|mut site| {
+            site.ret += start as u32;
+            for h in &mut site.handlers {
+                h.offset += start as u32;
+            }
+            site
+        }));
         FunctionLoc { start: start as u32, length: f.code().len() as u32 }
     };
     let func_locs: Vec<FunctionLoc> =
@@ -211,6 +224,7 @@ pub fn link(
         trampolines: tramp_locs,
         traps: TrapTable::new(&traps),
         address_map: crate::blob::U32PairTable::new(&address_map),
+        exn_table: crate::ExnTable::new(&exn_sites),
     })
 }
 
@@ -227,4 +241,6 @@ pub struct LinkedText {
     pub traps: TrapTable,
     /// `(text offset, wasm offset)` pairs.
     pub address_map: crate::blob::U32PairTable,
+    /// Calls made with exception handlers.
+    pub exn_table: crate::ExnTable,
 }

@@ -47,6 +47,13 @@ macro_rules! foreach_builtin_function {
             /// The epoch deadline passed: traps, or continues with a new deadline
             /// in the store context.
             new_epoch(vmctx: vmctx);
+            /// `throw`: creates an exception of tag `tag` (a module tag
+            /// index) whose payload is the tag's parameters, one 16-byte
+            /// slot each at `values`, and throws it. Never returns.
+            throw(vmctx: vmctx, tag: i32, values: ptr);
+            /// `throw_ref`: throws exception object `exn` again, or traps
+            /// on null. Never returns.
+            throw_ref(vmctx: vmctx, exn: ptr);
             /// `memmove` on native addresses that compiled code has already
             /// bounds-checked (the body of `memory.copy`). Builtins whose
             /// first parameter is not `vmctx` are called directly, with no
@@ -88,6 +95,18 @@ macro_rules! declare_indices {
             /// `translate/interrupt/fuel.rs`.)
             pub const fn preserves_all_registers(self) -> bool {
                 self.0 == Self::new_epoch.0
+            }
+
+            /// Whether the builtin throws wasm exceptions (and never
+            /// returns normally). Compiled code calls these with
+            /// Cranelift's `tail` convention, as `try_call`s when handlers
+            /// are in scope: across the exceptional edge of a call to a
+            /// `tail` callee no register survives, so the runtime's jump
+            /// into a handler restores only the stack and frame pointers.
+            /// Their arguments are integers in the registers where the C
+            /// convention has them too.
+            pub const fn throws(self) -> bool {
+                self.0 == Self::throw.0 || self.0 == Self::throw_ref.0
             }
 
             /// The builtin's name.

@@ -49,6 +49,9 @@ pub struct CompiledFunction {
     /// range starting at an entry comes from the wasm instruction at that
     /// offset *relative to the start of the function body*.
     pub address_map: Vec<(u32, u32)>,
+    /// Calls made with exception handlers, sorted by return offset;
+    /// handler offsets are from the function's start.
+    pub exn_sites: Vec<crate::ExnSite>,
 }
 
 /// How long the steps of compiling one function took

@@ -10,18 +10,24 @@
 //!
 //! ```text
 //! u32 code length, u32 alignment, u32 relocation count, u32 trap count,
-//! u32 address-map count (all little-endian), then
+//! u32 address-map count, u32 exception-site count, u32 exception-handler
+//! count (all little-endian), then
 //! relocations:  count x (u32 offset, u32 target, i64 addend, u32 kind)
 //! traps:        count x (u32 offset, u32 trap code)
 //! address map:  count x (u32 code offset, u32 body-relative wasm offset)
+//! exn sites:    count x (u32 return offset, u32 frame offset,
+//!                        u32 vmctx offset, u32 handler count)
+//! exn handlers: count x (u32 tag, u32 handler offset), by site
 //! code
 //! ```
 
 use crate::compile::{CompiledFunction, RelocKind, Relocation};
+use crate::exn_table::{ExnHandler, ExnSite};
 use crate::index::FuncIndex;
 use crate::trap::TrapCode;
 
-const HEADER: usize = 20;
+const HEADER: usize = 28;
+const EXN_SITE: usize = 16;
 const RELOCATION: usize = 20;
 const PAIR: usize = 8;
 /// The largest alignment a function may ask for (Cranelift asks for at
@@ -64,9 +70,16 @@ impl CompiledFunction {
     /// `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.reserve(self.encoded_len());
-        for n in
-            [self.code.len(), self.alignment as usize, self.relocations.len(), self.traps.len(), self.address_map.len()]
-        {
+        let handlers: usize = self.exn_sites.iter().map(|s| s.handlers.len()).sum();
+        for n in [
+            self.code.len(),
+            self.alignment as usize,
+            self.relocations.len(),
+            self.traps.len(),
+            self.address_map.len(),
+            self.exn_sites.len(),
+            handlers,
+        ] {
             out.extend_from_slice(&(n as u32).to_le_bytes());
         }
         for r in &self.relocations {
@@ -83,6 +96,15 @@ impl CompiledFunction {
             out.extend_from_slice(&code.to_le_bytes());
             out.extend_from_slice(&wasm.to_le_bytes());
         }
+        for site in &self.exn_sites {
+            for n in [site.ret, site.frame_offset, site.vmctx_offset, site.handlers.len() as u32] {
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+        }
+        for h in self.exn_sites.iter().flat_map(|s| &s.handlers) {
+            out.extend_from_slice(&h.tag.to_le_bytes());
+            out.extend_from_slice(&h.offset.to_le_bytes());
+        }
         out.extend_from_slice(&self.code);
     }
 
@@ -97,6 +119,8 @@ impl CompiledFunction {
         HEADER
             + self.relocations.len() * RELOCATION
             + (self.traps.len() + self.address_map.len()) * PAIR
+            + self.exn_sites.len() * EXN_SITE
+            + self.exn_sites.iter().map(|s| s.handlers.len() * PAIR).sum::<usize>()
             + self.code.len()
     }
 }
@@ -110,29 +134,38 @@ pub struct FunctionCode<'a> {
     relocations: &'a [u8],
     traps: &'a [u8],
     address_map: &'a [u8],
+    exn_sites: &'a [u8],
+    exn_handlers: &'a [u8],
 }
 
 impl<'a> FunctionCode<'a> {
     /// Reads an encoded function, checking that it is exactly one whole
     /// function and consistent: every relocation and trap site inside the
     /// code, known relocation kinds and trap codes, address map sorted by
-    /// code offset, a power-of-two alignment of at most 4 KiB. `None`
+    /// code offset, exception sites sorted by return offset with their
+    /// return addresses and handlers inside the code and handler counts
+    /// adding up, a power-of-two alignment of at most 4 KiB. `None`
     /// otherwise.
     pub fn parse(bytes: &'a [u8]) -> Option<FunctionCode<'a>> {
         let header = bytes.get(..HEADER)?;
-        let [code_len, alignment, relocs, traps, pairs] = [0, 4, 8, 12, 16].map(|at| u32_at(header, at) as usize);
+        let [code_len, alignment, relocs, traps, pairs, sites, handlers] =
+            [0, 4, 8, 12, 16, 20, 24].map(|at| u32_at(header, at) as usize);
         let relocs_end = HEADER.checked_add(relocs.checked_mul(RELOCATION)?)?;
         let traps_end = relocs_end.checked_add(traps.checked_mul(PAIR)?)?;
         let pairs_end = traps_end.checked_add(pairs.checked_mul(PAIR)?)?;
-        if pairs_end.checked_add(code_len)? != bytes.len() {
+        let sites_end = pairs_end.checked_add(sites.checked_mul(EXN_SITE)?)?;
+        let handlers_end = sites_end.checked_add(handlers.checked_mul(PAIR)?)?;
+        if handlers_end.checked_add(code_len)? != bytes.len() {
             return None;
         }
         let f = FunctionCode {
-            code: &bytes[pairs_end..],
+            code: &bytes[handlers_end..],
             alignment: alignment as u32,
             relocations: &bytes[HEADER..relocs_end],
             traps: &bytes[relocs_end..traps_end],
             address_map: &bytes[traps_end..pairs_end],
+            exn_sites: &bytes[pairs_end..sites_end],
+            exn_handlers: &bytes[sites_end..handlers_end],
         };
         let code_len = u32::try_from(code_len).ok()?;
         let relocs_ok = f.relocations.chunks_exact(RELOCATION).all(|r| {
@@ -149,7 +182,17 @@ impl<'a> FunctionCode<'a> {
             .try_fold(0u32, |last, o| (o >= last).then_some(o))
             .is_some();
         let alignment_ok = f.alignment.is_power_of_two() && f.alignment <= MAX_ALIGNMENT;
-        (relocs_ok && traps_ok && map_ok && alignment_ok).then_some(f)
+        let sites_ok = f
+            .exn_sites
+            .chunks_exact(EXN_SITE)
+            .try_fold((None, 0usize), |(last, count), s| {
+                let ret = u32_at(s, 0);
+                let ok = ret <= code_len && last.is_none_or(|l| ret > l);
+                ok.then_some((Some(ret), count.checked_add(u32_at(s, 12) as usize)?))
+            })
+            .is_some_and(|(_, count)| count == handlers);
+        let handlers_ok = f.exn_handlers.chunks_exact(PAIR).all(|h| u32_at(h, 4) < code_len);
+        (relocs_ok && traps_ok && map_ok && alignment_ok && sites_ok && handlers_ok).then_some(f)
     }
 
     /// The machine code.
@@ -189,6 +232,25 @@ impl<'a> FunctionCode<'a> {
         self.address_map.chunks_exact(PAIR).map(|p| (u32_at(p, 0), u32_at(p, 4)))
     }
 
+    /// Calls made with exception handlers, sorted by return offset, with
+    /// offsets from the function's start.
+    pub fn exn_sites(&self) -> impl ExactSizeIterator<Item = ExnSite> + 'a {
+        let handlers = self.exn_handlers;
+        let mut next = 0usize;
+        self.exn_sites.chunks_exact(EXN_SITE).map(move |s| {
+            let n = u32_at(s, 12) as usize;
+            // Counts add up (checked by `parse`).
+            let hs = handlers.get(next * PAIR..(next + n) * PAIR).unwrap_or_default();
+            next += n;
+            ExnSite {
+                ret: u32_at(s, 0),
+                frame_offset: u32_at(s, 4),
+                vmctx_offset: u32_at(s, 8),
+                handlers: hs.chunks_exact(PAIR).map(|h| ExnHandler { tag: u32_at(h, 0), offset: u32_at(h, 4) }).collect(),
+            }
+        })
+    }
+
     /// The function decoded into its owned form.
     pub fn to_compiled(&self) -> CompiledFunction {
         CompiledFunction {
@@ -197,6 +259,7 @@ impl<'a> FunctionCode<'a> {
             relocations: self.relocations().collect(),
             traps: self.traps().collect(),
             address_map: self.address_map().collect(),
+            exn_sites: self.exn_sites().collect(),
         }
     }
 }
@@ -215,6 +278,18 @@ mod tests {
             ],
             traps: vec![(0, TrapCode::StackOverflow), (39, TrapCode::AtomicWaitNonSharedMemory)],
             address_map: vec![(0, 2), (5, 9), (5, 10), (20, 4)],
+            exn_sites: vec![
+                ExnSite { ret: 8, frame_offset: 32, vmctx_offset: 8, handlers: vec![ExnHandler { tag: 4, offset: 30 }] },
+                ExnSite {
+                    ret: 12,
+                    frame_offset: 32,
+                    vmctx_offset: 16,
+                    handlers: vec![
+                        ExnHandler { tag: 7, offset: 31 },
+                        ExnHandler { tag: ExnHandler::CATCH_ALL, offset: 33 },
+                    ],
+                },
+            ],
         }
     }
 
@@ -229,6 +304,7 @@ mod tests {
         assert_eq!(back.relocations, f.relocations);
         assert_eq!(back.traps, f.traps);
         assert_eq!(back.address_map, f.address_map);
+        assert_eq!(back.exn_sites, f.exn_sites);
         let empty = CompiledFunction { alignment: 1, ..CompiledFunction::default() }.encode();
         assert!(FunctionCode::parse(&empty).is_some_and(|f| f.code().is_empty()));
     }
@@ -253,6 +329,9 @@ mod tests {
         assert!(!with(&|f| f.address_map.swap(0, 3)), "unsorted address map");
         assert!(!with(&|f| f.alignment = 24), "alignment not a power of two");
         assert!(!with(&|f| f.alignment = 8192), "alignment too large");
+        assert!(!with(&|f| f.exn_sites.swap(0, 1)), "unsorted exception sites");
+        assert!(!with(&|f| f.exn_sites[1].ret = 41), "return address past the code");
+        assert!(!with(&|f| f.exn_sites[0].handlers[0].offset = 40), "handler past the code");
         // Unknown relocation kinds and trap codes.
         let kind_at = HEADER + 16;
         let mut bad = good.clone();

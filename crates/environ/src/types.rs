@@ -26,6 +26,8 @@ impl WasmValType {
     pub const FUNCREF: WasmValType = WasmValType::Ref(WasmRefType::FUNCREF);
     /// `externref`, the nullable host reference.
     pub const EXTERNREF: WasmValType = WasmValType::Ref(WasmRefType::EXTERNREF);
+    /// `exnref`.
+    pub const EXNREF: WasmValType = WasmValType::Ref(WasmRefType::EXNREF);
 
     /// Converts wasmparser's value type, failing for types Kiln does not
     /// support (GC heap types and the like).
@@ -88,6 +90,8 @@ impl WasmRefType {
     pub const FUNCREF: WasmRefType = WasmRefType { nullable: true, heap: WasmHeapType::Func };
     /// `externref`.
     pub const EXTERNREF: WasmRefType = WasmRefType { nullable: true, heap: WasmHeapType::Extern };
+    /// `exnref`.
+    pub const EXNREF: WasmRefType = WasmRefType { nullable: true, heap: WasmHeapType::Exn };
 
     /// Converts wasmparser's reference type.
     pub fn from_wasmparser(r: wasmparser::RefType) -> Result<Self, UnsupportedType> {
@@ -95,6 +99,8 @@ impl WasmRefType {
             wasmparser::HeapType::Abstract { shared: false, ty } => match ty {
                 wasmparser::AbstractHeapType::Func => WasmHeapType::Func,
                 wasmparser::AbstractHeapType::Extern => WasmHeapType::Extern,
+                wasmparser::AbstractHeapType::Exn => WasmHeapType::Exn,
+                wasmparser::AbstractHeapType::NoExn => WasmHeapType::NoExn,
                 other => return Err(UnsupportedType(format!("heap type {other:?}"))),
             },
             // Without GC every defined type is a function type.
@@ -131,10 +137,18 @@ impl WasmRefType {
 
     /// Whether every value of type `self` is a value of type `other`
     /// (reference subtyping without GC: non-null below nullable, a typed
-    /// function reference below `func`). Both in engine form.
+    /// function reference below `func`, `noexn` below `exn`). Both in
+    /// engine form.
     pub fn is_subtype_of(&self, other: &WasmRefType) -> bool {
         (other.nullable || !self.nullable)
-            && (self.heap == other.heap || (other.heap == WasmHeapType::Func && self.is_func()))
+            && (self.heap == other.heap
+                || (other.heap == WasmHeapType::Func && self.is_func())
+                || (other.heap == WasmHeapType::Exn && self.heap == WasmHeapType::NoExn))
+    }
+
+    /// Whether values of this type are exception references.
+    pub fn is_exn(&self) -> bool {
+        matches!(self.heap, WasmHeapType::Exn | WasmHeapType::NoExn)
     }
 
     /// Whether values of this type are function references.
@@ -151,6 +165,10 @@ impl fmt::Display for WasmRefType {
             (true, WasmHeapType::Extern) => f.write_str("externref"),
             (false, WasmHeapType::Func) => f.write_str("(ref func)"),
             (false, WasmHeapType::Extern) => f.write_str("(ref extern)"),
+            (true, WasmHeapType::Exn) => f.write_str("exnref"),
+            (false, WasmHeapType::Exn) => f.write_str("(ref exn)"),
+            (true, WasmHeapType::NoExn) => f.write_str("nullexnref"),
+            (false, WasmHeapType::NoExn) => f.write_str("(ref noexn)"),
             (_, WasmHeapType::ConcreteFunc(t)) => write!(f, "(ref {null}{})", t.as_u32()),
             (_, WasmHeapType::EngineFunc(id)) => write!(f, "(ref {null}<engine type {id}>)"),
         }
@@ -171,6 +189,10 @@ pub enum WasmHeapType {
     /// the form `ConcreteFunc` takes in an engine's type registry and in a
     /// store's runtime objects, where module indices mean nothing.
     EngineFunc(u32),
+    /// Exception objects (`exnref`, exception handling).
+    Exn,
+    /// The bottom of `exn`: only null (`nullexnref`).
+    NoExn,
 }
 
 /// A type Kiln does not (yet) support was found in a module.

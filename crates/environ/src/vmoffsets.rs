@@ -128,6 +128,16 @@ pub mod tag {
     /// Size of the structure.
     pub const SIZE: u32 = 8;
 }
+/// An exception object (`VMExn`), which an `exnref` points to: the fields
+/// compiled code reads when it catches one.
+pub mod exn {
+    /// Address of the `VMTagDefinition` of the exception's tag.
+    pub const TAG: u32 = 0;
+    /// Pointer to the payload: one 16-byte value slot (`ValRaw`) per
+    /// parameter of the tag's type, in order.
+    pub const PAYLOAD: u32 = 8;
+}
+
 /// Size of a value slot in array calls (`ValRaw`).
 pub const VAL_RAW_SIZE: u32 = 16;
 

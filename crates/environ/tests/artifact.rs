@@ -52,6 +52,12 @@ fn stand_in_function(i: u32, n: u32, first: u32) -> CompiledFunction {
         }],
         traps: vec![(2, TrapCode::IntegerDivisionByZero), (12, TrapCode::MemoryOutOfBounds)],
         address_map: vec![(0, 0), (4, 1), (12, 3)],
+        exn_sites: vec![ExnSite {
+            ret: 10,
+            frame_offset: 16,
+            vmctx_offset: 8,
+            handlers: vec![ExnHandler { tag: ExnHandler::CATCH_ALL, offset: 20 }],
+        }],
     }
 }
 
@@ -76,6 +82,7 @@ fn artifact() -> (Vec<u8>, ArtifactHeader) {
         ],
         traps: linked.traps,
         address_map: linked.address_map,
+        exn_table: linked.exn_table,
     };
     let header = ArtifactHeader {
         kiln_version: KILN_VERSION.to_string(),
@@ -101,6 +108,13 @@ fn the_intact_artifact_parses() {
     let parsed = parse(&bytes, &header, "the intact artifact").expect("intact");
     assert_eq!(parsed.header, header);
     assert_eq!(parsed.info.funcs.len(), 4);
+    // Each function's exception site, moved to text offsets.
+    assert_eq!(parsed.info.exn_table.len(), 4);
+    for loc in &parsed.info.funcs {
+        let site = parsed.info.exn_table.lookup(loc.start + 10).expect("a site per function");
+        let handlers: Vec<ExnHandler> = site.handlers().collect();
+        assert_eq!(handlers, [ExnHandler { tag: ExnHandler::CATCH_ALL, offset: loc.start + 20 }]);
+    }
     assert!(parsed.text.end == bytes.len() && parsed.text.start.is_multiple_of(TEXT_ALIGN));
 }
 

@@ -395,6 +395,7 @@ fn link_and_map(
         array_to_wasm_trampolines,
         traps: linked.traps,
         address_map: linked.address_map,
+        exn_table: linked.exn_table,
     });
     let code = ModuleCode::new(&linked.text, info.clone(), true).context("failed to map compiled code")?;
     Ok((runtime(engine, info, code), linked.text))

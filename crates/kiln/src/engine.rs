@@ -200,6 +200,7 @@ impl Engine {
             array_to_wasm_trampolines: vec![],
             traps: Default::default(),
             address_map: Default::default(),
+            exn_table: Default::default(),
         });
         let code: Arc<ModuleCode> =
             ModuleCode::new(&linked.text, info, false).context("mapping trampoline code")?.into();

@@ -106,7 +106,7 @@ wasm_features! {
     /// Exception handling. So far only tags (defined, imported, exported;
     /// `Tag` in the API): `throw`, `throw_ref` and `try_table` are not
     /// implemented yet, and modules using them fail to compile.
-    Exceptions => "exceptions" [], "exception handling (tags only so far)", off, WasmFeatures::EXCEPTIONS;
+    Exceptions => "exceptions" [], "exception handling", off, WasmFeatures::EXCEPTIONS;
     /// `i64.add128`, `i64.sub128`, `i64.mul_wide_s`, `i64.mul_wide_u`
     /// (off by default: not part of WebAssembly 3.0).
     WideArithmetic => "wide-arithmetic" [], "128-bit add/sub and widening multiply", off,

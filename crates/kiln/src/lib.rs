@@ -118,6 +118,7 @@ mod compile;
 mod compile_observer;
 mod config;
 mod engine;
+mod exn;
 mod externals;
 mod fast_hash;
 mod features;
@@ -144,6 +145,7 @@ pub use compile_observer::{
 };
 pub use config::{Config, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 pub use engine::{Engine, EpochTicker};
+pub use exn::{ExnRef, ThrownException};
 pub use externals::{Extern, Global, Memory, MemoryAccessError, SharedMemory, Table};
 pub use features::WasmFeature;
 pub use func::{Caller, Func, IntoFunc, TypedFunc, WasmParams, WasmResults, WasmRet, WasmTy, WasmTyList, WithCaller};

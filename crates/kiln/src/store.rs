@@ -194,6 +194,25 @@ impl<T: 'static> Store<T> {
         &self.inner.opaque.engine
     }
 
+    /// Takes the exception that ended the last call into wasm that failed
+    /// with [`ThrownException`](crate::ThrownException), if it was not
+    /// taken yet.
+    pub fn take_pending_exception(&mut self) -> Option<crate::ExnRef> {
+        self.inner.opaque.take_pending_exception()
+    }
+
+    /// Makes `exn` the pending exception and returns the error that throws
+    /// it: a host function that returns it throws `exn` into its wasm
+    /// caller. Always `Err`.
+    ///
+    /// # Errors
+    ///
+    /// Always: [`ThrownException`](crate::ThrownException), or an error if
+    /// `exn` belongs to another store.
+    pub fn throw<R>(&mut self, exn: &crate::ExnRef) -> anyhow::Result<R> {
+        Err(self.inner.opaque.throw(exn))
+    }
+
     /// Drops the store's references to externrefs that are no longer
     /// reachable from its tables, globals or the host. Runs automatically
     /// when wasm returns and the set has doubled since the last collection.
@@ -460,6 +479,21 @@ impl<T> StoreContextMut<'_, T> {
     /// The host data.
     pub fn data(&self) -> &T {
         &self.0.data
+    }
+
+    /// As [`Store::take_pending_exception`].
+    pub fn take_pending_exception(&mut self) -> Option<crate::ExnRef> {
+        self.0.opaque.take_pending_exception()
+    }
+
+    /// As [`Store::throw`]: a host function returns this to throw `exn`
+    /// into its wasm caller.
+    ///
+    /// # Errors
+    ///
+    /// Always, as [`Store::throw`].
+    pub fn throw<R>(&mut self, exn: &crate::ExnRef) -> anyhow::Result<R> {
+        Err(self.0.opaque.throw(exn))
     }
 
     /// The host data, mutably.

@@ -153,5 +153,6 @@ pub(crate) fn from_record(record: Box<TrapRecord>) -> anyhow::Error {
         TrapReason::Wasm(code) => anyhow::Error::new(Trap { code, backtrace: WasmBacktrace::from_pcs(&pcs) }),
         TrapReason::Host(e) => e,
         TrapReason::Panic(p) => std::panic::resume_unwind(p),
+        TrapReason::Exception => anyhow::Error::new(crate::ThrownException),
     }
 }

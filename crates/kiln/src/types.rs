@@ -20,6 +20,8 @@ pub enum ValType {
     FuncRef,
     /// Nullable host reference.
     ExternRef,
+    /// Nullable exception reference (exception handling).
+    ExnRef,
 }
 
 impl ValType {
@@ -31,6 +33,7 @@ impl ValType {
             env::WasmValType::F64 => ValType::F64,
             env::WasmValType::V128 => ValType::V128,
             env::WasmValType::Ref(r) if r.is_func() => ValType::FuncRef,
+            env::WasmValType::Ref(r) if r.is_exn() => ValType::ExnRef,
             env::WasmValType::Ref(_) => ValType::ExternRef,
         }
     }
@@ -44,12 +47,13 @@ impl ValType {
             ValType::V128 => env::WasmValType::V128,
             ValType::FuncRef => env::WasmValType::FUNCREF,
             ValType::ExternRef => env::WasmValType::EXTERNREF,
+            ValType::ExnRef => env::WasmValType::EXNREF,
         }
     }
 
     /// Whether this is a reference type.
     pub fn is_ref(&self) -> bool {
-        matches!(self, ValType::FuncRef | ValType::ExternRef)
+        matches!(self, ValType::FuncRef | ValType::ExternRef | ValType::ExnRef)
     }
 }
 

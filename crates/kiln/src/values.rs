@@ -82,6 +82,8 @@ pub enum Val {
     FuncRef(Option<Func>),
     /// `externref`; `None` is null.
     ExternRef(Option<ExternRef>),
+    /// `exnref`; `None` is null.
+    ExnRef(Option<crate::ExnRef>),
 }
 
 impl Val {
@@ -95,6 +97,7 @@ impl Val {
             Val::V128(_) => ValType::V128,
             Val::FuncRef(_) => ValType::FuncRef,
             Val::ExternRef(_) => ValType::ExternRef,
+            Val::ExnRef(_) => ValType::ExnRef,
         }
     }
 
@@ -128,6 +131,7 @@ impl Val {
             ValType::V128 => Val::V128(V128(0)),
             ValType::FuncRef => Val::FuncRef(None),
             ValType::ExternRef => Val::ExternRef(None),
+            ValType::ExnRef => Val::ExnRef(None),
         }
     }
 
@@ -139,7 +143,8 @@ impl Val {
             Val::F32(v) => ValRaw::f32(*v),
             Val::F64(v) => ValRaw::f64(*v),
             Val::V128(v) => ValRaw::u128(v.0),
-            Val::FuncRef(None) | Val::ExternRef(None) => ValRaw::ptr(0),
+            Val::FuncRef(None) | Val::ExternRef(None) | Val::ExnRef(None) => ValRaw::ptr(0),
+            Val::ExnRef(Some(e)) => ValRaw::ptr(e.to_raw(store)?),
             Val::FuncRef(Some(f)) => {
                 if f.0.store != store.id() {
                     bail!("function reference belongs to another store");
@@ -160,6 +165,7 @@ impl Val {
             ValType::V128 => Val::V128(V128(raw.get_u128())),
             ValType::FuncRef => Val::FuncRef(store.func_from_raw(raw.get_ptr())),
             ValType::ExternRef => Val::ExternRef(store.vm().externref_from_raw(raw.get_ptr()).map(ExternRef)),
+            ValType::ExnRef => Val::ExnRef(crate::ExnRef::from_raw(store, raw.get_ptr())),
         }
     }
 }

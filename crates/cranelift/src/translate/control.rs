@@ -290,6 +290,7 @@ impl FuncTranslator<'_, '_> {
             let vals = self.builder.block_params(destination).to_vec();
             self.stack.extend(vals);
         }
+        self.close_try_scope();
         Ok(())
     }
 
@@ -298,7 +299,9 @@ impl FuncTranslator<'_, '_> {
     pub(crate) fn translate_unreachable_operator(&mut self, op: &wasmparser::Operator<'_>) -> WasmResult<()> {
         use wasmparser::Operator as O;
         match op {
-            O::Block { .. } | O::Loop { .. } | O::If { .. } => self.unreachable_depth += 1,
+            O::Block { .. } | O::Loop { .. } | O::If { .. } | O::TryTable { .. } | O::Try { .. } => {
+                self.unreachable_depth += 1
+            }
             O::Else if self.unreachable_depth == 0 => self.translate_else()?,
             O::End if self.unreachable_depth == 0 => self.translate_end()?,
             O::End => self.unreachable_depth -= 1,

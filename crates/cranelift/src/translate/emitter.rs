@@ -50,6 +50,14 @@ impl Emitter<'_, '_> {
     /// VMContext get it in `args`). Nothing else: publishing the fuel
     /// counter first and polling epochs afterwards are the caller's.
     pub(crate) fn call_builtin(&mut self, index: BuiltinFunctionIndex, args: &[Value]) -> Option<Value> {
+        let (sig, f) = self.builtin_target(index);
+        let call = self.builder.ins().call_indirect(sig, f, args);
+        self.builder.inst_results(call).first().copied()
+    }
+
+    /// The signature of builtin `index` and its address, loaded from the
+    /// VMContext's builtin array.
+    pub(crate) fn builtin_target(&mut self, index: BuiltinFunctionIndex) -> (ir::SigRef, Value) {
         let sig = match self.builtin_sigs.get(&index.index()) {
             Some(s) => *s,
             None => {
@@ -62,7 +70,6 @@ impl Emitter<'_, '_> {
         let flags = self.readonly_here();
         let array = self.builder.ins().load(types::I64, flags, self.vmctx, vmctx_header::BUILTINS as i32);
         let f = self.builder.ins().load(types::I64, flags, array, (index.index() * 8) as i32);
-        let call = self.builder.ins().call_indirect(sig, f, args);
-        self.builder.inst_results(call).first().copied()
+        (sig, f)
     }
 }

@@ -2,6 +2,7 @@
 //! function references and builtins.
 
 use super::FuncTranslator;
+use super::exceptions::Callee;
 use super::memory::state_flags;
 use crate::abi::{clif_type, wasm_signature};
 use crate::trap_codes::to_clif;
@@ -195,7 +196,7 @@ impl FuncTranslator<'_, '_> {
         let args = self.popn(n);
         let mut all = Vec::with_capacity(n + 2);
         self.hook(|i, e| i.before_call(e));
-        let call = if self.module.is_imported_func(func) {
+        let results = if self.module.is_imported_func(func) {
             let off = self.offsets.imported_function(func) as i32;
             let code = self.builder.ins().load(types::I64, readonly(), self.vmctx, off + func_import::WASM_CALL as i32);
             let callee = self.builder.ins().load(types::I64, readonly(), self.vmctx, off + func_import::VMCTX as i32);
@@ -203,15 +204,14 @@ impl FuncTranslator<'_, '_> {
             all.push(self.vmctx);
             all.extend_from_slice(&args);
             let sig = self.wasm_sig_ref(self.module.func_type_index(func));
-            self.builder.ins().call_indirect(sig, code, &all)
+            self.emit_call(Callee::Indirect(sig, code), &all)
         } else {
             all.push(self.vmctx);
             all.push(self.vmctx);
             all.extend_from_slice(&args);
             let f = self.direct_func_ref(func);
-            self.builder.ins().call(f, &all)
+            self.emit_call(Callee::Direct(f), &all)
         };
-        let results = self.builder.inst_results(call).to_vec();
         self.stack.extend(results);
         self.hook(|i, e| i.after_call(e));
     }
@@ -256,8 +256,7 @@ impl FuncTranslator<'_, '_> {
         let all = self.indirect_args(type_index, callee);
         let sig = self.wasm_sig_ref(TypeIndex::from_u32(type_index));
         self.hook(|i, e| i.before_call(e));
-        let call = self.builder.ins().call_indirect(sig, code, &all);
-        let results = self.builder.inst_results(call).to_vec();
+        let results = self.emit_call(Callee::Indirect(sig, code), &all);
         self.stack.extend(results);
         self.hook(|i, e| i.after_call(e));
     }

@@ -20,6 +20,7 @@ mod atomics;
 mod control;
 mod emitter;
 mod env;
+mod exceptions;
 mod func_refs;
 mod interrupt;
 mod memory;
@@ -87,6 +88,11 @@ pub struct FuncTranslator<'a, 'f> {
     /// Fuel and epoch instrumentation, called at its hooks (see
     /// `interrupt/`).
     pub(crate) interruption: Interruption,
+    /// The exception handlers in scope, innermost on top (see
+    /// `exceptions.rs`).
+    pub(crate) handlers: Vec<exceptions::Handler>,
+    /// The open `try_table`s, innermost last.
+    pub(crate) try_scopes: Vec<exceptions::TryScope>,
 }
 
 /// Disjoint alias regions for Cranelift's alias analysis (redundant-load
@@ -148,6 +154,8 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             builtin_sigs: HashMap::new(),
             regions,
             interruption: Interruption::new(tunables, isa),
+            handlers: Vec::new(),
+            try_scopes: Vec::new(),
         }
     }
 

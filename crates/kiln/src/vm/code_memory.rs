@@ -135,6 +135,14 @@ pub fn lookup_trap_code(pc: usize) -> Option<TrapCode> {
     with_code(pc, |code, off| code.info.traps.lookup(off)).flatten()
 }
 
+/// Calls `f` with the call site whose return address is `ret` and the
+/// address of its text, if `ret` is in registered wasm code and returns
+/// from a call made with exception handlers.
+pub fn with_exn_site<R>(ret: usize, f: impl FnOnce(kiln_environ::ExnSiteRef<'_>, usize) -> R) -> Option<R> {
+    let at = ret.checked_sub(1)?;
+    with_code(at, |code, off| code.info.exn_table.lookup(off + 1).map(|site| f(site, code.text_start()))).flatten()
+}
+
 /// Whether `pc` lies in registered wasm code.
 pub fn is_wasm_pc(pc: usize) -> bool {
     with_code(pc, |_, _| ()).is_some()

@@ -148,7 +148,26 @@ unsafe extern "C" fn array_call_shim<S: VMStore + 'static>(
                 raise(e.into());
             }
         }
-        Ok(Err(e)) => raise(TrapReason::Host(e)),
+        Ok(Err(e)) => {
+            // A thrown exception (`StoreContextMut::throw`, or one passed on
+            // from a nested call into wasm) is thrown on into the caller.
+            // SAFETY: as above; the host function has returned.
+            let pending = if e.is::<crate::ThrownException>() {
+                unsafe { (*(*act).store).vm_store().exns_mut().take_pending() }
+            } else {
+                None
+            };
+            match pending {
+                Some(raw) => {
+                    drop(e);
+                    // SAFETY: the wasm-to-host trampoline recorded the
+                    // calling frame; nothing here needs dropping any more;
+                    // `raw` is the store's pending object.
+                    unsafe { super::throw::throw(raw) }
+                }
+                None => raise(TrapReason::Host(e)),
+            }
+        }
         Err(panic) => raise(TrapReason::Panic(panic)),
     }
 }

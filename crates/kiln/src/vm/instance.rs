@@ -329,6 +329,11 @@ impl Instance {
         unsafe { VMContext::field(self.vmctx, offset) }
     }
 
+    /// The instance's id in its store.
+    pub fn id(&self) -> InstanceId {
+        self.id
+    }
+
     /// The module this is an instance of.
     pub fn module(&self) -> &Arc<ModuleRuntime> {
         &self.module

@@ -22,8 +22,8 @@
 use super::instance::{Instance, instance_of_vmctx};
 use super::store_hooks::{HookError, VMStore};
 use super::traphandlers::{TrapReason, current_activation, raise};
-use super::vmcontext::{VMContext, VMStoreContext};
-use kiln_environ::FuncIndex;
+use super::vmcontext::{VMContext, VMStoreContext, ValRaw};
+use kiln_environ::{FuncIndex, TagIndex};
 use kiln_environ::TrapCode;
 use std::ptr::NonNull;
 
@@ -60,6 +60,14 @@ impl BuiltinCx {
         // SAFETY: the VMContext header of a live instance holds its store's
         // context, which outlives the call (the constructor's contract).
         unsafe { &*VMContext::store_context(self.vmctx) }
+    }
+
+    /// The raw store of the calling instance, taken from the innermost
+    /// activation, whose call lends it.
+    fn vm_store(&mut self) -> &mut super::store::VmStore {
+        let act = current_activation();
+        // SAFETY: as in `with_hooks`.
+        unsafe { (*(*act).store).vm_store() }
     }
 
     /// Runs `f` with the store (its hooks: growth decisions, the epoch
@@ -249,6 +257,36 @@ mod body {
                 done => return Ok(done.code()),
             }
         }
+    }
+
+    pub fn throw(cx: &mut BuiltinCx, tag: u32, values: usize) -> R<()> {
+        let inst = cx.instance();
+        let t = TagIndex::from_u32(tag);
+        let (id, module) = (inst.id(), inst.module().clone());
+        let info = module.module();
+        let params = info.types[info.tags[t.index()].index()].params();
+        // SAFETY: compiled code passes a stack slot holding one value
+        // slot per parameter of the tag's type, live during the call.
+        let slots = unsafe { std::slice::from_raw_parts(values as *const ValRaw, params.len()) };
+        // Only the bytes of each value's type were written.
+        let payload: Box<[ValRaw]> = params.iter().zip(slots).map(|(t, v)| v.truncated_to(*t)).collect();
+        let vm = cx.vm_store();
+        let tag = vm.instance_tag(id, t);
+        let raw = vm.new_exn(tag, payload).map_err(|e| TrapReason::Host(anyhow::anyhow!(e)))?;
+        // SAFETY: called by compiled code through the stub (which recorded
+        // the frame), holding nothing to drop; `raw` is the store's object.
+        unsafe { crate::vm::throw::throw(raw) }
+    }
+
+    pub fn throw_ref(cx: &mut BuiltinCx, exn: usize) -> R<()> {
+        if exn == 0 {
+            return Err(trap(TrapCode::NullReference));
+        }
+        if !cx.vm_store().exns().contains(exn) {
+            return Err(TrapReason::Host(anyhow::anyhow!("internal: throw_ref of an object the store does not hold")));
+        }
+        // SAFETY: as in `throw`.
+        unsafe { crate::vm::throw::throw(exn) }
     }
 
     pub fn new_epoch(cx: &mut BuiltinCx) -> R<()> {

@@ -8,6 +8,7 @@ pub mod arch;
 mod backtrace;
 pub mod code_memory;
 pub mod epoch;
+pub mod exn;
 pub mod externref;
 pub mod global;
 pub mod host_func;
@@ -24,10 +25,12 @@ pub mod parking;
 pub mod pool;
 pub mod send_sync_ptr;
 pub mod signals;
+pub mod stack_scan;
 pub mod store;
 pub mod store_hooks;
 pub mod store_ids;
 pub mod table;
+pub mod throw;
 #[doc(hidden)]
 pub mod testing;
 #[cfg(test)]

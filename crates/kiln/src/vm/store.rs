@@ -13,6 +13,7 @@
 
 use super::allocator::Allocator;
 use super::epoch::Epoch;
+use super::exn::{ExnHeap, VMExn};
 use super::externref::{ExternData, externref_to_raw};
 use super::global::GlobalStorage;
 use super::host_func::{HostFn, HostTrampoline, VMHostFuncContext};
@@ -153,6 +154,7 @@ pub struct VmStore {
     funcs_by_ref: FastHashMap<usize, FuncId>,
     host_funcs: Vec<Box<dyn Any + Send + Sync>>,
     externrefs: ExternRefRoots,
+    exns: ExnHeap,
 }
 
 // SAFETY: the raw pointers (function records, the context's epoch counter)
@@ -216,6 +218,7 @@ impl VmStore {
             funcs_by_ref: FastHashMap::default(),
             host_funcs: Vec::new(),
             externrefs: ExternRefRoots::default(),
+            exns: ExnHeap::default(),
         }
     }
 
@@ -864,6 +867,8 @@ impl VmStore {
         }
         match r.heap {
             WasmHeapType::Extern => self.externrefs.live.contains_key(&raw),
+            WasmHeapType::Exn => self.exns.contains(raw),
+            WasmHeapType::NoExn => false,
             WasmHeapType::Func => self.func_record_type(raw).is_some(),
             WasmHeapType::EngineFunc(id) => self.func_record_type(raw) == Some(id),
             // Runtime objects only ever carry engine-form types.
@@ -877,6 +882,76 @@ impl VmStore {
         } else {
             Err(format!("value of type {ty:?} is not a reference of this store"))
         }
+    }
+
+    // ---- exception objects ----
+
+    /// The store's exception objects.
+    pub fn exns(&self) -> &ExnHeap {
+        &self.exns
+    }
+
+    /// The store's exception objects, mutably.
+    pub fn exns_mut(&mut self) -> &mut ExnHeap {
+        &mut self.exns
+    }
+
+    /// Creates an exception of tag `tag` with payload `values` (checked
+    /// against the tag's type); returns its `exnref`. May first collect
+    /// unreachable exception objects (see `exn.rs`).
+    ///
+    /// # Errors
+    ///
+    /// The payload does not match the tag's type, or holds references
+    /// that are not of this store.
+    pub fn new_exn(&mut self, tag: TagId, values: Box<[ValRaw]>) -> Result<usize, String> {
+        let entry = &self.tags[tag];
+        let (def, ty) = (entry.def, entry.ty.clone());
+        if values.len() != ty.params().len() {
+            return Err(format!("the tag's payload has {} values, {} given", ty.params().len(), values.len()));
+        }
+        let mut externrefs = Vec::new();
+        for (t, v) in ty.params().iter().zip(values.iter()) {
+            self.check_value(*t, *v)?;
+            if let WasmValType::Ref(r) = t
+                && r.heap == WasmHeapType::Extern
+                && let Some(e) = self.externref_from_raw(v.get_ptr())
+            {
+                externrefs.push(e);
+            }
+        }
+        if self.exns.wants_collection() {
+            self.collect_exns();
+        }
+        Ok(self.exns.alloc(VMExn::new(def, tag, ty, values, externrefs)))
+    }
+
+    /// Frees the exception objects nothing reaches any more: not the
+    /// pending exception, not held by the host, not in a table, a global or
+    /// a live object's payload, and (while wasm runs) not on this thread's
+    /// stack.
+    pub fn collect_exns(&mut self) {
+        let mut roots: Vec<usize> = Vec::new();
+        for (i, _) in self.tables.iter() {
+            let table = self.table(i);
+            if table.ty().element.is_exn() {
+                roots.extend(table.externrefs().iter().copied().filter(|v| *v != 0));
+            }
+        }
+        for g in self.globals.values() {
+            if matches!(g.ty.content, WasmValType::Ref(r) if r.is_exn()) {
+                roots.push(g.storage.get().get_ptr());
+            }
+        }
+        if self.wasm_active() {
+            let exns = &self.exns;
+            super::stack_scan::scan_stack(|w| {
+                if exns.contains(w) {
+                    roots.push(w);
+                }
+            });
+        }
+        self.exns.collect(roots);
     }
 
     // ---- externrefs ----
@@ -922,6 +997,8 @@ impl VmStore {
                 }
             }
         }
+        // Payloads of exception objects (which keep their own references).
+        reachable.extend(self.exns.externrefs());
         let roots = &mut self.externrefs;
         roots.live.retain(|raw, _| reachable.contains(raw));
         roots.last_live = roots.live.len();

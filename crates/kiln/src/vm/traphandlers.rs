@@ -40,6 +40,9 @@ pub enum TrapReason {
     Host(anyhow::Error),
     /// A host function panicked with this payload.
     Panic(Box<dyn std::any::Any + Send>),
+    /// A wasm exception was thrown and nothing caught it: it is the
+    /// store's pending exception.
+    Exception,
 }
 
 impl From<super::store_hooks::HookError> for TrapReason {

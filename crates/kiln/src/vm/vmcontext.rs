@@ -273,6 +273,17 @@ impl ValRaw {
     pub fn ptr(v: usize) -> ValRaw {
         ValRaw::u128(v as u128)
     }
+    /// This slot with only the bytes a value of type `ty` occupies kept
+    /// (the rest zeroed), for slots that compiled code wrote narrower.
+    pub fn truncated_to(&self, ty: kiln_environ::WasmValType) -> ValRaw {
+        use kiln_environ::WasmValType as T;
+        match ty {
+            T::I32 | T::F32 => ValRaw::u128(u128::from(self.get_u128() as u32)),
+            T::I64 | T::F64 | T::Ref(_) => ValRaw::u128(u128::from(self.get_u128() as u64)),
+            T::V128 => *self,
+        }
+    }
+
     /// The low 32 bits as `i32`.
     pub fn get_i32(&self) -> i32 {
         self.get_u128() as u32 as i32

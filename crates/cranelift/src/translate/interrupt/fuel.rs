@@ -50,7 +50,25 @@ pub(super) struct Fuel {
     pub(super) suspended: bool,
 }
 
+/// The translation-time state of the counter at one point, to come back
+/// to after translating code elsewhere ([`Fuel::snapshot`]).
+pub(super) struct FuelSnapshot {
+    pending: i64,
+    pinned: Option<Value>,
+}
+
 impl Fuel {
+    /// The state at the current point.
+    pub(super) fn snapshot(&self) -> FuelSnapshot {
+        FuelSnapshot { pending: self.pending, pinned: self.pinned }
+    }
+
+    /// Returns to a state taken by [`Self::snapshot`].
+    pub(super) fn restore(&mut self, s: FuelSnapshot) {
+        self.pending = s.pending;
+        self.pinned = s.pinned;
+    }
+
     /// Fuel charged at `costs`, or no fuel.
     pub(super) fn new(costs: Option<FuelCosts>) -> Fuel {
         Fuel { costs, var: None, pending: 0, pinned: None, suspended: false }

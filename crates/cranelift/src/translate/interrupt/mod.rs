@@ -91,6 +91,12 @@ pub(crate) struct Interruption {
     strips: Strips,
 }
 
+/// What [`Interruption::save_for_handler`] keeps.
+pub(crate) struct HandlerSave {
+    fuel: fuel::FuelSnapshot,
+    checked: bool,
+}
+
 impl Interruption {
     /// The instrumentation `tunables` ask for, on `isa`.
     pub(crate) fn new(tunables: &Tunables, isa: &dyn TargetIsa) -> Interruption {
@@ -292,6 +298,36 @@ impl Interruption {
     /// (see `epoch.rs`).
     pub(crate) fn after_builtin(&mut self, e: &mut Emitter<'_, '_>, index: BuiltinFunctionIndex) {
         self.epochs.after_builtin(e, &mut self.fuel, index);
+    }
+
+    /// Before `throw` or `throw_ref`, which leave through a builtin: charges
+    /// what ran and publishes the counter in the store, where the handler
+    /// that catches the exception reloads it.
+    pub(crate) fn before_throw(&mut self, e: &mut Emitter<'_, '_>) {
+        self.fuel.flush(e);
+        self.fuel.save(e);
+    }
+
+    /// Before the catch blocks of a `try_table` are translated (from its
+    /// `end`, away from the code that follows): the state to restore for
+    /// that code afterwards.
+    pub(crate) fn save_for_handler(&self) -> HandlerSave {
+        HandlerSave { fuel: self.fuel.snapshot(), checked: self.checked }
+    }
+
+    /// At the start of a catch block, which the runtime enters from
+    /// wherever the exception was thrown: the counter is the one the
+    /// thrower published in the store, and no check is known to have run.
+    pub(crate) fn on_handler_entry(&mut self, e: &mut Emitter<'_, '_>) {
+        self.fuel.pending = 0;
+        self.fuel.reload(e);
+        self.checked = false;
+    }
+
+    /// After the catch blocks: back to the code after the `try_table`.
+    pub(crate) fn restore_after_handler(&mut self, saved: HandlerSave) {
+        self.fuel.restore(saved.fuel);
+        self.checked = saved.checked;
     }
 
     /// Checks fuel and epochs here: a check has run on every path now.

@@ -65,7 +65,9 @@ pub(super) fn plan(body: &FunctionBody<'_>, costs: &FuelCosts) -> HashMap<u64, i
                     prepaid.insert(pos, stretch);
                 }
             }
-            Operator::Block { .. } | Operator::If { .. } => frames.push(pos),
+            Operator::Block { .. } | Operator::If { .. } | Operator::TryTable { .. } | Operator::Try { .. } => {
+                frames.push(pos)
+            }
             Operator::End => {
                 // The function body's own `end` closes no frame here.
                 if let Some(open) = frames.pop() {
@@ -130,5 +132,8 @@ fn ends_stretch(op: &Operator<'_>) -> bool {
             | O::ReturnCallIndirect { .. }
             | O::CallRef { .. }
             | O::ReturnCallRef { .. }
+            | O::Throw { .. }
+            | O::ThrowRef
+            | O::Rethrow { .. }
     )
 }

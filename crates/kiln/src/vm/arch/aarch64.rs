@@ -171,3 +171,38 @@ macro_rules! preserving_builtin_stub {
     };
 }
 pub(crate) use preserving_builtin_stub;
+
+/// Resumes at the exception handler `pc` of a wasm frame: sets the stack
+/// and frame pointers to `sp` and `fp`, the exception payload registers
+/// (x0, x1) to `payload0` and `payload1`, and branches. No other register
+/// is restored: the calls that handlers are attached to use Cranelift's
+/// `tail` convention, across whose exceptional edge every register is
+/// clobbered.
+///
+/// # Safety
+///
+/// `(pc, sp, fp)` is a handler of a call site of a wasm frame still on this
+/// thread's stack, found through the module's exception table, and every
+/// frame below it may be discarded (nothing in them needs dropping).
+#[unsafe(naked)]
+pub unsafe extern "C" fn resume_to_handler(_pc: usize, _sp: usize, _fp: usize, _payload0: usize, _payload1: usize) -> ! {
+    core::arch::naked_asm!("mov sp, x1", "mov x29, x2", "mov x16, x0", "mov x0, x3", "mov x1, x4", "br x16")
+}
+
+/// The callee-saved registers (x19-x29) as they are at the call site, for
+/// a conservative scan of what the frames above may keep in them.
+#[inline(always)]
+pub fn callee_saved_registers() -> [usize; 11] {
+    let mut r = [0usize; 11];
+    // SAFETY: stores registers into the local array, which the pointer
+    // operand addresses.
+    unsafe {
+        core::arch::asm!(
+            "stp x19, x20, [{p}]", "stp x21, x22, [{p}, #16]", "stp x23, x24, [{p}, #32]",
+            "stp x25, x26, [{p}, #48]", "stp x27, x28, [{p}, #64]", "str x29, [{p}, #80]",
+            p = in(reg) r.as_mut_ptr(),
+            options(nostack, preserves_flags),
+        );
+    }
+    r
+}

@@ -1,7 +1,9 @@
 //! Per-architecture code, one file per architecture with the same items:
 //! `enter`/`kiln_unwind` (the host-to-wasm entry with its register save,
 //! and the jump back on a trap), signal-context accessors, the epoch
-//! interruption stub (x86-64), and the macros defining the builtins' entry
+//! interruption stub (x86-64), the jump into an exception handler and
+//! the register capture of conservative scans (`resume_to_handler`,
+//! `callee_saved_registers`), and the macros defining the builtins' entry
 //! stubs.
 
 #[cfg(target_arch = "aarch64")]
@@ -12,10 +14,14 @@ mod x86_64;
 #[cfg(target_arch = "aarch64")]
 pub(crate) use aarch64::{builtin_stub, preserving_builtin_stub};
 #[cfg(target_arch = "aarch64")]
-pub use aarch64::{context_pc_fp, context_pinned_reg, enter, kiln_unwind, redirect, stack_pointer};
+pub use aarch64::{
+    callee_saved_registers, context_pc_fp, context_pinned_reg, enter, kiln_unwind, redirect, resume_to_handler,
+    stack_pointer,
+};
 #[cfg(target_arch = "x86_64")]
 pub(crate) use x86_64::{builtin_stub, preserving_builtin_stub};
 #[cfg(target_arch = "x86_64")]
 pub use x86_64::{
-    call_from_signal, context_pc_fp, context_pinned_reg, enter, kiln_epoch_stub, kiln_unwind, redirect, stack_pointer,
+    call_from_signal, callee_saved_registers, context_pc_fp, context_pinned_reg, enter, kiln_epoch_stub, kiln_unwind,
+    redirect, resume_to_handler, stack_pointer,
 };

@@ -292,3 +292,38 @@ macro_rules! preserving_builtin_stub {
     };
 }
 pub(crate) use preserving_builtin_stub;
+
+/// Resumes at the exception handler `pc` of a wasm frame: sets the stack
+/// and frame pointers to `sp` and `fp`, the exception payload registers
+/// (rax, rdx) to `payload0` and `payload1`, and jumps. No other register
+/// is restored: the calls that handlers are attached to use Cranelift's
+/// `tail` convention, across whose exceptional edge every register is
+/// clobbered.
+///
+/// # Safety
+///
+/// `(pc, sp, fp)` is a handler of a call site of a wasm frame still on this
+/// thread's stack, found through the module's exception table, and every
+/// frame below it may be discarded (nothing in them needs dropping).
+#[unsafe(naked)]
+pub unsafe extern "C" fn resume_to_handler(_pc: usize, _sp: usize, _fp: usize, _payload0: usize, _payload1: usize) -> ! {
+    core::arch::naked_asm!("mov rax, rcx", "mov rsp, rsi", "mov rbp, rdx", "mov rdx, r8", "jmp rdi")
+}
+
+/// The callee-saved registers (rbx, rbp, r12-r15) as they are at the call
+/// site, for a conservative scan of what the frames above may keep in them.
+#[inline(always)]
+pub fn callee_saved_registers() -> [usize; 6] {
+    let mut r = [0usize; 6];
+    // SAFETY: stores registers into the local array, which the pointer
+    // operand addresses.
+    unsafe {
+        core::arch::asm!(
+            "mov [{p}], rbx", "mov [{p} + 8], rbp", "mov [{p} + 16], r12",
+            "mov [{p} + 24], r13", "mov [{p} + 32], r14", "mov [{p} + 40], r15",
+            p = in(reg) r.as_mut_ptr(),
+            options(nostack, preserves_flags),
+        );
+    }
+    r
+}
