@@ -267,6 +267,14 @@ impl WastContext {
                 Ok(vals) => bail!("expected trap `{message}`, got {vals:?}"),
                 Err(e) => check_trap(&e, message),
             },
+            WastDirective::AssertException { exec, .. } => match self.execute(exec) {
+                Ok(vals) => bail!("expected an uncaught exception, got {vals:?}"),
+                Err(e) if e.is::<kiln::ThrownException>() => match self.store.take_pending_exception() {
+                    Some(_) => Ok(()),
+                    None => bail!("an uncaught exception left no pending exception"),
+                },
+                Err(e) => bail!("expected an uncaught exception, got: {e:#}"),
+            },
             WastDirective::AssertExhaustion { call, message, .. } => match self.invoke(&call) {
                 Ok(vals) => bail!("expected exhaustion `{message}`, got {vals:?}"),
                 Err(e) => match e.downcast_ref::<Trap>() {
