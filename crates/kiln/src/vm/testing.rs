@@ -37,3 +37,9 @@ pub unsafe fn set_memory_base(mut store: impl AsContextMut, memory: crate::Memor
     // is the caller's contract.
     unsafe { std::ptr::addr_of_mut!((*def.as_ptr()).base).write(base) };
 }
+
+/// The number of exception objects `store` holds (live, or dead and not
+/// collected yet): tests check that throwing in a loop keeps it bounded.
+pub fn exception_objects(store: impl crate::store::AsContext) -> usize {
+    store.as_context().0.opaque.vm().exns().len()
+}

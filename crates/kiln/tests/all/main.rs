@@ -6,6 +6,7 @@ mod cache;
 mod cache_security;
 mod counted_loops;
 mod custom_page_sizes;
+mod exceptions;
 mod fuel_prepay;
 mod func_refs;
 mod host_calls;
