@@ -107,6 +107,11 @@ wasm_features! {
     /// `Tag` in the API): `throw`, `throw_ref` and `try_table` are not
     /// implemented yet, and modules using them fail to compile.
     Exceptions => "exceptions" [], "exception handling", off, WasmFeatures::EXCEPTIONS;
+    /// Legacy exception handling (`try`, `catch`, `catch_all`, `rethrow`,
+    /// `delegate`), which LLVM's `-fwasm-exceptions` emits by default:
+    /// translated onto the same handlers as `try_table`.
+    LegacyExceptions => "legacy-exceptions" [], "legacy exception handling (try/catch/rethrow/delegate)", off,
+        WasmFeatures::LEGACY_EXCEPTIONS;
     /// `i64.add128`, `i64.sub128`, `i64.mul_wide_s`, `i64.mul_wide_u`
     /// (off by default: not part of WebAssembly 3.0).
     WideArithmetic => "wide-arithmetic" [], "128-bit add/sub and widening multiply", off,

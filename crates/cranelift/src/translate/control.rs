@@ -291,6 +291,7 @@ impl FuncTranslator<'_, '_> {
             self.stack.extend(vals);
         }
         self.close_try_scope();
+        self.close_legacy_try();
         Ok(())
     }
 
@@ -303,6 +304,12 @@ impl FuncTranslator<'_, '_> {
                 self.unreachable_depth += 1
             }
             O::Else if self.unreachable_depth == 0 => self.translate_else()?,
+            O::Catch { tag_index } if self.unreachable_depth == 0 => self.translate_legacy_catch(*tag_index),
+            O::CatchAll if self.unreachable_depth == 0 => self.translate_legacy_catch_all(),
+            O::Delegate { relative_depth } if self.unreachable_depth == 0 => {
+                self.translate_legacy_delegate(*relative_depth)?
+            }
+            O::Delegate { .. } => self.unreachable_depth -= 1,
             O::End if self.unreachable_depth == 0 => self.translate_end()?,
             O::End => self.unreachable_depth -= 1,
             _ => {}

@@ -61,6 +61,14 @@ pub(crate) struct TryScope {
     used: bool,
 }
 
+impl TryScope {
+    /// The index of the `try_table`'s frame and the handler stack's height
+    /// below its handlers.
+    pub(crate) fn handler_span(&self) -> (usize, usize) {
+        (self.control_depth, self.handlers_below)
+    }
+}
+
 /// One entry of the handler stack: the encoded tag (`None` catches
 /// everything) and the clause's block.
 pub(crate) type Handler = (Option<u32>, ir::Block);
@@ -138,7 +146,7 @@ impl FuncTranslator<'_, '_> {
     }
 
     /// Pushes the payload of exception object `exn`, of tag `tag`.
-    fn push_payload(&mut self, tag: TagIndex, exn: Value) {
+    pub(crate) fn push_payload(&mut self, tag: TagIndex, exn: Value) {
         let ty = &self.module.types[self.module.tags[tag.index()].index()];
         let params = ty.params().to_vec();
         if params.is_empty() {
@@ -210,7 +218,7 @@ impl FuncTranslator<'_, '_> {
     /// Calls throwing builtin `index` with `args` (the VMContext is
     /// prepended), as a `try_call` when handlers are in scope; it never
     /// returns, so the code after it is a trap nothing reaches.
-    fn call_throwing_builtin(&mut self, index: BuiltinFunctionIndex, args: &[Value]) {
+    pub(crate) fn call_throwing_builtin(&mut self, index: BuiltinFunctionIndex, args: &[Value]) {
         self.hook(|i, e| i.before_throw(e));
         let (sig, addr) = self.hook(|_, e| e.builtin_target(index));
         let mut all = Vec::with_capacity(args.len() + 1);
@@ -254,3 +262,4 @@ pub(crate) enum Callee {
     /// A code address with this signature.
     Indirect(ir::SigRef, Value),
 }
+

@@ -21,6 +21,7 @@ mod control;
 mod emitter;
 mod env;
 mod exceptions;
+mod legacy_exceptions;
 mod func_refs;
 mod interrupt;
 mod memory;
@@ -93,6 +94,8 @@ pub struct FuncTranslator<'a, 'f> {
     pub(crate) handlers: Vec<exceptions::Handler>,
     /// The open `try_table`s, innermost last.
     pub(crate) try_scopes: Vec<exceptions::TryScope>,
+    /// The open legacy `try`s, innermost last.
+    pub(crate) legacy_tries: Vec<legacy_exceptions::LegacyTry>,
 }
 
 /// Disjoint alias regions for Cranelift's alias analysis (redundant-load
@@ -156,6 +159,7 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             interruption: Interruption::new(tunables, isa),
             handlers: Vec::new(),
             try_scopes: Vec::new(),
+            legacy_tries: Vec::new(),
         }
     }
 

@@ -68,7 +68,7 @@ pub(super) fn plan(body: &FunctionBody<'_>, costs: &FuelCosts) -> HashMap<u64, i
             Operator::Block { .. } | Operator::If { .. } | Operator::TryTable { .. } | Operator::Try { .. } => {
                 frames.push(pos)
             }
-            Operator::End => {
+            Operator::End | Operator::Delegate { .. } => {
                 // The function body's own `end` closes no frame here.
                 if let Some(open) = frames.pop() {
                     let stretch = first_stretch(reader.clone(), costs);
@@ -135,5 +135,8 @@ fn ends_stretch(op: &Operator<'_>) -> bool {
             | O::Throw { .. }
             | O::ThrowRef
             | O::Rethrow { .. }
+            | O::Catch { .. }
+            | O::CatchAll
+            | O::Delegate { .. }
     )
 }
