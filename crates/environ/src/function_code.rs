@@ -246,7 +246,10 @@ impl<'a> FunctionCode<'a> {
                 ret: u32_at(s, 0),
                 frame_offset: u32_at(s, 4),
                 vmctx_offset: u32_at(s, 8),
-                handlers: hs.chunks_exact(PAIR).map(|h| ExnHandler { tag: u32_at(h, 0), offset: u32_at(h, 4) }).collect(),
+                handlers: hs
+                    .chunks_exact(PAIR)
+                    .map(|h| ExnHandler { tag: u32_at(h, 0), offset: u32_at(h, 4) })
+                    .collect(),
             }
         })
     }
@@ -279,7 +282,12 @@ mod tests {
             traps: vec![(0, TrapCode::StackOverflow), (39, TrapCode::AtomicWaitNonSharedMemory)],
             address_map: vec![(0, 2), (5, 9), (5, 10), (20, 4)],
             exn_sites: vec![
-                ExnSite { ret: 8, frame_offset: 32, vmctx_offset: 8, handlers: vec![ExnHandler { tag: 4, offset: 30 }] },
+                ExnSite {
+                    ret: 8,
+                    frame_offset: 32,
+                    vmctx_offset: 8,
+                    handlers: vec![ExnHandler { tag: 4, offset: 30 }],
+                },
                 ExnSite {
                     ret: 12,
                     frame_offset: 32,

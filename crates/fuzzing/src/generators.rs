@@ -343,6 +343,9 @@ pub enum Value {
     NullFuncRef,
     /// A null `externref`.
     NullExternRef,
+    /// A null `exnref` (only Kiln runs modules with exception handling:
+    /// the differential generators leave it out).
+    NullExnRef,
 }
 
 impl Value {
@@ -400,6 +403,7 @@ impl Value {
             T::V128 => Value::V128(u.arbitrary().unwrap_or(0)),
             T::FuncRef => Value::NullFuncRef,
             T::ExternRef => Value::NullExternRef,
+            T::ExnRef => Value::NullExnRef,
         }
     }
 
@@ -413,6 +417,7 @@ impl Value {
             Value::V128(v) => kiln::Val::V128(v.into()),
             Value::NullFuncRef => kiln::Val::FuncRef(None),
             Value::NullExternRef => kiln::Val::ExternRef(None),
+            Value::NullExnRef => kiln::Val::ExnRef(None),
         }
     }
 
@@ -427,6 +432,7 @@ impl Value {
             T::V128 => Value::V128(0),
             T::FuncRef => Value::NullFuncRef,
             T::ExternRef => Value::NullExternRef,
+            T::ExnRef => Value::NullExnRef,
         }
     }
 }

@@ -103,14 +103,14 @@ wasm_features! {
     /// (WebAssembly 3.0).
     FunctionReferences => "function-references" [], "typed function references", on,
         WasmFeatures::FUNCTION_REFERENCES;
-    /// Exception handling. So far only tags (defined, imported, exported;
-    /// `Tag` in the API): `throw`, `throw_ref` and `try_table` are not
-    /// implemented yet, and modules using them fail to compile.
-    Exceptions => "exceptions" [], "exception handling", off, WasmFeatures::EXCEPTIONS;
+    /// Exception handling (WebAssembly 3.0): tags, `throw`, `throw_ref`,
+    /// `try_table`, `exnref`.
+    Exceptions => "exceptions" [], "exception handling", on, WasmFeatures::EXCEPTIONS;
     /// Legacy exception handling (`try`, `catch`, `catch_all`, `rethrow`,
     /// `delegate`), which LLVM's `-fwasm-exceptions` emits by default:
-    /// translated onto the same handlers as `try_table`.
-    LegacyExceptions => "legacy-exceptions" [], "legacy exception handling (try/catch/rethrow/delegate)", off,
+    /// translated onto the same handlers as `try_table`, so it costs
+    /// nothing where it is not used (on by default, as in V8).
+    LegacyExceptions => "legacy-exceptions" [], "legacy exception handling (try/catch/rethrow/delegate)", on,
         WasmFeatures::LEGACY_EXCEPTIONS;
     /// `i64.add128`, `i64.sub128`, `i64.mul_wide_s`, `i64.mul_wide_u`
     /// (off by default: not part of WebAssembly 3.0).
@@ -147,7 +147,7 @@ mod tests {
         assert_eq!(WasmFeature::from_name("sign-extension-ops"), Some(WasmFeature::SignExtension));
         assert_eq!(WasmFeature::from_name("gc"), None);
         assert!(default_features().contains(WasmFeatures::MEMORY64 | WasmFeatures::FUNCTION_REFERENCES));
-        assert!(!default_features().contains(WasmFeatures::EXCEPTIONS));
+        assert!(default_features().contains(WasmFeatures::EXCEPTIONS | WasmFeatures::LEGACY_EXCEPTIONS));
         assert!(default_features().contains(WasmFeatures::THREADS | WasmFeatures::GC_TYPES));
     }
 }

@@ -64,10 +64,7 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "wasm-v3/type-rec.wast",
         "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
     ),
-    (
-        "exceptions/tag.wast",
-        "its last modules use rec groups and subtypes for tag types (GC proposal; issue 22)",
-    ),
+    ("exceptions/tag.wast", "its last modules use rec groups and subtypes for tag types (GC proposal; issue 22)"),
     (
         "gc/array.wast",
         "needs the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
@@ -197,11 +194,17 @@ fn config_for(suite: &str, file: &str) -> Config {
 }
 
 /// WebAssembly 2.0 and the proposals of its era: Kiln's default without
-/// what 3.0 added (memory64, multi-memory, typed function references),
-/// under which some modules the 2.0 suites expect to be invalid validate.
+/// what 3.0 added (memory64, multi-memory, typed function references,
+/// exception handling), under which some modules the 2.0 suites expect to
+/// be invalid validate.
 fn wasm2() -> Config {
     let mut config = Config::new();
-    config.wasm_memory64(false).wasm_multi_memory(false).wasm_feature_set(kiln::WasmFeature::FunctionReferences, false);
+    config
+        .wasm_memory64(false)
+        .wasm_multi_memory(false)
+        .wasm_feature_set(kiln::WasmFeature::FunctionReferences, false)
+        .wasm_feature_set(kiln::WasmFeature::Exceptions, false)
+        .wasm_feature_set(kiln::WasmFeature::LegacyExceptions, false);
     config
 }
 

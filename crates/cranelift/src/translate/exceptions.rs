@@ -262,4 +262,3 @@ pub(crate) enum Callee {
     /// A code address with this signature.
     Indirect(ir::SigRef, Value),
 }
-

@@ -23,8 +23,8 @@ use super::instance::{Instance, instance_of_vmctx};
 use super::store_hooks::{HookError, VMStore};
 use super::traphandlers::{TrapReason, current_activation, raise};
 use super::vmcontext::{VMContext, VMStoreContext, ValRaw};
-use kiln_environ::{FuncIndex, TagIndex};
 use kiln_environ::TrapCode;
+use kiln_environ::{FuncIndex, TagIndex};
 use std::ptr::NonNull;
 
 /// What a builtin body works on: the calling instance, and the store's

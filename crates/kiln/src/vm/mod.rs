@@ -30,11 +30,11 @@ pub mod store;
 pub mod store_hooks;
 pub mod store_ids;
 pub mod table;
-pub mod throw;
 #[doc(hidden)]
 pub mod testing;
 #[cfg(test)]
 mod tests;
+pub mod throw;
 pub mod traphandlers;
 pub mod vmcontext;
 

@@ -185,7 +185,13 @@ pub(crate) use preserving_builtin_stub;
 /// thread's stack, found through the module's exception table, and every
 /// frame below it may be discarded (nothing in them needs dropping).
 #[unsafe(naked)]
-pub unsafe extern "C" fn resume_to_handler(_pc: usize, _sp: usize, _fp: usize, _payload0: usize, _payload1: usize) -> ! {
+pub unsafe extern "C" fn resume_to_handler(
+    _pc: usize,
+    _sp: usize,
+    _fp: usize,
+    _payload0: usize,
+    _payload1: usize,
+) -> ! {
     core::arch::naked_asm!("mov sp, x1", "mov x29, x2", "mov x16, x0", "mov x0, x3", "mov x1, x4", "br x16")
 }
 

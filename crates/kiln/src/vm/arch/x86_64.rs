@@ -306,7 +306,13 @@ pub(crate) use preserving_builtin_stub;
 /// thread's stack, found through the module's exception table, and every
 /// frame below it may be discarded (nothing in them needs dropping).
 #[unsafe(naked)]
-pub unsafe extern "C" fn resume_to_handler(_pc: usize, _sp: usize, _fp: usize, _payload0: usize, _payload1: usize) -> ! {
+pub unsafe extern "C" fn resume_to_handler(
+    _pc: usize,
+    _sp: usize,
+    _fp: usize,
+    _payload0: usize,
+    _payload1: usize,
+) -> ! {
     core::arch::naked_asm!("mov rax, rcx", "mov rsp, rsi", "mov rbp, rdx", "mov rdx, r8", "jmp rdi")
 }
 
