@@ -147,11 +147,6 @@ impl ExnHeap {
         self.live.len()
     }
 
-    /// Whether the heap holds no object.
-    pub fn is_empty(&self) -> bool {
-        self.live.is_empty()
-    }
-
     /// The raw externrefs in the payloads of all objects.
     pub fn externrefs(&self) -> impl Iterator<Item = usize> + '_ {
         self.live.values().flat_map(|e| e.externrefs.iter().map(super::externref::externref_to_raw))
@@ -171,11 +166,6 @@ impl ExnHeap {
     /// Takes the pending exception.
     pub fn take_pending(&mut self) -> Option<usize> {
         self.pending.take()
-    }
-
-    /// Whether there is a pending exception.
-    pub fn has_pending(&self) -> bool {
-        self.pending.is_some()
     }
 
     /// A host handle keeping object `raw` alive.

@@ -151,8 +151,9 @@ unsafe extern "C" fn array_call_shim<S: VMStore + 'static>(
         Ok(Err(e)) => {
             // A thrown exception (`StoreContextMut::throw`, or one passed on
             // from a nested call into wasm) is thrown on into the caller.
-            // SAFETY: as above; the host function has returned.
             let pending = if e.is::<crate::ThrownException>() {
+                // SAFETY: as above; the host function has returned, so its
+                // borrow of the store ended.
                 unsafe { (*(*act).store).vm_store().exns_mut().take_pending() }
             } else {
                 None
