@@ -135,12 +135,55 @@ pub fn lookup_trap_code(pc: usize) -> Option<TrapCode> {
     with_code(pc, |code, off| code.info.traps.lookup(off)).flatten()
 }
 
-/// Calls `f` with the call site whose return address is `ret` and the
-/// address of its text, if `ret` is in registered wasm code and returns
-/// from a call made with exception handlers.
-pub fn with_exn_site<R>(ret: usize, f: impl FnOnce(kiln_environ::ExnSiteRef<'_>, usize) -> R) -> Option<R> {
-    let at = ret.checked_sub(1)?;
-    with_code(at, |code, off| code.info.exn_table.lookup(off + 1).map(|site| f(site, code.text_start()))).flatten()
+/// The registry, read-locked for a walk over many frames (a throw): one
+/// lock for the whole walk, and the module of the last lookup remembered
+/// (consecutive frames are mostly in one module).
+pub struct CodeWalk<'a> {
+    reg: std::sync::RwLockReadGuard<'a, Registry>,
+    /// `(start, end, code)` of the last module found.
+    last: Option<(usize, usize, SendSyncPtr<ModuleCode>)>,
+}
+
+impl CodeWalk<'_> {
+    /// The registered code containing `pc` and `pc`'s offset in its text.
+    fn find(&mut self, pc: usize) -> Option<(&ModuleCode, u32)> {
+        let code = match self.last {
+            Some((start, end, code)) if pc >= start && pc < end => code,
+            _ => {
+                let (&end, &(start, code)) = self.reg.0.range(pc + 1..).next()?;
+                if pc < start {
+                    return None;
+                }
+                self.last = Some((start, end, code));
+                code
+            }
+        };
+        // SAFETY: registered code objects stay alive until they remove
+        // themselves under the write lock, and this walk holds the read lock.
+        let code = unsafe { code.as_non_null().as_ref() };
+        let off = code.text_offset(pc)?;
+        Some((code, off))
+    }
+
+    /// Calls `f` with the call site whose return address is `ret` and the
+    /// address of its text, if `ret` is in registered wasm code and returns
+    /// from a call made with exception handlers.
+    pub fn with_exn_site<R>(&mut self, ret: usize, f: impl FnOnce(kiln_environ::ExnSiteRef<'_>, usize) -> R) -> Option<R> {
+        let (code, off) = self.find(ret.checked_sub(1)?)?;
+        let site = code.info.exn_table.lookup(off + 1)?;
+        Some(f(site, code.text_start()))
+    }
+
+    /// Whether `pc` lies in registered wasm code.
+    pub fn is_wasm_pc(&mut self, pc: usize) -> bool {
+        self.find(pc).is_some()
+    }
+}
+
+/// Runs `f` with the registry read-locked for a walk ([`CodeWalk`]).
+pub fn walk_code<R>(f: impl FnOnce(&mut CodeWalk<'_>) -> R) -> R {
+    let mut walk = CodeWalk { reg: REGISTRY.read().unwrap_or_else(|e| e.into_inner()), last: None };
+    f(&mut walk)
 }
 
 /// Whether `pc` lies in registered wasm code.

@@ -260,16 +260,18 @@ mod body {
     }
 
     pub fn throw(cx: &mut BuiltinCx, tag: u32, values: usize) -> R<()> {
-        let inst = cx.instance();
         let t = TagIndex::from_u32(tag);
-        let (id, module) = (inst.id(), inst.module().clone());
-        let info = module.module();
-        let params = info.types[info.tags[t.index()].index()].params();
-        // SAFETY: compiled code passes a stack slot holding one value
-        // slot per parameter of the tag's type, live during the call.
-        let slots = unsafe { std::slice::from_raw_parts(values as *const ValRaw, params.len()) };
-        // Only the bytes of each value's type were written.
-        let payload: Box<[ValRaw]> = params.iter().zip(slots).map(|(t, v)| v.truncated_to(*t)).collect();
+        let (id, payload) = {
+            let inst = cx.instance();
+            let info = inst.module().module();
+            let params = info.types[info.tags[t.index()].index()].params();
+            // SAFETY: compiled code passes a stack slot holding one value
+            // slot per parameter of the tag's type, live during the call.
+            let slots = unsafe { std::slice::from_raw_parts(values as *const ValRaw, params.len()) };
+            // Only the bytes of each value's type were written.
+            let payload: Box<[ValRaw]> = params.iter().zip(slots).map(|(t, v)| v.truncated_to(*t)).collect();
+            (inst.id(), payload)
+        };
         let vm = cx.vm_store();
         let tag = vm.instance_tag(id, t);
         let raw = vm.new_exn(tag, payload).map_err(|e| TrapReason::Host(anyhow::anyhow!(e)))?;

@@ -22,7 +22,7 @@
 //! frames holding nothing that needs dropping (as for `raise`).
 
 use super::arch;
-use super::code_memory::{is_wasm_pc, with_exn_site};
+use super::code_memory::{CodeWalk, walk_code};
 use super::exn::VMExn;
 use super::traphandlers::{TrapReason, current_activation, raise};
 use super::vmcontext::VMTagDefinition;
@@ -46,34 +46,50 @@ pub unsafe fn throw(raw: usize) -> ! {
     // SAFETY: the innermost live activation and its store context (the
     // contract); `raw` is a live object.
     let (ctx, tag) = unsafe { (&*(*act).store_ctx, (*(raw as *const VMExn)).tag()) };
-    let entry_fp = ctx.last_wasm_entry_fp;
-    let (mut pc, mut fp) = (ctx.last_wasm_exit_pc, ctx.last_wasm_exit_fp);
-    while pc != 0 && fp != 0 {
-        if let Some((handler, sp)) = find_handler(pc, fp, tag) {
-            // SAFETY: a handler of a live frame of this activation, found
-            // in its module's table; nothing below needs dropping (the
-            // contract).
-            unsafe { arch::resume_to_handler(handler, sp, fp, raw, 0) }
-        }
-        // SAFETY: `fp` is the frame pointer of a wasm frame above the
-        // entry trampoline (frame pointers are kept), pointing at the saved
-        // caller frame pointer and the return address.
-        let (next_fp, ret) = unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) };
-        if next_fp == entry_fp || next_fp <= fp || !is_wasm_pc(ret.wrapping_sub(1)) {
-            break;
-        }
-        (pc, fp) = (ret, next_fp);
+    let (pc, fp, entry_fp) = (ctx.last_wasm_exit_pc, ctx.last_wasm_exit_fp, ctx.last_wasm_entry_fp);
+    // The registry lock is released before jumping (the guard must drop).
+    if let Some((handler, sp, fp)) = walk_code(|walk| find_handler(walk, pc, fp, entry_fp, tag)) {
+        // SAFETY: a handler of a live frame of this activation, found in
+        // its module's table; nothing below needs dropping (the contract).
+        unsafe { arch::resume_to_handler(handler, sp, fp, raw, 0) }
     }
     // SAFETY: the activation lends its store for the call (as builtins use it).
     unsafe { (*(*act).store).vm_store().exns_mut().set_pending(raw) };
     raise(TrapReason::Exception)
 }
 
+/// The first handler catching exceptions of the tag defined at `tag`, in
+/// the wasm frames from the one at `fp` (which a call returning to `pc`
+/// left) up to the entry trampoline whose frame pointer is `entry_fp`: its
+/// address, and the stack and frame pointers it expects.
+fn find_handler(
+    walk: &mut CodeWalk<'_>,
+    mut pc: usize,
+    mut fp: usize,
+    entry_fp: usize,
+    tag: NonNull<VMTagDefinition>,
+) -> Option<(usize, usize, usize)> {
+    while pc != 0 && fp != 0 {
+        if let Some((handler, sp)) = frame_handler(walk, pc, fp, tag) {
+            return Some((handler, sp, fp));
+        }
+        // SAFETY: `fp` is the frame pointer of a wasm frame above the
+        // entry trampoline (frame pointers are kept), pointing at the saved
+        // caller frame pointer and the return address.
+        let (next_fp, ret) = unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) };
+        if next_fp == entry_fp || next_fp <= fp || !walk.is_wasm_pc(ret.wrapping_sub(1)) {
+            return None;
+        }
+        (pc, fp) = (ret, next_fp);
+    }
+    None
+}
+
 /// The handler (its address and the stack pointer it expects) of the call
 /// returning to `pc` in the frame at `fp` that catches exceptions of the
 /// tag defined at `tag`, if any.
-fn find_handler(pc: usize, fp: usize, tag: NonNull<VMTagDefinition>) -> Option<(usize, usize)> {
-    with_exn_site(pc, |site, text| {
+fn frame_handler(walk: &mut CodeWalk<'_>, pc: usize, fp: usize, tag: NonNull<VMTagDefinition>) -> Option<(usize, usize)> {
+    walk.with_exn_site(pc, |site, text| {
         let sp = fp.checked_sub(site.frame_offset as usize)?;
         // SAFETY: the table says the frame's VMContext is spilled here;
         // the frame is live (it is on the chain being walked).
