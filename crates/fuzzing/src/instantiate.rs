@@ -10,7 +10,10 @@
 //! instance in a fresh store and a second instance in the same store must
 //! also look exactly like the first (copy-on-write memory images and lazily
 //! initialized tables are shared between instances; writes by one
-//! instance's start function must not show through in another).
+//! instance's start function must not show through in another). Half the
+//! modules use exception handling, so throwing and catching (and
+//! exceptions escaping the start function) are compared across variants
+//! too.
 //!
 //! Variants ([`variants`]): the defaults (on-demand allocator, lazy funcref
 //! tables, copy-on-write memory images); both eager
@@ -46,6 +49,10 @@ pub fn generate(u: &mut Unstructured<'_>) -> Result<Case> {
     smith.max_data_segments = smith.max_data_segments.max(u.int_in_range(0..=20)?);
     smith.max_element_segments = smith.max_element_segments.max(u.int_in_range(0..=20)?);
     smith.export_everything = u.ratio(3, 4)?;
+    // Start functions that throw, catch and rethrow (exception handling is
+    // Kiln's alone here: no second runtime runs these).
+    smith.exceptions_enabled = u.ratio(1, 2)?;
+    smith.max_tags = if smith.exceptions_enabled { 4 } else { 0 };
     let mut proposals = KilnSettings::default();
     proposals.enable_proposals_of(&smith);
     let max_memory_bytes = smith.max_memory32_bytes;
