@@ -168,7 +168,11 @@ impl CodeWalk<'_> {
     /// Calls `f` with the call site whose return address is `ret` and the
     /// address of its text, if `ret` is in registered wasm code and returns
     /// from a call made with exception handlers.
-    pub fn with_exn_site<R>(&mut self, ret: usize, f: impl FnOnce(kiln_environ::ExnSiteRef<'_>, usize) -> R) -> Option<R> {
+    pub fn with_exn_site<R>(
+        &mut self,
+        ret: usize,
+        f: impl FnOnce(kiln_environ::ExnSiteRef<'_>, usize) -> R,
+    ) -> Option<R> {
         let (code, off) = self.find(ret.checked_sub(1)?)?;
         let site = code.info.exn_table.lookup(off + 1)?;
         Some(f(site, code.text_start()))

@@ -88,7 +88,12 @@ fn find_handler(
 /// The handler (its address and the stack pointer it expects) of the call
 /// returning to `pc` in the frame at `fp` that catches exceptions of the
 /// tag defined at `tag`, if any.
-fn frame_handler(walk: &mut CodeWalk<'_>, pc: usize, fp: usize, tag: NonNull<VMTagDefinition>) -> Option<(usize, usize)> {
+fn frame_handler(
+    walk: &mut CodeWalk<'_>,
+    pc: usize,
+    fp: usize,
+    tag: NonNull<VMTagDefinition>,
+) -> Option<(usize, usize)> {
     walk.with_exn_site(pc, |site, text| {
         let sp = fp.checked_sub(site.frame_offset as usize)?;
         // SAFETY: the table says the frame's VMContext is spilled here;
