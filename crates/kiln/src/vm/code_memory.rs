@@ -198,6 +198,7 @@ pub fn is_wasm_pc(pc: usize) -> bool {
 /// Whether `pc` lies in the body of a compiled wasm function (not a
 /// trampoline), for the epoch signal handler. Never blocks: `None` when
 /// the registry is locked (this thread may be the one holding it).
+#[cfg(target_arch = "x86_64")]
 pub fn is_wasm_function_pc_nonblocking(pc: usize) -> Option<bool> {
     let reg = REGISTRY.try_read().ok()?;
     Some(find_code(&reg, pc, |code, off| code.info.func_by_text_offset(off).is_some()).unwrap_or(false))
