@@ -393,6 +393,19 @@ impl WasmTy for Option<ExternRef> {
     }
 }
 
+impl sealed::Sealed for Option<crate::ExnRef> {}
+impl WasmTy for Option<crate::ExnRef> {
+    fn valtype() -> ValType {
+        ValType::ExnRef
+    }
+    fn into_raw(self, store: &mut StoreOpaque) -> Result<ValRaw> {
+        Val::ExnRef(self).to_raw(store)
+    }
+    fn from_raw(raw: ValRaw, store: &mut StoreOpaque) -> Self {
+        crate::ExnRef::from_raw(store, raw.get_ptr())
+    }
+}
+
 /// A list of wasm values as Rust types: a single [`WasmTy`], `()`, or a
 /// tuple of up to 16.
 pub trait WasmTyList: Send + Sized {
@@ -409,7 +422,9 @@ pub trait WasmTyList: Send + Sized {
             // typed or non-null one is checked value by value on each call
             // (and its results are always functions).
             let func_ref = |t: &env::WasmValType| matches!(t, env::WasmValType::Ref(r) if r.is_func());
-            if w.to_env() != *t && !(func_ref(&w.to_env()) && func_ref(t)) {
+            // Likewise `Option<ExnRef>` for every exception reference type.
+            let exn_ref = |t: &env::WasmValType| matches!(t, env::WasmValType::Ref(r) if r.is_exn());
+            if w.to_env() != *t && !(func_ref(&w.to_env()) && func_ref(t)) && !(exn_ref(&w.to_env()) && exn_ref(t)) {
                 return Err(format!("value {i}: expected {}, the function has {t}", w));
             }
         }

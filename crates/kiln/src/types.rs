@@ -126,10 +126,12 @@ pub struct TableType(pub(crate) env::TableType);
 
 impl TableType {
     /// Creates a table type. `element` must be a reference type
-    /// (`FuncRef` or `ExternRef`; anything else is treated as `FuncRef`).
+    /// (`FuncRef`, `ExternRef` or `ExnRef`; anything else is treated as
+    /// `FuncRef`).
     pub fn new(element: ValType, min: u32, max: Option<u32>) -> TableType {
         let element = match element {
             ValType::ExternRef => env::WasmRefType::EXTERNREF,
+            ValType::ExnRef => env::WasmRefType::EXNREF,
             _ => env::WasmRefType::FUNCREF,
         };
         TableType(env::TableType { element, minimum: u64::from(min), maximum: max.map(u64::from), table64: false })

@@ -473,3 +473,66 @@ fn fuel_is_exact_across_throws() -> anyhow::Result<()> {
     assert_eq!(err.downcast_ref::<Trap>().map(|t| t.code()), Some(TrapCode::OutOfFuel));
     Ok(())
 }
+
+/// Exception references through the rest of the API: typed function
+/// parameters and results, host-created globals and tables, and a host
+/// function that receives one.
+#[test]
+fn exception_references_cross_the_api() -> anyhow::Result<()> {
+    use kiln::{Global, GlobalType, Mutability, Table, TableType, ValType};
+    let engine = engine();
+    let mut store = Store::new(&engine, ());
+    let tag = Tag::new(&mut store, &kiln::TagType::new(kiln::FuncType::new([ValType::I32], []))?)?;
+    let exn = ExnRef::new(&mut store, &tag, &[Val::I32(5)])?;
+    assert!(ExnRef::new(&mut store, &tag, &[Val::I64(5)]).is_err(), "payload of the wrong type");
+    assert!(ExnRef::new(&mut store, &tag, &[]).is_err(), "payload too short");
+
+    let global =
+        Global::new(&mut store, GlobalType::new(ValType::ExnRef, Mutability::Var), Val::ExnRef(Some(exn.clone())))?;
+    let table = Table::new(&mut store, TableType::new(ValType::ExnRef, 2, None), Val::ExnRef(None))?;
+    table.set(&mut store, 1, Val::ExnRef(Some(exn.clone())))?;
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+    let seen2 = seen.clone();
+    let mut linker = Linker::new(&engine);
+    linker.define("host", "e", tag)?;
+    linker.define("host", "g", global)?;
+    linker.define("host", "t", table)?;
+    linker.func_wrap("host", "look", move |mut caller: Caller<'_, ()>, e: Option<ExnRef>| -> anyhow::Result<()> {
+        let v = e.expect("non-null").field(&mut caller, 0)?.i32().expect("i32");
+        seen2.store(v, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    })?;
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (import "host" "e" (tag $e (param i32)))
+             (import "host" "g" (global $g (mut exnref)))
+             (import "host" "t" (table $t 2 exnref))
+             (import "host" "look" (func $look (param exnref)))
+             (func (export "payload") (param exnref) (result i32)
+               (block $h (result i32)
+                 (try_table (catch $e $h) (throw_ref (local.get 0)))
+                 unreachable))
+             (func (export "from_global") (result i32)
+               (call $look (global.get $g))
+               (block $h (result i32)
+                 (try_table (catch $e $h) (throw_ref (global.get $g)))
+                 unreachable))
+             (func (export "from_table") (result exnref) (table.get $t (i32.const 1))))"#,
+    )?;
+    let inst = linker.instantiate(&mut store, &module)?;
+    let payload = inst.get_typed_func::<Option<ExnRef>, i32>(&mut store, "payload")?;
+    assert_eq!(payload.call(&mut store, Some(exn.clone()))?, 5);
+    let err = payload.call(&mut store, None).expect_err("throw_ref null");
+    assert_eq!(err.downcast_ref::<Trap>().map(|t| t.code()), Some(TrapCode::NullReference));
+    assert_eq!(inst.get_typed_func::<(), i32>(&mut store, "from_global")?.call(&mut store, ())?, 5);
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 5);
+    let back = inst.get_typed_func::<(), Option<ExnRef>>(&mut store, "from_table")?.call(&mut store, ())?;
+    assert!(back.is_some_and(|b| ExnRef::ptr_eq(&b, &exn)));
+
+    // A reference of another store is refused.
+    let mut other = Store::new(&engine, ());
+    let other_global = Global::new(&mut other, GlobalType::new(ValType::ExnRef, Mutability::Var), Val::ExnRef(None))?;
+    assert!(other_global.set(&mut other, Val::ExnRef(Some(exn))).is_err());
+    Ok(())
+}
