@@ -536,3 +536,40 @@ fn exception_references_cross_the_api() -> anyhow::Result<()> {
     assert!(other_global.set(&mut other, Val::ExnRef(Some(exn))).is_err());
     Ok(())
 }
+
+/// With polled epochs and no fuel, the store context lives in a pinned
+/// register for the whole activation: a handler must find it there again
+/// after the throw went through the runtime (which may use that register),
+/// or the loop's epoch checks after a catch would read garbage.
+#[test]
+fn polled_epoch_checks_work_after_a_catch() -> anyhow::Result<()> {
+    let engine = engine_with(|c| {
+        c.epoch_interruption(true).epoch_interruption_signals(false);
+    });
+    let mut store = Store::new(&engine, ());
+    store.set_epoch_deadline(1_000_000);
+    let inst = instance(
+        &mut store,
+        r#"(module
+             (tag $e (param i32))
+             (func $throw (param i32) (local.get 0) (throw $e))
+             (func $id (param i32) (result i32) (local.get 0))
+             (func (export "run") (param i32) (result i32)
+               (local $sum i32)
+               (loop $l
+                 (block $h (result i32)
+                   (try_table (catch $e $h) (call $throw (local.get 0)))
+                   unreachable)
+                 ;; a call after the catch, and the loop's epoch check
+                 (local.set $sum (i32.add (local.get $sum) (call $id)))
+                 (br_if $l (local.tee 0 (i32.sub (local.get 0) (i32.const 1)))))
+               local.get $sum))"#,
+    )?;
+    assert_eq!(call_i32(&mut store, &inst, "run", 1000)?, 500_500);
+    // The deadline still interrupts a loop that throws.
+    engine.increment_epoch();
+    store.set_epoch_deadline(0);
+    let err = call_i32(&mut store, &inst, "run", 1_000_000).expect_err("interrupted");
+    assert_eq!(err.downcast_ref::<Trap>().map(|t| t.code()), Some(TrapCode::Interrupt));
+    Ok(())
+}

@@ -75,6 +75,21 @@ impl Epochs {
         }
     }
 
+    /// At the start of a catch block: the runtime's throw path ran Rust
+    /// code, which may have used the pinned register, so the store
+    /// context is put back there when it lives in it.
+    pub(super) fn on_handler_entry(&self, e: &mut Emitter<'_, '_>) {
+        if self.store_context_pinned {
+            let ctx = e.builder.ins().load(
+                types::I64,
+                MemFlagsData::trusted().with_readonly(),
+                e.vmctx,
+                vmctx_header::STORE_CONTEXT as i32,
+            );
+            e.builder.ins().set_pinned_reg(ctx);
+        }
+    }
+
     /// Loads the store's interrupt flag and calls `new_epoch` when raised.
     fn poll(&self, e: &mut Emitter<'_, '_>, fuel: &mut Fuel) {
         let pointer = MemFlagsData::trusted().with_readonly();

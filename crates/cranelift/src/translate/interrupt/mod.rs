@@ -317,10 +317,13 @@ impl Interruption {
 
     /// At the start of a catch block, which the runtime enters from
     /// wherever the exception was thrown: the counter is the one the
-    /// thrower published in the store, and no check is known to have run.
+    /// thrower published in the store, the pinned register holds whatever
+    /// the runtime's Rust code left there, and no check is known to have
+    /// run.
     pub(crate) fn on_handler_entry(&mut self, e: &mut Emitter<'_, '_>) {
         self.fuel.pending = 0;
         self.fuel.reload(e);
+        self.epochs.on_handler_entry(e);
         self.checked = false;
     }
 
