@@ -222,14 +222,18 @@ fn unsupported_entry(file: &TestFile<'static>) -> Option<&'static str> {
 /// copy-on-write memory images, on-demand allocator); eagerly (tables and
 /// memories filled at instantiation); with the pooling allocator and epoch
 /// interruption (by signal where supported: no checks, a poll after each
-/// builtin); and with fuel and polled epoch instrumentation. None of these
-/// may change any result.
-const MODES: &[&str] = &["", " [eager]", " [pooling+epochs]", " [fuel+epochs]"];
+/// builtin); with fuel and polled epoch instrumentation; and with polled
+/// epochs alone (the store context then lives in the pinned register).
+/// None of these may change any result.
+const MODES: &[&str] = &["", " [eager]", " [pooling+epochs]", " [fuel+epochs]", " [polled-epochs]"];
 
 fn run(file: &TestFile<'static>, mode: &str) -> Result<(), Failed> {
     let mut config = config_for(file.parent(), file.name());
     if mode.contains("fuel") {
         config.consume_fuel(true).epoch_interruption(true);
+    }
+    if mode.contains("polled-epochs") {
+        config.epoch_interruption(true).epoch_interruption_signals(false);
     }
     if mode.contains("eager") {
         config.table_lazy_init(false).memory_init_cow(false);
