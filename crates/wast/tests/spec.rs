@@ -311,29 +311,17 @@ fn bundled_files() -> Vec<TestFile<'static>> {
     versions.chain(proposals.into_iter().flat_map(proposal)).filter(|f| f.name().ends_with(".wast")).collect()
 }
 
-/// The newer upstream threads tests (with `thread`/`wait` directives),
-/// from the shared tree.
-fn upstream_threads_files() -> Result<Vec<TestFile<'static>>, DataError> {
+/// The .wast files of `dir` in the shared tree, as suite `suite`: the
+/// newer upstream threads tests (with `thread`/`wait` directives) and the
+/// upstream tests of legacy exception handling (`try`, `catch`,
+/// `rethrow`, `delegate`).
+fn shared_wast_files(dir: &str, suite: &'static str) -> Result<Vec<TestFile<'static>>, DataError> {
     let mut files = Vec::new();
-    for path in kiln_test_data::shared_files("testsuite/proposals/threads-upstream", "wast")? {
+    for path in kiln_test_data::shared_files(dir, "wast")? {
         let text = std::fs::read_to_string(&path).map_err(|e| DataError::Broken(format!("{}: {e}", path.display())))?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let contents: &'static str = Box::leak(text.into_boxed_str());
-        files.push(TestFile { parent: "threads-upstream".into(), name, contents });
-    }
-    Ok(files)
-}
-
-/// The upstream tests of legacy exception handling (`try`, `catch`,
-/// `rethrow`, `delegate`), from the shared tree, as suite
-/// `legacy-exceptions`.
-fn legacy_exception_files() -> Result<Vec<TestFile<'static>>, DataError> {
-    let mut files = Vec::new();
-    for path in kiln_test_data::shared_files("testsuite/core/legacy", "wast")? {
-        let text = std::fs::read_to_string(&path).map_err(|e| DataError::Broken(format!("{}: {e}", path.display())))?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let contents: &'static str = Box::leak(text.into_boxed_str());
-        files.push(TestFile { parent: "legacy-exceptions".into(), name, contents });
+        files.push(TestFile { parent: suite.into(), name, contents });
     }
     Ok(files)
 }
@@ -360,13 +348,13 @@ fn main() {
     let args = Arguments::from_args();
     let mut files = bundled_files();
     let mut trials = Vec::new();
-    let upstream = upstream_threads_files();
+    let upstream = shared_wast_files("testsuite/proposals/threads-upstream", "threads-upstream");
     let upstream_missing = upstream.is_err();
     match upstream {
         Ok(upstream) => files.extend(upstream),
         Err(e) => trials.push(e.into_trial("threads-upstream/*")),
     }
-    match legacy_exception_files() {
+    match shared_wast_files("testsuite/core/legacy", "legacy-exceptions") {
         Ok(legacy) => files.extend(legacy),
         Err(e) => trials.push(e.into_trial("legacy-exceptions/*")),
     }

@@ -29,11 +29,10 @@ pub fn scan_stack(mut f: impl FnMut(usize)) {
     let mut at = sp;
     while at + 8 <= top {
         // SAFETY: `[sp, top)` is this thread's own stack between the
-        // current frame and a live frame above it, mapped and readable;
-        // the words are only compared as integers, never dereferenced. A
-        // volatile read, because the frames above belong to suspended
-        // functions whose contents the compiler cannot see.
-        f(unsafe { std::ptr::read_volatile(at as *const usize) });
+        // current frame and a live frame above it, mapped and readable,
+        // and `at` is aligned; the words are only compared as integers,
+        // never dereferenced.
+        f(unsafe { arch::load_word(at) });
         at += 8;
     }
 }

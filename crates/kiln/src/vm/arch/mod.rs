@@ -15,13 +15,13 @@ mod x86_64;
 pub(crate) use aarch64::{builtin_stub, preserving_builtin_stub};
 #[cfg(target_arch = "aarch64")]
 pub use aarch64::{
-    callee_saved_registers, context_pc_fp, context_pinned_reg, enter, kiln_unwind, redirect, resume_to_handler,
-    stack_pointer,
+    callee_saved_registers, context_pc_fp, context_pinned_reg, enter, kiln_unwind, load_word, redirect,
+    resume_to_handler, stack_pointer,
 };
 #[cfg(target_arch = "x86_64")]
 pub(crate) use x86_64::{builtin_stub, preserving_builtin_stub};
 #[cfg(target_arch = "x86_64")]
 pub use x86_64::{
     call_from_signal, callee_saved_registers, context_pc_fp, context_pinned_reg, enter, kiln_epoch_stub, kiln_unwind,
-    redirect, resume_to_handler, stack_pointer,
+    load_word, redirect, resume_to_handler, stack_pointer,
 };

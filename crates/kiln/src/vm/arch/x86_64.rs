@@ -333,3 +333,20 @@ pub fn callee_saved_registers() -> [usize; 6] {
     }
     r
 }
+
+/// The word at `addr`, read by one instruction the compiler cannot see
+/// into (a conservative stack scan reads words of suspended frames, some of
+/// which no Rust value ever initialized).
+///
+/// # Safety
+///
+/// `addr` is 8-byte aligned, mapped and readable.
+#[inline(always)]
+pub unsafe fn load_word(addr: usize) -> usize {
+    let v: usize;
+    // SAFETY: the caller's contract; a plain load, no other effect.
+    unsafe {
+        core::arch::asm!("mov {v}, [{a}]", v = out(reg) v, a = in(reg) addr, options(nostack, readonly, preserves_flags))
+    };
+    v
+}
