@@ -172,12 +172,12 @@ impl RunCommand {
             kiln_wasi::define_shared_memories(&mut linker, module)?;
         }
         if let Err(e) = unknown.define(&mut linker, &mut store, module) {
-            return Ok(self.report(e));
+            return Ok(self.report(&mut store, e));
         }
         let instance = if wasi.threads {
             let pre = match linker.instantiate_pre(module) {
                 Ok(pre) => pre,
-                Err(e) => return Ok(self.report(e)),
+                Err(e) => return Ok(self.report(&mut store, e)),
             };
             if kiln_wasi::uses_threads(module) {
                 store.data_mut().threads = Some(self.threads(pre.clone())?);
@@ -188,13 +188,13 @@ impl RunCommand {
         };
         let instance = match instance {
             Ok(i) => i,
-            Err(e) => return Ok(self.report(e)),
+            Err(e) => return Ok(self.report(&mut store, e)),
         };
         // A WASI reactor initializes itself before any export is called.
         if let Some(init) = instance.get_func(&mut store, "_initialize")
             && let Err(e) = init.call(&mut store, &[], &mut [])
         {
-            return Ok(self.report(e));
+            return Ok(self.report(&mut store, e));
         }
         match &self.invoke {
             Some(name) => self.invoke(&mut store, instance, name),
@@ -204,15 +204,17 @@ impl RunCommand {
                 };
                 match start.call(&mut store, &[], &mut []) {
                     Ok(()) => Ok(ExitCode::SUCCESS),
-                    Err(e) => Ok(self.report(e)),
+                    Err(e) => Ok(self.report(&mut store, e)),
                 }
             }
         }
     }
 
     /// Picks the exit status for an error from running wasm (see
-    /// [`exit_status`]).
-    fn report(&self, e: anyhow::Error) -> ExitCode {
+    /// [`exit_status`]); an uncaught wasm exception is described with its
+    /// tag's type and payload, taken from `store`.
+    fn report(&self, store: &mut Store<Host>, e: anyhow::Error) -> ExitCode {
+        let e = describe_uncaught_exception(store, e);
         ExitCode::from(exit_status(&self.engine.limits, e))
     }
 
@@ -319,13 +321,28 @@ impl RunCommand {
             .collect::<Result<Vec<_>>>()?;
         let mut results: Vec<Val> = ty.results().map(Val::default_for).collect();
         if let Err(e) = func.call(&mut *store, &params, &mut results) {
-            return Ok(self.report(e));
+            return Ok(self.report(store, e));
         }
         for r in &results {
             println!("{}", format_val(r));
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// `e` with, if it is an uncaught wasm exception, the exception's tag type
+/// and payload as context (the store's pending exception is taken).
+fn describe_uncaught_exception(store: &mut Store<Host>, e: anyhow::Error) -> anyhow::Error {
+    if !e.is::<kiln::ThrownException>() {
+        return e;
+    }
+    let Some(exn) = store.take_pending_exception() else { return e };
+    let tag = exn.tag(&*store).map(|t| t.ty(&*store).to_string()).unwrap_or_else(|_| "?".into());
+    let payload = match exn.fields(&mut *store) {
+        Ok(fields) => fields.iter().map(format_val).collect::<Vec<_>>().join(", "),
+        Err(_) => "?".into(),
+    };
+    e.context(format!("uncaught wasm exception of tag {tag} with payload [{payload}]"))
 }
 
 /// The exit status for an error from running wasm: the program's own for

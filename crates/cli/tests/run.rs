@@ -176,3 +176,17 @@ fn wasi_threads_end_the_program_from_any_thread() {
     assert_eq!(code, 0, "stderr: {err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
+
+#[test]
+fn an_uncaught_exception_names_its_tag_and_payload() {
+    let dir = tempfile::tempdir().unwrap();
+    let wat = dir.path().join("throws.wat");
+    std::fs::write(
+        &wat,
+        r#"(module (tag $e (param i32 i64)) (func (export "f") (param i32) (throw $e (local.get 0) (i64.const -3))))"#,
+    )
+    .unwrap();
+    let (code, _, err) = run(kiln().args(["run", "--invoke", "f"]).arg(&wat).arg("42"));
+    assert_eq!(code, 1, "stderr: {err}");
+    assert!(err.contains("uncaught wasm exception of tag (tag (func (param i32 i64))) with payload [42, -3]"), "{err}");
+}
