@@ -104,10 +104,12 @@ fn w_takes_features_and_options_together() {
     let (code, _, err) = run(kiln(dir.path()).args(["run", "-W", "warp-drive"]).arg(&simd));
     assert_eq!(code, 1);
     assert!(err.contains("unknown -W option `warp-drive`"), "{err}");
-    let (code, _, err) = run(kiln(dir.path()).args(["run", "-W", "gc"]).arg(&simd).args(["--invoke", "f"]));
+    let (code, _, err) =
+        run(kiln(dir.path()).args(["run", "-W", "component-model"]).arg(&simd).args(["--invoke", "f"]));
     assert_eq!(code, 1);
     assert!(err.contains("does not implement"), "{err}");
-    let (code, _, err) = run(kiln(dir.path()).args(["run", "-W", "gc=n"]).arg(&simd).args(["--invoke", "f"]));
+    let (code, _, err) =
+        run(kiln(dir.path()).args(["run", "-W", "component-model=n"]).arg(&simd).args(["--invoke", "f"]));
     assert_eq!(code, 0, "turning off a proposal Kiln lacks changes nothing: {err}");
 
     // `-W help` lists both kinds and needs no FILE.

@@ -104,6 +104,10 @@ pub struct ModuleInfo {
     pub name: Option<String>,
     /// Function types, by module type index.
     pub types: Vec<FuncType>,
+    /// The recursion groups of `types`: the index of each group's first
+    /// type, in order (empty: every type is a group of its own). A type
+    /// refers only to earlier types and to types of its own group.
+    pub rec_group_starts: Vec<u32>,
     /// Type of every function, imports first.
     pub functions: Vec<TypeIndex>,
     /// Every table, imports first.
@@ -207,6 +211,21 @@ impl ModuleInfo {
     /// Number of defined tags.
     pub fn num_defined_tags(&self) -> u32 {
         self.tags.len() as u32 - self.num_imported_tags
+    }
+
+    /// The recursion groups of `types`, as ranges of type indices, in
+    /// order (see [`ModuleInfo::rec_group_starts`]).
+    pub fn rec_groups(&self) -> Vec<std::ops::Range<usize>> {
+        if self.rec_group_starts.is_empty() {
+            return (0..self.types.len()).map(|i| i..i + 1).collect();
+        }
+        let starts = &self.rec_group_starts;
+        (0..starts.len())
+            .map(|k| {
+                let end = starts.get(k + 1).map_or(self.types.len(), |e| *e as usize);
+                starts[k] as usize..end.max(starts[k] as usize)
+            })
+            .collect()
     }
 
     /// Whether tag `t` is imported.
@@ -346,6 +365,18 @@ impl ModuleInfo {
     ///
     /// A short description of the first dangling index.
     pub fn check_consistency(&self) -> Result<(), &'static str> {
+        let starts_ok = self.rec_group_starts.first().is_none_or(|s| *s == 0)
+            && self.rec_group_starts.windows(2).all(|w| w[0] < w[1])
+            && self.rec_group_starts.last().is_none_or(|s| (*s as usize) < self.types.len().max(1));
+        if !starts_ok {
+            return Err("recursion groups");
+        }
+        for group in self.rec_groups() {
+            if self.types[group.clone()].iter().any(|t| t.max_concrete_index().is_some_and(|i| i.index() >= group.end))
+            {
+                return Err("type reference past its recursion group");
+            }
+        }
         let nf = self.functions.len() as u32;
         let (nt, nm, ng) = (self.tables.len() as u32, self.memories.len() as u32, self.globals.len() as u32);
         if self.functions.iter().any(|t| t.index() >= self.types.len()) {

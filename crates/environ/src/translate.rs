@@ -67,17 +67,22 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
             Payload::TypeSection(section) => {
                 for group in section {
                     let group = group?;
-                    for sub in group.into_types() {
+                    let start = info.types.len();
+                    info.rec_group_starts.push(start as u32);
+                    let types: Vec<_> = group.into_types().collect();
+                    let end = start + types.len();
+                    for sub in types {
+                        if !sub.is_final || !sub.supertype_idxs.is_empty() {
+                            return Err(WasmError::Unsupported("GC subtyping (non-final types and supertypes)".into()));
+                        }
                         match &sub.composite_type.inner {
-                            wasmparser::CompositeInnerType::Func(ft) => {
+                            wasmparser::CompositeInnerType::Func(ft) if !sub.composite_type.shared => {
                                 let ty = FuncType::from_wasmparser(ft)?;
-                                // Engines canonicalize types in order, so a
-                                // type may only refer to earlier ones (a type
-                                // referring to itself or later needs GC's
-                                // recursion groups).
-                                if ty.max_concrete_index().is_some_and(|t| t.index() >= info.types.len()) {
+                                // A type refers to earlier ones and to its
+                                // own recursion group (validated).
+                                if ty.max_concrete_index().is_some_and(|t| t.index() >= end) {
                                     return Err(WasmError::Unsupported(
-                                        "a function type referring to itself or to a later type (recursive types need the GC proposal)".into(),
+                                        "a function type referring past its recursion group".into(),
                                     ));
                                 }
                                 info.types.push(ty);

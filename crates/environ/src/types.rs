@@ -153,7 +153,13 @@ impl WasmRefType {
 
     /// Whether values of this type are function references.
     pub fn is_func(&self) -> bool {
-        matches!(self.heap, WasmHeapType::Func | WasmHeapType::ConcreteFunc(_) | WasmHeapType::EngineFunc(_))
+        matches!(
+            self.heap,
+            WasmHeapType::Func
+                | WasmHeapType::ConcreteFunc(_)
+                | WasmHeapType::EngineFunc(_)
+                | WasmHeapType::RecLocal(_)
+        )
     }
 }
 
@@ -171,6 +177,7 @@ impl fmt::Display for WasmRefType {
             (false, WasmHeapType::NoExn) => f.write_str("(ref noexn)"),
             (_, WasmHeapType::ConcreteFunc(t)) => write!(f, "(ref {null}{})", t.as_u32()),
             (_, WasmHeapType::EngineFunc(id)) => write!(f, "(ref {null}<engine type {id}>)"),
+            (_, WasmHeapType::RecLocal(i)) => write!(f, "(ref {null}<rec.{i}>)"),
         }
     }
 }
@@ -189,6 +196,11 @@ pub enum WasmHeapType {
     /// the form `ConcreteFunc` takes in an engine's type registry and in a
     /// store's runtime objects, where module indices mean nothing.
     EngineFunc(u32),
+    /// Functions of the type at this index within the same recursion
+    /// group: the form references inside a group take in the keys under
+    /// which an engine's registry canonicalizes whole groups (never in a
+    /// module, a runtime object or compiled code).
+    RecLocal(u32),
     /// Exception objects (`exnref`, exception handling).
     Exn,
     /// The bottom of `exn`: only null (`nullexnref`).
@@ -241,6 +253,30 @@ impl FuncType {
             params: self.params.iter().map(|t| t.canonical(engine_ids)).collect(),
             results: self.results.iter().map(|t| t.canonical(engine_ids)).collect(),
         }
+    }
+
+    /// This signature with every reference to a module type index
+    /// (`ConcreteFunc`) replaced by the heap type `map` gives for it.
+    pub fn map_concrete(&self, map: impl Fn(crate::TypeIndex) -> WasmHeapType) -> FuncType {
+        let one = |t: &WasmValType| match t {
+            WasmValType::Ref(WasmRefType { nullable, heap: WasmHeapType::ConcreteFunc(i) }) => {
+                WasmValType::Ref(WasmRefType { nullable: *nullable, heap: map(*i) })
+            }
+            other => *other,
+        };
+        FuncType { params: self.params.iter().map(one).collect(), results: self.results.iter().map(one).collect() }
+    }
+
+    /// This signature with every reference within its recursion group
+    /// (`RecLocal`) replaced by the heap type `map` gives for it.
+    pub fn map_rec_local(&self, map: impl Fn(u32) -> WasmHeapType) -> FuncType {
+        let one = |t: &WasmValType| match t {
+            WasmValType::Ref(WasmRefType { nullable, heap: WasmHeapType::RecLocal(i) }) => {
+                WasmValType::Ref(WasmRefType { nullable: *nullable, heap: map(*i) })
+            }
+            other => *other,
+        };
+        FuncType { params: self.params.iter().map(one).collect(), results: self.results.iter().map(one).collect() }
     }
 
     /// The highest module type index this signature refers to, if any.

@@ -121,11 +121,21 @@ fn runtime(engine: &Engine, info: Arc<CompiledModuleInfo>, code: Box<ModuleCode>
         crate::profiling::register_perf_map(&info, code.text_start());
     }
     let offsets = VMOffsets::new(&info.module);
-    // In order: a type refers only to earlier ones (checked when translating).
+    // Group by group, in order: a type refers only to earlier groups and
+    // its own (checked when translating and when loading an artifact).
     let mut type_ids: Vec<u32> = Vec::with_capacity(info.module.types.len());
-    for t in &info.module.types {
-        let id = engine.inner.types.register(&t.canonical(&type_ids));
-        type_ids.push(id);
+    for group in info.module.rec_groups() {
+        let key: Vec<kiln_environ::FuncType> = info.module.types[group.clone()]
+            .iter()
+            .map(|t| {
+                t.map_concrete(|i| match i.index().checked_sub(group.start) {
+                    Some(local) => kiln_environ::WasmHeapType::RecLocal(local as u32),
+                    None => kiln_environ::WasmHeapType::EngineFunc(type_ids[i.index()]),
+                })
+            })
+            .collect();
+        let first = engine.inner.types.register_group(&key);
+        type_ids.extend((0..group.len() as u32).map(|k| first + k));
     }
     let type_ids = type_ids.into_boxed_slice();
     Arc::new(ModuleRuntime {

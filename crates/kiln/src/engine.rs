@@ -6,7 +6,7 @@ use crate::vm::code_memory::ModuleCode;
 use crate::vm::host_func::HostTrampoline;
 use anyhow::{Context, Result};
 use kiln_cranelift::{CompilerOptions, CraneliftCompiler};
-use kiln_environ::{CompiledModuleInfo, Compiler, FuncType, Tunables};
+use kiln_environ::{CompiledModuleInfo, Compiler, FuncType, Tunables, WasmHeapType};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -39,32 +39,62 @@ pub(crate) struct EngineInner {
     pub(crate) allocator: crate::vm::allocator::Allocator,
 }
 
-/// Engine-wide interning of function signatures: equal signatures get the
-/// same id, which `call_indirect` compares. Ids are never reused.
+/// Engine-wide interning of function types, by recursion group: groups
+/// that are equal once their references to earlier types are replaced by
+/// those types' ids and their references within the group by positions in
+/// it (iso-recursive equivalence) get the same ids, consecutive within a
+/// group, in any module. `call_indirect` compares ids. Ids are never
+/// reused.
 #[derive(Default)]
 pub(crate) struct TypeRegistry {
-    ids: RwLock<HashMap<FuncType, u32>>,
-    types: RwLock<Vec<Arc<FuncType>>>,
+    inner: RwLock<Registry>,
+}
+
+#[derive(Default)]
+struct Registry {
+    /// A group's key (its types with references within the group as
+    /// `RecLocal`) to its first id.
+    groups: HashMap<Vec<FuncType>, u32>,
+    /// Each id's type in engine form (references as `EngineFunc`).
+    types: Vec<Arc<FuncType>>,
+}
+
+impl Registry {
+    fn register_group(&mut self, key: &[FuncType]) -> u32 {
+        if let Some(first) = self.groups.get(key) {
+            return *first;
+        }
+        let first = self.types.len() as u32;
+        for t in key {
+            self.types.push(Arc::new(t.map_rec_local(|i| WasmHeapType::EngineFunc(first + i))));
+        }
+        self.groups.insert(key.to_vec(), first);
+        first
+    }
 }
 
 impl TypeRegistry {
+    /// The first id of recursion group `key` (its types with references to
+    /// earlier types as `EngineFunc` ids and to types of the group as
+    /// `RecLocal` positions); the others follow in order.
+    pub(crate) fn register_group(&self, key: &[FuncType]) -> u32 {
+        if let Some(first) = self.inner.read().unwrap_or_else(|e| e.into_inner()).groups.get(key) {
+            return *first;
+        }
+        self.inner.write().unwrap_or_else(|e| e.into_inner()).register_group(key)
+    }
+
+    /// The id of function type `ty` in engine form, made by the host (a
+    /// host function's or a tag's type): a recursion group of its own, so
+    /// the same as a module's type that is not in an explicit group with
+    /// others. (A type in a larger group is a different type, even with the
+    /// same engine form: iso-recursive equality.)
     pub(crate) fn register(&self, ty: &FuncType) -> u32 {
-        if let Some(id) = self.ids.read().unwrap_or_else(|e| e.into_inner()).get(ty) {
-            return *id;
-        }
-        let mut ids = self.ids.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(id) = ids.get(ty) {
-            return *id;
-        }
-        let mut types = self.types.write().unwrap_or_else(|e| e.into_inner());
-        let id = types.len() as u32;
-        types.push(Arc::new(ty.clone()));
-        ids.insert(ty.clone(), id);
-        id
+        self.register_group(std::slice::from_ref(ty))
     }
 
     pub(crate) fn get(&self, id: u32) -> Arc<FuncType> {
-        self.types.read().unwrap_or_else(|e| e.into_inner())[id as usize].clone()
+        self.inner.read().unwrap_or_else(|e| e.into_inner()).types[id as usize].clone()
     }
 }
 

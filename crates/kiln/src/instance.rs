@@ -165,9 +165,11 @@ fn global_matches(have: env::GlobalType, want: env::GlobalType) -> bool {
         }
 }
 
-/// Checks `ext` against the import's expected type. Types that name other
-/// types are compared in engine form (`type_ids`: the module's engine type
-/// ids), since the same type has different indices in different modules.
+/// Checks `ext` against the import's expected type. Function and tag types
+/// are compared by engine type id (`type_ids`: the module's), which is
+/// iso-recursive type equality; value types that name other types are
+/// compared in engine form, since the same type has different indices in
+/// different modules.
 fn check_import(
     store: &StoreOpaque,
     module: &env::ModuleInfo,
@@ -176,9 +178,7 @@ fn check_import(
     ext: &Extern,
 ) -> Result<()> {
     let ok = match (want, ext) {
-        (EntityType::Function(t), Extern::Func(f)) => {
-            **store.vm().func_ty(f.0.index) == module.types[t.index()].canonical(type_ids)
-        }
+        (EntityType::Function(t), Extern::Func(f)) => store.vm().func_type_id(f.0.index) == type_ids[t.index()],
         (EntityType::Global(g), Extern::Global(x)) => {
             global_matches(store.vm().global_ty(x.0.index), g.canonical(type_ids))
         }
@@ -202,9 +202,7 @@ fn check_import(
                 && a.page_size_log2 == m.page_size_log2
                 && limits_match(a.minimum, a.maximum, m.minimum, m.maximum)
         }
-        (EntityType::Tag(t), Extern::Tag(x)) => {
-            **store.vm().tag_ty(x.0.index) == module.types[t.index()].canonical(type_ids)
-        }
+        (EntityType::Tag(t), Extern::Tag(x)) => store.vm().tag_type_id(x.0.index) == type_ids[t.index()],
         _ => false,
     };
     if ok {

@@ -32,36 +32,12 @@ const UNSUPPORTED: &[(&str, &str)] = &[
          wasm-v2/unreached-invalid.wast runs and passes",
     ),
     (
-        "wasm-v3/data.wast",
-        "needs gc: the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
-    ),
-    (
-        "wasm-v3/elem.wast",
-        "needs gc: the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
-    ),
-    (
-        "wasm-v3/global.wast",
-        "needs gc: the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
-    ),
-    (
         "wasm-v3/ref_null.wast",
-        "needs gc: the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
-    ),
-    (
-        "wasm-v3/type-canon.wast",
-        "needs gc: the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
-    ),
-    (
-        "wasm-v3/type-equivalence.wast",
         "needs gc: the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
     ),
     (
         "wasm-v3/type-rec.wast",
         "needs gc: the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
-    ),
-    (
-        "exceptions/tag.wast",
-        "needs gc: its last modules use rec groups and subtypes for tag types (the GC proposal; issue 22)",
     ),
     (
         "gc/array.wast",
@@ -140,7 +116,7 @@ fn config_for(suite: &str, file: &str) -> Config {
         // WebAssembly 3.0 (Kiln's default) and the proposals it merged.
         "wasm-v3" | "exceptions" | "gc" => {
             let mut config = Config::new();
-            config.wasm_feature_set(kiln::WasmFeature::Exceptions, true);
+            config.wasm_feature_set(kiln::WasmFeature::Exceptions, true).wasm_feature_set(kiln::WasmFeature::Gc, true);
             config
         }
         "legacy-exceptions" => {

@@ -829,6 +829,21 @@ impl VmStore {
         self.funcs[i].func_ref.as_ptr() as usize
     }
 
+    /// The engine type id of function `i`'s type.
+    pub fn func_type_id(&self, i: FuncId) -> u32 {
+        // SAFETY: function records live as long as the store (in instance
+        // VMContexts or host function contexts it owns) and are written
+        // before the function is registered.
+        unsafe { self.funcs[i].func_ref.as_ref().type_id }
+    }
+
+    /// The engine type id of tag `t`'s type.
+    pub fn tag_type_id(&self, t: TagId) -> u32 {
+        // SAFETY: tag definitions live as long as the store (inline in
+        // instance VMContexts it owns, or boxed in its tag entries).
+        unsafe { self.tags[t].def.as_ref().type_id }
+    }
+
     /// The store function index of raw function reference `raw` (which
     /// came out of wasm or a table of this store); `None` for null or for
     /// anything that is not a function of this store.
@@ -872,7 +887,7 @@ impl VmStore {
             WasmHeapType::Func => self.func_record_type(raw).is_some(),
             WasmHeapType::EngineFunc(id) => self.func_record_type(raw) == Some(id),
             // Runtime objects only ever carry engine-form types.
-            WasmHeapType::ConcreteFunc(_) => false,
+            WasmHeapType::ConcreteFunc(_) | WasmHeapType::RecLocal(_) => false,
         }
     }
 

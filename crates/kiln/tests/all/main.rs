@@ -15,6 +15,7 @@ mod interrupt;
 mod malformed;
 mod memory64;
 mod memory_faults;
+mod rec_groups;
 mod scratch;
 mod tables;
 mod tags;
