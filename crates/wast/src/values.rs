@@ -18,6 +18,9 @@ pub fn arg(a: &WastArgCore<'_>) -> Result<Val> {
         WastArgCore::RefNull(HeapType::Abstract {
             ty: AbstractHeapType::Extern | AbstractHeapType::NoExtern, ..
         }) => Val::ExternRef(None),
+        WastArgCore::RefNull(HeapType::Abstract { ty: AbstractHeapType::Exn | AbstractHeapType::NoExn, .. }) => {
+            Val::ExnRef(None)
+        }
         WastArgCore::RefNull(_) => Val::FuncRef(None),
         WastArgCore::RefExtern(n) => Val::ExternRef(Some(ExternRef::new(HostValue(*n)))),
         other => bail!("unsupported argument {other:?}"),
@@ -75,6 +78,7 @@ fn matches(v: &Val, p: &WastRetCore<'_>) -> Result<bool> {
         (Val::V128(a), WastRetCore::V128(p)) => v128_matches(a.as_u128(), p),
         (Val::FuncRef(f), WastRetCore::RefNull(_)) => f.is_none(),
         (Val::ExternRef(r), WastRetCore::RefNull(_)) => r.is_none(),
+        (Val::ExnRef(r), WastRetCore::RefNull(_)) => r.is_none(),
         (Val::FuncRef(f), WastRetCore::RefFunc(_)) => f.is_some(),
         (Val::ExternRef(r), WastRetCore::RefExtern(n)) => match (r, n) {
             (None, _) => false,
