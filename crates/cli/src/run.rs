@@ -405,7 +405,7 @@ fn parse_arg(ty: ValType, s: &str) -> Result<Val> {
         ValType::F32 => Val::F32(s.parse::<f32>()?.to_bits()),
         ValType::F64 => Val::F64(s.parse::<f64>()?.to_bits()),
         ValType::V128 => Val::V128(kiln::V128::from(parse_int::<u128>(s)?)),
-        ValType::FuncRef | ValType::ExternRef | ValType::ExnRef => {
+        ValType::FuncRef | ValType::ExternRef | ValType::ExnRef | ValType::AnyRef => {
             if s == "null" {
                 Val::default_for(ty)
             } else {
@@ -422,7 +422,8 @@ fn format_val(v: &Val) -> String {
         Val::F32(b) => f32::from_bits(*b).to_string(),
         Val::F64(b) => f64::from_bits(*b).to_string(),
         Val::V128(x) => format!("{:#034x}", x.as_u128()),
-        Val::FuncRef(None) | Val::ExternRef(None) | Val::ExnRef(None) => "null".to_string(),
+        Val::FuncRef(None) | Val::ExternRef(None) | Val::ExnRef(None) | Val::AnyRef(None) => "null".to_string(),
+        Val::AnyRef(Some(_)) => "<anyref>".to_string(),
         Val::ExnRef(Some(_)) => "<exnref>".to_string(),
         Val::FuncRef(Some(_)) => "<funcref>".to_string(),
         Val::ExternRef(Some(_)) => "<externref>".to_string(),

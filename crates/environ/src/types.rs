@@ -28,6 +28,8 @@ impl WasmValType {
     pub const EXTERNREF: WasmValType = WasmValType::Ref(WasmRefType::EXTERNREF);
     /// `exnref`.
     pub const EXNREF: WasmValType = WasmValType::Ref(WasmRefType::EXNREF);
+    /// `anyref`.
+    pub const ANYREF: WasmValType = WasmValType::Ref(WasmRefType::ANYREF);
 
     /// Converts wasmparser's value type, failing for types Kiln does not
     /// support (GC heap types and the like).
@@ -92,6 +94,8 @@ impl WasmRefType {
     pub const EXTERNREF: WasmRefType = WasmRefType { nullable: true, heap: WasmHeapType::Extern };
     /// `exnref`.
     pub const EXNREF: WasmRefType = WasmRefType { nullable: true, heap: WasmHeapType::Exn };
+    /// `anyref`.
+    pub const ANYREF: WasmRefType = WasmRefType { nullable: true, heap: WasmHeapType::Any };
 
     /// Converts wasmparser's reference type.
     pub fn from_wasmparser(r: wasmparser::RefType) -> Result<Self, UnsupportedType> {
@@ -101,6 +105,14 @@ impl WasmRefType {
                 wasmparser::AbstractHeapType::Extern => WasmHeapType::Extern,
                 wasmparser::AbstractHeapType::Exn => WasmHeapType::Exn,
                 wasmparser::AbstractHeapType::NoExn => WasmHeapType::NoExn,
+                wasmparser::AbstractHeapType::NoFunc => WasmHeapType::NoFunc,
+                wasmparser::AbstractHeapType::NoExtern => WasmHeapType::NoExtern,
+                wasmparser::AbstractHeapType::Any => WasmHeapType::Any,
+                wasmparser::AbstractHeapType::Eq => WasmHeapType::Eq,
+                wasmparser::AbstractHeapType::I31 => WasmHeapType::I31,
+                wasmparser::AbstractHeapType::Struct => WasmHeapType::Struct,
+                wasmparser::AbstractHeapType::Array => WasmHeapType::Array,
+                wasmparser::AbstractHeapType::None => WasmHeapType::None,
                 other => return Err(UnsupportedType(format!("heap type {other:?}"))),
             },
             // Without GC every defined type is a function type.
@@ -140,10 +152,24 @@ impl WasmRefType {
     /// function reference below `func`, `noexn` below `exn`). Both in
     /// engine form.
     pub fn is_subtype_of(&self, other: &WasmRefType) -> bool {
-        (other.nullable || !self.nullable)
-            && (self.heap == other.heap
-                || (other.heap == WasmHeapType::Func && self.is_func())
-                || (other.heap == WasmHeapType::Exn && self.heap == WasmHeapType::NoExn))
+        use WasmHeapType as H;
+        let heap = match (self.heap, other.heap) {
+            (a, b) if a == b => true,
+            (_, H::Func) => self.is_func(),
+            (H::NoFunc, _) => other.is_func(),
+            (H::NoExn, H::Exn) | (H::NoExtern, H::Extern) => true,
+            (_, H::Any) => self.is_any(),
+            (H::I31 | H::Struct | H::Array | H::None, H::Eq) => true,
+            (H::None, H::I31 | H::Struct | H::Array) => true,
+            _ => false,
+        };
+        (other.nullable || !self.nullable) && heap
+    }
+
+    /// Whether values of this type are in the `any` hierarchy (GC values).
+    pub fn is_any(&self) -> bool {
+        use WasmHeapType as H;
+        matches!(self.heap, H::Any | H::Eq | H::I31 | H::Struct | H::Array | H::None)
     }
 
     /// Whether values of this type are exception references.
@@ -159,6 +185,7 @@ impl WasmRefType {
                 | WasmHeapType::ConcreteFunc(_)
                 | WasmHeapType::EngineFunc(_)
                 | WasmHeapType::RecLocal(_)
+                | WasmHeapType::NoFunc
         )
     }
 }
@@ -175,6 +202,22 @@ impl fmt::Display for WasmRefType {
             (false, WasmHeapType::Exn) => f.write_str("(ref exn)"),
             (true, WasmHeapType::NoExn) => f.write_str("nullexnref"),
             (false, WasmHeapType::NoExn) => f.write_str("(ref noexn)"),
+            (true, WasmHeapType::NoFunc) => f.write_str("nullfuncref"),
+            (true, WasmHeapType::NoExtern) => f.write_str("nullexternref"),
+            (true, WasmHeapType::Any) => f.write_str("anyref"),
+            (true, WasmHeapType::Eq) => f.write_str("eqref"),
+            (true, WasmHeapType::I31) => f.write_str("i31ref"),
+            (true, WasmHeapType::Struct) => f.write_str("structref"),
+            (true, WasmHeapType::Array) => f.write_str("arrayref"),
+            (true, WasmHeapType::None) => f.write_str("nullref"),
+            (false, WasmHeapType::NoFunc) => f.write_str("(ref nofunc)"),
+            (false, WasmHeapType::NoExtern) => f.write_str("(ref noextern)"),
+            (false, WasmHeapType::Any) => f.write_str("(ref any)"),
+            (false, WasmHeapType::Eq) => f.write_str("(ref eq)"),
+            (false, WasmHeapType::I31) => f.write_str("(ref i31)"),
+            (false, WasmHeapType::Struct) => f.write_str("(ref struct)"),
+            (false, WasmHeapType::Array) => f.write_str("(ref array)"),
+            (false, WasmHeapType::None) => f.write_str("(ref none)"),
             (_, WasmHeapType::ConcreteFunc(t)) => write!(f, "(ref {null}{})", t.as_u32()),
             (_, WasmHeapType::EngineFunc(id)) => write!(f, "(ref {null}<engine type {id}>)"),
             (_, WasmHeapType::RecLocal(i)) => write!(f, "(ref {null}<rec.{i}>)"),
@@ -205,6 +248,23 @@ pub enum WasmHeapType {
     Exn,
     /// The bottom of `exn`: only null (`nullexnref`).
     NoExn,
+    /// The bottom of the function types: only null (`nullfuncref`).
+    NoFunc,
+    /// The bottom of `extern`: only null (`nullexternref`).
+    NoExtern,
+    /// Every GC value (`anyref`, the GC proposal). Kiln has no GC objects
+    /// yet, so the only value of the `any` types is null.
+    Any,
+    /// GC values comparable with `ref.eq` (`eqref`).
+    Eq,
+    /// Unboxed 31-bit integers (`i31ref`).
+    I31,
+    /// GC structs (`structref`).
+    Struct,
+    /// GC arrays (`arrayref`).
+    Array,
+    /// The bottom of `any`: only null (`nullref`).
+    None,
 }
 
 /// A type Kiln does not (yet) support was found in a module.

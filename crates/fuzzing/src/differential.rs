@@ -147,6 +147,8 @@ pub enum Observed {
     ExternRef(bool),
     /// An `exnref`: whether it is non-null.
     ExnRef(bool),
+    /// An `anyref`: whether it is non-null.
+    AnyRef(bool),
 }
 
 fn f32_nan(bits: u32) -> bool {
@@ -620,6 +622,7 @@ fn kiln_observe(store: &mut kiln::Store<()>, v: &kiln::Val) -> Observed {
         })),
         kiln::Val::ExternRef(r) => Observed::ExternRef(r.is_some()),
         kiln::Val::ExnRef(r) => Observed::ExnRef(r.is_some()),
+        kiln::Val::AnyRef(r) => Observed::AnyRef(r.is_some()),
     }
 }
 
@@ -833,10 +836,10 @@ fn to_wasmi(v: Value) -> wasmi::Val {
         Value::V128(x) => wasmi::Val::V128(wasmi::V128::from(x)),
         Value::NullFuncRef => wasmi::Val::FuncRef(wasmi::Nullable::Null),
         Value::NullExternRef => wasmi::Val::ExternRef(wasmi::Nullable::Null),
-        // wasmi has no exception handling; the differential generators
-        // never produce it (`restrict_to_kiln`), so this cannot be reached
-        // with a module wasmi accepted.
-        Value::NullExnRef => wasmi::Val::ExternRef(wasmi::Nullable::Null),
+        // wasmi has no exception handling and no GC; the differential
+        // generators never produce them (`restrict_to_kiln`), so this
+        // cannot be reached with a module wasmi accepted.
+        Value::NullExnRef | Value::NullAnyRef => wasmi::Val::ExternRef(wasmi::Nullable::Null),
     }
 }
 

@@ -346,6 +346,9 @@ pub enum Value {
     /// A null `exnref` (only Kiln runs modules with exception handling:
     /// the differential generators leave it out).
     NullExnRef,
+    /// A null `anyref` (GC types: the differential generators leave them
+    /// out).
+    NullAnyRef,
 }
 
 impl Value {
@@ -404,6 +407,7 @@ impl Value {
             T::FuncRef => Value::NullFuncRef,
             T::ExternRef => Value::NullExternRef,
             T::ExnRef => Value::NullExnRef,
+            T::AnyRef => Value::NullAnyRef,
         }
     }
 
@@ -418,6 +422,7 @@ impl Value {
             Value::NullFuncRef => kiln::Val::FuncRef(None),
             Value::NullExternRef => kiln::Val::ExternRef(None),
             Value::NullExnRef => kiln::Val::ExnRef(None),
+            Value::NullAnyRef => kiln::Val::AnyRef(None),
         }
     }
 
@@ -433,6 +438,7 @@ impl Value {
             T::FuncRef => Value::NullFuncRef,
             T::ExternRef => Value::NullExternRef,
             T::ExnRef => Value::NullExnRef,
+            T::AnyRef => Value::NullAnyRef,
         }
     }
 }

@@ -116,12 +116,16 @@ wasm_features! {
     /// (off by default: not part of WebAssembly 3.0).
     WideArithmetic => "wide-arithmetic" [], "128-bit add/sub and widening multiply", off,
         WasmFeatures::WIDE_ARITHMETIC;
-    /// Garbage collection (WebAssembly 3.0), so far only its type system's
-    /// recursion groups: mutually recursive function types, canonicalized
-    /// engine-wide. Struct and array types, subtyping and the GC
-    /// instructions are not implemented yet, and modules using them fail
-    /// to compile (off by default until they are).
-    Gc => "gc" [], "garbage collection (so far: recursion groups of function types)", off, WasmFeatures::GC;
+    /// Garbage collection (WebAssembly 3.0), so far only part of its type
+    /// system: recursion groups of (mutually recursive) function types,
+    /// canonicalized engine-wide, and the abstract reference types
+    /// (`anyref`, `eqref`, `i31ref`, `structref`, `arrayref` and the null
+    /// types), whose only value is null while there are no GC objects.
+    /// Struct and array types, subtyping and the GC instructions are not
+    /// implemented yet, and modules using them fail to compile (off by
+    /// default until they are).
+    Gc => "gc" [], "garbage collection (so far: recursion groups of function types, null-only GC reference types)", off,
+        WasmFeatures::GC;
     /// Several memories per module (WebAssembly 3.0).
     MultiMemory => "multi-memory" [], "several memories per module", on, WasmFeatures::MULTI_MEMORY;
     /// 64-bit memory and table indices (WebAssembly 3.0).

@@ -22,6 +22,10 @@ pub enum ValType {
     ExternRef,
     /// Nullable exception reference (exception handling).
     ExnRef,
+    /// Nullable reference to a GC value (`anyref` and the types below it:
+    /// `eqref`, `i31ref`, `structref`, `arrayref`, `nullref`). GC objects
+    /// are not implemented yet, so the only such value is null.
+    AnyRef,
 }
 
 impl ValType {
@@ -34,6 +38,7 @@ impl ValType {
             env::WasmValType::V128 => ValType::V128,
             env::WasmValType::Ref(r) if r.is_func() => ValType::FuncRef,
             env::WasmValType::Ref(r) if r.is_exn() => ValType::ExnRef,
+            env::WasmValType::Ref(r) if r.is_any() => ValType::AnyRef,
             env::WasmValType::Ref(_) => ValType::ExternRef,
         }
     }
@@ -48,12 +53,13 @@ impl ValType {
             ValType::FuncRef => env::WasmValType::FUNCREF,
             ValType::ExternRef => env::WasmValType::EXTERNREF,
             ValType::ExnRef => env::WasmValType::EXNREF,
+            ValType::AnyRef => env::WasmValType::ANYREF,
         }
     }
 
     /// Whether this is a reference type.
     pub fn is_ref(&self) -> bool {
-        matches!(self, ValType::FuncRef | ValType::ExternRef | ValType::ExnRef)
+        matches!(self, ValType::FuncRef | ValType::ExternRef | ValType::ExnRef | ValType::AnyRef)
     }
 }
 
@@ -126,12 +132,13 @@ pub struct TableType(pub(crate) env::TableType);
 
 impl TableType {
     /// Creates a table type. `element` must be a reference type
-    /// (`FuncRef`, `ExternRef` or `ExnRef`; anything else is treated as
-    /// `FuncRef`).
+    /// (`FuncRef`, `ExternRef`, `ExnRef` or `AnyRef`; anything else is
+    /// treated as `FuncRef`).
     pub fn new(element: ValType, min: u32, max: Option<u32>) -> TableType {
         let element = match element {
             ValType::ExternRef => env::WasmRefType::EXTERNREF,
             ValType::ExnRef => env::WasmRefType::EXNREF,
+            ValType::AnyRef => env::WasmRefType::ANYREF,
             _ => env::WasmRefType::FUNCREF,
         };
         TableType(env::TableType { element, minimum: u64::from(min), maximum: max.map(u64::from), table64: false })

@@ -65,6 +65,14 @@ impl fmt::Debug for ExternRef {
     }
 }
 
+/// A reference to a GC value (`anyref`). Kiln does not implement GC
+/// objects yet, so no value of this type exists: `Val::AnyRef` is always
+/// `None` (null) for now.
+#[derive(Clone, Debug)]
+pub struct AnyRef {
+    _none_yet: std::convert::Infallible,
+}
+
 /// A WebAssembly value.
 #[derive(Clone, Debug)]
 pub enum Val {
@@ -84,6 +92,9 @@ pub enum Val {
     ExternRef(Option<ExternRef>),
     /// `exnref`; `None` is null.
     ExnRef(Option<crate::ExnRef>),
+    /// `anyref` (or a type below it); `None` is null, the only value until
+    /// GC objects are implemented.
+    AnyRef(Option<AnyRef>),
 }
 
 impl Val {
@@ -98,6 +109,7 @@ impl Val {
             Val::FuncRef(_) => ValType::FuncRef,
             Val::ExternRef(_) => ValType::ExternRef,
             Val::ExnRef(_) => ValType::ExnRef,
+            Val::AnyRef(_) => ValType::AnyRef,
         }
     }
 
@@ -132,6 +144,7 @@ impl Val {
             ValType::FuncRef => Val::FuncRef(None),
             ValType::ExternRef => Val::ExternRef(None),
             ValType::ExnRef => Val::ExnRef(None),
+            ValType::AnyRef => Val::AnyRef(None),
         }
     }
 
@@ -143,7 +156,8 @@ impl Val {
             Val::F32(v) => ValRaw::f32(*v),
             Val::F64(v) => ValRaw::f64(*v),
             Val::V128(v) => ValRaw::u128(v.0),
-            Val::FuncRef(None) | Val::ExternRef(None) | Val::ExnRef(None) => ValRaw::ptr(0),
+            Val::FuncRef(None) | Val::ExternRef(None) | Val::ExnRef(None) | Val::AnyRef(None) => ValRaw::ptr(0),
+            Val::AnyRef(Some(r)) => match r._none_yet {},
             Val::ExnRef(Some(e)) => ValRaw::ptr(e.to_raw(store)?),
             Val::FuncRef(Some(f)) => {
                 if f.0.store != store.id() {
@@ -166,6 +180,8 @@ impl Val {
             ValType::FuncRef => Val::FuncRef(store.func_from_raw(raw.get_ptr())),
             ValType::ExternRef => Val::ExternRef(store.vm().externref_from_raw(raw.get_ptr()).map(ExternRef)),
             ValType::ExnRef => Val::ExnRef(crate::ExnRef::from_raw(store, raw.get_ptr())),
+            // Only null exists (no GC objects yet).
+            ValType::AnyRef => Val::AnyRef(None),
         }
     }
 }

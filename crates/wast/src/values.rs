@@ -21,6 +21,16 @@ pub fn arg(a: &WastArgCore<'_>) -> Result<Val> {
         WastArgCore::RefNull(HeapType::Abstract { ty: AbstractHeapType::Exn | AbstractHeapType::NoExn, .. }) => {
             Val::ExnRef(None)
         }
+        WastArgCore::RefNull(HeapType::Abstract {
+            ty:
+                AbstractHeapType::Any
+                | AbstractHeapType::Eq
+                | AbstractHeapType::I31
+                | AbstractHeapType::Struct
+                | AbstractHeapType::Array
+                | AbstractHeapType::None,
+            ..
+        }) => Val::AnyRef(None),
         WastArgCore::RefNull(_) => Val::FuncRef(None),
         WastArgCore::RefExtern(n) => Val::ExternRef(Some(ExternRef::new(HostValue(*n)))),
         other => bail!("unsupported argument {other:?}"),
@@ -79,6 +89,7 @@ fn matches(v: &Val, p: &WastRetCore<'_>) -> Result<bool> {
         (Val::FuncRef(f), WastRetCore::RefNull(_)) => f.is_none(),
         (Val::ExternRef(r), WastRetCore::RefNull(_)) => r.is_none(),
         (Val::ExnRef(r), WastRetCore::RefNull(_)) => r.is_none(),
+        (Val::AnyRef(r), WastRetCore::RefNull(_)) => r.is_none(),
         (Val::FuncRef(f), WastRetCore::RefFunc(_)) => f.is_some(),
         (Val::ExternRef(r), WastRetCore::RefExtern(n)) => match (r, n) {
             (None, _) => false,

@@ -32,10 +32,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
          wasm-v2/unreached-invalid.wast runs and passes",
     ),
     (
-        "wasm-v3/ref_null.wast",
-        "needs gc: the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
-    ),
-    (
         "wasm-v3/type-rec.wast",
         "needs gc: the GC proposal (rec groups, abstract heap types, `global.get` of defined globals in constant expressions; issue 22)",
     ),

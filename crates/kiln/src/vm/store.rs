@@ -883,7 +883,17 @@ impl VmStore {
         match r.heap {
             WasmHeapType::Extern => self.externrefs.live.contains_key(&raw),
             WasmHeapType::Exn => self.exns.contains(raw),
-            WasmHeapType::NoExn => false,
+            // Bottom types hold only null; and there are no GC objects
+            // yet, so the `any` types hold only null too.
+            WasmHeapType::NoExn
+            | WasmHeapType::NoFunc
+            | WasmHeapType::NoExtern
+            | WasmHeapType::Any
+            | WasmHeapType::Eq
+            | WasmHeapType::I31
+            | WasmHeapType::Struct
+            | WasmHeapType::Array
+            | WasmHeapType::None => false,
             WasmHeapType::Func => self.func_record_type(raw).is_some(),
             WasmHeapType::EngineFunc(id) => self.func_record_type(raw) == Some(id),
             // Runtime objects only ever carry engine-form types.

@@ -107,3 +107,53 @@ fn groups_need_the_feature_and_other_gc_types_are_refused() {
     let m = Module::new(&engine, r#"(module (type $t (func)) (import "host" "f" (func (type $t))))"#).expect("module");
     linker.instantiate(&mut store, &m).expect("same type");
 }
+
+/// The abstract GC reference types (`anyref`, `eqref`, `i31ref`,
+/// `structref`, `arrayref`, `nullref`, `nullfuncref`, `nullexternref`)
+/// work as types; with no GC objects yet, their only value is null.
+#[test]
+fn abstract_gc_reference_types_hold_null() -> anyhow::Result<()> {
+    use kiln::{Val, ValType};
+    let engine = engine(true);
+    let mut store = Store::new(&engine, ());
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (global $g (export "g") (mut anyref) (ref.null none))
+             (table (export "t") 2 eqref)
+             (func (export "id") (param anyref) (result anyref) (local.get 0))
+             (func (export "is_null") (param i31ref structref arrayref nullref nullfuncref nullexternref) (result i32)
+               (i32.and
+                 (i32.and (ref.is_null (local.get 0)) (ref.is_null (local.get 1)))
+                 (i32.and (i32.and (ref.is_null (local.get 2)) (ref.is_null (local.get 3)))
+                          (i32.and (ref.is_null (local.get 4)) (ref.is_null (local.get 5)))))))"#,
+    )?;
+    let inst = Instance::new(&mut store, &module, &[])?;
+    let id = inst.get_func(&mut store, "id").expect("id");
+    assert_eq!(id.ty(&store).params().collect::<Vec<_>>(), [ValType::AnyRef]);
+    let mut out = [Val::I32(0)];
+    id.call(&mut store, &[Val::AnyRef(None)], &mut out)?;
+    assert!(matches!(out[0], Val::AnyRef(None)));
+    // A reference of another hierarchy is refused.
+    assert!(id.call(&mut store, &[Val::ExternRef(None)], &mut out).is_err());
+    let is_null = inst.get_func(&mut store, "is_null").expect("is_null");
+    let args = [
+        Val::AnyRef(None),
+        Val::AnyRef(None),
+        Val::AnyRef(None),
+        Val::AnyRef(None),
+        Val::FuncRef(None),
+        Val::ExternRef(None),
+    ];
+    let mut r = [Val::I32(0)];
+    is_null.call(&mut store, &args, &mut r)?;
+    assert_eq!(r[0].i32(), Some(1));
+    let g = inst.get_global(&mut store, "g").expect("g");
+    assert!(matches!(g.get(&mut store), Val::AnyRef(None)));
+    let t = inst.get_table(&mut store, "t").expect("t");
+    assert_eq!(t.ty(&store).element(), ValType::AnyRef);
+    // GC instructions are not implemented yet: a clear error.
+    let err = Module::new(&engine, r#"(module (func (result i31ref) (ref.i31 (i32.const 1))))"#).expect_err("ref.i31");
+    assert!(format!("{err:#}").contains("unsupported"), "{err:#}");
+    Ok(())
+}
