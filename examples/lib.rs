@@ -11,6 +11,7 @@
 //! | `linking` | one module importing another's exports through a `Linker` |
 //! | `wasi` | WASI with a preopened directory and captured standard output |
 //! | `fuel` | deterministic limits: fuel, and the trap when it runs out |
+//! | `exceptions` | wasm exceptions: caught in wasm, uncaught and inspected by the host, thrown by a host function |
 //! | `interrupt` | epoch interruption of an endless loop from another thread |
 //! | `serialize` | reusing compiled code: the safe `Config::cache`, and unsafe `Module::deserialize` |
 //! | `threads` | one `InstancePre`, instantiated on several threads |
