@@ -6,7 +6,9 @@
 //! `cargo run --example exceptions`
 
 use anyhow::Result;
-use kiln::{AsContextMut, Caller, Engine, ExnRef, FuncType, Linker, Module, Store, Tag, TagType, ThrownException, Val, ValType};
+use kiln::{
+    AsContextMut, Caller, Engine, ExnRef, FuncType, Linker, Module, Store, Tag, TagType, ThrownException, Val, ValType,
+};
 
 const WAT: &str = r#"(module
     (import "host" "oops" (tag $oops (param i32)))
