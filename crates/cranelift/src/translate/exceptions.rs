@@ -120,27 +120,37 @@ impl FuncTranslator<'_, '_> {
         if !scope.used {
             return;
         }
-        let continuation = self.builder.current_block();
-        let (reachable, stack_height) = (self.reachable, self.stack.len());
+        self.out_of_line(|t| {
+            let stack_height = t.stack.len();
+            for c in scope.catches {
+                t.builder.switch_to_block(c.block);
+                t.builder.seal_block(c.block);
+                t.reachable = true;
+                t.hook(|i, e| i.on_handler_entry(e));
+                let exn = t.builder.block_params(c.block)[0];
+                if let Some(tag) = c.tag {
+                    t.push_payload(tag, exn);
+                }
+                if c.with_ref {
+                    t.push(exn);
+                }
+                t.translate_br(c.label);
+                t.stack.truncate(stack_height);
+            }
+        });
+    }
+
+    /// Runs `emit`, which writes code in other blocks than the current
+    /// one (handlers the runtime enters), then returns to the current
+    /// block with its reachability and instrumentation state as they were.
+    pub(crate) fn out_of_line(&mut self, emit: impl FnOnce(&mut Self)) {
+        let here = self.builder.current_block();
+        let reachable = self.reachable;
         let saved = self.hook(|i, _| i.save_for_handler());
-        for c in scope.catches {
-            self.builder.switch_to_block(c.block);
-            self.builder.seal_block(c.block);
-            self.reachable = true;
-            self.hook(|i, e| i.on_handler_entry(e));
-            let exn = self.builder.block_params(c.block)[0];
-            if let Some(tag) = c.tag {
-                self.push_payload(tag, exn);
-            }
-            if c.with_ref {
-                self.push(exn);
-            }
-            self.translate_br(c.label);
-            self.stack.truncate(stack_height);
-        }
+        emit(self);
         self.hook(|i, _| i.restore_after_handler(saved));
         self.reachable = reachable;
-        if let Some(b) = continuation {
+        if let Some(b) = here {
             self.builder.switch_to_block(b);
         }
     }

@@ -192,26 +192,20 @@ impl FuncTranslator<'_, '_> {
     /// scope, or to those in scope inside control frame `target`. `entry`
     /// says whether the runtime enters the block (it then reloads fuel).
     fn rethrow_out_of_line(&mut self, block: ir::Block, exn: Value, target: Option<usize>, entry: bool) {
-        let here = self.builder.current_block();
-        let reachable = self.reachable;
-        let saved = self.hook(|i, _| i.save_for_handler());
-        self.builder.switch_to_block(block);
-        if entry {
-            self.hook(|i, e| i.on_handler_entry(e));
-        }
-        let outer = target.map(|k| {
-            let keep = self.handlers_inside(k);
-            self.handlers.split_off(keep)
+        self.out_of_line(|t| {
+            t.builder.switch_to_block(block);
+            if entry {
+                t.hook(|i, e| i.on_handler_entry(e));
+            }
+            let outer = target.map(|k| {
+                let keep = t.handlers_inside(k);
+                t.handlers.split_off(keep)
+            });
+            t.call_throwing_builtin(BuiltinFunctionIndex::throw_ref, &[exn]);
+            if let Some(rest) = outer {
+                t.handlers.extend(rest);
+            }
         });
-        self.call_throwing_builtin(BuiltinFunctionIndex::throw_ref, &[exn]);
-        if let Some(rest) = outer {
-            self.handlers.extend(rest);
-        }
-        self.hook(|i, _| i.restore_after_handler(saved));
-        self.reachable = reachable;
-        if let Some(b) = here {
-            self.builder.switch_to_block(b);
-        }
     }
 
     /// The height of the handler stack as it is directly inside control
