@@ -22,6 +22,7 @@
 //! frames holding nothing that needs dropping (as for `raise`).
 
 use super::arch;
+use super::backtrace::CallerFrames;
 use super::code_memory::{CodeWalk, walk_code};
 use super::exn::VMExn;
 use super::traphandlers::{TrapReason, current_activation, raise};
@@ -64,23 +65,28 @@ pub unsafe fn throw(raw: usize) -> ! {
 /// address, and the stack and frame pointers it expects.
 fn find_handler(
     walk: &mut CodeWalk<'_>,
-    mut pc: usize,
-    mut fp: usize,
+    pc: usize,
+    fp: usize,
     entry_fp: usize,
     tag: NonNull<VMTagDefinition>,
 ) -> Option<(usize, usize, usize)> {
-    while pc != 0 && fp != 0 {
-        if let Some((handler, sp)) = frame_handler(walk, pc, fp, tag) {
-            return Some((handler, sp, fp));
-        }
-        // SAFETY: `fp` is the frame pointer of a wasm frame above the
-        // entry trampoline (frame pointers are kept), pointing at the saved
-        // caller frame pointer and the return address.
-        let (next_fp, ret) = unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) };
-        if next_fp == entry_fp || next_fp <= fp || !walk.is_wasm_pc(ret.wrapping_sub(1)) {
+    if pc == 0 || fp == 0 {
+        return None;
+    }
+    if let Some((handler, sp)) = frame_handler(walk, pc, fp, tag) {
+        return Some((handler, sp, fp));
+    }
+    // SAFETY: `fp` is the frame that last called out of wasm in the
+    // activation whose entry frame is `entry_fp` (recorded by the stub or
+    // trampoline the throw came through), and the walk stops at the first
+    // caller that is not wasm.
+    for (ret, caller_fp) in unsafe { CallerFrames::new(fp, entry_fp) } {
+        if !walk.is_wasm_pc(ret.wrapping_sub(1)) {
             return None;
         }
-        (pc, fp) = (ret, next_fp);
+        if let Some((handler, sp)) = frame_handler(walk, ret, caller_fp, tag) {
+            return Some((handler, sp, caller_fp));
+        }
     }
     None
 }
