@@ -960,7 +960,7 @@ impl VmStore {
         for (i, _) in self.tables.iter() {
             let table = self.table(i);
             if table.ty().element.is_exn() {
-                roots.extend(table.externrefs().iter().copied().filter(|v| *v != 0));
+                roots.extend(table.reference_elements().iter().copied().filter(|v| *v != 0));
             }
         }
         for g in self.globals.values() {
@@ -1012,7 +1012,7 @@ impl VmStore {
         }
         let mut reachable: HashSet<usize> = HashSet::new();
         for (i, _) in self.tables.iter() {
-            reachable.extend(self.table(i).externrefs().iter().copied().filter(|v| *v != 0));
+            reachable.extend(self.table(i).reference_elements().iter().copied().filter(|v| *v != 0));
         }
         for g in self.globals.values() {
             if g.ty.content == WasmValType::EXTERNREF {

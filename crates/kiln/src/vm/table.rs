@@ -265,10 +265,10 @@ impl Table {
         }
     }
 
-    /// The stored elements of an externref table (for collecting
-    /// externrefs; they are the values, 0 being null); empty for funcref
-    /// tables.
-    pub fn externrefs(&self) -> &[usize] {
+    /// The stored elements of a table of references other than functions
+    /// (externref, exnref, anyref: for the store's collections; they are
+    /// the values, 0 being null); empty for function tables.
+    pub fn reference_elements(&self) -> &[usize] {
         if self.is_func() { &[] } else { self.elements() }
     }
 

@@ -102,13 +102,13 @@ fn the_implementation_limit_bounds_every_table() {
 fn externref_tables_store_a_non_null_initial_value_everywhere() {
     let t = Table::new(externref(6, None), G, None, &on_demand(), None).expect("table");
     assert_eq!(raw(&t).0, vec![G; 6], "compiled code reads externrefs as they are stored");
-    assert_eq!(t.externrefs(), &[G; 6]);
+    assert_eq!(t.reference_elements(), &[G; 6]);
     let mut t = Table::new(externref(6, None), 0, None, &on_demand(), None).expect("table");
     assert_eq!(raw(&t).0, vec![0; 6]);
     assert_eq!(t.grow(2, G), Some(6));
     assert_eq!(&raw(&t).0[6..], &[G, G]);
     let funcs = Table::new(funcref(2, None), F, None, &on_demand(), None).expect("table");
-    assert!(funcs.externrefs().is_empty());
+    assert!(funcs.reference_elements().is_empty());
 }
 
 #[test]
