@@ -124,7 +124,11 @@ impl CompiledModuleInfo {
         if !self.array_to_wasm_trampolines.windows(2).all(|w| w[0].0 < w[1].0) {
             return Err("trampoline table");
         }
-        if self.array_to_wasm_trampolines.iter().any(|(t, _)| t.index() >= self.module.types.len()) {
+        if self
+            .array_to_wasm_trampolines
+            .iter()
+            .any(|(t, _)| self.module.types.get(t.index()).is_none_or(|u| u.as_func().is_none()))
+        {
             return Err("trampoline type");
         }
         Ok(())

@@ -34,6 +34,10 @@ macro_rules! foreach_builtin_function {
             elem_drop(vmctx: vmctx, elem: i32);
             /// `ref.func`: returns the (initialized) `VMFuncRef` of a function.
             ref_func(vmctx: vmctx, func: i32) -> ptr;
+            /// Whether engine type `actual` is engine type `expected` or one
+            /// of its declared subtypes (GC subtyping): 1 or 0. The slow
+            /// path of a signature check against a non-final type.
+            is_subtype(vmctx: vmctx, actual: i32, expected: i32) -> i32;
             /// Externref written into a table or global: takes a reference count.
             externref_retain(vmctx: vmctx, externref: ptr);
             /// Externref overwritten in a table or global: drops a reference count.

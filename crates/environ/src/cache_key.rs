@@ -32,7 +32,7 @@
 use crate::index::FuncIndex;
 use crate::module::ModuleInfo;
 use crate::tunables::Tunables;
-use crate::types::FuncType;
+use crate::types::WasmSubType;
 use crate::vmoffsets::VMOffsets;
 use blake3::Hasher;
 
@@ -44,7 +44,7 @@ fn put_len_prefixed(h: &mut Hasher, bytes: &[u8]) {
     h.update(bytes);
 }
 
-fn put_func_type(h: &mut Hasher, ty: &FuncType) {
+fn put_sub_type(h: &mut Hasher, ty: &WasmSubType) {
     put_len_prefixed(h, &postcard::to_allocvec(ty).expect("serializing to memory cannot fail"));
 }
 
@@ -90,7 +90,7 @@ pub fn environment_fingerprint(module: &ModuleInfo, offsets: &VMOffsets) -> Cach
     h.update(b"env");
     h.update(&(module.types.len() as u64).to_le_bytes());
     for t in &module.types {
-        put_func_type(&mut h, t);
+        put_sub_type(&mut h, t);
     }
     for n in [
         module.num_imported_funcs,

@@ -34,6 +34,8 @@ pub enum ConstOp {
     I64Sub,
     /// `i64.mul` (extended-const).
     I64Mul,
+    /// `ref.i31` (GC): the `i32` operand as an unboxed i31 reference.
+    RefI31,
 }
 
 /// A validated constant expression.
@@ -72,6 +74,7 @@ impl ConstExpr {
                 O::I64Add => ConstOp::I64Add,
                 O::I64Sub => ConstOp::I64Sub,
                 O::I64Mul => ConstOp::I64Mul,
+                O::RefI31 => ConstOp::RefI31,
                 O::End => continue,
                 other => {
                     return Err(crate::WasmError::Invalid {

@@ -102,8 +102,9 @@ pub enum TableInit {
 pub struct ModuleInfo {
     /// The module's name from the name section, if any.
     pub name: Option<String>,
-    /// Function types, by module type index.
-    pub types: Vec<FuncType>,
+    /// Defined types (function, struct and array types), by module type
+    /// index.
+    pub types: Vec<WasmSubType>,
     /// The recursion groups of `types`: the index of each group's first
     /// type, in order (empty: every type is a group of its own). A type
     /// refers only to earlier types and to types of its own group.
@@ -254,7 +255,18 @@ impl ModuleInfo {
     ///
     /// `func` is not a function of the module.
     pub fn func_type(&self, func: FuncIndex) -> &FuncType {
-        &self.types[self.func_type_index(func).index()]
+        self.func_type_at(self.func_type_index(func))
+    }
+
+    /// The function type at module type index `t`.
+    ///
+    /// # Panics
+    ///
+    /// `t` is not a function type of the module (validation, and
+    /// [`ModuleInfo::check_consistency`] for artifacts, guarantee that the
+    /// types of functions, tags and `call_indirect` are).
+    pub fn func_type_at(&self, t: TypeIndex) -> &FuncType {
+        self.types[t.index()].as_func().expect("a function type index names a function type")
     }
 
     /// The type index of function `func`.
@@ -377,13 +389,28 @@ impl ModuleInfo {
                 return Err("type reference past its recursion group");
             }
         }
+        for (i, t) in self.types.iter().enumerate() {
+            let bad_super = t.supertype.is_some_and(|s| {
+                s.concrete_kind() != Some(t.composite.kind())
+                    || s.concrete_index().is_none_or(|j| j.index() >= i || self.types[j.index()].is_final)
+            });
+            let bad_ref = t.heap_types().iter().any(|h| {
+                h.concrete_index().is_some_and(|j| {
+                    self.types.get(j.index()).is_none_or(|u| Some(u.composite.kind()) != h.concrete_kind())
+                }) || h.engine_id().is_some()
+                    || matches!(h, WasmHeapType::RecLocal(_))
+            });
+            if bad_super || bad_ref {
+                return Err("type references");
+            }
+        }
+        let is_func = |t: &TypeIndex| self.types.get(t.index()).is_some_and(|u| u.as_func().is_some());
         let nf = self.functions.len() as u32;
         let (nt, nm, ng) = (self.tables.len() as u32, self.memories.len() as u32, self.globals.len() as u32);
-        if self.functions.iter().any(|t| t.index() >= self.types.len()) {
+        if !self.functions.iter().all(is_func) {
             return Err("function type index");
         }
-        if self.tags.iter().any(|t| t.index() >= self.types.len()) || self.num_imported_tags as usize > self.tags.len()
-        {
+        if !self.tags.iter().all(is_func) || self.num_imported_tags as usize > self.tags.len() {
             return Err("tag type index");
         }
         if self.num_imported_funcs > nf

@@ -70,25 +70,17 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
                     let start = info.types.len();
                     info.rec_group_starts.push(start as u32);
                     let types: Vec<_> = group.into_types().collect();
-                    let end = start + types.len();
+                    // A type refers to earlier types and to its own
+                    // recursion group (validated), so the kinds of those
+                    // are all it needs.
+                    let mut kinds: Vec<CompositeKind> = info.types.iter().map(|t| t.composite.kind()).collect();
+                    kinds.extend(types.iter().map(|t| match t.composite_type.inner {
+                        wasmparser::CompositeInnerType::Struct(_) => CompositeKind::Struct,
+                        wasmparser::CompositeInnerType::Array(_) => CompositeKind::Array,
+                        _ => CompositeKind::Func,
+                    }));
                     for sub in types {
-                        if !sub.is_final || !sub.supertype_idxs.is_empty() {
-                            return Err(WasmError::Unsupported("GC subtyping (non-final types and supertypes)".into()));
-                        }
-                        match &sub.composite_type.inner {
-                            wasmparser::CompositeInnerType::Func(ft) if !sub.composite_type.shared => {
-                                let ty = FuncType::from_wasmparser(ft)?;
-                                // A type refers to earlier ones and to its
-                                // own recursion group (validated).
-                                if ty.max_concrete_index().is_some_and(|t| t.index() >= end) {
-                                    return Err(WasmError::Unsupported(
-                                        "a function type referring past its recursion group".into(),
-                                    ));
-                                }
-                                info.types.push(ty);
-                            }
-                            _ => return Err(WasmError::Unsupported("GC struct and array types".into())),
-                        }
+                        info.types.push(WasmSubType::from_wasmparser(&sub, kinds.as_slice())?);
                     }
                 }
             }
@@ -106,7 +98,7 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
                             )
                         }
                         TypeRef::Table(t) => {
-                            let t = TableType::from_wasmparser(&t)?;
+                            let t = TableType::from_wasmparser(&t, info.types.as_slice())?;
                             info.tables.push(t);
                             info.num_imported_tables += 1;
                             (
@@ -124,7 +116,7 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
                             )
                         }
                         TypeRef::Global(g) => {
-                            let g = GlobalType::from_wasmparser(&g)?;
+                            let g = GlobalType::from_wasmparser(&g, info.types.as_slice())?;
                             info.globals.push(g);
                             info.num_imported_globals += 1;
                             (
@@ -155,7 +147,7 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
             Payload::TableSection(section) => {
                 for table in section {
                     let table = table?;
-                    info.tables.push(TableType::from_wasmparser(&table.ty)?);
+                    info.tables.push(TableType::from_wasmparser(&table.ty, info.types.as_slice())?);
                     info.table_inits.push(match table.init {
                         wasmparser::TableInit::RefNull => TableInit::Null,
                         wasmparser::TableInit::Expr(e) => {
@@ -179,7 +171,7 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
             Payload::GlobalSection(section) => {
                 for global in section {
                     let global = global?;
-                    info.globals.push(GlobalType::from_wasmparser(&global.ty)?);
+                    info.globals.push(GlobalType::from_wasmparser(&global.ty, info.types.as_slice())?);
                     let init = ConstExpr::from_wasmparser(&global.init_expr)?;
                     note_ref_funcs(&init, &mut escaping);
                     info.global_inits.push(init);
@@ -231,7 +223,7 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
                                 note_ref_funcs(&e, &mut escaping);
                                 items.push(e);
                             }
-                            (WasmRefType::from_wasmparser(ty)?, ElementItems::Expressions(items))
+                            (WasmRefType::from_wasmparser(ty, info.types.as_slice())?, ElementItems::Expressions(items))
                         }
                     };
                     info.elements.push(ElementSegment { mode, ty, items });

@@ -37,11 +37,15 @@ pub enum TrapCode {
     AtomicWaitNonSharedMemory = 13,
     /// `call_ref` or `return_call_ref` of a null reference.
     NullFunctionReference = 14,
+    /// `i31.get_s` or `i31.get_u` of null (GC).
+    NullI31Reference = 15,
+    /// `ref.cast` of a value not of the target type (GC).
+    CastFailure = 16,
 }
 
 impl TrapCode {
     /// All trap codes, in numeric order.
-    pub const ALL: [TrapCode; 15] = [
+    pub const ALL: [TrapCode; 17] = [
         TrapCode::StackOverflow,
         TrapCode::MemoryOutOfBounds,
         TrapCode::HeapMisaligned,
@@ -57,6 +61,8 @@ impl TrapCode {
         TrapCode::NullReference,
         TrapCode::AtomicWaitNonSharedMemory,
         TrapCode::NullFunctionReference,
+        TrapCode::NullI31Reference,
+        TrapCode::CastFailure,
     ];
 
     /// Decodes a trap code from its byte, as stored in trap tables.
@@ -82,6 +88,8 @@ impl TrapCode {
             TrapCode::NullReference => "null reference",
             TrapCode::AtomicWaitNonSharedMemory => "expected shared memory",
             TrapCode::NullFunctionReference => "null function reference",
+            TrapCode::NullI31Reference => "null i31 reference",
+            TrapCode::CastFailure => "cast failure",
         }
     }
 }

@@ -32,15 +32,24 @@ impl WasmValType {
     pub const ANYREF: WasmValType = WasmValType::Ref(WasmRefType::ANYREF);
 
     /// Converts wasmparser's value type, failing for types Kiln does not
-    /// support (GC heap types and the like).
-    pub fn from_wasmparser(ty: wasmparser::ValType) -> Result<Self, UnsupportedType> {
+    /// support (shared heap types and the like). `kinds` tells what each
+    /// module type index is.
+    ///
+    /// # Errors
+    ///
+    /// The type is not supported, or names a type index `kinds` does not
+    /// know.
+    pub fn from_wasmparser(
+        ty: wasmparser::ValType,
+        kinds: &(impl TypeKinds + ?Sized),
+    ) -> Result<Self, UnsupportedType> {
         Ok(match ty {
             wasmparser::ValType::I32 => WasmValType::I32,
             wasmparser::ValType::I64 => WasmValType::I64,
             wasmparser::ValType::F32 => WasmValType::F32,
             wasmparser::ValType::F64 => WasmValType::F64,
             wasmparser::ValType::V128 => WasmValType::V128,
-            wasmparser::ValType::Ref(r) => WasmValType::Ref(WasmRefType::from_wasmparser(r)?),
+            wasmparser::ValType::Ref(r) => WasmValType::Ref(WasmRefType::from_wasmparser(r, kinds)?),
         })
     }
 
@@ -50,7 +59,8 @@ impl WasmValType {
     }
 
     /// This type with module type indices replaced by engine type ids
-    /// (`ConcreteFunc(t)` → `EngineFunc(engine_ids[t])`): the form in
+    /// (`ConcreteFunc(t)` → `EngineFunc(engine_ids[t])`, and the same for
+    /// structs and arrays): the form in
     /// which types of different modules compare.
     ///
     /// # Panics
@@ -97,8 +107,13 @@ impl WasmRefType {
     /// `anyref`.
     pub const ANYREF: WasmRefType = WasmRefType { nullable: true, heap: WasmHeapType::Any };
 
-    /// Converts wasmparser's reference type.
-    pub fn from_wasmparser(r: wasmparser::RefType) -> Result<Self, UnsupportedType> {
+    /// Converts wasmparser's reference type (see
+    /// [`WasmValType::from_wasmparser`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`WasmValType::from_wasmparser`].
+    pub fn from_wasmparser(r: wasmparser::RefType, kinds: &(impl TypeKinds + ?Sized)) -> Result<Self, UnsupportedType> {
         let heap = match r.heap_type() {
             wasmparser::HeapType::Abstract { shared: false, ty } => match ty {
                 wasmparser::AbstractHeapType::Func => WasmHeapType::Func,
@@ -115,9 +130,18 @@ impl WasmRefType {
                 wasmparser::AbstractHeapType::None => WasmHeapType::None,
                 other => return Err(UnsupportedType(format!("heap type {other:?}"))),
             },
-            // Without GC every defined type is a function type.
-            wasmparser::HeapType::Concrete(wasmparser::UnpackedIndex::Module(i)) => {
-                WasmHeapType::ConcreteFunc(crate::TypeIndex::from_u32(i))
+            wasmparser::HeapType::Concrete(wasmparser::UnpackedIndex::Module(i))
+            | wasmparser::HeapType::Exact(wasmparser::UnpackedIndex::Module(i)) => {
+                if matches!(r.heap_type(), wasmparser::HeapType::Exact(_)) {
+                    return Err(UnsupportedType("exact reference types".into()));
+                }
+                let t = crate::TypeIndex::from_u32(i);
+                match kinds.kind_of(i) {
+                    Some(CompositeKind::Func) => WasmHeapType::ConcreteFunc(t),
+                    Some(CompositeKind::Struct) => WasmHeapType::ConcreteStruct(t),
+                    Some(CompositeKind::Array) => WasmHeapType::ConcreteArray(t),
+                    None => return Err(UnsupportedType(format!("reference to unknown type {i}"))),
+                }
             }
             other => return Err(UnsupportedType(format!("heap type {other:?}"))),
         };
@@ -130,46 +154,26 @@ impl WasmRefType {
     ///
     /// As [`WasmValType::canonical`].
     pub fn canonical(self, engine_ids: &[u32]) -> WasmRefType {
-        match self.heap {
-            WasmHeapType::ConcreteFunc(t) => {
-                WasmRefType { nullable: self.nullable, heap: WasmHeapType::EngineFunc(engine_ids[t.index()]) }
-            }
-            _ => self,
-        }
+        WasmRefType { nullable: self.nullable, heap: self.heap.canonical(engine_ids) }
     }
 
-    /// The module type index this type refers to, if it is a typed
-    /// function reference in module form.
+    /// The module type index this type refers to, if it is a concrete
+    /// reference type in module form.
     pub fn concrete_index(&self) -> Option<crate::TypeIndex> {
-        match self.heap {
-            WasmHeapType::ConcreteFunc(t) => Some(t),
-            _ => None,
-        }
+        self.heap.concrete_index()
     }
 
-    /// Whether every value of type `self` is a value of type `other`
-    /// (reference subtyping without GC: non-null below nullable, a typed
-    /// function reference below `func`, `noexn` below `exn`). Both in
-    /// engine form.
-    pub fn is_subtype_of(&self, other: &WasmRefType) -> bool {
-        use WasmHeapType as H;
-        let heap = match (self.heap, other.heap) {
-            (a, b) if a == b => true,
-            (_, H::Func) => self.is_func(),
-            (H::NoFunc, _) => other.is_func(),
-            (H::NoExn, H::Exn) | (H::NoExtern, H::Extern) => true,
-            (_, H::Any) => self.is_any(),
-            (H::I31 | H::Struct | H::Array | H::None, H::Eq) => true,
-            (H::None, H::I31 | H::Struct | H::Array) => true,
-            _ => false,
-        };
-        (other.nullable || !self.nullable) && heap
+    /// Whether every value of type `self` is a value of type `other`, both
+    /// in engine form: non-null below nullable, and the heap types related
+    /// as [`WasmHeapType::is_subtype_of`] says (`engine_subtype(a, b)`
+    /// decides between two engine type ids).
+    pub fn is_subtype_of(&self, other: &WasmRefType, engine_subtype: &impl Fn(u32, u32) -> bool) -> bool {
+        (other.nullable || !self.nullable) && self.heap.is_subtype_of(&other.heap, engine_subtype)
     }
 
     /// Whether values of this type are in the `any` hierarchy (GC values).
     pub fn is_any(&self) -> bool {
-        use WasmHeapType as H;
-        matches!(self.heap, H::Any | H::Eq | H::I31 | H::Struct | H::Array | H::None)
+        self.heap.is_any()
     }
 
     /// Whether values of this type are exception references.
@@ -179,14 +183,7 @@ impl WasmRefType {
 
     /// Whether values of this type are function references.
     pub fn is_func(&self) -> bool {
-        matches!(
-            self.heap,
-            WasmHeapType::Func
-                | WasmHeapType::ConcreteFunc(_)
-                | WasmHeapType::EngineFunc(_)
-                | WasmHeapType::RecLocal(_)
-                | WasmHeapType::NoFunc
-        )
+        self.heap.is_func()
     }
 }
 
@@ -218,8 +215,12 @@ impl fmt::Display for WasmRefType {
             (false, WasmHeapType::Struct) => f.write_str("(ref struct)"),
             (false, WasmHeapType::Array) => f.write_str("(ref array)"),
             (false, WasmHeapType::None) => f.write_str("(ref none)"),
-            (_, WasmHeapType::ConcreteFunc(t)) => write!(f, "(ref {null}{})", t.as_u32()),
-            (_, WasmHeapType::EngineFunc(id)) => write!(f, "(ref {null}<engine type {id}>)"),
+            (_, WasmHeapType::ConcreteFunc(t) | WasmHeapType::ConcreteStruct(t) | WasmHeapType::ConcreteArray(t)) => {
+                write!(f, "(ref {null}{})", t.as_u32())
+            }
+            (_, WasmHeapType::EngineFunc(id) | WasmHeapType::EngineStruct(id) | WasmHeapType::EngineArray(id)) => {
+                write!(f, "(ref {null}<engine type {id}>)")
+            }
             (_, WasmHeapType::RecLocal(i)) => write!(f, "(ref {null}<rec.{i}>)"),
         }
     }
@@ -235,14 +236,24 @@ pub enum WasmHeapType {
     /// Functions of the module's function type at this index (typed
     /// function references: `(ref $t)`).
     ConcreteFunc(crate::TypeIndex),
+    /// Structs of the module's struct type at this index (GC).
+    ConcreteStruct(crate::TypeIndex),
+    /// Arrays of the module's array type at this index (GC).
+    ConcreteArray(crate::TypeIndex),
     /// Functions of the engine's canonical function type with this id:
     /// the form `ConcreteFunc` takes in an engine's type registry and in a
     /// store's runtime objects, where module indices mean nothing.
     EngineFunc(u32),
-    /// Functions of the type at this index within the same recursion
-    /// group: the form references inside a group take in the keys under
-    /// which an engine's registry canonicalizes whole groups (never in a
-    /// module, a runtime object or compiled code).
+    /// Structs of the engine's struct type with this id (the engine form
+    /// of `ConcreteStruct`).
+    EngineStruct(u32),
+    /// Arrays of the engine's array type with this id (the engine form of
+    /// `ConcreteArray`).
+    EngineArray(u32),
+    /// The type at this index within the same recursion group: the form
+    /// references inside a group take in the keys under which an engine's
+    /// registry canonicalizes whole groups (never in a module, a runtime
+    /// object or compiled code). Its kind is that of the group's type.
     RecLocal(u32),
     /// Exception objects (`exnref`, exception handling).
     Exn,
@@ -265,6 +276,422 @@ pub enum WasmHeapType {
     Array,
     /// The bottom of `any`: only null (`nullref`).
     None,
+}
+
+impl WasmHeapType {
+    /// This heap type in engine form (see [`WasmValType::canonical`]).
+    ///
+    /// # Panics
+    ///
+    /// As [`WasmValType::canonical`].
+    pub fn canonical(self, engine_ids: &[u32]) -> WasmHeapType {
+        match self {
+            WasmHeapType::ConcreteFunc(t) => WasmHeapType::EngineFunc(engine_ids[t.index()]),
+            WasmHeapType::ConcreteStruct(t) => WasmHeapType::EngineStruct(engine_ids[t.index()]),
+            WasmHeapType::ConcreteArray(t) => WasmHeapType::EngineArray(engine_ids[t.index()]),
+            other => other,
+        }
+    }
+
+    /// The module type index this heap type names, in module form.
+    pub fn concrete_index(&self) -> Option<crate::TypeIndex> {
+        match *self {
+            WasmHeapType::ConcreteFunc(t) | WasmHeapType::ConcreteStruct(t) | WasmHeapType::ConcreteArray(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The engine type id this heap type names, in engine form.
+    pub fn engine_id(&self) -> Option<u32> {
+        match *self {
+            WasmHeapType::EngineFunc(id) | WasmHeapType::EngineStruct(id) | WasmHeapType::EngineArray(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The engine form of a type of kind `kind` with id `id`.
+    pub fn engine(kind: CompositeKind, id: u32) -> WasmHeapType {
+        match kind {
+            CompositeKind::Func => WasmHeapType::EngineFunc(id),
+            CompositeKind::Struct => WasmHeapType::EngineStruct(id),
+            CompositeKind::Array => WasmHeapType::EngineArray(id),
+        }
+    }
+
+    /// The module form of a type of kind `kind` at index `t`.
+    pub fn concrete(kind: CompositeKind, t: crate::TypeIndex) -> WasmHeapType {
+        match kind {
+            CompositeKind::Func => WasmHeapType::ConcreteFunc(t),
+            CompositeKind::Struct => WasmHeapType::ConcreteStruct(t),
+            CompositeKind::Array => WasmHeapType::ConcreteArray(t),
+        }
+    }
+
+    /// The kind of the defined type this heap type names, if it names one
+    /// (module or engine form).
+    pub fn concrete_kind(&self) -> Option<CompositeKind> {
+        match self {
+            WasmHeapType::ConcreteFunc(_) | WasmHeapType::EngineFunc(_) => Some(CompositeKind::Func),
+            WasmHeapType::ConcreteStruct(_) | WasmHeapType::EngineStruct(_) => Some(CompositeKind::Struct),
+            WasmHeapType::ConcreteArray(_) | WasmHeapType::EngineArray(_) => Some(CompositeKind::Array),
+            _ => None,
+        }
+    }
+
+    /// Whether values of this heap type are function references.
+    pub fn is_func(&self) -> bool {
+        matches!(
+            self,
+            WasmHeapType::Func | WasmHeapType::ConcreteFunc(_) | WasmHeapType::EngineFunc(_) | WasmHeapType::NoFunc
+        )
+    }
+
+    /// Whether values of this heap type are in the `any` hierarchy (GC
+    /// values).
+    pub fn is_any(&self) -> bool {
+        use WasmHeapType as H;
+        matches!(
+            self,
+            H::Any
+                | H::Eq
+                | H::I31
+                | H::Struct
+                | H::Array
+                | H::None
+                | H::ConcreteStruct(_)
+                | H::ConcreteArray(_)
+                | H::EngineStruct(_)
+                | H::EngineArray(_)
+        )
+    }
+
+    /// The top of this heap type's hierarchy: `func`, `extern`, `any` or
+    /// `exn` (`RecLocal` has none and answers itself).
+    pub fn top(&self) -> WasmHeapType {
+        use WasmHeapType as H;
+        match self {
+            _ if self.is_func() => H::Func,
+            _ if self.is_any() => H::Any,
+            H::Extern | H::NoExtern => H::Extern,
+            H::Exn | H::NoExn => H::Exn,
+            other => *other,
+        }
+    }
+
+    /// The bottom of this heap type's hierarchy: `nofunc`, `noextern`,
+    /// `none` or `noexn`.
+    pub fn bottom(&self) -> WasmHeapType {
+        use WasmHeapType as H;
+        match self.top() {
+            H::Func => H::NoFunc,
+            H::Any => H::None,
+            H::Extern => H::NoExtern,
+            H::Exn => H::NoExn,
+            other => other,
+        }
+    }
+
+    /// Whether every value of heap type `self` is one of `other`, both in
+    /// engine form. Between two engine type ids, `engine_subtype(a, b)`
+    /// decides (the registry's declared subtyping); the rest is the fixed
+    /// order of the abstract types: each hierarchy's bottom is below
+    /// everything in it, a struct type below `struct`, an array type below
+    /// `array`, those and `i31` below `eq`, everything in the `any`
+    /// hierarchy below `any`, and a function type below `func`.
+    pub fn is_subtype_of(&self, other: &WasmHeapType, engine_subtype: &impl Fn(u32, u32) -> bool) -> bool {
+        use WasmHeapType as H;
+        if self == other {
+            return true;
+        }
+        if self.top() != other.top() {
+            return false;
+        }
+        match (*self, *other) {
+            (a, _) if a == a.bottom() => true,
+            (_, H::Func | H::Any | H::Extern | H::Exn) => true,
+            (H::I31 | H::Struct | H::Array | H::EngineStruct(_) | H::EngineArray(_), H::Eq) => true,
+            (H::EngineStruct(_), H::Struct) | (H::EngineArray(_), H::Array) => true,
+            (H::EngineFunc(a), H::EngineFunc(b))
+            | (H::EngineStruct(a), H::EngineStruct(b))
+            | (H::EngineArray(a), H::EngineArray(b)) => engine_subtype(a, b),
+            _ => false,
+        }
+    }
+}
+
+/// What a defined type is: a function, struct or array type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CompositeKind {
+    /// A function type.
+    Func,
+    /// A struct type (GC).
+    Struct,
+    /// An array type (GC).
+    Array,
+}
+
+/// Tells the kind of each module type index, so that a reference to a
+/// defined type can be converted to the right [`WasmHeapType`].
+pub trait TypeKinds {
+    /// The kind of module type `index`, if there is such a type.
+    fn kind_of(&self, index: u32) -> Option<CompositeKind>;
+}
+
+impl TypeKinds for [CompositeKind] {
+    fn kind_of(&self, index: u32) -> Option<CompositeKind> {
+        self.get(index as usize).copied()
+    }
+}
+
+impl TypeKinds for [WasmSubType] {
+    fn kind_of(&self, index: u32) -> Option<CompositeKind> {
+        self.get(index as usize).map(|t| t.composite.kind())
+    }
+}
+
+/// How a struct field or array element is stored: packed 8- or 16-bit
+/// integers, or a value type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WasmStorageType {
+    /// An 8-bit integer, read as `i32` (sign- or zero-extended).
+    I8,
+    /// A 16-bit integer, read as `i32`.
+    I16,
+    /// A value of this type.
+    Val(WasmValType),
+}
+
+impl WasmStorageType {
+    /// The value type reads of this storage produce (`i32` for packed
+    /// types).
+    pub fn unpacked(&self) -> WasmValType {
+        match self {
+            WasmStorageType::I8 | WasmStorageType::I16 => WasmValType::I32,
+            WasmStorageType::Val(v) => *v,
+        }
+    }
+
+    fn map_heap(self, f: &impl Fn(WasmHeapType) -> WasmHeapType) -> WasmStorageType {
+        match self {
+            WasmStorageType::Val(WasmValType::Ref(r)) => {
+                WasmStorageType::Val(WasmValType::Ref(WasmRefType { nullable: r.nullable, heap: f(r.heap) }))
+            }
+            other => other,
+        }
+    }
+}
+
+impl fmt::Display for WasmStorageType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WasmStorageType::I8 => f.write_str("i8"),
+            WasmStorageType::I16 => f.write_str("i16"),
+            WasmStorageType::Val(v) => v.fmt(f),
+        }
+    }
+}
+
+/// A struct field or array element type: its storage and whether it can
+/// be written after allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WasmFieldType {
+    /// How the value is stored.
+    pub storage: WasmStorageType,
+    /// Whether `struct.set`/`array.set` may write it.
+    pub mutable: bool,
+}
+
+impl WasmFieldType {
+    fn from_wasmparser(t: &wasmparser::FieldType, kinds: &(impl TypeKinds + ?Sized)) -> Result<Self, UnsupportedType> {
+        let storage = match t.element_type {
+            wasmparser::StorageType::I8 => WasmStorageType::I8,
+            wasmparser::StorageType::I16 => WasmStorageType::I16,
+            wasmparser::StorageType::Val(v) => WasmStorageType::Val(WasmValType::from_wasmparser(v, kinds)?),
+        };
+        Ok(WasmFieldType { storage, mutable: t.mutable })
+    }
+}
+
+impl fmt::Display for WasmFieldType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.mutable { write!(f, "(mut {})", self.storage) } else { self.storage.fmt(f) }
+    }
+}
+
+/// A struct type: its fields in order.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct StructType {
+    /// The fields.
+    pub fields: Box<[WasmFieldType]>,
+}
+
+/// An array type: its element type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ArrayType {
+    /// The element type.
+    pub element: WasmFieldType,
+}
+
+/// A defined type's structure.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WasmCompositeType {
+    /// A function type.
+    Func(FuncType),
+    /// A struct type.
+    Struct(StructType),
+    /// An array type.
+    Array(ArrayType),
+}
+
+impl WasmCompositeType {
+    /// Whether this is a function, struct or array type.
+    pub fn kind(&self) -> CompositeKind {
+        match self {
+            WasmCompositeType::Func(_) => CompositeKind::Func,
+            WasmCompositeType::Struct(_) => CompositeKind::Struct,
+            WasmCompositeType::Array(_) => CompositeKind::Array,
+        }
+    }
+}
+
+/// A defined type: its structure, whether it may have subtypes
+/// (`final`), and its declared supertype (a concrete heap type of the
+/// same kind, in the same form as the type's references).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WasmSubType {
+    /// Whether no type may declare this one as its supertype.
+    pub is_final: bool,
+    /// The declared supertype, if any.
+    pub supertype: Option<WasmHeapType>,
+    /// The structure.
+    pub composite: WasmCompositeType,
+}
+
+impl WasmSubType {
+    /// A final function type without a supertype: what a function type
+    /// written without `sub` is.
+    pub fn func(ty: FuncType) -> WasmSubType {
+        WasmSubType { is_final: true, supertype: None, composite: WasmCompositeType::Func(ty) }
+    }
+
+    /// Converts wasmparser's subtype. `kinds` knows every type index the
+    /// type may refer to (earlier types and its own recursion group).
+    ///
+    /// # Errors
+    ///
+    /// The type uses something Kiln does not support (shared types,
+    /// descriptors), or names a type `kinds` does not know.
+    pub fn from_wasmparser(
+        ty: &wasmparser::SubType,
+        kinds: &(impl TypeKinds + ?Sized),
+    ) -> Result<Self, UnsupportedType> {
+        let c = &ty.composite_type;
+        if c.shared {
+            return Err(UnsupportedType("shared types".into()));
+        }
+        if c.describes_idx.is_some() || c.descriptor_idx.is_some() {
+            return Err(UnsupportedType("custom descriptors".into()));
+        }
+        let composite = match &c.inner {
+            wasmparser::CompositeInnerType::Func(f) => WasmCompositeType::Func(FuncType::from_wasmparser(f, kinds)?),
+            wasmparser::CompositeInnerType::Struct(s) => WasmCompositeType::Struct(StructType {
+                fields: s.fields.iter().map(|f| WasmFieldType::from_wasmparser(f, kinds)).collect::<Result<_, _>>()?,
+            }),
+            wasmparser::CompositeInnerType::Array(a) => {
+                WasmCompositeType::Array(ArrayType { element: WasmFieldType::from_wasmparser(&a.0, kinds)? })
+            }
+            wasmparser::CompositeInnerType::Cont(_) => return Err(UnsupportedType("continuation types".into())),
+        };
+        let kind = composite.kind();
+        let supertype = match ty.supertype_idxs.as_slice() {
+            [] => None,
+            [_, _, ..] => return Err(UnsupportedType("more than one supertype".into())),
+            [idx] => {
+                let Some(i) = idx.as_module_index() else {
+                    return Err(UnsupportedType("a supertype outside the module's index space".into()));
+                };
+                Some(WasmHeapType::concrete(kind, crate::TypeIndex::from_u32(i)))
+            }
+        };
+        Ok(WasmSubType { is_final: ty.is_final, supertype, composite })
+    }
+
+    /// The function type, if this is one.
+    pub fn as_func(&self) -> Option<&FuncType> {
+        match &self.composite {
+            WasmCompositeType::Func(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// This type with every heap type it mentions (in params, results,
+    /// fields and the supertype) replaced by `f` of it.
+    pub fn map_heap(&self, f: impl Fn(WasmHeapType) -> WasmHeapType) -> WasmSubType {
+        let composite = match &self.composite {
+            WasmCompositeType::Func(ft) => WasmCompositeType::Func(ft.map_heap(&f)),
+            WasmCompositeType::Struct(s) => WasmCompositeType::Struct(StructType {
+                fields: s
+                    .fields
+                    .iter()
+                    .map(|fl| WasmFieldType { storage: fl.storage.map_heap(&f), mutable: fl.mutable })
+                    .collect(),
+            }),
+            WasmCompositeType::Array(a) => WasmCompositeType::Array(ArrayType {
+                element: WasmFieldType { storage: a.element.storage.map_heap(&f), mutable: a.element.mutable },
+            }),
+        };
+        WasmSubType { is_final: self.is_final, supertype: self.supertype.map(&f), composite }
+    }
+
+    /// Every heap type this type mentions (params, results, fields,
+    /// supertype).
+    pub fn heap_types(&self) -> Vec<WasmHeapType> {
+        let seen = std::cell::RefCell::new(Vec::new());
+        self.map_heap(|h| {
+            seen.borrow_mut().push(h);
+            h
+        });
+        seen.into_inner()
+    }
+
+    /// The highest module type index this type refers to, if any.
+    pub fn max_concrete_index(&self) -> Option<crate::TypeIndex> {
+        self.heap_types().iter().filter_map(|h| h.concrete_index()).max()
+    }
+}
+
+impl fmt::Display for WasmSubType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let open = !self.is_final || self.supertype.is_some();
+        if open {
+            f.write_str("(sub ")?;
+            if self.is_final {
+                f.write_str("final ")?;
+            }
+            if let Some(s) = &self.supertype {
+                match (s.concrete_index(), s.engine_id()) {
+                    (Some(t), _) => write!(f, "{} ", t.as_u32())?,
+                    (_, Some(id)) => write!(f, "<engine type {id}> ")?,
+                    _ => write!(f, "{s:?} ")?,
+                }
+            }
+        }
+        match &self.composite {
+            WasmCompositeType::Func(ft) => ft.fmt(f)?,
+            WasmCompositeType::Struct(s) => {
+                f.write_str("(struct")?;
+                for fl in s.fields.iter() {
+                    write!(f, " (field {fl})")?;
+                }
+                f.write_str(")")?;
+            }
+            WasmCompositeType::Array(a) => write!(f, "(array {})", a.element)?,
+        }
+        if open {
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
 }
 
 /// A type Kiln does not (yet) support was found in a module.
@@ -295,11 +722,19 @@ impl FuncType {
         FuncType { params: params.into_iter().collect(), results: results.into_iter().collect() }
     }
 
-    /// Converts wasmparser's function type.
-    pub fn from_wasmparser(ty: &wasmparser::FuncType) -> Result<Self, UnsupportedType> {
+    /// Converts wasmparser's function type (see
+    /// [`WasmValType::from_wasmparser`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`WasmValType::from_wasmparser`].
+    pub fn from_wasmparser(
+        ty: &wasmparser::FuncType,
+        kinds: &(impl TypeKinds + ?Sized),
+    ) -> Result<Self, UnsupportedType> {
         Ok(FuncType {
-            params: ty.params().iter().map(|t| WasmValType::from_wasmparser(*t)).collect::<Result<_, _>>()?,
-            results: ty.results().iter().map(|t| WasmValType::from_wasmparser(*t)).collect::<Result<_, _>>()?,
+            params: ty.params().iter().map(|t| WasmValType::from_wasmparser(*t, kinds)).collect::<Result<_, _>>()?,
+            results: ty.results().iter().map(|t| WasmValType::from_wasmparser(*t, kinds)).collect::<Result<_, _>>()?,
         })
     }
 
@@ -315,40 +750,14 @@ impl FuncType {
         }
     }
 
-    /// This signature with every reference to a module type index
-    /// (`ConcreteFunc`) replaced by the heap type `map` gives for it.
-    pub fn map_concrete(&self, map: impl Fn(crate::TypeIndex) -> WasmHeapType) -> FuncType {
+    /// This signature with the heap type of every reference replaced by
+    /// `f` of it.
+    pub fn map_heap(&self, f: &impl Fn(WasmHeapType) -> WasmHeapType) -> FuncType {
         let one = |t: &WasmValType| match t {
-            WasmValType::Ref(WasmRefType { nullable, heap: WasmHeapType::ConcreteFunc(i) }) => {
-                WasmValType::Ref(WasmRefType { nullable: *nullable, heap: map(*i) })
-            }
+            WasmValType::Ref(r) => WasmValType::Ref(WasmRefType { nullable: r.nullable, heap: f(r.heap) }),
             other => *other,
         };
         FuncType { params: self.params.iter().map(one).collect(), results: self.results.iter().map(one).collect() }
-    }
-
-    /// This signature with every reference within its recursion group
-    /// (`RecLocal`) replaced by the heap type `map` gives for it.
-    pub fn map_rec_local(&self, map: impl Fn(u32) -> WasmHeapType) -> FuncType {
-        let one = |t: &WasmValType| match t {
-            WasmValType::Ref(WasmRefType { nullable, heap: WasmHeapType::RecLocal(i) }) => {
-                WasmValType::Ref(WasmRefType { nullable: *nullable, heap: map(*i) })
-            }
-            other => *other,
-        };
-        FuncType { params: self.params.iter().map(one).collect(), results: self.results.iter().map(one).collect() }
-    }
-
-    /// The highest module type index this signature refers to, if any.
-    pub fn max_concrete_index(&self) -> Option<crate::TypeIndex> {
-        self.params
-            .iter()
-            .chain(self.results.iter())
-            .filter_map(|t| match t {
-                WasmValType::Ref(r) => r.concrete_index(),
-                _ => None,
-            })
-            .max()
     }
 
     /// The parameter types.
@@ -412,13 +821,21 @@ impl TableType {
         TableType { element: self.element.canonical(engine_ids), ..self }
     }
 
-    /// Converts wasmparser's table type.
-    pub fn from_wasmparser(ty: &wasmparser::TableType) -> Result<Self, UnsupportedType> {
+    /// Converts wasmparser's table type (see
+    /// [`WasmValType::from_wasmparser`]).
+    ///
+    /// # Errors
+    ///
+    /// Shared tables, and as [`WasmValType::from_wasmparser`].
+    pub fn from_wasmparser(
+        ty: &wasmparser::TableType,
+        kinds: &(impl TypeKinds + ?Sized),
+    ) -> Result<Self, UnsupportedType> {
         if ty.shared {
             return Err(UnsupportedType("shared tables".into()));
         }
         Ok(TableType {
-            element: WasmRefType::from_wasmparser(ty.element_type)?,
+            element: WasmRefType::from_wasmparser(ty.element_type, kinds)?,
             minimum: ty.initial,
             maximum: ty.maximum,
             table64: ty.table64,
@@ -513,12 +930,20 @@ impl GlobalType {
         GlobalType { content: self.content.canonical(engine_ids), ..self }
     }
 
-    /// Converts wasmparser's global type.
-    pub fn from_wasmparser(ty: &wasmparser::GlobalType) -> Result<Self, UnsupportedType> {
+    /// Converts wasmparser's global type (see
+    /// [`WasmValType::from_wasmparser`]).
+    ///
+    /// # Errors
+    ///
+    /// Shared globals, and as [`WasmValType::from_wasmparser`].
+    pub fn from_wasmparser(
+        ty: &wasmparser::GlobalType,
+        kinds: &(impl TypeKinds + ?Sized),
+    ) -> Result<Self, UnsupportedType> {
         if ty.shared {
             return Err(UnsupportedType("shared globals".into()));
         }
-        Ok(GlobalType { content: WasmValType::from_wasmparser(ty.content_type)?, mutable: ty.mutable })
+        Ok(GlobalType { content: WasmValType::from_wasmparser(ty.content_type, kinds)?, mutable: ty.mutable })
     }
 }
 

@@ -68,6 +68,8 @@ pub enum TrapKind {
     NullReference,
     /// Misaligned atomic access.
     HeapMisaligned,
+    /// `ref.cast` of a value of another type (GC).
+    CastFailure,
     /// Stack exhausted (engine-specific: inconclusive).
     StackOverflow,
     /// Fuel exhausted (engine-specific: inconclusive).
@@ -95,7 +97,8 @@ impl TrapKind {
             C::UnreachableCodeReached => TrapKind::Unreachable,
             C::Interrupt => TrapKind::Interrupt,
             C::OutOfFuel => TrapKind::OutOfFuel,
-            C::NullReference | C::NullFunctionReference => TrapKind::NullReference,
+            C::NullReference | C::NullFunctionReference | C::NullI31Reference => TrapKind::NullReference,
+            C::CastFailure => TrapKind::CastFailure,
             C::AtomicWaitNonSharedMemory => TrapKind::HeapMisaligned,
         }
     }

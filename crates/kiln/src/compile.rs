@@ -125,12 +125,15 @@ fn runtime(engine: &Engine, info: Arc<CompiledModuleInfo>, code: Box<ModuleCode>
     // its own (checked when translating and when loading an artifact).
     let mut type_ids: Vec<u32> = Vec::with_capacity(info.module.types.len());
     for group in info.module.rec_groups() {
-        let key: Vec<kiln_environ::FuncType> = info.module.types[group.clone()]
+        let key: Vec<kiln_environ::WasmSubType> = info.module.types[group.clone()]
             .iter()
             .map(|t| {
-                t.map_concrete(|i| match i.index().checked_sub(group.start) {
-                    Some(local) => kiln_environ::WasmHeapType::RecLocal(local as u32),
-                    None => kiln_environ::WasmHeapType::EngineFunc(type_ids[i.index()]),
+                t.map_heap(|h| match (h.concrete_index(), h.concrete_kind()) {
+                    (Some(i), Some(kind)) => match i.index().checked_sub(group.start) {
+                        Some(local) => kiln_environ::WasmHeapType::RecLocal(local as u32),
+                        None => kiln_environ::WasmHeapType::engine(kind, type_ids[i.index()]),
+                    },
+                    _ => h,
                 })
             })
             .collect();
@@ -380,7 +383,7 @@ fn link_and_map(
     let mut slot_of: HashMap<&FuncType, usize> = HashMap::new();
     let mut type_slots = Vec::new();
     for t in &needed {
-        let ft = &info.types[t.index()];
+        let ft = info.func_type_at(*t);
         let slot = *slot_of.entry(ft).or_insert_with(|| {
             unique.push(ft);
             unique.len() - 1

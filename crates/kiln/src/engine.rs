@@ -6,7 +6,7 @@ use crate::vm::code_memory::ModuleCode;
 use crate::vm::host_func::HostTrampoline;
 use anyhow::{Context, Result};
 use kiln_cranelift::{CompilerOptions, CraneliftCompiler};
-use kiln_environ::{CompiledModuleInfo, Compiler, FuncType, Tunables, WasmHeapType};
+use kiln_environ::{CompiledModuleInfo, Compiler, FuncType, Tunables, WasmHeapType, WasmSubType};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -30,7 +30,7 @@ impl std::fmt::Debug for Engine {
 pub(crate) struct EngineInner {
     pub(crate) config: Config,
     pub(crate) compiler: CraneliftCompiler,
-    pub(crate) types: TypeRegistry,
+    pub(crate) types: Arc<TypeRegistry>,
     host_trampolines: Mutex<HashMap<u32, Arc<ModuleCode>>>,
     pub(crate) epoch: Arc<crate::vm::epoch::Epoch>,
     /// Cache-key salt: Kiln version, compiler fingerprint, tunables.
@@ -39,12 +39,16 @@ pub(crate) struct EngineInner {
     pub(crate) allocator: crate::vm::allocator::Allocator,
 }
 
-/// Engine-wide interning of function types, by recursion group: groups
-/// that are equal once their references to earlier types are replaced by
-/// those types' ids and their references within the group by positions in
-/// it (iso-recursive equivalence) get the same ids, consecutive within a
-/// group, in any module. `call_indirect` compares ids. Ids are never
-/// reused.
+/// Engine-wide interning of defined types (function, struct and array
+/// types), by recursion group: groups that are equal once their references
+/// to earlier types are replaced by those types' ids and their references
+/// within the group by positions in it (iso-recursive equivalence) get the
+/// same ids, consecutive within a group, in any module. `call_indirect`,
+/// imports and casts compare ids, and subtyping between ids is decided by
+/// each type's display: its chain of declared supertypes from the root
+/// down to itself, so that `a <: b` exactly when `display(a)` has `b` at
+/// position `depth(b)` (one lookup, however deep the hierarchy). Ids are
+/// never reused.
 #[derive(Default)]
 pub(crate) struct TypeRegistry {
     inner: RwLock<Registry>,
@@ -54,19 +58,39 @@ pub(crate) struct TypeRegistry {
 struct Registry {
     /// A group's key (its types with references within the group as
     /// `RecLocal`) to its first id.
-    groups: HashMap<Vec<FuncType>, u32>,
-    /// Each id's type in engine form (references as `EngineFunc`).
-    types: Vec<Arc<FuncType>>,
+    groups: HashMap<Vec<WasmSubType>, u32>,
+    /// Each id's type in engine form (references as `Engine*` ids).
+    types: Vec<Arc<WasmSubType>>,
+    /// Each id's function type, if it is one (shared with callers).
+    funcs: Vec<Option<Arc<FuncType>>>,
+    /// Each id's display: its supertypes from the root, then itself.
+    displays: Vec<Arc<[u32]>>,
 }
 
 impl Registry {
-    fn register_group(&mut self, key: &[FuncType]) -> u32 {
+    fn register_group(&mut self, key: &[WasmSubType]) -> u32 {
         if let Some(first) = self.groups.get(key) {
             return *first;
         }
         let first = self.types.len() as u32;
-        for t in key {
-            self.types.push(Arc::new(t.map_rec_local(|i| WasmHeapType::EngineFunc(first + i))));
+        for (i, t) in key.iter().enumerate() {
+            let ty = t.map_heap(|h| match h {
+                WasmHeapType::RecLocal(j) => match key.get(j as usize) {
+                    Some(u) => WasmHeapType::engine(u.composite.kind(), first + j),
+                    None => h,
+                },
+                other => other,
+            });
+            let id = first + i as u32;
+            // A supertype is an earlier type: of an earlier group, or
+            // earlier in this one (validated), so its display exists.
+            let display: Arc<[u32]> = match ty.supertype.and_then(|s| s.engine_id()) {
+                Some(s) if s < id => self.displays[s as usize].iter().copied().chain([id]).collect(),
+                _ => Arc::from([id]),
+            };
+            self.funcs.push(ty.as_func().map(|f| Arc::new(f.clone())));
+            self.types.push(Arc::new(ty));
+            self.displays.push(display);
         }
         self.groups.insert(key.to_vec(), first);
         first
@@ -74,27 +98,49 @@ impl Registry {
 }
 
 impl TypeRegistry {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The first id of recursion group `key` (its types with references to
-    /// earlier types as `EngineFunc` ids and to types of the group as
+    /// earlier types as `Engine*` ids and to types of the group as
     /// `RecLocal` positions); the others follow in order.
-    pub(crate) fn register_group(&self, key: &[FuncType]) -> u32 {
-        if let Some(first) = self.inner.read().unwrap_or_else(|e| e.into_inner()).groups.get(key) {
+    pub(crate) fn register_group(&self, key: &[WasmSubType]) -> u32 {
+        if let Some(first) = self.read().groups.get(key) {
             return *first;
         }
         self.inner.write().unwrap_or_else(|e| e.into_inner()).register_group(key)
     }
 
     /// The id of function type `ty` in engine form, made by the host (a
-    /// host function's or a tag's type): a recursion group of its own, so
-    /// the same as a module's type that is not in an explicit group with
-    /// others. (A type in a larger group is a different type, even with the
-    /// same engine form: iso-recursive equality.)
+    /// host function's or a tag's type): a final type without supertype in
+    /// a recursion group of its own, so the same as a module's type that is
+    /// written without `sub` and not in an explicit group with others. (A
+    /// type in a larger group is a different type, even with the same
+    /// engine form: iso-recursive equality.)
     pub(crate) fn register(&self, ty: &FuncType) -> u32 {
-        self.register_group(std::slice::from_ref(ty))
+        self.register_group(std::slice::from_ref(&WasmSubType::func(ty.clone())))
     }
 
-    pub(crate) fn get(&self, id: u32) -> Arc<FuncType> {
-        self.inner.read().unwrap_or_else(|e| e.into_inner()).types[id as usize].clone()
+    /// The function type with id `id`.
+    ///
+    /// # Panics
+    ///
+    /// `id` is not a function type's id of this registry (ids of function
+    /// types come only from registering them).
+    pub(crate) fn func(&self, id: u32) -> Arc<FuncType> {
+        self.read().funcs[id as usize].clone().expect("a function type id names a function type")
+    }
+
+    /// Whether the type with id `a` is the type with id `b` or declares it
+    /// as a (transitive) supertype. Unknown ids are subtypes of nothing.
+    pub(crate) fn is_subtype(&self, a: u32, b: u32) -> bool {
+        if a == b {
+            return true;
+        }
+        let r = self.read();
+        let (Some(da), Some(db)) = (r.displays.get(a as usize), r.displays.get(b as usize)) else { return false };
+        da.get(db.len() - 1) == Some(&b)
     }
 }
 
@@ -145,7 +191,7 @@ impl Engine {
             inner: Arc::new(EngineInner {
                 config: config.clone(),
                 compiler,
-                types: TypeRegistry::default(),
+                types: Default::default(),
                 host_trampolines: Mutex::new(HashMap::new()),
                 epoch: Default::default(),
                 salt,
@@ -219,7 +265,7 @@ impl Engine {
         if let Some(code) = map.get(&id) {
             return Ok(HostTrampoline::new(code.clone()));
         }
-        let ty = self.inner.types.get(id);
+        let ty = self.inner.types.func(id);
         let f = self.inner.compiler.compile_wasm_to_array_trampoline(&ty)?.encode();
         let f = kiln_environ::FunctionCode::parse(&f)
             .ok_or_else(|| anyhow::anyhow!("internal: a trampoline encodes inconsistently"))?;

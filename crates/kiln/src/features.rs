@@ -116,15 +116,16 @@ wasm_features! {
     /// (off by default: not part of WebAssembly 3.0).
     WideArithmetic => "wide-arithmetic" [], "128-bit add/sub and widening multiply", off,
         WasmFeatures::WIDE_ARITHMETIC;
-    /// Garbage collection (WebAssembly 3.0), so far only part of its type
-    /// system: recursion groups of (mutually recursive) function types,
-    /// canonicalized engine-wide, and the abstract reference types
+    /// Garbage collection (WebAssembly 3.0), so far its type system and
+    /// what needs no heap: struct and array types, recursion groups
+    /// canonicalized engine-wide, declared subtyping (`sub`, `final`; used
+    /// by `call_indirect`, imports and casts), the abstract reference types
     /// (`anyref`, `eqref`, `i31ref`, `structref`, `arrayref` and the null
-    /// types), whose only value is null while there are no GC objects.
-    /// Struct and array types, subtyping and the GC instructions are not
-    /// implemented yet, and modules using them fail to compile (off by
+    /// types), unboxed `i31` values, `ref.eq`, `ref.test`, `ref.cast` and
+    /// `br_on_cast(_fail)`. Struct and array objects are not implemented
+    /// yet, and modules using their instructions fail to compile (off by
     /// default until they are).
-    Gc => "gc" [], "garbage collection (so far: recursion groups of function types, null-only GC reference types)", off,
+    Gc => "gc" [], "garbage collection (so far: GC types, subtyping, i31, ref.eq and casts; no struct or array objects)", off,
         WasmFeatures::GC;
     /// Several memories per module (WebAssembly 3.0).
     MultiMemory => "multi-memory" [], "several memories per module", on, WasmFeatures::MULTI_MEMORY;

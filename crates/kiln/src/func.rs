@@ -186,7 +186,12 @@ impl HostSig {
     pub(crate) fn new(engine: &crate::Engine, ty: &env::FuncType) -> Result<HostSig> {
         let type_id = engine.inner.types.register(ty);
         let trampoline = engine.host_trampoline(type_id)?;
-        Ok(HostSig { type_id, trampoline, ty: engine.inner.types.get(type_id) })
+        Ok(HostSig { type_id, trampoline, ty: engine.inner.types.func(type_id) })
+    }
+
+    /// The engine type id of the function type.
+    pub(crate) fn type_id(&self) -> u32 {
+        self.type_id
     }
 
     /// The function type.

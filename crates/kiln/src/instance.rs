@@ -157,10 +157,10 @@ fn limits_match(actual_min: u64, actual_max: Option<u64>, want_min: u64, want_ma
 /// Whether a global of type `have` can be imported where `want` is
 /// declared (both in engine form): the same mutability, and the same
 /// content type, or for an immutable global a subtype of it.
-fn global_matches(have: env::GlobalType, want: env::GlobalType) -> bool {
+fn global_matches(have: env::GlobalType, want: env::GlobalType, subtype: &impl Fn(u32, u32) -> bool) -> bool {
     have.mutable == want.mutable
         && match (have.content, want.content) {
-            (env::WasmValType::Ref(h), env::WasmValType::Ref(w)) if !want.mutable => h.is_subtype_of(&w),
+            (env::WasmValType::Ref(h), env::WasmValType::Ref(w)) if !want.mutable => h.is_subtype_of(&w, subtype),
             (h, w) => h == w,
         }
 }
@@ -178,9 +178,13 @@ fn check_import(
     ext: &Extern,
 ) -> Result<()> {
     let ok = match (want, ext) {
-        (EntityType::Function(t), Extern::Func(f)) => store.vm().func_type_id(f.0.index) == type_ids[t.index()],
+        (EntityType::Function(t), Extern::Func(f)) => {
+            store.engine().inner.types.is_subtype(store.vm().func_type_id(f.0.index), type_ids[t.index()])
+        }
         (EntityType::Global(g), Extern::Global(x)) => {
-            global_matches(store.vm().global_ty(x.0.index), g.canonical(type_ids))
+            global_matches(store.vm().global_ty(x.0.index), g.canonical(type_ids), &|a, b| {
+                store.engine().inner.types.is_subtype(a, b)
+            })
         }
         (EntityType::Table(t), Extern::Table(x)) => {
             let a = store.vm().table(x.0.index).ty();

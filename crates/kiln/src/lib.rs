@@ -159,7 +159,7 @@ pub use store::{AsContext, AsContextMut, Store, StoreContext, StoreContextMut, U
 pub use tag::{Tag, TagType};
 pub use trap::{FrameInfo, Trap, TrapCode, WasmBacktrace};
 pub use types::{ExportType, ExternType, FuncType, GlobalType, ImportType, MemoryType, Mutability, TableType, ValType};
-pub use values::{AnyRef, ExternRef, V128, Val};
+pub use values::{AnyRef, ExternRef, I31, V128, Val};
 
 /// Hooks for Kiln's own tests (they break invariants on purpose); not part
 /// of the API and not covered by semver.

@@ -168,13 +168,13 @@ impl<T: 'static> Linker<T> {
         let info = module.info();
         for (imp, def) in info.imports.iter().zip(&defs) {
             if let (Definition::HostFunc(f), env::EntityType::Function(t)) = (def, &imp.ty)
-                && *f.sig.ty() != info.types[t.index()]
+                && !self.engine().inner.types.is_subtype(f.sig.type_id(), module.runtime().type_ids[t.index()])
             {
                 bail!(
                     "import `{}::{}`: incompatible import type: expected {}, found {}",
                     imp.module,
                     imp.field,
-                    info.types[t.index()],
+                    info.func_type_at(*t),
                     f.sig.ty()
                 );
             }

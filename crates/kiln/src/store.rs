@@ -108,6 +108,7 @@ impl<T: 'static> Store<T> {
             epoch_interruption: tunables.epoch_interruption,
             epoch_signals: tunables.epoch_signals,
             max_wasm_stack: engine.config().max_wasm_stack,
+            types: engine.inner.types.clone(),
         });
         let inner = Box::new(StoreInner {
             opaque: StoreOpaque {

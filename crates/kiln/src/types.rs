@@ -268,11 +268,11 @@ pub enum ExternType {
 impl ExternType {
     pub(crate) fn from_entity(module: &env::ModuleInfo, ty: &env::EntityType) -> ExternType {
         match ty {
-            env::EntityType::Function(t) => ExternType::Func(FuncType(module.types[t.index()].clone())),
+            env::EntityType::Function(t) => ExternType::Func(FuncType(module.func_type_at(*t).clone())),
             env::EntityType::Table(t) => ExternType::Table(TableType(*t)),
             env::EntityType::Memory(m) => ExternType::Memory(MemoryType(*m)),
             env::EntityType::Global(g) => ExternType::Global(GlobalType(*g)),
-            env::EntityType::Tag(t) => ExternType::Tag(crate::TagType(FuncType(module.types[t.index()].clone()))),
+            env::EntityType::Tag(t) => ExternType::Tag(crate::TagType(FuncType(module.func_type_at(*t).clone()))),
         }
     }
 

@@ -65,12 +65,75 @@ impl fmt::Debug for ExternRef {
     }
 }
 
-/// A reference to a GC value (`anyref`). Kiln does not implement GC
-/// objects yet, so no value of this type exists: `Val::AnyRef` is always
-/// `None` (null) for now.
-#[derive(Clone, Debug)]
+/// An unboxed 31-bit integer, the value of `i31ref` (GC): what
+/// `ref.i31` makes of an `i32`, keeping its low 31 bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct I31(u32);
+
+impl I31 {
+    /// The low 31 bits of `value` (the upper bit is dropped, as `ref.i31`
+    /// does).
+    pub fn wrapping_u32(value: u32) -> I31 {
+        I31(value & 0x7fff_ffff)
+    }
+
+    /// The low 31 bits of `value`, two's complement (as `ref.i31` does).
+    pub fn wrapping_i32(value: i32) -> I31 {
+        I31::wrapping_u32(value as u32)
+    }
+
+    /// `value` if it fits in 31 unsigned bits.
+    pub fn new_u32(value: u32) -> Option<I31> {
+        (value <= 0x7fff_ffff).then_some(I31(value))
+    }
+
+    /// `value` if it fits in 31 signed bits.
+    pub fn new_i32(value: i32) -> Option<I31> {
+        ((-0x4000_0000..0x4000_0000).contains(&value)).then(|| I31::wrapping_i32(value))
+    }
+
+    /// The value zero-extended (`i31.get_u`).
+    pub fn get_u32(&self) -> u32 {
+        self.0
+    }
+
+    /// The value sign-extended (`i31.get_s`).
+    pub fn get_i32(&self) -> i32 {
+        ((self.0 << 1) as i32) >> 1
+    }
+}
+
+/// A non-null reference to a GC value (`anyref` and the types below it).
+/// Kiln does not implement GC objects yet, so the only such values are
+/// unboxed [`I31`]s; struct and array references will join them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct AnyRef {
-    _none_yet: std::convert::Infallible,
+    /// Its encoding (`kiln_environ::gc_ref`): odd, an i31.
+    raw: u32,
+}
+
+impl AnyRef {
+    /// The reference to the unboxed integer `value` (`ref.i31`).
+    pub fn from_i31(value: I31) -> AnyRef {
+        AnyRef { raw: kiln_environ::gc_ref::i31_ref(value.0 as i32) as u32 }
+    }
+
+    /// Whether this is an unboxed integer (always, until GC objects exist).
+    pub fn is_i31(&self) -> bool {
+        kiln_environ::gc_ref::is_i31(u64::from(self.raw))
+    }
+
+    /// The unboxed integer, if this is one.
+    pub fn as_i31(&self) -> Option<I31> {
+        self.is_i31().then(|| I31(kiln_environ::gc_ref::i31_get_u(u64::from(self.raw))))
+    }
+
+    /// The reference encoded as `raw`, if it is one Kiln can represent
+    /// (null and objects are not).
+    fn from_raw(raw: usize) -> Option<AnyRef> {
+        let raw = u32::try_from(raw).ok()?;
+        kiln_environ::gc_ref::is_i31(u64::from(raw)).then_some(AnyRef { raw })
+    }
 }
 
 /// A WebAssembly value.
@@ -92,8 +155,8 @@ pub enum Val {
     ExternRef(Option<ExternRef>),
     /// `exnref`; `None` is null.
     ExnRef(Option<crate::ExnRef>),
-    /// `anyref` (or a type below it); `None` is null, the only value until
-    /// GC objects are implemented.
+    /// `anyref` (or a type below it); `None` is null. So far its values
+    /// are null and i31s ([`AnyRef::from_i31`]).
     AnyRef(Option<AnyRef>),
 }
 
@@ -157,7 +220,7 @@ impl Val {
             Val::F64(v) => ValRaw::f64(*v),
             Val::V128(v) => ValRaw::u128(v.0),
             Val::FuncRef(None) | Val::ExternRef(None) | Val::ExnRef(None) | Val::AnyRef(None) => ValRaw::ptr(0),
-            Val::AnyRef(Some(r)) => match r._none_yet {},
+            Val::AnyRef(Some(r)) => ValRaw::ptr(r.raw as usize),
             Val::ExnRef(Some(e)) => ValRaw::ptr(e.to_raw(store)?),
             Val::FuncRef(Some(f)) => {
                 if f.0.store != store.id() {
@@ -180,8 +243,8 @@ impl Val {
             ValType::FuncRef => Val::FuncRef(store.func_from_raw(raw.get_ptr())),
             ValType::ExternRef => Val::ExternRef(store.vm().externref_from_raw(raw.get_ptr()).map(ExternRef)),
             ValType::ExnRef => Val::ExnRef(crate::ExnRef::from_raw(store, raw.get_ptr())),
-            // Only null exists (no GC objects yet).
-            ValType::AnyRef => Val::AnyRef(None),
+            // Null and i31s (no GC objects yet).
+            ValType::AnyRef => Val::AnyRef(AnyRef::from_raw(raw.get_ptr())),
         }
     }
 }

@@ -91,6 +91,10 @@ fn matches(v: &Val, p: &WastRetCore<'_>) -> Result<bool> {
         (Val::ExnRef(r), WastRetCore::RefNull(_)) => r.is_none(),
         (Val::AnyRef(r), WastRetCore::RefNull(_)) => r.is_none(),
         (Val::FuncRef(f), WastRetCore::RefFunc(_)) => f.is_some(),
+        // Every non-null GC value is an i31 so far.
+        (Val::AnyRef(r), WastRetCore::RefAny | WastRetCore::RefEq) => r.is_some(),
+        (Val::AnyRef(r), WastRetCore::RefI31) => r.is_some_and(|r| r.is_i31()),
+        (Val::AnyRef(r), WastRetCore::RefStruct | WastRetCore::RefArray) => r.is_some_and(|r| !r.is_i31()),
         (Val::ExternRef(r), WastRetCore::RefExtern(n)) => match (r, n) {
             (None, _) => false,
             (Some(_), None) => true,
@@ -112,7 +116,17 @@ fn matches(v: &Val, p: &WastRetCore<'_>) -> Result<bool> {
             | WastRetCore::F64(_)
             | WastRetCore::V128(_),
         )
-        | (_, WastRetCore::RefNull(_) | WastRetCore::RefFunc(_) | WastRetCore::RefExtern(_)) => false,
+        | (
+            _,
+            WastRetCore::RefNull(_)
+            | WastRetCore::RefFunc(_)
+            | WastRetCore::RefExtern(_)
+            | WastRetCore::RefAny
+            | WastRetCore::RefEq
+            | WastRetCore::RefI31
+            | WastRetCore::RefStruct
+            | WastRetCore::RefArray,
+        ) => false,
         (_, other) => return Err(anyhow!("unsupported result pattern {other:?}")),
     })
 }

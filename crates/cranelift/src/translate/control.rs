@@ -112,9 +112,9 @@ impl FuncTranslator<'_, '_> {
     pub(crate) fn block_signature(&self, bt: BlockType) -> WasmResult<(Vec<WasmValType>, Vec<WasmValType>)> {
         Ok(match bt {
             BlockType::Empty => (vec![], vec![]),
-            BlockType::Type(t) => (vec![], vec![WasmValType::from_wasmparser(t)?]),
+            BlockType::Type(t) => (vec![], vec![WasmValType::from_wasmparser(t, self.module.types.as_slice())?]),
             BlockType::FuncType(i) => {
-                let ft = &self.module.types[i as usize];
+                let ft = self.module.func_type_at(TypeIndex::from_u32(i));
                 (ft.params().to_vec(), ft.results().to_vec())
             }
         })

@@ -7,7 +7,7 @@ use super::memory::state_flags;
 use crate::abi::{clif_type, wasm_signature};
 use crate::trap_codes::to_clif;
 use cranelift_codegen::ir::{self, InstBuilder, MemFlagsData, Value, types};
-use kiln_environ::vmoffsets::{definition, func_import, func_ref, vmctx_header};
+use kiln_environ::vmoffsets::{definition, func_import, func_ref};
 use kiln_environ::*;
 
 /// Flags for loads of VMContext fields that never change after
@@ -166,7 +166,7 @@ impl FuncTranslator<'_, '_> {
         if let Some(s) = self.sig_refs.get(&type_index) {
             return *s;
         }
-        let sig = wasm_signature(self.isa, &self.module.types[type_index as usize]);
+        let sig = wasm_signature(self.isa, self.module.func_type_at(TypeIndex::from_u32(type_index)));
         let s = self.builder.import_signature(sig);
         self.sig_refs.insert(type_index, s);
         s
@@ -273,7 +273,7 @@ impl FuncTranslator<'_, '_> {
     /// The arguments of a call of signature `type_index` to `callee`:
     /// callee context, caller context, then the wasm arguments (popped).
     fn indirect_args(&mut self, type_index: u32, callee: Value) -> Vec<Value> {
-        let n = self.module.types[type_index as usize].params().len();
+        let n = self.module.func_type_at(TypeIndex::from_u32(type_index)).params().len();
         let args = self.popn(n);
         let mut all = Vec::with_capacity(n + 2);
         all.push(callee);
@@ -289,13 +289,35 @@ impl FuncTranslator<'_, '_> {
         let fref = self.load_table_element(table, index);
         self.builder.ins().trapz(fref, to_clif(TrapCode::IndirectCallToNull));
         let actual = self.builder.ins().load(types::I32, funcref_flags(), fref, func_ref::TYPE_ID as i32);
-        let ids = self.builder.ins().load(types::I64, readonly(), self.vmctx, vmctx_header::TYPE_IDS as i32);
-        let expected = self.builder.ins().load(types::I32, readonly(), ids, (type_index * 4) as i32);
-        let mismatch = self.builder.ins().icmp(ir::condcodes::IntCC::NotEqual, actual, expected);
-        self.builder.ins().trapnz(mismatch, to_clif(TrapCode::BadSignature));
+        let expected = self.engine_type_id(type_index);
+        self.check_signature(type_index, actual, expected);
         let code = self.builder.ins().load(types::I64, funcref_flags(), fref, func_ref::WASM_CALL as i32);
         let callee = self.builder.ins().load(types::I64, funcref_flags(), fref, func_ref::VMCTX as i32);
         (code, callee)
+    }
+
+    /// Traps `BadSignature` unless engine type `actual` matches `expected`,
+    /// the engine id of module type `type_index`: equal ids when the type
+    /// is final (every type written without `sub`: one compare), else
+    /// equal or a declared subtype, asked of the runtime when the ids
+    /// differ.
+    fn check_signature(&mut self, type_index: u32, actual: Value, expected: Value) {
+        let mismatch = self.builder.ins().icmp(ir::condcodes::IntCC::NotEqual, actual, expected);
+        if self.module.types[type_index as usize].is_final {
+            self.builder.ins().trapnz(mismatch, to_clif(TrapCode::BadSignature));
+            return;
+        }
+        let slow = self.builder.create_block();
+        let done = self.builder.create_block();
+        self.builder.set_cold_block(slow);
+        self.builder.ins().brif(mismatch, slow, &[], done, &[]);
+        self.builder.switch_to_block(slow);
+        self.builder.seal_block(slow);
+        let ok = self.call_builtin(BuiltinFunctionIndex::is_subtype, &[actual, expected]).expect("returns");
+        self.builder.ins().trapz(ok, to_clif(TrapCode::BadSignature));
+        self.builder.ins().jump(done, &[]);
+        self.builder.switch_to_block(done);
+        self.builder.seal_block(done);
     }
 
     /// `call_indirect type_index table`.

@@ -157,7 +157,7 @@ impl FuncTranslator<'_, '_> {
 
     /// Pushes the payload of exception object `exn`, of tag `tag`.
     pub(crate) fn push_payload(&mut self, tag: TagIndex, exn: Value) {
-        let ty = &self.module.types[self.module.tags[tag.index()].index()];
+        let ty = self.module.func_type_at(self.module.tags[tag.index()]);
         let params = ty.params().to_vec();
         if params.is_empty() {
             return;
@@ -242,7 +242,7 @@ impl FuncTranslator<'_, '_> {
     /// `throw tag`.
     pub(crate) fn translate_throw(&mut self, tag: u32) {
         let t = TagIndex::from_u32(tag);
-        let n = self.module.types[self.module.tags[t.index()].index()].params().len();
+        let n = self.module.func_type_at(self.module.tags[t.index()]).params().len();
         let values = self.popn(n);
         let slot = self.builder.create_sized_stack_slot(StackSlotData::new(
             StackSlotKind::ExplicitSlot,

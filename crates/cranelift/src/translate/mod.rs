@@ -22,6 +22,7 @@ mod emitter;
 mod env;
 mod exceptions;
 mod func_refs;
+mod gc;
 mod interrupt;
 mod legacy_exceptions;
 mod memory;
@@ -223,7 +224,7 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             let pos = locals.original_position();
             let (count, vt) = locals.read()?;
             validator.define_locals(pos, count, vt)?;
-            let wt = WasmValType::from_wasmparser(vt)?;
+            let wt = WasmValType::from_wasmparser(vt, self.module.types.as_slice())?;
             for _ in 0..count {
                 let var = self.builder.declare_var(clif_type(wt));
                 let zero = self.zero_value(wt);

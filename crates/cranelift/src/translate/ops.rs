@@ -1,6 +1,7 @@
 //! The operator dispatch: one arm per wasm operator.
 
 use super::FuncTranslator;
+use super::gc;
 use super::memory::LoadKind;
 use crate::trap_codes::to_clif;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
@@ -157,6 +158,28 @@ impl FuncTranslator<'_, '_> {
             O::BrOnNull { relative_depth } => self.translate_br_on_null(*relative_depth),
             O::BrOnNonNull { relative_depth } => self.translate_br_on_non_null(*relative_depth),
             O::RefFunc { function_index } => self.translate_ref_func(*function_index),
+
+            // GC without a heap: i31, identity and casts.
+            O::RefI31 => self.translate_ref_i31(),
+            O::I31GetS => self.translate_i31_get(true),
+            O::I31GetU => self.translate_i31_get(false),
+            O::RefEq => self.translate_ref_eq(),
+            O::RefTestNonNull { hty } | O::RefTestNullable { hty } => {
+                let nullable = matches!(op, O::RefTestNullable { .. });
+                self.translate_ref_test(gc::cast_target(*hty, nullable, &self.module.types)?)
+            }
+            O::RefCastNonNull { hty } | O::RefCastNullable { hty } => {
+                let nullable = matches!(op, O::RefCastNullable { .. });
+                self.translate_ref_cast(gc::cast_target(*hty, nullable, &self.module.types)?)
+            }
+            O::BrOnCast { relative_depth, to_ref_type, .. } => {
+                let target = WasmRefType::from_wasmparser(*to_ref_type, self.module.types.as_slice())?;
+                self.translate_br_on_cast(*relative_depth, target, false)
+            }
+            O::BrOnCastFail { relative_depth, to_ref_type, .. } => {
+                let target = WasmRefType::from_wasmparser(*to_ref_type, self.module.types.as_slice())?;
+                self.translate_br_on_cast(*relative_depth, target, true)
+            }
 
             // Memory.
             O::I32Load { memarg } => self.translate_load(memarg, LoadKind::Plain(I32)),

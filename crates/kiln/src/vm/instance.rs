@@ -490,6 +490,10 @@ impl Instance {
                         _ => a.wrapping_mul(b),
                     })
                 }
+                ConstOp::RefI31 => {
+                    let x = stack.pop().map(|v| v.get_i32()).unwrap_or(0);
+                    ValRaw::ptr(kiln_environ::gc_ref::i31_ref(x) as usize)
+                }
                 ref leaf => self.eval_const_op(leaf),
             };
             stack.push(v);
@@ -514,6 +518,7 @@ impl Instance {
                 ValRaw::u128(u128::from_le_bytes(bytes))
             }
             ConstOp::I32Add | ConstOp::I32Sub | ConstOp::I32Mul => ValRaw::i32(0),
+            ConstOp::RefI31 => ValRaw::ptr(kiln_environ::gc_ref::i31_ref(0) as usize),
             ConstOp::I64Add | ConstOp::I64Sub | ConstOp::I64Mul => ValRaw::i64(0),
         }
     }

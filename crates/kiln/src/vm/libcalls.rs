@@ -178,6 +178,10 @@ mod body {
         Ok(cx.instance().func_ref(FuncIndex::from_u32(func)) as usize)
     }
 
+    pub fn is_subtype(cx: &mut BuiltinCx, actual: u32, expected: u32) -> R<u32> {
+        Ok(u32::from(cx.vm_store().types.is_subtype(actual, expected)))
+    }
+
     pub fn externref_retain(_cx: &mut BuiltinCx, _externref: usize) -> R<()> {
         Ok(())
     }
@@ -264,7 +268,7 @@ mod body {
         let (id, payload) = {
             let inst = cx.instance();
             let info = inst.module().module();
-            let params = info.types[info.tags[t.index()].index()].params();
+            let params = info.func_type_at(info.tags[t.index()]).params();
             // SAFETY: compiled code passes a stack slot holding one value
             // slot per parameter of the tag's type, live during the call.
             let slots = unsafe { std::slice::from_raw_parts(values as *const ValRaw, params.len()) };

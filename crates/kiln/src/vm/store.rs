@@ -155,6 +155,8 @@ pub struct VmStore {
     host_funcs: Vec<Box<dyn Any + Send + Sync>>,
     externrefs: ExternRefRoots,
     exns: ExnHeap,
+    /// The engine's type registry.
+    pub(crate) types: Arc<crate::engine::TypeRegistry>,
 }
 
 // SAFETY: the raw pointers (function records, the context's epoch counter)
@@ -179,6 +181,8 @@ pub struct VmStoreConfig {
     pub epoch_signals: bool,
     /// The stack wasm may use below the host's frame that first enters it.
     pub max_wasm_stack: usize,
+    /// The engine's type registry (subtyping between engine type ids).
+    pub types: Arc<crate::engine::TypeRegistry>,
 }
 
 impl Drop for VmStore {
@@ -206,6 +210,7 @@ impl VmStore {
         VmStore {
             id: next_store_id(),
             max_wasm_stack: config.max_wasm_stack,
+            types: config.types,
             ctx,
             epoch: config.epoch,
             registered: config.epoch_interruption,
@@ -397,7 +402,7 @@ impl VmStore {
         }
         for d in info.defined_tags() {
             let t = info.tag_index(d);
-            let ty = Arc::new(info.types[info.tags[t.index()].index()].canonical(&module.type_ids));
+            let ty = Arc::new(info.func_type_at(info.tags[t.index()]).map_heap(&|h| h.canonical(&module.type_ids)));
             tag_ids.push(self.tags.push(TagEntry { ty, def: handle.tag_ptr(t), _owned: None }));
         }
         self.instances.push(InstanceEntry {
@@ -883,21 +888,25 @@ impl VmStore {
         match r.heap {
             WasmHeapType::Extern => self.externrefs.live.contains_key(&raw),
             WasmHeapType::Exn => self.exns.contains(raw),
+            // Unboxed i31 values; there are no GC objects yet.
+            WasmHeapType::Any | WasmHeapType::Eq | WasmHeapType::I31 => kiln_environ::gc_ref::is_i31(raw as u64),
             // Bottom types hold only null; and there are no GC objects
-            // yet, so the `any` types hold only null too.
+            // yet, so struct and array types hold only null too.
             WasmHeapType::NoExn
             | WasmHeapType::NoFunc
             | WasmHeapType::NoExtern
-            | WasmHeapType::Any
-            | WasmHeapType::Eq
-            | WasmHeapType::I31
             | WasmHeapType::Struct
             | WasmHeapType::Array
             | WasmHeapType::None => false,
             WasmHeapType::Func => self.func_record_type(raw).is_some(),
-            WasmHeapType::EngineFunc(id) => self.func_record_type(raw) == Some(id),
+            WasmHeapType::EngineFunc(id) => self.func_record_type(raw).is_some_and(|t| self.types.is_subtype(t, id)),
+            // No struct or array objects exist yet.
+            WasmHeapType::EngineStruct(_) | WasmHeapType::EngineArray(_) => false,
             // Runtime objects only ever carry engine-form types.
-            WasmHeapType::ConcreteFunc(_) | WasmHeapType::RecLocal(_) => false,
+            WasmHeapType::ConcreteFunc(_)
+            | WasmHeapType::ConcreteStruct(_)
+            | WasmHeapType::ConcreteArray(_)
+            | WasmHeapType::RecLocal(_) => false,
         }
     }
 
