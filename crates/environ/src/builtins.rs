@@ -38,6 +38,28 @@ macro_rules! foreach_builtin_function {
             /// of its declared subtypes (GC subtyping): 1 or 0. The slow
             /// path of a signature check against a non-final type.
             is_subtype(vmctx: vmctx, actual: i32, expected: i32) -> i32;
+            /// Allocates a GC object of module type `type_index` (a struct
+            /// type), `size` bytes with its header, in the store's GC heap:
+            /// writes the header and returns the reference (the object's
+            /// offset in the heap; its fields are zero). Traps `allocation
+            /// failed` when the heap is full.
+            gc_alloc(vmctx: vmctx, type_index: i32, size: i32) -> i64;
+            /// Allocates an array of module type `type_index` with `len`
+            /// zeroed elements (length written); returns the reference.
+            /// Traps `allocation failed` when it does not fit.
+            gc_alloc_array(vmctx: vmctx, type_index: i32, len: i32) -> i64;
+            /// `array.new_data`: an array of module type `type_index` of
+            /// `len` elements read from data segment `data` at byte `offset`.
+            array_new_data(vmctx: vmctx, type_index: i32, data: i32, offset: i32, len: i32) -> i64;
+            /// `array.new_elem`: an array of `len` references from element
+            /// segment `elem` at index `offset`.
+            array_new_elem(vmctx: vmctx, type_index: i32, elem: i32, offset: i32, len: i32) -> i64;
+            /// `array.init_data`: copies `len` elements' bytes from data
+            /// segment `data` at byte `src` into `array` from index `dst`.
+            array_init_data(vmctx: vmctx, type_index: i32, data: i32, array: i64, dst: i32, src: i32, len: i32);
+            /// `array.init_elem`: copies `len` references from element
+            /// segment `elem` at `src` into `array` from index `dst`.
+            array_init_elem(vmctx: vmctx, type_index: i32, elem: i32, array: i64, dst: i32, src: i32, len: i32);
             /// Externref written into a table or global: takes a reference count.
             externref_retain(vmctx: vmctx, externref: ptr);
             /// Externref overwritten in a table or global: drops a reference count.

@@ -36,6 +36,17 @@ pub enum ConstOp {
     I64Mul,
     /// `ref.i31` (GC): the `i32` operand as an unboxed i31 reference.
     RefI31,
+    /// `struct.new $t` (GC): a struct of that module type from its field
+    /// values.
+    StructNew(u32),
+    /// `struct.new_default $t` (GC).
+    StructNewDefault(u32),
+    /// `array.new $t` (GC): an array of a value repeated.
+    ArrayNew(u32),
+    /// `array.new_default $t` (GC).
+    ArrayNewDefault(u32),
+    /// `array.new_fixed $t n` (GC): an array of the `n` operands.
+    ArrayNewFixed(u32, u32),
 }
 
 /// A validated constant expression.
@@ -75,6 +86,13 @@ impl ConstExpr {
                 O::I64Sub => ConstOp::I64Sub,
                 O::I64Mul => ConstOp::I64Mul,
                 O::RefI31 => ConstOp::RefI31,
+                O::StructNew { struct_type_index } => ConstOp::StructNew(struct_type_index),
+                O::StructNewDefault { struct_type_index } => ConstOp::StructNewDefault(struct_type_index),
+                O::ArrayNew { array_type_index } => ConstOp::ArrayNew(array_type_index),
+                O::ArrayNewDefault { array_type_index } => ConstOp::ArrayNewDefault(array_type_index),
+                O::ArrayNewFixed { array_type_index, array_size } => {
+                    ConstOp::ArrayNewFixed(array_type_index, array_size)
+                }
                 O::End => continue,
                 other => {
                     return Err(crate::WasmError::Invalid {
@@ -85,6 +103,21 @@ impl ConstExpr {
             });
         }
         Ok(ConstExpr { ops })
+    }
+
+    /// Whether evaluating the expression allocates a GC object (so it must
+    /// be evaluated once, not at each use: the objects have identity).
+    pub fn allocates(&self) -> bool {
+        self.ops.iter().any(|op| {
+            matches!(
+                op,
+                ConstOp::StructNew(_)
+                    | ConstOp::StructNewDefault(_)
+                    | ConstOp::ArrayNew(_)
+                    | ConstOp::ArrayNewDefault(_)
+                    | ConstOp::ArrayNewFixed(..)
+            )
+        })
     }
 
     /// If the expression is a single `i32.const` or `i64.const`, its value.

@@ -21,6 +21,7 @@ mod error;
 mod exn_table;
 mod function_code;
 mod function_pack;
+pub mod gc_layout;
 pub mod gc_ref;
 mod index;
 mod module;

@@ -445,6 +445,14 @@ impl ModuleInfo {
             e.ops.iter().all(|op| match *op {
                 crate::ConstOp::RefFunc(f) => f < nf,
                 crate::ConstOp::GlobalGet(g) => g < ng,
+                crate::ConstOp::StructNew(t) | crate::ConstOp::StructNewDefault(t) => {
+                    self.types.get(t as usize).is_some_and(|u| u.composite.kind() == CompositeKind::Struct)
+                }
+                crate::ConstOp::ArrayNew(t)
+                | crate::ConstOp::ArrayNewDefault(t)
+                | crate::ConstOp::ArrayNewFixed(t, _) => {
+                    self.types.get(t as usize).is_some_and(|u| u.composite.kind() == CompositeKind::Array)
+                }
                 _ => true,
             })
         };

@@ -41,11 +41,19 @@ pub enum TrapCode {
     NullI31Reference = 15,
     /// `ref.cast` of a value not of the target type (GC).
     CastFailure = 16,
+    /// A struct access through a null reference (GC).
+    NullStructReference = 17,
+    /// The GC heap could not provide an object (GC).
+    AllocationFailed = 18,
+    /// An array access through a null reference (GC).
+    NullArrayReference = 19,
+    /// An array access outside the array (GC).
+    ArrayOutOfBounds = 20,
 }
 
 impl TrapCode {
     /// All trap codes, in numeric order.
-    pub const ALL: [TrapCode; 17] = [
+    pub const ALL: [TrapCode; 21] = [
         TrapCode::StackOverflow,
         TrapCode::MemoryOutOfBounds,
         TrapCode::HeapMisaligned,
@@ -63,6 +71,10 @@ impl TrapCode {
         TrapCode::NullFunctionReference,
         TrapCode::NullI31Reference,
         TrapCode::CastFailure,
+        TrapCode::NullStructReference,
+        TrapCode::AllocationFailed,
+        TrapCode::NullArrayReference,
+        TrapCode::ArrayOutOfBounds,
     ];
 
     /// Decodes a trap code from its byte, as stored in trap tables.
@@ -90,6 +102,10 @@ impl TrapCode {
             TrapCode::NullFunctionReference => "null function reference",
             TrapCode::NullI31Reference => "null i31 reference",
             TrapCode::CastFailure => "cast failure",
+            TrapCode::NullStructReference => "null structure reference",
+            TrapCode::AllocationFailed => "allocation failed",
+            TrapCode::NullArrayReference => "null array reference",
+            TrapCode::ArrayOutOfBounds => "out of bounds array access",
         }
     }
 }

@@ -69,8 +69,13 @@ pub mod store_context {
     /// `EPOCH_DEADLINE`; raised by whoever advances the epoch, and the whole
     /// of compiled code's epoch check (one load off the pinned register).
     pub const EPOCH_INTERRUPT: u32 = 48;
+    /// `*mut u8`: base of the store's GC heap (the cage; GC objects are
+    /// offsets from it), or null before the store has one. Written before
+    /// any code of a module with struct or array types runs, then never
+    /// changed, so compiled code loads it as read-only.
+    pub const GC_HEAP_BASE: u32 = 56;
     /// Size of the structure.
-    pub const SIZE: u32 = 56;
+    pub const SIZE: u32 = 64;
 }
 
 /// Fixed layout of `VMFuncRef`, the target of every function reference.

@@ -70,6 +70,8 @@ pub enum TrapKind {
     HeapMisaligned,
     /// `ref.cast` of a value of another type (GC).
     CastFailure,
+    /// Array access out of bounds (GC).
+    ArrayOutOfBounds,
     /// Stack exhausted (engine-specific: inconclusive).
     StackOverflow,
     /// Fuel exhausted (engine-specific: inconclusive).
@@ -97,7 +99,13 @@ impl TrapKind {
             C::UnreachableCodeReached => TrapKind::Unreachable,
             C::Interrupt => TrapKind::Interrupt,
             C::OutOfFuel => TrapKind::OutOfFuel,
-            C::NullReference | C::NullFunctionReference | C::NullI31Reference => TrapKind::NullReference,
+            C::NullReference
+            | C::NullFunctionReference
+            | C::NullI31Reference
+            | C::NullStructReference
+            | C::NullArrayReference => TrapKind::NullReference,
+            C::AllocationFailed => TrapKind::ResourceExhausted,
+            C::ArrayOutOfBounds => TrapKind::ArrayOutOfBounds,
             C::CastFailure => TrapKind::CastFailure,
             C::AtomicWaitNonSharedMemory => TrapKind::HeapMisaligned,
         }

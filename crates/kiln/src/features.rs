@@ -116,16 +116,16 @@ wasm_features! {
     /// (off by default: not part of WebAssembly 3.0).
     WideArithmetic => "wide-arithmetic" [], "128-bit add/sub and widening multiply", off,
         WasmFeatures::WIDE_ARITHMETIC;
-    /// Garbage collection (WebAssembly 3.0), so far its type system and
-    /// what needs no heap: struct and array types, recursion groups
-    /// canonicalized engine-wide, declared subtyping (`sub`, `final`; used
-    /// by `call_indirect`, imports and casts), the abstract reference types
-    /// (`anyref`, `eqref`, `i31ref`, `structref`, `arrayref` and the null
-    /// types), unboxed `i31` values, `ref.eq`, `ref.test`, `ref.cast` and
-    /// `br_on_cast(_fail)`. Struct and array objects are not implemented
-    /// yet, and modules using their instructions fail to compile (off by
-    /// default until they are).
-    Gc => "gc" [], "garbage collection (so far: GC types, subtyping, i31, ref.eq and casts; no struct or array objects)", off,
+    /// Garbage collection (WebAssembly 3.0), in part: struct and array
+    /// types, recursion groups canonicalized engine-wide, declared
+    /// subtyping (`sub`, `final`; used by `call_indirect`, imports and
+    /// casts), the abstract reference types, unboxed `i31` values, struct
+    /// and array objects with all their instructions, `ref.eq`, `ref.test`,
+    /// `ref.cast` and `br_on_cast(_fail)`. Not yet: a collector (a store's
+    /// GC heap only grows, and allocation traps when its 4 GiB are used)
+    /// and `any.convert_extern`/`extern.convert_any`, whose modules fail to
+    /// compile. Off by default until it is complete.
+    Gc => "gc" [], "garbage collection (in part: types, i31, structs, arrays, casts; no collector yet)", off,
         WasmFeatures::GC;
     /// Several memories per module (WebAssembly 3.0).
     MultiMemory => "multi-memory" [], "several memories per module", on, WasmFeatures::MULTI_MEMORY;

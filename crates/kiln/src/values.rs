@@ -103,22 +103,43 @@ impl I31 {
     }
 }
 
-/// A non-null reference to a GC value (`anyref` and the types below it).
-/// Kiln does not implement GC objects yet, so the only such values are
-/// unboxed [`I31`]s; struct and array references will join them.
+/// A non-null reference to a GC value (`anyref` and the types below it):
+/// an unboxed [`I31`], or a struct or array object of one store. Objects
+/// are never freed or moved yet (the GC heap has no collector so far), so a
+/// reference stays valid as long as its store; using it with another store
+/// is an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct AnyRef {
-    /// Its encoding (`kiln_environ::gc_ref`): odd, an i31.
+    /// Its encoding (`kiln_environ::gc_ref`): odd, an i31; else an
+    /// object's offset in its store's GC heap.
     raw: u32,
+    /// For an object: its store and header kind; `None` for an i31.
+    object: Option<(crate::store::StoreId, u32)>,
 }
 
 impl AnyRef {
     /// The reference to the unboxed integer `value` (`ref.i31`).
     pub fn from_i31(value: I31) -> AnyRef {
-        AnyRef { raw: kiln_environ::gc_ref::i31_ref(value.0 as i32) as u32 }
+        AnyRef { raw: kiln_environ::gc_ref::i31_ref(value.0 as i32) as u32, object: None }
     }
 
-    /// Whether this is an unboxed integer (always, until GC objects exist).
+    /// Whether this is a struct object.
+    pub fn is_struct(&self) -> bool {
+        self.kind() == Some(kiln_environ::gc_layout::KIND_STRUCT)
+    }
+
+    /// Whether this is an array object.
+    pub fn is_array(&self) -> bool {
+        self.kind() == Some(kiln_environ::gc_layout::KIND_ARRAY)
+    }
+
+    /// The header kind of an object, recorded when the reference left
+    /// wasm (a kind never changes).
+    fn kind(&self) -> Option<u32> {
+        self.object.map(|(_, kind)| kind & kiln_environ::gc_layout::KIND_MASK)
+    }
+
+    /// Whether this is an unboxed integer.
     pub fn is_i31(&self) -> bool {
         kiln_environ::gc_ref::is_i31(u64::from(self.raw))
     }
@@ -128,11 +149,28 @@ impl AnyRef {
         self.is_i31().then(|| I31(kiln_environ::gc_ref::i31_get_u(u64::from(self.raw))))
     }
 
-    /// The reference encoded as `raw`, if it is one Kiln can represent
-    /// (null and objects are not).
-    fn from_raw(raw: usize) -> Option<AnyRef> {
-        let raw = u32::try_from(raw).ok()?;
-        kiln_environ::gc_ref::is_i31(u64::from(raw)).then_some(AnyRef { raw })
+    /// The reference encoded as `raw` in `store`: `None` for null (and for
+    /// anything that is neither an i31 nor an object of the store, which
+    /// compiled code never produces).
+    fn from_raw(raw: usize, store: &StoreOpaque) -> Option<AnyRef> {
+        let raw32 = u32::try_from(raw).ok()?;
+        if kiln_environ::gc_ref::is_i31(u64::from(raw32)) {
+            return Some(AnyRef { raw: raw32, object: None });
+        }
+        let (_, word) = store.vm().gc_header(u64::from(raw32))?;
+        Some(AnyRef { raw: raw32, object: Some((store.id(), word)) })
+    }
+
+    /// The encoding of this reference for `store`.
+    ///
+    /// # Errors
+    ///
+    /// The reference is an object of another store.
+    fn to_raw(self, store: &StoreOpaque) -> Result<usize> {
+        match self.object {
+            Some((id, _)) if id != store.id() => bail!("GC reference belongs to another store"),
+            _ => Ok(self.raw as usize),
+        }
     }
 }
 
@@ -155,8 +193,8 @@ pub enum Val {
     ExternRef(Option<ExternRef>),
     /// `exnref`; `None` is null.
     ExnRef(Option<crate::ExnRef>),
-    /// `anyref` (or a type below it); `None` is null. So far its values
-    /// are null and i31s ([`AnyRef::from_i31`]).
+    /// `anyref` (or a type below it); `None` is null. Its values are i31s
+    /// ([`AnyRef::from_i31`]) and struct objects made by wasm.
     AnyRef(Option<AnyRef>),
 }
 
@@ -220,7 +258,7 @@ impl Val {
             Val::F64(v) => ValRaw::f64(*v),
             Val::V128(v) => ValRaw::u128(v.0),
             Val::FuncRef(None) | Val::ExternRef(None) | Val::ExnRef(None) | Val::AnyRef(None) => ValRaw::ptr(0),
-            Val::AnyRef(Some(r)) => ValRaw::ptr(r.raw as usize),
+            Val::AnyRef(Some(r)) => ValRaw::ptr(r.to_raw(store)?),
             Val::ExnRef(Some(e)) => ValRaw::ptr(e.to_raw(store)?),
             Val::FuncRef(Some(f)) => {
                 if f.0.store != store.id() {
@@ -243,8 +281,7 @@ impl Val {
             ValType::FuncRef => Val::FuncRef(store.func_from_raw(raw.get_ptr())),
             ValType::ExternRef => Val::ExternRef(store.vm().externref_from_raw(raw.get_ptr()).map(ExternRef)),
             ValType::ExnRef => Val::ExnRef(crate::ExnRef::from_raw(store, raw.get_ptr())),
-            // Null and i31s (no GC objects yet).
-            ValType::AnyRef => Val::AnyRef(AnyRef::from_raw(raw.get_ptr())),
+            ValType::AnyRef => Val::AnyRef(AnyRef::from_raw(raw.get_ptr(), store)),
         }
     }
 }

@@ -91,10 +91,11 @@ fn matches(v: &Val, p: &WastRetCore<'_>) -> Result<bool> {
         (Val::ExnRef(r), WastRetCore::RefNull(_)) => r.is_none(),
         (Val::AnyRef(r), WastRetCore::RefNull(_)) => r.is_none(),
         (Val::FuncRef(f), WastRetCore::RefFunc(_)) => f.is_some(),
-        // Every non-null GC value is an i31 so far.
+        // Every non-null GC value is an i31, a struct or an array (all `eq`).
         (Val::AnyRef(r), WastRetCore::RefAny | WastRetCore::RefEq) => r.is_some(),
         (Val::AnyRef(r), WastRetCore::RefI31) => r.is_some_and(|r| r.is_i31()),
-        (Val::AnyRef(r), WastRetCore::RefStruct | WastRetCore::RefArray) => r.is_some_and(|r| !r.is_i31()),
+        (Val::AnyRef(r), WastRetCore::RefStruct) => r.is_some_and(|r| r.is_struct()),
+        (Val::AnyRef(r), WastRetCore::RefArray) => r.is_some_and(|r| r.is_array()),
         (Val::ExternRef(r), WastRetCore::RefExtern(n)) => match (r, n) {
             (None, _) => false,
             (Some(_), None) => true,

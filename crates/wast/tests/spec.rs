@@ -25,30 +25,16 @@ const NEEDS_GC: &str = "needs gc: struct and array values or GC instructions tha
 /// no file, fails the suite. This list only shrinks.
 const UNSUPPORTED: &[(&str, &str)] = &[
     (
-        "bulk-memory/table_init.wast",
-        "needs gc: its last module uses GC arrays (the GC proposal; issue 22); the 2.0 version \
-         wasm-v2/table_init.wast runs and passes",
-    ),
-    (
         "reference-types/unreached-invalid.wast",
         "this proposal snapshot expects `br_table` after `unreachable` with differently typed \
          labels to be invalid; the merged 2.0 spec made it valid, and the 2.0 version \
          wasm-v2/unreached-invalid.wast runs and passes",
     ),
-    ("gc/array.wast", NEEDS_GC),
-    ("gc/array_copy.wast", NEEDS_GC),
-    ("gc/array_fill.wast", NEEDS_GC),
-    ("gc/array_init_data.wast", NEEDS_GC),
-    ("gc/array_init_elem.wast", NEEDS_GC),
-    ("gc/array_new_data.wast", NEEDS_GC),
-    ("gc/array_new_elem.wast", NEEDS_GC),
     ("gc/br_on_cast.wast", NEEDS_GC),
     ("gc/br_on_cast_fail.wast", NEEDS_GC),
     ("gc/extern.wast", NEEDS_GC),
     ("gc/ref_cast.wast", NEEDS_GC),
-    ("gc/ref_eq.wast", NEEDS_GC),
     ("gc/ref_test.wast", NEEDS_GC),
-    ("gc/struct.wast", NEEDS_GC),
 ];
 
 /// The configuration a file is specified against: `wasm-v3` and the
@@ -111,6 +97,11 @@ fn config_for(suite: &str, file: &str) -> Config {
                 // proposal.
                 "bulk-memory" if file == "table-sub.wast" => {
                     config.wasm_feature_set(kiln::WasmFeature::FunctionReferences, true);
+                }
+                // The snapshot's last module makes an `(array funcref)`
+                // with `array.new_elem` (the later GC proposal).
+                "bulk-memory" if file == "table_init.wast" => {
+                    config.wasm_feature_set(kiln::WasmFeature::Gc, true);
                 }
                 _ => {}
             }

@@ -1,25 +1,40 @@
-//! GC instructions that need no heap: `ref.i31`, `i31.get_s/u`, `ref.eq`,
-//! and the casts `ref.test`, `ref.cast`, `br_on_cast` and
-//! `br_on_cast_fail` (see `kiln_environ::gc_ref` for the encoding).
+//! GC instructions: `ref.i31`, `i31.get_s/u`, `ref.eq`, the struct
+//! operations, and the casts `ref.test`, `ref.cast`, `br_on_cast` and
+//! `br_on_cast_fail` (see `kiln_environ::gc_ref` for the encoding and
+//! `kiln_environ::gc_layout` for objects).
+//!
+//! An object reference is its offset in the store's GC heap, whose base
+//! the store context holds; a field is at `base + ref + offset`. Accesses
+//! check for null explicitly (a trap code per kind of reference) and need
+//! no other check: the type system guarantees the object's layout.
+//! Objects are allocated by the `gc_alloc` builtin, which writes the header
+//! and returns zeroed memory; the fields are then stored inline.
 //!
 //! A cast tests the value against its target type only: the value's own
 //! static type is already below the target's hierarchy (validated). Null
-//! passes exactly when the target is nullable. Non-null values: in the
-//! `any` hierarchy every value is an unboxed i31 so far (there are no
-//! objects yet), so `any`, `eq` and `i31` admit it and struct and array
-//! types do not; a function reference is tested against a concrete
-//! function type by its record's type id (one compare for a final type,
-//! else the `is_subtype` builtin when the ids differ); the abstract tops
-//! admit everything non-null and the bottoms nothing.
+//! passes exactly when the target is nullable. In the `any` hierarchy an
+//! odd value is an i31 (admitted by `any`, `eq` and `i31`), any other
+//! non-null value an object whose header says its kind (for `struct` and
+//! `array`) and type id (for a concrete type: one compare for a final
+//! type, else the `is_subtype` builtin when the ids differ). A function
+//! reference is tested the same way by its record's type id; the abstract
+//! tops admit everything non-null and the bottoms nothing.
 
 use super::FuncTranslator;
 use super::control::block_args;
 use super::env::{funcref_flags, readonly};
 use crate::trap_codes::to_clif;
+use cranelift_codegen::ir::MemFlagsData;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Value, types};
-use kiln_environ::vmoffsets::{func_ref, vmctx_header};
-use kiln_environ::{BuiltinFunctionIndex, TrapCode, WasmHeapType, WasmRefType, WasmResult};
+use kiln_environ::gc_layout::{
+    ARRAY_LENGTH, KIND_ARRAY, KIND_MASK, KIND_STRUCT, StructLayout, array_elems_offset, field_size, header,
+};
+use kiln_environ::vmoffsets::{func_ref, store_context, vmctx_header};
+use kiln_environ::{
+    BuiltinFunctionIndex, TrapCode, WasmCompositeType, WasmHeapType, WasmRefType, WasmResult, WasmStorageType,
+    WasmValType,
+};
 
 impl FuncTranslator<'_, '_> {
     /// `ref.i31`: the low 31 bits of an `i32`, tagged.
@@ -106,21 +121,28 @@ impl FuncTranslator<'_, '_> {
                     i31
                 }
             }
-            // Only null: the bottoms, and (no objects exist yet) struct
-            // and array types.
-            H::None
-            | H::NoFunc
-            | H::NoExtern
-            | H::NoExn
-            | H::Struct
-            | H::Array
-            | H::ConcreteStruct(_)
-            | H::ConcreteArray(_) => {
+            // Only null: the bottoms.
+            H::None | H::NoFunc | H::NoExtern | H::NoExn => {
                 if target.nullable {
                     self.builder.ins().icmp_imm_u(IntCC::Equal, r, 0)
                 } else {
                     self.builder.ins().iconst(types::I8, 0)
                 }
+            }
+            H::Struct | H::Array => {
+                let kind = if target.heap == H::Struct { KIND_STRUCT } else { KIND_ARRAY };
+                self.object_matches(r, target.nullable, |s, obj| {
+                    let word = s.builder.ins().load(types::I32, funcref_flags(), obj, header::GC_WORD as i32);
+                    let k = s.builder.ins().band_imm_u(word, i64::from(KIND_MASK));
+                    s.builder.ins().icmp_imm_u(IntCC::Equal, k, i64::from(kind))
+                })
+            }
+            H::ConcreteStruct(t) | H::ConcreteArray(t) => {
+                let t = t.as_u32();
+                self.object_matches(r, target.nullable, |s, obj| {
+                    let actual = s.builder.ins().load(types::I32, funcref_flags(), obj, header::TYPE_ID as i32);
+                    s.type_id_matches(actual, t)
+                })
             }
             H::ConcreteFunc(t) => self.func_ref_matches(r, t.as_u32(), target.nullable),
             // Never in a module's code.
@@ -141,23 +163,319 @@ impl FuncTranslator<'_, '_> {
         self.builder.switch_to_block(non_null);
         self.builder.seal_block(non_null);
         let actual = self.builder.ins().load(types::I32, funcref_flags(), r, func_ref::TYPE_ID as i32);
-        let expected = self.engine_type_id(type_index);
-        let eq = self.builder.ins().icmp(IntCC::Equal, actual, expected);
-        if self.module.types[type_index as usize].is_final {
-            self.builder.ins().jump(done, &block_args(&[eq]));
-        } else {
-            let slow = self.builder.create_block();
-            self.builder.set_cold_block(slow);
-            self.builder.ins().brif(eq, done, &block_args(&[eq]), slow, &[]);
-            self.builder.switch_to_block(slow);
-            self.builder.seal_block(slow);
-            let sub = self.call_builtin(BuiltinFunctionIndex::is_subtype, &[actual, expected]).expect("returns");
-            let sub = self.builder.ins().icmp_imm_u(IntCC::NotEqual, sub, 0);
-            self.builder.ins().jump(done, &block_args(&[sub]));
-        }
+        let matches = self.type_id_matches(actual, type_index);
+        self.builder.ins().jump(done, &block_args(&[matches]));
         self.builder.switch_to_block(done);
         self.builder.seal_block(done);
         result
+    }
+
+    /// An `I8`: whether engine type id `actual` is module type
+    /// `type_index` or (for a non-final type) declared below it: one
+    /// compare, and for a non-final type the `is_subtype` builtin in a cold
+    /// block when the ids differ.
+    fn type_id_matches(&mut self, actual: Value, type_index: u32) -> Value {
+        let expected = self.engine_type_id(type_index);
+        let eq = self.builder.ins().icmp(IntCC::Equal, actual, expected);
+        if self.module.types[type_index as usize].is_final {
+            return eq;
+        }
+        let done = self.builder.create_block();
+        let result = self.builder.append_block_param(done, types::I8);
+        let slow = self.builder.create_block();
+        self.builder.set_cold_block(slow);
+        self.builder.ins().brif(eq, done, &block_args(&[eq]), slow, &[]);
+        self.builder.switch_to_block(slow);
+        self.builder.seal_block(slow);
+        let sub = self.call_builtin(BuiltinFunctionIndex::is_subtype, &[actual, expected]).expect("returns");
+        let sub = self.builder.ins().icmp_imm_u(IntCC::NotEqual, sub, 0);
+        self.builder.ins().jump(done, &block_args(&[sub]));
+        self.builder.switch_to_block(done);
+        self.builder.seal_block(done);
+        result
+    }
+
+    /// An `I8`: whether GC reference `r` is null (and `nullable`), or an
+    /// object (not an i31) for which `test` (given the object's address)
+    /// says so.
+    fn object_matches(&mut self, r: Value, nullable: bool, test: impl FnOnce(&mut Self, Value) -> Value) -> Value {
+        let done = self.builder.create_block();
+        let result = self.builder.append_block_param(done, types::I8);
+        let non_null = self.builder.create_block();
+        let object = self.builder.create_block();
+        let if_null = self.builder.ins().iconst(types::I8, i64::from(nullable));
+        self.builder.ins().brif(r, non_null, &[], done, &block_args(&[if_null]));
+        self.builder.switch_to_block(non_null);
+        self.builder.seal_block(non_null);
+        let bit = self.builder.ins().band_imm_u(r, 1);
+        let no = self.builder.ins().iconst(types::I8, 0);
+        self.builder.ins().brif(bit, done, &block_args(&[no]), object, &[]);
+        self.builder.switch_to_block(object);
+        self.builder.seal_block(object);
+        let obj = self.object_address(r);
+        let matches = test(self, obj);
+        self.builder.ins().jump(done, &block_args(&[matches]));
+        self.builder.switch_to_block(done);
+        self.builder.seal_block(done);
+        result
+    }
+
+    /// The address of object `r` (non-null, not an i31): the GC heap's
+    /// base plus the reference.
+    fn object_address(&mut self, r: Value) -> Value {
+        let ctx = self.builder.ins().load(types::I64, readonly(), self.vmctx, vmctx_header::STORE_CONTEXT as i32);
+        let base = self.builder.ins().load(types::I64, readonly(), ctx, store_context::GC_HEAP_BASE as i32);
+        self.builder.ins().iadd(base, r)
+    }
+
+    /// The struct type at module type `type_index` and its layout.
+    fn struct_layout(&self, type_index: u32) -> (Vec<WasmStorageType>, StructLayout) {
+        match &self.module.types[type_index as usize].composite {
+            WasmCompositeType::Struct(s) => (s.fields.iter().map(|f| f.storage).collect(), StructLayout::of(s)),
+            _ => unreachable!("validated: a struct type index names a struct type"),
+        }
+    }
+
+    /// `struct.new $t` (`struct.new_default $t` when `default`).
+    pub(crate) fn translate_struct_new(&mut self, type_index: u32, default: bool) {
+        let (fields, layout) = self.struct_layout(type_index);
+        let values = if default {
+            fields.iter().map(|f| self.zero_value(f.unpacked())).collect()
+        } else {
+            self.popn(fields.len())
+        };
+        let ti = self.i32c(type_index);
+        let size = self.i32c(layout.size);
+        let r = self.call_builtin(BuiltinFunctionIndex::gc_alloc, &[ti, size]).expect("returns");
+        let obj = self.object_address(r);
+        for ((f, off), v) in fields.iter().zip(&layout.offsets).zip(values) {
+            self.store_field(*f, obj, *off, v);
+        }
+        self.push(r);
+    }
+
+    /// `struct.get $t $f` and its packed forms (`signed` for `get_s`).
+    pub(crate) fn translate_struct_get(&mut self, type_index: u32, field: u32, signed: bool) {
+        let (fields, layout) = self.struct_layout(type_index);
+        let r = self.pop1();
+        self.builder.ins().trapz(r, to_clif(TrapCode::NullStructReference));
+        let obj = self.object_address(r);
+        let v = self.load_field(fields[field as usize], obj, layout.offsets[field as usize], signed);
+        self.push(v);
+    }
+
+    /// `struct.set $t $f`.
+    pub(crate) fn translate_struct_set(&mut self, type_index: u32, field: u32) {
+        let (fields, layout) = self.struct_layout(type_index);
+        let (r, v) = self.pop2();
+        self.builder.ins().trapz(r, to_clif(TrapCode::NullStructReference));
+        let obj = self.object_address(r);
+        self.store_field(fields[field as usize], obj, layout.offsets[field as usize], v);
+    }
+
+    /// The element storage of array type `type_index`, its size, and the
+    /// offset of element 0.
+    fn array_layout(&self, type_index: u32) -> (WasmStorageType, u32, u32) {
+        match &self.module.types[type_index as usize].composite {
+            WasmCompositeType::Array(a) => {
+                let size = field_size(a.element.storage);
+                (a.element.storage, size, array_elems_offset(size))
+            }
+            _ => unreachable!("validated: an array type index names an array type"),
+        }
+    }
+
+    /// Traps `null array reference` on null `r`; returns the object's
+    /// address and its length.
+    fn array_object(&mut self, r: Value) -> (Value, Value) {
+        self.builder.ins().trapz(r, to_clif(TrapCode::NullArrayReference));
+        let obj = self.object_address(r);
+        let len = self.builder.ins().load(types::I32, funcref_flags(), obj, ARRAY_LENGTH as i32);
+        (obj, len)
+    }
+
+    /// Traps `out of bounds array access` unless `[i, i + n)` (as 64-bit
+    /// numbers) lies within `len`.
+    fn array_range_check(&mut self, i: Value, n: Value, len: Value) {
+        let i = self.builder.ins().uextend(types::I64, i);
+        let n = self.builder.ins().uextend(types::I64, n);
+        let len = self.builder.ins().uextend(types::I64, len);
+        let end = self.builder.ins().iadd(i, n);
+        let out = self.builder.ins().icmp(IntCC::UnsignedGreaterThan, end, len);
+        self.builder.ins().trapnz(out, to_clif(TrapCode::ArrayOutOfBounds));
+    }
+
+    /// The address of element `i` of array object `obj`: `obj + i × size`
+    /// (the elements' offset is added by the access).
+    fn element_address(&mut self, obj: Value, i: Value, size: u32) -> Value {
+        let i = self.builder.ins().uextend(types::I64, i);
+        let scaled = self.builder.ins().imul_imm_u(i, i64::from(size));
+        self.builder.ins().iadd(obj, scaled)
+    }
+
+    /// Stores `v` into `n` elements of storage `s` (`size` bytes each)
+    /// from address `first + offset` on, in a loop.
+    fn fill_elements(&mut self, s: WasmStorageType, size: u32, first: Value, offset: u32, n: Value, v: Value) {
+        let n = self.builder.ins().uextend(types::I64, n);
+        let bytes = self.builder.ins().imul_imm_u(n, i64::from(size));
+        let end = self.builder.ins().iadd(first, bytes);
+        let header = self.builder.create_block();
+        let p = self.builder.append_block_param(header, types::I64);
+        let body = self.builder.create_block();
+        let exit = self.builder.create_block();
+        self.builder.ins().jump(header, &block_args(&[first]));
+        self.builder.switch_to_block(header);
+        let at_end = self.builder.ins().icmp(IntCC::Equal, p, end);
+        self.builder.ins().brif(at_end, exit, &[], body, &[]);
+        self.builder.switch_to_block(body);
+        self.builder.seal_block(body);
+        self.store_field(s, p, offset, v);
+        let next = self.builder.ins().iadd_imm_u(p, i64::from(size));
+        self.builder.ins().jump(header, &block_args(&[next]));
+        self.builder.seal_block(header);
+        self.builder.switch_to_block(exit);
+        self.builder.seal_block(exit);
+    }
+
+    /// `array.new $t` (`array.new_default $t` when `default`).
+    pub(crate) fn translate_array_new(&mut self, type_index: u32, default: bool) {
+        let (s, size, offset) = self.array_layout(type_index);
+        let (value, len) = if default {
+            (None, self.pop1())
+        } else {
+            let (v, len) = self.pop2();
+            (Some(v), len)
+        };
+        let ti = self.i32c(type_index);
+        let r = self.call_builtin(BuiltinFunctionIndex::gc_alloc_array, &[ti, len]).expect("returns");
+        // Fresh elements are zero, which is the default value.
+        if let Some(v) = value {
+            let obj = self.object_address(r);
+            self.fill_elements(s, size, obj, offset, len, v);
+        }
+        self.push(r);
+    }
+
+    /// `array.new_fixed $t n`.
+    pub(crate) fn translate_array_new_fixed(&mut self, type_index: u32, n: u32) {
+        let (s, size, offset) = self.array_layout(type_index);
+        let values = self.popn(n as usize);
+        let ti = self.i32c(type_index);
+        let len = self.i32c(n);
+        let r = self.call_builtin(BuiltinFunctionIndex::gc_alloc_array, &[ti, len]).expect("returns");
+        let obj = self.object_address(r);
+        for (k, v) in values.into_iter().enumerate() {
+            self.store_field(s, obj, offset + k as u32 * size, v);
+        }
+        self.push(r);
+    }
+
+    /// `array.get $t` and its packed forms (`signed` for `get_s`).
+    pub(crate) fn translate_array_get(&mut self, type_index: u32, signed: bool) {
+        let (s, size, offset) = self.array_layout(type_index);
+        let (r, i) = self.pop2();
+        let (obj, len) = self.array_object(r);
+        let inside = self.builder.ins().icmp(IntCC::UnsignedLessThan, i, len);
+        self.builder.ins().trapz(inside, to_clif(TrapCode::ArrayOutOfBounds));
+        let at = self.element_address(obj, i, size);
+        let v = self.load_field(s, at, offset, signed);
+        self.push(v);
+    }
+
+    /// `array.set $t`.
+    pub(crate) fn translate_array_set(&mut self, type_index: u32) {
+        let (s, size, offset) = self.array_layout(type_index);
+        let (r, i, v) = self.pop3();
+        let (obj, len) = self.array_object(r);
+        let inside = self.builder.ins().icmp(IntCC::UnsignedLessThan, i, len);
+        self.builder.ins().trapz(inside, to_clif(TrapCode::ArrayOutOfBounds));
+        let at = self.element_address(obj, i, size);
+        self.store_field(s, at, offset, v);
+    }
+
+    /// `array.len`.
+    pub(crate) fn translate_array_len(&mut self) {
+        let r = self.pop1();
+        let (_, len) = self.array_object(r);
+        self.push(len);
+    }
+
+    /// `array.fill $t`.
+    pub(crate) fn translate_array_fill(&mut self, type_index: u32) {
+        let (s, size, offset) = self.array_layout(type_index);
+        let args = self.popn(4);
+        let (r, i, v, n) = (args[0], args[1], args[2], args[3]);
+        let (obj, len) = self.array_object(r);
+        self.array_range_check(i, n, len);
+        let first = self.element_address(obj, i, size);
+        self.fill_elements(s, size, first, offset, n, v);
+    }
+
+    /// `array.copy $dst $src`: a `memmove` of the elements (no element
+    /// holds anything the collector tracks yet, so a byte copy is exact).
+    pub(crate) fn translate_array_copy(&mut self, dst_type: u32, src_type: u32) {
+        let (_, size, offset) = self.array_layout(dst_type);
+        let (_, _, src_offset) = self.array_layout(src_type);
+        let args = self.popn(5);
+        let (dst, di, src, si, n) = (args[0], args[1], args[2], args[3], args[4]);
+        let (dst_obj, dst_len) = self.array_object(dst);
+        let (src_obj, src_len) = self.array_object(src);
+        self.array_range_check(di, n, dst_len);
+        self.array_range_check(si, n, src_len);
+        let d = self.element_address(dst_obj, di, size);
+        let d = self.builder.ins().iadd_imm_u(d, i64::from(offset));
+        let s = self.element_address(src_obj, si, size);
+        let s = self.builder.ins().iadd_imm_u(s, i64::from(src_offset));
+        let n = self.builder.ins().uextend(types::I64, n);
+        let bytes = self.builder.ins().imul_imm_u(n, i64::from(size));
+        self.call_builtin_raw(BuiltinFunctionIndex::raw_memmove, &[d, s, bytes]);
+    }
+
+    /// `array.new_data $t $d` (`array.new_elem $t $e` when `elem`).
+    pub(crate) fn translate_array_new_segment(&mut self, type_index: u32, segment: u32, elem: bool) {
+        let (offset, len) = self.pop2();
+        let ti = self.i32c(type_index);
+        let seg = self.i32c(segment);
+        let f = if elem { BuiltinFunctionIndex::array_new_elem } else { BuiltinFunctionIndex::array_new_data };
+        let r = self.call_builtin(f, &[ti, seg, offset, len]).expect("returns");
+        self.push(r);
+    }
+
+    /// `array.init_data $t $d` (`array.init_elem $t $e` when `elem`).
+    pub(crate) fn translate_array_init_segment(&mut self, type_index: u32, segment: u32, elem: bool) {
+        let args = self.popn(4);
+        let ti = self.i32c(type_index);
+        let seg = self.i32c(segment);
+        let f = if elem { BuiltinFunctionIndex::array_init_elem } else { BuiltinFunctionIndex::array_init_data };
+        self.call_builtin(f, &[ti, seg, args[0], args[1], args[2], args[3]]);
+    }
+
+    /// Stores `v` into a field of storage `s` at `obj + offset`.
+    fn store_field(&mut self, s: WasmStorageType, obj: Value, offset: u32, v: Value) {
+        let off = offset as i32;
+        let flags = field_flags(s);
+        match s {
+            WasmStorageType::I8 => self.builder.ins().istore8(flags, v, obj, off),
+            WasmStorageType::I16 => self.builder.ins().istore16(flags, v, obj, off),
+            WasmStorageType::Val(WasmValType::Ref(r)) if r.is_any() => self.builder.ins().istore32(flags, v, obj, off),
+            WasmStorageType::Val(_) => self.builder.ins().store(flags, v, obj, off),
+        };
+    }
+
+    /// Loads a field of storage `s` at `obj + offset` as its unpacked
+    /// value (packed integers extended as `signed` says).
+    fn load_field(&mut self, s: WasmStorageType, obj: Value, offset: u32, signed: bool) -> Value {
+        let off = offset as i32;
+        let flags = field_flags(s);
+        let ins = self.builder.ins();
+        match s {
+            WasmStorageType::I8 if signed => ins.sload8(types::I32, flags, obj, off),
+            WasmStorageType::I8 => ins.uload8(types::I32, flags, obj, off),
+            WasmStorageType::I16 if signed => ins.sload16(types::I32, flags, obj, off),
+            WasmStorageType::I16 => ins.uload16(types::I32, flags, obj, off),
+            WasmStorageType::Val(WasmValType::Ref(r)) if r.is_any() => ins.uload32(flags, obj, off),
+            WasmStorageType::Val(t) => ins.load(crate::abi::clif_type(t), flags, obj, off),
+        }
     }
 
     /// The engine type id of module type `type_index`, from the
@@ -181,4 +499,13 @@ pub(crate) fn cast_target(
     let r = wasmparser::RefType::new(nullable, heap)
         .ok_or_else(|| kiln_environ::WasmError::Unsupported(format!("reference type {heap:?}")))?;
     Ok(WasmRefType::from_wasmparser(r, types)?)
+}
+
+/// Flags for a field access: never traps (null is checked first), aligned
+/// except for `v128` (8-aligned in objects).
+fn field_flags(s: WasmStorageType) -> MemFlagsData {
+    match s {
+        WasmStorageType::Val(WasmValType::V128) => MemFlagsData::new().with_notrap(),
+        _ => MemFlagsData::trusted(),
+    }
 }

@@ -161,6 +161,44 @@ impl FuncTranslator<'_, '_> {
 
             // GC without a heap: i31, identity and casts.
             O::RefI31 => self.translate_ref_i31(),
+            O::StructNew { struct_type_index } => self.translate_struct_new(*struct_type_index, false),
+            O::StructNewDefault { struct_type_index } => self.translate_struct_new(*struct_type_index, true),
+            O::StructGet { struct_type_index, field_index } | O::StructGetU { struct_type_index, field_index } => {
+                self.translate_struct_get(*struct_type_index, *field_index, false)
+            }
+            O::StructGetS { struct_type_index, field_index } => {
+                self.translate_struct_get(*struct_type_index, *field_index, true)
+            }
+            O::StructSet { struct_type_index, field_index } => {
+                self.translate_struct_set(*struct_type_index, *field_index)
+            }
+            O::ArrayNew { array_type_index } => self.translate_array_new(*array_type_index, false),
+            O::ArrayNewDefault { array_type_index } => self.translate_array_new(*array_type_index, true),
+            O::ArrayNewFixed { array_type_index, array_size } => {
+                self.translate_array_new_fixed(*array_type_index, *array_size)
+            }
+            O::ArrayGet { array_type_index } | O::ArrayGetU { array_type_index } => {
+                self.translate_array_get(*array_type_index, false)
+            }
+            O::ArrayGetS { array_type_index } => self.translate_array_get(*array_type_index, true),
+            O::ArraySet { array_type_index } => self.translate_array_set(*array_type_index),
+            O::ArrayLen => self.translate_array_len(),
+            O::ArrayNewData { array_type_index, array_data_index } => {
+                self.translate_array_new_segment(*array_type_index, *array_data_index, false)
+            }
+            O::ArrayNewElem { array_type_index, array_elem_index } => {
+                self.translate_array_new_segment(*array_type_index, *array_elem_index, true)
+            }
+            O::ArrayInitData { array_type_index, array_data_index } => {
+                self.translate_array_init_segment(*array_type_index, *array_data_index, false)
+            }
+            O::ArrayInitElem { array_type_index, array_elem_index } => {
+                self.translate_array_init_segment(*array_type_index, *array_elem_index, true)
+            }
+            O::ArrayFill { array_type_index } => self.translate_array_fill(*array_type_index),
+            O::ArrayCopy { array_type_index_dst, array_type_index_src } => {
+                self.translate_array_copy(*array_type_index_dst, *array_type_index_src)
+            }
             O::I31GetS => self.translate_i31_get(true),
             O::I31GetU => self.translate_i31_get(false),
             O::RefEq => self.translate_ref_eq(),

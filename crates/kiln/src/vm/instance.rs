@@ -80,6 +80,9 @@ pub struct Instance {
     owned_tables: Vec<Box<Table>>,
     dropped_data: Vec<bool>,
     dropped_elems: Vec<bool>,
+    /// The items of passive element segments whose expressions allocate
+    /// GC objects, evaluated once at instantiation (segment index, items).
+    evaluated_elems: Vec<(u32, Box<[ValRaw]>)>,
     /// Whether `initialize` wrote into a memory (eager data segments), as
     /// opposed to leaving everything to memory images. (Tables keep track
     /// of their own writes, see `Table::forget_writes`.)
@@ -222,6 +225,7 @@ impl Instance {
             owned_tables: Vec::new(),
             dropped_data: vec![false; info.data.len()],
             dropped_elems: vec![false; info.elements.len()],
+            evaluated_elems: Vec::new(),
             wrote_memories: false,
             module: module.clone(),
         });
@@ -494,6 +498,11 @@ impl Instance {
                     let x = stack.pop().map(|v| v.get_i32()).unwrap_or(0);
                     ValRaw::ptr(kiln_environ::gc_ref::i31_ref(x) as usize)
                 }
+                ConstOp::StructNew(_)
+                | ConstOp::StructNewDefault(_)
+                | ConstOp::ArrayNew(_)
+                | ConstOp::ArrayNewDefault(_)
+                | ConstOp::ArrayNewFixed(..) => self.eval_const_alloc(op, &mut stack),
                 ref leaf => self.eval_const_op(leaf),
             };
             stack.push(v);
@@ -519,8 +528,67 @@ impl Instance {
             }
             ConstOp::I32Add | ConstOp::I32Sub | ConstOp::I32Mul => ValRaw::i32(0),
             ConstOp::RefI31 => ValRaw::ptr(kiln_environ::gc_ref::i31_ref(0) as usize),
+            ConstOp::StructNew(_)
+            | ConstOp::StructNewDefault(_)
+            | ConstOp::ArrayNew(_)
+            | ConstOp::ArrayNewDefault(_)
+            | ConstOp::ArrayNewFixed(..) => self.eval_const_alloc(op, &mut Vec::new()),
             ConstOp::I64Add | ConstOp::I64Sub | ConstOp::I64Mul => ValRaw::i64(0),
         }
+    }
+
+    /// Allocates the object of a GC constant operator (`struct.new`,
+    /// `array.new_fixed`, ...), taking its operands from `stack`; its
+    /// reference, or null when the heap is full (which a later step turns
+    /// into a trap; the heap is 4 GiB, so constant expressions do not reach
+    /// it in practice).
+    fn eval_const_alloc(&mut self, op: &ConstOp, stack: &mut Vec<ValRaw>) -> ValRaw {
+        use kiln_environ::WasmCompositeType as C;
+        use kiln_environ::gc_layout::{ARRAY_LENGTH, KIND_STRUCT, StructLayout, array_elems_offset, field_size};
+        let (ConstOp::StructNew(t)
+        | ConstOp::StructNewDefault(t)
+        | ConstOp::ArrayNew(t)
+        | ConstOp::ArrayNewDefault(t)
+        | ConstOp::ArrayNewFixed(t, _)) = *op
+        else {
+            return ValRaw::ptr(0);
+        };
+        let module = self.module.clone();
+        let type_id = module.type_ids[t as usize];
+        let Some(heap) = self.gc_heap() else { return ValRaw::ptr(0) };
+        let mut pop_n = |n: usize| stack.split_off(stack.len().saturating_sub(n));
+        let r = match (&module.module().types[t as usize].composite, *op) {
+            (C::Struct(s), _) => {
+                let layout = StructLayout::of(s);
+                let values = if matches!(op, ConstOp::StructNew(_)) { pop_n(s.fields.len()) } else { Vec::new() };
+                let Some(obj) = heap.alloc(type_id, KIND_STRUCT, layout.size) else { return ValRaw::ptr(0) };
+                for ((f, off), v) in s.fields.iter().zip(&layout.offsets).zip(values) {
+                    heap.write_field(obj, *off, f.storage, v);
+                }
+                obj
+            }
+            (C::Array(a), _) => {
+                let size = field_size(a.element.storage);
+                let (len, values) = match *op {
+                    ConstOp::ArrayNewFixed(_, n) => (n, pop_n(n as usize)),
+                    ConstOp::ArrayNew(_) => {
+                        let len = stack.pop().map(|v| v.get_i32() as u32).unwrap_or(0);
+                        let v = stack.pop().unwrap_or_default();
+                        (len, vec![v; len as usize])
+                    }
+                    _ => (stack.pop().map(|v| v.get_i32() as u32).unwrap_or(0), Vec::new()),
+                };
+                let Some(obj) = heap.alloc_array(type_id, size, len) else { return ValRaw::ptr(0) };
+                let first = array_elems_offset(size);
+                debug_assert_eq!(ARRAY_LENGTH + 4, array_elems_offset(1));
+                for (k, v) in values.into_iter().enumerate() {
+                    heap.write_field(obj, first + k as u32 * size, a.element.storage, v);
+                }
+                obj
+            }
+            (C::Func(_), _) => return ValRaw::ptr(0),
+        };
+        ValRaw::ptr(r as usize)
     }
 
     /// Runs the instantiation-time initializers: defined globals, table
@@ -563,6 +631,14 @@ impl Instance {
                 for s in &l.segments {
                     self.dropped_elems[*s as usize] = true;
                 }
+            }
+        }
+        for (i, seg) in info.elements.iter().enumerate() {
+            if let (SegmentMode::Passive, ElementItems::Expressions(es)) = (&seg.mode, &seg.items)
+                && es.iter().any(|e| e.allocates())
+            {
+                let items = es.iter().map(|e| self.eval_const(e)).collect();
+                self.evaluated_elems.push((i as u32, items));
             }
         }
         for (i, seg) in info.elements.iter().enumerate() {
@@ -661,13 +737,23 @@ impl Instance {
             return Err(TrapCode::TableOutOfBounds);
         }
         for k in 0..len {
-            let v = match &seg.items {
-                ElementItems::Functions(fs) => self.func_ref(FuncIndex::from_u32(fs[(src + k) as usize])) as usize,
-                ElementItems::Expressions(es) => self.eval_const(&es[(src + k) as usize]).get_ptr(),
-            };
+            let v = self.elem_item(elem, seg, (src + k) as usize).get_ptr();
             self.table_mut(t).set(dst + k, v);
         }
         Ok(())
+    }
+
+    /// Item `k` of element segment `elem` (`seg`): a function's record,
+    /// the value of its expression, or the value computed at
+    /// instantiation when the expressions allocate.
+    fn elem_item(&mut self, elem: u32, seg: &kiln_environ::ElementSegment, k: usize) -> ValRaw {
+        if let Some((_, items)) = self.evaluated_elems.iter().find(|(e, _)| *e == elem) {
+            return items[k];
+        }
+        match &seg.items {
+            ElementItems::Functions(fs) => ValRaw::ptr(self.func_ref(FuncIndex::from_u32(fs[k])) as usize),
+            ElementItems::Expressions(es) => self.eval_const(&es[k]),
+        }
     }
 
     /// `elem.drop`.
@@ -708,6 +794,155 @@ impl Instance {
     /// `data.drop`.
     pub fn data_drop(&mut self, data: u32) {
         self.dropped_data[data as usize] = true;
+    }
+
+    /// The store's GC heap, if it has one.
+    fn gc_heap(&mut self) -> Option<&'static mut super::gc_heap::GcHeap> {
+        // SAFETY: the store context outlives its instances, and its heap
+        // pointer is the store's boxed heap (or null), which lives as long
+        // as the store and which nothing else borrows while an instance is
+        // initialized or runs a builtin (the only callers); the borrow is
+        // used only within such a call.
+        unsafe { (*VMContext::store_context(self.vmctx)).gc_heap.as_mut() }
+    }
+
+    /// The element storage and size of array type `t` of this module.
+    fn array_element(&self, t: u32) -> Option<(kiln_environ::WasmStorageType, u32)> {
+        match &self.module.module().types.get(t as usize)?.composite {
+            kiln_environ::WasmCompositeType::Array(a) => {
+                Some((a.element.storage, kiln_environ::gc_layout::field_size(a.element.storage)))
+            }
+            _ => None,
+        }
+    }
+
+    /// `array.new_data`: an array of type `t` of `len` elements from data
+    /// segment `data` at byte `offset`.
+    ///
+    /// # Errors
+    ///
+    /// `MemoryOutOfBounds` if the bytes are not all in the segment,
+    /// `AllocationFailed` if the array does not fit in the heap.
+    pub fn array_new_data(&mut self, t: u32, data: u32, offset: u32, len: u32) -> Result<u32, TrapCode> {
+        let (_, size) = self.array_element(t).ok_or(TrapCode::AllocationFailed)?;
+        let bytes = self.data_range(data, offset, len, size)?;
+        let type_id = self.module.type_ids[t as usize];
+        let heap = self.gc_heap().ok_or(TrapCode::AllocationFailed)?;
+        let obj = heap.alloc_array(type_id, size, len).ok_or(TrapCode::AllocationFailed)?;
+        heap.write_bytes(obj, kiln_environ::gc_layout::array_elems_offset(size), &bytes);
+        Ok(obj)
+    }
+
+    /// The bytes of `len` elements of `size` bytes of data segment `data`
+    /// from byte `offset` (a dropped segment is empty).
+    fn data_range(&self, data: u32, offset: u32, len: u32, size: u32) -> Result<Vec<u8>, TrapCode> {
+        let bytes: &[u8] = if self.dropped_data[data as usize] {
+            &[]
+        } else {
+            self.module.module().data[data as usize].bytes.as_slice()
+        };
+        let start = u64::from(offset);
+        let end = start + u64::from(len) * u64::from(size);
+        if end > bytes.len() as u64 {
+            return Err(TrapCode::MemoryOutOfBounds);
+        }
+        Ok(bytes[start as usize..end as usize].to_vec())
+    }
+
+    /// The values of items `[offset, offset + len)` of element segment
+    /// `elem` (a dropped segment is empty).
+    fn elem_range(&mut self, elem: u32, offset: u32, len: u32) -> Result<Vec<ValRaw>, TrapCode> {
+        let module = self.module.clone();
+        let seg = &module.module().elements[elem as usize];
+        let seg_len = if self.dropped_elems[elem as usize] { 0 } else { seg.items.len() as u64 };
+        if u64::from(offset) + u64::from(len) > seg_len {
+            return Err(TrapCode::TableOutOfBounds);
+        }
+        Ok((offset..offset + len).map(|k| self.elem_item(elem, seg, k as usize)).collect())
+    }
+
+    /// `array.new_elem`: an array of type `t` of `len` references from
+    /// element segment `elem` at `offset`.
+    ///
+    /// # Errors
+    ///
+    /// `TableOutOfBounds` if the items are not all in the segment,
+    /// `AllocationFailed` if the array does not fit in the heap.
+    pub fn array_new_elem(&mut self, t: u32, elem: u32, offset: u32, len: u32) -> Result<u32, TrapCode> {
+        let (storage, size) = self.array_element(t).ok_or(TrapCode::AllocationFailed)?;
+        let values = self.elem_range(elem, offset, len)?;
+        let type_id = self.module.type_ids[t as usize];
+        let heap = self.gc_heap().ok_or(TrapCode::AllocationFailed)?;
+        let obj = heap.alloc_array(type_id, size, len).ok_or(TrapCode::AllocationFailed)?;
+        let first = kiln_environ::gc_layout::array_elems_offset(size);
+        for (k, v) in values.into_iter().enumerate() {
+            heap.write_field(obj, first + k as u32 * size, storage, v);
+        }
+        Ok(obj)
+    }
+
+    /// Checks `array` (null, then `[dst, dst + len)` within its length)
+    /// for `array.init_*`; returns the object and the offset of element
+    /// `dst`.
+    fn array_init_target(&mut self, array: u64, dst: u32, len: u32, size: u32) -> Result<(u32, u32), TrapCode> {
+        if array == 0 {
+            return Err(TrapCode::NullArrayReference);
+        }
+        let heap = self.gc_heap().ok_or(TrapCode::NullArrayReference)?;
+        let n = heap.array_len(array).ok_or(TrapCode::NullArrayReference)?;
+        if u64::from(dst) + u64::from(len) > u64::from(n) {
+            return Err(TrapCode::ArrayOutOfBounds);
+        }
+        Ok((array as u32, kiln_environ::gc_layout::array_elems_offset(size) + dst * size))
+    }
+
+    /// `array.init_data`: copies `len` elements' bytes from data segment
+    /// `data` at byte `src` into `array` (of type `t`) from index `dst`.
+    ///
+    /// # Errors
+    ///
+    /// `NullArrayReference`, `ArrayOutOfBounds` (destination) or
+    /// `MemoryOutOfBounds` (source), checked in that order.
+    pub fn array_init_data(
+        &mut self,
+        t: u32,
+        data: u32,
+        array: u64,
+        dst: u32,
+        src: u32,
+        len: u32,
+    ) -> Result<(), TrapCode> {
+        let (_, size) = self.array_element(t).ok_or(TrapCode::NullArrayReference)?;
+        let (obj, at) = self.array_init_target(array, dst, len, size)?;
+        let bytes = self.data_range(data, src, len, size)?;
+        self.gc_heap().ok_or(TrapCode::NullArrayReference)?.write_bytes(obj, at, &bytes);
+        Ok(())
+    }
+
+    /// `array.init_elem`: copies `len` references from element segment
+    /// `elem` at `src` into `array` (of type `t`) from index `dst`.
+    ///
+    /// # Errors
+    ///
+    /// `NullArrayReference`, `ArrayOutOfBounds` (destination) or
+    /// `TableOutOfBounds` (source), checked in that order.
+    pub fn array_init_elem(
+        &mut self,
+        t: u32,
+        elem: u32,
+        array: u64,
+        dst: u32,
+        src: u32,
+        len: u32,
+    ) -> Result<(), TrapCode> {
+        let (storage, size) = self.array_element(t).ok_or(TrapCode::NullArrayReference)?;
+        let (obj, at) = self.array_init_target(array, dst, len, size)?;
+        let values = self.elem_range(elem, src, len)?;
+        let heap = self.gc_heap().ok_or(TrapCode::NullArrayReference)?;
+        for (k, v) in values.into_iter().enumerate() {
+            heap.write_field(obj, at + k as u32 * size, storage, v);
+        }
+        Ok(())
     }
 }
 

@@ -178,6 +178,66 @@ mod body {
         Ok(cx.instance().func_ref(FuncIndex::from_u32(func)) as usize)
     }
 
+    pub fn gc_alloc(cx: &mut BuiltinCx, type_index: u32, size: u32) -> R<u64> {
+        let (type_id, kind) = {
+            let inst = cx.instance();
+            let module = inst.module();
+            let kind = match module.module().types.get(type_index as usize).map(|t| t.composite.kind()) {
+                Some(kiln_environ::CompositeKind::Array) => kiln_environ::gc_layout::KIND_ARRAY,
+                _ => kiln_environ::gc_layout::KIND_STRUCT,
+            };
+            (module.type_ids[type_index as usize], kind)
+        };
+        cx.vm_store().gc_alloc(type_id, kind, size).map(u64::from).ok_or(trap(TrapCode::AllocationFailed))
+    }
+
+    pub fn gc_alloc_array(cx: &mut BuiltinCx, type_index: u32, len: u32) -> R<u64> {
+        let (type_id, elem_size) = {
+            let inst = cx.instance();
+            let module = inst.module();
+            let elem_size = match module.module().types.get(type_index as usize).map(|t| &t.composite) {
+                Some(kiln_environ::WasmCompositeType::Array(a)) => {
+                    kiln_environ::gc_layout::field_size(a.element.storage)
+                }
+                _ => return Err(trap(TrapCode::AllocationFailed)),
+            };
+            (module.type_ids[type_index as usize], elem_size)
+        };
+        cx.vm_store().gc_alloc_array(type_id, elem_size, len).map(u64::from).ok_or(trap(TrapCode::AllocationFailed))
+    }
+
+    pub fn array_new_data(cx: &mut BuiltinCx, type_index: u32, data: u32, offset: u32, len: u32) -> R<u64> {
+        cx.instance().array_new_data(type_index, data, offset, len).map(u64::from).map_err(trap)
+    }
+
+    pub fn array_new_elem(cx: &mut BuiltinCx, type_index: u32, elem: u32, offset: u32, len: u32) -> R<u64> {
+        cx.instance().array_new_elem(type_index, elem, offset, len).map(u64::from).map_err(trap)
+    }
+
+    pub fn array_init_data(
+        cx: &mut BuiltinCx,
+        type_index: u32,
+        data: u32,
+        array: u64,
+        dst: u32,
+        src: u32,
+        len: u32,
+    ) -> R<()> {
+        cx.instance().array_init_data(type_index, data, array, dst, src, len).map_err(trap)
+    }
+
+    pub fn array_init_elem(
+        cx: &mut BuiltinCx,
+        type_index: u32,
+        elem: u32,
+        array: u64,
+        dst: u32,
+        src: u32,
+        len: u32,
+    ) -> R<()> {
+        cx.instance().array_init_elem(type_index, elem, array, dst, src, len).map_err(trap)
+    }
+
     pub fn is_subtype(cx: &mut BuiltinCx, actual: u32, expected: u32) -> R<u32> {
         Ok(u32::from(cx.vm_store().types.is_subtype(actual, expected)))
     }

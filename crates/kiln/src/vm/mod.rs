@@ -10,6 +10,7 @@ pub mod code_memory;
 pub mod epoch;
 pub mod exn;
 pub mod externref;
+pub mod gc_heap;
 pub mod global;
 pub mod host_func;
 mod idle_list;

@@ -27,6 +27,7 @@ use super::table::Table;
 use super::traphandlers::{EntryTrampoline, TrapReason, TrapRecord, enter_wasm};
 use super::vmcontext::{VMContext, VMFuncRef, VMOpaqueContext, VMStoreContext, VMTagDefinition, ValRaw};
 use crate::fast_hash::FastHashMap;
+use kiln_environ::gc_layout::{KIND_ARRAY, KIND_MASK, KIND_STRUCT};
 use kiln_environ::{
     FuncIndex, FuncType, GlobalIndex, GlobalType, MemoryIndex, TableIndex, TableType, TagIndex, WasmHeapType,
     WasmValType,
@@ -155,6 +156,9 @@ pub struct VmStore {
     host_funcs: Vec<Box<dyn Any + Send + Sync>>,
     externrefs: ExternRefRoots,
     exns: ExnHeap,
+    /// The GC heap, created when the first module with struct or array
+    /// types is instantiated (before any of its code runs).
+    gc_heap: Option<Box<super::gc_heap::GcHeap>>,
     /// The engine's type registry.
     pub(crate) types: Arc<crate::engine::TypeRegistry>,
 }
@@ -224,6 +228,7 @@ impl VmStore {
             host_funcs: Vec::new(),
             externrefs: ExternRefRoots::default(),
             exns: ExnHeap::default(),
+            gc_heap: None,
         }
     }
 
@@ -327,6 +332,12 @@ impl VmStore {
         imports: &[Import],
     ) -> Result<InstanceId, InstantiationError> {
         let info = module.module();
+        if self.gc_heap.is_none() && info.types.iter().any(|t| t.as_func().is_none()) {
+            let mut heap = Box::new(super::gc_heap::GcHeap::new(u64::MAX).map_err(InstantiationError::Allocator)?);
+            self.ctx.gc_heap_base = heap.base();
+            self.ctx.gc_heap = &mut *heap;
+            self.gc_heap = Some(heap);
+        }
         let mut vm_imports = Imports::default();
         let mut func_ids = FastHashMap::default();
         func_ids.reserve(info.num_imported_funcs as usize);
@@ -863,6 +874,25 @@ impl VmStore {
         self.instance_func(owner, f).ok()
     }
 
+    /// Allocates a GC object of engine type `type_id` and header kind
+    /// `kind`, `size` bytes with its header, zeroed; `None` when the heap
+    /// is full or the store has none.
+    pub fn gc_alloc(&mut self, type_id: u32, kind: u32, size: u32) -> Option<u32> {
+        self.gc_heap.as_mut()?.alloc(type_id, kind, size)
+    }
+
+    /// Allocates an array of engine type `type_id` with `len` zeroed
+    /// elements of `elem_size` bytes; `None` when it does not fit.
+    pub fn gc_alloc_array(&mut self, type_id: u32, elem_size: u32, len: u32) -> Option<u32> {
+        self.gc_heap.as_mut()?.alloc_array(type_id, elem_size, len)
+    }
+
+    /// The header (engine type id, GC word) of GC object `raw`, if it is
+    /// one of this store's.
+    pub fn gc_header(&self, raw: u64) -> Option<(u32, u32)> {
+        self.gc_heap.as_ref()?.header(raw)
+    }
+
     /// The engine type id of function record `raw` if it is one of this
     /// store's (a host function's or a wasm function's of one of its
     /// instances; checked, so any address is safe to ask about).
@@ -888,20 +918,22 @@ impl VmStore {
         match r.heap {
             WasmHeapType::Extern => self.externrefs.live.contains_key(&raw),
             WasmHeapType::Exn => self.exns.contains(raw),
-            // Unboxed i31 values; there are no GC objects yet.
-            WasmHeapType::Any | WasmHeapType::Eq | WasmHeapType::I31 => kiln_environ::gc_ref::is_i31(raw as u64),
-            // Bottom types hold only null; and there are no GC objects
-            // yet, so struct and array types hold only null too.
-            WasmHeapType::NoExn
-            | WasmHeapType::NoFunc
-            | WasmHeapType::NoExtern
-            | WasmHeapType::Struct
-            | WasmHeapType::Array
-            | WasmHeapType::None => false,
+            // Unboxed i31 values, and this store's objects.
+            WasmHeapType::Any | WasmHeapType::Eq => {
+                kiln_environ::gc_ref::is_i31(raw as u64) || self.gc_header(raw as u64).is_some()
+            }
+            WasmHeapType::I31 => kiln_environ::gc_ref::is_i31(raw as u64),
+            WasmHeapType::Struct | WasmHeapType::Array => {
+                let kind = if r.heap == WasmHeapType::Struct { KIND_STRUCT } else { KIND_ARRAY };
+                self.gc_header(raw as u64).is_some_and(|(_, w)| w & KIND_MASK == kind)
+            }
+            // Bottom types hold only null.
+            WasmHeapType::NoExn | WasmHeapType::NoFunc | WasmHeapType::NoExtern | WasmHeapType::None => false,
             WasmHeapType::Func => self.func_record_type(raw).is_some(),
             WasmHeapType::EngineFunc(id) => self.func_record_type(raw).is_some_and(|t| self.types.is_subtype(t, id)),
-            // No struct or array objects exist yet.
-            WasmHeapType::EngineStruct(_) | WasmHeapType::EngineArray(_) => false,
+            WasmHeapType::EngineStruct(id) | WasmHeapType::EngineArray(id) => {
+                self.gc_header(raw as u64).is_some_and(|(t, _)| self.types.is_subtype(t, id))
+            }
             // Runtime objects only ever carry engine-form types.
             WasmHeapType::ConcreteFunc(_)
             | WasmHeapType::ConcreteStruct(_)

@@ -183,6 +183,10 @@ pub struct VMStoreContext {
     /// Non-zero when the epoch may have reached the deadline (see
     /// `vm/epoch.rs`); compiled code branches on it.
     pub epoch_interrupt: AtomicU64,
+    /// Base of the store's GC heap, or null before it has one
+    /// (`store_context::GC_HEAP_BASE`; written once, before code that
+    /// reads it runs).
+    pub gc_heap_base: *mut u8,
     /// The engine's epoch counter (runtime-only).
     pub epoch_counter: *const AtomicU64,
     /// Whether running wasm keeps `fuel_consumed` in the pinned register
@@ -204,12 +208,17 @@ pub struct VMStoreContext {
     /// the handler on the thread running the store's wasm: the same thread,
     /// and never in the middle of a write (see `fault_is_wasm_trap`).
     pub memory_reservations: super::memory::MemoryReservations,
+    /// The store's GC heap (boxed by the store, which outlives every use
+    /// through this pointer), or null before it has one; how an instance
+    /// evaluating a constant expression allocates (runtime-only).
+    pub gc_heap: *mut super::gc_heap::GcHeap,
 }
 
-// SAFETY: the one pointer, `epoch_counter`, refers to the engine's counter,
-// an atomic that the owning `VmStore` keeps alive (`Arc<Epoch>`) and that
-// any thread may read; the context moves between threads with its store,
-// which one thread uses at a time (`&mut` access).
+// SAFETY: `epoch_counter` refers to the engine's counter, an atomic that
+// the owning `VmStore` keeps alive (`Arc<Epoch>`) and that any thread may
+// read; `gc_heap_base` and `gc_heap` point into the store's own GC heap,
+// used only by the thread using the store; the context moves between threads with its
+// store, which one thread uses at a time (`&mut` access).
 unsafe impl Send for VMStoreContext {}
 // SAFETY: other threads reach a context only through `&`, and then touch
 // its atomic fields alone (the epoch thread: deadline, flag, running
@@ -226,11 +235,13 @@ impl Default for VMStoreContext {
             last_wasm_exit_pc: 0,
             last_wasm_entry_fp: 0,
             epoch_interrupt: AtomicU64::new(0),
+            gc_heap_base: ptr::null_mut(),
             epoch_counter: ptr::null(),
             fuel_in_pinned_reg: false,
             epoch_signals: false,
             running_tid: std::sync::atomic::AtomicI32::new(0),
             memory_reservations: super::memory::MemoryReservations::default(),
+            gc_heap: ptr::null_mut(),
         }
     }
 }
@@ -334,4 +345,5 @@ const _: () = {
     assert!(std::mem::offset_of!(VMStoreContext, last_wasm_exit_pc) == store_context::LAST_WASM_EXIT_PC as usize);
     assert!(std::mem::offset_of!(VMStoreContext, last_wasm_entry_fp) == store_context::LAST_WASM_ENTRY_FP as usize);
     assert!(std::mem::offset_of!(VMStoreContext, epoch_interrupt) == store_context::EPOCH_INTERRUPT as usize);
+    assert!(std::mem::offset_of!(VMStoreContext, gc_heap_base) == store_context::GC_HEAP_BASE as usize);
 };

@@ -1,0 +1,120 @@
+//! Where the fields of GC objects live: the object header, and the offset
+//! and size of each field of a struct type, computed from the type alone
+//! (so the same in every module, cacheable, and the same for a field in a
+//! type and in all its subtypes: a subtype's fields extend its
+//! supertype's, and fields are placed in declaration order).
+
+use crate::types::{StructType, WasmStorageType, WasmValType};
+
+/// Layout of the 8-byte header every GC object starts with.
+pub mod header {
+    /// `u32`: the object's engine type id.
+    pub const TYPE_ID: u32 = 0;
+    /// `u32`: the object's kind ([`super::KIND_STRUCT`], ...) in bits 0–1;
+    /// the other bits are reserved for the collector (0).
+    pub const GC_WORD: u32 = 4;
+    /// Size of the header: fields start here.
+    pub const SIZE: u32 = 8;
+}
+
+/// The header kind of a struct.
+pub const KIND_STRUCT: u32 = 0;
+/// The header kind of an array.
+pub const KIND_ARRAY: u32 = 1;
+/// The bits of the header's GC word that hold the kind.
+pub const KIND_MASK: u32 = 3;
+
+/// Objects are placed at multiples of this many bytes.
+pub const OBJECT_ALIGN: u32 = 8;
+
+/// Bytes a field of storage type `s` takes (and its alignment, at most
+/// 8): packed integers their width, numbers their size, a GC reference
+/// 4 (its encoding fits in 32 bits: `crate::gc_ref`), every other
+/// reference 8 (a pointer or an externref word), `v128` 16 (aligned to 8).
+pub fn field_size(s: WasmStorageType) -> u32 {
+    match s {
+        WasmStorageType::I8 => 1,
+        WasmStorageType::I16 => 2,
+        WasmStorageType::Val(WasmValType::I32 | WasmValType::F32) => 4,
+        WasmStorageType::Val(WasmValType::I64 | WasmValType::F64) => 8,
+        WasmStorageType::Val(WasmValType::V128) => 16,
+        WasmStorageType::Val(WasmValType::Ref(r)) if r.is_any() => 4,
+        WasmStorageType::Val(WasmValType::Ref(_)) => 8,
+    }
+}
+
+/// Offset of an array's `u32` length.
+pub const ARRAY_LENGTH: u32 = header::SIZE;
+
+/// Offset of an array's first element, for elements of `elem_size` bytes
+/// (right after the length, or at 16 for 8- and 16-byte elements).
+pub fn array_elems_offset(elem_size: u32) -> u32 {
+    if elem_size <= 4 { ARRAY_LENGTH + 4 } else { 16 }
+}
+
+/// The object size of an array of `len` elements of `elem_size` bytes, or
+/// `None` if it does not fit in 32 bits.
+pub fn array_size(elem_size: u32, len: u32) -> Option<u32> {
+    let bytes = u64::from(array_elems_offset(elem_size)) + u64::from(elem_size) * u64::from(len);
+    u32::try_from(bytes.div_ceil(u64::from(OBJECT_ALIGN)) * u64::from(OBJECT_ALIGN)).ok()
+}
+
+/// The offsets of a struct type's fields and its object size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StructLayout {
+    /// Offset from the object's start of each field, in order.
+    pub offsets: Vec<u32>,
+    /// The object's size with its header, a multiple of
+    /// [`OBJECT_ALIGN`].
+    pub size: u32,
+}
+
+impl StructLayout {
+    /// The layout of struct type `ty`: fields in declaration order, each
+    /// at its natural alignment (at most 8) after the header.
+    pub fn of(ty: &StructType) -> StructLayout {
+        let mut at = header::SIZE;
+        let offsets = ty
+            .fields
+            .iter()
+            .map(|f| {
+                let size = field_size(f.storage);
+                let align = size.min(8);
+                at = at.div_ceil(align) * align;
+                let offset = at;
+                at += size;
+                offset
+            })
+            .collect();
+        StructLayout { offsets, size: at.div_ceil(OBJECT_ALIGN) * OBJECT_ALIGN }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{WasmFieldType, WasmRefType};
+
+    fn field(storage: WasmStorageType) -> WasmFieldType {
+        WasmFieldType { storage, mutable: true }
+    }
+
+    #[test]
+    fn fields_are_aligned_in_order_and_a_prefix_keeps_its_offsets() {
+        let base = StructType {
+            fields: vec![field(WasmStorageType::I8), field(WasmStorageType::Val(WasmValType::I64))].into(),
+        };
+        let sub = StructType {
+            fields: vec![
+                field(WasmStorageType::I8),
+                field(WasmStorageType::Val(WasmValType::I64)),
+                field(WasmStorageType::Val(WasmValType::Ref(WasmRefType::ANYREF))),
+                field(WasmStorageType::I16),
+            ]
+            .into(),
+        };
+        assert_eq!(StructLayout::of(&base), StructLayout { offsets: vec![8, 16], size: 24 });
+        assert_eq!(StructLayout::of(&sub), StructLayout { offsets: vec![8, 16, 24, 28], size: 32 });
+        assert_eq!(StructLayout::of(&StructType::default()).size, 8);
+    }
+}

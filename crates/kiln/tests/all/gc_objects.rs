@@ -1,0 +1,135 @@
+//! GC objects (`-W gc`): structs and arrays live in the store's GC heap;
+//! wasm makes and uses them, the host holds them as `AnyRef`s and passes
+//! them back, casts tell them apart, and the heap's limit is a trap, not an
+//! abort.
+
+use kiln::{AnyRef, Config, Engine, Instance, Module, Store, Val, WasmFeature};
+
+fn engine() -> Engine {
+    let mut config = Config::new();
+    config.wasm_feature_set(WasmFeature::Gc, true);
+    Engine::new(&config).expect("engine")
+}
+
+const LIST: &str = r#"
+    (module
+      (type $node (struct (field $v i32) (field $next (ref null $node))))
+      (type $bytes (array (mut i8)))
+      (func (export "cons") (param i32 (ref null $node)) (result (ref $node))
+        (struct.new $node (local.get 0) (local.get 1)))
+      (func (export "sum") (param $n (ref null $node)) (result i32)
+        (local $s i32)
+        (block $done
+          (loop $next
+            (br_if $done (ref.is_null (local.get $n)))
+            (local.set $s (i32.add (local.get $s) (struct.get $node $v (local.get $n))))
+            (local.set $n (struct.get $node $next (local.get $n)))
+            (br $next)))
+        (local.get $s))
+      (func (export "bytes") (param i32) (result (ref $bytes))
+        (array.new $bytes (i32.const 0xff) (local.get 0)))
+      (func (export "byte_s") (param (ref $bytes) i32) (result i32)
+        (array.get_s $bytes (local.get 0) (local.get 1)))
+      (func (export "len") (param (ref $bytes)) (result i32) (array.len (local.get 0)))
+      (func (export "is_node") (param anyref) (result i32) (ref.test (ref $node) (local.get 0)))
+      (func (export "is_array") (param anyref) (result i32) (ref.test arrayref (local.get 0))))
+"#;
+
+fn call(instance: &Instance, store: &mut Store<()>, name: &str, args: &[Val]) -> kiln::Result<Val> {
+    let f = instance.get_func(&mut *store, name).expect("export");
+    let mut out = [Val::I32(0)];
+    f.call(&mut *store, args, &mut out)?;
+    Ok(out[0].clone())
+}
+
+#[test]
+fn structs_and_arrays_cross_the_api() -> kiln::Result<()> {
+    let engine = engine();
+    let module = Module::new(&engine, LIST)?;
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[])?;
+    let mut list = Val::AnyRef(None);
+    for v in 1..=100 {
+        list = call(&i, &mut store, "cons", &[Val::I32(v), list])?;
+    }
+    let Val::AnyRef(Some(head)) = &list else { panic!("a struct: {list:?}") };
+    assert!(head.is_struct() && !head.is_array() && !head.is_i31());
+    assert_eq!(call(&i, &mut store, "sum", std::slice::from_ref(&list))?.i32(), Some(5050));
+    assert_eq!(call(&i, &mut store, "is_node", std::slice::from_ref(&list))?.i32(), Some(1));
+    let bytes = call(&i, &mut store, "bytes", &[Val::I32(3)])?;
+    let Val::AnyRef(Some(b)) = &bytes else { panic!("an array: {bytes:?}") };
+    assert!(b.is_array());
+    assert_eq!(call(&i, &mut store, "len", std::slice::from_ref(&bytes))?.i32(), Some(3));
+    assert_eq!(call(&i, &mut store, "byte_s", &[bytes.clone(), Val::I32(2)])?.i32(), Some(-1));
+    let err = call(&i, &mut store, "byte_s", &[bytes.clone(), Val::I32(3)]).expect_err("index 3 of 3");
+    assert!(format!("{err:?}").contains("out of bounds array access"), "{err:?}");
+    assert_eq!(call(&i, &mut store, "is_array", std::slice::from_ref(&bytes))?.i32(), Some(1));
+    assert_eq!(call(&i, &mut store, "is_node", std::slice::from_ref(&bytes))?.i32(), Some(0));
+    // An array is not a node: the typed parameter refuses it.
+    assert!(call(&i, &mut store, "sum", std::slice::from_ref(&bytes)).is_err());
+    // Another store's object is refused, not misread.
+    let mut other = Store::new(&engine, ());
+    let j = Instance::new(&mut other, &module, &[])?;
+    let err = call(&j, &mut other, "sum", std::slice::from_ref(&list)).expect_err("another store's object");
+    assert!(format!("{err:#}").contains("another store"), "{err:#}");
+    Ok(())
+}
+
+#[test]
+fn null_accesses_trap_with_their_own_messages() -> kiln::Result<()> {
+    let engine = engine();
+    let module = Module::new(&engine, LIST)?;
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[])?;
+    let module2 = Module::new(
+        &engine,
+        r#"(module
+             (type $s (struct (field (mut i32))))
+             (type $a (array (mut i32)))
+             (func (export "get") (result i32) (struct.get $s 0 (ref.null $s)))
+             (func (export "len") (result i32) (array.len (ref.null $a))))"#,
+    )?;
+    let k = Instance::new(&mut store, &module2, &[])?;
+    let err = call(&k, &mut store, "get", &[]).expect_err("null struct");
+    assert!(format!("{err:?}").contains("null structure reference"), "{err:?}");
+    let err = call(&k, &mut store, "len", &[]).expect_err("null array");
+    assert!(format!("{err:?}").contains("null array reference"), "{err:?}");
+    assert_eq!(call(&i, &mut store, "sum", &[Val::AnyRef(None)])?.i32(), Some(0));
+    Ok(())
+}
+
+#[test]
+fn an_exhausted_heap_traps_allocation_failed() -> kiln::Result<()> {
+    // No collector yet: the heap (4 GiB of address space) fills up. Arrays
+    // of 256 MiB reach the limit after 16 allocations, whose memory is
+    // never touched (fresh pages cost no RSS until written).
+    let engine = engine();
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (type $a (array (mut i8)))
+             (global $keep (mut (ref null $a)) (ref.null $a))
+             (func (export "grow") (result i32)
+               (local $n i32)
+               (loop $more
+                 (global.set $keep (array.new_default $a (i32.const 0x1000_0000)))
+                 (local.set $n (i32.add (local.get $n) (i32.const 1)))
+                 (br $more))
+               (local.get $n)))"#,
+    )?;
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[])?;
+    let err = call(&i, &mut store, "grow", &[]).expect_err("the heap fills up");
+    assert!(format!("{err:?}").contains("allocation failed"), "{err:?}");
+    // Too large an array at once is the same trap, not an overflow.
+    let big = Module::new(
+        &engine,
+        r#"(module (type $a (array i64))
+             (func (export "big") (result i32) (array.len (array.new_default $a (i32.const -1)))))"#,
+    )?;
+    let j = Instance::new(&mut store, &big, &[])?;
+    let err = call(&j, &mut store, "big", &[]).expect_err("16 × 4 Gi bytes");
+    assert!(format!("{err:?}").contains("allocation failed"), "{err:?}");
+    let _ = AnyRef::from_i31(kiln::I31::wrapping_u32(1));
+    Ok(())
+}
