@@ -21,3 +21,4 @@ mod tables;
 mod tags;
 mod threads;
 mod traps;
+mod typed_calls;
