@@ -8,6 +8,7 @@ use crate::types::{FuncType, ValType};
 use crate::values::{ExternRef, V128, Val};
 use crate::vm;
 use crate::vm::host_func::{HostFn, HostTrampoline};
+use crate::vm::invoke::{REG_FLOAT, REG_INT, REG_NONE, RegArgs, RegResults};
 use crate::vm::store::FuncOwner;
 use crate::vm::store_ids::{FuncId, InstanceId};
 use crate::vm::vmcontext::ValRaw;
@@ -258,6 +259,28 @@ impl<Params: WasmParams, Results: WasmResults> TypedFunc<Params, Results> {
     pub fn call<T: 'static>(&self, mut store: impl AsContextMut<Data = T>, params: Params) -> Result<Results> {
         let store = store.as_context_mut().0;
         store.opaque.check(&self.func.0);
+        // Signatures whose values all fit in registers are called through
+        // the direct entry (the shape is a constant of `Params` and
+        // `Results`; the function's own, in the target, equals it exactly
+        // when the target has one: the types were checked when `self` was
+        // made).
+        let shape = const { vm::invoke::reg_shape(Params::REG_CLASSES, Results::REG_CLASSES) };
+        if let Some(target) = &self.target
+            && shape.is_some()
+            && target.reg_shape() == shape
+        {
+            let floats =
+                const { vm::invoke::any_float(Params::REG_CLASSES) || vm::invoke::any_float(Results::REG_CLASSES) };
+            store.opaque.expose_contents();
+            let mut args = RegArgs::default();
+            params.to_regs(&mut args);
+            let results = if floats {
+                vm::store::invoke_regs::<_, true>(store, target, &args)
+            } else {
+                vm::store::invoke_regs::<_, false>(store, target, &args)
+            };
+            return Ok(Results::from_regs(&results.map_err(trap::from_record)?));
+        }
         let slots = Params::COUNT.max(Results::COUNT).max(1);
         vm::with_stack_values(slots, |values| {
             params.store(&mut store.opaque, values)?;
@@ -349,27 +372,46 @@ pub trait WasmTy: sealed::Sealed + Sized + Send + 'static {
     fn into_raw(self, store: &mut StoreOpaque) -> Result<ValRaw>;
     #[doc(hidden)]
     fn from_raw(raw: ValRaw, store: &mut StoreOpaque) -> Self;
+    /// The register class of values of this type (`vm::invoke::REG_*`):
+    /// whether a typed call can pass them in registers.
+    #[doc(hidden)]
+    const REG_CLASS: u8 = REG_NONE;
+    /// The value as the bits of its register (a 32-bit value in the low
+    /// half); only for types with a register class.
+    #[doc(hidden)]
+    fn to_reg(self) -> u64 {
+        unreachable!("{} is not passed in registers", Self::valtype())
+    }
+    /// The value from the bits of its register; only for types with a
+    /// register class.
+    #[doc(hidden)]
+    fn from_reg(_bits: u64) -> Self {
+        unreachable!("{} is not passed in registers", Self::valtype())
+    }
 }
 
 macro_rules! wasm_ty_num {
-    ($($t:ty => $vt:ident, $into:expr, $from:expr;)*) => {$(
+    ($($t:ty => $vt:ident, $class:ident, $into:expr, $from:expr;)*) => {$(
         impl sealed::Sealed for $t {}
         impl WasmTy for $t {
             fn valtype() -> ValType { ValType::$vt }
             fn into_raw(self, _: &mut StoreOpaque) -> Result<ValRaw> { Ok(($into)(self)) }
             fn from_raw(raw: ValRaw, _: &mut StoreOpaque) -> Self { ($from)(raw) }
+            const REG_CLASS: u8 = $class;
+            fn to_reg(self) -> u64 { ($into)(self).get_f64() }
+            fn from_reg(bits: u64) -> Self { ($from)(ValRaw::f64(bits)) }
         }
     )*};
 }
 
 wasm_ty_num! {
-    i32 => I32, ValRaw::i32, |r: ValRaw| r.get_i32();
-    u32 => I32, |v: u32| ValRaw::i32(v as i32), |r: ValRaw| r.get_i32() as u32;
-    i64 => I64, ValRaw::i64, |r: ValRaw| r.get_i64();
-    u64 => I64, |v: u64| ValRaw::i64(v as i64), |r: ValRaw| r.get_i64() as u64;
-    f32 => F32, |v: f32| ValRaw::f32(v.to_bits()), |r: ValRaw| f32::from_bits(r.get_f32());
-    f64 => F64, |v: f64| ValRaw::f64(v.to_bits()), |r: ValRaw| f64::from_bits(r.get_f64());
-    V128 => V128, |v: V128| ValRaw::u128(v.as_u128()), |r: ValRaw| V128::from(r.get_u128());
+    i32 => I32, REG_INT, ValRaw::i32, |r: ValRaw| r.get_i32();
+    u32 => I32, REG_INT, |v: u32| ValRaw::i32(v as i32), |r: ValRaw| r.get_i32() as u32;
+    i64 => I64, REG_INT, ValRaw::i64, |r: ValRaw| r.get_i64();
+    u64 => I64, REG_INT, |v: u64| ValRaw::i64(v as i64), |r: ValRaw| r.get_i64() as u64;
+    f32 => F32, REG_FLOAT, |v: f32| ValRaw::f32(v.to_bits()), |r: ValRaw| f32::from_bits(r.get_f32());
+    f64 => F64, REG_FLOAT, |v: f64| ValRaw::f64(v.to_bits()), |r: ValRaw| f64::from_bits(r.get_f64());
+    V128 => V128, REG_NONE, |v: V128| ValRaw::u128(v.as_u128()), |r: ValRaw| V128::from(r.get_u128());
 }
 
 impl sealed::Sealed for Option<Func> {}
@@ -441,6 +483,17 @@ pub trait WasmTyList: Send + Sized {
     fn store(self, store: &mut StoreOpaque, out: &mut [ValRaw]) -> Result<()>;
     #[doc(hidden)]
     fn load(store: &mut StoreOpaque, values: &[ValRaw]) -> Self;
+    /// The register classes of the values, in order.
+    #[doc(hidden)]
+    const REG_CLASSES: &'static [u8];
+    /// Places the values in their registers, each class in order (only
+    /// for lists with a register shape).
+    #[doc(hidden)]
+    fn to_regs(self, regs: &mut RegArgs);
+    /// The values from their registers, as [`WasmTyList::to_regs`] places
+    /// them.
+    #[doc(hidden)]
+    fn from_regs(regs: &RegResults) -> Self;
 }
 
 /// Parameters of a [`TypedFunc`].
@@ -461,6 +514,13 @@ impl<A: WasmTy> WasmTyList for A {
     }
     fn load(store: &mut StoreOpaque, values: &[ValRaw]) -> Self {
         A::from_raw(values[0], store)
+    }
+    const REG_CLASSES: &'static [u8] = &[A::REG_CLASS];
+    fn to_regs(self, regs: &mut RegArgs) {
+        (self,).to_regs(regs)
+    }
+    fn from_regs(regs: &RegResults) -> Self {
+        <(A,)>::from_regs(regs).0
     }
 }
 
@@ -506,6 +566,38 @@ macro_rules! tuple_list {
             fn load(store: &mut StoreOpaque, values: &[ValRaw]) -> Self {
                 let mut i = 0;
                 $( let $a = $a::from_raw(values[i], store); i += 1; )*
+                #[allow(clippy::unused_unit)]
+                ($($a,)*)
+            }
+            const REG_CLASSES: &'static [u8] = &[$($a::REG_CLASS),*];
+            fn to_regs(self, regs: &mut RegArgs) {
+                let ($($a,)*) = self;
+                let (mut i, mut f) = (0, 0);
+                $(
+                    let slot = if $a::REG_CLASS == REG_FLOAT {
+                        f += 1;
+                        regs.floats.get_mut(f - 1)
+                    } else {
+                        i += 1;
+                        regs.ints.get_mut(i - 1)
+                    };
+                    if let Some(slot) = slot {
+                        *slot = $a.to_reg();
+                    }
+                )*
+            }
+            fn from_regs(regs: &RegResults) -> Self {
+                let (mut i, mut f) = (0, 0);
+                $(
+                    let bits = if $a::REG_CLASS == REG_FLOAT {
+                        f += 1;
+                        regs.floats.get(f - 1)
+                    } else {
+                        i += 1;
+                        regs.ints.get(i - 1)
+                    };
+                    let $a = $a::from_reg(bits.copied().unwrap_or(0));
+                )*
                 #[allow(clippy::unused_unit)]
                 ($($a,)*)
             }

@@ -15,7 +15,7 @@ pub mod global;
 pub mod host_func;
 mod idle_list;
 pub mod instance;
-mod invoke;
+pub mod invoke;
 pub mod libcalls;
 pub mod memory;
 pub mod memory_image;

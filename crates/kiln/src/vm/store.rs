@@ -18,13 +18,14 @@ use super::externref::{ExternData, externref_to_raw};
 use super::global::GlobalStorage;
 use super::host_func::{HostFn, HostTrampoline, VMHostFuncContext};
 use super::instance::{Imports, Instance, InstantiationError};
+use super::invoke::{RegArgs, RegResults};
 use super::memory::{Memory, MemoryError};
 use super::module_runtime::ModuleRuntime;
 use super::send_sync_ptr::SendSyncPtr;
 use super::store_hooks::VMStore;
 use super::store_ids::{FuncId, GlobalId, IdVec, InstanceId, MemoryId, ObjectId, TableId, TagId};
 use super::table::Table;
-use super::traphandlers::{EntryTrampoline, TrapReason, TrapRecord, enter_wasm};
+use super::traphandlers::{EntryTrampoline, TrapReason, TrapRecord, enter_wasm, enter_wasm_regs};
 use super::vmcontext::{VMContext, VMFuncRef, VMOpaqueContext, VMStoreContext, VMTagDefinition, ValRaw};
 use crate::fast_hash::FastHashMap;
 use kiln_environ::gc_layout::{KIND_ARRAY, KIND_MASK, KIND_STRUCT};
@@ -86,6 +87,8 @@ struct FuncEntry {
     kind: FuncKind,
     /// Whether any parameter is a reference (checked on every call).
     ref_params: bool,
+    /// The signature's register shape (`invoke::func_reg_shape`).
+    reg_shape: Option<u64>,
 }
 
 /// An instance and the store indices of its items.
@@ -255,6 +258,7 @@ impl VmStore {
             trampoline,
             slots: entry.ty.params().len().max(entry.ty.results().len()).max(1),
             ref_params: entry.ref_params,
+            reg_shape: entry.reg_shape,
         })
     }
 
@@ -547,11 +551,13 @@ impl VmStore {
             ty: Arc::new(ty),
             kind: FuncKind::Wasm(trampoline),
             ref_params: false,
+            reg_shape: None,
         }))
     }
 
     fn push_func(&mut self, mut entry: FuncEntry) -> FuncId {
         entry.ref_params = entry.ty.params().iter().any(|t| t.is_ref());
+        entry.reg_shape = super::invoke::func_reg_shape(&entry.ty);
         let raw = entry.func_ref.as_ptr() as usize;
         let id = self.funcs.push(entry);
         self.funcs_by_ref.insert(raw, id);
@@ -799,7 +805,7 @@ impl VmStore {
         let func_ref = ctx.func_ref();
         let host = self.host_funcs.len();
         self.host_funcs.push(ctx);
-        self.push_func(FuncEntry { func_ref, ty, kind: FuncKind::Host(host), ref_params: false })
+        self.push_func(FuncEntry { func_ref, ty, kind: FuncKind::Host(host), ref_params: false, reg_shape: None })
     }
 
     /// Reserves room for `n` more host functions.
@@ -1082,6 +1088,15 @@ pub struct CallTarget {
     trampoline: EntryTrampoline,
     slots: usize,
     ref_params: bool,
+    reg_shape: Option<u64>,
+}
+
+impl CallTarget {
+    /// The register shape of the function's signature
+    /// (`invoke::reg_shape`): `Some` when [`invoke_regs`] can call it.
+    pub fn reg_shape(&self) -> Option<u64> {
+        self.reg_shape
+    }
 }
 
 /// Calls wasm function `func` of `store`'s [`VmStore`] with arguments in
@@ -1146,6 +1161,49 @@ pub fn invoke_target<S: VMStore>(
         debug_assert!(VMOpaqueContext::as_vmctx(fr.vmctx).is_some(), "callee is an instance");
         let callee = NonNull::new_unchecked(fr.vmctx.cast::<VMContext>());
         enter_wasm(store, store_ctx, max_wasm_stack, target.trampoline, callee, values.as_mut_ptr(), fr.wasm_call)
+    };
+    // SAFETY: the call is over; `store` is the caller's exclusive borrow.
+    unsafe { (*store).vm_store().maybe_collect_externrefs() };
+    r
+}
+
+/// Calls `target` with its arguments `args` in registers, returning its
+/// results in registers (`traphandlers::enter_wasm_regs`): what a typed
+/// call of a signature with a register shape does. `FLOATS` says whether
+/// float registers carry any argument or result. Which register holds
+/// which value follows from the shape, which the caller compares with its
+/// own: registers of another shape just hold other bits.
+///
+/// # Errors
+///
+/// The trap (or host error, or panic) that ended the call.
+///
+/// # Panics
+///
+/// `target` belongs to another store or has no register shape.
+#[inline(always)]
+pub fn invoke_regs<S: VMStore, const FLOATS: bool>(
+    store: &mut S,
+    target: &CallTarget,
+    args: &RegArgs,
+) -> Result<RegResults, Box<TrapRecord>> {
+    let vm = store.vm_store();
+    assert!(target.store == vm.id, "call target of another store");
+    assert!(target.reg_shape.is_some(), "call target without a register shape");
+    let store_ctx = vm.context_ptr();
+    let max_wasm_stack = vm.max_wasm_stack;
+    let store: *mut S = store;
+    // SAFETY: as in `invoke_target`, `target` is a live wasm function of
+    // this store whose callee context is an instance's; its signature has
+    // a register shape (checked), so it takes every parameter and returns
+    // every result in registers, and none is a reference (no argument to
+    // check); `store` and its context are exclusively borrowed for the
+    // whole call.
+    let r = unsafe {
+        let fr = target.func_ref.as_non_null().as_ref();
+        debug_assert!(VMOpaqueContext::as_vmctx(fr.vmctx).is_some(), "callee is an instance");
+        let callee = NonNull::new_unchecked(fr.vmctx.cast::<VMContext>());
+        enter_wasm_regs::<FLOATS>(store, store_ctx, max_wasm_stack, callee, fr.wasm_call, args)
     };
     // SAFETY: the call is over; `store` is the caller's exclusive borrow.
     unsafe { (*store).vm_store().maybe_collect_externrefs() };

@@ -1,6 +1,7 @@
 //! Catching traps: activations and unwinding.
 //!
-//! Every call from the host into wasm goes through [`enter_wasm`], which
+//! Every call from the host into wasm goes through [`enter_wasm`] (or
+//! [`enter_wasm_regs`], the direct entry of typed calls), which
 //! saves the callee-saved registers and stack pointer in a small jump buffer
 //! (our own `setjmp`: `arch::enter`) and records an [`Activation`] in a
 //! thread-local linked list. A trap then ends up in `kiln_unwind`, which
@@ -24,6 +25,7 @@
 use super::arch;
 use super::backtrace::capture_pcs;
 use super::epoch::signal::{poll_epoch_signal, publish_running_thread};
+use super::invoke::{RegArgs, RegResults};
 use super::store_hooks::VMStore;
 use super::vmcontext::{VMContext, VMStoreContext, ValRaw};
 use kiln_environ::TrapCode;
@@ -145,8 +147,9 @@ fn prepare_thread() -> usize {
 /// here as `Err` instead of crashing. `max_wasm_stack` bounds the stack wasm
 /// may use below this point when no wasm is running on this store yet.
 ///
-/// This is the whole host-to-wasm fast path: a few thread-local loads and
-/// stores, the register save around `arch::enter`, and the trampoline.
+/// This is the whole host-to-wasm path of calls with arguments in value
+/// slots: a few thread-local loads and stores, the register save around
+/// `arch::enter`, and the trampoline.
 ///
 /// # Safety
 ///
@@ -167,16 +170,89 @@ pub unsafe fn enter_wasm(
     values: *mut ValRaw,
     wasm_call: *const u8,
 ) -> Result<(), Box<TrapRecord>> {
+    // SAFETY: the function's contract, which is `arch::enter`'s (and
+    // `enter_with`'s for the rest).
+    unsafe {
+        enter_with(store, store_ctx, max_wasm_stack, |buf| arch::enter(buf, callee, values, wasm_call, trampoline))
+    }
+}
+
+/// Calls the wasm function `wasm_call` of instance `callee` directly, with
+/// its arguments and results in registers (`arch::enter_regs`: no entry
+/// trampoline, no value slots), catching traps as [`enter_wasm`] does.
+/// `FLOATS` says whether float registers carry arguments or results.
+///
+/// The direct entry does what the entry trampoline does besides moving
+/// values: it records the entry frame, and loads the pinned register (the
+/// fuel counter when the store consumes fuel, else the store context,
+/// which compiled code keeps there for polled epoch checks, or ignores),
+/// storing the fuel counter back after a normal return.
+///
+/// # Safety
+///
+/// As for [`enter_wasm`], without the trampoline and the slots; and
+/// `wasm_call`'s signature passes every parameter and result in registers
+/// (`invoke::reg_shape` is `Some` for it).
+#[inline(always)]
+pub unsafe fn enter_wasm_regs<const FLOATS: bool>(
+    store: *mut dyn VMStore,
+    store_ctx: *mut VMStoreContext,
+    max_wasm_stack: usize,
+    callee: NonNull<VMContext>,
+    wasm_call: *const u8,
+    args: &RegArgs,
+) -> Result<RegResults, Box<TrapRecord>> {
+    let mut results = MaybeUninit::<RegResults>::uninit();
+    // SAFETY: the function's contract; the closure runs with the store's
+    // context exclusively the call's (wasm has not started or has returned)
+    // when it reads and writes the fuel counter, and passes the context's
+    // own entry-frame field.
+    unsafe {
+        enter_with(store, store_ctx, max_wasm_stack, |buf| {
+            let fuel = (*store_ctx).fuel_in_pinned_reg;
+            let pinned = if fuel { (*store_ctx).fuel_consumed as u64 } else { store_ctx as u64 };
+            let entry_fp = &raw mut (*store_ctx).last_wasm_entry_fp;
+            let (code, out, pinned) = arch::enter_regs::<FLOATS>(buf, entry_fp, callee, wasm_call, pinned, args);
+            if code == 0 {
+                if fuel {
+                    (*store_ctx).fuel_consumed = pinned as i64;
+                }
+                results.write(out);
+            }
+            code
+        })?;
+        // SAFETY: `enter_with` returns `Ok` only when the entry returned 0,
+        // after which the results were written.
+        Ok(results.assume_init())
+    }
+}
+
+/// The body of [`enter_wasm`] and [`enter_wasm_regs`]: the stack limit,
+/// the activation, and `enter`, which runs `arch::enter` or
+/// `arch::enter_regs` with the activation's jump buffer and returns what
+/// it returned.
+///
+/// # Safety
+///
+/// As for [`enter_wasm`]; `enter` does nothing but call one of the two
+/// arch entries, with the jump buffer it is given and arguments meeting
+/// that entry's contract, and read or write the store's context.
+#[inline(always)]
+unsafe fn enter_with(
+    store: *mut dyn VMStore,
+    store_ctx: *mut VMStoreContext,
+    max_wasm_stack: usize,
+    enter: impl FnOnce(*mut JmpBuf) -> u32,
+) -> Result<(), Box<TrapRecord>> {
     // SAFETY: the caller lends the live store for the call; its context is
     // a separate (boxed) allocation that nothing else uses meanwhile.
     let ctx = unsafe { &mut *store_ctx };
-    let call = Call { store, store_ctx, trampoline, callee, values, wasm_call };
     if ctx.stack_limit == usize::MAX {
         // The outermost entry into this store's wasm: no wasm of the store
         // is on any stack, so the frame records (`last_wasm_*`) hold
         // nothing anyone reads (they are read only beneath an activation
-        // of the store, after this call's trampoline and builtin stubs
-        // have written them); only the stack limit needs putting back.
+        // of the store, after this call's entry and builtin stubs have
+        // written them); only the stack limit needs putting back.
         let mut low = THREAD.with(|t| t.stack_low.get());
         if low == 0 {
             low = prepare_thread();
@@ -184,7 +260,7 @@ pub unsafe fn enter_wasm(
         let by_config = arch::stack_pointer().saturating_sub(max_wasm_stack);
         ctx.stack_limit = by_config.max(low.saturating_add(HOST_STACK_RESERVE));
         // SAFETY: the function's contract.
-        let r = unsafe { call.run() };
+        let r = unsafe { run(store, store_ctx, enter) };
         // SAFETY: the store's live context; the wasm this call ran has
         // returned or been unwound, so nothing else uses it.
         unsafe { (*store_ctx).stack_limit = usize::MAX };
@@ -194,7 +270,7 @@ pub unsafe fn enter_wasm(
         // wasm's frame records and limit are restored for it afterwards.
         let saved = (ctx.last_wasm_entry_fp, ctx.last_wasm_exit_fp, ctx.last_wasm_exit_pc);
         // SAFETY: the function's contract.
-        let r = unsafe { call.run() };
+        let r = unsafe { run(store, store_ctx, enter) };
         // SAFETY: as above.
         let ctx = unsafe { &mut *store_ctx };
         (ctx.last_wasm_entry_fp, ctx.last_wasm_exit_fp, ctx.last_wasm_exit_pc) = saved;
@@ -202,62 +278,55 @@ pub unsafe fn enter_wasm(
     }
 }
 
-/// The arguments of one [`enter_wasm`] call, past the stack limit.
-struct Call {
+/// Publishes the running thread (epoch signals), pushes the activation
+/// and enters wasm through `enter`; the stack limit is already set.
+///
+/// # Safety
+///
+/// As for [`enter_with`].
+#[inline(always)]
+unsafe fn run(
     store: *mut dyn VMStore,
     store_ctx: *mut VMStoreContext,
-    trampoline: EntryTrampoline,
-    callee: NonNull<VMContext>,
-    values: *mut ValRaw,
-    wasm_call: *const u8,
-}
-
-impl Call {
-    /// Publishes the running thread (epoch signals), pushes the activation
-    /// and enters wasm; the stack limit is already set.
-    ///
-    /// # Safety
-    ///
-    /// As for [`enter_wasm`].
-    #[inline(always)]
-    unsafe fn run(self) -> Result<(), Box<TrapRecord>> {
-        let Call { store, store_ctx, trampoline, callee, values, wasm_call } = self;
-        // SAFETY: the store's live context (the caller's contract).
+    enter: impl FnOnce(*mut JmpBuf) -> u32,
+) -> Result<(), Box<TrapRecord>> {
+    // SAFETY: the store's live context (the caller's contract); no
+    // reference to it is held across the entry, which writes it.
+    let saved_tid = if unsafe { (*store_ctx).epoch_signals } {
+        // SAFETY: as above.
         let ctx = unsafe { &*store_ctx };
-        let saved_tid = if ctx.epoch_signals {
-            let prev = publish_running_thread(ctx);
-            // A deadline reached before the call interrupts it at its start,
-            // as the first check of polled code would.
-            // SAFETY: the store is live and lent to this call (the
-            // function's contract), and no wasm of it runs yet, so its hooks
-            // may run.
-            if let Err(e) = unsafe { poll_epoch_signal(store) } {
-                ctx.running_tid.store(prev, Ordering::SeqCst);
-                return Err(Box::new(TrapRecord { reason: e.into(), pcs: vec![] }));
-            }
-            Some(prev)
-        } else {
-            None
-        };
-        let act = Activation {
-            jmp: UnsafeCell::new(MaybeUninit::uninit()),
-            trap: UnsafeCell::new(MaybeUninit::uninit()),
-            prev: THREAD.with(|t| t.current.get()),
-            store_ctx,
-            store,
-        };
-        THREAD.with(|t| t.current.set(&act));
-        // SAFETY: `enter` writes the jump buffer before anything can jump
-        // back with it, and restores what the Rust code here relies on on
-        // both of its return paths; the trampoline's contract is the
-        // caller's.
-        let r = unsafe { arch::enter(act.jmp.get().cast(), callee, values, wasm_call, trampoline) };
-        THREAD.with(|t| t.current.set(act.prev));
-        if let Some(tid) = saved_tid {
-            ctx.running_tid.store(tid, Ordering::SeqCst);
+        let prev = publish_running_thread(ctx);
+        // A deadline reached before the call interrupts it at its start,
+        // as the first check of polled code would.
+        // SAFETY: the store is live and lent to this call (the
+        // function's contract), and no wasm of it runs yet, so its hooks
+        // may run.
+        if let Err(e) = unsafe { poll_epoch_signal(store) } {
+            ctx.running_tid.store(prev, Ordering::SeqCst);
+            return Err(Box::new(TrapRecord { reason: e.into(), pcs: vec![] }));
         }
-        if r == 0 { Ok(()) } else { Err(take_trap(&act)) }
+        Some(prev)
+    } else {
+        None
+    };
+    let act = Activation {
+        jmp: UnsafeCell::new(MaybeUninit::uninit()),
+        trap: UnsafeCell::new(MaybeUninit::uninit()),
+        prev: THREAD.with(|t| t.current.get()),
+        store_ctx,
+        store,
+    };
+    THREAD.with(|t| t.current.set(&act));
+    // `enter` writes the jump buffer before anything can jump back with
+    // it, and restores what the Rust code here relies on on both of its
+    // return paths (the caller's contract).
+    let r = enter(act.jmp.get().cast());
+    THREAD.with(|t| t.current.set(act.prev));
+    if let Some(tid) = saved_tid {
+        // SAFETY: as above; the entry has returned.
+        unsafe { (*store_ctx).running_tid.store(tid, Ordering::SeqCst) };
     }
+    if r == 0 { Ok(()) } else { Err(take_trap(&act)) }
 }
 
 #[cold]

@@ -22,3 +22,4 @@ mod tables;
 mod tags;
 mod threads;
 mod traps;
+mod typed_calls;

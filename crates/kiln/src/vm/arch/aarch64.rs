@@ -1,6 +1,7 @@
 //! aarch64: entering and leaving wasm, signal contexts and the builtin
 //! stubs (epoch interruption by signal is x86-64 only).
 
+use crate::vm::invoke::{RegArgs, RegResults};
 use crate::vm::traphandlers::{EntryTrampoline, JmpBuf};
 use crate::vm::vmcontext::{VMContext, ValRaw};
 use std::ptr::NonNull;
@@ -20,6 +21,25 @@ pub unsafe fn enter(
 ) -> u32 {
     // SAFETY: the caller's contract is `kiln_enter`'s.
     unsafe { kiln_enter(buf, callee, values, wasm_call, trampoline) }
+}
+
+/// The direct entry of x86-64, which aarch64 does not have: signatures
+/// never get a register shape here (`invoke::reg_shape` is `None`), so
+/// nothing calls this.
+///
+/// # Safety
+///
+/// None needed: it only panics.
+#[inline(always)]
+pub unsafe fn enter_regs<const FLOATS: bool>(
+    _buf: *mut JmpBuf,
+    _entry_fp: *mut usize,
+    _callee: NonNull<VMContext>,
+    _wasm_call: *const u8,
+    _pinned: u64,
+    _args: &RegArgs,
+) -> (u32, RegResults, u64) {
+    unreachable!("no direct entry into wasm on aarch64")
 }
 
 /// As on x86-64: saves the callee-saved registers (x19-x28, x29/x30,

@@ -1,6 +1,7 @@
 //! x86-64: entering and leaving wasm, signal contexts, the epoch stub and
 //! the builtin stubs.
 
+use crate::vm::invoke::{RegArgs, RegResults};
 use crate::vm::traphandlers::{EntryTrampoline, JmpBuf};
 use crate::vm::vmcontext::{VMContext, ValRaw};
 use std::ptr::NonNull;
@@ -70,6 +71,109 @@ pub unsafe fn enter(
         );
     }
     r as u32
+}
+
+/// Saves the stack pointer and a resume address in `buf` as [`enter`]
+/// does, records an entry frame for backtraces, and calls the wasm
+/// function `wasm_call` of instance `callee` directly, with the arguments
+/// `args` in the registers of Cranelift's `tail` convention (integers in
+/// rdx, rcx, r8, r9 after the two contexts in rdi and rsi; floats in
+/// xmm0-xmm7, when `FLOATS`) and `pinned` in the pinned register (r15).
+/// Returns 0, the results as the convention returns them (integers in
+/// rax, rcx, rdx, rsi; floats in xmm0-xmm3, when `FLOATS`) and r15; or 1
+/// when `kiln_unwind(buf)` jumps back (the rest then unspecified).
+///
+/// The entry frame is this block's own: rbp is set to the stack pointer
+/// after the two pushes and stored at `entry_fp`, so the callee saves it as
+/// its caller's frame pointer and frame walks stop there, as they stop at
+/// an entry trampoline's frame.
+///
+/// # Safety
+///
+/// `buf` points to a writable jump buffer and `entry_fp` to a writable
+/// word, both living until this returns; `wasm_call` is a wasm function of
+/// instance `callee` whose signature passes every parameter and result in
+/// registers (see `invoke::reg_shape`: no stack arguments, no return
+/// area), and `entry_fp` is the entry frame field of its store's context.
+#[inline(always)]
+pub unsafe fn enter_regs<const FLOATS: bool>(
+    buf: *mut JmpBuf,
+    entry_fp: *mut usize,
+    callee: NonNull<VMContext>,
+    wasm_call: *const u8,
+    pinned: u64,
+    args: &RegArgs,
+) -> (u32, RegResults, u64) {
+    let mut out = RegResults::default();
+    let (code, pinned_out): (u64, u64);
+    // Shared by both variants: everything up to and after the call.
+    macro_rules! body {
+        ($($operands:tt)*) => {
+            core::arch::asm!(
+                "push rbp",
+                "push rbx",
+                "mov [r12], rsp",
+                "lea rbx, [rip + 2f]",
+                "mov [r12 + 8], rbx",
+                "mov rbp, rsp",
+                "mov [r13], rbp",
+                "mov rsi, rdi",
+                "call r14",
+                "xor r11d, r11d",
+                "jmp 3f",
+                "2:",
+                "mov r11d, 1",
+                "3:",
+                "pop rbx",
+                "pop rbp",
+                inout("r12") buf => _,
+                inout("r13") entry_fp => _,
+                inout("r14") wasm_call => _,
+                inout("r15") pinned => pinned_out,
+                inout("rdi") callee.as_ptr() => _,
+                out("rsi") out.ints[3],
+                out("r11") code,
+                $($operands)*
+                clobber_abi("C"),
+            )
+        };
+    }
+    // SAFETY: as for `enter`, the block keeps the stack balanced and
+    // aligned for the call on both paths, and declares every register the
+    // call or the jump back may change (r12-r15 are operands, the rest of
+    // what a `tail` callee may clobber is covered by the C ABI's clobbers:
+    // the callee-saved sets of the two conventions are the same, bar the
+    // pinned r15). The callee's signature takes no stack arguments and
+    // needs no return area (the caller's contract), so the registers set
+    // here are all it reads and the registers read back all it writes.
+    unsafe {
+        if FLOATS {
+            body!(
+                inout("rdx") args.ints[0] => out.ints[2],
+                inout("rcx") args.ints[1] => out.ints[1],
+                in("r8") args.ints[2],
+                in("r9") args.ints[3],
+                out("rax") out.ints[0],
+                inout("xmm0") args.floats[0] => out.floats[0],
+                inout("xmm1") args.floats[1] => out.floats[1],
+                inout("xmm2") args.floats[2] => out.floats[2],
+                inout("xmm3") args.floats[3] => out.floats[3],
+                in("xmm4") args.floats[4],
+                in("xmm5") args.floats[5],
+                in("xmm6") args.floats[6],
+                in("xmm7") args.floats[7],
+            );
+        } else {
+            body!(
+                inout("rdx") args.ints[0] => out.ints[2],
+                inout("rcx") args.ints[1] => out.ints[1],
+                in("r8") args.ints[2],
+                in("r9") args.ints[3],
+                out("rax") out.ints[0],
+            );
+        }
+    }
+    (code as u32, out, pinned_out)
 }
 
 /// Restores the stack pointer saved in `buf` and resumes [`enter`].
