@@ -48,6 +48,9 @@ macro_rules! foreach_builtin_function {
             /// zeroed elements (length written); returns the reference.
             /// Traps `allocation failed` when it does not fit.
             gc_alloc_array(vmctx: vmctx, type_index: i32, len: i32) -> i64;
+            /// `any.convert_extern` of host externref word `word`: a new
+            /// extern box holding it (the store keeps the host value alive).
+            gc_box_extern(vmctx: vmctx, word: ptr) -> i64;
             /// `array.new_data`: an array of module type `type_index` of
             /// `len` elements read from data segment `data` at byte `offset`.
             array_new_data(vmctx: vmctx, type_index: i32, data: i32, offset: i32, len: i32) -> i64;

@@ -47,6 +47,10 @@ pub enum ConstOp {
     ArrayNewDefault(u32),
     /// `array.new_fixed $t n` (GC): an array of the `n` operands.
     ArrayNewFixed(u32, u32),
+    /// `any.convert_extern` (GC).
+    AnyConvertExtern,
+    /// `extern.convert_any` (GC).
+    ExternConvertAny,
 }
 
 /// A validated constant expression.
@@ -86,6 +90,8 @@ impl ConstExpr {
                 O::I64Sub => ConstOp::I64Sub,
                 O::I64Mul => ConstOp::I64Mul,
                 O::RefI31 => ConstOp::RefI31,
+                O::AnyConvertExtern => ConstOp::AnyConvertExtern,
+                O::ExternConvertAny => ConstOp::ExternConvertAny,
                 O::StructNew { struct_type_index } => ConstOp::StructNew(struct_type_index),
                 O::StructNewDefault { struct_type_index } => ConstOp::StructNewDefault(struct_type_index),
                 O::ArrayNew { array_type_index } => ConstOp::ArrayNew(array_type_index),
@@ -116,6 +122,7 @@ impl ConstExpr {
                     | ConstOp::ArrayNew(_)
                     | ConstOp::ArrayNewDefault(_)
                     | ConstOp::ArrayNewFixed(..)
+                    | ConstOp::AnyConvertExtern
             )
         })
     }

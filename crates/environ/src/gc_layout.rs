@@ -21,6 +21,16 @@ pub mod header {
 pub const KIND_STRUCT: u32 = 0;
 /// The header kind of an array.
 pub const KIND_ARRAY: u32 = 1;
+/// The header kind of an extern box: an object holding a host
+/// `externref` word, what `any.convert_extern` makes of a host reference.
+pub const KIND_EXTERN_BOX: u32 = 3;
+/// The type id in an extern box's header (no engine type has it).
+pub const EXTERN_BOX_TYPE_ID: u32 = u32::MAX;
+/// Offset of the externref word in an extern box.
+pub const EXTERN_BOX_WORD: u32 = header::SIZE;
+/// Size of an extern box.
+pub const EXTERN_BOX_SIZE: u32 = header::SIZE + 8;
+
 /// The bits of the header's GC word that hold the kind.
 pub const KIND_MASK: u32 = 3;
 

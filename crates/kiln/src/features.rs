@@ -121,10 +121,10 @@ wasm_features! {
     /// subtyping (`sub`, `final`; used by `call_indirect`, imports and
     /// casts), the abstract reference types, unboxed `i31` values, struct
     /// and array objects with all their instructions, `ref.eq`, `ref.test`,
-    /// `ref.cast` and `br_on_cast(_fail)`. Not yet: a collector (a store's
-    /// GC heap only grows, and allocation traps when its 4 GiB are used)
-    /// and `any.convert_extern`/`extern.convert_any`, whose modules fail to
-    /// compile. Off by default until it is complete.
+    /// `ref.cast`, `br_on_cast(_fail)`, `any.convert_extern` and
+    /// `extern.convert_any`. Not yet: a collector (a store's GC heap only
+    /// grows, and allocation traps when its 4 GiB are used). Off by default
+    /// until it is complete.
     Gc => "gc" [], "garbage collection (in part: types, i31, structs, arrays, casts; no collector yet)", off,
         WasmFeatures::GC;
     /// Several memories per module (WebAssembly 3.0).

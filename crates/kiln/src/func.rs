@@ -436,7 +436,10 @@ impl WasmTy for Option<ExternRef> {
         Val::ExternRef(self).to_raw(store)
     }
     fn from_raw(raw: ValRaw, store: &mut StoreOpaque) -> Self {
-        store.vm().externref_from_raw(raw.get_ptr()).map(ExternRef)
+        match Val::from_raw(raw, ValType::ExternRef, store) {
+            Val::ExternRef(r) => r,
+            _ => None,
+        }
     }
 }
 

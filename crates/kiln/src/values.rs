@@ -1,7 +1,7 @@
 //! Values crossing the host boundary.
 
 use crate::func::Func;
-use crate::store::StoreOpaque;
+use crate::store::{AsContext, AsContextMut, StoreOpaque};
 use crate::types::ValType;
 use crate::vm::externref::ExternData;
 use crate::vm::vmcontext::ValRaw;
@@ -42,10 +42,51 @@ impl From<V128> for u128 {
 #[derive(Clone)]
 pub struct ExternRef(pub(crate) Arc<ExternData>);
 
+/// What an `externref` made by `extern.convert_any` of a GC reference
+/// holds, seen from the host: that reference (so that passing it back into
+/// wasm gives wasm the same word).
+struct ExternalizedAny(AnyRef);
+
 impl ExternRef {
     /// Wraps any host value.
     pub fn new(value: impl Any + Send + Sync) -> ExternRef {
         ExternRef(ExternData::new(value))
+    }
+
+    /// The `externref` that `extern.convert_any` makes of `any`: for an
+    /// extern box (`AnyRef::convert_extern` of a host value), that host
+    /// value; for any other reference, an externref that holds it (and
+    /// that [`AnyRef::convert_extern`] turns back into it).
+    ///
+    /// # Errors
+    ///
+    /// `any` is an object of another store.
+    pub fn convert_any(store: impl AsContext, any: AnyRef) -> Result<ExternRef> {
+        let store = &store.as_context().0.opaque;
+        let raw = any.to_raw(store)?;
+        if let Some(data) = store.vm().gc_box_word(raw as u64).and_then(|w| store.vm().externref_from_raw(w)) {
+            return Ok(ExternRef(data));
+        }
+        Ok(ExternRef::new(ExternalizedAny(any)))
+    }
+
+    /// The externref word of this reference in `store`: the GC reference it
+    /// holds, tagged, if `extern.convert_any` made it; else the rooted host
+    /// value.
+    fn to_raw(&self, store: &mut StoreOpaque) -> Result<usize> {
+        if let Some(ExternalizedAny(any)) = self.0.value().downcast_ref::<ExternalizedAny>() {
+            return Ok(kiln_environ::gc_ref::externalize(any.to_raw(store)? as u64) as usize);
+        }
+        Ok(store.vm_mut().root_externref(&self.0))
+    }
+
+    /// The externref behind word `raw` of `store`, if any.
+    pub(crate) fn from_raw(raw: usize, store: &StoreOpaque) -> Option<ExternRef> {
+        if kiln_environ::gc_ref::is_externalized(raw as u64) {
+            let any = AnyRef::from_raw(kiln_environ::gc_ref::internalize(raw as u64) as usize, store)?;
+            return Some(ExternRef::new(ExternalizedAny(any)));
+        }
+        store.vm().externref_from_raw(raw).map(ExternRef)
     }
 
     /// The wrapped value, for downcasting.
@@ -137,6 +178,35 @@ impl AnyRef {
     /// wasm (a kind never changes).
     fn kind(&self) -> Option<u32> {
         self.object.map(|(_, kind)| kind & kiln_environ::gc_layout::KIND_MASK)
+    }
+
+    /// The `anyref` that `any.convert_extern` makes of `extern_ref`: the
+    /// GC reference it holds if `extern.convert_any` made it, else a new
+    /// extern box in `store`'s GC heap holding the host value (which the
+    /// store then keeps alive).
+    ///
+    /// # Errors
+    ///
+    /// The store has no GC heap (no module compiled with GC was
+    /// instantiated in it), the heap is full, or the reference holds an
+    /// object of another store.
+    pub fn convert_extern(mut store: impl AsContextMut, extern_ref: &ExternRef) -> Result<AnyRef> {
+        let store = &mut store.as_context_mut().0.opaque;
+        if let Some(ExternalizedAny(any)) = extern_ref.0.value().downcast_ref::<ExternalizedAny>() {
+            any.to_raw(store)?;
+            return Ok(*any);
+        }
+        let word = store.vm_mut().root_externref(&extern_ref.0);
+        let Some(raw) = store.vm_mut().gc_box_extern(word) else {
+            bail!("cannot box a host value: the store has no GC heap, or it is full");
+        };
+        Ok(AnyRef { raw, object: Some((store.id(), kiln_environ::gc_layout::KIND_EXTERN_BOX)) })
+    }
+
+    /// Whether this is an extern box: a host value made an `anyref` by
+    /// `any.convert_extern` (see [`ExternRef::convert_any`] to get it back).
+    pub fn is_extern_box(&self) -> bool {
+        self.kind() == Some(kiln_environ::gc_layout::KIND_EXTERN_BOX)
     }
 
     /// Whether this is an unboxed integer.
@@ -266,7 +336,7 @@ impl Val {
                 }
                 ValRaw::ptr(store.vm().func_raw(f.0.index))
             }
-            Val::ExternRef(Some(r)) => ValRaw::ptr(store.vm_mut().root_externref(&r.0)),
+            Val::ExternRef(Some(r)) => ValRaw::ptr(r.to_raw(store)?),
         })
     }
 
@@ -279,7 +349,7 @@ impl Val {
             ValType::F64 => Val::F64(raw.get_f64()),
             ValType::V128 => Val::V128(V128(raw.get_u128())),
             ValType::FuncRef => Val::FuncRef(store.func_from_raw(raw.get_ptr())),
-            ValType::ExternRef => Val::ExternRef(store.vm().externref_from_raw(raw.get_ptr()).map(ExternRef)),
+            ValType::ExternRef => Val::ExternRef(ExternRef::from_raw(raw.get_ptr(), store)),
             ValType::ExnRef => Val::ExnRef(crate::ExnRef::from_raw(store, raw.get_ptr())),
             ValType::AnyRef => Val::AnyRef(AnyRef::from_raw(raw.get_ptr(), store)),
         }

@@ -333,7 +333,7 @@ impl WastContext {
             .args
             .iter()
             .map(|a| match a {
-                WastArg::Core(c) => values::arg(c),
+                WastArg::Core(c) => values::arg(&mut self.store, c),
                 _ => Err(anyhow!("component arguments are not supported")),
             })
             .collect::<Result<Vec<_>>>()?;

@@ -1,14 +1,14 @@
 //! Converting wast arguments and matching wast result patterns.
 
 use anyhow::{Result, anyhow, bail};
-use kiln::{ExternRef, Store, V128, Val};
+use kiln::{AnyRef, ExternRef, Store, V128, Val};
 use wast::core::{AbstractHeapType, HeapType, NanPattern, V128Pattern, WastArgCore, WastRetCore};
 
 /// The host value stored in externrefs made by `ref.extern N`.
 #[derive(Debug, PartialEq)]
 struct HostValue(u32);
 
-pub fn arg(a: &WastArgCore<'_>) -> Result<Val> {
+pub fn arg(store: &mut Store<()>, a: &WastArgCore<'_>) -> Result<Val> {
     Ok(match a {
         WastArgCore::I32(v) => Val::I32(*v),
         WastArgCore::I64(v) => Val::I64(*v),
@@ -33,7 +33,10 @@ pub fn arg(a: &WastArgCore<'_>) -> Result<Val> {
         }) => Val::AnyRef(None),
         WastArgCore::RefNull(_) => Val::FuncRef(None),
         WastArgCore::RefExtern(n) => Val::ExternRef(Some(ExternRef::new(HostValue(*n)))),
-        other => bail!("unsupported argument {other:?}"),
+        // A host value as an `anyref`: what `any.convert_extern` makes of it.
+        WastArgCore::RefHost(n) => {
+            Val::AnyRef(Some(AnyRef::convert_extern(&mut *store, &ExternRef::new(HostValue(*n)))?))
+        }
     })
 }
 
@@ -79,7 +82,7 @@ fn v128_matches(v: u128, p: &V128Pattern) -> bool {
     }
 }
 
-fn matches(v: &Val, p: &WastRetCore<'_>) -> Result<bool> {
+fn matches(store: &mut Store<()>, v: &Val, p: &WastRetCore<'_>) -> Result<bool> {
     Ok(match (v, p) {
         (Val::I32(a), WastRetCore::I32(b)) => a == b,
         (Val::I64(a), WastRetCore::I64(b)) => a == b,
@@ -92,7 +95,17 @@ fn matches(v: &Val, p: &WastRetCore<'_>) -> Result<bool> {
         (Val::AnyRef(r), WastRetCore::RefNull(_)) => r.is_none(),
         (Val::FuncRef(f), WastRetCore::RefFunc(_)) => f.is_some(),
         // Every non-null GC value is an i31, a struct or an array (all `eq`).
-        (Val::AnyRef(r), WastRetCore::RefAny | WastRetCore::RefEq) => r.is_some(),
+        (Val::AnyRef(r), WastRetCore::RefAny) => r.is_some(),
+        (Val::AnyRef(r), WastRetCore::RefEq) => r.is_some_and(|r| !r.is_extern_box()),
+        (Val::AnyRef(r), WastRetCore::RefHost(n)) => match r {
+            Some(r) if r.is_extern_box() => {
+                ExternRef::convert_any(&mut *store, *r)?.data().downcast_ref::<HostValue>() == Some(&HostValue(*n))
+            }
+            _ => false,
+        },
+        (Val::ExternRef(Some(r)), WastRetCore::RefHost(n)) => {
+            r.data().downcast_ref::<HostValue>() == Some(&HostValue(*n))
+        }
         (Val::AnyRef(r), WastRetCore::RefI31) => r.is_some_and(|r| r.is_i31()),
         (Val::AnyRef(r), WastRetCore::RefStruct) => r.is_some_and(|r| r.is_struct()),
         (Val::AnyRef(r), WastRetCore::RefArray) => r.is_some_and(|r| r.is_array()),
@@ -103,7 +116,7 @@ fn matches(v: &Val, p: &WastRetCore<'_>) -> Result<bool> {
         },
         (v, WastRetCore::Either(alts)) => {
             for a in alts {
-                if matches(v, a)? {
+                if matches(store, v, a)? {
                     return Ok(true);
                 }
             }
@@ -126,19 +139,20 @@ fn matches(v: &Val, p: &WastRetCore<'_>) -> Result<bool> {
             | WastRetCore::RefEq
             | WastRetCore::RefI31
             | WastRetCore::RefStruct
-            | WastRetCore::RefArray,
+            | WastRetCore::RefArray
+            | WastRetCore::RefHost(_),
         ) => false,
         (_, other) => return Err(anyhow!("unsupported result pattern {other:?}")),
     })
 }
 
-pub fn check_results(_store: &mut Store<()>, got: &[Val], want: &[wast::WastRet<'_>]) -> Result<()> {
+pub fn check_results(store: &mut Store<()>, got: &[Val], want: &[wast::WastRet<'_>]) -> Result<()> {
     if got.len() != want.len() {
         bail!("expected {} results, got {}", want.len(), got.len());
     }
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let wast::WastRet::Core(w) = w else { bail!("component results are not supported") };
-        if !matches(g, w)? {
+        if !matches(store, g, w)? {
             bail!("result {i}: expected {w:?}, got {g:?}");
         }
     }

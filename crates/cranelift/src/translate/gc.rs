@@ -28,7 +28,8 @@ use cranelift_codegen::ir::MemFlagsData;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Value, types};
 use kiln_environ::gc_layout::{
-    ARRAY_LENGTH, KIND_ARRAY, KIND_MASK, KIND_STRUCT, StructLayout, array_elems_offset, field_size, header,
+    ARRAY_LENGTH, EXTERN_BOX_WORD, KIND_ARRAY, KIND_EXTERN_BOX, KIND_MASK, KIND_STRUCT, StructLayout,
+    array_elems_offset, field_size, header,
 };
 use kiln_environ::vmoffsets::{func_ref, store_context, vmctx_header};
 use kiln_environ::{
@@ -61,6 +62,71 @@ impl FuncTranslator<'_, '_> {
         let eq = self.builder.ins().icmp(IntCC::Equal, a, b);
         let v = self.builder.ins().uextend(types::I32, eq);
         self.push(v);
+    }
+
+    /// `extern.convert_any`: null stays null, an extern box gives back the
+    /// host word it holds, and any other GC reference `r` becomes the
+    /// tagged word `(r << 32) | 1` (`gc_ref::externalize`).
+    pub(crate) fn translate_extern_convert_any(&mut self) {
+        let r = self.pop1();
+        let done = self.builder.create_block();
+        let result = self.builder.append_block_param(done, types::I64);
+        let non_null = self.builder.create_block();
+        let object = self.builder.create_block();
+        let tagged = self.builder.create_block();
+        self.builder.ins().brif(r, non_null, &[], done, &block_args(&[r]));
+        self.builder.switch_to_block(non_null);
+        self.builder.seal_block(non_null);
+        let bit = self.builder.ins().band_imm_u(r, 1);
+        self.builder.ins().brif(bit, tagged, &[], object, &[]);
+        self.builder.switch_to_block(object);
+        self.builder.seal_block(object);
+        let obj = self.object_address(r);
+        let word = self.builder.ins().load(types::I32, funcref_flags(), obj, header::GC_WORD as i32);
+        let kind = self.builder.ins().band_imm_u(word, i64::from(KIND_MASK));
+        let is_box = self.builder.ins().icmp_imm_u(IntCC::Equal, kind, i64::from(KIND_EXTERN_BOX));
+        let unboxed = self.builder.create_block();
+        self.builder.ins().brif(is_box, unboxed, &[], tagged, &[]);
+        self.builder.switch_to_block(unboxed);
+        self.builder.seal_block(unboxed);
+        let host = self.builder.ins().load(types::I64, funcref_flags(), obj, EXTERN_BOX_WORD as i32);
+        self.builder.ins().jump(done, &block_args(&[host]));
+        self.builder.switch_to_block(tagged);
+        self.builder.seal_block(tagged);
+        let shifted = self.builder.ins().ishl_imm_u(r, 32);
+        let word = self.builder.ins().bor_imm_u(shifted, 1);
+        self.builder.ins().jump(done, &block_args(&[word]));
+        self.builder.switch_to_block(done);
+        self.builder.seal_block(done);
+        self.push(result);
+    }
+
+    /// `any.convert_extern`: null stays null, a tagged word gives back the
+    /// GC reference in it, and a host word gets a new extern box (the
+    /// `gc_box_extern` builtin).
+    pub(crate) fn translate_any_convert_extern(&mut self) {
+        let e = self.pop1();
+        let done = self.builder.create_block();
+        let result = self.builder.append_block_param(done, types::I64);
+        let non_null = self.builder.create_block();
+        let host = self.builder.create_block();
+        let tagged = self.builder.create_block();
+        self.builder.ins().brif(e, non_null, &[], done, &block_args(&[e]));
+        self.builder.switch_to_block(non_null);
+        self.builder.seal_block(non_null);
+        let bit = self.builder.ins().band_imm_u(e, 1);
+        self.builder.ins().brif(bit, tagged, &[], host, &[]);
+        self.builder.switch_to_block(tagged);
+        self.builder.seal_block(tagged);
+        let r = self.builder.ins().ushr_imm_u(e, 32);
+        self.builder.ins().jump(done, &block_args(&[r]));
+        self.builder.switch_to_block(host);
+        self.builder.seal_block(host);
+        let boxed = self.call_builtin(BuiltinFunctionIndex::gc_box_extern, &[e]).expect("returns");
+        self.builder.ins().jump(done, &block_args(&[boxed]));
+        self.builder.switch_to_block(done);
+        self.builder.seal_block(done);
+        self.push(result);
     }
 
     /// `ref.test` against `target`: 1 or 0 as an `i32`.
@@ -103,8 +169,14 @@ impl FuncTranslator<'_, '_> {
     fn ref_matches(&mut self, r: Value, target: WasmRefType) -> Value {
         use WasmHeapType as H;
         match target.heap {
+            // Every value of the hierarchy but extern boxes.
+            H::Eq => self.object_matches_or_i31(r, target.nullable, |s, obj| {
+                let word = s.builder.ins().load(types::I32, funcref_flags(), obj, header::GC_WORD as i32);
+                let k = s.builder.ins().band_imm_u(word, i64::from(KIND_MASK));
+                s.builder.ins().icmp_imm_u(IntCC::NotEqual, k, i64::from(KIND_EXTERN_BOX))
+            }),
             // Every value of the hierarchy (null only if nullable).
-            H::Any | H::Eq | H::Func | H::Extern | H::Exn => {
+            H::Any | H::Func | H::Extern | H::Exn => {
                 if target.nullable {
                     self.builder.ins().iconst(types::I8, 1)
                 } else {
@@ -199,6 +271,28 @@ impl FuncTranslator<'_, '_> {
     /// object (not an i31) for which `test` (given the object's address)
     /// says so.
     fn object_matches(&mut self, r: Value, nullable: bool, test: impl FnOnce(&mut Self, Value) -> Value) -> Value {
+        self.gc_ref_matches(r, nullable, false, test)
+    }
+
+    /// As [`Self::object_matches`], but an i31 matches too.
+    fn object_matches_or_i31(
+        &mut self,
+        r: Value,
+        nullable: bool,
+        test: impl FnOnce(&mut Self, Value) -> Value,
+    ) -> Value {
+        self.gc_ref_matches(r, nullable, true, test)
+    }
+
+    /// An `I8`: whether GC reference `r` is null (and `nullable`), an i31
+    /// (and `i31`), or an object for which `test` says so.
+    fn gc_ref_matches(
+        &mut self,
+        r: Value,
+        nullable: bool,
+        i31: bool,
+        test: impl FnOnce(&mut Self, Value) -> Value,
+    ) -> Value {
         let done = self.builder.create_block();
         let result = self.builder.append_block_param(done, types::I8);
         let non_null = self.builder.create_block();
@@ -208,8 +302,8 @@ impl FuncTranslator<'_, '_> {
         self.builder.switch_to_block(non_null);
         self.builder.seal_block(non_null);
         let bit = self.builder.ins().band_imm_u(r, 1);
-        let no = self.builder.ins().iconst(types::I8, 0);
-        self.builder.ins().brif(bit, done, &block_args(&[no]), object, &[]);
+        let if_i31 = self.builder.ins().iconst(types::I8, i64::from(i31));
+        self.builder.ins().brif(bit, done, &block_args(&[if_i31]), object, &[]);
         self.builder.switch_to_block(object);
         self.builder.seal_block(object);
         let obj = self.object_address(r);

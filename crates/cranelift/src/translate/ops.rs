@@ -161,6 +161,8 @@ impl FuncTranslator<'_, '_> {
 
             // GC without a heap: i31, identity and casts.
             O::RefI31 => self.translate_ref_i31(),
+            O::AnyConvertExtern => self.translate_any_convert_extern(),
+            O::ExternConvertAny => self.translate_extern_convert_any(),
             O::StructNew { struct_type_index } => self.translate_struct_new(*struct_type_index, false),
             O::StructNewDefault { struct_type_index } => self.translate_struct_new(*struct_type_index, true),
             O::StructGet { struct_type_index, field_index } | O::StructGetU { struct_type_index, field_index } => {

@@ -33,6 +33,9 @@ pub struct GcHeap {
     committed: usize,
     /// Offsets at or above this are never allocated.
     limit: u32,
+    /// The host values that extern boxes hold, by externref word: kept
+    /// alive as long as the heap (boxes are never freed yet).
+    externs: std::collections::HashMap<usize, std::sync::Arc<super::externref::ExternData>>,
 }
 
 impl GcHeap {
@@ -45,7 +48,7 @@ impl GcHeap {
     pub fn new(limit: u64) -> std::io::Result<GcHeap> {
         let mmap = Mmap::reserve(RESERVATION)?;
         let limit = u32::try_from(limit).unwrap_or(!(OBJECT_ALIGN - 1));
-        Ok(GcHeap { mmap, next: NULL_GUARD, committed: NULL_GUARD as usize, limit })
+        Ok(GcHeap { mmap, next: NULL_GUARD, committed: NULL_GUARD as usize, limit, externs: Default::default() })
     }
 
     /// The base address: an object's reference is its offset from here.
@@ -131,6 +134,34 @@ impl GcHeap {
         // SAFETY: `[at, at + len)` is inside the allocated, accessible part
         // of the heap (asserted).
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base().add(at), bytes.len()) };
+    }
+
+    /// A new extern box holding host value `data` (externref word
+    /// `word`), which the heap keeps alive; `None` when the heap is full.
+    pub fn box_extern(&mut self, word: usize, data: std::sync::Arc<super::externref::ExternData>) -> Option<u32> {
+        use kiln_environ::gc_layout::{EXTERN_BOX_SIZE, EXTERN_BOX_TYPE_ID, EXTERN_BOX_WORD, KIND_EXTERN_BOX};
+        let obj = self.alloc(EXTERN_BOX_TYPE_ID, KIND_EXTERN_BOX, EXTERN_BOX_SIZE)?;
+        self.write_bytes(obj, EXTERN_BOX_WORD, &(word as u64).to_le_bytes());
+        self.externs.insert(word, data);
+        Some(obj)
+    }
+
+    /// The host value an extern box holds, by its externref word.
+    pub fn boxed_extern(&self, word: usize) -> Option<std::sync::Arc<super::externref::ExternData>> {
+        self.externs.get(&word).cloned()
+    }
+
+    /// The externref word extern box `obj` holds, if `obj` is one.
+    pub fn box_word(&self, obj: u64) -> Option<usize> {
+        let (_, word) = self.header(obj)?;
+        if word & kiln_environ::gc_layout::KIND_MASK != kiln_environ::gc_layout::KIND_EXTERN_BOX {
+            return None;
+        }
+        // SAFETY: `obj` is an allocated extern box (checked), whose word
+        // follows its header inside its 16 bytes.
+        Some(unsafe {
+            self.base().add(obj as usize + kiln_environ::gc_layout::EXTERN_BOX_WORD as usize).cast::<u64>().read()
+        } as usize)
     }
 
     /// Whether `r` is the offset of an object of this heap: allocated,

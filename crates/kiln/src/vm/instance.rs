@@ -503,6 +503,14 @@ impl Instance {
                 | ConstOp::ArrayNew(_)
                 | ConstOp::ArrayNewDefault(_)
                 | ConstOp::ArrayNewFixed(..) => self.eval_const_alloc(op, &mut stack),
+                ConstOp::ExternConvertAny => {
+                    let r = stack.pop().map(|v| v.get_ptr()).unwrap_or(0);
+                    ValRaw::ptr(self.externalize(r))
+                }
+                ConstOp::AnyConvertExtern => {
+                    let e = stack.pop().map(|v| v.get_ptr()).unwrap_or(0);
+                    ValRaw::ptr(self.internalize(e))
+                }
                 ref leaf => self.eval_const_op(leaf),
             };
             stack.push(v);
@@ -528,6 +536,7 @@ impl Instance {
             }
             ConstOp::I32Add | ConstOp::I32Sub | ConstOp::I32Mul => ValRaw::i32(0),
             ConstOp::RefI31 => ValRaw::ptr(kiln_environ::gc_ref::i31_ref(0) as usize),
+            ConstOp::AnyConvertExtern | ConstOp::ExternConvertAny => ValRaw::ptr(0),
             ConstOp::StructNew(_)
             | ConstOp::StructNewDefault(_)
             | ConstOp::ArrayNew(_)
@@ -804,6 +813,39 @@ impl Instance {
         // initialized or runs a builtin (the only callers); the borrow is
         // used only within such a call.
         unsafe { (*VMContext::store_context(self.vmctx)).gc_heap.as_mut() }
+    }
+
+    /// `extern.convert_any` of GC reference `r` in a constant expression.
+    fn externalize(&mut self, r: usize) -> usize {
+        if r == 0 {
+            return 0;
+        }
+        if let Some(word) = self.gc_heap().and_then(|h| h.box_word(r as u64)) {
+            return word;
+        }
+        kiln_environ::gc_ref::externalize(r as u64) as usize
+    }
+
+    /// `any.convert_extern` of externref word `e` in a constant expression
+    /// (null if the store has no GC heap or it is full).
+    fn internalize(&mut self, e: usize) -> usize {
+        if e == 0 {
+            return 0;
+        }
+        if kiln_environ::gc_ref::is_externalized(e as u64) {
+            return kiln_environ::gc_ref::internalize(e as u64) as usize;
+        }
+        let ptr = e as *const super::externref::ExternData;
+        // SAFETY: a non-null, untagged externref word that a constant
+        // expression reads (from a global) is the address of a live host
+        // value of this store (`externref_to_raw`), which the store keeps
+        // alive while a global holds it; taking one more strong count of
+        // it and owning that count is sound.
+        let data = unsafe {
+            std::sync::Arc::increment_strong_count(ptr);
+            std::sync::Arc::from_raw(ptr)
+        };
+        self.gc_heap().and_then(|h| h.box_extern(e, data)).map_or(0, |r| r as usize)
     }
 
     /// The element storage and size of array type `t` of this module.

@@ -206,6 +206,10 @@ mod body {
         cx.vm_store().gc_alloc_array(type_id, elem_size, len).map(u64::from).ok_or(trap(TrapCode::AllocationFailed))
     }
 
+    pub fn gc_box_extern(cx: &mut BuiltinCx, word: usize) -> R<u64> {
+        cx.vm_store().gc_box_extern(word).map(u64::from).ok_or(trap(TrapCode::AllocationFailed))
+    }
+
     pub fn array_new_data(cx: &mut BuiltinCx, type_index: u32, data: u32, offset: u32, len: u32) -> R<u64> {
         cx.instance().array_new_data(type_index, data, offset, len).map(u64::from).map_err(trap)
     }

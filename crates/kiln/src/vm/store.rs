@@ -28,7 +28,7 @@ use super::table::Table;
 use super::traphandlers::{EntryTrampoline, TrapReason, TrapRecord, enter_wasm, enter_wasm_regs};
 use super::vmcontext::{VMContext, VMFuncRef, VMOpaqueContext, VMStoreContext, VMTagDefinition, ValRaw};
 use crate::fast_hash::FastHashMap;
-use kiln_environ::gc_layout::{KIND_ARRAY, KIND_MASK, KIND_STRUCT};
+use kiln_environ::gc_layout::{KIND_ARRAY, KIND_EXTERN_BOX, KIND_MASK, KIND_STRUCT};
 use kiln_environ::{
     FuncIndex, FuncType, GlobalIndex, GlobalType, MemoryIndex, TableIndex, TableType, TagIndex, WasmHeapType,
     WasmValType,
@@ -159,8 +159,8 @@ pub struct VmStore {
     host_funcs: Vec<Box<dyn Any + Send + Sync>>,
     externrefs: ExternRefRoots,
     exns: ExnHeap,
-    /// The GC heap, created when the first module with struct or array
-    /// types is instantiated (before any of its code runs).
+    /// The GC heap, created when the first module compiled with GC is
+    /// instantiated (before any of its code runs).
     gc_heap: Option<Box<super::gc_heap::GcHeap>>,
     /// The engine's type registry.
     pub(crate) types: Arc<crate::engine::TypeRegistry>,
@@ -336,7 +336,10 @@ impl VmStore {
         imports: &[Import],
     ) -> Result<InstanceId, InstantiationError> {
         let info = module.module();
-        if self.gc_heap.is_none() && info.types.iter().any(|t| t.as_func().is_none()) {
+        // Every module compiled with GC gets the heap before its code runs
+        // (compiled code reads the base as a constant, so it must never
+        // appear later; stores of engines without GC never reserve one).
+        if self.gc_heap.is_none() && wasmparser::WasmFeatures::from_bits_truncate(module.tunables.features).gc() {
             let mut heap = Box::new(super::gc_heap::GcHeap::new(u64::MAX).map_err(InstantiationError::Allocator)?);
             self.ctx.gc_heap_base = heap.base();
             self.ctx.gc_heap = &mut *heap;
@@ -887,6 +890,20 @@ impl VmStore {
         self.gc_heap.as_mut()?.alloc(type_id, kind, size)
     }
 
+    /// `any.convert_extern` of host externref word `word` (one of this
+    /// store's): a new extern box; `None` when the heap is full, or the
+    /// word is not a live externref of this store.
+    pub fn gc_box_extern(&mut self, word: usize) -> Option<u32> {
+        let data = self.externref_from_raw(word)?;
+        self.gc_heap.as_mut()?.box_extern(word, data)
+    }
+
+    /// The externref word extern box `raw` holds, if `raw` is one of this
+    /// store's extern boxes.
+    pub fn gc_box_word(&self, raw: u64) -> Option<usize> {
+        self.gc_heap.as_ref()?.box_word(raw)
+    }
+
     /// Allocates an array of engine type `type_id` with `len` zeroed
     /// elements of `elem_size` bytes; `None` when it does not fit.
     pub fn gc_alloc_array(&mut self, type_id: u32, elem_size: u32, len: u32) -> Option<u32> {
@@ -922,11 +939,14 @@ impl VmStore {
             return r.nullable;
         }
         match r.heap {
-            WasmHeapType::Extern => self.externrefs.live.contains_key(&raw),
+            WasmHeapType::Extern => self.holds_externref(raw),
             WasmHeapType::Exn => self.exns.contains(raw),
             // Unboxed i31 values, and this store's objects.
-            WasmHeapType::Any | WasmHeapType::Eq => {
-                kiln_environ::gc_ref::is_i31(raw as u64) || self.gc_header(raw as u64).is_some()
+            WasmHeapType::Any => kiln_environ::gc_ref::is_i31(raw as u64) || self.gc_header(raw as u64).is_some(),
+            // Extern boxes are not `eq`.
+            WasmHeapType::Eq => {
+                kiln_environ::gc_ref::is_i31(raw as u64)
+                    || self.gc_header(raw as u64).is_some_and(|(_, w)| w & KIND_MASK != KIND_EXTERN_BOX)
             }
             WasmHeapType::I31 => kiln_environ::gc_ref::is_i31(raw as u64),
             WasmHeapType::Struct | WasmHeapType::Array => {
@@ -1039,7 +1059,17 @@ impl VmStore {
     /// table or a global of this store); `None` for null or for anything
     /// this store does not hold.
     pub fn externref_from_raw(&self, raw: usize) -> Option<Arc<ExternData>> {
-        self.externrefs.live.get(&raw).cloned()
+        self.externrefs.live.get(&raw).cloned().or_else(|| self.gc_heap.as_ref()?.boxed_extern(raw))
+    }
+
+    /// Whether externref word `raw` is a host value this store holds, or an
+    /// externalized GC reference to an i31 or one of its objects.
+    fn holds_externref(&self, raw: usize) -> bool {
+        if kiln_environ::gc_ref::is_externalized(raw as u64) {
+            let r = kiln_environ::gc_ref::internalize(raw as u64);
+            return kiln_environ::gc_ref::is_i31(r) || self.gc_header(r).is_some();
+        }
+        self.externref_from_raw(raw).is_some()
     }
 
     /// Collects externrefs if wasm is idle and the root set doubled.

@@ -133,3 +133,42 @@ fn an_exhausted_heap_traps_allocation_failed() -> kiln::Result<()> {
     let _ = AnyRef::from_i31(kiln::I31::wrapping_u32(1));
     Ok(())
 }
+
+#[test]
+fn host_values_and_gc_references_convert_both_ways() -> kiln::Result<()> {
+    use kiln::ExternRef;
+    let engine = engine();
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (type $s (struct (field i32)))
+             (func (export "internalize") (param externref) (result anyref) (any.convert_extern (local.get 0)))
+             (func (export "externalize") (param anyref) (result externref) (extern.convert_any (local.get 0)))
+             (func (export "make") (result anyref) (struct.new $s (i32.const 9)))
+             (func (export "is_eq") (param anyref) (result i32) (ref.test eqref (local.get 0))))"#,
+    )?;
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[])?;
+    // A host value goes in as an extern box and comes back out as itself.
+    let host = ExternRef::new(42u32);
+    let boxed = call(&i, &mut store, "internalize", &[Val::ExternRef(Some(host.clone()))])?;
+    let Val::AnyRef(Some(b)) = &boxed else { panic!("a box: {boxed:?}") };
+    assert!(b.is_extern_box() && !b.is_struct());
+    assert_eq!(call(&i, &mut store, "is_eq", std::slice::from_ref(&boxed))?.i32(), Some(0), "boxes are not eq");
+    let back = call(&i, &mut store, "externalize", std::slice::from_ref(&boxed))?;
+    let Val::ExternRef(Some(back)) = back else { panic!("the host value") };
+    assert!(ExternRef::ptr_eq(&back, &host));
+    // A struct goes out as an externref and comes back in as the same struct.
+    let s = call(&i, &mut store, "make", &[])?;
+    let out = call(&i, &mut store, "externalize", std::slice::from_ref(&s))?;
+    let Val::ExternRef(Some(e)) = &out else { panic!("an externref: {out:?}") };
+    let again = call(&i, &mut store, "internalize", std::slice::from_ref(&out))?;
+    let (Val::AnyRef(Some(a)), Val::AnyRef(Some(b))) = (&s, &again) else { panic!("structs") };
+    assert_eq!(a, b);
+    // The host API does the same conversions.
+    assert_eq!(AnyRef::convert_extern(&mut store, e)?, *a);
+    let boxed = AnyRef::convert_extern(&mut store, &host)?;
+    let e2 = ExternRef::convert_any(&store, boxed)?;
+    assert!(ExternRef::ptr_eq(&e2, &host));
+    Ok(())
+}
