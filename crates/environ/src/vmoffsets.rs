@@ -74,8 +74,15 @@ pub mod store_context {
     /// any code of a module with struct or array types runs, then never
     /// changed, so compiled code loads it as read-only.
     pub const GC_HEAP_BASE: u32 = 56;
+    /// `u64`: offset in the GC heap of the next object compiled code may
+    /// bump-allocate (the allocation window's start).
+    pub const GC_ALLOC_NEXT: u32 = 64;
+    /// `u64`: end of the allocation window: compiled code allocates inline
+    /// while an object fits below it, else calls the runtime, which moves
+    /// the window (or traps `allocation failed`).
+    pub const GC_ALLOC_LIMIT: u32 = 72;
     /// Size of the structure.
-    pub const SIZE: u32 = 64;
+    pub const SIZE: u32 = 80;
 }
 
 /// Fixed layout of `VMFuncRef`, the target of every function reference.

@@ -28,7 +28,7 @@ use cranelift_codegen::ir::MemFlagsData;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Value, types};
 use kiln_environ::gc_layout::{
-    ARRAY_LENGTH, EXTERN_BOX_WORD, KIND_ARRAY, KIND_EXTERN_BOX, KIND_MASK, KIND_STRUCT, StructLayout,
+    ARRAY_LENGTH, EXTERN_BOX_WORD, KIND_ARRAY, KIND_EXTERN_BOX, KIND_MASK, KIND_STRUCT, OBJECT_ALIGN, StructLayout,
     array_elems_offset, field_size, header,
 };
 use kiln_environ::vmoffsets::{func_ref, store_context, vmctx_header};
@@ -338,14 +338,80 @@ impl FuncTranslator<'_, '_> {
         } else {
             self.popn(fields.len())
         };
-        let ti = self.i32c(type_index);
-        let size = self.i32c(layout.size);
-        let r = self.call_builtin(BuiltinFunctionIndex::gc_alloc, &[ti, size]).expect("returns");
+        let size = self.builder.ins().iconst(types::I64, i64::from(layout.size));
+        let r = self.alloc_object(type_index, KIND_STRUCT, size, |s| {
+            let ti = s.i32c(type_index);
+            let size = s.i32c(layout.size);
+            s.call_builtin(BuiltinFunctionIndex::gc_alloc, &[ti, size]).expect("returns")
+        });
         let obj = self.object_address(r);
         for ((f, off), v) in fields.iter().zip(&layout.offsets).zip(values) {
             self.store_field(*f, obj, *off, v);
         }
         self.push(r);
+    }
+
+    /// Allocates an object of module type `type_index` and header kind
+    /// `kind`, `size` bytes (an `I64`, a multiple of 8 with the header):
+    /// inline from the store's allocation window when it fits (bump the
+    /// window's start, write the header; the memory is already zero), else
+    /// by `slow`, a builtin call in a cold block that moves the window or
+    /// traps. Returns the reference.
+    fn alloc_object(
+        &mut self,
+        type_index: u32,
+        kind: u32,
+        size: Value,
+        slow: impl FnOnce(&mut Self) -> Value,
+    ) -> Value {
+        let ctx = self.builder.ins().load(types::I64, readonly(), self.vmctx, vmctx_header::STORE_CONTEXT as i32);
+        let next =
+            self.builder.ins().load(types::I64, MemFlagsData::trusted(), ctx, store_context::GC_ALLOC_NEXT as i32);
+        let limit =
+            self.builder.ins().load(types::I64, MemFlagsData::trusted(), ctx, store_context::GC_ALLOC_LIMIT as i32);
+        let end = self.builder.ins().iadd(next, size);
+        let fits = self.builder.ins().icmp(IntCC::UnsignedLessThanOrEqual, end, limit);
+        let done = self.builder.create_block();
+        let result = self.builder.append_block_param(done, types::I64);
+        let fast = self.builder.create_block();
+        let call = self.builder.create_block();
+        self.builder.set_cold_block(call);
+        self.builder.ins().brif(fits, fast, &[], call, &[]);
+        self.builder.switch_to_block(fast);
+        self.builder.seal_block(fast);
+        self.builder.ins().store(MemFlagsData::trusted(), end, ctx, store_context::GC_ALLOC_NEXT as i32);
+        let obj = self.object_address(next);
+        let type_id = self.engine_type_id(type_index);
+        self.builder.ins().store(MemFlagsData::trusted(), type_id, obj, header::TYPE_ID as i32);
+        let kind = self.builder.ins().iconst(types::I32, i64::from(kind));
+        self.builder.ins().store(MemFlagsData::trusted(), kind, obj, header::GC_WORD as i32);
+        self.builder.ins().jump(done, &block_args(&[next]));
+        self.builder.switch_to_block(call);
+        self.builder.seal_block(call);
+        let r = slow(self);
+        self.builder.ins().jump(done, &block_args(&[r]));
+        self.builder.switch_to_block(done);
+        self.builder.seal_block(done);
+        result
+    }
+
+    /// Allocates an array of module type `type_index` with `len` (an
+    /// `I32`) zeroed elements of `elem_size` bytes starting at
+    /// `elems_offset`, and writes its length; returns the reference. A
+    /// length too large for the window always takes the runtime's path,
+    /// which traps `allocation failed` if it cannot fit at all.
+    fn alloc_array(&mut self, type_index: u32, elem_size: u32, elems_offset: u32, len: Value) -> Value {
+        let n = self.builder.ins().uextend(types::I64, len);
+        let bytes = self.builder.ins().imul_imm_u(n, i64::from(elem_size));
+        let unrounded = self.builder.ins().iadd_imm_u(bytes, i64::from(elems_offset + OBJECT_ALIGN - 1));
+        let size = self.builder.ins().band_imm_s(unrounded, -i64::from(OBJECT_ALIGN));
+        let r = self.alloc_object(type_index, KIND_ARRAY, size, |s| {
+            let ti = s.i32c(type_index);
+            s.call_builtin(BuiltinFunctionIndex::gc_alloc_array, &[ti, len]).expect("returns")
+        });
+        let obj = self.object_address(r);
+        self.builder.ins().store(MemFlagsData::trusted(), len, obj, ARRAY_LENGTH as i32);
+        r
     }
 
     /// `struct.get $t $f` and its packed forms (`signed` for `get_s`).
@@ -440,8 +506,7 @@ impl FuncTranslator<'_, '_> {
             let (v, len) = self.pop2();
             (Some(v), len)
         };
-        let ti = self.i32c(type_index);
-        let r = self.call_builtin(BuiltinFunctionIndex::gc_alloc_array, &[ti, len]).expect("returns");
+        let r = self.alloc_array(type_index, size, offset, len);
         // Fresh elements are zero, which is the default value.
         if let Some(v) = value {
             let obj = self.object_address(r);
@@ -454,9 +519,8 @@ impl FuncTranslator<'_, '_> {
     pub(crate) fn translate_array_new_fixed(&mut self, type_index: u32, n: u32) {
         let (s, size, offset) = self.array_layout(type_index);
         let values = self.popn(n as usize);
-        let ti = self.i32c(type_index);
         let len = self.i32c(n);
-        let r = self.call_builtin(BuiltinFunctionIndex::gc_alloc_array, &[ti, len]).expect("returns");
+        let r = self.alloc_array(type_index, size, offset, len);
         let obj = self.object_address(r);
         for (k, v) in values.into_iter().enumerate() {
             self.store_field(s, obj, offset + k as u32 * size, v);

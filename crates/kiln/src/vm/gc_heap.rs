@@ -6,14 +6,19 @@
 //!
 //! So far the heap only grows: objects are bump-allocated and never freed
 //! (there is no collector yet), up to the limit, after which allocation
-//! fails and wasm traps `allocation failed`. Memory is made accessible in
-//! [`COMMIT_CHUNK`] steps as the bump pointer passes, and fresh memory
-//! reads as zero. Dropping the heap (with its store) unmaps everything.
+//! fails and wasm traps `allocation failed`. The bump pointer and the end
+//! of the accessible memory are the store context's allocation window
+//! ([`GcAllocWindow`]), which compiled code allocates from inline; when an
+//! object does not fit, the runtime makes [`COMMIT_CHUNK`] more bytes
+//! accessible and moves the window's end. Fresh memory reads as zero, so
+//! objects start zeroed. Dropping the heap (with its store) unmaps
+//! everything.
 
 use super::mmap::Mmap;
-use super::vmcontext::ValRaw;
+use super::vmcontext::{GcAllocWindow, ValRaw};
 use kiln_environ::WasmStorageType;
 use kiln_environ::gc_layout::{OBJECT_ALIGN, header};
+use std::ptr::NonNull;
 
 /// Bytes at the start of the cage that are never allocated.
 pub const NULL_GUARD: u32 = 1 << 20;
@@ -27,10 +32,10 @@ const COMMIT_CHUNK: usize = 1 << 20;
 /// One store's GC heap.
 pub struct GcHeap {
     mmap: Mmap,
-    /// Offset of the next object.
-    next: u32,
-    /// Bytes from the base that are accessible.
-    committed: usize,
+    /// The bump pointer (`next`) and the end of the accessible memory
+    /// (`limit`), in the store context where compiled code reads and
+    /// advances them.
+    window: NonNull<GcAllocWindow>,
     /// Offsets at or above this are never allocated.
     limit: u32,
     /// The host values that extern boxes hold, by externref word: kept
@@ -40,15 +45,47 @@ pub struct GcHeap {
 
 impl GcHeap {
     /// Reserves a heap whose objects end below `limit` bytes from its base
-    /// (capped at 4 GiB).
+    /// (capped at 4 GiB), allocating through `window` (which it resets).
     ///
     /// # Errors
     ///
     /// The OS refuses the reservation (address space exhausted).
-    pub fn new(limit: u64) -> std::io::Result<GcHeap> {
+    ///
+    /// # Safety
+    ///
+    /// `window` is valid for reads and writes for as long as the heap is
+    /// used, and nothing but the heap and the code of the heap's store
+    /// writes it.
+    pub unsafe fn new(limit: u64, window: NonNull<GcAllocWindow>) -> std::io::Result<GcHeap> {
         let mmap = Mmap::reserve(RESERVATION)?;
         let limit = u32::try_from(limit).unwrap_or(!(OBJECT_ALIGN - 1));
-        Ok(GcHeap { mmap, next: NULL_GUARD, committed: NULL_GUARD as usize, limit, externs: Default::default() })
+        let mut heap = GcHeap { mmap, window, limit, externs: Default::default() };
+        heap.set_next(NULL_GUARD);
+        heap.set_committed(NULL_GUARD as usize);
+        Ok(heap)
+    }
+
+    /// Offset of the next object (compiled code may have moved it).
+    fn next(&self) -> u32 {
+        // SAFETY: `window` is valid for as long as the heap (`new`'s
+        // contract); nothing else writes it while this runs.
+        unsafe { self.window.as_ref().next as u32 }
+    }
+
+    fn set_next(&mut self, next: u32) {
+        // SAFETY: as in `next`.
+        unsafe { self.window.as_mut().next = u64::from(next) };
+    }
+
+    /// Bytes from the base that are accessible.
+    fn committed(&self) -> usize {
+        // SAFETY: as in `next`.
+        unsafe { self.window.as_ref().limit as usize }
+    }
+
+    fn set_committed(&mut self, committed: usize) {
+        // SAFETY: as in `next`.
+        unsafe { self.window.as_mut().limit = committed as u64 };
     }
 
     /// The base address: an object's reference is its offset from here.
@@ -61,14 +98,15 @@ impl GcHeap {
     /// or `None` when the heap is full.
     pub fn alloc(&mut self, type_id: u32, kind: u32, size: u32) -> Option<u32> {
         let size = size.max(header::SIZE).checked_next_multiple_of(OBJECT_ALIGN)?;
-        let at = self.next;
+        let at = self.next();
         let end = at.checked_add(size).filter(|e| *e <= self.limit)?;
-        if end as usize > self.committed {
-            let want = (end as usize).next_multiple_of(COMMIT_CHUNK).min(RESERVATION);
-            self.mmap.make_accessible(self.committed, want - self.committed).ok()?;
-            self.committed = want;
+        let committed = self.committed();
+        if end as usize > committed {
+            let want = (end as usize).next_multiple_of(COMMIT_CHUNK).min(self.limit as usize);
+            self.mmap.make_accessible(committed, want - committed).ok()?;
+            self.set_committed(want);
         }
-        self.next = end;
+        self.set_next(end);
         // SAFETY: `[at, end)` is inside the accessible part of this
         // mapping (just checked, and committed above) and belongs to no
         // other object (the bump pointer only moves up); the header fields
@@ -104,7 +142,7 @@ impl GcHeap {
     pub fn write_field(&mut self, obj: u32, offset: u32, s: WasmStorageType, v: ValRaw) {
         let size = kiln_environ::gc_layout::field_size(s);
         let at = obj as usize + offset as usize;
-        assert!(at + size as usize <= self.next as usize, "a field inside an allocated object");
+        assert!(at + size as usize <= self.next() as usize, "a field inside an allocated object");
         let bytes = v.get_u128().to_le_bytes();
         // SAFETY: `[at, at + size)` is inside the allocated, accessible
         // part of the heap (asserted); the write is unaligned-safe.
@@ -130,7 +168,7 @@ impl GcHeap {
     /// The range is past the allocated part of the heap.
     pub fn write_bytes(&mut self, obj: u32, offset: u32, bytes: &[u8]) {
         let at = obj as usize + offset as usize;
-        assert!(at + bytes.len() <= self.next as usize, "bytes inside an allocated object");
+        assert!(at + bytes.len() <= self.next() as usize, "bytes inside an allocated object");
         // SAFETY: `[at, at + len)` is inside the allocated, accessible part
         // of the heap (asserted).
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base().add(at), bytes.len()) };
@@ -169,7 +207,7 @@ impl GcHeap {
     /// be the offset of a field inside an object; references that reach
     /// the host come from wasm and are object starts.
     pub fn contains(&self, r: u64) -> bool {
-        r >= u64::from(NULL_GUARD) && r < u64::from(self.next) && r.is_multiple_of(u64::from(OBJECT_ALIGN))
+        r >= u64::from(NULL_GUARD) && r < u64::from(self.next()) && r.is_multiple_of(u64::from(OBJECT_ALIGN))
     }
 
     /// The header (type id, GC word) of object `r`, if `r` is one.
@@ -195,7 +233,10 @@ mod tests {
 
     #[test]
     fn allocation_bumps_zeroed_objects_and_stops_at_the_limit() {
-        let mut heap = GcHeap::new(u64::from(NULL_GUARD) + 64).expect("reserve");
+        let mut window = Box::new(GcAllocWindow::default());
+        // SAFETY: the window outlives the heap (dropped after it).
+        let mut heap =
+            unsafe { GcHeap::new(u64::from(NULL_GUARD) + 64, NonNull::from(&mut *window)) }.expect("reserve");
         let a = heap.alloc(7, 0, 12).expect("fits");
         assert_eq!(a, NULL_GUARD);
         assert_eq!(heap.header(u64::from(a)), Some((7, 0)));

@@ -340,7 +340,12 @@ impl VmStore {
         // (compiled code reads the base as a constant, so it must never
         // appear later; stores of engines without GC never reserve one).
         if self.gc_heap.is_none() && wasmparser::WasmFeatures::from_bits_truncate(module.tunables.features).gc() {
-            let mut heap = Box::new(super::gc_heap::GcHeap::new(u64::MAX).map_err(InstantiationError::Allocator)?);
+            let window = NonNull::from(&mut self.ctx.gc_alloc);
+            // SAFETY: the window is in the boxed store context, which this
+            // store owns for as long as the heap (both are freed with the
+            // store) and which only the heap and this store's wasm write.
+            let heap = unsafe { super::gc_heap::GcHeap::new(u64::MAX, window) };
+            let mut heap = Box::new(heap.map_err(InstantiationError::Allocator)?);
             self.ctx.gc_heap_base = heap.base();
             self.ctx.gc_heap = &mut *heap;
             self.gc_heap = Some(heap);

@@ -187,6 +187,10 @@ pub struct VMStoreContext {
     /// (`store_context::GC_HEAP_BASE`; written once, before code that
     /// reads it runs).
     pub gc_heap_base: *mut u8,
+    /// Where compiled code bump-allocates GC objects
+    /// (`store_context::GC_ALLOC_NEXT`, `GC_ALLOC_LIMIT`); owned by the
+    /// store's GC heap.
+    pub gc_alloc: GcAllocWindow,
     /// The engine's epoch counter (runtime-only).
     pub epoch_counter: *const AtomicU64,
     /// Whether running wasm keeps `fuel_consumed` in the pinned register
@@ -225,6 +229,18 @@ unsafe impl Send for VMStoreContext {}
 // thread); everything else is used by the one thread holding the store.
 unsafe impl Sync for VMStoreContext {}
 
+/// The part of the GC heap compiled code allocates from: objects go at
+/// `next` while they end at or below `limit` (offsets from the heap's
+/// base; the memory in between is accessible and zero).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct GcAllocWindow {
+    /// Offset of the next object.
+    pub next: u64,
+    /// End of the window.
+    pub limit: u64,
+}
+
 impl Default for VMStoreContext {
     fn default() -> Self {
         VMStoreContext {
@@ -236,6 +252,7 @@ impl Default for VMStoreContext {
             last_wasm_entry_fp: 0,
             epoch_interrupt: AtomicU64::new(0),
             gc_heap_base: ptr::null_mut(),
+            gc_alloc: GcAllocWindow::default(),
             epoch_counter: ptr::null(),
             fuel_in_pinned_reg: false,
             epoch_signals: false,
@@ -346,4 +363,12 @@ const _: () = {
     assert!(std::mem::offset_of!(VMStoreContext, last_wasm_entry_fp) == store_context::LAST_WASM_ENTRY_FP as usize);
     assert!(std::mem::offset_of!(VMStoreContext, epoch_interrupt) == store_context::EPOCH_INTERRUPT as usize);
     assert!(std::mem::offset_of!(VMStoreContext, gc_heap_base) == store_context::GC_HEAP_BASE as usize);
+    assert!(
+        std::mem::offset_of!(VMStoreContext, gc_alloc) + std::mem::offset_of!(GcAllocWindow, next)
+            == store_context::GC_ALLOC_NEXT as usize
+    );
+    assert!(
+        std::mem::offset_of!(VMStoreContext, gc_alloc) + std::mem::offset_of!(GcAllocWindow, limit)
+            == store_context::GC_ALLOC_LIMIT as usize
+    );
 };
