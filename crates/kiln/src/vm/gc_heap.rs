@@ -23,8 +23,10 @@ use std::ptr::NonNull;
 /// Bytes at the start of the cage that are never allocated.
 pub const NULL_GUARD: u32 = 1 << 20;
 
-/// Address space reserved per heap: every 32-bit offset.
-const RESERVATION: usize = 1 << 32;
+/// Address space reserved per heap: every 32-bit offset, plus a guard
+/// that is never accessible, so that an access at any reference plus any
+/// field offset (below 2 MiB) stays inside the reservation.
+const RESERVATION: usize = (1 << 32) + (2 << 20);
 
 /// How much more memory is made accessible at a time.
 const COMMIT_CHUNK: usize = 1 << 20;
