@@ -52,6 +52,12 @@ pub struct LimitFlags {
     /// 512KiB). Also `-W max-wasm-stack=N`.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = HEADING)]
     max_wasm_stack: Option<usize>,
+
+    /// Most bytes of GC objects (structs and arrays, `-W gc`) the program
+    /// may allocate, e.g. `256MiB` (default: the heap's 4 GiB); beyond it
+    /// allocation traps. Also `-W max-gc-heap-size=N`.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = HEADING)]
+    max_gc_heap: Option<usize>,
 }
 
 /// Takes Wasmtime's spelling of a limit into Kiln's: either may be given,
@@ -67,7 +73,8 @@ fn merge<T: PartialEq + Copy>(kiln: &mut Option<T>, wasmtime: Option<T>, (ours, 
 
 impl LimitFlags {
     /// Adds the limits given with `-W` (`fuel=`, `timeout=`,
-    /// `max-memory-size=`, `max-table-elements=`, `max-wasm-stack=`).
+    /// `max-memory-size=`, `max-table-elements=`, `max-wasm-stack=`,
+    /// `max-gc-heap-size=`).
     ///
     /// # Errors
     ///
@@ -77,7 +84,8 @@ impl LimitFlags {
         merge(&mut self.timeout, w.timeout, ("--timeout", "timeout"))?;
         merge(&mut self.max_memory, w.max_memory_size, ("--max-memory", "max-memory-size"))?;
         merge(&mut self.max_table_elements, w.max_table_elements, ("--max-table-elements", "max-table-elements"))?;
-        merge(&mut self.max_wasm_stack, w.max_wasm_stack, ("--max-wasm-stack", "max-wasm-stack"))
+        merge(&mut self.max_wasm_stack, w.max_wasm_stack, ("--max-wasm-stack", "max-wasm-stack"))?;
+        merge(&mut self.max_gc_heap, w.max_gc_heap_size, ("--max-gc-heap", "max-gc-heap-size"))
     }
 
     /// Adds the code-generation side of the limits to `config`.
@@ -90,6 +98,9 @@ impl LimitFlags {
         }
         if let Some(s) = self.max_wasm_stack {
             config.max_wasm_stack(s);
+        }
+        if let Some(s) = self.max_gc_heap {
+            config.max_gc_heap_size(s as u64);
         }
     }
 

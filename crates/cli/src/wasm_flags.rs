@@ -44,6 +44,8 @@ pub struct WasmSettings {
     pub max_memory_size: Option<usize>,
     /// `-W max-wasm-stack=N`.
     pub max_wasm_stack: Option<usize>,
+    /// `-W max-gc-heap-size=N`.
+    pub max_gc_heap_size: Option<usize>,
     /// `-W max-table-elements=N`.
     pub max_table_elements: Option<usize>,
     /// `-W unknown-imports-trap`.
@@ -77,6 +79,7 @@ const EXECUTION: &[OptionHelp] = &[
         help: "elements each table may have; same as --max-table-elements",
     },
     OptionHelp { key: "max-wasm-stack", value: "=N", help: "bytes of stack wasm may use; same as --max-wasm-stack" },
+    OptionHelp { key: "max-gc-heap-size", value: "=N", help: "bytes of GC objects allowed; same as --max-gc-heap" },
     OptionHelp {
         key: "epoch-interruption",
         value: "[=y|n]",
@@ -129,6 +132,7 @@ impl WasmSettings {
             "timeout" => self.timeout = Some(item.parsed(parse_duration)?),
             "max-memory-size" => self.max_memory_size = Some(item.parsed(parse_size)?),
             "max-wasm-stack" => self.max_wasm_stack = Some(item.parsed(parse_size)?),
+            "max-gc-heap-size" => self.max_gc_heap_size = Some(item.parsed(parse_size)?),
             "max-table-elements" => {
                 self.max_table_elements = Some(item.parsed(|v| Ok(usize::try_from(parse_count(v)?)?))?)
             }
@@ -198,6 +202,7 @@ impl WasmSettings {
             (self.timeout.is_some(), "timeout"),
             (self.max_memory_size.is_some(), "max-memory-size"),
             (self.max_table_elements.is_some(), "max-table-elements"),
+            (self.max_gc_heap_size.is_some(), "max-gc-heap-size"),
             (self.unknown_imports_trap, "unknown-imports-trap"),
             (self.unknown_imports_default, "unknown-imports-default"),
         ]

@@ -351,3 +351,28 @@ fn run_help_groups_its_options() {
         assert!(at(heading) < at(option), "{option} under {heading}:\n{out}");
     }
 }
+
+#[test]
+fn the_gc_heap_limit_both_ways() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 2,000 arrays of 1 KiB each: 2,000,000 bytes of GC objects, never freed.
+    let grow = write(
+        dir.path(),
+        "gc.wat",
+        r#"(module (type $a (array (mut i8)))
+             (func (export "grow") (result i32) (local $n i32)
+               (loop $more
+                 (drop (array.new_default $a (i32.const 1008)))
+                 (local.set $n (i32.add (local.get $n) (i32.const 1)))
+                 (br_if $more (i32.lt_u (local.get $n) (i32.const 2000))))
+               (local.get $n)))"#,
+    );
+    for limit in [&["-W", "gc,max-gc-heap-size=1MiB"][..], &["-W", "gc", "--max-gc-heap", "1MiB"]] {
+        let (code, _, err) = run(kiln(dir.path()).arg("run").args(limit).arg(&grow).args(["--invoke", "grow"]));
+        assert_eq!(code, 134, "{limit:?}: {err}");
+        assert!(err.contains("allocation failed"), "{err}");
+    }
+    let (code, out, err) =
+        run(kiln(dir.path()).args(["run", "-W", "gc,max-gc-heap-size=4MiB"]).arg(&grow).args(["--invoke", "grow"]));
+    assert_eq!((code, out.as_str()), (0, "2000\n"), "{err}");
+}

@@ -32,6 +32,7 @@ pub struct Config {
     pub(crate) features: WasmFeatures,
     pub(crate) tunables: Tunables,
     pub(crate) max_wasm_stack: usize,
+    pub(crate) max_gc_heap: u64,
     pub(crate) opt_level: OptLevel,
     pub(crate) verifier: bool,
     pub(crate) parallel_compilation: bool,
@@ -131,6 +132,7 @@ impl Config {
             features,
             tunables: Tunables::default(),
             max_wasm_stack: 512 * 1024,
+            max_gc_heap: u64::MAX,
             opt_level: OptLevel::Speed,
             verifier: cfg!(debug_assertions),
             parallel_compilation: true,
@@ -259,6 +261,16 @@ impl Config {
     /// stack-overflow trap (default 512 KiB).
     pub fn max_wasm_stack(&mut self, bytes: usize) -> &mut Self {
         self.max_wasm_stack = bytes;
+        self
+    }
+
+    /// Most bytes of GC objects (structs, arrays; the GC proposal) a store
+    /// may hold (default: no limit below the heap's 4 GiB of offsets).
+    /// There is no collector yet, so every object ever allocated counts;
+    /// an allocation past the limit traps `allocation failed`. Memory is
+    /// taken from the OS a megabyte at a time as objects need it.
+    pub fn max_gc_heap_size(&mut self, bytes: u64) -> &mut Self {
+        self.max_gc_heap = bytes;
         self
     }
 

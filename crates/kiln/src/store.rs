@@ -109,6 +109,7 @@ impl<T: 'static> Store<T> {
             epoch_signals: tunables.epoch_signals,
             max_wasm_stack: engine.config().max_wasm_stack,
             types: engine.inner.types.clone(),
+            max_gc_heap: engine.config().max_gc_heap,
         });
         let inner = Box::new(StoreInner {
             opaque: StoreOpaque {

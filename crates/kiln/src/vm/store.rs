@@ -164,6 +164,8 @@ pub struct VmStore {
     gc_heap: Option<Box<super::gc_heap::GcHeap>>,
     /// The engine's type registry.
     pub(crate) types: Arc<crate::engine::TypeRegistry>,
+    /// Most bytes of GC objects the store may hold.
+    max_gc_heap: u64,
 }
 
 // SAFETY: the raw pointers (function records, the context's epoch counter)
@@ -190,6 +192,8 @@ pub struct VmStoreConfig {
     pub max_wasm_stack: usize,
     /// The engine's type registry (subtyping between engine type ids).
     pub types: Arc<crate::engine::TypeRegistry>,
+    /// Most bytes of GC objects the store may hold.
+    pub max_gc_heap: u64,
 }
 
 impl Drop for VmStore {
@@ -218,6 +222,7 @@ impl VmStore {
             id: next_store_id(),
             max_wasm_stack: config.max_wasm_stack,
             types: config.types,
+            max_gc_heap: config.max_gc_heap,
             ctx,
             epoch: config.epoch,
             registered: config.epoch_interruption,
@@ -341,10 +346,11 @@ impl VmStore {
         // appear later; stores of engines without GC never reserve one).
         if self.gc_heap.is_none() && wasmparser::WasmFeatures::from_bits_truncate(module.tunables.features).gc() {
             let window = NonNull::from(&mut self.ctx.gc_alloc);
+            let limit = u64::from(super::gc_heap::NULL_GUARD).saturating_add(self.max_gc_heap);
             // SAFETY: the window is in the boxed store context, which this
             // store owns for as long as the heap (both are freed with the
             // store) and which only the heap and this store's wasm write.
-            let heap = unsafe { super::gc_heap::GcHeap::new(u64::MAX, window) };
+            let heap = unsafe { super::gc_heap::GcHeap::new(limit, window) };
             let mut heap = Box::new(heap.map_err(InstantiationError::Allocator)?);
             self.ctx.gc_heap_base = heap.base();
             self.ctx.gc_heap = &mut *heap;

@@ -172,3 +172,30 @@ fn host_values_and_gc_references_convert_both_ways() -> kiln::Result<()> {
     assert!(ExternRef::ptr_eq(&e2, &host));
     Ok(())
 }
+
+#[test]
+fn the_configured_heap_size_bounds_what_wasm_allocates() -> kiln::Result<()> {
+    let mut config = Config::new();
+    config.wasm_feature_set(WasmFeature::Gc, true).max_gc_heap_size(1 << 20);
+    let engine = Engine::new(&config)?;
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (type $a (array (mut i8)))
+             (global $n (mut i32) (i32.const 0))
+             (func (export "grow") (result i32)
+               (loop $more
+                 ;; 1,008 bytes of elements, a 1,024-byte object.
+                 (drop (array.new_default $a (i32.const 1008)))
+                 (global.set $n (i32.add (global.get $n) (i32.const 1)))
+                 (br $more))
+               (i32.const 0))
+             (func (export "count") (result i32) (global.get $n)))"#,
+    )?;
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[])?;
+    let err = call(&i, &mut store, "grow", &[]).expect_err("1 MiB fills up");
+    assert!(format!("{err:?}").contains("allocation failed"), "{err:?}");
+    assert_eq!(call(&i, &mut store, "count", &[])?.i32(), Some(1024), "exactly 1 MiB of objects");
+    Ok(())
+}
