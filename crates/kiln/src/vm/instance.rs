@@ -83,6 +83,10 @@ pub struct Instance {
     /// The items of passive element segments whose expressions allocate
     /// GC objects, evaluated once at instantiation (segment index, items).
     evaluated_elems: Vec<(u32, Box<[ValRaw]>)>,
+    /// Whether a constant expression failed to allocate a GC object (the
+    /// heap is full): instantiation fails before the null it gave is
+    /// stored.
+    alloc_failed: bool,
     /// Whether `initialize` wrote into a memory (eager data segments), as
     /// opposed to leaving everything to memory images. (Tables keep track
     /// of their own writes, see `Table::forget_writes`.)
@@ -226,6 +230,7 @@ impl Instance {
             dropped_data: vec![false; info.data.len()],
             dropped_elems: vec![false; info.elements.len()],
             evaluated_elems: Vec::new(),
+            alloc_failed: false,
             wrote_memories: false,
             module: module.clone(),
         });
@@ -548,10 +553,19 @@ impl Instance {
 
     /// Allocates the object of a GC constant operator (`struct.new`,
     /// `array.new_fixed`, ...), taking its operands from `stack`; its
-    /// reference, or null when the heap is full (which a later step turns
-    /// into a trap; the heap is 4 GiB, so constant expressions do not reach
-    /// it in practice).
+    /// reference, or null when the heap is full, which also sets
+    /// `alloc_failed` (instantiation then fails with `allocation failed`
+    /// before the null is stored anywhere).
     fn eval_const_alloc(&mut self, op: &ConstOp, stack: &mut Vec<ValRaw>) -> ValRaw {
+        let r = self.try_const_alloc(op, stack);
+        if r.is_none() {
+            self.alloc_failed = true;
+        }
+        ValRaw::ptr(r.unwrap_or(0) as usize)
+    }
+
+    /// As [`Self::eval_const_alloc`], `None` when the object does not fit.
+    fn try_const_alloc(&mut self, op: &ConstOp, stack: &mut Vec<ValRaw>) -> Option<u32> {
         use kiln_environ::WasmCompositeType as C;
         use kiln_environ::gc_layout::{ARRAY_LENGTH, KIND_STRUCT, StructLayout, array_elems_offset, field_size};
         let (ConstOp::StructNew(t)
@@ -560,17 +574,17 @@ impl Instance {
         | ConstOp::ArrayNewDefault(t)
         | ConstOp::ArrayNewFixed(t, _)) = *op
         else {
-            return ValRaw::ptr(0);
+            return None;
         };
         let module = self.module.clone();
         let type_id = module.type_ids[t as usize];
-        let Some(heap) = self.gc_heap() else { return ValRaw::ptr(0) };
+        let heap = self.gc_heap()?;
         let mut pop_n = |n: usize| stack.split_off(stack.len().saturating_sub(n));
         let r = match (&module.module().types[t as usize].composite, *op) {
             (C::Struct(s), _) => {
                 let layout = StructLayout::of(s);
                 let values = if matches!(op, ConstOp::StructNew(_)) { pop_n(s.fields.len()) } else { Vec::new() };
-                let Some(obj) = heap.alloc(type_id, KIND_STRUCT, layout.size) else { return ValRaw::ptr(0) };
+                let obj = heap.alloc(type_id, KIND_STRUCT, layout.size)?;
                 for ((f, off), v) in s.fields.iter().zip(&layout.offsets).zip(values) {
                     heap.write_field(obj, *off, f.storage, v);
                 }
@@ -578,26 +592,33 @@ impl Instance {
             }
             (C::Array(a), _) => {
                 let size = field_size(a.element.storage);
-                let (len, values) = match *op {
-                    ConstOp::ArrayNewFixed(_, n) => (n, pop_n(n as usize)),
+                // `array.new`'s value is written `len` times after the
+                // allocation succeeds (never gathered first: `len` comes
+                // from the module and may be huge).
+                let (len, values, fill) = match *op {
+                    ConstOp::ArrayNewFixed(_, n) => (n, pop_n(n as usize), None),
                     ConstOp::ArrayNew(_) => {
                         let len = stack.pop().map(|v| v.get_i32() as u32).unwrap_or(0);
-                        let v = stack.pop().unwrap_or_default();
-                        (len, vec![v; len as usize])
+                        (len, Vec::new(), Some(stack.pop().unwrap_or_default()))
                     }
-                    _ => (stack.pop().map(|v| v.get_i32() as u32).unwrap_or(0), Vec::new()),
+                    _ => (stack.pop().map(|v| v.get_i32() as u32).unwrap_or(0), Vec::new(), None),
                 };
-                let Some(obj) = heap.alloc_array(type_id, size, len) else { return ValRaw::ptr(0) };
+                let obj = heap.alloc_array(type_id, size, len)?;
                 let first = array_elems_offset(size);
                 debug_assert_eq!(ARRAY_LENGTH + 4, array_elems_offset(1));
                 for (k, v) in values.into_iter().enumerate() {
                     heap.write_field(obj, first + k as u32 * size, a.element.storage, v);
                 }
+                if let Some(v) = fill {
+                    for k in 0..len {
+                        heap.write_field(obj, first + k * size, a.element.storage, v);
+                    }
+                }
                 obj
             }
-            (C::Func(_), _) => return ValRaw::ptr(0),
+            (C::Func(_), _) => return None,
         };
-        ValRaw::ptr(r as usize)
+        Some(r)
     }
 
     /// Runs the instantiation-time initializers: defined globals, table
@@ -632,6 +653,10 @@ impl Instance {
                 self.table_mut(info.table_index(d).as_u32()).set_initial_value(v);
             }
         }
+        // Only this instance's own globals and tables were written so far.
+        if self.alloc_failed {
+            return Err(InstantiationError::Trap(TrapCode::AllocationFailed));
+        }
         if !bulk_memory {
             self.check_segments_fit()?;
         }
@@ -649,6 +674,9 @@ impl Instance {
                 let items = es.iter().map(|e| self.eval_const(e)).collect();
                 self.evaluated_elems.push((i as u32, items));
             }
+        }
+        if self.alloc_failed {
+            return Err(InstantiationError::Trap(TrapCode::AllocationFailed));
         }
         for (i, seg) in info.elements.iter().enumerate() {
             match &seg.mode {
@@ -747,6 +775,9 @@ impl Instance {
         }
         for k in 0..len {
             let v = self.elem_item(elem, seg, (src + k) as usize).get_ptr();
+            if self.alloc_failed {
+                return Err(TrapCode::AllocationFailed);
+            }
             self.table_mut(t).set(dst + k, v);
         }
         Ok(())

@@ -199,3 +199,32 @@ fn the_configured_heap_size_bounds_what_wasm_allocates() -> kiln::Result<()> {
     assert_eq!(call(&i, &mut store, "count", &[])?.i32(), Some(1024), "exactly 1 MiB of objects");
     Ok(())
 }
+
+#[test]
+fn a_constant_expression_that_does_not_fit_fails_instantiation() -> kiln::Result<()> {
+    // Found by running wasm-smith GC modules: `array.new` in a global's
+    // initializer with a huge length must not gather its elements in host
+    // memory first, and a failed allocation must not leave a null behind.
+    let engine = engine();
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (type $a (array (mut i64)))
+             (global (ref $a) (array.new $a (i64.const 7) (i32.const 0x7fffffff))))"#,
+    )?;
+    let mut store = Store::new(&engine, ());
+    let err = Instance::new(&mut store, &module, &[]).expect_err("16 GiB of elements");
+    assert!(format!("{err:#}").contains("allocation failed"), "{err:#}");
+    // A fitting one works, and its elements are all the value.
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (type $a (array (mut i64)))
+             (global $g (ref $a) (array.new $a (i64.const 7) (i32.const 1000)))
+             (func (export "get") (param i32) (result i64) (array.get $a (global.get $g) (local.get 0))))"#,
+    )?;
+    let i = Instance::new(&mut store, &module, &[])?;
+    let get = i.get_typed_func::<i32, i64>(&mut store, "get")?;
+    assert_eq!((get.call(&mut store, 0)?, get.call(&mut store, 999)?), (7, 7));
+    Ok(())
+}
