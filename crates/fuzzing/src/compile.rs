@@ -8,11 +8,11 @@
 //! Inputs come in four shapes, chosen by the first byte: the raw bytes
 //! themselves; a wasm-smith module whose function bodies may be arbitrary
 //! bytes; a valid wasm-smith module with a few bytes changed; and a
-//! wasm-smith module that may use proposals Kiln does not support
-//! (exceptions, GC). The engine enables each optional proposal
-//! (multi-memory, tail calls, relaxed SIMD, memory64, threads, wide
-//! arithmetic, custom page sizes) by chance, so feature gating is checked
-//! too.
+//! wasm-smith module that may use every proposal wasm-smith knows
+//! (exceptions and GC among them). The engine enables each optional
+//! proposal (multi-memory, tail calls, relaxed SIMD, memory64, threads,
+//! wide arithmetic, custom page sizes, GC) by chance, so feature gating is
+//! checked too.
 
 use crate::generators::{self, KilnSettings, ModuleLimits, Proposals};
 use arbitrary::{Result, Unstructured};
@@ -42,6 +42,7 @@ pub fn generate(u: &mut Unstructured<'_>) -> Result<Case> {
         threads: u.arbitrary()?,
         wide_arithmetic: u.arbitrary()?,
         custom_page_sizes: u.arbitrary()?,
+        gc: u.arbitrary()?,
         ..KilnSettings::default()
     };
     let bytes = match shape % 4 {

@@ -58,6 +58,8 @@ pub struct KilnSettings {
     pub wide_arithmetic: bool,
     /// `WasmFeature::CustomPageSizes`.
     pub custom_page_sizes: bool,
+    /// `WasmFeature::Gc`.
+    pub gc: bool,
 }
 
 impl Default for KilnSettings {
@@ -81,6 +83,7 @@ impl Default for KilnSettings {
             threads: false,
             wide_arithmetic: false,
             custom_page_sizes: false,
+            gc: false,
         }
     }
 }
@@ -134,6 +137,7 @@ impl KilnSettings {
         self.threads |= c.threads_enabled;
         self.wide_arithmetic |= c.wide_arithmetic_enabled;
         self.custom_page_sizes |= c.custom_page_sizes_enabled;
+        self.gc |= c.gc_enabled;
     }
 
     /// The pooling allocator's limits: room for every instance, memory and
@@ -162,6 +166,7 @@ impl KilnSettings {
             .wasm_threads(self.threads)
             .wasm_feature_set(kiln::WasmFeature::WideArithmetic, self.wide_arithmetic)
             .wasm_feature_set(kiln::WasmFeature::CustomPageSizes, self.custom_page_sizes)
+            .wasm_feature_set(kiln::WasmFeature::Gc, self.gc)
             // Deterministic, and friendlier to a machine shared with builds.
             .parallel_compilation(false);
         if let Some(r) = self.memory_reservation {

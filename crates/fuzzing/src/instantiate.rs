@@ -71,6 +71,7 @@ pub fn variants(proposals: &KilnSettings, max_memory_bytes: u64) -> Vec<KilnSett
         threads: proposals.threads,
         wide_arithmetic: proposals.wide_arithmetic,
         custom_page_sizes: proposals.custom_page_sizes,
+        gc: proposals.gc,
         ..KilnSettings::default()
     };
     let small = Some(max_memory_bytes.max(1 << 16));
