@@ -132,6 +132,11 @@ impl TypeRegistry {
         self.read().funcs[id as usize].clone().expect("a function type id names a function type")
     }
 
+    /// The type with id `id` (engine form), if there is one.
+    pub(crate) fn get(&self, id: u32) -> Option<Arc<WasmSubType>> {
+        self.read().types.get(id as usize).cloned()
+    }
+
     /// Whether the type with id `a` is the type with id `b` or declares it
     /// as a (transitive) supertype. Unknown ids are subtypes of nothing.
     pub(crate) fn is_subtype(&self, a: u32, b: u32) -> bool {

@@ -236,7 +236,7 @@ impl AnyRef {
     /// # Errors
     ///
     /// The reference is an object of another store.
-    fn to_raw(self, store: &StoreOpaque) -> Result<usize> {
+    pub(crate) fn to_raw(self, store: &StoreOpaque) -> Result<usize> {
         match self.object {
             Some((id, _)) if id != store.id() => bail!("GC reference belongs to another store"),
             _ => Ok(self.raw as usize),

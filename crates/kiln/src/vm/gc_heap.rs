@@ -133,6 +133,24 @@ impl GcHeap {
         Some(at)
     }
 
+    /// Reads the field of storage `s` at `offset` bytes into object `obj`
+    /// as compiled code loads it, zero-extending packed integers and GC
+    /// references.
+    ///
+    /// # Panics
+    ///
+    /// The field is past the allocated part of the heap (a layout bug).
+    pub fn read_field(&self, obj: u32, offset: u32, s: WasmStorageType) -> ValRaw {
+        let size = kiln_environ::gc_layout::field_size(s) as usize;
+        let at = obj as usize + offset as usize;
+        assert!(at + size <= self.next() as usize, "a field inside an allocated object");
+        let mut bytes = [0u8; 16];
+        // SAFETY: `[at, at + size)` is inside the allocated, accessible
+        // part of the heap (asserted); the copy is unaligned-safe.
+        unsafe { std::ptr::copy_nonoverlapping(self.base().add(at), bytes.as_mut_ptr(), size) };
+        ValRaw::u128(u128::from_le_bytes(bytes))
+    }
+
     /// Writes `v` into the field of storage `s` at `offset` bytes into
     /// object `obj`, as compiled code stores it (packed integers
     /// truncated, GC references as their 32-bit encoding).

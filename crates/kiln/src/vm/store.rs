@@ -909,6 +909,46 @@ impl VmStore {
         self.gc_heap.as_mut()?.box_extern(word, data)
     }
 
+    /// The type (engine form) of GC object `raw` of this store, if it is
+    /// one and not an extern box.
+    pub fn gc_object_type(&self, raw: u64) -> Option<Arc<kiln_environ::WasmSubType>> {
+        let (type_id, _) = self.gc_header(raw)?;
+        self.types.get(type_id)
+    }
+
+    /// Reads the field of storage `s` at `offset` bytes into GC object
+    /// `raw` (one of this store's, checked by the caller).
+    ///
+    /// # Panics
+    ///
+    /// The store has no GC heap, or the field is outside the heap.
+    pub fn gc_read(&self, raw: u64, offset: u32, s: kiln_environ::WasmStorageType) -> ValRaw {
+        self.gc_heap.as_ref().expect("an object implies a heap").read_field(raw as u32, offset, s)
+    }
+
+    /// Writes `v` into the field of storage `s` at `offset` bytes into GC
+    /// object `raw`, after checking that it is a value of the field's type
+    /// (`ty`, engine form) for this store.
+    ///
+    /// # Errors
+    ///
+    /// `v` is not such a value.
+    ///
+    /// # Panics
+    ///
+    /// As [`VmStore::gc_read`].
+    pub fn gc_write(
+        &mut self,
+        raw: u64,
+        offset: u32,
+        s: kiln_environ::WasmStorageType,
+        v: ValRaw,
+    ) -> Result<(), String> {
+        self.check_value(s.unpacked(), v)?;
+        self.gc_heap.as_mut().expect("an object implies a heap").write_field(raw as u32, offset, s, v);
+        Ok(())
+    }
+
     /// The externref word extern box `raw` holds, if `raw` is one of this
     /// store's extern boxes.
     pub fn gc_box_word(&self, raw: u64) -> Option<usize> {

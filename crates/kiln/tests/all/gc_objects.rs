@@ -228,3 +228,59 @@ fn a_constant_expression_that_does_not_fit_fails_instantiation() -> kiln::Result
     assert_eq!((get.call(&mut store, 0)?, get.call(&mut store, 999)?), (7, 7));
     Ok(())
 }
+
+#[test]
+fn the_host_reads_and_writes_fields_and_elements() -> kiln::Result<()> {
+    let engine = engine();
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (type $pt (struct (field $x (mut i32)) (field $tag i8) (field $next (mut (ref null $pt)))))
+             (type $bytes (array (mut i8)))
+             (type $frozen (array i64))
+             (func (export "pt") (param i32) (result (ref $pt))
+               (struct.new $pt (local.get 0) (i32.const 0xff) (ref.null $pt)))
+             (func (export "x") (param (ref $pt)) (result i32) (struct.get $pt $x (local.get 0)))
+             (func (export "bytes") (result (ref $bytes)) (array.new_fixed $bytes 3 (i32.const 1) (i32.const 2) (i32.const 3)))
+             (func (export "sum") (param (ref $bytes)) (result i32)
+               (i32.add (array.get_u $bytes (local.get 0) (i32.const 0))
+                 (i32.add (array.get_u $bytes (local.get 0) (i32.const 1)) (array.get_u $bytes (local.get 0) (i32.const 2)))))
+             (func (export "frozen") (result (ref $frozen)) (array.new_fixed $frozen 1 (i64.const 5))))"#,
+    )?;
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[])?;
+    let Val::AnyRef(Some(a)) = call(&i, &mut store, "pt", &[Val::I32(10)])? else { panic!("a struct") };
+    let Val::AnyRef(Some(b)) = call(&i, &mut store, "pt", &[Val::I32(20)])? else { panic!("a struct") };
+    let s = a.as_struct().expect("a struct");
+    assert!(a.as_array().is_none());
+    assert_eq!(s.field(&mut store, 0)?.i32(), Some(10));
+    assert_eq!(s.field(&mut store, 1)?.i32(), Some(0xff), "packed fields read zero-extended");
+    assert!(matches!(s.field(&mut store, 2)?, Val::AnyRef(None)));
+    s.set_field(&mut store, 0, Val::I32(11))?;
+    assert_eq!(call(&i, &mut store, "x", &[Val::AnyRef(Some(a))])?.i32(), Some(11), "wasm sees the host's write");
+    s.set_field(&mut store, 2, Val::AnyRef(Some(b)))?;
+    let Val::AnyRef(Some(next)) = s.field(&mut store, 2)? else { panic!("the link") };
+    assert_eq!(next, b);
+    // The checks wasm gets from validation, as errors.
+    assert!(s.set_field(&mut store, 1, Val::I32(1)).is_err(), "immutable");
+    assert!(s.set_field(&mut store, 0, Val::I64(1)).is_err(), "wrong type");
+    assert!(s.field(&mut store, 3).is_err(), "no such field");
+    let Val::AnyRef(Some(bytes_ref)) = call(&i, &mut store, "bytes", &[])? else { panic!("an array") };
+    assert!(s.set_field(&mut store, 2, Val::AnyRef(Some(bytes_ref))).is_err(), "an array is not a $pt");
+    let arr = bytes_ref.as_array().expect("an array");
+    assert_eq!(arr.len(&store)?, 3);
+    assert_eq!(arr.get(&mut store, 2)?.i32(), Some(3));
+    arr.set(&mut store, 0, Val::I32(0x1ff))?;
+    assert_eq!(arr.get(&mut store, 0)?.i32(), Some(0xff), "packed elements keep the low bits");
+    assert_eq!(call(&i, &mut store, "sum", &[Val::AnyRef(Some(bytes_ref))])?.i32(), Some(0xff + 2 + 3));
+    assert!(arr.get(&mut store, 3).is_err(), "out of bounds");
+    let Val::AnyRef(Some(frozen)) = call(&i, &mut store, "frozen", &[])? else { panic!("an array") };
+    let frozen = frozen.as_array().expect("an array");
+    assert_eq!(frozen.get(&mut store, 0)?.i64(), Some(5));
+    assert!(frozen.set(&mut store, 0, Val::I64(6)).is_err(), "immutable elements");
+    // Another store's object is refused.
+    let mut other = Store::new(&engine, ());
+    Instance::new(&mut other, &module, &[])?;
+    assert!(s.field(&mut other, 0).is_err());
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! Struct and array objects seen from the host: [`StructRef`] and
+//! [`ArrayRef`], views of an [`AnyRef`] that read and write fields and
+//! elements with the same checks wasm's `struct.set`/`array.set` get from
+//! validation (mutability, the field's type, the store).
+//!
+//! Objects are never freed or moved yet (the GC heap has no collector), so
+//! a reference stays valid as long as its store.
+
+use crate::store::{AsContext, AsContextMut, StoreOpaque};
+use crate::types::ValType;
+use crate::values::{AnyRef, Val};
+use anyhow::{Context, Result, anyhow, bail};
+use kiln_environ::gc_layout::{ARRAY_LENGTH, StructLayout, array_elems_offset, field_size};
+use kiln_environ::{WasmCompositeType, WasmFieldType, WasmStorageType};
+
+/// A reference to a struct object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StructRef(AnyRef);
+
+/// A reference to an array object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ArrayRef(AnyRef);
+
+impl AnyRef {
+    /// This reference as a struct, if it is one.
+    pub fn as_struct(&self) -> Option<StructRef> {
+        self.is_struct().then_some(StructRef(*self))
+    }
+
+    /// This reference as an array, if it is one.
+    pub fn as_array(&self) -> Option<ArrayRef> {
+        self.is_array().then_some(ArrayRef(*self))
+    }
+}
+
+/// The object's offset and its type's structure, checked to belong to
+/// `store`.
+fn object(any: AnyRef, store: &StoreOpaque) -> Result<(u64, WasmCompositeType)> {
+    let raw = any.to_raw(store)? as u64;
+    let ty = store.vm().gc_object_type(raw).ok_or_else(|| anyhow!("not an object of this store"))?;
+    Ok((raw, ty.composite.clone()))
+}
+
+/// Reads the value of type `f` at `offset` in object `raw`.
+fn read(store: &mut StoreOpaque, raw: u64, offset: u32, f: WasmFieldType) -> Val {
+    let v = store.vm().gc_read(raw, offset, f.storage);
+    Val::from_raw(v, ValType::from_env(f.storage.unpacked()), store)
+}
+
+/// Writes `value` as a value of field type `f` at `offset` in object `raw`.
+fn write(store: &mut StoreOpaque, raw: u64, offset: u32, f: WasmFieldType, value: &Val) -> Result<()> {
+    if !f.mutable {
+        bail!("the field is immutable");
+    }
+    let want = ValType::from_env(f.storage.unpacked());
+    if value.ty() != want {
+        bail!("a value of type {:?} where the field holds {want:?}", value.ty());
+    }
+    let v = value.to_raw(store)?;
+    // Packed fields keep the low bits, as `struct.set` does.
+    let v = match f.storage {
+        WasmStorageType::I8 | WasmStorageType::I16 => crate::vm::vmcontext::ValRaw::i32(v.get_i32()),
+        WasmStorageType::Val(_) => v,
+    };
+    store.vm_mut().gc_write(raw, offset, f.storage, v).map_err(|e| anyhow!(e))
+}
+
+impl StructRef {
+    /// The reference as an `anyref`.
+    pub fn to_anyref(&self) -> AnyRef {
+        self.0
+    }
+
+    /// Field `index`'s value (packed `i8`/`i16` fields zero-extended to an
+    /// `i32`).
+    ///
+    /// # Errors
+    ///
+    /// The struct belongs to another store, or has no such field.
+    pub fn field(&self, mut store: impl AsContextMut, index: usize) -> Result<Val> {
+        let store = &mut store.as_context_mut().0.opaque;
+        let (raw, ty) = object(self.0, store)?;
+        let WasmCompositeType::Struct(s) = ty else { bail!("not a struct") };
+        let f = *s.fields.get(index).with_context(|| format!("the struct has {} fields", s.fields.len()))?;
+        let offset = StructLayout::of(&s).offsets[index];
+        Ok(read(store, raw, offset, f))
+    }
+
+    /// Sets field `index` to `value`.
+    ///
+    /// # Errors
+    ///
+    /// The struct belongs to another store, has no such field, the field
+    /// is immutable, or `value` is not of the field's type (or is a
+    /// reference of another store).
+    pub fn set_field(&self, mut store: impl AsContextMut, index: usize, value: Val) -> Result<()> {
+        let store = &mut store.as_context_mut().0.opaque;
+        let (raw, ty) = object(self.0, store)?;
+        let WasmCompositeType::Struct(s) = ty else { bail!("not a struct") };
+        let f = *s.fields.get(index).with_context(|| format!("the struct has {} fields", s.fields.len()))?;
+        let offset = StructLayout::of(&s).offsets[index];
+        write(store, raw, offset, f, &value)
+    }
+}
+
+impl ArrayRef {
+    /// The reference as an `anyref`.
+    pub fn to_anyref(&self) -> AnyRef {
+        self.0
+    }
+
+    /// The number of elements.
+    ///
+    /// # Errors
+    ///
+    /// The array belongs to another store.
+    pub fn len(&self, store: impl AsContext) -> Result<u32> {
+        let store = &store.as_context().0.opaque;
+        let (raw, _) = object(self.0, store)?;
+        Ok(store.vm().gc_read(raw, ARRAY_LENGTH, WasmStorageType::Val(kiln_environ::WasmValType::I32)).get_i32() as u32)
+    }
+
+    /// Whether the array has no elements.
+    ///
+    /// # Errors
+    ///
+    /// The array belongs to another store.
+    pub fn is_empty(&self, store: impl AsContext) -> Result<bool> {
+        Ok(self.len(store)? == 0)
+    }
+
+    /// The element at `index` and its offset (checked against the length).
+    fn element(&self, store: &StoreOpaque, index: u32) -> Result<(u64, u32, WasmFieldType)> {
+        let (raw, ty) = object(self.0, store)?;
+        let WasmCompositeType::Array(a) = ty else { bail!("not an array") };
+        let len = store.vm().gc_read(raw, ARRAY_LENGTH, WasmStorageType::Val(kiln_environ::WasmValType::I32)).get_i32()
+            as u32;
+        if index >= len {
+            bail!("index {index} is out of bounds for an array of {len} elements");
+        }
+        let size = field_size(a.element.storage);
+        Ok((raw, array_elems_offset(size) + index * size, a.element))
+    }
+
+    /// Element `index` (packed elements zero-extended to an `i32`).
+    ///
+    /// # Errors
+    ///
+    /// The array belongs to another store, or `index` is out of bounds.
+    pub fn get(&self, mut store: impl AsContextMut, index: u32) -> Result<Val> {
+        let store = &mut store.as_context_mut().0.opaque;
+        let (raw, offset, f) = self.element(store, index)?;
+        Ok(read(store, raw, offset, f))
+    }
+
+    /// Sets element `index` to `value`.
+    ///
+    /// # Errors
+    ///
+    /// The array belongs to another store, `index` is out of bounds, the
+    /// elements are immutable, or `value` is not of their type (or is a
+    /// reference of another store).
+    pub fn set(&self, mut store: impl AsContextMut, index: u32, value: Val) -> Result<()> {
+        let store = &mut store.as_context_mut().0.opaque;
+        let (raw, offset, f) = self.element(store, index)?;
+        write(store, raw, offset, f, &value)
+    }
+}
