@@ -166,3 +166,166 @@ impl ArrayRef {
         write(store, raw, offset, f, &value)
     }
 }
+
+/// How a struct field or array element is stored (GC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StorageType {
+    /// An 8-bit integer, read as an `i32`.
+    I8,
+    /// A 16-bit integer, read as an `i32`.
+    I16,
+    /// A value of this type.
+    Val(ValType),
+}
+
+/// A struct field's or array element's type: its storage and whether it
+/// may be written after allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FieldType {
+    /// How it is stored.
+    pub storage: StorageType,
+    /// Whether it may be written after allocation.
+    pub mutable: bool,
+}
+
+impl FieldType {
+    fn to_env(self) -> WasmFieldType {
+        let storage = match self.storage {
+            StorageType::I8 => WasmStorageType::I8,
+            StorageType::I16 => WasmStorageType::I16,
+            StorageType::Val(v) => WasmStorageType::Val(v.to_env()),
+        };
+        WasmFieldType { storage, mutable: self.mutable }
+    }
+}
+
+/// A struct type made by the host, registered with an engine: final, with
+/// no supertype, so it is the same type as a module's struct type with the
+/// same fields written without `sub` (and alone in its recursion group).
+#[derive(Clone, Debug)]
+pub struct StructType {
+    engine: crate::Engine,
+    id: u32,
+    ty: kiln_environ::StructType,
+}
+
+impl StructType {
+    /// Registers the struct type with `fields` in `engine`.
+    pub fn new(engine: &crate::Engine, fields: impl IntoIterator<Item = FieldType>) -> StructType {
+        let ty = kiln_environ::StructType { fields: fields.into_iter().map(FieldType::to_env).collect() };
+        let sub = kiln_environ::WasmSubType {
+            is_final: true,
+            supertype: None,
+            composite: WasmCompositeType::Struct(ty.clone()),
+        };
+        let id = engine.inner.types.register_group(std::slice::from_ref(&sub));
+        StructType { engine: engine.clone(), id, ty }
+    }
+}
+
+/// An array type made by the host, registered with an engine (final, no
+/// supertype; see [`StructType`]).
+#[derive(Clone, Debug)]
+pub struct ArrayType {
+    engine: crate::Engine,
+    id: u32,
+    element: WasmFieldType,
+}
+
+impl ArrayType {
+    /// Registers the array type with elements of type `element` in
+    /// `engine`.
+    pub fn new(engine: &crate::Engine, element: FieldType) -> ArrayType {
+        let element = element.to_env();
+        let sub = kiln_environ::WasmSubType {
+            is_final: true,
+            supertype: None,
+            composite: WasmCompositeType::Array(kiln_environ::ArrayType { element }),
+        };
+        let id = engine.inner.types.register_group(std::slice::from_ref(&sub));
+        ArrayType { engine: engine.clone(), id, element }
+    }
+}
+
+/// Checks that `engine` is the store's and gives the store its GC heap.
+fn prepare(store: &mut StoreOpaque, engine: &crate::Engine) -> Result<()> {
+    if !crate::Engine::same(store.engine(), engine) {
+        bail!("the type belongs to another engine");
+    }
+    store.vm_mut().ensure_gc_heap().context("cannot reserve the store's GC heap")?;
+    Ok(())
+}
+
+/// Writes `values` (checked) into object `obj`, element `k` at
+/// `first + k × size`.
+fn fill(store: &mut StoreOpaque, obj: u32, items: impl Iterator<Item = (u32, WasmFieldType, Val)>) -> Result<()> {
+    for (offset, f, v) in items {
+        let raw = v.to_raw(store)?;
+        store.vm_mut().gc_write(u64::from(obj), offset, f.storage, raw).map_err(|e| anyhow!(e))?;
+    }
+    Ok(())
+}
+
+/// Checks `values` against field types (every field counts as mutable:
+/// this is initialization).
+fn check_types<'a>(fields: impl Iterator<Item = &'a WasmFieldType>, values: &[Val]) -> Result<()> {
+    for (i, (f, v)) in fields.zip(values).enumerate() {
+        let want = ValType::from_env(f.storage.unpacked());
+        if v.ty() != want {
+            bail!("value {i} is of type {:?} where the type holds {want:?}", v.ty());
+        }
+    }
+    Ok(())
+}
+
+impl StructRef {
+    /// Allocates a struct of type `ty` in `store`'s GC heap with `fields`
+    /// as its field values.
+    ///
+    /// # Errors
+    ///
+    /// `ty` belongs to another engine, the number or types of `fields` do
+    /// not match, a reference belongs to another store, or the heap is
+    /// full.
+    pub fn new(mut store: impl AsContextMut, ty: &StructType, fields: &[Val]) -> Result<StructRef> {
+        let store = &mut store.as_context_mut().0.opaque;
+        prepare(store, &ty.engine)?;
+        if fields.len() != ty.ty.fields.len() {
+            bail!("the struct type has {} fields, {} values given", ty.ty.fields.len(), fields.len());
+        }
+        check_types(ty.ty.fields.iter(), fields)?;
+        let layout = StructLayout::of(&ty.ty);
+        let obj = store
+            .vm_mut()
+            .gc_alloc(ty.id, kiln_environ::gc_layout::KIND_STRUCT, layout.size)
+            .ok_or_else(|| anyhow!("allocation failed: the GC heap is full"))?;
+        let items = ty.ty.fields.iter().zip(&layout.offsets).zip(fields).map(|((f, o), v)| (*o, *f, v.clone()));
+        fill(store, obj, items)?;
+        let any = AnyRef::from_object(store, obj).ok_or_else(|| anyhow!("internal: a new struct is not an object"))?;
+        Ok(StructRef(any))
+    }
+}
+
+impl ArrayRef {
+    /// Allocates an array of type `ty` in `store`'s GC heap with `len`
+    /// elements equal to `elem`.
+    ///
+    /// # Errors
+    ///
+    /// `ty` belongs to another engine, `elem` is not of the element type,
+    /// a reference belongs to another store, or the heap is full.
+    pub fn new(mut store: impl AsContextMut, ty: &ArrayType, elem: &Val, len: u32) -> Result<ArrayRef> {
+        let store = &mut store.as_context_mut().0.opaque;
+        prepare(store, &ty.engine)?;
+        check_types(std::iter::once(&ty.element), std::slice::from_ref(elem))?;
+        let size = field_size(ty.element.storage);
+        let obj = store
+            .vm_mut()
+            .gc_alloc_array(ty.id, size, len)
+            .ok_or_else(|| anyhow!("allocation failed: the GC heap is full"))?;
+        let first = array_elems_offset(size);
+        fill(store, obj, (0..len).map(|k| (first + k * size, ty.element, elem.clone())))?;
+        let any = AnyRef::from_object(store, obj).ok_or_else(|| anyhow!("internal: a new array is not an object"))?;
+        Ok(ArrayRef(any))
+    }
+}

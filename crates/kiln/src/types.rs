@@ -23,8 +23,8 @@ pub enum ValType {
     /// Nullable exception reference (exception handling).
     ExnRef,
     /// Nullable reference to a GC value (`anyref` and the types below it:
-    /// `eqref`, `i31ref`, `structref`, `arrayref`, `nullref`). GC objects
-    /// are not implemented yet, so the only such value is null.
+    /// `eqref`, `i31ref`, `structref`, `arrayref`, `nullref`, and concrete
+    /// struct and array types): an i31, a struct or an array.
     AnyRef,
 }
 

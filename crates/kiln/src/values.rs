@@ -231,6 +231,11 @@ impl AnyRef {
         Some(AnyRef { raw: raw32, object: Some((store.id(), word)) })
     }
 
+    /// The reference to object `obj` of `store`, if it is one.
+    pub(crate) fn from_object(store: &StoreOpaque, obj: u32) -> Option<AnyRef> {
+        AnyRef::from_raw(obj as usize, store)
+    }
+
     /// The encoding of this reference for `store`.
     ///
     /// # Errors

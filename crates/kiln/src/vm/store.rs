@@ -344,17 +344,8 @@ impl VmStore {
         // Every module compiled with GC gets the heap before its code runs
         // (compiled code reads the base as a constant, so it must never
         // appear later; stores of engines without GC never reserve one).
-        if self.gc_heap.is_none() && wasmparser::WasmFeatures::from_bits_truncate(module.tunables.features).gc() {
-            let window = NonNull::from(&mut self.ctx.gc_alloc);
-            let limit = u64::from(super::gc_heap::NULL_GUARD).saturating_add(self.max_gc_heap);
-            // SAFETY: the window is in the boxed store context, which this
-            // store owns for as long as the heap (both are freed with the
-            // store) and which only the heap and this store's wasm write.
-            let heap = unsafe { super::gc_heap::GcHeap::new(limit, window) };
-            let mut heap = Box::new(heap.map_err(InstantiationError::Allocator)?);
-            self.ctx.gc_heap_base = heap.base();
-            self.ctx.gc_heap = &mut *heap;
-            self.gc_heap = Some(heap);
+        if wasmparser::WasmFeatures::from_bits_truncate(module.tunables.features).gc() {
+            self.ensure_gc_heap().map_err(InstantiationError::Allocator)?;
         }
         let mut vm_imports = Imports::default();
         let mut func_ids = FastHashMap::default();
@@ -892,6 +883,32 @@ impl VmStore {
         }
         let (owner, f) = self.wasm_owner(raw)?;
         self.instance_func(owner, f).ok()
+    }
+
+    /// Creates the store's GC heap if it has none yet. Called before any
+    /// code of a module compiled with GC runs (compiled code reads the base
+    /// as a constant, so it must never appear under running code), and
+    /// when the host makes the store's first object (no GC code can have
+    /// run then).
+    ///
+    /// # Errors
+    ///
+    /// The OS refuses the heap's reservation.
+    pub fn ensure_gc_heap(&mut self) -> std::io::Result<()> {
+        if self.gc_heap.is_some() {
+            return Ok(());
+        }
+        let window = NonNull::from(&mut self.ctx.gc_alloc);
+        let limit = u64::from(super::gc_heap::NULL_GUARD).saturating_add(self.max_gc_heap);
+        // SAFETY: the window is in the boxed store context, which this
+        // store owns for as long as the heap (both are freed with the
+        // store) and which only the heap and this store's wasm write.
+        let heap = unsafe { super::gc_heap::GcHeap::new(limit, window) };
+        let mut heap = Box::new(heap?);
+        self.ctx.gc_heap_base = heap.base();
+        self.ctx.gc_heap = &mut *heap;
+        self.gc_heap = Some(heap);
+        Ok(())
     }
 
     /// Allocates a GC object of engine type `type_id` and header kind

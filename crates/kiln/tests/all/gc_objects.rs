@@ -284,3 +284,49 @@ fn the_host_reads_and_writes_fields_and_elements() -> kiln::Result<()> {
     assert!(s.field(&mut other, 0).is_err());
     Ok(())
 }
+
+#[test]
+fn the_host_makes_structs_and_arrays_of_module_types() -> kiln::Result<()> {
+    use kiln::{ArrayRef, ArrayType, FieldType, StorageType, StructRef, StructType, ValType};
+    let engine = engine();
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (type $pair (struct (field (mut i32)) (field i8)))
+             (type $bytes (array (mut i8)))
+             (func (export "first") (param (ref $pair)) (result i32) (struct.get $pair 0 (local.get 0)))
+             (func (export "second") (param (ref $pair)) (result i32) (struct.get_s $pair 1 (local.get 0)))
+             (func (export "last") (param (ref $bytes)) (result i32)
+               (array.get_u $bytes (local.get 0) (i32.sub (array.len (local.get 0)) (i32.const 1)))))"#,
+    )?;
+    // The host's types are the module's: final, no supertype, alone in
+    // their recursion groups.
+    let pair = StructType::new(
+        &engine,
+        [
+            FieldType { storage: StorageType::Val(ValType::I32), mutable: true },
+            FieldType { storage: StorageType::I8, mutable: false },
+        ],
+    );
+    let bytes = ArrayType::new(&engine, FieldType { storage: StorageType::I8, mutable: true });
+    let mut store = Store::new(&engine, ());
+    // Objects can be made before any module is instantiated.
+    let p = StructRef::new(&mut store, &pair, &[Val::I32(7), Val::I32(-2)])?;
+    let b = ArrayRef::new(&mut store, &bytes, &Val::I32(9), 4)?;
+    let i = Instance::new(&mut store, &module, &[])?;
+    let pv = Val::AnyRef(Some(p.to_anyref()));
+    assert_eq!(call(&i, &mut store, "first", std::slice::from_ref(&pv))?.i32(), Some(7));
+    assert_eq!(call(&i, &mut store, "second", std::slice::from_ref(&pv))?.i32(), Some(-2));
+    assert_eq!(call(&i, &mut store, "last", &[Val::AnyRef(Some(b.to_anyref()))])?.i32(), Some(9));
+    // A struct of another shape is not a $pair.
+    let other = StructType::new(&engine, [FieldType { storage: StorageType::Val(ValType::I64), mutable: true }]);
+    let o = StructRef::new(&mut store, &other, &[Val::I64(1)])?;
+    assert!(call(&i, &mut store, "first", &[Val::AnyRef(Some(o.to_anyref()))]).is_err());
+    // Wrong values are errors.
+    assert!(StructRef::new(&mut store, &pair, &[Val::I32(1)]).is_err(), "too few");
+    assert!(StructRef::new(&mut store, &pair, &[Val::I64(1), Val::I32(1)]).is_err(), "wrong type");
+    let elsewhere = Engine::new(&Config::new())?;
+    let foreign = StructType::new(&elsewhere, []);
+    assert!(StructRef::new(&mut store, &foreign, &[]).is_err(), "another engine's type");
+    Ok(())
+}
