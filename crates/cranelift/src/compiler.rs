@@ -160,6 +160,7 @@ impl CraneliftCompiler {
         }
         let address_map = address_map(buffer, &traps);
         let exn_sites = exn_sites(buffer)?;
+        let stack_maps = stack_maps(buffer)?;
         Ok(CompiledFunction {
             code: buffer.data().to_vec(),
             alignment: self.isa.function_alignment().preferred.max(16),
@@ -167,6 +168,7 @@ impl CraneliftCompiler {
             traps,
             address_map,
             exn_sites,
+            stack_maps,
         })
     }
 
@@ -205,6 +207,28 @@ fn exn_sites(buffer: &MachBufferFinalized<Final>) -> WasmResult<Vec<ExnSite>> {
             });
         }
         sites.push(ExnSite { ret: site.ret_addr, frame_offset, vmctx_offset: *vmctx_offset, handlers });
+    }
+    Ok(sites)
+}
+
+/// Where the GC references the translator declared live at each call
+/// (Cranelift's user stack maps): the call's return offset, the size of
+/// the caller's active frame at the call (its SP is its FP minus that),
+/// and the SP-relative offsets of the slots, which hold the 64-bit
+/// references.
+fn stack_maps(buffer: &MachBufferFinalized<Final>) -> WasmResult<Vec<StackMapSite>> {
+    let mut sites = Vec::with_capacity(buffer.user_stack_maps().len());
+    for (ret, frame_offset, map) in buffer.user_stack_maps() {
+        let mut slots = Vec::new();
+        for (ty, offset) in map.entries() {
+            if ty != ir::types::I64 {
+                return Err(WasmError::Codegen(format!("a stack map entry of type {ty}")));
+            }
+            slots.push(offset);
+        }
+        slots.sort_unstable();
+        slots.dedup();
+        sites.push(StackMapSite { ret: *ret, frame_offset: *frame_offset, slots });
     }
     Ok(sites)
 }

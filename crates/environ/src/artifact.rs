@@ -34,6 +34,8 @@ pub struct CompiledModuleInfo {
     pub address_map: crate::blob::U32PairTable,
     /// Calls made with exception handlers, by text offset.
     pub exn_table: crate::ExnTable,
+    /// Where GC references live in frames at calls, by text offset.
+    pub stack_maps: crate::StackMapTable,
 }
 
 /// Function locations encoded as one byte string of little-endian
@@ -121,6 +123,9 @@ impl CompiledModuleInfo {
         if !self.exn_table.is_well_formed(text_len) {
             return Err("exception table");
         }
+        if !self.stack_maps.is_well_formed(text_len) {
+            return Err("stack maps");
+        }
         if !self.array_to_wasm_trampolines.windows(2).all(|w| w[0].0 < w[1].0) {
             return Err("trampoline table");
         }
@@ -170,6 +175,7 @@ pub fn link(
     let mut traps: Vec<(u32, TrapCode)> = Vec::with_capacity(all().map(|f| f.traps().len()).sum());
     let mut address_map: Vec<(u32, u32)> = Vec::with_capacity(funcs.iter().map(|f| f.address_map().len()).sum());
     let mut exn_sites: Vec<crate::ExnSite> = Vec::new();
+    let mut stack_maps: Vec<crate::StackMapSite> = Vec::new();
     let mut place = |f: &FunctionCode<'_>, body_offset: u32, text: &mut Vec<u8>| {
         let align = f.alignment().max(16) as usize;
         let start = text.len().div_ceil(align) * align;
@@ -182,6 +188,10 @@ pub fn link(
             for h in &mut site.handlers {
                 h.offset += start as u32;
             }
+            site
+        }));
+        stack_maps.extend(f.stack_maps().map(|mut site| {
+            site.ret += start as u32;
             site
         }));
         FunctionLoc { start: start as u32, length: f.code().len() as u32 }
@@ -229,6 +239,7 @@ pub fn link(
         traps: TrapTable::new(&traps),
         address_map: crate::blob::U32PairTable::new(&address_map),
         exn_table: crate::ExnTable::new(&exn_sites),
+        stack_maps: crate::StackMapTable::new(&stack_maps),
     })
 }
 
@@ -247,4 +258,6 @@ pub struct LinkedText {
     pub address_map: crate::blob::U32PairTable,
     /// Calls made with exception handlers.
     pub exn_table: crate::ExnTable,
+    /// Where GC references live at calls.
+    pub stack_maps: crate::StackMapTable,
 }

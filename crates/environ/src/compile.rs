@@ -52,6 +52,9 @@ pub struct CompiledFunction {
     /// Calls made with exception handlers, sorted by return offset;
     /// handler offsets are from the function's start.
     pub exn_sites: Vec<crate::ExnSite>,
+    /// Calls with GC references live across them, sorted by return
+    /// offset (from the function's start).
+    pub stack_maps: Vec<crate::StackMapSite>,
 }
 
 /// How long the steps of compiling one function took

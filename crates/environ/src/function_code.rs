@@ -26,8 +26,10 @@ use crate::exn_table::{ExnHandler, ExnSite};
 use crate::index::FuncIndex;
 use crate::trap::TrapCode;
 
-const HEADER: usize = 28;
+const HEADER: usize = 36;
 const EXN_SITE: usize = 16;
+const STACK_MAP_SITE: usize = 12;
+const SLOT: usize = 4;
 const RELOCATION: usize = 20;
 const PAIR: usize = 8;
 /// The largest alignment a function may ask for (Cranelift asks for at
@@ -71,6 +73,7 @@ impl CompiledFunction {
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.reserve(self.encoded_len());
         let handlers: usize = self.exn_sites.iter().map(|s| s.handlers.len()).sum();
+        let slots: usize = self.stack_maps.iter().map(|s| s.slots.len()).sum();
         for n in [
             self.code.len(),
             self.alignment as usize,
@@ -79,6 +82,8 @@ impl CompiledFunction {
             self.address_map.len(),
             self.exn_sites.len(),
             handlers,
+            self.stack_maps.len(),
+            slots,
         ] {
             out.extend_from_slice(&(n as u32).to_le_bytes());
         }
@@ -105,6 +110,14 @@ impl CompiledFunction {
             out.extend_from_slice(&h.tag.to_le_bytes());
             out.extend_from_slice(&h.offset.to_le_bytes());
         }
+        for site in &self.stack_maps {
+            for n in [site.ret, site.frame_offset, site.slots.len() as u32] {
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+        }
+        for slot in self.stack_maps.iter().flat_map(|s| &s.slots) {
+            out.extend_from_slice(&slot.to_le_bytes());
+        }
         out.extend_from_slice(&self.code);
     }
 
@@ -121,6 +134,8 @@ impl CompiledFunction {
             + (self.traps.len() + self.address_map.len()) * PAIR
             + self.exn_sites.len() * EXN_SITE
             + self.exn_sites.iter().map(|s| s.handlers.len() * PAIR).sum::<usize>()
+            + self.stack_maps.len() * STACK_MAP_SITE
+            + self.stack_maps.iter().map(|s| s.slots.len() * SLOT).sum::<usize>()
             + self.code.len()
     }
 }
@@ -136,6 +151,8 @@ pub struct FunctionCode<'a> {
     address_map: &'a [u8],
     exn_sites: &'a [u8],
     exn_handlers: &'a [u8],
+    stack_map_sites: &'a [u8],
+    stack_map_slots: &'a [u8],
 }
 
 impl<'a> FunctionCode<'a> {
@@ -148,24 +165,28 @@ impl<'a> FunctionCode<'a> {
     /// otherwise.
     pub fn parse(bytes: &'a [u8]) -> Option<FunctionCode<'a>> {
         let header = bytes.get(..HEADER)?;
-        let [code_len, alignment, relocs, traps, pairs, sites, handlers] =
-            [0, 4, 8, 12, 16, 20, 24].map(|at| u32_at(header, at) as usize);
+        let [code_len, alignment, relocs, traps, pairs, sites, handlers, map_sites, map_slots] =
+            [0, 4, 8, 12, 16, 20, 24, 28, 32].map(|at| u32_at(header, at) as usize);
         let relocs_end = HEADER.checked_add(relocs.checked_mul(RELOCATION)?)?;
         let traps_end = relocs_end.checked_add(traps.checked_mul(PAIR)?)?;
         let pairs_end = traps_end.checked_add(pairs.checked_mul(PAIR)?)?;
         let sites_end = pairs_end.checked_add(sites.checked_mul(EXN_SITE)?)?;
         let handlers_end = sites_end.checked_add(handlers.checked_mul(PAIR)?)?;
-        if handlers_end.checked_add(code_len)? != bytes.len() {
+        let map_sites_end = handlers_end.checked_add(map_sites.checked_mul(STACK_MAP_SITE)?)?;
+        let map_slots_end = map_sites_end.checked_add(map_slots.checked_mul(SLOT)?)?;
+        if map_slots_end.checked_add(code_len)? != bytes.len() {
             return None;
         }
         let f = FunctionCode {
-            code: &bytes[handlers_end..],
+            code: &bytes[map_slots_end..],
             alignment: alignment as u32,
             relocations: &bytes[HEADER..relocs_end],
             traps: &bytes[relocs_end..traps_end],
             address_map: &bytes[traps_end..pairs_end],
             exn_sites: &bytes[pairs_end..sites_end],
             exn_handlers: &bytes[sites_end..handlers_end],
+            stack_map_sites: &bytes[handlers_end..map_sites_end],
+            stack_map_slots: &bytes[map_sites_end..map_slots_end],
         };
         let code_len = u32::try_from(code_len).ok()?;
         let relocs_ok = f.relocations.chunks_exact(RELOCATION).all(|r| {
@@ -192,7 +213,16 @@ impl<'a> FunctionCode<'a> {
             })
             .is_some_and(|(_, count)| count == handlers);
         let handlers_ok = f.exn_handlers.chunks_exact(PAIR).all(|h| u32_at(h, 4) < code_len);
-        (relocs_ok && traps_ok && map_ok && alignment_ok && sites_ok && handlers_ok).then_some(f)
+        let stack_maps_ok = f
+            .stack_map_sites
+            .chunks_exact(STACK_MAP_SITE)
+            .try_fold((None, 0usize), |(last, count), s| {
+                let ret = u32_at(s, 0);
+                let ok = ret <= code_len && last.is_none_or(|l| ret > l);
+                ok.then_some((Some(ret), count.checked_add(u32_at(s, 8) as usize)?))
+            })
+            .is_some_and(|(_, count)| count == map_slots);
+        (relocs_ok && traps_ok && map_ok && alignment_ok && sites_ok && handlers_ok && stack_maps_ok).then_some(f)
     }
 
     /// The machine code.
@@ -254,6 +284,24 @@ impl<'a> FunctionCode<'a> {
         })
     }
 
+    /// Calls with GC references live across them, sorted by return
+    /// offset, with offsets from the function's start.
+    pub fn stack_maps(&self) -> impl ExactSizeIterator<Item = crate::StackMapSite> + 'a {
+        let slots = self.stack_map_slots;
+        let mut next = 0usize;
+        self.stack_map_sites.chunks_exact(STACK_MAP_SITE).map(move |s| {
+            let n = u32_at(s, 8) as usize;
+            // Counts add up (checked by `parse`).
+            let these = slots.get(next * SLOT..(next + n) * SLOT).unwrap_or_default();
+            next += n;
+            crate::StackMapSite {
+                ret: u32_at(s, 0),
+                frame_offset: u32_at(s, 4),
+                slots: these.chunks_exact(SLOT).map(|o| u32_at(o, 0)).collect(),
+            }
+        })
+    }
+
     /// The function decoded into its owned form.
     pub fn to_compiled(&self) -> CompiledFunction {
         CompiledFunction {
@@ -263,6 +311,7 @@ impl<'a> FunctionCode<'a> {
             traps: self.traps().collect(),
             address_map: self.address_map().collect(),
             exn_sites: self.exn_sites().collect(),
+            stack_maps: self.stack_maps().collect(),
         }
     }
 }
@@ -298,6 +347,10 @@ mod tests {
                     ],
                 },
             ],
+            stack_maps: vec![
+                crate::StackMapSite { ret: 8, frame_offset: 32, slots: vec![0, 24] },
+                crate::StackMapSite { ret: 20, frame_offset: 48, slots: vec![16] },
+            ],
         }
     }
 
@@ -313,6 +366,7 @@ mod tests {
         assert_eq!(back.traps, f.traps);
         assert_eq!(back.address_map, f.address_map);
         assert_eq!(back.exn_sites, f.exn_sites);
+        assert_eq!(back.stack_maps, f.stack_maps);
         let empty = CompiledFunction { alignment: 1, ..CompiledFunction::default() }.encode();
         assert!(FunctionCode::parse(&empty).is_some_and(|f| f.code().is_empty()));
     }
@@ -340,6 +394,8 @@ mod tests {
         assert!(!with(&|f| f.exn_sites.swap(0, 1)), "unsorted exception sites");
         assert!(!with(&|f| f.exn_sites[1].ret = 41), "return address past the code");
         assert!(!with(&|f| f.exn_sites[0].handlers[0].offset = 40), "handler past the code");
+        assert!(!with(&|f| f.stack_maps.swap(0, 1)), "unsorted stack map sites");
+        assert!(!with(&|f| f.stack_maps[1].ret = 41), "stack map past the code");
         // Unknown relocation kinds and trap codes.
         let kind_at = HEADER + 16;
         let mut bad = good.clone();

@@ -58,6 +58,7 @@ fn stand_in_function(i: u32, n: u32, first: u32) -> CompiledFunction {
             vmctx_offset: 8,
             handlers: vec![ExnHandler { tag: ExnHandler::CATCH_ALL, offset: 20 }],
         }],
+        stack_maps: vec![kiln_environ::StackMapSite { ret: 10, frame_offset: 16, slots: vec![8] }],
     }
 }
 
@@ -83,6 +84,7 @@ fn artifact() -> (Vec<u8>, ArtifactHeader) {
         traps: linked.traps,
         address_map: linked.address_map,
         exn_table: linked.exn_table,
+        stack_maps: linked.stack_maps,
     };
     let header = ArtifactHeader {
         kiln_version: KILN_VERSION.to_string(),

@@ -409,7 +409,54 @@ fn link_and_map(
         traps: linked.traps,
         address_map: linked.address_map,
         exn_table: linked.exn_table,
+        stack_maps: linked.stack_maps,
     });
     let code = ModuleCode::new(&linked.text, info.clone(), true).context("failed to map compiled code")?;
     Ok((runtime(engine, info, code), linked.text))
+}
+
+#[cfg(test)]
+mod stack_map_tests {
+    use crate::{Config, Engine, Module, WasmFeature};
+
+    fn engine(gc: bool) -> Engine {
+        let mut config = Config::new();
+        config.wasm_feature_set(WasmFeature::Gc, gc);
+        Engine::new(&config).expect("engine")
+    }
+
+    #[test]
+    fn gc_references_live_across_calls_get_stack_maps() {
+        let wat = r#"(module
+            (type $s (struct (field i32)))
+            (func $g)
+            ;; $a and the new struct are live across both calls.
+            (func (export "f") (param $a (ref null $s)) (result i32)
+              (local $b (ref null $s))
+              (local.set $b (struct.new $s (i32.const 1)))
+              (call $g)
+              (call $g)
+              (i32.add (struct.get $s 0 (local.get $a)) (struct.get $s 0 (local.get $b)))))"#;
+        let m = Module::new(&engine(true), wat).expect("compiles");
+        let info = &m.runtime().info;
+        assert!(info.stack_maps.len() >= 2, "a stack map per call: {:?}", info.stack_maps);
+        // The allocation's slow-path call has $a live; the two calls of $g
+        // have $a and $b.
+        let text = m.runtime().code.text();
+        let counts: Vec<usize> =
+            (0..text.len() as u32).filter_map(|ret| info.stack_maps.lookup(ret)).map(|(_, s)| s.len()).collect();
+        assert_eq!(counts.iter().filter(|n| **n == 2).count(), 2, "{counts:?}");
+        assert!(counts.iter().all(|n| (1..=2).contains(n)), "{counts:?}");
+    }
+
+    #[test]
+    fn code_without_gc_references_is_the_same_with_gc_on() {
+        let wat = r#"(module
+            (func $g (param i32) (result i32) (i32.add (local.get 0) (i32.const 1)))
+            (func (export "f") (param funcref i32) (result i32) (call $g (call $g (local.get 1)))))"#;
+        let on = Module::new(&engine(true), wat).expect("compiles");
+        let off = Module::new(&engine(false), wat).expect("compiles");
+        assert!(on.runtime().info.stack_maps.is_empty());
+        assert_eq!(on.runtime().code.text(), off.runtime().code.text());
+    }
 }

@@ -282,6 +282,7 @@ impl Engine {
             traps: Default::default(),
             address_map: Default::default(),
             exn_table: Default::default(),
+            stack_maps: Default::default(),
         });
         let code: Arc<ModuleCode> =
             ModuleCode::new(&linked.text, info, false).context("mapping trampoline code")?.into();

@@ -97,6 +97,11 @@ pub struct FuncTranslator<'a, 'f> {
     pub(crate) try_scopes: Vec<exceptions::TryScope>,
     /// The open legacy `try`s, innermost last.
     pub(crate) legacy_tries: Vec<legacy_exceptions::LegacyTry>,
+    /// Whether the module is compiled with GC: GC references then get
+    /// stack maps.
+    pub(crate) gc: bool,
+    /// The operand values already looked at for stack maps.
+    pub(crate) stack_map_checked: std::collections::HashSet<Value>,
 }
 
 /// Disjoint alias regions for Cranelift's alias analysis (redundant-load
@@ -161,6 +166,8 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             handlers: Vec::new(),
             try_scopes: Vec::new(),
             legacy_tries: Vec::new(),
+            gc: wasmparser::WasmFeatures::from_bits_truncate(tunables.features).gc(),
+            stack_map_checked: Default::default(),
         }
     }
 
@@ -214,6 +221,9 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
         // Parameters become the first locals.
         for (i, t) in ty.params().iter().enumerate() {
             let var = self.builder.declare_var(clif_type(*t));
+            if is_gc_ref(*t) {
+                self.builder.declare_var_needs_stack_map(var);
+            }
             self.builder.def_var(var, params[2 + i]);
             self.locals.push((var, *t));
         }
@@ -227,6 +237,9 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             let wt = WasmValType::from_wasmparser(vt, self.module.types.as_slice())?;
             for _ in 0..count {
                 let var = self.builder.declare_var(clif_type(wt));
+                if is_gc_ref(wt) {
+                    self.builder.declare_var_needs_stack_map(var);
+                }
                 let zero = self.zero_value(wt);
                 self.builder.def_var(var, zero);
                 self.locals.push((var, wt));
@@ -260,6 +273,11 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             if self.reachable {
                 self.interruption.on_operator(&op);
                 self.translate_operator(&op, pos)?;
+                // (In unreachable code the validator's operand stack is
+                // polymorphic and no longer matches this one.)
+                if self.gc && self.reachable {
+                    self.declare_new_gc_refs(validator);
+                }
             } else {
                 self.translate_unreachable_operator(&op)?;
             }
@@ -274,6 +292,27 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             self.builder.ins().return_(&vals);
         }
         Ok(())
+    }
+
+    /// Declares the values an operator just pushed that are GC references
+    /// (their types as the validator has them) as needing stack maps, so
+    /// that Cranelift records where each one lives at every call it is
+    /// live across. New values are on top of the stack, above those
+    /// already looked at.
+    fn declare_new_gc_refs(&mut self, validator: &wasmparser::FuncValidator<wasmparser::ValidatorResources>) {
+        let n = self.stack.len();
+        for depth in 0..n {
+            let v = self.stack[n - 1 - depth];
+            if !self.stack_map_checked.insert(v) {
+                break;
+            }
+            if let Some(Some(wasmparser::ValType::Ref(r))) = validator.get_operand_type(depth)
+                && heap_is_gc(r.heap_type(), &self.module.types)
+                && self.builder.func.dfg.value_type(v) == ir::types::I64
+            {
+                self.builder.declare_value_needs_stack_map(v);
+            }
+        }
     }
 
     /// A zero of wasm type `t` (the default value of locals).
@@ -316,5 +355,28 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
 
     pub(crate) fn push(&mut self, v: Value) {
         self.stack.push(v);
+    }
+}
+
+/// Whether values of type `t` are GC references the collector must find
+/// (the `any` hierarchy: i31s, structs, arrays, extern boxes).
+fn is_gc_ref(t: WasmValType) -> bool {
+    matches!(t, WasmValType::Ref(r) if r.is_any())
+}
+
+/// Whether references to heap type `h` are GC references (as
+/// [`is_gc_ref`], in wasmparser's terms; `types` tells the kind of a
+/// concrete type: struct and array types are GC-managed, function types
+/// are not).
+fn heap_is_gc(h: wasmparser::HeapType, types: &[WasmSubType]) -> bool {
+    use wasmparser::AbstractHeapType as A;
+    match h {
+        wasmparser::HeapType::Abstract { ty, .. } => {
+            matches!(ty, A::Any | A::Eq | A::I31 | A::Struct | A::Array | A::None)
+        }
+        wasmparser::HeapType::Concrete(i) | wasmparser::HeapType::Exact(i) => i
+            .as_module_index()
+            .and_then(|i| types.get(i as usize))
+            .is_some_and(|t| t.composite.kind() != CompositeKind::Func),
     }
 }
