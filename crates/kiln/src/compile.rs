@@ -460,3 +460,110 @@ mod stack_map_tests {
         assert_eq!(on.runtime().code.text(), off.runtime().code.text());
     }
 }
+
+#[cfg(test)]
+mod frame_root_tests {
+    use crate::{AsContext, Caller, Config, Engine, Func, Instance, Module, Store, Val, WasmFeature};
+    use std::sync::{Arc, Mutex};
+
+    /// A host function called from wasm holding GC references in two
+    /// frames sees exactly those references through the stack maps.
+    #[test]
+    fn the_frame_walk_finds_exactly_the_live_references() {
+        let mut config = Config::new();
+        config.wasm_feature_set(WasmFeature::Gc, true);
+        let engine = Engine::new(&config).expect("engine");
+        let module = Module::new(
+            &engine,
+            r#"(module
+                 (type $s (struct (field i32)))
+                 (import "host" "look" (func $look))
+                 (func $inner (param $x (ref $s)) (result i32)
+                   (call $look)
+                   (struct.get $s 0 (local.get $x)))
+                 (func (export "outer") (result i32)
+                   (local $a (ref null $s)) (local $b (ref null $s))
+                   (local.set $a (struct.new $s (i32.const 1)))
+                   (local.set $b (struct.new $s (i32.const 2)))
+                   (i32.add
+                     (call $inner (struct.new $s (i32.const 3)))
+                     (i32.add (struct.get $s 0 (local.get $a)) (struct.get $s 0 (local.get $b))))))"#,
+        )
+        .expect("module");
+        let seen: Arc<Mutex<Vec<Vec<u64>>>> = Default::default();
+        let mut store = Store::new(&engine, ());
+        let record = seen.clone();
+        let look = Func::wrap(&mut store, move |caller: Caller<'_, ()>| {
+            record.lock().expect("lock").push(caller.store.opaque.vm().gc_frame_roots());
+        });
+        let i = Instance::new(&mut store, &module, &[look.into()]).expect("instance");
+        let mut out = [Val::I32(0)];
+        i.get_func(&mut store, "outer").expect("outer").call(&mut store, &[], &mut out).expect("runs");
+        assert_eq!(out[0].i32(), Some(6));
+        let seen = seen.lock().expect("lock");
+        assert_eq!(seen.len(), 1);
+        let roots = &seen[0];
+        // $inner holds $x; $outer holds $a and $b (the argument went to
+        // $inner). All three are distinct objects.
+        assert_eq!(roots.len(), 3, "{roots:x?}");
+        let mut distinct = roots.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 3, "{roots:x?}");
+        assert!(roots.iter().all(|r| store.as_context().0.opaque.vm().gc_header(*r).is_some()), "{roots:x?}");
+        // Outside wasm there are none.
+        assert!(store.as_context().0.opaque.vm().gc_frame_roots().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod nested_frame_root_tests {
+    use crate::{AsContextMut, Caller, Config, Engine, Extern, Func, Instance, Module, Store, Val, WasmFeature};
+    use std::sync::{Arc, Mutex};
+
+    /// wasm ($outer, holding 2 references) calls the host, which calls
+    /// wasm again ($deep, holding 1) which calls the host that looks: the
+    /// walk covers both activations.
+    #[test]
+    fn the_frame_walk_crosses_nested_activations() {
+        let mut config = Config::new();
+        config.wasm_feature_set(WasmFeature::Gc, true);
+        let engine = Engine::new(&config).expect("engine");
+        let module = Module::new(
+            &engine,
+            r#"(module
+                 (type $s (struct (field i32)))
+                 (import "host" "reenter" (func $reenter))
+                 (import "host" "look" (func $look))
+                 (func (export "deep") (result i32)
+                   (local $c (ref null $s))
+                   (local.set $c (struct.new $s (i32.const 3)))
+                   (call $look)
+                   (struct.get $s 0 (local.get $c)))
+                 (func (export "outer") (result i32)
+                   (local $a (ref null $s)) (local $b (ref null $s))
+                   (local.set $a (struct.new $s (i32.const 1)))
+                   (local.set $b (struct.new $s (i32.const 2)))
+                   (call $reenter)
+                   (i32.add (struct.get $s 0 (local.get $a)) (struct.get $s 0 (local.get $b)))))"#,
+        )
+        .expect("module");
+        let seen: Arc<Mutex<Vec<u64>>> = Default::default();
+        let mut store = Store::new(&engine, ());
+        let record = seen.clone();
+        let look = Func::wrap(&mut store, move |caller: Caller<'_, ()>| {
+            *record.lock().expect("lock") = caller.store.opaque.vm().gc_frame_roots();
+        });
+        let reenter = Func::wrap(&mut store, |mut caller: Caller<'_, ()>| {
+            let Some(Extern::Func(deep)) = caller.get_export("deep") else { panic!("deep") };
+            let mut out = [Val::I32(0)];
+            deep.call(caller.as_context_mut(), &[], &mut out).expect("deep runs");
+        });
+        let i = Instance::new(&mut store, &module, &[reenter.into(), look.into()]).expect("instance");
+        let mut out = [Val::I32(0)];
+        i.get_func(&mut store, "outer").expect("outer").call(&mut store, &[], &mut out).expect("runs");
+        assert_eq!(out[0].i32(), Some(3));
+        let roots = seen.lock().expect("lock").clone();
+        assert_eq!(roots.len(), 3, "$c in the inner activation, $a and $b in the outer: {roots:x?}");
+    }
+}

@@ -182,6 +182,14 @@ impl CodeWalk<'_> {
     pub fn is_wasm_pc(&mut self, pc: usize) -> bool {
         self.find(pc).is_some()
     }
+
+    /// Calls `f` with the frame offset and the GC-reference slots of the
+    /// call returning to `ret`, if GC references are live across it.
+    pub fn with_stack_map<R>(&mut self, ret: usize, f: impl FnOnce(u32, &[u32]) -> R) -> Option<R> {
+        let (code, off) = self.find(ret.checked_sub(1)?)?;
+        let (frame_offset, slots) = code.info.stack_maps.lookup(off + 1)?;
+        Some(f(frame_offset, slots))
+    }
 }
 
 /// Runs `f` with the registry read-locked for a walk ([`CodeWalk`]).

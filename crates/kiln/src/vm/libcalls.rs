@@ -188,6 +188,7 @@ mod body {
             };
             (module.type_ids[type_index as usize], kind)
         };
+        cx.vm_store().check_frame_roots();
         cx.vm_store().gc_alloc(type_id, kind, size).map(u64::from).ok_or(trap(TrapCode::AllocationFailed))
     }
 
@@ -203,6 +204,7 @@ mod body {
             };
             (module.type_ids[type_index as usize], elem_size)
         };
+        cx.vm_store().check_frame_roots();
         cx.vm_store().gc_alloc_array(type_id, elem_size, len).map(u64::from).ok_or(trap(TrapCode::AllocationFailed))
     }
 

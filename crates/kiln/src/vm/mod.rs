@@ -11,6 +11,7 @@ pub mod epoch;
 pub mod exn;
 pub mod externref;
 pub mod gc_heap;
+pub mod gc_roots;
 pub mod global;
 pub mod host_func;
 mod idle_list;

@@ -966,6 +966,42 @@ impl VmStore {
         Ok(())
     }
 
+    /// The GC references in this store's wasm frames on this thread
+    /// (innermost first), found through the stack maps; empty when none of
+    /// the store's wasm is running. What the collector's frame roots will
+    /// be; for now a way to check them.
+    pub fn gc_frame_roots(&self) -> Vec<u64> {
+        let mut roots = Vec::new();
+        if !self.wasm_active() {
+            return roots;
+        }
+        // SAFETY: the store's wasm is on this thread's stack and Rust code
+        // runs, so it is stopped in a call out of wasm (a host function or
+        // builtin of the store, the only way Rust code runs beneath it);
+        // the slots are read before this returns to it.
+        unsafe {
+            super::gc_roots::for_each_frame_root(&*self.ctx, |slot| roots.push(slot.read()));
+        }
+        roots
+    }
+
+    /// Debug builds: checks that every GC reference the stack maps find in
+    /// this store's wasm frames is null, an i31 or one of its objects, and
+    /// aborts (naming the value) if one is not: a reference missing from or
+    /// wrong in a stack map. Run at each allocation slow path, where the
+    /// collector will run. Release builds: nothing.
+    pub fn check_frame_roots(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        for r in self.gc_frame_roots() {
+            if r != 0 && !kiln_environ::gc_ref::is_i31(r) && self.gc_header(r).is_none() {
+                eprintln!("kiln: a stack map names {r:#x}, which is not a GC reference of the store");
+                std::process::abort();
+            }
+        }
+    }
+
     /// The externref word extern box `raw` holds, if `raw` is one of this
     /// store's extern boxes.
     pub fn gc_box_word(&self, raw: u64) -> Option<usize> {

@@ -268,12 +268,16 @@ unsafe fn enter_with(
     } else {
         // Nested in a host function called by this store's wasm: that
         // wasm's frame records and limit are restored for it afterwards.
-        let saved = (ctx.last_wasm_entry_fp, ctx.last_wasm_exit_fp, ctx.last_wasm_exit_pc);
+        let saved = [ctx.last_wasm_entry_fp, ctx.last_wasm_exit_fp, ctx.last_wasm_exit_pc];
+        // Kept where a walk over all of the store's wasm frames (GC roots)
+        // finds the enclosing wasm's frames (see `VMStoreContext::outer_frames`).
+        ctx.outer_frames.push(saved);
         // SAFETY: the function's contract.
         let r = unsafe { run(store, store_ctx, enter) };
         // SAFETY: as above.
         let ctx = unsafe { &mut *store_ctx };
-        (ctx.last_wasm_entry_fp, ctx.last_wasm_exit_fp, ctx.last_wasm_exit_pc) = saved;
+        ctx.outer_frames.pop();
+        [ctx.last_wasm_entry_fp, ctx.last_wasm_exit_fp, ctx.last_wasm_exit_pc] = saved;
         r
     }
 }

@@ -216,6 +216,14 @@ pub struct VMStoreContext {
     /// through this pointer), or null before it has one; how an instance
     /// evaluating a constant expression allocates (runtime-only).
     pub gc_heap: *mut super::gc_heap::GcHeap,
+    /// For each entry into the store's wasm nested in a host function its
+    /// wasm called (innermost last): the enclosing wasm's frame records
+    /// (`last_wasm_entry_fp`, `last_wasm_exit_fp`, `last_wasm_exit_pc`) at
+    /// that entry, which the context gets back when it returns. A walk over
+    /// all of the store's wasm frames (GC roots) goes outwards through them
+    /// (runtime-only; the outermost entry pushes nothing, keeping the
+    /// common call path free of it).
+    pub outer_frames: Vec<[usize; 3]>,
 }
 
 // SAFETY: `epoch_counter` refers to the engine's counter, an atomic that
@@ -259,6 +267,7 @@ impl Default for VMStoreContext {
             running_tid: std::sync::atomic::AtomicI32::new(0),
             memory_reservations: super::memory::MemoryReservations::default(),
             gc_heap: ptr::null_mut(),
+            outer_frames: Vec::new(),
         }
     }
 }
