@@ -69,6 +69,47 @@ pub fn array_size(elem_size: u32, len: u32) -> Option<u32> {
     u32::try_from(bytes.div_ceil(u64::from(OBJECT_ALIGN)) * u64::from(OBJECT_ALIGN)).ok()
 }
 
+/// What the collector must know to trace an object of a type: where its
+/// GC references are. Derived from the type alone (see [`GcTrace::of`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GcTrace {
+    /// A struct: the offsets of its fields that hold GC references
+    /// (4-byte encodings), increasing.
+    Struct {
+        /// Offsets from the object's start.
+        refs: Vec<u32>,
+    },
+    /// An array: whether its elements are GC references (4 bytes each,
+    /// from [`array_elems_offset`]`(4)`).
+    Array {
+        /// Whether the elements are GC references.
+        elems_are_refs: bool,
+    },
+    /// A function type: no objects.
+    None,
+}
+
+impl GcTrace {
+    /// The trace information of objects of composite type `c`.
+    pub fn of(c: &crate::types::WasmCompositeType) -> GcTrace {
+        use crate::types::WasmCompositeType as C;
+        let is_ref = |s: WasmStorageType| matches!(s, WasmStorageType::Val(WasmValType::Ref(r)) if r.is_any());
+        match c {
+            C::Struct(s) => GcTrace::Struct {
+                refs: s
+                    .fields
+                    .iter()
+                    .zip(StructLayout::of(s).offsets)
+                    .filter(|(f, _)| is_ref(f.storage))
+                    .map(|(_, o)| o)
+                    .collect(),
+            },
+            C::Array(a) => GcTrace::Array { elems_are_refs: is_ref(a.element.storage) },
+            C::Func(_) => GcTrace::None,
+        }
+    }
+}
+
 /// The offsets of a struct type's fields and its object size.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StructLayout {
@@ -126,5 +167,24 @@ mod tests {
         assert_eq!(StructLayout::of(&base), StructLayout { offsets: vec![8, 16], size: 24 });
         assert_eq!(StructLayout::of(&sub), StructLayout { offsets: vec![8, 16, 24, 28], size: 32 });
         assert_eq!(StructLayout::of(&StructType::default()).size, 8);
+    }
+
+    #[test]
+    fn traces_name_exactly_the_gc_reference_fields() {
+        use crate::types::{ArrayType, WasmCompositeType, WasmHeapType};
+        let any = WasmStorageType::Val(WasmValType::Ref(WasmRefType::ANYREF));
+        let func = WasmStorageType::Val(WasmValType::Ref(WasmRefType::FUNCREF));
+        let s = StructType { fields: vec![field(any), field(WasmStorageType::I8), field(func), field(any)].into() };
+        // any at 8, i8 at 12, funcref at 16 (8 bytes), any at 24.
+        assert_eq!(GcTrace::of(&WasmCompositeType::Struct(s)), GcTrace::Struct { refs: vec![8, 24] });
+        let eq_array = ArrayType {
+            element: field(WasmStorageType::Val(WasmValType::Ref(WasmRefType {
+                nullable: false,
+                heap: WasmHeapType::Eq,
+            }))),
+        };
+        assert_eq!(GcTrace::of(&WasmCompositeType::Array(eq_array)), GcTrace::Array { elems_are_refs: true });
+        let bytes = ArrayType { element: field(WasmStorageType::I8) };
+        assert_eq!(GcTrace::of(&WasmCompositeType::Array(bytes)), GcTrace::Array { elems_are_refs: false });
     }
 }

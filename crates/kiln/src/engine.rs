@@ -65,6 +65,8 @@ struct Registry {
     funcs: Vec<Option<Arc<FuncType>>>,
     /// Each id's display: its supertypes from the root, then itself.
     displays: Vec<Arc<[u32]>>,
+    /// Each id's trace information (where its objects hold GC references).
+    traces: Vec<Arc<kiln_environ::gc_layout::GcTrace>>,
 }
 
 impl Registry {
@@ -89,6 +91,7 @@ impl Registry {
                 _ => Arc::from([id]),
             };
             self.funcs.push(ty.as_func().map(|f| Arc::new(f.clone())));
+            self.traces.push(Arc::new(kiln_environ::gc_layout::GcTrace::of(&ty.composite)));
             self.types.push(Arc::new(ty));
             self.displays.push(display);
         }
@@ -130,6 +133,12 @@ impl TypeRegistry {
     /// types come only from registering them).
     pub(crate) fn func(&self, id: u32) -> Arc<FuncType> {
         self.read().funcs[id as usize].clone().expect("a function type id names a function type")
+    }
+
+    /// The trace information of objects of the type with id `id`, if there
+    /// is such a type.
+    pub(crate) fn trace(&self, id: u32) -> Option<Arc<kiln_environ::gc_layout::GcTrace>> {
+        self.read().traces.get(id as usize).cloned()
     }
 
     /// The type with id `id` (engine form), if there is one.

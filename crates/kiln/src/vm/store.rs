@@ -28,7 +28,7 @@ use super::table::Table;
 use super::traphandlers::{EntryTrampoline, TrapReason, TrapRecord, enter_wasm, enter_wasm_regs};
 use super::vmcontext::{VMContext, VMFuncRef, VMOpaqueContext, VMStoreContext, VMTagDefinition, ValRaw};
 use crate::fast_hash::FastHashMap;
-use kiln_environ::gc_layout::{KIND_ARRAY, KIND_EXTERN_BOX, KIND_MASK, KIND_STRUCT};
+use kiln_environ::gc_layout::{GcTrace, KIND_ARRAY, KIND_EXTERN_BOX, KIND_MASK, KIND_STRUCT};
 use kiln_environ::{
     FuncIndex, FuncType, GlobalIndex, GlobalType, MemoryIndex, TableIndex, TableType, TagIndex, WasmHeapType,
     WasmValType,
@@ -985,19 +985,46 @@ impl VmStore {
         roots
     }
 
-    /// Debug builds: checks that every GC reference the stack maps find in
-    /// this store's wasm frames is null, an i31 or one of its objects, and
-    /// aborts (naming the value) if one is not: a reference missing from or
-    /// wrong in a stack map. Run at each allocation slow path, where the
+    /// Debug builds: checks that every GC reference reachable from this
+    /// store's wasm frames (through the stack maps, then through the
+    /// objects' reference fields, as the collector will trace them) is
+    /// null, an i31 or one of its objects, and aborts (naming the value) if
+    /// one is not: a reference missing from or wrong in a stack map, or a
+    /// field written wrongly. Run at each allocation slow path, where the
     /// collector will run. Release builds: nothing.
     pub fn check_frame_roots(&self) {
         if !cfg!(debug_assertions) {
             return;
         }
-        for r in self.gc_frame_roots() {
-            if r != 0 && !kiln_environ::gc_ref::is_i31(r) && self.gc_header(r).is_none() {
-                eprintln!("kiln: a stack map names {r:#x}, which is not a GC reference of the store");
+        let mut seen = std::collections::HashSet::new();
+        let mut work = self.gc_frame_roots();
+        while let Some(r) = work.pop() {
+            if r == 0 || kiln_environ::gc_ref::is_i31(r) || !seen.insert(r) {
+                continue;
+            }
+            let Some((type_id, word)) = self.gc_header(r) else {
+                eprintln!("kiln: a GC root or field holds {r:#x}, which is not a GC reference of the store");
                 std::process::abort();
+            };
+            if word & KIND_MASK == KIND_EXTERN_BOX {
+                continue;
+            }
+            let ref_storage = kiln_environ::WasmStorageType::Val(WasmValType::ANYREF);
+            match self.types.trace(type_id).as_deref() {
+                Some(GcTrace::Struct { refs }) => {
+                    work.extend(refs.iter().map(|o| self.gc_read(r, *o, ref_storage).get_ptr() as u64));
+                }
+                Some(GcTrace::Array { elems_are_refs: true }) => {
+                    let heap = self.gc_heap.as_ref().expect("an object implies a heap");
+                    let len = heap.array_len(r).unwrap_or(0);
+                    let first = kiln_environ::gc_layout::array_elems_offset(4);
+                    work.extend((0..len).map(|k| self.gc_read(r, first + 4 * k, ref_storage).get_ptr() as u64));
+                }
+                Some(GcTrace::Array { elems_are_refs: false } | GcTrace::None) => {}
+                None => {
+                    eprintln!("kiln: object {r:#x} has type id {type_id}, which the engine does not know");
+                    std::process::abort();
+                }
             }
         }
     }
