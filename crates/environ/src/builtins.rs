@@ -38,11 +38,11 @@ macro_rules! foreach_builtin_function {
             /// of its declared subtypes (GC subtyping): 1 or 0. The slow
             /// path of a signature check against a non-final type.
             is_subtype(vmctx: vmctx, actual: i32, expected: i32) -> i32;
-            /// Allocates a GC object of module type `type_index` (a struct
-            /// type), `size` bytes with its header, in the store's GC heap:
-            /// writes the header and returns the reference (the object's
-            /// offset in the heap; its fields are zero). Traps `allocation
-            /// failed` when the heap is full.
+            /// Allocates a struct of module type `type_index`, `size` bytes
+            /// with its header, in the store's GC heap: writes the header
+            /// and returns the reference (the object's offset in the heap;
+            /// its fields are zero). Traps `allocation failed` when the
+            /// heap is full.
             gc_alloc(vmctx: vmctx, type_index: i32, size: i32) -> i64;
             /// Allocates an array of module type `type_index` with `len`
             /// zeroed elements (length written); returns the reference.

@@ -419,7 +419,7 @@ fn link_and_map(
 mod stack_map_tests {
     use crate::{Config, Engine, Module, WasmFeature};
 
-    fn engine(gc: bool) -> Engine {
+    pub(super) fn engine(gc: bool) -> Engine {
         let mut config = Config::new();
         config.wasm_feature_set(WasmFeature::Gc, gc);
         Engine::new(&config).expect("engine")
@@ -461,18 +461,18 @@ mod stack_map_tests {
     }
 }
 
+/// The frame walk (`vm/gc_roots.rs`) over the stack maps.
 #[cfg(test)]
 mod frame_root_tests {
-    use crate::{AsContext, Caller, Config, Engine, Func, Instance, Module, Store, Val, WasmFeature};
+    use super::stack_map_tests::engine;
+    use crate::{AsContext, Caller, Func, Instance, Module, Store, Val};
     use std::sync::{Arc, Mutex};
 
     /// A host function called from wasm holding GC references in two
     /// frames sees exactly those references through the stack maps.
     #[test]
     fn the_frame_walk_finds_exactly_the_live_references() {
-        let mut config = Config::new();
-        config.wasm_feature_set(WasmFeature::Gc, true);
-        let engine = Engine::new(&config).expect("engine");
+        let engine = engine(true);
         let module = Module::new(
             &engine,
             r#"(module
@@ -518,7 +518,8 @@ mod frame_root_tests {
 
 #[cfg(test)]
 mod nested_frame_root_tests {
-    use crate::{AsContextMut, Caller, Config, Engine, Extern, Func, Instance, Module, Store, Val, WasmFeature};
+    use super::stack_map_tests::engine;
+    use crate::{AsContextMut, Caller, Extern, Func, Instance, Module, Store, Val};
     use std::sync::{Arc, Mutex};
 
     /// wasm ($outer, holding 2 references) calls the host, which calls
@@ -526,9 +527,7 @@ mod nested_frame_root_tests {
     /// walk covers both activations.
     #[test]
     fn the_frame_walk_crosses_nested_activations() {
-        let mut config = Config::new();
-        config.wasm_feature_set(WasmFeature::Gc, true);
-        let engine = Engine::new(&config).expect("engine");
+        let engine = engine(true);
         let module = Module::new(
             &engine,
             r#"(module

@@ -26,7 +26,7 @@ use super::env::{funcref_flags, readonly};
 use crate::trap_codes::to_clif;
 use cranelift_codegen::ir::MemFlagsData;
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{InstBuilder, Value, types};
+use cranelift_codegen::ir::{self, InstBuilder, Value, types};
 use kiln_environ::gc_layout::{
     ARRAY_LENGTH, EXTERN_BOX_WORD, KIND_ARRAY, KIND_EXTERN_BOX, KIND_MASK, KIND_STRUCT, OBJECT_ALIGN, StructLayout,
     array_elems_offset, field_size, header,
@@ -38,6 +38,12 @@ use kiln_environ::{
 };
 
 impl FuncTranslator<'_, '_> {
+    /// Switches to block `b`, whose predecessors are all known.
+    fn enter_sealed(&mut self, b: ir::Block) {
+        self.builder.switch_to_block(b);
+        self.builder.seal_block(b);
+    }
+
     /// `ref.i31`: the low 31 bits of an `i32`, tagged.
     pub(crate) fn translate_ref_i31(&mut self) {
         let x = self.pop1();
@@ -75,29 +81,24 @@ impl FuncTranslator<'_, '_> {
         let object = self.builder.create_block();
         let tagged = self.builder.create_block();
         self.builder.ins().brif(r, non_null, &[], done, &block_args(&[r]));
-        self.builder.switch_to_block(non_null);
-        self.builder.seal_block(non_null);
+        self.enter_sealed(non_null);
         let bit = self.builder.ins().band_imm_u(r, 1);
         self.builder.ins().brif(bit, tagged, &[], object, &[]);
-        self.builder.switch_to_block(object);
-        self.builder.seal_block(object);
+        self.enter_sealed(object);
         let obj = self.object_address(r);
         let word = self.builder.ins().load(types::I32, funcref_flags(), obj, header::GC_WORD as i32);
         let kind = self.builder.ins().band_imm_u(word, i64::from(KIND_MASK));
         let is_box = self.builder.ins().icmp_imm_u(IntCC::Equal, kind, i64::from(KIND_EXTERN_BOX));
         let unboxed = self.builder.create_block();
         self.builder.ins().brif(is_box, unboxed, &[], tagged, &[]);
-        self.builder.switch_to_block(unboxed);
-        self.builder.seal_block(unboxed);
+        self.enter_sealed(unboxed);
         let host = self.builder.ins().load(types::I64, funcref_flags(), obj, EXTERN_BOX_WORD as i32);
         self.builder.ins().jump(done, &block_args(&[host]));
-        self.builder.switch_to_block(tagged);
-        self.builder.seal_block(tagged);
+        self.enter_sealed(tagged);
         let shifted = self.builder.ins().ishl_imm_u(r, 32);
         let word = self.builder.ins().bor_imm_u(shifted, 1);
         self.builder.ins().jump(done, &block_args(&[word]));
-        self.builder.switch_to_block(done);
-        self.builder.seal_block(done);
+        self.enter_sealed(done);
         self.push(result);
     }
 
@@ -112,20 +113,16 @@ impl FuncTranslator<'_, '_> {
         let host = self.builder.create_block();
         let tagged = self.builder.create_block();
         self.builder.ins().brif(e, non_null, &[], done, &block_args(&[e]));
-        self.builder.switch_to_block(non_null);
-        self.builder.seal_block(non_null);
+        self.enter_sealed(non_null);
         let bit = self.builder.ins().band_imm_u(e, 1);
         self.builder.ins().brif(bit, tagged, &[], host, &[]);
-        self.builder.switch_to_block(tagged);
-        self.builder.seal_block(tagged);
+        self.enter_sealed(tagged);
         let r = self.builder.ins().ushr_imm_u(e, 32);
         self.builder.ins().jump(done, &block_args(&[r]));
-        self.builder.switch_to_block(host);
-        self.builder.seal_block(host);
+        self.enter_sealed(host);
         let boxed = self.call_builtin(BuiltinFunctionIndex::gc_box_extern, &[e]).expect("returns");
         self.builder.ins().jump(done, &block_args(&[boxed]));
-        self.builder.switch_to_block(done);
-        self.builder.seal_block(done);
+        self.enter_sealed(done);
         self.push(result);
     }
 
@@ -232,13 +229,11 @@ impl FuncTranslator<'_, '_> {
         let non_null = self.builder.create_block();
         let if_null = self.builder.ins().iconst(types::I8, i64::from(nullable));
         self.builder.ins().brif(r, non_null, &[], done, &block_args(&[if_null]));
-        self.builder.switch_to_block(non_null);
-        self.builder.seal_block(non_null);
+        self.enter_sealed(non_null);
         let actual = self.builder.ins().load(types::I32, funcref_flags(), r, func_ref::TYPE_ID as i32);
         let matches = self.type_id_matches(actual, type_index);
         self.builder.ins().jump(done, &block_args(&[matches]));
-        self.builder.switch_to_block(done);
-        self.builder.seal_block(done);
+        self.enter_sealed(done);
         result
     }
 
@@ -257,13 +252,11 @@ impl FuncTranslator<'_, '_> {
         let slow = self.builder.create_block();
         self.builder.set_cold_block(slow);
         self.builder.ins().brif(eq, done, &block_args(&[eq]), slow, &[]);
-        self.builder.switch_to_block(slow);
-        self.builder.seal_block(slow);
+        self.enter_sealed(slow);
         let sub = self.call_builtin(BuiltinFunctionIndex::is_subtype, &[actual, expected]).expect("returns");
         let sub = self.builder.ins().icmp_imm_u(IntCC::NotEqual, sub, 0);
         self.builder.ins().jump(done, &block_args(&[sub]));
-        self.builder.switch_to_block(done);
-        self.builder.seal_block(done);
+        self.enter_sealed(done);
         result
     }
 
@@ -299,18 +292,15 @@ impl FuncTranslator<'_, '_> {
         let object = self.builder.create_block();
         let if_null = self.builder.ins().iconst(types::I8, i64::from(nullable));
         self.builder.ins().brif(r, non_null, &[], done, &block_args(&[if_null]));
-        self.builder.switch_to_block(non_null);
-        self.builder.seal_block(non_null);
+        self.enter_sealed(non_null);
         let bit = self.builder.ins().band_imm_u(r, 1);
         let if_i31 = self.builder.ins().iconst(types::I8, i64::from(i31));
         self.builder.ins().brif(bit, done, &block_args(&[if_i31]), object, &[]);
-        self.builder.switch_to_block(object);
-        self.builder.seal_block(object);
+        self.enter_sealed(object);
         let obj = self.object_address(r);
         let matches = test(self, obj);
         self.builder.ins().jump(done, &block_args(&[matches]));
-        self.builder.switch_to_block(done);
-        self.builder.seal_block(done);
+        self.enter_sealed(done);
         result
     }
 
@@ -377,8 +367,7 @@ impl FuncTranslator<'_, '_> {
         let call = self.builder.create_block();
         self.builder.set_cold_block(call);
         self.builder.ins().brif(fits, fast, &[], call, &[]);
-        self.builder.switch_to_block(fast);
-        self.builder.seal_block(fast);
+        self.enter_sealed(fast);
         self.builder.ins().store(MemFlagsData::trusted(), end, ctx, store_context::GC_ALLOC_NEXT as i32);
         let obj = self.object_address(next);
         let type_id = self.engine_type_id(type_index);
@@ -386,12 +375,10 @@ impl FuncTranslator<'_, '_> {
         let kind = self.builder.ins().iconst(types::I32, i64::from(kind));
         self.builder.ins().store(MemFlagsData::trusted(), kind, obj, header::GC_WORD as i32);
         self.builder.ins().jump(done, &block_args(&[next]));
-        self.builder.switch_to_block(call);
-        self.builder.seal_block(call);
+        self.enter_sealed(call);
         let r = slow(self);
         self.builder.ins().jump(done, &block_args(&[r]));
-        self.builder.switch_to_block(done);
-        self.builder.seal_block(done);
+        self.enter_sealed(done);
         result
     }
 
@@ -487,14 +474,12 @@ impl FuncTranslator<'_, '_> {
         self.builder.switch_to_block(header);
         let at_end = self.builder.ins().icmp(IntCC::Equal, p, end);
         self.builder.ins().brif(at_end, exit, &[], body, &[]);
-        self.builder.switch_to_block(body);
-        self.builder.seal_block(body);
+        self.enter_sealed(body);
         self.store_field(s, p, offset, v);
         let next = self.builder.ins().iadd_imm_u(p, i64::from(size));
         self.builder.ins().jump(header, &block_args(&[next]));
         self.builder.seal_block(header);
-        self.builder.switch_to_block(exit);
-        self.builder.seal_block(exit);
+        self.enter_sealed(exit);
     }
 
     /// `array.new $t` (`array.new_default $t` when `default`).

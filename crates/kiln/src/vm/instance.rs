@@ -837,7 +837,7 @@ impl Instance {
     }
 
     /// The store's GC heap, if it has one.
-    fn gc_heap(&mut self) -> Option<&'static mut super::gc_heap::GcHeap> {
+    fn gc_heap(&mut self) -> Option<&mut super::gc_heap::GcHeap> {
         // SAFETY: the store context outlives its instances, and its heap
         // pointer is the store's boxed heap (or null), which lives as long
         // as the store and which nothing else borrows while an instance is
@@ -880,7 +880,7 @@ impl Instance {
     }
 
     /// The element storage and size of array type `t` of this module.
-    fn array_element(&self, t: u32) -> Option<(kiln_environ::WasmStorageType, u32)> {
+    pub fn array_element(&self, t: u32) -> Option<(kiln_environ::WasmStorageType, u32)> {
         match &self.module.module().types.get(t as usize)?.composite {
             kiln_environ::WasmCompositeType::Array(a) => {
                 Some((a.element.storage, kiln_environ::gc_layout::field_size(a.element.storage)))

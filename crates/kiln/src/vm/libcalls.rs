@@ -179,32 +179,17 @@ mod body {
     }
 
     pub fn gc_alloc(cx: &mut BuiltinCx, type_index: u32, size: u32) -> R<u64> {
-        let (type_id, kind) = {
-            let inst = cx.instance();
-            let module = inst.module();
-            let kind = match module.module().types.get(type_index as usize).map(|t| t.composite.kind()) {
-                Some(kiln_environ::CompositeKind::Array) => kiln_environ::gc_layout::KIND_ARRAY,
-                _ => kiln_environ::gc_layout::KIND_STRUCT,
-            };
-            (module.type_ids[type_index as usize], kind)
-        };
-        cx.vm_store().check_frame_roots();
+        let type_id = cx.instance().module().type_ids[type_index as usize];
+        cx.vm_store().verify_gc_roots();
+        let kind = kiln_environ::gc_layout::KIND_STRUCT;
         cx.vm_store().gc_alloc(type_id, kind, size).map(u64::from).ok_or(trap(TrapCode::AllocationFailed))
     }
 
     pub fn gc_alloc_array(cx: &mut BuiltinCx, type_index: u32, len: u32) -> R<u64> {
-        let (type_id, elem_size) = {
-            let inst = cx.instance();
-            let module = inst.module();
-            let elem_size = match module.module().types.get(type_index as usize).map(|t| &t.composite) {
-                Some(kiln_environ::WasmCompositeType::Array(a)) => {
-                    kiln_environ::gc_layout::field_size(a.element.storage)
-                }
-                _ => return Err(trap(TrapCode::AllocationFailed)),
-            };
-            (module.type_ids[type_index as usize], elem_size)
-        };
-        cx.vm_store().check_frame_roots();
+        let inst = cx.instance();
+        let (_, elem_size) = inst.array_element(type_index).ok_or(trap(TrapCode::AllocationFailed))?;
+        let type_id = inst.module().type_ids[type_index as usize];
+        cx.vm_store().verify_gc_roots();
         cx.vm_store().gc_alloc_array(type_id, elem_size, len).map(u64::from).ok_or(trap(TrapCode::AllocationFailed))
     }
 

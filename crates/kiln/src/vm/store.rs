@@ -992,7 +992,7 @@ impl VmStore {
     /// one is not: a reference missing from or wrong in a stack map, or a
     /// field written wrongly. Run at each allocation slow path, where the
     /// collector will run. Release builds: nothing.
-    pub fn check_frame_roots(&self) {
+    pub fn verify_gc_roots(&self) {
         if !cfg!(debug_assertions) {
             return;
         }
