@@ -355,14 +355,17 @@ fn run_help_groups_its_options() {
 #[test]
 fn the_gc_heap_limit_both_ways() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // 2,000 arrays of 1 KiB each: 2,000,000 bytes of GC objects, never freed.
+    // 2,000 arrays of 1 KiB each, all kept alive (each linked from the
+    // next): about 2 MB of live GC objects.
     let grow = write(
         dir.path(),
         "gc.wat",
         r#"(module (type $a (array (mut i8)))
+             (type $link (struct (field (ref $a)) (field (ref null $link))))
+             (global $keep (mut (ref null $link)) (ref.null $link))
              (func (export "grow") (result i32) (local $n i32)
                (loop $more
-                 (drop (array.new_default $a (i32.const 1008)))
+                 (global.set $keep (struct.new $link (array.new_default $a (i32.const 1008)) (global.get $keep)))
                  (local.set $n (i32.add (local.get $n) (i32.const 1)))
                  (br_if $more (i32.lt_u (local.get $n) (i32.const 2000))))
                (local.get $n)))"#,

@@ -34,6 +34,11 @@ pub const EXTERN_BOX_SIZE: u32 = header::SIZE + 8;
 /// The bits of the header's GC word that hold the kind.
 pub const KIND_MASK: u32 = 3;
 
+/// The GC word bit of an object that a collection has copied: its type id
+/// word then holds the copy's offset. Only objects of the space being
+/// emptied have it, and only during a collection.
+pub const FORWARDED: u32 = 1 << 4;
+
 /// Objects are placed at multiples of this many bytes.
 pub const OBJECT_ALIGN: u32 = 8;
 
@@ -69,23 +74,53 @@ pub fn array_size(elem_size: u32, len: u32) -> Option<u32> {
     u32::try_from(bytes.div_ceil(u64::from(OBJECT_ALIGN)) * u64::from(OBJECT_ALIGN)).ok()
 }
 
-/// What the collector must know to trace an object of a type: where its
-/// GC references are. Derived from the type alone (see [`GcTrace::of`]).
+/// The kinds of references that objects hold and the collector and the
+/// store's other collections must see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefKind {
+    /// A GC reference (the `any` hierarchy), stored as its 4-byte encoding.
+    Any,
+    /// An externref word (8 bytes): a host value, or a GC reference that
+    /// `extern.convert_any` tagged (`gc_ref::externalize`).
+    Extern,
+    /// An exnref (8 bytes).
+    Exn,
+}
+
+impl RefKind {
+    /// The kind of reference a field of storage `s` holds, if any
+    /// (function references are not collected).
+    pub fn of(s: WasmStorageType) -> Option<RefKind> {
+        match s {
+            WasmStorageType::Val(WasmValType::Ref(r)) if r.is_any() => Some(RefKind::Any),
+            WasmStorageType::Val(WasmValType::Ref(r)) if r.is_extern() => Some(RefKind::Extern),
+            WasmStorageType::Val(WasmValType::Ref(r)) if r.is_exn() => Some(RefKind::Exn),
+            _ => None,
+        }
+    }
+}
+
+/// What the collector must know to copy and trace an object of a type:
+/// its size and where it holds references. Derived from the type alone
+/// (see [`GcTrace::of`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GcTrace {
-    /// A struct: the offsets of its fields that hold GC references
-    /// (4-byte encodings), increasing.
+    /// A struct.
     Struct {
-        /// Offsets from the object's start.
-        refs: Vec<u32>,
+        /// The object's size in bytes (a multiple of [`OBJECT_ALIGN`]).
+        size: u32,
+        /// Offsets from the object's start of the fields holding
+        /// references, with their kinds, increasing.
+        refs: Vec<(u32, RefKind)>,
     },
-    /// An array: whether its elements are GC references (4 bytes each,
-    /// from [`array_elems_offset`]`(4)`).
+    /// An array.
     Array {
-        /// Whether the elements are GC references.
-        elems_are_refs: bool,
+        /// Bytes per element.
+        elem_size: u32,
+        /// What its elements hold, if references.
+        elems: Option<RefKind>,
     },
-    /// A function type: no objects.
+    /// Not an object type (a function type).
     None,
 }
 
@@ -93,19 +128,33 @@ impl GcTrace {
     /// The trace information of objects of composite type `c`.
     pub fn of(c: &crate::types::WasmCompositeType) -> GcTrace {
         use crate::types::WasmCompositeType as C;
-        let is_ref = |s: WasmStorageType| matches!(s, WasmStorageType::Val(WasmValType::Ref(r)) if r.is_any());
         match c {
-            C::Struct(s) => GcTrace::Struct {
-                refs: s
-                    .fields
-                    .iter()
-                    .zip(StructLayout::of(s).offsets)
-                    .filter(|(f, _)| is_ref(f.storage))
-                    .map(|(_, o)| o)
-                    .collect(),
-            },
-            C::Array(a) => GcTrace::Array { elems_are_refs: is_ref(a.element.storage) },
+            C::Struct(s) => {
+                let layout = StructLayout::of(s);
+                GcTrace::Struct {
+                    size: layout.size,
+                    refs: s
+                        .fields
+                        .iter()
+                        .zip(layout.offsets)
+                        .filter_map(|(f, o)| Some((o, RefKind::of(f.storage)?)))
+                        .collect(),
+                }
+            }
+            C::Array(a) => {
+                GcTrace::Array { elem_size: field_size(a.element.storage), elems: RefKind::of(a.element.storage) }
+            }
             C::Func(_) => GcTrace::None,
+        }
+    }
+
+    /// Whether objects of this type hold GC references (`any` or
+    /// externref fields or elements) that the collector must follow.
+    pub fn has_gc_refs(&self) -> bool {
+        match self {
+            GcTrace::Struct { refs, .. } => refs.iter().any(|(_, k)| *k != RefKind::Exn),
+            GcTrace::Array { elems, .. } => matches!(elems, Some(RefKind::Any | RefKind::Extern)),
+            GcTrace::None => false,
         }
     }
 }
@@ -174,17 +223,23 @@ mod tests {
         use crate::types::{ArrayType, WasmCompositeType, WasmHeapType};
         let any = WasmStorageType::Val(WasmValType::Ref(WasmRefType::ANYREF));
         let func = WasmStorageType::Val(WasmValType::Ref(WasmRefType::FUNCREF));
-        let s = StructType { fields: vec![field(any), field(WasmStorageType::I8), field(func), field(any)].into() };
-        // any at 8, i8 at 12, funcref at 16 (8 bytes), any at 24.
-        assert_eq!(GcTrace::of(&WasmCompositeType::Struct(s)), GcTrace::Struct { refs: vec![8, 24] });
+        let ext = WasmStorageType::Val(WasmValType::Ref(WasmRefType::EXTERNREF));
+        let s = StructType {
+            fields: vec![field(any), field(WasmStorageType::I8), field(func), field(any), field(ext)].into(),
+        };
+        // any at 8, i8 at 12, funcref at 16 (8 bytes), any at 24, extern at 32.
+        assert_eq!(
+            GcTrace::of(&WasmCompositeType::Struct(s)),
+            GcTrace::Struct { size: 40, refs: vec![(8, RefKind::Any), (24, RefKind::Any), (32, RefKind::Extern)] }
+        );
         let eq_array = ArrayType {
             element: field(WasmStorageType::Val(WasmValType::Ref(WasmRefType {
                 nullable: false,
                 heap: WasmHeapType::Eq,
             }))),
         };
-        assert_eq!(GcTrace::of(&WasmCompositeType::Array(eq_array)), GcTrace::Array { elems_are_refs: true });
+        assert_eq!(GcTrace::of(&WasmCompositeType::Array(eq_array)), GcTrace::Array { elem_size: 4, elems: Some(RefKind::Any) });
         let bytes = ArrayType { element: field(WasmStorageType::I8) };
-        assert_eq!(GcTrace::of(&WasmCompositeType::Array(bytes)), GcTrace::Array { elems_are_refs: false });
+        assert_eq!(GcTrace::of(&WasmCompositeType::Array(bytes)), GcTrace::Array { elem_size: 1, elems: None });
     }
 }

@@ -176,6 +176,11 @@ impl WasmRefType {
         self.heap.is_any()
     }
 
+    /// Whether values of this type are externrefs.
+    pub fn is_extern(&self) -> bool {
+        matches!(self.heap, WasmHeapType::Extern | WasmHeapType::NoExtern)
+    }
+
     /// Whether values of this type are exception references.
     pub fn is_exn(&self) -> bool {
         matches!(self.heap, WasmHeapType::Exn | WasmHeapType::NoExn)

@@ -33,6 +33,7 @@ pub struct Config {
     pub(crate) tunables: Tunables,
     pub(crate) max_wasm_stack: usize,
     pub(crate) max_gc_heap: u64,
+    pub(crate) gc_zeal: Option<u32>,
     pub(crate) opt_level: OptLevel,
     pub(crate) verifier: bool,
     pub(crate) parallel_compilation: bool,
@@ -133,6 +134,7 @@ impl Config {
             tunables: Tunables::default(),
             max_wasm_stack: 512 * 1024,
             max_gc_heap: u64::MAX,
+            gc_zeal: None,
             opt_level: OptLevel::Speed,
             verifier: cfg!(debug_assertions),
             parallel_compilation: true,
@@ -265,12 +267,24 @@ impl Config {
     }
 
     /// Most bytes of GC objects (structs, arrays; the GC proposal) a store
-    /// may hold (default: no limit below the heap's 4 GiB of offsets).
-    /// There is no collector yet, so every object ever allocated counts;
-    /// an allocation past the limit traps `allocation failed`. Memory is
-    /// taken from the OS a megabyte at a time as objects need it.
+    /// may hold (default, and at most: 2 GiB less 1 MiB, the size of each
+    /// of the heap's two spaces). When an allocation finds the heap full,
+    /// the store collects; if what survives leaves no room, the allocation
+    /// traps `allocation failed`. While collecting, the copies of the live
+    /// objects take up to that much again. Memory is taken from the OS a
+    /// megabyte at a time as objects need it, and given back when a
+    /// collection shrinks the heap.
     pub fn max_gc_heap_size(&mut self, bytes: u64) -> &mut Self {
         self.max_gc_heap = bytes;
+        self
+    }
+
+    /// Testing aid: makes every GC allocation go through the runtime and
+    /// every `n`th one collect (`None`, the default: only when the heap is
+    /// full), which moves objects at every possible moment. Very slow.
+    #[doc(hidden)]
+    pub fn gc_zeal(&mut self, n: Option<u32>) -> &mut Self {
+        self.gc_zeal = n;
         self
     }
 

@@ -141,6 +141,12 @@ impl TypeRegistry {
         self.read().traces.get(id as usize).cloned()
     }
 
+    /// Calls `f` with every id's trace information, by id (under the
+    /// registry's read lock: `f` must not register types).
+    pub(crate) fn with_traces<R>(&self, f: impl FnOnce(&[Arc<kiln_environ::gc_layout::GcTrace>]) -> R) -> R {
+        f(&self.read().traces)
+    }
+
     /// The type with id `id` (engine form), if there is one.
     pub(crate) fn get(&self, id: u32) -> Option<Arc<WasmSubType>> {
         self.read().types.get(id as usize).cloned()

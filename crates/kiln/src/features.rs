@@ -125,7 +125,7 @@ wasm_features! {
     /// `extern.convert_any`. Not yet: a collector (a store's GC heap only
     /// grows, and allocation traps when its 4 GiB are used). Off by default
     /// until it is complete.
-    Gc => "gc" [], "garbage collection (in part: types, i31, structs, arrays, casts; no collector yet)", off,
+    Gc => "gc" [], "garbage collection (in part: types, i31, structs, arrays, casts, a copying collector)", off,
         WasmFeatures::GC;
     /// Several memories per module (WebAssembly 3.0).
     MultiMemory => "multi-memory" [], "several memories per module", on, WasmFeatures::MULTI_MEMORY;

@@ -3,8 +3,8 @@
 //! elements with the same checks wasm's `struct.set`/`array.set` get from
 //! validation (mutability, the field's type, the store).
 //!
-//! Objects are never freed or moved yet (the GC heap has no collector), so
-//! a reference stays valid as long as its store.
+//! Every handle to an object is rooted (see [`AnyRef`]); a
+//! [`RootScope`] releases the handles made inside it.
 
 use crate::store::{AsContext, AsContextMut, StoreOpaque};
 use crate::types::ValType;
@@ -295,13 +295,14 @@ impl StructRef {
         }
         check_types(ty.ty.fields.iter(), fields)?;
         let layout = StructLayout::of(&ty.ty);
+        store.vm_mut().gc_make_room(u64::from(layout.size));
         let obj = store
             .vm_mut()
             .gc_alloc(ty.id, kiln_environ::gc_layout::KIND_STRUCT, layout.size)
             .ok_or_else(|| anyhow!("allocation failed: the GC heap is full"))?;
         let items = ty.ty.fields.iter().zip(&layout.offsets).zip(fields).map(|((f, o), v)| (*o, *f, v.clone()));
         fill(store, obj, items)?;
-        let any = AnyRef::from_object(store, obj).ok_or_else(|| anyhow!("internal: a new struct is not an object"))?;
+        let any = AnyRef::from_raw(obj as usize, store).ok_or_else(|| anyhow!("internal: a new struct is not an object"))?;
         Ok(StructRef(any))
     }
 }
@@ -319,13 +320,65 @@ impl ArrayRef {
         prepare(store, &ty.engine)?;
         check_types(std::iter::once(&ty.element), std::slice::from_ref(elem))?;
         let size = field_size(ty.element.storage);
+        store.vm_mut().gc_make_room(kiln_environ::gc_layout::array_size(size, len).map_or(u64::MAX, u64::from));
         let obj = store
             .vm_mut()
             .gc_alloc_array(ty.id, size, len)
             .ok_or_else(|| anyhow!("allocation failed: the GC heap is full"))?;
         let first = array_elems_offset(size);
         fill(store, obj, (0..len).map(|k| (first + k * size, ty.element, elem.clone())))?;
-        let any = AnyRef::from_object(store, obj).ok_or_else(|| anyhow!("internal: a new array is not an object"))?;
+        let any = AnyRef::from_raw(obj as usize, store).ok_or_else(|| anyhow!("internal: a new array is not an object"))?;
         Ok(ArrayRef(any))
     }
+}
+
+/// A scope for GC handles: the [`AnyRef`]s (and struct and array views)
+/// made through it, or through the store while it lives, are released when
+/// it is dropped, so that a host loop does not keep every object it ever
+/// saw alive. It derefs to, and is a context of, the store it borrows.
+pub struct RootScope<C: AsContextMut> {
+    store: C,
+    mark: usize,
+}
+
+impl<C: AsContextMut> RootScope<C> {
+    /// Opens a scope on `store`.
+    pub fn new(store: C) -> RootScope<C> {
+        let mark = store.as_context().0.opaque.vm().gc_roots_mark();
+        RootScope { store, mark }
+    }
+}
+
+impl<C: AsContextMut> Drop for RootScope<C> {
+    fn drop(&mut self) {
+        self.store.as_context_mut().0.opaque.vm_mut().release_gc_roots(self.mark);
+    }
+}
+
+impl<C: AsContextMut> crate::store::AsContext for RootScope<C> {
+    type Data = C::Data;
+    fn as_context(&self) -> crate::store::StoreContext<'_, C::Data> {
+        self.store.as_context()
+    }
+}
+
+impl<C: AsContextMut> AsContextMut for RootScope<C> {
+    fn as_context_mut(&mut self) -> crate::store::StoreContextMut<'_, C::Data> {
+        self.store.as_context_mut()
+    }
+}
+
+/// What a store's GC heap holds and what its collector has done (see
+/// [`Store::gc_heap_stats`](crate::Store::gc_heap_stats)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GcHeapStats {
+    /// Collections so far.
+    pub collections: u64,
+    /// Bytes of objects that survived the last collection.
+    pub live_bytes: u64,
+    /// Bytes of objects the heap may hold before it next collects.
+    pub capacity: u64,
+    /// Bytes of objects allocated since the last collection, survivors
+    /// included.
+    pub used_bytes: u64,
 }

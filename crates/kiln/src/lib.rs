@@ -150,7 +150,7 @@ pub use exn::{ExnRef, ThrownException};
 pub use externals::{Extern, Global, Memory, MemoryAccessError, SharedMemory, Table};
 pub use features::WasmFeature;
 pub use func::{Caller, Func, IntoFunc, TypedFunc, WasmParams, WasmResults, WasmRet, WasmTy, WasmTyList, WithCaller};
-pub use gc_refs::{ArrayRef, ArrayType, FieldType, StorageType, StructRef, StructType};
+pub use gc_refs::{ArrayRef, ArrayType, FieldType, GcHeapStats, RootScope, StorageType, StructRef, StructType};
 pub use instance::Instance;
 pub use kiln_environ::FuelCosts;
 pub use limits::{LimitExceeded, ResourceLimiter, StoreLimits, StoreLimitsBuilder};

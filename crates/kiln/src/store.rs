@@ -110,6 +110,7 @@ impl<T: 'static> Store<T> {
             max_wasm_stack: engine.config().max_wasm_stack,
             types: engine.inner.types.clone(),
             max_gc_heap: engine.config().max_gc_heap,
+            gc_zeal: engine.config().gc_zeal,
         });
         let inner = Box::new(StoreInner {
             opaque: StoreOpaque {
@@ -215,10 +216,28 @@ impl<T: 'static> Store<T> {
         Err(self.inner.opaque.throw(exn))
     }
 
-    /// Drops the store's references to externrefs that are no longer
-    /// reachable from its tables, globals or the host. Runs automatically
-    /// when wasm returns and the set has doubled since the last collection.
+    /// What the GC heap's collector has done and how full the heap is;
+    /// `None` if the store has no GC heap (no module compiled with GC was
+    /// instantiated in it and the host made no GC object).
+    pub fn gc_heap_stats(&self) -> Option<crate::GcHeapStats> {
+        self.inner.opaque.vm.gc_stats().map(|s| crate::GcHeapStats {
+            collections: s.collections,
+            live_bytes: s.live_bytes,
+            capacity: s.capacity,
+            used_bytes: s.used_bytes,
+        })
+    }
+
+    /// Collects garbage: frees the GC objects (structs, arrays) that
+    /// nothing reaches any more (not wasm, not a table, global or element
+    /// segment, not a live host handle), moving the others, and drops the
+    /// store's references to externrefs that are no longer reachable from
+    /// its tables, globals, GC objects or the host. GC objects are also
+    /// collected whenever an allocation finds the heap full; externrefs
+    /// when wasm returns and their set has doubled since the last
+    /// collection.
     pub fn gc(&mut self) {
+        self.inner.opaque.vm.gc_collect();
         self.inner.opaque.vm.collect_externrefs();
     }
 }
@@ -501,6 +520,13 @@ impl<T> StoreContextMut<'_, T> {
     /// The host data, mutably.
     pub fn data_mut(&mut self) -> &mut T {
         &mut self.0.data
+    }
+
+    /// As [`Store::gc`]; also from a host function that wasm called (its
+    /// wasm callers' references are roots too).
+    pub fn gc(&mut self) {
+        self.0.opaque.vm.gc_collect();
+        self.0.opaque.vm.collect_externrefs();
     }
 
     /// The engine.

@@ -5,7 +5,7 @@ use crate::store::{AsContext, AsContextMut, StoreOpaque};
 use crate::types::ValType;
 use crate::vm::externref::ExternData;
 use crate::vm::vmcontext::ValRaw;
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
@@ -81,7 +81,7 @@ impl ExternRef {
     }
 
     /// The externref behind word `raw` of `store`, if any.
-    pub(crate) fn from_raw(raw: usize, store: &StoreOpaque) -> Option<ExternRef> {
+    pub(crate) fn from_raw(raw: usize, store: &mut StoreOpaque) -> Option<ExternRef> {
         if kiln_environ::gc_ref::is_externalized(raw as u64) {
             let any = AnyRef::from_raw(kiln_environ::gc_ref::internalize(raw as u64) as usize, store)?;
             return Some(ExternRef::new(ExternalizedAny(any)));
@@ -145,17 +145,24 @@ impl I31 {
 }
 
 /// A non-null reference to a GC value (`anyref` and the types below it):
-/// an unboxed [`I31`], or a struct or array object of one store. Objects
-/// are never freed or moved yet (the GC heap has no collector so far), so a
-/// reference stays valid as long as its store; using it with another store
-/// is an error.
+/// an unboxed [`I31`], or a struct or array object of one store.
+///
+/// A handle to an object is *rooted*: while it is, the object lives (the
+/// collector moves objects, and updates the handle's root). Handles are
+/// released in scopes: the handles a host function gets or makes when
+/// wasm calls it are released when it returns, those made inside a
+/// [`RootScope`](crate::RootScope) when the scope is dropped, and all
+/// others when the store is dropped (a host loop that makes many handles
+/// outside wasm should use a `RootScope`). Using a released handle, or one
+/// with another store, is an error, never another object.
+///
+/// `==` compares handles, not objects: see [`AnyRef::ref_eq`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct AnyRef {
-    /// Its encoding (`kiln_environ::gc_ref`): odd, an i31; else an
-    /// object's offset in its store's GC heap.
+    /// For an i31: its encoding (`kiln_environ::gc_ref`); 0 for an object.
     raw: u32,
-    /// For an object: its store and header kind; `None` for an i31.
-    object: Option<(crate::store::StoreId, u32)>,
+    /// For an object: its store, its root there, and its header kind.
+    object: Option<(crate::store::StoreId, crate::vm::host_roots::RootIndex, u32)>,
 }
 
 impl AnyRef {
@@ -177,19 +184,19 @@ impl AnyRef {
     /// The header kind of an object, recorded when the reference left
     /// wasm (a kind never changes).
     fn kind(&self) -> Option<u32> {
-        self.object.map(|(_, kind)| kind & kiln_environ::gc_layout::KIND_MASK)
+        self.object.map(|(_, _, kind)| kind & kiln_environ::gc_layout::KIND_MASK)
     }
 
     /// The `anyref` that `any.convert_extern` makes of `extern_ref`: the
     /// GC reference it holds if `extern.convert_any` made it, else a new
     /// extern box in `store`'s GC heap holding the host value (which the
-    /// store then keeps alive).
+    /// store then keeps alive while the box lives).
     ///
     /// # Errors
     ///
     /// The store has no GC heap (no module compiled with GC was
     /// instantiated in it), the heap is full, or the reference holds an
-    /// object of another store.
+    /// object of another store or a released handle.
     pub fn convert_extern(mut store: impl AsContextMut, extern_ref: &ExternRef) -> Result<AnyRef> {
         let store = &mut store.as_context_mut().0.opaque;
         if let Some(ExternalizedAny(any)) = extern_ref.0.value().downcast_ref::<ExternalizedAny>() {
@@ -197,10 +204,11 @@ impl AnyRef {
             return Ok(*any);
         }
         let word = store.vm_mut().root_externref(&extern_ref.0);
+        store.vm_mut().gc_make_room(u64::from(kiln_environ::gc_layout::EXTERN_BOX_SIZE));
         let Some(raw) = store.vm_mut().gc_box_extern(word) else {
             bail!("cannot box a host value: the store has no GC heap, or it is full");
         };
-        Ok(AnyRef { raw, object: Some((store.id(), kiln_environ::gc_layout::KIND_EXTERN_BOX)) })
+        AnyRef::from_raw(raw as usize, store).context("internal: a new extern box is not an object")
     }
 
     /// Whether this is an extern box: a host value made an `anyref` by
@@ -211,7 +219,7 @@ impl AnyRef {
 
     /// Whether this is an unboxed integer.
     pub fn is_i31(&self) -> bool {
-        kiln_environ::gc_ref::is_i31(u64::from(self.raw))
+        self.object.is_none()
     }
 
     /// The unboxed integer, if this is one.
@@ -219,32 +227,43 @@ impl AnyRef {
         self.is_i31().then(|| I31(kiln_environ::gc_ref::i31_get_u(u64::from(self.raw))))
     }
 
-    /// The reference encoded as `raw` in `store`: `None` for null (and for
-    /// anything that is neither an i31 nor an object of the store, which
-    /// compiled code never produces).
-    fn from_raw(raw: usize, store: &StoreOpaque) -> Option<AnyRef> {
+    /// Whether `self` and `other` are the same value, as wasm's `ref.eq`
+    /// says: equal integers, or the same object.
+    ///
+    /// # Errors
+    ///
+    /// Either is an object of another store, or a released handle.
+    pub fn ref_eq(&self, store: impl AsContext, other: &AnyRef) -> Result<bool> {
+        let store = &store.as_context().0.opaque;
+        Ok(self.to_raw(store)? == other.to_raw(store)?)
+    }
+
+    /// The reference encoded as `raw` in `store`, rooted there: `None` for
+    /// null (and for anything that is neither an i31 nor an object of the
+    /// store, which compiled code never produces).
+    pub(crate) fn from_raw(raw: usize, store: &mut StoreOpaque) -> Option<AnyRef> {
         let raw32 = u32::try_from(raw).ok()?;
         if kiln_environ::gc_ref::is_i31(u64::from(raw32)) {
             return Some(AnyRef { raw: raw32, object: None });
         }
         let (_, word) = store.vm().gc_header(u64::from(raw32))?;
-        Some(AnyRef { raw: raw32, object: Some((store.id(), word)) })
+        let root = store.vm_mut().root_gc_ref(u64::from(raw32));
+        Some(AnyRef { raw: 0, object: Some((store.id(), root, word)) })
     }
 
-    /// The reference to object `obj` of `store`, if it is one.
-    pub(crate) fn from_object(store: &StoreOpaque, obj: u32) -> Option<AnyRef> {
-        AnyRef::from_raw(obj as usize, store)
-    }
-
-    /// The encoding of this reference for `store`.
+    /// The encoding of this reference for `store`, where its object is now.
     ///
     /// # Errors
     ///
-    /// The reference is an object of another store.
+    /// The reference is an object of another store, or a released handle.
     pub(crate) fn to_raw(self, store: &StoreOpaque) -> Result<usize> {
         match self.object {
-            Some((id, _)) if id != store.id() => bail!("GC reference belongs to another store"),
-            _ => Ok(self.raw as usize),
+            None => Ok(self.raw as usize),
+            Some((id, _, _)) if id != store.id() => bail!("GC reference belongs to another store"),
+            Some((_, root, _)) => match store.vm().rooted_gc_ref(root) {
+                Some(r) => Ok(r as usize),
+                None => bail!("GC reference used after its root scope ended (a stale handle)"),
+            },
         }
     }
 }

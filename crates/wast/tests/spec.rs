@@ -129,6 +129,14 @@ fn unsupported_entry(file: &TestFile<'static>) -> Option<&'static str> {
 /// None of these may change any result.
 const MODES: &[&str] = &["", " [eager]", " [pooling+epochs]", " [fuel+epochs]", " [polled-epochs]"];
 
+/// The suites with GC on also run with a collection at every allocation
+/// (`Config::gc_zeal`): objects then move at every moment they can, so a
+/// reference missing from a stack map or a root shows.
+const GC_SUITES: &[&str] = &["wasm-v3", "exceptions", "gc"];
+
+/// The extra mode of [`GC_SUITES`].
+const GC_ZEAL_MODE: &str = " [gc-zeal]";
+
 fn run(file: &TestFile<'static>, mode: &str) -> Result<(), Failed> {
     let mut config = config_for(file.parent(), file.name());
     if mode.contains("fuel") {
@@ -139,6 +147,9 @@ fn run(file: &TestFile<'static>, mode: &str) -> Result<(), Failed> {
     }
     if mode.contains("eager") {
         config.table_lazy_init(false).memory_init_cow(false);
+    }
+    if mode == GC_ZEAL_MODE {
+        config.gc_zeal(Some(1));
     }
     if mode.contains("pooling") {
         let mut pool = PoolingAllocationConfig::new();
@@ -172,8 +183,10 @@ fn expect_failure(result: Result<(), Failed>, entry: &str) -> Result<(), Failed>
 /// (expected to fail) when `UNSUPPORTED` lists it.
 fn file_trials(file: &TestFile<'static>) -> Vec<Trial> {
     let entry = unsupported_entry(file);
+    let zeal = GC_SUITES.contains(&file.parent()).then_some(&GC_ZEAL_MODE);
     MODES
         .iter()
+        .chain(zeal)
         .map(|mode| {
             let name = format!("{}/{}{mode}", file.parent(), file.name().trim_end_matches(".wast"));
             let file = TestFile { parent: file.parent.clone(), name: file.name.clone(), contents: file.contents };

@@ -45,7 +45,12 @@ impl FuncTranslator<'_, '_> {
     pub(crate) fn global_get(&mut self, g: u32) {
         let gt = self.module.globals[g as usize];
         let (base, off) = self.global_addr(g);
-        let flags = if gt.mutable { trusted().with_alias_region(Some(self.regions.globals)) } else { readonly() };
+        // An immutable global's value never changes for wasm, except that
+        // the collector rewrites a GC reference when its object moves: such
+        // a load must not be `readonly`, or Cranelift would merge and hoist
+        // it across the safepoints where the object can move.
+        let fixed = !gt.mutable && !super::is_gc_ref(gt.content);
+        let flags = if fixed { readonly() } else { trusted().with_alias_region(Some(self.regions.globals)) };
         let v = self.builder.ins().load(clif_type(gt.content), flags, base, off);
         self.push(v);
     }

@@ -7,8 +7,11 @@
 //! the store context holds; a field is at `base + ref + offset`. Accesses
 //! check for null explicitly (a trap code per kind of reference) and need
 //! no other check: the type system guarantees the object's layout.
-//! Objects are allocated by the `gc_alloc` builtin, which writes the header
-//! and returns zeroed memory; the fields are then stored inline.
+//! Objects are bump-allocated inline from the store's allocation window,
+//! or by the `gc_alloc*` builtins when it is full (which may collect and
+//! move every object: references live across those calls are in stack
+//! maps); the header and then every field are stored inline, defaults
+//! included, since reused heap memory is not zero.
 //!
 //! A cast tests the value against its target type only: the value's own
 //! static type is already below the target's hierarchy (validated). Null
@@ -344,7 +347,8 @@ impl FuncTranslator<'_, '_> {
     /// Allocates an object of module type `type_index` and header kind
     /// `kind`, `size` bytes (an `I64`, a multiple of 8 with the header):
     /// inline from the store's allocation window when it fits (bump the
-    /// window's start, write the header; the memory is already zero), else
+    /// window's start, write the header; the fields are not zeroed: the
+    /// caller writes every one), else
     /// by `slow`, a builtin call in a cold block that moves the window or
     /// traps. Returns the reference.
     fn alloc_object(
@@ -383,7 +387,7 @@ impl FuncTranslator<'_, '_> {
     }
 
     /// Allocates an array of module type `type_index` with `len` (an
-    /// `I32`) zeroed elements of `elem_size` bytes starting at
+    /// `I32`) elements (not zeroed) of `elem_size` bytes starting at
     /// `elems_offset`, and writes its length; returns the reference. A
     /// length too large for the window always takes the runtime's path,
     /// which traps `allocation failed` if it cannot fit at all.
@@ -492,10 +496,18 @@ impl FuncTranslator<'_, '_> {
             (Some(v), len)
         };
         let r = self.alloc_array(type_index, size, offset, len);
-        // Fresh elements are zero, which is the default value.
-        if let Some(v) = value {
-            let obj = self.object_address(r);
-            self.fill_elements(s, size, obj, offset, len, v);
+        let obj = self.object_address(r);
+        match value {
+            Some(v) => self.fill_elements(s, size, obj, offset, len, v),
+            None => {
+                // Reused heap memory is not zero: the default value is
+                // written like any other.
+                let first = self.builder.ins().iadd_imm_u(obj, i64::from(offset));
+                let n = self.builder.ins().uextend(types::I64, len);
+                let bytes = self.builder.ins().imul_imm_u(n, i64::from(size));
+                let zero = self.i32c(0);
+                self.call_builtin_raw(BuiltinFunctionIndex::raw_memset, &[first, zero, bytes]);
+            }
         }
         self.push(r);
     }

@@ -221,7 +221,7 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
         // Parameters become the first locals.
         for (i, t) in ty.params().iter().enumerate() {
             let var = self.builder.declare_var(clif_type(*t));
-            if is_gc_ref(*t) {
+            if self.gc && is_gc_ref(*t) {
                 self.builder.declare_var_needs_stack_map(var);
             }
             self.builder.def_var(var, params[2 + i]);
@@ -237,7 +237,7 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             let wt = WasmValType::from_wasmparser(vt, self.module.types.as_slice())?;
             for _ in 0..count {
                 let var = self.builder.declare_var(clif_type(wt));
-                if is_gc_ref(wt) {
+                if self.gc && is_gc_ref(wt) {
                     self.builder.declare_var_needs_stack_map(var);
                 }
                 let zero = self.zero_value(wt);
@@ -307,7 +307,7 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
                 break;
             }
             if let Some(Some(wasmparser::ValType::Ref(r))) = validator.get_operand_type(depth)
-                && heap_is_gc(r.heap_type(), &self.module.types)
+                && heap_is_gc(r.heap_type(), validator.resources())
                 && self.builder.func.dfg.value_type(v) == ir::types::I64
             {
                 self.builder.declare_value_needs_stack_map(v);
@@ -359,24 +359,18 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
 }
 
 /// Whether values of type `t` are GC references the collector must find
-/// (the `any` hierarchy: i31s, structs, arrays, extern boxes).
+/// and update, with GC on: the `any` hierarchy (i31s, structs, arrays,
+/// extern boxes) and externrefs (which may hold a GC reference that
+/// `extern.convert_any` tagged).
 fn is_gc_ref(t: WasmValType) -> bool {
-    matches!(t, WasmValType::Ref(r) if r.is_any())
+    matches!(t, WasmValType::Ref(r) if r.is_any() || r.is_extern())
 }
 
-/// Whether references to heap type `h` are GC references (as
-/// [`is_gc_ref`], in wasmparser's terms; `types` tells the kind of a
-/// concrete type: struct and array types are GC-managed, function types
-/// are not).
-fn heap_is_gc(h: wasmparser::HeapType, types: &[WasmSubType]) -> bool {
+/// Whether references to heap type `h` (in the validator's terms, whose
+/// concrete types may be its own interned ids) are GC references the
+/// collector must find, as [`is_gc_ref`] says: their top type is `any` or
+/// `extern`.
+fn heap_is_gc(h: wasmparser::HeapType, resources: &impl wasmparser::WasmModuleResources) -> bool {
     use wasmparser::AbstractHeapType as A;
-    match h {
-        wasmparser::HeapType::Abstract { ty, .. } => {
-            matches!(ty, A::Any | A::Eq | A::I31 | A::Struct | A::Array | A::None)
-        }
-        wasmparser::HeapType::Concrete(i) | wasmparser::HeapType::Exact(i) => i
-            .as_module_index()
-            .and_then(|i| types.get(i as usize))
-            .is_some_and(|t| t.composite.kind() != CompositeKind::Func),
-    }
+    matches!(resources.top_type(&h), wasmparser::HeapType::Abstract { ty: A::Any | A::Extern, .. })
 }

@@ -124,6 +124,19 @@ pub struct ExnHeap {
 }
 
 impl ExnHeap {
+    /// Calls `f` with each payload slot of each object that holds a GC
+    /// reference or an externref (roots of the GC heap: a payload's
+    /// references are updated in place when objects move).
+    pub fn gc_roots(&mut self, f: &mut dyn FnMut(*mut u64, super::gc_heap::RootKind)) {
+        for exn in self.live.values_mut() {
+            for (t, v) in exn.ty.params().iter().zip(exn.values.iter_mut()) {
+                if let Some(kind) = super::gc_heap::RootKind::of(*t) {
+                    f((v as *mut ValRaw).cast::<u64>(), kind);
+                }
+            }
+        }
+    }
+
     /// Adds `exn`; returns its address, the `exnref` that stands for it.
     pub fn alloc(&mut self, exn: VMExn) -> usize {
         let b = Box::new(exn);

@@ -4,21 +4,30 @@
 //! reservation). The first [`NULL_GUARD`] bytes are never used, so no
 //! object has offset 0 (null) and small offsets are never objects.
 //!
-//! So far the heap only grows: objects are bump-allocated and never freed
-//! (there is no collector yet), up to the limit, after which allocation
-//! fails and wasm traps `allocation failed`. The bump pointer and the end
-//! of the accessible memory are the store context's allocation window
-//! ([`GcAllocWindow`]), which compiled code allocates from inline; when an
-//! object does not fit, the runtime makes [`COMMIT_CHUNK`] more bytes
-//! accessible and moves the window's end. Fresh memory reads as zero, so
-//! objects start zeroed. Dropping the heap (with its store) unmaps
-//! everything.
+//! The rest of the cage is two *spaces* of [`SPACE_SIZE`] bytes. Objects
+//! are bump-allocated in the current space, from the store context's
+//! allocation window ([`GcAllocWindow`]) that compiled code allocates
+//! from inline. A space holds at most the heap's *capacity*; when an
+//! object does not fit, the store collects (`gc_copy.rs`): the live
+//! objects are copied into the other space, which becomes the current one,
+//! and the capacity is set from what survived, up to the configured
+//! limit. Allocation outside a safepoint (the host's, and constant
+//! expressions at instantiation) never collects: it grows the capacity up
+//! to the limit instead.
+//!
+//! Memory is made accessible in [`COMMIT_CHUNK`]s as the spaces fill, and
+//! given back to the OS when the capacity shrinks. It is *not* zero when
+//! reused: every allocation path writes every field (compiled code stores
+//! each field, `array.new_default` included; the runtime's paths zero the
+//! object). Dropping the heap (with its store) unmaps everything.
 
+use super::gc_copy::Copier;
 use super::mmap::Mmap;
 use super::vmcontext::{GcAllocWindow, ValRaw};
 use kiln_environ::WasmStorageType;
-use kiln_environ::gc_layout::{OBJECT_ALIGN, header};
+use kiln_environ::gc_layout::{GcTrace, OBJECT_ALIGN, header};
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 /// Bytes at the start of the cage that are never allocated.
 pub const NULL_GUARD: u32 = 1 << 20;
@@ -28,26 +37,89 @@ pub const NULL_GUARD: u32 = 1 << 20;
 /// field offset (below 2 MiB) stays inside the reservation.
 const RESERVATION: usize = (1 << 32) + (2 << 20);
 
-/// How much more memory is made accessible at a time.
-const COMMIT_CHUNK: usize = 1 << 20;
+/// The address range of each of the two spaces, after the null guard.
+pub const SPACE_SIZE: u32 = ((1 << 32) - NULL_GUARD as u64) as u32 / 2 / COMMIT_CHUNK * COMMIT_CHUNK;
+
+/// How much more memory is made accessible at a time (and the unit of
+/// capacities).
+const COMMIT_CHUNK: u32 = 1 << 20;
+
+/// The smallest capacity a collection leaves (unless the limit is lower):
+/// below it, collections would come too often for what they free.
+const MIN_CAPACITY: u32 = 4 << 20;
+
+/// After a collection the capacity is this many times the bytes that
+/// survived (then rounded, bounded by [`MIN_CAPACITY`] and the limit): the
+/// heap collects again after allocating about twice what is live, so
+/// copying costs at most half a byte per byte allocated.
+const GROWTH: u64 = 3;
+
+/// What a root slot holds, for the collector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RootKind {
+    /// A GC reference's encoding (`kiln_environ::gc_ref`), zero-extended
+    /// to 64 bits.
+    Any,
+    /// An externref word: a host value, or a GC reference that
+    /// `extern.convert_any` tagged.
+    Extern,
+    /// A wasm frame's slot, which holds either of the above: a word that
+    /// is a host value of the store is an externref (told apart by
+    /// asking the store).
+    Frame,
+}
+
+impl RootKind {
+    /// The kind of root a slot holding a value of type `t` is, if the
+    /// collector must see it.
+    pub fn of(t: kiln_environ::WasmValType) -> Option<RootKind> {
+        match t {
+            kiln_environ::WasmValType::Ref(r) if r.is_any() => Some(RootKind::Any),
+            kiln_environ::WasmValType::Ref(r) if r.is_extern() => Some(RootKind::Extern),
+            _ => None,
+        }
+    }
+}
+
+/// Counts of what the collector did, for tests and benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GcStats {
+    /// Collections so far.
+    pub collections: u64,
+    /// Bytes of objects that survived the last collection.
+    pub live_bytes: u64,
+    /// Bytes the current space may hold before the next collection.
+    pub capacity: u64,
+    /// Bytes allocated in the current space so far.
+    pub used_bytes: u64,
+}
 
 /// One store's GC heap.
 pub struct GcHeap {
     mmap: Mmap,
-    /// The bump pointer (`next`) and the end of the accessible memory
-    /// (`limit`), in the store context where compiled code reads and
-    /// advances them.
+    /// The bump pointer (`next`) and the end of the window (`limit`), in
+    /// the store context where compiled code reads and advances them.
     window: NonNull<GcAllocWindow>,
-    /// Offsets at or above this are never allocated.
-    limit: u32,
+    /// Which space allocates (0 or 1).
+    current: usize,
+    /// Bytes the current space may hold before a collection.
+    capacity: u32,
+    /// Most bytes a space may hold: the configured limit.
+    max_capacity: u32,
+    /// Per space, bytes from its start that are accessible.
+    accessible: [u32; 2],
     /// The host values that extern boxes hold, by externref word: kept
-    /// alive as long as the heap (boxes are never freed yet).
-    externs: std::collections::HashMap<usize, std::sync::Arc<super::externref::ExternData>>,
+    /// alive while a box holding them is.
+    externs: std::collections::HashMap<usize, Arc<super::externref::ExternData>>,
+    /// With `Some(n)`, every allocation goes through the runtime and every
+    /// `n`th one collects (to test that every safepoint is one).
+    zeal: Option<(u32, u32)>,
+    stats: GcStats,
 }
 
 impl GcHeap {
-    /// Reserves a heap whose objects end below `limit` bytes from its base
-    /// (capped at 4 GiB), allocating through `window` (which it resets).
+    /// Reserves a heap holding at most `limit` bytes of objects (capped at
+    /// [`SPACE_SIZE`]), allocating through `window` (which it resets).
     ///
     /// # Errors
     ///
@@ -60,11 +132,33 @@ impl GcHeap {
     /// writes it.
     pub unsafe fn new(limit: u64, window: NonNull<GcAllocWindow>) -> std::io::Result<GcHeap> {
         let mmap = Mmap::reserve(RESERVATION)?;
-        let limit = u32::try_from(limit).unwrap_or(!(OBJECT_ALIGN - 1));
-        let mut heap = GcHeap { mmap, window, limit, externs: Default::default() };
-        heap.set_next(NULL_GUARD);
-        heap.set_committed(NULL_GUARD as usize);
+        let max_capacity = u32::try_from(limit).unwrap_or(u32::MAX).min(SPACE_SIZE) / OBJECT_ALIGN * OBJECT_ALIGN;
+        let mut heap = GcHeap {
+            mmap,
+            window,
+            current: 0,
+            capacity: MIN_CAPACITY.min(max_capacity),
+            max_capacity,
+            accessible: [0; 2],
+            externs: Default::default(),
+            zeal: None,
+            stats: GcStats::default(),
+        };
+        heap.set_next(heap.space_start(0));
+        heap.update_window();
         Ok(heap)
+    }
+
+    /// Makes every allocation go through the runtime and every `n`th
+    /// (`n` ≥ 1) collect; `None` turns that off.
+    pub fn set_zeal(&mut self, n: Option<u32>) {
+        self.zeal = n.map(|n| (n.max(1), 0));
+        self.update_window();
+    }
+
+    /// The offset where space `s` starts.
+    fn space_start(&self, s: usize) -> u32 {
+        NULL_GUARD + s as u32 * SPACE_SIZE
     }
 
     /// Offset of the next object (compiled code may have moved it).
@@ -79,15 +173,15 @@ impl GcHeap {
         unsafe { self.window.as_mut().next = u64::from(next) };
     }
 
-    /// Bytes from the base that are accessible.
-    fn committed(&self) -> usize {
+    /// Sets the window's end: where the accessible part or the capacity
+    /// of the current space ends (or at `next` under zeal, so that every
+    /// allocation calls the runtime).
+    fn update_window(&mut self) {
+        let start = self.space_start(self.current);
+        let end = start + self.accessible[self.current].min(self.capacity);
+        let limit = if self.zeal.is_some() { self.next() } else { end };
         // SAFETY: as in `next`.
-        unsafe { self.window.as_ref().limit as usize }
-    }
-
-    fn set_committed(&mut self, committed: usize) {
-        // SAFETY: as in `next`.
-        unsafe { self.window.as_mut().limit = committed as u64 };
+        unsafe { self.window.as_mut().limit = u64::from(limit) };
     }
 
     /// The base address: an object's reference is its offset from here.
@@ -95,26 +189,61 @@ impl GcHeap {
         self.mmap.as_ptr()
     }
 
+    /// What the collector has done and how full the heap is.
+    pub fn stats(&self) -> GcStats {
+        let used = self.next() - self.space_start(self.current);
+        GcStats { capacity: u64::from(self.capacity), used_bytes: u64::from(used), ..self.stats }
+    }
+
+    /// Whether an allocation of `size` bytes at a safepoint should first
+    /// collect: it does not fit in the capacity (or zeal says so).
+    pub fn wants_collection(&mut self, size: u64) -> bool {
+        if size > u64::from(self.max_capacity) {
+            // It cannot fit however much is freed: the allocation fails.
+            return false;
+        }
+        if let Some((n, count)) = &mut self.zeal {
+            *count += 1;
+            if *count >= *n {
+                *count = 0;
+                return true;
+            }
+        }
+        let used = u64::from(self.next() - self.space_start(self.current));
+        used.saturating_add(size) > u64::from(self.capacity)
+    }
+
     /// Allocates `size` bytes (rounded up to [`OBJECT_ALIGN`]), zeroed, and
     /// writes the header (`type_id`, `kind`); returns the object's offset,
-    /// or `None` when the heap is full.
+    /// or `None` when it does not fit even at the heap's limit. Never
+    /// collects: past the capacity, the capacity grows.
     pub fn alloc(&mut self, type_id: u32, kind: u32, size: u32) -> Option<u32> {
         let size = size.max(header::SIZE).checked_next_multiple_of(OBJECT_ALIGN)?;
+        let start = self.space_start(self.current);
         let at = self.next();
-        let end = at.checked_add(size).filter(|e| *e <= self.limit)?;
-        let committed = self.committed();
-        if end as usize > committed {
-            let want = (end as usize).next_multiple_of(COMMIT_CHUNK).min(self.limit as usize);
-            self.mmap.make_accessible(committed, want - committed).ok()?;
-            self.set_committed(want);
+        let used = u64::from(at - start) + u64::from(size);
+        if used > u64::from(self.max_capacity) {
+            return None;
         }
-        self.set_next(end);
-        // SAFETY: `[at, end)` is inside the accessible part of this
-        // mapping (just checked, and committed above) and belongs to no
-        // other object (the bump pointer only moves up); the header fields
-        // are 4-byte aligned because objects are 8-aligned.
+        let used = used as u32;
+        if used > self.capacity {
+            self.capacity = used.next_multiple_of(COMMIT_CHUNK).min(self.max_capacity);
+        }
+        if used > self.accessible[self.current] {
+            let want = used.next_multiple_of(COMMIT_CHUNK).min(SPACE_SIZE);
+            let have = self.accessible[self.current];
+            self.mmap.make_accessible((start + have) as usize, (want - have) as usize).ok()?;
+            self.accessible[self.current] = want;
+        }
+        self.set_next(at + size);
+        self.update_window();
+        // SAFETY: `[at, at + size)` is inside the accessible part of this
+        // mapping (just checked, and made accessible above) and belongs to
+        // no other object (the bump pointer only moves up); the header
+        // fields are 4-byte aligned because objects are 8-aligned.
         unsafe {
             let p = self.base().add(at as usize);
+            std::ptr::write_bytes(p, 0, size as usize);
             p.add(header::TYPE_ID as usize).cast::<u32>().write(type_id);
             p.add(header::GC_WORD as usize).cast::<u32>().write(kind);
         }
@@ -133,17 +262,82 @@ impl GcHeap {
         Some(at)
     }
 
+    /// Copies every object reachable from `roots` into the other space,
+    /// updates every reference to them (in the roots and in the objects),
+    /// and makes that space the current one; `traces` gives each type
+    /// id's trace information, and `is_host_word` tells whether a frame
+    /// slot's even word is a host externref rather than an object.
+    ///
+    /// # Safety
+    ///
+    /// Each root is valid for unaligned reads and writes of a `u64` for
+    /// the duration of the call, and no two name the same slot; every
+    /// reference the roots and the objects hold is null, an i31, a host
+    /// word of the kind the root allows, or an object of this heap (what
+    /// compiled code and the runtime keep).
+    pub unsafe fn collect(
+        &mut self,
+        roots: &[(*mut u64, RootKind)],
+        traces: &[Arc<GcTrace>],
+        is_host_word: &dyn Fn(u64) -> bool,
+    ) {
+        let from = self.current;
+        let to = 1 - from;
+        let (from_start, to_start) = (self.space_start(from), self.space_start(to));
+        let used = self.next() - from_start;
+        // Everything that survives fits in what was allocated.
+        if self.accessible[to] < used {
+            let want = used.next_multiple_of(COMMIT_CHUNK).min(SPACE_SIZE);
+            let have = self.accessible[to];
+            if self.mmap.make_accessible((to_start + have) as usize, (want - have) as usize).is_err() {
+                // Out of memory for the copy: leave everything where it
+                // is; the allocation that asked will fail if it must.
+                return;
+            }
+            self.accessible[to] = want;
+        }
+        let mut copier = Copier::new(self.base(), from_start..from_start + used, to_start, traces);
+        for (slot, kind) in roots {
+            // SAFETY: the function's contract.
+            unsafe { copier.visit_root(*slot, *kind, is_host_word) };
+        }
+        let (to_next, boxes) = copier.finish();
+        self.externs.retain(|w, _| boxes.contains(w));
+        self.current = to;
+        self.set_next(to_next);
+        let live = to_next - to_start;
+        let wanted = (u64::from(live) * GROWTH).max(u64::from(MIN_CAPACITY));
+        self.capacity = (wanted.min(u64::from(self.max_capacity)) as u32).next_multiple_of(COMMIT_CHUNK).min(self.max_capacity);
+        self.stats.collections += 1;
+        self.stats.live_bytes = u64::from(live);
+        // Give back what neither space will use at this capacity.
+        for s in [from, to] {
+            let keep = self.capacity.max(if s == to { live } else { 0 }).next_multiple_of(COMMIT_CHUNK);
+            if self.accessible[s] > keep {
+                let start = self.space_start(s);
+                let _ = self.mmap.discard((start + keep) as usize, (self.accessible[s] - keep) as usize);
+            }
+        }
+        self.update_window();
+    }
+
+    /// Whether `[at, at + len)` lies within the allocated part of the
+    /// current space.
+    fn allocated(&self, at: usize, len: usize) -> bool {
+        at >= self.space_start(self.current) as usize && at + len <= self.next() as usize
+    }
+
     /// Reads the field of storage `s` at `offset` bytes into object `obj`
     /// as compiled code loads it, zero-extending packed integers and GC
     /// references.
     ///
     /// # Panics
     ///
-    /// The field is past the allocated part of the heap (a layout bug).
+    /// The field is outside the allocated part of the heap (a layout bug).
     pub fn read_field(&self, obj: u32, offset: u32, s: WasmStorageType) -> ValRaw {
         let size = kiln_environ::gc_layout::field_size(s) as usize;
         let at = obj as usize + offset as usize;
-        assert!(at + size <= self.next() as usize, "a field inside an allocated object");
+        assert!(self.allocated(at, size), "a field inside an allocated object");
         let mut bytes = [0u8; 16];
         // SAFETY: `[at, at + size)` is inside the allocated, accessible
         // part of the heap (asserted); the copy is unaligned-safe.
@@ -157,12 +351,12 @@ impl GcHeap {
     ///
     /// # Panics
     ///
-    /// `obj + offset` plus the field's size is past the allocated part of
-    /// the heap (a layout bug).
+    /// `obj + offset` plus the field's size is outside the allocated part
+    /// of the heap (a layout bug).
     pub fn write_field(&mut self, obj: u32, offset: u32, s: WasmStorageType, v: ValRaw) {
         let size = kiln_environ::gc_layout::field_size(s);
         let at = obj as usize + offset as usize;
-        assert!(at + size as usize <= self.next() as usize, "a field inside an allocated object");
+        assert!(self.allocated(at, size as usize), "a field inside an allocated object");
         let bytes = v.get_u128().to_le_bytes();
         // SAFETY: `[at, at + size)` is inside the allocated, accessible
         // part of the heap (asserted); the write is unaligned-safe.
@@ -185,18 +379,19 @@ impl GcHeap {
     ///
     /// # Panics
     ///
-    /// The range is past the allocated part of the heap.
+    /// The range is outside the allocated part of the heap.
     pub fn write_bytes(&mut self, obj: u32, offset: u32, bytes: &[u8]) {
         let at = obj as usize + offset as usize;
-        assert!(at + bytes.len() <= self.next() as usize, "bytes inside an allocated object");
+        assert!(self.allocated(at, bytes.len()), "bytes inside an allocated object");
         // SAFETY: `[at, at + len)` is inside the allocated, accessible part
         // of the heap (asserted).
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base().add(at), bytes.len()) };
     }
 
     /// A new extern box holding host value `data` (externref word
-    /// `word`), which the heap keeps alive; `None` when the heap is full.
-    pub fn box_extern(&mut self, word: usize, data: std::sync::Arc<super::externref::ExternData>) -> Option<u32> {
+    /// `word`), which the heap keeps alive while the box is; `None` when
+    /// the heap is full.
+    pub fn box_extern(&mut self, word: usize, data: Arc<super::externref::ExternData>) -> Option<u32> {
         use kiln_environ::gc_layout::{EXTERN_BOX_SIZE, EXTERN_BOX_TYPE_ID, EXTERN_BOX_WORD, KIND_EXTERN_BOX};
         let obj = self.alloc(EXTERN_BOX_TYPE_ID, KIND_EXTERN_BOX, EXTERN_BOX_SIZE)?;
         self.write_bytes(obj, EXTERN_BOX_WORD, &(word as u64).to_le_bytes());
@@ -205,8 +400,14 @@ impl GcHeap {
     }
 
     /// The host value an extern box holds, by its externref word.
-    pub fn boxed_extern(&self, word: usize) -> Option<std::sync::Arc<super::externref::ExternData>> {
+    pub fn boxed_extern(&self, word: usize) -> Option<Arc<super::externref::ExternData>> {
         self.externs.get(&word).cloned()
+    }
+
+    /// Whether `word` is the externref word of a host value that an
+    /// extern box holds.
+    pub fn is_boxed_word(&self, word: usize) -> bool {
+        self.externs.contains_key(&word)
     }
 
     /// The externref word extern box `obj` holds, if `obj` is one.
@@ -222,12 +423,34 @@ impl GcHeap {
         } as usize)
     }
 
-    /// Whether `r` is the offset of an object of this heap: allocated,
-    /// and (objects being placed at aligned offsets) aligned. It may still
-    /// be the offset of a field inside an object; references that reach
-    /// the host come from wasm and are object starts.
+    /// Calls `f` with the value of every 8-byte reference field of `kind`
+    /// of every object in the current space, dead ones included (a
+    /// superset of what live objects hold, for the store's collections of
+    /// externrefs and exception objects); `traces` as for
+    /// [`GcHeap::collect`].
+    pub fn for_each_word_field(
+        &self,
+        kind: kiln_environ::gc_layout::RefKind,
+        traces: &[Arc<GcTrace>],
+        f: &mut dyn FnMut(u64),
+    ) {
+        let start = self.space_start(self.current);
+        // SAFETY: `[start, next)` is the allocated part of the current
+        // space: a sequence of whole objects, each written by an allocation
+        // path (header first), none forwarded (collections leave only the
+        // copies in the current space).
+        unsafe { super::gc_copy::for_each_word_field(self.base(), start..self.next(), traces, kind, f) };
+    }
+
+    /// Whether `r` is the offset of an object of this heap: allocated in
+    /// the current space, and (objects being placed at aligned offsets)
+    /// aligned. It may still be the offset of a field inside an object;
+    /// references that reach the host come from wasm and are object
+    /// starts.
     pub fn contains(&self, r: u64) -> bool {
-        r >= u64::from(NULL_GUARD) && r < u64::from(self.next()) && r.is_multiple_of(u64::from(OBJECT_ALIGN))
+        r >= u64::from(self.space_start(self.current))
+            && r < u64::from(self.next())
+            && r.is_multiple_of(u64::from(OBJECT_ALIGN))
     }
 
     /// The header (type id, GC word) of object `r`, if `r` is one.
@@ -255,8 +478,7 @@ mod tests {
     fn allocation_bumps_zeroed_objects_and_stops_at_the_limit() {
         let mut window = Box::new(GcAllocWindow::default());
         // SAFETY: the window outlives the heap (dropped after it).
-        let mut heap =
-            unsafe { GcHeap::new(u64::from(NULL_GUARD) + 64, NonNull::from(&mut *window)) }.expect("reserve");
+        let mut heap = unsafe { GcHeap::new(64, NonNull::from(&mut *window)) }.expect("reserve");
         let a = heap.alloc(7, 0, 12).expect("fits");
         assert_eq!(a, NULL_GUARD);
         assert_eq!(heap.header(u64::from(a)), Some((7, 0)));

@@ -130,7 +130,13 @@ unsafe extern "C" fn array_call_shim<S: VMStore + 'static>(
                 let func = ctx.func.clone();
                 let ty = ctx.ty.clone();
                 catch_unwind(AssertUnwindSafe(|| {
-                    func(store, caller_id, values)?;
+                    // The GC references the host function roots (its
+                    // arguments and anything it made) are released when it
+                    // returns; its results are in `values` by then.
+                    let mark = store.vm_store().gc_roots_mark();
+                    let r = func(store, caller_id, values);
+                    store.vm_store().release_gc_roots(mark);
+                    r?;
                     check_results(store, &ty, values)
                 }))
             }

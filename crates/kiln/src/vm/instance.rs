@@ -836,6 +836,22 @@ impl Instance {
         self.dropped_data[data as usize] = true;
     }
 
+    /// Calls `f` with each evaluated item of a passive element segment
+    /// that holds a GC reference or an externref (roots of the GC heap).
+    pub fn gc_roots(&mut self, f: &mut dyn FnMut(*mut u64, super::gc_heap::RootKind)) {
+        let module = self.module.clone();
+        for (seg, items) in &mut self.evaluated_elems {
+            let Some(kind) =
+                super::gc_heap::RootKind::of(kiln_environ::WasmValType::Ref(module.module().elements[*seg as usize].ty))
+            else {
+                continue;
+            };
+            for v in items.iter_mut() {
+                f((v as *mut ValRaw).cast::<u64>(), kind);
+            }
+        }
+    }
+
     /// The store's GC heap, if it has one.
     fn gc_heap(&mut self) -> Option<&mut super::gc_heap::GcHeap> {
         // SAFETY: the store context outlives its instances, and its heap

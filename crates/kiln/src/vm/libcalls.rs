@@ -87,6 +87,14 @@ fn trap(code: TrapCode) -> TrapReason {
     TrapReason::Wasm(code)
 }
 
+/// Collects if an array of `len` elements of `elem_size` bytes would not
+/// fit in the GC heap (a builtin's first step, before it reads anything
+/// that a collection could move).
+fn make_room_for_array(cx: &mut BuiltinCx, elem_size: u32, len: u32) {
+    let size = kiln_environ::gc_layout::array_size(elem_size, len).map_or(u64::MAX, u64::from);
+    cx.vm_store().gc_make_room(size);
+}
+
 /// The safe bodies of the builtins, one per builtin taking the VMContext.
 mod body {
     use super::*;
@@ -180,28 +188,35 @@ mod body {
 
     pub fn gc_alloc(cx: &mut BuiltinCx, type_index: u32, size: u32) -> R<u64> {
         let type_id = cx.instance().module().type_ids[type_index as usize];
-        cx.vm_store().verify_gc_roots();
         let kind = kiln_environ::gc_layout::KIND_STRUCT;
-        cx.vm_store().gc_alloc(type_id, kind, size).map(u64::from).ok_or(trap(TrapCode::AllocationFailed))
+        let store = cx.vm_store();
+        store.gc_make_room(u64::from(size));
+        store.gc_alloc(type_id, kind, size).map(u64::from).ok_or(trap(TrapCode::AllocationFailed))
     }
 
     pub fn gc_alloc_array(cx: &mut BuiltinCx, type_index: u32, len: u32) -> R<u64> {
         let inst = cx.instance();
         let (_, elem_size) = inst.array_element(type_index).ok_or(trap(TrapCode::AllocationFailed))?;
         let type_id = inst.module().type_ids[type_index as usize];
-        cx.vm_store().verify_gc_roots();
+        make_room_for_array(cx, elem_size, len);
         cx.vm_store().gc_alloc_array(type_id, elem_size, len).map(u64::from).ok_or(trap(TrapCode::AllocationFailed))
     }
 
     pub fn gc_box_extern(cx: &mut BuiltinCx, word: usize) -> R<u64> {
-        cx.vm_store().gc_box_extern(word).map(u64::from).ok_or(trap(TrapCode::AllocationFailed))
+        let store = cx.vm_store();
+        store.gc_make_room(u64::from(kiln_environ::gc_layout::EXTERN_BOX_SIZE));
+        store.gc_box_extern(word).map(u64::from).ok_or(trap(TrapCode::AllocationFailed))
     }
 
     pub fn array_new_data(cx: &mut BuiltinCx, type_index: u32, data: u32, offset: u32, len: u32) -> R<u64> {
+        let (_, elem_size) = cx.instance().array_element(type_index).ok_or(trap(TrapCode::AllocationFailed))?;
+        make_room_for_array(cx, elem_size, len);
         cx.instance().array_new_data(type_index, data, offset, len).map(u64::from).map_err(trap)
     }
 
     pub fn array_new_elem(cx: &mut BuiltinCx, type_index: u32, elem: u32, offset: u32, len: u32) -> R<u64> {
+        let (_, elem_size) = cx.instance().array_element(type_index).ok_or(trap(TrapCode::AllocationFailed))?;
+        make_room_for_array(cx, elem_size, len);
         cx.instance().array_new_elem(type_index, elem, offset, len).map(u64::from).map_err(trap)
     }
 

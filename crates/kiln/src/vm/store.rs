@@ -11,6 +11,8 @@
 //! activation they push carries the borrow, which is how builtins and host
 //! functions reach the store again (see `traphandlers.rs`).
 
+mod gc;
+
 use super::allocator::Allocator;
 use super::epoch::Epoch;
 use super::exn::{ExnHeap, VMExn};
@@ -28,7 +30,7 @@ use super::table::Table;
 use super::traphandlers::{EntryTrampoline, TrapReason, TrapRecord, enter_wasm, enter_wasm_regs};
 use super::vmcontext::{VMContext, VMFuncRef, VMOpaqueContext, VMStoreContext, VMTagDefinition, ValRaw};
 use crate::fast_hash::FastHashMap;
-use kiln_environ::gc_layout::{GcTrace, KIND_ARRAY, KIND_EXTERN_BOX, KIND_MASK, KIND_STRUCT};
+use kiln_environ::gc_layout::{KIND_ARRAY, KIND_EXTERN_BOX, KIND_MASK, KIND_STRUCT};
 use kiln_environ::{
     FuncIndex, FuncType, GlobalIndex, GlobalType, MemoryIndex, TableIndex, TableType, TagIndex, WasmHeapType,
     WasmValType,
@@ -166,6 +168,12 @@ pub struct VmStore {
     pub(crate) types: Arc<crate::engine::TypeRegistry>,
     /// Most bytes of GC objects the store may hold.
     max_gc_heap: u64,
+    /// Collection stress for tests (`GcHeap::set_zeal`).
+    gc_zeal: Option<u32>,
+    /// While above 0, collections are forbidden (`forbid_gc`).
+    no_gc: u32,
+    /// The GC references host handles hold.
+    host_roots: super::host_roots::HostRoots,
 }
 
 // SAFETY: the raw pointers (function records, the context's epoch counter)
@@ -194,6 +202,9 @@ pub struct VmStoreConfig {
     pub types: Arc<crate::engine::TypeRegistry>,
     /// Most bytes of GC objects the store may hold.
     pub max_gc_heap: u64,
+    /// With `Some(n)`, every GC allocation goes through the runtime and
+    /// every `n`th collects (a test of the stack maps and roots).
+    pub gc_zeal: Option<u32>,
 }
 
 impl Drop for VmStore {
@@ -223,6 +234,9 @@ impl VmStore {
             max_wasm_stack: config.max_wasm_stack,
             types: config.types,
             max_gc_heap: config.max_gc_heap,
+            gc_zeal: config.gc_zeal,
+            no_gc: 0,
+            host_roots: Default::default(),
             ctx,
             epoch: config.epoch,
             registered: config.epoch_interruption,
@@ -885,168 +899,6 @@ impl VmStore {
         self.instance_func(owner, f).ok()
     }
 
-    /// Creates the store's GC heap if it has none yet. Called before any
-    /// code of a module compiled with GC runs (compiled code reads the base
-    /// as a constant, so it must never appear under running code), and
-    /// when the host makes the store's first object (no GC code can have
-    /// run then).
-    ///
-    /// # Errors
-    ///
-    /// The OS refuses the heap's reservation.
-    pub fn ensure_gc_heap(&mut self) -> std::io::Result<()> {
-        if self.gc_heap.is_some() {
-            return Ok(());
-        }
-        let window = NonNull::from(&mut self.ctx.gc_alloc);
-        let limit = u64::from(super::gc_heap::NULL_GUARD).saturating_add(self.max_gc_heap);
-        // SAFETY: the window is in the boxed store context, which this
-        // store owns for as long as the heap (both are freed with the
-        // store) and which only the heap and this store's wasm write.
-        let heap = unsafe { super::gc_heap::GcHeap::new(limit, window) };
-        let mut heap = Box::new(heap?);
-        self.ctx.gc_heap_base = heap.base();
-        self.ctx.gc_heap = &mut *heap;
-        self.gc_heap = Some(heap);
-        Ok(())
-    }
-
-    /// Allocates a GC object of engine type `type_id` and header kind
-    /// `kind`, `size` bytes with its header, zeroed; `None` when the heap
-    /// is full or the store has none.
-    pub fn gc_alloc(&mut self, type_id: u32, kind: u32, size: u32) -> Option<u32> {
-        self.gc_heap.as_mut()?.alloc(type_id, kind, size)
-    }
-
-    /// `any.convert_extern` of host externref word `word` (one of this
-    /// store's): a new extern box; `None` when the heap is full, or the
-    /// word is not a live externref of this store.
-    pub fn gc_box_extern(&mut self, word: usize) -> Option<u32> {
-        let data = self.externref_from_raw(word)?;
-        self.gc_heap.as_mut()?.box_extern(word, data)
-    }
-
-    /// The type (engine form) of GC object `raw` of this store, if it is
-    /// one and not an extern box.
-    pub fn gc_object_type(&self, raw: u64) -> Option<Arc<kiln_environ::WasmSubType>> {
-        let (type_id, _) = self.gc_header(raw)?;
-        self.types.get(type_id)
-    }
-
-    /// Reads the field of storage `s` at `offset` bytes into GC object
-    /// `raw` (one of this store's, checked by the caller).
-    ///
-    /// # Panics
-    ///
-    /// The store has no GC heap, or the field is outside the heap.
-    pub fn gc_read(&self, raw: u64, offset: u32, s: kiln_environ::WasmStorageType) -> ValRaw {
-        self.gc_heap.as_ref().expect("an object implies a heap").read_field(raw as u32, offset, s)
-    }
-
-    /// Writes `v` into the field of storage `s` at `offset` bytes into GC
-    /// object `raw`, after checking that it is a value of the field's type
-    /// (`ty`, engine form) for this store.
-    ///
-    /// # Errors
-    ///
-    /// `v` is not such a value.
-    ///
-    /// # Panics
-    ///
-    /// As [`VmStore::gc_read`].
-    pub fn gc_write(
-        &mut self,
-        raw: u64,
-        offset: u32,
-        s: kiln_environ::WasmStorageType,
-        v: ValRaw,
-    ) -> Result<(), String> {
-        self.check_value(s.unpacked(), v)?;
-        self.gc_heap.as_mut().expect("an object implies a heap").write_field(raw as u32, offset, s, v);
-        Ok(())
-    }
-
-    /// The GC references in this store's wasm frames on this thread
-    /// (innermost first), found through the stack maps; empty when none of
-    /// the store's wasm is running. What the collector's frame roots will
-    /// be; for now a way to check them.
-    pub fn gc_frame_roots(&self) -> Vec<u64> {
-        let mut roots = Vec::new();
-        if !self.wasm_active() {
-            return roots;
-        }
-        // SAFETY: the store's wasm is on this thread's stack and Rust code
-        // runs, so it is stopped in a call out of wasm (a host function or
-        // builtin of the store, the only way Rust code runs beneath it);
-        // the slots are read before this returns to it.
-        unsafe {
-            super::gc_roots::for_each_frame_root(&*self.ctx, |slot| roots.push(slot.read()));
-        }
-        roots
-    }
-
-    /// Debug builds: checks that every GC reference reachable from this
-    /// store's wasm frames (through the stack maps, then through the
-    /// objects' reference fields, as the collector will trace them) is
-    /// null, an i31 or one of its objects, and aborts (naming the value) if
-    /// one is not: a reference missing from or wrong in a stack map, or a
-    /// field written wrongly. Run at each allocation slow path, where the
-    /// collector will run. Release builds: nothing.
-    pub fn verify_gc_roots(&self) {
-        if !cfg!(debug_assertions) {
-            return;
-        }
-        let mut seen = std::collections::HashSet::new();
-        let mut work = self.gc_frame_roots();
-        while let Some(r) = work.pop() {
-            if r == 0 || kiln_environ::gc_ref::is_i31(r) || !seen.insert(r) {
-                continue;
-            }
-            let Some((type_id, word)) = self.gc_header(r) else {
-                eprintln!("kiln: a GC root or field holds {r:#x}, which is not a GC reference of the store");
-                std::process::abort();
-            };
-            if word & KIND_MASK == KIND_EXTERN_BOX {
-                continue;
-            }
-            let ref_storage = kiln_environ::WasmStorageType::Val(WasmValType::ANYREF);
-            match self.types.trace(type_id).as_deref() {
-                Some(GcTrace::Struct { refs }) => {
-                    work.extend(refs.iter().map(|o| self.gc_read(r, *o, ref_storage).get_ptr() as u64));
-                }
-                Some(GcTrace::Array { elems_are_refs: true }) => {
-                    let heap = self.gc_heap.as_ref().expect("an object implies a heap");
-                    let len = heap.array_len(r).unwrap_or(0);
-                    let first = kiln_environ::gc_layout::array_elems_offset(4);
-                    work.extend((0..len).map(|k| self.gc_read(r, first + 4 * k, ref_storage).get_ptr() as u64));
-                }
-                Some(GcTrace::Array { elems_are_refs: false } | GcTrace::None) => {}
-                None => {
-                    eprintln!("kiln: object {r:#x} has type id {type_id}, which the engine does not know");
-                    std::process::abort();
-                }
-            }
-        }
-    }
-
-    /// The externref word extern box `raw` holds, if `raw` is one of this
-    /// store's extern boxes.
-    pub fn gc_box_word(&self, raw: u64) -> Option<usize> {
-        self.gc_heap.as_ref()?.box_word(raw)
-    }
-
-    /// Allocates an array of engine type `type_id` with `len` zeroed
-    /// elements of `elem_size` bytes; `None` when it does not fit.
-    pub fn gc_alloc_array(&mut self, type_id: u32, elem_size: u32, len: u32) -> Option<u32> {
-        self.gc_heap.as_mut()?.alloc_array(type_id, elem_size, len)
-    }
-
-    /// The header (engine type id, GC word) of GC object `raw`, if it is
-    /// one of this store's.
-    pub fn gc_header(&self, raw: u64) -> Option<(u32, u32)> {
-        self.gc_heap.as_ref()?.header(raw)
-    }
-
     /// The engine type id of function record `raw` if it is one of this
     /// store's (a host function's or a wasm function's of one of its
     /// instances; checked, so any address is safe to ask about).
@@ -1166,6 +1018,7 @@ impl VmStore {
                 roots.push(g.storage.get().get_ptr());
             }
         }
+        self.gc_heap_words(kiln_environ::gc_layout::RefKind::Exn, &mut |w| roots.push(w as usize));
         if self.wasm_active() {
             let exns = &self.exns;
             super::stack_scan::scan_stack(|w| {
@@ -1230,8 +1083,12 @@ impl VmStore {
                 }
             }
         }
-        // Payloads of exception objects (which keep their own references).
+        // Payloads of exception objects (which keep their own references),
+        // and fields of GC objects.
         reachable.extend(self.exns.externrefs());
+        self.gc_heap_words(kiln_environ::gc_layout::RefKind::Extern, &mut |w| {
+            reachable.insert(w as usize);
+        });
         let roots = &mut self.externrefs;
         roots.live.retain(|raw, _| reachable.contains(raw));
         roots.last_live = roots.live.len();

@@ -272,6 +272,12 @@ impl Table {
         if self.is_func() { &[] } else { self.elements() }
     }
 
+    /// As [`Table::reference_elements`], mutably (for the GC heap's
+    /// collector, which updates the references it moves).
+    pub(in crate::vm) fn reference_elements_mut(&mut self) -> &mut [usize] {
+        if self.is_func() { &mut [] } else { self.elements_mut() }
+    }
+
     /// Grows by `delta` elements set to `init`; returns the old size, or
     /// `None` if the table cannot grow that far. New elements are untouched
     /// (nothing is written) when `init` is what they read as untouched.

@@ -100,19 +100,21 @@ fn null_accesses_trap_with_their_own_messages() -> kiln::Result<()> {
 
 #[test]
 fn an_exhausted_heap_traps_allocation_failed() -> kiln::Result<()> {
-    // No collector yet: the heap (4 GiB of address space) fills up. Arrays
-    // of 256 MiB reach the limit after 16 allocations, whose memory is
-    // never touched (fresh pages cost no RSS until written).
-    let engine = engine();
+    // Live data outgrows a 64 MiB heap: each 4 MiB array is kept, linked
+    // from the last, so collections free nothing and the heap fills up.
+    let mut config = Config::new();
+    config.wasm_feature_set(WasmFeature::Gc, true).max_gc_heap_size(64 << 20);
+    let engine = Engine::new(&config)?;
     let module = Module::new(
         &engine,
         r#"(module
              (type $a (array (mut i8)))
-             (global $keep (mut (ref null $a)) (ref.null $a))
+             (type $link (struct (field (ref $a)) (field (ref null $link))))
+             (global $keep (mut (ref null $link)) (ref.null $link))
              (func (export "grow") (result i32)
                (local $n i32)
                (loop $more
-                 (global.set $keep (array.new_default $a (i32.const 0x1000_0000)))
+                 (global.set $keep (struct.new $link (array.new_default $a (i32.const 0x40_0000)) (global.get $keep)))
                  (local.set $n (i32.add (local.get $n) (i32.const 1)))
                  (br $more))
                (local.get $n)))"#,
@@ -164,9 +166,9 @@ fn host_values_and_gc_references_convert_both_ways() -> kiln::Result<()> {
     let Val::ExternRef(Some(e)) = &out else { panic!("an externref: {out:?}") };
     let again = call(&i, &mut store, "internalize", std::slice::from_ref(&out))?;
     let (Val::AnyRef(Some(a)), Val::AnyRef(Some(b))) = (&s, &again) else { panic!("structs") };
-    assert_eq!(a, b);
+    assert!(a.ref_eq(&store, b)?);
     // The host API does the same conversions.
-    assert_eq!(AnyRef::convert_extern(&mut store, e)?, *a);
+    assert!(AnyRef::convert_extern(&mut store, e)?.ref_eq(&store, a)?);
     let boxed = AnyRef::convert_extern(&mut store, &host)?;
     let e2 = ExternRef::convert_any(&store, boxed)?;
     assert!(ExternRef::ptr_eq(&e2, &host));
@@ -183,10 +185,12 @@ fn the_configured_heap_size_bounds_what_wasm_allocates() -> kiln::Result<()> {
         r#"(module
              (type $a (array (mut i8)))
              (global $n (mut i32) (i32.const 0))
+             ;; Keeps every object alive, so collecting frees nothing.
+             (table $keep 2000 anyref)
              (func (export "grow") (result i32)
                (loop $more
                  ;; 1,008 bytes of elements, a 1,024-byte object.
-                 (drop (array.new_default $a (i32.const 1008)))
+                 (table.set $keep (global.get $n) (array.new_default $a (i32.const 1008)))
                  (global.set $n (i32.add (global.get $n) (i32.const 1)))
                  (br $more))
                (i32.const 0))
@@ -197,6 +201,7 @@ fn the_configured_heap_size_bounds_what_wasm_allocates() -> kiln::Result<()> {
     let err = call(&i, &mut store, "grow", &[]).expect_err("1 MiB fills up");
     assert!(format!("{err:?}").contains("allocation failed"), "{err:?}");
     assert_eq!(call(&i, &mut store, "count", &[])?.i32(), Some(1024), "exactly 1 MiB of objects");
+    assert!(store.gc_heap_stats().expect("a heap").collections >= 1, "collected before failing");
     Ok(())
 }
 
@@ -260,7 +265,7 @@ fn the_host_reads_and_writes_fields_and_elements() -> kiln::Result<()> {
     assert_eq!(call(&i, &mut store, "x", &[Val::AnyRef(Some(a))])?.i32(), Some(11), "wasm sees the host's write");
     s.set_field(&mut store, 2, Val::AnyRef(Some(b)))?;
     let Val::AnyRef(Some(next)) = s.field(&mut store, 2)? else { panic!("the link") };
-    assert_eq!(next, b);
+    assert!(next.ref_eq(&store, &b)?, "the same object");
     // The checks wasm gets from validation, as errors.
     assert!(s.set_field(&mut store, 1, Val::I32(1)).is_err(), "immutable");
     assert!(s.set_field(&mut store, 0, Val::I64(1)).is_err(), "wrong type");

@@ -9,6 +9,7 @@ mod custom_page_sizes;
 mod exceptions;
 mod fuel_prepay;
 mod func_refs;
+mod gc_collect;
 mod gc_objects;
 mod host_calls;
 mod instantiate;

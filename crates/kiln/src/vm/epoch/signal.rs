@@ -224,7 +224,15 @@ pub extern "C" fn on_epoch_interrupt() {
     // live innermost activation (not null: the handler checked), whose
     // store is lent to the call and not used by Rust code while its wasm
     // runs.
-    if let Err(e) = unsafe { run_deadline_hook((*act).store) } {
+    // The interrupted frame has no stack map: no collection may run until
+    // the stub returns to it (allocation grows the heap instead).
+    // SAFETY: as below.
+    unsafe { (*(*act).store).vm_store().forbid_gc() };
+    // SAFETY: as above.
+    let r = unsafe { run_deadline_hook((*act).store) };
+    // SAFETY: as above; the hook's borrow of the store has ended.
+    unsafe { (*(*act).store).vm_store().allow_gc() };
+    if let Err(e) = r {
         crate::vm::traphandlers::raise(e.into());
     }
 }

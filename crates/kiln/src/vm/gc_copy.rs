@@ -1,0 +1,281 @@
+//! The copying collection of a GC heap (Cheney's algorithm): every object
+//! a root reaches is copied from the space being emptied to the other
+//! one, in the order met; then the copies are scanned in order, each
+//! reference field copying what it reaches in turn, until the scan meets
+//! the end of the copies. An object copied once is *forwarded*: its GC
+//! word gets [`FORWARDED`] and its type-id word the copy's offset, so the
+//! other references to it are updated to the same copy.
+//!
+//! What a word holds depends on where it is (`RootKind`): 4-byte `any`
+//! fields and `any` roots hold GC reference encodings (0 null, odd i31,
+//! else an offset); externref fields and roots hold a host pointer or a
+//! GC reference tagged by `extern.convert_any` (`gc_ref::externalize`),
+//! whose inner reference is what moves. Frame slots hold either kind.
+
+use super::gc_heap::RootKind;
+use kiln_environ::gc_layout::{
+    ARRAY_LENGTH, EXTERN_BOX_SIZE, EXTERN_BOX_WORD, FORWARDED, GcTrace, KIND_ARRAY, KIND_EXTERN_BOX, KIND_MASK,
+    KIND_STRUCT, RefKind, array_elems_offset, array_size, header,
+};
+use kiln_environ::gc_ref;
+use std::collections::HashSet;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// One collection in progress.
+pub struct Copier<'a> {
+    base: *mut u8,
+    /// The allocated part of the space being emptied.
+    from: Range<u32>,
+    /// Where the copies start.
+    to_start: u32,
+    /// Where the next copy goes.
+    to_next: u32,
+    traces: &'a [Arc<GcTrace>],
+    /// The externref words of the extern boxes copied so far.
+    boxes: HashSet<usize>,
+}
+
+impl<'a> Copier<'a> {
+    /// A collection of the objects in `from` into the (accessible, large
+    /// enough) space starting at `to_start`, in the heap at `base`.
+    pub fn new(base: *mut u8, from: Range<u32>, to_start: u32, traces: &'a [Arc<GcTrace>]) -> Copier<'a> {
+        Copier { base, from, to_start, to_next: to_start, traces, boxes: HashSet::new() }
+    }
+
+    /// Copies what root `slot` reaches and updates the slot.
+    ///
+    /// # Safety
+    ///
+    /// `slot` is valid for unaligned reads and writes of a `u64`; what it
+    /// holds is what `kind` says (see the module docs), with objects of
+    /// the space being emptied; `is_host_word` tells a frame slot's host
+    /// externref from an object (it is asked only about even words below
+    /// 2^32).
+    pub unsafe fn visit_root(&mut self, slot: *mut u64, kind: RootKind, is_host_word: &dyn Fn(u64) -> bool) {
+        // SAFETY: the function's contract.
+        let w = unsafe { slot.read_unaligned() };
+        let new = match kind {
+            RootKind::Any => self.forward_any(w),
+            RootKind::Extern => self.forward_extern(w),
+            RootKind::Frame if w >> 32 != 0 || (w & 1 == 0 && is_host_word(w)) => self.forward_extern(w),
+            RootKind::Frame => self.forward_any(w),
+        };
+        if new != w {
+            // SAFETY: the function's contract.
+            unsafe { slot.write_unaligned(new) };
+        }
+    }
+
+    /// The updated encoding of GC reference `r`.
+    fn forward_any(&mut self, r: u64) -> u64 {
+        if r == 0 || gc_ref::is_i31(r) {
+            return r;
+        }
+        match u32::try_from(r) {
+            Ok(o) => u64::from(self.forward(o)),
+            Err(_) => r,
+        }
+    }
+
+    /// The updated externref word `e`.
+    fn forward_extern(&mut self, e: u64) -> u64 {
+        if !gc_ref::is_externalized(e) {
+            return e;
+        }
+        gc_ref::externalize(self.forward_any(gc_ref::internalize(e)))
+    }
+
+    /// The offset of the copy of object `o` (copying it first if needed);
+    /// anything outside the space being emptied is left as it is.
+    fn forward(&mut self, o: u32) -> u32 {
+        if !self.from.contains(&o) {
+            return o;
+        }
+        // SAFETY: `o` is an object of the space being emptied (checked, and
+        // the callers' contract that references name objects), whose
+        // header is readable.
+        unsafe {
+            let p = self.base.add(o as usize);
+            let word = p.add(header::GC_WORD as usize).cast::<u32>().read();
+            if word & FORWARDED != 0 {
+                return p.cast::<u32>().read();
+            }
+            let size = self.size_of(p, word);
+            let n = self.to_next;
+            self.to_next += size;
+            std::ptr::copy_nonoverlapping(p, self.base.add(n as usize), size as usize);
+            p.cast::<u32>().write(n);
+            p.add(header::GC_WORD as usize).cast::<u32>().write(word | FORWARDED);
+            n
+        }
+    }
+
+    /// The size of the object at `p` whose GC word is `word`.
+    ///
+    /// # Safety
+    ///
+    /// `p` is an object (not forwarded).
+    unsafe fn size_of(&self, p: *const u8, word: u32) -> u32 {
+        // SAFETY: the function's contract: the header and (for an array)
+        // the length are readable.
+        unsafe { object_size(p, word, self.traces) }
+    }
+
+    /// Scans the copies until every object reachable from the roots has
+    /// been copied; returns where the copies end and the externref words
+    /// of the extern boxes that survived.
+    pub fn finish(mut self) -> (u32, HashSet<usize>) {
+        let mut scan = self.to_start;
+        while scan < self.to_next {
+            // SAFETY: `[to_start, to_next)` holds the copies, whole objects
+            // one after the other, each copied from a live object.
+            unsafe {
+                let p = self.base.add(scan as usize);
+                let word = p.add(header::GC_WORD as usize).cast::<u32>().read();
+                let size = self.size_of(p, word);
+                self.scan_object(p, word);
+                scan += size;
+            }
+        }
+        (self.to_next, self.boxes)
+    }
+
+    /// Copies what the copy at `p` (GC word `word`) references and updates
+    /// its fields.
+    ///
+    /// # Safety
+    ///
+    /// `p` is a copy made by this collection.
+    unsafe fn scan_object(&mut self, p: *mut u8, word: u32) {
+        // SAFETY (all blocks below): the offsets come from the object's
+        // type, so every field is inside the copy.
+        match word & KIND_MASK {
+            KIND_EXTERN_BOX => {
+                let w = unsafe { p.add(EXTERN_BOX_WORD as usize).cast::<u64>().read() };
+                self.boxes.insert(w as usize);
+            }
+            KIND_STRUCT => {
+                let type_id = unsafe { p.cast::<u32>().read() };
+                let traces = self.traces;
+                if let Some(GcTrace::Struct { refs, .. }) = traces.get(type_id as usize).map(|t| &**t) {
+                    for (off, kind) in refs {
+                        unsafe { self.update_field(p.add(*off as usize), *kind) };
+                    }
+                }
+            }
+            KIND_ARRAY => {
+                let type_id = unsafe { p.cast::<u32>().read() };
+                let traces = self.traces;
+                if let Some(GcTrace::Array { elem_size, elems: Some(kind) }) = traces.get(type_id as usize).map(|t| &**t)
+                {
+                    let len = unsafe { p.add(ARRAY_LENGTH as usize).cast::<u32>().read() };
+                    let first = array_elems_offset(*elem_size) as usize;
+                    for k in 0..len as usize {
+                        unsafe { self.update_field(p.add(first + k * *elem_size as usize), *kind) };
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Updates the reference field at `at`, of kind `kind`.
+    ///
+    /// # Safety
+    ///
+    /// `at` is such a field of a copy.
+    unsafe fn update_field(&mut self, at: *mut u8, kind: RefKind) {
+        // SAFETY: the function's contract; fields are aligned to their size
+        // (struct layout, array element offsets), but unaligned access is
+        // used anyway for robustness.
+        unsafe {
+            match kind {
+                RefKind::Any => {
+                    let f = at.cast::<u32>();
+                    let r = f.read_unaligned();
+                    let new = self.forward_any(u64::from(r)) as u32;
+                    if new != r {
+                        f.write_unaligned(new);
+                    }
+                }
+                RefKind::Extern => {
+                    let f = at.cast::<u64>();
+                    let e = f.read_unaligned();
+                    let new = self.forward_extern(e);
+                    if new != e {
+                        f.write_unaligned(new);
+                    }
+                }
+                RefKind::Exn => {}
+            }
+        }
+    }
+}
+
+/// The size of the object at `p` whose GC word is `word`, from its type's
+/// trace information (`traces`, by type id).
+///
+/// # Safety
+///
+/// `p` is an object (header written, not forwarded) whose whole size is
+/// readable.
+unsafe fn object_size(p: *const u8, word: u32, traces: &[Arc<GcTrace>]) -> u32 {
+    // SAFETY: the function's contract.
+    let type_id = unsafe { p.cast::<u32>().read() };
+    let trace = traces.get(type_id as usize).map(|t| &**t);
+    match (word & KIND_MASK, trace) {
+        (KIND_STRUCT, Some(GcTrace::Struct { size, .. })) => *size,
+        (KIND_ARRAY, Some(GcTrace::Array { elem_size, .. })) => {
+            // SAFETY: an array's length follows its header.
+            let len = unsafe { p.add(ARRAY_LENGTH as usize).cast::<u32>().read() };
+            array_size(*elem_size, len).expect("an allocated array's size fits in 32 bits")
+        }
+        (KIND_EXTERN_BOX, _) => EXTERN_BOX_SIZE,
+        _ => panic!("GC object of unknown type {type_id} (GC word {word:#x}): the heap is corrupt"),
+    }
+}
+
+/// Calls `f` with every 8-byte reference field of `kind` (externref or
+/// exnref) of the objects in `objects`.
+///
+/// # Safety
+///
+/// `objects` is a sequence of whole, not forwarded objects in the heap at
+/// `base`.
+pub unsafe fn for_each_word_field(
+    base: *mut u8,
+    objects: Range<u32>,
+    traces: &[Arc<GcTrace>],
+    kind: RefKind,
+    f: &mut dyn FnMut(u64),
+) {
+    let mut at = objects.start;
+    while at < objects.end {
+        // SAFETY: the function's contract: `at` starts an object; the
+        // fields read are inside it (offsets from its type).
+        unsafe {
+            let p = base.add(at as usize);
+            let word = p.add(header::GC_WORD as usize).cast::<u32>().read();
+            let type_id = p.cast::<u32>().read();
+            match traces.get(type_id as usize).map(|t| &**t) {
+                Some(GcTrace::Struct { refs, .. }) if word & KIND_MASK == KIND_STRUCT => {
+                    for (off, k) in refs {
+                        if *k == kind {
+                            f(p.add(*off as usize).cast::<u64>().read_unaligned());
+                        }
+                    }
+                }
+                Some(GcTrace::Array { elem_size, elems: Some(k) }) if word & KIND_MASK == KIND_ARRAY && *k == kind => {
+                    let len = p.add(ARRAY_LENGTH as usize).cast::<u32>().read();
+                    let first = array_elems_offset(*elem_size) as usize;
+                    for i in 0..len as usize {
+                        f(p.add(first + i * *elem_size as usize).cast::<u64>().read_unaligned());
+                    }
+                }
+                _ => {}
+            }
+            at += object_size(p, word, traces);
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! The GC heap's collector (`-W gc`): garbage is freed and the heap stays
+//! within its limit; live objects survive being moved, whether wasm
+//! frames, globals, tables, element segments, exception payloads,
+//! externrefs or host handles hold them; host handles are released by
+//! scope and a stale one is an error.
+
+use kiln::{AnyRef, AsContextMut, Config, Engine, ExternRef, Instance, Module, RootScope, Store, Val, WasmFeature};
+
+fn engine_with(limit: Option<u64>, zeal: Option<u32>) -> Engine {
+    let mut config = Config::new();
+    config.wasm_feature_set(WasmFeature::Gc, true).wasm_feature_set(WasmFeature::Exceptions, true).gc_zeal(zeal);
+    if let Some(limit) = limit {
+        config.max_gc_heap_size(limit);
+    }
+    Engine::new(&config).expect("engine")
+}
+
+fn call(instance: &Instance, mut store: impl AsContextMut<Data = ()>, name: &str, args: &[Val]) -> kiln::Result<Val> {
+    let f = instance.get_func(&mut store, name).expect("export");
+    let mut out = [Val::I32(0)];
+    f.call(&mut store, args, &mut out)?;
+    Ok(out[0].clone())
+}
+
+/// Lists and trees that live in every kind of root while garbage
+/// accumulates around them.
+const CHURN: &str = r#"
+    (module
+      (type $node (struct (field $v i32) (field $next (ref null $node))))
+      (type $tree (struct (field $l (ref null $tree)) (field $r (ref null $tree))))
+      (type $nodes (array (mut (ref null $node))))
+      (type $boxed (struct (field $e (mut externref))))
+      (tag $carry (param (ref null $node)))
+      (global $kept (mut (ref null $node)) (ref.null $node))
+      (global $ext (mut externref) (ref.null extern))
+      (table $t 4 anyref)
+      (elem $seg (ref $node) (struct.new $node (i32.const 1000) (ref.null $node)))
+
+      (func $list (export "list") (param $n i32) (result (ref null $node))
+        (local $l (ref null $node))
+        (block $done
+          (loop $more
+            (br_if $done (i32.eqz (local.get $n)))
+            (local.set $l (struct.new $node (local.get $n) (local.get $l)))
+            (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+            (br $more)))
+        (local.get $l))
+
+      (func $sum (export "sum") (param $n (ref null $node)) (result i32)
+        (local $s i32)
+        (block $done
+          (loop $next
+            (br_if $done (ref.is_null (local.get $n)))
+            (local.set $s (i32.add (local.get $s) (struct.get $node $v (local.get $n))))
+            (local.set $n (struct.get $node $next (local.get $n)))
+            (br $next)))
+        (local.get $s))
+
+      (func $tree (param $d i32) (result (ref $tree))
+        (if (result (ref $tree)) (i32.eqz (local.get $d))
+          (then (struct.new $tree (ref.null $tree) (ref.null $tree)))
+          (else (struct.new $tree
+                  (call $tree (i32.sub (local.get $d) (i32.const 1)))
+                  (call $tree (i32.sub (local.get $d) (i32.const 1)))))))
+
+      (func $count (param $t (ref null $tree)) (result i32)
+        (if (result i32) (ref.is_null (local.get $t))
+          (then (i32.const 0))
+          (else (i32.add (i32.const 1)
+                  (i32.add (call $count (struct.get $tree $l (local.get $t)))
+                           (call $count (struct.get $tree $r (local.get $t))))))))
+
+      ;; Makes `rounds` trees of depth 10 (2,047 nodes) and drops them.
+      (func $garbage (export "garbage") (param $rounds i32)
+        (block $done
+          (loop $more
+            (br_if $done (i32.eqz (local.get $rounds)))
+            (drop (call $tree (i32.const 10)))
+            (local.set $rounds (i32.sub (local.get $rounds) (i32.const 1)))
+            (br $more))))
+
+      ;; Lists held by a local, a global, a table, an array, an externref
+      ;; global, an exception and a segment, across `rounds` of garbage.
+      (func (export "churn") (param $rounds i32) (result i32)
+        (local $mine (ref null $node))
+        (local $arr (ref $nodes))
+        (local $total i32)
+        (local.set $mine (call $list (i32.const 100)))
+        (global.set $kept (call $list (i32.const 200)))
+        (table.set $t (i32.const 1) (call $list (i32.const 300)))
+        (local.set $arr (array.new $nodes (ref.null $node) (i32.const 3)))
+        (array.set $nodes (local.get $arr) (i32.const 2) (call $list (i32.const 400)))
+        (global.set $ext (extern.convert_any (call $list (i32.const 500))))
+        (call $garbage (local.get $rounds))
+        (local.set $total
+          (i32.add (call $sum (local.get $mine))
+          (i32.add (call $sum (global.get $kept))
+          (i32.add (call $sum (ref.cast (ref null $node) (table.get $t (i32.const 1))))
+          (i32.add (call $sum (array.get $nodes (local.get $arr) (i32.const 2)))
+                   (call $sum (ref.cast (ref null $node) (any.convert_extern (global.get $ext)))))))))
+        (local.set $total (i32.add (local.get $total)
+          (block $caught (result (ref null $node))
+            (try_table (catch $carry $caught)
+              (call $throw_after_garbage (call $list (i32.const 600)) (local.get $rounds)))
+            (ref.null $node))
+          (call $sum)))
+        (i32.add (local.get $total)
+          (call $sum (array.get $nodes (array.new_elem $nodes $seg (i32.const 0) (i32.const 1)) (i32.const 0)))))
+
+      (func $throw_after_garbage (param $l (ref null $node)) (param $rounds i32)
+        (call $garbage (local.get $rounds))
+        (throw $carry (local.get $l)))
+
+      (func (export "tree_size") (param $d i32) (result i32)
+        (local $t (ref $tree))
+        (local.set $t (call $tree (local.get $d)))
+        (call $garbage (i32.const 20))
+        (call $count (local.get $t)))
+
+      (func (export "box") (param externref) (result anyref)
+        (struct.new $boxed (local.get 0)))
+      (func (export "unbox") (param (ref null $boxed)) (result externref)
+        (struct.get $boxed $e (local.get 0))))
+"#;
+
+/// The sum of 1..=n.
+fn tri(n: i32) -> i32 {
+    n * (n + 1) / 2
+}
+
+fn churn(engine: &Engine, rounds: i32) -> kiln::Result<(i32, kiln::GcHeapStats)> {
+    let module = Module::new(engine, CHURN)?;
+    let mut store = Store::new(engine, ());
+    let i = Instance::new(&mut store, &module, &[])?;
+    let total = call(&i, &mut store, "churn", &[Val::I32(rounds)])?.i32().expect("i32");
+    Ok((total, store.gc_heap_stats().expect("a heap")))
+}
+
+#[test]
+fn every_kind_of_root_survives_collections() -> kiln::Result<()> {
+    // 1 MiB holds about 30 trees of 2,047 16-byte nodes: 400 rounds
+    // allocate 13 MiB, so the heap collects a dozen times or more.
+    let engine = engine_with(Some(1 << 20), None);
+    let (total, stats) = churn(&engine, 400)?;
+    let want = tri(100) + tri(200) + tri(300) + tri(400) + tri(500) + tri(600) + 1000;
+    assert_eq!(total, want);
+    assert!(stats.collections >= 10, "{stats:?}");
+    assert!(stats.capacity <= 1 << 20, "{stats:?}");
+    Ok(())
+}
+
+#[test]
+fn collecting_at_every_allocation_changes_no_result() -> kiln::Result<()> {
+    let engine = engine_with(None, Some(1));
+    let (total, stats) = churn(&engine, 3)?;
+    let want = tri(100) + tri(200) + tri(300) + tri(400) + tri(500) + tri(600) + 1000;
+    assert_eq!(total, want);
+    assert!(stats.collections > 10_000, "{stats:?}");
+    // Deep recursion: references in many frames at once.
+    let module = Module::new(&engine, CHURN)?;
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[])?;
+    assert_eq!(call(&i, &mut store, "tree_size", &[Val::I32(8)])?.i32(), Some(511));
+    Ok(())
+}
+
+#[test]
+fn the_heap_stays_within_its_limit_while_garbage_is_made() -> kiln::Result<()> {
+    let engine = engine_with(Some(2 << 20), None);
+    let module = Module::new(&engine, CHURN)?;
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[])?;
+    // 2,000 trees of 32 KiB: 64 MiB of garbage through a 2 MiB heap.
+    let f = i.get_typed_func::<i32, ()>(&mut store, "garbage")?;
+    f.call(&mut store, 2000)?;
+    let stats = store.gc_heap_stats().expect("a heap");
+    assert!(stats.collections >= 30, "{stats:?}");
+    assert!(stats.capacity <= 2 << 20 && stats.live_bytes < 64 << 10, "{stats:?}");
+    Ok(())
+}
+
+#[test]
+fn host_handles_follow_their_objects_and_go_stale_with_their_scope() -> kiln::Result<()> {
+    let engine = engine_with(None, None);
+    let module = Module::new(&engine, CHURN)?;
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[])?;
+    let list = call(&i, &mut store, "list", &[Val::I32(50)])?;
+    let inner = {
+        let mut scope = RootScope::new(&mut store);
+        let l = call(&i, &mut scope, "list", &[Val::I32(10)])?;
+        let Val::AnyRef(Some(l)) = l else { panic!("a list") };
+        l
+    };
+    store.gc();
+    store.gc();
+    assert_eq!(store.gc_heap_stats().expect("a heap").collections, 2);
+    // The handle made outside any scope still names its list, moved twice.
+    assert_eq!(call(&i, &mut store, "sum", std::slice::from_ref(&list))?.i32(), Some(tri(50)));
+    let Val::AnyRef(Some(l)) = &list else { panic!("a list") };
+    assert!(l.as_struct().expect("a struct").field(&mut store, 0)?.i32() == Some(1));
+    // The scope's handle is stale: an error, not another object.
+    let err = call(&i, &mut store, "sum", &[Val::AnyRef(Some(inner))]).expect_err("stale");
+    assert!(format!("{err:#}").contains("stale"), "{err:#}");
+    let err = inner.as_struct().expect("a struct").field(&mut store, 0).expect_err("stale");
+    assert!(format!("{err:#}").contains("stale"), "{err:#}");
+    Ok(())
+}
+
+#[test]
+fn host_values_in_objects_live_as_long_as_the_objects() -> kiln::Result<()> {
+    let engine = engine_with(None, None);
+    let module = Module::new(&engine, CHURN)?;
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[])?;
+    let value = std::sync::Arc::new(7u32);
+    {
+        let mut scope = RootScope::new(&mut store);
+        let e = ExternRef::new(value.clone());
+        let boxed = call(&i, &mut scope, "box", &[Val::ExternRef(Some(e))])?;
+        scope.as_context_mut().gc();
+        // Only the struct's field holds the externref now.
+        let back = call(&i, &mut scope, "unbox", std::slice::from_ref(&boxed))?;
+        let Val::ExternRef(Some(e)) = back else { panic!("the externref") };
+        assert_eq!(**e.data().downcast_ref::<std::sync::Arc<u32>>().expect("an Arc<u32>"), 7);
+    }
+    // An extern box made by the host dies with its last reference.
+    let host = ExternRef::new(value.clone());
+    {
+        let mut scope = RootScope::new(&mut store);
+        let b = AnyRef::convert_extern(&mut scope, &host)?;
+        assert!(b.is_extern_box());
+    }
+    drop(host);
+    store.gc();
+    store.gc();
+    assert_eq!(std::sync::Arc::strong_count(&value), 1, "the store let go of both host values");
+    Ok(())
+}
+
+/// An immutable global's object moves like any other: compiled code must
+/// read the global again after every safepoint rather than keep the first
+/// value it read (as it may for other immutable globals).
+#[test]
+fn immutable_globals_follow_their_objects() -> kiln::Result<()> {
+    let engine = engine_with(None, Some(1));
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (type $s (struct (field i32)))
+             (type $bytes (array (mut i8)))
+             (global $g (ref $s) (struct.new $s (i32.const 7)))
+             (func $use (param $x (ref $s)) (result i32)
+               (drop (array.new_default $bytes (i32.const 100)))
+               (struct.get $s 0 (local.get $x)))
+             (func (export "run") (param $n i32) (result i32)
+               (local $acc i32)
+               (loop $more
+                 (drop (array.new_default $bytes (i32.const 100)))
+                 (local.set $acc (i32.add (local.get $acc) (call $use (global.get $g))))
+                 (local.set $acc (i32.add (local.get $acc) (struct.get $s 0 (global.get $g))))
+                 (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+                 (br_if $more (local.get $n)))
+               (local.get $acc)))"#,
+    )?;
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[])?;
+    assert_eq!(call(&i, &mut store, "run", &[Val::I32(50)])?.i32(), Some(50 * 14));
+    assert!(store.gc_heap_stats().expect("a heap").collections >= 50);
+    Ok(())
+}
