@@ -288,14 +288,15 @@ impl StructRef {
     /// not match, a reference belongs to another store, or the heap is
     /// full.
     pub fn new(mut store: impl AsContextMut, ty: &StructType, fields: &[Val]) -> Result<StructRef> {
-        let store = &mut store.as_context_mut().0.opaque;
-        prepare(store, &ty.engine)?;
+        let inner = store.as_context_mut().0;
+        prepare(&mut inner.opaque, &ty.engine)?;
         if fields.len() != ty.ty.fields.len() {
             bail!("the struct type has {} fields, {} values given", ty.ty.fields.len(), fields.len());
         }
         check_types(ty.ty.fields.iter(), fields)?;
         let layout = StructLayout::of(&ty.ty);
-        store.vm_mut().gc_make_room(u64::from(layout.size));
+        inner.gc_prepare_alloc(u64::from(layout.size))?;
+        let store = &mut inner.opaque;
         let obj = store
             .vm_mut()
             .gc_alloc(ty.id, kiln_environ::gc_layout::KIND_STRUCT, layout.size)
@@ -316,11 +317,12 @@ impl ArrayRef {
     /// `ty` belongs to another engine, `elem` is not of the element type,
     /// a reference belongs to another store, or the heap is full.
     pub fn new(mut store: impl AsContextMut, ty: &ArrayType, elem: &Val, len: u32) -> Result<ArrayRef> {
-        let store = &mut store.as_context_mut().0.opaque;
-        prepare(store, &ty.engine)?;
+        let inner = store.as_context_mut().0;
+        prepare(&mut inner.opaque, &ty.engine)?;
         check_types(std::iter::once(&ty.element), std::slice::from_ref(elem))?;
         let size = field_size(ty.element.storage);
-        store.vm_mut().gc_make_room(kiln_environ::gc_layout::array_size(size, len).map_or(u64::MAX, u64::from));
+        inner.gc_prepare_alloc(kiln_environ::gc_layout::array_size(size, len).map_or(u64::MAX, u64::from))?;
+        let store = &mut inner.opaque;
         let obj = store
             .vm_mut()
             .gc_alloc_array(ty.id, size, len)

@@ -25,6 +25,24 @@ pub trait ResourceLimiter: Send {
     /// An error stops execution and is returned to the caller of wasm.
     fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> Result<bool>;
 
+    /// The store's GC heap wants to hold `desired` bytes of objects, more
+    /// than the `current` bytes this limiter allowed so far (0 at first);
+    /// `maximum` is [`Config::max_gc_heap_size`](crate::Config::max_gc_heap_size).
+    /// Asked by allocations of wasm and of the host API (not by constant
+    /// expressions at instantiation, which only the configured maximum
+    /// bounds), in steps of at least 1 MiB. `Ok(false)` lets the heap use
+    /// only what a collection frees within `current`: if that is not
+    /// enough, the allocation traps `allocation failed` (the host API's
+    /// returns an error). Allows everything by default.
+    ///
+    /// # Errors
+    ///
+    /// An error stops execution and is returned to the caller of wasm.
+    fn gc_heap_growing(&mut self, current: usize, desired: usize, maximum: usize) -> Result<bool> {
+        let _ = (current, desired, maximum);
+        Ok(true)
+    }
+
     /// The most bytes this limiter lets any one memory have, if it has
     /// such a fixed cap; only used to word errors (the decisions are
     /// [`memory_growing`](Self::memory_growing)'s). `None` by default.
@@ -63,6 +81,7 @@ pub const DEFAULT_COUNT_LIMIT: usize = 10_000;
 pub struct StoreLimits {
     memory_size: Option<usize>,
     table_elements: Option<usize>,
+    gc_heap_size: Option<usize>,
     instances: usize,
     tables: usize,
     memories: usize,
@@ -74,6 +93,7 @@ impl Default for StoreLimits {
         StoreLimits {
             memory_size: None,
             table_elements: None,
+            gc_heap_size: None,
             instances: DEFAULT_COUNT_LIMIT,
             tables: DEFAULT_COUNT_LIMIT,
             memories: DEFAULT_COUNT_LIMIT,
@@ -106,6 +126,15 @@ impl StoreLimitsBuilder {
     /// element may be written, at 8 bytes each.
     pub fn table_elements(mut self, elements: usize) -> Self {
         self.0.table_elements = Some(elements);
+        self
+    }
+
+    /// The store's GC heap may hold at most `bytes` bytes of objects
+    /// (rounded up to whole MiB): past it, allocations collect and then
+    /// trap `allocation failed` if live objects still fill it. Applies to
+    /// allocations by wasm and the host API.
+    pub fn gc_heap_size(mut self, bytes: usize) -> Self {
+        self.0.gc_heap_size = Some(bytes);
         self
     }
 
@@ -144,7 +173,7 @@ impl StoreLimitsBuilder {
 /// a denied growth.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitExceeded {
-    /// "memory" or "table".
+    /// "memory", "table" or "GC heap".
     pub what: &'static str,
     /// The size asked for (bytes or elements).
     pub desired: usize,
@@ -192,6 +221,21 @@ impl ResourceLimiter for StoreLimits {
             Some(limit) if desired > limit => {
                 if self.trap_on_grow_failure {
                     Err(LimitExceeded { what: "table", desired, limit }.into())
+                } else {
+                    Ok(false)
+                }
+            }
+            _ => Ok(true),
+        }
+    }
+
+    fn gc_heap_growing(&mut self, _current: usize, desired: usize, _maximum: usize) -> Result<bool> {
+        // The heap asks in whole MiB: a limit that is not a multiple of
+        // one is rounded up.
+        match self.gc_heap_size.map(|l| l.next_multiple_of(1 << 20)) {
+            Some(limit) if desired > limit => {
+                if self.trap_on_grow_failure {
+                    Err(LimitExceeded { what: "GC heap", desired, limit }.into())
                 } else {
                     Ok(false)
                 }

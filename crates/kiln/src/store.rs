@@ -276,6 +276,40 @@ impl<T> StoreInner<T> {
         }
     }
 
+    /// Asks the limiter whether the GC heap may grow.
+    pub(crate) fn gc_heap_growing(&mut self, current: u64, desired: u64, maximum: u64) -> anyhow::Result<bool> {
+        let c = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        match self.limiter() {
+            Some(l) => l.gc_heap_growing(c(current), c(desired), c(maximum)),
+            None => Ok(true),
+        }
+    }
+
+    /// Makes room for a host allocation of `size` bytes in the GC heap:
+    /// collects if it does not fit the heap's capacity, and asks the
+    /// limiter when the heap would grow past what it allowed.
+    ///
+    /// # Errors
+    ///
+    /// The limiter refused and a collection did not free enough, or it
+    /// failed.
+    pub(crate) fn gc_prepare_alloc(&mut self, size: u64) -> anyhow::Result<()> {
+        let vm = self.opaque.vm_mut();
+        vm.gc_make_room(size);
+        let Some((current, desired)) = vm.gc_growth_wanted(size) else { return Ok(()) };
+        let maximum = vm.gc_max_heap();
+        if self.gc_heap_growing(current, desired, maximum)? {
+            self.opaque.vm_mut().gc_grant(desired);
+            return Ok(());
+        }
+        let vm = self.opaque.vm_mut();
+        vm.gc_collect();
+        if vm.gc_growth_wanted(size).is_some() {
+            anyhow::bail!("allocation failed: the store's limiter keeps the GC heap at {current} bytes");
+        }
+        Ok(())
+    }
+
     /// Asks the limiter whether a new memory of `minimum` bytes, described
     /// by `name` in errors, may be created.
     ///
@@ -365,6 +399,10 @@ impl<T: 'static> VMStore for StoreInner<T> {
 
     fn table_growing(&mut self, current: u64, desired: u64, maximum: Option<u64>) -> Result<bool, HookError> {
         StoreInner::table_growing(self, current, desired, maximum).map_err(HookError::Host)
+    }
+
+    fn gc_heap_growing(&mut self, current: u64, desired: u64, maximum: u64) -> Result<bool, HookError> {
+        StoreInner::gc_heap_growing(self, current, desired, maximum).map_err(HookError::Host)
     }
 }
 

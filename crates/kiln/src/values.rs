@@ -198,13 +198,14 @@ impl AnyRef {
     /// instantiated in it), the heap is full, or the reference holds an
     /// object of another store or a released handle.
     pub fn convert_extern(mut store: impl AsContextMut, extern_ref: &ExternRef) -> Result<AnyRef> {
-        let store = &mut store.as_context_mut().0.opaque;
+        let inner = store.as_context_mut().0;
         if let Some(ExternalizedAny(any)) = extern_ref.0.value().downcast_ref::<ExternalizedAny>() {
-            any.to_raw(store)?;
+            any.to_raw(&inner.opaque)?;
             return Ok(*any);
         }
-        let word = store.vm_mut().root_externref(&extern_ref.0);
-        store.vm_mut().gc_make_room(u64::from(kiln_environ::gc_layout::EXTERN_BOX_SIZE));
+        let word = inner.opaque.vm_mut().root_externref(&extern_ref.0);
+        inner.gc_prepare_alloc(u64::from(kiln_environ::gc_layout::EXTERN_BOX_SIZE))?;
+        let store = &mut inner.opaque;
         let Some(raw) = store.vm_mut().gc_box_extern(word) else {
             bail!("cannot box a host value: the store has no GC heap, or it is full");
         };

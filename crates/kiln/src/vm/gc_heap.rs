@@ -108,6 +108,9 @@ pub struct GcHeap {
     max_capacity: u32,
     /// Per space, bytes from its start that are accessible.
     accessible: [u32; 2],
+    /// Bytes of a space the store's resource limiter allowed so far (it
+    /// is asked before allocations of wasm and the host go past this).
+    granted: u32,
     /// The host values that extern boxes hold, by externref word: kept
     /// alive while a box holding them is.
     externs: std::collections::HashMap<usize, Arc<super::externref::ExternData>>,
@@ -140,6 +143,7 @@ impl GcHeap {
             capacity: MIN_CAPACITY.min(max_capacity),
             max_capacity,
             accessible: [0; 2],
+            granted: 0,
             externs: Default::default(),
             zeal: None,
             stats: GcStats::default(),
@@ -173,12 +177,13 @@ impl GcHeap {
         unsafe { self.window.as_mut().next = u64::from(next) };
     }
 
-    /// Sets the window's end: where the accessible part or the capacity
-    /// of the current space ends (or at `next` under zeal, so that every
-    /// allocation calls the runtime).
+    /// Sets the window's end: where the accessible part, the capacity or
+    /// the limiter's grant of the current space ends, whichever is first
+    /// (or at `next` under zeal, so that every allocation calls the
+    /// runtime).
     fn update_window(&mut self) {
         let start = self.space_start(self.current);
-        let end = start + self.accessible[self.current].min(self.capacity);
+        let end = start + self.accessible[self.current].min(self.capacity).min(self.granted);
         let limit = if self.zeal.is_some() { self.next() } else { end };
         // SAFETY: as in `next`.
         unsafe { self.window.as_mut().limit = u64::from(limit) };
@@ -211,6 +216,32 @@ impl GcHeap {
         }
         let used = u64::from(self.next() - self.space_start(self.current));
         used.saturating_add(size) > u64::from(self.capacity)
+    }
+
+    /// When an allocation of `size` bytes would take the current space past
+    /// what the resource limiter granted: the grant so far and the one to
+    /// ask for (the space's use plus `size`, rounded up to a MiB, at most
+    /// the configured limit). `None` when it fits the grant, or when it
+    /// cannot fit at all (then the allocation fails anyway).
+    pub fn growth_wanted(&self, size: u64) -> Option<(u64, u64)> {
+        let used = u64::from(self.next() - self.space_start(self.current));
+        let need = used.checked_add(size)?;
+        if need <= u64::from(self.granted) || need > u64::from(self.max_capacity) {
+            return None;
+        }
+        let desired = need.next_multiple_of(u64::from(COMMIT_CHUNK)).min(u64::from(self.max_capacity));
+        Some((u64::from(self.granted), desired))
+    }
+
+    /// Records that the limiter allows the heap `bytes` bytes.
+    pub fn grant(&mut self, bytes: u64) {
+        self.granted = self.granted.max(u32::try_from(bytes).unwrap_or(u32::MAX));
+        self.update_window();
+    }
+
+    /// The most bytes a space may hold: the configured limit.
+    pub fn max_capacity(&self) -> u64 {
+        u64::from(self.max_capacity)
     }
 
     /// Allocates `size` bytes (rounded up to [`OBJECT_ALIGN`]), zeroed, and

@@ -87,12 +87,32 @@ fn trap(code: TrapCode) -> TrapReason {
     TrapReason::Wasm(code)
 }
 
-/// Collects if an array of `len` elements of `elem_size` bytes would not
-/// fit in the GC heap (a builtin's first step, before it reads anything
-/// that a collection could move).
-fn make_room_for_array(cx: &mut BuiltinCx, elem_size: u32, len: u32) {
-    let size = kiln_environ::gc_layout::array_size(elem_size, len).map_or(u64::MAX, u64::from);
+/// Makes room for an allocation of `size` bytes in the GC heap (a
+/// builtin's first step, before it reads anything that a collection could
+/// move): collects if it does not fit the heap's capacity, and asks the
+/// store's resource limiter when the heap would grow past what it allowed;
+/// if it refuses, only what a collection frees may be used.
+///
+/// # Errors
+///
+/// `allocation failed` when the limiter refused and a collection did not
+/// free enough; the limiter's own error.
+fn prepare_alloc(cx: &mut BuiltinCx, size: u64) -> Result<(), TrapReason> {
     cx.vm_store().gc_make_room(size);
+    let Some((current, desired)) = cx.vm_store().gc_growth_wanted(size) else { return Ok(()) };
+    let maximum = cx.vm_store().gc_max_heap();
+    if cx.with_hooks(|h| h.gc_heap_growing(current, desired, maximum))? {
+        cx.vm_store().gc_grant(desired);
+        return Ok(());
+    }
+    cx.vm_store().gc_collect();
+    if cx.vm_store().gc_growth_wanted(size).is_some() { Err(trap(TrapCode::AllocationFailed)) } else { Ok(()) }
+}
+
+/// [`prepare_alloc`] for an array of `len` elements of `elem_size` bytes.
+fn prepare_array_alloc(cx: &mut BuiltinCx, elem_size: u32, len: u32) -> Result<(), TrapReason> {
+    let size = kiln_environ::gc_layout::array_size(elem_size, len).map_or(u64::MAX, u64::from);
+    prepare_alloc(cx, size)
 }
 
 /// The safe bodies of the builtins, one per builtin taking the VMContext.
@@ -189,34 +209,32 @@ mod body {
     pub fn gc_alloc(cx: &mut BuiltinCx, type_index: u32, size: u32) -> R<u64> {
         let type_id = cx.instance().module().type_ids[type_index as usize];
         let kind = kiln_environ::gc_layout::KIND_STRUCT;
-        let store = cx.vm_store();
-        store.gc_make_room(u64::from(size));
-        store.gc_alloc(type_id, kind, size).map(u64::from).ok_or(trap(TrapCode::AllocationFailed))
+        prepare_alloc(cx, u64::from(size))?;
+        cx.vm_store().gc_alloc(type_id, kind, size).map(u64::from).ok_or(trap(TrapCode::AllocationFailed))
     }
 
     pub fn gc_alloc_array(cx: &mut BuiltinCx, type_index: u32, len: u32) -> R<u64> {
         let inst = cx.instance();
         let (_, elem_size) = inst.array_element(type_index).ok_or(trap(TrapCode::AllocationFailed))?;
         let type_id = inst.module().type_ids[type_index as usize];
-        make_room_for_array(cx, elem_size, len);
+        prepare_array_alloc(cx, elem_size, len)?;
         cx.vm_store().gc_alloc_array(type_id, elem_size, len).map(u64::from).ok_or(trap(TrapCode::AllocationFailed))
     }
 
     pub fn gc_box_extern(cx: &mut BuiltinCx, word: usize) -> R<u64> {
-        let store = cx.vm_store();
-        store.gc_make_room(u64::from(kiln_environ::gc_layout::EXTERN_BOX_SIZE));
-        store.gc_box_extern(word).map(u64::from).ok_or(trap(TrapCode::AllocationFailed))
+        prepare_alloc(cx, u64::from(kiln_environ::gc_layout::EXTERN_BOX_SIZE))?;
+        cx.vm_store().gc_box_extern(word).map(u64::from).ok_or(trap(TrapCode::AllocationFailed))
     }
 
     pub fn array_new_data(cx: &mut BuiltinCx, type_index: u32, data: u32, offset: u32, len: u32) -> R<u64> {
         let (_, elem_size) = cx.instance().array_element(type_index).ok_or(trap(TrapCode::AllocationFailed))?;
-        make_room_for_array(cx, elem_size, len);
+        prepare_array_alloc(cx, elem_size, len)?;
         cx.instance().array_new_data(type_index, data, offset, len).map(u64::from).map_err(trap)
     }
 
     pub fn array_new_elem(cx: &mut BuiltinCx, type_index: u32, elem: u32, offset: u32, len: u32) -> R<u64> {
         let (_, elem_size) = cx.instance().array_element(type_index).ok_or(trap(TrapCode::AllocationFailed))?;
-        make_room_for_array(cx, elem_size, len);
+        prepare_array_alloc(cx, elem_size, len)?;
         cx.instance().array_new_elem(type_index, elem, offset, len).map(u64::from).map_err(trap)
     }
 

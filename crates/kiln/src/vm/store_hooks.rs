@@ -27,4 +27,8 @@ pub trait VMStore: Any {
     fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> Result<bool, HookError>;
     /// A table wants to grow from `current` to `desired` elements.
     fn table_growing(&mut self, current: u64, desired: u64, maximum: Option<u64>) -> Result<bool, HookError>;
+    /// The GC heap wants to hold `desired` bytes, more than the `current`
+    /// allowed so far (`maximum` is the configured limit): `Ok(false)`
+    /// keeps it within `current`.
+    fn gc_heap_growing(&mut self, current: u64, desired: u64, maximum: u64) -> Result<bool, HookError>;
 }

@@ -10,6 +10,7 @@ mod exceptions;
 mod fuel_prepay;
 mod func_refs;
 mod gc_collect;
+mod gc_limits;
 mod gc_objects;
 mod host_calls;
 mod instantiate;

@@ -65,6 +65,25 @@ impl VmStore {
         }
     }
 
+    /// When an allocation of `size` bytes would grow the heap past what the
+    /// resource limiter allowed: the allowance so far and the one to ask
+    /// for (see `GcHeap::growth_wanted`).
+    pub fn gc_growth_wanted(&self, size: u64) -> Option<(u64, u64)> {
+        self.gc_heap.as_ref()?.growth_wanted(size)
+    }
+
+    /// Records the limiter's allowance of `bytes` for the GC heap.
+    pub fn gc_grant(&mut self, bytes: u64) {
+        if let Some(h) = self.gc_heap.as_mut() {
+            h.grant(bytes);
+        }
+    }
+
+    /// The configured limit of the GC heap (`Config::max_gc_heap_size`).
+    pub fn gc_max_heap(&self) -> u64 {
+        self.gc_heap.as_ref().map_or(self.max_gc_heap, |h| h.max_capacity())
+    }
+
     /// Collects the GC heap: every object reachable from the roots (wasm
     /// frames, globals, tables, passive element segments, exception
     /// payloads, host handles) is kept, and moved; the others are freed.
