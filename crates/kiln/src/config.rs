@@ -93,6 +93,15 @@ impl PoolingAllocationConfig {
         self
     }
 
+    /// GC heaps that can exist at once (one per store that uses GC; 1,000
+    /// by default). Each reserves 4 GiB of address space (not memory), all
+    /// of them when the first is needed; a store whose heap finds every
+    /// slot in use fails to instantiate its first GC module.
+    pub fn total_gc_heaps(&mut self, n: u32) -> &mut Self {
+        self.limits.total_gc_heaps = n;
+        self
+    }
+
     /// Most elements per table.
     pub fn table_elements(&mut self, n: usize) -> &mut Self {
         self.limits.table_elements = n;

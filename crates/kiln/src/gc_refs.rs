@@ -252,7 +252,8 @@ fn prepare(store: &mut StoreOpaque, engine: &crate::Engine) -> Result<()> {
     if !crate::Engine::same(store.engine(), engine) {
         bail!("the type belongs to another engine");
     }
-    store.vm_mut().ensure_gc_heap().context("cannot reserve the store's GC heap")?;
+    let allocator = &engine.inner.allocator;
+    store.vm_mut().ensure_gc_heap(allocator).context("cannot reserve the store's GC heap")?;
     Ok(())
 }
 

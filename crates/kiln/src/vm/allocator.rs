@@ -19,6 +19,8 @@ pub struct PoolingLimits {
     pub table_elements: usize,
     /// Most bytes a VMContext may have.
     pub max_core_instance_size: usize,
+    /// GC heaps (one per store using GC) that can exist at once.
+    pub total_gc_heaps: u32,
 }
 
 impl Default for PoolingLimits {
@@ -29,12 +31,16 @@ impl Default for PoolingLimits {
             total_tables: 1000,
             table_elements: 20_000,
             max_core_instance_size: 1 << 20,
+            total_gc_heaps: 1000,
         }
     }
 }
 
 /// Regions released by the on-demand allocator kept for reuse, per size.
 const ON_DEMAND_IDLE: usize = 16;
+
+/// GC heap reservations released by the on-demand allocator kept for reuse.
+const GC_HEAPS_IDLE: usize = 4;
 
 /// Pools of the on-demand allocator, one per power-of-two size class,
 /// made when first needed. Looking one up is an index and a load, with no
@@ -66,6 +72,10 @@ enum Pools {
 /// An engine's instance allocator.
 pub struct Allocator {
     pools: Pools,
+    /// GC heap reservations: made when the first store uses GC (a fixed
+    /// pool of `total_gc_heaps` slots under pooling, else on demand),
+    /// reset and reused when stores drop their heaps.
+    gc_heaps: OnceLock<io::Result<Arc<RegionPool>>>,
     /// Standard 32-bit memory slots (reservation + guard).
     memories: Arc<RegionPool>,
     memory_slot: usize,
@@ -85,6 +95,7 @@ impl Allocator {
                 RegionPool::on_demand(memory_slot, false, ON_DEMAND_IDLE).with_huge_pages(tunables.memory_huge_pages),
             ),
             memory_slot,
+            gc_heaps: OnceLock::new(),
         }
     }
 
@@ -104,7 +115,29 @@ impl Allocator {
             RegionPool::fixed(limits.max_core_instance_size, limits.total_core_instances as usize, true)?
                 .without_reset(),
         );
-        Ok(Allocator { pools: Pools::Pooling { limits, vmctx, tables }, memories, memory_slot })
+        Ok(Allocator { pools: Pools::Pooling { limits, vmctx, tables }, memories, memory_slot, gc_heaps: OnceLock::new() })
+    }
+
+    /// A region for a store's GC heap (`gc_heap::RESERVATION` bytes, all
+    /// inaccessible or as its last user left it; reset to zero), and the
+    /// pool to give it back to.
+    ///
+    /// # Errors
+    ///
+    /// All pooling slots are in use, or the OS refused the reservation.
+    pub fn gc_heap(&self) -> io::Result<(Region, Arc<RegionPool>)> {
+        let pool = self.gc_heaps.get_or_init(|| {
+            let size = super::gc_heap::RESERVATION;
+            Ok(Arc::new(match &self.pools {
+                Pools::OnDemand { .. } => RegionPool::on_demand(size, false, GC_HEAPS_IDLE),
+                Pools::Pooling { limits, .. } => RegionPool::fixed(size, limits.total_gc_heaps as usize, false)?,
+            }))
+        });
+        let pool = match pool {
+            Ok(p) => p.clone(),
+            Err(e) => return Err(io::Error::new(e.kind(), format!("cannot reserve the pool of GC heaps: {e}"))),
+        };
+        Ok((pool.acquire()?, pool))
     }
 
     /// A region for a VMContext of `bytes`.

@@ -19,10 +19,12 @@
 //! given back to the OS when the capacity shrinks. It is *not* zero when
 //! reused: every allocation path writes every field (compiled code stores
 //! each field, `array.new_default` included; the runtime's paths zero the
-//! object). Dropping the heap (with its store) unmaps everything.
+//! object). The reservation comes from the engine's allocator (a fixed
+//! pool of them under the pooling allocator) and goes back to it, reset,
+//! when the heap drops with its store.
 
 use super::gc_copy::Copier;
-use super::mmap::Mmap;
+use super::pool::{Region, RegionPool};
 use super::vmcontext::{GcAllocWindow, ValRaw};
 use kiln_environ::WasmStorageType;
 use kiln_environ::gc_layout::{GcTrace, OBJECT_ALIGN, header};
@@ -35,7 +37,7 @@ pub const NULL_GUARD: u32 = 1 << 20;
 /// Address space reserved per heap: every 32-bit offset, plus a guard
 /// that is never accessible, so that an access at any reference plus any
 /// field offset (below 2 MiB) stays inside the reservation.
-const RESERVATION: usize = (1 << 32) + (2 << 20);
+pub(crate) const RESERVATION: usize = (1 << 32) + (2 << 20);
 
 /// The address range of each of the two spaces, after the null guard.
 pub const SPACE_SIZE: u32 = ((1 << 32) - NULL_GUARD as u64) as u32 / 2 / COMMIT_CHUNK * COMMIT_CHUNK;
@@ -96,7 +98,10 @@ pub struct GcStats {
 
 /// One store's GC heap.
 pub struct GcHeap {
-    mmap: Mmap,
+    /// The reservation, from the engine's pool of GC heaps (given back
+    /// when the heap drops).
+    region: Region,
+    pool: Arc<RegionPool>,
     /// The bump pointer (`next`) and the end of the window (`limit`), in
     /// the store context where compiled code reads and advances them.
     window: NonNull<GcAllocWindow>,
@@ -120,6 +125,15 @@ pub struct GcHeap {
     stats: GcStats,
 }
 
+impl Drop for GcHeap {
+    fn drop(&mut self) {
+        // The region goes back to the engine's pool, which resets what was
+        // written (a placeholder takes its place here).
+        let region = std::mem::replace(&mut self.region, Region::empty());
+        self.pool.release(region);
+    }
+}
+
 impl GcHeap {
     /// Reserves a heap holding at most `limit` bytes of objects (capped at
     /// [`SPACE_SIZE`]), allocating through `window` (which it resets).
@@ -133,11 +147,22 @@ impl GcHeap {
     /// `window` is valid for reads and writes for as long as the heap is
     /// used, and nothing but the heap and the code of the heap's store
     /// writes it.
-    pub unsafe fn new(limit: u64, window: NonNull<GcAllocWindow>) -> std::io::Result<GcHeap> {
-        let mmap = Mmap::reserve(RESERVATION)?;
+    pub unsafe fn new(
+        limit: u64,
+        window: NonNull<GcAllocWindow>,
+        allocator: &super::allocator::Allocator,
+    ) -> std::io::Result<GcHeap> {
+        let (mut region, pool) = allocator.gc_heap()?;
+        // A reused reservation is zero but may still be accessible where
+        // its last heap used it; start from nothing accessible.
+        if let Err(e) = region.protect_range(0, region.len(), false) {
+            pool.release(region);
+            return Err(e);
+        }
         let max_capacity = u32::try_from(limit).unwrap_or(u32::MAX).min(SPACE_SIZE) / OBJECT_ALIGN * OBJECT_ALIGN;
         let mut heap = GcHeap {
-            mmap,
+            region,
+            pool,
             window,
             current: 0,
             capacity: MIN_CAPACITY.min(max_capacity),
@@ -191,7 +216,7 @@ impl GcHeap {
 
     /// The base address: an object's reference is its offset from here.
     pub fn base(&self) -> *mut u8 {
-        self.mmap.as_ptr()
+        self.region.ptr()
     }
 
     /// What the collector has done and how full the heap is.
@@ -263,7 +288,7 @@ impl GcHeap {
         if used > self.accessible[self.current] {
             let want = used.next_multiple_of(COMMIT_CHUNK).min(SPACE_SIZE);
             let have = self.accessible[self.current];
-            self.mmap.make_accessible((start + have) as usize, (want - have) as usize).ok()?;
+            self.region.protect_range((start + have) as usize, (want - have) as usize, true).ok()?;
             self.accessible[self.current] = want;
         }
         self.set_next(at + size);
@@ -320,7 +345,7 @@ impl GcHeap {
         if self.accessible[to] < used {
             let want = used.next_multiple_of(COMMIT_CHUNK).min(SPACE_SIZE);
             let have = self.accessible[to];
-            if self.mmap.make_accessible((to_start + have) as usize, (want - have) as usize).is_err() {
+            if self.region.protect_range((to_start + have) as usize, (want - have) as usize, true).is_err() {
                 // Out of memory for the copy: leave everything where it
                 // is; the allocation that asked will fail if it must.
                 return;
@@ -346,7 +371,7 @@ impl GcHeap {
             let keep = self.capacity.max(if s == to { live } else { 0 }).next_multiple_of(COMMIT_CHUNK);
             if self.accessible[s] > keep {
                 let start = self.space_start(s);
-                let _ = self.mmap.discard((start + keep) as usize, (self.accessible[s] - keep) as usize);
+                let _ = self.region.discard((start + keep) as usize, (self.accessible[s] - keep) as usize);
             }
         }
         self.update_window();

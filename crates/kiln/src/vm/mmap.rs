@@ -102,26 +102,6 @@ impl Mmap {
         self.protect(start, len, rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::WRITE)
     }
 
-    /// Gives the memory of `[start, start + len)` (page-aligned) back to
-    /// the OS; the range stays accessible and reads as zero.
-    ///
-    /// # Errors
-    ///
-    /// The OS error, or an error if the range is not inside the mapping.
-    pub fn discard(&self, start: usize, len: usize) -> io::Result<()> {
-        if len == 0 {
-            return Ok(());
-        }
-        let end = start.checked_add(len).filter(|e| *e <= self.len);
-        if end.is_none() || !start.is_multiple_of(page_size()) {
-            return Err(io::Error::other("discard range outside the mapping"));
-        }
-        // SAFETY: the range lies inside this mapping (checked above), which
-        // this value owns; its callers hold no references into the range.
-        unsafe { rustix::mm::madvise(self.ptr.as_ptr().add(start).cast(), len, rustix::mm::Advice::LinuxDontNeed) }
-            .map_err(io::Error::from)
-    }
-
     /// Makes `[start, start + len)` readable and executable.
     ///
     /// # Errors

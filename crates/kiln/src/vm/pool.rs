@@ -54,6 +54,12 @@ impl std::fmt::Debug for Region {
 }
 
 impl Region {
+    /// A region of no bytes: a placeholder for one given back (releasing
+    /// it does nothing).
+    pub fn empty() -> Region {
+        Region { ptr: NonNull::dangling(), len: 0, rw: 0, dirty: 0, image: None, origin: Origin::Slot }
+    }
+
     /// The first byte.
     pub fn ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
@@ -73,6 +79,43 @@ impl Region {
         }
         // SAFETY: the range lies inside this region, which its holder owns.
         unsafe { rustix::mm::mprotect(self.ptr.as_ptr().add(start).cast(), len, flags) }.map_err(io::Error::from)
+    }
+
+    /// Makes `[start, start + len)` (page-aligned) read-write or, with
+    /// `rw` false, inaccessible, independently of the read-write prefix
+    /// that [`Region::set_accessible`] manages (for GC heaps, whose
+    /// accessible parts are not a prefix). Read-write ranges count as
+    /// written.
+    ///
+    /// # Errors
+    ///
+    /// The range is outside the region, or the OS refused.
+    pub fn protect_range(&mut self, start: usize, len: usize, rw: bool) -> io::Result<()> {
+        use rustix::mm::MprotectFlags as P;
+        self.protect(start, len, if rw { P::READ | P::WRITE } else { P::empty() })?;
+        if rw {
+            self.mark_dirty(start + len);
+        }
+        Ok(())
+    }
+
+    /// Gives the pages of `[start, start + len)` (page-aligned) back to the
+    /// OS: they read as zero when next touched.
+    ///
+    /// # Errors
+    ///
+    /// The range is outside the region, or the OS refused.
+    pub fn discard(&mut self, start: usize, len: usize) -> io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        if start.checked_add(len).is_none_or(|e| e > self.len) {
+            return Err(io::Error::other("discarded range outside the region"));
+        }
+        // SAFETY: the range lies inside this region, which its holder owns
+        // and whose contents there it no longer needs.
+        unsafe { rustix::mm::madvise(self.ptr.as_ptr().add(start).cast(), len, rustix::mm::Advice::LinuxDontNeed) }
+            .map_err(io::Error::from)
     }
 
     /// Makes exactly the first `bytes` (rounded up to pages) read-write and

@@ -359,7 +359,7 @@ impl VmStore {
         // (compiled code reads the base as a constant, so it must never
         // appear later; stores of engines without GC never reserve one).
         if wasmparser::WasmFeatures::from_bits_truncate(module.tunables.features).gc() {
-            self.ensure_gc_heap().map_err(InstantiationError::Allocator)?;
+            self.ensure_gc_heap(allocator).map_err(InstantiationError::Allocator)?;
         }
         let mut vm_imports = Imports::default();
         let mut func_ids = FastHashMap::default();

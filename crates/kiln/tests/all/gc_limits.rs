@@ -185,3 +185,33 @@ fn store_limits_default_to_no_gc_limit() {
     let mut limits: StoreLimits = StoreLimitsBuilder::new().build();
     assert!(limits.gc_heap_growing(0, 1 << 30, 1 << 31).expect("no error"));
 }
+
+#[test]
+fn the_pooling_allocator_gives_each_store_a_gc_heap_slot() -> kiln::Result<()> {
+    let mut pooling = kiln::PoolingAllocationConfig::new();
+    pooling.total_gc_heaps(2);
+    let engine = engine(|c| {
+        c.allocation_strategy(kiln::InstanceAllocationStrategy::Pooling(pooling));
+    });
+    let module = Module::new(&engine, ARRAYS)?;
+    let start = |engine: &Engine| -> kiln::Result<(Store<()>, Instance)> {
+        let mut store = Store::new(engine, ());
+        let i = Instance::new(&mut store, &module, &[])?;
+        Ok((store, i))
+    };
+    let (mut a, ia) = start(&engine)?;
+    let (mut b, ib) = start(&engine)?;
+    call(&mut a, &ia, "keep", &[Val::I32(40)])?;
+    call(&mut b, &ib, "churn", &[Val::I32(200)])?;
+    let err = start(&engine).map(|_| ()).expect_err("both slots are in use");
+    assert!(format!("{err:?}").contains("limit reached"), "{err:?}");
+    // A dropped store's slot serves the next store, reset.
+    drop(a);
+    let (mut c, ic) = start(&engine)?;
+    call(&mut c, &ic, "keep", &[Val::I32(40)])?;
+    call(&mut c, &ic, "churn", &[Val::I32(200)])?;
+    let stats = c.gc_heap_stats().expect("a heap");
+    assert!(stats.collections > 0 && stats.live_bytes >= 40 << 16, "{stats:?}");
+    call(&mut b, &ib, "keep", &[Val::I32(4)])?;
+    Ok(())
+}

@@ -21,8 +21,9 @@ impl VmStore {
     ///
     /// # Errors
     ///
-    /// The OS refuses the heap's reservation.
-    pub fn ensure_gc_heap(&mut self) -> std::io::Result<()> {
+    /// The allocator's pool of GC heaps is exhausted (pooling), or the OS
+    /// refuses the heap's reservation.
+    pub fn ensure_gc_heap(&mut self, allocator: &crate::vm::allocator::Allocator) -> std::io::Result<()> {
         if self.gc_heap.is_some() {
             return Ok(());
         }
@@ -30,7 +31,7 @@ impl VmStore {
         // SAFETY: the window is in the boxed store context, which this
         // store owns for as long as the heap (both are freed with the
         // store) and which only the heap and this store's wasm write.
-        let heap = unsafe { GcHeap::new(self.max_gc_heap, window) };
+        let heap = unsafe { GcHeap::new(self.max_gc_heap, window, allocator) };
         let mut heap = Box::new(heap?);
         heap.set_zeal(self.gc_zeal);
         self.ctx.gc_heap_base = heap.base();
