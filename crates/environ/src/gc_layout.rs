@@ -238,7 +238,10 @@ mod tests {
                 heap: WasmHeapType::Eq,
             }))),
         };
-        assert_eq!(GcTrace::of(&WasmCompositeType::Array(eq_array)), GcTrace::Array { elem_size: 4, elems: Some(RefKind::Any) });
+        assert_eq!(
+            GcTrace::of(&WasmCompositeType::Array(eq_array)),
+            GcTrace::Array { elem_size: 4, elems: Some(RefKind::Any) }
+        );
         let bytes = ArrayType { element: field(WasmStorageType::I8) };
         assert_eq!(GcTrace::of(&WasmCompositeType::Array(bytes)), GcTrace::Array { elem_size: 1, elems: None });
     }

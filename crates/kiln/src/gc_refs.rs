@@ -304,7 +304,8 @@ impl StructRef {
             .ok_or_else(|| anyhow!("allocation failed: the GC heap is full"))?;
         let items = ty.ty.fields.iter().zip(&layout.offsets).zip(fields).map(|((f, o), v)| (*o, *f, v.clone()));
         fill(store, obj, items)?;
-        let any = AnyRef::from_raw(obj as usize, store).ok_or_else(|| anyhow!("internal: a new struct is not an object"))?;
+        let any =
+            AnyRef::from_raw(obj as usize, store).ok_or_else(|| anyhow!("internal: a new struct is not an object"))?;
         Ok(StructRef(any))
     }
 }
@@ -330,7 +331,8 @@ impl ArrayRef {
             .ok_or_else(|| anyhow!("allocation failed: the GC heap is full"))?;
         let first = array_elems_offset(size);
         fill(store, obj, (0..len).map(|k| (first + k * size, ty.element, elem.clone())))?;
-        let any = AnyRef::from_raw(obj as usize, store).ok_or_else(|| anyhow!("internal: a new array is not an object"))?;
+        let any =
+            AnyRef::from_raw(obj as usize, store).ok_or_else(|| anyhow!("internal: a new array is not an object"))?;
         Ok(ArrayRef(any))
     }
 }

@@ -198,8 +198,14 @@ fn deep_and_cyclic_structures_at_a_fixed_limit_keep_memory_flat() -> kiln::Resul
         // Flat: after the warm-up, resident memory grows by no more than
         // a quarter of the heap limit, however long the run.
         let growth = max_rss.saturating_sub(warm);
-        assert!(growth < (LIMIT >> 10) / 4, "RSS grew by {growth} KiB after warm-up ({warm} KiB then, {max_rss} KiB at most)");
-        eprintln!("{i} rounds, {} collections; RSS {warm} KiB after 10 rounds, at most {max_rss} KiB", stats.collections);
+        assert!(
+            growth < (LIMIT >> 10) / 4,
+            "RSS grew by {growth} KiB after warm-up ({warm} KiB then, {max_rss} KiB at most)"
+        );
+        eprintln!(
+            "{i} rounds, {} collections; RSS {warm} KiB after 10 rounds, at most {max_rss} KiB",
+            stats.collections
+        );
     }
     Ok(())
 }

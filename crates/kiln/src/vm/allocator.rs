@@ -115,7 +115,12 @@ impl Allocator {
             RegionPool::fixed(limits.max_core_instance_size, limits.total_core_instances as usize, true)?
                 .without_reset(),
         );
-        Ok(Allocator { pools: Pools::Pooling { limits, vmctx, tables }, memories, memory_slot, gc_heaps: OnceLock::new() })
+        Ok(Allocator {
+            pools: Pools::Pooling { limits, vmctx, tables },
+            memories,
+            memory_slot,
+            gc_heaps: OnceLock::new(),
+        })
     }
 
     /// A region for a store's GC heap (`gc_heap::RESERVATION` bytes, all

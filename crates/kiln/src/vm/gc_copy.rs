@@ -148,30 +148,38 @@ impl<'a> Copier<'a> {
     ///
     /// `p` is a copy made by this collection.
     unsafe fn scan_object(&mut self, p: *mut u8, word: u32) {
-        // SAFETY (all blocks below): the offsets come from the object's
-        // type, so every field is inside the copy.
         match word & KIND_MASK {
             KIND_EXTERN_BOX => {
+                // SAFETY: an extern box's word is inside the copy (the
+                // function's contract: `p` is a whole copied object).
                 let w = unsafe { p.add(EXTERN_BOX_WORD as usize).cast::<u64>().read() };
                 self.boxes.insert(w as usize);
             }
             KIND_STRUCT => {
+                // SAFETY: every object starts with its header.
                 let type_id = unsafe { p.cast::<u32>().read() };
                 let traces = self.traces;
                 if let Some(GcTrace::Struct { refs, .. }) = traces.get(type_id as usize).map(|t| &**t) {
                     for (off, kind) in refs {
+                        // SAFETY: the offsets come from the object's type,
+                        // so each field is inside the copy.
                         unsafe { self.update_field(p.add(*off as usize), *kind) };
                     }
                 }
             }
             KIND_ARRAY => {
+                // SAFETY: every object starts with its header.
                 let type_id = unsafe { p.cast::<u32>().read() };
                 let traces = self.traces;
-                if let Some(GcTrace::Array { elem_size, elems: Some(kind) }) = traces.get(type_id as usize).map(|t| &**t)
+                if let Some(GcTrace::Array { elem_size, elems: Some(kind) }) =
+                    traces.get(type_id as usize).map(|t| &**t)
                 {
+                    // SAFETY: an array's length follows its header.
                     let len = unsafe { p.add(ARRAY_LENGTH as usize).cast::<u32>().read() };
                     let first = array_elems_offset(*elem_size) as usize;
                     for k in 0..len as usize {
+                        // SAFETY: element `k < len` is inside the copy,
+                        // whose size was computed from this length.
                         unsafe { self.update_field(p.add(first + k * *elem_size as usize), *kind) };
                     }
                 }

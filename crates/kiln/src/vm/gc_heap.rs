@@ -363,7 +363,8 @@ impl GcHeap {
         self.set_next(to_next);
         let live = to_next - to_start;
         let wanted = (u64::from(live) * GROWTH).max(u64::from(MIN_CAPACITY));
-        self.capacity = (wanted.min(u64::from(self.max_capacity)) as u32).next_multiple_of(COMMIT_CHUNK).min(self.max_capacity);
+        self.capacity =
+            (wanted.min(u64::from(self.max_capacity)) as u32).next_multiple_of(COMMIT_CHUNK).min(self.max_capacity);
         self.stats.collections += 1;
         self.stats.live_bytes = u64::from(live);
         // Give back what neither space will use at this capacity.
@@ -533,8 +534,9 @@ mod tests {
     #[test]
     fn allocation_bumps_zeroed_objects_and_stops_at_the_limit() {
         let mut window = Box::new(GcAllocWindow::default());
+        let allocator = super::super::allocator::Allocator::on_demand(&kiln_environ::Tunables::default());
         // SAFETY: the window outlives the heap (dropped after it).
-        let mut heap = unsafe { GcHeap::new(64, NonNull::from(&mut *window)) }.expect("reserve");
+        let mut heap = unsafe { GcHeap::new(64, NonNull::from(&mut *window), &allocator) }.expect("reserve");
         let a = heap.alloc(7, 0, 12).expect("fits");
         assert_eq!(a, NULL_GUARD);
         assert_eq!(heap.header(u64::from(a)), Some((7, 0)));

@@ -841,9 +841,9 @@ impl Instance {
     pub fn gc_roots(&mut self, f: &mut dyn FnMut(*mut u64, super::gc_heap::RootKind)) {
         let module = self.module.clone();
         for (seg, items) in &mut self.evaluated_elems {
-            let Some(kind) =
-                super::gc_heap::RootKind::of(kiln_environ::WasmValType::Ref(module.module().elements[*seg as usize].ty))
-            else {
+            let Some(kind) = super::gc_heap::RootKind::of(kiln_environ::WasmValType::Ref(
+                module.module().elements[*seg as usize].ty,
+            )) else {
                 continue;
             };
             for v in items.iter_mut() {

@@ -3,8 +3,8 @@
 //! final), and fuel and epoch interruption stop loops that only allocate.
 
 use kiln::{
-    AsContextMut, Config, Engine, Instance, LimitExceeded, Module, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder,
-    StructRef, StructType, Val, WasmFeature,
+    AsContextMut, Config, Engine, Instance, LimitExceeded, Module, ResourceLimiter, Store, StoreLimits,
+    StoreLimitsBuilder, StructRef, StructType, Val, WasmFeature,
 };
 
 fn engine(config: impl FnOnce(&mut Config)) -> Engine {
@@ -34,7 +34,12 @@ const ARRAYS: &str = r#"
           (br_if $more)))
       (func (export "reset") (global.set $keep (ref.null $link))))"#;
 
-fn call(mut store: impl AsContextMut<Data: Send + 'static>, i: &Instance, name: &str, args: &[Val]) -> kiln::Result<()> {
+fn call(
+    mut store: impl AsContextMut<Data: Send + 'static>,
+    i: &Instance,
+    name: &str,
+    args: &[Val],
+) -> kiln::Result<()> {
     let f = i.get_func(&mut store, name).expect("export");
     f.call(&mut store, args, &mut [])
 }
