@@ -367,9 +367,14 @@ impl GcHeap {
             (wanted.min(u64::from(self.max_capacity)) as u32).next_multiple_of(COMMIT_CHUNK).min(self.max_capacity);
         self.stats.collections += 1;
         self.stats.live_bytes = u64::from(live);
-        // Give back what neither space will use at this capacity.
+        // Give back what is not needed soon: in the current space, what
+        // lies past the capacity; in the emptied one, everything past the
+        // size of what survived (about what the next collection copies
+        // into it). Resident memory is then about the capacity plus the
+        // live size rather than twice the capacity, for a page fault when
+        // allocation reaches a given-back page again.
         for s in [from, to] {
-            let keep = self.capacity.max(if s == to { live } else { 0 }).next_multiple_of(COMMIT_CHUNK);
+            let keep = if s == to { self.capacity.max(live) } else { live }.next_multiple_of(COMMIT_CHUNK);
             if self.accessible[s] > keep {
                 let start = self.space_start(s);
                 let _ = self.region.discard((start + keep) as usize, (self.accessible[s] - keep) as usize);
