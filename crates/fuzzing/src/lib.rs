@@ -9,6 +9,7 @@
 //! | oracle | checks |
 //! |---|---|
 //! | [`differential`] | wasm-smith modules run in Kiln and in wasmi give the same results, traps, memories, globals and tables |
+//! | `differential_gc` | wasm-smith GC modules run in Kiln (GC zeal, forced collections) and in Wasmtime give the same results, traps, object shapes and exports (feature `wasmtime-oracle`) |
 //! | [`compile`] | arbitrary bytes never panic `Module::new`; Kiln accepts exactly what wasmparser (with Kiln's features) validates |
 //! | [`instantiate`] | valid modules with dummy imports instantiate or fail cleanly, identically under every allocation setting |
 //! | [`cache`] | damaged, truncated or foreign artifacts are refused by `Module::deserialize` and are misses in the caches; the function cache reloads exactly the uncached code, misses only edited functions, and everything after a context change ([`function_cache`]) |
@@ -26,6 +27,8 @@
 pub mod cache;
 pub mod compile;
 pub mod differential;
+#[cfg(feature = "wasmtime-oracle")]
+pub mod differential_gc;
 pub mod dummy;
 pub mod function_cache;
 pub mod generators;
