@@ -202,12 +202,15 @@ pub(crate) fn refused(what: &'static str, name: &str, desired: usize, limit: Opt
     }
 }
 
-impl ResourceLimiter for StoreLimits {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> Result<bool> {
-        match self.memory_size {
+impl StoreLimits {
+    /// The answer to a request to grow `what` to `desired` under `limit`:
+    /// allowed within it; past it, refused or (with
+    /// `trap_on_grow_failure`) an error naming the limit.
+    fn decide(&self, what: &'static str, desired: usize, limit: Option<usize>) -> Result<bool> {
+        match limit {
             Some(limit) if desired > limit => {
                 if self.trap_on_grow_failure {
-                    Err(LimitExceeded { what: "memory", desired, limit }.into())
+                    Err(LimitExceeded { what, desired, limit }.into())
                 } else {
                     Ok(false)
                 }
@@ -215,33 +218,21 @@ impl ResourceLimiter for StoreLimits {
             _ => Ok(true),
         }
     }
+}
+
+impl ResourceLimiter for StoreLimits {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> Result<bool> {
+        self.decide("memory", desired, self.memory_size)
+    }
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> Result<bool> {
-        match self.table_elements {
-            Some(limit) if desired > limit => {
-                if self.trap_on_grow_failure {
-                    Err(LimitExceeded { what: "table", desired, limit }.into())
-                } else {
-                    Ok(false)
-                }
-            }
-            _ => Ok(true),
-        }
+        self.decide("table", desired, self.table_elements)
     }
 
     fn gc_heap_growing(&mut self, _current: usize, desired: usize, _maximum: usize) -> Result<bool> {
         // The heap asks in whole MiB: a limit that is not a multiple of
         // one is rounded up.
-        match self.gc_heap_size.map(|l| l.next_multiple_of(1 << 20)) {
-            Some(limit) if desired > limit => {
-                if self.trap_on_grow_failure {
-                    Err(LimitExceeded { what: "GC heap", desired, limit }.into())
-                } else {
-                    Ok(false)
-                }
-            }
-            _ => Ok(true),
-        }
+        self.decide("GC heap", desired, self.gc_heap_size.map(|l| l.next_multiple_of(1 << 20)))
     }
 
     fn memory_size_limit(&self) -> Option<usize> {

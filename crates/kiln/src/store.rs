@@ -294,17 +294,9 @@ impl<T> StoreInner<T> {
     /// The limiter refused and a collection did not free enough, or it
     /// failed.
     pub(crate) fn gc_prepare_alloc(&mut self, size: u64) -> anyhow::Result<()> {
-        let vm = self.opaque.vm_mut();
-        vm.gc_make_room(size);
-        let Some((current, desired)) = vm.gc_growth_wanted(size) else { return Ok(()) };
-        let maximum = vm.gc_max_heap();
-        if self.gc_heap_growing(current, desired, maximum)? {
-            self.opaque.vm_mut().gc_grant(desired);
-            return Ok(());
-        }
-        let vm = self.opaque.vm_mut();
-        vm.gc_collect();
-        if vm.gc_growth_wanted(size).is_some() {
+        let Some((current, desired, maximum)) = self.opaque.vm_mut().gc_growth_request(size) else { return Ok(()) };
+        let allowed = self.gc_heap_growing(current, desired, maximum)?;
+        if !self.opaque.vm_mut().gc_growth_answer(size, desired, allowed) {
             anyhow::bail!("allocation failed: the store's limiter keeps the GC heap at {current} bytes");
         }
         Ok(())

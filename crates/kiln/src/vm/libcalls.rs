@@ -98,15 +98,9 @@ fn trap(code: TrapCode) -> TrapReason {
 /// `allocation failed` when the limiter refused and a collection did not
 /// free enough; the limiter's own error.
 fn prepare_alloc(cx: &mut BuiltinCx, size: u64) -> Result<(), TrapReason> {
-    cx.vm_store().gc_make_room(size);
-    let Some((current, desired)) = cx.vm_store().gc_growth_wanted(size) else { return Ok(()) };
-    let maximum = cx.vm_store().gc_max_heap();
-    if cx.with_hooks(|h| h.gc_heap_growing(current, desired, maximum))? {
-        cx.vm_store().gc_grant(desired);
-        return Ok(());
-    }
-    cx.vm_store().gc_collect();
-    if cx.vm_store().gc_growth_wanted(size).is_some() { Err(trap(TrapCode::AllocationFailed)) } else { Ok(()) }
+    let Some((current, desired, maximum)) = cx.vm_store().gc_growth_request(size) else { return Ok(()) };
+    let allowed = cx.with_hooks(|h| h.gc_heap_growing(current, desired, maximum))?;
+    if cx.vm_store().gc_growth_answer(size, desired, allowed) { Ok(()) } else { Err(trap(TrapCode::AllocationFailed)) }
 }
 
 /// [`prepare_alloc`] for an array of `len` elements of `elem_size` bytes.

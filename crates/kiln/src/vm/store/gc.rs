@@ -66,23 +66,31 @@ impl VmStore {
         }
     }
 
-    /// When an allocation of `size` bytes would grow the heap past what the
-    /// resource limiter allowed: the allowance so far and the one to ask
-    /// for (see `GcHeap::growth_wanted`).
-    pub fn gc_growth_wanted(&self, size: u64) -> Option<(u64, u64)> {
-        self.gc_heap.as_ref()?.growth_wanted(size)
+    /// The first step of preparing an allocation of `size` bytes at a
+    /// safepoint: collects if it does not fit the heap's capacity
+    /// ([`VmStore::gc_make_room`]); then, if it would take the heap past
+    /// what the store's resource limiter allowed, returns the request to
+    /// put to the limiter: the allowance so far, the one wanted and the
+    /// configured limit. Its answer goes to [`VmStore::gc_growth_answer`].
+    pub fn gc_growth_request(&mut self, size: u64) -> Option<(u64, u64, u64)> {
+        self.gc_make_room(size);
+        let heap = self.gc_heap.as_ref()?;
+        let (current, desired) = heap.growth_wanted(size)?;
+        Some((current, desired, heap.max_capacity()))
     }
 
-    /// Records the limiter's allowance of `bytes` for the GC heap.
-    pub fn gc_grant(&mut self, bytes: u64) {
-        if let Some(h) = self.gc_heap.as_mut() {
-            h.grant(bytes);
+    /// The second step: records the limiter's answer to a request for
+    /// `desired` bytes. Allowed, the heap may grow to it; refused, the
+    /// store collects and only what that frees may be used. Returns
+    /// whether an allocation of `size` bytes may go ahead.
+    pub fn gc_growth_answer(&mut self, size: u64, desired: u64, allowed: bool) -> bool {
+        let Some(heap) = self.gc_heap.as_mut() else { return false };
+        if allowed {
+            heap.grant(desired);
+            return true;
         }
-    }
-
-    /// The configured limit of the GC heap (`Config::max_gc_heap_size`).
-    pub fn gc_max_heap(&self) -> u64 {
-        self.gc_heap.as_ref().map_or(self.max_gc_heap, |h| h.max_capacity())
+        self.gc_collect();
+        self.gc_heap.as_ref().is_some_and(|h| h.growth_wanted(size).is_none())
     }
 
     /// Collects the GC heap: every object reachable from the roots (wasm
