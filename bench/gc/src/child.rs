@@ -88,7 +88,11 @@ fn run_kiln(wasm: &[u8], arg: i32) -> Result<std::result::Result<Times, String>>
         Err(e) => return Ok(Err(format!("{e:#}"))),
     };
     let compile_us = cpu_us() - cpu0;
-    time_run(compile_us, || run.call(&mut store, arg).context("calling run in Kiln")).map(Ok)
+    let times = time_run(compile_us, || run.call(&mut store, arg).context("calling run in Kiln"));
+    if std::env::var_os("KILN_GC_STATS").is_some() {
+        eprintln!("kiln gc: {:?}", store.gc_heap_stats());
+    }
+    times.map(Ok)
 }
 
 /// The Wasmtime 48 crate, default configuration (GC on, its default

@@ -51,6 +51,10 @@ macro_rules! foreach_builtin_function {
             /// `any.convert_extern` of host externref word `word`: a new
             /// extern box holding it (the store keeps the host value alive).
             gc_box_extern(vmctx: vmctx, word: ptr) -> i64;
+            /// The write barrier's slow path: a reference that may be young
+            /// was stored into old object `obj`, not yet remembered; puts
+            /// it in the heap's remembered set. Never collects.
+            gc_remember(vmctx: vmctx, obj: i64);
             /// `array.new_data`: an array of module type `type_index` of
             /// `len` elements read from data segment `data` at byte `offset`.
             array_new_data(vmctx: vmctx, type_index: i32, data: i32, offset: i32, len: i32) -> i64;

@@ -39,6 +39,25 @@ pub const KIND_MASK: u32 = 3;
 /// emptied have it, and only during a collection.
 pub const FORWARDED: u32 = 1 << 4;
 
+/// The GC word bit of an old-generation object that is in its heap's
+/// remembered set: it may hold a reference into the nursery, so the next
+/// minor collection scans it. Compiled code's write barrier reads it to
+/// call the runtime only for the first such store into an object.
+pub const REMEMBERED: u32 = 1 << 5;
+
+/// Offset in the GC heap of the nursery, where objects are allocated
+/// first; below it, the never-accessible null guard (so no object has
+/// offset 0 and small offsets are never objects).
+pub const NURSERY_START: u32 = 1 << 20;
+
+/// Bytes reserved for the nursery (the part used is at most this).
+pub const NURSERY_RESERVE: u32 = 16 << 20;
+
+/// Offset where the old generation's two spaces start: every object at
+/// or above it is old, every object below it young. The write barrier
+/// tests a reference against the nursery with these constants alone.
+pub const OLD_START: u32 = NURSERY_START + NURSERY_RESERVE;
+
 /// Objects are placed at multiples of this many bytes.
 pub const OBJECT_ALIGN: u32 = 8;
 

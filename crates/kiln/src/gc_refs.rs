@@ -377,13 +377,19 @@ impl<C: AsContextMut> AsContextMut for RootScope<C> {
 /// [`Store::gc_heap_stats`](crate::Store::gc_heap_stats)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GcHeapStats {
-    /// Collections so far.
+    /// Collections so far, minor (of the nursery) and major (of
+    /// everything).
     pub collections: u64,
-    /// Bytes of objects that survived the last collection.
+    /// Major collections so far.
+    pub major_collections: u64,
+    /// Bytes of the old generation after the last collection: what
+    /// survived it (after a minor collection, with what was old before;
+    /// after a major one, exactly what was live).
     pub live_bytes: u64,
-    /// Bytes of objects the heap may hold before it next collects.
+    /// Bytes the heap may hold before its next major collection: the
+    /// nursery and the old generation's capacity.
     pub capacity: u64,
-    /// Bytes of objects allocated since the last collection, survivors
-    /// included.
+    /// Bytes of objects in the heap (nursery and old generation), live or
+    /// not.
     pub used_bytes: u64,
 }

@@ -50,6 +50,16 @@ pub trait ResourceLimiter: Send {
         None
     }
 
+    /// The most bytes this limiter lets a store's GC heap have, if it has
+    /// such a fixed cap: the heap sizes its nursery to fit (a quarter of
+    /// it at most) rather than asking for more than the cap. The decisions
+    /// are still [`gc_heap_growing`](Self::gc_heap_growing)'s. `None` by
+    /// default: the first request then includes a nursery of up to 2 MiB,
+    /// and a refusal makes the heap ask again without one.
+    fn gc_heap_size_limit(&self) -> Option<usize> {
+        None
+    }
+
     /// The most elements this limiter lets any one table have, if it has
     /// such a fixed cap; only used to word errors (the decisions are
     /// [`table_growing`](Self::table_growing)'s). `None` by default.
@@ -237,6 +247,10 @@ impl ResourceLimiter for StoreLimits {
 
     fn memory_size_limit(&self) -> Option<usize> {
         self.memory_size
+    }
+
+    fn gc_heap_size_limit(&self) -> Option<usize> {
+        self.gc_heap_size
     }
 
     fn table_elements_limit(&self) -> Option<usize> {

@@ -222,6 +222,7 @@ impl<T: 'static> Store<T> {
     pub fn gc_heap_stats(&self) -> Option<crate::GcHeapStats> {
         self.inner.opaque.vm.gc_stats().map(|s| crate::GcHeapStats {
             collections: s.collections,
+            major_collections: s.major_collections,
             live_bytes: s.live_bytes,
             capacity: s.capacity,
             used_bytes: s.used_bytes,
@@ -237,7 +238,7 @@ impl<T: 'static> Store<T> {
     /// when wasm returns and their set has doubled since the last
     /// collection.
     pub fn gc(&mut self) {
-        self.inner.opaque.vm.gc_collect();
+        self.inner.opaque.vm.gc_collect(crate::vm::gc_heap::Collection::Major);
         self.inner.opaque.vm.collect_externrefs();
     }
 }
@@ -285,19 +286,26 @@ impl<T> StoreInner<T> {
         }
     }
 
+    /// The limiter's fixed cap on the GC heap, if it states one.
+    pub(crate) fn gc_heap_size_limit(&mut self) -> Option<u64> {
+        self.limiter().and_then(|l| l.gc_heap_size_limit()).map(|v| v as u64)
+    }
+
     /// Makes room for a host allocation of `size` bytes in the GC heap:
-    /// collects if it does not fit the heap's capacity, and asks the
-    /// limiter when the heap would grow past what it allowed.
+    /// collects if it does not fit, and asks the limiter when the heap
+    /// would grow past what it allowed (see `VmStore::gc_growth_request`).
     ///
     /// # Errors
     ///
     /// The limiter refused and a collection did not free enough, or it
     /// failed.
     pub(crate) fn gc_prepare_alloc(&mut self, size: u64) -> anyhow::Result<()> {
-        let Some((current, desired, maximum)) = self.opaque.vm_mut().gc_growth_request(size) else { return Ok(()) };
-        let allowed = self.gc_heap_growing(current, desired, maximum)?;
-        if !self.opaque.vm_mut().gc_growth_answer(size, desired, allowed) {
-            anyhow::bail!("allocation failed: the store's limiter keeps the GC heap at {current} bytes");
+        let hint = self.gc_heap_size_limit();
+        while let Some((current, desired, maximum)) = self.opaque.vm_mut().gc_growth_request(size, hint) {
+            let allowed = self.gc_heap_growing(current, desired, maximum)?;
+            if !self.opaque.vm_mut().gc_growth_answer(size, desired, allowed) {
+                anyhow::bail!("allocation failed: the store's limiter keeps the GC heap at {current} bytes");
+            }
         }
         Ok(())
     }
@@ -395,6 +403,10 @@ impl<T: 'static> VMStore for StoreInner<T> {
 
     fn gc_heap_growing(&mut self, current: u64, desired: u64, maximum: u64) -> Result<bool, HookError> {
         StoreInner::gc_heap_growing(self, current, desired, maximum).map_err(HookError::Host)
+    }
+
+    fn gc_heap_size_limit(&mut self) -> Option<u64> {
+        StoreInner::gc_heap_size_limit(self)
     }
 }
 
@@ -555,7 +567,7 @@ impl<T> StoreContextMut<'_, T> {
     /// As [`Store::gc`]; also from a host function that wasm called (its
     /// wasm callers' references are roots too).
     pub fn gc(&mut self) {
-        self.0.opaque.vm.gc_collect();
+        self.0.opaque.vm.gc_collect(crate::vm::gc_heap::Collection::Major);
         self.0.opaque.vm.collect_externrefs();
     }
 

@@ -13,6 +13,16 @@
 //! maps); the header and then every field are stored inline, defaults
 //! included, since reused heap memory is not zero.
 //!
+//! Stores of references into existing objects (`struct.set`, `array.set`,
+//! `array.fill`, `array.copy`) pass the generational *write barrier*: when
+//! the object is old (its reference at or above `OLD_START`) and the value
+//! may be young (an `any` value within the nursery's reservation; any
+//! externref, whose word is not tested), and the object is not yet
+//! remembered (a bit of its GC word), the `gc_remember` builtin puts it in
+//! the heap's remembered set, so the next minor collection finds the
+//! young object through it. Stores into an object just allocated need no
+//! barrier: it is young, or the runtime allocated it old and remembered.
+//!
 //! A cast tests the value against its target type only: the value's own
 //! static type is already below the target's hierarchy (validated). Null
 //! passes exactly when the target is nullable. In the `any` hierarchy an
@@ -31,8 +41,8 @@ use cranelift_codegen::ir::MemFlagsData;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{self, InstBuilder, Value, types};
 use kiln_environ::gc_layout::{
-    ARRAY_LENGTH, EXTERN_BOX_WORD, KIND_ARRAY, KIND_EXTERN_BOX, KIND_MASK, KIND_STRUCT, OBJECT_ALIGN, StructLayout,
-    array_elems_offset, field_size, header,
+    ARRAY_LENGTH, EXTERN_BOX_WORD, KIND_ARRAY, KIND_EXTERN_BOX, KIND_MASK, KIND_STRUCT, NURSERY_RESERVE, NURSERY_START,
+    OBJECT_ALIGN, OLD_START, REMEMBERED, RefKind, StructLayout, array_elems_offset, field_size, header,
 };
 use kiln_environ::vmoffsets::{func_ref, store_context, vmctx_header};
 use kiln_environ::{
@@ -421,7 +431,41 @@ impl FuncTranslator<'_, '_> {
         let (r, v) = self.pop2();
         self.builder.ins().trapz(r, to_clif(TrapCode::NullStructReference));
         let obj = self.object_address(r);
-        self.store_field(fields[field as usize], obj, layout.offsets[field as usize], v);
+        let s = fields[field as usize];
+        self.store_field(s, obj, layout.offsets[field as usize], v);
+        self.write_barrier(s, r, obj, v);
+    }
+
+    /// The generational write barrier after a store of `v` (of storage
+    /// `s`) into object `r` (at address `obj`): see the module docs.
+    /// Nothing for a field that holds no GC reference. `v` is `None` when
+    /// the values stored are not known (`array.copy`).
+    fn write_barrier(&mut self, s: WasmStorageType, r: Value, obj: Value, v: impl Into<Option<Value>>) {
+        let Some(kind) = RefKind::of(s) else { return };
+        let old = self.builder.ins().icmp_imm_u(IntCC::UnsignedGreaterThanOrEqual, r, i64::from(OLD_START));
+        let cond = match (kind, v.into()) {
+            (RefKind::Any, Some(v)) => {
+                let from_nursery = self.builder.ins().iadd_imm_s(v, -i64::from(NURSERY_START));
+                let young =
+                    self.builder.ins().icmp_imm_u(IntCC::UnsignedLessThan, from_nursery, i64::from(NURSERY_RESERVE));
+                self.builder.ins().band(old, young)
+            }
+            (RefKind::Exn, _) => return,
+            _ => old,
+        };
+        let check = self.builder.create_block();
+        let slow = self.builder.create_block();
+        let done = self.builder.create_block();
+        self.builder.set_cold_block(slow);
+        self.builder.ins().brif(cond, check, &[], done, &[]);
+        self.enter_sealed(check);
+        let word = self.builder.ins().load(types::I32, MemFlagsData::trusted(), obj, header::GC_WORD as i32);
+        let bit = self.builder.ins().band_imm_u(word, i64::from(REMEMBERED));
+        self.builder.ins().brif(bit, done, &[], slow, &[]);
+        self.enter_sealed(slow);
+        self.call_builtin(BuiltinFunctionIndex::gc_remember, &[r]);
+        self.builder.ins().jump(done, &[]);
+        self.enter_sealed(done);
     }
 
     /// The element storage of array type `type_index`, its size, and the
@@ -546,6 +590,7 @@ impl FuncTranslator<'_, '_> {
         self.builder.ins().trapz(inside, to_clif(TrapCode::ArrayOutOfBounds));
         let at = self.element_address(obj, i, size);
         self.store_field(s, at, offset, v);
+        self.write_barrier(s, r, obj, v);
     }
 
     /// `array.len`.
@@ -564,12 +609,14 @@ impl FuncTranslator<'_, '_> {
         self.array_range_check(i, n, len);
         let first = self.element_address(obj, i, size);
         self.fill_elements(s, size, first, offset, n, v);
+        self.write_barrier(s, r, obj, v);
     }
 
-    /// `array.copy $dst $src`: a `memmove` of the elements (no element
-    /// holds anything the collector tracks yet, so a byte copy is exact).
+    /// `array.copy $dst $src`: a `memmove` of the elements (references are
+    /// plain words, so a byte copy is exact), then the write barrier for
+    /// the destination.
     pub(crate) fn translate_array_copy(&mut self, dst_type: u32, src_type: u32) {
-        let (_, size, offset) = self.array_layout(dst_type);
+        let (dst_storage, size, offset) = self.array_layout(dst_type);
         let (_, _, src_offset) = self.array_layout(src_type);
         let args = self.popn(5);
         let (dst, di, src, si, n) = (args[0], args[1], args[2], args[3], args[4]);
@@ -584,6 +631,7 @@ impl FuncTranslator<'_, '_> {
         let n = self.builder.ins().uextend(types::I64, n);
         let bytes = self.builder.ins().imul_imm_u(n, i64::from(size));
         self.call_builtin_raw(BuiltinFunctionIndex::raw_memmove, &[d, s, bytes]);
+        self.write_barrier(dst_storage, dst, dst_obj, None);
     }
 
     /// `array.new_data $t $d` (`array.new_elem $t $e` when `elem`).

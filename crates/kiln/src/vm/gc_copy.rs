@@ -1,10 +1,13 @@
 //! The copying collection of a GC heap (Cheney's algorithm): every object
-//! a root reaches is copied from the space being emptied to the other
-//! one, in the order met; then the copies are scanned in order, each
-//! reference field copying what it reaches in turn, until the scan meets
-//! the end of the copies. An object copied once is *forwarded*: its GC
-//! word gets [`FORWARDED`] and its type-id word the copy's offset, so the
-//! other references to it are updated to the same copy.
+//! of the ranges being emptied that a root reaches is copied to the
+//! destination, in the order met; then the copies are scanned in order,
+//! each reference field copying what it reaches in turn, until the scan
+//! meets the end of the copies. An object copied once is *forwarded*: its
+//! GC word gets [`FORWARDED`] and its type-id word the copy's offset, so
+//! the other references to it are updated to the same copy. References to
+//! objects outside the ranges being emptied are left alone: a minor
+//! collection empties the nursery only, its roots being the usual ones
+//! plus the remembered old objects (scanned in place).
 //!
 //! What a word holds depends on where it is (`RootKind`): 4-byte `any`
 //! fields and `any` roots hold GC reference encodings (0 null, odd i31,
@@ -15,7 +18,7 @@
 use super::gc_heap::RootKind;
 use kiln_environ::gc_layout::{
     ARRAY_LENGTH, EXTERN_BOX_SIZE, EXTERN_BOX_WORD, FORWARDED, GcTrace, KIND_ARRAY, KIND_EXTERN_BOX, KIND_MASK,
-    KIND_STRUCT, RefKind, array_elems_offset, array_size, header,
+    KIND_STRUCT, REMEMBERED, RefKind, array_elems_offset, array_size, header,
 };
 use kiln_environ::gc_ref;
 use std::collections::HashSet;
@@ -25,8 +28,8 @@ use std::sync::Arc;
 /// One collection in progress.
 pub struct Copier<'a> {
     base: *mut u8,
-    /// The allocated part of the space being emptied.
-    from: Range<u32>,
+    /// The allocated parts of the ranges being emptied.
+    from: [Range<u32>; 2],
     /// Where the copies start.
     to_start: u32,
     /// Where the next copy goes.
@@ -38,8 +41,8 @@ pub struct Copier<'a> {
 
 impl<'a> Copier<'a> {
     /// A collection of the objects in `from` into the (accessible, large
-    /// enough) space starting at `to_start`, in the heap at `base`.
-    pub fn new(base: *mut u8, from: Range<u32>, to_start: u32, traces: &'a [Arc<GcTrace>]) -> Copier<'a> {
+    /// enough) range starting at `to_start`, in the heap at `base`.
+    pub fn new(base: *mut u8, from: [Range<u32>; 2], to_start: u32, traces: &'a [Arc<GcTrace>]) -> Copier<'a> {
         Copier { base, from, to_start, to_next: to_start, traces, boxes: HashSet::new() }
     }
 
@@ -89,7 +92,7 @@ impl<'a> Copier<'a> {
     /// The offset of the copy of object `o` (copying it first if needed);
     /// anything outside the space being emptied is left as it is.
     fn forward(&mut self, o: u32) -> u32 {
-        if !self.from.contains(&o) {
+        if !self.from[0].contains(&o) && !self.from[1].contains(&o) {
             return o;
         }
         // SAFETY: `o` is an object of the space being emptied (checked, and
@@ -104,7 +107,10 @@ impl<'a> Copier<'a> {
             let size = self.size_of(p, word);
             let n = self.to_next;
             self.to_next += size;
-            std::ptr::copy_nonoverlapping(p, self.base.add(n as usize), size as usize);
+            let copy = self.base.add(n as usize);
+            std::ptr::copy_nonoverlapping(p, copy, size as usize);
+            // A copy starts out of the remembered set.
+            copy.add(header::GC_WORD as usize).cast::<u32>().write(word & !REMEMBERED);
             p.cast::<u32>().write(n);
             p.add(header::GC_WORD as usize).cast::<u32>().write(word | FORWARDED);
             n
@@ -120,6 +126,26 @@ impl<'a> Copier<'a> {
         // SAFETY: the function's contract: the header and (for an array)
         // the length are readable.
         unsafe { object_size(p, word, self.traces) }
+    }
+
+    /// Updates the fields of object `obj`, which stays where it is (a
+    /// remembered old object in a minor collection), copying what they
+    /// reach; takes it out of the remembered set.
+    ///
+    /// # Safety
+    ///
+    /// `obj` is a whole object of the heap outside the ranges being
+    /// emptied, not forwarded.
+    pub unsafe fn scan_in_place(&mut self, obj: u32) {
+        // SAFETY: the function's contract: the header is readable, and the
+        // object whole.
+        unsafe {
+            let p = self.base.add(obj as usize);
+            let w = p.add(header::GC_WORD as usize).cast::<u32>();
+            let word = w.read() & !REMEMBERED;
+            w.write(word);
+            self.scan_object(p, word);
+        }
     }
 
     /// Scans the copies until every object reachable from the roots has
@@ -244,19 +270,18 @@ unsafe fn object_size(p: *const u8, word: u32, traces: &[Arc<GcTrace>]) -> u32 {
     }
 }
 
-/// Calls `f` with every 8-byte reference field of `kind` (externref or
-/// exnref) of the objects in `objects`.
+/// Calls `f` with every reference field of the objects in `objects`:
+/// the object's offset, its GC word, and the field's address and kind.
 ///
 /// # Safety
 ///
 /// `objects` is a sequence of whole, not forwarded objects in the heap at
 /// `base`.
-pub unsafe fn for_each_word_field(
+pub unsafe fn for_each_object(
     base: *mut u8,
     objects: Range<u32>,
     traces: &[Arc<GcTrace>],
-    kind: RefKind,
-    f: &mut dyn FnMut(u64),
+    f: &mut dyn FnMut(u32, u32, (*mut u8, RefKind)),
 ) {
     let mut at = objects.start;
     while at < objects.end {
@@ -269,16 +294,14 @@ pub unsafe fn for_each_word_field(
             match traces.get(type_id as usize).map(|t| &**t) {
                 Some(GcTrace::Struct { refs, .. }) if word & KIND_MASK == KIND_STRUCT => {
                     for (off, k) in refs {
-                        if *k == kind {
-                            f(p.add(*off as usize).cast::<u64>().read_unaligned());
-                        }
+                        f(at, word, (p.add(*off as usize), *k));
                     }
                 }
-                Some(GcTrace::Array { elem_size, elems: Some(k) }) if word & KIND_MASK == KIND_ARRAY && *k == kind => {
+                Some(GcTrace::Array { elem_size, elems: Some(k) }) if word & KIND_MASK == KIND_ARRAY => {
                     let len = p.add(ARRAY_LENGTH as usize).cast::<u32>().read();
                     let first = array_elems_offset(*elem_size) as usize;
                     for i in 0..len as usize {
-                        f(p.add(first + i * *elem_size as usize).cast::<u64>().read_unaligned());
+                        f(at, word, (p.add(first + i * *elem_size as usize), *k));
                     }
                 }
                 _ => {}

@@ -1,60 +1,85 @@
 //! A store's GC heap (the cage): one reservation of address space in
 //! which every GC object of the store lives, named by its 32-bit offset
 //! from the base (so any reference, even a wrong one, stays inside the
-//! reservation). The first [`NULL_GUARD`] bytes are never used, so no
+//! reservation). The first [`NURSERY_START`] bytes are never used, so no
 //! object has offset 0 (null) and small offsets are never objects.
 //!
-//! The rest of the cage is two *spaces* of [`SPACE_SIZE`] bytes. Objects
-//! are bump-allocated in the current space, from the store context's
-//! allocation window ([`GcAllocWindow`]) that compiled code allocates
-//! from inline. A space holds at most the heap's *capacity*; when an
-//! object does not fit, the store collects (`gc_copy.rs`): the live
-//! objects are copied into the other space, which becomes the current one,
-//! and the capacity is set from what survived, up to the configured
-//! limit. Allocation outside a safepoint (the host's, and constant
-//! expressions at instantiation) never collects: it grows the capacity up
-//! to the limit instead.
+//! The heap is generational. Objects are bump-allocated in the *nursery*
+//! (at [`NURSERY_START`], a few MiB that stay resident), from the store
+//! context's allocation window ([`GcAllocWindow`]) that compiled code
+//! allocates from inline. When it is full, a *minor* collection
+//! (`gc_copy.rs`) copies the nursery's live objects to the end of the
+//! *old generation* and empties the nursery; its roots are the usual ones
+//! plus the *remembered set*, the old objects that compiled code's write
+//! barrier (or the runtime) saw receive a reference that may be young.
+//! The old generation is two spaces of [`SPACE_SIZE`] bytes from
+//! [`OLD_START`], one in use: when it reaches its *capacity*, a *major*
+//! collection copies every live object (nursery and old) into the other
+//! space, and the capacity is set from what survived, up to the configured
+//! limit. Objects larger than half the nursery are allocated old
+//! directly (and remembered, since their fields are written afterwards).
+//! A heap whose limit is too small for a nursery, or whose resource
+//! limiter refused to let it grow, allocates every object old, the window
+//! then being over the old space. Allocation outside a safepoint (the
+//! host's, and constant expressions at instantiation) never collects: it
+//! grows the old generation up to the limit instead.
 //!
 //! Memory is made accessible in [`COMMIT_CHUNK`]s as the spaces fill, and
-//! given back to the OS when the capacity shrinks. It is *not* zero when
-//! reused: every allocation path writes every field (compiled code stores
-//! each field, `array.new_default` included; the runtime's paths zero the
-//! object). The reservation comes from the engine's allocator (a fixed
-//! pool of them under the pooling allocator) and goes back to it, reset,
-//! when the heap drops with its store.
+//! given back to the OS when the capacity shrinks and when a major
+//! collection empties a space. It is *not* zero when reused: every
+//! allocation path writes every field (compiled code stores each field,
+//! `array.new_default` included; the runtime's paths zero the object). The
+//! reservation comes from the engine's allocator (a fixed pool of them
+//! under the pooling allocator) and goes back to it, reset, when the heap
+//! drops with its store.
 
-use super::gc_copy::Copier;
+use super::gc_copy::{Copier, for_each_object};
 use super::pool::{Region, RegionPool};
 use super::vmcontext::{GcAllocWindow, ValRaw};
 use kiln_environ::WasmStorageType;
-use kiln_environ::gc_layout::{GcTrace, OBJECT_ALIGN, header};
+use kiln_environ::gc_layout::{
+    GcTrace, NURSERY_RESERVE, NURSERY_START, OBJECT_ALIGN, OLD_START, REMEMBERED, RefKind, header,
+};
 use std::ptr::NonNull;
 use std::sync::Arc;
-
-/// Bytes at the start of the cage that are never allocated.
-pub const NULL_GUARD: u32 = 1 << 20;
 
 /// Address space reserved per heap: every 32-bit offset, plus a guard
 /// that is never accessible, so that an access at any reference plus any
 /// field offset (below 2 MiB) stays inside the reservation.
 pub(crate) const RESERVATION: usize = (1 << 32) + (2 << 20);
 
-/// The address range of each of the two spaces, after the null guard.
-pub const SPACE_SIZE: u32 = ((1 << 32) - NULL_GUARD as u64) as u32 / 2 / COMMIT_CHUNK * COMMIT_CHUNK;
+/// The address range of each of the old generation's two spaces, after
+/// the nursery's reservation.
+pub const SPACE_SIZE: u32 = ((1 << 32) - OLD_START as u64) as u32 / 2 / COMMIT_CHUNK * COMMIT_CHUNK;
 
 /// How much more memory is made accessible at a time (and the unit of
 /// capacities).
 const COMMIT_CHUNK: u32 = 1 << 20;
 
-/// The smallest capacity a collection leaves (unless the limit is lower):
-/// below it, collections would come too often for what they free.
-const MIN_CAPACITY: u32 = 4 << 20;
+/// The smallest old-generation capacity a collection leaves (unless the
+/// limit is lower): below it, major collections would come too often for
+/// what they free.
+const MIN_CAPACITY: u32 = 1 << 20;
 
-/// After a collection the capacity is this many times the bytes that
-/// survived (then rounded, bounded by [`MIN_CAPACITY`] and the limit): the
-/// heap collects again after allocating about twice what is live, so
-/// copying costs at most half a byte per byte allocated.
-const GROWTH: u64 = 3;
+/// After a major collection the old generation's capacity is this many
+/// percent of the bytes that survived (then rounded, bounded by
+/// [`MIN_CAPACITY`] and the limit).
+const GROWTH_PERCENT: u64 = 300;
+
+/// The nursery's size when the limits leave room for it: at most a
+/// quarter of the heap's limit (and of the resource limiter's, when it
+/// says), rounded down to [`NURSERY_UNIT`]; no nursery below
+/// [`MIN_NURSERY`].
+const NURSERY_SIZE: u32 = 2 << 20;
+
+/// The unit of nursery sizes.
+const NURSERY_UNIT: u32 = 64 << 10;
+
+/// A nursery smaller than this is not worth its collections: the heap
+/// allocates every object old instead.
+const MIN_NURSERY: u32 = 256 << 10;
+
+const _: () = assert!(NURSERY_SIZE <= NURSERY_RESERVE && NURSERY_START.is_multiple_of(COMMIT_CHUNK));
 
 /// What a root slot holds, for the collector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,42 +108,81 @@ impl RootKind {
     }
 }
 
+/// Which collection to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Collection {
+    /// Empty the nursery into the old generation (a major collection
+    /// instead when the old generation has no room for what may survive,
+    /// or there is no nursery).
+    Minor,
+    /// Everything: the nursery and the old generation into the old
+    /// generation's other space.
+    Major,
+}
+
 /// Counts of what the collector did, for tests and benchmarks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GcStats {
-    /// Collections so far.
+    /// Collections so far, minor and major.
     pub collections: u64,
-    /// Bytes of objects that survived the last collection.
+    /// Major collections so far.
+    pub major_collections: u64,
+    /// Bytes of the old generation after the last collection: what
+    /// survived it (and, after a minor one, what was already old).
     pub live_bytes: u64,
-    /// Bytes the current space may hold before the next collection.
+    /// Bytes the heap may hold before its next major collection: the
+    /// nursery and the old generation's capacity.
     pub capacity: u64,
-    /// Bytes allocated in the current space so far.
+    /// Bytes allocated in the nursery and the old generation.
     pub used_bytes: u64,
 }
 
-/// One store's GC heap.
+/// One store's GC heap: a nursery, where compiled code and the runtime
+/// allocate, and an old generation of two spaces (one in use), where
+/// survivors of a minor collection, large objects and (without a
+/// nursery) every object go.
 pub struct GcHeap {
     /// The reservation, from the engine's pool of GC heaps (given back
     /// when the heap drops).
     region: Region,
     pool: Arc<RegionPool>,
     /// The bump pointer (`next`) and the end of the window (`limit`), in
-    /// the store context where compiled code reads and advances them.
+    /// the store context where compiled code reads and advances them:
+    /// over the nursery when there is one, else over the current old
+    /// space.
     window: NonNull<GcAllocWindow>,
-    /// Which space allocates (0 or 1).
+    /// Bytes of the nursery in use (all accessible); 0 when there is no
+    /// nursery.
+    nursery: u32,
+    /// The nursery size the limits allow (0: none).
+    nursery_target: u32,
+    /// Whether the resource limiter refused growth while the heap had a
+    /// nursery: it stays off until a major collection leaves room.
+    nursery_refused: bool,
+    /// The old generation's bump pointer while the window is over the
+    /// nursery (the window's `next` otherwise).
+    old_next: u32,
+    /// Which old space allocates (0 or 1).
     current: usize,
-    /// Bytes the current space may hold before a collection.
+    /// Bytes the current old space may hold before a major collection.
     capacity: u32,
-    /// Most bytes a space may hold: the configured limit.
+    /// Most bytes the heap may hold, nursery included: the configured
+    /// limit.
     max_capacity: u32,
-    /// Per space, bytes from its start that are accessible.
+    /// Per old space, bytes from its start that are accessible.
     accessible: [u32; 2],
-    /// Bytes of a space the store's resource limiter allowed so far (it
-    /// is asked before allocations of wasm and the host go past this).
+    /// Bytes the store's resource limiter allowed so far (nursery
+    /// included; it is asked before allocations of wasm and the host go
+    /// past this).
     granted: u32,
+    /// Old objects that may reference young ones (each with
+    /// [`REMEMBERED`] in its GC word).
+    remembered: Vec<u32>,
     /// The host values that extern boxes hold, by externref word: kept
     /// alive while a box holding them is.
     externs: std::collections::HashMap<usize, Arc<super::externref::ExternData>>,
+    /// The externref words of the old generation's extern boxes.
+    old_boxes: std::collections::HashSet<usize>,
     /// With `Some(n)`, every allocation goes through the runtime and every
     /// `n`th one collects (to test that every safepoint is one).
     zeal: Option<(u32, u32)>,
@@ -164,16 +228,22 @@ impl GcHeap {
             region,
             pool,
             window,
+            nursery: 0,
+            nursery_target: nursery_size(u64::from(max_capacity)),
+            nursery_refused: false,
+            old_next: 0,
             current: 0,
             capacity: MIN_CAPACITY.min(max_capacity),
             max_capacity,
             accessible: [0; 2],
             granted: 0,
+            remembered: Vec::new(),
             externs: Default::default(),
+            old_boxes: Default::default(),
             zeal: None,
             stats: GcStats::default(),
         };
-        heap.set_next(heap.space_start(0));
+        heap.set_old_next(heap.old_start(0));
         heap.update_window();
         Ok(heap)
     }
@@ -185,33 +255,118 @@ impl GcHeap {
         self.update_window();
     }
 
-    /// The offset where space `s` starts.
-    fn space_start(&self, s: usize) -> u32 {
-        NULL_GUARD + s as u32 * SPACE_SIZE
+    /// Bounds the nursery by the resource limiter's fixed cap on the heap,
+    /// if it has one (a quarter of it at most). Only before the nursery
+    /// is first used.
+    pub fn set_limit_hint(&mut self, limit: Option<u64>) {
+        if let Some(limit) = limit
+            && self.nursery == 0
+        {
+            self.nursery_target = self.nursery_target.min(nursery_size(limit));
+        }
     }
 
-    /// Offset of the next object (compiled code may have moved it).
-    fn next(&self) -> u32 {
+    /// The offset where old space `s` starts.
+    fn old_start(&self, s: usize) -> u32 {
+        OLD_START + s as u32 * SPACE_SIZE
+    }
+
+    /// The window's bump pointer.
+    fn window_next(&self) -> u32 {
         // SAFETY: `window` is valid for as long as the heap (`new`'s
         // contract); nothing else writes it while this runs.
         unsafe { self.window.as_ref().next as u32 }
     }
 
-    fn set_next(&mut self, next: u32) {
-        // SAFETY: as in `next`.
+    fn set_window_next(&mut self, next: u32) {
+        // SAFETY: as in `window_next`.
         unsafe { self.window.as_mut().next = u64::from(next) };
     }
 
-    /// Sets the window's end: where the accessible part, the capacity or
-    /// the limiter's grant of the current space ends, whichever is first
-    /// (or at `next` under zeal, so that every allocation calls the
-    /// runtime).
+    /// Offset of the next old object.
+    fn old_next(&self) -> u32 {
+        if self.nursery > 0 { self.old_next } else { self.window_next() }
+    }
+
+    fn set_old_next(&mut self, next: u32) {
+        if self.nursery > 0 { self.old_next = next } else { self.set_window_next(next) }
+    }
+
+    /// Bytes allocated in the current old space.
+    fn old_used(&self) -> u32 {
+        self.old_next() - self.old_start(self.current)
+    }
+
+    /// Offset of the next young object (the nursery's start without one).
+    fn young_next(&self) -> u32 {
+        if self.nursery > 0 { self.window_next() } else { NURSERY_START }
+    }
+
+    /// Bytes allocated in the nursery.
+    fn young_used(&self) -> u32 {
+        self.young_next() - NURSERY_START
+    }
+
+    /// The most bytes the old generation may hold.
+    fn old_max(&self) -> u32 {
+        self.max_capacity - self.nursery
+    }
+
+    /// Whether an object of `size` bytes is allocated young when the
+    /// nursery has room: up to half the nursery.
+    fn is_small(&self, size: u64) -> bool {
+        self.nursery > 0 && size <= u64::from(self.nursery / 2)
+    }
+
+    /// Sets the window's end: the nursery's end, or where the accessible
+    /// part, the capacity or the limiter's grant of the current old space
+    /// ends, whichever is first (or at `next` under zeal, so that every
+    /// allocation calls the runtime).
     fn update_window(&mut self) {
-        let start = self.space_start(self.current);
-        let end = start + self.accessible[self.current].min(self.capacity).min(self.granted);
-        let limit = if self.zeal.is_some() { self.next() } else { end };
-        // SAFETY: as in `next`.
+        let end = if self.nursery > 0 {
+            NURSERY_START + self.nursery
+        } else {
+            let start = self.old_start(self.current);
+            start + self.accessible[self.current].min(self.capacity).min(self.granted)
+        };
+        let limit = if self.zeal.is_some() { self.window_next() } else { end };
+        // SAFETY: as in `window_next`.
         unsafe { self.window.as_mut().limit = u64::from(limit) };
+    }
+
+    /// Turns the nursery on (`target` bytes, made accessible), if it is
+    /// wanted and the grant has room for it beside the old generation.
+    fn maybe_start_nursery(&mut self) {
+        let n = self.nursery_target;
+        if self.nursery > 0
+            || n == 0
+            || self.nursery_refused
+            || u64::from(n) + u64::from(self.old_used()) > u64::from(self.granted.min(self.max_capacity))
+            || self.region.protect_range(NURSERY_START as usize, n as usize, true).is_err()
+        {
+            return;
+        }
+        let old_next = self.window_next();
+        self.nursery = n;
+        self.old_next = old_next;
+        self.capacity = self.capacity.min(self.old_max());
+        self.set_window_next(NURSERY_START);
+        self.update_window();
+    }
+
+    /// Turns the nursery off (after a major collection emptied it): every
+    /// object is allocated old from now on.
+    fn stop_nursery(&mut self) {
+        if self.nursery == 0 {
+            return;
+        }
+        debug_assert_eq!(self.young_used(), 0, "the nursery is empty when it stops");
+        let old_next = self.old_next;
+        let _ = self.region.discard(NURSERY_START as usize, self.nursery as usize);
+        let _ = self.region.protect_range(NURSERY_START as usize, self.nursery as usize, false);
+        self.nursery = 0;
+        self.set_window_next(old_next);
+        self.update_window();
     }
 
     /// The base address: an object's reference is its offset from here.
@@ -221,50 +376,104 @@ impl GcHeap {
 
     /// What the collector has done and how full the heap is.
     pub fn stats(&self) -> GcStats {
-        let used = self.next() - self.space_start(self.current);
-        GcStats { capacity: u64::from(self.capacity), used_bytes: u64::from(used), ..self.stats }
+        GcStats {
+            capacity: u64::from(self.nursery) + u64::from(self.capacity),
+            used_bytes: u64::from(self.young_used()) + u64::from(self.old_used()),
+            ..self.stats
+        }
     }
 
     /// Whether an allocation of `size` bytes at a safepoint should first
-    /// collect: it does not fit in the capacity (or zeal says so).
-    pub fn wants_collection(&mut self, size: u64) -> bool {
+    /// collect, and how: a minor collection when the nursery is full, a
+    /// major one when the old generation is (or zeal says so).
+    pub fn wants_collection(&mut self, size: u64) -> Option<Collection> {
         if size > u64::from(self.max_capacity) {
             // It cannot fit however much is freed: the allocation fails.
-            return false;
+            return None;
         }
         if let Some((n, count)) = &mut self.zeal {
             *count += 1;
             if *count >= *n {
                 *count = 0;
-                return true;
+                // Alternate, so that both kinds run at every safepoint.
+                let major = self.stats.collections % 2 == 1 || self.nursery == 0;
+                return Some(if major { Collection::Major } else { Collection::Minor });
             }
         }
-        let used = u64::from(self.next() - self.space_start(self.current));
-        used.saturating_add(size) > u64::from(self.capacity)
+        if self.is_small(size) {
+            let full = u64::from(self.young_used()) + size > u64::from(self.nursery);
+            return full.then_some(Collection::Minor);
+        }
+        let full = u64::from(self.old_used()).saturating_add(size) > u64::from(self.capacity);
+        full.then_some(Collection::Major)
     }
 
-    /// When an allocation of `size` bytes would take the current space past
-    /// what the resource limiter granted: the grant so far and the one to
-    /// ask for (the space's use plus `size`, rounded up to a MiB, at most
-    /// the configured limit). `None` when it fits the grant, or when it
-    /// cannot fit at all (then the allocation fails anyway).
+    /// Whether an allocation of `size` bytes at a safepoint goes to the
+    /// nursery and finds it full (a minor collection comes first).
+    pub fn minor_pending(&self, size: u64) -> bool {
+        self.is_small(size) && u64::from(self.young_used()) + size > u64::from(self.nursery)
+    }
+
+    /// The bytes the heap holds once an allocation of `size` bytes at a
+    /// safepoint (and the collection it may bring) is done, at worst:
+    /// what the resource limiter must have allowed.
+    fn footprint_after(&self, size: u64) -> u64 {
+        let old = u64::from(self.old_used());
+        if self.nursery == 0 {
+            let n = if self.nursery_refused { 0 } else { self.nursery_target };
+            if n > 0 && size <= u64::from(n / 2) {
+                // The first allocation starts the nursery.
+                return u64::from(n) + old;
+            }
+            return (u64::from(n) + old).saturating_add(size);
+        }
+        let n = u64::from(self.nursery);
+        if !self.is_small(size) {
+            return (n + old).saturating_add(size);
+        }
+        let young = u64::from(self.young_used());
+        // A full nursery is emptied first, and all of it may survive.
+        if young + size <= n { n + old } else { n + old + young }
+    }
+
+    /// When an allocation of `size` bytes would take the heap past what
+    /// the resource limiter granted: the grant so far and the one to ask
+    /// for (rounded up to a MiB, at most the configured limit). `None`
+    /// when it fits the grant, or when it cannot fit at all (then the
+    /// allocation fails anyway).
     pub fn growth_wanted(&self, size: u64) -> Option<(u64, u64)> {
-        let used = u64::from(self.next() - self.space_start(self.current));
-        let need = used.checked_add(size)?;
-        if need <= u64::from(self.granted) || need > u64::from(self.max_capacity) {
+        let need = self.footprint_after(size);
+        if need <= u64::from(self.granted) || size > u64::from(self.max_capacity) {
             return None;
         }
         let desired = need.next_multiple_of(u64::from(COMMIT_CHUNK)).min(u64::from(self.max_capacity));
-        Some((u64::from(self.granted), desired))
+        (desired > u64::from(self.granted)).then_some((u64::from(self.granted), desired))
     }
 
     /// Records that the limiter allows the heap `bytes` bytes.
     pub fn grant(&mut self, bytes: u64) {
         self.granted = self.granted.max(u32::try_from(bytes).unwrap_or(u32::MAX));
+        self.maybe_start_nursery();
         self.update_window();
     }
 
-    /// The most bytes a space may hold: the configured limit.
+    /// Records that the limiter refused to let the heap grow: with a
+    /// nursery (empty, after the major collection that follows a
+    /// refusal), the heap stops using it, which frees its share of the
+    /// grant; returns whether that changed anything (then the request is
+    /// worth making again).
+    pub fn refused(&mut self) -> bool {
+        if self.nursery_refused || self.nursery_target == 0 {
+            return false;
+        }
+        self.nursery_refused = true;
+        if self.young_used() == 0 {
+            self.stop_nursery();
+        }
+        true
+    }
+
+    /// The most bytes the heap may hold: the configured limit.
     pub fn max_capacity(&self) -> u64 {
         u64::from(self.max_capacity)
     }
@@ -272,38 +481,88 @@ impl GcHeap {
     /// Allocates `size` bytes (rounded up to [`OBJECT_ALIGN`]), zeroed, and
     /// writes the header (`type_id`, `kind`); returns the object's offset,
     /// or `None` when it does not fit even at the heap's limit. Never
-    /// collects: past the capacity, the capacity grows.
+    /// collects: in the nursery when it has room, else in the old
+    /// generation, whose capacity grows when needed.
     pub fn alloc(&mut self, type_id: u32, kind: u32, size: u32) -> Option<u32> {
         let size = size.max(header::SIZE).checked_next_multiple_of(OBJECT_ALIGN)?;
-        let start = self.space_start(self.current);
-        let at = self.next();
-        let used = u64::from(at - start) + u64::from(size);
-        if used > u64::from(self.max_capacity) {
-            return None;
-        }
-        let used = used as u32;
-        if used > self.capacity {
-            self.capacity = used.next_multiple_of(COMMIT_CHUNK).min(self.max_capacity);
-        }
-        if used > self.accessible[self.current] {
-            let want = used.next_multiple_of(COMMIT_CHUNK).min(SPACE_SIZE);
-            let have = self.accessible[self.current];
-            self.region.protect_range((start + have) as usize, (want - have) as usize, true).ok()?;
-            self.accessible[self.current] = want;
-        }
-        self.set_next(at + size);
+        let young = self.young_next();
+        let at = if self.is_small(u64::from(size)) && young - NURSERY_START + size <= self.nursery {
+            self.set_window_next(young + size);
+            young
+        } else {
+            self.alloc_old(size)?
+        };
         self.update_window();
         // SAFETY: `[at, at + size)` is inside the accessible part of this
-        // mapping (just checked, and made accessible above) and belongs to
-        // no other object (the bump pointer only moves up); the header
-        // fields are 4-byte aligned because objects are 8-aligned.
+        // mapping (the nursery, or made accessible by `alloc_old`) and
+        // belongs to no other object (the bump pointers only move up);
+        // the header fields are 4-byte aligned because objects are
+        // 8-aligned.
         unsafe {
             let p = self.base().add(at as usize);
             std::ptr::write_bytes(p, 0, size as usize);
             p.add(header::TYPE_ID as usize).cast::<u32>().write(type_id);
             p.add(header::GC_WORD as usize).cast::<u32>().write(kind);
         }
+        if at >= OLD_START && self.nursery > 0 {
+            // Its fields are written after this, with no barrier.
+            self.remember(at);
+        }
         Some(at)
+    }
+
+    /// Reserves `size` bytes (a multiple of [`OBJECT_ALIGN`]) at the end
+    /// of the old generation, growing its capacity and accessible part as
+    /// needed; `None` past the limit or when the OS refuses memory.
+    fn alloc_old(&mut self, size: u32) -> Option<u32> {
+        let start = self.old_start(self.current);
+        let at = self.old_next();
+        let used = u64::from(at - start) + u64::from(size);
+        if used > u64::from(self.old_max()) {
+            return None;
+        }
+        let used = used as u32;
+        if used > self.capacity {
+            self.capacity = used.next_multiple_of(COMMIT_CHUNK).min(self.old_max());
+        }
+        self.make_accessible(self.current, used).ok()?;
+        self.set_old_next(at + size);
+        Some(at)
+    }
+
+    /// Makes the first `bytes` of old space `s` accessible.
+    fn make_accessible(&mut self, s: usize, bytes: u32) -> std::io::Result<()> {
+        if bytes <= self.accessible[s] {
+            return Ok(());
+        }
+        let want = bytes.next_multiple_of(COMMIT_CHUNK).min(SPACE_SIZE);
+        let have = self.accessible[s];
+        let start = self.old_start(s);
+        self.region.protect_range((start + have) as usize, (want - have) as usize, true)?;
+        self.accessible[s] = want;
+        Ok(())
+    }
+
+    /// Puts old object `obj` in the remembered set (once).
+    fn remember(&mut self, obj: u32) {
+        // SAFETY: `obj` is an allocated object of the old generation (the
+        // callers'), whose header is accessible.
+        unsafe {
+            let w = self.base().add((obj + header::GC_WORD) as usize).cast::<u32>();
+            if w.read() & REMEMBERED == 0 {
+                w.write(w.read() | REMEMBERED);
+                self.remembered.push(obj);
+            }
+        }
+    }
+
+    /// The write barrier's slow path: compiled code stored a reference
+    /// that may be young into object `obj`, which is old and not yet
+    /// remembered. Does nothing for anything else.
+    pub fn remember_from_wasm(&mut self, obj: u64) {
+        if obj >= u64::from(OLD_START) && self.nursery > 0 && self.contains(obj) {
+            self.remember(obj as u32);
+        }
     }
 
     /// Allocates an array of `len` zeroed elements of `elem_size` bytes
@@ -318,11 +577,13 @@ impl GcHeap {
         Some(at)
     }
 
-    /// Copies every object reachable from `roots` into the other space,
-    /// updates every reference to them (in the roots and in the objects),
-    /// and makes that space the current one; `traces` gives each type
-    /// id's trace information, and `is_host_word` tells whether a frame
-    /// slot's even word is a host externref rather than an object.
+    /// Runs collection `kind`: every object reachable from `roots` that it
+    /// moves is copied (a minor collection moves the nursery's objects
+    /// into the old generation, a major one every object into the other
+    /// old space), and every reference to them is updated (in the roots
+    /// and in the objects); `traces` gives each type id's trace
+    /// information, and `is_host_word` tells whether a frame slot's even
+    /// word is a host externref rather than an object.
     ///
     /// # Safety
     ///
@@ -330,8 +591,78 @@ impl GcHeap {
     /// the duration of the call, and no two name the same slot; every
     /// reference the roots and the objects hold is null, an i31, a host
     /// word of the kind the root allows, or an object of this heap (what
-    /// compiled code and the runtime keep).
+    /// compiled code and the runtime keep); every old object that holds a
+    /// reference to a young one is remembered (the write barrier's job).
     pub unsafe fn collect(
+        &mut self,
+        kind: Collection,
+        roots: &[(*mut u64, RootKind)],
+        traces: &[Arc<GcTrace>],
+        is_host_word: &dyn Fn(u64) -> bool,
+    ) {
+        // A minor collection while the old generation is below its
+        // capacity and has room, within the limit and the grant, for all
+        // of the nursery to survive; else a major one.
+        let minor_fits = |heap: &mut GcHeap| {
+            let after = u64::from(heap.old_used()) + u64::from(heap.young_used());
+            let room = u64::from(heap.old_max()).min(u64::from(heap.granted.saturating_sub(heap.nursery)));
+            heap.old_used() < heap.capacity && after <= room && heap.make_accessible(heap.current, after as u32).is_ok()
+        };
+        if kind == Collection::Minor && self.nursery > 0 && minor_fits(self) {
+            // SAFETY: the function's contract.
+            unsafe { self.collect_minor(roots, traces, is_host_word) };
+        } else {
+            // SAFETY: the function's contract.
+            unsafe { self.collect_major(roots, traces, is_host_word) };
+        }
+        self.stats.collections += 1;
+        self.update_window();
+    }
+
+    /// Copies the nursery's live objects to the end of the old generation.
+    ///
+    /// # Safety
+    ///
+    /// As for [`GcHeap::collect`]; the old space has room (accessible) for
+    /// all of the nursery.
+    unsafe fn collect_minor(
+        &mut self,
+        roots: &[(*mut u64, RootKind)],
+        traces: &[Arc<GcTrace>],
+        is_host_word: &dyn Fn(u64) -> bool,
+    ) {
+        // Debug builds check the barrier: always while the old generation
+        // is small, at every 16th collection past that (a full walk).
+        if cfg!(debug_assertions) && (self.old_used() <= 8 << 20 || self.stats.collections.is_multiple_of(16)) {
+            self.verify_remembered(traces);
+        }
+        let promoted_from = self.old_next();
+        let young = NURSERY_START..self.young_next();
+        let mut copier = Copier::new(self.base(), [young, 0..0], promoted_from, traces);
+        for obj in std::mem::take(&mut self.remembered) {
+            // SAFETY: remembered objects are old objects of this heap,
+            // whole, not forwarded (only young ones move).
+            unsafe { copier.scan_in_place(obj) };
+        }
+        for (slot, kind) in roots {
+            // SAFETY: the function's contract.
+            unsafe { copier.visit_root(*slot, *kind, is_host_word) };
+        }
+        let (old_next, boxes) = copier.finish();
+        self.old_boxes.extend(boxes);
+        let old_boxes = &self.old_boxes;
+        self.externs.retain(|w, _| old_boxes.contains(w));
+        self.set_window_next(NURSERY_START);
+        self.old_next = old_next;
+        self.stats.live_bytes = u64::from(self.old_used());
+    }
+
+    /// Copies every live object into the other old space.
+    ///
+    /// # Safety
+    ///
+    /// As for [`GcHeap::collect`].
+    unsafe fn collect_major(
         &mut self,
         roots: &[(*mut u64, RootKind)],
         traces: &[Arc<GcTrace>],
@@ -339,54 +670,95 @@ impl GcHeap {
     ) {
         let from = self.current;
         let to = 1 - from;
-        let (from_start, to_start) = (self.space_start(from), self.space_start(to));
-        let used = self.next() - from_start;
+        let (from_start, to_start) = (self.old_start(from), self.old_start(to));
+        let (young, old) = (NURSERY_START..self.young_next(), from_start..self.old_next());
         // Everything that survives fits in what was allocated.
-        if self.accessible[to] < used {
-            let want = used.next_multiple_of(COMMIT_CHUNK).min(SPACE_SIZE);
-            let have = self.accessible[to];
-            if self.region.protect_range((to_start + have) as usize, (want - have) as usize, true).is_err() {
-                // Out of memory for the copy: leave everything where it
-                // is; the allocation that asked will fail if it must.
-                return;
-            }
-            self.accessible[to] = want;
+        let used = self.young_used() + self.old_used();
+        if self.make_accessible(to, used).is_err() {
+            // Out of memory for the copy: leave everything where it is;
+            // the allocation that asked will fail if it must.
+            return;
         }
-        let mut copier = Copier::new(self.base(), from_start..from_start + used, to_start, traces);
+        let mut copier = Copier::new(self.base(), [young, old], to_start, traces);
         for (slot, kind) in roots {
             // SAFETY: the function's contract.
             unsafe { copier.visit_root(*slot, *kind, is_host_word) };
         }
         let (to_next, boxes) = copier.finish();
+        self.remembered.clear();
         self.externs.retain(|w, _| boxes.contains(w));
+        self.old_boxes = boxes;
         self.current = to;
-        self.set_next(to_next);
+        if self.nursery > 0 {
+            self.set_window_next(NURSERY_START);
+        }
+        self.set_old_next(to_next);
         let live = to_next - to_start;
-        let wanted = (u64::from(live) * GROWTH).max(u64::from(MIN_CAPACITY));
-        self.capacity =
-            (wanted.min(u64::from(self.max_capacity)) as u32).next_multiple_of(COMMIT_CHUNK).min(self.max_capacity);
-        self.stats.collections += 1;
+        let nursery = u64::from(self.nursery_target);
+        let room = u64::from(self.granted.min(self.max_capacity));
+        if self.nursery > 0 && u64::from(live) + nursery > room {
+            // What survived leaves no room for the nursery beside it (it
+            // held part of it): near the limit, objects are allocated old.
+            self.nursery_refused = true;
+            self.stop_nursery();
+        } else if self.nursery_refused && u64::from(live) + 2 * nursery <= room {
+            // The grant has room for a nursery again, and for all of it
+            // to survive a minor collection.
+            self.nursery_refused = false;
+            self.maybe_start_nursery();
+        }
+        let wanted = (u64::from(live) * GROWTH_PERCENT / 100).max(u64::from(MIN_CAPACITY));
+        let old_max = self.old_max();
+        self.capacity = (wanted.min(u64::from(old_max)) as u32).next_multiple_of(COMMIT_CHUNK).min(old_max);
+        self.stats.major_collections += 1;
         self.stats.live_bytes = u64::from(live);
         // Give back what is not needed soon: in the current space, what
-        // lies past the capacity; in the emptied one, everything past the
-        // size of what survived (about what the next collection copies
-        // into it). Resident memory is then about the capacity plus the
-        // live size rather than twice the capacity, for a page fault when
-        // allocation reaches a given-back page again.
-        for s in [from, to] {
-            let keep = if s == to { self.capacity.max(live) } else { live }.next_multiple_of(COMMIT_CHUNK);
-            if self.accessible[s] > keep {
-                let start = self.space_start(s);
-                let _ = self.region.discard((start + keep) as usize, (self.accessible[s] - keep) as usize);
-            }
+        // lies past the capacity; the emptied one, all of it (major
+        // collections are rare enough that faulting its pages in again
+        // costs less than keeping them).
+        let keep = self.capacity.max(live).next_multiple_of(COMMIT_CHUNK);
+        if self.accessible[to] > keep {
+            let _ = self.region.discard((to_start + keep) as usize, (self.accessible[to] - keep) as usize);
         }
-        self.update_window();
+        let _ = self.region.discard(from_start as usize, self.accessible[from] as usize);
     }
 
-    /// Whether `[at, at + len)` lies within the allocated part of the
-    /// current space.
+    /// Debug builds: checks the write barrier's invariant before a minor
+    /// collection: every old object holding a reference into the nursery
+    /// is remembered. Aborts, naming the object, if one is not.
+    fn verify_remembered(&self, traces: &[Arc<GcTrace>]) {
+        let young = u64::from(NURSERY_START)..u64::from(self.young_next());
+        let old = self.old_start(self.current)..self.old_next();
+        let base = self.base();
+        // SAFETY: the current old space's allocated part is a sequence of
+        // whole objects (none forwarded outside a collection).
+        unsafe {
+            for_each_object(base, old, traces, &mut |obj, word, field| {
+                let r = match field.1 {
+                    RefKind::Any => u64::from(field.0.cast::<u32>().read_unaligned()),
+                    RefKind::Extern => {
+                        let e = field.0.cast::<u64>().read_unaligned();
+                        if kiln_environ::gc_ref::is_externalized(e) { kiln_environ::gc_ref::internalize(e) } else { 0 }
+                    }
+                    RefKind::Exn => 0,
+                };
+                if young.contains(&r) && !kiln_environ::gc_ref::is_i31(r) && word & REMEMBERED == 0 {
+                    eprintln!("kiln: old GC object {obj:#x} holds young {r:#x} but is not remembered");
+                    std::process::abort();
+                }
+            });
+        }
+    }
+
+    /// The allocated parts of the heap: the nursery's and the current old
+    /// space's.
+    fn allocated_ranges(&self) -> [std::ops::Range<u32>; 2] {
+        [NURSERY_START..self.young_next(), self.old_start(self.current)..self.old_next()]
+    }
+
+    /// Whether `[at, at + len)` lies within an allocated part of the heap.
     fn allocated(&self, at: usize, len: usize) -> bool {
-        at >= self.space_start(self.current) as usize && at + len <= self.next() as usize
+        self.allocated_ranges().iter().any(|r| at >= r.start as usize && at + len <= r.end as usize)
     }
 
     /// Reads the field of storage `s` at `offset` bytes into object `obj`
@@ -423,6 +795,9 @@ impl GcHeap {
         // SAFETY: `[at, at + size)` is inside the allocated, accessible
         // part of the heap (asserted); the write is unaligned-safe.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base().add(at), size as usize) };
+        if obj >= OLD_START && self.nursery > 0 && RefKind::of(s).is_some() {
+            self.remember(obj);
+        }
     }
 
     /// The length of array object `obj`, if `obj` is one of this heap's
@@ -458,6 +833,9 @@ impl GcHeap {
         let obj = self.alloc(EXTERN_BOX_TYPE_ID, KIND_EXTERN_BOX, EXTERN_BOX_SIZE)?;
         self.write_bytes(obj, EXTERN_BOX_WORD, &(word as u64).to_le_bytes());
         self.externs.insert(word, data);
+        if obj >= OLD_START {
+            self.old_boxes.insert(word);
+        }
         Some(obj)
     }
 
@@ -490,18 +868,20 @@ impl GcHeap {
     /// superset of what live objects hold, for the store's collections of
     /// externrefs and exception objects); `traces` as for
     /// [`GcHeap::collect`].
-    pub fn for_each_word_field(
-        &self,
-        kind: kiln_environ::gc_layout::RefKind,
-        traces: &[Arc<GcTrace>],
-        f: &mut dyn FnMut(u64),
-    ) {
-        let start = self.space_start(self.current);
-        // SAFETY: `[start, next)` is the allocated part of the current
-        // space: a sequence of whole objects, each written by an allocation
-        // path (header first), none forwarded (collections leave only the
-        // copies in the current space).
-        unsafe { super::gc_copy::for_each_word_field(self.base(), start..self.next(), traces, kind, f) };
+    pub fn for_each_word_field(&self, kind: RefKind, traces: &[Arc<GcTrace>], f: &mut dyn FnMut(u64)) {
+        for objects in self.allocated_ranges() {
+            // SAFETY: the allocated parts of the nursery and the current old
+            // space are sequences of whole objects, each written by an
+            // allocation path (header first), none forwarded (collections
+            // leave only the copies where objects are allocated).
+            unsafe {
+                for_each_object(self.base(), objects, traces, &mut |_, _, (at, k)| {
+                    if k == kind {
+                        f(at.cast::<u64>().read_unaligned());
+                    }
+                });
+            }
+        }
     }
 
     /// Whether `r` is the offset of an object of this heap: allocated in
@@ -510,8 +890,7 @@ impl GcHeap {
     /// references that reach the host come from wasm and are object
     /// starts.
     pub fn contains(&self, r: u64) -> bool {
-        r >= u64::from(self.space_start(self.current))
-            && r < u64::from(self.next())
+        self.allocated_ranges().iter().any(|a| r >= u64::from(a.start) && r < u64::from(a.end))
             && r.is_multiple_of(u64::from(OBJECT_ALIGN))
     }
 
@@ -532,6 +911,13 @@ impl GcHeap {
     }
 }
 
+/// The nursery size for a heap limited to `limit` bytes: a quarter of it
+/// at most, 0 (none) when that is below [`MIN_NURSERY`].
+fn nursery_size(limit: u64) -> u32 {
+    let n = (limit / 4).min(u64::from(NURSERY_SIZE)) as u32 / NURSERY_UNIT * NURSERY_UNIT;
+    if n < MIN_NURSERY { 0 } else { n }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -543,7 +929,7 @@ mod tests {
         // SAFETY: the window outlives the heap (dropped after it).
         let mut heap = unsafe { GcHeap::new(64, NonNull::from(&mut *window), &allocator) }.expect("reserve");
         let a = heap.alloc(7, 0, 12).expect("fits");
-        assert_eq!(a, NULL_GUARD);
+        assert_eq!(a, OLD_START);
         assert_eq!(heap.header(u64::from(a)), Some((7, 0)));
         let b = heap.alloc(8, 1, 40).expect("fits");
         assert_eq!(b, a + 16);

@@ -914,28 +914,32 @@ impl Instance {
     /// `AllocationFailed` if the array does not fit in the heap.
     pub fn array_new_data(&mut self, t: u32, data: u32, offset: u32, len: u32) -> Result<u32, TrapCode> {
         let (_, size) = self.array_element(t).ok_or(TrapCode::AllocationFailed)?;
-        let bytes = self.data_range(data, offset, len, size)?;
+        let range = self.data_range(data, offset, len, size)?;
         let type_id = self.module.type_ids[t as usize];
+        // The module outlives this call; a handle to it leaves `self` free
+        // for the heap's borrow.
+        let module = self.module.clone();
+        let bytes = &module.module().data[data as usize].bytes.as_slice()[range];
         let heap = self.gc_heap().ok_or(TrapCode::AllocationFailed)?;
         let obj = heap.alloc_array(type_id, size, len).ok_or(TrapCode::AllocationFailed)?;
-        heap.write_bytes(obj, kiln_environ::gc_layout::array_elems_offset(size), &bytes);
+        heap.write_bytes(obj, kiln_environ::gc_layout::array_elems_offset(size), bytes);
         Ok(obj)
     }
 
-    /// The bytes of `len` elements of `size` bytes of data segment `data`
+    /// Where the bytes of `len` elements of `size` bytes of data segment `data`
     /// from byte `offset` (a dropped segment is empty).
-    fn data_range(&self, data: u32, offset: u32, len: u32, size: u32) -> Result<Vec<u8>, TrapCode> {
-        let bytes: &[u8] = if self.dropped_data[data as usize] {
-            &[]
+    fn data_range(&self, data: u32, offset: u32, len: u32, size: u32) -> Result<std::ops::Range<usize>, TrapCode> {
+        let available = if self.dropped_data[data as usize] {
+            0
         } else {
-            self.module.module().data[data as usize].bytes.as_slice()
+            self.module.module().data[data as usize].bytes.as_slice().len()
         };
         let start = u64::from(offset);
         let end = start + u64::from(len) * u64::from(size);
-        if end > bytes.len() as u64 {
+        if end > available as u64 {
             return Err(TrapCode::MemoryOutOfBounds);
         }
-        Ok(bytes[start as usize..end as usize].to_vec())
+        Ok(start as usize..end as usize)
     }
 
     /// The values of items `[offset, offset + len)` of element segment
@@ -1003,8 +1007,10 @@ impl Instance {
     ) -> Result<(), TrapCode> {
         let (_, size) = self.array_element(t).ok_or(TrapCode::NullArrayReference)?;
         let (obj, at) = self.array_init_target(array, dst, len, size)?;
-        let bytes = self.data_range(data, src, len, size)?;
-        self.gc_heap().ok_or(TrapCode::NullArrayReference)?.write_bytes(obj, at, &bytes);
+        let range = self.data_range(data, src, len, size)?;
+        let module = self.module.clone();
+        let bytes = &module.module().data[data as usize].bytes.as_slice()[range];
+        self.gc_heap().ok_or(TrapCode::NullArrayReference)?.write_bytes(obj, at, bytes);
         Ok(())
     }
 

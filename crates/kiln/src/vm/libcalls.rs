@@ -98,9 +98,14 @@ fn trap(code: TrapCode) -> TrapReason {
 /// `allocation failed` when the limiter refused and a collection did not
 /// free enough; the limiter's own error.
 fn prepare_alloc(cx: &mut BuiltinCx, size: u64) -> Result<(), TrapReason> {
-    let Some((current, desired, maximum)) = cx.vm_store().gc_growth_request(size) else { return Ok(()) };
-    let allowed = cx.with_hooks(|h| h.gc_heap_growing(current, desired, maximum))?;
-    if cx.vm_store().gc_growth_answer(size, desired, allowed) { Ok(()) } else { Err(trap(TrapCode::AllocationFailed)) }
+    let hint = cx.with_hooks(|h| Ok(h.gc_heap_size_limit()))?;
+    while let Some((current, desired, maximum)) = cx.vm_store().gc_growth_request(size, hint) {
+        let allowed = cx.with_hooks(|h| h.gc_heap_growing(current, desired, maximum))?;
+        if !cx.vm_store().gc_growth_answer(size, desired, allowed) {
+            return Err(trap(TrapCode::AllocationFailed));
+        }
+    }
+    Ok(())
 }
 
 /// [`prepare_alloc`] for an array of `len` elements of `elem_size` bytes.
@@ -218,6 +223,11 @@ mod body {
     pub fn gc_box_extern(cx: &mut BuiltinCx, word: usize) -> R<u64> {
         prepare_alloc(cx, u64::from(kiln_environ::gc_layout::EXTERN_BOX_SIZE))?;
         cx.vm_store().gc_box_extern(word).map(u64::from).ok_or(trap(TrapCode::AllocationFailed))
+    }
+
+    pub fn gc_remember(cx: &mut BuiltinCx, obj: u64) -> R<()> {
+        cx.vm_store().gc_remember(obj);
+        Ok(())
     }
 
     pub fn array_new_data(cx: &mut BuiltinCx, type_index: u32, data: u32, offset: u32, len: u32) -> R<u64> {

@@ -31,4 +31,6 @@ pub trait VMStore: Any {
     /// allowed so far (`maximum` is the configured limit): `Ok(false)`
     /// keeps it within `current`.
     fn gc_heap_growing(&mut self, current: u64, desired: u64, maximum: u64) -> Result<bool, HookError>;
+    /// The store limiter's fixed cap on the GC heap, if it states one.
+    fn gc_heap_size_limit(&mut self) -> Option<u64>;
 }

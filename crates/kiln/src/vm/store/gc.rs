@@ -3,7 +3,7 @@
 //! access to objects.
 
 use super::VmStore;
-use crate::vm::gc_heap::{GcHeap, GcStats, RootKind};
+use crate::vm::gc_heap::{Collection, GcHeap, GcStats, RootKind};
 use crate::vm::host_roots::RootIndex;
 use crate::vm::store_ids::TableId;
 use crate::vm::vmcontext::ValRaw;
@@ -57,53 +57,71 @@ impl VmStore {
 
     /// At a safepoint (a builtin called by wasm, or the host with no
     /// unrooted reference in hand): collects if an allocation of `size`
-    /// bytes would not fit in the heap's capacity, so that the allocation
-    /// that follows finds room without growing the heap when garbage can
-    /// make room.
+    /// bytes would not fit (a minor collection when the nursery is full, a
+    /// major one when the old generation is), so that the allocation that
+    /// follows finds room without growing the heap when garbage can make
+    /// room.
     pub fn gc_make_room(&mut self, size: u64) {
-        if self.gc_heap.as_mut().is_some_and(|h| h.wants_collection(size)) {
-            self.gc_collect();
+        if let Some(kind) = self.gc_heap.as_mut().and_then(|h| h.wants_collection(size)) {
+            self.gc_collect(kind);
         }
     }
 
-    /// The first step of preparing an allocation of `size` bytes at a
-    /// safepoint: collects if it does not fit the heap's capacity
-    /// ([`VmStore::gc_make_room`]); then, if it would take the heap past
-    /// what the store's resource limiter allowed, returns the request to
-    /// put to the limiter: the allowance so far, the one wanted and the
-    /// configured limit. Its answer goes to [`VmStore::gc_growth_answer`].
-    pub fn gc_growth_request(&mut self, size: u64) -> Option<(u64, u64, u64)> {
+    /// One step of preparing an allocation of `size` bytes at a
+    /// safepoint, repeated until it returns `None` (go ahead) or the
+    /// answer says to stop: returns the request to put to the store's
+    /// resource limiter (the allowance so far, the one wanted and the
+    /// configured limit) when the heap must grow first, after collecting
+    /// where that comes first ([`VmStore::gc_make_room`]). Before a minor
+    /// collection the limiter is asked for room for all of the nursery
+    /// to survive; else a collection comes first and the limiter is asked
+    /// only if the allocation still does not fit. `limit_hint` is the
+    /// limiter's fixed cap on the heap, if it has one (the nursery is
+    /// sized within it). The limiter's answer goes to
+    /// [`VmStore::gc_growth_answer`].
+    pub fn gc_growth_request(&mut self, size: u64, limit_hint: Option<u64>) -> Option<(u64, u64, u64)> {
+        let heap = self.gc_heap.as_mut()?;
+        heap.set_limit_hint(limit_hint);
+        if heap.minor_pending(size)
+            && let Some((current, desired)) = heap.growth_wanted(size)
+        {
+            return Some((current, desired, heap.max_capacity()));
+        }
         self.gc_make_room(size);
         let heap = self.gc_heap.as_ref()?;
         let (current, desired) = heap.growth_wanted(size)?;
         Some((current, desired, heap.max_capacity()))
     }
 
-    /// The second step: records the limiter's answer to a request for
-    /// `desired` bytes. Allowed, the heap may grow to it; refused, the
-    /// store collects and only what that frees may be used. Returns
-    /// whether an allocation of `size` bytes may go ahead.
+    /// Records the limiter's answer to a request for `desired` bytes, and
+    /// returns whether to go on with [`VmStore::gc_growth_request`]
+    /// (`false`: the allocation of `size` bytes fails). Allowed, the heap
+    /// may grow to it; refused, the store collects everything, the heap
+    /// stops using its nursery if it had one (and asks again without it),
+    /// and else only what the collection freed may be used.
     pub fn gc_growth_answer(&mut self, size: u64, desired: u64, allowed: bool) -> bool {
         let Some(heap) = self.gc_heap.as_mut() else { return false };
         if allowed {
             heap.grant(desired);
             return true;
         }
-        self.gc_collect();
-        self.gc_heap.as_ref().is_some_and(|h| h.growth_wanted(size).is_none())
+        self.gc_collect(Collection::Major);
+        let Some(heap) = self.gc_heap.as_mut() else { return false };
+        heap.refused() || heap.growth_wanted(size).is_none()
     }
 
-    /// Collects the GC heap: every object reachable from the roots (wasm
-    /// frames, globals, tables, passive element segments, exception
-    /// payloads, host handles) is kept, and moved; the others are freed.
-    /// Does nothing while collections are forbidden (see
-    /// [`VmStore::forbid_gc`]) or when the store has no heap.
+    /// Collects the GC heap (`kind`: see [`Collection`]): every object
+    /// reachable from the roots (wasm frames, globals, tables, passive
+    /// element segments, exception payloads, host handles) is kept, and
+    /// the objects collected are moved; the others are freed. Does nothing
+    /// while collections are forbidden (see [`VmStore::forbid_gc`]) or when
+    /// the store has no heap.
     ///
     /// Must only be called where every reference the store's running code
     /// holds is in a root: from the host with no wasm of the store running,
     /// from a host function called by wasm, or from a builtin at a call
     /// site with a stack map (every builtin call).
-    pub fn gc_collect(&mut self) {
+    pub fn gc_collect(&mut self, kind: Collection) {
         if self.no_gc > 0 || self.gc_heap.is_none() {
             return;
         }
@@ -115,10 +133,20 @@ impl VmStore {
             // SAFETY: the slots were just gathered from live storage of this
             // store (frame slots of its stopped wasm, per this function's
             // contract), each once, and nothing else runs until the
-            // collection returns; they hold what their kinds say.
-            unsafe { heap.collect(&roots, traces, &|w| live.contains_key(&(w as usize))) }
+            // collection returns; they hold what their kinds say; old
+            // objects holding young ones are remembered (compiled code's
+            // write barrier, and the runtime's writes through the heap).
+            unsafe { heap.collect(kind, &roots, traces, &|w| live.contains_key(&(w as usize))) }
         });
         self.verify_gc_roots();
+    }
+
+    /// The write barrier's slow path for compiled code: remembers old
+    /// object `obj` (see [`GcHeap::remember_from_wasm`]).
+    pub fn gc_remember(&mut self, obj: u64) {
+        if let Some(heap) = self.gc_heap.as_mut() {
+            heap.remember_from_wasm(obj);
+        }
     }
 
     /// Every slot outside the GC heap that holds a GC reference or an
