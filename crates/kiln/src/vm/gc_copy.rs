@@ -1,11 +1,11 @@
-//! The copying collection of a GC heap (Cheney's algorithm): every object
-//! of the ranges being emptied that a root reaches is copied to the
+//! The copying collection of a GC heap's nursery (Cheney's algorithm):
+//! every object of the range being emptied that a root reaches is copied to the
 //! destination, in the order met; then the copies are scanned in order,
 //! each reference field copying what it reaches in turn, until the scan
 //! meets the end of the copies. An object copied once is *forwarded*: its
 //! GC word gets [`FORWARDED`] and its type-id word the copy's offset, so
 //! the other references to it are updated to the same copy. References to
-//! objects outside the ranges being emptied are left alone: a minor
+//! objects outside the range being emptied are left alone: a minor
 //! collection empties the nursery only, its roots being the usual ones
 //! plus the remembered old objects (scanned in place).
 //!
@@ -28,8 +28,8 @@ use std::sync::Arc;
 /// One collection in progress.
 pub struct Copier<'a> {
     base: *mut u8,
-    /// The allocated parts of the ranges being emptied.
-    from: [Range<u32>; 2],
+    /// The allocated part of the range being emptied.
+    from: Range<u32>,
     /// Where the copies start.
     to_start: u32,
     /// Where the next copy goes.
@@ -42,7 +42,7 @@ pub struct Copier<'a> {
 impl<'a> Copier<'a> {
     /// A collection of the objects in `from` into the (accessible, large
     /// enough) range starting at `to_start`, in the heap at `base`.
-    pub fn new(base: *mut u8, from: [Range<u32>; 2], to_start: u32, traces: &'a [Arc<GcTrace>]) -> Copier<'a> {
+    pub fn new(base: *mut u8, from: Range<u32>, to_start: u32, traces: &'a [Arc<GcTrace>]) -> Copier<'a> {
         Copier { base, from, to_start, to_next: to_start, traces, boxes: HashSet::new() }
     }
 
@@ -57,42 +57,13 @@ impl<'a> Copier<'a> {
     /// 2^32).
     pub unsafe fn visit_root(&mut self, slot: *mut u64, kind: RootKind, is_host_word: &dyn Fn(u64) -> bool) {
         // SAFETY: the function's contract.
-        let w = unsafe { slot.read_unaligned() };
-        let new = match kind {
-            RootKind::Any => self.forward_any(w),
-            RootKind::Extern => self.forward_extern(w),
-            RootKind::Frame if w >> 32 != 0 || (w & 1 == 0 && is_host_word(w)) => self.forward_extern(w),
-            RootKind::Frame => self.forward_any(w),
-        };
-        if new != w {
-            // SAFETY: the function's contract.
-            unsafe { slot.write_unaligned(new) };
-        }
-    }
-
-    /// The updated encoding of GC reference `r`.
-    fn forward_any(&mut self, r: u64) -> u64 {
-        if r == 0 || gc_ref::is_i31(r) {
-            return r;
-        }
-        match u32::try_from(r) {
-            Ok(o) => u64::from(self.forward(o)),
-            Err(_) => r,
-        }
-    }
-
-    /// The updated externref word `e`.
-    fn forward_extern(&mut self, e: u64) -> u64 {
-        if !gc_ref::is_externalized(e) {
-            return e;
-        }
-        gc_ref::externalize(self.forward_any(gc_ref::internalize(e)))
+        unsafe { map_root(slot, kind, is_host_word, &mut |o| self.forward(o)) };
     }
 
     /// The offset of the copy of object `o` (copying it first if needed);
     /// anything outside the space being emptied is left as it is.
     fn forward(&mut self, o: u32) -> u32 {
-        if !self.from[0].contains(&o) && !self.from[1].contains(&o) {
+        if !self.from.contains(&o) {
             return o;
         }
         // SAFETY: `o` is an object of the space being emptied (checked, and
@@ -108,7 +79,14 @@ impl<'a> Copier<'a> {
             let n = self.to_next;
             self.to_next += size;
             let copy = self.base.add(n as usize);
-            std::ptr::copy_nonoverlapping(p, copy, size as usize);
+            if size <= 64 {
+                // Most objects are small: word copies beat a call.
+                for k in (0..size as usize).step_by(8) {
+                    copy.add(k).cast::<u64>().write(p.add(k).cast::<u64>().read());
+                }
+            } else {
+                std::ptr::copy_nonoverlapping(p, copy, size as usize);
+            }
             // A copy starts out of the remembered set.
             copy.add(header::GC_WORD as usize).cast::<u32>().write(word & !REMEMBERED);
             p.cast::<u32>().write(n);
@@ -134,7 +112,7 @@ impl<'a> Copier<'a> {
     ///
     /// # Safety
     ///
-    /// `obj` is a whole object of the heap outside the ranges being
+    /// `obj` is a whole object of the heap outside the range being
     /// emptied, not forwarded.
     pub unsafe fn scan_in_place(&mut self, obj: u32) {
         // SAFETY: the function's contract: the header is readable, and the
@@ -159,90 +137,184 @@ impl<'a> Copier<'a> {
             unsafe {
                 let p = self.base.add(scan as usize);
                 let word = p.add(header::GC_WORD as usize).cast::<u32>().read();
-                let size = self.size_of(p, word);
-                self.scan_object(p, word);
-                scan += size;
+                scan += self.scan_object(p, word);
             }
         }
         (self.to_next, self.boxes)
     }
 
     /// Copies what the copy at `p` (GC word `word`) references and updates
-    /// its fields.
+    /// its fields; returns its size.
     ///
     /// # Safety
     ///
     /// `p` is a copy made by this collection.
-    unsafe fn scan_object(&mut self, p: *mut u8, word: u32) {
-        match word & KIND_MASK {
-            KIND_EXTERN_BOX => {
-                // SAFETY: an extern box's word is inside the copy (the
-                // function's contract: `p` is a whole copied object).
-                let w = unsafe { p.add(EXTERN_BOX_WORD as usize).cast::<u64>().read() };
-                self.boxes.insert(w as usize);
-            }
-            KIND_STRUCT => {
-                // SAFETY: every object starts with its header.
-                let type_id = unsafe { p.cast::<u32>().read() };
-                let traces = self.traces;
-                if let Some(GcTrace::Struct { refs, .. }) = traces.get(type_id as usize).map(|t| &**t) {
-                    for (off, kind) in refs {
-                        // SAFETY: the offsets come from the object's type,
-                        // so each field is inside the copy.
-                        unsafe { self.update_field(p.add(*off as usize), *kind) };
-                    }
+    unsafe fn scan_object(&mut self, p: *mut u8, word: u32) -> u32 {
+        if word & KIND_MASK == KIND_EXTERN_BOX {
+            // SAFETY: an extern box's word is inside the copy (the
+            // function's contract: `p` is a whole copied object).
+            let w = unsafe { p.add(EXTERN_BOX_WORD as usize).cast::<u64>().read() };
+            self.boxes.insert(w as usize);
+            return EXTERN_BOX_SIZE;
+        }
+        let traces = self.traces;
+        // SAFETY: `p` is a whole object (the function's contract), so its
+        // fields are inside it.
+        unsafe { for_each_field(p, word, traces, &mut |at, kind| map_field(at, kind, &mut |o| self.forward(o))) }
+    }
+}
+
+/// Rewrites the GC reference that root `slot` (of kind `kind`) holds, if
+/// it holds one, to `f` of it (`f` maps an object's offset to its new
+/// one); `is_host_word` tells a frame slot's host externref from an
+/// object (it is asked only about even words below 2^32).
+///
+/// # Safety
+///
+/// `slot` is valid for unaligned reads and writes of a `u64` and holds
+/// what `kind` says (see the module docs).
+pub unsafe fn map_root(
+    slot: *mut u64,
+    kind: RootKind,
+    is_host_word: &dyn Fn(u64) -> bool,
+    f: &mut impl FnMut(u32) -> u32,
+) {
+    // SAFETY: the function's contract.
+    let w = unsafe { slot.read_unaligned() };
+    let new = match kind {
+        RootKind::Any => map_any(w, f),
+        RootKind::Extern => map_extern(w, f),
+        RootKind::Frame if w >> 32 != 0 || (w & 1 == 0 && is_host_word(w)) => map_extern(w, f),
+        RootKind::Frame => map_any(w, f),
+    };
+    if new != w {
+        // SAFETY: the function's contract.
+        unsafe { slot.write_unaligned(new) };
+    }
+}
+
+/// GC reference encoding `r` with its object (if it names one) mapped by
+/// `f`.
+fn map_any(r: u64, f: &mut impl FnMut(u32) -> u32) -> u64 {
+    if r == 0 || gc_ref::is_i31(r) {
+        return r;
+    }
+    match u32::try_from(r) {
+        Ok(o) => u64::from(f(o)),
+        Err(_) => r,
+    }
+}
+
+/// Externref word `e` with the object it holds (if it is an externalized
+/// GC reference) mapped by `f`.
+fn map_extern(e: u64, f: &mut impl FnMut(u32) -> u32) -> u64 {
+    if !gc_ref::is_externalized(e) {
+        return e;
+    }
+    gc_ref::externalize(map_any(gc_ref::internalize(e), f))
+}
+
+/// Rewrites the reference field at `at`, of kind `kind`, mapping the
+/// object it names (if any) by `f`.
+///
+/// # Safety
+///
+/// `at` is such a field of an object, valid for reads and writes.
+pub unsafe fn map_field(at: *mut u8, kind: RefKind, f: &mut impl FnMut(u32) -> u32) {
+    // SAFETY: the function's contract; fields are aligned to their size
+    // (struct layout, array element offsets), but unaligned access is
+    // used anyway for robustness.
+    unsafe {
+        match kind {
+            RefKind::Any => {
+                let p = at.cast::<u32>();
+                let r = p.read_unaligned();
+                let new = map_any(u64::from(r), f) as u32;
+                if new != r {
+                    p.write_unaligned(new);
                 }
             }
-            KIND_ARRAY => {
-                // SAFETY: every object starts with its header.
-                let type_id = unsafe { p.cast::<u32>().read() };
-                let traces = self.traces;
-                if let Some(GcTrace::Array { elem_size, elems: Some(kind) }) =
-                    traces.get(type_id as usize).map(|t| &**t)
-                {
-                    // SAFETY: an array's length follows its header.
-                    let len = unsafe { p.add(ARRAY_LENGTH as usize).cast::<u32>().read() };
-                    let first = array_elems_offset(*elem_size) as usize;
-                    for k in 0..len as usize {
-                        // SAFETY: element `k < len` is inside the copy,
-                        // whose size was computed from this length.
-                        unsafe { self.update_field(p.add(first + k * *elem_size as usize), *kind) };
-                    }
+            RefKind::Extern => {
+                let p = at.cast::<u64>();
+                let e = p.read_unaligned();
+                let new = map_extern(e, f);
+                if new != e {
+                    p.write_unaligned(new);
                 }
             }
-            _ => {}
+            RefKind::Exn => {}
         }
     }
+}
 
-    /// Updates the reference field at `at`, of kind `kind`.
-    ///
-    /// # Safety
-    ///
-    /// `at` is such a field of a copy.
-    unsafe fn update_field(&mut self, at: *mut u8, kind: RefKind) {
-        // SAFETY: the function's contract; fields are aligned to their size
-        // (struct layout, array element offsets), but unaligned access is
-        // used anyway for robustness.
-        unsafe {
-            match kind {
-                RefKind::Any => {
-                    let f = at.cast::<u32>();
-                    let r = f.read_unaligned();
-                    let new = self.forward_any(u64::from(r)) as u32;
-                    if new != r {
-                        f.write_unaligned(new);
-                    }
-                }
-                RefKind::Extern => {
-                    let f = at.cast::<u64>();
-                    let e = f.read_unaligned();
-                    let new = self.forward_extern(e);
-                    if new != e {
-                        f.write_unaligned(new);
-                    }
-                }
-                RefKind::Exn => {}
+/// The object a reference field holds (its offset), if any: what
+/// [`map_field`] would map.
+///
+/// # Safety
+///
+/// `at` is such a field of an object, valid for reads.
+pub unsafe fn field_object(at: *const u8, kind: RefKind) -> Option<u32> {
+    let mut found = None;
+    let mut note = |o: u32| {
+        found = Some(o);
+        o
+    };
+    // SAFETY: the function's contract; reads only.
+    unsafe {
+        match kind {
+            RefKind::Any => {
+                map_any(u64::from(at.cast::<u32>().read_unaligned()), &mut note);
             }
+            RefKind::Extern => {
+                map_extern(at.cast::<u64>().read_unaligned(), &mut note);
+            }
+            RefKind::Exn => {}
+        }
+    }
+    found
+}
+
+/// Calls `f` with the address and kind of every reference field of the
+/// object at `p` whose GC word is `word` (none for an extern box), and
+/// returns the object's size (one lookup of its type serves both).
+///
+/// # Safety
+///
+/// `p` is a whole object (header written, not forwarded).
+///
+/// # Panics
+///
+/// The header names no known type (a corrupt heap).
+pub unsafe fn for_each_field(
+    p: *mut u8,
+    word: u32,
+    traces: &[Arc<GcTrace>],
+    f: &mut impl FnMut(*mut u8, RefKind),
+) -> u32 {
+    // SAFETY: the function's contract: the header is readable, and the
+    // fields (offsets from the object's type, elements below its length)
+    // are inside the object.
+    unsafe {
+        let type_id = p.cast::<u32>().read();
+        match (word & KIND_MASK, traces.get(type_id as usize).map(|t| &**t)) {
+            (KIND_STRUCT, Some(GcTrace::Struct { refs, size })) => {
+                for (off, kind) in refs {
+                    f(p.add(*off as usize), *kind);
+                }
+                *size
+            }
+            (KIND_ARRAY, Some(GcTrace::Array { elem_size, elems })) => {
+                let len = p.add(ARRAY_LENGTH as usize).cast::<u32>().read();
+                if let Some(kind) = elems {
+                    let first = array_elems_offset(*elem_size) as usize;
+                    for k in 0..len as usize {
+                        f(p.add(first + k * *elem_size as usize), *kind);
+                    }
+                }
+                array_size(*elem_size, len).expect("an allocated array's size fits in 32 bits")
+            }
+            (KIND_EXTERN_BOX, _) => EXTERN_BOX_SIZE,
+            _ => panic!("GC object of unknown type {type_id} (GC word {word:#x}): the heap is corrupt"),
         }
     }
 }
@@ -254,7 +326,7 @@ impl<'a> Copier<'a> {
 ///
 /// `p` is an object (header written, not forwarded) whose whole size is
 /// readable.
-unsafe fn object_size(p: *const u8, word: u32, traces: &[Arc<GcTrace>]) -> u32 {
+pub unsafe fn object_size(p: *const u8, word: u32, traces: &[Arc<GcTrace>]) -> u32 {
     // SAFETY: the function's contract.
     let type_id = unsafe { p.cast::<u32>().read() };
     let trace = traces.get(type_id as usize).map(|t| &**t);
@@ -285,28 +357,11 @@ pub unsafe fn for_each_object(
 ) {
     let mut at = objects.start;
     while at < objects.end {
-        // SAFETY: the function's contract: `at` starts an object; the
-        // fields read are inside it (offsets from its type).
+        // SAFETY: the function's contract: `at` starts a whole object.
         unsafe {
             let p = base.add(at as usize);
             let word = p.add(header::GC_WORD as usize).cast::<u32>().read();
-            let type_id = p.cast::<u32>().read();
-            match traces.get(type_id as usize).map(|t| &**t) {
-                Some(GcTrace::Struct { refs, .. }) if word & KIND_MASK == KIND_STRUCT => {
-                    for (off, k) in refs {
-                        f(at, word, (p.add(*off as usize), *k));
-                    }
-                }
-                Some(GcTrace::Array { elem_size, elems: Some(k) }) if word & KIND_MASK == KIND_ARRAY => {
-                    let len = p.add(ARRAY_LENGTH as usize).cast::<u32>().read();
-                    let first = array_elems_offset(*elem_size) as usize;
-                    for i in 0..len as usize {
-                        f(at, word, (p.add(first + i * *elem_size as usize), *k));
-                    }
-                }
-                _ => {}
-            }
-            at += object_size(p, word, traces);
+            at += for_each_field(p, word, traces, &mut |field, kind| f(at, word, (field, kind)));
         }
     }
 }

@@ -5,18 +5,19 @@
 //! object has offset 0 (null) and small offsets are never objects.
 //!
 //! The heap is generational. Objects are bump-allocated in the *nursery*
-//! (at [`NURSERY_START`], a few MiB that stay resident), from the store
+//! (at [`NURSERY_START`], 1 MiB that stays resident), from the store
 //! context's allocation window ([`GcAllocWindow`]) that compiled code
 //! allocates from inline. When it is full, a *minor* collection
 //! (`gc_copy.rs`) copies the nursery's live objects to the end of the
 //! *old generation* and empties the nursery; its roots are the usual ones
 //! plus the *remembered set*, the old objects that compiled code's write
 //! barrier (or the runtime) saw receive a reference that may be young.
-//! The old generation is two spaces of [`SPACE_SIZE`] bytes from
-//! [`OLD_START`], one in use: when it reaches its *capacity*, a *major*
-//! collection copies every live object (nursery and old) into the other
-//! space, and the capacity is set from what survived, up to the configured
-//! limit. Objects larger than half the nursery are allocated old
+//! The old generation is one space of up to [`OLD_SIZE`] bytes from
+//! [`OLD_START`]: when it reaches its *capacity*, a *major* collection
+//! marks everything live (nursery and old), compacts the old generation
+//! in place (`gc_compact.rs`) and then empties the nursery into it, and
+//! the capacity is set from what survived, up to the configured limit.
+//! Objects larger than half the nursery are allocated old
 //! directly (and remembered, since their fields are written afterwards).
 //! A heap whose limit is too small for a nursery, or whose resource
 //! limiter refused to let it grow, allocates every object old, the window
@@ -24,15 +25,16 @@
 //! host's, and constant expressions at instantiation) never collects: it
 //! grows the old generation up to the limit instead.
 //!
-//! Memory is made accessible in [`COMMIT_CHUNK`]s as the spaces fill, and
-//! given back to the OS when the capacity shrinks and when a major
-//! collection empties a space. It is *not* zero when reused: every
+//! Memory is made accessible in [`COMMIT_CHUNK`]s as the old generation
+//! fills, and what lies past its capacity is given back to the OS after a
+//! major collection. It is *not* zero when reused: every
 //! allocation path writes every field (compiled code stores each field,
 //! `array.new_default` included; the runtime's paths zero the object). The
 //! reservation comes from the engine's allocator (a fixed pool of them
 //! under the pooling allocator) and goes back to it, reset, when the heap
 //! drops with its store.
 
+use super::gc_compact::Compactor;
 use super::gc_copy::{Copier, for_each_object};
 use super::pool::{Region, RegionPool};
 use super::vmcontext::{GcAllocWindow, ValRaw};
@@ -48,9 +50,9 @@ use std::sync::Arc;
 /// field offset (below 2 MiB) stays inside the reservation.
 pub(crate) const RESERVATION: usize = (1 << 32) + (2 << 20);
 
-/// The address range of each of the old generation's two spaces, after
-/// the nursery's reservation.
-pub const SPACE_SIZE: u32 = ((1 << 32) - OLD_START as u64) as u32 / 2 / COMMIT_CHUNK * COMMIT_CHUNK;
+/// The address range of the old generation, after the nursery's
+/// reservation.
+pub const OLD_SIZE: u32 = ((1 << 32) - OLD_START as u64) as u32 / COMMIT_CHUNK * COMMIT_CHUNK;
 
 /// How much more memory is made accessible at a time (and the unit of
 /// capacities).
@@ -70,7 +72,7 @@ const GROWTH_PERCENT: u64 = 300;
 /// quarter of the heap's limit (and of the resource limiter's, when it
 /// says), rounded down to [`NURSERY_UNIT`]; no nursery below
 /// [`MIN_NURSERY`].
-const NURSERY_SIZE: u32 = 2 << 20;
+const NURSERY_SIZE: u32 = 1 << 20;
 
 /// The unit of nursery sizes.
 const NURSERY_UNIT: u32 = 64 << 10;
@@ -115,8 +117,8 @@ pub enum Collection {
     /// instead when the old generation has no room for what may survive,
     /// or there is no nursery).
     Minor,
-    /// Everything: the nursery and the old generation into the old
-    /// generation's other space.
+    /// Everything: the old generation compacted in place, then the
+    /// nursery emptied into it.
     Major,
 }
 
@@ -138,7 +140,7 @@ pub struct GcStats {
 }
 
 /// One store's GC heap: a nursery, where compiled code and the runtime
-/// allocate, and an old generation of two spaces (one in use), where
+/// allocate, and an old generation (compacted in place), where
 /// survivors of a minor collection, large objects and (without a
 /// nursery) every object go.
 pub struct GcHeap {
@@ -148,8 +150,7 @@ pub struct GcHeap {
     pool: Arc<RegionPool>,
     /// The bump pointer (`next`) and the end of the window (`limit`), in
     /// the store context where compiled code reads and advances them:
-    /// over the nursery when there is one, else over the current old
-    /// space.
+    /// over the nursery when there is one, else over the old generation.
     window: NonNull<GcAllocWindow>,
     /// Bytes of the nursery in use (all accessible); 0 when there is no
     /// nursery.
@@ -162,15 +163,13 @@ pub struct GcHeap {
     /// The old generation's bump pointer while the window is over the
     /// nursery (the window's `next` otherwise).
     old_next: u32,
-    /// Which old space allocates (0 or 1).
-    current: usize,
-    /// Bytes the current old space may hold before a major collection.
+    /// Bytes the old generation may hold before a major collection.
     capacity: u32,
     /// Most bytes the heap may hold, nursery included: the configured
     /// limit.
     max_capacity: u32,
-    /// Per old space, bytes from its start that are accessible.
-    accessible: [u32; 2],
+    /// Bytes of the old generation from its start that are accessible.
+    accessible: u32,
     /// Bytes the store's resource limiter allowed so far (nursery
     /// included; it is asked before allocations of wasm and the host go
     /// past this).
@@ -200,7 +199,7 @@ impl Drop for GcHeap {
 
 impl GcHeap {
     /// Reserves a heap holding at most `limit` bytes of objects (capped at
-    /// [`SPACE_SIZE`]), allocating through `window` (which it resets).
+    /// [`OLD_SIZE`]), allocating through `window` (which it resets).
     ///
     /// # Errors
     ///
@@ -223,7 +222,7 @@ impl GcHeap {
             pool.release(region);
             return Err(e);
         }
-        let max_capacity = u32::try_from(limit).unwrap_or(u32::MAX).min(SPACE_SIZE) / OBJECT_ALIGN * OBJECT_ALIGN;
+        let max_capacity = u32::try_from(limit).unwrap_or(u32::MAX).min(OLD_SIZE) / OBJECT_ALIGN * OBJECT_ALIGN;
         let mut heap = GcHeap {
             region,
             pool,
@@ -232,10 +231,9 @@ impl GcHeap {
             nursery_target: nursery_size(u64::from(max_capacity)),
             nursery_refused: false,
             old_next: 0,
-            current: 0,
             capacity: MIN_CAPACITY.min(max_capacity),
             max_capacity,
-            accessible: [0; 2],
+            accessible: 0,
             granted: 0,
             remembered: Vec::new(),
             externs: Default::default(),
@@ -243,7 +241,7 @@ impl GcHeap {
             zeal: None,
             stats: GcStats::default(),
         };
-        heap.set_old_next(heap.old_start(0));
+        heap.set_old_next(OLD_START);
         heap.update_window();
         Ok(heap)
     }
@@ -264,11 +262,6 @@ impl GcHeap {
         {
             self.nursery_target = self.nursery_target.min(nursery_size(limit));
         }
-    }
-
-    /// The offset where old space `s` starts.
-    fn old_start(&self, s: usize) -> u32 {
-        OLD_START + s as u32 * SPACE_SIZE
     }
 
     /// The window's bump pointer.
@@ -292,9 +285,9 @@ impl GcHeap {
         if self.nursery > 0 { self.old_next = next } else { self.set_window_next(next) }
     }
 
-    /// Bytes allocated in the current old space.
+    /// Bytes allocated in the old generation.
     fn old_used(&self) -> u32 {
-        self.old_next() - self.old_start(self.current)
+        self.old_next() - OLD_START
     }
 
     /// Offset of the next young object (the nursery's start without one).
@@ -319,15 +312,14 @@ impl GcHeap {
     }
 
     /// Sets the window's end: the nursery's end, or where the accessible
-    /// part, the capacity or the limiter's grant of the current old space
+    /// part, the capacity or the limiter's grant of the old generation
     /// ends, whichever is first (or at `next` under zeal, so that every
     /// allocation calls the runtime).
     fn update_window(&mut self) {
         let end = if self.nursery > 0 {
             NURSERY_START + self.nursery
         } else {
-            let start = self.old_start(self.current);
-            start + self.accessible[self.current].min(self.capacity).min(self.granted)
+            OLD_START + self.accessible.min(self.capacity).min(self.granted)
         };
         let limit = if self.zeal.is_some() { self.window_next() } else { end };
         // SAFETY: as in `window_next`.
@@ -515,7 +507,7 @@ impl GcHeap {
     /// of the old generation, growing its capacity and accessible part as
     /// needed; `None` past the limit or when the OS refuses memory.
     fn alloc_old(&mut self, size: u32) -> Option<u32> {
-        let start = self.old_start(self.current);
+        let start = OLD_START;
         let at = self.old_next();
         let used = u64::from(at - start) + u64::from(size);
         if used > u64::from(self.old_max()) {
@@ -525,21 +517,21 @@ impl GcHeap {
         if used > self.capacity {
             self.capacity = used.next_multiple_of(COMMIT_CHUNK).min(self.old_max());
         }
-        self.make_accessible(self.current, used).ok()?;
+        self.make_accessible(used).ok()?;
         self.set_old_next(at + size);
         Some(at)
     }
 
-    /// Makes the first `bytes` of old space `s` accessible.
-    fn make_accessible(&mut self, s: usize, bytes: u32) -> std::io::Result<()> {
-        if bytes <= self.accessible[s] {
+    /// Makes the first `bytes` of the old generation accessible.
+    fn make_accessible(&mut self, bytes: u32) -> std::io::Result<()> {
+        if bytes <= self.accessible {
             return Ok(());
         }
-        let want = bytes.next_multiple_of(COMMIT_CHUNK).min(SPACE_SIZE);
-        let have = self.accessible[s];
-        let start = self.old_start(s);
+        let want = bytes.next_multiple_of(COMMIT_CHUNK).min(OLD_SIZE);
+        let have = self.accessible;
+        let start = OLD_START;
         self.region.protect_range((start + have) as usize, (want - have) as usize, true)?;
-        self.accessible[s] = want;
+        self.accessible = want;
         Ok(())
     }
 
@@ -577,10 +569,11 @@ impl GcHeap {
         Some(at)
     }
 
-    /// Runs collection `kind`: every object reachable from `roots` that it
-    /// moves is copied (a minor collection moves the nursery's objects
-    /// into the old generation, a major one every object into the other
-    /// old space), and every reference to them is updated (in the roots
+    /// Runs collection `kind`: the objects reachable from `roots` are
+    /// kept and the others freed (a minor collection copies the nursery's
+    /// into the old generation, a major one compacts the old generation
+    /// and then empties the nursery), and every reference to a moved one
+    /// is updated (in the roots
     /// and in the objects); `traces` gives each type id's trace
     /// information, and `is_host_word` tells whether a frame slot's even
     /// word is a host externref rather than an object.
@@ -606,7 +599,7 @@ impl GcHeap {
         let minor_fits = |heap: &mut GcHeap| {
             let after = u64::from(heap.old_used()) + u64::from(heap.young_used());
             let room = u64::from(heap.old_max()).min(u64::from(heap.granted.saturating_sub(heap.nursery)));
-            heap.old_used() < heap.capacity && after <= room && heap.make_accessible(heap.current, after as u32).is_ok()
+            heap.old_used() < heap.capacity && after <= room && heap.make_accessible(after as u32).is_ok()
         };
         if kind == Collection::Minor && self.nursery > 0 && minor_fits(self) {
             // SAFETY: the function's contract.
@@ -623,22 +616,20 @@ impl GcHeap {
     ///
     /// # Safety
     ///
-    /// As for [`GcHeap::collect`]; the old space has room (accessible) for
-    /// all of the nursery.
+    /// As for [`GcHeap::collect`]; the old generation has room
+    /// (accessible) for all of the nursery.
     unsafe fn collect_minor(
         &mut self,
         roots: &[(*mut u64, RootKind)],
         traces: &[Arc<GcTrace>],
         is_host_word: &dyn Fn(u64) -> bool,
     ) {
-        // Debug builds check the barrier: always while the old generation
-        // is small, at every 16th collection past that (a full walk).
-        if cfg!(debug_assertions) && (self.old_used() <= 8 << 20 || self.stats.collections.is_multiple_of(16)) {
+        if self.verification_due(Collection::Minor) {
             self.verify_remembered(traces);
         }
         let promoted_from = self.old_next();
         let young = NURSERY_START..self.young_next();
-        let mut copier = Copier::new(self.base(), [young, 0..0], promoted_from, traces);
+        let mut copier = Copier::new(self.base(), young, promoted_from, traces);
         for obj in std::mem::take(&mut self.remembered) {
             // SAFETY: remembered objects are old objects of this heap,
             // whole, not forwarded (only young ones move).
@@ -657,7 +648,9 @@ impl GcHeap {
         self.stats.live_bytes = u64::from(self.old_used());
     }
 
-    /// Copies every live object into the other old space.
+    /// Collects everything: marks what the roots reach (young and old),
+    /// compacts the old generation in place (`gc_compact.rs`), then
+    /// empties the nursery into it by a minor collection if it has room.
     ///
     /// # Safety
     ///
@@ -668,35 +661,36 @@ impl GcHeap {
         traces: &[Arc<GcTrace>],
         is_host_word: &dyn Fn(u64) -> bool,
     ) {
-        let from = self.current;
-        let to = 1 - from;
-        let (from_start, to_start) = (self.old_start(from), self.old_start(to));
-        let (young, old) = (NURSERY_START..self.young_next(), from_start..self.old_next());
-        // Everything that survives fits in what was allocated.
-        let used = self.young_used() + self.old_used();
-        if self.make_accessible(to, used).is_err() {
-            // Out of memory for the copy: leave everything where it is;
-            // the allocation that asked will fail if it must.
-            return;
-        }
-        let mut copier = Copier::new(self.base(), [young, old], to_start, traces);
+        let mut compactor =
+            Compactor::new(self.base(), NURSERY_START..self.young_next(), OLD_START..self.old_next(), traces);
         for (slot, kind) in roots {
             // SAFETY: the function's contract.
-            unsafe { copier.visit_root(*slot, *kind, is_host_word) };
+            unsafe { compactor.mark_root(*slot, *kind, is_host_word) };
         }
-        let (to_next, boxes) = copier.finish();
-        self.remembered.clear();
+        compactor.trace();
+        let live_old = compactor.plan();
+        for (slot, kind) in roots {
+            // SAFETY: the function's contract; the same slots.
+            unsafe { compactor.update_root(*slot, *kind, is_host_word) };
+        }
+        self.remembered = compactor.update_and_slide();
+        let (boxes, old_boxes) = compactor.into_boxes();
         self.externs.retain(|w, _| boxes.contains(w));
-        self.old_boxes = boxes;
-        self.current = to;
-        if self.nursery > 0 {
-            self.set_window_next(NURSERY_START);
+        self.old_boxes = old_boxes;
+        self.set_old_next(OLD_START + live_old);
+        if self.nursery > 0 && self.young_used() > 0 {
+            let after = u64::from(self.old_used()) + u64::from(self.young_used());
+            let room = u64::from(self.old_max()).min(u64::from(self.granted.saturating_sub(self.nursery)));
+            if after <= room && self.make_accessible(after as u32).is_ok() {
+                // SAFETY: the function's contract; the roots were updated
+                // to the objects' new offsets.
+                unsafe { self.collect_minor(roots, traces, is_host_word) };
+            }
         }
-        self.set_old_next(to_next);
-        let live = to_next - to_start;
+        let live = self.old_used();
         let nursery = u64::from(self.nursery_target);
         let room = u64::from(self.granted.min(self.max_capacity));
-        if self.nursery > 0 && u64::from(live) + nursery > room {
+        if self.nursery > 0 && self.young_used() == 0 && u64::from(live) + nursery > room {
             // What survived leaves no room for the nursery beside it (it
             // held part of it): near the limit, objects are allocated old.
             self.nursery_refused = true;
@@ -712,15 +706,22 @@ impl GcHeap {
         self.capacity = (wanted.min(u64::from(old_max)) as u32).next_multiple_of(COMMIT_CHUNK).min(old_max);
         self.stats.major_collections += 1;
         self.stats.live_bytes = u64::from(live);
-        // Give back what is not needed soon: in the current space, what
-        // lies past the capacity; the emptied one, all of it (major
-        // collections are rare enough that faulting its pages in again
-        // costs less than keeping them).
+        // Give back what lies past the capacity (what compaction emptied
+        // and what the next cycles will not reach soon).
         let keep = self.capacity.max(live).next_multiple_of(COMMIT_CHUNK);
-        if self.accessible[to] > keep {
-            let _ = self.region.discard((to_start + keep) as usize, (self.accessible[to] - keep) as usize);
+        if self.accessible > keep {
+            let _ = self.region.discard((OLD_START + keep) as usize, (self.accessible - keep) as usize);
         }
-        let _ = self.region.discard(from_start as usize, self.accessible[from] as usize);
+    }
+
+    /// Whether a debug build checks the heap around a collection of kind
+    /// `kind` (the roots and what they reach, the write barrier's
+    /// invariant): at every major collection, and at minor ones while the
+    /// old generation is small or at every 16th (each check walks the
+    /// heap). Never in release builds.
+    pub fn verification_due(&self, kind: Collection) -> bool {
+        cfg!(debug_assertions)
+            && (kind == Collection::Major || self.old_used() <= 4 << 20 || self.stats.collections.is_multiple_of(16))
     }
 
     /// Debug builds: checks the write barrier's invariant before a minor
@@ -728,9 +729,9 @@ impl GcHeap {
     /// is remembered. Aborts, naming the object, if one is not.
     fn verify_remembered(&self, traces: &[Arc<GcTrace>]) {
         let young = u64::from(NURSERY_START)..u64::from(self.young_next());
-        let old = self.old_start(self.current)..self.old_next();
+        let old = OLD_START..self.old_next();
         let base = self.base();
-        // SAFETY: the current old space's allocated part is a sequence of
+        // SAFETY: the old generation's allocated part is a sequence of
         // whole objects (none forwarded outside a collection).
         unsafe {
             for_each_object(base, old, traces, &mut |obj, word, field| {
@@ -750,10 +751,10 @@ impl GcHeap {
         }
     }
 
-    /// The allocated parts of the heap: the nursery's and the current old
-    /// space's.
+    /// The allocated parts of the heap: the nursery's and the old
+    /// generation's.
     fn allocated_ranges(&self) -> [std::ops::Range<u32>; 2] {
-        [NURSERY_START..self.young_next(), self.old_start(self.current)..self.old_next()]
+        [NURSERY_START..self.young_next(), OLD_START..self.old_next()]
     }
 
     /// Whether `[at, at + len)` lies within an allocated part of the heap.
@@ -864,14 +865,14 @@ impl GcHeap {
     }
 
     /// Calls `f` with the value of every 8-byte reference field of `kind`
-    /// of every object in the current space, dead ones included (a
+    /// of every object of the heap, dead ones included (a
     /// superset of what live objects hold, for the store's collections of
     /// externrefs and exception objects); `traces` as for
     /// [`GcHeap::collect`].
     pub fn for_each_word_field(&self, kind: RefKind, traces: &[Arc<GcTrace>], f: &mut dyn FnMut(u64)) {
         for objects in self.allocated_ranges() {
-            // SAFETY: the allocated parts of the nursery and the current old
-            // space are sequences of whole objects, each written by an
+            // SAFETY: the allocated parts of the nursery and the old
+            // generation are sequences of whole objects, each written by an
             // allocation path (header first), none forwarded (collections
             // leave only the copies where objects are allocated).
             unsafe {
@@ -885,7 +886,7 @@ impl GcHeap {
     }
 
     /// Whether `r` is the offset of an object of this heap: allocated in
-    /// the current space, and (objects being placed at aligned offsets)
+    /// the nursery or the old generation, and (objects being placed at aligned offsets)
     /// aligned. It may still be the offset of a field inside an object;
     /// references that reach the host come from wasm and are object
     /// starts.

@@ -10,6 +10,7 @@ pub mod code_memory;
 pub mod epoch;
 pub mod exn;
 pub mod externref;
+pub mod gc_compact;
 pub mod gc_copy;
 pub mod gc_heap;
 pub mod gc_roots;

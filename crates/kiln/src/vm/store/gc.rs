@@ -125,7 +125,10 @@ impl VmStore {
         if self.no_gc > 0 || self.gc_heap.is_none() {
             return;
         }
-        self.verify_gc_roots();
+        let verify = self.gc_heap.as_ref().is_some_and(|h| h.verification_due(kind));
+        if verify {
+            self.verify_gc_roots();
+        }
         let roots = self.gc_root_slots();
         let live = &self.externrefs.live;
         let Some(heap) = self.gc_heap.as_deref_mut() else { return };
@@ -138,7 +141,9 @@ impl VmStore {
             // write barrier, and the runtime's writes through the heap).
             unsafe { heap.collect(kind, &roots, traces, &|w| live.contains_key(&(w as usize))) }
         });
-        self.verify_gc_roots();
+        if verify {
+            self.verify_gc_roots();
+        }
     }
 
     /// The write barrier's slow path for compiled code: remembers old
@@ -293,8 +298,9 @@ impl VmStore {
     /// traces them) is null, an i31, a host externref where one may be, or
     /// one of the store's objects, and aborts (naming the value) if one is
     /// not: a reference missing from or wrong in a stack map, a field
-    /// written wrongly, or a collector bug. Run before and after every
-    /// collection. Release builds: nothing.
+    /// written wrongly, or a collector bug. Run before and after
+    /// collections (see `GcHeap::verification_due`). Release builds:
+    /// nothing.
     pub fn verify_gc_roots(&mut self) {
         if !cfg!(debug_assertions) || self.gc_heap.is_none() {
             return;
