@@ -246,6 +246,6 @@ mod tests {
         assert!(err("warp-drive").contains("unknown -W option `warp-drive`"));
         assert!(err("component-model").contains("does not implement"));
         assert!(err("component-model=n").is_empty());
-        assert!(err("gc").is_empty(), "gc is a (partial) feature now");
+        assert!(err("gc").is_empty(), "gc is a feature");
     }
 }

@@ -155,6 +155,21 @@ pub struct ModuleInfo {
     pub lazy_tables: Vec<LazyTable>,
 }
 
+impl ModuleInfo {
+    /// Whether the module declares a struct or array type, or a global,
+    /// table or element segment whose values are in the `any` hierarchy:
+    /// it will almost surely make GC objects (its constant expressions
+    /// may), so instantiating it gives its store a GC heap at once. The
+    /// store of any other module gets one at its first allocation.
+    pub fn declares_gc_types(&self) -> bool {
+        use crate::types::{WasmCompositeType, WasmValType};
+        self.types.iter().any(|t| !matches!(t.composite, WasmCompositeType::Func(_)))
+            || self.globals.iter().any(|g| matches!(g.content, WasmValType::Ref(r) if r.is_any()))
+            || self.tables.iter().any(|t| t.element.is_any())
+            || self.elements.iter().any(|e| e.ty.is_any())
+    }
+}
+
 /// The precomputed initial contents of a lazily initialized table.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LazyTable {

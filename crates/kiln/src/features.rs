@@ -116,16 +116,15 @@ wasm_features! {
     /// (off by default: not part of WebAssembly 3.0).
     WideArithmetic => "wide-arithmetic" [], "128-bit add/sub and widening multiply", off,
         WasmFeatures::WIDE_ARITHMETIC;
-    /// Garbage collection (WebAssembly 3.0), in part: struct and array
-    /// types, recursion groups canonicalized engine-wide, declared
-    /// subtyping (`sub`, `final`; used by `call_indirect`, imports and
-    /// casts), the abstract reference types, unboxed `i31` values, struct
-    /// and array objects with all their instructions, `ref.eq`, `ref.test`,
+    /// Garbage collection (WebAssembly 3.0): struct and array types,
+    /// recursion groups canonicalized engine-wide, declared subtyping
+    /// (`sub`, `final`; used by `call_indirect`, imports and casts), the
+    /// abstract reference types, unboxed `i31` values, struct and array
+    /// objects with all their instructions, `ref.eq`, `ref.test`,
     /// `ref.cast`, `br_on_cast(_fail)`, `any.convert_extern` and
-    /// `extern.convert_any`. Not yet: a collector (a store's GC heap only
-    /// grows, and allocation traps when its 4 GiB are used). Off by default
-    /// until it is complete.
-    Gc => "gc" [], "garbage collection (in part: types, i31, structs, arrays, casts, a copying collector)", off,
+    /// `extern.convert_any`, in a per-store heap with a generational
+    /// collector (see `Config::max_gc_heap_size`, `Store::gc`).
+    Gc => "gc" [], "garbage collection (structs, arrays, i31, casts; a generational collector)", on,
         WasmFeatures::GC;
     /// Several memories per module (WebAssembly 3.0).
     MultiMemory => "multi-memory" [], "several memories per module", on, WasmFeatures::MULTI_MEMORY;
@@ -157,7 +156,7 @@ mod tests {
         }
         assert_eq!(WasmFeature::from_name("sign-extension-ops"), Some(WasmFeature::SignExtension));
         assert_eq!(WasmFeature::from_name("gc"), Some(WasmFeature::Gc));
-        assert!(!default_features().contains(WasmFeatures::GC));
+        assert!(default_features().contains(WasmFeatures::GC));
         assert!(default_features().contains(WasmFeatures::MEMORY64 | WasmFeatures::FUNCTION_REFERENCES));
         assert!(default_features().contains(WasmFeatures::EXCEPTIONS | WasmFeatures::LEGACY_EXCEPTIONS));
         assert!(default_features().contains(WasmFeatures::THREADS | WasmFeatures::GC_TYPES));

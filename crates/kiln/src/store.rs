@@ -408,6 +408,14 @@ impl<T: 'static> VMStore for StoreInner<T> {
     fn gc_heap_size_limit(&mut self) -> Option<u64> {
         StoreInner::gc_heap_size_limit(self)
     }
+
+    fn ensure_gc_heap(&mut self) -> Result<(), HookError> {
+        let allocator = &self.opaque.engine.inner.allocator;
+        self.opaque
+            .vm
+            .ensure_gc_heap(allocator)
+            .map_err(|e| HookError::Host(anyhow::Error::new(e).context("cannot reserve the store's GC heap")))
+    }
 }
 
 impl StoreOpaque {

@@ -318,10 +318,14 @@ impl FuncTranslator<'_, '_> {
     }
 
     /// The address of object `r` (non-null, not an i31): the GC heap's
-    /// base plus the reference.
+    /// base plus the reference. The base is not loaded `readonly`: the
+    /// heap may be created by a call (its first allocation), so the load
+    /// must not be hoisted across calls (Cranelift reuses it until the
+    /// next call or store).
     fn object_address(&mut self, r: Value) -> Value {
         let ctx = self.builder.ins().load(types::I64, readonly(), self.vmctx, vmctx_header::STORE_CONTEXT as i32);
-        let base = self.builder.ins().load(types::I64, readonly(), ctx, store_context::GC_HEAP_BASE as i32);
+        let base =
+            self.builder.ins().load(types::I64, MemFlagsData::trusted(), ctx, store_context::GC_HEAP_BASE as i32);
         self.builder.ins().iadd(base, r)
     }
 

@@ -98,6 +98,9 @@ fn trap(code: TrapCode) -> TrapReason {
 /// `allocation failed` when the limiter refused and a collection did not
 /// free enough; the limiter's own error.
 fn prepare_alloc(cx: &mut BuiltinCx, size: u64) -> Result<(), TrapReason> {
+    if !cx.vm_store().has_gc_heap() {
+        cx.with_hooks(|h| h.ensure_gc_heap())?;
+    }
     let hint = cx.with_hooks(|h| Ok(h.gc_heap_size_limit()))?;
     while let Some((current, desired, maximum)) = cx.vm_store().gc_growth_request(size, hint) {
         let allowed = cx.with_hooks(|h| h.gc_heap_growing(current, desired, maximum))?;

@@ -355,10 +355,12 @@ impl VmStore {
         imports: &[Import],
     ) -> Result<InstanceId, InstantiationError> {
         let info = module.module();
-        // Every module compiled with GC gets the heap before its code runs
-        // (compiled code reads the base as a constant, so it must never
-        // appear later; stores of engines without GC never reserve one).
-        if wasmparser::WasmFeatures::from_bits_truncate(module.tunables.features).gc() {
+        // A module that declares GC types gets the heap now (its constant
+        // expressions may allocate, and under the pooling allocator a full
+        // pool of heaps is an instantiation error); any other module's
+        // store gets one at its first allocation, in a builtin (compiled
+        // code reloads the heap's base after every call).
+        if wasmparser::WasmFeatures::from_bits_truncate(module.tunables.features).gc() && info.declares_gc_types() {
             self.ensure_gc_heap(allocator).map_err(InstantiationError::Allocator)?;
         }
         let mut vm_imports = Imports::default();

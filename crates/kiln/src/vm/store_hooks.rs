@@ -33,4 +33,8 @@ pub trait VMStore: Any {
     fn gc_heap_growing(&mut self, current: u64, desired: u64, maximum: u64) -> Result<bool, HookError>;
     /// The store limiter's fixed cap on the GC heap, if it states one.
     fn gc_heap_size_limit(&mut self) -> Option<u64>;
+    /// Creates the store's GC heap if it has none (from the engine's
+    /// allocator): the first allocation of a module that declares no GC
+    /// type makes it.
+    fn ensure_gc_heap(&mut self) -> Result<(), HookError>;
 }

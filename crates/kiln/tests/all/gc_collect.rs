@@ -351,3 +351,50 @@ fn old_objects_keep_the_young_ones_they_are_given() -> kiln::Result<()> {
     assert!(after.collections - after.major_collections > before.collections + 20, "{after:?}");
     Ok(())
 }
+
+#[test]
+fn a_module_without_gc_types_gets_a_heap_only_when_it_allocates() -> kiln::Result<()> {
+    // GC is on by default: a module that declares no GC type gets no heap.
+    let engine = Engine::new(&Config::new())?;
+    let plain = Module::new(&engine, r#"(module (func (export "f") (result i32) (i32.const 7)))"#)?;
+    let mut store = Store::new(&engine, ());
+    Instance::new(&mut store, &plain, &[])?;
+    assert!(store.gc_heap_stats().is_none(), "no heap for a module without GC types");
+    // A module whose only GC value is a local makes the heap at its first
+    // allocation (boxing a host value), while its code runs; and code that
+    // was running when a host function made the heap reads objects from it.
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (import "host" "make" (func $make (result anyref)))
+             (func (export "round_trip") (param $e externref) (result externref)
+               (local $a anyref)
+               (local.set $a (any.convert_extern (local.get $e)))
+               (extern.convert_any (local.get $a)))
+             (func (export "is_struct") (param $x anyref) (result i32)
+               (drop (ref.test (ref struct) (local.get $x)))
+               (ref.test (ref struct) (call $make))))"#,
+    )?;
+    let pair = kiln::StructType::new(
+        &engine,
+        [kiln::FieldType { storage: kiln::StorageType::Val(kiln::ValType::I32), mutable: false }],
+    );
+    let mut linker = kiln::Linker::new(&engine);
+    let make_ty = kiln::FuncType::new([], [kiln::ValType::AnyRef]);
+    linker.func_new("host", "make", make_ty, move |mut caller, _, results| {
+        results[0] = Val::AnyRef(Some(kiln::StructRef::new(&mut caller, &pair, &[Val::I32(1)])?.to_anyref()));
+        Ok(())
+    })?;
+    let i = linker.instantiate(&mut store, &module)?;
+    assert!(store.gc_heap_stats().is_none(), "no GC type declared: no heap yet");
+    let i31 = Val::AnyRef(Some(AnyRef::from_i31(kiln::I31::wrapping_i32(3))));
+    assert_eq!(call(&i, &mut store, "is_struct", &[i31])?.i32(), Some(1), "the object the host made");
+    assert!(store.gc_heap_stats().is_some());
+    let mut fresh = Store::new(&engine, ());
+    let i = linker.instantiate(&mut fresh, &module)?;
+    let e = Val::ExternRef(Some(ExternRef::new(42u32)));
+    let Val::ExternRef(Some(back)) = call(&i, &mut fresh, "round_trip", &[e])? else { panic!("not null") };
+    assert_eq!(back.data().downcast_ref::<u32>(), Some(&42));
+    assert!(fresh.gc_heap_stats().is_some(), "the box made the heap");
+    Ok(())
+}

@@ -13,11 +13,11 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 impl VmStore {
-    /// Creates the store's GC heap if it has none yet. Called before any
-    /// code of a module compiled with GC runs (compiled code reads the base
-    /// as a constant, so it must never appear under running code), and
-    /// when the host makes the store's first object (no GC code can have
-    /// run then).
+    /// Creates the store's GC heap if it has none yet: when a module that
+    /// declares GC types is instantiated, and at the first allocation of
+    /// the host or of a builtin. The heap may appear while wasm runs:
+    /// compiled code reloads its base from the store context after every
+    /// call, and no object exists before it.
     ///
     /// # Errors
     ///
@@ -38,6 +38,11 @@ impl VmStore {
         self.ctx.gc_heap = &mut *heap;
         self.gc_heap = Some(heap);
         Ok(())
+    }
+
+    /// Whether the store has its GC heap yet.
+    pub fn has_gc_heap(&self) -> bool {
+        self.gc_heap.is_some()
     }
 
     /// Allocates a GC object of engine type `type_id` and header kind
