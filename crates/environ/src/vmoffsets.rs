@@ -70,9 +70,10 @@ pub mod store_context {
     /// of compiled code's epoch check (one load off the pinned register).
     pub const EPOCH_INTERRUPT: u32 = 48;
     /// `*mut u8`: base of the store's GC heap (the cage; GC objects are
-    /// offsets from it), or null before the store has one. Written before
-    /// any code of a module with struct or array types runs, then never
-    /// changed, so compiled code loads it as read-only.
+    /// offsets from it), or null before the store has one. Written once,
+    /// when the heap is created: at an instantiation or in a call (a
+    /// builtin's or the host's first allocation), so compiled code reloads
+    /// it after calls.
     pub const GC_HEAP_BASE: u32 = 56;
     /// `u64`: offset in the GC heap of the next object compiled code may
     /// bump-allocate (the allocation window's start).
@@ -81,8 +82,30 @@ pub mod store_context {
     /// while an object fits below it, else calls the runtime, which moves
     /// the window (or traps `allocation failed`).
     pub const GC_ALLOC_LIMIT: u32 = 72;
+    /// `*const u32`: the engine's table of type displays
+    /// ([`super::type_displays`]); set when the store is created, never
+    /// changed.
+    pub const TYPE_DISPLAYS: u32 = 80;
     /// Size of the structure.
-    pub const SIZE: u32 = 80;
+    pub const SIZE: u32 = 88;
+}
+
+/// The engine's table of type displays, which compiled code reads to test
+/// an engine type id against a non-final type: row `id` ([`ROW`] bytes)
+/// holds the first [`DEPTH`] entries of the display of the type with
+/// that id (its declared supertypes from the root, then itself) as
+/// `u32`s, `u32::MAX` past its end. Type `a` is declared below type `b`
+/// exactly when row `a` holds `b` at `b`'s depth (its number of
+/// supertypes). Deeper targets and ids from [`TYPES`] on are left to the
+/// `is_subtype` builtin. Rows are written before their ids are handed
+/// out, and never change.
+pub mod type_displays {
+    /// Entries per row: the depth below which casts are inline.
+    pub const DEPTH: u32 = 8;
+    /// Bytes per row.
+    pub const ROW: u32 = DEPTH * 4;
+    /// Rows in the table: type ids from here on are not in it.
+    pub const TYPES: u32 = 1 << 20;
 }
 
 /// Fixed layout of `VMFuncRef`, the target of every function reference.

@@ -48,13 +48,15 @@ pub(crate) struct EngineInner {
 /// each type's display: its chain of declared supertypes from the root
 /// down to itself, so that `a <: b` exactly when `display(a)` has `b` at
 /// position `depth(b)` (one lookup, however deep the hierarchy). Ids are
-/// never reused.
-#[derive(Default)]
+/// never reused. The displays are also in a table that compiled code reads
+/// (`vm/type_displays.rs`), so casts to non-final types are inline.
 pub(crate) struct TypeRegistry {
     inner: RwLock<Registry>,
+    /// The address where the displays' table starts (fixed for the
+    /// registry's life), for compiled code.
+    display_base: usize,
 }
 
-#[derive(Default)]
 struct Registry {
     /// A group's key (its types with references within the group as
     /// `RecLocal`) to its first id.
@@ -67,6 +69,8 @@ struct Registry {
     displays: Vec<Arc<[u32]>>,
     /// Each id's trace information (where its objects hold GC references).
     traces: Vec<Arc<kiln_environ::gc_layout::GcTrace>>,
+    /// The displays again, in the table compiled code reads.
+    table: crate::vm::type_displays::DisplayTable,
 }
 
 impl Registry {
@@ -93,6 +97,7 @@ impl Registry {
             self.funcs.push(ty.as_func().map(|f| Arc::new(f.clone())));
             self.traces.push(Arc::new(kiln_environ::gc_layout::GcTrace::of(&ty.composite)));
             self.types.push(Arc::new(ty));
+            self.table.set(id, &display);
             self.displays.push(display);
         }
         self.groups.insert(key.to_vec(), first);
@@ -101,6 +106,31 @@ impl Registry {
 }
 
 impl TypeRegistry {
+    /// An empty registry.
+    ///
+    /// # Errors
+    ///
+    /// The OS refuses the displays' table its address space.
+    pub(crate) fn new() -> std::io::Result<TypeRegistry> {
+        let table = crate::vm::type_displays::DisplayTable::new()?;
+        let display_base = table.base() as usize;
+        let registry = Registry {
+            groups: HashMap::new(),
+            types: Vec::new(),
+            funcs: Vec::new(),
+            displays: Vec::new(),
+            traces: Vec::new(),
+            table,
+        };
+        Ok(TypeRegistry { inner: RwLock::new(registry), display_base })
+    }
+
+    /// The first row of the displays' table, for compiled code
+    /// (`store_context::TYPE_DISPLAYS`).
+    pub(crate) fn display_table(&self) -> usize {
+        self.display_base
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
         self.inner.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -211,7 +241,7 @@ impl Engine {
             inner: Arc::new(EngineInner {
                 config: config.clone(),
                 compiler,
-                types: Default::default(),
+                types: Arc::new(TypeRegistry::new().context("cannot map the engine's type table")?),
                 host_trampolines: Mutex::new(HashMap::new()),
                 epoch: Default::default(),
                 salt,

@@ -304,25 +304,15 @@ impl FuncTranslator<'_, '_> {
     /// Traps `BadSignature` unless engine type `actual` matches `expected`,
     /// the engine id of module type `type_index`: equal ids when the type
     /// is final (every type written without `sub`: one compare), else
-    /// equal or a declared subtype, asked of the runtime when the ids
-    /// differ.
+    /// equal or a declared subtype (`type_id_matches`: the display table).
     fn check_signature(&mut self, type_index: u32, actual: Value, expected: Value) {
-        let mismatch = self.builder.ins().icmp(ir::condcodes::IntCC::NotEqual, actual, expected);
         if self.module.types[type_index as usize].is_final {
+            let mismatch = self.builder.ins().icmp(ir::condcodes::IntCC::NotEqual, actual, expected);
             self.builder.ins().trapnz(mismatch, to_clif(TrapCode::BadSignature));
             return;
         }
-        let slow = self.builder.create_block();
-        let done = self.builder.create_block();
-        self.builder.set_cold_block(slow);
-        self.builder.ins().brif(mismatch, slow, &[], done, &[]);
-        self.builder.switch_to_block(slow);
-        self.builder.seal_block(slow);
-        let ok = self.call_builtin(BuiltinFunctionIndex::is_subtype, &[actual, expected]).expect("returns");
+        let ok = self.type_id_matches(actual, type_index);
         self.builder.ins().trapz(ok, to_clif(TrapCode::BadSignature));
-        self.builder.ins().jump(done, &[]);
-        self.builder.switch_to_block(done);
-        self.builder.seal_block(done);
     }
 
     /// `call_indirect type_index table`.

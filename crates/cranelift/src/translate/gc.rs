@@ -29,7 +29,9 @@
 //! odd value is an i31 (admitted by `any`, `eq` and `i31`), any other
 //! non-null value an object whose header says its kind (for `struct` and
 //! `array`) and type id (for a concrete type: one compare for a final
-//! type, else the `is_subtype` builtin when the ids differ). A function
+//! type; for a non-final one, when the ids differ, one load from the
+//! engine's display table and a compare, or the `is_subtype` builtin for
+//! a type deeper than the table's rows). A function
 //! reference is tested the same way by its record's type id; the abstract
 //! tops admit everything non-null and the bottoms nothing.
 
@@ -44,7 +46,7 @@ use kiln_environ::gc_layout::{
     ARRAY_LENGTH, EXTERN_BOX_WORD, KIND_ARRAY, KIND_EXTERN_BOX, KIND_MASK, KIND_STRUCT, NURSERY_RESERVE, NURSERY_START,
     OBJECT_ALIGN, OLD_START, REMEMBERED, RefKind, StructLayout, array_elems_offset, field_size, header,
 };
-use kiln_environ::vmoffsets::{func_ref, store_context, vmctx_header};
+use kiln_environ::vmoffsets::{func_ref, store_context, type_displays, vmctx_header};
 use kiln_environ::{
     BuiltinFunctionIndex, TrapCode, WasmCompositeType, WasmHeapType, WasmRefType, WasmResult, WasmStorageType,
     WasmValType,
@@ -252,9 +254,11 @@ impl FuncTranslator<'_, '_> {
 
     /// An `I8`: whether engine type id `actual` is module type
     /// `type_index` or (for a non-final type) declared below it: one
-    /// compare, and for a non-final type the `is_subtype` builtin in a cold
-    /// block when the ids differ.
-    fn type_id_matches(&mut self, actual: Value, type_index: u32) -> Value {
+    /// compare; for a non-final type, when the ids differ, a look into the
+    /// engine's display table (row `actual`, entry at the type's depth:
+    /// `vmoffsets::type_displays`), or the `is_subtype` builtin in a cold
+    /// block for an id past the table or a type deeper than its rows.
+    pub(crate) fn type_id_matches(&mut self, actual: Value, type_index: u32) -> Value {
         let expected = self.engine_type_id(type_index);
         let eq = self.builder.ins().icmp(IntCC::Equal, actual, expected);
         if self.module.types[type_index as usize].is_final {
@@ -264,13 +268,45 @@ impl FuncTranslator<'_, '_> {
         let result = self.builder.append_block_param(done, types::I8);
         let slow = self.builder.create_block();
         self.builder.set_cold_block(slow);
-        self.builder.ins().brif(eq, done, &block_args(&[eq]), slow, &[]);
+        let depth = self.type_depth(type_index);
+        if depth < type_displays::DEPTH {
+            let lookup = self.builder.create_block();
+            let table = self.builder.create_block();
+            self.builder.ins().brif(eq, done, &block_args(&[eq]), lookup, &[]);
+            self.enter_sealed(lookup);
+            let in_table =
+                self.builder.ins().icmp_imm_u(IntCC::UnsignedLessThan, actual, i64::from(type_displays::TYPES));
+            self.builder.ins().brif(in_table, table, &[], slow, &[]);
+            self.enter_sealed(table);
+            let ctx = self.builder.ins().load(types::I64, readonly(), self.vmctx, vmctx_header::STORE_CONTEXT as i32);
+            let base = self.builder.ins().load(types::I64, readonly(), ctx, store_context::TYPE_DISPLAYS as i32);
+            let row = self.builder.ins().uextend(types::I64, actual);
+            let row = self.builder.ins().imul_imm_u(row, i64::from(type_displays::ROW));
+            let at = self.builder.ins().iadd(base, row);
+            let entry = self.builder.ins().load(types::I32, readonly(), at, (depth * 4) as i32);
+            let below = self.builder.ins().icmp(IntCC::Equal, entry, expected);
+            self.builder.ins().jump(done, &block_args(&[below]));
+        } else {
+            self.builder.ins().brif(eq, done, &block_args(&[eq]), slow, &[]);
+        }
         self.enter_sealed(slow);
         let sub = self.call_builtin(BuiltinFunctionIndex::is_subtype, &[actual, expected]).expect("returns");
         let sub = self.builder.ins().icmp_imm_u(IntCC::NotEqual, sub, 0);
         self.builder.ins().jump(done, &block_args(&[sub]));
         self.enter_sealed(done);
         result
+    }
+
+    /// How many supertypes module type `type_index` declares, transitively
+    /// (its position in its subtypes' displays).
+    fn type_depth(&self, type_index: u32) -> u32 {
+        let mut depth = 0;
+        let mut t = type_index;
+        while let Some(s) = self.module.types[t as usize].supertype.and_then(|s| s.concrete_index()) {
+            depth += 1;
+            t = s.as_u32();
+        }
+        depth
     }
 
     /// An `I8`: whether GC reference `r` is null (and `nullable`), or an

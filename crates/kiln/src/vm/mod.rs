@@ -41,6 +41,7 @@ pub mod testing;
 mod tests;
 pub mod throw;
 pub mod traphandlers;
+pub mod type_displays;
 pub mod vmcontext;
 
 pub use invoke::{MAX_STACK_VALUES, with_stack_values};

@@ -222,6 +222,7 @@ impl VmStore {
     pub fn new(config: VmStoreConfig) -> VmStore {
         let mut ctx: Box<VMStoreContext> = Box::default();
         ctx.epoch_counter = config.epoch.counter();
+        ctx.type_displays = config.types.display_table();
         ctx.fuel_in_pinned_reg = config.fuel;
         ctx.epoch_signals = config.epoch_signals;
         if config.epoch_interruption {

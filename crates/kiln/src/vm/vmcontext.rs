@@ -184,13 +184,16 @@ pub struct VMStoreContext {
     /// `vm/epoch.rs`); compiled code branches on it.
     pub epoch_interrupt: AtomicU64,
     /// Base of the store's GC heap, or null before it has one
-    /// (`store_context::GC_HEAP_BASE`; written once, before code that
-    /// reads it runs).
+    /// (`store_context::GC_HEAP_BASE`; written once, when the heap is
+    /// created).
     pub gc_heap_base: *mut u8,
     /// Where compiled code bump-allocates GC objects
     /// (`store_context::GC_ALLOC_NEXT`, `GC_ALLOC_LIMIT`); owned by the
     /// store's GC heap.
     pub gc_alloc: GcAllocWindow,
+    /// The engine's table of type displays
+    /// (`store_context::TYPE_DISPLAYS`; set at creation).
+    pub type_displays: usize,
     /// The engine's epoch counter (runtime-only).
     pub epoch_counter: *const AtomicU64,
     /// Whether running wasm keeps `fuel_consumed` in the pinned register
@@ -261,6 +264,7 @@ impl Default for VMStoreContext {
             epoch_interrupt: AtomicU64::new(0),
             gc_heap_base: ptr::null_mut(),
             gc_alloc: GcAllocWindow::default(),
+            type_displays: 0,
             epoch_counter: ptr::null(),
             fuel_in_pinned_reg: false,
             epoch_signals: false,
@@ -380,4 +384,5 @@ const _: () = {
         std::mem::offset_of!(VMStoreContext, gc_alloc) + std::mem::offset_of!(GcAllocWindow, limit)
             == store_context::GC_ALLOC_LIMIT as usize
     );
+    assert!(std::mem::offset_of!(VMStoreContext, type_displays) == store_context::TYPE_DISPLAYS as usize);
 };

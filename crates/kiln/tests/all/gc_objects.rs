@@ -335,3 +335,77 @@ fn the_host_makes_structs_and_arrays_of_module_types() -> kiln::Result<()> {
     assert!(StructRef::new(&mut store, &foreign, &[]).is_err(), "another engine's type");
     Ok(())
 }
+
+/// Casts down a hierarchy deeper than the compiled display table's rows
+/// (`type_displays::DEPTH`), across modules, to sibling types, and a
+/// `call_indirect` to a function of a subtype.
+const HIERARCHY: &str = r#"(module
+    (rec
+      (type $t0 (sub (struct (field i32))))
+      (type $t1 (sub $t0 (struct (field i32) (field i32))))
+      (type $t2 (sub $t1 (struct (field i32) (field i32) (field i32))))
+      (type $t3 (sub $t2 (struct (field i32) (field i32) (field i32) (field i32))))
+      (type $t4 (sub $t3 (struct (field i32) (field i32) (field i32) (field i32) (field i32))))
+      (type $t5 (sub $t4 (struct (field i32) (field i32) (field i32) (field i32) (field i32) (field i32))))
+      (type $t6 (sub $t5 (struct (field i32) (field i32) (field i32) (field i32) (field i32) (field i32) (field i32))))
+      (type $t7 (sub $t6 (struct (field i32) (field i32) (field i32) (field i32) (field i32) (field i32) (field i32) (field i32))))
+      (type $t8 (sub $t7 (struct (field i32) (field i32) (field i32) (field i32) (field i32) (field i32) (field i32) (field i32) (field i32))))
+      (type $t9 (sub $t8 (struct (field i32) (field i32) (field i32) (field i32) (field i32) (field i32) (field i32) (field i32) (field i32) (field i32))))
+      (type $t10 (sub $t9 (struct (field i32) (field i32) (field i32) (field i32) (field i32) (field i32) (field i32) (field i32) (field i32) (field i32) (field i32))))
+      (type $s3 (sub $t2 (struct (field i32) (field i32) (field i32) (field i64)))))
+      (func (export "new0") (result anyref) (struct.new_default $t0))
+      (func (export "new1") (result anyref) (struct.new_default $t1))
+      (func (export "new2") (result anyref) (struct.new_default $t2))
+      (func (export "new3") (result anyref) (struct.new_default $t3))
+      (func (export "new4") (result anyref) (struct.new_default $t4))
+      (func (export "new5") (result anyref) (struct.new_default $t5))
+      (func (export "new6") (result anyref) (struct.new_default $t6))
+      (func (export "new7") (result anyref) (struct.new_default $t7))
+      (func (export "new8") (result anyref) (struct.new_default $t8))
+      (func (export "new9") (result anyref) (struct.new_default $t9))
+      (func (export "new10") (result anyref) (struct.new_default $t10))
+      (func (export "news3") (result anyref) (struct.new_default $s3))
+      (func (export "is0") (param anyref) (result i32) (ref.test (ref $t0) (local.get 0)))
+      (func (export "is1") (param anyref) (result i32) (ref.test (ref $t1) (local.get 0)))
+      (func (export "is2") (param anyref) (result i32) (ref.test (ref $t2) (local.get 0)))
+      (func (export "is3") (param anyref) (result i32) (ref.test (ref $t3) (local.get 0)))
+      (func (export "is4") (param anyref) (result i32) (ref.test (ref $t4) (local.get 0)))
+      (func (export "is5") (param anyref) (result i32) (ref.test (ref $t5) (local.get 0)))
+      (func (export "is6") (param anyref) (result i32) (ref.test (ref $t6) (local.get 0)))
+      (func (export "is7") (param anyref) (result i32) (ref.test (ref $t7) (local.get 0)))
+      (func (export "is8") (param anyref) (result i32) (ref.test (ref $t8) (local.get 0)))
+      (func (export "is9") (param anyref) (result i32) (ref.test (ref $t9) (local.get 0)))
+      (func (export "is10") (param anyref) (result i32) (ref.test (ref $t10) (local.get 0)))
+      (table $funcs 2 funcref)
+      (type $f0 (sub (func (result i32))))
+      (type $f1 (sub $f0 (func (result i32))))
+      (func $g (type $f1) (i32.const 5))
+      (elem (table $funcs) (i32.const 0) func $g)
+      (func (export "call_base") (result i32) (call_indirect $funcs (type $f0) (i32.const 0))))"#;
+
+#[test]
+fn casts_to_non_final_types_follow_declared_subtyping_at_any_depth() -> kiln::Result<()> {
+    let engine = Engine::new(&Config::new())?;
+    let a = Module::new(&engine, HIERARCHY)?;
+    let b = Module::new(&engine, HIERARCHY)?;
+    let mut store = Store::new(&engine, ());
+    let ia = Instance::new(&mut store, &a, &[])?;
+    let ib = Instance::new(&mut store, &b, &[])?;
+    for made in 0..=10 {
+        let obj = call(&ia, &mut store, &format!("new{made}"), &[])?;
+        for tested in 0..=10 {
+            for i in [&ia, &ib] {
+                let got = call(i, &mut store, &format!("is{tested}"), std::slice::from_ref(&obj))?.i32();
+                assert_eq!(got, Some(i32::from(tested <= made)), "a $t{made} is a $t{tested}");
+            }
+        }
+    }
+    // A sibling of $t3 under $t2.
+    let sib = call(&ia, &mut store, "news3", &[])?;
+    for tested in 0..=10 {
+        let got = call(&ib, &mut store, &format!("is{tested}"), std::slice::from_ref(&sib))?.i32();
+        assert_eq!(got, Some(i32::from(tested <= 2)), "$s3 is below $t{tested}");
+    }
+    assert_eq!(call(&ia, &mut store, "call_base", &[])?.i32(), Some(5));
+    Ok(())
+}
