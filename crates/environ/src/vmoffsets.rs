@@ -91,12 +91,12 @@ pub mod store_context {
 }
 
 /// The engine's table of type displays, which compiled code reads to test
-/// an engine type id against a non-final type: row `id` ([`ROW`] bytes)
-/// holds the first [`DEPTH`] entries of the display of the type with
+/// an engine type id against a non-final type: row `id` (`ROW` bytes)
+/// holds the first `DEPTH` entries of the display of the type with
 /// that id (its declared supertypes from the root, then itself) as
 /// `u32`s, `u32::MAX` past its end. Type `a` is declared below type `b`
 /// exactly when row `a` holds `b` at `b`'s depth (its number of
-/// supertypes). Deeper targets and ids from [`TYPES`] on are left to the
+/// supertypes). Deeper targets and ids from `TYPES` on are left to the
 /// `is_subtype` builtin. Rows are written before their ids are handed
 /// out, and never change.
 pub mod type_displays {
