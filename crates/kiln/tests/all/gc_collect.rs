@@ -398,3 +398,62 @@ fn a_module_without_gc_types_gets_a_heap_only_when_it_allocates() -> kiln::Resul
     assert!(fresh.gc_heap_stats().is_some(), "the box made the heap");
     Ok(())
 }
+
+/// Live data that fills the old generation so that a major collection
+/// cannot empty the nursery into it: the young objects stay where they
+/// are (old ones pointing at them remembered again), and allocation goes
+/// on in what room is left.
+#[test]
+fn a_nursery_that_cannot_be_emptied_keeps_its_objects() -> kiln::Result<()> {
+    let engine = engine_with(Some(4 << 20), None);
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (type $blob (array (mut i8)))
+             (type $list (struct (field (ref $blob)) (field (ref null $list))))
+             (global $head (mut (ref null $list)) (ref.null $list))
+             (func (export "keep") (param $n i32) (param $size i32)
+               (loop $more
+                 (global.set $head
+                   (struct.new $list (array.new $blob (local.get $n) (local.get $size)) (global.get $head)))
+                 (br_if $more (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
+             ;; The sum over the list of each blob's length times its fill byte.
+             (func (export "check") (result i32)
+               (local $l (ref null $list)) (local $sum i32) (local $b (ref $blob))
+               (local.set $l (global.get $head))
+               (block $end
+                 (loop $next
+                   (br_if $end (ref.is_null (local.get $l)))
+                   (local.set $b (struct.get $list 0 (local.get $l)))
+                   (local.set $sum (i32.add (local.get $sum)
+                     (i32.mul (array.len (local.get $b))
+                       (array.get_u $blob (local.get $b) (i32.sub (array.len (local.get $b)) (i32.const 1))))))
+                   (local.set $l (struct.get $list 1 (local.get $l)))
+                   (br $next)))
+               (local.get $sum)))"#,
+    )?;
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[])?;
+    let keep = i.get_typed_func::<(i32, i32), ()>(&mut store, "keep")?;
+    let check = i.get_typed_func::<(), i32>(&mut store, "check")?;
+    let want = |n: i32| (1..=n).map(|k| k * 60_000).sum::<i32>();
+    // 40 blobs of 60,000 bytes: 2.4 MB, old after this.
+    keep.call(&mut store, (40, 60_000))?;
+    store.gc();
+    // 14 more (0.84 MB): minor collections promote most, until the old
+    // generation (3 MiB here) has no room for the rest beside them, which
+    // stay young through the full collection.
+    keep.call(&mut store, (14, 60_000))?;
+    store.gc();
+    let stats = store.gc_heap_stats().expect("a heap");
+    assert!(stats.used_bytes > stats.live_bytes, "young objects stayed: {stats:?}");
+    assert_eq!(check.call(&mut store, ())?, want(40) + want(14), "{stats:?}");
+    // Allocation goes on in what room is left, then fails cleanly.
+    let mut kept = 0;
+    while kept < 40 && keep.call(&mut store, (1, 60_000)).is_ok() {
+        kept += 1;
+    }
+    assert!(kept < 40, "the 4 MiB limit was reached");
+    assert_eq!(check.call(&mut store, ())?, want(40) + want(14) + kept * 60_000);
+    Ok(())
+}
