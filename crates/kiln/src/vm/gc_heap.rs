@@ -253,6 +253,12 @@ impl GcHeap {
         self.update_window();
     }
 
+    /// Whether [`GcHeap::set_limit_hint`] can still change anything: the
+    /// nursery has not started.
+    pub fn wants_limit_hint(&self) -> bool {
+        self.nursery == 0 && self.nursery_target > 0
+    }
+
     /// Bounds the nursery by the resource limiter's fixed cap on the heap,
     /// if it has one (a quarter of it at most). Only before the nursery
     /// is first used.

@@ -853,6 +853,18 @@ impl Instance {
     }
 
     /// The store's GC heap, if it has one.
+    /// The bytes of data segment `data` (as the module has them, dropped
+    /// or not) together with the store's GC heap, so that one can be
+    /// copied into the other without copying the segment first.
+    fn data_and_gc_heap(&mut self, data: u32) -> (&[u8], Option<&mut super::gc_heap::GcHeap>) {
+        let bytes = self.module.module().data[data as usize].bytes.as_slice();
+        // SAFETY: as in `gc_heap`; the heap is the store's, not part of
+        // the instance or its module, so it aliases nothing `bytes`
+        // borrows.
+        let heap = unsafe { (*VMContext::store_context(self.vmctx)).gc_heap.as_mut() };
+        (bytes, heap)
+    }
+
     fn gc_heap(&mut self) -> Option<&mut super::gc_heap::GcHeap> {
         // SAFETY: the store context outlives its instances, and its heap
         // pointer is the store's boxed heap (or null), which lives as long
@@ -916,13 +928,10 @@ impl Instance {
         let (_, size) = self.array_element(t).ok_or(TrapCode::AllocationFailed)?;
         let range = self.data_range(data, offset, len, size)?;
         let type_id = self.module.type_ids[t as usize];
-        // The module outlives this call; a handle to it leaves `self` free
-        // for the heap's borrow.
-        let module = self.module.clone();
-        let bytes = &module.module().data[data as usize].bytes.as_slice()[range];
-        let heap = self.gc_heap().ok_or(TrapCode::AllocationFailed)?;
+        let (segment, heap) = self.data_and_gc_heap(data);
+        let heap = heap.ok_or(TrapCode::AllocationFailed)?;
         let obj = heap.alloc_array(type_id, size, len).ok_or(TrapCode::AllocationFailed)?;
-        heap.write_bytes(obj, kiln_environ::gc_layout::array_elems_offset(size), bytes);
+        heap.write_bytes(obj, kiln_environ::gc_layout::array_elems_offset(size), &segment[range]);
         Ok(obj)
     }
 
@@ -1008,9 +1017,8 @@ impl Instance {
         let (_, size) = self.array_element(t).ok_or(TrapCode::NullArrayReference)?;
         let (obj, at) = self.array_init_target(array, dst, len, size)?;
         let range = self.data_range(data, src, len, size)?;
-        let module = self.module.clone();
-        let bytes = &module.module().data[data as usize].bytes.as_slice()[range];
-        self.gc_heap().ok_or(TrapCode::NullArrayReference)?.write_bytes(obj, at, bytes);
+        let (segment, heap) = self.data_and_gc_heap(data);
+        heap.ok_or(TrapCode::NullArrayReference)?.write_bytes(obj, at, &segment[range]);
         Ok(())
     }
 

@@ -101,7 +101,7 @@ fn prepare_alloc(cx: &mut BuiltinCx, size: u64) -> Result<(), TrapReason> {
     if !cx.vm_store().has_gc_heap() {
         cx.with_hooks(|h| h.ensure_gc_heap())?;
     }
-    let hint = cx.with_hooks(|h| Ok(h.gc_heap_size_limit()))?;
+    let hint = if cx.vm_store().gc_wants_limit_hint() { cx.with_hooks(|h| Ok(h.gc_heap_size_limit()))? } else { None };
     while let Some((current, desired, maximum)) = cx.vm_store().gc_growth_request(size, hint) {
         let allowed = cx.with_hooks(|h| h.gc_heap_growing(current, desired, maximum))?;
         if !cx.vm_store().gc_growth_answer(size, desired, allowed) {

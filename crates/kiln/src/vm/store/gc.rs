@@ -40,6 +40,12 @@ impl VmStore {
         Ok(())
     }
 
+    /// Whether the heap still sizes its nursery (so the limiter's cap is
+    /// worth passing to [`VmStore::gc_growth_request`]).
+    pub fn gc_wants_limit_hint(&self) -> bool {
+        self.gc_heap.as_ref().is_some_and(|h| h.wants_limit_hint())
+    }
+
     /// Whether the store has its GC heap yet.
     pub fn has_gc_heap(&self) -> bool {
         self.gc_heap.is_some()
