@@ -88,7 +88,8 @@ macro_rules! foreach_builtin_function {
             /// on null. Never returns.
             throw_ref(vmctx: vmctx, exn: ptr);
             /// `memmove` on native addresses that compiled code has already
-            /// bounds-checked (the body of `memory.copy`). Builtins whose
+            /// bounds-checked (the body of `memory.copy`, and of
+            /// `array.copy` and `array.new_data` on GC arrays). Builtins whose
             /// first parameter is not `vmctx` are called directly, with no
             /// stub, and must never trap.
             raw_memmove(dst: ptr, src: ptr, len: i64);

@@ -108,6 +108,18 @@ pub mod type_displays {
     pub const TYPES: u32 = 1 << 20;
 }
 
+/// Layout of a data segment's record in the VMContext of a module with GC
+/// types, which compiled code reads for `array.new_data`.
+pub mod data_segment {
+    /// `*const u8`: the segment's bytes (the module's, for its lifetime).
+    pub const PTR: u32 = 0;
+    /// `u64`: its length, 0 once dropped (`data.drop`, or an active
+    /// segment after instantiation).
+    pub const LEN: u32 = 8;
+    /// Size of the record.
+    pub const SIZE: u32 = 16;
+}
+
 /// Fixed layout of `VMFuncRef`, the target of every function reference.
 pub mod func_ref {
     /// Code pointer using the wasm calling convention.
@@ -188,6 +200,7 @@ pub struct VMOffsets {
     num_defined_memories: u32,
     num_defined_globals: u32,
     num_defined_tags: u32,
+    num_data_segments: u32,
     num_funcrefs: u32,
     imported_funcs: u32,
     imported_tables: u32,
@@ -198,6 +211,7 @@ pub struct VMOffsets {
     defined_memories: u32,
     defined_globals: u32,
     defined_tags: u32,
+    data_segments: u32,
     funcrefs: u32,
     size: u32,
 }
@@ -219,6 +233,8 @@ impl VMOffsets {
         let num_imported_tags = module.num_imported_tags;
         let num_defined_tags = module.num_defined_tags();
         let num_funcrefs = module.defined_escaping_funcs().len() as u32;
+        // Only modules with GC types can use `array.new_data`.
+        let num_data_segments = if module.declares_gc_types() { module.data.len() as u32 } else { 0 };
 
         let imported_funcs = vmctx_header::SIZE;
         let imported_tables = imported_funcs + num_imported_funcs * func_import::SIZE;
@@ -229,7 +245,8 @@ impl VMOffsets {
         let defined_memories = defined_tables + num_defined_tables * definition::SIZE;
         let defined_globals = align(defined_memories + num_defined_memories * definition::SIZE, 16);
         let defined_tags = defined_globals + num_defined_globals * GLOBAL_SIZE;
-        let funcrefs = defined_tags + num_defined_tags * tag::SIZE;
+        let data_segments = align(defined_tags + num_defined_tags * tag::SIZE, 8);
+        let funcrefs = data_segments + num_data_segments * data_segment::SIZE;
         let size = align(funcrefs + num_funcrefs * func_ref::SIZE, 16);
         VMOffsets {
             num_imported_funcs,
@@ -241,6 +258,7 @@ impl VMOffsets {
             num_defined_memories,
             num_defined_globals,
             num_defined_tags,
+            num_data_segments,
             num_funcrefs,
             imported_funcs,
             imported_tables,
@@ -251,6 +269,7 @@ impl VMOffsets {
             defined_memories,
             defined_globals,
             defined_tags,
+            data_segments,
             funcrefs,
             size,
         }
@@ -318,6 +337,18 @@ impl VMOffsets {
     pub fn defined_tag(&self, i: DefinedTagIndex) -> u32 {
         debug_assert!(i.as_u32() < self.num_defined_tags);
         self.defined_tags + i.as_u32() * tag::SIZE
+    }
+
+    /// Number of data segment records (every data segment of a module with
+    /// GC types, none otherwise).
+    pub fn num_data_segments(&self) -> u32 {
+        self.num_data_segments
+    }
+
+    /// Offset of data segment `i`'s record ([`data_segment`]).
+    pub fn data_segment(&self, i: u32) -> u32 {
+        debug_assert!(i < self.num_data_segments);
+        self.data_segments + i * data_segment::SIZE
     }
 
     /// Offset of funcref record `slot` (see [`funcref_slot`]).

@@ -46,7 +46,7 @@ use kiln_environ::gc_layout::{
     ARRAY_LENGTH, EXTERN_BOX_WORD, KIND_ARRAY, KIND_EXTERN_BOX, KIND_MASK, KIND_STRUCT, NURSERY_RESERVE, NURSERY_START,
     OBJECT_ALIGN, OLD_START, REMEMBERED, RefKind, StructLayout, array_elems_offset, field_size, header,
 };
-use kiln_environ::vmoffsets::{func_ref, store_context, type_displays, vmctx_header};
+use kiln_environ::vmoffsets::{data_segment, func_ref, store_context, type_displays, vmctx_header};
 use kiln_environ::{
     BuiltinFunctionIndex, TrapCode, WasmCompositeType, WasmHeapType, WasmRefType, WasmResult, WasmStorageType,
     WasmValType,
@@ -674,13 +674,42 @@ impl FuncTranslator<'_, '_> {
         self.write_barrier(dst_storage, dst, dst_obj, None);
     }
 
-    /// `array.new_data $t $d` (`array.new_elem $t $e` when `elem`).
+    /// `array.new_data $t $d` (`array.new_elem $t $e` when `elem`). The
+    /// data form is inline: the bounds check against the segment's record
+    /// in the VMContext (`vmoffsets::data_segment`; length 0 once
+    /// dropped), the allocation, and a copy of the bytes.
     pub(crate) fn translate_array_new_segment(&mut self, type_index: u32, segment: u32, elem: bool) {
+        if !elem && segment < self.offsets.num_data_segments() {
+            return self.translate_array_new_data(type_index, segment);
+        }
         let (offset, len) = self.pop2();
         let ti = self.i32c(type_index);
         let seg = self.i32c(segment);
         let f = if elem { BuiltinFunctionIndex::array_new_elem } else { BuiltinFunctionIndex::array_new_data };
         let r = self.call_builtin(f, &[ti, seg, offset, len]).expect("returns");
+        self.push(r);
+    }
+
+    /// `array.new_data $t $d`, inline (see
+    /// [`Self::translate_array_new_segment`]).
+    fn translate_array_new_data(&mut self, type_index: u32, segment: u32) {
+        let (_, size, elems_offset) = self.array_layout(type_index);
+        let (offset, len) = self.pop2();
+        let record = self.offsets.data_segment(segment) as i32;
+        let available =
+            self.builder.ins().load(types::I64, MemFlagsData::trusted(), self.vmctx, record + data_segment::LEN as i32);
+        let start = self.builder.ins().uextend(types::I64, offset);
+        let n = self.builder.ins().uextend(types::I64, len);
+        let bytes = self.builder.ins().imul_imm_u(n, i64::from(size));
+        let end = self.builder.ins().iadd(start, bytes);
+        let out = self.builder.ins().icmp(IntCC::UnsignedGreaterThan, end, available);
+        self.builder.ins().trapnz(out, to_clif(TrapCode::MemoryOutOfBounds));
+        let r = self.alloc_array(type_index, size, elems_offset, len);
+        let obj = self.object_address(r);
+        let dst = self.builder.ins().iadd_imm_u(obj, i64::from(elems_offset));
+        let base = self.builder.ins().load(types::I64, readonly(), self.vmctx, record + data_segment::PTR as i32);
+        let src = self.builder.ins().iadd(base, start);
+        self.call_builtin_raw(BuiltinFunctionIndex::raw_memmove, &[dst, src, bytes]);
         self.push(r);
     }
 

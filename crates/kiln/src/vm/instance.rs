@@ -316,7 +316,31 @@ impl Instance {
             inst.tables.push(NonNull::from(&mut *t));
             inst.owned_tables.push(t);
         }
+        for i in 0..offsets.num_data_segments() {
+            let bytes = info.data[i as usize].bytes.as_slice();
+            let len = if inst.dropped_data[i as usize] { 0 } else { bytes.len() as u64 };
+            let at = offsets.data_segment(i);
+            // SAFETY: the record lies inside the VMContext (its offsets
+            // come from this module's layout); the bytes belong to the
+            // module, which the instance keeps alive.
+            unsafe {
+                inst.write(at + kiln_environ::vmoffsets::data_segment::PTR, bytes.as_ptr());
+                inst.write(at + kiln_environ::vmoffsets::data_segment::LEN, len);
+            }
+        }
         Ok(inst)
+    }
+
+    /// Drops data segment `data`: it is empty from now on, for the runtime
+    /// and for compiled code (its record's length, if it has one).
+    fn drop_data(&mut self, data: u32) {
+        self.dropped_data[data as usize] = true;
+        if data < self.module.offsets.num_data_segments() {
+            let at = self.module.offsets.data_segment(data) + kiln_environ::vmoffsets::data_segment::LEN;
+            // SAFETY: the record lies inside the VMContext (its offset
+            // comes from this module's layout) and its length is a `u64`.
+            unsafe { self.write(at, 0u64) };
+        }
     }
 
     /// Writes `val` at `offset` in the VMContext.
@@ -703,7 +727,7 @@ impl Instance {
                 let dst = self.eval_const(offset).get_u128() as u64;
                 let dst = if info.memories[*index as usize].memory64 { dst } else { dst as u32 as u64 };
                 self.memory_init(*index, i as u32, dst, 0, seg.bytes.len() as u64).map_err(InstantiationError::Trap)?;
-                self.dropped_data[i] = true;
+                self.drop_data(i as u32);
             }
         }
         Ok(())
@@ -833,7 +857,7 @@ impl Instance {
 
     /// `data.drop`.
     pub fn data_drop(&mut self, data: u32) {
-        self.dropped_data[data as usize] = true;
+        self.drop_data(data);
     }
 
     /// Calls `f` with each evaluated item of a passive element segment

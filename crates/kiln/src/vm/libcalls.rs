@@ -396,12 +396,14 @@ mod body {
 /// Builtins that take no VMContext: called directly by compiled code,
 /// which has checked their arguments.
 mod direct {
-    /// `memory.copy`'s copy.
+    /// `memory.copy`'s copy, and `array.copy`'s and `array.new_data`'s.
     ///
     /// # Safety
     ///
-    /// Compiled code checked both ranges against their memories' current
-    /// lengths before the call (memories never shrink).
+    /// Compiled code checked both ranges before the call: against their
+    /// memories' current lengths (memories never shrink), against the GC
+    /// arrays' lengths (no collection runs during the call), or against
+    /// the data segment's length (its bytes live as long as the module).
     pub unsafe extern "C" fn raw_memmove(dst: usize, src: usize, len: u64) {
         // SAFETY: per the contract; `copy` allows overlap. Raw copies
         // because a shared memory may be accessed by other threads

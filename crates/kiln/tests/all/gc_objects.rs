@@ -409,3 +409,50 @@ fn casts_to_non_final_types_follow_declared_subtyping_at_any_depth() -> kiln::Re
     assert_eq!(call(&ia, &mut store, "call_base", &[])?.i32(), Some(5));
     Ok(())
 }
+
+/// `array.new_data` reads the segment's current length: a dropped
+/// segment and an active one (dropped at instantiation) are empty.
+#[test]
+fn array_new_data_sees_dropped_segments_as_empty() -> kiln::Result<()> {
+    let engine = Engine::new(&Config::new())?;
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (type $bytes (array (mut i8)))
+             (type $shorts (array i16))
+             (memory 1)
+             (data $passive "hello, world")
+             (data $active (i32.const 0) "xy")
+             (func (export "sum") (param $off i32) (param $len i32) (result i32)
+               (local $a (ref $bytes)) (local $i i32) (local $s i32)
+               (local.set $a (array.new_data $bytes $passive (local.get $off) (local.get $len)))
+               (block $done
+                 (loop $next
+                   (br_if $done (i32.ge_u (local.get $i) (array.len (local.get $a))))
+                   (local.set $s (i32.add (local.get $s) (array.get_u $bytes (local.get $a) (local.get $i))))
+                   (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                   (br $next)))
+               (local.get $s))
+             (func (export "short") (param $i i32) (result i32)
+               (array.get_u $shorts (array.new_data $shorts $passive (i32.const 0) (i32.const 6)) (local.get $i)))
+             (func (export "active") (param $len i32) (result i32)
+               (array.len (array.new_data $bytes $active (i32.const 0) (local.get $len))))
+             (func (export "drop") (data.drop $passive)))"#,
+    )?;
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[])?;
+    let sum = |store: &mut Store<()>, off: i32, len: i32| call(&i, store, "sum", &[Val::I32(off), Val::I32(len)]);
+    assert_eq!(sum(&mut store, 0, 5)?.i32(), Some("hello".bytes().map(i32::from).sum()));
+    assert_eq!(sum(&mut store, 7, 5)?.i32(), Some("world".bytes().map(i32::from).sum()));
+    assert_eq!(sum(&mut store, 12, 0)?.i32(), Some(0), "an empty array at the end");
+    assert!(format!("{:?}", sum(&mut store, 8, 5).expect_err("past the end")).contains("out of bounds"));
+    assert!(sum(&mut store, 13, 0).is_err(), "an offset past the end");
+    // Little-endian 16-bit elements: "he" is 0x6568.
+    assert_eq!(call(&i, &mut store, "short", &[Val::I32(0)])?.i32(), Some(0x6568));
+    assert_eq!(call(&i, &mut store, "active", &[Val::I32(0)])?.i32(), Some(0));
+    assert!(call(&i, &mut store, "active", &[Val::I32(1)]).is_err(), "active segments are dropped");
+    i.get_typed_func::<(), ()>(&mut store, "drop")?.call(&mut store, ())?;
+    assert_eq!(sum(&mut store, 0, 0)?.i32(), Some(0));
+    assert!(sum(&mut store, 0, 1).is_err(), "a dropped segment is empty");
+    Ok(())
+}
