@@ -71,7 +71,7 @@ impl FuncTranslator<'_, '_> {
     /// `i31.get_s` / `i31.get_u`: traps on null.
     pub(crate) fn translate_i31_get(&mut self, signed: bool) {
         let r = self.pop1();
-        self.builder.ins().trapz(r, to_clif(TrapCode::NullI31Reference));
+        self.trap_if_null(r, TrapCode::NullI31Reference);
         let low = self.builder.ins().ireduce(types::I32, r);
         let v = if signed { self.builder.ins().sshr_imm_u(low, 1) } else { self.builder.ins().ushr_imm_u(low, 1) };
         self.push(v);
@@ -297,6 +297,14 @@ impl FuncTranslator<'_, '_> {
         result
     }
 
+    /// Traps with `code` if reference `r` is null, unless the validator
+    /// typed it non-nullable.
+    fn trap_if_null(&mut self, r: Value, code: TrapCode) {
+        if !self.non_null.contains(&r) {
+            self.builder.ins().trapz(r, to_clif(code));
+        }
+    }
+
     /// How many supertypes module type `type_index` declares, transitively
     /// (its position in its subtypes' displays).
     fn type_depth(&self, type_index: u32) -> u32 {
@@ -459,7 +467,7 @@ impl FuncTranslator<'_, '_> {
     pub(crate) fn translate_struct_get(&mut self, type_index: u32, field: u32, signed: bool) {
         let (fields, layout) = self.struct_layout(type_index);
         let r = self.pop1();
-        self.builder.ins().trapz(r, to_clif(TrapCode::NullStructReference));
+        self.trap_if_null(r, TrapCode::NullStructReference);
         let obj = self.object_address(r);
         let v = self.load_field(fields[field as usize], obj, layout.offsets[field as usize], signed);
         self.push(v);
@@ -469,7 +477,7 @@ impl FuncTranslator<'_, '_> {
     pub(crate) fn translate_struct_set(&mut self, type_index: u32, field: u32) {
         let (fields, layout) = self.struct_layout(type_index);
         let (r, v) = self.pop2();
-        self.builder.ins().trapz(r, to_clif(TrapCode::NullStructReference));
+        self.trap_if_null(r, TrapCode::NullStructReference);
         let obj = self.object_address(r);
         let s = fields[field as usize];
         self.store_field(s, obj, layout.offsets[field as usize], v);
@@ -523,7 +531,7 @@ impl FuncTranslator<'_, '_> {
     /// Traps `null array reference` on null `r`; returns the object's
     /// address and its length.
     fn array_object(&mut self, r: Value) -> (Value, Value) {
-        self.builder.ins().trapz(r, to_clif(TrapCode::NullArrayReference));
+        self.trap_if_null(r, TrapCode::NullArrayReference);
         let obj = self.object_address(r);
         let len = self.builder.ins().load(types::I32, funcref_flags(), obj, ARRAY_LENGTH as i32);
         (obj, len)

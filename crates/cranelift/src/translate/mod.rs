@@ -102,6 +102,10 @@ pub struct FuncTranslator<'a, 'f> {
     pub(crate) gc: bool,
     /// The operand values already looked at for stack maps.
     pub(crate) stack_map_checked: std::collections::HashSet<Value>,
+    /// Values the validator types as non-nullable references: their null
+    /// checks are left out (an SSA value never changes, so one that was
+    /// non-null once always is).
+    pub(crate) non_null: std::collections::HashSet<Value>,
 }
 
 /// Disjoint alias regions for Cranelift's alias analysis (redundant-load
@@ -168,6 +172,7 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             legacy_tries: Vec::new(),
             gc: wasmparser::WasmFeatures::from_bits_truncate(tunables.features).gc(),
             stack_map_checked: Default::default(),
+            non_null: Default::default(),
         }
     }
 
@@ -306,10 +311,14 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             if !self.stack_map_checked.insert(v) {
                 break;
             }
-            if let Some(Some(wasmparser::ValType::Ref(r))) = validator.get_operand_type(depth)
-                && heap_is_gc(r.heap_type(), validator.resources())
-                && self.builder.func.dfg.value_type(v) == ir::types::I64
-            {
+            let Some(Some(wasmparser::ValType::Ref(r))) = validator.get_operand_type(depth) else { continue };
+            if self.builder.func.dfg.value_type(v) != ir::types::I64 {
+                continue;
+            }
+            if !r.is_nullable() {
+                self.non_null.insert(v);
+            }
+            if heap_is_gc(r.heap_type(), validator.resources()) {
                 self.builder.declare_value_needs_stack_map(v);
             }
         }
