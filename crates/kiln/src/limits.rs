@@ -54,7 +54,8 @@ pub trait ResourceLimiter: Send {
     /// such a fixed cap: the heap sizes its nursery to fit (a quarter of
     /// it at most) rather than asking for more than the cap. The decisions
     /// are still [`gc_heap_growing`](Self::gc_heap_growing)'s. `None` by
-    /// default: the first request then includes a nursery of up to 1 MiB,
+    /// default: the first request then includes a nursery of up to 1 MiB
+    /// (it grows to at most 4 MiB within what the limiter allowed),
     /// and a refusal makes the heap ask again without one.
     fn gc_heap_size_limit(&self) -> Option<usize> {
         None

@@ -5,7 +5,8 @@
 //! object has offset 0 (null) and small offsets are never objects.
 //!
 //! The heap is generational. Objects are bump-allocated in the *nursery*
-//! (at [`NURSERY_START`], 1 MiB that stays resident), from the store
+//! (at [`NURSERY_START`], 1 to 4 MiB as the old generation grows, always
+//! resident), from the store
 //! context's allocation window ([`GcAllocWindow`]) that compiled code
 //! allocates from inline. When it is full, a *minor* collection
 //! (`gc_copy.rs`) copies the nursery's live objects to the end of the
@@ -68,11 +69,17 @@ const MIN_CAPACITY: u32 = 1 << 20;
 /// [`MIN_CAPACITY`] and the limit).
 const GROWTH_PERCENT: u64 = 300;
 
-/// The nursery's size when the limits leave room for it: at most a
+/// The nursery's size when it starts. After each collection it becomes
+/// a quarter of the old generation's capacity, between this and
+/// [`NURSERY_MAX`]: small heaps keep a small nursery (memory), large ones
+/// get a larger one (fewer objects promoted that would die soon after).
+const NURSERY_SIZE: u32 = 1 << 20;
+
+/// The largest nursery, when the limits leave room for it: at most a
 /// quarter of the heap's limit (and of the resource limiter's, when it
 /// says), rounded down to [`NURSERY_UNIT`]; no nursery below
 /// [`MIN_NURSERY`].
-const NURSERY_SIZE: u32 = 1 << 20;
+const NURSERY_MAX: u32 = 4 << 20;
 
 /// The unit of nursery sizes.
 const NURSERY_UNIT: u32 = 64 << 10;
@@ -81,7 +88,9 @@ const NURSERY_UNIT: u32 = 64 << 10;
 /// allocates every object old instead.
 const MIN_NURSERY: u32 = 256 << 10;
 
-const _: () = assert!(NURSERY_SIZE <= NURSERY_RESERVE && NURSERY_START.is_multiple_of(COMMIT_CHUNK));
+const _: () = assert!(
+    NURSERY_SIZE <= NURSERY_MAX && NURSERY_MAX <= NURSERY_RESERVE && NURSERY_START.is_multiple_of(COMMIT_CHUNK)
+);
 
 /// What a root slot holds, for the collector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,7 +164,7 @@ pub struct GcHeap {
     /// Bytes of the nursery in use (all accessible); 0 when there is no
     /// nursery.
     nursery: u32,
-    /// The nursery size the limits allow (0: none).
+    /// The largest nursery the limits allow (0: none).
     nursery_target: u32,
     /// Whether the resource limiter refused growth while the heap had a
     /// nursery: it stays off until a major collection leaves room.
@@ -335,7 +344,7 @@ impl GcHeap {
     /// Turns the nursery on (`target` bytes, made accessible), if it is
     /// wanted and the grant has room for it beside the old generation.
     fn maybe_start_nursery(&mut self) {
-        let n = self.nursery_target;
+        let n = self.start_size();
         if self.nursery > 0
             || n == 0
             || self.nursery_refused
@@ -350,6 +359,39 @@ impl GcHeap {
         self.capacity = self.capacity.min(self.old_max());
         self.set_window_next(NURSERY_START);
         self.update_window();
+    }
+
+    /// The size a nursery starts at.
+    fn start_size(&self) -> u32 {
+        self.nursery_target.min(NURSERY_SIZE)
+    }
+
+    /// After a collection that emptied the nursery: sizes it to a quarter
+    /// of the old generation's capacity (see [`NURSERY_SIZE`]), growing it
+    /// only within the limit and the limiter's grant.
+    fn resize_nursery(&mut self) {
+        if self.nursery == 0 || self.young_used() != 0 {
+            return;
+        }
+        let want =
+            (self.capacity / 4).clamp(NURSERY_SIZE, NURSERY_MAX).min(self.nursery_target) / NURSERY_UNIT * NURSERY_UNIT;
+        let have = self.nursery;
+        if want > have {
+            let room = u64::from(self.granted.min(self.max_capacity));
+            if u64::from(want) + u64::from(self.old_used()) > room
+                || self.region.protect_range((NURSERY_START + have) as usize, (want - have) as usize, true).is_err()
+            {
+                return;
+            }
+        } else if want < have {
+            let tail = (NURSERY_START + want) as usize..(NURSERY_START + have) as usize;
+            let _ = self.region.discard(tail.start, tail.len());
+            let _ = self.region.protect_range(tail.start, tail.len(), false);
+        } else {
+            return;
+        }
+        self.nursery = want;
+        self.capacity = self.capacity.min(self.old_max());
     }
 
     /// Turns the nursery off (after a major collection emptied it): every
@@ -418,7 +460,7 @@ impl GcHeap {
     fn footprint_after(&self, size: u64) -> u64 {
         let old = u64::from(self.old_used());
         if self.nursery == 0 {
-            let n = if self.nursery_refused { 0 } else { self.nursery_target };
+            let n = if self.nursery_refused { 0 } else { self.start_size() };
             if n > 0 && size <= u64::from(n / 2) {
                 // The first allocation starts the nursery.
                 return u64::from(n) + old;
@@ -615,6 +657,7 @@ impl GcHeap {
             unsafe { self.collect_major(roots, traces, is_host_word) };
         }
         self.stats.collections += 1;
+        self.resize_nursery();
         self.update_window();
     }
 
@@ -694,7 +737,7 @@ impl GcHeap {
             }
         }
         let live = self.old_used();
-        let nursery = u64::from(self.nursery_target);
+        let nursery = u64::from(self.start_size());
         let room = u64::from(self.granted.min(self.max_capacity));
         if self.nursery > 0 && self.young_used() == 0 && u64::from(live) + nursery > room {
             // What survived leaves no room for the nursery beside it (it
@@ -921,7 +964,7 @@ impl GcHeap {
 /// The nursery size for a heap limited to `limit` bytes: a quarter of it
 /// at most, 0 (none) when that is below [`MIN_NURSERY`].
 fn nursery_size(limit: u64) -> u32 {
-    let n = (limit / 4).min(u64::from(NURSERY_SIZE)) as u32 / NURSERY_UNIT * NURSERY_UNIT;
+    let n = (limit / 4).min(u64::from(NURSERY_MAX)) as u32 / NURSERY_UNIT * NURSERY_UNIT;
     if n < MIN_NURSERY { 0 } else { n }
 }
 
