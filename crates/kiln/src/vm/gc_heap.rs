@@ -36,7 +36,7 @@
 //! drops with its store.
 
 use super::gc_compact::Compactor;
-use super::gc_copy::{Copier, for_each_object};
+use super::gc_copy::{Copier, field_object, for_each_object};
 use super::pool::{Region, RegionPool};
 use super::vmcontext::{GcAllocWindow, ValRaw};
 use kiln_environ::WasmStorageType;
@@ -642,14 +642,12 @@ impl GcHeap {
         is_host_word: &dyn Fn(u64) -> bool,
     ) {
         // A minor collection while the old generation is below its
-        // capacity and has room, within the limit and the grant, for all
-        // of the nursery to survive; else a major one.
-        let minor_fits = |heap: &mut GcHeap| {
-            let after = u64::from(heap.old_used()) + u64::from(heap.young_used());
-            let room = u64::from(heap.old_max()).min(u64::from(heap.granted.saturating_sub(heap.nursery)));
-            heap.old_used() < heap.capacity && after <= room && heap.make_accessible(after as u32).is_ok()
-        };
-        if kind == Collection::Minor && self.nursery > 0 && minor_fits(self) {
+        // capacity and has room for all of the nursery; else a major one.
+        if kind == Collection::Minor
+            && self.nursery > 0
+            && self.old_used() < self.capacity
+            && self.old_has_room_for_nursery()
+        {
             // SAFETY: the function's contract.
             unsafe { self.collect_minor(roots, traces, is_host_word) };
         } else {
@@ -659,6 +657,15 @@ impl GcHeap {
         self.stats.collections += 1;
         self.resize_nursery();
         self.update_window();
+    }
+
+    /// Whether the old generation has room, within the limit and the
+    /// limiter's grant, for all of the nursery to survive a minor
+    /// collection (and makes that room accessible).
+    fn old_has_room_for_nursery(&mut self) -> bool {
+        let after = u64::from(self.old_used()) + u64::from(self.young_used());
+        let room = u64::from(self.old_max()).min(u64::from(self.granted.saturating_sub(self.nursery)));
+        after <= room && self.make_accessible(after as u32).is_ok()
     }
 
     /// Copies the nursery's live objects to the end of the old generation.
@@ -727,14 +734,10 @@ impl GcHeap {
         self.externs.retain(|w, _| boxes.contains(w));
         self.old_boxes = old_boxes;
         self.set_old_next(OLD_START + live_old);
-        if self.nursery > 0 && self.young_used() > 0 {
-            let after = u64::from(self.old_used()) + u64::from(self.young_used());
-            let room = u64::from(self.old_max()).min(u64::from(self.granted.saturating_sub(self.nursery)));
-            if after <= room && self.make_accessible(after as u32).is_ok() {
-                // SAFETY: the function's contract; the roots were updated
-                // to the objects' new offsets.
-                unsafe { self.collect_minor(roots, traces, is_host_word) };
-            }
+        if self.nursery > 0 && self.young_used() > 0 && self.old_has_room_for_nursery() {
+            // SAFETY: the function's contract; the roots were updated to
+            // the objects' new offsets.
+            unsafe { self.collect_minor(roots, traces, is_host_word) };
         }
         let live = self.old_used();
         let nursery = u64::from(self.start_size());
@@ -777,22 +780,15 @@ impl GcHeap {
     /// collection: every old object holding a reference into the nursery
     /// is remembered. Aborts, naming the object, if one is not.
     fn verify_remembered(&self, traces: &[Arc<GcTrace>]) {
-        let young = u64::from(NURSERY_START)..u64::from(self.young_next());
+        let young = NURSERY_START..self.young_next();
         let old = OLD_START..self.old_next();
         let base = self.base();
         // SAFETY: the old generation's allocated part is a sequence of
         // whole objects (none forwarded outside a collection).
         unsafe {
-            for_each_object(base, old, traces, &mut |obj, word, field| {
-                let r = match field.1 {
-                    RefKind::Any => u64::from(field.0.cast::<u32>().read_unaligned()),
-                    RefKind::Extern => {
-                        let e = field.0.cast::<u64>().read_unaligned();
-                        if kiln_environ::gc_ref::is_externalized(e) { kiln_environ::gc_ref::internalize(e) } else { 0 }
-                    }
-                    RefKind::Exn => 0,
-                };
-                if young.contains(&r) && !kiln_environ::gc_ref::is_i31(r) && word & REMEMBERED == 0 {
+            for_each_object(base, old, traces, &mut |obj, word, (at, kind)| {
+                let Some(r) = field_object(at, kind) else { return };
+                if young.contains(&r) && word & REMEMBERED == 0 {
                     eprintln!("kiln: old GC object {obj:#x} holds young {r:#x} but is not remembered");
                     std::process::abort();
                 }
