@@ -32,6 +32,7 @@ pub struct Config {
     pub(crate) features: WasmFeatures,
     pub(crate) tunables: Tunables,
     pub(crate) max_wasm_stack: usize,
+    pub(crate) async_stack_size: usize,
     pub(crate) max_gc_heap: u64,
     pub(crate) gc_zeal: Option<u32>,
     pub(crate) opt_level: OptLevel,
@@ -102,6 +103,16 @@ impl PoolingAllocationConfig {
         self
     }
 
+    /// Async call stacks that can exist at once (1,000 by default; see
+    /// [`Config::async_stack_size`]). A store keeps the stack of its last
+    /// async call until it is dropped; an async call that finds every
+    /// stack in use fails. Idle stacks keep their address space and give
+    /// their memory back to the OS.
+    pub fn total_stacks(&mut self, n: u32) -> &mut Self {
+        self.limits.total_stacks = n;
+        self
+    }
+
     /// Most elements per table.
     pub fn table_elements(&mut self, n: usize) -> &mut Self {
         self.limits.table_elements = n;
@@ -122,6 +133,7 @@ impl std::fmt::Debug for Config {
             .field("features", &self.features)
             .field("tunables", &self.tunables)
             .field("max_wasm_stack", &self.max_wasm_stack)
+            .field("async_stack_size", &self.async_stack_size)
             .field("opt_level", &self.opt_level)
             .field("cache", &self.cache.is_some())
             .finish_non_exhaustive()
@@ -142,6 +154,7 @@ impl Config {
             features,
             tunables: Tunables::default(),
             max_wasm_stack: 512 * 1024,
+            async_stack_size: 2 << 20,
             max_gc_heap: u64::MAX,
             gc_zeal: None,
             opt_level: OptLevel::Speed,
@@ -272,6 +285,20 @@ impl Config {
     /// stack-overflow trap (default 512 KiB).
     pub fn max_wasm_stack(&mut self, bytes: usize) -> &mut Self {
         self.max_wasm_stack = bytes;
+        self
+    }
+
+    /// Bytes of stack each async call (`call_async`, `instantiate_async`)
+    /// runs on (default 2 MiB). Wasm may use up to
+    /// [`Config::max_wasm_stack`] of it; the rest is for the host
+    /// functions it calls. A store keeps its last stack for its next async
+    /// call. Below each stack is an inaccessible guard region, so a host
+    /// function that overflows faults rather than corrupting memory.
+    ///
+    /// Async calls fail with an error if this is not larger than
+    /// `max_wasm_stack`.
+    pub fn async_stack_size(&mut self, bytes: usize) -> &mut Self {
+        self.async_stack_size = bytes;
         self
     }
 

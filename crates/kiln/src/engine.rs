@@ -230,10 +230,10 @@ impl Engine {
         let salt = kiln_environ::engine_salt(kiln_environ::KILN_VERSION, &compiler.fingerprint(), compiler.tunables());
         let allocator = match &config.allocation {
             crate::config::InstanceAllocationStrategy::OnDemand => {
-                crate::vm::allocator::Allocator::on_demand(compiler.tunables())
+                crate::vm::allocator::Allocator::on_demand(compiler.tunables(), config.async_stack_size)
             }
             crate::config::InstanceAllocationStrategy::Pooling(p) => {
-                crate::vm::allocator::Allocator::pooling(compiler.tunables(), p.limits.clone())
+                crate::vm::allocator::Allocator::pooling(compiler.tunables(), p.limits.clone(), config.async_stack_size)
                     .context("cannot reserve the pooling allocator's slots")?
             }
         };
@@ -248,6 +248,24 @@ impl Engine {
                 allocator,
             }),
         })
+    }
+
+    /// The stack size of async calls.
+    ///
+    /// # Errors
+    ///
+    /// The configured size leaves no room beyond `max_wasm_stack`.
+    pub(crate) fn async_stack_size(&self) -> Result<usize> {
+        let config = &self.inner.config;
+        if config.async_stack_size <= config.max_wasm_stack {
+            anyhow::bail!(
+                "the async stack size ({} bytes) must be larger than max_wasm_stack ({} bytes): \
+                 host functions called from wasm on an async stack need room of their own",
+                config.async_stack_size,
+                config.max_wasm_stack
+            );
+        }
+        Ok(config.async_stack_size)
     }
 
     /// The configuration this engine was created with.

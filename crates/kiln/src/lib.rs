@@ -113,6 +113,7 @@
 // `Module::deserialize{,_file}`, are allowed where they are declared).
 #![deny(unsafe_code)]
 
+mod async_api;
 mod cache;
 mod compile;
 mod compile_observer;
@@ -140,6 +141,7 @@ mod values;
 pub(crate) mod vm;
 
 pub use anyhow::{Error, Result};
+pub use async_api::HostFuture;
 pub use cache::{Cache, CacheEntry, CacheKind, CacheStats, DirectoryCache, MemoryCache};
 pub use compile_observer::{
     CompileObserver, CompilePhase, CompileTimings, FunctionOutcome, FunctionReport, FunctionTiming,

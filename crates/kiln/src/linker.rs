@@ -98,6 +98,24 @@ impl<T: 'static> Linker<T> {
         Ok(self)
     }
 
+    /// Defines `module::name` as the host function `body` of type `ty`.
+    ///
+    /// # Errors
+    ///
+    /// The name is already defined and shadowing is off, or the
+    /// signature's trampoline could not be made.
+    pub(crate) fn define_host_func(
+        &mut self,
+        module: &str,
+        name: &str,
+        ty: env::FuncType,
+        body: Arc<HostFn<StoreInner<T>>>,
+    ) -> Result<&mut Self> {
+        let sig = HostSig::new(&self.engine, &ty)?;
+        self.insert(module, name, Definition::HostFunc(Arc::new(HostFuncDef { sig, body })))?;
+        Ok(self)
+    }
+
     /// Defines `module::name` as a dynamically typed host function (see
     /// [`Func::new`]).
     ///

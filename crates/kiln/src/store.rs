@@ -9,6 +9,8 @@ use crate::vm::store_hooks::{HookError, VMStore};
 use crate::vm::store_ids::{FuncId, IdVec, InstanceId};
 use anyhow::Context as _;
 use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 /// Identifies a store; handles carry it so that using a handle with the
@@ -60,10 +62,27 @@ type LimiterFn<T> = Box<dyn (FnMut(&mut T) -> &mut dyn ResourceLimiter) + Send +
 type EpochCallback<T> = Box<dyn FnMut(StoreContextMut<'_, T>) -> anyhow::Result<UpdateDeadline> + Send + Sync>;
 
 /// What an epoch-deadline callback decides.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UpdateDeadline {
     /// Keep running; the new deadline is this many ticks after the current epoch.
     Continue(u64),
+    /// Yield to the executor (in an async call: its future returns
+    /// `Pending` once), then keep running with the deadline this many
+    /// ticks after the epoch at that point. In a synchronous call this is
+    /// an error.
+    Yield(u64),
+    /// Wait for the future (in an async call, without blocking the
+    /// thread), then keep running as for [`UpdateDeadline::Yield`].
+    YieldCustom(u64, Pin<Box<dyn Future<Output = ()> + Send>>),
+}
+
+impl std::fmt::Debug for UpdateDeadline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpdateDeadline::Continue(d) => f.debug_tuple("Continue").field(d).finish(),
+            UpdateDeadline::Yield(d) => f.debug_tuple("Yield").field(d).finish(),
+            UpdateDeadline::YieldCustom(d, _) => f.debug_tuple("YieldCustom").field(d).finish_non_exhaustive(),
+        }
+    }
 }
 
 /// The part of a store that does not depend on `T` (internal): its id, its
@@ -111,6 +130,7 @@ impl<T: 'static> Store<T> {
             types: engine.inner.types.clone(),
             max_gc_heap: engine.config().max_gc_heap,
             gc_zeal: engine.config().gc_zeal,
+            stacks: engine.inner.allocator.stacks().clone(),
         });
         let inner = Box::new(StoreInner {
             opaque: StoreOpaque {
@@ -384,13 +404,22 @@ impl<T: 'static> VMStore for StoreInner<T> {
         };
         let r = cb(StoreContextMut(self));
         self.epoch_callback = Some(cb);
-        match r {
-            Ok(UpdateDeadline::Continue(delta)) => {
-                self.opaque.set_epoch_deadline(delta);
-                Ok(self.opaque.vm.epoch_deadline())
+        let delta = match r {
+            Ok(UpdateDeadline::Continue(delta)) => delta,
+            Ok(UpdateDeadline::Yield(delta)) => {
+                let cx = self.opaque.vm.async_cx().clone();
+                crate::vm::async_call::yield_now(&cx).map_err(|e| HookError::Host(e.into()))?;
+                delta
             }
-            Err(e) => Err(HookError::Host(e)),
-        }
+            Ok(UpdateDeadline::YieldCustom(delta, mut fut)) => {
+                let cx = self.opaque.vm.async_cx().clone();
+                crate::vm::async_call::block_on(&cx, fut.as_mut()).map_err(|e| HookError::Host(e.into()))?;
+                delta
+            }
+            Err(e) => return Err(HookError::Host(e)),
+        };
+        self.opaque.set_epoch_deadline(delta);
+        Ok(self.opaque.vm.epoch_deadline())
     }
 
     fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> Result<bool, HookError> {

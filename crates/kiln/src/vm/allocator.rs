@@ -21,6 +21,8 @@ pub struct PoolingLimits {
     pub max_core_instance_size: usize,
     /// GC heaps (one per store using GC) that can exist at once.
     pub total_gc_heaps: u32,
+    /// Async call stacks that can exist at once.
+    pub total_stacks: u32,
 }
 
 impl Default for PoolingLimits {
@@ -32,6 +34,7 @@ impl Default for PoolingLimits {
             table_elements: 20_000,
             max_core_instance_size: 1 << 20,
             total_gc_heaps: 1000,
+            total_stacks: 1000,
         }
     }
 }
@@ -79,12 +82,14 @@ pub struct Allocator {
     /// Standard 32-bit memory slots (reservation + guard).
     memories: Arc<RegionPool>,
     memory_slot: usize,
+    /// Stacks of async calls.
+    stacks: Arc<super::fiber::StackPool>,
 }
 
 impl Allocator {
     /// The default allocator: regions are created on demand, and a few
     /// released ones of each size are kept for reuse.
-    pub fn on_demand(tunables: &Tunables) -> Allocator {
+    pub fn on_demand(tunables: &Tunables, stack_size: usize) -> Allocator {
         let memory_slot = memory_slot_size(tunables);
         Allocator {
             pools: Pools::OnDemand {
@@ -96,6 +101,7 @@ impl Allocator {
             ),
             memory_slot,
             gc_heaps: OnceLock::new(),
+            stacks: Arc::new(super::fiber::StackPool::on_demand(stack_size)),
         }
     }
 
@@ -104,7 +110,7 @@ impl Allocator {
     /// # Errors
     ///
     /// The reservations do not fit in the address space.
-    pub fn pooling(tunables: &Tunables, limits: PoolingLimits) -> io::Result<Allocator> {
+    pub fn pooling(tunables: &Tunables, limits: PoolingLimits, stack_size: usize) -> io::Result<Allocator> {
         let memory_slot = memory_slot_size(tunables);
         let memories = Arc::new(
             RegionPool::fixed(memory_slot, limits.total_memories as usize, false)?
@@ -115,12 +121,19 @@ impl Allocator {
             RegionPool::fixed(limits.max_core_instance_size, limits.total_core_instances as usize, true)?
                 .without_reset(),
         );
+        let stacks = Arc::new(super::fiber::StackPool::pooling(stack_size, limits.total_stacks as usize));
         Ok(Allocator {
+            stacks,
             pools: Pools::Pooling { limits, vmctx, tables },
             memories,
             memory_slot,
             gc_heaps: OnceLock::new(),
         })
+    }
+
+    /// The pool of async call stacks.
+    pub fn stacks(&self) -> &Arc<super::fiber::StackPool> {
+        &self.stacks
     }
 
     /// A region for a store's GC heap (`gc_heap::RESERVATION` bytes, all

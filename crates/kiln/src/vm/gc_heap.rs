@@ -971,7 +971,7 @@ mod tests {
     #[test]
     fn allocation_bumps_zeroed_objects_and_stops_at_the_limit() {
         let mut window = Box::new(GcAllocWindow::default());
-        let allocator = super::super::allocator::Allocator::on_demand(&kiln_environ::Tunables::default());
+        let allocator = super::super::allocator::Allocator::on_demand(&kiln_environ::Tunables::default(), 1 << 20);
         // SAFETY: the window outlives the heap (dropped after it).
         let mut heap = unsafe { GcHeap::new(64, NonNull::from(&mut *window), &allocator) }.expect("reserve");
         let a = heap.alloc(7, 0, 12).expect("fits");

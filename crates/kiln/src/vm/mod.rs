@@ -5,11 +5,13 @@
 
 pub mod allocator;
 pub mod arch;
+pub mod async_call;
 mod backtrace;
 pub mod code_memory;
 pub mod epoch;
 pub mod exn;
 pub mod externref;
+pub mod fiber;
 pub mod gc_compact;
 pub mod gc_copy;
 pub mod gc_heap;

@@ -174,6 +174,8 @@ pub struct VmStore {
     no_gc: u32,
     /// The GC references host handles hold.
     host_roots: super::host_roots::HostRoots,
+    /// The state of the store's async calls (`async_call.rs`).
+    async_cx: Arc<super::async_call::AsyncCx>,
 }
 
 // SAFETY: the raw pointers (function records, the context's epoch counter)
@@ -205,6 +207,8 @@ pub struct VmStoreConfig {
     /// With `Some(n)`, every GC allocation goes through the runtime and
     /// every `n`th collects (a test of the stack maps and roots).
     pub gc_zeal: Option<u32>,
+    /// The engine's async call stacks.
+    pub stacks: Arc<super::fiber::StackPool>,
 }
 
 impl Drop for VmStore {
@@ -238,6 +242,7 @@ impl VmStore {
             gc_zeal: config.gc_zeal,
             no_gc: 0,
             host_roots: Default::default(),
+            async_cx: super::async_call::AsyncCx::new(config.stacks),
             ctx,
             epoch: config.epoch,
             registered: config.epoch_interruption,
@@ -280,6 +285,11 @@ impl VmStore {
             ref_params: entry.ref_params,
             reg_shape: entry.reg_shape,
         })
+    }
+
+    /// The state of the store's async calls.
+    pub fn async_cx(&self) -> &Arc<super::async_call::AsyncCx> {
+        &self.async_cx
     }
 
     /// The context compiled code reads (fuel, deadline, limits).

@@ -107,6 +107,44 @@ pub fn current_activation() -> *const Activation {
     THREAD.with(|t| t.current.get())
 }
 
+/// The thread-local state that describes the wasm running on a thread:
+/// the innermost activation, the low end of the stack it runs on, and the
+/// activation whose epoch deadline hook is running. A fiber has its own
+/// (`fiber.rs`): it is swapped in while the fiber runs and out when it
+/// suspends, so a fiber can continue on another thread.
+pub struct ThreadWasmState {
+    current: *const Activation,
+    stack_low: usize,
+    deadline_hook_act: *const Activation,
+}
+
+impl ThreadWasmState {
+    /// The state of a fiber that has not run yet on the stack whose lowest
+    /// usable address is `low`.
+    pub fn for_stack(low: usize) -> ThreadWasmState {
+        ThreadWasmState { current: ptr::null(), stack_low: low, deadline_hook_act: ptr::null() }
+    }
+
+    /// Exchanges this state with the current thread's, preparing the thread
+    /// for wasm first if it never ran any.
+    pub fn swap_with_thread(&mut self) {
+        ensure_thread_prepared();
+        THREAD.with(|t| {
+            self.current = t.current.replace(self.current);
+            self.stack_low = t.stack_low.replace(self.stack_low);
+        });
+        self.deadline_hook_act = super::epoch::signal::swap_deadline_hook_act(self.deadline_hook_act);
+    }
+}
+
+/// Prepares the current thread for running wasm if it never has (its
+/// alternate signal stack, its epoch-signal identity).
+pub fn ensure_thread_prepared() {
+    if THREAD.with(|t| t.stack_low.get()) == 0 {
+        prepare_thread();
+    }
+}
+
 /// Stack the host keeps for itself below the wasm stack limit: host
 /// functions called from deep wasm recursion run in it.
 const HOST_STACK_RESERVE: usize = 256 * 1024;

@@ -1,6 +1,7 @@
 //! Integration tests of the embedding API, one binary with a module per area.
 
 mod api;
+mod async_calls;
 mod c_programs;
 mod cache;
 mod cache_security;

@@ -249,3 +249,84 @@ pub unsafe fn load_word(addr: usize) -> usize {
     };
     v
 }
+
+/// Switches stacks: saves the callee-saved registers (x19-x30, d8-d15) on
+/// the current stack, stores the stack pointer at `save`, loads `to`,
+/// restores the registers saved there and returns to the saved x30.
+/// Returns when something switches back to the stack pointer stored at
+/// `save`.
+///
+/// # Safety
+///
+/// `save` is writable; `to` is a stack pointer stored by an earlier switch
+/// away from a stack that is still mapped and whose frames are all live, or
+/// one made by [`fiber_init`].
+#[unsafe(naked)]
+pub unsafe extern "C" fn fiber_switch(_save: *mut usize, _to: usize) {
+    core::arch::naked_asm!(
+        "sub sp, sp, #160",
+        "stp x19, x20, [sp, #0]",
+        "stp x21, x22, [sp, #16]",
+        "stp x23, x24, [sp, #32]",
+        "stp x25, x26, [sp, #48]",
+        "stp x27, x28, [sp, #64]",
+        "stp x29, x30, [sp, #80]",
+        "stp d8, d9, [sp, #96]",
+        "stp d10, d11, [sp, #112]",
+        "stp d12, d13, [sp, #128]",
+        "stp d14, d15, [sp, #144]",
+        "mov x8, sp",
+        "str x8, [x0]",
+        "mov sp, x1",
+        "ldp x19, x20, [sp, #0]",
+        "ldp x21, x22, [sp, #16]",
+        "ldp x23, x24, [sp, #32]",
+        "ldp x25, x26, [sp, #48]",
+        "ldp x27, x28, [sp, #64]",
+        "ldp x29, x30, [sp, #80]",
+        "ldp d8, d9, [sp, #96]",
+        "ldp d10, d11, [sp, #112]",
+        "ldp d12, d13, [sp, #128]",
+        "ldp d14, d15, [sp, #144]",
+        "add sp, sp, #160",
+        "ret",
+    )
+}
+
+/// Lays out, below `top`, the register save area a first [`fiber_switch`]
+/// to a new fiber restores: zeroes but x19 = `shared`, x20 = `body`, and
+/// x30 (the return address) = [`fiber_start`], which calls
+/// `fiber::fiber_main(shared, body)`. Returns the stack pointer to switch
+/// to. x29 starts at 0, so frame-pointer walks stop at the fiber's first
+/// frame.
+///
+/// # Safety
+///
+/// `top` is the 16-byte-aligned top of a writable stack of at least 160
+/// bytes that nothing else uses.
+pub unsafe fn fiber_init(top: usize, shared: *mut u8, body: *mut u8) -> usize {
+    let sp = top - 160;
+    let mut words = [0usize; 20];
+    words[0] = shared as usize;
+    words[1] = body as usize;
+    words[11] = fiber_start as *const () as usize;
+    // SAFETY: `[sp, top)` is writable stack memory (the contract), aligned.
+    unsafe { std::ptr::copy_nonoverlapping(words.as_ptr(), sp as *mut usize, words.len()) };
+    sp
+}
+
+/// The first code a new fiber runs (see [`fiber_init`]).
+///
+/// # Safety
+///
+/// Only reached through a fiber's initial frame.
+#[unsafe(naked)]
+unsafe extern "C" fn fiber_start() -> ! {
+    core::arch::naked_asm!(
+        "mov x0, x19",
+        "mov x1, x20",
+        "bl {main}",
+        "brk #0",
+        main = sym crate::vm::fiber::fiber_main,
+    )
+}

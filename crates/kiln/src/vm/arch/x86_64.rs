@@ -454,3 +454,72 @@ pub unsafe fn load_word(addr: usize) -> usize {
     };
     v
 }
+
+/// Switches stacks: pushes the callee-saved registers (rbp, rbx, r12-r15),
+/// stores the stack pointer at `save`, loads `to` as the stack pointer,
+/// pops the callee-saved registers saved there and returns on that stack.
+/// Returns when something switches back to the stack pointer stored at
+/// `save`.
+///
+/// # Safety
+///
+/// `save` is writable; `to` is a stack pointer stored by an earlier switch
+/// away from a stack that is still mapped and whose frames are all live, or
+/// one made by [`fiber_init`].
+#[unsafe(naked)]
+pub unsafe extern "C" fn fiber_switch(_save: *mut usize, _to: usize) {
+    core::arch::naked_asm!(
+        "push rbp",
+        "push rbx",
+        "push r12",
+        "push r13",
+        "push r14",
+        "push r15",
+        "mov [rdi], rsp",
+        "mov rsp, rsi",
+        "pop r15",
+        "pop r14",
+        "pop r13",
+        "pop r12",
+        "pop rbx",
+        "pop rbp",
+        "ret",
+    )
+}
+
+/// Lays out, below `top`, the frame a first [`fiber_switch`] to a new
+/// fiber pops: zeroed registers but rbx = `shared` and r12 = `body`, and a
+/// return into [`fiber_start`], which calls `fiber::fiber_main(shared,
+/// body)`. Returns the stack pointer to switch to. rbp starts at 0, so
+/// frame-pointer walks stop at the fiber's first frame.
+///
+/// # Safety
+///
+/// `top` is the 16-byte-aligned top of a writable stack of at least 72
+/// bytes that nothing else uses.
+pub unsafe fn fiber_init(top: usize, shared: *mut u8, body: *mut u8) -> usize {
+    // Popped in this order: r15, r14, r13, r12, rbx, rbp; then the return
+    // address; then two words of padding, so that `fiber_start` runs with
+    // the stack 16-byte aligned, as at a call site.
+    let sp = top - 72;
+    let words: [usize; 9] = [0, 0, 0, body as usize, shared as usize, 0, fiber_start as *const () as usize, 0, 0];
+    // SAFETY: `[sp, top)` is writable stack memory (the contract), aligned.
+    unsafe { std::ptr::copy_nonoverlapping(words.as_ptr(), sp as *mut usize, words.len()) };
+    sp
+}
+
+/// The first code a new fiber runs (see [`fiber_init`]).
+///
+/// # Safety
+///
+/// Only reached through a fiber's initial frame.
+#[unsafe(naked)]
+unsafe extern "C" fn fiber_start() -> ! {
+    core::arch::naked_asm!(
+        "mov rdi, rbx",
+        "mov rsi, r12",
+        "call {main}",
+        "ud2",
+        main = sym crate::vm::fiber::fiber_main,
+    )
+}

@@ -70,6 +70,13 @@ pub fn prepare_thread() {
     });
 }
 
+/// Replaces this thread's record of the activation whose deadline hook is
+/// running (see `ThreadEpoch::deadline_hook_act`); returns the old one.
+/// Fibers carry their own across suspensions (`traphandlers::ThreadWasmState`).
+pub fn swap_deadline_hook_act(act: *const Activation) -> *const Activation {
+    THREAD.with(|t| t.deadline_hook_act.replace(act))
+}
+
 /// Records this thread as the one running `ctx`'s wasm, for the thread
 /// advancing the epoch to signal; returns the previous value. The caller
 /// then reads the flag: the advancing thread raises the flag before it

@@ -141,7 +141,7 @@ fn reservations_contain_exactly_their_ranges() {
 fn the_pooling_allocator_runs_out_of_memory_slots_and_reuses_them() {
     let limits =
         PoolingLimits { total_memories: 2, total_core_instances: 1, total_tables: 1, ..PoolingLimits::default() };
-    let allocator = Allocator::pooling(&small(), limits).expect("pool");
+    let allocator = Allocator::pooling(&small(), limits, 1 << 20).expect("pool");
     let new = || Memory::new(ty(1, None), &small(), None, Some(&allocator), None);
     let mut first = new().expect("slot 1");
     let _second = new().expect("slot 2");

@@ -19,7 +19,7 @@ fn externref(minimum: u64, maximum: Option<u64>) -> TableType {
 }
 
 fn on_demand() -> Allocator {
-    Allocator::on_demand(&Tunables::default())
+    Allocator::on_demand(&Tunables::default(), 1 << 20)
 }
 
 /// The elements as stored (what compiled code reads), and the size
@@ -120,7 +120,7 @@ fn pooling_slots_bound_tables_run_out_and_come_back_reset() {
         table_elements: 16,
         ..PoolingLimits::default()
     };
-    let allocator = Allocator::pooling(&Tunables::default(), limits).expect("pool");
+    let allocator = Allocator::pooling(&Tunables::default(), limits, 1 << 20).expect("pool");
     let err = Table::new(funcref(17, None), 0, None, &allocator, None).expect_err("larger than a slot");
     assert!(err.contains("exceeds the pooling limit of 16"), "{err}");
     let mut t = Table::new(funcref(4, None), 0, None, &allocator, None).expect("table");

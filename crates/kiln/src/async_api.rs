@@ -1,0 +1,197 @@
+//! The async embedding API: calls and instantiation as futures, host
+//! functions that await, and yielding to the executor on epoch deadlines
+//! (Wasmtime's shape: `call_async`, `func_wrap_async`, `instantiate_async`,
+//! `epoch_deadline_async_yield_and_update`).
+//!
+//! Each entry point runs its synchronous counterpart on a fiber of the
+//! store (`vm/async_call.rs`) and awaits it. Wherever that code must wait
+//! (an async host function's future is pending, an epoch yield), the fiber
+//! suspends and the future returns `Pending`; wasm frames stay on the
+//! fiber's stack until the next poll. A store may mix synchronous and
+//! async calls; what cannot wait in a synchronous call (an async host
+//! function, an async yield) fails there with a clear error.
+
+use crate::func::{Caller, Func, TypedFunc, WasmParams, WasmResults, WasmRet, WasmTyList};
+use crate::instance::Instance;
+use crate::linker::{InstancePre, Linker};
+use crate::module::Module;
+use crate::store::{AsContextMut, Store, StoreContextMut, StoreInner, UpdateDeadline};
+use crate::types::FuncType;
+use crate::values::Val;
+use crate::vm;
+use crate::vm::store_ids::InstanceId;
+use crate::vm::vmcontext::ValRaw;
+use anyhow::Result;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// The future an async host function returns: it may borrow the
+/// [`Caller`] it was given.
+pub type HostFuture<'a, R> = Box<dyn Future<Output = R> + Send + 'a>;
+
+/// Runs `body` with the store on a fiber and awaits it.
+async fn on_fiber<T: Send + 'static, R: Send>(
+    store: &mut StoreInner<T>,
+    body: impl FnOnce(&mut StoreInner<T>) -> Result<R> + Send,
+) -> Result<R> {
+    store.opaque.engine().async_stack_size()?;
+    let fut = vm::async_call::on_fiber(store, body)
+        .map_err(|e| anyhow::Error::new(e).context("cannot map a stack for the async call"))?;
+    fut.await
+}
+
+impl Func {
+    /// Calls the function as [`Func::call`] does, on a stack of its own,
+    /// as a future: where wasm waits (an async host function, an epoch or
+    /// fuel yield) the future returns `Pending` and the executor runs
+    /// other tasks. The future is `Send` when the store's data is.
+    ///
+    /// Dropping the future before it completes cancels the call: the wasm
+    /// frames are unwound as by a trap, and everything they hold freed.
+    ///
+    /// # Errors
+    ///
+    /// As [`Func::call`]; and when the async stack cannot be mapped, or
+    /// [`Config::async_stack_size`](crate::Config::async_stack_size) is not
+    /// larger than `max_wasm_stack`.
+    ///
+    /// # Panics
+    ///
+    /// As [`Func::call`].
+    pub async fn call_async<T: Send + 'static>(
+        &self,
+        mut store: impl AsContextMut<Data = T>,
+        params: &[Val],
+        results: &mut [Val],
+    ) -> Result<()> {
+        let func = *self;
+        on_fiber(store.as_context_mut().0, move |s| func.call(StoreContextMut(s), params, results)).await
+    }
+}
+
+impl<Params: WasmParams + Sync, Results: WasmResults> TypedFunc<Params, Results> {
+    /// Calls the function as [`TypedFunc::call`] does, as a future (see
+    /// [`Func::call_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`TypedFunc::call`] and [`Func::call_async`].
+    ///
+    /// # Panics
+    ///
+    /// As [`TypedFunc::call`].
+    pub async fn call_async<T: Send + 'static>(
+        &self,
+        mut store: impl AsContextMut<Data = T>,
+        params: Params,
+    ) -> Result<Results> {
+        let func = *self;
+        on_fiber(store.as_context_mut().0, move |s| func.call(StoreContextMut(s), params)).await
+    }
+}
+
+impl Instance {
+    /// Instantiates `module` as [`Instance::new`] does, running its start
+    /// function (which may call async host functions) as a future.
+    ///
+    /// # Errors
+    ///
+    /// As [`Instance::new`] and [`Func::call_async`].
+    pub async fn new_async<T: Send + 'static>(
+        mut store: impl AsContextMut<Data = T>,
+        module: &Module,
+        imports: &[crate::Extern],
+    ) -> Result<Instance> {
+        on_fiber(store.as_context_mut().0, move |s| Instance::new(StoreContextMut(s), module, imports)).await
+    }
+}
+
+impl<T: Send + 'static> Linker<T> {
+    /// Defines `module::name` as a host function whose body is async: `f`
+    /// gets the [`Caller`] and the arguments (a tuple of [`WasmTy`](crate::WasmTy)
+    /// values) and returns a boxed future of the results (values, or a
+    /// `Result` of them). Wasm calling it waits for the future without
+    /// blocking the thread: only reachable from async calls
+    /// ([`Func::call_async`], [`Linker::instantiate_async`]); from a
+    /// synchronous call it traps with an error saying so.
+    ///
+    /// # Errors
+    ///
+    /// The name is already defined and shadowing is off.
+    pub fn func_wrap_async<Params, Results, F>(&mut self, module: &str, name: &str, f: F) -> Result<&mut Self>
+    where
+        Params: WasmTyList + 'static,
+        Results: WasmRet + 'static,
+        F: for<'a> Fn(Caller<'a, T>, Params) -> HostFuture<'a, Results> + Send + Sync + 'static,
+    {
+        let ty = FuncType::new(Params::valtypes(), Results::valtypes()).0;
+        let body = move |store: &mut StoreInner<T>, caller: Option<InstanceId>, values: &mut [ValRaw]| -> Result<()> {
+            let params = Params::load(&mut store.opaque, values);
+            let cx = store.opaque.vm().async_cx().clone();
+            let results = {
+                let mut fut = Pin::from(f(Caller { store: &mut *store, caller }, params));
+                vm::async_call::block_on(&cx, fut.as_mut())?
+            };
+            results.store_results(&mut store.opaque, values)
+        };
+        self.define_host_func(module, name, ty, Arc::new(body))
+    }
+
+    /// Defines `module::name` as a dynamically typed host function whose
+    /// body is async (see [`Linker::func_new`] and
+    /// [`Linker::func_wrap_async`]).
+    ///
+    /// # Errors
+    ///
+    /// The name is already defined and shadowing is off.
+    pub fn func_new_async<F>(&mut self, module: &str, name: &str, ty: FuncType, f: F) -> Result<&mut Self>
+    where
+        F: for<'a> Fn(Caller<'a, T>, &'a [Val], &'a mut [Val]) -> HostFuture<'a, Result<()>> + Send + Sync + 'static,
+    {
+        let body = crate::func::dynamic_host_fn(ty.0.clone(), move |caller: Caller<'_, T>, params, results| {
+            let cx = caller.store.opaque.vm().async_cx().clone();
+            let mut fut = Pin::from(f(caller, params, results));
+            vm::async_call::block_on(&cx, fut.as_mut())?
+        });
+        self.define_host_func(module, name, ty.0, body)
+    }
+
+    /// Instantiates `module` as [`Linker::instantiate`] does, as a future:
+    /// its start function may call async host functions.
+    ///
+    /// # Errors
+    ///
+    /// As [`Linker::instantiate`] and [`Func::call_async`].
+    pub async fn instantiate_async(&self, mut store: impl AsContextMut<Data = T>, module: &Module) -> Result<Instance>
+    where
+        T: Send,
+    {
+        on_fiber(store.as_context_mut().0, move |s| self.instantiate(StoreContextMut(s), module)).await
+    }
+}
+
+impl<T: Send + 'static> InstancePre<T> {
+    /// Instantiates the module as [`InstancePre::instantiate`] does, as a
+    /// future (see [`Linker::instantiate_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`InstancePre::instantiate`] and [`Func::call_async`].
+    pub async fn instantiate_async(&self, mut store: impl AsContextMut<Data = T>) -> Result<Instance> {
+        on_fiber(store.as_context_mut().0, move |s| self.instantiate(StoreContextMut(s))).await
+    }
+}
+
+impl<T: 'static> Store<T> {
+    /// When the epoch deadline is reached during an async call, yield to
+    /// the executor (the call's future returns `Pending` once, asking to
+    /// be polled again), then continue with the deadline `delta` ticks
+    /// after the epoch at that point. This time-slices guests: with an
+    /// epoch ticker, no guest keeps a thread longer than `delta` ticks.
+    /// During a synchronous call the deadline traps with an error instead.
+    /// Requires [`Config::epoch_interruption`](crate::Config::epoch_interruption).
+    pub fn epoch_deadline_async_yield_and_update(&mut self, delta: u64) {
+        self.inner.epoch_callback = Some(Box::new(move |_| Ok(UpdateDeadline::Yield(delta))));
+    }
+}

@@ -1,0 +1,298 @@
+//! Async calls into wasm: the call runs on a fiber (`fiber.rs`), and a
+//! future drives the fiber. Each `poll` resumes the fiber with the poll's
+//! task context; where the call must wait (an async host function's
+//! future is pending, an epoch or fuel yield), [`block_on`] polls what it
+//! waits for with that context and, if it is pending, suspends the fiber,
+//! so the `poll` returns `Pending` with wasm frames still on the fiber's
+//! stack. The next `poll`, on whatever thread, continues from there.
+//!
+//! The store reaches the running fiber through its [`AsyncCx`], shared by
+//! the store and the futures of its async calls: the current poll's task
+//! context and the fiber's suspend handle while a fiber of the store runs,
+//! a cancellation flag, and the stack the store keeps for its next call.
+//! Nested async calls (an async host function that itself calls wasm with
+//! `call_async`) stack: each `poll` saves and restores the two pointers.
+//!
+//! Dropping a future whose fiber is suspended cancels the call: the fiber
+//! is resumed with the cancellation flag raised, the suspension point
+//! returns [`AsyncError::Cancelled`], which the host function or hook
+//! there turns into a trap, and the trap unwinds the wasm frames as usual
+//! until the fiber's body returns. Nothing on its stack is leaked or
+//! freed while in use.
+
+use super::fiber::{Fiber, FiberStack, StackPool, Suspend};
+use super::store_hooks::VMStore;
+use super::vmcontext::VMStoreContext;
+use std::cell::Cell;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::ptr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+/// Why a suspension point could not wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsyncError {
+    /// No async call of the store is running: the wait was reached from a
+    /// synchronous call (`Func::call` rather than `call_async`).
+    NotAsync,
+    /// The future of the async call was dropped while it waited.
+    Cancelled,
+}
+
+impl std::fmt::Display for AsyncError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AsyncError::NotAsync => f.write_str(
+                "an async host function, async resource limiter or async yield was reached from a synchronous call: \
+                 use the `_async` entry points (`call_async`, `instantiate_async`) for this store",
+            ),
+            AsyncError::Cancelled => f.write_str("the async call was cancelled (its future was dropped)"),
+        }
+    }
+}
+
+impl std::error::Error for AsyncError {}
+
+/// A store's async state (see the module docs).
+pub struct AsyncCx {
+    /// The task context of the `poll` running a fiber of the store (null
+    /// when none runs).
+    poll_cx: Cell<*mut Context<'static>>,
+    /// The suspend handle of that fiber (null when none runs).
+    suspend: Cell<*const Suspend>,
+    /// Set while a dropped future's fiber is being run to its end.
+    cancelled: Cell<bool>,
+    /// A stack kept for the store's next async call.
+    spare_stack: Cell<Option<FiberStack>>,
+    /// Where stacks come from, and where the spare one goes when the store
+    /// is dropped.
+    stacks: Arc<StackPool>,
+}
+
+impl Drop for AsyncCx {
+    fn drop(&mut self) {
+        if let Some(stack) = self.spare_stack.take() {
+            self.stacks.give_back(stack);
+        }
+    }
+}
+
+// SAFETY: the cells are read and written only by whoever holds the store's
+// exclusive borrow: the store's own calls, or the future of its async call
+// (which holds that borrow for its whole life). The raw pointers are used
+// only while the `poll` that set them runs.
+unsafe impl Send for AsyncCx {}
+// SAFETY: as for `Send`: shared references exist on several threads only
+// as clones of the `Arc`, never used at the same time.
+unsafe impl Sync for AsyncCx {}
+
+impl AsyncCx {
+    /// A store's state before any async call; its stacks come from
+    /// `stacks`.
+    pub fn new(stacks: Arc<StackPool>) -> Arc<AsyncCx> {
+        Arc::new(AsyncCx {
+            poll_cx: Cell::new(ptr::null_mut()),
+            suspend: Cell::new(ptr::null()),
+            cancelled: Cell::new(false),
+            spare_stack: Cell::new(None),
+            stacks,
+        })
+    }
+
+    /// Whether an async call of the store is running (so [`block_on`] can
+    /// wait).
+    pub fn on_fiber(&self) -> bool {
+        !self.suspend.get().is_null()
+    }
+}
+
+/// Waits for `fut` on the running fiber: polls it with the task context of
+/// the `poll` that runs the fiber, suspending the fiber while it is
+/// pending.
+///
+/// # Errors
+///
+/// [`AsyncError::NotAsync`] when no async call of the store runs;
+/// [`AsyncError::Cancelled`] when the call's future was dropped meanwhile
+/// (`fut` is then dropped unfinished by the caller).
+pub fn block_on<F: Future + ?Sized>(cx: &AsyncCx, mut fut: Pin<&mut F>) -> Result<F::Output, AsyncError> {
+    if !cx.on_fiber() {
+        return Err(AsyncError::NotAsync);
+    }
+    loop {
+        let task = cx.poll_cx.get();
+        if cx.cancelled.get() || task.is_null() {
+            return Err(AsyncError::Cancelled);
+        }
+        // SAFETY: `poll_cx` is set by the `poll` that resumed this fiber,
+        // which is blocked in `Fiber::resume` until the fiber suspends:
+        // the context outlives this use.
+        if let Poll::Ready(v) = fut.as_mut().poll(unsafe { &mut *task }) {
+            return Ok(v);
+        }
+        let suspend = cx.suspend.get();
+        // SAFETY: the handle of the running fiber (set by the same `poll`),
+        // which lives on that fiber's stack or in its future.
+        unsafe { (*suspend).suspend() };
+    }
+}
+
+/// Suspends the running fiber once, asking to be polled again at once:
+/// lets the executor run other tasks (epoch and fuel yields).
+///
+/// # Errors
+///
+/// As for [`block_on`].
+pub fn yield_now(cx: &AsyncCx) -> Result<(), AsyncError> {
+    struct YieldOnce(bool);
+    impl Future for YieldOnce {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<()> {
+            if self.0 {
+                return Poll::Ready(());
+            }
+            self.0 = true;
+            task.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+    block_on(cx, std::pin::pin!(YieldOnce(false)))
+}
+
+/// The future of a call running on a fiber: see the module docs.
+pub struct FiberFuture<'a, R> {
+    fiber: Option<Fiber<'a>>,
+    /// The handle the fiber suspends with (boxed: its address is given out).
+    suspend: Box<Suspend>,
+    cx: Arc<AsyncCx>,
+    /// Where the body puts its result (boxed: the fiber writes through a
+    /// pointer to it).
+    result: Box<Option<R>>,
+    /// The store's context, whose running thread (epoch signals) follows
+    /// the fiber between threads.
+    store_ctx: *mut VMStoreContext,
+    /// Wasm of the store was running on the fiber when it last suspended.
+    was_running: bool,
+    _borrow: PhantomData<&'a mut ()>,
+}
+
+// SAFETY: the future owns the fiber and everything on its stack: the
+// body (required `Send`), the store it borrows exclusively (its data `T`
+// required `Send` by the public entry points), wasm frames, host functions'
+// frames and futures (required `Send`), and the runtime's own frames,
+// whose thread-local state moves with the fiber (`ThreadWasmState`). The
+// store context pointer is the borrowed store's. Nothing in there is tied
+// to the thread that last polled it.
+unsafe impl<R: Send> Send for FiberFuture<'_, R> {}
+
+/// Runs `body` with `store` on a new fiber, as a future (see the module
+/// docs). The fiber's stack is the store's spare one, or one from the
+/// engine's pool.
+///
+/// # Errors
+///
+/// The pool's limit is reached, or a stack could not be mapped.
+pub fn on_fiber<'a, S, R>(
+    store: &'a mut S,
+    body: impl FnOnce(&mut S) -> R + Send + 'a,
+) -> std::io::Result<FiberFuture<'a, R>>
+where
+    S: VMStore + Send,
+    R: Send + 'a,
+{
+    let vm = store.vm_store();
+    let cx = vm.async_cx().clone();
+    let store_ctx = vm.context_ptr();
+    let stack = match cx.spare_stack.take() {
+        Some(s) => s,
+        None => cx.stacks.take()?,
+    };
+    let mut result: Box<Option<R>> = Box::new(None);
+    let slot: *mut Option<R> = &mut *result;
+    let store: *mut S = store;
+    let fiber = Fiber::new(stack, move |_suspend: &Suspend| {
+        // SAFETY: the future borrows the store exclusively for `'a` and
+        // touches it only through `AsyncCx` (a separate allocation) while
+        // the fiber lives; `slot` points into the future's boxed result,
+        // which outlives the fiber and is read only after it finished.
+        unsafe { *slot = Some(body(&mut *store)) };
+    });
+    let suspend = Box::new(fiber.suspend_handle());
+    Ok(FiberFuture { fiber: Some(fiber), suspend, cx, result, store_ctx, was_running: false, _borrow: PhantomData })
+}
+
+impl<R> FiberFuture<'_, R> {
+    /// Resumes the fiber with task context `task` (null while cancelling);
+    /// returns whether its body finished.
+    fn resume(&mut self, task: *mut Context<'static>) -> bool {
+        let Some(fiber) = self.fiber.as_mut() else { return true };
+        let prev_task = self.cx.poll_cx.replace(task);
+        let prev_suspend = self.cx.suspend.replace(&*self.suspend);
+        if self.was_running {
+            super::traphandlers::ensure_thread_prepared();
+            // SAFETY: the borrowed store's context; `running_tid` is atomic.
+            unsafe { super::epoch::signal::publish_running_thread(&*self.store_ctx) };
+        }
+        // Put the store's async state back even if the body panicked.
+        struct Restore<'c>(&'c AsyncCx, *mut Context<'static>, *const Suspend);
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                self.0.poll_cx.set(self.1);
+                self.0.suspend.set(self.2);
+            }
+        }
+        let restore = Restore(&self.cx, prev_task, prev_suspend);
+        let finished = fiber.resume();
+        drop(restore);
+        if finished {
+            self.was_running = false;
+            if let Some(stack) = self.fiber.take().and_then(Fiber::into_stack) {
+                // Keep it for the store's next call, unless a nested call's
+                // stack is kept already.
+                if let Some(other) = self.cx.spare_stack.replace(Some(stack)) {
+                    self.cx.stacks.give_back(other);
+                }
+            }
+        } else {
+            // No thread runs the store's wasm while the fiber waits: the
+            // epoch must not signal the thread that last ran it.
+            // SAFETY: as above.
+            let tid = unsafe { &(*self.store_ctx).running_tid };
+            self.was_running = tid.swap(0, Ordering::SeqCst) != 0;
+        }
+        finished
+    }
+}
+
+impl<R> Future for FiberFuture<'_, R> {
+    type Output = R;
+
+    fn poll(mut self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<R> {
+        let this = &mut *self;
+        if this.resume((task as *mut Context<'_>).cast()) {
+            match this.result.take() {
+                Some(r) => Poll::Ready(r),
+                None => panic!("an async call's future was polled after it completed"),
+            }
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl<R> Drop for FiberFuture<'_, R> {
+    fn drop(&mut self) {
+        let Some(fiber) = &self.fiber else { return };
+        if !fiber.started() || fiber.finished() {
+            return;
+        }
+        // Cancel: run the body to its end with every suspension point
+        // failing (see the module docs).
+        let outer = self.cx.cancelled.replace(true);
+        while !self.resume(ptr::null_mut()) {}
+        self.cx.cancelled.set(outer);
+    }
+}
