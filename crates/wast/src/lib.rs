@@ -3,6 +3,11 @@
 //! Every directive counts as one check: module definitions, registrations,
 //! invocations and assertions. [`WastContext::run_buffer`] returns the
 //! counts and a message for each failure, naming the file, line and column.
+//!
+//! With [`WastContext::with_async_calls`], every call into wasm and every
+//! instantiation goes through Kiln's async API instead (`call_async`,
+//! `instantiate_async`), each future driven to completion on the calling
+//! thread; scripts must give the same results either way.
 
 #![deny(missing_docs)]
 
@@ -15,7 +20,9 @@ mod values;
 use anyhow::{Context as _, Result, anyhow, bail};
 use kiln::{Config, Engine, Extern, Instance, Linker, Module, Store, Trap, TrapCode, Val};
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::Path;
+use std::task::{Context, Poll, Waker};
 use wast::core::{WastArgCore, WastRetCore};
 use wast::parser::{self, ParseBuffer};
 use wast::{QuoteWat, Wast, WastArg, WastDirective, WastExecute, WastInvoke, WastRet, Wat};
@@ -48,6 +55,9 @@ pub struct WastContext {
     /// `(shared (module $M))` clause: their shareable exports.
     shared_instances: HashMap<String, Vec<(String, Extern)>>,
     definitions: HashMap<String, Module>,
+    /// Call and instantiate through the async API (see
+    /// [`WastContext::with_async_calls`]).
+    async_calls: bool,
 }
 
 impl WastContext {
@@ -74,7 +84,24 @@ impl WastContext {
             instances: HashMap::new(),
             shared_instances: HashMap::new(),
             definitions: HashMap::new(),
+            async_calls: false,
         })
+    }
+
+    /// With `true`, every call into wasm (`invoke` actions and the
+    /// invocations of assertions) goes through [`kiln::Func::call_async`],
+    /// and every instantiation (`module` and `module instance` directives
+    /// with their start functions, the modules of `assert_trap` and
+    /// `assert_unlinkable`) through [`Linker::instantiate_async`], each
+    /// future polled to completion on the calling thread, wasm running on
+    /// the store's async stack; the contexts of `thread` directives inherit
+    /// the setting. (`register` calls no wasm: it links the exports of an
+    /// instance made already.) With `false` (the default), the synchronous
+    /// `Func::call` and `Linker::instantiate`.
+    #[must_use]
+    pub fn with_async_calls(mut self, async_calls: bool) -> WastContext {
+        self.async_calls = async_calls;
+        self
     }
 
     /// A context for a `thread` directive: same engine, its own store, and
@@ -82,6 +109,7 @@ impl WastContext {
     fn for_thread(&mut self, shared: Option<&str>) -> Result<WastContext> {
         let mut cx = WastContext::new(self.engine.config())?;
         cx.engine = self.engine.clone();
+        cx.async_calls = self.async_calls;
         // Rebuild the store and spectest on the parent's engine, so shared
         // memories (which belong to an engine) can be imported.
         cx.store = Store::new(&self.engine, ());
@@ -219,7 +247,11 @@ impl WastContext {
     }
 
     fn instantiate(&mut self, module: &Module) -> Result<Instance> {
-        self.linker.instantiate(&mut self.store, module)
+        if self.async_calls {
+            block_on(self.linker.instantiate_async(&mut self.store, module))
+        } else {
+            self.linker.instantiate(&mut self.store, module)
+        }
     }
 
     fn compile_quote(&self, mut wat: QuoteWat<'_>) -> Result<Module> {
@@ -339,7 +371,11 @@ impl WastContext {
             .collect::<Result<Vec<_>>>()?;
         let ty = func.ty(&self.store);
         let mut results: Vec<Val> = ty.results().map(Val::default_for).collect();
-        func.call(&mut self.store, &args, &mut results)?;
+        if self.async_calls {
+            block_on(func.call_async(&mut self.store, &args, &mut results))?;
+        } else {
+            func.call(&mut self.store, &args, &mut results)?;
+        }
         Ok(results)
     }
 
@@ -362,6 +398,20 @@ impl WastContext {
     }
 }
 
+/// Polls `fut` until it is ready, with a waker that does nothing: the
+/// harness defines no async host functions and no epoch yields, so Kiln's
+/// futures are ready at the first poll, and a `Pending` (were wasm ever to
+/// yield) only means "poll again".
+fn block_on<F: Future>(fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
 fn check_trap(e: &anyhow::Error, expected: &str) -> Result<()> {
     let Some(t) = e.downcast_ref::<Trap>() else {
         bail!("expected trap `{expected}`, got error: {e:#}");
@@ -378,3 +428,41 @@ fn check_trap(e: &anyhow::Error, expected: &str) -> Result<()> {
 
 #[allow(dead_code)]
 fn unused(_: WastRet<'_>, _: WastRetCore<'_>, _: WastArgCore<'_>, _: Wat<'_>) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An instantiation and a call on the main thread, and the same in a
+    /// `thread` block, whose call exhausts the stack.
+    const SCRIPT: &str = r#"
+        (module (func (export "f") (result i32) (i32.const 1)))
+        (assert_return (invoke "f") (i32.const 1))
+        (thread $T
+            (module (func $r (export "r") (call $r)))
+            (assert_exhaustion (invoke "r") "call stack exhausted"))
+        (wait $T)
+    "#;
+
+    #[test]
+    fn async_calls_take_the_async_path_everywhere_threads_included() {
+        // An async stack no larger than the wasm stack is an error of the
+        // async entry points only: in async mode every instantiation,
+        // the thread's too, must report it.
+        let mut config = Config::new();
+        config.max_wasm_stack(1 << 20).async_stack_size(1 << 20);
+        let sync = WastContext::new(&config).unwrap().run_buffer("t.wast", SCRIPT).unwrap();
+        assert!(sync.failures.is_empty(), "{:?}", sync.failures);
+        let out = WastContext::new(&config).unwrap().with_async_calls(true).run_buffer("t.wast", SCRIPT).unwrap();
+        let stack_errors = out.failures.iter().filter(|f| f.contains("async stack size")).count();
+        assert_eq!(stack_errors, 2, "{:#?}", out.failures);
+    }
+
+    #[test]
+    fn async_calls_pass_the_script_including_exhaustion_on_the_async_stack() {
+        let out =
+            WastContext::new(&Config::new()).unwrap().with_async_calls(true).run_buffer("t.wast", SCRIPT).unwrap();
+        assert!(out.failures.is_empty(), "{:?}", out.failures);
+        assert_eq!(out.passed, 6);
+    }
+}

@@ -125,9 +125,16 @@ fn unsupported_entry(file: &TestFile<'static>) -> Option<&'static str> {
 /// memories filled at instantiation); with the pooling allocator and epoch
 /// interruption (by signal where supported: no checks, a poll after each
 /// builtin); with fuel and polled epoch instrumentation; and with polled
-/// epochs alone (the store context then lives in the pinned register).
-/// None of these may change any result.
-const MODES: &[&str] = &["", " [eager]", " [pooling+epochs]", " [fuel+epochs]", " [polled-epochs]"];
+/// epochs alone (the store context then lives in the pinned register);
+/// and with the defaults but every call and instantiation through the
+/// async API (`call_async`, `instantiate_async`: wasm on the store's
+/// async stack, see [`WastContext::with_async_calls`]). None of these may
+/// change any result.
+const MODES: &[&str] = &["", " [eager]", " [pooling+epochs]", " [fuel+epochs]", " [polled-epochs]", ASYNC_MODE];
+
+/// The mode in which the harness calls wasm and instantiates through the
+/// async API.
+const ASYNC_MODE: &str = " [async]";
 
 /// The suites with GC on also run with a collection at every allocation
 /// (`Config::gc_zeal`): objects then move at every moment they can, so a
@@ -156,7 +163,8 @@ fn run(file: &TestFile<'static>, mode: &str) -> Result<(), Failed> {
         pool.total_core_instances(1000).total_memories(1000).total_tables(1000).table_elements(1 << 20);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool)).epoch_interruption(true);
     }
-    let mut cx = WastContext::new(&config).map_err(|e| format!("{e:#}"))?;
+    let cx = WastContext::new(&config).map_err(|e| format!("{e:#}"))?;
+    let mut cx = cx.with_async_calls(mode == ASYNC_MODE);
     let name = format!("{}/{}", file.parent(), file.name());
     let outcome = cx.run_buffer(&name, file.raw()).map_err(|e| format!("{e:#}"))?;
     if outcome.failures.is_empty() {
