@@ -80,6 +80,11 @@ macro_rules! foreach_builtin_function {
             /// The epoch deadline passed: traps, or continues with a new deadline
             /// in the store context.
             new_epoch(vmctx: vmctx);
+            /// The fuel counter (published in the store context) reached
+            /// `threshold`: refuels from the store's reserve (yielding to
+            /// the executor first when the store asks for fuel yields)
+            /// until it is below it, or traps `all fuel consumed`.
+            out_of_fuel(vmctx: vmctx, threshold: i64);
             /// `throw`: creates an exception of tag `tag` (a module tag
             /// index) whose payload is the tag's parameters, one 16-byte
             /// slot each at `values`, and throws it. Never returns.
@@ -122,13 +127,11 @@ macro_rules! declare_indices {
             /// Whether compiled code may call this builtin with a calling
             /// convention that clobbers no register (Cranelift's
             /// `preserve_all`, where the target supports it; the runtime's
-            /// stub then saves everything). True for the epoch
-            /// builtin, which sits on a cold path inside hot loops: no value
-            /// in the loop has to be spilled around it. (Running out of
-            /// fuel needs no builtin: it always traps, see kiln-cranelift's
-            /// `translate/interrupt/fuel.rs`.)
+            /// stub then saves everything). True for the epoch and fuel
+            /// builtins, which sit on cold paths inside hot loops: no value
+            /// in the loop has to be spilled around them.
             pub const fn preserves_all_registers(self) -> bool {
-                self.0 == Self::new_epoch.0
+                self.0 == Self::new_epoch.0 || self.0 == Self::out_of_fuel.0
             }
 
             /// Whether the builtin throws wasm exceptions (and never

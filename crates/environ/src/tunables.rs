@@ -44,6 +44,10 @@ pub struct Tunables {
     pub memory_guard_size: u64,
     /// Whether to instrument code for fuel accounting.
     pub consume_fuel: bool,
+    /// With `consume_fuel`: whether running out of fuel calls into the
+    /// runtime, which can refuel and yield to an async executor, instead
+    /// of trapping on the spot (the cheaper check).
+    pub fuel_async_yields: bool,
     /// Whether to instrument code for epoch-based interruption.
     pub epoch_interruption: bool,
     /// With `epoch_interruption`: whether a reached deadline is delivered
@@ -88,6 +92,7 @@ impl Default for Tunables {
             memory64_reservation: 1 << 36,
             memory_guard_size: 2 << 30,
             consume_fuel: false,
+            fuel_async_yields: false,
             epoch_interruption: false,
             epoch_signals: false,
             nan_canonicalization: false,

@@ -194,4 +194,35 @@ impl<T: 'static> Store<T> {
     pub fn epoch_deadline_async_yield_and_update(&mut self, delta: u64) {
         self.inner.epoch_callback = Some(Box::new(move |_| Ok(UpdateDeadline::Yield(delta))));
     }
+
+    /// During async calls, yield to the executor every `interval` units of
+    /// fuel consumed (the call's future returns `Pending` once, asking to
+    /// be polled again), so a guest cannot keep a thread for more than an
+    /// interval's worth of work; fuel still runs out, with a trap, when
+    /// the store's fuel (see [`Store::set_fuel`]) is spent. Yields happen
+    /// where fuel is checked (loop headers and function entries), so they
+    /// are deterministic: the same program with the same fuel yields at the
+    /// same points. `None` turns yields off. A synchronous call that
+    /// reaches a yield point fails with an error saying so.
+    ///
+    /// # Errors
+    ///
+    /// Fuel is not enabled ([`Config::consume_fuel`](crate::Config::consume_fuel)),
+    /// fuel checks were compiled without yield support
+    /// ([`Config::fuel_async_yields`](crate::Config::fuel_async_yields)), or
+    /// `interval` is `Some(0)`.
+    pub fn fuel_async_yield_interval(&mut self, interval: Option<u64>) -> Result<()> {
+        let tunables = self.engine().tunables();
+        if !tunables.consume_fuel {
+            anyhow::bail!("fuel is not enabled in this engine's configuration (Config::consume_fuel)");
+        }
+        if interval.is_some() && !tunables.fuel_async_yields {
+            anyhow::bail!("fuel yields need fuel checks compiled for them: Config::fuel_async_yields(true)");
+        }
+        if interval == Some(0) {
+            anyhow::bail!("the fuel yield interval must not be 0");
+        }
+        self.inner.opaque.vm_mut().set_fuel_yield_interval(interval);
+        Ok(())
+    }
 }

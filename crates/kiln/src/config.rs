@@ -368,6 +368,17 @@ impl Config {
         self
     }
 
+    /// Compiles fuel checks so that running out of fuel can refuel and
+    /// yield to the executor instead of trapping: needed for
+    /// [`Store::fuel_async_yield_interval`](crate::Store::fuel_async_yield_interval)
+    /// (with [`Config::consume_fuel`]). Off by default: a fuel check is
+    /// then a compare and a trap, which costs fuel-metered code less than
+    /// a compare and a call (measured in bench/ASYNC.md).
+    pub fn fuel_async_yields(&mut self, enable: bool) -> &mut Self {
+        self.tunables.fuel_async_yields = enable;
+        self
+    }
+
     /// Lets [`Engine::increment_epoch`](crate::Engine::increment_epoch)
     /// interrupt running wasm once a store's deadline is reached (see
     /// [`Store::set_epoch_deadline`](crate::Store::set_epoch_deadline)).

@@ -422,6 +422,25 @@ impl<T: 'static> VMStore for StoreInner<T> {
         Ok(self.opaque.vm.epoch_deadline())
     }
 
+    fn out_of_fuel(&mut self, threshold: i64) -> Result<(), HookError> {
+        let vm = &mut self.opaque.vm;
+        if vm.context().fuel_consumed < threshold {
+            return Ok(());
+        }
+        if !vm.has_fuel_reserve() {
+            return Err(HookError::Trap(crate::TrapCode::OutOfFuel));
+        }
+        if vm.fuel_yield_interval().is_some() {
+            let cx = vm.async_cx().clone();
+            crate::vm::async_call::yield_now(&cx).map_err(|e| HookError::Host(e.into()))?;
+        }
+        if self.opaque.vm.refuel_from_reserve(threshold) {
+            Ok(())
+        } else {
+            Err(HookError::Trap(crate::TrapCode::OutOfFuel))
+        }
+    }
+
     fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> Result<bool, HookError> {
         StoreInner::memory_growing(self, current, desired, maximum).map_err(HookError::Host)
     }

@@ -391,6 +391,13 @@ mod body {
         // compiled code reloads it.
         cx.with_hooks(|h| h.new_epoch().map(drop))
     }
+
+    pub fn out_of_fuel(cx: &mut BuiltinCx, threshold: u64) -> R<()> {
+        // The hook refuels the counter in the store context, where
+        // compiled code reloads it. The threshold is a signed count passed
+        // in an `i64` parameter.
+        cx.with_hooks(|h| h.out_of_fuel(threshold as i64))
+    }
 }
 
 /// Builtins that take no VMContext: called directly by compiled code,
@@ -437,6 +444,9 @@ macro_rules! builtin_entry {
     ((vmctx) new_epoch) => {
         preserving::new_epoch
     };
+    ((vmctx i64) out_of_fuel) => {
+        preserving::out_of_fuel
+    };
     ((vmctx $($rest:ident)*) $name:ident) => {
         entries::$name::stub
     };
@@ -449,7 +459,7 @@ macro_rules! builtin_entry {
 /// (nothing for the direct ones).
 macro_rules! define_entry {
     ($name:ident (vmctx: vmctx $(, $pname:ident: $pty:ident)*) $(-> $ret:ident)?) => {
-        #[allow(dead_code, reason = "on x86-64 new_epoch is called through its register-preserving stub instead")]
+        #[allow(dead_code, reason = "new_epoch and out_of_fuel are called through register-preserving stubs instead")]
         pub mod $name {
             use super::super::*;
 
@@ -503,8 +513,10 @@ macro_rules! define_builtins {
 /// `preserve_all` (x86-64; elsewhere plain stubs).
 mod preserving {
     crate::vm::arch::preserving_builtin_stub!(new_epoch, super::entries::new_epoch::raw);
+    crate::vm::arch::preserving_builtin_stub!(out_of_fuel, super::entries::out_of_fuel::raw, u64);
 
     const _: () = assert!(kiln_environ::BuiltinFunctionIndex::new_epoch.preserves_all_registers());
+    const _: () = assert!(kiln_environ::BuiltinFunctionIndex::out_of_fuel.preserves_all_registers());
 }
 
 kiln_environ::foreach_builtin_function!(define_builtins);

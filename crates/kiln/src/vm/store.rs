@@ -176,6 +176,10 @@ pub struct VmStore {
     host_roots: super::host_roots::HostRoots,
     /// The state of the store's async calls (`async_call.rs`).
     async_cx: Arc<super::async_call::AsyncCx>,
+    /// Fuel not yet given to the counter (see `set_fuel`).
+    fuel_reserve: u64,
+    /// Wasm yields every this many units of fuel (async calls).
+    fuel_yield_interval: Option<u64>,
 }
 
 // SAFETY: the raw pointers (function records, the context's epoch counter)
@@ -243,6 +247,8 @@ impl VmStore {
             no_gc: 0,
             host_roots: Default::default(),
             async_cx: super::async_call::AsyncCx::new(config.stacks),
+            fuel_reserve: 0,
+            fuel_yield_interval: None,
             ctx,
             epoch: config.epoch,
             registered: config.epoch_interruption,
@@ -302,14 +308,55 @@ impl VmStore {
         &mut *self.ctx
     }
 
-    /// Sets the fuel counter to `fuel` units left.
+    /// Sets the fuel left to `fuel` units. The counter compiled code
+    /// decrements gets at most one yield interval of it (all of it without
+    /// one, up to `i64::MAX`); the rest waits in the reserve, from which
+    /// `refuel_from_reserve` tops the counter up when it runs out.
     pub fn set_fuel(&mut self, fuel: u64) {
-        self.ctx.fuel_consumed = -(i64::try_from(fuel).unwrap_or(i64::MAX));
+        let slice = fuel.min(self.fuel_yield_interval.unwrap_or(u64::MAX)).min(i64::MAX as u64);
+        self.fuel_reserve = fuel - slice;
+        self.ctx.fuel_consumed = -(slice as i64);
     }
 
-    /// The fuel left.
+    /// The fuel left: the reserve plus what the counter has left (a
+    /// counter past zero, which compiled code may leave between checks,
+    /// takes from the reserve).
     pub fn fuel(&self) -> u64 {
-        u64::try_from(-self.ctx.fuel_consumed.min(0)).unwrap_or(0)
+        let left = i128::from(self.fuel_reserve) - i128::from(self.ctx.fuel_consumed);
+        u64::try_from(left.max(0)).unwrap_or(u64::MAX)
+    }
+
+    /// Makes wasm yield every `interval` units of fuel (`None`: never),
+    /// keeping the fuel left unchanged.
+    pub fn set_fuel_yield_interval(&mut self, interval: Option<u64>) {
+        let fuel = self.fuel();
+        self.fuel_yield_interval = interval;
+        self.set_fuel(fuel);
+    }
+
+    /// The fuel yield interval.
+    pub fn fuel_yield_interval(&self) -> Option<u64> {
+        self.fuel_yield_interval
+    }
+
+    /// Whether fuel is left in the reserve (beyond the counter).
+    pub fn has_fuel_reserve(&self) -> bool {
+        self.fuel_reserve > 0
+    }
+
+    /// Moves fuel from the reserve into the counter, a yield interval at a
+    /// time, until the counter is below `threshold` (the count at which
+    /// compiled code found it exhausted); returns whether it got there.
+    pub fn refuel_from_reserve(&mut self, threshold: i64) -> bool {
+        while self.ctx.fuel_consumed >= threshold {
+            if self.fuel_reserve == 0 {
+                return false;
+            }
+            let slice = self.fuel_reserve.min(self.fuel_yield_interval.unwrap_or(u64::MAX)).min(i64::MAX as u64);
+            self.fuel_reserve -= slice;
+            self.ctx.fuel_consumed = self.ctx.fuel_consumed.saturating_sub(slice as i64);
+        }
+        true
     }
 
     /// The engine's current epoch.

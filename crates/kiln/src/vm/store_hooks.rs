@@ -22,6 +22,10 @@ pub trait VMStore: Any {
     fn as_any_mut(&mut self) -> &mut dyn Any;
     /// The epoch deadline passed: returns the new deadline, or stops.
     fn new_epoch(&mut self) -> Result<u64, HookError>;
+    /// The fuel counter in the store context reached `threshold`: refuel
+    /// it below that from the store's reserve (see
+    /// `VmStore::refuel_from_reserve`), or stop with `OutOfFuel`.
+    fn out_of_fuel(&mut self, threshold: i64) -> Result<(), HookError>;
     /// A memory wants to grow from `current` to `desired` bytes (`maximum`
     /// is its declared limit): `Ok(false)` makes `memory.grow` return -1.
     fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> Result<bool, HookError>;

@@ -391,3 +391,119 @@ fn the_pooling_allocator_bounds_the_async_stacks_and_reuses_them() {
     drop(a);
     assert_eq!(run(fb.call_async(&mut b, 1)).0.unwrap(), 4);
 }
+
+const COUNT_FOREVER: &str = r#"(module
+    (global $n (export "n") (mut i64) (i64.const 0))
+    (func (export "count") (loop $l
+        (global.set $n (i64.add (global.get $n) (i64.const 1))) (br $l))))"#;
+
+fn fuel_store(interval: Option<u64>, fuel: u64) -> (Store<()>, Instance) {
+    let mut config = Config::new();
+    config.consume_fuel(true).fuel_async_yields(true);
+    let engine = Engine::new(&config).unwrap();
+    let mut store = Store::new(&engine, ());
+    store.set_fuel(fuel).unwrap();
+    store.fuel_async_yield_interval(interval).unwrap();
+    let i = instance(&mut store, COUNT_FOREVER);
+    (store, i)
+}
+
+#[test]
+fn fuel_yields_are_deterministic_and_fuel_still_runs_out() {
+    // Each run: how many times the call yielded, and how far it counted
+    // before running out of fuel.
+    let outcome = || {
+        let (mut store, i) = fuel_store(Some(10_000), 1_000_000);
+        let count = i.get_typed_func::<(), ()>(&mut store, "count").unwrap();
+        let (r, yields) = run(count.call_async(&mut store, ()));
+        let e = r.unwrap_err();
+        assert_eq!(e.downcast_ref::<Trap>().map(Trap::code), Some(TrapCode::OutOfFuel), "{e:?}");
+        let n = i.get_global(&mut store, "n").unwrap().get(&mut store).i64().unwrap();
+        assert_eq!(store.get_fuel().unwrap(), 0);
+        (yields, n)
+    };
+    let (yields, n) = outcome();
+    assert!((95..=100).contains(&yields), "about one yield per 10,000 units of 1,000,000: {yields}");
+    assert_eq!(outcome(), (yields, n), "the same yields and the same progress every run");
+
+    // Without yields, the same fuel gets exactly as far.
+    let (mut store, i) = fuel_store(None, 1_000_000);
+    let count = i.get_typed_func::<(), ()>(&mut store, "count").unwrap();
+    let (r, pending) = run(count.call_async(&mut store, ()));
+    assert!(r.is_err());
+    assert_eq!(pending, 0);
+    assert_eq!(i.get_global(&mut store, "n").unwrap().get(&mut store).i64().unwrap(), n);
+}
+
+#[test]
+fn fuel_yields_need_an_async_call_and_keep_the_fuel_total() {
+    let (mut store, i) = fuel_store(Some(1000), 50_000);
+    assert_eq!(store.get_fuel().unwrap(), 50_000, "the interval does not change the fuel left");
+    let count = i.get_typed_func::<(), ()>(&mut store, "count").unwrap();
+    let e = count.call(&mut store, ()).unwrap_err();
+    assert!(format!("{e:?}").contains("call_async"), "{e:?}");
+    assert!(store.fuel_async_yield_interval(Some(0)).is_err());
+    let mut no_fuel = Store::new(&Engine::default(), ());
+    assert!(no_fuel.fuel_async_yield_interval(Some(10)).is_err());
+    let mut config = Config::new();
+    config.consume_fuel(true);
+    let mut plain_fuel = Store::new(&Engine::new(&config).unwrap(), ());
+    let e = plain_fuel.fuel_async_yield_interval(Some(10)).unwrap_err();
+    assert!(e.to_string().contains("fuel_async_yields"), "{e}");
+    // A very large amount of fuel is kept whole (beyond the counter's range).
+    store.fuel_async_yield_interval(None).unwrap();
+    store.set_fuel(u64::MAX).unwrap();
+    assert_eq!(store.get_fuel().unwrap(), u64::MAX);
+}
+
+/// The refuelling path (`Config::fuel_async_yields`, with small yield
+/// intervals) runs out of fuel at exactly the point the trapping path
+/// does, for every budget: the same progress, trap and fuel left.
+#[test]
+fn fuel_yields_consume_exactly_what_trapping_fuel_does() {
+    let wat = r#"(module
+        (global $g (export "g") (mut i32) (i32.const 0))
+        (func $f (param i32) (result i32) (i32.add (i32.mul (local.get 0) (i32.const 7)) (i32.const 1)))
+        (func (export "run") (param $n i32) (local $i i32) (local $j i32)
+            (loop $outer
+                (local.set $j (i32.const 0))
+                (loop $inner
+                    (global.set $g (call $f (global.get $g)))
+                    (local.set $j (i32.add (local.get $j) (i32.const 1)))
+                    (br_if $inner (i32.lt_u (local.get $j) (i32.const 5))))
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br_if $outer (i32.lt_u (local.get $i) (local.get $n))))))"#;
+    let setup = |yields: bool| {
+        let mut config = Config::new();
+        config.consume_fuel(true).fuel_async_yields(yields);
+        let engine = Engine::new(&config).unwrap();
+        let mut store = Store::new(&engine, ());
+        let module = Module::new(&engine, wat).unwrap();
+        let i = Instance::new(&mut store, &module, &[]).unwrap();
+        (store, i)
+    };
+    let (mut plain, pi) = setup(false);
+    let (mut yielding, yi) = setup(true);
+    let outcome = |store: &mut Store<()>, i: &Instance, r: Result<()>| {
+        let trap = r.err().map(|e| e.downcast_ref::<Trap>().map(Trap::code));
+        (trap, i.get_global(&mut *store, "g").unwrap().get(&mut *store).i32(), store.get_fuel().unwrap())
+    };
+    for interval in [1, 3, 64] {
+        for fuel in (0..400).chain((400..5_000).step_by(37)) {
+            pi.get_global(&mut plain, "g").unwrap().set(&mut plain, Val::I32(0)).unwrap();
+            plain.set_fuel(fuel).unwrap();
+            let f = pi.get_typed_func::<i32, ()>(&mut plain, "run").unwrap();
+            let r = f.call(&mut plain, 20);
+            let want = outcome(&mut plain, &pi, r);
+
+            yi.get_global(&mut yielding, "g").unwrap().set(&mut yielding, Val::I32(0)).unwrap();
+            yielding.fuel_async_yield_interval(None).unwrap();
+            yielding.set_fuel(fuel).unwrap();
+            yielding.fuel_async_yield_interval(Some(interval)).unwrap();
+            let f = yi.get_typed_func::<i32, ()>(&mut yielding, "run").unwrap();
+            let (r, _) = run(f.call_async(&mut yielding, 20));
+            let got = outcome(&mut yielding, &yi, r);
+            assert_eq!(got, want, "fuel {fuel}, interval {interval}");
+        }
+    }
+}

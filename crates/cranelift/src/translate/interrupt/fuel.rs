@@ -21,7 +21,9 @@
 //! into the variable at the end of every basic block (every control
 //! operator that can branch or join), so a block pays once. The counter is
 //! checked where `mod.rs` places checks: a non-negative count traps with
-//! `OutOfFuel` (see [`Fuel::check`]).
+//! `OutOfFuel`, or, with `Tunables::fuel_async_yields`, calls the
+//! `out_of_fuel` builtin, which refuels from the store's reserve or traps
+//! (see [`Fuel::check`]).
 
 use crate::translate::emitter::Emitter;
 use crate::translate::memory::state_flags;
@@ -30,13 +32,16 @@ use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Value, types};
 use cranelift_frontend::Variable;
 use kiln_environ::vmoffsets::store_context;
-use kiln_environ::{FuelCosts, TrapCode};
+use kiln_environ::{BuiltinFunctionIndex, FuelCosts, TrapCode};
 use wasmparser::Operator;
 
 /// The fuel counter of the function being translated.
 pub(super) struct Fuel {
     /// The operator costs, when fuel is on.
     costs: Option<FuelCosts>,
+    /// Running out calls the `out_of_fuel` builtin (which may refuel and
+    /// yield) rather than trapping (`Tunables::fuel_async_yields`).
+    refuels: bool,
     /// The counter, once the function has started with fuel on.
     pub(super) var: Option<Variable>,
     /// Fuel charged by operators since the last flush into the counter
@@ -69,9 +74,10 @@ impl Fuel {
         self.pinned = s.pinned;
     }
 
-    /// Fuel charged at `costs`, or no fuel.
-    pub(super) fn new(costs: Option<FuelCosts>) -> Fuel {
-        Fuel { costs, var: None, pending: 0, pinned: None, suspended: false }
+    /// Fuel charged at `costs`, or no fuel; `refuels` as
+    /// `Tunables::fuel_async_yields`.
+    pub(super) fn new(costs: Option<FuelCosts>, refuels: bool) -> Fuel {
+        Fuel { costs, refuels, var: None, pending: 0, pinned: None, suspended: false }
     }
 
     /// The operator costs, when fuel is on.
@@ -167,15 +173,19 @@ impl Fuel {
         self.pinned = Some(v);
     }
 
-    /// Publishes the counter to the pinned register and traps with
-    /// `OutOfFuel` when it is not negative.
+    /// Publishes the counter to the pinned register and acts when it is
+    /// not negative.
     ///
-    /// Running out of fuel always ends the activation (fuel can only be
-    /// added by the host, and the counter is reloaded after every host
-    /// call), so the check is a conditional trap rather than a call: its
-    /// cold path is a lone trap instruction that needs no operands, so the
-    /// loop around it keeps no register (the VMContext, say) alive for it.
-    /// The trap handler takes the counter from the pinned register.
+    /// Normally running out ends the activation (fuel can only be added
+    /// by the host, and the counter is reloaded after every host call), so
+    /// the check is a conditional trap: its cold path is a lone trap
+    /// instruction that needs no operands, so the loop around it keeps no
+    /// register (the VMContext, say) alive for it, and the trap handler
+    /// takes the counter from the pinned register. With
+    /// `Tunables::fuel_async_yields` it calls `out_of_fuel` instead, which
+    /// refuels from the store's reserve (yielding to the executor first)
+    /// or traps `OutOfFuel`: a cold block with the counter published to
+    /// the store context before the call and reloaded after it.
     pub(super) fn check(&mut self, e: &mut Emitter<'_, '_>) {
         let Some(var) = self.var else { return };
         self.pin(e);
@@ -183,9 +193,28 @@ impl Fuel {
         // The count here is the variable plus the unflushed tally, which is
         // negative at a prepaid loop header (`prepay.rs`): compare with its
         // negation rather than 0, so fuel runs out at the same point with
-        // or without prepaying.
-        let exhausted = e.builder.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, v, -self.pending);
-        e.builder.ins().trapnz(exhausted, to_clif(TrapCode::OutOfFuel));
+        // or without prepaying. The builtin refuels below the same bound.
+        let threshold = -self.pending;
+        let exhausted = e.builder.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, v, threshold);
+        if !self.refuels {
+            e.builder.ins().trapnz(exhausted, to_clif(TrapCode::OutOfFuel));
+            return;
+        }
+        let out = e.builder.create_block();
+        let cont = e.builder.create_block();
+        e.builder.set_cold_block(out);
+        e.builder.ins().brif(exhausted, out, &[], cont, &[]);
+        e.builder.switch_to_block(out);
+        self.save(e);
+        let threshold = e.builder.ins().iconst(types::I64, threshold);
+        e.call_builtin(BuiltinFunctionIndex::out_of_fuel, &[e.vmctx, threshold]);
+        self.reload(e);
+        e.builder.ins().jump(cont, &[]);
+        e.builder.seal_block(out);
+        e.builder.seal_block(cont);
+        e.builder.switch_to_block(cont);
+        // Both paths leave the counter in the pinned register.
+        self.pinned = Some(e.builder.use_var(var));
     }
 }
 

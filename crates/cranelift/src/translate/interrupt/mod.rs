@@ -101,7 +101,7 @@ impl Interruption {
     /// The instrumentation `tunables` ask for, on `isa`.
     pub(crate) fn new(tunables: &Tunables, isa: &dyn TargetIsa) -> Interruption {
         Interruption {
-            fuel: Fuel::new(tunables.consume_fuel.then_some(tunables.fuel_costs)),
+            fuel: Fuel::new(tunables.consume_fuel.then_some(tunables.fuel_costs), tunables.fuel_async_yields),
             epochs: Epochs::new(tunables, isa),
             checked: false,
             frames: Vec::new(),

@@ -186,8 +186,8 @@ pub(crate) use builtin_stub;
 /// Builtins with the `preserve_all` convention are only used on x86-64;
 /// elsewhere they get the plain stub.
 macro_rules! preserving_builtin_stub {
-    ($name:ident, $target:path) => {
-        $crate::vm::arch::builtin_stub!($name, $target, (std::ptr::NonNull<$crate::vm::vmcontext::VMContext>));
+    ($name:ident, $target:path $(, $extra:ty)*) => {
+        $crate::vm::arch::builtin_stub!($name, $target, (std::ptr::NonNull<$crate::vm::vmcontext::VMContext> $(, $extra)*));
     };
 }
 pub(crate) use preserving_builtin_stub;

@@ -339,9 +339,11 @@ pub(crate) use builtin_stub;
 /// `preserve_all` convention: also saves every general-purpose register
 /// the System V ABI lets a callee clobber and all sixteen XMM registers
 /// (compiled code uses no wider vector registers), calls `$target`, and
-/// restores everything. Only for builtins taking just the VMContext.
+/// restores everything. Only for builtins taking the VMContext and at
+/// most one more integer argument (`$extra`, in rsi, which the stub leaves
+/// as it found it for the call), and returning nothing.
 macro_rules! preserving_builtin_stub {
-    ($name:ident, $target:path) => {
+    ($name:ident, $target:path $(, $extra:ty)?) => {
         /// Register-preserving entry stub of the builtin of the same name
         /// (see `vm::arch`).
         ///
@@ -349,7 +351,7 @@ macro_rules! preserving_builtin_stub {
         ///
         /// Called only by compiled wasm, with its own live VMContext.
         #[unsafe(naked)]
-        pub unsafe extern "C" fn $name(_vmctx: std::ptr::NonNull<$crate::vm::vmcontext::VMContext>) {
+        pub unsafe extern "C" fn $name(_vmctx: std::ptr::NonNull<$crate::vm::vmcontext::VMContext> $(, _: $extra)?) {
             core::arch::naked_asm!(
                 "push rbp",
                 "mov rbp, rsp",
