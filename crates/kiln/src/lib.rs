@@ -155,7 +155,7 @@ pub use func::{Caller, Func, IntoFunc, TypedFunc, WasmParams, WasmResults, WasmR
 pub use gc_refs::{ArrayRef, ArrayType, FieldType, GcHeapStats, RootScope, StorageType, StructRef, StructType};
 pub use instance::Instance;
 pub use kiln_environ::FuelCosts;
-pub use limits::{LimitExceeded, ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+pub use limits::{LimitExceeded, ResourceLimiter, ResourceLimiterAsync, StoreLimits, StoreLimitsBuilder};
 pub use linker::{InstancePre, Linker};
 pub use module::Module;
 pub use profiling::ProfilingStrategy;

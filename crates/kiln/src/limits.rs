@@ -84,6 +84,71 @@ pub trait ResourceLimiter: Send {
     }
 }
 
+/// A [`ResourceLimiter`] whose growth decisions are async: installed
+/// with [`Store::limiter_async`](crate::Store::limiter_async), consulted
+/// during async calls and async instantiation, where the store waits for
+/// each decision without blocking the thread (a limiter may, say, ask a
+/// quota service). Implement it with `#[async_trait::async_trait]`, as
+/// the trait is declared. A decision reached from a synchronous call is
+/// an error (see [`Func::call_async`](crate::Func::call_async)).
+#[async_trait::async_trait]
+pub trait ResourceLimiterAsync: Send {
+    /// As [`ResourceLimiter::memory_growing`].
+    ///
+    /// # Errors
+    ///
+    /// An error stops execution and is returned to the caller of wasm.
+    async fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> Result<bool>;
+
+    /// As [`ResourceLimiter::table_growing`].
+    ///
+    /// # Errors
+    ///
+    /// An error stops execution and is returned to the caller of wasm.
+    async fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> Result<bool>;
+
+    /// As [`ResourceLimiter::gc_heap_growing`] (allows everything by
+    /// default).
+    ///
+    /// # Errors
+    ///
+    /// An error stops execution and is returned to the caller of wasm.
+    async fn gc_heap_growing(&mut self, current: usize, desired: usize, maximum: usize) -> Result<bool> {
+        let _ = (current, desired, maximum);
+        Ok(true)
+    }
+
+    /// As [`ResourceLimiter::memory_size_limit`].
+    fn memory_size_limit(&self) -> Option<usize> {
+        None
+    }
+
+    /// As [`ResourceLimiter::gc_heap_size_limit`].
+    fn gc_heap_size_limit(&self) -> Option<usize> {
+        None
+    }
+
+    /// As [`ResourceLimiter::table_elements_limit`].
+    fn table_elements_limit(&self) -> Option<usize> {
+        None
+    }
+
+    /// Most instances the store may hold.
+    fn instances(&self) -> usize {
+        DEFAULT_COUNT_LIMIT
+    }
+
+    /// Most tables the store may hold.
+    fn tables(&self) -> usize {
+        DEFAULT_COUNT_LIMIT
+    }
+
+    /// Most memories the store may hold.
+    fn memories(&self) -> usize {
+        DEFAULT_COUNT_LIMIT
+    }
+}
+
 /// Default limit on instances, memories and tables per store.
 pub const DEFAULT_COUNT_LIMIT: usize = 10_000;
 

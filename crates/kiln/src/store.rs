@@ -2,7 +2,7 @@
 //! memories, tables, globals) and of the host's data `T`.
 
 use crate::engine::Engine;
-use crate::limits::ResourceLimiter;
+use crate::limits::{ResourceLimiter, ResourceLimiterAsync};
 use crate::module::Module;
 use crate::vm::store::{VmStore, VmStoreConfig};
 use crate::vm::store_hooks::{HookError, VMStore};
@@ -53,11 +53,39 @@ pub struct Store<T> {
 pub struct StoreInner<T> {
     pub(crate) opaque: StoreOpaque,
     pub(crate) data: T,
-    pub(crate) limiter: Option<LimiterFn<T>>,
+    pub(crate) limiter: Option<Limiter<T>>,
     pub(crate) epoch_callback: Option<EpochCallback<T>>,
 }
 
-type LimiterFn<T> = Box<dyn (FnMut(&mut T) -> &mut dyn ResourceLimiter) + Send + Sync>;
+/// A store's resource limiter, as installed: a function from the store's
+/// data to the limiter.
+pub(crate) enum Limiter<T> {
+    /// Installed with [`Store::limiter`].
+    Sync(Box<dyn (FnMut(&mut T) -> &mut dyn ResourceLimiter) + Send + Sync>),
+    /// Installed with [`Store::limiter_async`].
+    Async(Box<dyn (FnMut(&mut T) -> &mut dyn ResourceLimiterAsync) + Send + Sync>),
+}
+
+/// A store's limiter, borrowed.
+enum LimiterRef<'a> {
+    Sync(&'a mut dyn ResourceLimiter),
+    Async(&'a mut dyn ResourceLimiterAsync),
+}
+
+/// Asks `$l` (a [`LimiterRef`]) `$method($args)`: directly for a
+/// synchronous limiter, waiting on the running async call (`$cx`) for an
+/// async one.
+macro_rules! decide {
+    ($cx:expr, $l:expr, $method:ident($($arg:expr),*)) => {
+        match $l {
+            LimiterRef::Sync(l) => l.$method($($arg),*),
+            LimiterRef::Async(l) => {
+                let mut fut = l.$method($($arg),*);
+                crate::vm::async_call::block_on($cx, fut.as_mut())?
+            }
+        }
+    };
+}
 
 type EpochCallback<T> = Box<dyn FnMut(StoreContextMut<'_, T>) -> anyhow::Result<UpdateDeadline> + Send + Sync>;
 
@@ -152,7 +180,18 @@ impl<T: 'static> Store<T> {
     /// Installs a resource limiter: `get` returns it from the store's data
     /// (for example `|data| &mut data.limits` with a [`StoreLimits`](crate::StoreLimits)).
     pub fn limiter(&mut self, get: impl (FnMut(&mut T) -> &mut dyn ResourceLimiter) + Send + Sync + 'static) {
-        self.inner.limiter = Some(Box::new(get));
+        self.inner.limiter = Some(Limiter::Sync(Box::new(get)));
+    }
+
+    /// Installs an async resource limiter (replacing any limiter): `get`
+    /// returns it from the store's data. Its decisions are awaited during
+    /// async calls and async instantiation; a synchronous call or
+    /// instantiation that needs one fails with an error saying so.
+    pub fn limiter_async(
+        &mut self,
+        get: impl (FnMut(&mut T) -> &mut dyn ResourceLimiterAsync) + Send + Sync + 'static,
+    ) {
+        self.inner.limiter = Some(Limiter::Async(Box::new(get)));
     }
 
     /// Sets the fuel available to wasm (requires [`Config::consume_fuel`](crate::Config::consume_fuel)).
@@ -270,9 +309,23 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Store<T> {
 }
 
 impl<T> StoreInner<T> {
-    fn limiter(&mut self) -> Option<&mut dyn ResourceLimiter> {
-        let get = self.limiter.as_mut()?;
-        Some(get(&mut self.data))
+    fn limiter(&mut self) -> Option<LimiterRef<'_>> {
+        Some(match self.limiter.as_mut()? {
+            Limiter::Sync(get) => LimiterRef::Sync(get(&mut self.data)),
+            Limiter::Async(get) => LimiterRef::Async(get(&mut self.data)),
+        })
+    }
+
+    /// Reads one of the limiter's fixed settings.
+    fn limiter_setting<R>(
+        &mut self,
+        sync: impl FnOnce(&dyn ResourceLimiter) -> R,
+        r#async: impl FnOnce(&dyn ResourceLimiterAsync) -> R,
+    ) -> Option<R> {
+        Some(match self.limiter()? {
+            LimiterRef::Sync(l) => sync(l),
+            LimiterRef::Async(l) => r#async(l),
+        })
     }
 
     /// Asks the limiter whether a memory may grow (or be created, from 0).
@@ -282,8 +335,9 @@ impl<T> StoreInner<T> {
         desired: usize,
         maximum: Option<usize>,
     ) -> anyhow::Result<bool> {
+        let cx = self.opaque.vm.async_cx().clone();
         match self.limiter() {
-            Some(l) => l.memory_growing(current, desired, maximum),
+            Some(l) => decide!(&cx, l, memory_growing(current, desired, maximum)),
             None => Ok(true),
         }
     }
@@ -291,8 +345,9 @@ impl<T> StoreInner<T> {
     /// Asks the limiter whether a table may grow (or be created, from 0).
     pub(crate) fn table_growing(&mut self, current: u64, desired: u64, maximum: Option<u64>) -> anyhow::Result<bool> {
         let c = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        let cx = self.opaque.vm.async_cx().clone();
         match self.limiter() {
-            Some(l) => l.table_growing(c(current), c(desired), maximum.map(c)),
+            Some(l) => decide!(&cx, l, table_growing(c(current), c(desired), maximum.map(c))),
             None => Ok(true),
         }
     }
@@ -300,15 +355,16 @@ impl<T> StoreInner<T> {
     /// Asks the limiter whether the GC heap may grow.
     pub(crate) fn gc_heap_growing(&mut self, current: u64, desired: u64, maximum: u64) -> anyhow::Result<bool> {
         let c = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        let cx = self.opaque.vm.async_cx().clone();
         match self.limiter() {
-            Some(l) => l.gc_heap_growing(c(current), c(desired), c(maximum)),
+            Some(l) => decide!(&cx, l, gc_heap_growing(c(current), c(desired), c(maximum))),
             None => Ok(true),
         }
     }
 
     /// The limiter's fixed cap on the GC heap, if it states one.
     pub(crate) fn gc_heap_size_limit(&mut self) -> Option<u64> {
-        self.limiter().and_then(|l| l.gc_heap_size_limit()).map(|v| v as u64)
+        self.limiter_setting(|l| l.gc_heap_size_limit(), |l| l.gc_heap_size_limit()).flatten().map(|v| v as u64)
     }
 
     /// Makes room for a host allocation of `size` bytes in the GC heap:
@@ -348,7 +404,7 @@ impl<T> StoreInner<T> {
         if allowed {
             return Ok(());
         }
-        let limit = self.limiter().and_then(|l| l.memory_size_limit());
+        let limit = self.limiter_setting(|l| l.memory_size_limit(), |l| l.memory_size_limit()).flatten();
         Err(crate::limits::refused("memory", name, minimum, limit))
     }
 
@@ -365,20 +421,18 @@ impl<T> StoreInner<T> {
         if allowed {
             return Ok(());
         }
-        let limit = self.limiter().and_then(|l| l.table_elements_limit());
+        let limit = self.limiter_setting(|l| l.table_elements_limit(), |l| l.table_elements_limit()).flatten();
         Err(crate::limits::refused("table", name, usize::try_from(minimum).unwrap_or(usize::MAX), limit))
     }
 
     /// The limiter's caps on instances, tables and memories.
     pub(crate) fn count_limits(&mut self) -> (usize, usize, usize) {
-        match self.limiter() {
-            Some(l) => (l.instances(), l.tables(), l.memories()),
-            None => (
-                crate::limits::DEFAULT_COUNT_LIMIT,
-                crate::limits::DEFAULT_COUNT_LIMIT,
-                crate::limits::DEFAULT_COUNT_LIMIT,
-            ),
-        }
+        let d = crate::limits::DEFAULT_COUNT_LIMIT;
+        self.limiter_setting(
+            |l| (l.instances(), l.tables(), l.memories()),
+            |l| (l.instances(), l.tables(), l.memories()),
+        )
+        .unwrap_or((d, d, d))
     }
 }
 

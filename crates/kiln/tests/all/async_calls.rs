@@ -507,3 +507,46 @@ fn fuel_yields_consume_exactly_what_trapping_fuel_does() {
         }
     }
 }
+
+/// Allows memories up to `max` bytes, after a pending decision each time.
+struct SlowLimiter {
+    max: usize,
+    asked: usize,
+}
+
+#[async_trait::async_trait]
+impl ResourceLimiterAsync for SlowLimiter {
+    async fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> Result<bool> {
+        self.asked += 1;
+        PendingFor { n: 2, v: Some(()) }.await;
+        Ok(desired <= self.max)
+    }
+
+    async fn table_growing(&mut self, _current: usize, _desired: usize, _maximum: Option<usize>) -> Result<bool> {
+        Ok(true)
+    }
+}
+
+#[test]
+fn an_async_limiter_decides_growth_during_async_calls() {
+    let engine = Engine::default();
+    let mut store = Store::new(&engine, SlowLimiter { max: 3 << 16, asked: 0 });
+    store.limiter_async(|l| l);
+    let module = Module::new(
+        &engine,
+        r#"(module (memory (export "m") 1)
+            (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))"#,
+    )
+    .unwrap();
+    let (i, pending) = run(Instance::new_async(&mut store, &module, &[]));
+    let i = i.unwrap();
+    assert_eq!(pending, 2, "the initial memory was decided asynchronously");
+    let grow = i.get_typed_func::<i32, i32>(&mut store, "grow").unwrap();
+    assert_eq!(run(grow.call_async(&mut store, 2)).0.unwrap(), 1);
+    assert_eq!(run(grow.call_async(&mut store, 1)).0.unwrap(), -1, "past the limiter's maximum");
+    assert_eq!(store.data().asked, 3);
+    // Synchronous paths cannot wait for the decision.
+    let e = grow.call(&mut store, 1).unwrap_err();
+    assert!(format!("{e:?}").contains("call_async"), "{e:?}");
+    assert!(Instance::new(&mut store, &module, &[]).is_err());
+}
