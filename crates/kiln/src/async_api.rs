@@ -30,6 +30,53 @@ use std::sync::Arc;
 /// [`Caller`] it was given.
 pub type HostFuture<'a, R> = Box<dyn Future<Output = R> + Send + 'a>;
 
+/// Waits for futures inside a host function during an async call, without
+/// blocking the thread (see [`Caller::async_waiter`]). Taken before the
+/// host function borrows the store (its memory, say) for the wait.
+#[derive(Clone)]
+pub struct AsyncWaiter {
+    cx: Arc<vm::async_call::AsyncCx>,
+}
+
+impl std::fmt::Debug for AsyncWaiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncWaiter").field("can_wait", &self.can_wait()).finish()
+    }
+}
+
+impl AsyncWaiter {
+    /// Whether [`AsyncWaiter::block_on`] can wait here: an async call of
+    /// the waiter's store is running on this thread and this code runs
+    /// beneath it.
+    pub fn can_wait(&self) -> bool {
+        self.cx.on_fiber()
+    }
+
+    /// Waits for `fut`: the async call's future returns `Pending` until
+    /// `fut` is ready (polled with the executor's task context), so the
+    /// thread runs other tasks meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// Not beneath an async call of the waiter's store (see
+    /// [`AsyncWaiter::can_wait`]), or the call was cancelled while it
+    /// waited (its future was dropped).
+    pub fn block_on<F: Future>(&self, fut: F) -> Result<F::Output> {
+        let mut fut = std::pin::pin!(fut);
+        Ok(vm::async_call::block_on(&self.cx, fut.as_mut())?)
+    }
+}
+
+impl<T> Caller<'_, T> {
+    /// A waiter for this store's async call: a synchronous host function
+    /// called during [`Func::call_async`] can wait for a future with it
+    /// without blocking the thread, even while it borrows the store (its
+    /// memory, say), which [`Linker::func_wrap_async`] does not allow.
+    pub fn async_waiter(&self) -> AsyncWaiter {
+        AsyncWaiter { cx: self.store.opaque.vm().async_cx().clone() }
+    }
+}
+
 /// Runs `body` with the store on a fiber and awaits it.
 async fn on_fiber<T: Send + 'static, R: Send>(
     store: &mut StoreInner<T>,

@@ -141,7 +141,7 @@ mod values;
 pub(crate) mod vm;
 
 pub use anyhow::{Error, Result};
-pub use async_api::HostFuture;
+pub use async_api::{AsyncWaiter, HostFuture};
 pub use cache::{Cache, CacheEntry, CacheKind, CacheStats, DirectoryCache, MemoryCache};
 pub use compile_observer::{
     CompileObserver, CompilePhase, CompileTimings, FunctionOutcome, FunctionReport, FunctionTiming,

@@ -70,6 +70,8 @@ pub struct AsyncCx {
     /// Where stacks come from, and where the spare one goes when the store
     /// is dropped.
     stacks: Arc<StackPool>,
+    /// The usable range of the running fiber's stack (with `suspend`).
+    fiber_stack: Cell<(usize, usize)>,
 }
 
 impl Drop for AsyncCx {
@@ -99,13 +101,19 @@ impl AsyncCx {
             cancelled: Cell::new(false),
             spare_stack: Cell::new(None),
             stacks,
+            fiber_stack: Cell::new((0, 0)),
         })
     }
 
-    /// Whether an async call of the store is running (so [`block_on`] can
-    /// wait).
+    /// Whether the code asking runs on the stack of the store's running
+    /// async call (so [`block_on`] can wait): a fiber of the store is
+    /// running, and the stack pointer is within that fiber's stack.
     pub fn on_fiber(&self) -> bool {
-        !self.suspend.get().is_null()
+        if self.suspend.get().is_null() {
+            return false;
+        }
+        let (low, top) = self.fiber_stack.get();
+        (low..top).contains(&super::arch::stack_pointer())
     }
 }
 
@@ -231,20 +239,22 @@ impl<R> FiberFuture<'_, R> {
         let Some(fiber) = self.fiber.as_mut() else { return true };
         let prev_task = self.cx.poll_cx.replace(task);
         let prev_suspend = self.cx.suspend.replace(&*self.suspend);
+        let prev_stack = self.cx.fiber_stack.replace(fiber.stack_range());
         if self.was_running {
             super::traphandlers::ensure_thread_prepared();
             // SAFETY: the borrowed store's context; `running_tid` is atomic.
             unsafe { super::epoch::signal::publish_running_thread(&*self.store_ctx) };
         }
         // Put the store's async state back even if the body panicked.
-        struct Restore<'c>(&'c AsyncCx, *mut Context<'static>, *const Suspend);
+        struct Restore<'c>(&'c AsyncCx, *mut Context<'static>, *const Suspend, (usize, usize));
         impl Drop for Restore<'_> {
             fn drop(&mut self) {
                 self.0.poll_cx.set(self.1);
                 self.0.suspend.set(self.2);
+                self.0.fiber_stack.set(self.3);
             }
         }
-        let restore = Restore(&self.cx, prev_task, prev_suspend);
+        let restore = Restore(&self.cx, prev_task, prev_suspend, prev_stack);
         let finished = fiber.resume();
         drop(restore);
         if finished {

@@ -225,6 +225,11 @@ impl<'a> Fiber<'a> {
         Suspend { shared: self.shared }
     }
 
+    /// The usable range of the fiber's stack, `(low, top)`.
+    pub fn stack_range(&self) -> (usize, usize) {
+        self.stack.as_ref().map_or((0, 0), |s| (s.low(), s.top()))
+    }
+
     /// Whether the body has returned.
     pub fn finished(&self) -> bool {
         // SAFETY: `shared` is alive until drop; the fiber is not running
