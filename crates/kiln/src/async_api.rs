@@ -77,15 +77,32 @@ impl<T> Caller<'_, T> {
     }
 }
 
-/// Runs `body` with the store on a fiber and awaits it.
-async fn on_fiber<T: Send + 'static, R: Send>(
-    store: &mut StoreInner<T>,
-    body: impl FnOnce(&mut StoreInner<T>) -> Result<R> + Send,
-) -> Result<R> {
+/// Whether instantiating `module` in `store` may have to wait: it has a
+/// start function (which may call async host functions), or the store's
+/// limiter is async. Otherwise async instantiation runs synchronously,
+/// with no fiber.
+fn instantiation_may_wait<T>(store: &StoreInner<T>, module: &Module) -> bool {
+    module.info().start.is_some() || store.has_async_limiter()
+}
+
+/// The result of an async call that found no stack to run on.
+fn no_stack<R>(e: std::io::Error) -> Result<R> {
+    Err(anyhow::Error::new(e).context("cannot map a stack for the async call"))
+}
+
+/// Runs `body` with the store on a fiber, as a future.
+///
+/// # Errors
+///
+/// [`Config::async_stack_size`](crate::Config::async_stack_size) is not
+/// larger than `max_wasm_stack` (at once); no stack could be had (when
+/// polled); whatever `body` returns.
+fn on_fiber<'a, T: Send + 'static, R: Send + 'a>(
+    store: &'a mut StoreInner<T>,
+    body: impl FnOnce(&mut StoreInner<T>) -> Result<R> + Send + 'a,
+) -> Result<impl Future<Output = Result<R>> + Send + 'a> {
     store.opaque.engine().async_stack_size()?;
-    let fut = vm::async_call::on_fiber(store, body)
-        .map_err(|e| anyhow::Error::new(e).context("cannot map a stack for the async call"))?;
-    fut.await
+    Ok(vm::async_call::on_fiber(store, body, no_stack))
 }
 
 impl Func {
@@ -113,7 +130,7 @@ impl Func {
         results: &mut [Val],
     ) -> Result<()> {
         let func = *self;
-        on_fiber(store.as_context_mut().0, move |s| func.call(StoreContextMut(s), params, results)).await
+        on_fiber(store.as_context_mut().0, move |s| func.call(StoreContextMut(s), params, results))?.await
     }
 }
 
@@ -134,7 +151,7 @@ impl<Params: WasmParams + Sync, Results: WasmResults> TypedFunc<Params, Results>
         params: Params,
     ) -> Result<Results> {
         let func = *self;
-        on_fiber(store.as_context_mut().0, move |s| func.call(StoreContextMut(s), params)).await
+        on_fiber(store.as_context_mut().0, move |s| func.call(StoreContextMut(s), params))?.await
     }
 }
 
@@ -150,7 +167,11 @@ impl Instance {
         module: &Module,
         imports: &[crate::Extern],
     ) -> Result<Instance> {
-        on_fiber(store.as_context_mut().0, move |s| Instance::new(StoreContextMut(s), module, imports)).await
+        let store = store.as_context_mut().0;
+        if !instantiation_may_wait(store, module) {
+            return Instance::new(StoreContextMut(store), module, imports);
+        }
+        on_fiber(store, move |s| Instance::new(StoreContextMut(s), module, imports))?.await
     }
 }
 
@@ -214,7 +235,11 @@ impl<T: Send + 'static> Linker<T> {
     where
         T: Send,
     {
-        on_fiber(store.as_context_mut().0, move |s| self.instantiate(StoreContextMut(s), module)).await
+        let store = store.as_context_mut().0;
+        if !instantiation_may_wait(store, module) {
+            return self.instantiate(StoreContextMut(store), module);
+        }
+        on_fiber(store, move |s| self.instantiate(StoreContextMut(s), module))?.await
     }
 }
 
@@ -226,7 +251,11 @@ impl<T: Send + 'static> InstancePre<T> {
     ///
     /// As [`InstancePre::instantiate`] and [`Func::call_async`].
     pub async fn instantiate_async(&self, mut store: impl AsContextMut<Data = T>) -> Result<Instance> {
-        on_fiber(store.as_context_mut().0, move |s| self.instantiate(StoreContextMut(s))).await
+        let store = store.as_context_mut().0;
+        if !instantiation_may_wait(store, self.module()) {
+            return self.instantiate(StoreContextMut(store));
+        }
+        on_fiber(store, move |s| self.instantiate(StoreContextMut(s)))?.await
     }
 }
 

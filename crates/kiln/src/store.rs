@@ -316,6 +316,11 @@ impl<T> StoreInner<T> {
         })
     }
 
+    /// Whether the store's limiter is async (`Store::limiter_async`).
+    pub(crate) fn has_async_limiter(&self) -> bool {
+        matches!(self.limiter, Some(Limiter::Async(_)))
+    }
+
     /// Reads one of the limiter's fixed settings.
     fn limiter_setting<R>(
         &mut self,

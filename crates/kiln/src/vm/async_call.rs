@@ -170,82 +170,83 @@ pub fn yield_now(cx: &AsyncCx) -> Result<(), AsyncError> {
     block_on(cx, std::pin::pin!(YieldOnce(false)))
 }
 
-/// The future of a call running on a fiber: see the module docs.
-pub struct FiberFuture<'a, R> {
-    fiber: Option<Fiber<'a>>,
-    /// The handle the fiber suspends with (boxed: its address is given out).
-    suspend: Box<Suspend>,
-    cx: Arc<AsyncCx>,
-    /// Where the body puts its result (boxed: the fiber writes through a
-    /// pointer to it).
-    result: Box<Option<R>>,
+/// The future of a call running on a fiber: see the module docs. It
+/// allocates nothing: the fiber's shared state and the result live at the
+/// top of the fiber's stack, which is the store's spare one when it has
+/// one, and the body moves onto the fiber at the first poll.
+pub struct FiberFuture<'a, S, F, R> {
+    /// `None` when no stack could be had (`early` is then the result).
+    fiber: Option<Fiber<R>>,
+    /// The result when the call could not start.
+    early: Option<R>,
+    /// The body, until the first poll hands it to the fiber.
+    body: Option<F>,
+    /// The borrowed store (exclusively, for `'a`).
+    store: *mut S,
+    /// The store's async state (owned by the store, which outlives `'a`).
+    cx: *const AsyncCx,
     /// The store's context, whose running thread (epoch signals) follows
     /// the fiber between threads.
     store_ctx: *mut VMStoreContext,
     /// Wasm of the store was running on the fiber when it last suspended.
     was_running: bool,
-    _borrow: PhantomData<&'a mut ()>,
+    _borrow: PhantomData<&'a mut S>,
 }
 
 // SAFETY: the future owns the fiber and everything on its stack: the
-// body (required `Send`), the store it borrows exclusively (its data `T`
-// required `Send` by the public entry points), wasm frames, host functions'
-// frames and futures (required `Send`), and the runtime's own frames,
-// whose thread-local state moves with the fiber (`ThreadWasmState`). The
-// store context pointer is the borrowed store's. Nothing in there is tied
-// to the thread that last polled it.
-unsafe impl<R: Send> Send for FiberFuture<'_, R> {}
+// body (`F: Send`), the store it borrows exclusively (`S: Send`), wasm
+// frames, host functions' frames and futures (required `Send`), and the
+// runtime's own frames, whose thread-local state moves with the fiber
+// (`ThreadWasmState`). The pointers are the borrowed store's. Nothing in
+// there is tied to the thread that last polled it.
+unsafe impl<S: Send, F: Send, R: Send> Send for FiberFuture<'_, S, F, R> {}
 
-/// Runs `body` with `store` on a new fiber, as a future (see the module
+// The future holds no self-references: everything the fiber points to is
+// on the fiber's stack or in the store.
+impl<S, F, R> Unpin for FiberFuture<'_, S, F, R> {}
+
+/// Runs `body` with `store` on a fiber, as a future (see the module
 /// docs). The fiber's stack is the store's spare one, or one from the
-/// engine's pool.
-///
-/// # Errors
-///
-/// The pool's limit is reached, or a stack could not be mapped.
-pub fn on_fiber<'a, S, R>(
-    store: &'a mut S,
-    body: impl FnOnce(&mut S) -> R + Send + 'a,
-) -> std::io::Result<FiberFuture<'a, R>>
+/// engine's pool; when none can be had (the pool's limit is reached, or
+/// the OS refuses a mapping), the future's result is `no_stack` of the
+/// error, and `body` never runs.
+pub fn on_fiber<'a, S, F, R>(store: &'a mut S, body: F, no_stack: fn(std::io::Error) -> R) -> FiberFuture<'a, S, F, R>
 where
     S: VMStore + Send,
+    F: FnOnce(&mut S) -> R + Send + 'a,
     R: Send + 'a,
 {
     let vm = store.vm_store();
-    let cx = vm.async_cx().clone();
+    let cx: *const AsyncCx = Arc::as_ptr(vm.async_cx());
     let store_ctx = vm.context_ptr();
-    let stack = match cx.spare_stack.take() {
-        Some(s) => s,
-        None => cx.stacks.take()?,
+    // SAFETY: the store owns its `AsyncCx` (through the `Arc`) and
+    // outlives the borrow.
+    let stack = match unsafe { (*cx).spare_stack.take() } {
+        Some(s) => Ok(s),
+        // SAFETY: as above.
+        None => unsafe { (*cx).stacks.take() },
     };
-    let mut result: Box<Option<R>> = Box::new(None);
-    let slot: *mut Option<R> = &mut *result;
-    let store: *mut S = store;
-    let fiber = Fiber::new(stack, move |_suspend: &Suspend| {
-        // SAFETY: the future borrows the store exclusively for `'a` and
-        // touches it only through `AsyncCx` (a separate allocation) while
-        // the fiber lives; `slot` points into the future's boxed result,
-        // which outlives the fiber and is read only after it finished.
-        unsafe { *slot = Some(body(&mut *store)) };
-    });
-    let suspend = Box::new(fiber.suspend_handle());
-    Ok(FiberFuture { fiber: Some(fiber), suspend, cx, result, store_ctx, was_running: false, _borrow: PhantomData })
+    let (fiber, early) = match stack {
+        Ok(stack) => (Some(Fiber::new(stack)), None),
+        Err(e) => (None, Some(no_stack(e))),
+    };
+    FiberFuture { fiber, early, body: Some(body), store, cx, store_ctx, was_running: false, _borrow: PhantomData }
 }
 
-impl<R> FiberFuture<'_, R> {
+impl<S, F, R> FiberFuture<'_, S, F, R> {
     /// Resumes the fiber with task context `task` (null while cancelling);
-    /// returns whether its body finished.
-    fn resume(&mut self, task: *mut Context<'static>) -> bool {
-        let Some(fiber) = self.fiber.as_mut() else { return true };
-        let prev_task = self.cx.poll_cx.replace(task);
-        let prev_suspend = self.cx.suspend.replace(&*self.suspend);
-        let prev_stack = self.cx.fiber_stack.replace(fiber.stack_range());
+    /// returns the body's result once it finished. The first resume
+    /// starts `body`.
+    fn resume_with<B: FnOnce(&Suspend) -> R>(&mut self, task: *mut Context<'static>, body: &mut Option<B>) -> Option<R> {
+        let fiber = self.fiber.as_mut()?;
+        // SAFETY: the store, which owns the state, outlives the future.
+        let cx = unsafe { &*self.cx };
         if self.was_running {
             super::traphandlers::ensure_thread_prepared();
             // SAFETY: the borrowed store's context; `running_tid` is atomic.
             unsafe { super::epoch::signal::publish_running_thread(&*self.store_ctx) };
         }
-        // Put the store's async state back even if the body panicked.
+        // Put the store's async state back even if the body panics.
         struct Restore<'c>(&'c AsyncCx, *mut Context<'static>, *const Suspend, (usize, usize));
         impl Drop for Restore<'_> {
             fn drop(&mut self) {
@@ -254,18 +255,24 @@ impl<R> FiberFuture<'_, R> {
                 self.0.fiber_stack.set(self.3);
             }
         }
-        let restore = Restore(&self.cx, prev_task, prev_suspend, prev_stack);
-        let finished = fiber.resume();
+        let restore = Restore(
+            cx,
+            cx.poll_cx.replace(task),
+            cx.suspend.replace(fiber.suspend_handle()),
+            cx.fiber_stack.replace(fiber.stack_range()),
+        );
+        let result = fiber.resume(body);
         drop(restore);
-        if finished {
+        if result.is_some() {
             self.was_running = false;
-            if let Some(stack) = self.fiber.take().and_then(Fiber::into_stack) {
+            if let Some(stack) = fiber.take_stack() {
                 // Keep it for the store's next call, unless a nested call's
                 // stack is kept already.
-                if let Some(other) = self.cx.spare_stack.replace(Some(stack)) {
-                    self.cx.stacks.give_back(other);
+                if let Some(other) = cx.spare_stack.replace(Some(stack)) {
+                    cx.stacks.give_back(other);
                 }
             }
+            self.fiber = None;
         } else {
             // No thread runs the store's wasm while the fiber waits: the
             // epoch must not signal the thread that last ran it.
@@ -273,36 +280,50 @@ impl<R> FiberFuture<'_, R> {
             let tid = unsafe { &(*self.store_ctx).running_tid };
             self.was_running = tid.swap(0, Ordering::SeqCst) != 0;
         }
-        finished
+        result
     }
 }
 
-impl<R> Future for FiberFuture<'_, R> {
+impl<S, F: FnOnce(&mut S) -> R, R> Future for FiberFuture<'_, S, F, R> {
     type Output = R;
 
     fn poll(mut self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<R> {
         let this = &mut *self;
-        if this.resume((task as *mut Context<'_>).cast()) {
-            match this.result.take() {
-                Some(r) => Poll::Ready(r),
-                None => panic!("an async call's future was polled after it completed"),
+        if let Some(r) = this.early.take() {
+            return Poll::Ready(r);
+        }
+        if this.fiber.is_none() {
+            panic!("an async call's future was polled after it completed");
+        }
+        // The fiber's body on the first poll: the caller's, with the store
+        // (moved onto the fiber's stack by the first resume).
+        let store = this.store;
+        let mut body = this.body.take().map(|f| {
+            move |_: &Suspend| {
+                // SAFETY: the future borrows the store exclusively and
+                // touches it only through `AsyncCx` while the fiber lives.
+                f(unsafe { &mut *store })
             }
-        } else {
-            Poll::Pending
+        });
+        match this.resume_with((task as *mut Context<'_>).cast(), &mut body) {
+            Some(r) => Poll::Ready(r),
+            None => Poll::Pending,
         }
     }
 }
 
-impl<R> Drop for FiberFuture<'_, R> {
+impl<S, F, R> Drop for FiberFuture<'_, S, F, R> {
     fn drop(&mut self) {
-        let Some(fiber) = &self.fiber else { return };
-        if !fiber.started() || fiber.finished() {
-            return;
+        match &self.fiber {
+            Some(f) if f.started() && !f.finished() => {}
+            _ => return,
         }
         // Cancel: run the body to its end with every suspension point
         // failing (see the module docs).
-        let outer = self.cx.cancelled.replace(true);
-        while !self.resume(ptr::null_mut()) {}
-        self.cx.cancelled.set(outer);
+        // SAFETY: the store outlives the future.
+        let cx = unsafe { &*self.cx };
+        let outer = cx.cancelled.replace(true);
+        while self.resume_with(ptr::null_mut(), &mut None::<fn(&Suspend) -> R>).is_none() && self.fiber.is_some() {}
+        cx.cancelled.set(outer);
     }
 }

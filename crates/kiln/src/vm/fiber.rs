@@ -29,6 +29,7 @@ use super::mmap::Mmap;
 use super::traphandlers::ThreadWasmState;
 use std::any::Any;
 use std::io;
+use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -152,35 +153,39 @@ impl StackPool {
     }
 }
 
-/// The state a fiber and whoever resumes it share (boxed: both sides hold
-/// its address).
+/// The state a fiber and whoever resumes it share. It lives at the top of
+/// the fiber's stack (above the body's frames and the result slot), where
+/// both sides find it and it never moves, so a [`Fiber`] is a plain value
+/// that allocates nothing and may move between resumes.
 struct Shared {
     /// The fiber's stack pointer while it is not running.
     fiber_sp: usize,
     /// The resumer's stack pointer while the fiber runs.
     parent_sp: usize,
-    /// The fiber's body has returned.
+    /// The fiber's body has returned (its result is in the slot).
     finished: bool,
     /// The fiber's body panicked with this payload (passed on by `resume`).
     panic: Option<Box<dyn Any + Send>>,
     /// While the fiber runs: the thread's own wasm state, put back when it
     /// suspends. While it is suspended: the fiber's.
     thread_state: ThreadWasmState,
+    /// The handle the body suspends with (its address is handed out).
+    suspend: Suspend,
 }
 
-/// The body of a fiber.
-type Body<'a> = Box<dyn FnOnce(&Suspend) + 'a>;
+/// Bytes at the top of a fiber's stack kept for its [`Shared`] state.
+const SHARED_BYTES: usize = std::mem::size_of::<Shared>().next_multiple_of(64);
 
-/// A fiber running `Body` on a [`FiberStack`].
-pub struct Fiber<'a> {
-    /// The state shared with the fiber (from `Box::into_raw`, freed on
-    /// drop; only ever accessed through this pointer).
-    shared: *mut Shared,
+/// Bytes below [`SHARED_BYTES`] kept for the result slot, an `Option<R>`.
+const fn slot_bytes<R>() -> usize {
+    std::mem::size_of::<Option<R>>().next_multiple_of(64)
+}
+
+/// A fiber on a [`FiberStack`], running a body that returns `R`.
+pub struct Fiber<R> {
     stack: Option<FiberStack>,
-    /// The body, boxed twice so it travels as one thin pointer, until the
-    /// first resume hands it to the fiber.
-    body: Option<Box<Body<'a>>>,
     started: bool,
+    _result: PhantomData<R>,
 }
 
 /// The handle a fiber's body suspends itself with.
@@ -189,16 +194,16 @@ pub struct Suspend {
 }
 
 impl Suspend {
-    /// Stops the fiber: the `resume` that ran it returns `false`. Returns
+    /// Stops the fiber: the `resume` that ran it returns `None`. Returns
     /// when the fiber is resumed.
     ///
     /// Call it only on the fiber this handle belongs to, while it runs
     /// (the async layer keeps it that way: `async_call.rs`).
     pub fn suspend(&self) {
-        // SAFETY: `shared` is the fiber's shared state, alive as long as
-        // the fiber; the fiber is the one running (see above), so
-        // `parent_sp` is the resumer's saved stack pointer, blocked in
-        // `fiber_switch` until this switch.
+        // SAFETY: `shared` is the fiber's shared state, at the top of its
+        // stack, alive as long as the fiber; the fiber is the one running
+        // (see above), so `parent_sp` is the resumer's saved stack
+        // pointer, blocked in `fiber_switch` until this switch.
         unsafe {
             let shared = self.shared;
             super::arch::fiber_switch(&raw mut (*shared).fiber_sp, (*shared).parent_sp);
@@ -206,23 +211,43 @@ impl Suspend {
     }
 }
 
-impl<'a> Fiber<'a> {
-    /// A fiber that will run `body` on `stack` when first resumed.
-    pub fn new(stack: FiberStack, body: impl FnOnce(&Suspend) + 'a) -> Fiber<'a> {
-        let thread_state = ThreadWasmState::for_stack(stack.low());
-        let shared = Box::new(Shared { fiber_sp: 0, parent_sp: 0, finished: false, panic: None, thread_state });
-        Fiber {
-            shared: Box::into_raw(shared),
-            stack: Some(stack),
-            body: Some(Box::new(Box::new(body))),
-            started: false,
+impl<R> Fiber<R> {
+    /// A fiber that will run on `stack`, started by its first resume.
+    ///
+    /// # Panics
+    ///
+    /// The stack is too small to hold the shared state and the result
+    /// (it is pages, so only for results of many kilobytes).
+    pub fn new(stack: FiberStack) -> Fiber<R> {
+        assert!(stack.size() > 2 * (SHARED_BYTES + slot_bytes::<R>()), "fiber stack too small for its result");
+        let shared = (stack.top() - SHARED_BYTES) as *mut Shared;
+        let state = Shared {
+            fiber_sp: 0,
+            parent_sp: 0,
+            finished: false,
+            panic: None,
+            thread_state: ThreadWasmState::for_stack(stack.low()),
+            suspend: Suspend { shared },
+        };
+        // SAFETY: the top of the stack is this fiber's own writable memory,
+        // aligned (the stack top is page aligned), not used by any frame
+        // (frames start below the slot).
+        unsafe {
+            shared.write(state);
+            slot::<R>(&stack).write(None);
         }
+        Fiber { stack: Some(stack), started: false, _result: PhantomData }
     }
 
-    /// The handle that suspends this fiber, for code running on it that
-    /// cannot receive the one its body gets.
-    pub fn suspend_handle(&self) -> Suspend {
-        Suspend { shared: self.shared }
+    fn shared(&self) -> *mut Shared {
+        self.stack.as_ref().map_or(std::ptr::null_mut(), |s| (s.top() - SHARED_BYTES) as *mut Shared)
+    }
+
+    /// The handle that suspends this fiber (at a fixed address while the
+    /// fiber exists).
+    pub fn suspend_handle(&self) -> *const Suspend {
+        // SAFETY: the shared state is alive while the fiber has its stack.
+        unsafe { &raw const (*self.shared()).suspend }
     }
 
     /// The usable range of the fiber's stack, `(low, top)`.
@@ -232,9 +257,9 @@ impl<'a> Fiber<'a> {
 
     /// Whether the body has returned.
     pub fn finished(&self) -> bool {
-        // SAFETY: `shared` is alive until drop; the fiber is not running
-        // (this runs on the resumer's side).
-        unsafe { (*self.shared).finished }
+        // SAFETY: the fiber is not running (this runs on the resumer's
+        // side), so nothing writes the state meanwhile.
+        self.stack.is_some() && unsafe { (*self.shared()).finished }
     }
 
     /// Whether the fiber has been resumed at least once.
@@ -242,30 +267,40 @@ impl<'a> Fiber<'a> {
         self.started
     }
 
-    /// Runs the fiber until its body suspends (`false`) or returns
-    /// (`true`). A panic in the body is resumed here.
+    /// Runs the fiber until its body suspends (`None`) or returns
+    /// (`Some` of its result). The first resume starts the body taken out
+    /// of `*body` (later ones ignore `body`). A panic in the body is
+    /// resumed here.
     ///
     /// # Panics
     ///
     /// Panics if the body has already returned, or passes on the body's
     /// panic.
-    pub fn resume(&mut self) -> bool {
-        assert!(!self.finished(), "resumed a finished fiber");
-        let shared = self.shared;
+    pub fn resume<F: FnOnce(&Suspend) -> R>(&mut self, body: &mut Option<F>) -> Option<R> {
+        assert!(self.stack.is_some() && !self.finished(), "resumed a finished fiber");
+        let shared = self.shared();
+        let stack = self.stack.as_ref().expect("checked above");
         if !self.started {
             self.started = true;
-            let stack = self.stack.as_ref().expect("a fiber keeps its stack until it is dropped");
-            let body = Box::into_raw(self.body.take().expect("the body is taken only here"));
-            // SAFETY: the stack is this fiber's own, unused, and at least a
-            // page; the frame is read by the first switch to it. `shared`
-            // is alive and the fiber not running.
-            unsafe { (*shared).fiber_sp = super::arch::fiber_init(stack.top(), shared.cast(), body.cast()) };
+            let top = stack.top() - SHARED_BYTES - slot_bytes::<R>();
+            // SAFETY: the stack below the result slot is this fiber's own,
+            // unused, and large (checked in `new`); the frame is read by
+            // the first switch to it.
+            unsafe {
+                (*shared).fiber_sp = super::arch::fiber_init(
+                    top,
+                    shared.cast(),
+                    std::ptr::from_mut(body).cast(),
+                    fiber_main::<F, R> as *const () as usize,
+                )
+            };
         }
-        // SAFETY: `shared` is alive; the fiber is not running, so nothing
-        // else accesses it until the switch. `fiber_sp` is the fiber's
-        // saved stack pointer: the frame `fiber_init` made, or the one its
-        // last `suspend` left; its stack outlives the switch (owned by
-        // `self`).
+        // SAFETY: `shared` is alive (at the top of the stack `self` owns);
+        // the fiber is not running, so nothing else accesses it until the
+        // switch. `fiber_sp` is the fiber's saved stack pointer: the frame
+        // `fiber_init` made, or the one its last `suspend` left. On the
+        // first switch `fiber_main` takes the body out of `*body`, which
+        // outlives this call.
         unsafe {
             (*shared).thread_state.swap_with_thread();
             super::arch::fiber_switch(&raw mut (*shared).parent_sp, (*shared).fiber_sp);
@@ -273,56 +308,72 @@ impl<'a> Fiber<'a> {
             if let Some(p) = (*shared).panic.take() {
                 resume_unwind(p);
             }
-            (*shared).finished
+            if (*shared).finished { (*slot::<R>(stack)).take() } else { None }
         }
     }
 
     /// Takes the stack back from a fiber whose body has returned (or never
     /// started), for reuse.
-    pub fn into_stack(mut self) -> Option<FiberStack> {
-        if self.finished() || !self.started { self.stack.take() } else { None }
+    pub fn take_stack(&mut self) -> Option<FiberStack> {
+        if !self.finished() && self.started {
+            return None;
+        }
+        let stack = self.stack.take()?;
+        // SAFETY: the state and slot were written by `new` and nothing runs
+        // on the stack any more.
+        unsafe {
+            ((stack.top() - SHARED_BYTES) as *mut Shared).drop_in_place();
+            slot::<R>(&stack).drop_in_place();
+        }
+        Some(stack)
     }
 }
 
-impl Drop for Fiber<'_> {
+impl<R> Drop for Fiber<R> {
     fn drop(&mut self) {
-        if self.started && !self.finished() {
+        if self.stack.is_some() && self.started && !self.finished() {
             // Frames of the body are still on the stack, and their values
             // were never dropped: freeing the stack would free memory they
             // may own or point into. The async layer always runs a body to
             // its end (cancelling it) before dropping the fiber; if that
-            // ever failed, leaking the stack (and the shared state its
-            // frames point to) is the safe outcome.
+            // ever failed, leaking the stack is the safe outcome.
             debug_assert!(false, "a suspended fiber was dropped");
             std::mem::forget(self.stack.take());
             return;
         }
-        // SAFETY: from `Box::into_raw` in `new`, freed once, here; the
-        // fiber is not running and will not run again.
-        drop(unsafe { Box::from_raw(self.shared) });
+        drop(self.take_stack());
     }
 }
 
+/// The result slot of a fiber returning `R` on `stack`.
+fn slot<R>(stack: &FiberStack) -> *mut Option<R> {
+    (stack.top() - SHARED_BYTES - slot_bytes::<R>()) as *mut Option<R>
+}
+
 /// Where a new fiber starts (called by `arch::fiber_start` on the fiber's
-/// stack): runs the body, records a panic, marks the fiber finished and
-/// switches back for the last time.
+/// stack): takes the body, runs it, stores its result or panic, marks the
+/// fiber finished and switches back for the last time.
 ///
 /// # Safety
 ///
-/// Called once per fiber, on its stack, with its shared state and the body
-/// that `Fiber::resume` put in its initial frame.
-pub unsafe extern "C" fn fiber_main(shared: *mut u8, body: *mut u8) -> ! {
+/// Called once per fiber, on its stack, with its shared state and the
+/// `*mut Option<F>` holding the body that `Fiber::resume` put in its
+/// initial frame (valid until the first switch back).
+unsafe extern "C" fn fiber_main<F: FnOnce(&Suspend) -> R, R>(shared: *mut u8, body: *mut u8) -> ! {
     let shared = shared.cast::<Shared>();
     {
-        // SAFETY: `body` is the `Box<Body>` leaked by `resume` for this
-        // fiber, taken back exactly once, here.
-        let body = unsafe { Box::from_raw(body.cast::<Body<'static>>()) };
-        let suspend = Suspend { shared };
-        let r = catch_unwind(AssertUnwindSafe(move || body(&suspend)));
-        // SAFETY: the fiber's shared state outlives it (owned by `Fiber`).
+        // SAFETY: per the contract; the body moves onto this stack here.
+        let body = unsafe { (*body.cast::<Option<F>>()).take() };
+        // SAFETY: the shared state outlives the fiber's frames.
+        let suspend = unsafe { &(*shared).suspend };
+        let r = catch_unwind(AssertUnwindSafe(move || body.map(|f| f(suspend))));
+        // SAFETY: the shared state and the result slot (just below it)
+        // outlive the fiber's frames; the resumer reads them only after
+        // `finished` is set and the fiber switched back.
         unsafe {
-            if let Err(p) = r {
-                (*shared).panic = Some(p);
+            match r {
+                Ok(v) => *(shared.cast::<u8>().sub(slot_bytes::<R>()).cast::<Option<R>>()) = v,
+                Err(p) => (*shared).panic = Some(p),
             }
             (*shared).finished = true;
         }

@@ -127,13 +127,18 @@ impl ThreadWasmState {
 
     /// Exchanges this state with the current thread's, preparing the thread
     /// for wasm first if it never ran any.
+    #[inline]
     pub fn swap_with_thread(&mut self) {
-        ensure_thread_prepared();
         THREAD.with(|t| {
+            if t.stack_low.get() == 0 {
+                prepare_thread();
+            }
             self.current = t.current.replace(self.current);
             self.stack_low = t.stack_low.replace(self.stack_low);
         });
-        self.deadline_hook_act = super::epoch::signal::swap_deadline_hook_act(self.deadline_hook_act);
+        if !self.deadline_hook_act.is_null() || super::epoch::signal::deadline_hook_running() {
+            self.deadline_hook_act = super::epoch::signal::swap_deadline_hook_act(self.deadline_hook_act);
+        }
     }
 }
 

@@ -294,21 +294,23 @@ pub unsafe extern "C" fn fiber_switch(_save: *mut usize, _to: usize) {
 }
 
 /// Lays out, below `top`, the register save area a first [`fiber_switch`]
-/// to a new fiber restores: zeroes but x19 = `shared`, x20 = `body`, and
-/// x30 (the return address) = [`fiber_start`], which calls
-/// `fiber::fiber_main(shared, body)`. Returns the stack pointer to switch
+/// to a new fiber restores: zeroes but x19 = `shared`, x20 = `body`, x21 =
+/// `entry`, and x30 (the return address) = [`fiber_start`], which calls
+/// `entry(shared, body)`. Returns the stack pointer to switch
 /// to. x29 starts at 0, so frame-pointer walks stop at the fiber's first
 /// frame.
 ///
 /// # Safety
 ///
 /// `top` is the 16-byte-aligned top of a writable stack of at least 160
-/// bytes that nothing else uses.
-pub unsafe fn fiber_init(top: usize, shared: *mut u8, body: *mut u8) -> usize {
+/// bytes that nothing else uses; `entry` is an `extern "C" fn(*mut u8,
+/// *mut u8) -> !` (`fiber::fiber_main`).
+pub unsafe fn fiber_init(top: usize, shared: *mut u8, body: *mut u8, entry: usize) -> usize {
     let sp = top - 160;
     let mut words = [0usize; 20];
     words[0] = shared as usize;
     words[1] = body as usize;
+    words[2] = entry;
     words[11] = fiber_start as *const () as usize;
     // SAFETY: `[sp, top)` is writable stack memory (the contract), aligned.
     unsafe { std::ptr::copy_nonoverlapping(words.as_ptr(), sp as *mut usize, words.len()) };
@@ -325,8 +327,7 @@ unsafe extern "C" fn fiber_start() -> ! {
     core::arch::naked_asm!(
         "mov x0, x19",
         "mov x1, x20",
-        "bl {main}",
+        "blr x21",
         "brk #0",
-        main = sym crate::vm::fiber::fiber_main,
     )
 }

@@ -490,21 +490,22 @@ pub unsafe extern "C" fn fiber_switch(_save: *mut usize, _to: usize) {
 }
 
 /// Lays out, below `top`, the frame a first [`fiber_switch`] to a new
-/// fiber pops: zeroed registers but rbx = `shared` and r12 = `body`, and a
-/// return into [`fiber_start`], which calls `fiber::fiber_main(shared,
-/// body)`. Returns the stack pointer to switch to. rbp starts at 0, so
-/// frame-pointer walks stop at the fiber's first frame.
+/// fiber pops: zeroed registers but rbx = `shared`, r12 = `body` and r13 =
+/// `entry`, and a return into [`fiber_start`], which calls
+/// `entry(shared, body)`. Returns the stack pointer to switch to. rbp
+/// starts at 0, so frame-pointer walks stop at the fiber's first frame.
 ///
 /// # Safety
 ///
 /// `top` is the 16-byte-aligned top of a writable stack of at least 72
-/// bytes that nothing else uses.
-pub unsafe fn fiber_init(top: usize, shared: *mut u8, body: *mut u8) -> usize {
+/// bytes that nothing else uses; `entry` is an `extern "C" fn(*mut u8,
+/// *mut u8) -> !` (`fiber::fiber_main`).
+pub unsafe fn fiber_init(top: usize, shared: *mut u8, body: *mut u8, entry: usize) -> usize {
     // Popped in this order: r15, r14, r13, r12, rbx, rbp; then the return
     // address; then two words of padding, so that `fiber_start` runs with
     // the stack 16-byte aligned, as at a call site.
     let sp = top - 72;
-    let words: [usize; 9] = [0, 0, 0, body as usize, shared as usize, 0, fiber_start as *const () as usize, 0, 0];
+    let words: [usize; 9] = [0, 0, entry, body as usize, shared as usize, 0, fiber_start as *const () as usize, 0, 0];
     // SAFETY: `[sp, top)` is writable stack memory (the contract), aligned.
     unsafe { std::ptr::copy_nonoverlapping(words.as_ptr(), sp as *mut usize, words.len()) };
     sp
@@ -520,8 +521,7 @@ unsafe extern "C" fn fiber_start() -> ! {
     core::arch::naked_asm!(
         "mov rdi, rbx",
         "mov rsi, r12",
-        "call {main}",
+        "call r13",
         "ud2",
-        main = sym crate::vm::fiber::fiber_main,
     )
 }

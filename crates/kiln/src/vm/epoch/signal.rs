@@ -70,9 +70,17 @@ pub fn prepare_thread() {
     });
 }
 
+/// Whether a deadline hook is running on this thread (its activation is
+/// recorded).
+#[inline]
+pub fn deadline_hook_running() -> bool {
+    THREAD.with(|t| !t.deadline_hook_act.get().is_null())
+}
+
 /// Replaces this thread's record of the activation whose deadline hook is
 /// running (see `ThreadEpoch::deadline_hook_act`); returns the old one.
 /// Fibers carry their own across suspensions (`traphandlers::ThreadWasmState`).
+#[inline]
 pub fn swap_deadline_hook_act(act: *const Activation) -> *const Activation {
     THREAD.with(|t| t.deadline_hook_act.replace(act))
 }
