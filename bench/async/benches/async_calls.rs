@@ -42,8 +42,9 @@ const ROUNDS: usize = 5;
 
 /// The benchmarks, each measured for both runtimes (`kiln_<name>`,
 /// `wasmtime_<name>`), and the unit their figures are printed in.
-const BENCHES: [(&str, &str); 8] = [
+const BENCHES: [(&str, &str); 9] = [
     ("async_nop", "ns"),
+    ("async_nop_fiber", "ns"),
     ("sync_nop", "ns"),
     ("pause", "ns"),
     ("inst_async", "us"),
@@ -77,11 +78,10 @@ fn main() {
         .expect("kiln nop");
     // A store of its own: the one with the async host function.
     let mut k_pause_store = kiln::Store::new(&k_engine, ());
-    let k_pause = block_on(k_linker.instantiate_async(&mut k_pause_store, &k_pause_module))
-        .0
-        .expect("kiln pause instance")
-        .get_typed_func::<(), ()>(&mut k_pause_store, "run")
-        .expect("kiln run");
+    let k_pause_instance =
+        block_on(k_linker.instantiate_async(&mut k_pause_store, &k_pause_module)).0.expect("kiln pause instance");
+    let k_pause = k_pause_instance.get_typed_func::<(), ()>(&mut k_pause_store, "run").expect("kiln run");
+    let k_nop_fiber = k_pause_instance.get_typed_func::<(), ()>(&mut k_pause_store, "nop").expect("kiln nop");
 
     // Wasmtime: default `Config` too (on-demand allocator, Cranelift).
     let w_engine = wasmtime::Engine::default();
@@ -98,11 +98,10 @@ fn main() {
         .get_typed_func::<(), ()>(&mut w_store, "nop")
         .expect("wt nop");
     let mut w_pause_store = wasmtime::Store::new(&w_engine, ());
-    let w_pause = block_on(w_linker.instantiate_async(&mut w_pause_store, &w_pause_module))
-        .0
-        .expect("wt pause instance")
-        .get_typed_func::<(), ()>(&mut w_pause_store, "run")
-        .expect("wt run");
+    let w_pause_instance =
+        block_on(w_linker.instantiate_async(&mut w_pause_store, &w_pause_module)).0.expect("wt pause instance");
+    let w_pause = w_pause_instance.get_typed_func::<(), ()>(&mut w_pause_store, "run").expect("wt run");
+    let w_nop_fiber = w_pause_instance.get_typed_func::<(), ()>(&mut w_pause_store, "nop").expect("wt nop");
 
     // What is timed behaves as described: the nop and the instantiations
     // complete on the first poll, the pausing call on the second.
@@ -149,6 +148,20 @@ fn main() {
             b.iter_custom(|n| {
                 timed(&samples, "wasmtime_async_nop", n, || {
                     block_on(w_nop.call_async(&mut w_store, ())).0.expect("call")
+                })
+            })
+        });
+        g.bench_function(BenchmarkId::new("kiln_async_nop_fiber", round), |b| {
+            b.iter_custom(|n| {
+                timed(&samples, "kiln_async_nop_fiber", n, || {
+                    block_on(k_nop_fiber.call_async(&mut k_pause_store, ())).0.expect("call")
+                })
+            })
+        });
+        g.bench_function(BenchmarkId::new("wasmtime_async_nop_fiber", round), |b| {
+            b.iter_custom(|n| {
+                timed(&samples, "wasmtime_async_nop_fiber", n, || {
+                    block_on(w_nop_fiber.call_async(&mut w_pause_store, ())).0.expect("call")
                 })
             })
         });
@@ -342,6 +355,14 @@ fn report() {
                 .collect()
         };
         let (k_own, w_own) = (own_ratio("kiln"), own_ratio("wasmtime"));
+        let own_fiber = |rt: &str| -> Vec<f64> {
+            (0..ROUNDS)
+                .filter_map(|round| {
+                    Some(get(round, &format!("{rt}_async_nop_fiber"))? / get(round, &format!("{rt}_sync_nop"))?)
+                })
+                .collect()
+        };
+        let (k_fiber, w_fiber) = (own_fiber("kiln"), own_fiber("wasmtime"));
         println!("\ncall_async nop / call nop, per round:");
         println!("{:>5} {:>7} {:>9}", "round", "kiln", "wasmtime");
         for (round, (k, w)) in k_own.iter().zip(&w_own).enumerate() {
@@ -355,6 +376,13 @@ fn report() {
         }
         if !k_own.is_empty() {
             println!("call_async/call nop: kiln {:.2}x, wasmtime {:.2}x", median(&k_own), median(&w_own));
+        }
+        if !k_fiber.is_empty() {
+            println!(
+                "call_async/call nop in a store with an async host function: kiln {:.2}x, wasmtime {:.2}x",
+                median(&k_fiber),
+                median(&w_fiber)
+            );
         }
     });
 }

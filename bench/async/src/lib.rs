@@ -11,10 +11,14 @@ use std::task::{Context, Poll, Waker};
 pub const NOP_WAT: &str = r#"(module (func (export "nop")))"#;
 
 /// An export calling an async host function once (`host.pause`, which is
-/// pending on its first poll): one suspend and one resume per call.
+/// pending on its first poll): one suspend and one resume per call. And a
+/// nop export: the nop called in a store that has an async host function
+/// (where Kiln runs async calls on a fiber; in a store with nothing that
+/// can wait it runs them directly).
 pub const PAUSE_WAT: &str = r#"(module
   (import "host" "pause" (func $pause))
-  (func (export "run") (call $pause)))"#;
+  (func (export "run") (call $pause))
+  (func (export "nop")))"#;
 
 /// The module instantiated: an imported host function, a one-page memory
 /// with a data segment, a mutable global, a table with an element segment,

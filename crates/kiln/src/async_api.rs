@@ -90,7 +90,35 @@ fn no_stack<R>(e: std::io::Error) -> Result<R> {
     Err(anyhow::Error::new(e).context("cannot map a stack for the async call"))
 }
 
-/// Runs `body` with the store on a fiber, as a future.
+/// The future of an async call: on a fiber, or, in a store where nothing
+/// can wait, already done.
+enum AsyncCall<Fib, R> {
+    Done(Option<Result<R>>),
+    Fiber(Fib),
+}
+
+// Nothing in it is pinned: the result is only moved out, and the fiber's
+// future is itself `Unpin`.
+impl<Fib: Unpin, R> Unpin for AsyncCall<Fib, R> {}
+
+impl<Fib: Future<Output = Result<R>> + Unpin, R> Future for AsyncCall<Fib, R> {
+    type Output = Result<R>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<R>> {
+        match &mut *self {
+            AsyncCall::Done(r) => match r.take() {
+                Some(r) => std::task::Poll::Ready(r),
+                None => panic!("an async call's future was polled after it completed"),
+            },
+            AsyncCall::Fiber(f) => Pin::new(f).poll(cx),
+        }
+    }
+}
+
+/// Runs `body` with the store as a future: on a fiber when the store may
+/// have to wait (`StoreOpaque::may_wait`), otherwise directly, before the
+/// future is even polled (nothing in the call can wait, so it would
+/// complete at its first poll anyway).
 ///
 /// # Errors
 ///
@@ -101,8 +129,20 @@ fn on_fiber<'a, T: Send + 'static, R: Send + 'a>(
     store: &'a mut StoreInner<T>,
     body: impl FnOnce(&mut StoreInner<T>) -> Result<R> + Send + 'a,
 ) -> Result<impl Future<Output = Result<R>> + Send + 'a> {
+    on_fiber_if(store.opaque.may_wait(), store, body)
+}
+
+/// [`on_fiber`], on a fiber exactly when `fiber`.
+fn on_fiber_if<'a, T: Send + 'static, R: Send + 'a>(
+    fiber: bool,
+    store: &'a mut StoreInner<T>,
+    body: impl FnOnce(&mut StoreInner<T>) -> Result<R> + Send + 'a,
+) -> Result<impl Future<Output = Result<R>> + Send + 'a> {
     store.opaque.engine().async_stack_size()?;
-    Ok(vm::async_call::on_fiber(store, body, no_stack))
+    if !fiber {
+        return Ok(AsyncCall::Done(Some(body(store))));
+    }
+    Ok(AsyncCall::Fiber(vm::async_call::on_fiber(store, body, no_stack)))
 }
 
 impl Func {
@@ -129,7 +169,7 @@ impl Func {
         params: &[Val],
         results: &mut [Val],
     ) -> Result<()> {
-        let func = *self;
+        let func = self;
         on_fiber(store.as_context_mut().0, move |s| func.call(StoreContextMut(s), params, results))?.await
     }
 }
@@ -150,7 +190,7 @@ impl<Params: WasmParams + Sync, Results: WasmResults> TypedFunc<Params, Results>
         mut store: impl AsContextMut<Data = T>,
         params: Params,
     ) -> Result<Results> {
-        let func = *self;
+        let func = self;
         on_fiber(store.as_context_mut().0, move |s| func.call(StoreContextMut(s), params))?.await
     }
 }
@@ -168,10 +208,8 @@ impl Instance {
         imports: &[crate::Extern],
     ) -> Result<Instance> {
         let store = store.as_context_mut().0;
-        if !instantiation_may_wait(store, module) {
-            return Instance::new(StoreContextMut(store), module, imports);
-        }
-        on_fiber(store, move |s| Instance::new(StoreContextMut(s), module, imports))?.await
+        let fiber = instantiation_may_wait(store, module);
+        on_fiber_if(fiber, store, move |s| Instance::new(StoreContextMut(s), module, imports))?.await
     }
 }
 
@@ -203,7 +241,7 @@ impl<T: Send + 'static> Linker<T> {
             };
             results.store_results(&mut store.opaque, values)
         };
-        self.define_host_func(module, name, ty, Arc::new(body))
+        self.define_host_func(module, name, ty, Arc::new(body), true)
     }
 
     /// Defines `module::name` as a dynamically typed host function whose
@@ -222,7 +260,7 @@ impl<T: Send + 'static> Linker<T> {
             let mut fut = Pin::from(f(caller, params, results));
             vm::async_call::block_on(&cx, fut.as_mut())?
         });
-        self.define_host_func(module, name, ty.0, body)
+        self.define_host_func(module, name, ty.0, body, true)
     }
 
     /// Instantiates `module` as [`Linker::instantiate`] does, as a future:
@@ -236,10 +274,8 @@ impl<T: Send + 'static> Linker<T> {
         T: Send,
     {
         let store = store.as_context_mut().0;
-        if !instantiation_may_wait(store, module) {
-            return self.instantiate(StoreContextMut(store), module);
-        }
-        on_fiber(store, move |s| self.instantiate(StoreContextMut(s), module))?.await
+        let fiber = instantiation_may_wait(store, module);
+        on_fiber_if(fiber, store, move |s| self.instantiate(StoreContextMut(s), module))?.await
     }
 }
 
@@ -252,10 +288,8 @@ impl<T: Send + 'static> InstancePre<T> {
     /// As [`InstancePre::instantiate`] and [`Func::call_async`].
     pub async fn instantiate_async(&self, mut store: impl AsContextMut<Data = T>) -> Result<Instance> {
         let store = store.as_context_mut().0;
-        if !instantiation_may_wait(store, self.module()) {
-            return self.instantiate(StoreContextMut(store));
-        }
-        on_fiber(store, move |s| self.instantiate(StoreContextMut(s)))?.await
+        let fiber = instantiation_may_wait(store, self.module());
+        on_fiber_if(fiber, store, move |s| self.instantiate(StoreContextMut(s)))?.await
     }
 }
 
@@ -269,6 +303,7 @@ impl<T: 'static> Store<T> {
     /// Requires [`Config::epoch_interruption`](crate::Config::epoch_interruption).
     pub fn epoch_deadline_async_yield_and_update(&mut self, delta: u64) {
         self.inner.epoch_callback = Some(Box::new(move |_| Ok(UpdateDeadline::Yield(delta))));
+        self.inner.opaque.note_may_wait();
     }
 
     /// During async calls, yield to the executor every `interval` units of
@@ -299,6 +334,9 @@ impl<T: 'static> Store<T> {
             anyhow::bail!("the fuel yield interval must not be 0");
         }
         self.inner.opaque.vm_mut().set_fuel_yield_interval(interval);
+        if interval.is_some() {
+            self.inner.opaque.note_may_wait();
+        }
         Ok(())
     }
 }

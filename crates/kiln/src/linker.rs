@@ -31,6 +31,9 @@ impl<T> Clone for Definition<T> {
 struct HostFuncDef<T> {
     sig: HostSig,
     body: Arc<HostFn<StoreInner<T>>>,
+    /// Defined as async (`func_wrap_async`, `func_new_async`): calls may
+    /// wait, so a store that has it runs async calls on a fiber.
+    waits: bool,
 }
 
 /// Names importable items (`module::name`) and instantiates modules
@@ -94,11 +97,12 @@ impl<T: 'static> Linker<T> {
     ) -> Result<&mut Self> {
         let (ty, body) = f.into_host_fn();
         let sig = HostSig::new(&self.engine, &ty)?;
-        self.insert(module, name, Definition::HostFunc(Arc::new(HostFuncDef { sig, body })))?;
+        self.insert(module, name, Definition::HostFunc(Arc::new(HostFuncDef { sig, body, waits: false })))?;
         Ok(self)
     }
 
-    /// Defines `module::name` as the host function `body` of type `ty`.
+    /// Defines `module::name` as the host function `body` of type `ty`,
+    /// which may wait on the running async call if `waits`.
     ///
     /// # Errors
     ///
@@ -110,9 +114,10 @@ impl<T: 'static> Linker<T> {
         name: &str,
         ty: env::FuncType,
         body: Arc<HostFn<StoreInner<T>>>,
+        waits: bool,
     ) -> Result<&mut Self> {
         let sig = HostSig::new(&self.engine, &ty)?;
-        self.insert(module, name, Definition::HostFunc(Arc::new(HostFuncDef { sig, body })))?;
+        self.insert(module, name, Definition::HostFunc(Arc::new(HostFuncDef { sig, body, waits })))?;
         Ok(self)
     }
 
@@ -131,7 +136,7 @@ impl<T: 'static> Linker<T> {
     ) -> Result<&mut Self> {
         let body = dynamic_host_fn(ty.0.clone(), f);
         let sig = HostSig::new(&self.engine, &ty.0)?;
-        self.insert(module, name, Definition::HostFunc(Arc::new(HostFuncDef { sig, body })))?;
+        self.insert(module, name, Definition::HostFunc(Arc::new(HostFuncDef { sig, body, waits: false })))?;
         Ok(self)
     }
 
@@ -234,6 +239,9 @@ fn materialize<T: 'static>(store: &mut StoreInner<T>, def: &Definition<T>) -> Re
                 return Ok(Extern::Func(Func(store.opaque.stored(idx))));
             }
             let func = new_host_with_sig(store, &f.sig, f.body.clone());
+            if f.waits {
+                store.opaque.note_may_wait();
+            }
             // The store keys its cache by the definition's address and keeps
             // the definition alive, so the address is never reused.
             store.opaque.set_linker_func(f.clone(), func.0.index);

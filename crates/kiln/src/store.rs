@@ -135,6 +135,11 @@ pub struct StoreOpaque {
     /// While false, dropping the store returns their regions to the
     /// allocator without resetting them (see `forget_unwritten_contents`).
     contents_exposed: bool,
+    /// Whether a call into this store's wasm may have to wait (it has an
+    /// async host function, an async limiter, an epoch callback or
+    /// yields, or fuel yields): async calls then run on a fiber, and
+    /// otherwise directly.
+    may_wait: bool,
 }
 
 impl Drop for StoreOpaque {
@@ -169,6 +174,7 @@ impl<T: 'static> Store<T> {
                 linker_funcs: Default::default(),
                 keep_alive: Vec::new(),
                 contents_exposed: false,
+                may_wait: false,
             },
             data,
             limiter: None,
@@ -192,6 +198,7 @@ impl<T: 'static> Store<T> {
         get: impl (FnMut(&mut T) -> &mut dyn ResourceLimiterAsync) + Send + Sync + 'static,
     ) {
         self.inner.limiter = Some(Limiter::Async(Box::new(get)));
+        self.inner.opaque.note_may_wait();
     }
 
     /// Sets the fuel available to wasm (requires [`Config::consume_fuel`](crate::Config::consume_fuel)).
@@ -233,6 +240,7 @@ impl<T: 'static> Store<T> {
         callback: impl FnMut(StoreContextMut<'_, T>) -> anyhow::Result<UpdateDeadline> + Send + Sync + 'static,
     ) {
         self.inner.epoch_callback = Some(Box::new(callback));
+        self.inner.opaque.note_may_wait();
     }
 
     /// The host data.
@@ -575,6 +583,17 @@ impl StoreOpaque {
     pub(crate) fn reserve_linker_funcs(&mut self, n: usize) {
         self.linker_funcs.reserve(n);
         self.keep_alive.reserve(n);
+    }
+
+    /// Notes that calls into this store's wasm may have to wait (see
+    /// `may_wait`).
+    pub(crate) fn note_may_wait(&mut self) {
+        self.may_wait = true;
+    }
+
+    /// Whether calls into this store's wasm may have to wait.
+    pub(crate) fn may_wait(&self) -> bool {
+        self.may_wait
     }
 
     /// Notes that the contents of this store's memories and tables may now

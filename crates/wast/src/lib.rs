@@ -97,10 +97,15 @@ impl WastContext {
     /// the store's async stack; the contexts of `thread` directives inherit
     /// the setting. (`register` calls no wasm: it links the exports of an
     /// instance made already.) With `false` (the default), the synchronous
-    /// `Func::call` and `Linker::instantiate`.
+    /// `Func::call` and `Linker::instantiate`. Async calls run on a fiber
+    /// even though no module here can wait (Kiln runs them directly
+    /// otherwise), so the suite tests the fiber path.
     #[must_use]
     pub fn with_async_calls(mut self, async_calls: bool) -> WastContext {
         self.async_calls = async_calls;
+        if async_calls {
+            kiln::__private_testing::force_fibers(&mut self.store);
+        }
         self
     }
 
@@ -113,6 +118,9 @@ impl WastContext {
         // Rebuild the store and spectest on the parent's engine, so shared
         // memories (which belong to an engine) can be imported.
         cx.store = Store::new(&self.engine, ());
+        if cx.async_calls {
+            kiln::__private_testing::force_fibers(&mut cx.store);
+        }
         let _ = cx.store.set_fuel(u64::MAX / 2);
         cx.store.set_epoch_deadline(u64::MAX / 2);
         cx.linker = Linker::new(&self.engine);

@@ -1,4 +1,4 @@
-//! `calls <kiln|wasmtime> [N] [async|sync|pause]`: makes N (default
+//! `calls <kiln|wasmtime> [N] [async|sync|pause|fiber]`: makes N (default
 //! 100,000) calls of the nop export on one store — `call_async` awaited
 //! by the minimal executor (`async`, the default), the synchronous `call`
 //! (`sync`), or `call_async` of the export calling the async host function
@@ -12,13 +12,15 @@ use std::time::Instant;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: calls <kiln|wasmtime> [N] [async|sync|pause]";
+    let usage = "usage: calls <kiln|wasmtime> [N] [async|sync|pause|fiber]";
     let runtime = args.get(1).expect(usage).as_str();
     let n: u64 = args.get(2).map_or(100_000, |s| s.parse().expect(usage));
     let mode = args.get(3).map_or("async", String::as_str);
     let (wat, export) = match mode {
         "async" | "sync" => (NOP_WAT, "nop"),
         "pause" => (PAUSE_WAT, "run"),
+        // The nop in a store with an async host function (a fiber per call).
+        "fiber" => (PAUSE_WAT, "nop"),
         _ => panic!("{usage}"),
     };
     let start;
@@ -43,7 +45,7 @@ fn main() {
             let module = wasmtime::Module::new(&engine, wat::parse_str(wat).expect("wat")).expect("module");
             let mut store = wasmtime::Store::new(&engine, ());
             let linker = wasmtime_linker(&engine);
-            let instance = if mode == "pause" {
+            let instance = if mode == "pause" || mode == "fiber" {
                 block_on(linker.instantiate_async(&mut store, &module)).0.expect("instance")
             } else {
                 linker.instantiate(&mut store, &module).expect("instance")

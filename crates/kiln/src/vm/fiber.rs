@@ -8,9 +8,12 @@
 //! push the callee-saved registers, store the stack pointer, load the other
 //! stack's, pop its callee-saved registers, return on it. Everything a
 //! caller may clobber is clobbered by the call to the switch as far as the
-//! compiler is concerned, so nothing else needs saving. A new fiber's stack
-//! is laid out as if it had switched away from `arch::fiber_start`, which
-//! calls [`fiber_main`].
+//! compiler is concerned, so nothing else needs saving. A fiber starts
+//! with `arch::fiber_enter`, which saves the same frame, moves to the new
+//! stack and *calls* [`fiber_main`] there, returning through the saved
+//! frame when it returns: a body that never suspends is an ordinary call
+//! and return, which the processor predicts (switches into and out of the
+//! middle of a stack are returns it cannot predict).
 //!
 //! Thread-local state that describes "the wasm running on this thread" (the
 //! activation chain, the stack's low end, the deadline hook in progress)
@@ -280,30 +283,28 @@ impl<R> Fiber<R> {
         assert!(self.stack.is_some() && !self.finished(), "resumed a finished fiber");
         let shared = self.shared();
         let stack = self.stack.as_ref().expect("checked above");
-        if !self.started {
-            self.started = true;
-            let top = stack.top() - SHARED_BYTES - slot_bytes::<R>();
-            // SAFETY: the stack below the result slot is this fiber's own,
-            // unused, and large (checked in `new`); the frame is read by
-            // the first switch to it.
-            unsafe {
-                (*shared).fiber_sp = super::arch::fiber_init(
-                    top,
-                    shared.cast(),
-                    std::ptr::from_mut(body).cast(),
-                    fiber_main::<F, R> as *const () as usize,
-                )
-            };
-        }
         // SAFETY: `shared` is alive (at the top of the stack `self` owns);
         // the fiber is not running, so nothing else accesses it until the
-        // switch. `fiber_sp` is the fiber's saved stack pointer: the frame
-        // `fiber_init` made, or the one its last `suspend` left. On the
-        // first switch `fiber_main` takes the body out of `*body`, which
-        // outlives this call.
+        // switch. On the first resume the body starts on the stack below
+        // the result slot (this fiber's own, unused, large enough: checked
+        // in `new`), with `fiber_main` taking it out of `*body`, which
+        // outlives this call; later ones switch to `fiber_sp`, where the
+        // fiber's last `suspend` left it.
         unsafe {
             (*shared).thread_state.swap_with_thread();
-            super::arch::fiber_switch(&raw mut (*shared).parent_sp, (*shared).fiber_sp);
+            if self.started {
+                super::arch::fiber_switch(&raw mut (*shared).parent_sp, (*shared).fiber_sp);
+            } else {
+                self.started = true;
+                let top = stack.top() - SHARED_BYTES - slot_bytes::<R>();
+                super::arch::fiber_enter(
+                    &raw mut (*shared).parent_sp,
+                    top,
+                    fiber_main::<F, R> as *const () as usize,
+                    shared.cast(),
+                    std::ptr::from_mut(body).cast(),
+                );
+            }
             (*shared).thread_state.swap_with_thread();
             if let Some(p) = (*shared).panic.take() {
                 resume_unwind(p);
@@ -350,39 +351,31 @@ fn slot<R>(stack: &FiberStack) -> *mut Option<R> {
     (stack.top() - SHARED_BYTES - slot_bytes::<R>()) as *mut Option<R>
 }
 
-/// Where a new fiber starts (called by `arch::fiber_start` on the fiber's
-/// stack): takes the body, runs it, stores its result or panic, marks the
-/// fiber finished and switches back for the last time.
+/// The first frame of a fiber (called by `arch::fiber_enter` on the
+/// fiber's stack): takes the body, runs it, stores its result or panic and
+/// marks the fiber finished; `fiber_enter` then returns to whoever resumed
+/// the fiber last.
 ///
 /// # Safety
 ///
 /// Called once per fiber, on its stack, with its shared state and the
-/// `*mut Option<F>` holding the body that `Fiber::resume` put in its
-/// initial frame (valid until the first switch back).
-unsafe extern "C" fn fiber_main<F: FnOnce(&Suspend) -> R, R>(shared: *mut u8, body: *mut u8) -> ! {
+/// `*mut Option<F>` holding the body that `Fiber::resume` passed (valid
+/// until the first switch back).
+unsafe extern "C" fn fiber_main<F: FnOnce(&Suspend) -> R, R>(shared: *mut u8, body: *mut u8) {
     let shared = shared.cast::<Shared>();
-    {
-        // SAFETY: per the contract; the body moves onto this stack here.
-        let body = unsafe { (*body.cast::<Option<F>>()).take() };
-        // SAFETY: the shared state outlives the fiber's frames.
-        let suspend = unsafe { &(*shared).suspend };
-        let r = catch_unwind(AssertUnwindSafe(move || body.map(|f| f(suspend))));
-        // SAFETY: the shared state and the result slot (just below it)
-        // outlive the fiber's frames; the resumer reads them only after
-        // `finished` is set and the fiber switched back.
-        unsafe {
-            match r {
-                Ok(v) => *(shared.cast::<u8>().sub(slot_bytes::<R>()).cast::<Option<R>>()) = v,
-                Err(p) => (*shared).panic = Some(p),
-            }
-            (*shared).finished = true;
-        }
-    }
-    // SAFETY: as in `Suspend::suspend`; nothing on this stack needs
-    // dropping any more, and a finished fiber is never switched to again.
+    // SAFETY: per the contract; the body moves onto this stack here.
+    let body = unsafe { (*body.cast::<Option<F>>()).take() };
+    // SAFETY: the shared state outlives the fiber's frames.
+    let suspend = unsafe { &(*shared).suspend };
+    let r = catch_unwind(AssertUnwindSafe(move || body.map(|f| f(suspend))));
+    // SAFETY: the shared state and the result slot (just below it) outlive
+    // the fiber's frames; the resumer reads them only after `finished` is
+    // set and the fiber returned.
     unsafe {
-        super::arch::fiber_switch(&raw mut (*shared).fiber_sp, (*shared).parent_sp);
+        match r {
+            Ok(v) => *(shared.cast::<u8>().sub(slot_bytes::<R>()).cast::<Option<R>>()) = v,
+            Err(p) => (*shared).panic = Some(p),
+        }
+        (*shared).finished = true;
     }
-    // Not reachable: a finished fiber is never resumed (`resume` asserts).
-    std::process::abort()
 }

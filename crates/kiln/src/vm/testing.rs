@@ -43,3 +43,37 @@ pub unsafe fn set_memory_base(mut store: impl AsContextMut, memory: crate::Memor
 pub fn exception_objects(store: impl crate::store::AsContext) -> usize {
     store.as_context().0.opaque.vm().exns().len()
 }
+
+/// Runs `n` round trips into a fiber and back (a resume and a suspend
+/// each) on a fresh 64 KiB stack, and returns the time they took: the raw
+/// cost of Kiln's stack switch, for comparing it with other fiber
+/// libraries (bench/async).
+///
+/// # Panics
+///
+/// The stack cannot be mapped.
+pub fn fiber_round_trips(n: u64) -> std::time::Duration {
+    let stack = super::fiber::FiberStack::new(64 << 10).expect("mapping a fiber stack");
+    let mut fiber = super::fiber::Fiber::<()>::new(stack);
+    let mut body = Some(|s: &super::fiber::Suspend| loop {
+        s.suspend()
+    });
+    // Start it (the first resume runs the body to its first suspension).
+    assert!(fiber.resume(&mut body).is_none());
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        let _ = fiber.resume(&mut body);
+    }
+    let t = start.elapsed();
+    // The body never returns: leak the fiber rather than drop it suspended.
+    std::mem::forget(fiber);
+    t
+}
+
+/// Makes every async call and async instantiation in `store` run on a
+/// fiber, as in a store that may wait (an async host function, say),
+/// rather than directly: for tests of the fiber path with modules that
+/// never wait (the spec suite's async mode).
+pub fn force_fibers<T>(store: &mut crate::Store<T>) {
+    store.inner.opaque.note_may_wait();
+}

@@ -74,6 +74,15 @@ fn call_async_returns_what_call_returns() {
     assert_eq!(out[0].i32().unwrap(), 11);
     // Synchronous calls still work on the same store.
     assert_eq!(add.call(&mut store, (1, 1)).unwrap(), 2);
+
+    // Nothing in this store can wait, so its async calls ran directly;
+    // on a fiber they return the same.
+    kiln::__private_testing::force_fibers(&mut store);
+    let (r, pending) = run(add.call_async(&mut store, (2, 40)));
+    assert_eq!((r.unwrap(), pending), (42, 0));
+    let (r, _) = run(f.call_async(&mut store, &[Val::I32(5), Val::I32(7)], &mut out));
+    r.unwrap();
+    assert_eq!(out[0].i32().unwrap(), 12);
 }
 
 fn linker_with_sleep(engine: &Engine, polls: usize) -> Linker<()> {
@@ -125,6 +134,7 @@ fn an_async_host_function_in_a_synchronous_call_is_an_error() {
 fn traps_and_stack_overflow_on_a_fiber_are_ordinary_traps() {
     let engine = Engine::default();
     let mut store = Store::new(&engine, ());
+    kiln::__private_testing::force_fibers(&mut store);
     let i = instance(
         &mut store,
         r#"(module

@@ -260,7 +260,7 @@ pub unsafe fn load_word(addr: usize) -> usize {
 ///
 /// `save` is writable; `to` is a stack pointer stored by an earlier switch
 /// away from a stack that is still mapped and whose frames are all live, or
-/// one made by [`fiber_init`].
+/// one saved by [`fiber_enter`].
 #[unsafe(naked)]
 pub unsafe extern "C" fn fiber_switch(_save: *mut usize, _to: usize) {
     core::arch::naked_asm!(
@@ -293,41 +293,54 @@ pub unsafe extern "C" fn fiber_switch(_save: *mut usize, _to: usize) {
     )
 }
 
-/// Lays out, below `top`, the register save area a first [`fiber_switch`]
-/// to a new fiber restores: zeroes but x19 = `shared`, x20 = `body`, x21 =
-/// `entry`, and x30 (the return address) = [`fiber_start`], which calls
-/// `entry(shared, body)`. Returns the stack pointer to switch
-/// to. x29 starts at 0, so frame-pointer walks stop at the fiber's first
-/// frame.
+/// Starts a fiber: saves the callee-saved registers as [`fiber_switch`]
+/// does, stores the stack pointer at `save`, moves to the stack whose top
+/// is `top` and calls `entry(a0, a1)` there. When `entry` returns, goes
+/// back to the stack pointer then stored at `save` (this call's frame, or
+/// the frame of whichever `fiber_switch` resumed the fiber last), restores
+/// the registers saved there and returns.
 ///
 /// # Safety
 ///
-/// `top` is the 16-byte-aligned top of a writable stack of at least 160
-/// bytes that nothing else uses; `entry` is an `extern "C" fn(*mut u8,
-/// *mut u8) -> !` (`fiber::fiber_main`).
-pub unsafe fn fiber_init(top: usize, shared: *mut u8, body: *mut u8, entry: usize) -> usize {
-    let sp = top - 160;
-    let mut words = [0usize; 20];
-    words[0] = shared as usize;
-    words[1] = body as usize;
-    words[2] = entry;
-    words[11] = fiber_start as *const () as usize;
-    // SAFETY: `[sp, top)` is writable stack memory (the contract), aligned.
-    unsafe { std::ptr::copy_nonoverlapping(words.as_ptr(), sp as *mut usize, words.len()) };
-    sp
-}
-
-/// The first code a new fiber runs (see [`fiber_init`]).
-///
-/// # Safety
-///
-/// Only reached through a fiber's initial frame.
+/// `save` is writable and stays valid until the fiber's body returns;
+/// `top` is the 16-byte-aligned top of a mapped stack nothing else uses;
+/// `entry` is an `extern "C" fn(*mut u8, *mut u8)` that runs the body.
 #[unsafe(naked)]
-unsafe extern "C" fn fiber_start() -> ! {
+pub unsafe extern "C" fn fiber_enter(_save: *mut usize, _top: usize, _entry: usize, _a0: *mut u8, _a1: *mut u8) {
     core::arch::naked_asm!(
-        "mov x0, x19",
-        "mov x1, x20",
-        "blr x21",
-        "brk #0",
+        "sub sp, sp, #160",
+        "stp x19, x20, [sp, #0]",
+        "stp x21, x22, [sp, #16]",
+        "stp x23, x24, [sp, #32]",
+        "stp x25, x26, [sp, #48]",
+        "stp x27, x28, [sp, #64]",
+        "stp x29, x30, [sp, #80]",
+        "stp d8, d9, [sp, #96]",
+        "stp d10, d11, [sp, #112]",
+        "stp d12, d13, [sp, #128]",
+        "stp d14, d15, [sp, #144]",
+        "mov x8, sp",
+        "str x8, [x0]",
+        // `save` stays in x19, which `entry` preserves.
+        "mov x19, x0",
+        "mov sp, x1",
+        "mov x29, xzr",
+        "mov x0, x3",
+        "mov x1, x4",
+        "blr x2",
+        "ldr x8, [x19]",
+        "mov sp, x8",
+        "ldp x19, x20, [sp, #0]",
+        "ldp x21, x22, [sp, #16]",
+        "ldp x23, x24, [sp, #32]",
+        "ldp x25, x26, [sp, #48]",
+        "ldp x27, x28, [sp, #64]",
+        "ldp x29, x30, [sp, #80]",
+        "ldp d8, d9, [sp, #96]",
+        "ldp d10, d11, [sp, #112]",
+        "ldp d12, d13, [sp, #128]",
+        "ldp d14, d15, [sp, #144]",
+        "add sp, sp, #160",
+        "ret",
     )
 }

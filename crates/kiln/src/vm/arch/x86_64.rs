@@ -467,7 +467,7 @@ pub unsafe fn load_word(addr: usize) -> usize {
 ///
 /// `save` is writable; `to` is a stack pointer stored by an earlier switch
 /// away from a stack that is still mapped and whose frames are all live, or
-/// one made by [`fiber_init`].
+/// one saved by [`fiber_enter`].
 #[unsafe(naked)]
 pub unsafe extern "C" fn fiber_switch(_save: *mut usize, _to: usize) {
     core::arch::naked_asm!(
@@ -489,39 +489,47 @@ pub unsafe extern "C" fn fiber_switch(_save: *mut usize, _to: usize) {
     )
 }
 
-/// Lays out, below `top`, the frame a first [`fiber_switch`] to a new
-/// fiber pops: zeroed registers but rbx = `shared`, r12 = `body` and r13 =
-/// `entry`, and a return into [`fiber_start`], which calls
-/// `entry(shared, body)`. Returns the stack pointer to switch to. rbp
-/// starts at 0, so frame-pointer walks stop at the fiber's first frame.
+/// Starts a fiber: pushes the callee-saved registers as [`fiber_switch`]
+/// does, stores the stack pointer at `save`, moves to the stack whose top
+/// is `top` and calls `entry(a0, a1)` there. When `entry` returns, goes
+/// back to the stack pointer then stored at `save` (this call's frame, or
+/// the frame of whichever `fiber_switch` resumed the fiber last), pops the
+/// callee-saved registers saved there and returns on that stack.
+///
+/// A fiber that never suspends thus runs as an ordinary call and return,
+/// which the processor's return prediction follows; one that does leaves
+/// and comes back through `fiber_switch`, with the same frame layout.
 ///
 /// # Safety
 ///
-/// `top` is the 16-byte-aligned top of a writable stack of at least 72
-/// bytes that nothing else uses; `entry` is an `extern "C" fn(*mut u8,
-/// *mut u8) -> !` (`fiber::fiber_main`).
-pub unsafe fn fiber_init(top: usize, shared: *mut u8, body: *mut u8, entry: usize) -> usize {
-    // Popped in this order: r15, r14, r13, r12, rbx, rbp; then the return
-    // address; then two words of padding, so that `fiber_start` runs with
-    // the stack 16-byte aligned, as at a call site.
-    let sp = top - 72;
-    let words: [usize; 9] = [0, 0, entry, body as usize, shared as usize, 0, fiber_start as *const () as usize, 0, 0];
-    // SAFETY: `[sp, top)` is writable stack memory (the contract), aligned.
-    unsafe { std::ptr::copy_nonoverlapping(words.as_ptr(), sp as *mut usize, words.len()) };
-    sp
-}
-
-/// The first code a new fiber runs (see [`fiber_init`]).
-///
-/// # Safety
-///
-/// Only reached through a fiber's initial frame.
+/// `save` is writable and stays valid until the fiber's body returns;
+/// `top` is the 16-byte-aligned top of a mapped stack nothing else uses;
+/// `entry` is an `extern "C" fn(*mut u8, *mut u8)` that runs the body.
 #[unsafe(naked)]
-unsafe extern "C" fn fiber_start() -> ! {
+pub unsafe extern "C" fn fiber_enter(_save: *mut usize, _top: usize, _entry: usize, _a0: *mut u8, _a1: *mut u8) {
     core::arch::naked_asm!(
-        "mov rdi, rbx",
-        "mov rsi, r12",
-        "call r13",
-        "ud2",
+        "push rbp",
+        "push rbx",
+        "push r12",
+        "push r13",
+        "push r14",
+        "push r15",
+        "mov [rdi], rsp",
+        // `save` stays in rbx, which `entry` preserves.
+        "mov rbx, rdi",
+        "mov rsp, rsi",
+        // A null frame pointer: frame walks stop at the fiber's first frame.
+        "xor ebp, ebp",
+        "mov rdi, rcx",
+        "mov rsi, r8",
+        "call rdx",
+        "mov rsp, [rbx]",
+        "pop r15",
+        "pop r14",
+        "pop r13",
+        "pop r12",
+        "pop rbx",
+        "pop rbp",
+        "ret",
     )
 }

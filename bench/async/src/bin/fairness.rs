@@ -1,0 +1,440 @@
+//! `fairness <kiln|wasmtime> [--guests N] [--seconds S] [--fuel]`: how
+//! evenly one runtime's async API shares two threads between thousands of
+//! guests that never stop on their own.
+//!
+//! Every guest is its own store and instance of a module that counts
+//! forever in a global and calls a synchronous host function `report(n)`
+//! every 4,096 iterations. The guests are tokio tasks, split between two
+//! threads that each run a single-threaded tokio runtime (its run queue is
+//! first in, first out, so guests that yield take turns in order). A guest
+//! gives its thread back either at epoch deadlines (a 1 ms ticker thread,
+//! the same hand-written one for both runtimes, deadline one tick after
+//! each yield) or, with `--fuel`, every 100,000 units of fuel. After S
+//! seconds every call future is dropped (each task `select!`s the call
+//! against a stop signal).
+//!
+//! Measured, for one runtime per process (so that the peak RSS is that
+//! runtime's): iterations per guest when the stop was sent (min, p1,
+//! median, p99, max, max/min), all guests' iterations per second, the
+//! latest first report of any guest, how many guests reported within one
+//! second, how many never did, the epoch ticks in the run, the time the
+//! stop took (dropping the suspended calls), and the peak RSS (`VmHWM`).
+//! The last line, `RESULT key=value ...`, is what `fairness.sh` reads.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// The guest: loops forever, adding one to a global; every 4,096
+/// iterations it calls `host.report` with the count.
+const SPINNER: &str = r#"(module
+    (import "host" "report" (func $report (param i64)))
+    (global $n (mut i64) (i64.const 0))
+    (func (export "run")
+        (loop $again
+            (global.set $n (i64.add (global.get $n) (i64.const 1)))
+            (if (i64.eqz (i64.and (global.get $n) (i64.const 4095)))
+                (then (call $report (global.get $n))))
+            (br $again))))"#;
+
+/// Executor threads.
+const THREADS: usize = 2;
+
+/// Fuel between two yields in `--fuel` mode.
+const FUEL_INTERVAL: u64 = 100_000;
+
+/// Time between epoch ticks in epoch mode.
+const TICK: Duration = Duration::from_millis(1);
+
+type Res<T> = Result<T, String>;
+
+/// Turns any runtime's error into text.
+fn err<E: std::fmt::Debug>(e: E) -> String {
+    format!("{e:?}")
+}
+
+/// The start of the run (set just before the executor threads start).
+static START: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+/// One guest's progress, written by its `report` calls and read by the
+/// main thread.
+#[derive(Default)]
+struct Progress {
+    /// The last count reported.
+    iterations: AtomicU64,
+    /// 1 + microseconds from the start to the first report; 0 before it.
+    first_us: AtomicU64,
+    /// Times the guest's task was polled (its turns on the thread).
+    turns: AtomicU64,
+    /// 1 + microseconds from the start to the guest's first turn; 0 before.
+    first_turn_us: AtomicU64,
+}
+
+impl Progress {
+    /// What `host.report(n)` does in both runtimes.
+    fn report(&self, n: i64) {
+        self.iterations.store(n as u64, Ordering::Relaxed);
+        if self.first_us.load(Ordering::Relaxed) == 0 {
+            self.first_us.store(1 + START.elapsed().as_micros() as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// How guests give their thread back.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Slicing {
+    Epoch,
+    Fuel,
+}
+
+/// A guest ready to run: instantiates its module, then calls `run` until
+/// `stop` changes, when the call's future is dropped.
+trait Guest: Send + 'static {
+    fn run(self, stop: watch::Receiver<bool>) -> impl Future<Output = Res<()>> + Send;
+}
+
+/// A guest's task: its future, counting its polls (turns) in `progress`.
+struct Counted<F> {
+    fut: std::pin::Pin<Box<F>>,
+    progress: Arc<Progress>,
+}
+
+impl<F: Future> Future for Counted<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        if self.progress.turns.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.progress.first_turn_us.store(1 + START.elapsed().as_micros() as u64, Ordering::Relaxed);
+        }
+        self.fut.as_mut().poll(cx)
+    }
+}
+
+/// Waits for the stop signal, then drops `call` (or returns its early
+/// end: the guest loops forever, so any end is an error).
+async fn until_stopped<E: std::fmt::Debug>(
+    call: impl Future<Output = Result<(), E>>,
+    mut stop: watch::Receiver<bool>,
+) -> Res<()> {
+    tokio::select! {
+        // Checked first: a guest told to stop must not run another slice.
+        biased;
+        _ = stop.changed() => Ok(()),
+        r = call => match r {
+            Ok(()) => Err("the guest's endless loop returned".into()),
+            Err(e) => Err(err(e)),
+        },
+    }
+}
+
+struct KilnGuest {
+    store: kiln::Store<Arc<Progress>>,
+    pre: Arc<kiln::InstancePre<Arc<Progress>>>,
+    slicing: Slicing,
+}
+
+impl Guest for KilnGuest {
+    fn run(mut self, stop: watch::Receiver<bool>) -> impl Future<Output = Res<()>> + Send {
+        async move {
+            let instance = self.pre.instantiate_async(&mut self.store).await.map_err(err)?;
+            let run = instance.get_typed_func::<(), ()>(&mut self.store, "run").map_err(err)?;
+            if self.slicing == Slicing::Epoch {
+                // A full slice from the guest's first turn on.
+                self.store.set_epoch_deadline(1);
+            }
+            until_stopped(run.call_async(&mut self.store, ()), stop).await
+        }
+    }
+}
+
+struct WasmtimeGuest {
+    store: wasmtime::Store<Arc<Progress>>,
+    pre: Arc<wasmtime::InstancePre<Arc<Progress>>>,
+    slicing: Slicing,
+}
+
+impl Guest for WasmtimeGuest {
+    fn run(mut self, stop: watch::Receiver<bool>) -> impl Future<Output = Res<()>> + Send {
+        async move {
+            let instance = self.pre.instantiate_async(&mut self.store).await.map_err(err)?;
+            let run = instance.get_typed_func::<(), ()>(&mut self.store, "run").map_err(err)?;
+            if self.slicing == Slicing::Epoch {
+                self.store.set_epoch_deadline(1);
+            }
+            until_stopped(run.call_async(&mut self.store, ()), stop).await
+        }
+    }
+}
+
+/// Kiln: the engine's epoch ticker (if any) and the guests.
+fn kiln_guests(n: usize, slicing: Slicing, progress: &[Arc<Progress>]) -> Res<(Box<dyn Fn() + Send>, Vec<KilnGuest>)> {
+    let mut config = kiln::Config::new();
+    match slicing {
+        Slicing::Epoch => {
+            config.epoch_interruption(true);
+        }
+        Slicing::Fuel => {
+            config.consume_fuel(true).fuel_async_yields(true);
+        }
+    }
+    let engine = kiln::Engine::new(&config).map_err(err)?;
+    let module = kiln::Module::new(&engine, SPINNER).map_err(err)?;
+    let mut linker = kiln::Linker::<Arc<Progress>>::new(&engine);
+    linker
+        .func_wrap("host", "report", |caller: kiln::Caller<'_, Arc<Progress>>, n: i64| caller.data().report(n))
+        .map_err(err)?;
+    let pre = Arc::new(linker.instantiate_pre(&module).map_err(err)?);
+    let mut guests = Vec::with_capacity(n);
+    for p in progress {
+        let mut store = kiln::Store::new(&engine, p.clone());
+        match slicing {
+            Slicing::Epoch => store.epoch_deadline_async_yield_and_update(1),
+            Slicing::Fuel => {
+                store.set_fuel(u64::MAX).map_err(err)?;
+                store.fuel_async_yield_interval(Some(FUEL_INTERVAL)).map_err(err)?;
+            }
+        }
+        guests.push(KilnGuest { store, pre: pre.clone(), slicing });
+    }
+    Ok((Box::new(move || engine.increment_epoch()), guests))
+}
+
+/// Wasmtime 48: the same as [`kiln_guests`].
+fn wasmtime_guests(
+    n: usize,
+    slicing: Slicing,
+    progress: &[Arc<Progress>],
+) -> Res<(Box<dyn Fn() + Send>, Vec<WasmtimeGuest>)> {
+    let mut config = wasmtime::Config::new();
+    match slicing {
+        Slicing::Epoch => {
+            config.epoch_interruption(true);
+        }
+        Slicing::Fuel => {
+            config.consume_fuel(true);
+        }
+    }
+    let engine = wasmtime::Engine::new(&config).map_err(err)?;
+    let module = wasmtime::Module::new(&engine, wat::parse_str(SPINNER).map_err(err)?).map_err(err)?;
+    let mut linker = wasmtime::Linker::<Arc<Progress>>::new(&engine);
+    linker
+        .func_wrap("host", "report", |caller: wasmtime::Caller<'_, Arc<Progress>>, n: i64| caller.data().report(n))
+        .map_err(err)?;
+    let pre = Arc::new(linker.instantiate_pre(&module).map_err(err)?);
+    let mut guests = Vec::with_capacity(n);
+    for p in progress {
+        let mut store = wasmtime::Store::new(&engine, p.clone());
+        match slicing {
+            Slicing::Epoch => store.epoch_deadline_async_yield_and_update(1),
+            Slicing::Fuel => {
+                store.set_fuel(u64::MAX).map_err(err)?;
+                store.fuel_async_yield_interval(Some(FUEL_INTERVAL)).map_err(err)?;
+            }
+        }
+        guests.push(WasmtimeGuest { store, pre: pre.clone(), slicing });
+    }
+    Ok((Box::new(move || engine.increment_epoch()), guests))
+}
+
+/// What the run measured, apart from the per-guest progress.
+struct Run {
+    /// Each guest's iterations, read when the stop was sent.
+    iterations: Vec<u64>,
+    /// Each guest's first report (1 + µs from the start), 0 if none.
+    firsts: Vec<u64>,
+    /// Each guest's turns (polls of its task).
+    turns: Vec<u64>,
+    /// Each guest's first turn (1 + µs from the start), 0 if none.
+    first_turns: Vec<u64>,
+    /// Epoch ticks during the run (0 in fuel mode).
+    ticks: u64,
+    /// From sending the stop to every executor thread finishing.
+    stop_time: Duration,
+}
+
+/// Runs `guests` on [`THREADS`] single-threaded tokio runtimes for
+/// `seconds`, with `tick` called every [`TICK`] by a ticker thread if
+/// given.
+fn drive<G: Guest>(
+    guests: Vec<G>,
+    progress: &[Arc<Progress>],
+    seconds: f64,
+    tick: Option<Box<dyn Fn() + Send>>,
+) -> Res<Run> {
+    // Guest g runs on thread g % THREADS.
+    let mut per_thread: Vec<Vec<(G, Arc<Progress>)>> = (0..THREADS).map(|_| Vec::new()).collect();
+    for (g, guest) in guests.into_iter().enumerate() {
+        per_thread[g % THREADS].push((guest, progress[g].clone()));
+    }
+
+    let ticks = Arc::new(AtomicU64::new(0));
+    let ticking = Arc::new(AtomicBool::new(true));
+    let ticker = tick.map(|tick| {
+        let (ticks, ticking) = (ticks.clone(), ticking.clone());
+        std::thread::spawn(move || {
+            while ticking.load(Ordering::Relaxed) {
+                std::thread::sleep(TICK);
+                tick();
+                ticks.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    });
+
+    LazyLock::force(&START);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let threads: Vec<std::thread::JoinHandle<Res<()>>> = per_thread
+        .into_iter()
+        .map(|guests| {
+            let stop_rx = stop_rx.clone();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().build().map_err(err)?;
+                runtime.block_on(async move {
+                    let tasks: Vec<_> = guests
+                        .into_iter()
+                        .map(|(g, progress)| tokio::spawn(Counted { fut: Box::pin(g.run(stop_rx.clone())), progress }))
+                        .collect();
+                    for t in tasks {
+                        t.await.map_err(|e| format!("a guest task failed: {e}"))??;
+                    }
+                    Ok(())
+                })
+            })
+        })
+        .collect();
+
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    let ticks = ticks.load(Ordering::Relaxed);
+    let iterations = progress.iter().map(|p| p.iterations.load(Ordering::Relaxed)).collect();
+    let firsts = progress.iter().map(|p| p.first_us.load(Ordering::Relaxed)).collect();
+    let turns = progress.iter().map(|p| p.turns.load(Ordering::Relaxed)).collect();
+    let first_turns = progress.iter().map(|p| p.first_turn_us.load(Ordering::Relaxed)).collect();
+    let stopping = Instant::now();
+    stop_tx.send(true).map_err(err)?;
+    for t in threads {
+        t.join().map_err(|_| "an executor thread panicked".to_string())??;
+    }
+    let stop_time = stopping.elapsed();
+    ticking.store(false, Ordering::Relaxed);
+    if let Some(t) = ticker {
+        t.join().map_err(|_| "the ticker panicked".to_string())?;
+    }
+    Ok(Run { iterations, firsts, turns, first_turns, ticks, stop_time })
+}
+
+/// A `kB` field of /proc/self/status (`VmHWM`, `VmRSS`), in KiB.
+fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The value at fraction `q` of the sorted `v`.
+fn quantile(v: &[u64], q: f64) -> u64 {
+    let i = ((v.len().saturating_sub(1)) as f64 * q).round() as usize;
+    v.get(i).copied().unwrap_or(0)
+}
+
+fn main() -> Res<()> {
+    let usage = "usage: fairness <kiln|wasmtime> [--guests N] [--seconds S] [--fuel]";
+    let mut args = std::env::args().skip(1);
+    let runtime = args.next().ok_or(usage)?;
+    let (mut guests, mut seconds, mut slicing) = (10_000usize, 10.0f64, Slicing::Epoch);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--guests" => guests = args.next().ok_or(usage)?.parse().map_err(err)?,
+            "--seconds" => seconds = args.next().ok_or(usage)?.parse().map_err(err)?,
+            "--fuel" => slicing = Slicing::Fuel,
+            _ => return Err(usage.into()),
+        }
+    }
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let loadavg = loadavg.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+
+    let progress: Vec<Arc<Progress>> = (0..guests).map(|_| Arc::default()).collect();
+    let rss_before = status_kib("VmRSS:").unwrap_or(0);
+    let setup = Instant::now();
+    let run = match runtime.as_str() {
+        "kiln" => {
+            let (tick, g) = kiln_guests(guests, slicing, &progress)?;
+            let setup = setup.elapsed();
+            eprintln!("kiln: {guests} stores made in {:.3} s", setup.as_secs_f64());
+            drive(g, &progress, seconds, (slicing == Slicing::Epoch).then_some(tick))?
+        }
+        "wasmtime" => {
+            let (tick, g) = wasmtime_guests(guests, slicing, &progress)?;
+            let setup = setup.elapsed();
+            eprintln!("wasmtime: {guests} stores made in {:.3} s", setup.as_secs_f64());
+            drive(g, &progress, seconds, (slicing == Slicing::Epoch).then_some(tick))?
+        }
+        _ => return Err(usage.into()),
+    };
+    let peak_kib = status_kib("VmHWM:").unwrap_or(0);
+
+    let mut it = run.iterations.clone();
+    it.sort_unstable();
+    let (min, max) = (quantile(&it, 0.0), quantile(&it, 1.0));
+    let ratio = if min == 0 { f64::INFINITY } else { max as f64 / min as f64 };
+    let total: u64 = it.iter().sum();
+    let never = run.firsts.iter().filter(|&&f| f == 0).count();
+    let within_1s = run.firsts.iter().filter(|&&f| f != 0 && f - 1 <= 1_000_000).count();
+    let last_first_s = run.firsts.iter().max().map_or(0.0, |&f| f.saturating_sub(1) as f64 / 1e6);
+    let mode = match slicing {
+        Slicing::Epoch => "epoch",
+        Slicing::Fuel => "fuel",
+    };
+
+    println!("{runtime}: {guests} guests, {seconds} s, {mode} slicing, {THREADS} threads (load average {loadavg})");
+    println!(
+        "iterations per guest: min {min} p1 {} median {} p99 {} max {max} (max/min {ratio:.2}); all guests {:.3e}/s",
+        quantile(&it, 0.01),
+        quantile(&it, 0.5),
+        quantile(&it, 0.99),
+        total as f64 / seconds
+    );
+    if never == 0 {
+        println!("every guest progressed; the last first did after {last_first_s:.3} s");
+    } else {
+        println!("{never} guests never progressed (the latest that did: after {last_first_s:.3} s)");
+    }
+    println!("{within_1s} of {guests} guests progressed within 1 s");
+    let mut turns = run.turns.clone();
+    turns.sort_unstable();
+    let never_turned = run.first_turns.iter().filter(|&&f| f == 0).count();
+    let last_first_turn_s = run.first_turns.iter().max().map_or(0.0, |&f| f.saturating_sub(1) as f64 / 1e6);
+    println!(
+        "turns (polls) per guest: min {} median {} max {}; {never_turned} guests never polled; the last first turn \
+         after {last_first_turn_s:.3} s",
+        quantile(&turns, 0.0),
+        quantile(&turns, 0.5),
+        quantile(&turns, 1.0)
+    );
+    if slicing == Slicing::Epoch {
+        println!("{} epoch ticks ({:.3} ms apart)", run.ticks, seconds * 1e3 / run.ticks.max(1) as f64);
+    }
+    println!("stopping (dropping every call) took {:.3} s", run.stop_time.as_secs_f64());
+    println!(
+        "peak RSS {:.1} MiB ({:.1} MiB before the engine; {:.1} KiB per guest above that)",
+        peak_kib as f64 / 1024.0,
+        rss_before as f64 / 1024.0,
+        peak_kib.saturating_sub(rss_before) as f64 / guests.max(1) as f64
+    );
+    println!(
+        "RESULT runtime={runtime} mode={mode} guests={guests} seconds={seconds} min={min} p1={} median={} p99={} \
+         max={max} ratio={ratio:.3} total_per_s={:.0} last_first_s={last_first_s:.3} within_1s={within_1s} \
+         never={never} turns_min={} turns_median={} turns_max={} last_first_turn_s={last_first_turn_s:.3} ticks={} \
+         stop_s={:.3} peak_rss_mib={:.1} load=\"{loadavg}\"",
+        quantile(&it, 0.01),
+        quantile(&it, 0.5),
+        quantile(&it, 0.99),
+        total as f64 / seconds,
+        quantile(&turns, 0.0),
+        quantile(&turns, 0.5),
+        quantile(&turns, 1.0),
+        run.ticks,
+        run.stop_time.as_secs_f64(),
+        peak_kib as f64 / 1024.0
+    );
+    Ok(())
+}
