@@ -234,11 +234,7 @@ impl<T: Send + 'static> Linker<T> {
         let ty = FuncType::new(Params::valtypes(), Results::valtypes()).0;
         let body = move |store: &mut StoreInner<T>, caller: Option<InstanceId>, values: &mut [ValRaw]| -> Result<()> {
             let params = Params::load(&mut store.opaque, values);
-            let cx = store.opaque.vm().async_cx().clone();
-            let results = {
-                let mut fut = Pin::from(f(Caller { store: &mut *store, caller }, params));
-                vm::async_call::block_on(&cx, fut.as_mut())?
-            };
+            let results = vm::async_call::wait_for(store, |store| Pin::from(f(Caller { store, caller }, params)))?;
             results.store_results(&mut store.opaque, values)
         };
         self.define_host_func(module, name, ty, Arc::new(body), true)

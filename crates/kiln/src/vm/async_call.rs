@@ -148,6 +148,25 @@ pub fn block_on<F: Future + ?Sized>(cx: &AsyncCx, mut fut: Pin<&mut F>) -> Resul
     }
 }
 
+/// Waits, as [`block_on`] does, for the future `make` builds from
+/// `store` (an async host function's body, which may borrow the store):
+/// the store's async state is reached without a reference count.
+///
+/// # Errors
+///
+/// As for [`block_on`].
+pub fn wait_for<S: VMStore, R>(
+    store: &mut S,
+    make: impl FnOnce(&mut S) -> Pin<Box<dyn Future<Output = R> + Send + '_>>,
+) -> Result<R, AsyncError> {
+    let cx: *const AsyncCx = Arc::as_ptr(store.vm_store().async_cx());
+    let mut fut = make(store);
+    // SAFETY: the store owns its async state (through the `Arc`) and
+    // outlives this call; the state is a separate allocation, used through
+    // shared references only.
+    block_on(unsafe { &*cx }, fut.as_mut())
+}
+
 /// Suspends the running fiber once, asking to be polled again at once:
 /// lets the executor run other tasks (epoch and fuel yields).
 ///
@@ -278,7 +297,9 @@ impl<S, F, R> FiberFuture<'_, S, F, R> {
             // epoch must not signal the thread that last ran it.
             // SAFETY: as above.
             let tid = unsafe { &(*self.store_ctx).running_tid };
-            self.was_running = tid.swap(0, Ordering::SeqCst) != 0;
+            // (Only stores with epoch signals publish a thread: the others
+            // pay a load, not a locked exchange.)
+            self.was_running = tid.load(Ordering::Relaxed) != 0 && tid.swap(0, Ordering::SeqCst) != 0;
         }
         result
     }

@@ -127,8 +127,14 @@ unsafe extern "C" fn array_call_shim<S: VMStore + 'static>(
         };
         match store.as_any_mut().downcast_mut::<S>() {
             Some(store) => {
-                let func = ctx.func.clone();
-                let ty = ctx.ty.clone();
+                // The closure and the type live in their `Arc`s' shared
+                // allocations, which the context keeps alive as long as
+                // the store (contexts are freed only with it, and the call
+                // borrows it): borrowing them through the `Arc`s' pointers
+                // needs no reference count, and does not borrow the
+                // context, which lives in the store the closure gets.
+                // SAFETY: as just said.
+                let (func, ty) = unsafe { (&*Arc::as_ptr(&ctx.func), &*Arc::as_ptr(&ctx.ty)) };
                 catch_unwind(AssertUnwindSafe(|| {
                     // The GC references the host function roots (its
                     // arguments and anything it made) are released when it
@@ -137,7 +143,7 @@ unsafe extern "C" fn array_call_shim<S: VMStore + 'static>(
                     let r = func(store, caller_id, values);
                     store.vm_store().release_gc_roots(mark);
                     r?;
-                    check_results(store, &ty, values)
+                    check_results(store, ty, values)
                 }))
             }
             None => Ok(Err(anyhow::anyhow!("host function called from a store of another type"))),
