@@ -68,10 +68,12 @@ impl AsyncWaiter {
 }
 
 impl<T> Caller<'_, T> {
-    /// A waiter for this store's async call: a synchronous host function
+    /// A waiter for this store's async call: a host function defined with
+    /// [`Linker::func_wrap_waiting`] (or [`Linker::func_wrap_async`]) and
     /// called during [`Func::call_async`] can wait for a future with it
     /// without blocking the thread, even while it borrows the store (its
-    /// memory, say), which [`Linker::func_wrap_async`] does not allow.
+    /// memory, say). Elsewhere ([`AsyncWaiter::can_wait`] is false) its
+    /// waits fail.
     pub fn async_waiter(&self) -> AsyncWaiter {
         AsyncWaiter { cx: self.store.opaque.vm().async_cx().clone() }
     }
@@ -272,6 +274,29 @@ impl<T: Send + 'static> Linker<T> {
         let store = store.as_context_mut().0;
         let fiber = instantiation_may_wait(store, module);
         on_fiber_if(fiber, store, move |s| self.instantiate(StoreContextMut(s), module))?.await
+    }
+}
+
+impl<T: 'static> Linker<T> {
+    /// Defines `module::name` as a host function from a Rust closure, as
+    /// [`Linker::func_wrap`] does, whose body may wait during async calls
+    /// through [`Caller::async_waiter`] (a synchronous body that waits
+    /// while it borrows the store, its memory say, which an async body
+    /// cannot). Like an async host function, it makes the stores it is
+    /// instantiated in run their async calls on a fiber; from a
+    /// synchronous call its waits fail.
+    ///
+    /// # Errors
+    ///
+    /// The name is already defined and shadowing is off.
+    pub fn func_wrap_waiting<Params, Results>(
+        &mut self,
+        module: &str,
+        name: &str,
+        f: impl crate::func::IntoFunc<T, Params, Results>,
+    ) -> Result<&mut Self> {
+        let (ty, body) = f.into_host_fn();
+        self.define_host_func(module, name, ty, body, true)
     }
 }
 

@@ -59,10 +59,11 @@ mod preview1;
 mod stdio;
 mod threads;
 pub mod types;
+mod wait;
 
 pub use ctx::{DirPerms, WasiCtx, WasiCtxBuilder};
 pub use errno::Errno;
-pub use linker::{I32Exit, MODULE, add_to_linker};
+pub use linker::{I32Exit, MODULE, add_to_linker, add_to_linker_async};
 pub use stdio::{InputStream, MemoryInputPipe, MemoryOutputPipe, OutputStream};
 pub use threads::{
     MAX_THREAD_ID, THREAD_SPAWN, THREAD_START, THREADS_MODULE, ThreadExit, WasiThreads, WasiThreadsBuilder,

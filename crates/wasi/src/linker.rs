@@ -13,6 +13,7 @@
 use crate::ctx::{Access, WasiCtx};
 use crate::errno::WasiResult;
 use crate::memory::GuestMemory;
+use crate::wait::Waiter;
 use crate::{poll, preview1};
 use kiln::{Caller, Extern, Linker};
 
@@ -97,22 +98,76 @@ pub fn add_to_linker<T: 'static>(
     linker: &mut Linker<T>,
     get: impl Fn(&mut T) -> &mut WasiCtx + Send + Sync + Copy + 'static,
 ) -> anyhow::Result<()> {
+    define(linker, get, false)
+}
+
+/// Defines every `wasi_snapshot_preview1` function in `linker`, as
+/// [`add_to_linker`] does, for guests run with
+/// [`Func::call_async`](kiln::Func::call_async) on a tokio runtime: the
+/// calls that wait (`poll_oneoff` on clocks and descriptors, and reads,
+/// writes and accepts on stdin, pipes and sockets) wait on the executor
+/// instead of blocking the thread, so a guest sleeping for a second costs
+/// no thread. Called from a synchronous call (or with no tokio runtime
+/// around the async one), they block as [`add_to_linker`]'s do.
+///
+/// # Errors
+///
+/// A WASI function is already defined in `linker` and shadowing is off.
+pub fn add_to_linker_async<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: impl Fn(&mut T) -> &mut WasiCtx + Send + Sync + Copy + 'static,
+) -> anyhow::Result<()> {
+    define(linker, get, true)
+}
+
+/// The body of [`add_to_linker`] and, with `waits_async`, of
+/// [`add_to_linker_async`].
+fn define<T: 'static>(
+    linker: &mut Linker<T>,
+    get: impl Fn(&mut T) -> &mut WasiCtx + Send + Sync + Copy + 'static,
+    waits_async: bool,
+) -> anyhow::Result<()> {
     // `wasi!(f(..))` runs `WasiState::f` with the state held for the whole
     // call; `wasi!(wait module::f(..))` runs a call that may block, which
-    // holds the state only while it needs it.
+    // holds the state only while it needs it, and waits as `waits_async`
+    // says.
     macro_rules! wasi {
         ($name:ident ( $($arg:ident : $ty:ty),* )) => {
-            wasi!(@bind $name ( $($arg : $ty),* ) |cx, mem| cx.with(|s| s.$name(mem, $($arg as _),*)))
-        };
-        (wait $module:ident :: $name:ident ( $($arg:ident : $ty:ty),* )) => {
-            wasi!(@bind $name ( $($arg : $ty),* ) |cx, mem| $module::$name(cx, mem, $($arg as _),*))
-        };
-        (@bind $name:ident ( $($arg:ident : $ty:ty),* ) $body:expr) => {
             linker.func_wrap(
                 MODULE,
                 stringify!($name),
                 move |mut caller: Caller<'_, T>, $($arg: $ty),*| -> anyhow::Result<i32> {
-                    Ok(dispatch(&mut caller, &get, stringify!($name), || format!("{:?}", ($($arg,)*)), $body))
+                    Ok(dispatch(&mut caller, &get, stringify!($name), || format!("{:?}", ($($arg,)*)),
+                        |cx, mem| cx.with(|s| s.$name(mem, $($arg as _),*))))
+                },
+            )?;
+        };
+        (wait $module:ident :: $name:ident ( $($arg:ident : $ty:ty),* )) => {
+            if waits_async {
+                linker.func_wrap_waiting(
+                    MODULE,
+                    stringify!($name),
+                    move |mut caller: Caller<'_, T>, $($arg: $ty),*| -> anyhow::Result<i32> {
+                        let waiter = Waiter::Executor(caller.async_waiter(), Default::default());
+                        let errno = dispatch(&mut caller, &get, stringify!($name), || format!("{:?}", ($($arg,)*)),
+                            |cx, mem| $module::$name(cx, &waiter, mem, $($arg as _),*));
+                        if waiter.cancelled() {
+                            anyhow::bail!("the async call was cancelled");
+                        }
+                        Ok(errno)
+                    },
+                )?;
+            } else {
+                wasi!(@sync wait $module::$name($($arg: $ty),*));
+            }
+        };
+        (@sync wait $module:ident :: $name:ident ( $($arg:ident : $ty:ty),* )) => {
+            linker.func_wrap(
+                MODULE,
+                stringify!($name),
+                move |mut caller: Caller<'_, T>, $($arg: $ty),*| -> anyhow::Result<i32> {
+                    Ok(dispatch(&mut caller, &get, stringify!($name), || format!("{:?}", ($($arg,)*)),
+                        |cx, mem| $module::$name(cx, &Waiter::Thread, mem, $($arg as _),*)))
                 },
             )?;
         };

@@ -12,6 +12,7 @@ use crate::errno::{Errno, WasiResult};
 use crate::memory::GuestMemory;
 use crate::preview1::{clock_now, stream_ready};
 use crate::types::{clockid, eventtype, rights, size};
+use crate::wait::Waiter;
 use rustix::event::{PollFd, PollFlags};
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,7 @@ enum Sub {
 
 pub(crate) fn poll_oneoff(
     cx: &mut Access<'_>,
+    waiter: &Waiter,
     mem: &mut GuestMemory<'_>,
     subs: u32,
     events: u32,
@@ -143,7 +145,8 @@ pub(crate) fn poll_oneoff(
             Some(Duration::ZERO)
         };
         if !waits.fds.is_empty() {
-            poll_host(&mut waits.fds, wait)?;
+            let writes: Vec<bool> = waits.owners.iter().map(|o| o.1 == eventtype::FD_WRITE).collect();
+            waiter.poll(&mut waits.fds, &writes, wait)?;
             for (p, &(userdata, ty)) in waits.fds.iter().zip(&waits.owners) {
                 let r = p.revents();
                 if r.is_empty() {
@@ -161,7 +164,7 @@ pub(crate) fn poll_oneoff(
                 ready.push(Event { userdata, error, ty, nbytes, hangup });
             }
         } else if let Some(w) = wait {
-            std::thread::sleep(w);
+            waiter.sleep(w)?;
         }
         if ready.is_empty() {
             let now = Instant::now();
@@ -237,21 +240,5 @@ fn fd_readiness(st: &WasiState, fd: u32, ty: u8) -> WasiResult<Readiness> {
             }
         }
         _ => d.host_io().filter(|h| h.host_fd().is_some()).map(Readiness::Poll).ok_or(Errno::Badf),
-    }
-}
-
-/// `poll(2)` for up to `wait` (forever when `None`), retrying on signals.
-fn poll_host(fds: &mut [PollFd<'_>], wait: Option<Duration>) -> WasiResult<()> {
-    let deadline = wait.map(|w| Instant::now() + w);
-    loop {
-        let timeout = deadline.map(|d| {
-            let left = d.saturating_duration_since(Instant::now());
-            rustix::time::Timespec { tv_sec: left.as_secs() as i64, tv_nsec: left.subsec_nanos() as _ }
-        });
-        match rustix::event::poll(fds, timeout.as_ref()) {
-            Ok(_) => return Ok(()),
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
     }
 }

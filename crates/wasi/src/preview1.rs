@@ -21,6 +21,7 @@ use crate::errno::{Errno, WasiResult};
 use crate::memory::{GuestMemory, IoVec};
 use crate::stdio::Stream;
 use crate::types::{clockid, fdflags, filetype, fstflags, lookupflags, oflags, rights, size};
+use crate::wait::Waiter;
 use cap_fs_ext::{
     DirExt, FollowSymlinks, OpenOptionsFollowExt, OpenOptionsMaybeDirExt, OpenOptionsSyncExt, SystemTimeSpec,
 };
@@ -1027,6 +1028,7 @@ impl WasiState {
 
 pub(crate) fn fd_read(
     cx: &mut Access<'_>,
+    waiter: &Waiter,
     mem: &mut GuestMemory<'_>,
     fd: u32,
     iovs: u32,
@@ -1039,8 +1041,14 @@ pub(crate) fn fd_read(
             let regular = filetype == filetype::REGULAR_FILE;
             read_iovecs(mem, &iovs, regular, |buf| Ok(Read::read(&mut &*file, buf)?))?
         }
-        HostIo::Stream(s) => read_iovecs(mem, &iovs, false, |buf| s.read(buf))?,
+        HostIo::Stream(s) => {
+            if let Some(fd) = s.host_fd() {
+                waiter.ready(fd, false)?;
+            }
+            read_iovecs(mem, &iovs, false, |buf| s.read(buf))?
+        }
         HostIo::Socket(s) => {
+            waiter.ready(s.as_fd(), false)?;
             read_iovecs(mem, &iovs, false, |buf| Ok(rustix::net::recv(&*s, buf, rustix::net::RecvFlags::empty())?.0))?
         }
         HostIo::Listener(_) => return Err(Errno::Badf),
@@ -1050,6 +1058,7 @@ pub(crate) fn fd_read(
 
 pub(crate) fn fd_write(
     cx: &mut Access<'_>,
+    waiter: &Waiter,
     mem: &mut GuestMemory<'_>,
     fd: u32,
     iovs: u32,
@@ -1059,8 +1068,14 @@ pub(crate) fn fd_write(
     let iovs = mem.iovecs(iovs, iovs_len)?;
     let n = match cx.with(|s| s.stream_io(fd, rights::FD_WRITE))? {
         HostIo::File { file, .. } => write_iovecs(mem, &iovs, |buf| Ok(Write::write(&mut &*file, buf)?))?,
-        HostIo::Stream(s) => write_iovecs(mem, &iovs, |buf| s.write(buf))?,
+        HostIo::Stream(s) => {
+            if let Some(fd) = s.host_fd() {
+                waiter.ready(fd, true)?;
+            }
+            write_iovecs(mem, &iovs, |buf| s.write(buf))?
+        }
         HostIo::Socket(s) => {
+            waiter.ready(s.as_fd(), true)?;
             write_iovecs(mem, &iovs, |buf| Ok(rustix::net::send(&*s, buf, rustix::net::SendFlags::NOSIGNAL)?))?
         }
         HostIo::Listener(_) => return Err(Errno::Badf),
@@ -1070,6 +1085,7 @@ pub(crate) fn fd_write(
 
 pub(crate) fn sock_accept(
     cx: &mut Access<'_>,
+    waiter: &Waiter,
     mem: &mut GuestMemory<'_>,
     fd: u32,
     flags: u32,
@@ -1082,6 +1098,7 @@ pub(crate) fn sock_accept(
         Kind::Listener(l) => Ok(l.clone()),
         _ => Err(Errno::NotSup),
     })?;
+    waiter.ready(listener.as_fd(), false)?;
     let (stream, _) = listener.accept()?;
     stream.set_nonblocking(flags & u32::from(fdflags::NONBLOCK) != 0)?;
     let d = Descriptor { kind: Kind::Socket(Arc::new(stream)), base: rights::SOCKET, inheriting: 0, preopen: None };
@@ -1092,6 +1109,7 @@ pub(crate) fn sock_accept(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn sock_recv(
     cx: &mut Access<'_>,
+    waiter: &Waiter,
     mem: &mut GuestMemory<'_>,
     fd: u32,
     iovs: u32,
@@ -1109,13 +1127,16 @@ pub(crate) fn sock_recv(
     flags.set(RecvFlags::WAITALL, ri_flags & 2 != 0);
     let iovs = mem.iovecs(iovs, iovs_len)?;
     let s = cx.with(|s| s.socket_io(fd, rights::FD_READ))?;
+    waiter.ready(s.as_fd(), false)?;
     let n = read_iovecs(mem, &iovs, false, |buf| Ok(rustix::net::recv(&*s, buf, flags)?.0))?;
     mem.write_u32(ro_datalen, n)?;
     mem.write_u16(ro_flags, 0)
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn sock_send(
     cx: &mut Access<'_>,
+    waiter: &Waiter,
     mem: &mut GuestMemory<'_>,
     fd: u32,
     iovs: u32,
@@ -1128,6 +1149,7 @@ pub(crate) fn sock_send(
     }
     let iovs = mem.iovecs(iovs, iovs_len)?;
     let s = cx.with(|s| s.socket_io(fd, rights::FD_WRITE))?;
+    waiter.ready(s.as_fd(), true)?;
     let n = write_iovecs(mem, &iovs, |buf| Ok(rustix::net::send(&*s, buf, rustix::net::SendFlags::NOSIGNAL)?))?;
     mem.write_u32(so_datalen, n)
 }

@@ -256,7 +256,11 @@ impl<S, F, R> FiberFuture<'_, S, F, R> {
     /// Resumes the fiber with task context `task` (null while cancelling);
     /// returns the body's result once it finished. The first resume
     /// starts `body`.
-    fn resume_with<B: FnOnce(&Suspend) -> R>(&mut self, task: *mut Context<'static>, body: &mut Option<B>) -> Option<R> {
+    fn resume_with<B: FnOnce(&Suspend) -> R>(
+        &mut self,
+        task: *mut Context<'static>,
+        body: &mut Option<B>,
+    ) -> Option<R> {
         let fiber = self.fiber.as_mut()?;
         // SAFETY: the store, which owns the state, outlives the future.
         let cx = unsafe { &*self.cx };

@@ -55,8 +55,10 @@ pub fn exception_objects(store: impl crate::store::AsContext) -> usize {
 pub fn fiber_round_trips(n: u64) -> std::time::Duration {
     let stack = super::fiber::FiberStack::new(64 << 10).expect("mapping a fiber stack");
     let mut fiber = super::fiber::Fiber::<()>::new(stack);
-    let mut body = Some(|s: &super::fiber::Suspend| loop {
-        s.suspend()
+    let mut body = Some(|s: &super::fiber::Suspend| {
+        loop {
+            s.suspend()
+        }
     });
     // Start it (the first resume runs the body to its first suspension).
     assert!(fiber.resume(&mut body).is_none());
