@@ -17,9 +17,12 @@
 //! runtime's): iterations per guest when the stop was sent (min, p1,
 //! median, p99, max, max/min), all guests' iterations per second, the
 //! latest first report of any guest, how many guests reported within one
-//! second, how many never did, the epoch ticks in the run, the time the
-//! stop took (dropping the suspended calls), and the peak RSS (`VmHWM`).
-//! The last line, `RESULT key=value ...`, is what `fairness.sh` reads.
+//! second, how many never did, turns per guest (polls of its task) and
+//! the latest first turn, the epoch ticks in the run and how long one
+//! `increment_epoch` took, the process's CPU time during the run (how
+//! much of the two threads it got), the time the stop took (dropping the
+//! suspended calls and the stores), and the peak RSS (`VmHWM`). The last
+//! line, `RESULT key=value ...`, is what `fairness.sh` reads.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -250,8 +253,13 @@ struct Run {
     first_turns: Vec<u64>,
     /// Epoch ticks during the run (0 in fuel mode).
     ticks: u64,
+    /// Mean and longest time one `increment_epoch` call took, in µs.
+    tick_mean_us: f64,
+    tick_max_us: f64,
     /// From sending the stop to every executor thread finishing.
     stop_time: Duration,
+    /// CPU time the process used during the run (all threads), seconds.
+    cpu: f64,
 }
 
 /// Runs `guests` on [`THREADS`] single-threaded tokio runtimes for
@@ -270,13 +278,21 @@ fn drive<G: Guest>(
     }
 
     let ticks = Arc::new(AtomicU64::new(0));
+    // Nanoseconds spent in `tick` in total, and the longest call.
+    let tick_ns = Arc::new(AtomicU64::new(0));
+    let tick_max_ns = Arc::new(AtomicU64::new(0));
     let ticking = Arc::new(AtomicBool::new(true));
     let ticker = tick.map(|tick| {
-        let (ticks, ticking) = (ticks.clone(), ticking.clone());
+        let (ticks, ticking, tick_ns, tick_max_ns) =
+            (ticks.clone(), ticking.clone(), tick_ns.clone(), tick_max_ns.clone());
         std::thread::spawn(move || {
             while ticking.load(Ordering::Relaxed) {
                 std::thread::sleep(TICK);
+                let t = Instant::now();
                 tick();
+                let ns = t.elapsed().as_nanos() as u64;
+                tick_ns.fetch_add(ns, Ordering::Relaxed);
+                tick_max_ns.fetch_max(ns, Ordering::Relaxed);
                 ticks.fetch_add(1, Ordering::Relaxed);
             }
         })
@@ -304,8 +320,12 @@ fn drive<G: Guest>(
         })
         .collect();
 
+    let cpu0 = process_cpu_s();
     std::thread::sleep(Duration::from_secs_f64(seconds));
+    let cpu = process_cpu_s() - cpu0;
     let ticks = ticks.load(Ordering::Relaxed);
+    let tick_mean_us = tick_ns.load(Ordering::Relaxed) as f64 / 1e3 / ticks.max(1) as f64;
+    let tick_max_us = tick_max_ns.load(Ordering::Relaxed) as f64 / 1e3;
     let iterations = progress.iter().map(|p| p.iterations.load(Ordering::Relaxed)).collect();
     let firsts = progress.iter().map(|p| p.first_us.load(Ordering::Relaxed)).collect();
     let turns = progress.iter().map(|p| p.turns.load(Ordering::Relaxed)).collect();
@@ -320,7 +340,18 @@ fn drive<G: Guest>(
     if let Some(t) = ticker {
         t.join().map_err(|_| "the ticker panicked".to_string())?;
     }
-    Ok(Run { iterations, firsts, turns, first_turns, ticks, stop_time })
+    Ok(Run { iterations, firsts, turns, first_turns, ticks, tick_mean_us, tick_max_us, stop_time, cpu })
+}
+
+/// User plus system CPU time of this process so far, in seconds (from
+/// /proc/self/stat, in clock ticks of 1/100 s).
+fn process_cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which is in parentheses).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    (f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0)) as f64 / 100.0
 }
 
 /// A `kB` field of /proc/self/status (`VmHWM`, `VmRSS`), in KiB.
@@ -411,9 +442,21 @@ fn main() -> Res<()> {
         quantile(&turns, 1.0)
     );
     if slicing == Slicing::Epoch {
-        println!("{} epoch ticks ({:.3} ms apart)", run.ticks, seconds * 1e3 / run.ticks.max(1) as f64);
+        println!(
+            "{} epoch ticks ({:.3} ms apart); one increment_epoch took {:.1} µs on average, {:.1} µs at most",
+            run.ticks,
+            seconds * 1e3 / run.ticks.max(1) as f64,
+            run.tick_mean_us,
+            run.tick_max_us
+        );
     }
     println!("stopping (dropping every call) took {:.3} s", run.stop_time.as_secs_f64());
+    println!(
+        "CPU time used during the run: {:.2} s of {:.2} s on {THREADS} threads ({:.0} %)",
+        run.cpu,
+        seconds * THREADS as f64,
+        100.0 * run.cpu / (seconds * THREADS as f64)
+    );
     println!(
         "peak RSS {:.1} MiB ({:.1} MiB before the engine; {:.1} KiB per guest above that)",
         peak_kib as f64 / 1024.0,
@@ -424,7 +467,7 @@ fn main() -> Res<()> {
         "RESULT runtime={runtime} mode={mode} guests={guests} seconds={seconds} min={min} p1={} median={} p99={} \
          max={max} ratio={ratio:.3} total_per_s={:.0} last_first_s={last_first_s:.3} within_1s={within_1s} \
          never={never} turns_min={} turns_median={} turns_max={} last_first_turn_s={last_first_turn_s:.3} ticks={} \
-         stop_s={:.3} peak_rss_mib={:.1} load=\"{loadavg}\"",
+         tick_us={:.1} tick_max_us={:.1} stop_s={:.3} cpu_pct={:.0} peak_rss_mib={:.1} load=\"{loadavg}\"",
         quantile(&it, 0.01),
         quantile(&it, 0.5),
         quantile(&it, 0.99),
@@ -433,7 +476,10 @@ fn main() -> Res<()> {
         quantile(&turns, 0.5),
         quantile(&turns, 1.0),
         run.ticks,
+        run.tick_mean_us,
+        run.tick_max_us,
         run.stop_time.as_secs_f64(),
+        100.0 * run.cpu / (seconds * THREADS as f64),
         peak_kib as f64 / 1024.0
     );
     Ok(())
