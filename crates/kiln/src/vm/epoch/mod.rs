@@ -126,7 +126,12 @@ impl Epoch {
                 // impl); only the atomic fields are accessed.
                 let (deadline, interrupt) = unsafe { atomics(p.0) };
                 if now >= deadline.load(Ordering::SeqCst) {
-                    interrupt.store(1, Ordering::SeqCst);
+                    // A flag raised already is left alone: stores waiting
+                    // in async calls (thousands, each past its deadline)
+                    // cost the walk a read each, not a write.
+                    if interrupt.load(Ordering::SeqCst) == 0 {
+                        interrupt.store(1, Ordering::SeqCst);
+                    }
                     // SAFETY: `p` is registered, so its context is alive (it
                     // is unregistered before it is freed, and we hold the
                     // list's lock).
