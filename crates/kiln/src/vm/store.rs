@@ -367,7 +367,11 @@ impl VmStore {
     /// Sets the epoch deadline to the absolute epoch `deadline` (raising
     /// the interrupt flag if it is already reached).
     pub fn set_epoch_deadline(&mut self, deadline: u64) {
-        super::epoch::set_deadline(&self.ctx, self.epoch.counter(), deadline);
+        if self.registered {
+            self.epoch.set_deadline(&self.ctx, deadline);
+        } else {
+            super::epoch::set_deadline(&self.ctx, self.epoch.counter(), deadline);
+        }
     }
 
     /// The absolute epoch deadline.

@@ -337,25 +337,6 @@ unsafe fn run(
     store_ctx: *mut VMStoreContext,
     enter: impl FnOnce(*mut JmpBuf) -> u32,
 ) -> Result<(), Box<TrapRecord>> {
-    // SAFETY: the store's live context (the caller's contract); no
-    // reference to it is held across the entry, which writes it.
-    let saved_tid = if unsafe { (*store_ctx).epoch_signals } {
-        // SAFETY: as above.
-        let ctx = unsafe { &*store_ctx };
-        let prev = publish_running_thread(ctx);
-        // A deadline reached before the call interrupts it at its start,
-        // as the first check of polled code would.
-        // SAFETY: the store is live and lent to this call (the
-        // function's contract), and no wasm of it runs yet, so its hooks
-        // may run.
-        if let Err(e) = unsafe { poll_epoch_signal(store) } {
-            ctx.running_tid.store(prev, Ordering::SeqCst);
-            return Err(Box::new(TrapRecord { reason: e.into(), pcs: vec![] }));
-        }
-        Some(prev)
-    } else {
-        None
-    };
     let act = Activation {
         jmp: UnsafeCell::new(MaybeUninit::uninit()),
         trap: UnsafeCell::new(MaybeUninit::uninit()),
@@ -364,6 +345,31 @@ unsafe fn run(
         store,
     };
     THREAD.with(|t| t.current.set(&act));
+    // SAFETY: the store's live context (the caller's contract); no
+    // reference to it is held across the entry, which writes it.
+    let saved_tid = if unsafe { (*store_ctx).epoch_signals } {
+        // SAFETY: as above.
+        let ctx = unsafe { &*store_ctx };
+        // Published with the activation already pushed: a signal from here
+        // on finds it (and retries until the thread is in wasm), and one
+        // sent before was sent because the flag was raised, which the poll
+        // below sees. The epoch raises a store's flag once per deadline.
+        let prev = publish_running_thread(ctx);
+        // A deadline reached before the call interrupts it at its start,
+        // as the first check of polled code would.
+        // SAFETY: the store is live and lent to this call (the
+        // function's contract), and no wasm of it runs yet, so its hooks
+        // may run (nothing raises through this activation: hooks return
+        // their errors).
+        if let Err(e) = unsafe { poll_epoch_signal(store) } {
+            ctx.running_tid.store(prev, Ordering::SeqCst);
+            THREAD.with(|t| t.current.set(act.prev));
+            return Err(Box::new(TrapRecord { reason: e.into(), pcs: vec![] }));
+        }
+        Some(prev)
+    } else {
+        None
+    };
     // `enter` writes the jump buffer before anything can jump back with
     // it, and restores what the Rust code here relies on on both of its
     // return paths (the caller's contract).
