@@ -29,7 +29,8 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::ptr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::Ordering::{self, Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize};
 use std::task::{Context, Poll};
 
 /// Why a suspension point could not wait.
@@ -60,18 +61,20 @@ impl std::error::Error for AsyncError {}
 pub struct AsyncCx {
     /// The task context of the `poll` running a fiber of the store (null
     /// when none runs).
-    poll_cx: Cell<*mut Context<'static>>,
+    poll_cx: AtomicPtr<Context<'static>>,
     /// The suspend handle of that fiber (null when none runs).
-    suspend: Cell<*const Suspend>,
+    suspend: AtomicPtr<Suspend>,
     /// Set while a dropped future's fiber is being run to its end.
-    cancelled: Cell<bool>,
+    cancelled: AtomicBool,
     /// A stack kept for the store's next async call.
     spare_stack: Cell<Option<FiberStack>>,
     /// Where stacks come from, and where the spare one goes when the store
     /// is dropped.
     stacks: Arc<StackPool>,
     /// The usable range of the running fiber's stack (with `suspend`).
-    fiber_stack: Cell<(usize, usize)>,
+    fiber_low: AtomicUsize,
+    /// (With `fiber_low`.)
+    fiber_top: AtomicUsize,
 }
 
 impl Drop for AsyncCx {
@@ -82,13 +85,15 @@ impl Drop for AsyncCx {
     }
 }
 
-// SAFETY: the cells are read and written only by whoever holds the store's
-// exclusive borrow: the store's own calls, or the future of its async call
-// (which holds that borrow for its whole life). The raw pointers are used
-// only while the `poll` that set them runs.
+// SAFETY: the fields a waiter on any thread may read are atomics; they are
+// written only by whoever holds the store's exclusive borrow (the store's
+// own calls, or the future of its async call), and the raw pointers in
+// them are dereferenced only on the stack of the fiber they describe
+// (`on_fiber`), while the `poll` that set them runs. `spare_stack` is
+// touched only by the holder of the store's exclusive borrow (or by the
+// last owner, when the state is dropped).
 unsafe impl Send for AsyncCx {}
-// SAFETY: as for `Send`: shared references exist on several threads only
-// as clones of the `Arc`, never used at the same time.
+// SAFETY: as for `Send`.
 unsafe impl Sync for AsyncCx {}
 
 impl AsyncCx {
@@ -96,12 +101,13 @@ impl AsyncCx {
     /// `stacks`.
     pub fn new(stacks: Arc<StackPool>) -> Arc<AsyncCx> {
         Arc::new(AsyncCx {
-            poll_cx: Cell::new(ptr::null_mut()),
-            suspend: Cell::new(ptr::null()),
-            cancelled: Cell::new(false),
+            poll_cx: AtomicPtr::new(ptr::null_mut()),
+            suspend: AtomicPtr::new(ptr::null_mut()),
+            cancelled: AtomicBool::new(false),
             spare_stack: Cell::new(None),
             stacks,
-            fiber_stack: Cell::new((0, 0)),
+            fiber_low: AtomicUsize::new(0),
+            fiber_top: AtomicUsize::new(0),
         })
     }
 
@@ -109,10 +115,10 @@ impl AsyncCx {
     /// async call (so [`block_on`] can wait): a fiber of the store is
     /// running, and the stack pointer is within that fiber's stack.
     pub fn on_fiber(&self) -> bool {
-        if self.suspend.get().is_null() {
+        if self.suspend.load(Relaxed).is_null() {
             return false;
         }
-        let (low, top) = self.fiber_stack.get();
+        let (low, top) = (self.fiber_low.load(Relaxed), self.fiber_top.load(Relaxed));
         (low..top).contains(&super::arch::stack_pointer())
     }
 }
@@ -131,8 +137,8 @@ pub fn block_on<F: Future + ?Sized>(cx: &AsyncCx, mut fut: Pin<&mut F>) -> Resul
         return Err(AsyncError::NotAsync);
     }
     loop {
-        let task = cx.poll_cx.get();
-        if cx.cancelled.get() || task.is_null() {
+        let task = cx.poll_cx.load(Relaxed);
+        if cx.cancelled.load(Relaxed) || task.is_null() {
             return Err(AsyncError::Cancelled);
         }
         // SAFETY: `poll_cx` is set by the `poll` that resumed this fiber,
@@ -141,7 +147,7 @@ pub fn block_on<F: Future + ?Sized>(cx: &AsyncCx, mut fut: Pin<&mut F>) -> Resul
         if let Poll::Ready(v) = fut.as_mut().poll(unsafe { &mut *task }) {
             return Ok(v);
         }
-        let suspend = cx.suspend.get();
+        let suspend = cx.suspend.load(Relaxed);
         // SAFETY: the handle of the running fiber (set by the same `poll`),
         // which lives on that fiber's stack or in its future.
         unsafe { (*suspend).suspend() };
@@ -270,19 +276,21 @@ impl<S, F, R> FiberFuture<'_, S, F, R> {
             unsafe { super::epoch::signal::publish_running_thread(&*self.store_ctx) };
         }
         // Put the store's async state back even if the body panics.
-        struct Restore<'c>(&'c AsyncCx, *mut Context<'static>, *const Suspend, (usize, usize));
+        struct Restore<'c>(&'c AsyncCx, *mut Context<'static>, *mut Suspend, (usize, usize));
         impl Drop for Restore<'_> {
             fn drop(&mut self) {
-                self.0.poll_cx.set(self.1);
-                self.0.suspend.set(self.2);
-                self.0.fiber_stack.set(self.3);
+                self.0.poll_cx.store(self.1, Relaxed);
+                self.0.suspend.store(self.2, Relaxed);
+                self.0.fiber_low.store(self.3.0, Relaxed);
+                self.0.fiber_top.store(self.3.1, Relaxed);
             }
         }
+        let (low, top) = fiber.stack_range();
         let restore = Restore(
             cx,
-            cx.poll_cx.replace(task),
-            cx.suspend.replace(fiber.suspend_handle()),
-            cx.fiber_stack.replace(fiber.stack_range()),
+            cx.poll_cx.swap(task, Relaxed),
+            cx.suspend.swap(fiber.suspend_handle().cast_mut(), Relaxed),
+            (cx.fiber_low.swap(low, Relaxed), cx.fiber_top.swap(top, Relaxed)),
         );
         let result = fiber.resume(body);
         drop(restore);
@@ -347,8 +355,8 @@ impl<S, F, R> Drop for FiberFuture<'_, S, F, R> {
         // failing (see the module docs).
         // SAFETY: the store outlives the future.
         let cx = unsafe { &*self.cx };
-        let outer = cx.cancelled.replace(true);
+        let outer = cx.cancelled.swap(true, Relaxed);
         while self.resume_with(ptr::null_mut(), &mut None::<fn(&Suspend) -> R>).is_none() && self.fiber.is_some() {}
-        cx.cancelled.set(outer);
+        cx.cancelled.store(outer, Relaxed);
     }
 }
