@@ -285,13 +285,19 @@ impl<S, F, R> FiberFuture<'_, S, F, R> {
                 self.0.fiber_top.store(self.3.1, Relaxed);
             }
         }
-        let (low, top) = fiber.stack_range();
+        // Loads and stores rather than swaps: only this thread writes the
+        // fields now, and a swap would be a locked instruction.
         let restore = Restore(
             cx,
-            cx.poll_cx.swap(task, Relaxed),
-            cx.suspend.swap(fiber.suspend_handle().cast_mut(), Relaxed),
-            (cx.fiber_low.swap(low, Relaxed), cx.fiber_top.swap(top, Relaxed)),
+            cx.poll_cx.load(Relaxed),
+            cx.suspend.load(Relaxed),
+            (cx.fiber_low.load(Relaxed), cx.fiber_top.load(Relaxed)),
         );
+        let (low, top) = fiber.stack_range();
+        cx.poll_cx.store(task, Relaxed);
+        cx.suspend.store(fiber.suspend_handle().cast_mut(), Relaxed);
+        cx.fiber_low.store(low, Relaxed);
+        cx.fiber_top.store(top, Relaxed);
         let result = fiber.resume(body);
         drop(restore);
         if result.is_some() {
@@ -355,7 +361,8 @@ impl<S, F, R> Drop for FiberFuture<'_, S, F, R> {
         // failing (see the module docs).
         // SAFETY: the store outlives the future.
         let cx = unsafe { &*self.cx };
-        let outer = cx.cancelled.swap(true, Relaxed);
+        let outer = cx.cancelled.load(Relaxed);
+        cx.cancelled.store(true, Relaxed);
         while self.resume_with(ptr::null_mut(), &mut None::<fn(&Suspend) -> R>).is_none() && self.fiber.is_some() {}
         cx.cancelled.store(outer, Relaxed);
     }
