@@ -33,6 +33,7 @@ libsqlite3-sys = "=0.40.0"
 zstd-sys = "=2.2.0"
 pcre2-sys = "=0.2.10"
 lua-src = "=551.1.0"
+rquickjs-sys = "=0.14.0"
 TOML
 echo 'fn main() {}' > "$work/fetch/src/main.rs"
 (cd "$work/fetch" && cargo fetch -q)
@@ -47,6 +48,7 @@ sqlite=$(src_of libsqlite3-sys)
 zstd=$(src_of zstd-sys)
 pcre2=$(src_of pcre2-sys)
 lua=$(src_of lua-src)/lua-5.4.9
+qjs=$(src_of rquickjs-sys)/quickjs
 
 build() { # name, then compiler arguments
     local name=$1; shift
@@ -93,5 +95,11 @@ build lua "$here/drivers/lua_bench.c" "${lua_src[@]}" -I"$work/lua-shim" -I"$lua
     -include "$here/drivers/lua_wasi_nojmp.h" -DLUA_COMPAT_5_3 \
     -D_WASI_EMULATED_PROCESS_CLOCKS -D_WASI_EMULATED_SIGNAL \
     -lwasi-emulated-process-clocks -lwasi-emulated-signal
+
+# QuickJS-ng 0.16.2 (rquickjs-sys 0.14.0): the engine without quickjs-libc,
+# with the defines the crate's build.rs uses for wasi.
+build quickjs "$here/drivers/quickjs_bench.c" "$qjs"/libregexp.c "$qjs"/libunicode.c "$qjs"/quickjs.c \
+    "$qjs"/dtoa.c -I"$qjs" -D_GNU_SOURCE -DNDEBUG -DEMSCRIPTEN=1 -DFE_DOWNWARD=0 -DFE_UPWARD=0 \
+    -D_WASI_EMULATED_PROCESS_CLOCKS -lwasi-emulated-process-clocks
 
 ls -l "$out"/*.wasm >&2
