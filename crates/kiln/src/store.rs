@@ -474,13 +474,12 @@ impl<T: 'static> VMStore for StoreInner<T> {
         let delta = match r {
             Ok(UpdateDeadline::Continue(delta)) => delta,
             Ok(UpdateDeadline::Yield(delta)) => {
-                let cx = self.opaque.vm.async_cx().clone();
-                crate::vm::async_call::yield_now(&cx).map_err(|e| HookError::Host(e.into()))?;
+                crate::vm::async_call::yield_now(self.opaque.vm.async_cx()).map_err(|e| HookError::Host(e.into()))?;
                 delta
             }
             Ok(UpdateDeadline::YieldCustom(delta, mut fut)) => {
-                let cx = self.opaque.vm.async_cx().clone();
-                crate::vm::async_call::block_on(&cx, fut.as_mut()).map_err(|e| HookError::Host(e.into()))?;
+                crate::vm::async_call::block_on(self.opaque.vm.async_cx(), fut.as_mut())
+                    .map_err(|e| HookError::Host(e.into()))?;
                 delta
             }
             Err(e) => return Err(HookError::Host(e)),
@@ -498,8 +497,7 @@ impl<T: 'static> VMStore for StoreInner<T> {
             return Err(HookError::Trap(crate::TrapCode::OutOfFuel));
         }
         if vm.fuel_yield_interval().is_some() {
-            let cx = vm.async_cx().clone();
-            crate::vm::async_call::yield_now(&cx).map_err(|e| HookError::Host(e.into()))?;
+            crate::vm::async_call::yield_now(vm.async_cx()).map_err(|e| HookError::Host(e.into()))?;
         }
         if self.opaque.vm.refuel_from_reserve(threshold) {
             Ok(())
