@@ -5,14 +5,15 @@ use crate::opt_group::{self, OptionHelp};
 use crate::options::CacheFlags;
 use anyhow::Result;
 use clap::Args;
-use kiln::Config;
+use kiln::{CompileStrategy, Config};
 use std::path::PathBuf;
 
 /// The `-C` arguments.
 #[derive(Args, Clone, Default)]
 pub struct CodegenFlags {
     /// Compilation options, Wasmtime's spelling: `-C cache=n`,
-    /// `-C cache-config=FILE`, `-C parallel-compilation=n`. Comma-separated,
+    /// `-C cache-config=FILE`, `-C parallel-compilation=n`, and Kiln's
+    /// `-C lazy=y|n`. Comma-separated,
     /// repeatable; `-C help` lists them.
     #[arg(short = 'C', long = "codegen", value_name = "KEY[=VAL][,..]", value_parser = codegen_spec, help_heading = "Compilation and cache")]
     codegen_specs: Vec<String>,
@@ -29,6 +30,11 @@ const OPTIONS: &[OptionHelp] = &[
         value: "=FILE",
         help: "Wasmtime cache configuration (TOML): its [cache] directory and files-total-size-soft-limit",
     },
+    OptionHelp {
+        key: "lazy",
+        value: "[=y|n]",
+        help: "compile each function at its first call, and ahead of it on spare cores (default y for `run`, n elsewhere)",
+    },
     OptionHelp { key: "parallel-compilation", value: "[=y|n]", help: "compile functions on all cores (default y)" },
     OptionHelp {
         key: "cranelift-debug-verifier",
@@ -38,6 +44,21 @@ const OPTIONS: &[OptionHelp] = &[
 ];
 
 impl CodegenFlags {
+    /// What `-C lazy` says, if it was given (the last one wins).
+    ///
+    /// # Errors
+    ///
+    /// A bad value.
+    pub fn lazy(&self) -> Result<Option<bool>> {
+        let mut lazy = None;
+        for item in opt_group::items('C', &self.codegen_specs) {
+            if item.key == "lazy" {
+                lazy = Some(item.bool()?);
+            }
+        }
+        Ok(lazy)
+    }
+
     /// Applies the options to `config` and `cache`.
     ///
     /// # Errors
@@ -52,6 +73,10 @@ impl CodegenFlags {
                     let path = PathBuf::from(item.value()?);
                     let file = crate::cache_config::read(&path)?;
                     cache.merge_config(file.directory, file.max_bytes)?;
+                }
+                "lazy" => {
+                    let strategy = if item.bool()? { CompileStrategy::Lazy } else { CompileStrategy::Eager };
+                    config.compile_strategy(strategy);
                 }
                 "parallel-compilation" => {
                     config.parallel_compilation(item.bool()?);

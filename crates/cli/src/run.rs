@@ -106,6 +106,10 @@ impl RunCommand {
         }
 
         let (mut config, wasm) = self.engine.resolve()?;
+        // `run` compiles lazily unless told otherwise (`-C lazy=n`).
+        if self.engine.codegen.lazy()?.is_none() {
+            config.compile_strategy(kiln::CompileStrategy::Lazy);
+        }
         let wasi = self.wasi.parse()?;
         if wasi.inherit_network {
             eprintln!(
@@ -126,6 +130,8 @@ impl RunCommand {
             eprint!("{}", crate::timings_report::format(t, None, progress.elapsed()));
         }
         let status = self.run_module(&engine, &module, &wasi, unknown);
+        // Dropping the module stores what was compiled lazily in the cache.
+        drop(module);
         // The cache stores a newly compiled module in the background; make
         // sure it is on disk before the process ends.
         if let Some(cache) = engine.cache() {

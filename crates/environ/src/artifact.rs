@@ -170,50 +170,89 @@ pub fn link(
     body_offsets: &[u32],
     trampolines: &[FunctionCode<'_>],
 ) -> WasmResult<LinkedText> {
-    let all = || funcs.iter().chain(trampolines);
+    let funcs: Vec<(DefinedFuncIndex, FunctionCode<'_>)> =
+        funcs.iter().enumerate().map(|(i, f)| (DefinedFuncIndex::from_u32(i as u32), *f)).collect();
+    link_placed(module, &funcs, body_offsets, trampolines, 0, &|defined, locs| {
+        locs.get(defined.index()).map(|l| l.start)
+    })
+}
+
+/// Where a call to a defined function goes, for [`link_placed`]: the text
+/// offset of its code (or of whatever stands in for it), given the
+/// locations of the functions being linked, in input order; `None` if it
+/// has none.
+pub type CallTarget<'a> = dyn Fn(DefinedFuncIndex, &[FunctionLoc]) -> Option<u32> + 'a;
+
+/// The general form of [`link`]: lays out `funcs` (defined functions, in
+/// any order: `(index, code)`; `body_offsets` is indexed by the defined
+/// index) and `trampolines` as a blob that will sit at text offset
+/// `start`, and patches each call to defined function `g` to go to
+/// `target(g, locations)`. Every offset in the result, locations included,
+/// is a text offset (`start` plus the offset inside the blob); the blob's
+/// own bytes begin at `start`.
+///
+/// # Errors
+///
+/// As [`link`]; also a call whose target has no location.
+pub fn link_placed(
+    module: &ModuleInfo,
+    funcs: &[(DefinedFuncIndex, FunctionCode<'_>)],
+    body_offsets: &[u32],
+    trampolines: &[FunctionCode<'_>],
+    start: u32,
+    target: &CallTarget<'_>,
+) -> WasmResult<LinkedText> {
+    let all = || funcs.iter().map(|(_, f)| f).chain(trampolines);
     let mut text = Vec::with_capacity(all().map(|f| f.code().len() + f.alignment().max(16) as usize).sum());
     let mut traps: Vec<(u32, TrapCode)> = Vec::with_capacity(all().map(|f| f.traps().len()).sum());
-    let mut address_map: Vec<(u32, u32)> = Vec::with_capacity(funcs.iter().map(|f| f.address_map().len()).sum());
+    let mut address_map: Vec<(u32, u32)> =
+        Vec::with_capacity(funcs.iter().map(|(_, f)| f.address_map().len()).sum());
     let mut exn_sites: Vec<crate::ExnSite> = Vec::new();
     let mut stack_maps: Vec<crate::StackMapSite> = Vec::new();
+    let base = start as usize;
     let mut place = |f: &FunctionCode<'_>, body_offset: u32, text: &mut Vec<u8>| {
+        // Alignment is of the text offset: `start` is at least 16-aligned
+        // (page-aligned for lazily compiled code).
         let align = f.alignment().max(16) as usize;
-        let start = text.len().div_ceil(align) * align;
-        text.resize(start, 0xcc_u8);
+        let at = (base + text.len()).div_ceil(align) * align;
+        text.resize(at - base, 0xcc_u8);
         text.extend_from_slice(f.code());
-        traps.extend(f.traps().map(|(off, code)| (start as u32 + off, code)));
-        address_map.extend(f.address_map().map(|(c, w)| (start as u32 + c, body_offset.wrapping_add(w))));
+        let at = at as u32;
+        traps.extend(f.traps().map(|(off, code)| (at + off, code)));
+        address_map.extend(f.address_map().map(|(c, w)| (at + c, body_offset.wrapping_add(w))));
         exn_sites.extend(f.exn_sites().map(|mut site| {
-            site.ret += start as u32;
+            site.ret += at;
             for h in &mut site.handlers {
-                h.offset += start as u32;
+                h.offset += at;
             }
             site
         }));
         stack_maps.extend(f.stack_maps().map(|mut site| {
-            site.ret += start as u32;
+            site.ret += at;
             site
         }));
-        FunctionLoc { start: start as u32, length: f.code().len() as u32 }
+        FunctionLoc { start: at, length: f.code().len() as u32 }
     };
-    let func_locs: Vec<FunctionLoc> =
-        funcs.iter().enumerate().map(|(i, f)| place(f, body_offsets.get(i).copied().unwrap_or(0), &mut text)).collect();
+    let func_locs: Vec<FunctionLoc> = funcs
+        .iter()
+        .map(|(d, f)| place(f, body_offsets.get(d.index()).copied().unwrap_or(0), &mut text))
+        .collect();
     let tramp_locs: Vec<FunctionLoc> = trampolines.iter().map(|f| place(f, 0, &mut text)).collect();
-    if text.len() > i32::MAX as usize {
+    if base + text.len() > i32::MAX as usize {
         return Err(WasmError::Limit("compiled code larger than 2 GiB".into()));
     }
 
-    for (f, loc) in funcs.iter().zip(&func_locs).chain(trampolines.iter().zip(&tramp_locs)) {
+    let codes = funcs.iter().map(|(_, f)| f).zip(&func_locs).chain(trampolines.iter().zip(&tramp_locs));
+    for (f, loc) in codes {
         for r in f.relocations() {
             let defined = module
                 .defined_func_index(r.target)
                 .ok_or_else(|| WasmError::Codegen(format!("relocation against imported function {}", r.target)))?;
-            let target = func_locs
-                .get(defined.index())
+            let to = target(defined, &func_locs)
                 .ok_or_else(|| WasmError::Codegen(format!("relocation against unknown function {}", r.target)))?;
-            let at = (loc.start + r.offset) as i64;
-            let value = i64::from(target.start) + r.addend - at;
-            let at = at as usize;
+            let at = i64::from(loc.start + r.offset);
+            let value = i64::from(to) + r.addend - at;
+            let at = at as usize - base;
             match r.kind {
                 RelocKind::X86CallPCRel4 => {
                     let v =

@@ -45,7 +45,11 @@ pub(crate) fn compile_module(
     wasm: &[u8],
     observer: Option<&dyn CompileObserver>,
 ) -> Result<Arc<ModuleRuntime>> {
+    let lazy = engine.config().compile_strategy == crate::CompileStrategy::Lazy && crate::lazy::SUPPORTED;
     let Some(cache) = engine.config().cache.clone() else {
+        if lazy {
+            return crate::lazy::compile_lazy(engine, wasm, None);
+        }
         return Ok(compile_uncached(engine, wasm, None, observer)?.0);
     };
     let mut clock = PhaseClock::start(observer);
@@ -69,6 +73,9 @@ pub(crate) fn compile_module(
         }
     }
     clock.done(CompilePhase::CacheLookup);
+    if lazy {
+        return crate::lazy::compile_lazy(engine, wasm, Some((&*cache, mac_keys.as_ref())));
+    }
     let start = Instant::now();
     let (rt, text) = compile_uncached(engine, wasm, Some((&*cache, mac_keys.as_ref())), observer)?;
     let header = engine.artifact_header(start.elapsed());
@@ -116,7 +123,8 @@ pub(crate) fn from_artifact_file(
     Ok((runtime(engine, info, code), Duration::from_nanos(parsed.header.compile_time_ns)))
 }
 
-fn runtime(engine: &Engine, info: Arc<CompiledModuleInfo>, code: Box<ModuleCode>) -> Arc<ModuleRuntime> {
+/// What the runtime keeps of a module whose code is mapped.
+pub(crate) fn runtime(engine: &Engine, info: Arc<CompiledModuleInfo>, code: Box<ModuleCode>) -> Arc<ModuleRuntime> {
     if engine.config().profiling == crate::ProfilingStrategy::PerfMap {
         crate::profiling::register_perf_map(&info, code.text_start());
     }
@@ -362,15 +370,10 @@ fn record_and_store(cache: &dyn Cache, packs: &function_cache::Packs<'_>, obtain
     }
 }
 
-/// Compiles the entry trampolines of `info`, links them and `funcs` into
-/// one text, and maps it. Returns the runtime module and its text.
-fn link_and_map(
-    engine: &Engine,
-    info: ModuleInfo,
-    funcs: &[FunctionCode<'_>],
-    body_offsets: &[u32],
-) -> Result<(Arc<ModuleRuntime>, Vec<u8>)> {
-    // Entry trampolines for every signature of a function the host can call.
+/// The entry trampolines a module needs: one per distinct signature of a
+/// function the host can call, encoded, and for each module type that
+/// needs one, the index of its trampoline.
+pub(crate) fn entry_trampolines(engine: &Engine, info: &ModuleInfo) -> Result<(Vec<Vec<u8>>, Vec<(TypeIndex, usize)>)> {
     let mut needed: Vec<TypeIndex> = info
         .defined_escaping_funcs()
         .iter()
@@ -395,11 +398,27 @@ fn link_and_map(
         .par_iter()
         .map(|ft| Ok(compiler.compile_array_to_wasm_trampoline(ft)?.encode()))
         .collect::<Result<Vec<_>, WasmError>>()?;
-    let trampolines: Vec<FunctionCode<'_>> = trampolines
+    Ok((trampolines, type_slots))
+}
+
+/// Reads encoded trampolines in place.
+pub(crate) fn parse_trampolines(encoded: &[Vec<u8>]) -> Result<Vec<FunctionCode<'_>>> {
+    encoded
         .iter()
         .map(|t| FunctionCode::parse(t).ok_or_else(|| anyhow!("internal: a trampoline encodes inconsistently")))
-        .collect::<Result<_>>()?;
+        .collect()
+}
 
+/// Compiles the entry trampolines of `info`, links them and `funcs` into
+/// one text, and maps it. Returns the runtime module and its text.
+fn link_and_map(
+    engine: &Engine,
+    info: ModuleInfo,
+    funcs: &[FunctionCode<'_>],
+    body_offsets: &[u32],
+) -> Result<(Arc<ModuleRuntime>, Vec<u8>)> {
+    let (trampolines, type_slots) = entry_trampolines(engine, &info)?;
+    let trampolines = parse_trampolines(&trampolines)?;
     let linked = link(&info, funcs, body_offsets, &trampolines)?;
     let array_to_wasm_trampolines = type_slots.into_iter().map(|(t, s)| (t, linked.trampolines[s])).collect();
     let info = Arc::new(CompiledModuleInfo {

@@ -38,6 +38,8 @@ pub struct Config {
     pub(crate) opt_level: OptLevel,
     pub(crate) verifier: bool,
     pub(crate) parallel_compilation: bool,
+    pub(crate) compile_strategy: CompileStrategy,
+    pub(crate) background_compilation: bool,
     pub(crate) cache: Option<std::sync::Arc<dyn crate::Cache>>,
     pub(crate) allocation: InstanceAllocationStrategy,
     pub(crate) profiling: crate::ProfilingStrategy,
@@ -48,6 +50,26 @@ pub struct Config {
 /// Where epoch interruption can be delivered by a signal (see
 /// [`Config::epoch_interruption_signals`]).
 pub(crate) const EPOCH_SIGNALS_SUPPORTED: bool = cfg!(all(target_os = "linux", target_arch = "x86_64"));
+
+/// When a module's functions are compiled; see [`Config::compile_strategy`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CompileStrategy {
+    /// Every function is compiled before [`Module::new`](crate::Module::new)
+    /// returns (the default for embedders): no compilation while wasm runs,
+    /// so call latency is predictable.
+    #[default]
+    Eager,
+    /// [`Module::new`](crate::Module::new) validates every function but
+    /// compiles only those found in the cache; each other function is
+    /// compiled when it is first called (or earlier, on a spare core,
+    /// with [`Config::background_compilation`]). A module starts much
+    /// sooner when a run calls a fraction of its functions, at the price
+    /// of compilation pauses at first calls and an indirect jump on calls
+    /// into functions compiled after their caller. Implemented on x86-64;
+    /// elsewhere this compiles eagerly. See "Lazy compilation" in
+    /// docs/ARCHITECTURE.md.
+    Lazy,
+}
 
 /// How instances get their memory; see [`Config::allocation_strategy`].
 #[derive(Clone, Debug, Default)]
@@ -160,6 +182,8 @@ impl Config {
             opt_level: OptLevel::Speed,
             verifier: cfg!(debug_assertions),
             parallel_compilation: true,
+            compile_strategy: CompileStrategy::Eager,
+            background_compilation: true,
             cache: None,
             allocation: InstanceAllocationStrategy::OnDemand,
             profiling: crate::ProfilingStrategy::None,
@@ -412,6 +436,25 @@ impl Config {
     /// Chooses the instance allocator (default [`InstanceAllocationStrategy::OnDemand`]).
     pub fn allocation_strategy(&mut self, strategy: InstanceAllocationStrategy) -> &mut Self {
         self.allocation = strategy;
+        self
+    }
+
+    /// When functions are compiled: all before a module is ready
+    /// ([`CompileStrategy::Eager`], the default), or each at its first
+    /// call ([`CompileStrategy::Lazy`]). A module found whole in the cache
+    /// loads the same way under both. The generated code is the same, so
+    /// the function-level cache is shared between the two.
+    pub fn compile_strategy(&mut self, strategy: CompileStrategy) -> &mut Self {
+        self.compile_strategy = strategy;
+        self
+    }
+
+    /// With [`CompileStrategy::Lazy`], whether idle cores compile the
+    /// functions not called yet while the program runs, the callees of
+    /// what ran first (default on). Off, a function is only ever compiled
+    /// by its first call.
+    pub fn background_compilation(&mut self, enable: bool) -> &mut Self {
+        self.background_compilation = enable;
         self
     }
 

@@ -101,6 +101,7 @@ pub(crate) struct Hit<'a> {
 }
 
 /// One of the module's distinct functions, for the packs written next.
+#[derive(Clone, Copy)]
 pub(crate) enum PackInput<'a> {
     /// Found in a pack.
     Found(Hit<'a>),

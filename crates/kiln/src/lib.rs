@@ -128,6 +128,7 @@ mod function_cache;
 mod gc_refs;
 mod instance;
 mod limits;
+mod lazy;
 mod linker;
 mod module;
 mod profiling;
@@ -146,7 +147,7 @@ pub use cache::{Cache, CacheEntry, CacheKind, CacheStats, DirectoryCache, Memory
 pub use compile_observer::{
     CompileObserver, CompilePhase, CompileTimings, FunctionOutcome, FunctionReport, FunctionTiming,
 };
-pub use config::{Config, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+pub use config::{CompileStrategy, Config, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 pub use engine::{Engine, EpochTicker};
 pub use exn::{ExnRef, ThrownException};
 pub use externals::{Extern, Global, Memory, MemoryAccessError, SharedMemory, Table};

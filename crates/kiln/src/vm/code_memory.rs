@@ -3,6 +3,7 @@
 //! consult.
 
 use super::mmap::{Mmap, round_up_to_page};
+use super::lazy_code::LazyCode;
 use super::send_sync_ptr::SendSyncPtr;
 use kiln_environ::{CompiledModuleInfo, FuncIndex, TrapCode};
 use std::collections::BTreeMap;
@@ -14,7 +15,11 @@ use std::sync::{Arc, RwLock};
 #[derive(Debug)]
 pub struct ModuleCode {
     mmap: Mapping,
+    /// Bytes of text readable from the start.
     len: usize,
+    /// Bytes registered for pc lookups (more than `len` for lazily
+    /// compiled code: its reservation).
+    range: usize,
     info: Arc<CompiledModuleInfo>,
     registered: bool,
 }
@@ -26,6 +31,8 @@ enum Mapping {
     Anon(Mmap),
     /// In place inside a mapped artifact file, at this offset.
     File { file: Arc<MappedFile>, offset: usize },
+    /// A lazily compiled module's reservation.
+    Lazy(Arc<LazyCode>),
 }
 
 impl Mapping {
@@ -33,6 +40,7 @@ impl Mapping {
         match self {
             Mapping::Anon(m) => m.as_ptr(),
             Mapping::File { file, offset } => file.ptr.as_ptr().wrapping_add(*offset),
+            Mapping::Lazy(lazy) => lazy.base(),
         }
     }
 }
@@ -62,16 +70,42 @@ impl ModuleCode {
         // SAFETY: the mapping is fresh, read-write and at least `text.len()` long.
         unsafe { std::ptr::copy_nonoverlapping(text.as_ptr(), mmap.as_ptr(), text.len()) };
         mmap.make_executable(0, mmap.len())?;
-        let mut code = Box::new(ModuleCode { mmap: Mapping::Anon(mmap), len, info, registered: false });
+        let mut code = Box::new(ModuleCode { mmap: Mapping::Anon(mmap), len, range: len, info, registered: false });
         if register {
             code.register();
         }
         Ok(code)
     }
 
+    /// The code of a lazily compiled module, registered.
+    pub fn new_lazy(lazy: Arc<LazyCode>, info: Arc<CompiledModuleInfo>) -> Box<ModuleCode> {
+        let (len, range) = (lazy.text_len().max(1), lazy.reserved_len());
+        let mut code = Box::new(ModuleCode { mmap: Mapping::Lazy(lazy), len, range, info, registered: false });
+        code.register();
+        code
+    }
+
+    /// The lazily compiled module's code state, if this is one.
+    pub fn lazy(&self) -> Option<&Arc<LazyCode>> {
+        match &self.mmap {
+            Mapping::Lazy(lazy) => Some(lazy),
+            _ => None,
+        }
+    }
+
+    /// The address calls and function records use for defined function
+    /// `func` at `loc`: its code, or its stub while a lazily compiled
+    /// module has none.
+    pub fn func_entry(&self, func: kiln_environ::DefinedFuncIndex, loc: kiln_environ::FunctionLoc) -> *const u8 {
+        match &self.mmap {
+            Mapping::Lazy(lazy) if loc.length == 0 => lazy.entry_addr(func),
+            _ => self.text_addr(loc.start),
+        }
+    }
+
     fn register(&mut self) {
         let start = self.text_start();
-        let end = start + self.len;
+        let end = start + self.range;
         let mut reg = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
         reg.0.insert(end, (start, SendSyncPtr::new(std::ptr::NonNull::from(&*self))));
         self.registered = true;
@@ -97,14 +131,69 @@ impl ModuleCode {
 
     fn text_offset(&self, pc: usize) -> Option<u32> {
         let start = self.text_start();
-        (pc >= start && pc < start + self.len).then(|| (pc - start) as u32)
+        (pc >= start && pc < start + self.range).then(|| (pc - start) as u32)
     }
+
+    /// Whether text offset `off` lies in code installed after the module
+    /// was created (looked up in the lazy tables, not the module's).
+    fn late(&self, off: u32) -> Option<&LazyCode> {
+        match &self.mmap {
+            Mapping::Lazy(lazy) if off as usize >= self.len => Some(lazy),
+            _ => None,
+        }
+    }
+
+    /// The function whose code contains text offset `off`, and the offset in it.
+    fn func_at(&self, off: u32) -> Option<(FuncIndex, u32)> {
+        match self.late(off) {
+            Some(lazy) => lazy.func_at(off),
+            None => self.info.func_by_text_offset(off),
+        }
+    }
+
+    fn trap_code(&self, off: u32) -> Option<TrapCode> {
+        match self.late(off) {
+            Some(lazy) => lazy.trap_code(off),
+            None => self.info.traps.lookup(off),
+        }
+    }
+
+    fn wasm_offset(&self, off: u32) -> Option<u32> {
+        match self.late(off) {
+            Some(lazy) => lazy.wasm_offset(off),
+            None => self.info.wasm_offset(off),
+        }
+    }
+
+    /// The call site with handlers returning to text offset `ret`.
+    fn exn_site(&self, ret: u32) -> Option<kiln_environ::ExnSiteRef<'_>> {
+        match self.late(ret.saturating_sub(1)) {
+            Some(lazy) => lazy.exn_site(ret),
+            None => self.info.exn_table.lookup(ret),
+        }
+    }
+
+    fn stack_map(&self, ret: u32) -> Option<(u32, &[u32])> {
+        match self.late(ret.saturating_sub(1)) {
+            Some(lazy) => lazy.stack_map(ret),
+            None => self.info.stack_maps.lookup(ret),
+        }
+    }
+}
+
+/// The lazily compiled module whose registered code contains `pc`, and
+/// `pc`'s text offset in it.
+pub fn lazy_code_at(pc: usize) -> Option<(Arc<LazyCode>, u32)> {
+    with_code(pc, |code, off| code.lazy().map(|l| (l.clone(), off))).flatten()
 }
 
 impl Drop for ModuleCode {
     fn drop(&mut self) {
+        if let Some(lazy) = self.lazy() {
+            lazy.retire();
+        }
         if self.registered {
-            let end = self.text_start() + self.len;
+            let end = self.text_start() + self.range;
             let mut reg = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
             reg.0.remove(&end);
         }
@@ -132,7 +221,7 @@ fn find_code<R>(reg: &Registry, pc: usize, f: impl FnOnce(&ModuleCode, u32) -> R
 /// The trap code recorded for the instruction at `pc`, if `pc` is in
 /// registered wasm code and that instruction can trap.
 pub fn lookup_trap_code(pc: usize) -> Option<TrapCode> {
-    with_code(pc, |code, off| code.info.traps.lookup(off)).flatten()
+    with_code(pc, |code, off| code.trap_code(off)).flatten()
 }
 
 /// The registry, read-locked for a walk over many frames (a throw): one
@@ -174,7 +263,7 @@ impl CodeWalk<'_> {
         f: impl FnOnce(kiln_environ::ExnSiteRef<'_>, usize) -> R,
     ) -> Option<R> {
         let (code, off) = self.find(ret.checked_sub(1)?)?;
-        let site = code.info.exn_table.lookup(off + 1)?;
+        let site = code.exn_site(off + 1)?;
         Some(f(site, code.text_start()))
     }
 
@@ -187,7 +276,7 @@ impl CodeWalk<'_> {
     /// call returning to `ret`, if GC references are live across it.
     pub fn with_stack_map<R>(&mut self, ret: usize, f: impl FnOnce(u32, &[u32]) -> R) -> Option<R> {
         let (code, off) = self.find(ret.checked_sub(1)?)?;
-        let (frame_offset, slots) = code.info.stack_maps.lookup(off + 1)?;
+        let (frame_offset, slots) = code.stack_map(off + 1)?;
         Some(f(frame_offset, slots))
     }
 }
@@ -209,15 +298,15 @@ pub fn is_wasm_pc(pc: usize) -> bool {
 #[cfg(target_arch = "x86_64")]
 pub fn is_wasm_function_pc_nonblocking(pc: usize) -> Option<bool> {
     let reg = REGISTRY.try_read().ok()?;
-    Some(find_code(&reg, pc, |code, off| code.info.func_by_text_offset(off).is_some()).unwrap_or(false))
+    Some(find_code(&reg, pc, |code, off| code.func_at(off).is_some()).unwrap_or(false))
 }
 
 /// The module, function index and wasm module offset of the instruction at
 /// `pc`, if it is in registered wasm code.
 pub fn frame_info(pc: usize) -> Option<(Arc<CompiledModuleInfo>, FuncIndex, Option<u32>)> {
     with_code(pc, |code, off| {
-        let (f, _) = code.info.func_by_text_offset(off)?;
-        Some((code.info.clone(), f, code.info.wasm_offset(off)))
+        let (f, _) = code.func_at(off)?;
+        Some((code.info.clone(), f, code.wasm_offset(off)))
     })
     .flatten()
 }
@@ -341,6 +430,7 @@ impl ModuleCode {
         let mut code = Box::new(ModuleCode {
             mmap: Mapping::File { file, offset: text.start },
             len: text.len().max(1),
+            range: text.len().max(1),
             info,
             registered: false,
         });

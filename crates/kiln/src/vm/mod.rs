@@ -22,6 +22,7 @@ pub mod host_roots;
 mod idle_list;
 pub mod instance;
 pub mod invoke;
+pub mod lazy_code;
 pub mod libcalls;
 pub mod memory;
 pub mod memory_image;

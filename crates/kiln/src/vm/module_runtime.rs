@@ -37,8 +37,7 @@ impl ModuleRuntime {
     ///
     /// `func` is not a function the module defines.
     pub fn func_code(&self, func: DefinedFuncIndex) -> *const u8 {
-        let loc = self.info.funcs[func.index()];
-        self.code.text_addr(loc.start)
+        self.code.func_entry(func, self.info.funcs[func.index()])
     }
 
     /// The copy-on-write image of defined memory `defined`, if it has one

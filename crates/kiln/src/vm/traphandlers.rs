@@ -107,6 +107,12 @@ pub fn current_activation() -> *const Activation {
     THREAD.with(|t| t.current.get())
 }
 
+/// The lowest usable address of the stack this thread runs wasm on (0
+/// before it first ran any).
+pub fn stack_low() -> usize {
+    THREAD.with(|t| t.stack_low.get())
+}
+
 /// The thread-local state that describes the wasm running on a thread:
 /// the innermost activation, the low end of the stack it runs on, and the
 /// activation whose epoch deadline hook is running. A fiber has its own

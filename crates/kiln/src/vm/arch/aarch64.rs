@@ -344,3 +344,15 @@ pub unsafe extern "C" fn fiber_enter(_save: *mut usize, _top: usize, _entry: usi
         "ret",
     )
 }
+
+/// Lazy compilation is implemented for x86-64 only (`Config::compile_strategy`
+/// compiles eagerly elsewhere), so no stub ever reaches this entry; it
+/// exists so the code that fills the entry slot builds everywhere.
+///
+/// # Safety
+///
+/// Never called.
+#[unsafe(naked)]
+pub unsafe extern "C" fn kiln_lazy_entry() {
+    core::arch::naked_asm!("udf #0")
+}

@@ -306,6 +306,57 @@ pub unsafe extern "C" fn kiln_epoch_stub() {
     )
 }
 
+/// The shared entry of lazily compiled functions' stubs
+/// (`kiln_environ::StubLayout`): reached by a stub's `call` the first time
+/// its function is called, with the stub's return address on top of the
+/// stack and the wasm caller's return address beneath it. Saves every
+/// register that can carry an argument of Cranelift's `tail` convention
+/// (rdi, rsi, rdx, rcx, r8, r9, xmm0-7) and the other caller-saved
+/// general-purpose registers, has `vm::lazy_code::lazy_compile_for_call`
+/// compile the function (or find it compiled), restores them, drops the
+/// stub's return address and jumps to the code: the callee starts with
+/// the registers and stack its caller left, stack arguments included.
+///
+/// # Safety
+///
+/// Only reached through a stub of registered lazy code, entered as a call
+/// of a wasm function (the callee's VMContext in rdi).
+#[unsafe(naked)]
+pub unsafe extern "C" fn kiln_lazy_entry() {
+    core::arch::naked_asm!(
+        "push rbp",
+        "mov rbp, rsp",
+        "sub rsp, 208",
+        "and rsp, -16",
+        "mov [rsp], rax", "mov [rsp + 8], rcx", "mov [rsp + 16], rdx",
+        "mov [rsp + 24], rsi", "mov [rsp + 32], rdi", "mov [rsp + 40], r8",
+        "mov [rsp + 48], r9", "mov [rsp + 56], r10",
+        "movdqu [rsp + 64], xmm0", "movdqu [rsp + 80], xmm1",
+        "movdqu [rsp + 96], xmm2", "movdqu [rsp + 112], xmm3",
+        "movdqu [rsp + 128], xmm4", "movdqu [rsp + 144], xmm5",
+        "movdqu [rsp + 160], xmm6", "movdqu [rsp + 176], xmm7",
+        // (stub return address, callee vmctx, caller's fp, caller's return address)
+        "mov rsi, rdi",
+        "mov rdi, [rbp + 8]",
+        "mov rdx, [rbp]",
+        "mov rcx, [rbp + 16]",
+        "call {target}",
+        "mov r11, rax",
+        "movdqu xmm0, [rsp + 64]", "movdqu xmm1, [rsp + 80]",
+        "movdqu xmm2, [rsp + 96]", "movdqu xmm3, [rsp + 112]",
+        "movdqu xmm4, [rsp + 128]", "movdqu xmm5, [rsp + 144]",
+        "movdqu xmm6, [rsp + 160]", "movdqu xmm7, [rsp + 176]",
+        "mov rax, [rsp]", "mov rcx, [rsp + 8]", "mov rdx, [rsp + 16]",
+        "mov rsi, [rsp + 24]", "mov rdi, [rsp + 32]", "mov r8, [rsp + 40]",
+        "mov r9, [rsp + 48]", "mov r10, [rsp + 56]",
+        "mov rsp, rbp",
+        "pop rbp",
+        "lea rsp, [rsp + 8]",
+        "jmp r11",
+        target = sym crate::vm::lazy_code::lazy_compile_for_call,
+    )
+}
+
 /// Defines builtin entry `$name`: a stub that records the calling wasm
 /// frame (its frame pointer and our return address) in the store context,
 /// so a trap raised in the builtin has a backtrace, then tail-jumps to

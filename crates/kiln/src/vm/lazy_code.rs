@@ -1,0 +1,482 @@
+//! The code of a lazily compiled module: one reservation holding the
+//! stubs, the code compiled when the module was created, the stubs'
+//! slots, and the area where functions compiled later are installed; the
+//! compile-once state of every function; and the shared entry that a
+//! stub's first call reaches (`lazy_compile_for_call`).
+//!
+//! ```text
+//! base: [ stubs | initial text: functions, trampolines ]  read+execute
+//!       [ slots, entry slot ]                             read+write
+//!       [ lazy area: functions installed later ... ]      each install: fresh pages,
+//!                                                         written, then read+execute
+//! ```
+//!
+//! Every offset below is from `base` (a *text offset*: the registry maps a
+//! pc to one the same way as for an eager module). Everything lies within
+//! one reservation of less than 2 GiB, so the direct calls of code
+//! installed later reach every stub and every function.
+//!
+//! The stub layout and machine code are `kiln_environ::StubLayout`'s.
+
+use super::mmap::{Mmap, page_size, round_up_to_page};
+use super::traphandlers::{TrapReason, raise};
+use kiln_environ::{
+    CompiledModuleInfo, DefinedFuncIndex, ExnSiteRef, ExnTable, FuncIndex, FunctionCode, StackMapTable, StubLayout,
+    TrapCode, TrapTable, U32PairTable, link_placed,
+};
+use std::collections::VecDeque;
+use std::io;
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+
+/// What compiles one function of a lazily compiled module (the compiler
+/// and the module's bodies live outside `vm/`: `kiln/src/lazy.rs`).
+pub trait LazyCompiler: Send + Sync {
+    /// Compiles defined function `index`; returns it encoded
+    /// (`CompiledFunction::encode`).
+    ///
+    /// # Errors
+    ///
+    /// Code generation failed (a validated body can still exceed an
+    /// implementation limit).
+    fn compile(&self, index: DefinedFuncIndex) -> anyhow::Result<Vec<u8>>;
+
+    /// Told that `index` was installed (for the cache and for background
+    /// compilation); `encoded` is what [`LazyCompiler::compile`] returned.
+    fn installed(&self, index: DefinedFuncIndex, encoded: Vec<u8>);
+
+    /// Told that the module is gone (its code is unregistered; functions
+    /// still being compiled may be installed, but nothing runs them).
+    fn retired(&self);
+}
+
+const NOT_COMPILED: u8 = 0;
+const COMPILING: u8 = 1;
+const INSTALLED: u8 = 2;
+const FAILED: u8 = 3;
+
+/// Functions installed together, with their tables in text offsets.
+struct Batch {
+    start: u32,
+    len: u32,
+    /// `(start, length, function)`, by start.
+    funcs: Vec<(u32, u32, FuncIndex)>,
+    traps: TrapTable,
+    address_map: U32PairTable,
+    exn_table: ExnTable,
+    stack_maps: StackMapTable,
+}
+
+/// A lazily compiled module's code. See the module docs.
+pub struct LazyCode {
+    map: Mmap,
+    layout: StubLayout,
+    /// Bytes of the initial text (stubs included).
+    text_len: usize,
+    /// Compile-once state of each defined function.
+    states: Box<[AtomicU8]>,
+    /// Text offset of each installed function's code (0: none yet).
+    code_at: Box<[AtomicU32]>,
+    /// Installed batches, in address order; the first `batch_count` are set.
+    batches: Box<[OnceLock<Batch>]>,
+    batch_count: AtomicUsize,
+    /// The first free offset of the lazy area; held while installing.
+    next_free: Mutex<usize>,
+    /// The message of each failed compilation.
+    failures: Mutex<Vec<(u32, String)>>,
+    done: (Mutex<()>, Condvar),
+    /// Functions to compile next: callees of what was compiled.
+    hot: Mutex<VecDeque<u32>>,
+    /// Where the search for anything else not compiled resumes.
+    cursor: AtomicU32,
+    /// Functions compiled since creation.
+    compiled: AtomicU32,
+    /// Set when the module is gone: nothing more to compile ahead.
+    retired: std::sync::atomic::AtomicBool,
+    info: Arc<CompiledModuleInfo>,
+    body_offsets: Box<[u32]>,
+    compiler: Box<dyn LazyCompiler>,
+}
+
+impl std::fmt::Debug for LazyCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyCode").field("base", &self.map.as_ptr()).field("layout", &self.layout).finish_non_exhaustive()
+    }
+}
+
+impl LazyCode {
+    /// Maps `text` (the stubs at `layout.stubs`, whose code this writes,
+    /// then the functions compiled already, then trampolines) executable
+    /// at the start of a fresh reservation with `layout`'s slots after it
+    /// and `area` bytes for functions compiled later. `compiled[i]` is
+    /// function `i`'s location in `text` if it is there. The slots of the
+    /// others point into their stubs; theirs point at their code.
+    ///
+    /// # Errors
+    ///
+    /// The OS error if reserving or protecting memory fails, or the layout
+    /// does not fit `text`.
+    pub fn new(
+        mut text: Vec<u8>,
+        layout: StubLayout,
+        compiled: &[Option<u32>],
+        area: usize,
+        info: Arc<CompiledModuleInfo>,
+        body_offsets: Box<[u32]>,
+        compiler: Box<dyn LazyCompiler>,
+    ) -> io::Result<LazyCode> {
+        let bad = || io::Error::other("inconsistent lazy code layout");
+        let stubs = layout.x86_64_code();
+        let stubs_at = layout.stubs as usize;
+        text.get_mut(stubs_at..stubs_at + stubs.len()).ok_or_else(bad)?.copy_from_slice(&stubs);
+        let text_pages = round_up_to_page(text.len().max(1)).ok_or_else(bad)?;
+        if layout.slots as usize != text_pages || compiled.len() != layout.count as usize {
+            return Err(bad());
+        }
+        let slot_pages = round_up_to_page(layout.slots_len() as usize).ok_or_else(bad)?;
+        let total = text_pages
+            .checked_add(slot_pages)
+            .and_then(|n| n.checked_add(area))
+            .filter(|n| *n < i32::MAX as usize)
+            .ok_or_else(|| io::Error::other("lazily compiled module too large"))?;
+        let map = Mmap::reserve(total)?;
+        map.make_accessible(0, text_pages + slot_pages)?;
+        let base = map.as_ptr();
+        // SAFETY: the first `text_pages` bytes were just made read-write and
+        // `text` fits in them.
+        unsafe { std::ptr::copy_nonoverlapping(text.as_ptr(), base, text.len()) };
+        for (i, at) in compiled.iter().enumerate() {
+            let target = match at {
+                Some(at) => *at as usize,
+                None => layout.stub(i as u32) as usize + kiln_environ::STUB_CALL_OFFSET as usize,
+            };
+            // SAFETY: slot `i` lies in the read-write slot pages, 8-aligned
+            // (the slots start on a page), and nothing reads them yet.
+            unsafe { base.add(layout.slot(i as u32) as usize).cast::<u64>().write(base as u64 + target as u64) };
+        }
+        let entry = super::arch::kiln_lazy_entry as *const () as u64;
+        // SAFETY: as above, for the entry slot after the functions' slots.
+        unsafe { base.add(layout.entry_slot() as usize).cast::<u64>().write(entry) };
+        map.make_executable(0, text_pages)?;
+        let n = layout.count as usize;
+        let states: Box<[AtomicU8]> =
+            compiled.iter().map(|c| AtomicU8::new(if c.is_some() { INSTALLED } else { NOT_COMPILED })).collect();
+        let code_at: Box<[AtomicU32]> = compiled.iter().map(|c| AtomicU32::new(c.unwrap_or(0))).collect();
+        Ok(LazyCode {
+            map,
+            layout,
+            text_len: text.len(),
+            states,
+            code_at,
+            batches: (0..n).map(|_| OnceLock::new()).collect(),
+            batch_count: AtomicUsize::new(0),
+            next_free: Mutex::new(text_pages + slot_pages),
+            failures: Mutex::new(Vec::new()),
+            done: (Mutex::new(()), Condvar::new()),
+            hot: Mutex::new(VecDeque::new()),
+            cursor: AtomicU32::new(0),
+            compiled: AtomicU32::new(0),
+            retired: Default::default(),
+            info,
+            body_offsets,
+            compiler,
+        })
+    }
+
+    /// The first byte of the reservation (text offset 0).
+    pub fn base(&self) -> *mut u8 {
+        self.map.as_ptr()
+    }
+
+    /// Bytes of the reservation (every text offset is below this).
+    pub fn reserved_len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Bytes of the initial text, readable from [`LazyCode::base`].
+    pub fn text_len(&self) -> usize {
+        self.text_len
+    }
+
+    /// The stub layout.
+    pub fn layout(&self) -> StubLayout {
+        self.layout
+    }
+
+    /// How many functions were compiled since the module was created.
+    pub fn compiled_count(&self) -> u32 {
+        self.compiled.load(Ordering::Relaxed)
+    }
+
+    /// Whether defined function `index` has code installed.
+    pub fn is_compiled(&self, index: DefinedFuncIndex) -> bool {
+        self.states.get(index.index()).is_some_and(|s| s.load(Ordering::Acquire) == INSTALLED)
+    }
+
+    /// Whether every function has code (or failed to compile).
+    pub fn is_complete(&self) -> bool {
+        self.states.iter().all(|s| matches!(s.load(Ordering::Acquire), INSTALLED | FAILED))
+    }
+
+    /// The address the module's function records and exports use for
+    /// defined function `index`: its code if it was compiled with the
+    /// module, else its stub (which never changes, so records never need
+    /// patching).
+    pub fn entry_addr(&self, index: DefinedFuncIndex) -> *const u8 {
+        let i = index.index();
+        let at = match self.code_at.get(i).map(|c| c.load(Ordering::Relaxed)) {
+            Some(at) if at != 0 && (at as usize) < self.text_len => at,
+            _ => self.layout.stub(i as u32),
+        };
+        self.base().wrapping_add(at as usize)
+    }
+
+    /// Compiles and installs defined function `index` unless it has code,
+    /// once even if several threads ask at the same time (the others wait
+    /// for the first). Returns its code's address.
+    ///
+    /// # Errors
+    ///
+    /// Compiling or installing failed (now or in an earlier attempt).
+    pub fn ensure(&self, index: u32) -> Result<usize, String> {
+        let state = self.states.get(index as usize).ok_or("internal: no such function")?;
+        loop {
+            match state.compare_exchange(NOT_COMPILED, COMPILING, Ordering::Acquire, Ordering::Acquire) {
+                Ok(_) => {
+                    let result = self.compile_and_install(index);
+                    let _guard = self.done.0.lock().unwrap_or_else(|e| e.into_inner());
+                    match &result {
+                        Ok(_) => state.store(INSTALLED, Ordering::Release),
+                        Err(e) => {
+                            self.failures.lock().unwrap_or_else(|e| e.into_inner()).push((index, e.clone()));
+                            state.store(FAILED, Ordering::Release);
+                        }
+                    }
+                    self.done.1.notify_all();
+                    return result;
+                }
+                Err(INSTALLED) => return Ok(self.code_addr(index)),
+                Err(FAILED) => {
+                    let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+                    let message = failures.iter().find(|(i, _)| *i == index).map(|(_, m)| m.clone());
+                    return Err(message.unwrap_or_else(|| "internal: compilation failed".into()));
+                }
+                Err(_) => {
+                    let guard = self.done.0.lock().unwrap_or_else(|e| e.into_inner());
+                    if state.load(Ordering::Acquire) == COMPILING {
+                        drop(self.done.1.wait(guard));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops compiling ahead and tells the compiler the module is gone.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+        self.compiler.retired();
+    }
+
+    fn code_addr(&self, index: u32) -> usize {
+        self.base() as usize + self.code_at[index as usize].load(Ordering::Acquire) as usize
+    }
+
+    /// The next function worth compiling ahead of its first call (a callee
+    /// of something compiled, else the first not compiled), if any is left.
+    pub fn next_to_compile(&self) -> Option<u32> {
+        if self.retired.load(Ordering::Relaxed) {
+            return None;
+        }
+        let not_started = |i: u32| self.states.get(i as usize).is_some_and(|s| s.load(Ordering::Relaxed) == NOT_COMPILED);
+        {
+            let mut hot = self.hot.lock().unwrap_or_else(|e| e.into_inner());
+            while let Some(i) = hot.pop_front() {
+                if not_started(i) {
+                    return Some(i);
+                }
+            }
+        }
+        let n = self.layout.count;
+        let mut i = self.cursor.load(Ordering::Relaxed);
+        while i < n && !not_started(i) {
+            i += 1;
+        }
+        self.cursor.store(i, Ordering::Relaxed);
+        (i < n).then_some(i)
+    }
+
+    fn compile_and_install(&self, index: u32) -> Result<usize, String> {
+        let defined = DefinedFuncIndex::from_u32(index);
+        let func = self.info.module.func_index(defined);
+        let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compiler.compile(defined)))
+            .map_err(|_| format!("internal: compiling function {} panicked", func.as_u32()))?
+            .map_err(|e| format!("failed to compile function {}: {e:#}", func.as_u32()))?;
+        let code = FunctionCode::parse(&encoded).ok_or("internal: a compiled function encodes inconsistently")?;
+        let at = self.install(defined, code).map_err(|e| format!("failed to install function {}: {e}", func.as_u32()))?;
+        self.compiled.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut hot = self.hot.lock().unwrap_or_else(|e| e.into_inner());
+            for r in code.relocations() {
+                if let Some(d) = self.info.module.defined_func_index(r.target) {
+                    hot.push_back(d.as_u32());
+                }
+            }
+        }
+        self.compiler.installed(defined, encoded);
+        Ok(at)
+    }
+
+    /// Links `code` (defined function `index`) into fresh pages of the lazy
+    /// area, makes them executable, records its tables, and points its slot
+    /// at it. Returns its address.
+    fn install(&self, index: DefinedFuncIndex, code: FunctionCode<'_>) -> Result<usize, String> {
+        let mut next = self.next_free.lock().unwrap_or_else(|e| e.into_inner());
+        let start = u32::try_from(*next).map_err(|_| "lazy code area full")?;
+        let target = |g: DefinedFuncIndex, locs: &[kiln_environ::FunctionLoc]| {
+            if g == index {
+                return locs.first().map(|l| l.start);
+            }
+            let at = self.code_at.get(g.index())?.load(Ordering::Acquire);
+            Some(if at != 0 { at } else { self.layout.stub(g.as_u32()) })
+        };
+        let linked = link_placed(&self.info.module, &[(index, code)], &self.body_offsets, &[], start, &target)
+            .map_err(|e| e.to_string())?;
+        let loc = *linked.funcs.first().ok_or("internal: nothing linked")?;
+        let pages = round_up_to_page(linked.text.len().max(1)).ok_or("code too large")?;
+        if next.checked_add(pages).is_none_or(|end| end > self.map.len()) {
+            return Err("lazy code area full".into());
+        }
+        self.map.make_accessible(*next, pages).map_err(|e| e.to_string())?;
+        // SAFETY: `[next, next + pages)` lies inside the reservation (checked
+        // above), was just made read-write, and no code runs in it: it was
+        // never executable, and `next_free` (held) hands it out once.
+        unsafe { std::ptr::copy_nonoverlapping(linked.text.as_ptr(), self.base().add(*next), linked.text.len()) };
+        self.map.make_executable(*next, pages).map_err(|e| e.to_string())?;
+        let func = self.info.module.func_index(index);
+        let batch = Batch {
+            start,
+            len: linked.text.len() as u32,
+            funcs: vec![(loc.start, loc.length, func)],
+            traps: linked.traps,
+            address_map: linked.address_map,
+            exn_table: linked.exn_table,
+            stack_maps: linked.stack_maps,
+        };
+        let count = self.batch_count.load(Ordering::Relaxed);
+        self.batches.get(count).ok_or("internal: more batches than functions")?.set(batch).ok();
+        self.batch_count.store(count + 1, Ordering::Release);
+        self.code_at[index.index()].store(loc.start, Ordering::Release);
+        let slot = self.layout.slot(index.as_u32()) as usize;
+        let addr = self.base() as usize + loc.start as usize;
+        // SAFETY: the slot lies in the reservation's read-write slot pages,
+        // 8-aligned, for as long as `self`; compiled code reads it
+        // concurrently, hence the atomic store.
+        unsafe { AtomicU64::from_ptr(self.base().add(slot).cast::<u64>()).store(addr as u64, Ordering::Release) };
+        *next += pages;
+        debug_assert!(next.is_multiple_of(page_size()));
+        Ok(addr)
+    }
+
+    /// The installed batch containing text offset `off`, if any. Lock-free
+    /// (the trap handler calls it).
+    fn batch(&self, off: u32) -> Option<&Batch> {
+        let n = self.batch_count.load(Ordering::Acquire);
+        let batches = &self.batches[..n.min(self.batches.len())];
+        let i = batches.partition_point(|b| b.get().is_some_and(|b| b.start <= off)).checked_sub(1)?;
+        let b = batches[i].get()?;
+        (off < b.start + b.len).then_some(b)
+    }
+
+    /// The function whose installed code contains text offset `off`, with
+    /// `off`'s offset in it.
+    pub fn func_at(&self, off: u32) -> Option<(FuncIndex, u32)> {
+        let b = self.batch(off)?;
+        let i = b.funcs.partition_point(|(s, _, _)| *s <= off).checked_sub(1)?;
+        let (start, len, f) = b.funcs[i];
+        (off < start + len).then_some((f, off - start))
+    }
+
+    /// The trap code of the instruction at text offset `off`.
+    pub fn trap_code(&self, off: u32) -> Option<TrapCode> {
+        self.batch(off)?.traps.lookup(off)
+    }
+
+    /// The wasm module offset of the instruction at text offset `off`.
+    pub fn wasm_offset(&self, off: u32) -> Option<u32> {
+        self.batch(off)?.address_map.floor(off)
+    }
+
+    /// The call site with exception handlers returning to text offset `ret`.
+    pub fn exn_site(&self, ret: u32) -> Option<ExnSiteRef<'_>> {
+        self.batch(ret.checked_sub(1)?)?.exn_table.lookup(ret)
+    }
+
+    /// The stack map of the call returning to text offset `ret`.
+    pub fn stack_map(&self, ret: u32) -> Option<(u32, &[u32])> {
+        self.batch(ret.checked_sub(1)?)?.stack_maps.lookup(ret)
+    }
+}
+
+/// Stack bytes a compilation may need; with less left, it runs on a
+/// thread of its own.
+const COMPILE_STACK: usize = 4 << 20;
+
+/// Where the lazy entry (`arch::kiln_lazy_entry`) goes: compiles the
+/// function whose stub's call returns to `stub_ret`, if nobody has, and
+/// returns its code's address for the entry to jump to. If compiling
+/// fails, the calling wasm traps with the message.
+///
+/// # Safety
+///
+/// Called only by `kiln_lazy_entry`, from a stub of registered lazy code,
+/// with the callee's VMContext, the frame pointer of the stub's caller
+/// and its return address.
+pub unsafe extern "C" fn lazy_compile_for_call(
+    stub_ret: usize,
+    vmctx: *mut super::vmcontext::VMContext,
+    caller_fp: usize,
+    caller_ret: usize,
+) -> usize {
+    let result = match super::code_memory::lazy_code_at(stub_ret) {
+        Some((lazy, off)) => match lazy.layout.function_of_return(off) {
+            Some(index) => ensure_with_stack(&lazy, index),
+            None => Err("internal: a lazy entry from outside the stubs".into()),
+        },
+        None => Err("internal: a lazy entry from unregistered code".into()),
+    };
+    match result {
+        Ok(addr) => addr,
+        Err(message) => {
+            // SAFETY: `vmctx` is the live VMContext of the called instance
+            // (the contract), whose header points to its store's context;
+            // recording the caller's frame there is what a builtin stub does
+            // before a builtin raises a trap.
+            unsafe {
+                let store = *vmctx
+                    .cast::<u8>()
+                    .add(kiln_environ::vmoffsets::vmctx_header::STORE_CONTEXT as usize)
+                    .cast::<*mut super::vmcontext::VMStoreContext>();
+                (*store).last_wasm_exit_fp = caller_fp;
+                (*store).last_wasm_exit_pc = caller_ret;
+            }
+            raise(TrapReason::Host(anyhow::anyhow!(message)))
+        }
+    }
+}
+
+/// [`LazyCode::ensure`], on a fresh thread if this one's stack is short.
+fn ensure_with_stack(lazy: &Arc<LazyCode>, index: u32) -> Result<usize, String> {
+    let left = super::arch::stack_pointer().saturating_sub(super::traphandlers::stack_low());
+    if left >= COMPILE_STACK {
+        return lazy.ensure(index);
+    }
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("kiln-compile".into())
+            .stack_size(COMPILE_STACK * 2)
+            .spawn_scoped(s, || lazy.ensure(index))
+            .map_err(|e| format!("failed to start a compile thread: {e}"))?
+            .join()
+            .unwrap_or_else(|_| Err("internal: the compile thread panicked".into()))
+    })
+}
