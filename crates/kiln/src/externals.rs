@@ -196,7 +196,9 @@ impl std::fmt::Display for MemoryAccessError {
 impl std::error::Error for MemoryAccessError {}
 
 /// A linear memory.
-#[derive(Clone, Copy, Debug)]
+///
+/// Handles compare equal when they name the same object of the same store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Memory(pub(crate) Stored<MemoryId>);
 
 impl Memory {
@@ -357,7 +359,9 @@ impl<'a, T> From<&'a mut crate::Caller<'_, T>> for crate::store::StoreContext<'a
 }
 
 /// A table of references.
-#[derive(Clone, Copy, Debug)]
+///
+/// Handles compare equal when they name the same object of the same store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Table(pub(crate) Stored<TableId>);
 
 fn check_ref(store: &mut StoreOpaque, elem: ValType, v: &Val) -> Result<usize> {
@@ -472,7 +476,9 @@ impl Table {
 }
 
 /// A global variable.
-#[derive(Clone, Copy, Debug)]
+///
+/// Handles compare equal when they name the same object of the same store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Global(pub(crate) Stored<GlobalId>);
 
 impl Global {

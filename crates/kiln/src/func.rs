@@ -19,7 +19,9 @@ use std::sync::Arc;
 
 /// A function: exported by an instance, or defined by the host. A handle
 /// into its store; cheap to copy.
-#[derive(Clone, Copy, Debug)]
+///
+/// Handles compare equal when they name the same object of the same store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Func(pub(crate) Stored<FuncId>);
 
 impl Func {

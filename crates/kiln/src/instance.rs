@@ -18,7 +18,9 @@ use kiln_environ::{self as env, EntityIndex, EntityType};
 
 /// An instantiated module: its functions, memories, tables and globals
 /// live in the store it was created in.
-#[derive(Clone, Copy, Debug)]
+///
+/// Handles compare equal when they name the same object of the same store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Instance(pub(crate) Stored<InstanceId>);
 
 impl Instance {

@@ -1,0 +1,352 @@
+//! Functions: host functions made from C callbacks, and calls.
+
+use crate::ffi;
+use crate::refs::{Finalizer, RefKind, wasm_func_t, wasm_ref_t, wasm_trap_t};
+use crate::store::{StoreData, StoreRef, store_arg, wasm_store_t};
+use crate::trap::{HostTrap, TrapData, boxed_message};
+use crate::types::{valkind, wasm_externtype_t, wasm_functype_t};
+use crate::val::{from_c, to_c, wasm_val_t, wasm_val_vec_t};
+use crate::vec::{CVec, Element};
+use kiln::{Caller, Func, FuncType, Val, ValType};
+use std::ffi::c_void;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// `wasm_func_callback_t`.
+pub type wasm_func_callback_t = unsafe extern "C" fn(*const wasm_val_vec_t, *mut wasm_val_vec_t) -> *mut wasm_trap_t;
+
+/// `wasm_func_callback_with_env_t`.
+pub type wasm_func_callback_with_env_t =
+    unsafe extern "C" fn(*mut c_void, *const wasm_val_vec_t, *mut wasm_val_vec_t) -> *mut wasm_trap_t;
+
+/// Values kept on the stack in calls (more go to the heap).
+const STACK_VALUES: usize = 8;
+
+/// A callback's environment; its finalizer runs once, when the host
+/// function (kept by its store) is dropped with the store.
+struct Env {
+    env: usize,
+    finalizer: Option<Finalizer>,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(f) = self.finalizer {
+            // SAFETY: C gave `finalizer` to be called with `env` once, when
+            // the function goes; this is that once.
+            ffi::guard((), || unsafe { f(self.env as *mut c_void) });
+        }
+    }
+}
+
+/// The two kinds of C callback.
+#[derive(Clone, Copy)]
+enum Callback {
+    Plain(wasm_func_callback_t),
+    WithEnv(wasm_func_callback_with_env_t),
+}
+
+/// Runs `f` with a scratch slice of `n` values: on the stack when few.
+fn with_scratch<T: Copy, R>(n: usize, fill: T, f: impl FnOnce(&mut [T]) -> R) -> R {
+    if n <= STACK_VALUES {
+        let mut buf = [fill; STACK_VALUES];
+        f(&mut buf[..n])
+    } else {
+        f(&mut vec![fill; n])
+    }
+}
+
+/// Runs `f` with `n` Kiln values (`I32(0)`): on the stack when few.
+fn with_vals<R>(n: usize, f: impl FnOnce(&mut [Val]) -> R) -> R {
+    if n <= STACK_VALUES {
+        let mut buf: [Val; STACK_VALUES] = std::array::from_fn(|_| Val::I32(0));
+        f(&mut buf[..n])
+    } else {
+        f(&mut vec![Val::I32(0); n])
+    }
+}
+
+/// The body of every C host function: converts the arguments, calls C with
+/// the store published for nested API calls, converts the results back.
+fn call_c(
+    cb: Callback,
+    env: &Env,
+    result_types: &[ValType],
+    mut caller: Caller<'_, StoreData>,
+    params: &[Val],
+    results: &mut [Val],
+) -> anyhow::Result<()> {
+    let cell = caller.data().cell.upgrade().ok_or_else(|| anyhow::anyhow!("the store is gone"))?;
+    with_scratch(params.len(), wasm_val_t::empty(), |args| {
+        for (slot, p) in args.iter_mut().zip(params) {
+            *slot = to_c(p, &cell).map_err(anyhow::Error::msg)?;
+        }
+        let r = with_scratch(result_types.len(), wasm_val_t::empty(), |res| {
+            for (slot, t) in res.iter_mut().zip(result_types) {
+                slot.kind = valkind(*t);
+            }
+            let args_vec = CVec::view(args);
+            let mut res_vec = CVec::view(res);
+            let args_ptr: *const wasm_val_vec_t = &*args_vec;
+            let res_ptr: *mut wasm_val_vec_t = &mut *res_vec;
+            let trap = cell.enter_callback(&mut caller, || match cb {
+                // SAFETY: calling the C callback as the standard says: the
+                // argument vector is live and read-only for the call, the
+                // result vector has a slot per result.
+                Callback::Plain(f) => unsafe { f(args_ptr, res_ptr) },
+                // SAFETY: as above, with the environment C gave for it.
+                Callback::WithEnv(f) => unsafe { f(env.env as *mut c_void, args_ptr, res_ptr) },
+            });
+            // SAFETY: a non-NULL result is an `own` trap of this library.
+            let r = if let Some(trap) = unsafe { ffi::from_raw(trap) } {
+                Err(match &trap.kind {
+                    RefKind::Trap(t) => anyhow::Error::new(HostTrap(t.clone())),
+                    _ => anyhow::anyhow!("a host callback returned something other than a trap"),
+                })
+            } else {
+                res.iter().zip(result_types).zip(results.iter_mut()).try_for_each(|((v, t), out)| {
+                    *out = from_c(v, *t, &cell).map_err(|e| anyhow::anyhow!("host callback result: {e}"))?;
+                    Ok(())
+                })
+            };
+            for v in res.iter_mut() {
+                v.release();
+            }
+            r
+        });
+        for a in args.iter_mut() {
+            a.release();
+        }
+        r
+    })
+}
+
+/// Makes a host function of `ty` in `store`.
+///
+/// # Safety
+///
+/// `store` and `ty` are NULL or live.
+unsafe fn new_func(store: *mut wasm_store_t, ty: *const wasm_functype_t, cb: Callback, env: Env) -> *mut wasm_func_t {
+    // SAFETY: NULL or live, per the contract.
+    let (store, ty) = unsafe { (store_arg(store), ffi::borrow(ty, "the function type")) };
+    let (Some(store), Some(ty)) = (store, ty) else {
+        return std::ptr::null_mut();
+    };
+    let ty = match ty.to_func() {
+        Ok(t) => t,
+        Err(e) => {
+            crate::error::set_last_error(e);
+            return std::ptr::null_mut();
+        }
+    };
+    ffi::guard(std::ptr::null_mut(), || {
+        let result_types: Arc<[ValType]> = ty.results().collect();
+        let f = store.with(|ctx| {
+            Func::new(ctx, ty, move |caller, params, results| call_c(cb, &env, &result_types, caller, params, results))
+        });
+        f.map_or(std::ptr::null_mut(), |f| wasm_ref_t::boxed(Some(store.clone()), RefKind::Func(f)))
+    })
+}
+
+/// `wasm_func_new`: a host function calling `callback`; NULL for NULL
+/// arguments or an invalid type.
+///
+/// # Safety
+///
+/// `store` and `ty` are NULL or live; `callback` follows the standard's
+/// contract for callbacks.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wasm_func_new(
+    store: *mut wasm_store_t,
+    ty: *const wasm_functype_t,
+    callback: Option<wasm_func_callback_t>,
+) -> *mut wasm_func_t {
+    let Some(cb) = callback else {
+        crate::error::set_last_error("the callback is NULL".to_string());
+        return std::ptr::null_mut();
+    };
+    // SAFETY: per this function's contract.
+    unsafe { new_func(store, ty, Callback::Plain(cb), Env { env: 0, finalizer: None }) }
+}
+
+/// `wasm_func_new_with_env`: as `wasm_func_new`, with `env` passed to the
+/// callback; `finalizer(env)` runs once, when the function's store goes
+/// (or at once if the function cannot be made).
+///
+/// # Safety
+///
+/// As `wasm_func_new`; `finalizer` is NULL or may be called with `env`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wasm_func_new_with_env(
+    store: *mut wasm_store_t,
+    ty: *const wasm_functype_t,
+    callback: Option<wasm_func_callback_with_env_t>,
+    env: *mut c_void,
+    finalizer: Option<Finalizer>,
+) -> *mut wasm_func_t {
+    let env = Env { env: env as usize, finalizer };
+    let Some(cb) = callback else {
+        crate::error::set_last_error("the callback is NULL".to_string());
+        return std::ptr::null_mut();
+    };
+    // SAFETY: per this function's contract.
+    unsafe { new_func(store, ty, Callback::WithEnv(cb), env) }
+}
+
+/// Borrows a function argument: the handle, its store and the function.
+///
+/// # Safety
+///
+/// `f` is NULL or a live object of this library.
+pub unsafe fn func_arg<'a>(f: *const wasm_func_t) -> Option<(&'a wasm_ref_t, &'a StoreRef, Func)> {
+    // SAFETY: NULL or live, per the contract.
+    let r = unsafe { crate::refs::arg(f, crate::refs::is::func, "the function") }?;
+    match (&r.store, &r.kind) {
+        (Some(s), RefKind::Func(f)) => Some((r, s, *f)),
+        _ => None,
+    }
+}
+
+/// The function's type, computed once per handle.
+fn func_type(r: &wasm_ref_t, store: &StoreRef, f: Func) -> Option<Rc<FuncType>> {
+    if let Some(t) = r.func_ty.get() {
+        return Some(t.clone());
+    }
+    let t = Rc::new(store.with(|ctx| f.ty(&ctx))?);
+    Some(r.func_ty.get_or_init(|| t).clone())
+}
+
+/// `wasm_func_type` (NULL for NULL).
+///
+/// # Safety
+///
+/// `f` is NULL or live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wasm_func_type(f: *const wasm_func_t) -> *mut wasm_functype_t {
+    // SAFETY: NULL or live, per the contract.
+    let Some((r, store, f)) = (unsafe { func_arg(f) }) else {
+        return std::ptr::null_mut();
+    };
+    ffi::guard(std::ptr::null_mut(), || {
+        func_type(r, store, f).map_or(std::ptr::null_mut(), |t| ffi::into_raw(wasm_externtype_t::from_func(&t)))
+    })
+}
+
+/// `wasm_func_param_arity` (0 for NULL).
+///
+/// # Safety
+///
+/// `f` is NULL or live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wasm_func_param_arity(f: *const wasm_func_t) -> usize {
+    // SAFETY: NULL or live, per the contract.
+    let Some((r, store, f)) = (unsafe { func_arg(f) }) else { return 0 };
+    ffi::guard(0, || func_type(r, store, f).map_or(0, |t| t.params().len()))
+}
+
+/// `wasm_func_result_arity` (0 for NULL).
+///
+/// # Safety
+///
+/// `f` is NULL or live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wasm_func_result_arity(f: *const wasm_func_t) -> usize {
+    // SAFETY: NULL or live, per the contract.
+    let Some((r, store, f)) = (unsafe { func_arg(f) }) else { return 0 };
+    ffi::guard(0, || func_type(r, store, f).map_or(0, |t| t.results().len()))
+}
+
+/// `wasm_func_call`: calls `func`; NULL on success, else an `own` trap
+/// (also for misuse: a NULL function, arguments of the wrong number or
+/// kinds, references of another store, or a results vector of the wrong
+/// size — the last checked after the call, so that a trap of the call
+/// itself is what is returned). `args` and `results` may be NULL for
+/// empty vectors.
+///
+/// # Safety
+///
+/// `func` is NULL or live; `args` is NULL or a live vector; `results` is
+/// NULL or a vector whose slots may be written (they are `own` outputs).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wasm_func_call(
+    func: *const wasm_func_t,
+    args: *const wasm_val_vec_t,
+    results: *mut wasm_val_vec_t,
+) -> *mut wasm_trap_t {
+    // SAFETY: NULL or live, per the contract.
+    let Some((r, store, f)) = (unsafe { func_arg(func) }) else {
+        return boxed_message("wasm_func_call: the function is NULL or not a function");
+    };
+    // SAFETY: NULL or live, per the contract.
+    let args = match unsafe { args.as_ref() } {
+        None => Some(&[][..]),
+        Some(a) => a.as_slice(),
+    };
+    // SAFETY: NULL or live and writable, per the contract.
+    let results = match unsafe { results.as_mut() } {
+        None => Some(&mut [][..]),
+        Some(v) => v.as_mut_slice(),
+    };
+    let (Some(args), Some(results)) = (args, results) else {
+        return boxed_message("wasm_func_call: a vector has NULL data");
+    };
+    ffi::guard(boxed_message("wasm_func_call: internal error"), || call(r, store, f, args, results))
+}
+
+fn call(
+    r: &wasm_ref_t,
+    store: &StoreRef,
+    f: Func,
+    args: &[wasm_val_t],
+    results: &mut [wasm_val_t],
+) -> *mut wasm_trap_t {
+    let Some(ty) = func_type(r, store, f) else {
+        return boxed_message("wasm_func_call: the store is in use");
+    };
+    let (np, nr) = (ty.params().len(), ty.results().len());
+    if args.len() != np {
+        return boxed_message(format!("wasm_func_call: expected {np} arguments, got {}", args.len()));
+    }
+    let outcome = with_vals(np, |params| {
+        for (i, ((slot, a), t)) in params.iter_mut().zip(args).zip(ty.params()).enumerate() {
+            *slot = from_c(a, t, store).map_err(|e| format!("wasm_func_call: argument {i}: {e}"))?;
+        }
+        with_vals(nr, |vals| {
+            let r = store.with(|mut ctx| match f.call(&mut ctx, params, vals) {
+                Ok(()) => Ok(()),
+                Err(e) => Err(crate::trap::from_error(&e, &ctx.data().modules)),
+            });
+            match r {
+                None => Err("wasm_func_call: the store is in use".to_string()),
+                Some(Err(trap)) => Ok(Err(trap)),
+                Some(Ok(())) if results.len() != nr => {
+                    Err(format!("wasm_func_call: expected a results vector of {nr}, got {}", results.len()))
+                }
+                Some(Ok(())) => {
+                    for (slot, v) in results.iter_mut().zip(vals.iter()) {
+                        *slot = to_c(v, store).map_err(|e| format!("wasm_func_call: {e}"))?;
+                    }
+                    Ok(Ok(()))
+                }
+            }
+        })
+    });
+    match outcome {
+        Ok(Ok(())) => std::ptr::null_mut(),
+        Ok(Err(trap)) => {
+            crate::error::set_last_error(trap.message.clone());
+            crate::trap::boxed(trap)
+        }
+        Err(msg) => boxed_message(msg),
+    }
+}
+
+/// The trap data of a call's outcome, for callers that keep it.
+pub fn trap_of(t: *mut wasm_trap_t) -> Option<Arc<TrapData>> {
+    // SAFETY: `t` is NULL or an `own` trap just made by this library.
+    let t = unsafe { ffi::from_raw(t) }?;
+    match t.kind {
+        RefKind::Trap(d) => Some(d),
+        _ => None,
+    }
+}
