@@ -85,6 +85,19 @@ pub(crate) fn compile_module(
     Ok(rt)
 }
 
+/// The text and metadata of `rt` as a complete artifact would hold them:
+/// `rt`'s own, or for a lazily compiled module, those of the whole module
+/// compiled now.
+pub(crate) fn complete_text(engine: &Engine, rt: &Arc<ModuleRuntime>) -> Result<(Arc<CompiledModuleInfo>, Vec<u8>)> {
+    match rt.code.lazy() {
+        Some(lazy) => {
+            let (whole, text) = compile_uncached(engine, lazy.wasm(), None, None)?;
+            Ok((whole.info.clone(), text))
+        }
+        None => Ok((rt.info.clone(), rt.code.text().to_vec())),
+    }
+}
+
 /// Loads a module cache entry sealed with `seal`.
 fn load_entry(engine: &Engine, entry: CacheEntry, seal: &dyn Sealer) -> Result<(Arc<ModuleRuntime>, Duration)> {
     match entry {

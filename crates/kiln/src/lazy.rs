@@ -53,9 +53,7 @@ pub(crate) fn compile_lazy(
     // Validation stays eager (the spec wants errors at compile time).
     let parallel = engine.config().parallel_compilation;
     if parallel {
-        bodies
-            .par_iter()
-            .try_for_each_init(FuncValidatorAllocations::default, |a, b| validate_function_body(b, a))?;
+        bodies.par_iter().try_for_each_init(FuncValidatorAllocations::default, |a, b| validate_function_body(b, a))?;
     } else {
         let mut a = FuncValidatorAllocations::default();
         bodies.iter().try_for_each(|b| validate_function_body(b, &mut a))?;
@@ -92,11 +90,8 @@ pub(crate) fn compile_lazy(
     let trampolines = parse_trampolines(&trampolines)?;
     let layout_count = u32::try_from(n).map_err(|_| anyhow!("too many functions"))?;
     let stubs_len = layout_count * STUB_SIZE;
-    let linked_funcs: Vec<(DefinedFuncIndex, FunctionCode<'_>)> = found
-        .iter()
-        .enumerate()
-        .filter_map(|(i, f)| Some((DefinedFuncIndex::from_u32(i as u32), (*f)?)))
-        .collect();
+    let linked_funcs: Vec<(DefinedFuncIndex, FunctionCode<'_>)> =
+        found.iter().enumerate().filter_map(|(i, f)| Some((DefinedFuncIndex::from_u32(i as u32), (*f)?))).collect();
     let position: Vec<Option<usize>> = {
         let mut k = 0;
         found
@@ -206,7 +201,8 @@ impl LazyCompiler for ModuleCompiler {
         let (range, v) = self.ranges.get(i).zip(self.validators.get(i)).ok_or_else(|| anyhow!("no such function"))?;
         let bytes = self.wasm.get(range.clone()).ok_or_else(|| anyhow!("body outside the module"))?;
         let body = FunctionBody::new(BinaryReader::new_features(bytes, range.start as u64, self.features));
-        let validator = FuncToValidate { resources: v.resources.clone(), index: v.index, ty: v.ty, features: v.features };
+        let validator =
+            FuncToValidate { resources: v.resources.clone(), index: v.index, ty: v.ty, features: v.features };
         let func = self.info.module.func_index(index);
         let start = Instant::now();
         let f = self.engine.inner.compiler.compile_function(
@@ -230,6 +226,10 @@ impl LazyCompiler for ModuleCompiler {
 
     fn retired(&self) {
         self.store_in_cache();
+    }
+
+    fn wasm(&self) -> &[u8] {
+        &self.wasm
     }
 }
 

@@ -142,19 +142,18 @@ impl Module {
     }
 
     /// Encodes the compiled module as an artifact (the `.cwasm` format)
-    /// that [`Module::deserialize`] loads without compiling.
+    /// that [`Module::deserialize`] loads without compiling. An artifact is
+    /// always complete: a lazily compiled module
+    /// ([`CompileStrategy::Lazy`](crate::CompileStrategy)) is compiled whole
+    /// for it.
     ///
     /// # Errors
     ///
-    /// None in practice; the signature leaves room for future formats.
+    /// Compiling the rest of a lazily compiled module failed.
     pub fn serialize(&self) -> Result<Vec<u8>> {
         let header = self.engine().artifact_header(std::time::Duration::ZERO);
-        Ok(serialize_artifact(
-            &header,
-            &self.inner.runtime.info,
-            self.inner.runtime.code.text(),
-            &PublicSeal::artifact(),
-        ))
+        let (info, text) = crate::compile::complete_text(self.engine(), &self.inner.runtime)?;
+        Ok(serialize_artifact(&header, &info, &text, &PublicSeal::artifact()))
     }
 
     /// Loads an artifact produced by [`Module::serialize`] (or `kiln

@@ -128,9 +128,15 @@ fn unsupported_entry(file: &TestFile<'static>) -> Option<&'static str> {
 /// epochs alone (the store context then lives in the pinned register);
 /// and with the defaults but every call and instantiation through the
 /// async API (`call_async`, `instantiate_async`: wasm on the store's
-/// async stack, see [`WastContext::with_async_calls`]). None of these may
-/// change any result.
-const MODES: &[&str] = &["", " [eager]", " [pooling+epochs]", " [fuel+epochs]", " [polled-epochs]", ASYNC_MODE];
+/// async stack, see [`WastContext::with_async_calls`]); and with lazy
+/// compilation and no background compiler, so that every function is
+/// compiled by its first call (through a call, `call_indirect`, a
+/// reference or an export). None of these may change any result.
+const MODES: &[&str] =
+    &["", " [eager]", " [pooling+epochs]", " [fuel+epochs]", " [polled-epochs]", ASYNC_MODE, LAZY_MODE];
+
+/// The mode in which every function is compiled at its first call.
+const LAZY_MODE: &str = " [lazy]";
 
 /// The mode in which the harness calls wasm and instantiates through the
 /// async API.
@@ -154,6 +160,9 @@ fn run(file: &TestFile<'static>, mode: &str) -> Result<(), Failed> {
     }
     if mode.contains("eager") {
         config.table_lazy_init(false).memory_init_cow(false);
+    }
+    if mode == LAZY_MODE {
+        config.compile_strategy(kiln::CompileStrategy::Lazy).background_compilation(false);
     }
     if mode == GC_ZEAL_MODE {
         config.gc_zeal(Some(1));

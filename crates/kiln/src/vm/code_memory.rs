@@ -2,8 +2,8 @@
 //! process-wide registry of code ranges that the trap handler and backtraces
 //! consult.
 
-use super::mmap::{Mmap, round_up_to_page};
 use super::lazy_code::LazyCode;
+use super::mmap::{Mmap, round_up_to_page};
 use super::send_sync_ptr::SendSyncPtr;
 use kiln_environ::{CompiledModuleInfo, FuncIndex, TrapCode};
 use std::collections::BTreeMap;

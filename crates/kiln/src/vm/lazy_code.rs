@@ -48,6 +48,9 @@ pub trait LazyCompiler: Send + Sync {
     /// Told that the module is gone (its code is unregistered; functions
     /// still being compiled may be installed, but nothing runs them).
     fn retired(&self);
+
+    /// The module's WebAssembly bytes.
+    fn wasm(&self) -> &[u8];
 }
 
 const NOT_COMPILED: u8 = 0;
@@ -100,7 +103,10 @@ pub struct LazyCode {
 
 impl std::fmt::Debug for LazyCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LazyCode").field("base", &self.map.as_ptr()).field("layout", &self.layout).finish_non_exhaustive()
+        f.debug_struct("LazyCode")
+            .field("base", &self.map.as_ptr())
+            .field("layout", &self.layout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -271,6 +277,11 @@ impl LazyCode {
         }
     }
 
+    /// The module's WebAssembly bytes.
+    pub fn wasm(&self) -> &[u8] {
+        self.compiler.wasm()
+    }
+
     /// Stops compiling ahead and tells the compiler the module is gone.
     pub fn retire(&self) {
         self.retired.store(true, Ordering::Relaxed);
@@ -287,7 +298,8 @@ impl LazyCode {
         if self.retired.load(Ordering::Relaxed) {
             return None;
         }
-        let not_started = |i: u32| self.states.get(i as usize).is_some_and(|s| s.load(Ordering::Relaxed) == NOT_COMPILED);
+        let not_started =
+            |i: u32| self.states.get(i as usize).is_some_and(|s| s.load(Ordering::Relaxed) == NOT_COMPILED);
         {
             let mut hot = self.hot.lock().unwrap_or_else(|e| e.into_inner());
             while let Some(i) = hot.pop_front() {
@@ -312,7 +324,8 @@ impl LazyCode {
             .map_err(|_| format!("internal: compiling function {} panicked", func.as_u32()))?
             .map_err(|e| format!("failed to compile function {}: {e:#}", func.as_u32()))?;
         let code = FunctionCode::parse(&encoded).ok_or("internal: a compiled function encodes inconsistently")?;
-        let at = self.install(defined, code).map_err(|e| format!("failed to install function {}: {e}", func.as_u32()))?;
+        let at =
+            self.install(defined, code).map_err(|e| format!("failed to install function {}: {e}", func.as_u32()))?;
         self.compiled.fetch_add(1, Ordering::Relaxed);
         {
             let mut hot = self.hot.lock().unwrap_or_else(|e| e.into_inner());

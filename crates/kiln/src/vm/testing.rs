@@ -79,3 +79,10 @@ pub fn fiber_round_trips(n: u64) -> std::time::Duration {
 pub fn force_fibers<T>(store: &mut crate::Store<T>) {
     store.inner.opaque.note_may_wait();
 }
+
+/// How many functions of `module` were compiled after it was created
+/// (lazily, at a first call or in the background); `None` if it was
+/// compiled eagerly.
+pub fn lazily_compiled(module: &crate::Module) -> Option<u32> {
+    module.runtime().code.lazy().map(|l| l.compiled_count())
+}

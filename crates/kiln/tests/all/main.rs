@@ -16,6 +16,7 @@ mod gc_objects;
 mod host_calls;
 mod instantiate;
 mod interrupt;
+mod lazy;
 mod malformed;
 mod memory64;
 mod memory_faults;

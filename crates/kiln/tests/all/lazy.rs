@@ -1,0 +1,218 @@
+//! Lazy compilation (`CompileStrategy::Lazy`): functions compiled at their
+//! first call behave as if compiled with the module.
+
+use kiln::*;
+use std::sync::{Arc, Barrier};
+
+fn lazy_engine(background: bool) -> Engine {
+    let mut config = Config::new();
+    config.compile_strategy(CompileStrategy::Lazy).background_compilation(background);
+    Engine::new(&config).expect("engine")
+}
+
+fn compiled(module: &Module) -> u32 {
+    kiln::__private_testing::lazily_compiled(module).expect("compiled lazily")
+}
+
+#[test]
+fn nothing_is_compiled_before_it_is_called() {
+    let engine = lazy_engine(false);
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (func $a (result i32) i32.const 1)
+             (func $b (result i32) call $a i32.const 1 i32.add)
+             (func (export "b") (result i32) call $b)
+             (func (export "unused") (result i32) i32.const 7))"#,
+    )
+    .expect("compiles");
+    assert_eq!(compiled(&module), 0);
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[]).expect("instance");
+    assert_eq!(compiled(&module), 0, "instantiation compiles nothing");
+    let b = i.get_typed_func::<(), i32>(&mut store, "b").expect("b");
+    assert_eq!(b.call(&mut store, ()).expect("runs"), 2);
+    assert_eq!(compiled(&module), 3, "the export, $b and $a");
+    assert_eq!(b.call(&mut store, ()).expect("runs"), 2);
+    assert_eq!(compiled(&module), 3, "once each");
+}
+
+#[test]
+fn a_trap_in_a_function_compiled_on_its_first_call_has_a_backtrace() {
+    let engine = lazy_engine(false);
+    let module = Module::new(
+        &engine,
+        r#"(module $m
+             (func $inner (param i32) (result i32)
+               local.get 0 i32.const 0 i32.div_u)
+             (func $outer (export "run") (param i32) (result i32)
+               local.get 0 call $inner i32.const 1 i32.add))"#,
+    )
+    .expect("compiles");
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[]).expect("instance");
+    let run = i.get_typed_func::<i32, i32>(&mut store, "run").expect("run");
+    for _ in 0..2 {
+        let t = run.call(&mut store, 5).expect_err("traps").downcast::<Trap>().expect("a trap");
+        assert_eq!(t.code(), TrapCode::IntegerDivisionByZero);
+        let frames = t.backtrace().frames();
+        let names: Vec<_> = frames.iter().map(|f| f.func_name().unwrap_or("?")).collect();
+        assert_eq!(names, ["inner", "outer"]);
+        assert!(frames.iter().all(|f| f.module_offset().is_some()), "{frames:?}");
+    }
+}
+
+#[test]
+fn call_indirect_and_ref_func_reach_functions_not_compiled_yet() {
+    let engine = lazy_engine(false);
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (type $t (func (param i32) (result i32)))
+             (table 3 funcref)
+             (elem (i32.const 0) $double $square $boom)
+             (func $double (type $t) local.get 0 i32.const 2 i32.mul)
+             (func $square (type $t) local.get 0 local.get 0 i32.mul)
+             (func $boom (type $t) unreachable)
+             (func (export "call") (param i32 i32) (result i32)
+               local.get 1 local.get 0 call_indirect (type $t))
+             (func (export "ref") (result funcref) ref.func $square))"#,
+    )
+    .expect("compiles");
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[]).expect("instance");
+    let call = i.get_typed_func::<(i32, i32), i32>(&mut store, "call").expect("call");
+    assert_eq!(call.call(&mut store, (0, 21)).expect("double"), 42);
+    assert_eq!(call.call(&mut store, (1, 9)).expect("square"), 81);
+    let t = call.call(&mut store, (2, 1)).expect_err("traps").downcast::<Trap>().expect("a trap");
+    assert_eq!(t.code(), TrapCode::UnreachableCodeReached);
+    let names: Vec<_> = t.backtrace().frames().iter().map(|f| f.func_name().unwrap_or("?").to_string()).collect();
+    assert_eq!(names, ["boom", "?"], "{t}");
+    let r = i.get_typed_func::<(), Option<Func>>(&mut store, "ref").expect("ref");
+    let square = r.call(&mut store, ()).expect("runs").expect("not null");
+    let mut out = [Val::I32(0)];
+    square.call(&mut store, &[Val::I32(12)], &mut out).expect("runs");
+    assert_eq!(out[0].i32(), Some(144));
+}
+
+#[test]
+fn functions_with_many_arguments_get_them_all_through_the_first_call() {
+    // More integer and float arguments than registers: the stack
+    // arguments must reach the function compiled in between.
+    let engine = lazy_engine(false);
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (func $sum (param i32 i64 f32 f64 i32 i64 f32 f64 i32 i64 f32 f64 i32 i64 f32 f64 i32 i64 f32 f64)
+                        (result f64)
+               (f64.add (f64.add (f64.add (f64.convert_i32_s (local.get 0)) (f64.convert_i64_s (local.get 1)))
+                                 (f64.add (f64.promote_f32 (local.get 2)) (local.get 3)))
+               (f64.add (f64.add (f64.add (f64.convert_i32_s (local.get 16)) (f64.convert_i64_s (local.get 17)))
+                                 (f64.add (f64.promote_f32 (local.get 18)) (local.get 19)))
+                        (f64.add (f64.add (f64.convert_i32_s (local.get 12)) (f64.convert_i64_s (local.get 13)))
+                                 (f64.add (f64.promote_f32 (local.get 14)) (local.get 15))))))
+             (func (export "run") (result f64)
+               (call $sum (i32.const 1) (i64.const 2) (f32.const 3) (f64.const 4)
+                          (i32.const 0) (i64.const 0) (f32.const 0) (f64.const 0)
+                          (i32.const 0) (i64.const 0) (f32.const 0) (f64.const 0)
+                          (i32.const 100) (i64.const 200) (f32.const 300) (f64.const 400)
+                          (i32.const 1000) (i64.const 2000) (f32.const 3000) (f64.const 4000))))"#,
+    )
+    .expect("compiles");
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[]).expect("instance");
+    let run = i.get_typed_func::<(), f64>(&mut store, "run").expect("run");
+    assert_eq!(run.call(&mut store, ()).expect("runs"), 11010.0);
+}
+
+#[test]
+fn concurrent_first_calls_compile_a_function_once() {
+    let engine = lazy_engine(false);
+    // A body large enough that compiling it takes a while, so both threads
+    // are likely to arrive while it is being compiled.
+    let mut body = String::new();
+    for k in 0..3000 {
+        body.push_str(&format!("local.get 0 i32.const {k} i32.add i32.const 3 i32.mul local.set 0\n"));
+    }
+    let wat = format!(r#"(module (func (export "big") (param i32) (result i32) {body} local.get 0))"#);
+    for _ in 0..4 {
+        let module = Module::new(&engine, &wat).expect("compiles");
+        let barrier = Arc::new(Barrier::new(2));
+        let results: Vec<i32> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let (engine, module, barrier) = (engine.clone(), module.clone(), barrier.clone());
+                    s.spawn(move || {
+                        let mut store = Store::new(&engine, ());
+                        let i = Instance::new(&mut store, &module, &[]).expect("instance");
+                        let big = i.get_typed_func::<i32, i32>(&mut store, "big").expect("big");
+                        barrier.wait();
+                        big.call(&mut store, 1).expect("runs")
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().expect("thread")).collect()
+        });
+        assert_eq!(results[0], results[1]);
+        assert_eq!(compiled(&module), 1, "two first calls, one compilation");
+    }
+}
+
+#[test]
+fn background_compilation_finishes_the_module() {
+    let engine = lazy_engine(true);
+    let mut funcs = String::new();
+    for k in 0..50 {
+        funcs.push_str(&format!("(func (export \"f{k}\") (result i32) i32.const {k})\n"));
+    }
+    let module = Module::new(&engine, format!("(module {funcs})")).expect("compiles");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while compiled(&module) < 50 {
+        assert!(std::time::Instant::now() < deadline, "only {} of 50 compiled", compiled(&module));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[]).expect("instance");
+    let f = i.get_typed_func::<(), i32>(&mut store, "f49").expect("f49");
+    assert_eq!(f.call(&mut store, ()).expect("runs"), 49);
+    assert_eq!(compiled(&module), 50, "nothing compiled twice");
+}
+
+#[test]
+fn what_was_compiled_lazily_is_found_in_the_cache_next_time() {
+    let wat = r#"(module
+         (func $a (result i32) i32.const 40)
+         (func (export "run") (result i32) call $a i32.const 2 i32.add)
+         (func (export "other") (result i32) i32.const 0))"#;
+    let cache = Arc::new(MemoryCache::new(64 << 20));
+    let mut config = Config::new();
+    config.compile_strategy(CompileStrategy::Lazy).background_compilation(false).cache(cache.clone());
+    let engine = Engine::new(&config).expect("engine");
+    for round in 0..2 {
+        let module = Module::new(&engine, wat).expect("compiles");
+        let mut store = Store::new(&engine, ());
+        let i = Instance::new(&mut store, &module, &[]).expect("instance");
+        let run = i.get_typed_func::<(), i32>(&mut store, "run").expect("run");
+        assert_eq!(run.call(&mut store, ()).expect("runs"), 42);
+        // The first round compiles both functions it calls; the second
+        // finds them in the cache and compiles nothing.
+        assert_eq!(compiled(&module), if round == 0 { 2 } else { 0 }, "round {round}");
+    }
+}
+
+#[test]
+fn serializing_a_lazy_module_gives_a_complete_artifact() {
+    let engine = lazy_engine(false);
+    let module = Module::new(
+        &engine,
+        r#"(module (func $a (result i32) i32.const 5) (func (export "run") (result i32) call $a))"#,
+    )
+    .expect("compiles");
+    let bytes = module.serialize().expect("serializes");
+    // SAFETY: the artifact was produced just now by this process.
+    let loaded = unsafe { Module::deserialize(&engine, &bytes) }.expect("loads");
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &loaded, &[]).expect("instance");
+    let run = i.get_typed_func::<(), i32>(&mut store, "run").expect("run");
+    assert_eq!(run.call(&mut store, ()).expect("runs"), 5);
+}
