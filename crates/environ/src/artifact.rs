@@ -205,8 +205,7 @@ pub fn link_placed(
     let all = || funcs.iter().map(|(_, f)| f).chain(trampolines);
     let mut text = Vec::with_capacity(all().map(|f| f.code().len() + f.alignment().max(16) as usize).sum());
     let mut traps: Vec<(u32, TrapCode)> = Vec::with_capacity(all().map(|f| f.traps().len()).sum());
-    let mut address_map: Vec<(u32, u32)> =
-        Vec::with_capacity(funcs.iter().map(|(_, f)| f.address_map().len()).sum());
+    let mut address_map: Vec<(u32, u32)> = Vec::with_capacity(funcs.iter().map(|(_, f)| f.address_map().len()).sum());
     let mut exn_sites: Vec<crate::ExnSite> = Vec::new();
     let mut stack_maps: Vec<crate::StackMapSite> = Vec::new();
     let base = start as usize;
@@ -233,10 +232,8 @@ pub fn link_placed(
         }));
         FunctionLoc { start: at, length: f.code().len() as u32 }
     };
-    let func_locs: Vec<FunctionLoc> = funcs
-        .iter()
-        .map(|(d, f)| place(f, body_offsets.get(d.index()).copied().unwrap_or(0), &mut text))
-        .collect();
+    let func_locs: Vec<FunctionLoc> =
+        funcs.iter().map(|(d, f)| place(f, body_offsets.get(d.index()).copied().unwrap_or(0), &mut text)).collect();
     let tramp_locs: Vec<FunctionLoc> = trampolines.iter().map(|f| place(f, 0, &mut text)).collect();
     if base + text.len() > i32::MAX as usize {
         return Err(WasmError::Limit("compiled code larger than 2 GiB".into()));
