@@ -142,6 +142,12 @@ pub unsafe fn c_str<'a>(p: *const c_char, what: &str) -> Option<&'a str> {
 /// Runs `f`, turning a panic into `fallback` (and the panic's message into
 /// the thread's last error), so that no unwind crosses into C.
 pub fn guard<R>(fallback: R, f: impl FnOnce() -> R) -> R {
+    guard_with(|| fallback, f)
+}
+
+/// As [`guard`], with the fallback made only if `f` panics (for fallbacks
+/// that allocate: an `own` trap or error).
+pub fn guard_with<R>(fallback: impl FnOnce() -> R, f: impl FnOnce() -> R) -> R {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(p) => {
@@ -151,7 +157,7 @@ pub fn guard<R>(fallback: R, f: impl FnOnce() -> R) -> R {
                 .or_else(|| p.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic".to_string());
             crate::error::set_last_error(format!("internal error: {msg}"));
-            fallback
+            fallback()
         }
     }
 }

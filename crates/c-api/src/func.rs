@@ -3,7 +3,7 @@
 use crate::ffi;
 use crate::refs::{Finalizer, RefKind, wasm_func_t, wasm_ref_t, wasm_trap_t};
 use crate::store::{StoreData, StoreRef, store_arg, wasm_store_t};
-use crate::trap::{HostTrap, TrapData, boxed_message};
+use crate::trap::{HostTrap, boxed_message};
 use crate::types::{valkind, wasm_externtype_t, wasm_functype_t};
 use crate::val::{from_c, to_c, wasm_val_t, wasm_val_vec_t};
 use crate::vec::{CVec, Element};
@@ -290,7 +290,7 @@ pub unsafe extern "C" fn wasm_func_call(
     let (Some(args), Some(results)) = (args, results) else {
         return boxed_message("wasm_func_call: a vector has NULL data");
     };
-    ffi::guard(boxed_message("wasm_func_call: internal error"), || call(r, store, f, args, results))
+    ffi::guard_with(|| boxed_message("wasm_func_call: internal error"), || call(r, store, f, args, results))
 }
 
 fn call(
@@ -338,15 +338,5 @@ fn call(
             crate::trap::boxed(trap)
         }
         Err(msg) => boxed_message(msg),
-    }
-}
-
-/// The trap data of a call's outcome, for callers that keep it.
-pub fn trap_of(t: *mut wasm_trap_t) -> Option<Arc<TrapData>> {
-    // SAFETY: `t` is NULL or an `own` trap just made by this library.
-    let t = unsafe { ffi::from_raw(t) }?;
-    match t.kind {
-        RefKind::Trap(d) => Some(d),
-        _ => None,
     }
 }

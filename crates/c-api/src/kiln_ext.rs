@@ -67,13 +67,16 @@ pub unsafe extern "C" fn kiln_config_cache_dir_set(
     let Some(c) = (unsafe { ffi::borrow_mut(config, "the config") }) else {
         return new_error("the config is NULL");
     };
-    ffi::guard(new_error("internal error"), || match DirectoryCache::new(path) {
-        Ok(cache) => {
-            c.config.cache(Arc::new(cache));
-            std::ptr::null_mut()
-        }
-        Err(e) => new_error(format_args!("cache directory `{path}`: {e}")),
-    })
+    ffi::guard_with(
+        || new_error("internal error"),
+        || match DirectoryCache::new(path) {
+            Ok(cache) => {
+                c.config.cache(Arc::new(cache));
+                std::ptr::null_mut()
+            }
+            Err(e) => new_error(format_args!("cache directory `{path}`: {e}")),
+        },
+    )
 }
 
 /// `kiln_config_consume_fuel_set`: wasm consumes fuel, and traps when the

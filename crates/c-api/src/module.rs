@@ -85,8 +85,9 @@ pub unsafe fn module_arg<'a>(m: *const wasm_module_t) -> Option<&'a ModuleData> 
 /// Compiles `bytes` (a binary module, or text when `text` allows) for
 /// `engine`.
 pub fn compile(engine: &Engine, bytes: &[u8], text: bool) -> anyhow::Result<*mut wasm_module_t> {
-    let module = if text { Module::new(engine, bytes)? } else { Module::from_binary(engine, bytes)? };
-    let inner = Arc::new(ModuleInner { module, meta: Arc::new(ModuleMeta::of(bytes)) });
+    let binary = if text { wat::parse_bytes(bytes)? } else { std::borrow::Cow::Borrowed(bytes) };
+    let module = Module::from_binary(engine, &binary)?;
+    let inner = Arc::new(ModuleInner { module, meta: Arc::new(ModuleMeta::of(&binary)) });
     Ok(wasm_ref_t::boxed(None, RefKind::Module(inner)))
 }
 

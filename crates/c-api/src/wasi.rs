@@ -16,13 +16,15 @@ use std::ffi::c_char;
 /// `kiln_wasi_config_t`.
 pub struct kiln_wasi_config_t {
     builder: WasiCtxBuilder,
+    /// The arguments (each setting replaces the last; applied at build).
+    args: Vec<std::ffi::OsString>,
 }
 
 /// `kiln_wasi_config_new`: no arguments, no environment, empty stdin,
 /// discarded stdout and stderr, no directories.
 #[unsafe(no_mangle)]
 pub extern "C" fn kiln_wasi_config_new() -> *mut kiln_wasi_config_t {
-    ffi::into_raw(kiln_wasi_config_t { builder: WasiCtxBuilder::new() })
+    ffi::into_raw(kiln_wasi_config_t { builder: WasiCtxBuilder::new(), args: Vec::new() })
 }
 
 /// `kiln_wasi_config_delete`.
@@ -64,7 +66,8 @@ unsafe fn strings(p: *const *const c_char, n: usize) -> Option<Vec<String>> {
 }
 
 /// `kiln_wasi_config_set_argv`: the program's arguments (`argv[0]`
-/// first); false for NULL or a string that is not UTF-8.
+/// first), replacing any set before; false for NULL or a string that is
+/// not UTF-8.
 ///
 /// # Safety
 ///
@@ -78,15 +81,17 @@ pub unsafe extern "C" fn kiln_wasi_config_set_argv(
     // SAFETY: per the contract.
     let Some(args) = (unsafe { strings(argv, argc) }) else { return false };
     // SAFETY: NULL or live, per the contract.
-    unsafe {
-        with_builder(config, |b| {
-            b.args(args);
+    match unsafe { ffi::borrow_mut(config, "the WASI config") } {
+        Some(c) => {
+            c.args = args.into_iter().map(Into::into).collect();
             true
-        })
+        }
+        None => false,
     }
 }
 
-/// `kiln_wasi_config_inherit_argv`: the host process's arguments.
+/// `kiln_wasi_config_inherit_argv`: the host process's arguments,
+/// replacing any set before.
 ///
 /// # Safety
 ///
@@ -94,11 +99,12 @@ pub unsafe extern "C" fn kiln_wasi_config_set_argv(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kiln_wasi_config_inherit_argv(config: *mut kiln_wasi_config_t) -> bool {
     // SAFETY: NULL or live, per the contract.
-    unsafe {
-        with_builder(config, |b| {
-            b.inherit_args();
+    match unsafe { ffi::borrow_mut(config, "the WASI config") } {
+        Some(c) => {
+            c.args = std::env::args_os().collect();
             true
-        })
+        }
+        None => false,
     }
 }
 
@@ -303,7 +309,8 @@ pub unsafe extern "C" fn kiln_store_set_wasi(
         return new_error("the store is NULL");
     };
     let done = ffi::guard(None, || {
-        let ctx = config.builder.build();
+        let args = std::mem::take(&mut config.args);
+        let ctx = config.builder.args(args).build();
         store.with(|mut s| s.data_mut().wasi = Some(ctx))
     });
     match done {
