@@ -36,6 +36,12 @@ pub struct CompiledModuleInfo {
     pub exn_table: crate::ExnTable,
     /// Where GC references live in frames at calls, by text offset.
     pub stack_maps: crate::StackMapTable,
+    /// Whether the text is a lazily compiled module's (`StubLayout`):
+    /// then it starts with a stub per defined function, and a function
+    /// not compiled yet has a location of length 0. Such an artifact is
+    /// only ever loaded from the cache, next to the module's bytes.
+    #[serde(default)]
+    pub lazy: bool,
 }
 
 /// Function locations encoded as one byte string of little-endian
@@ -111,8 +117,13 @@ impl CompiledModuleInfo {
         if !self.funcs.iter().all(fits) || !self.array_to_wasm_trampolines.iter().all(|(_, l)| fits(l)) {
             return Err("function outside the text");
         }
-        if !self.funcs.windows(2).all(|w| w[0].start < w[1].start) {
+        let ordered = |w: &[FunctionLoc]| if self.lazy { w[0].start <= w[1].start } else { w[0].start < w[1].start };
+        if !self.funcs.windows(2).all(ordered) || (!self.lazy && self.funcs.iter().any(|l| l.length == 0)) {
             return Err("function order");
+        }
+        let stubs = self.module.num_defined_funcs() as usize * crate::STUB_SIZE as usize;
+        if self.lazy && self.funcs.first().is_some_and(|l| (l.start as usize) < stubs) {
+            return Err("function inside the stubs");
         }
         if !self.traps.is_well_formed() {
             return Err("trap table");
@@ -170,11 +181,12 @@ pub fn link(
     body_offsets: &[u32],
     trampolines: &[FunctionCode<'_>],
 ) -> WasmResult<LinkedText> {
-    let funcs: Vec<(DefinedFuncIndex, FunctionCode<'_>)> =
-        funcs.iter().enumerate().map(|(i, f)| (DefinedFuncIndex::from_u32(i as u32), *f)).collect();
-    link_placed(module, &funcs, body_offsets, trampolines, 0, &|defined, locs| {
-        locs.get(defined.index()).map(|l| l.start)
-    })
+    let funcs: Vec<(DefinedFuncIndex, FunctionCode<'_>, u32)> = funcs
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (DefinedFuncIndex::from_u32(i as u32), *f, body_offsets.get(i).copied().unwrap_or(0)))
+        .collect();
+    link_placed(module, &funcs, trampolines, 0, &|defined, locs| locs.get(defined.index()).map(|l| l.start))
 }
 
 /// Where a call to a defined function goes, for [`link_placed`]: the text
@@ -184,8 +196,8 @@ pub fn link(
 pub type CallTarget<'a> = dyn Fn(DefinedFuncIndex, &[FunctionLoc]) -> Option<u32> + 'a;
 
 /// The general form of [`link`]: lays out `funcs` (defined functions, in
-/// any order: `(index, code)`; `body_offsets` is indexed by the defined
-/// index) and `trampolines` as a blob that will sit at text offset
+/// any order: `(index, code, module offset of its body)`) and
+/// `trampolines` as a blob that will sit at text offset
 /// `start`, and patches each call to defined function `g` to go to
 /// `target(g, locations)`. Every offset in the result, locations included,
 /// is a text offset (`start` plus the offset inside the blob); the blob's
@@ -196,16 +208,16 @@ pub type CallTarget<'a> = dyn Fn(DefinedFuncIndex, &[FunctionLoc]) -> Option<u32
 /// As [`link`]; also a call whose target has no location.
 pub fn link_placed(
     module: &ModuleInfo,
-    funcs: &[(DefinedFuncIndex, FunctionCode<'_>)],
-    body_offsets: &[u32],
+    funcs: &[(DefinedFuncIndex, FunctionCode<'_>, u32)],
     trampolines: &[FunctionCode<'_>],
     start: u32,
     target: &CallTarget<'_>,
 ) -> WasmResult<LinkedText> {
-    let all = || funcs.iter().map(|(_, f)| f).chain(trampolines);
+    let all = || funcs.iter().map(|(_, f, _)| f).chain(trampolines);
     let mut text = Vec::with_capacity(all().map(|f| f.code().len() + f.alignment().max(16) as usize).sum());
     let mut traps: Vec<(u32, TrapCode)> = Vec::with_capacity(all().map(|f| f.traps().len()).sum());
-    let mut address_map: Vec<(u32, u32)> = Vec::with_capacity(funcs.iter().map(|(_, f)| f.address_map().len()).sum());
+    let mut address_map: Vec<(u32, u32)> =
+        Vec::with_capacity(funcs.iter().map(|(_, f, _)| f.address_map().len()).sum());
     let mut exn_sites: Vec<crate::ExnSite> = Vec::new();
     let mut stack_maps: Vec<crate::StackMapSite> = Vec::new();
     let base = start as usize;
@@ -232,14 +244,13 @@ pub fn link_placed(
         }));
         FunctionLoc { start: at, length: f.code().len() as u32 }
     };
-    let func_locs: Vec<FunctionLoc> =
-        funcs.iter().map(|(d, f)| place(f, body_offsets.get(d.index()).copied().unwrap_or(0), &mut text)).collect();
+    let func_locs: Vec<FunctionLoc> = funcs.iter().map(|(_, f, body)| place(f, *body, &mut text)).collect();
     let tramp_locs: Vec<FunctionLoc> = trampolines.iter().map(|f| place(f, 0, &mut text)).collect();
     if base + text.len() > i32::MAX as usize {
         return Err(WasmError::Limit("compiled code larger than 2 GiB".into()));
     }
 
-    let codes = funcs.iter().map(|(_, f)| f).zip(&func_locs).chain(trampolines.iter().zip(&tramp_locs));
+    let codes = funcs.iter().map(|(_, f, _)| f).zip(&func_locs).chain(trampolines.iter().zip(&tramp_locs));
     for (f, loc) in codes {
         for r in f.relocations() {
             let defined = module

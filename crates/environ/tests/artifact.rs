@@ -85,6 +85,7 @@ fn artifact() -> (Vec<u8>, ArtifactHeader) {
         address_map: linked.address_map,
         exn_table: linked.exn_table,
         stack_maps: linked.stack_maps,
+        lazy: false,
     };
     let header = ArtifactHeader {
         kiln_version: KILN_VERSION.to_string(),

@@ -57,8 +57,9 @@ pub(crate) fn compile_module(
     let key = module_key(mac_keys.as_ref(), &engine.inner.salt, wasm);
     let seal = EntrySeal::new(mac_keys.as_ref(), CacheKind::Module, &key);
     if let Some(entry) = cache.get(CacheKind::Module, &key) {
-        match load_entry(engine, entry, &seal) {
-            Ok((rt, saved)) => {
+        match load_entry(engine, entry, &seal, Some(wasm)) {
+            Ok(None) => {}
+            Ok(Some((rt, saved))) => {
                 cache.record(saved, false);
                 clock.done(CompilePhase::CacheLookup);
                 if let Some(o) = observer {
@@ -98,12 +99,53 @@ pub(crate) fn complete_text(engine: &Engine, rt: &Arc<ModuleRuntime>) -> Result<
     }
 }
 
-/// Loads a module cache entry sealed with `seal`.
-fn load_entry(engine: &Engine, entry: CacheEntry, seal: &dyn Sealer) -> Result<(Arc<ModuleRuntime>, Duration)> {
+/// Loads a module cache entry sealed with `seal`, the artifact of the
+/// module `wasm`. `None` for a lazy artifact (one lacking functions) when
+/// the engine compiles eagerly: a miss, to be replaced by a complete one.
+fn load_entry(
+    engine: &Engine,
+    entry: CacheEntry,
+    seal: &dyn Sealer,
+    wasm: Option<&[u8]>,
+) -> Result<Option<(Arc<ModuleRuntime>, Duration)>> {
+    let lazy_ok = engine.config().compile_strategy == crate::CompileStrategy::Lazy && crate::lazy::SUPPORTED;
+    let wasm = wasm.filter(|_| lazy_ok);
     match entry {
-        CacheEntry::Bytes(b) => from_artifact_bytes(engine, &b, seal),
-        CacheEntry::File(file) => from_artifact_file(engine, &file, seal),
+        CacheEntry::Bytes(b) => load_artifact_bytes(engine, &b, seal, wasm),
+        CacheEntry::File(file) => {
+            let (mapped, parsed) = parse_artifact_file(engine, &file, seal)?;
+            if parsed.info.lazy {
+                let Some(wasm) = wasm else { return Ok(None) };
+                let took = Duration::from_nanos(parsed.header.compile_time_ns);
+                let info = Arc::new(parsed.info);
+                return Ok(Some((crate::lazy::load_lazy(engine, wasm, info, &mapped.bytes()[parsed.text])?, took)));
+            }
+            Ok(Some(map_parsed_file(engine, mapped, parsed)?))
+        }
     }
+}
+
+/// Loads an artifact held in memory (as [`load_entry`]).
+fn load_artifact_bytes(
+    engine: &Engine,
+    bytes: &[u8],
+    seal: &dyn Sealer,
+    wasm: Option<&[u8]>,
+) -> Result<Option<(Arc<ModuleRuntime>, Duration)>> {
+    let parsed = parse_artifact(bytes, &engine.artifact_header(Duration::ZERO), seal)?;
+    let took = Duration::from_nanos(parsed.header.compile_time_ns);
+    let info = Arc::new(parsed.info);
+    if info.lazy {
+        let Some(wasm) = wasm else { return Ok(None) };
+        return Ok(Some((crate::lazy::load_lazy(engine, wasm, info, &bytes[parsed.text])?, took)));
+    }
+    let code = ModuleCode::new(&bytes[parsed.text], info.clone(), true).context("failed to map compiled code")?;
+    Ok(Some((runtime(engine, info, code), took)))
+}
+
+/// An error for a lazy artifact where a complete one is needed.
+fn incomplete() -> anyhow::Error {
+    anyhow!("this artifact lacks functions (a lazily compiled module's, from a cache): it cannot be loaded by itself")
 }
 
 /// Loads an artifact held in memory (the text is copied into fresh code
@@ -113,10 +155,7 @@ pub(crate) fn from_artifact_bytes(
     bytes: &[u8],
     seal: &dyn Sealer,
 ) -> Result<(Arc<ModuleRuntime>, Duration)> {
-    let parsed = parse_artifact(bytes, &engine.artifact_header(Duration::ZERO), seal)?;
-    let info = Arc::new(parsed.info);
-    let code = ModuleCode::new(&bytes[parsed.text], info.clone(), true).context("failed to map compiled code")?;
-    Ok((runtime(engine, info, code), Duration::from_nanos(parsed.header.compile_time_ns)))
+    load_artifact_bytes(engine, bytes, seal, None)?.ok_or_else(incomplete)
 }
 
 /// Loads an artifact file whose tag verifies with `seal`, mapping its text
@@ -126,10 +165,32 @@ pub(crate) fn from_artifact_file(
     file: &std::fs::File,
     seal: &dyn Sealer,
 ) -> Result<(Arc<ModuleRuntime>, Duration)> {
+    let (mapped, parsed) = parse_artifact_file(engine, file, seal)?;
+    if parsed.info.lazy {
+        return Err(incomplete());
+    }
+    map_parsed_file(engine, mapped, parsed)
+}
+
+/// Maps `file` and parses the artifact in it, checking its tag with `seal`.
+fn parse_artifact_file(
+    engine: &Engine,
+    file: &std::fs::File,
+    seal: &dyn Sealer,
+) -> Result<(Arc<MappedFile>, ParsedArtifact)> {
     let mapped = Arc::new(MappedFile::new(file).context("failed to map the file")?);
     // Large tables are read in place from the mapping, not copied.
     let parsed =
         with_source(mapped.clone(), || parse_artifact(mapped.bytes(), &engine.artifact_header(Duration::ZERO), seal))?;
+    Ok((mapped, parsed))
+}
+
+/// Runs the code of a parsed complete artifact in place in its file.
+fn map_parsed_file(
+    engine: &Engine,
+    mapped: Arc<MappedFile>,
+    parsed: ParsedArtifact,
+) -> Result<(Arc<ModuleRuntime>, Duration)> {
     let info = Arc::new(parsed.info);
     let code =
         ModuleCode::from_mapped_file(mapped, parsed.text, info.clone()).context("failed to map compiled code")?;
@@ -430,11 +491,25 @@ fn link_and_map(
     funcs: &[FunctionCode<'_>],
     body_offsets: &[u32],
 ) -> Result<(Arc<ModuleRuntime>, Vec<u8>)> {
+    let (info, text) = link_complete(engine, info, funcs, body_offsets)?;
+    let info = Arc::new(info);
+    let code = ModuleCode::new(&text, info.clone(), true).context("failed to map compiled code")?;
+    Ok((runtime(engine, info, code), text))
+}
+
+/// Compiles the entry trampolines of `info` and links them and `funcs`
+/// (every defined function, in order) into one text.
+pub(crate) fn link_complete(
+    engine: &Engine,
+    info: ModuleInfo,
+    funcs: &[FunctionCode<'_>],
+    body_offsets: &[u32],
+) -> Result<(CompiledModuleInfo, Vec<u8>)> {
     let (trampolines, type_slots) = entry_trampolines(engine, &info)?;
     let trampolines = parse_trampolines(&trampolines)?;
     let linked = link(&info, funcs, body_offsets, &trampolines)?;
     let array_to_wasm_trampolines = type_slots.into_iter().map(|(t, s)| (t, linked.trampolines[s])).collect();
-    let info = Arc::new(CompiledModuleInfo {
+    let info = CompiledModuleInfo {
         module: info,
         funcs: linked.funcs,
         array_to_wasm_trampolines,
@@ -442,9 +517,9 @@ fn link_and_map(
         address_map: linked.address_map,
         exn_table: linked.exn_table,
         stack_maps: linked.stack_maps,
-    });
-    let code = ModuleCode::new(&linked.text, info.clone(), true).context("failed to map compiled code")?;
-    Ok((runtime(engine, info, code), linked.text))
+        lazy: false,
+    };
+    Ok((info, linked.text))
 }
 
 #[cfg(test)]

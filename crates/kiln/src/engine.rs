@@ -346,6 +346,7 @@ impl Engine {
             address_map: Default::default(),
             exn_table: Default::default(),
             stack_maps: Default::default(),
+            lazy: false,
         });
         let code: Arc<ModuleCode> =
             ModuleCode::new(&linked.text, info, false).context("mapping trampoline code")?.into();

@@ -3,21 +3,24 @@
 //! function cache does not already hold; the rest is compiled at its first
 //! call (`vm/lazy_code.rs` has the stubs, the installation and the
 //! compile-once state) or ahead of it by the background compiler below.
-//! What was compiled goes into the function-level cache when the module is
-//! dropped, so the next run starts with it.
+//!
+//! When the module is dropped, what was compiled goes into the function
+//! cache, and the module cache gets an artifact of everything compiled so
+//! far: a *lazy* artifact (stubs for what is missing) or, once every
+//! function is compiled, an ordinary complete one. The next run loads it
+//! like any artifact and compiles only what is still missing.
 
-use crate::cache::Cache;
+use crate::cache::{Cache, CacheKind};
 use crate::compile::{entry_trampolines, parse_trampolines, runtime};
 use crate::engine::Engine;
 use crate::function_cache;
-use crate::seal::MacKeys;
+use crate::seal::{EntrySeal, MacKeys, module_key};
 use crate::vm::code_memory::ModuleCode;
 use crate::vm::lazy_code::{LazyCode, LazyCompiler};
-use crate::vm::mmap::round_up_to_page;
 use crate::vm::module_runtime::ModuleRuntime;
 use anyhow::{Context, Result, anyhow};
 use kiln_environ::wasmparser::{
-    BinaryReader, FuncToValidate, FuncValidatorAllocations, FunctionBody, ValidatorResources, WasmFeatures,
+    BinaryReader, FuncToValidate, FuncValidatorAllocations, FunctionBody, Operator, ValidatorResources, WasmFeatures,
 };
 use kiln_environ::*;
 use rayon::prelude::*;
@@ -51,8 +54,7 @@ pub(crate) fn compile_lazy(
     let body_bytes = |i: usize| wasm.get(ranges[i].clone());
 
     // Validation stays eager (the spec wants errors at compile time).
-    let parallel = engine.config().parallel_compilation;
-    if parallel {
+    if engine.config().parallel_compilation {
         bodies.par_iter().try_for_each_init(FuncValidatorAllocations::default, |a, b| validate_function_body(b, a))?;
     } else {
         let mut a = FuncValidatorAllocations::default();
@@ -74,75 +76,14 @@ pub(crate) fn compile_lazy(
         (Some(c), Some(f), Some(k)) => Some(function_cache::Packs::open(c, mac_keys, f, k, &pack_bytes)),
         _ => None,
     };
-    let lookups: Vec<Result<FunctionCode<'_>, Option<CacheKey>>> = (0..n)
-        .map(|i| match (packs.as_ref(), body_bytes(i)) {
-            (Some(packs), Some(body)) => packs.find(i, func_of(i), body).map(|hit| hit.code),
-            _ => Err(None),
-        })
-        .collect();
-    let found: Vec<Option<FunctionCode<'_>>> = lookups.iter().map(|l| l.ok()).collect();
+    let found: Vec<Option<FunctionCode<'_>>> =
+        (0..n).map(|i| packs.as_ref()?.find(i, func_of(i), body_bytes(i)?).ok().map(|hit| hit.code)).collect();
     if let Some(c) = cache {
-        let hits = found.iter().flatten().count() as u64;
-        c.record_functions(hits, 0);
+        c.record_functions(found.iter().flatten().count() as u64, 0);
     }
-
-    let (trampolines, type_slots) = entry_trampolines(engine, &info)?;
-    let trampolines = parse_trampolines(&trampolines)?;
-    let layout_count = u32::try_from(n).map_err(|_| anyhow!("too many functions"))?;
-    let stubs_len = layout_count * STUB_SIZE;
-    let linked_funcs: Vec<(DefinedFuncIndex, FunctionCode<'_>)> =
-        found.iter().enumerate().filter_map(|(i, f)| Some((DefinedFuncIndex::from_u32(i as u32), (*f)?))).collect();
-    let position: Vec<Option<usize>> = {
-        let mut k = 0;
-        found
-            .iter()
-            .map(|f| {
-                f.map(|_| {
-                    k += 1;
-                    k - 1
-                })
-            })
-            .collect()
-    };
-    let body_offsets: Box<[u32]> = ranges.iter().map(|r| r.start as u32).collect();
-    let stub_layout = |slots: u32| StubLayout { stubs: 0, slots, count: layout_count };
-    let target = |g: DefinedFuncIndex, locs: &[FunctionLoc]| match position.get(g.index())? {
-        Some(k) => locs.get(*k).map(|l| l.start),
-        None => Some(stub_layout(0).stub(g.as_u32())),
-    };
-    let linked = link_placed(&info, &linked_funcs, &body_offsets, &trampolines, stubs_len, &target)?;
-    let mut text = vec![0xcc_u8; stubs_len as usize];
-    text.extend_from_slice(&linked.text);
-    let slots = round_up_to_page(text.len().max(1)).ok_or_else(|| anyhow!("code too large"))?;
-    let layout = stub_layout(u32::try_from(slots).map_err(|_| anyhow!("code too large"))?);
-
-    // Every function has a location; one not compiled yet has no bytes, at
-    // the position it would have had (the table stays sorted).
-    let mut funcs = Vec::with_capacity(n);
-    let mut end = stubs_len;
-    for k in &position {
-        match k {
-            Some(k) => {
-                let loc = linked.funcs[*k];
-                end = loc.start + loc.length;
-                funcs.push(loc);
-            }
-            None => funcs.push(FunctionLoc { start: end, length: 0 }),
-        }
-    }
-    let compiled: Vec<Option<u32>> = position.iter().map(|k| k.map(|k| linked.funcs[k].start)).collect();
-    let array_to_wasm_trampolines = type_slots.into_iter().map(|(t, s)| (t, linked.trampolines[s])).collect();
-    let code_bytes: usize = ranges.iter().map(|r| r.len()).sum();
-    let info = Arc::new(CompiledModuleInfo {
-        module: info,
-        funcs,
-        array_to_wasm_trampolines,
-        traps: linked.traps,
-        address_map: linked.address_map,
-        exn_table: linked.exn_table,
-        stack_maps: linked.stack_maps,
-    });
-
+    let body_offsets: Vec<u32> = ranges.iter().map(|r| r.start as u32).collect();
+    let (info, text) = link_lazy(engine, info, &found, &body_offsets)?;
+    let info = Arc::new(info);
     let validators = bodies
         .iter()
         .map(|b| {
@@ -150,55 +91,166 @@ pub(crate) fn compile_lazy(
             FuncToValidate { resources: v.resources.clone(), index: v.index, ty: v.ty, features: v.features }
         })
         .collect();
-    let keys = lookups.iter().map(|l| l.err().flatten()).collect();
-    let compiler = ModuleCompiler {
-        engine: engine.clone(),
-        wasm: Arc::from(wasm),
-        features,
-        info: info.clone(),
-        offsets: VMOffsets::new(&info.module),
-        ranges,
-        validators,
-        keys,
-        times: (0..n).map(|_| AtomicU64::new(0)).collect(),
-        compiled: Mutex::new(Vec::new()),
-    };
+    let compiler = ModuleCompiler::new(engine, wasm, info.clone(), false);
+    compiler.bodies.get_or_init(|| Ok(Bodies { ranges, validators }));
+    map_lazy(engine, &text, info, compiler)
+}
+
+/// Loads a lazy artifact's `text` and `info` (from the module cache, for
+/// the module `wasm`): the functions it lacks are compiled on demand.
+pub(crate) fn load_lazy(
+    engine: &Engine,
+    wasm: &[u8],
+    info: Arc<CompiledModuleInfo>,
+    text: &[u8],
+) -> Result<Arc<ModuleRuntime>> {
+    let compiler = ModuleCompiler::new(engine, wasm, info.clone(), true);
+    map_lazy(engine, text, info, compiler)
+}
+
+/// Maps a lazy text and starts the background compiler on it.
+fn map_lazy(
+    engine: &Engine,
+    text: &[u8],
+    info: Arc<CompiledModuleInfo>,
+    compiler: ModuleCompiler,
+) -> Result<Arc<ModuleRuntime>> {
+    let missing = info.funcs.iter().filter(|l| l.length == 0).count();
     // Room for every function compiled later: a page each at least, and
     // generously more than the code it could become.
-    let area = (n * 4096).saturating_add(code_bytes.saturating_mul(16)).saturating_add(16 << 20).min(1 << 30);
-    let lazy = LazyCode::new(text, layout, &compiled, area, info.clone(), body_offsets, Box::new(compiler))
-        .context("failed to map compiled code")?;
+    let code_bytes = compiler.wasm.len();
+    let area = (missing * 4096).saturating_add(code_bytes.saturating_mul(16)).saturating_add(16 << 20).min(1 << 30);
+    let lazy = LazyCode::new(text, area, info.clone(), Box::new(compiler)).context("failed to map compiled code")?;
     let lazy = Arc::new(lazy);
-    if engine.config().background_compilation && compiled.iter().any(Option::is_none) {
+    if engine.config().background_compilation && missing > 0 {
         background().submit(&lazy);
     }
     let code = ModuleCode::new_lazy(lazy, info.clone());
     Ok(runtime(engine, info, code))
 }
 
+/// Links the functions of `info` that have code (`funcs[i]`, by defined
+/// index) and the module's entry trampolines after a stub area (see
+/// `kiln_environ::StubLayout`); a function without code gets a location
+/// of length 0 where it would have been, and calls to it go to its stub.
+fn link_lazy(
+    engine: &Engine,
+    info: ModuleInfo,
+    funcs: &[Option<FunctionCode<'_>>],
+    body_offsets: &[u32],
+) -> Result<(CompiledModuleInfo, Vec<u8>)> {
+    let n = u32::try_from(funcs.len()).map_err(|_| anyhow!("too many functions"))?;
+    let stubs = StubLayout { stubs: 0, slots: 0, count: n };
+    let (trampolines, type_slots) = entry_trampolines(engine, &info)?;
+    let trampolines = parse_trampolines(&trampolines)?;
+    let mut position = Vec::with_capacity(funcs.len());
+    let mut placed = Vec::new();
+    for (i, f) in funcs.iter().enumerate() {
+        position.push(f.map(|_| placed.len()));
+        if let Some(f) = f {
+            placed.push((DefinedFuncIndex::from_u32(i as u32), *f, body_offsets.get(i).copied().unwrap_or(0)));
+        }
+    }
+    let target = |g: DefinedFuncIndex, locs: &[FunctionLoc]| match position.get(g.index())? {
+        Some(k) => locs.get(*k).map(|l| l.start),
+        None => Some(stubs.stub(g.as_u32())),
+    };
+    let stubs_len = n * STUB_SIZE;
+    let linked = link_placed(&info, &placed, &trampolines, stubs_len, &target)?;
+    let mut text = vec![0xcc_u8; stubs_len as usize];
+    text.extend_from_slice(&linked.text);
+    // A function without code sits, with no bytes, where it would have
+    // been: the table stays sorted.
+    let mut locs = Vec::with_capacity(funcs.len());
+    let mut end = stubs_len;
+    for k in &position {
+        match k {
+            Some(k) => {
+                let loc = linked.funcs[*k];
+                end = loc.start + loc.length;
+                locs.push(loc);
+            }
+            None => locs.push(FunctionLoc { start: end, length: 0 }),
+        }
+    }
+    let array_to_wasm_trampolines = type_slots.into_iter().map(|(t, s)| (t, linked.trampolines[s])).collect();
+    let info = CompiledModuleInfo {
+        module: info,
+        funcs: locs,
+        array_to_wasm_trampolines,
+        traps: linked.traps,
+        address_map: linked.address_map,
+        exn_table: linked.exn_table,
+        stack_maps: linked.stack_maps,
+        lazy: true,
+    };
+    Ok((info, text))
+}
+
+/// The function bodies of a module and their validators.
+struct Bodies {
+    ranges: Vec<Range<usize>>,
+    validators: Vec<FuncToValidate<ValidatorResources>>,
+}
+
 /// Compiles the functions of one module on demand; keeps what it compiled
-/// for the function cache.
+/// for the caches.
 struct ModuleCompiler {
     engine: Engine,
     wasm: Arc<[u8]>,
     features: WasmFeatures,
     info: Arc<CompiledModuleInfo>,
     offsets: VMOffsets,
-    ranges: Vec<Range<usize>>,
-    validators: Vec<FuncToValidate<ValidatorResources>>,
-    /// Each function's cache key, if the module is compiled through a
-    /// cache and the function was not found in it.
-    keys: Vec<Option<CacheKey>>,
+    /// Read from the module on first use (a module loaded from a lazy
+    /// artifact may never need them).
+    bodies: OnceLock<Result<Bodies, String>>,
+    /// Whether the module came from a module cache artifact (not to be
+    /// written again unless something was compiled).
+    from_artifact: bool,
     /// Nanoseconds each function took to compile.
     times: Box<[AtomicU64]>,
     /// What was compiled: (defined index, encoded code, time taken).
     compiled: Mutex<Vec<(u32, Vec<u8>, Duration)>>,
 }
 
+impl ModuleCompiler {
+    fn new(engine: &Engine, wasm: &[u8], info: Arc<CompiledModuleInfo>, from_artifact: bool) -> ModuleCompiler {
+        ModuleCompiler {
+            engine: engine.clone(),
+            wasm: Arc::from(wasm),
+            features: engine.config().features,
+            offsets: VMOffsets::new(&info.module),
+            times: (0..info.funcs.len()).map(|_| AtomicU64::new(0)).collect(),
+            info,
+            bodies: OnceLock::new(),
+            from_artifact,
+            compiled: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn bodies(&self) -> Result<&Bodies> {
+        let bodies = self.bodies.get_or_init(|| {
+            let t = translate_module(&self.wasm, self.features).map_err(|e| e.to_string())?;
+            let ranges = t.bodies.iter().map(|b| b.body.range()).map(|r| r.start as usize..r.end as usize).collect();
+            let validators = t.bodies.into_iter().map(|b| b.validator).collect();
+            Ok(Bodies { ranges, validators })
+        });
+        bodies.as_ref().map_err(|e| anyhow!("{e}"))
+    }
+
+    /// The body of defined function `i`.
+    fn body(&self, i: usize) -> Option<(&[u8], usize)> {
+        let range = self.bodies().ok()?.ranges.get(i)?.clone();
+        Some((self.wasm.get(range.clone())?, range.start))
+    }
+}
+
 impl LazyCompiler for ModuleCompiler {
     fn compile(&self, index: DefinedFuncIndex) -> Result<Vec<u8>> {
         let i = index.index();
-        let (range, v) = self.ranges.get(i).zip(self.validators.get(i)).ok_or_else(|| anyhow!("no such function"))?;
+        let bodies = self.bodies()?;
+        let (range, v) =
+            bodies.ranges.get(i).zip(bodies.validators.get(i)).ok_or_else(|| anyhow!("no such function"))?;
         let bytes = self.wasm.get(range.clone()).ok_or_else(|| anyhow!("body outside the module"))?;
         let body = FunctionBody::new(BinaryReader::new_features(bytes, range.start as u64, self.features));
         let validator =
@@ -224,73 +276,120 @@ impl LazyCompiler for ModuleCompiler {
         }
     }
 
-    fn retired(&self) {
-        self.store_in_cache();
+    fn retired(&self, installed: &[bool]) {
+        self.store_in_cache(installed);
     }
 
     fn wasm(&self) -> &[u8] {
         &self.wasm
     }
+
+    fn body_offset(&self, index: DefinedFuncIndex) -> u32 {
+        self.bodies().ok().and_then(|b| b.ranges.get(index.index())).map_or(0, |r| r.start as u32)
+    }
+
+    fn callees(&self, index: DefinedFuncIndex) -> Vec<u32> {
+        let mut out = Vec::new();
+        let Some((bytes, at)) = self.body(index.index()) else { return out };
+        let body = FunctionBody::new(BinaryReader::new_features(bytes, at as u64, self.features));
+        let Ok(mut ops) = body.get_operators_reader() else { return out };
+        while !ops.eof() {
+            let Ok(op) = ops.read() else { break };
+            let callee = match op {
+                Operator::Call { function_index } | Operator::ReturnCall { function_index } => function_index,
+                _ => continue,
+            };
+            if let Some(d) = self.info.module.defined_func_index(FuncIndex::from_u32(callee))
+                && !out.contains(&d.as_u32())
+            {
+                out.push(d.as_u32());
+            }
+        }
+        out
+    }
 }
 
 impl ModuleCompiler {
-    /// Writes what was compiled to the function cache, with what the
-    /// cache already had of the module.
-    fn store_in_cache(&self) {
+    /// Writes what was compiled to the function cache, and an artifact of
+    /// every function that has code (`installed`) to the module cache.
+    fn store_in_cache(&self, installed: &[bool]) {
         let compiled = std::mem::take(&mut *self.compiled.lock().unwrap_or_else(|e| e.into_inner()));
         let Some(cache) = self.engine.config().cache.clone() else { return };
-        if compiled.is_empty() {
+        if compiled.is_empty() && self.from_artifact {
             return;
         }
-        let mac_keys = cache.mac_key().map(|k| MacKeys::derive(&k));
+        let Ok(bodies) = self.bodies() else { return };
         let info = &self.info.module;
+        let mac_keys = cache.mac_key().map(|k| MacKeys::derive(&k));
         let function_keys = FunctionKeys::new(&self.engine.inner.salt, info, &self.offsets);
         let pack_keys = function_keys.pack_keys();
         let pack_bytes = function_cache::lookup(&*cache, &pack_keys);
-        let sources: Vec<Option<Vec<u8>>> = compiled
-            .iter()
-            .map(|(i, _, _)| {
-                let d = DefinedFuncIndex::from_u32(*i);
-                function_keys.source(info.func_index(d), self.wasm.get(self.ranges.get(d.index())?.clone())?)
-            })
-            .collect();
         let packs = function_cache::Packs::open(&*cache, mac_keys.as_ref(), &function_keys, pack_keys, &pack_bytes);
-        let mut by_index: Vec<Option<usize>> = vec![None; self.ranges.len()];
+        let n = bodies.ranges.len();
+        let body = |i: usize| bodies.ranges.get(i).and_then(|r| self.wasm.get(r.clone()));
+        let func = |i: usize| info.func_index(DefinedFuncIndex::from_u32(i as u32));
+        let mut own: Vec<Option<usize>> = vec![None; n];
         for (k, (i, _, _)) in compiled.iter().enumerate() {
-            if let Some(slot) = by_index.get_mut(*i as usize) {
+            if let Some(slot) = own.get_mut(*i as usize) {
                 *slot = Some(k);
             }
         }
+        let sources: Vec<Option<Vec<u8>>> =
+            compiled.iter().map(|(i, _, _)| function_keys.source(func(*i as usize), body(*i as usize)?)).collect();
+
+        // The function cache: what was compiled now, with what it had.
         let mut seen: HashSet<CacheKey> = HashSet::new();
         let mut inputs: Vec<function_cache::PackInput<'_>> = Vec::new();
-        for (i, k) in by_index.iter().enumerate() {
-            let body = self.ranges.get(i).and_then(|r| self.wasm.get(r.clone()));
-            let func = info.func_index(DefinedFuncIndex::from_u32(i as u32));
-            match (k, body) {
-                (Some(k), _) => {
-                    let (Some(key), Some(source)) = (self.keys.get(i).copied().flatten(), sources[*k].as_deref())
-                    else {
-                        continue;
-                    };
-                    if seen.insert(key) {
-                        let (_, code, took) = &compiled[*k];
-                        inputs.push(function_cache::PackInput::Compiled { key, compile_time: *took, source, code });
-                    }
+        let mut codes: Vec<Option<FunctionCode<'_>>> = vec![None; n];
+        for (i, code) in codes.iter_mut().enumerate() {
+            let Some(b) = body(i) else { continue };
+            if let Some(k) = own[i] {
+                let (_, encoded, took) = &compiled[k];
+                *code = FunctionCode::parse(encoded);
+                if let (Some(key), Some(source)) = (function_keys.key(func(i), b), sources[k].as_deref())
+                    && seen.insert(key)
+                {
+                    inputs.push(function_cache::PackInput::Compiled {
+                        key,
+                        compile_time: *took,
+                        source,
+                        code: encoded,
+                    });
                 }
-                (None, Some(body)) => {
-                    if let Ok(hit) = packs.find(i, func, body) {
-                        inputs.push(function_cache::PackInput::Found(hit));
-                    }
-                }
-                (None, None) => {}
+            } else if let Ok(hit) = packs.find(i, func(i), b) {
+                *code = Some(hit.code);
+                inputs.push(function_cache::PackInput::Found(hit));
             }
         }
-        cache.record_functions(0, compiled.len() as u64);
-        packs.store(&|visit| {
-            for input in &inputs {
-                visit(input.clone());
-            }
-        });
+        if !compiled.is_empty() {
+            cache.record_functions(0, compiled.len() as u64);
+            packs.store(&|visit| {
+                for input in &inputs {
+                    visit(*input);
+                }
+            });
+        }
+
+        // The module cache: every function that has code, if all of them
+        // can be found (one loaded from an artifact is in the packs).
+        let with_code: Vec<Option<FunctionCode<'_>>> =
+            codes.iter().zip(installed).map(|(c, has)| c.filter(|_| *has)).collect();
+        if with_code.iter().zip(installed).any(|(c, has)| *has && c.is_none()) {
+            return;
+        }
+        let body_offsets: Vec<u32> = bodies.ranges.iter().map(|r| r.start as u32).collect();
+        let linked = if with_code.iter().all(Option::is_some) {
+            let all: Vec<FunctionCode<'_>> = with_code.iter().flatten().copied().collect();
+            crate::compile::link_complete(&self.engine, info.clone(), &all, &body_offsets)
+        } else {
+            link_lazy(&self.engine, info.clone(), &with_code, &body_offsets)
+        };
+        let Ok((artifact_info, text)) = linked else { return };
+        let key = module_key(mac_keys.as_ref(), &self.engine.inner.salt, &self.wasm);
+        let seal = EntrySeal::new(mac_keys.as_ref(), CacheKind::Module, &key);
+        let took = self.times.iter().map(|t| Duration::from_nanos(t.load(Ordering::Relaxed))).sum();
+        let header = self.engine.artifact_header(took);
+        cache.put(CacheKind::Module, &key, serialize_artifact_in_place(&header, &artifact_info, text, &seal));
     }
 }
 
@@ -308,10 +407,10 @@ fn background() -> &'static Background {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)).clamp(1, 4);
         for i in 0..threads {
             // Without threads, functions are still compiled at first call.
-            let _ = std::thread::Builder::new()
-                .name(format!("kiln-background-{i}"))
-                .stack_size(8 << 20)
-                .spawn(|| background().work());
+            let _ = std::thread::Builder::new().name(format!("kiln-background-{i}")).stack_size(8 << 20).spawn(|| {
+                crate::vm::lazy_code::mark_background_thread();
+                background().work()
+            });
         }
         Background { queue: Mutex::new(VecDeque::new()), ready: Condvar::new() }
     })
@@ -336,7 +435,7 @@ impl Background {
             };
             let Some(lazy) = next.upgrade() else { continue };
             let Some(index) = lazy.next_to_compile() else { continue };
-            // Another thread may have taken the module meanwhile; `ensure`
+            // Another thread may take the module meanwhile; `ensure`
             // compiles once either way. A failure is reported at the call.
             self.submit(&lazy);
             let _ = lazy.ensure(index);

@@ -47,10 +47,19 @@ pub trait LazyCompiler: Send + Sync {
 
     /// Told that the module is gone (its code is unregistered; functions
     /// still being compiled may be installed, but nothing runs them).
-    fn retired(&self);
+    /// `installed[i]` says whether defined function `i` had code.
+    fn retired(&self, installed: &[bool]);
 
     /// The module's WebAssembly bytes.
     fn wasm(&self) -> &[u8];
+
+    /// The module offset of defined function `index`'s body (known once
+    /// it has been compiled).
+    fn body_offset(&self, index: DefinedFuncIndex) -> u32;
+
+    /// The defined functions that defined function `index` calls directly,
+    /// in the order of its body (read from the body, not compiled).
+    fn callees(&self, index: DefinedFuncIndex) -> Vec<u32>;
 }
 
 const NOT_COMPILED: u8 = 0;
@@ -97,7 +106,6 @@ pub struct LazyCode {
     /// Set when the module is gone: nothing more to compile ahead.
     retired: std::sync::atomic::AtomicBool,
     info: Arc<CompiledModuleInfo>,
-    body_offsets: Box<[u32]>,
     compiler: Box<dyn LazyCompiler>,
 }
 
@@ -111,34 +119,34 @@ impl std::fmt::Debug for LazyCode {
 }
 
 impl LazyCode {
-    /// Maps `text` (the stubs at `layout.stubs`, whose code this writes,
-    /// then the functions compiled already, then trampolines) executable
-    /// at the start of a fresh reservation with `layout`'s slots after it
-    /// and `area` bytes for functions compiled later. `compiled[i]` is
-    /// function `i`'s location in `text` if it is there. The slots of the
-    /// others point into their stubs; theirs point at their code.
+    /// Copies `text`, a lazily compiled module's text (`info.lazy`: a stub
+    /// per defined function at offset 0, whose code this writes, then the
+    /// functions compiled already, then trampolines), to the start of a
+    /// fresh reservation, makes it executable, and puts the stubs' slots
+    /// after it and `area` bytes for functions compiled later. The slots of
+    /// functions without code point into their stubs; the others' at
+    /// their code.
     ///
     /// # Errors
     ///
-    /// The OS error if reserving or protecting memory fails, or the layout
-    /// does not fit `text`.
+    /// The OS error if reserving or protecting memory fails, or `info`
+    /// does not describe a lazy text that fits `text`.
     pub fn new(
-        mut text: Vec<u8>,
-        layout: StubLayout,
-        compiled: &[Option<u32>],
+        text: &[u8],
         area: usize,
         info: Arc<CompiledModuleInfo>,
-        body_offsets: Box<[u32]>,
         compiler: Box<dyn LazyCompiler>,
     ) -> io::Result<LazyCode> {
         let bad = || io::Error::other("inconsistent lazy code layout");
-        let stubs = layout.x86_64_code();
-        let stubs_at = layout.stubs as usize;
-        text.get_mut(stubs_at..stubs_at + stubs.len()).ok_or_else(bad)?.copy_from_slice(&stubs);
+        let count = u32::try_from(info.funcs.len()).map_err(|_| bad())?;
         let text_pages = round_up_to_page(text.len().max(1)).ok_or_else(bad)?;
-        if layout.slots as usize != text_pages || compiled.len() != layout.count as usize {
+        let layout = StubLayout { stubs: 0, slots: u32::try_from(text_pages).map_err(|_| bad())?, count };
+        let stubs = layout.x86_64_code();
+        let fits = |l: &kiln_environ::FunctionLoc| (l.start as usize + l.length as usize) <= text.len();
+        if !info.lazy || stubs.len() > text.len() || !info.funcs.iter().all(fits) {
             return Err(bad());
         }
+        let compiled: Vec<Option<u32>> = info.funcs.iter().map(|l| (l.length > 0).then_some(l.start)).collect();
         let slot_pages = round_up_to_page(layout.slots_len() as usize).ok_or_else(bad)?;
         let total = text_pages
             .checked_add(slot_pages)
@@ -148,9 +156,12 @@ impl LazyCode {
         let map = Mmap::reserve(total)?;
         map.make_accessible(0, text_pages + slot_pages)?;
         let base = map.as_ptr();
-        // SAFETY: the first `text_pages` bytes were just made read-write and
-        // `text` fits in them.
-        unsafe { std::ptr::copy_nonoverlapping(text.as_ptr(), base, text.len()) };
+        // SAFETY: the first `text_pages` bytes were just made read-write;
+        // `text` and the stubs (no longer than it, checked) fit in them.
+        unsafe {
+            std::ptr::copy_nonoverlapping(text.as_ptr(), base, text.len());
+            std::ptr::copy_nonoverlapping(stubs.as_ptr(), base, stubs.len());
+        }
         for (i, at) in compiled.iter().enumerate() {
             let target = match at {
                 Some(at) => *at as usize,
@@ -184,7 +195,6 @@ impl LazyCode {
             compiled: AtomicU32::new(0),
             retired: Default::default(),
             info,
-            body_offsets,
             compiler,
         })
     }
@@ -204,24 +214,9 @@ impl LazyCode {
         self.text_len
     }
 
-    /// The stub layout.
-    pub fn layout(&self) -> StubLayout {
-        self.layout
-    }
-
     /// How many functions were compiled since the module was created.
     pub fn compiled_count(&self) -> u32 {
         self.compiled.load(Ordering::Relaxed)
-    }
-
-    /// Whether defined function `index` has code installed.
-    pub fn is_compiled(&self, index: DefinedFuncIndex) -> bool {
-        self.states.get(index.index()).is_some_and(|s| s.load(Ordering::Acquire) == INSTALLED)
-    }
-
-    /// Whether every function has code (or failed to compile).
-    pub fn is_complete(&self) -> bool {
-        self.states.iter().all(|s| matches!(s.load(Ordering::Acquire), INSTALLED | FAILED))
     }
 
     /// The address the module's function records and exports use for
@@ -285,7 +280,8 @@ impl LazyCode {
     /// Stops compiling ahead and tells the compiler the module is gone.
     pub fn retire(&self) {
         self.retired.store(true, Ordering::Relaxed);
-        self.compiler.retired();
+        let installed: Vec<bool> = self.states.iter().map(|s| s.load(Ordering::Acquire) == INSTALLED).collect();
+        self.compiler.retired(&installed);
     }
 
     fn code_addr(&self, index: u32) -> usize {
@@ -319,6 +315,20 @@ impl LazyCode {
 
     fn compile_and_install(&self, index: u32) -> Result<usize, String> {
         let defined = DefinedFuncIndex::from_u32(index);
+        // What this function calls is what runs next: the background
+        // compiler starts on it while this one compiles. The callees of a
+        // function called now go first; those of one compiled ahead, last.
+        let callees = self.compiler.callees(defined);
+        {
+            let mut hot = self.hot.lock().unwrap_or_else(|e| e.into_inner());
+            if is_background_thread() {
+                hot.extend(callees);
+            } else {
+                for c in callees.into_iter().rev() {
+                    hot.push_front(c);
+                }
+            }
+        }
         let func = self.info.module.func_index(defined);
         let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compiler.compile(defined)))
             .map_err(|_| format!("internal: compiling function {} panicked", func.as_u32()))?
@@ -327,14 +337,6 @@ impl LazyCode {
         let at =
             self.install(defined, code).map_err(|e| format!("failed to install function {}: {e}", func.as_u32()))?;
         self.compiled.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut hot = self.hot.lock().unwrap_or_else(|e| e.into_inner());
-            for r in code.relocations() {
-                if let Some(d) = self.info.module.defined_func_index(r.target) {
-                    hot.push_back(d.as_u32());
-                }
-            }
-        }
         self.compiler.installed(defined, encoded);
         Ok(at)
     }
@@ -352,8 +354,9 @@ impl LazyCode {
             let at = self.code_at.get(g.index())?.load(Ordering::Acquire);
             Some(if at != 0 { at } else { self.layout.stub(g.as_u32()) })
         };
-        let linked = link_placed(&self.info.module, &[(index, code)], &self.body_offsets, &[], start, &target)
-            .map_err(|e| e.to_string())?;
+        let body = self.compiler.body_offset(index);
+        let linked =
+            link_placed(&self.info.module, &[(index, code, body)], &[], start, &target).map_err(|e| e.to_string())?;
         let loc = *linked.funcs.first().ok_or("internal: nothing linked")?;
         let pages = round_up_to_page(linked.text.len().max(1)).ok_or("code too large")?;
         if next.checked_add(pages).is_none_or(|end| end > self.map.len()) {
@@ -428,6 +431,20 @@ impl LazyCode {
     pub fn stack_map(&self, ret: u32) -> Option<(u32, &[u32])> {
         self.batch(ret.checked_sub(1)?)?.stack_maps.lookup(ret)
     }
+}
+
+thread_local! {
+    static BACKGROUND: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks this thread as a background compiler's (what it discovers is
+/// queued behind what wasm calls).
+pub fn mark_background_thread() {
+    BACKGROUND.with(|b| b.set(true));
+}
+
+fn is_background_thread() -> bool {
+    BACKGROUND.with(|b| b.get())
 }
 
 /// Stack bytes a compilation may need; with less left, it runs on a

@@ -179,7 +179,7 @@ fn background_compilation_finishes_the_module() {
 }
 
 #[test]
-fn what_was_compiled_lazily_is_found_in_the_cache_next_time() {
+fn the_next_run_starts_with_what_the_last_one_compiled() {
     let wat = r#"(module
          (func $a (result i32) i32.const 40)
          (func (export "run") (result i32) call $a i32.const 2 i32.add)
@@ -188,16 +188,36 @@ fn what_was_compiled_lazily_is_found_in_the_cache_next_time() {
     let mut config = Config::new();
     config.compile_strategy(CompileStrategy::Lazy).background_compilation(false).cache(cache.clone());
     let engine = Engine::new(&config).expect("engine");
-    for round in 0..2 {
+    // (export called, functions compiled in that run): the first run
+    // compiles the two it calls; the second finds them in the module
+    // cache's lazy artifact; the third compiles only `other`; after it
+    // the artifact is complete.
+    for (round, (export, expected)) in [("run", 2), ("run", 0), ("other", 1), ("other", 0)].into_iter().enumerate() {
         let module = Module::new(&engine, wat).expect("compiles");
         let mut store = Store::new(&engine, ());
         let i = Instance::new(&mut store, &module, &[]).expect("instance");
-        let run = i.get_typed_func::<(), i32>(&mut store, "run").expect("run");
-        assert_eq!(run.call(&mut store, ()).expect("runs"), 42);
-        // The first round compiles both functions it calls; the second
-        // finds them in the cache and compiles nothing.
-        assert_eq!(compiled(&module), if round == 0 { 2 } else { 0 }, "round {round}");
+        let f = i.get_typed_func::<(), i32>(&mut store, export).expect("export");
+        assert_eq!(f.call(&mut store, ()).expect("runs"), if export == "run" { 42 } else { 0 });
+        if round == 3 {
+            assert_eq!(kiln::__private_testing::lazily_compiled(&module), None, "complete: loaded as an eager module");
+        } else {
+            assert_eq!(compiled(&module), expected, "round {round}");
+        }
     }
+    // An eager engine on the same cache never loads a lazy artifact.
+    let lazy_only =
+        r#"(module (func (export "x") (result i32) i32.const 1) (func (export "y") (result i32) i32.const 2))"#;
+    let module = Module::new(&engine, lazy_only).expect("compiles");
+    drop(module);
+    let mut eager = Config::new();
+    eager.cache(cache.clone());
+    let eager = Engine::new(&eager).expect("engine");
+    let module = Module::new(&eager, lazy_only).expect("compiles");
+    assert_eq!(kiln::__private_testing::lazily_compiled(&module), None);
+    let mut store = Store::new(&eager, ());
+    let i = Instance::new(&mut store, &module, &[]).expect("instance");
+    let y = i.get_typed_func::<(), i32>(&mut store, "y").expect("y");
+    assert_eq!(y.call(&mut store, ()).expect("runs"), 2);
 }
 
 #[test]
