@@ -35,6 +35,11 @@ const OPTIONS: &[OptionHelp] = &[
         value: "[=y|n]",
         help: "compile each function at its first call, and ahead of it on spare cores (default y for `run`, n elsewhere)",
     },
+    OptionHelp {
+        key: "background-compilation",
+        value: "[=y|n]",
+        help: "with lazy compilation, compile functions not called yet on spare cores (default y)",
+    },
     OptionHelp { key: "parallel-compilation", value: "[=y|n]", help: "compile functions on all cores (default y)" },
     OptionHelp {
         key: "cranelift-debug-verifier",
@@ -77,6 +82,9 @@ impl CodegenFlags {
                 "lazy" => {
                     let strategy = if item.bool()? { CompileStrategy::Lazy } else { CompileStrategy::Eager };
                     config.compile_strategy(strategy);
+                }
+                "background-compilation" => {
+                    config.background_compilation(item.bool()?);
                 }
                 "parallel-compilation" => {
                     config.parallel_compilation(item.bool()?);
