@@ -119,12 +119,14 @@ pub fn from_c(v: &wasm_val_t, want: ValType, store: &StoreRef) -> Result<Val, St
     if v.kind != valkind(want) {
         return Err(format!("expected a value of kind {}, got kind {}", valkind(want), v.kind));
     }
-    // SAFETY (each union read below): the field read is the one `kind`
-    // (just checked) says the value holds.
     Ok(match want {
+        // SAFETY: `kind` (checked above) says the value holds `i32`.
         ValType::I32 => Val::I32(unsafe { v.of.i32 }),
+        // SAFETY: `kind` (checked above) says the value holds `i64`.
         ValType::I64 => Val::I64(unsafe { v.of.i64 }),
+        // SAFETY: `kind` (checked above) says the value holds `f32`.
         ValType::F32 => Val::F32(unsafe { v.of.f32 }.to_bits()),
+        // SAFETY: `kind` (checked above) says the value holds `f64`.
         ValType::F64 => Val::F64(unsafe { v.of.f64 }.to_bits()),
         ValType::FuncRef | ValType::ExternRef => {
             // SAFETY: a reference value holds NULL or a live reference.
