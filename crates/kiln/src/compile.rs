@@ -444,10 +444,13 @@ fn record_and_store(cache: &dyn Cache, packs: &function_cache::Packs<'_>, obtain
     }
 }
 
+/// Encoded entry trampolines, and for each module type that needs one,
+/// the index of its trampoline among them.
+pub(crate) type EntryTrampolines = (Vec<Vec<u8>>, Vec<(TypeIndex, usize)>);
+
 /// The entry trampolines a module needs: one per distinct signature of a
-/// function the host can call, encoded, and for each module type that
-/// needs one, the index of its trampoline.
-pub(crate) fn entry_trampolines(engine: &Engine, info: &ModuleInfo) -> Result<(Vec<Vec<u8>>, Vec<(TypeIndex, usize)>)> {
+/// function the host can call.
+pub(crate) fn entry_trampolines(engine: &Engine, info: &ModuleInfo) -> Result<EntryTrampolines> {
     let mut needed: Vec<TypeIndex> = info
         .defined_escaping_funcs()
         .iter()

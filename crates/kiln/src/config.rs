@@ -40,6 +40,8 @@ pub struct Config {
     pub(crate) parallel_compilation: bool,
     pub(crate) compile_strategy: CompileStrategy,
     pub(crate) background_compilation: bool,
+    /// Tests only (`__private_testing::fail_lazy_compilation`).
+    pub(crate) fail_lazy_compilation: bool,
     pub(crate) cache: Option<std::sync::Arc<dyn crate::Cache>>,
     pub(crate) allocation: InstanceAllocationStrategy,
     pub(crate) profiling: crate::ProfilingStrategy,
@@ -184,6 +186,7 @@ impl Config {
             parallel_compilation: true,
             compile_strategy: CompileStrategy::Eager,
             background_compilation: true,
+            fail_lazy_compilation: false,
             cache: None,
             allocation: InstanceAllocationStrategy::OnDemand,
             profiling: crate::ProfilingStrategy::None,

@@ -247,6 +247,9 @@ impl ModuleCompiler {
 
 impl LazyCompiler for ModuleCompiler {
     fn compile(&self, index: DefinedFuncIndex) -> Result<Vec<u8>> {
+        if self.engine.config().fail_lazy_compilation {
+            anyhow::bail!("compilation failed on purpose (a test)");
+        }
         let i = index.index();
         let bodies = self.bodies()?;
         let (range, v) =
@@ -269,7 +272,10 @@ impl LazyCompiler for ModuleCompiler {
         Ok(f.encode())
     }
 
-    fn installed(&self, index: DefinedFuncIndex, encoded: Vec<u8>) {
+    fn installed(&self, index: DefinedFuncIndex, encoded: Vec<u8>, addr: usize, len: u32) {
+        if self.engine.config().profiling == crate::ProfilingStrategy::PerfMap {
+            crate::profiling::register_perf_map_function(&self.info.module, index, addr, len);
+        }
         if self.engine.config().cache.is_some() {
             let took = Duration::from_nanos(self.times.get(index.index()).map_or(0, |t| t.load(Ordering::Relaxed)));
             self.compiled.lock().unwrap_or_else(|e| e.into_inner()).push((index.as_u32(), encoded, took));

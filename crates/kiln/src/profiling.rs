@@ -5,7 +5,7 @@
 //! one `START SIZE NAME` line each (hex start and size), the format
 //! `perf report` reads to symbolize code outside any ELF file.
 
-use kiln_environ::CompiledModuleInfo;
+use kiln_environ::{CompiledModuleInfo, DefinedFuncIndex, ModuleInfo};
 use std::io::Write;
 use std::sync::Mutex;
 
@@ -23,6 +23,46 @@ pub enum ProfilingStrategy {
 /// the perf map. Failures to write are reported once on stderr and
 /// otherwise ignored: profiling is best-effort and never fails a load.
 pub(crate) fn register_perf_map(info: &CompiledModuleInfo, text_start: usize) {
+    let module = &info.module;
+    let mut out = String::new();
+    for (i, loc) in info.funcs.iter().enumerate() {
+        // A lazily compiled module's functions without code yet are
+        // appended when they get some (`register_perf_map_function`).
+        if loc.length > 0 {
+            out.push_str(&function_line(
+                module,
+                kiln_environ::DefinedFuncIndex::from_u32(i as u32),
+                text_start + loc.start as usize,
+                loc.length,
+            ));
+        }
+    }
+    for (ty, loc) in &info.array_to_wasm_trampolines {
+        out.push_str(&format!(
+            "{:x} {:x} kiln-entry-trampoline[type {ty}]\n",
+            text_start + loc.start as usize,
+            loc.length
+        ));
+    }
+    append(&out);
+}
+
+/// Appends one function compiled after its module was loaded, at `start`,
+/// `len` bytes long.
+pub(crate) fn register_perf_map_function(module: &ModuleInfo, index: DefinedFuncIndex, start: usize, len: u32) {
+    append(&function_line(module, index, start, len));
+}
+
+fn function_line(module: &ModuleInfo, defined: DefinedFuncIndex, start: usize, len: u32) -> String {
+    let index = module.func_index(defined);
+    match module.func_name(index) {
+        Some(n) => format!("{start:x} {len:x} wasm[{index}]::{n}\n"),
+        None => format!("{start:x} {len:x} wasm[{index}]\n"),
+    }
+}
+
+/// Appends `lines` to the perf map.
+fn append(lines: &str) {
     static FILE: Mutex<Option<std::fs::File>> = Mutex::new(None);
     let mut file = FILE.lock().unwrap_or_else(|e| e.into_inner());
     if file.is_none() {
@@ -36,23 +76,5 @@ pub(crate) fn register_perf_map(info: &CompiledModuleInfo, text_start: usize) {
         }
     }
     let Some(f) = file.as_mut() else { return };
-    let module = &info.module;
-    let mut out = String::new();
-    for (i, loc) in info.funcs.iter().enumerate() {
-        let index = module.func_index(kiln_environ::DefinedFuncIndex::from_u32(i as u32));
-        let start = text_start + loc.start as usize;
-        let name = match module.func_name(index) {
-            Some(n) => format!("wasm[{index}]::{n}"),
-            None => format!("wasm[{index}]"),
-        };
-        out.push_str(&format!("{start:x} {:x} {name}\n", loc.length));
-    }
-    for (ty, loc) in &info.array_to_wasm_trampolines {
-        out.push_str(&format!(
-            "{:x} {:x} kiln-entry-trampoline[type {ty}]\n",
-            text_start + loc.start as usize,
-            loc.length
-        ));
-    }
-    let _ = f.write_all(out.as_bytes());
+    let _ = f.write_all(lines.as_bytes());
 }

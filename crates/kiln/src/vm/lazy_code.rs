@@ -41,9 +41,10 @@ pub trait LazyCompiler: Send + Sync {
     /// implementation limit).
     fn compile(&self, index: DefinedFuncIndex) -> anyhow::Result<Vec<u8>>;
 
-    /// Told that `index` was installed (for the cache and for background
-    /// compilation); `encoded` is what [`LazyCompiler::compile`] returned.
-    fn installed(&self, index: DefinedFuncIndex, encoded: Vec<u8>);
+    /// Told that `index` was installed at `addr`, `len` bytes (for the
+    /// cache and profilers); `encoded` is what [`LazyCompiler::compile`]
+    /// returned.
+    fn installed(&self, index: DefinedFuncIndex, encoded: Vec<u8>, addr: usize, len: u32);
 
     /// Told that the module is gone (its code is unregistered; functions
     /// still being compiled may be installed, but nothing runs them).
@@ -334,17 +335,17 @@ impl LazyCode {
             .map_err(|_| format!("internal: compiling function {} panicked", func.as_u32()))?
             .map_err(|e| format!("failed to compile function {}: {e:#}", func.as_u32()))?;
         let code = FunctionCode::parse(&encoded).ok_or("internal: a compiled function encodes inconsistently")?;
-        let at =
+        let (at, len) =
             self.install(defined, code).map_err(|e| format!("failed to install function {}: {e}", func.as_u32()))?;
         self.compiled.fetch_add(1, Ordering::Relaxed);
-        self.compiler.installed(defined, encoded);
+        self.compiler.installed(defined, encoded, at, len);
         Ok(at)
     }
 
     /// Links `code` (defined function `index`) into fresh pages of the lazy
     /// area, makes them executable, records its tables, and points its slot
-    /// at it. Returns its address.
-    fn install(&self, index: DefinedFuncIndex, code: FunctionCode<'_>) -> Result<usize, String> {
+    /// at it. Returns its address and length.
+    fn install(&self, index: DefinedFuncIndex, code: FunctionCode<'_>) -> Result<(usize, u32), String> {
         let mut next = self.next_free.lock().unwrap_or_else(|e| e.into_inner());
         let start = u32::try_from(*next).map_err(|_| "lazy code area full")?;
         let target = |g: DefinedFuncIndex, locs: &[kiln_environ::FunctionLoc]| {
@@ -390,7 +391,7 @@ impl LazyCode {
         unsafe { AtomicU64::from_ptr(self.base().add(slot).cast::<u64>()).store(addr as u64, Ordering::Release) };
         *next += pages;
         debug_assert!(next.is_multiple_of(page_size()));
-        Ok(addr)
+        Ok((addr, loc.length))
     }
 
     /// The installed batch containing text offset `off`, if any. Lock-free

@@ -86,3 +86,10 @@ pub fn force_fibers<T>(store: &mut crate::Store<T>) {
 pub fn lazily_compiled(module: &crate::Module) -> Option<u32> {
     module.runtime().code.lazy().map(|l| l.compiled_count())
 }
+
+/// Makes every compilation of a lazily compiled function fail in engines
+/// made from `config`: tests the failure path of a first call (a trap
+/// with the message, never a crash).
+pub fn fail_lazy_compilation(config: &mut crate::Config) {
+    config.fail_lazy_compilation = true;
+}

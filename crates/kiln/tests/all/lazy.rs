@@ -236,3 +236,61 @@ fn serializing_a_lazy_module_gives_a_complete_artifact() {
     let run = i.get_typed_func::<(), i32>(&mut store, "run").expect("run");
     assert_eq!(run.call(&mut store, ()).expect("runs"), 5);
 }
+
+#[test]
+fn a_function_that_fails_to_compile_traps_at_its_first_call() {
+    let mut config = Config::new();
+    config.compile_strategy(CompileStrategy::Lazy).background_compilation(false);
+    kiln::__private_testing::fail_lazy_compilation(&mut config);
+    let engine = Engine::new(&config).expect("engine");
+    let module = Module::new(
+        &engine,
+        r#"(module $m
+             (import "host" "f" (func $host))
+             (func $never (result i32) i32.const 1)
+             (func (export "run") (result i32) call $host call $never))"#,
+    )
+    .expect("validates: compiling comes later");
+    let mut store = Store::new(&engine, ());
+    let host = Func::wrap(&mut store, || {});
+    let i = Instance::new(&mut store, &module, &[host.into()]).expect("instance");
+    let run = i.get_typed_func::<(), i32>(&mut store, "run").expect("run");
+    for _ in 0..2 {
+        let e = run.call(&mut store, ()).expect_err("cannot compile");
+        let text = format!("{e:#}");
+        assert!(text.contains("failed to compile function") && text.contains("on purpose"), "{text}");
+    }
+    // The store is still usable.
+    let f = Func::wrap(&mut store, || 5i32);
+    assert_eq!(f.typed::<(), i32>(&store).expect("typed").call(&mut store, ()).expect("runs"), 5);
+}
+
+#[test]
+fn async_calls_compile_on_the_fiber_stack_or_beside_it() {
+    let mut config = Config::new();
+    config.compile_strategy(CompileStrategy::Lazy).background_compilation(false);
+    let engine = Engine::new(&config).expect("engine");
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (func $a (param i32) (result i32) local.get 0 i32.const 3 i32.mul)
+             (func (export "run") (param i32) (result i32) local.get 0 call $a))"#,
+    )
+    .expect("compiles");
+    let mut store = Store::new(&engine, ());
+    kiln::__private_testing::force_fibers(&mut store);
+    let fut = async {
+        let i = Instance::new_async(&mut store, &module, &[]).await.expect("instance");
+        let run = i.get_typed_func::<i32, i32>(&mut store, "run").expect("run");
+        run.call_async(&mut store, 14).await.expect("runs")
+    };
+    let mut fut = Box::pin(fut);
+    let result = loop {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            break v;
+        }
+    };
+    assert_eq!(result, 42);
+    assert_eq!(compiled(&module), 2);
+}
