@@ -46,28 +46,9 @@ enum Callback {
     WithEnv(wasm_func_callback_with_env_t),
 }
 
-/// Runs `f` with a scratch slice of `n` values: on the stack when few.
-fn with_scratch<T: Copy, R>(n: usize, fill: T, f: impl FnOnce(&mut [T]) -> R) -> R {
-    if n <= STACK_VALUES {
-        let mut buf = [fill; STACK_VALUES];
-        f(&mut buf[..n])
-    } else {
-        f(&mut vec![fill; n])
-    }
-}
-
-/// Runs `f` with `n` Kiln values (`I32(0)`): on the stack when few.
-fn with_vals<R>(n: usize, f: impl FnOnce(&mut [Val]) -> R) -> R {
-    if n <= STACK_VALUES {
-        let mut buf: [Val; STACK_VALUES] = std::array::from_fn(|_| Val::I32(0));
-        f(&mut buf[..n])
-    } else {
-        f(&mut vec![Val::I32(0); n])
-    }
-}
-
 /// The body of every C host function: converts the arguments, calls C with
 /// the store published for nested API calls, converts the results back.
+/// Few values live in arrays on the stack, more in vectors.
 fn call_c(
     cb: Callback,
     env: &Env,
@@ -77,48 +58,65 @@ fn call_c(
     results: &mut [Val],
 ) -> anyhow::Result<()> {
     let cell = caller.data().cell.upgrade().ok_or_else(|| anyhow::anyhow!("the store is gone"))?;
-    with_scratch(params.len(), wasm_val_t::empty(), |args| {
-        for (slot, p) in args.iter_mut().zip(params) {
-            *slot = to_c(p, &cell).map_err(anyhow::Error::msg)?;
+    let (np, nr) = (params.len(), result_types.len());
+    let mut args_buf = [wasm_val_t::empty(); STACK_VALUES];
+    let mut res_buf = [wasm_val_t::empty(); STACK_VALUES];
+    let mut args_heap = Vec::new();
+    let mut res_heap = Vec::new();
+    let args: &mut [wasm_val_t] = if np <= STACK_VALUES {
+        &mut args_buf[..np]
+    } else {
+        args_heap.resize(np, wasm_val_t::empty());
+        &mut args_heap
+    };
+    let res: &mut [wasm_val_t] = if nr <= STACK_VALUES {
+        &mut res_buf[..nr]
+    } else {
+        res_heap.resize(nr, wasm_val_t::empty());
+        &mut res_heap
+    };
+    let mut converted = Ok(());
+    for (slot, p) in args.iter_mut().zip(params) {
+        match to_c(p, &cell) {
+            Ok(v) => *slot = v,
+            Err(e) => {
+                converted = Err(anyhow::Error::msg(e));
+                break;
+            }
         }
-        let r = with_scratch(result_types.len(), wasm_val_t::empty(), |res| {
-            for (slot, t) in res.iter_mut().zip(result_types) {
-                slot.kind = valkind(*t);
-            }
-            let args_vec = CVec::view(args);
-            let mut res_vec = CVec::view(res);
-            let args_ptr: *const wasm_val_vec_t = &*args_vec;
-            let res_ptr: *mut wasm_val_vec_t = &mut *res_vec;
-            let trap = cell.enter_callback(&mut caller, || match cb {
-                // SAFETY: calling the C callback as the standard says: the
-                // argument vector is live and read-only for the call, the
-                // result vector has a slot per result.
-                Callback::Plain(f) => unsafe { f(args_ptr, res_ptr) },
-                // SAFETY: as above, with the environment C gave for it.
-                Callback::WithEnv(f) => unsafe { f(env.env as *mut c_void, args_ptr, res_ptr) },
-            });
-            // SAFETY: a non-NULL result is an `own` trap of this library.
-            let r = if let Some(trap) = unsafe { ffi::from_raw(trap) } {
-                Err(match &trap.kind {
-                    RefKind::Trap(t) => anyhow::Error::new(HostTrap(t.clone())),
-                    _ => anyhow::anyhow!("a host callback returned something other than a trap"),
-                })
-            } else {
-                res.iter().zip(result_types).zip(results.iter_mut()).try_for_each(|((v, t), out)| {
-                    *out = from_c(v, *t, &cell).map_err(|e| anyhow::anyhow!("host callback result: {e}"))?;
-                    Ok(())
-                })
-            };
-            for v in res.iter_mut() {
-                v.release();
-            }
-            r
+    }
+    let r = converted.and_then(|()| {
+        for (slot, t) in res.iter_mut().zip(result_types) {
+            slot.kind = valkind(*t);
+        }
+        let args_vec = CVec::view(args);
+        let mut res_vec = CVec::view(res);
+        let args_ptr: *const wasm_val_vec_t = &*args_vec;
+        let res_ptr: *mut wasm_val_vec_t = &mut *res_vec;
+        let trap = cell.enter_callback(&mut caller, || match cb {
+            // SAFETY: calling the C callback as the standard says: the
+            // argument vector is live and read-only for the call, the
+            // result vector has a slot per result.
+            Callback::Plain(f) => unsafe { f(args_ptr, res_ptr) },
+            // SAFETY: as above, with the environment C gave for it.
+            Callback::WithEnv(f) => unsafe { f(env.env as *mut c_void, args_ptr, res_ptr) },
         });
-        for a in args.iter_mut() {
-            a.release();
+        // SAFETY: a non-NULL result is an `own` trap of this library.
+        if let Some(trap) = unsafe { ffi::from_raw(trap) } {
+            return Err(match &trap.kind {
+                RefKind::Trap(t) => anyhow::Error::new(HostTrap(t.clone())),
+                _ => anyhow::anyhow!("a host callback returned something other than a trap"),
+            });
         }
-        r
-    })
+        for ((v, t), out) in res.iter().zip(result_types).zip(results.iter_mut()) {
+            *out = from_c(v, *t, &cell).map_err(|e| anyhow::anyhow!("host callback result: {e}"))?;
+        }
+        Ok(())
+    });
+    for v in args.iter_mut().chain(res.iter_mut()) {
+        v.release();
+    }
+    r
 }
 
 /// Makes a host function of `ty` in `store`.
@@ -208,12 +206,12 @@ pub unsafe fn func_arg<'a>(f: *const wasm_func_t) -> Option<(&'a wasm_ref_t, &'a
 }
 
 /// The function's type, computed once per handle.
-fn func_type(r: &wasm_ref_t, store: &StoreRef, f: Func) -> Option<Rc<FuncType>> {
+fn func_type<'a>(r: &'a wasm_ref_t, store: &StoreRef, f: Func) -> Option<&'a FuncType> {
     if let Some(t) = r.func_ty.get() {
-        return Some(t.clone());
+        return Some(t);
     }
     let t = Rc::new(store.with(|ctx| f.ty(&ctx))?);
-    Some(r.func_ty.get_or_init(|| t).clone())
+    Some(r.func_ty.get_or_init(|| t))
 }
 
 /// `wasm_func_type` (NULL for NULL).
@@ -228,7 +226,7 @@ pub unsafe extern "C" fn wasm_func_type(f: *const wasm_func_t) -> *mut wasm_func
         return std::ptr::null_mut();
     };
     ffi::guard(std::ptr::null_mut(), || {
-        func_type(r, store, f).map_or(std::ptr::null_mut(), |t| ffi::into_raw(wasm_externtype_t::from_func(&t)))
+        func_type(r, store, f).map_or(std::ptr::null_mut(), |t| ffi::into_raw(wasm_externtype_t::from_func(t)))
     })
 }
 
@@ -273,6 +271,23 @@ pub unsafe extern "C" fn wasm_func_call(
     args: *const wasm_val_vec_t,
     results: *mut wasm_val_vec_t,
 ) -> *mut wasm_trap_t {
+    // SAFETY: the arguments are as this function's contract says.
+    ffi::guard_with(|| boxed_message("wasm_func_call: internal error"), || unsafe { call(func, args, results) })
+}
+
+/// Kiln values kept on the stack in `wasm_func_call` (more go to the heap).
+const CALL_STACK_VALUES: usize = 4;
+
+/// The body of `wasm_func_call`.
+///
+/// # Safety
+///
+/// As `wasm_func_call`.
+unsafe fn call(
+    func: *const wasm_func_t,
+    args: *const wasm_val_vec_t,
+    results: *mut wasm_val_vec_t,
+) -> *mut wasm_trap_t {
     // SAFETY: NULL or live, per the contract.
     let Some((r, store, f)) = (unsafe { func_arg(func) }) else {
         return boxed_message("wasm_func_call: the function is NULL or not a function");
@@ -290,16 +305,6 @@ pub unsafe extern "C" fn wasm_func_call(
     let (Some(args), Some(results)) = (args, results) else {
         return boxed_message("wasm_func_call: a vector has NULL data");
     };
-    ffi::guard_with(|| boxed_message("wasm_func_call: internal error"), || call(r, store, f, args, results))
-}
-
-fn call(
-    r: &wasm_ref_t,
-    store: &StoreRef,
-    f: Func,
-    args: &[wasm_val_t],
-    results: &mut [wasm_val_t],
-) -> *mut wasm_trap_t {
     let Some(ty) = func_type(r, store, f) else {
         return boxed_message("wasm_func_call: the store is in use");
     };
@@ -307,36 +312,50 @@ fn call(
     if args.len() != np {
         return boxed_message(format!("wasm_func_call: expected {np} arguments, got {}", args.len()));
     }
-    let outcome = with_vals(np, |params| {
-        for (i, ((slot, a), t)) in params.iter_mut().zip(args).zip(ty.params()).enumerate() {
-            *slot = from_c(a, t, store).map_err(|e| format!("wasm_func_call: argument {i}: {e}"))?;
+    const ZERO: Val = Val::I32(0);
+    let mut params_buf = [ZERO; CALL_STACK_VALUES];
+    let mut vals_buf = [ZERO; CALL_STACK_VALUES];
+    let mut params_heap = Vec::new();
+    let mut vals_heap = Vec::new();
+    let params: &mut [Val] = if np <= CALL_STACK_VALUES {
+        &mut params_buf[..np]
+    } else {
+        params_heap.resize(np, ZERO);
+        &mut params_heap
+    };
+    let vals: &mut [Val] = if nr <= CALL_STACK_VALUES {
+        &mut vals_buf[..nr]
+    } else {
+        vals_heap.resize(nr, ZERO);
+        &mut vals_heap
+    };
+    for (i, ((slot, a), t)) in params.iter_mut().zip(args).zip(ty.params()).enumerate() {
+        match from_c(a, t, store) {
+            Ok(v) => *slot = v,
+            Err(e) => return boxed_message(format!("wasm_func_call: argument {i}: {e}")),
         }
-        with_vals(nr, |vals| {
-            let r = store.with(|mut ctx| match f.call(&mut ctx, params, vals) {
-                Ok(()) => Ok(()),
-                Err(e) => Err(crate::trap::from_error(&e, &ctx.data().modules)),
-            });
-            match r {
-                None => Err("wasm_func_call: the store is in use".to_string()),
-                Some(Err(trap)) => Ok(Err(trap)),
-                Some(Ok(())) if results.len() != nr => {
-                    Err(format!("wasm_func_call: expected a results vector of {nr}, got {}", results.len()))
-                }
-                Some(Ok(())) => {
-                    for (slot, v) in results.iter_mut().zip(vals.iter()) {
-                        *slot = to_c(v, store).map_err(|e| format!("wasm_func_call: {e}"))?;
-                    }
-                    Ok(Ok(()))
-                }
-            }
-        })
+    }
+    let outcome = store.with(|mut ctx| match f.call(&mut ctx, params, vals) {
+        Ok(()) => None,
+        Err(e) => Some(crate::trap::from_error(&e, &ctx.data().modules)),
     });
     match outcome {
-        Ok(Ok(())) => std::ptr::null_mut(),
-        Ok(Err(trap)) => {
+        None => boxed_message("wasm_func_call: the store is in use"),
+        Some(Some(trap)) => {
             crate::error::set_last_error(trap.message.clone());
             crate::trap::boxed(trap)
         }
-        Err(msg) => boxed_message(msg),
+        Some(None) if results.len() != nr => {
+            boxed_message(format!("wasm_func_call: expected a results vector of {nr}, got {}", results.len()))
+        }
+        Some(None) => {
+            for (slot, v) in results.iter_mut().zip(vals.iter()) {
+                match to_c(v, store) {
+                    Ok(c) => *slot = c,
+                    Err(e) => return boxed_message(format!("wasm_func_call: {e}")),
+                }
+            }
+            std::ptr::null_mut()
+        }
     }
 }
