@@ -103,6 +103,33 @@ fn invoke_still_calls_exports() {
     assert_eq!(out, "55\n");
 }
 
+/// `run` compiles lazily by default; `-C lazy=n` compiles first; both
+/// give the same results, with and without the cache, and a lazy run
+/// leaves an artifact in the cache that the next run (lazy or not) uses.
+#[test]
+fn lazy_and_eager_compilation_agree() {
+    let file = wasi_program("args_env");
+    let cache = tempfile::tempdir().unwrap();
+    let mut outputs = Vec::new();
+    for flags in [&[][..], &["-C", "lazy=n"], &["-C", "lazy=y,background-compilation=n"], &["-C", "lazy=n"], &[]] {
+        let (code, out, err) = run(kiln()
+            .arg("run")
+            .args(flags)
+            .arg("--cache-dir")
+            .arg(cache.path())
+            .args(["--env", "GREETING=hi"])
+            .arg(&file)
+            .args(["a", "b"]));
+        assert_eq!(code, 0, "{flags:?}: {err}");
+        outputs.push(out);
+    }
+    let (code, out, err) = run(kiln().args(["run", "--no-cache", "--env", "GREETING=hi"]).arg(&file).args(["a", "b"]));
+    assert_eq!(code, 0, "{err}");
+    outputs.push(out);
+    assert!(outputs.windows(2).all(|w| w[0] == w[1]), "{outputs:?}");
+    assert!(outputs[0].contains("GREETING=hi"), "{}", outputs[0]);
+}
+
 fn threads_program(dir: &Path, name: &str, thread_body: &str, main_body: &str) -> PathBuf {
     let path = dir.join(format!("{name}.wat"));
     std::fs::write(
