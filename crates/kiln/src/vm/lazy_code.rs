@@ -438,10 +438,18 @@ thread_local! {
     static BACKGROUND: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Marks this thread as a background compiler's (what it discovers is
-/// queued behind what wasm calls).
+/// Marks this thread as a background compiler's: what it discovers is
+/// queued behind what wasm calls, and it runs at the lowest priority, so
+/// that it takes cores nothing else wants instead of slowing the program
+/// (Linux: a thread's nice value is its own).
 pub fn mark_background_thread() {
     BACKGROUND.with(|b| b.set(true));
+    // SAFETY: plain system call on the calling thread; failure (not
+    // allowed, not Linux) leaves the priority as it was, which is fine.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+    }
 }
 
 fn is_background_thread() -> bool {
