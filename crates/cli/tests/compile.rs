@@ -161,3 +161,26 @@ fn progress_bar_on_a_terminal() {
     let quick = typescript("1h");
     assert!(!quick.contains("compiling"), "{quick:?}");
 }
+
+/// After a lazy `kiln run` that called one of two functions, `kiln
+/// compile` (eager) compiles only the other: the first comes from the
+/// function cache.
+#[test]
+fn compile_after_a_lazy_run_compiles_only_what_it_did_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let wat = dir.path().join("two.wat");
+    std::fs::write(
+        &wat,
+        r#"(module (func (export "a") (result i32) i32.const 1) (func (export "b") (result i32) i32.const 2))"#,
+    )
+    .expect("write");
+    let (code, stdout, err) =
+        run(kiln(&cache).args(["run", "-C", "background-compilation=n"]).arg(&wat).args(["--invoke", "a"]));
+    assert_eq!((code, stdout.as_str()), (0, "1\n"), "{err}");
+    let out = dir.path().join("two.cwasm");
+    let (code, _, err) = run(kiln(&cache).args(["compile", "--timings"]).arg(&wat).arg("-o").arg(&out));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("summed over 1 compiled function(s)"), "{err}");
+    assert!(err.contains("1 from the function cache"), "{err}");
+}
