@@ -150,6 +150,11 @@ const GC_SUITES: &[&str] = &["wasm-v3", "exceptions", "gc"];
 /// The extra mode of [`GC_SUITES`].
 const GC_ZEAL_MODE: &str = " [gc-zeal]";
 
+/// The second extra mode of [`GC_SUITES`]: a collection at every
+/// allocation with every function compiled lazily at its first call
+/// (the stack maps of code installed after the module was created).
+const LAZY_GC_ZEAL_MODE: &str = " [lazy+gc-zeal]";
+
 fn run(file: &TestFile<'static>, mode: &str) -> Result<(), Failed> {
     let mut config = config_for(file.parent(), file.name());
     if mode.contains("fuel") {
@@ -161,10 +166,10 @@ fn run(file: &TestFile<'static>, mode: &str) -> Result<(), Failed> {
     if mode.contains("eager") {
         config.table_lazy_init(false).memory_init_cow(false);
     }
-    if mode == LAZY_MODE {
+    if mode == LAZY_MODE || mode == LAZY_GC_ZEAL_MODE {
         config.compile_strategy(kiln::CompileStrategy::Lazy).background_compilation(false);
     }
-    if mode == GC_ZEAL_MODE {
+    if mode == GC_ZEAL_MODE || mode == LAZY_GC_ZEAL_MODE {
         config.gc_zeal(Some(1));
     }
     if mode.contains("pooling") {
@@ -200,7 +205,7 @@ fn expect_failure(result: Result<(), Failed>, entry: &str) -> Result<(), Failed>
 /// (expected to fail) when `UNSUPPORTED` lists it.
 fn file_trials(file: &TestFile<'static>) -> Vec<Trial> {
     let entry = unsupported_entry(file);
-    let zeal = GC_SUITES.contains(&file.parent()).then_some(&GC_ZEAL_MODE);
+    let zeal: &[&str] = if GC_SUITES.contains(&file.parent()) { &[GC_ZEAL_MODE, LAZY_GC_ZEAL_MODE] } else { &[] };
     MODES
         .iter()
         .chain(zeal)
