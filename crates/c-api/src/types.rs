@@ -399,25 +399,7 @@ pub unsafe extern "C" fn wasm_functype_new(
     })
 }
 
-static EMPTY_VALTYPES: EmptyVec = EmptyVec(CVecRaw { size: 0, data: std::ptr::null_mut() });
-
-/// A static empty vector (what the accessors return for a wrong type).
-#[repr(C)]
-struct CVecRaw {
-    size: usize,
-    data: *mut Option<Box<wasm_valtype_t>>,
-}
-
-struct EmptyVec(CVecRaw);
-// SAFETY: the static is an empty vector never written (size 0, NULL data).
-unsafe impl Sync for EmptyVec {}
-
-fn empty_valtypes() -> *const wasm_valtype_vec_t {
-    // `CVecRaw` has `CVec`'s layout (both `repr(C)` size + data pointer).
-    (&raw const EMPTY_VALTYPES.0).cast::<wasm_valtype_vec_t>()
-}
-
-/// `wasm_functype_params` (an empty vector for NULL or a non-function type).
+/// `wasm_functype_params` (NULL for NULL or a non-function type).
 ///
 /// # Safety
 ///
@@ -427,11 +409,11 @@ pub unsafe extern "C" fn wasm_functype_params(t: *const wasm_functype_t) -> *con
     // SAFETY: NULL or live, per the contract.
     match unsafe { ffi::borrow(t, "the function type") }.map(|t| &t.which) {
         Some(ExternTypeKind::Func { params, .. }) => params,
-        _ => empty_valtypes(),
+        _ => std::ptr::null(),
     }
 }
 
-/// `wasm_functype_results` (an empty vector for NULL or a non-function type).
+/// `wasm_functype_results` (NULL for NULL or a non-function type).
 ///
 /// # Safety
 ///
@@ -441,7 +423,7 @@ pub unsafe extern "C" fn wasm_functype_results(t: *const wasm_functype_t) -> *co
     // SAFETY: NULL or live, per the contract.
     match unsafe { ffi::borrow(t, "the function type") }.map(|t| &t.which) {
         Some(ExternTypeKind::Func { results, .. }) => results,
-        _ => empty_valtypes(),
+        _ => std::ptr::null(),
     }
 }
 

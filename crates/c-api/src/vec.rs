@@ -97,13 +97,14 @@ impl<T: Element> CVec<T> {
     /// Takes the elements out, leaving the vector empty.
     pub fn take(&mut self) -> Vec<T> {
         let (data, size) = (self.data, self.size);
+        if data.is_null() {
+            self.size = 0;
+            return Vec::new();
+        }
         // Plain field writes: assigning a whole `CVec` would drop the old
         // value, which is this one.
         self.data = std::ptr::null_mut();
         self.size = 0;
-        if data.is_null() || size == 0 {
-            return Vec::new();
-        }
         let slice = std::ptr::slice_from_raw_parts_mut(data, size);
         // SAFETY: an owned vector's data is a boxed slice of exactly
         // `size` elements made by `from_vec` (an `own` vector must come

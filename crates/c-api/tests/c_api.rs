@@ -26,10 +26,13 @@ const CRATE: &str = env!("CARGO_MANIFEST_DIR");
 
 fn main() {
     let args = Arguments::from_args();
-    libtest_mimic::run(&args, trials()).exit();
+    let scratch = scratch_dir();
+    let conclusion = libtest_mimic::run(&args, trials(&scratch));
+    let _ = std::fs::remove_dir_all(&scratch);
+    conclusion.exit();
 }
 
-fn trials() -> Vec<Trial> {
+fn trials(scratch: &Path) -> Vec<Trial> {
     if !tool_works("cc", &["--version"]) {
         return vec![DataError::Missing("the system C compiler `cc` is not installed".into()).into_trial("c_api")];
     }
@@ -37,7 +40,7 @@ fn trials() -> Vec<Trial> {
         Ok(d) => d,
         Err(e) => return vec![Trial::test("c_api", move || Err(e.into()))],
     };
-    let scratch = scratch_dir();
+    let scratch = scratch.to_path_buf();
     let mut trials = Vec::new();
     {
         let (lib_dir, scratch) = (lib_dir.clone(), scratch.clone());
@@ -82,17 +85,37 @@ fn tool_works(tool: &str, args: &[&str]) -> bool {
     Command::new(tool).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
-/// The directory holding the `libkiln.so` of this build: the profile
-/// directory above this test's `deps/`.
+/// Builds `libkiln.so` for this test's profile and target directory and
+/// returns the directory holding it. Cargo does not build a library that
+/// is only a cdylib/staticlib for integration tests (it has no rlib to
+/// link them with: rust-lang/cargo#8311), so the test runs `cargo build`
+/// itself (quick when the library is up to date; the dependencies are the
+/// ones this test's build already made, the dev and test profiles being
+/// the same here).
 fn lib_dir() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let deps = exe.parent().ok_or("no test directory")?;
-    for dir in [deps.parent().unwrap_or(deps), deps] {
-        if dir.join("libkiln.so").is_file() {
-            return Ok(dir.to_path_buf());
+    let profile_dir = exe.parent().and_then(Path::parent).ok_or("no profile directory above the test")?;
+    let target = profile_dir.parent().ok_or("no target directory")?;
+    let profile = profile_dir.file_name().and_then(|p| p.to_str()).ok_or("no profile name")?;
+    let mut cargo = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+    cargo.args(["build", "--quiet", "-p", "kiln-c-api", "--lib"]).env("CARGO_TARGET_DIR", target).current_dir(CRATE);
+    match profile {
+        "debug" => {}
+        "release" => {
+            cargo.arg("--release");
+        }
+        other => {
+            cargo.args(["--profile", other]);
         }
     }
-    Err(format!("libkiln.so not found beside {} (cargo builds it with the kiln-c-api crate)", deps.display()))
+    let out = run(cargo, Duration::from_secs(1800)).map_err(|e| format!("building libkiln.so: {e:?}"))?;
+    if !out.status.success() {
+        return Err(format!("building libkiln.so failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+    }
+    if !profile_dir.join("libkiln.so").is_file() {
+        return Err(format!("cargo built no {}", profile_dir.join("libkiln.so").display()));
+    }
+    Ok(profile_dir.to_path_buf())
 }
 
 /// A scratch directory for this run's binaries (under the target directory).

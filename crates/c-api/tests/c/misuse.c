@@ -132,6 +132,10 @@ int main(void) {
   wasm_globaltype_t* gt = wasm_globaltype_new(wasm_valtype_new_i32(), WASM_CONST);
   wasm_val_t wrong = WASM_F32_VAL(1.0f);
   CHECK(wasm_global_new(store, gt, &wrong) == NULL);
+  /* Accessors of a type of the wrong kind give NULL. */
+  wasm_memorytype_t* mt = wasm_memorytype_new(&lim);
+  CHECK(wasm_functype_params((wasm_functype_t*)(void*)mt) == NULL);
+  wasm_memorytype_delete(mt);
   wasm_byte_vec_t junk;
   wasm_byte_vec_new(&junk, 4, "junk");
   CHECK(wasm_module_deserialize(store, &junk) == NULL);
