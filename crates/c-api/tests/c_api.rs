@@ -355,7 +355,9 @@ const EXAMPLES: &[Example] = &[
     Example { name: "memory", lines: &["Growing memory...", "Creating stand-alone memory...", "Done."] },
     Example {
         name: "hostref",
-        lines: &["Accessing global...", "Accessing table...", "Accessing function...", "Done."],
+        // The callback prints the host info of the reference wasm passed it:
+        // the foreign objects' own, kept through wasm globals, tables, calls.
+        lines: &["Accessing global...", "Accessing table...", "Accessing function...", "> > 0x1", "> > 0x2", "Done."],
     },
     Example { name: "finalize", lines: &["Deleting store 2...", "Deleting store 1...", "Live count 0", "Done."] },
     Example { name: "multi", lines: &["> 4 3 2 1", "Done."] },
