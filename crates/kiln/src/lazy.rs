@@ -403,7 +403,8 @@ impl ModuleCompiler {
 /// at least one) that compile, one function at a time, the functions of
 /// lazily compiled modules not called yet, taking modules in turn.
 struct Background {
-    queue: Mutex<VecDeque<Weak<LazyCode>>>,
+    /// The modules to compile, and how many threads wait for one.
+    queue: Mutex<(VecDeque<Weak<LazyCode>>, usize)>,
     ready: Condvar,
 }
 
@@ -418,14 +419,17 @@ fn background() -> &'static Background {
                 background().work()
             });
         }
-        Background { queue: Mutex::new(VecDeque::new()), ready: Condvar::new() }
+        Background { queue: Mutex::new((VecDeque::new(), 0)), ready: Condvar::new() }
     })
 }
 
 impl Background {
     fn submit(&self, lazy: &Arc<LazyCode>) {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).push_back(Arc::downgrade(lazy));
-        self.ready.notify_one();
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        queue.0.push_back(Arc::downgrade(lazy));
+        if queue.1 > 0 {
+            self.ready.notify_one();
+        }
     }
 
     fn work(&self) {
@@ -433,9 +437,13 @@ impl Background {
             let next = {
                 let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
                 loop {
-                    match queue.pop_front() {
+                    match queue.0.pop_front() {
                         Some(m) => break m,
-                        None => queue = self.ready.wait(queue).unwrap_or_else(|e| e.into_inner()),
+                        None => {
+                            queue.1 += 1;
+                            queue = self.ready.wait(queue).unwrap_or_else(|e| e.into_inner());
+                            queue.1 -= 1;
+                        }
                     }
                 }
             };

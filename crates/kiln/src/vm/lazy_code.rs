@@ -68,6 +68,17 @@ const COMPILING: u8 = 1;
 const INSTALLED: u8 = 2;
 const FAILED: u8 = 3;
 
+/// The part of the lazy area not handed out yet.
+struct FreeArea {
+    /// The first free offset.
+    next: usize,
+    /// The end of the pages made writable ahead of use (never executable).
+    writable_end: usize,
+}
+
+/// Bytes of the lazy area made writable at a time.
+const WRITABLE_CHUNK: usize = 256 << 10;
+
 /// Functions installed together, with their tables in text offsets.
 struct Batch {
     start: u32,
@@ -94,10 +105,13 @@ pub struct LazyCode {
     batches: Box<[OnceLock<Batch>]>,
     batch_count: AtomicUsize,
     /// The first free offset of the lazy area; held while installing.
-    next_free: Mutex<usize>,
+    next_free: Mutex<FreeArea>,
     /// The message of each failed compilation.
     failures: Mutex<Vec<(u32, String)>>,
     done: (Mutex<()>, Condvar),
+    /// Threads waiting on `done` (changed under its lock): a compilation
+    /// that ends wakes them only if there are any (a wake is a system call).
+    waiters: AtomicU32,
     /// Functions to compile next: callees of what was compiled.
     hot: Mutex<VecDeque<u32>>,
     /// Where the search for anything else not compiled resumes.
@@ -188,9 +202,10 @@ impl LazyCode {
             code_at,
             batches: (0..n).map(|_| OnceLock::new()).collect(),
             batch_count: AtomicUsize::new(0),
-            next_free: Mutex::new(text_pages + slot_pages),
+            next_free: Mutex::new(FreeArea { next: text_pages + slot_pages, writable_end: text_pages + slot_pages }),
             failures: Mutex::new(Vec::new()),
             done: (Mutex::new(()), Condvar::new()),
+            waiters: AtomicU32::new(0),
             hot: Mutex::new(VecDeque::new()),
             cursor: AtomicU32::new(0),
             compiled: AtomicU32::new(0),
@@ -254,7 +269,9 @@ impl LazyCode {
                             state.store(FAILED, Ordering::Release);
                         }
                     }
-                    self.done.1.notify_all();
+                    if self.waiters.load(Ordering::Relaxed) > 0 {
+                        self.done.1.notify_all();
+                    }
                     return result;
                 }
                 Err(INSTALLED) => return Ok(self.code_addr(index)),
@@ -266,7 +283,10 @@ impl LazyCode {
                 Err(_) => {
                     let guard = self.done.0.lock().unwrap_or_else(|e| e.into_inner());
                     if state.load(Ordering::Acquire) == COMPILING {
-                        drop(self.done.1.wait(guard));
+                        self.waiters.fetch_add(1, Ordering::Relaxed);
+                        let guard = self.done.1.wait(guard).unwrap_or_else(|e| e.into_inner());
+                        self.waiters.fetch_sub(1, Ordering::Relaxed);
+                        drop(guard);
                     }
                 }
             }
@@ -346,8 +366,9 @@ impl LazyCode {
     /// area, makes them executable, records its tables, and points its slot
     /// at it. Returns its address and length.
     fn install(&self, index: DefinedFuncIndex, code: FunctionCode<'_>) -> Result<(usize, u32), String> {
-        let mut next = self.next_free.lock().unwrap_or_else(|e| e.into_inner());
-        let start = u32::try_from(*next).map_err(|_| "lazy code area full")?;
+        let mut free = self.next_free.lock().unwrap_or_else(|e| e.into_inner());
+        let next = free.next;
+        let start = u32::try_from(next).map_err(|_| "lazy code area full")?;
         let target = |g: DefinedFuncIndex, locs: &[kiln_environ::FunctionLoc]| {
             if g == index {
                 return locs.first().map(|l| l.start);
@@ -360,15 +381,21 @@ impl LazyCode {
             link_placed(&self.info.module, &[(index, code, body)], &[], start, &target).map_err(|e| e.to_string())?;
         let loc = *linked.funcs.first().ok_or("internal: nothing linked")?;
         let pages = round_up_to_page(linked.text.len().max(1)).ok_or("code too large")?;
-        if next.checked_add(pages).is_none_or(|end| end > self.map.len()) {
-            return Err("lazy code area full".into());
+        let end = next.checked_add(pages).filter(|end| *end <= self.map.len()).ok_or("lazy code area full")?;
+        if end > free.writable_end {
+            // Pages are made writable a chunk at a time ahead of use (one
+            // call instead of one per function); they hold no code until
+            // written, and each install makes its own pages executable,
+            // which takes their write permission away.
+            let chunk = (end - free.writable_end).max(WRITABLE_CHUNK).min(self.map.len() - free.writable_end);
+            self.map.make_accessible(free.writable_end, chunk).map_err(|e| e.to_string())?;
+            free.writable_end += chunk;
         }
-        self.map.make_accessible(*next, pages).map_err(|e| e.to_string())?;
-        // SAFETY: `[next, next + pages)` lies inside the reservation (checked
-        // above), was just made read-write, and no code runs in it: it was
-        // never executable, and `next_free` (held) hands it out once.
-        unsafe { std::ptr::copy_nonoverlapping(linked.text.as_ptr(), self.base().add(*next), linked.text.len()) };
-        self.map.make_executable(*next, pages).map_err(|e| e.to_string())?;
+        // SAFETY: `[next, end)` lies inside the reservation (checked above),
+        // is read-write (below `writable_end`), and no code runs in it: it
+        // was never executable, and `next_free` (held) hands it out once.
+        unsafe { std::ptr::copy_nonoverlapping(linked.text.as_ptr(), self.base().add(next), linked.text.len()) };
+        self.map.make_executable(next, pages).map_err(|e| e.to_string())?;
         let func = self.info.module.func_index(index);
         let batch = Batch {
             start,
@@ -389,8 +416,8 @@ impl LazyCode {
         // 8-aligned, for as long as `self`; compiled code reads it
         // concurrently, hence the atomic store.
         unsafe { AtomicU64::from_ptr(self.base().add(slot).cast::<u64>()).store(addr as u64, Ordering::Release) };
-        *next += pages;
-        debug_assert!(next.is_multiple_of(page_size()));
+        free.next = end;
+        debug_assert!(free.next.is_multiple_of(page_size()));
         Ok((addr, loc.length))
     }
 
