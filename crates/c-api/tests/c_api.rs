@@ -44,7 +44,10 @@ fn trials(scratch: &Path) -> Vec<Trial> {
     let mut trials = Vec::new();
     {
         let (lib_dir, scratch) = (lib_dir.clone(), scratch.clone());
-        trials.push(Trial::test("c_tests::coverage", move || coverage(&lib_dir, &scratch)));
+        trials.push(Trial::test("c_tests::coverage", move || {
+            example_matches_library()?;
+            coverage(&lib_dir, &scratch)
+        }));
     }
     let sources = match kiln_test_data::files_in(&Path::new(CRATE).join("tests/c"), "c") {
         Ok(s) => s,
@@ -85,20 +88,29 @@ fn tool_works(tool: &str, args: &[&str]) -> bool {
     Command::new(tool).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
-/// Builds `libkiln.so` for this test's profile and target directory and
-/// returns the directory holding it. Cargo does not build a library that
-/// is only a cdylib/staticlib for integration tests (it has no rlib to
-/// link them with: rust-lang/cargo#8311), so the test runs `cargo build`
-/// itself (quick when the library is up to date; the dependencies are the
-/// ones this test's build already made, the dev and test profiles being
-/// the same here).
+/// The directory holding the `libkiln.so` under test: the `kiln` example
+/// of this crate (`examples/kiln.rs`, the library's sources built as a
+/// cdylib), which `cargo test` builds with the tests. Cargo builds no
+/// cdylib-only library for integration tests (rust-lang/cargo#8311), hence
+/// the example. When it is missing or older than the sources (a run that
+/// built only this test, `--test c_api`), it is built here with `cargo
+/// build --example kiln`.
 fn lib_dir() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let profile_dir = exe.parent().and_then(Path::parent).ok_or("no profile directory above the test")?;
+    let dir = profile_dir.join("examples");
+    let lib = dir.join("libkiln.so");
+    let built = std::fs::metadata(&lib).and_then(|m| m.modified()).ok();
+    if built.is_some_and(|b| newest_source().is_none_or(|s| s <= b)) {
+        return Ok(dir);
+    }
     let target = profile_dir.parent().ok_or("no target directory")?;
     let profile = profile_dir.file_name().and_then(|p| p.to_str()).ok_or("no profile name")?;
     let mut cargo = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-    cargo.args(["build", "--quiet", "-p", "kiln-c-api", "--lib"]).env("CARGO_TARGET_DIR", target).current_dir(CRATE);
+    cargo
+        .args(["build", "--quiet", "-p", "kiln-c-api", "--example", "kiln"])
+        .env("CARGO_TARGET_DIR", target)
+        .current_dir(CRATE);
     match profile {
         "debug" => {}
         "release" => {
@@ -109,13 +121,55 @@ fn lib_dir() -> Result<PathBuf, String> {
         }
     }
     let out = run(cargo, Duration::from_secs(1800)).map_err(|e| format!("building libkiln.so: {e:?}"))?;
-    if !out.status.success() {
-        return Err(format!("building libkiln.so failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+    if !out.status.success() || !lib.is_file() {
+        return Err(format!("building {} failed:\n{}", lib.display(), String::from_utf8_lossy(&out.stderr)));
     }
-    if !profile_dir.join("libkiln.so").is_file() {
-        return Err(format!("cargo built no {}", profile_dir.join("libkiln.so").display()));
+    Ok(dir)
+}
+
+/// The newest modification time of the sources the library is built from.
+fn newest_source() -> Option<std::time::SystemTime> {
+    fn walk(dir: &Path, newest: &mut Option<std::time::SystemTime>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, newest);
+            } else if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
+                *newest = (*newest).max(Some(t));
+            }
+        }
     }
-    Ok(profile_dir.to_path_buf())
+    let root = Path::new(CRATE).join("../..");
+    let mut newest = None;
+    for d in [
+        "crates/c-api/src",
+        "crates/c-api/examples",
+        "crates/kiln/src",
+        "crates/wasi/src",
+        "crates/environ/src",
+        "crates/cranelift/src",
+    ] {
+        walk(&root.join(d), &mut newest);
+    }
+    newest
+}
+
+/// The modules `src/lib.rs` and `examples/kiln.rs` declare must agree (the
+/// example is the library built again).
+fn example_matches_library() -> Result<(), Failed> {
+    let mods = |file: &str| -> Result<Vec<String>, Failed> {
+        let text = std::fs::read_to_string(Path::new(CRATE).join(file)).map_err(|e| e.to_string())?;
+        Ok(text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("pub mod ")?.strip_suffix(';').map(str::to_string))
+            .collect())
+    };
+    let (lib, example) = (mods("src/lib.rs")?, mods("examples/kiln.rs")?);
+    if lib != example {
+        return Err(format!("examples/kiln.rs declares {example:?}, src/lib.rs {lib:?}").into());
+    }
+    Ok(())
 }
 
 /// A scratch directory for this run's binaries (under the target directory).
