@@ -4,7 +4,7 @@ use crate::ffi;
 use crate::refs::{Finalizer, RefKind, wasm_func_t, wasm_ref_t, wasm_trap_t};
 use crate::store::{StoreData, StoreRef, store_arg, wasm_store_t};
 use crate::trap::{HostTrap, boxed_message};
-use crate::types::{valkind, wasm_externtype_t, wasm_functype_t};
+use crate::types::{kind, valkind, wasm_externtype_t, wasm_functype_t};
 use crate::val::{from_c, to_c, wasm_val_t, wasm_val_vec_t};
 use crate::vec::{CVec, Element};
 use kiln::{Caller, Func, FuncType, Val, ValType};
@@ -109,7 +109,18 @@ fn call_c(
             });
         }
         for ((v, t), out) in res.iter().zip(result_types).zip(results.iter_mut()) {
-            *out = from_c(v, *t, &cell).map_err(|e| anyhow::anyhow!("host callback result: {e}"))?;
+            // Numbers straight into the slot, as in `call`.
+            match (v.kind, *t) {
+                // SAFETY: the kind says the value holds an `i32`.
+                (kind::I32, ValType::I32) => *out = Val::I32(unsafe { v.of.i32 }),
+                // SAFETY: the kind says the value holds an `i64`.
+                (kind::I64, ValType::I64) => *out = Val::I64(unsafe { v.of.i64 }),
+                // SAFETY: the kind says the value holds an `f32`.
+                (kind::F32, ValType::F32) => *out = Val::F32(unsafe { v.of.f32 }.to_bits()),
+                // SAFETY: the kind says the value holds an `f64`.
+                (kind::F64, ValType::F64) => *out = Val::F64(unsafe { v.of.f64 }.to_bits()),
+                _ => *out = from_c(v, *t, &cell).map_err(|e| anyhow::anyhow!("host callback result: {e}"))?,
+            }
         }
         Ok(())
     });
@@ -330,9 +341,22 @@ unsafe fn call(
         &mut vals_heap
     };
     for (i, ((slot, a), t)) in params.iter_mut().zip(args).zip(ty.params()).enumerate() {
-        match from_c(a, t, store) {
-            Ok(v) => *slot = v,
-            Err(e) => return boxed_message(format!("wasm_func_call: argument {i}: {e}")),
+        // Numbers are written straight into the slot (not through a
+        // `Result` on the stack, which would be copied back in wider moves
+        // than it was written with: a store-forwarding stall per value).
+        match (a.kind, t) {
+            // SAFETY: the kind says the value holds an `i32`.
+            (kind::I32, ValType::I32) => *slot = Val::I32(unsafe { a.of.i32 }),
+            // SAFETY: the kind says the value holds an `i64`.
+            (kind::I64, ValType::I64) => *slot = Val::I64(unsafe { a.of.i64 }),
+            // SAFETY: the kind says the value holds an `f32`.
+            (kind::F32, ValType::F32) => *slot = Val::F32(unsafe { a.of.f32 }.to_bits()),
+            // SAFETY: the kind says the value holds an `f64`.
+            (kind::F64, ValType::F64) => *slot = Val::F64(unsafe { a.of.f64 }.to_bits()),
+            _ => match from_c(a, t, store) {
+                Ok(v) => *slot = v,
+                Err(e) => return boxed_message(format!("wasm_func_call: argument {i}: {e}")),
+            },
         }
     }
     let outcome = store.with(|mut ctx| match f.call(&mut ctx, params, vals) {
