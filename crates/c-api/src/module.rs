@@ -147,18 +147,19 @@ pub unsafe extern "C" fn wasm_module_validate(store: *mut wasm_store_t, binary: 
 pub unsafe extern "C" fn wasm_module_imports(module: *const wasm_module_t, out: *mut wasm_importtype_vec_t) {
     // SAFETY: NULL or live, per the contract.
     let v = match unsafe { module_arg(module) } {
-        Some(m) => m
-            .module
-            .imports()
-            .filter_map(|i| {
-                let ty = wasm_externtype_t::from_kiln(&i.ty())?;
-                Some(Some(Box::new(wasm_importtype_t {
-                    module: name_of(i.module()),
-                    name: name_of(i.name()),
-                    ty: Box::new(ty),
-                })))
-            })
-            .collect(),
+        Some(m) => ffi::guard_with(Vec::new, || {
+            m.module
+                .imports()
+                .filter_map(|i| {
+                    let ty = wasm_externtype_t::from_kiln(&i.ty())?;
+                    Some(Some(Box::new(wasm_importtype_t {
+                        module: name_of(i.module()),
+                        name: name_of(i.name()),
+                        ty: Box::new(ty),
+                    })))
+                })
+                .collect()
+        }),
         None => Vec::new(),
     };
     // SAFETY: NULL or writable, per the contract.
@@ -174,14 +175,15 @@ pub unsafe extern "C" fn wasm_module_imports(module: *const wasm_module_t, out: 
 pub unsafe extern "C" fn wasm_module_exports(module: *const wasm_module_t, out: *mut wasm_exporttype_vec_t) {
     // SAFETY: NULL or live, per the contract.
     let v = match unsafe { module_arg(module) } {
-        Some(m) => m
-            .module
-            .exports()
-            .filter_map(|e| {
-                let ty = wasm_externtype_t::from_kiln(&e.ty())?;
-                Some(Some(Box::new(wasm_exporttype_t { name: name_of(e.name()), ty: Box::new(ty) })))
-            })
-            .collect(),
+        Some(m) => ffi::guard_with(Vec::new, || {
+            m.module
+                .exports()
+                .filter_map(|e| {
+                    let ty = wasm_externtype_t::from_kiln(&e.ty())?;
+                    Some(Some(Box::new(wasm_exporttype_t { name: name_of(e.name()), ty: Box::new(ty) })))
+                })
+                .collect()
+        }),
         None => Vec::new(),
     };
     // SAFETY: NULL or writable, per the contract.
