@@ -532,171 +532,124 @@ WASM_API_EXTERN void wasm_instance_exports(const wasm_instance_t*, own wasm_exte
 #define WASM_EMPTY_VEC {0, NULL}
 #define WASM_ARRAY_VEC(array) {sizeof(array)/sizeof(*(array)), array}
 
-static inline own wasm_valtype_t* wasm_valtype_new_i32(void) {
-  return wasm_valtype_new(WASM_I32);
-}
-static inline own wasm_valtype_t* wasm_valtype_new_i64(void) {
-  return wasm_valtype_new(WASM_I64);
-}
-static inline own wasm_valtype_t* wasm_valtype_new_f32(void) {
-  return wasm_valtype_new(WASM_F32);
-}
-static inline own wasm_valtype_t* wasm_valtype_new_f64(void) {
-  return wasm_valtype_new(WASM_F64);
-}
-static inline own wasm_valtype_t* wasm_valtype_new_externref(void) {
-  return wasm_valtype_new(WASM_EXTERNREF);
-}
-static inline own wasm_valtype_t* wasm_valtype_new_funcref(void) {
-  return wasm_valtype_new(WASM_FUNCREF);
-}
+/* Value types by kind. */
+static inline own wasm_valtype_t* wasm_valtype_new_i32(void) { return wasm_valtype_new(WASM_I32); }
+static inline own wasm_valtype_t* wasm_valtype_new_i64(void) { return wasm_valtype_new(WASM_I64); }
+static inline own wasm_valtype_t* wasm_valtype_new_f32(void) { return wasm_valtype_new(WASM_F32); }
+static inline own wasm_valtype_t* wasm_valtype_new_f64(void) { return wasm_valtype_new(WASM_F64); }
+static inline own wasm_valtype_t* wasm_valtype_new_externref(void) { return wasm_valtype_new(WASM_EXTERNREF); }
+static inline own wasm_valtype_t* wasm_valtype_new_funcref(void) { return wasm_valtype_new(WASM_FUNCREF); }
 
 /* Function types from up to three parameters and two results:
- * wasm_functype_new_P_R takes P parameter types then R result types. */
+ * wasm_functype_new_P_R takes P parameter types then R result types (all
+ * owned; they pass to the new type). */
+
+/* Builds a function type from arrays of value types (not part of the
+ * standard API; used by the helpers below). */
+static inline own wasm_functype_t* kiln_functype_new_from_arrays(
+  size_t np, wasm_valtype_t* const* ps, size_t nr, wasm_valtype_t* const* rs
+) {
+  wasm_valtype_vec_t params, results;
+  if (np) wasm_valtype_vec_new(&params, np, ps); else wasm_valtype_vec_new_empty(&params);
+  if (nr) wasm_valtype_vec_new(&results, nr, rs); else wasm_valtype_vec_new_empty(&results);
+  return wasm_functype_new(&params, &results);
+}
 
 static inline own wasm_functype_t* wasm_functype_new_0_0(void) {
-  wasm_valtype_vec_t params, results;
-  wasm_valtype_vec_new_empty(&params);
-  wasm_valtype_vec_new_empty(&results);
-  return wasm_functype_new(&params, &results);
+  return kiln_functype_new_from_arrays(0, NULL, 0, NULL);
 }
 
-static inline own wasm_functype_t* wasm_functype_new_1_0(
-  own wasm_valtype_t* p
-) {
-  wasm_valtype_t* ps[1] = {p};
-  wasm_valtype_vec_t params, results;
-  wasm_valtype_vec_new(&params, 1, ps);
-  wasm_valtype_vec_new_empty(&results);
-  return wasm_functype_new(&params, &results);
+static inline own wasm_functype_t* wasm_functype_new_1_0(own wasm_valtype_t* p) {
+  wasm_valtype_t* ps[] = {p};
+  return kiln_functype_new_from_arrays(1, ps, 0, NULL);
 }
 
-static inline own wasm_functype_t* wasm_functype_new_2_0(
-  own wasm_valtype_t* p1, own wasm_valtype_t* p2
-) {
-  wasm_valtype_t* ps[2] = {p1, p2};
-  wasm_valtype_vec_t params, results;
-  wasm_valtype_vec_new(&params, 2, ps);
-  wasm_valtype_vec_new_empty(&results);
-  return wasm_functype_new(&params, &results);
+static inline own wasm_functype_t* wasm_functype_new_2_0(own wasm_valtype_t* p1, own wasm_valtype_t* p2) {
+  wasm_valtype_t* ps[] = {p1, p2};
+  return kiln_functype_new_from_arrays(2, ps, 0, NULL);
 }
 
 static inline own wasm_functype_t* wasm_functype_new_3_0(
   own wasm_valtype_t* p1, own wasm_valtype_t* p2, own wasm_valtype_t* p3
 ) {
-  wasm_valtype_t* ps[3] = {p1, p2, p3};
-  wasm_valtype_vec_t params, results;
-  wasm_valtype_vec_new(&params, 3, ps);
-  wasm_valtype_vec_new_empty(&results);
-  return wasm_functype_new(&params, &results);
+  wasm_valtype_t* ps[] = {p1, p2, p3};
+  return kiln_functype_new_from_arrays(3, ps, 0, NULL);
 }
 
-static inline own wasm_functype_t* wasm_functype_new_0_1(
-  own wasm_valtype_t* r
-) {
-  wasm_valtype_t* rs[1] = {r};
-  wasm_valtype_vec_t params, results;
-  wasm_valtype_vec_new_empty(&params);
-  wasm_valtype_vec_new(&results, 1, rs);
-  return wasm_functype_new(&params, &results);
+static inline own wasm_functype_t* wasm_functype_new_0_1(own wasm_valtype_t* r) {
+  wasm_valtype_t* rs[] = {r};
+  return kiln_functype_new_from_arrays(0, NULL, 1, rs);
 }
 
-static inline own wasm_functype_t* wasm_functype_new_1_1(
-  own wasm_valtype_t* p, own wasm_valtype_t* r
-) {
-  wasm_valtype_t* ps[1] = {p};
-  wasm_valtype_t* rs[1] = {r};
-  wasm_valtype_vec_t params, results;
-  wasm_valtype_vec_new(&params, 1, ps);
-  wasm_valtype_vec_new(&results, 1, rs);
-  return wasm_functype_new(&params, &results);
+static inline own wasm_functype_t* wasm_functype_new_1_1(own wasm_valtype_t* p, own wasm_valtype_t* r) {
+  wasm_valtype_t* ps[] = {p};
+  wasm_valtype_t* rs[] = {r};
+  return kiln_functype_new_from_arrays(1, ps, 1, rs);
 }
 
 static inline own wasm_functype_t* wasm_functype_new_2_1(
   own wasm_valtype_t* p1, own wasm_valtype_t* p2, own wasm_valtype_t* r
 ) {
-  wasm_valtype_t* ps[2] = {p1, p2};
-  wasm_valtype_t* rs[1] = {r};
-  wasm_valtype_vec_t params, results;
-  wasm_valtype_vec_new(&params, 2, ps);
-  wasm_valtype_vec_new(&results, 1, rs);
-  return wasm_functype_new(&params, &results);
+  wasm_valtype_t* ps[] = {p1, p2};
+  wasm_valtype_t* rs[] = {r};
+  return kiln_functype_new_from_arrays(2, ps, 1, rs);
 }
 
 static inline own wasm_functype_t* wasm_functype_new_3_1(
-  own wasm_valtype_t* p1, own wasm_valtype_t* p2, own wasm_valtype_t* p3,
-  own wasm_valtype_t* r
+  own wasm_valtype_t* p1, own wasm_valtype_t* p2, own wasm_valtype_t* p3, own wasm_valtype_t* r
 ) {
-  wasm_valtype_t* ps[3] = {p1, p2, p3};
-  wasm_valtype_t* rs[1] = {r};
-  wasm_valtype_vec_t params, results;
-  wasm_valtype_vec_new(&params, 3, ps);
-  wasm_valtype_vec_new(&results, 1, rs);
-  return wasm_functype_new(&params, &results);
+  wasm_valtype_t* ps[] = {p1, p2, p3};
+  wasm_valtype_t* rs[] = {r};
+  return kiln_functype_new_from_arrays(3, ps, 1, rs);
 }
 
-static inline own wasm_functype_t* wasm_functype_new_0_2(
-  own wasm_valtype_t* r1, own wasm_valtype_t* r2
-) {
-  wasm_valtype_t* rs[2] = {r1, r2};
-  wasm_valtype_vec_t params, results;
-  wasm_valtype_vec_new_empty(&params);
-  wasm_valtype_vec_new(&results, 2, rs);
-  return wasm_functype_new(&params, &results);
+static inline own wasm_functype_t* wasm_functype_new_0_2(own wasm_valtype_t* r1, own wasm_valtype_t* r2) {
+  wasm_valtype_t* rs[] = {r1, r2};
+  return kiln_functype_new_from_arrays(0, NULL, 2, rs);
 }
 
 static inline own wasm_functype_t* wasm_functype_new_1_2(
   own wasm_valtype_t* p, own wasm_valtype_t* r1, own wasm_valtype_t* r2
 ) {
-  wasm_valtype_t* ps[1] = {p};
-  wasm_valtype_t* rs[2] = {r1, r2};
-  wasm_valtype_vec_t params, results;
-  wasm_valtype_vec_new(&params, 1, ps);
-  wasm_valtype_vec_new(&results, 2, rs);
-  return wasm_functype_new(&params, &results);
+  wasm_valtype_t* ps[] = {p};
+  wasm_valtype_t* rs[] = {r1, r2};
+  return kiln_functype_new_from_arrays(1, ps, 2, rs);
 }
 
 static inline own wasm_functype_t* wasm_functype_new_2_2(
-  own wasm_valtype_t* p1, own wasm_valtype_t* p2,
-  own wasm_valtype_t* r1, own wasm_valtype_t* r2
+  own wasm_valtype_t* p1, own wasm_valtype_t* p2, own wasm_valtype_t* r1, own wasm_valtype_t* r2
 ) {
-  wasm_valtype_t* ps[2] = {p1, p2};
-  wasm_valtype_t* rs[2] = {r1, r2};
-  wasm_valtype_vec_t params, results;
-  wasm_valtype_vec_new(&params, 2, ps);
-  wasm_valtype_vec_new(&results, 2, rs);
-  return wasm_functype_new(&params, &results);
+  wasm_valtype_t* ps[] = {p1, p2};
+  wasm_valtype_t* rs[] = {r1, r2};
+  return kiln_functype_new_from_arrays(2, ps, 2, rs);
 }
 
 static inline own wasm_functype_t* wasm_functype_new_3_2(
   own wasm_valtype_t* p1, own wasm_valtype_t* p2, own wasm_valtype_t* p3,
   own wasm_valtype_t* r1, own wasm_valtype_t* r2
 ) {
-  wasm_valtype_t* ps[3] = {p1, p2, p3};
-  wasm_valtype_t* rs[2] = {r1, r2};
-  wasm_valtype_vec_t params, results;
-  wasm_valtype_vec_new(&params, 3, ps);
-  wasm_valtype_vec_new(&results, 2, rs);
-  return wasm_functype_new(&params, &results);
+  wasm_valtype_t* ps[] = {p1, p2, p3};
+  wasm_valtype_t* rs[] = {r1, r2};
+  return kiln_functype_new_from_arrays(3, ps, 2, rs);
 }
 
-/* A host pointer as an integer value (i32 or i64, as wide as a pointer),
- * and back. */
+/* A host pointer as an integer value of a pointer's width (WASM_I32 on
+ * 32-bit hosts, WASM_I64 on 64-bit ones), and back. */
 
 static inline void wasm_val_init_ptr(own wasm_val_t* out, void* p) {
-#if UINTPTR_MAX == UINT32_MAX
+#if INTPTR_MAX == INT32_MAX
   out->kind = WASM_I32;
-  out->of.i32 = (intptr_t)p;
-#elif UINTPTR_MAX == UINT64_MAX
+  out->of.i32 = (int32_t)(intptr_t)p;
+#else
   out->kind = WASM_I64;
-  out->of.i64 = (intptr_t)p;
+  out->of.i64 = (int64_t)(intptr_t)p;
 #endif
 }
 
 static inline void* wasm_val_ptr(const wasm_val_t* val) {
-#if UINTPTR_MAX == UINT32_MAX
+#if INTPTR_MAX == INT32_MAX
   return (void*)(intptr_t)val->of.i32;
-#elif UINTPTR_MAX == UINT64_MAX
+#else
   return (void*)(intptr_t)val->of.i64;
 #endif
 }
