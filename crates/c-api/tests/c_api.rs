@@ -68,6 +68,10 @@ fn trials(scratch: &Path) -> Vec<Trial> {
     }
     match examples_dir() {
         Ok(dir) => {
+            {
+                let dir = dir.clone();
+                trials.push(Trial::test("upstream_examples::header", move || same_interface(&dir)));
+            }
             for ex in EXAMPLES {
                 let (dir, lib_dir, scratch) = (dir.clone(), lib_dir.clone(), scratch.clone());
                 trials.push(Trial::test(format!("upstream_examples::{}", ex.name), move || {
@@ -486,4 +490,100 @@ fn current_hostref(root: &Path, wasm: Vec<u8>) -> Result<Vec<u8>, Failed> {
     let text = std::fs::read_to_string(root.join("example/hostref.wat")).map_err(|e| e.to_string())?;
     let text = text.replace("(ref.null)", "(ref.null extern)");
     Ok(wat::parse_str(&text).map_err(|e| format!("hostref.wat: {e}"))?)
+}
+
+/// The header's text after the preprocessor (`cc -E`, or `cc -dM -E` for
+/// the macro definitions), whitespace collapsed.
+fn preprocessed(header: &Path, macros: bool) -> Result<String, Failed> {
+    let src = std::env::temp_dir().join(format!("kiln-hdr-{}-{}.c", std::process::id(), macros));
+    std::fs::write(&src, format!("#include \"{}\"\n", header.display())).map_err(|e| e.to_string())?;
+    let mut cc = Command::new("cc");
+    cc.args(if macros { &["-dM", "-E", "-x", "c"][..] } else { &["-E", "-P", "-x", "c"][..] }).arg(&src);
+    let out = run(cc, Duration::from_secs(60));
+    let _ = std::fs::remove_file(&src);
+    let out = out?;
+    check_status(&out, "cc -E")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if macros {
+        let mut lines: Vec<_> =
+            text.lines().filter(|l| l.contains("WASM") || l.contains("wasm_")).map(str::to_string).collect();
+        lines.sort();
+        return Ok(lines.join("\n"));
+    }
+    Ok(text.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// Removes the definitions (`name(...) { ... }`) of the inline functions
+/// from preprocessed header text, returning the rest and the functions'
+/// names.
+fn without_inline_functions(text: &str) -> (String, BTreeSet<String>) {
+    let mut rest = String::new();
+    let mut names = BTreeSet::new();
+    let mut s = text;
+    while let Some(i) = s.find("inline ") {
+        // The definition starts at `static inline` or `inline`.
+        let start = if s[..i].ends_with("static ") { i - "static ".len() } else { i };
+        rest.push_str(&s[..start]);
+        let Some(open) = s[i..].find('{').map(|o| i + o) else { break };
+        if let Some(name) = s[i..open].split('(').next().and_then(|h| h.split_whitespace().last()) {
+            names.insert(name.trim_start_matches('*').to_string());
+        }
+        let mut depth = 0;
+        let mut end = open;
+        for (k, c) in s[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = open + k + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        s = &s[end..];
+    }
+    rest.push_str(s);
+    (rest.split_whitespace().collect::<Vec<_>>().join(" "), names)
+}
+
+/// Our `wasm.h` has the published header's interface: the same text once
+/// preprocessed, apart from the bodies of inline helpers (ours are our
+/// own) and the float-size checks (upstream's non-static `inline void
+/// assertions(void)`, ours `_Static_assert`s); the same inline helpers by
+/// name (ours may add `kiln_` ones); the same macros.
+fn same_interface(root: &Path) -> Result<(), Failed> {
+    let theirs = root.join("include/wasm.h");
+    let ours = Path::new(CRATE).join("include/wasm.h");
+    let (their_text, their_inline) = without_inline_functions(&preprocessed(&theirs, false)?);
+    let (our_text, our_inline) = without_inline_functions(&preprocessed(&ours, false)?);
+    let our_text = our_text.split("; ").filter(|d| !d.starts_with("_Static_assert")).collect::<Vec<_>>().join("; ");
+    if their_text != our_text {
+        let (a, b): (Vec<_>, Vec<_>) = (their_text.split("; ").collect(), our_text.split("; ").collect());
+        let first = a.iter().zip(&b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+        return Err(format!(
+            "wasm.h differs from {} after preprocessing, at declaration {first}:\n  theirs: {:?}\n  ours:   {:?}",
+            theirs.display(),
+            a.get(first),
+            b.get(first)
+        )
+        .into());
+    }
+    let missing: Vec<_> = their_inline.iter().filter(|n| *n != "assertions" && !our_inline.contains(*n)).collect();
+    let extra: Vec<_> = our_inline.iter().filter(|n| !their_inline.contains(*n) && !n.starts_with("kiln_")).collect();
+    if !missing.is_empty() || !extra.is_empty() {
+        return Err(format!("inline helpers differ: missing {missing:?}, extra {extra:?}").into());
+    }
+    if preprocessed(&theirs, true)? != preprocessed(&ours, true)? {
+        return Err("wasm.h's macros differ from the published header's (cc -dM -E)".into());
+    }
+    println!(
+        "header: wasm.h matches {} after preprocessing ({} declarations, {} inline helpers, the same macros)",
+        theirs.display(),
+        our_text.matches("; ").count(),
+        their_inline.len() - 1
+    );
+    Ok(())
 }
