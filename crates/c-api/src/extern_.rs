@@ -172,7 +172,7 @@ pub unsafe extern "C" fn wasm_table_new(
         Err(e) => return fail(e, std::ptr::null_mut()),
     };
     // SAFETY: NULL or live, per the contract.
-    let init = match ref_to_val(unsafe { init.as_ref() }, tt.element(), store) {
+    let init = match ref_to_val(unsafe { ffi::optional(init) }, tt.element(), store) {
         Ok(v) => v,
         Err(e) => return fail(e, std::ptr::null_mut()),
     };
@@ -230,7 +230,7 @@ pub unsafe extern "C" fn wasm_table_get(t: *const wasm_table_t, index: u32) -> *
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wasm_table_set(t: *mut wasm_table_t, index: u32, r: *mut wasm_ref_t) -> bool {
     // SAFETY: NULL or live, per the contract.
-    let r = unsafe { r.as_ref() };
+    let r = unsafe { ffi::optional(r) };
     // SAFETY: NULL or live, per the contract.
     unsafe {
         with_object(t, is::table, "the table", false, |k, store, mut ctx| {
@@ -268,7 +268,7 @@ pub unsafe extern "C" fn wasm_table_size(t: *const wasm_table_t) -> u32 {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wasm_table_grow(t: *mut wasm_table_t, delta: u32, init: *mut wasm_ref_t) -> bool {
     // SAFETY: NULL or live, per the contract.
-    let init = unsafe { init.as_ref() };
+    let init = unsafe { ffi::optional(init) };
     // SAFETY: NULL or live, per the contract.
     unsafe {
         with_object(t, is::table, "the table", false, |k, store, mut ctx| {

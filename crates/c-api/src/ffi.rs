@@ -40,6 +40,27 @@ pub unsafe fn borrow_mut<'a, T>(p: *mut T, what: &str) -> Option<&'a mut T> {
     Some(unsafe { &mut *p })
 }
 
+/// Borrows the object behind `p` when NULL is allowed (NULL: `None`, no
+/// error recorded; for optional arguments like a null reference).
+///
+/// # Safety
+///
+/// As [`borrow`].
+pub unsafe fn optional<'a, T>(p: *const T) -> Option<&'a T> {
+    // SAFETY: NULL or live and unaliased by mutation, per the contract.
+    unsafe { p.as_ref() }
+}
+
+/// Borrows the object behind `p` mutably when NULL is allowed.
+///
+/// # Safety
+///
+/// As [`borrow_mut`].
+pub unsafe fn optional_mut<'a, T>(p: *mut T) -> Option<&'a mut T> {
+    // SAFETY: NULL or live and exclusive, per the contract.
+    unsafe { p.as_mut() }
+}
+
 /// Views `len` elements at `data` (an empty slice when `len` is 0, whatever
 /// `data` is; `None` when `len` is not 0 but `data` is null).
 ///

@@ -304,12 +304,12 @@ unsafe fn call(
         return boxed_message("wasm_func_call: the function is NULL or not a function");
     };
     // SAFETY: NULL or live, per the contract.
-    let args = match unsafe { args.as_ref() } {
+    let args = match unsafe { ffi::optional(args) } {
         None => Some(&[][..]),
         Some(a) => a.as_slice(),
     };
     // SAFETY: NULL or live and writable, per the contract.
-    let results = match unsafe { results.as_mut() } {
+    let results = match unsafe { ffi::optional_mut(results) } {
         None => Some(&mut [][..]),
         Some(v) => v.as_mut_slice(),
     };

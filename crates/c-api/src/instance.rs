@@ -73,7 +73,7 @@ pub unsafe extern "C" fn wasm_instance_new(
     // SAFETY: NULL or live, per the contract.
     let (store, module) = unsafe { (store_arg(store), crate::module::module_arg(module)) };
     // SAFETY: NULL or live, per the contract.
-    let imports = match unsafe { imports.as_ref() } {
+    let imports = match unsafe { ffi::optional(imports) } {
         None => Some(&[][..]),
         Some(v) => v.as_slice(),
     };
@@ -95,7 +95,7 @@ pub unsafe extern "C" fn wasm_instance_new(
         drop(unsafe { ffi::from_raw(t) });
     } else {
         // SAFETY: `trap` is writable, per the contract.
-        unsafe { trap.write(t) };
+        unsafe { ffi::write_out(trap, t) };
     }
     instance
 }

@@ -324,7 +324,7 @@ pub unsafe extern "C" fn kiln_module_new(
     match ffi::guard(Err(anyhow::anyhow!("internal error")), || crate::module::compile(&engine.engine, bytes, true)) {
         Ok(m) => {
             // SAFETY: checked non-NULL; writable per the contract.
-            unsafe { out.write(m) };
+            unsafe { ffi::write_out(out, m) };
             std::ptr::null_mut()
         }
         Err(e) => new_error(e),
@@ -382,7 +382,7 @@ pub unsafe extern "C" fn kiln_module_deserialize(
     }) {
         Ok(m) => {
             // SAFETY: checked non-NULL; writable per the contract.
-            unsafe { out.write(m) };
+            unsafe { ffi::write_out(out, m) };
             std::ptr::null_mut()
         }
         Err(e) => new_error(e),

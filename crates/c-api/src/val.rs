@@ -146,7 +146,7 @@ pub fn from_c(v: &wasm_val_t, want: ValType, store: &StoreRef) -> Result<Val, St
         ValType::F64 => Val::F64(unsafe { v.of.f64 }.to_bits()),
         ValType::FuncRef | ValType::ExternRef => {
             // SAFETY: a reference value holds NULL or a live reference.
-            let r = unsafe { v.reference().as_ref() };
+            let r = unsafe { ffi::optional(v.reference()) };
             ref_to_val(r, want, store)?
         }
         _ => return Err(format!("values of type {want} cannot cross the C API")),

@@ -372,7 +372,7 @@ pub unsafe extern "C" fn kiln_wasi_imports(
     match r {
         Ok(v) => {
             // SAFETY: checked non-NULL; writable per the contract.
-            unsafe { out.write(CVec::from_vec(v)) };
+            unsafe { ffi::write_out(out, CVec::from_vec(v)) };
             std::ptr::null_mut()
         }
         Err(e) => new_error(e),
