@@ -16,7 +16,7 @@ use crate::engine::Engine;
 use crate::function_cache;
 use crate::seal::{EntrySeal, MacKeys, module_key};
 use crate::vm::code_memory::ModuleCode;
-use crate::vm::lazy_code::{LazyCode, LazyCompiler};
+use crate::vm::lazy_code::{Background, LazyCode, LazyCompiler};
 use crate::vm::module_runtime::ModuleRuntime;
 use anyhow::{Context, Result, anyhow};
 use kiln_environ::wasmparser::{
@@ -24,10 +24,10 @@ use kiln_environ::wasmparser::{
 };
 use kiln_environ::*;
 use rayon::prelude::*;
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Whether lazy compilation is implemented for this target.
@@ -120,11 +120,18 @@ fn map_lazy(
     // generously more than the code it could become.
     let code_bytes = compiler.wasm.len();
     let area = (missing * 4096).saturating_add(code_bytes.saturating_mul(16)).saturating_add(16 << 20).min(1 << 30);
-    let lazy = LazyCode::new(text, area, info.clone(), Box::new(compiler)).context("failed to map compiled code")?;
+    // A module loaded from the cache starts its background compiler only
+    // when a call needs a function the artifact lacks: a run that needs
+    // nothing new (the usual warm start) then has the machine to itself.
+    let background = match (engine.config().background_compilation && missing > 0, compiler.from_artifact) {
+        (false, _) => Background::Off,
+        (true, false) => Background::Now,
+        (true, true) => Background::AtFirstMiss,
+    };
+    let lazy = LazyCode::new(text, area, info.clone(), Box::new(compiler), background)
+        .context("failed to map compiled code")?;
     let lazy = Arc::new(lazy);
-    if engine.config().background_compilation && missing > 0 {
-        background().submit(&lazy);
-    }
+    lazy.start_background(false);
     let code = ModuleCode::new_lazy(lazy, info.clone());
     Ok(runtime(engine, info, code))
 }
@@ -211,6 +218,9 @@ struct ModuleCompiler {
     times: Box<[AtomicU64]>,
     /// What was compiled: (defined index, encoded code, time taken).
     compiled: Mutex<Vec<(u32, Vec<u8>, Duration)>>,
+    /// Whether a call had to compile something (the module cache's
+    /// artifact lacked what the program needed).
+    called_missing: std::sync::atomic::AtomicBool,
 }
 
 impl ModuleCompiler {
@@ -225,6 +235,7 @@ impl ModuleCompiler {
             bodies: OnceLock::new(),
             from_artifact,
             compiled: Mutex::new(Vec::new()),
+            called_missing: Default::default(),
         }
     }
 
@@ -273,6 +284,9 @@ impl LazyCompiler for ModuleCompiler {
     }
 
     fn installed(&self, index: DefinedFuncIndex, encoded: Vec<u8>, addr: usize, len: u32) {
+        if !crate::vm::lazy_code::is_background_thread() {
+            self.called_missing.store(true, Ordering::Relaxed);
+        }
         if self.engine.config().profiling == crate::ProfilingStrategy::PerfMap {
             crate::profiling::register_perf_map_function(&self.info.module, index, addr, len);
         }
@@ -321,7 +335,14 @@ impl ModuleCompiler {
     fn store_in_cache(&self, installed: &[bool]) {
         let compiled = std::mem::take(&mut *self.compiled.lock().unwrap_or_else(|e| e.into_inner()));
         let Some(cache) = self.engine.config().cache.clone() else { return };
-        if compiled.is_empty() && self.from_artifact {
+        // A module loaded from the module cache stores anything only if a
+        // call needed a function its artifact lacked, or nothing is
+        // missing now. What the background compiler added in a run that
+        // needed nothing new is dropped: storing it would cost every such
+        // run more than compiling it again costs the rare run that needs
+        // it (and a run that completes the module stores it all).
+        let complete = installed.iter().all(|has| *has);
+        if self.from_artifact && !complete && !self.called_missing.load(Ordering::Relaxed) {
             return;
         }
         let Ok(bodies) = self.bodies() else { return };
@@ -396,63 +417,5 @@ impl ModuleCompiler {
         let took = self.times.iter().map(|t| Duration::from_nanos(t.load(Ordering::Relaxed))).sum();
         let header = self.engine.artifact_header(took);
         cache.put(CacheKind::Module, &key, serialize_artifact_in_place(&header, &artifact_info, text, &seal));
-    }
-}
-
-/// The process's background compiler: threads (one fewer than the cores,
-/// at least one) that compile, one function at a time, the functions of
-/// lazily compiled modules not called yet, taking modules in turn.
-struct Background {
-    /// The modules to compile, and how many threads wait for one.
-    queue: Mutex<(VecDeque<Weak<LazyCode>>, usize)>,
-    ready: Condvar,
-}
-
-fn background() -> &'static Background {
-    static BACKGROUND: OnceLock<Background> = OnceLock::new();
-    BACKGROUND.get_or_init(|| {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)).clamp(1, 4);
-        for i in 0..threads {
-            // Without threads, functions are still compiled at first call.
-            let _ = std::thread::Builder::new().name(format!("kiln-background-{i}")).stack_size(8 << 20).spawn(|| {
-                crate::vm::lazy_code::mark_background_thread();
-                background().work()
-            });
-        }
-        Background { queue: Mutex::new((VecDeque::new(), 0)), ready: Condvar::new() }
-    })
-}
-
-impl Background {
-    fn submit(&self, lazy: &Arc<LazyCode>) {
-        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        queue.0.push_back(Arc::downgrade(lazy));
-        if queue.1 > 0 {
-            self.ready.notify_one();
-        }
-    }
-
-    fn work(&self) {
-        loop {
-            let next = {
-                let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-                loop {
-                    match queue.0.pop_front() {
-                        Some(m) => break m,
-                        None => {
-                            queue.1 += 1;
-                            queue = self.ready.wait(queue).unwrap_or_else(|e| e.into_inner());
-                            queue.1 -= 1;
-                        }
-                    }
-                }
-            };
-            let Some(lazy) = next.upgrade() else { continue };
-            let Some(index) = lazy.next_to_compile() else { continue };
-            // Another thread may take the module meanwhile; `ensure`
-            // compiles once either way. A failure is reported at the call.
-            self.submit(&lazy);
-            let _ = lazy.ensure(index);
-        }
     }
 }

@@ -26,6 +26,7 @@ use kiln_environ::{
 };
 use std::collections::VecDeque;
 use std::io;
+use std::sync::Weak;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
@@ -118,6 +119,9 @@ pub struct LazyCode {
     cursor: AtomicU32,
     /// Functions compiled since creation.
     compiled: AtomicU32,
+    /// When the background compiler starts on this module; `Now` once
+    /// it has.
+    background: Mutex<Background>,
     /// Set when the module is gone: nothing more to compile ahead.
     retired: std::sync::atomic::AtomicBool,
     info: Arc<CompiledModuleInfo>,
@@ -151,6 +155,7 @@ impl LazyCode {
         area: usize,
         info: Arc<CompiledModuleInfo>,
         compiler: Box<dyn LazyCompiler>,
+        background: Background,
     ) -> io::Result<LazyCode> {
         let bad = || io::Error::other("inconsistent lazy code layout");
         let count = u32::try_from(info.funcs.len()).map_err(|_| bad())?;
@@ -210,6 +215,7 @@ impl LazyCode {
             cursor: AtomicU32::new(0),
             compiled: AtomicU32::new(0),
             retired: Default::default(),
+            background: Mutex::new(background),
             info,
             compiler,
         })
@@ -296,6 +302,23 @@ impl LazyCode {
     /// The module's WebAssembly bytes.
     pub fn wasm(&self) -> &[u8] {
         self.compiler.wasm()
+    }
+
+    /// Hands the module to the background compiler if it was made with
+    /// [`Background::Now`], or with [`Background::AtFirstMiss`] and
+    /// `missed` (a call had to compile).
+    pub fn start_background(self: &Arc<Self>, missed: bool) {
+        let mut background = self.background.lock().unwrap_or_else(|e| e.into_inner());
+        let start = match *background {
+            Background::Now => true,
+            Background::AtFirstMiss => missed,
+            Background::Off => false,
+        };
+        if start {
+            *background = Background::Off;
+            drop(background);
+            pool().submit(self);
+        }
     }
 
     /// Stops compiling ahead and tells the compiler the module is gone.
@@ -461,6 +484,76 @@ impl LazyCode {
     }
 }
 
+/// When a lazily compiled module's functions are compiled ahead of their
+/// first call (see [`LazyCode::new`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Background {
+    /// Never: only first calls compile.
+    Off,
+    /// From the start.
+    Now,
+    /// From the first call that has to compile something.
+    AtFirstMiss,
+}
+
+/// The process's background compiler: threads (one fewer than the cores,
+/// at least one) that compile, one function at a time, the functions of
+/// lazily compiled modules not called yet, taking modules in turn.
+struct BackgroundPool {
+    /// The modules to compile, and how many threads wait for one.
+    queue: Mutex<(VecDeque<Weak<LazyCode>>, usize)>,
+    ready: Condvar,
+}
+
+fn pool() -> &'static BackgroundPool {
+    static POOL: OnceLock<BackgroundPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)).clamp(1, 4);
+        for i in 0..threads {
+            // Without threads, functions are still compiled at first call.
+            let _ = std::thread::Builder::new().name(format!("kiln-background-{i}")).stack_size(8 << 20).spawn(|| {
+                crate::vm::lazy_code::mark_background_thread();
+                pool().work()
+            });
+        }
+        BackgroundPool { queue: Mutex::new((VecDeque::new(), 0)), ready: Condvar::new() }
+    })
+}
+
+impl BackgroundPool {
+    fn submit(&self, lazy: &Arc<LazyCode>) {
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        queue.0.push_back(Arc::downgrade(lazy));
+        if queue.1 > 0 {
+            self.ready.notify_one();
+        }
+    }
+
+    fn work(&self) {
+        loop {
+            let next = {
+                let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                loop {
+                    match queue.0.pop_front() {
+                        Some(m) => break m,
+                        None => {
+                            queue.1 += 1;
+                            queue = self.ready.wait(queue).unwrap_or_else(|e| e.into_inner());
+                            queue.1 -= 1;
+                        }
+                    }
+                }
+            };
+            let Some(lazy) = next.upgrade() else { continue };
+            let Some(index) = lazy.next_to_compile() else { continue };
+            // Another thread may take the module meanwhile; `ensure`
+            // compiles once either way. A failure is reported at the call.
+            self.submit(&lazy);
+            let _ = lazy.ensure(index);
+        }
+    }
+}
+
 thread_local! {
     static BACKGROUND: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
@@ -479,7 +572,8 @@ pub fn mark_background_thread() {
     }
 }
 
-fn is_background_thread() -> bool {
+/// Whether this thread is a background compiler's.
+pub fn is_background_thread() -> bool {
     BACKGROUND.with(|b| b.get())
 }
 
@@ -534,8 +628,11 @@ pub unsafe extern "C" fn lazy_compile_for_call(
 fn ensure_with_stack(lazy: &Arc<LazyCode>, index: u32) -> Result<usize, String> {
     let left = super::arch::stack_pointer().saturating_sub(super::traphandlers::stack_low());
     if left >= COMPILE_STACK {
-        return lazy.ensure(index);
+        let result = lazy.ensure(index);
+        lazy.start_background(true);
+        return result;
     }
+    lazy.start_background(true);
     std::thread::scope(|s| {
         std::thread::Builder::new()
             .name("kiln-compile".into())

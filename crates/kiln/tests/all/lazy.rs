@@ -294,3 +294,41 @@ fn async_calls_compile_on_the_fiber_stack_or_beside_it() {
     assert_eq!(result, 42);
     assert_eq!(compiled(&module), 2);
 }
+
+#[test]
+fn a_module_from_the_cache_compiles_ahead_only_after_a_call_misses() {
+    let mut funcs = String::new();
+    for k in 0..30 {
+        funcs.push_str(&format!("(func (export \"f{k}\") (result i32) i32.const {k})\n"));
+    }
+    let wat = format!("(module {funcs})");
+    let cache = Arc::new(MemoryCache::new(64 << 20));
+    let engine = |background: bool| {
+        let mut config = Config::new();
+        config.compile_strategy(CompileStrategy::Lazy).background_compilation(background).cache(cache.clone());
+        Engine::new(&config).expect("engine")
+    };
+    let call = |engine: &Engine, module: &Module, name: &str| {
+        let mut store = Store::new(engine, ());
+        let i = Instance::new(&mut store, module, &[]).expect("instance");
+        i.get_typed_func::<(), i32>(&mut store, name).expect("export").call(&mut store, ()).expect("runs")
+    };
+    // A first run, compiling only f0, leaves a lazy artifact.
+    let first = engine(false);
+    let module = Module::new(&first, &wat).expect("compiles");
+    assert_eq!(call(&first, &module, "f0"), 0);
+    drop(module);
+    // The next run needs nothing more: no background compilation.
+    let next = engine(true);
+    let module = Module::new(&next, &wat).expect("loads");
+    assert_eq!(call(&next, &module, "f0"), 0);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(compiled(&module), 0);
+    // A call that misses starts it: everything gets compiled.
+    assert_eq!(call(&next, &module, "f7"), 7);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while compiled(&module) < 29 {
+        assert!(std::time::Instant::now() < deadline, "only {} of 29 compiled", compiled(&module));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
