@@ -3,7 +3,7 @@
 use crate::ffi;
 use crate::refs::{Finalizer, RefKind, wasm_func_t, wasm_ref_t, wasm_trap_t};
 use crate::store::{StoreData, StoreRef, store_arg, wasm_store_t};
-use crate::trap::{HostTrap, boxed_message};
+use crate::trap::{HostTrap, TrapData, boxed_message};
 use crate::types::{kind, valkind, wasm_externtype_t, wasm_functype_t};
 use crate::val::{from_c, to_c, wasm_val_t, wasm_val_vec_t};
 use crate::vec::{CVec, Element};
@@ -104,7 +104,7 @@ fn call_c(
         // SAFETY: a non-NULL result is an `own` trap of this library.
         if let Some(trap) = unsafe { ffi::from_raw(trap) } {
             return Err(match &trap.kind {
-                RefKind::Trap(t) => anyhow::Error::new(HostTrap(t.clone())),
+                RefKind::Trap(t) => anyhow::Error::new(HostTrap(with_frames(t, &mut caller))),
                 _ => anyhow::anyhow!("a host callback returned something other than a trap"),
             });
         }
@@ -128,6 +128,18 @@ fn call_c(
         v.release();
     }
     r
+}
+
+/// A callback's trap as it leaves through wasm: with the wasm frames that
+/// called the callback, unless it has frames already (a trap that came out
+/// of a nested call, passed on).
+fn with_frames(t: &Arc<TrapData>, caller: &mut Caller<'_, StoreData>) -> Arc<TrapData> {
+    if !t.frames.is_empty() {
+        return t.clone();
+    }
+    let bt = kiln::WasmBacktrace::capture(caller);
+    let frames = crate::trap::frames_of(&bt, &caller.data().modules);
+    Arc::new(TrapData { message: t.message.clone(), frames, code: t.code, exit_status: t.exit_status })
 }
 
 /// Makes a host function of `ty` in `store`.

@@ -61,20 +61,9 @@ pub fn from_error(err: &anyhow::Error, modules: &[Arc<ModuleMeta>]) -> Arc<TrapD
         return t.clone();
     }
     if let Some(t) = err.downcast_ref::<kiln::Trap>() {
-        let frames = t
-            .backtrace()
-            .frames()
-            .iter()
-            .map(|f| {
-                let module_offset = f.module_offset().unwrap_or(0);
-                let func_offset =
-                    modules.iter().find_map(|m| m.func_offset(f.func_index(), module_offset)).unwrap_or(0);
-                wasm_frame_t { func_index: f.func_index(), func_offset, module_offset: module_offset as usize }
-            })
-            .collect();
         return Arc::new(TrapData {
             message: t.code().message().to_string(),
-            frames,
+            frames: frames_of(t.backtrace(), modules),
             code: Some(t.code() as u8),
             exit_status: None,
         });
@@ -88,6 +77,19 @@ pub fn from_error(err: &anyhow::Error, modules: &[Arc<ModuleMeta>]) -> Arc<TrapD
         });
     }
     TrapData::message(format!("{err:#}"))
+}
+
+/// The C frames of a Kiln backtrace; `modules` place them (their function
+/// body offsets).
+pub fn frames_of(bt: &kiln::WasmBacktrace, modules: &[Arc<ModuleMeta>]) -> Vec<wasm_frame_t> {
+    bt.frames()
+        .iter()
+        .map(|f| {
+            let module_offset = f.module_offset().unwrap_or(0);
+            let func_offset = modules.iter().find_map(|m| m.func_offset(f.func_index(), module_offset)).unwrap_or(0);
+            wasm_frame_t { func_index: f.func_index(), func_offset, module_offset: module_offset as usize }
+        })
+        .collect()
 }
 
 /// A new `own` trap object for C.

@@ -61,6 +61,14 @@ impl WasmBacktrace {
         WasmBacktrace { frames }
     }
 
+    /// The wasm frames that called the host function `caller` runs in,
+    /// innermost first (empty when it was called by the host, not wasm).
+    /// A host function returning an error can say where wasm was with it.
+    pub fn capture<T>(caller: &mut crate::Caller<'_, T>) -> WasmBacktrace {
+        let pcs = crate::vm::traphandlers::host_caller_pcs(caller.store.opaque.vm_mut());
+        WasmBacktrace::from_pcs(&pcs)
+    }
+
     /// The frames, innermost first.
     pub fn frames(&self) -> &[FrameInfo] {
         &self.frames

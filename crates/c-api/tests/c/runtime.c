@@ -380,7 +380,25 @@ int main(void) {
   wasm_trap_message(trap, &msg);
   CHECK(strcmp(msg.data, "host says no") == 0);
   wasm_name_delete(&msg);
+  CHECK(wasm_trap_origin(trap) == NULL); /* called by the host: no wasm frames */
   wasm_trap_delete(trap);
+  /* Called from wasm, the callback's trap has the calling wasm frames. */
+  wasm_module_t* m2 = wat(engine, "(module (import \"\" \"fail\" (func $fail)) (func (export \"run\") nop (call $fail)))");
+  wasm_extern_t* imports2[] = {wasm_func_as_extern(fail)};
+  wasm_instance_t* i2 = instantiate(store, m2, imports2, 1);
+  wasm_extern_vec_t ex2;
+  wasm_instance_exports(i2, &ex2);
+  trap = wasm_func_call(export_func(&ex2, 0), NULL, NULL);
+  wasm_trap_message(trap, &msg);
+  CHECK(strcmp(msg.data, "host says no") == 0);
+  wasm_name_delete(&msg);
+  wasm_frame_t* origin = wasm_trap_origin(trap);
+  CHECK(origin && wasm_frame_func_index(origin) == 1 && wasm_frame_func_offset(origin) > 0);
+  wasm_frame_delete(origin);
+  wasm_trap_delete(trap);
+  wasm_extern_vec_delete(&ex2);
+  wasm_instance_delete(i2);
+  wasm_module_delete(m2);
   wasm_func_delete(fail);
 
   wasm_extern_vec_delete(&exports);

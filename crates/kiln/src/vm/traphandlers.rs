@@ -107,6 +107,29 @@ pub fn current_activation() -> *const Activation {
     THREAD.with(|t| t.current.get())
 }
 
+/// The program counters of the wasm frames that called the host function
+/// now running on this thread from `store`'s wasm, innermost first (what a
+/// trap raised there would record); empty when this thread's innermost
+/// activation is not `store`'s.
+pub fn host_caller_pcs(store: &mut super::store::VmStore) -> Vec<usize> {
+    let act = current_activation();
+    let store_ctx = store.context_ptr();
+    if act.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: `act` is this thread's innermost live activation (maintained
+    // by `enter_wasm`); when it runs `store`'s wasm, its store context is
+    // `store`'s, valid, and records the exit of the wasm that called out.
+    unsafe {
+        let act = &*act;
+        if !ptr::eq(act.store_ctx, store_ctx) {
+            return Vec::new();
+        }
+        let ctx = &*act.store_ctx;
+        capture_pcs(ctx.last_wasm_exit_pc, ctx.last_wasm_exit_fp, ctx.last_wasm_entry_fp, true)
+    }
+}
+
 /// The lowest usable address of the stack this thread runs wasm on (0
 /// before it first ran any).
 pub fn stack_low() -> usize {
