@@ -129,7 +129,8 @@ fn c_side(here: &Path) -> Result<(f64, f64), String> {
     if !status.success() {
         return Err("cc failed".into());
     }
-    let out = Command::new(&exe).output().map_err(|e| e.to_string())?;
+    // Without cargo's LD_LIBRARY_PATH, which could name another libkiln.so.
+    let out = Command::new(&exe).env_remove("LD_LIBRARY_PATH").output().map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(&exe);
     if !out.status.success() {
         return Err(format!("calls.c failed: {}", String::from_utf8_lossy(&out.stderr)));
