@@ -295,16 +295,9 @@ fn compile_uncached(
     };
 
     // The packs of this module's environment: a lookup and a tag check each.
-    let function_keys = cache.map(|_| FunctionKeys::new(&engine.inner.salt, &info, &offsets));
-    let pack_keys = function_keys.as_ref().map(FunctionKeys::pack_keys);
-    let pack_bytes = match (cache, &pack_keys) {
-        (Some(c), Some(k)) => function_cache::lookup(c, k),
-        _ => [None, None],
-    };
-    let packs = match (cache, &function_keys, pack_keys) {
-        (Some(c), Some(f), Some(k)) => Some(function_cache::Packs::open(c, mac_keys, f, k, &pack_bytes)),
-        _ => None,
-    };
+    let pack_source = cache.map(|c| function_cache::PackSource::lookup(c, &engine.inner.salt, &info, &offsets));
+    let function_keys = pack_source.as_ref().map(function_cache::PackSource::keys);
+    let packs = cache.zip(pack_source.as_ref()).map(|(c, p)| p.open(c, mac_keys));
 
     // Every body found in the packs (its body is validated below), or its key.
     let report = |func: FuncIndex, outcome: FunctionOutcome, times: FunctionCompileTimes| {
@@ -352,7 +345,7 @@ fn compile_uncached(
     drop(first_with_key);
     let compile = |(i, key): (usize, Option<CacheKey>)| -> WasmResult<(usize, Obtained<'_>)> {
         let (func, input) = (func_of(i), &bodies[i]);
-        let source = function_keys.as_ref().and_then(|k| k.source(func, body_bytes(input)?));
+        let source = function_keys.and_then(|k| k.source(func, body_bytes(input)?));
         let start = Instant::now();
         let f = match observer {
             Some(_) => {

@@ -89,6 +89,40 @@ pub(crate) fn lookup(cache: &dyn Cache, keys: &[CacheKey; 2]) -> [Option<PackByt
     })
 }
 
+/// The packs of a module's environment as found in a cache, with the
+/// keys that name its functions: [`PackSource::open`] checks them.
+pub(crate) struct PackSource {
+    keys: FunctionKeys,
+    pack_keys: [CacheKey; 2],
+    bytes: [Option<PackBytes>; 2],
+}
+
+impl PackSource {
+    /// Looks up the packs of the environment of `module` (laid out as
+    /// `offsets`) in `cache`, for an engine with `salt`.
+    pub(crate) fn lookup(
+        cache: &dyn Cache,
+        salt: &CacheKey,
+        module: &kiln_environ::ModuleInfo,
+        offsets: &kiln_environ::VMOffsets,
+    ) -> PackSource {
+        let keys = FunctionKeys::new(salt, module, offsets);
+        let pack_keys = keys.pack_keys();
+        let bytes = lookup(cache, &pack_keys);
+        PackSource { keys, pack_keys, bytes }
+    }
+
+    /// The keys of the module's functions.
+    pub(crate) fn keys(&self) -> &FunctionKeys {
+        &self.keys
+    }
+
+    /// Checks the packs found ([`Packs::open`]).
+    pub(crate) fn open<'a>(&'a self, cache: &'a dyn Cache, mac_keys: Option<&'a MacKeys>) -> Packs<'a> {
+        Packs::open(cache, mac_keys, &self.keys, self.pack_keys, &self.bytes)
+    }
+}
+
 /// A function found in a pack, checked: its source matches the module's
 /// and its code is consistent.
 #[derive(Clone, Copy)]

@@ -66,16 +66,8 @@ pub(crate) fn compile_lazy(
         Some((c, k)) => (Some(c), k),
         None => (None, None),
     };
-    let function_keys = cache.map(|_| FunctionKeys::new(&engine.inner.salt, &info, &offsets));
-    let pack_keys = function_keys.as_ref().map(FunctionKeys::pack_keys);
-    let pack_bytes = match (cache, &pack_keys) {
-        (Some(c), Some(k)) => function_cache::lookup(c, k),
-        _ => [None, None],
-    };
-    let packs = match (cache, &function_keys, pack_keys) {
-        (Some(c), Some(f), Some(k)) => Some(function_cache::Packs::open(c, mac_keys, f, k, &pack_bytes)),
-        _ => None,
-    };
+    let pack_source = cache.map(|c| function_cache::PackSource::lookup(c, &engine.inner.salt, &info, &offsets));
+    let packs = cache.zip(pack_source.as_ref()).map(|(c, p)| p.open(c, mac_keys));
     let found: Vec<Option<FunctionCode<'_>>> =
         (0..n).map(|i| packs.as_ref()?.find(i, func_of(i), body_bytes(i)?).ok().map(|hit| hit.code)).collect();
     if let Some(c) = cache {
@@ -348,10 +340,9 @@ impl ModuleCompiler {
         let Ok(bodies) = self.bodies() else { return };
         let info = &self.info.module;
         let mac_keys = cache.mac_key().map(|k| MacKeys::derive(&k));
-        let function_keys = FunctionKeys::new(&self.engine.inner.salt, info, &self.offsets);
-        let pack_keys = function_keys.pack_keys();
-        let pack_bytes = function_cache::lookup(&*cache, &pack_keys);
-        let packs = function_cache::Packs::open(&*cache, mac_keys.as_ref(), &function_keys, pack_keys, &pack_bytes);
+        let pack_source = function_cache::PackSource::lookup(&*cache, &self.engine.inner.salt, info, &self.offsets);
+        let function_keys = pack_source.keys();
+        let packs = pack_source.open(&*cache, mac_keys.as_ref());
         let n = bodies.ranges.len();
         let body = |i: usize| bodies.ranges.get(i).and_then(|r| self.wasm.get(r.clone()));
         let func = |i: usize| info.func_index(DefinedFuncIndex::from_u32(i as u32));
