@@ -195,11 +195,11 @@ impl Case {
         // 3. Another engine: refused exactly when the settings that shape
         //    compiled code differ.
         let other_engine = kiln::Engine::new(&self.other.config()).map_err(|e| plain(format!("engine: {e:#}")))?;
-        // The allocation strategy is a runtime choice: it does not change
-        // compiled code, so artifacts move freely between pooling and
-        // on-demand engines.
-        let same_code = KilnSettings { pooling: false, ..self.other.clone() }
-            == KilnSettings { pooling: false, ..self.settings.clone() };
+        // The allocation strategy and the compile strategy are runtime
+        // choices: they do not change compiled code, so artifacts move
+        // freely between pooling and on-demand, lazy and eager engines.
+        let same_code = KilnSettings { pooling: false, lazy: None, ..self.other.clone() }
+            == KilnSettings { pooling: false, lazy: None, ..self.settings.clone() };
         match (kiln::Module::check_precompiled(&other_engine, &artifact), same_code) {
             (Ok(_), false) => {
                 return Err((
@@ -261,6 +261,10 @@ impl Case {
         config.cache(cache.clone());
         cache.flush();
         for d in &self.damage {
+            // A lazily compiled module writes its entries when it is
+            // dropped (the last iteration's `again`): they land before the
+            // forging, not after it.
+            cache.flush();
             let module_files = std::fs::read_dir(root.join("modules")).map(|r| r.count()).unwrap_or(0);
             let forged = damage_files(root, d, true);
             let before = cache.stats();

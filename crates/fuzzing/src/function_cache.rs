@@ -50,6 +50,10 @@ impl Cache for FunctionsOnly {
 /// the function to edit. Returns what went wrong.
 pub fn check(wasm: &[u8], settings: &KilnSettings, pick: usize) -> Result<(), String> {
     let cache = Arc::new(FunctionsOnly(MemoryCache::new(256 << 20)));
+    // Eager compilation: this oracle counts the functions compiled by
+    // `Module::from_binary`, which a lazily compiled module leaves for
+    // later (the lazy path through the same cache is `cache::run`'s).
+    let settings = KilnSettings { lazy: None, ..settings.clone() };
     let compile = |wasm: &[u8], cached: bool| -> Result<(Vec<u8>, CacheStats), String> {
         let mut config = settings.config();
         if cached {

@@ -60,6 +60,9 @@ pub struct KilnSettings {
     pub custom_page_sizes: bool,
     /// `WasmFeature::Gc`.
     pub gc: bool,
+    /// `Config::compile_strategy(Lazy)`: functions compiled at their first
+    /// call, with (`Some(true)`) or without a background compiler.
+    pub lazy: Option<bool>,
 }
 
 impl Default for KilnSettings {
@@ -84,6 +87,7 @@ impl Default for KilnSettings {
             wide_arithmetic: false,
             custom_page_sizes: false,
             gc: false,
+            lazy: None,
         }
     }
 }
@@ -125,7 +129,19 @@ impl KilnSettings {
             pooling: u.ratio(1, 4)?,
             relaxed_simd_deterministic: u.ratio(1, 2)?,
             ..KilnSettings::default()
-        })
+        }
+        .with_lazy_from_the_rest())
+    }
+
+    /// Chooses lazy compilation (a third of the settings) and its
+    /// background compiler from a hash of the other settings, not from the
+    /// fuzz input, so that saved inputs (tests/regressions) still build
+    /// the cases they were saved for.
+    fn with_lazy_from_the_rest(mut self) -> KilnSettings {
+        let text = format!("{self:?}");
+        let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        self.lazy = (hash % 3 == 0).then_some(hash & 8 != 0);
+        self
     }
 
     /// Switches on every proposal modules generated with `c` may use.
@@ -177,6 +193,9 @@ impl KilnSettings {
         }
         if self.pooling {
             c.allocation_strategy(kiln::InstanceAllocationStrategy::Pooling(Self::pooling_config()));
+        }
+        if let Some(background) = self.lazy {
+            c.compile_strategy(kiln::CompileStrategy::Lazy).background_compilation(background);
         }
         c
     }
