@@ -33,14 +33,17 @@ fn trap_code(r: Result<()>) -> Option<TrapCode> {
 
 #[test]
 fn fuel_stops_loops_recursion_and_host_loops() {
-    let mut config = Config::new();
-    config.consume_fuel(true);
-    let (mut store, instance) = setup(&config);
-    for name in ["spin", "recurse", "host_loop"] {
-        store.set_fuel(1_000).unwrap();
-        let f = instance.get_typed_func::<(), ()>(&mut store, name).unwrap();
-        assert_eq!(trap_code(f.call(&mut store, ())), Some(TrapCode::OutOfFuel), "{name}");
-        assert_eq!(store.get_fuel().unwrap(), 0, "{name}");
+    // Eagerly, and lazily (each function compiled at its first call).
+    for strategy in [CompileStrategy::Eager, CompileStrategy::Lazy] {
+        let mut config = Config::new();
+        config.consume_fuel(true).compile_strategy(strategy).background_compilation(false);
+        let (mut store, instance) = setup(&config);
+        for name in ["spin", "recurse", "host_loop"] {
+            store.set_fuel(1_000).unwrap();
+            let f = instance.get_typed_func::<(), ()>(&mut store, name).unwrap();
+            assert_eq!(trap_code(f.call(&mut store, ())), Some(TrapCode::OutOfFuel), "{name} {strategy:?}");
+            assert_eq!(store.get_fuel().unwrap(), 0, "{name} {strategy:?}");
+        }
     }
 }
 
@@ -174,13 +177,20 @@ fn trapping_calls_are_charged_what_they_ran() {
 #[test]
 fn epochs_stop_loops_recursion_and_host_loops() {
     for signals in [true, false] {
-        epochs_stop_everything(signals);
+        // Also with every function compiled lazily, at its first call: the
+        // signal handler finds code installed after the module was made.
+        for lazy in [false, true] {
+            epochs_stop_everything(signals, lazy);
+        }
     }
 }
 
-fn epochs_stop_everything(signals: bool) {
+fn epochs_stop_everything(signals: bool, lazy: bool) {
     let mut config = Config::new();
     config.epoch_interruption(true).epoch_interruption_signals(signals);
+    if lazy {
+        config.compile_strategy(CompileStrategy::Lazy).background_compilation(false);
+    }
     let (mut store, instance) = setup(&config);
     let engine = store.engine().clone();
     let _ticker = engine.start_epoch_ticker(Duration::from_millis(5));
