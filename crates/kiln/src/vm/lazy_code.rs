@@ -7,9 +7,13 @@
 //! ```text
 //! base: [ stubs | initial text: functions, trampolines ]  read+execute
 //!       [ slots, entry slot ]                             read+write
-//!       [ lazy area: functions installed later ... ]      each install: fresh pages,
-//!                                                         written, then read+execute
+//!       [ lazy area: functions installed later ... ]      each install: fresh pages
+//!                                                         (made read+write ahead, in
+//!                                                         chunks), written, then
+//!                                                         read+execute
 //! ```
+//!
+//! It also holds the process's background compiler ([`Background`]).
 //!
 //! Every offset below is from `base` (a *text offset*: the registry maps a
 //! pc to one the same way as for an eager module). Everything lies within
