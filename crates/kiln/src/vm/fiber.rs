@@ -202,6 +202,7 @@ impl Suspend {
     ///
     /// Call it only on the fiber this handle belongs to, while it runs
     /// (the async layer keeps it that way: `async_call.rs`).
+    #[inline(always)]
     pub fn suspend(&self) {
         // SAFETY: `shared` is the fiber's shared state, at the top of its
         // stack, alive as long as the fiber; the fiber is the one running
@@ -279,6 +280,7 @@ impl<R> Fiber<R> {
     ///
     /// Panics if the body has already returned, or passes on the body's
     /// panic.
+    #[inline(always)]
     pub fn resume<F: FnOnce(&Suspend) -> R>(&mut self, body: &mut Option<F>) -> Option<R> {
         assert!(self.stack.is_some() && !self.finished(), "resumed a finished fiber");
         let shared = self.shared();
