@@ -188,12 +188,36 @@ pub unsafe extern "C" fn kiln_wasi_config_set_stdin_bytes(
     }
 }
 
-/// Which standard stream a file is for.
-fn open_stream(path: *const c_char, write: bool) -> Option<std::fs::File> {
-    // SAFETY: NULL or a C string, per the callers' contracts.
-    let path = unsafe { ffi::c_str(path, "the path") }?;
-    let r = if write { std::fs::File::create(path) } else { std::fs::File::open(path) };
-    r.map_err(|e| crate::error::set_last_error(format!("`{path}`: {e}"))).ok()
+/// Opens the file at `path` (created or truncated when `write`) and gives
+/// it to `config` with `set`; false (and the last error) if `path` is NULL
+/// or the file cannot be opened.
+///
+/// # Safety
+///
+/// `config` is NULL or live; `path` is NULL or a C string.
+unsafe fn set_stream(
+    config: *mut kiln_wasi_config_t,
+    path: *const c_char,
+    write: bool,
+    set: impl FnOnce(&mut WasiCtxBuilder, std::fs::File),
+) -> bool {
+    // SAFETY: NULL or a C string, per the contract.
+    let Some(path) = (unsafe { ffi::c_str(path, "the path") }) else { return false };
+    let opened = if write { std::fs::File::create(path) } else { std::fs::File::open(path) };
+    let file = match opened {
+        Ok(f) => f,
+        Err(e) => {
+            crate::error::set_last_error(format!("`{path}`: {e}"));
+            return false;
+        }
+    };
+    // SAFETY: NULL or live, per the contract.
+    unsafe {
+        with_builder(config, |b| {
+            set(b, file);
+            true
+        })
+    }
 }
 
 /// `kiln_wasi_config_set_stdin_file`: stdin reads the file at `path`;
@@ -204,12 +228,10 @@ fn open_stream(path: *const c_char, write: bool) -> Option<std::fs::File> {
 /// `config` is NULL or live; `path` is NULL or a C string.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kiln_wasi_config_set_stdin_file(config: *mut kiln_wasi_config_t, path: *const c_char) -> bool {
-    let Some(f) = open_stream(path, false) else { return false };
-    // SAFETY: NULL or live, per the contract.
+    // SAFETY: the same contract.
     unsafe {
-        with_builder(config, |b| {
+        set_stream(config, path, false, |b, f| {
             b.stdin(f);
-            true
         })
     }
 }
@@ -225,12 +247,10 @@ pub unsafe extern "C" fn kiln_wasi_config_set_stdout_file(
     config: *mut kiln_wasi_config_t,
     path: *const c_char,
 ) -> bool {
-    let Some(f) = open_stream(path, true) else { return false };
-    // SAFETY: NULL or live, per the contract.
+    // SAFETY: the same contract.
     unsafe {
-        with_builder(config, |b| {
+        set_stream(config, path, true, |b, f| {
             b.stdout(f);
-            true
         })
     }
 }
@@ -246,12 +266,10 @@ pub unsafe extern "C" fn kiln_wasi_config_set_stderr_file(
     config: *mut kiln_wasi_config_t,
     path: *const c_char,
 ) -> bool {
-    let Some(f) = open_stream(path, true) else { return false };
-    // SAFETY: NULL or live, per the contract.
+    // SAFETY: the same contract.
     unsafe {
-        with_builder(config, |b| {
+        set_stream(config, path, true, |b, f| {
             b.stderr(f);
-            true
         })
     }
 }
