@@ -49,8 +49,7 @@ pub(crate) fn compile_lazy(
     let offsets = VMOffsets::new(&info);
     let n = bodies.len();
     let func_of = |i: usize| info.func_index(DefinedFuncIndex::from_u32(i as u32));
-    let ranges: Vec<Range<usize>> =
-        bodies.iter().map(|b| b.body.range()).map(|r| r.start as usize..r.end as usize).collect();
+    let ranges = body_ranges(&bodies);
     let body_bytes = |i: usize| wasm.get(ranges[i].clone());
 
     // Validation stays eager (the spec wants errors at compile time).
@@ -186,6 +185,11 @@ fn link_lazy(
     Ok((info, text))
 }
 
+/// Where each body lies in the module's bytes.
+fn body_ranges(bodies: &[FunctionBodyInput<'_>]) -> Vec<Range<usize>> {
+    bodies.iter().map(|b| b.body.range()).map(|r| r.start as usize..r.end as usize).collect()
+}
+
 /// The function bodies of a module and their validators.
 struct Bodies {
     ranges: Vec<Range<usize>>,
@@ -234,7 +238,7 @@ impl ModuleCompiler {
     fn bodies(&self) -> Result<&Bodies> {
         let bodies = self.bodies.get_or_init(|| {
             let t = translate_module(&self.wasm, self.features).map_err(|e| e.to_string())?;
-            let ranges = t.bodies.iter().map(|b| b.body.range()).map(|r| r.start as usize..r.end as usize).collect();
+            let ranges = body_ranges(&t.bodies);
             let validators = t.bodies.into_iter().map(|b| b.validator).collect();
             Ok(Bodies { ranges, validators })
         });
