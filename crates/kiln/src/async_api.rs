@@ -106,6 +106,7 @@ impl<Fib: Unpin, R> Unpin for AsyncCall<Fib, R> {}
 impl<Fib: Future<Output = Result<R>> + Unpin, R> Future for AsyncCall<Fib, R> {
     type Output = Result<R>;
 
+    #[inline(always)]
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<R>> {
         match &mut *self {
             AsyncCall::Done(r) => match r.take() {

@@ -132,6 +132,7 @@ impl AsyncCx {
 /// [`AsyncError::NotAsync`] when no async call of the store runs;
 /// [`AsyncError::Cancelled`] when the call's future was dropped meanwhile
 /// (`fut` is then dropped unfinished by the caller).
+#[inline(always)]
 pub fn block_on<F: Future + ?Sized>(cx: &AsyncCx, mut fut: Pin<&mut F>) -> Result<F::Output, AsyncError> {
     if !cx.on_fiber() {
         return Err(AsyncError::NotAsync);
@@ -161,6 +162,7 @@ pub fn block_on<F: Future + ?Sized>(cx: &AsyncCx, mut fut: Pin<&mut F>) -> Resul
 /// # Errors
 ///
 /// As for [`block_on`].
+#[inline(always)]
 pub fn wait_for<S: VMStore, R>(
     store: &mut S,
     make: impl FnOnce(&mut S) -> Pin<Box<dyn Future<Output = R> + Send + '_>>,
@@ -262,6 +264,7 @@ impl<S, F, R> FiberFuture<'_, S, F, R> {
     /// Resumes the fiber with task context `task` (null while cancelling);
     /// returns the body's result once it finished. The first resume
     /// starts `body`.
+    #[inline(always)]
     fn resume_with<B: FnOnce(&Suspend) -> R>(
         &mut self,
         task: *mut Context<'static>,
@@ -326,6 +329,7 @@ impl<S, F, R> FiberFuture<'_, S, F, R> {
 impl<S, F: FnOnce(&mut S) -> R, R> Future for FiberFuture<'_, S, F, R> {
     type Output = R;
 
+    #[inline(always)]
     fn poll(mut self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<R> {
         let this = &mut *self;
         if let Some(r) = this.early.take() {

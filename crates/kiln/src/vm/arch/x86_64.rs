@@ -508,36 +508,61 @@ pub unsafe fn load_word(addr: usize) -> usize {
     v
 }
 
-/// Switches stacks: pushes the callee-saved registers (rbp, rbx, r12-r15),
-/// stores the stack pointer at `save`, loads `to` as the stack pointer,
-/// pops the callee-saved registers saved there and returns on that stack.
-/// Returns when something switches back to the stack pointer stored at
-/// `save`.
+/// Switches stacks: pushes where to continue and the callee-saved
+/// registers (rbp, rbx, r12-r15), stores the stack pointer at `save`, loads
+/// `to` as the stack pointer, pops the callee-saved registers saved there
+/// and jumps to where that side continues. Returns when something switches
+/// back to the stack pointer stored at `save`.
+///
+/// Always inlined, with no call or return of its own: the processor
+/// predicts return addresses with a stack of the calls it has seen, which
+/// a switch leaves holding the other stack's calls. A switch that returned
+/// would miss that prediction at once, and the frames above it on the new
+/// side would each miss one more. Here the jump at each switch site has
+/// its own, usually constant, target, which the branch predictor learns,
+/// and the predicted returns are the ones pushed on this stack before it
+/// was left (measured in bench/ASYNC.md). The saved layout, a continuation
+/// address under six registers, is the one a call to a switch function
+/// leaves, so [`fiber_enter`]'s return also lands here.
 ///
 /// # Safety
 ///
 /// `save` is writable; `to` is a stack pointer stored by an earlier switch
 /// away from a stack that is still mapped and whose frames are all live, or
 /// one saved by [`fiber_enter`].
-#[unsafe(naked)]
-pub unsafe extern "C" fn fiber_switch(_save: *mut usize, _to: usize) {
-    core::arch::naked_asm!(
-        "push rbp",
-        "push rbx",
-        "push r12",
-        "push r13",
-        "push r14",
-        "push r15",
-        "mov [rdi], rsp",
-        "mov rsp, rsi",
-        "pop r15",
-        "pop r14",
-        "pop r13",
-        "pop r12",
-        "pop rbx",
-        "pop rbp",
-        "ret",
-    )
+#[inline(always)]
+pub unsafe fn fiber_switch(save: *mut usize, to: usize) {
+    // SAFETY: the caller's contract. The other side preserves rbx, rbp and
+    // r12-r15 (they are pushed here and popped by whoever switches back)
+    // and may change every register the C ABI lets a call change, which
+    // is what `clobber_abi` declares; the stack pointer comes back to what
+    // it was, with nothing left pushed.
+    unsafe {
+        core::arch::asm!(
+            "lea rax, [rip + 2f]",
+            "push rax",
+            "push rbp",
+            "push rbx",
+            "push r12",
+            "push r13",
+            "push r14",
+            "push r15",
+            "mov [rdi], rsp",
+            "mov rsp, rsi",
+            "pop r15",
+            "pop r14",
+            "pop r13",
+            "pop r12",
+            "pop rbx",
+            "pop rbp",
+            "pop rax",
+            "jmp rax",
+            "2:",
+            in("rdi") save,
+            in("rsi") to,
+            clobber_abi("C"),
+        );
+    }
 }
 
 /// Starts a fiber: pushes the callee-saved registers as [`fiber_switch`]
@@ -545,11 +570,14 @@ pub unsafe extern "C" fn fiber_switch(_save: *mut usize, _to: usize) {
 /// is `top` and calls `entry(a0, a1)` there. When `entry` returns, goes
 /// back to the stack pointer then stored at `save` (this call's frame, or
 /// the frame of whichever `fiber_switch` resumed the fiber last), pops the
-/// callee-saved registers saved there and returns on that stack.
+/// callee-saved registers saved there and continues on that stack.
 ///
 /// A fiber that never suspends thus runs as an ordinary call and return,
-/// which the processor's return prediction follows; one that does leaves
-/// and comes back through `fiber_switch`, with the same frame layout.
+/// which the processor's return prediction follows: the continuation
+/// saved at `save` is then still this call's return address, and this
+/// returns. One that did suspend was last resumed by an inlined
+/// [`fiber_switch`], which made no call, so this jumps to its
+/// continuation instead (a return would unbalance the predicted returns).
 ///
 /// # Safety
 ///
@@ -566,8 +594,10 @@ pub unsafe extern "C" fn fiber_enter(_save: *mut usize, _top: usize, _entry: usi
         "push r14",
         "push r15",
         "mov [rdi], rsp",
-        // `save` stays in rbx, which `entry` preserves.
+        // `save` stays in rbx and this call's return address in r12,
+        // which `entry` preserves.
         "mov rbx, rdi",
+        "mov r12, [rsp + 48]",
         "mov rsp, rsi",
         // A null frame pointer: frame walks stop at the fiber's first frame.
         "xor ebp, ebp",
@@ -575,12 +605,18 @@ pub unsafe extern "C" fn fiber_enter(_save: *mut usize, _top: usize, _entry: usi
         "mov rsi, r8",
         "call rdx",
         "mov rsp, [rbx]",
+        // Pops leave the flags alone.
+        "cmp r12, [rsp + 48]",
         "pop r15",
         "pop r14",
         "pop r13",
         "pop r12",
         "pop rbx",
         "pop rbp",
+        "jne 2f",
         "ret",
+        "2:",
+        "pop rcx",
+        "jmp rcx",
     )
 }
