@@ -13,7 +13,7 @@ use std::path::PathBuf;
 pub struct CodegenFlags {
     /// Compilation options, Wasmtime's spelling: `-C cache=n`,
     /// `-C cache-config=FILE`, `-C parallel-compilation=n`, and Kiln's
-    /// `-C lazy=y|n`. Comma-separated,
+    /// `-C lazy=y|n`, `-C tiering=y|n` and `-C baseline=y|n`. Comma-separated,
     /// repeatable; `-C help` lists them.
     #[arg(short = 'C', long = "codegen", value_name = "KEY[=VAL][,..]", value_parser = codegen_spec, help_heading = "Compilation and cache")]
     codegen_specs: Vec<String>,
@@ -39,6 +39,16 @@ const OPTIONS: &[OptionHelp] = &[
         key: "background-compilation",
         value: "[=y|n]",
         help: "with lazy compilation, compile functions not called yet on spare cores (default y)",
+    },
+    OptionHelp {
+        key: "tiering",
+        value: "[=y|n]",
+        help: "with lazy compilation, first calls use the baseline compiler and spare cores replace its code with Cranelift's (default n)",
+    },
+    OptionHelp {
+        key: "baseline",
+        value: "[=y|n]",
+        help: "compile every function the baseline compiler handles with it, for good: code ready much sooner, running slower (default n)",
     },
     OptionHelp { key: "parallel-compilation", value: "[=y|n]", help: "compile functions on all cores (default y)" },
     OptionHelp {
@@ -85,6 +95,19 @@ impl CodegenFlags {
                 }
                 "background-compilation" => {
                     config.background_compilation(item.bool()?);
+                }
+                "tiering" => {
+                    let which = if item.bool()? {
+                        kiln::BaselineCompilation::FirstCalls
+                    } else {
+                        kiln::BaselineCompilation::Off
+                    };
+                    config.baseline_compilation(which);
+                }
+                "baseline" => {
+                    let which =
+                        if item.bool()? { kiln::BaselineCompilation::Always } else { kiln::BaselineCompilation::Off };
+                    config.baseline_compilation(which);
                 }
                 "parallel-compilation" => {
                     config.parallel_compilation(item.bool()?);

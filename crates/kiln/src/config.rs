@@ -40,6 +40,7 @@ pub struct Config {
     pub(crate) parallel_compilation: bool,
     pub(crate) compile_strategy: CompileStrategy,
     pub(crate) background_compilation: bool,
+    pub(crate) baseline_compilation: crate::codegen::BaselineCompilation,
     /// Tests only (`__private_testing::fail_lazy_compilation`).
     pub(crate) fail_lazy_compilation: bool,
     pub(crate) cache: Option<std::sync::Arc<dyn crate::Cache>>,
@@ -186,6 +187,7 @@ impl Config {
             parallel_compilation: true,
             compile_strategy: CompileStrategy::Eager,
             background_compilation: true,
+            baseline_compilation: crate::codegen::BaselineCompilation::Off,
             fail_lazy_compilation: false,
             cache: None,
             allocation: InstanceAllocationStrategy::OnDemand,
@@ -449,6 +451,16 @@ impl Config {
     /// the function-level cache is shared between the two.
     pub fn compile_strategy(&mut self, strategy: CompileStrategy) -> &mut Self {
         self.compile_strategy = strategy;
+        self
+    }
+
+    /// Which functions Kiln's baseline compiler compiles: a one-pass
+    /// compiler whose code is ready much sooner than Cranelift's and runs
+    /// several times slower (see [`BaselineCompilation`](crate::BaselineCompilation);
+    /// default off). It handles part of WebAssembly so far, and leaves
+    /// the rest to Cranelift; it is used only on x86-64.
+    pub fn baseline_compilation(&mut self, which: crate::codegen::BaselineCompilation) -> &mut Self {
+        self.baseline_compilation = which;
         self
     }
 

@@ -29,7 +29,7 @@ impl std::fmt::Debug for Engine {
 #[repr(align(128))]
 pub(crate) struct EngineInner {
     pub(crate) config: Config,
-    pub(crate) compiler: CraneliftCompiler,
+    pub(crate) compiler: crate::codegen::EngineCompiler,
     pub(crate) types: Arc<TypeRegistry>,
     host_trampolines: Mutex<HashMap<u32, Arc<ModuleCode>>>,
     pub(crate) epoch: Arc<crate::vm::epoch::Epoch>,
@@ -226,6 +226,7 @@ impl Engine {
         };
         let compiler = CraneliftCompiler::new(CompilerOptions { tunables, verifier: config.verifier, opt_level })
             .context("cannot create the code generator")?;
+        let compiler = crate::codegen::EngineCompiler::new(compiler, config.baseline_compilation);
         crate::vm::signals::init_traps();
         let salt = kiln_environ::engine_salt(kiln_environ::KILN_VERSION, &compiler.fingerprint(), compiler.tunables());
         let allocator = match &config.allocation {

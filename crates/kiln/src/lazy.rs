@@ -16,7 +16,7 @@ use crate::engine::Engine;
 use crate::function_cache;
 use crate::seal::{EntrySeal, MacKeys, module_key};
 use crate::vm::code_memory::ModuleCode;
-use crate::vm::lazy_code::{Background, LazyCode, LazyCompiler};
+use crate::vm::lazy_code::{Background, LazyCode, LazyCompiler, Tier};
 use crate::vm::module_runtime::ModuleRuntime;
 use anyhow::{Context, Result, anyhow};
 use kiln_environ::wasmparser::{
@@ -253,7 +253,7 @@ impl ModuleCompiler {
 }
 
 impl LazyCompiler for ModuleCompiler {
-    fn compile(&self, index: DefinedFuncIndex) -> Result<Vec<u8>> {
+    fn compile(&self, index: DefinedFuncIndex, tier: Tier) -> Result<(Vec<u8>, Tier)> {
         if self.engine.config().fail_lazy_compilation {
             anyhow::bail!("compilation failed on purpose (a test)");
         }
@@ -266,27 +266,30 @@ impl LazyCompiler for ModuleCompiler {
         let validator =
             FuncToValidate { resources: v.resources.clone(), index: v.index, ty: v.ty, features: v.features };
         let func = self.info.module.func_index(index);
+        let compiler = &self.engine.inner.compiler;
+        let input = FunctionBodyInput { body, validator };
+        if tier == Tier::Baseline
+            && let Some(f) = compiler.compile_first_call(&self.info.module, &self.offsets, func, &input)?
+        {
+            return Ok((f.encode(), Tier::Baseline));
+        }
         let start = Instant::now();
-        let f = self.engine.inner.compiler.compile_function(
-            &self.info.module,
-            &self.offsets,
-            func,
-            FunctionBodyInput { body, validator },
-        )?;
+        let f = compiler.compile_function(&self.info.module, &self.offsets, func, input)?;
         if let Some(t) = self.times.get(i) {
             t.store(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
-        Ok(f.encode())
+        Ok((f.encode(), Tier::Optimized))
     }
 
-    fn installed(&self, index: DefinedFuncIndex, encoded: Vec<u8>, addr: usize, len: u32) {
+    fn installed(&self, index: DefinedFuncIndex, encoded: Vec<u8>, tier: Tier, addr: usize, len: u32) {
         if !crate::vm::lazy_code::is_background_thread() {
             self.called_missing.store(true, Ordering::Relaxed);
         }
         if self.engine.config().profiling == crate::ProfilingStrategy::PerfMap {
             crate::profiling::register_perf_map_function(&self.info.module, index, addr, len);
         }
-        if self.engine.config().cache.is_some() {
+        // Baseline code is replaced soon and never cached.
+        if self.engine.config().cache.is_some() && tier == Tier::Optimized {
             let took = Duration::from_nanos(self.times.get(index.index()).map_or(0, |t| t.load(Ordering::Relaxed)));
             self.compiled.lock().unwrap_or_else(|e| e.into_inner()).push((index.as_u32(), encoded, took));
         }

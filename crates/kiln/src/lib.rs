@@ -115,6 +115,7 @@
 
 mod async_api;
 mod cache;
+mod codegen;
 mod compile;
 mod compile_observer;
 mod config;
@@ -144,6 +145,7 @@ pub(crate) mod vm;
 pub use anyhow::{Error, Result};
 pub use async_api::{AsyncWaiter, HostFuture};
 pub use cache::{Cache, CacheEntry, CacheKind, CacheStats, DirectoryCache, MemoryCache};
+pub use codegen::BaselineCompilation;
 pub use compile_observer::{
     CompileObserver, CompilePhase, CompileTimings, FunctionOutcome, FunctionReport, FunctionTiming,
 };

@@ -131,9 +131,30 @@ fn unsupported_entry(file: &TestFile<'static>) -> Option<&'static str> {
 /// async stack, see [`WastContext::with_async_calls`]); and with lazy
 /// compilation and no background compiler, so that every function is
 /// compiled by its first call (through a call, `call_indirect`, a
-/// reference or an export). None of these may change any result.
-const MODES: &[&str] =
-    &["", " [eager]", " [pooling+epochs]", " [fuel+epochs]", " [polled-epochs]", ASYNC_MODE, LAZY_MODE];
+/// reference or an export); and with the baseline compiler compiling
+/// every function it can (`BaselineCompilation::Always`; Cranelift the
+/// rest); and with first calls compiled by the baseline compiler and
+/// replaced in the background (`BaselineCompilation::FirstCalls`). None of
+/// these may change any result.
+const MODES: &[&str] = &[
+    "",
+    " [eager]",
+    " [pooling+epochs]",
+    " [fuel+epochs]",
+    " [polled-epochs]",
+    ASYNC_MODE,
+    LAZY_MODE,
+    BASELINE_MODE,
+    TIERED_MODE,
+];
+
+/// The mode in which the baseline compiler compiles what it can.
+const BASELINE_MODE: &str = " [baseline]";
+
+/// The mode in which first calls compile with the baseline compiler
+/// (lazy compilation with `BaselineCompilation::FirstCalls`) and the
+/// background compiler replaces that code while the file runs.
+const TIERED_MODE: &str = " [tiered]";
 
 /// The mode in which every function is compiled at its first call.
 const LAZY_MODE: &str = " [lazy]";
@@ -168,6 +189,14 @@ fn run(file: &TestFile<'static>, mode: &str) -> Result<(), Failed> {
     }
     if mode == LAZY_MODE || mode == LAZY_GC_ZEAL_MODE {
         config.compile_strategy(kiln::CompileStrategy::Lazy).background_compilation(false);
+    }
+    if mode == BASELINE_MODE {
+        config.baseline_compilation(kiln::BaselineCompilation::Always);
+    }
+    if mode == TIERED_MODE {
+        config
+            .compile_strategy(kiln::CompileStrategy::Lazy)
+            .baseline_compilation(kiln::BaselineCompilation::FirstCalls);
     }
     if mode == GC_ZEAL_MODE || mode == LAZY_GC_ZEAL_MODE {
         config.gc_zeal(Some(1));

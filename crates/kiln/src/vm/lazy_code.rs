@@ -38,18 +38,22 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 /// and the module's bodies live outside `vm/`: `kiln/src/lazy.rs`).
 pub trait LazyCompiler: Send + Sync {
     /// Compiles defined function `index`; returns it encoded
-    /// (`CompiledFunction::encode`).
+    /// (`CompiledFunction::encode`) and which tier it is. `tier` is the
+    /// one wanted: [`Tier::Baseline`] for a first call (the compiler may
+    /// still return optimized code, when it has no baseline tier or its
+    /// baseline compiler declines the function), [`Tier::Optimized`]
+    /// ahead of calls and to replace baseline code.
     ///
     /// # Errors
     ///
     /// Code generation failed (a validated body can still exceed an
     /// implementation limit).
-    fn compile(&self, index: DefinedFuncIndex) -> anyhow::Result<Vec<u8>>;
+    fn compile(&self, index: DefinedFuncIndex, tier: Tier) -> anyhow::Result<(Vec<u8>, Tier)>;
 
     /// Told that `index` was installed at `addr`, `len` bytes (for the
-    /// cache and profilers); `encoded` is what [`LazyCompiler::compile`]
-    /// returned.
-    fn installed(&self, index: DefinedFuncIndex, encoded: Vec<u8>, addr: usize, len: u32);
+    /// cache and profilers); `encoded` and `tier` are what
+    /// [`LazyCompiler::compile`] returned.
+    fn installed(&self, index: DefinedFuncIndex, encoded: Vec<u8>, tier: Tier, addr: usize, len: u32);
 
     /// Told that the module is gone (its code is unregistered; functions
     /// still being compiled may be installed, but nothing runs them).
@@ -68,10 +72,38 @@ pub trait LazyCompiler: Send + Sync {
     fn callees(&self, index: DefinedFuncIndex) -> Vec<u32>;
 }
 
+/// Which compiler a function's code comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    /// The baseline compiler's: ready soon, runs slower; replaced by the
+    /// background compiler.
+    Baseline,
+    /// Cranelift's: final.
+    Optimized,
+}
+
+/// What the background compiler does next for a module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Work {
+    /// Replace this function's baseline code.
+    Optimize(u32),
+    /// Compile this function, not called yet.
+    Compile(u32),
+}
+
+// A function's compile state. Without a baseline tier it goes from
+// NOT_COMPILED through COMPILING to INSTALLED (or FAILED). With one, a
+// first call installs baseline code (BASELINE); the background compiler
+// then takes it to OPTIMIZING while it compiles the replacement, and to
+// INSTALLED once the replacement's address is in the slot (or to
+// BASELINE_KEPT if that compilation failed: the baseline code stays).
 const NOT_COMPILED: u8 = 0;
 const COMPILING: u8 = 1;
 const INSTALLED: u8 = 2;
 const FAILED: u8 = 3;
+const BASELINE: u8 = 4;
+const OPTIMIZING: u8 = 5;
+const BASELINE_KEPT: u8 = 6;
 
 /// The part of the lazy area not handed out yet.
 struct FreeArea {
@@ -119,6 +151,9 @@ pub struct LazyCode {
     waiters: AtomicU32,
     /// Functions to compile next: callees of what was compiled.
     hot: Mutex<VecDeque<u32>>,
+    /// Functions running baseline code, to optimize before anything
+    /// else, in the order they were first called.
+    to_optimize: Mutex<VecDeque<u32>>,
     /// Where the search for anything else not compiled resumes.
     cursor: AtomicU32,
     /// Functions compiled since creation.
@@ -209,13 +244,15 @@ impl LazyCode {
             text_len: text.len(),
             states,
             code_at,
-            batches: (0..n).map(|_| OnceLock::new()).collect(),
+            // A function is installed at most twice (baseline, optimized).
+            batches: (0..2 * n).map(|_| OnceLock::new()).collect(),
             batch_count: AtomicUsize::new(0),
             next_free: Mutex::new(FreeArea { next: text_pages + slot_pages, writable_end: text_pages + slot_pages }),
             failures: Mutex::new(Vec::new()),
             done: (Mutex::new(()), Condvar::new()),
             waiters: AtomicU32::new(0),
             hot: Mutex::new(VecDeque::new()),
+            to_optimize: Mutex::new(VecDeque::new()),
             cursor: AtomicU32::new(0),
             compiled: AtomicU32::new(0),
             retired: Default::default(),
@@ -245,6 +282,20 @@ impl LazyCode {
         self.compiled.load(Ordering::Relaxed)
     }
 
+    /// How many functions run baseline code, and how many have final
+    /// code (compiled with the module or later).
+    pub fn tier_counts(&self) -> (u32, u32) {
+        let mut counts = (0, 0);
+        for s in self.states.iter() {
+            match s.load(Ordering::Acquire) {
+                BASELINE | OPTIMIZING | BASELINE_KEPT => counts.0 += 1,
+                INSTALLED => counts.1 += 1,
+                _ => {}
+            }
+        }
+        counts
+    }
+
     /// The address the module's function records and exports use for
     /// defined function `index`: its code if it was compiled with the
     /// module, else its stub (which never changes, so records never need
@@ -260,7 +311,8 @@ impl LazyCode {
 
     /// Compiles and installs defined function `index` unless it has code,
     /// once even if several threads ask at the same time (the others wait
-    /// for the first). Returns its code's address.
+    /// for the first). Returns its code's address. A first call (not the
+    /// background compiler) asks for baseline code.
     ///
     /// # Errors
     ///
@@ -270,10 +322,15 @@ impl LazyCode {
         loop {
             match state.compare_exchange(NOT_COMPILED, COMPILING, Ordering::Acquire, Ordering::Acquire) {
                 Ok(_) => {
-                    let result = self.compile_and_install(index);
+                    let wanted = if is_background_thread() { Tier::Optimized } else { Tier::Baseline };
+                    let result = self.compile_and_install(index, wanted);
                     let _guard = self.done.0.lock().unwrap_or_else(|e| e.into_inner());
                     match &result {
-                        Ok(_) => state.store(INSTALLED, Ordering::Release),
+                        Ok((_, Tier::Optimized)) => state.store(INSTALLED, Ordering::Release),
+                        Ok((_, Tier::Baseline)) => {
+                            state.store(BASELINE, Ordering::Release);
+                            self.to_optimize.lock().unwrap_or_else(|e| e.into_inner()).push_back(index);
+                        }
                         Err(e) => {
                             self.failures.lock().unwrap_or_else(|e| e.into_inner()).push((index, e.clone()));
                             state.store(FAILED, Ordering::Release);
@@ -282,9 +339,9 @@ impl LazyCode {
                     if self.waiters.load(Ordering::Relaxed) > 0 {
                         self.done.1.notify_all();
                     }
-                    return result;
+                    return result.map(|(addr, _)| addr);
                 }
-                Err(INSTALLED) => return Ok(self.code_addr(index)),
+                Err(INSTALLED | BASELINE | OPTIMIZING | BASELINE_KEPT) => return Ok(self.code_addr(index)),
                 Err(FAILED) => {
                     let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
                     let message = failures.iter().find(|(i, _)| *i == index).map(|(_, m)| m.clone());
@@ -303,6 +360,21 @@ impl LazyCode {
         }
     }
 
+    /// Replaces defined function `index`'s baseline code with optimized
+    /// code, unless another thread is at it or has done it. Calls keep
+    /// running the baseline code until the slot changes; activations of
+    /// it already running finish in it.
+    pub fn optimize(&self, index: u32) {
+        let Some(state) = self.states.get(index as usize) else { return };
+        if state.compare_exchange(BASELINE, OPTIMIZING, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            return;
+        }
+        let next = match self.compile_and_install(index, Tier::Optimized) {
+            Ok((_, Tier::Optimized)) => INSTALLED,
+            _ => BASELINE_KEPT,
+        };
+        state.store(next, Ordering::Release);
+    }
     /// The module's WebAssembly bytes.
     pub fn wasm(&self) -> &[u8] {
         self.compiler.wasm()
@@ -328,6 +400,8 @@ impl LazyCode {
     /// Stops compiling ahead and tells the compiler the module is gone.
     pub fn retire(&self) {
         self.retired.store(true, Ordering::Relaxed);
+        // Baseline code is never cached: a function that has only that
+        // counts as not compiled.
         let installed: Vec<bool> = self.states.iter().map(|s| s.load(Ordering::Acquire) == INSTALLED).collect();
         self.compiler.retired(&installed);
     }
@@ -336,19 +410,29 @@ impl LazyCode {
         self.base() as usize + self.code_at[index as usize].load(Ordering::Acquire) as usize
     }
 
-    /// The next function worth compiling ahead of its first call (a callee
-    /// of something compiled, else the first not compiled), if any is left.
-    pub fn next_to_compile(&self) -> Option<u32> {
+    /// The next thing worth doing ahead of calls, if anything is left:
+    /// optimizing a function that runs baseline code, else compiling a
+    /// callee of something compiled, else the first function not
+    /// compiled.
+    pub fn next_to_compile(&self) -> Option<Work> {
         if self.retired.load(Ordering::Relaxed) {
             return None;
         }
-        let not_started =
-            |i: u32| self.states.get(i as usize).is_some_and(|s| s.load(Ordering::Relaxed) == NOT_COMPILED);
+        let state = |i: u32| self.states.get(i as usize).map(|s| s.load(Ordering::Relaxed));
+        {
+            let mut queue = self.to_optimize.lock().unwrap_or_else(|e| e.into_inner());
+            while let Some(i) = queue.pop_front() {
+                if state(i) == Some(BASELINE) {
+                    return Some(Work::Optimize(i));
+                }
+            }
+        }
+        let not_started = |i: u32| state(i) == Some(NOT_COMPILED);
         {
             let mut hot = self.hot.lock().unwrap_or_else(|e| e.into_inner());
             while let Some(i) = hot.pop_front() {
                 if not_started(i) {
-                    return Some(i);
+                    return Some(Work::Compile(i));
                 }
             }
         }
@@ -358,10 +442,12 @@ impl LazyCode {
             i += 1;
         }
         self.cursor.store(i, Ordering::Relaxed);
-        (i < n).then_some(i)
+        (i < n).then_some(Work::Compile(i))
     }
 
-    fn compile_and_install(&self, index: u32) -> Result<usize, String> {
+    /// Compiles defined function `index`, asking for tier `wanted`, and
+    /// installs the code. Returns its address and its tier.
+    fn compile_and_install(&self, index: u32, wanted: Tier) -> Result<(usize, Tier), String> {
         let defined = DefinedFuncIndex::from_u32(index);
         // What this function calls is what runs next: the background
         // compiler starts on it while this one compiles. The callees of a
@@ -378,30 +464,39 @@ impl LazyCode {
             }
         }
         let func = self.info.module.func_index(defined);
-        let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compiler.compile(defined)))
-            .map_err(|_| format!("internal: compiling function {} panicked", func.as_u32()))?
-            .map_err(|e| format!("failed to compile function {}: {e:#}", func.as_u32()))?;
+        let (encoded, tier) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compiler.compile(defined, wanted)))
+                .map_err(|_| format!("internal: compiling function {} panicked", func.as_u32()))?
+                .map_err(|e| format!("failed to compile function {}: {e:#}", func.as_u32()))?;
         let code = FunctionCode::parse(&encoded).ok_or("internal: a compiled function encodes inconsistently")?;
-        let (at, len) =
-            self.install(defined, code).map_err(|e| format!("failed to install function {}: {e}", func.as_u32()))?;
+        let (at, len) = self
+            .install(defined, code, tier)
+            .map_err(|e| format!("failed to install function {}: {e}", func.as_u32()))?;
         self.compiled.fetch_add(1, Ordering::Relaxed);
-        self.compiler.installed(defined, encoded, at, len);
-        Ok(at)
+        self.compiler.installed(defined, encoded, tier, at, len);
+        Ok((at, tier))
     }
 
     /// Links `code` (defined function `index`) into fresh pages of the lazy
     /// area, makes them executable, records its tables, and points its slot
     /// at it. Returns its address and length.
-    fn install(&self, index: DefinedFuncIndex, code: FunctionCode<'_>) -> Result<(usize, u32), String> {
+    ///
+    /// Calls go straight to a callee's code only when it is final: to
+    /// one without code, or with baseline code (which it will be
+    /// replaced), they go to its stub, whose slot follows it. So does a
+    /// baseline function's call to itself, or a recursion that started in
+    /// baseline code would stay in it.
+    fn install(&self, index: DefinedFuncIndex, code: FunctionCode<'_>, tier: Tier) -> Result<(usize, u32), String> {
         let mut free = self.next_free.lock().unwrap_or_else(|e| e.into_inner());
         let next = free.next;
         let start = u32::try_from(next).map_err(|_| "lazy code area full")?;
         let target = |g: DefinedFuncIndex, locs: &[kiln_environ::FunctionLoc]| {
-            if g == index {
+            if g == index && tier == Tier::Optimized {
                 return locs.first().map(|l| l.start);
             }
+            let final_code = self.states.get(g.index())?.load(Ordering::Acquire) == INSTALLED;
             let at = self.code_at.get(g.index())?.load(Ordering::Acquire);
-            Some(if at != 0 { at } else { self.layout.stub(g.as_u32()) })
+            Some(if at != 0 && final_code && g != index { at } else { self.layout.stub(g.as_u32()) })
         };
         let body = self.compiler.body_offset(index);
         let linked =
@@ -549,11 +644,17 @@ impl BackgroundPool {
                 }
             };
             let Some(lazy) = next.upgrade() else { continue };
-            let Some(index) = lazy.next_to_compile() else { continue };
-            // Another thread may take the module meanwhile; `ensure`
-            // compiles once either way. A failure is reported at the call.
+            let Some(work) = lazy.next_to_compile() else { continue };
+            // Another thread may take the module meanwhile; `ensure` and
+            // `optimize` compile once either way. A failure is reported at
+            // the call.
             self.submit(&lazy);
-            let _ = lazy.ensure(index);
+            match work {
+                Work::Optimize(index) => lazy.optimize(index),
+                Work::Compile(index) => {
+                    let _ = lazy.ensure(index);
+                }
+            }
         }
     }
 }

@@ -87,6 +87,12 @@ pub fn lazily_compiled(module: &crate::Module) -> Option<u32> {
     module.runtime().code.lazy().map(|l| l.compiled_count())
 }
 
+/// For a lazily compiled module: how many of its functions run baseline
+/// code, and how many have final (Cranelift) code.
+pub fn lazy_tiers(module: &crate::Module) -> Option<(u32, u32)> {
+    module.runtime().code.lazy().map(|l| l.tier_counts())
+}
+
 /// Makes every compilation of a lazily compiled function fail in engines
 /// made from `config`: tests the failure path of a first call (a trap
 /// with the message, never a crash).

@@ -332,3 +332,85 @@ fn a_module_from_the_cache_compiles_ahead_only_after_a_call_misses() {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
+
+fn tiered_engine(background: bool) -> Engine {
+    let mut config = Config::new();
+    config
+        .compile_strategy(CompileStrategy::Lazy)
+        .background_compilation(background)
+        .baseline_compilation(BaselineCompilation::FirstCalls);
+    Engine::new(&config).expect("engine")
+}
+
+fn tiers(module: &Module) -> (u32, u32) {
+    kiln::__private_testing::lazy_tiers(module).expect("compiled lazily")
+}
+
+const TIERED_WAT: &str = r#"(module
+     (memory 1)
+     (func $fib (export "fib") (param i32) (result i32)
+       local.get 0 i32.const 2 i32.lt_u
+       if (result i32) local.get 0
+       else
+         local.get 0 i32.const 1 i32.sub call $fib
+         local.get 0 i32.const 2 i32.sub call $fib
+         i32.add
+       end)
+     (func $sum (export "sum") (param i32) (result i64) (local i64)
+       block $done
+         loop $next
+           local.get 0 i32.eqz br_if $done
+           local.get 1 local.get 0 i64.extend_i32_u i64.add local.set 1
+           local.get 0 i32.const 1 i32.sub local.set 0
+           br $next
+         end
+       end
+       local.get 1)
+     (func (export "load") (param i32) (result i32) local.get 0 i32.load)
+     (func (export "deep") (param i32) (result i32)
+       local.get 0 i32.const 1 i32.add call 3))"#;
+
+#[test]
+fn first_calls_run_baseline_code_that_traps_and_recurses_like_any() {
+    let engine = tiered_engine(false);
+    let module = Module::new(&engine, TIERED_WAT).expect("compiles");
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[]).expect("instance");
+    let fib = i.get_typed_func::<i32, i32>(&mut store, "fib").expect("fib");
+    let sum = i.get_typed_func::<i32, i64>(&mut store, "sum").expect("sum");
+    assert_eq!(fib.call(&mut store, 20).expect("runs"), 6765);
+    assert_eq!(sum.call(&mut store, 100_000).expect("runs"), 5_000_050_000);
+    // No background compiler: both stay baseline code.
+    assert_eq!(tiers(&module), (2, 0));
+    let load = i.get_typed_func::<i32, i32>(&mut store, "load").expect("load");
+    let e = load.call(&mut store, 65_535).expect_err("out of bounds");
+    let t = e.downcast_ref::<Trap>().expect("a trap");
+    assert_eq!(t.code(), TrapCode::MemoryOutOfBounds, "{e:?}");
+    assert_eq!(t.backtrace().frames().len(), 1, "{e:?}");
+    let deep = i.get_typed_func::<i32, i32>(&mut store, "deep").expect("deep");
+    let e = deep.call(&mut store, 0).expect_err("no end");
+    let t = e.downcast_ref::<Trap>().expect("a trap");
+    assert_eq!(t.code(), TrapCode::StackOverflow, "{e:?}");
+    assert!(t.backtrace().frames().len() > 100, "a backtrace through the baseline frames");
+    assert_eq!(tiers(&module), (4, 0));
+}
+
+#[test]
+fn the_background_compiler_replaces_baseline_code() {
+    let engine = tiered_engine(true);
+    let module = Module::new(&engine, TIERED_WAT).expect("compiles");
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[]).expect("instance");
+    let fib = i.get_typed_func::<i32, i32>(&mut store, "fib").expect("fib");
+    assert_eq!(fib.call(&mut store, 25).expect("runs"), 75025);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while tiers(&module) != (0, 4) {
+        assert!(std::time::Instant::now() < deadline, "tiers stuck at {:?}", tiers(&module));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // Calls now reach Cranelift's code through the stubs' slots, and the
+    // recursion that started in baseline code goes there too.
+    assert_eq!(fib.call(&mut store, 25).expect("runs"), 75025);
+    let sum = i.get_typed_func::<i32, i64>(&mut store, "sum").expect("sum");
+    assert_eq!(sum.call(&mut store, 10).expect("runs"), 55);
+}

@@ -1,0 +1,473 @@
+//! The operator loop: reads a function body once and emits its machine
+//! code as it goes (see the crate docs and `frame.rs` for the frame).
+//!
+//! The compiler *declines* a function it cannot compile (an operator,
+//! type or signature it does not handle, or settings whose
+//! instrumentation it does not emit): [`compile_function`] then returns
+//! [`Declined`] and the caller compiles the function with Cranelift.
+//! Functions arrive validated (a module is validated whole before any of
+//! its code is compiled), so the compiler trusts the operand types it
+//! tracks; an operator sequence that contradicts them declines rather
+//! than panics.
+
+use crate::abi::Loc;
+use crate::control::{Control, Frame, FrameKind};
+use crate::frame::{Layout, VMCTX, ValType};
+use crate::x64::asm::{Alu, Assembler, Cond, FSize, Label, Mem, Reg, Size};
+use kiln_environ::{CompiledFunction, FuncIndex, ModuleInfo, Relocation, TrapCode, Tunables, VMOffsets, vmoffsets};
+use wasmparser::{BlockType, FunctionBody, Operator};
+
+/// Why the baseline compiler left a function to Cranelift.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Declined(pub String);
+
+impl std::fmt::Display for Declined {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "baseline compiler declined: {}", self.0)
+    }
+}
+
+impl std::error::Error for Declined {}
+
+pub(crate) fn decline<T>(why: impl Into<String>) -> Result<T, Declined> {
+    Err(Declined(why.into()))
+}
+
+/// The processor features some operators need, found once.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuFeatures {
+    /// `lzcnt` (`clz`).
+    pub lzcnt: bool,
+    /// `tzcnt` (`ctz`).
+    pub bmi1: bool,
+    /// `popcnt`.
+    pub popcnt: bool,
+    /// `roundss`/`roundsd` (`ceil`, `floor`, `trunc`, `nearest`).
+    pub sse41: bool,
+}
+
+impl CpuFeatures {
+    /// The features of the processor this runs on.
+    pub fn detect() -> CpuFeatures {
+        CpuFeatures {
+            lzcnt: std::is_x86_feature_detected!("lzcnt"),
+            bmi1: std::is_x86_feature_detected!("bmi1"),
+            popcnt: std::is_x86_feature_detected!("popcnt"),
+            sse41: std::is_x86_feature_detected!("sse4.1"),
+        }
+    }
+}
+
+/// Converts a signature, declining types the compiler does not handle.
+pub(crate) fn signature(ty: &kiln_environ::FuncType) -> Result<(Vec<ValType>, Vec<ValType>), Declined> {
+    let conv = |ts: &[kiln_environ::WasmValType]| -> Result<Vec<ValType>, Declined> {
+        ts.iter().map(|t| ValType::from_wasm(*t).ok_or_else(|| Declined(format!("value type {t:?}")))).collect()
+    };
+    let (p, r) = (conv(ty.params())?, conv(ty.results())?);
+    crate::abi::results(&r)?;
+    Ok((p, r))
+}
+
+/// Everything one function's compilation reads and builds.
+pub(crate) struct Codegen<'m> {
+    pub(crate) module: &'m ModuleInfo,
+    pub(crate) offsets: &'m VMOffsets,
+    pub(crate) tunables: &'m Tunables,
+    pub(crate) cpu: CpuFeatures,
+    pub(crate) asm: Assembler,
+    pub(crate) layout: Layout,
+    /// Types of the locals, parameters first.
+    pub(crate) locals: Vec<ValType>,
+    /// Types of the operand stack, bottom first.
+    pub(crate) stack: Vec<ValType>,
+    pub(crate) max_depth: usize,
+    /// The largest stack argument area of any call made.
+    pub(crate) max_outgoing: u32,
+    pub(crate) control: Control,
+    pub(crate) results: Vec<ValType>,
+    /// Bytes of this function's stack arguments, popped when it returns.
+    pub(crate) incoming_stack_bytes: u32,
+    pub(crate) relocations: Vec<Relocation>,
+    pub(crate) traps: Vec<(u32, TrapCode)>,
+    pub(crate) address_map: Vec<(u32, u32)>,
+    /// Out-of-line traps: their label, code and wasm offset.
+    pub(crate) trap_stubs: Vec<(Label, TrapCode, u32)>,
+    /// The wasm offset (from the body's start) of the operator being compiled.
+    pub(crate) wasm_offset: u32,
+}
+
+/// Compiles defined function `func` with the baseline compiler.
+///
+/// # Errors
+///
+/// [`Declined`] when the function uses something the baseline compiler
+/// does not handle (the caller then uses Cranelift), including a body it
+/// cannot read.
+pub fn compile_function(
+    tunables: &Tunables,
+    cpu: CpuFeatures,
+    module: &ModuleInfo,
+    offsets: &VMOffsets,
+    func: FuncIndex,
+    body: &FunctionBody<'_>,
+) -> Result<CompiledFunction, Declined> {
+    if tunables.consume_fuel {
+        return decline("fuel metering");
+    }
+    if tunables.epoch_interruption && !tunables.epoch_signals {
+        return decline("polled epoch interruption");
+    }
+    if tunables.nan_canonicalization {
+        return decline("NaN canonicalization");
+    }
+    let (params, results) = signature(module.func_type(func))?;
+    let mut locals = params.clone();
+    let mut reader = body.get_locals_reader().map_err(|e| Declined(e.to_string()))?;
+    for _ in 0..reader.get_count() {
+        let (count, t) = reader.read().map_err(|e| Declined(e.to_string()))?;
+        let t = ValType::from_parser(t).ok_or_else(|| Declined(format!("local of type {t:?}")))?;
+        if locals.len() as u64 + u64::from(count) > 50_000 {
+            return decline("more than 50,000 locals");
+        }
+        locals.extend(std::iter::repeat_n(t, count as usize));
+    }
+    let layout = Layout { locals: locals.len() as u32 };
+    let body_start = body.range().start;
+    let mut g = Codegen {
+        module,
+        offsets,
+        tunables,
+        cpu,
+        asm: Assembler::with_capacity(((body.range().end - body.range().start) as usize).saturating_mul(8) + 64),
+        layout,
+        locals,
+        stack: Vec::new(),
+        max_depth: 0,
+        max_outgoing: 0,
+        control: Control::default(),
+        results: results.clone(),
+        incoming_stack_bytes: 0,
+        relocations: Vec::new(),
+        traps: Vec::new(),
+        address_map: Vec::new(),
+        trap_stubs: Vec::new(),
+        wasm_offset: 0,
+    };
+    let frame_patch = g.prologue(&params)?;
+    let end = g.asm.new_label();
+    g.control.push(Frame { kind: FrameKind::Function, height: 0, params: Vec::new(), results, end, head: None });
+    let mut ops = body.get_operators_reader().map_err(|e| Declined(e.to_string()))?;
+    while !ops.eof() {
+        let pos = ops.original_position();
+        let op = ops.read().map_err(|e| Declined(e.to_string()))?;
+        g.wasm_offset = (pos - body_start) as u32;
+        if g.control.is_empty() {
+            return decline("operators after the function's end");
+        }
+        g.operator(op)?;
+    }
+    if !g.control.is_empty() {
+        return decline("a body without its final end");
+    }
+    g.finish(frame_patch)
+}
+
+impl Codegen<'_> {
+    /// Emits the prologue: frame, stack-limit check, parameters and
+    /// zeroed locals into their slots. Returns where the frame size goes
+    /// once known (the displacement of the check's `lea` and the
+    /// immediate of the `sub`).
+    fn prologue(&mut self, params: &[ValType]) -> Result<(u32, u32), Declined> {
+        let a = &mut self.asm;
+        a.push(Reg::Rbp);
+        a.mov_rr(Size::S64, Reg::Rbp, Reg::Rsp);
+        // Stack limit: vmctx -> store context -> limit; the new stack
+        // pointer must not go below it.
+        a.load(Size::S64, Reg::Rax, Mem::base_disp(Reg::Rdi, vmoffsets::vmctx_header::STORE_CONTEXT as i32));
+        // `lea r11, [rsp - frame]` with a 32-bit displacement patched later.
+        a.lea(Reg::R11, Mem::base_disp(Reg::Rsp, i32::MIN / 2));
+        let lea_patch = a.offset() - 4;
+        a.alu_rm(Alu::Cmp, Size::S64, Reg::R11, Mem::base_disp(Reg::Rax, vmoffsets::store_context::STACK_LIMIT as i32));
+        let overflow = a.new_label();
+        a.jcc(Cond::B, overflow);
+        self.trap_stubs.push((overflow, TrapCode::StackOverflow, 0));
+        let a = &mut self.asm;
+        a.alu_ri(Alu::Sub, Size::S64, Reg::Rsp, i32::MAX / 2);
+        let sub_patch = a.offset() - 4;
+        a.store(Size::S64, VMCTX, Reg::Rdi);
+        let args = crate::abi::args(params)?;
+        self.incoming_stack_bytes = args.stack_bytes;
+        for (i, loc) in args.locs.iter().enumerate() {
+            let slot = self.layout.local(i as u32);
+            match *loc {
+                Loc::Float(x) => self.asm.movs_store(FSize::F64, slot, x),
+                Loc::Int(r) => self.asm.store(Size::S64, slot, r),
+                Loc::Stack(off) => {
+                    self.asm.load(Size::S64, Reg::Rax, Mem::base_disp(Reg::Rbp, 16 + off));
+                    self.asm.store(Size::S64, slot, Reg::Rax);
+                }
+            }
+        }
+        if self.locals.len() > params.len() {
+            self.asm.alu_rr(Alu::Xor, Size::S32, Reg::Rax, Reg::Rax);
+            for i in params.len()..self.locals.len() {
+                let slot = self.layout.local(i as u32);
+                self.asm.store(Size::S64, slot, Reg::Rax);
+            }
+        }
+        Ok((lea_patch, sub_patch))
+    }
+
+    /// Loads the function's results, from depth `first` up, into the
+    /// result registers and returns.
+    pub(crate) fn epilogue_from(&mut self, first: usize) -> Result<(), Declined> {
+        let locs = crate::abi::results(&self.results)?;
+        for (i, loc) in locs.iter().enumerate() {
+            let slot = self.layout.depth(first + i);
+            match *loc {
+                Loc::Float(x) => self.asm.movs_load(FSize::F64, x, slot),
+                Loc::Int(r) => self.asm.load(Size::S64, r, slot),
+                Loc::Stack(_) => return decline("results returned through memory"),
+            }
+        }
+        self.asm.mov_rr(Size::S64, Reg::Rsp, Reg::Rbp);
+        self.asm.pop(Reg::Rbp);
+        match self.incoming_stack_bytes {
+            0 => self.asm.ret(),
+            n => {
+                let [lo, hi, ..] = n.to_le_bytes();
+                // `ret imm16`: also pops the stack arguments.
+                self.asm.bytes(&[0xc2, lo, hi]);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, (lea_patch, sub_patch): (u32, u32)) -> Result<CompiledFunction, Declined> {
+        let stubs = std::mem::take(&mut self.trap_stubs);
+        for (label, code, wasm_offset) in stubs {
+            self.asm.bind(label);
+            let at = self.asm.offset();
+            self.address_map.push((at, wasm_offset));
+            self.traps.push((at, code));
+            self.asm.ud2();
+        }
+        if !Layout::fits(u64::from(self.layout.locals), self.max_depth) {
+            return decline("a frame too large");
+        }
+        let frame = self.layout.frame_bytes(self.max_depth);
+        let mut code = self.asm.finish().map_err(|l| Declined(format!("internal: label {l} never bound")))?;
+        let patch = |code: &mut Vec<u8>, at: u32, v: i32| {
+            let at = at as usize;
+            code[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        };
+        // The check covers the frame and the largest outgoing argument area.
+        patch(&mut code, lea_patch, -(frame as i32) - self.max_outgoing as i32);
+        patch(&mut code, sub_patch, frame as i32);
+        self.traps.sort_by_key(|t| t.0);
+        self.address_map.sort_by_key(|e| e.0);
+        self.address_map.dedup_by_key(|e| e.0);
+        Ok(CompiledFunction {
+            code,
+            alignment: 16,
+            relocations: self.relocations,
+            traps: self.traps,
+            address_map: self.address_map,
+            exn_sites: Vec::new(),
+            stack_maps: Vec::new(),
+        })
+    }
+
+    /// Records that the code from here on comes from the current operator.
+    pub(crate) fn mark(&mut self) {
+        let at = self.asm.offset();
+        match self.address_map.last_mut() {
+            Some(last) if last.0 == at => last.1 = self.wasm_offset,
+            _ => self.address_map.push((at, self.wasm_offset)),
+        }
+    }
+
+    /// A new out-of-line trap for the current operator: jump to the label
+    /// to trap with `code`.
+    pub(crate) fn trap_label(&mut self, code: TrapCode) -> Label {
+        let l = self.asm.new_label();
+        self.trap_stubs.push((l, code, self.wasm_offset));
+        l
+    }
+
+    /// Records that the instruction about to be emitted may fault with `code`.
+    pub(crate) fn trap_here(&mut self, code: TrapCode) {
+        let at = self.asm.offset();
+        self.traps.push((at, code));
+    }
+
+    /// The slot of the value `n` from the top of the stack (0 is the top).
+    pub(crate) fn top(&self, n: usize) -> Result<Mem, Declined> {
+        match self.stack.len().checked_sub(n + 1) {
+            Some(d) => Ok(self.layout.depth(d)),
+            None => decline("operand stack underflow"),
+        }
+    }
+
+    /// Pops a value of type `t`.
+    pub(crate) fn pop(&mut self, t: ValType) -> Result<Mem, Declined> {
+        match self.stack.pop() {
+            Some(have) if have == t => Ok(self.layout.depth(self.stack.len())),
+            Some(have) => decline(format!("operand of type {have:?} where {t:?} was expected")),
+            None => decline("operand stack underflow"),
+        }
+    }
+
+    /// Pops any value.
+    pub(crate) fn pop_any(&mut self) -> Result<(Mem, ValType), Declined> {
+        match self.stack.pop() {
+            Some(t) => Ok((self.layout.depth(self.stack.len()), t)),
+            None => decline("operand stack underflow"),
+        }
+    }
+
+    /// Pushes a value of type `t`, returning its slot.
+    pub(crate) fn push(&mut self, t: ValType) -> Mem {
+        let slot = self.layout.depth(self.stack.len());
+        self.stack.push(t);
+        self.max_depth = self.max_depth.max(self.stack.len());
+        slot
+    }
+
+    /// The parameters and results of a block type.
+    pub(crate) fn block_type(&self, bt: BlockType) -> Result<(Vec<ValType>, Vec<ValType>), Declined> {
+        match bt {
+            BlockType::Empty => Ok((Vec::new(), Vec::new())),
+            BlockType::Type(t) => {
+                Ok((Vec::new(), vec![ValType::from_parser(t).ok_or_else(|| Declined(format!("block of {t:?}")))?]))
+            }
+            BlockType::FuncType(i) => {
+                let idx = kiln_environ::TypeIndex::from_u32(i);
+                if i as usize >= self.module.types.len() {
+                    return decline("block type index out of range");
+                }
+                let ty = self.module.func_type_at(idx);
+                let conv = |ts: &[kiln_environ::WasmValType]| -> Result<Vec<ValType>, Declined> {
+                    ts.iter()
+                        .map(|t| ValType::from_wasm(*t).ok_or_else(|| Declined(format!("block of {t:?}"))))
+                        .collect()
+                };
+                Ok((conv(ty.params())?, conv(ty.results())?))
+            }
+        }
+    }
+
+    /// Compiles one operator.
+    fn operator(&mut self, op: Operator<'_>) -> Result<(), Declined> {
+        if !self.control.reachable() {
+            return self.unreachable_operator(op);
+        }
+        self.mark();
+        match op {
+            Operator::Nop => Ok(()),
+            Operator::Unreachable => {
+                self.trap_here(TrapCode::UnreachableCodeReached);
+                self.asm.ud2();
+                self.control.set_unreachable();
+                Ok(())
+            }
+            Operator::Block { blockty } => self.block(blockty, false),
+            Operator::Loop { blockty } => self.block(blockty, true),
+            Operator::If { blockty } => self.if_(blockty),
+            Operator::Else => self.else_(),
+            Operator::End => self.end(),
+            Operator::Br { relative_depth } => {
+                self.branch(relative_depth)?;
+                self.control.set_unreachable();
+                Ok(())
+            }
+            Operator::BrIf { relative_depth } => self.br_if(relative_depth),
+            Operator::BrTable { targets } => self.br_table(&targets),
+            Operator::Return => {
+                let n = self.results.len();
+                let first = match self.stack.len().checked_sub(n) {
+                    Some(f) => f,
+                    None => return decline("operand stack underflow"),
+                };
+                self.epilogue_from(first)?;
+                self.control.set_unreachable();
+                Ok(())
+            }
+            Operator::Call { function_index } => self.call(function_index),
+            Operator::CallIndirect { type_index, table_index } => self.call_indirect(type_index, table_index),
+            Operator::MemoryGrow { mem } => self.memory_grow(mem),
+            Operator::Drop => self.pop_any().map(|_| ()),
+            Operator::Select => self.select(None),
+            Operator::TypedSelect { ty } => {
+                self.select(Some(ValType::from_parser(ty).ok_or_else(|| Declined(format!("select of {ty:?}")))?))
+            }
+            Operator::LocalGet { local_index } => self.local_get(local_index),
+            Operator::LocalSet { local_index } => self.local_set(local_index, false),
+            Operator::LocalTee { local_index } => self.local_set(local_index, true),
+            Operator::GlobalGet { global_index } => self.global_get(global_index),
+            Operator::GlobalSet { global_index } => self.global_set(global_index),
+            op => self.numeric_or_memory(op),
+        }
+    }
+
+    /// An operator in unreachable code: only the block structure matters.
+    fn unreachable_operator(&mut self, op: Operator<'_>) -> Result<(), Declined> {
+        match op {
+            Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } | Operator::TryTable { .. } => {
+                self.control.enter_dead();
+                Ok(())
+            }
+            Operator::Else if self.control.dead_depth() == 0 => {
+                self.mark();
+                self.else_()
+            }
+            Operator::End if self.control.dead_depth() == 0 => {
+                self.mark();
+                self.end()
+            }
+            Operator::End => {
+                self.control.leave_dead();
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn local_get(&mut self, i: u32) -> Result<(), Declined> {
+        let Some(&t) = self.locals.get(i as usize) else { return decline("local index out of range") };
+        let from = self.layout.local(i);
+        let to = self.push(t);
+        self.asm.load(Size::S64, Reg::Rax, from);
+        self.asm.store(Size::S64, to, Reg::Rax);
+        Ok(())
+    }
+
+    fn local_set(&mut self, i: u32, tee: bool) -> Result<(), Declined> {
+        let Some(&t) = self.locals.get(i as usize) else { return decline("local index out of range") };
+        let from = if tee { self.top(0)? } else { self.pop(t)? };
+        if tee && self.stack.last() != Some(&t) {
+            return decline("local.tee of a value of another type");
+        }
+        self.asm.load(Size::S64, Reg::Rax, from);
+        self.asm.store(Size::S64, self.layout.local(i), Reg::Rax);
+        Ok(())
+    }
+
+    fn select(&mut self, ty: Option<ValType>) -> Result<(), Declined> {
+        let c = self.pop(ValType::I32)?;
+        let (b, tb) = self.pop_any()?;
+        let (a, ta) = self.pop_any()?;
+        if ta != tb || ty.is_some_and(|t| t != ta) {
+            return decline("select of mismatched types");
+        }
+        let to = self.push(ta);
+        let a_ = &mut self.asm;
+        a_.load(Size::S64, Reg::Rax, a);
+        a_.load(Size::S64, Reg::Rcx, b);
+        a_.load(Size::S32, Reg::Rdx, c);
+        a_.test_rr(Size::S32, Reg::Rdx, Reg::Rdx);
+        a_.cmovcc(Cond::E, Size::S64, Reg::Rax, Reg::Rcx);
+        a_.store(Size::S64, to, Reg::Rax);
+        Ok(())
+    }
+}

@@ -1,0 +1,3 @@
+//! x86-64: the instruction encoder.
+
+pub mod asm;

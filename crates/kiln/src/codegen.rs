@@ -1,0 +1,160 @@
+//! The engine's code generator: Cranelift, with the baseline compiler in
+//! front of it when [`Config::baseline_compilation`](crate::Config::baseline_compilation)
+//! asks for it.
+
+use kiln_baseline::CpuFeatures;
+use kiln_cranelift::CraneliftCompiler;
+use kiln_environ::{
+    CompiledFunction, Compiler, FuncIndex, FuncType, FunctionBodyInput, FunctionCompileTimes, ModuleInfo, Tunables,
+    VMOffsets, WasmResult,
+};
+
+/// Which functions the baseline compiler compiles.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum BaselineCompilation {
+    /// None: every function is compiled by Cranelift (the default).
+    #[default]
+    Off,
+    /// With [`CompileStrategy::Lazy`](crate::CompileStrategy::Lazy): a
+    /// function's first call compiles it with the baseline compiler (if
+    /// it can), and the background compiler replaces that code with
+    /// Cranelift's, first the functions that run baseline code. The
+    /// caches hold only Cranelift's code. With eager compilation this is
+    /// [`BaselineCompilation::Off`].
+    FirstCalls,
+    /// Every function it can compile, and its code stays: the fastest
+    /// compilation and the slowest code. Functions it declines (those
+    /// using SIMD, GC, exceptions, tables, bulk memory and other
+    /// operators it does not handle yet, or settings such as fuel and
+    /// polled epochs whose instrumentation it does not emit) are compiled
+    /// by Cranelift. Meant for testing the baseline compiler, and for
+    /// short runs where compile time is everything.
+    Always,
+}
+
+/// Cranelift, and the baseline compiler when enabled.
+pub(crate) struct EngineCompiler {
+    cranelift: CraneliftCompiler,
+    /// For [`BaselineCompilation::Always`]: every compilation tries it.
+    baseline: Option<CpuFeatures>,
+    /// For [`BaselineCompilation::FirstCalls`]: first calls try it.
+    first_calls: Option<CpuFeatures>,
+}
+
+impl EngineCompiler {
+    /// Cranelift alone, or with the baseline compiler in front of it.
+    pub(crate) fn new(cranelift: CraneliftCompiler, baseline: BaselineCompilation) -> EngineCompiler {
+        let x86_64 = cfg!(target_arch = "x86_64");
+        let (always, first_calls) = match baseline {
+            BaselineCompilation::Always if x86_64 => (Some(CpuFeatures::detect()), None),
+            BaselineCompilation::FirstCalls if x86_64 => (None, Some(CpuFeatures::detect())),
+            _ => (None, None),
+        };
+        EngineCompiler { cranelift, baseline: always, first_calls }
+    }
+
+    /// Baseline code for a first call of `func`, when first calls use
+    /// the baseline compiler and it takes the function; `None` otherwise
+    /// (the caller compiles it with Cranelift).
+    ///
+    /// # Errors
+    ///
+    /// The body is invalid.
+    pub(crate) fn compile_first_call(
+        &self,
+        module: &ModuleInfo,
+        offsets: &VMOffsets,
+        func: FuncIndex,
+        input: &FunctionBodyInput<'_>,
+    ) -> WasmResult<Option<CompiledFunction>> {
+        match self.first_calls {
+            Some(cpu) => self.baseline(cpu, module, offsets, func, input),
+            None => Ok(None),
+        }
+    }
+
+    /// The settings code is generated for.
+    pub(crate) fn tunables(&self) -> &Tunables {
+        self.cranelift.tunables()
+    }
+
+    /// Compiles `func` with the baseline compiler if it takes it, after
+    /// validating the body (which the baseline compiler does not do).
+    fn baseline(
+        &self,
+        cpu: CpuFeatures,
+        module: &ModuleInfo,
+        offsets: &VMOffsets,
+        func: FuncIndex,
+        input: &FunctionBodyInput<'_>,
+    ) -> WasmResult<Option<CompiledFunction>> {
+        let resources = input.validator.resources.clone();
+        let validator = wasmparser::FuncToValidate {
+            resources,
+            index: input.validator.index,
+            ty: input.validator.ty,
+            features: input.validator.features,
+        };
+        validator.into_validator(Default::default()).validate(&input.body)?;
+        let r = kiln_baseline::compile_function(self.tunables(), cpu, module, offsets, func, &input.body);
+        if std::env::var_os("KILN_BASELINE_DEBUG").is_some() {
+            match &r {
+                Ok(f) => eprintln!("baseline: compiled {func} ({} bytes)", f.code.len()),
+                Err(e) => eprintln!("baseline: {func}: {e}"),
+            }
+        }
+        Ok(r.ok())
+    }
+}
+
+impl Compiler for EngineCompiler {
+    fn compile_function(
+        &self,
+        module: &ModuleInfo,
+        offsets: &VMOffsets,
+        func: FuncIndex,
+        input: FunctionBodyInput<'_>,
+    ) -> WasmResult<CompiledFunction> {
+        self.compile_function_timed(module, offsets, func, input).map(|(f, _)| f)
+    }
+
+    fn compile_function_timed(
+        &self,
+        module: &ModuleInfo,
+        offsets: &VMOffsets,
+        func: FuncIndex,
+        input: FunctionBodyInput<'_>,
+    ) -> WasmResult<(CompiledFunction, FunctionCompileTimes)> {
+        if let Some(cpu) = self.baseline {
+            let start = std::time::Instant::now();
+            if let Some(f) = self.baseline(cpu, module, offsets, func, &input)? {
+                return Ok((
+                    f,
+                    FunctionCompileTimes { translate: std::time::Duration::ZERO, codegen: start.elapsed() },
+                ));
+            }
+        }
+        self.cranelift.compile_function_timed(module, offsets, func, input)
+    }
+
+    fn compile_array_to_wasm_trampoline(&self, ty: &FuncType) -> WasmResult<CompiledFunction> {
+        self.cranelift.compile_array_to_wasm_trampoline(ty)
+    }
+
+    fn compile_wasm_to_array_trampoline(&self, ty: &FuncType) -> WasmResult<CompiledFunction> {
+        self.cranelift.compile_wasm_to_array_trampoline(ty)
+    }
+
+    fn triple(&self) -> String {
+        self.cranelift.triple()
+    }
+
+    fn fingerprint(&self) -> String {
+        // Baseline code is other code: artifacts and cache entries of one
+        // setting are never taken for the other's.
+        match self.baseline {
+            Some(_) => format!("{};{}", self.cranelift.fingerprint(), kiln_baseline::fingerprint()),
+            None => self.cranelift.fingerprint(),
+        }
+    }
+}
