@@ -63,6 +63,8 @@ pub struct KilnSettings {
     /// `Config::compile_strategy(Lazy)`: functions compiled at their first
     /// call, with (`Some(true)`) or without a background compiler.
     pub lazy: Option<bool>,
+    /// `Config::baseline_compilation`.
+    pub baseline: kiln::BaselineCompilation,
 }
 
 impl Default for KilnSettings {
@@ -88,6 +90,7 @@ impl Default for KilnSettings {
             custom_page_sizes: false,
             gc: false,
             lazy: None,
+            baseline: kiln::BaselineCompilation::Off,
         }
     }
 }
@@ -133,14 +136,22 @@ impl KilnSettings {
         .with_lazy_from_the_rest())
     }
 
-    /// Chooses lazy compilation (a third of the settings) and its
-    /// background compiler from a hash of the other settings, not from the
+    /// Chooses lazy compilation (a third of the settings), its
+    /// background compiler and the baseline compiler's use from a hash of
+    /// the other settings, not from the
     /// fuzz input, so that saved inputs (tests/regressions) still build
     /// the cases they were saved for.
     fn with_lazy_from_the_rest(mut self) -> KilnSettings {
         let text = format!("{self:?}");
         let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
         self.lazy = (hash % 3 == 0).then_some(hash & 8 != 0);
+        // The baseline compiler: for good in a third, for first calls
+        // (tiering, when lazy) in another third.
+        self.baseline = match (hash >> 16) % 3 {
+            0 => kiln::BaselineCompilation::Always,
+            1 => kiln::BaselineCompilation::FirstCalls,
+            _ => kiln::BaselineCompilation::Off,
+        };
         self
     }
 
@@ -197,6 +208,7 @@ impl KilnSettings {
         if let Some(background) = self.lazy {
             c.compile_strategy(kiln::CompileStrategy::Lazy).background_compilation(background);
         }
+        c.baseline_compilation(self.baseline);
         c
     }
 
