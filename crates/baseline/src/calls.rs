@@ -5,8 +5,8 @@
 //! builtin's own arguments).
 
 use crate::abi::Loc;
-use crate::compiler::{Codegen, Declined, decline, signature};
-use crate::frame::{VMCTX, ValType};
+use crate::compiler::{Codegen, Declined, OSR_INTERVAL, decline, signature};
+use crate::frame::{OSR_COUNTDOWN, VMCTX, ValType};
 use crate::x64::asm::{Alu, Cond, FSize, Mem, Reg, Size};
 use kiln_environ::vmoffsets::{definition, func_import, func_ref, vmctx_header};
 use kiln_environ::{
@@ -100,6 +100,35 @@ impl Codegen<'_> {
         self.asm.mov_rr(Size::S64, Reg::Rdx, Reg::Rcx);
         self.call_builtin(BuiltinFunctionIndex::table_get_lazy);
         self.asm.bind(done);
+        Ok(())
+    }
+
+    /// At the head of loop `loop_index` (with nothing on the operand
+    /// stack: every value of the activation is in a local's slot), every
+    /// [`OSR_INTERVAL`] iterations: asks the runtime for optimized code
+    /// to take the activation over, and if there is some, calls it with
+    /// this frame (it reads the locals from their slots and runs the rest
+    /// of the function) and returns what it returns.
+    pub(crate) fn osr_check(&mut self, loop_index: u32) -> Result<(), Declined> {
+        let skip = self.asm.new_label();
+        self.asm.load(Size::S32, Reg::Rax, OSR_COUNTDOWN);
+        self.asm.alu_ri(Alu::Sub, Size::S32, Reg::Rax, 1);
+        self.asm.store(Size::S32, OSR_COUNTDOWN, Reg::Rax);
+        self.asm.jcc(Cond::Ne, skip);
+        self.asm.store_imm(Size::S64, OSR_COUNTDOWN, OSR_INTERVAL);
+        self.asm.mov_ri(Size::S32, Reg::Rsi, i64::from(self.defined_index));
+        self.asm.mov_ri(Size::S32, Reg::Rdx, i64::from(loop_index));
+        self.call_builtin(BuiltinFunctionIndex::osr_entry);
+        self.asm.test_rr(Size::S64, Reg::Rax, Reg::Rax);
+        self.asm.jcc(Cond::E, skip);
+        self.asm.mov_rr(Size::S64, Reg::R11, Reg::Rax);
+        self.asm.load(Size::S64, Reg::Rdi, VMCTX);
+        self.asm.mov_rr(Size::S64, Reg::Rsi, Reg::Rdi);
+        self.asm.mov_rr(Size::S64, Reg::Rdx, Reg::Rbp);
+        self.asm.call_reg(Reg::R11);
+        self.mark();
+        self.leave();
+        self.asm.bind(skip);
         Ok(())
     }
 

@@ -12,7 +12,7 @@
 
 use crate::abi::Loc;
 use crate::control::{Control, Frame, FrameKind};
-use crate::frame::{Layout, VMCTX, ValType};
+use crate::frame::{Layout, OSR_COUNTDOWN, VMCTX, ValType};
 use crate::x64::asm::{Alu, Assembler, Cond, FSize, Label, Mem, Reg, Size};
 use kiln_environ::{CompiledFunction, FuncIndex, ModuleInfo, Relocation, TrapCode, Tunables, VMOffsets, vmoffsets};
 use wasmparser::{BlockType, FunctionBody, Operator};
@@ -68,6 +68,19 @@ pub(crate) fn signature(ty: &kiln_environ::FuncType) -> Result<(Vec<ValType>, Ve
     Ok((p, r))
 }
 
+/// How to compile.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Whether loops ask the runtime, every [`OSR_INTERVAL`] iterations,
+    /// for optimized code to take the activation over
+    /// (`BuiltinFunctionIndex::osr_entry`): on when the code is to be
+    /// replaced by optimized code (tiering).
+    pub osr: bool,
+}
+
+/// Loop iterations between two on-stack-replacement checks.
+pub const OSR_INTERVAL: i32 = 1000;
+
 /// Everything one function's compilation reads and builds.
 pub(crate) struct Codegen<'m> {
     pub(crate) module: &'m ModuleInfo,
@@ -94,6 +107,12 @@ pub(crate) struct Codegen<'m> {
     pub(crate) trap_stubs: Vec<(Label, TrapCode, u32)>,
     /// The wasm offset (from the body's start) of the operator being compiled.
     pub(crate) wasm_offset: u32,
+    pub(crate) options: Options,
+    /// The defined index of the function (for on-stack replacement).
+    pub(crate) defined_index: u32,
+    /// `loop` operators seen so far, reachable or not: the next one's
+    /// index for on-stack replacement.
+    pub(crate) loops_seen: u32,
 }
 
 /// Compiles defined function `func` with the baseline compiler.
@@ -106,6 +125,7 @@ pub(crate) struct Codegen<'m> {
 pub fn compile_function(
     tunables: &Tunables,
     cpu: CpuFeatures,
+    options: Options,
     module: &ModuleInfo,
     offsets: &VMOffsets,
     func: FuncIndex,
@@ -152,6 +172,12 @@ pub fn compile_function(
         address_map: Vec::new(),
         trap_stubs: Vec::new(),
         wasm_offset: 0,
+        options,
+        defined_index: match module.defined_func_index(func) {
+            Some(d) => d.as_u32(),
+            None => return decline("an imported function"),
+        },
+        loops_seen: 0,
     };
     let frame_patch = g.prologue(&params)?;
     let end = g.asm.new_label();
@@ -195,6 +221,9 @@ impl Codegen<'_> {
         a.alu_ri(Alu::Sub, Size::S64, Reg::Rsp, i32::MAX / 2);
         let sub_patch = a.offset() - 4;
         a.store(Size::S64, VMCTX, Reg::Rdi);
+        if self.options.osr {
+            self.asm.store_imm(Size::S64, OSR_COUNTDOWN, OSR_INTERVAL);
+        }
         let args = crate::abi::args(params)?;
         self.incoming_stack_bytes = args.stack_bytes;
         for (i, loc) in args.locs.iter().enumerate() {
@@ -230,6 +259,13 @@ impl Codegen<'_> {
                 Loc::Stack(_) => return decline("results returned through memory"),
             }
         }
+        self.leave();
+        Ok(())
+    }
+
+    /// Pops the frame and returns (popping the stack arguments), the
+    /// results being in their registers already.
+    pub(crate) fn leave(&mut self) {
         self.asm.mov_rr(Size::S64, Reg::Rsp, Reg::Rbp);
         self.asm.pop(Reg::Rbp);
         match self.incoming_stack_bytes {
@@ -240,7 +276,6 @@ impl Codegen<'_> {
                 self.asm.bytes(&[0xc2, lo, hi]);
             }
         }
-        Ok(())
     }
 
     fn finish(mut self, (lea_patch, sub_patch): (u32, u32)) -> Result<CompiledFunction, Declined> {
@@ -359,6 +394,9 @@ impl Codegen<'_> {
 
     /// Compiles one operator.
     fn operator(&mut self, op: Operator<'_>) -> Result<(), Declined> {
+        if let Operator::Loop { .. } = op {
+            self.loops_seen += 1;
+        }
         if !self.control.reachable() {
             return self.unreachable_operator(op);
         }

@@ -14,9 +14,14 @@
 //! rbp + 8        return address
 //! rbp            caller's rbp
 //! rbp - 8        callee VMContext
-//! rbp - 16 - 8i  local i (parameters first)
-//! below          operand-stack depth d at rbp - 16 - 8 * (locals + d)
+//! rbp - 16       countdown to the next on-stack-replacement check
+//! rbp - 24 - 8i  local i (parameters first)
+//! below          operand-stack depth d at rbp - 24 - 8 * (locals + d)
 //! ```
+//!
+//! The offsets of the first three and of the locals are
+//! `kiln_environ::vmoffsets::baseline_frame`'s: optimized code taking an
+//! activation over (on-stack replacement) reads the locals there.
 
 use crate::x64::asm::{Mem, Reg};
 
@@ -63,11 +68,16 @@ impl ValType {
     }
 }
 
+use kiln_environ::vmoffsets::baseline_frame;
+
 /// Bytes per slot.
-const SLOT: i32 = 8;
+const SLOT: i32 = baseline_frame::SLOT;
 
 /// Where the callee VMContext is kept.
-pub const VMCTX: Mem = Mem { base: Reg::Rbp, index: None, disp: -SLOT };
+pub const VMCTX: Mem = Mem { base: Reg::Rbp, index: None, disp: baseline_frame::VMCTX };
+
+/// The countdown to the next on-stack-replacement check.
+pub const OSR_COUNTDOWN: Mem = Mem { base: Reg::Rbp, index: None, disp: baseline_frame::OSR_COUNTDOWN };
 
 /// The frame's slot layout for one function.
 #[derive(Clone, Copy, Debug)]
@@ -79,19 +89,19 @@ pub struct Layout {
 impl Layout {
     /// The slot of local `i`.
     pub fn local(&self, i: u32) -> Mem {
-        Mem::base_disp(Reg::Rbp, -2 * SLOT - SLOT * i as i32)
+        Mem::base_disp(Reg::Rbp, baseline_frame::local(i))
     }
 
     /// The slot of operand-stack depth `d` (0 is the bottom).
     pub fn depth(&self, d: usize) -> Mem {
-        Mem::base_disp(Reg::Rbp, -2 * SLOT - SLOT * (self.locals as i32 + d as i32))
+        Mem::base_disp(Reg::Rbp, baseline_frame::LOCAL_0 - SLOT * (self.locals as i32 + d as i32))
     }
 
     /// Bytes below the frame pointer with `max_depth` operand slots, kept
     /// a multiple of 16 so calls see an aligned stack (the frame pointer
     /// itself is 16-byte aligned).
     pub fn frame_bytes(&self, max_depth: usize) -> u32 {
-        let slots = 1 + u64::from(self.locals) + max_depth as u64;
+        let slots = 2 + u64::from(self.locals) + max_depth as u64;
         (slots * SLOT as u64).next_multiple_of(16) as u32
     }
 
@@ -99,6 +109,6 @@ impl Layout {
     /// addressable with 32-bit displacements (a limit far above anything
     /// the stack could hold).
     pub fn fits(locals: u64, max_depth: usize) -> bool {
-        (2 + locals + max_depth as u64) * (SLOT as u64) < (1 << 30)
+        (3 + locals + max_depth as u64) * (SLOT as u64) < (1 << 30)
     }
 }

@@ -2,7 +2,7 @@
 //! code is right is the spec suite's `[baseline]` mode, which runs every
 //! .wast file with it: crates/wast/tests/spec.rs.)
 
-use kiln_baseline::{CpuFeatures, compile_function};
+use kiln_baseline::{CpuFeatures, Options, compile_function};
 use kiln_environ::{DefinedFuncIndex, Tunables, VMOffsets, translate_module};
 
 /// Compiles every defined function of `wat`, returning each outcome.
@@ -15,7 +15,7 @@ fn outcomes(wat: &str, tunables: &Tunables) -> Vec<Result<usize, String>> {
         .enumerate()
         .map(|(i, b)| {
             let func = t.info.func_index(DefinedFuncIndex::from_u32(i as u32));
-            compile_function(tunables, CpuFeatures::detect(), &t.info, &offsets, func, &b.body)
+            compile_function(tunables, CpuFeatures::detect(), Options { osr: true }, &t.info, &offsets, func, &b.body)
                 .map(|f| f.code.len())
                 .map_err(|e| e.to_string())
         })

@@ -92,6 +92,14 @@ macro_rules! foreach_builtin_function {
             /// `throw_ref`: throws exception object `exn` again, or traps
             /// on null. Never returns.
             throw_ref(vmctx: vmctx, exn: ptr);
+            /// On-stack replacement: baseline code of defined function
+            /// `func`, at the head of its `loop_index`th loop, asks whether
+            /// optimized code can take its activation over there. Returns
+            /// that code's address (a function of the wasm convention
+            /// taking the callee and caller VMContexts and the baseline
+            /// frame's frame pointer, returning the function's results), or
+            /// 0 while there is none (asking for it to be compiled).
+            osr_entry(vmctx: vmctx, func: i32, loop_index: i32) -> ptr;
             /// `memmove` on native addresses that compiled code has already
             /// bounds-checked (the body of `memory.copy`, and of
             /// `array.copy` and `array.new_data` on GC arrays). Builtins whose

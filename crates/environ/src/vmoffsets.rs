@@ -185,6 +185,26 @@ pub mod exn {
     pub const PAYLOAD: u32 = 8;
 }
 
+/// The frame of baseline-compiled code (`kiln-baseline`), as far as code
+/// that takes over its activation (on-stack replacement) reads it: every
+/// wasm local has an 8-byte slot at a fixed offset from the frame pointer.
+/// A slot of an `i32` or `f32` holds it in its low 4 bytes.
+pub mod baseline_frame {
+    /// The callee VMContext.
+    pub const VMCTX: i32 = -8;
+    /// The countdown to the next on-stack-replacement check (`i32`).
+    pub const OSR_COUNTDOWN: i32 = -16;
+    /// Local 0 (parameters first); local `i` is `8 * i` bytes below.
+    pub const LOCAL_0: i32 = -24;
+    /// Bytes per slot.
+    pub const SLOT: i32 = 8;
+
+    /// The frame-pointer offset of local `i`'s slot.
+    pub const fn local(i: u32) -> i32 {
+        LOCAL_0 - SLOT * i as i32
+    }
+}
+
 /// Size of a value slot in array calls (`ValRaw`).
 pub const VAL_RAW_SIZE: u32 = 16;
 

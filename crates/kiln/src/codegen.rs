@@ -68,7 +68,8 @@ impl EngineCompiler {
         input: &FunctionBodyInput<'_>,
     ) -> WasmResult<Option<CompiledFunction>> {
         match self.first_calls {
-            Some(cpu) => self.baseline(cpu, module, offsets, func, input),
+            // Its code is replaced: loops check for code to move to.
+            Some(cpu) => self.baseline(cpu, kiln_baseline::Options { osr: true }, module, offsets, func, input),
             None => Ok(None),
         }
     }
@@ -78,11 +79,30 @@ impl EngineCompiler {
         self.cranelift.tunables()
     }
 
+    /// The on-stack-replacement entry of `func` at its `loop_index`th
+    /// loop, compiled by Cranelift (see
+    /// `kiln_cranelift::CraneliftCompiler::compile_osr_entry`).
+    ///
+    /// # Errors
+    ///
+    /// The loop cannot be entered so, or code generation failed.
+    pub(crate) fn compile_osr_entry(
+        &self,
+        module: &ModuleInfo,
+        offsets: &VMOffsets,
+        func: FuncIndex,
+        input: FunctionBodyInput<'_>,
+        loop_index: u32,
+    ) -> WasmResult<CompiledFunction> {
+        self.cranelift.compile_osr_entry(module, offsets, func, input, loop_index)
+    }
+
     /// Compiles `func` with the baseline compiler if it takes it, after
     /// validating the body (which the baseline compiler does not do).
     fn baseline(
         &self,
         cpu: CpuFeatures,
+        options: kiln_baseline::Options,
         module: &ModuleInfo,
         offsets: &VMOffsets,
         func: FuncIndex,
@@ -96,7 +116,7 @@ impl EngineCompiler {
             features: input.validator.features,
         };
         validator.into_validator(Default::default()).validate(&input.body)?;
-        let r = kiln_baseline::compile_function(self.tunables(), cpu, module, offsets, func, &input.body);
+        let r = kiln_baseline::compile_function(self.tunables(), cpu, options, module, offsets, func, &input.body);
         if std::env::var_os("KILN_BASELINE_DEBUG").is_some() {
             match &r {
                 Ok(f) => eprintln!("baseline: compiled {func} ({} bytes)", f.code.len()),
@@ -127,7 +147,7 @@ impl Compiler for EngineCompiler {
     ) -> WasmResult<(CompiledFunction, FunctionCompileTimes)> {
         if let Some(cpu) = self.baseline {
             let start = std::time::Instant::now();
-            if let Some(f) = self.baseline(cpu, module, offsets, func, &input)? {
+            if let Some(f) = self.baseline(cpu, kiln_baseline::Options::default(), module, offsets, func, &input)? {
                 return Ok((
                     f,
                     FunctionCompileTimes { translate: std::time::Duration::ZERO, codegen: start.elapsed() },

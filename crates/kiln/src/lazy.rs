@@ -245,6 +245,19 @@ impl ModuleCompiler {
         bodies.as_ref().map_err(|e| anyhow!("{e}"))
     }
 
+    /// The body of defined function `index` and its validator.
+    fn input(&self, index: DefinedFuncIndex) -> Result<FunctionBodyInput<'_>> {
+        let i = index.index();
+        let bodies = self.bodies()?;
+        let (range, v) =
+            bodies.ranges.get(i).zip(bodies.validators.get(i)).ok_or_else(|| anyhow!("no such function"))?;
+        let bytes = self.wasm.get(range.clone()).ok_or_else(|| anyhow!("body outside the module"))?;
+        let body = FunctionBody::new(BinaryReader::new_features(bytes, range.start as u64, self.features));
+        let validator =
+            FuncToValidate { resources: v.resources.clone(), index: v.index, ty: v.ty, features: v.features };
+        Ok(FunctionBodyInput { body, validator })
+    }
+
     /// The body of defined function `i`.
     fn body(&self, i: usize) -> Option<(&[u8], usize)> {
         let range = self.bodies().ok()?.ranges.get(i)?.clone();
@@ -258,16 +271,9 @@ impl LazyCompiler for ModuleCompiler {
             anyhow::bail!("compilation failed on purpose (a test)");
         }
         let i = index.index();
-        let bodies = self.bodies()?;
-        let (range, v) =
-            bodies.ranges.get(i).zip(bodies.validators.get(i)).ok_or_else(|| anyhow!("no such function"))?;
-        let bytes = self.wasm.get(range.clone()).ok_or_else(|| anyhow!("body outside the module"))?;
-        let body = FunctionBody::new(BinaryReader::new_features(bytes, range.start as u64, self.features));
-        let validator =
-            FuncToValidate { resources: v.resources.clone(), index: v.index, ty: v.ty, features: v.features };
+        let input = self.input(index)?;
         let func = self.info.module.func_index(index);
         let compiler = &self.engine.inner.compiler;
-        let input = FunctionBodyInput { body, validator };
         if tier == Tier::Baseline
             && let Some(f) = compiler.compile_first_call(&self.info.module, &self.offsets, func, &input)?
         {
@@ -279,6 +285,14 @@ impl LazyCompiler for ModuleCompiler {
             t.store(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
         Ok((f.encode(), Tier::Optimized))
+    }
+
+    fn compile_osr(&self, index: DefinedFuncIndex, loop_index: u32) -> Result<Vec<u8>> {
+        let input = self.input(index)?;
+        let func = self.info.module.func_index(index);
+        let f =
+            self.engine.inner.compiler.compile_osr_entry(&self.info.module, &self.offsets, func, input, loop_index)?;
+        Ok(f.encode())
     }
 
     fn installed(&self, index: DefinedFuncIndex, encoded: Vec<u8>, tier: Tier, addr: usize, len: u32) {

@@ -161,6 +161,7 @@ impl FuncTranslator<'_, '_> {
         let destination = self.new_block_with_params(&results);
         let args = block_args(self.peekn(params.len()));
         self.builder.ins().jump(header, &args);
+        self.osr_enter_loop(header, params.is_empty() && self.stack.is_empty())?;
         self.builder.switch_to_block(header);
         let n = self.stack.len();
         self.stack.truncate(n - params.len());

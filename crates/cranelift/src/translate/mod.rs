@@ -51,16 +51,87 @@ pub fn translate_function(
     input: FunctionBodyInput<'_>,
     fctx: &mut FunctionBuilderContext,
 ) -> WasmResult<ir::Function> {
+    translate(isa, tunables, module, offsets, func, input, fctx, None)
+}
+
+/// Translates the on-stack-replacement entry of `func` at its
+/// `loop_index`th `loop` (counting every `loop` in the body, in order): a
+/// function of the wasm convention taking the callee and caller
+/// VMContexts and the frame pointer of a baseline-compiled activation of
+/// `func` stopped at that loop's head with nothing on its operand stack.
+/// It loads every local from its slot in that frame
+/// (`kiln_environ::vmoffsets::baseline_frame`), enters the loop and runs
+/// the rest of the function, returning its results. It is the function's
+/// own translation with another entry: the normal entry's code has no
+/// predecessor and goes away as unreachable.
+///
+/// # Errors
+///
+/// As [`translate_function`]; [`WasmError::Unsupported`] when the loop
+/// does not exist or cannot be entered so (operands below it, loop
+/// parameters, instrumented loops, exception handlers in scope, locals
+/// of types a baseline frame does not hold).
+#[allow(clippy::too_many_arguments)]
+pub fn translate_osr_entry(
+    isa: &dyn TargetIsa,
+    tunables: &Tunables,
+    module: &ModuleInfo,
+    offsets: &VMOffsets,
+    func: FuncIndex,
+    input: FunctionBodyInput<'_>,
+    fctx: &mut FunctionBuilderContext,
+    loop_index: u32,
+) -> WasmResult<ir::Function> {
+    translate(isa, tunables, module, offsets, func, input, fctx, Some(loop_index))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn translate(
+    isa: &dyn TargetIsa,
+    tunables: &Tunables,
+    module: &ModuleInfo,
+    offsets: &VMOffsets,
+    func: FuncIndex,
+    input: FunctionBodyInput<'_>,
+    fctx: &mut FunctionBuilderContext,
+    osr_loop: Option<u32>,
+) -> WasmResult<ir::Function> {
     let ty = module.func_type(func);
-    let mut clif = ir::Function::with_name_signature(UserFuncName::user(0, func.as_u32()), wasm_signature(isa, ty));
+    let mut sig = wasm_signature(isa, ty);
+    if osr_loop.is_some() && (tunables.consume_fuel || (tunables.epoch_interruption && !tunables.epoch_signals)) {
+        // Instrumented loops' heads are not where baseline code checks.
+        return Err(WasmError::Unsupported("on-stack replacement with fuel or polled epochs".into()));
+    }
+    if osr_loop.is_some() {
+        // (callee vmctx, caller vmctx, baseline frame pointer)
+        sig.params.truncate(2);
+        sig.params.push(ir::AbiParam::new(ir::types::I64));
+    }
+    let mut clif = ir::Function::with_name_signature(UserFuncName::user(0, func.as_u32()), sig);
     let mut validator = input.validator.into_validator(Default::default());
     {
         let builder = FunctionBuilder::new(&mut clif, fctx);
         let mut t = FuncTranslator::new(isa, tunables, module, offsets, builder);
+        t.osr = osr_loop.map(|target| Osr { target, landing: None, entered: false });
         t.translate_body(func, &input.body, &mut validator)?;
+        if t.osr.as_ref().is_some_and(|o| !o.entered) {
+            return Err(WasmError::Unsupported("no loop to enter there".into()));
+        }
         t.builder.finalize(isa.frontend_config());
     }
     Ok(clif)
+}
+
+/// An on-stack-replacement translation's state (see
+/// [`translate_osr_entry`]).
+pub(crate) struct Osr {
+    /// The index of the loop to enter.
+    pub(crate) target: u32,
+    /// The block after the entry, which jumps to the loop's head once
+    /// it exists.
+    pub(crate) landing: Option<ir::Block>,
+    /// Whether the jump is in.
+    pub(crate) entered: bool,
 }
 
 /// The per-function translation state.
@@ -106,6 +177,10 @@ pub struct FuncTranslator<'a, 'f> {
     /// checks are left out (an SSA value never changes, so one that was
     /// non-null once always is).
     pub(crate) non_null: std::collections::HashSet<Value>,
+    /// `loop` operators seen so far, reachable or not.
+    pub(crate) loops_seen: u32,
+    /// Set when translating an on-stack-replacement entry.
+    pub(crate) osr: Option<Osr>,
 }
 
 /// Disjoint alias regions for Cranelift's alias analysis (redundant-load
@@ -173,6 +248,8 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             gc: wasmparser::WasmFeatures::from_bits_truncate(tunables.features).gc(),
             stack_map_checked: Default::default(),
             non_null: Default::default(),
+            loops_seen: 0,
+            osr: None,
         }
     }
 
@@ -229,7 +306,9 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             if self.gc && is_gc_ref(*t) {
                 self.builder.declare_var_needs_stack_map(var);
             }
-            self.builder.def_var(var, params[2 + i]);
+            if self.osr.is_none() {
+                self.builder.def_var(var, params[2 + i]);
+            }
             self.locals.push((var, *t));
         }
 
@@ -245,10 +324,15 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
                 if self.gc && is_gc_ref(wt) {
                     self.builder.declare_var_needs_stack_map(var);
                 }
-                let zero = self.zero_value(wt);
-                self.builder.def_var(var, zero);
+                if self.osr.is_none() {
+                    let zero = self.zero_value(wt);
+                    self.builder.def_var(var, zero);
+                }
                 self.locals.push((var, wt));
             }
+        }
+        if self.osr.is_some() {
+            self.begin_osr_entry(params[2])?;
         }
 
         self.hook(|i, e| i.on_function_entry(e, body));
@@ -274,6 +358,9 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
         while !ops.eof() {
             let (op, pos) = ops.read_with_offset()?;
             validator.op(pos, &op)?;
+            if let wasmparser::Operator::Loop { .. } = op {
+                self.loops_seen += 1;
+            }
             self.builder.set_srcloc(ir::SourceLoc::new((pos - body_start) as u32));
             if self.reachable {
                 self.interruption.on_operator(&op);
@@ -322,6 +409,56 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
                 self.builder.declare_value_needs_stack_map(v);
             }
         }
+    }
+
+    /// The entry of an on-stack-replacement translation: loads every
+    /// local from its slot in the baseline frame at `frame`, then jumps to
+    /// a landing block that will jump to the loop's head; the function's
+    /// normal entry code continues in a block of its own, with no
+    /// predecessor (its locals read as zeros, and it is removed as
+    /// unreachable).
+    fn begin_osr_entry(&mut self, frame: Value) -> WasmResult<()> {
+        use kiln_environ::vmoffsets::baseline_frame;
+        let flags = ir::MemFlagsData::trusted();
+        for (i, (var, t)) in self.locals.clone().into_iter().enumerate() {
+            let ty = match t {
+                WasmValType::I32 | WasmValType::I64 | WasmValType::F32 | WasmValType::F64 => clif_type(t),
+                _ => return Err(WasmError::Unsupported("a local a baseline frame does not hold".into())),
+            };
+            let at = baseline_frame::local(i as u32);
+            let v = self.builder.ins().load(ty, flags, frame, at);
+            self.builder.def_var(var, v);
+        }
+        let landing = self.builder.create_block();
+        self.builder.ins().jump(landing, &[]);
+        self.builder.seal_block(landing);
+        let normal = self.builder.create_block();
+        self.builder.seal_block(normal);
+        self.builder.switch_to_block(normal);
+        if let Some(osr) = &mut self.osr {
+            osr.landing = Some(landing);
+        }
+        Ok(())
+    }
+
+    /// At the head `header` of a loop with nothing below it on the
+    /// operand stack and no parameters: if it is the loop an
+    /// on-stack-replacement translation enters, the landing block jumps
+    /// there. The caller has just ended the block before the loop.
+    pub(crate) fn osr_enter_loop(&mut self, header: ir::Block, can_enter: bool) -> WasmResult<()> {
+        let index = self.loops_seen - 1;
+        let Some(osr) = &mut self.osr else { return Ok(()) };
+        if osr.target != index || osr.entered {
+            return Ok(());
+        }
+        if !can_enter || !self.try_scopes.is_empty() || !self.legacy_tries.is_empty() {
+            return Err(WasmError::Unsupported("this loop cannot be entered from a baseline frame".into()));
+        }
+        let Some(landing) = osr.landing else { return Ok(()) };
+        osr.entered = true;
+        self.builder.switch_to_block(landing);
+        self.builder.ins().jump(header, &[]);
+        Ok(())
     }
 
     /// A zero of wasm type `t` (the default value of locals).

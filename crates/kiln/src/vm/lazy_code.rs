@@ -28,7 +28,7 @@ use kiln_environ::{
     CompiledModuleInfo, DefinedFuncIndex, ExnSiteRef, ExnTable, FuncIndex, FunctionCode, StackMapTable, StubLayout,
     TrapCode, TrapTable, U32PairTable, link_placed,
 };
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::Weak;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -49,6 +49,18 @@ pub trait LazyCompiler: Send + Sync {
     /// Code generation failed (a validated body can still exceed an
     /// implementation limit).
     fn compile(&self, index: DefinedFuncIndex, tier: Tier) -> anyhow::Result<(Vec<u8>, Tier)>;
+
+    /// Compiles the on-stack-replacement entry of defined function
+    /// `index` at the head of its `loop_index`th loop: a function taking
+    /// the callee and caller VMContexts and a baseline frame's frame
+    /// pointer, that reads the locals from the frame
+    /// (`kiln_environ::vmoffsets::baseline_frame`) and runs the rest of
+    /// the function from that loop. Returns it encoded.
+    ///
+    /// # Errors
+    ///
+    /// The loop cannot be entered that way, or code generation failed.
+    fn compile_osr(&self, index: DefinedFuncIndex, loop_index: u32) -> anyhow::Result<Vec<u8>>;
 
     /// Told that `index` was installed at `addr`, `len` bytes (for the
     /// cache and profilers); `encoded` and `tier` are what
@@ -89,6 +101,35 @@ pub enum Work {
     Optimize(u32),
     /// Compile this function, not called yet.
     Compile(u32),
+    /// Compile the on-stack-replacement entry of this function at this
+    /// loop.
+    Osr(u32, u32),
+}
+
+/// An on-stack-replacement entry's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OsrEntry {
+    /// Asked for, not compiled yet.
+    Requested,
+    /// Installed at this address.
+    Ready(usize),
+    /// Could not be compiled: the loop keeps running baseline code.
+    Failed,
+}
+
+/// On-stack-replacement entries by (defined function, loop), and the
+/// ones asked for and not compiled yet, in order.
+#[derive(Default)]
+struct OsrEntries(HashMap<(u32, u32), OsrEntry>, VecDeque<(u32, u32)>);
+
+/// What an install is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Install {
+    /// A function's code of this tier: its slot points at it after.
+    Function(Tier),
+    /// An on-stack-replacement entry: nothing points at it but the map of
+    /// entries.
+    Osr,
 }
 
 // A function's compile state. Without a baseline tier it goes from
@@ -154,6 +195,11 @@ pub struct LazyCode {
     /// Functions running baseline code, to optimize before anything
     /// else, in the order they were first called.
     to_optimize: Mutex<VecDeque<u32>>,
+    /// On-stack-replacement entries by (defined function, loop), and the
+    /// ones asked for, in order.
+    osr: Mutex<OsrEntries>,
+    /// Activations that moved to an on-stack-replacement entry.
+    osr_transfers: AtomicU32,
     /// Where the search for anything else not compiled resumes.
     cursor: AtomicU32,
     /// Functions compiled since creation.
@@ -244,8 +290,9 @@ impl LazyCode {
             text_len: text.len(),
             states,
             code_at,
-            // A function is installed at most twice (baseline, optimized).
-            batches: (0..2 * n).map(|_| OnceLock::new()).collect(),
+            // A function is installed at most twice (baseline, optimized),
+            // and at most `n` on-stack-replacement entries are.
+            batches: (0..3 * n).map(|_| OnceLock::new()).collect(),
             batch_count: AtomicUsize::new(0),
             next_free: Mutex::new(FreeArea { next: text_pages + slot_pages, writable_end: text_pages + slot_pages }),
             failures: Mutex::new(Vec::new()),
@@ -253,6 +300,8 @@ impl LazyCode {
             waiters: AtomicU32::new(0),
             hot: Mutex::new(VecDeque::new()),
             to_optimize: Mutex::new(VecDeque::new()),
+            osr: Mutex::new(OsrEntries::default()),
+            osr_transfers: AtomicU32::new(0),
             cursor: AtomicU32::new(0),
             compiled: AtomicU32::new(0),
             retired: Default::default(),
@@ -280,6 +329,14 @@ impl LazyCode {
     /// How many functions were compiled since the module was created.
     pub fn compiled_count(&self) -> u32 {
         self.compiled.load(Ordering::Relaxed)
+    }
+
+    /// How many on-stack-replacement entries are installed, and how many
+    /// activations moved to one.
+    pub fn osr_counts(&self) -> (usize, u32) {
+        let osr = self.osr.lock().unwrap_or_else(|e| e.into_inner());
+        let ready = osr.0.values().filter(|e| matches!(e, OsrEntry::Ready(_))).count();
+        (ready, self.osr_transfers.load(Ordering::Relaxed))
     }
 
     /// How many functions run baseline code, and how many have final
@@ -360,6 +417,64 @@ impl LazyCode {
         }
     }
 
+    /// The on-stack-replacement entry of defined function `func` at loop
+    /// `loop_index`, if it is installed; otherwise 0, and asks the
+    /// background compiler for it once the function has optimized code
+    /// (the entry is compiled from the same body with the same compiler).
+    pub fn osr_entry(self: &Arc<Self>, func: u32, loop_index: u32) -> usize {
+        if self.states.get(func as usize).map(|s| s.load(Ordering::Acquire)) != Some(INSTALLED) {
+            return 0;
+        }
+        let mut osr = self.osr.lock().unwrap_or_else(|e| e.into_inner());
+        match osr.0.get(&(func, loop_index)) {
+            Some(OsrEntry::Ready(addr)) => {
+                self.osr_transfers.fetch_add(1, Ordering::Relaxed);
+                *addr
+            }
+            Some(_) => 0,
+            None => {
+                // At most one entry per function on average: the batches
+                // have room for that many.
+                let entry = if osr.0.len() < self.layout.count as usize {
+                    osr.1.push_back((func, loop_index));
+                    OsrEntry::Requested
+                } else {
+                    OsrEntry::Failed
+                };
+                osr.0.insert((func, loop_index), entry);
+                drop(osr);
+                if entry == OsrEntry::Requested {
+                    pool().submit(self);
+                }
+                0
+            }
+        }
+    }
+
+    /// Compiles and installs the on-stack-replacement entry asked for.
+    fn compile_osr(&self, func: u32, loop_index: u32) {
+        let defined = DefinedFuncIndex::from_u32(func);
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compiler.compile_osr(defined, loop_index)));
+        let entry = match result {
+            Ok(Ok(encoded)) => match FunctionCode::parse(&encoded) {
+                Some(code) => match self.install(defined, code, Install::Osr) {
+                    Ok((addr, _)) => OsrEntry::Ready(addr),
+                    Err(_) => OsrEntry::Failed,
+                },
+                None => OsrEntry::Failed,
+            },
+            Ok(Err(e)) => {
+                if std::env::var_os("KILN_BASELINE_DEBUG").is_some() {
+                    eprintln!("osr: function {func} loop {loop_index}: {e:#}");
+                }
+                OsrEntry::Failed
+            }
+            Err(_) => OsrEntry::Failed,
+        };
+        self.osr.lock().unwrap_or_else(|e| e.into_inner()).0.insert((func, loop_index), entry);
+    }
+
     /// Replaces defined function `index`'s baseline code with optimized
     /// code, unless another thread is at it or has done it. Calls keep
     /// running the baseline code until the slot changes; activations of
@@ -411,7 +526,8 @@ impl LazyCode {
     }
 
     /// The next thing worth doing ahead of calls, if anything is left:
-    /// optimizing a function that runs baseline code, else compiling a
+    /// an on-stack-replacement entry asked for, else optimizing a
+    /// function that runs baseline code, else compiling a
     /// callee of something compiled, else the first function not
     /// compiled.
     pub fn next_to_compile(&self) -> Option<Work> {
@@ -419,6 +535,9 @@ impl LazyCode {
             return None;
         }
         let state = |i: u32| self.states.get(i as usize).map(|s| s.load(Ordering::Relaxed));
+        if let Some((func, loop_index)) = self.osr.lock().unwrap_or_else(|e| e.into_inner()).1.pop_front() {
+            return Some(Work::Osr(func, loop_index));
+        }
         {
             let mut queue = self.to_optimize.lock().unwrap_or_else(|e| e.into_inner());
             while let Some(i) = queue.pop_front() {
@@ -470,7 +589,7 @@ impl LazyCode {
                 .map_err(|e| format!("failed to compile function {}: {e:#}", func.as_u32()))?;
         let code = FunctionCode::parse(&encoded).ok_or("internal: a compiled function encodes inconsistently")?;
         let (at, len) = self
-            .install(defined, code, tier)
+            .install(defined, code, Install::Function(tier))
             .map_err(|e| format!("failed to install function {}: {e}", func.as_u32()))?;
         self.compiled.fetch_add(1, Ordering::Relaxed);
         self.compiler.installed(defined, encoded, tier, at, len);
@@ -486,13 +605,20 @@ impl LazyCode {
     /// replaced), they go to its stub, whose slot follows it. So does a
     /// baseline function's call to itself, or a recursion that started in
     /// baseline code would stay in it.
-    fn install(&self, index: DefinedFuncIndex, code: FunctionCode<'_>, tier: Tier) -> Result<(usize, u32), String> {
+    ///
+    /// An on-stack-replacement entry is linked like optimized code, its
+    /// function's calls to itself going to the function's own code.
+    fn install(&self, index: DefinedFuncIndex, code: FunctionCode<'_>, kind: Install) -> Result<(usize, u32), String> {
         let mut free = self.next_free.lock().unwrap_or_else(|e| e.into_inner());
         let next = free.next;
         let start = u32::try_from(next).map_err(|_| "lazy code area full")?;
         let target = |g: DefinedFuncIndex, locs: &[kiln_environ::FunctionLoc]| {
-            if g == index && tier == Tier::Optimized {
+            if g == index && kind == Install::Function(Tier::Optimized) {
                 return locs.first().map(|l| l.start);
+            }
+            if g == index && kind == Install::Osr {
+                let at = self.code_at.get(g.index())?.load(Ordering::Acquire);
+                return Some(if at != 0 { at } else { self.layout.stub(g.as_u32()) });
             }
             let final_code = self.states.get(g.index())?.load(Ordering::Acquire) == INSTALLED;
             let at = self.code_at.get(g.index())?.load(Ordering::Acquire);
@@ -531,9 +657,13 @@ impl LazyCode {
         let count = self.batch_count.load(Ordering::Relaxed);
         self.batches.get(count).ok_or("internal: more batches than functions")?.set(batch).ok();
         self.batch_count.store(count + 1, Ordering::Release);
+        let addr = self.base() as usize + loc.start as usize;
+        if kind == Install::Osr {
+            free.next = end;
+            return Ok((addr, loc.length));
+        }
         self.code_at[index.index()].store(loc.start, Ordering::Release);
         let slot = self.layout.slot(index.as_u32()) as usize;
-        let addr = self.base() as usize + loc.start as usize;
         // SAFETY: the slot lies in the reservation's read-write slot pages,
         // 8-aligned, for as long as `self`; compiled code reads it
         // concurrently, hence the atomic store.
@@ -654,6 +784,7 @@ impl BackgroundPool {
                 Work::Compile(index) => {
                     let _ = lazy.ensure(index);
                 }
+                Work::Osr(func, loop_index) => lazy.compile_osr(func, loop_index),
             }
         }
     }

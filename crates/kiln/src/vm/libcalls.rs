@@ -204,6 +204,11 @@ mod body {
         Ok(())
     }
 
+    pub fn osr_entry(cx: &mut BuiltinCx, func: u32, loop_index: u32) -> R<usize> {
+        let module = cx.instance().module().clone();
+        Ok(module.code.lazy().map_or(0, |lazy| lazy.osr_entry(func, loop_index)))
+    }
+
     pub fn ref_func(cx: &mut BuiltinCx, func: u32) -> R<usize> {
         Ok(cx.instance().func_ref(FuncIndex::from_u32(func)) as usize)
     }

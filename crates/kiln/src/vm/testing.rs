@@ -93,6 +93,13 @@ pub fn lazy_tiers(module: &crate::Module) -> Option<(u32, u32)> {
     module.runtime().code.lazy().map(|l| l.tier_counts())
 }
 
+/// For a lazily compiled module: how many on-stack-replacement entries
+/// (optimized code taking over baseline activations at loop heads) it
+/// has, and how many activations moved to one.
+pub fn lazy_osr(module: &crate::Module) -> Option<(usize, u32)> {
+    module.runtime().code.lazy().map(|l| l.osr_counts())
+}
+
 /// Makes every compilation of a lazily compiled function fail in engines
 /// made from `config`: tests the failure path of a first call (a trap
 /// with the message, never a crash).

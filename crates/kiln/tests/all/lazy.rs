@@ -414,3 +414,71 @@ fn the_background_compiler_replaces_baseline_code() {
     let sum = i.get_typed_func::<i32, i64>(&mut store, "sum").expect("sum");
     assert_eq!(sum.call(&mut store, 10).expect("runs"), 55);
 }
+
+/// A loop that runs in baseline code until the host, asked every 2^16
+/// iterations, says optimized code took the activation over (or a minute
+/// passed): its locals of every type, parameters on the stack included,
+/// must come out as if nothing had happened.
+#[test]
+fn a_loop_running_baseline_code_moves_to_optimized_code_on_the_stack() {
+    let wat = r#"(module
+         (import "host" "done" (func $done (param i64) (result i32)))
+         (func (export "run") (param $a i32) (param $b i64) (param $c f32) (param $d f64)
+                              (param $e i32) (param $f i32) (param $g i32)
+                              (result i64 i64 i32 f32 f64 i32)
+           (local $i i64) (local $sum i64) (local $x i32)
+           block $out
+             loop $next
+               local.get $i i64.const 1 i64.add local.set $i
+               local.get $sum local.get $i local.get $b i64.mul i64.add local.set $sum
+               local.get $x i32.const 3 i32.mul local.get $a i32.add local.set $x
+               local.get $c f32.neg local.set $c
+               local.get $d f64.const 0.5 f64.add local.set $d
+               local.get $i i64.const 65535 i64.and i64.eqz
+               if
+                 local.get $i call $done br_if $out
+               end
+               br $next
+             end
+           end
+           local.get $i local.get $sum local.get $x local.get $c local.get $d
+           local.get $e local.get $f i32.add local.get $g i32.add))"#;
+    // Fillers first: the background compiler, which starts with the
+    // module and goes in index order, must not compile `run` before its
+    // first call does (with baseline code).
+    let fillers: String = (0..300).map(|k| format!("(func (result i32) i32.const {k})\n")).collect();
+    let wat = wat.replacen("(func (export \"run\")", &format!("{fillers}(func (export \"run\")"), 1);
+    let engine = tiered_engine(true);
+    let module = Arc::new(Module::new(&engine, &wat).expect("compiles"));
+    let mut store = Store::new(&engine, ());
+    let mut linker = Linker::new(&engine);
+    let start = std::time::Instant::now();
+    let watched = module.clone();
+    // Done at the first check after one that saw the activation move: the
+    // loop has run in the optimized code since.
+    let seen = std::sync::atomic::AtomicBool::new(false);
+    linker
+        .func_wrap("host", "done", move |_i: i64| -> i32 {
+            let moved = kiln::__private_testing::lazy_osr(&watched).is_some_and(|(_, moved)| moved > 0);
+            let was = seen.swap(moved, std::sync::atomic::Ordering::Relaxed);
+            i32::from((was && moved) || start.elapsed() > std::time::Duration::from_secs(60))
+        })
+        .expect("define");
+    let i = linker.instantiate(&mut store, &module).expect("instance");
+    let run = i
+        .get_typed_func::<(i32, i64, f32, f64, i32, i32, i32), (i64, i64, i32, f32, f64, i32)>(&mut store, "run")
+        .expect("run");
+    let (n, sum, x, c, d, efg) = run.call(&mut store, (5, 7, 1.5, 0.25, 100, 20, 3)).expect("runs");
+    assert_eq!(kiln::__private_testing::lazy_osr(&module), Some((1, 1)), "one entry, one activation moved to it");
+    // What the loop computes after n iterations, step by step.
+    let (mut s, mut xx, mut cc, mut dd) = (0i64, 0i32, 1.5f32, 0.25f64);
+    for k in 1..=n {
+        s = s.wrapping_add(k.wrapping_mul(7));
+        xx = xx.wrapping_mul(3).wrapping_add(5);
+        cc = -cc;
+        dd += 0.5;
+    }
+    assert_eq!((sum, x, c, d, efg), (s, xx, cc, dd, 123), "after {n} iterations");
+    assert_eq!(n % 65536, 0);
+    eprintln!("moved to optimized code after at most {n} iterations");
+}
