@@ -43,7 +43,7 @@ const OPTIONS: &[OptionHelp] = &[
     OptionHelp {
         key: "tiering",
         value: "[=y|n]",
-        help: "with lazy compilation, first calls use the baseline compiler and spare cores replace its code with Cranelift's (default n)",
+        help: "with lazy compilation, first calls use the baseline compiler and spare cores replace its code with Cranelift's (default y for `run`, n elsewhere)",
     },
     OptionHelp {
         key: "baseline",
@@ -72,6 +72,21 @@ impl CodegenFlags {
             }
         }
         Ok(lazy)
+    }
+
+    /// What `-C tiering` says, if it was given (the last one wins).
+    ///
+    /// # Errors
+    ///
+    /// A bad value.
+    pub fn tiering(&self) -> Result<Option<bool>> {
+        let mut tiering = None;
+        for item in opt_group::items('C', &self.codegen_specs) {
+            if item.key == "tiering" {
+                tiering = Some(item.bool()?);
+            }
+        }
+        Ok(tiering)
     }
 
     /// Applies the options to `config` and `cache`.

@@ -7,6 +7,7 @@
 
 mod cache_cmd;
 mod cache_config;
+mod cache_fill;
 mod codegen_flags;
 mod compile_cmd;
 mod engine_flags;

@@ -106,9 +106,18 @@ impl RunCommand {
         }
 
         let (mut config, wasm) = self.engine.resolve()?;
+        if crate::cache_fill::is_filler() {
+            return self.fill_cache(config);
+        }
         // `run` compiles lazily unless told otherwise (`-C lazy=n`).
+        let lazy = self.engine.codegen.lazy()?.unwrap_or(true);
         if self.engine.codegen.lazy()?.is_none() {
             config.compile_strategy(kiln::CompileStrategy::Lazy);
+        }
+        // ... with tiering unless told otherwise (`-C tiering=n`).
+        let tiering = lazy && self.engine.codegen.tiering()?.unwrap_or(true);
+        if lazy && self.engine.codegen.tiering()?.is_none() {
+            config.baseline_compilation(kiln::BaselineCompilation::FirstCalls);
         }
         let wasi = self.wasi.parse()?;
         if wasi.inherit_network {
@@ -130,6 +139,7 @@ impl RunCommand {
             eprint!("{}", crate::timings_report::format(t, None, progress.elapsed()));
         }
         let status = self.run_module(&engine, &module, &wasi, unknown);
+        let unfinished = tiering && engine.cache().is_some() && !module.has_final_code();
         // Dropping the module stores what was compiled lazily in the cache.
         drop(module);
         // The cache stores a newly compiled module in the background; make
@@ -137,7 +147,30 @@ impl RunCommand {
         if let Some(cache) = engine.cache() {
             cache.flush();
         }
+        if unfinished {
+            crate::cache_fill::spawn(&self.file);
+        }
         status
+    }
+
+    /// As a cache filler (see `cache_fill.rs`): compiles the module
+    /// whole with Cranelift into the cache, at the lowest priority, and
+    /// runs nothing.
+    fn fill_cache(&self, mut config: kiln::Config) -> Result<ExitCode> {
+        kiln::lowest_thread_priority();
+        config.compile_strategy(kiln::CompileStrategy::Eager).baseline_compilation(kiln::BaselineCompilation::Off);
+        let result = (|| -> Result<()> {
+            let engine = Engine::new(&config)?;
+            let progress = CompileProgress::new(&self.file, false);
+            let module = crate::load::load_module(&engine, &self.file, false, &progress)?;
+            drop(module);
+            if let Some(cache) = engine.cache() {
+                cache.flush();
+            }
+            Ok(())
+        })();
+        crate::cache_fill::release();
+        result.map(|()| ExitCode::SUCCESS)
     }
 
     /// Instantiates `module` with WASI and runs it (or the `--invoke`d

@@ -176,11 +176,49 @@ fn compile_after_a_lazy_run_compiles_only_what_it_did_not() {
     )
     .expect("write");
     let (code, stdout, err) =
-        run(kiln(&cache).args(["run", "-C", "background-compilation=n"]).arg(&wat).args(["--invoke", "a"]));
+        run(kiln(&cache).args(["run", "-C", "background-compilation=n,tiering=n"]).arg(&wat).args(["--invoke", "a"]));
     assert_eq!((code, stdout.as_str()), (0, "1\n"), "{err}");
     let out = dir.path().join("two.cwasm");
     let (code, _, err) = run(kiln(&cache).args(["compile", "--timings"]).arg(&wat).arg("-o").arg(&out));
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("summed over 1 compiled function(s)"), "{err}");
     assert!(err.contains("1 from the function cache"), "{err}");
+}
+
+/// A tiered `kiln run` (the default) that ends before its baseline code
+/// was replaced leaves a cache filler behind, which compiles the module
+/// with Cranelift into the cache: afterwards `kiln compile` finds every
+/// function there.
+#[test]
+fn a_short_tiered_run_leaves_the_cache_filled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let wat = dir.path().join("short.wat");
+    std::fs::write(
+        &wat,
+        r#"(module (func (export "a") (result i32) i32.const 1) (func (export "b") (result i32) i32.const 2))"#,
+    )
+    .expect("write");
+    let (code, stdout, err) =
+        run(kiln(&cache).args(["run", "-C", "background-compilation=n"]).arg(&wat).args(["--invoke", "a"]));
+    assert_eq!((code, stdout.as_str()), (0, "1\n"), "{err}");
+    // The filler holds a lock in the temporary directory, naming the
+    // module file, while it works.
+    let name = std::fs::canonicalize(&wat).expect("path").to_string_lossy().into_owned();
+    let held = || {
+        std::fs::read_dir(std::env::temp_dir()).expect("temp dir").flatten().any(|e| {
+            let file = e.file_name().to_string_lossy().into_owned();
+            file.starts_with("kiln-fill-") && std::fs::read_to_string(e.path()).is_ok_and(|s| s == name)
+        })
+    };
+    assert!(held(), "no filler was started");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while held() {
+        assert!(std::time::Instant::now() < deadline, "the filler did not finish");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = dir.path().join("short.cwasm");
+    let (code, _, err) = run(kiln(&cache).args(["compile", "--timings"]).arg(&wat).arg("-o").arg(&out));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("module found in the cache"), "{err}");
 }

@@ -172,3 +172,11 @@ pub use values::{AnyRef, ExternRef, I31, V128, Val};
 /// of the API and not covered by semver.
 #[doc(hidden)]
 pub use vm::testing as __private_testing;
+
+/// Gives the calling thread the lowest scheduling priority (Linux: nice
+/// 19; threads it creates afterwards inherit it; no effect elsewhere), for
+/// work that should only use cores nothing else wants, such as filling a
+/// compilation cache after a program has run (`kiln run` does).
+pub fn lowest_thread_priority() {
+    vm::lazy_code::lowest_priority();
+}

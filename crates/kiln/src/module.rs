@@ -224,6 +224,18 @@ impl Module {
         Ok(())
     }
 
+    /// Whether every function of the module has its final code: always
+    /// for a module compiled eagerly or loaded whole; for one compiled
+    /// lazily, once each function has been compiled by Cranelift (a
+    /// function never called and not compiled ahead yet, or still running
+    /// baseline code under tiering, has not).
+    pub fn has_final_code(&self) -> bool {
+        match self.runtime().code.lazy() {
+            None => true,
+            Some(lazy) => lazy.tier_counts().1 as usize == self.runtime().info.funcs.len(),
+        }
+    }
+
     /// The engine the module was compiled for.
     pub fn engine(&self) -> &Engine {
         &self.inner.engine

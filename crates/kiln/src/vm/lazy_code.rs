@@ -419,8 +419,11 @@ impl LazyCode {
 
     /// The on-stack-replacement entry of defined function `func` at loop
     /// `loop_index`, if it is installed; otherwise 0, and asks the
-    /// background compiler for it once the function has optimized code
-    /// (the entry is compiled from the same body with the same compiler).
+    /// background compiler for it (before anything else) once the function
+    /// has optimized code. (Asking earlier loses: an entry costs a whole
+    /// compilation of the function, and a function with many loops would
+    /// have many compiled while the one that replaces it for new calls
+    /// waits.)
     pub fn osr_entry(self: &Arc<Self>, func: u32, loop_index: u32) -> usize {
         if self.states.get(func as usize).map(|s| s.load(Ordering::Acquire)) != Some(INSTALLED) {
             return 0;
@@ -617,8 +620,11 @@ impl LazyCode {
                 return locs.first().map(|l| l.start);
             }
             if g == index && kind == Install::Osr {
+                // Its function's calls to itself go to the function's
+                // final code, or through its stub until it has some.
+                let final_code = self.states.get(g.index())?.load(Ordering::Acquire) == INSTALLED;
                 let at = self.code_at.get(g.index())?.load(Ordering::Acquire);
-                return Some(if at != 0 { at } else { self.layout.stub(g.as_u32()) });
+                return Some(if at != 0 && final_code { at } else { self.layout.stub(g.as_u32()) });
             }
             let final_code = self.states.get(g.index())?.load(Ordering::Acquire) == INSTALLED;
             let at = self.code_at.get(g.index())?.load(Ordering::Acquire);
@@ -800,6 +806,13 @@ thread_local! {
 /// (Linux: a thread's nice value is its own).
 pub fn mark_background_thread() {
     BACKGROUND.with(|b| b.set(true));
+    lowest_priority();
+}
+
+/// Gives the calling thread the lowest scheduling priority (Linux: nice
+/// 19, a thread's own; threads it creates afterwards inherit it). No
+/// effect elsewhere, or when not allowed.
+pub fn lowest_priority() {
     // SAFETY: plain system call on the calling thread; failure (not
     // allowed, not Linux) leaves the priority as it was, which is fine.
     #[cfg(target_os = "linux")]

@@ -1,0 +1,93 @@
+//! Filling the cache after a tiered run (`-C tiering=y`): a short run
+//! ends before the background compiler has replaced its baseline code,
+//! and baseline code is never cached, so the next run would compile the
+//! same functions again. Instead, `kiln run` starts itself again, detached
+//! (no standard streams, so nothing waits for it), at the lowest priority
+//! and with `KILN_FILL_CACHE` set, to compile the module with Cranelift
+//! into the cache; the next run then starts from a complete artifact.
+//!
+//! One filler per module file at a time: a lock file in the temporary
+//! directory (`kiln-fill-*.lock`, holding the module file's path), named
+//! after the file's path, size and modification time, created
+//! exclusively and removed by the filler (a lock older than ten minutes
+//! is taken over).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+/// The environment variable that makes `kiln run` fill the cache and stop.
+pub const FILL_VAR: &str = "KILN_FILL_CACHE";
+
+/// How old a lock may be before a new filler takes it over.
+const STALE: Duration = Duration::from_secs(600);
+
+/// Whether this process is a filler.
+pub fn is_filler() -> bool {
+    std::env::var_os(FILL_VAR).is_some()
+}
+
+/// The lock file of module file `file`.
+fn lock_path(file: &Path) -> Option<PathBuf> {
+    let meta = std::fs::metadata(file).ok()?;
+    let modified = meta.modified().ok()?.duration_since(SystemTime::UNIX_EPOCH).ok()?;
+    let path = std::fs::canonicalize(file).ok()?;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let key = format!("{}\0{}\0{}", path.display(), meta.len(), modified.as_nanos());
+    for b in key.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    Some(std::env::temp_dir().join(format!("kiln-fill-{h:016x}.lock")))
+}
+
+/// Takes the lock of `file`, unless a live filler holds it. The lock
+/// file holds the module file's canonical path.
+fn take_lock(file: &Path) -> Option<PathBuf> {
+    use std::io::Write;
+    let lock = lock_path(file)?;
+    let name = std::fs::canonicalize(file).ok()?;
+    let create = || {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&lock)?;
+        f.write_all(name.to_string_lossy().as_bytes())
+    };
+    if create().is_ok() {
+        return Some(lock);
+    }
+    let age = std::fs::metadata(&lock).ok()?.modified().ok()?.elapsed().ok()?;
+    if age > STALE && std::fs::remove_file(&lock).is_ok() && create().is_ok() {
+        return Some(lock);
+    }
+    None
+}
+
+/// Starts a filler for module file `file` with this process's arguments
+/// (so that it builds the same engine), unless one is at work already.
+/// Failing to start one is not an error: the next run compiles instead.
+pub fn spawn(file: &Path) {
+    let Some(lock) = take_lock(file) else { return };
+    let Ok(exe) = std::env::current_exe() else {
+        let _ = std::fs::remove_file(&lock);
+        return;
+    };
+    let started = Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(FILL_VAR, &lock)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    if started.is_err() {
+        let _ = std::fs::remove_file(&lock);
+    }
+}
+
+/// In a filler: removes its lock.
+pub fn release() {
+    if let Some(lock) = std::env::var_os(FILL_VAR) {
+        let lock = PathBuf::from(lock);
+        // Only ever a lock this module named.
+        if lock.file_name().is_some_and(|n| n.to_string_lossy().starts_with("kiln-fill-")) {
+            let _ = std::fs::remove_file(lock);
+        }
+    }
+}
