@@ -1,4 +1,4 @@
-//! `fairness <kiln|wasmtime> [--guests N] [--seconds S] [--fuel]`: how
+//! `fairness <kiln|wasmtime> [--guests N] [--seconds S] [--fuel] [--tick-us N]`: how
 //! evenly one runtime's async API shares two threads between thousands of
 //! guests that never stop on their own.
 //!
@@ -263,13 +263,14 @@ struct Run {
 }
 
 /// Runs `guests` on [`THREADS`] single-threaded tokio runtimes for
-/// `seconds`, with `tick` called every [`TICK`] by a ticker thread if
-/// given.
+/// `seconds`, with `tick` called every `every` (default [`TICK`]) by a
+/// ticker thread if given.
 fn drive<G: Guest>(
     guests: Vec<G>,
     progress: &[Arc<Progress>],
     seconds: f64,
     tick: Option<Box<dyn Fn() + Send>>,
+    every: Duration,
 ) -> Res<Run> {
     // Guest g runs on thread g % THREADS.
     let mut per_thread: Vec<Vec<(G, Arc<Progress>)>> = (0..THREADS).map(|_| Vec::new()).collect();
@@ -287,7 +288,7 @@ fn drive<G: Guest>(
             (ticks.clone(), ticking.clone(), tick_ns.clone(), tick_max_ns.clone());
         std::thread::spawn(move || {
             while ticking.load(Ordering::Relaxed) {
-                std::thread::sleep(TICK);
+                std::thread::sleep(every);
                 let t = Instant::now();
                 tick();
                 let ns = t.elapsed().as_nanos() as u64;
@@ -368,15 +369,17 @@ fn quantile(v: &[u64], q: f64) -> u64 {
 }
 
 fn main() -> Res<()> {
-    let usage = "usage: fairness <kiln|wasmtime> [--guests N] [--seconds S] [--fuel]";
+    let usage = "usage: fairness <kiln|wasmtime> [--guests N] [--seconds S] [--fuel] [--tick-us N]";
     let mut args = std::env::args().skip(1);
     let runtime = args.next().ok_or(usage)?;
     let (mut guests, mut seconds, mut slicing) = (10_000usize, 10.0f64, Slicing::Epoch);
+    let mut every = TICK;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--guests" => guests = args.next().ok_or(usage)?.parse().map_err(err)?,
             "--seconds" => seconds = args.next().ok_or(usage)?.parse().map_err(err)?,
             "--fuel" => slicing = Slicing::Fuel,
+            "--tick-us" => every = Duration::from_micros(args.next().ok_or(usage)?.parse().map_err(err)?),
             _ => return Err(usage.into()),
         }
     }
@@ -391,13 +394,13 @@ fn main() -> Res<()> {
             let (tick, g) = kiln_guests(guests, slicing, &progress)?;
             let setup = setup.elapsed();
             eprintln!("kiln: {guests} stores made in {:.3} s", setup.as_secs_f64());
-            drive(g, &progress, seconds, (slicing == Slicing::Epoch).then_some(tick))?
+            drive(g, &progress, seconds, (slicing == Slicing::Epoch).then_some(tick), every)?
         }
         "wasmtime" => {
             let (tick, g) = wasmtime_guests(guests, slicing, &progress)?;
             let setup = setup.elapsed();
             eprintln!("wasmtime: {guests} stores made in {:.3} s", setup.as_secs_f64());
-            drive(g, &progress, seconds, (slicing == Slicing::Epoch).then_some(tick))?
+            drive(g, &progress, seconds, (slicing == Slicing::Epoch).then_some(tick), every)?
         }
         _ => return Err(usage.into()),
     };
@@ -416,7 +419,10 @@ fn main() -> Res<()> {
         Slicing::Fuel => "fuel",
     };
 
-    println!("{runtime}: {guests} guests, {seconds} s, {mode} slicing, {THREADS} threads (load average {loadavg})");
+    println!(
+        "{runtime}: {guests} guests, {seconds} s, {mode} slicing (ticks every {} us), {THREADS} threads (load average {loadavg})",
+        every.as_micros()
+    );
     println!(
         "iterations per guest: min {min} p1 {} median {} p99 {} max {max} (max/min {ratio:.2}); all guests {:.3e}/s",
         quantile(&it, 0.01),
