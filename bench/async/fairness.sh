@@ -3,7 +3,8 @@
 # kiln, wasmtime, kiln, wasmtime, each in its own process (so each peak
 # RSS is one runtime's), then a Markdown table of the four runs.
 #
-#   ./fairness.sh [--guests N] [--seconds S] [--fuel]    # default 10,000 guests, 10 s, epoch
+#   ./fairness.sh [--guests N] [--seconds S] [--fuel] [--tick-us N] [--rt-ticker]
+#   # default 10,000 guests, 10 s, epoch slicing with a 1 ms ticker of normal priority
 #
 # BIN=path runs that fairness binary instead of building one (with
 # `cargo build --release`, in $CARGO_TARGET_DIR). NICE=n (negative: as
@@ -42,16 +43,16 @@ for rt in kiln wasmtime kiln wasmtime; do
 done
 echo "raw output: $log" >&2
 echo
-echo "| run | runtime | mode | min | p1 | median | p99 | max | max/min | last first progress | progressed ≤ 1 s | never | turns min/med/max | epoch ticks | µs per tick (mean/max) | stop | CPU | peak RSS | all guests, iterations/s | load avg |"
-echo "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+echo "| run | runtime | mode | min | p1 | median | p99 | max | max/min | last first progress | progressed ≤ 1 s | never | turns min/med/max | epoch ticks | longest gap / gaps > 2× period | first report after turn 1 | µs per tick (mean/max) | stop | CPU | peak RSS | all guests, iterations/s | load avg |"
+echo "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 grep '^RESULT ' "$log" | awk '
   function m(x) { return sprintf("%.2fM", x / 1e6) }
   {
     delete kv
     for (i = 2; i <= NF; i++) { split($i, p, "="); kv[p[1]] = p[2] }
     load = $0; sub(/.*load="/, "", load); sub(/"$/, "", load)
-    printf "| %d | %s | %s | %s | %s | %s | %s | %s | %.2f | %.3f s | %d / %d | %d | %d/%d/%d | %d | %.1f/%.0f | %.3f s | %d %% | %.1f MiB | %.2e | %s |\n",
+    printf "| %d | %s | %s | %s | %s | %s | %s | %s | %.2f | %.3f s | %d / %d | %d | %d/%d/%d | %d | %.2f ms / %d | %d | %.1f/%.0f | %.3f s | %d %% | %.1f MiB | %.2e | %s |\n",
       NR, kv["runtime"], kv["mode"], m(kv["min"]), m(kv["p1"]), m(kv["median"]), m(kv["p99"]), m(kv["max"]),
-      kv["ratio"], kv["last_first_s"], kv["within_1s"], kv["guests"], kv["never"], kv["turns_min"], kv["turns_median"], kv["turns_max"], kv["ticks"], kv["tick_us"], kv["tick_max_us"], kv["stop_s"], kv["cpu_pct"],
+      kv["ratio"], kv["last_first_s"], kv["within_1s"], kv["guests"], kv["never"], kv["turns_min"], kv["turns_median"], kv["turns_max"], kv["ticks"], kv["gap_max_us"] / 1000, kv["long_gaps"], kv["late_first"], kv["tick_us"], kv["tick_max_us"], kv["stop_s"], kv["cpu_pct"],
       kv["peak_rss_mib"], kv["total_per_s"], load
   }'

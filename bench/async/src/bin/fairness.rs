@@ -1,4 +1,4 @@
-//! `fairness <kiln|wasmtime> [--guests N] [--seconds S] [--fuel] [--tick-us N]`: how
+//! `fairness <kiln|wasmtime> [--guests N] [--seconds S] [--fuel] [--tick-us N] [--rt-ticker]`: how
 //! evenly one runtime's async API shares two threads between thousands of
 //! guests that never stop on their own.
 //!
@@ -73,6 +73,8 @@ struct Progress {
     turns: AtomicU64,
     /// 1 + microseconds from the start to the guest's first turn; 0 before.
     first_turn_us: AtomicU64,
+    /// Turns the guest had had when it first reported.
+    turns_at_first: AtomicU64,
 }
 
 impl Progress {
@@ -81,6 +83,7 @@ impl Progress {
         self.iterations.store(n as u64, Ordering::Relaxed);
         if self.first_us.load(Ordering::Relaxed) == 0 {
             self.first_us.store(1 + START.elapsed().as_micros() as u64, Ordering::Relaxed);
+            self.turns_at_first.store(self.turns.load(Ordering::Relaxed), Ordering::Relaxed);
         }
     }
 }
@@ -256,6 +259,10 @@ struct Run {
     /// Mean and longest time one `increment_epoch` call took, in µs.
     tick_mean_us: f64,
     tick_max_us: f64,
+    /// The longest time between two ticks, in µs.
+    gap_max_us: f64,
+    /// Ticks that came more than twice the period after the one before.
+    long_gaps: u64,
     /// From sending the stop to every executor thread finishing.
     stop_time: Duration,
     /// CPU time the process used during the run (all threads), seconds.
@@ -271,6 +278,7 @@ fn drive<G: Guest>(
     seconds: f64,
     tick: Option<Box<dyn Fn() + Send>>,
     every: Duration,
+    realtime: bool,
 ) -> Res<Run> {
     // Guest g runs on thread g % THREADS.
     let mut per_thread: Vec<Vec<(G, Arc<Progress>)>> = (0..THREADS).map(|_| Vec::new()).collect();
@@ -282,20 +290,36 @@ fn drive<G: Guest>(
     // Nanoseconds spent in `tick` in total, and the longest call.
     let tick_ns = Arc::new(AtomicU64::new(0));
     let tick_max_ns = Arc::new(AtomicU64::new(0));
+    // The longest time between two ticks, and how many were longer than
+    // twice `every` (the ticker thread woke late).
+    let gap_max_ns = Arc::new(AtomicU64::new(0));
+    let long_gaps = Arc::new(AtomicU64::new(0));
     let ticking = Arc::new(AtomicBool::new(true));
     let ticker = tick.map(|tick| {
         let (ticks, ticking, tick_ns, tick_max_ns) =
             (ticks.clone(), ticking.clone(), tick_ns.clone(), tick_max_ns.clone());
+        let (gap_max_ns, long_gaps) = (gap_max_ns.clone(), long_gaps.clone());
         std::thread::spawn(move || {
+            if realtime {
+                realtime_thread()?;
+            }
+            let mut last = Instant::now();
             while ticking.load(Ordering::Relaxed) {
                 std::thread::sleep(every);
                 let t = Instant::now();
+                let gap = t.duration_since(last).as_nanos() as u64;
+                last = t;
+                gap_max_ns.fetch_max(gap, Ordering::Relaxed);
+                if gap > 2 * every.as_nanos() as u64 {
+                    long_gaps.fetch_add(1, Ordering::Relaxed);
+                }
                 tick();
                 let ns = t.elapsed().as_nanos() as u64;
                 tick_ns.fetch_add(ns, Ordering::Relaxed);
                 tick_max_ns.fetch_max(ns, Ordering::Relaxed);
                 ticks.fetch_add(1, Ordering::Relaxed);
             }
+            Ok::<(), String>(())
         })
     });
 
@@ -327,6 +351,8 @@ fn drive<G: Guest>(
     let ticks = ticks.load(Ordering::Relaxed);
     let tick_mean_us = tick_ns.load(Ordering::Relaxed) as f64 / 1e3 / ticks.max(1) as f64;
     let tick_max_us = tick_max_ns.load(Ordering::Relaxed) as f64 / 1e3;
+    let gap_max_us = gap_max_ns.load(Ordering::Relaxed) as f64 / 1e3;
+    let long_gaps = long_gaps.load(Ordering::Relaxed);
     let iterations = progress.iter().map(|p| p.iterations.load(Ordering::Relaxed)).collect();
     let firsts = progress.iter().map(|p| p.first_us.load(Ordering::Relaxed)).collect();
     let turns = progress.iter().map(|p| p.turns.load(Ordering::Relaxed)).collect();
@@ -339,9 +365,37 @@ fn drive<G: Guest>(
     let stop_time = stopping.elapsed();
     ticking.store(false, Ordering::Relaxed);
     if let Some(t) = ticker {
-        t.join().map_err(|_| "the ticker panicked".to_string())?;
+        t.join().map_err(|_| "the ticker panicked".to_string())??;
     }
-    Ok(Run { iterations, firsts, turns, first_turns, ticks, tick_mean_us, tick_max_us, stop_time, cpu })
+    Ok(Run {
+        iterations,
+        firsts,
+        turns,
+        first_turns,
+        ticks,
+        tick_mean_us,
+        tick_max_us,
+        gap_max_us,
+        long_gaps,
+        stop_time,
+        cpu,
+    })
+}
+
+/// Makes the calling thread real-time (`SCHED_FIFO`, priority 1) with a
+/// timer slack of 1 ns, so that it wakes on time although the executor
+/// threads keep both cores busy (a normal thread's sleep of 0.1 ms ends
+/// 0.05-4 ms late there). Needs root or `CAP_SYS_NICE`.
+fn realtime_thread() -> Res<()> {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: plain system calls on the calling thread with valid arguments.
+    let (sched, slack) = unsafe {
+        (libc::sched_setscheduler(0, libc::SCHED_FIFO, &param), libc::prctl(libc::PR_SET_TIMERSLACK, 1u64, 0, 0, 0))
+    };
+    if sched != 0 || slack != 0 {
+        return Err(format!("--rt-ticker: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 /// User plus system CPU time of this process so far, in seconds (from
@@ -369,16 +423,18 @@ fn quantile(v: &[u64], q: f64) -> u64 {
 }
 
 fn main() -> Res<()> {
-    let usage = "usage: fairness <kiln|wasmtime> [--guests N] [--seconds S] [--fuel] [--tick-us N]";
+    let usage = "usage: fairness <kiln|wasmtime> [--guests N] [--seconds S] [--fuel] [--tick-us N] [--rt-ticker]";
     let mut args = std::env::args().skip(1);
     let runtime = args.next().ok_or(usage)?;
     let (mut guests, mut seconds, mut slicing) = (10_000usize, 10.0f64, Slicing::Epoch);
     let mut every = TICK;
+    let mut realtime = false;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--guests" => guests = args.next().ok_or(usage)?.parse().map_err(err)?,
             "--seconds" => seconds = args.next().ok_or(usage)?.parse().map_err(err)?,
             "--fuel" => slicing = Slicing::Fuel,
+            "--rt-ticker" => realtime = true,
             "--tick-us" => every = Duration::from_micros(args.next().ok_or(usage)?.parse().map_err(err)?),
             _ => return Err(usage.into()),
         }
@@ -394,13 +450,13 @@ fn main() -> Res<()> {
             let (tick, g) = kiln_guests(guests, slicing, &progress)?;
             let setup = setup.elapsed();
             eprintln!("kiln: {guests} stores made in {:.3} s", setup.as_secs_f64());
-            drive(g, &progress, seconds, (slicing == Slicing::Epoch).then_some(tick), every)?
+            drive(g, &progress, seconds, (slicing == Slicing::Epoch).then_some(tick), every, realtime)?
         }
         "wasmtime" => {
             let (tick, g) = wasmtime_guests(guests, slicing, &progress)?;
             let setup = setup.elapsed();
             eprintln!("wasmtime: {guests} stores made in {:.3} s", setup.as_secs_f64());
-            drive(g, &progress, seconds, (slicing == Slicing::Epoch).then_some(tick), every)?
+            drive(g, &progress, seconds, (slicing == Slicing::Epoch).then_some(tick), every, realtime)?
         }
         _ => return Err(usage.into()),
     };
@@ -447,11 +503,27 @@ fn main() -> Res<()> {
         quantile(&turns, 0.5),
         quantile(&turns, 1.0)
     );
+    let late_first: Vec<u64> = progress
+        .iter()
+        .map(|p| p.turns_at_first.load(Ordering::Relaxed))
+        .filter(|&t| t > 1)
+        .collect();
+    println!(
+        "{} guests first reported after their first turn (a tick came before 4,096 iterations; in turn 2: {}, \
+         later: {})",
+        late_first.len(),
+        late_first.iter().filter(|&&t| t == 2).count(),
+        late_first.iter().filter(|&&t| t > 2).count()
+    );
     if slicing == Slicing::Epoch {
         println!(
-            "{} epoch ticks ({:.3} ms apart); one increment_epoch took {:.1} µs on average, {:.1} µs at most",
+            "{} epoch ticks ({:.3} ms apart, {:.3} ms at most, {} over twice the period; {} ticker); one \
+             increment_epoch took {:.1} µs on average, {:.1} µs at most",
             run.ticks,
             seconds * 1e3 / run.ticks.max(1) as f64,
+            run.gap_max_us / 1e3,
+            run.long_gaps,
+            if realtime { "real-time" } else { "normal" },
             run.tick_mean_us,
             run.tick_max_us
         );
@@ -473,7 +545,7 @@ fn main() -> Res<()> {
         "RESULT runtime={runtime} mode={mode} guests={guests} seconds={seconds} min={min} p1={} median={} p99={} \
          max={max} ratio={ratio:.3} total_per_s={:.0} last_first_s={last_first_s:.3} within_1s={within_1s} \
          never={never} turns_min={} turns_median={} turns_max={} last_first_turn_s={last_first_turn_s:.3} ticks={} \
-         tick_us={:.1} tick_max_us={:.1} stop_s={:.3} cpu_pct={:.0} peak_rss_mib={:.1} load=\"{loadavg}\"",
+         tick_us={:.1} tick_max_us={:.1} late_first={} gap_max_us={:.0} long_gaps={} rt_ticker={realtime} stop_s={:.3} cpu_pct={:.0} peak_rss_mib={:.1} load=\"{loadavg}\"",
         quantile(&it, 0.01),
         quantile(&it, 0.5),
         quantile(&it, 0.99),
@@ -484,6 +556,9 @@ fn main() -> Res<()> {
         run.ticks,
         run.tick_mean_us,
         run.tick_max_us,
+        late_first.len(),
+        run.gap_max_us,
+        run.long_gaps,
         run.stop_time.as_secs_f64(),
         100.0 * run.cpu / (seconds * THREADS as f64),
         peak_kib as f64 / 1024.0
