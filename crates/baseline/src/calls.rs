@@ -5,12 +5,13 @@
 //! builtin's own arguments).
 
 use crate::abi::Loc;
-use crate::compiler::{Codegen, Declined, OSR_INTERVAL, decline, signature};
+use crate::compiler::{Codegen, Declined, HOT_CALLS, OSR_INTERVAL, decline, signature};
 use crate::frame::{OSR_COUNTDOWN, VMCTX, ValType};
 use crate::x64::asm::{Alu, Cond, FSize, Mem, Reg, Size};
 use kiln_environ::vmoffsets::{definition, func_import, func_ref, vmctx_header};
 use kiln_environ::{
-    BuiltinFunctionIndex, FUNCREF_INIT_BIT, FuncIndex, RelocKind, Relocation, TableIndex, TrapCode, TypeIndex,
+    BuiltinFunctionIndex, FUNCREF_INIT_BIT, FuncIndex, OSR_HOT_CALLS, RelocKind, Relocation, TableIndex, TrapCode,
+    TypeIndex,
 };
 
 /// What a call goes to.
@@ -130,6 +131,25 @@ impl Codegen<'_> {
         self.leave();
         self.asm.bind(skip);
         Ok(())
+    }
+
+    /// Counts a call down in the function's entry counter (at `counter`)
+    /// and reports the function to the runtime when it runs out (see
+    /// [`crate::Options::entry_counter`]). Runs at the end of the
+    /// prologue: the arguments are in their slots, and the builtin call
+    /// may clobber every caller-saved register.
+    pub(crate) fn count_entry(&mut self, counter: u64) {
+        let skip = self.asm.new_label();
+        self.asm.mov_ri(Size::S64, Reg::Rcx, counter as i64);
+        self.asm.load(Size::S32, Reg::Rax, Mem::base_disp(Reg::Rcx, 0));
+        self.asm.alu_ri(Alu::Sub, Size::S32, Reg::Rax, 1);
+        self.asm.store(Size::S32, Mem::base_disp(Reg::Rcx, 0), Reg::Rax);
+        self.asm.jcc(Cond::G, skip);
+        self.asm.store_imm(Size::S32, Mem::base_disp(Reg::Rcx, 0), HOT_CALLS);
+        self.asm.mov_ri(Size::S32, Reg::Rsi, i64::from(self.defined_index));
+        self.asm.mov_ri(Size::S32, Reg::Rdx, i64::from(OSR_HOT_CALLS));
+        self.call_builtin(BuiltinFunctionIndex::osr_entry);
+        self.asm.bind(skip);
     }
 
     /// `memory.grow`: the builtin returns the old size in pages or -1.

@@ -76,7 +76,20 @@ pub struct Options {
     /// (`BuiltinFunctionIndex::osr_entry`): on when the code is to be
     /// replaced by optimized code (tiering).
     pub osr: bool,
+    /// The address of an `i32` that every call of the function counts
+    /// down; when it is 0 or less the call sets it to [`HOT_CALLS`] and
+    /// tells the runtime (`BuiltinFunctionIndex::osr_entry` with loop
+    /// index `OSR_HOT_CALLS`), which optimizes the function sooner. The
+    /// count is not atomic: threads calling the function at the same
+    /// time may lose decrements, which only delays the report. The
+    /// address is built into the code, so the code must not outlive the
+    /// counter (baseline code is never cached).
+    pub entry_counter: Option<u64>,
 }
+
+/// Calls between two reports of a function's entry counter
+/// ([`Options::entry_counter`]).
+pub const HOT_CALLS: i32 = 1000;
 
 /// Loop iterations between two on-stack-replacement checks.
 pub const OSR_INTERVAL: i32 = 1000;
@@ -93,6 +106,12 @@ pub(crate) struct Codegen<'m> {
     pub(crate) locals: Vec<ValType>,
     /// Types of the operand stack, bottom first.
     pub(crate) stack: Vec<ValType>,
+    /// Operand-stack entries pushed by `local.get` and not yet stored in
+    /// their depth's slot, lowest first: (depth, local). Such a value is
+    /// read from the local's slot (see [`Codegen::pop`]) unless an
+    /// operator other than the plain ones that only pop and push comes
+    /// first; [`Codegen::flush`] then stores them.
+    pub(crate) deferred: Vec<(usize, u32)>,
     pub(crate) max_depth: usize,
     /// The largest stack argument area of any call made.
     pub(crate) max_outgoing: u32,
@@ -162,6 +181,7 @@ pub fn compile_function(
         layout,
         locals,
         stack: Vec::new(),
+        deferred: Vec::new(),
         max_depth: 0,
         max_outgoing: 0,
         control: Control::default(),
@@ -243,6 +263,9 @@ impl Codegen<'_> {
                 let slot = self.layout.local(i as u32);
                 self.asm.store(Size::S64, slot, Reg::Rax);
             }
+        }
+        if let Some(counter) = self.options.entry_counter {
+            self.count_entry(counter);
         }
         Ok((lea_patch, sub_patch))
     }
@@ -344,20 +367,36 @@ impl Codegen<'_> {
         }
     }
 
-    /// Pops a value of type `t`.
+    /// Pops a value of type `t`, returning where to read it: its depth's
+    /// slot, or for a deferred `local.get` the local's slot (valid until
+    /// the next local write).
     pub(crate) fn pop(&mut self, t: ValType) -> Result<Mem, Declined> {
-        match self.stack.pop() {
-            Some(have) if have == t => Ok(self.layout.depth(self.stack.len())),
-            Some(have) => decline(format!("operand of type {have:?} where {t:?} was expected")),
-            None => decline("operand stack underflow"),
+        match self.pop_any()? {
+            (m, have) if have == t => Ok(m),
+            (_, have) => decline(format!("operand of type {have:?} where {t:?} was expected")),
         }
     }
 
-    /// Pops any value.
+    /// Pops any value (see [`Codegen::pop`]).
     pub(crate) fn pop_any(&mut self) -> Result<(Mem, ValType), Declined> {
-        match self.stack.pop() {
-            Some(t) => Ok((self.layout.depth(self.stack.len()), t)),
-            None => decline("operand stack underflow"),
+        let Some(t) = self.stack.pop() else { return decline("operand stack underflow") };
+        let depth = self.stack.len();
+        match self.deferred.last() {
+            Some(&(d, local)) if d == depth => {
+                self.deferred.pop();
+                Ok((self.layout.local(local), t))
+            }
+            _ => Ok((self.layout.depth(depth), t)),
+        }
+    }
+
+    /// Stores every deferred `local.get` value in its depth's slot, so
+    /// that the whole operand stack is in the depth slots, where every
+    /// operator but the plain ones reads it.
+    pub(crate) fn flush(&mut self) {
+        for (depth, local) in std::mem::take(&mut self.deferred) {
+            self.asm.load(Size::S64, Reg::Rax, self.layout.local(local));
+            self.asm.store(Size::S64, self.layout.depth(depth), Reg::Rax);
         }
     }
 
@@ -401,6 +440,31 @@ impl Codegen<'_> {
             return self.unreachable_operator(op);
         }
         self.mark();
+        // Control, calls, `memory.grow` and `local.tee` see the operand
+        // stack in its slots (they copy it, pass it, or keep a popped slot
+        // alive). Every other operator reads its operands through `pop`
+        // (numeric.rs and memory.rs touch no slot otherwise) and writes no
+        // local but by `local.set`, which flushes what it would change.
+        let sees_slots = matches!(
+            op,
+            Operator::Block { .. }
+                | Operator::Loop { .. }
+                | Operator::If { .. }
+                | Operator::Else
+                | Operator::End
+                | Operator::Br { .. }
+                | Operator::BrIf { .. }
+                | Operator::BrTable { .. }
+                | Operator::Return
+                | Operator::Call { .. }
+                | Operator::CallIndirect { .. }
+                | Operator::MemoryGrow { .. }
+                | Operator::LocalTee { .. }
+                | Operator::Unreachable
+        );
+        if sees_slots {
+            self.flush();
+        }
         match op {
             Operator::Nop => Ok(()),
             Operator::Unreachable => {
@@ -471,18 +535,23 @@ impl Codegen<'_> {
         }
     }
 
+    /// Pushes local `i` without copying it: the value is read from the
+    /// local's slot (see [`Codegen::deferred`]).
     fn local_get(&mut self, i: u32) -> Result<(), Declined> {
         let Some(&t) = self.locals.get(i as usize) else { return decline("local index out of range") };
-        let from = self.layout.local(i);
-        let to = self.push(t);
-        self.asm.load(Size::S64, Reg::Rax, from);
-        self.asm.store(Size::S64, to, Reg::Rax);
+        let depth = self.stack.len();
+        self.push(t);
+        self.deferred.push((depth, i));
         Ok(())
     }
 
     fn local_set(&mut self, i: u32, tee: bool) -> Result<(), Declined> {
         let Some(&t) = self.locals.get(i as usize) else { return decline("local index out of range") };
         let from = if tee { self.top(0)? } else { self.pop(t)? };
+        // Deferred reads of the local below must see its old value.
+        if self.deferred.iter().any(|&(_, l)| l == i) {
+            self.flush();
+        }
         if tee && self.stack.last() != Some(&t) {
             return decline("local.tee of a value of another type");
         }

@@ -239,10 +239,14 @@ impl Codegen<'_> {
         Ok(())
     }
 
-    /// A value that keeps its bits and its slot and changes type.
+    /// A value that keeps its bits and changes type.
     fn retype(&mut self, from: ValType, to: ValType) -> Result<(), Declined> {
-        self.pop(from)?;
-        self.push(to);
+        let a = self.pop(from)?;
+        let out = self.push(to);
+        if a != out {
+            self.asm.load(Size::S64, Reg::Rax, a);
+            self.asm.store(Size::S64, out, Reg::Rax);
+        }
         Ok(())
     }
 

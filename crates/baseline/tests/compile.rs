@@ -15,9 +15,17 @@ fn outcomes(wat: &str, tunables: &Tunables) -> Vec<Result<usize, String>> {
         .enumerate()
         .map(|(i, b)| {
             let func = t.info.func_index(DefinedFuncIndex::from_u32(i as u32));
-            compile_function(tunables, CpuFeatures::detect(), Options { osr: true }, &t.info, &offsets, func, &b.body)
-                .map(|f| f.code.len())
-                .map_err(|e| e.to_string())
+            compile_function(
+                tunables,
+                CpuFeatures::detect(),
+                Options { osr: true, ..Options::default() },
+                &t.info,
+                &offsets,
+                func,
+                &b.body,
+            )
+            .map(|f| f.code.len())
+            .map_err(|e| e.to_string())
         })
         .collect()
 }

@@ -99,6 +99,9 @@ macro_rules! foreach_builtin_function {
             /// taking the callee and caller VMContexts and the baseline
             /// frame's frame pointer, returning the function's results), or
             /// 0 while there is none (asking for it to be compiled).
+            /// With `loop_index` [`OSR_HOT_CALLS`] the function reports
+            /// that it was called often (see `kiln_baseline::Options`);
+            /// that returns 0.
             osr_entry(vmctx: vmctx, func: i32, loop_index: i32) -> ptr;
             /// `memmove` on native addresses that compiled code has already
             /// bounds-checked (the body of `memory.copy`, and of
@@ -170,3 +173,8 @@ macro_rules! declare_indices {
 }
 
 foreach_builtin_function!(declare_indices);
+
+/// The `loop_index` with which baseline code reports to
+/// [`BuiltinFunctionIndex::osr_entry`] that its function was called often
+/// (its entry counter ran out), rather than asking for an entry at a loop.
+pub const OSR_HOT_CALLS: u32 = u32::MAX;

@@ -36,7 +36,7 @@ pub mod vmoffsets;
 
 pub use artifact::*;
 pub use blob::*;
-pub use builtins::BuiltinFunctionIndex;
+pub use builtins::{BuiltinFunctionIndex, OSR_HOT_CALLS};
 pub use cache_key::*;
 pub use compile::*;
 pub use const_expr::*;

@@ -55,7 +55,8 @@ impl EngineCompiler {
 
     /// Baseline code for a first call of `func`, when first calls use
     /// the baseline compiler and it takes the function; `None` otherwise
-    /// (the caller compiles it with Cranelift).
+    /// (the caller compiles it with Cranelift). The code counts its calls
+    /// down at `entry_counter` (see `kiln_baseline::Options`).
     ///
     /// # Errors
     ///
@@ -66,10 +67,15 @@ impl EngineCompiler {
         offsets: &VMOffsets,
         func: FuncIndex,
         input: &FunctionBodyInput<'_>,
+        entry_counter: u64,
     ) -> WasmResult<Option<CompiledFunction>> {
         match self.first_calls {
-            // Its code is replaced: loops check for code to move to.
-            Some(cpu) => self.baseline(cpu, kiln_baseline::Options { osr: true }, module, offsets, func, input),
+            // Its code is replaced: loops check for code to move to, and
+            // calls are counted to find what to replace first.
+            Some(cpu) => {
+                let options = kiln_baseline::Options { osr: true, entry_counter: Some(entry_counter) };
+                self.baseline(cpu, options, module, offsets, func, input)
+            }
             None => Ok(None),
         }
     }

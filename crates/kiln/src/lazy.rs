@@ -266,7 +266,7 @@ impl ModuleCompiler {
 }
 
 impl LazyCompiler for ModuleCompiler {
-    fn compile(&self, index: DefinedFuncIndex, tier: Tier) -> Result<(Vec<u8>, Tier)> {
+    fn compile(&self, index: DefinedFuncIndex, tier: Tier, entry_counter: u64) -> Result<(Vec<u8>, Tier)> {
         if self.engine.config().fail_lazy_compilation {
             anyhow::bail!("compilation failed on purpose (a test)");
         }
@@ -275,7 +275,8 @@ impl LazyCompiler for ModuleCompiler {
         let func = self.info.module.func_index(index);
         let compiler = &self.engine.inner.compiler;
         if tier == Tier::Baseline
-            && let Some(f) = compiler.compile_first_call(&self.info.module, &self.offsets, func, &input)?
+            && let Some(f) =
+                compiler.compile_first_call(&self.info.module, &self.offsets, func, &input, entry_counter)?
         {
             return Ok((f.encode(), Tier::Baseline));
         }

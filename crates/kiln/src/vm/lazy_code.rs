@@ -31,7 +31,7 @@ use kiln_environ::{
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::Weak;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 /// What compiles one function of a lazily compiled module (the compiler
@@ -42,13 +42,15 @@ pub trait LazyCompiler: Send + Sync {
     /// one wanted: [`Tier::Baseline`] for a first call (the compiler may
     /// still return optimized code, when it has no baseline tier or its
     /// baseline compiler declines the function), [`Tier::Optimized`]
-    /// ahead of calls and to replace baseline code.
+    /// ahead of calls and to replace baseline code. Baseline code counts
+    /// its calls down in the `i32` at address `entry_counter`, which
+    /// lives as long as the code (see `kiln_baseline::Options`).
     ///
     /// # Errors
     ///
     /// Code generation failed (a validated body can still exceed an
     /// implementation limit).
-    fn compile(&self, index: DefinedFuncIndex, tier: Tier) -> anyhow::Result<(Vec<u8>, Tier)>;
+    fn compile(&self, index: DefinedFuncIndex, tier: Tier, entry_counter: u64) -> anyhow::Result<(Vec<u8>, Tier)>;
 
     /// Compiles the on-stack-replacement entry of defined function
     /// `index` at the head of its `loop_index`th loop: a function taking
@@ -193,8 +195,16 @@ pub struct LazyCode {
     /// Functions to compile next: callees of what was compiled.
     hot: Mutex<VecDeque<u32>>,
     /// Functions running baseline code, to optimize before anything
-    /// else, in the order they were first called.
+    /// else but the hot ones, in the order they were first called.
     to_optimize: Mutex<VecDeque<u32>>,
+    /// Functions running baseline code that showed they are hot (a loop
+    /// of theirs asked for optimized code), to optimize first, in that
+    /// order; `promoted` marks those queued.
+    hot_optimize: Mutex<VecDeque<u32>>,
+    promoted: Box<[AtomicBool]>,
+    /// Each function's call counter, which its baseline code counts down
+    /// (at an address built into that code: the slice never moves).
+    entry_counters: Box<[AtomicI32]>,
     /// On-stack-replacement entries by (defined function, loop), and the
     /// ones asked for, in order.
     osr: Mutex<OsrEntries>,
@@ -300,6 +310,9 @@ impl LazyCode {
             waiters: AtomicU32::new(0),
             hot: Mutex::new(VecDeque::new()),
             to_optimize: Mutex::new(VecDeque::new()),
+            hot_optimize: Mutex::new(VecDeque::new()),
+            promoted: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            entry_counters: (0..n).map(|_| AtomicI32::new(kiln_baseline::HOT_CALLS)).collect(),
             osr: Mutex::new(OsrEntries::default()),
             osr_transfers: AtomicU32::new(0),
             cursor: AtomicU32::new(0),
@@ -337,6 +350,12 @@ impl LazyCode {
         let osr = self.osr.lock().unwrap_or_else(|e| e.into_inner());
         let ready = osr.0.values().filter(|e| matches!(e, OsrEntry::Ready(_))).count();
         (ready, self.osr_transfers.load(Ordering::Relaxed))
+    }
+
+    /// The defined functions reported hot, in index order (see
+    /// [`LazyCode::osr_entry`]).
+    pub fn hot_functions(&self) -> Vec<u32> {
+        (0..self.promoted.len() as u32).filter(|&i| self.promoted[i as usize].load(Ordering::Relaxed)).collect()
     }
 
     /// How many functions run baseline code, and how many have final
@@ -425,8 +444,19 @@ impl LazyCode {
     /// have many compiled while the one that replaces it for new calls
     /// waits.)
     pub fn osr_entry(self: &Arc<Self>, func: u32, loop_index: u32) -> usize {
-        if self.states.get(func as usize).map(|s| s.load(Ordering::Acquire)) != Some(INSTALLED) {
+        if loop_index == kiln_environ::OSR_HOT_CALLS {
+            if self.states.get(func as usize).map(|s| s.load(Ordering::Acquire)) == Some(BASELINE) {
+                self.promote(func);
+            }
             return 0;
+        }
+        match self.states.get(func as usize).map(|s| s.load(Ordering::Acquire)) {
+            Some(INSTALLED) => {}
+            Some(BASELINE) => {
+                self.promote(func);
+                return 0;
+            }
+            _ => return 0,
         }
         let mut osr = self.osr.lock().unwrap_or_else(|e| e.into_inner());
         match osr.0.get(&(func, loop_index)) {
@@ -451,6 +481,17 @@ impl LazyCode {
                 }
                 0
             }
+        }
+    }
+
+    /// Moves defined function `func`, running baseline code, ahead of the
+    /// other functions waiting for optimized code (once). Nothing more:
+    /// a module with baseline code to replace is with the background
+    /// compiler already, if it has one.
+    fn promote(&self, func: u32) {
+        let Some(flag) = self.promoted.get(func as usize) else { return };
+        if !flag.swap(true, Ordering::Relaxed) {
+            self.hot_optimize.lock().unwrap_or_else(|e| e.into_inner()).push_back(func);
         }
     }
 
@@ -530,7 +571,7 @@ impl LazyCode {
 
     /// The next thing worth doing ahead of calls, if anything is left:
     /// an on-stack-replacement entry asked for, else optimizing a
-    /// function that runs baseline code, else compiling a
+    /// function that runs baseline code (hot ones first), else compiling a
     /// callee of something compiled, else the first function not
     /// compiled.
     pub fn next_to_compile(&self) -> Option<Work> {
@@ -541,8 +582,8 @@ impl LazyCode {
         if let Some((func, loop_index)) = self.osr.lock().unwrap_or_else(|e| e.into_inner()).1.pop_front() {
             return Some(Work::Osr(func, loop_index));
         }
-        {
-            let mut queue = self.to_optimize.lock().unwrap_or_else(|e| e.into_inner());
+        for queue in [&self.hot_optimize, &self.to_optimize] {
+            let mut queue = queue.lock().unwrap_or_else(|e| e.into_inner());
             while let Some(i) = queue.pop_front() {
                 if state(i) == Some(BASELINE) {
                     return Some(Work::Optimize(i));
@@ -586,10 +627,13 @@ impl LazyCode {
             }
         }
         let func = self.info.module.func_index(defined);
-        let (encoded, tier) =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compiler.compile(defined, wanted)))
-                .map_err(|_| format!("internal: compiling function {} panicked", func.as_u32()))?
-                .map_err(|e| format!("failed to compile function {}: {e:#}", func.as_u32()))?;
+        let (encoded, tier) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // Boxed with the code, which the module's `LazyCode` owns too.
+            let counter = self.entry_counters.get(index as usize).map_or(0, |c| c.as_ptr() as u64);
+            self.compiler.compile(defined, wanted, counter)
+        }))
+        .map_err(|_| format!("internal: compiling function {} panicked", func.as_u32()))?
+        .map_err(|e| format!("failed to compile function {}: {e:#}", func.as_u32()))?;
         let code = FunctionCode::parse(&encoded).ok_or("internal: a compiled function encodes inconsistently")?;
         let (at, len) = self
             .install(defined, code, Install::Function(tier))

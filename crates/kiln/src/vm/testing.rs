@@ -100,6 +100,13 @@ pub fn lazy_osr(module: &crate::Module) -> Option<(usize, u32)> {
     module.runtime().code.lazy().map(|l| l.osr_counts())
 }
 
+/// For a lazily compiled module: the defined functions reported hot by
+/// their baseline code (called often, or a loop that ran long), which are
+/// optimized before the others, in index order.
+pub fn lazy_hot(module: &crate::Module) -> Option<Vec<u32>> {
+    module.runtime().code.lazy().map(|l| l.hot_functions())
+}
+
 /// Makes every compilation of a lazily compiled function fail in engines
 /// made from `config`: tests the failure path of a first call (a trap
 /// with the message, never a crash).

@@ -395,6 +395,76 @@ fn first_calls_run_baseline_code_that_traps_and_recurses_like_any() {
     assert_eq!(tiers(&module), (4, 0));
 }
 
+/// Baseline code reads a `local.get` from the local itself until an
+/// operator needs the value in its stack slot; a write to the local, a
+/// block, a branch or a call in between must not change what was read.
+#[test]
+fn baseline_code_reads_each_local_get_as_it_was() {
+    let mut config = Config::new();
+    config.baseline_compilation(BaselineCompilation::Always);
+    let engine = Engine::new(&config).expect("engine");
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (func $id (param i32) (result i32) local.get 0)
+             (func (export "f") (param i32) (result i32) (local i32 i64)
+               ;; old 0, then 0 := 5: old + 5 * 100
+               local.get 0
+               i32.const 5 local.set 0
+               local.get 0 i32.const 100 i32.mul
+               i32.add
+               ;; through a tee, a block and a call
+               local.get 0
+               i32.const 7 local.tee 0
+               drop
+               block (result i32) local.get 0 end
+               i32.add
+               local.get 0 call $id
+               i32.add
+               i32.add
+               ;; a wrap of a local, then the local changes
+               local.get 1 i32.const 1 i32.add local.set 1
+               local.get 1 i64.extend_i32_u i32.wrap_i64
+               i32.add
+               ;; a wrap of a local read directly
+               i64.const 0x100000002 local.set 2
+               local.get 2 i32.wrap_i64
+               i32.add))"#,
+    )
+    .expect("compiles");
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[]).expect("instance");
+    let f = i.get_typed_func::<i32, i32>(&mut store, "f").expect("f");
+    // (3 + 500) + (5 + 7 + 7) + 1 + 2
+    assert_eq!(f.call(&mut store, 3).expect("runs"), 525);
+}
+
+#[test]
+fn baseline_code_reports_functions_called_often_or_looping_long() {
+    let engine = tiered_engine(false);
+    let module = Module::new(&engine, TIERED_WAT).expect("compiles");
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[]).expect("instance");
+    let hot = |m: &Module| kiln::__private_testing::lazy_hot(m).expect("compiled lazily");
+    let fib = i.get_typed_func::<i32, i32>(&mut store, "fib").expect("fib");
+    let sum = i.get_typed_func::<i32, i64>(&mut store, "sum").expect("sum");
+    let load = i.get_typed_func::<i32, i32>(&mut store, "load").expect("load");
+    // fib(10) is 177 calls, sum(500) 500 iterations: neither is hot yet.
+    assert_eq!(fib.call(&mut store, 10).expect("runs"), 55);
+    assert_eq!(sum.call(&mut store, 500).expect("runs"), 125_250);
+    assert_eq!(load.call(&mut store, 0).expect("runs"), 0);
+    assert_eq!(hot(&module), Vec::<u32>::new());
+    // fib(15) is 1,973 calls (the entry counter); sum(5,000) loops past
+    // the on-stack-replacement check, which reports it while it has no
+    // optimized code.
+    assert_eq!(fib.call(&mut store, 15).expect("runs"), 610);
+    assert_eq!(hot(&module), vec![0]);
+    assert_eq!(sum.call(&mut store, 5_000).expect("runs"), 12_502_500);
+    assert_eq!(hot(&module), vec![0, 1]);
+    // Reported, not optimized: no background compiler here.
+    assert_eq!(tiers(&module), (3, 0));
+}
+
 #[test]
 fn the_background_compiler_replaces_baseline_code() {
     let engine = tiered_engine(true);
