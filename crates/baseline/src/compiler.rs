@@ -87,6 +87,15 @@ pub struct Options {
     pub entry_counter: Option<u64>,
 }
 
+/// A value on the operand stack that is not in its slot yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Deferred {
+    /// The current value of this local.
+    Local(u32),
+    /// These bits (an `i32` zero-extended; float bits as they are).
+    Const(i64),
+}
+
 /// Calls between two reports of a function's entry counter
 /// ([`Options::entry_counter`]).
 pub const HOT_CALLS: i32 = 1000;
@@ -106,12 +115,13 @@ pub(crate) struct Codegen<'m> {
     pub(crate) locals: Vec<ValType>,
     /// Types of the operand stack, bottom first.
     pub(crate) stack: Vec<ValType>,
-    /// Operand-stack entries pushed by `local.get` and not yet stored in
-    /// their depth's slot, lowest first: (depth, local). Such a value is
-    /// read from the local's slot (see [`Codegen::pop`]) unless an
-    /// operator other than the plain ones that only pop and push comes
-    /// first; [`Codegen::flush`] then stores them.
-    pub(crate) deferred: Vec<(usize, u32)>,
+    /// Operand-stack entries pushed by `local.get` or a constant and not
+    /// yet stored in their depth's slot, lowest first. A deferred local is
+    /// read from the local's slot and a constant can be an immediate (see
+    /// [`Codegen::pop`], [`Codegen::pop_imm`]) unless an operator that
+    /// sees the stack in its slots comes first; [`Codegen::flush`] then
+    /// stores them.
+    pub(crate) deferred: Vec<(usize, Deferred)>,
     pub(crate) max_depth: usize,
     /// The largest stack argument area of any call made.
     pub(crate) max_outgoing: u32,
@@ -377,26 +387,71 @@ impl Codegen<'_> {
         }
     }
 
-    /// Pops any value (see [`Codegen::pop`]).
+    /// Pops any value (see [`Codegen::pop`]). A deferred constant is
+    /// stored in its slot first, with no register changed (operators pop
+    /// their operands before they use registers, but not always all).
     pub(crate) fn pop_any(&mut self) -> Result<(Mem, ValType), Declined> {
         let Some(t) = self.stack.pop() else { return decline("operand stack underflow") };
         let depth = self.stack.len();
         match self.deferred.last() {
-            Some(&(d, local)) if d == depth => {
+            Some(&(d, what)) if d == depth => {
                 self.deferred.pop();
-                Ok((self.layout.local(local), t))
+                match what {
+                    Deferred::Local(local) => Ok((self.layout.local(local), t)),
+                    Deferred::Const(bits) => {
+                        let slot = self.layout.depth(depth);
+                        self.store_const(slot, bits);
+                        Ok((slot, t))
+                    }
+                }
             }
             _ => Ok((self.layout.depth(depth), t)),
         }
     }
 
-    /// Stores every deferred `local.get` value in its depth's slot, so
-    /// that the whole operand stack is in the depth slots, where every
-    /// operator but the plain ones reads it.
+    /// Pops the top value if it is a deferred constant of type `t` that
+    /// an instruction can take as a sign-extended 32-bit immediate,
+    /// returning the immediate; otherwise leaves the stack alone.
+    pub(crate) fn pop_imm(&mut self, t: ValType) -> Option<i32> {
+        let depth = self.stack.len().checked_sub(1)?;
+        let (d, Deferred::Const(bits)) = *self.deferred.last()? else { return None };
+        let imm = match t {
+            ValType::I32 => bits as u32 as i32,
+            ValType::I64 => i32::try_from(bits).ok()?,
+            _ => return None,
+        };
+        if d != depth || self.stack[depth] != t {
+            return None;
+        }
+        self.stack.pop();
+        self.deferred.pop();
+        Some(imm)
+    }
+
+    /// Writes 8 bytes of constant bits to a slot, with no register.
+    fn store_const(&mut self, slot: Mem, bits: i64) {
+        match i32::try_from(bits) {
+            Ok(v) => self.asm.store_imm(Size::S64, slot, v),
+            Err(_) => {
+                self.asm.store_imm(Size::S32, slot, bits as i32);
+                self.asm.store_imm(Size::S32, Mem { disp: slot.disp + 4, ..slot }, (bits >> 32) as i32);
+            }
+        }
+    }
+
+    /// Stores every deferred value in its depth's slot, so that the whole
+    /// operand stack is in the depth slots, where the operators that see
+    /// the stack read it.
     pub(crate) fn flush(&mut self) {
-        for (depth, local) in std::mem::take(&mut self.deferred) {
-            self.asm.load(Size::S64, Reg::Rax, self.layout.local(local));
-            self.asm.store(Size::S64, self.layout.depth(depth), Reg::Rax);
+        for (depth, what) in std::mem::take(&mut self.deferred) {
+            let slot = self.layout.depth(depth);
+            match what {
+                Deferred::Local(local) => {
+                    self.asm.load(Size::S64, Reg::Rax, self.layout.local(local));
+                    self.asm.store(Size::S64, slot, Reg::Rax);
+                }
+                Deferred::Const(bits) => self.store_const(slot, bits),
+            }
         }
     }
 
@@ -541,15 +596,22 @@ impl Codegen<'_> {
         let Some(&t) = self.locals.get(i as usize) else { return decline("local index out of range") };
         let depth = self.stack.len();
         self.push(t);
-        self.deferred.push((depth, i));
+        self.deferred.push((depth, Deferred::Local(i)));
         Ok(())
     }
 
     fn local_set(&mut self, i: u32, tee: bool) -> Result<(), Declined> {
         let Some(&t) = self.locals.get(i as usize) else { return decline("local index out of range") };
+        if !tee && let Some(imm) = self.pop_imm(t) {
+            if self.deferred.iter().any(|&(_, d)| d == Deferred::Local(i)) {
+                self.flush();
+            }
+            self.asm.store_imm(Size::S64, self.layout.local(i), imm);
+            return Ok(());
+        }
         let from = if tee { self.top(0)? } else { self.pop(t)? };
         // Deferred reads of the local below must see its old value.
-        if self.deferred.iter().any(|&(_, l)| l == i) {
+        if self.deferred.iter().any(|&(_, d)| d == Deferred::Local(i)) {
             self.flush();
         }
         if tee && self.stack.last() != Some(&t) {

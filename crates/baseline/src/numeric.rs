@@ -2,7 +2,7 @@
 //! its operands from their slots into rax/rcx or xmm0/xmm1, computes, and
 //! stores its result into the slot it lands at.
 
-use crate::compiler::{Codegen, Declined, decline};
+use crate::compiler::{Codegen, Declined, Deferred, decline};
 use crate::frame::ValType;
 use crate::memory::Load;
 use crate::x64::asm::{Alu, Cond, FSize, Mem, Reg, Shift, Size, SseOp, Xmm};
@@ -227,15 +227,11 @@ impl Codegen<'_> {
         }
     }
 
+    /// Pushes a constant without code (see [`Codegen::deferred`]).
     fn constant(&mut self, t: ValType, bits: i64) -> Result<(), Declined> {
-        let out = self.push(t);
-        match i32::try_from(bits) {
-            Ok(v) => self.asm.store_imm(Size::S64, out, v),
-            Err(_) => {
-                self.asm.mov_ri(Size::S64, Reg::Rax, bits);
-                self.asm.store(Size::S64, out, Reg::Rax);
-            }
-        }
+        let depth = self.stack.len();
+        self.push(t);
+        self.deferred.push((depth, Deferred::Const(bits)));
         Ok(())
     }
 
@@ -276,19 +272,34 @@ impl Codegen<'_> {
     }
 
     fn int_compare(&mut self, t: ValType, c: Cond) -> Result<(), Declined> {
-        let b = self.pop(t)?;
+        let imm = self.pop_imm(t);
+        let b = if imm.is_none() { Some(self.pop(t)?) } else { None };
         let a = self.pop(t)?;
         let out = self.push(I32);
         let s = size_of(t);
         self.asm.load(s, Reg::Rcx, a);
         self.asm.alu_rr(Alu::Xor, Size::S32, Reg::Rax, Reg::Rax);
-        self.asm.alu_rm(Alu::Cmp, s, Reg::Rcx, b);
+        match b {
+            Some(b) => self.asm.alu_rm(Alu::Cmp, s, Reg::Rcx, b),
+            None => self.asm.alu_ri(Alu::Cmp, s, Reg::Rcx, imm.unwrap_or_default()),
+        }
         self.asm.setcc(c, Reg::Rax);
         self.asm.store(Size::S32, out, Reg::Rax);
         Ok(())
     }
 
     fn int_binary(&mut self, t: ValType, op: IntOp) -> Result<(), Declined> {
+        if let IntOp::Alu(alu) = op
+            && let Some(imm) = self.pop_imm(t)
+        {
+            let a = self.pop(t)?;
+            let out = self.push(t);
+            let s = size_of(t);
+            self.asm.load(s, Reg::Rax, a);
+            self.asm.alu_ri(alu, s, Reg::Rax, imm);
+            self.asm.store(s, out, Reg::Rax);
+            return Ok(());
+        }
         let b = self.pop(t)?;
         let a = self.pop(t)?;
         let out = self.push(t);

@@ -400,12 +400,7 @@ fn first_calls_run_baseline_code_that_traps_and_recurses_like_any() {
 /// block, a branch or a call in between must not change what was read.
 #[test]
 fn baseline_code_reads_each_local_get_as_it_was() {
-    let mut config = Config::new();
-    config.baseline_compilation(BaselineCompilation::Always);
-    let engine = Engine::new(&config).expect("engine");
-    let module = Module::new(
-        &engine,
-        r#"(module
+    let wat = r#"(module
              (func $id (param i32) (result i32) local.get 0)
              (func (export "f") (param i32) (result i32) (local i32 i64)
                ;; old 0, then 0 := 5: old + 5 * 100
@@ -429,14 +424,32 @@ fn baseline_code_reads_each_local_get_as_it_was() {
                ;; a wrap of a local read directly
                i64.const 0x100000002 local.set 2
                local.get 2 i32.wrap_i64
-               i32.add))"#,
-    )
-    .expect("compiles");
-    let mut store = Store::new(&engine, ());
-    let i = Instance::new(&mut store, &module, &[]).expect("instance");
-    let f = i.get_typed_func::<i32, i32>(&mut store, "f").expect("f");
-    // (3 + 500) + (5 + 7 + 7) + 1 + 2
-    assert_eq!(f.call(&mut store, 3).expect("runs"), 525);
+               i32.add
+               ;; constants: immediates, stored, compared, set while read
+               local.get 2 i64.const 0x100000000 i64.sub i32.wrap_i64
+               i32.add
+               local.get 1 i32.const 9 local.set 1 i32.add
+               i64.const -1 i64.const 0x7fffffffffff i64.lt_s
+               i32.add
+               f64.const 2.5 i32.trunc_f64_s
+               i32.add
+               i32.const -1 i32.const 1 i32.lt_u
+               i32.add))"#;
+    let run = |baseline: BaselineCompilation, x: i32| {
+        let mut config = Config::new();
+        config.baseline_compilation(baseline);
+        let engine = Engine::new(&config).expect("engine");
+        let module = Module::new(&engine, wat).expect("compiles");
+        let mut store = Store::new(&engine, ());
+        let i = Instance::new(&mut store, &module, &[]).expect("instance");
+        let f = i.get_typed_func::<i32, i32>(&mut store, "f").expect("f");
+        f.call(&mut store, x).expect("runs")
+    };
+    // (3 + 500) + (5 + 7 + 7) + 1 + 2, then 2 + 1 + 1 + 2 + 0
+    assert_eq!(run(BaselineCompilation::Always, 3), 531);
+    for x in [0, -1, 1 << 20] {
+        assert_eq!(run(BaselineCompilation::Always, x), run(BaselineCompilation::Off, x), "f({x})");
+    }
 }
 
 #[test]
