@@ -57,9 +57,23 @@ impl Mmap {
     ///
     /// The OS error if mapping fails.
     pub fn accessible(len: usize) -> io::Result<Mmap> {
-        let m = Mmap::reserve(len)?;
-        m.make_accessible(0, m.len)?;
-        Ok(m)
+        let len = round_up_to_page(len.max(1)).ok_or_else(|| io::Error::other("mapping size overflows"))?;
+        // One system call, not a reservation and then a protection change:
+        // each takes the address space's lock for writing, which other
+        // threads' page faults and mappings wait for. `NORESERVE` as for a
+        // reservation made accessible later, so the two account alike.
+        // SAFETY: a fresh anonymous mapping at an address chosen by the
+        // kernel aliases nothing.
+        let ptr = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::NORESERVE,
+            )
+        }
+        .map_err(io::Error::from)?;
+        Ok(Mmap { ptr: NonNull::new(ptr.cast()).expect("mmap returned null"), len })
     }
 
     /// The first byte.
