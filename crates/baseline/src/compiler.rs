@@ -602,14 +602,13 @@ impl Codegen<'_> {
 
     fn local_set(&mut self, i: u32, tee: bool) -> Result<(), Declined> {
         let Some(&t) = self.locals.get(i as usize) else { return decline("local index out of range") };
-        if !tee && let Some(imm) = self.pop_imm(t) {
-            if self.deferred.iter().any(|&(_, d)| d == Deferred::Local(i)) {
-                self.flush();
-            }
-            self.asm.store_imm(Size::S64, self.layout.local(i), imm);
-            return Ok(());
-        }
-        let from = if tee { self.top(0)? } else { self.pop(t)? };
+        // A constant is stored as an immediate; anything else is copied.
+        let imm = if tee { None } else { self.pop_imm(t) };
+        let from = match imm {
+            Some(_) => None,
+            None if tee => Some(self.top(0)?),
+            None => Some(self.pop(t)?),
+        };
         // Deferred reads of the local below must see its old value.
         if self.deferred.iter().any(|&(_, d)| d == Deferred::Local(i)) {
             self.flush();
@@ -617,8 +616,14 @@ impl Codegen<'_> {
         if tee && self.stack.last() != Some(&t) {
             return decline("local.tee of a value of another type");
         }
-        self.asm.load(Size::S64, Reg::Rax, from);
-        self.asm.store(Size::S64, self.layout.local(i), Reg::Rax);
+        let to = self.layout.local(i);
+        match from {
+            Some(from) => {
+                self.asm.load(Size::S64, Reg::Rax, from);
+                self.asm.store(Size::S64, to, Reg::Rax);
+            }
+            None => self.asm.store_imm(Size::S64, to, imm.unwrap_or_default()),
+        }
         Ok(())
     }
 

@@ -7,9 +7,9 @@
 //! every 4,096 iterations. The guests are tokio tasks, split between two
 //! threads that each run a single-threaded tokio runtime (its run queue is
 //! first in, first out, so guests that yield take turns in order). A guest
-//! gives its thread back either at epoch deadlines (a 1 ms ticker thread,
-//! the same hand-written one for both runtimes, deadline one tick after
-//! each yield) or, with `--fuel`, every 100,000 units of fuel. After S
+//! gives its thread back either at epoch deadlines (a ticker thread, the
+//! same hand-written one for both runtimes, every 1 ms or `--tick-us`,
+//! real-time with `--rt-ticker`; deadline one tick after each yield) or, with `--fuel`, every 100,000 units of fuel. After S
 //! seconds every call future is dropped (each task `select!`s the call
 //! against a stop signal).
 //!

@@ -197,9 +197,9 @@ pub struct LazyCode {
     /// Functions running baseline code, to optimize before anything
     /// else but the hot ones, in the order they were first called.
     to_optimize: Mutex<VecDeque<u32>>,
-    /// Functions running baseline code that showed they are hot (a loop
-    /// of theirs asked for optimized code), to optimize first, in that
-    /// order; `promoted` marks those queued.
+    /// Functions running baseline code that showed they are hot (called
+    /// `HOT_CALLS` times, or a loop of theirs asked for optimized code), to
+    /// optimize first, in that order; `promoted` marks those queued.
     hot_optimize: Mutex<VecDeque<u32>>,
     promoted: Box<[AtomicBool]>,
     /// Each function's call counter, which its baseline code counts down
@@ -442,21 +442,19 @@ impl LazyCode {
     /// has optimized code. (Asking earlier loses: an entry costs a whole
     /// compilation of the function, and a function with many loops would
     /// have many compiled while the one that replaces it for new calls
-    /// waits.)
+    /// waits.) A function still running baseline code is moved ahead of
+    /// the others waiting for optimized code; with `loop_index`
+    /// `OSR_HOT_CALLS` (its calls ran its entry counter out) that is all,
+    /// and the answer is 0.
     pub fn osr_entry(self: &Arc<Self>, func: u32, loop_index: u32) -> usize {
-        if loop_index == kiln_environ::OSR_HOT_CALLS {
-            if self.states.get(func as usize).map(|s| s.load(Ordering::Acquire)) == Some(BASELINE) {
-                self.promote(func);
-            }
-            return 0;
+        // A report of many calls, or a loop of baseline code: either way
+        // the function is hot.
+        let state = self.states.get(func as usize).map(|s| s.load(Ordering::Acquire));
+        if state == Some(BASELINE) {
+            self.promote(func);
         }
-        match self.states.get(func as usize).map(|s| s.load(Ordering::Acquire)) {
-            Some(INSTALLED) => {}
-            Some(BASELINE) => {
-                self.promote(func);
-                return 0;
-            }
-            _ => return 0,
+        if loop_index == kiln_environ::OSR_HOT_CALLS || state != Some(INSTALLED) {
+            return 0;
         }
         let mut osr = self.osr.lock().unwrap_or_else(|e| e.into_inner());
         match osr.0.get(&(func, loop_index)) {

@@ -36,19 +36,7 @@ impl Mmap {
     ///
     /// The OS error if the reservation fails (address space exhausted).
     pub fn reserve(len: usize) -> io::Result<Mmap> {
-        let len = round_up_to_page(len.max(1)).ok_or_else(|| io::Error::other("mapping size overflows"))?;
-        // SAFETY: a fresh anonymous mapping at an address chosen by the
-        // kernel aliases nothing.
-        let ptr = unsafe {
-            rustix::mm::mmap_anonymous(
-                std::ptr::null_mut(),
-                len,
-                rustix::mm::ProtFlags::empty(),
-                rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::NORESERVE,
-            )
-        }
-        .map_err(io::Error::from)?;
-        Ok(Mmap { ptr: NonNull::new(ptr.cast()).expect("mmap returned null"), len })
+        Mmap::map(len, rustix::mm::ProtFlags::empty())
     }
 
     /// Reserves `len` bytes and makes all of them read-write.
@@ -57,18 +45,25 @@ impl Mmap {
     ///
     /// The OS error if mapping fails.
     pub fn accessible(len: usize) -> io::Result<Mmap> {
-        let len = round_up_to_page(len.max(1)).ok_or_else(|| io::Error::other("mapping size overflows"))?;
         // One system call, not a reservation and then a protection change:
         // each takes the address space's lock for writing, which other
-        // threads' page faults and mappings wait for. `NORESERVE` as for a
-        // reservation made accessible later, so the two account alike.
+        // threads' page faults and mappings wait for.
+        Mmap::map(len, rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE)
+    }
+
+    /// A fresh private anonymous mapping of `len` bytes (rounded up to
+    /// pages) with protection `prot`, `NORESERVE` whatever the protection
+    /// (so a mapping made read-write at once and a reservation made
+    /// accessible later account alike).
+    fn map(len: usize, prot: rustix::mm::ProtFlags) -> io::Result<Mmap> {
+        let len = round_up_to_page(len.max(1)).ok_or_else(|| io::Error::other("mapping size overflows"))?;
         // SAFETY: a fresh anonymous mapping at an address chosen by the
         // kernel aliases nothing.
         let ptr = unsafe {
             rustix::mm::mmap_anonymous(
                 std::ptr::null_mut(),
                 len,
-                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                prot,
                 rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::NORESERVE,
             )
         }
