@@ -107,6 +107,17 @@ pub fn lazy_hot(module: &crate::Module) -> Option<Vec<u32>> {
     module.runtime().code.lazy().map(|l| l.hot_functions())
 }
 
+/// For a lazily compiled module: takes the next piece of background work
+/// and, if it is replacing a function's baseline code, returns that
+/// defined function (without compiling it). Shows the order in which a
+/// background compiler would optimize.
+pub fn lazy_next_optimized(module: &crate::Module) -> Option<Option<u32>> {
+    module.runtime().code.lazy().map(|l| match l.next_to_compile() {
+        Some(super::lazy_code::Work::Optimize(i)) => Some(i),
+        _ => None,
+    })
+}
+
 /// Makes every compilation of a lazily compiled function fail in engines
 /// made from `config`: tests the failure path of a first call (a trap
 /// with the message, never a crash).

@@ -467,15 +467,20 @@ fn baseline_code_reports_functions_called_often_or_looping_long() {
     assert_eq!(sum.call(&mut store, 500).expect("runs"), 125_250);
     assert_eq!(load.call(&mut store, 0).expect("runs"), 0);
     assert_eq!(hot(&module), Vec::<u32>::new());
-    // fib(15) is 1,973 calls (the entry counter); sum(5,000) loops past
-    // the on-stack-replacement check, which reports it while it has no
-    // optimized code.
-    assert_eq!(fib.call(&mut store, 15).expect("runs"), 610);
-    assert_eq!(hot(&module), vec![0]);
+    // sum(5,000) loops past the on-stack-replacement check, which
+    // reports it while it has no optimized code; fib(15) is 1,973 calls
+    // (the entry counter).
     assert_eq!(sum.call(&mut store, 5_000).expect("runs"), 12_502_500);
+    assert_eq!(hot(&module), vec![1]);
+    assert_eq!(fib.call(&mut store, 15).expect("runs"), 610);
     assert_eq!(hot(&module), vec![0, 1]);
     // Reported, not optimized: no background compiler here.
     assert_eq!(tiers(&module), (3, 0));
+    // What a background compiler would optimize first: the reported
+    // functions in the order of their reports (sum, then fib), not in
+    // first-call order (fib, sum, load).
+    let next = |m: &Module| kiln::__private_testing::lazy_next_optimized(m).expect("compiled lazily");
+    assert_eq!([next(&module), next(&module)], [Some(1), Some(0)]);
 }
 
 #[test]
