@@ -108,8 +108,9 @@ impl Codegen<'_> {
     /// stack: every value of the activation is in a local's slot), every
     /// [`OSR_INTERVAL`] iterations: asks the runtime for optimized code
     /// to take the activation over, and if there is some, calls it with
-    /// this frame (it reads the locals from their slots and runs the rest
-    /// of the function) and returns what it returns.
+    /// this frame and the loop's index (it reads the locals from their
+    /// slots and runs the rest of the function from that loop) and
+    /// returns what it returns.
     pub(crate) fn osr_check(&mut self, loop_index: u32) -> Result<(), Declined> {
         let skip = self.asm.new_label();
         self.asm.load(Size::S32, Reg::Rax, OSR_COUNTDOWN);
@@ -126,6 +127,7 @@ impl Codegen<'_> {
         self.asm.load(Size::S64, Reg::Rdi, VMCTX);
         self.asm.mov_rr(Size::S64, Reg::Rsi, Reg::Rdi);
         self.asm.mov_rr(Size::S64, Reg::Rdx, Reg::Rbp);
+        self.asm.mov_ri(Size::S32, Reg::Rcx, i64::from(loop_index));
         self.asm.call_reg(Reg::R11);
         self.mark();
         self.leave();

@@ -257,12 +257,13 @@ fn dump_text(dir: &std::ffi::OsStr, func: &ir::Function, stage: &str, text: &str
 }
 
 impl CraneliftCompiler {
-    /// Compiles the on-stack-replacement entry of `func` at its
-    /// `loop_index`th loop (see `translate::translate_osr_entry`).
+    /// Compiles the on-stack-replacement entry of `func`, which enters
+    /// any of its loops where baseline code checks (see
+    /// `translate::translate_osr_entry`).
     ///
     /// # Errors
     ///
-    /// [`WasmError::Unsupported`] when that loop cannot be entered from a
+    /// [`WasmError::Unsupported`] when no loop can be entered from a
     /// baseline frame; validation or code generation errors.
     pub fn compile_osr_entry(
         &self,
@@ -270,19 +271,10 @@ impl CraneliftCompiler {
         offsets: &VMOffsets,
         func: FuncIndex,
         input: FunctionBodyInput<'_>,
-        loop_index: u32,
     ) -> WasmResult<CompiledFunction> {
         Self::with_contexts(|ctx, fctx| {
-            let clif = crate::translate::translate_osr_entry(
-                &*self.isa,
-                &self.tunables,
-                module,
-                offsets,
-                func,
-                input,
-                fctx,
-                loop_index,
-            );
+            let clif =
+                crate::translate::translate_osr_entry(&*self.isa, &self.tunables, module, offsets, func, input, fctx);
             match clif {
                 // Not `Some(func)`: its calls to itself are not calls to
                 // this entry, so they must not be spliced with its body.

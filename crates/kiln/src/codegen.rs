@@ -85,22 +85,21 @@ impl EngineCompiler {
         self.cranelift.tunables()
     }
 
-    /// The on-stack-replacement entry of `func` at its `loop_index`th
-    /// loop, compiled by Cranelift (see
+    /// The on-stack-replacement entry of `func`, for all of its loops,
+    /// compiled by Cranelift (see
     /// `kiln_cranelift::CraneliftCompiler::compile_osr_entry`).
     ///
     /// # Errors
     ///
-    /// The loop cannot be entered so, or code generation failed.
+    /// No loop can be entered so, or code generation failed.
     pub(crate) fn compile_osr_entry(
         &self,
         module: &ModuleInfo,
         offsets: &VMOffsets,
         func: FuncIndex,
         input: FunctionBodyInput<'_>,
-        loop_index: u32,
     ) -> WasmResult<CompiledFunction> {
-        self.cranelift.compile_osr_entry(module, offsets, func, input, loop_index)
+        self.cranelift.compile_osr_entry(module, offsets, func, input)
     }
 
     /// Compiles `func` with the baseline compiler if it takes it, after
@@ -123,7 +122,7 @@ impl EngineCompiler {
         };
         validator.into_validator(Default::default()).validate(&input.body)?;
         let r = kiln_baseline::compile_function(self.tunables(), cpu, options, module, offsets, func, &input.body);
-        if std::env::var_os("KILN_BASELINE_DEBUG").is_some() {
+        if crate::vm::lazy_code::debug_trace() {
             match &r {
                 Ok(f) => eprintln!("baseline: compiled {func} ({} bytes)", f.code.len()),
                 Err(e) => eprintln!("baseline: {func}: {e}"),

@@ -288,11 +288,10 @@ impl LazyCompiler for ModuleCompiler {
         Ok((f.encode(), Tier::Optimized))
     }
 
-    fn compile_osr(&self, index: DefinedFuncIndex, loop_index: u32) -> Result<Vec<u8>> {
+    fn compile_osr(&self, index: DefinedFuncIndex) -> Result<Vec<u8>> {
         let input = self.input(index)?;
         let func = self.info.module.func_index(index);
-        let f =
-            self.engine.inner.compiler.compile_osr_entry(&self.info.module, &self.offsets, func, input, loop_index)?;
+        let f = self.engine.inner.compiler.compile_osr_entry(&self.info.module, &self.offsets, func, input)?;
         Ok(f.encode())
     }
 
@@ -307,6 +306,12 @@ impl LazyCompiler for ModuleCompiler {
         if self.engine.config().cache.is_some() && tier == Tier::Optimized {
             let took = Duration::from_nanos(self.times.get(index.index()).map_or(0, |t| t.load(Ordering::Relaxed)));
             self.compiled.lock().unwrap_or_else(|e| e.into_inner()).push((index.as_u32(), encoded, took));
+        }
+    }
+
+    fn osr_installed(&self, index: DefinedFuncIndex, addr: usize, len: u32) {
+        if self.engine.config().profiling == crate::ProfilingStrategy::PerfMap {
+            crate::profiling::register_perf_map_function(&self.info.module, index, addr, len);
         }
     }
 

@@ -30,7 +30,7 @@ mod ops;
 mod simd;
 
 use crate::abi::{clif_type, wasm_signature};
-use cranelift_codegen::ir::{self, InstBuilder, UserFuncName, Value};
+use cranelift_codegen::ir::{self, InstBuilder, JumpTableData, UserFuncName, Value};
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use emitter::Emitter;
@@ -51,27 +51,31 @@ pub fn translate_function(
     input: FunctionBodyInput<'_>,
     fctx: &mut FunctionBuilderContext,
 ) -> WasmResult<ir::Function> {
-    translate(isa, tunables, module, offsets, func, input, fctx, None)
+    translate(isa, tunables, module, offsets, func, input, fctx, false)
 }
 
-/// Translates the on-stack-replacement entry of `func` at its
-/// `loop_index`th `loop` (counting every `loop` in the body, in order): a
-/// function of the wasm convention taking the callee and caller
-/// VMContexts and the frame pointer of a baseline-compiled activation of
-/// `func` stopped at that loop's head with nothing on its operand stack.
-/// It loads every local from its slot in that frame
+/// Translates the on-stack-replacement entry of `func`: a function of
+/// the wasm convention taking the callee and caller VMContexts, the frame
+/// pointer of a baseline-compiled activation of `func` stopped at the
+/// head of a loop with nothing on its operand stack, and that loop's
+/// index (an `i32`, counting every `loop` in the body, in order). It
+/// loads every local from its slot in that frame
 /// (`kiln_environ::vmoffsets::baseline_frame`), enters the loop and runs
-/// the rest of the function, returning its results. It is the function's
-/// own translation with another entry: the normal entry's code has no
-/// predecessor and goes away as unreachable.
+/// the rest of the function, returning its results. One entry serves
+/// every loop where baseline code checks (so a function whose
+/// activations sit in many loops costs one compilation, not one per
+/// loop); any other loop index traps as unreachable, which baseline code
+/// never passes. It is the function's own translation
+/// with another entry: the normal entry's code has no predecessor and
+/// goes away as unreachable.
 ///
 /// # Errors
 ///
-/// As [`translate_function`]; [`WasmError::Unsupported`] when the loop
-/// does not exist or cannot be entered so (operands below it, loop
-/// parameters, instrumented loops, exception handlers in scope, locals
-/// of types a baseline frame does not hold).
-#[allow(clippy::too_many_arguments)]
+/// As [`translate_function`]; [`WasmError::Unsupported`] when no loop
+/// can be entered so (operands below it, loop parameters), when a loop
+/// that baseline code checks at is in an exception handler's scope, with
+/// instrumented loops (fuel, polled epochs), or when a local is of a type
+/// a baseline frame does not hold.
 pub fn translate_osr_entry(
     isa: &dyn TargetIsa,
     tunables: &Tunables,
@@ -80,9 +84,8 @@ pub fn translate_osr_entry(
     func: FuncIndex,
     input: FunctionBodyInput<'_>,
     fctx: &mut FunctionBuilderContext,
-    loop_index: u32,
 ) -> WasmResult<ir::Function> {
-    translate(isa, tunables, module, offsets, func, input, fctx, Some(loop_index))
+    translate(isa, tunables, module, offsets, func, input, fctx, true)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -94,29 +97,30 @@ fn translate(
     func: FuncIndex,
     input: FunctionBodyInput<'_>,
     fctx: &mut FunctionBuilderContext,
-    osr_loop: Option<u32>,
+    osr: bool,
 ) -> WasmResult<ir::Function> {
     let ty = module.func_type(func);
     let mut sig = wasm_signature(isa, ty);
-    if osr_loop.is_some() && (tunables.consume_fuel || (tunables.epoch_interruption && !tunables.epoch_signals)) {
+    if osr && (tunables.consume_fuel || (tunables.epoch_interruption && !tunables.epoch_signals)) {
         // Instrumented loops' heads are not where baseline code checks.
         return Err(WasmError::Unsupported("on-stack replacement with fuel or polled epochs".into()));
     }
-    if osr_loop.is_some() {
-        // (callee vmctx, caller vmctx, baseline frame pointer)
+    if osr {
+        // (callee vmctx, caller vmctx, baseline frame pointer, loop index)
         sig.params.truncate(2);
         sig.params.push(ir::AbiParam::new(ir::types::I64));
+        sig.params.push(ir::AbiParam::new(ir::types::I32));
     }
     let mut clif = ir::Function::with_name_signature(UserFuncName::user(0, func.as_u32()), sig);
     let mut validator = input.validator.into_validator(Default::default());
     {
         let builder = FunctionBuilder::new(&mut clif, fctx);
         let mut t = FuncTranslator::new(isa, tunables, module, offsets, builder);
-        t.osr = osr_loop.map(|target| Osr { target, landing: None, entered: false });
-        t.translate_body(func, &input.body, &mut validator)?;
-        if t.osr.as_ref().is_some_and(|o| !o.entered) {
-            return Err(WasmError::Unsupported("no loop to enter there".into()));
+        if osr {
+            t.osr = Some(Osr::default());
         }
+        t.translate_body(func, &input.body, &mut validator)?;
+        t.finish_osr_dispatch()?;
         t.builder.finalize(isa.frontend_config());
     }
     Ok(clif)
@@ -124,14 +128,14 @@ fn translate(
 
 /// An on-stack-replacement translation's state (see
 /// [`translate_osr_entry`]).
+#[derive(Default)]
 pub(crate) struct Osr {
-    /// The index of the loop to enter.
-    pub(crate) target: u32,
-    /// The block after the entry, which jumps to the loop's head once
-    /// it exists.
-    pub(crate) landing: Option<ir::Block>,
-    /// Whether the jump is in.
-    pub(crate) entered: bool,
+    /// The block after the entry, which branches on the loop index once
+    /// every loop is known, and the index.
+    pub(crate) dispatch: Option<(ir::Block, Value)>,
+    /// Each enterable loop's index and its landing block, which jumps to
+    /// the loop's head.
+    pub(crate) landings: Vec<(u32, ir::Block)>,
 }
 
 /// The per-function translation state.
@@ -332,7 +336,7 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             }
         }
         if self.osr.is_some() {
-            self.begin_osr_entry(params[2])?;
+            self.begin_osr_entry(params[2], params[3])?;
         }
 
         self.hook(|i, e| i.on_function_entry(e, body));
@@ -413,11 +417,12 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
 
     /// The entry of an on-stack-replacement translation: loads every
     /// local from its slot in the baseline frame at `frame`, then jumps to
-    /// a landing block that will jump to the loop's head; the function's
+    /// a dispatch block that will branch on `loop_index` to the loops'
+    /// landing blocks ([`Self::finish_osr_dispatch`]); the function's
     /// normal entry code continues in a block of its own, with no
     /// predecessor (its locals read as zeros, and it is removed as
     /// unreachable).
-    fn begin_osr_entry(&mut self, frame: Value) -> WasmResult<()> {
+    fn begin_osr_entry(&mut self, frame: Value, loop_index: Value) -> WasmResult<()> {
         use kiln_environ::vmoffsets::baseline_frame;
         let flags = ir::MemFlagsData::trusted();
         for (i, (var, t)) in self.locals.clone().into_iter().enumerate() {
@@ -429,35 +434,78 @@ impl<'a, 'f> FuncTranslator<'a, 'f> {
             let v = self.builder.ins().load(ty, flags, frame, at);
             self.builder.def_var(var, v);
         }
-        let landing = self.builder.create_block();
-        self.builder.ins().jump(landing, &[]);
-        self.builder.seal_block(landing);
+        let dispatch = self.builder.create_block();
+        self.builder.ins().jump(dispatch, &[]);
+        // Its one predecessor is the entry; it is filled last.
+        self.builder.seal_block(dispatch);
         let normal = self.builder.create_block();
         self.builder.seal_block(normal);
         self.builder.switch_to_block(normal);
         if let Some(osr) = &mut self.osr {
-            osr.landing = Some(landing);
+            osr.dispatch = Some((dispatch, loop_index));
         }
         Ok(())
     }
 
-    /// At the head `header` of a loop with nothing below it on the
-    /// operand stack and no parameters: if it is the loop an
-    /// on-stack-replacement translation enters, the landing block jumps
-    /// there. The caller has just ended the block before the loop.
+    /// At the head `header` of a loop (`can_enter`: with nothing below it
+    /// on the operand stack and no parameters, where baseline code
+    /// checks), in an on-stack-replacement translation: gives the loop a
+    /// landing block that jumps to its head. The landing stays unsealed
+    /// until the dispatch branches to it, so the locals the loop reads
+    /// come from the entry's loads. The caller has just ended the block
+    /// before the loop.
+    ///
+    /// # Errors
+    ///
+    /// [`WasmError::Unsupported`] when such a loop is inside an exception
+    /// handler's scope: the entry cannot take over every loop where
+    /// baseline code may ask for it, so there is none.
     pub(crate) fn osr_enter_loop(&mut self, header: ir::Block, can_enter: bool) -> WasmResult<()> {
         let index = self.loops_seen - 1;
-        let Some(osr) = &mut self.osr else { return Ok(()) };
-        if osr.target != index || osr.entered {
+        if self.osr.is_none() || !can_enter {
             return Ok(());
         }
-        if !can_enter || !self.try_scopes.is_empty() || !self.legacy_tries.is_empty() {
-            return Err(WasmError::Unsupported("this loop cannot be entered from a baseline frame".into()));
+        if !self.try_scopes.is_empty() || !self.legacy_tries.is_empty() {
+            return Err(WasmError::Unsupported("a loop in an exception handler's scope".into()));
         }
-        let Some(landing) = osr.landing else { return Ok(()) };
-        osr.entered = true;
+        let landing = self.builder.create_block();
         self.builder.switch_to_block(landing);
         self.builder.ins().jump(header, &[]);
+        if let Some(osr) = &mut self.osr {
+            osr.landings.push((index, landing));
+        }
+        Ok(())
+    }
+
+    /// Ends an on-stack-replacement translation: fills the dispatch block
+    /// with a branch on the loop index to each enterable loop's landing
+    /// (any other index traps as unreachable) and seals the landings.
+    ///
+    /// # Errors
+    ///
+    /// [`WasmError::Unsupported`] when no loop can be entered.
+    fn finish_osr_dispatch(&mut self) -> WasmResult<()> {
+        let Some(osr) = self.osr.take() else { return Ok(()) };
+        let Some((dispatch, loop_index)) = osr.dispatch else { return Ok(()) };
+        let Some(last) = osr.landings.iter().map(|&(i, _)| i).max() else {
+            return Err(WasmError::Unsupported("no loop can be entered from a baseline frame".into()));
+        };
+        let trap = self.builder.create_block();
+        let mut table = vec![trap; last as usize + 1];
+        for &(i, landing) in &osr.landings {
+            table[i as usize] = landing;
+        }
+        self.builder.switch_to_block(dispatch);
+        let calls: Vec<_> = table.iter().map(|&b| self.builder.func.dfg.block_call(b, &[])).collect();
+        let default = self.builder.func.dfg.block_call(trap, &[]);
+        let jt = self.builder.create_jump_table(JumpTableData::new(default, &calls));
+        self.builder.ins().br_table(loop_index, jt);
+        self.builder.seal_block(trap);
+        self.builder.switch_to_block(trap);
+        self.builder.ins().trap(crate::trap_codes::to_clif(TrapCode::UnreachableCodeReached));
+        for &(_, landing) in &osr.landings {
+            self.builder.seal_block(landing);
+        }
         Ok(())
     }
 

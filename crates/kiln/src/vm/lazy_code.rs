@@ -53,21 +53,26 @@ pub trait LazyCompiler: Send + Sync {
     fn compile(&self, index: DefinedFuncIndex, tier: Tier, entry_counter: u64) -> anyhow::Result<(Vec<u8>, Tier)>;
 
     /// Compiles the on-stack-replacement entry of defined function
-    /// `index` at the head of its `loop_index`th loop: a function taking
-    /// the callee and caller VMContexts and a baseline frame's frame
-    /// pointer, that reads the locals from the frame
+    /// `index`: a function taking the callee and caller VMContexts, a
+    /// baseline frame's frame pointer and the index of the loop at whose
+    /// head that activation stopped, that reads the locals from the frame
     /// (`kiln_environ::vmoffsets::baseline_frame`) and runs the rest of
-    /// the function from that loop. Returns it encoded.
+    /// the function from that loop; one entry for every loop where
+    /// baseline code checks. Returns it encoded.
     ///
     /// # Errors
     ///
-    /// The loop cannot be entered that way, or code generation failed.
-    fn compile_osr(&self, index: DefinedFuncIndex, loop_index: u32) -> anyhow::Result<Vec<u8>>;
+    /// No loop can be entered that way, or code generation failed.
+    fn compile_osr(&self, index: DefinedFuncIndex) -> anyhow::Result<Vec<u8>>;
 
     /// Told that `index` was installed at `addr`, `len` bytes (for the
     /// cache and profilers); `encoded` and `tier` are what
     /// [`LazyCompiler::compile`] returned.
     fn installed(&self, index: DefinedFuncIndex, encoded: Vec<u8>, tier: Tier, addr: usize, len: u32);
+
+    /// Told that `index`'s on-stack-replacement entry was installed at
+    /// `addr`, `len` bytes (for profilers; entries are never cached).
+    fn osr_installed(&self, index: DefinedFuncIndex, addr: usize, len: u32);
 
     /// Told that the module is gone (its code is unregistered; functions
     /// still being compiled may be installed, but nothing runs them).
@@ -103,9 +108,8 @@ pub enum Work {
     Optimize(u32),
     /// Compile this function, not called yet.
     Compile(u32),
-    /// Compile the on-stack-replacement entry of this function at this
-    /// loop.
-    Osr(u32, u32),
+    /// Compile the on-stack-replacement entry of this function.
+    Osr(u32),
 }
 
 /// An on-stack-replacement entry's state.
@@ -115,14 +119,14 @@ enum OsrEntry {
     Requested,
     /// Installed at this address.
     Ready(usize),
-    /// Could not be compiled: the loop keeps running baseline code.
+    /// Could not be compiled: the loops keep running baseline code.
     Failed,
 }
 
-/// On-stack-replacement entries by (defined function, loop), and the
-/// ones asked for and not compiled yet, in order.
+/// On-stack-replacement entries by defined function, and the ones asked
+/// for and not compiled yet, in order.
 #[derive(Default)]
-struct OsrEntries(HashMap<(u32, u32), OsrEntry>, VecDeque<(u32, u32)>);
+struct OsrEntries(HashMap<u32, OsrEntry>, VecDeque<u32>);
 
 /// What an install is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -205,8 +209,8 @@ pub struct LazyCode {
     /// Each function's call counter, which its baseline code counts down
     /// (at an address built into that code: the slice never moves).
     entry_counters: Box<[AtomicI32]>,
-    /// On-stack-replacement entries by (defined function, loop), and the
-    /// ones asked for, in order.
+    /// On-stack-replacement entries by defined function, and the ones
+    /// asked for, in order.
     osr: Mutex<OsrEntries>,
     /// Activations that moved to an on-stack-replacement entry.
     osr_transfers: AtomicU32,
@@ -436,13 +440,16 @@ impl LazyCode {
         }
     }
 
-    /// The on-stack-replacement entry of defined function `func` at loop
-    /// `loop_index`, if it is installed; otherwise 0, and asks the
-    /// background compiler for it (before anything else) once the function
-    /// has optimized code. (Asking earlier loses: an entry costs a whole
-    /// compilation of the function, and a function with many loops would
-    /// have many compiled while the one that replaces it for new calls
-    /// waits.) A function still running baseline code is moved ahead of
+    /// The on-stack-replacement entry of defined function `func`, for an
+    /// activation at the head of its loop `loop_index`, if it is
+    /// installed; otherwise 0, and asks the background compiler for it
+    /// (before anything else) once the function has optimized code.
+    /// (Asking earlier loses: an entry costs a whole compilation of the
+    /// function, while the code that replaces it for new calls waits.)
+    /// One entry takes activations at any of the function's loops (the
+    /// entry is passed the loop's index), so a function whose old
+    /// activations sit in many loops costs one compilation. A function
+    /// still running baseline code is moved ahead of
     /// the others waiting for optimized code; with `loop_index`
     /// `OSR_HOT_CALLS` (its calls ran its entry counter out) that is all,
     /// and the answer is 0.
@@ -457,26 +464,20 @@ impl LazyCode {
             return 0;
         }
         let mut osr = self.osr.lock().unwrap_or_else(|e| e.into_inner());
-        match osr.0.get(&(func, loop_index)) {
+        match osr.0.get(&func) {
             Some(OsrEntry::Ready(addr)) => {
                 self.osr_transfers.fetch_add(1, Ordering::Relaxed);
                 *addr
             }
             Some(_) => 0,
             None => {
-                // At most one entry per function on average: the batches
-                // have room for that many.
-                let entry = if osr.0.len() < self.layout.count as usize {
-                    osr.1.push_back((func, loop_index));
-                    OsrEntry::Requested
-                } else {
-                    OsrEntry::Failed
-                };
-                osr.0.insert((func, loop_index), entry);
+                // One entry per function at most: the batches have room
+                // for three installs per function (baseline code,
+                // optimized code, this entry).
+                osr.1.push_back(func);
+                osr.0.insert(func, OsrEntry::Requested);
                 drop(osr);
-                if entry == OsrEntry::Requested {
-                    pool().submit(self);
-                }
+                pool().submit(self);
                 0
             }
         }
@@ -489,32 +490,37 @@ impl LazyCode {
     fn promote(&self, func: u32) {
         let Some(flag) = self.promoted.get(func as usize) else { return };
         if !flag.swap(true, Ordering::Relaxed) {
+            if debug_trace() {
+                eprintln!("kiln tiering: function {func} is hot");
+            }
             self.hot_optimize.lock().unwrap_or_else(|e| e.into_inner()).push_back(func);
         }
     }
 
     /// Compiles and installs the on-stack-replacement entry asked for.
-    fn compile_osr(&self, func: u32, loop_index: u32) {
+    fn compile_osr(&self, func: u32) {
         let defined = DefinedFuncIndex::from_u32(func);
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compiler.compile_osr(defined, loop_index)));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compiler.compile_osr(defined)));
         let entry = match result {
             Ok(Ok(encoded)) => match FunctionCode::parse(&encoded) {
                 Some(code) => match self.install(defined, code, Install::Osr) {
-                    Ok((addr, _)) => OsrEntry::Ready(addr),
+                    Ok((addr, len)) => {
+                        self.compiler.osr_installed(defined, addr, len);
+                        OsrEntry::Ready(addr)
+                    }
                     Err(_) => OsrEntry::Failed,
                 },
                 None => OsrEntry::Failed,
             },
             Ok(Err(e)) => {
-                if std::env::var_os("KILN_BASELINE_DEBUG").is_some() {
-                    eprintln!("osr: function {func} loop {loop_index}: {e:#}");
+                if debug_trace() {
+                    eprintln!("kiln tiering: no on-stack-replacement entry for function {func}: {e:#}");
                 }
                 OsrEntry::Failed
             }
             Err(_) => OsrEntry::Failed,
         };
-        self.osr.lock().unwrap_or_else(|e| e.into_inner()).0.insert((func, loop_index), entry);
+        self.osr.lock().unwrap_or_else(|e| e.into_inner()).0.insert(func, entry);
     }
 
     /// Replaces defined function `index`'s baseline code with optimized
@@ -577,8 +583,8 @@ impl LazyCode {
             return None;
         }
         let state = |i: u32| self.states.get(i as usize).map(|s| s.load(Ordering::Relaxed));
-        if let Some((func, loop_index)) = self.osr.lock().unwrap_or_else(|e| e.into_inner()).1.pop_front() {
-            return Some(Work::Osr(func, loop_index));
+        if let Some(func) = self.osr.lock().unwrap_or_else(|e| e.into_inner()).1.pop_front() {
+            return Some(Work::Osr(func));
         }
         for queue in [&self.hot_optimize, &self.to_optimize] {
             let mut queue = queue.lock().unwrap_or_else(|e| e.into_inner());
@@ -827,15 +833,28 @@ impl BackgroundPool {
             // `optimize` compile once either way. A failure is reported at
             // the call.
             self.submit(&lazy);
+            let started = debug_trace().then(std::time::Instant::now);
             match work {
                 Work::Optimize(index) => lazy.optimize(index),
                 Work::Compile(index) => {
                     let _ = lazy.ensure(index);
                 }
-                Work::Osr(func, loop_index) => lazy.compile_osr(func, loop_index),
+                Work::Osr(func) => lazy.compile_osr(func),
+            }
+            if let Some(started) = started {
+                eprintln!("kiln tiering: {work:?} took {:?}", started.elapsed());
             }
         }
     }
+}
+
+/// Whether `KILN_BASELINE_DEBUG` is set: tiering then reports on
+/// standard error what the baseline compiler declines, which functions
+/// turn hot, and each piece of background work with its time (a
+/// developer's aid; see docs/ARCHITECTURE.md).
+pub fn debug_trace() -> bool {
+    static SET: OnceLock<bool> = OnceLock::new();
+    *SET.get_or_init(|| std::env::var_os("KILN_BASELINE_DEBUG").is_some())
 }
 
 thread_local! {

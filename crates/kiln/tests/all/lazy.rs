@@ -570,3 +570,71 @@ fn a_loop_running_baseline_code_moves_to_optimized_code_on_the_stack() {
     assert_eq!(n % 65536, 0);
     eprintln!("moved to optimized code after at most {n} iterations");
 }
+
+/// Two baseline activations of one function, each running a different
+/// loop (the inner in its second, the outer, after the inner returns, in
+/// its first) move to optimized code through one on-stack-replacement
+/// entry, compiled once; what each loop computed, and the inner result
+/// the outer activation holds in its locals, come out right.
+#[test]
+fn one_entry_takes_over_activations_in_different_loops() {
+    let wat = r#"(module
+         (import "host" "done" (func $done (param i64) (result i32)))
+         (func $run (export "run") (param $outer i32) (result i64 i64 i64 i64)
+           (local $i i64) (local $sum i64) (local $na i64) (local $sa i64)
+           local.get $outer
+           if
+             i32.const 0 call $run drop drop local.set $sa local.set $na
+             block $out
+               loop $b
+                 local.get $i i64.const 1 i64.add local.set $i
+                 local.get $sum local.get $i i64.const 5 i64.mul i64.add local.set $sum
+                 local.get $i i64.const 65535 i64.and i64.eqz
+                 if local.get $i call $done br_if $out end
+                 br $b
+               end
+             end
+             local.get $na local.get $sa local.get $i local.get $sum return
+           end
+           block $out
+             loop $a
+               local.get $i i64.const 1 i64.add local.set $i
+               local.get $sum local.get $i i64.const 3 i64.mul i64.add local.set $sum
+               local.get $i i64.const 65535 i64.and i64.eqz
+               if local.get $i call $done br_if $out end
+               br $a
+             end
+           end
+           local.get $i local.get $sum i64.const 0 i64.const 0))"#;
+    // Fillers first, as above: `run`'s first call must get baseline code.
+    let fillers: String = (0..300).map(|k| format!("(func (result i32) i32.const {k})\n")).collect();
+    let wat = wat.replacen("(func $run", &format!("{fillers}(func $run"), 1);
+    let engine = tiered_engine(true);
+    let module = Arc::new(Module::new(&engine, &wat).expect("compiles"));
+    let mut store = Store::new(&engine, ());
+    let mut linker = Linker::new(&engine);
+    let start = std::time::Instant::now();
+    let watched = module.clone();
+    // Each loop ends at the first check after one that saw its activation
+    // move (the n-th loop to end waits for the n-th move).
+    let state = std::sync::Mutex::new((1u32, false));
+    linker
+        .func_wrap("host", "done", move |_i: i64| -> i32 {
+            let moved = kiln::__private_testing::lazy_osr(&watched).map_or(0, |(_, moved)| moved);
+            let mut state = state.lock().unwrap();
+            let now = moved >= state.0;
+            let done = (state.1 && now) || start.elapsed() > std::time::Duration::from_secs(60);
+            state.1 = now && !done;
+            if done {
+                state.0 += 1;
+            }
+            i32::from(done)
+        })
+        .expect("define");
+    let i = linker.instantiate(&mut store, &module).expect("instance");
+    let run = i.get_typed_func::<i32, (i64, i64, i64, i64)>(&mut store, "run").expect("run");
+    let (na, sa, nb, sb) = run.call(&mut store, 1).expect("runs");
+    assert_eq!(kiln::__private_testing::lazy_osr(&module), Some((1, 2)), "one entry, two activations moved to it");
+    let sum = |n: i64, k: i64| k.wrapping_mul(n).wrapping_mul(n + 1) / 2;
+    assert_eq!((sa, sb), (sum(na, 3), sum(nb, 5)), "after {na} and {nb} iterations");
+}
