@@ -118,6 +118,14 @@ pub fn lazy_next_optimized(module: &crate::Module) -> Option<Option<u32>> {
     })
 }
 
+/// For a lazily compiled module: replaces defined function `index`'s
+/// baseline code with optimized code now, on this thread (as the
+/// background compiler would), so a test decides when that happens.
+/// Returns whether the module compiles lazily.
+pub fn lazy_optimize(module: &crate::Module, index: u32) -> bool {
+    module.runtime().code.lazy().map(|l| l.optimize(index)).is_some()
+}
+
 /// Makes every compilation of a lazily compiled function fail in engines
 /// made from `config`: tests the failure path of a first call (a trap
 /// with the message, never a crash).

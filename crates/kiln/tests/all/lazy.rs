@@ -531,13 +531,12 @@ fn a_loop_running_baseline_code_moves_to_optimized_code_on_the_stack() {
            end
            local.get $i local.get $sum local.get $x local.get $c local.get $d
            local.get $e local.get $f i32.add local.get $g i32.add))"#;
-    // Fillers first: the background compiler, which starts with the
-    // module and goes in index order, must not compile `run` before its
-    // first call does (with baseline code).
-    let fillers: String = (0..300).map(|k| format!("(func (result i32) i32.const {k})\n")).collect();
-    let wat = wat.replacen("(func (export \"run\")", &format!("{fillers}(func (export \"run\")"), 1);
-    let engine = tiered_engine(true);
-    let module = Arc::new(Module::new(&engine, &wat).expect("compiles"));
+    // No background compiler: the host optimizes `run` (defined function
+    // 0) at the loop's first check, while its activation runs baseline
+    // code; the entry is then compiled by the background pool on the
+    // loop's next on-stack-replacement check.
+    let engine = tiered_engine(false);
+    let module = Arc::new(Module::new(&engine, wat).expect("compiles"));
     let mut store = Store::new(&engine, ());
     let mut linker = Linker::new(&engine);
     let start = std::time::Instant::now();
@@ -547,6 +546,7 @@ fn a_loop_running_baseline_code_moves_to_optimized_code_on_the_stack() {
     let seen = std::sync::atomic::AtomicBool::new(false);
     linker
         .func_wrap("host", "done", move |_i: i64| -> i32 {
+            assert!(kiln::__private_testing::lazy_optimize(&watched, 0), "compiled lazily");
             let moved = kiln::__private_testing::lazy_osr(&watched).is_some_and(|(_, moved)| moved > 0);
             let was = seen.swap(moved, std::sync::atomic::Ordering::Relaxed);
             i32::from((was && moved) || start.elapsed() > std::time::Duration::from_secs(60))
@@ -606,11 +606,12 @@ fn one_entry_takes_over_activations_in_different_loops() {
              end
            end
            local.get $i local.get $sum i64.const 0 i64.const 0))"#;
-    // Fillers first, as above: `run`'s first call must get baseline code.
-    let fillers: String = (0..300).map(|k| format!("(func (result i32) i32.const {k})\n")).collect();
-    let wat = wat.replacen("(func $run", &format!("{fillers}(func $run"), 1);
-    let engine = tiered_engine(true);
-    let module = Arc::new(Module::new(&engine, &wat).expect("compiles"));
+    // No background compiler: the host optimizes `run` (defined function
+    // 0) at the inner loop's first check, when both activations run
+    // baseline code; the entry is then compiled by the background pool
+    // on the inner loop's next on-stack-replacement check.
+    let engine = tiered_engine(false);
+    let module = Arc::new(Module::new(&engine, wat).expect("compiles"));
     let mut store = Store::new(&engine, ());
     let mut linker = Linker::new(&engine);
     let start = std::time::Instant::now();
@@ -620,6 +621,7 @@ fn one_entry_takes_over_activations_in_different_loops() {
     let state = std::sync::Mutex::new((1u32, false));
     linker
         .func_wrap("host", "done", move |_i: i64| -> i32 {
+            assert!(kiln::__private_testing::lazy_optimize(&watched, 0), "compiled lazily");
             let moved = kiln::__private_testing::lazy_osr(&watched).map_or(0, |(_, moved)| moved);
             let mut state = state.lock().unwrap();
             let now = moved >= state.0;
