@@ -94,6 +94,26 @@ pub(crate) enum Deferred {
     Local(u32),
     /// These bits (an `i32` zero-extended; float bits as they are).
     Const(i64),
+    /// The value is in [`RESULT_REG`] (its 8 bytes as its slot would
+    /// hold them). At most one entry is, and no operator uses that
+    /// register for anything else.
+    Reg,
+}
+
+/// Where an operator leaves its result instead of storing it, for the
+/// next operator to take from there (see [`Codegen::push_reg`]): r10,
+/// which no operator uses as a scratch register. Calls clobber it, and
+/// every operator that calls flushes the stack first.
+pub(crate) const RESULT_REG: Reg = Reg::R10;
+
+/// Where an operand is: a slot (a depth's or a local's), or
+/// [`RESULT_REG`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Src {
+    /// In memory.
+    Mem(Mem),
+    /// In this register.
+    Reg(Reg),
 }
 
 /// Calls between two reports of a function's entry counter
@@ -369,14 +389,6 @@ impl Codegen<'_> {
         self.traps.push((at, code));
     }
 
-    /// The slot of the value `n` from the top of the stack (0 is the top).
-    pub(crate) fn top(&self, n: usize) -> Result<Mem, Declined> {
-        match self.stack.len().checked_sub(n + 1) {
-            Some(d) => Ok(self.layout.depth(d)),
-            None => decline("operand stack underflow"),
-        }
-    }
-
     /// Pops a value of type `t`, returning where to read it: its depth's
     /// slot, or for a deferred `local.get` the local's slot (valid until
     /// the next local write).
@@ -387,25 +399,109 @@ impl Codegen<'_> {
         }
     }
 
-    /// Pops any value (see [`Codegen::pop`]). A deferred constant is
-    /// stored in its slot first, with no register changed (operators pop
-    /// their operands before they use registers, but not always all).
+    /// Pops any value (see [`Codegen::pop`]). A deferred constant, or a
+    /// value in [`RESULT_REG`], is stored in its slot first, with no other
+    /// register changed (operators pop their operands before they use
+    /// registers, but not always all).
     pub(crate) fn pop_any(&mut self) -> Result<(Mem, ValType), Declined> {
         let Some(t) = self.stack.pop() else { return decline("operand stack underflow") };
         let depth = self.stack.len();
         match self.deferred.last() {
             Some(&(d, what)) if d == depth => {
                 self.deferred.pop();
+                let slot = self.layout.depth(depth);
                 match what {
                     Deferred::Local(local) => Ok((self.layout.local(local), t)),
                     Deferred::Const(bits) => {
-                        let slot = self.layout.depth(depth);
                         self.store_const(slot, bits);
+                        Ok((slot, t))
+                    }
+                    Deferred::Reg => {
+                        self.asm.store(Size::S64, slot, RESULT_REG);
                         Ok((slot, t))
                     }
                 }
             }
             _ => Ok((self.layout.depth(depth), t)),
+        }
+    }
+
+    /// Pops a value of type `t` for an operator that can read it from a
+    /// register: like [`Codegen::pop`], but a value in [`RESULT_REG`]
+    /// stays there (valid until the operator pushes its result).
+    pub(crate) fn pop_src(&mut self, t: ValType) -> Result<Src, Declined> {
+        let top = self.stack.len().checked_sub(1);
+        let in_reg = matches!((top, self.deferred.last()), (Some(d), Some(&(e, Deferred::Reg))) if d == e);
+        if !in_reg {
+            return self.pop(t).map(Src::Mem);
+        }
+        match self.stack.pop() {
+            Some(have) if have == t => {
+                self.deferred.pop();
+                Ok(Src::Reg(RESULT_REG))
+            }
+            have => decline(format!("operand of type {have:?} where {t:?} was expected")),
+        }
+    }
+
+    /// Drops the top value, with no code for one not in its slot yet.
+    pub(crate) fn drop_top(&mut self) -> Result<(), Declined> {
+        if self.stack.pop().is_none() {
+            return decline("operand stack underflow");
+        }
+        if self.deferred.last().is_some_and(|&(d, _)| d == self.stack.len()) {
+            self.deferred.pop();
+        }
+        Ok(())
+    }
+
+    /// Loads `src` into `dst` (`s` bytes; a 4-byte load zero-extends).
+    pub(crate) fn load_src(&mut self, s: Size, dst: Reg, src: Src) {
+        match src {
+            Src::Mem(m) => self.asm.load(s, dst, m),
+            Src::Reg(r) if r == dst => {}
+            Src::Reg(r) => self.asm.mov_rr(s, dst, r),
+        }
+    }
+
+    /// `dst = dst <op> src`.
+    pub(crate) fn alu_src(&mut self, op: Alu, s: Size, dst: Reg, src: Src) {
+        match src {
+            Src::Mem(m) => self.asm.alu_rm(op, s, dst, m),
+            Src::Reg(r) => self.asm.alu_rr(op, s, dst, r),
+        }
+    }
+
+    /// Pushes an integer result of type `t` held in `r`, leaving it in
+    /// [`RESULT_REG`] instead of its slot: the next operator usually
+    /// takes it from there ([`Codegen::pop_src`]); anything else stores
+    /// it first. A value already there is stored in its slot first.
+    pub(crate) fn push_reg(&mut self, t: ValType, r: Reg) {
+        if let Some(i) = self.deferred.iter().position(|&(_, w)| w == Deferred::Reg) {
+            let (d, _) = self.deferred.remove(i);
+            self.asm.store(Size::S64, self.layout.depth(d), RESULT_REG);
+        }
+        if r != RESULT_REG {
+            self.asm.mov_rr(Size::S64, RESULT_REG, r);
+        }
+        let depth = self.stack.len();
+        self.push(t);
+        self.deferred.push((depth, Deferred::Reg));
+    }
+
+    /// Stores the deferred reads of local `i` in their slots, before the
+    /// local changes (no register but rax changes).
+    fn flush_reads_of(&mut self, i: u32) {
+        let mut k = 0;
+        while k < self.deferred.len() {
+            let (depth, what) = self.deferred[k];
+            if what == Deferred::Local(i) {
+                self.deferred.remove(k);
+                self.asm.load(Size::S64, Reg::Rax, self.layout.local(i));
+                self.asm.store(Size::S64, self.layout.depth(depth), Reg::Rax);
+            } else {
+                k += 1;
+            }
         }
     }
 
@@ -451,6 +547,7 @@ impl Codegen<'_> {
                     self.asm.store(Size::S64, slot, Reg::Rax);
                 }
                 Deferred::Const(bits) => self.store_const(slot, bits),
+                Deferred::Reg => self.asm.store(Size::S64, slot, RESULT_REG),
             }
         }
     }
@@ -495,26 +592,25 @@ impl Codegen<'_> {
             return self.unreachable_operator(op);
         }
         self.mark();
-        // Control, calls, `memory.grow` and `local.tee` see the operand
-        // stack in its slots (they copy it, pass it, or keep a popped slot
-        // alive). Every other operator reads its operands through `pop`
-        // (numeric.rs and memory.rs touch no slot otherwise) and writes no
-        // local but by `local.set`, which flushes what it would change.
+        // Control, calls and `memory.grow` see the operand stack in its
+        // slots (they copy it or pass it; calls clobber `RESULT_REG`).
+        // `if` and `br_if` pop their condition first and then flush the
+        // rest themselves. Every other operator reads its operands through
+        // `pop` or `pop_src` (numeric.rs and memory.rs touch no slot
+        // otherwise) and writes no local but by `local.set` and
+        // `local.tee`, which store the deferred reads of what they change.
         let sees_slots = matches!(
             op,
             Operator::Block { .. }
                 | Operator::Loop { .. }
-                | Operator::If { .. }
                 | Operator::Else
                 | Operator::End
                 | Operator::Br { .. }
-                | Operator::BrIf { .. }
                 | Operator::BrTable { .. }
                 | Operator::Return
                 | Operator::Call { .. }
                 | Operator::CallIndirect { .. }
                 | Operator::MemoryGrow { .. }
-                | Operator::LocalTee { .. }
                 | Operator::Unreachable
         );
         if sees_slots {
@@ -553,7 +649,7 @@ impl Codegen<'_> {
             Operator::Call { function_index } => self.call(function_index),
             Operator::CallIndirect { type_index, table_index } => self.call_indirect(type_index, table_index),
             Operator::MemoryGrow { mem } => self.memory_grow(mem),
-            Operator::Drop => self.pop_any().map(|_| ()),
+            Operator::Drop => self.drop_top(),
             Operator::Select => self.select(None),
             Operator::TypedSelect { ty } => {
                 self.select(Some(ValType::from_parser(ty).ok_or_else(|| Declined(format!("select of {ty:?}")))?))
@@ -600,29 +696,37 @@ impl Codegen<'_> {
         Ok(())
     }
 
+    /// `local.set` and `local.tee`: a constant is stored as an
+    /// immediate, a value in [`RESULT_REG`] straight from there (and
+    /// `local.tee` leaves it there), anything else is copied.
     fn local_set(&mut self, i: u32, tee: bool) -> Result<(), Declined> {
         let Some(&t) = self.locals.get(i as usize) else { return decline("local index out of range") };
-        // A constant is stored as an immediate; anything else is copied.
+        if self.stack.last() != Some(&t) {
+            return decline("local.set of a value of another type");
+        }
         let imm = if tee { None } else { self.pop_imm(t) };
         let from = match imm {
             Some(_) => None,
-            None if tee => Some(self.top(0)?),
-            None => Some(self.pop(t)?),
+            None => Some(self.pop_src(t)?),
         };
         // Deferred reads of the local below must see its old value.
-        if self.deferred.iter().any(|&(_, d)| d == Deferred::Local(i)) {
-            self.flush();
-        }
-        if tee && self.stack.last() != Some(&t) {
-            return decline("local.tee of a value of another type");
-        }
+        self.flush_reads_of(i);
         let to = self.layout.local(i);
         match from {
-            Some(from) => {
+            Some(Src::Reg(r)) => self.asm.store(Size::S64, to, r),
+            Some(Src::Mem(from)) => {
                 self.asm.load(Size::S64, Reg::Rax, from);
                 self.asm.store(Size::S64, to, Reg::Rax);
             }
             None => self.asm.store_imm(Size::S64, to, imm.unwrap_or_default()),
+        }
+        if tee {
+            match from {
+                // Still there; the local's new value is its copy.
+                Some(Src::Reg(r)) => self.push_reg(t, r),
+                // Its copy in the local is what it was.
+                _ => self.local_get(i)?,
+            }
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! the values they carry down to the target's depth) and `br_table`'s jump
 //! table.
 
-use crate::compiler::{Codegen, Declined, decline};
+use crate::compiler::{Codegen, Declined, Src, decline};
 use crate::frame::ValType;
 use crate::x64::asm::{Alu, Cond, Label, Mem, Reg, Size};
 use wasmparser::{BlockType, BrTable};
@@ -135,7 +135,7 @@ impl Codegen<'_> {
 
     /// `if`.
     pub(crate) fn if_(&mut self, bt: BlockType) -> Result<(), Declined> {
-        let c = self.pop(ValType::I32)?;
+        let c = self.condition()?;
         let (params, results) = self.block_type(bt)?;
         if !params.is_empty() {
             // The else arm would need the parameters the then arm consumed.
@@ -143,8 +143,7 @@ impl Codegen<'_> {
         }
         let height = self.block_height(&params)?;
         let else_label = self.asm.new_label();
-        self.asm.load(Size::S32, Reg::Rax, c);
-        self.asm.test_rr(Size::S32, Reg::Rax, Reg::Rax);
+        self.asm.test_rr(Size::S32, c, c);
         self.asm.jcc(Cond::E, else_label);
         let end = self.asm.new_label();
         self.control.push(Frame { kind: FrameKind::If(Some(else_label)), height, params, results, end, head: None });
@@ -233,10 +232,9 @@ impl Codegen<'_> {
 
     /// `br_if`.
     pub(crate) fn br_if(&mut self, relative_depth: u32) -> Result<(), Declined> {
-        let c = self.pop(ValType::I32)?;
+        let c = self.condition()?;
         let (target, height, n) = self.branch_target(relative_depth)?;
-        self.asm.load(Size::S32, Reg::Rax, c);
-        self.asm.test_rr(Size::S32, Reg::Rax, Reg::Rax);
+        self.asm.test_rr(Size::S32, c, c);
         if self.stack.len() - n == height {
             self.asm.jcc(Cond::Ne, target);
         } else {
@@ -247,6 +245,22 @@ impl Codegen<'_> {
             self.asm.bind(skip);
         }
         Ok(())
+    }
+
+    /// Pops the `i32` condition of `if` or `br_if` into a register (the
+    /// one it is in, or rcx), then stores the rest of the operand stack in
+    /// its slots, where the branch's target reads it. The stores change no
+    /// flag and no register but rax.
+    fn condition(&mut self) -> Result<Reg, Declined> {
+        let c = match self.pop_src(ValType::I32)? {
+            Src::Reg(r) => r,
+            Src::Mem(m) => {
+                self.asm.load(Size::S32, Reg::Rcx, m);
+                Reg::Rcx
+            }
+        };
+        self.flush();
+        Ok(c)
     }
 
     /// `br_table`: a bounds check and a jump table of 32-bit offsets;

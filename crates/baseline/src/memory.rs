@@ -40,7 +40,7 @@ impl Codegen<'_> {
     /// the memory operand to access, after any bounds check. Uses rax,
     /// rcx and rdx.
     fn address(&mut self, memarg: &MemArg, bytes: u32) -> Result<Mem, Declined> {
-        let index = self.pop(ValType::I32)?;
+        let index = self.pop_src(ValType::I32)?;
         let m = match memarg.target {
             wasmparser::MemArgTarget::Memory(m) => m,
             _ => return decline("an access to something other than a linear memory"),
@@ -52,7 +52,7 @@ impl Codegen<'_> {
             return decline("64-bit memory");
         }
         let (def, def_off) = self.memory_definition(m)?;
-        self.asm.load(Size::S32, Reg::Rax, index);
+        self.load_src(Size::S32, Reg::Rax, index);
         let offset = memarg.offset;
         if !(mem.page_size_log2 == 16 && self.tunables.access_needs_no_check(offset, u64::from(bytes))) {
             let end = offset.saturating_add(u64::from(bytes));
@@ -104,7 +104,6 @@ impl Codegen<'_> {
     /// A load producing a value of type `t`.
     pub(crate) fn load(&mut self, memarg: &MemArg, kind: Load, t: ValType) -> Result<(), Declined> {
         let at = self.address(memarg, kind.bytes())?;
-        let out = self.push(t);
         self.trap_here(TrapCode::MemoryOutOfBounds);
         let a = &mut self.asm;
         match kind {
@@ -117,15 +116,17 @@ impl Codegen<'_> {
             Load::B32To64 { signed: true } => a.load_sx32(Reg::Rax, at),
             Load::B32To64 { signed: false } => a.load(Size::S32, Reg::Rax, at),
         }
-        a.store(Size::S64, out, Reg::Rax);
+        // Float bits too: whatever reads them as a float takes them from
+        // the slot, where `pop` stores them first.
+        self.push_reg(t, Reg::Rax);
         Ok(())
     }
 
     /// A store of the low `bytes` bytes of a value of type `t`.
     pub(crate) fn store(&mut self, memarg: &MemArg, bytes: u32, t: ValType) -> Result<(), Declined> {
-        let value = self.pop(t)?;
+        let value = self.pop_src(t)?;
         let at = self.address(memarg, bytes)?;
-        self.asm.load(Size::S64, Reg::R8, value);
+        self.load_src(Size::S64, Reg::R8, value);
         self.trap_here(TrapCode::MemoryOutOfBounds);
         match bytes {
             1 => self.asm.store8(at, Reg::R8),

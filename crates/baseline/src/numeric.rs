@@ -1,8 +1,10 @@
 //! Numeric operators (and the dispatch of memory operators): each loads
-//! its operands from their slots into rax/rcx or xmm0/xmm1, computes, and
-//! stores its result into the slot it lands at.
+//! its operands into rax/rcx or xmm0/xmm1, computes, and stores its
+//! result into the slot it lands at; integer operators take operands
+//! from, and leave their result in, `RESULT_REG` when they can
+//! (`Codegen::pop_src`, `Codegen::push_reg`).
 
-use crate::compiler::{Codegen, Declined, Deferred, decline};
+use crate::compiler::{Codegen, Declined, Deferred, Src, decline};
 use crate::frame::ValType;
 use crate::memory::Load;
 use crate::x64::asm::{Alu, Cond, FSize, Mem, Reg, Shift, Size, SseOp, Xmm};
@@ -260,31 +262,29 @@ impl Codegen<'_> {
     }
 
     fn eqz(&mut self, t: ValType) -> Result<(), Declined> {
-        let a = self.pop(t)?;
-        let out = self.push(I32);
+        let a = self.pop_src(t)?;
         let s = size_of(t);
-        self.asm.load(s, Reg::Rcx, a);
+        self.load_src(s, Reg::Rcx, a);
         self.asm.alu_rr(Alu::Xor, Size::S32, Reg::Rax, Reg::Rax);
         self.asm.test_rr(s, Reg::Rcx, Reg::Rcx);
         self.asm.setcc(Cond::E, Reg::Rax);
-        self.asm.store(Size::S32, out, Reg::Rax);
+        self.push_reg(I32, Reg::Rax);
         Ok(())
     }
 
     fn int_compare(&mut self, t: ValType, c: Cond) -> Result<(), Declined> {
         let imm = self.pop_imm(t);
-        let b = if imm.is_none() { Some(self.pop(t)?) } else { None };
-        let a = self.pop(t)?;
-        let out = self.push(I32);
+        let b = if imm.is_none() { Some(self.pop_src(t)?) } else { None };
+        let a = self.pop_src(t)?;
         let s = size_of(t);
-        self.asm.load(s, Reg::Rcx, a);
+        self.load_src(s, Reg::Rcx, a);
         self.asm.alu_rr(Alu::Xor, Size::S32, Reg::Rax, Reg::Rax);
         match b {
-            Some(b) => self.asm.alu_rm(Alu::Cmp, s, Reg::Rcx, b),
+            Some(b) => self.alu_src(Alu::Cmp, s, Reg::Rcx, b),
             None => self.asm.alu_ri(Alu::Cmp, s, Reg::Rcx, imm.unwrap_or_default()),
         }
         self.asm.setcc(c, Reg::Rax);
-        self.asm.store(Size::S32, out, Reg::Rax);
+        self.push_reg(I32, Reg::Rax);
         Ok(())
     }
 
@@ -292,46 +292,44 @@ impl Codegen<'_> {
         if let IntOp::Alu(alu) = op
             && let Some(imm) = self.pop_imm(t)
         {
-            let a = self.pop(t)?;
-            let out = self.push(t);
+            let a = self.pop_src(t)?;
             let s = size_of(t);
-            self.asm.load(s, Reg::Rax, a);
+            self.load_src(s, Reg::Rax, a);
             self.asm.alu_ri(alu, s, Reg::Rax, imm);
-            self.asm.store(s, out, Reg::Rax);
+            self.push_reg(t, Reg::Rax);
             return Ok(());
         }
-        let b = self.pop(t)?;
-        let a = self.pop(t)?;
-        let out = self.push(t);
+        let b = self.pop_src(t)?;
+        let a = self.pop_src(t)?;
         let s = size_of(t);
         match op {
             IntOp::Alu(alu) => {
-                self.asm.load(s, Reg::Rax, a);
-                self.asm.alu_rm(alu, s, Reg::Rax, b);
+                self.load_src(s, Reg::Rax, a);
+                self.alu_src(alu, s, Reg::Rax, b);
             }
             IntOp::Mul => {
-                self.asm.load(s, Reg::Rax, a);
-                self.asm.load(s, Reg::Rcx, b);
+                self.load_src(s, Reg::Rax, a);
+                self.load_src(s, Reg::Rcx, b);
                 self.asm.imul_rr(s, Reg::Rax, Reg::Rcx);
             }
             IntOp::Shift(sh) => {
-                self.asm.load(s, Reg::Rax, a);
-                self.asm.load(s, Reg::Rcx, b);
+                self.load_src(s, Reg::Rax, a);
+                self.load_src(s, Reg::Rcx, b);
                 self.asm.shift_cl(sh, s, Reg::Rax);
             }
             IntOp::Div { signed, rem } => self.divide(s, signed, rem, a, b),
         }
         let result = if matches!(op, IntOp::Div { rem: true, .. }) { Reg::Rdx } else { Reg::Rax };
-        self.asm.store(s, out, result);
+        self.push_reg(t, result);
         Ok(())
     }
 
     /// Division and remainder, leaving the quotient in rax or the
     /// remainder in rdx, with wasm's traps: division by zero, and signed
     /// division overflow (`MIN / -1`; the remainder is then 0).
-    fn divide(&mut self, s: Size, signed: bool, rem: bool, a: Mem, b: Mem) {
-        self.asm.load(s, Reg::Rax, a);
-        self.asm.load(s, Reg::Rcx, b);
+    fn divide(&mut self, s: Size, signed: bool, rem: bool, a: Src, b: Src) {
+        self.load_src(s, Reg::Rax, a);
+        self.load_src(s, Reg::Rcx, b);
         self.asm.test_rr(s, Reg::Rcx, Reg::Rcx);
         let zero = self.trap_label(TrapCode::IntegerDivisionByZero);
         self.asm.jcc(Cond::E, zero);

@@ -123,9 +123,12 @@ impl EngineCompiler {
         validator.into_validator(Default::default()).validate(&input.body)?;
         let r = kiln_baseline::compile_function(self.tunables(), cpu, options, module, offsets, func, &input.body);
         if crate::vm::lazy_code::debug_trace() {
+            // Defined-function indices, as the rest of the trace.
+            let d = module.defined_func_index(func).map_or(u32::MAX, |d| d.as_u32());
+            let at = crate::vm::lazy_code::debug_clock();
             match &r {
-                Ok(f) => eprintln!("baseline: compiled {func} ({} bytes)", f.code.len()),
-                Err(e) => eprintln!("baseline: {func}: {e}"),
+                Ok(f) => eprintln!("kiln tiering: {at:.1} ms: baseline code for {d} ({} bytes)", f.code.len()),
+                Err(e) => eprintln!("kiln tiering: {at:.1} ms: no baseline code for {d}: {e}"),
             }
         }
         Ok(r.ok())

@@ -300,7 +300,8 @@ impl LazyCompiler for ModuleCompiler {
             self.called_missing.store(true, Ordering::Relaxed);
         }
         if self.engine.config().profiling == crate::ProfilingStrategy::PerfMap {
-            crate::profiling::register_perf_map_function(&self.info.module, index, addr, len);
+            let kind = (tier == Tier::Baseline).then_some("baseline");
+            crate::profiling::register_perf_map_function(&self.info.module, index, addr, len, kind);
         }
         // Baseline code is replaced soon and never cached.
         if self.engine.config().cache.is_some() && tier == Tier::Optimized {
@@ -311,7 +312,7 @@ impl LazyCompiler for ModuleCompiler {
 
     fn osr_installed(&self, index: DefinedFuncIndex, addr: usize, len: u32) {
         if self.engine.config().profiling == crate::ProfilingStrategy::PerfMap {
-            crate::profiling::register_perf_map_function(&self.info.module, index, addr, len);
+            crate::profiling::register_perf_map_function(&self.info.module, index, addr, len, Some("osr"));
         }
     }
 

@@ -48,9 +48,22 @@ pub(crate) fn register_perf_map(info: &CompiledModuleInfo, text_start: usize) {
 }
 
 /// Appends one function compiled after its module was loaded, at `start`,
-/// `len` bytes long.
-pub(crate) fn register_perf_map_function(module: &ModuleInfo, index: DefinedFuncIndex, start: usize, len: u32) {
-    append(&function_line(module, index, start, len));
+/// `len` bytes long; `kind`, if any, follows its name in brackets (a
+/// lazily compiled function's `baseline` code, or its on-stack-replacement
+/// `osr` entry), so a profile tells the pieces of one function apart.
+pub(crate) fn register_perf_map_function(
+    module: &ModuleInfo,
+    index: DefinedFuncIndex,
+    start: usize,
+    len: u32,
+    kind: Option<&str>,
+) {
+    let mut line = function_line(module, index, start, len);
+    if let Some(kind) = kind {
+        line.pop();
+        line.push_str(&format!(" [{kind}]\n"));
+    }
+    append(&line);
 }
 
 fn function_line(module: &ModuleInfo, defined: DefinedFuncIndex, start: usize, len: u32) -> String {

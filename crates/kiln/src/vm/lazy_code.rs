@@ -491,7 +491,7 @@ impl LazyCode {
         let Some(flag) = self.promoted.get(func as usize) else { return };
         if !flag.swap(true, Ordering::Relaxed) {
             if debug_trace() {
-                eprintln!("kiln tiering: function {func} is hot");
+                eprintln!("kiln tiering: {:.1} ms: function {func} is hot", debug_clock());
             }
             self.hot_optimize.lock().unwrap_or_else(|e| e.into_inner()).push_back(func);
         }
@@ -842,19 +842,30 @@ impl BackgroundPool {
                 Work::Osr(func) => lazy.compile_osr(func),
             }
             if let Some(started) = started {
-                eprintln!("kiln tiering: {work:?} took {:?}", started.elapsed());
+                eprintln!("kiln tiering: {:.1} ms: {work:?} took {:?}", debug_clock(), started.elapsed());
             }
         }
     }
 }
 
 /// Whether `KILN_BASELINE_DEBUG` is set: tiering then reports on
-/// standard error what the baseline compiler declines, which functions
-/// turn hot, and each piece of background work with its time (a
-/// developer's aid; see docs/ARCHITECTURE.md).
+/// standard error, with times since its first report and by defined
+/// function index, what the baseline compiler compiles and declines,
+/// which functions turn hot, and each piece of background work with how
+/// long it took (a developer's aid; see docs/ARCHITECTURE.md).
 pub fn debug_trace() -> bool {
     static SET: OnceLock<bool> = OnceLock::new();
-    *SET.get_or_init(|| std::env::var_os("KILN_BASELINE_DEBUG").is_some())
+    *SET.get_or_init(|| {
+        debug_clock();
+        std::env::var_os("KILN_BASELINE_DEBUG").is_some()
+    })
+}
+
+/// Milliseconds since tiering was first asked whether to trace (the
+/// trace's clock).
+pub fn debug_clock() -> f64 {
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64() * 1e3
 }
 
 thread_local! {
