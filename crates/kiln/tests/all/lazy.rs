@@ -452,6 +452,81 @@ fn baseline_code_reads_each_local_get_as_it_was() {
     }
 }
 
+/// Baseline code leaves an integer result in a register until something
+/// needs it in its slot: a second result, a tee, a store, a branch that
+/// carries values, a call, a float consumer or a select must each see
+/// the value it would have read from the slot.
+#[test]
+fn baseline_code_keeps_results_in_a_register_only_while_they_are_the_same() {
+    let wat = r#"(module
+             (memory 1)
+             (func $id (param i32) (result i32) local.get 0)
+             (func (export "f") (param i32) (result i32) (local i32 i64)
+               ;; two results in a row: the first is stored when the second comes
+               local.get 0 i32.const 3 i32.add
+               local.get 0 i32.const 5 i32.mul
+               i32.sub
+               ;; a tee keeps it; the local and the stack agree
+               local.get 0 i32.const 1 i32.add local.tee 1
+               local.get 1 i32.add
+               i32.add
+               ;; a result below a local.set of a local read by a deferred entry
+               local.get 0 i32.const 2 i32.shl
+               local.get 1
+               i32.const 100 local.set 1
+               i32.add
+               i32.add
+               ;; a load, its address computed, its value stored and read back
+               i32.const 8 local.get 0 i32.const 6 i32.xor i32.store
+               i32.const 8 i32.load
+               i32.const 16 i32.const 8 i32.load i32.const 1 i32.add i32.store
+               i32.const 16 i32.load
+               i32.add
+               i32.add
+               ;; a branch carrying a result, its condition a result too
+               block (result i32)
+                 local.get 0 i32.const 7 i32.and
+                 local.get 0 i32.const 0 i32.lt_s
+                 br_if 0
+                 i32.const 1000 i32.add
+               end
+               i32.add
+               ;; a result below a call, and one passed to it
+               local.get 0 i32.const 9 i32.or
+               local.get 0 i32.const 11 i32.rem_u call $id
+               i32.add
+               i32.add
+               ;; float bits from a load, and a select of results
+               i32.const 24 local.get 0 f64.convert_i32_s f64.store
+               i32.const 24 f64.load f64.const 0.5 f64.add i32.trunc_f64_s
+               local.get 0 i32.const 1 i32.shr_u
+               local.get 0 i32.const 4 i32.div_s
+               local.get 0 i32.eqz
+               select
+               i32.add
+               i32.add
+               ;; i64 results, wrapped
+               local.get 0 i64.extend_i32_s i64.const 0x100000000 i64.mul local.tee 2
+               i64.const 32 i64.shr_s local.get 2 i64.const 1 i64.add i64.eq
+               i32.add))"#;
+    let run = |baseline: BaselineCompilation, x: i32| {
+        let mut config = Config::new();
+        config.baseline_compilation(baseline);
+        let engine = Engine::new(&config).expect("engine");
+        let module = Module::new(&engine, wat).expect("compiles");
+        let mut store = Store::new(&engine, ());
+        let i = Instance::new(&mut store, &module, &[]).expect("instance");
+        let f = i.get_typed_func::<i32, i32>(&mut store, "f").expect("f");
+        f.call(&mut store, x).expect("runs")
+    };
+    for x in [0, 1, 3, -1, -8, 1 << 20, i32::MIN, i32::MAX] {
+        assert_eq!(run(BaselineCompilation::Always, x), run(BaselineCompilation::Off, x), "f({x})");
+    }
+    // x = 3: 6 - 15, then 4 + 4, then 12 + 4 (the local's value when
+    // read), then 5 + 6, then 1003, then 11 + 3, then 3 + 0, then 0
+    assert_eq!(run(BaselineCompilation::Always, 3), -9 + 8 + 16 + 11 + 1003 + 14 + 3);
+}
+
 #[test]
 fn baseline_code_reports_functions_called_often_or_looping_long() {
     let engine = tiered_engine(false);
