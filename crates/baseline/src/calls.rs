@@ -5,8 +5,8 @@
 //! builtin's own arguments).
 
 use crate::abi::Loc;
-use crate::compiler::{Codegen, Declined, HOT_CALLS, OSR_INTERVAL, decline, signature};
-use crate::frame::{OSR_COUNTDOWN, VMCTX, ValType};
+use crate::compiler::{Codegen, Declined, HOT_COUNT, decline, signature};
+use crate::frame::{VMCTX, ValType};
 use crate::x64::asm::{Alu, Cond, FSize, Mem, Reg, Size};
 use kiln_environ::vmoffsets::{definition, func_import, func_ref, vmctx_header};
 use kiln_environ::{
@@ -105,19 +105,21 @@ impl Codegen<'_> {
     }
 
     /// At the head of loop `loop_index` (with nothing on the operand
-    /// stack: every value of the activation is in a local's slot), every
-    /// [`OSR_INTERVAL`] iterations: asks the runtime for optimized code
-    /// to take the activation over, and if there is some, calls it with
-    /// this frame and the loop's index (it reads the locals from their
-    /// slots and runs the rest of the function from that loop) and
-    /// returns what it returns.
-    pub(crate) fn osr_check(&mut self, loop_index: u32) -> Result<(), Declined> {
+    /// stack: every value of the activation is in a local's slot): counts
+    /// the iteration down in the function's entry counter (at `counter`),
+    /// and when it runs out asks the runtime for optimized code to take
+    /// the activation over (which reports the function hot while it has
+    /// none), and if there is some, calls it with this frame and the
+    /// loop's index (it reads the locals from their slots and runs the
+    /// rest of the function from that loop) and returns what it returns.
+    pub(crate) fn osr_check(&mut self, loop_index: u32, counter: u64) -> Result<(), Declined> {
         let skip = self.asm.new_label();
-        self.asm.load(Size::S32, Reg::Rax, OSR_COUNTDOWN);
+        self.asm.mov_ri(Size::S64, Reg::Rcx, counter as i64);
+        self.asm.load(Size::S32, Reg::Rax, Mem::base_disp(Reg::Rcx, 0));
         self.asm.alu_ri(Alu::Sub, Size::S32, Reg::Rax, 1);
-        self.asm.store(Size::S32, OSR_COUNTDOWN, Reg::Rax);
-        self.asm.jcc(Cond::Ne, skip);
-        self.asm.store_imm(Size::S64, OSR_COUNTDOWN, OSR_INTERVAL);
+        self.asm.store(Size::S32, Mem::base_disp(Reg::Rcx, 0), Reg::Rax);
+        self.asm.jcc(Cond::G, skip);
+        self.asm.store_imm(Size::S32, Mem::base_disp(Reg::Rcx, 0), HOT_COUNT);
         self.asm.mov_ri(Size::S32, Reg::Rsi, i64::from(self.defined_index));
         self.asm.mov_ri(Size::S32, Reg::Rdx, i64::from(loop_index));
         self.call_builtin(BuiltinFunctionIndex::osr_entry);
@@ -147,7 +149,7 @@ impl Codegen<'_> {
         self.asm.alu_ri(Alu::Sub, Size::S32, Reg::Rax, 1);
         self.asm.store(Size::S32, Mem::base_disp(Reg::Rcx, 0), Reg::Rax);
         self.asm.jcc(Cond::G, skip);
-        self.asm.store_imm(Size::S32, Mem::base_disp(Reg::Rcx, 0), HOT_CALLS);
+        self.asm.store_imm(Size::S32, Mem::base_disp(Reg::Rcx, 0), HOT_COUNT);
         self.asm.mov_ri(Size::S32, Reg::Rsi, i64::from(self.defined_index));
         self.asm.mov_ri(Size::S32, Reg::Rdx, i64::from(OSR_HOT_CALLS));
         self.call_builtin(BuiltinFunctionIndex::osr_entry);

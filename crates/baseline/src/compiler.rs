@@ -12,7 +12,7 @@
 
 use crate::abi::Loc;
 use crate::control::{Control, Frame, FrameKind};
-use crate::frame::{Layout, OSR_COUNTDOWN, VMCTX, ValType};
+use crate::frame::{Layout, VMCTX, ValType};
 use crate::x64::asm::{Alu, Assembler, Cond, FSize, Label, Mem, Reg, Size};
 use kiln_environ::{CompiledFunction, FuncIndex, ModuleInfo, Relocation, TrapCode, Tunables, VMOffsets, vmoffsets};
 use wasmparser::{BlockType, FunctionBody, Operator};
@@ -71,19 +71,25 @@ pub(crate) fn signature(ty: &kiln_environ::FuncType) -> Result<(Vec<ValType>, Ve
 /// How to compile.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
-    /// Whether loops ask the runtime, every [`OSR_INTERVAL`] iterations,
-    /// for optimized code to take the activation over
-    /// (`BuiltinFunctionIndex::osr_entry`): on when the code is to be
-    /// replaced by optimized code (tiering).
+    /// Whether loops count iterations down in the entry counter too, and
+    /// when it runs out ask the runtime for optimized code to take the
+    /// activation over (`BuiltinFunctionIndex::osr_entry` with the loop's
+    /// index), which also tells it the function is hot: on when the code
+    /// is to be replaced by optimized code (tiering). Needs
+    /// `entry_counter`.
     pub osr: bool,
     /// The address of an `i32` that every call of the function counts
-    /// down; when it is 0 or less the call sets it to [`HOT_CALLS`] and
-    /// tells the runtime (`BuiltinFunctionIndex::osr_entry` with loop
-    /// index `OSR_HOT_CALLS`), which optimizes the function sooner. The
-    /// count is not atomic: threads calling the function at the same
-    /// time may lose decrements, which only delays the report. The
-    /// address is built into the code, so the code must not outlive the
-    /// counter (baseline code is never cached).
+    /// down (and with `osr` every iteration of its loops); when it is 0
+    /// or less the call sets it to [`HOT_COUNT`] and tells the runtime
+    /// (`BuiltinFunctionIndex::osr_entry` with loop index
+    /// `OSR_HOT_CALLS`), which optimizes the function sooner. A function
+    /// is hot by the work its activations do, called often or looping
+    /// long, even when no single activation loops long (an interpreter's
+    /// step function called per row, say). The count is not atomic:
+    /// threads running the function at the same time may lose
+    /// decrements, which only delays the report. The address is built
+    /// into the code, so the code must not outlive the counter (baseline
+    /// code is never cached).
     pub entry_counter: Option<u64>,
 }
 
@@ -116,12 +122,9 @@ pub(crate) enum Src {
     Reg(Reg),
 }
 
-/// Calls between two reports of a function's entry counter
-/// ([`Options::entry_counter`]).
-pub const HOT_CALLS: i32 = 1000;
-
-/// Loop iterations between two on-stack-replacement checks.
-pub const OSR_INTERVAL: i32 = 1000;
+/// Calls and loop iterations between two reports of a function's entry
+/// counter ([`Options::entry_counter`]).
+pub const HOT_COUNT: i32 = 1000;
 
 /// Everything one function's compilation reads and builds.
 pub(crate) struct Codegen<'m> {
@@ -271,9 +274,6 @@ impl Codegen<'_> {
         a.alu_ri(Alu::Sub, Size::S64, Reg::Rsp, i32::MAX / 2);
         let sub_patch = a.offset() - 4;
         a.store(Size::S64, VMCTX, Reg::Rdi);
-        if self.options.osr {
-            self.asm.store_imm(Size::S64, OSR_COUNTDOWN, OSR_INTERVAL);
-        }
         let args = crate::abi::args(params)?;
         self.incoming_stack_bytes = args.stack_bytes;
         for (i, loc) in args.locs.iter().enumerate() {

@@ -112,8 +112,11 @@ impl Codegen<'_> {
         let head = if is_loop {
             let h = self.asm.new_label();
             self.asm.bind(h);
-            if self.options.osr && self.stack.is_empty() && params.is_empty() {
-                self.osr_check(self.loops_seen - 1)?;
+            if let (true, Some(counter)) = (self.options.osr, self.options.entry_counter)
+                && self.stack.is_empty()
+                && params.is_empty()
+            {
+                self.osr_check(self.loops_seen - 1, counter)?;
             }
             Some(h)
         } else {

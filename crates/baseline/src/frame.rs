@@ -16,12 +16,11 @@
 //! rbp + 8        return address
 //! rbp            caller's rbp
 //! rbp - 8        callee VMContext
-//! rbp - 16       countdown to the next on-stack-replacement check
-//! rbp - 24 - 8i  local i (parameters first)
-//! below          operand-stack depth d at rbp - 24 - 8 * (locals + d)
+//! rbp - 16 - 8i  local i (parameters first)
+//! below          operand-stack depth d at rbp - 16 - 8 * (locals + d)
 //! ```
 //!
-//! The offsets of the first three and of the locals are
+//! The offsets of the first two and of the locals are
 //! `kiln_environ::vmoffsets::baseline_frame`'s: optimized code taking an
 //! activation over (on-stack replacement) reads the locals there.
 
@@ -75,11 +74,11 @@ use kiln_environ::vmoffsets::baseline_frame;
 /// Bytes per slot.
 const SLOT: i32 = baseline_frame::SLOT;
 
+/// Slots between the frame pointer and local 0's (the VMContext's).
+const HEADER_SLOTS: u64 = (-baseline_frame::LOCAL_0 / SLOT) as u64 - 1;
+
 /// Where the callee VMContext is kept.
 pub const VMCTX: Mem = Mem { base: Reg::Rbp, index: None, disp: baseline_frame::VMCTX };
-
-/// The countdown to the next on-stack-replacement check.
-pub const OSR_COUNTDOWN: Mem = Mem { base: Reg::Rbp, index: None, disp: baseline_frame::OSR_COUNTDOWN };
 
 /// The frame's slot layout for one function.
 #[derive(Clone, Copy, Debug)]
@@ -103,7 +102,7 @@ impl Layout {
     /// a multiple of 16 so calls see an aligned stack (the frame pointer
     /// itself is 16-byte aligned).
     pub fn frame_bytes(&self, max_depth: usize) -> u32 {
-        let slots = 2 + u64::from(self.locals) + max_depth as u64;
+        let slots = HEADER_SLOTS + u64::from(self.locals) + max_depth as u64;
         (slots * SLOT as u64).next_multiple_of(16) as u32
     }
 
@@ -111,6 +110,6 @@ impl Layout {
     /// addressable with 32-bit displacements (a limit far above anything
     /// the stack could hold).
     pub fn fits(locals: u64, max_depth: usize) -> bool {
-        (3 + locals + max_depth as u64) * (SLOT as u64) < (1 << 30)
+        (HEADER_SLOTS + 1 + locals + max_depth as u64) * (SLOT as u64) < (1 << 30)
     }
 }

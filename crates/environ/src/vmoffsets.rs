@@ -192,10 +192,8 @@ pub mod exn {
 pub mod baseline_frame {
     /// The callee VMContext.
     pub const VMCTX: i32 = -8;
-    /// The countdown to the next on-stack-replacement check (`i32`).
-    pub const OSR_COUNTDOWN: i32 = -16;
     /// Local 0 (parameters first); local `i` is `8 * i` bytes below.
-    pub const LOCAL_0: i32 = -24;
+    pub const LOCAL_0: i32 = -16;
     /// Bytes per slot.
     pub const SLOT: i32 = 8;
 

@@ -202,7 +202,7 @@ pub struct LazyCode {
     /// else but the hot ones, in the order they were first called.
     to_optimize: Mutex<VecDeque<u32>>,
     /// Functions running baseline code that showed they are hot (called
-    /// `HOT_CALLS` times, or a loop of theirs asked for optimized code), to
+    /// and looped `HOT_COUNT` times between them), to
     /// optimize first, in that order; `promoted` marks those queued.
     hot_optimize: Mutex<VecDeque<u32>>,
     promoted: Box<[AtomicBool]>,
@@ -316,7 +316,7 @@ impl LazyCode {
             to_optimize: Mutex::new(VecDeque::new()),
             hot_optimize: Mutex::new(VecDeque::new()),
             promoted: (0..n).map(|_| AtomicBool::new(false)).collect(),
-            entry_counters: (0..n).map(|_| AtomicI32::new(kiln_baseline::HOT_CALLS)).collect(),
+            entry_counters: (0..n).map(|_| AtomicI32::new(kiln_baseline::HOT_COUNT)).collect(),
             osr: Mutex::new(OsrEntries::default()),
             osr_transfers: AtomicU32::new(0),
             cursor: AtomicU32::new(0),
