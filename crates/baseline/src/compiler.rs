@@ -104,6 +104,12 @@ pub(crate) enum Deferred {
     /// hold them). At most one entry is, and no operator uses that
     /// register for anything else.
     Reg,
+    /// An integer comparison's `i32` result, in the flags: 1 when this
+    /// condition holds. Only ever the top entry, pushed by the comparison
+    /// itself: `if` and `br_if` branch on it directly and `eqz` inverts
+    /// it; before any other operator emits code, it becomes a
+    /// [`Deferred::Reg`] ([`Codegen::materialize_flags`]).
+    Flags(Cond),
 }
 
 /// Where an operator leaves its result instead of storing it, for the
@@ -420,6 +426,10 @@ impl Codegen<'_> {
                         self.asm.store(Size::S64, slot, RESULT_REG);
                         Ok((slot, t))
                     }
+                    Deferred::Flags(c) => {
+                        self.store_flags(slot, c);
+                        Ok((slot, t))
+                    }
                 }
             }
             _ => Ok((self.layout.depth(depth), t)),
@@ -441,6 +451,40 @@ impl Codegen<'_> {
                 Ok(Src::Reg(RESULT_REG))
             }
             have => decline(format!("operand of type {have:?} where {t:?} was expected")),
+        }
+    }
+
+    /// Pushes an integer comparison's result, which the flags hold as
+    /// condition `c` (see [`Deferred::Flags`]).
+    pub(crate) fn push_flags(&mut self, c: Cond) {
+        let depth = self.stack.len();
+        self.push(ValType::I32);
+        self.deferred.push((depth, Deferred::Flags(c)));
+    }
+
+    /// Pops the top value if it is a comparison's result still in the
+    /// flags, returning its condition.
+    pub(crate) fn pop_flags(&mut self) -> Option<Cond> {
+        let depth = self.stack.len().checked_sub(1)?;
+        let (d, Deferred::Flags(c)) = *self.deferred.last()? else { return None };
+        if d != depth {
+            return None;
+        }
+        self.stack.pop();
+        self.deferred.pop();
+        Some(c)
+    }
+
+    /// Turns a comparison's result in the flags into a value in
+    /// [`RESULT_REG`] (storing one already there first). Changes no
+    /// register but that one, and must run before anything changes the
+    /// flags.
+    pub(crate) fn materialize_flags(&mut self) {
+        if let Some(c) = self.pop_flags() {
+            // `mov` and `setcc` leave the flags alone.
+            self.asm.mov_ri(Size::S32, Reg::Rax, 0);
+            self.asm.setcc(c, Reg::Rax);
+            self.push_reg(ValType::I32, Reg::Rax);
         }
     }
 
@@ -548,8 +592,17 @@ impl Codegen<'_> {
                 }
                 Deferred::Const(bits) => self.store_const(slot, bits),
                 Deferred::Reg => self.asm.store(Size::S64, slot, RESULT_REG),
+                Deferred::Flags(c) => self.store_flags(slot, c),
             }
         }
+    }
+
+    /// Stores a comparison's result (condition `c` of the flags) in
+    /// `slot`, through rax.
+    fn store_flags(&mut self, slot: Mem, c: Cond) {
+        self.asm.mov_ri(Size::S32, Reg::Rax, 0);
+        self.asm.setcc(c, Reg::Rax);
+        self.asm.store(Size::S64, slot, Reg::Rax);
     }
 
     /// Pushes a value of type `t`, returning its slot.
@@ -592,6 +645,9 @@ impl Codegen<'_> {
             return self.unreachable_operator(op);
         }
         self.mark();
+        if !matches!(op, Operator::If { .. } | Operator::BrIf { .. } | Operator::I32Eqz) {
+            self.materialize_flags();
+        }
         // Control, calls and `memory.grow` see the operand stack in its
         // slots (they copy it or pass it; calls clobber `RESULT_REG`).
         // `if` and `br_if` pop their condition first and then flush the

@@ -138,7 +138,7 @@ impl Codegen<'_> {
 
     /// `if`.
     pub(crate) fn if_(&mut self, bt: BlockType) -> Result<(), Declined> {
-        let c = self.condition()?;
+        let holds = self.condition()?;
         let (params, results) = self.block_type(bt)?;
         if !params.is_empty() {
             // The else arm would need the parameters the then arm consumed.
@@ -146,8 +146,7 @@ impl Codegen<'_> {
         }
         let height = self.block_height(&params)?;
         let else_label = self.asm.new_label();
-        self.asm.test_rr(Size::S32, c, c);
-        self.asm.jcc(Cond::E, else_label);
+        self.asm.jcc(holds.invert(), else_label);
         let end = self.asm.new_label();
         self.control.push(Frame { kind: FrameKind::If(Some(else_label)), height, params, results, end, head: None });
         Ok(())
@@ -235,14 +234,13 @@ impl Codegen<'_> {
 
     /// `br_if`.
     pub(crate) fn br_if(&mut self, relative_depth: u32) -> Result<(), Declined> {
-        let c = self.condition()?;
+        let holds = self.condition()?;
         let (target, height, n) = self.branch_target(relative_depth)?;
-        self.asm.test_rr(Size::S32, c, c);
         if self.stack.len() - n == height {
-            self.asm.jcc(Cond::Ne, target);
+            self.asm.jcc(holds, target);
         } else {
             let skip = self.asm.new_label();
-            self.asm.jcc(Cond::E, skip);
+            self.asm.jcc(holds.invert(), skip);
             self.copy_down(n, height);
             self.asm.jmp(target);
             self.asm.bind(skip);
@@ -250,11 +248,17 @@ impl Codegen<'_> {
         Ok(())
     }
 
-    /// Pops the `i32` condition of `if` or `br_if` into a register (the
-    /// one it is in, or rcx), then stores the rest of the operand stack in
-    /// its slots, where the branch's target reads it. The stores change no
-    /// flag and no register but rax.
-    fn condition(&mut self) -> Result<Reg, Declined> {
+    /// Pops the `i32` condition of `if` or `br_if`, stores the rest of
+    /// the operand stack in its slots (where the branch's target reads
+    /// it), and returns the flags' condition that holds when the
+    /// condition is true: a comparison's own (its result never left the
+    /// flags), or nonzero. The stores change no flag and no register but
+    /// rax.
+    fn condition(&mut self) -> Result<Cond, Declined> {
+        if let Some(c) = self.pop_flags() {
+            self.flush();
+            return Ok(c);
+        }
         let c = match self.pop_src(ValType::I32)? {
             Src::Reg(r) => r,
             Src::Mem(m) => {
@@ -263,7 +267,8 @@ impl Codegen<'_> {
             }
         };
         self.flush();
-        Ok(c)
+        self.asm.test_rr(Size::S32, c, c);
+        Ok(Cond::Ne)
     }
 
     /// `br_table`: a bounds check and a jump table of 32-bit offsets;

@@ -262,6 +262,13 @@ impl Codegen<'_> {
     }
 
     fn eqz(&mut self, t: ValType) -> Result<(), Declined> {
+        if t == I32
+            && let Some(c) = self.pop_flags()
+        {
+            self.push_flags(c.invert());
+            return Ok(());
+        }
+        self.materialize_flags();
         let a = self.pop_src(t)?;
         let s = size_of(t);
         self.load_src(s, Reg::Rcx, a);
@@ -278,13 +285,12 @@ impl Codegen<'_> {
         let a = self.pop_src(t)?;
         let s = size_of(t);
         self.load_src(s, Reg::Rcx, a);
-        self.asm.alu_rr(Alu::Xor, Size::S32, Reg::Rax, Reg::Rax);
         match b {
             Some(b) => self.alu_src(Alu::Cmp, s, Reg::Rcx, b),
             None => self.asm.alu_ri(Alu::Cmp, s, Reg::Rcx, imm.unwrap_or_default()),
         }
-        self.asm.setcc(c, Reg::Rax);
-        self.push_reg(I32, Reg::Rax);
+        // Left in the flags for a branch (see `Deferred::Flags`).
+        self.push_flags(c);
         Ok(())
     }
 

@@ -452,9 +452,10 @@ fn baseline_code_reads_each_local_get_as_it_was() {
     }
 }
 
-/// Baseline code leaves an integer result in a register until something
-/// needs it in its slot: a second result, a tee, a store, a branch that
-/// carries values, a call, a float consumer or a select must each see
+/// Baseline code leaves an integer result in a register, and a
+/// comparison's in the flags, until something needs it in its slot: a
+/// second result, a tee, a store, a branch that carries values, a call, a
+/// float consumer, a select, `eqz`, `if` or a block's end must each see
 /// the value it would have read from the slot.
 #[test]
 fn baseline_code_keeps_results_in_a_register_only_while_they_are_the_same() {
@@ -508,6 +509,28 @@ fn baseline_code_keeps_results_in_a_register_only_while_they_are_the_same() {
                ;; i64 results, wrapped
                local.get 0 i64.extend_i32_s i64.const 0x100000000 i64.mul local.tee 2
                i64.const 32 i64.shr_s local.get 2 i64.const 1 i64.add i64.eq
+               i32.add
+               ;; comparisons left in the flags: inverted, branched on, stored
+               local.get 0 i32.const 5 i32.gt_s i32.eqz i32.eqz
+               local.get 0 i32.const 2 i32.lt_u i32.eqz
+               i32.add
+               i32.add
+               block (result i32)
+                 i32.const 40
+                 local.get 0 i32.const 100 i32.add
+                 local.get 0 i32.const 3 i32.ne
+                 br_if 0
+                 drop
+               end
+               i32.add
+               local.get 0 local.get 1 i32.le_s
+               if (result i32) i32.const 7 else i32.const 9 end
+               i32.add
+               block (result i32) local.get 0 i64.extend_i32_s i64.const 0 i64.ge_s end
+               i32.add
+               local.get 0 i32.const 1 i32.eq local.set 1 local.get 1
+               i32.add
+               i32.const 1 i32.const 2 local.get 0 i32.const 0 i32.eq select
                i32.add))"#;
     let run = |baseline: BaselineCompilation, x: i32| {
         let mut config = Config::new();
@@ -523,8 +546,9 @@ fn baseline_code_keeps_results_in_a_register_only_while_they_are_the_same() {
         assert_eq!(run(BaselineCompilation::Always, x), run(BaselineCompilation::Off, x), "f({x})");
     }
     // x = 3: 6 - 15, then 4 + 4, then 12 + 4 (the local's value when
-    // read), then 5 + 6, then 1003, then 11 + 3, then 3 + 0, then 0
-    assert_eq!(run(BaselineCompilation::Always, 3), -9 + 8 + 16 + 11 + 1003 + 14 + 3);
+    // read), then 5 + 6, then 1003, then 11 + 3, then 3 + 0, then 0; the
+    // comparisons: 0 + 1, 40, 7, 1, 0, 2
+    assert_eq!(run(BaselineCompilation::Always, 3), -9 + 8 + 16 + 11 + 1003 + 14 + 3 + 1 + 40 + 7 + 1 + 2);
 }
 
 #[test]
