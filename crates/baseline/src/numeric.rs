@@ -272,10 +272,8 @@ impl Codegen<'_> {
         let a = self.pop_src(t)?;
         let s = size_of(t);
         self.load_src(s, Reg::Rcx, a);
-        self.asm.alu_rr(Alu::Xor, Size::S32, Reg::Rax, Reg::Rax);
         self.asm.test_rr(s, Reg::Rcx, Reg::Rcx);
-        self.asm.setcc(Cond::E, Reg::Rax);
-        self.push_reg(I32, Reg::Rax);
+        self.push_flags(Cond::E);
         Ok(())
     }
 
@@ -295,13 +293,22 @@ impl Codegen<'_> {
     }
 
     fn int_binary(&mut self, t: ValType, op: IntOp) -> Result<(), Declined> {
-        if let IntOp::Alu(alu) = op
+        if !matches!(op, IntOp::Div { .. })
             && let Some(imm) = self.pop_imm(t)
         {
             let a = self.pop_src(t)?;
             let s = size_of(t);
             self.load_src(s, Reg::Rax, a);
-            self.asm.alu_ri(alu, s, Reg::Rax, imm);
+            match op {
+                IntOp::Alu(alu) => self.asm.alu_ri(alu, s, Reg::Rax, imm),
+                IntOp::Mul => self.asm.imul_rri(s, Reg::Rax, Reg::Rax, imm),
+                // The count is taken modulo the width, as wasm says.
+                IntOp::Shift(sh) => {
+                    let bits = if t == I64 { 64 } else { 32 };
+                    self.asm.shift_ri(sh, s, Reg::Rax, (imm & (bits - 1)) as u8);
+                }
+                IntOp::Div { .. } => return decline("internal: a division by an immediate"),
+            }
             self.push_reg(t, Reg::Rax);
             return Ok(());
         }

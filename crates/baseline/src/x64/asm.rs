@@ -612,6 +612,12 @@ impl Assembler {
         self.op_rr(NP, s == Size::S64, false, &[0x0F, 0xAF], dst as u8, src as u8);
     }
 
+    /// `imul dst, src, imm32`.
+    pub fn imul_rri(&mut self, s: Size, dst: Reg, src: Reg, imm: i32) {
+        self.op_rr(NP, s == Size::S64, false, &[0x69], dst as u8, src as u8);
+        self.imm32(imm);
+    }
+
     /// `neg r`.
     pub fn neg(&mut self, s: Size, r: Reg) {
         self.op_rr(NP, s == Size::S64, false, &[0xF7], 3, r as u8);

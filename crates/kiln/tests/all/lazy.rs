@@ -531,6 +531,22 @@ fn baseline_code_keeps_results_in_a_register_only_while_they_are_the_same() {
                local.get 0 i32.const 1 i32.eq local.set 1 local.get 1
                i32.add
                i32.const 1 i32.const 2 local.get 0 i32.const 0 i32.eq select
+               i32.add
+               ;; immediates: shifts (counts past the width), rotations, products
+               local.get 0 i32.const 35 i32.shl local.get 0 i32.const -1 i32.shr_u i32.xor
+               local.get 0 i32.const 7 i32.rotl i32.xor local.get 0 i32.const -12 i32.mul i32.xor
+               local.get 0 i64.extend_i32_s i64.const 70 i64.shr_s
+               local.get 0 i64.extend_i32_u i64.const -3 i64.mul i64.xor
+               local.get 0 i64.extend_i32_u i64.const 13 i64.rotr i64.xor i32.wrap_i64
+               i32.xor
+               i32.add
+               ;; eqz of a value that is no comparison, branched on
+               block (result i32)
+                 i32.const 5
+                 local.get 0 i32.const 3 i32.and i32.eqz
+                 br_if 0
+                 i32.const 6 i32.add
+               end
                i32.add))"#;
     let run = |baseline: BaselineCompilation, x: i32| {
         let mut config = Config::new();
@@ -547,8 +563,11 @@ fn baseline_code_keeps_results_in_a_register_only_while_they_are_the_same() {
     }
     // x = 3: 6 - 15, then 4 + 4, then 12 + 4 (the local's value when
     // read), then 5 + 6, then 1003, then 11 + 3, then 3 + 0, then 0; the
-    // comparisons: 0 + 1, 40, 7, 1, 0, 2
-    assert_eq!(run(BaselineCompilation::Always, 3), -9 + 8 + 16 + 11 + 1003 + 14 + 3 + 1 + 40 + 7 + 1 + 2);
+    // comparisons: 0 + 1, 40, 7, 1, 0, 2; then the immediates, and 11
+    let imm = (3i32 << 3) ^ (3u32 >> 31) as i32 ^ 3i32.rotate_left(7) ^ 3i32.wrapping_mul(-12);
+    let imm64 = (3i64 >> 6) ^ 3i64.wrapping_mul(-3) ^ 3i64.rotate_right(13);
+    let total = -9 + 8 + 16 + 11 + 1003 + 14 + 3 + 1 + 40 + 7 + 1 + 2;
+    assert_eq!(run(BaselineCompilation::Always, 3), (total + (imm ^ imm64 as i32)).wrapping_add(11));
 }
 
 #[test]
