@@ -12,7 +12,7 @@
 
 use crate::abi::Loc;
 use crate::control::{Control, Frame, FrameKind};
-use crate::frame::{Layout, VMCTX, ValType};
+use crate::frame::{Layout, SAVED_RBX, VMCTX, ValType};
 use crate::x64::asm::{Alu, Assembler, Cond, FSize, Label, Mem, Reg, Size};
 use kiln_environ::{CompiledFunction, FuncIndex, ModuleInfo, Relocation, TrapCode, Tunables, VMOffsets, vmoffsets};
 use wasmparser::{BlockType, FunctionBody, Operator};
@@ -118,6 +118,13 @@ pub(crate) enum Deferred {
 /// every operator that calls flushes the stack first.
 pub(crate) const RESULT_REG: Reg = Reg::R10;
 
+/// Where memory 0's base is kept from the prologue on, in a function of a
+/// module with a 32-bit memory 0: rbx, callee-saved (the caller's value
+/// waits in `frame::SAVED_RBX`). A memory's base never moves, so one
+/// load serves the whole activation. A function that accesses no memory
+/// gets the save, the load and the restores erased (`heap_base_code`).
+pub(crate) const HEAP_BASE: Reg = Reg::Rbx;
+
 /// Where an operand is: a slot (a depth's or a local's), or
 /// [`RESULT_REG`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,10 +151,13 @@ pub(crate) struct Codegen<'m> {
     pub(crate) locals: Vec<ValType>,
     /// Types of the operand stack, bottom first.
     pub(crate) stack: Vec<ValType>,
-    /// Operand-stack entries pushed by `local.get` or a constant and not
-    /// yet stored in their depth's slot, lowest first. A deferred local is
-    /// read from the local's slot and a constant can be an immediate (see
-    /// [`Codegen::pop`], [`Codegen::pop_imm`]) unless an operator that
+    /// Operand-stack entries not yet stored in their depth's slot, lowest
+    /// first: pushed by `local.get`, a constant, an integer operator that
+    /// left its result in [`RESULT_REG`], or a comparison that left it in
+    /// the flags (see [`Deferred`]). A deferred local is read from the
+    /// local's slot, a constant can be an immediate and a result in
+    /// `RESULT_REG` is read from there (see [`Codegen::pop`],
+    /// [`Codegen::pop_imm`], [`Codegen::pop_src`]) unless an operator that
     /// sees the stack in its slots comes first; [`Codegen::flush`] then
     /// stores them.
     pub(crate) deferred: Vec<(usize, Deferred)>,
@@ -171,6 +181,13 @@ pub(crate) struct Codegen<'m> {
     /// `loop` operators seen so far, reachable or not: the next one's
     /// index for on-stack replacement.
     pub(crate) loops_seen: u32,
+    /// Whether the prologue loads memory 0's base into [`HEAP_BASE`].
+    pub(crate) heap_base: bool,
+    /// Whether an access used [`HEAP_BASE`].
+    pub(crate) heap_base_used: bool,
+    /// The code ranges that save, load and restore [`HEAP_BASE`], erased
+    /// (made `nop`s) when no access used it.
+    pub(crate) heap_base_code: Vec<(u32, u32)>,
 }
 
 /// Compiles defined function `func` with the baseline compiler.
@@ -237,6 +254,9 @@ pub fn compile_function(
             None => return decline("an imported function"),
         },
         loops_seen: 0,
+        heap_base: module.memories.first().is_some_and(|m| !m.memory64),
+        heap_base_used: false,
+        heap_base_code: Vec::new(),
     };
     let frame_patch = g.prologue(&params)?;
     let end = g.asm.new_label();
@@ -300,6 +320,14 @@ impl Codegen<'_> {
                 self.asm.store(Size::S64, slot, Reg::Rax);
             }
         }
+        if self.heap_base {
+            // After the arguments are in their slots: this uses rdx.
+            let start = self.asm.offset();
+            self.asm.store(Size::S64, SAVED_RBX, HEAP_BASE);
+            let (def, off) = self.memory_definition(0)?;
+            self.asm.load(Size::S64, HEAP_BASE, Mem::base_disp(def, off + vmoffsets::definition::BASE as i32));
+            self.heap_base_code.push((start, self.asm.offset()));
+        }
         if let Some(counter) = self.options.entry_counter {
             self.count_entry(counter);
         }
@@ -325,6 +353,11 @@ impl Codegen<'_> {
     /// Pops the frame and returns (popping the stack arguments), the
     /// results being in their registers already.
     pub(crate) fn leave(&mut self) {
+        if self.heap_base {
+            let start = self.asm.offset();
+            self.asm.load(Size::S64, HEAP_BASE, SAVED_RBX);
+            self.heap_base_code.push((start, self.asm.offset()));
+        }
         self.asm.mov_rr(Size::S64, Reg::Rsp, Reg::Rbp);
         self.asm.pop(Reg::Rbp);
         match self.incoming_stack_bytes {
@@ -358,6 +391,11 @@ impl Codegen<'_> {
         // The check covers the frame and the largest outgoing argument area.
         patch(&mut code, lea_patch, -(frame as i32) - self.max_outgoing as i32);
         patch(&mut code, sub_patch, frame as i32);
+        if !self.heap_base_used {
+            for &(start, end) in &self.heap_base_code {
+                code[start as usize..end as usize].fill(0x90);
+            }
+        }
         self.traps.sort_by_key(|t| t.0);
         self.address_map.sort_by_key(|e| e.0);
         self.address_map.dedup_by_key(|e| e.0);

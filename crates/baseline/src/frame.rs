@@ -16,8 +16,9 @@
 //! rbp + 8        return address
 //! rbp            caller's rbp
 //! rbp - 8        callee VMContext
-//! rbp - 16 - 8i  local i (parameters first)
-//! below          operand-stack depth d at rbp - 16 - 8 * (locals + d)
+//! rbp - 16       the caller's rbx, while rbx holds memory 0's base
+//! rbp - 24 - 8i  local i (parameters first)
+//! below          operand-stack depth d at rbp - 24 - 8 * (locals + d)
 //! ```
 //!
 //! The offsets of the first two and of the locals are
@@ -74,7 +75,12 @@ use kiln_environ::vmoffsets::baseline_frame;
 /// Bytes per slot.
 const SLOT: i32 = baseline_frame::SLOT;
 
-/// Slots between the frame pointer and local 0's (the VMContext's).
+/// Where the caller's rbx is kept while rbx holds memory 0's base
+/// ([`crate::compiler::HEAP_BASE`]).
+pub const SAVED_RBX: Mem = Mem { base: Reg::Rbp, index: None, disp: baseline_frame::VMCTX - SLOT };
+
+/// Slots between the frame pointer and local 0's (the VMContext's and
+/// [`SAVED_RBX`]).
 const HEADER_SLOTS: u64 = (-baseline_frame::LOCAL_0 / SLOT) as u64 - 1;
 
 /// Where the callee VMContext is kept.

@@ -51,10 +51,12 @@ impl Codegen<'_> {
         if mem.memory64 {
             return decline("64-bit memory");
         }
-        let (def, def_off) = self.memory_definition(m)?;
-        self.load_src(Size::S32, Reg::Rax, index);
         let offset = memarg.offset;
-        if !(mem.page_size_log2 == 16 && self.tunables.access_needs_no_check(offset, u64::from(bytes))) {
+        let checked = !(mem.page_size_log2 == 16 && self.tunables.access_needs_no_check(offset, u64::from(bytes)));
+        let pinned = m == 0 && self.heap_base;
+        let (def, def_off) = if checked || !pinned { self.memory_definition(m)? } else { (Reg::Rdx, 0) };
+        self.load_src(Size::S32, Reg::Rax, index);
+        if checked {
             let end = offset.saturating_add(u64::from(bytes));
             match i32::try_from(end) {
                 Ok(e) => self.asm.lea(Reg::Rcx, Mem::base_disp(Reg::Rax, e)),
@@ -67,20 +69,26 @@ impl Codegen<'_> {
             let oob = self.trap_label(TrapCode::MemoryOutOfBounds);
             self.asm.jcc(Cond::A, oob);
         }
-        self.asm.load(Size::S64, Reg::Rdx, Mem::base_disp(def, def_off + definition::BASE as i32));
+        let base = if pinned {
+            self.heap_base_used = true;
+            crate::compiler::HEAP_BASE
+        } else {
+            self.asm.load(Size::S64, Reg::Rdx, Mem::base_disp(def, def_off + definition::BASE as i32));
+            Reg::Rdx
+        };
         match i32::try_from(offset) {
-            Ok(o) => Ok(Mem::base_index(Reg::Rdx, Reg::Rax, 1, o)),
+            Ok(o) => Ok(Mem::base_index(base, Reg::Rax, 1, o)),
             Err(_) => {
                 self.asm.mov_ri(Size::S64, Reg::Rcx, offset as i64);
                 self.asm.alu_rr(Alu::Add, Size::S64, Reg::Rax, Reg::Rcx);
-                Ok(Mem::base_index(Reg::Rdx, Reg::Rax, 1, 0))
+                Ok(Mem::base_index(base, Reg::Rax, 1, 0))
             }
         }
     }
 
     /// Loads into rdx the pointer that memory `m`'s definition (`base`,
     /// `length`) is at the returned offset from.
-    fn memory_definition(&mut self, m: u32) -> Result<(Reg, i32), Declined> {
+    pub(crate) fn memory_definition(&mut self, m: u32) -> Result<(Reg, i32), Declined> {
         let index = MemoryIndex::from_u32(m);
         self.asm.load(Size::S64, Reg::Rdx, VMCTX);
         let shared = self.module.memories.get(m as usize).is_some_and(|t| t.shared);

@@ -193,7 +193,9 @@ pub mod baseline_frame {
     /// The callee VMContext.
     pub const VMCTX: i32 = -8;
     /// Local 0 (parameters first); local `i` is `8 * i` bytes below.
-    pub const LOCAL_0: i32 = -16;
+    /// (The slot between it and the VMContext's holds a register that
+    /// baseline code saves.)
+    pub const LOCAL_0: i32 = -24;
     /// Bytes per slot.
     pub const SLOT: i32 = 8;
 

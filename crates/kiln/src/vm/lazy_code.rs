@@ -201,9 +201,10 @@ pub struct LazyCode {
     /// Functions running baseline code, to optimize before anything
     /// else but the hot ones, in the order they were first called.
     to_optimize: Mutex<VecDeque<u32>>,
-    /// Functions running baseline code that showed they are hot (called
-    /// and looped `HOT_COUNT` times between them), to
-    /// optimize first, in that order; `promoted` marks those queued.
+    /// Functions running baseline code that showed they are hot (their
+    /// calls and loop iterations together ran their entry counter down
+    /// from `HOT_COUNT`), to optimize first, in that order; `promoted`
+    /// marks those queued.
     hot_optimize: Mutex<VecDeque<u32>>,
     promoted: Box<[AtomicBool]>,
     /// Each function's call counter, which its baseline code counts down

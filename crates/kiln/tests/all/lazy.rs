@@ -571,6 +571,64 @@ fn baseline_code_keeps_results_in_a_register_only_while_they_are_the_same() {
     assert_eq!(run(BaselineCompilation::Always, 3), (total + (imm ^ imm64 as i32)).wrapping_add(11));
 }
 
+/// Baseline code keeps memory 0's base in a callee-saved register: a
+/// caller compiled by Cranelift (its SIMD makes the baseline compiler
+/// decline it) with many values live across calls into baseline code
+/// that reads and writes memory must find them all intact, through a
+/// return and through a trap.
+#[test]
+fn baseline_code_gives_back_the_register_holding_the_memory_base() {
+    let wat = r#"(module
+             (memory 1)
+             (func $touch (param i32) (result i32)
+               local.get 0 local.get 0 i32.load i32.const 1 i32.add i32.store
+               local.get 0 i32.load)
+             (func (export "f") (param i64) (result i64)
+               (local i64 i64 i64 i64 i64 i64)
+               v128.const i64x2 0 0 drop
+               local.get 0 i64.const 3 i64.mul local.set 1
+               local.get 0 i64.const 5 i64.mul local.set 2
+               local.get 0 i64.const 7 i64.mul local.set 3
+               local.get 0 i64.const 11 i64.mul local.set 4
+               local.get 0 i64.const 13 i64.mul local.set 5
+               local.get 0 i64.const 17 i64.mul local.set 6
+               i32.const 64 call $touch i64.extend_i32_u
+               local.get 1 local.get 2 i64.mul i64.add
+               local.get 3 local.get 4 i64.mul i64.add
+               i32.const 64 call $touch i64.extend_i32_u i64.add
+               local.get 5 local.get 6 i64.mul i64.add
+               local.get 1 i64.add local.get 6 i64.add)
+             (func (export "oob") (param i64) (result i64)
+               (local i64 i64)
+               v128.const i64x2 0 0 drop
+               local.get 0 i64.const 3 i64.mul local.set 1
+               local.get 0 i64.const 5 i64.mul local.set 2
+               i32.const -4 call $touch drop
+               local.get 1 local.get 2 i64.add))"#;
+    let run = |baseline: BaselineCompilation| {
+        let mut config = Config::new();
+        config.baseline_compilation(baseline);
+        let engine = Engine::new(&config).expect("engine");
+        let module = Module::new(&engine, wat).expect("compiles");
+        let mut store = Store::new(&engine, ());
+        let i = Instance::new(&mut store, &module, &[]).expect("instance");
+        let f = i.get_typed_func::<i64, i64>(&mut store, "f").expect("f");
+        let oob = i.get_typed_func::<i64, i64>(&mut store, "oob").expect("oob");
+        let mut out = Vec::new();
+        for x in [1i64, 2, 1 << 40, -9] {
+            out.push(f.call(&mut store, x).expect("runs"));
+            assert!(oob.call(&mut store, x).is_err(), "out of bounds");
+        }
+        out
+    };
+    let x = 2i64;
+    let (a, b, c, d, e, g) = (3 * x, 5 * x, 7 * x, 11 * x, 13 * x, 17 * x);
+    // The counter at 64 reads 3 and 4 in the second call (two calls per run).
+    let want = 3 + a * b + c * d + 4 + e * g + a + g;
+    assert_eq!(run(BaselineCompilation::Always)[1], want);
+    assert_eq!(run(BaselineCompilation::Always), run(BaselineCompilation::Off));
+}
+
 #[test]
 fn baseline_code_reports_functions_called_often_or_looping_long() {
     let engine = tiered_engine(false);
