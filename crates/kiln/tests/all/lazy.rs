@@ -395,6 +395,18 @@ fn first_calls_run_baseline_code_that_traps_and_recurses_like_any() {
     assert_eq!(tiers(&module), (4, 0));
 }
 
+/// A store and an instance of `wat` in an engine whose baseline compiler
+/// is used as `baseline` says.
+fn baseline_instance(baseline: BaselineCompilation, wat: &str) -> (Store<()>, Instance) {
+    let mut config = Config::new();
+    config.baseline_compilation(baseline);
+    let engine = Engine::new(&config).expect("engine");
+    let module = Module::new(&engine, wat).expect("compiles");
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[]).expect("instance");
+    (store, i)
+}
+
 /// Baseline code reads a `local.get` from the local itself until an
 /// operator needs the value in its stack slot; a write to the local, a
 /// block, a branch or a call in between must not change what was read.
@@ -436,12 +448,7 @@ fn baseline_code_reads_each_local_get_as_it_was() {
                i32.const -1 i32.const 1 i32.lt_u
                i32.add))"#;
     let run = |baseline: BaselineCompilation, x: i32| {
-        let mut config = Config::new();
-        config.baseline_compilation(baseline);
-        let engine = Engine::new(&config).expect("engine");
-        let module = Module::new(&engine, wat).expect("compiles");
-        let mut store = Store::new(&engine, ());
-        let i = Instance::new(&mut store, &module, &[]).expect("instance");
+        let (mut store, i) = baseline_instance(baseline, wat);
         let f = i.get_typed_func::<i32, i32>(&mut store, "f").expect("f");
         f.call(&mut store, x).expect("runs")
     };
@@ -549,12 +556,7 @@ fn baseline_code_keeps_results_in_a_register_only_while_they_are_the_same() {
                end
                i32.add))"#;
     let run = |baseline: BaselineCompilation, x: i32| {
-        let mut config = Config::new();
-        config.baseline_compilation(baseline);
-        let engine = Engine::new(&config).expect("engine");
-        let module = Module::new(&engine, wat).expect("compiles");
-        let mut store = Store::new(&engine, ());
-        let i = Instance::new(&mut store, &module, &[]).expect("instance");
+        let (mut store, i) = baseline_instance(baseline, wat);
         let f = i.get_typed_func::<i32, i32>(&mut store, "f").expect("f");
         f.call(&mut store, x).expect("runs")
     };
@@ -606,12 +608,7 @@ fn baseline_code_gives_back_the_register_holding_the_memory_base() {
                i32.const -4 call $touch drop
                local.get 1 local.get 2 i64.add))"#;
     let run = |baseline: BaselineCompilation| {
-        let mut config = Config::new();
-        config.baseline_compilation(baseline);
-        let engine = Engine::new(&config).expect("engine");
-        let module = Module::new(&engine, wat).expect("compiles");
-        let mut store = Store::new(&engine, ());
-        let i = Instance::new(&mut store, &module, &[]).expect("instance");
+        let (mut store, i) = baseline_instance(baseline, wat);
         let f = i.get_typed_func::<i64, i64>(&mut store, "f").expect("f");
         let oob = i.get_typed_func::<i64, i64>(&mut store, "oob").expect("oob");
         let mut out = Vec::new();
