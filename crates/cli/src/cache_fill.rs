@@ -8,19 +8,20 @@
 //!
 //! One filler per module file at a time: a lock file in the temporary
 //! directory (`kiln-fill-*.lock`, holding the module file's path), named
-//! after the file's path, size and modification time, created
-//! exclusively and removed by the filler (a lock older than ten minutes
-//! is taken over).
+//! after the file's path, size and modification time. The run locks it
+//! (`flock`, exclusive, without waiting; held by a live filler means one
+//! is at work) and hands the open file to the filler as its standard
+//! input, so the filler holds the same lock from its first instruction
+//! to its exit, whatever ends it. The filler removes the file when done;
+//! one left behind by a filler that was killed is not locked, and the
+//! next run takes it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 /// The environment variable that makes `kiln run` fill the cache and stop.
 pub const FILL_VAR: &str = "KILN_FILL_CACHE";
-
-/// How old a lock may be before a new filler takes it over.
-const STALE: Duration = Duration::from_secs(600);
 
 /// Whether this process is a filler.
 pub fn is_filler() -> bool {
@@ -40,39 +41,36 @@ fn lock_path(file: &Path) -> Option<PathBuf> {
     Some(std::env::temp_dir().join(format!("kiln-fill-{h:016x}.lock")))
 }
 
-/// Takes the lock of `file`, unless a live filler holds it. The lock
-/// file holds the module file's canonical path.
-fn take_lock(file: &Path) -> Option<PathBuf> {
+/// Takes the lock of `file`, unless a live filler holds it: returns the
+/// lock file's path and the open file holding the lock, which now holds
+/// the module file's canonical path.
+fn take_lock(file: &Path) -> Option<(PathBuf, std::fs::File)> {
     use std::io::Write;
     let lock = lock_path(file)?;
     let name = std::fs::canonicalize(file).ok()?;
-    let create = || {
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&lock)?;
-        f.write_all(name.to_string_lossy().as_bytes())
-    };
-    if create().is_ok() {
-        return Some(lock);
-    }
-    let age = std::fs::metadata(&lock).ok()?.modified().ok()?.elapsed().ok()?;
-    if age > STALE && std::fs::remove_file(&lock).is_ok() && create().is_ok() {
-        return Some(lock);
-    }
-    None
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(&lock).ok()?;
+    f.try_lock().ok()?;
+    f.set_len(0).ok()?;
+    f.write_all(name.to_string_lossy().as_bytes()).ok()?;
+    Some((lock, f))
 }
 
 /// Starts a filler for module file `file` with this process's arguments
 /// (so that it builds the same engine), unless one is at work already.
 /// Failing to start one is not an error: the next run compiles instead.
 pub fn spawn(file: &Path) {
-    let Some(lock) = take_lock(file) else { return };
+    let Some((lock, held)) = take_lock(file) else { return };
     let Ok(exe) = std::env::current_exe() else {
         let _ = std::fs::remove_file(&lock);
         return;
     };
+    // The filler's standard input is the locked file: the lock belongs to
+    // the open file, which the filler then shares, so it stays held after
+    // this process ends and until the filler does.
     let started = Command::new(exe)
         .args(std::env::args_os().skip(1))
         .env(FILL_VAR, &lock)
-        .stdin(Stdio::null())
+        .stdin(Stdio::from(held))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn();
@@ -81,7 +79,8 @@ pub fn spawn(file: &Path) {
     }
 }
 
-/// In a filler: removes its lock.
+/// In a filler: removes its lock file (the lock itself goes with the
+/// process).
 pub fn release() {
     if let Some(lock) = std::env::var_os(FILL_VAR) {
         let lock = PathBuf::from(lock);

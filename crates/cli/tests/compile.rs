@@ -189,6 +189,53 @@ fn compile_after_a_lazy_run_compiles_only_what_it_did_not() {
 /// was replaced leaves a cache filler behind, which compiles the module
 /// with Cranelift into the cache: afterwards `kiln compile` finds every
 /// function there.
+/// A lock file left by a cache filler that was killed (the file is there,
+/// nobody holds its lock) does not keep the next run from starting one.
+#[test]
+fn a_dead_fillers_lock_file_does_not_stop_the_next_filler() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let wat = dir.path().join("left.wat");
+    std::fs::write(
+        &wat,
+        r#"(module (func (export "a") (result i32) i32.const 3) (func (export "b") (result i32) i32.const 4))"#,
+    )
+    .expect("write");
+    let tiered_run = || {
+        let (code, stdout, err) =
+            run(kiln(&cache).args(["run", "-C", "background-compilation=n"]).arg(&wat).args(["--invoke", "a"]));
+        assert_eq!((code, stdout.as_str()), (0, "3\n"), "{err}");
+    };
+    let name = std::fs::canonicalize(&wat).expect("path").to_string_lossy().into_owned();
+    let lock_file = || {
+        std::fs::read_dir(std::env::temp_dir()).expect("temp dir").flatten().find_map(|e| {
+            let file = e.file_name().to_string_lossy().into_owned();
+            (file.starts_with("kiln-fill-") && std::fs::read_to_string(e.path()).is_ok_and(|s| s == name))
+                .then(|| e.path())
+        })
+    };
+    let wait_gone = || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while lock_file().is_some() {
+            assert!(std::time::Instant::now() < deadline, "the filler did not finish");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    tiered_run();
+    let lock = lock_file().expect("no filler was started");
+    wait_gone();
+    // What a killed filler leaves: the file, with no lock on it; and an
+    // empty cache.
+    std::fs::write(&lock, &name).expect("write the lock file");
+    std::fs::remove_dir_all(&cache).expect("clear the cache");
+    tiered_run();
+    wait_gone();
+    let out = dir.path().join("left.cwasm");
+    let (code, _, err) = run(kiln(&cache).args(["compile", "--timings"]).arg(&wat).arg("-o").arg(&out));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("module found in the cache"), "a filler ran after the dead one's lock file: {err}");
+}
+
 #[test]
 fn a_short_tiered_run_leaves_the_cache_filled() {
     let dir = tempfile::tempdir().expect("tempdir");
