@@ -113,16 +113,7 @@ impl Codegen<'_> {
     /// loop's index (it reads the locals from their slots and runs the
     /// rest of the function from that loop) and returns what it returns.
     pub(crate) fn osr_check(&mut self, loop_index: u32, counter: u64) -> Result<(), Declined> {
-        let skip = self.asm.new_label();
-        self.asm.mov_ri(Size::S64, Reg::Rcx, counter as i64);
-        self.asm.load(Size::S32, Reg::Rax, Mem::base_disp(Reg::Rcx, 0));
-        self.asm.alu_ri(Alu::Sub, Size::S32, Reg::Rax, 1);
-        self.asm.store(Size::S32, Mem::base_disp(Reg::Rcx, 0), Reg::Rax);
-        self.asm.jcc(Cond::G, skip);
-        self.asm.store_imm(Size::S32, Mem::base_disp(Reg::Rcx, 0), HOT_COUNT);
-        self.asm.mov_ri(Size::S32, Reg::Rsi, i64::from(self.defined_index));
-        self.asm.mov_ri(Size::S32, Reg::Rdx, i64::from(loop_index));
-        self.call_builtin(BuiltinFunctionIndex::osr_entry);
+        let skip = self.count_down(counter, loop_index);
         self.asm.test_rr(Size::S64, Reg::Rax, Reg::Rax);
         self.asm.jcc(Cond::E, skip);
         self.asm.mov_rr(Size::S64, Reg::R11, Reg::Rax);
@@ -143,6 +134,16 @@ impl Codegen<'_> {
     /// prologue: the arguments are in their slots, and the builtin call
     /// may clobber every caller-saved register.
     pub(crate) fn count_entry(&mut self, counter: u64) {
+        let skip = self.count_down(counter, OSR_HOT_CALLS);
+        self.asm.bind(skip);
+    }
+
+    /// Counts one down in the function's entry counter (at `counter`);
+    /// when it runs out, sets it to [`HOT_COUNT`] again and calls the
+    /// `osr_entry` builtin with the function and `loop_index`, whose answer
+    /// is in rax. Returns the label (not bound yet) that the code jumps to
+    /// when the counter did not run out.
+    fn count_down(&mut self, counter: u64, loop_index: u32) -> crate::x64::asm::Label {
         let skip = self.asm.new_label();
         self.asm.mov_ri(Size::S64, Reg::Rcx, counter as i64);
         self.asm.load(Size::S32, Reg::Rax, Mem::base_disp(Reg::Rcx, 0));
@@ -151,9 +152,9 @@ impl Codegen<'_> {
         self.asm.jcc(Cond::G, skip);
         self.asm.store_imm(Size::S32, Mem::base_disp(Reg::Rcx, 0), HOT_COUNT);
         self.asm.mov_ri(Size::S32, Reg::Rsi, i64::from(self.defined_index));
-        self.asm.mov_ri(Size::S32, Reg::Rdx, i64::from(OSR_HOT_CALLS));
+        self.asm.mov_ri(Size::S32, Reg::Rdx, i64::from(loop_index));
         self.call_builtin(BuiltinFunctionIndex::osr_entry);
-        self.asm.bind(skip);
+        skip
     }
 
     /// `memory.grow`: the builtin returns the old size in pages or -1.

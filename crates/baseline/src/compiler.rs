@@ -519,9 +519,7 @@ impl Codegen<'_> {
     /// flags.
     pub(crate) fn materialize_flags(&mut self) {
         if let Some(c) = self.pop_flags() {
-            // `mov` and `setcc` leave the flags alone.
-            self.asm.mov_ri(Size::S32, Reg::Rax, 0);
-            self.asm.setcc(c, Reg::Rax);
+            self.flags_into_rax(c);
             self.push_reg(ValType::I32, Reg::Rax);
         }
     }
@@ -638,9 +636,15 @@ impl Codegen<'_> {
     /// Stores a comparison's result (condition `c` of the flags) in
     /// `slot`, through rax.
     fn store_flags(&mut self, slot: Mem, c: Cond) {
+        self.flags_into_rax(c);
+        self.asm.store(Size::S64, slot, Reg::Rax);
+    }
+
+    /// rax = 1 if the flags show condition `c`, else 0 (`mov` and `setcc`
+    /// leave the flags alone).
+    fn flags_into_rax(&mut self, c: Cond) {
         self.asm.mov_ri(Size::S32, Reg::Rax, 0);
         self.asm.setcc(c, Reg::Rax);
-        self.asm.store(Size::S64, slot, Reg::Rax);
     }
 
     /// Pushes a value of type `t`, returning its slot.

@@ -185,10 +185,45 @@ fn compile_after_a_lazy_run_compiles_only_what_it_did_not() {
     assert!(err.contains("1 from the function cache"), "{err}");
 }
 
-/// A tiered `kiln run` (the default) that ends before its baseline code
-/// was replaced leaves a cache filler behind, which compiles the module
-/// with Cranelift into the cache: afterwards `kiln compile` finds every
-/// function there.
+/// The lock file of the cache filler working on module file `wat`, if
+/// one is there: a file `kiln-fill-*` in the temporary directory holding
+/// the module file's path.
+fn filler_lock_file(wat: &std::path::Path) -> Option<std::path::PathBuf> {
+    let name = std::fs::canonicalize(wat).expect("path").to_string_lossy().into_owned();
+    std::fs::read_dir(std::env::temp_dir()).expect("temp dir").flatten().find_map(|e| {
+        let file = e.file_name().to_string_lossy().into_owned();
+        (file.starts_with("kiln-fill-") && std::fs::read_to_string(e.path()).is_ok_and(|s| s == name)).then(|| e.path())
+    })
+}
+
+/// Runs export `a` of `wat` tiered (the default) with no background
+/// compiler, so the run ends with baseline code and leaves a cache filler
+/// behind; checks that it printed `expected`.
+fn tiered_run_leaving_a_filler(cache: &std::path::Path, wat: &std::path::Path, expected: &str) {
+    let (code, stdout, err) =
+        run(kiln(cache).args(["run", "-C", "background-compilation=n"]).arg(wat).args(["--invoke", "a"]));
+    assert_eq!((code, stdout.as_str()), (0, expected), "{err}");
+}
+
+/// Waits (two minutes at most) until the filler working on `wat` removed
+/// its lock file, which it does when done.
+fn wait_for_the_filler(wat: &std::path::Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while filler_lock_file(wat).is_some() {
+        assert!(std::time::Instant::now() < deadline, "the filler did not finish");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Compiles `wat` with `kiln compile --timings` and `cache`, returning
+/// what it printed on standard error (which says what came from the cache).
+fn compile_with_timings(cache: &std::path::Path, wat: &std::path::Path) -> String {
+    let out = wat.with_extension("cwasm");
+    let (code, _, err) = run(kiln(cache).args(["compile", "--timings"]).arg(wat).arg("-o").arg(&out));
+    assert_eq!(code, 0, "{err}");
+    err
+}
+
 /// A lock file left by a cache filler that was killed (the file is there,
 /// nobody holds its lock) does not keep the next run from starting one.
 #[test]
@@ -201,41 +236,24 @@ fn a_dead_fillers_lock_file_does_not_stop_the_next_filler() {
         r#"(module (func (export "a") (result i32) i32.const 3) (func (export "b") (result i32) i32.const 4))"#,
     )
     .expect("write");
-    let tiered_run = || {
-        let (code, stdout, err) =
-            run(kiln(&cache).args(["run", "-C", "background-compilation=n"]).arg(&wat).args(["--invoke", "a"]));
-        assert_eq!((code, stdout.as_str()), (0, "3\n"), "{err}");
-    };
-    let name = std::fs::canonicalize(&wat).expect("path").to_string_lossy().into_owned();
-    let lock_file = || {
-        std::fs::read_dir(std::env::temp_dir()).expect("temp dir").flatten().find_map(|e| {
-            let file = e.file_name().to_string_lossy().into_owned();
-            (file.starts_with("kiln-fill-") && std::fs::read_to_string(e.path()).is_ok_and(|s| s == name))
-                .then(|| e.path())
-        })
-    };
-    let wait_gone = || {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        while lock_file().is_some() {
-            assert!(std::time::Instant::now() < deadline, "the filler did not finish");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    };
-    tiered_run();
-    let lock = lock_file().expect("no filler was started");
-    wait_gone();
+    tiered_run_leaving_a_filler(&cache, &wat, "3\n");
+    let lock = filler_lock_file(&wat).expect("no filler was started");
+    wait_for_the_filler(&wat);
     // What a killed filler leaves: the file, with no lock on it; and an
     // empty cache.
+    let name = std::fs::canonicalize(&wat).expect("path").to_string_lossy().into_owned();
     std::fs::write(&lock, &name).expect("write the lock file");
     std::fs::remove_dir_all(&cache).expect("clear the cache");
-    tiered_run();
-    wait_gone();
-    let out = dir.path().join("left.cwasm");
-    let (code, _, err) = run(kiln(&cache).args(["compile", "--timings"]).arg(&wat).arg("-o").arg(&out));
-    assert_eq!(code, 0, "{err}");
+    tiered_run_leaving_a_filler(&cache, &wat, "3\n");
+    wait_for_the_filler(&wat);
+    let err = compile_with_timings(&cache, &wat);
     assert!(err.contains("module found in the cache"), "a filler ran after the dead one's lock file: {err}");
 }
 
+/// A tiered `kiln run` (the default) that ends before its baseline code
+/// was replaced leaves a cache filler behind, which compiles the module
+/// with Cranelift into the cache: afterwards `kiln compile` finds every
+/// function there.
 #[test]
 fn a_short_tiered_run_leaves_the_cache_filled() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -246,26 +264,11 @@ fn a_short_tiered_run_leaves_the_cache_filled() {
         r#"(module (func (export "a") (result i32) i32.const 1) (func (export "b") (result i32) i32.const 2))"#,
     )
     .expect("write");
-    let (code, stdout, err) =
-        run(kiln(&cache).args(["run", "-C", "background-compilation=n"]).arg(&wat).args(["--invoke", "a"]));
-    assert_eq!((code, stdout.as_str()), (0, "1\n"), "{err}");
+    tiered_run_leaving_a_filler(&cache, &wat, "1\n");
     // The filler holds a lock in the temporary directory, naming the
     // module file, while it works.
-    let name = std::fs::canonicalize(&wat).expect("path").to_string_lossy().into_owned();
-    let held = || {
-        std::fs::read_dir(std::env::temp_dir()).expect("temp dir").flatten().any(|e| {
-            let file = e.file_name().to_string_lossy().into_owned();
-            file.starts_with("kiln-fill-") && std::fs::read_to_string(e.path()).is_ok_and(|s| s == name)
-        })
-    };
-    assert!(held(), "no filler was started");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while held() {
-        assert!(std::time::Instant::now() < deadline, "the filler did not finish");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let out = dir.path().join("short.cwasm");
-    let (code, _, err) = run(kiln(&cache).args(["compile", "--timings"]).arg(&wat).arg("-o").arg(&out));
-    assert_eq!(code, 0, "{err}");
+    assert!(filler_lock_file(&wat).is_some(), "no filler was started");
+    wait_for_the_filler(&wat);
+    let err = compile_with_timings(&cache, &wat);
     assert!(err.contains("module found in the cache"), "{err}");
 }
