@@ -7,6 +7,9 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
 
+use kiln_test_data::DataError;
+use libtest_mimic::{Arguments, Failed, Trial};
+
 use kiln_baseline::x64::asm::{Alu, Assembler, Cond, FSize, Label, Mem, Reg, Shift, Size, SseOp, Xmm};
 
 const REGS: [Reg; 16] = [
@@ -183,9 +186,9 @@ impl Cases {
     }
 }
 
-/// Disassembles `code`; None (after saying why) if objdump cannot be run and the
-/// environment does not require it.
-fn objdump(name: &str, code: &[u8]) -> Option<BTreeMap<u32, String>> {
+/// Disassembles `code` with objdump (whose presence `objdump_missing`
+/// checked first).
+fn objdump(name: &str, code: &[u8]) -> BTreeMap<u32, String> {
     let path: PathBuf = std::env::temp_dir().join(format!("kiln-baseline-asm-{}-{name}.bin", std::process::id()));
     std::fs::write(&path, code).expect("write temp file");
     let out = Command::new("objdump")
@@ -193,26 +196,29 @@ fn objdump(name: &str, code: &[u8]) -> Option<BTreeMap<u32, String>> {
         .arg(&path)
         .output();
     let _ = std::fs::remove_file(&path);
-    let out = match out {
-        Ok(out) if out.status.success() => out,
-        Ok(out) => skip(&format!("objdump failed: {}", String::from_utf8_lossy(&out.stderr)))?,
-        Err(e) => skip(&format!("cannot run objdump: {e}"))?,
-    };
+    let out = out.expect("run objdump");
+    assert!(out.status.success(), "objdump failed: {}", String::from_utf8_lossy(&out.stderr));
     let mut insns = BTreeMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Some((addr, text)) = line.split_once(":\t") else { continue };
         let Ok(addr) = u32::from_str_radix(addr.trim(), 16) else { continue };
         insns.insert(addr, normalize(text));
     }
-    Some(insns)
+    insns
 }
 
-fn skip<T>(why: &str) -> Option<T> {
-    if std::env::var_os("KILN_REQUIRE_TEST_DATA").is_some() {
-        panic!("{why} (required by KILN_REQUIRE_TEST_DATA)");
+/// Why the checks against objdump cannot run here, if they cannot.
+fn objdump_missing() -> Option<DataError> {
+    match Command::new("objdump").arg("--version").output() {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(DataError::Missing(format!(
+            "the checks against the disassembler need objdump (binutils), and `objdump --version` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))),
+        Err(e) => Some(DataError::Missing(format!(
+            "the checks against the disassembler need objdump (binutils), not found: {e}"
+        ))),
     }
-    eprintln!("skipping the disassembler check: {why}");
-    None
 }
 
 /// Collapses whitespace runs to one space, and trims.
@@ -222,7 +228,7 @@ fn normalize(s: &str) -> String {
 
 /// Compares each expected instruction with objdump's, including where it ends.
 fn check(name: &str, code: &[u8], expect: &[(u32, u32, String)]) {
-    let Some(insns) = objdump(name, code) else { return };
+    let insns = objdump(name, code);
     let mut failures = String::new();
     for (start, end, want) in expect {
         let got = insns.get(start).map_or("<no instruction starts here>", |s| s.as_str());
@@ -439,7 +445,6 @@ fn emit_all(c: &mut Cases) {
     }
 }
 
-#[test]
 fn every_instruction_matches_objdump() {
     let mut c = Cases::new();
     emit_all(&mut c);
@@ -448,7 +453,6 @@ fn every_instruction_matches_objdump() {
     check("all", &code, &expect);
 }
 
-#[test]
 fn some_encodings_by_hand() {
     let mut a = Assembler::new();
     a.mov_rr(Size::S64, Reg::Rax, Reg::Rcx);
@@ -495,7 +499,6 @@ fn pend(
     pending.push((start, a.offset(), Box::new(want)));
 }
 
-#[test]
 fn labels_resolve() {
     let mut a = Assembler::with_capacity(256);
     let back = a.new_label();
@@ -568,7 +571,6 @@ fn labels_resolve() {
     check("labels", &code[..code_end as usize], &expect);
 }
 
-#[test]
 fn finish_reports_unbound_labels() {
     let mut a = Assembler::new();
     let bound = a.new_label();
@@ -597,7 +599,6 @@ fn finish_reports_unbound_labels() {
     assert_eq!(a.finish(), Ok(vec![0xC3]));
 }
 
-#[test]
 fn cond_invert() {
     for (i, c) in CONDS.into_iter().enumerate() {
         assert_eq!(c.invert() as usize, i ^ 1);
@@ -605,8 +606,6 @@ fn cond_invert() {
     }
 }
 
-#[test]
-#[should_panic(expected = "bound twice")]
 fn binding_twice_panics() {
     let mut a = Assembler::new();
     let l = a.new_label();
@@ -614,14 +613,10 @@ fn binding_twice_panics() {
     a.bind(l);
 }
 
-#[test]
-#[should_panic(expected = "rsp cannot be an index")]
 fn rsp_index_panics() {
     let _ = Mem::base_index(Reg::Rax, Reg::Rsp, 1, 0);
 }
 
-#[test]
-#[should_panic(expected = "rsp cannot be an index")]
 fn rsp_index_in_literal_mem_panics() {
     let mut a = Assembler::new();
     a.load(Size::S64, Reg::Rax, Mem { base: Reg::Rax, index: Some((Reg::Rsp, 1)), disp: 0 });
@@ -629,7 +624,6 @@ fn rsp_index_in_literal_mem_panics() {
 
 /// objdump prints `[rax+0x8]` the same whether the displacement is encoded in 1 or 4 bytes, and
 /// `add eax,0x5` the same in its imm8 and imm32 forms: check the lengths pick the short forms.
-#[test]
 fn short_forms_are_chosen() {
     let len = |emit: &dyn Fn(&mut Assembler)| {
         let mut a = Assembler::new();
@@ -662,4 +656,51 @@ fn short_forms_are_chosen() {
     assert_eq!(len(&|a| a.setcc(Cond::E, Reg::Rdi)), 4);
     assert_eq!(len(&|a| a.push(Reg::Rbp)), 1);
     assert_eq!(len(&|a| a.jmp_reg(Reg::Rax)), 2);
+}
+
+/// A trial of `f`, which must panic with a message containing `expected`.
+fn should_panic(name: &str, expected: &'static str, f: fn()) -> Trial {
+    Trial::test(name, move || {
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let result = std::panic::catch_unwind(f);
+        std::panic::set_hook(hook);
+        let Err(payload) = result else { return Err(Failed::from("did not panic")) };
+        let message = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        if message.contains(expected) {
+            Ok(())
+        } else {
+            Err(format!("panicked with `{message}`, expected `{expected}`").into())
+        }
+    })
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let plain = |name: &str, f: fn()| {
+        Trial::test(name, move || {
+            f();
+            Ok(())
+        })
+    };
+    let against_objdump = |name: &str, f: fn()| match objdump_missing() {
+        None => plain(name, f),
+        Some(why) => why.into_trial(name),
+    };
+    let trials = vec![
+        against_objdump("every_instruction_matches_objdump", every_instruction_matches_objdump),
+        plain("some_encodings_by_hand", some_encodings_by_hand),
+        against_objdump("labels_resolve", labels_resolve),
+        plain("finish_reports_unbound_labels", finish_reports_unbound_labels),
+        plain("cond_invert", cond_invert),
+        should_panic("binding_twice_panics", "bound twice", binding_twice_panics),
+        should_panic("rsp_index_panics", "rsp cannot be an index", rsp_index_panics),
+        should_panic("rsp_index_in_literal_mem_panics", "rsp cannot be an index", rsp_index_in_literal_mem_panics),
+        plain("short_forms_are_chosen", short_forms_are_chosen),
+    ];
+    libtest_mimic::run(&args, trials).exit();
 }
