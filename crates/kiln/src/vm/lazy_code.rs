@@ -101,6 +101,15 @@ pub enum Tier {
     Optimized,
 }
 
+/// Bytes of baseline code from which a function that loops long gets its
+/// on-stack-replacement entry compiled right after its optimized code,
+/// before an activation asks (see [`LazyCode::optimize`]). Below it, an
+/// entry compiles quickly enough when asked for: the report that asks
+/// comes from many functions that merely run short loops often, and
+/// compiling all their entries ahead would delay the functions waiting
+/// for optimized code.
+const LARGE_BASELINE_CODE: u32 = 32 * 1024;
+
 /// What the background compiler does next for a module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Work {
@@ -207,6 +216,15 @@ pub struct LazyCode {
     /// marks those queued.
     hot_optimize: Mutex<VecDeque<u32>>,
     promoted: Box<[AtomicBool]>,
+    /// Functions whose baseline code is at least
+    /// [`LARGE_BASELINE_CODE`] bytes and reported from a loop before they
+    /// had optimized code: their on-stack-replacement entry is compiled
+    /// once nothing hot waits for optimized code (see
+    /// [`LazyCode::optimize`]); `osr_ahead` holds them in order. `large`
+    /// marks the functions with that much baseline code.
+    looped: Box<[AtomicBool]>,
+    large: Box<[AtomicBool]>,
+    osr_ahead: Mutex<VecDeque<u32>>,
     /// Each function's call counter, which its baseline code counts down
     /// (at an address built into that code: the slice never moves).
     entry_counters: Box<[AtomicI32]>,
@@ -317,6 +335,9 @@ impl LazyCode {
             to_optimize: Mutex::new(VecDeque::new()),
             hot_optimize: Mutex::new(VecDeque::new()),
             promoted: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            looped: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            large: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            osr_ahead: Mutex::new(VecDeque::new()),
             entry_counters: (0..n).map(|_| AtomicI32::new(kiln_baseline::HOT_COUNT)).collect(),
             osr: Mutex::new(OsrEntries::default()),
             osr_transfers: AtomicU32::new(0),
@@ -458,13 +479,17 @@ impl LazyCode {
         // A report of many calls, or a loop of baseline code: either way
         // the function is hot.
         let state = self.states.get(func as usize).map(|s| s.load(Ordering::Acquire));
+        let from_loop = loop_index != kiln_environ::OSR_HOT_CALLS;
         if state == Some(BASELINE) {
             self.promote(func);
+            if from_loop && self.large.get(func as usize).is_some_and(|f| f.load(Ordering::Relaxed)) {
+                self.looped[func as usize].store(true, Ordering::Relaxed);
+            }
         }
-        if loop_index == kiln_environ::OSR_HOT_CALLS || state != Some(INSTALLED) {
+        if !from_loop || state != Some(INSTALLED) {
             return 0;
         }
-        let mut osr = self.osr.lock().unwrap_or_else(|e| e.into_inner());
+        let osr = self.osr.lock().unwrap_or_else(|e| e.into_inner());
         match osr.0.get(&func) {
             Some(OsrEntry::Ready(addr)) => {
                 self.osr_transfers.fetch_add(1, Ordering::Relaxed);
@@ -472,16 +497,28 @@ impl LazyCode {
             }
             Some(_) => 0,
             None => {
-                // One entry per function at most: the batches have room
-                // for three installs per function (baseline code,
-                // optimized code, this entry).
-                osr.1.push_back(func);
-                osr.0.insert(func, OsrEntry::Requested);
                 drop(osr);
-                pool().submit(self);
+                self.request_osr(func);
                 0
             }
         }
+    }
+
+    /// Asks the background compiler for defined function `func`'s
+    /// on-stack-replacement entry, before anything else, unless it was
+    /// asked for already.
+    fn request_osr(self: &Arc<Self>, func: u32) {
+        let mut osr = self.osr.lock().unwrap_or_else(|e| e.into_inner());
+        if osr.0.contains_key(&func) {
+            return;
+        }
+        // One entry per function at most: the batches have room for
+        // three installs per function (baseline code, optimized code,
+        // this entry).
+        osr.1.push_back(func);
+        osr.0.insert(func, OsrEntry::Requested);
+        drop(osr);
+        pool().submit(self);
     }
 
     /// Moves defined function `func`, running baseline code, ahead of the
@@ -527,8 +564,13 @@ impl LazyCode {
     /// Replaces defined function `index`'s baseline code with optimized
     /// code, unless another thread is at it or has done it. Calls keep
     /// running the baseline code until the slot changes; activations of
-    /// it already running finish in it.
-    pub fn optimize(&self, index: u32) {
+    /// it already running finish in it. A large function whose baseline
+    /// code reported from a loop gets its on-stack-replacement entry
+    /// compiled ahead, once no hot function waits: the activation that
+    /// looped, or a later one, may still be running the baseline code (an
+    /// interpreter's main loop, say), and asking only when it reports
+    /// again would make it wait another whole compilation.
+    pub fn optimize(self: &Arc<Self>, index: u32) {
         let Some(state) = self.states.get(index as usize) else { return };
         if state.compare_exchange(BASELINE, OPTIMIZING, Ordering::Acquire, Ordering::Relaxed).is_err() {
             return;
@@ -538,6 +580,10 @@ impl LazyCode {
             _ => BASELINE_KEPT,
         };
         state.store(next, Ordering::Release);
+        if next == INSTALLED && self.looped.get(index as usize).is_some_and(|f| f.load(Ordering::Relaxed)) {
+            self.osr_ahead.lock().unwrap_or_else(|e| e.into_inner()).push_back(index);
+            pool().submit(self);
+        }
     }
     /// The module's WebAssembly bytes.
     pub fn wasm(&self) -> &[u8] {
@@ -575,10 +621,11 @@ impl LazyCode {
     }
 
     /// The next thing worth doing ahead of calls, if anything is left:
-    /// an on-stack-replacement entry asked for, else optimizing a
-    /// function that runs baseline code (hot ones first), else compiling a
-    /// callee of something compiled, else the first function not
-    /// compiled.
+    /// an on-stack-replacement entry asked for, else optimizing a hot
+    /// function that runs baseline code, else an on-stack-replacement
+    /// entry compiled ahead (see [`LazyCode::optimize`]), else optimizing
+    /// any other function that runs baseline code, else compiling a callee
+    /// of something compiled, else the first function not compiled.
     pub fn next_to_compile(&self) -> Option<Work> {
         if self.retired.load(Ordering::Relaxed) {
             return None;
@@ -587,13 +634,24 @@ impl LazyCode {
         if let Some(func) = self.osr.lock().unwrap_or_else(|e| e.into_inner()).1.pop_front() {
             return Some(Work::Osr(func));
         }
-        for queue in [&self.hot_optimize, &self.to_optimize] {
+        let optimize_next = |queue: &Mutex<VecDeque<u32>>| {
             let mut queue = queue.lock().unwrap_or_else(|e| e.into_inner());
-            while let Some(i) = queue.pop_front() {
-                if state(i) == Some(BASELINE) {
-                    return Some(Work::Optimize(i));
-                }
+            std::iter::from_fn(|| queue.pop_front()).find(|&i| state(i) == Some(BASELINE)).map(Work::Optimize)
+        };
+        if let Some(work) = optimize_next(&self.hot_optimize) {
+            return Some(work);
+        }
+        let mut ahead = self.osr_ahead.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(func) = ahead.pop_front() {
+            let mut osr = self.osr.lock().unwrap_or_else(|e| e.into_inner());
+            if let std::collections::hash_map::Entry::Vacant(e) = osr.0.entry(func) {
+                e.insert(OsrEntry::Requested);
+                return Some(Work::Osr(func));
             }
+        }
+        drop(ahead);
+        if let Some(work) = optimize_next(&self.to_optimize) {
+            return Some(work);
         }
         let not_started = |i: u32| state(i) == Some(NOT_COMPILED);
         {
@@ -644,6 +702,9 @@ impl LazyCode {
             .install(defined, code, Install::Function(tier))
             .map_err(|e| format!("failed to install function {}: {e}", func.as_u32()))?;
         self.compiled.fetch_add(1, Ordering::Relaxed);
+        if tier == Tier::Baseline && len >= LARGE_BASELINE_CODE {
+            self.large[index as usize].store(true, Ordering::Relaxed);
+        }
         self.compiler.installed(defined, encoded, tier, at, len);
         Ok((at, tier))
     }

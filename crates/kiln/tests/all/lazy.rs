@@ -745,6 +745,44 @@ fn a_loop_running_baseline_code_moves_to_optimized_code_on_the_stack() {
     eprintln!("moved to optimized code after at most {n} iterations");
 }
 
+/// A large function whose baseline code reported a loop running long
+/// gets its on-stack-replacement entry compiled as soon as its optimized
+/// code is in, with no activation asking again (one of an interpreter's
+/// main loop may still be running the baseline code).
+#[test]
+fn a_large_function_that_looped_gets_its_entry_ahead() {
+    // 4,000 straight-line steps after the loop make well over 32 KiB of
+    // baseline code.
+    let steps = "local.get 1 i32.const 3 i32.xor local.get 0 i32.add local.set 1\n".repeat(4000);
+    let wat = format!(
+        r#"(module
+             (func (export "run") (param i32) (result i32) (local i32)
+               loop $l
+                 local.get 1 i32.const 1 i32.add local.set 1
+                 local.get 1 local.get 0 i32.lt_u br_if $l
+               end
+               local.get 0 i32.const 0 i32.lt_s
+               if {steps} end
+               local.get 1))"#
+    );
+    let engine = tiered_engine(false);
+    let module = Module::new(&engine, &wat).expect("compiles");
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[]).expect("instance");
+    let run = i.get_typed_func::<i32, i32>(&mut store, "run").expect("run");
+    // 5,000 iterations of baseline code: the loop reports.
+    assert_eq!(run.call(&mut store, 5000).expect("runs"), 5000);
+    assert_eq!(tiers(&module), (1, 0));
+    assert_eq!(kiln::__private_testing::lazy_osr(&module), Some((0, 0)));
+    assert!(kiln::__private_testing::lazy_optimize(&module, 0), "compiled lazily");
+    assert_eq!(tiers(&module), (0, 1));
+    let start = std::time::Instant::now();
+    while kiln::__private_testing::lazy_osr(&module) != Some((1, 0)) {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "no entry compiled ahead");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// Two baseline activations of one function, each running a different
 /// loop (the inner in its second, the outer, after the inner returns, in
 /// its first) move to optimized code through one on-stack-replacement
