@@ -117,6 +117,8 @@ impl Codegen<'_> {
         self.asm.test_rr(Size::S64, Reg::Rax, Reg::Rax);
         self.asm.jcc(Cond::E, skip);
         self.asm.mov_rr(Size::S64, Reg::R11, Reg::Rax);
+        // The entry reads every local from its slot.
+        self.spill_local_regs();
         self.asm.load(Size::S64, Reg::Rdi, VMCTX);
         self.asm.mov_rr(Size::S64, Reg::Rsi, Reg::Rdi);
         self.asm.mov_rr(Size::S64, Reg::Rdx, Reg::Rbp);

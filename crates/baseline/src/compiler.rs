@@ -12,7 +12,7 @@
 
 use crate::abi::Loc;
 use crate::control::{Control, Frame, FrameKind};
-use crate::frame::{Layout, SAVED_RBX, VMCTX, ValType};
+use crate::frame::{Layout, SAVED_RBX, VMCTX, ValType, saved_local_reg};
 use crate::x64::asm::{Alu, Assembler, Cond, FSize, Label, Mem, Reg, Size};
 use kiln_environ::{CompiledFunction, FuncIndex, ModuleInfo, Relocation, TrapCode, Tunables, VMOffsets, vmoffsets};
 use wasmparser::{BlockType, FunctionBody, Operator};
@@ -125,8 +125,15 @@ pub(crate) const RESULT_REG: Reg = Reg::R10;
 /// gets the save, the load and the restores erased (`heap_base_code`).
 pub(crate) const HEAP_BASE: Reg = Reg::Rbx;
 
-/// Where an operand is: a slot (a depth's or a local's), or
-/// [`RESULT_REG`].
+/// Where a function's most used integer locals live instead of their
+/// slots (see [`choose_local_regs`]): callee-saved in the `tail`
+/// convention, so calls keep them; the prologue saves the caller's values
+/// (`frame::saved_local_reg`) and every return restores them. No
+/// operator uses them for anything else.
+pub(crate) const LOCAL_REGS: [Reg; 4] = [Reg::R12, Reg::R13, Reg::R14, Reg::R15];
+
+/// Where an operand is: a slot (a depth's or a local's), or a register
+/// ([`RESULT_REG`], or one of [`LOCAL_REGS`] for a local living there).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Src {
     /// In memory.
@@ -149,6 +156,12 @@ pub(crate) struct Codegen<'m> {
     pub(crate) layout: Layout,
     /// Types of the locals, parameters first.
     pub(crate) locals: Vec<ValType>,
+    /// The register each local lives in, if any (one of [`LOCAL_REGS`];
+    /// the others live in their slots).
+    pub(crate) local_regs: Vec<Option<Reg>>,
+    /// The registers of [`LOCAL_REGS`] that hold locals, in that order:
+    /// saved by the prologue and restored by every return.
+    pub(crate) used_local_regs: Vec<Reg>,
     /// Types of the operand stack, bottom first.
     pub(crate) stack: Vec<ValType>,
     /// Operand-stack entries not yet stored in their depth's slot, lowest
@@ -227,6 +240,8 @@ pub fn compile_function(
         locals.extend(std::iter::repeat_n(t, count as usize));
     }
     let layout = Layout { locals: locals.len() as u32 };
+    let local_regs = choose_local_regs(body, &locals)?;
+    let used_local_regs = LOCAL_REGS.iter().copied().filter(|r| local_regs.contains(&Some(*r))).collect();
     let body_start = body.range().start;
     let mut g = Codegen {
         module,
@@ -236,6 +251,8 @@ pub fn compile_function(
         asm: Assembler::with_capacity(((body.range().end - body.range().start) as usize).saturating_mul(8) + 64),
         layout,
         locals,
+        local_regs,
+        used_local_regs,
         stack: Vec::new(),
         deferred: Vec::new(),
         max_depth: 0,
@@ -277,6 +294,57 @@ pub fn compile_function(
     g.finish(frame_patch)
 }
 
+/// Picks the integer locals that live in [`LOCAL_REGS`]: the most used
+/// ones, counting a use inside `d` nested loops as `4^d` uses, as long as
+/// they are used at least [`LOCAL_REG_MIN_USES`] times that way (each
+/// register costs a save and a restore per call). Reads the body once
+/// more, without compiling it.
+fn choose_local_regs(body: &FunctionBody<'_>, locals: &[ValType]) -> Result<Vec<Option<Reg>>, Declined> {
+    let mut uses = vec![0u64; locals.len()];
+    let mut blocks: Vec<bool> = Vec::new();
+    let mut loops = 0u32;
+    let mut ops = body.get_operators_reader().map_err(|e| Declined(e.to_string()))?;
+    while !ops.eof() {
+        let local = match ops.read().map_err(|e| Declined(e.to_string()))? {
+            Operator::Block { .. } | Operator::If { .. } | Operator::TryTable { .. } | Operator::Try { .. } => {
+                blocks.push(false);
+                continue;
+            }
+            Operator::Loop { .. } => {
+                blocks.push(true);
+                loops += 1;
+                continue;
+            }
+            Operator::End => {
+                if blocks.pop() == Some(true) {
+                    loops -= 1;
+                }
+                continue;
+            }
+            Operator::LocalGet { local_index }
+            | Operator::LocalSet { local_index }
+            | Operator::LocalTee { local_index } => local_index as usize,
+            _ => continue,
+        };
+        if let Some(n) = uses.get_mut(local) {
+            *n = n.saturating_add(1 << (2 * loops.min(10)));
+        }
+    }
+    let mut ranked: Vec<usize> = (0..locals.len())
+        .filter(|&i| matches!(locals[i], ValType::I32 | ValType::I64) && uses[i] >= LOCAL_REG_MIN_USES)
+        .collect();
+    ranked.sort_by_key(|&i| (std::cmp::Reverse(uses[i]), i));
+    let mut regs = vec![None; locals.len()];
+    for (&i, &r) in ranked.iter().zip(LOCAL_REGS.iter()) {
+        regs[i] = Some(r);
+    }
+    Ok(regs)
+}
+
+/// The fewest (loop-weighted) uses for which a local gets a register
+/// (see [`choose_local_regs`]).
+const LOCAL_REG_MIN_USES: u64 = 4;
+
 impl Codegen<'_> {
     /// Emits the prologue: frame, stack-limit check, parameters and
     /// zeroed locals into their slots. Returns where the frame size goes
@@ -300,14 +368,21 @@ impl Codegen<'_> {
         a.alu_ri(Alu::Sub, Size::S64, Reg::Rsp, i32::MAX / 2);
         let sub_patch = a.offset() - 4;
         a.store(Size::S64, VMCTX, Reg::Rdi);
+        for (k, &r) in LOCAL_REGS.iter().enumerate() {
+            if self.used_local_regs.contains(&r) {
+                self.asm.store(Size::S64, saved_local_reg(k), r);
+            }
+        }
         let args = crate::abi::args(params)?;
         self.incoming_stack_bytes = args.stack_bytes;
         for (i, loc) in args.locs.iter().enumerate() {
             let slot = self.layout.local(i as u32);
-            match *loc {
-                Loc::Float(x) => self.asm.movs_store(FSize::F64, slot, x),
-                Loc::Int(r) => self.asm.store(Size::S64, slot, r),
-                Loc::Stack(off) => {
+            match (*loc, self.local_regs[i]) {
+                (Loc::Float(x), _) => self.asm.movs_store(FSize::F64, slot, x),
+                (Loc::Int(r), Some(to)) => self.asm.mov_rr(Size::S64, to, r),
+                (Loc::Int(r), None) => self.asm.store(Size::S64, slot, r),
+                (Loc::Stack(off), Some(to)) => self.asm.load(Size::S64, to, Mem::base_disp(Reg::Rbp, 16 + off)),
+                (Loc::Stack(off), None) => {
                     self.asm.load(Size::S64, Reg::Rax, Mem::base_disp(Reg::Rbp, 16 + off));
                     self.asm.store(Size::S64, slot, Reg::Rax);
                 }
@@ -316,8 +391,10 @@ impl Codegen<'_> {
         if self.locals.len() > params.len() {
             self.asm.alu_rr(Alu::Xor, Size::S32, Reg::Rax, Reg::Rax);
             for i in params.len()..self.locals.len() {
-                let slot = self.layout.local(i as u32);
-                self.asm.store(Size::S64, slot, Reg::Rax);
+                match self.local_regs[i] {
+                    Some(r) => self.asm.alu_rr(Alu::Xor, Size::S32, r, r),
+                    None => self.asm.store(Size::S64, self.layout.local(i as u32), Reg::Rax),
+                }
             }
         }
         if self.heap_base {
@@ -353,6 +430,11 @@ impl Codegen<'_> {
     /// Pops the frame and returns (popping the stack arguments), the
     /// results being in their registers already.
     pub(crate) fn leave(&mut self) {
+        for (k, &r) in LOCAL_REGS.iter().enumerate() {
+            if self.used_local_regs.contains(&r) {
+                self.asm.load(Size::S64, r, saved_local_reg(k));
+            }
+        }
         if self.heap_base {
             let start = self.asm.offset();
             self.asm.load(Size::S64, HEAP_BASE, SAVED_RBX);
@@ -455,7 +537,13 @@ impl Codegen<'_> {
                 self.deferred.pop();
                 let slot = self.layout.depth(depth);
                 match what {
-                    Deferred::Local(local) => Ok((self.layout.local(local), t)),
+                    Deferred::Local(local) => match self.local_regs[local as usize] {
+                        Some(r) => {
+                            self.asm.store(Size::S64, slot, r);
+                            Ok((slot, t))
+                        }
+                        None => Ok((self.layout.local(local), t)),
+                    },
                     Deferred::Const(bits) => {
                         self.store_const(slot, bits);
                         Ok((slot, t))
@@ -479,14 +567,18 @@ impl Codegen<'_> {
     /// stays there (valid until the operator pushes its result).
     pub(crate) fn pop_src(&mut self, t: ValType) -> Result<Src, Declined> {
         let top = self.stack.len().checked_sub(1);
-        let in_reg = matches!((top, self.deferred.last()), (Some(d), Some(&(e, Deferred::Reg))) if d == e);
-        if !in_reg {
-            return self.pop(t).map(Src::Mem);
-        }
+        let reg = match (top, self.deferred.last()) {
+            (Some(d), Some(&(e, Deferred::Reg))) if d == e => RESULT_REG,
+            (Some(d), Some(&(e, Deferred::Local(i)))) if d == e => match self.local_regs[i as usize] {
+                Some(r) => r,
+                None => return self.pop(t).map(Src::Mem),
+            },
+            _ => return self.pop(t).map(Src::Mem),
+        };
         match self.stack.pop() {
             Some(have) if have == t => {
                 self.deferred.pop();
-                Ok(Src::Reg(RESULT_REG))
+                Ok(Src::Reg(reg))
             }
             have => decline(format!("operand of type {have:?} where {t:?} was expected")),
         }
@@ -577,8 +669,7 @@ impl Codegen<'_> {
             let (depth, what) = self.deferred[k];
             if what == Deferred::Local(i) {
                 self.deferred.remove(k);
-                self.asm.load(Size::S64, Reg::Rax, self.layout.local(i));
-                self.asm.store(Size::S64, self.layout.depth(depth), Reg::Rax);
+                self.store_local_copy(self.layout.depth(depth), i);
             } else {
                 k += 1;
             }
@@ -622,13 +713,33 @@ impl Codegen<'_> {
         for (depth, what) in std::mem::take(&mut self.deferred) {
             let slot = self.layout.depth(depth);
             match what {
-                Deferred::Local(local) => {
-                    self.asm.load(Size::S64, Reg::Rax, self.layout.local(local));
-                    self.asm.store(Size::S64, slot, Reg::Rax);
-                }
+                Deferred::Local(local) => self.store_local_copy(slot, local),
                 Deferred::Const(bits) => self.store_const(slot, bits),
                 Deferred::Reg => self.asm.store(Size::S64, slot, RESULT_REG),
                 Deferred::Flags(c) => self.store_flags(slot, c),
+            }
+        }
+    }
+
+    /// Stores local `i`'s value in `slot` (through rax for a local in its
+    /// slot).
+    fn store_local_copy(&mut self, slot: Mem, i: u32) {
+        match self.local_regs[i as usize] {
+            Some(r) => self.asm.store(Size::S64, slot, r),
+            None => {
+                self.asm.load(Size::S64, Reg::Rax, self.layout.local(i));
+                self.asm.store(Size::S64, slot, Reg::Rax);
+            }
+        }
+    }
+
+    /// Stores the locals living in registers in their slots, where
+    /// optimized code taking the activation over reads them (no register
+    /// changes).
+    pub(crate) fn spill_local_regs(&mut self) {
+        for i in 0..self.local_regs.len() {
+            if let Some(r) = self.local_regs[i] {
+                self.asm.store(Size::S64, self.layout.local(i as u32), r);
             }
         }
     }
@@ -810,13 +921,17 @@ impl Codegen<'_> {
         // Deferred reads of the local below must see its old value.
         self.flush_reads_of(i);
         let to = self.layout.local(i);
-        match from {
-            Some(Src::Reg(r)) => self.asm.store(Size::S64, to, r),
-            Some(Src::Mem(from)) => {
+        match (from, self.local_regs[i as usize]) {
+            (Some(Src::Reg(r)), Some(dst)) if r == dst => {}
+            (Some(Src::Reg(r)), Some(dst)) => self.asm.mov_rr(Size::S64, dst, r),
+            (Some(Src::Mem(from)), Some(dst)) => self.asm.load(Size::S64, dst, from),
+            (None, Some(dst)) => self.asm.mov_ri(Size::S64, dst, i64::from(imm.unwrap_or_default())),
+            (Some(Src::Reg(r)), None) => self.asm.store(Size::S64, to, r),
+            (Some(Src::Mem(from)), None) => {
                 self.asm.load(Size::S64, Reg::Rax, from);
                 self.asm.store(Size::S64, to, Reg::Rax);
             }
-            None => self.asm.store_imm(Size::S64, to, imm.unwrap_or_default()),
+            (None, None) => self.asm.store_imm(Size::S64, to, imm.unwrap_or_default()),
         }
         if tee {
             match from {

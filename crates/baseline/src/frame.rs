@@ -17,13 +17,16 @@
 //! rbp            caller's rbp
 //! rbp - 8        callee VMContext
 //! rbp - 16       the caller's rbx, while rbx holds memory 0's base
-//! rbp - 24 - 8i  local i (parameters first)
-//! below          operand-stack depth d at rbp - 24 - 8 * (locals + d)
+//! rbp - 24 - 8k  the caller's r12 + k (k < 4), while it holds a local
+//! rbp - 56 - 8i  local i (parameters first)
+//! below          operand-stack depth d at rbp - 56 - 8 * (locals + d)
 //! ```
 //!
-//! The offsets of the first two and of the locals are
-//! `kiln_environ::vmoffsets::baseline_frame`'s: optimized code taking an
-//! activation over (on-stack replacement) reads the locals there.
+//! A few integer locals live in r12-r15 instead of their slots
+//! (`compiler::LOCAL_REGS`); their slots are written only when optimized
+//! code takes the activation over (on-stack replacement), which reads the
+//! locals there. The offsets of the VMContext and of the locals are
+//! `kiln_environ::vmoffsets::baseline_frame`'s.
 
 use crate::x64::asm::{Mem, Reg};
 
@@ -79,8 +82,14 @@ const SLOT: i32 = baseline_frame::SLOT;
 /// ([`crate::compiler::HEAP_BASE`]).
 pub const SAVED_RBX: Mem = Mem { base: Reg::Rbp, index: None, disp: baseline_frame::VMCTX - SLOT };
 
-/// Slots between the frame pointer and local 0's (the VMContext's and
-/// [`SAVED_RBX`]).
+/// Where the caller's value of `LOCAL_REGS[k]` is kept while that
+/// register holds a local.
+pub fn saved_local_reg(k: usize) -> Mem {
+    Mem { base: Reg::Rbp, index: None, disp: baseline_frame::VMCTX - SLOT * (2 + k as i32) }
+}
+
+/// Slots between the frame pointer and local 0's (the VMContext's,
+/// [`SAVED_RBX`] and the four of [`saved_local_reg`]).
 const HEADER_SLOTS: u64 = (-baseline_frame::LOCAL_0 / SLOT) as u64 - 1;
 
 /// Where the callee VMContext is kept.

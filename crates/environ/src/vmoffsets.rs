@@ -193,9 +193,9 @@ pub mod baseline_frame {
     /// The callee VMContext.
     pub const VMCTX: i32 = -8;
     /// Local 0 (parameters first); local `i` is `8 * i` bytes below.
-    /// (The slot between it and the VMContext's holds a register that
+    /// (The five slots between it and the VMContext's hold registers that
     /// baseline code saves.)
-    pub const LOCAL_0: i32 = -24;
+    pub const LOCAL_0: i32 = -56;
     /// Bytes per slot.
     pub const SLOT: i32 = 8;
 

@@ -395,6 +395,67 @@ fn first_calls_run_baseline_code_that_traps_and_recurses_like_any() {
     assert_eq!(tiers(&module), (4, 0));
 }
 
+/// Baseline code keeps a function's most used integer locals in
+/// registers (four at most; the rest stay in their slots): parameters
+/// arriving in registers and on the stack, copies between register and
+/// slot locals, a tee, a set while a read of the old value waits, an
+/// `i32` local holding a negative constant then zero-extended, an `i64`
+/// local, a call with values pending, addresses and stored values, a
+/// branch and a select must all see what Cranelift's code sees.
+#[test]
+fn baseline_code_keeps_hot_locals_in_registers() {
+    let wat = r#"(module
+             (memory 1)
+             (func $mix (param i32 i64) (result i32)
+               local.get 0 local.get 1 i32.wrap_i64 i32.xor i32.const 0x9e37 i32.mul)
+             (func (export "f") (param $n i32) (param $a i32) (param $b i64) (param $c i32) (param $d i32)
+                 (result i64)
+                 (local $i i32) (local $s i64) (local $t i32) (local $u i32) (local $f f64)
+               loop $top
+                 ;; a set of $a while its old value waits below
+                 local.get $a
+                 local.get $a i32.const 3 i32.add local.set $a
+                 local.get $a i32.sub
+                 local.set $t
+                 ;; copies between locals, some in slots
+                 local.get $c local.set $u
+                 local.get $d local.set $c
+                 local.get $u local.set $d
+                 ;; a negative i32 constant, zero-extended into the i64 sum
+                 i32.const -7 local.set $u
+                 local.get $s local.get $u i64.extend_i32_u i64.add
+                 local.get $t i64.extend_i32_s i64.add
+                 local.get $b i64.const 3 i64.mul local.tee $b
+                 i64.add local.set $s
+                 ;; a call with values pending, its arguments locals
+                 local.get $i
+                 local.get $a local.get $s call $mix
+                 i32.add
+                 local.set $t
+                 ;; memory: the address and the value from locals
+                 local.get $i i32.const 60 i32.and local.get $t i32.store
+                 local.get $s local.get $i i32.const 60 i32.and i32.load i64.extend_i32_u i64.xor local.set $s
+                 ;; a select and a float local alongside
+                 local.get $c local.get $d local.get $i i32.const 1 i32.and select
+                 local.get $a i32.add local.set $a
+                 local.get $f local.get $i f64.convert_i32_u f64.add local.set $f
+                 local.get $i i32.const 1 i32.add local.tee $i
+                 local.get $n i32.lt_u
+                 br_if $top
+               end
+               local.get $s local.get $f i64.trunc_f64_s i64.add
+               local.get $a i64.extend_i32_u i64.add
+               local.get $c local.get $d i32.sub i64.extend_i32_s i64.add))"#;
+    let run = |baseline: BaselineCompilation, n: i32| {
+        let (mut store, i) = baseline_instance(baseline, wat);
+        let f = i.get_typed_func::<(i32, i32, i64, i32, i32), i64>(&mut store, "f").expect("f");
+        f.call(&mut store, (n, n.wrapping_mul(7), i64::from(n) << 33, -5, n ^ 0x55)).expect("runs")
+    };
+    for n in [1, 2, 3, 17, 1000] {
+        assert_eq!(run(BaselineCompilation::Always, n), run(BaselineCompilation::Off, n), "f({n})");
+    }
+}
+
 /// A store and an instance of `wat` in an engine whose baseline compiler
 /// is used as `baseline` says.
 fn baseline_instance(baseline: BaselineCompilation, wat: &str) -> (Store<()>, Instance) {
