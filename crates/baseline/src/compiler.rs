@@ -636,6 +636,18 @@ impl Codegen<'_> {
         }
     }
 
+    /// A register holding `src`: its own, or `scratch` loaded with it
+    /// (`s` bytes). For operators that only read the value.
+    pub(crate) fn in_reg(&mut self, s: Size, scratch: Reg, src: Src) -> Reg {
+        match src {
+            Src::Reg(r) => r,
+            Src::Mem(m) => {
+                self.asm.load(s, scratch, m);
+                scratch
+            }
+        }
+    }
+
     /// `dst = dst <op> src`.
     pub(crate) fn alu_src(&mut self, op: Alu, s: Size, dst: Reg, src: Src) {
         match src {
@@ -803,8 +815,8 @@ impl Codegen<'_> {
         }
         // Control, calls and `memory.grow` see the operand stack in its
         // slots (they copy it or pass it; calls clobber `RESULT_REG`).
-        // `if` and `br_if` pop their condition first and then flush the
-        // rest themselves. Every other operator reads its operands through
+        // `if`, `br_if` and `br_table` pop their condition or index first
+        // and then flush the rest themselves. Every other operator reads its operands through
         // `pop` or `pop_src` (numeric.rs and memory.rs touch no slot
         // otherwise) and writes no local but by `local.set` and
         // `local.tee`, which store the deferred reads of what they change.
@@ -815,7 +827,6 @@ impl Codegen<'_> {
                 | Operator::Else
                 | Operator::End
                 | Operator::Br { .. }
-                | Operator::BrTable { .. }
                 | Operator::Return
                 | Operator::Call { .. }
                 | Operator::CallIndirect { .. }

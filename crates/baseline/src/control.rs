@@ -275,7 +275,17 @@ impl Codegen<'_> {
     /// targets whose values must move first get a stub that copies and
     /// jumps.
     pub(crate) fn br_table(&mut self, targets: &BrTable<'_>) -> Result<(), Declined> {
-        let index = self.pop(ValType::I32)?;
+        // The index from where it is, then the rest of the stack into its
+        // slots (which changes no register but rax).
+        let index = self.pop_src(ValType::I32)?;
+        let index = match index {
+            Src::Reg(r) => r,
+            Src::Mem(m) => {
+                self.asm.load(Size::S32, Reg::Rcx, m);
+                Reg::Rcx
+            }
+        };
+        self.flush();
         let mut depths = Vec::with_capacity(targets.len() as usize + 1);
         for t in targets.targets() {
             depths.push(t.map_err(|e| Declined(e.to_string()))?);
@@ -297,7 +307,7 @@ impl Codegen<'_> {
         for d in &depths {
             table.push(entry_for(self, *d)?);
         }
-        self.asm.load(Size::S32, Reg::Rax, index);
+        self.asm.mov_rr(Size::S32, Reg::Rax, index);
         self.asm.alu_ri(Alu::Cmp, Size::S32, Reg::Rax, i32::try_from(table.len()).unwrap_or(i32::MAX));
         self.asm.jcc(Cond::Ae, default_entry);
         let base = self.asm.new_label();

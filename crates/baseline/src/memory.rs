@@ -2,7 +2,7 @@
 //! reservation does not make unnecessary, loads, stores, `memory.size`,
 //! `global.get` and `global.set`.
 
-use crate::compiler::{Codegen, Declined, decline};
+use crate::compiler::{Codegen, Declined, Src, decline};
 use crate::frame::{VMCTX, ValType};
 use crate::x64::asm::{Alu, Cond, Mem, Reg, Shift, Size};
 use kiln_environ::vmoffsets::definition;
@@ -131,16 +131,38 @@ impl Codegen<'_> {
     }
 
     /// A store of the low `bytes` bytes of a value of type `t`.
+    /// A value in a register is stored from there, a constant as an
+    /// immediate.
     pub(crate) fn store(&mut self, memarg: &MemArg, bytes: u32, t: ValType) -> Result<(), Declined> {
-        let value = self.pop_src(t)?;
+        let imm = self.pop_imm(t);
+        let value = match imm {
+            Some(_) => None,
+            None => Some(self.pop_src(t)?),
+        };
         let at = self.address(memarg, bytes)?;
-        self.load_src(Size::S64, Reg::R8, value);
+        let src = match value {
+            Some(Src::Reg(r)) => r,
+            Some(Src::Mem(m)) => {
+                self.asm.load(Size::S64, Reg::R8, m);
+                Reg::R8
+            }
+            None if bytes >= 4 => {
+                let s = if bytes == 4 { Size::S32 } else { Size::S64 };
+                self.trap_here(TrapCode::MemoryOutOfBounds);
+                self.asm.store_imm(s, at, imm.unwrap_or_default());
+                return Ok(());
+            }
+            None => {
+                self.asm.mov_ri(Size::S32, Reg::R8, i64::from(imm.unwrap_or_default()));
+                Reg::R8
+            }
+        };
         self.trap_here(TrapCode::MemoryOutOfBounds);
         match bytes {
-            1 => self.asm.store8(at, Reg::R8),
-            2 => self.asm.store16(at, Reg::R8),
-            4 => self.asm.store(Size::S32, at, Reg::R8),
-            _ => self.asm.store(Size::S64, at, Reg::R8),
+            1 => self.asm.store8(at, src),
+            2 => self.asm.store16(at, src),
+            4 => self.asm.store(Size::S32, at, src),
+            _ => self.asm.store(Size::S64, at, src),
         }
         Ok(())
     }
@@ -183,20 +205,36 @@ impl Codegen<'_> {
     }
 
     /// `global.get`.
+    /// An integer's value is left in the result register (see
+    /// `Codegen::push_reg`).
     pub(crate) fn global_get(&mut self, g: u32) -> Result<(), Declined> {
         let (at, t) = self.global_address(g)?;
-        let out = self.push(t);
         self.asm.load(width(t), Reg::Rax, at);
-        self.asm.store(Size::S64, out, Reg::Rax);
+        if t.is_float() {
+            let out = self.push(t);
+            self.asm.store(Size::S64, out, Reg::Rax);
+        } else {
+            self.push_reg(t, Reg::Rax);
+        }
         Ok(())
     }
 
     /// `global.set`.
+    /// A constant is stored as an immediate, a value in a register
+    /// straight from there.
     pub(crate) fn global_set(&mut self, g: u32) -> Result<(), Declined> {
         let (at, t) = self.global_address(g)?;
-        let value = self.pop(t)?;
-        self.asm.load(Size::S64, Reg::Rax, value);
-        self.asm.store(width(t), at, Reg::Rax);
+        if let Some(imm) = self.pop_imm(t) {
+            self.asm.store_imm(width(t), at, imm);
+            return Ok(());
+        }
+        match self.pop_src(t)? {
+            Src::Reg(r) => self.asm.store(width(t), at, r),
+            Src::Mem(value) => {
+                self.asm.load(Size::S64, Reg::Rax, value);
+                self.asm.store(width(t), at, Reg::Rax);
+            }
+        }
         Ok(())
     }
 }

@@ -271,8 +271,8 @@ impl Codegen<'_> {
         self.materialize_flags();
         let a = self.pop_src(t)?;
         let s = size_of(t);
-        self.load_src(s, Reg::Rcx, a);
-        self.asm.test_rr(s, Reg::Rcx, Reg::Rcx);
+        let a = self.in_reg(s, Reg::Rcx, a);
+        self.asm.test_rr(s, a, a);
         self.push_flags(Cond::E);
         Ok(())
     }
@@ -282,10 +282,10 @@ impl Codegen<'_> {
         let b = if imm.is_none() { Some(self.pop_src(t)?) } else { None };
         let a = self.pop_src(t)?;
         let s = size_of(t);
-        self.load_src(s, Reg::Rcx, a);
+        let a = self.in_reg(s, Reg::Rcx, a);
         match b {
-            Some(b) => self.alu_src(Alu::Cmp, s, Reg::Rcx, b),
-            None => self.asm.alu_ri(Alu::Cmp, s, Reg::Rcx, imm.unwrap_or_default()),
+            Some(b) => self.alu_src(Alu::Cmp, s, a, b),
+            None => self.asm.alu_ri(Alu::Cmp, s, a, imm.unwrap_or_default()),
         }
         // Left in the flags for a branch (see `Deferred::Flags`).
         self.push_flags(c);

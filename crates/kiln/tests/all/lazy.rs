@@ -456,6 +456,106 @@ fn baseline_code_keeps_hot_locals_in_registers() {
     }
 }
 
+/// Baseline code stores constants as immediates and values in registers
+/// straight from there (memory at every width, and globals), compares and
+/// tests locals in their registers, and takes a `br_table` index from
+/// where it is before storing the rest of the stack: each must see what
+/// Cranelift's code sees.
+#[test]
+fn baseline_code_stores_and_branches_on_values_where_they_are() {
+    let wat = r#"(module
+             (memory 1)
+             (global $g (mut i32) (i32.const 5))
+             (global $h (mut i64) (i64.const -9))
+             (global $x (mut f64) (f64.const 1.5))
+             (func (export "f") (param $p i32) (result i64) (local $a i32) (local $b i64) (local $k i32)
+               loop $top
+                 ;; constants at every width, negative ones too
+                 i32.const 0 i32.const -2 i32.store8
+                 i32.const 1 i32.const 0x12345 i32.store16
+                 ;; (each after its neighbour above: a wider write would show)
+                 i32.const 8 i64.const -4 i64.store
+                 i32.const 4 i32.const -3 i32.store
+                 i32.const 24 i64.const 0x123456789 i64.store
+                 i32.const 20 i64.const 0x7fffffff i64.store32
+                 ;; values in registers (locals and results) at every width
+                 local.get $k local.get $a i32.store8 offset=32
+                 local.get $k local.get $a i32.store16 offset=34
+                 local.get $k local.get $b i64.store32 offset=36
+                 local.get $k local.get $b i64.store offset=40
+                 local.get $k local.get $a local.get $p i32.add i32.store8 offset=48
+                 ;; globals: a constant, a result, a local, a float
+                 i32.const -7 global.set $g
+                 global.get $g local.get $a i32.add global.set $g
+                 local.get $b global.set $h
+                 global.get $x f64.const 0.25 f64.add global.set $x
+                 ;; compares and tests of locals in registers
+                 local.get $a local.get $p i32.lt_s
+                 local.get $a i32.const 3 i32.gt_u i32.add
+                 local.get $a i32.eqz i32.add
+                 local.get $b i64.eqz i32.add
+                 local.get $b i64.const -5 i64.le_s i32.add
+                 local.set $k
+                 ;; br_table on a local, a result and a constant
+                 block $d block $c block $b0 block $a0
+                   local.get $a i32.const 3 i32.and
+                   br_table $a0 $b0 $c $d
+                 end
+                 local.get $b i64.const 3 i64.add local.set $b br $d
+                 end
+                 local.get $b i64.const -11 i64.mul local.set $b br $d
+                 end
+                 block $e0 block $e1
+                   i32.const 1 br_table $e0 $e1 $e0
+                 end
+                 local.get $b i64.const 1 i64.xor local.set $b
+                 end
+                 end
+                 block $f0 block $f1
+                   local.get $a br_table $f1 $f0
+                 end
+                 ;; values below the index go with the branch
+                 block $v (result i32)
+                   local.get $a i32.const 2 i32.and
+                   if
+                     i32.const 111
+                     local.get $a i32.const 1 i32.and
+                     br_table $v $v
+                   end
+                   local.get $k
+                   local.get $a i32.const 1 i32.and
+                   br_table $v $v
+                 end
+                 i64.extend_i32_u local.get $b i64.add local.set $b
+                 local.get $b i64.const 100 i64.add local.set $b
+                 end
+                 local.get $a i32.const 1 i32.add local.tee $a
+                 local.get $p i32.lt_s br_if $top
+               end
+               ;; fold memory and globals into the result
+               i64.const 0
+               i32.const 0 i64.load i64.add
+               i32.const 8 i64.load i64.add
+               i32.const 16 i64.load i64.add
+               i32.const 24 i64.load i64.add
+               i32.const 32 i64.load i64.add
+               i32.const 40 i64.load i64.add
+               i32.const 48 i64.load i64.add
+               global.get $g i64.extend_i32_s i64.add
+               global.get $h i64.add
+               global.get $x i64.trunc_f64_s i64.add
+               local.get $b i64.add
+               local.get $k i64.extend_i32_u i64.add))"#;
+    let run = |baseline: BaselineCompilation, p: i32| {
+        let (mut store, i) = baseline_instance(baseline, wat);
+        let f = i.get_typed_func::<i32, i64>(&mut store, "f").expect("f");
+        f.call(&mut store, p).expect("runs")
+    };
+    for p in [1, 2, 3, 4, 7, 300] {
+        assert_eq!(run(BaselineCompilation::Always, p), run(BaselineCompilation::Off, p), "f({p})");
+    }
+}
+
 /// A store and an instance of `wat` in an engine whose baseline compiler
 /// is used as `baseline` says.
 fn baseline_instance(baseline: BaselineCompilation, wat: &str) -> (Store<()>, Instance) {
