@@ -148,9 +148,7 @@ impl Codegen<'_> {
     fn count_down(&mut self, counter: u64, loop_index: u32) -> crate::x64::asm::Label {
         let skip = self.asm.new_label();
         self.asm.mov_ri(Size::S64, Reg::Rcx, counter as i64);
-        self.asm.load(Size::S32, Reg::Rax, Mem::base_disp(Reg::Rcx, 0));
-        self.asm.alu_ri(Alu::Sub, Size::S32, Reg::Rax, 1);
-        self.asm.store(Size::S32, Mem::base_disp(Reg::Rcx, 0), Reg::Rax);
+        self.asm.alu_mi(Alu::Sub, Size::S32, Mem::base_disp(Reg::Rcx, 0), 1);
         self.asm.jcc(Cond::G, skip);
         self.asm.store_imm(Size::S32, Mem::base_disp(Reg::Rcx, 0), HOT_COUNT);
         self.asm.mov_ri(Size::S32, Reg::Rsi, i64::from(self.defined_index));

@@ -7,7 +7,7 @@
 use crate::compiler::{Codegen, Declined, Deferred, Src, decline};
 use crate::frame::ValType;
 use crate::memory::Load;
-use crate::x64::asm::{Alu, Cond, FSize, Mem, Reg, Shift, Size, SseOp, Xmm};
+use crate::x64::asm::{Alu, Cond, FSize, Reg, Shift, Size, SseOp, Xmm};
 use kiln_environ::TrapCode;
 use wasmparser::Operator;
 
@@ -126,14 +126,14 @@ impl Codegen<'_> {
             O::I64Ctz if self.cpu.bmi1 => self.count(I64, 1),
             O::I64Popcnt if self.cpu.popcnt => self.count(I64, 2),
 
-            O::I32WrapI64 => self.retype(I64, I32),
-            O::I64ExtendI32U => self.extend(I32, I64, |a, m| a.load(Size::S32, Reg::Rax, m)),
-            O::I64ExtendI32S => self.extend(I32, I64, |a, m| a.load_sx32(Reg::Rax, m)),
-            O::I32Extend8S => self.extend(I32, I32, |a, m| a.load_sx8(Size::S32, Reg::Rax, m)),
-            O::I32Extend16S => self.extend(I32, I32, |a, m| a.load_sx16(Size::S32, Reg::Rax, m)),
-            O::I64Extend8S => self.extend(I64, I64, |a, m| a.load_sx8(Size::S64, Reg::Rax, m)),
-            O::I64Extend16S => self.extend(I64, I64, |a, m| a.load_sx16(Size::S64, Reg::Rax, m)),
-            O::I64Extend32S => self.extend(I64, I64, |a, m| a.load_sx32(Reg::Rax, m)),
+            O::I32WrapI64 => self.extend(I64, I32, Extend::Low32),
+            O::I64ExtendI32U => self.extend(I32, I64, Extend::Low32),
+            O::I64ExtendI32S => self.extend(I32, I64, Extend::Signed32),
+            O::I32Extend8S => self.extend(I32, I32, Extend::Signed8(Size::S32)),
+            O::I32Extend16S => self.extend(I32, I32, Extend::Signed16(Size::S32)),
+            O::I64Extend8S => self.extend(I64, I64, Extend::Signed8(Size::S64)),
+            O::I64Extend16S => self.extend(I64, I64, Extend::Signed16(Size::S64)),
+            O::I64Extend32S => self.extend(I64, I64, Extend::Signed32),
             O::I32ReinterpretF32 => self.retype(F32, I32),
             O::I64ReinterpretF64 => self.retype(F64, I64),
             O::F32ReinterpretI32 => self.retype(I32, F32),
@@ -229,6 +229,23 @@ impl Codegen<'_> {
         }
     }
 
+    /// Pops a value of type `t` like [`Codegen::pop_src`], but loads a
+    /// deferred constant into `scratch` and returns that (instead of
+    /// storing it in its slot to be read back).
+    fn pop_src_or_const(&mut self, t: ValType, scratch: Reg) -> Result<Src, Declined> {
+        let top = self.stack.len().checked_sub(1);
+        if let (Some(d), Some(&(e, Deferred::Const(bits)))) = (top, self.deferred.last())
+            && d == e
+            && self.stack[d] == t
+        {
+            self.stack.pop();
+            self.deferred.pop();
+            self.asm.mov_ri(Size::S64, scratch, bits);
+            return Ok(Src::Reg(scratch));
+        }
+        self.pop_src(t)
+    }
+
     /// Pushes a constant without code (see [`Codegen::deferred`]).
     fn constant(&mut self, t: ValType, bits: i64) -> Result<(), Declined> {
         let depth = self.stack.len();
@@ -248,16 +265,23 @@ impl Codegen<'_> {
         Ok(())
     }
 
-    fn extend(
-        &mut self,
-        from: ValType,
-        to: ValType,
-        load: fn(&mut crate::x64::asm::Assembler, Mem),
-    ) -> Result<(), Declined> {
-        let a = self.pop(from)?;
-        let out = self.push(to);
-        load(&mut self.asm, a);
-        self.asm.store(Size::S64, out, Reg::Rax);
+    /// An integer conversion (`extend`, or `wrap`, which keeps the low 32
+    /// bits as `Extend::Low32` does), from where the operand is into the
+    /// result register.
+    fn extend(&mut self, from: ValType, to: ValType, how: Extend) -> Result<(), Declined> {
+        let a = self.pop_src(from)?;
+        let asm = &mut self.asm;
+        match (how, a) {
+            (Extend::Low32, Src::Reg(r)) => asm.mov_rr(Size::S32, Reg::Rax, r),
+            (Extend::Low32, Src::Mem(m)) => asm.load(Size::S32, Reg::Rax, m),
+            (Extend::Signed32, Src::Reg(r)) => asm.movsxd_rr(Reg::Rax, r),
+            (Extend::Signed32, Src::Mem(m)) => asm.load_sx32(Reg::Rax, m),
+            (Extend::Signed8(s), Src::Reg(r)) => asm.movsx8_rr(s, Reg::Rax, r),
+            (Extend::Signed8(s), Src::Mem(m)) => asm.load_sx8(s, Reg::Rax, m),
+            (Extend::Signed16(s), Src::Reg(r)) => asm.movsx16_rr(s, Reg::Rax, r),
+            (Extend::Signed16(s), Src::Mem(m)) => asm.load_sx16(s, Reg::Rax, m),
+        }
+        self.push_reg(to, Reg::Rax);
         Ok(())
     }
 
@@ -312,7 +336,9 @@ impl Codegen<'_> {
             self.push_reg(t, Reg::Rax);
             return Ok(());
         }
-        let b = self.pop_src(t)?;
+        // A constant too wide for an immediate goes into rcx, which is
+        // where the product, shift and division take it anyway.
+        let b = self.pop_src_or_const(t, Reg::Rcx)?;
         let a = self.pop_src(t)?;
         let s = size_of(t);
         match op {
@@ -636,4 +662,18 @@ impl Codegen<'_> {
 enum SignOp {
     Neg,
     Abs,
+}
+
+/// How an integer conversion makes its result from its operand's bits.
+#[derive(Clone, Copy, Debug)]
+enum Extend {
+    /// The low 32 bits, zero-extended (`i32.wrap_i64`,
+    /// `i64.extend_i32_u`).
+    Low32,
+    /// The low 32 bits, sign-extended to 64.
+    Signed32,
+    /// The low 8 bits, sign-extended to this size.
+    Signed8(Size),
+    /// The low 16 bits, sign-extended to this size.
+    Signed16(Size),
 }

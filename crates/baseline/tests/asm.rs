@@ -338,6 +338,14 @@ fn emit_all(c: &mut Cases) {
             let m = mems[k * 3 % mems.len()];
             let d = REGS[15 - k];
             c.case(format!("{name} {},{}{}", rs(s, d), ptr(s), mem(m)), |a| a.alu_rm(op, s, d, m));
+            for (i, imm) in [1, -1, 0x7f, -0x80, 0x80, 0x1234_5678, i32::MIN].into_iter().enumerate() {
+                let m = mems[(k * 3 + i + 1) % mems.len()];
+                let shown = match s {
+                    Size::S32 => format!("0x{:x}", imm as u32),
+                    Size::S64 => format!("0x{:x}", i64::from(imm) as u64),
+                };
+                c.case(format!("{name} {}{},{shown}", ptr(s), mem(m)), |a| a.alu_mi(op, s, m, imm));
+            }
         }
         for (d, r) in pairs() {
             c.case(format!("test {},{}", rs(s, d), rs(s, r)), |a| a.test_rr(s, d, r));

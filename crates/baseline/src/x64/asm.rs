@@ -593,6 +593,22 @@ impl Assembler {
         }
     }
 
+    /// `op [m], imm` (sign-extended imm8 form when `imm` fits in i8, else
+    /// imm32).
+    ///
+    /// # Panics
+    ///
+    /// If `m` is malformed (see [`Mem`]).
+    pub fn alu_mi(&mut self, op: Alu, s: Size, m: Mem, imm: i32) {
+        if let Ok(imm8) = i8::try_from(imm) {
+            self.op_rm(NP, s == Size::S64, false, &[0x83], op as u8, m);
+            self.byte(imm8 as u8);
+        } else {
+            self.op_rm(NP, s == Size::S64, false, &[0x81], op as u8, m);
+            self.imm32(imm);
+        }
+    }
+
     /// `op dst, [m]`.
     ///
     /// # Panics

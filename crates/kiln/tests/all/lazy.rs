@@ -556,6 +556,52 @@ fn baseline_code_stores_and_branches_on_values_where_they_are() {
     }
 }
 
+/// Baseline code converts integers from where they are (a local's
+/// register, the result register, a slot) and takes a constant too wide
+/// for an immediate in a register: each must see what Cranelift's code
+/// sees.
+#[test]
+fn baseline_code_converts_and_computes_with_values_where_they_are() {
+    let wat = r#"(module
+             (func (export "f") (param $p i64) (result i64) (local $w i64) (local $i i32) (local $acc i64)
+               loop $top
+                 local.get $p local.get $i i64.extend_i32_u i64.const 0x9e3779b97f4a7c15 i64.mul i64.xor
+                 local.set $w
+                 ;; from a local's register
+                 local.get $acc
+                 local.get $w i32.wrap_i64 i64.extend_i32_s i64.add
+                 local.get $w i32.wrap_i64 i64.extend_i32_u i64.add
+                 local.get $w i64.extend8_s i64.add
+                 local.get $w i64.extend16_s i64.add
+                 local.get $w i64.extend32_s i64.add
+                 local.get $w i32.wrap_i64 i32.extend8_s i64.extend_i32_s i64.add
+                 local.get $w i32.wrap_i64 i32.extend16_s i64.extend_i32_u i64.add
+                 ;; from the result register
+                 local.get $w i64.const 7 i64.rotl i64.extend8_s i64.add
+                 local.get $w i64.const 1 i64.shr_u i32.wrap_i64 i32.extend16_s i64.extend_i32_s i64.add
+                 ;; wide constants in every kind of binary operator
+                 local.get $w i64.const 0x123456789abc i64.add i64.add
+                 local.get $w i64.const 0x7ff0000000000001 i64.and i64.add
+                 local.get $w i64.const 0x100000001 i64.div_u i64.add
+                 local.get $w i64.const -0x100000001 i64.rem_s i64.add
+                 local.get $w i64.const 0x1000000000000003 i64.shl i64.add
+                 local.get $w i64.const 0x80000000 i64.sub i64.add
+                 i32.const -1 local.get $i i32.const 0x80000000 i32.or i32.div_u i64.extend_i32_u i64.add
+                 local.set $acc
+                 local.get $i i32.const 1 i32.add local.tee $i
+                 i32.const 50 i32.lt_u br_if $top
+               end
+               local.get $acc))"#;
+    let run = |baseline: BaselineCompilation, p: i64| {
+        let (mut store, i) = baseline_instance(baseline, wat);
+        let f = i.get_typed_func::<i64, i64>(&mut store, "f").expect("f");
+        f.call(&mut store, p).expect("runs")
+    };
+    for p in [0, 1, -1, 0x1234_5678_9abc_def0, i64::MIN, 0xff80] {
+        assert_eq!(run(BaselineCompilation::Always, p), run(BaselineCompilation::Off, p), "f({p})");
+    }
+}
+
 /// A store and an instance of `wat` in an engine whose baseline compiler
 /// is used as `baseline` says.
 fn baseline_instance(baseline: BaselineCompilation, wat: &str) -> (Store<()>, Instance) {
