@@ -13,6 +13,7 @@
 use crate::abi::Loc;
 use crate::control::{Control, Frame, FrameKind};
 use crate::frame::{Layout, SAVED_RBX, VMCTX, ValType, saved_local_reg};
+use crate::memory::width;
 use crate::x64::asm::{Alu, Assembler, Cond, FSize, Label, Mem, Reg, Size};
 use kiln_environ::{CompiledFunction, FuncIndex, ModuleInfo, Relocation, TrapCode, Tunables, VMOffsets, vmoffsets};
 use wasmparser::{BlockType, FunctionBody, Operator};
@@ -129,7 +130,9 @@ pub(crate) const HEAP_BASE: Reg = Reg::Rbx;
 /// slots (see [`choose_local_regs`]): callee-saved in the `tail`
 /// convention, so calls keep them; the prologue saves the caller's values
 /// (`frame::saved_local_reg`) and every return restores them. No
-/// operator uses them for anything else.
+/// operator uses them for anything else. Every write of an `i32` local's
+/// register is a 32-bit one, so its upper half is zero and an address
+/// can use the register as it is (`memory.rs`).
 pub(crate) const LOCAL_REGS: [Reg; 4] = [Reg::R12, Reg::R13, Reg::R14, Reg::R15];
 
 /// Where an operand is: a slot (a depth's or a local's), or a register
@@ -379,9 +382,11 @@ impl Codegen<'_> {
             let slot = self.layout.local(i as u32);
             match (*loc, self.local_regs[i]) {
                 (Loc::Float(x), _) => self.asm.movs_store(FSize::F64, slot, x),
-                (Loc::Int(r), Some(to)) => self.asm.mov_rr(Size::S64, to, r),
+                (Loc::Int(r), Some(to)) => self.asm.mov_rr(width(self.locals[i]), to, r),
                 (Loc::Int(r), None) => self.asm.store(Size::S64, slot, r),
-                (Loc::Stack(off), Some(to)) => self.asm.load(Size::S64, to, Mem::base_disp(Reg::Rbp, 16 + off)),
+                (Loc::Stack(off), Some(to)) => {
+                    self.asm.load(width(self.locals[i]), to, Mem::base_disp(Reg::Rbp, 16 + off))
+                }
                 (Loc::Stack(off), None) => {
                     self.asm.load(Size::S64, Reg::Rax, Mem::base_disp(Reg::Rbp, 16 + off));
                     self.asm.store(Size::S64, slot, Reg::Rax);
@@ -582,6 +587,23 @@ impl Codegen<'_> {
             }
             have => decline(format!("operand of type {have:?} where {t:?} was expected")),
         }
+    }
+
+    /// Pops a value of type `t` like [`Codegen::pop_src`], but loads a
+    /// deferred constant into `scratch` and returns that (instead of
+    /// storing it in its slot to be read back).
+    pub(crate) fn pop_src_or_const(&mut self, t: ValType, scratch: Reg) -> Result<Src, Declined> {
+        let top = self.stack.len().checked_sub(1);
+        if let (Some(d), Some(&(e, Deferred::Const(bits)))) = (top, self.deferred.last())
+            && d == e
+            && self.stack[d] == t
+        {
+            self.stack.pop();
+            self.deferred.pop();
+            self.asm.mov_ri(Size::S64, scratch, bits);
+            return Ok(Src::Reg(scratch));
+        }
+        self.pop_src(t)
     }
 
     /// Pushes an integer comparison's result, which the flags hold as
@@ -927,16 +949,21 @@ impl Codegen<'_> {
         let imm = if tee { None } else { self.pop_imm(t) };
         let from = match imm {
             Some(_) => None,
+            // (A wide constant in rax: the flush below changes only rax
+            // to store reads of a slot local, and this local is in a
+            // register then.)
+            None if !tee && self.local_regs[i as usize].is_some() => Some(self.pop_src_or_const(t, Reg::Rax)?),
             None => Some(self.pop_src(t)?),
         };
         // Deferred reads of the local below must see its old value.
         self.flush_reads_of(i);
         let to = self.layout.local(i);
+        let w = width(t);
         match (from, self.local_regs[i as usize]) {
             (Some(Src::Reg(r)), Some(dst)) if r == dst => {}
-            (Some(Src::Reg(r)), Some(dst)) => self.asm.mov_rr(Size::S64, dst, r),
-            (Some(Src::Mem(from)), Some(dst)) => self.asm.load(Size::S64, dst, from),
-            (None, Some(dst)) => self.asm.mov_ri(Size::S64, dst, i64::from(imm.unwrap_or_default())),
+            (Some(Src::Reg(r)), Some(dst)) => self.asm.mov_rr(w, dst, r),
+            (Some(Src::Mem(from)), Some(dst)) => self.asm.load(w, dst, from),
+            (None, Some(dst)) => self.asm.mov_ri(w, dst, i64::from(imm.unwrap_or_default())),
             (Some(Src::Reg(r)), None) => self.asm.store(Size::S64, to, r),
             (Some(Src::Mem(from)), None) => {
                 self.asm.load(Size::S64, Reg::Rax, from);

@@ -2,7 +2,7 @@
 //! reservation does not make unnecessary, loads, stores, `memory.size`,
 //! `global.get` and `global.set`.
 
-use crate::compiler::{Codegen, Declined, Src, decline};
+use crate::compiler::{Codegen, Declined, LOCAL_REGS, Src, decline};
 use crate::frame::{VMCTX, ValType};
 use crate::x64::asm::{Alu, Cond, Mem, Reg, Shift, Size};
 use kiln_environ::vmoffsets::definition;
@@ -55,7 +55,19 @@ impl Codegen<'_> {
         let checked = !(mem.page_size_log2 == 16 && self.tunables.access_needs_no_check(offset, u64::from(bytes)));
         let pinned = m == 0 && self.heap_base;
         let (def, def_off) = if checked || !pinned { self.memory_definition(m)? } else { (Reg::Rdx, 0) };
-        self.load_src(Size::S32, Reg::Rax, index);
+        // An `i32` local's register has a zero upper half (see
+        // `LOCAL_REGS`): with no check to make, it is the index as it is.
+        let direct = match index {
+            Src::Reg(r) if !checked && LOCAL_REGS.contains(&r) && i32::try_from(offset).is_ok() => Some(r),
+            _ => None,
+        };
+        let at = match direct {
+            Some(r) => r,
+            None => {
+                self.load_src(Size::S32, Reg::Rax, index);
+                Reg::Rax
+            }
+        };
         if checked {
             let end = offset.saturating_add(u64::from(bytes));
             match i32::try_from(end) {
@@ -77,7 +89,7 @@ impl Codegen<'_> {
             Reg::Rdx
         };
         match i32::try_from(offset) {
-            Ok(o) => Ok(Mem::base_index(base, Reg::Rax, 1, o)),
+            Ok(o) => Ok(Mem::base_index(base, at, 1, o)),
             Err(_) => {
                 self.asm.mov_ri(Size::S64, Reg::Rcx, offset as i64);
                 self.asm.alu_rr(Alu::Add, Size::S64, Reg::Rax, Reg::Rcx);
@@ -137,7 +149,9 @@ impl Codegen<'_> {
         let imm = self.pop_imm(t);
         let value = match imm {
             Some(_) => None,
-            None => Some(self.pop_src(t)?),
+            None if t.is_float() => Some(self.pop_src(t)?),
+            // (A wide constant in r8, which the address leaves alone.)
+            None => Some(self.pop_src_or_const(t, Reg::R8)?),
         };
         let at = self.address(memarg, bytes)?;
         let src = match value {

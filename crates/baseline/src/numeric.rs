@@ -229,23 +229,6 @@ impl Codegen<'_> {
         }
     }
 
-    /// Pops a value of type `t` like [`Codegen::pop_src`], but loads a
-    /// deferred constant into `scratch` and returns that (instead of
-    /// storing it in its slot to be read back).
-    fn pop_src_or_const(&mut self, t: ValType, scratch: Reg) -> Result<Src, Declined> {
-        let top = self.stack.len().checked_sub(1);
-        if let (Some(d), Some(&(e, Deferred::Const(bits)))) = (top, self.deferred.last())
-            && d == e
-            && self.stack[d] == t
-        {
-            self.stack.pop();
-            self.deferred.pop();
-            self.asm.mov_ri(Size::S64, scratch, bits);
-            return Ok(Src::Reg(scratch));
-        }
-        self.pop_src(t)
-    }
-
     /// Pushes a constant without code (see [`Codegen::deferred`]).
     fn constant(&mut self, t: ValType, bits: i64) -> Result<(), Declined> {
         let depth = self.stack.len();

@@ -602,6 +602,56 @@ fn baseline_code_converts_and_computes_with_values_where_they_are() {
     }
 }
 
+/// Baseline code uses an `i32` local's register as a memory index as it
+/// is, so every write of it must leave its upper half zero: a parameter
+/// whose register a Cranelift caller left with upper bits set (a wrapped
+/// `i64`), a negative constant, a wrapped result. A wrong upper half
+/// would reach outside the memory or wrap around to the wrong bytes.
+#[test]
+fn baseline_code_addresses_memory_through_i32_locals_in_registers() {
+    let wat = r#"(module
+             (memory 1)
+             (data (i32.const 16) "\01\02\03\04\05\06\07\08")
+             (func $sum (param $p i32) (param $q i64) (result i32) (local $a i32) (local $i i32) (local $s i32)
+               local.get $q i32.wrap_i64 local.set $a
+               loop $l
+                 local.get $s local.get $p i32.load8_u i32.add
+                 local.get $a i32.load8_u offset=1 i32.add local.set $s
+                 local.get $p i32.const 1 i32.add local.set $p
+                 local.get $i i32.const 1 i32.add local.tee $i
+                 i32.const 4 i32.lt_u br_if $l
+               end
+               ;; a negative constant as an address: 0xfffffff0 + 32 is out of bounds
+               i32.const -16 local.set $a
+               ;; (only for g, whose $q has 4 in its upper half)
+               local.get $q i64.const 32 i64.shr_u i64.const 4 i64.eq
+               if local.get $a i32.load offset=32 local.set $s end
+               local.get $s)
+             (func (export "f") (param $x i64) (result i32)
+               ;; SIMD: Cranelift compiles this caller; the wrap keeps the
+               ;; upper bits in the argument's register
+               v128.const i64x2 0 0 drop
+               local.get $x i32.wrap_i64
+               local.get $x i64.const 0x100000000 i64.or
+               call $sum)
+             (func (export "g") (result i32)
+               i32.const 400 i64.const 0x400000013 call $sum))"#;
+    let run = |baseline: BaselineCompilation, x: i64| {
+        let (mut store, i) = baseline_instance(baseline, wat);
+        let f = i.get_typed_func::<i64, i32>(&mut store, "f").expect("f");
+        let g = i.get_typed_func::<(), i32>(&mut store, "g").expect("g");
+        let trapped = g.call(&mut store, ()).expect_err("out of bounds").downcast_ref::<Trap>().map(|t| t.code());
+        (f.call(&mut store, x).expect("runs"), trapped)
+    };
+    for x in [0x1_0000_0010, 0x7fff_ffff_0000_0011, 0xffff_ffff_0000_0012_u64 as i64] {
+        let always = run(BaselineCompilation::Always, x);
+        assert_eq!(always, run(BaselineCompilation::Off, x), "f({x})");
+        assert_eq!(always.1, Some(TrapCode::MemoryOutOfBounds));
+    }
+    // x = 0x1_0000_0010: bytes 16-19, plus byte 17 four times
+    assert_eq!(run(BaselineCompilation::Always, 0x1_0000_0010).0, (1 + 2 + 3 + 4) + 4 * 2);
+}
+
 /// A store and an instance of `wat` in an engine whose baseline compiler
 /// is used as `baseline` says.
 fn baseline_instance(baseline: BaselineCompilation, wat: &str) -> (Store<()>, Instance) {
