@@ -171,7 +171,7 @@ pub(crate) struct Codegen<'m> {
     /// first: pushed by `local.get`, a constant, an integer operator that
     /// left its result in [`RESULT_REG`], or a comparison that left it in
     /// the flags (see [`Deferred`]). A deferred local is read from the
-    /// local's slot, a constant can be an immediate and a result in
+    /// local's slot or register, a constant can be an immediate and a result in
     /// `RESULT_REG` is read from there (see [`Codegen::pop`],
     /// [`Codegen::pop_imm`], [`Codegen::pop_src`]) unless an operator that
     /// sees the stack in its slots comes first; [`Codegen::flush`] then
@@ -569,7 +569,8 @@ impl Codegen<'_> {
 
     /// Pops a value of type `t` for an operator that can read it from a
     /// register: like [`Codegen::pop`], but a value in [`RESULT_REG`]
-    /// stays there (valid until the operator pushes its result).
+    /// stays there (valid until the operator pushes its result), and a
+    /// read of a local living in a register is that register.
     pub(crate) fn pop_src(&mut self, t: ValType) -> Result<Src, Declined> {
         let top = self.stack.len().checked_sub(1);
         let reg = match (top, self.deferred.last()) {

@@ -489,7 +489,7 @@ impl LazyCode {
         if !from_loop || state != Some(INSTALLED) {
             return 0;
         }
-        let osr = self.osr.lock().unwrap_or_else(|e| e.into_inner());
+        let mut osr = self.osr.lock().unwrap_or_else(|e| e.into_inner());
         match osr.0.get(&func) {
             Some(OsrEntry::Ready(addr)) => {
                 self.osr_transfers.fetch_add(1, Ordering::Relaxed);
@@ -497,28 +497,17 @@ impl LazyCode {
             }
             Some(_) => 0,
             None => {
+                // One entry per function at most (an entry compiled ahead
+                // is in the map too): the batches have room for three
+                // installs per function (baseline code, optimized code,
+                // this entry).
+                osr.1.push_back(func);
+                osr.0.insert(func, OsrEntry::Requested);
                 drop(osr);
-                self.request_osr(func);
+                pool().submit(self);
                 0
             }
         }
-    }
-
-    /// Asks the background compiler for defined function `func`'s
-    /// on-stack-replacement entry, before anything else, unless it was
-    /// asked for already.
-    fn request_osr(self: &Arc<Self>, func: u32) {
-        let mut osr = self.osr.lock().unwrap_or_else(|e| e.into_inner());
-        if osr.0.contains_key(&func) {
-            return;
-        }
-        // One entry per function at most: the batches have room for
-        // three installs per function (baseline code, optimized code,
-        // this entry).
-        osr.1.push_back(func);
-        osr.0.insert(func, OsrEntry::Requested);
-        drop(osr);
-        pool().submit(self);
     }
 
     /// Moves defined function `func`, running baseline code, ahead of the
