@@ -22,7 +22,8 @@ enum CacheAction {
     Dir,
     /// Prints the number and size of cached modules and function packs.
     Stats,
-    /// Removes every cached entry.
+    /// Removes every cached entry (after waiting, two minutes at most,
+    /// for a cache filler left by a tiered run to finish).
     Clear,
 }
 
@@ -57,6 +58,18 @@ impl CacheCommand {
                 println!("functions: {f} packs, {:.1} MiB", fb as f64 / 1048576.0);
             }
             CacheAction::Clear => {
+                // A filler at work would store its module after the
+                // clear: let it finish first.
+                if crate::cache_fill::busy_fillers() > 0 {
+                    eprintln!("waiting for a cache filler to finish (a tiered run left it compiling a module)");
+                    let left = crate::cache_fill::wait_for_fillers(std::time::Duration::from_secs(120));
+                    if left > 0 {
+                        eprintln!(
+                            "warning: {left} cache filler(s) still running after two minutes; \
+                             what they compile may land in the cache after this clear"
+                        );
+                    }
+                }
                 if dir.exists() {
                     DirectoryCache::new(&dir)?.clear()?;
                 }

@@ -18,7 +18,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 /// The environment variable that makes `kiln run` fill the cache and stop.
 pub const FILL_VAR: &str = "KILN_FILL_CACHE";
@@ -88,5 +88,32 @@ pub fn release() {
         if lock.file_name().is_some_and(|n| n.to_string_lossy().starts_with("kiln-fill-")) {
             let _ = std::fs::remove_file(lock);
         }
+    }
+}
+
+/// How many cache fillers are at work: lock files in the temporary
+/// directory whose lock is held (one left by a killed filler is not).
+pub fn busy_fillers() -> usize {
+    let Ok(dir) = std::fs::read_dir(std::env::temp_dir()) else { return 0 };
+    dir.flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("kiln-fill-"))
+        .filter(|e| {
+            std::fs::File::open(e.path())
+                .is_ok_and(|f| matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)))
+        })
+        .count()
+}
+
+/// Waits until no cache filler is at work, `limit` at most (a filler
+/// compiles one module, so it ends). Returns how many still were when it
+/// stopped waiting.
+pub fn wait_for_fillers(limit: Duration) -> usize {
+    let deadline = Instant::now() + limit;
+    loop {
+        let busy = busy_fillers();
+        if busy == 0 || Instant::now() >= deadline {
+            return busy;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -250,6 +250,29 @@ fn a_dead_fillers_lock_file_does_not_stop_the_next_filler() {
     assert!(err.contains("module found in the cache"), "a filler ran after the dead one's lock file: {err}");
 }
 
+/// `kiln cache clear` waits for a cache filler at work: what the filler
+/// compiled is cleared too, instead of landing in the cache afterwards.
+#[test]
+fn clearing_the_cache_waits_for_a_running_filler() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let wat = dir.path().join("busy.wat");
+    std::fs::write(
+        &wat,
+        r#"(module (func (export "a") (result i32) i32.const 5) (func (export "b") (result i32) i32.const 6))"#,
+    )
+    .expect("write");
+    tiered_run_leaving_a_filler(&cache, &wat, "5\n");
+    assert!(filler_lock_file(&wat).is_some(), "no filler was started");
+    let (code, stdout, err) = run(kiln(&cache).args(["cache", "clear"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.starts_with("cleared"), "{stdout}");
+    assert!(filler_lock_file(&wat).is_none(), "the clear returned while the filler was at work");
+    let (code, stdout, err) = run(kiln(&cache).args(["cache", "stats"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("modules:   0 entries"), "{stdout}");
+}
+
 /// A tiered `kiln run` (the default) that ends before its baseline code
 /// was replaced leaves a cache filler behind, which compiles the module
 /// with Cranelift into the cache: afterwards `kiln compile` finds every
