@@ -983,21 +983,27 @@ impl Codegen<'_> {
         Ok(())
     }
 
+    /// `select`: the operands from where they are (bits, whatever the
+    /// type), the result in the result register (a float's bits too, as
+    /// a load leaves them).
     fn select(&mut self, ty: Option<ValType>) -> Result<(), Declined> {
-        let c = self.pop(ValType::I32)?;
-        let (b, tb) = self.pop_any()?;
-        let (a, ta) = self.pop_any()?;
+        let n = self.stack.len();
+        if n < 3 {
+            return decline("operand stack underflow");
+        }
+        let (ta, tb) = (self.stack[n - 3], self.stack[n - 2]);
         if ta != tb || ty.is_some_and(|t| t != ta) {
             return decline("select of mismatched types");
         }
-        let to = self.push(ta);
-        let a_ = &mut self.asm;
-        a_.load(Size::S64, Reg::Rax, a);
-        a_.load(Size::S64, Reg::Rcx, b);
-        a_.load(Size::S32, Reg::Rdx, c);
-        a_.test_rr(Size::S32, Reg::Rdx, Reg::Rdx);
-        a_.cmovcc(Cond::E, Size::S64, Reg::Rax, Reg::Rcx);
-        a_.store(Size::S64, to, Reg::Rax);
+        let c = self.pop_src(ValType::I32)?;
+        let b = self.pop_src(tb)?;
+        let a = self.pop_src(ta)?;
+        self.load_src(Size::S64, Reg::Rax, a);
+        let b = self.in_reg(Size::S64, Reg::Rcx, b);
+        let c = self.in_reg(Size::S32, Reg::Rdx, c);
+        self.asm.test_rr(Size::S32, c, c);
+        self.asm.cmovcc(Cond::E, Size::S64, Reg::Rax, b);
+        self.push_reg(ta, Reg::Rax);
         Ok(())
     }
 }

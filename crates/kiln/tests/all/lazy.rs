@@ -490,6 +490,15 @@ fn baseline_code_stores_and_branches_on_values_where_they_are() {
                  local.get $b global.set $h
                  global.get $x f64.const 0.25 f64.add global.set $x
                  ;; compares and tests of locals in registers
+                 ;; selects: of locals in registers, of a constant and a
+                 ;; result, of floats (a load's bits and a constant), of i64s
+                 local.get $a local.get $k local.get $a i32.const 1 i32.and select
+                 i32.const -9 local.get $a i32.const 3 i32.mul local.get $k select i32.add
+                 i32.const 56 local.get $a f64.convert_i32_u f64.const 0.5 f64.mul f64.store
+                 i32.const 56 f64.load f64.const 2.5 local.get $a i32.const 2 i32.and select
+                 i64.trunc_f64_s i32.wrap_i64 i32.add
+                 local.get $b i64.const 77 local.get $a i32.const 4 i32.lt_u select i32.wrap_i64 i32.add
+                 global.set $g
                  local.get $a local.get $p i32.lt_s
                  local.get $a i32.const 3 i32.gt_u i32.add
                  local.get $a i32.eqz i32.add
