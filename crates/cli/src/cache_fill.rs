@@ -49,7 +49,20 @@ fn take_lock(file: &Path) -> Option<(PathBuf, std::fs::File)> {
     let lock = lock_path(file)?;
     let name = std::fs::canonicalize(file).ok()?;
     let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(&lock).ok()?;
-    f.try_lock().ok()?;
+    // `kiln cache clear` looking for fillers at work holds a shared lock
+    // on each lock file for an instant (`busy_fillers`): only a lock
+    // still held a millisecond later is a filler's.
+    let mut tries = 0;
+    loop {
+        match f.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) if tries < 5 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            Err(_) => return None,
+        }
+    }
     f.set_len(0).ok()?;
     f.write_all(name.to_string_lossy().as_bytes()).ok()?;
     Some((lock, f))
@@ -93,15 +106,37 @@ pub fn release() {
 
 /// How many cache fillers are at work: lock files in the temporary
 /// directory whose lock is held (one left by a killed filler is not).
+/// On Linux the kernel's list of locks says which are held; elsewhere
+/// each file's lock is tried (shared, for an instant, which a run taking
+/// the lock at that moment waits out: see `take_lock`).
 pub fn busy_fillers() -> usize {
     let Ok(dir) = std::fs::read_dir(std::env::temp_dir()) else { return 0 };
+    let held = flock_inodes();
     dir.flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("kiln-fill-"))
-        .filter(|e| {
-            std::fs::File::open(e.path())
-                .is_ok_and(|f| matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)))
+        .filter(|e| match &held {
+            Some(held) => {
+                use std::os::unix::fs::MetadataExt;
+                e.metadata().is_ok_and(|m| held.contains(&m.ino()))
+            }
+            None => std::fs::File::open(e.path())
+                .is_ok_and(|f| matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock))),
         })
         .count()
+}
+
+/// The inode numbers of the files someone holds an `flock` on, from
+/// `/proc/locks` (Linux), where each line ends in `MAJOR:MINOR:INODE`
+/// and a range.
+fn flock_inodes() -> Option<std::collections::HashSet<u64>> {
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    Some(
+        locks
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("FLOCK"))
+            .filter_map(|l| l.split_whitespace().nth(5)?.rsplit(':').next()?.parse().ok())
+            .collect(),
+    )
 }
 
 /// Waits until no cache filler is at work, `limit` at most (a filler

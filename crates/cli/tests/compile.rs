@@ -257,9 +257,15 @@ fn clearing_the_cache_waits_for_a_running_filler() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cache = dir.path().join("cache");
     let wat = dir.path().join("busy.wat");
+    // `b`, which the run never calls, is long enough to keep the filler
+    // busy while the clear starts.
+    let steps = "local.get 0 i32.const 3 i32.mul i32.const 7 i32.xor local.set 0\n".repeat(20_000);
     std::fs::write(
         &wat,
-        r#"(module (func (export "a") (result i32) i32.const 5) (func (export "b") (result i32) i32.const 6))"#,
+        format!(
+            r#"(module (func (export "a") (result i32) i32.const 5)
+                 (func (export "b") (param i32) (result i32) {steps} local.get 0))"#
+        ),
     )
     .expect("write");
     tiered_run_leaving_a_filler(&cache, &wat, "5\n");
