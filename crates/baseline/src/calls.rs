@@ -245,6 +245,14 @@ impl Codegen<'_> {
         // The return address maps to this call (a backtrace's frame).
         self.mark();
         self.stack.truncate(first);
+        // One integer result stays in a register for the next operator
+        // (nothing else is deferred: the call flushed the stack).
+        if let ([t], [Loc::Int(r)]) = (results, result_locs.as_slice())
+            && !t.is_float()
+        {
+            self.push_reg(*t, *r);
+            return Ok(());
+        }
         for (t, loc) in results.iter().zip(&result_locs) {
             let slot = self.push(*t);
             match *loc {
