@@ -2,7 +2,7 @@
 //! the values they carry down to the target's depth) and `br_table`'s jump
 //! table.
 
-use crate::compiler::{Codegen, Declined, Src, decline};
+use crate::compiler::{Codegen, Declined, decline};
 use crate::frame::ValType;
 use crate::x64::asm::{Alu, Cond, Label, Mem, Reg, Size};
 use wasmparser::{BlockType, BrTable};
@@ -259,13 +259,8 @@ impl Codegen<'_> {
             self.flush();
             return Ok(c);
         }
-        let c = match self.pop_src(ValType::I32)? {
-            Src::Reg(r) => r,
-            Src::Mem(m) => {
-                self.asm.load(Size::S32, Reg::Rcx, m);
-                Reg::Rcx
-            }
-        };
+        let c = self.pop_src(ValType::I32)?;
+        let c = self.in_reg(Size::S32, Reg::Rcx, c);
         self.flush();
         self.asm.test_rr(Size::S32, c, c);
         Ok(Cond::Ne)
@@ -278,13 +273,7 @@ impl Codegen<'_> {
         // The index from where it is, then the rest of the stack into its
         // slots (which changes no register but rax).
         let index = self.pop_src(ValType::I32)?;
-        let index = match index {
-            Src::Reg(r) => r,
-            Src::Mem(m) => {
-                self.asm.load(Size::S32, Reg::Rcx, m);
-                Reg::Rcx
-            }
-        };
+        let index = self.in_reg(Size::S32, Reg::Rcx, index);
         self.flush();
         let mut depths = Vec::with_capacity(targets.len() as usize + 1);
         for t in targets.targets() {

@@ -149,17 +149,12 @@ impl Codegen<'_> {
         let imm = self.pop_imm(t);
         let value = match imm {
             Some(_) => None,
-            None if t.is_float() => Some(self.pop_src(t)?),
             // (A wide constant in r8, which the address leaves alone.)
             None => Some(self.pop_src_or_const(t, Reg::R8)?),
         };
         let at = self.address(memarg, bytes)?;
         let src = match value {
-            Some(Src::Reg(r)) => r,
-            Some(Src::Mem(m)) => {
-                self.asm.load(Size::S64, Reg::R8, m);
-                Reg::R8
-            }
+            Some(v) => self.in_reg(Size::S64, Reg::R8, v),
             None if bytes >= 4 => {
                 let s = if bytes == 4 { Size::S32 } else { Size::S64 };
                 self.trap_here(TrapCode::MemoryOutOfBounds);

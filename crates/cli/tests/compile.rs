@@ -224,18 +224,25 @@ fn compile_with_timings(cache: &std::path::Path, wat: &std::path::Path) -> Strin
     err
 }
 
+/// A temporary directory holding module file `name` with text `wat`, and
+/// the cache directory to use beside it: the directory (which must live
+/// as long as they are used), the cache and the module file.
+fn module_beside_a_cache(name: &str, wat: &str) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let file = dir.path().join(name);
+    std::fs::write(&file, wat).expect("write");
+    (dir, cache, file)
+}
+
 /// A lock file left by a cache filler that was killed (the file is there,
 /// nobody holds its lock) does not keep the next run from starting one.
 #[test]
 fn a_dead_fillers_lock_file_does_not_stop_the_next_filler() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cache = dir.path().join("cache");
-    let wat = dir.path().join("left.wat");
-    std::fs::write(
-        &wat,
+    let (_dir, cache, wat) = module_beside_a_cache(
+        "left.wat",
         r#"(module (func (export "a") (result i32) i32.const 3) (func (export "b") (result i32) i32.const 4))"#,
-    )
-    .expect("write");
+    );
     tiered_run_leaving_a_filler(&cache, &wat, "3\n");
     let lock = filler_lock_file(&wat).expect("no filler was started");
     wait_for_the_filler(&wat);
@@ -254,20 +261,16 @@ fn a_dead_fillers_lock_file_does_not_stop_the_next_filler() {
 /// compiled is cleared too, instead of landing in the cache afterwards.
 #[test]
 fn clearing_the_cache_waits_for_a_running_filler() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cache = dir.path().join("cache");
-    let wat = dir.path().join("busy.wat");
     // `b`, which the run never calls, is long enough to keep the filler
     // busy while the clear starts.
     let steps = "local.get 0 i32.const 3 i32.mul i32.const 7 i32.xor local.set 0\n".repeat(20_000);
-    std::fs::write(
-        &wat,
-        format!(
+    let (_dir, cache, wat) = module_beside_a_cache(
+        "busy.wat",
+        &format!(
             r#"(module (func (export "a") (result i32) i32.const 5)
                  (func (export "b") (param i32) (result i32) {steps} local.get 0))"#
         ),
-    )
-    .expect("write");
+    );
     tiered_run_leaving_a_filler(&cache, &wat, "5\n");
     assert!(filler_lock_file(&wat).is_some(), "no filler was started");
     let (code, stdout, err) = run(kiln(&cache).args(["cache", "clear"]));
@@ -285,14 +288,10 @@ fn clearing_the_cache_waits_for_a_running_filler() {
 /// function there.
 #[test]
 fn a_short_tiered_run_leaves_the_cache_filled() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cache = dir.path().join("cache");
-    let wat = dir.path().join("short.wat");
-    std::fs::write(
-        &wat,
+    let (_dir, cache, wat) = module_beside_a_cache(
+        "short.wat",
         r#"(module (func (export "a") (result i32) i32.const 1) (func (export "b") (result i32) i32.const 2))"#,
-    )
-    .expect("write");
+    );
     tiered_run_leaving_a_filler(&cache, &wat, "1\n");
     // The filler holds a lock in the temporary directory, naming the
     // module file, while it works.
