@@ -93,6 +93,13 @@ pub fn lazy_tiers(module: &crate::Module) -> Option<(u32, u32)> {
     module.runtime().code.lazy().map(|l| l.tier_counts())
 }
 
+/// For a lazily compiled module: where each defined function's code
+/// starts within its page, for the functions installed after the module
+/// was created (`None` for the others).
+pub fn lazy_code_page_offsets(module: &crate::Module) -> Option<Vec<Option<usize>>> {
+    module.runtime().code.lazy().map(|l| l.code_page_offsets())
+}
+
 /// For a lazily compiled module: how many on-stack-replacement entries
 /// (optimized code taking over baseline activations at loop heads) it
 /// has, and how many activations moved to one.

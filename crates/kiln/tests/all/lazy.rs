@@ -38,6 +38,27 @@ fn nothing_is_compiled_before_it_is_called() {
 }
 
 #[test]
+fn functions_compiled_later_start_at_different_places_in_their_pages() {
+    // Each install takes fresh pages; starting them all at a page boundary
+    // would put every function's first cache line in the same few sets of
+    // the instruction cache.
+    let engine = lazy_engine(false);
+    let funcs: String = (0..16).map(|i| format!("(func (export \"f{i}\") (result i32) i32.const {i})\n")).collect();
+    let module = Module::new(&engine, format!("(module {funcs})")).expect("compiles");
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[]).expect("instance");
+    for n in 0..16 {
+        let f = i.get_typed_func::<(), i32>(&mut store, &format!("f{n}")).expect("export");
+        assert_eq!(f.call(&mut store, ()).expect("runs"), n);
+    }
+    let offsets = kiln::__private_testing::lazy_code_page_offsets(&module).expect("compiled lazily");
+    let mut starts: Vec<usize> = offsets.iter().map(|o| o.expect("installed")).collect();
+    starts.sort_unstable();
+    starts.dedup();
+    assert_eq!(starts.len(), 16, "16 different starts in a page: {offsets:?}");
+}
+
+#[test]
 fn a_trap_in_a_function_compiled_on_its_first_call_has_a_backtrace() {
     let engine = lazy_engine(false);
     let module = Module::new(
