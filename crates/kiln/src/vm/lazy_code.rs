@@ -34,6 +34,7 @@ use std::io;
 use std::sync::Weak;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Instant;
 
 /// What compiles one function of a lazily compiled module (the compiler
 /// and the module's bodies live outside `vm/`: `kiln/src/lazy.rs`).
@@ -110,6 +111,12 @@ pub enum Tier {
 /// compiling all their entries ahead would delay the functions waiting
 /// for optimized code.
 const LARGE_BASELINE_CODE: u32 = 32 * 1024;
+
+/// Optimizing a function costs about this much fixed time (µs)...
+const OPTIMIZE_FIXED_MICROS: f64 = 100.0;
+/// ...plus this much per byte of its baseline code (µs): from the
+/// background compiler's times on the cold-start programs.
+const OPTIMIZE_MICROS_PER_BASELINE_BYTE: f64 = 0.7;
 
 /// What the background compiler does next for a module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -229,18 +236,19 @@ pub struct LazyCode {
     to_optimize: Mutex<VecDeque<u32>>,
     /// Functions running baseline code that showed they are hot (their
     /// calls and loop iterations together ran their entry counter down
-    /// from `HOT_COUNT`), to optimize first, in that order; `promoted`
-    /// marks those queued.
-    hot_optimize: Mutex<VecDeque<u32>>,
+    /// from `HOT_COUNT`), to optimize first, with when they did (see
+    /// [`LazyCode::next_hot`] for the order); `promoted` marks those
+    /// queued.
+    hot_optimize: Mutex<VecDeque<(u32, Instant)>>,
     promoted: Box<[AtomicBool]>,
     /// Functions whose baseline code is at least
     /// [`LARGE_BASELINE_CODE`] bytes and reported from a loop before they
     /// had optimized code: their on-stack-replacement entry is compiled
     /// once nothing hot waits for optimized code (see
-    /// [`LazyCode::optimize`]); `osr_ahead` holds them in order. `large`
-    /// marks the functions with that much baseline code.
+    /// [`LazyCode::optimize`]); `osr_ahead` holds them in order.
     looped: Box<[AtomicBool]>,
-    large: Box<[AtomicBool]>,
+    /// Bytes of each function's baseline code (0: none installed).
+    baseline_len: Box<[AtomicU32]>,
     osr_ahead: Mutex<VecDeque<u32>>,
     /// Each function's call counter, which its baseline code counts down
     /// (at an address built into that code: the slice never moves).
@@ -357,7 +365,7 @@ impl LazyCode {
             hot_optimize: Mutex::new(VecDeque::new()),
             promoted: (0..n).map(|_| AtomicBool::new(false)).collect(),
             looped: (0..n).map(|_| AtomicBool::new(false)).collect(),
-            large: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            baseline_len: (0..n).map(|_| AtomicU32::new(0)).collect(),
             osr_ahead: Mutex::new(VecDeque::new()),
             entry_counters: (0..n).map(|_| AtomicI32::new(kiln_baseline::HOT_COUNT)).collect(),
             osr: Mutex::new(OsrEntries::default()),
@@ -514,7 +522,8 @@ impl LazyCode {
         let from_loop = loop_index != kiln_environ::OSR_HOT_CALLS;
         if state == Some(BASELINE) {
             self.promote(func);
-            if from_loop && self.large.get(func as usize).is_some_and(|f| f.load(Ordering::Relaxed)) {
+            let large = self.baseline_len.get(func as usize).map(|l| l.load(Ordering::Relaxed));
+            if from_loop && large.is_some_and(|l| l >= LARGE_BASELINE_CODE) {
                 self.looped[func as usize].store(true, Ordering::Relaxed);
             }
         }
@@ -552,7 +561,8 @@ impl LazyCode {
             if debug_trace() {
                 eprintln!("kiln tiering: {:.1} ms: function {func} is hot", debug_clock());
             }
-            self.hot_optimize.lock().unwrap_or_else(|e| e.into_inner()).push_back(func);
+            let now = Instant::now();
+            self.hot_optimize.lock().unwrap_or_else(|e| e.into_inner()).push_back((func, now));
         }
     }
 
@@ -659,8 +669,8 @@ impl LazyCode {
             let mut queue = queue.lock().unwrap_or_else(|e| e.into_inner());
             std::iter::from_fn(|| queue.pop_front()).find(|&i| state(i) == Some(BASELINE)).map(Work::Optimize)
         };
-        if let Some(work) = optimize_next(&self.hot_optimize) {
-            return Some(work);
+        if let Some(func) = self.next_hot(&state) {
+            return Some(Work::Optimize(func));
         }
         let mut ahead = self.osr_ahead.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(func) = ahead.pop_front() {
@@ -690,6 +700,28 @@ impl LazyCode {
         }
         self.cursor.store(i, Ordering::Relaxed);
         (i < n).then_some(Work::Compile(i))
+    }
+
+    /// Takes the hot function to optimize next, if any waits: the one
+    /// whose wait so far is the largest against the compilation it needs
+    /// (highest response ratio next: `(wait + cost) / cost`, the cost
+    /// estimated from its baseline code's size). Small functions, which
+    /// are most of those turning hot, no longer wait behind a large one
+    /// that turned hot just before them, and a large one still gets its
+    /// turn once it has waited about as long as it takes to compile. Taken
+    /// in report order instead, SQLite's first run spent twice as long in
+    /// baseline code (bench/LAZY.md).
+    fn next_hot(&self, state: &dyn Fn(u32) -> Option<u8>) -> Option<u32> {
+        let mut queue = self.hot_optimize.lock().unwrap_or_else(|e| e.into_inner());
+        queue.retain(|&(i, _)| state(i) == Some(BASELINE));
+        let now = Instant::now();
+        let ratio = |&(i, at): &(u32, Instant)| {
+            let bytes = self.baseline_len.get(i as usize).map_or(0, |l| l.load(Ordering::Relaxed));
+            let cost = OPTIMIZE_FIXED_MICROS + f64::from(bytes) * OPTIMIZE_MICROS_PER_BASELINE_BYTE;
+            (now.saturating_duration_since(at).as_secs_f64() * 1e6 + cost) / cost
+        };
+        let best = (0..queue.len()).max_by(|&a, &b| ratio(&queue[a]).total_cmp(&ratio(&queue[b])))?;
+        queue.remove(best).map(|(i, _)| i)
     }
 
     /// Compiles defined function `index`, asking for tier `wanted`, and
@@ -723,8 +755,8 @@ impl LazyCode {
             .install(defined, code, Install::Function(tier))
             .map_err(|e| format!("failed to install function {}: {e}", func.as_u32()))?;
         self.compiled.fetch_add(1, Ordering::Relaxed);
-        if tier == Tier::Baseline && len >= LARGE_BASELINE_CODE {
-            self.large[index as usize].store(true, Ordering::Relaxed);
+        if tier == Tier::Baseline {
+            self.baseline_len[index as usize].store(len, Ordering::Relaxed);
         }
         self.compiler.installed(defined, encoded, tier, at, len);
         Ok((at, tier))
@@ -922,7 +954,7 @@ impl BackgroundPool {
             // `optimize` compile once either way. A failure is reported at
             // the call.
             self.submit(&lazy);
-            let started = debug_trace().then(std::time::Instant::now);
+            let started = debug_trace().then(Instant::now);
             match work {
                 Work::Optimize(index) => lazy.optimize(index),
                 Work::Compile(index) => {
@@ -953,8 +985,8 @@ pub fn debug_trace() -> bool {
 /// Milliseconds since tiering was first asked whether to trace (the
 /// trace's clock).
 pub fn debug_clock() -> f64 {
-    static START: OnceLock<std::time::Instant> = OnceLock::new();
-    START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64() * 1e3
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64() * 1e3
 }
 
 thread_local! {

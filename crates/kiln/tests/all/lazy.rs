@@ -937,9 +937,39 @@ fn baseline_code_reports_functions_called_often_or_looping_long() {
     assert_eq!(hot(&module), vec![0, 1]);
     // Reported, not optimized: no background compiler here.
     assert_eq!(tiers(&module), (3, 0));
-    // What a background compiler would optimize first: the reported
-    // functions in the order of their reports (sum, then fib), not in
-    // first-call order (fib, sum, load).
+    // What a background compiler would optimize first: the two reported
+    // functions (their order depends on their sizes and waits, see the
+    // next test).
+    let next = |m: &Module| kiln::__private_testing::lazy_next_optimized(m).expect("compiled lazily");
+    let mut first = [next(&module), next(&module)];
+    first.sort();
+    assert_eq!(first, [Some(0), Some(1)]);
+}
+
+#[test]
+fn of_the_hot_functions_a_small_one_that_waited_is_optimized_first() {
+    // `big` turned hot first, `small` after it; once both have waited a
+    // while, `small` (far cheaper to compile) goes first.
+    let adds = "local.get 0 i32.const 3 i32.mul i32.const 1 i32.add local.set 0\n".repeat(1500);
+    let wat = format!(
+        r#"(module
+             (func (export "big") (param i32) (result i32) {adds} local.get 0)
+             (func (export "small") (param i32) (result i32) local.get 0 i32.const 1 i32.add))"#
+    );
+    let engine = tiered_engine(false);
+    let module = Module::new(&engine, wat).expect("compiles");
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[]).expect("instance");
+    let hot = |m: &Module| kiln::__private_testing::lazy_hot(m).expect("compiled lazily");
+    let big = i.get_typed_func::<i32, i32>(&mut store, "big").expect("big");
+    let small = i.get_typed_func::<i32, i32>(&mut store, "small").expect("small");
+    while hot(&module).is_empty() {
+        big.call(&mut store, 1).expect("runs");
+    }
+    while hot(&module).len() < 2 {
+        assert_eq!(small.call(&mut store, 1).expect("runs"), 2);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(50));
     let next = |m: &Module| kiln::__private_testing::lazy_next_optimized(m).expect("compiled lazily");
     assert_eq!([next(&module), next(&module)], [Some(1), Some(0)]);
 }
