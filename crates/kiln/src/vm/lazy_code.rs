@@ -103,13 +103,11 @@ pub enum Tier {
     Optimized,
 }
 
-/// Bytes of baseline code from which a function that loops long gets its
-/// on-stack-replacement entry compiled right after its optimized code,
-/// before an activation asks (see [`LazyCode::optimize`]). Below it, an
-/// entry compiles quickly enough when asked for: the report that asks
-/// comes from many functions that merely run short loops often, and
-/// compiling all their entries ahead would delay the functions waiting
-/// for optimized code.
+/// Bytes of baseline code from which a function that loops long has its
+/// baseline activations asked to report at their next loop check once
+/// its optimized code is installed, rather than after a whole count (see
+/// [`LazyCode::optimize`]). Below it, an entry compiles quickly enough
+/// when asked for in the usual way.
 const LARGE_BASELINE_CODE: u32 = 32 * 1024;
 
 /// Optimizing a function costs about this much fixed time (µs)...
@@ -141,9 +139,12 @@ enum OsrEntry {
 }
 
 /// On-stack-replacement entries by defined function, and the ones asked
-/// for and not compiled yet, in order.
+/// for and not compiled yet, in order: those of small functions (compiled
+/// before anything else), and those of large ones that looped before they
+/// had optimized code (compiled once no hot function waits, see
+/// [`LazyCode::optimize`]).
 #[derive(Default)]
-struct OsrEntries(HashMap<u32, OsrEntry>, VecDeque<u32>);
+struct OsrEntries(HashMap<u32, OsrEntry>, VecDeque<u32>, VecDeque<u32>);
 
 /// What an install is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -243,13 +244,10 @@ pub struct LazyCode {
     promoted: Box<[AtomicBool]>,
     /// Functions whose baseline code is at least
     /// [`LARGE_BASELINE_CODE`] bytes and reported from a loop before they
-    /// had optimized code: their on-stack-replacement entry is compiled
-    /// once nothing hot waits for optimized code (see
-    /// [`LazyCode::optimize`]); `osr_ahead` holds them in order.
+    /// had optimized code (see [`LazyCode::optimize`]).
     looped: Box<[AtomicBool]>,
     /// Bytes of each function's baseline code (0: none installed).
     baseline_len: Box<[AtomicU32]>,
-    osr_ahead: Mutex<VecDeque<u32>>,
     /// Each function's call counter, which its baseline code counts down
     /// (at an address built into that code: the slice never moves).
     entry_counters: Box<[AtomicI32]>,
@@ -366,7 +364,6 @@ impl LazyCode {
             promoted: (0..n).map(|_| AtomicBool::new(false)).collect(),
             looped: (0..n).map(|_| AtomicBool::new(false)).collect(),
             baseline_len: (0..n).map(|_| AtomicU32::new(0)).collect(),
-            osr_ahead: Mutex::new(VecDeque::new()),
             entry_counters: (0..n).map(|_| AtomicI32::new(kiln_baseline::HOT_COUNT)).collect(),
             osr: Mutex::new(OsrEntries::default()),
             osr_transfers: AtomicU32::new(0),
@@ -538,11 +535,14 @@ impl LazyCode {
             }
             Some(_) => 0,
             None => {
-                // One entry per function at most (an entry compiled ahead
-                // is in the map too): the batches have room for three
+                // One entry per function at most: the batches have room for three
                 // installs per function (baseline code, optimized code,
                 // this entry).
-                osr.1.push_back(func);
+                if self.looped.get(func as usize).is_some_and(|l| l.load(Ordering::Relaxed)) {
+                    osr.2.push_back(func);
+                } else {
+                    osr.1.push_back(func);
+                }
                 osr.0.insert(func, OsrEntry::Requested);
                 drop(osr);
                 pool().submit(self);
@@ -595,12 +595,22 @@ impl LazyCode {
     /// Replaces defined function `index`'s baseline code with optimized
     /// code, unless another thread is at it or has done it. Calls keep
     /// running the baseline code until the slot changes; activations of
-    /// it already running finish in it. A large function whose baseline
-    /// code reported from a loop gets its on-stack-replacement entry
-    /// compiled ahead, once no hot function waits: the activation that
-    /// looped, or a later one, may still be running the baseline code (an
-    /// interpreter's main loop, say), and asking only when it reports
-    /// again would make it wait another whole compilation.
+    /// it already running finish in it, unless a loop check moves them to
+    /// an on-stack-replacement entry.
+    ///
+    /// A large function whose baseline code reported from a loop may still
+    /// have an activation looping in that code (an interpreter's main
+    /// loop, say), which would ask for its entry only when its loops have
+    /// counted down the whole entry counter again, and then wait for the
+    /// entry's compilation: so the counter is set to 1 here, and such an
+    /// activation asks at its next loop check; the entry is compiled once
+    /// no hot function waits (it takes as long as the function, and the
+    /// functions turning hot meanwhile are most of the run's time). Where no activation is left
+    /// (SQLite's `sqlite3VdbeExec` runs once per row, so calls reach the
+    /// optimized code from now on), nothing asks and no entry is compiled:
+    /// compiling one anyway, as long as the function itself, held up the
+    /// functions turning hot meanwhile. A loop check that races with this
+    /// store may undo it; the activation then asks a count later.
     pub fn optimize(self: &Arc<Self>, index: u32) {
         let Some(state) = self.states.get(index as usize) else { return };
         if state.compare_exchange(BASELINE, OPTIMIZING, Ordering::Acquire, Ordering::Relaxed).is_err() {
@@ -611,9 +621,12 @@ impl LazyCode {
             _ => BASELINE_KEPT,
         };
         state.store(next, Ordering::Release);
-        if next == INSTALLED && self.looped.get(index as usize).is_some_and(|f| f.load(Ordering::Relaxed)) {
-            self.osr_ahead.lock().unwrap_or_else(|e| e.into_inner()).push_back(index);
-            pool().submit(self);
+        let looped = self.looped.get(index as usize).is_some_and(|f| f.load(Ordering::Relaxed));
+        if next == INSTALLED
+            && looped
+            && let Some(counter) = self.entry_counters.get(index as usize)
+        {
+            counter.store(1, Ordering::Relaxed);
         }
     }
     /// The module's WebAssembly bytes.
@@ -653,8 +666,8 @@ impl LazyCode {
 
     /// The next thing worth doing ahead of calls, if anything is left:
     /// an on-stack-replacement entry asked for, else optimizing a hot
-    /// function that runs baseline code, else an on-stack-replacement
-    /// entry compiled ahead (see [`LazyCode::optimize`]), else optimizing
+    /// function that runs baseline code, else the entry asked for by a
+    /// large function (see [`LazyCode::optimize`]), else optimizing
     /// any other function that runs baseline code, else compiling a callee
     /// of something compiled, else the first function not compiled.
     pub fn next_to_compile(&self) -> Option<Work> {
@@ -672,15 +685,9 @@ impl LazyCode {
         if let Some(func) = self.next_hot(&state) {
             return Some(Work::Optimize(func));
         }
-        let mut ahead = self.osr_ahead.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(func) = ahead.pop_front() {
-            let mut osr = self.osr.lock().unwrap_or_else(|e| e.into_inner());
-            if let std::collections::hash_map::Entry::Vacant(e) = osr.0.entry(func) {
-                e.insert(OsrEntry::Requested);
-                return Some(Work::Osr(func));
-            }
+        if let Some(func) = self.osr.lock().unwrap_or_else(|e| e.into_inner()).2.pop_front() {
+            return Some(Work::Osr(func));
         }
-        drop(ahead);
         if let Some(work) = optimize_next(&self.to_optimize) {
             return Some(work);
         }

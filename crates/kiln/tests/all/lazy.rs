@@ -1067,14 +1067,17 @@ fn a_loop_running_baseline_code_moves_to_optimized_code_on_the_stack() {
 /// code is in, with no activation asking again (one of an interpreter's
 /// main loop may still be running the baseline code).
 #[test]
-fn a_large_function_that_looped_gets_its_entry_ahead() {
+fn a_large_function_still_looping_in_baseline_code_asks_for_its_entry_at_once() {
     // 4,000 straight-line steps after the loop make well over 32 KiB of
-    // baseline code.
+    // baseline code. Each iteration calls the host, which is told when to
+    // have the function optimized.
     let steps = "local.get 1 i32.const 3 i32.xor local.get 0 i32.add local.set 1\n".repeat(4000);
     let wat = format!(
         r#"(module
+             (import "host" "tick" (func $tick (param i32)))
              (func (export "run") (param i32) (result i32) (local i32)
                loop $l
+                 local.get 1 call $tick
                  local.get 1 i32.const 1 i32.add local.set 1
                  local.get 1 local.get 0 i32.lt_u br_if $l
                end
@@ -1084,18 +1087,47 @@ fn a_large_function_that_looped_gets_its_entry_ahead() {
     );
     let engine = tiered_engine(false);
     let module = Module::new(&engine, &wat).expect("compiles");
+    let optimize_at = Arc::new(std::sync::atomic::AtomicI32::new(-1));
     let mut store = Store::new(&engine, ());
-    let i = Instance::new(&mut store, &module, &[]).expect("instance");
+    let (m, at) = (module.clone(), optimize_at.clone());
+    let tick = Func::wrap(&mut store, move |i: i32| {
+        if i == at.load(std::sync::atomic::Ordering::Relaxed) {
+            assert!(kiln::__private_testing::lazy_optimize(&m, 0), "compiled lazily");
+        }
+    });
+    let i = Instance::new(&mut store, &module, &[tick.into()]).expect("instance");
     let run = i.get_typed_func::<i32, i32>(&mut store, "run").expect("run");
-    // 5,000 iterations of baseline code: the loop reports.
-    assert_eq!(run.call(&mut store, 5000).expect("runs"), 5000);
+    let osr = |m: &Module| kiln::__private_testing::lazy_osr(m).expect("compiled lazily");
+    // 1,500 iterations of baseline code: the loop reports (at 1,000).
+    assert_eq!(run.call(&mut store, 1500).expect("runs"), 1500);
     assert_eq!(tiers(&module), (1, 0));
-    assert_eq!(kiln::__private_testing::lazy_osr(&module), Some((0, 0)));
+    // Optimized while no activation runs its baseline code: nothing asks
+    // for an entry (this one would compile in well under a second).
     assert!(kiln::__private_testing::lazy_optimize(&module, 0), "compiled lazily");
     assert_eq!(tiers(&module), (0, 1));
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(osr(&module), (0, 0));
+
+    // Again in a fresh module, optimized from inside the loop at iteration
+    // 1,200: the activation asks at its next check, long before its
+    // counter would have run out again (at 2,000; it stops at 1,900), and
+    // gets its entry without moving to it.
+    let module = Module::new(&engine, &wat).expect("compiles");
+    let mut store = Store::new(&engine, ());
+    let (m, at) = (module.clone(), optimize_at.clone());
+    let tick = Func::wrap(&mut store, move |i: i32| {
+        if i == at.load(std::sync::atomic::Ordering::Relaxed) {
+            assert!(kiln::__private_testing::lazy_optimize(&m, 0), "compiled lazily");
+        }
+    });
+    let i = Instance::new(&mut store, &module, &[tick.into()]).expect("instance");
+    let run = i.get_typed_func::<i32, i32>(&mut store, "run").expect("run");
+    optimize_at.store(1200, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(run.call(&mut store, 1900).expect("runs"), 1900);
+    assert_eq!(tiers(&module), (0, 1));
     let start = std::time::Instant::now();
-    while kiln::__private_testing::lazy_osr(&module) != Some((1, 0)) {
-        assert!(start.elapsed() < std::time::Duration::from_secs(60), "no entry compiled ahead");
+    while osr(&module) != (1, 0) {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "no entry asked for: {:?}", osr(&module));
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
