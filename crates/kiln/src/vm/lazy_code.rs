@@ -188,10 +188,9 @@ struct FreeArea {
 /// first cache lines would all fall in the same few sets of the
 /// instruction cache, whose set is picked by the address bits below the
 /// page size: with more hot functions than the cache has ways, calls
-/// between them evict each other's entries (Lua's small hot functions ran
-/// a quarter slower that way than in an eagerly compiled, packed text).
-/// Five cache lines, an odd number of them, walks every line of a page
-/// before repeating.
+/// between them evict each other's entries (measured on Lua's small hot
+/// functions: bench/LAZY.md, seventh session). Five cache lines, an odd
+/// number of them, walks every line of a page before repeating.
 const INSTALL_STAGGER: usize = 5 * 64;
 
 /// Bytes of the lazy area made writable at a time.
@@ -535,9 +534,9 @@ impl LazyCode {
             }
             Some(_) => 0,
             None => {
-                // One entry per function at most: the batches have room for three
-                // installs per function (baseline code, optimized code,
-                // this entry).
+                // One entry per function at most: the batches have room
+                // for three installs per function (baseline code,
+                // optimized code, this entry).
                 if self.looped.get(func as usize).is_some_and(|l| l.load(Ordering::Relaxed)) {
                     osr.2.push_back(func);
                 } else {
@@ -605,12 +604,13 @@ impl LazyCode {
     /// entry's compilation: so the counter is set to 1 here, and such an
     /// activation asks at its next loop check; the entry is compiled once
     /// no hot function waits (it takes as long as the function, and the
-    /// functions turning hot meanwhile are most of the run's time). Where no activation is left
-    /// (SQLite's `sqlite3VdbeExec` runs once per row, so calls reach the
-    /// optimized code from now on), nothing asks and no entry is compiled:
-    /// compiling one anyway, as long as the function itself, held up the
-    /// functions turning hot meanwhile. A loop check that races with this
-    /// store may undo it; the activation then asks a count later.
+    /// functions turning hot meanwhile are most of the run's time). Where
+    /// no activation is left (SQLite's `sqlite3VdbeExec` runs once per
+    /// row, so calls reach the optimized code from now on), nothing asks
+    /// and no entry is compiled: compiling one anyway, as long as the
+    /// function itself, held up the functions turning hot meanwhile. A
+    /// loop check that races with this store may undo it; the activation
+    /// then asks a count later.
     pub fn optimize(self: &Arc<Self>, index: u32) {
         let Some(state) = self.states.get(index as usize) else { return };
         if state.compare_exchange(BASELINE, OPTIMIZING, Ordering::Acquire, Ordering::Relaxed).is_err() {
@@ -715,9 +715,8 @@ impl LazyCode {
     /// estimated from its baseline code's size). Small functions, which
     /// are most of those turning hot, no longer wait behind a large one
     /// that turned hot just before them, and a large one still gets its
-    /// turn once it has waited about as long as it takes to compile. Taken
-    /// in report order instead, SQLite's first run spent twice as long in
-    /// baseline code (bench/LAZY.md).
+    /// turn once it has waited about as long as it takes to compile
+    /// (measured against report order: bench/LAZY.md, seventh session).
     fn next_hot(&self, state: &dyn Fn(u32) -> Option<u8>) -> Option<u32> {
         let mut queue = self.hot_optimize.lock().unwrap_or_else(|e| e.into_inner());
         queue.retain(|&(i, _)| state(i) == Some(BASELINE));
