@@ -1,4 +1,4 @@
-//! `fairness <kiln|wasmtime> [--guests N] [--seconds S] [--fuel] [--tick-us N] [--rt-ticker]`: how
+//! `fairness <kiln|wasmtime> [--guests N] [--seconds S] [--fuel] [--tick-us N] [--rt-ticker] [--tickers N]`: how
 //! evenly one runtime's async API shares two threads between thousands of
 //! guests that never stop on their own.
 //!
@@ -9,7 +9,8 @@
 //! first in, first out, so guests that yield take turns in order). A guest
 //! gives its thread back either at epoch deadlines (a ticker thread, the
 //! same hand-written one for both runtimes, every 1 ms or `--tick-us`,
-//! real-time with `--rt-ticker`; deadline one tick after each yield) or, with `--fuel`, every 100,000 units of fuel. After S
+//! real-time with `--rt-ticker`, or `--tickers N` threads pinned one per
+//! CPU taking turns; deadline one tick after each yield) or, with `--fuel`, every 100,000 units of fuel. After S
 //! seconds every call future is dropped (each task `select!`s the call
 //! against a stop signal).
 //!
@@ -175,7 +176,7 @@ impl Guest for WasmtimeGuest {
 }
 
 /// Kiln: the engine's epoch ticker (if any) and the guests.
-fn kiln_guests(n: usize, slicing: Slicing, progress: &[Arc<Progress>]) -> Res<(Box<dyn Fn() + Send>, Vec<KilnGuest>)> {
+fn kiln_guests(n: usize, slicing: Slicing, progress: &[Arc<Progress>]) -> Res<(Tick, Vec<KilnGuest>)> {
     let mut config = kiln::Config::new();
     match slicing {
         Slicing::Epoch => {
@@ -204,7 +205,7 @@ fn kiln_guests(n: usize, slicing: Slicing, progress: &[Arc<Progress>]) -> Res<(B
         }
         guests.push(KilnGuest { store, pre: pre.clone(), slicing });
     }
-    Ok((Box::new(move || engine.increment_epoch()), guests))
+    Ok((Arc::new(move || engine.increment_epoch()), guests))
 }
 
 /// Wasmtime 48: the same as [`kiln_guests`].
@@ -212,7 +213,7 @@ fn wasmtime_guests(
     n: usize,
     slicing: Slicing,
     progress: &[Arc<Progress>],
-) -> Res<(Box<dyn Fn() + Send>, Vec<WasmtimeGuest>)> {
+) -> Res<(Tick, Vec<WasmtimeGuest>)> {
     let mut config = wasmtime::Config::new();
     match slicing {
         Slicing::Epoch => {
@@ -241,7 +242,7 @@ fn wasmtime_guests(
         }
         guests.push(WasmtimeGuest { store, pre: pre.clone(), slicing });
     }
-    Ok((Box::new(move || engine.increment_epoch()), guests))
+    Ok((Arc::new(move || engine.increment_epoch()), guests))
 }
 
 /// What the run measured, apart from the per-guest progress.
@@ -269,17 +270,34 @@ struct Run {
     cpu: f64,
 }
 
+/// Advances a runtime's epoch (an engine's `increment_epoch`).
+type Tick = Arc<dyn Fn() + Send + Sync>;
+
+/// How the ticks are made.
+#[derive(Clone, Copy)]
+struct Ticker {
+    /// Time between two ticks (default [`TICK`]).
+    every: Duration,
+    /// Ticker threads made real-time (`--rt-ticker`).
+    realtime: bool,
+    /// Ticker threads (`--tickers N`, default 1), each pinned to its own
+    /// CPU (thread `i` to CPU `i`) when more than one, ticking every
+    /// `every * threads`, thread `i` starting `every * i` later, so that
+    /// together they tick every `every`; when one CPU is taken away from
+    /// the process, the others' ticks still come.
+    threads: usize,
+}
+
 /// Runs `guests` on [`THREADS`] single-threaded tokio runtimes for
-/// `seconds`, with `tick` called every `every` (default [`TICK`]) by a
-/// ticker thread if given.
+/// `seconds`, with `tick` called as `ticker` says if given.
 fn drive<G: Guest>(
     guests: Vec<G>,
     progress: &[Arc<Progress>],
     seconds: f64,
-    tick: Option<Box<dyn Fn() + Send>>,
-    every: Duration,
-    realtime: bool,
+    tick: Option<Tick>,
+    ticker: Ticker,
 ) -> Res<Run> {
+    let (every, realtime) = (ticker.every, ticker.realtime);
     // Guest g runs on thread g % THREADS.
     let mut per_thread: Vec<Vec<(G, Arc<Progress>)>> = (0..THREADS).map(|_| Vec::new()).collect();
     for (g, guest) in guests.into_iter().enumerate() {
@@ -295,33 +313,60 @@ fn drive<G: Guest>(
     let gap_max_ns = Arc::new(AtomicU64::new(0));
     let long_gaps = Arc::new(AtomicU64::new(0));
     let ticking = Arc::new(AtomicBool::new(true));
-    let ticker = tick.map(|tick| {
-        let (ticks, ticking, tick_ns, tick_max_ns) =
-            (ticks.clone(), ticking.clone(), tick_ns.clone(), tick_max_ns.clone());
-        let (gap_max_ns, long_gaps) = (gap_max_ns.clone(), long_gaps.clone());
-        std::thread::spawn(move || {
-            if realtime {
-                realtime_thread()?;
-            }
-            let mut last = Instant::now();
-            while ticking.load(Ordering::Relaxed) {
-                std::thread::sleep(every);
-                let t = Instant::now();
-                let gap = t.duration_since(last).as_nanos() as u64;
-                last = t;
-                gap_max_ns.fetch_max(gap, Ordering::Relaxed);
-                if gap > 2 * every.as_nanos() as u64 {
-                    long_gaps.fetch_add(1, Ordering::Relaxed);
-                }
-                tick();
-                let ns = t.elapsed().as_nanos() as u64;
-                tick_ns.fetch_add(ns, Ordering::Relaxed);
-                tick_max_ns.fetch_max(ns, Ordering::Relaxed);
-                ticks.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok::<(), String>(())
+    // When the last tick came (any ticker thread's), in ns since START.
+    let last_tick_ns = Arc::new(AtomicU64::new(START.elapsed().as_nanos() as u64));
+    let tickers: Vec<std::thread::JoinHandle<Res<()>>> = tick
+        .map(|tick| {
+            (0..ticker.threads.max(1))
+                .map(|i| {
+                    let (ticks, ticking, tick_ns, tick_max_ns) =
+                        (ticks.clone(), ticking.clone(), tick_ns.clone(), tick_max_ns.clone());
+                    let (gap_max_ns, long_gaps, last_tick_ns) =
+                        (gap_max_ns.clone(), long_gaps.clone(), last_tick_ns.clone());
+                    let tick = tick.clone();
+                    let n = ticker.threads.max(1);
+                    std::thread::spawn(move || {
+                        if n > 1 {
+                            pin_to_cpu(i)?;
+                        }
+                        if realtime {
+                            realtime_thread()?;
+                        }
+                        // Ticks at fixed times (thread i at START plus
+                        // i, i + n, i + 2n, ... periods), so that the
+                        // threads keep their places between each other's
+                        // ticks; a tick that comes late does not delay the
+                        // next one, and a missed one is skipped.
+                        let period = every * n as u32;
+                        let mut next = *START + every * i as u32;
+                        while ticking.load(Ordering::Relaxed) {
+                            next += period;
+                            let now = Instant::now();
+                            if next > now {
+                                std::thread::sleep(next - now);
+                            } else {
+                                let behind = (now - next).as_nanos() / period.as_nanos().max(1);
+                                next += period * behind as u32;
+                            }
+                            let t = Instant::now();
+                            let now = START.elapsed().as_nanos() as u64;
+                            let gap = now.saturating_sub(last_tick_ns.swap(now, Ordering::Relaxed));
+                            gap_max_ns.fetch_max(gap, Ordering::Relaxed);
+                            if gap > 2 * every.as_nanos() as u64 {
+                                long_gaps.fetch_add(1, Ordering::Relaxed);
+                            }
+                            tick();
+                            let ns = t.elapsed().as_nanos() as u64;
+                            tick_ns.fetch_add(ns, Ordering::Relaxed);
+                            tick_max_ns.fetch_max(ns, Ordering::Relaxed);
+                            ticks.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok::<(), String>(())
+                    })
+                })
+                .collect()
         })
-    });
+        .unwrap_or_default();
 
     LazyLock::force(&START);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -364,7 +409,7 @@ fn drive<G: Guest>(
     }
     let stop_time = stopping.elapsed();
     ticking.store(false, Ordering::Relaxed);
-    if let Some(t) = ticker {
+    for t in tickers {
         t.join().map_err(|_| "the ticker panicked".to_string())??;
     }
     Ok(Run {
@@ -398,6 +443,21 @@ fn realtime_thread() -> Res<()> {
     Ok(())
 }
 
+/// Pins the calling thread to CPU `cpu`.
+fn pin_to_cpu(cpu: usize) -> Res<()> {
+    // SAFETY: `set` is a plain bit set the calls below fill in and read;
+    // sched_setaffinity acts on the calling thread only.
+    let ok = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    };
+    if !ok {
+        return Err(format!("--tickers: pinning to CPU {cpu}: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 /// User plus system CPU time of this process so far, in seconds (from
 /// /proc/self/stat, in clock ticks of 1/100 s).
 fn process_cpu_s() -> f64 {
@@ -423,19 +483,20 @@ fn quantile(v: &[u64], q: f64) -> u64 {
 }
 
 fn main() -> Res<()> {
-    let usage = "usage: fairness <kiln|wasmtime> [--guests N] [--seconds S] [--fuel] [--tick-us N] [--rt-ticker]";
+    let usage =
+        "usage: fairness <kiln|wasmtime> [--guests N] [--seconds S] [--fuel] [--tick-us N] [--rt-ticker] [--tickers N]";
     let mut args = std::env::args().skip(1);
     let runtime = args.next().ok_or(usage)?;
     let (mut guests, mut seconds, mut slicing) = (10_000usize, 10.0f64, Slicing::Epoch);
-    let mut every = TICK;
-    let mut realtime = false;
+    let mut ticker = Ticker { every: TICK, realtime: false, threads: 1 };
     while let Some(a) = args.next() {
         match a.as_str() {
             "--guests" => guests = args.next().ok_or(usage)?.parse().map_err(err)?,
             "--seconds" => seconds = args.next().ok_or(usage)?.parse().map_err(err)?,
             "--fuel" => slicing = Slicing::Fuel,
-            "--rt-ticker" => realtime = true,
-            "--tick-us" => every = Duration::from_micros(args.next().ok_or(usage)?.parse().map_err(err)?),
+            "--rt-ticker" => ticker.realtime = true,
+            "--tick-us" => ticker.every = Duration::from_micros(args.next().ok_or(usage)?.parse().map_err(err)?),
+            "--tickers" => ticker.threads = args.next().ok_or(usage)?.parse().map_err(err)?,
             _ => return Err(usage.into()),
         }
     }
@@ -450,13 +511,13 @@ fn main() -> Res<()> {
             let (tick, g) = kiln_guests(guests, slicing, &progress)?;
             let setup = setup.elapsed();
             eprintln!("kiln: {guests} stores made in {:.3} s", setup.as_secs_f64());
-            drive(g, &progress, seconds, (slicing == Slicing::Epoch).then_some(tick), every, realtime)?
+            drive(g, &progress, seconds, (slicing == Slicing::Epoch).then_some(tick), ticker)?
         }
         "wasmtime" => {
             let (tick, g) = wasmtime_guests(guests, slicing, &progress)?;
             let setup = setup.elapsed();
             eprintln!("wasmtime: {guests} stores made in {:.3} s", setup.as_secs_f64());
-            drive(g, &progress, seconds, (slicing == Slicing::Epoch).then_some(tick), every, realtime)?
+            drive(g, &progress, seconds, (slicing == Slicing::Epoch).then_some(tick), ticker)?
         }
         _ => return Err(usage.into()),
     };
@@ -477,7 +538,7 @@ fn main() -> Res<()> {
 
     println!(
         "{runtime}: {guests} guests, {seconds} s, {mode} slicing (ticks every {} us), {THREADS} threads (load average {loadavg})",
-        every.as_micros()
+        ticker.every.as_micros()
     );
     println!(
         "iterations per guest: min {min} p1 {} median {} p99 {} max {max} (max/min {ratio:.2}); all guests {:.3e}/s",
@@ -517,13 +578,14 @@ fn main() -> Res<()> {
     );
     if slicing == Slicing::Epoch {
         println!(
-            "{} epoch ticks ({:.3} ms apart, {:.3} ms at most, {} over twice the period; {} ticker); one \
+            "{} epoch ticks ({:.3} ms apart, {:.3} ms at most, {} over twice the period; {} {} ticker); one \
              increment_epoch took {:.1} µs on average, {:.1} µs at most",
             run.ticks,
             seconds * 1e3 / run.ticks.max(1) as f64,
             run.gap_max_us / 1e3,
             run.long_gaps,
-            if realtime { "real-time" } else { "normal" },
+            ticker.threads.max(1),
+            if ticker.realtime { "real-time" } else { "normal" },
             run.tick_mean_us,
             run.tick_max_us
         );
@@ -545,7 +607,7 @@ fn main() -> Res<()> {
         "RESULT runtime={runtime} mode={mode} guests={guests} seconds={seconds} min={min} p1={} median={} p99={} \
          max={max} ratio={ratio:.3} total_per_s={:.0} last_first_s={last_first_s:.3} within_1s={within_1s} \
          never={never} turns_min={} turns_median={} turns_max={} last_first_turn_s={last_first_turn_s:.3} ticks={} \
-         tick_us={:.1} tick_max_us={:.1} late_first={} gap_max_us={:.0} long_gaps={} rt_ticker={realtime} stop_s={:.3} cpu_pct={:.0} peak_rss_mib={:.1} load=\"{loadavg}\"",
+         tick_us={:.1} tick_max_us={:.1} late_first={} gap_max_us={:.0} long_gaps={} rt_ticker={} tickers={} stop_s={:.3} cpu_pct={:.0} peak_rss_mib={:.1} load=\"{loadavg}\"",
         quantile(&it, 0.01),
         quantile(&it, 0.5),
         quantile(&it, 0.99),
@@ -559,6 +621,8 @@ fn main() -> Res<()> {
         late_first.len(),
         run.gap_max_us,
         run.long_gaps,
+        ticker.realtime,
+        ticker.threads.max(1),
         run.stop_time.as_secs_f64(),
         100.0 * run.cpu / (seconds * THREADS as f64),
         peak_kib as f64 / 1024.0
