@@ -209,11 +209,7 @@ fn kiln_guests(n: usize, slicing: Slicing, progress: &[Arc<Progress>]) -> Res<(T
 }
 
 /// Wasmtime 48: the same as [`kiln_guests`].
-fn wasmtime_guests(
-    n: usize,
-    slicing: Slicing,
-    progress: &[Arc<Progress>],
-) -> Res<(Tick, Vec<WasmtimeGuest>)> {
+fn wasmtime_guests(n: usize, slicing: Slicing, progress: &[Arc<Progress>]) -> Res<(Tick, Vec<WasmtimeGuest>)> {
     let mut config = wasmtime::Config::new();
     match slicing {
         Slicing::Epoch => {
@@ -564,11 +560,8 @@ fn main() -> Res<()> {
         quantile(&turns, 0.5),
         quantile(&turns, 1.0)
     );
-    let late_first: Vec<u64> = progress
-        .iter()
-        .map(|p| p.turns_at_first.load(Ordering::Relaxed))
-        .filter(|&t| t > 1)
-        .collect();
+    let late_first: Vec<u64> =
+        progress.iter().map(|p| p.turns_at_first.load(Ordering::Relaxed)).filter(|&t| t > 1).collect();
     println!(
         "{} guests first reported after their first turn (a tick came before 4,096 iterations; in turn 2: {}, \
          later: {})",
