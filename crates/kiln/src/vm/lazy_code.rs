@@ -176,8 +176,6 @@ struct FreeArea {
     next: usize,
     /// The end of the pages made writable ahead of use (never executable).
     writable_end: usize,
-    /// Installs so far, which picks the next one's place in its page.
-    installs: usize,
 }
 
 /// How far apart, in bytes, consecutive installs start in their first page
@@ -349,11 +347,7 @@ impl LazyCode {
             // and at most `n` on-stack-replacement entries are.
             batches: (0..3 * n).map(|_| OnceLock::new()).collect(),
             batch_count: AtomicUsize::new(0),
-            next_free: Mutex::new(FreeArea {
-                next: text_pages + slot_pages,
-                writable_end: text_pages + slot_pages,
-                installs: 0,
-            }),
+            next_free: Mutex::new(FreeArea { next: text_pages + slot_pages, writable_end: text_pages + slot_pages }),
             failures: Mutex::new(Vec::new()),
             done: (Mutex::new(()), Condvar::new()),
             waiters: AtomicU32::new(0),
@@ -783,7 +777,9 @@ impl LazyCode {
     fn install(&self, index: DefinedFuncIndex, code: FunctionCode<'_>, kind: Install) -> Result<(usize, u32), String> {
         let mut free = self.next_free.lock().unwrap_or_else(|e| e.into_inner());
         let next = free.next;
-        let stagger = free.installs.wrapping_mul(INSTALL_STAGGER) % page_size();
+        // Installs so far: one batch each, counted while `next_free` is held.
+        let installs = self.batch_count.load(Ordering::Relaxed);
+        let stagger = installs.wrapping_mul(INSTALL_STAGGER) % page_size();
         let start = next.checked_add(stagger).and_then(|s| u32::try_from(s).ok()).ok_or("lazy code area full")?;
         let target = |g: DefinedFuncIndex, locs: &[kiln_environ::FunctionLoc]| {
             if g == index && kind == Install::Function(Tier::Optimized) {
@@ -834,11 +830,9 @@ impl LazyCode {
             exn_table: linked.exn_table,
             stack_maps: linked.stack_maps,
         };
-        let count = self.batch_count.load(Ordering::Relaxed);
-        self.batches.get(count).ok_or("internal: more batches than functions")?.set(batch).ok();
-        self.batch_count.store(count + 1, Ordering::Release);
+        self.batches.get(installs).ok_or("internal: more batches than functions")?.set(batch).ok();
+        self.batch_count.store(installs + 1, Ordering::Release);
         let addr = self.base() as usize + loc.start as usize;
-        free.installs += 1;
         if kind == Install::Osr {
             free.next = end;
             return Ok((addr, loc.length));

@@ -1086,18 +1086,23 @@ fn a_large_function_still_looping_in_baseline_code_asks_for_its_entry_at_once() 
                local.get 1))"#
     );
     let engine = tiered_engine(false);
-    let module = Module::new(&engine, &wat).expect("compiles");
-    let optimize_at = Arc::new(std::sync::atomic::AtomicI32::new(-1));
-    let mut store = Store::new(&engine, ());
-    let (m, at) = (module.clone(), optimize_at.clone());
-    let tick = Func::wrap(&mut store, move |i: i32| {
-        if i == at.load(std::sync::atomic::Ordering::Relaxed) {
-            assert!(kiln::__private_testing::lazy_optimize(&m, 0), "compiled lazily");
-        }
-    });
-    let i = Instance::new(&mut store, &module, &[tick.into()]).expect("instance");
-    let run = i.get_typed_func::<i32, i32>(&mut store, "run").expect("run");
+    // A fresh module and instance whose host optimizes the function at
+    // iteration `optimize_at` (never if negative).
+    let start = |optimize_at: i32| {
+        let module = Module::new(&engine, &wat).expect("compiles");
+        let mut store = Store::new(&engine, ());
+        let m = module.clone();
+        let tick = Func::wrap(&mut store, move |i: i32| {
+            if i == optimize_at {
+                assert!(kiln::__private_testing::lazy_optimize(&m, 0), "compiled lazily");
+            }
+        });
+        let i = Instance::new(&mut store, &module, &[tick.into()]).expect("instance");
+        let run = i.get_typed_func::<i32, i32>(&mut store, "run").expect("run");
+        (module, store, run)
+    };
     let osr = |m: &Module| kiln::__private_testing::lazy_osr(m).expect("compiled lazily");
+    let (module, mut store, run) = start(-1);
     // 1,500 iterations of baseline code: the loop reports (at 1,000).
     assert_eq!(run.call(&mut store, 1500).expect("runs"), 1500);
     assert_eq!(tiers(&module), (1, 0));
@@ -1112,22 +1117,12 @@ fn a_large_function_still_looping_in_baseline_code_asks_for_its_entry_at_once() 
     // 1,200: the activation asks at its next check, long before its
     // counter would have run out again (at 2,000; it stops at 1,900), and
     // gets its entry without moving to it.
-    let module = Module::new(&engine, &wat).expect("compiles");
-    let mut store = Store::new(&engine, ());
-    let (m, at) = (module.clone(), optimize_at.clone());
-    let tick = Func::wrap(&mut store, move |i: i32| {
-        if i == at.load(std::sync::atomic::Ordering::Relaxed) {
-            assert!(kiln::__private_testing::lazy_optimize(&m, 0), "compiled lazily");
-        }
-    });
-    let i = Instance::new(&mut store, &module, &[tick.into()]).expect("instance");
-    let run = i.get_typed_func::<i32, i32>(&mut store, "run").expect("run");
-    optimize_at.store(1200, std::sync::atomic::Ordering::Relaxed);
+    let (module, mut store, run) = start(1200);
     assert_eq!(run.call(&mut store, 1900).expect("runs"), 1900);
     assert_eq!(tiers(&module), (0, 1));
-    let start = std::time::Instant::now();
+    let asked = std::time::Instant::now();
     while osr(&module) != (1, 0) {
-        assert!(start.elapsed() < std::time::Duration::from_secs(60), "no entry asked for: {:?}", osr(&module));
+        assert!(asked.elapsed() < std::time::Duration::from_secs(60), "no entry asked for: {:?}", osr(&module));
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
