@@ -56,7 +56,9 @@ impl EngineCompiler {
     /// Baseline code for a first call of `func`, when first calls use
     /// the baseline compiler and it takes the function; `None` otherwise
     /// (the caller compiles it with Cranelift). The code counts its calls
-    /// down at `entry_counter` (see `kiln_baseline::Options`).
+    /// down at `entry_counter` (see `kiln_baseline::Options`). With
+    /// `validated` the caller vouches that the body was validated (the
+    /// baseline compiler does not validate; otherwise this does first).
     ///
     /// # Errors
     ///
@@ -68,13 +70,17 @@ impl EngineCompiler {
         func: FuncIndex,
         input: &FunctionBodyInput<'_>,
         entry_counter: u64,
+        validated: bool,
     ) -> WasmResult<Option<CompiledFunction>> {
         match self.first_calls {
             // Its code is replaced: loops check for code to move to, and
             // calls are counted to find what to replace first.
             Some(cpu) => {
                 let options = kiln_baseline::Options { osr: true, entry_counter: Some(entry_counter) };
-                self.baseline(cpu, options, module, offsets, func, input)
+                if !validated {
+                    kiln_environ::validate_function_body(input, &mut Default::default())?;
+                }
+                self.compile_baseline(cpu, options, module, offsets, func, &input.body)
             }
             None => Ok(None),
         }
@@ -102,26 +108,19 @@ impl EngineCompiler {
         self.cranelift.compile_osr_entry(module, offsets, func, input)
     }
 
-    /// Compiles `func` with the baseline compiler if it takes it, after
-    /// validating the body (which the baseline compiler does not do).
-    fn baseline(
+    /// Compiles `func`'s body `body`, which must be valid (the baseline
+    /// compiler does not validate), with the baseline compiler if it
+    /// takes it.
+    fn compile_baseline(
         &self,
         cpu: CpuFeatures,
         options: kiln_baseline::Options,
         module: &ModuleInfo,
         offsets: &VMOffsets,
         func: FuncIndex,
-        input: &FunctionBodyInput<'_>,
+        body: &wasmparser::FunctionBody<'_>,
     ) -> WasmResult<Option<CompiledFunction>> {
-        let resources = input.validator.resources.clone();
-        let validator = wasmparser::FuncToValidate {
-            resources,
-            index: input.validator.index,
-            ty: input.validator.ty,
-            features: input.validator.features,
-        };
-        validator.into_validator(Default::default()).validate(&input.body)?;
-        let r = kiln_baseline::compile_function(self.tunables(), cpu, options, module, offsets, func, &input.body);
+        let r = kiln_baseline::compile_function(self.tunables(), cpu, options, module, offsets, func, body);
         if crate::vm::lazy_code::debug_trace() {
             // Defined-function indices, as the rest of the trace.
             let d = module.defined_func_index(func).map_or(u32::MAX, |d| d.as_u32());
@@ -155,7 +154,9 @@ impl Compiler for EngineCompiler {
     ) -> WasmResult<(CompiledFunction, FunctionCompileTimes)> {
         if let Some(cpu) = self.baseline {
             let start = std::time::Instant::now();
-            if let Some(f) = self.baseline(cpu, kiln_baseline::Options::default(), module, offsets, func, &input)? {
+            kiln_environ::validate_function_body(&input, &mut Default::default())?;
+            let options = kiln_baseline::Options::default();
+            if let Some(f) = self.compile_baseline(cpu, options, module, offsets, func, &input.body)? {
                 return Ok((
                     f,
                     FunctionCompileTimes { translate: std::time::Duration::ZERO, codegen: start.elapsed() },
@@ -186,3 +187,4 @@ impl Compiler for EngineCompiler {
         }
     }
 }
+

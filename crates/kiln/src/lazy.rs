@@ -210,6 +210,11 @@ struct ModuleCompiler {
     /// Whether the module came from a module cache artifact (not to be
     /// written again unless something was compiled).
     from_artifact: bool,
+    /// Whether every body was validated when the module was created here
+    /// (`compile_lazy`), so that first calls need not validate again
+    /// before the baseline compiler, which does not, takes a body. A
+    /// module from an artifact was validated by the process that wrote it.
+    validated: bool,
     /// Nanoseconds each function took to compile.
     times: Box<[AtomicU64]>,
     /// What was compiled: (defined index, encoded code, time taken).
@@ -230,6 +235,7 @@ impl ModuleCompiler {
             info,
             bodies: OnceLock::new(),
             from_artifact,
+            validated: !from_artifact,
             compiled: Mutex::new(Vec::new()),
             called_missing: Default::default(),
         }
@@ -276,7 +282,7 @@ impl LazyCompiler for ModuleCompiler {
         let compiler = &self.engine.inner.compiler;
         if tier == Tier::Baseline
             && let Some(f) =
-                compiler.compile_first_call(&self.info.module, &self.offsets, func, &input, entry_counter)?
+                compiler.compile_first_call(&self.info.module, &self.offsets, func, &input, entry_counter, self.validated)?
         {
             return Ok((f.encode(), Tier::Baseline));
         }

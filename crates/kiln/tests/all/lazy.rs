@@ -367,6 +367,29 @@ fn tiers(module: &Module) -> (u32, u32) {
     kiln::__private_testing::lazy_tiers(module).expect("compiled lazily")
 }
 
+/// Validation stays eager when compilation is lazy and first calls get
+/// baseline code (which is compiled without validating again): a body
+/// that no call would ever reach still makes the module fail to compile,
+/// and nothing of it runs.
+#[test]
+fn an_invalid_body_never_called_fails_the_module_before_anything_runs() {
+    let engine = tiered_engine(false);
+    let invalid = r#"(module
+         (func (export "run") (result i32) i32.const 1)
+         (func $never (result i32) i64.const 1))"#;
+    let err = Module::new(&engine, invalid).err().expect("an invalid body fails the module");
+    assert!(format!("{err:#}").contains("type mismatch"), "{err:#}");
+    let valid = r#"(module
+         (func (export "run") (result i32) i32.const 1)
+         (func $never (result i32) i32.const 1))"#;
+    let module = Module::new(&engine, valid).expect("compiles");
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[]).expect("instance");
+    let run = i.get_typed_func::<(), i32>(&mut store, "run").expect("run");
+    assert_eq!(run.call(&mut store, ()).expect("runs"), 1);
+    assert_eq!(tiers(&module), (1, 0), "the first call got baseline code");
+}
+
 const TIERED_WAT: &str = r#"(module
      (memory 1)
      (func $fib (export "fib") (param i32) (result i32)
