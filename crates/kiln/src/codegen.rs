@@ -187,4 +187,3 @@ impl Compiler for EngineCompiler {
         }
     }
 }
-

@@ -210,10 +210,12 @@ struct ModuleCompiler {
     /// Whether the module came from a module cache artifact (not to be
     /// written again unless something was compiled).
     from_artifact: bool,
-    /// Whether every body was validated when the module was created here
-    /// (`compile_lazy`), so that first calls need not validate again
-    /// before the baseline compiler, which does not, takes a body. A
-    /// module from an artifact was validated by the process that wrote it.
+    /// Whether every body was validated when the module was created in
+    /// this process (`compile_lazy`), so that a first call gives a body to
+    /// the baseline compiler, which does not validate, without validating
+    /// it again. A module loaded from an artifact (`load_lazy`) was
+    /// validated by the process that wrote the artifact, not by this one:
+    /// its first calls validate each body first.
     validated: bool,
     /// Nanoseconds each function took to compile.
     times: Box<[AtomicU64]>,
@@ -281,8 +283,14 @@ impl LazyCompiler for ModuleCompiler {
         let func = self.info.module.func_index(index);
         let compiler = &self.engine.inner.compiler;
         if tier == Tier::Baseline
-            && let Some(f) =
-                compiler.compile_first_call(&self.info.module, &self.offsets, func, &input, entry_counter, self.validated)?
+            && let Some(f) = compiler.compile_first_call(
+                &self.info.module,
+                &self.offsets,
+                func,
+                &input,
+                entry_counter,
+                self.validated,
+            )?
         {
             return Ok((f.encode(), Tier::Baseline));
         }

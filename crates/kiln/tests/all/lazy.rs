@@ -377,7 +377,7 @@ fn an_invalid_body_never_called_fails_the_module_before_anything_runs() {
     let invalid = r#"(module
          (func (export "run") (result i32) i32.const 1)
          (func $never (result i32) i64.const 1))"#;
-    let err = Module::new(&engine, invalid).err().expect("an invalid body fails the module");
+    let err = Module::new(&engine, invalid).expect_err("an invalid body fails the module");
     assert!(format!("{err:#}").contains("type mismatch"), "{err:#}");
     let valid = r#"(module
          (func (export "run") (result i32) i32.const 1)
