@@ -14,6 +14,15 @@ fn kiln(cache: &Path) -> Command {
     c
 }
 
+/// `kiln run` that leaves no cache filler behind: a tiered run that ends
+/// with baseline code starts one (`cache_fill.rs`), which would write the
+/// cache's entries while a test changes or looks for them.
+fn kiln_run(cache: &Path) -> Command {
+    let mut c = kiln(cache);
+    c.args(["run", "-C", "tiering=n"]);
+    c
+}
+
 fn run(cmd: &mut Command) -> (i32, String, String) {
     let Output { status, stdout, stderr } = cmd.output().expect("run kiln");
     (status.code().unwrap_or(-1), String::from_utf8_lossy(&stdout).into(), String::from_utf8_lossy(&stderr).into())
@@ -122,7 +131,7 @@ fn a_planted_cache_entry_does_not_run() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cache = dir.path().join("cache");
     let wat = write(dir.path(), "f.wat", ADD_ONE);
-    let (code, out, _) = run(kiln(&cache).arg("run").arg(&wat).args(["--invoke", "f", "41"]));
+    let (code, out, _) = run(kiln_run(&cache).arg(&wat).args(["--invoke", "f", "41"]));
     assert_eq!((code, out.as_str()), (0, "42\n"));
     // Patched code, sealed under the public key (an attacker who can write
     // the directory does not know the cache's own key).
@@ -137,7 +146,7 @@ fn a_planted_cache_entry_does_not_run() {
     }
     assert!(kiln::__private_testing::reseal_entry(&mut bytes, None, kiln_environ::EntryKind::Module, &key));
     std::fs::write(&entry, &bytes).expect("write");
-    let (code, out, err) = run(kiln(&cache).arg("run").arg(&wat).args(["--invoke", "f", "41"]));
+    let (code, out, err) = run(kiln_run(&cache).arg(&wat).args(["--invoke", "f", "41"]));
     assert_eq!((code, out.as_str(), err.as_str()), (0, "42\n", ""));
     assert_ne!(std::fs::read(&entry).expect("read"), bytes, "replaced");
 }
@@ -147,11 +156,11 @@ fn a_cache_directory_others_can_write_is_not_used() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cache = dir.path().join("cache");
     let wat = write(dir.path(), "f.wat", ADD_ONE);
-    run(kiln(&cache).arg("run").arg(&wat).args(["--invoke", "f", "1"]));
+    run(kiln_run(&cache).arg(&wat).args(["--invoke", "f", "1"]));
     std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let entry = module_entry(&cache);
     std::fs::remove_file(&entry).expect("remove");
-    let (code, out, err) = run(kiln(&cache).arg("run").arg(&wat).args(["--invoke", "f", "41"]));
+    let (code, out, err) = run(kiln_run(&cache).arg(&wat).args(["--invoke", "f", "41"]));
     assert_eq!((code, out.as_str()), (0, "42\n"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
