@@ -367,6 +367,11 @@ fn tiers(module: &Module) -> (u32, u32) {
     kiln::__private_testing::lazy_tiers(module).expect("compiled lazily")
 }
 
+/// The defined functions reported hot so far, in index order.
+fn hot(module: &Module) -> Vec<u32> {
+    kiln::__private_testing::lazy_hot(module).expect("compiled lazily")
+}
+
 /// Validation stays eager when compilation is lazy and first calls get
 /// baseline code (which is compiled without validating again): a body
 /// that no call would ever reach still makes the module fail to compile,
@@ -942,7 +947,6 @@ fn baseline_code_reports_functions_called_often_or_looping_long() {
     let module = Module::new(&engine, TIERED_WAT).expect("compiles");
     let mut store = Store::new(&engine, ());
     let i = Instance::new(&mut store, &module, &[]).expect("instance");
-    let hot = |m: &Module| kiln::__private_testing::lazy_hot(m).expect("compiled lazily");
     let fib = i.get_typed_func::<i32, i32>(&mut store, "fib").expect("fib");
     let sum = i.get_typed_func::<i32, i64>(&mut store, "sum").expect("sum");
     let load = i.get_typed_func::<i32, i32>(&mut store, "load").expect("load");
@@ -983,7 +987,6 @@ fn of_the_hot_functions_a_small_one_that_waited_is_optimized_first() {
     let module = Module::new(&engine, wat).expect("compiles");
     let mut store = Store::new(&engine, ());
     let i = Instance::new(&mut store, &module, &[]).expect("instance");
-    let hot = |m: &Module| kiln::__private_testing::lazy_hot(m).expect("compiled lazily");
     let big = i.get_typed_func::<i32, i32>(&mut store, "big").expect("big");
     let small = i.get_typed_func::<i32, i32>(&mut store, "small").expect("small");
     while hot(&module).is_empty() {
