@@ -1,4 +1,5 @@
-//! `fairness <kiln|wasmtime> [--guests N] [--seconds S] [--fuel] [--tick-us N] [--rt-ticker] [--tickers N]`: how
+//! `fairness <kiln|wasmtime> [--guests N] [--seconds S] [--fuel] [--tick-us N] [--rt-ticker] [--tickers N]
+//! [--first-deadline N] [--kiln-polled-epochs]`: how
 //! evenly one runtime's async API shares two threads between thousands of
 //! guests that never stop on their own.
 //!
@@ -17,6 +18,8 @@
 //! Measured, for one runtime per process (so that the peak RSS is that
 //! runtime's): iterations per guest when the stop was sent (min, p1,
 //! median, p99, max, max/min), all guests' iterations per second, the
+//! executor-thread CPU time each guest's turns took (min, p1, median,
+//! p99, max), the
 //! latest first report of any guest, how many guests reported within one
 //! second, how many never did, turns per guest (polls of its task) and
 //! the latest first turn, the epoch ticks in the run and how long one
@@ -49,6 +52,20 @@ const THREADS: usize = 2;
 /// Fuel between two yields in `--fuel` mode.
 const FUEL_INTERVAL: u64 = 100_000;
 
+/// Choices that change how a runtime's guests are set up.
+struct Options {
+    /// Epoch ticks from the start of a guest's call to the end of its
+    /// first slice (`--first-deadline N`, default 1). The call starts
+    /// after the instantiation, which took part of the current tick
+    /// period: with 1, a guest whose instantiation ends just before a
+    /// tick gets almost no first slice; 2 gives at least one whole
+    /// period, but makes the first round of turns longer.
+    first_deadline: u64,
+    /// Kiln only: compiled code checks the epoch at loop heads instead of
+    /// being interrupted by a signal (`--kiln-polled-epochs`).
+    polled_epochs: bool,
+}
+
 /// Time between epoch ticks in epoch mode.
 const TICK: Duration = Duration::from_millis(1);
 
@@ -76,6 +93,19 @@ struct Progress {
     first_turn_us: AtomicU64,
     /// Turns the guest had had when it first reported.
     turns_at_first: AtomicU64,
+    /// Executor-thread CPU time spent in the guest's turns, in ns: how
+    /// evenly the runtime shared the threads, apart from how fast each
+    /// turn's CPU ran (on a VM the same loop runs at very different
+    /// speeds from one second to the next; see bench/ASYNC.md).
+    turns_cpu_ns: AtomicU64,
+}
+
+/// The calling thread's CPU time, in ns.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec for the call to fill in.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 impl Progress {
@@ -115,7 +145,10 @@ impl<F: Future> Future for Counted<F> {
         if self.progress.turns.fetch_add(1, Ordering::Relaxed) == 0 {
             self.progress.first_turn_us.store(1 + START.elapsed().as_micros() as u64, Ordering::Relaxed);
         }
-        self.fut.as_mut().poll(cx)
+        let cpu = thread_cpu_ns();
+        let r = self.fut.as_mut().poll(cx);
+        self.progress.turns_cpu_ns.fetch_add(thread_cpu_ns().saturating_sub(cpu), Ordering::Relaxed);
+        r
     }
 }
 
@@ -140,6 +173,7 @@ struct KilnGuest {
     store: kiln::Store<Arc<Progress>>,
     pre: Arc<kiln::InstancePre<Arc<Progress>>>,
     slicing: Slicing,
+    first_deadline: u64,
 }
 
 impl Guest for KilnGuest {
@@ -148,8 +182,8 @@ impl Guest for KilnGuest {
             let instance = self.pre.instantiate_async(&mut self.store).await.map_err(err)?;
             let run = instance.get_typed_func::<(), ()>(&mut self.store, "run").map_err(err)?;
             if self.slicing == Slicing::Epoch {
-                // A full slice from the guest's first turn on.
-                self.store.set_epoch_deadline(1);
+                // The first slice: `--first-deadline` ticks from now.
+                self.store.set_epoch_deadline(self.first_deadline);
             }
             until_stopped(run.call_async(&mut self.store, ()), stop).await
         }
@@ -160,6 +194,7 @@ struct WasmtimeGuest {
     store: wasmtime::Store<Arc<Progress>>,
     pre: Arc<wasmtime::InstancePre<Arc<Progress>>>,
     slicing: Slicing,
+    first_deadline: u64,
 }
 
 impl Guest for WasmtimeGuest {
@@ -168,7 +203,7 @@ impl Guest for WasmtimeGuest {
             let instance = self.pre.instantiate_async(&mut self.store).await.map_err(err)?;
             let run = instance.get_typed_func::<(), ()>(&mut self.store, "run").map_err(err)?;
             if self.slicing == Slicing::Epoch {
-                self.store.set_epoch_deadline(1);
+                self.store.set_epoch_deadline(self.first_deadline);
             }
             until_stopped(run.call_async(&mut self.store, ()), stop).await
         }
@@ -176,11 +211,11 @@ impl Guest for WasmtimeGuest {
 }
 
 /// Kiln: the engine's epoch ticker (if any) and the guests.
-fn kiln_guests(n: usize, slicing: Slicing, progress: &[Arc<Progress>]) -> Res<(Tick, Vec<KilnGuest>)> {
+fn kiln_guests(n: usize, slicing: Slicing, opts: &Options, progress: &[Arc<Progress>]) -> Res<(Tick, Vec<KilnGuest>)> {
     let mut config = kiln::Config::new();
     match slicing {
         Slicing::Epoch => {
-            config.epoch_interruption(true);
+            config.epoch_interruption(true).epoch_interruption_signals(!opts.polled_epochs);
         }
         Slicing::Fuel => {
             config.consume_fuel(true).fuel_async_yields(true);
@@ -203,13 +238,18 @@ fn kiln_guests(n: usize, slicing: Slicing, progress: &[Arc<Progress>]) -> Res<(T
                 store.fuel_async_yield_interval(Some(FUEL_INTERVAL)).map_err(err)?;
             }
         }
-        guests.push(KilnGuest { store, pre: pre.clone(), slicing });
+        guests.push(KilnGuest { store, pre: pre.clone(), slicing, first_deadline: opts.first_deadline });
     }
     Ok((Arc::new(move || engine.increment_epoch()), guests))
 }
 
 /// Wasmtime 48: the same as [`kiln_guests`].
-fn wasmtime_guests(n: usize, slicing: Slicing, progress: &[Arc<Progress>]) -> Res<(Tick, Vec<WasmtimeGuest>)> {
+fn wasmtime_guests(
+    n: usize,
+    slicing: Slicing,
+    opts: &Options,
+    progress: &[Arc<Progress>],
+) -> Res<(Tick, Vec<WasmtimeGuest>)> {
     let mut config = wasmtime::Config::new();
     match slicing {
         Slicing::Epoch => {
@@ -236,7 +276,7 @@ fn wasmtime_guests(n: usize, slicing: Slicing, progress: &[Arc<Progress>]) -> Re
                 store.fuel_async_yield_interval(Some(FUEL_INTERVAL)).map_err(err)?;
             }
         }
-        guests.push(WasmtimeGuest { store, pre: pre.clone(), slicing });
+        guests.push(WasmtimeGuest { store, pre: pre.clone(), slicing, first_deadline: opts.first_deadline });
     }
     Ok((Arc::new(move || engine.increment_epoch()), guests))
 }
@@ -245,6 +285,8 @@ fn wasmtime_guests(n: usize, slicing: Slicing, progress: &[Arc<Progress>]) -> Re
 struct Run {
     /// Each guest's iterations, read when the stop was sent.
     iterations: Vec<u64>,
+    /// Each guest's executor-thread CPU time in its turns until then, µs.
+    turns_cpu_us: Vec<u64>,
     /// Each guest's first report (1 + µs from the start), 0 if none.
     firsts: Vec<u64>,
     /// Each guest's turns (polls of its task).
@@ -395,6 +437,7 @@ fn drive<G: Guest>(
     let gap_max_us = gap_max_ns.load(Ordering::Relaxed) as f64 / 1e3;
     let long_gaps = long_gaps.load(Ordering::Relaxed);
     let iterations = progress.iter().map(|p| p.iterations.load(Ordering::Relaxed)).collect();
+    let turns_cpu_us = progress.iter().map(|p| p.turns_cpu_ns.load(Ordering::Relaxed) / 1000).collect();
     let firsts = progress.iter().map(|p| p.first_us.load(Ordering::Relaxed)).collect();
     let turns = progress.iter().map(|p| p.turns.load(Ordering::Relaxed)).collect();
     let first_turns = progress.iter().map(|p| p.first_turn_us.load(Ordering::Relaxed)).collect();
@@ -410,6 +453,7 @@ fn drive<G: Guest>(
     }
     Ok(Run {
         iterations,
+        turns_cpu_us,
         firsts,
         turns,
         first_turns,
@@ -480,16 +524,20 @@ fn quantile(v: &[u64], q: f64) -> u64 {
 
 fn main() -> Res<()> {
     let usage =
-        "usage: fairness <kiln|wasmtime> [--guests N] [--seconds S] [--fuel] [--tick-us N] [--rt-ticker] [--tickers N]";
+        "usage: fairness <kiln|wasmtime> [--guests N] [--seconds S] [--fuel] [--tick-us N] [--rt-ticker] [--tickers N] \
+         [--first-deadline N] [--kiln-polled-epochs]";
     let mut args = std::env::args().skip(1);
     let runtime = args.next().ok_or(usage)?;
     let (mut guests, mut seconds, mut slicing) = (10_000usize, 10.0f64, Slicing::Epoch);
     let mut ticker = Ticker { every: TICK, realtime: false, threads: 1 };
+    let mut opts = Options { first_deadline: 1, polled_epochs: false };
     while let Some(a) = args.next() {
         match a.as_str() {
             "--guests" => guests = args.next().ok_or(usage)?.parse().map_err(err)?,
             "--seconds" => seconds = args.next().ok_or(usage)?.parse().map_err(err)?,
             "--fuel" => slicing = Slicing::Fuel,
+            "--first-deadline" => opts.first_deadline = args.next().ok_or(usage)?.parse().map_err(err)?,
+            "--kiln-polled-epochs" => opts.polled_epochs = true,
             "--rt-ticker" => ticker.realtime = true,
             "--tick-us" => ticker.every = Duration::from_micros(args.next().ok_or(usage)?.parse().map_err(err)?),
             "--tickers" => ticker.threads = args.next().ok_or(usage)?.parse().map_err(err)?,
@@ -504,13 +552,13 @@ fn main() -> Res<()> {
     let setup = Instant::now();
     let run = match runtime.as_str() {
         "kiln" => {
-            let (tick, g) = kiln_guests(guests, slicing, &progress)?;
+            let (tick, g) = kiln_guests(guests, slicing, &opts, &progress)?;
             let setup = setup.elapsed();
             eprintln!("kiln: {guests} stores made in {:.3} s", setup.as_secs_f64());
             drive(g, &progress, seconds, (slicing == Slicing::Epoch).then_some(tick), ticker)?
         }
         "wasmtime" => {
-            let (tick, g) = wasmtime_guests(guests, slicing, &progress)?;
+            let (tick, g) = wasmtime_guests(guests, slicing, &opts, &progress)?;
             let setup = setup.elapsed();
             eprintln!("wasmtime: {guests} stores made in {:.3} s", setup.as_secs_f64());
             drive(g, &progress, seconds, (slicing == Slicing::Epoch).then_some(tick), ticker)?
@@ -549,6 +597,17 @@ fn main() -> Res<()> {
         println!("{never} guests never progressed (the latest that did: after {last_first_s:.3} s)");
     }
     println!("{within_1s} of {guests} guests progressed within 1 s");
+    let mut cpu_us = run.turns_cpu_us.clone();
+    cpu_us.sort_unstable();
+    let cpu_ms = |q: f64| quantile(&cpu_us, q) as f64 / 1e3;
+    println!(
+        "executor CPU time in each guest's turns: min {:.2} p1 {:.2} median {:.2} p99 {:.2} max {:.2} ms",
+        cpu_ms(0.0),
+        cpu_ms(0.01),
+        cpu_ms(0.5),
+        cpu_ms(0.99),
+        cpu_ms(1.0)
+    );
     let mut turns = run.turns.clone();
     turns.sort_unstable();
     let never_turned = run.first_turns.iter().filter(|&&f| f == 0).count();
@@ -600,7 +659,8 @@ fn main() -> Res<()> {
         "RESULT runtime={runtime} mode={mode} guests={guests} seconds={seconds} min={min} p1={} median={} p99={} \
          max={max} ratio={ratio:.3} total_per_s={:.0} last_first_s={last_first_s:.3} within_1s={within_1s} \
          never={never} turns_min={} turns_median={} turns_max={} last_first_turn_s={last_first_turn_s:.3} ticks={} \
-         tick_us={:.1} tick_max_us={:.1} late_first={} gap_max_us={:.0} long_gaps={} rt_ticker={} tickers={} stop_s={:.3} cpu_pct={:.0} peak_rss_mib={:.1} load=\"{loadavg}\"",
+         tick_us={:.1} tick_max_us={:.1} late_first={} gap_max_us={:.0} long_gaps={} rt_ticker={} tickers={} first_deadline={} kiln_polled_epochs={} cpu_ms_min={:.2} cpu_ms_p1={:.2} \
+         cpu_ms_median={:.2} cpu_ms_p99={:.2} cpu_ms_max={:.2} stop_s={:.3} cpu_pct={:.0} peak_rss_mib={:.1} load=\"{loadavg}\"",
         quantile(&it, 0.01),
         quantile(&it, 0.5),
         quantile(&it, 0.99),
@@ -616,6 +676,13 @@ fn main() -> Res<()> {
         run.long_gaps,
         ticker.realtime,
         ticker.threads.max(1),
+        opts.first_deadline,
+        opts.polled_epochs,
+        cpu_ms(0.0),
+        cpu_ms(0.01),
+        cpu_ms(0.5),
+        cpu_ms(0.99),
+        cpu_ms(1.0),
         run.stop_time.as_secs_f64(),
         100.0 * run.cpu / (seconds * THREADS as f64),
         peak_kib as f64 / 1024.0
