@@ -205,6 +205,18 @@ fn tiered_run_leaving_a_filler(cache: &std::path::Path, wat: &std::path::Path, e
     assert_eq!((code, stdout.as_str()), (0, expected), "{err}");
 }
 
+/// A module exporting `a`, returning `a_result`, and `b`, whose body is
+/// long enough to keep a cache filler busy for a while after the run
+/// that started it exits (the run never calls it): tests that look for
+/// the filler's lock file then find it before the filler is done.
+fn module_with_a_long_function(a_result: i32) -> String {
+    let steps = "local.get 0 i32.const 3 i32.mul i32.const 7 i32.xor local.set 0\n".repeat(20_000);
+    format!(
+        r#"(module (func (export "a") (result i32) i32.const {a_result})
+             (func (export "b") (param i32) (result i32) {steps} local.get 0))"#
+    )
+}
+
 /// Waits (two minutes at most) until the filler working on `wat` removed
 /// its lock file, which it does when done.
 fn wait_for_the_filler(wat: &std::path::Path) {
@@ -239,10 +251,7 @@ fn module_beside_a_cache(name: &str, wat: &str) -> (tempfile::TempDir, std::path
 /// nobody holds its lock) does not keep the next run from starting one.
 #[test]
 fn a_dead_fillers_lock_file_does_not_stop_the_next_filler() {
-    let (_dir, cache, wat) = module_beside_a_cache(
-        "left.wat",
-        r#"(module (func (export "a") (result i32) i32.const 3) (func (export "b") (result i32) i32.const 4))"#,
-    );
+    let (_dir, cache, wat) = module_beside_a_cache("left.wat", &module_with_a_long_function(3));
     tiered_run_leaving_a_filler(&cache, &wat, "3\n");
     let lock = filler_lock_file(&wat).expect("no filler was started");
     wait_for_the_filler(&wat);
@@ -261,16 +270,8 @@ fn a_dead_fillers_lock_file_does_not_stop_the_next_filler() {
 /// compiled is cleared too, instead of landing in the cache afterwards.
 #[test]
 fn clearing_the_cache_waits_for_a_running_filler() {
-    // `b`, which the run never calls, is long enough to keep the filler
-    // busy while the clear starts.
-    let steps = "local.get 0 i32.const 3 i32.mul i32.const 7 i32.xor local.set 0\n".repeat(20_000);
-    let (_dir, cache, wat) = module_beside_a_cache(
-        "busy.wat",
-        &format!(
-            r#"(module (func (export "a") (result i32) i32.const 5)
-                 (func (export "b") (param i32) (result i32) {steps} local.get 0))"#
-        ),
-    );
+    // The filler is still at work when the clear starts.
+    let (_dir, cache, wat) = module_beside_a_cache("busy.wat", &module_with_a_long_function(5));
     tiered_run_leaving_a_filler(&cache, &wat, "5\n");
     assert!(filler_lock_file(&wat).is_some(), "no filler was started");
     let (code, stdout, err) = run(kiln(&cache).args(["cache", "clear"]));
@@ -288,10 +289,7 @@ fn clearing_the_cache_waits_for_a_running_filler() {
 /// function there.
 #[test]
 fn a_short_tiered_run_leaves_the_cache_filled() {
-    let (_dir, cache, wat) = module_beside_a_cache(
-        "short.wat",
-        r#"(module (func (export "a") (result i32) i32.const 1) (func (export "b") (result i32) i32.const 2))"#,
-    );
+    let (_dir, cache, wat) = module_beside_a_cache("short.wat", &module_with_a_long_function(1));
     tiered_run_leaving_a_filler(&cache, &wat, "1\n");
     // The filler holds a lock in the temporary directory, naming the
     // module file, while it works.
