@@ -1,7 +1,8 @@
 //! What the async benchmark (`benches/async_calls.rs`) and the strace
 //! driver (`src/bin/calls.rs`) share: the wasm they run, a minimal
 //! executor (polling with a no-op waker until ready), and the host
-//! future that is pending once. Nothing here is timed by itself.
+//! future that is pending once; and for `fairness` and `cpu_speed`,
+//! pinning a thread to a CPU. Nothing here is timed by itself.
 
 use std::future::Future;
 use std::pin::{Pin, pin};
@@ -112,4 +113,21 @@ pub fn wasmtime_linker(engine: &wasmtime::Engine) -> wasmtime::Linker<()> {
         .expect("define host.pause");
     linker.func_wrap("host", "log", |_x: i32| {}).expect("define host.log");
     linker
+}
+
+/// Pins the calling thread to CPU `cpu`.
+///
+/// # Errors
+///
+/// The system's error when the thread cannot run there (no such CPU, or
+/// not in the process's allowed set).
+pub fn pin_to_cpu(cpu: usize) -> Result<(), String> {
+    // SAFETY: `set` is a plain bit set the calls below fill in and read;
+    // sched_setaffinity acts on the calling thread only.
+    let ok = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    };
+    if ok { Ok(()) } else { Err(format!("pinning to CPU {cpu}: {}", std::io::Error::last_os_error())) }
 }

@@ -13,6 +13,7 @@
 //! with no overhead and exact slices: guest `g` on CPU `g % CPUs`, taking
 //! every (N / CPUs)-th chunk of that CPU in turn, as `fairness` runs them.
 
+use kiln_async_bench::pin_to_cpu;
 use std::time::{Duration, Instant};
 
 /// Loop iterations per chunk, calibrated to `--chunk-us` at start.
@@ -36,22 +37,6 @@ fn spin(n: u64) -> u64 {
         x = std::hint::black_box(x.wrapping_add(i));
     }
     x
-}
-
-/// Pins the calling thread to CPU `cpu`.
-fn pin_to_cpu(cpu: usize) -> Result<(), String> {
-    // SAFETY: `set` is a plain bit set the calls below fill in and read;
-    // sched_setaffinity acts on the calling thread only.
-    let ok = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("pinning to CPU {cpu}: {}", std::io::Error::last_os_error()))
-    }
 }
 
 fn main() -> Result<(), String> {

@@ -365,7 +365,7 @@ fn drive<G: Guest>(
                     let n = ticker.threads.max(1);
                     std::thread::spawn(move || {
                         if n > 1 {
-                            pin_to_cpu(i)?;
+                            kiln_async_bench::pin_to_cpu(i).map_err(|e| format!("--tickers: {e}"))?;
                         }
                         if realtime {
                             realtime_thread()?;
@@ -483,21 +483,6 @@ fn realtime_thread() -> Res<()> {
     Ok(())
 }
 
-/// Pins the calling thread to CPU `cpu`.
-fn pin_to_cpu(cpu: usize) -> Res<()> {
-    // SAFETY: `set` is a plain bit set the calls below fill in and read;
-    // sched_setaffinity acts on the calling thread only.
-    let ok = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
-    };
-    if !ok {
-        return Err(format!("--tickers: pinning to CPU {cpu}: {}", std::io::Error::last_os_error()));
-    }
-    Ok(())
-}
-
 /// User plus system CPU time of this process so far, in seconds (from
 /// /proc/self/stat, in clock ticks of 1/100 s).
 fn process_cpu_s() -> f64 {
@@ -523,8 +508,7 @@ fn quantile(v: &[u64], q: f64) -> u64 {
 }
 
 fn main() -> Res<()> {
-    let usage =
-        "usage: fairness <kiln|wasmtime> [--guests N] [--seconds S] [--fuel] [--tick-us N] [--rt-ticker] [--tickers N] \
+    let usage = "usage: fairness <kiln|wasmtime> [--guests N] [--seconds S] [--fuel] [--tick-us N] [--rt-ticker] [--tickers N] \
          [--first-deadline N] [--kiln-polled-epochs]";
     let mut args = std::env::args().skip(1);
     let runtime = args.next().ok_or(usage)?;
