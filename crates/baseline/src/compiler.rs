@@ -101,10 +101,10 @@ pub(crate) enum Deferred {
     Local(u32),
     /// These bits (an `i32` zero-extended; float bits as they are).
     Const(i64),
-    /// The value is in [`RESULT_REG`] (its 8 bytes as its slot would
-    /// hold them). At most one entry is, and no operator uses that
-    /// register for anything else.
-    Reg,
+    /// The value is in this one of [`RESULT_REGS`] (its 8 bytes as its
+    /// slot would hold them). No two entries share one, and no operator
+    /// uses those registers for anything else.
+    Reg(Reg),
     /// An integer comparison's `i32` result, in the flags: 1 when this
     /// condition holds. Only ever the top entry, pushed by the comparison
     /// itself: `if` and `br_if` branch on it directly and `eqz` inverts
@@ -113,11 +113,16 @@ pub(crate) enum Deferred {
     Flags(Cond),
 }
 
-/// Where an operator leaves its result instead of storing it, for the
-/// next operator to take from there (see [`Codegen::push_reg`]): r10,
-/// which no operator uses as a scratch register. Calls clobber it, and
-/// every operator that calls flushes the stack first.
-pub(crate) const RESULT_REG: Reg = Reg::R10;
+/// Where operators leave their integer results instead of storing
+/// them, for the operators after to take from there (see
+/// [`Codegen::push_reg`]): registers no operator uses as scratch. Calls
+/// clobber them, and every operator that calls flushes the stack first.
+/// More than one, so that an operator's two operands computed one after
+/// the other (two loads before a comparison, say) both stay in registers:
+/// with one, the first went to its slot and was read back at once, and
+/// that store-to-load round trip set the pace of interpreter loops (PCRE2's
+/// `match`, bench/LAZY.md, tenth session).
+pub(crate) const RESULT_REGS: [Reg; 3] = [Reg::R10, Reg::R11, Reg::R9];
 
 /// Where memory 0's base is kept from the prologue on, in a function of a
 /// module with a 32-bit memory 0: rbx, callee-saved (the caller's value
@@ -136,7 +141,7 @@ pub(crate) const HEAP_BASE: Reg = Reg::Rbx;
 pub(crate) const LOCAL_REGS: [Reg; 4] = [Reg::R12, Reg::R13, Reg::R14, Reg::R15];
 
 /// Where an operand is: a slot (a depth's or a local's), or a register
-/// ([`RESULT_REG`], or one of [`LOCAL_REGS`] for a local living there).
+/// (one of [`RESULT_REGS`], or of [`LOCAL_REGS`] for a local living there).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Src {
     /// In memory.
@@ -169,10 +174,10 @@ pub(crate) struct Codegen<'m> {
     pub(crate) stack: Vec<ValType>,
     /// Operand-stack entries not yet stored in their depth's slot, lowest
     /// first: pushed by `local.get`, a constant, an integer operator that
-    /// left its result in [`RESULT_REG`], or a comparison that left it in
+    /// left its result in one of [`RESULT_REGS`], or a comparison that left it in
     /// the flags (see [`Deferred`]). A deferred local is read from the
     /// local's slot or register, a constant can be an immediate and a result in
-    /// `RESULT_REG` is read from there (see [`Codegen::pop`],
+    /// such a register is read from there (see [`Codegen::pop`],
     /// [`Codegen::pop_imm`], [`Codegen::pop_src`]) unless an operator that
     /// sees the stack in its slots comes first; [`Codegen::flush`] then
     /// stores them.
@@ -531,7 +536,7 @@ impl Codegen<'_> {
     }
 
     /// Pops any value (see [`Codegen::pop`]). A deferred constant, or a
-    /// value in [`RESULT_REG`], is stored in its slot first, with no other
+    /// value in one of [`RESULT_REGS`], is stored in its slot first, with no other
     /// register changed (operators pop their operands before they use
     /// registers, but not always all).
     pub(crate) fn pop_any(&mut self) -> Result<(Mem, ValType), Declined> {
@@ -553,8 +558,8 @@ impl Codegen<'_> {
                         self.store_const(slot, bits);
                         Ok((slot, t))
                     }
-                    Deferred::Reg => {
-                        self.asm.store(Size::S64, slot, RESULT_REG);
+                    Deferred::Reg(r) => {
+                        self.asm.store(Size::S64, slot, r);
                         Ok((slot, t))
                     }
                     Deferred::Flags(c) => {
@@ -568,13 +573,13 @@ impl Codegen<'_> {
     }
 
     /// Pops a value of type `t` for an operator that can read it from a
-    /// register: like [`Codegen::pop`], but a value in [`RESULT_REG`]
+    /// register: like [`Codegen::pop`], but a value in one of [`RESULT_REGS`]
     /// stays there (valid until the operator pushes its result), and a
     /// read of a local living in a register is that register.
     pub(crate) fn pop_src(&mut self, t: ValType) -> Result<Src, Declined> {
         let top = self.stack.len().checked_sub(1);
         let reg = match (top, self.deferred.last()) {
-            (Some(d), Some(&(e, Deferred::Reg))) if d == e => RESULT_REG,
+            (Some(d), Some(&(e, Deferred::Reg(r)))) if d == e => r,
             (Some(d), Some(&(e, Deferred::Local(i)))) if d == e => match self.local_regs[i as usize] {
                 Some(r) => r,
                 None => return self.pop(t).map(Src::Mem),
@@ -629,9 +634,9 @@ impl Codegen<'_> {
     }
 
     /// Turns a comparison's result in the flags into a value in
-    /// [`RESULT_REG`] (storing one already there first). Changes no
-    /// register but that one, and must run before anything changes the
-    /// flags.
+    /// one of [`RESULT_REGS`] (see [`Codegen::push_reg`]). Changes no
+    /// register but rax and that one, and must run before anything
+    /// changes the flags.
     pub(crate) fn materialize_flags(&mut self) {
         if let Some(c) = self.pop_flags() {
             self.flags_into_rax(c);
@@ -680,20 +685,54 @@ impl Codegen<'_> {
     }
 
     /// Pushes an integer result of type `t` held in `r`, leaving it in
-    /// [`RESULT_REG`] instead of its slot: the next operator usually
-    /// takes it from there ([`Codegen::pop_src`]); anything else stores
-    /// it first. A value already there is stored in its slot first.
+    /// one of [`RESULT_REGS`] instead of its slot: the next operator
+    /// usually takes it from there ([`Codegen::pop_src`]); anything else
+    /// stores it first. `r` itself if it is one no other entry holds,
+    /// else one of [`Codegen::free_result_reg`].
     pub(crate) fn push_reg(&mut self, t: ValType, r: Reg) {
-        if let Some(i) = self.deferred.iter().position(|&(_, w)| w == Deferred::Reg) {
-            let (d, _) = self.deferred.remove(i);
-            self.asm.store(Size::S64, self.layout.depth(d), RESULT_REG);
-        }
-        if r != RESULT_REG {
-            self.asm.mov_rr(Size::S64, RESULT_REG, r);
+        let target = if RESULT_REGS.contains(&r) && !self.holds(r) { r } else { self.free_result_reg() };
+        if r != target {
+            self.asm.mov_rr(Size::S64, target, r);
         }
         let depth = self.stack.len();
         self.push(t);
-        self.deferred.push((depth, Deferred::Reg));
+        self.deferred.push((depth, Deferred::Reg(target)));
+    }
+
+    /// Whether a deferred entry holds register `r`.
+    fn holds(&self, r: Reg) -> bool {
+        self.deferred.iter().any(|&(_, w)| w == Deferred::Reg(r))
+    }
+
+    /// One of [`RESULT_REGS`] that no entry holds, for an operator to
+    /// compute its result in and then [`Codegen::push_reg`] it: with none
+    /// free, the deepest value held in one is stored in its slot (no
+    /// other register changes). An operator calls it only once it has
+    /// popped its operands and no longer needs any of them in a register
+    /// (a popped operand's register counts as free).
+    pub(crate) fn free_result_reg(&mut self) -> Reg {
+        if let Some(r) = RESULT_REGS.iter().copied().find(|&r| !self.holds(r)) {
+            return r;
+        }
+        // The deferred entries are lowest first.
+        let i = self.deferred.iter().position(|&(_, w)| matches!(w, Deferred::Reg(_)));
+        match i.map(|i| self.deferred.remove(i)) {
+            Some((d, Deferred::Reg(r))) => {
+                self.asm.store(Size::S64, self.layout.depth(d), r);
+                r
+            }
+            // Unreachable: with none free, an entry holds each.
+            _ => RESULT_REGS[0],
+        }
+    }
+
+    /// Whether `src` is a value in one of [`RESULT_REGS`] (popped, so an
+    /// operator may compute its result there in place).
+    pub(crate) fn result_reg_of(src: Src) -> Option<Reg> {
+        match src {
+            Src::Reg(r) if RESULT_REGS.contains(&r) => Some(r),
+            _ => None,
+        }
     }
 
     /// Stores the deferred reads of local `i` in their slots, before the
@@ -750,7 +789,7 @@ impl Codegen<'_> {
             match what {
                 Deferred::Local(local) => self.store_local_copy(slot, local),
                 Deferred::Const(bits) => self.store_const(slot, bits),
-                Deferred::Reg => self.asm.store(Size::S64, slot, RESULT_REG),
+                Deferred::Reg(r) => self.asm.store(Size::S64, slot, r),
                 Deferred::Flags(c) => self.store_flags(slot, c),
             }
         }
@@ -837,7 +876,7 @@ impl Codegen<'_> {
             self.materialize_flags();
         }
         // Control, calls and `memory.grow` see the operand stack in its
-        // slots (they copy it or pass it; calls clobber `RESULT_REG`).
+        // slots (they copy it or pass it; calls clobber `RESULT_REGS`).
         // `if`, `br_if` and `br_table` pop their condition or index first
         // and then flush the rest themselves. Every other operator reads its operands through
         // `pop` or `pop_src` (numeric.rs and memory.rs touch no slot
@@ -940,7 +979,7 @@ impl Codegen<'_> {
     }
 
     /// `local.set` and `local.tee`: a constant is stored as an
-    /// immediate, a value in [`RESULT_REG`] straight from there (and
+    /// immediate, a value in one of [`RESULT_REGS`] straight from there (and
     /// `local.tee` leaves it there), anything else is copied.
     fn local_set(&mut self, i: u32, tee: bool) -> Result<(), Declined> {
         let Some(&t) = self.locals.get(i as usize) else { return decline("local index out of range") };

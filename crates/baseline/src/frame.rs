@@ -6,7 +6,7 @@
 //! pointer. An operator loads its operands from their slots into scratch
 //! registers, computes, and stores its result into the slot of the depth
 //! it lands at (or, for an integer result, leaves it in
-//! `compiler::RESULT_REG` until something needs it in the slot). Because
+//! `compiler::RESULT_REGS` until something needs it in the slot). Because
 //! a depth's slot never moves, the values a block leaves for its end are
 //! already where the code after the end reads them (control flushes the
 //! deferred values first), and a branch only copies when the values it

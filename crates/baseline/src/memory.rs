@@ -124,21 +124,24 @@ impl Codegen<'_> {
     /// A load producing a value of type `t`.
     pub(crate) fn load(&mut self, memarg: &MemArg, kind: Load, t: ValType) -> Result<(), Declined> {
         let at = self.address(memarg, kind.bytes())?;
+        // Straight into the register the result stays in (chosen before
+        // the trap site, which is the load itself).
+        let dst = self.free_result_reg();
         self.trap_here(TrapCode::MemoryOutOfBounds);
         let a = &mut self.asm;
         match kind {
-            Load::B32 => a.load(Size::S32, Reg::Rax, at),
-            Load::B64 => a.load(Size::S64, Reg::Rax, at),
-            Load::B8 { signed: true, to } => a.load_sx8(to, Reg::Rax, at),
-            Load::B8 { signed: false, .. } => a.load_zx8(Reg::Rax, at),
-            Load::B16 { signed: true, to } => a.load_sx16(to, Reg::Rax, at),
-            Load::B16 { signed: false, .. } => a.load_zx16(Reg::Rax, at),
-            Load::B32To64 { signed: true } => a.load_sx32(Reg::Rax, at),
-            Load::B32To64 { signed: false } => a.load(Size::S32, Reg::Rax, at),
+            Load::B32 => a.load(Size::S32, dst, at),
+            Load::B64 => a.load(Size::S64, dst, at),
+            Load::B8 { signed: true, to } => a.load_sx8(to, dst, at),
+            Load::B8 { signed: false, .. } => a.load_zx8(dst, at),
+            Load::B16 { signed: true, to } => a.load_sx16(to, dst, at),
+            Load::B16 { signed: false, .. } => a.load_zx16(dst, at),
+            Load::B32To64 { signed: true } => a.load_sx32(dst, at),
+            Load::B32To64 { signed: false } => a.load(Size::S32, dst, at),
         }
         // Float bits too: whatever reads them as a float takes them from
         // the slot, where `pop` stores them first.
-        self.push_reg(t, Reg::Rax);
+        self.push_reg(t, dst);
         Ok(())
     }
 
@@ -218,12 +221,14 @@ impl Codegen<'_> {
     /// `Codegen::push_reg`).
     pub(crate) fn global_get(&mut self, g: u32) -> Result<(), Declined> {
         let (at, t) = self.global_address(g)?;
-        self.asm.load(width(t), Reg::Rax, at);
         if t.is_float() {
+            self.asm.load(width(t), Reg::Rax, at);
             let out = self.push(t);
             self.asm.store(Size::S64, out, Reg::Rax);
         } else {
-            self.push_reg(t, Reg::Rax);
+            let dst = self.free_result_reg();
+            self.asm.load(width(t), dst, at);
+            self.push_reg(t, dst);
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Numeric operators (and the dispatch of memory operators): each loads
 //! its operands into rax/rcx or xmm0/xmm1, computes, and stores its
 //! result into the slot it lands at; integer operators take operands
-//! from, and leave their result in, `RESULT_REG` when they can
+//! from, and leave their result in, `RESULT_REGS` when they can
 //! (`Codegen::pop_src`, `Codegen::push_reg`).
 
 use crate::compiler::{Codegen, Declined, Deferred, Src, decline};
@@ -253,18 +253,24 @@ impl Codegen<'_> {
     /// result register.
     fn extend(&mut self, from: ValType, to: ValType, how: Extend) -> Result<(), Declined> {
         let a = self.pop_src(from)?;
+        // In place in a result register; else into a free one (the only
+        // operand is popped).
+        let dst = match Self::result_reg_of(a) {
+            Some(r) => r,
+            None => self.free_result_reg(),
+        };
         let asm = &mut self.asm;
         match (how, a) {
-            (Extend::Low32, Src::Reg(r)) => asm.mov_rr(Size::S32, Reg::Rax, r),
-            (Extend::Low32, Src::Mem(m)) => asm.load(Size::S32, Reg::Rax, m),
-            (Extend::Signed32, Src::Reg(r)) => asm.movsxd_rr(Reg::Rax, r),
-            (Extend::Signed32, Src::Mem(m)) => asm.load_sx32(Reg::Rax, m),
-            (Extend::Signed8(s), Src::Reg(r)) => asm.movsx8_rr(s, Reg::Rax, r),
-            (Extend::Signed8(s), Src::Mem(m)) => asm.load_sx8(s, Reg::Rax, m),
-            (Extend::Signed16(s), Src::Reg(r)) => asm.movsx16_rr(s, Reg::Rax, r),
-            (Extend::Signed16(s), Src::Mem(m)) => asm.load_sx16(s, Reg::Rax, m),
+            (Extend::Low32, Src::Reg(r)) => asm.mov_rr(Size::S32, dst, r),
+            (Extend::Low32, Src::Mem(m)) => asm.load(Size::S32, dst, m),
+            (Extend::Signed32, Src::Reg(r)) => asm.movsxd_rr(dst, r),
+            (Extend::Signed32, Src::Mem(m)) => asm.load_sx32(dst, m),
+            (Extend::Signed8(s), Src::Reg(r)) => asm.movsx8_rr(s, dst, r),
+            (Extend::Signed8(s), Src::Mem(m)) => asm.load_sx8(s, dst, m),
+            (Extend::Signed16(s), Src::Reg(r)) => asm.movsx16_rr(s, dst, r),
+            (Extend::Signed16(s), Src::Mem(m)) => asm.load_sx16(s, dst, m),
         }
-        self.push_reg(to, Reg::Rax);
+        self.push_reg(to, dst);
         Ok(())
     }
 
@@ -305,18 +311,27 @@ impl Codegen<'_> {
         {
             let a = self.pop_src(t)?;
             let s = size_of(t);
-            self.load_src(s, Reg::Rax, a);
+            // In place in a result register; else in a free one (the
+            // other operand is an immediate).
+            let dst = match Self::result_reg_of(a) {
+                Some(r) => r,
+                None => {
+                    let dst = self.free_result_reg();
+                    self.load_src(s, dst, a);
+                    dst
+                }
+            };
             match op {
-                IntOp::Alu(alu) => self.asm.alu_ri(alu, s, Reg::Rax, imm),
-                IntOp::Mul => self.asm.imul_rri(s, Reg::Rax, Reg::Rax, imm),
+                IntOp::Alu(alu) => self.asm.alu_ri(alu, s, dst, imm),
+                IntOp::Mul => self.asm.imul_rri(s, dst, dst, imm),
                 // The count is taken modulo the width, as wasm says.
                 IntOp::Shift(sh) => {
                     let bits = if t == I64 { 64 } else { 32 };
-                    self.asm.shift_ri(sh, s, Reg::Rax, (imm & (bits - 1)) as u8);
+                    self.asm.shift_ri(sh, s, dst, (imm & (bits - 1)) as u8);
                 }
                 IntOp::Div { .. } => return decline("internal: a division by an immediate"),
             }
-            self.push_reg(t, Reg::Rax);
+            self.push_reg(t, dst);
             return Ok(());
         }
         // A constant too wide for an immediate goes into rcx, which is
@@ -324,10 +339,17 @@ impl Codegen<'_> {
         let b = self.pop_src_or_const(t, Reg::Rcx)?;
         let a = self.pop_src(t)?;
         let s = size_of(t);
+        // An `Alu` result goes in place where `a` is in a result register
+        // (`b` is in another, or elsewhere).
+        let mut result = if matches!(op, IntOp::Div { rem: true, .. }) { Reg::Rdx } else { Reg::Rax };
         match op {
             IntOp::Alu(alu) => {
-                self.load_src(s, Reg::Rax, a);
-                self.alu_src(alu, s, Reg::Rax, b);
+                if let Some(r) = Self::result_reg_of(a) {
+                    result = r;
+                } else {
+                    self.load_src(s, Reg::Rax, a);
+                }
+                self.alu_src(alu, s, result, b);
             }
             IntOp::Mul => {
                 self.load_src(s, Reg::Rax, a);
@@ -341,7 +363,6 @@ impl Codegen<'_> {
             }
             IntOp::Div { signed, rem } => self.divide(s, signed, rem, a, b),
         }
-        let result = if matches!(op, IntOp::Div { rem: true, .. }) { Reg::Rdx } else { Reg::Rax };
         self.push_reg(t, result);
         Ok(())
     }

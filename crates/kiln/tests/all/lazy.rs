@@ -785,7 +785,7 @@ fn baseline_code_keeps_results_in_a_register_only_while_they_are_the_same() {
              (memory 1)
              (func $id (param i32) (result i32) local.get 0)
              (func (export "f") (param i32) (result i32) (local i32 i64)
-               ;; two results in a row: the first is stored when the second comes
+               ;; two results in a row, each in a register of its own
                local.get 0 i32.const 3 i32.add
                local.get 0 i32.const 5 i32.mul
                i32.sub
@@ -886,6 +886,77 @@ fn baseline_code_keeps_results_in_a_register_only_while_they_are_the_same() {
     let imm64 = 3i64.wrapping_mul(-3) ^ 3i64.rotate_right(13);
     let total = -9 + 8 + 16 + 11 + 1003 + 14 + 3 + 1 + 40 + 7 + 1 + 2;
     assert_eq!(run(BaselineCompilation::Always, 3), (total + (imm ^ imm64 as i32)).wrapping_add(11));
+}
+
+/// Baseline code keeps up to three integer results in registers at once
+/// and computes in place where an operand is one: a fourth result stores
+/// the deepest, non-commutative operators keep their operand order, loads
+/// and `global.get` go straight into a free register while others wait,
+/// an extension rewrites its operand's register, and branches, calls and
+/// stores find every pending value where it should be.
+#[test]
+fn baseline_code_keeps_several_results_in_registers() {
+    let wat = r#"(module
+             (memory 1)
+             (global $g (mut i32) (i32.const 77))
+             (global $h (mut i64) (i64.const -1234567890123))
+             (func $mix (param i32 i32) (result i32) local.get 0 i32.const 31 i32.mul local.get 1 i32.xor)
+             (func (export "f") (param i32) (result i32) (local i64)
+               i32.const 0 local.get 0 i32.const 0x01020304 i32.mul i32.store
+               i32.const 4 local.get 0 i64.extend_i32_s i64.const -7 i64.mul i64.store
+               ;; five results pending: the two deepest go to their slots
+               local.get 0 i32.const 1 i32.add
+               local.get 0 i32.const 2 i32.sub
+               local.get 0 i32.const 3 i32.mul
+               local.get 0 i32.const 4 i32.xor
+               local.get 0 i32.const 5 i32.shl
+               i32.sub i32.sub i32.sub i32.sub
+               ;; loads of every width into registers, others pending
+               i32.const 0 i32.load8_s i32.const 1 i32.load8_u i32.const 2 i32.load16_s
+               i32.const 0 i32.load16_u i32.const 0 i32.load
+               i32.sub i32.add i32.sub i32.sub
+               i32.add
+               i32.const 4 i64.load i32.const 4 i64.load32_s i32.const 8 i64.load32_u
+               i32.const 4 i64.load8_s i32.const 5 i64.load16_u
+               i64.sub i64.sub i64.add i64.sub i32.wrap_i64
+               i32.add
+               ;; globals into registers, an i64 extended and wrapped in place
+               global.get $g global.get $h i32.wrap_i64 i32.sub
+               global.get $h i64.const 3 i64.shr_s global.get $g i64.extend_i32_u i64.sub
+               local.tee 1 i64.const 40 i64.rotl i32.wrap_i64
+               i32.xor i32.add
+               ;; results below a call and a branch on a result, in a block
+               block (result i32)
+                 local.get 0 i32.const 9 i32.add
+                 local.get 0 i32.const 10 i32.rem_s
+                 local.get 0 i32.const 11 i32.and
+                 local.get 0 i32.const 3 i32.shr_u call $mix
+                 i32.sub
+                 local.get 0 i32.const 6 i32.and
+                 br_if 0
+                 i32.sub
+               end
+               i32.add
+               ;; a select of three results, a store of a result at a result
+               local.get 0 i32.const 13 i32.mul
+               local.get 0 i32.const 17 i32.add
+               local.get 0 i32.const 2 i32.and
+               select
+               i32.add
+               local.get 0 i32.const 7 i32.and i32.const 64 i32.add
+               local.get 0 i32.const 99 i32.mul
+               i32.store
+               local.get 0 i32.const 7 i32.and i32.const 64 i32.add i32.load
+               i32.add
+               local.get 1 i32.wrap_i64 i32.add))"#;
+    let run = |baseline: BaselineCompilation, x: i32| {
+        let (mut store, i) = baseline_instance(baseline, wat);
+        let f = i.get_typed_func::<i32, i32>(&mut store, "f").expect("f");
+        f.call(&mut store, x).expect("runs")
+    };
+    for x in [0, 1, 3, -1, -8, 255, 1 << 20, i32::MIN, i32::MAX] {
+        assert_eq!(run(BaselineCompilation::Always, x), run(BaselineCompilation::Off, x), "f({x})");
+    }
 }
 
 /// Baseline code keeps memory 0's base in a callee-saved register: a
