@@ -604,11 +604,7 @@ fn baseline_code_stores_and_branches_on_values_where_they_are() {
                global.get $x i64.trunc_f64_s i64.add
                local.get $b i64.add
                local.get $k i64.extend_i32_u i64.add))"#;
-    let run = |baseline: BaselineCompilation, p: i32| {
-        let (mut store, i) = baseline_instance(baseline, wat);
-        let f = i.get_typed_func::<i32, i64>(&mut store, "f").expect("f");
-        f.call(&mut store, p).expect("runs")
-    };
+    let run = |baseline, p: i32| call_f::<i32, i64>(baseline, wat, p);
     for p in [1, 2, 3, 4, 7, 300] {
         assert_eq!(run(BaselineCompilation::Always, p), run(BaselineCompilation::Off, p), "f({p})");
     }
@@ -650,11 +646,7 @@ fn baseline_code_converts_and_computes_with_values_where_they_are() {
                  i32.const 50 i32.lt_u br_if $top
                end
                local.get $acc))"#;
-    let run = |baseline: BaselineCompilation, p: i64| {
-        let (mut store, i) = baseline_instance(baseline, wat);
-        let f = i.get_typed_func::<i64, i64>(&mut store, "f").expect("f");
-        f.call(&mut store, p).expect("runs")
-    };
+    let run = |baseline, p: i64| call_f::<i64, i64>(baseline, wat, p);
     for p in [0, 1, -1, 0x1234_5678_9abc_def0, i64::MIN, 0xff80] {
         assert_eq!(run(BaselineCompilation::Always, p), run(BaselineCompilation::Off, p), "f({p})");
     }
@@ -712,6 +704,14 @@ fn baseline_code_addresses_memory_through_i32_locals_in_registers() {
 
 /// A store and an instance of `wat` in an engine whose baseline compiler
 /// is used as `baseline` says.
+/// What export `f` of `wat` returns for `params`, in a fresh instance
+/// compiled as `baseline` says.
+fn call_f<P: WasmParams, R: WasmResults>(baseline: BaselineCompilation, wat: &str, params: P) -> R {
+    let (mut store, i) = baseline_instance(baseline, wat);
+    let f = i.get_typed_func::<P, R>(&mut store, "f").expect("f");
+    f.call(&mut store, params).expect("runs")
+}
+
 fn baseline_instance(baseline: BaselineCompilation, wat: &str) -> (Store<()>, Instance) {
     let mut config = Config::new();
     config.baseline_compilation(baseline);
@@ -762,11 +762,7 @@ fn baseline_code_reads_each_local_get_as_it_was() {
                i32.add
                i32.const -1 i32.const 1 i32.lt_u
                i32.add))"#;
-    let run = |baseline: BaselineCompilation, x: i32| {
-        let (mut store, i) = baseline_instance(baseline, wat);
-        let f = i.get_typed_func::<i32, i32>(&mut store, "f").expect("f");
-        f.call(&mut store, x).expect("runs")
-    };
+    let run = |baseline, x: i32| call_f::<i32, i32>(baseline, wat, x);
     // (3 + 500) + (5 + 7 + 7) + 1 + 2, then 2 + 1 + 1 + 2 + 0
     assert_eq!(run(BaselineCompilation::Always, 3), 531);
     for x in [0, -1, 1 << 20] {
@@ -870,11 +866,7 @@ fn baseline_code_keeps_results_in_a_register_only_while_they_are_the_same() {
                  i32.const 6 i32.add
                end
                i32.add))"#;
-    let run = |baseline: BaselineCompilation, x: i32| {
-        let (mut store, i) = baseline_instance(baseline, wat);
-        let f = i.get_typed_func::<i32, i32>(&mut store, "f").expect("f");
-        f.call(&mut store, x).expect("runs")
-    };
+    let run = |baseline, x: i32| call_f::<i32, i32>(baseline, wat, x);
     for x in [0, 1, 3, -1, -8, 1 << 20, i32::MIN, i32::MAX] {
         assert_eq!(run(BaselineCompilation::Always, x), run(BaselineCompilation::Off, x), "f({x})");
     }
@@ -949,11 +941,7 @@ fn baseline_code_keeps_several_results_in_registers() {
                local.get 0 i32.const 7 i32.and i32.const 64 i32.add i32.load
                i32.add
                local.get 1 i32.wrap_i64 i32.add))"#;
-    let run = |baseline: BaselineCompilation, x: i32| {
-        let (mut store, i) = baseline_instance(baseline, wat);
-        let f = i.get_typed_func::<i32, i32>(&mut store, "f").expect("f");
-        f.call(&mut store, x).expect("runs")
-    };
+    let run = |baseline, x: i32| call_f::<i32, i32>(baseline, wat, x);
     for x in [0, 1, 3, -1, -8, 255, 1 << 20, i32::MIN, i32::MAX] {
         assert_eq!(run(BaselineCompilation::Always, x), run(BaselineCompilation::Off, x), "f({x})");
     }
