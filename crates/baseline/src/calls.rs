@@ -140,6 +140,16 @@ impl Codegen<'_> {
         self.asm.bind(skip);
     }
 
+    /// Adds `delta` to the count of the function's activations running
+    /// this code, the `i32` after its entry counter (see
+    /// [`crate::Options::entry_counter`]), through r11: in the prologue,
+    /// where nothing else uses it, and at a return, where no result is in
+    /// it (the flags change).
+    pub(crate) fn count_running(&mut self, counter: u64, delta: i32) {
+        self.asm.mov_ri(Size::S64, Reg::R11, counter as i64);
+        self.asm.alu_mi(Alu::Add, Size::S32, Mem::base_disp(Reg::R11, 4), delta);
+    }
+
     /// Counts one down in the function's entry counter (at `counter`);
     /// when it runs out, sets it to [`HOT_COUNT`] again and calls the
     /// `osr_entry` builtin with the function and `loop_index`, whose answer

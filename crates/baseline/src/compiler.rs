@@ -91,6 +91,13 @@ pub struct Options {
     /// decrements, which only delays the report. The address is built
     /// into the code, so the code must not outlive the counter (baseline
     /// code is never cached).
+    ///
+    /// With `osr`, the `i32` right after it counts the activations running
+    /// this code: one more at entry, one less at every return (a trap or
+    /// an exception unwinding past the frame leaves it counted; so may
+    /// threads racing, as above). The runtime compiles a loop's
+    /// on-stack-replacement entry only while some activation could take
+    /// it.
     pub entry_counter: Option<u64>,
 }
 
@@ -416,6 +423,9 @@ impl Codegen<'_> {
             self.heap_base_code.push((start, self.asm.offset()));
         }
         if let Some(counter) = self.options.entry_counter {
+            if self.options.osr {
+                self.count_running(counter, 1);
+            }
             self.count_entry(counter);
         }
         Ok((lea_patch, sub_patch))
@@ -440,6 +450,9 @@ impl Codegen<'_> {
     /// Pops the frame and returns (popping the stack arguments), the
     /// results being in their registers already.
     pub(crate) fn leave(&mut self) {
+        if let (true, Some(counter)) = (self.options.osr, self.options.entry_counter) {
+            self.count_running(counter, -1);
+        }
         for (k, &r) in LOCAL_REGS.iter().enumerate() {
             if self.used_local_regs.contains(&r) {
                 self.asm.load(Size::S64, r, saved_local_reg(k));

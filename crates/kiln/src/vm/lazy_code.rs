@@ -45,8 +45,9 @@ pub trait LazyCompiler: Send + Sync {
     /// still return optimized code, when it has no baseline tier or its
     /// baseline compiler declines the function), [`Tier::Optimized`]
     /// ahead of calls and to replace baseline code. Baseline code counts
-    /// its calls down in the `i32` at address `entry_counter`, which
-    /// lives as long as the code (see `kiln_baseline::Options`).
+    /// its calls down in the `i32` at address `entry_counter`, and its
+    /// running activations in the `i32` after it, which live as long as
+    /// the code (see `kiln_baseline::Options`).
     ///
     /// # Errors
     ///
@@ -170,6 +171,16 @@ const BASELINE: u8 = 4;
 const OPTIMIZING: u8 = 5;
 const BASELINE_KEPT: u8 = 6;
 
+/// What a function's baseline code counts, in this order at the address
+/// built into it (see `kiln_baseline::Options::entry_counter`).
+#[repr(C)]
+struct FunctionCounters {
+    /// Calls and loop iterations until the next report.
+    entry: AtomicI32,
+    /// Activations running the baseline code (tiering only).
+    running: AtomicI32,
+}
+
 /// The part of the lazy area not handed out yet.
 struct FreeArea {
     /// The first free offset (page-aligned).
@@ -245,9 +256,9 @@ pub struct LazyCode {
     looped: Box<[AtomicBool]>,
     /// Bytes of each function's baseline code (0: none installed).
     baseline_len: Box<[AtomicU32]>,
-    /// Each function's call counter, which its baseline code counts down
-    /// (at an address built into that code: the slice never moves).
-    entry_counters: Box<[AtomicI32]>,
+    /// Each function's counters, which its baseline code updates (at an
+    /// address built into that code: the slice never moves).
+    counters: Box<[FunctionCounters]>,
     /// On-stack-replacement entries by defined function, and the ones
     /// asked for, in order.
     osr: Mutex<OsrEntries>,
@@ -357,7 +368,12 @@ impl LazyCode {
             promoted: (0..n).map(|_| AtomicBool::new(false)).collect(),
             looped: (0..n).map(|_| AtomicBool::new(false)).collect(),
             baseline_len: (0..n).map(|_| AtomicU32::new(0)).collect(),
-            entry_counters: (0..n).map(|_| AtomicI32::new(kiln_baseline::HOT_COUNT)).collect(),
+            counters: (0..n)
+                .map(|_| FunctionCounters {
+                    entry: AtomicI32::new(kiln_baseline::HOT_COUNT),
+                    running: AtomicI32::new(0),
+                })
+                .collect(),
             osr: Mutex::new(OsrEntries::default()),
             osr_transfers: AtomicU32::new(0),
             cursor: AtomicU32::new(0),
@@ -395,6 +411,12 @@ impl LazyCode {
         let osr = self.osr.lock().unwrap_or_else(|e| e.into_inner());
         let ready = osr.0.values().filter(|e| matches!(e, OsrEntry::Ready(_))).count();
         (ready, self.osr_transfers.load(Ordering::Relaxed))
+    }
+
+    /// How many activations of defined function `index` its baseline
+    /// code counts as running (see `kiln_baseline::Options::entry_counter`).
+    pub fn running_activations(&self, index: u32) -> i32 {
+        self.counters.get(index as usize).map_or(0, |c| c.running.load(Ordering::Relaxed))
     }
 
     /// The defined functions reported hot, in index order (see
@@ -524,6 +546,12 @@ impl LazyCode {
         match osr.0.get(&func) {
             Some(OsrEntry::Ready(addr)) => {
                 self.osr_transfers.fetch_add(1, Ordering::Relaxed);
+                if debug_trace() {
+                    eprintln!(
+                        "kiln tiering: {:.1} ms: an activation of function {func} moves to its entry",
+                        debug_clock()
+                    );
+                }
                 *addr
             }
             Some(_) => 0,
@@ -618,9 +646,9 @@ impl LazyCode {
         let looped = self.looped.get(index as usize).is_some_and(|f| f.load(Ordering::Relaxed));
         if next == INSTALLED
             && looped
-            && let Some(counter) = self.entry_counters.get(index as usize)
+            && let Some(counters) = self.counters.get(index as usize)
         {
-            counter.store(1, Ordering::Relaxed);
+            counters.entry.store(1, Ordering::Relaxed);
         }
     }
     /// The module's WebAssembly bytes.
@@ -669,7 +697,7 @@ impl LazyCode {
             return None;
         }
         let state = |i: u32| self.states.get(i as usize).map(|s| s.load(Ordering::Relaxed));
-        if let Some(func) = self.osr.lock().unwrap_or_else(|e| e.into_inner()).1.pop_front() {
+        if let Some(func) = self.next_osr(1) {
             return Some(Work::Osr(func));
         }
         let optimize_next = |queue: &Mutex<VecDeque<u32>>| {
@@ -679,7 +707,7 @@ impl LazyCode {
         if let Some(func) = self.next_hot(&state) {
             return Some(Work::Optimize(func));
         }
-        if let Some(func) = self.osr.lock().unwrap_or_else(|e| e.into_inner()).2.pop_front() {
+        if let Some(func) = self.next_osr(2) {
             return Some(Work::Osr(func));
         }
         if let Some(work) = optimize_next(&self.to_optimize) {
@@ -701,6 +729,31 @@ impl LazyCode {
         }
         self.cursor.store(i, Ordering::Relaxed);
         (i < n).then_some(Work::Compile(i))
+    }
+
+    /// Takes the next on-stack-replacement entry asked for from queue
+    /// `which` (1: small functions', 2: large ones', see [`OsrEntries`])
+    /// whose function still has an activation running baseline code.
+    /// The others are dropped, and a report from a later activation
+    /// (none starts in baseline code once the function has optimized
+    /// code, but recursion may surface one) asks again: an entry costs a
+    /// whole compilation of the function, and SQLite's
+    /// `sqlite3VdbeExec`'s entry (240 ms) was compiled after the statement
+    /// whose activation asked had ended, while the functions turning hot
+    /// meanwhile waited behind it (bench/LAZY.md, tenth session).
+    fn next_osr(&self, which: u8) -> Option<u32> {
+        let mut osr = self.osr.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let func = if which == 1 { osr.1.pop_front() } else { osr.2.pop_front() }?;
+            let running = self.counters.get(func as usize).map_or(1, |c| c.running.load(Ordering::Relaxed));
+            if running > 0 {
+                return Some(func);
+            }
+            osr.0.remove(&func);
+            if debug_trace() {
+                eprintln!("kiln tiering: {:.1} ms: no entry for function {func}: no activation left", debug_clock());
+            }
+        }
     }
 
     /// Takes the hot function to optimize next, if any waits: the one
@@ -745,7 +798,7 @@ impl LazyCode {
         let func = self.info.module.func_index(defined);
         let (encoded, tier) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             // Boxed with the code, which the module's `LazyCode` owns too.
-            let counter = self.entry_counters.get(index as usize).map_or(0, |c| c.as_ptr() as u64);
+            let counter = self.counters.get(index as usize).map_or(0, |c| c.entry.as_ptr() as u64);
             self.compiler.compile(defined, wanted, counter)
         }))
         .map_err(|_| format!("internal: compiling function {} panicked", func.as_u32()))?

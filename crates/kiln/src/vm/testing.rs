@@ -107,6 +107,12 @@ pub fn lazy_osr(module: &crate::Module) -> Option<(usize, u32)> {
     module.runtime().code.lazy().map(|l| l.osr_counts())
 }
 
+/// For a lazily compiled module: how many activations of defined
+/// function `index` its baseline code counts as running.
+pub fn lazy_running_activations(module: &crate::Module, index: u32) -> Option<i32> {
+    module.runtime().code.lazy().map(|l| l.running_activations(index))
+}
+
 /// For a lazily compiled module: the defined functions reported hot by
 /// their baseline code (called often, or a loop that ran long), which are
 /// optimized before the others, in index order.

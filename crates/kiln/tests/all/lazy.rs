@@ -1201,15 +1201,79 @@ fn a_large_function_still_looping_in_baseline_code_asks_for_its_entry_at_once() 
     // Again in a fresh module, optimized from inside the loop at iteration
     // 1,200: the activation asks at its next check, long before its
     // counter would have run out again (at 2,000; it stops at 1,900), and
-    // gets its entry without moving to it.
-    let (module, mut store, run) = start(1200);
+    // gets its entry (while it still runs: the host waits for it at
+    // iteration 1,300) without moving to it.
+    let module = Module::new(&engine, &wat).expect("compiles");
+    let mut store = Store::new(&engine, ());
+    let m = module.clone();
+    let tick = Func::wrap(&mut store, move |i: i32| {
+        if i == 1200 {
+            assert!(kiln::__private_testing::lazy_optimize(&m, 0), "compiled lazily");
+        }
+        if i == 1300 {
+            let asked = std::time::Instant::now();
+            while osr(&m) != (1, 0) {
+                assert!(asked.elapsed() < std::time::Duration::from_secs(60), "no entry asked for: {:?}", osr(&m));
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+    });
+    let i = Instance::new(&mut store, &module, &[tick.into()]).expect("instance");
+    let run = i.get_typed_func::<i32, i32>(&mut store, "run").expect("run");
     assert_eq!(run.call(&mut store, 1900).expect("runs"), 1900);
     assert_eq!(tiers(&module), (0, 1));
-    let asked = std::time::Instant::now();
-    while osr(&module) != (1, 0) {
-        assert!(asked.elapsed() < std::time::Duration::from_secs(60), "no entry asked for: {:?}", osr(&module));
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    assert_eq!(osr(&module), (1, 0));
+}
+
+/// Tiered baseline code counts the activations running it (one more at
+/// entry, one less at each return), which is how the runtime knows an
+/// on-stack-replacement entry asked for can still be taken; an activation
+/// that a trap unwinds stays counted (the entry is then compiled for
+/// nothing, as before the count).
+#[test]
+fn baseline_code_counts_its_running_activations() {
+    let wat = r#"(module
+         (import "host" "tick" (func $tick (param i32)))
+         (func $down (export "down") (param i32) (result i32)
+           local.get 0 call $tick
+           local.get 0 i32.eqz
+           if (result i32)
+             i32.const 0
+           else
+             local.get 0 i32.const 1 i32.sub call $down i32.const 1 i32.add
+           end)
+         (func (export "trap") (param i32) (result i32)
+           local.get 0 call $down drop
+           unreachable))"#;
+    let engine = tiered_engine(false);
+    let module = Module::new(&engine, wat).expect("compiles");
+    let mut store = Store::new(&engine, ());
+    let m = module.clone();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let tick = Func::wrap(&mut store, move |_: i32| {
+        let running = kiln::__private_testing::lazy_running_activations(&m, 0).expect("compiled lazily");
+        log.lock().expect("log").push(running);
+    });
+    let i = Instance::new(&mut store, &module, &[tick.into()]).expect("instance");
+    let down = i.get_typed_func::<i32, i32>(&mut store, "down").expect("down");
+    let trap = i.get_typed_func::<i32, i32>(&mut store, "trap").expect("trap");
+    let running = || kiln::__private_testing::lazy_running_activations(&module, 0).expect("compiled lazily");
+    assert_eq!(running(), 0);
+    // Three nested activations of `down` (baseline code calls itself
+    // through its stub while it has no optimized code), each seen from
+    // the host before it recurses.
+    assert_eq!(down.call(&mut store, 2).expect("runs"), 2);
+    assert_eq!(*seen.lock().expect("log"), vec![1, 2, 3]);
+    assert_eq!(running(), 0);
+    // `down` returns before `trap` traps: its count goes back to 0.
+    seen.lock().expect("log").clear();
+    trap.call(&mut store, 1).expect_err("traps");
+    assert_eq!(*seen.lock().expect("log"), vec![1, 2]);
+    assert_eq!(running(), 0);
+    // `trap`'s own activation was unwound, not returned from.
+    assert_eq!(kiln::__private_testing::lazy_running_activations(&module, 1), Some(1));
+    assert_eq!(tiers(&module).0, 2);
 }
 
 /// Two baseline activations of one function, each running a different
