@@ -340,16 +340,27 @@ impl Codegen<'_> {
         let a = self.pop_src(t)?;
         let s = size_of(t);
         // An `Alu` result goes in place where `a` is in a result register
-        // (`b` is in another, or elsewhere).
+        // (`b` is in another, or elsewhere), or for a commutative one where
+        // `b` is.
         let mut result = if matches!(op, IntOp::Div { rem: true, .. }) { Reg::Rdx } else { Reg::Rax };
         match op {
             IntOp::Alu(alu) => {
-                if let Some(r) = Self::result_reg_of(a) {
-                    result = r;
-                } else {
-                    self.load_src(s, Reg::Rax, a);
+                let commutative = matches!(alu, Alu::Add | Alu::And | Alu::Or | Alu::Xor);
+                match (Self::result_reg_of(a), Self::result_reg_of(b)) {
+                    (Some(r), _) => {
+                        result = r;
+                        self.alu_src(alu, s, r, b);
+                    }
+                    // `b` in place, `a` from its slot or register.
+                    (None, Some(r)) if commutative => {
+                        result = r;
+                        self.alu_src(alu, s, r, a);
+                    }
+                    _ => {
+                        self.load_src(s, Reg::Rax, a);
+                        self.alu_src(alu, s, Reg::Rax, b);
+                    }
                 }
-                self.alu_src(alu, s, result, b);
             }
             IntOp::Mul => {
                 self.load_src(s, Reg::Rax, a);

@@ -881,7 +881,8 @@ fn baseline_code_keeps_results_in_a_register_only_while_they_are_the_same() {
 }
 
 /// Baseline code keeps up to three integer results in registers at once
-/// and computes in place where an operand is one: a fourth result stores
+/// and computes in place where an operand is one (the second only for a
+/// commutative operator): a fourth result stores
 /// the deepest, non-commutative operators keep their operand order, loads
 /// and `global.get` go straight into a free register while others wait,
 /// an extension rewrites its operand's register, and branches, calls and
@@ -940,6 +941,13 @@ fn baseline_code_keeps_several_results_in_registers() {
                i32.store
                local.get 0 i32.const 7 i32.and i32.const 64 i32.add i32.load
                i32.add
+               ;; a local below a result: commutative operators in the
+               ;; result's register, a subtraction not
+               local.get 0 local.get 0 i32.const 5 i32.mul i32.add i32.add
+               local.get 0 local.get 0 i32.const 3 i32.shl i32.xor i32.add
+               local.get 0 local.get 0 i32.const 7 i32.or i32.and i32.add
+               local.get 0 local.get 0 i32.const 9 i32.add i32.sub i32.add
+               local.get 1 local.get 1 i64.const 11 i64.mul i64.or i32.wrap_i64 i32.add
                local.get 1 i32.wrap_i64 i32.add))"#;
     let run = |baseline, x: i32| call_f::<i32, i32>(baseline, wat, x);
     for x in [0, 1, 3, -1, -8, 255, 1 << 20, i32::MIN, i32::MAX] {
