@@ -20,7 +20,7 @@ use crate::vm::lazy_code::{Background, LazyCode, LazyCompiler, Tier};
 use crate::vm::module_runtime::ModuleRuntime;
 use anyhow::{Context, Result, anyhow};
 use kiln_environ::wasmparser::{
-    BinaryReader, FuncToValidate, FuncValidatorAllocations, FunctionBody, Operator, ValidatorResources, WasmFeatures,
+    BinaryReader, FuncToValidate, FuncValidatorAllocations, FunctionBody, ValidatorResources, WasmFeatures,
 };
 use kiln_environ::*;
 use rayon::prelude::*;
@@ -265,12 +265,6 @@ impl ModuleCompiler {
             FuncToValidate { resources: v.resources.clone(), index: v.index, ty: v.ty, features: v.features };
         Ok(FunctionBodyInput { body, validator })
     }
-
-    /// The body of defined function `i`.
-    fn body(&self, i: usize) -> Option<(&[u8], usize)> {
-        let range = self.bodies().ok()?.ranges.get(i)?.clone();
-        Some((self.wasm.get(range.clone())?, range.start))
-    }
 }
 
 impl LazyCompiler for ModuleCompiler {
@@ -340,26 +334,6 @@ impl LazyCompiler for ModuleCompiler {
 
     fn body_offset(&self, index: DefinedFuncIndex) -> u32 {
         self.bodies().ok().and_then(|b| b.ranges.get(index.index())).map_or(0, |r| r.start as u32)
-    }
-
-    fn callees(&self, index: DefinedFuncIndex) -> Vec<u32> {
-        let mut out = Vec::new();
-        let Some((bytes, at)) = self.body(index.index()) else { return out };
-        let body = FunctionBody::new(BinaryReader::new_features(bytes, at as u64, self.features));
-        let Ok(mut ops) = body.get_operators_reader() else { return out };
-        while !ops.eof() {
-            let Ok(op) = ops.read() else { break };
-            let callee = match op {
-                Operator::Call { function_index } | Operator::ReturnCall { function_index } => function_index,
-                _ => continue,
-            };
-            if let Some(d) = self.info.module.defined_func_index(FuncIndex::from_u32(callee))
-                && !out.contains(&d.as_u32())
-            {
-                out.push(d.as_u32());
-            }
-        }
-        out
     }
 }
 

@@ -88,10 +88,6 @@ pub trait LazyCompiler: Send + Sync {
     /// The module offset of defined function `index`'s body (known once
     /// it has been compiled).
     fn body_offset(&self, index: DefinedFuncIndex) -> u32;
-
-    /// The defined functions that defined function `index` calls directly,
-    /// in the order of its body (read from the body, not compiled).
-    fn callees(&self, index: DefinedFuncIndex) -> Vec<u32>;
 }
 
 /// Which compiler a function's code comes from.
@@ -268,6 +264,10 @@ pub struct LazyCode {
     cursor: AtomicU32,
     /// Functions compiled since creation.
     compiled: AtomicU32,
+    /// With `KILN_BASELINE_DEBUG`: nanoseconds that calls spent compiling
+    /// and installing the functions they called first, and how many.
+    first_call_nanos: AtomicU64,
+    first_calls: AtomicU32,
     /// When the background compiler starts on this module; `Now` once
     /// it has.
     background: Mutex<Background>,
@@ -378,6 +378,8 @@ impl LazyCode {
             osr_transfers: AtomicU32::new(0),
             cursor: AtomicU32::new(0),
             compiled: AtomicU32::new(0),
+            first_call_nanos: AtomicU64::new(0),
+            first_calls: AtomicU32::new(0),
             retired: Default::default(),
             background: Mutex::new(background),
             info,
@@ -476,8 +478,14 @@ impl LazyCode {
         loop {
             match state.compare_exchange(NOT_COMPILED, COMPILING, Ordering::Acquire, Ordering::Acquire) {
                 Ok(_) => {
-                    let wanted = if is_background_thread() { Tier::Optimized } else { Tier::Baseline };
+                    let background = is_background_thread();
+                    let wanted = if background { Tier::Optimized } else { Tier::Baseline };
+                    let started = (debug_summary() && !background).then(Instant::now);
                     let result = self.compile_and_install(index, wanted);
+                    if let Some(started) = started {
+                        self.first_call_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                        self.first_calls.fetch_add(1, Ordering::Relaxed);
+                    }
                     let _guard = self.done.0.lock().unwrap_or_else(|e| e.into_inner());
                     match &result {
                         Ok((_, Tier::Optimized)) => state.store(INSTALLED, Ordering::Release),
@@ -676,6 +684,14 @@ impl LazyCode {
     /// Stops compiling ahead and tells the compiler the module is gone.
     pub fn retire(&self) {
         self.retired.store(true, Ordering::Relaxed);
+        if debug_summary() {
+            eprintln!(
+                "kiln tiering: {:.1} ms: calls spent {:.1} ms compiling the {} functions they called first",
+                debug_clock(),
+                self.first_call_nanos.load(Ordering::Relaxed) as f64 / 1e6,
+                self.first_calls.load(Ordering::Relaxed)
+            );
+        }
         // Baseline code is never cached: a function that has only that
         // counts as not compiled.
         let installed: Vec<bool> = self.states.iter().map(|s| s.load(Ordering::Acquire) == INSTALLED).collect();
@@ -781,20 +797,6 @@ impl LazyCode {
     /// installs the code. Returns its address and its tier.
     fn compile_and_install(&self, index: u32, wanted: Tier) -> Result<(usize, Tier), String> {
         let defined = DefinedFuncIndex::from_u32(index);
-        // What this function calls is what runs next: the background
-        // compiler starts on it while this one compiles. The callees of a
-        // function called now go first; those of one compiled ahead, last.
-        let callees = self.compiler.callees(defined);
-        {
-            let mut hot = self.hot.lock().unwrap_or_else(|e| e.into_inner());
-            if is_background_thread() {
-                hot.extend(callees);
-            } else {
-                for c in callees.into_iter().rev() {
-                    hot.push_front(c);
-                }
-            }
-        }
         let func = self.info.module.func_index(defined);
         let (encoded, tier) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             // Boxed with the code, which the module's `LazyCode` owns too.
@@ -804,6 +806,7 @@ impl LazyCode {
         .map_err(|_| format!("internal: compiling function {} panicked", func.as_u32()))?
         .map_err(|e| format!("failed to compile function {}: {e:#}", func.as_u32()))?;
         let code = FunctionCode::parse(&encoded).ok_or("internal: a compiled function encodes inconsistently")?;
+        self.queue_callees(&code);
         let (at, len) = self
             .install(defined, code, Install::Function(tier))
             .map_err(|e| format!("failed to install function {}: {e}", func.as_u32()))?;
@@ -813,6 +816,31 @@ impl LazyCode {
         }
         self.compiler.installed(defined, encoded, tier, at, len);
         Ok((at, tier))
+    }
+
+    /// Queues what `code` calls directly (its relocations' targets, in
+    /// the order of its code) to be compiled ahead: what a function calls
+    /// is what runs next. The callees of a function called now go first;
+    /// those of one compiled ahead, last. Taken from the code just
+    /// compiled, not read from the body again: that scan was an eighth of
+    /// a first call's compile time (bench/LAZY.md, eleventh session).
+    fn queue_callees(&self, code: &FunctionCode<'_>) {
+        let mut callees: Vec<u32> = Vec::new();
+        for r in code.relocations() {
+            if let Some(d) = self.info.module.defined_func_index(r.target)
+                && !callees.contains(&d.as_u32())
+            {
+                callees.push(d.as_u32());
+            }
+        }
+        let mut hot = self.hot.lock().unwrap_or_else(|e| e.into_inner());
+        if is_background_thread() {
+            hot.extend(callees);
+        } else {
+            for c in callees.into_iter().rev() {
+                hot.push_front(c);
+            }
+        }
     }
 
     /// Links `code` (defined function `index`) into fresh pages of the lazy
@@ -1022,7 +1050,7 @@ impl BackgroundPool {
     }
 }
 
-/// Whether `KILN_BASELINE_DEBUG` is set: tiering then reports on
+/// Whether `KILN_BASELINE_DEBUG` is set (to anything but `summary`): tiering then reports on
 /// standard error, with times since its first report and by defined
 /// function index, what the baseline compiler compiles and declines,
 /// which functions turn hot, and each piece of background work with how
@@ -1031,8 +1059,16 @@ pub fn debug_trace() -> bool {
     static SET: OnceLock<bool> = OnceLock::new();
     *SET.get_or_init(|| {
         debug_clock();
-        std::env::var_os("KILN_BASELINE_DEBUG").is_some()
+        std::env::var_os("KILN_BASELINE_DEBUG").is_some_and(|v| v != "summary")
     })
+}
+
+/// Whether to print what tiering did when a module is dropped
+/// (`KILN_BASELINE_DEBUG` set to anything, `summary` for only that, with
+/// no line per function whose printing would slow what it measures).
+pub fn debug_summary() -> bool {
+    static SET: OnceLock<bool> = OnceLock::new();
+    *SET.get_or_init(|| std::env::var_os("KILN_BASELINE_DEBUG").is_some())
 }
 
 /// Milliseconds since tiering was first asked whether to trace (the
