@@ -15,7 +15,9 @@ use crate::control::{Control, Frame, FrameKind};
 use crate::frame::{Layout, SAVED_RBX, VMCTX, ValType, saved_local_reg};
 use crate::memory::width;
 use crate::x64::asm::{Alu, Assembler, Cond, FSize, Label, Mem, Reg, Size};
-use kiln_environ::{CompiledFunction, FuncIndex, ModuleInfo, Relocation, TrapCode, Tunables, VMOffsets, vmoffsets};
+use kiln_environ::{
+    CompiledFunction, FuncIndex, LocalUses, ModuleInfo, Relocation, TrapCode, Tunables, VMOffsets, vmoffsets,
+};
 use wasmparser::{BlockType, FunctionBody, Operator};
 
 /// Why the baseline compiler left a function to Cranelift.
@@ -99,6 +101,55 @@ pub struct Options {
     /// on-stack-replacement entry only while some activation could take
     /// it.
     pub entry_counter: Option<u64>,
+    /// The locals to keep in registers, if chosen ahead (from uses counted
+    /// while the body was validated, [`RegisterLocals::choose`]); `None`
+    /// reads the body once more to choose them.
+    pub register_locals: Option<RegisterLocals>,
+}
+
+/// The integer locals that live in [`LOCAL_REGS`] for a whole function,
+/// in that order: the most used, by their loop-weighted uses
+/// ([`kiln_environ::LocalUses`]), as long as they are used at least
+/// [`LOCAL_REG_MIN_USES`] times that way (each register costs a save and
+/// a restore per call).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RegisterLocals([Option<u32>; LOCAL_REGS.len()]);
+
+impl RegisterLocals {
+    /// Chooses by `uses`.
+    pub fn choose(uses: &LocalUses) -> RegisterLocals {
+        let counts = uses.counts();
+        let mut ranked: Vec<u32> = (0..counts.len() as u32)
+            .filter(|&i| counts[i as usize] >= LOCAL_REG_MIN_USES && uses.is_integer(i))
+            .collect();
+        ranked.sort_by_key(|&i| (std::cmp::Reverse(counts[i as usize]), i));
+        let mut chosen = [None; LOCAL_REGS.len()];
+        for (slot, i) in chosen.iter_mut().zip(ranked) {
+            *slot = Some(i);
+        }
+        RegisterLocals(chosen)
+    }
+
+    /// The chosen locals' indices, in the order of the registers they get
+    /// (`None` for a register no local gets).
+    pub fn in_order(&self) -> &[Option<u32>] {
+        &self.0
+    }
+
+    /// The register of each local, or `None` if a chosen local is out of
+    /// range, not an integer, or chosen twice.
+    fn registers(&self, locals: &[ValType]) -> Option<Vec<Option<Reg>>> {
+        let mut regs = vec![None; locals.len()];
+        for (&i, &r) in self.0.iter().zip(LOCAL_REGS.iter()) {
+            let Some(i) = i else { continue };
+            let i = i as usize;
+            if !matches!(locals.get(i), Some(ValType::I32 | ValType::I64)) || regs[i].is_some() {
+                return None;
+            }
+            regs[i] = Some(r);
+        }
+        Some(regs)
+    }
 }
 
 /// A value on the operand stack that is not in its slot yet.
@@ -255,7 +306,7 @@ pub fn compile_function(
         locals.extend(std::iter::repeat_n(t, count as usize));
     }
     let layout = Layout { locals: locals.len() as u32 };
-    let local_regs = choose_local_regs(body, &locals)?;
+    let local_regs = choose_local_regs(&options, body, &locals)?;
     let used_local_regs = LOCAL_REGS.iter().copied().filter(|r| local_regs.contains(&Some(*r))).collect();
     let body_start = body.range().start;
     let mut g = Codegen {
@@ -309,55 +360,33 @@ pub fn compile_function(
     g.finish(frame_patch)
 }
 
-/// Picks the integer locals that live in [`LOCAL_REGS`]: the most used
-/// ones, counting a use inside `d` nested loops as `4^d` uses, as long as
-/// they are used at least [`LOCAL_REG_MIN_USES`] times that way (each
-/// register costs a save and a restore per call). Reads the body once
-/// more, without compiling it.
-fn choose_local_regs(body: &FunctionBody<'_>, locals: &[ValType]) -> Result<Vec<Option<Reg>>, Declined> {
-    let mut uses = vec![0u64; locals.len()];
-    let mut blocks: Vec<bool> = Vec::new();
-    let mut loops = 0u32;
-    let mut ops = body.get_operators_reader().map_err(|e| Declined(e.to_string()))?;
-    while !ops.eof() {
-        let local = match ops.read().map_err(|e| Declined(e.to_string()))? {
-            Operator::Block { .. } | Operator::If { .. } | Operator::TryTable { .. } | Operator::Try { .. } => {
-                blocks.push(false);
-                continue;
-            }
-            Operator::Loop { .. } => {
-                blocks.push(true);
-                loops += 1;
-                continue;
-            }
-            Operator::End => {
-                if blocks.pop() == Some(true) {
-                    loops -= 1;
-                }
-                continue;
-            }
-            Operator::LocalGet { local_index }
-            | Operator::LocalSet { local_index }
-            | Operator::LocalTee { local_index } => local_index as usize,
-            _ => continue,
-        };
-        if let Some(n) = uses.get_mut(local) {
-            *n = n.saturating_add(1 << (2 * loops.min(10)));
-        }
+/// The register of each local ([`RegisterLocals`]): as chosen ahead in
+/// `options`, or chosen now from the uses counted by reading the body
+/// once more.
+fn choose_local_regs(
+    options: &Options,
+    body: &FunctionBody<'_>,
+    locals: &[ValType],
+) -> Result<Vec<Option<Reg>>, Declined> {
+    let scan = || {
+        let mut uses = LocalUses::default();
+        uses.count(body, locals.iter().map(|t| matches!(t, ValType::I32 | ValType::I64)))
+            .map_err(|e| Declined(e.to_string()))?;
+        Ok::<_, Declined>(RegisterLocals::choose(&uses))
+    };
+    if let Some(chosen) = options.register_locals
+        && let Some(regs) = chosen.registers(locals)
+    {
+        // Tests run debug builds: the choice made ahead is the one
+        // reading the body makes.
+        debug_assert_eq!(Some(chosen), scan().ok(), "locals chosen ahead differ from the body's");
+        return Ok(regs);
     }
-    let mut ranked: Vec<usize> = (0..locals.len())
-        .filter(|&i| matches!(locals[i], ValType::I32 | ValType::I64) && uses[i] >= LOCAL_REG_MIN_USES)
-        .collect();
-    ranked.sort_by_key(|&i| (std::cmp::Reverse(uses[i]), i));
-    let mut regs = vec![None; locals.len()];
-    for (&i, &r) in ranked.iter().zip(LOCAL_REGS.iter()) {
-        regs[i] = Some(r);
-    }
-    Ok(regs)
+    scan()?.registers(locals).ok_or_else(|| Declined("internal: locals chosen for registers".into()))
 }
 
 /// The fewest (loop-weighted) uses for which a local gets a register
-/// (see [`choose_local_regs`]).
+/// (see [`RegisterLocals`]).
 const LOCAL_REG_MIN_USES: u64 = 4;
 
 impl Codegen<'_> {

@@ -20,7 +20,7 @@ mod memory;
 mod numeric;
 pub mod x64;
 
-pub use compiler::{CpuFeatures, Declined, HOT_COUNT, Options, compile_function};
+pub use compiler::{CpuFeatures, Declined, HOT_COUNT, Options, RegisterLocals, compile_function};
 
 /// A string naming this build of the baseline compiler (its version and a
 /// hash of its sources), for cache keys and artifact headers.

@@ -82,3 +82,63 @@ fn instrumentation_it_does_not_emit_declines_everything() {
     assert!(outcomes(wat, &polled)[0].as_ref().is_err_and(|e| e.contains("epoch")));
     assert!(outcomes(wat, &Tunables::default())[0].is_ok());
 }
+
+/// Counting local uses while validating gives what reading the body gives,
+/// an invalid body fails the same way, and the choice ranks uses in loops
+/// above more uses outside them.
+#[test]
+fn locals_chosen_while_validating_match_reading_the_body() {
+    use kiln_baseline::RegisterLocals;
+    use kiln_environ::{LocalUses, validate_function_body, validate_function_body_counting};
+    let wat = r#"(module
+        (func (param $p i32) (param $q i64) (result i32)
+          (local $a i32) (local $b i32) (local $f f64) (local $c i64) (local $d i32) (local $e i32)
+          ;; five uses of $a outside any loop
+          local.get $a local.get $a i32.add local.tee $a local.get $a i32.add local.set $a
+          block
+            loop $outer
+              ;; $b in one loop: 4 each
+              local.get $b i32.const 1 i32.add local.set $b
+              loop $inner
+                ;; $c and $f in two loops: 16 each ($f is not an integer)
+                local.get $c i64.const 1 i64.add local.set $c
+                local.get $f f64.const 1 f64.add local.set $f
+                local.get $c i64.const 9 i64.lt_s br_if $inner
+              end
+              try_table (catch_all 1)
+                local.get $d local.set $d
+              end
+              local.get $b i32.const 9 i32.lt_s br_if $outer
+            end
+          end
+          ;; $e used three times: below the threshold
+          local.get $e local.get $e i32.add local.set $e
+          local.get $p)
+        (func (param i32) (result i32)
+          local.get 0))"#;
+    let wasm = wat::parse_str(wat).expect("valid text");
+    let t = translate_module(&wasm, wasmparser::WasmFeatures::default()).expect("valid module");
+    let mut counted = LocalUses::default();
+    for b in &t.bodies {
+        validate_function_body_counting(b, &mut Default::default(), &mut counted).expect("valid body");
+        let mut read = LocalUses::default();
+        let integer = (0..counted.counts().len() as u32).map(|i| counted.is_integer(i)).collect::<Vec<_>>();
+        read.count(&b.body, integer).expect("readable body");
+        assert_eq!(counted.counts(), read.counts());
+        assert_eq!(RegisterLocals::choose(&counted), RegisterLocals::choose(&read));
+    }
+    validate_function_body_counting(&t.bodies[0], &mut Default::default(), &mut counted).expect("valid body");
+    // $p 1, $q 0, $a 5, $b 3*4, $f 2*16, $c 3*16, $d 2*4, $e 3.
+    assert_eq!(counted.counts(), &[1, 0, 5, 12, 32, 48, 8, 3]);
+    assert!(!counted.is_integer(4) && counted.is_integer(5));
+    // $c, then $b, $d, $a; $f is a float, $e and $p are used too little.
+    assert_eq!(RegisterLocals::choose(&counted).in_order(), &[Some(5), Some(3), Some(6), Some(2)]);
+
+    let invalid = wat::parse_str(r#"(module (func (result i32) (local $x i64) local.get $x))"#).expect("text");
+    let features = wasmparser::WasmFeatures::default();
+    let t = translate_module(&invalid, features).expect("valid module structure");
+    let plain = validate_function_body(&t.bodies[0], &mut Default::default()).expect_err("invalid body");
+    let counting =
+        validate_function_body_counting(&t.bodies[0], &mut Default::default(), &mut counted).expect_err("invalid body");
+    assert_eq!(plain.to_string(), counting.to_string());
+}

@@ -2,7 +2,7 @@
 //! front of it when [`Config::baseline_compilation`](crate::Config::baseline_compilation)
 //! asks for it.
 
-use kiln_baseline::CpuFeatures;
+use kiln_baseline::{CpuFeatures, RegisterLocals};
 use kiln_cranelift::CraneliftCompiler;
 use kiln_environ::{
     CompiledFunction, Compiler, FuncIndex, FuncType, FunctionBodyInput, FunctionCompileTimes, ModuleInfo, Tunables,
@@ -32,6 +32,21 @@ pub enum BaselineCompilation {
     Always,
 }
 
+/// What a first call's baseline code needs beyond its body
+/// ([`EngineCompiler::compile_first_call`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FirstCall {
+    /// Where the code counts its calls down (see `kiln_baseline::Options`).
+    pub(crate) entry_counter: u64,
+    /// The caller vouches that the body was validated (the baseline
+    /// compiler does not validate; otherwise `compile_first_call` does
+    /// first).
+    pub(crate) validated: bool,
+    /// The locals to keep in registers, if chosen while validating
+    /// (`None`: the baseline compiler reads the body to choose them).
+    pub(crate) register_locals: Option<RegisterLocals>,
+}
+
 /// Cranelift, and the baseline compiler when enabled.
 pub(crate) struct EngineCompiler {
     cranelift: CraneliftCompiler,
@@ -55,10 +70,7 @@ impl EngineCompiler {
 
     /// Baseline code for a first call of `func`, when first calls use
     /// the baseline compiler and it takes the function; `None` otherwise
-    /// (the caller compiles it with Cranelift). The code counts its calls
-    /// down at `entry_counter` (see `kiln_baseline::Options`). With
-    /// `validated` the caller vouches that the body was validated (the
-    /// baseline compiler does not validate; otherwise this does first).
+    /// (the caller compiles it with Cranelift), as `first` says.
     ///
     /// # Errors
     ///
@@ -69,21 +81,30 @@ impl EngineCompiler {
         offsets: &VMOffsets,
         func: FuncIndex,
         input: &FunctionBodyInput<'_>,
-        entry_counter: u64,
-        validated: bool,
+        first: FirstCall,
     ) -> WasmResult<Option<CompiledFunction>> {
         match self.first_calls {
             // Its code is replaced: loops check for code to move to, and
             // calls are counted to find what to replace first.
             Some(cpu) => {
-                let options = kiln_baseline::Options { osr: true, entry_counter: Some(entry_counter) };
-                if !validated {
+                let options = kiln_baseline::Options {
+                    osr: true,
+                    entry_counter: Some(first.entry_counter),
+                    register_locals: first.register_locals,
+                };
+                if !first.validated {
                     kiln_environ::validate_function_body(input, &mut Default::default())?;
                 }
                 self.compile_baseline(cpu, options, module, offsets, func, &input.body)
             }
             None => Ok(None),
         }
+    }
+
+    /// Whether first calls use the baseline compiler
+    /// ([`BaselineCompilation::FirstCalls`] on a host it supports).
+    pub(crate) fn baseline_first_calls(&self) -> bool {
+        self.first_calls.is_some()
     }
 
     /// The settings code is generated for.

@@ -11,6 +11,7 @@
 //! like any artifact and compiles only what is still missing.
 
 use crate::cache::{Cache, CacheKind};
+use crate::codegen::FirstCall;
 use crate::compile::{entry_trampolines, parse_trampolines, runtime};
 use crate::engine::Engine;
 use crate::function_cache;
@@ -19,6 +20,7 @@ use crate::vm::code_memory::ModuleCode;
 use crate::vm::lazy_code::{Background, LazyCode, LazyCompiler, Tier};
 use crate::vm::module_runtime::ModuleRuntime;
 use anyhow::{Context, Result, anyhow};
+use kiln_baseline::RegisterLocals;
 use kiln_environ::wasmparser::{
     BinaryReader, FuncToValidate, FuncValidatorAllocations, FunctionBody, ValidatorResources, WasmFeatures,
 };
@@ -53,7 +55,23 @@ pub(crate) fn compile_lazy(
     let body_bytes = |i: usize| wasm.get(ranges[i].clone());
 
     // Validation stays eager (the spec wants errors at compile time).
-    if engine.config().parallel_compilation {
+    // When first calls use the baseline compiler, validation also counts
+    // each body's local uses and chooses the locals its baseline code
+    // keeps in registers, so that a first call reads the body once, not
+    // twice (bench/LAZY.md, eleventh session).
+    let mut register_locals = Vec::new();
+    if engine.inner.compiler.baseline_first_calls() {
+        let choose = |(a, u): &mut (FuncValidatorAllocations, LocalUses), b: &FunctionBodyInput<'_>| {
+            validate_function_body_counting(b, a, u).map(|()| Some(RegisterLocals::choose(u)))
+        };
+        let init = || (FuncValidatorAllocations::default(), LocalUses::default());
+        register_locals = if engine.config().parallel_compilation {
+            bodies.par_iter().map_init(init, choose).collect::<WasmResult<Vec<_>>>()?
+        } else {
+            let mut state = init();
+            bodies.iter().map(|b| choose(&mut state, b)).collect::<WasmResult<Vec<_>>>()?
+        };
+    } else if engine.config().parallel_compilation {
         bodies.par_iter().try_for_each_init(FuncValidatorAllocations::default, |a, b| validate_function_body(b, a))?;
     } else {
         let mut a = FuncValidatorAllocations::default();
@@ -83,7 +101,7 @@ pub(crate) fn compile_lazy(
         })
         .collect();
     let compiler = ModuleCompiler::new(engine, wasm, info.clone(), false);
-    compiler.bodies.get_or_init(|| Ok(Bodies { ranges, validators }));
+    compiler.bodies.get_or_init(|| Ok(Bodies { ranges, validators, register_locals }));
     map_lazy(engine, &text, info, compiler)
 }
 
@@ -194,6 +212,10 @@ fn body_ranges(bodies: &[FunctionBodyInput<'_>]) -> Vec<Range<usize>> {
 struct Bodies {
     ranges: Vec<Range<usize>>,
     validators: Vec<FuncToValidate<ValidatorResources>>,
+    /// The locals each body's baseline code keeps in registers, chosen
+    /// while validating the module (empty when it was not validated
+    /// here, or first calls do not use the baseline compiler).
+    register_locals: Vec<Option<RegisterLocals>>,
 }
 
 /// Compiles the functions of one module on demand; keeps what it compiled
@@ -248,7 +270,7 @@ impl ModuleCompiler {
             let t = translate_module(&self.wasm, self.features).map_err(|e| e.to_string())?;
             let ranges = body_ranges(&t.bodies);
             let validators = t.bodies.into_iter().map(|b| b.validator).collect();
-            Ok(Bodies { ranges, validators })
+            Ok(Bodies { ranges, validators, register_locals: Vec::new() })
         });
         bodies.as_ref().map_err(|e| anyhow!("{e}"))
     }
@@ -282,8 +304,11 @@ impl LazyCompiler for ModuleCompiler {
                 &self.offsets,
                 func,
                 &input,
-                entry_counter,
-                self.validated,
+                FirstCall {
+                    entry_counter,
+                    validated: self.validated,
+                    register_locals: self.bodies()?.register_locals.get(i).copied().flatten(),
+                },
             )?
         {
             return Ok((f.encode(), Tier::Baseline));
