@@ -370,7 +370,7 @@ fn choose_local_regs(
 ) -> Result<Vec<Option<Reg>>, Declined> {
     let scan = || {
         let mut uses = LocalUses::default();
-        uses.count(body, locals.iter().map(|t| matches!(t, ValType::I32 | ValType::I64)))
+        uses.count(body, locals.len() as u32, |i| matches!(locals.get(i as usize), Some(ValType::I32 | ValType::I64)))
             .map_err(|e| Declined(e.to_string()))?;
         Ok::<_, Declined>(RegisterLocals::choose(&uses))
     };

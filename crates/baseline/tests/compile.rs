@@ -84,8 +84,9 @@ fn instrumentation_it_does_not_emit_declines_everything() {
 }
 
 /// Counting local uses while validating gives what reading the body gives,
-/// an invalid body fails the same way, and the choice ranks uses in loops
-/// above more uses outside them.
+/// an invalid body fails the same way, the choice ranks uses in loops
+/// above more uses outside them, and the count is bounded by the body's
+/// size, not by how many locals it declares.
 #[test]
 fn locals_chosen_while_validating_match_reading_the_body() {
     use kiln_baseline::RegisterLocals;
@@ -122,8 +123,8 @@ fn locals_chosen_while_validating_match_reading_the_body() {
     for b in &t.bodies {
         validate_function_body_counting(b, &mut Default::default(), &mut counted).expect("valid body");
         let mut read = LocalUses::default();
-        let integer = (0..counted.counts().len() as u32).map(|i| counted.is_integer(i)).collect::<Vec<_>>();
-        read.count(&b.body, integer).expect("readable body");
+        let integer = |i: u32| counted.is_integer(i);
+        read.count(&b.body, counted.counts().len() as u32, integer).expect("readable body");
         assert_eq!(counted.counts(), read.counts());
         assert_eq!(RegisterLocals::choose(&counted), RegisterLocals::choose(&read));
     }
@@ -133,6 +134,16 @@ fn locals_chosen_while_validating_match_reading_the_body() {
     assert!(!counted.is_integer(4) && counted.is_integer(5));
     // $c, then $b, $d, $a; $f is a float, $e and $p are used too little.
     assert_eq!(RegisterLocals::choose(&counted).in_order(), &[Some(5), Some(3), Some(6), Some(2)]);
+
+    // A few bytes can declare 50,000 locals: the count stays as large as
+    // the body, not as the locals.
+    let many = wat::parse_str(format!("(module (func (local {}) local.get 49999 drop))", "i32 ".repeat(50_000)))
+        .expect("text");
+    let t = translate_module(&many, wasmparser::WasmFeatures::default()).expect("valid module");
+    validate_function_body_counting(&t.bodies[0], &mut Default::default(), &mut counted).expect("valid body");
+    let range = t.bodies[0].body.range();
+    assert!(counted.counts().len() as u64 <= range.end - range.start, "{} counted", counted.counts().len());
+    assert_eq!(RegisterLocals::choose(&counted).in_order(), &[None; 4]);
 
     let invalid = wat::parse_str(r#"(module (func (result i32) (local $x i64) local.get $x))"#).expect("text");
     let features = wasmparser::WasmFeatures::default();

@@ -13,8 +13,13 @@ use wasmparser::{
 
 /// The uses of each local of one function body (parameters first): a
 /// `local.get`, `local.set` or `local.tee` inside `d` nested loops counts
-/// `4^d` (`d` at most 10), saturating. Also which locals are integers
-/// (`i32` or `i64`).
+/// `4^d` (`d` at most 10), saturating. Also which of the used locals are
+/// integers (`i32` or `i64`).
+///
+/// Only the locals below the smaller of the local count and the body's
+/// size in bytes are counted, so that the work stays proportional to the
+/// body however many locals it declares (a few bytes can declare 50,000);
+/// a local past that is never used enough to matter in real code.
 #[derive(Clone, Debug, Default)]
 pub struct LocalUses {
     uses: Vec<u64>,
@@ -25,29 +30,42 @@ pub struct LocalUses {
 }
 
 impl LocalUses {
-    /// Starts a new count for a body whose locals are integers or not as
-    /// `integer` says, in order.
-    pub fn reset(&mut self, integer: impl IntoIterator<Item = bool>) {
-        self.integer.clear();
-        self.integer.extend(integer);
+    /// Starts a new count for a body of `body_len` bytes with `locals`
+    /// locals.
+    pub fn reset(&mut self, locals: u32, body_len: u64) {
+        // At most `locals`, a `u32`.
+        let counted = u64::from(locals).min(body_len) as usize;
         self.uses.clear();
-        self.uses.resize(self.integer.len(), 0);
+        self.uses.resize(counted, 0);
+        self.integer.clear();
+        self.integer.resize(counted, false);
         self.open.clear();
         self.loops = 0;
     }
 
-    /// The weighted uses, by local index.
+    /// Records, for each local counted as used, whether it is an
+    /// integer, as `is_integer` says.
+    pub fn mark_integers(&mut self, is_integer: impl Fn(u32) -> bool) {
+        for (i, (uses, integer)) in self.uses.iter().zip(self.integer.iter_mut()).enumerate() {
+            if *uses > 0 {
+                *integer = is_integer(i as u32);
+            }
+        }
+    }
+
+    /// The weighted uses, by local index (only the locals counted).
     pub fn counts(&self) -> &[u64] {
         &self.uses
     }
 
-    /// Whether local `index` is an `i32` or `i64`.
+    /// Whether local `index` was used and is an `i32` or `i64`.
     pub fn is_integer(&self, index: u32) -> bool {
         self.integer.get(index as usize).copied().unwrap_or(false)
     }
 
-    /// Counts the uses in `body`, whose locals are integers or not as
-    /// `integer` says, by reading its operators (it is not validated).
+    /// Counts the uses in `body`, which has `locals` locals, by reading
+    /// its operators (it is not validated); `is_integer` says which
+    /// locals are integers.
     ///
     /// # Errors
     ///
@@ -55,9 +73,11 @@ impl LocalUses {
     pub fn count(
         &mut self,
         body: &FunctionBody<'_>,
-        integer: impl IntoIterator<Item = bool>,
+        locals: u32,
+        is_integer: impl Fn(u32) -> bool,
     ) -> Result<(), BinaryReaderError> {
-        self.reset(integer);
+        let range = body.range();
+        self.reset(locals, range.end - range.start);
         let mut ops = body.get_operators_reader()?;
         while !ops.eof() {
             match ops.read()? {
@@ -72,6 +92,7 @@ impl LocalUses {
                 _ => {}
             }
         }
+        self.mark_integers(is_integer);
         Ok(())
     }
 
@@ -115,15 +136,16 @@ pub fn validate_function_body_counting(
     let mut reader = input.body.get_binary_reader();
     validator.read_locals(&mut reader)?;
     reader.set_features(*validator.features());
-    uses.reset(
-        (0..validator.len_locals())
-            .map(|i| matches!(validator.get_local_type(i), Some(wasmparser::ValType::I32 | wasmparser::ValType::I64))),
-    );
+    let range = input.body.range();
+    uses.reset(validator.len_locals(), range.end - range.start);
     while !reader.eof() {
         let at = reader.original_position();
         reader.visit_operator(&mut Counting { inner: validator.visitor(at), uses })??;
     }
     reader.finish_expression(&validator.visitor(reader.original_position()))?;
+    uses.mark_integers(|i| {
+        matches!(validator.get_local_type(i), Some(wasmparser::ValType::I32 | wasmparser::ValType::I64))
+    });
     *allocations = validator.into_allocations();
     Ok(())
 }
